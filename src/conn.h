@@ -1,0 +1,31 @@
+/*
+** conn.h — the session a database connection holds on a store, shared by
+** the virtual tables and SQL functions of that connection (conn.c).
+*/
+#ifndef NPK_CONN_H
+#define NPK_CONN_H
+
+#include "store.h"
+
+typedef struct NpkConn NpkConn;
+
+/* One connection's session on one store. */
+struct NpkConn {
+  sqlite3 *db;               /* the connection */
+  NpkStore *store;           /* the store (one reference) */
+  NpkSession *ses;           /* the connection's session on it */
+  int refs;                  /* tables and function calls using it */
+  NpkConn *next;             /* list of all NpkConn objects */
+};
+
+/* Find or make DB's session on the store at DIR (npk_store_open FLAGS).
+** On error *pzErr gets an sqlite3_malloc'd message. */
+int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
+                  char **pzErr);
+void npk_conn_release(NpkConn *c);
+/* Re-read the connection's busy timeout into the session. */
+void npk_conn_sync_timeout(NpkConn *c);
+/* The SQLite result code for an engine result code. */
+int npk_sqlite_rc(int rc);
+
+#endif /* NPK_CONN_H */

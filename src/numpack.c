@@ -1,0 +1,62 @@
+/*
+** numpack.c — the extension's entry point, sqlite3_numpack_init(), which
+** registers every SQL function and module on a connection, and the one
+** function that lives here, numpack_version().
+**
+** This is the only source with SQLITE_EXTENSION_INIT1 (the definition of
+** the sqlite3_api pointer); the others see it through numpack_int.h.
+**
+** Loading:   .load ./numpack                     (sqlite3 shell)
+**            SELECT load_extension('./numpack');
+** Static:    see numpack.h (sqlite3_auto_extension).
+*/
+#include "numpack_int.h"
+#include "numpack.h"
+
+SQLITE_EXTENSION_INIT1
+
+/*
+** numpack_version() -> the extension's version string, e.g. '0.1.0'.
+** It reads nothing and writes nothing, so it is safe for a schema to use
+** (SQLITE_INNOCUOUS) and constant (SQLITE_DETERMINISTIC).
+*/
+static void npkVersionFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+  (void)argc;
+  (void)argv;
+  sqlite3_result_text(ctx, NPK_VERSION, -1, SQLITE_STATIC);
+}
+
+static int npkRegisterVersion(sqlite3 *db){
+  return sqlite3_create_function(db, "numpack_version", 0,
+      SQLITE_UTF8|SQLITE_INNOCUOUS|SQLITE_DETERMINISTIC, 0,
+      npkVersionFunc, 0, 0);
+}
+
+/* Everything the extension adds to a connection, in registration order. */
+static int (*const npkRegister[])(sqlite3*) = {
+  npkRegisterVersion,
+  npk_vtab_register,
+};
+
+#ifdef _WIN32
+__declspec(dllexport)
+#endif
+int sqlite3_numpack_init(
+  sqlite3 *db,
+  char **pzErrMsg,
+  const sqlite3_api_routines *pApi
+){
+  int rc = SQLITE_OK;
+  int i;
+  int n = (int)(sizeof(npkRegister)/sizeof(npkRegister[0]));
+  SQLITE_EXTENSION_INIT2(pApi);
+  for(i=0; rc==SQLITE_OK && i<n; i++){
+    rc = npkRegister[i](db);
+  }
+  if( rc!=SQLITE_OK && pzErrMsg ){
+    /* The loader reports this message; without it the user would see only
+    ** "error during initialization". */
+    *pzErrMsg = sqlite3_mprintf("numpack: %s", sqlite3_errmsg(db));
+  }
+  return rc;
+}

@@ -1,0 +1,877 @@
+/*
+** store.c — store objects and reading: the per-process registry of open
+** stores, opening (with recovery of a hot journal and creation of an empty
+** catalog), sessions, the committed state and its refresh when another
+** process commits, data file mappings, and row lookups by physical or
+** logical index.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_int.h"
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static NpkStore *registry;          /* open stores of this process */
+
+/* ---- files and mappings ---------------------------------------------- */
+
+int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
+                  NpkErr *e) {
+  NpkFile *f = calloc(1, sizeof *f);
+  struct stat sb;
+  int flags = O_CLOEXEC | (st->readonly ? O_RDONLY : O_RDWR);
+  *pp = NULL;
+  if (!f || !(f->path = strdup(path))) {
+    free(f);
+    return npk_err(e, NPK_NOMEM, "out of memory");
+  }
+  if (create) flags |= O_CREAT | O_TRUNC;
+  f->fd = open(path, flags, 0644);
+  if (f->fd < 0) {
+    int rc = errno == ENOENT
+                 ? npk_err(e, NPK_CORRUPT, "%s is missing", path)
+                 : npk_err_sys(e, errno, "cannot open", path);
+    free(f->path);
+    free(f);
+    return rc;
+  }
+  if (fstat(f->fd, &sb) != 0) {
+    int rc = npk_err_sys(e, errno, "cannot stat", path);
+    close(f->fd);
+    free(f->path);
+    free(f);
+    return rc;
+  }
+  f->refs = 1;
+  f->writable = !st->readonly;
+  f->size = (uint64_t)sb.st_size;
+  f->temp = create;
+  *pp = f;
+  return NPK_OK;
+}
+
+void npk_retire(NpkStore *st, void *p, size_t len) {
+  NpkRetired *r;
+  if (!p) return;
+  if (st->pins == 0 || !(r = malloc(sizeof *r))) {
+    if (len) munmap(p, len);
+    else free(p);
+    return;
+  }
+  r->p = p;
+  r->len = len;
+  r->next = st->retired;
+  st->retired = r;
+}
+
+void npk_retired_free(NpkStore *st) {
+  while (st->retired) {
+    NpkRetired *r = st->retired;
+    st->retired = r->next;
+    if (r->len) munmap(r->p, r->len);
+    else free(r->p);
+    free(r);
+  }
+}
+
+void npk_file_unref(NpkStore *st, NpkFile *f) {
+  if (!f || --f->refs > 0) return;
+  if (f->base) npk_retire(st, f->base, f->maplen);
+  if (f->temp) unlink(f->path);
+  close(f->fd);
+  free(f->path);
+  free(f);
+}
+
+/* Make sure bytes [0, NEED) of F are mapped.  The mapping reserves room
+** past the end so that appends rarely force a new one; an old mapping is
+** retired, not unmapped, because row pointers into it may still be held. */
+int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
+  size_t len;
+  void *p;
+  long page = sysconf(_SC_PAGESIZE);
+  if (need <= __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE)) return NPK_OK;
+  if (need > f->size)
+    return npk_err(e, NPK_CORRUPT, "%s is shorter than its rows", f->path);
+  pthread_mutex_lock(&st->mu);
+  if (need <= f->maplen) {
+    pthread_mutex_unlock(&st->mu);
+    return NPK_OK;
+  }
+  len = (size_t)(need + need / 4 + ((uint64_t)1 << 20));
+  len = (len + (size_t)page - 1) / (size_t)page * (size_t)page;
+  p = mmap(NULL, len, PROT_READ, MAP_SHARED, f->fd, 0);
+  if (p == MAP_FAILED) {
+    int err = errno;
+    pthread_mutex_unlock(&st->mu);
+    return npk_err_sys(e, err, "cannot map", f->path);
+  }
+  if (f->base) npk_retire(st, f->base, f->maplen);
+  /* A reader that sees the new length must see the new base too. */
+  __atomic_store_n(&f->base, (unsigned char *)p, __ATOMIC_RELEASE);
+  __atomic_store_n(&f->maplen, len, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&st->mu);
+  return NPK_OK;
+}
+
+/* ---- loading the committed state ------------------------------------- */
+
+/* Open A's data file(s) and bitmap, checking every size against the
+** catalog: a store that does not add up is NPK_CORRUPT, never repaired. */
+int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
+  char *path = NULL, *bmname = NULL;
+  unsigned char *bytes = NULL;
+  size_t nbytes;
+  NpkSegEntry *ents = NULL;
+  int nent = 0, rc = NPK_OK;
+  uint64_t need = a->row_bytes * a->shape[0];
+
+  path = npk_path(st->dir, a->data_file);
+  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  if (!a->segmented) {
+    a->seg = calloc(1, sizeof *a->seg);
+    if (!a->seg) {
+      rc = npk_err(e, NPK_NOMEM, "out of memory");
+      goto done;
+    }
+    rc = npk_file_open(st, path, 0, &a->seg[0].file, e);
+    if (rc) goto done;
+    a->nseg = 1;
+    a->seg[0].rows = a->shape[0];
+    if (a->seg[0].file->size < need) {
+      rc = npk_err(e, NPK_CORRUPT,
+                   "%s is damaged: %llu bytes, array \"%s\" needs %llu", path,
+                   (unsigned long long)a->seg[0].file->size, a->name,
+                   (unsigned long long)need);
+      goto done;
+    }
+  } else {
+    uint64_t rows = 0;
+    rc = npk_io_read_file(st, path, &bytes, &nbytes, e);
+    if (rc == NPK_NOTFOUND) rc = npk_err(e, NPK_CORRUPT, "%s is missing", path);
+    if (rc) goto done;
+    rc = npk_seg_parse((const char *)bytes, nbytes, &ents, &nent, path, e);
+    if (rc) goto done;
+    a->seg = calloc((size_t)(nent ? nent : 1), sizeof *a->seg);
+    a->seg_names = calloc((size_t)(nent ? nent : 1), sizeof *a->seg_names);
+    if (!a->seg || !a->seg_names) {
+      rc = npk_err(e, NPK_NOMEM, "out of memory");
+      goto done;
+    }
+    for (int i = 0; i < nent; i++) {
+      char *sp;
+      if (ents[i].rows > a->shape[0] - rows ||
+          ents[i].bytes != ents[i].rows * a->row_bytes) {
+        rc = npk_err(e, NPK_CORRUPT,
+                     "%s is damaged: segment %d (%s) rows/bytes disagree "
+                     "with the array's shape", path, i, ents[i].file);
+        goto done;
+      }
+      sp = npk_path(st->dir, ents[i].file);
+      if (!sp) {
+        rc = npk_err(e, NPK_NOMEM, "out of memory");
+        goto done;
+      }
+      rc = npk_file_open(st, sp, 0, &a->seg[i].file, e);
+      free(sp);
+      a->seg_names[i] = ents[i].file;
+      ents[i].file = NULL;
+      a->nseg = i + 1;
+      if (rc) goto done;
+      if (a->seg[i].file->size < ents[i].bytes) {
+        rc = npk_err(e, NPK_CORRUPT,
+                     "%s is damaged: %llu bytes, manifest says %llu",
+                     a->seg[i].file->path,
+                     (unsigned long long)a->seg[i].file->size,
+                     (unsigned long long)ents[i].bytes);
+        goto done;
+      }
+      a->seg[i].first_row = rows;
+      a->seg[i].rows = ents[i].rows;
+      rows += ents[i].rows;
+    }
+    if (rows != a->shape[0]) {
+      rc = npk_err(e, NPK_CORRUPT,
+                   "%s is damaged: segments hold %llu rows, the catalog says "
+                   "%llu", path, (unsigned long long)rows,
+                   (unsigned long long)a->shape[0]);
+      goto done;
+    }
+  }
+
+  bmname = malloc(strlen(a->name) + 16);
+  if (!bmname) {
+    rc = npk_err(e, NPK_NOMEM, "out of memory");
+    goto done;
+  }
+  free(path);
+  strcpy(bmname, "deleted_");
+  strcat(bmname, a->name);
+  strcat(bmname, ".npkb");
+  path = npk_path(st->dir, bmname);
+  free(bytes);
+  bytes = NULL;
+  if (!path) {
+    rc = npk_err(e, NPK_NOMEM, "out of memory");
+    goto done;
+  }
+  rc = npk_io_read_file(st, path, &bytes, &nbytes, e);
+  if (rc == NPK_NOTFOUND) {
+    rc = NPK_OK;
+    goto done;
+  }
+  if (rc) goto done;
+  rc = npk_bm_parse(bytes, nbytes, a->shape[0], &a->bm, path, e);
+  if (rc) goto done;
+  a->has_bm_file = 1;
+  /* Rows past the bitmap's own count are deleted: make that explicit. */
+  if (npk_bm_extend(a->bm, a->shape[0], 0))
+    rc = npk_err(e, NPK_NOMEM, "out of memory");
+done:
+  npk_seg_free(ents, nent);
+  free(bytes);
+  free(bmname);
+  free(path);
+  return rc;
+}
+
+/* Read the catalog and every array's files into CAT. */
+static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
+  char *path = npk_path(st->dir, NPK_CATALOG);
+  unsigned char *bytes = NULL;
+  size_t n = 0;
+  int rc, fd = -1;
+  struct stat a, b;
+  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  /* Keep the file open: its inode cannot be reused while we hold it, so a
+  ** different inode at the path always means a new commit. */
+  for (int tries = 0;; tries++) {
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      rc = errno == ENOENT
+               ? npk_err(e, NPK_NOTFOUND, "%s is not a numpack store (no %s)",
+                         st->dir, NPK_CATALOG)
+               : npk_err_sys(e, errno, "cannot open", path);
+      goto done;
+    }
+    free(bytes);
+    rc = npk_io_read_file(st, path, &bytes, &n, e);
+    if (rc == NPK_OK && fstat(fd, &a) == 0 && stat(path, &b) == 0 &&
+        a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+      break;
+    close(fd);
+    fd = -1;
+    if (rc && rc != NPK_NOTFOUND) goto done;
+    if (tries > 10) {
+      rc = npk_err(e, NPK_BUSY, "%s keeps changing", path);
+      goto done;
+    }
+  }
+  rc = npk_catalog_parse(bytes, n, cat, e);
+  if (rc) {
+    /* Name the store, not just the file. */
+    size_t used = strlen(e->msg);
+    snprintf(e->msg + used, sizeof e->msg - used, " (in %s)", st->dir);
+    goto done;
+  }
+  for (int i = 0; i < cat->n && rc == NPK_OK; i++)
+    rc = npk_array_load_storage(st, cat->a[i], e);
+  if (rc) npk_catalog_clear(st, cat);
+done:
+  if (rc && fd >= 0) {
+    close(fd);
+    fd = -1;
+  }
+  *pfd = fd;
+  free(bytes);
+  free(path);
+  return rc;
+}
+
+/* Reload the committed state if another process committed since we last
+** looked.  The caller holds at least SHARED. */
+int npk_store_refresh(NpkStore *st, NpkErr *e) {
+  char *path = npk_path(st->dir, NPK_CATALOG);
+  struct stat now, held;
+  NpkCatalog cat;
+  int fd = -1, rc = NPK_OK;
+  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  pthread_mutex_lock(&st->mu);
+  if (st->cat_fd >= 0 && stat(path, &now) == 0 &&
+      fstat(st->cat_fd, &held) == 0 && now.st_ino == held.st_ino &&
+      now.st_dev == held.st_dev && now.st_size == held.st_size &&
+      now.st_mtim.tv_sec == held.st_mtim.tv_sec &&
+      now.st_mtim.tv_nsec == held.st_mtim.tv_nsec)
+    goto done;
+  rc = load_catalog(st, &cat, &fd, e);
+  if (rc) goto done;
+  npk_catalog_clear(st, &st->cat);
+  st->cat = cat;
+  if (st->cat_fd >= 0) close(st->cat_fd);
+  st->cat_fd = fd;
+done:
+  pthread_mutex_unlock(&st->mu);
+  free(path);
+  return rc;
+}
+
+/* Adopt the catalog file just committed as the one we hold. */
+void npk_store_hold_catalog(NpkStore *st) {
+  char *path = npk_path(st->dir, NPK_CATALOG);
+  int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+  if (st->cat_fd >= 0) close(st->cat_fd);
+  st->cat_fd = fd;
+  free(path);
+}
+
+/* ---- sessions and reading -------------------------------------------- */
+
+/* Set up S as a session of ST with its own lock descriptor. */
+static int session_init(NpkStore *st, NpkSession *s) {
+  memset(s, 0, sizeof *s);
+  s->store = st;
+  s->lockfd = -1;
+  if (npk_lock_open(st, &s->lockfd, &s->err) != NPK_OK) {
+    if (!st->readonly) return s->err.rc;
+    s->lockfd = -1;
+  }
+  return NPK_OK;
+}
+
+int npk_session_open(NpkStore *st, NpkSession **pp) {
+  NpkSession *s = malloc(sizeof *s);
+  int rc;
+  *pp = NULL;
+  if (!s) return NPK_NOMEM;
+  if ((rc = session_init(st, s))) {
+    free(s);
+    return rc;
+  }
+  pthread_mutex_lock(&registry_mu);
+  st->refs++;
+  pthread_mutex_unlock(&registry_mu);
+  *pp = s;
+  return NPK_OK;
+}
+
+static void pin(NpkSession *s) {
+  if (s->pinned) return;
+  pthread_mutex_lock(&s->store->mu);
+  s->store->pins++;
+  pthread_mutex_unlock(&s->store->mu);
+  s->pinned = 1;
+}
+
+void npk_unpin(NpkSession *s) {
+  if (!s->pinned || s->nread > 0 || s->txn) return;
+  pthread_mutex_lock(&s->store->mu);
+  if (--s->store->pins == 0) npk_retired_free(s->store);
+  pthread_mutex_unlock(&s->store->mu);
+  s->pinned = 0;
+}
+
+void npk_session_close(NpkSession *s) {
+  if (!s) return;
+  if (s->txn) npk_rollback(s);
+  s->nread = 0;
+  npk_unpin(s);
+  npk_lock_release(s);
+  if (s->lockfd >= 0) close(s->lockfd);
+  npk_store_release(s->store);
+  free(s);
+}
+
+NpkStore *npk_session_store(NpkSession *s) { return s->store; }
+const char *npk_errmsg(NpkSession *s) {
+  return s->err.rc ? s->err.msg : "not an error";
+}
+void npk_set_busy_timeout(NpkSession *s, int ms) {
+  s->busy_ms = ms < 0 ? 0 : ms;
+}
+
+/* Take SHARED: roll back a hot journal first (which needs EXCLUSIVE), then
+** bring the committed state up to date. */
+int npk_shared_lock(NpkSession *s) {
+  NpkStore *st = s->store;
+  int rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+  if (rc) return rc;
+  if (npk_journal_exists(st)) {
+    if (st->readonly && s->lockfd < 0) {
+      rc = npk_err(&s->err, NPK_READONLY,
+                   "%s needs recovery from a crashed commit, and is read-only",
+                   st->dir);
+      goto fail;
+    }
+    rc = npk_lock_to(s, NPK_LOCK_EXCLUSIVE, &s->err);
+    if (rc) goto fail;
+    rc = npk_journal_recover(st, &s->err);
+    if (rc == NPK_OK) {
+      /* Force a reload: the files changed under the cached state. */
+      pthread_mutex_lock(&st->mu);
+      if (st->cat_fd >= 0) close(st->cat_fd);
+      st->cat_fd = -1;
+      pthread_mutex_unlock(&st->mu);
+    }
+    if (rc == NPK_OK) rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+    if (rc) goto fail;
+  }
+  rc = npk_store_refresh(st, &s->err);
+  if (rc) goto fail;
+  return NPK_OK;
+fail:
+  npk_lock_release(s);
+  return rc;
+}
+
+int npk_read_begin(NpkSession *s) {
+  int rc;
+  s->err.rc = NPK_OK;
+  if (s->nread > 0 || s->txn) {
+    s->nread++;
+    return NPK_OK;
+  }
+  rc = npk_shared_lock(s);
+  if (rc) return rc;
+  s->nread = 1;
+  pin(s);
+  return NPK_OK;
+}
+
+void npk_read_end(NpkSession *s) {
+  if (s->nread == 0) return;
+  if (--s->nread > 0 || s->txn) return;
+  npk_lock_release(s);
+  npk_unpin(s);
+}
+
+/* ---- store objects --------------------------------------------------- */
+
+static void store_free(NpkStore *st) {
+  npk_catalog_clear(st, &st->cat);
+  st->pins = 0;
+  npk_retired_free(st);
+  if (st->cat_fd >= 0) close(st->cat_fd);
+  if (st->dirfd >= 0) close(st->dirfd);
+  pthread_mutex_destroy(&st->mu);
+  free(st->dir);
+  free(st);
+}
+
+void npk_store_release(NpkStore *st) {
+  NpkStore **pp;
+  if (!st) return;
+  pthread_mutex_lock(&registry_mu);
+  if (--st->refs > 0) {
+    pthread_mutex_unlock(&registry_mu);
+    return;
+  }
+  for (pp = &registry; *pp; pp = &(*pp)->next) {
+    if (*pp == st) {
+      *pp = st->next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&registry_mu);
+  store_free(st);
+}
+
+const char *npk_store_dir(NpkStore *st) { return st->dir; }
+
+void npk_store_stats(NpkStore *st, NpkStats *out) {
+  uint64_t *src = (uint64_t *)&st->stats, *dst = (uint64_t *)out;
+  for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)
+    dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+/* Write an empty catalog if there is none yet, under EXCLUSIVE. */
+static int create_catalog(NpkSession *s) {
+  NpkStore *st = s->store;
+  char *path = npk_path(st->dir, NPK_CATALOG);
+  NpkBuf b = {0};
+  NpkCatalog empty = {0};
+  int rc;
+  if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  rc = npk_lock_to(s, NPK_LOCK_EXCLUSIVE, &s->err);
+  if (rc == NPK_OK && access(path, F_OK) != 0) {
+    rc = npk_catalog_encode(&empty, &b);
+    if (rc == NPK_OK) rc = npk_io_replace_file(st, path, b.p, b.n, &s->err);
+    if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
+  }
+  npk_buf_free(&b);
+  free(path);
+  return rc;
+}
+
+/* Open a new store object on DIR (the caller has checked the registry). */
+static int store_new(const char *dir, const struct stat *sb, int flags,
+                     NpkStore **pp, NpkErr *e) {
+  NpkStore *st = calloc(1, sizeof *st);
+  NpkSession ses, *s;
+  int rc;
+  *pp = NULL;
+  if (!st) return npk_err(e, NPK_NOMEM, "out of memory");
+  st->dir = strdup(dir);
+  st->dev = sb->st_dev;
+  st->ino = sb->st_ino;
+  st->readonly = !!(flags & NPK_OPEN_READONLY);
+  st->cat_fd = -1;
+  st->refs = 1;
+  pthread_mutex_init(&st->mu, NULL);
+  st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (!st->dir || st->dirfd < 0) {
+    rc = st->dir ? npk_err_sys(e, errno, "cannot open directory", dir)
+                 : npk_err(e, NPK_NOMEM, "out of memory");
+    store_free(st);
+    return rc;
+  }
+  if (session_init(st, &ses) != NPK_OK) {
+    rc = npk_err(e, NPK_IOERR, "cannot open the lock file of %s: %s", dir,
+                 ses.err.msg);
+    store_free(st);
+    return rc;
+  }
+  s = &ses;
+  s->busy_ms = 5000;
+  rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+  if (rc == NPK_OK && (flags & NPK_OPEN_CREATE) && !st->readonly) {
+    char *cat = npk_path(dir, NPK_CATALOG);
+    if (!cat) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+    else if (access(cat, F_OK) != 0 && !npk_journal_exists(st))
+      rc = create_catalog(s);
+    free(cat);
+    if (rc == NPK_OK) rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+  }
+  if (rc == NPK_OK) {
+    npk_lock_release(s);
+    rc = npk_shared_lock(s);
+  }
+  if (rc == NPK_OK && !st->readonly) {
+    /* Clean up after a crashed commit when no one else is writing. */
+    s->busy_ms = 0;
+    if (npk_lock_to(s, NPK_LOCK_RESERVED, &s->err) == NPK_OK &&
+        !npk_journal_exists(st))
+      npk_sweep(st);
+    s->err.rc = NPK_OK;
+  }
+  npk_lock_release(s);
+  if (rc) *e = s->err;
+  if (s->lockfd >= 0) close(s->lockfd);
+  if (rc) {
+    st->refs = 0;
+    store_free(st);
+    return rc;
+  }
+  *pp = st;
+  return NPK_OK;
+}
+
+int npk_store_open(const char *dir, int flags, NpkStore **pp, char **errmsg) {
+  NpkErr e = {0};
+  struct stat sb;
+  char real[PATH_MAX];
+  NpkStore *st = NULL;
+  int rc = NPK_OK;
+
+  *pp = NULL;
+  if (errmsg) *errmsg = NULL;
+  if (!dir || !*dir) {
+    rc = npk_err(&e, NPK_ERROR, "empty store path");
+    goto done;
+  }
+  if (stat(dir, &sb) != 0) {
+    if (errno != ENOENT) {
+      rc = npk_err_sys(&e, errno, "cannot open store", dir);
+      goto done;
+    }
+    if (!(flags & NPK_OPEN_CREATE) || (flags & NPK_OPEN_READONLY)) {
+      rc = npk_err(&e, NPK_NOTFOUND, "store %s does not exist", dir);
+      goto done;
+    }
+    rc = npk_mkdirs(dir, &e);
+    if (rc) goto done;
+    if (stat(dir, &sb) != 0) {
+      rc = npk_err_sys(&e, errno, "cannot open store", dir);
+      goto done;
+    }
+  }
+  if (!S_ISDIR(sb.st_mode)) {
+    rc = npk_err(&e, NPK_ERROR, "%s is not a directory", dir);
+    goto done;
+  }
+  if (!realpath(dir, real)) {
+    rc = npk_err_sys(&e, errno, "cannot resolve", dir);
+    goto done;
+  }
+  pthread_mutex_lock(&registry_mu);
+  for (st = registry; st; st = st->next) {
+    if (st->dev == sb.st_dev && st->ino == sb.st_ino &&
+        st->readonly == !!(flags & NPK_OPEN_READONLY)) {
+      st->refs++;
+      break;
+    }
+  }
+  if (!st) {
+    rc = store_new(real, &sb, flags, &st, &e);
+    if (rc == NPK_OK) {
+      st->next = registry;
+      registry = st;
+    }
+  }
+  pthread_mutex_unlock(&registry_mu);
+  if (rc) goto done;
+  if (flags & NPK_OPEN_DROP) {
+    NpkSession *s;
+    rc = npk_session_open(st, &s);
+    if (rc == NPK_OK) {
+      s->busy_ms = 5000;
+      rc = npk_reset(s);
+      if (rc) e = s->err;
+      npk_session_close(s);
+    } else {
+      npk_err(&e, rc, "cannot open a session on %s", dir);
+    }
+    if (rc) {
+      npk_store_release(st);
+      goto done;
+    }
+  }
+  *pp = st;
+done:
+  if (rc && errmsg) *errmsg = strdup(e.msg);
+  return rc;
+}
+
+/* ---- arrays as a session sees them ----------------------------------- */
+
+/* The catalog the session sees: its transaction's, else the committed one. */
+NpkCatalog *npk_session_catalog(NpkSession *s) {
+  return s->txn ? &s->txn->cat : &s->store->cat;
+}
+
+int npk_check_access(NpkSession *s) {
+  if (s->nread == 0 && !s->txn)
+    return npk_err(&s->err, NPK_MISUSE,
+                   "read outside npk_read_begin/npk_read_end");
+  return NPK_OK;
+}
+
+/* Find NAME in the session's view, or report it missing. */
+int npk_find(NpkSession *s, const char *name, NpkArray **pa) {
+  NpkCatalog *cat = npk_session_catalog(s);
+  int i = name ? npk_catalog_find(cat, name) : -1;
+  *pa = NULL;
+  if (i < 0)
+    return npk_err(&s->err, NPK_NOTFOUND, "no array \"%s\" in store %s",
+                   name ? name : "(null)", s->store->dir);
+  *pa = cat->a[i];
+  return NPK_OK;
+}
+
+uint64_t npk_live_rows(const NpkArray *a) {
+  return a->bm ? a->bm->nlive : a->shape[0];
+}
+
+static void fill_info(NpkSession *s, const NpkArray *a, NpkArrayInfo *out) {
+  memset(out, 0, sizeof *out);
+  out->name = a->name;
+  out->dtype = a->dtype;
+  out->ndim = a->ndim;
+  memcpy(out->shape, a->shape, a->ndim * sizeof a->shape[0]);
+  out->rows = a->shape[0];
+  out->live_rows = npk_live_rows(a);
+  out->row_bytes = a->row_bytes;
+  out->modify_time = a->mtime;
+  out->data_file = a->data_file;
+  out->segmented = a->segmented;
+  (void)s;
+}
+
+/* Check the files still hold every committed row: a file shortened behind
+** our back must give an error, not SIGBUS on the next access. */
+static int check_sizes(NpkSession *s, const NpkArray *a) {
+  for (int i = 0; i < a->nseg; i++) {
+    struct stat sb;
+    NpkFile *f = a->seg[i].file;
+    uint64_t need = (a->seg[i].rows) * a->row_bytes;
+    if (!a->segmented && a->pending && !a->fresh) need = a->shape[0] * a->row_bytes;
+    if (fstat(f->fd, &sb) != 0)
+      return npk_err_sys(&s->err, errno, "cannot stat", f->path);
+    if ((uint64_t)sb.st_size < need)
+      return npk_err(&s->err, NPK_CORRUPT,
+                     "%s was truncated to %llu bytes; array \"%s\" needs %llu",
+                     f->path, (unsigned long long)sb.st_size, a->name,
+                     (unsigned long long)need);
+    if ((uint64_t)sb.st_size < f->size) f->size = (uint64_t)sb.st_size;
+  }
+  return NPK_OK;
+}
+
+int npk_array_count(NpkSession *s, int *pn) {
+  int rc = npk_read_begin(s);
+  if (rc) return rc;
+  *pn = npk_session_catalog(s)->n;
+  npk_read_end(s);
+  return NPK_OK;
+}
+
+int npk_array_info_at(NpkSession *s, int i, NpkArrayInfo *out) {
+  NpkCatalog *cat;
+  int rc = npk_read_begin(s);
+  if (rc) return rc;
+  cat = npk_session_catalog(s);
+  if (i < 0 || i >= cat->n)
+    rc = npk_err(&s->err, NPK_RANGE, "no array number %d in store %s", i,
+                 s->store->dir);
+  else
+    fill_info(s, cat->a[i], out);
+  npk_read_end(s);
+  return rc;
+}
+
+int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out) {
+  NpkArray *a;
+  int rc = npk_read_begin(s);
+  if (rc) return rc;
+  rc = npk_find(s, name, &a);
+  if (rc == NPK_OK) rc = check_sizes(s, a);
+  if (rc == NPK_OK) fill_info(s, a, out);
+  npk_read_end(s);
+  return rc;
+}
+
+/* Pointer to physical ROW of A, from the overlay or the mapping. */
+int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
+  static const unsigned char none[1];
+  int lo = 0, hi = a->nseg - 1;
+  NpkSeg *sg;
+  uint64_t off, end;
+  unsigned char *base;
+  if (row >= a->shape[0])
+    return npk_err(&s->err, NPK_RANGE, "row %llu of \"%s\" is out of range "
+                   "(%llu rows)", (unsigned long long)row, a->name,
+                   (unsigned long long)a->shape[0]);
+  if (a->ov) {
+    const void *p = npk_ov_get(a->ov, row);
+    if (p) {
+      *pp = p;
+      return NPK_OK;
+    }
+  }
+  if (a->row_bytes == 0) {
+    *pp = none;
+    return NPK_OK;
+  }
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (a->seg[mid].first_row <= row) lo = mid;
+    else hi = mid - 1;
+  }
+  sg = &a->seg[lo];
+  off = (row - sg->first_row) * a->row_bytes;
+  end = off + a->row_bytes;
+  if (end > __atomic_load_n(&sg->file->maplen, __ATOMIC_ACQUIRE)) {
+    int rc = npk_file_map(s->store, sg->file, end, &s->err);
+    if (rc) return rc;
+  }
+  base = __atomic_load_n(&sg->file->base, __ATOMIC_ACQUIRE);
+  *pp = base + off;
+  return NPK_OK;
+}
+
+int npk_row_ptr(NpkSession *s, const char *name, uint64_t row,
+                const void **pp) {
+  NpkArray *a;
+  int rc = npk_check_access(s);
+  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  if (rc == NPK_OK) rc = npk_array_row(s, a, row, pp);
+  return rc;
+}
+
+int npk_row_live(NpkSession *s, const char *name, uint64_t row) {
+  NpkArray *a;
+  if (npk_check_access(s) || npk_find(s, name, &a)) return 0;
+  if (row >= a->shape[0]) return 0;
+  return a->bm ? npk_bm_get(a->bm, row) : 1;
+}
+
+int npk_logical_to_physical(NpkSession *s, const char *name, uint64_t k,
+                            uint64_t *prow) {
+  NpkArray *a;
+  int rc = npk_check_access(s);
+  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  if (rc) return rc;
+  if (k >= npk_live_rows(a))
+    return npk_err(&s->err, NPK_RANGE,
+                   "index %llu of \"%s\" is out of range (%llu rows)",
+                   (unsigned long long)k, a->name,
+                   (unsigned long long)npk_live_rows(a));
+  if (!a->bm) {
+    *prow = k;
+    return NPK_OK;
+  }
+  rc = npk_bm_select(a->bm, k, prow);
+  if (rc == NPK_NOMEM) return npk_err(&s->err, rc, "out of memory");
+  return rc;
+}
+
+int npk_next_live(NpkSession *s, const char *name, uint64_t row,
+                  uint64_t *pnext) {
+  NpkArray *a;
+  int rc = npk_check_access(s);
+  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  if (rc) return rc;
+  if (row >= a->shape[0]) *pnext = a->shape[0];
+  else if (!a->bm) *pnext = row;
+  else {
+    *pnext = npk_bm_next(a->bm, row);
+    if (*pnext > a->shape[0]) *pnext = a->shape[0];
+  }
+  return NPK_OK;
+}
+
+int npk_view(NpkSession *s, const char *name, NpkView *out) {
+  NpkArray *a;
+  int rc = npk_check_access(s);
+  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  if (rc) return rc;
+  memset(out, 0, sizeof *out);
+  out->rows = a->shape[0];
+  out->live_rows = npk_live_rows(a);
+  out->row_bytes = a->row_bytes;
+  out->dtype = a->dtype;
+  out->live = a->bm ? a->bm->w : NULL;
+  if (a->nseg == 1 && !(a->ov && a->ov->n) && a->row_bytes && a->shape[0]) {
+    NpkFile *f = a->seg[0].file;
+    rc = npk_file_map(s->store, f, a->shape[0] * a->row_bytes, &s->err);
+    if (rc) return rc;
+    out->base = __atomic_load_n(&f->base, __ATOMIC_ACQUIRE);
+  }
+  return NPK_OK;
+}
+
+uint64_t npk_change_count(NpkSession *s) { return s->changes; }
+
+int npk_savepoint_count(NpkSession *s) { return s->txn ? s->txn->nsp : 0; }
+
+int npk_physical_to_logical(NpkSession *s, const char *name, uint64_t row,
+                            uint64_t *pk) {
+  NpkArray *a;
+  int rc = npk_check_access(s);
+  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  if (rc) return rc;
+  if (row > a->shape[0]) row = a->shape[0];
+  if (!a->bm) {
+    *pk = row;
+    return NPK_OK;
+  }
+  if (npk_bm_rank(a->bm, row, pk))
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  return NPK_OK;
+}

@@ -1,0 +1,211 @@
+/*
+** store.h — the NumPack store engine: a directory of named N-dimensional
+** arrays in NumPack 0.7's on-disk format, with transactions.
+**
+** This layer has no SQLite dependency.  It owns the files of a store:
+**
+**   metadata.npkm          catalog (NPKB v1)
+**   data_<name>.npkd       raw C-order little-endian rows
+**   data_<name>.npkseg     JSON manifest of a segmented array (read only)
+**   deleted_<name>.npkb    deletion bitmap (1 = live)
+**   metadata.npkm-lock     lock file (ours; NumPack ignores it)
+**   metadata.npkm-journal  rollback journal (ours; present only mid-commit
+**                          or after a crash)
+**
+** Objects:
+**   NpkStore    one per store directory per process (a refcounted registry
+**               keyed by device and inode), holding the last committed state
+**               seen: the catalog, bitmaps and read-only mappings.
+**   NpkSession  one client of a store (a database connection): its own lock
+**               on the lock file and its own pending transaction.  Readers in
+**               other sessions never see a session's uncommitted changes.
+**
+** Locking follows SQLite's rollback-journal model with open-file-description
+** locks on metadata.npkm-lock: SHARED while reading, RESERVED while a write
+** transaction is open, PENDING+EXCLUSIVE while a commit is applied.  Waits
+** are bounded by the session's busy timeout.
+**
+** Row numbers: "physical" rows count deleted rows too (the catalog's
+** shape[0]); "logical" rows count only live rows (NumPack's index).
+*/
+#ifndef NPK_STORE_H
+#define NPK_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+
+/* Result codes.  Every function returning int returns one of these. */
+#define NPK_OK        0
+#define NPK_ERROR     1   /* generic error: bad argument, mismatch, ... */
+#define NPK_NOMEM     2
+#define NPK_IOERR     3   /* a system call failed */
+#define NPK_CORRUPT   4   /* a file of the store is damaged */
+#define NPK_BUSY      5   /* lock not obtained within the busy timeout */
+#define NPK_NOTFOUND  6   /* no such array */
+#define NPK_EXISTS    7   /* array already exists */
+#define NPK_RANGE     8   /* row index out of range, or row deleted */
+#define NPK_READONLY  9   /* store or session opened read-only */
+#define NPK_MISUSE   10   /* call out of sequence (e.g. commit w/o begin) */
+#define NPK_FULL     11   /* disk full */
+
+#define NPK_MAX_NDIM      32   /* NumPy's own limit */
+#define NPK_MAX_NAME     238   /* "deleted_" + name + ".npkb-tmp" fits NAME_MAX */
+
+/* Flags for npk_store_open(). */
+#define NPK_OPEN_CREATE     0x01  /* create the directory and catalog */
+#define NPK_OPEN_DROP       0x02  /* wipe the store first (drop_if_exists) */
+#define NPK_OPEN_READONLY   0x04  /* never write, never take RESERVED */
+
+typedef struct NpkStore NpkStore;
+typedef struct NpkSession NpkSession;
+typedef struct NpkArray NpkArray;
+typedef struct NpkArrayInfo NpkArrayInfo;
+typedef struct NpkStats NpkStats;
+
+/* A snapshot of one array's description, as seen by a session. */
+struct NpkArrayInfo {
+  const char *name;          /* array name (valid until the next call) */
+  int dtype;                 /* NPK_BOOL .. NPK_COMPLEX128 */
+  uint32_t ndim;             /* number of dimensions, >= 1 */
+  uint64_t shape[NPK_MAX_NDIM]; /* physical shape: shape[0] counts deleted rows */
+  uint64_t rows;             /* shape[0] */
+  uint64_t live_rows;        /* rows not deleted */
+  uint64_t row_bytes;        /* bytes of one row: item size x shape[1..] */
+  uint64_t modify_time;      /* microseconds since the Unix epoch */
+  const char *data_file;     /* data file relative to the store */
+  int segmented;             /* 1 if stored as a .npkseg manifest */
+};
+
+/* Real I/O counters of a store object (process-wide, since it was opened). */
+struct NpkStats {
+  uint64_t bytes_read;       /* bytes read by read()/pread() and copied rows */
+  uint64_t bytes_written;    /* bytes written to any file of the store */
+  uint64_t rows_appended;    /* committed appended rows */
+  uint64_t rows_replaced;    /* committed replaced rows */
+  uint64_t rows_deleted;     /* committed deleted rows */
+  uint64_t commits;          /* committed write transactions */
+  uint64_t rollbacks;        /* rolled back write transactions */
+  uint64_t fsyncs;           /* fsync()/fdatasync() calls */
+  uint64_t recoveries;       /* hot journals rolled back */
+};
+
+/* 1 if NAME is acceptable as an array name (see NPK_MAX_NAME). */
+int npk_name_valid(const char *name);
+
+/* ---- store and sessions ---------------------------------------------- */
+
+/* Open (or share) the store at DIR.  A hot journal left by a crash is rolled
+** back first.  On error *ppStore is NULL and ERRMSG (if not NULL) receives a
+** malloc'd message that the caller frees. */
+int npk_store_open(const char *dir, int flags, NpkStore **ppStore,
+                   char **errmsg);
+void npk_store_release(NpkStore *p);      /* drop one reference */
+const char *npk_store_dir(NpkStore *p);
+void npk_store_stats(NpkStore *p, NpkStats *out);
+
+int npk_session_open(NpkStore *p, NpkSession **ppSes);
+void npk_session_close(NpkSession *s);    /* rolls back an open transaction */
+NpkStore *npk_session_store(NpkSession *s);
+const char *npk_errmsg(NpkSession *s);    /* message of the last error */
+void npk_set_busy_timeout(NpkSession *s, int ms);
+
+/* Reading: between npk_read_begin() and npk_read_end() the session holds a
+** SHARED lock and sees one committed state (plus its own pending changes).
+** Calls nest.  Row pointers stay valid until the matching npk_read_end(). */
+int npk_read_begin(NpkSession *s);
+void npk_read_end(NpkSession *s);
+
+/* Write transactions.  Outside an explicit transaction every write call is
+** its own transaction (begin, apply, commit). */
+int npk_begin(NpkSession *s);
+int npk_commit(NpkSession *s);
+int npk_rollback(NpkSession *s);
+int npk_in_txn(NpkSession *s);
+/* Savepoints nest inside a transaction.  npk_savepoint gives the new
+** savepoint's level in *pLevel: 0 for the outermost, then 1, 2, ... (as
+** SQLite numbers them for virtual tables).  Releasing level L closes every
+** level >= L and keeps their changes; rolling back to L undoes every change
+** made since savepoint L was opened and keeps level L open, as SQLite's
+** ROLLBACK TO does. */
+int npk_savepoint(NpkSession *s, int *pLevel);
+int npk_release(NpkSession *s, int level);
+int npk_rollback_to(NpkSession *s, int level);
+
+/* ---- arrays ---------------------------------------------------------- */
+
+int npk_array_count(NpkSession *s, int *pCount);
+/* Information on the I-th array (0-based) or on the array called NAME. */
+int npk_array_info_at(NpkSession *s, int i, NpkArrayInfo *out);
+int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out);
+
+/* Create NAME, or overwrite it whole (NumPack's save).  SHAPE[0] rows of
+** row shape SHAPE[1..NDIM-1]; DATA holds all rows in C order. */
+int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
+             const uint64_t *shape, const void *data);
+/* Append NROWS rows; dtype and row shape must match the array's. */
+int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
+               const uint64_t *shape, const void *data);
+/* Replace N physical rows in place with N rows from DATA.  Every row must
+** exist and be live. */
+int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
+                     uint64_t n, const void *data);
+/* Mark N physical rows deleted.  Every row must exist and be live. */
+int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
+                    uint64_t n);
+int npk_drop(NpkSession *s, const char *name);
+int npk_clone(NpkSession *s, const char *src, const char *dst);
+int npk_compact(NpkSession *s, const char *name);
+int npk_reset(NpkSession *s);
+
+/* Reading rows.  Must be called inside npk_read_begin/npk_read_end or a
+** write transaction.  The pointer refers to the mapping or to the session's
+** pending copy of the row; it stays valid while the read (or transaction)
+** lasts and the row is not changed again by this session. */
+int npk_row_ptr(NpkSession *s, const char *name, uint64_t row,
+                const void **ppRow);
+/* 1 if physical ROW exists and is live, else 0. */
+int npk_row_live(NpkSession *s, const char *name, uint64_t row);
+/* Map a logical index (counting live rows, 0-based) to a physical row, in
+** O(log n).  NPK_RANGE if LOGICAL >= live rows. */
+int npk_logical_to_physical(NpkSession *s, const char *name,
+                            uint64_t logical, uint64_t *pRow);
+/* Live rows before physical ROW (ROW <= rows): NumPack's logical index of
+** ROW when it is live.  O(1) after the first call following a change. */
+int npk_physical_to_logical(NpkSession *s, const char *name, uint64_t row,
+                            uint64_t *pLogical);
+/* The first live physical row >= ROW, or rows if there is none. */
+int npk_next_live(NpkSession *s, const char *name, uint64_t row,
+                  uint64_t *pNext);
+
+/* A direct view of one array for fast scans, valid while the session's read
+** (or transaction) lasts and npk_change_count() has not moved.  When BASE
+** is not NULL every physical row r is at BASE + r * row_bytes; otherwise
+** (segments, or rows replaced in this transaction) use npk_row_ptr. */
+typedef struct NpkView NpkView;
+struct NpkView {
+  uint64_t rows;             /* physical rows */
+  uint64_t live_rows;        /* rows not deleted */
+  uint64_t row_bytes;        /* bytes per row */
+  int dtype;                 /* element type */
+  const uint64_t *live;      /* bitmap words (bit set = live), or NULL */
+  const unsigned char *base; /* all rows, contiguous, or NULL */
+};
+int npk_view(NpkSession *s, const char *name, NpkView *out);
+/* A counter that moves whenever this session changes any array. */
+uint64_t npk_change_count(NpkSession *s);
+/* Savepoints open in the session's transaction (0 outside one). */
+int npk_savepoint_count(NpkSession *s);
+
+/* ---- testing hooks --------------------------------------------------- */
+
+/* Fault injection: the Nth I/O call from now of kind KIND fails with ERRNO
+** (0 disables).  Kinds: "write", "fsync", "rename", "ftruncate", "any". */
+void npk_test_fault(const char *kind, int nth, int err);
+/* Crash simulation: the next commit calls _exit(77) just before its step
+** STEP (1-based, see store_txn.c), leaving the files as a crash would.  For
+** tests that fork a child to commit. */
+void npk_test_crash_at(int step);
+
+#endif /* NPK_STORE_H */

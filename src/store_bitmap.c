@@ -1,0 +1,261 @@
+/*
+** store_bitmap.c — deleted_<name>.npkb, the deletion bitmap, and the rank
+** index that maps NumPack's logical row numbers to physical rows.
+**
+** File: u64 total rows, u64 deleted count, ceil(rows/64) u64 words; row r is
+** bit r%64 of word r/64, 1 = live; padding bits 0.  Rows of the array past
+** the bitmap's own row count are not live (NumPack 0.7's reading).
+**
+** The rank index keeps, for every superblock of 8 words (512 rows), the live
+** rows before it.  It is rebuilt lazily from the first changed superblock, so
+** a batch of deletions costs O(1) each and the next logical lookup pays one
+** O(n/512) pass; a lookup is a binary search plus at most 8 popcounts.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_int.h"
+
+#define WORDS(nbits) (((nbits) + 63) / 64)
+#define SUPER 8   /* words per rank superblock */
+
+NpkBitmap *npk_bm_new(uint64_t nbits, int live) {
+  NpkBitmap *b = calloc(1, sizeof *b);
+  uint64_t nw = WORDS(nbits);
+  if (!b) return NULL;
+  b->wcap = nw ? nw : 1;
+  b->w = malloc(b->wcap * 8);
+  if (!b->w) {
+    free(b);
+    return NULL;
+  }
+  memset(b->w, live ? 0xFF : 0, nw * 8);
+  if (live && nbits % 64) b->w[nw - 1] = (UINT64_C(1) << (nbits % 64)) - 1;
+  b->nbits = nbits;
+  b->nlive = live ? nbits : 0;
+  return b;
+}
+
+NpkBitmap *npk_bm_copy(const NpkBitmap *src) {
+  NpkBitmap *b = calloc(1, sizeof *b);
+  uint64_t nw = WORDS(src->nbits);
+  if (!b) return NULL;
+  b->wcap = nw ? nw : 1;
+  b->w = malloc(b->wcap * 8);
+  if (!b->w) {
+    free(b);
+    return NULL;
+  }
+  memcpy(b->w, src->w, nw * 8);
+  b->nbits = src->nbits;
+  b->nlive = src->nlive;
+  return b;
+}
+
+void npk_bm_free(NpkBitmap *b) {
+  if (!b) return;
+  free(b->w);
+  free(b->rank);
+  free(b);
+}
+
+int npk_bm_parse(const unsigned char *p, size_t n, uint64_t rows,
+                 NpkBitmap **pb, const char *path, NpkErr *e) {
+  uint64_t total, deleted, nw, live = 0;
+  NpkBitmap *b;
+  *pb = NULL;
+  if (n < 16)
+    return npk_err(e, NPK_CORRUPT, "%s is damaged: %zu bytes, header needs 16",
+                   path, n);
+  total = npk_get_u64(p);
+  deleted = npk_get_u64(p + 8);
+  if (total > rows)
+    return npk_err(e, NPK_CORRUPT,
+                   "%s is damaged: covers %llu rows, the array has %llu", path,
+                   (unsigned long long)total, (unsigned long long)rows);
+  nw = WORDS(total);
+  if ((uint64_t)n != 16 + nw * 8)
+    return npk_err(e, NPK_CORRUPT,
+                   "%s is damaged: %zu bytes, %llu rows need %llu", path, n,
+                   (unsigned long long)total,
+                   (unsigned long long)(16 + nw * 8));
+  b = npk_bm_new(total, 0);
+  if (!b) return npk_err(e, NPK_NOMEM, "out of memory reading %s", path);
+  for (uint64_t i = 0; i < nw; i++) {
+    b->w[i] = npk_get_u64(p + 16 + i * 8);
+    live += (uint64_t)__builtin_popcountll(b->w[i]);
+  }
+  if (total % 64 && (b->w[nw - 1] >> (total % 64)) != 0) {
+    npk_bm_free(b);
+    return npk_err(e, NPK_CORRUPT, "%s is damaged: padding bits are set", path);
+  }
+  if (deleted != total - live) {
+    npk_bm_free(b);
+    return npk_err(e, NPK_CORRUPT,
+                   "%s is damaged: deleted count %llu, bits say %llu", path,
+                   (unsigned long long)deleted,
+                   (unsigned long long)(total - live));
+  }
+  b->nlive = live;
+  *pb = b;
+  return NPK_OK;
+}
+
+int npk_bm_encode(const NpkBitmap *b, NpkBuf *out) {
+  uint64_t nw = WORDS(b->nbits);
+  npk_buf_u64(out, b->nbits);
+  npk_buf_u64(out, b->nbits - b->nlive);
+  for (uint64_t i = 0; i < nw; i++) npk_buf_u64(out, b->w[i]);
+  return out->oom ? NPK_NOMEM : NPK_OK;
+}
+
+int npk_bm_get(const NpkBitmap *b, uint64_t row) {
+  return row < b->nbits && (b->w[row / 64] >> (row % 64) & 1);
+}
+
+static void invalidate(NpkBitmap *b, uint64_t word) {
+  if (b->rank_ok > word / SUPER) b->rank_ok = word / SUPER;
+}
+
+void npk_bm_set(NpkBitmap *b, uint64_t row, int live) {
+  uint64_t m = UINT64_C(1) << (row % 64);
+  uint64_t *w = &b->w[row / 64];
+  if (!!(*w & m) == !!live) return;
+  if (live) {
+    *w |= m;
+    b->nlive++;
+  } else {
+    *w &= ~m;
+    b->nlive--;
+  }
+  invalidate(b, row / 64);
+}
+
+/* Grow to NBITS rows; the new rows are live or deleted as LIVE says. */
+int npk_bm_extend(NpkBitmap *b, uint64_t nbits, int live) {
+  uint64_t nw = WORDS(nbits), old = b->nbits;
+  if (nbits <= old) return NPK_OK;
+  if (nw > b->wcap) {
+    uint64_t cap = b->wcap * 2 > nw ? b->wcap * 2 : nw;
+    uint64_t *w = realloc(b->w, cap * 8);
+    if (!w) return NPK_NOMEM;
+    b->w = w;
+    b->wcap = cap;
+  }
+  if (WORDS(old) < nw) memset(b->w + WORDS(old), 0, (nw - WORDS(old)) * 8);
+  b->nbits = nbits;
+  if (live) {
+    for (uint64_t r = old; r < nbits && r % 64; r++)
+      b->w[r / 64] |= UINT64_C(1) << (r % 64);
+    for (uint64_t wi = (old + 63) / 64; wi < nbits / 64; wi++)
+      b->w[wi] = UINT64_MAX;
+    if (nbits % 64 && nbits / 64 >= (old + 63) / 64)
+      b->w[nbits / 64] = (UINT64_C(1) << (nbits % 64)) - 1;
+    b->nlive += nbits - old;
+  }
+  invalidate(b, old / 64);
+  return NPK_OK;
+}
+
+/* Shrink to NBITS rows (undoing an append). */
+int npk_bm_truncate(NpkBitmap *b, uint64_t nbits) {
+  uint64_t nw = WORDS(nbits);
+  if (nbits >= b->nbits) return NPK_OK;
+  for (uint64_t r = nbits; r < b->nbits && r % 64; r++)
+    if (npk_bm_get(b, r)) npk_bm_set(b, r, 0);
+  for (uint64_t wi = nw; wi < WORDS(b->nbits); wi++) {
+    b->nlive -= (uint64_t)__builtin_popcountll(b->w[wi]);
+    b->w[wi] = 0;
+  }
+  b->nbits = nbits;
+  invalidate(b, nw ? nw - 1 : 0);
+  return NPK_OK;
+}
+
+static int rank_build(NpkBitmap *b) {
+  uint64_t nw = WORDS(b->nbits), ns = (nw + SUPER - 1) / SUPER + 1;
+  if (ns > b->rank_cap) {
+    uint64_t *r = realloc(b->rank, ns * 8);
+    if (!r) return NPK_NOMEM;
+    b->rank = r;
+    b->rank_cap = ns;
+    b->rank_ok = 0;
+  }
+  if (b->rank_ok == 0) {
+    b->rank[0] = 0;
+    b->rank_ok = 1;
+  }
+  for (uint64_t s = b->rank_ok; s < ns; s++) {
+    uint64_t c = b->rank[s - 1];
+    for (uint64_t wi = (s - 1) * SUPER; wi < s * SUPER && wi < nw; wi++)
+      c += (uint64_t)__builtin_popcountll(b->w[wi]);
+    b->rank[s] = c;
+  }
+  b->rank_ok = ns;
+  return NPK_OK;
+}
+
+/* Position of the K-th set bit (0-based) of W, which has more than K. */
+static unsigned select_in_word(uint64_t w, unsigned k) {
+  for (unsigned byte = 0; byte < 8; byte++) {
+    unsigned c = (unsigned)__builtin_popcountll((w >> (8 * byte)) & 0xFF);
+    if (k < c) {
+      uint64_t x = (w >> (8 * byte)) & 0xFF;
+      while (k--) x &= x - 1;
+      return 8 * byte + (unsigned)__builtin_ctzll(x);
+    }
+    k -= c;
+  }
+  return 64;
+}
+
+int npk_bm_select(NpkBitmap *b, uint64_t k, uint64_t *row) {
+  uint64_t lo = 0, hi, nw = WORDS(b->nbits);
+  if (k >= b->nlive) return NPK_RANGE;
+  if (rank_build(b)) return NPK_NOMEM;
+  /* Last superblock whose rank is <= k. */
+  hi = (nw + SUPER - 1) / SUPER;
+  while (hi - lo > 1) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    if (b->rank[mid] <= k) lo = mid;
+    else hi = mid;
+  }
+  k -= b->rank[lo];
+  for (uint64_t wi = lo * SUPER; wi < nw; wi++) {
+    uint64_t c = (uint64_t)__builtin_popcountll(b->w[wi]);
+    if (k < c) {
+      *row = wi * 64 + select_in_word(b->w[wi], (unsigned)k);
+      return NPK_OK;
+    }
+    k -= c;
+  }
+  return NPK_RANGE;
+}
+
+uint64_t npk_bm_next(const NpkBitmap *b, uint64_t row) {
+  uint64_t nw = WORDS(b->nbits), wi;
+  if (row >= b->nbits) return b->nbits;
+  wi = row / 64;
+  {
+    uint64_t w = b->w[wi] & (UINT64_MAX << (row % 64));
+    if (w) return wi * 64 + (uint64_t)__builtin_ctzll(w);
+  }
+  for (wi++; wi < nw; wi++)
+    if (b->w[wi]) return wi * 64 + (uint64_t)__builtin_ctzll(b->w[wi]);
+  return b->nbits;
+}
+
+/* Live rows before ROW (ROW <= nbits). */
+int npk_bm_rank(NpkBitmap *b, uint64_t row, uint64_t *rank) {
+  uint64_t wi, c;
+  if (rank_build(b)) return NPK_NOMEM;
+  wi = row / 64;
+  c = b->rank[wi / SUPER];
+  for (uint64_t i = (wi / SUPER) * SUPER; i < wi; i++)
+    c += (uint64_t)__builtin_popcountll(b->w[i]);
+  if (row % 64)
+    c += (uint64_t)__builtin_popcountll(b->w[wi] &
+                                        ((UINT64_C(1) << (row % 64)) - 1));
+  *rank = c;
+  return NPK_OK;
+}

@@ -1,0 +1,364 @@
+/*
+** store_catalog.c — metadata.npkm, NumPack 0.7's binary catalog: parsing
+** (strict: every field is bounds-checked and validated, a damaged catalog is
+** NPK_CORRUPT, never "empty"), encoding, and the in-memory list of arrays.
+**
+** Layout (little-endian): u32 magic "NPKB", u32 version 1, u64 total bytes,
+** u32 count, then per array: u32 len + name, u32 ndim + ndim x u64 dims,
+** u32 len + data file, u64 mtime (us), u64 size, u8 dtype, u8 compression,
+** u32 level, u64 original size, u64 compressed size, u8 block-info flag
+** [+ u8 enabled, u64 block size, u64 block count, u32 n, n x 3 x u64].
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_int.h"
+
+/* A bounds-checked reader over the catalog bytes. */
+typedef struct CatReader CatReader;
+struct CatReader {
+  const unsigned char *p;    /* catalog bytes */
+  size_t n;                  /* catalog length */
+  size_t at;                 /* read position */
+};
+
+static int rd_need(CatReader *r, size_t k) { return r->n - r->at >= k; }
+
+static int rd_u8(CatReader *r, unsigned *v) {
+  if (!rd_need(r, 1)) return 0;
+  *v = r->p[r->at++];
+  return 1;
+}
+
+static int rd_u32(CatReader *r, uint32_t *v) {
+  if (!rd_need(r, 4)) return 0;
+  *v = npk_get_u32(r->p + r->at);
+  r->at += 4;
+  return 1;
+}
+
+static int rd_u64(CatReader *r, uint64_t *v) {
+  if (!rd_need(r, 8)) return 0;
+  *v = npk_get_u64(r->p + r->at);
+  r->at += 8;
+  return 1;
+}
+
+/* Read a u32-length-prefixed string into a new NUL-terminated copy. */
+static int rd_str(CatReader *r, char **out) {
+  uint32_t len;
+  if (!rd_u32(r, &len) || !rd_need(r, len)) return 0;
+  if (memchr(r->p + r->at, 0, len)) return 0;
+  *out = malloc((size_t)len + 1);
+  if (!*out) return 0;
+  memcpy(*out, r->p + r->at, len);
+  (*out)[len] = 0;
+  r->at += len;
+  return 1;
+}
+
+int npk_shape_bytes(int dtype, uint32_t ndim, const uint64_t *shape,
+                    uint64_t *row_bytes, uint64_t *total) {
+  uint64_t rb = (uint64_t)npk_dtype_size(dtype);
+  if (rb == 0 || ndim < 1 || ndim > NPK_MAX_NDIM) return NPK_ERROR;
+  for (uint32_t i = 1; i < ndim; i++) {
+    if (shape[i] && rb > UINT64_MAX / shape[i]) return NPK_ERROR;
+    rb *= shape[i];
+  }
+  if (shape[0] && rb > UINT64_MAX / shape[0]) return NPK_ERROR;
+  /* Keep every offset representable as off_t and size_t. */
+  if (rb * shape[0] > (uint64_t)INT64_MAX) return NPK_ERROR;
+  *row_bytes = rb;
+  if (total) *total = rb * shape[0];
+  return NPK_OK;
+}
+
+NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
+                        const uint64_t *shape) {
+  NpkArray *a = calloc(1, sizeof *a);
+  if (!a) return NULL;
+  a->refs = 1;
+  a->name = strdup(name);
+  a->dtype = dtype;
+  a->ndim = ndim;
+  memcpy(a->shape, shape, ndim * sizeof *shape);
+  if (!a->name || npk_shape_bytes(dtype, ndim, shape, &a->row_bytes, NULL)) {
+    free(a->name);
+    free(a);
+    return NULL;
+  }
+  return a;
+}
+
+void npk_array_ref(NpkArray *a) { a->refs++; }
+
+void npk_array_unref(NpkStore *st, NpkArray *a) {
+  if (!a || --a->refs > 0) return;
+  for (int i = 0; i < a->nseg; i++) npk_file_unref(st, a->seg[i].file);
+  free(a->seg);
+  if (a->seg_names) {
+    for (int i = 0; i < a->nseg; i++) free(a->seg_names[i]);
+    free(a->seg_names);
+  }
+  npk_bm_free(a->bm);
+  npk_ov_free(st, a->ov);
+  free(a->name);
+  free(a->data_file);
+  free(a);
+}
+
+int npk_catalog_add(NpkCatalog *cat, NpkArray *a) {
+  if (cat->n == cat->cap) {
+    int cap = cat->cap ? cat->cap * 2 : 8;
+    NpkArray **p = realloc(cat->a, (size_t)cap * sizeof *p);
+    if (!p) return NPK_NOMEM;
+    cat->a = p;
+    cat->cap = cap;
+  }
+  cat->a[cat->n++] = a;
+  return NPK_OK;
+}
+
+void npk_catalog_clear(NpkStore *st, NpkCatalog *cat) {
+  for (int i = 0; i < cat->n; i++) npk_array_unref(st, cat->a[i]);
+  free(cat->a);
+  memset(cat, 0, sizeof *cat);
+}
+
+int npk_catalog_find(const NpkCatalog *cat, const char *name) {
+  for (int i = 0; i < cat->n; i++)
+    if (strcmp(cat->a[i]->name, name) == 0) return i;
+  return -1;
+}
+
+/* A shallow copy: TO shares FROM's arrays, each gaining a reference. */
+int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to) {
+  memset(to, 0, sizeof *to);
+  for (int i = 0; i < from->n; i++) {
+    if (npk_catalog_add(to, from->a[i])) {
+      for (int j = 0; j < to->n; j++) to->a[j]->refs--;
+      free(to->a);
+      memset(to, 0, sizeof *to);
+      return NPK_NOMEM;
+    }
+    npk_array_ref(from->a[i]);
+  }
+  return NPK_OK;
+}
+
+/* Parse one array entry; on failure return a static description. */
+static const char *parse_array(CatReader *r, NpkArray **out) {
+  char *name = NULL, *file = NULL;
+  uint32_t ndim, level;
+  uint64_t shape[NPK_MAX_NDIM], mtime, size, orig, comp, total, rb;
+  unsigned dtype, compression, flag;
+  const char *why = NULL;
+  NpkArray *a;
+
+  *out = NULL;
+  if (!rd_str(r, &name)) return "truncated array name";
+  if (!npk_name_valid(name)) {
+    why = "invalid array name";
+    goto fail;
+  }
+  if (!rd_u32(r, &ndim)) {
+    why = "truncated ndim";
+    goto fail;
+  }
+  if (ndim < 1 || ndim > NPK_MAX_NDIM) {
+    why = "ndim out of range 1..32";
+    goto fail;
+  }
+  for (uint32_t i = 0; i < ndim; i++) {
+    if (!rd_u64(r, &shape[i])) {
+      why = "truncated shape";
+      goto fail;
+    }
+  }
+  if (!rd_str(r, &file)) {
+    why = "truncated data file name";
+    goto fail;
+  }
+  if (!npk_relpath_valid(file)) {
+    why = "data file path leaves the store directory";
+    goto fail;
+  }
+  if (!rd_u64(r, &mtime) || !rd_u64(r, &size) || !rd_u8(r, &dtype) ||
+      !rd_u8(r, &compression) || !rd_u32(r, &level) || !rd_u64(r, &orig) ||
+      !rd_u64(r, &comp) || !rd_u8(r, &flag)) {
+    why = "truncated array entry";
+    goto fail;
+  }
+  if (dtype >= NPK_NDTYPE) {
+    why = "unknown dtype code";
+    goto fail;
+  }
+  if (compression != 0) {
+    why = "compressed arrays are not supported";
+    goto fail;
+  }
+  if (flag == 1) {
+    unsigned enabled;
+    uint64_t bsize, bcount;
+    uint32_t nb;
+    if (!rd_u8(r, &enabled) || !rd_u64(r, &bsize) || !rd_u64(r, &bcount) ||
+        !rd_u32(r, &nb) || !rd_need(r, (size_t)nb * 24)) {
+      why = "truncated block info";
+      goto fail;
+    }
+    r->at += (size_t)nb * 24;
+  } else if (flag != 0) {
+    why = "block-info flag is neither 0 nor 1";
+    goto fail;
+  }
+  if (npk_shape_bytes((int)dtype, ndim, shape, &rb, &total)) {
+    why = "shape overflows";
+    goto fail;
+  }
+  if (size != total) {
+    why = "size disagrees with shape and dtype";
+    goto fail;
+  }
+  a = npk_array_new(name, (int)dtype, ndim, shape);
+  if (!a) {
+    why = "out of memory";
+    goto fail;
+  }
+  a->data_file = file;
+  a->mtime = mtime;
+  {
+    size_t fl = strlen(file);
+    a->segmented = fl > 7 && strcmp(file + fl - 7, ".npkseg") == 0;
+  }
+  free(name);
+  *out = a;
+  return NULL;
+fail:
+  free(name);
+  free(file);
+  return why;
+}
+
+int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
+                      NpkErr *e) {
+  CatReader r = {p, n, 0};
+  uint32_t magic, version, count;
+  uint64_t total;
+  memset(cat, 0, sizeof *cat);
+  if (!rd_u32(&r, &magic) || !rd_u32(&r, &version) || !rd_u64(&r, &total) ||
+      !rd_u32(&r, &count))
+    return npk_err(e, NPK_CORRUPT, "%s is damaged: truncated header (%zu bytes)",
+                   NPK_CATALOG, n);
+  if (magic != NPK_CAT_MAGIC)
+    return npk_err(e, NPK_CORRUPT, "%s is damaged: bad magic 0x%08x",
+                   NPK_CATALOG, magic);
+  if (version != NPK_CAT_VERSION)
+    return npk_err(e, NPK_CORRUPT, "%s: unsupported catalog version %u",
+                   NPK_CATALOG, version);
+  for (uint32_t i = 0; i < count; i++) {
+    NpkArray *a;
+    size_t at = r.at;
+    const char *why = parse_array(&r, &a);
+    if (why) {
+      npk_catalog_clear(NULL, cat);
+      return npk_err(e, NPK_CORRUPT,
+                     "%s is damaged: array %u at byte %zu: %s", NPK_CATALOG,
+                     i, at, why);
+    }
+    if (npk_catalog_find(cat, a->name) >= 0) {
+      npk_err(e, NPK_CORRUPT, "%s is damaged: array \"%s\" listed twice",
+              NPK_CATALOG, a->name);
+      npk_array_unref(NULL, a);
+      npk_catalog_clear(NULL, cat);
+      return NPK_CORRUPT;
+    }
+    if (npk_catalog_add(cat, a)) {
+      npk_array_unref(NULL, a);
+      npk_catalog_clear(NULL, cat);
+      return npk_err(e, NPK_NOMEM, "out of memory reading %s", NPK_CATALOG);
+    }
+  }
+  if (r.at != n) {
+    npk_catalog_clear(NULL, cat);
+    return npk_err(e, NPK_CORRUPT,
+                   "%s is damaged: %zu unexpected bytes after the last array",
+                   NPK_CATALOG, n - r.at);
+  }
+  return NPK_OK;
+}
+
+int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b) {
+  uint64_t total = 0;
+  for (int i = 0; i < cat->n; i++)
+    total += cat->a[i]->row_bytes * cat->a[i]->shape[0];
+  npk_buf_u32(b, NPK_CAT_MAGIC);
+  npk_buf_u32(b, NPK_CAT_VERSION);
+  npk_buf_u64(b, total);
+  npk_buf_u32(b, (uint32_t)cat->n);
+  for (int i = 0; i < cat->n; i++) {
+    const NpkArray *a = cat->a[i];
+    npk_buf_u32(b, (uint32_t)strlen(a->name));
+    npk_buf_put(b, a->name, strlen(a->name));
+    npk_buf_u32(b, a->ndim);
+    for (uint32_t d = 0; d < a->ndim; d++) npk_buf_u64(b, a->shape[d]);
+    npk_buf_u32(b, (uint32_t)strlen(a->data_file));
+    npk_buf_put(b, a->data_file, strlen(a->data_file));
+    npk_buf_u64(b, a->mtime);
+    npk_buf_u64(b, a->row_bytes * a->shape[0]);
+    npk_buf_u8(b, (unsigned)a->dtype);
+    npk_buf_u8(b, 0);
+    npk_buf_u32(b, 0);
+    npk_buf_u64(b, 0);
+    npk_buf_u64(b, 0);
+    npk_buf_u8(b, 0);
+  }
+  return b->oom ? NPK_NOMEM : NPK_OK;
+}
+
+/* Valid UTF-8, no overlong forms or surrogates. */
+static int utf8_valid(const unsigned char *s) {
+  while (*s) {
+    unsigned c = *s, need, min;
+    uint32_t cp;
+    if (c < 0x80) {
+      s++;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) need = 1, cp = c & 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) need = 2, cp = c & 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) need = 3, cp = c & 0x07, min = 0x10000;
+    else return 0;
+    for (unsigned i = 1; i <= need; i++) {
+      if ((s[i] & 0xC0) != 0x80) return 0;
+      cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    s += need + 1;
+  }
+  return 1;
+}
+
+int npk_name_valid(const char *name) {
+  size_t n;
+  if (!name) return 0;
+  n = strlen(name);
+  if (n == 0 || n > NPK_MAX_NAME) return 0;
+  if (strchr(name, '/') || strchr(name, '\\') || strstr(name, "..")) return 0;
+  return utf8_valid((const unsigned char *)name);
+}
+
+/* A path from the catalog or a manifest must stay inside the store. */
+int npk_relpath_valid(const char *p) {
+  const char *s = p;
+  if (!*p || *p == '/' || strlen(p) > 4096) return 0;
+  while (*s) {
+    const char *e = strchr(s, '/');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    if (len == 0 || (len == 2 && s[0] == '.' && s[1] == '.') ||
+        (len == 1 && s[0] == '.'))
+      return 0;
+    if (!e) break;
+    s = e + 1;
+  }
+  return utf8_valid((const unsigned char *)p);
+}

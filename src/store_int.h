@@ -1,0 +1,342 @@
+/*
+** store_int.h — internal structures shared by the store engine's files.
+** Nothing here is visible to the SQLite layer; it uses store.h alone.
+*/
+#ifndef NPK_STORE_INT_H
+#define NPK_STORE_INT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/types.h>
+
+#include "store.h"
+
+#define NPK_CATALOG      "metadata.npkm"
+#define NPK_LOCKFILE     "metadata.npkm-lock"
+#define NPK_JOURNAL      "metadata.npkm-journal"
+#define NPK_CAT_MAGIC    0x424B504Eu
+#define NPK_CAT_VERSION  1u
+
+typedef struct NpkErr NpkErr;
+typedef struct NpkFile NpkFile;
+typedef struct NpkSeg NpkSeg;
+typedef struct NpkBitmap NpkBitmap;
+typedef struct NpkOverlay NpkOverlay;
+typedef struct NpkCatalog NpkCatalog;
+typedef struct NpkTxn NpkTxn;
+typedef struct NpkRetired NpkRetired;
+typedef struct NpkBuf NpkBuf;
+
+/* An error being reported: code and message. */
+struct NpkErr {
+  int rc;                    /* NPK_OK or the error code */
+  char msg[768];             /* "numpack: ..." message */
+};
+
+/* A growable byte buffer (catalog and journal images). */
+struct NpkBuf {
+  unsigned char *p;          /* bytes */
+  size_t n;                  /* bytes used */
+  size_t cap;                /* bytes allocated */
+  int oom;                   /* an append failed for lack of memory */
+};
+
+/* One open data file and its read-only mapping.  Shared by refcount between
+** the committed and pending versions of an array. */
+struct NpkFile {
+  int refs;                  /* references from NpkSeg entries */
+  char *path;                /* absolute path (changes when renamed) */
+  int fd;                    /* open descriptor */
+  int writable;              /* fd was opened O_RDWR */
+  unsigned char *base;       /* mapping, or NULL */
+  size_t maplen;             /* bytes mapped (rounded up, may pass EOF) */
+  uint64_t size;             /* bytes known to exist in the file */
+  uint64_t orig_size;        /* size when a transaction first grew it */
+  int grown;                 /* orig_size is set (file grown in this txn) */
+  int temp;                  /* a transaction's new file: removed when freed */
+};
+
+/* One stretch of rows stored in one file. */
+struct NpkSeg {
+  NpkFile *file;             /* where the rows are */
+  uint64_t first_row;        /* physical index of the segment's first row */
+  uint64_t rows;             /* rows in this segment */
+};
+
+/* Deletion bitmap with a rank index for logical-to-physical mapping. */
+struct NpkBitmap {
+  uint64_t nbits;            /* rows covered (the file's total rows) */
+  uint64_t nlive;            /* bits set */
+  uint64_t *w;               /* ceil(nbits/64) words */
+  uint64_t wcap;             /* words allocated */
+  uint64_t *rank;            /* rank[i] = live bits in words [0, 8*i) */
+  uint64_t rank_cap;         /* entries allocated in rank */
+  uint64_t rank_ok;          /* rank[0..rank_ok) are up to date */
+};
+
+/* Replaced committed rows of one array, pending until commit. */
+struct NpkOverlay {
+  uint64_t *keys;            /* open-addressing table of row numbers */
+  uint32_t *slot;            /* slot index for each key */
+  uint64_t hcap;             /* table size (power of two), 0 if empty */
+  uint64_t n;                /* rows held */
+  unsigned char **chunks;    /* slot storage; chunks never move */
+  uint64_t nchunk;           /* chunks allocated */
+  uint64_t per_chunk;        /* slots per chunk */
+  uint64_t row_bytes;        /* bytes per slot */
+};
+
+/* One array as seen by a catalog: committed, or a session's pending copy. */
+struct NpkArray {
+  int refs;                  /* catalogs and undo records holding it */
+  char *name;                /* UTF-8, validated */
+  int dtype;                 /* NPK_BOOL .. NPK_COMPLEX128 */
+  uint32_t ndim;             /* >= 1 */
+  uint64_t shape[NPK_MAX_NDIM]; /* shape[0] = physical rows */
+  uint64_t row_bytes;        /* item size x shape[1..] */
+  char *data_file;           /* catalog's data file, relative */
+  uint64_t mtime;            /* microseconds since the epoch */
+  int segmented;             /* data_file is a .npkseg manifest */
+  char **seg_names;          /* segmented: segment files, relative */
+  int nseg;                  /* storage segments (1 unless segmented) */
+  NpkSeg *seg;               /* storage */
+  NpkBitmap *bm;             /* NULL when every row is live */
+  int has_bm_file;           /* deleted_<name>.npkb exists (committed) */
+  /* Pending state, for an array a transaction changed: */
+  int pending;               /* 1 for a session's own modified copy */
+  int fresh;                 /* storage is a new temporary file */
+  uint64_t base_rows;        /* rows that are committed bytes in place */
+  NpkOverlay *ov;            /* replaced committed rows, or NULL */
+  int bm_dirty;              /* bitmap differs from the committed one */
+};
+
+/* A list of arrays: the committed catalog or a pending one. */
+struct NpkCatalog {
+  NpkArray **a;              /* arrays in catalog order */
+  int n;                     /* arrays used */
+  int cap;                   /* arrays allocated */
+};
+
+/* Mappings and buffers that may still be pointed at; freed when no session
+** of the store is reading or writing. */
+struct NpkRetired {
+  void *p;                   /* mapping or heap block */
+  size_t len;                /* mapping length; 0 for a heap block */
+  NpkRetired *next;          /* next in the store's list */
+};
+
+/* The process-wide object for one store directory. */
+struct NpkStore {
+  int refs;                  /* npk_store_open references */
+  dev_t dev;                 /* identity of the directory */
+  ino_t ino;
+  int readonly;              /* opened with NPK_OPEN_READONLY */
+  char *dir;                 /* absolute path of the directory */
+  int dirfd;                 /* open directory, for fsync */
+  pthread_mutex_t mu;        /* guards everything below */
+  NpkCatalog cat;            /* last committed catalog seen */
+  int cat_fd;                /* the catalog file that cat was read from */
+  int pins;                  /* sessions reading or in a transaction */
+  NpkRetired *retired;       /* freed when pins drops to 0 */
+  NpkStats stats;            /* I/O counters */
+  NpkStore *next;            /* registry list */
+};
+
+/* Row counters of a transaction, saved with each savepoint. */
+typedef struct NpkCounts NpkCounts;
+struct NpkCounts {
+  uint64_t appended;         /* rows appended */
+  uint64_t replaced;         /* rows replaced */
+  uint64_t deleted;          /* rows deleted */
+};
+
+/* An open savepoint. */
+typedef struct NpkSavepoint NpkSavepoint;
+struct NpkSavepoint {
+  size_t undo_pos;           /* undo records before it */
+  NpkCounts counts;          /* counters when it was opened */
+};
+
+/* One undo record: how to take back one change of a transaction. */
+typedef struct NpkUndo NpkUndo;
+struct NpkUndo {
+  int op;                    /* NPK_U_CAT .. NPK_U_TAIL */
+  NpkArray *arr;             /* array changed (a reference), or NULL */
+  uint64_t a, b;             /* op-specific: rows, row number, flags */
+  void *data;                /* op-specific: row list or old bytes */
+  NpkCatalog cat;            /* NPK_U_CAT: the catalog before the change */
+};
+#define NPK_U_CAT    1       /* catalog replaced: restore cat */
+#define NPK_U_ROWS   2       /* rows appended: a = old rows, b = old bits */
+#define NPK_U_BITS   3       /* a rows deleted (data), b = old bm_dirty */
+#define NPK_U_BMNEW  4       /* bitmap created, b = old bm_dirty */
+#define NPK_U_OVL    5       /* overlay row a set; b = had old bytes (data) */
+#define NPK_U_TAIL   6       /* file row a overwritten; data = old bytes */
+
+/* A pending write transaction of one session. */
+struct NpkTxn {
+  NpkCatalog cat;            /* the catalog as this transaction sees it */
+  NpkUndo *undo;             /* undo records, oldest first */
+  size_t nundo, undocap;     /* records used / allocated */
+  NpkSavepoint *sp;          /* open savepoints, outermost first */
+  int nsp, spcap;            /* savepoints open / allocated */
+  NpkFile **grown;           /* committed files appended to (references) */
+  int ngrown, growncap;      /* entries used / allocated */
+  NpkCounts counts;          /* rows changed so far */
+  unsigned tmpseq;           /* counter for temporary file names */
+};
+
+/* One client of a store. */
+struct NpkSession {
+  NpkStore *store;           /* the shared store */
+  int lockfd;                /* own descriptor on the lock file */
+  int lock;                  /* NPK_LOCK_NONE .. NPK_LOCK_EXCLUSIVE */
+  int nread;                 /* nesting of npk_read_begin */
+  int pinned;                /* counted in store->pins */
+  int busy_ms;               /* busy timeout in milliseconds */
+  NpkTxn *txn;               /* open write transaction, or NULL */
+  NpkErr err;                /* last error */
+  uint64_t changes;          /* npk_change_count(): bumped by each write */
+};
+
+/* Lock levels, as SQLite's. */
+#define NPK_LOCK_NONE       0
+#define NPK_LOCK_SHARED     1
+#define NPK_LOCK_RESERVED   2
+#define NPK_LOCK_EXCLUSIVE  4
+
+/* ---- errors (store_io.c) ---- */
+int npk_err(NpkErr *e, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int npk_err_sys(NpkErr *e, int err, const char *what, const char *path);
+uint64_t npk_now_us(void);
+
+/* ---- buffers and little-endian encoding (store_io.c) ---- */
+void npk_buf_put(NpkBuf *b, const void *p, size_t n);
+void npk_buf_u8(NpkBuf *b, unsigned v);
+void npk_buf_u32(NpkBuf *b, uint32_t v);
+void npk_buf_u64(NpkBuf *b, uint64_t v);
+void npk_buf_free(NpkBuf *b);
+uint32_t npk_get_u32(const unsigned char *p);
+uint64_t npk_get_u64(const unsigned char *p);
+void npk_put_u64(unsigned char *p, uint64_t v);
+
+/* ---- system calls with fault injection and counters (store_io.c) ---- */
+int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
+                  const char *path, NpkErr *e);
+int npk_io_fsync(NpkStore *st, int fd, const char *path, NpkErr *e);
+int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e);
+int npk_io_ftruncate(NpkStore *st, int fd, uint64_t len, const char *path,
+                     NpkErr *e);
+int npk_io_read_file(NpkStore *st, const char *path, unsigned char **pp,
+                     size_t *pn, NpkErr *e);
+int npk_io_write_new(NpkStore *st, const char *path, const void *p, size_t n,
+                     NpkErr *e);
+int npk_io_replace_file(NpkStore *st, const char *path, const void *p,
+                        size_t n, NpkErr *e);
+int npk_io_unlink(const char *path, NpkErr *e);
+int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
+                uint64_t to_off, const char *path, NpkErr *e);
+char *npk_path(const char *dir, const char *name);
+int npk_mkdirs(const char *path, NpkErr *e);
+int npk_test_crash_point(int step);
+
+/* ---- files and mappings (store.c) ---- */
+int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
+                  NpkErr *e);
+void npk_file_unref(NpkStore *st, NpkFile *f);
+int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e);
+void npk_retire(NpkStore *st, void *p, size_t len);
+void npk_retired_free(NpkStore *st);
+
+/* ---- catalog (store_catalog.c) ---- */
+int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
+                      NpkErr *e);
+int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b);
+int npk_catalog_add(NpkCatalog *cat, NpkArray *a);
+void npk_catalog_clear(NpkStore *st, NpkCatalog *cat);
+int npk_catalog_find(const NpkCatalog *cat, const char *name);
+int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to);
+NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
+                        const uint64_t *shape);
+void npk_array_ref(NpkArray *a);
+void npk_array_unref(NpkStore *st, NpkArray *a);
+int npk_shape_bytes(int dtype, uint32_t ndim, const uint64_t *shape,
+                    uint64_t *row_bytes, uint64_t *total);
+
+/* ---- bitmaps (store_bitmap.c) ---- */
+NpkBitmap *npk_bm_new(uint64_t nbits, int live);
+NpkBitmap *npk_bm_copy(const NpkBitmap *b);
+void npk_bm_free(NpkBitmap *b);
+int npk_bm_parse(const unsigned char *p, size_t n, uint64_t rows,
+                 NpkBitmap **pb, const char *path, NpkErr *e);
+int npk_bm_encode(const NpkBitmap *b, NpkBuf *out);
+int npk_bm_get(const NpkBitmap *b, uint64_t row);
+void npk_bm_set(NpkBitmap *b, uint64_t row, int live);
+int npk_bm_extend(NpkBitmap *b, uint64_t nbits, int live);
+int npk_bm_truncate(NpkBitmap *b, uint64_t nbits);
+int npk_bm_select(NpkBitmap *b, uint64_t k, uint64_t *row);
+uint64_t npk_bm_next(const NpkBitmap *b, uint64_t row);
+int npk_bm_rank(NpkBitmap *b, uint64_t row, uint64_t *rank);
+
+/* ---- segment manifests (store_segment.c) ---- */
+typedef struct NpkSegEntry NpkSegEntry;
+/* One entry of a .npkseg manifest. */
+struct NpkSegEntry {
+  char *file;                /* segment file, relative to the store */
+  uint64_t rows;             /* rows it holds */
+  uint64_t bytes;            /* bytes it holds */
+};
+int npk_seg_parse(const char *json, size_t n, NpkSegEntry **pp, int *pn,
+                  const char *path, NpkErr *e);
+void npk_seg_free(NpkSegEntry *s, int n);
+int npk_relpath_valid(const char *p);
+
+/* ---- overlay of replaced rows (store_txn.c) ---- */
+const void *npk_ov_get(const NpkOverlay *ov, uint64_t row);
+void npk_ov_free(NpkStore *st, NpkOverlay *ov);
+
+/* ---- locks (store_lock.c) ---- */
+int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e);
+int npk_lock_to(NpkSession *s, int level, NpkErr *e);
+void npk_lock_release(NpkSession *s);
+
+/* ---- journal (store_journal.c) ---- */
+typedef struct NpkJournal NpkJournal;
+void npk_jr_content(NpkBuf *b, const char *rel, const void *orig, size_t n,
+                    int existed);
+void npk_jr_link(NpkBuf *b, const char *rel, int existed);
+void npk_jr_trunc(NpkBuf *b, const char *rel, uint64_t len);
+void npk_jr_region(NpkBuf *b, const char *rel, uint64_t off, const void *p,
+                   size_t n);
+void npk_jr_temp(NpkBuf *b, const char *rel);
+char *npk_backup_name(const char *abs);
+int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e);
+int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e);
+void npk_sweep(NpkStore *st);
+int npk_journal_recover(NpkStore *st, NpkErr *e);
+int npk_journal_exists(NpkStore *st);
+
+/* ---- committed state and reading (store.c) ---- */
+int npk_store_refresh(NpkStore *st, NpkErr *e);
+void npk_store_hold_catalog(NpkStore *st);
+int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e);
+int npk_shared_lock(NpkSession *s);
+void npk_unpin(NpkSession *s);
+NpkCatalog *npk_session_catalog(NpkSession *s);
+int npk_find(NpkSession *s, const char *name, NpkArray **pa);
+uint64_t npk_live_rows(const NpkArray *a);
+int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp);
+
+/* ---- transactions (store_txn.c) ---- */
+int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
+                  uint64_t b, void *data);
+int npk_undo_catalog(NpkSession *s);
+int npk_txn_grow(NpkSession *s, NpkFile *f);
+int npk_op_begin(NpkSession *s, int *autoc, int *level);
+int npk_op_end(NpkSession *s, int autoc, int level, int rc);
+NpkOverlay *npk_ov_new(uint64_t row_bytes);
+int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old);
+void npk_ov_remove(NpkOverlay *ov, uint64_t row);
+
+#endif /* NPK_STORE_INT_H */

@@ -1,0 +1,333 @@
+/*
+** store_io.c — the engine's contact with the operating system: every write,
+** fsync, rename, truncate and whole-file read goes through here, so that I/O
+** counters are real and tests can inject faults at each kind of call.  Also
+** error messages and little-endian encoding helpers.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "store_int.h"
+
+/* Fault injection state (tests only; process-wide). */
+static char fault_kind[16];      /* "write", "fsync", ... or "" */
+static int fault_countdown;      /* calls of that kind before the fault */
+static int fault_errno;          /* errno the failing call reports */
+static int crash_step;           /* commit step that calls _exit(77) */
+
+void npk_test_fault(const char *kind, int nth, int err) {
+  if (!kind || nth <= 0 || err == 0) {
+    fault_kind[0] = 0;
+    return;
+  }
+  snprintf(fault_kind, sizeof fault_kind, "%s", kind);
+  fault_countdown = nth;
+  fault_errno = err;
+}
+
+void npk_test_crash_at(int step) { crash_step = step; }
+
+int npk_test_crash_point(int step) {
+  if (crash_step && step == crash_step) _exit(77);
+  return 0;
+}
+
+/* Return the errno to fake for a call of KIND, or 0 to let it run. */
+static int fault_check(const char *kind) {
+  if (!fault_kind[0]) return 0;
+  if (strcmp(fault_kind, kind) != 0 && strcmp(fault_kind, "any") != 0) return 0;
+  if (--fault_countdown > 0) return 0;
+  fault_kind[0] = 0;
+  return fault_errno;
+}
+
+static void stat_add(NpkStore *st, uint64_t *field, uint64_t n) {
+  (void)st;
+  __atomic_fetch_add(field, n, __ATOMIC_RELAXED);
+}
+
+int npk_err(NpkErr *e, int rc, const char *fmt, ...) {
+  va_list ap;
+  int n;
+  e->rc = rc;
+  n = snprintf(e->msg, sizeof e->msg, "numpack: ");
+  va_start(ap, fmt);
+  vsnprintf(e->msg + n, sizeof e->msg - (size_t)n, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+int npk_err_sys(NpkErr *e, int err, const char *what, const char *path) {
+  int rc = NPK_IOERR;
+  if (err == ENOSPC || err == EDQUOT) rc = NPK_FULL;
+  else if (err == ENOMEM) rc = NPK_NOMEM;
+  else if (err == EROFS || err == EACCES || err == EPERM) rc = NPK_READONLY;
+  return npk_err(e, rc, "%s %s: %s", what, path, strerror(err));
+}
+
+uint64_t npk_now_us(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+void npk_buf_put(NpkBuf *b, const void *p, size_t n) {
+  if (b->oom) return;
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    unsigned char *q;
+    while (cap < b->n + n) cap *= 2;
+    q = realloc(b->p, cap);
+    if (!q) {
+      b->oom = 1;
+      return;
+    }
+    b->p = q;
+    b->cap = cap;
+  }
+  if (n) memcpy(b->p + b->n, p, n);
+  b->n += n;
+}
+
+void npk_buf_u8(NpkBuf *b, unsigned v) {
+  unsigned char c = (unsigned char)v;
+  npk_buf_put(b, &c, 1);
+}
+
+void npk_buf_u32(NpkBuf *b, uint32_t v) {
+  unsigned char c[4];
+  for (int i = 0; i < 4; i++) c[i] = (unsigned char)(v >> (8 * i));
+  npk_buf_put(b, c, 4);
+}
+
+void npk_buf_u64(NpkBuf *b, uint64_t v) {
+  unsigned char c[8];
+  npk_put_u64(c, v);
+  npk_buf_put(b, c, 8);
+}
+
+void npk_buf_free(NpkBuf *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+uint32_t npk_get_u32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+uint64_t npk_get_u64(const unsigned char *p) {
+  return (uint64_t)npk_get_u32(p) | (uint64_t)npk_get_u32(p + 4) << 32;
+}
+
+void npk_put_u64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
+                  const char *path, NpkErr *e) {
+  const unsigned char *c = p;
+  while (n > 0) {
+    int fake = fault_check("write");
+    ssize_t w;
+    if (fake) return npk_err_sys(e, fake, "cannot write", path);
+    w = pwrite(fd, c, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return npk_err_sys(e, errno, "cannot write", path);
+    }
+    stat_add(st, &st->stats.bytes_written, (uint64_t)w);
+    c += w;
+    off += (uint64_t)w;
+    n -= (size_t)w;
+  }
+  return NPK_OK;
+}
+
+int npk_io_fsync(NpkStore *st, int fd, const char *path, NpkErr *e) {
+  int fake = fault_check("fsync");
+  if (fake) return npk_err_sys(e, fake, "cannot sync", path);
+  stat_add(st, &st->stats.fsyncs, 1);
+  if (fsync(fd) != 0) return npk_err_sys(e, errno, "cannot sync", path);
+  return NPK_OK;
+}
+
+int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e) {
+  int fake = fault_check("rename");
+  (void)st;
+  if (fake) return npk_err_sys(e, fake, "cannot rename to", to);
+  if (rename(from, to) != 0) return npk_err_sys(e, errno, "cannot rename to", to);
+  return NPK_OK;
+}
+
+int npk_io_ftruncate(NpkStore *st, int fd, uint64_t len, const char *path,
+                     NpkErr *e) {
+  int fake = fault_check("ftruncate");
+  (void)st;
+  if (fake) return npk_err_sys(e, fake, "cannot truncate", path);
+  if (ftruncate(fd, (off_t)len) != 0)
+    return npk_err_sys(e, errno, "cannot truncate", path);
+  return NPK_OK;
+}
+
+int npk_io_read_file(NpkStore *st, const char *path, unsigned char **pp,
+                     size_t *pn, NpkErr *e) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat sb;
+  unsigned char *p = NULL;
+  size_t got = 0;
+  int rc = NPK_OK;
+  *pp = NULL;
+  *pn = 0;
+  if (fd < 0) {
+    if (errno == ENOENT) return npk_err(e, NPK_NOTFOUND, "no file %s", path);
+    return npk_err_sys(e, errno, "cannot open", path);
+  }
+  if (fstat(fd, &sb) != 0) {
+    rc = npk_err_sys(e, errno, "cannot stat", path);
+    goto done;
+  }
+  p = malloc((size_t)sb.st_size + 1);
+  if (!p) {
+    rc = npk_err(e, NPK_NOMEM, "out of memory reading %s", path);
+    goto done;
+  }
+  while (got < (size_t)sb.st_size) {
+    ssize_t r = read(fd, p + got, (size_t)sb.st_size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      rc = npk_err_sys(e, errno, "cannot read", path);
+      goto done;
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  stat_add(st, &st->stats.bytes_read, got);
+  p[got] = 0;
+  *pp = p;
+  *pn = got;
+  p = NULL;
+done:
+  free(p);
+  close(fd);
+  return rc;
+}
+
+/* Create PATH afresh (truncating any leftover) holding N bytes, synced. */
+int npk_io_write_new(NpkStore *st, const char *path, const void *p, size_t n,
+                     NpkErr *e) {
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int rc;
+  if (fd < 0) return npk_err_sys(e, errno, "cannot create", path);
+  rc = npk_io_pwrite(st, fd, p, n, 0, path, e);
+  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
+  close(fd);
+  if (rc != NPK_OK) unlink(path);
+  return rc;
+}
+
+/* Atomically replace PATH's contents: write "PATH-tmp", sync, rename. */
+int npk_io_replace_file(NpkStore *st, const char *path, const void *p,
+                        size_t n, NpkErr *e) {
+  size_t len = strlen(path);
+  char *tmp = malloc(len + 5);
+  int rc;
+  if (!tmp) return npk_err(e, NPK_NOMEM, "out of memory");
+  memcpy(tmp, path, len);
+  memcpy(tmp + len, "-tmp", 5);
+  rc = npk_io_write_new(st, tmp, p, n, e);
+  if (rc == NPK_OK) {
+    rc = npk_io_rename(st, tmp, path, e);
+    if (rc != NPK_OK) unlink(tmp);
+  }
+  free(tmp);
+  return rc;
+}
+
+int npk_io_unlink(const char *path, NpkErr *e) {
+  if (unlink(path) != 0 && errno != ENOENT)
+    return npk_err_sys(e, errno, "cannot remove", path);
+  return NPK_OK;
+}
+
+/* Copy N bytes from FROM at OFF to TO at TO_OFF, in the kernel if it can. */
+int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
+                uint64_t to_off, const char *path, NpkErr *e) {
+  static const size_t chunk = 1u << 20;
+  unsigned char *buf = NULL;
+  int rc = NPK_OK;
+  while (n > 0) {
+    loff_t a = (loff_t)off, b = (loff_t)to_off;
+    int fake = fault_check("write");
+    ssize_t w;
+    if (fake) {
+      rc = npk_err_sys(e, fake, "cannot write", path);
+      break;
+    }
+    w = copy_file_range(from, &a, to, &b, n > (1u << 30) ? (1u << 30) : n, 0);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      /* Not supported here (or a short source): copy through memory. */
+      size_t want = n > chunk ? chunk : (size_t)n;
+      ssize_t r;
+      if (!buf && !(buf = malloc(chunk))) {
+        rc = npk_err(e, NPK_NOMEM, "out of memory copying %s", path);
+        break;
+      }
+      r = pread(from, buf, want, (off_t)off);
+      if (r <= 0) {
+        rc = r == 0 ? npk_err(e, NPK_CORRUPT, "short source copying to %s", path)
+                    : npk_err_sys(e, errno, "cannot read while copying to", path);
+        break;
+      }
+      rc = npk_io_pwrite(st, to, buf, (size_t)r, to_off, path, e);
+      if (rc != NPK_OK) break;
+      w = r;
+    } else {
+      stat_add(st, &st->stats.bytes_written, (uint64_t)w);
+    }
+    stat_add(st, &st->stats.bytes_read, (uint64_t)w);
+    off += (uint64_t)w;
+    to_off += (uint64_t)w;
+    n -= (uint64_t)w;
+  }
+  free(buf);
+  return rc;
+}
+
+char *npk_path(const char *dir, const char *name) {
+  size_t a = strlen(dir), b = strlen(name);
+  char *p = malloc(a + b + 2);
+  if (!p) return NULL;
+  memcpy(p, dir, a);
+  p[a] = '/';
+  memcpy(p + a + 1, name, b + 1);
+  return p;
+}
+
+int npk_mkdirs(const char *path, NpkErr *e) {
+  char *p = strdup(path);
+  int rc = NPK_OK;
+  if (!p) return npk_err(e, NPK_NOMEM, "out of memory");
+  for (char *s = p + 1;; s++) {
+    if (*s == '/' || *s == 0) {
+      char c = *s;
+      *s = 0;
+      if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+        rc = npk_err_sys(e, errno, "cannot create directory", p);
+        break;
+      }
+      *s = c;
+      if (!c) break;
+    }
+  }
+  free(p);
+  return rc;
+}

@@ -1,0 +1,307 @@
+/*
+** store_journal.c — metadata.npkm-journal, the rollback journal that makes a
+** commit atomic across the several files it touches.
+**
+** Before a commit changes any file it writes here how to undo each change,
+** syncs the journal and the directory, then changes the files; deleting the
+** journal is the commit point.  A journal found by a later open is "hot":
+** its records are played back, restoring the state before the commit.
+**
+** File: "NPKJRNL1", u64 record bytes, u64 FNV-1a checksum of the records,
+** then the records.  A journal whose checksum does not match was never
+** completely written, so no file was touched yet: it is simply removed.
+** Records (paths relative to the store):
+**   'C' u32 len path, u8 existed, u64 n, n bytes   restore whole contents
+**   'L' u32 len path, u8 existed                    restore from "<path>-npkbak"
+**   'T' u32 len path, u64 length                    truncate to length
+**   'R' u32 len path, u64 offset, u64 n, n bytes    restore a region
+**   'X' u32 len path                                remove a temporary file
+** Every record is idempotent, so a crash during playback is played again.
+*/
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_int.h"
+
+#define JMAGIC "NPKJRNL1"
+#define JHEADER 24
+
+static uint64_t fnv1a(const unsigned char *p, size_t n) {
+  uint64_t h = UINT64_C(0xcbf29ce484222325);
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= UINT64_C(0x100000001b3);
+  }
+  return h;
+}
+
+static void put_path(NpkBuf *b, int type, const char *rel) {
+  npk_buf_u8(b, (unsigned)type);
+  npk_buf_u32(b, (uint32_t)strlen(rel));
+  npk_buf_put(b, rel, strlen(rel));
+}
+
+void npk_jr_content(NpkBuf *b, const char *rel, const void *orig, size_t n,
+                    int existed) {
+  put_path(b, 'C', rel);
+  npk_buf_u8(b, (unsigned)existed);
+  npk_buf_u64(b, existed ? n : 0);
+  if (existed) npk_buf_put(b, orig, n);
+}
+
+void npk_jr_link(NpkBuf *b, const char *rel, int existed) {
+  put_path(b, 'L', rel);
+  npk_buf_u8(b, (unsigned)existed);
+}
+
+void npk_jr_trunc(NpkBuf *b, const char *rel, uint64_t len) {
+  put_path(b, 'T', rel);
+  npk_buf_u64(b, len);
+}
+
+void npk_jr_region(NpkBuf *b, const char *rel, uint64_t off, const void *p,
+                   size_t n) {
+  put_path(b, 'R', rel);
+  npk_buf_u64(b, off);
+  npk_buf_u64(b, n);
+  npk_buf_put(b, p, n);
+}
+
+void npk_jr_temp(NpkBuf *b, const char *rel) { put_path(b, 'X', rel); }
+
+char *npk_backup_name(const char *abs) {
+  size_t n = strlen(abs);
+  char *p = malloc(n + 8);
+  if (!p) return NULL;
+  memcpy(p, abs, n);
+  memcpy(p + n, "-npkbak", 8);
+  return p;
+}
+
+/* Write the journal: header + RECORDS, synced, with the directory entry. */
+int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
+  char *path = npk_path(st->dir, NPK_JOURNAL);
+  unsigned char hdr[JHEADER];
+  int fd, rc;
+  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  memcpy(hdr, JMAGIC, 8);
+  npk_put_u64(hdr + 8, records->n);
+  npk_put_u64(hdr + 16, fnv1a(records->p, records->n));
+  fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    rc = npk_err_sys(e, errno, "cannot create journal", path);
+    free(path);
+    return rc;
+  }
+  rc = npk_io_pwrite(st, fd, hdr, JHEADER, 0, path, e);
+  if (rc == NPK_OK)
+    rc = npk_io_pwrite(st, fd, records->p, records->n, JHEADER, path, e);
+  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
+  close(fd);
+  if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
+  if (rc != NPK_OK) unlink(path);
+  free(path);
+  return rc;
+}
+
+/* Remove the journal (the commit point) and make the removal durable.
+** *UNLINKED tells whether the journal is gone, even if the sync failed. */
+int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e) {
+  char *path = npk_path(st->dir, NPK_JOURNAL);
+  int rc;
+  *unlinked = 0;
+  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  rc = npk_io_unlink(path, e);
+  free(path);
+  if (rc == NPK_OK) {
+    *unlinked = 1;
+    rc = npk_io_fsync(st, st->dirfd, st->dir, e);
+  }
+  return rc;
+}
+
+/* Remove what interrupted commits leave behind: backups ("-npkbak"), new
+** data files never renamed ("npktmp-"), and half-written replacements of
+** the catalog or a bitmap ("-tmp").  Only safe while no other session can
+** be committing, with no hot journal (which may still need the backups). */
+void npk_sweep(NpkStore *st) {
+  DIR *d = opendir(st->dir);
+  struct dirent *de;
+  if (!d) return;
+  while ((de = readdir(d)) != NULL) {
+    const char *n = de->d_name;
+    size_t len = strlen(n);
+    int ours = strncmp(n, "npktmp-", 7) == 0 ||
+               (len > 7 && strcmp(n + len - 7, "-npkbak") == 0) ||
+               strcmp(n, NPK_CATALOG "-tmp") == 0 ||
+               (strncmp(n, "deleted_", 8) == 0 && len > 9 &&
+                strcmp(n + len - 9, ".npkb-tmp") == 0);
+    if (ours) unlinkat(dirfd(d), n, 0);
+  }
+  closedir(d);
+}
+
+int npk_journal_exists(NpkStore *st) {
+  struct stat sb;
+  char *path = npk_path(st->dir, NPK_JOURNAL);
+  int r = path && stat(path, &sb) == 0;
+  free(path);
+  return r;
+}
+
+/* Open PATH for writing, creating it when CREATE. */
+static int open_rw(const char *path, int create, int *pfd, NpkErr *e) {
+  *pfd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+  if (*pfd < 0) return npk_err_sys(e, errno, "cannot open", path);
+  return NPK_OK;
+}
+
+/* Undo one record.  P points at its type byte; *PAT advances past it. */
+static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
+                NpkErr *e) {
+  size_t at = *pat;
+  int type, rc = NPK_OK, fd = -1;
+  uint32_t plen;
+  char *rel = NULL, *abs = NULL;
+#define NEED(k) do { if (n - at < (size_t)(k)) goto bad; } while (0)
+  NEED(5);
+  type = p[at];
+  plen = npk_get_u32(p + at + 1);
+  at += 5;
+  NEED(plen);
+  rel = malloc((size_t)plen + 1);
+  if (!rel) return npk_err(e, NPK_NOMEM, "out of memory");
+  memcpy(rel, p + at, plen);
+  rel[plen] = 0;
+  at += plen;
+  if (!npk_relpath_valid(rel) || strlen(rel) != plen) goto bad;
+  abs = npk_path(st->dir, rel);
+  if (!abs) {
+    rc = npk_err(e, NPK_NOMEM, "out of memory");
+    goto done;
+  }
+  switch (type) {
+    case 'C': {
+      uint64_t len;
+      int existed;
+      NEED(9);
+      existed = p[at];
+      len = npk_get_u64(p + at + 1);
+      at += 9;
+      NEED(len);
+      if (existed)
+        rc = npk_io_replace_file(st, abs, p + at, (size_t)len, e);
+      else
+        rc = npk_io_unlink(abs, e);
+      at += (size_t)len;
+      break;
+    }
+    case 'L': {
+      int existed;
+      char *bak;
+      NEED(1);
+      existed = p[at++];
+      bak = npk_backup_name(abs);
+      if (!bak) {
+        rc = npk_err(e, NPK_NOMEM, "out of memory");
+        break;
+      }
+      if (existed) {
+        if (access(bak, F_OK) == 0) rc = npk_io_rename(st, bak, abs, e);
+      } else {
+        rc = npk_io_unlink(abs, e);
+      }
+      free(bak);
+      break;
+    }
+    case 'T': {
+      uint64_t len;
+      NEED(8);
+      len = npk_get_u64(p + at);
+      at += 8;
+      fd = open(abs, O_RDWR | O_CLOEXEC);
+      if (fd < 0 && errno == ENOENT) break;
+      if (fd < 0) rc = npk_err_sys(e, errno, "cannot open", abs);
+      else rc = npk_io_ftruncate(st, fd, len, abs, e);
+      if (rc == NPK_OK && fd >= 0) rc = npk_io_fsync(st, fd, abs, e);
+      break;
+    }
+    case 'R': {
+      uint64_t off, len;
+      NEED(16);
+      off = npk_get_u64(p + at);
+      len = npk_get_u64(p + at + 8);
+      at += 16;
+      NEED(len);
+      rc = open_rw(abs, 0, &fd, e);
+      if (rc == NPK_OK)
+        rc = npk_io_pwrite(st, fd, p + at, (size_t)len, off, abs, e);
+      if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
+      at += (size_t)len;
+      break;
+    }
+    case 'X':
+      rc = npk_io_unlink(abs, e);
+      break;
+    default:
+      goto bad;
+  }
+  goto done;
+bad:
+  rc = npk_err(e, NPK_CORRUPT, "%s/%s is damaged: bad record at byte %zu",
+               st->dir, NPK_JOURNAL, *pat + JHEADER);
+done:
+#undef NEED
+  if (fd >= 0) close(fd);
+  free(rel);
+  free(abs);
+  *pat = at;
+  return rc;
+}
+
+/* Play back a hot journal, if there is one.  The caller holds EXCLUSIVE. */
+int npk_journal_recover(NpkStore *st, NpkErr *e) {
+  char *path = npk_path(st->dir, NPK_JOURNAL);
+  unsigned char *p = NULL;
+  size_t n = 0, at;
+  int rc;
+  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  rc = npk_io_read_file(st, path, &p, &n, e);
+  if (rc == NPK_NOTFOUND) {
+    rc = NPK_OK;
+    goto done;
+  }
+  if (rc) goto done;
+  if (n < JHEADER || memcmp(p, JMAGIC, 8) != 0 ||
+      npk_get_u64(p + 8) != n - JHEADER ||
+      npk_get_u64(p + 16) != fnv1a(p + JHEADER, n - JHEADER)) {
+    /* Torn before it was synced: the commit had not touched any file. */
+    int gone;
+    rc = npk_journal_delete(st, &gone, e);
+    if (rc == NPK_OK) npk_sweep(st);
+    goto done;
+  }
+  for (at = JHEADER; at < n && rc == NPK_OK;) {
+    size_t rel = at - JHEADER;
+    rc = play(st, p + JHEADER, n - JHEADER, &rel, e);
+    at = rel + JHEADER;
+  }
+  if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
+  if (rc == NPK_OK) {
+    int gone;
+    rc = npk_journal_delete(st, &gone, e);
+  }
+  if (rc == NPK_OK) {
+    npk_sweep(st);
+    __atomic_fetch_add(&st->stats.recoveries, 1, __ATOMIC_RELAXED);
+  }
+done:
+  free(p);
+  free(path);
+  return rc;
+}

@@ -1,0 +1,151 @@
+/*
+** store_lock.c — SQLite's rollback-journal locking over metadata.npkm-lock,
+** with Linux open-file-description locks: each session opens the lock file
+** itself, so two sessions conflict whether they live in one process or two,
+** and closing one descriptor never drops another's locks.
+**
+** Bytes of the lock file, as SQLite's unix VFS uses its lock page:
+**   PENDING  (0)  write-locked by a committer waiting for readers to leave;
+**                 new readers take a read lock on it briefly, so they wait
+**   RESERVED (1)  write-locked by the one session with a write transaction
+**   SHARED   (2)  read-locked by every reader, write-locked when EXCLUSIVE
+** Waits retry with growing sleeps until the session's busy timeout, the way
+** SQLite's default busy handler does.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store_int.h"
+
+#define PENDING_BYTE  0
+#define RESERVED_BYTE 1
+#define SHARED_BYTE   2
+
+int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e) {
+  char *path = npk_path(st->dir, NPK_LOCKFILE);
+  int fd;
+  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 && st->readonly) fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int rc = npk_err_sys(e, errno, "cannot open lock file", path);
+    free(path);
+    return rc;
+  }
+  free(path);
+  *pfd = fd;
+  return NPK_OK;
+}
+
+/* One non-blocking lock call on one byte; 1 on success, 0 if held by
+** another, -1 on a real error. */
+static int lk(int fd, short type, off_t byte) {
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return 1;
+  if (errno == EAGAIN || errno == EACCES || errno == EINTR) return 0;
+  return -1;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Retry TRY until it succeeds or the busy timeout runs out. */
+static int wait_for(NpkSession *s, int (*try)(NpkSession *), const char *what,
+                    NpkErr *e) {
+  static const int delays[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+  int waited = 0, i = 0;
+  for (;;) {
+    int r = try(s);
+    if (r > 0) return NPK_OK;
+    if (r < 0)
+      return npk_err_sys(e, errno, "cannot lock", s->store->dir);
+    if (waited >= s->busy_ms) break;
+    {
+      int d = delays[i < 11 ? i++ : 11];
+      if (d > s->busy_ms - waited) d = s->busy_ms - waited;
+      sleep_ms(d);
+      waited += d;
+    }
+  }
+  return npk_err(e, NPK_BUSY, "store %s is locked (%s)", s->store->dir, what);
+}
+
+static int try_shared(NpkSession *s) {
+  int r = lk(s->lockfd, F_RDLCK, PENDING_BYTE);
+  if (r <= 0) return r;
+  r = lk(s->lockfd, F_RDLCK, SHARED_BYTE);
+  lk(s->lockfd, F_UNLCK, PENDING_BYTE);
+  return r;
+}
+
+static int try_reserved(NpkSession *s) {
+  return lk(s->lockfd, F_WRLCK, RESERVED_BYTE);
+}
+
+static int try_exclusive(NpkSession *s) {
+  return lk(s->lockfd, F_WRLCK, SHARED_BYTE);
+}
+
+/* Move the session's lock up to LEVEL (SHARED, RESERVED or EXCLUSIVE), or
+** down to SHARED or RESERVED.  On failure the lock is left where it was. */
+int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
+  int rc = NPK_OK;
+  if (s->lockfd < 0) {
+    s->lock = level;  /* read-only store without a lock file */
+    return NPK_OK;
+  }
+  if (level == s->lock) return NPK_OK;
+  if (level < s->lock) {
+    /* Downgrade: keep the read lock, drop what LEVEL does not include. */
+    if (lk(s->lockfd, F_RDLCK, SHARED_BYTE) < 0)
+      return npk_err_sys(e, errno, "cannot downgrade lock on", s->store->dir);
+    lk(s->lockfd, F_UNLCK, PENDING_BYTE);
+    if (level < NPK_LOCK_RESERVED) lk(s->lockfd, F_UNLCK, RESERVED_BYTE);
+    s->lock = level;
+    return NPK_OK;
+  }
+  if (s->lock == NPK_LOCK_NONE) {
+    rc = wait_for(s, try_shared, "a commit is in progress", e);
+    if (rc) return rc;
+    s->lock = NPK_LOCK_SHARED;
+  }
+  if (level >= NPK_LOCK_RESERVED && s->lock < NPK_LOCK_RESERVED) {
+    rc = wait_for(s, try_reserved, "another transaction is writing", e);
+    if (rc) return rc;
+    s->lock = NPK_LOCK_RESERVED;
+  }
+  if (level == NPK_LOCK_EXCLUSIVE) {
+    /* PENDING keeps new readers out while the present ones finish. */
+    if (lk(s->lockfd, F_WRLCK, PENDING_BYTE) <= 0)
+      return npk_err(e, NPK_BUSY, "store %s is locked", s->store->dir);
+    rc = wait_for(s, try_exclusive, "readers are active", e);
+    if (rc) {
+      lk(s->lockfd, F_UNLCK, PENDING_BYTE);
+      return rc;
+    }
+    s->lock = NPK_LOCK_EXCLUSIVE;
+  }
+  return NPK_OK;
+}
+
+void npk_lock_release(NpkSession *s) {
+  if (s->lockfd >= 0 && s->lock != NPK_LOCK_NONE) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    fcntl(s->lockfd, F_OFD_SETLK, &fl);
+  }
+  s->lock = NPK_LOCK_NONE;
+}

@@ -1,0 +1,826 @@
+/*
+** store_txn.c — write transactions: begin, savepoints, rollback, and the
+** commit that makes a transaction's changes durable all at once.
+**
+** While a transaction is open its changes are invisible to other sessions:
+**   appended rows   are written past the committed end of the data file
+**                   (readers stop at the catalog's row count);
+**   replaced rows   of the committed region wait in an in-memory overlay;
+**   deletions       change a private copy of the bitmap;
+**   save/compact/clone build a new temporary file.
+** Each change also pushes an undo record while a savepoint is open.
+**
+** Commit, under EXCLUSIVE (steps numbered for npk_test_crash_at):
+**   1 write the journal (how to undo every file change), sync it and the dir
+**   2 hard-link every file about to be replaced or removed to "<f>-npkbak"
+**   3 write overlay rows in place, set exact lengths, sync the data files
+**   4 rename new data files into place, remove dropped ones
+**   5 replace bitmaps and the catalog (temp file, sync, rename), sync the dir
+**   6 delete the journal and sync the dir: the commit point
+**   7 remove the backups
+** A crash before step 6 leaves a hot journal that the next open plays back.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_int.h"
+
+/* ---- overlay of replaced rows ---------------------------------------- */
+
+#define OV_EMPTY UINT64_MAX
+#define OV_TOMB (UINT64_MAX - 1)
+
+NpkOverlay *npk_ov_new(uint64_t row_bytes) {
+  NpkOverlay *ov = calloc(1, sizeof *ov);
+  if (!ov) return NULL;
+  ov->row_bytes = row_bytes;
+  ov->per_chunk = row_bytes >= (1u << 20) ? 1 : (1u << 20) / row_bytes;
+  return ov;
+}
+
+static uint64_t ov_hash(uint64_t row, uint64_t cap) {
+  return (row * UINT64_C(0x9E3779B97F4A7C15)) >> 7 & (cap - 1);
+}
+
+static unsigned char *ov_slot(const NpkOverlay *ov, uint32_t slot) {
+  return ov->chunks[slot / ov->per_chunk] +
+         (slot % ov->per_chunk) * ov->row_bytes;
+}
+
+const void *npk_ov_get(const NpkOverlay *ov, uint64_t row) {
+  uint64_t h;
+  if (!ov || ov->hcap == 0) return NULL;
+  for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
+    if (ov->keys[h] == row) return ov_slot(ov, ov->slot[h]);
+    if (ov->keys[h] == OV_EMPTY) return NULL;
+  }
+}
+
+static int ov_grow(NpkOverlay *ov) {
+  uint64_t cap = ov->hcap ? ov->hcap * 2 : 64;
+  uint64_t *keys = malloc(cap * sizeof *keys);
+  uint32_t *slot = malloc(cap * sizeof *slot);
+  if (!keys || !slot) {
+    free(keys);
+    free(slot);
+    return NPK_NOMEM;
+  }
+  for (uint64_t i = 0; i < cap; i++) keys[i] = OV_EMPTY;
+  for (uint64_t i = 0; i < ov->hcap; i++) {
+    uint64_t k = ov->keys[i], h;
+    if (k >= OV_TOMB) continue;
+    for (h = ov_hash(k, cap); keys[h] != OV_EMPTY; h = (h + 1) & (cap - 1)) {
+    }
+    keys[h] = k;
+    slot[h] = ov->slot[i];
+  }
+  free(ov->keys);
+  free(ov->slot);
+  ov->keys = keys;
+  ov->slot = slot;
+  ov->hcap = cap;
+  return NPK_OK;
+}
+
+/* Store a copy of P as ROW.  If ROW was already there, *OLD receives a
+** malloc'd copy of its previous bytes (for undo), else NULL. */
+int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
+  uint64_t h, used;
+  *old = NULL;
+  if (ov->hcap) {
+    for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
+      if (ov->keys[h] == row) {
+        unsigned char *d = ov_slot(ov, ov->slot[h]);
+        if (!(*old = malloc(ov->row_bytes))) return NPK_NOMEM;
+        memcpy(*old, d, ov->row_bytes);
+        memcpy(d, p, ov->row_bytes);
+        return NPK_OK;
+      }
+      if (ov->keys[h] == OV_EMPTY) break;
+    }
+  }
+  /* Slots are never reused (a removed row leaves a tombstone), so the slot
+  ** count is the number of insertions so far. */
+  used = 0;
+  for (uint64_t c = 0; c < ov->nchunk; c++) used += ov->per_chunk;
+  if (ov->n >= UINT32_MAX - 1) return NPK_NOMEM;
+  if ((ov->n + 1) * 2 > ov->hcap && ov_grow(ov)) return NPK_NOMEM;
+  if (ov->n >= used) {
+    unsigned char **ch = realloc(ov->chunks, (ov->nchunk + 1) * sizeof *ch);
+    if (!ch) return NPK_NOMEM;
+    ov->chunks = ch;
+    if (!(ch[ov->nchunk] = malloc(ov->per_chunk * ov->row_bytes)))
+      return NPK_NOMEM;
+    ov->nchunk++;
+  }
+  for (h = ov_hash(row, ov->hcap); ov->keys[h] < OV_TOMB;
+       h = (h + 1) & (ov->hcap - 1)) {
+  }
+  ov->keys[h] = row;
+  ov->slot[h] = (uint32_t)ov->n;
+  memcpy(ov_slot(ov, (uint32_t)ov->n), p, ov->row_bytes);
+  ov->n++;
+  return NPK_OK;
+}
+
+void npk_ov_remove(NpkOverlay *ov, uint64_t row) {
+  uint64_t h;
+  if (!ov->hcap) return;
+  for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
+    if (ov->keys[h] == row) {
+      ov->keys[h] = OV_TOMB;
+      return;
+    }
+    if (ov->keys[h] == OV_EMPTY) return;
+  }
+}
+
+void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
+  if (!ov) return;
+  /* Row pointers into the overlay may still be held by a reader. */
+  for (uint64_t c = 0; c < ov->nchunk; c++) npk_retire(st, ov->chunks[c], 0);
+  free(ov->chunks);
+  free(ov->keys);
+  free(ov->slot);
+  free(ov);
+}
+
+/* ---- undo records ---------------------------------------------------- */
+
+int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
+                  uint64_t b, void *data) {
+  NpkTxn *t = s->txn;
+  NpkUndo *u;
+  if (t->nsp == 0) {
+    free(data);  /* nothing can roll back to inside the transaction */
+    return NPK_OK;
+  }
+  if (t->nundo == t->undocap) {
+    size_t cap = t->undocap ? t->undocap * 2 : 64;
+    NpkUndo *p = realloc(t->undo, cap * sizeof *p);
+    if (!p) {
+      free(data);
+      return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    }
+    t->undo = p;
+    t->undocap = cap;
+  }
+  u = &t->undo[t->nundo++];
+  memset(u, 0, sizeof *u);
+  u->op = op;
+  u->arr = arr;
+  if (arr) npk_array_ref(arr);
+  u->a = a;
+  u->b = b;
+  u->data = data;
+  return NPK_OK;
+}
+
+/* Record the whole catalog before a change of its shape. */
+int npk_undo_catalog(NpkSession *s) {
+  NpkTxn *t = s->txn;
+  int rc;
+  if (t->nsp == 0) return NPK_OK;
+  rc = npk_undo_push(s, NPK_U_CAT, NULL, 0, 0, NULL);
+  if (rc) return rc;
+  if (npk_catalog_copy(&t->cat, &t->undo[t->nundo - 1].cat)) {
+    t->nundo--;
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  }
+  return NPK_OK;
+}
+
+static void undo_free(NpkStore *st, NpkUndo *u) {
+  npk_array_unref(st, u->arr);
+  free(u->data);
+  npk_catalog_clear(st, &u->cat);
+}
+
+/* Take back one change. */
+static int undo_apply(NpkSession *s, NpkUndo *u) {
+  NpkTxn *t = s->txn;
+  NpkArray *a = u->arr;
+  switch (u->op) {
+    case NPK_U_CAT: {
+      NpkCatalog tmp = t->cat;
+      t->cat = u->cat;
+      u->cat = tmp;
+      break;
+    }
+    case NPK_U_ROWS:
+      a->shape[0] = u->a;
+      a->seg[a->nseg - 1].rows = u->a - a->seg[a->nseg - 1].first_row;
+      if (a->bm) npk_bm_truncate(a->bm, u->b);
+      break;
+    case NPK_U_BITS: {
+      const uint64_t *rows = u->data;
+      for (uint64_t i = 0; i < u->a; i++) npk_bm_set(a->bm, rows[i], 1);
+      a->bm_dirty = (int)u->b;
+      break;
+    }
+    case NPK_U_BMNEW:
+      npk_bm_free(a->bm);
+      a->bm = NULL;
+      a->bm_dirty = (int)u->b;
+      break;
+    case NPK_U_OVL:
+      if (u->b) {
+        void *old;
+        if (npk_ov_put(a->ov, u->a, u->data, &old) == NPK_OK) free(old);
+      } else {
+        npk_ov_remove(a->ov, u->a);
+      }
+      break;
+    case NPK_U_TAIL: {
+      NpkFile *f = a->seg[0].file;
+      return npk_io_pwrite(s->store, f->fd, u->data, (size_t)a->row_bytes,
+                           u->a * a->row_bytes, f->path, &s->err);
+    }
+  }
+  return NPK_OK;
+}
+
+/* ---- begin, savepoints, rollback ------------------------------------- */
+
+int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
+
+int npk_begin(NpkSession *s) {
+  NpkTxn *t;
+  int rc;
+  s->err.rc = NPK_OK;
+  if (s->txn)
+    return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
+                   s->store->dir);
+  if (s->store->readonly)
+    return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
+                   s->store->dir);
+  if (s->lock < NPK_LOCK_SHARED) {
+    rc = npk_shared_lock(s);
+    if (rc) return rc;
+  }
+  rc = npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
+  if (rc) {
+    if (s->nread == 0) npk_lock_release(s);
+    return rc;
+  }
+  /* The only writer now: whatever a crashed commit left lying is stale. */
+  npk_sweep(s->store);
+  t = calloc(1, sizeof *t);
+  if (!t || npk_catalog_copy(&s->store->cat, &t->cat)) {
+    free(t);
+    if (s->nread == 0) npk_lock_release(s);
+    else npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  }
+  s->txn = t;
+  if (!s->pinned) {
+    pthread_mutex_lock(&s->store->mu);
+    s->store->pins++;
+    pthread_mutex_unlock(&s->store->mu);
+    s->pinned = 1;
+  }
+  return NPK_OK;
+}
+
+int npk_savepoint(NpkSession *s, int *plevel) {
+  NpkTxn *t = s->txn;
+  if (!t)
+    return npk_err(&s->err, NPK_MISUSE, "savepoint outside a transaction");
+  if (t->nsp == t->spcap) {
+    int cap = t->spcap ? t->spcap * 2 : 8;
+    NpkSavepoint *p = realloc(t->sp, (size_t)cap * sizeof *p);
+    if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    t->sp = p;
+    t->spcap = cap;
+  }
+  t->sp[t->nsp].undo_pos = t->nundo;
+  t->sp[t->nsp].counts = t->counts;
+  *plevel = t->nsp++;
+  return NPK_OK;
+}
+
+int npk_release(NpkSession *s, int level) {
+  NpkTxn *t = s->txn;
+  if (!t || level < 0) return npk_err(&s->err, NPK_MISUSE, "no savepoint %d", level);
+  if (level >= t->nsp) return NPK_OK;
+  t->nsp = level;
+  if (t->nsp == 0) {
+    /* No savepoint left to roll back to: the undo records are dead. */
+    for (size_t i = 0; i < t->nundo; i++) undo_free(s->store, &t->undo[i]);
+    t->nundo = 0;
+  }
+  return NPK_OK;
+}
+
+int npk_rollback_to(NpkSession *s, int level) {
+  NpkTxn *t = s->txn;
+  int rc = NPK_OK;
+  if (!t || level < 0) return npk_err(&s->err, NPK_MISUSE, "no savepoint %d", level);
+  if (level >= t->nsp) return NPK_OK;
+  s->changes++;
+  while (t->nundo > t->sp[level].undo_pos) {
+    NpkUndo *u = &t->undo[--t->nundo];
+    int r = undo_apply(s, u);
+    if (r && rc == NPK_OK) rc = r;
+    undo_free(s->store, u);
+  }
+  t->counts = t->sp[level].counts;
+  t->nsp = level + 1;
+  return rc;
+}
+
+/* Leave the transaction: back to SHARED if the session is reading. */
+static void txn_end(NpkSession *s) {
+  NpkTxn *t = s->txn;
+  for (size_t i = 0; i < t->nundo; i++) undo_free(s->store, &t->undo[i]);
+  free(t->undo);
+  free(t->sp);
+  for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
+  free(t->grown);
+  pthread_mutex_lock(&s->store->mu);
+  npk_catalog_clear(s->store, &t->cat);
+  pthread_mutex_unlock(&s->store->mu);
+  free(t);
+  s->txn = NULL;
+  s->changes++;
+  if (s->nread > 0) npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+  else npk_lock_release(s);
+  npk_unpin(s);
+}
+
+int npk_rollback(NpkSession *s) {
+  NpkTxn *t = s->txn;
+  int rc = NPK_OK;
+  if (!t) return NPK_OK;
+  /* Cut the appended tails, so the files are byte for byte as before. */
+  for (int i = 0; i < t->ngrown; i++) {
+    NpkFile *f = t->grown[i];
+    int r = npk_io_ftruncate(s->store, f->fd, f->orig_size, f->path, &s->err);
+    if (r && rc == NPK_OK) rc = r;
+    f->size = f->orig_size;
+    f->grown = 0;
+  }
+  __atomic_fetch_add(&s->store->stats.rollbacks, 1, __ATOMIC_RELAXED);
+  txn_end(s);
+  return rc;
+}
+
+/* Note that F, a committed data file, is about to grow in this transaction. */
+int npk_txn_grow(NpkSession *s, NpkFile *f) {
+  NpkTxn *t = s->txn;
+  struct stat sb;
+  if (f->grown || f->temp) return NPK_OK;
+  if (fstat(f->fd, &sb) != 0)
+    return npk_err_sys(&s->err, errno, "cannot stat", f->path);
+  if (t->ngrown == t->growncap) {
+    int cap = t->growncap ? t->growncap * 2 : 4;
+    NpkFile **p = realloc(t->grown, (size_t)cap * sizeof *p);
+    if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    t->grown = p;
+    t->growncap = cap;
+  }
+  t->grown[t->ngrown++] = f;
+  f->refs++;
+  f->orig_size = (uint64_t)sb.st_size;
+  f->grown = 1;
+  return NPK_OK;
+}
+
+/* Every write call runs as one unit: inside a transaction under a savepoint
+** of its own (so a failure halfway leaves no trace), outside one as its own
+** transaction. */
+int npk_op_begin(NpkSession *s, int *autoc, int *level) {
+  int rc;
+  *autoc = 0;
+  s->err.rc = NPK_OK;
+  if (!s->txn) {
+    rc = npk_begin(s);
+    if (rc) return rc;
+    *autoc = 1;
+  }
+  rc = npk_savepoint(s, level);
+  if (rc && *autoc) npk_rollback(s);
+  return rc;
+}
+
+int npk_op_end(NpkSession *s, int autoc, int level, int rc) {
+  s->changes++;
+  if (rc) {
+    NpkErr keep = s->err;
+    npk_rollback_to(s, level);
+    npk_release(s, level);
+    if (autoc) npk_rollback(s);
+    s->err = keep;
+    return rc;
+  }
+  npk_release(s, level);
+  if (autoc) {
+    rc = npk_commit(s);
+    if (rc) {
+      NpkErr keep = s->err;
+      npk_rollback(s);
+      s->err = keep;
+    }
+  }
+  return rc;
+}
+
+/* ---- commit ---------------------------------------------------------- */
+
+/* What a commit does to one array name. */
+typedef struct Change Change;
+struct Change {
+  NpkArray *c;               /* committed version, or NULL (new array) */
+  NpkArray *p;               /* pending version, or NULL (dropped) */
+  int drop_c_files;          /* remove C's data files that P does not use */
+  int bm_write;              /* replace or remove the bitmap */
+  char *bm_rel;              /* "deleted_<name>.npkb" */
+};
+
+/* The relative name of an absolute path inside the store. */
+static const char *rel_of(NpkStore *st, const char *abs) {
+  size_t n = strlen(st->dir);
+  return strncmp(abs, st->dir, n) == 0 && abs[n] == '/' ? abs + n + 1 : abs;
+}
+
+static int exists_rel(NpkStore *st, const char *rel) {
+  char *p = npk_path(st->dir, rel);
+  int r = p && access(p, F_OK) == 0;
+  free(p);
+  return r;
+}
+
+/* Relative names of the data files of C (data file, or manifest+segments). */
+static int c_files(const NpkArray *c, const char **out, int max) {
+  int n = 0;
+  out[n++] = c->data_file;
+  if (c->segmented)
+    for (int i = 0; i < c->nseg && n < max; i++) out[n++] = c->seg_names[i];
+  return n;
+}
+
+/* Call FN for every data file of C that the commit removes. */
+typedef int (*FileFn)(NpkSession *s, const char *rel, void *arg);
+static int each_removed(NpkSession *s, const Change *ch, FileFn fn, void *arg) {
+  const char *files[1 + 4096];
+  int n, rc;
+  if (!ch->drop_c_files) return NPK_OK;
+  n = c_files(ch->c, files, (int)(sizeof files / sizeof files[0]));
+  for (int i = 0; i < n; i++) {
+    if (ch->p && strcmp(files[i], ch->p->data_file) == 0) continue;
+    if ((rc = fn(s, files[i], arg))) return rc;
+  }
+  return NPK_OK;
+}
+
+static int jr_link_removed(NpkSession *s, const char *rel, void *arg) {
+  (void)s;
+  npk_jr_link(arg, rel, 1);
+  return NPK_OK;
+}
+
+/* Hard-link REL to its backup name, replacing a stale backup. */
+static int link_backup(NpkSession *s, const char *rel, void *arg) {
+  char *abs = npk_path(s->store->dir, rel), *bak = abs ? npk_backup_name(abs) : NULL;
+  int rc = NPK_OK;
+  (void)arg;
+  if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+  else if (access(abs, F_OK) == 0) {
+    unlink(bak);
+    if (link(abs, bak) != 0) rc = npk_err_sys(&s->err, errno, "cannot link", bak);
+  }
+  free(abs);
+  free(bak);
+  return rc;
+}
+
+static int unlink_rel(NpkSession *s, const char *rel, void *arg) {
+  char *abs = npk_path(s->store->dir, rel);
+  int rc = abs ? npk_io_unlink(abs, &s->err)
+               : npk_err(&s->err, NPK_NOMEM, "out of memory");
+  (void)arg;
+  free(abs);
+  return rc;
+}
+
+static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
+  char *abs = npk_path(s->store->dir, rel), *bak = abs ? npk_backup_name(abs) : NULL;
+  (void)arg;
+  if (bak) unlink(bak);
+  free(abs);
+  free(bak);
+  return NPK_OK;
+}
+
+/* Pair up the committed and pending arrays by name. */
+static int plan(NpkSession *s, Change **pch, int *pn) {
+  NpkCatalog *cc = &s->store->cat, *pc = &s->txn->cat;
+  Change *ch = calloc((size_t)(cc->n + pc->n) + 1, sizeof *ch);
+  int n = 0;
+  if (!ch) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  for (int i = 0; i < cc->n; i++) {
+    int j = npk_catalog_find(pc, cc->a[i]->name);
+    ch[n].c = cc->a[i];
+    ch[n].p = j >= 0 ? pc->a[j] : NULL;
+    if (ch[n].p != ch[n].c) n++;
+  }
+  for (int j = 0; j < pc->n; j++) {
+    if (npk_catalog_find(cc, pc->a[j]->name) >= 0) continue;
+    ch[n].c = NULL;
+    ch[n++].p = pc->a[j];
+  }
+  for (int i = 0; i < n; i++) {
+    Change *x = &ch[i];
+    const char *name = x->p ? x->p->name : x->c->name;
+    int had;
+    x->drop_c_files = x->c && (!x->p || x->p->fresh);
+    x->bm_rel = malloc(strlen(name) + 16);
+    if (!x->bm_rel) {
+      *pch = ch;
+      *pn = i;
+      return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    }
+    sprintf(x->bm_rel, "deleted_%s.npkb", name);
+    had = exists_rel(s->store, x->bm_rel);
+    x->bm_write = x->p ? (x->p->bm_dirty || (x->p->bm != NULL) != had) : had;
+  }
+  *pch = ch;
+  *pn = n;
+  return NPK_OK;
+}
+
+/* Journal: everything needed to put the files back as they are now. */
+static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
+  NpkStore *st = s->store;
+  NpkTxn *t = s->txn;
+  unsigned char *bytes;
+  size_t nb;
+  char *path;
+  int rc;
+
+  for (int i = 0; i < t->ngrown; i++)
+    npk_jr_trunc(jr, rel_of(st, t->grown[i]->path), t->grown[i]->orig_size);
+  for (int i = 0; i < n; i++) {
+    NpkArray *p = ch[i].p;
+    if (p && p->pending && !p->fresh && p->ov && p->ov->n) {
+      /* Original bytes of every replaced row, read from the mapping. */
+      NpkOverlay *ov = p->ov;
+      NpkFile *f = p->seg[0].file;
+      if ((rc = npk_file_map(st, f, p->base_rows * p->row_bytes, &s->err)))
+        return rc;
+      for (uint64_t h = 0; h < ov->hcap; h++) {
+        uint64_t row = ov->keys[h];
+        if (row >= OV_TOMB) continue;
+        npk_jr_region(jr, p->data_file, row * p->row_bytes,
+                      f->base + row * p->row_bytes, (size_t)p->row_bytes);
+      }
+    }
+    if (p && p->fresh) {
+      npk_jr_temp(jr, rel_of(st, p->seg[0].file->path));
+      npk_jr_link(jr, p->data_file, exists_rel(st, p->data_file));
+    }
+    each_removed(s, &ch[i], jr_link_removed, jr);
+    if (ch[i].bm_write) {
+      path = npk_path(st->dir, ch[i].bm_rel);
+      if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+      rc = npk_io_read_file(st, path, &bytes, &nb, &s->err);
+      free(path);
+      if (rc && rc != NPK_NOTFOUND) return rc;
+      npk_jr_content(jr, ch[i].bm_rel, bytes, nb, rc == NPK_OK);
+      free(bytes);
+    }
+  }
+  path = npk_path(st->dir, NPK_CATALOG);
+  if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  rc = npk_io_read_file(st, path, &bytes, &nb, &s->err);
+  free(path);
+  if (rc) return rc;
+  npk_jr_content(jr, NPK_CATALOG, bytes, nb, 1);
+  free(bytes);
+  return jr->oom ? npk_err(&s->err, NPK_NOMEM, "out of memory") : NPK_OK;
+}
+
+/* Step 3: overlay rows in place, exact file lengths, everything synced. */
+static int write_data(NpkSession *s, Change *ch, int n) {
+  NpkStore *st = s->store;
+  int rc;
+  for (int i = 0; i < n; i++) {
+    NpkArray *p = ch[i].p;
+    NpkFile *f;
+    uint64_t want;
+    if (!p || !p->pending || p->segmented) continue;
+    f = p->seg[0].file;
+    want = p->shape[0] * p->row_bytes;
+    if (p->ov) {
+      NpkOverlay *ov = p->ov;
+      for (uint64_t h = 0; h < ov->hcap; h++) {
+        uint64_t row = ov->keys[h];
+        if (row >= OV_TOMB) continue;
+        rc = npk_io_pwrite(st, f->fd, ov_slot(ov, ov->slot[h]),
+                           (size_t)p->row_bytes, row * p->row_bytes, f->path,
+                           &s->err);
+        if (rc) return rc;
+      }
+    }
+    if (f->grown || p->fresh) {
+      struct stat sb;
+      if (fstat(f->fd, &sb) != 0)
+        return npk_err_sys(&s->err, errno, "cannot stat", f->path);
+      if ((uint64_t)sb.st_size != want &&
+          (rc = npk_io_ftruncate(st, f->fd, want, f->path, &s->err)))
+        return rc;
+      f->size = want;
+    }
+    if (p->ov || f->grown || p->fresh) {
+      if ((rc = npk_io_fsync(st, f->fd, f->path, &s->err))) return rc;
+    }
+  }
+  return NPK_OK;
+}
+
+/* Step 4: new data files into place, removed ones gone. */
+static int move_data(NpkSession *s, Change *ch, int n) {
+  NpkStore *st = s->store;
+  int rc;
+  for (int i = 0; i < n; i++) {
+    NpkArray *p = ch[i].p;
+    if ((rc = each_removed(s, &ch[i], unlink_rel, NULL))) return rc;
+    if (p && p->fresh) {
+      NpkFile *f = p->seg[0].file;
+      char *dst = npk_path(st->dir, p->data_file);
+      if (!dst) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+      rc = npk_io_rename(st, f->path, dst, &s->err);
+      if (rc) {
+        free(dst);
+        return rc;
+      }
+      free(f->path);
+      f->path = dst;
+      f->temp = 0;
+    }
+  }
+  return NPK_OK;
+}
+
+/* Step 5: bitmaps and catalog. */
+static int write_catalog(NpkSession *s, Change *ch, int n) {
+  NpkStore *st = s->store;
+  NpkBuf b = {0};
+  char *path;
+  int rc = NPK_OK;
+  for (int i = 0; i < n && rc == NPK_OK; i++) {
+    if (!ch[i].bm_write) continue;
+    path = npk_path(st->dir, ch[i].bm_rel);
+    if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    if (ch[i].p && ch[i].p->bm) {
+      b.n = 0;
+      rc = npk_bm_encode(ch[i].p->bm, &b);
+      if (rc) rc = npk_err(&s->err, rc, "out of memory");
+      else rc = npk_io_replace_file(st, path, b.p, b.n, &s->err);
+    } else {
+      rc = npk_io_unlink(path, &s->err);
+    }
+    free(path);
+  }
+  if (rc == NPK_OK) {
+    b.n = 0;
+    if (npk_catalog_encode(&s->txn->cat, &b))
+      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+  }
+  if (rc == NPK_OK) {
+    path = npk_path(st->dir, NPK_CATALOG);
+    rc = path ? npk_io_replace_file(st, path, b.p, b.n, &s->err)
+              : npk_err(&s->err, NPK_NOMEM, "out of memory");
+    free(path);
+  }
+  if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
+  npk_buf_free(&b);
+  return rc;
+}
+
+/* After the commit point: the pending arrays become the committed state. */
+static void adopt(NpkSession *s, Change *ch, int n) {
+  NpkStore *st = s->store;
+  NpkTxn *t = s->txn;
+  NpkCatalog old;
+  for (int i = 0; i < n; i++) {
+    NpkArray *p = ch[i].p;
+    if (!p || !p->pending) continue;
+    p->pending = 0;
+    p->fresh = 0;
+    p->base_rows = p->shape[0];
+    npk_ov_free(st, p->ov);
+    p->ov = NULL;
+    p->bm_dirty = 0;
+    p->has_bm_file = p->bm != NULL;
+    if (p->nseg == 1) p->seg[0].file->size = p->shape[0] * p->row_bytes;
+  }
+  for (int i = 0; i < t->ngrown; i++) t->grown[i]->grown = 0;
+  pthread_mutex_lock(&st->mu);
+  old = st->cat;
+  st->cat = t->cat;
+  memset(&t->cat, 0, sizeof t->cat);
+  npk_catalog_clear(st, &old);
+  npk_store_hold_catalog(st);
+  pthread_mutex_unlock(&st->mu);
+  st->stats.rows_appended += t->counts.appended;
+  st->stats.rows_replaced += t->counts.replaced;
+  st->stats.rows_deleted += t->counts.deleted;
+  st->stats.commits++;
+}
+
+int npk_commit(NpkSession *s) {
+  NpkStore *st = s->store;
+  NpkTxn *t = s->txn;
+  Change *ch = NULL;
+  NpkBuf jr = {0};
+  int n = 0, rc, journaled = 0;
+  uint64_t now;
+
+  if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
+  s->err.rc = NPK_OK;
+  if (t->nsp) npk_release(s, 0);
+  rc = plan(s, &ch, &n);
+  if (rc) goto fail_open;
+  if (n == 0) {
+    txn_end(s);
+    goto done;
+  }
+  /* Waiting for readers can fail with BUSY: the transaction stays open. */
+  rc = npk_lock_to(s, NPK_LOCK_EXCLUSIVE, &s->err);
+  if (rc) goto fail_open;
+
+  now = npk_now_us();
+  for (int i = 0; i < n; i++)
+    if (ch[i].p && ch[i].p->pending) ch[i].p->mtime = now;
+
+  npk_test_crash_point(1);
+  rc = build_journal(s, ch, n, &jr);
+  if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &s->err);
+  if (rc) goto fail_open;
+  journaled = 1;
+  npk_test_crash_point(2);
+  for (int i = 0; i < n && rc == NPK_OK; i++) {
+    rc = each_removed(s, &ch[i], link_backup, NULL);
+    if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
+      rc = link_backup(s, ch[i].p->data_file, NULL);
+  }
+  if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
+  npk_test_crash_point(3);
+  if (rc == NPK_OK) rc = write_data(s, ch, n);
+  npk_test_crash_point(4);
+  if (rc == NPK_OK) rc = move_data(s, ch, n);
+  npk_test_crash_point(5);
+  if (rc == NPK_OK) rc = write_catalog(s, ch, n);
+  npk_test_crash_point(6);
+  if (rc == NPK_OK) {
+    int gone;
+    rc = npk_journal_delete(st, &gone, &s->err);
+    /* Once the journal is gone the commit has happened and cannot be
+    ** undone; reporting a failed directory sync as an error would only make
+    ** SQLite roll back its side of a transaction whose store side stands. */
+    if (rc && !gone) goto fail_applied;
+    rc = NPK_OK;
+  } else {
+    goto fail_applied;
+  }
+  npk_test_crash_point(7);
+  for (int i = 0; i < n; i++) {
+    each_removed(s, &ch[i], unlink_backup, NULL);
+    if (ch[i].p && ch[i].p->fresh) unlink_backup(s, ch[i].p->data_file, NULL);
+  }
+  npk_test_crash_point(8);
+  adopt(s, ch, n);
+  txn_end(s);
+  goto done;
+
+fail_applied:
+  /* Files may be half changed: put them back from the journal now.  The
+  ** pending state no longer matches the files, so the transaction ends. */
+  {
+    NpkErr keep = s->err, e2 = {0};
+    if (npk_journal_recover(st, &e2) != NPK_OK) {
+      pthread_mutex_lock(&st->mu);
+      if (st->cat_fd >= 0) close(st->cat_fd);
+      st->cat_fd = -1;  /* force a reload once the journal is played */
+      pthread_mutex_unlock(&st->mu);
+    }
+    npk_rollback(s);
+    s->err = keep;
+  }
+  goto done;
+fail_open:
+  if (journaled) goto fail_applied;
+  if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE)
+    npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
+done:
+  for (int i = 0; i < n; i++) free(ch[i].bm_rel);
+  free(ch);
+  npk_buf_free(&jr);
+  return rc;
+}

@@ -1,0 +1,457 @@
+/*
+** store_write.c — the write operations of a store, NumPack's methods: save,
+** append, replace, delete rows, drop, clone, compact (NumPack's update) and
+** reset.  Each checks all of its input first, then changes the session's
+** pending state (see store_txn.c) under an undo record; outside a
+** transaction each is a transaction of its own.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_int.h"
+
+/* ---- helpers --------------------------------------------------------- */
+
+static int check_writable(NpkSession *s) {
+  if (s->store->readonly)
+    return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
+                   s->store->dir);
+  return NPK_OK;
+}
+
+static int check_name(NpkSession *s, const char *name) {
+  if (!npk_name_valid(name))
+    return npk_err(&s->err, NPK_ERROR,
+                   "invalid array name \"%s\": names are 1 to %d bytes of "
+                   "UTF-8 without '/', '\\' or \"..\"",
+                   name ? name : "(null)", NPK_MAX_NAME);
+  return NPK_OK;
+}
+
+static int check_shape(NpkSession *s, const char *name, int dtype,
+                       uint32_t ndim, const uint64_t *shape, uint64_t *total) {
+  uint64_t rb;
+  if (npk_dtype_size(dtype) == 0)
+    return npk_err(&s->err, NPK_ERROR, "array \"%s\": unknown dtype code %d",
+                   name, dtype);
+  if (ndim < 1 || ndim > NPK_MAX_NDIM)
+    return npk_err(&s->err, NPK_ERROR,
+                   "array \"%s\": ndim %u is outside 1..%d", name, ndim,
+                   NPK_MAX_NDIM);
+  if (npk_shape_bytes(dtype, ndim, shape, &rb, total))
+    return npk_err(&s->err, NPK_ERROR, "array \"%s\": shape is too large",
+                   name);
+  return NPK_OK;
+}
+
+/* Position of NAME in the transaction's catalog, or NPK_NOTFOUND. */
+static int locate(NpkSession *s, const char *name, int *pi) {
+  *pi = name ? npk_catalog_find(&s->txn->cat, name) : -1;
+  if (*pi < 0)
+    return npk_err(&s->err, NPK_NOTFOUND, "no array \"%s\" in store %s",
+                   name ? name : "(null)", s->store->dir);
+  return NPK_OK;
+}
+
+/* Put A in place of the I-th array (or at the end when I < 0), with undo. */
+static int put_array(NpkSession *s, int i, NpkArray *a) {
+  NpkCatalog *cat = &s->txn->cat;
+  int rc = npk_undo_catalog(s);
+  if (rc) {
+    npk_array_unref(s->store, a);
+    return rc;
+  }
+  if (i < 0) {
+    if (npk_catalog_add(cat, a)) {
+      npk_array_unref(s->store, a);
+      return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    }
+    return NPK_OK;
+  }
+  npk_array_unref(s->store, cat->a[i]);
+  cat->a[i] = a;
+  return NPK_OK;
+}
+
+/* A new array object with NAME, its data in a new temporary file. */
+static int new_fresh(NpkSession *s, const char *name, int dtype, uint32_t ndim,
+                     const uint64_t *shape, NpkArray **pa) {
+  NpkStore *st = s->store;
+  char tmpname[64], *path = NULL;
+  NpkArray *a = npk_array_new(name, dtype, ndim, shape);
+  int rc;
+  *pa = NULL;
+  if (!a) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  a->data_file = malloc(strlen(name) + 11);
+  a->seg = calloc(1, sizeof *a->seg);
+  snprintf(tmpname, sizeof tmpname, "npktmp-%ld-%u", (long)getpid(),
+           ++s->txn->tmpseq);
+  path = npk_path(st->dir, tmpname);
+  if (!a->data_file || !a->seg || !path) {
+    free(path);
+    npk_array_unref(st, a);
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  }
+  sprintf(a->data_file, "data_%s.npkd", name);
+  rc = npk_file_open(st, path, 1, &a->seg[0].file, &s->err);
+  free(path);
+  if (rc) {
+    npk_array_unref(st, a);
+    return rc;
+  }
+  a->nseg = 1;
+  a->seg[0].rows = shape[0];
+  a->pending = 1;
+  a->fresh = 1;
+  *pa = a;
+  return NPK_OK;
+}
+
+/* Copy rows of SRC into the fresh array DST's file: every physical row, or
+** only the live ones (compaction).  Overlay rows are taken from memory. */
+static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
+                     int live_only) {
+  NpkStore *st = s->store;
+  NpkFile *to = dst->seg[0].file;
+  uint64_t rb = src->row_bytes, out = 0;
+  int rc = NPK_OK;
+  if (!live_only && !src->ov) {
+    for (int i = 0; i < src->nseg && rc == NPK_OK; i++)
+      rc = npk_io_copy(st, src->seg[i].file->fd, 0, src->seg[i].rows * rb,
+                       to->fd, src->seg[i].first_row * rb, to->path, &s->err);
+    out = src->shape[0];
+  } else if (rb > 0) {
+    size_t cap = (size_t)(rb > (1u << 22) ? rb : (1u << 22) / rb * rb), used = 0;
+    unsigned char *buf = malloc(cap);
+    uint64_t r = 0;
+    if (!buf) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    while (rc == NPK_OK) {
+      const void *p;
+      if (live_only && src->bm) r = npk_bm_next(src->bm, r);
+      if (r >= src->shape[0]) break;
+      rc = npk_array_row(s, src, r, &p);
+      if (rc) break;
+      memcpy(buf + used, p, (size_t)rb);
+      used += (size_t)rb;
+      r++;
+      if (used + rb > cap) {
+        rc = npk_io_pwrite(st, to->fd, buf, used, out * rb, to->path, &s->err);
+        out += used / rb;
+        used = 0;
+      }
+    }
+    if (rc == NPK_OK && used) {
+      rc = npk_io_pwrite(st, to->fd, buf, used, out * rb, to->path, &s->err);
+      out += used / rb;
+    }
+    free(buf);
+  } else {
+    out = live_only ? npk_live_rows(src) : src->shape[0];
+  }
+  if (rc) return rc;
+  to->size = out * rb;
+  dst->shape[0] = out;
+  dst->seg[0].rows = out;
+  return NPK_OK;
+}
+
+/* A fresh copy of SRC named NAME: all rows (with SRC's bitmap), or only the
+** live rows (no bitmap). */
+static int fresh_copy(NpkSession *s, NpkArray *src, const char *name,
+                      int live_only, NpkArray **pa) {
+  NpkArray *a;
+  int rc = new_fresh(s, name, src->dtype, src->ndim, src->shape, &a);
+  if (rc) return rc;
+  rc = copy_rows(s, src, a, live_only);
+  if (rc == NPK_OK && !live_only && src->bm) {
+    if (!(a->bm = npk_bm_copy(src->bm)))
+      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+    a->bm_dirty = 1;
+  }
+  if (rc) {
+    npk_array_unref(s->store, a);
+    return rc;
+  }
+  *pa = a;
+  return NPK_OK;
+}
+
+/* The session's own modifiable copy of the I-th array, its rows in one
+** plain file: a segmented array is rewritten into data_<name>.npkd first. */
+static int pend(NpkSession *s, int i, NpkArray **pa) {
+  NpkCatalog *cat = &s->txn->cat;
+  NpkArray *c = cat->a[i], *a;
+  int rc;
+  if (c->segmented) {
+    rc = fresh_copy(s, c, c->name, 0, &a);
+    if (rc == NPK_OK) rc = put_array(s, i, a);
+    if (rc) return rc;
+    *pa = a;
+    return NPK_OK;
+  }
+  if (c->pending) {
+    *pa = c;
+    return NPK_OK;
+  }
+  a = npk_array_new(c->name, c->dtype, c->ndim, c->shape);
+  if (!a) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  a->data_file = strdup(c->data_file);
+  a->seg = malloc(sizeof *a->seg);
+  if (!a->data_file || !a->seg) goto oom;
+  a->mtime = c->mtime;
+  a->seg[0] = c->seg[0];
+  a->seg[0].file->refs++;
+  a->nseg = 1;
+  if (c->bm && !(a->bm = npk_bm_copy(c->bm))) goto oom;
+  a->has_bm_file = c->has_bm_file;
+  a->pending = 1;
+  a->base_rows = c->shape[0];
+  rc = put_array(s, i, a);
+  if (rc) return rc;
+  *pa = a;
+  return NPK_OK;
+oom:
+  npk_array_unref(s->store, a);
+  return npk_err(&s->err, NPK_NOMEM, "out of memory");
+}
+
+/* Every row in ROWS exists and is live in A. */
+static int check_rows(NpkSession *s, NpkArray *a, const uint64_t *rows,
+                      uint64_t n) {
+  for (uint64_t i = 0; i < n; i++) {
+    if (rows[i] >= a->shape[0])
+      return npk_err(&s->err, NPK_RANGE,
+                     "row %llu of \"%s\" is out of range (%llu rows)",
+                     (unsigned long long)rows[i], a->name,
+                     (unsigned long long)a->shape[0]);
+    if (a->bm && !npk_bm_get(a->bm, rows[i]))
+      return npk_err(&s->err, NPK_RANGE, "row %llu of \"%s\" is deleted",
+                     (unsigned long long)rows[i], a->name);
+  }
+  return NPK_OK;
+}
+
+/* ---- operations ------------------------------------------------------ */
+
+int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
+             const uint64_t *shape, const void *data) {
+  NpkArray *a = NULL;
+  uint64_t total;
+  int autoc, lvl, i, rc;
+  s->err.rc = NPK_OK;
+  if ((rc = check_writable(s)) || (rc = check_name(s, name)) ||
+      (rc = check_shape(s, name, dtype, ndim, shape, &total)))
+    return rc;
+  if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
+  rc = new_fresh(s, name, dtype, ndim, shape, &a);
+  if (rc == NPK_OK && total) {
+    NpkFile *f = a->seg[0].file;
+    rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, 0, f->path,
+                       &s->err);
+    f->size = total;
+  }
+  if (rc == NPK_OK) {
+    i = npk_catalog_find(&s->txn->cat, name);
+    rc = put_array(s, i, a);
+  } else if (a) {
+    npk_array_unref(s->store, a);
+  }
+  return npk_op_end(s, autoc, lvl, rc);
+}
+
+int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
+               const uint64_t *shape, const void *data) {
+  NpkArray *a;
+  NpkFile *f;
+  uint64_t total, old;
+  int autoc, lvl, i, rc;
+  s->err.rc = NPK_OK;
+  if ((rc = check_writable(s))) return rc;
+  if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
+  if ((rc = locate(s, name, &i))) goto done;
+  a = s->txn->cat.a[i];
+  if ((rc = check_shape(s, name, dtype, ndim, shape, &total))) goto done;
+  if (dtype != a->dtype) {
+    rc = npk_err(&s->err, NPK_ERROR,
+                 "cannot append %s rows to array \"%s\" of dtype %s",
+                 npk_dtype_name(dtype), name, npk_dtype_name(a->dtype));
+    goto done;
+  }
+  if (ndim != a->ndim ||
+      memcmp(shape + 1, a->shape + 1, (ndim - 1) * sizeof *shape) != 0) {
+    rc = npk_err(&s->err, NPK_ERROR,
+                 "cannot append to array \"%s\": row shape differs", name);
+    goto done;
+  }
+  if (shape[0] == 0) goto done;
+  if ((rc = pend(s, i, &a))) goto done;
+  f = a->seg[0].file;
+  if (!a->fresh && (rc = npk_txn_grow(s, f))) goto done;
+  old = a->shape[0];
+  rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, old * a->row_bytes,
+                     f->path, &s->err);
+  if (rc == NPK_OK)
+    rc = npk_undo_push(s, NPK_U_ROWS, a, old, a->bm ? a->bm->nbits : 0, NULL);
+  if (rc) goto done;
+  if (f->size < (old + shape[0]) * a->row_bytes)
+    f->size = (old + shape[0]) * a->row_bytes;
+  a->shape[0] += shape[0];
+  a->seg[0].rows = a->shape[0];
+  if (a->bm) {
+    if (npk_bm_extend(a->bm, a->shape[0], 1)) {
+      a->shape[0] = old;
+      a->seg[0].rows = old;
+      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+      goto done;
+    }
+    a->bm_dirty = 1;
+  }
+  s->txn->counts.appended += shape[0];
+done:
+  return npk_op_end(s, autoc, lvl, rc);
+}
+
+int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
+                     uint64_t n, const void *data) {
+  NpkArray *a;
+  int autoc, lvl, i, rc;
+  s->err.rc = NPK_OK;
+  if ((rc = check_writable(s))) return rc;
+  if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
+  if ((rc = locate(s, name, &i))) goto done;
+  if ((rc = check_rows(s, s->txn->cat.a[i], rows, n))) goto done;
+  if (n == 0 || s->txn->cat.a[i]->row_bytes == 0) goto done;
+  if ((rc = pend(s, i, &a))) goto done;
+  for (uint64_t k = 0; k < n && rc == NPK_OK; k++) {
+    const unsigned char *src = (const unsigned char *)data + k * a->row_bytes;
+    uint64_t row = rows[k];
+    void *old = NULL;
+    if (!a->fresh && row < a->base_rows) {
+      if (!a->ov && !(a->ov = npk_ov_new(a->row_bytes))) {
+        rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+        break;
+      }
+      if (npk_ov_put(a->ov, row, src, &old)) {
+        rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+        break;
+      }
+      rc = npk_undo_push(s, NPK_U_OVL, a, row, old != NULL, old);
+    } else {
+      const void *cur;
+      NpkFile *f = a->seg[0].file;
+      rc = npk_array_row(s, a, row, &cur);
+      if (rc == NPK_OK && s->txn->nsp) {
+        if (!(old = malloc((size_t)a->row_bytes)))
+          rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+        else memcpy(old, cur, (size_t)a->row_bytes);
+      }
+      if (rc == NPK_OK)
+        rc = npk_io_pwrite(s->store, f->fd, src, (size_t)a->row_bytes,
+                           row * a->row_bytes, f->path, &s->err);
+      if (rc == NPK_OK) rc = npk_undo_push(s, NPK_U_TAIL, a, row, 0, old);
+      else free(old);
+    }
+  }
+  if (rc == NPK_OK) s->txn->counts.replaced += n;
+done:
+  return npk_op_end(s, autoc, lvl, rc);
+}
+
+int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
+                    uint64_t n) {
+  NpkArray *a;
+  uint64_t *cleared = NULL, ncleared = 0;
+  int autoc, lvl, i, rc;
+  s->err.rc = NPK_OK;
+  if ((rc = check_writable(s))) return rc;
+  if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
+  if ((rc = locate(s, name, &i))) goto done;
+  if ((rc = check_rows(s, s->txn->cat.a[i], rows, n))) goto done;
+  if (n == 0) goto done;
+  if ((rc = pend(s, i, &a))) goto done;
+  if (!a->bm) {
+    if (!(a->bm = npk_bm_new(a->shape[0], 1))) {
+      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+      goto done;
+    }
+    if ((rc = npk_undo_push(s, NPK_U_BMNEW, a, 0, (uint64_t)a->bm_dirty, NULL)))
+      goto done;
+  }
+  if (s->txn->nsp && !(cleared = malloc((size_t)n * sizeof *cleared))) {
+    rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+    goto done;
+  }
+  for (uint64_t k = 0; k < n; k++) {
+    if (!npk_bm_get(a->bm, rows[k])) continue;  /* listed twice */
+    npk_bm_set(a->bm, rows[k], 0);
+    if (cleared) cleared[ncleared] = rows[k];
+    ncleared++;
+  }
+  rc = npk_undo_push(s, NPK_U_BITS, a, ncleared, (uint64_t)a->bm_dirty, cleared);
+  a->bm_dirty = 1;
+  s->txn->counts.deleted += ncleared;
+done:
+  return npk_op_end(s, autoc, lvl, rc);
+}
+
+int npk_drop(NpkSession *s, const char *name) {
+  NpkCatalog *cat;
+  int autoc, lvl, i, rc;
+  s->err.rc = NPK_OK;
+  if ((rc = check_writable(s))) return rc;
+  if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
+  if ((rc = locate(s, name, &i)) || (rc = npk_undo_catalog(s))) goto done;
+  cat = &s->txn->cat;
+  npk_array_unref(s->store, cat->a[i]);
+  memmove(cat->a + i, cat->a + i + 1, (size_t)(cat->n - i - 1) * sizeof *cat->a);
+  cat->n--;
+done:
+  return npk_op_end(s, autoc, lvl, rc);
+}
+
+int npk_clone(NpkSession *s, const char *src, const char *dst) {
+  NpkArray *a;
+  int autoc, lvl, i, rc;
+  s->err.rc = NPK_OK;
+  if ((rc = check_writable(s)) || (rc = check_name(s, dst))) return rc;
+  if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
+  if ((rc = locate(s, src, &i))) goto done;
+  if (npk_catalog_find(&s->txn->cat, dst) >= 0) {
+    rc = npk_err(&s->err, NPK_EXISTS, "array \"%s\" already exists in %s",
+                 dst, s->store->dir);
+    goto done;
+  }
+  rc = fresh_copy(s, s->txn->cat.a[i], dst, 0, &a);
+  if (rc == NPK_OK) rc = put_array(s, -1, a);
+done:
+  return npk_op_end(s, autoc, lvl, rc);
+}
+
+int npk_compact(NpkSession *s, const char *name) {
+  NpkArray *a;
+  int autoc, lvl, i, rc;
+  s->err.rc = NPK_OK;
+  if ((rc = check_writable(s))) return rc;
+  if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
+  if ((rc = locate(s, name, &i))) goto done;
+  if (!s->txn->cat.a[i]->bm) goto done;  /* nothing deleted, nothing to do */
+  rc = fresh_copy(s, s->txn->cat.a[i], name, 1, &a);
+  if (rc == NPK_OK) rc = put_array(s, i, a);
+done:
+  return npk_op_end(s, autoc, lvl, rc);
+}
+
+int npk_reset(NpkSession *s) {
+  int autoc, lvl, rc;
+  s->err.rc = NPK_OK;
+  if ((rc = check_writable(s))) return rc;
+  if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
+  rc = npk_undo_catalog(s);
+  if (rc == NPK_OK) {
+    npk_catalog_clear(s->store, &s->txn->cat);
+  }
+  return npk_op_end(s, autoc, lvl, rc);
+}

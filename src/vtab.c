@@ -1,0 +1,1098 @@
+/*
+** vtab.c — the "numpack" virtual table: one NumPack array as an SQL table.
+**
+**   CREATE VIRTUAL TABLE t USING numpack(
+**       store='dir',           -- store directory (created by CREATE if missing)
+**       array='name',          -- array name; default: the table's name
+**       dtype=float32,         -- element type, needed to create the array
+**       shape=(d1,d2,...),     -- row shape; () or omitted for a 1-D array
+**       layout=columns|blob,   -- default columns
+**       columns='x,y,z',       -- names of the element columns
+**       readonly=0|1);         -- 1: no writes at all, DROP TABLE detaches
+**
+** Declared schema:
+**   columns layout, 1-D:   CREATE TABLE x(value TYPE, row BLOB HIDDEN)
+**   columns layout, N-D:   CREATE TABLE x(c0 TYPE, c1 TYPE, ..., row BLOB HIDDEN)
+**   blob layout:           CREATE TABLE x(row BLOB)
+** TYPE follows the dtype (element.c).  The rowid is the physical row index.
+** Complex arrays have no SQL scalar form and need layout=blob.
+**
+** idxNum bits (xBestIndex -> xFilter); the arguments come in this order:
+**   0x001  rowid = ?            one row
+**   0x002  rowid IN (...)       all values at once (sqlite3_vtab_in)
+**   0x004  rowid > ?            0x008  rowid >= ?
+**   0x010  rowid < ?            0x020  rowid <= ?
+**   0x040  LIMIT ?              0x080  OFFSET ?  (counts live rows)
+**   0x100  descending rowid order
+** idxStr is unused.  OFFSET is only taken over when every other constraint
+** is too, so skipping live rows is the same as SQLite skipping output rows;
+** it is answered with the rank index in O(log n), not by walking rows.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "numpack_int.h"
+#include "conn.h"
+#include "element.h"
+
+#define IDX_EQ     0x001
+#define IDX_IN     0x002
+#define IDX_GT     0x004
+#define IDX_GE     0x008
+#define IDX_LT     0x010
+#define IDX_LE     0x020
+#define IDX_LIMIT  0x040
+#define IDX_OFFSET 0x080
+#define IDX_DESC   0x100
+
+typedef struct NpkVtab NpkVtab;
+typedef struct NpkCursor NpkCursor;
+
+/* One virtual table. */
+struct NpkVtab {
+  sqlite3_vtab base;         /* base class: must be first */
+  sqlite3 *db;               /* the connection */
+  NpkConn *conn;             /* the connection's session on the store */
+  char *zTable;              /* table name, for messages */
+  char *zArray;              /* array name */
+  int readonly;              /* readonly=1 */
+  int blob;                  /* layout=blob */
+  int dtype;                 /* element type */
+  int item;                  /* bytes per element */
+  int ncol;                  /* element columns (0 in blob layout) */
+  uint64_t row_bytes;        /* bytes per row */
+  char **azCol;              /* element column names */
+  unsigned char *scratch;    /* one row being assembled by xUpdate */
+  sqlite3_int64 est_rows;    /* row count seen last, for the planner */
+};
+
+/* One scan. */
+struct NpkCursor {
+  sqlite3_vtab_cursor base;  /* base class: must be first */
+  int reading;               /* holds npk_read_begin */
+  NpkView view;              /* the array, refreshed when it changes */
+  uint64_t gen;              /* npk_change_count() when view was taken */
+  uint64_t row;              /* current physical row */
+  uint64_t lo, hi;           /* rows [lo, hi) to visit */
+  int desc;                  /* visit in descending order */
+  sqlite3_int64 limit;       /* rows still to return, -1 for no limit */
+  uint64_t *in_rows;         /* IN list, sorted, or NULL */
+  int n_in, i_in;            /* IN list size and position */
+  int eof;                   /* no current row */
+};
+
+/* ---- arguments ------------------------------------------------------- */
+
+/* Parsed CREATE VIRTUAL TABLE arguments. */
+typedef struct NpkArgs NpkArgs;
+struct NpkArgs {
+  char *store;               /* store= */
+  char *array;               /* array= */
+  int dtype;                 /* dtype=, -1 if absent */
+  int have_shape;            /* shape= given */
+  uint32_t ndim;             /* dims in shape= */
+  uint64_t shape[NPK_MAX_NDIM]; /* row shape */
+  int blob;                  /* layout=blob */
+  char *columns;             /* columns= */
+  int readonly;              /* readonly= */
+};
+
+/* Strip one level of '' or "" quotes, in place. */
+static char *unquote(char *z) {
+  size_t n = strlen(z);
+  if (n >= 2 && (z[0] == '\'' || z[0] == '"') && z[n - 1] == z[0]) {
+    char q = z[0];
+    size_t j = 0;
+    for (size_t i = 1; i < n - 1; i++) {
+      z[j++] = z[i];
+      if (z[i] == q && z[i + 1] == q) i++;
+    }
+    z[j] = 0;
+  }
+  return z;
+}
+
+static char *trim(char *z) {
+  char *e;
+  while (*z == ' ' || *z == '\t' || *z == '\n') z++;
+  e = z + strlen(z);
+  while (e > z && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n')) *--e = 0;
+  return z;
+}
+
+/* "(a,b,c)", "()", "a": the row shape. */
+static int parse_shape(char *z, NpkArgs *a) {
+  char *p = trim(z), *end;
+  size_t n = strlen(p);
+  if (n >= 2 && p[0] == '(' && p[n - 1] == ')') {
+    p[n - 1] = 0;
+    p = trim(p + 1);
+  }
+  a->ndim = 0;
+  a->have_shape = 1;
+  while (*p) {
+    unsigned long long v;
+    if (a->ndim >= NPK_MAX_NDIM - 1) return 0;
+    p = trim(p);
+    if (*p < '0' || *p > '9') return 0;
+    v = strtoull(p, &end, 10);
+    a->shape[a->ndim++] = v;
+    p = trim(end);
+    if (*p == ',') p++;
+    else if (*p) return 0;
+  }
+  return 1;
+}
+
+static void args_free(NpkArgs *a) {
+  sqlite3_free(a->store);
+  sqlite3_free(a->array);
+  sqlite3_free(a->columns);
+}
+
+static int parse_args(int argc, const char *const *argv, NpkArgs *a,
+                      char **pzErr) {
+  unsigned seen = 0;
+  memset(a, 0, sizeof *a);
+  a->dtype = -1;
+  for (int i = 3; i < argc; i++) {
+    static const char *const keys[] = {"store", "array", "dtype", "shape",
+                                       "layout", "columns", "readonly"};
+    char *buf = sqlite3_mprintf("%s", argv[i]), *eq, *key, *val;
+    int k;
+    if (!buf) return SQLITE_NOMEM;
+    eq = strchr(buf, '=');
+    if (!eq) {
+      *pzErr = sqlite3_mprintf("numpack: table %s: argument \"%s\" is not "
+                               "key=value", argv[2], argv[i]);
+      sqlite3_free(buf);
+      return SQLITE_ERROR;
+    }
+    *eq = 0;
+    key = trim(buf);
+    val = unquote(trim(eq + 1));
+    for (k = 0; k < 7 && sqlite3_stricmp(key, keys[k]) != 0; k++) {
+    }
+    if (k == 7 || (seen & (1u << k))) {
+      *pzErr = sqlite3_mprintf("numpack: table %s: %s argument \"%s\"",
+                               argv[2], k == 7 ? "unknown" : "repeated", key);
+      sqlite3_free(buf);
+      return SQLITE_ERROR;
+    }
+    seen |= 1u << k;
+    switch (k) {
+      case 0: a->store = sqlite3_mprintf("%s", val); break;
+      case 1: a->array = sqlite3_mprintf("%s", val); break;
+      case 2:
+        a->dtype = npk_dtype_from_name(val);
+        if (a->dtype < 0) {
+          *pzErr = sqlite3_mprintf("numpack: table %s: unknown dtype \"%s\"",
+                                   argv[2], val);
+          sqlite3_free(buf);
+          return SQLITE_ERROR;
+        }
+        break;
+      case 3:
+        if (!parse_shape(val, a)) {
+          *pzErr = sqlite3_mprintf("numpack: table %s: bad shape \"%s\" "
+                                   "(want e.g. shape=(3,4))", argv[2], val);
+          sqlite3_free(buf);
+          return SQLITE_ERROR;
+        }
+        break;
+      case 4:
+        if (sqlite3_stricmp(val, "blob") == 0) a->blob = 1;
+        else if (sqlite3_stricmp(val, "columns") != 0) {
+          *pzErr = sqlite3_mprintf("numpack: table %s: layout must be "
+                                   "columns or blob, not \"%s\"", argv[2], val);
+          sqlite3_free(buf);
+          return SQLITE_ERROR;
+        }
+        break;
+      case 5: a->columns = sqlite3_mprintf("%s", val); break;
+      case 6:
+        if (strcmp(val, "1") == 0 || sqlite3_stricmp(val, "true") == 0) a->readonly = 1;
+        else if (strcmp(val, "0") != 0 && sqlite3_stricmp(val, "false") != 0) {
+          *pzErr = sqlite3_mprintf("numpack: table %s: readonly must be 0 "
+                                   "or 1, not \"%s\"", argv[2], val);
+          sqlite3_free(buf);
+          return SQLITE_ERROR;
+        }
+        break;
+    }
+    sqlite3_free(buf);
+  }
+  if (!a->store || !*a->store) {
+    *pzErr = sqlite3_mprintf("numpack: table %s: store='directory' is "
+                             "required", argv[2]);
+    return SQLITE_ERROR;
+  }
+  if (!a->array) a->array = sqlite3_mprintf("%s", argv[2]);
+  if (!a->array) return SQLITE_NOMEM;
+  return SQLITE_OK;
+}
+
+/* ---- create, connect, disconnect, destroy ---------------------------- */
+
+static void vtab_free(NpkVtab *v) {
+  if (!v) return;
+  if (v->azCol)
+    for (int i = 0; i < v->ncol; i++) sqlite3_free(v->azCol[i]);
+  sqlite3_free(v->azCol);
+  sqlite3_free(v->scratch);
+  sqlite3_free(v->zTable);
+  sqlite3_free(v->zArray);
+  npk_conn_release(v->conn);
+  sqlite3_free(v);
+}
+
+/* Column names: columns='x,y,z' or c0..cN (or value for a 1-D array). */
+static int make_columns(NpkVtab *v, const NpkArgs *a, int one_d, char **pzErr) {
+  v->azCol = sqlite3_malloc64((sqlite3_uint64)v->ncol * sizeof(char *) + 1);
+  if (!v->azCol) return SQLITE_NOMEM;
+  memset(v->azCol, 0, (size_t)v->ncol * sizeof(char *));
+  if (a->columns) {
+    char *list = sqlite3_mprintf("%s", a->columns), *p = list;
+    int i = 0;
+    if (!list) return SQLITE_NOMEM;
+    while (p) {
+      char *comma = strchr(p, ',');
+      if (comma) *comma = 0;
+      if (i < v->ncol) v->azCol[i] = sqlite3_mprintf("%s", trim(p));
+      i++;
+      p = comma ? comma + 1 : 0;
+    }
+    sqlite3_free(list);
+    if (i != v->ncol) {
+      *pzErr = sqlite3_mprintf("numpack: table %s: columns= names %d "
+                               "columns, rows have %d elements", v->zTable, i,
+                               v->ncol);
+      return SQLITE_ERROR;
+    }
+    for (i = 0; i < v->ncol; i++) {
+      if (!v->azCol[i]) return SQLITE_NOMEM;
+      if (!v->azCol[i][0] || sqlite3_stricmp(v->azCol[i], "row") == 0 ||
+          sqlite3_stricmp(v->azCol[i], "rowid") == 0) {
+        *pzErr = sqlite3_mprintf("numpack: table %s: bad column name \"%s\"",
+                                 v->zTable, v->azCol[i]);
+        return SQLITE_ERROR;
+      }
+    }
+    return SQLITE_OK;
+  }
+  for (int i = 0; i < v->ncol; i++) {
+    v->azCol[i] = one_d ? sqlite3_mprintf("value") : sqlite3_mprintf("c%d", i);
+    if (!v->azCol[i]) return SQLITE_NOMEM;
+  }
+  return SQLITE_OK;
+}
+
+static int declare(NpkVtab *v) {
+  sqlite3_str *s = sqlite3_str_new(v->db);
+  char *sql;
+  int rc;
+  sqlite3_str_appendall(s, "CREATE TABLE x(");
+  for (int i = 0; i < v->ncol; i++)
+    sqlite3_str_appendf(s, "%Q %s, ", v->azCol[i], npk_column_type(v->dtype));
+  sqlite3_str_appendall(s, v->blob ? "row BLOB)" : "row BLOB HIDDEN)");
+  sql = sqlite3_str_finish(s);
+  if (!sql) return SQLITE_NOMEM;
+  rc = sqlite3_declare_vtab(v->db, sql);
+  sqlite3_free(sql);
+  return rc;
+}
+
+static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
+                   sqlite3_vtab **ppVtab, char **pzErr) {
+  NpkArgs a;
+  NpkVtab *v = 0;
+  NpkArrayInfo info;
+  int rc, flags;
+  uint64_t elems = 1;
+
+  *ppVtab = 0;
+  rc = parse_args(argc, argv, &a, pzErr);
+  if (rc) goto fail;
+  v = sqlite3_malloc(sizeof *v);
+  if (!v) {
+    rc = SQLITE_NOMEM;
+    goto fail;
+  }
+  memset(v, 0, sizeof *v);
+  v->db = db;
+  v->readonly = a.readonly;
+  v->blob = a.blob;
+  v->zTable = sqlite3_mprintf("%s", argv[2]);
+  v->zArray = sqlite3_mprintf("%s", a.array);
+  if (!v->zTable || !v->zArray) {
+    rc = SQLITE_NOMEM;
+    goto fail;
+  }
+  if (!npk_name_valid(a.array)) {
+    *pzErr = sqlite3_mprintf("numpack: table %s: invalid array name \"%s\"",
+                             argv[2], a.array);
+    rc = SQLITE_ERROR;
+    goto fail;
+  }
+  flags = a.readonly ? NPK_OPEN_READONLY : (create ? NPK_OPEN_CREATE : 0);
+  rc = npk_conn_open(db, a.store, flags, &v->conn, pzErr);
+  if (rc) goto fail;
+
+  rc = npk_array_info(v->conn->ses, a.array, &info);
+  if (rc == NPK_NOTFOUND && create && !a.readonly && a.dtype >= 0) {
+    uint64_t shape[NPK_MAX_NDIM];
+    shape[0] = 0;
+    memcpy(shape + 1, a.shape, a.ndim * sizeof a.shape[0]);
+    rc = npk_save(v->conn->ses, a.array, a.dtype, a.ndim + 1, shape, 0);
+    if (rc == NPK_OK) rc = npk_array_info(v->conn->ses, a.array, &info);
+  } else if (rc == NPK_NOTFOUND) {
+    *pzErr = sqlite3_mprintf(
+        "numpack: table %s: no array \"%s\" in store %s%s", argv[2], a.array,
+        a.store, create && !a.readonly ? "; give dtype= to create it" : "");
+    rc = SQLITE_ERROR;
+    goto fail;
+  }
+  if (rc) {
+    *pzErr = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
+    rc = npk_sqlite_rc(rc);
+    goto fail;
+  }
+  /* The store decides dtype and shape; given ones must agree. */
+  if ((a.dtype >= 0 && a.dtype != info.dtype) ||
+      (a.have_shape && (a.ndim + 1 != info.ndim ||
+                        memcmp(a.shape, info.shape + 1,
+                               a.ndim * sizeof a.shape[0]) != 0))) {
+    *pzErr = sqlite3_mprintf("numpack: table %s: array \"%s\" in %s is %s "
+                             "with %u dimensions; dtype=/shape= disagree",
+                             argv[2], a.array, a.store,
+                             npk_dtype_name(info.dtype), info.ndim);
+    rc = SQLITE_ERROR;
+    goto fail;
+  }
+  v->dtype = info.dtype;
+  v->item = npk_dtype_size(info.dtype);
+  v->row_bytes = info.row_bytes;
+  v->est_rows = (sqlite3_int64)info.live_rows;
+  for (uint32_t d = 1; d < info.ndim; d++) elems *= info.shape[d];
+  if (!v->blob) {
+    if (info.dtype == NPK_COMPLEX64 || info.dtype == NPK_COMPLEX128) {
+      *pzErr = sqlite3_mprintf("numpack: table %s: %s elements have no SQL "
+                               "value; use layout=blob", argv[2],
+                               npk_dtype_name(info.dtype));
+      rc = SQLITE_ERROR;
+      goto fail;
+    }
+    if (elems + 1 > 2000) {
+      *pzErr = sqlite3_mprintf("numpack: table %s: rows of %llu elements "
+                               "exceed SQLite's column limit; use layout=blob",
+                               argv[2], (unsigned long long)elems);
+      rc = SQLITE_ERROR;
+      goto fail;
+    }
+    v->ncol = (int)elems;
+  }
+  rc = make_columns(v, &a, info.ndim == 1, pzErr);
+  if (rc) goto fail;
+  v->scratch = sqlite3_malloc64(v->row_bytes ? v->row_bytes : 1);
+  if (!v->scratch) {
+    rc = SQLITE_NOMEM;
+    goto fail;
+  }
+  rc = declare(v);
+  if (rc) goto fail;
+  sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
+  /* Files outside the database: never reachable from an untrusted schema. */
+  sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+  args_free(&a);
+  *ppVtab = &v->base;
+  return SQLITE_OK;
+fail:
+  args_free(&a);
+  vtab_free(v);
+  return rc;
+}
+
+static int vt_create(sqlite3 *db, void *aux, int argc, const char *const *argv,
+                     sqlite3_vtab **pp, char **pzErr) {
+  (void)aux;
+  return vt_init(db, 1, argc, argv, pp, pzErr);
+}
+
+static int vt_connect(sqlite3 *db, void *aux, int argc,
+                      const char *const *argv, sqlite3_vtab **pp,
+                      char **pzErr) {
+  (void)aux;
+  return vt_init(db, 0, argc, argv, pp, pzErr);
+}
+
+static int vt_disconnect(sqlite3_vtab *p) {
+  vtab_free((NpkVtab *)p);
+  return SQLITE_OK;
+}
+
+/* Report the session's last error on the table. */
+static int fail(NpkVtab *v, int rc) {
+  sqlite3_free(v->base.zErrMsg);
+  v->base.zErrMsg = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
+  return npk_sqlite_rc(rc);
+}
+
+static int vt_destroy(sqlite3_vtab *p) {
+  NpkVtab *v = (NpkVtab *)p;
+  int rc;
+  if (!v->readonly) {
+    /* xDestroy runs when DROP TABLE does, and no xRollback follows it. */
+    if (!sqlite3_get_autocommit(v->db) || npk_in_txn(v->conn->ses)) {
+      sqlite3_free(v->base.zErrMsg);
+      v->base.zErrMsg = sqlite3_mprintf(
+          "numpack: DROP TABLE %s inside a transaction is not supported: it "
+          "would drop array \"%s\" at once, beyond ROLLBACK", v->zTable,
+          v->zArray);
+      return SQLITE_ERROR;
+    }
+    npk_conn_sync_timeout(v->conn);
+    rc = npk_drop(v->conn->ses, v->zArray);
+    if (rc && rc != NPK_NOTFOUND) return fail(v, rc);
+  }
+  vtab_free(v);
+  return SQLITE_OK;
+}
+
+/* ---- planning -------------------------------------------------------- */
+
+static int vt_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
+  NpkVtab *v = (NpkVtab *)p;
+  int eq = -1, lo = -1, hi = -1, lim = -1, off = -1, others = 0, is_in = 0;
+  int argv_i = 0, idx = 0;
+  double rows = v->est_rows > 0 ? (double)v->est_rows : 1.0, cost;
+
+  for (int i = 0; i < info->nConstraint; i++) {
+    const struct sqlite3_index_constraint *c = &info->aConstraint[i];
+    if (c->op == SQLITE_INDEX_CONSTRAINT_LIMIT) {
+      if (c->usable) lim = i;
+      continue;
+    }
+    if (c->op == SQLITE_INDEX_CONSTRAINT_OFFSET) {
+      if (c->usable) off = i;
+      continue;
+    }
+    if (!c->usable || c->iColumn >= 0) {
+      others++;
+      continue;
+    }
+    switch (c->op) {
+      case SQLITE_INDEX_CONSTRAINT_EQ:
+        if (eq < 0 || (is_in && !sqlite3_vtab_in(info, i, -1))) {
+          eq = i;
+          is_in = sqlite3_vtab_in(info, i, -1);
+        } else {
+          others++;
+        }
+        break;
+      case SQLITE_INDEX_CONSTRAINT_GT:
+      case SQLITE_INDEX_CONSTRAINT_GE:
+        if (lo < 0) lo = i;
+        else others++;
+        break;
+      case SQLITE_INDEX_CONSTRAINT_LT:
+      case SQLITE_INDEX_CONSTRAINT_LE:
+        if (hi < 0) hi = i;
+        else others++;
+        break;
+      default:
+        others++;
+    }
+  }
+  if (eq >= 0) {
+    info->aConstraintUsage[eq].argvIndex = ++argv_i;
+    info->aConstraintUsage[eq].omit = 1;
+    if (is_in) {
+      sqlite3_vtab_in(info, eq, 1);
+      idx |= IDX_IN;
+      rows = 10;
+    } else {
+      idx |= IDX_EQ;
+      rows = 1;
+      info->idxFlags |= SQLITE_INDEX_SCAN_UNIQUE;
+    }
+    /* A range next to an equality is left for SQLite to check. */
+    if (lo >= 0) others++;
+    if (hi >= 0) others++;
+    lo = hi = -1;
+  }
+  if (lo >= 0) {
+    info->aConstraintUsage[lo].argvIndex = ++argv_i;
+    info->aConstraintUsage[lo].omit = 1;
+    idx |= info->aConstraint[lo].op == SQLITE_INDEX_CONSTRAINT_GT ? IDX_GT : IDX_GE;
+    rows /= 4;
+  }
+  if (hi >= 0) {
+    info->aConstraintUsage[hi].argvIndex = ++argv_i;
+    info->aConstraintUsage[hi].omit = 1;
+    idx |= info->aConstraint[hi].op == SQLITE_INDEX_CONSTRAINT_LT ? IDX_LT : IDX_LE;
+    rows /= 4;
+  }
+  if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn < 0) {
+    info->orderByConsumed = 1;
+    if (info->aOrderBy[0].desc) idx |= IDX_DESC;
+  }
+  /* LIMIT/OFFSET are ours only when nothing else filters the rows. */
+  if (!others && (info->nOrderBy == 0 || info->orderByConsumed) &&
+      !(idx & (IDX_EQ | IDX_IN))) {
+    if (lim >= 0) {
+      info->aConstraintUsage[lim].argvIndex = ++argv_i;
+      info->aConstraintUsage[lim].omit = 1;
+      idx |= IDX_LIMIT;
+      rows = rows > 100 ? 100 : rows;
+    }
+    if (off >= 0) {
+      info->aConstraintUsage[off].argvIndex = ++argv_i;
+      info->aConstraintUsage[off].omit = 1;
+      idx |= IDX_OFFSET;
+    }
+  }
+  cost = (idx & IDX_EQ) ? 1.0 : (idx & IDX_IN) ? 10.0 : rows;
+  info->idxNum = idx;
+  info->estimatedCost = cost;
+  info->estimatedRows = (sqlite3_int64)(rows < 1 ? 1 : rows);
+  return SQLITE_OK;
+}
+
+/* ---- cursors --------------------------------------------------------- */
+
+static int vt_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
+  NpkCursor *c = sqlite3_malloc(sizeof *c);
+  (void)p;
+  if (!c) return SQLITE_NOMEM;
+  memset(c, 0, sizeof *c);
+  c->eof = 1;
+  *pp = &c->base;
+  return SQLITE_OK;
+}
+
+static void cursor_reset(NpkVtab *v, NpkCursor *c) {
+  sqlite3_free(c->in_rows);
+  c->in_rows = 0;
+  c->n_in = c->i_in = 0;
+  if (c->reading) {
+    npk_read_end(v->conn->ses);
+    c->reading = 0;
+  }
+  c->eof = 1;
+}
+
+static int vt_close(sqlite3_vtab_cursor *cur) {
+  NpkCursor *c = (NpkCursor *)cur;
+  cursor_reset((NpkVtab *)cur->pVtab, c);
+  sqlite3_free(c);
+  return SQLITE_OK;
+}
+
+/* Take a fresh view if this session changed anything since the last one. */
+static int view_sync(NpkVtab *v, NpkCursor *c) {
+  NpkSession *s = v->conn->ses;
+  int rc;
+  if (c->gen == npk_change_count(s) && c->gen != 0) return NPK_OK;
+  rc = npk_view(s, v->zArray, &c->view);
+  if (rc) return rc;
+  c->gen = npk_change_count(s);
+  if (c->gen == 0) c->gen = 1;  /* 0 means "no view yet" */
+  return NPK_OK;
+}
+
+static int row_is_live(const NpkCursor *c, uint64_t r) {
+  if (r >= c->view.rows) return 0;
+  return !c->view.live || (c->view.live[r / 64] >> (r % 64) & 1);
+}
+
+/* Move to the first live row at or after (before, if descending) c->row
+** within [lo, hi). */
+static void settle(NpkCursor *c) {
+  if (c->desc) {
+    for (;;) {
+      if (c->row < c->lo || c->row >= c->hi || c->row == UINT64_MAX) {
+        c->eof = 1;
+        return;
+      }
+      if (row_is_live(c, c->row)) return;
+      c->row--;
+    }
+  }
+  while (c->row < c->hi) {
+    uint64_t r = c->row;
+    if (!c->view.live) return;
+    /* Skip whole words of deleted rows at once. */
+    if ((c->view.live[r / 64] >> (r % 64)) == 0) {
+      c->row = (r / 64 + 1) * 64;
+      continue;
+    }
+    if (row_is_live(c, r)) return;
+    c->row++;
+  }
+  c->eof = 1;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Advance through the IN list to the next live row. */
+static void in_settle(NpkCursor *c) {
+  while (c->i_in < c->n_in) {
+    int i = c->desc ? c->n_in - 1 - c->i_in : c->i_in;
+    if (row_is_live(c, c->in_rows[i])) {
+      c->row = c->in_rows[i];
+      return;
+    }
+    c->i_in++;
+  }
+  c->eof = 1;
+}
+
+/* How a rowid constraint's value compares with the rowids. */
+#define RA_INT   0   /* a whole number >= 0, in *r */
+#define RA_FRAC  1   /* between *r and *r + 1 */
+#define RA_NEG   2   /* below every rowid */
+#define RA_HIGH  3   /* above every rowid (huge, or text/blob: SQLite sorts
+                     ** them after all numbers) */
+#define RA_NULL  4   /* NULL: the comparison is never true */
+
+static int rowid_arg(sqlite3_value *val, uint64_t *r) {
+  *r = 0;
+  switch (sqlite3_value_numeric_type(val)) {
+    case SQLITE_INTEGER: {
+      sqlite3_int64 i = sqlite3_value_int64(val);
+      if (i < 0) return RA_NEG;
+      *r = (uint64_t)i;
+      return RA_INT;
+    }
+    case SQLITE_FLOAT: {
+      double d = sqlite3_value_double(val);
+      if (d < 0) return RA_NEG;
+      if (d >= 9.0e18) return RA_HIGH;
+      *r = (uint64_t)d;
+      return (double)*r == d ? RA_INT : RA_FRAC;
+    }
+    case SQLITE_NULL:
+      return RA_NULL;
+    default:
+      return RA_HIGH;
+  }
+}
+
+static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
+                     int argc, sqlite3_value **argv) {
+  NpkCursor *c = (NpkCursor *)cur;
+  NpkVtab *v = (NpkVtab *)cur->pVtab;
+  NpkSession *s = v->conn->ses;
+  int ai = 0, rc;
+  sqlite3_int64 offset = 0;
+  (void)idxStr;
+  (void)argc;
+
+  cursor_reset(v, c);
+  if (!npk_in_txn(s)) npk_conn_sync_timeout(v->conn);
+  rc = npk_read_begin(s);
+  if (rc) return fail(v, rc);
+  c->reading = 1;
+  c->gen = 0;
+  rc = view_sync(v, c);
+  if (rc) return fail(v, rc);
+  v->est_rows = (sqlite3_int64)c->view.live_rows;
+  c->eof = 0;
+  c->desc = (idx & IDX_DESC) != 0;
+  c->lo = 0;
+  c->hi = c->view.rows;
+  c->limit = -1;
+
+  if (idx & IDX_EQ) {
+    uint64_t r;
+    if (rowid_arg(argv[ai++], &r) != RA_INT || r >= c->view.rows) c->hi = 0;
+    else {
+      c->lo = r;
+      c->hi = r + 1;
+    }
+  } else if (idx & IDX_IN) {
+    sqlite3_value *val;
+    int cap = 16;
+    c->in_rows = sqlite3_malloc64((sqlite3_uint64)cap * sizeof *c->in_rows);
+    if (!c->in_rows) return SQLITE_NOMEM;
+    for (rc = sqlite3_vtab_in_first(argv[ai], &val); rc == SQLITE_OK && val;
+         rc = sqlite3_vtab_in_next(argv[ai], &val)) {
+      uint64_t r;
+      if (rowid_arg(val, &r) != RA_INT || r >= c->view.rows) continue;
+      if (c->n_in == cap) {
+        uint64_t *p;
+        cap *= 2;
+        p = sqlite3_realloc64(c->in_rows, (sqlite3_uint64)cap * sizeof *p);
+        if (!p) return SQLITE_NOMEM;
+        c->in_rows = p;
+      }
+      c->in_rows[c->n_in++] = r;
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_DONE) return rc;
+    ai++;
+    qsort(c->in_rows, (size_t)c->n_in, sizeof *c->in_rows, cmp_u64);
+    {
+      int k = 0;  /* drop duplicates: each row is returned once */
+      for (int i = 0; i < c->n_in; i++)
+        if (k == 0 || c->in_rows[k - 1] != c->in_rows[i])
+          c->in_rows[k++] = c->in_rows[i];
+      c->n_in = k;
+    }
+    in_settle(c);
+    return SQLITE_OK;
+  }
+  if (idx & (IDX_GT | IDX_GE)) {
+    uint64_t r, from = 0;
+    switch (rowid_arg(argv[ai++], &r)) {
+      case RA_INT: from = (idx & IDX_GT) ? r + 1 : r; break;
+      case RA_FRAC: from = r + 1; break;
+      case RA_NEG: from = 0; break;
+      default: c->hi = 0; break;
+    }
+    if (from > c->lo) c->lo = from;
+  }
+  if (idx & (IDX_LT | IDX_LE)) {
+    uint64_t r, to = c->hi;
+    switch (rowid_arg(argv[ai++], &r)) {
+      case RA_INT: to = (idx & IDX_LE) ? r + 1 : r; break;
+      case RA_FRAC: to = r + 1; break;
+      case RA_HIGH: break;
+      default: to = 0; break;
+    }
+    if (to < c->hi) c->hi = to;
+  }
+  if (idx & IDX_LIMIT) {
+    c->limit = sqlite3_value_int64(argv[ai++]);
+    if (c->limit < 0) c->limit = -1;
+  }
+  if (idx & IDX_OFFSET) {
+    offset = sqlite3_value_int64(argv[ai++]);
+    if (offset < 0) offset = 0;
+  }
+  if (c->lo >= c->hi) {
+    c->eof = 1;
+    return SQLITE_OK;
+  }
+  if (offset > 0) {
+    /* Jump OFFSET live rows in from the start (or end) of [lo, hi). */
+    uint64_t before, last, k;
+    rc = npk_physical_to_logical(s, v->zArray, c->lo, &before);
+    if (rc == NPK_OK) rc = npk_physical_to_logical(s, v->zArray, c->hi, &last);
+    if (rc) return fail(v, rc);
+    if ((uint64_t)offset >= last - before) {
+      c->eof = 1;
+      return SQLITE_OK;
+    }
+    k = c->desc ? last - 1 - (uint64_t)offset : before + (uint64_t)offset;
+    rc = npk_logical_to_physical(s, v->zArray, k, &c->row);
+    if (rc) return fail(v, rc);
+  } else {
+    c->row = c->desc ? c->hi - 1 : c->lo;
+  }
+  if (c->limit == 0) c->eof = 1;
+  else settle(c);
+  return SQLITE_OK;
+}
+
+static int vt_next(sqlite3_vtab_cursor *cur) {
+  NpkCursor *c = (NpkCursor *)cur;
+  NpkVtab *v = (NpkVtab *)cur->pVtab;
+  int rc = view_sync(v, c);
+  if (rc) return fail(v, rc);
+  if (c->limit > 0 && --c->limit == 0) {
+    c->eof = 1;
+    return SQLITE_OK;
+  }
+  if (c->in_rows) {
+    c->i_in++;
+    in_settle(c);
+    return SQLITE_OK;
+  }
+  if (c->desc) c->row--;
+  else c->row++;
+  settle(c);
+  return SQLITE_OK;
+}
+
+static int vt_eof(sqlite3_vtab_cursor *cur) { return ((NpkCursor *)cur)->eof; }
+
+static int vt_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *pRowid) {
+  *pRowid = (sqlite3_int64)((NpkCursor *)cur)->row;
+  return SQLITE_OK;
+}
+
+/* Pointer to the cursor's current row. */
+static int cursor_row(NpkVtab *v, NpkCursor *c, const unsigned char **pp) {
+  int rc = view_sync(v, c);
+  const void *p;
+  if (rc) return rc;
+  if (c->view.base && c->row < c->view.rows) {
+    *pp = c->view.base + c->row * c->view.row_bytes;
+    return NPK_OK;
+  }
+  rc = npk_row_ptr(v->conn->ses, v->zArray, c->row, &p);
+  *pp = p;
+  return rc;
+}
+
+static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
+  NpkCursor *c = (NpkCursor *)cur;
+  NpkVtab *v = (NpkVtab *)cur->pVtab;
+  const unsigned char *p;
+  int rc;
+  /* UPDATE asks for the columns it keeps: say "unchanged", read nothing. */
+  if (sqlite3_vtab_nochange(ctx)) return SQLITE_OK;
+  rc = cursor_row(v, c, &p);
+  if (rc) return fail(v, rc);
+  if (i < v->ncol) {
+    npk_element_result(ctx, v->dtype, p + (size_t)i * (size_t)v->item);
+  } else {
+    /* The bytes stay put for the statement unless this session is writing:
+    ** then SQLite must take a copy. */
+    sqlite3_result_blob64(ctx, p, v->row_bytes,
+                          npk_in_txn(v->conn->ses) ? SQLITE_TRANSIENT
+                                                   : SQLITE_STATIC);
+  }
+  return SQLITE_OK;
+}
+
+/* ---- writing --------------------------------------------------------- */
+
+/* Build the row for INSERT or UPDATE in v->scratch from ARGV[2..]; for an
+** UPDATE, columns marked "unchanged" keep the bytes of row OLD. */
+static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
+                    uint64_t old) {
+  NpkSession *s = v->conn->ses;
+  sqlite3_value *rowv = argv[2 + v->ncol];
+  int row_given = !sqlite3_value_nochange(rowv) &&
+                  sqlite3_value_type(rowv) != SQLITE_NULL;
+  int cols_given = 0;
+  for (int i = 0; i < v->ncol; i++)
+    if (!sqlite3_value_nochange(argv[2 + i]) &&
+        (update || sqlite3_value_type(argv[2 + i]) != SQLITE_NULL))
+      cols_given = 1;
+  if (row_given && cols_given) {
+    v->base.zErrMsg = sqlite3_mprintf(
+        "numpack: table %s: set either the row BLOB or the columns, not both",
+        v->zTable);
+    return SQLITE_ERROR;
+  }
+  if (row_given) {
+    if (sqlite3_value_type(rowv) != SQLITE_BLOB ||
+        (uint64_t)sqlite3_value_bytes(rowv) != v->row_bytes) {
+      v->base.zErrMsg = sqlite3_mprintf(
+          "numpack: table %s column row: a row is a BLOB of %llu bytes, not "
+          "%s of %d bytes", v->zTable, (unsigned long long)v->row_bytes,
+          sqlite3_value_type(rowv) == SQLITE_BLOB ? "a BLOB" : "a value",
+          sqlite3_value_bytes(rowv));
+      return SQLITE_MISMATCH;
+    }
+    memcpy(v->scratch, sqlite3_value_blob(rowv), (size_t)v->row_bytes);
+    return SQLITE_OK;
+  }
+  if (update && v->ncol) {
+    const void *p;
+    int rc = npk_row_ptr(s, v->zArray, old, &p);
+    if (rc) return fail(v, rc);
+    memcpy(v->scratch, p, (size_t)v->row_bytes);
+  }
+  if (v->ncol == 0 && v->row_bytes) {
+    v->base.zErrMsg = sqlite3_mprintf(
+        "numpack: table %s column row: NULL is not a row of %llu bytes",
+        v->zTable, (unsigned long long)v->row_bytes);
+    return SQLITE_CONSTRAINT_NOTNULL;
+  }
+  for (int i = 0; i < v->ncol; i++) {
+    sqlite3_value *val = argv[2 + i];
+    int rc;
+    if (sqlite3_value_nochange(val)) continue;
+    rc = npk_element_encode(val, v->dtype,
+                            v->scratch + (size_t)i * (size_t)v->item);
+    if (rc) {
+      const char *what = sqlite3_value_type(val) == SQLITE_NULL ? "NULL"
+                         : sqlite3_value_type(val) == SQLITE_BLOB ? "a BLOB"
+                                                                  : 0;
+      if (what)
+        v->base.zErrMsg = sqlite3_mprintf(
+            "numpack: table %s column %s: %s is not a %s value", v->zTable,
+            v->azCol[i], what, npk_dtype_name(v->dtype));
+      else
+        v->base.zErrMsg = sqlite3_mprintf(
+            "numpack: table %s column %s: value %s %s %s", v->zTable,
+            v->azCol[i], sqlite3_value_text(val),
+            rc == SQLITE_RANGE ? "does not fit" : "is not a", 
+            npk_dtype_name(v->dtype));
+      return sqlite3_value_type(val) == SQLITE_NULL ? SQLITE_CONSTRAINT_NOTNULL
+                                                    : SQLITE_MISMATCH;
+    }
+  }
+  return SQLITE_OK;
+}
+
+static int vt_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
+                     sqlite3_int64 *pRowid) {
+  NpkVtab *v = (NpkVtab *)p;
+  NpkSession *s = v->conn->ses;
+  NpkArrayInfo info;
+  int rc;
+  sqlite3_free(v->base.zErrMsg);
+  v->base.zErrMsg = 0;
+  if (v->readonly) {
+    v->base.zErrMsg = sqlite3_mprintf("numpack: table %s is read-only",
+                                      v->zTable);
+    return SQLITE_READONLY;
+  }
+  if (argc == 1) {
+    uint64_t r = (uint64_t)sqlite3_value_int64(argv[0]);
+    rc = npk_delete_rows(s, v->zArray, &r, 1);
+    return rc ? fail(v, rc) : SQLITE_OK;
+  }
+  rc = npk_array_info(s, v->zArray, &info);
+  if (rc) return fail(v, rc);
+  if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+    /* INSERT: append, or replace an existing row under OR REPLACE. */
+    uint64_t next = info.rows, r = next;
+    if (sqlite3_value_type(argv[1]) != SQLITE_NULL) {
+      sqlite3_int64 want = sqlite3_value_int64(argv[1]);
+      if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || want < 0 ||
+          (uint64_t)want > next) {
+        v->base.zErrMsg = sqlite3_mprintf(
+            "numpack: table %s: INSERT appends; rowid must be omitted or %llu",
+            v->zTable, (unsigned long long)next);
+        return SQLITE_CONSTRAINT;
+      }
+      r = (uint64_t)want;
+    }
+    if (r < next) {
+      int live = npk_row_live(s, v->zArray, r);
+      if (sqlite3_vtab_on_conflict(v->db) != SQLITE_REPLACE || !live) {
+        v->base.zErrMsg = sqlite3_mprintf(
+            "numpack: table %s: rowid %llu %s", v->zTable,
+            (unsigned long long)r,
+            live ? "already exists" : "was deleted and cannot be reused");
+        return SQLITE_CONSTRAINT_PRIMARYKEY;
+      }
+      rc = assemble(v, argv, 0, 0);
+      if (rc) return rc;
+      rc = npk_replace_rows(s, v->zArray, &r, 1, v->scratch);
+    } else {
+      uint64_t shape[NPK_MAX_NDIM];
+      rc = assemble(v, argv, 0, 0);
+      if (rc) return rc;
+      memcpy(shape, info.shape, sizeof shape);
+      shape[0] = 1;
+      rc = npk_append(s, v->zArray, info.dtype, info.ndim, shape, v->scratch);
+    }
+    if (rc) return fail(v, rc);
+    *pRowid = (sqlite3_int64)r;
+    return SQLITE_OK;
+  }
+  /* UPDATE. */
+  {
+    uint64_t r = (uint64_t)sqlite3_value_int64(argv[0]);
+    if (sqlite3_value_int64(argv[1]) != sqlite3_value_int64(argv[0]) ||
+        sqlite3_value_type(argv[1]) != SQLITE_INTEGER) {
+      v->base.zErrMsg = sqlite3_mprintf(
+          "numpack: table %s: the rowid is the row's position and cannot be "
+          "changed", v->zTable);
+      return SQLITE_CONSTRAINT;
+    }
+    rc = assemble(v, argv, 1, r);
+    if (rc) return rc;
+    rc = npk_replace_rows(s, v->zArray, &r, 1, v->scratch);
+    return rc ? fail(v, rc) : SQLITE_OK;
+  }
+}
+
+/* ---- transactions ---------------------------------------------------- */
+
+static int vt_begin(sqlite3_vtab *p) {
+  NpkVtab *v = (NpkVtab *)p;
+  int rc;
+  if (v->readonly || npk_in_txn(v->conn->ses)) return SQLITE_OK;
+  npk_conn_sync_timeout(v->conn);
+  rc = npk_begin(v->conn->ses);
+  return rc ? fail(v, rc) : SQLITE_OK;
+}
+
+/* The commit itself: anything that can fail must fail here, not in xCommit
+** whose errors SQLite ignores. */
+static int vt_sync(sqlite3_vtab *p) {
+  NpkVtab *v = (NpkVtab *)p;
+  int rc;
+  if (!npk_in_txn(v->conn->ses)) return SQLITE_OK;
+  rc = npk_commit(v->conn->ses);
+  return rc ? fail(v, rc) : SQLITE_OK;
+}
+
+static int vt_commit(sqlite3_vtab *p) {
+  NpkVtab *v = (NpkVtab *)p;
+  /* Normally done by xSync; a transaction still open here is committed. */
+  if (npk_in_txn(v->conn->ses)) npk_commit(v->conn->ses);
+  return SQLITE_OK;
+}
+
+static int vt_rollback(sqlite3_vtab *p) {
+  NpkVtab *v = (NpkVtab *)p;
+  npk_rollback(v->conn->ses);
+  return SQLITE_OK;
+}
+
+static int vt_savepoint(sqlite3_vtab *p, int level) {
+  NpkVtab *v = (NpkVtab *)p;
+  NpkSession *s = v->conn->ses;
+  /* SQLite may open several levels at once when a table joins late. */
+  while (npk_in_txn(s) && npk_savepoint_count(s) <= level) {
+    int lv, rc = npk_savepoint(s, &lv);
+    if (rc) return fail(v, rc);
+  }
+  return SQLITE_OK;
+}
+
+static int vt_release(sqlite3_vtab *p, int level) {
+  NpkVtab *v = (NpkVtab *)p;
+  if (npk_in_txn(v->conn->ses)) npk_release(v->conn->ses, level);
+  return SQLITE_OK;
+}
+
+static int vt_rollback_to(sqlite3_vtab *p, int level) {
+  NpkVtab *v = (NpkVtab *)p;
+  int rc;
+  if (!npk_in_txn(v->conn->ses)) return SQLITE_OK;
+  rc = npk_rollback_to(v->conn->ses, level);
+  return rc ? fail(v, rc) : SQLITE_OK;
+}
+
+static sqlite3_module npk_module = {
+  2,                 /* iVersion: savepoints */
+  vt_create,
+  vt_connect,
+  vt_best_index,
+  vt_disconnect,
+  vt_destroy,
+  vt_open,
+  vt_close,
+  vt_filter,
+  vt_next,
+  vt_eof,
+  vt_column,
+  vt_rowid,
+  vt_update,
+  vt_begin,
+  vt_sync,
+  vt_commit,
+  vt_rollback,
+  0,                 /* xFindFunction */
+  0,                 /* xRename */
+  vt_savepoint,
+  vt_release,
+  vt_rollback_to,
+  0,                 /* xShadowName */
+};
+
+int npk_vtab_register(sqlite3 *db) {
+  return sqlite3_create_module(db, "numpack", &npk_module, 0);
+}

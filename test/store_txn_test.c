@@ -1,0 +1,1182 @@
+/*
+** store_txn_test.c — unit tests of the store engine's transactions:
+** isolation between sessions, rollback, savepoints, locking and busy
+** timeouts (in one process and across processes), crash recovery from the
+** rollback journal, and I/O failures.
+**
+** Build: gcc -std=c11 -D_GNU_SOURCE -Isrc test/store_txn_test.c <engine>
+**        -lpthread
+*/
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "store_testutil.h"
+
+/* ---- the base store, written by hand ---------------------------------- */
+
+/* a int32 (6,2); b float64 (4,) with row 2 deleted; c uint8 (3,3);
+** s int64 (5,) stored as two segments. */
+static void make_base(const char *dir, Model *m) {
+  int32_t a[12];
+  double b[4] = {0.5, -1.5, 2.5, 1e100};
+  unsigned char c[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  int64_t s[5] = {11, 12, 13, 14, 15};
+  unsigned char blive[4] = {1, 1, 0, 1};
+  for (int i = 0; i < 12; i++) a[i] = i * 10 + 1;
+  mkdir(dir, 0755);
+  CatEntry e[4];
+  memset(e, 0, sizeof e);
+  e[0].name = "a"; e[0].ndim = 2; e[0].dims[0] = 6; e[0].dims[1] = 2;
+  e[0].dtype = NPK_INT32; e[0].mtime = 1700000000000000ull;
+  e[1].name = "b"; e[1].ndim = 1; e[1].dims[0] = 4;
+  e[1].dtype = NPK_FLOAT64; e[1].mtime = 1700000000000001ull;
+  e[2].name = "c"; e[2].ndim = 2; e[2].dims[0] = 3; e[2].dims[1] = 3;
+  e[2].dtype = NPK_UINT8; e[2].mtime = 1700000000000002ull;
+  e[3] = tu_seg_entry();
+  Buf cat = {0}, bm = {0};
+  tu_cat_build(&cat, e, 4, NULL);
+  tu_write_buf(P(dir, TU_CATALOG), &cat);
+  tu_write_file(P(dir, "data_a.npkd"), a, sizeof a);
+  tu_write_file(P(dir, "data_b.npkd"), b, sizeof b);
+  tu_bitmap_build(&bm, blive, 4);
+  tu_write_buf(P(dir, "deleted_b.npkb"), &bm);
+  tu_write_file(P(dir, "data_c.npkd"), c, sizeof c);
+  tu_seg_write(dir);
+  buf_free(&cat);
+  buf_free(&bm);
+  if (m) {
+    uint64_t sa[2] = {6, 2}, sb[1] = {4}, sc[2] = {3, 3}, ss[1] = {5};
+    memset(m, 0, sizeof *m);
+    model_save(m, "a", NPK_INT32, 2, sa, a);
+    model_save(m, "b", NPK_FLOAT64, 1, sb, b);
+    model_delete(m, "b", 2);
+    model_save(m, "c", NPK_UINT8, 2, sc, c);
+    model_save(m, "s", NPK_INT64, 1, ss, s);
+  }
+}
+
+static NpkSession *open_base(Tmp *t, NpkStore **st, Model *m) {
+  tu_tmp_init(t);
+  make_base(t->dir, m);
+  return tu_open(t->dir, 0, st);
+}
+
+/* The session's view (READ: inside its own read) equals the model. */
+static int view_is(NpkSession *s, const Model *m, int read) {
+  Buf got = {0}, want = {0};
+  int rc = tu_dump(s, &got, read);
+  model_dump(m, &want);
+  int ok = rc == NPK_OK && buf_eq(&got, &want);
+  if (!ok) {
+    printf("  (dump rc %d)\n", rc);
+    tu_dump_describe("got ", &got);
+    tu_dump_describe("want", &want);
+  }
+  buf_free(&got);
+  buf_free(&want);
+  return ok;
+}
+
+/* Open DIR afresh (nothing else of it may be open in this process) and
+** compare with M; also checks that no journal is left. */
+static int disk_is(const char *dir, const Model *m) {
+  NpkStore *st;
+  NpkSession *s = tu_open(dir, 0, &st);
+  int ok = s && view_is(s, m, 1);
+  tu_close(st, s);
+  if (tu_exists(P(dir, TU_JOURNAL))) {
+    printf("  journal left behind\n");
+    ok = 0;
+  }
+  return ok;
+}
+
+/* ---- the write operations used throughout ----------------------------- */
+
+static const int32_t new_a[4] = {-1, -2, -3, -4};
+static const int16_t new_n[4] = {100, 200, 300, 400};
+static const float new_c[2] = {1.25f, -8.5f};
+static const int64_t new_s[1] = {99};
+
+/* Each operation applies its change to the model M (if not NULL) and to
+** the session S (if not NULL), returning the engine's result. */
+typedef int (*OpFn)(NpkSession *s, Model *m);
+
+static int op_append(NpkSession *s, Model *m) {
+  uint64_t sh[2] = {2, 2};
+  if (m) model_append(m, "a", 2, new_a);
+  return s ? npk_append(s, "a", NPK_INT32, 2, sh, new_a) : NPK_OK;
+}
+static int op_replace(NpkSession *s, Model *m) {
+  uint64_t rows[2] = {5, 0};
+  if (m) {
+    model_replace(m, "a", 5, new_a);
+    model_replace(m, "a", 0, new_a + 2);
+  }
+  return s ? npk_replace_rows(s, "a", rows, 2, new_a) : NPK_OK;
+}
+static int op_delete(NpkSession *s, Model *m) {
+  uint64_t rows[2] = {3, 0};
+  if (m) { model_delete(m, "b", 3); model_delete(m, "b", 0); }
+  return s ? npk_delete_rows(s, "b", rows, 2) : NPK_OK;
+}
+static int op_delete_new_bitmap(NpkSession *s, Model *m) {
+  uint64_t row = 1;
+  if (m) model_delete(m, "c", 1);
+  return s ? npk_delete_rows(s, "c", &row, 1) : NPK_OK;
+}
+static int op_save_new(NpkSession *s, Model *m) {
+  uint64_t sh[2] = {2, 2};
+  if (m) model_save(m, "n", NPK_INT16, 2, sh, new_n);
+  return s ? npk_save(s, "n", NPK_INT16, 2, sh, new_n) : NPK_OK;
+}
+static int op_save_over(NpkSession *s, Model *m) {
+  uint64_t sh[1] = {2};
+  if (m) model_save(m, "c", NPK_FLOAT32, 1, sh, new_c);
+  return s ? npk_save(s, "c", NPK_FLOAT32, 1, sh, new_c) : NPK_OK;
+}
+static int op_save_over_bm(NpkSession *s, Model *m) {
+  uint64_t sh[1] = {2};
+  if (m) model_save(m, "b", NPK_FLOAT32, 1, sh, new_c);
+  return s ? npk_save(s, "b", NPK_FLOAT32, 1, sh, new_c) : NPK_OK;
+}
+static int op_drop(NpkSession *s, Model *m) {
+  if (m) model_drop(m, "b");
+  return s ? npk_drop(s, "b") : NPK_OK;
+}
+static int op_clone(NpkSession *s, Model *m) {
+  if (m) model_clone(m, "a", "d");
+  return s ? npk_clone(s, "a", "d") : NPK_OK;
+}
+static int op_compact(NpkSession *s, Model *m) {
+  if (m) model_compact(m, "b");
+  return s ? npk_compact(s, "b") : NPK_OK;
+}
+static int op_reset(NpkSession *s, Model *m) {
+  if (m) model_free(m);
+  return s ? npk_reset(s) : NPK_OK;
+}
+static int op_seg_append(NpkSession *s, Model *m) {
+  uint64_t sh[1] = {1};
+  if (m) model_append(m, "s", 1, new_s);
+  return s ? npk_append(s, "s", NPK_INT64, 1, sh, new_s) : NPK_OK;
+}
+static int op_seg_delete(NpkSession *s, Model *m) {
+  uint64_t row = 1;
+  if (m) model_delete(m, "s", 1);
+  return s ? npk_delete_rows(s, "s", &row, 1) : NPK_OK;
+}
+/* Several changes in one explicit transaction. */
+static int op_txn(NpkSession *s, Model *m) {
+  int rc = s ? npk_begin(s) : NPK_OK;
+  if (rc == NPK_OK) rc = op_append(s, m);
+  if (rc == NPK_OK) rc = op_delete_new_bitmap(s, m);
+  if (rc == NPK_OK) rc = op_save_new(s, m);
+  if (rc == NPK_OK) rc = op_drop(s, m);
+  if (!s) return rc;
+  if (rc == NPK_OK) rc = npk_commit(s);
+  if (rc != NPK_OK && npk_in_txn(s)) npk_rollback(s);
+  return rc;
+}
+/* Changes rolled back: never changes the store. */
+static int op_rolled_back(NpkSession *s, Model *m) {
+  (void)m;
+  if (!s) return NPK_OK;
+  int rc = npk_begin(s);
+  if (rc == NPK_OK) rc = op_append(s, NULL);
+  if (rc == NPK_OK) rc = op_delete_new_bitmap(s, NULL);
+  if (rc == NPK_OK) rc = op_seg_append(s, NULL);
+  int rc2 = npk_in_txn(s) ? npk_rollback(s) : NPK_OK;
+  return rc != NPK_OK ? rc : rc2;
+}
+
+typedef struct Op {
+  const char *name;
+  OpFn fn;
+} Op;
+
+static const Op ops[] = {
+  {"append", op_append},
+  {"replace", op_replace},
+  {"delete", op_delete},
+  {"delete_new_bitmap", op_delete_new_bitmap},
+  {"save_new", op_save_new},
+  {"save_over", op_save_over},
+  {"compact", op_compact},
+  {"save_over_bitmap", op_save_over_bm},
+  {"clone", op_clone},
+  {"drop", op_drop},
+  {"reset", op_reset},
+  {"seg_append", op_seg_append},
+  {"seg_delete", op_seg_delete},
+};
+#define NOPS ((int)(sizeof ops / sizeof ops[0]))
+
+/* ---- autocommit and isolation ---------------------------------------- */
+
+static void test_autocommit(void) {
+  Tmp t;
+  Model m;
+  NpkStore *st;
+  NpkSession *a = open_base(&t, &st, &m), *b = NULL;
+  CHECK(a != NULL);
+  if (!a) { tu_tmp_done(&t); model_free(&m); return; }
+  CHECK(view_is(a, &m, 1));
+  CHECK_EQ(npk_session_open(st, &b), NPK_OK);
+  CHECK_EQ(npk_in_txn(a), 0);
+  for (int i = 0; i < NOPS; i++) {
+    if (ops[i].fn == op_reset) continue;
+    int rc = ops[i].fn(a, &m);
+    if (rc != NPK_OK)
+      printf("  op %s: %d %s\n", ops[i].name, rc, npk_errmsg(a));
+    CHECK_EQ(rc, NPK_OK);
+    CHECK_EQ(npk_in_txn(a), 0);
+    /* Visible at once to another session. */
+    CHECK(view_is(b, &m, 1));
+  }
+  npk_session_close(b);
+  tu_close(st, a);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+static void isolation_case(int second_handle) {
+  Tmp t;
+  Model m, mm;
+  NpkStore *st, *st2 = NULL;
+  NpkSession *a = open_base(&t, &st, &m), *b = NULL;
+  CHECK(a != NULL);
+  if (!a) { tu_tmp_done(&t); model_free(&m); return; }
+  st2 = st;
+  if (second_handle) {
+    char *err = NULL;
+    CHECK_EQ(npk_store_open(t.dir, 0, &st2, &err), NPK_OK);
+    free(err);
+    CHECK(st2 == st);
+  }
+  CHECK_EQ(npk_session_open(st2, &b), NPK_OK);
+  model_copy(&mm, &m);
+  CHECK_EQ(npk_begin(a), NPK_OK);
+  CHECK_EQ(npk_in_txn(a), 1);
+  CHECK_EQ(npk_in_txn(b), 0);
+  CHECK_EQ(op_append(a, &mm), NPK_OK);
+  CHECK_EQ(op_replace(a, &mm), NPK_OK);
+  CHECK_EQ(op_delete(a, &mm), NPK_OK);
+  CHECK_EQ(op_delete_new_bitmap(a, &mm), NPK_OK);
+  CHECK_EQ(op_save_new(a, &mm), NPK_OK);
+  CHECK_EQ(op_drop(a, &mm), NPK_OK);
+  CHECK_EQ(op_seg_append(a, &mm), NPK_OK);
+  /* The writer sees its own changes, inside a read or not. */
+  CHECK(view_is(a, &mm, 0));
+  CHECK(view_is(a, &mm, 1));
+  /* The other session sees the committed state only. */
+  CHECK(view_is(b, &m, 1));
+  CHECK_EQ(npk_read_begin(b), NPK_OK);
+  NpkArrayInfo in;
+  const void *p = NULL;
+  uint64_t ph = 0;
+  CHECK_EQ(npk_array_info(b, "a", &in), NPK_OK);
+  CHECK_EQ(in.rows, 6);
+  CHECK_EQ(npk_row_ptr(b, "a", 6, &p), NPK_RANGE);
+  CHECK(npk_row_ptr(b, "a", 5, &p) == NPK_OK && p &&
+        *(const int32_t *)p == 101);
+  CHECK_EQ(npk_row_live(b, "b", 0), 1);
+  CHECK_EQ(npk_row_live(b, "c", 1), 1);
+  CHECK(npk_logical_to_physical(b, "b", 0, &ph) == NPK_OK && ph == 0);
+  CHECK_EQ(npk_array_info(b, "n", &in), NPK_NOTFOUND);
+  CHECK_EQ(npk_array_info(b, "b", &in), NPK_OK);
+  CHECK_EQ(in.live_rows, 3);
+  CHECK_EQ(npk_array_info(b, "s", &in), NPK_OK);
+  CHECK_EQ(in.rows, 5);
+  CHECK_EQ(in.segmented, 1);
+  int n = 0;
+  CHECK(npk_array_count(b, &n) == NPK_OK && n == 4);
+  npk_read_end(b);
+  /* ... and the writer's view in the same calls. */
+  CHECK(npk_row_ptr(a, "a", 5, &p) == NPK_OK && p &&
+        *(const int32_t *)p == -1);
+  CHECK_EQ(npk_row_live(a, "c", 1), 0);
+  CHECK(npk_logical_to_physical(a, "c", 1, &ph) == NPK_OK && ph == 2);
+  CHECK_EQ(npk_array_info(a, "b", &in), NPK_NOTFOUND);
+  CHECK(npk_array_count(a, &n) == NPK_OK && n == 4);     /* -b +n */
+  CHECK_EQ(npk_commit(a), NPK_OK);
+  CHECK_EQ(npk_in_txn(a), 0);
+  CHECK(view_is(b, &mm, 1));
+  CHECK(view_is(a, &mm, 1));
+  npk_session_close(b);
+  if (second_handle) npk_store_release(st2);
+  tu_close(st, a);
+  CHECK(disk_is(t.dir, &mm));
+  model_free(&m);
+  model_free(&mm);
+  tu_tmp_done(&t);
+}
+
+static void test_isolation_same_store(void) { isolation_case(0); }
+static void test_isolation_second_handle(void) { isolation_case(1); }
+
+static void test_mtime_at_commit(void) {
+  Tmp t;
+  NpkStore *st;
+  NpkSession *s = open_base(&t, &st, NULL);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(op_append(s, NULL), NPK_OK);
+  uint64_t t0 = tu_now_us();
+  usleep(50000);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  uint64_t t1 = tu_now_us();
+  NpkArrayInfo in;
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  CHECK_EQ(npk_array_info(s, "a", &in), NPK_OK);
+  CHECK(in.modify_time >= t0 + 40000);
+  CHECK(in.modify_time <= t1 + 1000000);
+  /* Untouched arrays keep their time. */
+  CHECK_EQ(npk_array_info(s, "c", &in), NPK_OK);
+  CHECK_EQ(in.modify_time, 1700000000000002ll);
+  npk_read_end(s);
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
+/* ---- rollback --------------------------------------------------------- */
+
+static void test_rollback_each_op(void) {
+  for (int i = 0; i < NOPS; i++) {
+    Tmp t;
+    Model m, mm;
+    NpkStore *st;
+    NpkSession *s = open_base(&t, &st, &m);
+    if (!s) { CHECK(s != NULL); model_free(&m); tu_tmp_done(&t); continue; }
+    Snap before, after;
+    tu_snap(t.dir, &before);
+    model_copy(&mm, &m);
+    int f0 = ctest_case_failures;
+    NpkStats s0, s1;
+    npk_store_stats(st, &s0);
+    CHECK_EQ(npk_begin(s), NPK_OK);
+    CHECK_EQ(ops[i].fn(s, &mm), NPK_OK);
+    CHECK(view_is(s, &mm, 0));
+    CHECK_EQ(npk_rollback(s), NPK_OK);
+    CHECK_EQ(npk_in_txn(s), 0);
+    CHECK(view_is(s, &m, 1));
+    npk_store_stats(st, &s1);
+    CHECK_EQ(s1.rollbacks, s0.rollbacks + 1);
+    CHECK_EQ(s1.commits, s0.commits);
+    tu_snap(t.dir, &after);
+    CHECK(tu_snap_eq(&before, &after));
+    tu_snap_free(&after);
+    /* The same change, committed this time. */
+    CHECK_EQ(ops[i].fn(s, NULL), NPK_OK);
+    CHECK(view_is(s, &mm, 1));
+    tu_close(st, s);
+    CHECK(disk_is(t.dir, &mm));
+    if (ctest_case_failures != f0) printf("  (op %s)\n", ops[i].name);
+    tu_snap_free(&before);
+    model_free(&m);
+    model_free(&mm);
+    tu_tmp_done(&t);
+  }
+}
+
+static void test_rollback_all_ops(void) {
+  Tmp t;
+  Model m, mm;
+  NpkStore *st;
+  NpkSession *s = open_base(&t, &st, &m);
+  if (!s) { CHECK(s != NULL); model_free(&m); tu_tmp_done(&t); return; }
+  Snap before, after;
+  tu_snap(t.dir, &before);
+  model_copy(&mm, &m);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  for (int i = 0; i < NOPS; i++) {
+    if (ops[i].fn == op_reset) continue;
+    int rc = ops[i].fn(s, &mm);
+    if (rc != NPK_OK) printf("  op %s: %d\n", ops[i].name, rc);
+    CHECK_EQ(rc, NPK_OK);
+  }
+  CHECK(view_is(s, &mm, 0));
+  /* Several changes to the same rows, then a reset. */
+  CHECK_EQ(op_replace(s, &mm), NPK_OK);
+  CHECK_EQ(op_append(s, &mm), NPK_OK);
+  CHECK_EQ(npk_compact(s, "a"), NPK_OK);
+  model_compact(&mm, "a");
+  CHECK(view_is(s, &mm, 0));
+  CHECK_EQ(op_reset(s, &mm), NPK_OK);
+  CHECK(view_is(s, &mm, 0));
+  CHECK_EQ(op_save_new(s, &mm), NPK_OK);
+  CHECK(view_is(s, &mm, 0));
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  CHECK(view_is(s, &m, 1));
+  tu_snap(t.dir, &after);
+  CHECK(tu_snap_eq(&before, &after));
+  tu_snap_free(&after);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  tu_snap_free(&before);
+  model_free(&m);
+  model_free(&mm);
+  tu_tmp_done(&t);
+}
+
+static void test_session_close_rolls_back(void) {
+  Tmp t;
+  Model m;
+  NpkStore *st;
+  NpkSession *s = open_base(&t, &st, &m), *s2 = NULL;
+  if (!s) { CHECK(s != NULL); model_free(&m); tu_tmp_done(&t); return; }
+  Snap before, after;
+  tu_snap(t.dir, &before);
+  CHECK_EQ(npk_session_open(st, &s2), NPK_OK);
+  CHECK_EQ(npk_begin(s2), NPK_OK);
+  CHECK_EQ(op_append(s2, NULL), NPK_OK);
+  CHECK_EQ(op_delete_new_bitmap(s2, NULL), NPK_OK);
+  CHECK_EQ(op_save_new(s2, NULL), NPK_OK);
+  npk_session_close(s2);
+  CHECK(view_is(s, &m, 1));
+  /* The lock is gone with the session: writing works. */
+  npk_set_busy_timeout(s, 100);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(op_replace(s, NULL), NPK_OK);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  tu_snap(t.dir, &after);
+  CHECK(tu_snap_eq(&before, &after));
+  tu_snap_free(&after);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  tu_snap_free(&before);
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+static void test_misuse(void) {
+  Tmp t;
+  Model m;
+  NpkStore *st;
+  NpkSession *s = open_base(&t, &st, &m);
+  if (!s) { CHECK(s != NULL); model_free(&m); tu_tmp_done(&t); return; }
+  int lvl = -1;
+  CHECK_EQ(npk_commit(s), NPK_MISUSE);
+  CHECK_EQ(npk_in_txn(s), 0);
+  CHECK_EQ(npk_savepoint_count(s), 0);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  /* Levels that were never opened: whatever the result, nothing changes
+  ** (SQLite may name levels opened before a table joined). */
+  npk_rollback_to(s, 3);
+  npk_release(s, 3);
+  CHECK(view_is(s, &m, 0));
+  CHECK_EQ(npk_in_txn(s), 1);
+  CHECK_EQ(npk_savepoint(s, &lvl), NPK_OK);
+  CHECK_EQ(lvl, 0);
+  CHECK_EQ(npk_savepoint_count(s), 1);
+  npk_rollback_to(s, 1);
+  npk_release(s, 2);
+  CHECK_EQ(npk_savepoint_count(s), 1);
+  CHECK_EQ(npk_rollback_to(s, 0), NPK_OK);
+  CHECK_EQ(npk_savepoint_count(s), 1);
+  CHECK_EQ(npk_release(s, 0), NPK_OK);
+  CHECK_EQ(npk_savepoint_count(s), 0);
+  CHECK(view_is(s, &m, 0));
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_MISUSE);
+  CHECK_EQ(npk_in_txn(s), 0);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+/* ---- savepoints ------------------------------------------------------- */
+
+static void test_savepoint_each_op(void) {
+  for (int i = 0; i < NOPS; i++) {
+    Tmp t;
+    Model m, pre, post;
+    NpkStore *st;
+    NpkSession *s = open_base(&t, &st, &m);
+    if (!s) { CHECK(s != NULL); model_free(&m); tu_tmp_done(&t); continue; }
+    int f0 = ctest_case_failures, lvl = -1;
+    CHECK_EQ(npk_begin(s), NPK_OK);
+    /* A change before the savepoint, which must survive. */
+    CHECK_EQ(op_replace(s, &m), NPK_OK);
+    model_copy(&pre, &m);
+    model_copy(&post, &m);
+    CHECK_EQ(npk_savepoint(s, &lvl), NPK_OK);
+    CHECK_EQ(lvl, 0);
+    CHECK_EQ(ops[i].fn(s, &post), NPK_OK);
+    CHECK(view_is(s, &post, 0));
+    CHECK_EQ(npk_rollback_to(s, lvl), NPK_OK);
+    CHECK(view_is(s, &pre, 0));
+    /* The savepoint is still open: do it again and roll back again. */
+    CHECK_EQ(ops[i].fn(s, NULL), NPK_OK);
+    CHECK(view_is(s, &post, 0));
+    CHECK_EQ(npk_rollback_to(s, lvl), NPK_OK);
+    CHECK(view_is(s, &pre, 0));
+    /* Once more, released: the change stays. */
+    CHECK_EQ(ops[i].fn(s, NULL), NPK_OK);
+    CHECK_EQ(npk_release(s, lvl), NPK_OK);
+    CHECK(view_is(s, &post, 0));
+    CHECK_EQ(npk_in_txn(s), 1);
+    CHECK_EQ(npk_commit(s), NPK_OK);
+    CHECK(view_is(s, &post, 1));
+    tu_close(st, s);
+    CHECK(disk_is(t.dir, &post));
+    if (ctest_case_failures != f0) printf("  (op %s)\n", ops[i].name);
+    model_free(&m);
+    model_free(&pre);
+    model_free(&post);
+    tu_tmp_done(&t);
+  }
+}
+
+static void test_savepoint_nested(void) {
+  Tmp t;
+  Model m, m0, m1, m2;
+  NpkStore *st;
+  NpkSession *s = open_base(&t, &st, &m), *b = NULL;
+  if (!s) { CHECK(s != NULL); model_free(&m); tu_tmp_done(&t); return; }
+  Model base;
+  model_copy(&base, &m);
+  CHECK_EQ(npk_session_open(st, &b), NPK_OK);
+  int l0 = -1, l1 = -1, l2 = -1, l3 = -1;
+  uint64_t sh1[1] = {1};
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(op_append(s, &m), NPK_OK);                     /* r1 */
+  model_copy(&m0, &m);
+  CHECK_EQ(npk_savepoint(s, &l0), NPK_OK);
+  CHECK_EQ(op_seg_append(s, &m), NPK_OK);
+  CHECK_EQ(op_delete(s, &m), NPK_OK);
+  model_copy(&m1, &m);
+  CHECK_EQ(npk_savepoint(s, &l1), NPK_OK);
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  CHECK_EQ(op_delete_new_bitmap(s, &m), NPK_OK);
+  CHECK_EQ(op_save_new(s, &m), NPK_OK);
+  model_copy(&m2, &m);
+  CHECK_EQ(npk_savepoint(s, &l2), NPK_OK);
+  CHECK_EQ(op_drop(s, &m), NPK_OK);
+  CHECK_EQ(op_compact(s, NULL), NPK_NOTFOUND);            /* b is gone */
+  CHECK_EQ(npk_append(s, "n", NPK_INT16, 2, (uint64_t[]){1, 2}, new_n),
+           NPK_OK);
+  model_append(&m, "n", 1, new_n);
+  CHECK_EQ(l0, 0);
+  CHECK_EQ(l1, 1);
+  CHECK_EQ(l2, 2);
+  CHECK_EQ(npk_savepoint_count(s), 3);
+  CHECK_EQ(npk_savepoint_count(b), 0);
+  CHECK(view_is(s, &m, 0));
+  /* Roll back the middle one: levels 1 and 2 undone, level 1 kept open. */
+  CHECK_EQ(npk_rollback_to(s, l1), NPK_OK);
+  CHECK_EQ(npk_savepoint_count(s), 2);
+  CHECK(view_is(s, &m1, 0));
+  npk_rollback_to(s, l2);           /* closed: must not undo anything */
+  CHECK(view_is(s, &m1, 0));
+  CHECK_EQ(npk_append(s, "s", NPK_INT64, 1, sh1, new_s), NPK_OK);
+  model_append(&m1, "s", 1, new_s);
+  CHECK_EQ(npk_savepoint(s, &l3), NPK_OK);
+  CHECK_EQ(l3, 2);
+  CHECK_EQ(op_clone(s, &m1), NPK_OK);
+  CHECK_EQ(npk_release(s, l3), NPK_OK);
+  CHECK(view_is(s, &m1, 0));
+  /* Nothing visible to another session yet. */
+  CHECK(view_is(b, &base, 1));
+  CHECK_EQ(npk_rollback_to(s, l1), NPK_OK);
+  model_free(&m1);
+  {
+    Model tmp;
+    model_copy(&tmp, &m0);
+    model_append(&tmp, "s", 1, new_s);
+    uint64_t r[2] = {3, 0};
+    model_delete(&tmp, "b", r[0]);
+    model_delete(&tmp, "b", r[1]);
+    m1 = tmp;
+  }
+  CHECK(view_is(s, &m1, 0));
+  /* Release the outermost: everything since it is kept. */
+  CHECK_EQ(npk_release(s, l0), NPK_OK);
+  CHECK_EQ(npk_savepoint_count(s), 0);
+  CHECK_EQ(npk_in_txn(s), 1);
+  CHECK(view_is(s, &m1, 0));
+  CHECK_EQ(npk_savepoint(s, &l3), NPK_OK);
+  CHECK_EQ(l3, 0);
+  CHECK_EQ(npk_release(s, l3), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK(view_is(b, &m1, 1));
+  npk_session_close(b);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m1));
+  model_free(&m);
+  model_free(&m0);
+  model_free(&m1);
+  model_free(&m2);
+  model_free(&base);
+  tu_tmp_done(&t);
+}
+
+/* ---- locking ---------------------------------------------------------- */
+
+static void test_busy_writer(void) {
+  Tmp t;
+  Model m, mm;
+  NpkStore *st;
+  NpkSession *a = open_base(&t, &st, &m), *b = NULL;
+  if (!a) { CHECK(a != NULL); model_free(&m); tu_tmp_done(&t); return; }
+  CHECK_EQ(npk_session_open(st, &b), NPK_OK);
+  npk_set_busy_timeout(b, 50);
+  model_copy(&mm, &m);
+  CHECK_EQ(npk_begin(a), NPK_OK);
+  CHECK_EQ(op_append(a, &mm), NPK_OK);
+  /* Explicit transaction in B. */
+  double t0 = tu_mono_ms();
+  int rcb = npk_begin(b), rcw = NPK_OK;
+  if (rcb == NPK_OK) rcw = op_replace(b, NULL);
+  double el = tu_mono_ms() - t0;
+  CHECK(rcb == NPK_BUSY || rcw == NPK_BUSY);
+  CHECK(el >= 45);
+  CHECK(el < 3000);
+  if (npk_in_txn(b)) CHECK_EQ(npk_rollback(b), NPK_OK);
+  /* Autocommit writes in B. */
+  OpFn fns[4] = {op_append, op_delete, op_save_new, op_drop};
+  for (int i = 0; i < 4; i++) {
+    t0 = tu_mono_ms();
+    CHECK_EQ(fns[i](b, NULL), NPK_BUSY);
+    el = tu_mono_ms() - t0;
+    CHECK(el >= 45);
+    CHECK(el < 3000);
+    CHECK_EQ(npk_in_txn(b), 0);
+  }
+  /* B still reads the committed state. */
+  CHECK(view_is(b, &m, 1));
+  CHECK_EQ(npk_commit(a), NPK_OK);
+  CHECK(view_is(b, &mm, 1));
+  /* Now B can write. */
+  CHECK_EQ(op_delete(b, &mm), NPK_OK);
+  CHECK(view_is(a, &mm, 1));
+  /* A zero timeout fails at once. */
+  npk_set_busy_timeout(b, 0);
+  CHECK_EQ(npk_begin(a), NPK_OK);
+  CHECK_EQ(op_save_new(a, &mm), NPK_OK);
+  t0 = tu_mono_ms();
+  CHECK_EQ(op_seg_append(b, NULL), NPK_BUSY);
+  CHECK(tu_mono_ms() - t0 < 1000);
+  CHECK_EQ(npk_commit(a), NPK_OK);
+  npk_session_close(b);
+  tu_close(st, a);
+  CHECK(disk_is(t.dir, &mm));
+  model_free(&m);
+  model_free(&mm);
+  tu_tmp_done(&t);
+}
+
+static void test_commit_busy_reader(void) {
+  Tmp t;
+  Model m, mm;
+  NpkStore *st;
+  NpkSession *a = open_base(&t, &st, &m), *b = NULL;
+  if (!a) { CHECK(a != NULL); model_free(&m); tu_tmp_done(&t); return; }
+  CHECK_EQ(npk_session_open(st, &b), NPK_OK);
+  npk_set_busy_timeout(a, 50);
+  model_copy(&mm, &m);
+  CHECK_EQ(npk_begin(a), NPK_OK);
+  CHECK_EQ(op_append(a, &mm), NPK_OK);
+  CHECK_EQ(op_replace(a, &mm), NPK_OK);
+  CHECK_EQ(op_delete(a, &mm), NPK_OK);
+  CHECK_EQ(npk_read_begin(b), NPK_OK);
+  const void *p = NULL;
+  CHECK_EQ(npk_row_ptr(b, "a", 5, &p), NPK_OK);
+  int32_t old5[2];
+  if (p) memcpy(old5, p, 8);
+  double t0 = tu_mono_ms();
+  CHECK_EQ(npk_commit(a), NPK_BUSY);
+  double el = tu_mono_ms() - t0;
+  CHECK(el >= 45);
+  CHECK(el < 3000);
+  /* The transaction is still open, with its changes. */
+  CHECK_EQ(npk_in_txn(a), 1);
+  CHECK(view_is(a, &mm, 0));
+  /* The reader's row is as it was. */
+  CHECK(p && memcmp(p, old5, 8) == 0 && old5[0] == 101);
+  CHECK(view_is(b, &m, 1));
+  npk_read_end(b);
+  CHECK_EQ(npk_commit(a), NPK_OK);
+  CHECK_EQ(npk_in_txn(a), 0);
+  CHECK(view_is(b, &mm, 1));
+  npk_session_close(b);
+  tu_close(st, a);
+  CHECK(disk_is(t.dir, &mm));
+  model_free(&m);
+  model_free(&mm);
+  tu_tmp_done(&t);
+}
+
+/* Locks between processes: a writer in a child blocks the parent's writes
+** but not its reads; a reader in a child blocks the parent's commit. */
+static void test_two_processes(void) {
+  Tmp t;
+  Model m, mm;
+  tu_tmp_init(&t);
+  make_base(t.dir, &m);
+  model_copy(&mm, &m);
+  model_append(&mm, "a", 2, new_a);
+  for (int mode = 0; mode < 2; mode++) {
+    int up[2], down[2];
+    CHECK(pipe(up) == 0 && pipe(down) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      NpkStore *st = NULL;
+      NpkSession *s = NULL;
+      char c = 0;
+      alarm(20);
+      close(up[0]);
+      close(down[1]);
+      if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
+      if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+      if (mode == 0) {
+        if (npk_begin(s) != NPK_OK) _exit(12);
+        if (op_append(s, NULL) != NPK_OK) _exit(13);
+      } else {
+        if (npk_read_begin(s) != NPK_OK) _exit(14);
+      }
+      if (write(up[1], "r", 1) != 1) _exit(15);
+      if (read(down[0], &c, 1) != 1) _exit(16);
+      if (mode == 0) {
+        if (npk_commit(s) != NPK_OK) _exit(17);
+      } else {
+        npk_read_end(s);
+      }
+      npk_session_close(s);
+      npk_store_release(st);
+      _exit(0);
+    }
+    close(up[1]);
+    close(down[0]);
+    char c = 0;
+    CHECK_EQ(read(up[0], &c, 1), 1);
+    NpkStore *st;
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    if (s) {
+      npk_set_busy_timeout(s, 50);
+      if (mode == 0) {
+        double t0 = tu_mono_ms();
+        CHECK_EQ(op_delete(s, NULL), NPK_BUSY);
+        CHECK(tu_mono_ms() - t0 >= 45);
+        CHECK(view_is(s, &m, 1));
+      } else {
+        CHECK_EQ(npk_begin(s), NPK_OK);
+        CHECK_EQ(op_append(s, NULL), NPK_OK);
+        double t0 = tu_mono_ms();
+        CHECK_EQ(npk_commit(s), NPK_BUSY);
+        CHECK(tu_mono_ms() - t0 >= 45);
+        CHECK_EQ(npk_in_txn(s), 1);
+      }
+    }
+    CHECK_EQ(write(down[1], "c", 1), 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+      printf("  child exit %d\n", WEXITSTATUS(status));
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (s) {
+      if (mode == 0) {
+        /* The other process's commit is seen by a store already open. */
+        CHECK(view_is(s, &mm, 1));
+      } else {
+        CHECK_EQ(npk_commit(s), NPK_OK);
+        model_append(&mm, "a", 2, new_a);
+        CHECK(view_is(s, &mm, 1));
+      }
+    }
+    tu_close(st, s);
+    close(up[0]);
+    close(down[1]);
+  }
+  CHECK(disk_is(t.dir, &mm));
+  model_free(&m);
+  model_free(&mm);
+  tu_tmp_done(&t);
+}
+
+/* ---- crash recovery --------------------------------------------------- */
+
+/* The changes of one transaction: append, replace and delete in "a" (its
+** first bitmap), deletions in "b" (an existing bitmap), a new array, and
+** a dropped one.  Leaves the transaction open. */
+static int crash_txn(NpkSession *s, Model *m) {
+  uint64_t r = 3;
+  int rc = s ? npk_begin(s) : NPK_OK;
+  if (rc == NPK_OK) rc = op_append(s, m);
+  if (rc == NPK_OK) rc = op_replace(s, m);
+  if (rc == NPK_OK) {
+    if (m) model_delete(m, "a", 3);
+    rc = s ? npk_delete_rows(s, "a", &r, 1) : NPK_OK;
+  }
+  if (rc == NPK_OK) rc = op_delete(s, m);
+  if (rc == NPK_OK) rc = op_save_new(s, m);
+  if (rc == NPK_OK) {
+    if (m) model_drop(m, "c");
+    rc = s ? npk_drop(s, "c") : NPK_OK;
+  }
+  return rc;
+}
+
+/* Compare the store in DIR (opened afresh) with BEFORE and AFTER: it must
+** be exactly one of them, with no journal left.  Returns 0 (before),
+** 1 (after) or -1; a second open must see the same, and writes must work. */
+static int check_recovered(const char *dir, const Model *before,
+                           const Model *after, const char *label, int step) {
+  Buf got = {0}, again = {0}, wb = {0}, wa = {0};
+  NpkStore *st;
+  NpkSession *s = tu_open(dir, 0, &st);
+  if (s) CHECK_EQ(tu_dump(s, &got, 1), NPK_OK);
+  tu_close(st, s);
+  if (tu_exists(P(dir, TU_JOURNAL))) {
+    printf("  %s step %d: journal left after open\n", label, step);
+    ctest_case_failures++;
+  }
+  model_dump(before, &wb);
+  model_dump(after, &wa);
+  int res = buf_eq(&got, &wb) ? 0 : buf_eq(&got, &wa) ? 1 : -1;
+  if (res < 0) {
+    printf("  %s step %d: neither the before nor the after state\n", label,
+           step);
+    tu_dump_describe("got   ", &got);
+    tu_dump_describe("before", &wb);
+    tu_dump_describe("after ", &wa);
+    ctest_case_failures++;
+  }
+  /* Nothing of the interrupted commit is left lying around. */
+  int left = tu_leftovers(dir);
+  if (left != 0) {
+    printf("  %s step %d: %d leftover files after recovery\n", label, step,
+           left);
+    ctest_case_failures++;
+  }
+  /* Recovery happens once: a second open sees the same. */
+  s = tu_open(dir, 0, &st);
+  if (s) {
+    CHECK_EQ(tu_dump(s, &again, 1), NPK_OK);
+    CHECK(buf_eq(&again, &got));
+    uint64_t sh[1] = {1};
+    CHECK_EQ(npk_save(s, "z", NPK_INT64, 1, sh, new_s), NPK_OK);
+  }
+  tu_close(st, s);
+  buf_free(&got);
+  buf_free(&again);
+  buf_free(&wb);
+  buf_free(&wa);
+  return res;
+}
+
+/* Run FN in a child that dies just before commit step STEP, for STEP = 1,
+** 2, ... until the commit completes.  EXPLICIT: FN leaves a transaction
+** open and the child commits it; otherwise FN is one autocommit call. */
+static void crash_case(OpFn fn, int explicit_txn, const char *label) {
+  int crashed = 0, completed = 0, saw_after = 0;
+  for (int step = 1; step <= 40 && !completed; step++) {
+    Tmp t;
+    Model before, after;
+    tu_tmp_init(&t);
+    make_base(t.dir, &before);
+    model_copy(&after, &before);
+    fn(NULL, &after);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      NpkStore *st = NULL;
+      NpkSession *s = NULL;
+      alarm(20);
+      if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
+      if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+      if (explicit_txn) {
+        if (fn(s, NULL) != NPK_OK) _exit(12);
+        npk_test_crash_at(step);
+        _exit(npk_commit(s) == NPK_OK ? 0 : 13);
+      }
+      npk_test_crash_at(step);
+      _exit(fn(s, NULL) == NPK_OK ? 0 : 14);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code != 77 && code != 0) {
+      printf("  %s step %d: child status 0x%x\n", label, step, status);
+      CHECK(code == 77 || code == 0);
+    } else {
+      crashed += code == 77;
+      completed = code == 0;
+      int res = check_recovered(t.dir, &before, &after, label, step);
+      if (step == 1 && res != 0) {
+        printf("  %s: a crash before step 1 must leave the before state\n",
+               label);
+        ctest_case_failures++;
+      }
+      if (completed && res != 1) {
+        printf("  %s: the completed commit is not there\n", label);
+        ctest_case_failures++;
+      }
+      saw_after |= res == 1;
+    }
+    model_free(&before);
+    model_free(&after);
+    tu_tmp_done(&t);
+    if (code != 77 && code != 0) break;
+  }
+  if (!completed) printf("  %s: the commit never completed\n", label);
+  CHECK(completed);
+  CHECK(crashed > 0);
+  CHECK(saw_after);
+}
+
+static void test_crash_txn(void) { crash_case(crash_txn, 1, "txn"); }
+
+static void test_crash_autocommit(void) {
+  static const Op list[] = {
+    {"compact", op_compact}, {"seg_append", op_seg_append},
+    {"save_over_bitmap", op_save_over_bm}, {"reset", op_reset},
+    {"clone", op_clone}, {"delete_new_bitmap", op_delete_new_bitmap},
+  };
+  for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
+    crash_case(list[i].fn, 0, list[i].name);
+}
+
+/* A process crashes mid-commit while another process has the store open:
+** the survivor must never see the half-applied commit. */
+static void test_crash_reader_elsewhere(void) {
+  int completed = 0;
+  for (int step = 1; step <= 40 && !completed; step++) {
+    Tmp t;
+    Model before, after;
+    tu_tmp_init(&t);
+    make_base(t.dir, &before);
+    model_copy(&after, &before);
+    crash_txn(NULL, &after);
+    int up[2], down[2];
+    CHECK(pipe(up) == 0 && pipe(down) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      NpkStore *st = NULL;
+      NpkSession *s = NULL;
+      char c;
+      alarm(20);
+      close(up[0]);
+      close(down[1]);
+      if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
+      if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+      if (crash_txn(s, NULL) != NPK_OK) _exit(12);
+      if (write(up[1], "r", 1) != 1) _exit(15);
+      if (read(down[0], &c, 1) != 1) _exit(16);
+      npk_test_crash_at(step);
+      _exit(npk_commit(s) == NPK_OK ? 0 : 13);
+    }
+    close(up[1]);
+    close(down[0]);
+    char c = 0;
+    CHECK_EQ(read(up[0], &c, 1), 1);
+    NpkStore *st;
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    if (s) CHECK(view_is(s, &before, 1));
+    CHECK_EQ(write(down[1], "c", 1), 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    CHECK(code == 77 || code == 0);
+    completed = code == 0;
+    if (s) {
+      Buf got = {0}, wb = {0}, wa = {0};
+      npk_set_busy_timeout(s, 1000);
+      CHECK_EQ(tu_dump(s, &got, 1), NPK_OK);
+      model_dump(&before, &wb);
+      model_dump(&after, &wa);
+      int res = buf_eq(&got, &wb) ? 0 : buf_eq(&got, &wa) ? 1 : -1;
+      if (res < 0 || (completed && res != 1)) {
+        printf("  step %d (exit %d): the open store shows a wrong state\n",
+               step, code);
+        tu_dump_describe("got   ", &got);
+        tu_dump_describe("before", &wb);
+        tu_dump_describe("after ", &wa);
+        ctest_case_failures++;
+      }
+      /* It can write, and what it writes lands on a consistent state. */
+      uint64_t sh[1] = {1};
+      CHECK_EQ(npk_save(s, "z", NPK_INT64, 1, sh, new_s), NPK_OK);
+      if (res == 0) model_save(&before, "z", NPK_INT64, 1, sh, new_s);
+      if (res == 1) model_save(&after, "z", NPK_INT64, 1, sh, new_s);
+      tu_close(st, s);
+      if (res >= 0) CHECK(disk_is(t.dir, res ? &after : &before));
+      buf_free(&got);
+      buf_free(&wb);
+      buf_free(&wa);
+    } else {
+      tu_close(st, s);
+    }
+    close(up[0]);
+    close(down[1]);
+    model_free(&before);
+    model_free(&after);
+    tu_tmp_done(&t);
+    if (code != 77 && code != 0) break;
+  }
+  CHECK(completed);
+}
+
+/* A leftover journal that is not a valid journal is discarded. */
+static void test_garbage_journal(void) {
+  static const size_t sizes[] = {4096, 512, 3, 0};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    Tmp t;
+    Model m;
+    tu_tmp_init(&t);
+    make_base(t.dir, &m);
+    Snap before, after;
+    tu_snap(t.dir, &before);
+    unsigned char junk[4096];
+    tu_fill(junk, sizeof junk, 99 + i);
+    tu_write_file(P(t.dir, TU_JOURNAL), junk, sizes[i]);
+    NpkStore *st;
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    if (s) CHECK(view_is(s, &m, 1));
+    tu_close(st, s);
+    CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+    tu_snap(t.dir, &after);
+    CHECK(tu_snap_eq(&before, &after));
+    NpkStats stats;
+    s = tu_open(t.dir, 0, &st);
+    if (s) {
+      npk_store_stats(st, &stats);
+      CHECK_EQ(stats.recoveries, 0);
+      CHECK(view_is(s, &m, 1));
+      CHECK_EQ(op_append(s, &m), NPK_OK);
+      CHECK(view_is(s, &m, 1));
+    }
+    tu_close(st, s);
+    CHECK(disk_is(t.dir, &m));
+    tu_snap_free(&before);
+    tu_snap_free(&after);
+    model_free(&m);
+    tu_tmp_done(&t);
+  }
+}
+
+/* ---- I/O failures ----------------------------------------------------- */
+
+static const Op fault_ops[] = {
+  {"append", op_append},
+  {"replace", op_replace},
+  {"delete", op_delete},
+  {"delete_new_bitmap", op_delete_new_bitmap},
+  {"save_new", op_save_new},
+  {"save_over_bitmap", op_save_over_bm},
+  {"drop", op_drop},
+  {"clone", op_clone},
+  {"compact", op_compact},
+  {"reset", op_reset},
+  {"seg_append", op_seg_append},
+  {"txn", op_txn},
+  {"rolled_back", op_rolled_back},
+};
+
+/* For every operation and N = 1, 2, ...: the Nth I/O call of KIND fails
+** with ERR.  A failed operation reports an I/O error, leaves the store
+** exactly as before (in the session, and on disk after a reopen, with no
+** journal), and the same operation then succeeds. */
+static void fault_case(const char *kind, int err, int max_nth) {
+  int fired = 0;
+  for (size_t i = 0; i < sizeof fault_ops / sizeof fault_ops[0]; i++) {
+    OpFn fn = fault_ops[i].fn;
+    for (int nth = 1; nth <= max_nth; nth++) {
+      Tmp t;
+      Model before, after;
+      tu_tmp_init(&t);
+      make_base(t.dir, &before);
+      model_copy(&after, &before);
+      fn(NULL, &after);
+      Snap base, now;
+      tu_snap(t.dir, &base);
+      NpkStore *st;
+      NpkSession *s = tu_open(t.dir, 0, &st);
+      int f0 = ctest_case_failures, rc = NPK_OK;
+      if (s) {
+        npk_test_fault(kind, nth, err);
+        rc = fn(s, NULL);
+        npk_test_fault(kind, 0, 0);
+      }
+      if (!s) {
+        tu_close(st, s);
+      } else if (rc == NPK_OK) {
+        /* The fault did not hit this operation (or was harmless). */
+        CHECK(view_is(s, &after, 1));
+        tu_close(st, s);
+        CHECK(disk_is(t.dir, &after));
+      } else {
+        fired++;
+        if (!(rc == NPK_IOERR || (err == ENOSPC && rc == NPK_FULL))) {
+          printf("  rc %d: %s\n", rc, npk_errmsg(s));
+          CHECK(rc == NPK_IOERR || (err == ENOSPC && rc == NPK_FULL));
+        }
+        CHECK_EQ(npk_in_txn(s), 0);
+        CHECK(view_is(s, &before, 1));
+        tu_close(st, s);
+        CHECK(disk_is(t.dir, &before));
+        tu_snap(t.dir, &now);
+        CHECK(tu_snap_same_content(&base, &now));
+        tu_snap_free(&now);
+        CHECK_EQ(tu_leftovers(t.dir), 0);
+        /* The same operation works afterwards. */
+        s = tu_open(t.dir, 0, &st);
+        if (s) {
+          CHECK_EQ(fn(s, NULL), NPK_OK);
+          CHECK(view_is(s, &after, 1));
+        }
+        tu_close(st, s);
+        CHECK(disk_is(t.dir, &after));
+      }
+      if (ctest_case_failures != f0)
+        printf("  (%s fault %d on %s, rc %d)\n", kind, nth, fault_ops[i].name,
+               rc);
+      tu_snap_free(&base);
+      model_free(&before);
+      model_free(&after);
+      tu_tmp_done(&t);
+      if (rc == NPK_OK) break;
+    }
+  }
+  if (!fired) printf("  no \"%s\" fault ever hit an operation\n", kind);
+  CHECK(fired > 0);
+}
+
+static void test_fault_write(void) { fault_case("write", ENOSPC, 60); }
+static void test_fault_write_eio(void) { fault_case("write", EIO, 60); }
+static void test_fault_fsync(void) { fault_case("fsync", EIO, 60); }
+static void test_fault_rename(void) { fault_case("rename", EIO, 60); }
+static void test_fault_ftruncate(void) { fault_case("ftruncate", EIO, 60); }
+static void test_fault_any(void) { fault_case("any", EIO, 200); }
+
+int main(void) {
+  RUN(test_autocommit);
+  RUN(test_isolation_same_store);
+  RUN(test_isolation_second_handle);
+  RUN(test_mtime_at_commit);
+  RUN(test_rollback_each_op);
+  RUN(test_rollback_all_ops);
+  RUN(test_session_close_rolls_back);
+  RUN(test_misuse);
+  RUN(test_savepoint_each_op);
+  RUN(test_savepoint_nested);
+  RUN(test_busy_writer);
+  RUN(test_commit_busy_reader);
+  RUN(test_two_processes);
+  RUN(test_crash_txn);
+  RUN(test_crash_autocommit);
+  RUN(test_crash_reader_elsewhere);
+  RUN(test_garbage_journal);
+  RUN(test_fault_write);
+  RUN(test_fault_write_eio);
+  RUN(test_fault_fsync);
+  RUN(test_fault_rename);
+  RUN(test_fault_ftruncate);
+  RUN(test_fault_any);
+  return CTEST_END();
+}
