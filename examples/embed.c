@@ -5,7 +5,7 @@
 ** afterwards has it.
 **
 **   cc embed.c -I/usr/local/include /usr/local/lib/libnumpack.a \
-**      -lsqlite3 -pthread -o embed
+**      -lsqlite3 -lm -pthread -o embed
 **
 ** Prints the extension's version; exits non-zero if anything fails.
 */

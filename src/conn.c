@@ -6,6 +6,12 @@
 ** uncommitted changes, take part in the same transaction, and never wait
 ** on each other's locks.  Different connections get different sessions and
 ** so are isolated from each other, as SQLite connections are.
+**
+** A session outlives the statements that use it and lasts until its
+** connection closes: opening a store reads its whole catalog and bitmaps,
+** which a function called once per row must not pay each time.  The close
+** is noticed through the destructor of numpack_sessions(), which SQLite
+** runs when the connection goes away.
 */
 #include <pthread.h>
 #include <stdlib.h>
@@ -88,11 +94,17 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
   return SQLITE_OK;
 }
 
+static void conn_free(NpkConn *c) {
+  npk_session_close(c->ses);
+  npk_store_release(c->store);
+  free(c);
+}
+
 void npk_conn_release(NpkConn *c) {
   NpkConn **pp;
   if (!c) return;
   pthread_mutex_lock(&conn_mu);
-  if (--c->refs > 0) {
+  if (--c->refs > 0 || !c->closed) {
     pthread_mutex_unlock(&conn_mu);
     return;
   }
@@ -103,7 +115,52 @@ void npk_conn_release(NpkConn *c) {
     }
   }
   pthread_mutex_unlock(&conn_mu);
-  npk_session_close(c->ses);
-  npk_store_release(c->store);
-  free(c);
+  conn_free(c);
+}
+
+/* The connection DB is closing: free its idle sessions now, the others
+** when their last user lets go. */
+static void conn_close_all(void *p) {
+  sqlite3 *db = p;
+  NpkConn **pp, *dead = 0;
+  pthread_mutex_lock(&conn_mu);
+  for (pp = &conn_list; *pp;) {
+    NpkConn *c = *pp;
+    if (c->db != db) {
+      pp = &c->next;
+      continue;
+    }
+    c->closed = 1;
+    if (c->refs > 0) {
+      pp = &c->next;
+      continue;
+    }
+    *pp = c->next;
+    c->next = dead;
+    dead = c;
+  }
+  pthread_mutex_unlock(&conn_mu);
+  while (dead) {
+    NpkConn *c = dead;
+    dead = c->next;
+    conn_free(c);
+  }
+}
+
+/* numpack_sessions() -> stores this connection has a session on. */
+static void sessions_func(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  sqlite3 *db = sqlite3_context_db_handle(ctx);
+  int n = 0;
+  (void)argc;
+  (void)argv;
+  pthread_mutex_lock(&conn_mu);
+  for (NpkConn *c = conn_list; c; c = c->next) n += c->db == db;
+  pthread_mutex_unlock(&conn_mu);
+  sqlite3_result_int(ctx, n);
+}
+
+int npk_conn_register(sqlite3 *db) {
+  return sqlite3_create_function_v2(db, "numpack_sessions", 0,
+                                    SQLITE_UTF8 | SQLITE_INNOCUOUS, db,
+                                    sessions_func, 0, 0, conn_close_all);
 }

@@ -15,6 +15,9 @@ struct NpkConn {
   NpkStore *store;           /* the store (one reference) */
   NpkSession *ses;           /* the connection's session on it */
   int refs;                  /* tables and function calls using it */
+  int closed;                /* the connection has closed */
+  int sp_wanted;             /* SQLite savepoints opened before the
+                             ** session's transaction began */
   NpkConn *next;             /* list of all NpkConn objects */
 };
 
@@ -23,6 +26,8 @@ struct NpkConn {
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
                   char **pzErr);
 void npk_conn_release(NpkConn *c);
+/* Register numpack_sessions(), whose destructor tells us DB closed. */
+int npk_conn_register(sqlite3 *db);
 /* Re-read the connection's busy timeout into the session. */
 void npk_conn_sync_timeout(NpkConn *c);
 /* The SQLite result code for an engine result code. */

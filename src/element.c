@@ -123,7 +123,8 @@ int npk_element_encode(sqlite3_value *v, int dtype, unsigned char *out) {
   if (type == SQLITE_NULL || type == SQLITE_BLOB) return SQLITE_MISMATCH;
   switch (dtype) {
     case NPK_BOOL:
-      if (!exact_integer(v, 0, &neg, &mag) || mag > 1) return SQLITE_MISMATCH;
+      if (!exact_integer(v, 0, &neg, &mag) || (neg && mag) || mag > 1)
+        return SQLITE_MISMATCH;
       out[0] = (unsigned char)mag;
       return SQLITE_OK;
     case NPK_UINT8: case NPK_UINT16: case NPK_UINT32: case NPK_UINT64: {

@@ -35,7 +35,10 @@ static int npkRegisterVersion(sqlite3 *db){
 /* Everything the extension adds to a connection, in registration order. */
 static int (*const npkRegister[])(sqlite3*) = {
   npkRegisterVersion,
+  npk_conn_register,
   npk_vtab_register,
+  npk_func_register,
+  npk_tvf_register,
 };
 
 #ifdef _WIN32

@@ -31,7 +31,8 @@ SQLITE_EXTENSION_INIT3
 ** written yet is simply not listed there.
 */
 int npk_vtab_register(sqlite3 *db);   /* vtab.c: the numpack module */
-int npk_func_register(sqlite3 *db);   /* numpack_func.c: numpack_save() ... */
-int npk_tvf_register(sqlite3 *db);    /* numpack_tvf.c: numpack_arrays ... */
+int npk_func_register(sqlite3 *db);   /* func.c: numpack_save() ... */
+int npk_tvf_register(sqlite3 *db);    /* tvf.c: numpack_arrays, numpack_stream */
+int npk_conn_register(sqlite3 *db);   /* conn.c: numpack_sessions(), close hook */
 
 #endif /* NPK_NUMPACK_INT_H */

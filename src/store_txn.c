@@ -247,6 +247,16 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
 
 /* ---- begin, savepoints, rollback ------------------------------------- */
 
+typedef struct Change Change;
+/* What a commit does to one array name. */
+struct Change {
+  NpkArray *c;               /* committed version, or NULL (new array) */
+  NpkArray *p;               /* pending version, or NULL (dropped) */
+  int drop_c_files;          /* remove C's data files that P does not use */
+  int bm_write;              /* replace or remove the bitmap */
+  char *bm_rel;              /* "deleted_<name>.npkb" */
+};
+
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
 int npk_begin(NpkSession *s) {
@@ -353,18 +363,32 @@ static void txn_end(NpkSession *s) {
   npk_unpin(s);
 }
 
-int npk_rollback(NpkSession *s) {
+/* Cut the appended tails of committed files back to their length before
+** the transaction, except files in KEEP (N arrays whose storage the
+** commit is about to size exactly). */
+static int cut_tails(NpkSession *s, const Change *keep, int n) {
   NpkTxn *t = s->txn;
   int rc = NPK_OK;
-  if (!t) return NPK_OK;
-  /* Cut the appended tails, so the files are byte for byte as before. */
   for (int i = 0; i < t->ngrown; i++) {
     NpkFile *f = t->grown[i];
-    int r = npk_io_ftruncate(s->store, f->fd, f->orig_size, f->path, &s->err);
+    int kept = 0, r;
+    for (int k = 0; k < n && !kept; k++)
+      kept = keep[k].p && keep[k].p->pending && !keep[k].p->fresh &&
+             keep[k].p->seg[0].file == f;
+    if (kept) continue;
+    r = npk_io_ftruncate(s->store, f->fd, f->orig_size, f->path, &s->err);
     if (r && rc == NPK_OK) rc = r;
     f->size = f->orig_size;
     f->grown = 0;
   }
+  return rc;
+}
+
+int npk_rollback(NpkSession *s) {
+  int rc;
+  if (!s->txn) return NPK_OK;
+  /* The files are then byte for byte as before the transaction. */
+  rc = cut_tails(s, NULL, 0);
   __atomic_fetch_add(&s->store->stats.rollbacks, 1, __ATOMIC_RELAXED);
   txn_end(s);
   return rc;
@@ -432,15 +456,6 @@ int npk_op_end(NpkSession *s, int autoc, int level, int rc) {
 
 /* ---- commit ---------------------------------------------------------- */
 
-/* What a commit does to one array name. */
-typedef struct Change Change;
-struct Change {
-  NpkArray *c;               /* committed version, or NULL (new array) */
-  NpkArray *p;               /* pending version, or NULL (dropped) */
-  int drop_c_files;          /* remove C's data files that P does not use */
-  int bm_write;              /* replace or remove the bitmap */
-  char *bm_rel;              /* "deleted_<name>.npkb" */
-};
 
 /* The relative name of an absolute path inside the store. */
 static const char *rel_of(NpkStore *st, const char *abs) {
@@ -748,6 +763,9 @@ int npk_commit(NpkSession *s) {
   rc = plan(s, &ch, &n);
   if (rc) goto fail_open;
   if (n == 0) {
+    /* Nothing to commit; rows appended then rolled back to a savepoint
+    ** may still lengthen a file. */
+    rc = cut_tails(s, NULL, 0);
     txn_end(s);
     goto done;
   }
@@ -773,6 +791,7 @@ int npk_commit(NpkSession *s) {
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_test_crash_point(3);
   if (rc == NPK_OK) rc = write_data(s, ch, n);
+  if (rc == NPK_OK) rc = cut_tails(s, ch, n);
   npk_test_crash_point(4);
   if (rc == NPK_OK) rc = move_data(s, ch, n);
   npk_test_crash_point(5);

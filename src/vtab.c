@@ -195,7 +195,8 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
       case 3:
         if (!parse_shape(val, a)) {
           *pzErr = sqlite3_mprintf("numpack: table %s: bad shape \"%s\" "
-                                   "(want e.g. shape=(3,4))", argv[2], val);
+                                   "(want e.g. shape=(3,4))", argv[2],
+                                   unquote(trim(strchr(argv[i], '=') + 1)));
           sqlite3_free(buf);
           return SQLITE_ERROR;
         }
@@ -307,7 +308,7 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   NpkArgs a;
   NpkVtab *v = 0;
   NpkArrayInfo info;
-  int rc, flags;
+  int rc, flags, missing = 0;
   uint64_t elems = 1;
 
   *ppVtab = 0;
@@ -340,28 +341,29 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
 
   rc = npk_array_info(v->conn->ses, a.array, &info);
   if (rc == NPK_NOTFOUND && create && !a.readonly && a.dtype >= 0) {
-    uint64_t shape[NPK_MAX_NDIM];
-    shape[0] = 0;
-    memcpy(shape + 1, a.shape, a.ndim * sizeof a.shape[0]);
-    rc = npk_save(v->conn->ses, a.array, a.dtype, a.ndim + 1, shape, 0);
-    if (rc == NPK_OK) rc = npk_array_info(v->conn->ses, a.array, &info);
+    /* Describe the array to create; it is created once all checks pass. */
+    memset(&info, 0, sizeof info);
+    info.dtype = a.dtype;
+    info.ndim = a.ndim + 1;
+    memcpy(info.shape + 1, a.shape, a.ndim * sizeof a.shape[0]);
+    info.row_bytes = (uint64_t)npk_dtype_size(a.dtype);
+    for (uint32_t d = 0; d < a.ndim; d++) info.row_bytes *= a.shape[d];
+    missing = 1;
   } else if (rc == NPK_NOTFOUND) {
     *pzErr = sqlite3_mprintf(
         "numpack: table %s: no array \"%s\" in store %s%s", argv[2], a.array,
         a.store, create && !a.readonly ? "; give dtype= to create it" : "");
     rc = SQLITE_ERROR;
     goto fail;
-  }
-  if (rc) {
+  } else if (rc) {
     *pzErr = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
     rc = npk_sqlite_rc(rc);
     goto fail;
-  }
-  /* The store decides dtype and shape; given ones must agree. */
-  if ((a.dtype >= 0 && a.dtype != info.dtype) ||
-      (a.have_shape && (a.ndim + 1 != info.ndim ||
-                        memcmp(a.shape, info.shape + 1,
-                               a.ndim * sizeof a.shape[0]) != 0))) {
+  } else if ((a.dtype >= 0 && a.dtype != info.dtype) ||
+             (a.have_shape && (a.ndim + 1 != info.ndim ||
+                               memcmp(a.shape, info.shape + 1,
+                                      a.ndim * sizeof a.shape[0]) != 0))) {
+    /* The store decides dtype and shape; given ones must agree. */
     *pzErr = sqlite3_mprintf("numpack: table %s: array \"%s\" in %s is %s "
                              "with %u dimensions; dtype=/shape= disagree",
                              argv[2], a.array, a.store,
@@ -400,6 +402,17 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   }
   rc = declare(v);
   if (rc) goto fail;
+  if (missing) {
+    uint64_t shape[NPK_MAX_NDIM];
+    shape[0] = 0;
+    memcpy(shape + 1, a.shape, a.ndim * sizeof a.shape[0]);
+    rc = npk_save(v->conn->ses, a.array, a.dtype, a.ndim + 1, shape, 0);
+    if (rc) {
+      *pzErr = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
+      rc = npk_sqlite_rc(rc);
+      goto fail;
+    }
+  }
   sqlite3_vtab_config(db, SQLITE_VTAB_CONSTRAINT_SUPPORT, 1);
   /* Files outside the database: never reachable from an untrusted schema. */
   sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
@@ -859,6 +872,27 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   return SQLITE_OK;
 }
 
+/* Open the session's transaction, with the savepoints SQLite opened before
+** it.  A table created inside a transaction gets no xBegin at all (SQLite
+** counts it in the transaction from its creation), so xUpdate calls this
+** too. */
+static int ensure_txn(NpkVtab *v) {
+  NpkSession *s = v->conn->ses;
+  int rc;
+  if (v->readonly || npk_in_txn(s)) return SQLITE_OK;
+  npk_conn_sync_timeout(v->conn);
+  rc = npk_begin(s);
+  while (rc == NPK_OK && npk_savepoint_count(s) < v->conn->sp_wanted) {
+    int lv;
+    rc = npk_savepoint(s, &lv);
+  }
+  if (rc) {
+    if (npk_in_txn(s)) npk_rollback(s);
+    return fail(v, rc);
+  }
+  return SQLITE_OK;
+}
+
 /* ---- writing --------------------------------------------------------- */
 
 /* Build the row for INSERT or UPDATE in v->scratch from ARGV[2..]; for an
@@ -945,6 +979,7 @@ static int vt_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
                                       v->zTable);
     return SQLITE_READONLY;
   }
+  if ((rc = ensure_txn(v)) != SQLITE_OK) return rc;
   if (argc == 1) {
     uint64_t r = (uint64_t)sqlite3_value_int64(argv[0]);
     rc = npk_delete_rows(s, v->zArray, &r, 1);
@@ -1011,11 +1046,8 @@ static int vt_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
 
 static int vt_begin(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
-  int rc;
-  if (v->readonly || npk_in_txn(v->conn->ses)) return SQLITE_OK;
-  npk_conn_sync_timeout(v->conn);
-  rc = npk_begin(v->conn->ses);
-  return rc ? fail(v, rc) : SQLITE_OK;
+  v->conn->sp_wanted = 0;
+  return ensure_txn(v);
 }
 
 /* The commit itself: anything that can fail must fail here, not in xCommit
@@ -1023,6 +1055,7 @@ static int vt_begin(sqlite3_vtab *p) {
 static int vt_sync(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
   int rc;
+  v->conn->sp_wanted = 0;
   if (!npk_in_txn(v->conn->ses)) return SQLITE_OK;
   rc = npk_commit(v->conn->ses);
   return rc ? fail(v, rc) : SQLITE_OK;
@@ -1037,6 +1070,7 @@ static int vt_commit(sqlite3_vtab *p) {
 
 static int vt_rollback(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
+  v->conn->sp_wanted = 0;
   npk_rollback(v->conn->ses);
   return SQLITE_OK;
 }
@@ -1044,16 +1078,25 @@ static int vt_rollback(sqlite3_vtab *p) {
 static int vt_savepoint(sqlite3_vtab *p, int level) {
   NpkVtab *v = (NpkVtab *)p;
   NpkSession *s = v->conn->ses;
+  if (!npk_in_txn(s)) {
+    /* Nothing written yet: remember the level for ensure_txn(). */
+    if (v->conn->sp_wanted < level + 1) v->conn->sp_wanted = level + 1;
+    return SQLITE_OK;
+  }
   /* SQLite may open several levels at once when a table joins late. */
-  while (npk_in_txn(s) && npk_savepoint_count(s) <= level) {
+  while (npk_savepoint_count(s) <= level) {
     int lv, rc = npk_savepoint(s, &lv);
     if (rc) return fail(v, rc);
   }
   return SQLITE_OK;
 }
 
+/* Level -1 (SQLite uses it for the savepoint that began the transaction)
+** means everything since the transaction began. */
 static int vt_release(sqlite3_vtab *p, int level) {
   NpkVtab *v = (NpkVtab *)p;
+  if (level < 0) level = 0;
+  if (v->conn->sp_wanted > level) v->conn->sp_wanted = level;
   if (npk_in_txn(v->conn->ses)) npk_release(v->conn->ses, level);
   return SQLITE_OK;
 }
@@ -1062,6 +1105,13 @@ static int vt_rollback_to(sqlite3_vtab *p, int level) {
   NpkVtab *v = (NpkVtab *)p;
   int rc;
   if (!npk_in_txn(v->conn->ses)) return SQLITE_OK;
+  if (level < 0) {
+    /* Back to the start: end the session's transaction; the next write
+    ** begins another (ensure_txn), as SQLite's own goes on. */
+    v->conn->sp_wanted = 0;
+    rc = npk_rollback(v->conn->ses);
+    return rc ? fail(v, rc) : SQLITE_OK;
+  }
   rc = npk_rollback_to(v->conn->ses, level);
   return rc ? fail(v, rc) : SQLITE_OK;
 }

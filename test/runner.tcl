@@ -22,7 +22,7 @@
 #                      .libs/numpack.so)
 #   NUMPACK_PRELOAD    a sanitizer runtime to preload into tclsh children
 #   NUMPACK_TEST_JOBS  how many children at once (default: CPU count)
-#   NUMPACK_TEST_TIMEOUT  seconds before a child is killed (default 600)
+#   NUMPACK_TEST_TIMEOUT  seconds before a child is killed (default 300)
 #
 # Each child runs in its own empty directory, testtmp/NAME under the build
 # tree (also its TMPDIR and NUMPACK_TESTTMP), which is removed when it
@@ -45,7 +45,7 @@ set srcdir   [file normalize [env_or NUMPACK_SRCDIR \
     [file dirname [file dirname [file normalize [info script]]]]]]
 set builddir [file normalize [env_or NUMPACK_BUILDDIR [pwd]]]
 set tmproot  [file join $builddir testtmp]
-set timeout  [env_or NUMPACK_TEST_TIMEOUT 600]
+set timeout  [env_or NUMPACK_TEST_TIMEOUT 300]
 set preload  [env_or NUMPACK_PRELOAD ""]
 set verbose  0
 set jobs     [env_or NUMPACK_TEST_JOBS ""]
@@ -103,19 +103,28 @@ if {$preload eq "" && [auto_execok stdbuf] ne ""} {
   set linebuf [list {*}[auto_execok stdbuf] -oL]
 }
 
+# Each child leads a process group of its own when setsid(1) is there, so
+# that a timeout kills whatever it forked as well; a forked grandchild would
+# otherwise keep the output pipe open and the runner waiting.
+set session {}
+if {[auto_execok setsid] ne ""} {
+  set session [list {*}[auto_execok setsid] -w]
+}
+
 foreach {var kind} {NUMPACK_CTESTS ctest NUMPACK_CPROGS cprog} {
   foreach prog [env_or $var ""] {
     set name [file tail $prog]
     if {![selected $name]} continue
     set path [file join $builddir $prog]
-    lappend joblist [list $name $kind [list {*}$linebuf $path]]
+    lappend joblist [list $name $kind [list {*}$session {*}$linebuf $path]]
   }
 }
 foreach script [lsort [glob -nocomplain -directory [file join $srcdir test] \
                            *.test]] {
   set name [file tail $script]
   if {![selected $name]} continue
-  lappend joblist [list $name tcl [list [info nameofexecutable] $script]]
+  lappend joblist [list $name tcl \
+      [list {*}$session [info nameofexecutable] $script]]
 }
 
 if {[llength $joblist] == 0} {
@@ -234,7 +243,21 @@ proc job_readable {i} {
 proc job_timeout {i} {
   global job
   set job($i,timedout) 1
-  catch {exec kill -KILL {*}[pid $job($i,chan)]}
+  foreach p [pid $job($i,chan)] {
+    catch {exec kill -KILL -- -$p}    ;# its process group
+    catch {exec kill -KILL $p}
+  }
+  # If something outside the group still holds the pipe, give up on it.
+  set job($i,timer) [after 5000 [list job_abandon $i]]
+}
+
+proc job_abandon {i} {
+  global job
+  fileevent $job($i,chan) readable {}
+  catch {close $job($i,chan)}     ;# non-blocking: does not wait
+  incr ::running -1
+  finish_job $i "timed out after $::timeout s"
+  start_next
 }
 
 # Record the outcome of job I.  HOW is empty for a normal exit with status

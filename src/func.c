@@ -1,0 +1,706 @@
+/*
+** func.c — the store-level SQL functions, NumPack's methods for SQL:
+**
+**   numpack_open(store [, drop_if_exists])   -> number of arrays
+**   numpack_save(store, name, npy)            -> rows written
+**   numpack_load(store, name)                 -> npy of the live rows
+**   numpack_append(store, name, npy)          -> rows appended
+**   numpack_replace(store, name, npy, idx)    -> rows replaced
+**   numpack_getitem(store, name, idx)         -> npy
+**   numpack_drop(store, name_or_json_list [, idx]) -> arrays or rows dropped
+**   numpack_clone(store, src, dst)            -> rows copied
+**   numpack_compact(store, name)              -> rows removed (NumPack's update)
+**   numpack_reset(store)                      -> arrays removed
+**   numpack_metadata(store)                   -> JSON, as get_metadata()
+**   numpack_shape(store, name)                -> JSON, as get_shape()
+**   numpack_io_stats(store)                   -> JSON of the I/O counters
+**
+** Arrays cross as .npy BLOBs (npy.c).  Index arguments are logical (index.c).
+**
+** Transactions: a writing function joins the transaction this connection
+** already has open on the store (through a numpack table written in the same
+** transaction), so ROLLBACK undoes it.  Inside a transaction that has not
+** written the store through a table, a writing function is refused: SQLite
+** gives functions no way to learn of a later ROLLBACK.  Outside transactions
+** each call is atomic and durable on its own.
+*/
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "numpack_int.h"
+#include "conn.h"
+#include "index.h"
+#include "npy.h"
+
+
+/* Report an engine error. */
+static void fn_error(sqlite3_context *ctx, NpkConn *c, int rc) {
+  sqlite3_result_error(ctx, npk_errmsg(c->ses), -1);
+  sqlite3_result_error_code(ctx, npk_sqlite_rc(rc));
+}
+
+static void fn_msg(sqlite3_context *ctx, int code, const char *fmt, ...) {
+  va_list ap;
+  char *m;
+  va_start(ap, fmt);
+  m = sqlite3_vmprintf(fmt, ap);
+  va_end(ap);
+  sqlite3_result_error(ctx, m ? m : "numpack: out of memory", -1);
+  sqlite3_result_error_code(ctx, code);
+  sqlite3_free(m);
+}
+
+/* The argument as text, or NULL after reporting that NAME must be text. */
+static const char *text_arg(sqlite3_context *ctx, sqlite3_value *v,
+                            const char *fn, const char *what) {
+  if (sqlite3_value_type(v) != SQLITE_TEXT) {
+    fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: %s must be text", fn, what);
+    return 0;
+  }
+  return (const char *)sqlite3_value_text(v);
+}
+
+/* Open the connection's session on the store named by ARGV[0]. */
+static NpkConn *fn_conn(sqlite3_context *ctx, sqlite3_value **argv,
+                        const char *fn, int flags) {
+  const char *dir = text_arg(ctx, argv[0], fn, "the store path");
+  NpkConn *c = 0;
+  char *err = 0;
+  int rc;
+  if (!dir) return 0;
+  rc = npk_conn_open(sqlite3_context_db_handle(ctx), dir, flags, &c, &err);
+  if (rc) {
+    fn_msg(ctx, rc, "%s", err ? err : "numpack: cannot open the store");
+    sqlite3_free(err);
+    return 0;
+  }
+  npk_conn_sync_timeout(c);
+  return c;
+}
+
+/* A write in progress: our own transaction, or a savepoint in the one the
+** connection has open on the store (so a failure halfway undoes only this
+** call). */
+typedef struct FnTxn FnTxn;
+struct FnTxn {
+  int own;                   /* 1: we began the transaction */
+  int level;                 /* else: our savepoint in the joined one */
+};
+
+/* An error already reported with fn_msg(). */
+#define FN_REPORTED (-1)
+
+static int fn_write_begin(sqlite3_context *ctx, NpkConn *c, const char *fn,
+                          FnTxn *t) {
+  int rc;
+  t->own = 0;
+  if (npk_in_txn(c->ses)) rc = npk_savepoint(c->ses, &t->level);
+  else if (!sqlite3_get_autocommit(c->db)) {
+    fn_msg(ctx, SQLITE_ERROR,
+           "numpack: %s inside a transaction that has not written %s "
+           "through a numpack table: ROLLBACK could not undo it; call it "
+           "outside the transaction", fn, npk_store_dir(c->store));
+    return SQLITE_ERROR;
+  } else {
+    rc = npk_begin(c->ses);
+    t->own = 1;
+  }
+  if (rc) {
+    fn_error(ctx, c, rc);
+    return SQLITE_ERROR;
+  }
+  return SQLITE_OK;
+}
+
+/* Finish a write: commit, or undo everything this call did.  RC is an
+** engine code, or FN_REPORTED. */
+static int fn_write_end(sqlite3_context *ctx, NpkConn *c, FnTxn *t, int rc) {
+  if (rc > 0) fn_error(ctx, c, rc);
+  if (rc) {
+    if (t->own) {
+      npk_rollback(c->ses);
+    } else {
+      npk_rollback_to(c->ses, t->level);
+      npk_release(c->ses, t->level);
+    }
+    return rc;
+  }
+  if (!t->own) return npk_release(c->ses, t->level);
+  if ((rc = npk_commit(c->ses)) != NPK_OK) {
+    fn_error(ctx, c, rc);
+    npk_rollback(c->ses);
+  }
+  return rc;
+}
+
+/* Parse an .npy argument; big-endian data is converted into *PBUF. */
+static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
+                   NpkNpy *out, void **pbuf) {
+  char err[256];
+  *pbuf = 0;
+  if (sqlite3_value_type(v) != SQLITE_BLOB) {
+    fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: the array must be an .npy BLOB",
+           fn);
+    return SQLITE_ERROR;
+  }
+  if (npk_npy_parse(sqlite3_value_blob(v), (size_t)sqlite3_value_bytes(v),
+                    out, err, sizeof err)) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: %s", fn, err);
+    return SQLITE_ERROR;
+  }
+  if (out->ndim == 0) {
+    fn_msg(ctx, SQLITE_ERROR,
+           "numpack: %s: a 0-d array has no rows; reshape it to (1,)", fn);
+    return SQLITE_ERROR;
+  }
+  if (out->big_endian && npk_dtype_size(out->dtype) > 1) {
+    *pbuf = sqlite3_malloc64(out->data_bytes ? out->data_bytes : 1);
+    if (!*pbuf) {
+      sqlite3_result_error_nomem(ctx);
+      return SQLITE_NOMEM;
+    }
+    npk_npy_swap(*pbuf, out->data, out->count, out->dtype);
+    out->data = *pbuf;
+  }
+  return SQLITE_OK;
+}
+
+/* ---- numpack_open, numpack_save, numpack_append ---------------------- */
+
+static void fn_open(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  int drop = argc > 1 && sqlite3_value_int(argv[1]) != 0, n = 0, rc;
+  NpkConn *c;
+  if (drop && !sqlite3_get_autocommit(sqlite3_context_db_handle(ctx))) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: numpack_open with drop_if_exists=1 "
+           "inside a transaction: ROLLBACK could not undo it");
+    return;
+  }
+  c = fn_conn(ctx, argv, "numpack_open",
+              NPK_OPEN_CREATE | (drop ? NPK_OPEN_DROP : 0));
+  if (!c) return;
+  rc = npk_array_count(c->ses, &n);
+  if (rc) fn_error(ctx, c, rc);
+  else sqlite3_result_int(ctx, n);
+  npk_conn_release(c);
+}
+
+static void fn_save_append(sqlite3_context *ctx, int argc, sqlite3_value **argv,
+                           int append) {
+  const char *fn = append ? "numpack_append" : "numpack_save";
+  const char *name;
+  NpkConn *c;
+  NpkNpy a;
+  void *buf = 0;
+  FnTxn t;
+  int rc;
+  (void)argc;
+  if (!(name = text_arg(ctx, argv[1], fn, "the array name"))) return;
+  if (npy_arg(ctx, argv[2], fn, &a, &buf)) return;
+  c = fn_conn(ctx, argv, fn, append ? 0 : NPK_OPEN_CREATE);
+  if (c && fn_write_begin(ctx, c, fn, &t) == SQLITE_OK) {
+    rc = append ? npk_append(c->ses, name, a.dtype, a.ndim, a.shape, a.data)
+                : npk_save(c->ses, name, a.dtype, a.ndim, a.shape, a.data);
+    if (fn_write_end(ctx, c, &t, rc) == NPK_OK)
+      sqlite3_result_int64(ctx, (sqlite3_int64)a.shape[0]);
+  }
+  npk_conn_release(c);
+  sqlite3_free(buf);
+}
+
+static void fn_save(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  fn_save_append(ctx, argc, argv, 0);
+}
+
+static void fn_append(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  fn_save_append(ctx, argc, argv, 1);
+}
+
+/* ---- reading: numpack_load, numpack_getitem --------------------------- */
+
+/* Logical indexes of ARG over the array's live rows, mapped to physical
+** rows.  *SCALAR is set for a single integer index (NumPy drops the first
+** dimension then).  The caller holds a read or a transaction. */
+static int rows_arg(sqlite3_context *ctx, NpkConn *c, const char *fn,
+                    const char *name, sqlite3_value *arg, uint64_t nlive,
+                    uint64_t **prows, uint64_t *pn, int *scalar) {
+  char err[256];
+  int rc;
+  *scalar = 0;
+  *prows = 0;
+  if (sqlite3_value_type(arg) == SQLITE_INTEGER) {
+    uint64_t r;
+    if (npk_index_one(sqlite3_value_int64(arg), nlive, &r, err, sizeof err)) {
+      fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name, err);
+      return SQLITE_RANGE;
+    }
+    *prows = malloc(sizeof **prows);
+    if (!*prows) return SQLITE_NOMEM;
+    (*prows)[0] = r;
+    *pn = 1;
+    *scalar = 1;
+  } else if (sqlite3_value_type(arg) == SQLITE_TEXT) {
+    if (npk_index_parse((const char *)sqlite3_value_text(arg),
+                        (size_t)sqlite3_value_bytes(arg), nlive, prows, pn,
+                        err, sizeof err)) {
+      fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name, err);
+      return SQLITE_RANGE;
+    }
+  } else {
+    fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: the index must be an integer, "
+           "a JSON array of integers or a start:stop slice", fn);
+    return SQLITE_MISMATCH;
+  }
+  for (uint64_t i = 0; i < *pn; i++) {
+    rc = npk_logical_to_physical(c->ses, name, (*prows)[i], &(*prows)[i]);
+    if (rc) {
+      fn_error(ctx, c, rc);
+      free(*prows);
+      *prows = 0;
+      return SQLITE_ERROR;
+    }
+  }
+  return SQLITE_OK;
+}
+
+/* Return rows ROWS (or every live row when ROWS is NULL) as an .npy BLOB
+** of shape (n, ...), or of the row shape alone when SCALAR. */
+static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
+                       const NpkArrayInfo *info, const uint64_t *rows,
+                       uint64_t n, int scalar) {
+  uint64_t shape[NPK_MAX_NDIM], data;
+  uint32_t ndim = info->ndim;
+  size_t hdr;
+  sqlite3_int64 limit = sqlite3_limit(sqlite3_context_db_handle(ctx),
+                                      SQLITE_LIMIT_LENGTH, -1);
+  unsigned char *out, *p;
+  NpkView v;
+  int rc;
+
+  memcpy(shape, info->shape, sizeof shape);
+  shape[0] = rows ? n : info->live_rows;
+  if (scalar) {
+    memmove(shape, shape + 1, (ndim - 1) * sizeof *shape);
+    ndim--;
+  }
+  data = shape[0] * info->row_bytes;
+  if (scalar) data = info->row_bytes;
+  hdr = npk_npy_header_size(info->dtype, ndim, shape);
+  if (data > (uint64_t)limit || hdr + data > (uint64_t)limit) {
+    fn_msg(ctx, SQLITE_TOOBIG, "numpack: array \"%s\" is %llu bytes, over "
+           "SQLite's BLOB limit of %lld; read it in batches with "
+           "numpack_stream(store, name, rows)", name,
+           (unsigned long long)(hdr + data), (long long)limit);
+    return;
+  }
+  out = sqlite3_malloc64(hdr + data);
+  if (!out) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  npk_npy_header(info->dtype, ndim, shape, out, hdr);
+  p = out + hdr;
+  rc = npk_view(c->ses, name, &v);
+  if (rc == NPK_OK && !rows && v.base && !v.live) {
+    memcpy(p, v.base, (size_t)data);  /* nothing deleted: one copy */
+  } else if (rc == NPK_OK) {
+    uint64_t k = 0, r = 0;
+    while (rc == NPK_OK && k < (rows ? n : info->live_rows)) {
+      const void *src;
+      if (rows) r = rows[k];
+      else if ((rc = npk_next_live(c->ses, name, r, &r)) != NPK_OK) break;
+      rc = npk_row_ptr(c->ses, name, r, &src);
+      if (rc == NPK_OK) memcpy(p + k * info->row_bytes, src, (size_t)info->row_bytes);
+      k++;
+      r++;
+    }
+  }
+  if (rc) {
+    sqlite3_free(out);
+    fn_error(ctx, c, rc);
+    return;
+  }
+  sqlite3_result_blob64(ctx, out, hdr + data, sqlite3_free);
+}
+
+static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  const char *name;
+  NpkConn *c;
+  NpkArrayInfo info;
+  int rc;
+  (void)argc;
+  if (!(name = text_arg(ctx, argv[1], "numpack_load", "the array name"))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_load", 0))) return;
+  rc = npk_read_begin(c->ses);
+  if (rc == NPK_OK) {
+    rc = npk_array_info(c->ses, name, &info);
+    if (rc == NPK_OK) result_npy(ctx, c, name, &info, 0, 0, 0);
+    npk_read_end(c->ses);
+  }
+  if (rc) fn_error(ctx, c, rc);
+  npk_conn_release(c);
+}
+
+static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  const char *name;
+  NpkConn *c;
+  NpkArrayInfo info;
+  uint64_t *rows = 0, n = 0;
+  int rc, scalar;
+  (void)argc;
+  if (!(name = text_arg(ctx, argv[1], "numpack_getitem", "the array name")))
+    return;
+  if (!(c = fn_conn(ctx, argv, "numpack_getitem", 0))) return;
+  rc = npk_read_begin(c->ses);
+  if (rc == NPK_OK) {
+    rc = npk_array_info(c->ses, name, &info);
+    if (rc) fn_error(ctx, c, rc);
+    else if (rows_arg(ctx, c, "numpack_getitem", name, argv[2],
+                      info.live_rows, &rows, &n, &scalar) == SQLITE_OK)
+      result_npy(ctx, c, name, &info, rows, n, scalar);
+    npk_read_end(c->ses);
+  } else {
+    fn_error(ctx, c, rc);
+  }
+  free(rows);
+  npk_conn_release(c);
+}
+
+/* ---- numpack_replace, numpack_drop ------------------------------------ */
+
+static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  static const char fn[] = "numpack_replace";
+  const char *name;
+  NpkConn *c;
+  NpkNpy a;
+  NpkArrayInfo info;
+  uint64_t *rows = 0, n = 0, want_rows;
+  void *buf = 0;
+  FnTxn t;
+  int rc, scalar;
+  (void)argc;
+  if (!(name = text_arg(ctx, argv[1], fn, "the array name"))) return;
+  if (npy_arg(ctx, argv[2], fn, &a, &buf)) return;
+  c = fn_conn(ctx, argv, fn, 0);
+  if (!c || fn_write_begin(ctx, c, fn, &t) != SQLITE_OK) goto done;
+  rc = npk_array_info(c->ses, name, &info);
+  if (rc == NPK_OK && rows_arg(ctx, c, fn, name, argv[3], info.live_rows,
+                               &rows, &n, &scalar) != SQLITE_OK)
+    rc = FN_REPORTED;
+  if (rc == NPK_OK) {
+    /* N rows of the array's row shape; one row may come without its
+    ** leading dimension, as NumPy broadcasts it. */
+    want_rows = a.ndim == info.ndim ? a.shape[0] : 1;
+    if (a.dtype != info.dtype ||
+        !(a.ndim == info.ndim || a.ndim + 1 == info.ndim) ||
+        memcmp(a.shape + (a.ndim == info.ndim), info.shape + 1,
+               (info.ndim - 1) * sizeof *a.shape) != 0 || want_rows != n) {
+      fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\" is %s with rows "
+             "of %u dims; the values (%s, %llu rows) do not match %llu "
+             "index(es)", fn, name, npk_dtype_name(info.dtype), info.ndim - 1,
+             npk_dtype_name(a.dtype), (unsigned long long)want_rows,
+             (unsigned long long)n);
+      rc = FN_REPORTED;
+    }
+  }
+  if (rc == NPK_OK) rc = npk_replace_rows(c->ses, name, rows, n, a.data);
+  if (fn_write_end(ctx, c, &t, rc) == NPK_OK)
+    sqlite3_result_int64(ctx, (sqlite3_int64)n);
+done:
+  free(rows);
+  sqlite3_free(buf);
+  npk_conn_release(c);
+}
+
+/* The array names of ARG: one name, or a JSON array of strings. */
+static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
+                     int *pn) {
+  const char *t = (const char *)sqlite3_value_text(arg);
+  sqlite3 *db = sqlite3_context_db_handle(ctx);
+  sqlite3_stmt *st = 0;
+  int n = 0, rc;
+  *pnames = 0;
+  *pn = 0;
+  if (sqlite3_value_type(arg) != SQLITE_TEXT) {
+    fn_msg(ctx, SQLITE_MISMATCH,
+           "numpack: numpack_drop: give an array name or a JSON list of names");
+    return SQLITE_ERROR;
+  }
+  if (t[0] != '[') {
+    *pnames = sqlite3_malloc(sizeof(char *));
+    if (!*pnames || !((*pnames)[0] = sqlite3_mprintf("%s", t))) return SQLITE_NOMEM;
+    *pn = 1;
+    return SQLITE_OK;
+  }
+  /* SQLite's own JSON reader, rather than a second parser here. */
+  rc = sqlite3_prepare_v2(db, "SELECT type, value FROM json_each(?1)", -1, &st, 0);
+  if (rc == SQLITE_OK) sqlite3_bind_value(st, 1, arg);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    char **p;
+    if (strcmp((const char *)sqlite3_column_text(st, 0), "text") != 0) {
+      rc = SQLITE_MISMATCH;
+      break;
+    }
+    p = sqlite3_realloc64(*pnames, (sqlite3_uint64)(n + 1) * sizeof *p);
+    if (!p) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    *pnames = p;
+    if (!(p[n] = sqlite3_mprintf("%s", sqlite3_column_text(st, 1)))) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    *pn = ++n;
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  if (rc == SQLITE_DONE) return SQLITE_OK;
+  fn_msg(ctx, SQLITE_MISMATCH,
+         "numpack: numpack_drop: \"%s\" is not a JSON list of array names", t);
+  return SQLITE_ERROR;
+}
+
+static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  static const char fn[] = "numpack_drop";
+  NpkConn *c = 0;
+  char **names = 0;
+  int n = 0, rc = NPK_OK;
+  FnTxn t;
+  sqlite3_int64 count = 0;
+  if (names_arg(ctx, argv[1], &names, &n) != SQLITE_OK) goto done;
+  if (!(c = fn_conn(ctx, argv, fn, 0))) goto done;
+  if (fn_write_begin(ctx, c, fn, &t) != SQLITE_OK) goto done;
+  for (int i = 0; i < n && rc == NPK_OK; i++) {
+    NpkArrayInfo info;
+    uint64_t *rows = 0, nr = 0;
+    int scalar;
+    if (argc < 3 || sqlite3_value_type(argv[2]) == SQLITE_NULL) {
+      rc = npk_drop(c->ses, names[i]);
+      count++;
+      continue;
+    }
+    rc = npk_array_info(c->ses, names[i], &info);
+    if (rc == NPK_OK && rows_arg(ctx, c, fn, names[i], argv[2],
+                                 info.live_rows, &rows, &nr, &scalar))
+      rc = FN_REPORTED;
+    if (rc == NPK_OK) rc = npk_delete_rows(c->ses, names[i], rows, nr);
+    count += (sqlite3_int64)nr;
+    free(rows);
+  }
+  if (fn_write_end(ctx, c, &t, rc) == NPK_OK) sqlite3_result_int64(ctx, count);
+done:
+  npk_conn_release(c);
+  for (int i = 0; i < n; i++) sqlite3_free(names[i]);
+  sqlite3_free(names);
+}
+
+/* ---- numpack_clone, numpack_compact, numpack_reset --------------------- */
+
+static void fn_clone(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  static const char fn[] = "numpack_clone";
+  const char *src, *dst;
+  NpkConn *c;
+  NpkArrayInfo info;
+  FnTxn t;
+  int rc;
+  (void)argc;
+  if (!(src = text_arg(ctx, argv[1], fn, "the source name")) ||
+      !(dst = text_arg(ctx, argv[2], fn, "the target name")))
+    return;
+  if (!(c = fn_conn(ctx, argv, fn, 0))) return;
+  if (fn_write_begin(ctx, c, fn, &t) == SQLITE_OK) {
+    rc = npk_clone(c->ses, src, dst);
+    if (rc == NPK_OK) rc = npk_array_info(c->ses, dst, &info);
+    if (fn_write_end(ctx, c, &t, rc) == NPK_OK)
+      sqlite3_result_int64(ctx, (sqlite3_int64)info.rows);
+  }
+  npk_conn_release(c);
+}
+
+static void fn_compact(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  static const char fn[] = "numpack_compact";
+  const char *name;
+  NpkConn *c;
+  NpkArrayInfo before, after;
+  FnTxn t;
+  int rc;
+  (void)argc;
+  if (!(name = text_arg(ctx, argv[1], fn, "the array name"))) return;
+  if (!(c = fn_conn(ctx, argv, fn, 0))) return;
+  if (fn_write_begin(ctx, c, fn, &t) == SQLITE_OK) {
+    rc = npk_array_info(c->ses, name, &before);
+    if (rc == NPK_OK) rc = npk_compact(c->ses, name);
+    if (rc == NPK_OK) rc = npk_array_info(c->ses, name, &after);
+    if (fn_write_end(ctx, c, &t, rc) == NPK_OK)
+      sqlite3_result_int64(ctx, (sqlite3_int64)(before.rows - after.rows));
+  }
+  npk_conn_release(c);
+}
+
+static void fn_reset(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  static const char fn[] = "numpack_reset";
+  NpkConn *c;
+  FnTxn t;
+  int rc, n = 0;
+  (void)argc;
+  if (!(c = fn_conn(ctx, argv, fn, 0))) return;
+  if (fn_write_begin(ctx, c, fn, &t) == SQLITE_OK) {
+    rc = npk_array_count(c->ses, &n);
+    if (rc == NPK_OK) rc = npk_reset(c->ses);
+    if (fn_write_end(ctx, c, &t, rc) == NPK_OK) sqlite3_result_int(ctx, n);
+  }
+  npk_conn_release(c);
+}
+
+/* ---- JSON introspection ---------------------------------------------- */
+
+static void json_shape(sqlite3_str *s, const NpkArrayInfo *a, uint64_t first) {
+  sqlite3_str_appendf(s, "[%llu", (unsigned long long)first);
+  for (uint32_t d = 1; d < a->ndim; d++)
+    sqlite3_str_appendf(s, ",%llu", (unsigned long long)a->shape[d]);
+  sqlite3_str_appendall(s, "]");
+}
+
+static void result_json(sqlite3_context *ctx, sqlite3_str *s) {
+  int rc = sqlite3_str_errcode(s);
+  char *z = sqlite3_str_finish(s);
+  if (rc || !z) {
+    sqlite3_free(z);
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_result_text(ctx, z, -1, sqlite3_free);
+  sqlite3_result_subtype(ctx, 'J');
+}
+
+/* A JSON string literal (names are UTF-8; escape quotes and controls). */
+static void json_string(sqlite3_str *s, const char *z) {
+  sqlite3_str_appendchar(s, 1, '"');
+  for (; *z; z++) {
+    unsigned char ch = (unsigned char)*z;
+    if (ch == '"' || ch == '\\') sqlite3_str_appendf(s, "\\%c", ch);
+    else if (ch < 0x20) sqlite3_str_appendf(s, "\\u%04x", ch);
+    else sqlite3_str_appendchar(s, 1, (char)ch);
+  }
+  sqlite3_str_appendchar(s, 1, '"');
+}
+
+static void fn_metadata(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  NpkConn *c;
+  sqlite3_str *s;
+  int n = 0, rc;
+  (void)argc;
+  if (!(c = fn_conn(ctx, argv, "numpack_metadata", 0))) return;
+  s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
+  rc = npk_read_begin(c->ses);
+  if (rc == NPK_OK) {
+    rc = npk_array_count(c->ses, &n);
+    sqlite3_str_appendall(s, "{\"arrays\":{");
+    for (int i = 0; rc == NPK_OK && i < n; i++) {
+      NpkArrayInfo a;
+      rc = npk_array_info_at(c->ses, i, &a);
+      if (rc) break;
+      if (i) sqlite3_str_appendchar(s, 1, ',');
+      json_string(s, a.name);
+      sqlite3_str_appendall(s, ":{\"shape\":");
+      json_shape(s, &a, a.rows);
+      sqlite3_str_appendall(s, ",\"data_file\":");
+      json_string(s, a.data_file);
+      sqlite3_str_appendf(s, ",\"last_modified\":%llu,\"size_bytes\":%llu,"
+                          "\"dtype\":\"%s\"}",
+                          (unsigned long long)a.modify_time,
+                          (unsigned long long)(a.rows * a.row_bytes),
+                          npk_dtype_name(a.dtype));
+    }
+    sqlite3_str_appendall(s, "},\"base_dir\":");
+    json_string(s, npk_store_dir(c->store));
+    sqlite3_str_appendf(s, ",\"total_arrays\":%d}", n);
+    npk_read_end(c->ses);
+  }
+  if (rc) {
+    sqlite3_free(sqlite3_str_finish(s));
+    fn_error(ctx, c, rc);
+  } else {
+    result_json(ctx, s);
+  }
+  npk_conn_release(c);
+}
+
+static void fn_shape(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  const char *name;
+  NpkConn *c;
+  NpkArrayInfo a;
+  int rc;
+  (void)argc;
+  if (!(name = text_arg(ctx, argv[1], "numpack_shape", "the array name"))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_shape", 0))) return;
+  rc = npk_array_info(c->ses, name, &a);
+  if (rc) {
+    fn_error(ctx, c, rc);
+  } else {
+    sqlite3_str *s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
+    json_shape(s, &a, a.live_rows);
+    result_json(ctx, s);
+  }
+  npk_conn_release(c);
+}
+
+static void fn_io_stats(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  NpkConn *c;
+  NpkStats st;
+  sqlite3_str *s;
+  (void)argc;
+  if (!(c = fn_conn(ctx, argv, "numpack_io_stats", 0))) return;
+  npk_store_stats(c->store, &st);
+  s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
+  sqlite3_str_appendf(
+      s, "{\"backend_type\":\"sqlite-c\",\"bytes_read\":%llu,"
+      "\"bytes_written\":%llu,\"rows_appended\":%llu,\"rows_replaced\":%llu,"
+      "\"rows_deleted\":%llu,\"commits\":%llu,\"rollbacks\":%llu,"
+      "\"fsyncs\":%llu,\"recoveries\":%llu}",
+      (unsigned long long)st.bytes_read, (unsigned long long)st.bytes_written,
+      (unsigned long long)st.rows_appended, (unsigned long long)st.rows_replaced,
+      (unsigned long long)st.rows_deleted, (unsigned long long)st.commits,
+      (unsigned long long)st.rollbacks, (unsigned long long)st.fsyncs,
+      (unsigned long long)st.recoveries);
+  result_json(ctx, s);
+  npk_conn_release(c);
+}
+
+/* ---- registration ---------------------------------------------------- */
+
+int npk_func_register(sqlite3 *db) {
+  /* Writers and readers of array contents touch files outside the
+  ** database: DIRECTONLY keeps them out of triggers and views of a schema
+  ** someone else wrote.  Pure introspection is harmless anywhere. */
+  static const int W = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+  static const int I = SQLITE_UTF8 | SQLITE_INNOCUOUS;
+  static const struct {
+    const char *name;
+    int nargs;
+    int flags;
+    void (*fn)(sqlite3_context *, int, sqlite3_value **);
+  } fns[] = {
+    {"numpack_open", 1, W, fn_open},
+    {"numpack_open", 2, W, fn_open},
+    {"numpack_save", 3, W, fn_save},
+    {"numpack_load", 2, W, fn_load},
+    {"numpack_append", 3, W, fn_append},
+    {"numpack_replace", 4, W, fn_replace},
+    {"numpack_getitem", 3, W, fn_getitem},
+    {"numpack_drop", 2, W, fn_drop},
+    {"numpack_drop", 3, W, fn_drop},
+    {"numpack_clone", 3, W, fn_clone},
+    {"numpack_compact", 2, W, fn_compact},
+    {"numpack_reset", 1, W, fn_reset},
+    {"numpack_metadata", 1, I, fn_metadata},
+    {"numpack_shape", 2, I, fn_shape},
+    {"numpack_io_stats", 1, I, fn_io_stats},
+  };
+  int rc = SQLITE_OK;
+  for (size_t i = 0; rc == SQLITE_OK && i < sizeof fns / sizeof fns[0]; i++)
+    rc = sqlite3_create_function(db, fns[i].name, fns[i].nargs, fns[i].flags,
+                                 0, fns[i].fn, 0, 0);
+  return rc;
+}

@@ -1,0 +1,161 @@
+/*
+** index.c — the parser for index arguments of the SQL functions
+** (numpack_getitem, numpack_replace, numpack_drop): "7", "-1", "[0, 5, -2]",
+** "2:10", ":3", "-5:", "0:100:10".  Indexes are logical, as NumPack's are:
+** they count live rows.  An integer out of range is an error, never
+** ignored; slices clamp their bounds as Python's do.  No SQLite dependency,
+** so it can be fuzzed alone.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index.h"
+
+int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, char *err,
+                  size_t errlen) {
+  if (i < 0 ? (uint64_t)0 - (uint64_t)i > nlive : (uint64_t)i >= nlive) {
+    snprintf(err, errlen, "index %lld is out of range for %llu rows",
+             (long long)i, (unsigned long long)nlive);
+    return 1;
+  }
+  *out = i < 0 ? nlive - ((uint64_t)0 - (uint64_t)i) : (uint64_t)i;
+  return 0;
+}
+
+/* Parser state. */
+typedef struct Scan Scan;
+struct Scan {
+  const char *p;             /* next character */
+  const char *end;           /* end of the text */
+};
+
+static void skip_ws(Scan *s) {
+  while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' ||
+                           *s->p == '\r'))
+    s->p++;
+}
+
+/* An optionally signed decimal integer that fits int64. */
+static int integer(Scan *s, int64_t *v) {
+  int neg = 0;
+  uint64_t x = 0;
+  const char *start;
+  skip_ws(s);
+  if (s->p < s->end && (*s->p == '-' || *s->p == '+')) neg = *s->p++ == '-';
+  start = s->p;
+  while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+    unsigned d = (unsigned)(*s->p - '0');
+    if (x > ((uint64_t)INT64_MAX + (uint64_t)neg - d) / 10) return 0;
+    x = x * 10 + d;
+    s->p++;
+  }
+  if (s->p == start) return 0;
+  *v = neg ? (int64_t)((uint64_t)0 - x) : (int64_t)x;
+  return 1;
+}
+
+static int push(uint64_t **pp, uint64_t *pn, uint64_t *cap, uint64_t v) {
+  if (*pn == *cap) {
+    uint64_t c = *cap ? *cap * 2 : 16;
+    uint64_t *q = realloc(*pp, c * sizeof *q);
+    if (!q) return 0;
+    *pp = q;
+    *cap = c;
+  }
+  (*pp)[(*pn)++] = v;
+  return 1;
+}
+
+/* Python's slice bound: negative counts from the end, then clamp. */
+static uint64_t clamp(int64_t v, uint64_t n) {
+  if (v < 0) {
+    uint64_t m = (uint64_t)0 - (uint64_t)v;
+    return m > n ? 0 : n - m;
+  }
+  return (uint64_t)v > n ? n : (uint64_t)v;
+}
+
+int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
+                    uint64_t *pn, char *err, size_t errlen) {
+  Scan s = {text, text + n};
+  uint64_t *rows = NULL, cnt = 0, cap = 0;
+  int64_t v;
+
+  *pp = NULL;
+  *pn = 0;
+  skip_ws(&s);
+  if (s.p < s.end && *s.p == '[') {
+    s.p++;
+    skip_ws(&s);
+    if (s.p < s.end && *s.p == ']') {
+      s.p++;
+    } else {
+      for (;;) {
+        uint64_t r;
+        if (!integer(&s, &v)) goto syntax;
+        if (npk_index_one(v, nlive, &r, err, errlen)) goto fail;
+        if (!push(&rows, &cnt, &cap, r)) goto oom;
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+          s.p++;
+          continue;
+        }
+        if (s.p < s.end && *s.p == ']') {
+          s.p++;
+          break;
+        }
+        goto syntax;
+      }
+    }
+  } else if (memchr(s.p, ':', (size_t)(s.end - s.p))) {
+    int64_t start = 0, stop = (int64_t)nlive, step = 1;
+    uint64_t a, b;
+    int have_start, have_stop;
+    skip_ws(&s);
+    have_start = s.p < s.end && *s.p != ':';
+    if (have_start && !integer(&s, &start)) goto syntax;
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != ':') goto syntax;
+    s.p++;
+    skip_ws(&s);
+    have_stop = s.p < s.end && *s.p != ':';
+    if (have_stop && !integer(&s, &stop)) goto syntax;
+    skip_ws(&s);
+    if (s.p < s.end && *s.p == ':') {
+      s.p++;
+      skip_ws(&s);
+      if (s.p < s.end && !integer(&s, &step)) goto syntax;
+      if (step <= 0) {
+        snprintf(err, errlen, "slice step must be positive");
+        goto fail;
+      }
+    }
+    a = have_start ? clamp(start, nlive) : 0;
+    b = have_stop ? clamp(stop, nlive) : nlive;
+    for (uint64_t r = a; r < b; r += (uint64_t)step) {
+      if (!push(&rows, &cnt, &cap, r)) goto oom;
+      if ((uint64_t)step > b - r) break;
+    }
+  } else {
+    uint64_t r;
+    if (!integer(&s, &v)) goto syntax;
+    if (npk_index_one(v, nlive, &r, err, errlen)) goto fail;
+    if (!push(&rows, &cnt, &cap, r)) goto oom;
+  }
+  skip_ws(&s);
+  if (s.p != s.end) goto syntax;
+  *pp = rows;
+  *pn = cnt;
+  return 0;
+syntax:
+  snprintf(err, errlen,
+           "bad index \"%.*s\": want an integer, a JSON array of integers or "
+           "a start:stop slice", (int)(n > 60 ? 60 : n), text);
+  goto fail;
+oom:
+  snprintf(err, errlen, "out of memory");
+fail:
+  free(rows);
+  return 1;
+}

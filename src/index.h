@@ -1,0 +1,23 @@
+/*
+** index.h — NumPack index arguments: an integer, a JSON array of integers,
+** or a "start:stop" slice, counting live rows (NumPack's logical index).
+*/
+#ifndef NPK_INDEX_H
+#define NPK_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parse TEXT as an index over NLIVE live rows.  On success *PP holds *PN
+** logical row numbers (malloc'd; free()) in the order given.  Integers may
+** be negative (counting from the end) and must be in range; slices follow
+** Python: "a:b", ":b", "a:", "a:b:step" (step > 0), bounds clamped.  On
+** failure returns non-zero with a message in ERR. */
+int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
+                    uint64_t *pn, char *err, size_t errlen);
+
+/* One integer index (possibly negative) resolved against NLIVE rows. */
+int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, char *err,
+                  size_t errlen);
+
+#endif /* NPK_INDEX_H */

@@ -1,0 +1,716 @@
+/*
+** npy.c — the NumPy .npy codec: a strict parser for .npy images (versions
+** 1.0, 2.0 and 3.0), the writer of NumPy 1.24's exact version 1.0 header,
+** and byte swapping for big-endian data.
+**
+** The format (NumPy's "format.py" documentation):
+**
+**   "\x93NUMPY"  major  minor  header-length  header  data
+**
+** The header length is a little-endian u16 in version 1.0 and a u32 in 2.0
+** and 3.0.  The header is a Python dict literal (ASCII; Latin-1 in 2.0,
+** UTF-8 in 3.0, which only matters inside strings we refuse anyway) with
+** the keys 'descr', 'fortran_order' and 'shape', padded with spaces and
+** ending in '\n' so that the data is aligned.  The data follows raw.
+**
+** The parser is a small hand-written recogniser of exactly the literal
+** forms a .npy writer produces, not a Python evaluator: it accepts every
+** header NumPy writes (including Python 2's "3L" integers) and refuses the
+** rest with a message that says what was wrong.  It never reads outside
+** the input, whatever the bytes.
+**
+** This file has no SQLite dependency; it is part of the engine layer.
+*/
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "npy.h"
+
+#define NPK_NPY_MAGIC      "\223NUMPY"   /* \x93 then "NUMPY" */
+#define NPK_NPY_MAGIC_LEN  6
+#define NPK_NPY_ALIGN      64            /* NumPy's ARRAY_ALIGN */
+#define NPK_NPY_GROWTH     21            /* NumPy's GROWTH_AXIS_MAX_DIGITS */
+
+/* Bytes of a descr quoted in an error message before it is cut short. */
+#define NPK_NPY_QUOTE_MAX  40
+
+/* Room for the longest dict text npk_npy_header formats: the fixed keys
+** (about 60 bytes), 32 dimensions of up to 20 digits plus ", " each, and
+** the growth padding. */
+#define NPK_NPY_DICT_MAX   1024
+
+/* Returned for every parse error; the same value as store.h's NPK_ERROR. */
+#define NPK_NPY_BAD        1
+
+/*
+** Format an error message into ERR.  Always returns NPK_NPY_BAD so that a
+** failing branch can say "return npkNpyErr(...)".
+*/
+static int npkNpyErr(char *err, size_t errlen, const char *fmt, ...){
+  va_list ap;
+  if( err && errlen>0 ){
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return NPK_NPY_BAD;
+}
+
+/*
+** Copy header text into BUF for quoting in a message.  The header is
+** untrusted: control and non-ASCII bytes become '?' so that a message is
+** always printable, and long text is cut with "...".
+*/
+static void npkNpyQuote(char *buf, size_t cap,
+                        const unsigned char *z, size_t n){
+  size_t i, k = 0;
+  int cut = n>NPK_NPY_QUOTE_MAX;
+  if( cut ) n = NPK_NPY_QUOTE_MAX;
+  for(i=0; i<n && k+1<cap; i++){
+    unsigned char c = z[i];
+    buf[k++] = (c>=0x20 && c<0x7f) ? (char)c : '?';
+  }
+  if( cut ){
+    for(i=0; i<3 && k+1<cap; i++) buf[k++] = '.';
+  }
+  buf[k] = 0;
+}
+
+/* 1 if this machine stores integers big-endian; '=' descrs mean this. */
+static int npkHostBigEndian(void){
+  const uint16_t one = 1;
+  unsigned char b;
+  memcpy(&b, &one, 1);
+  return b==0;
+}
+
+/* ---------------------------------------------------------------- header
+** A cursor over the dict text.  Only ' ' and '\t' count as white space:
+** they are all NumPy has ever written, and Python would reject other
+** control characters outside strings in most places anyway. */
+typedef struct NpkNpyScan NpkNpyScan;
+struct NpkNpyScan {
+  const unsigned char *z;   /* header text */
+  size_t n;                 /* its length, excluding the final '\n' */
+  size_t i;                 /* read position */
+  int allowLong;            /* accept Python 2's "3L" integers */
+  char *err;                /* where messages go */
+  size_t errlen;
+};
+
+static void npkScanSpace(NpkNpyScan *s){
+  while( s->i<s->n && (s->z[s->i]==' ' || s->z[s->i]=='\t') ) s->i++;
+}
+
+/* The next byte, or -1 at the end of the text. */
+static int npkScanPeek(NpkNpyScan *s){
+  return s->i<s->n ? s->z[s->i] : -1;
+}
+
+/* Report what was found where something else was expected. */
+static int npkScanExpected(NpkNpyScan *s, const char *what){
+  char found[NPK_NPY_QUOTE_MAX+8];
+  if( s->i>=s->n ){
+    return npkNpyErr(s->err, s->errlen,
+                     "npy: header ends where %s was expected", what);
+  }
+  npkNpyQuote(found, sizeof found, s->z+s->i, s->n-s->i);
+  return npkNpyErr(s->err, s->errlen,
+                   "npy: malformed header: expected %s at \"%s\"",
+                   what, found);
+}
+
+/*
+** A Python string literal in single or double quotes.  The keys and the
+** descrs a .npy header holds never need escapes, so a backslash (and a
+** line break, which ends a Python string with an error) is refused rather
+** than interpreted.  On success *PZ and *PN are the text between the quotes.
+*/
+static int npkScanString(NpkNpyScan *s, const unsigned char **pz, size_t *pn){
+  int q = npkScanPeek(s);
+  size_t start;
+  if( q!='\'' && q!='"' ) return npkScanExpected(s, "a quoted string");
+  start = ++s->i;
+  while( s->i<s->n && s->z[s->i]!=q ){
+    if( s->z[s->i]=='\\' ){
+      return npkNpyErr(s->err, s->errlen,
+                       "npy: escapes in header strings are not supported");
+    }
+    if( s->z[s->i]=='\n' || s->z[s->i]=='\r' ){
+      return npkNpyErr(s->err, s->errlen,
+                       "npy: malformed header: line break in a string");
+    }
+    s->i++;
+  }
+  if( s->i>=s->n ){
+    return npkNpyErr(s->err, s->errlen,
+                     "npy: malformed header: unterminated string");
+  }
+  *pz = s->z+start;
+  *pn = s->i-start;
+  s->i++;                                   /* the closing quote */
+  return 0;
+}
+
+/* 1 if C can continue a Python identifier (so "Falsey" is not "False"). */
+static int npkIsIdentChar(int c){
+  return (c>='a' && c<='z') || (c>='A' && c<='Z') || (c>='0' && c<='9')
+      || c=='_' || c>=0x80;
+}
+
+/* fortran_order's value: exactly True or False (NumPy refuses 0 and 1). */
+static int npkScanBool(NpkNpyScan *s, int *pb){
+  static const struct { const char *z; int v; } aWord[] = {
+    { "True", 1 }, { "False", 0 },
+  };
+  size_t k;
+  for(k=0; k<sizeof(aWord)/sizeof(aWord[0]); k++){
+    size_t len = strlen(aWord[k].z);
+    if( s->n-s->i>=len && memcmp(s->z+s->i, aWord[k].z, len)==0
+     && !(s->i+len<s->n && npkIsIdentChar(s->z[s->i+len])) ){
+      s->i += len;
+      *pb = aWord[k].v;
+      return 0;
+    }
+  }
+  return npkScanExpected(s, "True or False for 'fortran_order'");
+}
+
+/*
+** One dimension: a non-negative decimal integer that fits NumPy's intp
+** (int64), optionally followed by 'L' in version 1.0 and 2.0 headers,
+** which Python 2 wrote for longs and NumPy still strips.  A leading zero
+** is refused, as Python 3 refuses it ("07" would be octal to Python 2).
+*/
+static int npkScanDim(NpkNpyScan *s, uint64_t *pv){
+  uint64_t v = 0;
+  size_t start = s->i;
+  int c = npkScanPeek(s);
+  if( c=='-' ){
+    return npkNpyErr(s->err, s->errlen,
+                     "npy: shape has a negative dimension");
+  }
+  if( c<'0' || c>'9' ) return npkScanExpected(s, "a dimension");
+  while( (c = npkScanPeek(s))>='0' && c<='9' ){
+    if( v>((uint64_t)INT64_MAX - (uint64_t)(c-'0'))/10 ){
+      return npkNpyErr(s->err, s->errlen,
+                       "npy: shape has a dimension too large for NumPy");
+    }
+    v = v*10 + (uint64_t)(c-'0');
+    s->i++;
+  }
+  if( s->z[start]=='0' && s->i-start>1 ){
+    return npkNpyErr(s->err, s->errlen,
+                     "npy: malformed header: dimension with a leading zero");
+  }
+  if( s->allowLong && npkScanPeek(s)=='L' ) s->i++;
+  if( s->i<s->n && npkIsIdentChar(s->z[s->i]) ){
+    return npkScanExpected(s, "',' or ')' after a dimension");
+  }
+  *pv = v;
+  return 0;
+}
+
+/*
+** The shape tuple: "()", "(5,)", "(3, 4)", "(3, 4,)".  A single dimension
+** needs its comma: "(5)" is the integer 5 to Python, and NumPy refuses it.
+*/
+static int npkScanShape(NpkNpyScan *s, uint32_t *pNdim, uint64_t *aShape){
+  uint32_t nd = 0;
+  int rc;
+  int comma = 0;          /* a comma followed the last dimension */
+  if( npkScanPeek(s)!='(' ){
+    return npkScanExpected(s, "a tuple for 'shape'");
+  }
+  s->i++;
+  npkScanSpace(s);
+  while( npkScanPeek(s)!=')' ){
+    uint64_t v = 0;
+    if( nd>0 && !comma ) return npkScanExpected(s, "',' or ')' in 'shape'");
+    if( nd>=NPK_MAX_NDIM_NPY ){
+      return npkNpyErr(s->err, s->errlen,
+                       "npy: more than %d dimensions are not supported",
+                       NPK_MAX_NDIM_NPY);
+    }
+    rc = npkScanDim(s, &v);
+    if( rc ) return rc;
+    aShape[nd++] = v;
+    npkScanSpace(s);
+    comma = 0;
+    if( npkScanPeek(s)==',' ){
+      comma = 1;
+      s->i++;
+      npkScanSpace(s);
+    }
+  }
+  if( nd==1 && !comma ){
+    return npkNpyErr(s->err, s->errlen,
+                     "npy: malformed header: 'shape' is not a tuple "
+                     "(a single dimension needs a trailing comma)");
+  }
+  s->i++;                                   /* ')' */
+  *pNdim = nd;
+  return 0;
+}
+
+/*
+** Skip a bracketed value starting at '[' or '(' (a structured or sub-array
+** descr) so that it can be quoted in the refusal.  Strings inside may hold
+** brackets, so they are skipped whole.
+*/
+static int npkScanBracketed(NpkNpyScan *s){
+  int depth = 0;
+  int q = 0;              /* the quote of the string we are in, or 0 */
+  while( s->i<s->n ){
+    int c = s->z[s->i++];
+    if( q ){
+      /* Field names may hold anything; skip an escaped character whole so
+      ** that \' does not end the string. */
+      if( c=='\\' && s->i<s->n ) s->i++;
+      else if( c==q ) q = 0;
+    }else if( c=='\'' || c=='"' ){
+      q = c;
+    }else if( c=='[' || c=='(' ){
+      depth++;
+    }else if( (c==']' || c==')') && --depth==0 ){
+      return 0;
+    }
+  }
+  return npkNpyErr(s->err, s->errlen,
+                   "npy: malformed header: unterminated 'descr'");
+}
+
+/* -------------------------------------------------------------- descr */
+
+/* What kind of data a NumPy type character stands for, for messages. */
+static const char *npkKindName(int c){
+  switch( c ){
+    case 'O': return "objects";
+    case 'U': case 'S': case 'a': return "strings";
+    case 'V': return "raw void data";
+    case 'M': return "datetimes";
+    case 'm': return "timedeltas";
+    case 'b': case '?': return "no bool of that size";
+    case 'i': case 'u': return "no integer of that size";
+    case 'f': return "no float of that size";
+    case 'c': return "no complex of that size";
+    default:  return "unknown type";
+  }
+}
+
+/*
+** Map a descr string to a dtype code.  Accepted: a byte-order character
+** ('<' little, '>' big, '=' this machine's, '|' not applicable) or none,
+** then "?" or a short code "b1", "u1" .. "c16".  NumPy only ever writes
+** '<', '>' and '|' (with '|' for exactly the one-byte types), but it reads
+** the others too, and they are unambiguous.  A '|' on a multi-byte type
+** is refused: the byte order of such data is unknown.
+*/
+static int npkParseDescr(const unsigned char *z, size_t n, int *pDtype,
+                         int *pBig, char *err, size_t errlen){
+  char quoted[NPK_NPY_QUOTE_MAX+8];
+  char order = 0;
+  const unsigned char *t = z;
+  size_t nt = n;
+  int dtype = -1;
+  int i;
+
+  npkNpyQuote(quoted, sizeof quoted, z, n);
+  if( nt>0 && (t[0]=='<' || t[0]=='>' || t[0]=='=' || t[0]=='|') ){
+    order = (char)t[0];
+    t++;
+    nt--;
+  }
+  if( nt==1 && t[0]=='?' ){
+    dtype = NPK_BOOL;
+  }else{
+    for(i=0; i<NPK_NDTYPE; i++){
+      /* dtype.h's descrs are one order character and the short code. */
+      const char *zShort = npk_dtype_descr(i) + 1;
+      if( strlen(zShort)==nt && memcmp(zShort, t, nt)==0 ){
+        dtype = i;
+        break;
+      }
+    }
+  }
+  if( dtype<0 ){
+    return npkNpyErr(err, errlen, "npy: dtype '%s' is not supported (%s)",
+                     quoted, nt>0 ? npkKindName(t[0]) : "empty descr");
+  }
+  if( npk_dtype_size(dtype)==1 ){
+    *pBig = 0;                     /* no byte order: nothing to convert */
+  }else if( order=='|' ){
+    return npkNpyErr(err, errlen,
+                     "npy: dtype '%s' has no byte order; "
+                     "a %d-byte type needs '<' or '>'",
+                     quoted, npk_dtype_size(dtype));
+  }else if( order=='>' ){
+    *pBig = 1;
+  }else if( order=='<' ){
+    *pBig = 0;
+  }else{
+    *pBig = npkHostBigEndian();    /* '=' or none: the reader's order */
+  }
+  *pDtype = dtype;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- parse */
+
+/* Key bits, for spotting missing and repeated keys. */
+#define NPK_NPY_KEY_DESCR    0x01
+#define NPK_NPY_KEY_FORTRAN  0x02
+#define NPK_NPY_KEY_SHAPE    0x04
+#define NPK_NPY_KEY_ALL      0x07
+
+/*
+** Parse the dict text Z (N bytes, the final '\n' already removed).  Fills
+** dtype, big_endian, ndim and shape of P and *pFortran.
+*/
+static int npkParseDict(const unsigned char *z, size_t n, int allowLong,
+                        NpkNpy *p, int *pFortran, char *err, size_t errlen){
+  static const struct { const char *zKey; int bit; } aKey[] = {
+    { "descr",         NPK_NPY_KEY_DESCR },
+    { "fortran_order", NPK_NPY_KEY_FORTRAN },
+    { "shape",         NPK_NPY_KEY_SHAPE },
+  };
+  NpkNpyScan s;
+  int seen = 0;
+  int rc;
+
+  s.z = z;
+  s.n = n;
+  s.i = 0;
+  s.allowLong = allowLong;
+  s.err = err;
+  s.errlen = errlen;
+
+  npkScanSpace(&s);
+  if( npkScanPeek(&s)!='{' ) return npkScanExpected(&s, "'{'");
+  s.i++;
+  for(;;){
+    const unsigned char *zKey;
+    size_t nKey;
+    int bit = 0;
+    size_t k;
+
+    npkScanSpace(&s);
+    if( npkScanPeek(&s)=='}' ) break;
+    rc = npkScanString(&s, &zKey, &nKey);
+    if( rc ) return rc;
+    for(k=0; k<sizeof(aKey)/sizeof(aKey[0]); k++){
+      if( strlen(aKey[k].zKey)==nKey && memcmp(aKey[k].zKey, zKey, nKey)==0 ){
+        bit = aKey[k].bit;
+      }
+    }
+    if( bit==0 || (seen & bit) ){
+      /* Python would keep the last of two equal keys; no writer repeats
+      ** one, so a repeat means a damaged or hand-made header. */
+      char quoted[NPK_NPY_QUOTE_MAX+8];
+      npkNpyQuote(quoted, sizeof quoted, zKey, nKey);
+      return npkNpyErr(err, errlen, bit ? "npy: key '%s' appears twice"
+                                        : "npy: unexpected key '%s' in header",
+                       quoted);
+    }
+    seen |= bit;
+    npkScanSpace(&s);
+    if( npkScanPeek(&s)!=':' ) return npkScanExpected(&s, "':'");
+    s.i++;
+    npkScanSpace(&s);
+
+    if( bit==NPK_NPY_KEY_DESCR ){
+      int c = npkScanPeek(&s);
+      if( c=='[' || c=='(' ){
+        char quoted[NPK_NPY_QUOTE_MAX+8];
+        size_t start = s.i;
+        rc = npkScanBracketed(&s);
+        if( rc ) return rc;
+        npkNpyQuote(quoted, sizeof quoted, z+start, s.i-start);
+        return npkNpyErr(err, errlen, "npy: dtype %s is not supported (%s)",
+                         quoted, c=='[' ? "structured" : "sub-array");
+      }else{
+        const unsigned char *zDescr;
+        size_t nDescr;
+        rc = npkScanString(&s, &zDescr, &nDescr);
+        if( rc ) return rc;
+        rc = npkParseDescr(zDescr, nDescr, &p->dtype, &p->big_endian,
+                           err, errlen);
+        if( rc ) return rc;
+      }
+    }else if( bit==NPK_NPY_KEY_FORTRAN ){
+      rc = npkScanBool(&s, pFortran);
+      if( rc ) return rc;
+    }else{
+      rc = npkScanShape(&s, &p->ndim, p->shape);
+      if( rc ) return rc;
+    }
+
+    npkScanSpace(&s);
+    if( npkScanPeek(&s)==',' ){
+      s.i++;
+    }else if( npkScanPeek(&s)!='}' ){
+      return npkScanExpected(&s, "',' or '}'");
+    }
+  }
+  s.i++;                                    /* '}' */
+  npkScanSpace(&s);
+  if( s.i<s.n ) return npkScanExpected(&s, "padding after the header dict");
+
+  if( seen!=NPK_NPY_KEY_ALL ){
+    const char *zMissing = !(seen & NPK_NPY_KEY_DESCR) ? "descr"
+                         : !(seen & NPK_NPY_KEY_FORTRAN) ? "fortran_order"
+                         : "shape";
+    return npkNpyErr(err, errlen, "npy: header lacks '%s'", zMissing);
+  }
+  return 0;
+}
+
+/* Little-endian u16 and u32 from unaligned bytes. */
+static uint32_t npkGetU16(const unsigned char *a){
+  return (uint32_t)a[0] | (uint32_t)a[1]<<8;
+}
+static uint32_t npkGetU32(const unsigned char *a){
+  return (uint32_t)a[0] | (uint32_t)a[1]<<8 | (uint32_t)a[2]<<16
+       | (uint32_t)a[3]<<24;
+}
+
+int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
+                  char *err, size_t errlen){
+  const unsigned char *a = (const unsigned char*)blob;
+  NpkNpy p;
+  size_t nPrefix;           /* magic, version and header length */
+  uint64_t nHeader;         /* header length from the prefix */
+  uint64_t nData;           /* bytes after the header */
+  uint64_t nItem;
+  uint64_t nNonzero = 1;    /* product of the non-zero dimensions */
+  int fortran = 0;
+  int nBig = 0;             /* dimensions longer than 1 */
+  int major, minor;
+  uint32_t k;
+  int rc;
+
+  if( err && errlen>0 ) err[0] = 0;
+  if( a==0 && n>0 ) return npkNpyErr(err, errlen, "npy: no data");
+  if( n<NPK_NPY_MAGIC_LEN
+   || memcmp(a, NPK_NPY_MAGIC, NPK_NPY_MAGIC_LEN)!=0 ){
+    /* A prefix of the magic is still "not .npy": the caller has it all. */
+    return npkNpyErr(err, errlen,
+                     "npy: not a .npy image (no \\x93NUMPY magic)");
+  }
+  if( n<NPK_NPY_MAGIC_LEN+2 ){
+    return npkNpyErr(err, errlen, "npy: truncated before the version");
+  }
+  major = a[6];
+  minor = a[7];
+  if( major==1 && minor==0 ){
+    nPrefix = 10;
+  }else if( (major==2 || major==3) && minor==0 ){
+    nPrefix = 12;
+  }else{
+    return npkNpyErr(err, errlen,
+                     "npy: format version %d.%d is not supported "
+                     "(1.0, 2.0 and 3.0 are)", major, minor);
+  }
+  if( n<nPrefix ){
+    return npkNpyErr(err, errlen, "npy: truncated in the header length");
+  }
+  nHeader = nPrefix==10 ? npkGetU16(a+8) : npkGetU32(a+8);
+  if( nHeader>n-nPrefix ){
+    return npkNpyErr(err, errlen,
+                     "npy: truncated header (%" PRIu64 " bytes, %" PRIu64
+                     " present)", nHeader, (uint64_t)(n-nPrefix));
+  }
+  if( nHeader==0 || a[nPrefix+nHeader-1]!='\n' ){
+    return npkNpyErr(err, errlen,
+                     "npy: malformed header: it does not end in a newline");
+  }
+
+  memset(&p, 0, sizeof p);
+  p.dtype = -1;
+  rc = npkParseDict(a+nPrefix, (size_t)nHeader-1, major<3, &p, &fortran,
+                    err, errlen);
+  if( rc ) return rc;
+
+  /* Sizes.  The product of the non-zero dimensions times the item size
+  ** must fit int64 even when another dimension is zero: such a shape
+  ** describes no data, but it could not be stored or indexed either. */
+  nItem = (uint64_t)npk_dtype_size(p.dtype);
+  for(k=0; k<p.ndim; k++){
+    uint64_t d = p.shape[k];
+    if( d>1 ) nBig++;
+    if( d==0 ) continue;
+    if( nNonzero>(uint64_t)INT64_MAX/d ){
+      return npkNpyErr(err, errlen, "npy: shape is too large");
+    }
+    nNonzero *= d;
+  }
+  if( nNonzero>(uint64_t)INT64_MAX/nItem ){
+    return npkNpyErr(err, errlen, "npy: shape is too large");
+  }
+  p.count = nNonzero;
+  for(k=0; k<p.ndim; k++){
+    if( p.shape[k]==0 ) p.count = 0;
+  }
+  p.data_bytes = p.count*nItem;
+
+  /* Fortran order stores the first index fastest.  With at most one
+  ** dimension longer than 1 (any 1-D array, a (1, n) row, ...) or no
+  ** elements at all, the two orders give the same bytes, so only the other
+  ** shapes are refused. */
+  if( fortran && nBig>1 && p.count>0 ){
+    return npkNpyErr(err, errlen,
+                     "npy: Fortran-order arrays are not supported; "
+                     "use np.ascontiguousarray");
+  }
+
+  nData = (uint64_t)(n - nPrefix) - nHeader;
+  if( nData!=p.data_bytes ){
+    return npkNpyErr(err, errlen,
+                     "npy: %" PRIu64 " bytes of data, shape needs %" PRIu64,
+                     nData, p.data_bytes);
+  }
+  p.data = a + nPrefix + nHeader;
+  *out = p;
+  return 0;
+}
+
+/* --------------------------------------------------------------- header */
+
+/*
+** Format NumPy's header for an array into OUT (CAP bytes), or only measure
+** it when OUT is NULL.  NumPy 1.24's np.save writes, for C order:
+**
+**   {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
+**
+** (keys sorted, each "'key': repr(value), "), then 21 - len(repr(shape[0]))
+** spaces when ndim > 0 (room to rewrite shape[0] in place as an array
+** grows), then padlen spaces and '\n', where padlen = 64 - (prefix + text
+** + 1) % 64.  Note padlen is 64, not 0, when the text already ends on a
+** boundary; NumPy does that and byte-identical output must too.
+*/
+static size_t npkNpyHeader(int dtype, uint32_t ndim, const uint64_t *shape,
+                           unsigned char *out, size_t cap){
+  char zDict[NPK_NPY_DICT_MAX];
+  size_t nDict = 0;
+  size_t nPrefix, nPad, nTotal;
+  uint64_t nHeader;
+  const char *zDescr = npk_dtype_descr(dtype);
+  uint32_t k;
+  int len;
+
+  if( zDescr==0 || ndim>NPK_MAX_NDIM_NPY || (ndim>0 && shape==0) ) return 0;
+
+  /* Every piece fits: see NPK_NPY_DICT_MAX. */
+  len = snprintf(zDict, sizeof zDict,
+                 "{'descr': '%s', 'fortran_order': False, 'shape': (",
+                 zDescr);
+  nDict = (size_t)len;
+  for(k=0; k<ndim; k++){
+    len = snprintf(zDict+nDict, sizeof zDict - nDict,
+                   k==0 ? "%" PRIu64 : ", %" PRIu64, shape[k]);
+    nDict += (size_t)len;
+  }
+  /* Python's repr of a 1-tuple is "(5,)". */
+  len = snprintf(zDict+nDict, sizeof zDict - nDict, "%s), }",
+                 ndim==1 ? "," : "");
+  nDict += (size_t)len;
+  if( ndim>0 ){
+    int nDigit = snprintf(0, 0, "%" PRIu64, shape[0]);
+    /* NumPy pads by GROWTH - digits; a uint64 has at most 20 digits, so
+    ** this is at least one space. */
+    for(len=nDigit; len<NPK_NPY_GROWTH; len++) zDict[nDict++] = ' ';
+  }
+
+  /* Version 1.0 when the header length fits its u16, else 2.0. */
+  nPrefix = 10;
+  nPad = NPK_NPY_ALIGN - (nPrefix + nDict + 1) % NPK_NPY_ALIGN;
+  nHeader = nDict + nPad + 1;
+  if( nHeader>0xffff ){
+    nPrefix = 12;
+    nPad = NPK_NPY_ALIGN - (nPrefix + nDict + 1) % NPK_NPY_ALIGN;
+    nHeader = nDict + nPad + 1;
+  }
+  nTotal = nPrefix + (size_t)nHeader;
+  if( out==0 ) return nTotal;
+  if( cap<nTotal ) return 0;
+
+  memcpy(out, NPK_NPY_MAGIC, NPK_NPY_MAGIC_LEN);
+  out[6] = nPrefix==10 ? 1 : 2;
+  out[7] = 0;
+  out[8] = (unsigned char)(nHeader & 0xff);
+  out[9] = (unsigned char)((nHeader>>8) & 0xff);
+  if( nPrefix==12 ){
+    out[10] = (unsigned char)((nHeader>>16) & 0xff);
+    out[11] = (unsigned char)((nHeader>>24) & 0xff);
+  }
+  memcpy(out+nPrefix, zDict, nDict);
+  memset(out+nPrefix+nDict, ' ', nPad);
+  out[nTotal-1] = '\n';
+  return nTotal;
+}
+
+size_t npk_npy_header(int dtype, uint32_t ndim, const uint64_t *shape,
+                      unsigned char *out, size_t cap){
+  /* A NULL OUT would mean "measure" to the helper; here it means no room. */
+  if( out==0 ) return 0;
+  return npkNpyHeader(dtype, ndim, shape, out, cap);
+}
+
+size_t npk_npy_header_size(int dtype, uint32_t ndim, const uint64_t *shape){
+  return npkNpyHeader(dtype, ndim, shape, 0, 0);
+}
+
+/* ----------------------------------------------------------------- swap */
+
+void npk_npy_swap(void *dst, const void *src, uint64_t count, int dtype){
+  int nItem = npk_dtype_size(dtype);
+  /* A complex number is two floats, each in the file's byte order. */
+  int w = (dtype==NPK_COMPLEX64 || dtype==NPK_COMPLEX128) ? nItem/2 : nItem;
+  uint64_t nUnit;
+  uint64_t u;
+  unsigned char *d = (unsigned char*)dst;
+  const unsigned char *s = (const unsigned char*)src;
+
+  if( nItem==0 ) return;
+  if( w==1 ){
+    if( d!=s ) memmove(d, s, (size_t)count);
+    return;
+  }
+  nUnit = count * (uint64_t)(nItem/w);
+  /* Each unit is read whole before it is written, so DST may equal SRC.
+  ** memcpy through fixed-width integers keeps unaligned data safe, and
+  ** compilers turn the shifts into a single byte-swap instruction. */
+  switch( w ){
+    case 2:
+      for(u=0; u<nUnit; u++){
+        uint16_t x;
+        memcpy(&x, s+u*2, 2);
+        x = (uint16_t)((x>>8) | (x<<8));
+        memcpy(d+u*2, &x, 2);
+      }
+      break;
+    case 4:
+      for(u=0; u<nUnit; u++){
+        uint32_t x;
+        memcpy(&x, s+u*4, 4);
+        x = (x>>24) | ((x>>8) & 0xff00u) | ((x<<8) & 0xff0000u) | (x<<24);
+        memcpy(d+u*4, &x, 4);
+      }
+      break;
+    case 8:
+      for(u=0; u<nUnit; u++){
+        uint64_t x;
+        memcpy(&x, s+u*8, 8);
+        x = ((x>>56) & 0xffull) | ((x>>40) & 0xff00ull)
+          | ((x>>24) & 0xff0000ull) | ((x>>8) & 0xff000000ull)
+          | ((x<<8) & 0xff00000000ull) | ((x<<24) & 0xff0000000000ull)
+          | ((x<<40) & 0xff000000000000ull) | (x<<56);
+        memcpy(d+u*8, &x, 8);
+      }
+      break;
+  }
+}

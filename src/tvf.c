@@ -1,0 +1,370 @@
+/*
+** tvf.c — the table-valued functions:
+**
+**   SELECT * FROM numpack_arrays(store);
+**     name, dtype, shape (JSON, physical), rows, live_rows, deleted_rows,
+**     bytes, modify_time (microseconds since the epoch)
+**
+**   SELECT * FROM numpack_stream(store, name, batch_rows);
+**     batch (0, 1, ...), first (logical index of its first row), rows, npy
+**     (an .npy BLOB of the batch).  One batch is built at a time, when its
+**     npy column is read, and handed to SQLite: a stream of any size needs
+**     memory for one batch only.  The whole stream reads one committed state.
+**
+** Both are eponymous virtual tables whose hidden columns are the arguments;
+** xBestIndex insists on all of them, so a missing argument is an error.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "numpack_int.h"
+#include "conn.h"
+#include "npy.h"
+
+/* Which function a table is. */
+#define TVF_ARRAYS 0
+#define TVF_STREAM 1
+
+typedef struct TvfTab TvfTab;
+typedef struct TvfCursor TvfCursor;
+
+/* One eponymous table. */
+struct TvfTab {
+  sqlite3_vtab base;         /* base class: must be first */
+  sqlite3 *db;               /* the connection */
+  int kind;                  /* TVF_ARRAYS or TVF_STREAM */
+};
+
+/* One array's row of numpack_arrays, copied out of the catalog. */
+typedef struct TvfArray TvfArray;
+struct TvfArray {
+  NpkArrayInfo info;         /* info.name and data_file point into names */
+  char *name;                /* owned copy of the name */
+  char *shape;               /* JSON shape */
+};
+
+/* A scan of either function. */
+struct TvfCursor {
+  sqlite3_vtab_cursor base;  /* base class: must be first */
+  NpkConn *conn;             /* the session on the store */
+  sqlite3_int64 i;           /* current row number (rowid) */
+  int eof;                   /* past the last row */
+  /* numpack_arrays: */
+  TvfArray *arrays;          /* every array, in catalog order */
+  int narrays;               /* how many */
+  /* numpack_stream: */
+  char *name;                /* array streamed */
+  int reading;               /* holds npk_read_begin */
+  NpkArrayInfo info;         /* the array */
+  uint64_t batch_rows;       /* rows per batch */
+  uint64_t first;            /* logical index of the batch's first row */
+  uint64_t nrows;            /* rows in this batch */
+  uint64_t phys;             /* physical row where this batch starts */
+};
+
+static int tvf_connect(sqlite3 *db, void *aux, int argc,
+                       const char *const *argv, sqlite3_vtab **pp,
+                       char **pzErr) {
+  int kind = (int)(size_t)aux, rc;
+  TvfTab *t;
+  (void)argc;
+  (void)argv;
+  (void)pzErr;
+  rc = sqlite3_declare_vtab(
+      db, kind == TVF_ARRAYS
+              ? "CREATE TABLE x(name TEXT, dtype TEXT, shape TEXT, rows INTEGER,"
+                " live_rows INTEGER, deleted_rows INTEGER, bytes INTEGER,"
+                " modify_time INTEGER, store HIDDEN)"
+              : "CREATE TABLE x(batch INTEGER, first INTEGER, rows INTEGER,"
+                " npy BLOB, store HIDDEN, name HIDDEN, batch_rows HIDDEN)");
+  if (rc) return rc;
+  t = sqlite3_malloc(sizeof *t);
+  if (!t) return SQLITE_NOMEM;
+  memset(t, 0, sizeof *t);
+  t->db = db;
+  t->kind = kind;
+  sqlite3_vtab_config(db, kind == TVF_ARRAYS ? SQLITE_VTAB_INNOCUOUS
+                                             : SQLITE_VTAB_DIRECTONLY);
+  *pp = &t->base;
+  return SQLITE_OK;
+}
+
+static int tvf_disconnect(sqlite3_vtab *p) {
+  sqlite3_free(p);
+  return SQLITE_OK;
+}
+
+/* Every argument column must be given with "=": argv[k] is column k. */
+static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
+  TvfTab *t = (TvfTab *)p;
+  int first = t->kind == TVF_ARRAYS ? 8 : 4;
+  int nargs = t->kind == TVF_ARRAYS ? 1 : 3, seen = 0;
+  for (int i = 0; i < info->nConstraint; i++) {
+    const struct sqlite3_index_constraint *c = &info->aConstraint[i];
+    int k = c->iColumn - first;
+    if (k < 0 || c->op != SQLITE_INDEX_CONSTRAINT_EQ) continue;
+    if (!c->usable) return SQLITE_CONSTRAINT;  /* try another plan */
+    info->aConstraintUsage[i].argvIndex = k + 1;
+    info->aConstraintUsage[i].omit = 1;
+    seen |= 1 << k;
+  }
+  if (seen != (1 << nargs) - 1) {
+    sqlite3_free(p->zErrMsg);
+    p->zErrMsg = sqlite3_mprintf(
+        t->kind == TVF_ARRAYS ? "numpack: numpack_arrays(store) needs the store"
+                              : "numpack: numpack_stream(store, name, "
+                                "batch_rows) needs all three arguments");
+    return SQLITE_ERROR;
+  }
+  info->estimatedCost = 10;
+  info->estimatedRows = 10;
+  return SQLITE_OK;
+}
+
+static int tvf_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
+  TvfCursor *c = sqlite3_malloc(sizeof *c);
+  (void)p;
+  if (!c) return SQLITE_NOMEM;
+  memset(c, 0, sizeof *c);
+  c->eof = 1;
+  *pp = &c->base;
+  return SQLITE_OK;
+}
+
+static void tvf_reset(TvfCursor *c) {
+  for (int i = 0; i < c->narrays; i++) {
+    sqlite3_free(c->arrays[i].name);
+    sqlite3_free(c->arrays[i].shape);
+  }
+  sqlite3_free(c->arrays);
+  c->arrays = 0;
+  c->narrays = 0;
+  if (c->reading) npk_read_end(c->conn->ses);
+  c->reading = 0;
+  sqlite3_free(c->name);
+  c->name = 0;
+  npk_conn_release(c->conn);
+  c->conn = 0;
+  c->eof = 1;
+}
+
+static int tvf_close(sqlite3_vtab_cursor *cur) {
+  tvf_reset((TvfCursor *)cur);
+  sqlite3_free(cur);
+  return SQLITE_OK;
+}
+
+static int tvf_fail(sqlite3_vtab_cursor *cur, int rc, const char *msg) {
+  sqlite3_free(cur->pVtab->zErrMsg);
+  cur->pVtab->zErrMsg = sqlite3_mprintf("%s", msg);
+  return rc;
+}
+
+/* Copy the catalog out, so the scan holds no lock between rows. */
+static int arrays_load(TvfCursor *c) {
+  NpkSession *s = c->conn->ses;
+  int n, rc = npk_read_begin(s);
+  if (rc) return rc;
+  rc = npk_array_count(s, &n);
+  if (rc == NPK_OK) {
+    c->arrays = sqlite3_malloc64((sqlite3_uint64)(n ? n : 1) * sizeof *c->arrays);
+    if (!c->arrays) rc = NPK_NOMEM;
+    else memset(c->arrays, 0, (size_t)(n ? n : 1) * sizeof *c->arrays);
+  }
+  for (int i = 0; rc == NPK_OK && i < n; i++) {
+    TvfArray *a = &c->arrays[i];
+    sqlite3_str *sh;
+    rc = npk_array_info_at(s, i, &a->info);
+    if (rc) break;
+    c->narrays = i + 1;
+    a->name = sqlite3_mprintf("%s", a->info.name);
+    sh = sqlite3_str_new(0);
+    sqlite3_str_appendf(sh, "[%llu", (unsigned long long)a->info.shape[0]);
+    for (uint32_t d = 1; d < a->info.ndim; d++)
+      sqlite3_str_appendf(sh, ",%llu", (unsigned long long)a->info.shape[d]);
+    sqlite3_str_appendchar(sh, 1, ']');
+    a->shape = sqlite3_str_finish(sh);
+    a->info.name = a->name;
+    a->info.data_file = 0;
+    if (!a->name || !a->shape) rc = NPK_NOMEM;
+  }
+  npk_read_end(s);
+  return rc;
+}
+
+/* Size and position of the batch starting at logical index c->first. */
+static int stream_settle(TvfCursor *c) {
+  NpkSession *s = c->conn->ses;
+  int rc;
+  if (c->first >= c->info.live_rows) {
+    c->eof = 1;
+    return NPK_OK;
+  }
+  c->nrows = c->info.live_rows - c->first;
+  if (c->nrows > c->batch_rows) c->nrows = c->batch_rows;
+  rc = npk_logical_to_physical(s, c->name, c->first, &c->phys);
+  return rc;
+}
+
+static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
+                      int argc, sqlite3_value **argv) {
+  TvfCursor *c = (TvfCursor *)cur;
+  TvfTab *t = (TvfTab *)cur->pVtab;
+  const char *dir = (const char *)sqlite3_value_text(argv[0]);
+  char *err = 0;
+  int rc;
+  (void)idx;
+  (void)idxStr;
+  (void)argc;
+  tvf_reset(c);
+  if (!dir) return tvf_fail(cur, SQLITE_MISMATCH, "numpack: the store must be a path");
+  rc = npk_conn_open(t->db, dir, 0, &c->conn, &err);
+  if (rc) {
+    tvf_fail(cur, rc, err ? err : "numpack: cannot open the store");
+    sqlite3_free(err);
+    return rc;
+  }
+  c->i = 0;
+  c->eof = 0;
+  if (t->kind == TVF_ARRAYS) {
+    rc = arrays_load(c);
+    if (rc) return tvf_fail(cur, npk_sqlite_rc(rc), npk_errmsg(c->conn->ses));
+    c->eof = c->narrays == 0;
+    return SQLITE_OK;
+  }
+  if (sqlite3_value_type(argv[1]) != SQLITE_TEXT)
+    return tvf_fail(cur, SQLITE_MISMATCH,
+                    "numpack: numpack_stream: the array name must be text");
+  if (sqlite3_value_type(argv[2]) != SQLITE_INTEGER ||
+      sqlite3_value_int64(argv[2]) <= 0)
+    return tvf_fail(cur, SQLITE_MISMATCH,
+                    "numpack: numpack_stream: batch_rows must be a positive "
+                    "integer");
+  c->batch_rows = (uint64_t)sqlite3_value_int64(argv[2]);
+  c->name = sqlite3_mprintf("%s", sqlite3_value_text(argv[1]));
+  if (!c->name) return SQLITE_NOMEM;
+  npk_conn_sync_timeout(c->conn);
+  rc = npk_read_begin(c->conn->ses);
+  if (rc == NPK_OK) {
+    c->reading = 1;
+    rc = npk_array_info(c->conn->ses, c->name, &c->info);
+  }
+  if (rc == NPK_OK) {
+    c->info.name = c->name;
+    c->info.data_file = 0;
+    c->first = 0;
+    rc = stream_settle(c);
+  }
+  if (rc) return tvf_fail(cur, npk_sqlite_rc(rc), npk_errmsg(c->conn->ses));
+  return SQLITE_OK;
+}
+
+static int tvf_next(sqlite3_vtab_cursor *cur) {
+  TvfCursor *c = (TvfCursor *)cur;
+  TvfTab *t = (TvfTab *)cur->pVtab;
+  c->i++;
+  if (t->kind == TVF_ARRAYS) {
+    c->eof = c->i >= c->narrays;
+    return SQLITE_OK;
+  }
+  c->first += c->nrows;
+  if (stream_settle(c))
+    return tvf_fail(cur, SQLITE_ERROR, npk_errmsg(c->conn->ses));
+  return SQLITE_OK;
+}
+
+static int tvf_eof(sqlite3_vtab_cursor *cur) { return ((TvfCursor *)cur)->eof; }
+
+static int tvf_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *pRowid) {
+  *pRowid = ((TvfCursor *)cur)->i;
+  return SQLITE_OK;
+}
+
+/* The current batch as an .npy BLOB, handed to SQLite. */
+static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
+  NpkSession *s = c->conn->ses;
+  uint64_t shape[NPK_MAX_NDIM], rb = c->info.row_bytes, data, r = c->phys;
+  size_t hdr;
+  unsigned char *out;
+  memcpy(shape, c->info.shape, sizeof shape);
+  shape[0] = c->nrows;
+  data = c->nrows * rb;
+  hdr = npk_npy_header_size(c->info.dtype, c->info.ndim, shape);
+  if (hdr + data > (uint64_t)sqlite3_limit(sqlite3_context_db_handle(ctx),
+                                            SQLITE_LIMIT_LENGTH, -1)) {
+    sqlite3_result_error(ctx, "numpack: numpack_stream: one batch is larger "
+                         "than SQLite's BLOB limit; use fewer batch_rows", -1);
+    sqlite3_result_error_code(ctx, SQLITE_TOOBIG);
+    return SQLITE_OK;
+  }
+  out = sqlite3_malloc64(hdr + data ? hdr + data : 1);
+  if (!out) return SQLITE_NOMEM;
+  npk_npy_header(c->info.dtype, c->info.ndim, shape, out, hdr);
+  for (uint64_t k = 0; k < c->nrows; k++, r++) {
+    const void *p;
+    int rc = npk_next_live(s, c->name, r, &r);
+    if (rc == NPK_OK) rc = npk_row_ptr(s, c->name, r, &p);
+    if (rc) {
+      sqlite3_free(out);
+      sqlite3_result_error(ctx, npk_errmsg(s), -1);
+      return SQLITE_OK;
+    }
+    memcpy(out + hdr + k * rb, p, (size_t)rb);
+  }
+  sqlite3_result_blob64(ctx, out, hdr + data, sqlite3_free);
+  return SQLITE_OK;
+}
+
+static int tvf_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
+  TvfCursor *c = (TvfCursor *)cur;
+  TvfTab *t = (TvfTab *)cur->pVtab;
+  if (t->kind == TVF_ARRAYS) {
+    const NpkArrayInfo *a = &c->arrays[c->i].info;
+    switch (i) {
+      case 0: sqlite3_result_text(ctx, a->name, -1, SQLITE_TRANSIENT); break;
+      case 1: sqlite3_result_text(ctx, npk_dtype_name(a->dtype), -1, SQLITE_STATIC); break;
+      case 2: sqlite3_result_text(ctx, c->arrays[c->i].shape, -1, SQLITE_TRANSIENT); break;
+      case 3: sqlite3_result_int64(ctx, (sqlite3_int64)a->rows); break;
+      case 4: sqlite3_result_int64(ctx, (sqlite3_int64)a->live_rows); break;
+      case 5: sqlite3_result_int64(ctx, (sqlite3_int64)(a->rows - a->live_rows)); break;
+      case 6: sqlite3_result_int64(ctx, (sqlite3_int64)(a->rows * a->row_bytes)); break;
+      case 7: sqlite3_result_int64(ctx, (sqlite3_int64)a->modify_time); break;
+      default: break;
+    }
+    return SQLITE_OK;
+  }
+  switch (i) {
+    case 0: sqlite3_result_int64(ctx, c->i); break;
+    case 1: sqlite3_result_int64(ctx, (sqlite3_int64)c->first); break;
+    case 2: sqlite3_result_int64(ctx, (sqlite3_int64)c->nrows); break;
+    case 3: return stream_npy(c, ctx);
+    default: break;
+  }
+  return SQLITE_OK;
+}
+
+static sqlite3_module tvf_module = {
+  0,                 /* iVersion */
+  0,                 /* xCreate: eponymous only */
+  tvf_connect,
+  tvf_best_index,
+  tvf_disconnect,
+  0,                 /* xDestroy */
+  tvf_open,
+  tvf_close,
+  tvf_filter,
+  tvf_next,
+  tvf_eof,
+  tvf_column,
+  tvf_rowid,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+int npk_tvf_register(sqlite3 *db) {
+  int rc = sqlite3_create_module(db, "numpack_arrays", &tvf_module,
+                                 (void *)(size_t)TVF_ARRAYS);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_create_module(db, "numpack_stream", &tvf_module,
+                               (void *)(size_t)TVF_STREAM);
+  return rc;
+}

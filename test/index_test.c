@@ -1,0 +1,80 @@
+/*
+** index_test.c — unit tests of the index-argument parser (src/index.c):
+** integers, negatives, JSON lists, Python slices, and every error.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctest.h"
+#include "index.h"
+
+/* Parse TEXT over NLIVE rows; compare with WANT (N entries) or expect an
+** error containing ERRFRAG when ERRFRAG is not NULL. */
+static void expect(const char *text, uint64_t nlive, const uint64_t *want,
+                   uint64_t n, const char *errfrag) {
+  uint64_t *rows = NULL, got = 0;
+  char err[256] = "";
+  int rc = npk_index_parse(text, strlen(text), nlive, &rows, &got, err,
+                           sizeof err);
+  if (errfrag) {
+    CHECK(rc != 0);
+    CHECK_HAS(err, errfrag);
+    CHECK(rows == NULL);
+  } else {
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(got, n);
+    for (uint64_t i = 0; i < n && i < got; i++) CHECK_EQ(rows[i], want[i]);
+  }
+  free(rows);
+}
+
+static void test_integers(void) {
+  expect("0", 5, (uint64_t[]){0}, 1, NULL);
+  expect(" 4 ", 5, (uint64_t[]){4}, 1, NULL);
+  expect("-1", 5, (uint64_t[]){4}, 1, NULL);
+  expect("-5", 5, (uint64_t[]){0}, 1, NULL);
+  expect("5", 5, NULL, 0, "out of range");
+  expect("-6", 5, NULL, 0, "out of range");
+  expect("0", 0, NULL, 0, "out of range");
+  expect("9223372036854775807", 5, NULL, 0, "out of range");
+  expect("-9223372036854775808", 5, NULL, 0, "out of range");
+  expect("9223372036854775808", 5, NULL, 0, "bad index");
+}
+
+static void test_lists(void) {
+  expect("[0, 2, -1]", 5, (uint64_t[]){0, 2, 4}, 3, NULL);
+  expect("[]", 5, NULL, 0, NULL);
+  expect("[3,3]", 5, (uint64_t[]){3, 3}, 2, NULL);
+  expect("[1, 7]", 5, NULL, 0, "index 7 is out of range");
+  expect("[1,]", 5, NULL, 0, "bad index");
+  expect("[1 2]", 5, NULL, 0, "bad index");
+  expect("[1.5]", 5, NULL, 0, "bad index");
+  expect("[\"1\"]", 5, NULL, 0, "bad index");
+  expect("[1", 5, NULL, 0, "bad index");
+  expect("[1] x", 5, NULL, 0, "bad index");
+}
+
+static void test_slices(void) {
+  expect("1:3", 5, (uint64_t[]){1, 2}, 2, NULL);
+  expect(":2", 5, (uint64_t[]){0, 1}, 2, NULL);
+  expect("3:", 5, (uint64_t[]){3, 4}, 2, NULL);
+  expect(":", 3, (uint64_t[]){0, 1, 2}, 3, NULL);
+  expect("-2:", 5, (uint64_t[]){3, 4}, 2, NULL);
+  expect("0:100", 3, (uint64_t[]){0, 1, 2}, 3, NULL);
+  expect("4:2", 5, NULL, 0, NULL);
+  expect("0:5:2", 5, (uint64_t[]){0, 2, 4}, 3, NULL);
+  expect("::3", 7, (uint64_t[]){0, 3, 6}, 3, NULL);
+  expect("0:5:0", 5, NULL, 0, "step must be positive");
+  expect("0:5:-1", 5, NULL, 0, "step must be positive");
+  expect("a:b", 5, NULL, 0, "bad index");
+  expect("1:2:3:4", 5, NULL, 0, "bad index");
+  expect("", 5, NULL, 0, "bad index");
+  expect("abc", 5, NULL, 0, "bad index");
+}
+
+int main(void) {
+  RUN(test_integers);
+  RUN(test_lists);
+  RUN(test_slices);
+  return CTEST_END();
+}
