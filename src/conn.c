@@ -38,8 +38,10 @@ int npk_sqlite_rc(int rc) {
   }
 }
 
-/* The connection's busy timeout in milliseconds (0 when none is set). */
-static int busy_timeout(sqlite3 *db) {
+/* The connection's busy timeout in milliseconds (0 when none is set); the
+** engine asks only when a lock is not granted at once. */
+static int busy_timeout(void *arg) {
+  sqlite3 *db = arg;
   sqlite3_stmt *st = 0;
   int ms = 0;
   if (sqlite3_prepare_v2(db, "PRAGMA busy_timeout", -1, &st, 0) == SQLITE_OK &&
@@ -47,10 +49,6 @@ static int busy_timeout(sqlite3 *db) {
     ms = sqlite3_column_int(st, 0);
   sqlite3_finalize(st);
   return ms;
-}
-
-void npk_conn_sync_timeout(NpkConn *c) {
-  npk_set_busy_timeout(c->ses, busy_timeout(c->db));
 }
 
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
@@ -76,6 +74,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
              npk_session_open(st, &c->ses) == NPK_OK) {
     c->db = db;
     c->store = st;
+    npk_set_busy_source(c->ses, busy_timeout, db);
     c->refs = 1;
     c->next = conn_list;
     conn_list = c;
@@ -89,7 +88,6 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
     if (pzErr) *pzErr = sqlite3_mprintf("numpack: cannot open a session on %s", dir);
     return SQLITE_NOMEM;
   }
-  npk_conn_sync_timeout(c);
   *pp = c;
   return SQLITE_OK;
 }

@@ -28,8 +28,6 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
 void npk_conn_release(NpkConn *c);
 /* Register numpack_sessions(), whose destructor tells us DB closed. */
 int npk_conn_register(sqlite3 *db);
-/* Re-read the connection's busy timeout into the session. */
-void npk_conn_sync_timeout(NpkConn *c);
 /* The SQLite result code for an engine result code. */
 int npk_sqlite_rc(int rc);
 

@@ -75,7 +75,6 @@ static NpkConn *fn_conn(sqlite3_context *ctx, sqlite3_value **argv,
     sqlite3_free(err);
     return 0;
   }
-  npk_conn_sync_timeout(c);
   return c;
 }
 
@@ -301,18 +300,15 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   npk_npy_header(info->dtype, ndim, shape, out, hdr);
   p = out + hdr;
   rc = npk_view(c->ses, name, &v);
-  if (rc == NPK_OK && !rows && v.base && !v.live) {
-    memcpy(p, v.base, (size_t)data);  /* nothing deleted: one copy */
-  } else if (rc == NPK_OK) {
-    uint64_t k = 0, r = 0;
-    while (rc == NPK_OK && k < (rows ? n : info->live_rows)) {
+  if (rc == NPK_OK && !rows) {
+    uint64_t pos = 0;
+    rc = npk_copy_live_rows(c->ses, name, &pos, info->live_rows, p);
+  } else {
+    for (uint64_t k = 0; rc == NPK_OK && k < n; k++) {
       const void *src;
-      if (rows) r = rows[k];
-      else if ((rc = npk_next_live(c->ses, name, r, &r)) != NPK_OK) break;
-      rc = npk_row_ptr(c->ses, name, r, &src);
-      if (rc == NPK_OK) memcpy(p + k * info->row_bytes, src, (size_t)info->row_bytes);
-      k++;
-      r++;
+      rc = npk_row_ptr(c->ses, name, rows[k], &src);
+      if (rc == NPK_OK)
+        memcpy(p + k * info->row_bytes, src, (size_t)info->row_bytes);
     }
   }
   if (rc) {

@@ -297,38 +297,42 @@ done:
 
 /* Reload the committed state if another process committed since we last
 ** looked.  The caller holds at least SHARED. */
+/* Hold FD as the catalog file the committed state was read from. */
+static void hold(NpkStore *st, int fd) {
+  if (st->cat_fd >= 0) close(st->cat_fd);
+  st->cat_fd = fd;
+  if (fd < 0 || fstat(fd, &st->cat_st) != 0) {
+    if (fd >= 0) close(fd);
+    st->cat_fd = -1;
+  }
+}
+
 int npk_store_refresh(NpkStore *st, NpkErr *e) {
-  char *path = npk_path(st->dir, NPK_CATALOG);
-  struct stat now, held;
+  struct stat now;
   NpkCatalog cat;
   int fd = -1, rc = NPK_OK;
-  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
   pthread_mutex_lock(&st->mu);
-  if (st->cat_fd >= 0 && stat(path, &now) == 0 &&
-      fstat(st->cat_fd, &held) == 0 && now.st_ino == held.st_ino &&
-      now.st_dev == held.st_dev && now.st_size == held.st_size &&
-      now.st_mtim.tv_sec == held.st_mtim.tv_sec &&
-      now.st_mtim.tv_nsec == held.st_mtim.tv_nsec)
+  /* One stat per statement: the held file's inode cannot be reused, so an
+  ** equal inode, size and time mean no commit since. */
+  if (st->cat_fd >= 0 && stat(st->cat_path, &now) == 0 &&
+      now.st_ino == st->cat_st.st_ino && now.st_dev == st->cat_st.st_dev &&
+      now.st_size == st->cat_st.st_size &&
+      now.st_mtim.tv_sec == st->cat_st.st_mtim.tv_sec &&
+      now.st_mtim.tv_nsec == st->cat_st.st_mtim.tv_nsec)
     goto done;
   rc = load_catalog(st, &cat, &fd, e);
   if (rc) goto done;
   npk_catalog_clear(st, &st->cat);
   st->cat = cat;
-  if (st->cat_fd >= 0) close(st->cat_fd);
-  st->cat_fd = fd;
+  hold(st, fd);
 done:
   pthread_mutex_unlock(&st->mu);
-  free(path);
   return rc;
 }
 
 /* Adopt the catalog file just committed as the one we hold. */
 void npk_store_hold_catalog(NpkStore *st) {
-  char *path = npk_path(st->dir, NPK_CATALOG);
-  int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-  if (st->cat_fd >= 0) close(st->cat_fd);
-  st->cat_fd = fd;
-  free(path);
+  hold(st, open(st->cat_path, O_RDONLY | O_CLOEXEC));
 }
 
 /* ---- sessions and reading -------------------------------------------- */
@@ -395,6 +399,10 @@ const char *npk_errmsg(NpkSession *s) {
 void npk_set_busy_timeout(NpkSession *s, int ms) {
   s->busy_ms = ms < 0 ? 0 : ms;
 }
+void npk_set_busy_source(NpkSession *s, int (*fn)(void *), void *arg) {
+  s->busy_fn = fn;
+  s->busy_arg = arg;
+}
 
 /* Take SHARED: roll back a hot journal first (which needs EXCLUSIVE), then
 ** bring the committed state up to date. */
@@ -460,6 +468,8 @@ static void store_free(NpkStore *st) {
   if (st->cat_fd >= 0) close(st->cat_fd);
   if (st->dirfd >= 0) close(st->dirfd);
   pthread_mutex_destroy(&st->mu);
+  free(st->cat_path);
+  free(st->journal_path);
   free(st->dir);
   free(st);
 }
@@ -518,6 +528,8 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   *pp = NULL;
   if (!st) return npk_err(e, NPK_NOMEM, "out of memory");
   st->dir = strdup(dir);
+  st->cat_path = npk_path(dir, NPK_CATALOG);
+  st->journal_path = npk_path(dir, NPK_JOURNAL);
   st->dev = sb->st_dev;
   st->ino = sb->st_ino;
   st->readonly = !!(flags & NPK_OPEN_READONLY);
@@ -525,9 +537,9 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   st->refs = 1;
   pthread_mutex_init(&st->mu, NULL);
   st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (!st->dir || st->dirfd < 0) {
-    rc = st->dir ? npk_err_sys(e, errno, "cannot open directory", dir)
-                 : npk_err(e, NPK_NOMEM, "out of memory");
+  if (!st->dir || !st->cat_path || !st->journal_path || st->dirfd < 0) {
+    rc = st->dirfd >= 0 ? npk_err(e, NPK_NOMEM, "out of memory")
+                        : npk_err_sys(e, errno, "cannot open directory", dir);
     store_free(st);
     return rc;
   }
@@ -740,7 +752,6 @@ int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out) {
   int rc = npk_read_begin(s);
   if (rc) return rc;
   rc = npk_find(s, name, &a);
-  if (rc == NPK_OK) rc = check_sizes(s, a);
   if (rc == NPK_OK) fill_info(s, a, out);
   npk_read_end(s);
   return rc;
@@ -840,6 +851,7 @@ int npk_view(NpkSession *s, const char *name, NpkView *out) {
   NpkArray *a;
   int rc = npk_check_access(s);
   if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  if (rc == NPK_OK) rc = check_sizes(s, a);
   if (rc) return rc;
   memset(out, 0, sizeof *out);
   out->rows = a->shape[0];
@@ -873,5 +885,78 @@ int npk_physical_to_logical(NpkSession *s, const char *name, uint64_t row,
   }
   if (npk_bm_rank(a->bm, row, pk))
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  return NPK_OK;
+}
+
+/* Copy physical rows [ROW, ROW+N) of A into DST. */
+static int copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
+                      unsigned char *dst) {
+  uint64_t rb = a->row_bytes;
+  if (a->ov && a->ov->n) {
+    /* Rows replaced in this transaction live in memory. */
+    for (uint64_t k = 0; k < n; k++) {
+      const void *p;
+      int rc = npk_array_row(s, a, row + k, &p);
+      if (rc) return rc;
+      memcpy(dst + k * rb, p, (size_t)rb);
+    }
+    return NPK_OK;
+  }
+  for (int i = 0; i < a->nseg && n > 0; i++) {
+    NpkSeg *sg = &a->seg[i];
+    uint64_t first, take, off, want;
+    if (row >= sg->first_row + sg->rows || row + n <= sg->first_row) continue;
+    first = row - sg->first_row;
+    take = sg->rows - first < n ? sg->rows - first : n;
+    off = first * rb;
+    want = take * rb;
+    while (want > 0) {
+      ssize_t got = pread(sg->file->fd, dst, want > (1u << 30) ? (1u << 30) : want,
+                          (off_t)off);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0)
+        return got == 0 ? npk_err(&s->err, NPK_CORRUPT, "%s is shorter than "
+                                  "its rows", sg->file->path)
+                        : npk_err_sys(&s->err, errno, "cannot read",
+                                      sg->file->path);
+      __atomic_fetch_add(&s->store->stats.bytes_read, (uint64_t)got,
+                         __ATOMIC_RELAXED);
+      dst += got;
+      off += (uint64_t)got;
+      want -= (uint64_t)got;
+    }
+    row += take;
+    n -= take;
+  }
+  return NPK_OK;
+}
+
+int npk_copy_live_rows(NpkSession *s, const char *name, uint64_t *pos,
+                       uint64_t count, void *dst) {
+  unsigned char *out = dst;
+  uint64_t r = *pos, done = 0;
+  NpkArray *a;
+  int rc = npk_check_access(s);
+  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  if (rc) return rc;
+  while (done < count) {
+    uint64_t end, limit;
+    if (a->bm) r = npk_bm_next(a->bm, r);
+    if (r >= a->shape[0])
+      return npk_err(&s->err, NPK_RANGE, "array \"%s\" has fewer live rows "
+                     "than asked for", a->name);
+    limit = r + (count - done);
+    if (limit > a->shape[0]) limit = a->shape[0];
+    end = r + 1;
+    if (a->bm)
+      while (end < limit && npk_bm_get(a->bm, end)) end++;
+    else
+      end = limit;
+    rc = copy_range(s, a, r, end - r, out + done * a->row_bytes);
+    if (rc) return rc;
+    done += end - r;
+    r = end;
+  }
+  *pos = r;
   return NPK_OK;
 }

@@ -110,6 +110,11 @@ void npk_session_close(NpkSession *s);    /* rolls back an open transaction */
 NpkStore *npk_session_store(NpkSession *s);
 const char *npk_errmsg(NpkSession *s);    /* message of the last error */
 void npk_set_busy_timeout(NpkSession *s, int ms);
+/* Ask FN(ARG) for the busy timeout in milliseconds whenever a lock is not
+** granted at once, instead of using a fixed one: the timeout can then
+** follow a setting that changes (SQLite's PRAGMA busy_timeout) at no cost
+** while there is no contention. */
+void npk_set_busy_source(NpkSession *s, int (*fn)(void *), void *arg);
 
 /* Reading: between npk_read_begin() and npk_read_end() the session holds a
 ** SHARED lock and sees one committed state (plus its own pending changes).
@@ -180,7 +185,9 @@ int npk_next_live(NpkSession *s, const char *name, uint64_t row,
                   uint64_t *pNext);
 
 /* A direct view of one array for fast scans, valid while the session's read
-** (or transaction) lasts and npk_change_count() has not moved.  When BASE
+** (or transaction) lasts and npk_change_count() has not moved.  Taking a
+** view checks that the data files still hold every row (NPK_CORRUPT if one
+** was shortened behind our back), so that reading them cannot fault.  When BASE
 ** is not NULL every physical row r is at BASE + r * row_bytes; otherwise
 ** (segments, or rows replaced in this transaction) use npk_row_ptr. */
 typedef struct NpkView NpkView;
@@ -193,6 +200,11 @@ struct NpkView {
   const unsigned char *base; /* all rows, contiguous, or NULL */
 };
 int npk_view(NpkSession *s, const char *name, NpkView *out);
+/* Copy the next COUNT live rows at or after physical row *POS into DST
+** (COUNT x row_bytes bytes) and move *POS past the last one copied.  Runs
+** of rows are read from the file with one pread each, as np.load reads. */
+int npk_copy_live_rows(NpkSession *s, const char *name, uint64_t *pos,
+                       uint64_t count, void *dst);
 /* A counter that moves whenever this session changes any array. */
 uint64_t npk_change_count(NpkSession *s);
 /* Savepoints open in the session's transaction (0 outside one). */

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "store.h"
@@ -136,6 +137,9 @@ struct NpkStore {
   pthread_mutex_t mu;        /* guards everything below */
   NpkCatalog cat;            /* last committed catalog seen */
   int cat_fd;                /* the catalog file that cat was read from */
+  struct stat cat_st;        /* its identity, size and time when read */
+  char *cat_path;            /* dir/metadata.npkm */
+  char *journal_path;        /* dir/metadata.npkm-journal */
   int pins;                  /* sessions reading or in a transaction */
   NpkRetired *retired;       /* freed when pins drops to 0 */
   NpkStats stats;            /* I/O counters */
@@ -194,6 +198,8 @@ struct NpkSession {
   int nread;                 /* nesting of npk_read_begin */
   int pinned;                /* counted in store->pins */
   int busy_ms;               /* busy timeout in milliseconds */
+  int (*busy_fn)(void *);    /* reads the busy timeout, or NULL */
+  void *busy_arg;            /* argument of busy_fn */
   NpkTxn *txn;               /* open write transaction, or NULL */
   NpkErr err;                /* last error */
   uint64_t changes;          /* npk_change_count(): bumped by each write */

@@ -148,10 +148,7 @@ void npk_sweep(NpkStore *st) {
 
 int npk_journal_exists(NpkStore *st) {
   struct stat sb;
-  char *path = npk_path(st->dir, NPK_JOURNAL);
-  int r = path && stat(path, &sb) == 0;
-  free(path);
-  return r;
+  return stat(st->journal_path, &sb) == 0;
 }
 
 /* Open PATH for writing, creating it when CREATE. */

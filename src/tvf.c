@@ -243,11 +243,14 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   c->batch_rows = (uint64_t)sqlite3_value_int64(argv[2]);
   c->name = sqlite3_mprintf("%s", sqlite3_value_text(argv[1]));
   if (!c->name) return SQLITE_NOMEM;
-  npk_conn_sync_timeout(c->conn);
   rc = npk_read_begin(c->conn->ses);
   if (rc == NPK_OK) {
     c->reading = 1;
     rc = npk_array_info(c->conn->ses, c->name, &c->info);
+  }
+  if (rc == NPK_OK) {
+    NpkView v;
+    rc = npk_view(c->conn->ses, c->name, &v);
   }
   if (rc == NPK_OK) {
     c->info.name = c->name;
@@ -300,16 +303,10 @@ static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
   out = sqlite3_malloc64(hdr + data ? hdr + data : 1);
   if (!out) return SQLITE_NOMEM;
   npk_npy_header(c->info.dtype, c->info.ndim, shape, out, hdr);
-  for (uint64_t k = 0; k < c->nrows; k++, r++) {
-    const void *p;
-    int rc = npk_next_live(s, c->name, r, &r);
-    if (rc == NPK_OK) rc = npk_row_ptr(s, c->name, r, &p);
-    if (rc) {
-      sqlite3_free(out);
-      sqlite3_result_error(ctx, npk_errmsg(s), -1);
-      return SQLITE_OK;
-    }
-    memcpy(out + hdr + k * rb, p, (size_t)rb);
+  if (npk_copy_live_rows(s, c->name, &r, c->nrows, out + hdr)) {
+    sqlite3_free(out);
+    sqlite3_result_error(ctx, npk_errmsg(s), -1);
+    return SQLITE_OK;
   }
   sqlite3_result_blob64(ctx, out, hdr + data, sqlite3_free);
   return SQLITE_OK;

@@ -463,7 +463,6 @@ static int vt_destroy(sqlite3_vtab *p) {
           v->zArray);
       return SQLITE_ERROR;
     }
-    npk_conn_sync_timeout(v->conn);
     rc = npk_drop(v->conn->ses, v->zArray);
     if (rc && rc != NPK_NOTFOUND) return fail(v, rc);
   }
@@ -705,7 +704,6 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   (void)argc;
 
   cursor_reset(v, c);
-  if (!npk_in_txn(s)) npk_conn_sync_timeout(v->conn);
   rc = npk_read_begin(s);
   if (rc) return fail(v, rc);
   c->reading = 1;
@@ -880,7 +878,6 @@ static int ensure_txn(NpkVtab *v) {
   NpkSession *s = v->conn->ses;
   int rc;
   if (v->readonly || npk_in_txn(s)) return SQLITE_OK;
-  npk_conn_sync_timeout(v->conn);
   rc = npk_begin(s);
   while (rc == NPK_OK && npk_savepoint_count(s) < v->conn->sp_wanted) {
     int lv;

@@ -1,0 +1,208 @@
+"""
+benchlib.py — shared plumbing of the benchmark suite; it measures nothing
+itself.
+
+  * Config: what bench/run.sh hands over in the environment (the module, the
+    helper extensions, the scratch and results directories, BENCH_SCALE).
+  * connect(): an SQLite connection in autocommit mode with extensions loaded.
+  * interleaved(): runs several contenders turn about, repetition after
+    repetition, so that drifts of the machine hit all of them alike.
+  * Timer, median, settle_disk(), rss_anon_kb(): the measuring instruments.
+  * Result: one line of the report (a case, numpack's figure, its baseline,
+    the target), and Target, which knows whether a ratio meets it.
+"""
+import os
+import sqlite3
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+
+# ---- configuration --------------------------------------------------------
+
+@dataclass
+class Config:
+    numpack_so: str           # the module under test
+    blobsum_so: str           # blob_f32_at(), the BLOB-row baseline helper
+    vec0_so: Optional[str]    # sqlite-vec, or None
+    vec0_why: str             # why sqlite-vec is missing, when it is
+    work: str                 # scratch directory (removed by run.sh)
+    results: str              # where results.md / ratios.png go
+    scale: float              # BENCH_SCALE
+    version: str              # numpack's version string
+
+    def rows(self, n: int, minimum: int = 1000) -> int:
+        """N scaled by BENCH_SCALE, never below MINIMUM."""
+        return max(minimum, int(round(n * self.scale)))
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.work, *parts)
+
+
+def config_from_env() -> Config:
+    env = os.environ
+    try:
+        scale = float(env.get("BENCH_SCALE", "1.0"))
+    except ValueError:
+        raise SystemExit("BENCH_SCALE must be a number, not %r"
+                         % env["BENCH_SCALE"])
+    if not scale > 0:
+        raise SystemExit("BENCH_SCALE must be positive")
+    vec0 = env.get("BENCH_VEC0_SO") or None
+    return Config(
+        numpack_so=env["NUMPACK_SO"],
+        blobsum_so=env["BENCH_BLOBSUM_SO"],
+        vec0_so=vec0,
+        vec0_why=env.get("BENCH_VEC0_WHY", "") if not vec0 else "",
+        work=env["BENCH_WORK"],
+        results=env["BENCH_RESULTS"],
+        scale=scale,
+        version=env.get("NUMPACK_VERSION", "?"),
+    )
+
+
+# ---- SQLite ---------------------------------------------------------------
+
+def connect(path: str, *extensions: str) -> sqlite3.Connection:
+    """A connection in autocommit mode (BEGIN/COMMIT are explicit) with the
+    given loadable extensions."""
+    con = sqlite3.connect(path, isolation_level=None)
+    if extensions:
+        con.enable_load_extension(True)
+        for so in extensions:
+            con.load_extension(so)
+        con.enable_load_extension(False)
+    return con
+
+
+def scalar(con: sqlite3.Connection, sql: str, params=()):
+    return con.execute(sql, params).fetchone()[0]
+
+
+# ---- instruments ----------------------------------------------------------
+
+class Timer:
+    """with Timer() as t: ...   then t.seconds"""
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        return False
+
+
+def interleaved(reps: int, contenders: dict) -> dict:
+    """Run each contender once per repetition, in turn.  A contender is a
+    function of the repetition number that does its own untimed setup and
+    returns the seconds of its timed part.  Returns {name: [seconds, ...]}."""
+    times = {name: [] for name in contenders}
+    for rep in range(reps):
+        for name, run in contenders.items():
+            times[name].append(run(rep))
+    return times
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def settle_disk():
+    """Flush dirty pages so one case's write-back does not land in the next
+    case's timing."""
+    os.sync()
+
+
+def rss_anon_kb() -> int:
+    """RssAnon of this process, in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+def check_same(what: str, **answers):
+    """Every contender must compute the same answer, or the timing compares
+    different work."""
+    vals = list(answers.values())
+    for v in vals[1:]:
+        same = (abs(v - vals[0]) <= 1e-6 * max(1.0, abs(vals[0]))
+                if isinstance(v, float) else v == vals[0])
+        if not same:
+            raise AssertionError("%s: answers differ: %r" % (what, answers))
+
+
+# ---- results --------------------------------------------------------------
+
+@dataclass
+class Target:
+    """A goal for numpack ÷ baseline (times: lower is better), or for an
+    absolute figure (kind 'below')."""
+    text: str                  # as stated, e.g. "≥ 5× faster"
+    kind: str = "ratio_max"    # 'ratio_max' | 'below' | 'report'
+    limit: float = 0.0
+
+    def met(self, ratio, value) -> Optional[bool]:
+        if self.kind == "ratio_max":
+            return None if ratio is None else ratio <= self.limit
+        if self.kind == "below":
+            return None if value is None else value < self.limit
+        return None
+
+
+def faster(x: float) -> Target:
+    """numpack at least X times faster than the baseline."""
+    return Target("≥ %g× faster" % x, "ratio_max", 1.0 / x)
+
+
+def at_most(x: float) -> Target:
+    """numpack takes at most X times the baseline's time."""
+    return Target("≤ %g×" % x, "ratio_max", x)
+
+
+REPORT = Target("report", "report")
+
+
+@dataclass
+class Result:
+    group: str                          # section of the report
+    case: str                           # what is measured
+    numpack: Optional[list]             # seconds (or the figure) per rep
+    baseline_name: str = "–"
+    baseline: Optional[list] = None
+    target: Target = REPORT
+    vec0: Optional[list] = None         # sqlite-vec seconds, when measured
+    unit: str = "s"                     # 's' or 'MB'
+    rows: Optional[int] = None          # rows touched, for ns/row
+    notes: list = field(default_factory=list)
+
+    @property
+    def np_med(self):
+        return median(self.numpack) if self.numpack else None
+
+    @property
+    def base_med(self):
+        return median(self.baseline) if self.baseline else None
+
+    @property
+    def vec_med(self):
+        return median(self.vec0) if self.vec0 else None
+
+    @property
+    def ratio(self):
+        if self.np_med is None or not self.base_med:
+            return None
+        return self.np_med / self.base_med
+
+    @property
+    def vec_ratio(self):
+        if self.np_med is None or not self.vec_med:
+            return None
+        return self.np_med / self.vec_med
+
+    @property
+    def met(self):
+        return self.target.met(self.ratio, self.np_med)
