@@ -54,11 +54,19 @@ static void fn_msg(sqlite3_context *ctx, int code, const char *fmt, ...) {
 /* The argument as text, or NULL after reporting that NAME must be text. */
 static const char *text_arg(sqlite3_context *ctx, sqlite3_value *v,
                             const char *fn, const char *what) {
+  const char *z;
   if (sqlite3_value_type(v) != SQLITE_TEXT) {
     fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: %s must be text", fn, what);
     return 0;
   }
-  return (const char *)sqlite3_value_text(v);
+  z = (const char *)sqlite3_value_text(v);
+  if (z && (int)strlen(z) != sqlite3_value_bytes(v)) {
+    /* A NUL inside would silently cut the name or path short. */
+    fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: %s contains a NUL character",
+           fn, what);
+    return 0;
+  }
+  return z;
 }
 
 /* Open the connection's session on the store named by ARGV[0]. */
@@ -241,7 +249,7 @@ static int rows_arg(sqlite3_context *ctx, NpkConn *c, const char *fn,
   } else if (sqlite3_value_type(arg) == SQLITE_TEXT) {
     if (npk_index_parse((const char *)sqlite3_value_text(arg),
                         (size_t)sqlite3_value_bytes(arg), nlive, prows, pn,
-                        err, sizeof err)) {
+                        scalar, err, sizeof err)) {
       fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name, err);
       return SQLITE_RANGE;
     }
@@ -262,10 +270,10 @@ static int rows_arg(sqlite3_context *ctx, NpkConn *c, const char *fn,
   return SQLITE_OK;
 }
 
-/* Return rows ROWS (or every live row when ROWS is NULL) as an .npy BLOB
-** of shape (n, ...), or of the row shape alone when SCALAR. */
+/* Return the N physical rows ROWS (or every live row when ALL) as an .npy
+** BLOB of shape (n, ...), or of the row shape alone when SCALAR. */
 static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
-                       const NpkArrayInfo *info, const uint64_t *rows,
+                       const NpkArrayInfo *info, int all, const uint64_t *rows,
                        uint64_t n, int scalar) {
   uint64_t shape[NPK_MAX_NDIM], data;
   uint32_t ndim = info->ndim;
@@ -277,7 +285,7 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   int rc;
 
   memcpy(shape, info->shape, sizeof shape);
-  shape[0] = rows ? n : info->live_rows;
+  shape[0] = all ? info->live_rows : n;
   if (scalar) {
     memmove(shape, shape + 1, (ndim - 1) * sizeof *shape);
     ndim--;
@@ -300,7 +308,7 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   npk_npy_header(info->dtype, ndim, shape, out, hdr);
   p = out + hdr;
   rc = npk_view(c->ses, name, &v);
-  if (rc == NPK_OK && !rows) {
+  if (rc == NPK_OK && all) {
     uint64_t pos = 0;
     rc = npk_copy_live_rows(c->ses, name, &pos, info->live_rows, p);
   } else {
@@ -330,7 +338,7 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rc = npk_read_begin(c->ses);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
-    if (rc == NPK_OK) result_npy(ctx, c, name, &info, 0, 0, 0);
+    if (rc == NPK_OK) result_npy(ctx, c, name, &info, 1, 0, 0, 0);
     npk_read_end(c->ses);
   }
   if (rc) fn_error(ctx, c, rc);
@@ -353,7 +361,7 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (rc) fn_error(ctx, c, rc);
     else if (rows_arg(ctx, c, "numpack_getitem", name, argv[2],
                       info.live_rows, &rows, &n, &scalar) == SQLITE_OK)
-      result_npy(ctx, c, name, &info, rows, n, scalar);
+      result_npy(ctx, c, name, &info, 0, rows, n, scalar);
     npk_read_end(c->ses);
   } else {
     fn_error(ctx, c, rc);

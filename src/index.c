@@ -77,13 +77,14 @@ static uint64_t clamp(int64_t v, uint64_t n) {
 }
 
 int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
-                    uint64_t *pn, char *err, size_t errlen) {
+                    uint64_t *pn, int *scalar, char *err, size_t errlen) {
   Scan s = {text, text + n};
   uint64_t *rows = NULL, cnt = 0, cap = 0;
   int64_t v;
 
   *pp = NULL;
   *pn = 0;
+  *scalar = 0;
   skip_ws(&s);
   if (s.p < s.end && *s.p == '[') {
     s.p++;
@@ -142,6 +143,7 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
     if (!integer(&s, &v)) goto syntax;
     if (npk_index_one(v, nlive, &r, err, errlen)) goto fail;
     if (!push(&rows, &cnt, &cap, r)) goto oom;
+    *scalar = 1;
   }
   skip_ws(&s);
   if (s.p != s.end) goto syntax;

@@ -11,10 +11,11 @@
 /* Parse TEXT as an index over NLIVE live rows.  On success *PP holds *PN
 ** logical row numbers (malloc'd; free()) in the order given.  Integers may
 ** be negative (counting from the end) and must be in range; slices follow
-** Python: "a:b", ":b", "a:", "a:b:step" (step > 0), bounds clamped.  On
-** failure returns non-zero with a message in ERR. */
+** Python: "a:b", ":b", "a:", "a:b:step" (step > 0), bounds clamped.
+** *SCALAR is set when TEXT is one bare integer (NumPy then drops the first
+** dimension).  On failure returns non-zero with a message in ERR. */
 int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
-                    uint64_t *pn, char *err, size_t errlen);
+                    uint64_t *pn, int *scalar, char *err, size_t errlen);
 
 /* One integer index (possibly negative) resolved against NLIVE rows. */
 int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, char *err,

@@ -410,7 +410,8 @@ int npk_shared_lock(NpkSession *s) {
   NpkStore *st = s->store;
   int rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
   if (rc) return rc;
-  if (npk_journal_exists(st)) {
+  if ((npk_lock_marked(st) || !st->journal_checked) &&
+      npk_journal_exists(st)) {
     if (st->readonly && s->lockfd < 0) {
       rc = npk_err(&s->err, NPK_READONLY,
                    "%s needs recovery from a crashed commit, and is read-only",
@@ -421,6 +422,7 @@ int npk_shared_lock(NpkSession *s) {
     if (rc) goto fail;
     rc = npk_journal_recover(st, &s->err);
     if (rc == NPK_OK) {
+      npk_lock_mark(s, 0);
       /* Force a reload: the files changed under the cached state. */
       pthread_mutex_lock(&st->mu);
       if (st->cat_fd >= 0) close(st->cat_fd);
@@ -430,6 +432,7 @@ int npk_shared_lock(NpkSession *s) {
     if (rc == NPK_OK) rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
     if (rc) goto fail;
   }
+  st->journal_checked = 1;
   rc = npk_store_refresh(st, &s->err);
   if (rc) goto fail;
   return NPK_OK;
@@ -468,6 +471,7 @@ static void store_free(NpkStore *st) {
   if (st->cat_fd >= 0) close(st->cat_fd);
   if (st->dirfd >= 0) close(st->dirfd);
   pthread_mutex_destroy(&st->mu);
+  if (st->lock_page) munmap(st->lock_page, 4096);
   free(st->cat_path);
   free(st->journal_path);
   free(st->dir);

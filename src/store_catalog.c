@@ -343,7 +343,7 @@ int npk_name_valid(const char *name) {
   if (!name) return 0;
   n = strlen(name);
   if (n == 0 || n > NPK_MAX_NAME) return 0;
-  if (strchr(name, '/') || strchr(name, '\\') || strstr(name, "..")) return 0;
+  if (strchr(name, '/') || strstr(name, "..")) return 0;
   return utf8_valid((const unsigned char *)name);
 }
 

@@ -140,6 +140,8 @@ struct NpkStore {
   struct stat cat_st;        /* its identity, size and time when read */
   char *cat_path;            /* dir/metadata.npkm */
   char *journal_path;        /* dir/metadata.npkm-journal */
+  unsigned char *lock_page;  /* shared read-only map of the lock file */
+  int journal_checked;       /* looked for a journal at least once */
   int pins;                  /* sessions reading or in a transaction */
   NpkRetired *retired;       /* freed when pins drops to 0 */
   NpkStats stats;            /* I/O counters */
@@ -303,7 +305,10 @@ const void *npk_ov_get(const NpkOverlay *ov, uint64_t row);
 void npk_ov_free(NpkStore *st, NpkOverlay *ov);
 
 /* ---- locks (store_lock.c) ---- */
+#define NPK_LOCK_MARK_OFF 64 /* commit mark in the lock file */
 int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e);
+void npk_lock_mark(NpkSession *s, uint64_t v);
+int npk_lock_marked(NpkStore *st);
 int npk_lock_to(NpkSession *s, int level, NpkErr *e);
 void npk_lock_release(NpkSession *s);
 

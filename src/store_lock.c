@@ -13,12 +13,22 @@
 ** call, then lets PENDING go: two system calls per statement, not three.
 ** Waits retry with growing sleeps until the session's busy timeout, the way
 ** SQLite's default busy handler does.
+**
+** The lock file also carries one word, at NPK_LOCK_MARK_OFF, that a commit
+** sets before writing its journal and clears after deleting it.  Readers
+** see it through a shared mapping, so a statement needs no system call to
+** learn that no commit can have died half applied; only when the word is
+** set do they look for a hot journal.  The first lock a process takes on a
+** store looks for the journal regardless, since after a power cut the word
+** may never have reached the disk.
 */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "store_int.h"
@@ -40,7 +50,34 @@ int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e) {
   }
   free(path);
   *pfd = fd;
+  if (!st->lock_page) {
+    struct stat sb;
+    void *p;
+    if (fstat(fd, &sb) == 0 && sb.st_size < 4096 && !st->readonly &&
+        ftruncate(fd, 4096) == 0)
+      sb.st_size = 4096;
+    if (sb.st_size >= NPK_LOCK_MARK_OFF + 8 &&
+        (p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0)) != MAP_FAILED)
+      st->lock_page = p;
+  }
   return NPK_OK;
+}
+
+/* Set or clear the commit mark (caller holds EXCLUSIVE). */
+void npk_lock_mark(NpkSession *s, uint64_t v) {
+  unsigned char b[8];
+  npk_put_u64(b, v);
+  if (s->lockfd >= 0 &&
+      pwrite(s->lockfd, b, 8, NPK_LOCK_MARK_OFF) == 8) return;
+}
+
+/* 1 when a hot journal may exist: the mark is set, or it cannot be read. */
+int npk_lock_marked(NpkStore *st) {
+  const volatile unsigned char *p = st->lock_page;
+  if (!p) return 1;
+  for (int i = 0; i < 8; i++)
+    if (p[NPK_LOCK_MARK_OFF + i]) return 1;
+  return 0;
 }
 
 /* One non-blocking lock call on LEN bytes from BYTE; 1 on success, 0 if

@@ -778,6 +778,7 @@ int npk_commit(NpkSession *s) {
     if (ch[i].p && ch[i].p->pending) ch[i].p->mtime = now;
 
   npk_test_crash_point(1);
+  npk_lock_mark(s, 1);
   rc = build_journal(s, ch, n, &jr);
   if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &s->err);
   if (rc) goto fail_open;
@@ -805,6 +806,7 @@ int npk_commit(NpkSession *s) {
     ** SQLite roll back its side of a transaction whose store side stands. */
     if (rc && !gone) goto fail_applied;
     rc = NPK_OK;
+    npk_lock_mark(s, 0);
   } else {
     goto fail_applied;
   }
@@ -823,7 +825,9 @@ fail_applied:
   ** pending state no longer matches the files, so the transaction ends. */
   {
     NpkErr keep = s->err, e2 = {0};
-    if (npk_journal_recover(st, &e2) != NPK_OK) {
+    if (npk_journal_recover(st, &e2) == NPK_OK) {
+      npk_lock_mark(s, 0);
+    } else {
       pthread_mutex_lock(&st->mu);
       if (st->cat_fd >= 0) close(st->cat_fd);
       st->cat_fd = -1;  /* force a reload once the journal is played */
@@ -835,8 +839,10 @@ fail_applied:
   goto done;
 fail_open:
   if (journaled) goto fail_applied;
-  if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE)
+  if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE) {
+    npk_lock_mark(s, 0);  /* no journal was written */
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
+  }
 done:
   for (int i = 0; i < n; i++) free(ch[i].bm_rel);
   free(ch);

@@ -26,7 +26,7 @@ static int check_name(NpkSession *s, const char *name) {
   if (!npk_name_valid(name))
     return npk_err(&s->err, NPK_ERROR,
                    "invalid array name \"%s\": names are 1 to %d bytes of "
-                   "UTF-8 without '/', '\\' or \"..\"",
+                   "UTF-8 without '/' or \"..\"",
                    name ? name : "(null)", NPK_MAX_NAME);
   return NPK_OK;
 }

@@ -72,6 +72,7 @@ struct NpkCursor {
   int reading;               /* holds npk_read_begin */
   NpkView view;              /* the array, refreshed when it changes */
   uint64_t gen;              /* npk_change_count() when view was taken */
+  int have_view;             /* view is set */
   uint64_t row;              /* current physical row */
   uint64_t lo, hi;           /* rows [lo, hi) to visit */
   int desc;                  /* visit in descending order */
@@ -604,11 +605,11 @@ static int vt_close(sqlite3_vtab_cursor *cur) {
 static int view_sync(NpkVtab *v, NpkCursor *c) {
   NpkSession *s = v->conn->ses;
   int rc;
-  if (c->gen == npk_change_count(s) && c->gen != 0) return NPK_OK;
+  if (c->have_view && c->gen == npk_change_count(s)) return NPK_OK;
   rc = npk_view(s, v->zArray, &c->view);
   if (rc) return rc;
   c->gen = npk_change_count(s);
-  if (c->gen == 0) c->gen = 1;  /* 0 means "no view yet" */
+  c->have_view = 1;
   return NPK_OK;
 }
 
@@ -707,7 +708,7 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   rc = npk_read_begin(s);
   if (rc) return fail(v, rc);
   c->reading = 1;
-  c->gen = 0;
+  c->have_view = 0;
   rc = view_sync(v, c);
   if (rc) return fail(v, rc);
   v->est_rows = (sqlite3_int64)c->view.live_rows;

@@ -14,8 +14,9 @@ static void expect(const char *text, uint64_t nlive, const uint64_t *want,
                    uint64_t n, const char *errfrag) {
   uint64_t *rows = NULL, got = 0;
   char err[256] = "";
-  int rc = npk_index_parse(text, strlen(text), nlive, &rows, &got, err,
-                           sizeof err);
+  int scalar;
+  int rc = npk_index_parse(text, strlen(text), nlive, &rows, &got, &scalar,
+                           err, sizeof err);
   if (errfrag) {
     CHECK(rc != 0);
     CHECK_HAS(err, errfrag);
@@ -23,6 +24,8 @@ static void expect(const char *text, uint64_t nlive, const uint64_t *want,
   } else {
     CHECK_EQ(rc, 0);
     CHECK_EQ(got, n);
+    /* Only a bare integer is a scalar index. */
+    CHECK_EQ(scalar, strchr(text, '[') == NULL && strchr(text, ':') == NULL);
     for (uint64_t i = 0; i < n && i < got; i++) CHECK_EQ(rows[i], want[i]);
   }
   free(rows);
