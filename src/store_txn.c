@@ -422,6 +422,9 @@ int npk_op_begin(NpkSession *s, int *autoc, int *level) {
   int rc;
   *autoc = 0;
   s->err.rc = NPK_OK;
+  if (s->store->readonly)
+    return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
+                   s->store->dir);
   if (!s->txn) {
     rc = npk_begin(s);
     if (rc) return rc;

@@ -15,13 +15,6 @@
 
 /* ---- helpers --------------------------------------------------------- */
 
-static int check_writable(NpkSession *s) {
-  if (s->store->readonly)
-    return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
-                   s->store->dir);
-  return NPK_OK;
-}
-
 static int check_name(NpkSession *s, const char *name) {
   if (!npk_name_valid(name))
     return npk_err(&s->err, NPK_ERROR,
@@ -241,8 +234,7 @@ int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   NpkArray *a = NULL;
   uint64_t total;
   int autoc, lvl, i, rc;
-  s->err.rc = NPK_OK;
-  if ((rc = check_writable(s)) || (rc = check_name(s, name)) ||
+  if ((rc = check_name(s, name)) ||
       (rc = check_shape(s, name, dtype, ndim, shape, &total)))
     return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
@@ -268,8 +260,6 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   NpkFile *f;
   uint64_t total, old;
   int autoc, lvl, i, rc;
-  s->err.rc = NPK_OK;
-  if ((rc = check_writable(s))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
   a = s->txn->cat.a[i];
@@ -318,8 +308,6 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
                      uint64_t n, const void *data) {
   NpkArray *a;
   int autoc, lvl, i, rc;
-  s->err.rc = NPK_OK;
-  if ((rc = check_writable(s))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
   if ((rc = check_rows(s, s->txn->cat.a[i], rows, n))) goto done;
@@ -365,8 +353,6 @@ int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
   NpkArray *a;
   uint64_t *cleared = NULL, ncleared = 0;
   int autoc, lvl, i, rc;
-  s->err.rc = NPK_OK;
-  if ((rc = check_writable(s))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
   if ((rc = check_rows(s, s->txn->cat.a[i], rows, n))) goto done;
@@ -400,8 +386,6 @@ done:
 int npk_drop(NpkSession *s, const char *name) {
   NpkCatalog *cat;
   int autoc, lvl, i, rc;
-  s->err.rc = NPK_OK;
-  if ((rc = check_writable(s))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i)) || (rc = npk_undo_catalog(s))) goto done;
   cat = &s->txn->cat;
@@ -415,8 +399,7 @@ done:
 int npk_clone(NpkSession *s, const char *src, const char *dst) {
   NpkArray *a;
   int autoc, lvl, i, rc;
-  s->err.rc = NPK_OK;
-  if ((rc = check_writable(s)) || (rc = check_name(s, dst))) return rc;
+  if ((rc = check_name(s, dst))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, src, &i))) goto done;
   if (npk_catalog_find(&s->txn->cat, dst) >= 0) {
@@ -433,8 +416,6 @@ done:
 int npk_compact(NpkSession *s, const char *name) {
   NpkArray *a;
   int autoc, lvl, i, rc;
-  s->err.rc = NPK_OK;
-  if ((rc = check_writable(s))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
   if (!s->txn->cat.a[i]->bm) goto done;  /* nothing deleted, nothing to do */
@@ -446,8 +427,6 @@ done:
 
 int npk_reset(NpkSession *s) {
   int autoc, lvl, rc;
-  s->err.rc = NPK_OK;
-  if ((rc = check_writable(s))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   rc = npk_undo_catalog(s);
   if (rc == NPK_OK) {
