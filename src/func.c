@@ -143,7 +143,7 @@ static int fn_write_end(sqlite3_context *ctx, NpkConn *c, FnTxn *t, int rc) {
 
 /* Parse an .npy argument; big-endian data is converted into *PBUF. */
 static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
-                   NpkNpy *out, void **pbuf) {
+                   int allow_0d, NpkNpy *out, void **pbuf) {
   char err[256];
   *pbuf = 0;
   if (sqlite3_value_type(v) != SQLITE_BLOB) {
@@ -156,7 +156,7 @@ static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
     fn_msg(ctx, SQLITE_ERROR, "numpack: %s: %s", fn, err);
     return SQLITE_ERROR;
   }
-  if (out->ndim == 0) {
+  if (out->ndim == 0 && !allow_0d) {
     fn_msg(ctx, SQLITE_ERROR,
            "numpack: %s: a 0-d array has no rows; reshape it to (1,)", fn);
     return SQLITE_ERROR;
@@ -203,7 +203,7 @@ static void fn_save_append(sqlite3_context *ctx, int argc, sqlite3_value **argv,
   int rc;
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], fn, "the array name"))) return;
-  if (npy_arg(ctx, argv[2], fn, &a, &buf)) return;
+  if (npy_arg(ctx, argv[2], fn, 0, &a, &buf)) return;
   c = fn_conn(ctx, argv, fn, append ? 0 : NPK_OPEN_CREATE);
   if (c && fn_write_begin(ctx, c, fn, &t) == SQLITE_OK) {
     rc = append ? npk_append(c->ses, name, a.dtype, a.ndim, a.shape, a.data)
@@ -230,7 +230,8 @@ static void fn_append(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 ** dimension then).  The caller holds a read or a transaction. */
 static int rows_arg(sqlite3_context *ctx, NpkConn *c, const char *fn,
                     const char *name, sqlite3_value *arg, uint64_t nlive,
-                    uint64_t **prows, uint64_t *pn, int *scalar) {
+                    uint64_t max, uint64_t **prows, uint64_t *pn,
+                    int *scalar) {
   char err[256];
   int rc;
   *scalar = 0;
@@ -247,9 +248,16 @@ static int rows_arg(sqlite3_context *ctx, NpkConn *c, const char *fn,
     *pn = 1;
     *scalar = 1;
   } else if (sqlite3_value_type(arg) == SQLITE_TEXT) {
-    if (npk_index_parse((const char *)sqlite3_value_text(arg),
-                        (size_t)sqlite3_value_bytes(arg), nlive, prows, pn,
-                        scalar, err, sizeof err)) {
+    rc = npk_index_parse((const char *)sqlite3_value_text(arg),
+                         (size_t)sqlite3_value_bytes(arg), nlive, max, prows,
+                         pn, scalar, err, sizeof err);
+    if (rc == NPK_INDEX_TOO_MANY) {
+      fn_msg(ctx, SQLITE_TOOBIG, "numpack: %s: array \"%s\": %s, more than "
+             "SQLite's BLOB limit holds; read it in batches with "
+             "numpack_stream(store, name, rows)", fn, name, err);
+      return SQLITE_TOOBIG;
+    }
+    if (rc) {
       fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name, err);
       return SQLITE_RANGE;
     }
@@ -345,6 +353,13 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   npk_conn_release(c);
 }
 
+/* Rows of INFO's array that fit in one BLOB. */
+static uint64_t blob_rows(sqlite3_context *ctx, const NpkArrayInfo *info) {
+  sqlite3_int64 limit = sqlite3_limit(sqlite3_context_db_handle(ctx),
+                                      SQLITE_LIMIT_LENGTH, -1);
+  return info->row_bytes ? (uint64_t)limit / info->row_bytes : UINT64_MAX;
+}
+
 static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   const char *name;
   NpkConn *c;
@@ -360,7 +375,8 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     rc = npk_array_info(c->ses, name, &info);
     if (rc) fn_error(ctx, c, rc);
     else if (rows_arg(ctx, c, "numpack_getitem", name, argv[2],
-                      info.live_rows, &rows, &n, &scalar) == SQLITE_OK)
+                      info.live_rows, blob_rows(ctx, &info), &rows, &n,
+                      &scalar) == SQLITE_OK)
       result_npy(ctx, c, name, &info, 0, rows, n, scalar);
     npk_read_end(c->ses);
   } else {
@@ -384,12 +400,14 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   int rc, scalar;
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], fn, "the array name"))) return;
-  if (npy_arg(ctx, argv[2], fn, &a, &buf)) return;
+  /* One row may come without its leading dimension: for a 1-D array that
+  ** is a 0-d array, as numpack_getitem(store, name, 0) returns it. */
+  if (npy_arg(ctx, argv[2], fn, 1, &a, &buf)) return;
   c = fn_conn(ctx, argv, fn, 0);
   if (!c || fn_write_begin(ctx, c, fn, &t) != SQLITE_OK) goto done;
   rc = npk_array_info(c->ses, name, &info);
   if (rc == NPK_OK && rows_arg(ctx, c, fn, name, argv[3], info.live_rows,
-                               &rows, &n, &scalar) != SQLITE_OK)
+                               UINT64_MAX, &rows, &n, &scalar) != SQLITE_OK)
     rc = FN_REPORTED;
   if (rc == NPK_OK) {
     /* N rows of the array's row shape; one row may come without its
@@ -465,6 +483,19 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
   return SQLITE_ERROR;
 }
 
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Drop repeats from the sorted list P of N values; the new length. */
+static uint64_t unique_u64(uint64_t *p, uint64_t n) {
+  uint64_t k = 0;
+  for (uint64_t i = 0; i < n; i++)
+    if (k == 0 || p[k - 1] != p[i]) p[k++] = p[i];
+  return k;
+}
+
 static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   static const char fn[] = "numpack_drop";
   NpkConn *c = 0;
@@ -472,6 +503,13 @@ static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   int n = 0, rc = NPK_OK;
   FnTxn t;
   sqlite3_int64 count = 0;
+  if (argc > 2 && sqlite3_value_type(argv[2]) == SQLITE_NULL) {
+    /* NumPack's indexes=None drops the array; in SQL a NULL more often
+    ** comes from a subquery that found nothing, so it drops nothing. */
+    fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_drop: the index is NULL; "
+           "call numpack_drop(store, name) to drop a whole array");
+    return;
+  }
   if (names_arg(ctx, argv[1], &names, &n) != SQLITE_OK) goto done;
   if (!(c = fn_conn(ctx, argv, fn, 0))) goto done;
   if (fn_write_begin(ctx, c, fn, &t) != SQLITE_OK) goto done;
@@ -479,16 +517,22 @@ static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     NpkArrayInfo info;
     uint64_t *rows = 0, nr = 0;
     int scalar;
-    if (argc < 3 || sqlite3_value_type(argv[2]) == SQLITE_NULL) {
+    if (argc < 3) {
       rc = npk_drop(c->ses, names[i]);
       count++;
       continue;
     }
     rc = npk_array_info(c->ses, names[i], &info);
     if (rc == NPK_OK && rows_arg(ctx, c, fn, names[i], argv[2],
-                                 info.live_rows, &rows, &nr, &scalar))
+                                 info.live_rows, UINT64_MAX, &rows, &nr,
+                                 &scalar))
       rc = FN_REPORTED;
-    if (rc == NPK_OK) rc = npk_delete_rows(c->ses, names[i], rows, nr);
+    if (rc == NPK_OK) {
+      /* A row listed twice is dropped once, and counted once. */
+      qsort(rows, (size_t)nr, sizeof *rows, cmp_u64);
+      nr = unique_u64(rows, nr);
+      rc = npk_delete_rows(c->ses, names[i], rows, nr);
+    }
     count += (sqlite3_int64)nr;
     free(rows);
   }

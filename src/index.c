@@ -76,8 +76,9 @@ static uint64_t clamp(int64_t v, uint64_t n) {
   return (uint64_t)v > n ? n : (uint64_t)v;
 }
 
-int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
-                    uint64_t *pn, int *scalar, char *err, size_t errlen) {
+int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
+                    uint64_t **pp, uint64_t *pn, int *scalar, char *err,
+                    size_t errlen) {
   Scan s = {text, text + n};
   uint64_t *rows = NULL, cnt = 0, cap = 0;
   int64_t v;
@@ -96,6 +97,7 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
         uint64_t r;
         if (!integer(&s, &v)) goto syntax;
         if (npk_index_one(v, nlive, &r, err, errlen)) goto fail;
+        if (cnt >= max) goto too_many;
         if (!push(&rows, &cnt, &cap, r)) goto oom;
         skip_ws(&s);
         if (s.p < s.end && *s.p == ',') {
@@ -134,6 +136,7 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
     }
     a = have_start ? clamp(start, nlive) : 0;
     b = have_stop ? clamp(stop, nlive) : nlive;
+    if (a < b && (b - a - 1) / (uint64_t)step + 1 > max) goto too_many;
     for (uint64_t r = a; r < b; r += (uint64_t)step) {
       if (!push(&rows, &cnt, &cap, r)) goto oom;
       if ((uint64_t)step > b - r) break;
@@ -150,6 +153,11 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
   *pp = rows;
   *pn = cnt;
   return 0;
+too_many:
+  snprintf(err, errlen, "the index selects more than %llu rows",
+           (unsigned long long)max);
+  free(rows);
+  return NPK_INDEX_TOO_MANY;
 syntax:
   snprintf(err, errlen,
            "bad index \"%.*s\": want an integer, a JSON array of integers or "

@@ -14,8 +14,13 @@
 ** Python: "a:b", ":b", "a:", "a:b:step" (step > 0), bounds clamped.
 ** *SCALAR is set when TEXT is one bare integer (NumPy then drops the first
 ** dimension).  On failure returns non-zero with a message in ERR. */
-int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t **pp,
-                    uint64_t *pn, int *scalar, char *err, size_t errlen);
+/* MAX bounds the rows selected (see NPK_INDEX_TOO_MANY). */
+int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
+                    uint64_t **pp, uint64_t *pn, int *scalar, char *err,
+                    size_t errlen);
+/* npk_index_parse's result when the index selects more than MAX rows:
+** the list is never built, so a huge slice costs no memory. */
+#define NPK_INDEX_TOO_MANY 2
 
 /* One integer index (possibly negative) resolved against NLIVE rows. */
 int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, char *err,

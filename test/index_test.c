@@ -15,8 +15,8 @@ static void expect(const char *text, uint64_t nlive, const uint64_t *want,
   uint64_t *rows = NULL, got = 0;
   char err[256] = "";
   int scalar;
-  int rc = npk_index_parse(text, strlen(text), nlive, &rows, &got, &scalar,
-                           err, sizeof err);
+  int rc = npk_index_parse(text, strlen(text), nlive, UINT64_MAX, &rows, &got,
+                           &scalar, err, sizeof err);
   if (errfrag) {
     CHECK(rc != 0);
     CHECK_HAS(err, errfrag);
@@ -75,9 +75,29 @@ static void test_slices(void) {
   expect("abc", 5, NULL, 0, "bad index");
 }
 
+/* A selection larger than the bound is refused before any list is built. */
+static void test_bound(void) {
+  uint64_t *rows = NULL, n = 0;
+  char err[256] = "";
+  int scalar;
+  CHECK_EQ(npk_index_parse("0:1000000000000", 15, 1000000000000ull, 10, &rows,
+                           &n, &scalar, err, sizeof err), NPK_INDEX_TOO_MANY);
+  CHECK(rows == NULL);
+  CHECK_HAS(err, "more than 10 rows");
+  CHECK_EQ(npk_index_parse("0:20:2", 6, 100, 10, &rows, &n, &scalar, err,
+                           sizeof err), 0);
+  CHECK_EQ(n, 10);
+  free(rows);
+  CHECK_EQ(npk_index_parse("0:21:2", 6, 100, 10, &rows, &n, &scalar, err,
+                           sizeof err), NPK_INDEX_TOO_MANY);
+  CHECK_EQ(npk_index_parse("[1,2,3]", 7, 100, 2, &rows, &n, &scalar, err,
+                           sizeof err), NPK_INDEX_TOO_MANY);
+}
+
 int main(void) {
   RUN(test_integers);
   RUN(test_lists);
   RUN(test_slices);
+  RUN(test_bound);
   return CTEST_END();
 }
