@@ -81,8 +81,47 @@ void npk_retired_free(NpkStore *st) {
   }
 }
 
+/* Appends are gathered here and written in large pieces: one pwrite per
+** row would make a transaction of many single-row INSERTs pay a system call
+** for each.  Anything that reads the file or writes elsewhere in it flushes
+** first. */
+#define NPK_WBUF (1u << 20)
+
+int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e) {
+  int rc;
+  if (!f->wlen) return NPK_OK;
+  rc = npk_io_pwrite(st, f->fd, f->wbuf, f->wlen, f->wstart, f->path, e);
+  if (rc == NPK_OK) f->wlen = 0;
+  return rc;
+}
+
+/* Forget buffered bytes at or past file offset END (appends undone). */
+void npk_file_discard(NpkFile *f, uint64_t end) {
+  if (f->wlen && f->wstart + f->wlen > end)
+    f->wlen = end > f->wstart ? (size_t)(end - f->wstart) : 0;
+}
+
+int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
+                    uint64_t off, NpkErr *e) {
+  int rc;
+  if (f->wlen && off == f->wstart + f->wlen && f->wlen + n <= NPK_WBUF) {
+    memcpy(f->wbuf + f->wlen, p, n);
+    f->wlen += n;
+    return NPK_OK;
+  }
+  if ((rc = npk_file_flush(st, f, e))) return rc;
+  if (n >= NPK_WBUF / 2) return npk_io_pwrite(st, f->fd, p, n, off, f->path, e);
+  if (!f->wbuf && !(f->wbuf = malloc(NPK_WBUF)))
+    return npk_io_pwrite(st, f->fd, p, n, off, f->path, e);
+  memcpy(f->wbuf, p, n);
+  f->wlen = n;
+  f->wstart = off;
+  return NPK_OK;
+}
+
 void npk_file_unref(NpkStore *st, NpkFile *f) {
   if (!f || --f->refs > 0) return;
+  free(f->wbuf);
   if (f->base) npk_retire(st, f->base, f->maplen);
   if (f->temp) unlink(f->path);
   close(f->fd);
@@ -97,6 +136,10 @@ int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
   size_t len;
   void *p;
   long page = sysconf(_SC_PAGESIZE);
+  if (f->wlen && need > f->wstart) {
+    int rc = npk_file_flush(st, f, e);
+    if (rc) return rc;
+  }
   if (need <= __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE)) return NPK_OK;
   if (need > f->size)
     return npk_err(e, NPK_CORRUPT, "%s is shorter than its rows", f->path);
@@ -716,6 +759,10 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
     struct stat sb;
     NpkFile *f = a->seg[i].file;
     uint64_t need = (a->seg[i].rows) * a->row_bytes;
+    /* Only this session's own pending rows can be buffered past the
+    ** committed end; another session's buffer is not ours to write. */
+    int rc = a->pending ? npk_file_flush(s->store, f, &s->err) : NPK_OK;
+    if (rc) return rc;
     if (!a->segmented && a->pending && !a->fresh) need = a->shape[0] * a->row_bytes;
     if (fstat(f->fd, &sb) != 0)
       return npk_err_sys(&s->err, errno, "cannot stat", f->path);
@@ -791,7 +838,8 @@ int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
   sg = &a->seg[lo];
   off = (row - sg->first_row) * a->row_bytes;
   end = off + a->row_bytes;
-  if (end > __atomic_load_n(&sg->file->maplen, __ATOMIC_ACQUIRE)) {
+  if (end > __atomic_load_n(&sg->file->maplen, __ATOMIC_ACQUIRE) ||
+      (sg->file->wlen && end > sg->file->wstart)) {
     int rc = npk_file_map(s->store, sg->file, end, &s->err);
     if (rc) return rc;
   }
@@ -914,6 +962,7 @@ static int copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
     take = sg->rows - first < n ? sg->rows - first : n;
     off = first * rb;
     want = take * rb;
+    if (npk_file_flush(s->store, sg->file, &s->err)) return s->err.rc;
     while (want > 0) {
       ssize_t got = pread(sg->file->fd, dst, want > (1u << 30) ? (1u << 30) : want,
                           (off_t)off);

@@ -55,6 +55,9 @@ struct NpkFile {
   uint64_t orig_size;        /* size when a transaction first grew it */
   int grown;                 /* orig_size is set (file grown in this txn) */
   int temp;                  /* a transaction's new file: removed when freed */
+  unsigned char *wbuf;       /* appended bytes not yet written, or NULL */
+  size_t wlen;               /* bytes in wbuf */
+  uint64_t wstart;           /* file offset where wbuf's bytes belong */
 };
 
 /* One stretch of rows stored in one file. */
@@ -254,6 +257,10 @@ int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
                   NpkErr *e);
 void npk_file_unref(NpkStore *st, NpkFile *f);
 int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e);
+int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
+                    uint64_t off, NpkErr *e);
+int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e);
+void npk_file_discard(NpkFile *f, uint64_t end);
 void npk_retire(NpkStore *st, void *p, size_t len);
 void npk_retired_free(NpkStore *st);
 

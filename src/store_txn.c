@@ -213,6 +213,7 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
       break;
     }
     case NPK_U_ROWS:
+      npk_file_discard(a->seg[a->nseg - 1].file, u->a * a->row_bytes);
       a->shape[0] = u->a;
       a->seg[a->nseg - 1].rows = u->a - a->seg[a->nseg - 1].first_row;
       if (a->bm) npk_bm_truncate(a->bm, u->b);
@@ -238,6 +239,8 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
       break;
     case NPK_U_TAIL: {
       NpkFile *f = a->seg[0].file;
+      int rc = npk_file_flush(s->store, f, &s->err);
+      if (rc) return rc;
       return npk_io_pwrite(s->store, f->fd, u->data, (size_t)a->row_bytes,
                            u->a * a->row_bytes, f->path, &s->err);
     }
@@ -376,6 +379,7 @@ static int cut_tails(NpkSession *s, const Change *keep, int n) {
       kept = keep[k].p && keep[k].p->pending && !keep[k].p->fresh &&
              keep[k].p->seg[0].file == f;
     if (kept) continue;
+    npk_file_discard(f, f->orig_size);
     r = npk_io_ftruncate(s->store, f->fd, f->orig_size, f->path, &s->err);
     if (r && rc == NPK_OK) rc = r;
     f->size = f->orig_size;
@@ -634,6 +638,8 @@ static int write_data(NpkSession *s, Change *ch, int n) {
     if (!p || !p->pending || p->segmented) continue;
     f = p->seg[0].file;
     want = p->shape[0] * p->row_bytes;
+    npk_file_discard(f, want);
+    if ((rc = npk_file_flush(st, f, &s->err))) return rc;
     if (p->ov) {
       NpkOverlay *ov = p->ov;
       for (uint64_t h = 0; h < ov->hcap; h++) {

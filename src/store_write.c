@@ -113,7 +113,8 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
   int rc = NPK_OK;
   if (!live_only && !src->ov) {
     for (int i = 0; i < src->nseg && rc == NPK_OK; i++)
-      rc = npk_io_copy(st, src->seg[i].file->fd, 0, src->seg[i].rows * rb,
+      if ((rc = npk_file_flush(st, src->seg[i].file, &s->err)) == NPK_OK)
+        rc = npk_io_copy(st, src->seg[i].file->fd, 0, src->seg[i].rows * rb,
                        to->fd, src->seg[i].first_row * rb, to->path, &s->err);
     out = src->shape[0];
   } else if (rb > 0) {
@@ -281,8 +282,8 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   f = a->seg[0].file;
   if (!a->fresh && (rc = npk_txn_grow(s, f))) goto done;
   old = a->shape[0];
-  rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, old * a->row_bytes,
-                     f->path, &s->err);
+  rc = npk_file_append(s->store, f, data, (size_t)total, old * a->row_bytes,
+                       &s->err);
   if (rc == NPK_OK)
     rc = npk_undo_push(s, NPK_U_ROWS, a, old, a->bm ? a->bm->nbits : 0, NULL);
   if (rc) goto done;
@@ -336,6 +337,7 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
           rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
         else memcpy(old, cur, (size_t)a->row_bytes);
       }
+      if (rc == NPK_OK) rc = npk_file_flush(s->store, f, &s->err);
       if (rc == NPK_OK)
         rc = npk_io_pwrite(s->store, f->fd, src, (size_t)a->row_bytes,
                            row * a->row_bytes, f->path, &s->err);
