@@ -27,6 +27,15 @@
 
 typedef struct TvfTab TvfTab;
 typedef struct TvfCursor TvfCursor;
+typedef struct TvfBatch TvfBatch;
+
+/* A batch buffer; the .npy bytes follow this header.  SQLite owns it while
+** it holds the batch's value, then gives it back (batch_release) for the
+** next batch, so a stream lives in one buffer instead of two. */
+struct TvfBatch {
+  TvfCursor *owner;          /* the stream, or NULL once it has closed */
+  size_t cap;                /* bytes after the header */
+};
 
 /* One eponymous table. */
 struct TvfTab {
@@ -60,6 +69,8 @@ struct TvfCursor {
   uint64_t first;            /* logical index of the batch's first row */
   uint64_t nrows;            /* rows in this batch */
   uint64_t phys;             /* physical row where this batch starts */
+  TvfBatch *spare;           /* a free batch buffer, or NULL */
+  TvfBatch *lent;            /* the buffer SQLite holds, or NULL */
 };
 
 static int tvf_connect(sqlite3 *db, void *aux, int argc,
@@ -131,7 +142,20 @@ static int tvf_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
   return SQLITE_OK;
 }
 
+/* SQLite is done with a batch: keep its buffer for the next one. */
+static void batch_release(void *p) {
+  TvfBatch *b = (TvfBatch *)p - 1;
+  TvfCursor *c = b->owner;
+  if (c && c->lent == b) c->lent = 0;
+  if (c && !c->spare) c->spare = b;
+  else sqlite3_free(b);
+}
+
 static void tvf_reset(TvfCursor *c) {
+  if (c->lent) c->lent->owner = 0;  /* SQLite frees it when done */
+  c->lent = 0;
+  sqlite3_free(c->spare);
+  c->spare = 0;
   for (int i = 0; i < c->narrays; i++) {
     sqlite3_free(c->arrays[i].name);
     sqlite3_free(c->arrays[i].shape);
@@ -289,6 +313,7 @@ static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
   uint64_t shape[NPK_MAX_NDIM], rb = c->info.row_bytes, data, r = c->phys;
   size_t hdr;
   unsigned char *out;
+  TvfBatch *b;
   memcpy(shape, c->info.shape, sizeof shape);
   shape[0] = c->nrows;
   data = c->nrows * rb;
@@ -300,15 +325,27 @@ static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
     sqlite3_result_error_code(ctx, SQLITE_TOOBIG);
     return SQLITE_OK;
   }
-  out = sqlite3_malloc64(hdr + data ? hdr + data : 1);
-  if (!out) return SQLITE_NOMEM;
+  /* Let go of the previous batch first, if SQLite still holds it in this
+  ** column, so that its buffer can take this one. */
+  sqlite3_result_null(ctx);
+  b = c->spare;
+  c->spare = 0;
+  if (!b || b->cap < hdr + data) {
+    sqlite3_free(b);
+    b = sqlite3_malloc64(sizeof *b + hdr + data);
+    if (!b) return SQLITE_NOMEM;
+    b->cap = hdr + data;
+  }
+  b->owner = c;
+  out = (unsigned char *)(b + 1);
   npk_npy_header(c->info.dtype, c->info.ndim, shape, out, hdr);
   if (npk_copy_live_rows(s, c->name, &r, c->nrows, out + hdr)) {
-    sqlite3_free(out);
+    c->spare = b;
     sqlite3_result_error(ctx, npk_errmsg(s), -1);
     return SQLITE_OK;
   }
-  sqlite3_result_blob64(ctx, out, hdr + data, sqlite3_free);
+  c->lent = b;
+  sqlite3_result_blob64(ctx, out, hdr + data, batch_release);
   return SQLITE_OK;
 }
 
