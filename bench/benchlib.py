@@ -7,7 +7,8 @@ itself.
   * connect(): an SQLite connection in autocommit mode with extensions loaded.
   * interleaved(): runs several contenders turn about, repetition after
     repetition, so that drifts of the machine hit all of them alike.
-  * Timer, median, settle_disk(), rss_anon_kb(): the measuring instruments.
+  * Timer, median, settle_disk(), warm_memory(), prepare(): the measuring
+    instruments and the conditions every timed step starts from.
   * Result: one line of the report (a case, numpack's figure, its baseline,
     the target), and Target, which knows whether a ratio meets it.
 """
@@ -16,7 +17,7 @@ import sqlite3
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 
 # ---- configuration --------------------------------------------------------
@@ -31,6 +32,7 @@ class Config:
     results: str              # where results.md / ratios.png go
     scale: float              # BENCH_SCALE
     version: str              # numpack's version string
+    warm_bytes: int = 256 << 20   # memory touched by prepare()
 
     def rows(self, n: int, minimum: int = 1000) -> int:
         """N scaled by BENCH_SCALE, never below MINIMUM."""
@@ -80,6 +82,11 @@ def scalar(con: sqlite3.Connection, sql: str, params=()):
     return con.execute(sql, params).fetchone()[0]
 
 
+def sql_str(s: str) -> str:
+    """S as an SQL string literal."""
+    return "'" + s.replace("'", "''") + "'"
+
+
 # ---- instruments ----------------------------------------------------------
 
 class Timer:
@@ -105,6 +112,14 @@ def interleaved(reps: int, contenders: dict) -> dict:
     return times
 
 
+def count_text(n: int) -> str:
+    """100000 -> '100k', 1000000 -> '1M', 2500 -> '2.5k'."""
+    for div, suffix in ((1_000_000, "M"), (1000, "k")):
+        if n >= div:
+            return "%g%s" % (round(n / div, 2), suffix)
+    return str(n)
+
+
 def median(xs):
     return statistics.median(xs) if xs else None
 
@@ -115,13 +130,26 @@ def settle_disk():
     os.sync()
 
 
-def rss_anon_kb() -> int:
-    """RssAnon of this process, in KiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    raise RuntimeError("no RssAnon in /proc/self/status")
+def warm_memory(nbytes: int):
+    """Touch NBYTES of fresh memory and free it again.
+
+    On a virtual machine whose host takes back memory the guest has left
+    free for a while (virtio-balloon free page reporting), the first touch
+    of such memory costs a host page fault: several times the cost of the
+    work being measured.  Touching and freeing memory just before a timed
+    step leaves warm pages at the head of the free lists, so that the
+    buffers and page-cache pages the step allocates are ordinary memory,
+    whichever contender runs.  Elsewhere it costs a fraction of a second."""
+    import numpy as np
+    buf = np.ones(max(1, nbytes // 8), dtype=np.float64)
+    del buf
+
+
+def prepare(cfg: "Config"):
+    """Before a timed step that writes or allocates a lot: settle the disk,
+    then warm the memory."""
+    settle_disk()
+    warm_memory(cfg.warm_bytes)
 
 
 def check_same(what: str, **answers):
@@ -137,7 +165,7 @@ def check_same(what: str, **answers):
 
 # ---- results --------------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class Target:
     """A goal for numpack ÷ baseline (times: lower is better), or for an
     absolute figure (kind 'below')."""
@@ -175,8 +203,11 @@ class Result:
     baseline: Optional[list] = None
     target: Target = REPORT
     vec0: Optional[list] = None         # sqlite-vec seconds, when measured
+    vec_case: bool = False              # sqlite-vec has this case (n/a if
+                                        # it could not be had)
     unit: str = "s"                     # 's' or 'MB'
     rows: Optional[int] = None          # rows touched, for ns/row
+    short: str = ""                     # label in the chart
     notes: list = field(default_factory=list)
 
     @property

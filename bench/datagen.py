@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchlib import Config, Timer, connect, scalar, settle_disk
+from benchlib import Config, Timer, connect, scalar, settle_disk, sql_str
 
 DIM = 128
 STORE = "store.npk"
@@ -60,8 +60,9 @@ def _load_from_numpack(cfg: Config, db: str, store: str, layout: str):
     con = connect(db, *exts)
     con.execute("PRAGMA journal_mode=OFF")
     con.execute("PRAGMA synchronous=OFF")
-    con.execute("CREATE VIRTUAL TABLE temp.src USING numpack(store='%s', "
-                "array='base', layout=%s, readonly=1)" % (store, layout))
+    con.execute("CREATE VIRTUAL TABLE temp.src USING numpack(store=%s, "
+                "array='base', layout=%s, readonly=1)"
+                % (sql_str(store), layout))
     return con
 
 
@@ -84,10 +85,10 @@ def make(cfg: Config, log) -> Dataset:
     with Timer() as t:
         con = connect(ds.npk_db, cfg.numpack_so)
         scalar(con, "SELECT numpack_save(?, 'base', ?)", (store, npy))
-        con.execute("CREATE VIRTUAL TABLE t USING numpack(store='%s', "
-                    "array='base')" % store)
-        con.execute("CREATE VIRTUAL TABLE tb USING numpack(store='%s', "
-                    "array='base', layout=blob)" % store)
+        con.execute("CREATE VIRTUAL TABLE t USING numpack(store=%s, "
+                    "array='base')" % sql_str(store))
+        con.execute("CREATE VIRTUAL TABLE tb USING numpack(store=%s, "
+                    "array='base', layout=blob)" % sql_str(store))
         con.close()
         np.save(ds.npy_file, arr)
     log("  numpack store and base.npy in %.1f s" % t.seconds)
