@@ -345,6 +345,10 @@ NpkCatalog *npk_session_catalog(NpkSession *s);
 int npk_find(NpkSession *s, const char *name, NpkArray **pa);
 uint64_t npk_live_rows(const NpkArray *a);
 int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp);
+int npk_array_copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
+                         unsigned char *dst);
+int npk_array_copy_live(NpkSession *s, NpkArray *a, uint64_t *pos,
+                        uint64_t count, void *dst);
 
 /* ---- transactions (store_txn.c) ---- */
 int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,

@@ -118,28 +118,18 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
                        to->fd, src->seg[i].first_row * rb, to->path, &s->err);
     out = src->shape[0];
   } else if (rb > 0) {
-    size_t cap = (size_t)(rb > (1u << 22) ? rb : (1u << 22) / rb * rb), used = 0;
-    unsigned char *buf = malloc(cap);
-    uint64_t r = 0;
+    uint64_t chunk = rb >= (1u << 22) ? 1 : (1u << 22) / rb, pos = 0;
+    uint64_t total = live_only ? npk_live_rows(src) : src->shape[0];
+    unsigned char *buf = malloc((size_t)(chunk * rb));
     if (!buf) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-    while (rc == NPK_OK) {
-      const void *p;
-      if (live_only && src->bm) r = npk_bm_next(src->bm, r);
-      if (r >= src->shape[0]) break;
-      rc = npk_array_row(s, src, r, &p);
-      if (rc) break;
-      memcpy(buf + used, p, (size_t)rb);
-      used += (size_t)rb;
-      r++;
-      if (used + rb > cap) {
-        rc = npk_io_pwrite(st, to->fd, buf, used, out * rb, to->path, &s->err);
-        out += used / rb;
-        used = 0;
-      }
-    }
-    if (rc == NPK_OK && used) {
-      rc = npk_io_pwrite(st, to->fd, buf, used, out * rb, to->path, &s->err);
-      out += used / rb;
+    while (rc == NPK_OK && out < total) {
+      uint64_t n = total - out < chunk ? total - out : chunk;
+      rc = live_only ? npk_array_copy_live(s, src, &pos, n, buf)
+                     : npk_array_copy_range(s, src, out, n, buf);
+      if (rc == NPK_OK)
+        rc = npk_io_pwrite(st, to->fd, buf, (size_t)(n * rb), out * rb,
+                           to->path, &s->err);
+      out += n;
     }
     free(buf);
   } else {
