@@ -450,9 +450,16 @@ void npk_set_busy_source(NpkSession *s, int (*fn)(void *), void *arg) {
 /* Take SHARED: roll back a hot journal first (which needs EXCLUSIVE), then
 ** bring the committed state up to date. */
 int npk_shared_lock(NpkSession *s) {
-  NpkStore *st = s->store;
   int rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
-  if (rc) return rc;
+  return rc ? rc : npk_lock_settle(s);
+}
+
+/* Just locked (SHARED or RESERVED): roll back a hot journal (which needs
+** EXCLUSIVE for a moment), then bring the committed state up to date.  On
+** failure every lock is released. */
+int npk_lock_settle(NpkSession *s) {
+  NpkStore *st = s->store;
+  int level = s->lock, rc;
   if ((npk_lock_marked(st) || !st->journal_checked) &&
       npk_journal_exists(st)) {
     if (st->readonly && s->lockfd < 0) {
@@ -472,7 +479,7 @@ int npk_shared_lock(NpkSession *s) {
       st->cat_fd = -1;
       pthread_mutex_unlock(&st->mu);
     }
-    if (rc == NPK_OK) rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+    if (rc == NPK_OK) rc = npk_lock_to(s, level, &s->err);
     if (rc) goto fail;
   }
   st->journal_checked = 1;

@@ -317,6 +317,7 @@ int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e);
 void npk_lock_mark(NpkSession *s, uint64_t v);
 int npk_lock_marked(NpkStore *st);
 int npk_lock_to(NpkSession *s, int level, NpkErr *e);
+int npk_lock_reserved(NpkSession *s, NpkErr *e);
 void npk_lock_release(NpkSession *s);
 
 /* ---- journal (store_journal.c) ---- */
@@ -340,6 +341,7 @@ int npk_store_refresh(NpkStore *st, NpkErr *e);
 void npk_store_hold_catalog(NpkStore *st);
 int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e);
 int npk_shared_lock(NpkSession *s);
+int npk_lock_settle(NpkSession *s);
 void npk_unpin(NpkSession *s);
 NpkCatalog *npk_session_catalog(NpkSession *s);
 int npk_find(NpkSession *s, const char *name, NpkArray **pa);

@@ -138,8 +138,48 @@ static int try_reserved(NpkSession *s) {
   return lk(s->lockfd, F_WRLCK, RESERVED_BYTE);
 }
 
+/* A reader holds PENDING for an instant while it takes SHARED. */
+static int try_pending(NpkSession *s) {
+  return lk(s->lockfd, F_WRLCK, PENDING_BYTE);
+}
+
 static int try_exclusive(NpkSession *s) {
   return lk(s->lockfd, F_WRLCK, SHARED_BYTE);
+}
+
+/* SHARED and RESERVED together, or nothing: a session waiting to write
+** must not sit on a SHARED lock between tries, since a committer waits for
+** every SHARED lock to go and would wait for the very session that waits
+** for it. */
+static int try_shared_reserved(NpkSession *s) {
+  int r = try_shared(s);
+  if (r <= 0) return r;
+  r = try_reserved(s);
+  if (r <= 0) lk_range(s->lockfd, F_UNLCK, 0, 0);
+  return r;
+}
+
+int npk_lock_reserved(NpkSession *s, NpkErr *e) {
+  int r;
+  if (s->lockfd < 0 || s->lock >= NPK_LOCK_RESERVED) {
+    if (s->lock < NPK_LOCK_RESERVED) s->lock = NPK_LOCK_RESERVED;
+    return NPK_OK;
+  }
+  if (s->lock == NPK_LOCK_NONE) {
+    int rc = wait_for(s, try_shared_reserved, "another transaction is writing", e);
+    if (rc == NPK_OK) s->lock = NPK_LOCK_RESERVED;
+    return rc;
+  }
+  /* Reading already: waiting here could deadlock with a committer that
+  ** waits for this read to end, so one try only, as SQLite does. */
+  r = try_reserved(s);
+  if (r > 0) {
+    s->lock = NPK_LOCK_RESERVED;
+    return NPK_OK;
+  }
+  if (r < 0) return npk_err_sys(e, errno, "cannot lock", s->store->dir);
+  return npk_err(e, NPK_BUSY, "store %s is locked (another transaction is "
+                 "writing)", s->store->dir);
 }
 
 /* Move the session's lock up to LEVEL (SHARED, RESERVED or EXCLUSIVE), or
@@ -172,8 +212,8 @@ int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
   }
   if (level == NPK_LOCK_EXCLUSIVE) {
     /* PENDING keeps new readers out while the present ones finish. */
-    if (lk(s->lockfd, F_WRLCK, PENDING_BYTE) <= 0)
-      return npk_err(e, NPK_BUSY, "store %s is locked", s->store->dir);
+    rc = wait_for(s, try_pending, "readers are starting", e);
+    if (rc) return rc;
     rc = wait_for(s, try_exclusive, "readers are active", e);
     if (rc) {
       lk(s->lockfd, F_UNLCK, PENDING_BYTE);

@@ -273,12 +273,10 @@ int npk_begin(NpkSession *s) {
     return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
                    s->store->dir);
   if (s->lock < NPK_LOCK_SHARED) {
-    rc = npk_shared_lock(s);
+    rc = npk_lock_reserved(s, &s->err);
+    if (rc == NPK_OK) rc = npk_lock_settle(s);
     if (rc) return rc;
-  }
-  rc = npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
-  if (rc) {
-    if (s->nread == 0) npk_lock_release(s);
+  } else if ((rc = npk_lock_reserved(s, &s->err)) != NPK_OK) {
     return rc;
   }
   /* The only writer now: whatever a crashed commit left lying is stale. */
