@@ -440,8 +440,12 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   c = fn_conn(ctx, argv, fn, 0);
   if (!c || fn_write_begin(ctx, c, fn, &t) != SQLITE_OK) goto done;
   rc = npk_array_info(c->ses, name, &info);
-  if (rc == NPK_OK && rows_arg(ctx, c, fn, name, argv[3], info.live_rows,
-                               UINT64_MAX, &rows, &n, &scalar) != SQLITE_OK)
+  /* The index may not select more rows than the values hold: a slice of a
+  ** billion rows then fails before a billion indexes are listed. */
+  if (rc == NPK_OK &&
+      rows_arg(ctx, c, fn, name, argv[3], info.live_rows,
+               a.ndim == info.ndim ? a.shape[0] : 1, &rows, &n,
+               &scalar) != SQLITE_OK)
     rc = FN_REPORTED;
   if (rc == NPK_OK) {
     /* N rows of the array's row shape; one row may come without its

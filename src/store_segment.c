@@ -116,6 +116,28 @@ static int json_uint(Json *j, uint64_t *v) {
   return 1;
 }
 
+static int digits(Json *j) {
+  const char *s = j->p;
+  while (j->p < j->end && *j->p >= '0' && *j->p <= '9') j->p++;
+  return j->p > s;
+}
+
+/* Any JSON number: -?digits[.digits][(e|E)[+-]digits]. */
+static int number(Json *j) {
+  if (j->p < j->end && *j->p == '-') j->p++;
+  if (!digits(j)) return 0;
+  if (j->p < j->end && *j->p == '.') {
+    j->p++;
+    if (!digits(j)) return 0;
+  }
+  if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+    j->p++;
+    if (j->p < j->end && (*j->p == '+' || *j->p == '-')) j->p++;
+    if (!digits(j)) return 0;
+  }
+  return 1;
+}
+
 /* Skip any JSON value. */
 static int skip(Json *j) {
   ws(j);
@@ -149,13 +171,8 @@ static int skip(Json *j) {
       }
     }
   }
-  if (*j->p == '-') j->p++;
-  {
-    const char *s = j->p;
-    while (j->p < j->end && strchr("0123456789.eE+-", *j->p)) j->p++;
-    j->depth--;
-    return j->p > s;
-  }
+  j->depth--;
+  return number(j);
 }
 
 /* One {"file":..,"rows":..,"bytes":..} object. */
@@ -190,11 +207,36 @@ static int segment(Json *j, NpkSegEntry *s) {
   return have == 7;
 }
 
+/* The "segments" array; *PSEGS grows as entries are read, so the caller
+** frees what was read even on failure. */
+static int segments(Json *j, NpkSegEntry **psegs, int *pn, const char **why) {
+  int cap = 0, ok;  /* called once, with nothing read yet */
+  if (!eat(j, '[')) return 0;
+  if (eat(j, ']')) return 1;
+  do {
+    if (*pn == cap) {
+      int c = cap ? cap * 2 : 4;
+      NpkSegEntry *q = realloc(*psegs, (size_t)c * sizeof *q);
+      if (!q) {
+        *why = "out of memory";
+        return 0;
+      }
+      *psegs = q;
+      cap = c;
+    }
+    memset(&(*psegs)[*pn], 0, sizeof **psegs);
+    ok = segment(j, &(*psegs)[*pn]);
+    (*pn)++;
+    if (!ok) *why = "segment entry needs file, rows and bytes";
+  } while (ok && eat(j, ','));
+  return ok && eat(j, ']');
+}
+
 int npk_seg_parse(const char *text, size_t n, NpkSegEntry **pp, int *pn,
                   const char *path, NpkErr *e) {
   Json j = {text, text + n, 0};
   NpkSegEntry *segs = NULL;
-  int nseg = 0, cap = 0, have = 0;
+  int nseg = 0, have = 0;
   const char *why = "not a JSON object";
   uint64_t version = 0;
 
@@ -210,32 +252,17 @@ int npk_seg_parse(const char *text, size_t n, NpkSegEntry **pp, int *pn,
         free(key);
         goto fail;
       }
-      if (strcmp(key, "version") == 0) {
-        ok = json_uint(&j, &version);
-        have |= 1;
-      } else if (strcmp(key, "segments") == 0 && !(have & 2)) {
-        have |= 2;
-        ok = eat(&j, '[');
-        if (ok && !eat(&j, ']')) {
-          do {
-            if (nseg == cap) {
-              int c = cap ? cap * 2 : 4;
-              NpkSegEntry *q = realloc(segs, (size_t)c * sizeof *q);
-              if (!q) {
-                free(key);
-                why = "out of memory";
-                goto fail;
-              }
-              segs = q;
-              cap = c;
-            }
-            memset(&segs[nseg], 0, sizeof segs[nseg]);
-            ok = segment(&j, &segs[nseg]);
-            nseg++;
-            if (!ok) why = "segment entry needs file, rows and bytes";
-          } while (ok && eat(&j, ','));
-          if (ok) ok = eat(&j, ']');
+      if (strcmp(key, "version") == 0 || strcmp(key, "segments") == 0) {
+        int bit = key[0] == 'v' ? 1 : 2;
+        if (have & bit) {
+          ok = 0;
+          why = "a key appears twice";
+        } else if (bit == 1) {
+          ok = json_uint(&j, &version);
+        } else {
+          ok = segments(&j, &segs, &nseg, &why);
         }
+        have |= bit;
       } else {
         ok = skip(&j);
       }
