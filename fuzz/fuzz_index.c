@@ -1,0 +1,192 @@
+/*
+** fuzz_index.c — fuzz target for npk_index_parse, the parser of the index
+** arguments of numpack_getitem, numpack_replace and numpack_drop ("7",
+** "[0, -1]", "2:10:3").
+**
+** The input is the index text, parsed against several live-row counts and
+** row limits.  Beyond "no crash":
+**   - a refused index returns no rows and a NUL-terminated message;
+**   - every returned row is < nlive, never more than MAX rows come back,
+**     and a scalar index is one row;
+**   - the rows are what Python would select: a slice is checked against
+**     slice.indices() computed here, a list and a scalar against the
+**     integers read here, whenever this simpler reader understands the
+**     text (it is not a second grammar, only a second opinion on values).
+*/
+#include <string.h>
+
+#include "fuzz.h"
+#include "index.h"
+
+const char npk_fuzz_target[] = "index";
+
+/* A cursor for the reference reader. */
+typedef struct Ref Ref;
+struct Ref {
+  const char *p, *end;
+};
+
+static void ref_ws(Ref *r) {
+  while (r->p < r->end &&
+         (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+    r->p++;
+}
+
+/* A signed decimal integer fitting int64 (with white space before). */
+static int ref_int(Ref *r, int64_t *v) {
+  int neg = 0, digits = 0;
+  __int128 x = 0;
+  ref_ws(r);
+  if (r->p < r->end && (*r->p == '-' || *r->p == '+')) neg = *r->p++ == '-';
+  while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+    x = x * 10 + (*r->p++ - '0');
+    if (x > (__int128)INT64_MAX + 1) return 0;
+    digits++;
+  }
+  if (!digits) return 0;
+  if (neg) x = -x;
+  if (x > INT64_MAX || x < INT64_MIN) return 0;
+  *v = (int64_t)x;
+  return 1;
+}
+
+/* Python's slice.indices() bound for a positive step. */
+static uint64_t ref_bound(int64_t v, uint64_t n) {
+  __int128 x = v;
+  if (x < 0) x += (__int128)n;
+  if (x < 0) x = 0;
+  if (x > (__int128)n) x = (__int128)n;
+  return (uint64_t)x;
+}
+
+/* Check one parse against NLIVE rows and a limit of MAX rows. */
+static void check(const char *text, size_t n, uint64_t nlive, uint64_t max) {
+  uint64_t *rows = (uint64_t *)&rows, cnt = 12345;
+  int scalar = 7, rc;
+  char err[128];
+  Ref r = {text, text + n};
+  int64_t v;
+
+  memset(err, 'x', sizeof err);
+  rc = npk_index_parse(text, n, nlive, max, &rows, &cnt, &scalar, err,
+                       sizeof err);
+  if (rc != 0) {
+    FUZZ_CHECK(rc == 1 || rc == NPK_INDEX_TOO_MANY);
+    FUZZ_CHECK(rows == NULL && cnt == 0);
+    FUZZ_CHECK(memchr(err, 0, sizeof err) != NULL && err[0] != 0);
+  } else {
+    FUZZ_CHECK(cnt <= max || (scalar && cnt == 1));
+    FUZZ_CHECK(cnt == 0 || rows != NULL);
+    for (uint64_t i = 0; i < cnt; i++) FUZZ_CHECK(rows[i] < nlive);
+    if (scalar) FUZZ_CHECK(cnt == 1);
+  }
+
+  /* A second opinion on the values. */
+  ref_ws(&r);
+  if (r.p < r.end && *r.p == '[') {
+    /* A list: each integer in turn, resolved against nlive. */
+    uint64_t k = 0;
+    int ok = 1;
+    r.p++;
+    ref_ws(&r);
+    if (r.p < r.end && *r.p == ']') {
+      r.p++;
+    } else {
+      for (;;) {
+        if (!ref_int(&r, &v)) {
+          ok = 0;
+          break;
+        }
+        if (v < 0 ? (uint64_t)0 - (uint64_t)v > nlive : (uint64_t)v >= nlive) {
+          /* Refused, never dropped; unless MAX rows came before it. */
+          FUZZ_CHECK(rc == (k <= max ? 1 : NPK_INDEX_TOO_MANY));
+          ok = 0;
+          break;
+        }
+        if (rc == 0) {
+          FUZZ_CHECK(k < cnt);
+          FUZZ_CHECK(rows[k] == (v < 0 ? nlive - ((uint64_t)0 - (uint64_t)v)
+                                       : (uint64_t)v));
+        }
+        k++;
+        ref_ws(&r);
+        if (r.p < r.end && *r.p == ',') {
+          r.p++;
+          continue;
+        }
+        if (r.p < r.end && *r.p == ']') r.p++;
+        else ok = 0;
+        break;
+      }
+    }
+    ref_ws(&r);
+    if (ok && r.p == r.end)
+      FUZZ_CHECK(k <= max ? rc == 0 && cnt == k : rc == NPK_INDEX_TOO_MANY);
+    if (rc == 0) FUZZ_CHECK(!scalar);
+  } else if (memchr(r.p, ':', (size_t)(r.end - r.p))) {
+    /* A slice: start, stop, step by the reference reader. */
+    int64_t start = 0, stop = 0, step = 1;
+    int has_start = 0, has_stop = 0, ok = 1;
+    ref_ws(&r);
+    if (r.p < r.end && *r.p != ':') ok = has_start = ref_int(&r, &start);
+    ref_ws(&r);
+    if (ok && r.p < r.end && *r.p == ':') {
+      r.p++;
+      ref_ws(&r);
+      if (r.p < r.end && *r.p != ':') ok = has_stop = ref_int(&r, &stop);
+      ref_ws(&r);
+      if (ok && r.p < r.end && *r.p == ':') {
+        r.p++;
+        ref_ws(&r);
+        if (r.p < r.end) ok = ref_int(&r, &step);
+      }
+      ref_ws(&r);
+      if (r.p != r.end) ok = 0;
+    } else {
+      ok = 0;
+    }
+    if (ok && step <= 0) {
+      FUZZ_CHECK(rc == 1);
+    } else if (ok) {
+      uint64_t a = has_start ? ref_bound(start, nlive) : 0;
+      uint64_t b = has_stop ? ref_bound(stop, nlive) : nlive;
+      uint64_t want = a < b ? (b - a - 1) / (uint64_t)step + 1 : 0;
+      if (want > max) {
+        FUZZ_CHECK(rc == NPK_INDEX_TOO_MANY);
+      } else {
+        FUZZ_CHECK(rc == 0);
+        FUZZ_CHECK(cnt == want);
+        for (uint64_t i = 0; i < cnt; i++)
+          FUZZ_CHECK(rows[i] == a + i * (uint64_t)step);
+      }
+    }
+    if (rc == 0) FUZZ_CHECK(!scalar);
+  } else {
+    /* One integer. */
+    int ok = ref_int(&r, &v);
+    ref_ws(&r);
+    if (ok && r.p == r.end) {
+      if (v < 0 ? (uint64_t)0 - (uint64_t)v > nlive : (uint64_t)v >= nlive) {
+        FUZZ_CHECK(rc == 1);
+      } else {
+        FUZZ_CHECK(rc == 0 && scalar && cnt == 1);
+        FUZZ_CHECK(rows[0] == (v < 0 ? nlive - ((uint64_t)0 - (uint64_t)v)
+                                     : (uint64_t)v));
+      }
+    } else {
+      FUZZ_CHECK(rc != 0);
+    }
+  }
+  if (rc == 0) free(rows);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static const struct { uint64_t nlive, max; } runs[] = {
+    {0, 4096}, {1, 4096}, {5, 4096}, {100, 4096}, {1000, 16},
+    {(uint64_t)INT64_MAX, 4096}, {100, UINT64_MAX},
+  };
+  /* The index text is not NUL-terminated: SQLite passes a length. */
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++)
+    check((const char *)data, size, runs[i].nlive, runs[i].max);
+  return 0;
+}

@@ -1,0 +1,96 @@
+/*
+** fuzz_npy.c — fuzz target for npk_npy_parse, the reader of the .npy
+** BLOBs every array arrives in.
+**
+** Beyond "no crash":
+**   - a refused image leaves the output untouched and says why, in a
+**     message that starts with "npy: " and is NUL-terminated;
+**   - an accepted one has a known dtype, ndim <= 32, count the product of
+**     the shape, data_bytes == count * item size, and its data is the last
+**     data_bytes bytes of the input;
+**   - the header npk_npy_header writes for the parsed dtype and shape is a
+**     multiple of 64 bytes long, as npk_npy_header_size says, and parses
+**     back (with the same data) to the same dtype, shape and data;
+**   - big-endian data byte-swapped twice is the data again.
+*/
+#include <string.h>
+
+#include "fuzz.h"
+#include "npy.h"
+
+const char npk_fuzz_target[] = "npy";
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  NpkNpy p, q;
+  char err[256];
+  uint64_t count = 1;
+  size_t hlen, item;
+  unsigned char *img;
+  int rc;
+
+  memset(&p, 0xA5, sizeof p);
+  memset(err, 'x', sizeof err);
+  rc = npk_npy_parse(data, size, &p, err, sizeof err);
+  if (rc != 0) {
+    const unsigned char *raw = (const unsigned char *)&p;
+    FUZZ_CHECK(memchr(err, 0, sizeof err) != NULL);
+    FUZZ_CHECK(strncmp(err, "npy: ", 5) == 0);
+    for (size_t i = 0; i < sizeof p; i++) FUZZ_CHECK(raw[i] == 0xA5);
+    /* A tiny buffer still gets a terminated (cut) message. */
+    FUZZ_CHECK(npk_npy_parse(data, size, &p, err, 4) != 0);
+    FUZZ_CHECK(strlen(err) < 4);
+    return 0;
+  }
+  FUZZ_CHECK(err[0] == 0);
+
+  item = (size_t)npk_dtype_size(p.dtype);
+  FUZZ_CHECK(item > 0);
+  FUZZ_CHECK(p.big_endian == 0 || p.big_endian == 1);
+  FUZZ_CHECK(item > 1 || p.big_endian == 0);
+  FUZZ_CHECK(p.ndim <= NPK_MAX_NDIM_NPY);
+  for (uint32_t k = 0; k < p.ndim; k++) {
+    FUZZ_CHECK(p.shape[k] <= (uint64_t)INT64_MAX);
+    if (p.shape[k] && count) FUZZ_CHECK(count <= UINT64_MAX / p.shape[k]);
+    count *= p.shape[k];
+  }
+  for (uint32_t k = p.ndim; k < NPK_MAX_NDIM_NPY; k++)
+    FUZZ_CHECK(p.shape[k] == 0);
+  FUZZ_CHECK(p.count == count);
+  FUZZ_CHECK(p.count <= (uint64_t)INT64_MAX / item);
+  FUZZ_CHECK(p.data_bytes == p.count * item);
+  FUZZ_CHECK(p.data_bytes <= size);
+  FUZZ_CHECK(p.data == data + size - p.data_bytes);
+
+  /* The header NumPy would write for it, then the same data. */
+  hlen = npk_npy_header_size(p.dtype, p.ndim, p.shape);
+  FUZZ_CHECK(hlen > 0 && hlen % 64 == 0);
+  img = malloc(hlen + (size_t)p.data_bytes + 1);
+  if (!img) return 0;
+  FUZZ_CHECK(npk_npy_header(p.dtype, p.ndim, p.shape, img, hlen - 1) == 0);
+  FUZZ_CHECK(npk_npy_header(p.dtype, p.ndim, p.shape, img, hlen) == hlen);
+  FUZZ_CHECK(img[hlen - 1] == '\n');
+  if (p.data_bytes) memcpy(img + hlen, p.data, (size_t)p.data_bytes);
+  memset(&q, 0, sizeof q);
+  rc = npk_npy_parse(img, hlen + (size_t)p.data_bytes, &q, err, sizeof err);
+  if (rc) fprintf(stderr, "re-parse: %s\n", err);
+  FUZZ_CHECK(rc == 0);
+  FUZZ_CHECK(q.dtype == p.dtype);
+  FUZZ_CHECK(q.big_endian == 0);
+  FUZZ_CHECK(q.ndim == p.ndim);
+  FUZZ_CHECK(memcmp(q.shape, p.shape, sizeof q.shape) == 0);
+  FUZZ_CHECK(q.count == p.count && q.data_bytes == p.data_bytes);
+  FUZZ_CHECK(q.data == img + hlen);
+
+  /* Swapping is its own inverse, in place or not. */
+  if (p.big_endian && p.data_bytes) {
+    unsigned char *sw = malloc((size_t)p.data_bytes);
+    if (sw) {
+      npk_npy_swap(sw, p.data, p.count, p.dtype);
+      npk_npy_swap(sw, sw, p.count, p.dtype);
+      FUZZ_CHECK(memcmp(sw, p.data, (size_t)p.data_bytes) == 0);
+      free(sw);
+    }
+  }
+  free(img);
+  return 0;
+}

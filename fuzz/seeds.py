@@ -1,0 +1,269 @@
+#!/usr/bin/python3
+# seeds.py — writes the seed corpus fuzz/corpus/<target>/ of the fuzz
+# targets: small valid inputs of each format and a few damaged ones, so that
+# fuzzing starts from every branch of the parsers.  Run once from the top
+# of the source tree with a python3 that has NumPy (the .npy seeds are
+# written by NumPy itself):
+#
+#   /usr/bin/python3 fuzz/seeds.py
+#
+# The files are committed; re-running rewrites them identically.
+
+import io
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- catalog (metadata.npkm) ----------------------------------------------
+
+ITEM = [1, 1, 2, 4, 8, 1, 2, 4, 8, 2, 4, 8, 8, 16]
+
+
+def s(text):
+    b = text.encode("utf-8")
+    return struct.pack("<I", len(b)) + b
+
+
+def entry(name, dtype, shape, data_file=None, mtime=1700000000000000,
+          block=None, size=None, compression=0, ndim=None):
+    if data_file is None:
+        data_file = "data_%s.npkd" % name
+    if size is None:
+        size = ITEM[dtype]
+        for d in shape:
+            size *= d
+    out = s(name)
+    out += struct.pack("<I", len(shape) if ndim is None else ndim)
+    out += b"".join(struct.pack("<Q", d) for d in shape)
+    out += s(data_file)
+    out += struct.pack("<QQBBIQQ", mtime, size, dtype, compression, 0, 0, 0)
+    if block is None:
+        out += b"\x00"
+    else:
+        enabled, bsize, triples = block
+        out += b"\x01" + struct.pack("<BQQI", enabled, bsize, len(triples),
+                                     len(triples))
+        out += b"".join(struct.pack("<QQQ", *t) for t in triples)
+    return out
+
+
+def catalog(entries, magic=0x424B504E, version=1, count=None):
+    total = 0
+    body = b"".join(entries)
+    n = len(entries) if count is None else count
+    return struct.pack("<IIQI", magic, version, total, n) + body
+
+
+def catalogs():
+    t = "catalog"
+    write(t, "empty.npkm", catalog([]))
+    write(t, "one_f32.npkm", catalog([entry("a", 10, [10, 3])]))
+    write(t, "two_blockinfo.npkm", catalog([
+        entry("ids", 8, [5]),
+        entry("mask", 0, [0, 4], block=(1, 4096, [(0, 0, 64), (64, 64, 64)])),
+    ]))
+    write(t, "segmented.npkm", catalog([
+        entry("big", 11, [1000, 2], data_file="data_big.npkseg"),
+        entry("c", 13, [2, 2, 2], block=(0, 0, [])),
+    ]))
+    write(t, "every_dtype.npkm", catalog([
+        entry("t%d" % d, d, [3, 2]) for d in range(14)]))
+    write(t, "utf8_name.npkm", catalog([
+        entry("caf\u00e9_\u6570\u636e", 4, [2], data_file="sub/dir/x.npkd")]))
+    # Damaged ones.
+    good = catalog([entry("a", 10, [10, 3])])
+    write(t, "bad_truncated.npkm", good[:-5])
+    write(t, "bad_header_short.npkm", good[:15])
+    write(t, "bad_magic.npkm", catalog([], magic=0x12345678))
+    write(t, "bad_version.npkm", catalog([], version=2))
+    write(t, "bad_trailing.npkm", good + b"\x00")
+    write(t, "bad_size.npkm", catalog([entry("a", 10, [10, 3], size=7)]))
+    write(t, "bad_dotdot.npkm", catalog([entry("a", 1, [1],
+                                               data_file="../x.npkd")]))
+    write(t, "bad_abs.npkm", catalog([entry("a", 1, [1],
+                                            data_file="/etc/passwd")]))
+    write(t, "bad_dup.npkm", catalog([entry("a", 1, [1]), entry("a", 1, [1])]))
+    write(t, "bad_dtype.npkm", catalog([entry("a", 14, [1], size=1)]))
+    write(t, "bad_compressed.npkm", catalog([entry("a", 1, [1],
+                                                   compression=1)]))
+    write(t, "bad_ndim0.npkm", catalog([entry("a", 1, [], size=1)]))
+    write(t, "bad_count.npkm", catalog([entry("a", 1, [1])], count=2))
+    write(t, "bad_overflow.npkm", catalog([entry("a", 13, [1 << 62, 4],
+                                                 size=0)]))
+
+
+# ---- bitmap (deleted_<name>.npkb) -----------------------------------------
+
+def bitmap(rows, dead=(), deleted=None, pad=False, extra=b""):
+    nw = (rows + 63) // 64
+    words = [0] * nw
+    for r in range(rows):
+        if r not in dead:
+            words[r // 64] |= 1 << (r % 64)
+    if pad and rows % 64:
+        words[-1] |= 1 << 63
+    if deleted is None:
+        deleted = len(set(dead) & set(range(rows)))
+    return (struct.pack("<QQ", rows, deleted) +
+            b"".join(struct.pack("<Q", w) for w in words) + extra)
+
+
+def bitmaps():
+    t = "bitmap"
+    write(t, "rows0.npkb", bitmap(0))
+    write(t, "rows63_live.npkb", bitmap(63))
+    write(t, "rows64_dead3.npkb", bitmap(64, dead={0, 31, 63}))
+    write(t, "rows65_dead_last.npkb", bitmap(65, dead={64}))
+    write(t, "rows65_all_dead.npkb", bitmap(65, dead=set(range(65))))
+    write(t, "rows600_sparse.npkb",
+          bitmap(600, dead=set(range(0, 600)) - {5, 511, 512, 599}))
+    write(t, "rows1100_every3.npkb", bitmap(1100, dead=set(range(0, 1100, 3))))
+    write(t, "bad_padding.npkb", bitmap(65, pad=True))
+    write(t, "bad_deleted_count.npkb", bitmap(64, dead={1}, deleted=2))
+    write(t, "bad_length.npkb", bitmap(64, extra=b"\x00" * 8))
+    write(t, "bad_short.npkb", bitmap(64)[:12])
+    write(t, "bad_huge_rows.npkb", struct.pack("<QQ", (1 << 64) - 1, 0))
+
+
+# ---- segment manifest (data_<name>.npkseg) --------------------------------
+
+def segments():
+    t = "segment"
+    w = lambda n, x: write(t, n, x)
+    w("one.npkseg", '{"version":1,"segments":[{"file":"data_a.0.npkd",'
+                    '"rows":100,"bytes":800}]}')
+    w("two.npkseg", '{\n  "version": 1,\n  "segments": [\n'
+                    '    {"file": "seg/a_0.npkd", "rows": 65536, '
+                    '"bytes": 524288},\n'
+                    '    {"file": "seg/a_1.npkd", "rows": 3, "bytes": 24}\n'
+                    '  ]\n}\n')
+    w("empty.npkseg", '{"segments":[],"version":1}')
+    w("extra_keys.npkseg", '{"version":1,"created":"2024-01-01",'
+                           '"meta":{"x":[1,2.5e3,-4,true,false,null]},'
+                           '"segments":[{"bytes":0,"rows":0,"file":'
+                           '"caf\\u00e9\\/x.npkd","crc":null}]}')
+    w("bad_version.npkseg", '{"version":2,"segments":[]}')
+    w("bad_dotdot.npkseg", '{"version":1,"segments":[{"file":"../x",'
+                           '"rows":1,"bytes":1}]}')
+    w("bad_abs.npkseg", '{"version":1,"segments":[{"file":"/x",'
+                        '"rows":1,"bytes":1}]}')
+    w("bad_missing_rows.npkseg", '{"version":1,"segments":[{"file":"x",'
+                                 '"bytes":1}]}')
+    w("bad_trailing.npkseg", '{"version":1,"segments":[]} x')
+    w("bad_float.npkseg", '{"version":1,"segments":[{"file":"x",'
+                          '"rows":1.0,"bytes":1}]}')
+    w("bad_deep.npkseg", '{"version":1,"x":' + "[" * 100 + "]" * 100 +
+      ',"segments":[]}')
+    w("bad_nul_escape.npkseg", '{"version":1,"segments":[{"file":"a\\u0000",'
+                               '"rows":1,"bytes":1}]}')
+    w("bad_truncated.npkseg", '{"version":1,"segments":[{"file":"x","ro')
+
+
+# ---- .npy ------------------------------------------------------------------
+
+def npy_bytes(arr, version=None, fortran=False):
+    f = io.BytesIO()
+    if fortran:
+        arr = np.asfortranarray(arr)
+    if version is None:
+        np.save(f, arr, allow_pickle=False)
+    else:
+        np.lib.format.write_array(f, arr, version=version, allow_pickle=False)
+    return f.getvalue()
+
+
+def npys():
+    t = "npy"
+    w = lambda n, a, **k: write(t, n, npy_bytes(a, **k))
+    w("bool_3.npy", np.array([True, False, True]))
+    w("u1_2x3.npy", np.arange(6, dtype=np.uint8).reshape(2, 3))
+    w("i2_big.npy", np.arange(4, dtype=">i2"))
+    w("i4_scalar.npy", np.array(7, dtype="<i4"))
+    w("i8_empty.npy", np.zeros((0,), dtype=np.int64))
+    w("i8_0x3.npy", np.zeros((0, 3), dtype=np.int64))
+    w("u8_1x1x2.npy", np.array([[[1, 2]]], dtype=np.uint64))
+    w("f2_4.npy", np.linspace(0, 1, 4).astype(np.float16))
+    w("f4_2x2.npy", np.array([[1.5, -2], [np.inf, np.nan]], dtype=np.float32))
+    w("f8_big.npy", np.array([1.0, 2.0], dtype=">f8"))
+    w("c8_2.npy", np.array([1 + 2j, 3 - 4j], dtype=np.complex64))
+    w("c16_big.npy", np.array([1 + 2j], dtype=">c16"))
+    w("i1_v2.npy", np.array([-1, 2, -3], dtype=np.int8), version=(2, 0))
+    w("u2_v3.npy", np.array([1, 2], dtype="<u2"), version=(3, 0))
+    w("f4_fortran_1d.npy", np.arange(3, dtype=np.float32), fortran=True)
+    # Refused ones.
+    w("bad_fortran_2d.npy", np.arange(6, dtype=np.float32).reshape(2, 3),
+      fortran=True)
+    w("bad_unicode.npy", np.array(["ab", "c"]))
+    w("bad_structured.npy", np.zeros(2, dtype=[("x", "<i4"), ("y", "<f8")]))
+    w("bad_datetime.npy", np.array(["2020-01-01"], dtype="datetime64[D]"))
+    good = npy_bytes(np.arange(4, dtype=np.int32))
+    write(t, "bad_truncated_data.npy", good[:-1])
+    write(t, "bad_extra_data.npy", good + b"\x00")
+    write(t, "bad_truncated_header.npy", good[:40])
+    bad_ver = bytearray(good)
+    bad_ver[6] = 4
+    write(t, "bad_version.npy", bytes(bad_ver))
+    # Python 2's long dimension and a '|' on a 4-byte type, by hand.
+    def header(text, major=1):
+        text = text + " " * (63 - (len(text) + 10) % 64) + "\n"
+        ln = struct.pack("<H", len(text)) if major == 1 else \
+            struct.pack("<I", len(text))
+        return b"\x93NUMPY" + bytes([major, 0]) + ln + text.encode("latin-1")
+    write(t, "long_dim.npy", header("{'descr': '<i2', 'fortran_order': "
+                                    "False, 'shape': (2L,), }") + b"\1\0\2\0")
+    write(t, "bad_pipe_f4.npy", header("{'descr': '|f4', 'fortran_order': "
+                                       "False, 'shape': (1,), }") + b"\0" * 4)
+    write(t, "bad_shape_not_tuple.npy", header(
+        "{'descr': '<u1', 'fortran_order': False, 'shape': (3), }") + b"abc")
+
+
+# ---- index arguments -------------------------------------------------------
+
+def indexes():
+    t = "index"
+    cases = {
+        "int": "7", "neg": "-1", "plus": "+2", "ws_int": "  4 \n",
+        "list": "[0, 5, -2]", "list_empty": "[]", "list_ws": "[ -1 ,0 ]",
+        "slice": "2:10", "slice_head": ":3", "slice_tail": "-5:",
+        "slice_step": "0:100:10", "slice_all_step": "::2",
+        "slice_empty_step": "1:4:", "slice_neg_bounds": "-9:-2",
+        "int64_max": "9223372036854775807",
+        "int64_min": "-9223372036854775808",
+        "bad_overflow": "9223372036854775808", "bad_step0": "1:2:0",
+        "bad_step_neg": "::-1", "bad_word": "abc", "bad_list_open": "[1,",
+        "bad_list_trailing_comma": "[1,]", "bad_float": "1.5",
+        "bad_two_colon_words": "a:b", "bad_empty": "",
+    }
+    for name, text in cases.items():
+        write(t, name + ".txt", text)
+
+
+def main():
+    for t in ("catalog", "bitmap", "segment", "npy", "index"):
+        shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
+    catalogs()
+    bitmaps()
+    segments()
+    npys()
+    indexes()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
