@@ -28,12 +28,21 @@
 typedef struct TvfTab TvfTab;
 typedef struct TvfCursor TvfCursor;
 typedef struct TvfBatch TvfBatch;
+typedef struct TvfPool TvfPool;
+
+/* The batch buffers of one stream.  It outlives the cursor while SQLite
+** still holds batches, which may be several (a column read twice). */
+struct TvfPool {
+  int refs;                  /* the cursor, plus every batch SQLite holds */
+  int closed;                /* the cursor has gone */
+  TvfBatch *spare;           /* a free buffer for the next batch, or NULL */
+};
 
 /* A batch buffer; the .npy bytes follow this header.  SQLite owns it while
 ** it holds the batch's value, then gives it back (batch_release) for the
 ** next batch, so a stream lives in one buffer instead of two. */
 struct TvfBatch {
-  TvfCursor *owner;          /* the stream, or NULL once it has closed */
+  TvfPool *pool;             /* where it goes back to */
   size_t cap;                /* bytes after the header */
 };
 
@@ -69,8 +78,7 @@ struct TvfCursor {
   uint64_t first;            /* logical index of the batch's first row */
   uint64_t nrows;            /* rows in this batch */
   uint64_t phys;             /* physical row where this batch starts */
-  TvfBatch *spare;           /* a free batch buffer, or NULL */
-  TvfBatch *lent;            /* the buffer SQLite holds, or NULL */
+  TvfPool *pool;             /* batch buffers, or NULL before the first */
 };
 
 static int tvf_connect(sqlite3 *db, void *aux, int argc,
@@ -142,20 +150,27 @@ static int tvf_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
   return SQLITE_OK;
 }
 
+static void pool_unref(TvfPool *pool) {
+  if (--pool->refs > 0) return;
+  sqlite3_free(pool->spare);
+  sqlite3_free(pool);
+}
+
 /* SQLite is done with a batch: keep its buffer for the next one. */
 static void batch_release(void *p) {
   TvfBatch *b = (TvfBatch *)p - 1;
-  TvfCursor *c = b->owner;
-  if (c && c->lent == b) c->lent = 0;
-  if (c && !c->spare) c->spare = b;
+  TvfPool *pool = b->pool;
+  if (!pool->closed && !pool->spare) pool->spare = b;
   else sqlite3_free(b);
+  pool_unref(pool);
 }
 
 static void tvf_reset(TvfCursor *c) {
-  if (c->lent) c->lent->owner = 0;  /* SQLite frees it when done */
-  c->lent = 0;
-  sqlite3_free(c->spare);
-  c->spare = 0;
+  if (c->pool) {
+    c->pool->closed = 1;
+    pool_unref(c->pool);
+    c->pool = 0;
+  }
   for (int i = 0; i < c->narrays; i++) {
     sqlite3_free(c->arrays[i].name);
     sqlite3_free(c->arrays[i].shape);
@@ -326,25 +341,31 @@ static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
     return SQLITE_OK;
   }
   /* Let go of the previous batch first, if SQLite still holds it in this
-  ** column, so that its buffer can take this one. */
+  ** column, so that its buffer can take this one.  (Were it held elsewhere
+  ** too, a new buffer is simply allocated.) */
   sqlite3_result_null(ctx);
-  b = c->spare;
-  c->spare = 0;
+  if (!c->pool) {
+    if (!(c->pool = sqlite3_malloc(sizeof *c->pool))) return SQLITE_NOMEM;
+    memset(c->pool, 0, sizeof *c->pool);
+    c->pool->refs = 1;
+  }
+  b = c->pool->spare;
+  c->pool->spare = 0;
   if (!b || b->cap < hdr + data) {
     sqlite3_free(b);
     b = sqlite3_malloc64(sizeof *b + hdr + data);
     if (!b) return SQLITE_NOMEM;
     b->cap = hdr + data;
   }
-  b->owner = c;
+  b->pool = c->pool;
   out = (unsigned char *)(b + 1);
   npk_npy_header(c->info.dtype, c->info.ndim, shape, out, hdr);
   if (npk_copy_live_rows(s, c->name, &r, c->nrows, out + hdr)) {
-    c->spare = b;
+    c->pool->spare = b;
     sqlite3_result_error(ctx, npk_errmsg(s), -1);
     return SQLITE_OK;
   }
-  c->lent = b;
+  c->pool->refs++;
   sqlite3_result_blob64(ctx, out, hdr + data, batch_release);
   return SQLITE_OK;
 }
