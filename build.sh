@@ -5,7 +5,9 @@
 #
 #   ./build.sh          build only
 #   ./build.sh demo     build, then run sql/demo.sql in the sqlite3 shell
-#   ./build.sh test     build, then run every test (make check)
+#   ./build.sh test     build, then run every test (make check), then the
+#                       whole suite again built with AddressSanitizer and
+#                       UndefinedBehaviorSanitizer (build-sanitize/)
 #
 # Extra arguments after the command go to configure on its first run,
 # e.g. ./build.sh test --enable-sanitizers (in a clean tree).
@@ -46,7 +48,39 @@ install_missing
 [ -f Makefile ] || ./configure "$@"
 make -j"$(nproc 2>/dev/null || echo 2)"
 
+# make check in directory $1, its output kept in $2; the exit status is
+# make's, not tee's.
+check_in() {
+  (cd "$1" && make check) 2>&1 | tee "$2"
+  return "${PIPESTATUS[0]}"
+}
+
+# The "N passed, N failed" line a check run ended with, as "N N".
+counts() {
+  sed -n 's/^\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed.*/\1 \2/p' "$1" | tail -n 1
+}
+
 case $action in
   demo) exec sqlite3 -bail :memory: -cmd '.load ./numpack' < sql/demo.sql ;;
-  test) exec make check ;;
+  test)
+    log=$(mktemp -d)
+    trap 'rm -rf "$log"' EXIT
+    status=0
+    check_in . "$log/plain" || status=1
+    # The same suite built with the sanitizers, from the distribution's
+    # files in a tree of its own, so that this tree's build stays as it is.
+    echo "build.sh: building again with --enable-sanitizers in build-sanitize/"
+    rm -rf build-sanitize
+    make distdir distdir=build-sanitize >/dev/null
+    (cd build-sanitize && ./configure --enable-sanitizers >/dev/null &&
+     make -j"$(nproc 2>/dev/null || echo 2)" >/dev/null) || status=1
+    check_in build-sanitize "$log/sanitize" || status=1
+    read -r p1 f1 <<<"$(counts "$log/plain")"
+    read -r p2 f2 <<<"$(counts "$log/sanitize")"
+    echo "plain build: ${p1:-0} passed, ${f1:-?} failed;" \
+         "sanitizer build: ${p2:-0} passed, ${f2:-?} failed"
+    [ -n "${f1:-}" ] && [ -n "${f2:-}" ] || status=1
+    echo "$(( ${p1:-0} + ${p2:-0} )) passed, $(( ${f1:-0} + ${f2:-0} + (status && !${f1:-0} && !${f2:-0}) )) failed"
+    exit $status
+    ;;
 esac
