@@ -1,0 +1,21 @@
+"""numpack_sqlite: NumPack's Python API (the NumPack class) as a thin binding
+over the numpack SQLite extension.
+
+    from numpack_sqlite import NumPack
+
+    with NumPack('data.npk', drop_if_exists=True) as npk:
+        npk.save({'features': features})
+        rows = npk.getitem('features', [0, 10, 20])
+
+The store is the same ``.npk`` directory NumPack 0.7 reads and writes, and
+the same store the extension's SQL functions and virtual table work on.
+"""
+from ._numpack import NumPack, BACKEND_TYPE
+from ._lazy import LazyArray
+from ._batch import BatchModeContext, WritableBatchMode
+from ._sql import NumPackError
+
+__version__ = "0.1.0"
+
+__all__ = ["NumPack", "LazyArray", "BatchModeContext", "WritableBatchMode",
+           "NumPackError", "BACKEND_TYPE", "__version__"]

@@ -1,0 +1,262 @@
+"""LazyArray: load(name, lazy=True), an array whose rows are read on demand
+from a read-only memory mapping of the array's data file.
+
+Where the data is comes from the extension (numpack_metadata and
+numpack_arrays); the binding maps the files NumPack's format describes:
+``data_<name>.npkd`` (raw rows, little-endian, C order), the segments of a
+``.npkseg`` manifest, and the deletion bitmap ``deleted_<name>.npkb``
+(u64 total rows, u64 deleted count, then 64-row words, bit r%64 of word
+r/64 set when row r is live).
+"""
+import json
+import operator
+import os
+import struct
+
+import numpy as np
+
+from ._sql import NumPackError
+
+_ATTEMPTS = 10
+
+
+def _le(dtype):
+    """DTYPE in the store's byte order (little-endian)."""
+    return np.dtype(dtype).newbyteorder("<")
+
+
+def _inside(base, rel):
+    """BASE/REL, refusing a path that leaves the store directory."""
+    if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
+        raise NumPackError(f"data file {rel!r} is outside the store {base}")
+    return os.path.join(base, rel)
+
+
+def _map(path, dtype, rows, row_shape):
+    """A read-only mapping of ROWS rows of PATH, or None if the file is
+    shorter than that (it changed under us)."""
+    shape = (rows,) + tuple(row_shape)
+    need = rows * int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+    if need == 0:
+        return np.empty(shape, dtype)
+    try:
+        if os.path.getsize(path) < need:
+            return None
+        return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    except FileNotFoundError:
+        return None
+
+
+def _live_rows(path, rows):
+    """Physical indexes of the live rows according to the bitmap at PATH,
+    or None if there is none."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            if len(head) < 16:
+                return None
+            total, _deleted = struct.unpack("<QQ", head)
+            words = np.frombuffer(f.read(8 * ((total + 63) // 64)),
+                                  dtype="<u8")
+    except FileNotFoundError:
+        return None
+    if len(words) * 64 < total:
+        return None
+    bits = np.unpackbits(words.view(np.uint8), bitorder="little")
+    # Rows past the bitmap's own count are not live (NumPack's reading).
+    return np.flatnonzero(bits[:min(total, rows)]).astype(np.int64)
+
+
+def _snapshot(npk, name):
+    """What the catalog says of NAME: (catalog entry, numpack_arrays row)."""
+    meta = npk._metadata()
+    entry = meta["arrays"].get(name)
+    info = npk._info(name)
+    if entry is None or info is None:
+        raise KeyError(f'no array "{name}" in store {npk._path}')
+    return meta["base_dir"], entry, info
+
+
+def open_lazy(npk, name):
+    """The LazyArray of NAME in the open NumPack NPK."""
+    for _ in range(_ATTEMPTS):
+        base, entry, info = _snapshot(npk, name)
+        dtype = _le(entry["dtype"])
+        shape = tuple(entry["shape"])
+        rows, row_shape = shape[0], shape[1:]
+        path = _inside(base, entry["data_file"])
+        if entry["data_file"].endswith(".npkseg"):
+            try:
+                with open(path) as f:
+                    manifest = json.load(f)
+            except FileNotFoundError:
+                continue
+            segs = [(_inside(base, s["file"]), int(s["rows"]))
+                    for s in manifest["segments"]]
+        else:
+            segs = [(path, rows)]
+        if sum(r for _, r in segs) != rows:
+            continue
+        maps = [_map(p, dtype, r, row_shape) for p, r in segs]
+        if any(m is None for m in maps):
+            continue
+        live = None
+        if info["deleted_rows"]:
+            live = _live_rows(
+                os.path.join(base, f"deleted_{name}.npkb"), rows)
+            if live is None or len(live) != info["live_rows"]:
+                continue
+        # Nothing changed while we looked: the files match the catalog.
+        if _snapshot(npk, name)[1:] != (entry, info):
+            continue
+        return LazyArray(name, dtype, row_shape, maps, live, rows)
+    raise NumPackError(f'array "{name}" kept changing (or its files do not '
+                       "match the catalog) while it was being mapped")
+
+
+class LazyArray:
+    """The live rows of one array, read on demand from a read-only memory
+    mapping of its data file.  Indexes are logical (they count live rows).
+
+    A LazyArray is a snapshot of which rows exist when load() returned:
+    later appends, deletions, saves and compactions are not seen (a save or
+    a compaction writes a new file; the mapping keeps the old one, which
+    stays readable).  Rows replaced in place by a later commit may show
+    their new values.  It stays usable after the NumPack is closed.
+    """
+
+    def __init__(self, name, dtype, row_shape, maps, live, rows):
+        self._name = name
+        self._dtype = np.dtype(dtype)
+        self._row_shape = tuple(row_shape)
+        self._maps = maps
+        self._starts = np.cumsum([0] + [len(m) for m in maps[:-1]])
+        self._live = live
+        self._n = rows if live is None else len(live)
+
+    # ---- array attributes ------------------------------------------------
+
+    @property
+    def shape(self):
+        return (self._n,) + self._row_shape
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def ndim(self):
+        return 1 + len(self._row_shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def itemsize(self):
+        return self._dtype.itemsize
+
+    @property
+    def nbytes(self):
+        return self.size * self.itemsize
+
+    def __len__(self):
+        return self._n
+
+    def __repr__(self):
+        return (f"LazyArray(name={self._name!r}, shape={self.shape}, "
+                f"dtype={self._dtype})")
+
+    # ---- reading -----------------------------------------------------------
+
+    def _gather(self, phys):
+        """Rows at physical indexes PHYS (1-D int64): a new ndarray."""
+        if len(self._maps) == 1:
+            return np.array(self._maps[0][phys])
+        out = np.empty((len(phys),) + self._row_shape, self._dtype)
+        seg = np.searchsorted(self._starts, phys, side="right") - 1
+        for s in np.unique(seg):
+            m = seg == s
+            out[m] = self._maps[s][phys[m] - self._starts[s]]
+        return out
+
+    def _rows(self, pos):
+        """Rows at logical positions POS (int64 array of any shape, already
+        checked): a new ndarray of shape POS.shape + row shape."""
+        flat = pos.reshape(-1)
+        phys = flat if self._live is None else self._live[flat]
+        return self._gather(phys).reshape(pos.shape + self._row_shape)
+
+    def _positions(self, key):
+        """Logical positions selected by an integer array or bool mask."""
+        a = np.asarray(key)
+        if a.dtype == bool:
+            if a.shape != (self._n,):
+                raise IndexError(f"boolean index of shape {a.shape} does not "
+                                 f"match {self._n} rows")
+            return np.flatnonzero(a).astype(np.int64)
+        if a.size == 0:
+            return np.zeros(a.shape, np.int64)
+        if a.dtype.kind not in "iu":
+            raise IndexError("arrays used as indices must be of integer "
+                             f"(or boolean) type, not {a.dtype}")
+        a = a.astype(np.int64)
+        a = np.where(a < 0, a + self._n, a)
+        if a.min() < 0 or a.max() >= self._n:
+            raise IndexError(f"index out of range for {self._n} rows")
+        return a
+
+    def _first(self, key):
+        """Apply KEY to the first axis; (result, whether the axis is gone)."""
+        if isinstance(key, (bool, np.bool_)):
+            raise IndexError("a bool is not a row index")
+        if isinstance(key, (int, np.integer)):
+            i = operator.index(key)
+            if i < -self._n or i >= self._n:
+                raise IndexError(f"index {i} is out of range for {self._n} "
+                                 "rows")
+            i %= max(self._n, 1)
+            p = i if self._live is None else int(self._live[i])
+            if len(self._maps) == 1:
+                return np.array(self._maps[0][p]), True
+            return self._gather(np.array([p], np.int64))[0], True
+        if isinstance(key, slice):
+            if self._live is None and len(self._maps) == 1:
+                return np.array(self._maps[0][key]), False
+            pos = np.arange(*key.indices(self._n), dtype=np.int64)
+            return self._rows(pos), False
+        return self._rows(self._positions(key)), False
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            if any(k is Ellipsis or k is None for k in key):
+                return self.to_numpy()[key]
+            if not key:
+                return self.to_numpy()
+            rows, dropped = self._first(key[0])
+            rest = key[1:]
+            if not rest:
+                return rows
+            return rows[rest] if dropped else rows[(slice(None),) + rest]
+        if key is Ellipsis:
+            return self.to_numpy()
+        rows, dropped = self._first(key)
+        if dropped and rows.ndim == 0:
+            return rows[()]  # a NumPy scalar, as a 1-D ndarray gives
+        return rows
+
+    def __iter__(self):
+        step = max(1, (1 << 20) // max(1, self.itemsize *
+                                        int(np.prod(self._row_shape))))
+        for start in range(0, self._n, step):
+            chunk = self[start:start + step]
+            for row in chunk:
+                yield row
+
+    def to_numpy(self):
+        """All live rows as an ndarray."""
+        return self[:]
+
+    def __array__(self, dtype=None, *args, **kwargs):
+        a = self.to_numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)

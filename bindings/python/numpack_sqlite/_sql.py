@@ -1,0 +1,319 @@
+"""The translation layer: finding and loading the extension, arrays to and
+from .npy BLOBs, Python index objects to the extension's index arguments,
+and the extension's errors to NumPack's exceptions.
+
+Nothing here touches the store's files: every read and write of array data
+goes through the SQL functions of the extension.
+"""
+import io
+import operator
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+# Milliseconds a statement waits for another connection's lock on the store
+# before it fails (PRAGMA busy_timeout).
+BUSY_TIMEOUT_MS = 10000
+
+# The dtypes the store holds (NumPack 0.7's codes 0..13), by (kind, itemsize).
+_SUPPORTED = {
+    ("b", 1),
+    ("u", 1), ("u", 2), ("u", 4), ("u", 8),
+    ("i", 1), ("i", 2), ("i", 4), ("i", 8),
+    ("f", 2), ("f", 4), ("f", 8),
+    ("c", 8), ("c", 16),
+}
+
+
+class NumPackError(RuntimeError):
+    """An error of the store that is not a bad argument: a damaged file, an
+    I/O error, a lock that could not be had in time.  ``sqlite_errorname``
+    holds SQLite's name of the error code (``SQLITE_CORRUPT``, ...)."""
+
+    def __init__(self, message, sqlite_errorname=None):
+        super().__init__(message)
+        self.sqlite_errorname = sqlite_errorname
+
+
+class _TooBig(Exception):
+    """A value over SQLite's BLOB limit (SQLITE_TOOBIG); handled inside the
+    binding by splitting the work, never seen by callers."""
+
+
+# ---- the extension ----------------------------------------------------
+
+def _repo_build():
+    """The module of the source tree this package sits in, if built:
+    bindings/python/numpack_sqlite/../../../.libs/numpack.so."""
+    here = Path(__file__).resolve().parent
+    return here.parent.parent.parent / ".libs" / "numpack.so"
+
+
+def module_candidates(module=None):
+    """Where to load the extension from, in order of preference."""
+    if module is not None:
+        return [os.fspath(module)]
+    env = os.environ.get("NUMPACK_SO")
+    if env:
+        return [env]
+    build = _repo_build()
+    out = [str(build)] if build.exists() else []
+    out.append("numpack")  # installed: the dynamic loader finds numpack.so
+    return out
+
+
+def connect(module=None):
+    """A private in-memory connection with the numpack extension loaded."""
+    errors = []
+    for cand in module_candidates(module):
+        con = sqlite3.connect(":memory:", isolation_level=None,
+                              check_same_thread=False)
+        try:
+            con.enable_load_extension(True)
+            con.load_extension(cand)
+            con.enable_load_extension(False)
+        except AttributeError:
+            con.close()
+            raise RuntimeError(
+                "this Python's sqlite3 module cannot load extensions "
+                "(built without enable_load_extension); use a Python whose "
+                "sqlite3 can, such as Debian's /usr/bin/python3") from None
+        except sqlite3.Error as e:
+            con.close()
+            errors.append(f"{cand}: {e}")
+            continue
+        con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return con
+    raise RuntimeError(
+        "cannot load the numpack SQLite extension ("
+        + "; ".join(errors)
+        + "); build it (make) or install it (make install), or give its "
+        "path with NumPack(..., module=PATH) or the NUMPACK_SO variable")
+
+
+# ---- errors -----------------------------------------------------------
+
+_VALUE_ERRORS = (
+    "invalid array name", "cannot append", "do not match", "not supported",
+    "0-d array", "must be text", "must be an .npy", "is not a JSON list",
+    "contains a NUL", "unknown dtype", "slice step", "bad index",
+    "row shape differs",
+)
+
+
+def sql_error(e):
+    """The exception a NumPack user expects for the sqlite3 error E."""
+    msg = str(e)
+    code = getattr(e, "sqlite_errorname", None)
+    if code == "SQLITE_TOOBIG" or "string or blob too big" in msg:
+        return _TooBig(msg)
+    if 'no array "' in msg:
+        return KeyError(msg)
+    if code == "SQLITE_CONSTRAINT" or "already exists" in msg:
+        return ValueError(msg)
+    if "out of range" in msg:
+        return IndexError(msg)
+    if code == "SQLITE_MISMATCH" or any(s in msg for s in _VALUE_ERRORS):
+        return ValueError(msg)
+    return NumPackError(msg, code)
+
+
+# ---- arrays as .npy BLOBs ----------------------------------------------
+
+def check_dtype(dtype, what="array"):
+    """Raise ValueError unless the store can hold DTYPE."""
+    dt = np.dtype(dtype)
+    if dt.fields is not None or dt.subdtype is not None or \
+            (dt.kind, dt.itemsize) not in _SUPPORTED:
+        raise ValueError(
+            f"{what}: dtype {dt} is not supported: the store holds bool, "
+            "(u)int8..64, float16/32/64 and complex64/128")
+    return dt
+
+
+def as_array(value, what="array"):
+    """VALUE as a C-contiguous ndarray of a dtype the store holds."""
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        raise ValueError(f"{what}: object arrays cannot be stored "
+                         "(all elements must be numbers of one dtype)")
+    check_dtype(arr.dtype, what)
+    if arr.ndim == 0:
+        raise ValueError(f"{what}: a 0-d array has no rows; reshape it to "
+                         "(1,)")
+    return np.ascontiguousarray(arr)
+
+
+def cast(value, dtype, what="values"):
+    """VALUE converted to DTYPE, the dtype of the array it goes into.
+
+    NumPy's "same_kind" rule decides (float64 into float32 is fine, float
+    into an integer array is not); Python ints (not NumPy arrays) may also
+    go into any integer dtype whose range holds them."""
+    dtype = np.dtype(dtype)
+    a = np.asarray(value)
+    if a.dtype == object:
+        raise ValueError(f"{what}: object arrays cannot be stored "
+                         "(all elements must be numbers of one dtype)")
+    if a.dtype == dtype:
+        return a
+    if np.can_cast(a.dtype, dtype, "same_kind"):
+        return a.astype(dtype)
+    if not isinstance(value, np.ndarray) and a.dtype.kind in "iub" and \
+            dtype.kind in "iu":
+        lim = np.iinfo(dtype)
+        if a.size == 0 or (a.min() >= lim.min and a.max() <= lim.max):
+            return a.astype(dtype)
+    raise ValueError(f"{what}: cannot store {a.dtype} values in an array of "
+                     f"dtype {dtype} (NumPy's same_kind casting rule)")
+
+
+def encode(arr):
+    """The .npy bytes of the C-contiguous array ARR, built with one copy."""
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        head, np.lib.format.header_data_from_array_1_0(arr))
+    h = head.getvalue()
+    out = bytearray(len(h) + arr.nbytes)
+    out[:len(h)] = h
+    if arr.nbytes:
+        np.frombuffer(out, dtype=np.uint8, offset=len(h))[:] = \
+            arr.reshape(-1).view(np.uint8)
+    return out
+
+
+def decode(blob):
+    """The array of the .npy bytes BLOB: a fresh, writable ndarray."""
+    f = io.BytesIO(blob)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    count = 1
+    for d in shape:
+        count *= d
+    arr = np.frombuffer(blob, dtype=dtype, count=count, offset=f.tell())
+    arr = arr.reshape(shape, order="F" if fortran else "C")
+    return arr.copy()
+
+
+# ---- index arguments -----------------------------------------------------
+
+INDEX_TYPES = "int, list of int, numpy.ndarray of int or slice"
+
+
+def _as_int(v, what):
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{what} must be an integer, not {v!r}")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise ValueError(f"{what} must be an integer, not {v!r}") from None
+
+
+class Index:
+    """A Python index translated for the extension.
+
+    ``sql`` is the SQL argument: an int, a JSON array text or a
+    "start:stop[:step]" slice text.  ``count(nlive)`` is the number of rows
+    it selects from an array of NLIVE live rows, ``scalar`` whether it is a
+    single integer (NumPy drops the first dimension then).
+    """
+
+    __slots__ = ("sql", "scalar", "_kind", "_value")
+
+    def __init__(self, idx):
+        if isinstance(idx, (bool, np.bool_)):
+            raise ValueError(f"The indexes must be {INDEX_TYPES}; "
+                             f"got a bool ({idx!r})")
+        if isinstance(idx, (int, np.integer)):
+            self._set("int", int(idx), int(idx), True)
+            return
+        if isinstance(idx, slice):
+            start, stop, step = (
+                None if v is None else _as_int(v, f"slice {what}")
+                for v, what in ((idx.start, "start"), (idx.stop, "stop"),
+                                (idx.step, "step")))
+            if step == 0:
+                raise ValueError("slice step cannot be zero")
+            s = slice(start, stop, step)
+            text = ("" if start is None else str(start)) + ":" + \
+                ("" if stop is None else str(stop))
+            if step is not None:
+                text += f":{step}"
+            # A negative step is spelt out as a list once the row count is
+            # known (resolve()); the extension takes positive steps only.
+            self._set("slice", s, text if (step or 1) > 0 else None, False)
+            return
+        if isinstance(idx, (list, tuple, np.ndarray)):
+            a = np.asarray(idx)
+            if a.ndim == 0 and isinstance(idx, np.ndarray) and \
+                    a.dtype.kind in "iu":
+                self._set("int", int(a), int(a), True)
+                return
+            if a.ndim != 1:
+                raise ValueError(f"The indexes must be {INDEX_TYPES}; got an "
+                                 f"array of {a.ndim} dimensions")
+            if a.size and a.dtype.kind not in "iu":
+                raise ValueError(f"The indexes must be {INDEX_TYPES}; got "
+                                 f"elements of dtype {a.dtype}")
+            if a.dtype.kind == "u" and a.size and \
+                    a.max() > np.iinfo(np.int64).max:
+                raise IndexError(f"index {a.max()} is out of range")
+            a = a.astype(np.int64, copy=False) if a.size else \
+                np.empty(0, np.int64)
+            self._set("list", a, _json_list(a), False)
+            return
+        raise ValueError(f"The indexes must be {INDEX_TYPES}; "
+                         f"got {type(idx).__name__}")
+
+    def _set(self, kind, value, sql, scalar):
+        self._kind, self._value = kind, value
+        self.sql, self.scalar = sql, scalar
+
+    @property
+    def needs_count(self):
+        """Whether resolve() needs the live row count."""
+        return self.sql is None
+
+    def resolve(self, nlive):
+        """Fill in sql for an index that depends on the row count."""
+        if self._kind == "slice" and self.sql is None:
+            rows = np.arange(*self._value.indices(nlive), dtype=np.int64)
+            self._set("list", rows, _json_list(rows), False)
+        return self
+
+    def count(self, nlive):
+        if self._kind == "int":
+            return 1
+        if self._kind == "slice":
+            return len(range(*self._value.indices(nlive)))
+        return len(self._value)
+
+    def positions(self, nlive):
+        """The logical positions selected, as an int64 array (negative
+        values counted from the end; range checks are the extension's)."""
+        if self._kind == "int":
+            v = self._value
+            return np.array([v + nlive if v < 0 else v], dtype=np.int64)
+        if self._kind == "slice":
+            return np.arange(*self._value.indices(nlive), dtype=np.int64)
+        v = self._value
+        return np.where(v < 0, v + nlive, v)
+
+
+def _json_list(a):
+    return "[" + ",".join(map(str, a.tolist())) + "]"
+
+
+def positions_sql(pos):
+    """The index argument selecting logical positions POS (int64 array):
+    a slice text when they are one ascending run, else a JSON list."""
+    n = len(pos)
+    if n and int(pos[-1]) - int(pos[0]) == n - 1 and \
+            (n == 1 or bool(np.all(np.diff(pos) == 1))):
+        return f"{int(pos[0])}:{int(pos[-1]) + 1}"
+    return _json_list(pos)

@@ -1,0 +1,209 @@
+"""load(name, lazy=True): a LazyArray over a read-only memory mapping of
+the data file that honours deleted rows (logical indexes)."""
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from numpack_sqlite import LazyArray, NumPack
+
+
+@pytest.fixture
+def deleted(npk, rng):
+    """An array of 100 rows of which 13 are dropped, and its model."""
+    a = rng.random((100, 4)).astype(np.float32)
+    npk.save({"a": a})
+    gone = [0, 1, 2, 17, 50, 51, 63, 64, 65, 97, 98, 99, 40]
+    npk.drop("a", gone)
+    return npk, np.delete(a, gone, axis=0)
+
+
+def test_lazy_honours_deleted_rows(deleted):
+    npk, m = deleted
+    lz = npk.load("a", lazy=True)
+    assert isinstance(lz, LazyArray)
+    assert lz.shape == m.shape == (87, 4) and len(lz) == 87
+    assert lz.dtype == np.float32 and lz.ndim == 2
+    assert lz.size == m.size and lz.nbytes == m.nbytes and lz.itemsize == 4
+    assert np.array_equal(lz.to_numpy(), m)
+    assert np.array_equal(np.asarray(lz), m)
+    assert np.asarray(lz, dtype=np.float64).dtype == np.float64
+    assert np.array_equal(np.stack(list(lz)), m)
+    # The bitmap really is there: the data file still holds 100 rows.
+    assert os.path.getsize(os.path.join(npk._path, "data_a.npkd")) == 1600
+    assert os.path.exists(os.path.join(npk._path, "deleted_a.npkb"))
+
+
+INDEXES = [0, -1, 5, np.int32(7), slice(None), slice(3, 30, 4),
+           slice(None, None, -3), slice(-5, None), slice(100, 200),
+           [0, 86, 3, 3], np.array([1, -2]), [], np.array([], np.int64),
+           np.array([[0, 1], [2, 3]]), (5, 2), (slice(1, 4), 0),
+           ([1, 2], slice(None, 2)), (Ellipsis, 1), (), Ellipsis]
+
+
+@pytest.mark.parametrize("idx", INDEXES, ids=repr)
+def test_lazy_indexing_matches_numpy(deleted, idx):
+    npk, m = deleted
+    lz = npk.load("a", lazy=True)
+    got, want = lz[idx], m[idx]
+    assert np.shape(got) == np.shape(want)
+    assert np.array_equal(got, want)
+    assert not isinstance(got, np.memmap)   # results do not pin the mapping
+
+
+def test_lazy_bool_mask(deleted):
+    npk, m = deleted
+    lz = npk.load("a", lazy=True)
+    mask = np.arange(len(m)) % 3 == 0
+    assert np.array_equal(lz[mask], m[mask])
+    with pytest.raises(IndexError):
+        lz[mask[:-1]]
+
+
+@pytest.mark.parametrize("idx", [87, -88, [0, 87], np.array([-100])],
+                         ids=repr)
+def test_lazy_index_errors(deleted, idx):
+    npk, _ = deleted
+    with pytest.raises(IndexError):
+        npk.load("a", lazy=True)[idx]
+
+
+def test_lazy_one_dimensional_gives_scalars(npk):
+    npk.save({"v": np.arange(5, dtype=np.int64)})
+    npk.drop("v", [1])
+    lz = npk.load("v", lazy=True)
+    assert lz[1] == 2 and isinstance(lz[1], np.integer)
+    assert lz.shape == (4,) and list(lz) == [0, 2, 3, 4]
+
+
+def test_lazy_is_a_snapshot(npk):
+    a = np.arange(10.0)
+    npk.save({"a": a})
+    lz = npk.load("a", lazy=True)
+    npk.append({"a": [10.0]})
+    npk.drop("a", [0])
+    assert lz.shape == (10,) and np.array_equal(lz[:], a)   # not seen
+    npk.replace({"a": [-1.0]}, [0])    # in place: the mapping shows it
+    assert lz[1] == -1.0
+    before = lz[:]
+    npk.update("a")                    # a new file; the old one stays mapped
+    npk.save({"a": np.zeros(3)})
+    assert np.array_equal(lz[:], before)
+    npk.close()                        # and it outlives the NumPack
+    assert np.array_equal(lz[:], before)
+
+
+def test_lazy_empty_and_zero_width(npk):
+    npk.save({"e": np.zeros((0, 3), np.int8), "z": np.zeros((4, 0))})
+    e = npk.load("e", lazy=True)
+    assert e.shape == (0, 3) and e[:].shape == (0, 3)
+    with pytest.raises(IndexError):
+        e[0]
+    z = npk.load("z", lazy=True)
+    assert z.shape == (4, 0) and z[1:3].shape == (2, 0)
+
+
+def test_lazy_after_every_row_dropped(npk):
+    npk.save({"a": np.arange(3)})
+    npk.drop("a", [0, 1, 2])
+    lz = npk.load("a", lazy=True)
+    assert lz.shape == (0,) and lz[:].shape == (0,)
+
+
+def test_lazy_in_a_batch_is_eager(npk):
+    """In a batch the store's own transaction may differ from its files:
+    load(lazy=True) gives the ndarray then (NumPack's batch_mode also
+    returns its cached arrays)."""
+    npk.save({"a": np.arange(3)})
+    with npk.batch_mode():
+        assert isinstance(npk.load("a", lazy=True), np.ndarray)
+    with npk.writable_batch_mode():
+        assert isinstance(npk.load("a", lazy=True), np.ndarray)
+    assert isinstance(npk.load("a", lazy=True), LazyArray)
+
+
+# ---- a segmented array (NumPack 0.7 stores big arrays in segments) --------
+
+def _catalog_set_data_file(store, name, data_file):
+    """Rewrite metadata.npkm with NAME's data file changed (the format in
+    the README, "On-disk format")."""
+    path = os.path.join(store, "metadata.npkm")
+    with open(path, "rb") as f:
+        b = f.read()
+    out = bytearray(b[:20])
+    (count,) = struct.unpack_from("<I", b, 16)
+    p = 20
+    for _ in range(count):
+        start = p
+        (n,) = struct.unpack_from("<I", b, p)
+        this = b[p + 4:p + 4 + n].decode()
+        p += 4 + n
+        (ndim,) = struct.unpack_from("<I", b, p)
+        p += 4 + 8 * ndim
+        head = b[start:p]
+        (n,) = struct.unpack_from("<I", b, p)
+        df = b[p + 4:p + 4 + n].decode()
+        p += 4 + n
+        tail_start = p
+        p += 8 + 8 + 1 + 1 + 4 + 8 + 8
+        flag = b[p]
+        p += 1
+        if flag:
+            p += 1 + 8 + 8
+            (k,) = struct.unpack_from("<I", b, p)
+            p += 4 + 24 * k
+        if this == name:
+            df = data_file
+        enc = df.encode()
+        out += head + struct.pack("<I", len(enc)) + enc + b[tail_start:p]
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def test_lazy_reads_segmented_arrays(path, rng):
+    a = rng.random((10, 3)).astype(np.float32)
+    with NumPack(path, drop_if_exists=True) as npk:
+        npk.save({"seg": a, "other": np.arange(2)})
+    store = str(path)
+    raw = open(os.path.join(store, "data_seg.npkd"), "rb").read()
+    segs = [("data_seg.0.npkd", 0, 4), ("data_seg.1.npkd", 4, 10)]
+    for fname, lo, hi in segs:
+        with open(os.path.join(store, fname), "wb") as f:
+            f.write(raw[lo * 12:hi * 12])
+    with open(os.path.join(store, "data_seg.npkseg"), "w") as f:
+        json.dump({"version": 1, "segments": [
+            {"file": fn, "rows": hi - lo, "bytes": (hi - lo) * 12}
+            for fn, lo, hi in segs]}, f)
+    os.unlink(os.path.join(store, "data_seg.npkd"))
+    _catalog_set_data_file(store, "seg", "data_seg.npkseg")
+    with NumPack(path) as npk:
+        assert npk.get_metadata()["arrays"]["seg"]["data_file"] == \
+            "data_seg.npkseg"
+        assert np.array_equal(npk.load("seg"), a)            # read in C
+        npk.drop("seg", [3])  # the first write makes it one file again
+        npk.save({"seg2": npk.load("seg")})
+        m = np.delete(a, 3, axis=0)
+        lz = npk.load("seg", lazy=True)
+        assert np.array_equal(lz[[0, 3, 8]], m[[0, 3, 8]])
+    # A store still segmented, mapped by the binding itself.
+    for fname, lo, hi in segs:
+        with open(os.path.join(store, fname), "wb") as f:
+            f.write(raw[lo * 12:hi * 12])
+    with open(os.path.join(store, "data_seg.npkseg"), "w") as f:
+        json.dump({"version": 1, "segments": [
+            {"file": fn, "rows": hi - lo, "bytes": (hi - lo) * 12}
+            for fn, lo, hi in segs]}, f)
+    with NumPack(path) as npk:
+        npk.save({"seg": a})
+    os.unlink(os.path.join(store, "data_seg.npkd"))
+    _catalog_set_data_file(store, "seg", "data_seg.npkseg")
+    with NumPack(path) as npk:
+        lz = npk.load("seg", lazy=True)
+        assert len(lz._maps) == 2                 # one mapping per segment
+        assert lz.shape == (10, 3)
+        assert np.array_equal(lz[:], a)
+        assert np.array_equal(lz[2:7], a[2:7])
+        assert np.array_equal(lz[[9, 0, 4, 3]], a[[9, 0, 4, 3]])
+        assert np.array_equal(lz[5], a[5])
