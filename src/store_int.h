@@ -235,6 +235,8 @@ void npk_put_u64(unsigned char *p, uint64_t v);
 /* ---- system calls with fault injection and counters (store_io.c) ---- */
 int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e);
+int npk_io_pwrite_bulk(NpkStore *st, int fd, const void *p, size_t n,
+                       uint64_t off, const char *path, NpkErr *e);
 int npk_io_fsync(NpkStore *st, int fd, const char *path, NpkErr *e);
 int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e);
 int npk_io_ftruncate(NpkStore *st, int fd, uint64_t len, const char *path,

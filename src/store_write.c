@@ -127,8 +127,8 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
       rc = live_only ? npk_array_copy_live(s, src, &pos, n, buf)
                      : npk_array_copy_range(s, src, out, n, buf);
       if (rc == NPK_OK)
-        rc = npk_io_pwrite(st, to->fd, buf, (size_t)(n * rb), out * rb,
-                           to->path, &s->err);
+        rc = npk_io_pwrite_bulk(st, to->fd, buf, (size_t)(n * rb), out * rb,
+                                to->path, &s->err);
       out += n;
     }
     free(buf);
@@ -232,8 +232,8 @@ int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   rc = new_fresh(s, name, dtype, ndim, shape, &a);
   if (rc == NPK_OK && total) {
     NpkFile *f = a->seg[0].file;
-    rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, 0, f->path,
-                       &s->err);
+    rc = npk_io_pwrite_bulk(s->store, f->fd, data, (size_t)total, 0, f->path,
+                            &s->err);
     f->size = total;
   }
   if (rc == NPK_OK) {
