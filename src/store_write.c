@@ -232,8 +232,8 @@ int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   rc = new_fresh(s, name, dtype, ndim, shape, &a);
   if (rc == NPK_OK && total) {
     NpkFile *f = a->seg[0].file;
-    rc = npk_io_pwrite_bulk(s->store, f->fd, data, (size_t)total, 0, f->path,
-                            &s->err);
+    rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, 0, f->path,
+                       &s->err);
     f->size = total;
   }
   if (rc == NPK_OK) {
