@@ -815,6 +815,12 @@ int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out) {
   return rc;
 }
 
+/* NAME in the session's view, for a read that the session may do now. */
+static int lookup(NpkSession *s, const char *name, NpkArray **pa) {
+  int rc = npk_check_access(s);
+  return rc ? rc : npk_find(s, name, pa);
+}
+
 /* Pointer to physical ROW of A, from the overlay or the mapping. */
 int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
   static const unsigned char none[1];
@@ -858,8 +864,7 @@ int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
 int npk_row_ptr(NpkSession *s, const char *name, uint64_t row,
                 const void **pp) {
   NpkArray *a;
-  int rc = npk_check_access(s);
-  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  int rc = lookup(s, name, &a);
   if (rc == NPK_OK) rc = npk_array_row(s, a, row, pp);
   return rc;
 }
@@ -874,8 +879,7 @@ int npk_row_live(NpkSession *s, const char *name, uint64_t row) {
 int npk_logical_to_physical(NpkSession *s, const char *name, uint64_t k,
                             uint64_t *prow) {
   NpkArray *a;
-  int rc = npk_check_access(s);
-  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  int rc = lookup(s, name, &a);
   if (rc) return rc;
   if (k >= npk_live_rows(a))
     return npk_err(&s->err, NPK_RANGE,
@@ -894,8 +898,7 @@ int npk_logical_to_physical(NpkSession *s, const char *name, uint64_t k,
 int npk_next_live(NpkSession *s, const char *name, uint64_t row,
                   uint64_t *pnext) {
   NpkArray *a;
-  int rc = npk_check_access(s);
-  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  int rc = lookup(s, name, &a);
   if (rc) return rc;
   if (row >= a->shape[0]) *pnext = a->shape[0];
   else if (!a->bm) *pnext = row;
@@ -908,8 +911,7 @@ int npk_next_live(NpkSession *s, const char *name, uint64_t row,
 
 int npk_view(NpkSession *s, const char *name, NpkView *out) {
   NpkArray *a;
-  int rc = npk_check_access(s);
-  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  int rc = lookup(s, name, &a);
   if (rc == NPK_OK) rc = check_sizes(s, a);
   if (rc) return rc;
   memset(out, 0, sizeof *out);
@@ -934,8 +936,7 @@ int npk_savepoint_count(NpkSession *s) { return s->txn ? s->txn->nsp : 0; }
 int npk_physical_to_logical(NpkSession *s, const char *name, uint64_t row,
                             uint64_t *pk) {
   NpkArray *a;
-  int rc = npk_check_access(s);
-  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  int rc = lookup(s, name, &a);
   if (rc) return rc;
   if (row > a->shape[0]) row = a->shape[0];
   if (!a->bm) {
@@ -996,8 +997,7 @@ int npk_array_copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
 int npk_copy_live_rows(NpkSession *s, const char *name, uint64_t *pos,
                        uint64_t count, void *dst) {
   NpkArray *a;
-  int rc = npk_check_access(s);
-  if (rc == NPK_OK) rc = npk_find(s, name, &a);
+  int rc = lookup(s, name, &a);
   if (rc) return rc;
   return npk_array_copy_live(s, a, pos, count, dst);
 }

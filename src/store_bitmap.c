@@ -37,17 +37,9 @@ NpkBitmap *npk_bm_new(uint64_t nbits, int live) {
 }
 
 NpkBitmap *npk_bm_copy(const NpkBitmap *src) {
-  NpkBitmap *b = calloc(1, sizeof *b);
-  uint64_t nw = WORDS(src->nbits);
+  NpkBitmap *b = npk_bm_new(src->nbits, 0);
   if (!b) return NULL;
-  b->wcap = nw ? nw : 1;
-  b->w = malloc(b->wcap * 8);
-  if (!b->w) {
-    free(b);
-    return NULL;
-  }
-  memcpy(b->w, src->w, nw * 8);
-  b->nbits = src->nbits;
+  memcpy(b->w, src->w, WORDS(src->nbits) * 8);
   b->nlive = src->nlive;
   return b;
 }
