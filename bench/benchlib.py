@@ -10,7 +10,9 @@ itself.
   * Timer, median, settle_disk(), warm_memory(), prepare(): the measuring
     instruments and the conditions every timed step starts from.
   * Result: one line of the report (a case, numpack's figure, its baseline,
-    the target), and Target, which knows whether a ratio meets it.
+    the target; for the Python binding's cases also the SQL functions'
+    figure and a published one), and Target, which knows whether a ratio
+    meets it.
 """
 import os
 import sqlite3
@@ -101,14 +103,17 @@ class Timer:
         return False
 
 
-def interleaved(reps: int, contenders: dict) -> dict:
+def interleaved(reps: int, contenders: dict, reverse_odd=False) -> dict:
     """Run each contender once per repetition, in turn.  A contender is a
     function of the repetition number that does its own untimed setup and
-    returns the seconds of its timed part.  Returns {name: [seconds, ...]}."""
+    returns the seconds of its timed part.  With REVERSE_ODD, odd
+    repetitions run them in the reverse order, so that with three or more
+    none always follows the same one.  Returns {name: [seconds, ...]}."""
     times = {name: [] for name in contenders}
+    order = list(contenders)
     for rep in range(reps):
-        for name, run in contenders.items():
-            times[name].append(run(rep))
+        for name in (order[::-1] if reverse_odd and rep % 2 else order):
+            times[name].append(contenders[name](rep))
     return times
 
 
@@ -209,10 +214,20 @@ class Result:
     rows: Optional[int] = None          # rows touched, for ns/row
     short: str = ""                     # label in the chart
     notes: list = field(default_factory=list)
+    # The Python binding's table: the same operation through the SQL
+    # functions (seconds per rep) and the figure published for it elsewhere
+    # (quoted as text, not measured here), with where it was published.
+    sql: Optional[list] = None
+    published: Optional[str] = None
+    published_where: str = ""
 
     @property
     def np_med(self):
         return median(self.numpack) if self.numpack else None
+
+    @property
+    def sql_med(self):
+        return median(self.sql) if self.sql else None
 
     @property
     def base_med(self):

@@ -4,7 +4,8 @@ Debian's /usr/bin/python3, whose sqlite3 module can load extensions).
 
 Makes the data (datagen.py), runs every group of cases — whole arrays
 (cases_array.py), SQL reads (cases_sql.py), SQL writes and compaction
-(cases_write.py), NumPack's headline operations (cases_headline.py) — and
+(cases_write.py), NumPack's headline operations through the SQL functions
+and through the Python binding (cases_headline.py) — and
 writes the report (report.py): the Markdown table on stdout and in
 results/results.md, raw figures in results/results.json, the ratio chart in
 results/ratios.png.

@@ -1,8 +1,9 @@
 """
 report.py — turns the results into bench/results/results.md (a Markdown
 report: the machine, one table per group of cases with times, ratios and
-targets, per-row costs next to the page-cache bandwidth, and notes),
-results.json (every repetition's raw figure) and ratios.png (a bar chart of
+targets, the Python binding's table with the SQL functions' figures and
+NumPack's published ones next to its own, per-row costs next to the
+page-cache bandwidth, and notes), results.json (every repetition's raw figure) and ratios.png (a bar chart of
 numpack ÷ baseline).  It measures nothing, except for describing the machine.
 """
 import json
@@ -154,6 +155,10 @@ def markdown(cfg, ds, results, info, elapsed, vec_on):
     for g in _groups(results):
         if g == "Physical limit":
             continue
+        if any(r.sql is not None for r in results if r.group == g):
+            binding_table(w, g, [r for r in results if r.group == g],
+                          cfg.scale)
+            continue
         w("## %s" % g)
         w("")
         head = ["Case", "numpack", "Baseline", "baseline", "numpack ÷ baseline",
@@ -245,6 +250,63 @@ def markdown(cfg, ds, results, info, elapsed, vec_on):
     return "\n".join(L)
 
 
+def fmt_ms(s):
+    """Seconds as milliseconds, three significant digits."""
+    if s is None:
+        return "n/a"
+    ms = s * 1e3
+    return "%.3g ms" % ms if ms >= 1 else "%.3f ms" % ms if ms >= 0.01 \
+        else "%.4f ms" % ms
+
+
+def binding_table(w, g, rows, scale):
+    """The Python binding's cases: its figure, the same operation through
+    the SQL functions and the .npy file, and NumPack's published figure."""
+    where = next((r.published_where for r in rows if r.published_where),
+                 "?")
+    w("## %s" % g)
+    w("")
+    w("NumPack's class API (`numpack_sqlite.NumPack`, bindings/python) on the "
+      "same operations as the headline table, measured turn about with it "
+      "in the same repetitions; its store is a second copy of the same "
+      "array, receiving the same changes. Medians; the last column is the "
+      "figure NumPack 0.7 publishes for itself on 1M × 10 float32 (%s), "
+      "quoted for reference and **not measured here**." % where)
+    w("")
+    head = ["Operation", "numpack binding", "numpack SQL functions",
+            "NumPy .npy file", "binding ÷ SQL functions",
+            "NumPack 0.7, published (%s; not measured here)" % where]
+    w("| " + " | ".join(head) + " |")
+    w("|" + "---|" * len(head))
+    for r in rows:
+        over = (r.np_med / r.sql_med) if r.np_med and r.sql_med else None
+        w("| %s | %s%s | %s%s | %s%s (%s) | %s | %s |"
+          % (r.case, fmt_ms(r.np_med), _reps(r.numpack),
+             fmt_ms(r.sql_med), _reps(r.sql),
+             fmt_ms(r.base_med), _reps(r.baseline), r.baseline_name,
+             "n/a" if over is None else "%.2f" % over,
+             r.published or "–"))
+    w("")
+    w("Rows: 100 random rows (sorted, distinct) for replace and random "
+      "access, 100 new rows for append; the binding gets the index as a "
+      "Python list. The binding's writes are durable (fsync) when they "
+      "return, as the SQL functions' are; the .npy rewrite is not. The "
+      "contenders run in the order SQL functions, .npy file, binding, and "
+      "in the reverse order every other repetition, so that both numpack "
+      "sides follow the rewrite (and pay for part of its write-back) "
+      "equally often. The lazy "
+      "variant `npk.load('h', lazy=True)[idx_list]` includes opening the "
+      "LazyArray (reading the catalog, mapping the data file) every time; "
+      "`lazy[idx_list]` indexes one LazyArray opened before the "
+      "repetitions. The SQL functions' column is `numpack_getitem` for "
+      "every random-access row.")
+    w("")
+    if scale != 1:
+        w("This run is scaled (BENCH_SCALE=%g): the published figures are "
+          "for 1M rows, these are not." % scale)
+        w("")
+
+
 def raw_json(cfg, results, info, elapsed):
     return json.dumps({
         "machine": info, "scale": cfg.scale, "elapsed_s": elapsed,
@@ -253,7 +315,10 @@ def raw_json(cfg, results, info, elapsed):
             "numpack": r.numpack, "baseline_name": r.baseline_name,
             "baseline": r.baseline, "sqlite_vec": r.vec0,
             "ratio": r.ratio, "target": r.target.text, "met": r.met,
-            "rows": r.rows} for r in results]}, indent=1,
+            "rows": r.rows, "sql_functions": r.sql,
+            "published": r.published,
+            "published_where": r.published_where or None}
+            for r in results]}, indent=1,
         ensure_ascii=False)
 
 
