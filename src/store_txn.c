@@ -504,15 +504,16 @@ static int jr_link_removed(NpkSession *s, const char *rel, void *arg) {
   return NPK_OK;
 }
 
-/* Hard-link REL to its backup name, replacing a stale backup. */
+/* Hard-link REL to its backup name, replacing a stale backup; ARG counts
+** the links made. */
 static int link_backup(NpkSession *s, const char *rel, void *arg) {
   char *abs = npk_path(s->store->dir, rel), *bak = abs ? npk_backup_name(abs) : NULL;
   int rc = NPK_OK;
-  (void)arg;
   if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
   else if (access(abs, F_OK) == 0) {
     unlink(bak);
     if (link(abs, bak) != 0) rc = npk_err_sys(&s->err, errno, "cannot link", bak);
+    else ++*(int *)arg;
   }
   free(abs);
   free(bak);
@@ -761,7 +762,7 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
-  int n = 0, rc, journaled = 0;
+  int n = 0, rc, journaled = 0, links = 0;
   uint64_t now;
 
   if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
@@ -792,11 +793,12 @@ int npk_commit(NpkSession *s) {
   journaled = 1;
   npk_test_crash_point(2);
   for (int i = 0; i < n && rc == NPK_OK; i++) {
-    rc = each_removed(s, &ch[i], link_backup, NULL);
+    rc = each_removed(s, &ch[i], link_backup, &links);
     if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
-      rc = link_backup(s, ch[i].p->data_file, NULL);
+      rc = link_backup(s, ch[i].p->data_file, &links);
   }
-  if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
+  /* The backups must be on disk before the files they keep are replaced. */
+  if (rc == NPK_OK && links) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_test_crash_point(3);
   if (rc == NPK_OK) rc = write_data(s, ch, n);
   if (rc == NPK_OK) rc = cut_tails(s, ch, n);
