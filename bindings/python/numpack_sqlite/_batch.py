@@ -40,7 +40,23 @@ def _leave(npk, commit):
     npk._prejoin = []
 
 
-class BatchModeContext(_BatchBase):
+class _Block(_BatchBase):
+    """The ``with`` protocol both batch modes share: begin on entry, and
+    on exit commit (or, after an exception, roll back) through _finish."""
+
+    def __enter__(self):
+        with self.npk._lock:
+            _enter(self.npk, self)
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        with self.npk._lock:
+            if self.npk._batch is self:
+                self._finish(exc_type)
+        return False
+
+
+class BatchModeContext(_Block):
     """NumPack.batch_mode(memory_limit): load() and save() work on an
     in-memory cache (load returns the cached array itself, save only marks
     it to be written); at the end of the block the saved arrays are written
@@ -64,17 +80,6 @@ class BatchModeContext(_BatchBase):
         self.memory_limit = memory_limit
         self.failed = False
 
-    def __enter__(self):
-        with self.npk._lock:
-            _enter(self.npk, self)
-        return self
-
-    def __exit__(self, exc_type, exc_val, exc_tb):
-        with self.npk._lock:
-            if self.npk._batch is self:
-                self._finish(exc_type)
-        return False
-
     def _finish(self, exc_type):
         npk = self.npk
         commit = exc_type is None and not self.failed
@@ -87,7 +92,7 @@ class BatchModeContext(_BatchBase):
         _leave(npk, commit)
 
 
-class WritableBatchMode(_BatchBase):
+class WritableBatchMode(_Block):
     """NumPack.writable_batch_mode(): load(name) returns an ndarray to
     change in place.  An array without deleted rows is a copy-on-write
     mapping of its data file (pages are copied only when written); one with
@@ -102,17 +107,6 @@ class WritableBatchMode(_BatchBase):
         self.npk = numpack_instance
         self.failed = False
         self._arrays = {}   # name -> (ndarray, mapped?)
-
-    def __enter__(self):
-        with self.npk._lock:
-            _enter(self.npk, self)
-        return self
-
-    def __exit__(self, exc_type, exc_val, exc_tb):
-        with self.npk._lock:
-            if self.npk._batch is self:
-                self._finish(exc_type)
-        return False
 
     def load(self, array_name):
         """The array to modify in place (the same object on every call)."""
