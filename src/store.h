@@ -213,7 +213,9 @@ int npk_savepoint_count(NpkSession *s);
 /* ---- testing hooks --------------------------------------------------- */
 
 /* Fault injection: the Nth I/O call from now of kind KIND fails with ERRNO
-** (0 disables).  Kinds: "write", "fsync", "rename", "ftruncate", "any". */
+** (0 disables).  Kinds: "write", "fsync", "rename", "ftruncate", "any".
+** The environment variable NUMPACK_TEST_FAULT=KIND:N:ERRNO arms one at the
+** first I/O call of the process. */
 void npk_test_fault(const char *kind, int nth, int err);
 /* Crash simulation: the next commit calls _exit(77) just before its step
 ** STEP (1-based, see store_txn.c), leaving the files as a crash would.  For

@@ -39,8 +39,23 @@ int npk_test_crash_point(int step) {
   return 0;
 }
 
+/* NUMPACK_TEST_FAULT=kind:nth:errno in the environment arms the same fault
+** for a whole process, so that tests can reach it through SQL. */
+static void fault_from_env(void) {
+  static int done;
+  const char *v;
+  char kind[16];
+  int nth, err;
+  if (done) return;
+  done = 1;
+  v = getenv("NUMPACK_TEST_FAULT");
+  if (v && sscanf(v, "%15[a-z]:%d:%d", kind, &nth, &err) == 3)
+    npk_test_fault(kind, nth, err);
+}
+
 /* Return the errno to fake for a call of KIND, or 0 to let it run. */
 static int fault_check(const char *kind) {
+  fault_from_env();
   if (!fault_kind[0]) return 0;
   if (strcmp(fault_kind, kind) != 0 && strcmp(fault_kind, "any") != 0) return 0;
   if (--fault_countdown > 0) return 0;
