@@ -56,6 +56,7 @@ struct NpkVtab {
   char *zTable;              /* table name, for messages */
   char *zArray;              /* array name */
   int readonly;              /* readonly=1 */
+  int array_named;           /* array= was given (not the table's name) */
   int blob;                  /* layout=blob */
   int dtype;                 /* element type */
   int item;                  /* bytes per element */
@@ -96,6 +97,7 @@ struct NpkArgs {
   int blob;                  /* layout=blob */
   char *columns;             /* columns= */
   int readonly;              /* readonly= */
+  int array_named;           /* array= was given */
 };
 
 /* Strip one level of '' or "" quotes, in place. */
@@ -229,6 +231,7 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
                              "required", argv[2]);
     return SQLITE_ERROR;
   }
+  a->array_named = a->array != 0;
   if (!a->array) a->array = sqlite3_mprintf("%s", argv[2]);
   if (!a->array) return SQLITE_NOMEM;
   return SQLITE_OK;
@@ -324,6 +327,7 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   v->db = db;
   v->readonly = a.readonly;
   v->blob = a.blob;
+  v->array_named = a.array_named;
   v->zTable = sqlite3_mprintf("%s", argv[2]);
   v->zArray = sqlite3_mprintf("%s", a.array);
   if (!v->zTable || !v->zArray) {
@@ -1114,6 +1118,20 @@ static int vt_rollback_to(sqlite3_vtab *p, int level) {
   return rc ? fail(v, rc) : SQLITE_OK;
 }
 
+/* ALTER TABLE ... RENAME: the array keeps its name.  Without array= the
+** array is named after the table, so the renamed table would look for an
+** array of the new name next time: refuse rather than lose the data. */
+static int vt_rename(sqlite3_vtab *p, const char *zNew) {
+  NpkVtab *v = (NpkVtab *)p;
+  if (v->array_named) return SQLITE_OK;
+  sqlite3_free(v->base.zErrMsg);
+  v->base.zErrMsg = sqlite3_mprintf(
+      "numpack: table %s reads the array named after it; to rename it, "
+      "create the table %s USING numpack(store=..., array='%s')", v->zTable,
+      zNew, v->zArray);
+  return SQLITE_ERROR;
+}
+
 static sqlite3_module npk_module = {
   2,                 /* iVersion: savepoints */
   vt_create,
@@ -1134,7 +1152,7 @@ static sqlite3_module npk_module = {
   vt_commit,
   vt_rollback,
   0,                 /* xFindFunction */
-  0,                 /* xRename */
+  vt_rename,
   vt_savepoint,
   vt_release,
   vt_rollback_to,
