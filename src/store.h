@@ -13,9 +13,10 @@
 **                          or after a crash)
 **
 ** Objects:
-**   NpkStore    one per store directory per process (a refcounted registry
-**               keyed by device and inode), holding the last committed state
-**               seen: the catalog, bitmaps and read-only mappings.
+**   NpkStore    one per store directory and access mode (read-write or
+**               read-only) per process, from a refcounted registry keyed by
+**               device and inode, holding the last committed state seen:
+**               the catalog, bitmaps and read-only mappings.
 **   NpkSession  one client of a store (a database connection): its own lock
 **               on the lock file and its own pending transaction.  Readers in
 **               other sessions never see a session's uncommitted changes.
