@@ -15,57 +15,20 @@ now and then a second connection checks what is committed.
 Usage: /usr/bin/python3 model.py [MODULE [TMPDIR [SEED [STEPS]]]]
 Prints one line per failure and "N passed, M failed"; exits 1 on failure.
 """
-import io
 import json
 import os
 import random
 import sqlite3
 import sys
-import tempfile
 
 import numpy as np
 
-DTYPES = ["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16",
-          "int32", "int64", "float16", "float32", "float64", "complex64",
-          "complex128"]
+from npktest import (DTYPES, args, check, connect, finish, npy, same,
+                     unnpy)
+
 ROW_SHAPES = [(), (3,), (2, 2)]
 NAMES = ["a", "b", "c", "d", "e"]
 TX = "tx"              # the array behind the table used in transactions
-
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
-    return cond
-
-
-def bits(a):
-    a = np.ascontiguousarray(a)
-    size = a.dtype.itemsize
-    return a.view(np.uint64) if size == 16 else a.view(np.dtype("u%d" % size))
-
-
-def same(a, b):
-    return (a.dtype == b.dtype and a.shape == b.shape
-            and np.array_equal(bits(a), bits(b)))
-
-
-def npy(a):
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
-
-
-def unnpy(blob):
-    return np.load(io.BytesIO(blob))
-
 
 class Model:
     def __init__(self, db, db2, store, seed):
@@ -400,18 +363,8 @@ class Model:
               "numpack_open counts the arrays")
 
 
-def connect(module):
-    db = sqlite3.connect(":memory:", isolation_level=None)
-    db.enable_load_extension(True)
-    db.load_extension(module)
-    db.enable_load_extension(False)
-    return db
-
-
 def main():
-    module = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
-                             os.environ.get("NUMPACK_SO", "./.libs/numpack.so"))
-    tmp = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp()
+    module, tmp = args()
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 20240611
     steps = int(sys.argv[4]) if len(sys.argv) > 4 else 300
     store = os.path.join(tmp, "model.npk")
@@ -419,8 +372,7 @@ def main():
     Model(db, db2, store, seed).run(steps)
     db.close()
     db2.close()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -13,57 +13,16 @@ MODULE defaults to $NUMPACK_SO or ./.libs/numpack.so; TMPDIR to a new
 temporary directory.  Prints one line per failure and "N passed, M failed";
 exits 1 if anything failed.
 """
-import io
 import os
 import sqlite3
 import sys
-import tempfile
 
 import numpy as np
 
-DTYPES = ["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16",
-          "int32", "int64", "float16", "float32", "float64", "complex64",
-          "complex128"]
+from npktest import (DTYPES, args, check, connect, finish, npy, same,
+                     unnpy)
+
 SHAPES = [(7,), (5, 3), (4, 2, 3), (0,), (0, 3), (1,), (3, 1, 1, 2)]
-
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
-
-
-def bits(a):
-    """The array's bits as unsigned integers of its item size, so that
-    comparisons are exact for NaN and -0.0."""
-    a = np.ascontiguousarray(a)
-    size = a.dtype.itemsize
-    if size == 16:
-        return a.view(np.uint64)
-    return a.view(np.dtype("u%d" % size))
-
-
-def same(a, b):
-    """Same dtype, same shape, same bits."""
-    return (isinstance(b, np.ndarray) and a.dtype == b.dtype
-            and a.shape == b.shape and np.array_equal(bits(a), bits(b)))
-
-
-def npy(a):
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
-
-
-def unnpy(blob):
-    return np.load(io.BytesIO(blob))
-
 
 def make(rng, dtype, shape):
     """Random data of DTYPE with the awkward values of each kind."""
@@ -89,15 +48,9 @@ def make(rng, dtype, shape):
 
 
 def main():
-    module = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
-                             os.environ.get("NUMPACK_SO", "./.libs/numpack.so"))
-    tmp = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp()
+    module, tmp = args()
     store = os.path.join(tmp, "roundtrip.npk")
-
-    db = sqlite3.connect(":memory:", isolation_level=None)
-    db.enable_load_extension(True)
-    db.load_extension(module)
-    db.enable_load_extension(False)
+    db = connect(module)
 
     def one(sql, *args):
         return db.execute(sql, args).fetchone()[0]
@@ -256,8 +209,7 @@ def main():
           "load after the limit is raised again")
 
     db.close()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":

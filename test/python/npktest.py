@@ -1,0 +1,76 @@
+"""npktest.py - what the Python test scripts of test/python/ share: the
+dtypes, the check counter and its closing line, exact array comparison,
+.npy conversion, and a connection with the extension loaded."""
+import io
+import os
+import sqlite3
+import sys
+import tempfile
+
+import numpy as np
+
+DTYPES = ["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16",
+          "int32", "int64", "float16", "float32", "float64", "complex64",
+          "complex128"]
+
+_counts = {"passed": 0, "failed": 0}
+
+
+def check(cond, what):
+    """Count one check; print it when it fails."""
+    if cond:
+        _counts["passed"] += 1
+    else:
+        _counts["failed"] += 1
+        print("FAIL", what)
+    return cond
+
+
+def finish():
+    """Print the closing "N passed, M failed" line; the exit status."""
+    print("%d passed, %d failed" % (_counts["passed"], _counts["failed"]))
+    return 1 if _counts["failed"] else 0
+
+
+def bits(a):
+    """The array's bits as unsigned integers of its item size, so that
+    comparisons are exact for NaN and -0.0."""
+    a = np.ascontiguousarray(a)
+    size = a.dtype.itemsize
+    if size == 16:
+        return a.view(np.uint64)
+    return a.view(np.dtype("u%d" % size))
+
+
+def same(a, b):
+    """Same dtype, same shape, same bits."""
+    return (isinstance(b, np.ndarray) and a.dtype == b.dtype
+            and a.shape == b.shape and np.array_equal(bits(a), bits(b)))
+
+
+def npy(a):
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def unnpy(blob):
+    return np.load(io.BytesIO(blob))
+
+
+def args():
+    """The module (argv[1] or NUMPACK_SO) and a temporary directory
+    (argv[2] or a new one)."""
+    module = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
+                             os.environ.get("NUMPACK_SO", "./.libs/numpack.so"))
+    tmp = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp()
+    return module, tmp
+
+
+def connect(module):
+    """An in-memory connection in autocommit mode with MODULE loaded."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.enable_load_extension(True)
+    db.load_extension(module)
+    db.enable_load_extension(False)
+    return db
