@@ -521,19 +521,6 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
   return SQLITE_ERROR;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* Drop repeats from the sorted list P of N values; the new length. */
-static uint64_t unique_u64(uint64_t *p, uint64_t n) {
-  uint64_t k = 0;
-  for (uint64_t i = 0; i < n; i++)
-    if (k == 0 || p[k - 1] != p[i]) p[k++] = p[i];
-  return k;
-}
-
 static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   static const char fn[] = "numpack_drop";
   NpkConn *c = 0;
@@ -567,8 +554,7 @@ static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       rc = FN_REPORTED;
     if (rc == NPK_OK) {
       /* A row listed twice is dropped once, and counted once. */
-      qsort(rows, (size_t)nr, sizeof *rows, cmp_u64);
-      nr = unique_u64(rows, nr);
+      nr = npk_rows_sort_unique(rows, nr);
       rc = npk_delete_rows(c->ses, names[i], rows, nr);
     }
     count += (sqlite3_int64)nr;

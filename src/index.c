@@ -12,6 +12,19 @@
 
 #include "index.h"
 
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+uint64_t npk_rows_sort_unique(uint64_t *p, uint64_t n) {
+  uint64_t k = 0;
+  qsort(p, (size_t)n, sizeof *p, cmp_u64);
+  for (uint64_t i = 0; i < n; i++)
+    if (k == 0 || p[k - 1] != p[i]) p[k++] = p[i];
+  return k;
+}
+
 int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, char *err,
                   size_t errlen) {
   if (i < 0 ? (uint64_t)0 - (uint64_t)i > nlive : (uint64_t)i >= nlive) {

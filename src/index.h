@@ -22,6 +22,9 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
 ** the list is never built, so a huge slice costs no memory. */
 #define NPK_INDEX_TOO_MANY 2
 
+/* Sort the N row numbers at P and drop repeats; the new count. */
+uint64_t npk_rows_sort_unique(uint64_t *p, uint64_t n);
+
 /* One integer index (possibly negative) resolved against NLIVE rows. */
 int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, char *err,
                   size_t errlen);

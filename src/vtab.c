@@ -34,6 +34,7 @@
 #include "numpack_int.h"
 #include "conn.h"
 #include "element.h"
+#include "index.h"
 
 #define IDX_EQ     0x001
 #define IDX_IN     0x002
@@ -649,11 +650,6 @@ static void settle(NpkCursor *c) {
   c->eof = 1;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Advance through the IN list to the next live row. */
 static void in_settle(NpkCursor *c) {
   while (c->i_in < c->n_in) {
@@ -749,14 +745,8 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     }
     if (rc != SQLITE_OK && rc != SQLITE_DONE) return rc;
     ai++;
-    qsort(c->in_rows, (size_t)c->n_in, sizeof *c->in_rows, cmp_u64);
-    {
-      int k = 0;  /* drop duplicates: each row is returned once */
-      for (int i = 0; i < c->n_in; i++)
-        if (k == 0 || c->in_rows[k - 1] != c->in_rows[i])
-          c->in_rows[k++] = c->in_rows[i];
-      c->n_in = k;
-    }
+    /* Each row is returned once, in rowid order. */
+    c->n_in = (int)npk_rows_sort_unique(c->in_rows, (uint64_t)c->n_in);
     in_settle(c);
     return SQLITE_OK;
   }
