@@ -627,7 +627,7 @@ static void fn_reset(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 
 /* ---- JSON introspection ---------------------------------------------- */
 
-static void json_shape(sqlite3_str *s, const NpkArrayInfo *a, uint64_t first) {
+void npk_json_shape(sqlite3_str *s, const NpkArrayInfo *a, uint64_t first) {
   sqlite3_str_appendf(s, "[%llu", (unsigned long long)first);
   for (uint32_t d = 1; d < a->ndim; d++)
     sqlite3_str_appendf(s, ",%llu", (unsigned long long)a->shape[d]);
@@ -676,7 +676,7 @@ static void fn_metadata(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       if (i) sqlite3_str_appendchar(s, 1, ',');
       json_string(s, a.name);
       sqlite3_str_appendall(s, ":{\"shape\":");
-      json_shape(s, &a, a.rows);
+      npk_json_shape(s, &a, a.rows);
       sqlite3_str_appendall(s, ",\"data_file\":");
       json_string(s, a.data_file);
       sqlite3_str_appendf(s, ",\"last_modified\":%llu,\"size_bytes\":%llu,"
@@ -712,7 +712,7 @@ static void fn_shape(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     fn_error(ctx, c, rc);
   } else {
     sqlite3_str *s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
-    json_shape(s, &a, a.live_rows);
+    npk_json_shape(s, &a, a.live_rows);
     result_json(ctx, s);
   }
   npk_conn_release(c);

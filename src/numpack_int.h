@@ -14,6 +14,8 @@
 #define NPK_NUMPACK_INT_H
 
 #include <sqlite3ext.h>
+
+#include "store.h"
 SQLITE_EXTENSION_INIT3
 
 /* Version of the extension, from configure (PACKAGE_VERSION).  A build
@@ -33,6 +35,10 @@ SQLITE_EXTENSION_INIT3
 int npk_vtab_register(sqlite3 *db);   /* vtab.c: the numpack module */
 int npk_func_register(sqlite3 *db);   /* func.c: numpack_save() ... */
 int npk_tvf_register(sqlite3 *db);    /* tvf.c: numpack_arrays, numpack_stream */
-int npk_conn_register(sqlite3 *db);   /* conn.c: numpack_sessions(), close hook */
+int npk_conn_register(sqlite3 *db);
+
+/* An array's shape as JSON, "[first, d1, d2, ...]", appended to S (func.c);
+** FIRST is the row count to report (physical or live). */
+void npk_json_shape(sqlite3_str *s, const NpkArrayInfo *a, uint64_t first);   /* conn.c: numpack_sessions(), close hook */
 
 #endif /* NPK_NUMPACK_INT_H */

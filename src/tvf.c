@@ -218,10 +218,7 @@ static int arrays_load(TvfCursor *c) {
     c->narrays = i + 1;
     a->name = sqlite3_mprintf("%s", a->info.name);
     sh = sqlite3_str_new(0);
-    sqlite3_str_appendf(sh, "[%llu", (unsigned long long)a->info.shape[0]);
-    for (uint32_t d = 1; d < a->info.ndim; d++)
-      sqlite3_str_appendf(sh, ",%llu", (unsigned long long)a->info.shape[d]);
-    sqlite3_str_appendchar(sh, 1, ']');
+    npk_json_shape(sh, &a->info, a->info.shape[0]);
     a->shape = sqlite3_str_finish(sh);
     a->info.name = a->name;
     a->info.data_file = 0;
