@@ -51,6 +51,22 @@ static int busy_timeout(void *arg) {
   return ms;
 }
 
+/* 0 when the connection's main database runs with PRAGMA synchronous=OFF:
+** the store's writes then skip fsync as SQLite's own do.  The main
+** database decides, not the schema a table is declared in, since TEMP is
+** always OFF and would make every temp table's writes unsynced. */
+static int sync_level(void *arg) {
+  sqlite3 *db = arg;
+  sqlite3_stmt *st = 0;
+  int level = 2;
+  if (sqlite3_prepare_v2(db, "PRAGMA main.synchronous", -1, &st, 0) ==
+          SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    level = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return level;
+}
+
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
                   char **pzErr) {
   NpkStore *st = 0;
@@ -75,6 +91,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
     c->db = db;
     c->store = st;
     npk_set_busy_source(c->ses, busy_timeout, db);
+    npk_set_sync_source(c->ses, sync_level, db);
     c->refs = 1;
     c->next = conn_list;
     conn_list = c;

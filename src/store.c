@@ -446,6 +446,10 @@ void npk_set_busy_source(NpkSession *s, int (*fn)(void *), void *arg) {
   s->busy_fn = fn;
   s->busy_arg = arg;
 }
+void npk_set_sync_source(NpkSession *s, int (*fn)(void *), void *arg) {
+  s->sync_fn = fn;
+  s->sync_arg = arg;
+}
 
 /* Take SHARED: roll back a hot journal first (which needs EXCLUSIVE), then
 ** bring the committed state up to date. */

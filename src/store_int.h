@@ -148,6 +148,8 @@ struct NpkStore {
   int pins;                  /* sessions reading or in a transaction */
   NpkRetired *retired;       /* freed when pins drops to 0 */
   NpkStats stats;            /* I/O counters */
+  int sync_off;              /* the writer chose not to fsync; written only
+                             ** by the session holding RESERVED */
   NpkStore *next;            /* registry list */
 };
 
@@ -205,6 +207,8 @@ struct NpkSession {
   int busy_ms;               /* busy timeout in milliseconds */
   int (*busy_fn)(void *);    /* reads the busy timeout, or NULL */
   void *busy_arg;            /* argument of busy_fn */
+  int (*sync_fn)(void *);    /* 0 when writes need not be synced, or NULL */
+  void *sync_arg;            /* argument of sync_fn */
   NpkTxn *txn;               /* open write transaction, or NULL */
   NpkErr err;                /* last error */
   uint64_t changes;          /* npk_change_count(): bumped by each write */

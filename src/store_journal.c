@@ -261,13 +261,15 @@ done:
   return rc;
 }
 
-/* Play back a hot journal, if there is one.  The caller holds EXCLUSIVE. */
+/* Play back a hot journal, if there is one, synced whatever the writer
+** chose.  The caller holds EXCLUSIVE. */
 int npk_journal_recover(NpkStore *st, NpkErr *e) {
   char *path = npk_path(st->dir, NPK_JOURNAL);
   unsigned char *p = NULL;
   size_t n = 0, at;
-  int rc;
+  int rc, sync_off = st->sync_off;
   if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  st->sync_off = 0;
   rc = npk_io_read_file(st, path, &p, &n, e);
   if (rc == NPK_NOTFOUND) {
     rc = NPK_OK;
@@ -298,6 +300,7 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
     __atomic_fetch_add(&st->stats.recoveries, 1, __ATOMIC_RELAXED);
   }
 done:
+  st->sync_off = sync_off;
   free(p);
   free(path);
   return rc;

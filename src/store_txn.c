@@ -289,6 +289,7 @@ int npk_begin(NpkSession *s) {
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   s->txn = t;
+  s->store->sync_off = s->sync_fn && s->sync_fn(s->sync_arg) == 0;
   if (!s->pinned) {
     pthread_mutex_lock(&s->store->mu);
     s->store->pins++;
@@ -358,6 +359,7 @@ static void txn_end(NpkSession *s) {
   pthread_mutex_unlock(&s->store->mu);
   free(t);
   s->txn = NULL;
+  s->store->sync_off = 0;
   s->changes++;
   if (s->nread > 0) npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
   else npk_lock_release(s);
