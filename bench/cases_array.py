@@ -7,6 +7,11 @@ full scale):
           durable: data, catalog and directory are synced before it returns)
   load    numpack_load + np.load(BytesIO) into a NumPy array, against
           np.load from the file; the SQL call alone is reported too
+  C API   the same two functions called through SQLite's C API (capi.py),
+          as a C program would: the bytes bound without a copy, the result
+          read where SQLite holds it (and once copied into a new ndarray);
+          numpack_save also under PRAGMA synchronous=OFF, which skips
+          fsync as np.save does
   stream  SELECT length(npy) FROM numpack_stream(store, name, 65536) over a
           2 GB array, consumed to the end in a fresh process
           (stream_probe.py): the peak increase of RssAnon is the figure;
@@ -21,6 +26,7 @@ afterwards outside the timing.  Two driver floors show what Python's sqlite3
 module alone costs for 512 MB: binding the bytes (SELECT length(?)) and
 fetching a BLOB of that size (SELECT zeroblob(n)).
 """
+import ctypes
 import io
 import json
 import os
@@ -30,6 +36,7 @@ import sys
 
 import numpy as np
 
+import capi
 from benchlib import (REPORT, Result, Target, Timer, at_most, connect,
                       interleaved, prepare, scalar, settle_disk)
 
@@ -87,9 +94,30 @@ def save_cases(cfg, ds, log):
             scalar(con, "SELECT length(?)", (ds.npy,))
         return t.seconds
 
+    cdb = capi.Connection(cfg.path("capi.db"), cfg.numpack_so)
+    csave = cdb.prepare("SELECT numpack_save(?, 'saved', ?)")
+    npy = np.frombuffer(ds.npy, dtype=np.uint8)
+
+    def capi_save(synchronous):
+        def run(rep):
+            cdb.exec("PRAGMA synchronous=%s" % synchronous)
+            prepare(cfg)
+            with Timer() as t:
+                csave.bind_text(1, store)
+                csave.bind_blob_static(2, npy.ctypes.data, npy.nbytes)
+                csave.step()
+                csave.reset()
+            shutil.rmtree(store)
+            return t.seconds
+        return run
+
     times = interleaved(SAVE_REPS, {"numpack": numpack, "np.save": np_save,
                                     "fsync": np_save_fsync,
-                                    "floor": bind_floor})
+                                    "floor": bind_floor,
+                                    "capi": capi_save("FULL"),
+                                    "capi_off": capi_save("OFF")})
+    csave.finalize()
+    cdb.close()
     settle_disk()
     with Timer() as ser:
         buf = io.BytesIO()
@@ -111,6 +139,14 @@ def save_cases(cfg, ds, log):
                "same bytes bound (handing them to SQLite from Python)",
                times["floor"], "`np.save` to a file", times["np.save"],
                REPORT, short="floor: bind npy bytes"),
+        Result("Whole arrays", "`numpack_save` through SQLite's C API (bytes "
+               "bound `SQLITE_STATIC`), synced", times["capi"],
+               "`np.save` + `fsync`", times["fsync"], REPORT,
+               short="C API save vs np.save+fsync"),
+        Result("Whole arrays", "`numpack_save` through SQLite's C API, "
+               "`PRAGMA synchronous=OFF` (no fsync, as `np.save`)",
+               times["capi_off"], "`np.save` to a file", times["np.save"],
+               REPORT, short="C API save, sync off, vs np.save"),
     ]
 
 
@@ -146,10 +182,32 @@ def load_cases(cfg, ds, log):
         del blob
         return t.seconds
 
+    cdb = capi.Connection(":memory:", cfg.numpack_so)
+    cload = cdb.prepare("SELECT numpack_load(?, 'base')")
+    header = nbytes - ds.arr.nbytes
+    in_place = []
+
+    def capi_load(rep):
+        prepare(cfg)
+        with Timer() as t:
+            with Timer() as q:
+                cload.bind_text(1, ds.store)
+                cload.step()
+                addr, n = cload.column_blob(0)
+            arr = np.empty(ds.arr.shape, dtype=ds.arr.dtype)
+            ctypes.memmove(arr.ctypes.data, addr + header, arr.nbytes)
+        if rep == 0 and (n != nbytes or not np.array_equal(arr, ds.arr)):
+            raise AssertionError("numpack_load (C API) returned other data")
+        cload.reset()
+        in_place.append(q.seconds)
+        return t.seconds
+
     numpack(-1), np_load(-1)  # warm both files into the page cache
     sql_only.clear()
     times = interleaved(LOAD_REPS, {"numpack": numpack, "np.load": np_load,
-                                    "floor": fetch_floor})
+                                    "floor": fetch_floor, "capi": capi_load})
+    cload.finalize()
+    cdb.close()
     con.close()
     mb = ds.arr.nbytes / 1e6
     return [
@@ -164,6 +222,14 @@ def load_cases(cfg, ds, log):
                "fetched into Python bytes" % (nbytes / 1e6), times["floor"],
                "`np.load` from the file", times["np.load"], REPORT,
                short="floor: fetch a BLOB"),
+        Result("Whole arrays", "`numpack_load` through SQLite's C API, "
+               "result read where SQLite holds it", in_place,
+               "`np.load` from the file", times["np.load"], REPORT,
+               short="C API load"),
+        Result("Whole arrays", "`numpack_load` through SQLite's C API, "
+               "result copied into a new ndarray", times["capi"],
+               "`np.load` from the file", times["np.load"], REPORT,
+               short="C API load into ndarray"),
     ]
 
 
