@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _sql
+from . import _capi, _sql
 from ._sql import Index, _TooBig, sql_error
 
 BACKEND_TYPE = "sqlite-c"
@@ -62,6 +62,11 @@ class NumPack:
         self._closed = False
         self._con = None
         self._path = None          # absolute store path, fixed at open()
+        self._module_path = None   # where the extension was loaded from
+        # load() outside transactions: a second connection through SQLite's
+        # C API and its prepared numpack_load (see _load_direct); False
+        # once it could not be had.
+        self._direct = None
         self._lock = threading.RLock()
         # Transactions (see _join): open on the connection, how deeply
         # nested units of work are, what they wrote.
@@ -93,7 +98,7 @@ class NumPack:
         if self._opened and not self._closed:
             return
         path = os.path.abspath(os.fspath(self._filename))
-        con = _sql.connect(self._module)
+        con, module_path = _sql.connect(self._module)
         try:
             con.execute("SELECT numpack_open(?, ?)",
                         (path, 1 if self._drop_if_exists else 0)).fetchall()
@@ -101,6 +106,7 @@ class NumPack:
             con.close()
             raise sql_error(e) from e
         self._con, self._path = con, path
+        self._module_path = module_path
         self._opened, self._closed = True, False
         self._drop_if_exists = False
 
@@ -116,6 +122,7 @@ class NumPack:
         finally:
             self._end(False)
             try:
+                self._close_direct()
                 self._con.close()
             finally:
                 self._con = None
@@ -356,6 +363,52 @@ class NumPack:
         return json.loads(self._one("SELECT numpack_metadata(?)",
                                     (self._path,)))
 
+    # ---- whole arrays through the C API ----------------------------------
+
+    def _load_direct(self, name):
+        """NAME's live rows read by numpack_load through SQLite's C API:
+        one copy, from the BLOB SQLite holds into the new ndarray, where the
+        sqlite3 module would make two (its bytes object, then the array).
+        Outside transactions only: the second connection sees committed
+        states, as this one does then.  It keeps this connection's limit on
+        the length of a value, so that what is too big for one goes by
+        numpack_stream either way.  None when the C API cannot be had."""
+        if self._direct is None:
+            self._direct = False
+            if _capi.available():
+                try:
+                    con = _capi.Connection(":memory:", self._module_path)
+                except _capi.Error:
+                    con = None
+                try:
+                    if con is not None:
+                        con.exec("PRAGMA busy_timeout = %d"
+                                 % _sql.BUSY_TIMEOUT_MS)
+                        self._direct = (con, con.prepare(
+                            "SELECT numpack_load(?, ?)"))
+                except _capi.Error:
+                    con.close()
+        if not self._direct:
+            return None
+        con, stmt = self._direct
+        con.set_limit(_capi.SQLITE_LIMIT_LENGTH, self._limit())
+        try:
+            stmt.bind_text(1, self._path)
+            stmt.bind_text(2, name)
+            stmt.step()
+            return _sql.decode_at(*stmt.column_blob(0))
+        except _capi.Error as e:
+            raise sql_error(e) from None
+        finally:
+            stmt.reset()
+
+    def _close_direct(self):
+        if self._direct:
+            con, stmt = self._direct
+            stmt.finalize()
+            con.close()
+        self._direct = None
+
     # ---- batch_mode's cache --------------------------------------------
 
     def _sync(self, names=None):
@@ -451,6 +504,10 @@ class NumPack:
 
     def _load(self, name):
         try:
+            if not self._txn:
+                arr = self._load_direct(name)
+                if arr is not None:
+                    return arr
             return _sql.decode(self._one("SELECT numpack_load(?, ?)",
                                          (self._path, name)))
         except _TooBig:

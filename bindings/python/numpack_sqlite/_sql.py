@@ -5,6 +5,7 @@ and the extension's errors to NumPack's exceptions.
 Nothing here touches the store's files: every read and write of array data
 goes through the SQL functions of the extension.
 """
+import ctypes
 import io
 import operator
 import os
@@ -65,7 +66,8 @@ def module_candidates(module=None):
 
 
 def connect(module=None):
-    """A private in-memory connection with the numpack extension loaded."""
+    """A private in-memory connection with the numpack extension loaded,
+    and the path it was loaded from."""
     errors = []
     for cand in module_candidates(module):
         con = sqlite3.connect(":memory:", isolation_level=None,
@@ -85,7 +87,7 @@ def connect(module=None):
             errors.append(f"{cand}: {e}")
             continue
         con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        return con
+        return con, cand
     raise RuntimeError(
         "cannot load the numpack SQLite extension ("
         + "; ".join(errors)
@@ -184,14 +186,37 @@ def encode(arr):
     return out
 
 
+def _header(f):
+    """(shape, fortran, dtype) of the .npy header at file F's position."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
+
+
+def decode_at(address, n):
+    """The array of the N .npy bytes at ADDRESS (memory SQLite holds): a
+    fresh, writable ndarray, filled with one copy."""
+    head = ctypes.string_at(address, min(n, 12))
+    if len(head) < 12 or head[6:7] not in (b"\x01", b"\x02", b"\x03"):
+        raise NumPackError("numpack_load returned no .npy header")
+    hlen = (10 + int.from_bytes(head[8:10], "little") if head[6] == 1
+            else 12 + int.from_bytes(head[8:12], "little"))
+    f = io.BytesIO(ctypes.string_at(address, min(n, hlen)))
+    shape, fortran, dtype = _header(f)
+    arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+    if f.tell() != hlen or n - hlen != arr.nbytes:
+        raise NumPackError("numpack_load returned %d bytes for an array of "
+                           "%d" % (n - hlen, arr.nbytes))
+    if arr.nbytes:
+        ctypes.memmove(arr.ctypes.data, address + hlen, arr.nbytes)
+    return arr
+
+
 def decode(blob):
     """The array of the .npy bytes BLOB: a fresh, writable ndarray."""
     f = io.BytesIO(blob)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    shape, fortran, dtype = _header(f)
     count = 1
     for d in shape:
         count *= d

@@ -334,3 +334,52 @@ def test_many_small_rows_over_the_limit(small_limit):
     assert np.array_equal(npk.getitem("v", idx[::-1]), v[idx[::-1]])
     npk.drop("v", idx)
     assert np.array_equal(npk.load("v"), np.delete(v, idx))
+
+
+# ---- load through SQLite's C API -------------------------------------------
+
+def test_load_outside_transactions_goes_through_the_c_api(npk, sql, rng):
+    """load() outside a transaction reads numpack_load's BLOB in place (one
+    copy); it must give exactly what the SQL function gives."""
+    from numpack_sqlite import _sql
+    arrays = {
+        "f": rng.random((300, 3, 2)).astype(np.float32),
+        "i": rng.integers(-9, 9, (0, 4)).astype(np.int16),
+        "b": rng.integers(0, 2, 17).astype(np.bool_),
+        "c": (rng.random((5, 2)) + 1j * rng.random((5, 2))).astype(np.complex64),
+    }
+    npk.save(arrays)
+    npk.drop("f", [0, 7, 299])
+    for name in arrays:
+        got = npk.load(name)
+        want = _sql.decode(sql.execute("SELECT numpack_load(?, ?)",
+                                       (npk._path, name)).fetchone()[0])
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
+        assert got.flags.writeable and got.flags.c_contiguous
+    assert npk._direct, "the C API path was not taken"
+    with pytest.raises(KeyError, match="nosuch"):
+        npk.load("nosuch")
+    assert np.array_equal(npk.load("i"), arrays["i"])   # usable after an error
+
+
+def test_load_inside_a_transaction_sees_its_changes(npk):
+    npk.save({"a": np.arange(4)})
+    with npk.writable_batch_mode() as wb:
+        npk.append({"a": np.array([9])})
+        assert npk.load("a").tolist() == [0, 1, 2, 3, 9]
+        wb.load("a")[0] = 5
+    assert npk.load("a").tolist() == [5, 1, 2, 3, 9]
+
+
+def test_decode_at_refuses_a_short_blob():
+    import ctypes
+    from numpack_sqlite import _sql
+    good = bytes(_sql.encode(np.arange(6, dtype=np.int32)))
+    buf = ctypes.create_string_buffer(good, len(good))
+    addr = ctypes.addressof(buf)
+    assert _sql.decode_at(addr, len(good)).tolist() == list(range(6))
+    with pytest.raises(_sql.NumPackError, match="returned 20 bytes"):
+        _sql.decode_at(addr, len(good) - 4)
+    with pytest.raises(_sql.NumPackError, match="no .npy header"):
+        _sql.decode_at(addr + 1, 20)
