@@ -5,6 +5,7 @@ itself.
   * Config: what bench/run.sh hands over in the environment (the module, the
     helper extensions, the scratch and results directories, BENCH_SCALE).
   * connect(): an SQLite connection in autocommit mode with extensions loaded.
+  * binding(): the Python binding of this source tree (bindings/python).
   * interleaved(): runs several contenders turn about, repetition after
     repetition, so that drifts of the machine hit all of them alike.
   * Timer, median, settle_disk(), warm_memory(), prepare(): the measuring
@@ -17,9 +18,23 @@ itself.
 import os
 import sqlite3
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional
+
+
+# The Python binding: bindings/python of this source tree.
+BINDING_DIR = os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "bindings", "python"))
+
+
+def binding():
+    """The numpack_sqlite package of this source tree."""
+    if BINDING_DIR not in sys.path:
+        sys.path.insert(0, BINDING_DIR)
+    import numpack_sqlite
+    return numpack_sqlite
 
 
 # ---- configuration --------------------------------------------------------

@@ -7,7 +7,8 @@ full scale):
           durable: data, catalog and directory are synced before it returns)
   load    numpack_load + np.load(BytesIO) into a NumPy array, against
           np.load from the file; the SQL call alone is reported too
-  C API   the same two functions called through SQLite's C API (capi.py),
+  C API   the same two functions called through SQLite's C API (the
+          binding's _capi.py),
           as a C program would: the bytes bound without a copy, the result
           read where SQLite holds it (and once copied into a new ndarray);
           numpack_save also under PRAGMA synchronous=OFF, which skips
@@ -36,9 +37,8 @@ import sys
 
 import numpy as np
 
-import capi
-from benchlib import (REPORT, Result, Target, Timer, at_most, connect,
-                      interleaved, prepare, scalar, settle_disk)
+from benchlib import (REPORT, Result, Target, Timer, at_most, binding,
+                      connect, interleaved, prepare, scalar, settle_disk)
 
 SAVE_REPS = 3
 LOAD_REPS = 5
@@ -46,6 +46,7 @@ STREAM_REPS = 3
 CAT_REPS = 5
 STREAM_BATCH = 65536
 HERE = os.path.dirname(os.path.abspath(__file__))
+capi = binding()._capi
 
 
 def page_cache_bandwidth(path: str):

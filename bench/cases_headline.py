@@ -45,21 +45,15 @@ operation runs once untimed on every side before its repetitions.
 """
 import io
 import json
-import os
-import sys
 
 import numpy as np
 
-from benchlib import (Result, Timer, connect, count_text, interleaved,
+from benchlib import (Result, Timer, binding, connect, count_text, interleaved,
                       scalar, warm_memory)
 from datagen import npy_bytes
 
 REPS = 15
 K = 100
-
-# The Python binding: bindings/python of this source tree.
-BINDING_DIR = os.path.normpath(os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "bindings", "python"))
 
 # NumPack 0.7's published figures for these operations on 1M x 10 float32
 # (Apple Silicon), as quoted; none of them is measured here.
@@ -72,16 +66,9 @@ PUBLISHED = {
 PUBLISHED_WHERE = "Apple Silicon"
 
 
-def _binding():
-    if BINDING_DIR not in sys.path:
-        sys.path.insert(0, BINDING_DIR)
-    import numpack_sqlite
-    return numpack_sqlite
-
-
 def run(cfg, ds, log):
     log("- NumPack headline operations (SQL functions and Python binding)")
-    numpack_sqlite = _binding()
+    numpack_sqlite = binding()
     rng = np.random.default_rng(3)
     n = cfg.rows(1_000_000)
     model = rng.random((n, 10), dtype=np.float32)
