@@ -12,7 +12,8 @@ full scale):
           as a C program would: the bytes bound without a copy, the result
           read where SQLite holds it (and once copied into a new ndarray);
           numpack_save also under PRAGMA synchronous=OFF, which skips
-          fsync as np.save does
+          fsync as np.save does; and NumPack.load of the Python binding,
+          which takes that path
   stream  SELECT length(npy) FROM numpack_stream(store, name, 65536) over a
           2 GB array, consumed to the end in a fresh process
           (stream_probe.py): the peak increase of RssAnon is the figure;
@@ -203,10 +204,23 @@ def load_cases(cfg, ds, log):
         in_place.append(q.seconds)
         return t.seconds
 
+    npk = binding().NumPack(ds.store)
+    npk.open()
+
+    def binding_load(rep):
+        prepare(cfg)
+        with Timer() as t:
+            arr = npk.load("base")
+        if rep == 0 and not np.array_equal(arr, ds.arr):
+            raise AssertionError("NumPack.load returned other data")
+        return t.seconds
+
     numpack(-1), np_load(-1)  # warm both files into the page cache
     sql_only.clear()
     times = interleaved(LOAD_REPS, {"numpack": numpack, "np.load": np_load,
-                                    "floor": fetch_floor, "capi": capi_load})
+                                    "floor": fetch_floor, "capi": capi_load,
+                                    "binding": binding_load})
+    npk.close()
     cload.finalize()
     cdb.close()
     con.close()
@@ -231,6 +245,10 @@ def load_cases(cfg, ds, log):
                "result copied into a new ndarray", times["capi"],
                "`np.load` from the file", times["np.load"], REPORT,
                short="C API load into ndarray"),
+        Result("Whole arrays", "`NumPack(store).load(name)` of the Python "
+               "binding (`numpack_load` through the C API)", times["binding"],
+               "`np.load` from the file", times["np.load"], REPORT,
+               short="binding load"),
     ]
 
 
