@@ -20,6 +20,11 @@ SELECT length(numpack_load('fn.npk', 'temps')) AS npy_bytes;
 SELECT numpack_save('fn.npk', 'copy', numpack_load('fn.npk', 'temps'))
        AS rows_saved;
 
+-- save in the raw form: little-endian bytes, a dtype and the shape as JSON
+-- (what a C program binds from an array's own memory): 2 x 2 float32.
+SELECT numpack_save('fn.npk', 'grid', x'0000803f000000400000404000008040',
+                    'float32', '[2,2]') AS raw_rows_saved;
+
 -- append({name: arr}): same dtype and row shape, rows added at the end.
 SELECT numpack_append('fn.npk', 'copy', numpack_getitem('fn.npk', 'temps', '0:2'))
        AS rows_appended;

@@ -3,8 +3,10 @@
 **
 **   numpack_open(store [, drop_if_exists])   -> number of arrays
 **   numpack_save(store, name, npy)            -> rows written
+**   numpack_save(store, name, raw, dtype, shape)   (raw little-endian bytes)
 **   numpack_load(store, name)                 -> npy of the live rows
 **   numpack_append(store, name, npy)          -> rows appended
+**   numpack_append(store, name, raw, dtype, shape)
 **   numpack_replace(store, name, npy, idx)    -> rows replaced
 **   numpack_getitem(store, name, idx)         -> npy
 **   numpack_drop(store, name_or_json_list [, idx]) -> arrays or rows dropped
@@ -174,6 +176,79 @@ static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
   return SQLITE_OK;
 }
 
+/* "[d0, d1, ...]": 1 to NPK_MAX_NDIM sizes, as numpack_shape() writes them.
+** 0 on success. */
+static int parse_shape_json(const char *z, NpkNpy *out) {
+  const char *p = z;
+  while (*p == ' ') p++;
+  if (*p++ != '[') return 1;
+  for (;;) {
+    uint64_t v = 0;
+    while (*p == ' ') p++;
+    if (*p < '0' || *p > '9' || out->ndim == NPK_MAX_NDIM) return 1;
+    for (; *p >= '0' && *p <= '9'; p++)
+      if (__builtin_mul_overflow(v, 10, &v) ||
+          __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
+        return 1;
+    out->shape[out->ndim++] = v;
+    while (*p == ' ') p++;
+    if (*p == ']') break;
+    if (*p++ != ',') return 1;
+  }
+  for (p++; *p == ' '; p++) {}
+  return *p != 0;
+}
+
+/* The raw form's ARGV[2..4]: little-endian C-order bytes, a dtype name and
+** the whole array's shape as a JSON list.  Lets a C program (or ctypes)
+** bind an array's own memory, with no .npy header to put in front of it. */
+static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
+                   NpkNpy *out) {
+  static const unsigned char empty[1];
+  const char *dt, *shape;
+  uint64_t bytes;
+  int too_big = 0;
+  memset(out, 0, sizeof *out);
+  if (sqlite3_value_type(argv[2]) != SQLITE_BLOB) {
+    fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: the data must be a BLOB", fn);
+    return SQLITE_ERROR;
+  }
+  if (!(dt = text_arg(ctx, argv[3], fn, "the dtype")) ||
+      !(shape = text_arg(ctx, argv[4], fn, "the shape")))
+    return SQLITE_ERROR;
+  if ((out->dtype = npk_dtype_from_name(dt)) < 0) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: unknown dtype \"%s\" (want a "
+           "little-endian NumPy name such as float32 or <f4)", fn, dt);
+    return SQLITE_ERROR;
+  }
+  if (parse_shape_json(shape, out)) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: bad shape \"%s\" (want a JSON "
+           "list of 1 to %d sizes, such as [1000,128])", fn, shape,
+           NPK_MAX_NDIM);
+    return SQLITE_ERROR;
+  }
+  out->count = 1;
+  for (uint32_t d = 0; d < out->ndim && !too_big; d++)
+    too_big = __builtin_mul_overflow(out->count, out->shape[d], &out->count);
+  out->data = sqlite3_value_blob(argv[2]);
+  out->data_bytes = (uint64_t)sqlite3_value_bytes(argv[2]);
+  if (!out->data) out->data = empty;
+  if (too_big ||
+      __builtin_mul_overflow(out->count, (uint64_t)npk_dtype_size(out->dtype),
+                             &bytes) ||
+      bytes > INT64_MAX) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: shape %s is too large", fn, shape);
+    return SQLITE_ERROR;
+  }
+  if (bytes != out->data_bytes) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: the data is %llu bytes; %s of "
+           "shape %s needs %llu", fn, (unsigned long long)out->data_bytes,
+           npk_dtype_name(out->dtype), shape, (unsigned long long)bytes);
+    return SQLITE_ERROR;
+  }
+  return SQLITE_OK;
+}
+
 /* ---- numpack_open, numpack_save, numpack_append ---------------------- */
 
 static void fn_open(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
@@ -202,9 +277,10 @@ static void fn_save_append(sqlite3_context *ctx, int argc, sqlite3_value **argv,
   void *buf = 0;
   FnTxn t;
   int rc;
-  (void)argc;
   if (!(name = text_arg(ctx, argv[1], fn, "the array name"))) return;
-  if (npy_arg(ctx, argv[2], fn, 0, &a, &buf)) return;
+  if (argc == 5 ? raw_arg(ctx, argv, fn, &a)
+                : npy_arg(ctx, argv[2], fn, 0, &a, &buf))
+    return;
   c = fn_conn(ctx, argv, fn, append ? 0 : NPK_OPEN_CREATE);
   if (c && fn_write_begin(ctx, c, fn, &t) == SQLITE_OK) {
     rc = append ? npk_append(c->ses, name, a.dtype, a.ndim, a.shape, a.data)
@@ -757,8 +833,10 @@ int npk_func_register(sqlite3 *db) {
     {"numpack_open", 1, W, fn_open},
     {"numpack_open", 2, W, fn_open},
     {"numpack_save", 3, W, fn_save},
+    {"numpack_save", 5, W, fn_save},
     {"numpack_load", 2, W, fn_load},
     {"numpack_append", 3, W, fn_append},
+    {"numpack_append", 5, W, fn_append},
     {"numpack_replace", 4, W, fn_replace},
     {"numpack_getitem", 3, W, fn_getitem},
     {"numpack_drop", 2, W, fn_drop},
