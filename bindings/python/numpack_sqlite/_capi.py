@@ -54,6 +54,7 @@ def _declare():
     _lib.sqlite3_bind_blob64.argtypes = [_p, ctypes.c_int, _p, ctypes.c_uint64, _p]
     _lib.sqlite3_step.argtypes = [_p]
     _lib.sqlite3_reset.argtypes = [_p]
+    _lib.sqlite3_clear_bindings.argtypes = [_p]
     _lib.sqlite3_finalize.argtypes = [_p]
     _lib.sqlite3_column_blob.argtypes = [_p, ctypes.c_int]
     _lib.sqlite3_column_blob.restype = _p
@@ -133,10 +134,14 @@ class Statement:
         self.con, self.stmt = con, stmt
 
     def bind_text(self, i: int, s: str):
-        _lib.sqlite3_bind_text(self.stmt, i, s.encode(), -1, _TRANSIENT)
+        self.con._check(_lib.sqlite3_bind_text(self.stmt, i, s.encode(), -1,
+                                               _TRANSIENT))
 
     def bind_blob_static(self, i: int, address: int, n: int):
-        _lib.sqlite3_bind_blob64(self.stmt, i, address, n, None)
+        """Bind N bytes at ADDRESS without a copy: they must stay as they
+        are until reset().  N must not be 0 (a NULL address binds NULL)."""
+        self.con._check(_lib.sqlite3_bind_blob64(self.stmt, i, address, n,
+                                                 None))
 
     def step(self) -> bool:
         rc = _lib.sqlite3_step(self.stmt)
@@ -149,7 +154,10 @@ class Statement:
                 _lib.sqlite3_column_bytes(self.stmt, i))
 
     def reset(self):
+        """Reset, and forget the parameters: no pointer bound without a
+        copy outlives the call it was bound for."""
         _lib.sqlite3_reset(self.stmt)
+        _lib.sqlite3_clear_bindings(self.stmt)
 
     def finalize(self):
         _lib.sqlite3_finalize(self.stmt)

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sqlite3
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -63,9 +64,9 @@ class NumPack:
         self._con = None
         self._path = None          # absolute store path, fixed at open()
         self._module_path = None   # where the extension was loaded from
-        # load() outside transactions: a second connection through SQLite's
-        # C API and its prepared numpack_load (see _load_direct); False
-        # once it could not be had.
+        # Outside transactions: a second connection through SQLite's C API
+        # and its prepared statements (see _direct_stmt); False once it
+        # could not be had.
         self._direct = None
         self._lock = threading.RLock()
         # Transactions (see _join): open on the connection, how deeply
@@ -364,34 +365,49 @@ class NumPack:
                                     (self._path,)))
 
     # ---- whole arrays through the C API ----------------------------------
+    #
+    # Outside transactions, save() of one array and load() go through a
+    # second connection opened with SQLite's C API (_capi): the array's own
+    # memory is bound to numpack_save's raw form without a copy, and
+    # numpack_load's BLOB is copied once, straight into the new ndarray,
+    # where the sqlite3 module would copy each way once more (into a bytes
+    # object) on top of the .npy encoding.  The second connection commits
+    # on its own and sees committed states, as this one does while no
+    # transaction is open.  It keeps this connection's limit on the length
+    # of a value, so that what is too big for one value is cut in pieces
+    # either way.  Where the C API cannot be had, nothing changes.
 
-    def _load_direct(self, name):
-        """NAME's live rows read by numpack_load through SQLite's C API:
-        one copy, from the BLOB SQLite holds into the new ndarray, where the
-        sqlite3 module would make two (its bytes object, then the array).
-        Outside transactions only: the second connection sees committed
-        states, as this one does then.  It keeps this connection's limit on
-        the length of a value, so that what is too big for one goes by
-        numpack_stream either way.  None when the C API cannot be had."""
+    def _direct_stmt(self, sql):
+        """SQL prepared on the C API connection (opened on first use), or
+        None when there is none or a transaction is open here."""
+        if self._txn or self._unit_depth or self._batch is not None:
+            return None
         if self._direct is None:
             self._direct = False
-            if _capi.available():
-                try:
+            con = None
+            try:
+                if _capi.available():
                     con = _capi.Connection(":memory:", self._module_path)
-                except _capi.Error:
-                    con = None
-                try:
-                    if con is not None:
-                        con.exec("PRAGMA busy_timeout = %d"
-                                 % _sql.BUSY_TIMEOUT_MS)
-                        self._direct = (con, con.prepare(
-                            "SELECT numpack_load(?, ?)"))
-                except _capi.Error:
+                    con.exec("PRAGMA busy_timeout = %d"
+                             % _sql.BUSY_TIMEOUT_MS)
+                    self._direct = (con, {})
+            except _capi.Error:
+                if con is not None:
                     con.close()
         if not self._direct:
             return None
-        con, stmt = self._direct
+        con, stmts = self._direct
+        stmt = stmts.get(sql)
+        if stmt is None:
+            stmt = stmts[sql] = con.prepare(sql)
         con.set_limit(_capi.SQLITE_LIMIT_LENGTH, self._limit())
+        return stmt
+
+    def _load_direct(self, name):
+        """NAME's live rows, or None when the C API is not to be used."""
+        stmt = self._direct_stmt("SELECT numpack_load(?, ?)")
+        if stmt is None:
+            return None
         try:
             stmt.bind_text(1, self._path)
             stmt.bind_text(2, name)
@@ -402,10 +418,35 @@ class NumPack:
         finally:
             stmt.reset()
 
+    def _save_direct(self, name, arr):
+        """Save the C-contiguous ARR as NAME; False when the C API is not
+        to be used (then nothing was done)."""
+        if arr.nbytes == 0:
+            return False
+        stmt = self._direct_stmt("SELECT numpack_save(?, ?, ?, ?, ?)")
+        if stmt is None:
+            return False
+        if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and
+                                          sys.byteorder == "big"):
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        try:
+            stmt.bind_text(1, self._path)
+            stmt.bind_text(2, name)
+            stmt.bind_blob_static(3, arr.ctypes.data, arr.nbytes)
+            stmt.bind_text(4, arr.dtype.name)
+            stmt.bind_text(5, json.dumps(list(arr.shape)))
+            stmt.step()
+        except _capi.Error as e:
+            raise sql_error(e) from None
+        finally:
+            stmt.reset()
+        return True
+
     def _close_direct(self):
         if self._direct:
-            con, stmt = self._direct
-            stmt.finalize()
+            con, stmts = self._direct
+            for stmt in stmts.values():
+                stmt.finalize()
             con.close()
         self._direct = None
 
@@ -464,6 +505,11 @@ class NumPack:
 
     def _save_one(self, name, arr):
         arr = np.ascontiguousarray(arr)
+        try:
+            if self._save_direct(name, arr):
+                return
+        except _TooBig:
+            pass
         blob = _sql.encode(arr)
         if len(blob) <= self._limit():
             try:
@@ -504,10 +550,9 @@ class NumPack:
 
     def _load(self, name):
         try:
-            if not self._txn:
-                arr = self._load_direct(name)
-                if arr is not None:
-                    return arr
+            arr = self._load_direct(name)
+            if arr is not None:
+                return arr
             return _sql.decode(self._one("SELECT numpack_load(?, ?)",
                                          (self._path, name)))
         except _TooBig:

@@ -383,3 +383,32 @@ def test_decode_at_refuses_a_short_blob():
         _sql.decode_at(addr, len(good) - 4)
     with pytest.raises(_sql.NumPackError, match="no .npy header"):
         _sql.decode_at(addr + 1, 20)
+
+
+def test_save_outside_transactions_goes_through_the_c_api(npk, sql, rng):
+    """save() of one array outside a transaction binds the array's memory
+    to numpack_save's raw form; the store must hold exactly what the .npy
+    form would have written."""
+    from numpack_sqlite import _sql
+    arrays = {
+        "f": rng.random((40, 3, 2)).astype(np.float32),
+        "be": rng.random((7, 2)).astype(">f8"),               # big-endian
+        "b": rng.integers(0, 2, 17).astype(np.bool_),
+        "h": rng.random(9).astype(np.float16),
+        "c": (rng.random((5, 2)) + 1j * rng.random((5, 2))).astype(np.complex128),
+        "u": np.array([0, 2**64 - 1], dtype=np.uint64),
+        "t": np.asfortranarray(rng.random((4, 3))),            # made C order
+        "z": np.zeros((0, 3), np.int8),                        # no bytes
+    }
+    for name, a in arrays.items():
+        npk.save({name: a})
+    assert npk._direct, "the C API path was not taken"
+    for name, a in arrays.items():
+        blob = sql.execute("SELECT numpack_load(?, ?)",
+                           (npk._path, name)).fetchone()[0]
+        got = _sql.decode(blob)
+        assert got.dtype == a.dtype.newbyteorder("<") and got.shape == a.shape
+        assert np.array_equal(got, a)
+    with pytest.raises(ValueError, match="invalid array name"):
+        npk.save({"bad/name": arrays["f"]})
+    assert "bad/name" not in npk.get_member_list()
