@@ -12,8 +12,8 @@ full scale):
           as a C program would: the bytes bound without a copy, the result
           read where SQLite holds it (and once copied into a new ndarray);
           numpack_save also under PRAGMA synchronous=OFF, which skips
-          fsync as np.save does; and NumPack.load of the Python binding,
-          which takes that path
+          fsync as np.save does; and NumPack.save and NumPack.load of the
+          Python binding, which take that path
   stream  SELECT length(npy) FROM numpack_stream(store, name, 65536) over a
           2 GB array, consumed to the end in a fresh process
           (stream_probe.py): the peak increase of RssAnon is the figure;
@@ -113,11 +113,20 @@ def save_cases(cfg, ds, log):
             return t.seconds
         return run
 
+    def binding_save(rep):
+        prepare(cfg)
+        with binding().NumPack(store, drop_if_exists=True) as npk:
+            with Timer() as t:
+                npk.save({"saved": ds.arr})
+        shutil.rmtree(store)
+        return t.seconds
+
     times = interleaved(SAVE_REPS, {"numpack": numpack, "np.save": np_save,
                                     "fsync": np_save_fsync,
                                     "floor": bind_floor,
                                     "capi": capi_save("FULL"),
-                                    "capi_off": capi_save("OFF")})
+                                    "capi_off": capi_save("OFF"),
+                                    "binding": binding_save})
     csave.finalize()
     cdb.close()
     settle_disk()
@@ -149,6 +158,10 @@ def save_cases(cfg, ds, log):
                "`PRAGMA synchronous=OFF` (no fsync, as `np.save`)",
                times["capi_off"], "`np.save` to a file", times["np.save"],
                REPORT, short="C API save, sync off, vs np.save"),
+        Result("Whole arrays", "`NumPack(store).save({name: arr})` of the "
+               "Python binding (the raw form through the C API), synced",
+               times["binding"], "`np.save` + `fsync`", times["fsync"],
+               REPORT, short="binding save vs np.save+fsync"),
     ]
 
 
