@@ -400,6 +400,7 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
                                       SQLITE_LIMIT_LENGTH, -1);
   unsigned char *out, *p;
   NpkView v;
+  uint64_t mark;
   int rc;
 
   memcpy(shape, info->shape, sizeof shape);
@@ -425,6 +426,7 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   }
   npk_npy_header(info->dtype, ndim, shape, out, hdr);
   p = out + hdr;
+  mark = npk_map_faults();
   rc = npk_view(c->ses, name, &v);
   if (rc == NPK_OK && all) {
     uint64_t pos = 0;
@@ -437,6 +439,7 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
         memcpy(p + k * info->row_bytes, src, (size_t)info->row_bytes);
     }
   }
+  if (rc == NPK_OK) rc = npk_map_check(c->ses, mark, name);
   if (rc) {
     big_destructor(hdr + data)(out);
     fn_error(ctx, c, rc);

@@ -50,6 +50,7 @@ int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
     return rc;
   }
   f->refs = 1;
+  f->gslot = -1;
   f->writable = !st->readonly;
   f->size = (uint64_t)sb.st_size;
   f->temp = create;
@@ -57,12 +58,21 @@ int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
   return NPK_OK;
 }
 
+/* Free a retired block: a mapping (LEN > 0) or malloc'd memory. */
+static void release_block(void *p, size_t len) {
+  if (len) {
+    npk_guard_remove(p);
+    munmap(p, len);
+  } else {
+    free(p);
+  }
+}
+
 void npk_retire(NpkStore *st, void *p, size_t len) {
   NpkRetired *r;
   if (!p) return;
   if (st->pins == 0 || !(r = malloc(sizeof *r))) {
-    if (len) munmap(p, len);
-    else free(p);
+    release_block(p, len);
     return;
   }
   r->p = p;
@@ -75,8 +85,7 @@ void npk_retired_free(NpkStore *st) {
   while (st->retired) {
     NpkRetired *r = st->retired;
     st->retired = r->next;
-    if (r->len) munmap(r->p, r->len);
-    else free(r->p);
+    release_block(r->p, r->len);
     free(r);
   }
 }
@@ -129,39 +138,55 @@ void npk_file_unref(NpkStore *st, NpkFile *f) {
   free(f);
 }
 
-/* Make sure bytes [0, NEED) of F are mapped.  The mapping reserves room
-** past the end so that appends rarely force a new one; an old mapping is
-** retired, not unmapped, because row pointers into it may still be held. */
-int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
-  size_t len;
+/* Map F afresh, at least NEED bytes (with st->mu held).  The mapping
+** reserves room past the end so that appends rarely force a new one; an
+** old mapping is retired, not unmapped, because row pointers into it may
+** still be held. */
+static int map_locked(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
+  size_t len, page = (size_t)sysconf(_SC_PAGESIZE);
   void *p;
-  long page = sysconf(_SC_PAGESIZE);
-  if (f->wlen && need > f->wstart) {
-    int rc = npk_file_flush(st, f, e);
-    if (rc) return rc;
+  int slot;
+  len = (size_t)(need + need / 4 + ((uint64_t)1 << 20));
+  len = (len + page - 1) / page * page;
+  p = mmap(NULL, len, PROT_READ, MAP_SHARED, f->fd, 0);
+  if (p == MAP_FAILED) return npk_err_sys(e, errno, "cannot map", f->path);
+  if ((slot = npk_guard_add(p, len)) < 0) {
+    munmap(p, len);
+    return npk_err(e, NPK_NOMEM, "cannot map %s: no room to guard the "
+                   "mapping", f->path);
   }
+  if (f->base) npk_retire(st, f->base, f->maplen);
+  f->gslot = slot;
+  /* A reader that sees the new length must see the new base too. */
+  __atomic_store_n(&f->base, (unsigned char *)p, __ATOMIC_RELEASE);
+  __atomic_store_n(&f->maplen, len, __ATOMIC_RELEASE);
+  return NPK_OK;
+}
+
+/* Make sure bytes [0, NEED) of F are mapped. */
+int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
+  int rc = NPK_OK;
+  if (f->wlen && need > f->wstart && (rc = npk_file_flush(st, f, e)))
+    return rc;
   if (need <= __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE)) return NPK_OK;
   if (need > f->size)
     return npk_err(e, NPK_CORRUPT, "%s is shorter than its rows", f->path);
   pthread_mutex_lock(&st->mu);
-  if (need <= f->maplen) {
-    pthread_mutex_unlock(&st->mu);
-    return NPK_OK;
-  }
-  len = (size_t)(need + need / 4 + ((uint64_t)1 << 20));
-  len = (len + (size_t)page - 1) / (size_t)page * (size_t)page;
-  p = mmap(NULL, len, PROT_READ, MAP_SHARED, f->fd, 0);
-  if (p == MAP_FAILED) {
-    int err = errno;
-    pthread_mutex_unlock(&st->mu);
-    return npk_err_sys(e, err, "cannot map", f->path);
-  }
-  if (f->base) npk_retire(st, f->base, f->maplen);
-  /* A reader that sees the new length must see the new base too. */
-  __atomic_store_n(&f->base, (unsigned char *)p, __ATOMIC_RELEASE);
-  __atomic_store_n(&f->maplen, len, __ATOMIC_RELEASE);
+  if (need > f->maplen) rc = map_locked(st, f, need, e);
   pthread_mutex_unlock(&st->mu);
-  return NPK_OK;
+  return rc;
+}
+
+/* Replace F's mapping if pages of zeros were put in it (store_guard.c):
+** should the file have grown back, its bytes are only seen through a new
+** mapping. */
+static int file_unpatch(NpkStore *st, NpkFile *f, NpkErr *e) {
+  int rc = NPK_OK;
+  if (!f->base || !npk_guard_hit(f->gslot)) return NPK_OK;
+  pthread_mutex_lock(&st->mu);
+  if (f->base && npk_guard_hit(f->gslot)) rc = map_locked(st, f, f->size, e);
+  pthread_mutex_unlock(&st->mu);
+  return rc;
 }
 
 /* ---- loading the committed state ------------------------------------- */
@@ -783,6 +808,7 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
                      f->path, (unsigned long long)sb.st_size, a->name,
                      (unsigned long long)need);
     if ((uint64_t)sb.st_size < f->size) f->size = (uint64_t)sb.st_size;
+    if ((rc = file_unpatch(s->store, f, &s->err))) return rc;
   }
   return NPK_OK;
 }
@@ -855,6 +881,10 @@ int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
   sg = &a->seg[lo];
   off = (row - sg->first_row) * a->row_bytes;
   end = off + a->row_bytes;
+  if (npk_guard_hit(sg->file->gslot)) {
+    int rc = file_unpatch(s->store, sg->file, &s->err);
+    if (rc) return rc;
+  }
   if (end > __atomic_load_n(&sg->file->maplen, __ATOMIC_ACQUIRE) ||
       (sg->file->wlen && end > sg->file->wstart)) {
     int rc = npk_file_map(s->store, sg->file, end, &s->err);
@@ -960,13 +990,14 @@ int npk_array_copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
   uint64_t rb = a->row_bytes;
   if (a->ov && a->ov->n) {
     /* Rows replaced in this transaction live in memory. */
+    uint64_t mark = npk_map_faults();
     for (uint64_t k = 0; k < n; k++) {
       const void *p;
       int rc = npk_array_row(s, a, row + k, &p);
       if (rc) return rc;
       memcpy(dst + k * rb, p, (size_t)rb);
     }
-    return NPK_OK;
+    return npk_map_check(s, mark, a->name);
   }
   for (int i = 0; i < a->nseg && n > 0; i++) {
     NpkSeg *sg = &a->seg[i];

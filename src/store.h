@@ -194,7 +194,8 @@ int npk_next_live(NpkSession *s, const char *name, uint64_t row,
 /* A direct view of one array for fast scans, valid while the session's read
 ** (or transaction) lasts and npk_change_count() has not moved.  Taking a
 ** view checks that the data files still hold every row (NPK_CORRUPT if one
-** was shortened behind our back), so that reading them cannot fault.  When BASE
+** was shortened behind our back); one shortened while the view is in use
+** is caught by npk_map_check.  When BASE
 ** is not NULL every physical row r is at BASE + r * row_bytes; otherwise
 ** (segments, or rows replaced in this transaction) use npk_row_ptr. */
 typedef struct NpkView NpkView;
@@ -216,6 +217,14 @@ int npk_copy_live_rows(NpkSession *s, const char *name, uint64_t *pos,
 uint64_t npk_change_count(NpkSession *s);
 /* Savepoints open in the session's transaction (0 outside one). */
 int npk_savepoint_count(NpkSession *s);
+
+/* A file shortened by another program while a statement reads it through
+** the mapping does not fault: the missing pages read as zeros and a
+** process-wide count moves (store_guard.c).  Take npk_map_faults() before
+** touching mapped rows and pass it to npk_map_check() after: NPK_CORRUPT,
+** naming array NAME, if the count moved, so that no zeros are returned. */
+uint64_t npk_map_faults(void);
+int npk_map_check(NpkSession *s, uint64_t mark, const char *name);
 
 /* ---- testing hooks --------------------------------------------------- */
 

@@ -51,6 +51,7 @@ struct NpkFile {
   int writable;              /* fd was opened O_RDWR */
   unsigned char *base;       /* mapping, or NULL */
   size_t maplen;             /* bytes mapped (rounded up, may pass EOF) */
+  int gslot;                 /* the mapping's store_guard.c slot, or -1 */
   uint64_t size;             /* bytes known to exist in the file */
   uint64_t orig_size;        /* size when a transaction first grew it */
   int grown;                 /* orig_size is set (file grown in this txn) */
@@ -269,6 +270,14 @@ int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e);
 void npk_file_discard(NpkFile *f, uint64_t end);
 void npk_retire(NpkStore *st, void *p, size_t len);
 void npk_retired_free(NpkStore *st);
+
+/* ---- mappings guarded against SIGBUS (store_guard.c) ---- */
+/* Register mapping [P, P+LEN): its slot, or -1 if none is free. */
+int npk_guard_add(const void *p, size_t len);
+/* Forget the mapping starting at P, before it is unmapped. */
+void npk_guard_remove(const void *p);
+/* 1 if a page of SLOT's mapping was replaced by zeros. */
+int npk_guard_hit(int slot);
 
 /* ---- catalog (store_catalog.c) ---- */
 int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,

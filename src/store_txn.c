@@ -594,6 +594,7 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
       /* Original bytes of every replaced row, read from the mapping. */
       NpkOverlay *ov = p->ov;
       NpkFile *f = p->seg[0].file;
+      uint64_t mark = npk_map_faults();
       if ((rc = npk_file_map(st, f, p->base_rows * p->row_bytes, &s->err)))
         return rc;
       for (uint64_t h = 0; h < ov->hcap; h++) {
@@ -602,6 +603,9 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
         npk_jr_region(jr, p->data_file, row * p->row_bytes,
                       f->base + row * p->row_bytes, (size_t)p->row_bytes);
       }
+      /* A journal holding zeros for the rows it should restore would
+      ** make a rollback destroy them. */
+      if ((rc = npk_map_check(s, mark, p->name))) return rc;
     }
     if (p && p->fresh) {
       npk_jr_temp(jr, rel_of(st, p->seg[0].file->path));

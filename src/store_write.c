@@ -321,11 +321,13 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
     } else {
       const void *cur;
       NpkFile *f = a->seg[0].file;
+      uint64_t mark = npk_map_faults();
       rc = npk_array_row(s, a, row, &cur);
       if (rc == NPK_OK && s->txn->nsp) {
         if (!(old = malloc((size_t)a->row_bytes)))
           rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
         else memcpy(old, cur, (size_t)a->row_bytes);
+        if (rc == NPK_OK) rc = npk_map_check(s, mark, a->name);
       }
       if (rc == NPK_OK) rc = npk_file_flush(s->store, f, &s->err);
       if (rc == NPK_OK)

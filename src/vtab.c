@@ -82,6 +82,7 @@ struct NpkCursor {
   uint64_t *in_rows;         /* IN list, sorted, or NULL */
   int n_in, i_in;            /* IN list size and position */
   int eof;                   /* no current row */
+  uint64_t faults;           /* npk_map_faults() when the scan began */
 };
 
 /* ---- arguments ------------------------------------------------------- */
@@ -709,6 +710,7 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   if (rc) return fail(v, rc);
   c->reading = 1;
   c->have_view = 0;
+  c->faults = npk_map_faults();
   rc = view_sync(v, c);
   if (rc) return fail(v, rc);
   v->est_rows = (sqlite3_int64)c->view.live_rows;
@@ -806,7 +808,8 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
 static int vt_next(sqlite3_vtab_cursor *cur) {
   NpkCursor *c = (NpkCursor *)cur;
   NpkVtab *v = (NpkVtab *)cur->pVtab;
-  int rc = view_sync(v, c);
+  int rc = npk_map_check(v->conn->ses, c->faults, v->zArray);
+  if (rc == NPK_OK) rc = view_sync(v, c);
   if (rc) return fail(v, rc);
   if (c->limit > 0 && --c->limit == 0) {
     c->eof = 1;
@@ -856,13 +859,20 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   if (i < v->ncol) {
     npk_element_result(ctx, v->dtype, p + (size_t)i * (size_t)v->item);
   } else {
+    /* Touch every page of the row, so that a file cut short shows now
+    ** rather than when SQLite reads the bytes. */
+    volatile unsigned char sink;
+    for (uint64_t off = 0; off < v->row_bytes; off += 4096) sink = p[off];
+    if (v->row_bytes) sink = p[v->row_bytes - 1];
+    (void)sink;
     /* The bytes stay put for the statement unless this session is writing:
     ** then SQLite must take a copy. */
     sqlite3_result_blob64(ctx, p, v->row_bytes,
                           npk_in_txn(v->conn->ses) ? SQLITE_TRANSIENT
                                                    : SQLITE_STATIC);
   }
-  return SQLITE_OK;
+  rc = npk_map_check(v->conn->ses, c->faults, v->zArray);
+  return rc ? fail(v, rc) : SQLITE_OK;
 }
 
 /* Open the session's transaction, with the savepoints SQLite opened before
@@ -921,9 +931,13 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
   }
   if (update && v->ncol) {
     const void *p;
+    uint64_t mark = npk_map_faults();
     int rc = npk_row_ptr(s, v->zArray, old, &p);
+    if (rc == NPK_OK) {
+      memcpy(v->scratch, p, (size_t)v->row_bytes);
+      rc = npk_map_check(s, mark, v->zArray);
+    }
     if (rc) return fail(v, rc);
-    memcpy(v->scratch, p, (size_t)v->row_bytes);
   }
   if (v->ncol == 0 && v->row_bytes) {
     v->base.zErrMsg = sqlite3_mprintf(

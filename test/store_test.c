@@ -4,6 +4,10 @@
 **
 ** Build: gcc -std=c11 -D_GNU_SOURCE -Isrc test/store_test.c <engine> -lpthread
 */
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+
 #include "store_testutil.h"
 
 /* ---- small helpers --------------------------------------------------- */
@@ -1058,6 +1062,74 @@ static void test_readonly(void) {
   tu_tmp_done(&t);
 }
 
+/* A data file cut short by another program while rows are read through
+** the mapping: no SIGBUS reaches the process, the reads see zeros and
+** npk_map_check reports it; after the file is restored, a new read maps
+** afresh and sees the real bytes.  A SIGBUS from a mapping that is not the
+** engine's still reaches the handler the program installed before. */
+static sigjmp_buf foreign_jmp;
+static volatile sig_atomic_t foreign_seen;
+static void foreign_handler(int sig) {
+  (void)sig;
+  foreign_seen = 1;
+  siglongjmp(foreign_jmp, 1);
+}
+
+/* The program's own SIGBUS handler, in place before the engine maps
+** anything (main calls this first), as an application's would be. */
+static void install_foreign_handler(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = foreign_handler;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGBUS, &sa, NULL);
+}
+
+static void test_cut_under_mapping(void) {
+  Tmp t;
+  tu_tmp_init(&t);
+  NpkStore *st;
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  enum { N = 4096 };
+  static int32_t v[N];
+  for (int i = 0; i < N; i++) v[i] = i + 1;
+  CHECK_EQ(save2(s, "a", NPK_INT32, N, 0, v), NPK_OK);
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/data_a.npkd", t.dir);
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  uint64_t mark = npk_map_faults();
+  const void *p = NULL;
+  CHECK_EQ(npk_row_ptr(s, "a", 10, &p), NPK_OK);
+  CHECK_EQ(*(const int32_t *)p, 11);
+  CHECK_EQ(npk_map_check(s, mark, "a"), NPK_OK);
+  CHECK_EQ(truncate(path, 0), 0);
+  CHECK_EQ(npk_row_ptr(s, "a", N - 1, &p), NPK_OK);
+  CHECK_EQ(*(const volatile int32_t *)p, 0);
+  CHECK_EQ(npk_map_check(s, mark, "a"), NPK_CORRUPT);
+  CHECK_HAS(npk_errmsg(s), "array \"a\" was shortened by another program");
+  npk_read_end(s);
+  /* Restored: the zeros stay in the old mapping only. */
+  FILE *f = fopen(path, "wb");
+  CHECK(f && fwrite(v, 4, N, f) == N);
+  if (f) fclose(f);
+  CHECK_EQ(rows_mismatch(s, "a", (unsigned char *)v, NULL, N, 4), 0);
+  tu_close(st, s);
+
+  /* A foreign mapping of a file cut short. */
+  snprintf(path, sizeof path, "%s/foreign", t.dir);
+  int fd = open(path, O_RDWR | O_CREAT, 0644);
+  CHECK(fd >= 0 && ftruncate(fd, 8192) == 0);
+  volatile unsigned char *m = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
+  CHECK(m != MAP_FAILED);
+  CHECK_EQ(ftruncate(fd, 0), 0);
+  foreign_seen = 0;
+  if (sigsetjmp(foreign_jmp, 1) == 0) (void)m[4096];
+  CHECK_EQ(foreign_seen, 1);
+  munmap((void *)m, 8192);
+  close(fd);
+  tu_tmp_done(&t);
+}
+
 static void test_modify_time(void) {
   Tmp t;
   tu_tmp_init(&t);
@@ -1990,6 +2062,7 @@ static void test_corrupt_segments(void) {
 }
 
 int main(void) {
+  install_foreign_handler();
   RUN(test_create_empty);
   RUN(test_open_missing);
   RUN(test_byte_exact_format);
@@ -2015,6 +2088,7 @@ int main(void) {
   RUN(test_bitmap_boundaries);
   RUN(test_bitmap_short_legal);
   RUN(test_stats);
+  RUN(test_cut_under_mapping);
   RUN(test_zero_rows);
   RUN(test_segmented_write);
   RUN(test_view_and_change_count);

@@ -1,0 +1,168 @@
+/*
+** store_guard.c — surviving a data file shortened under a live mapping.
+**
+** Readers touch rows through read-only shared mappings of the data files.
+** If another program (one that ignores numpack's lock: NumPack itself, a
+** stray truncate) shortens a file while a statement reads it, touching a
+** page past the new end raises SIGBUS, whose default action kills the
+** process.  Checking the size before every row would cost a system call per
+** row, and still leave a window.  Instead every mapping is registered here,
+** and a SIGBUS handler recognises a fault inside a registered mapping: it
+** maps a page of zeros over the faulting page, so the access completes, and
+** counts the fault.  Readers take the count before they touch mapped bytes
+** and compare after (npk_map_check), reporting NPK_CORRUPT rather than
+** returning the zeros.  A mapping that took a fault is marked, so that the
+** next statement maps the file afresh.  Faults anywhere else go to the
+** handler installed before ours, or to the default action.
+**
+** The handler only reads slots and calls mmap(): no locks, no allocation.
+** Slots are added and removed under a mutex and published with atomics; a
+** slot's end is cleared before its start (and set after it), so that a
+** half-written slot never covers an address.
+*/
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "store_int.h"
+
+#define CHUNK_SLOTS 256
+#define MAX_CHUNKS 256
+
+/* One registered mapping: bytes [lo, hi). */
+typedef struct GuardSlot GuardSlot;
+struct GuardSlot {
+  uintptr_t lo;              /* first byte, 0 when the slot is free */
+  uintptr_t hi;              /* one past the last byte, 0 when free */
+  int hit;                   /* a page of it was replaced by zeros */
+};
+
+static GuardSlot *chunks[MAX_CHUNKS]; /* slot storage, grown by chunks */
+static int nchunks;                   /* chunks allocated */
+static pthread_mutex_t guard_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+static struct sigaction prev_action;  /* SIGBUS handler before ours */
+static uintptr_t page_size;           /* read once: sysconf is not safe in
+                                      ** a signal handler */
+static uint64_t faults;               /* faults absorbed, process-wide */
+static int installed;                 /* our handler is in place */
+
+/* Replace the page holding ADDR by zeros if ADDR lies in a registered
+** mapping; return 1 if it did. */
+static int absorb(uintptr_t addr) {
+  int n = __atomic_load_n(&nchunks, __ATOMIC_ACQUIRE);
+  for (int c = 0; c < n; c++) {
+    GuardSlot *g = __atomic_load_n(&chunks[c], __ATOMIC_ACQUIRE);
+    for (int i = 0; i < CHUNK_SLOTS; i++) {
+      uintptr_t hi = __atomic_load_n(&g[i].hi, __ATOMIC_ACQUIRE);
+      uintptr_t lo = __atomic_load_n(&g[i].lo, __ATOMIC_ACQUIRE);
+      void *page;
+      if (!(lo && lo <= addr && addr < hi)) continue;
+      page = (void *)(addr & ~(page_size - 1));
+      if (mmap(page, page_size, PROT_READ,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+        return 0;
+      __atomic_store_n(&g[i].hit, 1, __ATOMIC_RELEASE);
+      __atomic_fetch_add(&faults, 1, __ATOMIC_RELEASE);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc) {
+  int saved = errno;
+  if (si && si->si_code == BUS_ADRERR && absorb((uintptr_t)si->si_addr)) {
+    errno = saved;
+    return;
+  }
+  errno = saved;
+  if (prev_action.sa_flags & SA_SIGINFO) {
+    prev_action.sa_sigaction(sig, si, uc);
+    return;
+  }
+  if (prev_action.sa_handler != SIG_DFL && prev_action.sa_handler != SIG_IGN) {
+    prev_action.sa_handler(sig);
+    return;
+  }
+  /* Nobody else wants it: the default action, as if we were not here.  The
+  ** signal is blocked while this runs and is delivered on return. */
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void install(void) {
+  struct sigaction sa;
+  page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGBUS, &sa, &prev_action) == 0) installed = 1;
+}
+
+int npk_guard_add(const void *p, size_t len) {
+  int slot = -1;
+  pthread_once(&guard_once, install);
+  if (!installed) return -1;
+  pthread_mutex_lock(&guard_mu);
+  for (int c = 0; slot < 0; c++) {
+    GuardSlot *g;
+    if (c == nchunks) {
+      if (c == MAX_CHUNKS || !(g = calloc(CHUNK_SLOTS, sizeof *g))) break;
+      __atomic_store_n(&chunks[c], g, __ATOMIC_RELEASE);
+      __atomic_store_n(&nchunks, c + 1, __ATOMIC_RELEASE);
+    }
+    g = chunks[c];
+    for (int i = 0; i < CHUNK_SLOTS; i++) {
+      if (g[i].lo) continue;
+      g[i].hit = 0;
+      __atomic_store_n(&g[i].lo, (uintptr_t)p, __ATOMIC_RELEASE);
+      __atomic_store_n(&g[i].hi, (uintptr_t)p + len, __ATOMIC_RELEASE);
+      slot = c * CHUNK_SLOTS + i;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&guard_mu);
+  return slot;
+}
+
+void npk_guard_remove(const void *p) {
+  pthread_mutex_lock(&guard_mu);
+  for (int c = 0; c < nchunks; c++) {
+    GuardSlot *g = chunks[c];
+    for (int i = 0; i < CHUNK_SLOTS; i++) {
+      if (g[i].lo != (uintptr_t)p) continue;
+      __atomic_store_n(&g[i].hi, 0, __ATOMIC_RELEASE);
+      __atomic_store_n(&g[i].lo, 0, __ATOMIC_RELEASE);
+      pthread_mutex_unlock(&guard_mu);
+      return;
+    }
+  }
+  pthread_mutex_unlock(&guard_mu);
+}
+
+int npk_guard_hit(int slot) {
+  if (slot < 0 || slot / CHUNK_SLOTS >= __atomic_load_n(&nchunks,
+                                                       __ATOMIC_ACQUIRE))
+    return 0;
+  return __atomic_load_n(&chunks[slot / CHUNK_SLOTS][slot % CHUNK_SLOTS].hit,
+                         __ATOMIC_ACQUIRE);
+}
+
+uint64_t npk_map_faults(void) {
+  return __atomic_load_n(&faults, __ATOMIC_ACQUIRE);
+}
+
+int npk_map_check(NpkSession *s, uint64_t mark, const char *name) {
+  if (npk_map_faults() == mark) return NPK_OK;
+  return npk_err(&s->err, NPK_CORRUPT,
+                 "a data file of array \"%s\" was shortened by another "
+                 "program while it was being read; the statement is "
+                 "abandoned rather than return rows that are gone", name);
+}
