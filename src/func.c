@@ -144,7 +144,8 @@ static int fn_write_end(sqlite3_context *ctx, NpkConn *c, FnTxn *t, int rc) {
   return rc;
 }
 
-/* Parse an .npy argument; big-endian data is converted into *PBUF. */
+/* Parse an .npy argument; Fortran-order or big-endian data is converted
+** into *PBUF. */
 static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
                    int allow_0d, NpkNpy *out, void **pbuf) {
   char err[256];
@@ -164,14 +165,20 @@ static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
            "numpack: %s: a 0-d array has no rows; reshape it to (1,)", fn);
     return SQLITE_ERROR;
   }
-  if (out->big_endian && npk_dtype_size(out->dtype) > 1) {
+  if (out->fortran || (out->big_endian && npk_dtype_size(out->dtype) > 1)) {
+    const void *src = out->data;
     *pbuf = sqlite3_malloc64(out->data_bytes ? out->data_bytes : 1);
     if (!*pbuf) {
       sqlite3_result_error_nomem(ctx);
       return SQLITE_NOMEM;
     }
-    npk_npy_swap(*pbuf, out->data, out->count, out->dtype);
+    if (out->fortran) {
+      npk_npy_to_c(*pbuf, out);
+      src = *pbuf;
+    }
+    if (out->big_endian) npk_npy_swap(*pbuf, src, out->count, out->dtype);
     out->data = *pbuf;
+    out->fortran = 0;
   }
   return SQLITE_OK;
 }

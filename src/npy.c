@@ -559,13 +559,8 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
 
   /* Fortran order stores the first index fastest.  With at most one
   ** dimension longer than 1 (any 1-D array, a (1, n) row, ...) or no
-  ** elements at all, the two orders give the same bytes, so only the other
-  ** shapes are refused. */
-  if( fortran && nBig>1 && p.count>0 ){
-    return npkNpyErr(err, errlen,
-                     "npy: Fortran-order arrays are not supported; "
-                     "use np.ascontiguousarray");
-  }
+  ** elements at all, the two orders give the same bytes. */
+  p.fortran = fortran && nBig>1 && p.count>0;
 
   nData = (uint64_t)(n - nPrefix) - nHeader;
   if( nData!=p.data_bytes ){
@@ -712,5 +707,45 @@ void npk_npy_swap(void *dst, const void *src, uint64_t count, int dtype){
         memcpy(d+u*8, &x, 8);
       }
       break;
+  }
+}
+
+/* The source is read in its own order, front to back; IDX[k] counts
+** dimension k (the first runs fastest) and OFF is the C-order offset, in
+** items, of the element being read. */
+void npk_npy_to_c(void *dst, const NpkNpy *p){
+  const unsigned char *src = p->data;
+  unsigned char *out = (unsigned char*)dst;
+  size_t item = (size_t)npk_dtype_size(p->dtype);
+  uint64_t stride[NPK_MAX_NDIM_NPY];   /* C-order stride of each dimension */
+  uint64_t idx[NPK_MAX_NDIM_NPY];
+  uint64_t off = 0, n0, s0;
+  uint32_t k;
+
+  if( p->count==0 || p->ndim==0 ) return;
+  stride[p->ndim-1] = 1;
+  for(k=p->ndim-1; k>0; k--) stride[k-1] = stride[k]*p->shape[k];
+  memset(idx, 0, sizeof idx);
+  n0 = p->shape[0];
+  s0 = stride[0]*item;
+  for(;;){
+    unsigned char *o = out + off*item;
+    uint64_t i;
+    /* One run of the first dimension: a fixed stride through DST. */
+    switch( item ){
+      case 1: for(i=0; i<n0; i++, o+=s0) *o = *src++; break;
+      case 4: for(i=0; i<n0; i++, o+=s0, src+=4) memcpy(o, src, 4); break;
+      case 8: for(i=0; i<n0; i++, o+=s0, src+=8) memcpy(o, src, 8); break;
+      default:
+        for(i=0; i<n0; i++, o+=s0, src+=item) memcpy(o, src, item);
+        break;
+    }
+    for(k=1; k<p->ndim; k++){
+      off += stride[k];
+      if( ++idx[k]<p->shape[k] ) break;
+      off -= stride[k]*p->shape[k];
+      idx[k] = 0;
+    }
+    if( k==p->ndim ) return;
   }
 }

@@ -27,6 +27,9 @@ typedef struct NpkNpy NpkNpy;
 struct NpkNpy {
   int dtype;                  /* NPK_* code */
   int big_endian;             /* data is big-endian: convert before storing */
+  int fortran;                /* data is in Fortran order (first index
+                              ** fastest) and that differs from C order:
+                              ** npk_npy_to_c before storing */
   uint32_t ndim;              /* 0 for a scalar array */
   uint64_t shape[NPK_MAX_NDIM_NPY];  /* entries past ndim are zero */
   uint64_t count;             /* elements: product of shape */
@@ -37,8 +40,7 @@ struct NpkNpy {
 /*
 ** Parse BLOB (N bytes).  0 on success; otherwise non-zero and ERR (ERRLEN
 ** bytes, always NUL-terminated when ERRLEN > 0) holds a message such as
-** "npy: Fortran-order arrays are not supported; use np.ascontiguousarray"
-** or "npy: dtype '<U5' is not supported (strings)".  OUT is written only
+** "npy: dtype '<U5' is not supported (strings)".  OUT is written only
 ** on success.  Versions 1.0, 2.0 and 3.0 are read.  The data must be
 ** exactly count * item size bytes; count * item size is at most INT64_MAX.
 */
@@ -57,6 +59,13 @@ size_t npk_npy_header(int dtype, uint32_t ndim, const uint64_t *shape,
                       unsigned char *out, size_t cap);
 /* The length npk_npy_header would return with an unlimited CAP. */
 size_t npk_npy_header_size(int dtype, uint32_t ndim, const uint64_t *shape);
+
+/*
+** Rewrite P's Fortran-order data in C order (row-major, as the store keeps
+** it) into DST, P->data_bytes long and not overlapping P->data.  Bytes
+** are moved as they are; swap afterwards if P->big_endian.
+*/
+void npk_npy_to_c(void *dst, const NpkNpy *p);
 
 /*
 ** Byte-swap COUNT items of DTYPE from SRC to DST (which may be equal, or
