@@ -30,6 +30,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "numpack_int.h"
 #include "conn.h"
@@ -342,7 +343,14 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
     rc = SQLITE_ERROR;
     goto fail;
   }
-  flags = a.readonly ? NPK_OPEN_READONLY : (create ? NPK_OPEN_CREATE : 0);
+  /* A readonly table shares the connection's session with the writable
+  ** tables and the functions, so that it sees their uncommitted changes
+  ** (it refuses writes itself).  Only a store this process may not write
+  ** (read-only mount or permissions) gets a read-only session of its own. */
+  if (a.readonly)
+    flags = access(a.store, W_OK) == 0 ? 0 : NPK_OPEN_READONLY;
+  else
+    flags = create ? NPK_OPEN_CREATE : 0;
   rc = npk_conn_open(db, a.store, flags, &v->conn, pzErr);
   if (rc) goto fail;
 
