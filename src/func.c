@@ -314,8 +314,8 @@ static void fn_append(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 ** dimension then).  The caller holds a read or a transaction. */
 static int rows_arg(sqlite3_context *ctx, NpkConn *c, const char *fn,
                     const char *name, sqlite3_value *arg, uint64_t nlive,
-                    uint64_t max, uint64_t **prows, uint64_t *pn,
-                    int *scalar) {
+                    uint64_t max, int max_is_values, uint64_t **prows,
+                    uint64_t *pn, int *scalar) {
   char err[256];
   int rc;
   *scalar = 0;
@@ -335,6 +335,12 @@ static int rows_arg(sqlite3_context *ctx, NpkConn *c, const char *fn,
     rc = npk_index_parse((const char *)sqlite3_value_text(arg),
                          (size_t)sqlite3_value_bytes(arg), nlive, max, prows,
                          pn, scalar, err, sizeof err);
+    if (rc == NPK_INDEX_TOO_MANY && max_is_values) {
+      fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values have "
+             "%llu rows and the index selects more", fn, name,
+             (unsigned long long)max);
+      return SQLITE_ERROR;
+    }
     if (rc == NPK_INDEX_TOO_MANY) {
       fn_msg(ctx, SQLITE_TOOBIG, "numpack: %s: array \"%s\": %s, more than "
              "SQLite's BLOB limit holds; read it in batches with "
@@ -495,7 +501,7 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     rc = npk_array_info(c->ses, name, &info);
     if (rc) fn_error(ctx, c, rc);
     else if (rows_arg(ctx, c, "numpack_getitem", name, argv[2],
-                      info.live_rows, blob_rows(ctx, &info), &rows, &n,
+                      info.live_rows, blob_rows(ctx, &info), 0, &rows, &n,
                       &scalar) == SQLITE_OK)
       result_npy(ctx, c, name, &info, 0, rows, n, scalar);
     npk_read_end(c->ses);
@@ -508,14 +514,35 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 
 /* ---- numpack_replace, numpack_drop ------------------------------------ */
 
+/* "(d1, d2, ...)": the row shape of an array of NDIM dims (SHAPE[0] is
+** the row count and left out), in NumPy's notation, into BUF. */
+static const char *row_shape_text(const uint64_t *shape, uint32_t ndim,
+                                  char *buf, int cap) {
+  int n = 1;
+  buf[0] = '(';
+  buf[1] = 0;
+  for (uint32_t d = 1; d < ndim && n + 24 < cap; d++) {
+    sqlite3_snprintf(cap - n, buf + n, "%s%llu", d > 1 ? ", " : "",
+                     (unsigned long long)shape[d]);
+    n += (int)strlen(buf + n);
+  }
+  sqlite3_snprintf(cap - n, buf + n, ndim == 2 ? ",)" : ")");
+  return buf;
+}
+
+/* Rows replaced per call when one value row is broadcast to many. */
+#define BROADCAST_ROWS 4096
+
 static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   static const char fn[] = "numpack_replace";
   const char *name;
   NpkConn *c;
   NpkNpy a;
   NpkArrayInfo info;
-  uint64_t *rows = 0, n = 0, want_rows;
+  uint64_t *rows = 0, n = 0, value_rows, vshape[NPK_MAX_NDIM];
+  uint32_t vndim;
   void *buf = 0;
+  unsigned char *wide = 0;
   FnTxn t;
   int rc, scalar;
   (void)argc;
@@ -526,34 +553,61 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   c = fn_conn(ctx, argv, fn, 0);
   if (!c || fn_write_begin(ctx, c, fn, &t) != SQLITE_OK) goto done;
   rc = npk_array_info(c->ses, name, &info);
-  /* The index may not select more rows than the values hold: a slice of a
-  ** billion rows then fails before a billion indexes are listed. */
-  if (rc == NPK_OK &&
-      rows_arg(ctx, c, fn, name, argv[3], info.live_rows,
-               a.ndim == info.ndim ? a.shape[0] : 1, &rows, &n,
-               &scalar) != SQLITE_OK)
-    rc = FN_REPORTED;
   if (rc == NPK_OK) {
-    /* N rows of the array's row shape; one row may come without its
-    ** leading dimension, as NumPy broadcasts it. */
-    want_rows = a.ndim == info.ndim ? a.shape[0] : 1;
-    if (a.dtype != info.dtype ||
-        !(a.ndim == info.ndim || a.ndim + 1 == info.ndim) ||
-        memcmp(a.shape + (a.ndim == info.ndim), info.shape + 1,
-               (info.ndim - 1) * sizeof *a.shape) != 0 || want_rows != n) {
-      fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\" is %s with rows "
-             "of %u dims; the values (%s, %llu rows) do not match %llu "
-             "index(es)", fn, name, npk_dtype_name(info.dtype), info.ndim - 1,
-             npk_dtype_name(a.dtype), (unsigned long long)want_rows,
-             (unsigned long long)n);
+    /* The values as rows: (k, row shape...), or one row without its
+    ** leading dimension. */
+    vndim = a.ndim + (a.ndim + 1 == info.ndim);
+    vshape[0] = a.ndim + 1 == info.ndim ? 1 : a.shape[0];
+    memcpy(vshape + 1, a.shape + (a.ndim + 1 != info.ndim),
+           (vndim - 1) * sizeof *vshape);
+    value_rows = vshape[0];
+    if (a.dtype != info.dtype || vndim != info.ndim ||
+        memcmp(vshape + 1, info.shape + 1, (vndim - 1) * sizeof *vshape)) {
+      char want[400], got[400];
+      fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\" has %s rows of "
+             "shape %s; the values are %s rows of shape %s", fn, name,
+             npk_dtype_name(info.dtype),
+             row_shape_text(info.shape, info.ndim, want, sizeof want),
+             npk_dtype_name(a.dtype),
+             row_shape_text(vshape, vndim, got, sizeof got));
       rc = FN_REPORTED;
     }
   }
-  if (rc == NPK_OK) rc = npk_replace_rows(c->ses, name, rows, n, a.data);
+  /* As NumPy's a[idx] = values: as many value rows as the index selects,
+  ** or one row for them all.  The index may not select more rows than the
+  ** values hold, so a slice of a billion rows fails before a billion
+  ** indexes are listed. */
+  if (rc == NPK_OK &&
+      rows_arg(ctx, c, fn, name, argv[3], info.live_rows,
+               value_rows == 1 ? info.live_rows : value_rows, value_rows != 1,
+               &rows, &n, &scalar) != SQLITE_OK)
+    rc = FN_REPORTED;
+  if (rc == NPK_OK && value_rows != 1 && n != value_rows) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values have "
+           "%llu rows and the index selects %llu", fn, name,
+           (unsigned long long)value_rows, (unsigned long long)n);
+    rc = FN_REPORTED;
+  }
+  if (rc == NPK_OK && (value_rows == 1 && n > 1)) {
+    uint64_t k = n < BROADCAST_ROWS ? n : BROADCAST_ROWS;
+    if (!(wide = sqlite3_malloc64(k * info.row_bytes + 1))) {
+      sqlite3_result_error_nomem(ctx);
+      rc = FN_REPORTED;
+    } else {
+      for (uint64_t i = 0; i < k; i++)
+        memcpy(wide + i * info.row_bytes, a.data, (size_t)info.row_bytes);
+      for (uint64_t i = 0; rc == NPK_OK && i < n; i += k)
+        rc = npk_replace_rows(c->ses, name, rows + i, n - i < k ? n - i : k,
+                              wide);
+    }
+  } else if (rc == NPK_OK) {
+    rc = npk_replace_rows(c->ses, name, rows, n, a.data);
+  }
   if (fn_write_end(ctx, c, &t, rc) == NPK_OK)
     sqlite3_result_int64(ctx, (sqlite3_int64)n);
 done:
   free(rows);
+  sqlite3_free(wide);
   sqlite3_free(buf);
   npk_conn_release(c);
 }
@@ -635,7 +689,7 @@ static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     }
     rc = npk_array_info(c->ses, names[i], &info);
     if (rc == NPK_OK && rows_arg(ctx, c, fn, names[i], argv[2],
-                                 info.live_rows, UINT64_MAX, &rows, &nr,
+                                 info.live_rows, UINT64_MAX, 0, &rows, &nr,
                                  &scalar))
       rc = FN_REPORTED;
     if (rc == NPK_OK) {
