@@ -34,6 +34,7 @@ int npk_sqlite_rc(int rc) {
     case NPK_MISUSE: return SQLITE_MISUSE;
     case NPK_FULL: return SQLITE_FULL;
     case NPK_EXISTS: return SQLITE_CONSTRAINT;
+    case NPK_LOCKED: return SQLITE_LOCKED;
     default: return SQLITE_ERROR;
   }
 }

@@ -449,8 +449,41 @@ void npk_unpin(NpkSession *s) {
   s->pinned = 0;
 }
 
+int npk_scan_begin(NpkSession *s, const char *name) {
+  if (s->nscan == s->scan_cap) {
+    int cap = s->scan_cap ? 2 * s->scan_cap : 8;
+    const char **p = realloc(s->scans, (size_t)cap * sizeof *p);
+    if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    s->scans = p;
+    s->scan_cap = cap;
+  }
+  s->scans[s->nscan++] = name;
+  return NPK_OK;
+}
+
+void npk_scan_end(NpkSession *s, const char *name) {
+  for (int i = s->nscan - 1; i >= 0; i--) {
+    if (s->scans[i] != name) continue;
+    s->scans[i] = s->scans[--s->nscan];
+    return;
+  }
+}
+
+int npk_scan_check(NpkSession *s, const char *name, const char *what) {
+  for (int i = 0; i < s->nscan; i++) {
+    if (name && strcmp(s->scans[i], name) != 0) continue;
+    return npk_err(&s->err, NPK_LOCKED,
+                   "cannot %s%s%s%s: a statement of this connection is still "
+                   "reading array \"%s\" (finish or reset it first)", what,
+                   name ? " array \"" : "", name ? name : "", name ? "\"" : "",
+                   s->scans[i]);
+  }
+  return NPK_OK;
+}
+
 void npk_session_close(NpkSession *s) {
   if (!s) return;
+  free(s->scans);
   if (s->txn) npk_rollback(s);
   s->nread = 0;
   npk_unpin(s);

@@ -50,6 +50,8 @@
 #define NPK_READONLY  9   /* store or session opened read-only */
 #define NPK_MISUSE   10   /* call out of sequence (e.g. commit w/o begin) */
 #define NPK_FULL     11   /* disk full */
+#define NPK_LOCKED   12   /* the array is being read by an open scan of this
+                          ** session (npk_scan_begin) */
 
 #define NPK_MAX_NDIM      32   /* NumPy's own limit */
 #define NPK_MAX_NAME     238   /* "deleted_" + name + ".npkb-tmp" fits NAME_MAX */
@@ -213,6 +215,14 @@ int npk_view(NpkSession *s, const char *name, NpkView *out);
 ** of rows are read from the file with one pread each, as np.load reads. */
 int npk_copy_live_rows(NpkSession *s, const char *name, uint64_t *pos,
                        uint64_t count, void *dst);
+/* A statement of this session reads NAME through a view or row pointers
+** from now until npk_scan_end (NAME must stay valid that long).  Meanwhile
+** whatever would move or remove its rows under it (saving over it,
+** compacting or dropping it, resetting the store) is refused with
+** NPK_LOCKED, as SQLite refuses DROP TABLE while a statement reads the
+** table.  Changing rows in place, deleting and appending stay allowed. */
+int npk_scan_begin(NpkSession *s, const char *name);
+void npk_scan_end(NpkSession *s, const char *name);
 /* A counter that moves whenever this session changes any array. */
 uint64_t npk_change_count(NpkSession *s);
 /* Savepoints open in the session's transaction (0 outside one). */

@@ -213,6 +213,10 @@ struct NpkSession {
   NpkTxn *txn;               /* open write transaction, or NULL */
   NpkErr err;                /* last error */
   uint64_t changes;          /* npk_change_count(): bumped by each write */
+  const char **scans;        /* arrays open scans read (npk_scan_begin),
+                             ** one entry per scan */
+  int nscan;                 /* entries in scans */
+  int scan_cap;              /* room in scans */
 };
 
 /* Lock levels, as SQLite's. */
@@ -220,6 +224,10 @@ struct NpkSession {
 #define NPK_LOCK_SHARED     1
 #define NPK_LOCK_RESERVED   2
 #define NPK_LOCK_EXCLUSIVE  4
+
+/* NPK_LOCKED if an open scan reads NAME (any array when NAME is NULL);
+** WHAT names the refused operation in the message. */
+int npk_scan_check(NpkSession *s, const char *name, const char *what);
 
 /* ---- errors (store_io.c) ---- */
 int npk_err(NpkErr *e, int rc, const char *fmt, ...)

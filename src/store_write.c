@@ -226,7 +226,8 @@ int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   uint64_t total;
   int autoc, lvl, i, rc;
   if ((rc = check_name(s, name)) ||
-      (rc = check_shape(s, name, dtype, ndim, shape, &total)))
+      (rc = check_shape(s, name, dtype, ndim, shape, &total)) ||
+      (rc = npk_scan_check(s, name, "save over")))
     return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   rc = new_fresh(s, name, dtype, ndim, shape, &a);
@@ -380,6 +381,7 @@ done:
 int npk_drop(NpkSession *s, const char *name) {
   NpkCatalog *cat;
   int autoc, lvl, i, rc;
+  if ((rc = npk_scan_check(s, name, "drop"))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i)) || (rc = npk_undo_catalog(s))) goto done;
   cat = &s->txn->cat;
@@ -410,6 +412,7 @@ done:
 int npk_compact(NpkSession *s, const char *name) {
   NpkArray *a;
   int autoc, lvl, i, rc;
+  if ((rc = npk_scan_check(s, name, "compact"))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
   if (!s->txn->cat.a[i]->bm) goto done;  /* nothing deleted, nothing to do */
@@ -421,6 +424,7 @@ done:
 
 int npk_reset(NpkSession *s) {
   int autoc, lvl, rc;
+  if ((rc = npk_scan_check(s, NULL, "reset the store"))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   rc = npk_undo_catalog(s);
   if (rc == NPK_OK) {

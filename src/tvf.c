@@ -72,7 +72,8 @@ struct TvfCursor {
   int narrays;               /* how many */
   /* numpack_stream: */
   char *name;                /* array streamed */
-  int reading;               /* holds npk_read_begin */
+  int reading;               /* holds npk_read_begin (and, for a stream,
+                             ** npk_scan_begin of name) */
   NpkArrayInfo info;         /* the array */
   uint64_t batch_rows;       /* rows per batch */
   uint64_t first;            /* logical index of the batch's first row */
@@ -178,7 +179,10 @@ static void tvf_reset(TvfCursor *c) {
   sqlite3_free(c->arrays);
   c->arrays = 0;
   c->narrays = 0;
-  if (c->reading) npk_read_end(c->conn->ses);
+  if (c->reading) {
+    if (c->name) npk_scan_end(c->conn->ses, c->name);
+    npk_read_end(c->conn->ses);
+  }
   c->reading = 0;
   sqlite3_free(c->name);
   c->name = 0;
@@ -280,6 +284,8 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   c->name = sqlite3_mprintf("%s", sqlite3_value_text(argv[1]));
   if (!c->name) return SQLITE_NOMEM;
   rc = npk_read_begin(c->conn->ses);
+  if (rc == NPK_OK && (rc = npk_scan_begin(c->conn->ses, c->name)))
+    npk_read_end(c->conn->ses);
   if (rc == NPK_OK) {
     c->reading = 1;
     rc = npk_array_info(c->conn->ses, c->name, &c->info);

@@ -72,7 +72,7 @@ struct NpkVtab {
 /* One scan. */
 struct NpkCursor {
   sqlite3_vtab_cursor base;  /* base class: must be first */
-  int reading;               /* holds npk_read_begin */
+  int reading;               /* holds npk_read_begin and npk_scan_begin */
   NpkView view;              /* the array, refreshed when it changes */
   uint64_t gen;              /* npk_change_count() when view was taken */
   int have_view;             /* view is set */
@@ -602,6 +602,7 @@ static void cursor_reset(NpkVtab *v, NpkCursor *c) {
   c->in_rows = 0;
   c->n_in = c->i_in = 0;
   if (c->reading) {
+    npk_scan_end(v->conn->ses, v->zArray);
     npk_read_end(v->conn->ses);
     c->reading = 0;
   }
@@ -716,6 +717,10 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   cursor_reset(v, c);
   rc = npk_read_begin(s);
   if (rc) return fail(v, rc);
+  if ((rc = npk_scan_begin(s, v->zArray))) {
+    npk_read_end(s);
+    return fail(v, rc);
+  }
   c->reading = 1;
   c->have_view = 0;
   c->faults = npk_map_faults();
