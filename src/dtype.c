@@ -111,6 +111,22 @@ int npk_dtype_is_float(int dtype){
   return dtype>=NPK_FLOAT16 && dtype<=NPK_FLOAT64;
 }
 
+long long npk_bool_bad(const void *p, unsigned long long n){
+  const unsigned char *b = (const unsigned char*)p;
+  unsigned long long i = 0;
+  unsigned char any = 0;
+  /* Whole blocks first: the common all-valid case without a branch per
+  ** byte. */
+  for(; i+64<=n; i+=64){
+    for(int k=0; k<64; k++) any |= b[i+k];
+    if( any>1 ) break;
+  }
+  for(; i<n; i++){
+    if( b[i]>1 ) return (long long)i;
+  }
+  return -1;
+}
+
 /*
 ** Half precision: 1 sign bit, 5 exponent bits (bias 15), 10 fraction bits.
 ** Both conversions work on the bit patterns rather than with floating

@@ -35,6 +35,10 @@ int npk_dtype_is_integer(int dtype);
 /* 1 for float16/32/64. */
 int npk_dtype_is_float(int dtype);
 
+/* Bool elements are one byte, 0 or 1, as NumPy writes them.  The index of
+** the first of the N bytes at P that is neither, or -1 if all are. */
+long long npk_bool_bad(const void *p, unsigned long long n);
+
 /* IEEE 754 half precision conversions (round to nearest even). */
 double npk_half_to_double(unsigned short h);
 unsigned short npk_double_to_half(double d);

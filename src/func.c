@@ -253,6 +253,14 @@ static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
            npk_dtype_name(out->dtype), shape, (unsigned long long)bytes);
     return SQLITE_ERROR;
   }
+  if (out->dtype == NPK_BOOL) {
+    long long bad = npk_bool_bad(out->data, out->data_bytes);
+    if (bad >= 0) {
+      fn_msg(ctx, SQLITE_ERROR, "numpack: %s: bool element %lld is %u; bool "
+             "elements must be 0 or 1", fn, bad, out->data[bad]);
+      return SQLITE_ERROR;
+    }
+  }
   return SQLITE_OK;
 }
 

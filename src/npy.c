@@ -569,6 +569,13 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
                      nData, p.data_bytes);
   }
   p.data = a + nPrefix + nHeader;
+  if( p.dtype==NPK_BOOL ){
+    long long bad = npk_bool_bad(p.data, p.data_bytes);
+    if( bad>=0 ){
+      return npkNpyErr(err, errlen, "npy: bool element %lld is %u; bool "
+                       "elements must be 0 or 1", bad, p.data[bad]);
+    }
+  }
   *out = p;
   return 0;
 }

@@ -940,6 +940,15 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
       return SQLITE_MISMATCH;
     }
     memcpy(v->scratch, sqlite3_value_blob(rowv), (size_t)v->row_bytes);
+    if (v->dtype == NPK_BOOL) {
+      long long bad = npk_bool_bad(v->scratch, v->row_bytes);
+      if (bad >= 0) {
+        v->base.zErrMsg = sqlite3_mprintf(
+            "numpack: table %s column row: bool element %lld is %u; bool "
+            "elements must be 0 or 1", v->zTable, bad, v->scratch[bad]);
+        return SQLITE_CONSTRAINT_CHECK;
+      }
+    }
     return SQLITE_OK;
   }
   if (update && v->ncol) {

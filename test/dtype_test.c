@@ -300,6 +300,27 @@ static void test_half_vs_compiler(void){
 #endif
 }
 
+/* npk_bool_bad finds the first byte that is not 0 or 1 wherever it lies:
+** before, inside and after the 64-byte blocks it checks at once. */
+static void test_bool_bad(void){
+  unsigned char b[200];
+  for(int i=0; i<200; i++) b[i] = (unsigned char)(i%3==0);
+  CHECK_EQ(npk_bool_bad(b, sizeof b), -1);
+  CHECK_EQ(npk_bool_bad(b, 0), -1);
+  int at[] = {0, 5, 63, 64, 70, 127, 128, 199};
+  for(unsigned k=0; k<sizeof at/sizeof at[0]; k++){
+    unsigned char keep = b[at[k]];
+    b[at[k]] = 2;
+    CHECK_EQ(npk_bool_bad(b, sizeof b), at[k]);
+    b[at[k]] = 255;
+    CHECK_EQ(npk_bool_bad(b, sizeof b), at[k]);
+    b[at[k]] = keep;
+  }
+  b[10] = 9; b[150] = 9;
+  CHECK_EQ(npk_bool_bad(b, sizeof b), 10);
+  CHECK_EQ(npk_bool_bad(b+11, 189), 139);
+}
+
 int main(void){
   RUN(test_codes);
   RUN(test_unknown_codes);
@@ -311,5 +332,6 @@ int main(void){
   RUN(test_half_midpoints_all);
   RUN(test_half_known);
   RUN(test_half_vs_compiler);
+  RUN(test_bool_bad);
   return CTEST_END();
 }
