@@ -267,8 +267,19 @@ static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
 /* ---- numpack_open, numpack_save, numpack_append ---------------------- */
 
 static void fn_open(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  int drop = argc > 1 && sqlite3_value_int(argv[1]) != 0, n = 0, rc;
+  int drop = 0, n = 0, rc;
   NpkConn *c;
+  if (argc > 1) {
+    /* 0 or 1 only (TRUE and FALSE are those): wiping a store on a stray
+    ** 'yes' or 2 is not a guess to make. */
+    sqlite3_int64 v = sqlite3_value_int64(argv[1]);
+    if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || (v != 0 && v != 1)) {
+      fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_open: drop_if_exists "
+             "must be 0 or 1");
+      return;
+    }
+    drop = (int)v;
+  }
   if (drop && !sqlite3_get_autocommit(sqlite3_context_db_handle(ctx))) {
     fn_msg(ctx, SQLITE_ERROR, "numpack: numpack_open with drop_if_exists=1 "
            "inside a transaction: ROLLBACK could not undo it");
@@ -355,9 +366,14 @@ static int rows_arg(sqlite3_context *ctx, NpkConn *c, const char *fn,
              "numpack_stream(store, name, rows)", fn, name, err);
       return SQLITE_TOOBIG;
     }
+    if (rc == NPK_INDEX_NOMEM) {
+      sqlite3_result_error_nomem(ctx);
+      return SQLITE_NOMEM;
+    }
     if (rc) {
-      fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name, err);
-      return SQLITE_RANGE;
+      int code = rc == NPK_INDEX_RANGE ? SQLITE_RANGE : SQLITE_ERROR;
+      fn_msg(ctx, code, "numpack: %s: array \"%s\": %s", fn, name, err);
+      return code;
     }
   } else {
     fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: the index must be an integer, "

@@ -30,7 +30,7 @@ int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, char *err,
   if (i < 0 ? (uint64_t)0 - (uint64_t)i > nlive : (uint64_t)i >= nlive) {
     snprintf(err, errlen, "index %lld is out of range for %llu rows",
              (long long)i, (unsigned long long)nlive);
-    return 1;
+    return NPK_INDEX_RANGE;
   }
   *out = i < 0 ? nlive - ((uint64_t)0 - (uint64_t)i) : (uint64_t)i;
   return 0;
@@ -95,6 +95,7 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
   Scan s = {text, text + n};
   uint64_t *rows = NULL, cnt = 0, cap = 0;
   int64_t v;
+  int rc = NPK_INDEX_RANGE;
 
   *pp = NULL;
   *pn = 0;
@@ -144,6 +145,7 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
       if (s.p < s.end && !integer(&s, &step)) goto syntax;
       if (step <= 0) {
         snprintf(err, errlen, "slice step must be positive");
+        rc = NPK_INDEX_SYNTAX;
         goto fail;
       }
     }
@@ -175,10 +177,12 @@ syntax:
   snprintf(err, errlen,
            "bad index \"%.*s\": want an integer, a JSON array of integers or "
            "a start:stop slice", (int)(n > 60 ? 60 : n), text);
+  rc = NPK_INDEX_SYNTAX;
   goto fail;
 oom:
   snprintf(err, errlen, "out of memory");
+  rc = NPK_INDEX_NOMEM;
 fail:
   free(rows);
-  return 1;
+  return rc;
 }

@@ -13,19 +13,22 @@
 ** be negative (counting from the end) and must be in range; slices follow
 ** Python: "a:b", ":b", "a:", "a:b:step" (step > 0), bounds clamped.
 ** *SCALAR is set when TEXT is one bare integer (NumPy then drops the first
-** dimension).  On failure returns non-zero with a message in ERR. */
-/* MAX bounds the rows selected (see NPK_INDEX_TOO_MANY). */
+** dimension).  MAX bounds the rows selected.  On failure returns one of
+** the codes below, with a message in ERR. */
 int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
                     uint64_t **pp, uint64_t *pn, int *scalar, char *err,
                     size_t errlen);
-/* npk_index_parse's result when the index selects more than MAX rows:
-** the list is never built, so a huge slice costs no memory. */
-#define NPK_INDEX_TOO_MANY 2
+#define NPK_INDEX_RANGE    1  /* an integer is out of range */
+#define NPK_INDEX_TOO_MANY 2  /* more than MAX rows: the list is never built,
+                              ** so a huge slice costs no memory */
+#define NPK_INDEX_SYNTAX   3  /* not an index (or a slice step <= 0) */
+#define NPK_INDEX_NOMEM    4  /* out of memory */
 
 /* Sort the N row numbers at P and drop repeats; the new count. */
 uint64_t npk_rows_sort_unique(uint64_t *p, uint64_t n);
 
-/* One integer index (possibly negative) resolved against NLIVE rows. */
+/* One integer index (possibly negative) resolved against NLIVE rows: 0,
+** or NPK_INDEX_RANGE with a message in ERR. */
 int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, char *err,
                   size_t errlen);
 

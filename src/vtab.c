@@ -272,17 +272,30 @@ static int make_columns(NpkVtab *v, const NpkArgs *a, int one_d, char **pzErr) {
     }
     sqlite3_free(list);
     if (i != v->ncol) {
-      *pzErr = sqlite3_mprintf("numpack: table %s: columns= names %d "
-                               "columns, rows have %d elements", v->zTable, i,
-                               v->ncol);
+      *pzErr = sqlite3_mprintf("numpack: table %s: columns= gives %d "
+                               "name%s for rows of %d elements", v->zTable, i,
+                               i == 1 ? "" : "s", v->ncol);
       return SQLITE_ERROR;
     }
     for (i = 0; i < v->ncol; i++) {
       if (!v->azCol[i]) return SQLITE_NOMEM;
-      if (!v->azCol[i][0] || sqlite3_stricmp(v->azCol[i], "row") == 0 ||
+      if (!v->azCol[i][0]) {
+        *pzErr = sqlite3_mprintf("numpack: table %s: columns= has an empty "
+                                 "name (column %d)", v->zTable, i);
+        return SQLITE_ERROR;
+      }
+      if (sqlite3_stricmp(v->azCol[i], "row") == 0 ||
           sqlite3_stricmp(v->azCol[i], "rowid") == 0) {
-        *pzErr = sqlite3_mprintf("numpack: table %s: bad column name \"%s\"",
-                                 v->zTable, v->azCol[i]);
+        *pzErr = sqlite3_mprintf("numpack: table %s: column name \"%s\" is "
+                                 "taken by the table itself", v->zTable,
+                                 v->azCol[i]);
+        return SQLITE_ERROR;
+      }
+      for (int k = 0; k < i; k++) {
+        if (sqlite3_stricmp(v->azCol[k], v->azCol[i]) != 0) continue;
+        *pzErr = sqlite3_mprintf("numpack: table %s: column name \"%s\" is "
+                                 "given twice (columns %d and %d)", v->zTable,
+                                 v->azCol[i], k, i);
         return SQLITE_ERROR;
       }
     }
@@ -407,6 +420,12 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
       goto fail;
     }
     v->ncol = (int)elems;
+  } else if (a.columns) {
+    *pzErr = sqlite3_mprintf("numpack: table %s: columns= names element "
+                             "columns, and layout=blob has none (only row)",
+                             argv[2]);
+    rc = SQLITE_ERROR;
+    goto fail;
   }
   rc = make_columns(v, &a, info.ndim == 1, pzErr);
   if (rc) goto fail;

@@ -94,7 +94,31 @@ static void test_bound(void) {
                            sizeof err), NPK_INDEX_TOO_MANY);
 }
 
+/* Each kind of failure has its own code, so that SQL can report a bad
+** index apart from one out of range. */
+static void test_codes(void) {
+  uint64_t *rows = NULL, n = 0;
+  int scalar;
+  char err[128];
+  CHECK_EQ(npk_index_parse("7", 1, 5, 10, &rows, &n, &scalar, err, sizeof err),
+           NPK_INDEX_RANGE);
+  CHECK_EQ(npk_index_parse("[0, 9]", 6, 5, 10, &rows, &n, &scalar, err,
+                           sizeof err), NPK_INDEX_RANGE);
+  CHECK_EQ(npk_index_parse("abc", 3, 5, 10, &rows, &n, &scalar, err,
+                           sizeof err), NPK_INDEX_SYNTAX);
+  CHECK_EQ(npk_index_parse("0:4:-1", 6, 5, 10, &rows, &n, &scalar, err,
+                           sizeof err), NPK_INDEX_SYNTAX);
+  CHECK_EQ(npk_index_parse("0:4", 3, 5, 2, &rows, &n, &scalar, err,
+                           sizeof err), NPK_INDEX_TOO_MANY);
+  CHECK(rows == NULL);
+  uint64_t r;
+  CHECK_EQ(npk_index_one(-6, 5, &r, err, sizeof err), NPK_INDEX_RANGE);
+  CHECK_EQ(npk_index_one(-5, 5, &r, err, sizeof err), 0);
+  CHECK_EQ(r, 0);
+}
+
 int main(void) {
+  RUN(test_codes);
   RUN(test_integers);
   RUN(test_lists);
   RUN(test_slices);
