@@ -59,6 +59,14 @@ static uint64_t ref_bound(int64_t v, uint64_t n) {
   return (uint64_t)x;
 }
 
+static __int128 ref_bound_down(int64_t v, uint64_t n) {
+  __int128 x = v;
+  if (x < 0) x += (__int128)n;
+  if (x < 0) x = -1;
+  if (x > (__int128)n - 1) x = (__int128)n - 1;
+  return x;
+}
+
 /* Check one parse against NLIVE rows and a limit of MAX rows. */
 static void check(const char *text, size_t n, uint64_t nlive, uint64_t max) {
   uint64_t *rows = (uint64_t *)&rows, cnt = 12345;
@@ -146,8 +154,23 @@ static void check(const char *text, size_t n, uint64_t nlive, uint64_t max) {
     } else {
       ok = 0;
     }
-    if (ok && step <= 0) {
-      FUZZ_CHECK(rc == 1);
+    if (ok && step == 0) {
+      FUZZ_CHECK(rc == NPK_INDEX_SYNTAX);
+    } else if (ok && step < 0) {
+      /* Python: from START (default last) down to above STOP (default
+      ** before the first), bounds clamped into [-1, n-1]. */
+      __int128 hi = has_start ? ref_bound_down(start, nlive) : (__int128)nlive - 1;
+      __int128 lo = has_stop ? ref_bound_down(stop, nlive) : -1;
+      __int128 mag = -(__int128)step;
+      uint64_t want = hi > lo ? (uint64_t)((hi - lo - 1) / mag + 1) : 0;
+      if (want > max) {
+        FUZZ_CHECK(rc == NPK_INDEX_TOO_MANY);
+      } else {
+        FUZZ_CHECK(rc == 0);
+        FUZZ_CHECK(cnt == want);
+        for (uint64_t i = 0; i < cnt && rc == 0; i++)
+          FUZZ_CHECK((__int128)rows[i] == hi - (__int128)i * mag);
+      }
     } else if (ok) {
       uint64_t a = has_start ? ref_bound(start, nlive) : 0;
       uint64_t b = has_stop ? ref_bound(stop, nlive) : nlive;

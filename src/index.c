@@ -80,13 +80,23 @@ static int push(uint64_t **pp, uint64_t *pn, uint64_t *cap, uint64_t v) {
   return 1;
 }
 
-/* Python's slice bound: negative counts from the end, then clamp. */
+/* Python's slice bound: negative counts from the end, then clamp into
+** [0, n] (a positive step) or [-1, n-1] (a negative step, where -1 stands
+** for "before the first row"). */
 static uint64_t clamp(int64_t v, uint64_t n) {
   if (v < 0) {
     uint64_t m = (uint64_t)0 - (uint64_t)v;
     return m > n ? 0 : n - m;
   }
   return (uint64_t)v > n ? n : (uint64_t)v;
+}
+
+static int64_t clamp_down(int64_t v, uint64_t n) {
+  if (v < 0) {
+    uint64_t m = (uint64_t)0 - (uint64_t)v;
+    return m > n ? -1 : (int64_t)(n - m);
+  }
+  return (uint64_t)v >= n ? (int64_t)n - 1 : v;
 }
 
 int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
@@ -143,18 +153,29 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
       s.p++;
       skip_ws(&s);
       if (s.p < s.end && !integer(&s, &step)) goto syntax;
-      if (step <= 0) {
-        snprintf(err, errlen, "slice step must be positive");
+      if (step == 0) {
+        snprintf(err, errlen, "slice step cannot be zero");
         rc = NPK_INDEX_SYNTAX;
         goto fail;
       }
     }
-    a = have_start ? clamp(start, nlive) : 0;
-    b = have_stop ? clamp(stop, nlive) : nlive;
-    if (a < b && (b - a - 1) / (uint64_t)step + 1 > max) goto too_many;
-    for (uint64_t r = a; r < b; r += (uint64_t)step) {
-      if (!push(&rows, &cnt, &cap, r)) goto oom;
-      if ((uint64_t)step > b - r) break;
+    if (step < 0) {
+      /* Backwards from START down to just above STOP, as Python does. */
+      uint64_t mag = (uint64_t)0 - (uint64_t)step, k, want;
+      int64_t hi = have_start ? clamp_down(start, nlive) : (int64_t)nlive - 1;
+      int64_t lo = have_stop ? clamp_down(stop, nlive) : -1;
+      want = hi > lo ? (uint64_t)(hi - lo - 1) / mag + 1 : 0;
+      if (want > max) goto too_many;
+      for (k = 0; k < want; k++)
+        if (!push(&rows, &cnt, &cap, (uint64_t)hi - k * mag)) goto oom;
+    } else {
+      a = have_start ? clamp(start, nlive) : 0;
+      b = have_stop ? clamp(stop, nlive) : nlive;
+      if (a < b && (b - a - 1) / (uint64_t)step + 1 > max) goto too_many;
+      for (uint64_t r = a; r < b; r += (uint64_t)step) {
+        if (!push(&rows, &cnt, &cap, r)) goto oom;
+        if ((uint64_t)step > b - r) break;
+      }
     }
   } else {
     uint64_t r;

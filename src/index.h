@@ -11,7 +11,8 @@
 /* Parse TEXT as an index over NLIVE live rows.  On success *PP holds *PN
 ** logical row numbers (malloc'd; free()) in the order given.  Integers may
 ** be negative (counting from the end) and must be in range; slices follow
-** Python: "a:b", ":b", "a:", "a:b:step" (step > 0), bounds clamped.
+** Python: "a:b", ":b", "a:", "a:b:step" (step != 0; "::-1" reverses),
+** bounds clamped.
 ** *SCALAR is set when TEXT is one bare integer (NumPy then drops the first
 ** dimension).  MAX bounds the rows selected.  On failure returns one of
 ** the codes below, with a message in ERR. */

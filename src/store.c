@@ -119,7 +119,9 @@ int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
     return NPK_OK;
   }
   if ((rc = npk_file_flush(st, f, e))) return rc;
-  if (n >= NPK_WBUF / 2) return npk_io_pwrite(st, f->fd, p, n, off, f->path, e);
+  if (n >= NPK_WBUF / 2)
+    return npk_io_reserve(st, f->fd, off, n, f->path, e) ? e->rc
+           : npk_io_pwrite(st, f->fd, p, n, off, f->path, e);
   if (!f->wbuf && !(f->wbuf = malloc(NPK_WBUF)))
     return npk_io_pwrite(st, f->fd, p, n, off, f->path, e);
   memcpy(f->wbuf, p, n);

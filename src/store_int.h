@@ -248,6 +248,8 @@ void npk_put_u64(unsigned char *p, uint64_t v);
 /* ---- system calls with fault injection and counters (store_io.c) ---- */
 int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e);
+int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
+                   const char *path, NpkErr *e);
 int npk_io_pwrite_bulk(NpkStore *st, int fd, const void *p, size_t n,
                        uint64_t off, const char *path, NpkErr *e);
 int npk_io_fsync(NpkStore *st, int fd, const char *path, NpkErr *e);

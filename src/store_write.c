@@ -120,8 +120,11 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
   } else if (rb > 0) {
     uint64_t chunk = rb >= (1u << 22) ? 1 : (1u << 22) / rb, pos = 0;
     uint64_t total = live_only ? npk_live_rows(src) : src->shape[0];
-    unsigned char *buf = malloc((size_t)(chunk * rb));
-    if (!buf) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    unsigned char *buf;
+    if ((rc = npk_io_reserve(st, to->fd, 0, total * rb, to->path, &s->err)))
+      return rc;
+    if (!(buf = malloc((size_t)(chunk * rb))))
+      return npk_err(&s->err, NPK_NOMEM, "out of memory");
     while (rc == NPK_OK && out < total) {
       uint64_t n = total - out < chunk ? total - out : chunk;
       rc = live_only ? npk_array_copy_live(s, src, &pos, n, buf)
@@ -233,8 +236,10 @@ int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   rc = new_fresh(s, name, dtype, ndim, shape, &a);
   if (rc == NPK_OK && total) {
     NpkFile *f = a->seg[0].file;
-    rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, 0, f->path,
-                       &s->err);
+    rc = npk_io_reserve(s->store, f->fd, 0, total, f->path, &s->err);
+    if (rc == NPK_OK)
+      rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, 0, f->path,
+                         &s->err);
     f->size = total;
   }
   if (rc == NPK_OK) {

@@ -67,8 +67,18 @@ static void test_slices(void) {
   expect("4:2", 5, NULL, 0, NULL);
   expect("0:5:2", 5, (uint64_t[]){0, 2, 4}, 3, NULL);
   expect("::3", 7, (uint64_t[]){0, 3, 6}, 3, NULL);
-  expect("0:5:0", 5, NULL, 0, "step must be positive");
-  expect("0:5:-1", 5, NULL, 0, "step must be positive");
+  expect("0:5:0", 5, NULL, 0, "step cannot be zero");
+  /* Negative steps, as Python's: from start (default: the last row) down
+  ** to just above stop (default: past the first), bounds clamped. */
+  expect("::-1", 5, (uint64_t[]){4, 3, 2, 1, 0}, 5, NULL);
+  expect("::-2", 5, (uint64_t[]){4, 2, 0}, 3, NULL);
+  expect("3:0:-1", 5, (uint64_t[]){3, 2, 1}, 3, NULL);
+  expect("3::-1", 5, (uint64_t[]){3, 2, 1, 0}, 4, NULL);
+  expect(":1:-1", 5, (uint64_t[]){4, 3, 2}, 3, NULL);
+  expect("-1:-4:-1", 5, (uint64_t[]){4, 3, 2}, 3, NULL);
+  expect("100:-100:-3", 5, (uint64_t[]){4, 1}, 2, NULL);
+  expect("0:5:-1", 5, NULL, 0, NULL);
+  expect("::-1", 0, NULL, 0, NULL);
   expect("a:b", 5, NULL, 0, "bad index");
   expect("1:2:3:4", 5, NULL, 0, "bad index");
   expect("", 5, NULL, 0, "bad index");
@@ -106,7 +116,7 @@ static void test_codes(void) {
                            sizeof err), NPK_INDEX_RANGE);
   CHECK_EQ(npk_index_parse("abc", 3, 5, 10, &rows, &n, &scalar, err,
                            sizeof err), NPK_INDEX_SYNTAX);
-  CHECK_EQ(npk_index_parse("0:4:-1", 6, 5, 10, &rows, &n, &scalar, err,
+  CHECK_EQ(npk_index_parse("0:4:0", 5, 5, 10, &rows, &n, &scalar, err,
                            sizeof err), NPK_INDEX_SYNTAX);
   CHECK_EQ(npk_index_parse("0:4", 3, 5, 2, &rows, &n, &scalar, err,
                            sizeof err), NPK_INDEX_TOO_MANY);

@@ -91,7 +91,7 @@ class Model:
             return json.dumps(rows), np.array(rows, dtype=np.intp), False
         a = self.r.randint(-n - 2, n + 2)
         b = self.r.randint(-n - 2, n + 2)
-        step = self.r.choice([1, 1, 1, 2, 3])
+        step = self.r.choice([1, 1, 1, 2, 3, -1, -2])
         text = "%s:%s" % (self.r.choice([a, ""]), self.r.choice([b, ""]))
         if step != 1:
             text += ":%d" % step
