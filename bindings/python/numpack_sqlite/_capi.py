@@ -61,6 +61,8 @@ def _declare():
     _lib.sqlite3_column_bytes.argtypes = [_p, ctypes.c_int]
     _lib.sqlite3_free.argtypes = [_p]
     _lib.sqlite3_limit.argtypes = [_p, ctypes.c_int, ctypes.c_int]
+    _lib.sqlite3_next_stmt.argtypes = [_p, _p]
+    _lib.sqlite3_next_stmt.restype = _p
 
 
 if _lib is not None:
@@ -122,6 +124,14 @@ class Connection:
                                             ctypes.byref(stmt), None))
         return Statement(self, stmt)
 
+    def statements(self) -> int:
+        """Prepared statements not yet finalized on this connection."""
+        n, s = 0, _lib.sqlite3_next_stmt(self.db, None)
+        while s:
+            n += 1
+            s = _lib.sqlite3_next_stmt(self.db, s)
+        return n
+
     def close(self):
         _lib.sqlite3_close_v2(self.db)
 
@@ -161,3 +171,20 @@ class Statement:
 
     def finalize(self):
         _lib.sqlite3_finalize(self.stmt)
+
+
+class Row:
+    """Owns STMT and the row it has stepped to: the memory of its columns
+    stays valid until this object is collected, which finalizes STMT.  A
+    connection closed meanwhile (sqlite3_close_v2) waits for it."""
+
+    def __init__(self, stmt: Statement):
+        self.stmt = stmt
+
+    def __del__(self):
+        try:
+            if self.stmt is not None:
+                self.stmt.finalize()
+        except Exception:
+            pass
+        self.stmt = None

@@ -378,8 +378,21 @@ class NumPack:
     # either way.  Where the C API cannot be had, nothing changes.
 
     def _direct_stmt(self, sql):
-        """SQL prepared on the C API connection (opened on first use), or
-        None when there is none or a transaction is open here."""
+        """SQL prepared on the C API connection (opened on first use) and
+        kept for reuse, or None when there is none or a transaction is open
+        here."""
+        con = self._direct_con()
+        if con is None:
+            return None
+        stmts = self._direct[1]
+        stmt = stmts.get(sql)
+        if stmt is None:
+            stmt = stmts[sql] = con.prepare(sql)
+        return stmt
+
+    def _direct_con(self):
+        """The C API connection (opened on first use), or None when there
+        is none or a transaction is open here."""
         if self._txn or self._unit_depth or self._batch is not None:
             return None
         if self._direct is None:
@@ -396,27 +409,32 @@ class NumPack:
                     con.close()
         if not self._direct:
             return None
-        con, stmts = self._direct
-        stmt = stmts.get(sql)
-        if stmt is None:
-            stmt = stmts[sql] = con.prepare(sql)
+        con = self._direct[0]
         con.set_limit(_capi.SQLITE_LIMIT_LENGTH, self._limit())
-        return stmt
+        return con
 
     def _load_direct(self, name):
-        """NAME's live rows, or None when the C API is not to be used."""
-        stmt = self._direct_stmt("SELECT numpack_load(?, ?)")
-        if stmt is None:
+        """NAME's live rows, or None when the C API is not to be used.
+
+        The array is the BLOB numpack_load returned, used where it lies (a
+        writable mapping of the extension's own): a statement of its own
+        keeps the row alive until the array (and every view of it) is
+        gone, so the 512 MB are read from the file once and never copied."""
+        con = self._direct_con()
+        if con is None:
             return None
+        try:
+            stmt = con.prepare("SELECT numpack_load(?, ?)")
+        except _capi.Error as e:
+            raise sql_error(e) from None
+        keeper = _capi.Row(stmt)
         try:
             stmt.bind_text(1, self._path)
             stmt.bind_text(2, name)
             stmt.step()
-            return _sql.decode_at(*stmt.column_blob(0))
+            return _sql.decode_at(*stmt.column_blob(0), keeper=keeper)
         except _capi.Error as e:
             raise sql_error(e) from None
-        finally:
-            stmt.reset()
 
     def _save_direct(self, name, arr):
         """Save the C-contiguous ARR as NAME; False when the C API is not

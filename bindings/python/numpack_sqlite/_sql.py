@@ -194,9 +194,11 @@ def _header(f):
     return np.lib.format.read_array_header_2_0(f)
 
 
-def decode_at(address, n):
+def decode_at(address, n, keeper=None):
     """The array of the N .npy bytes at ADDRESS (memory SQLite holds): a
-    fresh, writable ndarray, filled with one copy."""
+    writable ndarray.  With KEEPER, an object that keeps the memory alive
+    for as long as it lives, the array uses the memory where it is;
+    otherwise it is a fresh array, filled with one copy."""
     head = ctypes.string_at(address, min(n, 12))
     if len(head) < 12 or head[6:7] not in (b"\x01", b"\x02", b"\x03"):
         raise NumPackError("numpack_load returned no .npy header")
@@ -204,12 +206,21 @@ def decode_at(address, n):
             else 12 + int.from_bytes(head[8:12], "little"))
     f = io.BytesIO(ctypes.string_at(address, min(n, hlen)))
     shape, fortran, dtype = _header(f)
-    arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-    if f.tell() != hlen or n - hlen != arr.nbytes:
+    arr = np.empty(shape if keeper is None else 0, dtype=dtype,
+                   order="F" if fortran else "C")
+    nbytes = arr.itemsize * int(np.prod(shape, dtype=np.int64))
+    if f.tell() != hlen or n - hlen != nbytes:
         raise NumPackError("numpack_load returned %d bytes for an array of "
-                           "%d" % (n - hlen, arr.nbytes))
-    if arr.nbytes:
-        ctypes.memmove(arr.ctypes.data, address + hlen, arr.nbytes)
+                           "%d" % (n - hlen, nbytes))
+    if keeper is not None:
+        if nbytes == 0:
+            return np.empty(shape, dtype=dtype)
+        buf = (ctypes.c_char * nbytes).from_address(address + hlen)
+        buf._keeper = keeper
+        return np.frombuffer(buf, dtype=dtype).reshape(
+            shape, order="F" if fortran else "C")
+    if nbytes:
+        ctypes.memmove(arr.ctypes.data, address + hlen, nbytes)
     return arr
 
 

@@ -363,6 +363,32 @@ def test_load_outside_transactions_goes_through_the_c_api(npk, sql, rng):
     assert np.array_equal(npk.load("i"), arrays["i"])   # usable after an error
 
 
+def test_loaded_arrays_keep_their_memory(tmp_path):
+    """load() hands out numpack_load's result where it lies: the array
+    owns a statement of its own, which lives exactly as long as the array
+    (and its views), survives close(), and is finalized when they go."""
+    import gc
+    from numpack_sqlite import NumPack
+    a = np.arange(3000, dtype=np.float64).reshape(1000, 3)
+    npk = NumPack(str(tmp_path / "keep.npk"), drop_if_exists=True)
+    npk.open()
+    npk.save({"a": a})
+    first = npk.load("a")
+    con = npk._direct[0]
+    base = con.statements()
+    views = [npk.load("a")[10:20] for _ in range(50)]
+    assert con.statements() == base + 50
+    del views
+    gc.collect()
+    assert con.statements() == base
+    first[0, 0] = -1.0                      # writable, and only this copy
+    assert npk.load("a")[0, 0] == 0.0
+    npk.close()
+    assert np.array_equal(first[1:], a[1:]) and first[0, 0] == -1.0
+    del first
+    gc.collect()
+
+
 def test_load_inside_a_transaction_sees_its_changes(npk):
     npk.save({"a": np.arange(4)})
     with npk.writable_batch_mode() as wb:
