@@ -41,7 +41,7 @@ import numpy as np
 from benchlib import (REPORT, Result, Target, Timer, at_most, binding,
                       connect, interleaved, prepare, scalar, settle_disk)
 
-SAVE_REPS = 3
+SAVE_REPS = 5
 LOAD_REPS = 5
 STREAM_REPS = 3
 CAT_REPS = 5
