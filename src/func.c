@@ -463,7 +463,7 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   }
   npk_npy_header(info->dtype, ndim, shape, out, hdr);
   p = out + hdr;
-  mark = npk_map_faults();
+  mark = npk_map_faults(c->ses);
   rc = npk_view(c->ses, name, &v);
   if (rc == NPK_OK && all) {
     uint64_t pos = 0;
@@ -554,8 +554,9 @@ static const char *row_shape_text(const uint64_t *shape, uint32_t ndim,
   return buf;
 }
 
-/* Rows replaced per call when one value row is broadcast to many. */
-#define BROADCAST_ROWS 4096
+/* Bytes of repeated rows written per call when one value row is
+** broadcast to many. */
+#define BROADCAST_BYTES (4u << 20)
 
 static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   static const char fn[] = "numpack_replace";
@@ -566,9 +567,9 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   uint64_t *rows = 0, n = 0, value_rows, vshape[NPK_MAX_NDIM];
   uint32_t vndim;
   void *buf = 0;
-  unsigned char *wide = 0;
+  unsigned char *wide = 0, *elem_row = 0;
   FnTxn t;
-  int rc, scalar;
+  int rc, scalar, one_elem;
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], fn, "the array name"))) return;
   /* One row may come without its leading dimension: for a 1-D array that
@@ -577,11 +578,29 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   c = fn_conn(ctx, argv, fn, 0);
   if (!c || fn_write_begin(ctx, c, fn, &t) != SQLITE_OK) goto done;
   rc = npk_array_info(c->ses, name, &info);
+  /* A single element (a 0-d array) fills every element of the rows, as
+  ** NumPy's a[idx] = scalar does; it becomes one row here. */
+  one_elem = rc == NPK_OK && a.ndim == 0 && info.ndim > 1 &&
+             a.dtype == info.dtype;
+  if (one_elem) {
+    size_t item = (size_t)npk_dtype_size(a.dtype);
+    if (!(elem_row = sqlite3_malloc64(info.row_bytes + 1))) {
+      sqlite3_result_error_nomem(ctx);
+      rc = FN_REPORTED;
+    } else {
+      for (uint64_t off = 0; off < info.row_bytes; off += item)
+        memcpy(elem_row + off, a.data, item);
+      a.data = elem_row;
+      a.ndim = info.ndim - 1;
+      memcpy(a.shape, info.shape + 1, a.ndim * sizeof *a.shape);
+    }
+  }
   if (rc == NPK_OK) {
     /* The values as rows: (k, row shape...), or one row without its
-    ** leading dimension. */
+    ** leading dimension (then a 0-d array is the row of a 1-D array). */
     vndim = a.ndim + (a.ndim + 1 == info.ndim);
-    vshape[0] = a.ndim + 1 == info.ndim ? 1 : a.shape[0];
+    if (vndim == 0) vndim = 1;            /* 0-d against N-D: a mismatch */
+    vshape[0] = a.ndim + 1 == info.ndim || a.ndim == 0 ? 1 : a.shape[0];
     memcpy(vshape + 1, a.shape + (a.ndim + 1 != info.ndim),
            (vndim - 1) * sizeof *vshape);
     value_rows = vshape[0];
@@ -603,7 +622,7 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   ** indexes are listed. */
   if (rc == NPK_OK &&
       rows_arg(ctx, c, fn, name, argv[3], info.live_rows,
-               value_rows == 1 ? info.live_rows : value_rows, value_rows != 1,
+               value_rows == 1 ? UINT64_MAX : value_rows, value_rows != 1,
                &rows, &n, &scalar) != SQLITE_OK)
     rc = FN_REPORTED;
   if (rc == NPK_OK && value_rows != 1 && n != value_rows) {
@@ -612,8 +631,12 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
            (unsigned long long)value_rows, (unsigned long long)n);
     rc = FN_REPORTED;
   }
-  if (rc == NPK_OK && (value_rows == 1 && n > 1)) {
-    uint64_t k = n < BROADCAST_ROWS ? n : BROADCAST_ROWS;
+  if (rc == NPK_OK && value_rows == 1 && n > 1) {
+    /* The one row, repeated in a buffer of a few MB, written batch by
+    ** batch. */
+    uint64_t k = info.row_bytes ? BROADCAST_BYTES / info.row_bytes : n;
+    if (k == 0) k = 1;
+    if (k > n) k = n;
     if (!(wide = sqlite3_malloc64(k * info.row_bytes + 1))) {
       sqlite3_result_error_nomem(ctx);
       rc = FN_REPORTED;
@@ -632,6 +655,7 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 done:
   free(rows);
   sqlite3_free(wide);
+  sqlite3_free(elem_row);
   sqlite3_free(buf);
   npk_conn_release(c);
 }

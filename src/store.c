@@ -34,6 +34,14 @@ int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
   }
   if (create) flags |= O_CREAT | O_TRUNC;
   f->fd = open(path, flags, 0644);
+  f->writable = !st->readonly;
+  if (f->fd < 0 && !create && !st->readonly &&
+      (errno == EACCES || errno == EPERM || errno == EROFS)) {
+    /* A file this process may only read (a shared dataset, a read-only
+    ** mount) still serves readers; writing to it fails then. */
+    f->fd = open(path, O_CLOEXEC | O_RDONLY);
+    f->writable = 0;
+  }
   if (f->fd < 0) {
     int rc = errno == ENOENT
                  ? npk_err(e, NPK_CORRUPT, "%s is missing", path)
@@ -51,7 +59,6 @@ int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
   }
   f->refs = 1;
   f->gslot = -1;
-  f->writable = !st->readonly;
   f->size = (uint64_t)sb.st_size;
   f->temp = create;
   *pp = f;
@@ -152,7 +159,7 @@ static int map_locked(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
   len = (len + page - 1) / page * page;
   p = mmap(NULL, len, PROT_READ, MAP_SHARED, f->fd, 0);
   if (p == MAP_FAILED) return npk_err_sys(e, errno, "cannot map", f->path);
-  if ((slot = npk_guard_add(p, len)) < 0) {
+  if ((slot = npk_guard_add(p, len, &st->map_faults)) < 0) {
     munmap(p, len);
     return npk_err(e, NPK_NOMEM, "cannot map %s: no room to guard the "
                    "mapping", f->path);
@@ -585,7 +592,10 @@ static void store_free(NpkStore *st) {
   if (st->cat_fd >= 0) close(st->cat_fd);
   if (st->dirfd >= 0) close(st->dirfd);
   pthread_mutex_destroy(&st->mu);
-  if (st->lock_page) munmap(st->lock_page, 4096);
+  if (st->lock_page) {
+    npk_guard_remove(st->lock_page);
+    munmap(st->lock_page, 4096);
+  }
   free(st->cat_path);
   free(st->journal_path);
   free(st->dir);
@@ -1025,7 +1035,7 @@ int npk_array_copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
   uint64_t rb = a->row_bytes;
   if (a->ov && a->ov->n) {
     /* Rows replaced in this transaction live in memory. */
-    uint64_t mark = npk_map_faults();
+    uint64_t mark = npk_map_faults(s);
     for (uint64_t k = 0; k < n; k++) {
       const void *p;
       int rc = npk_array_row(s, a, row + k, &p);

@@ -229,11 +229,11 @@ uint64_t npk_change_count(NpkSession *s);
 int npk_savepoint_count(NpkSession *s);
 
 /* A file shortened by another program while a statement reads it through
-** the mapping does not fault: the missing pages read as zeros and a
-** process-wide count moves (store_guard.c).  Take npk_map_faults() before
+** the mapping does not fault: the missing pages read as zeros and a count
+** of the store's moves (store_guard.c).  Take npk_map_faults() before
 ** touching mapped rows and pass it to npk_map_check() after: NPK_CORRUPT,
 ** naming array NAME, if the count moved, so that no zeros are returned. */
-uint64_t npk_map_faults(void);
+uint64_t npk_map_faults(NpkSession *s);
 int npk_map_check(NpkSession *s, uint64_t mark, const char *name);
 
 /* ---- testing hooks --------------------------------------------------- */

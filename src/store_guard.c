@@ -6,19 +6,22 @@
 ** stray truncate) shortens a file while a statement reads it, touching a
 ** page past the new end raises SIGBUS, whose default action kills the
 ** process.  Checking the size before every row would cost a system call per
-** row, and still leave a window.  Instead every mapping is registered here,
-** and a SIGBUS handler recognises a fault inside a registered mapping: it
-** maps a page of zeros over the faulting page, so the access completes, and
-** counts the fault.  Readers take the count before they touch mapped bytes
-** and compare after (npk_map_check), reporting NPK_CORRUPT rather than
-** returning the zeros.  A mapping that took a fault is marked, so that the
-** next statement maps the file afresh.  Faults anywhere else go to the
-** handler installed before ours, or to the default action.
+** row, and still leave a window.  Instead every mapping is registered here
+** with its store's fault counter, and a SIGBUS handler recognises a fault
+** inside a registered mapping: it maps a page of zeros over the faulting
+** page, so the access completes, and counts the fault in that counter.
+** Readers take their store's count before they touch mapped bytes and
+** compare after (npk_map_check), reporting NPK_CORRUPT rather than
+** returning the zeros; other stores' statements are not disturbed.  A
+** mapping that took a fault is marked, so that the next statement maps the
+** file afresh.  Faults anywhere else go to the handler installed before
+** ours, or to the default action.
 **
 ** The handler only reads slots and calls mmap(): no locks, no allocation.
-** Slots are added and removed under a mutex and published with atomics; a
-** slot's end is cleared before its start (and set after it), so that a
-** half-written slot never covers an address.
+** Slots are added and removed under a mutex; each carries a sequence number
+** that is odd while the slot changes, and the handler uses a slot only if
+** it read the same even number before and after reading the slot, so that
+** it never acts on a slot half rewritten for another mapping.
 */
 #include <errno.h>
 #include <pthread.h>
@@ -37,8 +40,10 @@
 /* One registered mapping: bytes [lo, hi). */
 typedef struct GuardSlot GuardSlot;
 struct GuardSlot {
+  unsigned seq;              /* odd while the slot is being changed */
   uintptr_t lo;              /* first byte, 0 when the slot is free */
   uintptr_t hi;              /* one past the last byte, 0 when free */
+  uint64_t *count;           /* the owner's fault counter */
   int hit;                   /* a page of it was replaced by zeros */
 };
 
@@ -49,7 +54,6 @@ static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 static struct sigaction prev_action;  /* SIGBUS handler before ours */
 static uintptr_t page_size;           /* read once: sysconf is not safe in
                                       ** a signal handler */
-static uint64_t faults;               /* faults absorbed, process-wide */
 static int installed;                 /* our handler is in place */
 
 /* Replace the page holding ADDR by zeros if ADDR lies in a registered
@@ -59,16 +63,22 @@ static int absorb(uintptr_t addr) {
   for (int c = 0; c < n; c++) {
     GuardSlot *g = __atomic_load_n(&chunks[c], __ATOMIC_ACQUIRE);
     for (int i = 0; i < CHUNK_SLOTS; i++) {
-      uintptr_t hi = __atomic_load_n(&g[i].hi, __ATOMIC_ACQUIRE);
-      uintptr_t lo = __atomic_load_n(&g[i].lo, __ATOMIC_ACQUIRE);
+      unsigned seq = __atomic_load_n(&g[i].seq, __ATOMIC_ACQUIRE);
+      uintptr_t lo, hi;
+      uint64_t *count;
       void *page;
+      if (seq & 1) continue;
+      lo = __atomic_load_n(&g[i].lo, __ATOMIC_ACQUIRE);
+      hi = __atomic_load_n(&g[i].hi, __ATOMIC_ACQUIRE);
+      count = __atomic_load_n(&g[i].count, __ATOMIC_ACQUIRE);
+      if (__atomic_load_n(&g[i].seq, __ATOMIC_ACQUIRE) != seq) continue;
       if (!(lo && lo <= addr && addr < hi)) continue;
       page = (void *)(addr & ~(page_size - 1));
       if (mmap(page, page_size, PROT_READ,
                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
         return 0;
       __atomic_store_n(&g[i].hit, 1, __ATOMIC_RELEASE);
-      __atomic_fetch_add(&faults, 1, __ATOMIC_RELEASE);
+      __atomic_fetch_add(count, 1, __ATOMIC_RELEASE);
       return 1;
     }
   }
@@ -77,7 +87,8 @@ static int absorb(uintptr_t addr) {
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc) {
   int saved = errno;
-  if (si && si->si_code == BUS_ADRERR && absorb((uintptr_t)si->si_addr)) {
+  int fault = si && si->si_code > 0;   /* raised by the CPU, not sent */
+  if (fault && si->si_code == BUS_ADRERR && absorb((uintptr_t)si->si_addr)) {
     errno = saved;
     return;
   }
@@ -86,14 +97,16 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc) {
     prev_action.sa_sigaction(sig, si, uc);
     return;
   }
+  if (prev_action.sa_handler == SIG_IGN && !fault) return;
   if (prev_action.sa_handler != SIG_DFL && prev_action.sa_handler != SIG_IGN) {
     prev_action.sa_handler(sig);
     return;
   }
-  /* Nobody else wants it: the default action, as if we were not here.  The
-  ** signal is blocked while this runs and is delivered on return. */
+  /* The default action, as if we were not here.  A fault simply happens
+  ** again on return; a sent signal is blocked while this runs and is
+  ** delivered on return. */
   signal(sig, SIG_DFL);
-  raise(sig);
+  if (!fault) raise(sig);
 }
 
 static void install(void) {
@@ -106,7 +119,7 @@ static void install(void) {
   if (sigaction(SIGBUS, &sa, &prev_action) == 0) installed = 1;
 }
 
-int npk_guard_add(const void *p, size_t len) {
+int npk_guard_add(const void *p, size_t len, uint64_t *count) {
   int slot = -1;
   pthread_once(&guard_once, install);
   if (!installed) return -1;
@@ -121,9 +134,12 @@ int npk_guard_add(const void *p, size_t len) {
     g = chunks[c];
     for (int i = 0; i < CHUNK_SLOTS; i++) {
       if (g[i].lo) continue;
-      g[i].hit = 0;
+      __atomic_fetch_add(&g[i].seq, 1, __ATOMIC_ACQ_REL);
+      __atomic_store_n(&g[i].hit, 0, __ATOMIC_RELEASE);
+      __atomic_store_n(&g[i].count, count, __ATOMIC_RELEASE);
       __atomic_store_n(&g[i].lo, (uintptr_t)p, __ATOMIC_RELEASE);
       __atomic_store_n(&g[i].hi, (uintptr_t)p + len, __ATOMIC_RELEASE);
+      __atomic_fetch_add(&g[i].seq, 1, __ATOMIC_ACQ_REL);
       slot = c * CHUNK_SLOTS + i;
       break;
     }
@@ -138,8 +154,10 @@ void npk_guard_remove(const void *p) {
     GuardSlot *g = chunks[c];
     for (int i = 0; i < CHUNK_SLOTS; i++) {
       if (g[i].lo != (uintptr_t)p) continue;
+      __atomic_fetch_add(&g[i].seq, 1, __ATOMIC_ACQ_REL);
       __atomic_store_n(&g[i].hi, 0, __ATOMIC_RELEASE);
       __atomic_store_n(&g[i].lo, 0, __ATOMIC_RELEASE);
+      __atomic_fetch_add(&g[i].seq, 1, __ATOMIC_ACQ_REL);
       pthread_mutex_unlock(&guard_mu);
       return;
     }
@@ -155,14 +173,15 @@ int npk_guard_hit(int slot) {
                          __ATOMIC_ACQUIRE);
 }
 
-uint64_t npk_map_faults(void) {
-  return __atomic_load_n(&faults, __ATOMIC_ACQUIRE);
+uint64_t npk_map_faults(NpkSession *s) {
+  return __atomic_load_n(&s->store->map_faults, __ATOMIC_ACQUIRE);
 }
 
 int npk_map_check(NpkSession *s, uint64_t mark, const char *name) {
-  if (npk_map_faults() == mark) return NPK_OK;
+  if (npk_map_faults(s) == mark) return NPK_OK;
   return npk_err(&s->err, NPK_CORRUPT,
-                 "a data file of array \"%s\" was shortened by another "
-                 "program while it was being read; the statement is "
-                 "abandoned rather than return rows that are gone", name);
+                 "a data file of store %s was shortened by another program "
+                 "while array \"%s\" was being read; the statement is "
+                 "abandoned rather than return rows that are gone",
+                 s->store->dir, name);
 }

@@ -145,6 +145,9 @@ struct NpkStore {
   char *cat_path;            /* dir/metadata.npkm */
   char *journal_path;        /* dir/metadata.npkm-journal */
   unsigned char *lock_page;  /* shared read-only map of the lock file */
+  int lock_slot;             /* lock_page's store_guard.c slot */
+  uint64_t map_faults;       /* faults absorbed in this store's mappings
+                             ** (store_guard.c; npk_map_faults) */
   int journal_checked;       /* looked for a journal at least once */
   int pins;                  /* sessions reading or in a transaction */
   NpkRetired *retired;       /* freed when pins drops to 0 */
@@ -282,8 +285,10 @@ void npk_retire(NpkStore *st, void *p, size_t len);
 void npk_retired_free(NpkStore *st);
 
 /* ---- mappings guarded against SIGBUS (store_guard.c) ---- */
-/* Register mapping [P, P+LEN): its slot, or -1 if none is free. */
-int npk_guard_add(const void *p, size_t len);
+/* Register mapping [P, P+LEN), whose absorbed faults count in *COUNT
+** (which must outlive the registration): its slot, or -1 if none is
+** free. */
+int npk_guard_add(const void *p, size_t len, uint64_t *count);
 /* Forget the mapping starting at P, before it is unmapped. */
 void npk_guard_remove(const void *p);
 /* 1 if a page of SLOT's mapping was replaced by zeros. */

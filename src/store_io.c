@@ -81,6 +81,12 @@ int npk_err(NpkErr *e, int rc, const char *fmt, ...) {
 
 int npk_err_sys(NpkErr *e, int err, const char *what, const char *path) {
   int rc = NPK_IOERR;
+  if (err == EBADF) {
+    /* The only descriptors written to that were not opened for writing
+    ** are files npk_file_open could only open read-only. */
+    return npk_err(e, NPK_READONLY, "%s %s: this process may not write it",
+                   what, path);
+  }
   if (err == ENOSPC || err == EDQUOT) rc = NPK_FULL;
   else if (err == ENOMEM) rc = NPK_NOMEM;
   else if (err == EROFS || err == EACCES || err == EPERM) rc = NPK_READONLY;

@@ -42,7 +42,11 @@ int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e) {
   int fd;
   if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
   fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0 && st->readonly) fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* Read-only stores, and stores this process may only read, lock with a
+  ** read-only descriptor: shared locks need no more. */
+  if (fd < 0 && (st->readonly || errno == EACCES || errno == EPERM ||
+                 errno == EROFS))
+    fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int rc = npk_err_sys(e, errno, "cannot open lock file", path);
     free(path);
@@ -57,8 +61,14 @@ int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e) {
         ftruncate(fd, 4096) == 0)
       sb.st_size = 4096;
     if (sb.st_size >= NPK_LOCK_MARK_OFF + 8 &&
-        (p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0)) != MAP_FAILED)
-      st->lock_page = p;
+        (p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0)) != MAP_FAILED) {
+      /* Guarded like the data files: a lock file cut short must not
+      ** fault; its mark then reads as set (npk_lock_marked). */
+      if ((st->lock_slot = npk_guard_add(p, 4096, &st->map_faults)) >= 0)
+        st->lock_page = p;
+      else
+        munmap(p, 4096);
+    }
   }
   return NPK_OK;
 }
@@ -71,13 +81,15 @@ void npk_lock_mark(NpkSession *s, uint64_t v) {
       pwrite(s->lockfd, b, 8, NPK_LOCK_MARK_OFF) == 8) return;
 }
 
-/* 1 when a hot journal may exist: the mark is set, or it cannot be read. */
+/* 1 when a hot journal may exist: the mark is set, or it cannot be read
+** (no mapping, or the lock file was cut short under it). */
 int npk_lock_marked(NpkStore *st) {
   const volatile unsigned char *p = st->lock_page;
-  if (!p) return 1;
+  int set = 0;
+  if (!p || npk_guard_hit(st->lock_slot)) return 1;
   for (int i = 0; i < 8; i++)
-    if (p[NPK_LOCK_MARK_OFF + i]) return 1;
-  return 0;
+    if (p[NPK_LOCK_MARK_OFF + i]) set = 1;
+  return set || npk_guard_hit(st->lock_slot);
 }
 
 /* One non-blocking lock call on LEN bytes from BYTE; 1 on success, 0 if

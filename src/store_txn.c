@@ -594,7 +594,7 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
       /* Original bytes of every replaced row, read from the mapping. */
       NpkOverlay *ov = p->ov;
       NpkFile *f = p->seg[0].file;
-      uint64_t mark = npk_map_faults();
+      uint64_t mark = npk_map_faults(s);
       if ((rc = npk_file_map(st, f, p->base_rows * p->row_bytes, &s->err)))
         return rc;
       for (uint64_t h = 0; h < ov->hcap; h++) {

@@ -327,7 +327,7 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
     } else {
       const void *cur;
       NpkFile *f = a->seg[0].file;
-      uint64_t mark = npk_map_faults();
+      uint64_t mark = npk_map_faults(s);
       rc = npk_array_row(s, a, row, &cur);
       if (rc == NPK_OK && s->txn->nsp) {
         if (!(old = malloc((size_t)a->row_bytes)))

@@ -79,6 +79,9 @@ struct TvfCursor {
   uint64_t first;            /* logical index of the batch's first row */
   uint64_t nrows;            /* rows in this batch */
   uint64_t phys;             /* physical row where this batch starts */
+  uint64_t next_phys;        /* physical row where the next one may start */
+  uint64_t end_phys;         /* physical rows when the stream began: rows
+                             ** appended since are not streamed */
   TvfPool *pool;             /* batch buffers, or NULL before the first */
 };
 
@@ -232,17 +235,31 @@ static int arrays_load(TvfCursor *c) {
   return rc;
 }
 
-/* Size and position of the batch starting at logical index c->first. */
+/* Size and position of the batch of live rows at or after physical row
+** c->phys.  The stream walks physical positions, as a table scan does, so
+** that rows deleted or replaced by the same connection between batches
+** neither shift the batches nor make them repeat or skip a row. */
 static int stream_settle(TvfCursor *c) {
   NpkSession *s = c->conn->ses;
-  int rc;
-  if (c->first >= c->info.live_rows) {
+  uint64_t k0 = 0, k1 = 0;
+  int rc = NPK_OK;
+  if (c->phys < c->end_phys &&
+      (rc = npk_physical_to_logical(s, c->name, c->phys, &k0)) == NPK_OK)
+    rc = npk_physical_to_logical(s, c->name, c->end_phys, &k1);
+  if (rc) return rc;
+  if (k0 >= k1) {
     c->eof = 1;
     return NPK_OK;
   }
-  c->nrows = c->info.live_rows - c->first;
-  if (c->nrows > c->batch_rows) c->nrows = c->batch_rows;
-  rc = npk_logical_to_physical(s, c->name, c->first, &c->phys);
+  c->first = k0;
+  c->nrows = k1 - k0 < c->batch_rows ? k1 - k0 : c->batch_rows;
+  rc = npk_logical_to_physical(s, c->name, k0, &c->phys);
+  if (rc == NPK_OK) {
+    if (k0 + c->nrows < k1)
+      rc = npk_logical_to_physical(s, c->name, k0 + c->nrows, &c->next_phys);
+    else
+      c->next_phys = c->end_phys;
+  }
   return rc;
 }
 
@@ -297,7 +314,8 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   if (rc == NPK_OK) {
     c->info.name = c->name;
     c->info.data_file = 0;
-    c->first = 0;
+    c->phys = 0;
+    c->end_phys = c->info.rows;
     rc = stream_settle(c);
   }
   if (rc) return tvf_fail(cur, npk_sqlite_rc(rc), npk_errmsg(c->conn->ses));
@@ -312,7 +330,7 @@ static int tvf_next(sqlite3_vtab_cursor *cur) {
     c->eof = c->i >= c->narrays;
     return SQLITE_OK;
   }
-  c->first += c->nrows;
+  c->phys = c->next_phys;
   if (stream_settle(c))
     return tvf_fail(cur, SQLITE_ERROR, npk_errmsg(c->conn->ses));
   return SQLITE_OK;
@@ -329,12 +347,20 @@ static int tvf_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *pRowid) {
 static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
   NpkSession *s = c->conn->ses;
   uint64_t shape[NPK_MAX_NDIM], rb = c->info.row_bytes, data, r = c->phys;
+  uint64_t k0, k1;
   size_t hdr;
   unsigned char *out;
   TvfBatch *b;
+  /* The live rows of the batch's stretch now: fewer than c->nrows if some
+  ** were deleted since the batch was sized. */
+  if (npk_physical_to_logical(s, c->name, c->phys, &k0) ||
+      npk_physical_to_logical(s, c->name, c->next_phys, &k1)) {
+    sqlite3_result_error(ctx, npk_errmsg(s), -1);
+    return SQLITE_OK;
+  }
   memcpy(shape, c->info.shape, sizeof shape);
-  shape[0] = c->nrows;
-  data = c->nrows * rb;
+  shape[0] = k1 - k0 < c->nrows ? k1 - k0 : c->nrows;
+  data = shape[0] * rb;
   hdr = npk_npy_header_size(c->info.dtype, c->info.ndim, shape);
   if (hdr + data > (uint64_t)sqlite3_limit(sqlite3_context_db_handle(ctx),
                                             SQLITE_LIMIT_LENGTH, -1)) {
@@ -363,7 +389,7 @@ static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
   b->pool = c->pool;
   out = (unsigned char *)(b + 1);
   npk_npy_header(c->info.dtype, c->info.ndim, shape, out, hdr);
-  if (npk_copy_live_rows(s, c->name, &r, c->nrows, out + hdr)) {
+  if (npk_copy_live_rows(s, c->name, &r, shape[0], out + hdr)) {
     c->pool->spare = b;
     sqlite3_result_error(ctx, npk_errmsg(s), -1);
     return SQLITE_OK;

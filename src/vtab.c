@@ -742,7 +742,7 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   }
   c->reading = 1;
   c->have_view = 0;
-  c->faults = npk_map_faults();
+  c->faults = npk_map_faults(s);
   rc = view_sync(v, c);
   if (rc) return fail(v, rc);
   v->est_rows = (sqlite3_int64)c->view.live_rows;
@@ -965,14 +965,14 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
         v->base.zErrMsg = sqlite3_mprintf(
             "numpack: table %s column row: bool element %lld is %u; bool "
             "elements must be 0 or 1", v->zTable, bad, v->scratch[bad]);
-        return SQLITE_CONSTRAINT_CHECK;
+        return SQLITE_MISMATCH;
       }
     }
     return SQLITE_OK;
   }
   if (update && v->ncol) {
     const void *p;
-    uint64_t mark = npk_map_faults();
+    uint64_t mark = npk_map_faults(s);
     int rc = npk_row_ptr(s, v->zArray, old, &p);
     if (rc == NPK_OK) {
       memcpy(v->scratch, p, (size_t)v->row_bytes);
