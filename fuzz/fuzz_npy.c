@@ -11,7 +11,11 @@
 **   - the header npk_npy_header writes for the parsed dtype and shape is a
 **     multiple of 64 bytes long, as npk_npy_header_size says, and parses
 **     back (with the same data) to the same dtype, shape and data;
-**   - big-endian data byte-swapped twice is the data again.
+**   - big-endian data byte-swapped twice is the data again;
+**   - accepted bool data holds only 0 and 1;
+**   - Fortran order is flagged only where it differs from C order, and
+**     npk_npy_to_c puts every element where C order has it (checked on an
+**     array of element numbers of the same shape).
 */
 #include <string.h>
 
@@ -90,6 +94,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       FUZZ_CHECK(memcmp(sw, p.data, (size_t)p.data_bytes) == 0);
       free(sw);
     }
+  }
+  if (p.dtype == NPK_BOOL)
+    for (uint64_t i = 0; i < p.data_bytes; i++) FUZZ_CHECK(p.data[i] <= 1);
+
+  if (p.fortran) {
+    int big = 0;
+    for (uint32_t k = 0; k < p.ndim; k++) big += p.shape[k] > 1;
+    FUZZ_CHECK(big > 1 && p.count > 0);
+  }
+  if (p.fortran && p.count <= 4096) {
+    /* Element numbers in Fortran order: element (i0, i1, ...) holds
+    ** i0 + d0*i1 + d0*d1*i2 + ...; after npk_npy_to_c the element at
+    ** C position c, whose multi-index comes from c, must hold that. */
+    uint64_t *f = malloc((size_t)p.count * 8), *c = malloc((size_t)p.count * 8);
+    if (f && c) {
+      NpkNpy r = p;
+      for (uint64_t i = 0; i < p.count; i++) f[i] = i;
+      r.dtype = NPK_UINT64;
+      r.data = (const unsigned char *)f;
+      r.data_bytes = p.count * 8;
+      npk_npy_to_c(c, &r);
+      for (uint64_t pos = 0; pos < p.count; pos++) {
+        uint64_t rest = pos, want = 0, stride = 1, idx[NPK_MAX_NDIM_NPY];
+        for (uint32_t k = p.ndim; k-- > 0;) {
+          idx[k] = rest % p.shape[k];
+          rest /= p.shape[k];
+        }
+        for (uint32_t k = 0; k < p.ndim; k++) {
+          want += idx[k] * stride;
+          stride *= p.shape[k];
+        }
+        FUZZ_CHECK(c[pos] == want);
+      }
+    }
+    free(f);
+    free(c);
   }
   free(img);
   return 0;

@@ -206,9 +206,13 @@ def npys():
     w("i1_v2.npy", np.array([-1, 2, -3], dtype=np.int8), version=(2, 0))
     w("u2_v3.npy", np.array([1, 2], dtype="<u2"), version=(3, 0))
     w("f4_fortran_1d.npy", np.arange(3, dtype=np.float32), fortran=True)
-    # Refused ones.
-    w("bad_fortran_2d.npy", np.arange(6, dtype=np.float32).reshape(2, 3),
+    w("f4_fortran_2d.npy", np.arange(6, dtype=np.float32).reshape(2, 3),
       fortran=True)
+    w("i2_fortran_3d_big.npy",
+      np.arange(24, dtype=">i2").reshape(2, 3, 4), fortran=True)
+    w("b1_2x2.npy", np.array([[True, False], [False, True]]))
+    # Refused ones.
+    w("bad_bool_byte.npy", np.array([0, 1, 2], dtype=np.uint8).view(np.bool_))
     w("bad_unicode.npy", np.array(["ab", "c"]))
     w("bad_structured.npy", np.zeros(2, dtype=[("x", "<i4"), ("y", "<f8")]))
     w("bad_datetime.npy", np.array(["2020-01-01"], dtype="datetime64[D]"))
