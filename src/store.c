@@ -111,6 +111,12 @@ int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e) {
   return rc;
 }
 
+int npk_file_check_writable(NpkFile *f, NpkErr *e) {
+  if (f->writable) return NPK_OK;
+  return npk_err(e, NPK_READONLY, "cannot write %s: this process may not "
+                 "write it", f->path);
+}
+
 /* Forget buffered bytes at or past file offset END (appends undone). */
 void npk_file_discard(NpkFile *f, uint64_t end) {
   if (f->wlen && f->wstart + f->wlen > end)

@@ -87,19 +87,21 @@ static int absorb(uintptr_t addr) {
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc) {
   int saved = errno;
-  int fault = si && si->si_code > 0;   /* raised by the CPU, not sent */
+  /* Raised by a memory access, not sent by kill() or the kernel. */
+  int fault = si && si->si_code > 0 && si->si_code != SI_KERNEL;
   if (fault && si->si_code == BUS_ADRERR && absorb((uintptr_t)si->si_addr)) {
     errno = saved;
     return;
   }
   errno = saved;
-  if (prev_action.sa_flags & SA_SIGINFO) {
-    prev_action.sa_sigaction(sig, si, uc);
-    return;
-  }
+  /* SIG_IGN and SIG_DFL first: they share storage with sa_sigaction, and
+  ** SA_SIGINFO may be set alongside them. */
   if (prev_action.sa_handler == SIG_IGN && !fault) return;
   if (prev_action.sa_handler != SIG_DFL && prev_action.sa_handler != SIG_IGN) {
-    prev_action.sa_handler(sig);
+    if (prev_action.sa_flags & SA_SIGINFO)
+      prev_action.sa_sigaction(sig, si, uc);
+    else
+      prev_action.sa_handler(sig);
     return;
   }
   /* The default action, as if we were not here.  A fault simply happens

@@ -54,9 +54,12 @@ int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e) {
   }
   free(path);
   *pfd = fd;
+  /* Sessions of one store may open at once in several threads. */
+  pthread_mutex_lock(&st->mu);
   if (!st->lock_page) {
     struct stat sb;
     void *p;
+    int slot;
     if (fstat(fd, &sb) == 0 && sb.st_size < 4096 && !st->readonly &&
         ftruncate(fd, 4096) == 0)
       sb.st_size = 4096;
@@ -64,12 +67,15 @@ int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e) {
         (p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0)) != MAP_FAILED) {
       /* Guarded like the data files: a lock file cut short must not
       ** fault; its mark then reads as set (npk_lock_marked). */
-      if ((st->lock_slot = npk_guard_add(p, 4096, &st->map_faults)) >= 0)
-        st->lock_page = p;
-      else
+      if ((slot = npk_guard_add(p, 4096, &st->map_faults)) >= 0) {
+        st->lock_slot = slot;
+        __atomic_store_n(&st->lock_page, (unsigned char *)p, __ATOMIC_RELEASE);
+      } else {
         munmap(p, 4096);
+      }
     }
   }
+  pthread_mutex_unlock(&st->mu);
   return NPK_OK;
 }
 
@@ -84,7 +90,8 @@ void npk_lock_mark(NpkSession *s, uint64_t v) {
 /* 1 when a hot journal may exist: the mark is set, or it cannot be read
 ** (no mapping, or the lock file was cut short under it). */
 int npk_lock_marked(NpkStore *st) {
-  const volatile unsigned char *p = st->lock_page;
+  const volatile unsigned char *p =
+      __atomic_load_n(&st->lock_page, __ATOMIC_ACQUIRE);
   int set = 0;
   if (!p || npk_guard_hit(st->lock_slot)) return 1;
   for (int i = 0; i < 8; i++)

@@ -76,7 +76,6 @@ struct TvfCursor {
                              ** npk_scan_begin of name) */
   NpkArrayInfo info;         /* the array */
   uint64_t batch_rows;       /* rows per batch */
-  uint64_t first;            /* logical index of the batch's first row */
   uint64_t nrows;            /* rows in this batch */
   uint64_t phys;             /* physical row where this batch starts */
   uint64_t next_phys;        /* physical row where the next one may start */
@@ -251,7 +250,6 @@ static int stream_settle(TvfCursor *c) {
     c->eof = 1;
     return NPK_OK;
   }
-  c->first = k0;
   c->nrows = k1 - k0 < c->batch_rows ? k1 - k0 : c->batch_rows;
   rc = npk_logical_to_physical(s, c->name, k0, &c->phys);
   if (rc == NPK_OK) {
@@ -343,23 +341,30 @@ static int tvf_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *pRowid) {
   return SQLITE_OK;
 }
 
+/* The live rows of the current batch's stretch now: fewer than c->nrows
+** if the connection deleted some since the batch was sized.  The rows and
+** npy columns both report this. */
+static int stream_rows_now(TvfCursor *c, uint64_t *pn) {
+  NpkSession *s = c->conn->ses;
+  uint64_t k0, k1;
+  int rc = npk_physical_to_logical(s, c->name, c->phys, &k0);
+  if (rc == NPK_OK) rc = npk_physical_to_logical(s, c->name, c->next_phys, &k1);
+  if (rc == NPK_OK) *pn = k1 - k0 < c->nrows ? k1 - k0 : c->nrows;
+  return rc;
+}
+
 /* The current batch as an .npy BLOB, handed to SQLite. */
 static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
   NpkSession *s = c->conn->ses;
   uint64_t shape[NPK_MAX_NDIM], rb = c->info.row_bytes, data, r = c->phys;
-  uint64_t k0, k1;
   size_t hdr;
   unsigned char *out;
   TvfBatch *b;
-  /* The live rows of the batch's stretch now: fewer than c->nrows if some
-  ** were deleted since the batch was sized. */
-  if (npk_physical_to_logical(s, c->name, c->phys, &k0) ||
-      npk_physical_to_logical(s, c->name, c->next_phys, &k1)) {
+  memcpy(shape, c->info.shape, sizeof shape);
+  if (stream_rows_now(c, &shape[0])) {
     sqlite3_result_error(ctx, npk_errmsg(s), -1);
     return SQLITE_OK;
   }
-  memcpy(shape, c->info.shape, sizeof shape);
-  shape[0] = k1 - k0 < c->nrows ? k1 - k0 : c->nrows;
   data = shape[0] * rb;
   hdr = npk_npy_header_size(c->info.dtype, c->info.ndim, shape);
   if (hdr + data > (uint64_t)sqlite3_limit(sqlite3_context_db_handle(ctx),
@@ -419,8 +424,17 @@ static int tvf_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   }
   switch (i) {
     case 0: sqlite3_result_int64(ctx, c->i); break;
-    case 1: sqlite3_result_int64(ctx, (sqlite3_int64)c->first); break;
-    case 2: sqlite3_result_int64(ctx, (sqlite3_int64)c->nrows); break;
+    case 1: case 2: {
+      /* Read now, as npy is: rows deleted since the batch was sized
+      ** change both. */
+      uint64_t v;
+      int rc = i == 1 ? npk_physical_to_logical(c->conn->ses, c->name,
+                                                c->phys, &v)
+                      : stream_rows_now(c, &v);
+      if (rc) sqlite3_result_error(ctx, npk_errmsg(c->conn->ses), -1);
+      else sqlite3_result_int64(ctx, (sqlite3_int64)v);
+      break;
+    }
     case 3: return stream_npy(c, ctx);
     default: break;
   }
