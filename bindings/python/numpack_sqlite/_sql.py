@@ -206,19 +206,16 @@ def decode_at(address, n, keeper=None):
             else 12 + int.from_bytes(head[8:12], "little"))
     f = io.BytesIO(ctypes.string_at(address, min(n, hlen)))
     shape, fortran, dtype = _header(f)
-    arr = np.empty(shape if keeper is None else 0, dtype=dtype,
-                   order="F" if fortran else "C")
-    nbytes = arr.itemsize * int(np.prod(shape, dtype=np.int64))
+    order = "F" if fortran else "C"
+    nbytes = np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
     if f.tell() != hlen or n - hlen != nbytes:
         raise NumPackError("numpack_load returned %d bytes for an array of "
                            "%d" % (n - hlen, nbytes))
-    if keeper is not None:
-        if nbytes == 0:
-            return np.empty(shape, dtype=dtype)
+    if keeper is not None and nbytes:
         buf = (ctypes.c_char * nbytes).from_address(address + hlen)
         buf._keeper = keeper
-        return np.frombuffer(buf, dtype=dtype).reshape(
-            shape, order="F" if fortran else "C")
+        return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+    arr = np.empty(shape, dtype=dtype, order=order)
     if nbytes:
         ctypes.memmove(arr.ctypes.data, address + hlen, nbytes)
     return arr
