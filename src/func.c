@@ -558,6 +558,12 @@ static const char *row_shape_text(const uint64_t *shape, uint32_t ndim,
 ** broadcast to many. */
 #define BROADCAST_BYTES (4u << 20)
 
+/* TIMES copies of the SIZE bytes at UNIT, one after another, into DST. */
+static void repeat(unsigned char *dst, const void *unit, size_t size,
+                   uint64_t times) {
+  for (uint64_t i = 0; i < times; i++) memcpy(dst + i * size, unit, size);
+}
+
 static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   static const char fn[] = "numpack_replace";
   const char *name;
@@ -588,8 +594,7 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       sqlite3_result_error_nomem(ctx);
       rc = FN_REPORTED;
     } else {
-      for (uint64_t off = 0; off < info.row_bytes; off += item)
-        memcpy(elem_row + off, a.data, item);
+      repeat(elem_row, a.data, item, info.row_bytes / item);
       a.data = elem_row;
       a.ndim = info.ndim - 1;
       memcpy(a.shape, info.shape + 1, a.ndim * sizeof *a.shape);
@@ -641,8 +646,7 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       sqlite3_result_error_nomem(ctx);
       rc = FN_REPORTED;
     } else {
-      for (uint64_t i = 0; i < k; i++)
-        memcpy(wide + i * info.row_bytes, a.data, (size_t)info.row_bytes);
+      repeat(wide, a.data, (size_t)info.row_bytes, k);
       for (uint64_t i = 0; rc == NPK_OK && i < n; i += k)
         rc = npk_replace_rows(c->ses, name, rows + i, n - i < k ? n - i : k,
                               wide);
