@@ -858,7 +858,11 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
                      "%s was truncated to %llu bytes; array \"%s\" needs %llu",
                      f->path, (unsigned long long)sb.st_size, a->name,
                      (unsigned long long)need);
-    if ((uint64_t)sb.st_size < f->size) f->size = (uint64_t)sb.st_size;
+    /* F is shared with the sessions of this process that append to it, and
+    ** their rows may still sit in F's buffer: only the owner of the pending
+    ** view, which has just flushed, may learn F's length from the file. */
+    if (a->pending && (uint64_t)sb.st_size < f->size)
+      f->size = (uint64_t)sb.st_size;
     if ((rc = file_unpatch(s->store, f, &s->err))) return rc;
   }
   return NPK_OK;
