@@ -323,6 +323,33 @@ static int declare(NpkVtab *v) {
   return rc;
 }
 
+/* Report the session's last error on the table. */
+static int fail(NpkVtab *v, int rc) {
+  sqlite3_free(v->base.zErrMsg);
+  v->base.zErrMsg = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
+  return npk_sqlite_rc(rc);
+}
+
+/* Open the session's transaction, with the savepoints SQLite opened before
+** it.  A table created inside a transaction gets no xBegin at all (SQLite
+** counts it in the transaction from its creation), so xUpdate calls this
+** too. */
+static int ensure_txn(NpkVtab *v) {
+  NpkSession *s = v->conn->ses;
+  int rc;
+  if (v->readonly || npk_in_txn(s)) return SQLITE_OK;
+  rc = npk_begin(s);
+  while (rc == NPK_OK && npk_savepoint_count(s) < v->conn->sp_wanted) {
+    int lv;
+    rc = npk_savepoint(s, &lv);
+  }
+  if (rc) {
+    if (npk_in_txn(s)) npk_rollback(s);
+    return fail(v, rc);
+  }
+  return SQLITE_OK;
+}
+
 static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
                    sqlite3_vtab **ppVtab, char **pzErr) {
   NpkArgs a;
@@ -438,12 +465,24 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   if (rc) goto fail;
   if (missing) {
     uint64_t shape[NPK_MAX_NDIM];
+    /* Inside BEGIN the array is created in the store's transaction, as a
+    ** write statement would: SQLite counts a table created in a
+    ** transaction in it, so this table's xSync commits it and its
+    ** xRollback removes it. */
+    int began = !npk_in_txn(v->conn->ses) && !sqlite3_get_autocommit(db);
+    if (began && (rc = ensure_txn(v)) != SQLITE_OK) {
+      *pzErr = v->base.zErrMsg;
+      v->base.zErrMsg = 0;
+      goto fail;
+    }
     shape[0] = 0;
     memcpy(shape + 1, a.shape, a.ndim * sizeof a.shape[0]);
     rc = npk_save(v->conn->ses, a.array, a.dtype, a.ndim + 1, shape, 0);
     if (rc) {
       *pzErr = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
       rc = npk_sqlite_rc(rc);
+      /* No table will be left to end the transaction begun for it. */
+      if (began) npk_rollback(v->conn->ses);
       goto fail;
     }
   }
@@ -475,13 +514,6 @@ static int vt_connect(sqlite3 *db, void *aux, int argc,
 static int vt_disconnect(sqlite3_vtab *p) {
   vtab_free((NpkVtab *)p);
   return SQLITE_OK;
-}
-
-/* Report the session's last error on the table. */
-static int fail(NpkVtab *v, int rc) {
-  sqlite3_free(v->base.zErrMsg);
-  v->base.zErrMsg = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
-  return npk_sqlite_rc(rc);
 }
 
 static int vt_destroy(sqlite3_vtab *p) {
@@ -907,26 +939,6 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   return rc ? fail(v, rc) : SQLITE_OK;
 }
 
-/* Open the session's transaction, with the savepoints SQLite opened before
-** it.  A table created inside a transaction gets no xBegin at all (SQLite
-** counts it in the transaction from its creation), so xUpdate calls this
-** too. */
-static int ensure_txn(NpkVtab *v) {
-  NpkSession *s = v->conn->ses;
-  int rc;
-  if (v->readonly || npk_in_txn(s)) return SQLITE_OK;
-  rc = npk_begin(s);
-  while (rc == NPK_OK && npk_savepoint_count(s) < v->conn->sp_wanted) {
-    int lv;
-    rc = npk_savepoint(s, &lv);
-  }
-  if (rc) {
-    if (npk_in_txn(s)) npk_rollback(s);
-    return fail(v, rc);
-  }
-  return SQLITE_OK;
-}
-
 /* ---- writing --------------------------------------------------------- */
 
 /* Build the row for INSERT or UPDATE in v->scratch from ARGV[2..]; for an
@@ -1153,10 +1165,12 @@ static int vt_rollback_to(sqlite3_vtab *p, int level) {
   int rc;
   if (!npk_in_txn(v->conn->ses)) return SQLITE_OK;
   if (level < 0) {
-    /* Back to the start: end the session's transaction; the next write
-    ** begins another (ensure_txn), as SQLite's own goes on. */
+    /* Back to the start: SQLite's transaction goes on with this table in
+    ** it, so the store's must too, empty, for the writing functions to
+    ** join as they would after BEGIN. */
     v->conn->sp_wanted = 0;
     rc = npk_rollback(v->conn->ses);
+    if (rc == NPK_OK) rc = npk_begin(v->conn->ses);
     return rc ? fail(v, rc) : SQLITE_OK;
   }
   rc = npk_rollback_to(v->conn->ses, level);
