@@ -1211,8 +1211,9 @@ static int vt_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
   }
   s = v->conn->ses;
   if ((rc = ensure_txn(v)) != SQLITE_OK) return rc;
-  /* Every row, even a deleted one, is checked against the array as it is
-  ** now: this statement or another may have saved over it. */
+  /* Every row written or deleted is checked against the array as it is
+  ** now: a function in this statement or transaction may have saved over
+  ** it since xBegin. */
   rc = npk_array_info(s, v->zArray, &info);
   if (rc) return fail(v, rc);
   if ((rc = layout_check(v, &info))) return rc;
