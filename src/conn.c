@@ -39,6 +39,26 @@ int npk_sqlite_rc(int rc) {
   }
 }
 
+const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
+                         char **pzErr) {
+  const char *z;
+  *pzErr = 0;
+  if (sqlite3_value_type(v) != SQLITE_TEXT) {
+    *pzErr = sqlite3_mprintf("numpack: %s: %s must be text", fn, what);
+    return 0;
+  }
+  z = (const char *)sqlite3_value_text(v);
+  if (!z) return 0;
+  if ((int)strlen(z) != sqlite3_value_bytes(v)) {
+    /* A NUL inside would silently cut the name or path short: the call
+    ** would work on another array or store than the one named. */
+    *pzErr = sqlite3_mprintf("numpack: %s: %s contains a NUL character", fn,
+                             what);
+    return 0;
+  }
+  return z;
+}
+
 /* The connection's busy timeout in milliseconds (0 when none is set); the
 ** engine asks only when a lock is not granted at once. */
 static int busy_timeout(void *arg) {

@@ -28,6 +28,12 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
 void npk_conn_release(NpkConn *c);
 /* Register numpack_sessions(), whose destructor tells us DB closed. */
 int npk_conn_register(sqlite3 *db);
+/* The text of V, argument WHAT (e.g. "the array name") of function FN, for
+** every name and path argument of the functions.  NULL when V is not text
+** or holds a NUL character, with an sqlite3_malloc'd message in *pzErr
+** (NULL too when out of memory); the error code is SQLITE_MISMATCH. */
+const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
+                         char **pzErr);
 /* The SQLite result code for an engine result code. */
 int npk_sqlite_rc(int rc);
 

@@ -54,22 +54,17 @@ static void fn_msg(sqlite3_context *ctx, int code, const char *fmt, ...) {
   sqlite3_free(m);
 }
 
-/* The argument as text, or NULL after reporting that NAME must be text. */
+/* The argument as text, or NULL after reporting why it is not a name
+** (npk_text_arg). */
 static const char *text_arg(sqlite3_context *ctx, sqlite3_value *v,
                             const char *fn, const char *what) {
-  const char *z;
-  if (sqlite3_value_type(v) != SQLITE_TEXT) {
-    fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: %s must be text", fn, what);
-    return 0;
-  }
-  z = (const char *)sqlite3_value_text(v);
-  if (z && (int)strlen(z) != sqlite3_value_bytes(v)) {
-    /* A NUL inside would silently cut the name or path short. */
-    fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: %s contains a NUL character",
-           fn, what);
-    return 0;
-  }
-  return z;
+  char *err;
+  const char *z = npk_text_arg(v, fn, what, &err);
+  if (z) return z;
+  if (err) fn_msg(ctx, SQLITE_MISMATCH, "%s", err);
+  else sqlite3_result_error_nomem(ctx);
+  sqlite3_free(err);
+  return 0;
 }
 
 /* Open the connection's session on the store named by ARGV[0]. */
@@ -213,7 +208,7 @@ static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
                    NpkNpy *out) {
   static const unsigned char empty[1];
   const char *dt, *shape;
-  uint64_t bytes;
+  uint64_t bytes, nonzero;
   int too_big = 0;
   memset(out, 0, sizeof *out);
   if (sqlite3_value_type(argv[2]) != SQLITE_BLOB) {
@@ -234,16 +229,26 @@ static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
            NPK_MAX_NDIM);
     return SQLITE_ERROR;
   }
+  /* As NumPy (and npy.c): each size fits int64, and so do the sizes
+  ** other than 0 multiplied, times the item size.  A shape with a 0 holds
+  ** no data but still counts its rows. */
+  nonzero = 1;
+  for (uint32_t d = 0; d < out->ndim && !too_big; d++) {
+    too_big = out->shape[d] > (uint64_t)INT64_MAX;
+    if (out->shape[d])
+      too_big |= __builtin_mul_overflow(nonzero, out->shape[d], &nonzero);
+  }
+  too_big |= __builtin_mul_overflow(nonzero,
+                                    (uint64_t)npk_dtype_size(out->dtype),
+                                    &bytes) ||
+             bytes > INT64_MAX;
   out->count = 1;
-  for (uint32_t d = 0; d < out->ndim && !too_big; d++)
-    too_big = __builtin_mul_overflow(out->count, out->shape[d], &out->count);
+  for (uint32_t d = 0; d < out->ndim; d++) out->count *= out->shape[d];
+  bytes = out->count * (uint64_t)npk_dtype_size(out->dtype);
   out->data = sqlite3_value_blob(argv[2]);
   out->data_bytes = (uint64_t)sqlite3_value_bytes(argv[2]);
   if (!out->data) out->data = empty;
-  if (too_big ||
-      __builtin_mul_overflow(out->count, (uint64_t)npk_dtype_size(out->dtype),
-                             &bytes) ||
-      bytes > INT64_MAX) {
+  if (too_big) {
     fn_msg(ctx, SQLITE_ERROR, "numpack: %s: shape %s is too large", fn, shape);
     return SQLITE_ERROR;
   }
@@ -285,9 +290,20 @@ static void fn_open(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
            "inside a transaction: ROLLBACK could not undo it");
     return;
   }
-  c = fn_conn(ctx, argv, "numpack_open",
-              NPK_OPEN_CREATE | (drop ? NPK_OPEN_DROP : 0));
+  c = fn_conn(ctx, argv, "numpack_open", NPK_OPEN_CREATE);
   if (!c) return;
+  if (drop) {
+    /* Through the connection's own session, as numpack_reset: a scan of
+    ** this connection is then refused at once (SQLITE_LOCKED) instead of
+    ** waiting on the lock that scan holds, and the wait for other
+    ** connections follows the busy timeout. */
+    FnTxn t;
+    if (fn_write_begin(ctx, c, "numpack_open", &t) != SQLITE_OK ||
+        fn_write_end(ctx, c, &t, npk_reset(c->ses)) != NPK_OK) {
+      npk_conn_release(c);
+      return;
+    }
+  }
   rc = npk_array_count(c->ses, &n);
   if (rc) fn_error(ctx, c, rc);
   else sqlite3_result_int(ctx, n);
@@ -664,13 +680,27 @@ done:
   npk_conn_release(c);
 }
 
-/* The array names of ARG: one name, or a JSON array of strings. */
+/* 1 if the JSON text T escapes a NUL character ("\u0000").  SQLite's
+** JSON functions end such a string there without a word, which would turn
+** "a\u0000b" into the name of array "a". */
+static int json_has_nul(const char *t) {
+  for (; *t; t++) {
+    if (*t != '\\') continue;
+    if (strncmp(t + 1, "u0000", 5) == 0) return 1;
+    if (t[1]) t++;                        /* skip the escaped character */
+  }
+  return 0;
+}
+
+/* The array names of ARG: one name, or a JSON array of strings.  Each is
+** a name as text_arg() takes it: no NUL character. */
 static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
                      int *pn) {
-  const char *t = (const char *)sqlite3_value_text(arg);
+  static const char fn[] = "numpack_drop";
+  const char *t;
   sqlite3 *db = sqlite3_context_db_handle(ctx);
   sqlite3_stmt *st = 0;
-  int n = 0, rc;
+  int n = 0, rc, nul = 0;
   *pnames = 0;
   *pn = 0;
   if (sqlite3_value_type(arg) != SQLITE_TEXT) {
@@ -678,6 +708,7 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
            "numpack: numpack_drop: give an array name or a JSON list of names");
     return SQLITE_ERROR;
   }
+  if (!(t = text_arg(ctx, arg, fn, "the array name"))) return SQLITE_ERROR;
   if (t[0] != '[') {
     *pnames = sqlite3_malloc(sizeof(char *));
     if (!*pnames || !((*pnames)[0] = sqlite3_mprintf("%s", t))) return SQLITE_NOMEM;
@@ -685,11 +716,21 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
     return SQLITE_OK;
   }
   /* SQLite's own JSON reader, rather than a second parser here. */
-  rc = sqlite3_prepare_v2(db, "SELECT type, value FROM json_each(?1)", -1, &st, 0);
+  nul = json_has_nul(t);
+  rc = nul ? SQLITE_MISMATCH
+           : sqlite3_prepare_v2(db, "SELECT type, value FROM json_each(?1)",
+                                -1, &st, 0);
   if (rc == SQLITE_OK) sqlite3_bind_value(st, 1, arg);
   while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     char **p;
+    const char *name;
     if (strcmp((const char *)sqlite3_column_text(st, 0), "text") != 0) {
+      rc = SQLITE_MISMATCH;
+      break;
+    }
+    name = (const char *)sqlite3_column_text(st, 1);
+    if (name && (int)strlen(name) != sqlite3_column_bytes(st, 1)) {
+      nul = 1;
       rc = SQLITE_MISMATCH;
       break;
     }
@@ -699,7 +740,7 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
       break;
     }
     *pnames = p;
-    if (!(p[n] = sqlite3_mprintf("%s", sqlite3_column_text(st, 1)))) {
+    if (!(p[n] = sqlite3_mprintf("%s", name))) {
       rc = SQLITE_NOMEM;
       break;
     }
@@ -708,8 +749,12 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
   }
   sqlite3_finalize(st);
   if (rc == SQLITE_DONE) return SQLITE_OK;
-  fn_msg(ctx, SQLITE_MISMATCH,
-         "numpack: numpack_drop: \"%s\" is not a JSON list of array names", t);
+  if (nul)
+    fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_drop: an array name of "
+           "the list contains a NUL character");
+  else
+    fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_drop: \"%s\" is not a "
+           "JSON list of array names", t);
   return SQLITE_ERROR;
 }
 

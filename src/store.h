@@ -238,6 +238,10 @@ int npk_map_check(NpkSession *s, uint64_t mark, const char *name);
 
 /* ---- testing hooks --------------------------------------------------- */
 
+/* Only in the test build of the engine (store_io.c compiled with
+** NPK_TEST_HOOKS, libnpkstore_test.la): a program linked with the release
+** engine has neither function, and its I/O never fails on purpose. */
+
 /* Fault injection: the Nth I/O call from now of kind KIND fails with ERRNO
 ** (0 disables).  Kinds: "write", "fsync", "rename", "ftruncate", "any".
 ** The environment variable NUMPACK_TEST_FAULT=KIND:N:ERRNO arms one at the

@@ -59,15 +59,18 @@ static int rd_str(CatReader *r, char **out) {
 
 int npk_shape_bytes(int dtype, uint32_t ndim, const uint64_t *shape,
                     uint64_t *row_bytes, uint64_t *total) {
-  uint64_t rb = (uint64_t)npk_dtype_size(dtype);
+  uint64_t rb = (uint64_t)npk_dtype_size(dtype), nonzero = rb;
   if (rb == 0 || ndim < 1 || ndim > NPK_MAX_NDIM) return NPK_ERROR;
-  for (uint32_t i = 1; i < ndim; i++) {
-    if (shape[i] && rb > UINT64_MAX / shape[i]) return NPK_ERROR;
-    rb *= shape[i];
+  /* As NumPy's: every size, and the sizes other than 0 multiplied by the
+  ** item size, fit int64.  Offsets stay representable as off_t and size_t,
+  ** and a row count as a signed SQL integer even when a row has no bytes. */
+  for (uint32_t i = 0; i < ndim; i++) {
+    if (shape[i] > (uint64_t)INT64_MAX) return NPK_ERROR;
+    if (shape[i] && (__builtin_mul_overflow(nonzero, shape[i], &nonzero) ||
+                     nonzero > (uint64_t)INT64_MAX))
+      return NPK_ERROR;
+    if (i > 0) rb *= shape[i];
   }
-  if (shape[0] && rb > UINT64_MAX / shape[0]) return NPK_ERROR;
-  /* Keep every offset representable as off_t and size_t. */
-  if (rb * shape[0] > (uint64_t)INT64_MAX) return NPK_ERROR;
   *row_bytes = rb;
   if (total) *total = rb * shape[0];
   return NPK_OK;

@@ -270,6 +270,8 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
                 uint64_t to_off, const char *path, NpkErr *e);
 char *npk_path(const char *dir, const char *name);
 int npk_mkdirs(const char *path, NpkErr *e);
+/* Step STEP of a commit: in the test build, where npk_test_crash_at() asked
+** for it, the process ends here; otherwise nothing happens. */
 int npk_test_crash_point(int step);
 
 /* ---- files and mappings (store.c) ---- */

@@ -16,7 +16,11 @@
 
 #include "store_int.h"
 
-/* Fault injection state (tests only; process-wide). */
+#ifdef NPK_TEST_HOOKS
+/* Fault injection and crash simulation, compiled only into the test build
+** of the engine (the C tests and the module make check loads for
+** test/faults.test): an installed module must not let the environment
+** make its I/O fail. */
 static char fault_kind[16];      /* "write", "fsync", ... or "" */
 static int fault_countdown;      /* calls of that kind before the fault */
 static int fault_errno;          /* errno the failing call reports */
@@ -62,6 +66,17 @@ static int fault_check(const char *kind) {
   fault_kind[0] = 0;
   return fault_errno;
 }
+#else
+int npk_test_crash_point(int step) {
+  (void)step;
+  return 0;
+}
+
+static int fault_check(const char *kind) {
+  (void)kind;
+  return 0;
+}
+#endif
 
 static void stat_add(NpkStore *st, uint64_t *field, uint64_t n) {
   (void)st;

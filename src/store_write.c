@@ -273,6 +273,20 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
                  "cannot append to array \"%s\": row shape differs", name);
     goto done;
   }
+  {
+    /* The rows after the append must still make a shape (check_shape):
+    ** rows without bytes add up without growing any file. */
+    uint64_t grown[NPK_MAX_NDIM], rb;
+    memcpy(grown, a->shape, ndim * sizeof *grown);
+    if (__builtin_add_overflow(a->shape[0], shape[0], &grown[0]) ||
+        npk_shape_bytes(dtype, ndim, grown, &rb, NULL)) {
+      rc = npk_err(&s->err, NPK_ERROR,
+                   "array \"%s\": appending %llu rows to %llu makes too many "
+                   "rows", name, (unsigned long long)shape[0],
+                   (unsigned long long)a->shape[0]);
+      goto done;
+    }
+  }
   if (shape[0] == 0) goto done;
   if ((rc = pend(s, i, &a))) goto done;
   f = a->seg[0].file;

@@ -265,14 +265,23 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
                       int argc, sqlite3_value **argv) {
   TvfCursor *c = (TvfCursor *)cur;
   TvfTab *t = (TvfTab *)cur->pVtab;
-  const char *dir = (const char *)sqlite3_value_text(argv[0]);
+  const char *fn = t->kind == TVF_ARRAYS ? "numpack_arrays" : "numpack_stream";
+  const char *dir, *name = 0;
   char *err = 0;
   int rc;
   (void)idx;
   (void)idxStr;
   (void)argc;
   tvf_reset(c);
-  if (!dir) return tvf_fail(cur, SQLITE_MISMATCH, "numpack: the store must be a path");
+  /* Names as the scalar functions take them (npk_text_arg). */
+  if (!(dir = npk_text_arg(argv[0], fn, "the store path", &err)) ||
+      (t->kind == TVF_STREAM &&
+       !(name = npk_text_arg(argv[1], fn, "the array name", &err)))) {
+    if (!err) return SQLITE_NOMEM;
+    tvf_fail(cur, SQLITE_MISMATCH, err);
+    sqlite3_free(err);
+    return SQLITE_MISMATCH;
+  }
   rc = npk_conn_open(t->db, dir, 0, &c->conn, &err);
   if (rc) {
     tvf_fail(cur, rc, err ? err : "numpack: cannot open the store");
@@ -287,16 +296,13 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     c->eof = c->narrays == 0;
     return SQLITE_OK;
   }
-  if (sqlite3_value_type(argv[1]) != SQLITE_TEXT)
-    return tvf_fail(cur, SQLITE_MISMATCH,
-                    "numpack: numpack_stream: the array name must be text");
   if (sqlite3_value_type(argv[2]) != SQLITE_INTEGER ||
       sqlite3_value_int64(argv[2]) <= 0)
     return tvf_fail(cur, SQLITE_MISMATCH,
                     "numpack: numpack_stream: batch_rows must be a positive "
                     "integer");
   c->batch_rows = (uint64_t)sqlite3_value_int64(argv[2]);
-  c->name = sqlite3_mprintf("%s", sqlite3_value_text(argv[1]));
+  c->name = sqlite3_mprintf("%s", name);
   if (!c->name) return SQLITE_NOMEM;
   rc = npk_read_begin(c->conn->ses);
   if (rc == NPK_OK && (rc = npk_scan_begin(c->conn->ses, c->name)))

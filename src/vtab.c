@@ -28,6 +28,7 @@
 ** is too, so skipping live rows is the same as SQLite skipping output rows;
 ** it is answered with the rank index in O(log n), not by walking rows.
 */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,6 +65,12 @@ struct NpkVtab {
   int item;                  /* bytes per element */
   int ncol;                  /* element columns (0 in blob layout) */
   uint64_t row_bytes;        /* bytes per row */
+  uint32_t ndim;             /* dimensions of the array as declared */
+  uint64_t shape[NPK_MAX_NDIM]; /* its row shape, in shape[1..ndim-1] */
+  char *zGone;               /* set when xConnect found no array or no
+                             ** store: every statement is refused with this
+                             ** message, DROP TABLE only detaches, and conn
+                             ** is NULL */
   char **azCol;              /* element column names */
   unsigned char *scratch;    /* one row being assembled by xUpdate */
   sqlite3_int64 est_rows;    /* row count seen last, for the planner */
@@ -95,6 +102,8 @@ struct NpkArgs {
   char *array;               /* array= */
   int dtype;                 /* dtype=, -1 if absent */
   int have_shape;            /* shape= given */
+  char *shape_text;          /* shape= as given, for messages */
+  int shape_big;             /* a size in shape= is over 2^63-1 */
   uint32_t ndim;             /* dims in shape= */
   uint64_t shape[NPK_MAX_NDIM]; /* row shape */
   int blob;                  /* layout=blob */
@@ -126,7 +135,8 @@ static char *trim(char *z) {
   return z;
 }
 
-/* "(a,b,c)", "()", "a": the row shape. */
+/* "(a,b,c)", "()", "a": the row shape.  Sizes over 2^63-1 (NumPy's sizes
+** are signed 64-bit) are parsed and flagged in a->shape_big. */
 static int parse_shape(char *z, NpkArgs *a) {
   char *p = trim(z), *end;
   size_t n = strlen(p);
@@ -141,7 +151,9 @@ static int parse_shape(char *z, NpkArgs *a) {
     if (a->ndim >= NPK_MAX_NDIM - 1) return 0;
     p = trim(p);
     if (*p < '0' || *p > '9') return 0;
+    errno = 0;
     v = strtoull(p, &end, 10);
+    if (errno == ERANGE || v > (unsigned long long)INT64_MAX) a->shape_big = 1;
     a->shape[a->ndim++] = v;
     p = trim(end);
     if (*p == ',') p++;
@@ -154,6 +166,7 @@ static void args_free(NpkArgs *a) {
   sqlite3_free(a->store);
   sqlite3_free(a->array);
   sqlite3_free(a->columns);
+  sqlite3_free(a->shape_text);
 }
 
 static int parse_args(int argc, const char *const *argv, NpkArgs *a,
@@ -199,10 +212,21 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
         }
         break;
       case 3:
+        if (!(a->shape_text = sqlite3_mprintf("%s", val))) {
+          sqlite3_free(buf);
+          return SQLITE_NOMEM;
+        }
         if (!parse_shape(val, a)) {
           *pzErr = sqlite3_mprintf("numpack: table %s: bad shape \"%s\" "
                                    "(want e.g. shape=(3,4))", argv[2],
-                                   unquote(trim(strchr(argv[i], '=') + 1)));
+                                   a->shape_text);
+          sqlite3_free(buf);
+          return SQLITE_ERROR;
+        }
+        if (a->shape_big) {
+          *pzErr = sqlite3_mprintf("numpack: table %s: shape=%s is too large: "
+                                   "each size must be at most %lld", argv[2],
+                                   a->shape_text, (long long)INT64_MAX);
           sqlite3_free(buf);
           return SQLITE_ERROR;
         }
@@ -250,6 +274,7 @@ static void vtab_free(NpkVtab *v) {
   sqlite3_free(v->scratch);
   sqlite3_free(v->zTable);
   sqlite3_free(v->zArray);
+  sqlite3_free(v->zGone);
   npk_conn_release(v->conn);
   sqlite3_free(v);
 }
@@ -350,6 +375,59 @@ static int ensure_txn(NpkVtab *v) {
   return SQLITE_OK;
 }
 
+/* "(d1,d2,...)": the row shape SHAPE[1..NDIM-1] as shape= writes it. */
+static const char *shape_text(const uint64_t *shape, uint32_t ndim, char *buf,
+                              int cap) {
+  int n = 1;
+  buf[0] = '(';
+  buf[1] = 0;
+  for (uint32_t d = 1; d < ndim && n + 24 < cap; d++) {
+    sqlite3_snprintf(cap - n, buf + n, "%s%llu", d > 1 ? "," : "",
+                     (unsigned long long)shape[d]);
+    n += (int)strlen(buf + n);
+  }
+  sqlite3_snprintf(cap - n, buf + n, ")");
+  return buf;
+}
+
+/* *INFO for rows of DTYPE with the row shape of A, as CREATE makes the
+** array.  The row buffer is allocated at once, and rows cross SQL as
+** BLOBs: a shape whose rows overflow or exceed SQLite's BLOB limit is
+** refused here, naming shape=, rather than reported as "out of memory". */
+static int args_layout(sqlite3 *db, const char *zTable, const NpkArgs *a,
+                       int dtype, NpkArrayInfo *info, char **pzErr) {
+  uint64_t item = (uint64_t)npk_dtype_size(dtype), nonzero = 1, bytes;
+  sqlite3_int64 limit = sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1);
+  int big = 0;
+  memset(info, 0, sizeof *info);
+  info->dtype = dtype;
+  info->ndim = a->ndim + 1;
+  memcpy(info->shape + 1, a->shape, a->ndim * sizeof a->shape[0]);
+  info->row_bytes = item;
+  for (uint32_t d = 0; d < a->ndim; d++) {
+    /* As NumPy: the sizes other than 0 multiply to a size it can hold. */
+    if (a->shape[d]) big |= __builtin_mul_overflow(nonzero, a->shape[d], &nonzero);
+    info->row_bytes *= a->shape[d];
+  }
+  big |= __builtin_mul_overflow(nonzero, item, &bytes) ||
+         bytes > (uint64_t)INT64_MAX;
+  if (big) {
+    *pzErr = sqlite3_mprintf("numpack: table %s: shape=%s is too large for %s "
+                             "rows", zTable, a->shape_text,
+                             npk_dtype_name(dtype));
+    return SQLITE_ERROR;
+  }
+  if (info->row_bytes > (uint64_t)limit) {
+    *pzErr = sqlite3_mprintf("numpack: table %s: shape=%s makes %s rows of "
+                             "%llu bytes, over SQLite's BLOB limit of %lld",
+                             zTable, a->shape_text, npk_dtype_name(dtype),
+                             (unsigned long long)info->row_bytes,
+                             (long long)limit);
+    return SQLITE_ERROR;
+  }
+  return SQLITE_OK;
+}
+
 static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
                    sqlite3_vtab **ppVtab, char **pzErr) {
   NpkArgs a;
@@ -392,18 +470,57 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   else
     flags = create ? NPK_OPEN_CREATE : 0;
   rc = npk_conn_open(db, a.store, flags, &v->conn, pzErr);
-  if (rc) goto fail;
-
-  rc = npk_array_info(v->conn->ses, a.array, &info);
+  if (rc && !create && access(a.store, F_OK) != 0 && errno == ENOENT) {
+    /* The store directory is gone.  SQLite connects a table before it
+    ** drops it, so the table must still connect (detached) for DROP TABLE
+    ** to remove it. */
+    sqlite3_free(*pzErr);
+    *pzErr = 0;
+    v->zGone = sqlite3_mprintf("numpack: table %s: store %s does not exist; "
+                               "DROP TABLE %s detaches the table", argv[2],
+                               a.store, argv[2]);
+    if (!v->zGone) {
+      rc = SQLITE_NOMEM;
+      goto fail;
+    }
+    rc = NPK_NOTFOUND;
+  } else if (rc) {
+    goto fail;
+  } else {
+    rc = npk_array_info(v->conn->ses, a.array, &info);
+  }
   if (rc == NPK_NOTFOUND && create && !a.readonly && a.dtype >= 0) {
     /* Describe the array to create; it is created once all checks pass. */
-    memset(&info, 0, sizeof info);
-    info.dtype = a.dtype;
-    info.ndim = a.ndim + 1;
-    memcpy(info.shape + 1, a.shape, a.ndim * sizeof a.shape[0]);
-    info.row_bytes = (uint64_t)npk_dtype_size(a.dtype);
-    for (uint32_t d = 0; d < a.ndim; d++) info.row_bytes *= a.shape[d];
+    rc = args_layout(db, argv[2], &a, a.dtype, &info, pzErr);
+    if (rc) goto fail;
     missing = 1;
+  } else if (rc == NPK_NOTFOUND && !create) {
+    /* Gone since the table was created (or its whole store is): detached,
+    ** declared as the arguments describe it.  Statements are refused with
+    ** zGone; DROP TABLE removes the table and nothing else. */
+    if (!v->zGone &&
+        !(v->zGone = sqlite3_mprintf("numpack: table %s: no array \"%s\" in "
+                                     "store %s; DROP TABLE %s detaches the "
+                                     "table", argv[2], a.array, a.store,
+                                     argv[2]))) {
+      rc = SQLITE_NOMEM;
+      goto fail;
+    }
+    npk_conn_release(v->conn);
+    v->conn = 0;
+    if (a.dtype >= 0) {
+      rc = args_layout(db, argv[2], &a, a.dtype, &info, pzErr);
+      if (rc) goto fail;
+    } else {
+      /* Nothing tells the layout: just the row BLOB. */
+      memset(&info, 0, sizeof info);
+      info.dtype = NPK_UINT8;
+      info.ndim = 1;
+      info.row_bytes = 1;
+      v->blob = 1;
+      sqlite3_free(a.columns);
+      a.columns = 0;
+    }
   } else if (rc == NPK_NOTFOUND) {
     *pzErr = sqlite3_mprintf(
         "numpack: table %s: no array \"%s\" in store %s%s", argv[2], a.array,
@@ -419,16 +536,30 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
                                memcmp(a.shape, info.shape + 1,
                                       a.ndim * sizeof a.shape[0]) != 0))) {
     /* The store decides dtype and shape; given ones must agree. */
-    *pzErr = sqlite3_mprintf("numpack: table %s: array \"%s\" in %s is %s "
-                             "with %u dimensions; dtype=/shape= disagree",
-                             argv[2], a.array, a.store,
-                             npk_dtype_name(info.dtype), info.ndim);
-    rc = SQLITE_ERROR;
-    goto fail;
+    if (create) {
+      *pzErr = sqlite3_mprintf("numpack: table %s: array \"%s\" in %s is %s "
+                               "with %u dimensions; dtype=/shape= disagree",
+                               argv[2], a.array, a.store,
+                               npk_dtype_name(info.dtype), info.ndim);
+      rc = SQLITE_ERROR;
+      goto fail;
+    }
+    /* Saved over with another layout since the table was created: declared
+    ** as created, so that every statement is refused (layout_check) and
+    ** DROP TABLE can still remove the table. */
+    if (!a.have_shape) {
+      a.ndim = info.ndim - 1;
+      memcpy(a.shape, info.shape + 1, a.ndim * sizeof a.shape[0]);
+    }
+    rc = args_layout(db, argv[2], &a, a.dtype >= 0 ? a.dtype : info.dtype,
+                     &info, pzErr);
+    if (rc) goto fail;
   }
   v->dtype = info.dtype;
   v->item = npk_dtype_size(info.dtype);
   v->row_bytes = info.row_bytes;
+  v->ndim = info.ndim;
+  memcpy(v->shape, info.shape, sizeof v->shape);
   v->est_rows = (sqlite3_int64)info.live_rows;
   for (uint32_t d = 1; d < info.ndim; d++) elems *= info.shape[d];
   if (!v->blob) {
@@ -516,21 +647,66 @@ static int vt_disconnect(sqlite3_vtab *p) {
   return SQLITE_OK;
 }
 
+/* 1 if INFO, the array now, has the dtype and row shape the table was
+** declared for. */
+static int layout_same(const NpkVtab *v, const NpkArrayInfo *info) {
+  return info->dtype == v->dtype && info->ndim == v->ndim &&
+         memcmp(info->shape + 1, v->shape + 1,
+                (v->ndim - 1) * sizeof v->shape[0]) == 0;
+}
+
+/* Refuse a statement on a table whose array was saved again since with
+** another dtype or row shape (by this connection, another one or another
+** program): the table's columns and row buffer no longer fit the rows, so
+** nothing may be read or written through it.  INFO is the array now. */
+static int layout_check(NpkVtab *v, const NpkArrayInfo *info) {
+  char now[NPK_MAX_NDIM * 22], was[NPK_MAX_NDIM * 22];
+  if (layout_same(v, info)) return SQLITE_OK;
+  sqlite3_free(v->base.zErrMsg);
+  v->base.zErrMsg = sqlite3_mprintf(
+      "numpack: table %s: array \"%s\" is now %s %s; the table was declared "
+      "for %s %s; recreate the table", v->zTable, v->zArray,
+      npk_dtype_name(info->dtype),
+      shape_text(info->shape, info->ndim, now, sizeof now),
+      npk_dtype_name(v->dtype), shape_text(v->shape, v->ndim, was, sizeof was));
+  return SQLITE_ERROR;
+}
+
+/* Refuse a statement on a detached table (zGone). */
+static int gone(NpkVtab *v) {
+  sqlite3_free(v->base.zErrMsg);
+  v->base.zErrMsg = sqlite3_mprintf("%s", v->zGone);
+  return SQLITE_ERROR;
+}
+
+/* DROP TABLE removes the array with the table, unless the table is
+** read-only, or has no array any more (detached, dropped by another
+** connection, its store deleted), or the array is no longer the one the
+** table was declared for (saved over with another layout, as
+** layout_check refuses): then the table goes and the store stays as it
+** is. */
 static int vt_destroy(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
+  NpkArrayInfo info;
   int rc;
-  if (!v->readonly) {
-    /* xDestroy runs when DROP TABLE does, and no xRollback follows it. */
-    if (!sqlite3_get_autocommit(v->db) || npk_in_txn(v->conn->ses)) {
-      sqlite3_free(v->base.zErrMsg);
-      v->base.zErrMsg = sqlite3_mprintf(
-          "numpack: DROP TABLE %s inside a transaction is not supported: it "
-          "would drop array \"%s\" at once, beyond ROLLBACK", v->zTable,
-          v->zArray);
-      return SQLITE_ERROR;
+  if (!v->readonly && !v->zGone) {
+    rc = npk_array_info(v->conn->ses, v->zArray, &info);
+    if (rc && rc != NPK_NOTFOUND &&
+        access(npk_store_dir(v->conn->store), F_OK) == 0)
+      return fail(v, rc);
+    if (rc == NPK_OK && layout_same(v, &info)) {
+      /* xDestroy runs when DROP TABLE does, and no xRollback follows it. */
+      if (!sqlite3_get_autocommit(v->db) || npk_in_txn(v->conn->ses)) {
+        sqlite3_free(v->base.zErrMsg);
+        v->base.zErrMsg = sqlite3_mprintf(
+            "numpack: DROP TABLE %s inside a transaction is not supported: "
+            "it would drop array \"%s\" at once, beyond ROLLBACK", v->zTable,
+            v->zArray);
+        return SQLITE_ERROR;
+      }
+      rc = npk_drop(v->conn->ses, v->zArray);
+      if (rc && rc != NPK_NOTFOUND) return fail(v, rc);
     }
-    rc = npk_drop(v->conn->ses, v->zArray);
-    if (rc && rc != NPK_NOTFOUND) return fail(v, rc);
   }
   vtab_free(v);
   return SQLITE_OK;
@@ -759,13 +935,15 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
                      int argc, sqlite3_value **argv) {
   NpkCursor *c = (NpkCursor *)cur;
   NpkVtab *v = (NpkVtab *)cur->pVtab;
-  NpkSession *s = v->conn->ses;
+  NpkSession *s = v->conn ? v->conn->ses : 0;
   int ai = 0, rc;
   sqlite3_int64 offset = 0;
+  NpkArrayInfo info;
   (void)idxStr;
   (void)argc;
 
   cursor_reset(v, c);
+  if (v->zGone) return gone(v);
   rc = npk_read_begin(s);
   if (rc) return fail(v, rc);
   if ((rc = npk_scan_begin(s, v->zArray))) {
@@ -773,6 +951,10 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     return fail(v, rc);
   }
   c->reading = 1;
+  /* The catalog is in memory: this costs no system call. */
+  rc = npk_array_info(s, v->zArray, &info);
+  if (rc) return fail(v, rc);
+  if ((rc = layout_check(v, &info))) return rc;
   c->have_view = 0;
   c->faults = npk_map_faults(s);
   rc = view_sync(v, c);
@@ -1028,24 +1210,30 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
 static int vt_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
                      sqlite3_int64 *pRowid) {
   NpkVtab *v = (NpkVtab *)p;
-  NpkSession *s = v->conn->ses;
+  NpkSession *s;
   NpkArrayInfo info;
   int rc;
   sqlite3_free(v->base.zErrMsg);
   v->base.zErrMsg = 0;
+  if (v->zGone) return gone(v);
   if (v->readonly) {
     v->base.zErrMsg = sqlite3_mprintf("numpack: table %s is read-only",
                                       v->zTable);
     return SQLITE_READONLY;
   }
+  s = v->conn->ses;
   if ((rc = ensure_txn(v)) != SQLITE_OK) return rc;
+  /* Every row written or deleted is checked against the array as it is
+  ** now: a function in this statement or transaction may have saved over
+  ** it since xBegin. */
+  rc = npk_array_info(s, v->zArray, &info);
+  if (rc) return fail(v, rc);
+  if ((rc = layout_check(v, &info))) return rc;
   if (argc == 1) {
     uint64_t r = (uint64_t)sqlite3_value_int64(argv[0]);
     rc = npk_delete_rows(s, v->zArray, &r, 1);
     return rc ? fail(v, rc) : SQLITE_OK;
   }
-  rc = npk_array_info(s, v->zArray, &info);
-  if (rc) return fail(v, rc);
   if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
     /* INSERT: append, or replace an existing row under OR REPLACE. */
     uint64_t next = info.rows, r = next;
@@ -1103,10 +1291,22 @@ static int vt_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
 
 /* ---- transactions ---------------------------------------------------- */
 
+/* A write statement begins: refused at once on a table that cannot work
+** on its array (see layout_check), before any row is touched.  Inside the
+** transaction the catalog is the session's own: no system call. */
 static int vt_begin(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
+  NpkArrayInfo info;
+  int began, rc;
+  if (v->zGone) return gone(v);
   v->conn->sp_wanted = 0;
-  return ensure_txn(v);
+  began = !npk_in_txn(v->conn->ses);
+  if ((rc = ensure_txn(v)) != SQLITE_OK || v->readonly) return rc;
+  rc = npk_array_info(v->conn->ses, v->zArray, &info);
+  rc = rc ? fail(v, rc) : layout_check(v, &info);
+  /* SQLite calls no xRollback after a failed xBegin. */
+  if (rc && began) npk_rollback(v->conn->ses);
+  return rc;
 }
 
 /* The commit itself: anything that can fail must fail here, not in xCommit
