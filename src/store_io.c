@@ -293,7 +293,9 @@ static int walk(NpkStore *st, const char *rel, int *pdir, const char **plast,
       }
       err = errno;
     }
-    if (err == ENOTDIR && fstatat(dir, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+    /* A link gives ENOTDIR here (ELOOP on some systems): say which. */
+    if (len <= NAME_MAX &&
+        fstatat(dir, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
         S_ISLNK(sb.st_mode))
       rc = refuse(st, rel, (size_t)(slash - rel), sb.st_mode, e);
     else if (err == ENOENT)
