@@ -258,14 +258,55 @@ def indexes():
         write(t, name + ".txt", text)
 
 
+# ---- journal records (metadata.npkm-journal) ---------------------------------
+# fuzz_journal adds the header; the store it plays them in links "evil",
+# "sub", "dangling" and "real/link" to files outside (fuzz_journal.c).
+
+def jpath(kind, path):
+    b = path.encode("utf-8")
+    return kind.encode() + struct.pack("<I", len(b)) + b
+
+
+def journals():
+    t = "journal"
+    empty_catalog = struct.pack("<IIQI", 0x424B504E, 1, 0, 0)
+    write(t, "valid.bin",
+          jpath("T", "data_a.npkd") + struct.pack("<Q", 4) +
+          jpath("R", "data_a.npkd") + struct.pack("<QQ", 0, 4) + b"abcd" +
+          jpath("C", "metadata.npkm") + struct.pack("<BQ", 1,
+                                                    len(empty_catalog)) +
+          empty_catalog +
+          jpath("L", "a") + b"\x01" +
+          jpath("X", "npktmp-1-1") +
+          jpath("C", "real/new") + struct.pack("<BQ", 1, 3) + b"new" +
+          jpath("R", "real/x") + struct.pack("<QQ", 2, 3) + b"XYZ")
+    write(t, "trunc_link.bin", jpath("T", "evil") + struct.pack("<Q", 0))
+    write(t, "region_link.bin",
+          jpath("R", "evil") + struct.pack("<QQ", 8, 6) + b"HACKED")
+    write(t, "content_link.bin",
+          jpath("C", "evil") + struct.pack("<BQ", 1, 3) + b"new")
+    write(t, "create_via_dir.bin",
+          jpath("C", "sub/created") + struct.pack("<BQ", 1, 3) + b"new")
+    write(t, "remove_via_dir.bin", jpath("X", "sub/victim2"))
+    write(t, "rename_via_dir.bin", jpath("L", "sub/victim2") + b"\x01")
+    write(t, "unlink_via_dir.bin", jpath("L", "sub/victim2") + b"\x00")
+    write(t, "trunc_via_dir.bin",
+          jpath("T", "sub/data") + struct.pack("<Q", 0))
+    write(t, "trunc_nested_link.bin",
+          jpath("T", "real/link") + struct.pack("<Q", 0))
+    write(t, "region_dangling.bin",
+          jpath("R", "dangling") + struct.pack("<QQ", 0, 3) + b"new")
+
+
 def main():
-    for t in ("catalog", "bitmap", "segment", "npy", "index"):
+    for t in ("catalog", "bitmap", "segment", "npy", "index", "journal"):
         shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
     catalogs()
     bitmaps()
     segments()
     npys()
     indexes()
+    journals()
     return 0
 
 

@@ -22,36 +22,35 @@ static NpkStore *registry;          /* open stores of this process */
 
 /* ---- files and mappings ---------------------------------------------- */
 
-int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
+int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
                   NpkErr *e) {
   NpkFile *f = calloc(1, sizeof *f);
   struct stat sb;
-  int flags = O_CLOEXEC | (st->readonly ? O_RDONLY : O_RDWR);
+  int flags = st->readonly ? O_RDONLY : O_RDWR, rc;
   *pp = NULL;
-  if (!f || !(f->path = strdup(path))) {
+  if (!f || !(f->path = npk_path(st->dir, rel))) {
     free(f);
     return npk_err(e, NPK_NOMEM, "out of memory");
   }
+  f->rel = f->path + strlen(st->dir) + 1;
   if (create) flags |= O_CREAT | O_TRUNC;
-  f->fd = open(path, flags, 0644);
+  rc = npk_io_open(st, rel, flags, &f->fd, e);
   f->writable = !st->readonly;
-  if (f->fd < 0 && !create && !st->readonly &&
-      (errno == EACCES || errno == EPERM || errno == EROFS)) {
+  if (rc == NPK_READONLY && !create && !st->readonly) {
     /* A file this process may only read (a shared dataset, a read-only
     ** mount) still serves readers; writing to it fails then. */
-    f->fd = open(path, O_CLOEXEC | O_RDONLY);
+    rc = npk_io_open(st, rel, O_RDONLY, &f->fd, e);
     f->writable = 0;
   }
-  if (f->fd < 0) {
-    int rc = errno == ENOENT
-                 ? npk_err(e, NPK_CORRUPT, "%s is missing", path)
-                 : npk_err_sys(e, errno, "cannot open", path);
+  if (rc) {
+    if (rc == NPK_NOTFOUND)
+      rc = npk_err(e, NPK_CORRUPT, "%s is missing", f->path);
     free(f->path);
     free(f);
     return rc;
   }
   if (fstat(f->fd, &sb) != 0) {
-    int rc = npk_err_sys(e, errno, "cannot stat", path);
+    rc = npk_err_sys(e, errno, "cannot stat", f->path);
     close(f->fd);
     free(f->path);
     free(f);
@@ -63,6 +62,13 @@ int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
   f->temp = create;
   *pp = f;
   return NPK_OK;
+}
+
+/* F now lives at PATH (malloc'd, absolute, inside the store). */
+void npk_file_rename(NpkStore *st, NpkFile *f, char *path) {
+  free(f->path);
+  f->path = path;
+  f->rel = path + strlen(st->dir) + 1;
 }
 
 /* Free a retired block: a mapping (LEN > 0) or malloc'd memory. */
@@ -147,7 +153,10 @@ void npk_file_unref(NpkStore *st, NpkFile *f) {
   if (!f || --f->refs > 0) return;
   free(f->wbuf);
   if (f->base) npk_retire(st, f->base, f->maplen);
-  if (f->temp) unlink(f->path);
+  if (f->temp) {
+    NpkErr ignored;
+    npk_io_unlink(st, f->rel, &ignored);
+  }
   close(f->fd);
   free(f->path);
   free(f);
@@ -224,7 +233,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
       rc = npk_err(e, NPK_NOMEM, "out of memory");
       goto done;
     }
-    rc = npk_file_open(st, path, 0, &a->seg[0].file, e);
+    rc = npk_file_open(st, a->data_file, 0, &a->seg[0].file, e);
     if (rc) goto done;
     a->nseg = 1;
     a->seg[0].rows = a->shape[0];
@@ -237,7 +246,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     }
   } else {
     uint64_t rows = 0;
-    rc = npk_io_read_file(st, path, &bytes, &nbytes, e);
+    rc = npk_io_read_file(st, a->data_file, &bytes, &nbytes, e);
     if (rc == NPK_NOTFOUND) rc = npk_err(e, NPK_CORRUPT, "%s is missing", path);
     if (rc) goto done;
     rc = npk_seg_parse((const char *)bytes, nbytes, &ents, &nent, path, e);
@@ -249,7 +258,6 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
       goto done;
     }
     for (int i = 0; i < nent; i++) {
-      char *sp;
       if (ents[i].rows > a->shape[0] - rows ||
           ents[i].bytes != ents[i].rows * a->row_bytes) {
         rc = npk_err(e, NPK_CORRUPT,
@@ -257,13 +265,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
                      "with the array's shape", path, i, ents[i].file);
         goto done;
       }
-      sp = npk_path(st->dir, ents[i].file);
-      if (!sp) {
-        rc = npk_err(e, NPK_NOMEM, "out of memory");
-        goto done;
-      }
-      rc = npk_file_open(st, sp, 0, &a->seg[i].file, e);
-      free(sp);
+      rc = npk_file_open(st, ents[i].file, 0, &a->seg[i].file, e);
       a->seg_names[i] = ents[i].file;
       ents[i].file = NULL;
       a->nseg = i + 1;
@@ -305,7 +307,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     rc = npk_err(e, NPK_NOMEM, "out of memory");
     goto done;
   }
-  rc = npk_io_read_file(st, path, &bytes, &nbytes, e);
+  rc = npk_io_read_file(st, bmname, &bytes, &nbytes, e);
   if (rc == NPK_NOTFOUND) {
     rc = NPK_OK;
     goto done;
@@ -336,17 +338,18 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
   /* Keep the file open: its inode cannot be reused while we hold it, so a
   ** different inode at the path always means a new commit. */
   for (int tries = 0;; tries++) {
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      rc = errno == ENOENT
-               ? npk_err(e, NPK_NOTFOUND, "%s is not a numpack store (no %s)",
-                         st->dir, NPK_CATALOG)
-               : npk_err_sys(e, errno, "cannot open", path);
+    NpkErr ignored;
+    rc = npk_io_open(st, NPK_CATALOG, O_RDONLY, &fd, e);
+    if (rc) {
+      if (rc == NPK_NOTFOUND)
+        npk_err(e, NPK_NOTFOUND, "%s is not a numpack store (no %s)", st->dir,
+                NPK_CATALOG);
       goto done;
     }
     free(bytes);
-    rc = npk_io_read_file(st, path, &bytes, &n, e);
-    if (rc == NPK_OK && fstat(fd, &a) == 0 && stat(path, &b) == 0 &&
+    rc = npk_io_read_file(st, NPK_CATALOG, &bytes, &n, e);
+    if (rc == NPK_OK && fstat(fd, &a) == 0 &&
+        npk_io_lstat(st, NPK_CATALOG, &b, &ignored) == NPK_OK &&
         a.st_ino == b.st_ino && a.st_dev == b.st_dev)
       break;
     close(fd);
@@ -366,6 +369,12 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
   }
   for (int i = 0; i < cat->n && rc == NPK_OK; i++)
     rc = npk_array_load_storage(st, cat->a[i], e);
+  /* Segment files are known now: each may belong to one array only. */
+  if (rc == NPK_OK && (rc = npk_catalog_check_files(cat, NPK_CATALOG " is damaged",
+                                         e)) != NPK_OK) {
+    size_t used = strlen(e->msg);
+    snprintf(e->msg + used, sizeof e->msg - used, " (in %s)", st->dir);
+  }
   if (rc) npk_catalog_clear(st, cat);
 done:
   if (rc && fd >= 0) {
@@ -393,11 +402,13 @@ static void hold(NpkStore *st, int fd) {
 int npk_store_refresh(NpkStore *st, NpkErr *e) {
   struct stat now;
   NpkCatalog cat;
+  NpkErr ignored;
   int fd = -1, rc = NPK_OK;
   pthread_mutex_lock(&st->mu);
   /* One stat per statement: the held file's inode cannot be reused, so an
   ** equal inode, size and time mean no commit since. */
-  if (st->cat_fd >= 0 && stat(st->cat_path, &now) == 0 &&
+  if (st->cat_fd >= 0 &&
+      npk_io_lstat(st, NPK_CATALOG, &now, &ignored) == NPK_OK &&
       now.st_ino == st->cat_st.st_ino && now.st_dev == st->cat_st.st_dev &&
       now.st_size == st->cat_st.st_size &&
       now.st_mtim.tv_sec == st->cat_st.st_mtim.tv_sec &&
@@ -415,7 +426,10 @@ done:
 
 /* Adopt the catalog file just committed as the one we hold. */
 void npk_store_hold_catalog(NpkStore *st) {
-  hold(st, open(st->cat_path, O_RDONLY | O_CLOEXEC));
+  NpkErr ignored;
+  int fd;
+  npk_io_open(st, NPK_CATALOG, O_RDONLY, &fd, &ignored);
+  hold(st, fd);
 }
 
 /* ---- sessions and reading -------------------------------------------- */
@@ -426,7 +440,7 @@ static int session_init(NpkStore *st, NpkSession *s) {
   s->store = st;
   s->lockfd = -1;
   if (npk_lock_open(st, &s->lockfd, &s->err) != NPK_OK) {
-    if (!st->readonly) return s->err.rc;
+    if (!st->readonly || s->err.rc == NPK_CORRUPT) return s->err.rc;
     s->lockfd = -1;
   }
   return NPK_OK;
@@ -602,8 +616,6 @@ static void store_free(NpkStore *st) {
     npk_guard_remove(st->lock_page);
     munmap(st->lock_page, 4096);
   }
-  free(st->cat_path);
-  free(st->journal_path);
   free(st->dir);
   free(st);
 }
@@ -637,19 +649,17 @@ void npk_store_stats(NpkStore *st, NpkStats *out) {
 /* Write an empty catalog if there is none yet, under EXCLUSIVE. */
 static int create_catalog(NpkSession *s) {
   NpkStore *st = s->store;
-  char *path = npk_path(st->dir, NPK_CATALOG);
   NpkBuf b = {0};
   NpkCatalog empty = {0};
   int rc;
-  if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   rc = npk_lock_to(s, NPK_LOCK_EXCLUSIVE, &s->err);
-  if (rc == NPK_OK && access(path, F_OK) != 0) {
+  if (rc == NPK_OK && !npk_io_exists(st, NPK_CATALOG)) {
     rc = npk_catalog_encode(&empty, &b);
-    if (rc == NPK_OK) rc = npk_io_replace_file(st, path, b.p, b.n, &s->err);
+    if (rc == NPK_OK)
+      rc = npk_io_replace_file(st, NPK_CATALOG, b.p, b.n, &s->err);
     if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   }
   npk_buf_free(&b);
-  free(path);
   return rc;
 }
 
@@ -662,8 +672,6 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   *pp = NULL;
   if (!st) return npk_err(e, NPK_NOMEM, "out of memory");
   st->dir = strdup(dir);
-  st->cat_path = npk_path(dir, NPK_CATALOG);
-  st->journal_path = npk_path(dir, NPK_JOURNAL);
   st->dev = sb->st_dev;
   st->ino = sb->st_ino;
   st->readonly = !!(flags & NPK_OPEN_READONLY);
@@ -671,15 +679,20 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   st->refs = 1;
   pthread_mutex_init(&st->mu, NULL);
   st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (!st->dir || !st->cat_path || !st->journal_path || st->dirfd < 0) {
+  if (!st->dir || st->dirfd < 0) {
     rc = st->dirfd >= 0 ? npk_err(e, NPK_NOMEM, "out of memory")
                         : npk_err_sys(e, errno, "cannot open directory", dir);
     store_free(st);
     return rc;
   }
   if (session_init(st, &ses) != NPK_OK) {
-    rc = npk_err(e, NPK_IOERR, "cannot open the lock file of %s: %s", dir,
-                 ses.err.msg);
+    if (ses.err.rc == NPK_CORRUPT) {
+      *e = ses.err;  /* a link or a FIFO as the lock file: it says which */
+      rc = NPK_CORRUPT;
+    } else {
+      rc = npk_err(e, NPK_IOERR, "cannot open the lock file of %s: %s", dir,
+                   ses.err.msg);
+    }
     store_free(st);
     return rc;
   }
@@ -687,11 +700,8 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   s->busy_ms = 5000;
   rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
   if (rc == NPK_OK && (flags & NPK_OPEN_CREATE) && !st->readonly) {
-    char *cat = npk_path(dir, NPK_CATALOG);
-    if (!cat) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
-    else if (access(cat, F_OK) != 0 && !npk_journal_exists(st))
+    if (!npk_io_exists(st, NPK_CATALOG) && !npk_journal_exists(st))
       rc = create_catalog(s);
-    free(cat);
     if (rc == NPK_OK) rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
   }
   if (rc == NPK_OK) {

@@ -287,7 +287,84 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
                    "%s is damaged: %zu unexpected bytes after the last array",
                    NPK_CATALOG, n - r.at);
   }
+  if (npk_catalog_check_files(cat, NPK_CATALOG " is damaged", e)) {
+    npk_catalog_clear(NULL, cat);
+    return e->rc;
+  }
   return NPK_OK;
+}
+
+/* What a data or segment file name F would clash with, or NULL: the
+** engine's own files, and the names it gives backups, new files and
+** bitmaps (a commit would overwrite them, opening a store would sweep
+** some away). */
+static const char *reserved_name(const char *f) {
+  size_t n = strlen(f);
+  if (strcmp(f, NPK_CATALOG) == 0 || strcmp(f, NPK_CATALOG "-tmp") == 0)
+    return "the store's catalog";
+  if (strcmp(f, NPK_LOCKFILE) == 0) return "the store's lock file";
+  if (strcmp(f, NPK_JOURNAL) == 0) return "the store's journal";
+  if (n > 7 && strcmp(f + n - 7, "-npkbak") == 0)
+    return "a name kept for the backups of a commit";
+  if (strchr(f, '/')) return NULL;
+  if (strncmp(f, "npktmp-", 7) == 0)
+    return "a name kept for the new files of a commit";
+  if (strncmp(f, "deleted_", 8) == 0 &&
+      ((n > 13 && strcmp(f + n - 5, ".npkb") == 0) ||
+       (n > 17 && strcmp(f + n - 9, ".npkb-tmp") == 0)))
+    return "a name kept for deletion bitmaps";
+  return NULL;
+}
+
+/* One file of an array, for npk_catalog_check_files. */
+typedef struct FileUse FileUse;
+struct FileUse {
+  const char *file;          /* relative name */
+  const char *array;         /* the array keeping rows in it */
+};
+
+static int cmp_use(const void *a, const void *b) {
+  return strcmp(((const FileUse *)a)->file, ((const FileUse *)b)->file);
+}
+
+int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
+                            NpkErr *e) {
+  FileUse *u;
+  size_t n = 0, m = 0;
+  int rc = NPK_OK;
+  for (int i = 0; i < cat->n; i++)
+    m += 1 + (cat->a[i]->seg_names ? (size_t)cat->a[i]->nseg : 0);
+  if (!(u = malloc((m ? m : 1) * sizeof *u)))
+    return npk_err(e, NPK_NOMEM, "out of memory");
+  for (int i = 0; i < cat->n; i++) {
+    const NpkArray *a = cat->a[i];
+    u[n].file = a->data_file;
+    u[n++].array = a->name;
+    for (int k = 0; a->seg_names && k < a->nseg; k++) {
+      if (!a->seg_names[k]) continue;
+      u[n].file = a->seg_names[k];
+      u[n++].array = a->name;
+    }
+  }
+  for (size_t i = 0; i < n && rc == NPK_OK; i++) {
+    const char *why = reserved_name(u[i].file);
+    if (why)
+      rc = npk_err(e, NPK_CORRUPT, "%s: array \"%s\" keeps its rows in %s, "
+                   "%s", what, u[i].array, u[i].file, why);
+  }
+  /* Dropping one of two arrays sharing a file would remove the other's
+  ** rows with it. */
+  qsort(u, n, sizeof *u, cmp_use);
+  for (size_t i = 1; i < n && rc == NPK_OK; i++) {
+    if (strcmp(u[i - 1].file, u[i].file) != 0 ||
+        strcmp(u[i - 1].array, u[i].array) == 0)
+      continue;
+    rc = npk_err(e, NPK_CORRUPT, "%s: arrays \"%s\" and \"%s\" both keep "
+                 "their rows in %s", what, u[i - 1].array, u[i].array,
+                 u[i].file);
+  }
+  free(u);
+  return rc;
 }
 
 int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b) {

@@ -5,6 +5,7 @@
 #ifndef NPK_STORE_INT_H
 #define NPK_STORE_INT_H
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -47,6 +48,7 @@ struct NpkBuf {
 struct NpkFile {
   int refs;                  /* references from NpkSeg entries */
   char *path;                /* absolute path (changes when renamed) */
+  const char *rel;           /* path relative to the store, inside path */
   int fd;                    /* open descriptor */
   int writable;              /* fd was opened O_RDWR */
   unsigned char *base;       /* mapping, or NULL */
@@ -256,16 +258,8 @@ int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
 int npk_io_pwrite_bulk(NpkStore *st, int fd, const void *p, size_t n,
                        uint64_t off, const char *path, NpkErr *e);
 int npk_io_fsync(NpkStore *st, int fd, const char *path, NpkErr *e);
-int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e);
 int npk_io_ftruncate(NpkStore *st, int fd, uint64_t len, const char *path,
                      NpkErr *e);
-int npk_io_read_file(NpkStore *st, const char *path, unsigned char **pp,
-                     size_t *pn, NpkErr *e);
-int npk_io_write_new(NpkStore *st, const char *path, const void *p, size_t n,
-                     NpkErr *e);
-int npk_io_replace_file(NpkStore *st, const char *path, const void *p,
-                        size_t n, NpkErr *e);
-int npk_io_unlink(const char *path, NpkErr *e);
 int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
                 uint64_t to_off, const char *path, NpkErr *e);
 char *npk_path(const char *dir, const char *name);
@@ -274,9 +268,29 @@ int npk_mkdirs(const char *path, NpkErr *e);
 ** for it, the process ends here; otherwise nothing happens. */
 int npk_test_crash_point(int step);
 
+/* ---- files of a store, named relative to it (store_io.c) ---- */
+/* Every file of a store is reached through these: a symbolic link or a
+** file that is not a regular file, at REL or on its way, is NPK_CORRUPT
+** naming it; a missing one is NPK_NOTFOUND. */
+int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
+                NpkErr *e);
+int npk_io_lstat(NpkStore *st, const char *rel, struct stat *sb, NpkErr *e);
+int npk_io_exists(NpkStore *st, const char *rel);
+int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
+                     size_t *pn, NpkErr *e);
+int npk_io_write_new(NpkStore *st, const char *rel, const void *p, size_t n,
+                     NpkErr *e);
+int npk_io_replace_file(NpkStore *st, const char *rel, const void *p,
+                        size_t n, NpkErr *e);
+int npk_io_unlink(NpkStore *st, const char *rel, NpkErr *e);
+int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e);
+int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e);
+DIR *npk_io_opendir(NpkStore *st);
+
 /* ---- files and mappings (store.c) ---- */
-int npk_file_open(NpkStore *st, const char *path, int create, NpkFile **pp,
+int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
                   NpkErr *e);
+void npk_file_rename(NpkStore *st, NpkFile *f, char *path);
 void npk_file_unref(NpkStore *st, NpkFile *f);
 int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e);
 int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
@@ -306,6 +320,11 @@ int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b);
 int npk_catalog_add(NpkCatalog *cat, NpkArray *a);
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat);
 int npk_catalog_find(const NpkCatalog *cat, const char *name);
+/* NPK_CORRUPT, the message starting with WHAT, if two arrays keep rows in
+** one file, or one keeps them in a file of the store's own (the catalog,
+** lock file, journal, a bitmap, backup or temporary name). */
+int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
+                            NpkErr *e);
 int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to);
 NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
                         const uint64_t *shape);
@@ -364,7 +383,11 @@ void npk_jr_trunc(NpkBuf *b, const char *rel, uint64_t len);
 void npk_jr_region(NpkBuf *b, const char *rel, uint64_t off, const void *p,
                    size_t n);
 void npk_jr_temp(NpkBuf *b, const char *rel);
-char *npk_backup_name(const char *abs);
+char *npk_backup_name(const char *rel);
+/* The journal file is this header followed by the records. */
+#define NPK_JOURNAL_HEADER 24
+void npk_journal_header(const NpkBuf *records,
+                        unsigned char hdr[NPK_JOURNAL_HEADER]);
 int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e);
 int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e);
 void npk_sweep(NpkStore *st);

@@ -1,11 +1,14 @@
 /*
 ** store_io.c — the engine's contact with the operating system: every write,
 ** fsync, rename, truncate and whole-file read goes through here, so that I/O
-** counters are real and tests can inject faults at each kind of call.  Also
-** error messages and little-endian encoding helpers.
+** counters are real and tests can inject faults at each kind of call; and
+** every file of a store is opened, removed, renamed and linked here, by its
+** name relative to the store, so that none is reached through a symbolic
+** link.  Also error messages and little-endian encoding helpers.
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,14 +237,6 @@ int npk_io_fsync(NpkStore *st, int fd, const char *path, NpkErr *e) {
   return NPK_OK;
 }
 
-int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e) {
-  int fake = fault_check("rename");
-  (void)st;
-  if (fake) return npk_err_sys(e, fake, "cannot rename to", to);
-  if (rename(from, to) != 0) return npk_err_sys(e, errno, "cannot rename to", to);
-  return NPK_OK;
-}
-
 int npk_io_ftruncate(NpkStore *st, int fd, uint64_t len, const char *path,
                      NpkErr *e) {
   int fake = fault_check("ftruncate");
@@ -252,33 +247,210 @@ int npk_io_ftruncate(NpkStore *st, int fd, uint64_t len, const char *path,
   return NPK_OK;
 }
 
-int npk_io_read_file(NpkStore *st, const char *path, unsigned char **pp,
+/* ---- files of a store, by name relative to the store ----------------- */
+
+/* A store directory is input like any other (a downloaded dataset, a
+** shared volume): whatever it holds, the engine must reach no file outside
+** it.  So every file is reached from the store's directory descriptor, one
+** component at a time, with O_NOFOLLOW: a symbolic link below the store
+** directory is refused, never followed, and so is anything that is not a
+** regular file (a FIFO would block a reader, a device would take writes).
+** The store directory itself may be reached through a link: that is the
+** name the user gave. */
+
+/* Report "DIR/REL" with a system error. */
+static int sys_err(NpkStore *st, int err, const char *what, const char *rel,
+                   NpkErr *e) {
+  char abs[2 * PATH_MAX];
+  snprintf(abs, sizeof abs, "%s/%s", st->dir, rel);
+  return npk_err_sys(e, err, what, abs);
+}
+
+/* Refuse the first LEN bytes of REL (a directory on its way, or REL
+** itself), a file of type MODE that a store may not hold. */
+static int refuse(NpkStore *st, const char *rel, size_t len, mode_t mode,
+                  NpkErr *e) {
+  const char *why = S_ISLNK(mode)
+                        ? "is a symbolic link; refusing to follow it"
+                        : "is not a regular file; refusing to open it";
+  if (rel[len])
+    return npk_err(e, NPK_CORRUPT, "store %s: %.*s %s (on the way to %s)",
+                   st->dir, (int)len, rel, why, rel);
+  return npk_err(e, NPK_CORRUPT, "store %s: %s %s", st->dir, rel, why);
+}
+
+static void put_dir(NpkStore *st, int dir) {
+  if (dir != st->dirfd) close(dir);
+}
+
+/* Descend to the directory holding REL's last component: *PDIR is
+** st->dirfd itself when REL has no '/', else a descriptor for put_dir;
+** *PLAST is the last component.  NPK_NOTFOUND when a directory on the way
+** is missing, NPK_CORRUPT when one is a symbolic link. */
+static int walk(NpkStore *st, const char *rel, int *pdir, const char **plast,
+                NpkErr *e) {
+  const char *s = rel, *slash;
+  char comp[NAME_MAX + 1];
+  int dir = st->dirfd;
+  while ((slash = strchr(s, '/')) != NULL) {
+    size_t len = (size_t)(slash - s);
+    struct stat sb;
+    int fd, err = ENAMETOOLONG, rc;
+    if (len <= NAME_MAX) {
+      memcpy(comp, s, len);
+      comp[len] = 0;
+      fd = openat(dir, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0) {
+        put_dir(st, dir);
+        dir = fd;
+        s = slash + 1;
+        continue;
+      }
+      err = errno;
+    }
+    /* A link gives ENOTDIR here (ELOOP on some systems): say which. */
+    if (len <= NAME_MAX &&
+        fstatat(dir, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(sb.st_mode))
+      rc = refuse(st, rel, (size_t)(slash - rel), sb.st_mode, e);
+    else if (err == ENOENT)
+      rc = npk_err(e, NPK_NOTFOUND, "no file %s/%s", st->dir, rel);
+    else
+      rc = sys_err(st, err, "cannot open", rel, e);
+    put_dir(st, dir);
+    return rc;
+  }
+  *pdir = dir;
+  *plast = s;
+  return NPK_OK;
+}
+
+int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
+                NpkErr *e) {
+  const char *last;
+  struct stat sb;
+  int dir, fd = -1, rc;
+  *pfd = -1;
+  if ((rc = walk(st, rel, &dir, &last, e))) return rc;
+  /* Look before opening: opening a device can already do something. */
+  if (fstatat(dir, last, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+      !S_ISREG(sb.st_mode)) {
+    rc = refuse(st, rel, strlen(rel), sb.st_mode, e);
+    goto done;
+  }
+  /* O_NONBLOCK: should a FIFO take the file's place meanwhile, opening it
+  ** returns at once, and fstat then tells. */
+  fd = openat(dir, last, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int err = errno;
+    if (fstatat(dir, last, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        !S_ISREG(sb.st_mode))
+      rc = refuse(st, rel, strlen(rel), sb.st_mode, e);
+    else if (err == ENOENT)
+      rc = npk_err(e, NPK_NOTFOUND, "no file %s/%s", st->dir, rel);
+    else
+      rc = sys_err(st, err, flags & O_CREAT ? "cannot create" : "cannot open",
+                   rel, e);
+  } else if (fstat(fd, &sb) != 0) {
+    rc = sys_err(st, errno, "cannot stat", rel, e);
+  } else if (!S_ISREG(sb.st_mode)) {
+    rc = refuse(st, rel, strlen(rel), sb.st_mode, e);
+  } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+    rc = sys_err(st, errno, "cannot open", rel, e);
+  }
+done:
+  put_dir(st, dir);
+  if (rc && fd >= 0) close(fd);
+  if (rc == NPK_OK) *pfd = fd;
+  return rc;
+}
+
+int npk_io_lstat(NpkStore *st, const char *rel, struct stat *sb, NpkErr *e) {
+  const char *last;
+  int dir, rc = walk(st, rel, &dir, &last, e);
+  if (rc) return rc;
+  if (fstatat(dir, last, sb, AT_SYMLINK_NOFOLLOW) != 0)
+    rc = errno == ENOENT
+             ? npk_err(e, NPK_NOTFOUND, "no file %s/%s", st->dir, rel)
+             : sys_err(st, errno, "cannot stat", rel, e);
+  put_dir(st, dir);
+  return rc;
+}
+
+int npk_io_exists(NpkStore *st, const char *rel) {
+  struct stat sb;
+  NpkErr e;
+  return npk_io_lstat(st, rel, &sb, &e) == NPK_OK;
+}
+
+int npk_io_unlink(NpkStore *st, const char *rel, NpkErr *e) {
+  const char *last;
+  int dir, rc = walk(st, rel, &dir, &last, e);
+  if (rc) return rc == NPK_NOTFOUND ? NPK_OK : rc;
+  if (unlinkat(dir, last, 0) != 0 && errno != ENOENT)
+    rc = sys_err(st, errno, "cannot remove", rel, e);
+  put_dir(st, dir);
+  return rc;
+}
+
+int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e) {
+  const char *lfrom, *lto;
+  int dfrom, dto, rc, fake = fault_check("rename");
+  if (fake) return sys_err(st, fake, "cannot rename to", to, e);
+  if ((rc = walk(st, from, &dfrom, &lfrom, e))) return rc;
+  if ((rc = walk(st, to, &dto, &lto, e)) == NPK_OK) {
+    if (renameat(dfrom, lfrom, dto, lto) != 0)
+      rc = sys_err(st, errno, "cannot rename to", to, e);
+    put_dir(st, dto);
+  }
+  put_dir(st, dfrom);
+  return rc;
+}
+
+int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e) {
+  const char *lfrom, *lto;
+  int dfrom, dto, rc;
+  if ((rc = walk(st, from, &dfrom, &lfrom, e))) return rc;
+  if ((rc = walk(st, to, &dto, &lto, e)) == NPK_OK) {
+    /* Flags 0: a link is made to a symbolic link itself, never its target. */
+    if (linkat(dfrom, lfrom, dto, lto, 0) != 0)
+      rc = sys_err(st, errno, "cannot link", to, e);
+    put_dir(st, dto);
+  }
+  put_dir(st, dfrom);
+  return rc;
+}
+
+DIR *npk_io_opendir(NpkStore *st) {
+  int fd = openat(st->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d && fd >= 0) close(fd);
+  return d;
+}
+
+int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
                      size_t *pn, NpkErr *e) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat sb;
   unsigned char *p = NULL;
   size_t got = 0;
-  int rc = NPK_OK;
+  int fd, rc;
   *pp = NULL;
   *pn = 0;
-  if (fd < 0) {
-    if (errno == ENOENT) return npk_err(e, NPK_NOTFOUND, "no file %s", path);
-    return npk_err_sys(e, errno, "cannot open", path);
-  }
+  if ((rc = npk_io_open(st, rel, O_RDONLY, &fd, e))) return rc;
   if (fstat(fd, &sb) != 0) {
-    rc = npk_err_sys(e, errno, "cannot stat", path);
+    rc = sys_err(st, errno, "cannot stat", rel, e);
     goto done;
   }
   p = malloc((size_t)sb.st_size + 1);
   if (!p) {
-    rc = npk_err(e, NPK_NOMEM, "out of memory reading %s", path);
+    rc = npk_err(e, NPK_NOMEM, "out of memory reading %s/%s", st->dir, rel);
     goto done;
   }
   while (got < (size_t)sb.st_size) {
     ssize_t r = read(fd, p + got, (size_t)sb.st_size - got);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
-      rc = npk_err_sys(e, errno, "cannot read", path);
+      rc = sys_err(st, errno, "cannot read", rel, e);
       goto done;
     }
     if (r == 0) break;
@@ -295,41 +467,42 @@ done:
   return rc;
 }
 
-/* Create PATH afresh (truncating any leftover) holding N bytes, synced. */
-int npk_io_write_new(NpkStore *st, const char *path, const void *p, size_t n,
+/* Create REL afresh (truncating any leftover) holding N bytes, synced. */
+int npk_io_write_new(NpkStore *st, const char *rel, const void *p, size_t n,
                      NpkErr *e) {
-  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int rc;
-  if (fd < 0) return npk_err_sys(e, errno, "cannot create", path);
-  rc = npk_io_pwrite(st, fd, p, n, 0, path, e);
-  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
+  char abs[2 * PATH_MAX];
+  int fd, rc = npk_io_open(st, rel, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
+  if (rc) return rc;
+  snprintf(abs, sizeof abs, "%s/%s", st->dir, rel);
+  rc = npk_io_pwrite(st, fd, p, n, 0, abs, e);
+  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
   close(fd);
-  if (rc != NPK_OK) unlink(path);
+  if (rc != NPK_OK) {
+    NpkErr ignored;
+    npk_io_unlink(st, rel, &ignored);
+  }
   return rc;
 }
 
-/* Atomically replace PATH's contents: write "PATH-tmp", sync, rename. */
-int npk_io_replace_file(NpkStore *st, const char *path, const void *p,
+/* Atomically replace REL's contents: write "REL-tmp", sync, rename. */
+int npk_io_replace_file(NpkStore *st, const char *rel, const void *p,
                         size_t n, NpkErr *e) {
-  size_t len = strlen(path);
+  size_t len = strlen(rel);
   char *tmp = malloc(len + 5);
   int rc;
   if (!tmp) return npk_err(e, NPK_NOMEM, "out of memory");
-  memcpy(tmp, path, len);
+  memcpy(tmp, rel, len);
   memcpy(tmp + len, "-tmp", 5);
   rc = npk_io_write_new(st, tmp, p, n, e);
   if (rc == NPK_OK) {
-    rc = npk_io_rename(st, tmp, path, e);
-    if (rc != NPK_OK) unlink(tmp);
+    rc = npk_io_rename(st, tmp, rel, e);
+    if (rc != NPK_OK) {
+      NpkErr ignored;
+      npk_io_unlink(st, tmp, &ignored);
+    }
   }
   free(tmp);
   return rc;
-}
-
-int npk_io_unlink(const char *path, NpkErr *e) {
-  if (unlink(path) != 0 && errno != ENOENT)
-    return npk_err_sys(e, errno, "cannot remove", path);
-  return NPK_OK;
 }
 
 /* Copy N bytes from FROM at OFF to TO at TO_OFF, in the kernel if it can. */

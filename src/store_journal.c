@@ -17,6 +17,9 @@
 **   'R' u32 len path, u64 offset, u64 n, n bytes    restore a region
 **   'X' u32 len path                                remove a temporary file
 ** Every record is idempotent, so a crash during playback is played again.
+** A journal is input like the other files of a store: a record naming a
+** symbolic link, or a path through one, stops playback with NPK_CORRUPT
+** (store_io.c), so no journal reaches a file outside the store.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -29,7 +32,7 @@
 #include "store_int.h"
 
 #define JMAGIC "NPKJRNL1"
-#define JHEADER 24
+#define JHEADER NPK_JOURNAL_HEADER
 
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
   uint64_t h = UINT64_C(0xcbf29ce484222325);
@@ -74,13 +77,20 @@ void npk_jr_region(NpkBuf *b, const char *rel, uint64_t off, const void *p,
 
 void npk_jr_temp(NpkBuf *b, const char *rel) { put_path(b, 'X', rel); }
 
-char *npk_backup_name(const char *abs) {
-  size_t n = strlen(abs);
+char *npk_backup_name(const char *rel) {
+  size_t n = strlen(rel);
   char *p = malloc(n + 8);
   if (!p) return NULL;
-  memcpy(p, abs, n);
+  memcpy(p, rel, n);
   memcpy(p + n, "-npkbak", 8);
   return p;
+}
+
+void npk_journal_header(const NpkBuf *records,
+                        unsigned char hdr[NPK_JOURNAL_HEADER]) {
+  memcpy(hdr, JMAGIC, 8);
+  npk_put_u64(hdr + 8, records->n);
+  npk_put_u64(hdr + 16, fnv1a(records->p, records->n));
 }
 
 /* Write the journal: header + RECORDS, synced, with the directory entry. */
@@ -89,12 +99,9 @@ int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
   unsigned char hdr[JHEADER];
   int fd, rc;
   if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
-  memcpy(hdr, JMAGIC, 8);
-  npk_put_u64(hdr + 8, records->n);
-  npk_put_u64(hdr + 16, fnv1a(records->p, records->n));
-  fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    rc = npk_err_sys(e, errno, "cannot create journal", path);
+  npk_journal_header(records, hdr);
+  rc = npk_io_open(st, NPK_JOURNAL, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
+  if (rc) {
     free(path);
     return rc;
   }
@@ -104,7 +111,10 @@ int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
   if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
   close(fd);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
-  if (rc != NPK_OK) unlink(path);
+  if (rc != NPK_OK) {
+    NpkErr ignored;
+    npk_io_unlink(st, NPK_JOURNAL, &ignored);
+  }
   free(path);
   return rc;
 }
@@ -112,12 +122,8 @@ int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
 /* Remove the journal (the commit point) and make the removal durable.
 ** *UNLINKED tells whether the journal is gone, even if the sync failed. */
 int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e) {
-  char *path = npk_path(st->dir, NPK_JOURNAL);
-  int rc;
+  int rc = npk_io_unlink(st, NPK_JOURNAL, e);
   *unlinked = 0;
-  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
-  rc = npk_io_unlink(path, e);
-  free(path);
   if (rc == NPK_OK) {
     *unlinked = 1;
     rc = npk_io_fsync(st, st->dirfd, st->dir, e);
@@ -130,7 +136,7 @@ int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e) {
 ** the catalog or a bitmap ("-tmp").  Only safe while no other session can
 ** be committing, with no hot journal (which may still need the backups). */
 void npk_sweep(NpkStore *st) {
-  DIR *d = opendir(st->dir);
+  DIR *d = npk_io_opendir(st);
   struct dirent *de;
   if (!d) return;
   while ((de = readdir(d)) != NULL) {
@@ -146,16 +152,10 @@ void npk_sweep(NpkStore *st) {
   closedir(d);
 }
 
+/* 1 for anything by the journal's name, even a link (which playback then
+** refuses). */
 int npk_journal_exists(NpkStore *st) {
-  struct stat sb;
-  return stat(st->journal_path, &sb) == 0;
-}
-
-/* Open PATH for writing, creating it when CREATE. */
-static int open_rw(const char *path, int create, int *pfd, NpkErr *e) {
-  *pfd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
-  if (*pfd < 0) return npk_err_sys(e, errno, "cannot open", path);
-  return NPK_OK;
+  return npk_io_exists(st, NPK_JOURNAL);
 }
 
 /* Undo one record.  P points at its type byte; *PAT advances past it. */
@@ -192,26 +192,34 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       at += 9;
       NEED(len);
       if (existed)
-        rc = npk_io_replace_file(st, abs, p + at, (size_t)len, e);
+        rc = npk_io_replace_file(st, rel, p + at, (size_t)len, e);
       else
-        rc = npk_io_unlink(abs, e);
+        rc = npk_io_unlink(st, rel, e);
       at += (size_t)len;
       break;
     }
     case 'L': {
       int existed;
       char *bak;
+      struct stat sb;
       NEED(1);
       existed = p[at++];
-      bak = npk_backup_name(abs);
+      bak = npk_backup_name(rel);
       if (!bak) {
         rc = npk_err(e, NPK_NOMEM, "out of memory");
         break;
       }
       if (existed) {
-        if (access(bak, F_OK) == 0) rc = npk_io_rename(st, bak, abs, e);
+        rc = npk_io_lstat(st, bak, &sb, e);
+        if (rc == NPK_OK && !S_ISREG(sb.st_mode))
+          rc = npk_err(e, NPK_CORRUPT, "%s/%s is damaged: backup %s is not a "
+                       "regular file", st->dir, NPK_JOURNAL, bak);
+        else if (rc == NPK_OK)
+          rc = npk_io_rename(st, bak, rel, e);
+        else if (rc == NPK_NOTFOUND)
+          rc = NPK_OK;
       } else {
-        rc = npk_io_unlink(abs, e);
+        rc = npk_io_unlink(st, rel, e);
       }
       free(bak);
       break;
@@ -221,11 +229,13 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       NEED(8);
       len = npk_get_u64(p + at);
       at += 8;
-      fd = open(abs, O_RDWR | O_CLOEXEC);
-      if (fd < 0 && errno == ENOENT) break;
-      if (fd < 0) rc = npk_err_sys(e, errno, "cannot open", abs);
-      else rc = npk_io_ftruncate(st, fd, len, abs, e);
-      if (rc == NPK_OK && fd >= 0) rc = npk_io_fsync(st, fd, abs, e);
+      rc = npk_io_open(st, rel, O_RDWR, &fd, e);
+      if (rc == NPK_NOTFOUND) {
+        rc = NPK_OK;
+        break;
+      }
+      if (rc == NPK_OK) rc = npk_io_ftruncate(st, fd, len, abs, e);
+      if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
       break;
     }
     case 'R': {
@@ -235,7 +245,9 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       len = npk_get_u64(p + at + 8);
       at += 16;
       NEED(len);
-      rc = open_rw(abs, 0, &fd, e);
+      rc = npk_io_open(st, rel, O_RDWR, &fd, e);
+      if (rc == NPK_NOTFOUND)
+        rc = npk_err(e, NPK_IOERR, "cannot open %s: no such file", abs);
       if (rc == NPK_OK)
         rc = npk_io_pwrite(st, fd, p + at, (size_t)len, off, abs, e);
       if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
@@ -243,7 +255,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       break;
     }
     case 'X':
-      rc = npk_io_unlink(abs, e);
+      rc = npk_io_unlink(st, rel, e);
       break;
     default:
       goto bad;
@@ -264,13 +276,11 @@ done:
 /* Play back a hot journal, if there is one, synced whatever the writer
 ** chose.  The caller holds EXCLUSIVE. */
 int npk_journal_recover(NpkStore *st, NpkErr *e) {
-  char *path = npk_path(st->dir, NPK_JOURNAL);
   unsigned char *p = NULL;
   size_t n = 0, at;
   int rc, sync_off = st->sync_off;
-  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
   st->sync_off = 0;
-  rc = npk_io_read_file(st, path, &p, &n, e);
+  rc = npk_io_read_file(st, NPK_JOURNAL, &p, &n, e);
   if (rc == NPK_NOTFOUND) {
     rc = NPK_OK;
     goto done;
@@ -302,6 +312,5 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
 done:
   st->sync_off = sync_off;
   free(p);
-  free(path);
   return rc;
 }

@@ -38,21 +38,12 @@
 #define RESERVED_BYTE 2
 
 int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e) {
-  char *path = npk_path(st->dir, NPK_LOCKFILE);
-  int fd;
-  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
-  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd, rc = npk_io_open(st, NPK_LOCKFILE, O_RDWR | O_CREAT, &fd, e);
   /* Read-only stores, and stores this process may only read, lock with a
   ** read-only descriptor: shared locks need no more. */
-  if (fd < 0 && (st->readonly || errno == EACCES || errno == EPERM ||
-                 errno == EROFS))
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int rc = npk_err_sys(e, errno, "cannot open lock file", path);
-    free(path);
-    return rc;
-  }
-  free(path);
+  if (rc && rc != NPK_CORRUPT && (st->readonly || rc == NPK_READONLY))
+    rc = npk_io_open(st, NPK_LOCKFILE, O_RDONLY, &fd, e);
+  if (rc) return rc;
   *pfd = fd;
   /* Sessions of one store may open at once in several threads. */
   pthread_mutex_lock(&st->mu);

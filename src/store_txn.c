@@ -465,19 +465,6 @@ int npk_op_end(NpkSession *s, int autoc, int level, int rc) {
 /* ---- commit ---------------------------------------------------------- */
 
 
-/* The relative name of an absolute path inside the store. */
-static const char *rel_of(NpkStore *st, const char *abs) {
-  size_t n = strlen(st->dir);
-  return strncmp(abs, st->dir, n) == 0 && abs[n] == '/' ? abs + n + 1 : abs;
-}
-
-static int exists_rel(NpkStore *st, const char *rel) {
-  char *p = npk_path(st->dir, rel);
-  int r = p && access(p, F_OK) == 0;
-  free(p);
-  return r;
-}
-
 /* Relative names of the data files of C (data file, or manifest+segments). */
 static int c_files(const NpkArray *c, const char **out, int max) {
   int n = 0;
@@ -510,33 +497,28 @@ static int jr_link_removed(NpkSession *s, const char *rel, void *arg) {
 /* Hard-link REL to its backup name, replacing a stale backup; ARG counts
 ** the links made. */
 static int link_backup(NpkSession *s, const char *rel, void *arg) {
-  char *abs = npk_path(s->store->dir, rel), *bak = abs ? npk_backup_name(abs) : NULL;
+  char *bak = npk_backup_name(rel);
   int rc = NPK_OK;
   if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
-  else if (access(abs, F_OK) == 0) {
-    unlink(bak);
-    if (link(abs, bak) != 0) rc = npk_err_sys(&s->err, errno, "cannot link", bak);
-    else ++*(int *)arg;
+  else if (npk_io_exists(s->store, rel)) {
+    rc = npk_io_unlink(s->store, bak, &s->err);
+    if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
+    if (rc == NPK_OK) ++*(int *)arg;
   }
-  free(abs);
   free(bak);
   return rc;
 }
 
 static int unlink_rel(NpkSession *s, const char *rel, void *arg) {
-  char *abs = npk_path(s->store->dir, rel);
-  int rc = abs ? npk_io_unlink(abs, &s->err)
-               : npk_err(&s->err, NPK_NOMEM, "out of memory");
   (void)arg;
-  free(abs);
-  return rc;
+  return npk_io_unlink(s->store, rel, &s->err);
 }
 
 static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
-  char *abs = npk_path(s->store->dir, rel), *bak = abs ? npk_backup_name(abs) : NULL;
+  char *bak = npk_backup_name(rel);
+  NpkErr ignored;
   (void)arg;
-  if (bak) unlink(bak);
-  free(abs);
+  if (bak) npk_io_unlink(s->store, bak, &ignored);
   free(bak);
   return NPK_OK;
 }
@@ -570,7 +552,7 @@ static int plan(NpkSession *s, Change **pch, int *pn) {
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
     }
     sprintf(x->bm_rel, "deleted_%s.npkb", name);
-    had = exists_rel(s->store, x->bm_rel);
+    had = npk_io_exists(s->store, x->bm_rel);
     x->bm_write = x->p ? (x->p->bm_dirty || (x->p->bm != NULL) != had) : had;
   }
   *pch = ch;
@@ -584,11 +566,10 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
   NpkTxn *t = s->txn;
   unsigned char *bytes;
   size_t nb;
-  char *path;
   int rc;
 
   for (int i = 0; i < t->ngrown; i++)
-    npk_jr_trunc(jr, rel_of(st, t->grown[i]->path), t->grown[i]->orig_size);
+    npk_jr_trunc(jr, t->grown[i]->rel, t->grown[i]->orig_size);
   for (int i = 0; i < n; i++) {
     NpkArray *p = ch[i].p;
     if (p && p->pending && !p->fresh && p->ov && p->ov->n) {
@@ -609,24 +590,18 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
       if ((rc = npk_map_check(s, mark, p->name))) return rc;
     }
     if (p && p->fresh) {
-      npk_jr_temp(jr, rel_of(st, p->seg[0].file->path));
-      npk_jr_link(jr, p->data_file, exists_rel(st, p->data_file));
+      npk_jr_temp(jr, p->seg[0].file->rel);
+      npk_jr_link(jr, p->data_file, npk_io_exists(st, p->data_file));
     }
     each_removed(s, &ch[i], jr_link_removed, jr);
     if (ch[i].bm_write) {
-      path = npk_path(st->dir, ch[i].bm_rel);
-      if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-      rc = npk_io_read_file(st, path, &bytes, &nb, &s->err);
-      free(path);
+      rc = npk_io_read_file(st, ch[i].bm_rel, &bytes, &nb, &s->err);
       if (rc && rc != NPK_NOTFOUND) return rc;
       npk_jr_content(jr, ch[i].bm_rel, bytes, nb, rc == NPK_OK);
       free(bytes);
     }
   }
-  path = npk_path(st->dir, NPK_CATALOG);
-  if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  rc = npk_io_read_file(st, path, &bytes, &nb, &s->err);
-  free(path);
+  rc = npk_io_read_file(st, NPK_CATALOG, &bytes, &nb, &s->err);
   if (rc) return rc;
   npk_jr_content(jr, NPK_CATALOG, bytes, nb, 1);
   free(bytes);
@@ -684,13 +659,12 @@ static int move_data(NpkSession *s, Change *ch, int n) {
       NpkFile *f = p->seg[0].file;
       char *dst = npk_path(st->dir, p->data_file);
       if (!dst) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-      rc = npk_io_rename(st, f->path, dst, &s->err);
+      rc = npk_io_rename(st, f->rel, p->data_file, &s->err);
       if (rc) {
         free(dst);
         return rc;
       }
-      free(f->path);
-      f->path = dst;
+      npk_file_rename(st, f, dst);
       f->temp = 0;
     }
   }
@@ -701,33 +675,25 @@ static int move_data(NpkSession *s, Change *ch, int n) {
 static int write_catalog(NpkSession *s, Change *ch, int n) {
   NpkStore *st = s->store;
   NpkBuf b = {0};
-  char *path;
   int rc = NPK_OK;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
     if (!ch[i].bm_write) continue;
-    path = npk_path(st->dir, ch[i].bm_rel);
-    if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
     if (ch[i].p && ch[i].p->bm) {
       b.n = 0;
       rc = npk_bm_encode(ch[i].p->bm, &b);
       if (rc) rc = npk_err(&s->err, rc, "out of memory");
-      else rc = npk_io_replace_file(st, path, b.p, b.n, &s->err);
+      else rc = npk_io_replace_file(st, ch[i].bm_rel, b.p, b.n, &s->err);
     } else {
-      rc = npk_io_unlink(path, &s->err);
+      rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
     }
-    free(path);
   }
   if (rc == NPK_OK) {
     b.n = 0;
     if (npk_catalog_encode(&s->txn->cat, &b))
       rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
-  if (rc == NPK_OK) {
-    path = npk_path(st->dir, NPK_CATALOG);
-    rc = path ? npk_io_replace_file(st, path, b.p, b.n, &s->err)
-              : npk_err(&s->err, NPK_NOMEM, "out of memory");
-    free(path);
-  }
+  if (rc == NPK_OK)
+    rc = npk_io_replace_file(st, NPK_CATALOG, b.p, b.n, &s->err);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_buf_free(&b);
   return rc;
@@ -776,6 +742,10 @@ int npk_commit(NpkSession *s) {
   s->err.rc = NPK_OK;
   if (t->nsp) npk_release(s, 0);
   rc = plan(s, &ch, &n);
+  /* A catalog that gave an array a data file of another name (a crafted
+  ** one) may clash with the file a new array is about to take. */
+  if (rc == NPK_OK)
+    rc = npk_catalog_check_files(&t->cat, "cannot commit", &s->err);
   if (rc) goto fail_open;
   if (n == 0) {
     /* Nothing to commit; rows appended then rolled back to a savepoint

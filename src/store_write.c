@@ -73,7 +73,7 @@ static int put_array(NpkSession *s, int i, NpkArray *a) {
 static int new_fresh(NpkSession *s, const char *name, int dtype, uint32_t ndim,
                      const uint64_t *shape, NpkArray **pa) {
   NpkStore *st = s->store;
-  char tmpname[64], *path = NULL;
+  char tmpname[64];
   NpkArray *a = npk_array_new(name, dtype, ndim, shape);
   int rc;
   *pa = NULL;
@@ -82,15 +82,12 @@ static int new_fresh(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   a->seg = calloc(1, sizeof *a->seg);
   snprintf(tmpname, sizeof tmpname, "npktmp-%ld-%u", (long)getpid(),
            ++s->txn->tmpseq);
-  path = npk_path(st->dir, tmpname);
-  if (!a->data_file || !a->seg || !path) {
-    free(path);
+  if (!a->data_file || !a->seg) {
     npk_array_unref(st, a);
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   sprintf(a->data_file, "data_%s.npkd", name);
-  rc = npk_file_open(st, path, 1, &a->seg[0].file, &s->err);
-  free(path);
+  rc = npk_file_open(st, tmpname, 1, &a->seg[0].file, &s->err);
   if (rc) {
     npk_array_unref(st, a);
     return rc;
