@@ -24,7 +24,9 @@ db.load_extension(sys.argv[1])
 def table(name, store, n):
     db.execute("CREATE VIRTUAL TABLE %s USING numpack(store='%s', dtype=int64)"
                % (name, store))
+    db.execute("BEGIN")
     db.executemany("INSERT INTO %s VALUES (?)" % name, [(i,) for i in range(n)])
+    db.execute("COMMIT")
 """
 
 
