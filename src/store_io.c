@@ -63,6 +63,22 @@ static int fault_check(const char *kind) {
   return fault_errno;
 }
 
+/* A full disk (kind "full"): from the Nth write on, every write that needs
+** new blocks, past the end of its file, fails with the fault's errno until
+** the fault is disarmed; writes over a file's existing bytes still succeed,
+** as they do on a disk that is really full. */
+static int full_check(int fd, uint64_t end) {
+  struct stat sb;
+  fault_from_env();
+  if (strcmp(fault_kind, "full") != 0) return 0;
+  if (fault_countdown > 1) {
+    fault_countdown--;
+    return 0;
+  }
+  if (fstat(fd, &sb) == 0 && end <= (uint64_t)sb.st_size) return 0;
+  return fault_errno;
+}
+
 static void stat_add(NpkStore *st, uint64_t *field, uint64_t n) {
   (void)st;
   __atomic_fetch_add(field, n, __ATOMIC_RELAXED);
@@ -156,10 +172,12 @@ int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e) {
   const unsigned char *c = p;
   while (n > 0) {
+    size_t k = n > (1u << 30) ? (1u << 30) : n;
     int fake = fault_check("write");
     ssize_t w;
+    if (!fake) fake = full_check(fd, off + k);
     if (fake) return npk_err_sys(e, fake, "cannot write", path);
-    w = pwrite(fd, c, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+    w = pwrite(fd, c, k, (off_t)off);
     if (w < 0) {
       if (errno == EINTR) continue;
       return npk_err_sys(e, errno, "cannot write", path);
@@ -179,8 +197,11 @@ int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
 ** is written.  File systems without fallocate just write. */
 int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
                    const char *path, NpkErr *e) {
+  int fake;
   (void)st;
   if (n < (1u << 20)) return NPK_OK;
+  if ((fake = full_check(fd, off + n)))
+    return npk_err_sys(e, fake, "cannot write", path);
   if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)n) == 0 ||
       (errno != ENOSPC && errno != EDQUOT))
     return NPK_OK;
@@ -327,6 +348,7 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
     loff_t a = (loff_t)off, b = (loff_t)to_off;
     int fake = fault_check("write");
     ssize_t w;
+    if (!fake) fake = full_check(to, to_off + n);
     if (fake) {
       rc = npk_err_sys(e, fake, "cannot write", path);
       break;

@@ -12,13 +12,16 @@
 **
 ** Commit, under EXCLUSIVE (steps numbered for npk_test_crash_at):
 **   1 write the journal (how to undo every file change), sync it and the dir
-**   2 hard-link every file about to be replaced or removed to "<f>-npkbak"
+**   2 hard-link every file about to be replaced or removed (data files,
+**     bitmaps, the catalog) to "<f>-npkbak": undoing the commit is then a
+**     rename, which needs no disk space (store_journal.c)
 **   3 write overlay rows in place, set exact lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
 **   5 replace bitmaps and the catalog (temp file, sync, rename), sync the dir
 **   6 delete the journal and sync the dir: the commit point
 **   7 remove the backups
-** A crash before step 6 leaves a hot journal that the next open plays back.
+** A crash before step 6 leaves a hot journal that the next write
+** transaction plays back; readers meanwhile fail with NPK_BUSY.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -264,7 +267,7 @@ int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
 int npk_begin(NpkSession *s) {
   NpkTxn *t;
-  int rc;
+  int rc, reading;
   s->err.rc = NPK_OK;
   if (s->txn)
     return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
@@ -272,11 +275,18 @@ int npk_begin(NpkSession *s) {
   if (s->store->readonly)
     return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
                    s->store->dir);
-  if (s->lock < NPK_LOCK_SHARED) {
-    rc = npk_lock_reserved(s, &s->err);
-    if (rc == NPK_OK) rc = npk_lock_settle(s);
-    if (rc) return rc;
-  } else if ((rc = npk_lock_reserved(s, &s->err)) != NPK_OK) {
+  /* The way to a write is the one place where the store is repaired: the
+  ** lock file created, a hot journal played back (npk_lock_settle) and the
+  ** leftovers of crashed commits removed.  Readers never do any of it. */
+  reading = s->lock >= NPK_LOCK_SHARED;
+  rc = npk_lock_writable(s);
+  if (rc == NPK_OK) rc = npk_lock_reserved(s, &s->err);
+  if (rc == NPK_OK) rc = npk_lock_settle(s);
+  if (rc) {
+    NpkErr keep = s->err;
+    /* The statement reading goes on reading. */
+    if (reading && s->lock == NPK_LOCK_NONE) npk_shared_lock(s);
+    s->err = keep;
     return rc;
   }
   /* The only writer now: whatever a crashed commit left lying is stale. */
@@ -582,9 +592,6 @@ static int plan(NpkSession *s, Change **pch, int *pn) {
 static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
   NpkStore *st = s->store;
   NpkTxn *t = s->txn;
-  unsigned char *bytes;
-  size_t nb;
-  char *path;
   int rc;
 
   for (int i = 0; i < t->ngrown; i++)
@@ -613,23 +620,10 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
       npk_jr_link(jr, p->data_file, exists_rel(st, p->data_file));
     }
     each_removed(s, &ch[i], jr_link_removed, jr);
-    if (ch[i].bm_write) {
-      path = npk_path(st->dir, ch[i].bm_rel);
-      if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-      rc = npk_io_read_file(st, path, &bytes, &nb, &s->err);
-      free(path);
-      if (rc && rc != NPK_NOTFOUND) return rc;
-      npk_jr_content(jr, ch[i].bm_rel, bytes, nb, rc == NPK_OK);
-      free(bytes);
-    }
+    if (ch[i].bm_write)
+      npk_jr_link(jr, ch[i].bm_rel, exists_rel(st, ch[i].bm_rel));
   }
-  path = npk_path(st->dir, NPK_CATALOG);
-  if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  rc = npk_io_read_file(st, path, &bytes, &nb, &s->err);
-  free(path);
-  if (rc) return rc;
-  npk_jr_content(jr, NPK_CATALOG, bytes, nb, 1);
-  free(bytes);
+  npk_jr_link(jr, NPK_CATALOG, 1);
   return jr->oom ? npk_err(&s->err, NPK_NOMEM, "out of memory") : NPK_OK;
 }
 
@@ -803,7 +797,10 @@ int npk_commit(NpkSession *s) {
     rc = each_removed(s, &ch[i], link_backup, &links);
     if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
       rc = link_backup(s, ch[i].p->data_file, &links);
+    if (rc == NPK_OK && ch[i].bm_write)
+      rc = link_backup(s, ch[i].bm_rel, &links);
   }
+  if (rc == NPK_OK) rc = link_backup(s, NPK_CATALOG, &links);
   /* The backups must be on disk before the files they keep are replaced. */
   if (rc == NPK_OK && links) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_test_crash_point(3);
@@ -830,7 +827,9 @@ int npk_commit(NpkSession *s) {
   for (int i = 0; i < n; i++) {
     each_removed(s, &ch[i], unlink_backup, NULL);
     if (ch[i].p && ch[i].p->fresh) unlink_backup(s, ch[i].p->data_file, NULL);
+    if (ch[i].bm_write) unlink_backup(s, ch[i].bm_rel, NULL);
   }
+  unlink_backup(s, NPK_CATALOG, NULL);
   npk_test_crash_point(8);
   adopt(s, ch, n);
   txn_end(s);
