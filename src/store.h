@@ -255,7 +255,8 @@ int npk_map_check(NpkSession *s, uint64_t mark, const char *name);
 void npk_test_fault(const char *kind, int nth, int err);
 /* Crash simulation: the next commit calls _exit(77) just before its step
 ** STEP (1-based, see store_txn.c), leaving the files as a crash would.  For
-** tests that fork a child to commit. */
+** tests that fork a child to commit.  The environment variable
+** NUMPACK_TEST_CRASH=STEP arms it for a whole process. */
 void npk_test_crash_at(int step);
 
 #endif /* NPK_STORE_H */

@@ -34,13 +34,9 @@ void npk_test_fault(const char *kind, int nth, int err) {
 
 void npk_test_crash_at(int step) { crash_step = step; }
 
-int npk_test_crash_point(int step) {
-  if (crash_step && step == crash_step) _exit(77);
-  return 0;
-}
-
 /* NUMPACK_TEST_FAULT=kind:nth:errno in the environment arms the same fault
-** for a whole process, so that tests can reach it through SQL. */
+** for a whole process, and NUMPACK_TEST_CRASH=step the crash of its
+** commits, so that tests can reach them through SQL. */
 static void fault_from_env(void) {
   static int done;
   const char *v;
@@ -51,6 +47,14 @@ static void fault_from_env(void) {
   v = getenv("NUMPACK_TEST_FAULT");
   if (v && sscanf(v, "%15[a-z]:%d:%d", kind, &nth, &err) == 3)
     npk_test_fault(kind, nth, err);
+  v = getenv("NUMPACK_TEST_CRASH");
+  if (v && sscanf(v, "%d", &nth) == 1 && !crash_step) crash_step = nth;
+}
+
+int npk_test_crash_point(int step) {
+  fault_from_env();
+  if (crash_step && step == crash_step) _exit(77);
+  return 0;
 }
 
 /* Return the errno to fake for a call of KIND, or 0 to let it run. */
