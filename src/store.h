@@ -141,6 +141,9 @@ void npk_read_end(NpkSession *s);
 /* Write transactions.  Outside an explicit transaction every write call is
 ** its own transaction (begin, apply, commit). */
 int npk_begin(NpkSession *s);
+/* Play back a hot journal now, as the next write transaction would: for a
+** caller about to write (a table being created), never for a reader. */
+int npk_recover(NpkSession *s);
 int npk_commit(NpkSession *s);
 int npk_rollback(NpkSession *s);
 int npk_in_txn(NpkSession *s);

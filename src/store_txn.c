@@ -265,20 +265,15 @@ struct Change {
 
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
-int npk_begin(NpkSession *s) {
-  NpkTxn *t;
-  int rc, reading;
-  s->err.rc = NPK_OK;
-  if (s->txn)
-    return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
-                   s->store->dir);
+/* RESERVED for a write, after repairing the store: the way to a write is
+** the one place where the lock file is created, a hot journal played back
+** (npk_lock_settle) and the leftovers of crashed commits removed.  Readers
+** never do any of it. */
+static int write_lock(NpkSession *s) {
+  int rc, reading = s->lock >= NPK_LOCK_SHARED;
   if (s->store->readonly)
     return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
                    s->store->dir);
-  /* The way to a write is the one place where the store is repaired: the
-  ** lock file created, a hot journal played back (npk_lock_settle) and the
-  ** leftovers of crashed commits removed.  Readers never do any of it. */
-  reading = s->lock >= NPK_LOCK_SHARED;
   rc = npk_lock_writable(s);
   if (rc == NPK_OK) rc = npk_lock_reserved(s, &s->err);
   if (rc == NPK_OK) rc = npk_lock_settle(s);
@@ -291,6 +286,29 @@ int npk_begin(NpkSession *s) {
   }
   /* The only writer now: whatever a crashed commit left lying is stale. */
   npk_sweep(s->store);
+  return NPK_OK;
+}
+
+int npk_recover(NpkSession *s) {
+  int rc;
+  s->err.rc = NPK_OK;
+  if (s->txn || s->store->readonly || !npk_journal_exists(s->store))
+    return NPK_OK;
+  rc = write_lock(s);
+  if (rc) return rc;
+  if (s->nread == 0) npk_lock_release(s);
+  else npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+  return NPK_OK;
+}
+
+int npk_begin(NpkSession *s) {
+  NpkTxn *t;
+  int rc;
+  s->err.rc = NPK_OK;
+  if (s->txn)
+    return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
+                   s->store->dir);
+  if ((rc = write_lock(s))) return rc;
   t = calloc(1, sizeof *t);
   if (!t || npk_catalog_copy(&s->store->cat, &t->cat)) {
     free(t);
