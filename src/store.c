@@ -1,9 +1,9 @@
 /*
 ** store.c — store objects and reading: the per-process registry of open
 ** stores, opening (creating an empty catalog only when asked to: opening
-** and reading never change anything on disk), sessions, the committed state and its refresh when another
-** process commits, data file mappings, and row lookups by physical or
-** logical index.
+** and reading never change anything on disk), sessions, the committed
+** state and its refresh when another process commits, data file mappings,
+** and row lookups by physical or logical index.
 */
 #include <errno.h>
 #include <fcntl.h>
