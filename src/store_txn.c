@@ -11,10 +11,12 @@
 ** Each change also pushes an undo record while a savepoint is open.
 **
 ** Commit, under EXCLUSIVE (steps numbered for npk_test_crash_at):
-**   1 write the journal (how to undo every file change), sync it and the dir
-**   2 hard-link every file about to be replaced or removed (data files,
+**   1 hard-link every file about to be replaced or removed (data files,
 **     bitmaps, the catalog) to "<f>-npkbak": undoing the commit is then a
 **     rename, which needs no disk space (store_journal.c)
+**   2 write the journal (how to undo every file change), sync it and the
+**     dir, which makes the backups durable too; until the journal is
+**     complete the backups are mere leftovers for the next write to remove
 **   3 write overlay rows in place, set exact lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
 **   5 replace bitmaps and the catalog (temp file, sync, rename), sync the dir
@@ -535,16 +537,15 @@ static int jr_link_removed(NpkSession *s, const char *rel, void *arg) {
   return NPK_OK;
 }
 
-/* Hard-link REL to its backup name, replacing a stale backup; ARG counts
-** the links made. */
+/* Hard-link REL to its backup name, replacing a stale backup. */
 static int link_backup(NpkSession *s, const char *rel, void *arg) {
   char *abs = npk_path(s->store->dir, rel), *bak = abs ? npk_backup_name(abs) : NULL;
   int rc = NPK_OK;
+  (void)arg;
   if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
   else if (access(abs, F_OK) == 0) {
     unlink(bak);
     if (link(abs, bak) != 0) rc = npk_err_sys(&s->err, errno, "cannot link", bak);
-    else ++*(int *)arg;
   }
   free(abs);
   free(bak);
@@ -567,6 +568,16 @@ static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
   free(abs);
   free(bak);
   return NPK_OK;
+}
+
+/* Remove the backups of every file the commit replaces or removes. */
+static void drop_backups(NpkSession *s, const Change *ch, int n) {
+  for (int i = 0; i < n; i++) {
+    each_removed(s, &ch[i], unlink_backup, NULL);
+    if (ch[i].p && ch[i].p->fresh) unlink_backup(s, ch[i].p->data_file, NULL);
+    if (ch[i].bm_write) unlink_backup(s, ch[i].bm_rel, NULL);
+  }
+  unlink_backup(s, NPK_CATALOG, NULL);
 }
 
 /* Pair up the committed and pending arrays by name. */
@@ -781,7 +792,7 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
-  int n = 0, rc, journaled = 0, links = 0;
+  int n = 0, rc = NPK_OK, journaled = 0;
   uint64_t now;
 
   if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
@@ -806,21 +817,21 @@ int npk_commit(NpkSession *s) {
 
   npk_test_crash_point(1);
   npk_lock_mark(s, 1);
-  rc = build_journal(s, ch, n, &jr);
+  /* The backups must be on disk before the files they keep are replaced:
+  ** made before the journal, they are synced by its directory sync. */
+  for (int i = 0; i < n && rc == NPK_OK; i++) {
+    rc = each_removed(s, &ch[i], link_backup, NULL);
+    if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
+      rc = link_backup(s, ch[i].p->data_file, NULL);
+    if (rc == NPK_OK && ch[i].bm_write)
+      rc = link_backup(s, ch[i].bm_rel, NULL);
+  }
+  if (rc == NPK_OK) rc = link_backup(s, NPK_CATALOG, NULL);
+  npk_test_crash_point(2);
+  if (rc == NPK_OK) rc = build_journal(s, ch, n, &jr);
   if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &s->err);
   if (rc) goto fail_open;
   journaled = 1;
-  npk_test_crash_point(2);
-  for (int i = 0; i < n && rc == NPK_OK; i++) {
-    rc = each_removed(s, &ch[i], link_backup, &links);
-    if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
-      rc = link_backup(s, ch[i].p->data_file, &links);
-    if (rc == NPK_OK && ch[i].bm_write)
-      rc = link_backup(s, ch[i].bm_rel, &links);
-  }
-  if (rc == NPK_OK) rc = link_backup(s, NPK_CATALOG, &links);
-  /* The backups must be on disk before the files they keep are replaced. */
-  if (rc == NPK_OK && links) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_test_crash_point(3);
   if (rc == NPK_OK) rc = write_data(s, ch, n);
   if (rc == NPK_OK) rc = cut_tails(s, ch, n);
@@ -842,12 +853,7 @@ int npk_commit(NpkSession *s) {
     goto fail_applied;
   }
   npk_test_crash_point(7);
-  for (int i = 0; i < n; i++) {
-    each_removed(s, &ch[i], unlink_backup, NULL);
-    if (ch[i].p && ch[i].p->fresh) unlink_backup(s, ch[i].p->data_file, NULL);
-    if (ch[i].bm_write) unlink_backup(s, ch[i].bm_rel, NULL);
-  }
-  unlink_backup(s, NPK_CATALOG, NULL);
+  drop_backups(s, ch, n);
   npk_test_crash_point(8);
   adopt(s, ch, n);
   txn_end(s);
@@ -873,6 +879,7 @@ fail_applied:
 fail_open:
   if (journaled) goto fail_applied;
   if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE) {
+    drop_backups(s, ch, n);
     npk_lock_mark(s, 0);  /* no journal was written */
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
   }

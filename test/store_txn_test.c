@@ -1176,6 +1176,44 @@ static void test_read_changes_nothing(void) {
   tu_tmp_done(&t);
 }
 
+/* A session that began reading a store without a lock file takes shared
+** locks as soon as a writer has created one: a commit then waits for its
+** read to end, as for any reader. */
+static void test_lock_file_appears(void) {
+  Tmp t;
+  Model m, mm;
+  NpkStore *st, *wst;
+  NpkSession *r, *w;
+  tu_tmp_init(&t);
+  make_base(t.dir, &m);
+  r = tu_open(t.dir, 0, &st);
+  if (r) CHECK(view_is(r, &m, 1));
+  CHECK(!tu_exists(P(t.dir, TU_LOCK)));
+  w = tu_open(t.dir, 0, &wst);
+  if (r && w) {
+    npk_set_busy_timeout(w, 50);
+    CHECK_EQ(op_append(w, &m), NPK_OK);
+    CHECK(tu_exists(P(t.dir, TU_LOCK)));
+    model_copy(&mm, &m);
+    CHECK_EQ(npk_read_begin(r), NPK_OK);
+    CHECK(view_is(r, &m, 0));
+    CHECK_EQ(npk_begin(w), NPK_OK);
+    CHECK_EQ(op_append(w, &mm), NPK_OK);
+    CHECK_EQ(npk_commit(w), NPK_BUSY);
+    CHECK(view_is(r, &m, 0));
+    npk_read_end(r);
+    CHECK_EQ(npk_commit(w), NPK_OK);
+    CHECK(view_is(r, &mm, 1));
+  } else {
+    model_copy(&mm, &m);
+  }
+  tu_close(wst, w);
+  tu_close(st, r);
+  model_free(&m);
+  model_free(&mm);
+  tu_tmp_done(&t);
+}
+
 /* A directory without a catalog is not a store: opening it to read is an
 ** error that creates nothing there; only a creating open makes a store. */
 static void test_not_a_store(void) {
@@ -1466,6 +1504,7 @@ int main(void) {
   RUN(test_garbage_journal);
   RUN(test_read_changes_nothing);
   RUN(test_not_a_store);
+  RUN(test_lock_file_appears);
   RUN(test_unwritable_dir);
   RUN(test_fault_disk_full);
   RUN(test_fault_write);
