@@ -304,7 +304,10 @@ static void fn_open(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       return;
     }
   }
-  rc = npk_array_count(c->ses, &n);
+  /* Opening a store to work on it recovers an interrupted commit, as
+  ** NumPack's constructor would find the store whole. */
+  rc = npk_recover(c->ses);
+  if (rc == NPK_OK) rc = npk_array_count(c->ses, &n);
   if (rc) fn_error(ctx, c, rc);
   else sqlite3_result_int(ctx, n);
   npk_conn_release(c);

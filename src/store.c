@@ -1,9 +1,9 @@
 /*
 ** store.c — store objects and reading: the per-process registry of open
-** stores, opening (with recovery of a hot journal and creation of an empty
-** catalog), sessions, the committed state and its refresh when another
-** process commits, data file mappings, and row lookups by physical or
-** logical index.
+** stores, opening (creating an empty catalog only when asked to: opening
+** and reading never change anything on disk), sessions, the committed
+** state and its refresh when another process commits, data file mappings,
+** and row lookups by physical or logical index.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -434,27 +434,19 @@ void npk_store_hold_catalog(NpkStore *st) {
 
 /* ---- sessions and reading -------------------------------------------- */
 
-/* Set up S as a session of ST with its own lock descriptor. */
-static int session_init(NpkStore *st, NpkSession *s) {
+/* Set up S as a session of ST.  Its lock descriptor is opened by its
+** first read or write: opening a session changes nothing on disk. */
+static void session_init(NpkStore *st, NpkSession *s) {
   memset(s, 0, sizeof *s);
   s->store = st;
   s->lockfd = -1;
-  if (npk_lock_open(st, &s->lockfd, &s->err) != NPK_OK) {
-    if (!st->readonly || s->err.rc == NPK_CORRUPT) return s->err.rc;
-    s->lockfd = -1;
-  }
-  return NPK_OK;
 }
 
 int npk_session_open(NpkStore *st, NpkSession **pp) {
   NpkSession *s = malloc(sizeof *s);
-  int rc;
   *pp = NULL;
   if (!s) return NPK_NOMEM;
-  if ((rc = session_init(st, s))) {
-    free(s);
-    return rc;
-  }
+  session_init(st, s);
   pthread_mutex_lock(&registry_mu);
   st->refs++;
   pthread_mutex_unlock(&registry_mu);
@@ -538,42 +530,91 @@ void npk_set_sync_source(NpkSession *s, int (*fn)(void *), void *arg) {
   s->sync_arg = arg;
 }
 
-/* Take SHARED: roll back a hot journal first (which needs EXCLUSIVE), then
-** bring the committed state up to date. */
+/* Take SHARED and bring the committed state up to date, changing nothing
+** on disk: a reader never creates the lock file, plays back a journal or
+** removes leftovers (that is for the next write, npk_begin).
+**
+** Without a lock file (a store NumPack wrote, which has none until one of
+** our writers creates it) the session reads without locking.  A writer of
+** ours creates the lock file before it touches anything, so a reader that
+** still finds none after loading the committed state loaded one whole
+** commit; should one appear meanwhile, it loads again under the lock.
+** What that gives up: a writer that starts after that check may commit
+** while the statement still reads rows, and nothing protects against
+** writers that ignore the lock (NumPack itself never takes it).  In a
+** directory this process may not write, no writer of ours can create the
+** lock file either, so only the latter remains. */
 int npk_shared_lock(NpkSession *s) {
-  int rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
-  return rc ? rc : npk_lock_settle(s);
+  int rc, tries = 0;
+  for (;;) {
+    int lockless;
+    if (s->lockfd < 0 && s->lock == NPK_LOCK_NONE &&
+        (rc = npk_lock_open(s->store, &s->lockfd, &s->lock_rw, &s->err)))
+      return rc;
+    lockless = s->lockfd < 0;
+    rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+    if (rc == NPK_OK) rc = npk_lock_settle(s);
+    if (rc || !lockless || tries++ > 0 || !npk_io_exists(s->store, NPK_LOCKFILE))
+      return rc;
+    npk_lock_release(s);
+  }
 }
 
-/* Just locked (SHARED or RESERVED): roll back a hot journal (which needs
-** EXCLUSIVE for a moment), then bring the committed state up to date.  On
+/* Before a session's first write: a descriptor on the lock file that can
+** take write locks, creating the file if need be.  A session that was
+** reading without a lock file takes SHARED on the new one. */
+int npk_lock_writable(NpkSession *s) {
+  NpkStore *st = s->store;
+  int level = s->lock, fd, rc;
+  if (s->lockfd >= 0 && s->lock_rw) return NPK_OK;
+  if (s->lockfd >= 0)
+    return npk_err(&s->err, NPK_READONLY, "cannot write store %s: this "
+                   "process may not write its lock file", st->dir);
+  rc = npk_lock_create(st, &fd, &s->err);
+  if (rc) return rc;
+  s->lockfd = fd;
+  s->lock_rw = 1;
+  s->lock = NPK_LOCK_NONE;
+  if (level >= NPK_LOCK_SHARED) {
+    rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+    if (rc) s->lock = level;
+  }
+  return rc;
+}
+
+/* Just locked (SHARED or RESERVED): look for a hot journal, then bring the
+** committed state up to date.  A writer (RESERVED) plays the journal back,
+** which needs EXCLUSIVE for a moment.  A reader only reads: a journal left
+** half written (npk_journal_check) means no file was touched and is
+** ignored, a complete one fails the read with NPK_BUSY until a write
+** recovers it, so that no reader ever sees a commit half applied.  On
 ** failure every lock is released. */
 int npk_lock_settle(NpkSession *s) {
   NpkStore *st = s->store;
-  int level = s->lock, rc;
+  int level = s->lock, rc, checked = 1;
   if ((npk_lock_marked(st) || !st->journal_checked) &&
       npk_journal_exists(st)) {
-    if (st->readonly && s->lockfd < 0) {
-      rc = npk_err(&s->err, NPK_READONLY,
-                   "%s needs recovery from a crashed commit, and is read-only",
-                   st->dir);
-      goto fail;
+    if (level < NPK_LOCK_RESERVED) {
+      rc = npk_journal_check(st, &s->err);
+      if (rc) goto fail;
+      checked = 0;  /* the torn journal is still there: look again */
+    } else {
+      rc = npk_lock_to(s, NPK_LOCK_EXCLUSIVE, &s->err);
+      if (rc) goto fail;
+      rc = npk_journal_recover(st, &s->err);
+      if (rc == NPK_OK) {
+        npk_lock_mark(s, 0);
+        /* Force a reload: the files changed under the cached state. */
+        pthread_mutex_lock(&st->mu);
+        if (st->cat_fd >= 0) close(st->cat_fd);
+        st->cat_fd = -1;
+        pthread_mutex_unlock(&st->mu);
+      }
+      if (rc == NPK_OK) rc = npk_lock_to(s, level, &s->err);
+      if (rc) goto fail;
     }
-    rc = npk_lock_to(s, NPK_LOCK_EXCLUSIVE, &s->err);
-    if (rc) goto fail;
-    rc = npk_journal_recover(st, &s->err);
-    if (rc == NPK_OK) {
-      npk_lock_mark(s, 0);
-      /* Force a reload: the files changed under the cached state. */
-      pthread_mutex_lock(&st->mu);
-      if (st->cat_fd >= 0) close(st->cat_fd);
-      st->cat_fd = -1;
-      pthread_mutex_unlock(&st->mu);
-    }
-    if (rc == NPK_OK) rc = npk_lock_to(s, level, &s->err);
-    if (rc) goto fail;
   }
-  st->journal_checked = 1;
+  if (checked) st->journal_checked = 1;
   rc = npk_store_refresh(st, &s->err);
   if (rc) goto fail;
   return NPK_OK;
@@ -663,7 +704,8 @@ static int create_catalog(NpkSession *s) {
   return rc;
 }
 
-/* Open a new store object on DIR (the caller has checked the registry). */
+/* Open a new store object on DIR (the caller has checked the registry).
+** Without NPK_OPEN_CREATE this changes nothing on disk. */
 static int store_new(const char *dir, const struct stat *sb, int flags,
                      NpkStore **pp, NpkErr *e) {
   NpkStore *st = calloc(1, sizeof *st);
@@ -685,36 +727,25 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
     store_free(st);
     return rc;
   }
-  if (session_init(st, &ses) != NPK_OK) {
-    if (ses.err.rc == NPK_CORRUPT) {
-      *e = ses.err;  /* a link or a FIFO as the lock file: it says which */
-      rc = NPK_CORRUPT;
-    } else {
-      rc = npk_err(e, NPK_IOERR, "cannot open the lock file of %s: %s", dir,
-                   ses.err.msg);
-    }
-    store_free(st);
-    return rc;
-  }
+  session_init(st, &ses);
   s = &ses;
   s->busy_ms = 5000;
-  rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
-  if (rc == NPK_OK && (flags & NPK_OPEN_CREATE) && !st->readonly) {
-    if (!npk_io_exists(st, NPK_CATALOG) && !npk_journal_exists(st))
+  rc = NPK_OK;
+  if (!npk_io_exists(st, NPK_CATALOG) && !npk_journal_exists(st)) {
+    /* Only a writing open makes a store of a directory. */
+    if (!(flags & NPK_OPEN_CREATE) || st->readonly)
+      rc = npk_err(&s->err, NPK_NOTFOUND, "%s is not a numpack store (no %s)",
+                   dir, NPK_CATALOG);
+    else if ((rc = npk_lock_writable(s)) == NPK_OK)
       rc = create_catalog(s);
-    if (rc == NPK_OK) rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
-  }
-  if (rc == NPK_OK) {
     npk_lock_release(s);
-    rc = npk_shared_lock(s);
   }
-  if (rc == NPK_OK && !st->readonly) {
-    /* Clean up after a crashed commit when no one else is writing. */
-    s->busy_ms = 0;
-    if (npk_lock_to(s, NPK_LOCK_RESERVED, &s->err) == NPK_OK &&
-        !npk_journal_exists(st))
-      npk_sweep(st);
-    s->err.rc = NPK_OK;
+  /* Read the committed state now, so that a damaged store is refused when
+  ** it is opened.  A hot journal is no error yet: reads will report it and
+  ** the first write will play it back. */
+  if (rc == NPK_OK) {
+    rc = npk_shared_lock(s);
+    if (rc == NPK_BUSY && npk_journal_exists(st)) rc = NPK_OK;
   }
   npk_lock_release(s);
   if (rc) *e = s->err;

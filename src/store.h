@@ -99,9 +99,13 @@ int npk_name_valid(const char *name);
 
 /* ---- store and sessions ---------------------------------------------- */
 
-/* Open (or share) the store at DIR.  A hot journal left by a crash is rolled
-** back first.  On error *ppStore is NULL and ERRMSG (if not NULL) receives a
-** malloc'd message that the caller frees. */
+/* Open (or share) the store at DIR.  Nothing on disk changes unless FLAGS
+** has NPK_OPEN_CREATE (which creates the directory and an empty catalog if
+** there is none); a directory without a catalog (nor journal) is otherwise
+** NPK_NOTFOUND, "not a numpack store".  A hot journal left by a crash is
+** played back by the next write transaction, never by a reader.  On error
+** *ppStore is NULL and ERRMSG (if not NULL) receives a malloc'd message
+** that the caller frees. */
 int npk_store_open(const char *dir, int flags, NpkStore **ppStore,
                    char **errmsg);
 void npk_store_release(NpkStore *p);      /* drop one reference */
@@ -127,13 +131,20 @@ void npk_set_sync_source(NpkSession *s, int (*fn)(void *), void *arg);
 
 /* Reading: between npk_read_begin() and npk_read_end() the session holds a
 ** SHARED lock and sees one committed state (plus its own pending changes).
-** Calls nest.  Row pointers stay valid until the matching npk_read_end(). */
+** Calls nest.  Row pointers stay valid until the matching npk_read_end().
+** Reading changes nothing on disk: it creates no lock file (a store without
+** one is read without locking) and never plays back a journal; a hot
+** journal makes it fail with NPK_BUSY until a write transaction (npk_begin)
+** recovers the store. */
 int npk_read_begin(NpkSession *s);
 void npk_read_end(NpkSession *s);
 
 /* Write transactions.  Outside an explicit transaction every write call is
 ** its own transaction (begin, apply, commit). */
 int npk_begin(NpkSession *s);
+/* Play back a hot journal now, as the next write transaction would: for a
+** caller about to write (a table being created), never for a reader. */
+int npk_recover(NpkSession *s);
 int npk_commit(NpkSession *s);
 int npk_rollback(NpkSession *s);
 int npk_in_txn(NpkSession *s);
@@ -243,13 +254,17 @@ int npk_map_check(NpkSession *s, uint64_t mark, const char *name);
 ** engine has neither function, and its I/O never fails on purpose. */
 
 /* Fault injection: the Nth I/O call from now of kind KIND fails with ERRNO
-** (0 disables).  Kinds: "write", "fsync", "rename", "ftruncate", "any".
+** (0 disables).  Kinds: "write", "fsync", "rename", "ftruncate", "any",
+** and "full": a disk that fills at the Nth write and stays full, failing
+** every later write that needs new blocks (past the end of its file) while
+** writes over existing bytes succeed, until disarmed.
 ** The environment variable NUMPACK_TEST_FAULT=KIND:N:ERRNO arms one at the
 ** first I/O call of the process. */
 void npk_test_fault(const char *kind, int nth, int err);
 /* Crash simulation: the next commit calls _exit(77) just before its step
 ** STEP (1-based, see store_txn.c), leaving the files as a crash would.  For
-** tests that fork a child to commit. */
+** tests that fork a child to commit.  The environment variable
+** NUMPACK_TEST_CRASH=STEP arms it for a whole process. */
 void npk_test_crash_at(int step);
 
 #endif /* NPK_STORE_H */

@@ -206,7 +206,8 @@ struct NpkTxn {
 /* One client of a store. */
 struct NpkSession {
   NpkStore *store;           /* the shared store */
-  int lockfd;                /* own descriptor on the lock file */
+  int lockfd;                /* own descriptor on the lock file, or -1 */
+  int lock_rw;               /* lockfd can take write locks */
   int lock;                  /* NPK_LOCK_NONE .. NPK_LOCK_EXCLUSIVE */
   int nread;                 /* nesting of npk_read_begin */
   int pinned;                /* counted in store->pins */
@@ -367,7 +368,8 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov);
 
 /* ---- locks (store_lock.c) ---- */
 #define NPK_LOCK_MARK_OFF 64 /* commit mark in the lock file */
-int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e);
+int npk_lock_open(NpkStore *st, int *pfd, int *prw, NpkErr *e);
+int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e);
 void npk_lock_mark(NpkSession *s, uint64_t v);
 int npk_lock_marked(NpkStore *st);
 int npk_lock_to(NpkSession *s, int level, NpkErr *e);
@@ -376,8 +378,6 @@ void npk_lock_release(NpkSession *s);
 
 /* ---- journal (store_journal.c) ---- */
 typedef struct NpkJournal NpkJournal;
-void npk_jr_content(NpkBuf *b, const char *rel, const void *orig, size_t n,
-                    int existed);
 void npk_jr_link(NpkBuf *b, const char *rel, int existed);
 void npk_jr_trunc(NpkBuf *b, const char *rel, uint64_t len);
 void npk_jr_region(NpkBuf *b, const char *rel, uint64_t off, const void *p,
@@ -393,12 +393,14 @@ int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e);
 void npk_sweep(NpkStore *st);
 int npk_journal_recover(NpkStore *st, NpkErr *e);
 int npk_journal_exists(NpkStore *st);
+int npk_journal_check(NpkStore *st, NpkErr *e);
 
 /* ---- committed state and reading (store.c) ---- */
 int npk_store_refresh(NpkStore *st, NpkErr *e);
 void npk_store_hold_catalog(NpkStore *st);
 int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e);
 int npk_shared_lock(NpkSession *s);
+int npk_lock_writable(NpkSession *s);
 int npk_lock_settle(NpkSession *s);
 void npk_unpin(NpkSession *s);
 NpkCatalog *npk_session_catalog(NpkSession *s);

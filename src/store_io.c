@@ -41,13 +41,9 @@ void npk_test_fault(const char *kind, int nth, int err) {
 
 void npk_test_crash_at(int step) { crash_step = step; }
 
-int npk_test_crash_point(int step) {
-  if (crash_step && step == crash_step) _exit(77);
-  return 0;
-}
-
 /* NUMPACK_TEST_FAULT=kind:nth:errno in the environment arms the same fault
-** for a whole process, so that tests can reach it through SQL. */
+** for a whole process, and NUMPACK_TEST_CRASH=step the crash of its
+** commits, so that tests can reach them through SQL. */
 static void fault_from_env(void) {
   static int done;
   const char *v;
@@ -58,6 +54,14 @@ static void fault_from_env(void) {
   v = getenv("NUMPACK_TEST_FAULT");
   if (v && sscanf(v, "%15[a-z]:%d:%d", kind, &nth, &err) == 3)
     npk_test_fault(kind, nth, err);
+  v = getenv("NUMPACK_TEST_CRASH");
+  if (v && sscanf(v, "%d", &nth) == 1 && !crash_step) crash_step = nth;
+}
+
+int npk_test_crash_point(int step) {
+  fault_from_env();
+  if (crash_step && step == crash_step) _exit(77);
+  return 0;
 }
 
 /* Return the errno to fake for a call of KIND, or 0 to let it run. */
@@ -69,6 +73,22 @@ static int fault_check(const char *kind) {
   fault_kind[0] = 0;
   return fault_errno;
 }
+/* A full disk (kind "full"): from the Nth write on, every write that needs
+** new blocks, past the end of its file, fails with the fault's errno until
+** the fault is disarmed; writes over a file's existing bytes still succeed,
+** as they do on a disk that is really full. */
+static int full_check(int fd, uint64_t end) {
+  struct stat sb;
+  fault_from_env();
+  if (strcmp(fault_kind, "full") != 0) return 0;
+  if (fault_countdown > 1) {
+    fault_countdown--;
+    return 0;
+  }
+  if (fstat(fd, &sb) == 0 && end <= (uint64_t)sb.st_size) return 0;
+  return fault_errno;
+}
+
 #else
 int npk_test_crash_point(int step) {
   (void)step;
@@ -77,6 +97,12 @@ int npk_test_crash_point(int step) {
 
 static int fault_check(const char *kind) {
   (void)kind;
+  return 0;
+}
+
+static int full_check(int fd, uint64_t end) {
+  (void)fd;
+  (void)end;
   return 0;
 }
 #endif
@@ -174,10 +200,12 @@ int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e) {
   const unsigned char *c = p;
   while (n > 0) {
+    size_t k = n > (1u << 30) ? (1u << 30) : n;
     int fake = fault_check("write");
     ssize_t w;
+    if (!fake) fake = full_check(fd, off + k);
     if (fake) return npk_err_sys(e, fake, "cannot write", path);
-    w = pwrite(fd, c, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+    w = pwrite(fd, c, k, (off_t)off);
     if (w < 0) {
       if (errno == EINTR) continue;
       return npk_err_sys(e, errno, "cannot write", path);
@@ -197,8 +225,11 @@ int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
 ** is written.  File systems without fallocate just write. */
 int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
                    const char *path, NpkErr *e) {
+  int fake;
   (void)st;
   if (n < (1u << 20)) return NPK_OK;
+  if ((fake = full_check(fd, off + n)))
+    return npk_err_sys(e, fake, "cannot write", path);
   if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)n) == 0 ||
       (errno != ENOSPC && errno != EDQUOT))
     return NPK_OK;
@@ -515,6 +546,7 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
     loff_t a = (loff_t)off, b = (loff_t)to_off;
     int fake = fault_check("write");
     ssize_t w;
+    if (!fake) fake = full_check(to, to_off + n);
     if (fake) {
       rc = npk_err_sys(e, fake, "cannot write", path);
       break;

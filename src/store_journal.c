@@ -4,15 +4,31 @@
 **
 ** Before a commit changes any file it writes here how to undo each change,
 ** syncs the journal and the directory, then changes the files; deleting the
-** journal is the commit point.  A journal found by a later open is "hot":
-** its records are played back, restoring the state before the commit.
+** journal is the commit point.  A journal left by a commit that died or
+** failed is "hot": the next write transaction plays its records back,
+** restoring the state before the commit.  Readers never play back
+** (npk_journal_check).
+**
+** Playing back needs no new disk space, so that a commit that failed on a
+** full disk can always be undone at once by the committer itself and no
+** reader is ever held up by it: files the commit replaces whole (data
+** files, bitmaps, the catalog) are kept as hard-linked backups and come
+** back by rename; rows overwritten in place are written back over the
+** same bytes; appended tails are cut off; new files are removed.  (Only a
+** file system that copies on write, or a sparse data file, could need
+** blocks to write rows back.)
 **
 ** File: "NPKJRNL1", u64 record bytes, u64 FNV-1a checksum of the records,
 ** then the records.  A journal whose checksum does not match was never
 ** completely written, so no file was touched yet: it is simply removed.
 ** Records (paths relative to the store):
 **   'C' u32 len path, u8 existed, u64 n, n bytes   restore whole contents
+**                                                   (written by earlier
+**                                                   releases only: it needs
+**                                                   space to play back)
 **   'L' u32 len path, u8 existed                    restore from "<path>-npkbak"
+**                                                   (or remove the file if it
+**                                                   did not exist)
 **   'T' u32 len path, u64 length                    truncate to length
 **   'R' u32 len path, u64 offset, u64 n, n bytes    restore a region
 **   'X' u32 len path                                remove a temporary file
@@ -47,14 +63,6 @@ static void put_path(NpkBuf *b, int type, const char *rel) {
   npk_buf_u8(b, (unsigned)type);
   npk_buf_u32(b, (uint32_t)strlen(rel));
   npk_buf_put(b, rel, strlen(rel));
-}
-
-void npk_jr_content(NpkBuf *b, const char *rel, const void *orig, size_t n,
-                    int existed) {
-  put_path(b, 'C', rel);
-  npk_buf_u8(b, (unsigned)existed);
-  npk_buf_u64(b, existed ? n : 0);
-  if (existed) npk_buf_put(b, orig, n);
 }
 
 void npk_jr_link(NpkBuf *b, const char *rel, int existed) {
@@ -156,6 +164,30 @@ void npk_sweep(NpkStore *st) {
 ** refuses). */
 int npk_journal_exists(NpkStore *st) {
   return npk_io_exists(st, NPK_JOURNAL);
+}
+
+/* 1 if the N bytes at P are a completely written journal. */
+static int journal_whole(const unsigned char *p, size_t n) {
+  return n >= JHEADER && memcmp(p, JMAGIC, 8) == 0 &&
+         npk_get_u64(p + 8) == n - JHEADER &&
+         npk_get_u64(p + 16) == fnv1a(p + JHEADER, n - JHEADER);
+}
+
+/* What a reader makes of a journal, without changing anything: NPK_OK when
+** there is none, or only one never completely written (its commit had
+** touched no file yet, so the files are the last committed state);
+** NPK_BUSY when a commit was interrupted after it may have changed files,
+** whose last committed state only a playback brings back. */
+int npk_journal_check(NpkStore *st, NpkErr *e) {
+  unsigned char *p = NULL;
+  size_t n = 0;
+  int rc = npk_io_read_file(st, NPK_JOURNAL, &p, &n, e);
+  if (rc == NPK_NOTFOUND) rc = NPK_OK;
+  else if (rc == NPK_OK && journal_whole(p, n))
+    rc = npk_err(e, NPK_BUSY, "store %s has an interrupted commit; a write "
+                 "will recover it", st->dir);
+  free(p);
+  return rc;
 }
 
 /* Undo one record.  P points at its type byte; *PAT advances past it. */
@@ -286,9 +318,7 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
     goto done;
   }
   if (rc) goto done;
-  if (n < JHEADER || memcmp(p, JMAGIC, 8) != 0 ||
-      npk_get_u64(p + 8) != n - JHEADER ||
-      npk_get_u64(p + 16) != fnv1a(p + JHEADER, n - JHEADER)) {
+  if (!journal_whole(p, n)) {
     /* Torn before it was synced: the commit had not touched any file. */
     int gone;
     rc = npk_journal_delete(st, &gone, e);

@@ -21,6 +21,11 @@
 ** set do they look for a hot journal.  The first lock a process takes on a
 ** store looks for the journal regardless, since after a power cut the word
 ** may never have reached the disk.
+**
+** Only writers create the lock file (npk_lock_create): readers use it when
+** it is there, read-only if need be, and read without locking when it is
+** not (a store NumPack wrote, perhaps in a directory this process may not
+** write).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,36 +42,70 @@
 #define SHARED_BYTE   1
 #define RESERVED_BYTE 2
 
-int npk_lock_open(NpkStore *st, int *pfd, NpkErr *e) {
-  int fd, rc = npk_io_open(st, NPK_LOCKFILE, O_RDWR | O_CREAT, &fd, e);
-  /* Read-only stores, and stores this process may only read, lock with a
-  ** read-only descriptor: shared locks need no more. */
-  if (rc && rc != NPK_CORRUPT && (st->readonly || rc == NPK_READONLY))
-    rc = npk_io_open(st, NPK_LOCKFILE, O_RDONLY, &fd, e);
-  if (rc) return rc;
-  *pfd = fd;
+/* Map the lock file's first page read-only, once per store, for the commit
+** mark.  A lock file too short to hold the mark is not mapped: its mark
+** then reads as set. */
+static void map_lock_page(NpkStore *st, int fd) {
+  struct stat sb;
+  void *p;
+  int slot;
   /* Sessions of one store may open at once in several threads. */
   pthread_mutex_lock(&st->mu);
-  if (!st->lock_page) {
-    struct stat sb;
-    void *p;
-    int slot;
-    if (fstat(fd, &sb) == 0 && sb.st_size < 4096 && !st->readonly &&
-        ftruncate(fd, 4096) == 0)
-      sb.st_size = 4096;
-    if (sb.st_size >= NPK_LOCK_MARK_OFF + 8 &&
-        (p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0)) != MAP_FAILED) {
-      /* Guarded like the data files: a lock file cut short must not
-      ** fault; its mark then reads as set (npk_lock_marked). */
-      if ((slot = npk_guard_add(p, 4096, &st->map_faults)) >= 0) {
-        st->lock_slot = slot;
-        __atomic_store_n(&st->lock_page, (unsigned char *)p, __ATOMIC_RELEASE);
-      } else {
-        munmap(p, 4096);
-      }
+  if (!st->lock_page && fstat(fd, &sb) == 0 &&
+      sb.st_size >= NPK_LOCK_MARK_OFF + 8 &&
+      (p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0)) != MAP_FAILED) {
+    /* Guarded like the data files: a lock file cut short must not fault;
+    ** its mark then reads as set (npk_lock_marked). */
+    if ((slot = npk_guard_add(p, 4096, &st->map_faults)) >= 0) {
+      st->lock_slot = slot;
+      __atomic_store_n(&st->lock_page, (unsigned char *)p, __ATOMIC_RELEASE);
+    } else {
+      munmap(p, 4096);
     }
   }
   pthread_mutex_unlock(&st->mu);
+}
+
+/* Readers open the lock file if it is there and never create, extend or
+** otherwise change it: shared locks work on a read-only descriptor (an
+** open-file-description read lock needs only read access), so a lock file
+** this process may not write still serves.  No lock file, or one that
+** cannot be opened at all, leaves *PFD at -1 and the session reads without
+** locking (see npk_shared_lock for what that gives up); a lock file that is
+** a link or not a regular file is NPK_CORRUPT, as any file of the store.
+** *PRW tells whether the descriptor can also take write locks. */
+int npk_lock_open(NpkStore *st, int *pfd, int *prw, NpkErr *e) {
+  int fd = -1, rc = NPK_READONLY;
+  *pfd = -1;
+  *prw = 0;
+  if (!st->readonly) rc = npk_io_open(st, NPK_LOCKFILE, O_RDWR, &fd, e);
+  if (rc == NPK_OK) *prw = 1;
+  else if (rc != NPK_CORRUPT && rc != NPK_NOMEM)
+    rc = npk_io_open(st, NPK_LOCKFILE, O_RDONLY, &fd, e);
+  if (rc == NPK_CORRUPT || rc == NPK_NOMEM) return rc;
+  e->rc = NPK_OK;
+  if (rc) return NPK_OK;
+  *pfd = fd;
+  map_lock_page(st, fd);
+  return NPK_OK;
+}
+
+/* Writers need the lock file for write locks and the commit mark: create
+** it, sized to hold the mark, if it is missing. */
+int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e) {
+  struct stat sb;
+  int fd, rc = npk_io_open(st, NPK_LOCKFILE, O_RDWR | O_CREAT, &fd, e);
+  *pfd = -1;
+  if (rc) return rc;
+  if (fstat(fd, &sb) == 0 && sb.st_size < 4096) {
+    if (ftruncate(fd, 4096) != 0) {
+      rc = npk_err_sys(e, errno, "cannot extend lock file of", st->dir);
+      close(fd);
+      return rc;
+    }
+  }
+  *pfd = fd;
+  map_lock_page(st, fd);
   return NPK_OK;
 }
 
@@ -197,7 +236,7 @@ int npk_lock_reserved(NpkSession *s, NpkErr *e) {
 int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
   int rc = NPK_OK;
   if (s->lockfd < 0) {
-    s->lock = level;  /* read-only store without a lock file */
+    s->lock = level;  /* a reader without a lock file (npk_lock_open) */
     return NPK_OK;
   }
   if (level == s->lock) return NPK_OK;

@@ -11,14 +11,19 @@
 ** Each change also pushes an undo record while a savepoint is open.
 **
 ** Commit, under EXCLUSIVE (steps numbered for npk_test_crash_at):
-**   1 write the journal (how to undo every file change), sync it and the dir
-**   2 hard-link every file about to be replaced or removed to "<f>-npkbak"
+**   1 hard-link every file about to be replaced or removed (data files,
+**     bitmaps, the catalog) to "<f>-npkbak": undoing the commit is then a
+**     rename, which needs no disk space (store_journal.c)
+**   2 write the journal (how to undo every file change), sync it and the
+**     dir, which makes the backups durable too; until the journal is
+**     complete the backups are mere leftovers for the next write to remove
 **   3 write overlay rows in place, set exact lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
 **   5 replace bitmaps and the catalog (temp file, sync, rename), sync the dir
 **   6 delete the journal and sync the dir: the commit point
 **   7 remove the backups
-** A crash before step 6 leaves a hot journal that the next open plays back.
+** A crash before step 6 leaves a hot journal that the next write
+** transaction plays back; readers meanwhile fail with NPK_BUSY.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -262,6 +267,42 @@ struct Change {
 
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
+/* RESERVED for a write, after repairing the store: the way to a write is
+** the one place where the lock file is created, a hot journal played back
+** (npk_lock_settle) and the leftovers of crashed commits removed.  Readers
+** never do any of it. */
+static int write_lock(NpkSession *s) {
+  int rc, reading = s->lock >= NPK_LOCK_SHARED;
+  if (s->store->readonly)
+    return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
+                   s->store->dir);
+  rc = npk_lock_writable(s);
+  if (rc == NPK_OK) rc = npk_lock_reserved(s, &s->err);
+  if (rc == NPK_OK) rc = npk_lock_settle(s);
+  if (rc) {
+    NpkErr keep = s->err;
+    /* The statement reading goes on reading. */
+    if (reading && s->lock == NPK_LOCK_NONE) npk_shared_lock(s);
+    s->err = keep;
+    return rc;
+  }
+  /* The only writer now: whatever a crashed commit left lying is stale. */
+  npk_sweep(s->store);
+  return NPK_OK;
+}
+
+int npk_recover(NpkSession *s) {
+  int rc;
+  s->err.rc = NPK_OK;
+  if (s->txn || s->store->readonly || !npk_journal_exists(s->store))
+    return NPK_OK;
+  rc = write_lock(s);
+  if (rc) return rc;
+  if (s->nread == 0) npk_lock_release(s);
+  else npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
+  return NPK_OK;
+}
+
 int npk_begin(NpkSession *s) {
   NpkTxn *t;
   int rc;
@@ -269,18 +310,7 @@ int npk_begin(NpkSession *s) {
   if (s->txn)
     return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
                    s->store->dir);
-  if (s->store->readonly)
-    return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
-                   s->store->dir);
-  if (s->lock < NPK_LOCK_SHARED) {
-    rc = npk_lock_reserved(s, &s->err);
-    if (rc == NPK_OK) rc = npk_lock_settle(s);
-    if (rc) return rc;
-  } else if ((rc = npk_lock_reserved(s, &s->err)) != NPK_OK) {
-    return rc;
-  }
-  /* The only writer now: whatever a crashed commit left lying is stale. */
-  npk_sweep(s->store);
+  if ((rc = write_lock(s))) return rc;
   t = calloc(1, sizeof *t);
   if (!t || npk_catalog_copy(&s->store->cat, &t->cat)) {
     free(t);
@@ -494,16 +524,15 @@ static int jr_link_removed(NpkSession *s, const char *rel, void *arg) {
   return NPK_OK;
 }
 
-/* Hard-link REL to its backup name, replacing a stale backup; ARG counts
-** the links made. */
+/* Hard-link REL to its backup name, replacing a stale backup. */
 static int link_backup(NpkSession *s, const char *rel, void *arg) {
   char *bak = npk_backup_name(rel);
   int rc = NPK_OK;
+  (void)arg;
   if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
   else if (npk_io_exists(s->store, rel)) {
     rc = npk_io_unlink(s->store, bak, &s->err);
     if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
-    if (rc == NPK_OK) ++*(int *)arg;
   }
   free(bak);
   return rc;
@@ -521,6 +550,16 @@ static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
   if (bak) npk_io_unlink(s->store, bak, &ignored);
   free(bak);
   return NPK_OK;
+}
+
+/* Remove the backups of every file the commit replaces or removes. */
+static void drop_backups(NpkSession *s, const Change *ch, int n) {
+  for (int i = 0; i < n; i++) {
+    each_removed(s, &ch[i], unlink_backup, NULL);
+    if (ch[i].p && ch[i].p->fresh) unlink_backup(s, ch[i].p->data_file, NULL);
+    if (ch[i].bm_write) unlink_backup(s, ch[i].bm_rel, NULL);
+  }
+  unlink_backup(s, NPK_CATALOG, NULL);
 }
 
 /* Pair up the committed and pending arrays by name. */
@@ -564,8 +603,6 @@ static int plan(NpkSession *s, Change **pch, int *pn) {
 static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
   NpkStore *st = s->store;
   NpkTxn *t = s->txn;
-  unsigned char *bytes;
-  size_t nb;
   int rc;
 
   for (int i = 0; i < t->ngrown; i++)
@@ -594,17 +631,10 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
       npk_jr_link(jr, p->data_file, npk_io_exists(st, p->data_file));
     }
     each_removed(s, &ch[i], jr_link_removed, jr);
-    if (ch[i].bm_write) {
-      rc = npk_io_read_file(st, ch[i].bm_rel, &bytes, &nb, &s->err);
-      if (rc && rc != NPK_NOTFOUND) return rc;
-      npk_jr_content(jr, ch[i].bm_rel, bytes, nb, rc == NPK_OK);
-      free(bytes);
-    }
+    if (ch[i].bm_write)
+      npk_jr_link(jr, ch[i].bm_rel, npk_io_exists(st, ch[i].bm_rel));
   }
-  rc = npk_io_read_file(st, NPK_CATALOG, &bytes, &nb, &s->err);
-  if (rc) return rc;
-  npk_jr_content(jr, NPK_CATALOG, bytes, nb, 1);
-  free(bytes);
+  npk_jr_link(jr, NPK_CATALOG, 1);
   return jr->oom ? npk_err(&s->err, NPK_NOMEM, "out of memory") : NPK_OK;
 }
 
@@ -735,7 +765,7 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
-  int n = 0, rc, journaled = 0, links = 0;
+  int n = 0, rc = NPK_OK, journaled = 0;
   uint64_t now;
 
   if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
@@ -764,18 +794,21 @@ int npk_commit(NpkSession *s) {
 
   npk_test_crash_point(1);
   npk_lock_mark(s, 1);
-  rc = build_journal(s, ch, n, &jr);
+  /* The backups must be on disk before the files they keep are replaced:
+  ** made before the journal, they are synced by its directory sync. */
+  for (int i = 0; i < n && rc == NPK_OK; i++) {
+    rc = each_removed(s, &ch[i], link_backup, NULL);
+    if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
+      rc = link_backup(s, ch[i].p->data_file, NULL);
+    if (rc == NPK_OK && ch[i].bm_write)
+      rc = link_backup(s, ch[i].bm_rel, NULL);
+  }
+  if (rc == NPK_OK) rc = link_backup(s, NPK_CATALOG, NULL);
+  npk_test_crash_point(2);
+  if (rc == NPK_OK) rc = build_journal(s, ch, n, &jr);
   if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &s->err);
   if (rc) goto fail_open;
   journaled = 1;
-  npk_test_crash_point(2);
-  for (int i = 0; i < n && rc == NPK_OK; i++) {
-    rc = each_removed(s, &ch[i], link_backup, &links);
-    if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
-      rc = link_backup(s, ch[i].p->data_file, &links);
-  }
-  /* The backups must be on disk before the files they keep are replaced. */
-  if (rc == NPK_OK && links) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_test_crash_point(3);
   if (rc == NPK_OK) rc = write_data(s, ch, n);
   if (rc == NPK_OK) rc = cut_tails(s, ch, n);
@@ -797,10 +830,7 @@ int npk_commit(NpkSession *s) {
     goto fail_applied;
   }
   npk_test_crash_point(7);
-  for (int i = 0; i < n; i++) {
-    each_removed(s, &ch[i], unlink_backup, NULL);
-    if (ch[i].p && ch[i].p->fresh) unlink_backup(s, ch[i].p->data_file, NULL);
-  }
+  drop_backups(s, ch, n);
   npk_test_crash_point(8);
   adopt(s, ch, n);
   txn_end(s);
@@ -826,6 +856,7 @@ fail_applied:
 fail_open:
   if (journaled) goto fail_applied;
   if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE) {
+    drop_backups(s, ch, n);
     npk_lock_mark(s, 0);  /* no journal was written */
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
   }

@@ -487,7 +487,11 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   } else if (rc) {
     goto fail;
   } else {
-    rc = npk_array_info(v->conn->ses, a.array, &info);
+    /* CREATE VIRTUAL TABLE of a writable table is a writing statement: it
+    ** recovers a store whose last commit was interrupted.  Connecting one
+    ** declared earlier (perhaps by an untrusted schema) only reads. */
+    rc = create && !a.readonly ? npk_recover(v->conn->ses) : NPK_OK;
+    if (rc == NPK_OK) rc = npk_array_info(v->conn->ses, a.array, &info);
   }
   if (rc == NPK_NOTFOUND && create && !a.readonly && a.dtype >= 0) {
     /* Describe the array to create; it is created once all checks pass. */

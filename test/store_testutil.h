@@ -303,6 +303,49 @@ TU_FN int tu_snap_eq(const Snap *a, const Snap *b) {
   return ok;
 }
 
+/* Every entry of DIR, the lock file included, as sorted text lines of
+** name, size and modification time in nanoseconds (malloc'd): equal
+** listings mean nothing was created, removed, extended, truncated or
+** written. */
+TU_FN char *tu_listing(const char *dir) {
+  char *names[TU_SNAP_MAX], *out;
+  size_t len = 1;
+  int n = 0;
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL && n < TU_SNAP_MAX) {
+    struct stat sb;
+    char line[600];
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (stat(P(dir, e->d_name), &sb) != 0) memset(&sb, 0, sizeof sb);
+    snprintf(line, sizeof line, "%s %lld %lld.%09ld\n", e->d_name,
+             (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+             sb.st_mtim.tv_nsec);
+    names[n++] = strdup(line);
+  }
+  if (d) closedir(d);
+  qsort(names, (size_t)n, sizeof names[0], tu_snap_cmp);
+  for (int i = 0; i < n; i++) len += strlen(names[i]);
+  out = malloc(len);
+  if (!out) { perror("malloc"); exit(2); }
+  out[0] = 0;
+  for (int i = 0; i < n; i++) {
+    strcat(out, names[i]);
+    free(names[i]);
+  }
+  return out;
+}
+
+/* 1 if DIR's listing is still WAS (freed); otherwise prints both. */
+TU_FN int tu_listing_same(const char *dir, char *was) {
+  char *now = tu_listing(dir);
+  int same = strcmp(was, now) == 0;
+  if (!same) printf("  listing before:\n%s  listing after:\n%s", was, now);
+  free(was);
+  free(now);
+  return same;
+}
+
 /* Recreate a snapshot's files in DIR (created if missing). */
 TU_FN void tu_snap_restore(const Snap *s, const char *dir) {
   mkdir(dir, 0755);

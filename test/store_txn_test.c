@@ -2,12 +2,16 @@
 ** store_txn_test.c — unit tests of the store engine's transactions:
 ** isolation between sessions, rollback, savepoints, locking and busy
 ** timeouts (in one process and across processes), crash recovery from the
-** rollback journal, and I/O failures.
+** rollback journal, reading without changing anything (also where the
+** process may not write), and I/O failures (a disk that stays full too).
 **
 ** Build: gcc -std=c11 -D_GNU_SOURCE -Isrc test/store_txn_test.c <engine>
 **        -lpthread
 */
+#include <grp.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 
 #include "store_testutil.h"
@@ -821,22 +825,57 @@ static int crash_txn(NpkSession *s, Model *m) {
   return rc;
 }
 
-/* Compare the store in DIR (opened afresh) with BEFORE and AFTER: it must
-** be exactly one of them, with no journal left.  Returns 0 (before),
-** 1 (after) or -1; a second open must see the same, and writes must work. */
+/* Compare the store in DIR (opened afresh) with BEFORE and AFTER.  Readers
+** first: they change nothing on disk, and see BEFORE (no journal, or one
+** never completely written) or are refused with NPK_BUSY while a journal is
+** hot.  Then a write transaction recovers the store, which must be exactly
+** BEFORE or AFTER, with no journal left.  Returns 0 (before), 1 (after) or
+** -1; a second open must see the same, and writes must work. */
 static int check_recovered(const char *dir, const Model *before,
                            const Model *after, const char *label, int step) {
   Buf got = {0}, again = {0}, wb = {0}, wa = {0};
+  Snap s0, s1;
   NpkStore *st;
-  NpkSession *s = tu_open(dir, 0, &st);
-  if (s) CHECK_EQ(tu_dump(s, &got, 1), NPK_OK);
-  tu_close(st, s);
-  if (tu_exists(P(dir, TU_JOURNAL))) {
-    printf("  %s step %d: journal left after open\n", label, step);
-    ctest_case_failures++;
-  }
+  NpkSession *s;
+  int hot = tu_exists(P(dir, TU_JOURNAL)), lock = tu_exists(P(dir, TU_LOCK));
   model_dump(before, &wb);
   model_dump(after, &wa);
+  char *was = tu_listing(dir);
+  tu_snap(dir, &s0);
+  for (int ro = 1; ro >= 0; ro--) {
+    s = tu_open(dir, ro ? NPK_OPEN_READONLY : 0, &st);
+    if (s) {
+      int rc = tu_dump(s, &got, 1);
+      if (rc == NPK_OK) {
+        CHECK(buf_eq(&got, &wb) || (!hot && buf_eq(&got, &wa)));
+      } else {
+        CHECK_EQ(rc, NPK_BUSY);
+        CHECK(hot);
+        CHECK(strstr(npk_errmsg(s), "has an interrupted commit") != NULL);
+      }
+      buf_free(&got);
+    }
+    if (ro) tu_close(st, s);
+  }
+  tu_snap(dir, &s1);
+  if (!tu_snap_eq(&s0, &s1) || !tu_listing_same(dir, was) ||
+      tu_exists(P(dir, TU_LOCK)) != lock) {
+    printf("  %s step %d: reading changed the directory\n", label, step);
+    ctest_case_failures++;
+  }
+  tu_snap_free(&s0);
+  tu_snap_free(&s1);
+  /* The next write transaction plays the journal back. */
+  if (s) {
+    CHECK_EQ(npk_begin(s), NPK_OK);
+    CHECK_EQ(npk_rollback(s), NPK_OK);
+    CHECK_EQ(tu_dump(s, &got, 1), NPK_OK);
+  }
+  tu_close(st, s);
+  if (tu_exists(P(dir, TU_JOURNAL))) {
+    printf("  %s step %d: journal left after a write\n", label, step);
+    ctest_case_failures++;
+  }
   int res = buf_eq(&got, &wb) ? 0 : buf_eq(&got, &wa) ? 1 : -1;
   if (res < 0) {
     printf("  %s step %d: neither the before nor the after state\n", label,
@@ -987,7 +1026,17 @@ static void test_crash_reader_elsewhere(void) {
     if (s) {
       Buf got = {0}, wb = {0}, wa = {0};
       npk_set_busy_timeout(s, 1000);
-      CHECK_EQ(tu_dump(s, &got, 1), NPK_OK);
+      int rc = tu_dump(s, &got, 1);
+      if (rc == NPK_BUSY) {
+        /* The commit died after its journal was complete: readers wait
+        ** for a write to recover the store. */
+        CHECK(code == 77 && tu_exists(P(t.dir, TU_JOURNAL)));
+        buf_free(&got);
+        CHECK_EQ(npk_begin(s), NPK_OK);
+        CHECK_EQ(npk_rollback(s), NPK_OK);
+        rc = tu_dump(s, &got, 1);
+      }
+      CHECK_EQ(rc, NPK_OK);
       model_dump(&before, &wb);
       model_dump(&after, &wa);
       int res = buf_eq(&got, &wb) ? 0 : buf_eq(&got, &wa) ? 1 : -1;
@@ -1022,7 +1071,9 @@ static void test_crash_reader_elsewhere(void) {
   CHECK(completed);
 }
 
-/* A leftover journal that is not a valid journal is discarded. */
+/* A leftover journal that is not a valid journal was never completely
+** written, so its commit touched no file: readers read the store as it is
+** (and leave the journal alone), the next write discards it. */
 static void test_garbage_journal(void) {
   static const size_t sizes[] = {4096, 512, 3, 0};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -1031,15 +1082,14 @@ static void test_garbage_journal(void) {
     tu_tmp_init(&t);
     make_base(t.dir, &m);
     Snap before, after;
-    tu_snap(t.dir, &before);
     unsigned char junk[4096];
     tu_fill(junk, sizeof junk, 99 + i);
     tu_write_file(P(t.dir, TU_JOURNAL), junk, sizes[i]);
+    tu_snap(t.dir, &before);
     NpkStore *st;
     NpkSession *s = tu_open(t.dir, 0, &st);
     if (s) CHECK(view_is(s, &m, 1));
     tu_close(st, s);
-    CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
     tu_snap(t.dir, &after);
     CHECK(tu_snap_eq(&before, &after));
     NpkStats stats;
@@ -1052,10 +1102,228 @@ static void test_garbage_journal(void) {
       CHECK(view_is(s, &m, 1));
     }
     tu_close(st, s);
+    CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
     CHECK(disk_is(t.dir, &m));
     tu_snap_free(&before);
     tu_snap_free(&after);
     model_free(&m);
+    tu_tmp_done(&t);
+  }
+}
+
+/* ---- reading changes nothing ------------------------------------------ */
+
+/* What crashed commits leave behind, as a reader may find it. */
+static const char *const strays[] = {"data_a.npkd-npkbak", "npktmp-3-a",
+                                     "metadata.npkm-tmp", "deleted_a.npkb-tmp"};
+
+/* Read DIR every way, through a read-write and a read-only store object and
+** two sessions each: 1 if all of it showed M. */
+static int read_all(const char *dir, const Model *m) {
+  int ok = 1;
+  for (int ro = 0; ro <= 1; ro++) {
+    NpkStore *st = NULL;
+    NpkSession *s = NULL, *s2 = NULL;
+    NpkArrayInfo info;
+    NpkStats stats;
+    int n = 0;
+    char *err = NULL;
+    if (npk_store_open(dir, ro ? NPK_OPEN_READONLY : 0, &st, &err) != NPK_OK) {
+      printf("  open %s: %s\n", dir, err ? err : "");
+      free(err);
+      return 0;
+    }
+    if (npk_session_open(st, &s) != NPK_OK || npk_session_open(st, &s2) != NPK_OK)
+      ok = 0;
+    ok = ok && view_is(s, m, 1) && view_is(s2, m, 1) &&
+         npk_array_count(s, &n) == NPK_OK && n == 4 &&
+         npk_array_info(s2, "b", &info) == NPK_OK && info.live_rows == 3;
+    npk_store_stats(st, &stats);
+    npk_session_close(s2);
+    tu_close(st, s);
+  }
+  return ok;
+}
+
+/* Opening and reading a store, read-write or read-only, creates no lock
+** file, removes no leftover and changes no byte or time of any file; the
+** first write creates the lock file and removes the leftovers.  Once the
+** lock file is there, readers use it without changing it either. */
+static void test_read_changes_nothing(void) {
+  Tmp t;
+  Model m;
+  NpkStore *st;
+  NpkSession *s;
+  char *was;
+  tu_tmp_init(&t);
+  make_base(t.dir, &m);
+  for (size_t i = 0; i < sizeof strays / sizeof strays[0]; i++)
+    tu_write_file(P(t.dir, strays[i]), "x", 1);
+  was = tu_listing(t.dir);
+  CHECK(read_all(t.dir, &m));
+  CHECK(tu_listing_same(t.dir, was));
+  CHECK(!tu_exists(P(t.dir, TU_LOCK)));
+  s = tu_open(t.dir, 0, &st);
+  if (s) CHECK_EQ(op_append(s, &m), NPK_OK);
+  tu_close(st, s);
+  CHECK(tu_exists(P(t.dir, TU_LOCK)));
+  for (size_t i = 0; i < sizeof strays / sizeof strays[0]; i++)
+    CHECK(!tu_exists(P(t.dir, strays[i])));
+  was = tu_listing(t.dir);
+  CHECK(read_all(t.dir, &m));
+  CHECK(tu_listing_same(t.dir, was));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+/* A session that began reading a store without a lock file takes shared
+** locks as soon as a writer has created one: a commit then waits for its
+** read to end, as for any reader. */
+static void test_lock_file_appears(void) {
+  Tmp t;
+  Model m, mm;
+  NpkStore *st, *wst;
+  NpkSession *r, *w;
+  tu_tmp_init(&t);
+  make_base(t.dir, &m);
+  r = tu_open(t.dir, 0, &st);
+  if (r) CHECK(view_is(r, &m, 1));
+  CHECK(!tu_exists(P(t.dir, TU_LOCK)));
+  w = tu_open(t.dir, 0, &wst);
+  if (r && w) {
+    npk_set_busy_timeout(w, 50);
+    CHECK_EQ(op_append(w, &m), NPK_OK);
+    CHECK(tu_exists(P(t.dir, TU_LOCK)));
+    model_copy(&mm, &m);
+    CHECK_EQ(npk_read_begin(r), NPK_OK);
+    CHECK(view_is(r, &m, 0));
+    CHECK_EQ(npk_begin(w), NPK_OK);
+    CHECK_EQ(op_append(w, &mm), NPK_OK);
+    CHECK_EQ(npk_commit(w), NPK_BUSY);
+    CHECK(view_is(r, &m, 0));
+    npk_read_end(r);
+    CHECK_EQ(npk_commit(w), NPK_OK);
+    CHECK(view_is(r, &mm, 1));
+  } else {
+    model_copy(&mm, &m);
+  }
+  tu_close(wst, w);
+  tu_close(st, r);
+  model_free(&m);
+  model_free(&mm);
+  tu_tmp_done(&t);
+}
+
+/* A directory without a catalog is not a store: opening it to read is an
+** error that creates nothing there; only a creating open makes a store. */
+static void test_not_a_store(void) {
+  Tmp t;
+  NpkStore *st;
+  NpkSession *s;
+  char *was;
+  tu_tmp_init(&t);
+  mkdir(t.dir, 0755);
+  tu_write_file(P(t.dir, "notes.txt"), "hello", 5);
+  tu_write_file(P(t.dir, "old-npkbak"), "x", 1);
+  was = tu_listing(t.dir);
+  for (int ro = 0; ro <= 1; ro++) {
+    char *err = NULL;
+    st = NULL;
+    CHECK_EQ(npk_store_open(t.dir, ro ? NPK_OPEN_READONLY : 0, &st, &err),
+             NPK_NOTFOUND);
+    CHECK(st == NULL);
+    CHECK(err && strstr(err, "numpack: ") == err &&
+          strstr(err, "is not a numpack store"));
+    free(err);
+  }
+  CHECK(tu_listing_same(t.dir, was));
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  tu_close(st, s);
+  CHECK(tu_exists(P(t.dir, TU_CATALOG)));
+  CHECK(tu_exists(P(t.dir, "notes.txt")));
+  tu_tmp_done(&t);
+}
+
+/* ---- readers where the process may not write -------------------------- */
+
+static Model reader_model;   /* what the child reader must see */
+
+/* In a child that may not write DIR: every read works and shows
+** reader_model; a write is refused with NPK_READONLY (it would need the
+** lock file, which cannot be created here).  0 if all went so. */
+static int read_unwritable(const char *dir) {
+  NpkStore *st = NULL;
+  NpkSession *s = NULL;
+  uint64_t sh[1] = {1};
+  char *err = NULL;
+  int rc;
+  if (!read_all(dir, &reader_model)) return 1;
+  if ((rc = npk_store_open(dir, 0, &st, &err)) != NPK_OK ||
+      (rc = npk_session_open(st, &s)) != NPK_OK) {
+    printf("  child: open: rc %d %s\n", rc, err ? err : "");
+    return 2;
+  }
+  rc = npk_save(s, "z", NPK_INT64, 1, sh, new_s);
+  if (rc != NPK_READONLY) {
+    printf("  child: write: rc %d %s\n", rc, npk_errmsg(s));
+    return 3;
+  }
+  if (!view_is(s, &reader_model, 1)) return 4;
+  tu_close(st, s);
+  return 0;
+}
+
+/* Run read_unwritable(DIR) in a child that may not write DIR: as user
+** nobody (MOUNT 0), or as root on a read-only bind mount of DIR in a mount
+** namespace of its own (MOUNT 1).  The child's exit status; 90 if the
+** sandbox refused the identity change or the mount. */
+static int child_reader(const char *dir, int mount_ro) {
+  pid_t pid;
+  int status = 0;
+  fflush(stdout);
+  pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    if (!mount_ro) {
+      if (setgroups(0, NULL) || setgid(65534) || setuid(65534)) _exit(90);
+    } else if (unshare(CLONE_NEWNS) ||
+               mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+               mount(dir, dir, NULL, MS_BIND, NULL) ||
+               mount(NULL, dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL)) {
+      _exit(90);
+    }
+    _exit(read_unwritable(dir));
+  }
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 99;
+}
+
+/* A store NumPack wrote (no lock file) in a directory this process may not
+** write is read through the functions of the engine all the same, and
+** nothing there changes. */
+static void test_unwritable_dir(void) {
+  for (int mount_ro = 0; mount_ro <= 1; mount_ro++) {
+    Tmp t;
+    char *was;
+    int code;
+    tu_tmp_init(&t);
+    chmod(t.root, 0755);
+    make_base(t.dir, &reader_model);
+    chmod(t.dir, 0555);
+    was = tu_listing(t.dir);
+    code = child_reader(t.dir, mount_ro);
+    if (code == 90 && geteuid() != 0) {
+      printf("  (%s: not possible here, skipped)\n",
+             mount_ro ? "read-only mount" : "another user");
+    } else {
+      if (code != 0) printf("  %s: child exit %d\n",
+                            mount_ro ? "read-only mount" : "user nobody", code);
+      CHECK_EQ(code, 0);
+    }
+    CHECK(tu_listing_same(t.dir, was));
+    CHECK(!tu_exists(P(t.dir, TU_LOCK)));
+    chmod(t.dir, 0755);
+    model_free(&reader_model);
     tu_tmp_done(&t);
   }
 }
@@ -1147,6 +1415,68 @@ static void fault_case(const char *kind, int err, int max_nth) {
   CHECK(fired > 0);
 }
 
+/* The disk fills up during an operation and stays full.  The operation
+** fails with NPK_FULL, and undoing it needs no new space: no journal is
+** left, and while the disk is still full both the failed session and
+** another one read the state before it.  Once space is back the store on
+** disk is as before and the operation works. */
+static void test_fault_disk_full(void) {
+  int fired = 0, undone = 0;
+  for (size_t i = 0; i < sizeof fault_ops / sizeof fault_ops[0]; i++) {
+    OpFn fn = fault_ops[i].fn;
+    for (int nth = 1; nth <= 80; nth++) {
+      Tmp t;
+      Model before, after;
+      NpkStore *st;
+      NpkSession *s, *s2 = NULL;
+      NpkStats st0, st1;
+      int f0 = ctest_case_failures, rc = NPK_OK;
+      tu_tmp_init(&t);
+      make_base(t.dir, &before);
+      model_copy(&after, &before);
+      fn(NULL, &after);
+      s = tu_open(t.dir, 0, &st);
+      if (s) {
+        CHECK_EQ(npk_session_open(st, &s2), NPK_OK);
+        npk_store_stats(st, &st0);
+        npk_test_fault("full", nth, ENOSPC);
+        rc = fn(s, NULL);
+        if (rc != NPK_OK) {
+          fired++;
+          CHECK_EQ(rc, NPK_FULL);
+          CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+          CHECK(view_is(s2, &before, 1));
+          CHECK(view_is(s, &before, 1));
+          npk_store_stats(st, &st1);
+          undone += st1.recoveries > st0.recoveries;
+        }
+        npk_test_fault("full", 0, 0);
+      }
+      npk_session_close(s2);
+      tu_close(st, s);
+      if (rc != NPK_OK) {
+        CHECK(disk_is(t.dir, &before));
+        CHECK_EQ(tu_leftovers(t.dir), 0);
+        s = tu_open(t.dir, 0, &st);
+        if (s) CHECK_EQ(fn(s, NULL), NPK_OK);
+        tu_close(st, s);
+      }
+      CHECK(disk_is(t.dir, &after));
+      if (ctest_case_failures != f0)
+        printf("  (disk full at write %d of %s, rc %d)\n", nth,
+               fault_ops[i].name, rc);
+      model_free(&before);
+      model_free(&after);
+      tu_tmp_done(&t);
+      if (rc == NPK_OK) break;
+    }
+  }
+  CHECK(fired > 0);
+  /* Some commits filled the disk after changing files, and were undone
+  ** from their journal there and then. */
+  CHECK(undone > 0);
+}
+
 static void test_fault_write(void) { fault_case("write", ENOSPC, 60); }
 static void test_fault_write_eio(void) { fault_case("write", EIO, 60); }
 static void test_fault_fsync(void) { fault_case("fsync", EIO, 60); }
@@ -1172,6 +1502,11 @@ int main(void) {
   RUN(test_crash_autocommit);
   RUN(test_crash_reader_elsewhere);
   RUN(test_garbage_journal);
+  RUN(test_read_changes_nothing);
+  RUN(test_not_a_store);
+  RUN(test_lock_file_appears);
+  RUN(test_unwritable_dir);
+  RUN(test_fault_disk_full);
   RUN(test_fault_write);
   RUN(test_fault_write_eio);
   RUN(test_fault_fsync);

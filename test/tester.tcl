@@ -166,6 +166,16 @@ proc finish_test {} {
 
 set ::npk::so [::npk::find_module]
 
+# The test build of the module (make check builds it as
+# test/.libs/numpack.so), for children that arm its fault or crash hooks
+# through the environment: the installed module has none.
+if {[info exists env(NUMPACK_TEST_SO)] && $env(NUMPACK_TEST_SO) ne ""} {
+  set ::npk::test_so [file normalize $env(NUMPACK_TEST_SO)]
+} else {
+  set ::npk::test_so [file normalize [file join [file dirname $::npk::so] .. \
+                                          test .libs numpack.so]]
+}
+
 if {[info exists env(NUMPACK_TESTTMP)] && $env(NUMPACK_TESTTMP) ne ""} {
   set tmpdir [file normalize $env(NUMPACK_TESTTMP)]
 } else {
