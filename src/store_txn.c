@@ -478,25 +478,18 @@ static int exists_rel(NpkStore *st, const char *rel) {
   return r;
 }
 
-/* Relative names of the data files of C (data file, or manifest+segments). */
-static int c_files(const NpkArray *c, const char **out, int max) {
-  int n = 0;
-  out[n++] = c->data_file;
-  if (c->segmented)
-    for (int i = 0; i < c->nseg && n < max; i++) out[n++] = c->seg_names[i];
-  return n;
-}
-
-/* Call FN for every data file of C that the commit removes. */
+/* Call FN for every data file of C that the commit removes: the data file
+** or manifest, and every segment file a manifest names, however many. */
 typedef int (*FileFn)(NpkSession *s, const char *rel, void *arg);
 static int each_removed(NpkSession *s, const Change *ch, FileFn fn, void *arg) {
-  const char *files[1 + 4096];
+  const NpkArray *c = ch->c;
   int n, rc;
   if (!ch->drop_c_files) return NPK_OK;
-  n = c_files(ch->c, files, (int)(sizeof files / sizeof files[0]));
+  n = c->segmented ? c->nseg + 1 : 1;
   for (int i = 0; i < n; i++) {
-    if (ch->p && strcmp(files[i], ch->p->data_file) == 0) continue;
-    if ((rc = fn(s, files[i], arg))) return rc;
+    const char *rel = i == 0 ? c->data_file : c->seg_names[i - 1];
+    if (ch->p && strcmp(rel, ch->p->data_file) == 0) continue;
+    if ((rc = fn(s, rel, arg))) return rc;
   }
   return NPK_OK;
 }

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #include "store_testutil.h"
 
@@ -1527,6 +1528,57 @@ static void test_segmented_write(void) {
   }
 }
 
+/* A segmented array of more segment files than any fixed table would
+** hold: rewriting it removes every one of them, and a crash after they are
+** removed puts every one back (the journal lists them all). */
+#define MANY_SEGS 4100
+static void test_segmented_many(void) {
+  for (int crash = 0; crash < 2; crash++) {
+    Tmp t;
+    tu_tmp_init(&t);
+    mkdir(t.dir, 0755);
+    tu_seg_write_many(t.dir, MANY_SEGS);
+    int64_t v[2] = {7, 8};
+    uint64_t shape[1] = {2};
+    if (crash) {
+      /* Die just before step 5, after step 4 removed the segments. */
+      fflush(stdout);
+      pid_t pid = fork();
+      if (pid == 0) {
+        NpkStore *cst;
+        NpkSession *cs = tu_open(t.dir, 0, &cst);
+        if (!cs) _exit(10);
+        npk_test_crash_at(5);
+        _exit(npk_save(cs, "m", NPK_INT64, 1, shape, v) == NPK_OK ? 0 : 11);
+      }
+      int status = 0;
+      waitpid(pid, &status, 0);
+      CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+      CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
+      CHECK_EQ(tu_seg_count_many(t.dir, MANY_SEGS), 0);
+    }
+    NpkStore *st;
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s && crash) {
+      /* Recovery restored the segmented array, segment files and all. */
+      NpkArrayInfo in;
+      CHECK_EQ(tu_seg_count_many(t.dir, MANY_SEGS), MANY_SEGS);
+      CHECK_EQ(info_of(s, "m", &in), NPK_OK);
+      CHECK_EQ(in.rows, MANY_SEGS);
+      CHECK_EQ(in.segmented, 1);
+      CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+    } else if (s) {
+      CHECK_EQ(npk_save(s, "m", NPK_INT64, 1, shape, v), NPK_OK);
+      CHECK_EQ(tu_seg_count_many(t.dir, MANY_SEGS), 0);
+      CHECK(!tu_exists(P(t.dir, "data_m.npkseg")));
+      CHECK_EQ(rows_mismatch(s, "m", (unsigned char *)v, NULL, 2, 8), 0);
+    }
+    tu_close(st, s);
+    tu_tmp_done(&t);
+  }
+}
+
 /* ---- direct views ----------------------------------------------------- */
 
 /* The view of NAME agrees with npk_row_live/npk_row_ptr; returns the number
@@ -2092,6 +2144,7 @@ int main(void) {
   RUN(test_cut_under_mapping);
   RUN(test_zero_rows);
   RUN(test_segmented_write);
+  RUN(test_segmented_many);
   RUN(test_view_and_change_count);
   RUN(test_base_valid);
   RUN(test_corrupt_header);
