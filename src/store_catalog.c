@@ -61,6 +61,8 @@ int npk_shape_bytes(int dtype, uint32_t ndim, const uint64_t *shape,
                     uint64_t *row_bytes, uint64_t *total) {
   uint64_t rb = (uint64_t)npk_dtype_size(dtype);
   if (rb == 0 || ndim < 1 || ndim > NPK_MAX_NDIM) return NPK_ERROR;
+  /* Rows of a zero-width array are bounded by nothing else. */
+  if (shape[0] > NPK_MAX_ROWS) return NPK_ERROR;
   for (uint32_t i = 1; i < ndim; i++) {
     if (shape[i] && rb > UINT64_MAX / shape[i]) return NPK_ERROR;
     rb *= shape[i];
@@ -209,6 +211,10 @@ static const char *parse_array(CatReader *r, NpkArray **out) {
     r->at += (size_t)nb * 24;
   } else if (flag != 0) {
     why = "block-info flag is neither 0 nor 1";
+    goto fail;
+  }
+  if (shape[0] > NPK_MAX_ROWS) {
+    why = "more than 2^63-1 rows";
     goto fail;
   }
   if (npk_shape_bytes((int)dtype, ndim, shape, &rb, &total)) {

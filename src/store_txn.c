@@ -152,19 +152,25 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
 
 /* ---- undo records ---------------------------------------------------- */
 
+/* Free an undo record's data: a bitmap for NPK_U_BMSWAP, else a block. */
+static void data_free(int op, void *data) {
+  if (op == NPK_U_BMSWAP) npk_bm_free(data);
+  else free(data);
+}
+
 int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
                   uint64_t b, void *data) {
   NpkTxn *t = s->txn;
   NpkUndo *u;
   if (t->nsp == 0) {
-    free(data);  /* nothing can roll back to inside the transaction */
+    data_free(op, data);  /* nothing can roll back to inside the transaction */
     return NPK_OK;
   }
   if (t->nundo == t->undocap) {
     size_t cap = t->undocap ? t->undocap * 2 : 64;
     NpkUndo *p = realloc(t->undo, cap * sizeof *p);
     if (!p) {
-      free(data);
+      data_free(op, data);
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
     }
     t->undo = p;
@@ -197,7 +203,7 @@ int npk_undo_catalog(NpkSession *s) {
 
 static void undo_free(NpkStore *st, NpkUndo *u) {
   npk_array_unref(st, u->arr);
-  free(u->data);
+  data_free(u->op, u->data);
   npk_catalog_clear(st, &u->cat);
 }
 
@@ -229,6 +235,13 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
       a->bm = NULL;
       a->bm_dirty = (int)u->b;
       break;
+    case NPK_U_BMSWAP: {
+      NpkBitmap *cur = a->bm;
+      a->bm = u->data;
+      u->data = cur;
+      a->bm_dirty = (int)u->b;
+      break;
+    }
     case NPK_U_OVL:
       if (u->b) {
         void *old;
