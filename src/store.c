@@ -833,8 +833,6 @@ static void fill_info(NpkSession *s, const NpkArray *a, NpkArrayInfo *out) {
   out->ndim = a->ndim;
   memcpy(out->shape, a->shape, a->ndim * sizeof a->shape[0]);
   out->rows = a->shape[0];
-  /* Rows past a short bitmap are deleted: a scan need not visit them. */
-  if (a->bm && a->bm->nbits < out->rows) out->rows = a->bm->nbits;
   out->live_rows = npk_live_rows(a);
   out->row_bytes = a->row_bytes;
   out->modify_time = a->mtime;
