@@ -452,6 +452,30 @@ TU_FN int tu_seg_count_many(const char *dir, int nseg) {
   return n;
 }
 
+/* A store in DIR (which must exist) holding only "w", a float32 array of
+** shape (ROWS, 0) with an empty data file, and, when BITS > 0, a deletion
+** bitmap covering its first BITS rows, all live (rows past them are
+** deleted). */
+TU_FN void tu_zero_width_write(const char *dir, uint64_t rows, uint64_t bits) {
+  Buf cat = {0}, bm = {0};
+  CatEntry e;
+  memset(&e, 0, sizeof e);
+  e.name = "w"; e.ndim = 2; e.dims[0] = rows; e.dims[1] = 0;
+  e.dtype = NPK_FLOAT32; e.mtime = 1600000000000001ull;
+  tu_cat_build(&cat, &e, 1, NULL);
+  tu_write_buf(P(dir, TU_CATALOG), &cat);
+  tu_write_file(P(dir, "data_w.npkd"), "", 0);
+  if (bits) {
+    unsigned char *live = malloc((size_t)bits);
+    memset(live, 1, (size_t)bits);
+    tu_bitmap_build(&bm, live, bits);
+    tu_write_buf(P(dir, "deleted_w.npkb"), &bm);
+    free(live);
+  }
+  buf_free(&cat);
+  buf_free(&bm);
+}
+
 /* ---- catalog parsing (independent of the engine) ---------------------- */
 
 #define TU_CAT_MAX 64
