@@ -291,14 +291,14 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
     goto done;
   }
   if (shape[0] == 0) goto done;
-  if (a->bm && (rc = bm_room(s, a, a->shape[0] + shape[0], "append to")))
-    goto done;
   if (shape[0] > NPK_MAX_ROWS - a->shape[0]) {
     rc = npk_err(&s->err, NPK_ERROR, "cannot append %llu rows to array \"%s\" "
                  "of %llu rows: more than 2^63-1", (unsigned long long)shape[0],
                  name, (unsigned long long)a->shape[0]);
     goto done;
   }
+  if (a->bm && (rc = bm_room(s, a, a->shape[0] + shape[0], "append to")))
+    goto done;
   if ((rc = pend(s, i, &a))) goto done;
   f = a->seg[0].file;
   if (!a->fresh && (rc = npk_txn_grow(s, f))) goto done;
@@ -420,8 +420,8 @@ int npk_delete_slice(NpkSession *s, const char *name, uint64_t first,
                      uint64_t step, uint64_t count) {
   NpkArray *a;
   NpkBitmap *old = NULL;
-  uint64_t live, p = 0;
-  int autoc, lvl, i, rc, tail;
+  uint64_t live, p = 0, *cleared = NULL;
+  int autoc, lvl, i, rc, tail, by_rows;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
   a = s->txn->cat.a[i];
@@ -450,24 +450,37 @@ int npk_delete_slice(NpkSession *s, const char *name, uint64_t first,
     if ((rc = npk_undo_push(s, NPK_U_BMNEW, a, 0, (uint64_t)a->bm_dirty, NULL)))
       goto done;
     if (tail) goto deleted;
-  } else {
-    if (s->txn->nsp && !(old = npk_bm_copy(a->bm))) {
-      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
-      goto done;
-    }
-    if ((rc = npk_undo_push(s, NPK_U_BMSWAP, a, 0, (uint64_t)a->bm_dirty, old)))
-      goto done;
   }
   if (npk_bm_select(a->bm, first, &p)) {
     rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
     goto done;
   }
+  /* A savepoint takes the rows back from the smaller record: the list of
+  ** rows cleared (8 bytes each), or a copy of the bitmap (a bit a row). */
+  by_rows = !tail && count <= (a->bm->nbits + 63) / 64;
+  if (s->txn->nsp && by_rows &&
+      !(cleared = malloc((size_t)count * sizeof *cleared))) {
+    rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+    goto done;
+  }
+  if (s->txn->nsp && !by_rows && !(old = npk_bm_copy(a->bm))) {
+    rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+    goto done;
+  }
+  /* Recorded before any bit changes, so that a failure leaves none
+  ** changed; the list is filled in below. */
+  if ((rc = by_rows ? npk_undo_push(s, NPK_U_BITS, a, count,
+                                    (uint64_t)a->bm_dirty, cleared)
+                    : npk_undo_push(s, NPK_U_BMSWAP, a, 0,
+                                    (uint64_t)a->bm_dirty, old)))
+    goto done;
   if (tail) {
     npk_bm_truncate(a->bm, p);
     goto deleted;
   }
   for (uint64_t k = 0; k < count; k++) {
     npk_bm_set(a->bm, p, 0);
+    if (cleared) cleared[k] = p;
     if (k + 1 < count) p = npk_bm_skip(a->bm, p + 1, step - 1);
   }
 deleted:
