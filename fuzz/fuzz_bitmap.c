@@ -70,6 +70,8 @@ static void check_bitmap(NpkBitmap *b, uint64_t seed) {
     FUZZ_CHECK(npk_bm_rank(b, row, &rank) == NPK_OK);
     FUZZ_CHECK(rank == ks[i]);
     FUZZ_CHECK(npk_bm_next(b, row) == row);
+    FUZZ_CHECK(npk_bm_skip(b, 0, ks[i]) == row);
+    FUZZ_CHECK(npk_bm_skip(b, row, b->nlive - ks[i]) == UINT64_MAX);
     if (row > 0) {
       uint64_t prev = ks[i] ? scan_select(b, ks[i] - 1) : 0;
       FUZZ_CHECK(npk_bm_next(b, ks[i] ? prev + 1 : 0) == row);
@@ -78,7 +80,9 @@ static void check_bitmap(NpkBitmap *b, uint64_t seed) {
   FUZZ_CHECK(npk_bm_select(b, b->nlive, &row) == NPK_RANGE);
   FUZZ_CHECK(npk_bm_rank(b, b->nbits, &rank) == NPK_OK);
   FUZZ_CHECK(rank == b->nlive);
-  FUZZ_CHECK(npk_bm_next(b, 0) == (b->nlive ? scan_select(b, 0) : b->nbits));
+  FUZZ_CHECK(npk_bm_next(b, 0) == (b->nlive ? scan_select(b, 0) : UINT64_MAX));
+  FUZZ_CHECK(npk_bm_next(b, b->nbits) == UINT64_MAX);
+  FUZZ_CHECK(npk_bm_skip(b, 0, b->nlive) == UINT64_MAX);
   FUZZ_CHECK(npk_bm_get(b, b->nbits) == 0);
 }
 

@@ -201,6 +201,26 @@ static void check(const char *text, size_t n, uint64_t nlive, uint64_t max) {
       FUZZ_CHECK(rc != 0);
     }
   }
+  /* The lazy form: the same rows, a slice kept as its bounds (any
+  ** length), the same errors but for MAX, which bounds only lists. */
+  {
+    NpkIndex ix;
+    int rci = npk_index_parse_ix(text, n, nlive, max, &ix, err, sizeof err);
+    if (rc == 0) {
+      FUZZ_CHECK(rci == 0 && ix.n == cnt && ix.scalar == scalar);
+      for (uint64_t i = 0; i < cnt && rci == 0; i++)
+        FUZZ_CHECK(npk_index_row(&ix, i) == rows[i]);
+    } else if (rc == NPK_INDEX_TOO_MANY) {
+      FUZZ_CHECK(rci == 0 ? !ix.rows && ix.n > max : rci == rc);
+    } else if (rc != NPK_INDEX_NOMEM) {
+      FUZZ_CHECK(rci == rc);
+    }
+    if (rci == 0 && ix.n) {
+      FUZZ_CHECK(npk_index_row(&ix, 0) < nlive);
+      FUZZ_CHECK(npk_index_row(&ix, ix.n - 1) < nlive);
+    }
+    if (rci == 0) npk_index_free(&ix);
+  }
   if (rc == 0) free(rows);
 }
 

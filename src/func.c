@@ -347,68 +347,79 @@ static void fn_append(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 
 /* ---- reading: numpack_load, numpack_getitem --------------------------- */
 
-/* Logical indexes of ARG over the array's live rows, mapped to physical
-** rows.  *SCALAR is set for a single integer index (NumPy drops the first
-** dimension then).  The caller holds a read or a transaction. */
-static int rows_arg(sqlite3_context *ctx, NpkConn *c, const char *fn,
-                    const char *name, sqlite3_value *arg, uint64_t nlive,
-                    uint64_t max, int max_is_values, uint64_t **prows,
-                    uint64_t *pn, int *scalar) {
+/* Logical indexes of ARG over the array's live rows, into IX (a slice is
+** kept as its bounds, never listed).  IX->scalar is set for a single
+** integer index (NumPy drops the first dimension then).  MAX bounds the
+** rows selected. */
+static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
+                    sqlite3_value *arg, uint64_t nlive, uint64_t max,
+                    int max_is_values, NpkIndex *ix) {
   char err[256];
   int rc;
-  *scalar = 0;
-  *prows = 0;
+  memset(ix, 0, sizeof *ix);
   if (sqlite3_value_type(arg) == SQLITE_INTEGER) {
     uint64_t r;
     if (npk_index_one(sqlite3_value_int64(arg), nlive, &r, err, sizeof err)) {
       fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name, err);
       return SQLITE_RANGE;
     }
-    *prows = malloc(sizeof **prows);
-    if (!*prows) return SQLITE_NOMEM;
-    (*prows)[0] = r;
-    *pn = 1;
-    *scalar = 1;
-  } else if (sqlite3_value_type(arg) == SQLITE_TEXT) {
-    rc = npk_index_parse((const char *)sqlite3_value_text(arg),
-                         (size_t)sqlite3_value_bytes(arg), nlive, max, prows,
-                         pn, scalar, err, sizeof err);
-    if (rc == NPK_INDEX_TOO_MANY && max_is_values) {
-      fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values have "
-             "%llu rows and the index selects more", fn, name,
-             (unsigned long long)max);
-      return SQLITE_ERROR;
-    }
-    if (rc == NPK_INDEX_TOO_MANY) {
-      fn_msg(ctx, SQLITE_TOOBIG, "numpack: %s: array \"%s\": %s, more than "
-             "SQLite's BLOB limit holds; read it in batches with "
-             "numpack_stream(store, name, rows)", fn, name, err);
-      return SQLITE_TOOBIG;
-    }
-    if (rc == NPK_INDEX_NOMEM) {
+    ix->rows = malloc(sizeof *ix->rows);
+    if (!ix->rows) {
       sqlite3_result_error_nomem(ctx);
       return SQLITE_NOMEM;
     }
-    if (rc) {
-      int code = rc == NPK_INDEX_RANGE ? SQLITE_RANGE : SQLITE_ERROR;
-      fn_msg(ctx, code, "numpack: %s: array \"%s\": %s", fn, name, err);
-      return code;
-    }
-  } else {
+    ix->rows[0] = r;
+    ix->n = 1;
+    ix->scalar = 1;
+    return SQLITE_OK;
+  }
+  if (sqlite3_value_type(arg) != SQLITE_TEXT) {
     fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: the index must be an integer, "
            "a JSON array of integers or a start:stop slice", fn);
     return SQLITE_MISMATCH;
   }
-  for (uint64_t i = 0; i < *pn; i++) {
-    rc = npk_logical_to_physical(c->ses, name, (*prows)[i], &(*prows)[i]);
-    if (rc) {
-      fn_error(ctx, c, rc);
-      free(*prows);
-      *prows = 0;
-      return SQLITE_ERROR;
-    }
+  rc = npk_index_parse_ix((const char *)sqlite3_value_text(arg),
+                          (size_t)sqlite3_value_bytes(arg), nlive, max, ix,
+                          err, sizeof err);
+  if (rc == NPK_OK && ix->n > max) {
+    sqlite3_snprintf((int)sizeof err, err,
+                     "the index selects more than %llu rows",
+                     (unsigned long long)max);
+    npk_index_free(ix);
+    rc = NPK_INDEX_TOO_MANY;
+  }
+  if (rc == NPK_INDEX_TOO_MANY && max_is_values) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values have "
+           "%llu rows and the index selects more", fn, name,
+           (unsigned long long)max);
+    return SQLITE_ERROR;
+  }
+  if (rc == NPK_INDEX_TOO_MANY) {
+    fn_msg(ctx, SQLITE_TOOBIG, "numpack: %s: array \"%s\": %s, more than "
+           "SQLite's BLOB limit holds; read it in batches with "
+           "numpack_stream(store, name, rows)", fn, name, err);
+    return SQLITE_TOOBIG;
+  }
+  if (rc == NPK_INDEX_NOMEM) {
+    sqlite3_result_error_nomem(ctx);
+    return SQLITE_NOMEM;
+  }
+  if (rc) {
+    int code = rc == NPK_INDEX_RANGE ? SQLITE_RANGE : SQLITE_ERROR;
+    fn_msg(ctx, code, "numpack: %s: array \"%s\": %s", fn, name, err);
+    return code;
   }
   return SQLITE_OK;
+}
+
+/* Physical rows of IX's rows [K, K+N) into OUT. */
+#define MAP_BATCH 4096
+static int map_rows(NpkSession *s, const char *name, const NpkIndex *ix,
+                    uint64_t k, uint64_t n, uint64_t *out) {
+  int rc = NPK_OK;
+  for (uint64_t i = 0; i < n && rc == NPK_OK; i++)
+    rc = npk_logical_to_physical(s, name, npk_index_row(ix, k + i), &out[i]);
+  return rc;
 }
 
 /* Large results get memory of their own, mapped with transparent huge pages
@@ -444,11 +455,12 @@ static void (*big_destructor(uint64_t n))(void *) {
   return n < BIG_MIN ? sqlite3_free : big_free;
 }
 
-/* Return the N physical rows ROWS (or every live row when ALL) as an .npy
-** BLOB of shape (n, ...), or of the row shape alone when SCALAR. */
+/* Return the rows IX selects (every live row when IX is NULL) as an .npy
+** BLOB of shape (n, ...), or of the row shape alone for a scalar index. */
 static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
-                       const NpkArrayInfo *info, int all, const uint64_t *rows,
-                       uint64_t n, int scalar) {
+                       const NpkArrayInfo *info, const NpkIndex *ix) {
+  int all = ix == NULL, scalar = ix && ix->scalar;
+  uint64_t n = ix ? ix->n : 0;
   uint64_t shape[NPK_MAX_NDIM], data;
   uint32_t ndim = info->ndim;
   size_t hdr;
@@ -487,10 +499,19 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   if (rc == NPK_OK && all) {
     uint64_t pos = 0;
     rc = npk_copy_live_rows(c->ses, name, &pos, info->live_rows, p);
-  } else {
+  } else if (rc == NPK_OK && !ix->rows && ix->step == 1 && n &&
+             info->row_bytes) {
+    /* A plain slice is a run of live rows. */
+    uint64_t pos;
+    rc = npk_logical_to_physical(c->ses, name, ix->first, &pos);
+    if (rc == NPK_OK) rc = npk_copy_live_rows(c->ses, name, &pos, n, p);
+  } else if (info->row_bytes) {
+    /* Rows of no bytes have nothing to copy, however many. */
     for (uint64_t k = 0; rc == NPK_OK && k < n; k++) {
       const void *src;
-      rc = npk_row_ptr(c->ses, name, rows[k], &src);
+      uint64_t r;
+      rc = npk_logical_to_physical(c->ses, name, npk_index_row(ix, k), &r);
+      if (rc == NPK_OK) rc = npk_row_ptr(c->ses, name, r, &src);
       if (rc == NPK_OK)
         memcpy(p + k * info->row_bytes, src, (size_t)info->row_bytes);
     }
@@ -515,7 +536,7 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rc = npk_read_begin(c->ses);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
-    if (rc == NPK_OK) result_npy(ctx, c, name, &info, 1, 0, 0, 0);
+    if (rc == NPK_OK) result_npy(ctx, c, name, &info, NULL);
     npk_read_end(c->ses);
   }
   if (rc) fn_error(ctx, c, rc);
@@ -533,8 +554,8 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   const char *name;
   NpkConn *c;
   NpkArrayInfo info;
-  uint64_t *rows = 0, n = 0;
-  int rc, scalar;
+  NpkIndex ix = {0};
+  int rc;
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], "numpack_getitem", "the array name")))
     return;
@@ -543,15 +564,14 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
     if (rc) fn_error(ctx, c, rc);
-    else if (rows_arg(ctx, c, "numpack_getitem", name, argv[2],
-                      info.live_rows, blob_rows(ctx, &info), 0, &rows, &n,
-                      &scalar) == SQLITE_OK)
-      result_npy(ctx, c, name, &info, 0, rows, n, scalar);
+    else if (rows_arg(ctx, "numpack_getitem", name, argv[2], info.live_rows,
+                      blob_rows(ctx, &info), 0, &ix) == SQLITE_OK)
+      result_npy(ctx, c, name, &info, &ix);
     npk_read_end(c->ses);
   } else {
     fn_error(ctx, c, rc);
   }
-  free(rows);
+  npk_index_free(&ix);
   npk_conn_release(c);
 }
 
@@ -589,12 +609,13 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   NpkConn *c;
   NpkNpy a;
   NpkArrayInfo info;
-  uint64_t *rows = 0, n = 0, value_rows, vshape[NPK_MAX_NDIM];
+  uint64_t n = 0, value_rows, vshape[NPK_MAX_NDIM], *phys = 0;
+  NpkIndex ix = {0};
   uint32_t vndim;
   void *buf = 0;
   unsigned char *wide = 0, *elem_row = 0;
   FnTxn t;
-  int rc, scalar, one_elem;
+  int rc, one_elem;
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], fn, "the array name"))) return;
   /* One row may come without its leading dimension: for a 1-D array that
@@ -645,38 +666,57 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   ** values hold, so a slice of a billion rows fails before a billion
   ** indexes are listed. */
   if (rc == NPK_OK &&
-      rows_arg(ctx, c, fn, name, argv[3], info.live_rows,
+      rows_arg(ctx, fn, name, argv[3], info.live_rows,
                value_rows == 1 ? UINT64_MAX : value_rows, value_rows != 1,
-               &rows, &n, &scalar) != SQLITE_OK)
+               &ix) != SQLITE_OK)
     rc = FN_REPORTED;
+  n = ix.n;
   if (rc == NPK_OK && value_rows != 1 && n != value_rows) {
     fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values have "
            "%llu rows and the index selects %llu", fn, name,
            (unsigned long long)value_rows, (unsigned long long)n);
     rc = FN_REPORTED;
   }
-  if (rc == NPK_OK && value_rows == 1 && n > 1) {
+  /* Rows of no bytes are replaced by nothing: the index selected live
+  ** rows, and that is all there is to check. */
+  if (rc == NPK_OK && n && info.row_bytes &&
+      !(phys = sqlite3_malloc64(MAP_BATCH * sizeof *phys))) {
+    sqlite3_result_error_nomem(ctx);
+    rc = FN_REPORTED;
+  }
+  if (rc == NPK_OK && n && info.row_bytes && value_rows == 1 && n > 1) {
     /* The one row, repeated in a buffer of a few MB, written batch by
     ** batch. */
-    uint64_t k = info.row_bytes ? BROADCAST_BYTES / info.row_bytes : n;
+    uint64_t k = BROADCAST_BYTES / info.row_bytes;
     if (k == 0) k = 1;
     if (k > n) k = n;
+    if (k > MAP_BATCH) k = MAP_BATCH;
     if (!(wide = sqlite3_malloc64(k * info.row_bytes + 1))) {
       sqlite3_result_error_nomem(ctx);
       rc = FN_REPORTED;
     } else {
       repeat(wide, a.data, (size_t)info.row_bytes, k);
-      for (uint64_t i = 0; rc == NPK_OK && i < n; i += k)
-        rc = npk_replace_rows(c->ses, name, rows + i, n - i < k ? n - i : k,
-                              wide);
+      for (uint64_t i = 0; rc == NPK_OK && i < n; i += k) {
+        uint64_t m = n - i < k ? n - i : k;
+        rc = map_rows(c->ses, name, &ix, i, m, phys);
+        if (rc == NPK_OK) rc = npk_replace_rows(c->ses, name, phys, m, wide);
+      }
     }
-  } else if (rc == NPK_OK) {
-    rc = npk_replace_rows(c->ses, name, rows, n, a.data);
+  } else if (rc == NPK_OK && n && info.row_bytes) {
+    for (uint64_t i = 0; rc == NPK_OK && i < n; i += MAP_BATCH) {
+      uint64_t m = n - i < MAP_BATCH ? n - i : MAP_BATCH;
+      rc = map_rows(c->ses, name, &ix, i, m, phys);
+      if (rc == NPK_OK)
+        rc = npk_replace_rows(c->ses, name, phys, m,
+                              (const unsigned char *)a.data +
+                                  i * info.row_bytes);
+    }
   }
   if (fn_write_end(ctx, c, &t, rc) == NPK_OK)
     sqlite3_result_int64(ctx, (sqlite3_int64)n);
 done:
-  free(rows);
+  npk_index_free(&ix);
+  sqlite3_free(phys);
   sqlite3_free(wide);
   sqlite3_free(elem_row);
   sqlite3_free(buf);
@@ -780,25 +820,35 @@ static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (fn_write_begin(ctx, c, fn, &t) != SQLITE_OK) goto done;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
     NpkArrayInfo info;
-    uint64_t *rows = 0, nr = 0;
-    int scalar;
+    NpkIndex ix = {0};
+    uint64_t nr = 0;
     if (argc < 3) {
       rc = npk_drop(c->ses, names[i]);
       count++;
       continue;
     }
     rc = npk_array_info(c->ses, names[i], &info);
-    if (rc == NPK_OK && rows_arg(ctx, c, fn, names[i], argv[2],
-                                 info.live_rows, UINT64_MAX, 0, &rows, &nr,
-                                 &scalar))
+    if (rc == NPK_OK && rows_arg(ctx, fn, names[i], argv[2], info.live_rows,
+                                 UINT64_MAX, 0, &ix))
       rc = FN_REPORTED;
-    if (rc == NPK_OK) {
-      /* A row listed twice is dropped once, and counted once. */
-      nr = npk_rows_sort_unique(rows, nr);
-      rc = npk_delete_rows(c->ses, names[i], rows, nr);
+    nr = ix.n;
+    if (rc == NPK_OK && ix.rows) {
+      /* A list is as long as its text.  A row listed twice is dropped
+      ** once, and counted once. */
+      rc = map_rows(c->ses, names[i], &ix, 0, nr, ix.rows);
+      if (rc == NPK_OK) {
+        nr = npk_rows_sort_unique(ix.rows, nr);
+        rc = npk_delete_rows(c->ses, names[i], ix.rows, nr);
+      }
+    } else if (rc == NPK_OK && nr) {
+      /* A slice: the same rows walked upwards, never listed. */
+      uint64_t step = ix.step < 0 ? (uint64_t)0 - (uint64_t)ix.step
+                                  : (uint64_t)ix.step;
+      uint64_t first = ix.step < 0 ? ix.first - (nr - 1) * step : ix.first;
+      rc = npk_delete_slice(c->ses, names[i], first, step, nr);
     }
     count += (sqlite3_int64)nr;
-    free(rows);
+    npk_index_free(&ix);
   }
   if (fn_write_end(ctx, c, &t, rc) == NPK_OK) sqlite3_result_int64(ctx, count);
 done:

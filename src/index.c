@@ -99,17 +99,26 @@ static int64_t clamp_down(int64_t v, uint64_t n) {
   return (uint64_t)v >= n ? (int64_t)n - 1 : v;
 }
 
-int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
-                    uint64_t **pp, uint64_t *pn, int *scalar, char *err,
-                    size_t errlen) {
+uint64_t npk_index_row(const NpkIndex *ix, uint64_t k) {
+  if (ix->rows) return ix->rows[k];
+  return ix->step < 0 ? ix->first - k * ((uint64_t)0 - (uint64_t)ix->step)
+                      : ix->first + k * (uint64_t)ix->step;
+}
+
+void npk_index_free(NpkIndex *ix) {
+  free(ix->rows);
+  ix->rows = NULL;
+  ix->n = 0;
+}
+
+int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
+                       uint64_t max, NpkIndex *ix, char *err, size_t errlen) {
   Scan s = {text, text + n};
   uint64_t *rows = NULL, cnt = 0, cap = 0;
   int64_t v;
   int rc = NPK_INDEX_RANGE;
 
-  *pp = NULL;
-  *pn = 0;
-  *scalar = 0;
+  memset(ix, 0, sizeof *ix);
   skip_ws(&s);
   if (s.p < s.end && *s.p == '[') {
     s.p++;
@@ -135,6 +144,8 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
         goto syntax;
       }
     }
+    /* An empty list is a list still, not a slice. */
+    if (!rows && !(rows = malloc(sizeof *rows))) goto oom;
   } else if (memchr(s.p, ':', (size_t)(s.end - s.p))) {
     int64_t start = 0, stop = (int64_t)nlive, step = 1;
     uint64_t a, b;
@@ -161,33 +172,29 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
     }
     if (step < 0) {
       /* Backwards from START down to just above STOP, as Python does. */
-      uint64_t mag = (uint64_t)0 - (uint64_t)step, k, want;
+      uint64_t mag = (uint64_t)0 - (uint64_t)step;
       int64_t hi = have_start ? clamp_down(start, nlive) : (int64_t)nlive - 1;
       int64_t lo = have_stop ? clamp_down(stop, nlive) : -1;
-      want = hi > lo ? (uint64_t)(hi - lo - 1) / mag + 1 : 0;
-      if (want > max) goto too_many;
-      for (k = 0; k < want; k++)
-        if (!push(&rows, &cnt, &cap, (uint64_t)hi - k * mag)) goto oom;
+      cnt = hi > lo ? (uint64_t)(hi - lo - 1) / mag + 1 : 0;
+      ix->first = hi > lo ? (uint64_t)hi : 0;
     } else {
       a = have_start ? clamp(start, nlive) : 0;
       b = have_stop ? clamp(stop, nlive) : nlive;
-      if (a < b && (b - a - 1) / (uint64_t)step + 1 > max) goto too_many;
-      for (uint64_t r = a; r < b; r += (uint64_t)step) {
-        if (!push(&rows, &cnt, &cap, r)) goto oom;
-        if ((uint64_t)step > b - r) break;
-      }
+      cnt = a < b ? (b - a - 1) / (uint64_t)step + 1 : 0;
+      ix->first = a;
     }
+    ix->step = step;
   } else {
     uint64_t r;
     if (!integer(&s, &v)) goto syntax;
     if (npk_index_one(v, nlive, &r, err, errlen)) goto fail;
     if (!push(&rows, &cnt, &cap, r)) goto oom;
-    *scalar = 1;
+    ix->scalar = 1;
   }
   skip_ws(&s);
   if (s.p != s.end) goto syntax;
-  *pp = rows;
-  *pn = cnt;
+  ix->rows = rows;
+  ix->n = cnt;
   return 0;
 too_many:
   snprintf(err, errlen, "the index selects more than %llu rows",
@@ -205,5 +212,40 @@ oom:
   rc = NPK_INDEX_NOMEM;
 fail:
   free(rows);
+  memset(ix, 0, sizeof *ix);
   return rc;
+}
+
+int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
+                    uint64_t **pp, uint64_t *pn, int *scalar, char *err,
+                    size_t errlen) {
+  NpkIndex ix;
+  int rc = npk_index_parse_ix(text, n, nlive, max, &ix, err, errlen);
+  *pp = NULL;
+  *pn = 0;
+  *scalar = 0;
+  if (rc) return rc;
+  if (!ix.rows) {
+    /* A slice, listed: within MAX rows, so its list is bounded. */
+    if (ix.n > max) {
+      snprintf(err, errlen, "the index selects more than %llu rows",
+               (unsigned long long)max);
+      return NPK_INDEX_TOO_MANY;
+    }
+    uint64_t *list = malloc((size_t)(ix.n ? ix.n : 1) * sizeof *list);
+    if (!list) {
+      snprintf(err, errlen, "out of memory");
+      return NPK_INDEX_NOMEM;
+    }
+    for (uint64_t k = 0; k < ix.n; k++) list[k] = npk_index_row(&ix, k);
+    ix.rows = list;
+  }
+  if (ix.n == 0) {
+    free(ix.rows);
+    ix.rows = NULL;
+  }
+  *pp = ix.rows;
+  *pn = ix.n;
+  *scalar = ix.scalar;
+  return 0;
 }

@@ -316,8 +316,10 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
   rc = npk_bm_parse(bytes, nbytes, a->shape[0], &a->bm, path, e);
   if (rc) goto done;
   a->has_bm_file = 1;
-  /* Rows past the bitmap's own count are deleted: make that explicit. */
-  if (npk_bm_extend(a->bm, a->shape[0], 0))
+  /* Rows past the bitmap's own count are deleted: make that explicit,
+  ** where the data file bounds the cost.  A zero-width array keeps the
+  ** short bitmap (its rows are bounded by nothing but 2^63-1). */
+  if (a->row_bytes && npk_bm_extend(a->bm, a->shape[0], 0))
     rc = npk_err(e, NPK_NOMEM, "out of memory");
 done:
   npk_seg_free(ents, nent);
@@ -1046,6 +1048,8 @@ int npk_view(NpkSession *s, const char *name, NpkView *out) {
   if (rc) return rc;
   memset(out, 0, sizeof *out);
   out->rows = a->shape[0];
+  /* Rows past a short bitmap are deleted: a scan need not visit them. */
+  if (a->bm && a->bm->nbits < out->rows) out->rows = a->bm->nbits;
   out->live_rows = npk_live_rows(a);
   out->row_bytes = a->row_bytes;
   out->dtype = a->dtype;

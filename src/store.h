@@ -54,6 +54,13 @@
                           ** session (npk_scan_begin) */
 
 #define NPK_MAX_NDIM      32   /* NumPy's own limit */
+#define NPK_MAX_ROWS      UINT64_C(0x7FFFFFFFFFFFFFFF) /* rows of an array:
+                                 ** NumPy's intp, and SQLite's rowids */
+/* Rows a deletion bitmap of a zero-width array (a row of no bytes, such
+** as shape (n, 0)) may cover: such an array has no data to bound its row
+** count, so deleting rows of one is refused past this (2^26 rows, an 8 MiB
+** bitmap), except rows up to the end, which need no bits. */
+#define NPK_MAX_ZW_BITMAP_ROWS (UINT64_C(1) << 26)
 #define NPK_MAX_NAME     238   /* "deleted_" + name + ".npkb-tmp" fits NAME_MAX */
 
 /* Flags for npk_store_open(). */
@@ -179,6 +186,13 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
 /* Mark N physical rows deleted.  Every row must exist and be live. */
 int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
                     uint64_t n);
+/* Mark deleted the COUNT live rows at logical indexes FIRST, FIRST+STEP,
+** ... (STEP >= 1; every one must exist): a slice, without a list of its
+** rows.  Time is linear in the rows it spans, memory in the array's bitmap;
+** deleting every live row from FIRST on of a zero-width array needs no
+** bitmap past FIRST. */
+int npk_delete_slice(NpkSession *s, const char *name, uint64_t first,
+                     uint64_t step, uint64_t count);
 int npk_drop(NpkSession *s, const char *name);
 int npk_clone(NpkSession *s, const char *src, const char *dst);
 int npk_compact(NpkSession *s, const char *name);
@@ -213,11 +227,13 @@ int npk_next_live(NpkSession *s, const char *name, uint64_t row,
 ** (segments, or rows replaced in this transaction) use npk_row_ptr. */
 typedef struct NpkView NpkView;
 struct NpkView {
-  uint64_t rows;             /* physical rows */
+  uint64_t rows;             /* physical rows to visit: the array's, or
+                             ** fewer when every row past them is deleted */
   uint64_t live_rows;        /* rows not deleted */
   uint64_t row_bytes;        /* bytes per row */
   int dtype;                 /* element type */
-  const uint64_t *live;      /* bitmap words (bit set = live), or NULL */
+  const uint64_t *live;      /* bitmap words (bit set = live) covering
+                             ** rows [0, rows), or NULL */
   const unsigned char *base; /* all rows, contiguous, or NULL */
 };
 int npk_view(NpkSession *s, const char *name, NpkView *out);

@@ -4,7 +4,11 @@
 **
 ** File: u64 total rows, u64 deleted count, ceil(rows/64) u64 words; row r is
 ** bit r%64 of word r/64, 1 = live; padding bits 0.  Rows of the array past
-** the bitmap's own row count are not live (NumPack 0.7's reading).
+** the bitmap's own row count are not live (NumPack 0.7's reading).  In
+** memory too a bitmap may cover fewer rows than its array (nbits < rows):
+** a zero-width array can have 2^63-1 rows and no bytes to bound a bitmap
+** by, so its bitmap keeps the file's own count, and a deleted tail costs
+** nothing.
 **
 ** The rank index keeps, for every superblock of 8 words (512 rows), the live
 ** rows before it.  It is rebuilt lazily from the first changed superblock, so
@@ -225,21 +229,26 @@ int npk_bm_select(NpkBitmap *b, uint64_t k, uint64_t *row) {
 }
 
 uint64_t npk_bm_next(const NpkBitmap *b, uint64_t row) {
-  uint64_t nw = WORDS(b->nbits), wi;
-  if (row >= b->nbits) return b->nbits;
-  wi = row / 64;
-  {
-    uint64_t w = b->w[wi] & (UINT64_MAX << (row % 64));
-    if (w) return wi * 64 + (uint64_t)__builtin_ctzll(w);
-  }
-  for (wi++; wi < nw; wi++)
-    if (b->w[wi]) return wi * 64 + (uint64_t)__builtin_ctzll(b->w[wi]);
-  return b->nbits;
+  return npk_bm_skip(b, row, 0);
 }
 
-/* Live rows before ROW (ROW <= nbits). */
+uint64_t npk_bm_skip(const NpkBitmap *b, uint64_t row, uint64_t k) {
+  uint64_t nw = WORDS(b->nbits), wi, w, c;
+  if (row >= b->nbits) return UINT64_MAX;
+  wi = row / 64;
+  for (w = b->w[wi] & (UINT64_MAX << (row % 64));;) {
+    c = (uint64_t)__builtin_popcountll(w);
+    if (k < c) return wi * 64 + select_in_word(w, (unsigned)k);
+    k -= c;
+    if (++wi >= nw) return UINT64_MAX;
+    w = b->w[wi];
+  }
+}
+
+/* Live rows before ROW; rows past nbits are not live. */
 int npk_bm_rank(NpkBitmap *b, uint64_t row, uint64_t *rank) {
   uint64_t wi, c;
+  if (row > b->nbits) row = b->nbits;
   if (rank_build(b)) return NPK_NOMEM;
   wi = row / 64;
   c = b->rank[wi / SUPER];

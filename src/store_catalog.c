@@ -214,6 +214,10 @@ static const char *parse_array(CatReader *r, NpkArray **out) {
     why = "block-info flag is neither 0 nor 1";
     goto fail;
   }
+  if (shape[0] > NPK_MAX_ROWS) {
+    why = "more than 2^63-1 rows";
+    goto fail;
+  }
   if (npk_shape_bytes((int)dtype, ndim, shape, &rb, &total)) {
     why = "shape overflows";
     goto fail;

@@ -189,6 +189,8 @@ struct NpkUndo {
 #define NPK_U_BMNEW  4       /* bitmap created, b = old bm_dirty */
 #define NPK_U_OVL    5       /* overlay row a set; b = had old bytes (data) */
 #define NPK_U_TAIL   6       /* file row a overwritten; data = old bytes */
+#define NPK_U_BMSWAP 7       /* bitmap changed wholesale: data = the old
+                             ** one (NpkBitmap), b = old bm_dirty */
 
 /* A pending write transaction of one session. */
 struct NpkTxn {
@@ -346,7 +348,11 @@ void npk_bm_set(NpkBitmap *b, uint64_t row, int live);
 int npk_bm_extend(NpkBitmap *b, uint64_t nbits, int live);
 int npk_bm_truncate(NpkBitmap *b, uint64_t nbits);
 int npk_bm_select(NpkBitmap *b, uint64_t k, uint64_t *row);
+/* The first live row >= ROW, or UINT64_MAX if there is none. */
 uint64_t npk_bm_next(const NpkBitmap *b, uint64_t row);
+/* The live row K live rows past the first one >= ROW (K = 0: that one), or
+** UINT64_MAX: popcounts a word at a time, for walking a slice's rows. */
+uint64_t npk_bm_skip(const NpkBitmap *b, uint64_t row, uint64_t k);
 int npk_bm_rank(NpkBitmap *b, uint64_t row, uint64_t *rank);
 
 /* ---- segment manifests (store_segment.c) ---- */

@@ -157,19 +157,25 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
 
 /* ---- undo records ---------------------------------------------------- */
 
+/* Free an undo record's data: a bitmap for NPK_U_BMSWAP, else a block. */
+static void data_free(int op, void *data) {
+  if (op == NPK_U_BMSWAP) npk_bm_free(data);
+  else free(data);
+}
+
 int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
                   uint64_t b, void *data) {
   NpkTxn *t = s->txn;
   NpkUndo *u;
   if (t->nsp == 0) {
-    free(data);  /* nothing can roll back to inside the transaction */
+    data_free(op, data);  /* nothing can roll back to inside the transaction */
     return NPK_OK;
   }
   if (t->nundo == t->undocap) {
     size_t cap = t->undocap ? t->undocap * 2 : 64;
     NpkUndo *p = realloc(t->undo, cap * sizeof *p);
     if (!p) {
-      free(data);
+      data_free(op, data);
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
     }
     t->undo = p;
@@ -202,7 +208,7 @@ int npk_undo_catalog(NpkSession *s) {
 
 static void undo_free(NpkStore *st, NpkUndo *u) {
   npk_array_unref(st, u->arr);
-  free(u->data);
+  data_free(u->op, u->data);
   npk_catalog_clear(st, &u->cat);
 }
 
@@ -234,6 +240,13 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
       a->bm = NULL;
       a->bm_dirty = (int)u->b;
       break;
+    case NPK_U_BMSWAP: {
+      NpkBitmap *cur = a->bm;
+      a->bm = u->data;
+      u->data = cur;
+      a->bm_dirty = (int)u->b;
+      break;
+    }
     case NPK_U_OVL:
       if (u->b) {
         void *old;
@@ -495,25 +508,18 @@ int npk_op_end(NpkSession *s, int autoc, int level, int rc) {
 /* ---- commit ---------------------------------------------------------- */
 
 
-/* Relative names of the data files of C (data file, or manifest+segments). */
-static int c_files(const NpkArray *c, const char **out, int max) {
-  int n = 0;
-  out[n++] = c->data_file;
-  if (c->segmented)
-    for (int i = 0; i < c->nseg && n < max; i++) out[n++] = c->seg_names[i];
-  return n;
-}
-
-/* Call FN for every data file of C that the commit removes. */
+/* Call FN for every data file of C that the commit removes: the data file
+** or manifest, and every segment file a manifest names, however many. */
 typedef int (*FileFn)(NpkSession *s, const char *rel, void *arg);
 static int each_removed(NpkSession *s, const Change *ch, FileFn fn, void *arg) {
-  const char *files[1 + 4096];
+  const NpkArray *c = ch->c;
   int n, rc;
   if (!ch->drop_c_files) return NPK_OK;
-  n = c_files(ch->c, files, (int)(sizeof files / sizeof files[0]));
+  n = c->segmented ? c->nseg + 1 : 1;
   for (int i = 0; i < n; i++) {
-    if (ch->p && strcmp(files[i], ch->p->data_file) == 0) continue;
-    if ((rc = fn(s, files[i], arg))) return rc;
+    const char *rel = i == 0 ? c->data_file : c->seg_names[i - 1];
+    if (ch->p && strcmp(rel, ch->p->data_file) == 0) continue;
+    if ((rc = fn(s, rel, arg))) return rc;
   }
   return NPK_OK;
 }

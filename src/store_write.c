@@ -34,6 +34,9 @@ static int check_shape(NpkSession *s, const char *name, int dtype,
     return npk_err(&s->err, NPK_ERROR,
                    "array \"%s\": ndim %u is outside 1..%d", name, ndim,
                    NPK_MAX_NDIM);
+  if (shape[0] > NPK_MAX_ROWS)
+    return npk_err(&s->err, NPK_ERROR, "array \"%s\": %llu rows, more than "
+                   "2^63-1", name, (unsigned long long)shape[0]);
   if (npk_shape_bytes(dtype, ndim, shape, &rb, total))
     return npk_err(&s->err, NPK_ERROR, "array \"%s\": shape is too large",
                    name);
@@ -218,6 +221,20 @@ static int check_rows(NpkSession *s, NpkArray *a, const uint64_t *rows,
   return NPK_OK;
 }
 
+/* A bitmap of A may cover NBITS rows: always for an array with bytes (its
+** data file bounds the bitmap to an eighth of it), up to
+** NPK_MAX_ZW_BITMAP_ROWS for a zero-width array, which has no data to
+** bound it.  WHAT names the refused operation. */
+static int bm_room(NpkSession *s, const NpkArray *a, uint64_t nbits,
+                   const char *what) {
+  if (a->row_bytes || nbits <= NPK_MAX_ZW_BITMAP_ROWS) return NPK_OK;
+  return npk_err(&s->err, NPK_ERROR, "cannot %s array \"%s\": its rows "
+                 "hold no bytes, and a deletion bitmap of %llu rows is over "
+                 "the limit of %llu for such an array", what, a->name,
+                 (unsigned long long)nbits,
+                 (unsigned long long)NPK_MAX_ZW_BITMAP_ROWS);
+}
+
 /* ---- operations ------------------------------------------------------ */
 
 int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
@@ -279,12 +296,15 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
         npk_shape_bytes(dtype, ndim, grown, &rb, NULL)) {
       rc = npk_err(&s->err, NPK_ERROR,
                    "array \"%s\": appending %llu rows to %llu makes too many "
-                   "rows", name, (unsigned long long)shape[0],
+                   "rows (more than 2^63-1, or more bytes)", name,
+                   (unsigned long long)shape[0],
                    (unsigned long long)a->shape[0]);
       goto done;
     }
   }
   if (shape[0] == 0) goto done;
+  if (a->bm && (rc = bm_room(s, a, a->shape[0] + shape[0], "append to")))
+    goto done;
   if ((rc = pend(s, i, &a))) goto done;
   f = a->seg[0].file;
   if (!a->fresh && (rc = npk_txn_grow(s, f))) goto done;
@@ -299,7 +319,8 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   a->shape[0] += shape[0];
   a->seg[0].rows = a->shape[0];
   if (a->bm) {
-    if (npk_bm_extend(a->bm, a->shape[0], 1)) {
+    /* A short bitmap's deleted tail stays deleted; the new rows are live. */
+    if (npk_bm_extend(a->bm, old, 0) || npk_bm_extend(a->bm, a->shape[0], 1)) {
       a->shape[0] = old;
       a->seg[0].rows = old;
       rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
@@ -371,6 +392,10 @@ int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
   if ((rc = locate(s, name, &i))) goto done;
   if ((rc = check_rows(s, s->txn->cat.a[i], rows, n))) goto done;
   if (n == 0) goto done;
+  if (!s->txn->cat.a[i]->bm &&
+      (rc = bm_room(s, s->txn->cat.a[i], s->txn->cat.a[i]->shape[0],
+                    "delete rows of")))
+    goto done;
   if ((rc = pend(s, i, &a))) goto done;
   if (!a->bm) {
     if (!(a->bm = npk_bm_new(a->shape[0], 1))) {
@@ -393,6 +418,80 @@ int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
   rc = npk_undo_push(s, NPK_U_BITS, a, ncleared, (uint64_t)a->bm_dirty, cleared);
   a->bm_dirty = 1;
   s->txn->counts.deleted += ncleared;
+done:
+  return npk_op_end(s, autoc, lvl, rc);
+}
+
+int npk_delete_slice(NpkSession *s, const char *name, uint64_t first,
+                     uint64_t step, uint64_t count) {
+  NpkArray *a;
+  NpkBitmap *old = NULL;
+  uint64_t live, p = 0, *cleared = NULL;
+  int autoc, lvl, i, rc, tail, by_rows;
+  if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
+  if ((rc = locate(s, name, &i))) goto done;
+  a = s->txn->cat.a[i];
+  live = npk_live_rows(a);
+  if (count == 0) goto done;
+  if (step == 0 || first >= live || count - 1 > (live - 1 - first) / step) {
+    rc = npk_err(&s->err, NPK_RANGE, "%llu rows from index %llu, %llu apart, "
+                 "are out of range for \"%s\" (%llu rows)",
+                 (unsigned long long)count, (unsigned long long)first,
+                 (unsigned long long)step, name, (unsigned long long)live);
+    goto done;
+  }
+  /* Every live row from FIRST on, of a zero-width array: the bitmap ends
+  ** before them, rows past a bitmap's count being deleted. */
+  tail = a->row_bytes == 0 && step == 1 && count == live - first;
+  if (!a->bm && (rc = bm_room(s, a, tail ? first : a->shape[0],
+                              "delete rows of")))
+    goto done;
+  if ((rc = pend(s, i, &a))) goto done;
+  if (!a->bm) {
+    /* No bitmap: logical indexes are physical rows. */
+    if (!(a->bm = npk_bm_new(tail ? first : a->shape[0], 1))) {
+      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+      goto done;
+    }
+    if ((rc = npk_undo_push(s, NPK_U_BMNEW, a, 0, (uint64_t)a->bm_dirty, NULL)))
+      goto done;
+    if (tail) goto deleted;
+  }
+  if (npk_bm_select(a->bm, first, &p)) {
+    rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+    goto done;
+  }
+  /* A savepoint takes the rows back from the smaller record: the list of
+  ** rows cleared (8 bytes each), or a copy of the bitmap (a bit a row). */
+  by_rows = !tail && count <= (a->bm->nbits + 63) / 64;
+  if (s->txn->nsp && by_rows &&
+      !(cleared = malloc((size_t)count * sizeof *cleared))) {
+    rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+    goto done;
+  }
+  if (s->txn->nsp && !by_rows && !(old = npk_bm_copy(a->bm))) {
+    rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+    goto done;
+  }
+  /* Recorded before any bit changes, so that a failure leaves none
+  ** changed; the list is filled in below. */
+  if ((rc = by_rows ? npk_undo_push(s, NPK_U_BITS, a, count,
+                                    (uint64_t)a->bm_dirty, cleared)
+                    : npk_undo_push(s, NPK_U_BMSWAP, a, 0,
+                                    (uint64_t)a->bm_dirty, old)))
+    goto done;
+  if (tail) {
+    npk_bm_truncate(a->bm, p);
+    goto deleted;
+  }
+  for (uint64_t k = 0; k < count; k++) {
+    npk_bm_set(a->bm, p, 0);
+    if (cleared) cleared[k] = p;
+    if (k + 1 < count) p = npk_bm_skip(a->bm, p + 1, step - 1);
+  }
+deleted:
+  a->bm_dirty = 1;
+  s->txn->counts.deleted += count;
 done:
   return npk_op_end(s, autoc, lvl, rc);
 }

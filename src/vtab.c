@@ -1156,7 +1156,9 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
           sqlite3_value_bytes(rowv));
       return SQLITE_MISMATCH;
     }
-    memcpy(v->scratch, sqlite3_value_blob(rowv), (size_t)v->row_bytes);
+    /* A zero-width row is x'', whose pointer may be NULL. */
+    if (v->row_bytes)
+      memcpy(v->scratch, sqlite3_value_blob(rowv), (size_t)v->row_bytes);
     if (v->dtype == NPK_BOOL) {
       long long bad = npk_bool_bad(v->scratch, v->row_bytes);
       if (bad >= 0) {

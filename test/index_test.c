@@ -127,11 +127,57 @@ static void test_codes(void) {
   CHECK_EQ(r, 0);
 }
 
+/* A slice stays its bounds: 2^62 rows, forwards or backwards, with no
+** list (the bound applies to lists only), each row computed on demand,
+** and the listed form agrees with it row for row. */
+static void test_lazy(void) {
+  static const char *texts[] = {"0:", "::-1", "5::3", "-4:2:-2", "[3, 1]",
+                                "7", "10:10", "::-1000000000000"};
+  uint64_t huge = 1ull << 62;
+  NpkIndex ix;
+  char err[256] = "";
+  CHECK_EQ(npk_index_parse_ix("0:", 2, huge, 10, &ix, err, sizeof err), 0);
+  CHECK(ix.rows == NULL);
+  CHECK_EQ(ix.n, huge);
+  CHECK_EQ(npk_index_row(&ix, huge - 1), huge - 1);
+  CHECK_EQ(npk_index_parse_ix("::-1", 4, huge, 10, &ix, err, sizeof err), 0);
+  CHECK(ix.rows == NULL);
+  CHECK_EQ(ix.n, huge);
+  CHECK_EQ(npk_index_row(&ix, 0), huge - 1);
+  CHECK_EQ(npk_index_row(&ix, huge - 1), 0);
+  CHECK_EQ(npk_index_parse_ix("1::2", 4, huge, 10, &ix, err, sizeof err), 0);
+  CHECK_EQ(ix.n, huge / 2);
+  CHECK_EQ(npk_index_row(&ix, huge / 2 - 1), huge - 1);
+  CHECK_EQ(npk_index_parse_ix("[1,2,3]", 7, 100, 2, &ix, err, sizeof err),
+           NPK_INDEX_TOO_MANY);
+  CHECK(ix.rows == NULL);
+  CHECK_EQ(npk_index_parse_ix("[]", 2, 100, 2, &ix, err, sizeof err), 0);
+  CHECK(ix.rows != NULL);
+  CHECK_EQ(ix.n, 0);
+  npk_index_free(&ix);
+  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    uint64_t *rows = NULL, n = 0;
+    int scalar;
+    size_t len = strlen(texts[i]);
+    CHECK_EQ(npk_index_parse_ix(texts[i], len, 20, 100, &ix, err, sizeof err),
+             0);
+    CHECK_EQ(npk_index_parse(texts[i], len, 20, 100, &rows, &n, &scalar, err,
+                             sizeof err), 0);
+    CHECK_EQ(ix.n, n);
+    CHECK_EQ(ix.scalar, scalar);
+    for (uint64_t k = 0; k < n && k < ix.n; k++)
+      CHECK_EQ(npk_index_row(&ix, k), rows[k]);
+    npk_index_free(&ix);
+    free(rows);
+  }
+}
+
 int main(void) {
   RUN(test_codes);
   RUN(test_integers);
   RUN(test_lists);
   RUN(test_slices);
   RUN(test_bound);
+  RUN(test_lazy);
   return CTEST_END();
 }

@@ -7,6 +7,8 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include "store_testutil.h"
 
@@ -1527,6 +1529,268 @@ static void test_segmented_write(void) {
   }
 }
 
+/* A segmented array of more segment files than any fixed table would
+** hold: rewriting it removes every one of them, and a crash after they are
+** removed puts every one back (the journal lists them all). */
+#define MANY_SEGS 4100
+static void test_segmented_many(void) {
+  for (int crash = 0; crash < 2; crash++) {
+    Tmp t;
+    tu_tmp_init(&t);
+    mkdir(t.dir, 0755);
+    tu_seg_write_many(t.dir, MANY_SEGS);
+    int64_t v[2] = {7, 8};
+    uint64_t shape[1] = {2};
+    if (crash) {
+      /* Die just before step 5, after step 4 removed the segments. */
+      fflush(stdout);
+      pid_t pid = fork();
+      if (pid == 0) {
+        NpkStore *cst;
+        NpkSession *cs = tu_open(t.dir, 0, &cst);
+        if (!cs) _exit(10);
+        npk_test_crash_at(5);
+        _exit(npk_save(cs, "m", NPK_INT64, 1, shape, v) == NPK_OK ? 0 : 11);
+      }
+      int status = 0;
+      waitpid(pid, &status, 0);
+      CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+      CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
+      CHECK_EQ(tu_seg_count_many(t.dir, MANY_SEGS), 0);
+    }
+    NpkStore *st;
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s && crash) {
+      /* Recovery (by the next writer) restored the segmented array,
+      ** segment files and all. */
+      NpkArrayInfo in;
+      CHECK_EQ(npk_recover(s), NPK_OK);
+      CHECK_EQ(tu_seg_count_many(t.dir, MANY_SEGS), MANY_SEGS);
+      CHECK_EQ(info_of(s, "m", &in), NPK_OK);
+      CHECK_EQ(in.rows, MANY_SEGS);
+      CHECK_EQ(in.segmented, 1);
+      CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+    } else if (s) {
+      CHECK_EQ(npk_save(s, "m", NPK_INT64, 1, shape, v), NPK_OK);
+      CHECK_EQ(tu_seg_count_many(t.dir, MANY_SEGS), 0);
+      CHECK(!tu_exists(P(t.dir, "data_m.npkseg")));
+      CHECK_EQ(rows_mismatch(s, "m", (unsigned char *)v, NULL, 2, 8), 0);
+    }
+    tu_close(st, s);
+    tu_tmp_done(&t);
+  }
+}
+
+/* ---- zero-width arrays and slices --------------------------------------- */
+
+/* The sanitizers reserve terabytes of address space: no cap under them. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CAP_AS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CAP_AS 0
+#endif
+#endif
+#ifndef CAP_AS
+#define CAP_AS 1
+#endif
+
+/* Run FN in a child whose address space is capped at 512 MB, so that an
+** allocation sized by a crafted row count fails there instead of taking
+** the machine: the child's checks count as this case's. */
+static void capped_child(void (*fn)(void)) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct rlimit rl = {512ull << 20, 512ull << 20};
+    if (CAP_AS && setrlimit(RLIMIT_AS, &rl) != 0) _exit(100);
+    ctest_case_failures = 0;
+    fn();
+    fflush(stdout);
+    _exit(ctest_case_failures ? 1 : 0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    printf("  capped child: status 0x%x\n", status);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static const char *zw_dir;
+
+/* A crafted entry of 2^40 zero-width rows with a 64-row bitmap opens with
+** memory for 64 bits, not 2^40; rows past the bitmap are deleted. */
+static void zw_crafted_body(void) {
+  NpkStore *st;
+  NpkSession *s = tu_open(zw_dir, 0, &st);
+  NpkArrayInfo in;
+  NpkView v;
+  uint64_t rows = 1ull << 40, r = 0, zero[1] = {0};
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_EQ(info_of(s, "w", &in), NPK_OK);
+  CHECK_EQ(in.rows, rows);
+  CHECK_EQ(in.live_rows, 64);
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  CHECK_EQ(npk_view(s, "w", &v), NPK_OK);
+  CHECK_EQ(v.rows, 64);                 /* a scan stops where the bits do */
+  CHECK_EQ(v.live_rows, 64);
+  CHECK_EQ(npk_row_live(s, "w", 63), 1);
+  CHECK_EQ(npk_row_live(s, "w", 64), 0);
+  CHECK_EQ(npk_row_live(s, "w", rows - 1), 0);
+  CHECK_EQ(npk_next_live(s, "w", 64, &r), NPK_OK);
+  CHECK_EQ(r, rows);
+  CHECK_EQ(npk_physical_to_logical(s, "w", rows, &r), NPK_OK);
+  CHECK_EQ(r, 64);
+  CHECK_EQ(npk_logical_to_physical(s, "w", 63, &r), NPK_OK);
+  CHECK_EQ(r, 63);
+  r = 0;
+  CHECK_EQ(npk_copy_live_rows(s, "w", &r, 64, zero), NPK_OK);
+  npk_read_end(s);
+  /* Every row from 60 on: four live rows go, the file stays short. */
+  CHECK_EQ(npk_delete_slice(s, "w", 60, 1, 4), NPK_OK);
+  CHECK_EQ(tu_file_size(P(zw_dir, "deleted_w.npkb")), 24);
+  CHECK_EQ(npk_delete_slice(s, "w", 0, 2, 30), NPK_OK);
+  CHECK_EQ(info_of(s, "w", &in), NPK_OK);
+  CHECK_EQ(in.live_rows, 30);
+  /* Appending would need 2^40 bits: refused, naming the array. */
+  uint64_t one[2] = {1, 0};
+  CHECK_EQ(npk_append(s, "w", NPK_FLOAT32, 2, one, zero), NPK_ERROR);
+  CHECK_HAS(npk_errmsg(s), "\"w\"");
+  CHECK_EQ(npk_compact(s, "w"), NPK_OK);
+  CHECK_EQ(info_of(s, "w", &in), NPK_OK);
+  CHECK_EQ(in.rows, 30);
+  CHECK_EQ(in.live_rows, 30);
+  tu_close(st, s);
+}
+
+static void test_zero_width_crafted(void) {
+  Tmp t;
+  tu_tmp_init(&t);
+  mkdir(t.dir, 0755);
+  tu_zero_width_write(t.dir, 1ull << 40, 64);
+  zw_dir = t.dir;
+  capped_child(zw_crafted_body);
+  tu_tmp_done(&t);
+}
+
+/* Rows of a zero-width array of 2^62 rows: dropping those from an index
+** on costs a bitmap of the rows before it; others would need 2^59 bytes
+** and are refused, as is any row count over 2^63-1. */
+static void zw_huge_body(void) {
+  NpkStore *st;
+  NpkSession *s = tu_open(zw_dir, NPK_OPEN_CREATE, &st);
+  NpkArrayInfo in;
+  uint64_t huge = 1ull << 62, shape[2] = {huge, 0}, r = 5;
+  CHECK(s != NULL);
+  if (!s) return;
+  /* uint8: NumPy's limit (nonzero sizes times the item size fit int64)
+  ** allows 2^62 such rows. */
+  CHECK_EQ(npk_save(s, "z", NPK_UINT8, 2, shape, ""), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "z", &r, 1), NPK_ERROR);
+  CHECK_HAS(npk_errmsg(s), "over the limit");
+  CHECK_EQ(npk_delete_slice(s, "z", 0, 2, huge / 2), NPK_ERROR);
+  CHECK_EQ(npk_delete_slice(s, "z", 10, 1, huge - 11), NPK_ERROR);
+  CHECK(!tu_exists(P(zw_dir, "deleted_z.npkb")));
+  CHECK_EQ(npk_delete_slice(s, "z", 10, 1, huge - 10), NPK_OK);
+  CHECK_EQ(tu_file_size(P(zw_dir, "deleted_z.npkb")), 24);
+  CHECK_EQ(info_of(s, "z", &in), NPK_OK);
+  CHECK_EQ(in.rows, huge);
+  CHECK_EQ(in.live_rows, 10);
+  /* Inside a transaction, rolled back to a savepoint: all live again. */
+  int lvl;
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_savepoint(s, &lvl), NPK_OK);
+  CHECK_EQ(npk_delete_slice(s, "z", 0, 1, 10), NPK_OK);
+  CHECK_EQ(info_of(s, "z", &in), NPK_OK);
+  CHECK_EQ(in.live_rows, 0);
+  CHECK_EQ(npk_rollback_to(s, lvl), NPK_OK);
+  CHECK_EQ(info_of(s, "z", &in), NPK_OK);
+  CHECK_EQ(in.live_rows, 10);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  s = reopen(zw_dir, &st, s);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_EQ(info_of(s, "z", &in), NPK_OK);
+  CHECK_EQ(in.live_rows, 10);
+  CHECK_EQ(npk_delete_slice(s, "z", 0, 1, 10), NPK_OK);
+  CHECK_EQ(tu_file_size(P(zw_dir, "deleted_z.npkb")), 16);
+  /* Row counts past 2^63-1, saved or reached by appending. */
+  shape[0] = 1ull << 63;
+  CHECK_EQ(npk_save(s, "z", NPK_FLOAT32, 2, shape, ""), NPK_ERROR);
+  CHECK_HAS(npk_errmsg(s), "more than 2^63-1");
+  shape[0] = (1ull << 63) - 1;
+  CHECK_EQ(npk_save(s, "y", NPK_INT8, 2, shape, ""), NPK_OK);
+  shape[0] = 1;
+  CHECK_EQ(npk_append(s, "y", NPK_INT8, 2, shape, ""), NPK_ERROR);
+  CHECK_HAS(npk_errmsg(s), "more than 2^63-1");
+  CHECK_EQ(info_of(s, "y", &in), NPK_OK);
+  CHECK_EQ(in.rows, (1ull << 63) - 1);
+  tu_close(st, s);
+}
+
+static void test_zero_width_huge(void) {
+  Tmp t;
+  tu_tmp_init(&t);
+  zw_dir = t.dir;
+  capped_child(zw_huge_body);
+  tu_tmp_done(&t);
+}
+
+/* npk_delete_slice deletes the rows npk_delete_rows would, for slices
+** forwards over live and deleted rows, and a savepoint takes it back. */
+static void test_delete_slice(void) {
+  static const uint64_t cases[][3] = {
+    {0, 1, 700}, {3, 1, 10}, {0, 7, 100}, {5, 64, 10}, {699, 1, 1},
+    {1, 2, 350}, {100, 1, 600}, {0, 699, 2}, {64, 1, 64}, {2, 5, 0},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    Tmp t;
+    tu_tmp_init(&t);
+    NpkStore *st;
+    NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+    uint32_t vals[1000];
+    uint64_t shape[1] = {1000}, pre[100], list[700], n = 0;
+    for (int i = 0; i < 1000; i++) vals[i] = (uint32_t)i;
+    CHECK_EQ(npk_save(s, "a", NPK_UINT32, 1, shape, vals), NPK_OK);
+    CHECK_EQ(npk_save(s, "b", NPK_UINT32, 1, shape, vals), NPK_OK);
+    /* Some rows already deleted: every third of the first 300. */
+    for (int i = 0; i < 100; i++) pre[i] = (uint64_t)i * 3;
+    CHECK_EQ(npk_delete_rows(s, "a", pre, 100), NPK_OK);
+    CHECK_EQ(npk_delete_rows(s, "b", pre, 100), NPK_OK);
+    uint64_t first = cases[c][0], step = cases[c][1], count = cases[c][2];
+    CHECK_EQ(npk_read_begin(s), NPK_OK);
+    for (uint64_t k = 0; k < count; k++)
+      CHECK_EQ(npk_logical_to_physical(s, "b", first + k * step, &list[n++]),
+               NPK_OK);
+    npk_read_end(s);
+    int lvl;
+    CHECK_EQ(npk_begin(s), NPK_OK);
+    CHECK_EQ(npk_savepoint(s, &lvl), NPK_OK);
+    CHECK_EQ(npk_delete_slice(s, "a", first, step, count), NPK_OK);
+    CHECK_EQ(npk_rollback_to(s, lvl), NPK_OK);
+    for (int r = 0; r < 1000; r++)
+      CHECK_EQ(npk_row_live(s, "a", (uint64_t)r), r >= 300 || r % 3 != 0);
+    CHECK_EQ(npk_delete_slice(s, "a", first, step, count), NPK_OK);
+    CHECK_EQ(npk_delete_rows(s, "b", list, n), NPK_OK);
+    CHECK_EQ(npk_commit(s), NPK_OK);
+    int f0 = ctest_case_failures;
+    for (int r = 0; r < 1000; r++)
+      CHECK_EQ(npk_row_live(s, "a", (uint64_t)r), npk_row_live(s, "b", (uint64_t)r));
+    CHECK_EQ(tu_file_size(P(t.dir, "deleted_a.npkb")),
+             tu_file_size(P(t.dir, "deleted_b.npkb")));
+    /* Past the end: refused, nothing changed. */
+    CHECK_EQ(npk_delete_slice(s, "a", 0, 1, 1000), NPK_RANGE);
+    CHECK_EQ(npk_delete_slice(s, "a", 0, 0, 1), NPK_RANGE);
+    if (ctest_case_failures != f0)
+      printf("  (slice %llu, %llu, %llu)\n", (unsigned long long)first,
+             (unsigned long long)step, (unsigned long long)count);
+    tu_close(st, s);
+    tu_tmp_done(&t);
+  }
+}
+
 /* ---- direct views ----------------------------------------------------- */
 
 /* The view of NAME agrees with npk_row_live/npk_row_ptr; returns the number
@@ -2062,6 +2326,17 @@ static void test_corrupt_segments(void) {
   }
 }
 
+/* A catalog entry of more than 2^63-1 rows is damage, even of rows of no
+** bytes (nothing else bounds them). */
+static void test_corrupt_row_count(void) {
+  Tmp t;
+  tu_tmp_init(&t);
+  mkdir(t.dir, 0755);
+  tu_zero_width_write(t.dir, 1ull << 63, 0);
+  expect_corrupt(t.dir, TU_CATALOG, "2^63-1", 0, __LINE__);
+  tu_tmp_done(&t);
+}
+
 int main(void) {
   install_foreign_handler();
   RUN(test_create_empty);
@@ -2092,6 +2367,10 @@ int main(void) {
   RUN(test_cut_under_mapping);
   RUN(test_zero_rows);
   RUN(test_segmented_write);
+  RUN(test_segmented_many);
+  RUN(test_zero_width_crafted);
+  RUN(test_zero_width_huge);
+  RUN(test_delete_slice);
   RUN(test_view_and_change_count);
   RUN(test_base_valid);
   RUN(test_corrupt_header);
@@ -2107,5 +2386,6 @@ int main(void) {
   RUN(test_corrupt_compression);
   RUN(test_corrupt_bitmap);
   RUN(test_corrupt_segments);
+  RUN(test_corrupt_row_count);
   return CTEST_END();
 }

@@ -458,6 +458,67 @@ TU_FN void tu_seg_write(const char *dir) {
   tu_write_file(P(dir, "seg_s_1.bin"), v + 3, 16);
 }
 
+/* A segmented int64 array "m" of NSEG rows in NSEG one-row segment files
+** seg_m_<i>.bin (row i holds i): its manifest, segments and a catalog
+** naming only it, written into DIR (which must exist). */
+TU_FN void tu_seg_write_many(const char *dir, int nseg) {
+  Buf m = {0}, cat = {0};
+  CatEntry e;
+  char name[64], head[160];
+  for (int i = 0; i < nseg; i++) {
+    int64_t v = i;
+    snprintf(name, sizeof name, "seg_m_%d.bin", i);
+    tu_write_file(P(dir, name), &v, sizeof v);
+    snprintf(head, sizeof head, "%s{\"file\":\"%s\",\"rows\":1,\"bytes\":8}",
+             i ? "," : "{\"version\":1,\"segments\":[", name);
+    buf_put(&m, head, strlen(head));
+  }
+  buf_put(&m, "]}", 2);
+  tu_write_buf(P(dir, "data_m.npkseg"), &m);
+  memset(&e, 0, sizeof e);
+  e.name = "m"; e.ndim = 1; e.dims[0] = (uint64_t)nseg; e.dtype = NPK_INT64;
+  e.data_file = "data_m.npkseg"; e.mtime = 1600000000000001ull;
+  tu_cat_build(&cat, &e, 1, NULL);
+  tu_write_buf(P(dir, TU_CATALOG), &cat);
+  buf_free(&m);
+  buf_free(&cat);
+}
+
+/* How many of the NSEG segment files of tu_seg_write_many() exist. */
+TU_FN int tu_seg_count_many(const char *dir, int nseg) {
+  char name[64];
+  int n = 0;
+  for (int i = 0; i < nseg; i++) {
+    snprintf(name, sizeof name, "seg_m_%d.bin", i);
+    n += tu_exists(P(dir, name));
+  }
+  return n;
+}
+
+/* A store in DIR (which must exist) holding only "w", a float32 array of
+** shape (ROWS, 0) with an empty data file, and, when BITS > 0, a deletion
+** bitmap covering its first BITS rows, all live (rows past them are
+** deleted). */
+TU_FN void tu_zero_width_write(const char *dir, uint64_t rows, uint64_t bits) {
+  Buf cat = {0}, bm = {0};
+  CatEntry e;
+  memset(&e, 0, sizeof e);
+  e.name = "w"; e.ndim = 2; e.dims[0] = rows; e.dims[1] = 0;
+  e.dtype = NPK_FLOAT32; e.mtime = 1600000000000001ull;
+  tu_cat_build(&cat, &e, 1, NULL);
+  tu_write_buf(P(dir, TU_CATALOG), &cat);
+  tu_write_file(P(dir, "data_w.npkd"), "", 0);
+  if (bits) {
+    unsigned char *live = malloc((size_t)bits);
+    memset(live, 1, (size_t)bits);
+    tu_bitmap_build(&bm, live, bits);
+    tu_write_buf(P(dir, "deleted_w.npkb"), &bm);
+    free(live);
+  }
+  buf_free(&cat);
+  buf_free(&bm);
+}
+
 /* ---- catalog parsing (independent of the engine) ---------------------- */
 
 #define TU_CAT_MAX 64
