@@ -117,10 +117,24 @@ int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e) {
   return rc;
 }
 
-int npk_file_check_writable(NpkFile *f, NpkErr *e) {
-  if (f->writable) return NPK_OK;
-  return npk_err(e, NPK_READONLY, "cannot write %s: this process may not "
-                 "write it", f->path);
+/* Before a committed file is written in place.  A file with a second name
+** may share its bytes with a file outside the store (a hard link made by
+** whoever wrote the store), which writing in place would change too.  The
+** store's own backups link only files that a commit replaces whole, and a
+** writer sweeps stale ones before it writes, so a second link here is never
+** ours.  *OUT (when not NULL) gets the file's status. */
+int npk_file_check_writable(NpkFile *f, struct stat *out, NpkErr *e) {
+  struct stat sb;
+  if (!f->writable)
+    return npk_err(e, NPK_READONLY, "cannot write %s: this process may not "
+                   "write it", f->path);
+  if (fstat(f->fd, &sb) != 0) return npk_err_sys(e, errno, "cannot stat", f->path);
+  if (sb.st_nlink > 1)
+    return npk_err(e, NPK_READONLY, "cannot write %s in place: it has %llu "
+                   "hard links, and another name may lie outside the store",
+                   f->path, (unsigned long long)sb.st_nlink);
+  if (out) *out = sb;
+  return NPK_OK;
 }
 
 /* Forget buffered bytes at or past file offset END (appends undone). */

@@ -301,7 +301,7 @@ int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
 int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e);
 /* NPK_READONLY, naming F, if F could only be opened for reading: checked
 ** before a transaction changes F, so that no commit fails halfway on it. */
-int npk_file_check_writable(NpkFile *f, NpkErr *e);
+int npk_file_check_writable(NpkFile *f, struct stat *out, NpkErr *e);
 void npk_file_discard(NpkFile *f, uint64_t end);
 void npk_retire(NpkStore *st, void *p, size_t len);
 void npk_retired_free(NpkStore *st);

@@ -446,9 +446,7 @@ int npk_txn_grow(NpkSession *s, NpkFile *f) {
   NpkTxn *t = s->txn;
   struct stat sb;
   if (f->grown || f->temp) return NPK_OK;
-  if (npk_file_check_writable(f, &s->err)) return s->err.rc;
-  if (fstat(f->fd, &sb) != 0)
-    return npk_err_sys(&s->err, errno, "cannot stat", f->path);
+  if (npk_file_check_writable(f, &sb, &s->err)) return s->err.rc;
   if (t->ngrown == t->growncap) {
     int cap = t->growncap ? t->growncap * 2 : 4;
     NpkFile **p = realloc(t->grown, (size_t)cap * sizeof *p);

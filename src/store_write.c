@@ -343,7 +343,7 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
   if (n == 0 || s->txn->cat.a[i]->row_bytes == 0) goto done;
   if ((rc = pend(s, i, &a))) goto done;
   /* Rows are replaced in place at COMMIT: the file must take writes. */
-  if (!a->fresh && (rc = npk_file_check_writable(a->seg[0].file, &s->err)))
+  if (!a->fresh && (rc = npk_file_check_writable(a->seg[0].file, NULL, &s->err)))
     goto done;
   for (uint64_t k = 0; k < n && rc == NPK_OK; k++) {
     const unsigned char *src = (const unsigned char *)data + k * a->row_bytes;

@@ -218,6 +218,54 @@ static void test_link_data(void) {
   trust_done(&x);
 }
 
+/* The live rows of int64 array NAME, at most MAX of them; -1 on error. */
+static int load_i64(NpkSession *s, const char *name, int64_t *out, int max) {
+  NpkArrayInfo info;
+  int n = 0;
+  if (npk_read_begin(s) != NPK_OK) return -1;
+  if (npk_array_info(s, name, &info) != NPK_OK) n = -1;
+  for (uint64_t r = 0; n >= 0 && r < info.rows; r++) {
+    const void *p;
+    if (!npk_row_live(s, name, r)) continue;
+    if (npk_row_ptr(s, name, r, &p) != NPK_OK) n = -1;
+    else if (n < max) memcpy(&out[n++], p, sizeof *out);
+  }
+  npk_read_end(s);
+  return n;
+}
+
+/* A data file with a second name (a hard link, perhaps outside the store):
+** read as usual, never written in place; saving over it makes a new file
+** and leaves the other name's bytes alone. */
+static void test_hardlink_data(void) {
+  Trust x;
+  NpkStore *st;
+  NpkSession *s;
+  int64_t row = 42, got[3];
+  uint64_t shape[1] = {1}, r0 = 0;
+  trust_init(&x);
+  CHECK(link(P(x.t.dir, "data_a.npkd"), P(x.out, "twin")) == 0);
+  trust_resnap(&x);
+  s = tu_open(x.t.dir, 0, &st);
+  CHECK(s != NULL);
+  if (s) {
+    CHECK_EQ(load_i64(s, "a", got, 3), 3);
+    CHECK(got[0] == 1 && got[1] == 2 && got[2] == 3);
+    CHECK_EQ(npk_append(s, "a", NPK_INT64, 1, shape, &row), NPK_READONLY);
+    CHECK_HAS(npk_errmsg(s), "data_a.npkd in place: it has 2 hard links");
+    CHECK_EQ(npk_replace_rows(s, "a", &r0, 1, &row), NPK_READONLY);
+    CHECK_HAS(npk_errmsg(s), "hard links");
+    outside_same(&x, __LINE__);
+    shape[0] = 1;
+    CHECK_EQ(npk_save(s, "a", NPK_INT64, 1, shape, &row), NPK_OK);
+    CHECK_EQ(load_i64(s, "a", got, 3), 1);
+    CHECK(got[0] == 42);
+  }
+  tu_close(st, s);
+  outside_same(&x, __LINE__);
+  trust_done(&x);
+}
+
 static void test_link_bitmap(void) {
   Trust x;
   NpkStore *st;
@@ -572,6 +620,7 @@ static void test_store_dir_link(void) {
 
 int main(void) {
   RUN(test_link_data);
+  RUN(test_hardlink_data);
   RUN(test_link_bitmap);
   RUN(test_link_catalog);
   RUN(test_link_lock);
