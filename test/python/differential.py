@@ -387,6 +387,10 @@ class Run:
 
     def op_txn(self):
         if not self.txn:
+            if self.r.random() < 0.5:
+                # Keep about half of the steps outside transactions, where
+                # the files are checked.
+                return self.op_select()
             if self.r.random() < 0.7:
                 self.ok("BEGIN")
                 self.txn = {"mode": "begin", "joined": False, "sps": []}
@@ -398,7 +402,7 @@ class Run:
             return
         sps = self.txn["sps"]
         choice = self.r.choices(["savepoint", "rollback_to", "release",
-                                 "commit", "rollback"], [5, 4, 3, 2, 1])[0]
+                                 "commit", "rollback"], [4, 3, 2, 5, 3])[0]
         self.stats["txn " + choice] += 1
         if choice == "savepoint" or (choice in ("rollback_to", "release")
                                      and not sps):
@@ -850,6 +854,186 @@ class Run:
             arr.live[hit] = False
             arr.bm = True
 
+    def op_copy_rows(self):
+        """Statements reading and writing the same array: INSERT ... SELECT
+        (through the same table, which SQLite sees, or through another table
+        on the array, which it does not: the scan must not read the rows
+        appended behind it), a swap of two columns by UPDATE, a DELETE of
+        rows chosen by a subquery on another table of the array."""
+        kind = self.r.randrange(3)
+        if kind == 0:
+            src, dst = self.r.choice([("t3", "t3b"), ("t3b", "t3"), ("t3", "t3"),
+                                      ("t1", "t1"), ("t1_ro", "t1"),
+                                      ("t4", "t4")])
+            arr = self.cur[next(t.array for t in TABLES if t.name == dst)]
+            clause, wargs, pred = self.where(arr)
+            ids = [i for i in arr.ids().tolist() if pred(i)]
+            tail, targs = "", []
+            if self.r.random() < 0.3:
+                tail, targs = "LIMIT ?", [self.r.randint(0, 3)]
+                ids = ids[:targs[0]]
+            self.table_write("INSERT INTO %s(row) SELECT row FROM %s WHERE %s "
+                             "ORDER BY rowid %s" % (dst, src, clause, tail),
+                             *(wargs + targs))
+            rows = arr.phys[ids]
+            arr.phys = np.concatenate([arr.phys, rows])
+            arr.live = np.concatenate([arr.live, np.ones(len(ids), bool)])
+        elif kind == 1:
+            t = self.r.choice([t for t in WRITABLE if len(t.cols) > 1])
+            arr = self.cur[t.array]
+            clause, wargs, pred = self.where(arr)
+            i, j = self.r.sample(range(len(t.cols)), 2)
+            hit = [r for r in arr.ids().tolist() if pred(r)]
+            flat = arr.phys.reshape(len(arr.phys), len(t.cols))
+            nan = arr.phys.dtype.kind == "f" and np.isnan(flat[hit][:, [i, j]]).any()
+            if self.table_write("UPDATE %s SET %s = %s, %s = %s WHERE %s"
+                                % (t.name, t.cols[i], t.cols[j], t.cols[j],
+                                   t.cols[i], clause), *wargs,
+                                fails=("NULL",) if nan else None):
+                for r in hit:
+                    flat[r, [i, j]] = flat[r, [j, i]]
+        else:
+            arr = self.cur["t3"]
+            v = int(self.rng.integers(-100, 100))
+            dst = self.r.choice(["t3", "t3b"])
+            self.table_write("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM "
+                             "t3 WHERE c0 > ?)" % dst, v)
+            hit = [r for r in arr.ids().tolist() if arr.phys[r][0] > v]
+            if hit:
+                arr.live[hit] = False
+                arr.bm = True
+
+    def op_mid_scan(self):
+        """Writes while a scan of the same array is in progress (through
+        functions, the statement's later rows unread): appending,
+        replacing and deleting rows are allowed, and the rest of the scan
+        reads the live rows it had not reached, as they are now (appended
+        rows are past its end); compacting or saving over the array, and
+        numpack_reset, fail with SQLITE_LOCKED and change nothing."""
+        t = self.r.choice(TABLES)
+        arr = self.cur[t.array]
+        ids = arr.ids().tolist()
+        if len(ids) < 3 or not self.may_write_fn():
+            return
+        sql = "SELECT rowid, row FROM %s ORDER BY rowid" % t.name
+        self.note(sql, ())
+        scan = self.db.execute(sql)
+        first = scan.fetchone()
+        check(first == (ids[0], arr.phys[ids[0]].tobytes()),
+              "%s: first row %r" % (sql, first))
+        # Python's sqlite3 steps the statement ahead: the second row is read
+        # before the write.
+        second = (ids[1], arr.phys[ids[1]].tobytes())
+        kind = self.r.randrange(6)
+        n = len(ids)
+        if kind == 0:
+            rows = self.data(arr.phys.dtype, (2,) + arr.rowshape)
+            self.ok("SELECT numpack_append(?, ?, ?)", self.store, t.array,
+                    npy(rows), want=2)
+            arr.phys = np.concatenate([arr.phys, rows])
+            arr.live = np.concatenate([arr.live, np.ones(2, bool)])
+        elif kind == 1:
+            k = self.r.randrange(n)
+            row = self.data(arr.phys.dtype, (1,) + arr.rowshape)
+            self.ok("SELECT numpack_replace(?, ?, ?, ?)", self.store, t.array,
+                    npy(row), k, want=1)
+            arr.phys[ids[k]] = row[0]
+        elif kind == 2:
+            k = self.r.randrange(n)
+            self.ok("SELECT numpack_drop(?, ?, ?)", self.store, t.array, k,
+                    want=1)
+            arr.live[ids[k]] = False
+            arr.bm = True
+        elif kind == 3:
+            self.fails("SELECT numpack_compact(?, ?)", self.store, t.array,
+                       words=("still reading",))
+        elif kind == 4:
+            a = self.data(arr.phys.dtype, (1,) + arr.rowshape)
+            self.fails("SELECT numpack_save(?, ?, ?)", self.store, t.array,
+                       npy(a), words=("still reading",))
+        else:
+            self.fails("SELECT numpack_reset(?)", self.store,
+                       words=("still reading",))
+        rest = scan.fetchall()
+        end = len(arr.phys) if kind != 0 else len(arr.phys) - 2
+        want = [second] + [(r, arr.phys[r].tobytes())
+                           for r in range(ids[1] + 1, end) if arr.live[r]]
+        check(rest == want, "%s: the rest of the scan %r, expected %r"
+              % (sql, rest, want))
+        self.committed_now()
+
+    def op_temp_table(self):
+        """A table created and dropped on the fly: CREATE VIRTUAL TABLE that
+        creates an array (inside BEGIN: inside the store's transaction, so
+        ROLLBACK removes it), rows written through it, DROP TABLE (outside a
+        transaction: the array goes; refused inside), or a readonly=1 table
+        on an existing array, whose DROP only detaches."""
+        self.temp_counter = getattr(self, "temp_counter", 0) + 1
+        tname = "temp.v%d" % self.temp_counter
+        store = self.store.replace("'", "''")
+        if self.txn and (self.txn["sps"] or self.txn["mode"] != "begin"):
+            return      # ROLLBACK TO before the CREATE keeps the array
+        missing = [n for n in FREE if n not in self.cur]
+        free = [n for n in FREE if n in self.cur]
+        if free and (not missing or self.r.random() < 0.3):
+            name = self.r.choice(free)
+            self.ok("CREATE VIRTUAL TABLE %s USING numpack(store='%s', "
+                    "array='%s', readonly=1)" % (tname, store, name))
+            arr = self.cur[name]
+            got = self.ok("SELECT rowid, row FROM %s" % tname)
+            check(got == [(r, arr.phys[r].tobytes()) for r in arr.ids().tolist()],
+                  "%s reads %r" % (tname, got))
+            if not self.txn:
+                self.ok("DROP TABLE %s" % tname)
+            return
+        if not missing:
+            return
+        name = self.r.choice(missing)
+        dtype, rowshape = self.new_kind(name)
+        self.ok("CREATE VIRTUAL TABLE %s USING numpack(store='%s', array='%s', "
+                "dtype=%s, shape=(%s), layout=blob)"
+                % (tname, store, name, dtype, ",".join(map(str, rowshape))))
+        arr = self.cur[name] = Arr(np.zeros((0,) + rowshape, dtype))
+        if self.txn:
+            self.txn["joined"] = True
+        self.committed_now()
+        rows = self.data(dtype, (self.nrows(4),) + rowshape)
+        for row in rows:
+            self.table_write("INSERT INTO %s(row) VALUES (?)" % tname,
+                             row.tobytes())
+            arr.phys = np.concatenate([arr.phys, row[None]])
+            arr.live = np.concatenate([arr.live, [True]])
+            self.committed_now()
+        if self.txn:
+            self.note("DROP TABLE " + tname, ())
+            try:
+                self.db.execute("DROP TABLE " + tname).fetchall()
+                check(False, "DROP TABLE %s inside a transaction was "
+                      "accepted" % tname)
+            except sqlite3.Error:
+                pass
+        elif self.r.random() < 0.7:
+            self.ok("DROP TABLE " + tname)
+            del self.cur[name]
+            self.committed_now()
+
+    def op_table_errors(self):
+        """Table statements refused whatever the rows: a changed rowid, the
+        row BLOB and the columns both given."""
+        t = self.r.choice([t for t in WRITABLE if t.cols])
+        arr = self.cur[t.array]
+        ids = arr.ids()
+        if self.r.random() < 0.5 and len(ids):
+            r = int(self.r.choice(ids))
+            self.table_write("UPDATE %s SET rowid = rowid + 1 WHERE rowid = ?"
+                             % t.name, r, fails=("cannot be changed",))
+        else:
+            row = self.data(arr.phys.dtype, arr.rowshape)
+            self.table_write("INSERT INTO %s(%s, row) VALUES (?, ?)"
+                             % (t.name, t.cols[0]),
+                             sql_value(row.reshape(-1)[0]) if arr.phys.dtype.kind != "f"
+                             else 1.0, row.tobytes(), fails=("not both",))
+
     def op_readonly(self):
         t = next(t for t in TABLES if t.readonly)
         sql = self.r.choice(["INSERT INTO %s(value) VALUES (1)",
@@ -1099,7 +1283,9 @@ class Run:
                (self.op_getitem, 5), (self.op_stream, 2),
                (self.op_fn_errors, 3), (self.op_insert, 12),
                (self.op_update, 9), (self.op_delete, 7),
-               (self.op_readonly, 1), (self.op_select, 8), (self.op_txn, 8)]
+               (self.op_readonly, 1), (self.op_select, 8), (self.op_txn, 8),
+               (self.op_copy_rows, 4), (self.op_table_errors, 1),
+               (self.op_mid_scan, 3), (self.op_temp_table, 2)]
         funcs = [f for f, _ in ops]
         weights = [w for _, w in ops]
         self.failed_before = self.failed_now()
