@@ -690,32 +690,45 @@ class Run:
         return self.r.choice([(big, str(big)), (1.5, "1.5"), (None, "NULL"),
                               ("x", "x"), (b"\x01", "BLOB")])
 
+    def rowid_value(self, n):
+        """A value to compare rowids with: mostly an integer near the rows,
+        sometimes a REAL, a numeric TEXT, text, NULL or a huge number."""
+        v = self.r.randint(-1, n + 1)
+        pick = self.r.random()
+        if pick < 0.75:
+            return v
+        return self.r.choice([v + 0.5, float(v), str(v), " %d" % v, "x", None,
+                              2 ** 63 - 1, -2 ** 63, 1e300])
+
     def where(self, arr):
-        """A WHERE clause on rowid: (SQL, args, predicate on rowids)."""
+        """A WHERE clause on rowid: (SQL, args, predicate on rowids).  The
+        predicate is what SQLite itself makes of the clause on an ordinary
+        rowid table holding the same rowids (the oracle connection)."""
         n = len(arr.phys)
-        kind = self.r.choice(["eq", "in", "range", "range", "all", "none"])
+        kind = self.r.choice(["eq", "in", "range", "range", "between", "all",
+                              "none"])
         if kind == "eq":
-            r = self.r.randint(-1, n + 1)
-            return "rowid = ?", [r], lambda x: x == r
-        if kind == "in":
-            ids = [self.r.randint(-1, n + 1) for _ in range(self.r.randint(1, 5))]
-            return ("rowid IN (%s)" % ",".join("?" * len(ids)), ids,
-                    lambda x: x in ids)
-        if kind == "range":
-            conds, args, tests = [], [], []
-            for op in self.r.sample([">", ">=", "<", "<="], self.r.randint(1, 2)):
-                v = self.r.randint(-1, n + 1)
-                conds.append("rowid %s ?" % op)
-                args.append(v)
-                tests.append({">": lambda x, v=v: x > v,
-                              ">=": lambda x, v=v: x >= v,
-                              "<": lambda x, v=v: x < v,
-                              "<=": lambda x, v=v: x <= v}[op])
-            return (" AND ".join(conds), args,
-                    lambda x: all(f(x) for f in tests))
-        if kind == "all":
-            return "1", [], lambda x: True
-        return "0", [], lambda x: False
+            clause, args = "rowid = ?", [self.rowid_value(n)]
+        elif kind == "in":
+            args = [self.rowid_value(n) for _ in range(self.r.randint(1, 5))]
+            clause = "rowid IN (%s)" % ",".join("?" * len(args))
+        elif kind == "range":
+            ops = self.r.sample([">", ">=", "<", "<="], self.r.randint(1, 2))
+            clause = " AND ".join("rowid %s ?" % op for op in ops)
+            args = [self.rowid_value(n) for _ in ops]
+        elif kind == "between":
+            clause = "rowid BETWEEN ? AND ?"
+            args = [self.rowid_value(n), self.rowid_value(n)]
+        elif kind == "all":
+            clause, args = "1", []
+        else:
+            clause, args = "0", []
+        o = self.oracle
+        o.execute("DELETE FROM m")
+        o.executemany("INSERT INTO m(rowid) VALUES (?)", [(i,) for i in range(n)])
+        hits = {r for (r,) in o.execute("SELECT rowid FROM m WHERE " + clause,
+                                        args)}
+        return clause, args, hits.__contains__
 
     def table_write(self, sql, *args, fails=None):
         """A writing statement on a table: must succeed, or fail (FAILS
@@ -921,9 +934,8 @@ class Run:
         first = scan.fetchone()
         check(first == (ids[0], arr.phys[ids[0]].tobytes()),
               "%s: first row %r" % (sql, first))
-        # Python's sqlite3 steps the statement ahead: the second row is read
-        # before the write.
-        second = (ids[1], arr.phys[ids[1]].tobytes())
+        # Python's sqlite3 steps the statement ahead: the cursor is on the
+        # second row before the write, and reads its columns after it.
         kind = self.r.randrange(6)
         n = len(ids)
         if kind == 0:
@@ -956,7 +968,7 @@ class Run:
                        words=("still reading",))
         rest = scan.fetchall()
         end = len(arr.phys) if kind != 0 else len(arr.phys) - 2
-        want = [second] + [(r, arr.phys[r].tobytes())
+        want = [(ids[1], arr.phys[ids[1]].tobytes())] + [(r, arr.phys[r].tobytes())
                            for r in range(ids[1] + 1, end) if arr.live[r]]
         check(rest == want, "%s: the rest of the scan %r, expected %r"
               % (sql, rest, want))
@@ -977,8 +989,10 @@ class Run:
         free = [n for n in FREE if n in self.cur]
         if free and (not missing or self.r.random() < 0.3):
             name = self.r.choice(free)
+            blob = self.cur[name].phys.dtype.kind == "c" or self.r.random() < 0.5
             self.ok("CREATE VIRTUAL TABLE %s USING numpack(store='%s', "
-                    "array='%s', readonly=1)" % (tname, store, name))
+                    "array='%s', readonly=1%s)"
+                    % (tname, store, name, ", layout=blob" if blob else ""))
             arr = self.cur[name]
             got = self.ok("SELECT rowid, row FROM %s" % tname)
             check(got == [(r, arr.phys[r].tobytes()) for r in arr.ids().tolist()],
@@ -1240,6 +1254,8 @@ class Run:
 
     def setup(self):
         self.db = connect(self.module, self.dbpath)
+        self.oracle = sqlite3.connect(":memory:", isolation_level=None)
+        self.oracle.execute("CREATE TABLE m(id INTEGER PRIMARY KEY)")
         self.ok("SELECT numpack_open(?, 1)", self.store)
         for t in TABLES:
             self.ok("CREATE VIRTUAL TABLE %s USING numpack(store='%s', %s)"
