@@ -934,8 +934,12 @@ class Run:
         first = scan.fetchone()
         check(first == (ids[0], arr.phys[ids[0]].tobytes()),
               "%s: first row %r" % (sql, first))
-        # Python's sqlite3 steps the statement ahead: the cursor is on the
-        # second row before the write, and reads its columns after it.
+        # Python's sqlite3 steps the statement ahead: the second row is read
+        # before the write.  Outside a transaction its row BLOB points into
+        # the mapped file (SQLITE_STATIC), so a replacement committed in
+        # place shows through; inside, SQLite holds a copy.
+        second = (ids[1], arr.phys[ids[1]].tobytes())
+        static = not self.txn
         kind = self.r.randrange(6)
         n = len(ids)
         if kind == 0:
@@ -968,7 +972,9 @@ class Run:
                        words=("still reading",))
         rest = scan.fetchall()
         end = len(arr.phys) if kind != 0 else len(arr.phys) - 2
-        want = [(ids[1], arr.phys[ids[1]].tobytes())] + [(r, arr.phys[r].tobytes())
+        if kind == 1 and static:
+            second = (ids[1], arr.phys[ids[1]].tobytes())
+        want = [second] + [(r, arr.phys[r].tobytes())
                            for r in range(ids[1] + 1, end) if arr.live[r]]
         check(rest == want, "%s: the rest of the scan %r, expected %r"
               % (sql, rest, want))
@@ -1030,6 +1036,72 @@ class Run:
             self.ok("DROP TABLE " + tname)
             del self.cur[name]
             self.committed_now()
+
+    def op_conflict(self):
+        """A statement with a conflict clause that fails on one row in the
+        middle.  A NULL element is a constraint error (the table declares
+        constraint support): OR IGNORE skips that row, OR FAIL keeps the
+        rows before it, OR ROLLBACK ends the transaction, OR ABORT (the
+        default) undoes the statement.  A value of the wrong type is not a
+        constraint error: the statement is undone whatever the clause."""
+        t = self.r.choice([t for t in WRITABLE if t.cols])
+        arr = self.cur[t.array]
+        dt = arr.phys.dtype
+        verb = self.r.choice(["", " OR ABORT", " OR IGNORE", " OR FAIL",
+                              " OR ROLLBACK"])
+        constraint = self.r.random() < 0.7
+        bad = None if constraint else "x"
+        word = "NULL" if constraint else "x"
+        c = self.r.randrange(len(t.cols))
+        if self.r.random() < 0.5:
+            k = self.r.randint(2, 4)
+            rows = self.data(dt, (k,) + arr.rowshape)
+            if dt.kind == "f":
+                rows[np.isnan(rows)] = 0.5
+            b = self.r.randrange(k)
+            vals = [self.sql_row(t, row) for row in rows]
+            vals[b][c] = bad
+            sql = "INSERT%s INTO %s(%s) VALUES %s" % (
+                verb, t.name, ",".join(t.cols),
+                ",".join("(%s)" % ",".join("?" * len(t.cols)) for _ in rows))
+            args = [x for v in vals for x in v]
+            order = list(range(k))
+
+            def apply(i):
+                arr.phys = np.concatenate([arr.phys, rows[i:i + 1]])
+                arr.live = np.concatenate([arr.live, [True]])
+        else:
+            clause, wargs, pred = self.where(arr)
+            order = [i for i in arr.ids().tolist() if pred(i)]
+            if not order:
+                return
+            b = self.r.randrange(len(order))
+            v = self.data(dt, (1,))
+            if dt.kind == "f" and np.isnan(v[0]):
+                v[0] = 0.5
+            sql = "UPDATE%s %s SET %s = CASE WHEN rowid = ? THEN ? ELSE ? END " \
+                  "WHERE %s" % (verb, t.name, t.cols[c], clause)
+            args = [order[b], bad, sql_value(v[0])] + wargs
+            flat = arr.phys.reshape(len(arr.phys), len(t.cols))
+
+            def apply(j):
+                flat[order[j], c] = v[0]
+        if not constraint or verb in ("", " OR ABORT"):
+            self.table_write(sql, *args, fails=(t.cols[c], word))
+        elif verb == " OR IGNORE":
+            self.table_write(sql, *args)
+            for j in range(len(order)):
+                if j != b:
+                    apply(j)
+        elif verb == " OR FAIL":
+            self.table_write(sql, *args, fails=(t.cols[c], word))
+            for j in range(b):
+                apply(j)
+        else:
+            self.table_write(sql, *args, fails=(t.cols[c], word))
+            if self.txn:
+                self.txn = None
+                self.cur = snapshot(self.committed)
 
     def op_table_errors(self):
         """Table statements refused whatever the rows: a changed rowid, the
@@ -1301,7 +1373,8 @@ class Run:
                (self.op_update, 9), (self.op_delete, 7),
                (self.op_readonly, 1), (self.op_select, 8), (self.op_txn, 8),
                (self.op_copy_rows, 4), (self.op_table_errors, 1),
-               (self.op_mid_scan, 3), (self.op_temp_table, 2)]
+               (self.op_mid_scan, 3), (self.op_temp_table, 2),
+               (self.op_conflict, 4)]
         funcs = [f for f, _ in ops]
         weights = [w for _, w in ops]
         self.failed_before = self.failed_now()
