@@ -69,7 +69,8 @@ FREE = ["a", "b", "c", "d", "e"]
 # The arrays behind the tables: name -> (dtype, row shape).  Functions may
 # save over them only with this dtype and row shape, and never drop them.
 TABLE_ARRAYS = {"t1": ("int32", ()), "t2": ("float64", (2, 3)),
-                "t3": ("int16", (3,)), "t4": ("complex64", (2,))}
+                "t3": ("int16", (3,)), "t4": ("complex64", (2,)),
+                "t5": ("uint64", ()), "t6": ("bool", (2,))}
 
 
 class Table:
@@ -89,6 +90,8 @@ TABLES = [
     Table("t3", "t3", ["c0", "c1", "c2"], decl="dtype=int16, shape=(3)"),
     Table("t3b", "t3", [], decl="array='t3', layout=blob"),
     Table("t4", "t4", [], decl="dtype=complex64, shape=(2), layout=blob"),
+    Table("t5", "t5", ["value"], decl="dtype=uint64"),
+    Table("t6", "t6", ["p", "q"], decl="dtype=bool, shape=(2), columns='p,q'"),
 ]
 WRITABLE = [t for t in TABLES if not t.readonly]
 
@@ -131,7 +134,8 @@ def sql_value(x):
     if isinstance(x, (np.bool_, bool)):
         return int(x)
     if isinstance(x, np.integer):
-        return int(x)
+        # uint64 above 2^63-1 reads (and may be written) as decimal TEXT.
+        return int(x) if int(x) < 2 ** 63 else str(int(x))
     x = float(x)
     return None if x != x else x       # SQLite turns NaN into NULL
 
@@ -686,6 +690,13 @@ class Run:
         if dt.kind == "f":
             return self.r.choice([(None, "NULL"), ("x", "x"),
                                   (b"\x01", "BLOB")])
+        if dt.kind == "b":
+            return self.r.choice([(2, "2"), (-1, "-1"), (0.5, "0.5"),
+                                  (None, "NULL")])
+        if dt.name == "uint64":
+            return self.r.choice([(-1, "-1"), ("18446744073709551616",
+                                               "18446744073709551616"),
+                                  ("12x", "12x"), (0.5, "0.5"), (None, "NULL")])
         big = int(np.iinfo(dt).max) + self.r.choice([1, 1000])
         return self.r.choice([(big, str(big)), (1.5, "1.5"), (None, "NULL"),
                               ("x", "x"), (b"\x01", "BLOB")])
@@ -776,7 +787,10 @@ class Run:
             vals = [self.sql_row(t, row) for row in rows]
         if t.cols and fails is None and self.r.random() < 0.15:
             # A bad value in the last row: the statement changes nothing.
-            if use_row:
+            if use_row and dt.kind == "b" and self.r.random() < 0.5:
+                vals[-1][0] = b"\x02" + vals[-1][0][1:]
+                fails = ("bool element 0 is 2",)
+            elif use_row:
                 vals[-1][0] = vals[-1][0][:-1] if self.r.random() < 0.5 else 7
                 fails = ("row",)
             else:
@@ -816,7 +830,7 @@ class Run:
                 fails = ("row",) if hit else None
             for i in hit:
                 new[i] = row
-        elif dt.kind in "iu" and form < 0.45:
+        elif dt.kind in "iu" and dt.itemsize < 8 and form < 0.45:
             # Doubling overflows for half of the values: the statement
             # fails halfway and must leave no trace.
             c = self.r.randrange(len(t.cols))
@@ -837,7 +851,8 @@ class Run:
                 if dt.kind == "f" and args[j] is None:
                     vals[j] = 0.5
                     args[j] = 0.5
-                if dt.kind in "iu" and self.r.random() < 0.2:
+                if dt.kind in "iu" and self.r.random() < 0.2 and \
+                        abs(int(vals[j])) < 2 ** 53:
                     args[j] = float(args[j])     # whole REAL: accepted
             if self.r.random() < 0.12:
                 j = self.r.randrange(len(cs))
