@@ -166,6 +166,7 @@ class Local:
     def __init__(self, module, path):
         self.module, self.path = module, path
         self.db = connect(module, path)
+        self.db.execute("PRAGMA busy_timeout = 0")
 
     def batch(self, queries):
         return run_batch(self.db, queries)
@@ -173,6 +174,7 @@ class Local:
     def reopen(self):
         self.db.close()
         self.db = connect(self.module, self.path)
+        self.db.execute("PRAGMA busy_timeout = 0")
 
     def close(self):
         self.db.close()
@@ -218,11 +220,13 @@ class Child:
 
 def child_main(module, path):
     db = connect(module, path)
+    db.execute("PRAGMA busy_timeout = 0")
     for line in sys.stdin:
         req = json.loads(line)
         if "reopen" in req:
             db.close()
             db = connect(module, path)
+            db.execute("PRAGMA busy_timeout = 0")
             out = "ok"
         else:
             out = [(kind, [[enc(v) for v in row] for row in rows]
@@ -1118,6 +1122,63 @@ class Run:
                 self.txn = None
                 self.cur = snapshot(self.committed)
 
+    def op_other_writer(self):
+        """A write by the second connection or the second process: outside
+        the writer's transactions it commits, and the writer sees it; while
+        the writer's transaction holds the store (RESERVED) it fails at once
+        (busy_timeout 0) with SQLITE_BUSY and changes nothing."""
+        if self.txn and self.txn["joined"] is not True:
+            return       # no store transaction yet: savepoints would not undo it
+        who = self.r.choice([self.conn2, self.child])
+        name = self.r.choice(sorted(self.cur))
+        arr = self.cur[name]
+        kind = self.r.randrange(3) if name == "t1" else 0
+        if kind == 0:
+            rows = self.data(arr.phys.dtype, (self.r.randint(1, 3),) + arr.rowshape)
+            if who is self.child:
+                q = ("SELECT numpack_append(?, ?, numpack_getitem(?, ?, ?))",
+                     [self.store, name, self.store, "t1", "0:0"])
+                rows = None
+            else:
+                q = ("SELECT numpack_append(?, ?, ?)", [self.store, name, npy(rows)])
+        elif kind == 1:
+            v = int(self.rng.integers(-100, 100))
+            q = ("INSERT INTO t1(value) VALUES (?)", [v])
+            rows = np.array([v], np.int32)
+        else:
+            q = ("DELETE FROM t1 WHERE rowid = (SELECT min(rowid) FROM t1)", [])
+            rows = None
+        if who is self.child and kind == 0:
+            if name == "t1" or arr.phys.dtype != np.int32 or arr.rowshape:
+                return       # the child appends t1's first live row, if any
+            ids = self.cur["t1"].ids()
+            rows = self.cur["t1"].phys[ids[:1]]
+            q[1][4] = "0:1"
+        self.log.append("%d: [%s] %s  %r" % (
+            self.step, "second connection" if who is self.conn2 else
+            "second process", q[0], [a if not isinstance(a, bytes) else "npy"
+                                     for a in q[1]]))
+        (kind_got, got), = who.batch([q])
+        self.log[-1] += "   -> %s %r" % (kind_got, got)
+        self.stats["other writer: %s (%s)" % (kind_got, "in a transaction"
+                                              if self.txn else "outside")] += 1
+        if self.txn:
+            check(kind_got == "err" and "locked" in got.lower() or
+                  kind_got == "err" and "busy" in got.lower(),
+                  "%s while the writer holds the store: %s %r"
+                  % (q[0], kind_got, got))
+            return
+        if not check(kind_got == "ok", "%s by another writer: %r" % (q[0], got)):
+            return
+        if kind == 2:
+            ids = arr.ids()
+            if len(ids):
+                arr.live[ids[0]] = False
+                arr.bm = True
+        elif rows is not None:
+            arr.phys = np.concatenate([arr.phys, rows])
+            arr.live = np.concatenate([arr.live, np.ones(len(rows), bool)])
+
     def op_table_errors(self):
         """Table statements refused whatever the rows: a changed rowid, the
         row BLOB and the columns both given."""
@@ -1389,7 +1450,7 @@ class Run:
                (self.op_readonly, 1), (self.op_select, 8), (self.op_txn, 8),
                (self.op_copy_rows, 4), (self.op_table_errors, 1),
                (self.op_mid_scan, 3), (self.op_temp_table, 2),
-               (self.op_conflict, 4)]
+               (self.op_conflict, 4), (self.op_other_writer, 3)]
         funcs = [f for f, _ in ops]
         weights = [w for _, w in ops]
         self.failed_before = self.failed_now()
