@@ -458,7 +458,10 @@ class Run:
     def op_save(self):
         name = self.r.choice(FREE + list(TABLE_ARRAYS))
         dtype, rowshape = self.new_kind(name)
-        a = self.data(dtype, (self.nrows(12),) + rowshape)
+        # Now and then more rows than a bitmap word (64) and a rank
+        # superblock (512) cover.
+        k = self.r.randint(64, 1300) if self.r.random() < 0.06 else self.nrows(12)
+        a = self.data(dtype, (k,) + rowshape)
         if not self.may_write_fn():
             return
         if self.r.random() < 0.25:
@@ -1218,11 +1221,13 @@ class Run:
             ids.reverse()
         tail, targs = "", []
         if self.r.random() < 0.5:
-            lim = self.r.choice([-1, 0, 1, 2, 5])
+            n = len(ids)
+            lim = self.r.choice([-1, 0, 1, 2, 5, self.r.randint(0, n + 2)])
             tail, targs = "LIMIT ?", [lim]
             off = None
             if self.r.random() < 0.6:
-                off = self.r.randint(0, 6)
+                off = self.r.choice([self.r.randint(0, 6),
+                                     self.r.randint(0, n + 2)])
                 tail += " OFFSET ?"
                 targs.append(off)
             ids = ids[off or 0:]
