@@ -1501,7 +1501,10 @@ class Run:
 def main(argv):
     if len(argv) > 1 and argv[1] == "--child":
         return child_main(argv[2], argv[3])
-    opts = {"--seed": "20240611", "--steps": "300", "--seeds": None,
+    # The default seed (make check's) also catches, within 30 steps, the
+    # loss of uncommitted appends after another connection's read when
+    # that fix is reverted.
+    opts = {"--seed": "2", "--steps": "300", "--seeds": None,
             "--reconnect": "25", "--stats": None}
     pos = []
     i = 1
