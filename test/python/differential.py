@@ -11,10 +11,15 @@ snapshots.  The steps cover:
   - numpack tables in every layout: t1 (1-D int32, column "value"), t1_ro
     (readonly=1 on t1), t2 (float64 rows of (2,3) with columns=), t3 (int16
     rows of 3, columns c0..c2), t3b (blob layout on t3), t4 (complex64,
-    blob layout): INSERT (columns or row BLOB, several rows, an explicit
-    rowid), INSERT OR REPLACE, UPDATE of some columns, of the row BLOB or
-    by an expression that may overflow halfway, DELETE, and SELECT with
-    rowid =, IN, ranges, ORDER BY rowid DESC, LIMIT/OFFSET;
+    blob layout), t5 (uint64, TEXT above 2^63-1), t6 (bool rows of 2),
+    and tables created and dropped on the fly: INSERT (columns or row
+    BLOB, several rows, an explicit rowid, INSERT ... SELECT between
+    tables of one array), INSERT OR REPLACE, UPDATE of some columns, of
+    the row BLOB or by an expression that may overflow halfway, DELETE
+    (also by a subquery), conflict clauses (OR IGNORE/FAIL/ROLLBACK/ABORT)
+    on a row failing in the middle, and SELECT with rowid =, IN, ranges
+    (against REAL, TEXT, NULL and huge values too, judged by SQLite on an
+    ordinary rowid table), ORDER BY rowid DESC, LIMIT/OFFSET;
   - the functions numpack_save (.npy and raw), load, append, replace, drop
     of rows and of arrays, compact, clone, getitem, shape, arrays,
     metadata, stream and reset, on the tables' arrays and on free arrays
@@ -22,6 +27,11 @@ snapshots.  The steps cover:
   - BEGIN/COMMIT/ROLLBACK and SAVEPOINT/ROLLBACK TO/RELEASE mixing table
     writes and functions (a writing function joins once a table statement
     of the transaction wrote the store, and is refused before);
+  - writes through functions while a scan of the array is in progress
+    (compact, save over and reset fail with SQLITE_LOCKED);
+  - writes by the second connection and the second process: committed
+    outside the writer's transactions, SQLITE_BUSY while it holds the
+    store;
   - failing statements (bad values, wrong dtypes or shapes, out of range
     indexes, rowids that exist or were deleted, writes to readonly=1),
     which must change nothing.
@@ -48,7 +58,6 @@ Usage: /usr/bin/python3 differential.py [MODULE [TMPDIR]] [--seed S]
 """
 import base64
 import collections
-import io
 import json
 import os
 import random
@@ -60,7 +69,7 @@ import sys
 
 import numpy as np
 
-from npktest import DTYPES, bits, check, finish, npy, same, unnpy
+from npktest import DTYPES, check, failures, finish, npy, same, unnpy
 
 DTYPE_CODES = {name: code for code, name in enumerate(DTYPES)}
 ROW_SHAPES = [(), (3,), (2, 2)]
@@ -163,9 +172,9 @@ def run_batch(db, queries):
 class Local:
     """A connection of this process."""
 
-    def __init__(self, module, path):
+    def __init__(self, module, path, db=None):
         self.module, self.path = module, path
-        self.db = connect(module, path)
+        self.db = db or connect(module, path)
         self.db.execute("PRAGMA busy_timeout = 0")
 
     def batch(self, queries):
@@ -1416,9 +1425,7 @@ class Run:
         for name, (dtype, rowshape) in TABLE_ARRAYS.items():
             self.cur[name] = Arr(np.zeros((0,) + rowshape, dtype))
         self.committed = snapshot(self.cur)
-        self.writer = Local(self.module, self.dbpath)
-        self.writer.db.close()
-        self.writer.db = self.db
+        self.writer = Local(self.module, self.dbpath, self.db)
         self.conn2 = Local(self.module, self.dbpath)
         self.child = Child(self.module, self.dbpath)
 
@@ -1429,10 +1436,6 @@ class Run:
         self.db = self.writer.db
         self.conn2.reopen()
         self.child.reopen()
-
-    def failed_now(self):
-        from npktest import _counts
-        return _counts["failed"]
 
     def report(self):
         with open(self.logpath, "w") as f:
@@ -1458,7 +1461,7 @@ class Run:
                (self.op_conflict, 4), (self.op_other_writer, 3)]
         funcs = [f for f, _ in ops]
         weights = [w for _, w in ops]
-        self.failed_before = self.failed_now()
+        self.failed_before = failures()
         try:
             self.setup()
             self.verify("setup")
@@ -1477,7 +1480,7 @@ class Run:
                     self.reopen()
                     self.verify("after reconnecting")
                     self.stats["reconnections"] += 1
-                if self.failed_now() > self.failed_before:
+                if failures() > self.failed_before:
                     raise Stop("step %d" % self.step)
             if self.txn:
                 self.ok("COMMIT")
@@ -1485,7 +1488,7 @@ class Run:
                 self.committed = snapshot(self.cur)
                 self.verify("final commit")
             self.ok("SELECT numpack_open(?)", self.store, want=len(self.cur))
-            if self.failed_now() > self.failed_before:
+            if failures() > self.failed_before:
                 raise Stop("the end")
         except Stop as e:
             check(False, "seed %d stopped: %s" % (self.seed, e))
