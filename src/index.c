@@ -19,6 +19,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 uint64_t npk_rows_sort_unique(uint64_t *p, uint64_t n) {
   uint64_t k = 0;
+  if (n < 2) return n;  /* an empty list may come as NULL, which qsort refuses */
   qsort(p, (size_t)n, sizeof *p, cmp_u64);
   for (uint64_t i = 0; i < n; i++)
     if (k == 0 || p[k - 1] != p[i]) p[k++] = p[i];

@@ -172,6 +172,19 @@ static void test_lazy(void) {
   }
 }
 
+/* Sorting and deduplicating rows, down to an empty list without a buffer
+** (what "[]" parses to): the sanitizer build halts on a NULL given to
+** qsort. */
+static void test_sort_unique(void) {
+  uint64_t rows[] = {5, 1, 5, 0, 1};
+  CHECK_EQ(npk_rows_sort_unique(rows, 5), 3);
+  CHECK_EQ(rows[0], 0);
+  CHECK_EQ(rows[1], 1);
+  CHECK_EQ(rows[2], 5);
+  CHECK_EQ(npk_rows_sort_unique(rows, 1), 1);
+  CHECK_EQ(npk_rows_sort_unique(NULL, 0), 0);
+}
+
 int main(void) {
   RUN(test_codes);
   RUN(test_integers);
@@ -179,5 +192,6 @@ int main(void) {
   RUN(test_slices);
   RUN(test_bound);
   RUN(test_lazy);
+  RUN(test_sort_unique);
   return CTEST_END();
 }

@@ -174,6 +174,12 @@ proc start_job {i} {
   # TMPDIR too, so that whatever a test makes with mkdtemp() is removed
   # with its directory, or kept with it for a look when the test fails.
   set childenv [list NUMPACK_TESTTMP $dir TMPDIR $dir]
+  if {$::preload ne ""} {
+    # A sanitizer build: undefined behaviour fails the test, as memory
+    # errors do, instead of printing a line nobody reads.
+    lappend childenv UBSAN_OPTIONS \
+        [string trim "[env_or UBSAN_OPTIONS {}]:halt_on_error=1:print_stacktrace=1" :]
+  }
   if {$kind eq "tcl" && $::preload ne ""} {
     # tclsh itself is not built to be leak-free.
     lappend childenv LD_PRELOAD $::preload ASAN_OPTIONS \

@@ -26,6 +26,11 @@ def check(cond, what):
     return cond
 
 
+def failures():
+    """Checks failed so far."""
+    return _counts["failed"]
+
+
 def finish():
     """Print the closing "N passed, M failed" line; the exit status."""
     print("%d passed, %d failed" % (_counts["passed"], _counts["failed"]))
