@@ -7,6 +7,7 @@
 ** This file has no SQLite dependency; it is part of the store engine.
 */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "dtype.h"
@@ -218,4 +219,19 @@ unsigned short npk_double_to_half(double d){
     if( shift>=64 ) return sign;        /* < 2^-35: rounds to zero */
     return sign | (unsigned short)npkRoundShift(sig, shift);
   }
+}
+
+const char *npk_row_shape_text(const uint64_t *shape, uint32_t ndim,
+                               int numpy, char *buf, size_t cap) {
+  size_t n = 1;
+  if (cap < 4) return "";
+  buf[0] = '(';
+  buf[1] = 0;
+  for (uint32_t d = 1; d < ndim && n + 24 < cap; d++) {
+    snprintf(buf + n, cap - n, "%s%llu", d == 1 ? "" : numpy ? ", " : ",",
+             (unsigned long long)shape[d]);
+    n += strlen(buf + n);
+  }
+  snprintf(buf + n, cap - n, numpy && ndim == 2 ? ",)" : ")");
+  return buf;
 }

@@ -5,6 +5,9 @@
 #ifndef NPK_DTYPE_H
 #define NPK_DTYPE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 /* Dtype codes, exactly as stored in the catalog (SPEC §2). */
 #define NPK_BOOL        0
 #define NPK_UINT8       1
@@ -38,6 +41,12 @@ int npk_dtype_is_float(int dtype);
 /* Bool elements are one byte, 0 or 1, as NumPy writes them.  The index of
 ** the first of the N bytes at P that is neither, or -1 if all are. */
 long long npk_bool_bad(const void *p, unsigned long long n);
+
+/* The row shape SHAPE[1..NDIM-1] of an array (SHAPE[0], the row count,
+** left out) into BUF of CAP bytes: "(3,4)" as shape= spells it, or with
+** NUMPY in NumPy's tuple notation, "(3, 4)" and "(3,)".  Returns BUF. */
+const char *npk_row_shape_text(const uint64_t *shape, uint32_t ndim,
+                               int numpy, char *buf, size_t cap);
 
 /* IEEE 754 half precision conversions (round to nearest even). */
 double npk_half_to_double(unsigned short h);

@@ -577,22 +577,6 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 
 /* ---- numpack_replace, numpack_drop ------------------------------------ */
 
-/* "(d1, d2, ...)": the row shape of an array of NDIM dims (SHAPE[0] is
-** the row count and left out), in NumPy's notation, into BUF. */
-static const char *row_shape_text(const uint64_t *shape, uint32_t ndim,
-                                  char *buf, int cap) {
-  int n = 1;
-  buf[0] = '(';
-  buf[1] = 0;
-  for (uint32_t d = 1; d < ndim && n + 24 < cap; d++) {
-    sqlite3_snprintf(cap - n, buf + n, "%s%llu", d > 1 ? ", " : "",
-                     (unsigned long long)shape[d]);
-    n += (int)strlen(buf + n);
-  }
-  sqlite3_snprintf(cap - n, buf + n, ndim == 2 ? ",)" : ")");
-  return buf;
-}
-
 /* Bytes of repeated rows written per call when one value row is
 ** broadcast to many. */
 #define BROADCAST_BYTES (4u << 20)
@@ -655,9 +639,9 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\" has %s rows of "
              "shape %s; the values are %s rows of shape %s", fn, name,
              npk_dtype_name(info.dtype),
-             row_shape_text(info.shape, info.ndim, want, sizeof want),
+             npk_row_shape_text(info.shape, info.ndim, 1, want, sizeof want),
              npk_dtype_name(a.dtype),
-             row_shape_text(vshape, vndim, got, sizeof got));
+             npk_row_shape_text(vshape, vndim, 1, got, sizeof got));
       rc = FN_REPORTED;
     }
   }

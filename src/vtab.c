@@ -375,21 +375,6 @@ static int ensure_txn(NpkVtab *v) {
   return SQLITE_OK;
 }
 
-/* "(d1,d2,...)": the row shape SHAPE[1..NDIM-1] as shape= writes it. */
-static const char *shape_text(const uint64_t *shape, uint32_t ndim, char *buf,
-                              int cap) {
-  int n = 1;
-  buf[0] = '(';
-  buf[1] = 0;
-  for (uint32_t d = 1; d < ndim && n + 24 < cap; d++) {
-    sqlite3_snprintf(cap - n, buf + n, "%s%llu", d > 1 ? "," : "",
-                     (unsigned long long)shape[d]);
-    n += (int)strlen(buf + n);
-  }
-  sqlite3_snprintf(cap - n, buf + n, ")");
-  return buf;
-}
-
 /* *INFO for rows of DTYPE with the row shape of A, as CREATE makes the
 ** array.  The row buffer is allocated at once, and rows cross SQL as
 ** BLOBs: a shape whose rows overflow or exceed SQLite's BLOB limit is
@@ -671,8 +656,8 @@ static int layout_check(NpkVtab *v, const NpkArrayInfo *info) {
       "numpack: table %s: array \"%s\" is now %s %s; the table was declared "
       "for %s %s; recreate the table", v->zTable, v->zArray,
       npk_dtype_name(info->dtype),
-      shape_text(info->shape, info->ndim, now, sizeof now),
-      npk_dtype_name(v->dtype), shape_text(v->shape, v->ndim, was, sizeof was));
+      npk_row_shape_text(info->shape, info->ndim, 0, now, sizeof now),
+      npk_dtype_name(v->dtype), npk_row_shape_text(v->shape, v->ndim, 0, was, sizeof was));
   return SQLITE_ERROR;
 }
 

@@ -69,7 +69,8 @@ import sys
 
 import numpy as np
 
-from npktest import DTYPES, check, failures, finish, npy, same, unnpy
+from npktest import (DTYPES, check, connect, failures, finish, npy, same,
+                     unnpy)
 
 DTYPE_CODES = {name: code for code, name in enumerate(DTYPES)}
 ROW_SHAPES = [(), (3,), (2, 2)]
@@ -150,14 +151,6 @@ def sql_value(x):
 
 
 # ---- observers ------------------------------------------------------------
-
-def connect(module, path):
-    db = sqlite3.connect(path, isolation_level=None)
-    db.enable_load_extension(True)
-    db.load_extension(module)
-    db.enable_load_extension(False)
-    return db
-
 
 def run_batch(db, queries):
     out = []

@@ -72,9 +72,10 @@ def args():
     return module, tmp
 
 
-def connect(module):
-    """An in-memory connection in autocommit mode with MODULE loaded."""
-    db = sqlite3.connect(":memory:", isolation_level=None)
+def connect(module, path=":memory:"):
+    """A connection to PATH (in memory by default) in autocommit mode with
+    MODULE loaded."""
+    db = sqlite3.connect(path, isolation_level=None)
     db.enable_load_extension(True)
     db.load_extension(module)
     db.enable_load_extension(False)

@@ -20,15 +20,7 @@ import sys
 
 import numpy as np
 
-from npktest import args, check, finish, npy, unnpy
-
-
-def connect(module, path):
-    db = sqlite3.connect(path, isolation_level=None)
-    db.enable_load_extension(True)
-    db.load_extension(module)
-    db.enable_load_extension(False)
-    return db
+from npktest import args, check, connect, finish, npy, unnpy
 
 
 class Rows:
