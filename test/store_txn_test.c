@@ -317,6 +317,43 @@ static void isolation_case(int second_handle) {
   tu_tmp_done(&t);
 }
 
+/* Two sessions of one process share the store's open data files.  One
+** appends to an array of no committed rows (its rows wait in the file's
+** buffer); the other's read of the committed (empty) array must not make
+** the shared file look shorter, or the writer's own reads fail and its
+** commit loses the rows. */
+static void test_isolation_shared_file(void) {
+  Tmp t;
+  NpkStore *st;
+  NpkSession *a, *b;
+  NpkView v;
+  const void *p = NULL;
+  int32_t rows[2] = {7, 8};
+  uint64_t sh0[1] = {0}, sh2[1] = {2};
+  tu_tmp_init(&t);
+  a = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(a != NULL);
+  if (!a) return;
+  CHECK_EQ(npk_save(a, "e", NPK_INT32, 1, sh0, NULL), NPK_OK);
+  CHECK_EQ(npk_session_open(st, &b), NPK_OK);
+  CHECK_EQ(npk_begin(a), NPK_OK);
+  CHECK_EQ(npk_append(a, "e", NPK_INT32, 1, sh2, rows), NPK_OK);
+  CHECK_EQ(npk_read_begin(b), NPK_OK);
+  CHECK_EQ(npk_view(b, "e", &v), NPK_OK);
+  CHECK_EQ(v.rows, 0);
+  npk_read_end(b);
+  CHECK_EQ(npk_view(a, "e", &v), NPK_OK);
+  CHECK_EQ(v.rows, 2);
+  CHECK(npk_row_ptr(a, "e", 1, &p) == NPK_OK && p && *(const int32_t *)p == 8);
+  CHECK_EQ(npk_commit(a), NPK_OK);
+  CHECK_EQ(npk_read_begin(b), NPK_OK);
+  CHECK(npk_row_ptr(b, "e", 0, &p) == NPK_OK && p && *(const int32_t *)p == 7);
+  npk_read_end(b);
+  npk_session_close(b);
+  tu_close(st, a);
+  tu_tmp_done(&t);
+}
+
 static void test_isolation_same_store(void) { isolation_case(0); }
 static void test_isolation_second_handle(void) { isolation_case(1); }
 
@@ -1487,6 +1524,7 @@ static void test_fault_any(void) { fault_case("any", EIO, 200); }
 int main(void) {
   RUN(test_autocommit);
   RUN(test_isolation_same_store);
+  RUN(test_isolation_shared_file);
   RUN(test_isolation_second_handle);
   RUN(test_mtime_at_commit);
   RUN(test_rollback_each_op);
