@@ -783,6 +783,10 @@ class NumPack:
         """Rows at logical INDEXES; an int index drops the first dimension,
         as NumPy does."""
         self._check()
+        if type(indexes) is list and self._alone():
+            arr = self._getitem_list(array_name, indexes)
+            if arr is not None:
+                return arr
         ix = Index(indexes)
         self._sync([array_name])
         info = None
@@ -807,6 +811,27 @@ class NumPack:
         if not parts:
             return np.empty((0,) + info["row_shape"], info["dtype"])
         return np.concatenate(parts)
+
+    def _getitem_list(self, name, indexes):
+        """getitem of a list of Python ints, the common case, at the cost of
+        the SQL call: Python's repr of such a list is the JSON list the
+        extension takes, and the extension checks it as strictly as Index
+        would (integers of int64 only, as JSON spells them).  None when
+        the list holds anything else or the call fails: the general way
+        then does it again, and raises what it raises."""
+        if len({*map(type, indexes)}) > 1 or \
+                (indexes and type(indexes[0]) is not int):
+            return None
+        try:
+            blob = self._con.execute(
+                "SELECT numpack_getitem(?, ?, ?)",
+                (self._path, name, str(indexes))).fetchone()[0]
+        except sqlite3.Error as e:
+            if getattr(e, "sqlite_errorname", None) in (
+                    "SQLITE_ERROR", "SQLITE_RANGE", "SQLITE_TOOBIG"):
+                return None
+            raise sql_error(e) from e
+        return _sql.decode(blob)
 
     @_locked
     def stream_load(self, array_name, buffer_size=None):

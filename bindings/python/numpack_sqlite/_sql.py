@@ -199,6 +199,8 @@ _HEADER_RE = re.compile(
     rb"\{'descr': '([<>|=][a-zA-Z][0-9]{1,2})', 'fortran_order': "
     rb"(True|False), 'shape': \(((?:[0-9]{1,19}(?:, [0-9]{1,19})*,?)?)\), "
     rb"\} *\n")
+# Headers read lately: their bytes -> what _parse_header_bytes made of them.
+_HEADERS = {}
 # dtypes of the descrs seen, and the descr of each dtype written.
 _DESCR_DTYPES = {}
 _DTYPE_DESCRS = {}
@@ -222,6 +224,22 @@ def _descr_dtype(descr):
 def _parse_header(prefix):
     """(shape, fortran, dtype, data offset) of the .npy bytes starting with
     PREFIX (at least the whole header, or all there is)."""
+    if type(prefix) is bytes and len(prefix) >= 10 and prefix[6] == 1:
+        # Repeated calls return the same header (same rows, same array):
+        # the last ones read are kept, by their exact bytes.
+        end = 10 + (prefix[8] | (prefix[9] << 8))
+        key = prefix[:end]
+        hit = _HEADERS.get(key)
+        if hit is None:
+            hit = _parse_header_bytes(key)
+            if len(_HEADERS) >= 64:
+                _HEADERS.clear()
+            _HEADERS[key] = hit
+        return hit
+    return _parse_header_bytes(prefix)
+
+
+def _parse_header_bytes(prefix):
     if type(prefix) is not bytes:
         mv = memoryview(prefix).cast("B")
         head = bytes(mv[:12])

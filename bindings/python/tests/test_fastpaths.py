@@ -311,3 +311,56 @@ def test_results_do_not_go_through_numpys_header_parser(npk, monkeypatch):
     assert npk.load("a").sum() == 66
     assert [b.tolist() for b in npk.stream_load("a", 4)] == \
         [[[0, 1], [2, 3], [4, 5], [6, 7]], [[8, 9], [10, 11]]]
+
+
+# ---- getitem of a list of ints ---------------------------------------------------
+
+def test_getitem_of_an_int_list_is_one_sql_call(npk, monkeypatch):
+    """A list of Python ints goes to numpack_getitem as Python spells it,
+    without the general translation (Index) or a catalog query."""
+    import numpack_sqlite._numpack as mod
+    a = np.arange(30, dtype=np.float32).reshape(10, 3)
+    npk.save({"a": a})
+    made = []
+
+    class Counted(mod.Index):
+        __slots__ = ()
+
+        def __init__(self, idx):
+            made.append(idx)
+            super().__init__(idx)
+    monkeypatch.setattr(mod, "Index", Counted)
+    for idx in ([9, 0, -1, 3, 3], [], [-10]):
+        got = npk.getitem("a", idx)
+        assert got.shape == (len(idx), 3)
+        assert np.array_equal(got, a[np.asarray(idx, dtype=np.intp)])
+    assert made == []
+
+
+class _Digits:
+    """Not an integer, though its repr looks like one."""
+
+    def __repr__(self):
+        return "1"
+
+
+def test_getitem_of_other_lists_as_before(npk):
+    a = np.arange(10)
+    npk.save({"a": a})
+    # Mixed types, NumPy integers, bools with ints: NumPy's conversion,
+    # as before.
+    assert npk.getitem("a", [np.int64(2), 3]).tolist() == [2, 3]
+    assert npk.getitem("a", [np.uint8(4)]).tolist() == [4]
+    assert npk.getitem("a", [True, 2]).tolist() == [1, 2]
+    for bad in ([_Digits()], [1.0], [True], [None], [[1]], ["1"],
+                [1, 2.5], [2**64 + 5]):
+        with pytest.raises(ValueError, match="indexes must be"):
+            npk.getitem("a", bad)
+    for far in ([10], [-11], [2**63], [2**63 - 1], [-(2**63)]):
+        with pytest.raises(IndexError):
+            npk.getitem("a", far)
+    with pytest.raises(KeyError, match="nosuch"):
+        npk.getitem("nosuch", [0])
+    with pytest.raises(ValueError, match="indexes must be"):
+        npk.getitem("nosuch", [1.5])        # the index is refused first
+    assert npk.getitem("a", [9]).tolist() == [9]   # still usable
