@@ -18,7 +18,9 @@ per array size:
              saves are durable), and NumPack(..., durable=False).save
              against np.save alone, at 1 MB and 25 MB (N x 32 float32, fixed
              sizes, whatever BENCH_SCALE); the 512 MB rows are
-             cases_array's.
+             cases_array's.  Each saves into a store it keeps open (as an
+             application would), a new array every time: the array is
+             dropped again after the timing, as the .npy file is removed.
 
 Both sides of a per-call row work on stores of their own holding the same
 array, receive the same changes and are compared at the end.
@@ -151,7 +153,7 @@ def whole(cfg, log):
         log("  whole arrays: %s" % size)
         arr = rng.random((rows, 32), dtype=np.float32)
         npy_file, out_file = cfg.path("bw.npy"), cfg.path("bw-out.npy")
-        store, sstore = cfg.path("bw.npk"), cfg.path("bw-save.npk")
+        store = cfg.path("bw.npk")
         np.save(npy_file, arr)
         npk = numpack_sqlite.NumPack(store, drop_if_exists=True,
                                      warn_no_context=False,
@@ -191,19 +193,25 @@ def whole(cfg, log):
                 return t.seconds
             return run_
 
+        savers = {d: numpack_sqlite.NumPack(
+            cfg.path("bw-save-%d.npk" % d), drop_if_exists=True,
+            warn_no_context=False, durable=d, module=cfg.numpack_so)
+            for d in (True, False)}
+
         def b_save(durable):
+            s = savers[durable]
+
             def run_(rep):
                 prepare(cfg)
-                with numpack_sqlite.NumPack(sstore, drop_if_exists=True,
-                                            warn_no_context=False,
-                                            durable=durable,
-                                            module=cfg.numpack_so) as s:
-                    with Timer() as t:
-                        s.save({"w": arr})
-                shutil.rmtree(sstore)
+                with Timer() as t:
+                    s.save({"w": arr})
+                s.drop("w")
                 return t.seconds
             return run_
 
+        for s in savers.values():
+            s.open()
+            b_save(s._durable)(-1)   # its connections opened, untimed
         np_load(-1), b_load(-1)     # both files into the page cache
         times = interleaved(WHOLE_REPS, {
             "np.load": np_load, "load": b_load,
@@ -211,6 +219,10 @@ def whole(cfg, log):
             "np.save": np_save(False), "save_off": b_save(False)})
         npk.close()
         shutil.rmtree(store)
+        for s in savers.values():
+            path = s._path
+            s.close()
+            shutil.rmtree(path)
         os.remove(npy_file)
         settle_disk()
         mb = arr.nbytes / 1e6

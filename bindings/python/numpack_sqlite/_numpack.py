@@ -783,7 +783,7 @@ class NumPack:
         """Rows at logical INDEXES; an int index drops the first dimension,
         as NumPy does."""
         self._check()
-        if type(indexes) is list and self._alone():
+        if self._alone():
             arr = self._getitem_list(array_name, indexes)
             if arr is not None:
                 return arr
@@ -814,18 +814,17 @@ class NumPack:
 
     def _getitem_list(self, name, indexes):
         """getitem of a list of Python ints, the common case, at the cost of
-        the SQL call: Python's repr of such a list is the JSON list the
-        extension takes, and the extension checks it as strictly as Index
-        would (integers of int64 only, as JSON spells them).  None when
-        the list holds anything else or the call fails: the general way
-        then does it again, and raises what it raises."""
-        if len({*map(type, indexes)}) > 1 or \
-                (indexes and type(indexes[0]) is not int):
+        the SQL call: the extension checks the list's range as Index would
+        (int64 values only).  None when INDEXES is anything else or the
+        call fails: the general way then does it again, and raises what it
+        raises."""
+        text = _sql.int_list_text(indexes)
+        if text is None:
             return None
         try:
             blob = self._con.execute(
                 "SELECT numpack_getitem(?, ?, ?)",
-                (self._path, name, str(indexes))).fetchone()[0]
+                (self._path, name, text)).fetchone()[0]
         except sqlite3.Error as e:
             if getattr(e, "sqlite_errorname", None) in (
                     "SQLITE_ERROR", "SQLITE_RANGE", "SQLITE_TOOBIG"):

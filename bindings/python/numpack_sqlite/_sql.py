@@ -7,7 +7,6 @@ goes through the SQL functions of the extension.
 """
 import ctypes
 import io
-import json
 import operator
 import os
 import re
@@ -410,20 +409,11 @@ class Index:
             # known (resolve()); the extension takes positive steps only.
             self._set("slice", s, text if (step or 1) > 0 else None, False)
             return
-        if type(idx) is list or type(idx) is tuple:
-            # The common case, a list of Python ints, spelt out by json's C
-            # encoder; anything else in it (bools, floats, NumPy scalars,
-            # lists) leaves other characters in the text, and ints outside
-            # int64 fail the range check: those take the general way below.
-            try:
-                text = json.dumps(idx)
-            except (TypeError, ValueError):
-                text = None
-            if text is not None and not text[1:-1].translate(_INT_CHARS) \
-                    and (not idx or (min(idx) >= _INT64_MIN and
-                                     max(idx) <= _INT64_MAX)):
-                self._set("list", idx, text, False)
-                return
+        text = int_list_text(idx)
+        if text is not None and (not idx or (min(idx) >= _INT64_MIN and
+                                             max(idx) <= _INT64_MAX)):
+            self._set("list", idx, text, False)
+            return
         if isinstance(idx, (list, tuple, np.ndarray)):
             a = np.asarray(idx)
             if a.ndim == 0 and isinstance(idx, np.ndarray) and \
@@ -481,9 +471,21 @@ class Index:
         return np.where(v < 0, v + nlive, v)
 
 
-# What json.dumps writes between the brackets of a list of ints, deleted.
-_INT_CHARS = str.maketrans("", "", "0123456789-, ")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def int_list_text(idx):
+    """The JSON list of IDX when it is a list or tuple of Python ints and
+    nothing else (not bools, not NumPy integers), else None.  Python spells
+    such a list as JSON does, and str() costs less than json.dumps and a
+    conversion through NumPy; the range of the values is not checked."""
+    if type(idx) is tuple:
+        idx = list(idx)
+    elif type(idx) is not list:
+        return None
+    if idx and (type(idx[0]) is not int or len({*map(type, idx)}) > 1):
+        return None
+    return str(idx)
 
 
 def _json_list(a):
