@@ -6,12 +6,13 @@ per array size:
   per call   npk.getitem(name, idx_list), npk.replace({name: rows},
              idx_list) and npk.append({name: rows}) of 100 rows of a
              200k x 32 float32 array (scaled), against the SQL statement the
-             binding runs, with its arguments made before the timing (the
-             JSON index text, the .npy or raw bytes of the rows) and its
-             result fetched as bytes, undecoded: "the SQL function
-             underneath".  Writes without fsync on both sides (the binding's
-             durable=False, PRAGMA synchronous=OFF on the SQL connection),
-             so that what the binding adds is not hidden behind a sync.
+             binding runs, its result fetched as bytes, undecoded: "the SQL
+             function underneath".  The index list becomes JSON text in the
+             timing (json.dumps, as any Python caller of the function must
+             do); the rows' .npy or raw bytes are made beforehand.  Writes
+             without fsync on both sides (the binding's durable=False,
+             PRAGMA synchronous=OFF on the SQL connection), so that what the
+             binding adds is not hidden behind a sync.
              Each repetition is the mean of a loop of calls.
   whole      npk.load(name) against np.load of the same array's .npy file,
              npk.save({name: arr}) against np.save + fsync (the binding's
@@ -38,7 +39,7 @@ from datagen import npy_bytes
 
 GROUP = "Python binding: per call and per array size"
 K = 100
-CALL_REPS = 15         # repetitions of each per-call loop
+CALL_REPS = 25         # repetitions of each per-call loop
 CALLS = 40             # calls per repetition (their mean is the figure)
 WHOLE_REPS = 7
 SIZES = [(8192, "1 MB"), (200_000, "25 MB")]   # rows of 32 float32
@@ -62,7 +63,6 @@ def per_call(cfg, log):
     reps = CALL_REPS * CALLS + CALLS
     idx = [np.sort(rng.choice(n, size=K, replace=False)).tolist()
            for _ in range(reps)]
-    idx_json = [json.dumps(i) for i in idx]
     new = [rng.random((K, 32), dtype=np.float32) for _ in range(reps)]
     new_npy = [bytes(npy_bytes(v)) for v in new]
     raw_shape = "[%d,32]" % K
@@ -82,7 +82,7 @@ def per_call(cfg, log):
 
     def s_getitem(i):
         r = con.execute("SELECT numpack_getitem(?, 'g', ?)",
-                        (sstore, idx_json[i])).fetchone()[0]
+                        (sstore, json.dumps(idx[i]))).fetchone()[0]
         if i % CALLS == 0:
             sql_got.append(r)
 
@@ -93,7 +93,7 @@ def per_call(cfg, log):
 
     def s_replace(i):
         con.execute("SELECT numpack_replace(?, 'g', ?, ?)",
-                    (sstore, new_npy[i], idx_json[i])).fetchone()
+                    (sstore, new_npy[i], json.dumps(idx[i]))).fetchone()
 
     def b_replace(i):
         npk.replace({"g": new[i]}, idx[i])
@@ -119,15 +119,19 @@ def per_call(cfg, log):
         for run_ in contenders.values():
             run_(-1)       # untimed first loop of each
         times = interleaved(CALL_REPS, contenders, reverse_odd=True)
-        sql_stmt = {"getitem": "numpack_getitem(store, name, json)",
-                    "replace": "numpack_replace(store, name, npy, json)",
-                    "append": "numpack_append(store, name, raw, dtype, "
-                              "shape)"}[what]
+        sql_stmt, how = {
+            "getitem": ("numpack_getitem(store, name, json)",
+                        "`json.dumps(idx_list)` timed"),
+            "replace": ("numpack_replace(store, name, npy, json)",
+                        "`json.dumps(idx_list)` timed, the rows' .npy made "
+                        "beforehand, `synchronous=OFF`"),
+            "append": ("numpack_append(store, name, raw, dtype, shape)",
+                       "the rows' bytes made beforehand, "
+                       "`synchronous=OFF`")}[what]
         out.append(Result(
             GROUP, "%s on %s × 32 float32" % (label, n_text),
-            times["binding"], "`SELECT %s`, arguments made beforehand, "
-            "result left as bytes%s" % (
-                sql_stmt, ", `synchronous=OFF`" if what != "getitem" else ""),
+            times["binding"], "`SELECT %s`, %s, result left as bytes" % (
+                sql_stmt, how),
             times["sql"], at_most(1.5), short="binding %s / SQL" % what,
             notes=["mean of %d calls per repetition" % CALLS]))
 
