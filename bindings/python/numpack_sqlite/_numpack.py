@@ -640,7 +640,9 @@ class NumPack:
         self._evict(list(arrays))
         if len(arrays) == 1 and self._alone():
             (name, value), = arrays.items()
+            room = self._limit() - _HEADROOM
             if _sql.plain(value) and ix.sql is not None and \
+                    value.nbytes + len(str(ix.sql)) < room and \
                     self._try_write("SELECT numpack_replace(?, ?, ?, ?)",
                                     (self._path, name, _sql.encode(
                                         np.ascontiguousarray(value)),
@@ -703,8 +705,9 @@ class NumPack:
         self._evict(list(arrays))
         if len(arrays) == 1 and self._alone():
             (name, value), = arrays.items()
-            if _sql.plain(value) and value.ndim and value.nbytes and \
-                    value.dtype.byteorder in "<|=" and \
+            if _sql.plain(value) and value.ndim and \
+                    0 < value.nbytes < self._limit() - _HEADROOM and \
+                    _sql.little_endian(value.dtype) and \
                     self._try_write("SELECT numpack_append(?, ?, ?, ?, ?)",
                                     (self._path, name,
                                      np.ascontiguousarray(value),

@@ -11,6 +11,7 @@ import operator
 import os
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,12 @@ def plain(value):
         return False
     dt = value.dtype
     return (dt.kind, dt.itemsize) in _SUPPORTED and dt.fields is None
+
+
+def little_endian(dtype):
+    """Whether DTYPE's bytes are little-endian (or single bytes)."""
+    order = dtype.byteorder
+    return order in "<|" or (order == "=" and sys.byteorder == "little")
 
 
 def json_shape(shape):
