@@ -364,3 +364,23 @@ def test_getitem_of_other_lists_as_before(npk):
     with pytest.raises(ValueError, match="indexes must be"):
         npk.getitem("nosuch", [1.5])        # the index is refused first
     assert npk.getitem("a", [9]).tolist() == [9]   # still usable
+
+
+def test_short_cuts_over_the_blob_limit(npk):
+    """Values and results over SQLite's limit on one value go the general
+    way, in pieces, whichever short cut was tried first."""
+    import sqlite3
+    if not hasattr(npk._con, "setlimit"):
+        pytest.skip("Connection.setlimit needs Python 3.11")
+    npk._con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100_000)
+    rng = np.random.default_rng(5)
+    a = rng.random((5000, 8))                            # 320 kB
+    npk.save({"a": a})
+    idx = rng.permutation(len(a))[:3000].tolist()        # a list of ints
+    assert np.array_equal(npk.getitem("a", idx), a[idx])
+    new = rng.random((3000, 8))
+    npk.replace({"a": new}, idx)
+    a[idx] = new
+    npk.append({"a": new})
+    a = np.concatenate([a, new])
+    assert np.array_equal(npk.load("a"), a)
