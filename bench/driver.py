@@ -11,13 +11,16 @@ results/results.md, raw figures in results/results.json, the ratio chart in
 results/ratios.png.
 
 Environment (set by run.sh): NUMPACK_SO, BENCH_BLOBSUM_SO, BENCH_VEC0_SO or
-BENCH_VEC0_WHY, BENCH_WORK, BENCH_RESULTS, BENCH_SCALE, NUMPACK_VERSION.
+BENCH_VEC0_WHY, BENCH_WORK, BENCH_RESULTS, BENCH_SCALE, NUMPACK_VERSION;
+BENCH_ONLY=binding,headline (names of cases_*.py, comma-separated) runs
+only those groups, for a quick look at one part while working on it.
 """
 import os
 import sys
 import time
 
 import cases_array
+import cases_binding
 import cases_headline
 import cases_sql
 import cases_write
@@ -59,7 +62,18 @@ def main():
     cfg.warm_bytes = max(256 << 20, 3 * ds.arr.nbytes)
 
     results = []
-    for group in (cases_array, cases_sql, cases_write, cases_headline):
+    groups = (cases_array, cases_sql, cases_write, cases_headline,
+              cases_binding)
+    only = [g.strip() for g in os.environ.get("BENCH_ONLY", "").split(",")
+            if g.strip()]
+    if only:
+        names = {g.__name__[len("cases_"):]: g for g in groups}
+        unknown = [g for g in only if g not in names]
+        if unknown:
+            raise SystemExit("BENCH_ONLY: no group %s (there are: %s)"
+                             % (", ".join(unknown), ", ".join(names)))
+        groups = [names[g] for g in only]
+    for group in groups:
         with Timer() as t:
             results += group.run(cfg, ds, log)
         log("  (%s: %.1f s)" % (group.__name__, t.seconds))

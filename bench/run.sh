@@ -8,6 +8,8 @@
 # results.json and ratios.png.  The cases are described in bench/*.py.
 #
 #   BENCH_SCALE=0.05 make bench     row counts × 0.05, for a quick run
+#   BENCH_ONLY=binding make bench    only bench/cases_binding.py (any names of
+#                                    cases_*.py, comma-separated)
 #
 # Needs Debian's /usr/bin/python3 with NumPy (its sqlite3 module can load
 # extensions) and gcc.  Installs python3-matplotlib with apt-get when it is

@@ -47,17 +47,22 @@ class NumPack:
     The constructor takes NumPack's options; ``module`` (keyword only) is
     the extension to load (default: ``$NUMPACK_SO``, else the ``numpack.so``
     of the source tree this package sits in, else the installed
-    ``numpack``).  The store is not opened until ``open()`` or ``with``.
+    ``numpack``).  ``durable=False`` (keyword only) commits without fsync
+    (``PRAGMA synchronous=OFF`` on the binding's connections), NumPack's own
+    durability: every commit stays atomic if the process dies, but the last
+    ones may be lost if the machine does.  The store is not opened until
+    ``open()`` or ``with``.
     """
 
     def __init__(self, filename, drop_if_exists=False,
                  strict_context_mode=False, warn_no_context=None,
-                 force_gc_on_close=False, *, module=None):
+                 force_gc_on_close=False, *, module=None, durable=True):
         self._filename = Path(filename)
         self._drop_if_exists = bool(drop_if_exists)
         self._strict_context_mode = bool(strict_context_mode)
         self._force_gc_on_close = bool(force_gc_on_close)
         self._module = module
+        self._durable = bool(durable)
         self._context_entered = False
         self._opened = False
         self._closed = False
@@ -101,6 +106,8 @@ class NumPack:
         path = os.path.abspath(os.fspath(self._filename))
         con, module_path = _sql.connect(self._module)
         try:
+            if not self._durable:
+                con.execute("PRAGMA synchronous = OFF")
             con.execute("SELECT numpack_open(?, ?)",
                         (path, 1 if self._drop_if_exists else 0)).fetchall()
         except sqlite3.Error as e:
@@ -219,6 +226,32 @@ class NumPack:
                 self._prejoin.append(creates)
             self._join()
         return rows
+
+    def _alone(self):
+        """Whether a call runs on its own: no transaction, unit of work or
+        batch is open."""
+        return not (self._txn or self._unit_depth or self._batch is not None)
+
+    def _try_write(self, sql, args):
+        """Run a writing SQL call that passes values as they are, without
+        asking the catalog for the array's dtype and shape first: the
+        extension refuses any dtype or row shape but the array's own, and
+        refuses before it changes anything.  True when it was done; False
+        when it refused the arguments, for the caller to take the way that
+        converts and checks them (and raises what a bad argument raises
+        there).  Only on its own (_alone()): a refusal inside a transaction
+        must not be a second chance."""
+        try:
+            self._q(sql, args)
+            return True
+        except (ValueError, KeyError, IndexError, _TooBig):
+            return False
+        except _sql.NumPackError as e:
+            # A refused argument is a plain SQLITE_ERROR; I/O errors, locks
+            # not granted and damaged files have codes of their own.
+            if e.sqlite_errorname != "SQLITE_ERROR":
+                raise
+            return False
 
     # ---- transactions ---------------------------------------------------
     #
@@ -403,6 +436,8 @@ class NumPack:
                     con = _capi.Connection(":memory:", self._module_path)
                     con.exec("PRAGMA busy_timeout = %d"
                              % _sql.BUSY_TIMEOUT_MS)
+                    if not self._durable:
+                        con.exec("PRAGMA synchronous = OFF")
                     self._direct = (con, {})
             except _capi.Error:
                 if con is not None:
@@ -600,9 +635,19 @@ class NumPack:
         self._check()
         if not isinstance(arrays, dict):
             raise ValueError("arrays must be a dictionary")
-        Index(indexes)  # a bad index type is refused before anything else
+        ix = Index(indexes)  # a bad index type is refused before anything
         self._sync(list(arrays))
         self._evict(list(arrays))
+        if len(arrays) == 1 and self._alone():
+            (name, value), = arrays.items()
+            room = self._limit() - _HEADROOM
+            if _sql.plain(value) and ix.sql is not None and \
+                    value.nbytes + len(str(ix.sql)) < room and \
+                    self._try_write("SELECT numpack_replace(?, ?, ?, ?)",
+                                    (self._path, name, _sql.encode(
+                                        np.ascontiguousarray(value)),
+                                     ix.sql)):
+                return
         with self._unit(len(arrays) > 1):
             for name, value in arrays.items():
                 self._replace_one(name, value, Index(indexes))
@@ -658,6 +703,17 @@ class NumPack:
             raise ValueError("arrays must be a dictionary")
         self._sync(list(arrays))
         self._evict(list(arrays))
+        if len(arrays) == 1 and self._alone():
+            (name, value), = arrays.items()
+            if _sql.plain(value) and value.ndim and \
+                    0 < value.nbytes < self._limit() - _HEADROOM and \
+                    _sql.little_endian(value.dtype) and \
+                    self._try_write("SELECT numpack_append(?, ?, ?, ?, ?)",
+                                    (self._path, name,
+                                     np.ascontiguousarray(value),
+                                     value.dtype.name,
+                                     _sql.json_shape(value.shape))):
+                return
         with self._unit(len(arrays) > 1):
             for name, value in arrays.items():
                 info = self._need(name)
@@ -730,6 +786,10 @@ class NumPack:
         """Rows at logical INDEXES; an int index drops the first dimension,
         as NumPy does."""
         self._check()
+        if self._alone():
+            arr = self._getitem_list(array_name, indexes)
+            if arr is not None:
+                return arr
         ix = Index(indexes)
         self._sync([array_name])
         info = None
@@ -754,6 +814,26 @@ class NumPack:
         if not parts:
             return np.empty((0,) + info["row_shape"], info["dtype"])
         return np.concatenate(parts)
+
+    def _getitem_list(self, name, indexes):
+        """getitem of a list of Python ints, the common case, at the cost of
+        the SQL call: the extension checks the list's range as Index would
+        (int64 values only).  None when INDEXES is anything else or the
+        call fails: the general way then does it again, and raises what it
+        raises."""
+        text = _sql.int_list_text(indexes)
+        if text is None:
+            return None
+        try:
+            blob = self._con.execute(
+                "SELECT numpack_getitem(?, ?, ?)",
+                (self._path, name, text)).fetchone()[0]
+        except sqlite3.Error as e:
+            if getattr(e, "sqlite_errorname", None) in (
+                    "SQLITE_ERROR", "SQLITE_RANGE", "SQLITE_TOOBIG"):
+                return None
+            raise sql_error(e) from e
+        return _sql.decode(blob)
 
     @_locked
     def stream_load(self, array_name, buffer_size=None):

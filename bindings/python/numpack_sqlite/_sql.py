@@ -9,7 +9,9 @@ import ctypes
 import io
 import operator
 import os
+import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +150,27 @@ def as_array(value, what="array"):
     return np.ascontiguousarray(arr)
 
 
+def plain(value):
+    """Whether VALUE is an ndarray of a dtype the store holds, which the
+    extension can be given as it is: it then takes exactly what the
+    conversions of cast() would have left unchanged."""
+    if type(value) is not np.ndarray:
+        return False
+    dt = value.dtype
+    return (dt.kind, dt.itemsize) in _SUPPORTED and dt.fields is None
+
+
+def little_endian(dtype):
+    """Whether DTYPE's bytes are little-endian (or single bytes)."""
+    order = dtype.byteorder
+    return order in "<|" or (order == "=" and sys.byteorder == "little")
+
+
+def json_shape(shape):
+    """SHAPE as the JSON list the raw forms take."""
+    return "[" + ",".join(map(str, shape)) + "]"
+
+
 def cast(value, dtype, what="values"):
     """VALUE converted to DTYPE, the dtype of the array it goes into.
 
@@ -172,17 +195,118 @@ def cast(value, dtype, what="values"):
                      f"dtype {dtype} (NumPy's same_kind casting rule)")
 
 
+# NumPy's .npy header is a Python dict literal, which np.lib.format parses
+# with the tokenizer and ast.literal_eval: over 100 us, several times what
+# the extension takes to fetch 100 rows.  The extension (and np.save) always
+# write it in one fixed layout, which a regular expression reads in a
+# microsecond or two; anything else goes to NumPy's parser.
+_NPY_MAGIC = b"\x93NUMPY"
+_HEADER_RE = re.compile(
+    rb"\{'descr': '([<>|=][a-zA-Z][0-9]{1,2})', 'fortran_order': "
+    rb"(True|False), 'shape': \(((?:[0-9]{1,19}(?:, [0-9]{1,19})*,?)?)\), "
+    rb"\} *\n")
+# Headers read lately: their bytes -> what _parse_header_bytes made of them.
+_HEADERS = {}
+# dtypes of the descrs seen, and the descr of each dtype written.
+_DESCR_DTYPES = {}
+_DTYPE_DESCRS = {}
+# NumPy pads the header so that shape[0] can grow to this many digits in
+# place, then to a multiple of this alignment.
+_GROWTH_DIGITS = 21
+_ALIGN = 64
+
+
+def _descr_dtype(descr):
+    dt = _DESCR_DTYPES.get(descr)
+    if dt is None:
+        dt = np.dtype(descr.decode("ascii"))
+        if dt.fields is not None or dt.subdtype is not None:
+            raise ValueError(descr)
+        if len(_DESCR_DTYPES) < 256:
+            _DESCR_DTYPES[descr] = dt
+    return dt
+
+
+def _parse_header(prefix):
+    """(shape, fortran, dtype, data offset) of the .npy bytes starting with
+    PREFIX (at least the whole header, or all there is)."""
+    if type(prefix) is bytes and len(prefix) >= 10 and prefix[6] == 1:
+        # Repeated calls return the same header (same rows, same array):
+        # the last ones read are kept, by their exact bytes.
+        end = 10 + (prefix[8] | (prefix[9] << 8))
+        key = prefix[:end]
+        hit = _HEADERS.get(key)
+        if hit is None:
+            hit = _parse_header_bytes(key)
+            if len(_HEADERS) >= 64:
+                _HEADERS.clear()
+            _HEADERS[key] = hit
+        return hit
+    return _parse_header_bytes(prefix)
+
+
+def _parse_header_bytes(prefix):
+    if type(prefix) is not bytes:
+        mv = memoryview(prefix).cast("B")
+        head = bytes(mv[:12])
+        n = 10 + int.from_bytes(head[8:10], "little") if head[6:7] == b"\x01" \
+            else 12 + int.from_bytes(head[8:12], "little")
+        prefix = bytes(mv[:n])
+    if prefix[:6] != _NPY_MAGIC or len(prefix) < 10:
+        raise ValueError("no .npy magic")
+    if prefix[6] == 1:
+        end = 10 + (prefix[8] | (prefix[9] << 8))
+        m = _HEADER_RE.fullmatch(prefix, 10, end)
+    else:
+        end = 12 + int.from_bytes(prefix[8:12], "little")
+        m = _HEADER_RE.fullmatch(prefix, 12, end)
+    if m is not None and end <= len(prefix):
+        descr, fortran, dims = m.groups()
+        dtype = _DESCR_DTYPES.get(descr)
+        if dtype is None:
+            try:
+                dtype = _descr_dtype(descr)
+            except (TypeError, ValueError):
+                m = None
+        if m is not None:
+            shape = tuple(map(int, dims.rstrip(b",").split(b", "))) \
+                if dims else ()
+            return shape, fortran == b"True", dtype, end
+    # Any other layout NumPy accepts.
+    f = io.BytesIO(prefix[:end])
+    shape, fortran, dtype = _header(f)
+    return shape, fortran, dtype, f.tell()
+
+
+def _header_bytes(arr):
+    """The .npy header np.save writes for the C-contiguous array ARR,
+    byte for byte."""
+    dt = arr.dtype
+    descr = _DTYPE_DESCRS.get(dt)
+    if descr is None:
+        descr = np.lib.format.dtype_to_descr(dt)
+        if len(_DTYPE_DESCRS) < 256:
+            _DTYPE_DESCRS[dt] = descr
+    shape = arr.shape
+    text = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (
+        descr, shape)
+    if shape:
+        text += " " * (_GROWTH_DIGITS - len(repr(shape[0])))
+    n = len(text) + 1
+    pad = _ALIGN - (10 + n) % _ALIGN
+    if n + pad <= 0xffff:
+        head = _NPY_MAGIC + b"\x01\x00" + (n + pad).to_bytes(2, "little")
+    else:
+        pad = _ALIGN - (12 + n) % _ALIGN
+        head = _NPY_MAGIC + b"\x02\x00" + (n + pad).to_bytes(4, "little")
+    return head + (text + " " * pad + "\n").encode("latin1")
+
+
 def encode(arr):
     """The .npy bytes of the C-contiguous array ARR, built with one copy."""
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        head, np.lib.format.header_data_from_array_1_0(arr))
-    h = head.getvalue()
-    out = bytearray(len(h) + arr.nbytes)
-    out[:len(h)] = h
+    out = bytearray(_header_bytes(arr))
     if arr.nbytes:
-        np.frombuffer(out, dtype=np.uint8, offset=len(h))[:] = \
-            arr.reshape(-1).view(np.uint8)
+        out += arr.reshape(-1).view(np.uint8).data
     return out
 
 
@@ -194,21 +318,34 @@ def _header(f):
     return np.lib.format.read_array_header_2_0(f)
 
 
+def _nbytes(shape, dtype):
+    count = 1
+    for d in shape:
+        count *= d
+    return count * dtype.itemsize
+
+
 def decode_at(address, n, keeper=None):
     """The array of the N .npy bytes at ADDRESS (memory SQLite holds): a
     writable ndarray.  With KEEPER, an object that keeps the memory alive
     for as long as it lives, the array uses the memory where it is;
     otherwise it is a fresh array, filled with one copy."""
-    head = ctypes.string_at(address, min(n, 12))
-    if len(head) < 12 or head[6:7] not in (b"\x01", b"\x02", b"\x03"):
+    head = ctypes.string_at(address, min(n, 256))
+    if len(head) < 12 or head[:6] != _NPY_MAGIC or \
+            head[6:7] not in (b"\x01", b"\x02", b"\x03"):
         raise NumPackError("numpack_load returned no .npy header")
     hlen = (10 + int.from_bytes(head[8:10], "little") if head[6] == 1
             else 12 + int.from_bytes(head[8:12], "little"))
-    f = io.BytesIO(ctypes.string_at(address, min(n, hlen)))
-    shape, fortran, dtype = _header(f)
+    if hlen > len(head):
+        head = ctypes.string_at(address, min(n, hlen))
+    try:
+        shape, fortran, dtype, off = _parse_header(head)
+    except ValueError as e:
+        raise NumPackError("numpack_load returned a bad .npy header: %s"
+                           % e) from None
     order = "F" if fortran else "C"
-    nbytes = np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64))
-    if f.tell() != hlen or n - hlen != nbytes:
+    nbytes = _nbytes(shape, np.dtype(dtype))
+    if off != hlen or n - hlen != nbytes:
         raise NumPackError("numpack_load returned %d bytes for an array of "
                            "%d" % (n - hlen, nbytes))
     if keeper is not None and nbytes:
@@ -223,14 +360,12 @@ def decode_at(address, n, keeper=None):
 
 def decode(blob):
     """The array of the .npy bytes BLOB: a fresh, writable ndarray."""
-    f = io.BytesIO(blob)
-    shape, fortran, dtype = _header(f)
+    shape, fortran, dtype, off = _parse_header(blob)
     count = 1
     for d in shape:
         count *= d
-    arr = np.frombuffer(blob, dtype=dtype, count=count, offset=f.tell())
-    arr = arr.reshape(shape, order="F" if fortran else "C")
-    return arr.copy()
+    arr = np.frombuffer(blob, dtype=dtype, count=count, offset=off)
+    return arr.reshape(shape, order="F" if fortran else "C").copy()
 
 
 # ---- index arguments -----------------------------------------------------
@@ -281,6 +416,11 @@ class Index:
             # known (resolve()); the extension takes positive steps only.
             self._set("slice", s, text if (step or 1) > 0 else None, False)
             return
+        text = int_list_text(idx)
+        if text is not None and (not idx or (min(idx) >= _INT64_MIN and
+                                             max(idx) <= _INT64_MAX)):
+            self._set("list", idx, text, False)
+            return
         if isinstance(idx, (list, tuple, np.ndarray)):
             a = np.asarray(idx)
             if a.ndim == 0 and isinstance(idx, np.ndarray) and \
@@ -294,7 +434,7 @@ class Index:
                 raise ValueError(f"The indexes must be {INDEX_TYPES}; got "
                                  f"elements of dtype {a.dtype}")
             if a.dtype.kind == "u" and a.size and \
-                    a.max() > np.iinfo(np.int64).max:
+                    int(a.max()) > _INT64_MAX:
                 raise IndexError(f"index {a.max()} is out of range")
             a = a.astype(np.int64, copy=False) if a.size else \
                 np.empty(0, np.int64)
@@ -334,8 +474,25 @@ class Index:
             return np.array([v + nlive if v < 0 else v], dtype=np.int64)
         if self._kind == "slice":
             return np.arange(*self._value.indices(nlive), dtype=np.int64)
-        v = self._value
+        v = np.asarray(self._value, dtype=np.int64)
         return np.where(v < 0, v + nlive, v)
+
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def int_list_text(idx):
+    """The JSON list of IDX when it is a list or tuple of Python ints and
+    nothing else (not bools, not NumPy integers), else None.  Python spells
+    such a list as JSON does, and str() costs less than json.dumps and a
+    conversion through NumPy; the range of the values is not checked."""
+    if type(idx) is tuple:
+        idx = list(idx)
+    elif type(idx) is not list:
+        return None
+    if idx and (type(idx[0]) is not int or len({*map(type, idx)}) > 1):
+        return None
+    return str(idx)
 
 
 def _json_list(a):
