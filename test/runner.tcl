@@ -23,6 +23,8 @@
 #   NUMPACK_PRELOAD    a sanitizer runtime to preload into tclsh children
 #   NUMPACK_TEST_JOBS  how many children at once (default: CPU count)
 #   NUMPACK_TEST_TIMEOUT  seconds before a child is killed (default 300)
+#   NUMPACK_TESTFIXTURE_DIR  SQLite's testfixture and test/ directory, as
+#                      test/testfixture.sh prints it, for test/fixture/*.test
 #
 # Each child runs in its own empty directory, testtmp/NAME under the build
 # tree (also its TMPDIR and NUMPACK_TESTTMP), which is removed when it
@@ -127,6 +129,17 @@ foreach script [lsort [glob -nocomplain -directory [file join $srcdir test] \
       [list {*}$session [info nameofexecutable] $script]]
 }
 
+# test/fixture/*.test run on SQLite's own testfixture, with its tester.tcl,
+# from the directory test/testfixture.sh makes (NUMPACK_TESTFIXTURE_DIR).
+set fixture [env_or NUMPACK_TESTFIXTURE_DIR ""]
+foreach script [lsort [glob -nocomplain -directory \
+                           [file join $srcdir test fixture] *.test]] {
+  set name fixture/[file tail $script]
+  if {![selected $name] && ![selected [file tail $script]]} continue
+  lappend joblist [list $name fixture \
+      [list {*}$session [file join $fixture testfixture] $script]]
+}
+
 if {[llength $joblist] == 0} {
   puts "no tests selected"
   puts "0 passed, 1 failed"
@@ -162,7 +175,14 @@ proc start_job {i} {
   set job($i,timedout) 0
 
   set exe [lindex $cmd end]
-  if {$kind ne "tcl" && ![file executable $exe]} {
+  if {$kind eq "fixture"} {
+    set exe [lindex $cmd end-1]
+    if {$::fixture eq "" || ![file executable $exe]} {
+      finish_job $i "no testfixture: NUMPACK_TESTFIXTURE_DIR must name the\
+          directory test/testfixture.sh prints"
+      return
+    }
+  } elseif {$kind ne "tcl" && ![file executable $exe]} {
     finish_job $i "not built: $exe"
     return
   }
@@ -180,7 +200,7 @@ proc start_job {i} {
     lappend childenv UBSAN_OPTIONS \
         [string trim "[env_or UBSAN_OPTIONS {}]:halt_on_error=1:print_stacktrace=1" :]
   }
-  if {$kind eq "tcl" && $::preload ne ""} {
+  if {$kind in {tcl fixture} && $::preload ne ""} {
     # tclsh itself is not built to be leak-free.
     lappend childenv LD_PRELOAD $::preload ASAN_OPTIONS \
         [string trim "[env_or ASAN_OPTIONS {}]:detect_leaks=0" :]
@@ -280,6 +300,18 @@ proc finish_job {i how} {
       set npass $p
       set nfail $f
       set counted 1
+    }
+    # SQLite's tester.tcl: "N errors out of M tests on HOST ...", and a
+    # report of memory the test left allocated.
+    if {$kind eq "fixture" &&
+        [regexp {^(\d+) errors out of (\d+) tests} $line -> e t]} {
+      set npass [expr {$t - $e}]
+      set nfail $e
+      set counted 1
+    }
+    if {$kind eq "fixture" && [string match "Unfreed memory:*" $line]} {
+      incr nfail
+      lappend notes "leaked: $line"
     }
   }
   if {!$counted && $kind eq "cprog"} {
