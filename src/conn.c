@@ -183,6 +183,128 @@ static void conn_close_all(void *p) {
   }
 }
 
+/* ---- reads that last a transaction ------------------------------------
+**
+** SQLite calls a virtual table at the end of a transaction only when the
+** transaction wrote to it (xBegin, then xCommit or xRollback); a
+** transaction that only reads a table gets no call at all, and the
+** connection's commit and rollback hooks are single, may belong to the
+** application, and do not fire for a read-only COMMIT either.  What does
+** mark the end of every transaction in rollback-journal mode is SQLite
+** dropping its lock on the database file: xUnlock(SQLITE_LOCK_NONE).
+** So the first read of the store inside a transaction that holds SQLite's
+** lock on a database file wraps that file's methods (the file belongs to
+** this one connection) and keeps the store's SHARED lock until SQLite lets
+** its own go: the store is held exactly as long as SQLite holds the
+** database, no longer.
+**
+** Where SQLite keeps no such lock per transaction -- WAL mode, a
+** connection in exclusive locking mode, nolock=1, in-memory and TEMP
+** databases -- reads stay one lock per statement. */
+
+typedef struct TxnWatch TxnWatch;
+struct TxnWatch {
+  sqlite3_io_methods m;            /* the file's methods now: must be first */
+  const sqlite3_io_methods *orig;  /* the methods it had */
+  sqlite3 *db;                     /* the connection owning the file */
+};
+
+/* SQLite's transaction on DB ended: drop the reads kept for it. */
+static void txn_end(sqlite3 *db) {
+  pthread_mutex_lock(&conn_mu);
+  for (NpkConn *c = conn_list; c; c = c->next) {
+    if (c->db != db || !c->held) continue;
+    c->held = 0;
+    npk_read_end(c->ses);
+  }
+  pthread_mutex_unlock(&conn_mu);
+}
+
+static int watch_unlock(sqlite3_file *f, int level) {
+  TxnWatch *w = (TxnWatch *)f->pMethods;
+  int rc = w->orig->xUnlock(f, level);
+  if (level == SQLITE_LOCK_NONE) txn_end(w->db);
+  return rc;
+}
+
+static int watch_close(sqlite3_file *f) {
+  TxnWatch *w = (TxnWatch *)f->pMethods;
+  int rc;
+  txn_end(w->db);
+  f->pMethods = w->orig;
+  rc = w->orig->xClose(f);
+  sqlite3_free(w);
+  return rc;
+}
+
+/* 1 when PRAGMA ZDB.NAME (a query) answers WANT. */
+static int pragma_is(sqlite3 *db, const char *zDb, const char *name,
+                     const char *want) {
+  char *sql = sqlite3_mprintf("PRAGMA \"%w\".%s", zDb, name);
+  sqlite3_stmt *st = 0;
+  int is = 0;
+  if (sql && sqlite3_prepare_v2(db, sql, -1, &st, 0) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    const char *z = (const char *)sqlite3_column_text(st, 0);
+    is = z && sqlite3_stricmp(z, want) == 0;
+  }
+  sqlite3_finalize(st);
+  sqlite3_free(sql);
+  return is;
+}
+
+/* 1 if SQLite holds its lock on ZDB's file until DB's transaction ends,
+** and that file's methods now tell us when it does. */
+static int txn_watch(sqlite3 *db, const char *zDb) {
+  sqlite3_file *f = 0;
+  sqlite3_vfs *vfs = 0;
+  const char *zFile;
+  TxnWatch *w;
+  if (sqlite3_stricmp(zDb, "temp") == 0 ||
+      sqlite3_txn_state(db, zDb) < SQLITE_TXN_READ ||
+      sqlite3_file_control(db, zDb, SQLITE_FCNTL_FILE_POINTER, &f) !=
+          SQLITE_OK ||
+      !f || !f->pMethods)
+    return 0;
+  /* Asked again at every transaction: both can change between two. */
+  if (pragma_is(db, zDb, "journal_mode", "wal") ||
+      pragma_is(db, zDb, "locking_mode", "exclusive"))
+    return 0;
+  if (f->pMethods->xUnlock == watch_unlock) return 1;
+  zFile = sqlite3_db_filename(db, zDb);
+  if (!zFile || !*zFile || sqlite3_uri_boolean(zFile, "nolock", 0)) return 0;
+  /* memdb recognises its files by their methods: leave them alone. */
+  if (sqlite3_file_control(db, zDb, SQLITE_FCNTL_VFS_POINTER, &vfs) !=
+          SQLITE_OK ||
+      !vfs || strcmp(vfs->zName, "memdb") == 0)
+    return 0;
+  if (!(w = sqlite3_malloc(sizeof *w))) return 0;
+  w->m = *f->pMethods;
+  w->m.xUnlock = watch_unlock;
+  w->m.xClose = watch_close;
+  w->orig = f->pMethods;
+  w->db = db;
+  f->pMethods = &w->m;
+  return 1;
+}
+
+int npk_conn_read_begin(NpkConn *c, const char *zDb) {
+  int rc;
+  if (c->held && sqlite3_get_autocommit(c->db)) {
+    /* Out of the transaction without SQLite unlocking (it keeps the lock
+    ** in exclusive locking mode): the read kept for it ends here. */
+    c->held = 0;
+    npk_read_end(c->ses);
+  }
+  rc = npk_read_begin(c->ses);
+  if (rc || c->held || sqlite3_get_autocommit(c->db) ||
+      !txn_watch(c->db, zDb ? zDb : "main"))
+    return rc;
+  /* One more level, ended by txn_end. */
+  if (npk_read_begin(c->ses) == NPK_OK) c->held = 1;
+  return rc;
+}
+
 /* numpack_sessions() -> stores this connection has a session on. */
 static void sessions_func(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   sqlite3 *db = sqlite3_context_db_handle(ctx);

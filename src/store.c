@@ -409,6 +409,7 @@ int npk_store_refresh(NpkStore *st, NpkErr *e) {
   pthread_mutex_lock(&st->mu);
   /* One stat per statement: the held file's inode cannot be reused, so an
   ** equal inode, size and time mean no commit since. */
+  __atomic_fetch_add(&st->stats.catalog_stats, 1, __ATOMIC_RELAXED);
   if (st->cat_fd >= 0 &&
       npk_io_lstat(st, NPK_CATALOG, &now, &ignored) == NPK_OK &&
       now.st_ino == st->cat_st.st_ino && now.st_dev == st->cat_st.st_dev &&
@@ -634,6 +635,7 @@ int npk_read_begin(NpkSession *s) {
   }
   rc = npk_shared_lock(s);
   if (rc) return rc;
+  __atomic_fetch_add(&s->store->stats.read_locks, 1, __ATOMIC_RELAXED);
   s->nread = 1;
   pin(s);
   return NPK_OK;
