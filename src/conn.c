@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "numpack_int.h"
 #include "conn.h"
@@ -88,13 +89,54 @@ static int sync_level(void *arg) {
   return level;
 }
 
+/* The session DB already has on the store at DIR when DIR is the path
+** string it was last opened by and still names the same directory: one
+** stat instead of resolving the path again, for functions called once per
+** row.  Taken with a reference. */
+static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags) {
+  struct stat sb;
+  NpkConn *c;
+  if (flags & NPK_OPEN_DROP) return 0;
+  pthread_mutex_lock(&conn_mu);
+  for (c = conn_list; c; c = c->next) {
+    if (c->db == db && !c->closed && c->alias && c->alias_flags == flags &&
+        strcmp(c->alias, dir) == 0)
+      break;
+  }
+  if (c && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+            sb.st_dev != c->alias_dev || sb.st_ino != c->alias_ino))
+    c = 0;
+  if (c) c->refs++;
+  pthread_mutex_unlock(&conn_mu);
+  return c;
+}
+
+/* Remember DIR as C's path string (a failure only loses the shortcut). */
+static void conn_set_alias(NpkConn *c, const char *dir, int flags) {
+  struct stat sb;
+  char *a;
+  if (stat(dir, &sb) != 0 || !(a = sqlite3_mprintf("%s", dir))) return;
+  pthread_mutex_lock(&conn_mu);
+  sqlite3_free(c->alias);
+  c->alias = a;
+  c->alias_flags = flags;
+  c->alias_dev = sb.st_dev;
+  c->alias_ino = sb.st_ino;
+  pthread_mutex_unlock(&conn_mu);
+}
+
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
                   char **pzErr) {
   NpkStore *st = 0;
-  NpkConn *c;
+  NpkConn *c = conn_find_alias(db, dir, flags);
   char *msg = 0;
-  int rc = npk_store_open(dir, flags, &st, &msg);
+  int rc;
   *pp = 0;
+  if (c) {
+    *pp = c;
+    return SQLITE_OK;
+  }
+  rc = npk_store_open(dir, flags, &st, &msg);
   if (rc) {
     if (pzErr) *pzErr = sqlite3_mprintf("%s", msg ? msg : "numpack: cannot open store");
     free(msg);
@@ -126,11 +168,13 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
     if (pzErr) *pzErr = sqlite3_mprintf("numpack: cannot open a session on %s", dir);
     return SQLITE_NOMEM;
   }
+  if (!(flags & NPK_OPEN_DROP)) conn_set_alias(c, dir, flags);
   *pp = c;
   return SQLITE_OK;
 }
 
 static void conn_free(NpkConn *c) {
+  sqlite3_free(c->alias);
   npk_session_close(c->ses);
   npk_store_release(c->store);
   free(c);

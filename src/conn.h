@@ -5,6 +5,8 @@
 #ifndef NPK_CONN_H
 #define NPK_CONN_H
 
+#include <sys/types.h>
+
 #include "store.h"
 
 typedef struct NpkConn NpkConn;
@@ -21,6 +23,12 @@ struct NpkConn {
   int held;                  /* holds a read (npk_read_begin) for the
                              ** connection's transaction: released when
                              ** SQLite unlocks the database (conn.c) */
+  char *alias;               /* the path string a function named it by
+                             ** last, with npk_store_open FLAGS alias_flags
+                             ** and the directory's identity then */
+  int alias_flags;
+  dev_t alias_dev;
+  ino_t alias_ino;
   NpkConn *next;             /* list of all NpkConn objects */
 };
 
