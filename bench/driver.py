@@ -5,13 +5,15 @@ Debian's /usr/bin/python3, whose sqlite3 module can load extensions).
 Makes the data (datagen.py), runs every group of cases — whole arrays
 (cases_array.py), SQL reads (cases_sql.py), SQL writes and compaction
 (cases_write.py), NumPack's headline operations through the SQL functions
-and through the Python binding (cases_headline.py) — and
+and through the Python binding (cases_headline.py), the per-statement cost
+of small reads (cases_small.py) — and
 writes the report (report.py): the Markdown table on stdout and in
 results/results.md, raw figures in results/results.json, the ratio chart in
 results/ratios.png.
 
 Environment (set by run.sh): NUMPACK_SO, BENCH_BLOBSUM_SO, BENCH_VEC0_SO or
-BENCH_VEC0_WHY, BENCH_WORK, BENCH_RESULTS, BENCH_SCALE, NUMPACK_VERSION.
+BENCH_VEC0_WHY, BENCH_WORK, BENCH_RESULTS, BENCH_SCALE, NUMPACK_VERSION;
+BENCH_ONLY=small,sql (group names, cases_ left out) runs only those groups.
 """
 import os
 import sys
@@ -19,6 +21,7 @@ import time
 
 import cases_array
 import cases_headline
+import cases_small
 import cases_sql
 import cases_write
 import datagen
@@ -59,7 +62,17 @@ def main():
     cfg.warm_bytes = max(256 << 20, 3 * ds.arr.nbytes)
 
     results = []
-    for group in (cases_array, cases_sql, cases_write, cases_headline):
+    groups = (cases_array, cases_sql, cases_write, cases_headline,
+              cases_small)
+    only = os.environ.get("BENCH_ONLY", "")
+    if only:
+        names = {"cases_" + g.strip() for g in only.split(",") if g.strip()}
+        unknown = names - {g.__name__ for g in groups}
+        if unknown:
+            raise SystemExit("BENCH_ONLY: no group %s"
+                             % ", ".join(sorted(unknown)))
+        groups = tuple(g for g in groups if g.__name__ in names)
+    for group in groups:
         with Timer() as t:
             results += group.run(cfg, ds, log)
         log("  (%s: %.1f s)" % (group.__name__, t.seconds))
