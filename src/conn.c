@@ -251,6 +251,11 @@ struct TxnWatch {
   sqlite3_io_methods m;            /* the file's methods now: must be first */
   const sqlite3_io_methods *orig;  /* the methods it had */
   sqlite3 *db;                     /* the connection owning the file */
+  int wal;                         /* SQLite used the file's shared memory:
+                                   ** WAL mode */
+  int no_hold;                     /* SQLite keeps its lock past the end of
+                                   ** a transaction (exclusive locking
+                                   ** mode): hold nothing */
 };
 
 /* SQLite's transaction on DB ended: drop the reads kept for it. */
@@ -269,6 +274,14 @@ static int watch_unlock(sqlite3_file *f, int level) {
   int rc = w->orig->xUnlock(f, level);
   if (level == SQLITE_LOCK_NONE) txn_end(w->db);
   return rc;
+}
+
+/* WAL mode takes a read mark in shared memory at every transaction, so
+** it is known here before any statement of the transaction reads. */
+static int watch_shm_lock(sqlite3_file *f, int offset, int n, int flags) {
+  TxnWatch *w = (TxnWatch *)f->pMethods;
+  w->wal = 1;
+  return w->orig->xShmLock(f, offset, n, flags);
 }
 
 static int watch_close(sqlite3_file *f) {
@@ -297,9 +310,10 @@ static int pragma_is(sqlite3 *db, const char *zDb, const char *name,
   return is;
 }
 
-/* 1 if SQLite holds its lock on ZDB's file until DB's transaction ends,
-** and that file's methods now tell us when it does. */
-static int txn_watch(sqlite3 *db, const char *zDb) {
+/* The watch on ZDB's file when SQLite holds its lock on that file until
+** DB's transaction ends, and that file's methods now tell us when it does;
+** else NULL. */
+static TxnWatch *txn_watch(sqlite3 *db, const char *zDb) {
   sqlite3_file *f = 0;
   sqlite3_vfs *vfs = 0;
   const char *zFile;
@@ -310,11 +324,10 @@ static int txn_watch(sqlite3 *db, const char *zDb) {
           SQLITE_OK ||
       !f || !f->pMethods)
     return 0;
-  /* Asked again at every transaction: both can change between two. */
-  if (pragma_is(db, zDb, "journal_mode", "wal") ||
-      pragma_is(db, zDb, "locking_mode", "exclusive"))
-    return 0;
-  if (f->pMethods->xUnlock == watch_unlock) return 1;
+  if (f->pMethods->xUnlock == watch_unlock) {
+    w = (TxnWatch *)f->pMethods;
+    return w->wal || w->no_hold ? 0 : w;
+  }
   zFile = sqlite3_db_filename(db, zDb);
   if (!zFile || !*zFile || sqlite3_uri_boolean(zFile, "nolock", 0)) return 0;
   /* memdb recognises its files by their methods: leave them alone. */
@@ -326,26 +339,37 @@ static int txn_watch(sqlite3 *db, const char *zDb) {
   w->m = *f->pMethods;
   w->m.xUnlock = watch_unlock;
   w->m.xClose = watch_close;
+  if (w->m.iVersion >= 2 && w->m.xShmLock) w->m.xShmLock = watch_shm_lock;
   w->orig = f->pMethods;
   w->db = db;
+  /* Once per file: later switches show in the methods (WAL) or in a
+  ** transaction that ends without an unlock (exclusive mode). */
+  w->wal = pragma_is(db, zDb, "journal_mode", "wal");
+  w->no_hold = pragma_is(db, zDb, "locking_mode", "exclusive");
   f->pMethods = &w->m;
-  return 1;
+  return w->wal || w->no_hold ? 0 : w;
 }
 
 int npk_conn_read_begin(NpkConn *c, const char *zDb) {
+  TxnWatch *w;
   int rc;
   if (c->held && sqlite3_get_autocommit(c->db)) {
-    /* Out of the transaction without SQLite unlocking (it keeps the lock
-    ** in exclusive locking mode): the read kept for it ends here. */
+    /* Out of the transaction without SQLite unlocking: it keeps its lock
+    ** (exclusive locking mode, set since the file was first watched).  The
+    ** read kept for it ends here, and that file serves no more. */
+    ((TxnWatch *)c->watch)->no_hold = 1;
     c->held = 0;
     npk_read_end(c->ses);
   }
   rc = npk_read_begin(c->ses);
   if (rc || c->held || sqlite3_get_autocommit(c->db) ||
-      !txn_watch(c->db, zDb ? zDb : "main"))
+      !(w = txn_watch(c->db, zDb ? zDb : "main")))
     return rc;
   /* One more level, ended by txn_end. */
-  if (npk_read_begin(c->ses) == NPK_OK) c->held = 1;
+  if (npk_read_begin(c->ses) == NPK_OK) {
+    c->held = 1;
+    c->watch = w;
+  }
   return rc;
 }
 

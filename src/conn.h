@@ -23,6 +23,7 @@ struct NpkConn {
   int held;                  /* holds a read (npk_read_begin) for the
                              ** connection's transaction: released when
                              ** SQLite unlocks the database (conn.c) */
+  void *watch;               /* while held: the watch on that file */
   char *alias;               /* the path string a function named it by
                              ** last, with npk_store_open FLAGS alias_flags
                              ** and the directory's identity then */
