@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "numpack_int.h"
 #include "conn.h"
@@ -88,13 +89,54 @@ static int sync_level(void *arg) {
   return level;
 }
 
+/* The session DB already has on the store at DIR when DIR is the path
+** string it was last opened by and still names the same directory: one
+** stat instead of resolving the path again, for functions called once per
+** row.  Taken with a reference. */
+static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags) {
+  struct stat sb;
+  NpkConn *c;
+  if (flags & NPK_OPEN_DROP) return 0;
+  pthread_mutex_lock(&conn_mu);
+  for (c = conn_list; c; c = c->next) {
+    if (c->db == db && !c->closed && c->alias && c->alias_flags == flags &&
+        strcmp(c->alias, dir) == 0)
+      break;
+  }
+  if (c && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+            sb.st_dev != c->alias_dev || sb.st_ino != c->alias_ino))
+    c = 0;
+  if (c) c->refs++;
+  pthread_mutex_unlock(&conn_mu);
+  return c;
+}
+
+/* Remember DIR as C's path string (a failure only loses the shortcut). */
+static void conn_set_alias(NpkConn *c, const char *dir, int flags) {
+  struct stat sb;
+  char *a;
+  if (stat(dir, &sb) != 0 || !(a = sqlite3_mprintf("%s", dir))) return;
+  pthread_mutex_lock(&conn_mu);
+  sqlite3_free(c->alias);
+  c->alias = a;
+  c->alias_flags = flags;
+  c->alias_dev = sb.st_dev;
+  c->alias_ino = sb.st_ino;
+  pthread_mutex_unlock(&conn_mu);
+}
+
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
                   char **pzErr) {
   NpkStore *st = 0;
-  NpkConn *c;
+  NpkConn *c = conn_find_alias(db, dir, flags);
   char *msg = 0;
-  int rc = npk_store_open(dir, flags, &st, &msg);
+  int rc;
   *pp = 0;
+  if (c) {
+    *pp = c;
+    return SQLITE_OK;
+  }
+  rc = npk_store_open(dir, flags, &st, &msg);
   if (rc) {
     if (pzErr) *pzErr = sqlite3_mprintf("%s", msg ? msg : "numpack: cannot open store");
     free(msg);
@@ -126,11 +168,13 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
     if (pzErr) *pzErr = sqlite3_mprintf("numpack: cannot open a session on %s", dir);
     return SQLITE_NOMEM;
   }
+  if (!(flags & NPK_OPEN_DROP)) conn_set_alias(c, dir, flags);
   *pp = c;
   return SQLITE_OK;
 }
 
 static void conn_free(NpkConn *c) {
+  sqlite3_free(c->alias);
   npk_session_close(c->ses);
   npk_store_release(c->store);
   free(c);
@@ -181,6 +225,152 @@ static void conn_close_all(void *p) {
     dead = c->next;
     conn_free(c);
   }
+}
+
+/* ---- reads that last a transaction ------------------------------------
+**
+** SQLite calls a virtual table at the end of a transaction only when the
+** transaction wrote to it (xBegin, then xCommit or xRollback); a
+** transaction that only reads a table gets no call at all, and the
+** connection's commit and rollback hooks are single, may belong to the
+** application, and do not fire for a read-only COMMIT either.  What does
+** mark the end of every transaction in rollback-journal mode is SQLite
+** dropping its lock on the database file: xUnlock(SQLITE_LOCK_NONE).
+** So the first read of the store inside a transaction that holds SQLite's
+** lock on a database file wraps that file's methods (the file belongs to
+** this one connection) and keeps the store's SHARED lock until SQLite lets
+** its own go: the store is held exactly as long as SQLite holds the
+** database, no longer.
+**
+** Where SQLite keeps no such lock per transaction -- WAL mode, a
+** connection in exclusive locking mode, nolock=1, in-memory and TEMP
+** databases -- reads stay one lock per statement. */
+
+typedef struct TxnWatch TxnWatch;
+struct TxnWatch {
+  sqlite3_io_methods m;            /* the file's methods now: must be first */
+  const sqlite3_io_methods *orig;  /* the methods it had */
+  sqlite3 *db;                     /* the connection owning the file */
+  int wal;                         /* SQLite used the file's shared memory:
+                                   ** WAL mode */
+  int no_hold;                     /* SQLite keeps its lock past the end of
+                                   ** a transaction (exclusive locking
+                                   ** mode): hold nothing */
+};
+
+/* SQLite's transaction on DB ended: drop the reads kept for it. */
+static void txn_end(sqlite3 *db) {
+  pthread_mutex_lock(&conn_mu);
+  for (NpkConn *c = conn_list; c; c = c->next) {
+    if (c->db != db || !c->held) continue;
+    c->held = 0;
+    npk_read_end(c->ses);
+  }
+  pthread_mutex_unlock(&conn_mu);
+}
+
+static int watch_unlock(sqlite3_file *f, int level) {
+  TxnWatch *w = (TxnWatch *)f->pMethods;
+  int rc = w->orig->xUnlock(f, level);
+  if (level == SQLITE_LOCK_NONE) txn_end(w->db);
+  return rc;
+}
+
+/* WAL mode takes a read mark in shared memory at every transaction, so
+** it is known here before any statement of the transaction reads. */
+static int watch_shm_lock(sqlite3_file *f, int offset, int n, int flags) {
+  TxnWatch *w = (TxnWatch *)f->pMethods;
+  w->wal = 1;
+  return w->orig->xShmLock(f, offset, n, flags);
+}
+
+static int watch_close(sqlite3_file *f) {
+  TxnWatch *w = (TxnWatch *)f->pMethods;
+  int rc;
+  txn_end(w->db);
+  f->pMethods = w->orig;
+  rc = w->orig->xClose(f);
+  sqlite3_free(w);
+  return rc;
+}
+
+/* 1 when PRAGMA ZDB.NAME (a query) answers WANT. */
+static int pragma_is(sqlite3 *db, const char *zDb, const char *name,
+                     const char *want) {
+  char *sql = sqlite3_mprintf("PRAGMA \"%w\".%s", zDb, name);
+  sqlite3_stmt *st = 0;
+  int is = 0;
+  if (sql && sqlite3_prepare_v2(db, sql, -1, &st, 0) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    const char *z = (const char *)sqlite3_column_text(st, 0);
+    is = z && sqlite3_stricmp(z, want) == 0;
+  }
+  sqlite3_finalize(st);
+  sqlite3_free(sql);
+  return is;
+}
+
+/* The watch on ZDB's file when SQLite holds its lock on that file until
+** DB's transaction ends, and that file's methods now tell us when it does;
+** else NULL. */
+static TxnWatch *txn_watch(sqlite3 *db, const char *zDb) {
+  sqlite3_file *f = 0;
+  sqlite3_vfs *vfs = 0;
+  const char *zFile;
+  TxnWatch *w;
+  if (sqlite3_stricmp(zDb, "temp") == 0 ||
+      sqlite3_txn_state(db, zDb) < SQLITE_TXN_READ ||
+      sqlite3_file_control(db, zDb, SQLITE_FCNTL_FILE_POINTER, &f) !=
+          SQLITE_OK ||
+      !f || !f->pMethods)
+    return 0;
+  if (f->pMethods->xUnlock == watch_unlock) {
+    w = (TxnWatch *)f->pMethods;
+    return w->wal || w->no_hold ? 0 : w;
+  }
+  zFile = sqlite3_db_filename(db, zDb);
+  if (!zFile || !*zFile || sqlite3_uri_boolean(zFile, "nolock", 0)) return 0;
+  /* memdb recognises its files by their methods: leave them alone. */
+  if (sqlite3_file_control(db, zDb, SQLITE_FCNTL_VFS_POINTER, &vfs) !=
+          SQLITE_OK ||
+      !vfs || strcmp(vfs->zName, "memdb") == 0)
+    return 0;
+  if (!(w = sqlite3_malloc(sizeof *w))) return 0;
+  w->m = *f->pMethods;
+  w->m.xUnlock = watch_unlock;
+  w->m.xClose = watch_close;
+  if (w->m.iVersion >= 2 && w->m.xShmLock) w->m.xShmLock = watch_shm_lock;
+  w->orig = f->pMethods;
+  w->db = db;
+  /* Once per file: later switches show in the methods (WAL) or in a
+  ** transaction that ends without an unlock (exclusive mode). */
+  w->wal = pragma_is(db, zDb, "journal_mode", "wal");
+  w->no_hold = pragma_is(db, zDb, "locking_mode", "exclusive");
+  f->pMethods = &w->m;
+  return w->wal || w->no_hold ? 0 : w;
+}
+
+int npk_conn_read_begin(NpkConn *c, const char *zDb) {
+  TxnWatch *w;
+  int rc;
+  if (c->held && sqlite3_get_autocommit(c->db)) {
+    /* Out of the transaction without SQLite unlocking: it keeps its lock
+    ** (exclusive locking mode, set since the file was first watched).  The
+    ** read kept for it ends here, and that file serves no more. */
+    ((TxnWatch *)c->watch)->no_hold = 1;
+    c->held = 0;
+    npk_read_end(c->ses);
+  }
+  rc = npk_read_begin(c->ses);
+  if (rc || c->held || sqlite3_get_autocommit(c->db) ||
+      !(w = txn_watch(c->db, zDb ? zDb : "main")))
+    return rc;
+  /* One more level, ended by txn_end. */
+  if (npk_read_begin(c->ses) == NPK_OK) {
+    c->held = 1;
+    c->watch = w;
+  }
+  return rc;
 }
 
 /* numpack_sessions() -> stores this connection has a session on. */

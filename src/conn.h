@@ -5,6 +5,8 @@
 #ifndef NPK_CONN_H
 #define NPK_CONN_H
 
+#include <sys/types.h>
+
 #include "store.h"
 
 typedef struct NpkConn NpkConn;
@@ -18,6 +20,16 @@ struct NpkConn {
   int closed;                /* the connection has closed */
   int sp_wanted;             /* SQLite savepoints opened before the
                              ** session's transaction began */
+  int held;                  /* holds a read (npk_read_begin) for the
+                             ** connection's transaction: released when
+                             ** SQLite unlocks the database (conn.c) */
+  void *watch;               /* while held: the watch on that file */
+  char *alias;               /* the path string a function named it by
+                             ** last, with npk_store_open FLAGS alias_flags
+                             ** and the directory's identity then */
+  int alias_flags;
+  dev_t alias_dev;
+  ino_t alias_ino;
   NpkConn *next;             /* list of all NpkConn objects */
 };
 
@@ -26,6 +38,13 @@ struct NpkConn {
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
                   char **pzErr);
 void npk_conn_release(NpkConn *c);
+/* npk_read_begin for a statement of C's connection that reads the store
+** through a table declared in schema ZDB (NULL for a function call).
+** Inside a transaction that holds SQLite's own lock on that database's
+** file, the read is kept until that lock goes (COMMIT or ROLLBACK), so
+** that every statement of the transaction sees one state of the store.
+** End the statement's read with npk_read_end as usual. */
+int npk_conn_read_begin(NpkConn *c, const char *zDb);
 /* Register numpack_sessions(), whose destructor tells us DB closed. */
 int npk_conn_register(sqlite3 *db);
 /* The text of V, argument WHAT (e.g. "the array name") of function FN, for

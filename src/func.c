@@ -533,7 +533,7 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], "numpack_load", "the array name"))) return;
   if (!(c = fn_conn(ctx, argv, "numpack_load", 0))) return;
-  rc = npk_read_begin(c->ses);
+  rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
     if (rc == NPK_OK) result_npy(ctx, c, name, &info, NULL);
@@ -560,7 +560,7 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (!(name = text_arg(ctx, argv[1], "numpack_getitem", "the array name")))
     return;
   if (!(c = fn_conn(ctx, argv, "numpack_getitem", 0))) return;
-  rc = npk_read_begin(c->ses);
+  rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
     if (rc) fn_error(ctx, c, rc);
@@ -939,7 +939,7 @@ static void fn_metadata(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   (void)argc;
   if (!(c = fn_conn(ctx, argv, "numpack_metadata", 0))) return;
   s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
-  rc = npk_read_begin(c->ses);
+  rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_count(c->ses, &n);
     sqlite3_str_appendall(s, "{\"arrays\":{");
@@ -1004,12 +1004,14 @@ static void fn_io_stats(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       s, "{\"backend_type\":\"sqlite-c\",\"bytes_read\":%llu,"
       "\"bytes_written\":%llu,\"rows_appended\":%llu,\"rows_replaced\":%llu,"
       "\"rows_deleted\":%llu,\"commits\":%llu,\"rollbacks\":%llu,"
-      "\"fsyncs\":%llu,\"recoveries\":%llu}",
+      "\"fsyncs\":%llu,\"recoveries\":%llu,\"read_locks\":%llu,"
+      "\"catalog_stats\":%llu}",
       (unsigned long long)st.bytes_read, (unsigned long long)st.bytes_written,
       (unsigned long long)st.rows_appended, (unsigned long long)st.rows_replaced,
       (unsigned long long)st.rows_deleted, (unsigned long long)st.commits,
       (unsigned long long)st.rollbacks, (unsigned long long)st.fsyncs,
-      (unsigned long long)st.recoveries);
+      (unsigned long long)st.recoveries, (unsigned long long)st.read_locks,
+      (unsigned long long)st.catalog_stats);
   result_json(ctx, s);
   npk_conn_release(c);
 }

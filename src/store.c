@@ -415,21 +415,27 @@ static void hold(NpkStore *st, int fd) {
   }
 }
 
-int npk_store_refresh(NpkStore *st, NpkErr *e) {
+/* 1 if no commit changed the catalog since the committed state in memory
+** was read from it (the caller holds st->mu).  One stat: the held file's
+** inode cannot be reused, so an equal inode, size and time mean no commit
+** since. */
+static int catalog_current(NpkStore *st) {
   struct stat now;
-  NpkCatalog cat;
   NpkErr ignored;
+  __atomic_fetch_add(&st->stats.catalog_stats, 1, __ATOMIC_RELAXED);
+  return st->cat_fd >= 0 &&
+         npk_io_lstat(st, NPK_CATALOG, &now, &ignored) == NPK_OK &&
+         now.st_ino == st->cat_st.st_ino && now.st_dev == st->cat_st.st_dev &&
+         now.st_size == st->cat_st.st_size &&
+         now.st_mtim.tv_sec == st->cat_st.st_mtim.tv_sec &&
+         now.st_mtim.tv_nsec == st->cat_st.st_mtim.tv_nsec;
+}
+
+int npk_store_refresh(NpkStore *st, NpkErr *e) {
+  NpkCatalog cat;
   int fd = -1, rc = NPK_OK;
   pthread_mutex_lock(&st->mu);
-  /* One stat per statement: the held file's inode cannot be reused, so an
-  ** equal inode, size and time mean no commit since. */
-  if (st->cat_fd >= 0 &&
-      npk_io_lstat(st, NPK_CATALOG, &now, &ignored) == NPK_OK &&
-      now.st_ino == st->cat_st.st_ino && now.st_dev == st->cat_st.st_dev &&
-      now.st_size == st->cat_st.st_size &&
-      now.st_mtim.tv_sec == st->cat_st.st_mtim.tv_sec &&
-      now.st_mtim.tv_nsec == st->cat_st.st_mtim.tv_nsec)
-    goto done;
+  if (catalog_current(st)) goto done;
   rc = load_catalog(st, &cat, &fd, e);
   if (rc) goto done;
   npk_catalog_clear(st, &st->cat);
@@ -648,6 +654,7 @@ int npk_read_begin(NpkSession *s) {
   }
   rc = npk_shared_lock(s);
   if (rc) return rc;
+  __atomic_fetch_add(&s->store->stats.read_locks, 1, __ATOMIC_RELAXED);
   s->nread = 1;
   pin(s);
   return NPK_OK;
@@ -947,9 +954,39 @@ int npk_array_info_at(NpkSession *s, int i, NpkArrayInfo *out) {
   return rc;
 }
 
+/* The description of NAME without taking the lock, when the committed
+** state in memory is known to be the latest: the catalog file is still the
+** one it was read from, so no commit came since (one that is under way
+** has not replaced the catalog yet, and the state in memory is still the
+** committed one).  A commit mark in the lock file (a commit under way, or
+** one that died and left a journal to look at) sends the caller to the
+** lock, as npk_lock_settle does.  The mutex keeps another thread from
+** replacing the state meanwhile.  *PDONE is 0 when the caller must read
+** under the lock. */
+static int info_unlocked(NpkSession *s, const char *name, NpkArrayInfo *out,
+                         int *pdone) {
+  NpkStore *st = s->store;
+  NpkArray *a;
+  int rc = NPK_OK;
+  *pdone = 0;
+  if (s->nread > 0 || s->txn || !st->journal_checked || npk_lock_marked(st))
+    return NPK_OK;  /* a commit died or is under way: settle under lock */
+  pthread_mutex_lock(&st->mu);
+  if (catalog_current(st)) {
+    *pdone = 1;
+    s->err.rc = NPK_OK;
+    rc = npk_find(s, name, &a);
+    if (rc == NPK_OK) fill_info(s, a, out);
+  }
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
 int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out) {
   NpkArray *a;
-  int rc = npk_read_begin(s);
+  int done, rc = info_unlocked(s, name, out, &done);
+  if (done) return rc;
+  rc = npk_read_begin(s);
   if (rc) return rc;
   rc = npk_find(s, name, &a);
   if (rc == NPK_OK) fill_info(s, a, out);

@@ -99,6 +99,10 @@ struct NpkStats {
   uint64_t rollbacks;        /* rolled back write transactions */
   uint64_t fsyncs;           /* fsync()/fdatasync() calls */
   uint64_t recoveries;       /* hot journals rolled back */
+  uint64_t read_locks;       /* SHARED locks taken to read (statements or
+                             ** transactions that read the store) */
+  uint64_t catalog_stats;    /* stat calls made to learn whether another
+                             ** session committed */
 };
 
 /* 1 if NAME is acceptable as an array name (see NPK_MAX_NAME). */

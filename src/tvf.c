@@ -208,7 +208,7 @@ static int tvf_fail(sqlite3_vtab_cursor *cur, int rc, const char *msg) {
 /* Copy the catalog out, so the scan holds no lock between rows. */
 static int arrays_load(TvfCursor *c) {
   NpkSession *s = c->conn->ses;
-  int n, rc = npk_read_begin(s);
+  int n, rc = npk_conn_read_begin(c->conn, NULL);
   if (rc) return rc;
   rc = npk_array_count(s, &n);
   if (rc == NPK_OK) {
@@ -304,7 +304,7 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   c->batch_rows = (uint64_t)sqlite3_value_int64(argv[2]);
   c->name = sqlite3_mprintf("%s", name);
   if (!c->name) return SQLITE_NOMEM;
-  rc = npk_read_begin(c->conn->ses);
+  rc = npk_conn_read_begin(c->conn, NULL);
   if (rc == NPK_OK && (rc = npk_scan_begin(c->conn->ses, c->name)))
     npk_read_end(c->conn->ses);
   if (rc == NPK_OK) {

@@ -58,6 +58,7 @@ struct NpkVtab {
   NpkConn *conn;             /* the connection's session on the store */
   char *zTable;              /* table name, for messages */
   char *zArray;              /* array name */
+  char *zSchema;             /* schema the table is declared in */
   int readonly;              /* readonly=1 */
   int array_named;           /* array= was given (not the table's name) */
   int blob;                  /* layout=blob */
@@ -274,6 +275,7 @@ static void vtab_free(NpkVtab *v) {
   sqlite3_free(v->scratch);
   sqlite3_free(v->zTable);
   sqlite3_free(v->zArray);
+  sqlite3_free(v->zSchema);
   sqlite3_free(v->zGone);
   npk_conn_release(v->conn);
   sqlite3_free(v);
@@ -436,7 +438,8 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   v->array_named = a.array_named;
   v->zTable = sqlite3_mprintf("%s", argv[2]);
   v->zArray = sqlite3_mprintf("%s", a.array);
-  if (!v->zTable || !v->zArray) {
+  v->zSchema = sqlite3_mprintf("%s", argv[1]);
+  if (!v->zTable || !v->zArray || !v->zSchema) {
     rc = SQLITE_NOMEM;
     goto fail;
   }
@@ -813,10 +816,15 @@ static int vt_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
   return SQLITE_OK;
 }
 
-static void cursor_reset(NpkVtab *v, NpkCursor *c) {
+static void cursor_clear(NpkCursor *c) {
   sqlite3_free(c->in_rows);
   c->in_rows = 0;
   c->n_in = c->i_in = 0;
+  c->eof = 1;
+}
+
+static void cursor_reset(NpkVtab *v, NpkCursor *c) {
+  cursor_clear(c);
   if (c->reading) {
     npk_scan_end(v->conn->ses, v->zArray);
     npk_read_end(v->conn->ses);
@@ -931,24 +939,34 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   (void)idxStr;
   (void)argc;
 
-  cursor_reset(v, c);
-  if (v->zGone) return gone(v);
-  rc = npk_read_begin(s);
-  if (rc) return fail(v, rc);
-  if ((rc = npk_scan_begin(s, v->zArray))) {
-    npk_read_end(s);
-    return fail(v, rc);
+  if (c->reading && c->have_view && c->gen == npk_change_count(s)) {
+    /* The same statement filters this cursor again, as the inner side of
+    ** a join does once per outer row: the read it began holds the store
+    ** at one committed state until the statement ends (xClose), so the
+    ** view is still current and nothing needs locking or checking again.
+    ** Only pages cut from under the mapping meanwhile need looking at. */
+    cursor_clear(c);
+    if ((rc = npk_map_check(s, c->faults, v->zArray))) return fail(v, rc);
+  } else {
+    cursor_reset(v, c);
+    c->have_view = 0;
+    if (v->zGone) return gone(v);
+    rc = npk_conn_read_begin(v->conn, v->zSchema);
+    if (rc) return fail(v, rc);
+    if ((rc = npk_scan_begin(s, v->zArray))) {
+      npk_read_end(s);
+      return fail(v, rc);
+    }
+    c->reading = 1;
+    /* The catalog is in memory: this costs no system call. */
+    rc = npk_array_info(s, v->zArray, &info);
+    if (rc) return fail(v, rc);
+    if ((rc = layout_check(v, &info))) return rc;
+    c->faults = npk_map_faults(s);
+    rc = view_sync(v, c);
+    if (rc) return fail(v, rc);
+    v->est_rows = (sqlite3_int64)c->view.live_rows;
   }
-  c->reading = 1;
-  /* The catalog is in memory: this costs no system call. */
-  rc = npk_array_info(s, v->zArray, &info);
-  if (rc) return fail(v, rc);
-  if ((rc = layout_check(v, &info))) return rc;
-  c->have_view = 0;
-  c->faults = npk_map_faults(s);
-  rc = view_sync(v, c);
-  if (rc) return fail(v, rc);
-  v->est_rows = (sqlite3_int64)c->view.live_rows;
   c->eof = 0;
   c->desc = (idx & IDX_DESC) != 0;
   c->lo = 0;

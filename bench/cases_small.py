@@ -1,0 +1,243 @@
+"""
+cases_small.py — the per-statement cost of small reads, the operations an
+application runs most often, on data of its own (an N x 4 float32 array,
+N = 200,000 x BENCH_SCALE, at least 20,000):
+
+  lookup    SELECT c1 FROM t WHERE rowid = ?, prepared once, 5,000 random
+            rowids from Python, autocommit, on a numpack table declared in an
+            on-disk database, against a native rowid table of 4 REAL columns
+            holding the same numbers in that same database
+  in txn    the same loop inside BEGIN ... COMMIT
+  join      SELECT sum(t.c1) FROM temp.ids JOIN t ON t.rowid = ids.id, 20,000
+            random ids, against the same join onto the native table
+  metadata  numpack_shape(store, name) and SELECT * FROM numpack_arrays(store),
+            500 calls each, against numpack_version() called as often
+
+Each row also reports the system calls one statement makes, numpack and
+baseline, counted by strace -c -f around a run of the statement in a child
+process (less a run of no statements), when strace is installed.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+from benchlib import (Result, Timer, at_most, connect, faster, interleaved,
+                      sql_str)
+from datagen import npy_bytes
+
+REPS = 5
+LOOKUPS = 5000
+JOIN_IDS = 20000
+CALLS = 500
+
+
+def _setup(cfg):
+    n = cfg.rows(200_000, minimum=JOIN_IDS)
+    rng = np.random.default_rng(13)
+    arr = rng.random((n, 4), dtype=np.float32)
+    db, store = cfg.path("small.db"), cfg.path("small.npk")
+    for p in (db, db + "-journal"):
+        if os.path.exists(p):
+            os.remove(p)
+    shutil.rmtree(store, ignore_errors=True)
+    con = connect(db, cfg.numpack_so)
+    con.execute("SELECT numpack_save(?, 't', ?)", (store, npy_bytes(arr)))
+    con.execute("CREATE VIRTUAL TABLE t USING numpack(store=%s)"
+                % sql_str(store))
+    con.execute("CREATE TABLE nt(c0 REAL, c1 REAL, c2 REAL, c3 REAL)")
+    con.execute("BEGIN")
+    con.execute("INSERT INTO nt(rowid, c0, c1, c2, c3) "
+                "SELECT rowid, c0, c1, c2, c3 FROM t")
+    con.execute("COMMIT")
+    return con, db, store, n, rng
+
+
+# The child that strace watches: ARGV = module, db, store, sql, count,
+# mode ("auto", "txn" or "call"), then the rowids to bind, if any.
+_CHILD = r"""
+import sqlite3, sys
+so, db, store, sql, count, mode = sys.argv[1:7]
+con = sqlite3.connect(db, isolation_level=None)
+con.enable_load_extension(True)
+con.load_extension(so)
+cur = con.cursor()
+args = (store,) if mode == "call" and "?" in sql else ()
+cur.execute("SELECT count(*) FROM t").fetchall()   # opens the store
+if mode == "txn":
+    con.execute("BEGIN")
+    cur.execute("SELECT c1 FROM t WHERE rowid = 0").fetchall()
+for i in range(int(count)):
+    if "rowid = ?" in sql:
+        args = ((i * 7919) % 20000,)
+    cur.execute(sql, args).fetchall()
+if mode == "txn":
+    con.execute("COMMIT")
+"""
+
+
+def _syscalls(cfg, db, store, sql, mode, count=200):
+    """System calls per statement, or None without strace."""
+    if not shutil.which("strace"):
+        return None
+    script = cfg.path("small_child.py")
+    with open(script, "w") as f:
+        f.write(_CHILD)
+
+    def total(k):
+        out = cfg.path("small_strace.txt")
+        subprocess.run(["strace", "-f", "-c", "-o", out, sys.executable,
+                        script, cfg.numpack_so, db, store, sql, str(k), mode],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        with open(out) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 4 and parts[-1] == "total":
+                    return int(parts[3])
+        return 0
+    try:
+        return (total(count) - total(0)) / count
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _calls_note(cfg, db, store, np_sql, base_sql, mode):
+    a = _syscalls(cfg, db, store, np_sql, mode)
+    b = _syscalls(cfg, db, store, base_sql, mode)
+    if a is None or b is None:
+        return "system calls per statement: not counted (no strace)"
+    return ("system calls per statement (strace -c -f): numpack %.1f, "
+            "baseline %.1f" % (a, b))
+
+
+def lookups(cfg, con, db, store, n, rng, txn):
+    id_sets = [rng.integers(0, n, size=LOOKUPS).tolist() for _ in range(REPS)]
+    queries = {"numpack": "SELECT c1 FROM t WHERE rowid = ?",
+               "native": "SELECT c1 FROM nt WHERE rowid = ?"}
+    sums = {}
+
+    def contender(name):
+        cur = con.cursor()
+        sql = queries[name]
+
+        def run(rep):
+            got = 0.0
+            with Timer() as t:
+                if txn:
+                    con.execute("BEGIN")
+                for r in id_sets[rep]:
+                    cur.execute(sql, (r,))
+                    got += cur.fetchone()[0]
+                if txn:
+                    con.execute("COMMIT")
+            sums[name] = got
+            return t.seconds
+        return run
+
+    times = interleaved(REPS, {k: contender(k) for k in queries})
+    assert abs(sums["numpack"] - sums["native"]) < 1e-3 * LOOKUPS
+    mode = "txn" if txn else "auto"
+    note = _calls_note(cfg, db, store, queries["numpack"], queries["native"],
+                       mode)
+    if txn:
+        return Result("Small reads", "%d prepared rowid lookups "
+                      "(`SELECT c1 FROM t WHERE rowid=?`) inside one "
+                      "`BEGIN ... COMMIT`, table declared in an on-disk "
+                      "database" % LOOKUPS, times["numpack"],
+                      "native rowid table, 4 REAL columns", times["native"],
+                      at_most(1.5), rows=LOOKUPS, short="lookups in BEGIN",
+                      notes=[note, "the store is locked once for the "
+                             "transaction: every statement reads the same "
+                             "state of it"])
+    return Result("Small reads", "%d prepared rowid lookups "
+                  "(`SELECT c1 FROM t WHERE rowid=?`), autocommit, table "
+                  "declared in an on-disk database" % LOOKUPS,
+                  times["numpack"], "native rowid table, 4 REAL columns",
+                  times["native"], at_most(1.2), rows=LOOKUPS,
+                  short="lookups, autocommit",
+                  notes=[note, "each statement takes and releases the "
+                         "store's read lock and checks the catalog and the "
+                         "data file for changes by other processes, besides "
+                         "SQLite's own lock on the database file"])
+
+
+def join(cfg, con, db, store, n, rng):
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS ids(id INTEGER)")
+    con.execute("DELETE FROM temp.ids")
+    con.executemany("INSERT INTO temp.ids VALUES (?)",
+                    [(int(i),) for i in rng.integers(0, n, size=JOIN_IDS)])
+    queries = {"numpack": "SELECT sum(t.c1) FROM temp.ids JOIN t "
+                          "ON t.rowid = ids.id",
+               "native": "SELECT sum(nt.c1) FROM temp.ids JOIN nt "
+                         "ON nt.rowid = ids.id"}
+    sums = {}
+
+    def contender(name):
+        def run(rep):
+            with Timer() as t:
+                sums[name] = con.execute(queries[name]).fetchone()[0]
+            return t.seconds
+        return run
+
+    times = interleaved(REPS, {k: contender(k) for k in queries})
+    assert abs(sums["numpack"] - sums["native"]) < 1e-3 * JOIN_IDS
+    return Result("Small reads", "`SELECT sum(t.c1) FROM (%d ids) JOIN t ON "
+                  "t.rowid = id`" % JOIN_IDS, times["numpack"],
+                  "native rowid table, 4 REAL columns", times["native"],
+                  faster(1.5), rows=JOIN_IDS, short="join of 20k ids",
+                  notes=["the store is locked once for the statement, not "
+                         "once per outer row"])
+
+
+def metadata(cfg, con, db, store):
+    queries = {"shape": ("SELECT numpack_shape(?, 't')", (store,)),
+               "arrays": ("SELECT * FROM numpack_arrays(?)", (store,)),
+               "version": ("SELECT numpack_version()", ())}
+
+    def contender(name):
+        sql, args = queries[name]
+        cur = con.cursor()
+
+        def run(rep):
+            with Timer() as t:
+                for _ in range(CALLS):
+                    cur.execute(sql, args).fetchall()
+            return t.seconds
+        return run
+
+    times = interleaved(REPS, {k: contender(k) for k in queries},
+                        reverse_odd=True)
+    out = []
+    for name, label in (("shape", "`numpack_shape(store, name)`"),
+                        ("arrays", "`SELECT * FROM numpack_arrays(store)`, "
+                                   "one array")):
+        note = _calls_note(cfg, db, store, queries[name][0],
+                           queries["version"][0], "call")
+        notes = [note]
+        if name == "arrays":
+            notes.append("a table-valued function is a table of the main "
+                         "database: SQLite takes its own lock on the "
+                         "database file for the statement, which a scalar "
+                         "function call does not")
+        out.append(Result("Small reads", "%s, %d calls" % (label, CALLS),
+                          times[name], "`numpack_version()` as often",
+                          times["version"], at_most(3), rows=CALLS,
+                          short=name, notes=notes))
+    return out
+
+
+def run(cfg, ds, log):
+    con, db, store, n, rng = _setup(cfg)
+    out = []
+    log("- lookups, autocommit and in a transaction")
+    out.append(lookups(cfg, con, db, store, n, rng, False))
+    out.append(lookups(cfg, con, db, store, n, rng, True))
+    log("- join")
+    out.append(join(cfg, con, db, store, n, rng))
+    log("- metadata calls")
+    out += metadata(cfg, con, db, store)
+    con.close()
+    return out
