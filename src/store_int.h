@@ -122,6 +122,10 @@ struct NpkCatalog {
   NpkArray **a;              /* arrays in catalog order */
   int n;                     /* arrays used */
   int cap;                   /* arrays allocated */
+  int *idx;                  /* open-addressing table of names: position
+                             ** + 1, 0 when free; NULL (search the list)
+                             ** if there was no memory for it */
+  int icap;                  /* slots in idx, a power of two */
 };
 
 /* Mappings and buffers that may still be pointed at; freed when no session
@@ -156,6 +160,9 @@ struct NpkStore {
   NpkStats stats;            /* I/O counters */
   int sync_off;              /* the writer chose not to fsync; written only
                              ** by the session holding RESERVED */
+  int swept;                 /* a write of this object removed leftovers
+                             ** (npk_sweep): later ones need to only when
+                             ** the lock file's mark says a writer died */
   NpkStore *next;            /* registry list */
 };
 
@@ -203,6 +210,7 @@ struct NpkTxn {
   int ngrown, growncap;      /* entries used / allocated */
   NpkCounts counts;          /* rows changed so far */
   unsigned tmpseq;           /* counter for temporary file names */
+  int marked;                /* set NPK_MARK_NEWFILES in the lock file */
 };
 
 /* One client of a store. */
@@ -244,6 +252,7 @@ int npk_err_sys(NpkErr *e, int err, const char *what, const char *path);
 uint64_t npk_now_us(void);
 
 /* ---- buffers and little-endian encoding (store_io.c) ---- */
+/* Append N bytes from P (P NULL: N bytes for the caller to fill in). */
 void npk_buf_put(NpkBuf *b, const void *p, size_t n);
 void npk_buf_u8(NpkBuf *b, unsigned v);
 void npk_buf_u32(NpkBuf *b, uint32_t v);
@@ -322,7 +331,11 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
 int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b);
 int npk_catalog_add(NpkCatalog *cat, NpkArray *a);
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat);
+/* Position of NAME in CAT, or -1: a hash lookup, so that a store of
+** thousands of arrays costs no more per statement than one of a few. */
 int npk_catalog_find(const NpkCatalog *cat, const char *name);
+/* Rebuild CAT's name index after arrays moved in its list. */
+void npk_catalog_reindex(NpkCatalog *cat);
 /* NPK_CORRUPT, the message starting with WHAT, if two arrays keep rows in
 ** one file, or one keeps them in a file of the store's own (the catalog,
 ** lock file, journal, a bitmap, backup or temporary name). */
@@ -373,7 +386,11 @@ const void *npk_ov_get(const NpkOverlay *ov, uint64_t row);
 void npk_ov_free(NpkStore *st, NpkOverlay *ov);
 
 /* ---- locks (store_lock.c) ---- */
-#define NPK_LOCK_MARK_OFF 64 /* commit mark in the lock file */
+#define NPK_LOCK_MARK_OFF 64 /* commit mark in the lock file: 1 while a
+                             ** commit may leave a hot journal, 2 while a
+                             ** transaction has new files (npktmp-) that a
+                             ** crash would leave behind, else 0 */
+#define NPK_MARK_NEWFILES 2
 int npk_lock_open(NpkStore *st, int *pfd, int *prw, NpkErr *e);
 int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e);
 void npk_lock_mark(NpkSession *s, uint64_t v);

@@ -285,12 +285,16 @@ int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 ** (npk_lock_settle) and the leftovers of crashed commits removed.  Readers
 ** never do any of it. */
 static int write_lock(NpkSession *s) {
-  int rc, reading = s->lock >= NPK_LOCK_SHARED;
+  int rc, reading = s->lock >= NPK_LOCK_SHARED, sweep;
   if (s->store->readonly)
     return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
                    s->store->dir);
   rc = npk_lock_writable(s);
   if (rc == NPK_OK) rc = npk_lock_reserved(s, &s->err);
+  /* Leftovers exist only where a writer died (its mark is still set), or
+  ** from before this process came: reading a directory of thousands of
+  ** arrays at every write would cost more than the write. */
+  sweep = !s->store->swept || npk_lock_marked(s->store);
   if (rc == NPK_OK) rc = npk_lock_settle(s);
   if (rc) {
     NpkErr keep = s->err;
@@ -300,7 +304,8 @@ static int write_lock(NpkSession *s) {
     return rc;
   }
   /* The only writer now: whatever a crashed commit left lying is stale. */
-  npk_sweep(s->store);
+  if (sweep) npk_sweep(s->store);
+  s->store->swept = 1;
   return NPK_OK;
 }
 
@@ -400,6 +405,9 @@ static void txn_end(NpkSession *s) {
   pthread_mutex_lock(&s->store->mu);
   npk_catalog_clear(s->store, &t->cat);
   pthread_mutex_unlock(&s->store->mu);
+  /* The new files are renamed or removed now; a hot journal keeps its
+  ** mark. */
+  if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
   free(t);
   s->txn = NULL;
   s->store->sync_off = 0;
@@ -574,14 +582,19 @@ static int plan(NpkSession *s, Change **pch, int *pn) {
   Change *ch = calloc((size_t)(cc->n + pc->n) + 1, sizeof *ch);
   int n = 0;
   if (!ch) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  /* The pending catalog began as a copy of the committed one: an array at
+  ** the same place in both is unchanged, found without a lookup. */
   for (int i = 0; i < cc->n; i++) {
-    int j = npk_catalog_find(pc, cc->a[i]->name);
+    int j = i < pc->n && pc->a[i] == cc->a[i]
+                ? i : npk_catalog_find(pc, cc->a[i]->name);
     ch[n].c = cc->a[i];
     ch[n].p = j >= 0 ? pc->a[j] : NULL;
     if (ch[n].p != ch[n].c) n++;
   }
   for (int j = 0; j < pc->n; j++) {
-    if (npk_catalog_find(cc, pc->a[j]->name) >= 0) continue;
+    if ((j < cc->n && cc->a[j] == pc->a[j]) ||
+        npk_catalog_find(cc, pc->a[j]->name) >= 0)
+      continue;
     ch[n].c = NULL;
     ch[n++].p = pc->a[j];
   }
@@ -779,9 +792,13 @@ int npk_commit(NpkSession *s) {
   if (t->nsp) npk_release(s, 0);
   rc = plan(s, &ch, &n);
   /* A catalog that gave an array a data file of another name (a crafted
-  ** one) may clash with the file a new array is about to take. */
-  if (rc == NPK_OK)
+  ** one) may clash with the file a new array is about to take.  Only new
+  ** files can clash: the committed catalog passed this check when read. */
+  for (int i = 0; i < n && rc == NPK_OK; i++) {
+    if (!ch[i].p || !ch[i].p->fresh) continue;
     rc = npk_catalog_check_files(&t->cat, "cannot commit", &s->err);
+    break;
+  }
   if (rc) goto fail_open;
   if (n == 0) {
     /* Nothing to commit; rows appended then rolled back to a savepoint
@@ -863,7 +880,8 @@ fail_open:
   if (journaled) goto fail_applied;
   if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE) {
     drop_backups(s, ch, n);
-    npk_lock_mark(s, 0);  /* no journal was written */
+    /* No journal was written; the new files are still there. */
+    npk_lock_mark(s, t->marked ? NPK_MARK_NEWFILES : 0);
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
   }
 done:

@@ -90,6 +90,10 @@ static int new_fresh(NpkSession *s, const char *name, int dtype, uint32_t ndim,
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   sprintf(a->data_file, "data_%s.npkd", name);
+  if (!s->txn->marked) {
+    npk_lock_mark(s, NPK_MARK_NEWFILES);
+    s->txn->marked = 1;
+  }
   rc = npk_file_open(st, tmpname, 1, &a->seg[0].file, &s->err);
   if (rc) {
     npk_array_unref(st, a);
@@ -506,6 +510,7 @@ int npk_drop(NpkSession *s, const char *name) {
   npk_array_unref(s->store, cat->a[i]);
   memmove(cat->a + i, cat->a + i + 1, (size_t)(cat->n - i - 1) * sizeof *cat->a);
   cat->n--;
+  npk_catalog_reindex(cat);
 done:
   return npk_op_end(s, autoc, lvl, rc);
 }
