@@ -5,13 +5,16 @@ Debian's /usr/bin/python3, whose sqlite3 module can load extensions).
 Makes the data (datagen.py), runs every group of cases — whole arrays
 (cases_array.py), SQL reads (cases_sql.py), SQL writes and compaction
 (cases_write.py), NumPack's headline operations through the SQL functions
-and through the Python binding (cases_headline.py) — and
+and through the Python binding (cases_headline.py), a store of many arrays
+(cases_many.py) — and
 writes the report (report.py): the Markdown table on stdout and in
 results/results.md, raw figures in results/results.json, the ratio chart in
 results/ratios.png.
 
 Environment (set by run.sh): NUMPACK_SO, BENCH_BLOBSUM_SO, BENCH_VEC0_SO or
-BENCH_VEC0_WHY, BENCH_WORK, BENCH_RESULTS, BENCH_SCALE, NUMPACK_VERSION.
+BENCH_VEC0_WHY, BENCH_WORK, BENCH_RESULTS, BENCH_SCALE, NUMPACK_VERSION;
+BENCH_ONLY, a comma-separated list of groups (e.g. "cases_many"), runs
+only those (for development: the report then has only their rows).
 """
 import os
 import sys
@@ -19,6 +22,7 @@ import time
 
 import cases_array
 import cases_headline
+import cases_many
 import cases_sql
 import cases_write
 import datagen
@@ -59,7 +63,14 @@ def main():
     cfg.warm_bytes = max(256 << 20, 3 * ds.arr.nbytes)
 
     results = []
-    for group in (cases_array, cases_sql, cases_write, cases_headline):
+    groups = (cases_array, cases_sql, cases_write, cases_headline, cases_many)
+    only = [g for g in os.environ.get("BENCH_ONLY", "").split(",") if g]
+    unknown = set(only) - {g.__name__ for g in groups}
+    if unknown:
+        raise SystemExit("BENCH_ONLY: no group %s" % ", ".join(sorted(unknown)))
+    for group in groups:
+        if only and group.__name__ not in only:
+            continue
         with Timer() as t:
             results += group.run(cfg, ds, log)
         log("  (%s: %.1f s)" % (group.__name__, t.seconds))

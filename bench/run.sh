@@ -8,6 +8,7 @@
 # results.json and ratios.png.  The cases are described in bench/*.py.
 #
 #   BENCH_SCALE=0.05 make bench     row counts × 0.05, for a quick run
+#   BENCH_ONLY=cases_many make bench   only the groups named (comma-separated)
 #
 # Needs Debian's /usr/bin/python3 with NumPy (its sqlite3 module can load
 # extensions) and gcc.  Installs python3-matplotlib with apt-get when it is

@@ -81,6 +81,7 @@ NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
   NpkArray *a = calloc(1, sizeof *a);
   if (!a) return NULL;
   a->refs = 1;
+  a->loaded = 1;
   a->name = strdup(name);
   a->dtype = dtype;
   a->ndim = ndim;
@@ -278,6 +279,7 @@ static const char *parse_array(CatReader *r, NpkArray **out) {
   }
   a->data_file = file;
   a->mtime = mtime;
+  a->loaded = 0;
   {
     size_t fl = strlen(file);
     a->segmented = fl > 7 && strcmp(file + fl - 7, ".npkseg") == 0;

@@ -49,7 +49,16 @@ struct NpkFile {
   int refs;                  /* references from NpkSeg entries */
   char *path;                /* absolute path (changes when renamed) */
   const char *rel;           /* path relative to the store, inside path */
-  int fd;                    /* open descriptor */
+  int fd;                    /* open descriptor, or -1: descriptors are
+                             ** few (ulimit -n) and arrays many, so they
+                             ** are closed when unused for longest and
+                             ** opened again by name when needed
+                             ** (npk_file_use); a mapping outlives its */
+  dev_t dev;                 /* identity of the file, checked when it is */
+  ino_t ino;                 /* opened again */
+  int users;                 /* npk_file_use calls not yet done: fd stays */
+  NpkFile *lru_prev;         /* in the process's list of open files, most */
+  NpkFile *lru_next;         /* recently used first */
   int writable;              /* fd was opened O_RDWR */
   unsigned char *base;       /* mapping, or NULL */
   size_t maplen;             /* bytes mapped (rounded up, may pass EOF) */
@@ -109,6 +118,11 @@ struct NpkArray {
   NpkSeg *seg;               /* storage */
   NpkBitmap *bm;             /* NULL when every row is live */
   int has_bm_file;           /* deleted_<name>.npkb exists (committed) */
+  int loaded;                /* seg and bm are set up: an array read from
+                             ** the catalog has its files opened and
+                             ** checked when first used (npk_array_ready),
+                             ** so that opening a store of thousands of
+                             ** arrays does not open thousands of files */
   /* Pending state, for an array a transaction changed: */
   int pending;               /* 1 for a session's own modified copy */
   int fresh;                 /* storage is a new temporary file */
@@ -304,6 +318,13 @@ int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
                   NpkErr *e);
 void npk_file_rename(NpkStore *st, NpkFile *f, char *path);
 void npk_file_unref(NpkStore *st, NpkFile *f);
+/* F's descriptor in F->fd until npk_file_done(F): opened again by name if
+** it was closed to make room, NPK_CORRUPT naming F if the file is gone or
+** another file took its name. */
+int npk_file_use(NpkStore *st, NpkFile *f, NpkErr *e);
+void npk_file_done(NpkFile *f);
+/* Descriptors of data files held open now, in this process. */
+int npk_files_open(void);
 int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e);
 int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
                     uint64_t off, NpkErr *e);
@@ -422,6 +443,9 @@ int npk_journal_check(NpkStore *st, NpkErr *e);
 int npk_store_refresh(NpkStore *st, NpkErr *e);
 void npk_store_hold_catalog(NpkStore *st);
 int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e);
+/* Load A's storage if it is not yet: NPK_CORRUPT naming the file if it
+** does not add up, at every use. */
+int npk_array_ready(NpkSession *s, NpkArray *a);
 int npk_shared_lock(NpkSession *s);
 int npk_lock_writable(NpkSession *s);
 int npk_lock_settle(NpkSession *s);

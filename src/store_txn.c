@@ -258,9 +258,11 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
     case NPK_U_TAIL: {
       NpkFile *f = a->seg[0].file;
       int rc = npk_file_flush(s->store, f, &s->err);
-      if (rc) return rc;
-      return npk_io_pwrite(s->store, f->fd, u->data, (size_t)a->row_bytes,
-                           u->a * a->row_bytes, f->path, &s->err);
+      if (rc || (rc = npk_file_use(s->store, f, &s->err))) return rc;
+      rc = npk_io_pwrite(s->store, f->fd, u->data, (size_t)a->row_bytes,
+                         u->a * a->row_bytes, f->path, &s->err);
+      npk_file_done(f);
+      return rc;
     }
   }
   return NPK_OK;
@@ -431,7 +433,11 @@ static int cut_tails(NpkSession *s, const Change *keep, int n) {
              keep[k].p->seg[0].file == f;
     if (kept) continue;
     npk_file_discard(f, f->orig_size);
-    r = npk_io_ftruncate(s->store, f->fd, f->orig_size, f->path, &s->err);
+    r = npk_file_use(s->store, f, &s->err);
+    if (r == NPK_OK) {
+      r = npk_io_ftruncate(s->store, f->fd, f->orig_size, f->path, &s->err);
+      npk_file_done(f);
+    }
     if (r && rc == NPK_OK) rc = r;
     f->size = f->orig_size;
     f->grown = 0;
@@ -454,9 +460,14 @@ int npk_txn_grow(NpkSession *s, NpkFile *f) {
   NpkTxn *t = s->txn;
   struct stat sb;
   if (f->grown || f->temp) return NPK_OK;
-  if (npk_file_check_writable(f, &s->err)) return s->err.rc;
-  if (fstat(f->fd, &sb) != 0)
+  if (npk_file_check_writable(f, &s->err) ||
+      npk_file_use(s->store, f, &s->err))
+    return s->err.rc;
+  if (fstat(f->fd, &sb) != 0) {
+    npk_file_done(f);
     return npk_err_sys(&s->err, errno, "cannot stat", f->path);
+  }
+  npk_file_done(f);
   if (t->ngrown == t->growncap) {
     int cap = t->growncap ? t->growncap * 2 : 4;
     NpkFile **p = realloc(t->grown, (size_t)cap * sizeof *p);
@@ -657,6 +668,37 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
   return jr->oom ? npk_err(&s->err, NPK_NOMEM, "out of memory") : NPK_OK;
 }
 
+/* Step 3 for pending array P, whose rows are in F (in use): its overlay
+** rows in place, WANT bytes long, synced. */
+static int write_file(NpkSession *s, NpkArray *p, NpkFile *f, uint64_t want) {
+  NpkStore *st = s->store;
+  int rc;
+  if (p->ov) {
+    NpkOverlay *ov = p->ov;
+    for (uint64_t h = 0; h < ov->hcap; h++) {
+      uint64_t row = ov->keys[h];
+      if (row >= OV_TOMB) continue;
+      rc = npk_io_pwrite(st, f->fd, ov_slot(ov, ov->slot[h]),
+                         (size_t)p->row_bytes, row * p->row_bytes, f->path,
+                         &s->err);
+      if (rc) return rc;
+    }
+  }
+  if (f->grown || p->fresh) {
+    struct stat sb;
+    if (fstat(f->fd, &sb) != 0)
+      return npk_err_sys(&s->err, errno, "cannot stat", f->path);
+    if ((uint64_t)sb.st_size != want &&
+        (rc = npk_io_ftruncate(st, f->fd, want, f->path, &s->err)))
+      return rc;
+    f->size = want;
+  }
+  if (p->ov || f->grown || p->fresh) {
+    if ((rc = npk_io_fsync(st, f->fd, f->path, &s->err))) return rc;
+  }
+  return NPK_OK;
+}
+
 /* Step 3: overlay rows in place, exact file lengths, everything synced. */
 static int write_data(NpkSession *s, Change *ch, int n) {
   NpkStore *st = s->store;
@@ -670,29 +712,10 @@ static int write_data(NpkSession *s, Change *ch, int n) {
     want = p->shape[0] * p->row_bytes;
     npk_file_discard(f, want);
     if ((rc = npk_file_flush(st, f, &s->err))) return rc;
-    if (p->ov) {
-      NpkOverlay *ov = p->ov;
-      for (uint64_t h = 0; h < ov->hcap; h++) {
-        uint64_t row = ov->keys[h];
-        if (row >= OV_TOMB) continue;
-        rc = npk_io_pwrite(st, f->fd, ov_slot(ov, ov->slot[h]),
-                           (size_t)p->row_bytes, row * p->row_bytes, f->path,
-                           &s->err);
-        if (rc) return rc;
-      }
-    }
-    if (f->grown || p->fresh) {
-      struct stat sb;
-      if (fstat(f->fd, &sb) != 0)
-        return npk_err_sys(&s->err, errno, "cannot stat", f->path);
-      if ((uint64_t)sb.st_size != want &&
-          (rc = npk_io_ftruncate(st, f->fd, want, f->path, &s->err)))
-        return rc;
-      f->size = want;
-    }
-    if (p->ov || f->grown || p->fresh) {
-      if ((rc = npk_io_fsync(st, f->fd, f->path, &s->err))) return rc;
-    }
+    if ((rc = npk_file_use(st, f, &s->err))) return rc;
+    rc = write_file(s, p, f, want);
+    npk_file_done(f);
+    if (rc) return rc;
   }
   return NPK_OK;
 }
