@@ -569,6 +569,7 @@ int npk_store_refresh(NpkStore *st, NpkErr *e) {
   if (rc) goto done;
   npk_catalog_clear(st, &st->cat);
   st->cat = cat;
+  st->img_ok = 0;
   hold(st, fd);
 done:
   pthread_mutex_unlock(&st->mu);
@@ -799,6 +800,8 @@ void npk_read_end(NpkSession *s) {
 
 static void store_free(NpkStore *st) {
   npk_catalog_clear(st, &st->cat);
+  npk_buf_free(&st->img);
+  free(st->img_off);
   st->pins = 0;
   npk_retired_free(st);
   if (st->cat_fd >= 0) close(st->cat_fd);

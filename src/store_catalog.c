@@ -428,9 +428,12 @@ static unsigned char *put_u64(unsigned char *q, uint64_t v) {
   return q;
 }
 
-/* Every commit writes the whole catalog: sized first and written in one
-** pass, it costs a few nanoseconds per array, not a call per field. */
 int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b) {
+  return npk_catalog_encode_at(cat, b, NULL);
+}
+
+/* Sized first and written in one pass: no call per field. */
+int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
   uint64_t total = 0;
   size_t need = 20;
   unsigned char *q;
@@ -450,6 +453,7 @@ int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b) {
   for (int i = 0; i < cat->n; i++) {
     const NpkArray *a = cat->a[i];
     size_t ln = strlen(a->name), lf = strlen(a->data_file);
+    if (off) off[i] = (size_t)(q - b->p);
     q = put_u32(q, (uint32_t)ln);
     memcpy(q, a->name, ln);
     q = put_u32(q + ln, a->ndim);
@@ -465,6 +469,31 @@ int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b) {
     q = put_u64(q, 0);                    /* compressed size */
     *q++ = 0;                             /* no block info */
   }
+  return NPK_OK;
+}
+
+int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
+                      unsigned char *img, const size_t *off) {
+  uint64_t total = npk_get_u64(img + 8);
+  if (from->n != to->n) return NPK_ERROR;
+  for (int i = 0; i < to->n; i++) {
+    const NpkArray *a = to->a[i], *c = from->a[i];
+    if (a != c && (a->ndim != c->ndim || strcmp(a->name, c->name) != 0 ||
+                   strcmp(a->data_file, c->data_file) != 0))
+      return NPK_ERROR;
+  }
+  for (int i = 0; i < to->n; i++) {
+    const NpkArray *a = to->a[i], *c = from->a[i];
+    unsigned char *q;
+    if (a == c) continue;
+    q = img + off[i] + 4 + strlen(a->name) + 4;
+    for (uint32_t d = 0; d < a->ndim; d++) q = put_u64(q, a->shape[d]);
+    q += 4 + strlen(a->data_file);
+    q = put_u64(q, a->mtime);
+    put_u64(q, a->row_bytes * a->shape[0]);
+    total = total - c->row_bytes * c->shape[0] + a->row_bytes * a->shape[0];
+  }
+  put_u64(img + 8, total);
   return NPK_OK;
 }
 

@@ -174,6 +174,10 @@ struct NpkStore {
   NpkStats stats;            /* I/O counters */
   int sync_off;              /* the writer chose not to fsync; written only
                              ** by the session holding RESERVED */
+  NpkBuf img;                /* the encoding of cat, when img_ok: a commit
+                             ** patches it rather than encode every array */
+  size_t *img_off;           /* where each array's entry starts in img */
+  int img_ok;                /* img and img_off describe cat */
   int swept;                 /* a write of this object removed leftovers
                              ** (npk_sweep): later ones need to only when
                              ** the lock file's mark says a writer died */
@@ -350,6 +354,14 @@ int npk_guard_hit(int slot);
 int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
                       NpkErr *e);
 int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b);
+/* The same, OFF (if not NULL) receiving where each array's entry starts. */
+int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off);
+/* Turn IMG, the encoding of FROM (its entries at OFF), into that of TO, in
+** place, when TO is FROM with some arrays replaced by versions of the same
+** name, data file and ndim (what changing rows does): the cost is that of
+** the arrays that changed.  NPK_ERROR, IMG untouched, otherwise. */
+int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
+                      unsigned char *img, const size_t *off);
 int npk_catalog_add(NpkCatalog *cat, NpkArray *a);
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat);
 /* Position of NAME in CAT, or -1: a hash lookup, so that a store of

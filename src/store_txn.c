@@ -743,10 +743,45 @@ static int move_data(NpkSession *s, Change *ch, int n) {
   return NPK_OK;
 }
 
+/* The new catalog's encoding, kept for the next commit to patch. */
+typedef struct CatImage CatImage;
+struct CatImage {
+  NpkBuf img;                /* the bytes written, unless patched */
+  size_t *off;               /* where each entry of img starts */
+  int patched;               /* the store's image was patched instead: it
+                             ** describes the committed catalog no more
+                             ** unless the commit completes */
+};
+
+/* Encode the transaction's catalog: the store's image of the committed one
+** patched where arrays changed rows (no copy of it, no encoding of every
+** array), else every array encoded into CI.  The bytes to write in *PP,
+** *PN. */
+static int encode_catalog(NpkSession *s, CatImage *ci,
+                          const unsigned char **pp, size_t *pn) {
+  NpkStore *st = s->store;
+  NpkCatalog *cat = &s->txn->cat;
+  if (st->img_ok &&
+      npk_catalog_patch(&st->cat, cat, st->img.p, st->img_off) == NPK_OK) {
+    ci->patched = 1;
+    *pp = st->img.p;
+    *pn = st->img.n;
+    return NPK_OK;
+  }
+  ci->off = malloc((size_t)(cat->n ? cat->n : 1) * sizeof *ci->off);
+  if (!ci->off || npk_catalog_encode_at(cat, &ci->img, ci->off))
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  *pp = ci->img.p;
+  *pn = ci->img.n;
+  return NPK_OK;
+}
+
 /* Step 5: bitmaps and catalog. */
-static int write_catalog(NpkSession *s, Change *ch, int n) {
+static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci) {
   NpkStore *st = s->store;
   NpkBuf b = {0};
+  const unsigned char *img = NULL;
+  size_t nimg = 0;
   int rc = NPK_OK;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
     if (!ch[i].bm_write) continue;
@@ -759,20 +794,16 @@ static int write_catalog(NpkSession *s, Change *ch, int n) {
       rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
     }
   }
-  if (rc == NPK_OK) {
-    b.n = 0;
-    if (npk_catalog_encode(&s->txn->cat, &b))
-      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
-  }
+  if (rc == NPK_OK) rc = encode_catalog(s, ci, &img, &nimg);
   if (rc == NPK_OK)
-    rc = npk_io_replace_file(st, NPK_CATALOG, b.p, b.n, &s->err);
+    rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_buf_free(&b);
   return rc;
 }
 
 /* After the commit point: the pending arrays become the committed state. */
-static void adopt(NpkSession *s, Change *ch, int n) {
+static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   NpkStore *st = s->store;
   NpkTxn *t = s->txn;
   NpkCatalog old;
@@ -795,6 +826,16 @@ static void adopt(NpkSession *s, Change *ch, int n) {
   memset(&t->cat, 0, sizeof t->cat);
   npk_catalog_clear(st, &old);
   npk_store_hold_catalog(st);
+  if (!ci->patched) {
+    npk_buf_free(&st->img);
+    st->img = ci->img;
+    memset(&ci->img, 0, sizeof ci->img);
+    free(st->img_off);
+    st->img_off = ci->off;
+    ci->off = NULL;
+  }
+  st->img_ok = 1;
+  ci->patched = 0;
   pthread_mutex_unlock(&st->mu);
   st->stats.rows_appended += t->counts.appended;
   st->stats.rows_replaced += t->counts.replaced;
@@ -807,6 +848,7 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
+  CatImage ci = {{0}, NULL, 0};
   int n = 0, rc = NPK_OK, journaled = 0;
   uint64_t now;
 
@@ -861,7 +903,7 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(4);
   if (rc == NPK_OK) rc = move_data(s, ch, n);
   npk_test_crash_point(5);
-  if (rc == NPK_OK) rc = write_catalog(s, ch, n);
+  if (rc == NPK_OK) rc = write_catalog(s, ch, n, &ci);
   npk_test_crash_point(6);
   if (rc == NPK_OK) {
     int gone;
@@ -878,7 +920,7 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(7);
   drop_backups(s, ch, n);
   npk_test_crash_point(8);
-  adopt(s, ch, n);
+  adopt(s, ch, n, &ci);
   txn_end(s);
   goto done;
 
@@ -911,5 +953,8 @@ done:
   for (int i = 0; i < n; i++) free(ch[i].bm_rel);
   free(ch);
   npk_buf_free(&jr);
+  npk_buf_free(&ci.img);
+  free(ci.off);
+  if (ci.patched) st->img_ok = 0;
   return rc;
 }
