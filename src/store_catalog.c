@@ -490,7 +490,8 @@ int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
     for (uint32_t d = 0; d < a->ndim; d++) q = put_u64(q, a->shape[d]);
     q += 4 + strlen(a->data_file);
     q = put_u64(q, a->mtime);
-    put_u64(q, a->row_bytes * a->shape[0]);
+    q = put_u64(q, a->row_bytes * a->shape[0]);
+    *q = (unsigned char)a->dtype;
     total = total - c->row_bytes * c->shape[0] + a->row_bytes * a->shape[0];
   }
   put_u64(img + 8, total);

@@ -358,8 +358,8 @@ int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b);
 int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off);
 /* Turn IMG, the encoding of FROM (its entries at OFF), into that of TO, in
 ** place, when TO is FROM with some arrays replaced by versions of the same
-** name, data file and ndim (what changing rows does): the cost is that of
-** the arrays that changed.  NPK_ERROR, IMG untouched, otherwise. */
+** name, data file and ndim (what changing rows does, or saving over an
+** array): the cost is that of the arrays that changed.  NPK_ERROR, IMG untouched, otherwise. */
 int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
                       unsigned char *img, const size_t *off);
 int npk_catalog_add(NpkCatalog *cat, NpkArray *a);

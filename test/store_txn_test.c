@@ -1513,6 +1513,7 @@ static void check_readback(const char *dir, NpkSession *w, int line) {
     snprintf(name, sizeof name, "%s", a.name);
     CHECK_EQ(npk_array_info_at(r, i, &b), NPK_OK);
     if (strcmp(name, b.name) != 0 || a.ndim != b.ndim ||
+        a.dtype != b.dtype ||
         memcmp(a.shape, b.shape, a.ndim * sizeof a.shape[0]) != 0 ||
         a.modify_time != b.modify_time || a.live_rows != b.live_rows) {
       ctest_case_failures++;
@@ -1561,13 +1562,18 @@ static void test_catalog_patched(void) {
   check_readback(t.dir, s, __LINE__);
   CHECK_EQ(npk_save(s, "d", NPK_INT32, 2, two, d), NPK_OK);
   check_readback(t.dir, s, __LINE__);
+  /* Saved over: another dtype and row shape, the same entry length. */
+  CHECK_EQ(npk_save(s, "d", NPK_FLOAT32, 2, one, d), NPK_OK);
+  check_readback(t.dir, s, __LINE__);
+  CHECK_EQ(npk_save(s, "c", NPK_INT16, 1, shape, d), NPK_OK);
+  check_readback(t.dir, s, __LINE__);
   CHECK_EQ(npk_compact(s, "a"), NPK_OK);
   check_readback(t.dir, s, __LINE__);
   CHECK_EQ(npk_append(s, "a", NPK_INT32, 2, two, d), NPK_OK);
   check_readback(t.dir, s, __LINE__);
   CHECK_EQ(npk_drop(s, "b"), NPK_OK);
   check_readback(t.dir, s, __LINE__);
-  CHECK_EQ(npk_append(s, "d", NPK_INT32, 2, one, d), NPK_OK);
+  CHECK_EQ(npk_append(s, "d", NPK_FLOAT32, 2, one, d), NPK_OK);
   CHECK_EQ(npk_append(s, "a", NPK_INT32, 2, one, d), NPK_OK);
   check_readback(t.dir, s, __LINE__);
   /* A commit that fails after the image was patched leaves it unused. */
