@@ -69,14 +69,6 @@ static void make_room(void) {
   }
 }
 
-int npk_files_open(void) {
-  int n;
-  pthread_mutex_lock(&fd_mu);
-  n = nopen;
-  pthread_mutex_unlock(&fd_mu);
-  return n;
-}
-
 /* Open REL for F (fd_mu held), checking that it is still the file F was
 ** when IDENTIFY is 0. */
 static int file_reopen(NpkStore *st, NpkFile *f, int flags, int identify,

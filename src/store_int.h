@@ -327,8 +327,6 @@ void npk_file_unref(NpkStore *st, NpkFile *f);
 ** another file took its name. */
 int npk_file_use(NpkStore *st, NpkFile *f, NpkErr *e);
 void npk_file_done(NpkFile *f);
-/* Descriptors of data files held open now, in this process. */
-int npk_files_open(void);
 int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e);
 int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
                     uint64_t off, NpkErr *e);
