@@ -154,7 +154,10 @@ int npk_catalog_add(NpkCatalog *cat, NpkArray *a) {
 }
 
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat) {
-  for (int i = 0; i < cat->n; i++) npk_array_unref(st, cat->a[i]);
+  for (int i = 0; i < cat->n; i++) {
+    if (i + 16 < cat->n) __builtin_prefetch(cat->a[i + 16], 1);
+    npk_array_unref(st, cat->a[i]);
+  }
   free(cat->a);
   free(cat->idx);
   memset(cat, 0, sizeof *cat);
@@ -191,7 +194,12 @@ int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to) {
     memcpy(to->idx, from->idx, (size_t)from->icap * sizeof *to->idx);
     to->icap = from->icap;
   }
-  for (int i = 0; i < from->n; i++) npk_array_ref(from->a[i]);
+  /* Each array is its own block of memory: fetched ahead, a catalog of
+  ** thousands costs a pass over memory, not a cache miss after another. */
+  for (int i = 0; i < from->n; i++) {
+    if (i + 16 < from->n) __builtin_prefetch(from->a[i + 16], 1);
+    from->a[i]->refs++;
+  }
   return NPK_OK;
 }
 

@@ -587,28 +587,40 @@ static void drop_backups(NpkSession *s, const Change *ch, int n) {
   unlink_backup(s, NPK_CATALOG, NULL);
 }
 
-/* Pair up the committed and pending arrays by name. */
-static int plan(NpkSession *s, Change **pch, int *pn) {
-  NpkCatalog *cc = &s->store->cat, *pc = &s->txn->cat;
-  Change *ch = calloc((size_t)(cc->n + pc->n) + 1, sizeof *ch);
+/* The arrays of committed catalog CC and pending catalog PC that differ,
+** paired by name, into CH (when not NULL); returns how many.  The pending
+** catalog began as a copy of the committed one: an array at the same place
+** in both is unchanged, found without a lookup. */
+static int pair(NpkCatalog *cc, NpkCatalog *pc, Change *ch) {
   int n = 0;
-  if (!ch) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  /* The pending catalog began as a copy of the committed one: an array at
-  ** the same place in both is unchanged, found without a lookup. */
   for (int i = 0; i < cc->n; i++) {
-    int j = i < pc->n && pc->a[i] == cc->a[i]
-                ? i : npk_catalog_find(pc, cc->a[i]->name);
-    ch[n].c = cc->a[i];
-    ch[n].p = j >= 0 ? pc->a[j] : NULL;
-    if (ch[n].p != ch[n].c) n++;
+    int j;
+    if (i < pc->n && pc->a[i] == cc->a[i]) continue;
+    j = npk_catalog_find(pc, cc->a[i]->name);
+    if (j >= 0 && pc->a[j] == cc->a[i]) continue;
+    if (ch) {
+      ch[n].c = cc->a[i];
+      ch[n].p = j >= 0 ? pc->a[j] : NULL;
+    }
+    n++;
   }
   for (int j = 0; j < pc->n; j++) {
     if ((j < cc->n && cc->a[j] == pc->a[j]) ||
         npk_catalog_find(cc, pc->a[j]->name) >= 0)
       continue;
-    ch[n].c = NULL;
-    ch[n++].p = pc->a[j];
+    if (ch) ch[n].p = pc->a[j];
+    n++;
   }
+  return n;
+}
+
+/* Pair up the committed and pending arrays by name. */
+static int plan(NpkSession *s, Change **pch, int *pn) {
+  NpkCatalog *cc = &s->store->cat, *pc = &s->txn->cat;
+  int n = pair(cc, pc, NULL);
+  Change *ch = calloc((size_t)n + 1, sizeof *ch);
+  if (!ch) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  pair(cc, pc, ch);
   for (int i = 0; i < n; i++) {
     Change *x = &ch[i];
     const char *name = x->p ? x->p->name : x->c->name;
