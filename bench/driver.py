@@ -6,7 +6,8 @@ Makes the data (datagen.py), runs every group of cases — whole arrays
 (cases_array.py), SQL reads (cases_sql.py), SQL writes and compaction
 (cases_write.py), NumPack's headline operations through the SQL functions
 and through the Python binding (cases_headline.py), the per-statement cost
-of small reads (cases_small.py) — and
+of small reads (cases_small.py), a store of many arrays
+(cases_many.py) — and
 writes the report (report.py): the Markdown table on stdout and in
 results/results.md, raw figures in results/results.json, the ratio chart in
 results/ratios.png.
@@ -24,6 +25,7 @@ import cases_array
 import cases_binding
 import cases_headline
 import cases_small
+import cases_many
 import cases_sql
 import cases_write
 import datagen
@@ -65,7 +67,7 @@ def main():
 
     results = []
     groups = (cases_array, cases_sql, cases_write, cases_headline,
-              cases_binding, cases_small)
+              cases_binding, cases_small, cases_many)
     only = [g.strip() for g in os.environ.get("BENCH_ONLY", "").split(",")
             if g.strip()]
     if only:

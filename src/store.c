@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,10 +23,114 @@ static NpkStore *registry;          /* open stores of this process */
 
 /* ---- files and mappings ---------------------------------------------- */
 
+/* Open descriptors of data files, process-wide: at most max_open of them
+** are kept (a quarter of RLIMIT_NOFILE, within [8, 256]), the least
+** recently used one closed when another must open.  fd_mu is taken after
+** a store's mu, never before. */
+static pthread_mutex_t fd_mu = PTHREAD_MUTEX_INITIALIZER;
+static NpkFile *lru_head, *lru_tail;  /* most / least recently used */
+static int nopen;                     /* files in the list */
+static int max_open;                  /* 0 until first needed */
+
+static void lru_unlink(NpkFile *f) {
+  if (f->lru_prev) f->lru_prev->lru_next = f->lru_next;
+  else lru_head = f->lru_next;
+  if (f->lru_next) f->lru_next->lru_prev = f->lru_prev;
+  else lru_tail = f->lru_prev;
+  f->lru_prev = f->lru_next = NULL;
+}
+
+static void lru_push(NpkFile *f) {
+  f->lru_prev = NULL;
+  f->lru_next = lru_head;
+  if (lru_head) lru_head->lru_prev = f;
+  else lru_tail = f;
+  lru_head = f;
+}
+
+/* Close descriptors no call is using until one more may open (fd_mu
+** held).  Should every one be in use, the limit is passed. */
+static void make_room(void) {
+  NpkFile *f = lru_tail;
+  if (!max_open) {
+    struct rlimit rl;
+    rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur / 4 : 64;
+    max_open = n < 8 ? 8 : n > 256 ? 256 : (int)n;
+  }
+  while (nopen >= max_open && f) {
+    NpkFile *prev = f->lru_prev;
+    if (f->users == 0) {
+      lru_unlink(f);
+      close(f->fd);
+      f->fd = -1;
+      nopen--;
+    }
+    f = prev;
+  }
+}
+
+/* Open REL for F (fd_mu held), checking that it is still the file F was
+** when IDENTIFY is 0. */
+static int file_reopen(NpkStore *st, NpkFile *f, int flags, int identify,
+                       NpkErr *e) {
+  struct stat sb;
+  int fd, rc;
+  make_room();
+  rc = npk_io_open(st, f->rel, flags, &fd, e);
+  if (rc == NPK_READONLY && identify && !(flags & O_CREAT) && !st->readonly) {
+    /* A file this process may only read (a shared dataset, a read-only
+    ** mount) still serves readers; writing to it fails then. */
+    rc = npk_io_open(st, f->rel, O_RDONLY, &fd, e);
+    f->writable = 0;
+  }
+  if (rc == NPK_NOTFOUND)
+    return npk_err(e, NPK_CORRUPT, "%s is missing", f->path);
+  if (rc) return rc;
+  if (fstat(fd, &sb) != 0) {
+    rc = npk_err_sys(e, errno, "cannot stat", f->path);
+    close(fd);
+    return rc;
+  }
+  if (identify) {
+    f->dev = sb.st_dev;
+    f->ino = sb.st_ino;
+    f->size = (uint64_t)sb.st_size;
+  } else if (sb.st_dev != f->dev || sb.st_ino != f->ino) {
+    close(fd);
+    return npk_err(e, NPK_CORRUPT, "%s was replaced by another file while "
+                   "the store was open", f->path);
+  }
+  f->fd = fd;
+  lru_push(f);
+  nopen++;
+  return NPK_OK;
+}
+
+int npk_file_use(NpkStore *st, NpkFile *f, NpkErr *e) {
+  int rc = NPK_OK;
+  pthread_mutex_lock(&fd_mu);
+  if (f->fd >= 0) {
+    if (lru_head != f) {
+      lru_unlink(f);
+      lru_push(f);
+    }
+  } else {
+    rc = file_reopen(st, f, f->writable ? O_RDWR : O_RDONLY, 0, e);
+  }
+  if (rc == NPK_OK) f->users++;
+  pthread_mutex_unlock(&fd_mu);
+  return rc;
+}
+
+void npk_file_done(NpkFile *f) {
+  pthread_mutex_lock(&fd_mu);
+  f->users--;
+  pthread_mutex_unlock(&fd_mu);
+}
+
 int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
                   NpkErr *e) {
   NpkFile *f = calloc(1, sizeof *f);
-  struct stat sb;
   int flags = st->readonly ? O_RDONLY : O_RDWR, rc;
   *pp = NULL;
   if (!f || !(f->path = npk_path(st->dir, rel))) {
@@ -33,32 +138,19 @@ int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
     return npk_err(e, NPK_NOMEM, "out of memory");
   }
   f->rel = f->path + strlen(st->dir) + 1;
-  if (create) flags |= O_CREAT | O_TRUNC;
-  rc = npk_io_open(st, rel, flags, &f->fd, e);
+  f->fd = -1;
   f->writable = !st->readonly;
-  if (rc == NPK_READONLY && !create && !st->readonly) {
-    /* A file this process may only read (a shared dataset, a read-only
-    ** mount) still serves readers; writing to it fails then. */
-    rc = npk_io_open(st, rel, O_RDONLY, &f->fd, e);
-    f->writable = 0;
-  }
+  if (create) flags |= O_CREAT | O_TRUNC;
+  pthread_mutex_lock(&fd_mu);
+  rc = file_reopen(st, f, flags, 1, e);
+  pthread_mutex_unlock(&fd_mu);
   if (rc) {
-    if (rc == NPK_NOTFOUND)
-      rc = npk_err(e, NPK_CORRUPT, "%s is missing", f->path);
-    free(f->path);
-    free(f);
-    return rc;
-  }
-  if (fstat(f->fd, &sb) != 0) {
-    rc = npk_err_sys(e, errno, "cannot stat", f->path);
-    close(f->fd);
     free(f->path);
     free(f);
     return rc;
   }
   f->refs = 1;
   f->gslot = -1;
-  f->size = (uint64_t)sb.st_size;
   f->temp = create;
   *pp = f;
   return NPK_OK;
@@ -112,7 +204,9 @@ void npk_retired_free(NpkStore *st) {
 int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e) {
   int rc;
   if (!f->wlen) return NPK_OK;
+  if ((rc = npk_file_use(st, f, e))) return rc;
   rc = npk_io_pwrite(st, f->fd, f->wbuf, f->wlen, f->wstart, f->path, e);
+  npk_file_done(f);
   if (rc == NPK_OK) f->wlen = 0;
   return rc;
 }
@@ -123,18 +217,24 @@ int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e) {
 ** store's own backups link only files that a commit replaces whole, and a
 ** writer sweeps stale ones before it writes, so a second link here is never
 ** ours.  *OUT (when not NULL) gets the file's status. */
-int npk_file_check_writable(NpkFile *f, struct stat *out, NpkErr *e) {
+int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
+                            NpkErr *e) {
   struct stat sb;
+  int rc;
   if (!f->writable)
     return npk_err(e, NPK_READONLY, "cannot write %s: this process may not "
                    "write it", f->path);
-  if (fstat(f->fd, &sb) != 0) return npk_err_sys(e, errno, "cannot stat", f->path);
-  if (sb.st_nlink > 1)
-    return npk_err(e, NPK_READONLY, "cannot write %s in place: it has %llu "
-                   "hard links, and another name may lie outside the store",
-                   f->path, (unsigned long long)sb.st_nlink);
-  if (out) *out = sb;
-  return NPK_OK;
+  if ((rc = npk_file_use(st, f, e))) return rc;
+  if (fstat(f->fd, &sb) != 0)
+    rc = npk_err_sys(e, errno, "cannot stat", f->path);
+  else if (sb.st_nlink > 1)
+    rc = npk_err(e, NPK_READONLY, "cannot write %s in place: it has %llu "
+                 "hard links, and another name may lie outside the store",
+                 f->path, (unsigned long long)sb.st_nlink);
+  else if (out)
+    *out = sb;
+  npk_file_done(f);
+  return rc;
 }
 
 /* Forget buffered bytes at or past file offset END (appends undone). */
@@ -152,11 +252,14 @@ int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
     return NPK_OK;
   }
   if ((rc = npk_file_flush(st, f, e))) return rc;
-  if (n >= NPK_WBUF / 2)
-    return npk_io_reserve(st, f->fd, off, n, f->path, e) ? e->rc
-           : npk_io_pwrite(st, f->fd, p, n, off, f->path, e);
-  if (!f->wbuf && !(f->wbuf = malloc(NPK_WBUF)))
-    return npk_io_pwrite(st, f->fd, p, n, off, f->path, e);
+  if (n >= NPK_WBUF / 2 || (!f->wbuf && !(f->wbuf = malloc(NPK_WBUF)))) {
+    if ((rc = npk_file_use(st, f, e))) return rc;
+    rc = n >= NPK_WBUF / 2 ? npk_io_reserve(st, f->fd, off, n, f->path, e)
+                           : NPK_OK;
+    if (rc == NPK_OK) rc = npk_io_pwrite(st, f->fd, p, n, off, f->path, e);
+    npk_file_done(f);
+    return rc;
+  }
   memcpy(f->wbuf, p, n);
   f->wlen = n;
   f->wstart = off;
@@ -171,7 +274,13 @@ void npk_file_unref(NpkStore *st, NpkFile *f) {
     NpkErr ignored;
     npk_io_unlink(st, f->rel, &ignored);
   }
-  close(f->fd);
+  pthread_mutex_lock(&fd_mu);
+  if (f->fd >= 0) {
+    lru_unlink(f);
+    close(f->fd);
+    nopen--;
+  }
+  pthread_mutex_unlock(&fd_mu);
   free(f->path);
   free(f);
 }
@@ -186,7 +295,10 @@ static int map_locked(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
   int slot;
   len = (size_t)(need + need / 4 + ((uint64_t)1 << 20));
   len = (len + page - 1) / page * page;
+  if (npk_file_use(st, f, e)) return e->rc;
+  /* The mapping keeps the file, not the descriptor: this one may close. */
   p = mmap(NULL, len, PROT_READ, MAP_SHARED, f->fd, 0);
+  npk_file_done(f);
   if (p == MAP_FAILED) return npk_err_sys(e, errno, "cannot map", f->path);
   if ((slot = npk_guard_add(p, len, &st->map_faults)) < 0) {
     munmap(p, len);
@@ -343,7 +455,37 @@ done:
   return rc;
 }
 
-/* Read the catalog and every array's files into CAT. */
+/* Undo a failed npk_array_load_storage: A is as the catalog made it. */
+static void unload(NpkStore *st, NpkArray *a) {
+  for (int i = 0; i < a->nseg; i++) npk_file_unref(st, a->seg[i].file);
+  free(a->seg);
+  if (a->seg_names) {
+    for (int i = 0; i < a->nseg; i++) free(a->seg_names[i]);
+    free(a->seg_names);
+  }
+  npk_bm_free(a->bm);
+  a->seg = NULL;
+  a->seg_names = NULL;
+  a->nseg = 0;
+  a->bm = NULL;
+  a->has_bm_file = 0;
+}
+
+int npk_array_ready(NpkSession *s, NpkArray *a) {
+  NpkStore *st = s->store;
+  int rc = NPK_OK;
+  if (__atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE)) return NPK_OK;
+  pthread_mutex_lock(&st->mu);
+  if (!a->loaded) {
+    rc = npk_array_load_storage(st, a, &s->err);
+    if (rc) unload(st, a);
+    else __atomic_store_n(&a->loaded, 1, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+/* Read the catalog into CAT. */
 static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
   char *path = npk_path(st->dir, NPK_CATALOG);
   unsigned char *bytes = NULL;
@@ -383,8 +525,13 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
     snprintf(e->msg + used, sizeof e->msg - used, " (in %s)", st->dir);
     goto done;
   }
-  for (int i = 0; i < cat->n && rc == NPK_OK; i++)
+  /* The other arrays' files are opened when first used; a segmented
+  ** array's manifest names files the check below must see. */
+  for (int i = 0; i < cat->n && rc == NPK_OK; i++) {
+    if (!cat->a[i]->segmented) continue;
     rc = npk_array_load_storage(st, cat->a[i], e);
+    cat->a[i]->loaded = 1;
+  }
   /* Segment files are known now: each may belong to one array only. */
   if (rc == NPK_OK && (rc = npk_catalog_check_files(cat, NPK_CATALOG " is damaged",
                                          e)) != NPK_OK) {
@@ -440,6 +587,7 @@ int npk_store_refresh(NpkStore *st, NpkErr *e) {
   if (rc) goto done;
   npk_catalog_clear(st, &st->cat);
   st->cat = cat;
+  st->img_ok = 0;
   hold(st, fd);
 done:
   pthread_mutex_unlock(&st->mu);
@@ -671,6 +819,8 @@ void npk_read_end(NpkSession *s) {
 
 static void store_free(NpkStore *st) {
   npk_catalog_clear(st, &st->cat);
+  npk_buf_free(&st->img);
+  free(st->img_off);
   st->pins = 0;
   npk_retired_free(st);
   if (st->cat_fd >= 0) close(st->cat_fd);
@@ -763,8 +913,9 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
       rc = create_catalog(s);
     npk_lock_release(s);
   }
-  /* Read the committed state now, so that a damaged store is refused when
-  ** it is opened.  A hot journal is no error yet: reads will report it and
+  /* Read the committed state now, so that a damaged catalog is refused
+  ** when the store is opened (an array's own files are checked when it is
+  ** first used).  A hot journal is no error yet: reads will report it and
   ** the first write will play it back. */
   if (rc == NPK_OK) {
     rc = npk_shared_lock(s);
@@ -872,8 +1023,9 @@ int npk_check_access(NpkSession *s) {
   return NPK_OK;
 }
 
-/* Find NAME in the session's view, or report it missing. */
-int npk_find(NpkSession *s, const char *name, NpkArray **pa) {
+/* NAME's entry in the session's view, its files perhaps not yet opened,
+** or the report that it is missing. */
+static int find_entry(NpkSession *s, const char *name, NpkArray **pa) {
   NpkCatalog *cat = npk_session_catalog(s);
   int i = name ? npk_catalog_find(cat, name) : -1;
   *pa = NULL;
@@ -882,6 +1034,12 @@ int npk_find(NpkSession *s, const char *name, NpkArray **pa) {
                    name ? name : "(null)", s->store->dir);
   *pa = cat->a[i];
   return NPK_OK;
+}
+
+/* Find NAME in the session's view, its files ready, or report it missing. */
+int npk_find(NpkSession *s, const char *name, NpkArray **pa) {
+  int rc = find_entry(s, name, pa);
+  return rc ? rc : npk_array_ready(s, *pa);
 }
 
 uint64_t npk_live_rows(const NpkArray *a) {
@@ -915,7 +1073,10 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
     int rc = a->pending ? npk_file_flush(s->store, f, &s->err) : NPK_OK;
     if (rc) return rc;
     if (!a->segmented && a->pending && !a->fresh) need = a->shape[0] * a->row_bytes;
-    if (fstat(f->fd, &sb) != 0)
+    if ((rc = npk_file_use(s->store, f, &s->err))) return rc;
+    rc = fstat(f->fd, &sb);
+    npk_file_done(f);
+    if (rc != 0)
       return npk_err_sys(&s->err, errno, "cannot stat", f->path);
     if ((uint64_t)sb.st_size < need)
       return npk_err(&s->err, NPK_CORRUPT,
@@ -948,7 +1109,7 @@ int npk_array_info_at(NpkSession *s, int i, NpkArrayInfo *out) {
   if (i < 0 || i >= cat->n)
     rc = npk_err(&s->err, NPK_RANGE, "no array number %d in store %s", i,
                  s->store->dir);
-  else
+  else if ((rc = npk_array_ready(s, cat->a[i])) == NPK_OK)
     fill_info(s, cat->a[i], out);
   npk_read_end(s);
   return rc;
@@ -973,13 +1134,15 @@ static int info_unlocked(NpkSession *s, const char *name, NpkArrayInfo *out,
     return NPK_OK;  /* a commit died or is under way: settle under lock */
   pthread_mutex_lock(&st->mu);
   if (catalog_current(st)) {
-    *pdone = 1;
     s->err.rc = NPK_OK;
-    rc = npk_find(s, name, &a);
-    if (rc == NPK_OK) fill_info(s, a, out);
+    rc = find_entry(s, name, &a);
+    /* An array whose files are not open yet is made ready under the
+    ** lock, by the caller's way round (npk_array_ready takes st->mu). */
+    *pdone = rc != NPK_OK || __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE);
+    if (rc == NPK_OK && *pdone) fill_info(s, a, out);
   }
   pthread_mutex_unlock(&st->mu);
-  return rc;
+  return *pdone ? rc : NPK_OK;
 }
 
 int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out) {
@@ -1158,22 +1321,28 @@ int npk_array_copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
     take = sg->rows - first < n ? sg->rows - first : n;
     off = first * rb;
     want = take * rb;
-    if (npk_file_flush(s->store, sg->file, &s->err)) return s->err.rc;
+    if (npk_file_flush(s->store, sg->file, &s->err) ||
+        npk_file_use(s->store, sg->file, &s->err))
+      return s->err.rc;
     while (want > 0) {
       ssize_t got = pread(sg->file->fd, dst, want > (1u << 30) ? (1u << 30) : want,
                           (off_t)off);
       if (got < 0 && errno == EINTR) continue;
-      if (got <= 0)
+      if (got <= 0) {
+        int err = errno;
+        npk_file_done(sg->file);
         return got == 0 ? npk_err(&s->err, NPK_CORRUPT, "%s is shorter than "
                                   "its rows", sg->file->path)
-                        : npk_err_sys(&s->err, errno, "cannot read",
+                        : npk_err_sys(&s->err, err, "cannot read",
                                       sg->file->path);
+      }
       __atomic_fetch_add(&s->store->stats.bytes_read, (uint64_t)got,
                          __ATOMIC_RELAXED);
       dst += got;
       off += (uint64_t)got;
       want -= (uint64_t)got;
     }
+    npk_file_done(sg->file);
     row += take;
     n -= take;
   }

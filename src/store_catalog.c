@@ -81,6 +81,7 @@ NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
   NpkArray *a = calloc(1, sizeof *a);
   if (!a) return NULL;
   a->refs = 1;
+  a->loaded = 1;
   a->name = strdup(name);
   a->dtype = dtype;
   a->ndim = ndim;
@@ -110,6 +111,32 @@ void npk_array_unref(NpkStore *st, NpkArray *a) {
   free(a);
 }
 
+/* ---- the name index ---------------------------------------------------
+** Kept up to date by every change of the list (never built lazily: the
+** committed catalog is read by many sessions at once without a lock). */
+
+static uint32_t name_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  while (*s) h = (h ^ (unsigned char)*s++) * 16777619u;
+  return h;
+}
+
+static void index_put(int *idx, int icap, const char *name, int pos) {
+  uint32_t h = name_hash(name) & (uint32_t)(icap - 1);
+  while (idx[h]) h = (h + 1) & (uint32_t)(icap - 1);
+  idx[h] = pos + 1;
+}
+
+void npk_catalog_reindex(NpkCatalog *cat) {
+  int icap = 16;
+  while (icap < 2 * cat->n) icap *= 2;
+  free(cat->idx);
+  cat->idx = calloc((size_t)icap, sizeof *cat->idx);
+  cat->icap = cat->idx ? icap : 0;
+  for (int i = 0; cat->idx && i < cat->n; i++)
+    index_put(cat->idx, icap, cat->a[i]->name, i);
+}
+
 int npk_catalog_add(NpkCatalog *cat, NpkArray *a) {
   if (cat->n == cat->cap) {
     int cap = cat->cap ? cat->cap * 2 : 8;
@@ -119,32 +146,59 @@ int npk_catalog_add(NpkCatalog *cat, NpkArray *a) {
     cat->cap = cap;
   }
   cat->a[cat->n++] = a;
+  if (cat->idx && 2 * cat->n <= cat->icap)
+    index_put(cat->idx, cat->icap, a->name, cat->n - 1);
+  else
+    npk_catalog_reindex(cat);
   return NPK_OK;
 }
 
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat) {
-  for (int i = 0; i < cat->n; i++) npk_array_unref(st, cat->a[i]);
+  for (int i = 0; i < cat->n; i++) {
+    if (i + 16 < cat->n) __builtin_prefetch(cat->a[i + 16], 1);
+    npk_array_unref(st, cat->a[i]);
+  }
   free(cat->a);
+  free(cat->idx);
   memset(cat, 0, sizeof *cat);
 }
 
 int npk_catalog_find(const NpkCatalog *cat, const char *name) {
-  for (int i = 0; i < cat->n; i++)
-    if (strcmp(cat->a[i]->name, name) == 0) return i;
+  if (!cat->idx) {
+    for (int i = 0; i < cat->n; i++)
+      if (strcmp(cat->a[i]->name, name) == 0) return i;
+    return -1;
+  }
+  for (uint32_t h = name_hash(name) & (uint32_t)(cat->icap - 1);
+       cat->idx[h]; h = (h + 1) & (uint32_t)(cat->icap - 1))
+    if (strcmp(cat->a[cat->idx[h] - 1]->name, name) == 0)
+      return cat->idx[h] - 1;
   return -1;
 }
 
 /* A shallow copy: TO shares FROM's arrays, each gaining a reference. */
 int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to) {
   memset(to, 0, sizeof *to);
+  if (from->n == 0) return NPK_OK;
+  to->a = malloc((size_t)from->n * sizeof *to->a);
+  if (from->idx) to->idx = malloc((size_t)from->icap * sizeof *to->idx);
+  if (!to->a || (from->idx && !to->idx)) {
+    free(to->a);
+    free(to->idx);
+    memset(to, 0, sizeof *to);
+    return NPK_NOMEM;
+  }
+  memcpy(to->a, from->a, (size_t)from->n * sizeof *to->a);
+  to->n = to->cap = from->n;
+  if (from->idx) {
+    memcpy(to->idx, from->idx, (size_t)from->icap * sizeof *to->idx);
+    to->icap = from->icap;
+  }
+  /* Each array is its own block of memory: fetched ahead, a catalog of
+  ** thousands costs a pass over memory, not a cache miss after another. */
   for (int i = 0; i < from->n; i++) {
-    if (npk_catalog_add(to, from->a[i])) {
-      for (int j = 0; j < to->n; j++) to->a[j]->refs--;
-      free(to->a);
-      memset(to, 0, sizeof *to);
-      return NPK_NOMEM;
-    }
-    npk_array_ref(from->a[i]);
+    if (i + 16 < from->n) __builtin_prefetch(from->a[i + 16], 1);
+    from->a[i]->refs++;
   }
   return NPK_OK;
 }
@@ -233,6 +287,7 @@ static const char *parse_array(CatReader *r, NpkArray **out) {
   }
   a->data_file = file;
   a->mtime = mtime;
+  a->loaded = 0;
   {
     size_t fl = strlen(file);
     a->segmented = fl > 7 && strcmp(file + fl - 7, ".npkseg") == 0;
@@ -371,32 +426,84 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
   return rc;
 }
 
+static unsigned char *put_u32(unsigned char *q, uint32_t v) {
+  for (int i = 0; i < 4; i++) *q++ = (unsigned char)(v >> (8 * i));
+  return q;
+}
+
+static unsigned char *put_u64(unsigned char *q, uint64_t v) {
+  for (int i = 0; i < 8; i++) *q++ = (unsigned char)(v >> (8 * i));
+  return q;
+}
+
 int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b) {
+  return npk_catalog_encode_at(cat, b, NULL);
+}
+
+/* Sized first and written in one pass: no call per field. */
+int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
   uint64_t total = 0;
-  for (int i = 0; i < cat->n; i++)
-    total += cat->a[i]->row_bytes * cat->a[i]->shape[0];
-  npk_buf_u32(b, NPK_CAT_MAGIC);
-  npk_buf_u32(b, NPK_CAT_VERSION);
-  npk_buf_u64(b, total);
-  npk_buf_u32(b, (uint32_t)cat->n);
+  size_t need = 20;
+  unsigned char *q;
   for (int i = 0; i < cat->n; i++) {
     const NpkArray *a = cat->a[i];
-    npk_buf_u32(b, (uint32_t)strlen(a->name));
-    npk_buf_put(b, a->name, strlen(a->name));
-    npk_buf_u32(b, a->ndim);
-    for (uint32_t d = 0; d < a->ndim; d++) npk_buf_u64(b, a->shape[d]);
-    npk_buf_u32(b, (uint32_t)strlen(a->data_file));
-    npk_buf_put(b, a->data_file, strlen(a->data_file));
-    npk_buf_u64(b, a->mtime);
-    npk_buf_u64(b, a->row_bytes * a->shape[0]);
-    npk_buf_u8(b, (unsigned)a->dtype);
-    npk_buf_u8(b, 0);
-    npk_buf_u32(b, 0);
-    npk_buf_u64(b, 0);
-    npk_buf_u64(b, 0);
-    npk_buf_u8(b, 0);
+    total += a->row_bytes * a->shape[0];
+    need += 4 + strlen(a->name) + 4 + 8 * (size_t)a->ndim + 4 +
+            strlen(a->data_file) + 8 + 8 + 1 + 1 + 4 + 8 + 8 + 1;
   }
-  return b->oom ? NPK_NOMEM : NPK_OK;
+  npk_buf_put(b, NULL, need);
+  if (b->oom) return NPK_NOMEM;
+  q = b->p + b->n - need;
+  q = put_u32(q, NPK_CAT_MAGIC);
+  q = put_u32(q, NPK_CAT_VERSION);
+  q = put_u64(q, total);
+  q = put_u32(q, (uint32_t)cat->n);
+  for (int i = 0; i < cat->n; i++) {
+    const NpkArray *a = cat->a[i];
+    size_t ln = strlen(a->name), lf = strlen(a->data_file);
+    if (off) off[i] = (size_t)(q - b->p);
+    q = put_u32(q, (uint32_t)ln);
+    memcpy(q, a->name, ln);
+    q = put_u32(q + ln, a->ndim);
+    for (uint32_t d = 0; d < a->ndim; d++) q = put_u64(q, a->shape[d]);
+    q = put_u32(q, (uint32_t)lf);
+    memcpy(q, a->data_file, lf);
+    q = put_u64(q + lf, a->mtime);
+    q = put_u64(q, a->row_bytes * a->shape[0]);
+    *q++ = (unsigned char)a->dtype;
+    *q++ = 0;                             /* no compression */
+    q = put_u32(q, 0);                    /* level */
+    q = put_u64(q, 0);                    /* original size */
+    q = put_u64(q, 0);                    /* compressed size */
+    *q++ = 0;                             /* no block info */
+  }
+  return NPK_OK;
+}
+
+int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
+                      unsigned char *img, const size_t *off) {
+  uint64_t total = npk_get_u64(img + 8);
+  if (from->n != to->n) return NPK_ERROR;
+  for (int i = 0; i < to->n; i++) {
+    const NpkArray *a = to->a[i], *c = from->a[i];
+    if (a != c && (a->ndim != c->ndim || strcmp(a->name, c->name) != 0 ||
+                   strcmp(a->data_file, c->data_file) != 0))
+      return NPK_ERROR;
+  }
+  for (int i = 0; i < to->n; i++) {
+    const NpkArray *a = to->a[i], *c = from->a[i];
+    unsigned char *q;
+    if (a == c) continue;
+    q = img + off[i] + 4 + strlen(a->name) + 4;
+    for (uint32_t d = 0; d < a->ndim; d++) q = put_u64(q, a->shape[d]);
+    q += 4 + strlen(a->data_file);
+    q = put_u64(q, a->mtime);
+    q = put_u64(q, a->row_bytes * a->shape[0]);
+    *q = (unsigned char)a->dtype;
+    total = total - c->row_bytes * c->shape[0] + a->row_bytes * a->shape[0];
+  }
+  put_u64(img + 8, total);
+  return NPK_OK;
 }
 
 /* Valid UTF-8, no overlong forms or surrogates. */

@@ -49,7 +49,16 @@ struct NpkFile {
   int refs;                  /* references from NpkSeg entries */
   char *path;                /* absolute path (changes when renamed) */
   const char *rel;           /* path relative to the store, inside path */
-  int fd;                    /* open descriptor */
+  int fd;                    /* open descriptor, or -1: descriptors are
+                             ** few (ulimit -n) and arrays many, so they
+                             ** are closed when unused for longest and
+                             ** opened again by name when needed
+                             ** (npk_file_use); a mapping outlives its */
+  dev_t dev;                 /* identity of the file, checked when it is */
+  ino_t ino;                 /* opened again */
+  int users;                 /* npk_file_use calls not yet done: fd stays */
+  NpkFile *lru_prev;         /* in the process's list of open files, most */
+  NpkFile *lru_next;         /* recently used first */
   int writable;              /* fd was opened O_RDWR */
   unsigned char *base;       /* mapping, or NULL */
   size_t maplen;             /* bytes mapped (rounded up, may pass EOF) */
@@ -109,6 +118,11 @@ struct NpkArray {
   NpkSeg *seg;               /* storage */
   NpkBitmap *bm;             /* NULL when every row is live */
   int has_bm_file;           /* deleted_<name>.npkb exists (committed) */
+  int loaded;                /* seg and bm are set up: an array read from
+                             ** the catalog has its files opened and
+                             ** checked when first used (npk_array_ready),
+                             ** so that opening a store of thousands of
+                             ** arrays does not open thousands of files */
   /* Pending state, for an array a transaction changed: */
   int pending;               /* 1 for a session's own modified copy */
   int fresh;                 /* storage is a new temporary file */
@@ -122,6 +136,10 @@ struct NpkCatalog {
   NpkArray **a;              /* arrays in catalog order */
   int n;                     /* arrays used */
   int cap;                   /* arrays allocated */
+  int *idx;                  /* open-addressing table of names: position
+                             ** + 1, 0 when free; NULL (search the list)
+                             ** if there was no memory for it */
+  int icap;                  /* slots in idx, a power of two */
 };
 
 /* Mappings and buffers that may still be pointed at; freed when no session
@@ -156,6 +174,13 @@ struct NpkStore {
   NpkStats stats;            /* I/O counters */
   int sync_off;              /* the writer chose not to fsync; written only
                              ** by the session holding RESERVED */
+  NpkBuf img;                /* the encoding of cat, when img_ok: a commit
+                             ** patches it rather than encode every array */
+  size_t *img_off;           /* where each array's entry starts in img */
+  int img_ok;                /* img and img_off describe cat */
+  int swept;                 /* a write of this object removed leftovers
+                             ** (npk_sweep): later ones need to only when
+                             ** the lock file's mark says a writer died */
   NpkStore *next;            /* registry list */
 };
 
@@ -203,6 +228,7 @@ struct NpkTxn {
   int ngrown, growncap;      /* entries used / allocated */
   NpkCounts counts;          /* rows changed so far */
   unsigned tmpseq;           /* counter for temporary file names */
+  int marked;                /* set NPK_MARK_NEWFILES in the lock file */
 };
 
 /* One client of a store. */
@@ -244,6 +270,7 @@ int npk_err_sys(NpkErr *e, int err, const char *what, const char *path);
 uint64_t npk_now_us(void);
 
 /* ---- buffers and little-endian encoding (store_io.c) ---- */
+/* Append N bytes from P (P NULL: N bytes for the caller to fill in). */
 void npk_buf_put(NpkBuf *b, const void *p, size_t n);
 void npk_buf_u8(NpkBuf *b, unsigned v);
 void npk_buf_u32(NpkBuf *b, uint32_t v);
@@ -295,13 +322,19 @@ int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
                   NpkErr *e);
 void npk_file_rename(NpkStore *st, NpkFile *f, char *path);
 void npk_file_unref(NpkStore *st, NpkFile *f);
+/* F's descriptor in F->fd until npk_file_done(F): opened again by name if
+** it was closed to make room, NPK_CORRUPT naming F if the file is gone or
+** another file took its name. */
+int npk_file_use(NpkStore *st, NpkFile *f, NpkErr *e);
+void npk_file_done(NpkFile *f);
 int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e);
 int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
                     uint64_t off, NpkErr *e);
 int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e);
 /* NPK_READONLY, naming F, if F could only be opened for reading: checked
 ** before a transaction changes F, so that no commit fails halfway on it. */
-int npk_file_check_writable(NpkFile *f, struct stat *out, NpkErr *e);
+int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
+                            NpkErr *e);
 void npk_file_discard(NpkFile *f, uint64_t end);
 void npk_retire(NpkStore *st, void *p, size_t len);
 void npk_retired_free(NpkStore *st);
@@ -320,9 +353,21 @@ int npk_guard_hit(int slot);
 int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
                       NpkErr *e);
 int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b);
+/* The same, OFF (if not NULL) receiving where each array's entry starts. */
+int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off);
+/* Turn IMG, the encoding of FROM (its entries at OFF), into that of TO, in
+** place, when TO is FROM with some arrays replaced by versions of the same
+** name, data file and ndim (what changing rows does, or saving over an
+** array): the cost is that of the arrays that changed.  NPK_ERROR, IMG untouched, otherwise. */
+int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
+                      unsigned char *img, const size_t *off);
 int npk_catalog_add(NpkCatalog *cat, NpkArray *a);
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat);
+/* Position of NAME in CAT, or -1: a hash lookup, so that a store of
+** thousands of arrays costs no more per statement than one of a few. */
 int npk_catalog_find(const NpkCatalog *cat, const char *name);
+/* Rebuild CAT's name index after arrays moved in its list. */
+void npk_catalog_reindex(NpkCatalog *cat);
 /* NPK_CORRUPT, the message starting with WHAT, if two arrays keep rows in
 ** one file, or one keeps them in a file of the store's own (the catalog,
 ** lock file, journal, a bitmap, backup or temporary name). */
@@ -373,7 +418,11 @@ const void *npk_ov_get(const NpkOverlay *ov, uint64_t row);
 void npk_ov_free(NpkStore *st, NpkOverlay *ov);
 
 /* ---- locks (store_lock.c) ---- */
-#define NPK_LOCK_MARK_OFF 64 /* commit mark in the lock file */
+#define NPK_LOCK_MARK_OFF 64 /* commit mark in the lock file: 1 while a
+                             ** commit may leave a hot journal, 2 while a
+                             ** transaction has new files (npktmp-) that a
+                             ** crash would leave behind, else 0 */
+#define NPK_MARK_NEWFILES 2
 int npk_lock_open(NpkStore *st, int *pfd, int *prw, NpkErr *e);
 int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e);
 void npk_lock_mark(NpkSession *s, uint64_t v);
@@ -405,6 +454,9 @@ int npk_journal_check(NpkStore *st, NpkErr *e);
 int npk_store_refresh(NpkStore *st, NpkErr *e);
 void npk_store_hold_catalog(NpkStore *st);
 int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e);
+/* Load A's storage if it is not yet: NPK_CORRUPT naming the file if it
+** does not add up, at every use. */
+int npk_array_ready(NpkSession *s, NpkArray *a);
 int npk_shared_lock(NpkSession *s);
 int npk_lock_writable(NpkSession *s);
 int npk_lock_settle(NpkSession *s);

@@ -157,7 +157,7 @@ void npk_buf_put(NpkBuf *b, const void *p, size_t n) {
     b->p = q;
     b->cap = cap;
   }
-  if (n) memcpy(b->p + b->n, p, n);
+  if (n && p) memcpy(b->p + b->n, p, n);
   b->n += n;
 }
 

@@ -258,9 +258,11 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
     case NPK_U_TAIL: {
       NpkFile *f = a->seg[0].file;
       int rc = npk_file_flush(s->store, f, &s->err);
-      if (rc) return rc;
-      return npk_io_pwrite(s->store, f->fd, u->data, (size_t)a->row_bytes,
-                           u->a * a->row_bytes, f->path, &s->err);
+      if (rc || (rc = npk_file_use(s->store, f, &s->err))) return rc;
+      rc = npk_io_pwrite(s->store, f->fd, u->data, (size_t)a->row_bytes,
+                         u->a * a->row_bytes, f->path, &s->err);
+      npk_file_done(f);
+      return rc;
     }
   }
   return NPK_OK;
@@ -285,12 +287,16 @@ int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 ** (npk_lock_settle) and the leftovers of crashed commits removed.  Readers
 ** never do any of it. */
 static int write_lock(NpkSession *s) {
-  int rc, reading = s->lock >= NPK_LOCK_SHARED;
+  int rc, reading = s->lock >= NPK_LOCK_SHARED, sweep;
   if (s->store->readonly)
     return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
                    s->store->dir);
   rc = npk_lock_writable(s);
   if (rc == NPK_OK) rc = npk_lock_reserved(s, &s->err);
+  /* Leftovers exist only where a writer died (its mark is still set), or
+  ** from before this process came: reading a directory of thousands of
+  ** arrays at every write would cost more than the write. */
+  sweep = !s->store->swept || npk_lock_marked(s->store);
   if (rc == NPK_OK) rc = npk_lock_settle(s);
   if (rc) {
     NpkErr keep = s->err;
@@ -300,7 +306,8 @@ static int write_lock(NpkSession *s) {
     return rc;
   }
   /* The only writer now: whatever a crashed commit left lying is stale. */
-  npk_sweep(s->store);
+  if (sweep) npk_sweep(s->store);
+  s->store->swept = 1;
   return NPK_OK;
 }
 
@@ -400,6 +407,9 @@ static void txn_end(NpkSession *s) {
   pthread_mutex_lock(&s->store->mu);
   npk_catalog_clear(s->store, &t->cat);
   pthread_mutex_unlock(&s->store->mu);
+  /* The new files are renamed or removed now; a hot journal keeps its
+  ** mark. */
+  if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
   free(t);
   s->txn = NULL;
   s->store->sync_off = 0;
@@ -423,7 +433,11 @@ static int cut_tails(NpkSession *s, const Change *keep, int n) {
              keep[k].p->seg[0].file == f;
     if (kept) continue;
     npk_file_discard(f, f->orig_size);
-    r = npk_io_ftruncate(s->store, f->fd, f->orig_size, f->path, &s->err);
+    r = npk_file_use(s->store, f, &s->err);
+    if (r == NPK_OK) {
+      r = npk_io_ftruncate(s->store, f->fd, f->orig_size, f->path, &s->err);
+      npk_file_done(f);
+    }
     if (r && rc == NPK_OK) rc = r;
     f->size = f->orig_size;
     f->grown = 0;
@@ -446,7 +460,7 @@ int npk_txn_grow(NpkSession *s, NpkFile *f) {
   NpkTxn *t = s->txn;
   struct stat sb;
   if (f->grown || f->temp) return NPK_OK;
-  if (npk_file_check_writable(f, &sb, &s->err)) return s->err.rc;
+  if (npk_file_check_writable(s->store, f, &sb, &s->err)) return s->err.rc;
   if (t->ngrown == t->growncap) {
     int cap = t->growncap ? t->growncap * 2 : 4;
     NpkFile **p = realloc(t->grown, (size_t)cap * sizeof *p);
@@ -566,23 +580,40 @@ static void drop_backups(NpkSession *s, const Change *ch, int n) {
   unlink_backup(s, NPK_CATALOG, NULL);
 }
 
+/* The arrays of committed catalog CC and pending catalog PC that differ,
+** paired by name, into CH (when not NULL); returns how many.  The pending
+** catalog began as a copy of the committed one: an array at the same place
+** in both is unchanged, found without a lookup. */
+static int pair(NpkCatalog *cc, NpkCatalog *pc, Change *ch) {
+  int n = 0;
+  for (int i = 0; i < cc->n; i++) {
+    int j;
+    if (i < pc->n && pc->a[i] == cc->a[i]) continue;
+    j = npk_catalog_find(pc, cc->a[i]->name);
+    if (j >= 0 && pc->a[j] == cc->a[i]) continue;
+    if (ch) {
+      ch[n].c = cc->a[i];
+      ch[n].p = j >= 0 ? pc->a[j] : NULL;
+    }
+    n++;
+  }
+  for (int j = 0; j < pc->n; j++) {
+    if ((j < cc->n && cc->a[j] == pc->a[j]) ||
+        npk_catalog_find(cc, pc->a[j]->name) >= 0)
+      continue;
+    if (ch) ch[n].p = pc->a[j];
+    n++;
+  }
+  return n;
+}
+
 /* Pair up the committed and pending arrays by name. */
 static int plan(NpkSession *s, Change **pch, int *pn) {
   NpkCatalog *cc = &s->store->cat, *pc = &s->txn->cat;
-  Change *ch = calloc((size_t)(cc->n + pc->n) + 1, sizeof *ch);
-  int n = 0;
+  int n = pair(cc, pc, NULL);
+  Change *ch = calloc((size_t)n + 1, sizeof *ch);
   if (!ch) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  for (int i = 0; i < cc->n; i++) {
-    int j = npk_catalog_find(pc, cc->a[i]->name);
-    ch[n].c = cc->a[i];
-    ch[n].p = j >= 0 ? pc->a[j] : NULL;
-    if (ch[n].p != ch[n].c) n++;
-  }
-  for (int j = 0; j < pc->n; j++) {
-    if (npk_catalog_find(cc, pc->a[j]->name) >= 0) continue;
-    ch[n].c = NULL;
-    ch[n++].p = pc->a[j];
-  }
+  pair(cc, pc, ch);
   for (int i = 0; i < n; i++) {
     Change *x = &ch[i];
     const char *name = x->p ? x->p->name : x->c->name;
@@ -642,6 +673,37 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
   return jr->oom ? npk_err(&s->err, NPK_NOMEM, "out of memory") : NPK_OK;
 }
 
+/* Step 3 for pending array P, whose rows are in F (in use): its overlay
+** rows in place, WANT bytes long, synced. */
+static int write_file(NpkSession *s, NpkArray *p, NpkFile *f, uint64_t want) {
+  NpkStore *st = s->store;
+  int rc;
+  if (p->ov) {
+    NpkOverlay *ov = p->ov;
+    for (uint64_t h = 0; h < ov->hcap; h++) {
+      uint64_t row = ov->keys[h];
+      if (row >= OV_TOMB) continue;
+      rc = npk_io_pwrite(st, f->fd, ov_slot(ov, ov->slot[h]),
+                         (size_t)p->row_bytes, row * p->row_bytes, f->path,
+                         &s->err);
+      if (rc) return rc;
+    }
+  }
+  if (f->grown || p->fresh) {
+    struct stat sb;
+    if (fstat(f->fd, &sb) != 0)
+      return npk_err_sys(&s->err, errno, "cannot stat", f->path);
+    if ((uint64_t)sb.st_size != want &&
+        (rc = npk_io_ftruncate(st, f->fd, want, f->path, &s->err)))
+      return rc;
+    f->size = want;
+  }
+  if (p->ov || f->grown || p->fresh) {
+    if ((rc = npk_io_fsync(st, f->fd, f->path, &s->err))) return rc;
+  }
+  return NPK_OK;
+}
+
 /* Step 3: overlay rows in place, exact file lengths, everything synced. */
 static int write_data(NpkSession *s, Change *ch, int n) {
   NpkStore *st = s->store;
@@ -655,29 +717,10 @@ static int write_data(NpkSession *s, Change *ch, int n) {
     want = p->shape[0] * p->row_bytes;
     npk_file_discard(f, want);
     if ((rc = npk_file_flush(st, f, &s->err))) return rc;
-    if (p->ov) {
-      NpkOverlay *ov = p->ov;
-      for (uint64_t h = 0; h < ov->hcap; h++) {
-        uint64_t row = ov->keys[h];
-        if (row >= OV_TOMB) continue;
-        rc = npk_io_pwrite(st, f->fd, ov_slot(ov, ov->slot[h]),
-                           (size_t)p->row_bytes, row * p->row_bytes, f->path,
-                           &s->err);
-        if (rc) return rc;
-      }
-    }
-    if (f->grown || p->fresh) {
-      struct stat sb;
-      if (fstat(f->fd, &sb) != 0)
-        return npk_err_sys(&s->err, errno, "cannot stat", f->path);
-      if ((uint64_t)sb.st_size != want &&
-          (rc = npk_io_ftruncate(st, f->fd, want, f->path, &s->err)))
-        return rc;
-      f->size = want;
-    }
-    if (p->ov || f->grown || p->fresh) {
-      if ((rc = npk_io_fsync(st, f->fd, f->path, &s->err))) return rc;
-    }
+    if ((rc = npk_file_use(st, f, &s->err))) return rc;
+    rc = write_file(s, p, f, want);
+    npk_file_done(f);
+    if (rc) return rc;
   }
   return NPK_OK;
 }
@@ -705,10 +748,45 @@ static int move_data(NpkSession *s, Change *ch, int n) {
   return NPK_OK;
 }
 
+/* The new catalog's encoding, kept for the next commit to patch. */
+typedef struct CatImage CatImage;
+struct CatImage {
+  NpkBuf img;                /* the bytes written, unless patched */
+  size_t *off;               /* where each entry of img starts */
+  int patched;               /* the store's image was patched instead: it
+                             ** describes the committed catalog no more
+                             ** unless the commit completes */
+};
+
+/* Encode the transaction's catalog: the store's image of the committed one
+** patched where arrays changed rows (no copy of it, no encoding of every
+** array), else every array encoded into CI.  The bytes to write in *PP,
+** *PN. */
+static int encode_catalog(NpkSession *s, CatImage *ci,
+                          const unsigned char **pp, size_t *pn) {
+  NpkStore *st = s->store;
+  NpkCatalog *cat = &s->txn->cat;
+  if (st->img_ok &&
+      npk_catalog_patch(&st->cat, cat, st->img.p, st->img_off) == NPK_OK) {
+    ci->patched = 1;
+    *pp = st->img.p;
+    *pn = st->img.n;
+    return NPK_OK;
+  }
+  ci->off = malloc((size_t)(cat->n ? cat->n : 1) * sizeof *ci->off);
+  if (!ci->off || npk_catalog_encode_at(cat, &ci->img, ci->off))
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  *pp = ci->img.p;
+  *pn = ci->img.n;
+  return NPK_OK;
+}
+
 /* Step 5: bitmaps and catalog. */
-static int write_catalog(NpkSession *s, Change *ch, int n) {
+static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci) {
   NpkStore *st = s->store;
   NpkBuf b = {0};
+  const unsigned char *img = NULL;
+  size_t nimg = 0;
   int rc = NPK_OK;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
     if (!ch[i].bm_write) continue;
@@ -721,20 +799,16 @@ static int write_catalog(NpkSession *s, Change *ch, int n) {
       rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
     }
   }
-  if (rc == NPK_OK) {
-    b.n = 0;
-    if (npk_catalog_encode(&s->txn->cat, &b))
-      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
-  }
+  if (rc == NPK_OK) rc = encode_catalog(s, ci, &img, &nimg);
   if (rc == NPK_OK)
-    rc = npk_io_replace_file(st, NPK_CATALOG, b.p, b.n, &s->err);
+    rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_buf_free(&b);
   return rc;
 }
 
 /* After the commit point: the pending arrays become the committed state. */
-static void adopt(NpkSession *s, Change *ch, int n) {
+static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   NpkStore *st = s->store;
   NpkTxn *t = s->txn;
   NpkCatalog old;
@@ -757,6 +831,16 @@ static void adopt(NpkSession *s, Change *ch, int n) {
   memset(&t->cat, 0, sizeof t->cat);
   npk_catalog_clear(st, &old);
   npk_store_hold_catalog(st);
+  if (!ci->patched) {
+    npk_buf_free(&st->img);
+    st->img = ci->img;
+    memset(&ci->img, 0, sizeof ci->img);
+    free(st->img_off);
+    st->img_off = ci->off;
+    ci->off = NULL;
+  }
+  st->img_ok = 1;
+  ci->patched = 0;
   pthread_mutex_unlock(&st->mu);
   st->stats.rows_appended += t->counts.appended;
   st->stats.rows_replaced += t->counts.replaced;
@@ -769,6 +853,7 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
+  CatImage ci = {{0}, NULL, 0};
   int n = 0, rc = NPK_OK, journaled = 0;
   uint64_t now;
 
@@ -777,9 +862,13 @@ int npk_commit(NpkSession *s) {
   if (t->nsp) npk_release(s, 0);
   rc = plan(s, &ch, &n);
   /* A catalog that gave an array a data file of another name (a crafted
-  ** one) may clash with the file a new array is about to take. */
-  if (rc == NPK_OK)
+  ** one) may clash with the file a new array is about to take.  Only new
+  ** files can clash: the committed catalog passed this check when read. */
+  for (int i = 0; i < n && rc == NPK_OK; i++) {
+    if (!ch[i].p || !ch[i].p->fresh) continue;
     rc = npk_catalog_check_files(&t->cat, "cannot commit", &s->err);
+    break;
+  }
   if (rc) goto fail_open;
   if (n == 0) {
     /* Nothing to commit; rows appended then rolled back to a savepoint
@@ -819,7 +908,7 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(4);
   if (rc == NPK_OK) rc = move_data(s, ch, n);
   npk_test_crash_point(5);
-  if (rc == NPK_OK) rc = write_catalog(s, ch, n);
+  if (rc == NPK_OK) rc = write_catalog(s, ch, n, &ci);
   npk_test_crash_point(6);
   if (rc == NPK_OK) {
     int gone;
@@ -836,7 +925,7 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(7);
   drop_backups(s, ch, n);
   npk_test_crash_point(8);
-  adopt(s, ch, n);
+  adopt(s, ch, n, &ci);
   txn_end(s);
   goto done;
 
@@ -861,12 +950,16 @@ fail_open:
   if (journaled) goto fail_applied;
   if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE) {
     drop_backups(s, ch, n);
-    npk_lock_mark(s, 0);  /* no journal was written */
+    /* No journal was written; the new files are still there. */
+    npk_lock_mark(s, t->marked ? NPK_MARK_NEWFILES : 0);
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
   }
 done:
   for (int i = 0; i < n; i++) free(ch[i].bm_rel);
   free(ch);
   npk_buf_free(&jr);
+  npk_buf_free(&ci.img);
+  free(ci.off);
+  if (ci.patched) st->img_ok = 0;
   return rc;
 }

@@ -44,12 +44,19 @@ static int check_shape(NpkSession *s, const char *name, int dtype,
 }
 
 /* Position of NAME in the transaction's catalog, or NPK_NOTFOUND. */
-static int locate(NpkSession *s, const char *name, int *pi) {
+static int find_pos(NpkSession *s, const char *name, int *pi) {
   *pi = name ? npk_catalog_find(&s->txn->cat, name) : -1;
   if (*pi < 0)
     return npk_err(&s->err, NPK_NOTFOUND, "no array \"%s\" in store %s",
                    name ? name : "(null)", s->store->dir);
   return NPK_OK;
+}
+
+/* The same, for an operation on the array's rows: its files are opened
+** and checked first. */
+static int locate(NpkSession *s, const char *name, int *pi) {
+  int rc = find_pos(s, name, pi);
+  return rc ? rc : npk_array_ready(s, s->txn->cat.a[*pi]);
 }
 
 /* Put A in place of the I-th array (or at the end when I < 0), with undo. */
@@ -90,6 +97,10 @@ static int new_fresh(NpkSession *s, const char *name, int dtype, uint32_t ndim,
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   sprintf(a->data_file, "data_%s.npkd", name);
+  if (!s->txn->marked) {
+    npk_lock_mark(s, NPK_MARK_NEWFILES);
+    s->txn->marked = 1;
+  }
   rc = npk_file_open(st, tmpname, 1, &a->seg[0].file, &s->err);
   if (rc) {
     npk_array_unref(st, a);
@@ -111,20 +122,26 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
   NpkFile *to = dst->seg[0].file;
   uint64_t rb = src->row_bytes, out = 0;
   int rc = NPK_OK;
+  if ((rc = npk_file_use(st, to, &s->err))) return rc;
   if (!live_only && !src->ov) {
-    for (int i = 0; i < src->nseg && rc == NPK_OK; i++)
-      if ((rc = npk_file_flush(st, src->seg[i].file, &s->err)) == NPK_OK)
-        rc = npk_io_copy(st, src->seg[i].file->fd, 0, src->seg[i].rows * rb,
-                       to->fd, src->seg[i].first_row * rb, to->path, &s->err);
+    for (int i = 0; i < src->nseg && rc == NPK_OK; i++) {
+      NpkFile *from = src->seg[i].file;
+      if ((rc = npk_file_flush(st, from, &s->err)) ||
+          (rc = npk_file_use(st, from, &s->err)))
+        break;
+      rc = npk_io_copy(st, from->fd, 0, src->seg[i].rows * rb, to->fd,
+                       src->seg[i].first_row * rb, to->path, &s->err);
+      npk_file_done(from);
+    }
     out = src->shape[0];
   } else if (rb > 0) {
     uint64_t chunk = rb >= (1u << 22) ? 1 : (1u << 22) / rb, pos = 0;
     uint64_t total = live_only ? npk_live_rows(src) : src->shape[0];
     unsigned char *buf;
-    if ((rc = npk_io_reserve(st, to->fd, 0, total * rb, to->path, &s->err)))
-      return rc;
-    if (!(buf = malloc((size_t)(chunk * rb))))
-      return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    buf = malloc((size_t)(chunk * rb));
+    if (!buf) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+    if (rc == NPK_OK)
+      rc = npk_io_reserve(st, to->fd, 0, total * rb, to->path, &s->err);
     while (rc == NPK_OK && out < total) {
       uint64_t n = total - out < chunk ? total - out : chunk;
       rc = live_only ? npk_array_copy_live(s, src, &pos, n, buf)
@@ -138,6 +155,7 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
   } else {
     out = live_only ? npk_live_rows(src) : src->shape[0];
   }
+  npk_file_done(to);
   if (rc) return rc;
   to->size = out * rb;
   dst->shape[0] = out;
@@ -250,10 +268,14 @@ int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   rc = new_fresh(s, name, dtype, ndim, shape, &a);
   if (rc == NPK_OK && total) {
     NpkFile *f = a->seg[0].file;
-    rc = npk_io_reserve(s->store, f->fd, 0, total, f->path, &s->err);
-    if (rc == NPK_OK)
-      rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, 0, f->path,
-                         &s->err);
+    rc = npk_file_use(s->store, f, &s->err);
+    if (rc == NPK_OK) {
+      rc = npk_io_reserve(s->store, f->fd, 0, total, f->path, &s->err);
+      if (rc == NPK_OK)
+        rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, 0, f->path,
+                           &s->err);
+      npk_file_done(f);
+    }
     f->size = total;
   }
   if (rc == NPK_OK) {
@@ -343,7 +365,8 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
   if (n == 0 || s->txn->cat.a[i]->row_bytes == 0) goto done;
   if ((rc = pend(s, i, &a))) goto done;
   /* Rows are replaced in place at COMMIT: the file must take writes. */
-  if (!a->fresh && (rc = npk_file_check_writable(a->seg[0].file, NULL, &s->err)))
+  if (!a->fresh && (rc = npk_file_check_writable(s->store, a->seg[0].file, NULL,
+                                                &s->err)))
     goto done;
   for (uint64_t k = 0; k < n && rc == NPK_OK; k++) {
     const unsigned char *src = (const unsigned char *)data + k * a->row_bytes;
@@ -371,9 +394,11 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
         if (rc == NPK_OK) rc = npk_map_check(s, mark, a->name);
       }
       if (rc == NPK_OK) rc = npk_file_flush(s->store, f, &s->err);
-      if (rc == NPK_OK)
+      if (rc == NPK_OK && (rc = npk_file_use(s->store, f, &s->err)) == NPK_OK) {
         rc = npk_io_pwrite(s->store, f->fd, src, (size_t)a->row_bytes,
                            row * a->row_bytes, f->path, &s->err);
+        npk_file_done(f);
+      }
       if (rc == NPK_OK) rc = npk_undo_push(s, NPK_U_TAIL, a, row, 0, old);
       else free(old);
     }
@@ -501,11 +526,13 @@ int npk_drop(NpkSession *s, const char *name) {
   int autoc, lvl, i, rc;
   if ((rc = npk_scan_check(s, name, "drop"))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
-  if ((rc = locate(s, name, &i)) || (rc = npk_undo_catalog(s))) goto done;
+  /* Dropping needs none of the array's files: a damaged one goes too. */
+  if ((rc = find_pos(s, name, &i)) || (rc = npk_undo_catalog(s))) goto done;
   cat = &s->txn->cat;
   npk_array_unref(s->store, cat->a[i]);
   memmove(cat->a + i, cat->a + i + 1, (size_t)(cat->n - i - 1) * sizeof *cat->a);
   cat->n--;
+  npk_catalog_reindex(cat);
 done:
   return npk_op_end(s, autoc, lvl, rc);
 }

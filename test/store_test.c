@@ -1920,6 +1920,45 @@ static void expect_corrupt(const char *dir, const char *frag,
   tu_snap_free(&after);
 }
 
+/* Array NAME of DIR is damaged in its own files: the store opens (with and
+** without CREATE, and read-only) and array OTHER reads, but every use of
+** NAME is NPK_CORRUPT naming FRAG, and nothing changes on disk.  Opening a
+** store of thousands of arrays opens none of their files. */
+static void expect_corrupt_array(const char *dir, const char *name,
+                                 const char *other, const char *frag,
+                                 int line) {
+  static const int modes[] = {0, NPK_OPEN_CREATE, NPK_OPEN_READONLY};
+  Snap before, after;
+  tu_snap(dir, &before);
+  for (int m = 0; m < 3; m++) {
+    NpkStore *st;
+    NpkSession *s = tu_open(dir, modes[m], &st);
+    NpkArrayInfo in;
+    if (!s) continue;
+    for (int k = 0; k < 2; k++) {
+      int rc = info_of(s, name, &in);
+      const char *msg = npk_errmsg(s);
+      if (rc != NPK_CORRUPT || !strstr(msg, frag)) {
+        ctest_case_failures++;
+        printf("FAIL line %d: array %s: rc=%d (%s), wanted %d naming %s\n",
+               line, name, rc, msg, NPK_CORRUPT, frag);
+      }
+    }
+    if (info_of(s, other, &in) != NPK_OK) {
+      ctest_case_failures++;
+      printf("FAIL line %d: array %s: %s\n", line, other, npk_errmsg(s));
+    }
+    tu_close(st, s);
+  }
+  tu_snap(dir, &after);
+  if (!tu_snap_eq(&before, &after)) {
+    ctest_case_failures++;
+    printf("FAIL line %d: using a damaged array changed the store\n", line);
+  }
+  tu_snap_free(&before);
+  tu_snap_free(&after);
+}
+
 /* Write the base data files and the catalog of entries E, expect damage. */
 static void corrupt_entries(const CatEntry *e, int n, const char *frag,
                             int line) {
@@ -2116,15 +2155,15 @@ static void test_corrupt_data_file(void) {
   base_files(t.dir);
   tu_write_buf(P(t.dir, TU_CATALOG), &cat);
   tu_write_file(P(t.dir, "data_x.npkd"), d, 23);
-  expect_corrupt(t.dir, "data_x.npkd", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "data_x.npkd", __LINE__);
   tu_write_file(P(t.dir, "data_x.npkd"), d, 0);
-  expect_corrupt(t.dir, "data_x.npkd", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "data_x.npkd", __LINE__);
   tu_write_file(P(t.dir, "data_x.npkd"), d, 24);
   tu_write_file(P(t.dir, "data_y.npkd"), d, 31);
-  expect_corrupt(t.dir, "data_y.npkd", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "y", "x", "data_y.npkd", __LINE__);
   /* Missing altogether. */
   unlink(P(t.dir, "data_y.npkd"));
-  expect_corrupt(t.dir, "data_y.npkd", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "y", "x", "data_y.npkd", __LINE__);
   tu_tmp_done(&t);
   buf_free(&cat);
 }
@@ -2218,39 +2257,39 @@ static void test_corrupt_bitmap(void) {
   /* One word too many. */
   put_u64(&b, 0);
   tu_write_buf(bmp, &b);
-  expect_corrupt(t.dir, "deleted_x.npkb", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "deleted_x.npkb", __LINE__);
   /* No word at all. */
   tu_write_file(bmp, b.p, 16);
-  expect_corrupt(t.dir, "deleted_x.npkb", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "deleted_x.npkb", __LINE__);
   /* Shorter than the header. */
   tu_write_file(bmp, b.p, 8);
-  expect_corrupt(t.dir, "deleted_x.npkb", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "deleted_x.npkb", __LINE__);
   tu_write_file(bmp, b.p, 0);
-  expect_corrupt(t.dir, "deleted_x.npkb", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "deleted_x.npkb", __LINE__);
   /* Deleted count disagreeing with the bits. */
   b.n = 0;
   put_u64(&b, 3); put_u64(&b, 2); put_u64(&b, 5);
   tu_write_buf(bmp, &b);
-  expect_corrupt(t.dir, "deleted_x.npkb", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "deleted_x.npkb", __LINE__);
   /* More rows than the array. */
   b.n = 0;
   put_u64(&b, 4); put_u64(&b, 1); put_u64(&b, 7);
   tu_write_buf(bmp, &b);
-  expect_corrupt(t.dir, "deleted_x.npkb", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "deleted_x.npkb", __LINE__);
   /* A padding bit set. */
   b.n = 0;
   put_u64(&b, 3); put_u64(&b, 1); put_u64(&b, 5 | 8);
   tu_write_buf(bmp, &b);
-  expect_corrupt(t.dir, "deleted_x.npkb", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "deleted_x.npkb", __LINE__);
   b.n = 0;
   put_u64(&b, 3); put_u64(&b, 1); put_u64(&b, 5 | (1ull << 63));
   tu_write_buf(bmp, &b);
-  expect_corrupt(t.dir, "deleted_x.npkb", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "deleted_x.npkb", __LINE__);
   /* A row count whose word count overflows. */
   b.n = 0;
   put_u64(&b, UINT64_MAX); put_u64(&b, 0); put_u64(&b, 7);
   tu_write_buf(bmp, &b);
-  expect_corrupt(t.dir, "deleted_x.npkb", NULL, 0, __LINE__);
+  expect_corrupt_array(t.dir, "x", "y", "deleted_x.npkb", __LINE__);
   buf_free(&b);
   buf_free(&cat);
   tu_tmp_done(&t);

@@ -1,0 +1,111 @@
+"""
+cases_many.py — a store of many arrays against a store of one:
+
+  insert   one-row autocommit INSERTs (`INSERT INTO t(value) VALUES (?)`,
+           an int64 array of 4 rows) through a numpack table on one array
+           of a store of 10,000 such arrays, against the same statement on
+           the only array of a one-array store; each repetition times
+           INSERTS statements on each in turn (SQLite's defaults: on-disk
+           database, synchronous=FULL), and again with synchronous=OFF
+           (NumPack's own durability), where the catalog's cost is not
+           hidden behind fsync
+
+The number of arrays is not scaled by BENCH_SCALE (it is the point).  The
+notes give the descriptors the process holds after reading every array of
+the big store once (numpack_arrays and numpack_load of each): data files are
+opened when used and closed when least recently used, never one per array.
+"""
+import os
+import struct
+
+from benchlib import REPORT, Result, Timer, at_most, check_same, connect, \
+    interleaved, scalar, sql_str
+
+ARRAYS = 10_000
+INSERTS = 20
+REPS = 7
+
+
+def _fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _make_store(cfg, path, n):
+    """A store of N int64 arrays a0..a{N-1} of 4 rows, in one transaction
+    (a numpack table on the store lets numpack_save take part in it)."""
+    con = connect(":memory:", cfg.numpack_so)
+    con.execute("PRAGMA synchronous=OFF")
+    con.execute("CREATE VIRTUAL TABLE a0 USING numpack(store=%s, array='a0', "
+                "dtype=int64)" % sql_str(path))
+    con.execute("BEGIN")
+    con.executemany("INSERT INTO a0(value) VALUES (?)", [(k,) for k in range(4)])
+    for i in range(1, n):
+        raw = struct.pack("<4q", 10 * i, 10 * i + 1, 10 * i + 2, 10 * i + 3)
+        con.execute("SELECT numpack_save(?, ?, ?, 'int64', '[4]')",
+                    (path, "a%d" % i, raw))
+    con.execute("COMMIT")
+    con.close()
+
+
+def inserts(cfg):
+    big, one = cfg.path("many.npk"), cfg.path("one.npk")
+    _make_store(cfg, big, ARRAYS)
+    _make_store(cfg, one, 1)
+    fds0 = _fds()
+    cons = {}
+    for name, store, arr in (("many", big, "a%d" % (ARRAYS // 2)),
+                             ("one", one, "a0")):
+        db = cfg.path("%s.db" % name)
+        con = connect(db, cfg.numpack_so)
+        con.execute("CREATE VIRTUAL TABLE t USING numpack(store=%s, "
+                    "array=%s)" % (sql_str(store), sql_str(arr)))
+        cons[name] = con
+
+    def contender(name):
+        con = cons[name]
+
+        def run(rep):
+            with Timer() as t:
+                for k in range(INSERTS):
+                    con.execute("INSERT INTO t(value) VALUES (?)", (k,))
+            return t.seconds / INSERTS
+        return run
+
+    out = {}
+    for sync in ("FULL", "OFF"):
+        for con in cons.values():
+            con.execute("PRAGMA synchronous=%s" % sync)
+        out[sync] = interleaved(REPS, {n: contender(n) for n in cons})
+    rows = 4 + 2 * REPS * INSERTS
+    for name, con in cons.items():
+        check_same("rows after the inserts (%s)" % name,
+                   got=scalar(con, "SELECT count(*) FROM t"), want=rows)
+
+    # Every array once: the listing, then each one loaded.
+    con = cons["many"]
+    check_same("arrays listed", got=scalar(
+        con, "SELECT count(*) FROM numpack_arrays(?)", (big,)), want=ARRAYS)
+    for i in range(ARRAYS):
+        con.execute("SELECT numpack_load(?, ?)", (big, "a%d" % i)).fetchone()
+    held = _fds() - fds0
+    for c in cons.values():
+        c.close()
+    note = ("descriptors held by the process after reading all %s arrays "
+            "once: %d more than before the stores were opened (two "
+            "databases and their stores' lock and catalog files included)"
+            % ("{:,}".format(ARRAYS), held))
+    return [
+        Result("Many arrays", "one-row autocommit INSERT, store of %s arrays "
+               "(synchronous=FULL)" % "{:,}".format(ARRAYS), out["FULL"]["many"],
+               "same in a one-array store", out["FULL"]["one"], at_most(2),
+               short="INSERT, 10k arrays", notes=[note]),
+        Result("Many arrays", "one-row autocommit INSERT, store of %s arrays "
+               "(synchronous=OFF)" % "{:,}".format(ARRAYS), out["OFF"]["many"],
+               "same in a one-array store", out["OFF"]["one"], at_most(2),
+               short="INSERT, 10k arrays, sync off"),
+    ]
+
+
+def run(cfg, ds, log):
+    log("- one-row inserts in a store of %d arrays" % ARRAYS)
+    return inserts(cfg)
