@@ -182,15 +182,43 @@ void npk_retire(NpkStore *st, void *p, size_t len) {
   }
   r->p = p;
   r->len = len;
+  r->cat = 0;
   r->next = st->retired;
   st->retired = r;
+}
+
+/* A scan's view points into the arrays and bitmaps of the catalog it
+** began with.  A session reading without a lock file holds no lock that
+** would keep a commit (of this process) or a reload (after another's)
+** from replacing that catalog in the middle of the scan, so a replaced
+** catalog is freed only when no session is pinned. */
+void npk_catalog_retire(NpkStore *st, NpkCatalog *cat) {
+  NpkRetired *r = NULL;
+  NpkCatalog *keep = NULL;
+  if (st->pins > 0 && (r = malloc(sizeof *r)) && (keep = malloc(sizeof *keep))) {
+    *keep = *cat;
+    memset(cat, 0, sizeof *cat);
+    r->p = keep;
+    r->len = 0;
+    r->cat = 1;
+    r->next = st->retired;
+    st->retired = r;
+    return;
+  }
+  free(r);
+  npk_catalog_clear(st, cat);
 }
 
 void npk_retired_free(NpkStore *st) {
   while (st->retired) {
     NpkRetired *r = st->retired;
     st->retired = r->next;
-    release_block(r->p, r->len);
+    if (r->cat) {
+      npk_catalog_clear(st, r->p);
+      free(r->p);
+    } else {
+      release_block(r->p, r->len);
+    }
     free(r);
   }
 }
@@ -585,7 +613,7 @@ int npk_store_refresh(NpkStore *st, NpkErr *e) {
   if (catalog_current(st)) goto done;
   rc = load_catalog(st, &cat, &fd, e);
   if (rc) goto done;
-  npk_catalog_clear(st, &st->cat);
+  npk_catalog_retire(st, &st->cat);
   st->cat = cat;
   st->img_ok = 0;
   hold(st, fd);

@@ -145,8 +145,9 @@ struct NpkCatalog {
 /* Mappings and buffers that may still be pointed at; freed when no session
 ** of the store is reading or writing. */
 struct NpkRetired {
-  void *p;                   /* mapping or heap block */
+  void *p;                   /* mapping, heap block or NpkCatalog */
   size_t len;                /* mapping length; 0 for a heap block */
+  int cat;                   /* p is a replaced committed NpkCatalog */
   NpkRetired *next;          /* next in the store's list */
 };
 
@@ -337,6 +338,9 @@ int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
                             NpkErr *e);
 void npk_file_discard(NpkFile *f, uint64_t end);
 void npk_retire(NpkStore *st, void *p, size_t len);
+/* Let go of CAT, a committed catalog just replaced (st->mu held): its
+** arrays wait on the retire list while any session is pinned. */
+void npk_catalog_retire(NpkStore *st, NpkCatalog *cat);
 void npk_retired_free(NpkStore *st);
 
 /* ---- mappings guarded against SIGBUS (store_guard.c) ---- */

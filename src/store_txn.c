@@ -829,7 +829,7 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   old = st->cat;
   st->cat = t->cat;
   memset(&t->cat, 0, sizeof t->cat);
-  npk_catalog_clear(st, &old);
+  npk_catalog_retire(st, &old);
   npk_store_hold_catalog(st);
   if (!ci->patched) {
     npk_buf_free(&st->img);
