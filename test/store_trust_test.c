@@ -491,17 +491,14 @@ static void test_journal_links(void) {
 /* A file in the store that is a hard link to outside/victim: playback
 ** used to cut it or write over its bytes in place. */
 static void test_journal_hardlink(void) {
-  static const char *const frag = "would write ";
+  static const char *const frag =
+      "evil in place, and that file has 2 hard links";
   NpkBuf r = {0};
   npk_jr_trunc(&r, "evil", 0);
   journal_case_as(&r, frag, 1, __LINE__);
   r.n = 0;
   npk_jr_region(&r, "evil", 8, "HACKED", 6);
   journal_case_as(&r, frag, 1, __LINE__);
-  r.n = 0;
-  npk_jr_region(&r, "evil", 8, "HACKED", 6);
-  journal_case_as(&r, "evil in place, and that file has 2 hard links", 1,
-                  __LINE__);
   npk_buf_free(&r);
 }
 
