@@ -12,10 +12,12 @@
 **   dangling  a link to outside/nothere
 **   real/     a real directory holding x and link (to outside/victim)
 **   a-npkbak  a backup of "a", for 'L' records
+**   hard      a hard link to outside/victim
 ** Beyond "no crash, no leak":
 **   - no file outside the store was created, changed or removed, whatever
 **     the records (the whole outside tree is compared, links not followed);
-**   - an open that succeeded left no journal behind;
+**   - an open that succeeded left no journal behind, and the lock file the
+**     write made is still there (no record may remove it);
 **   - a failed open says why, with a "numpack: " message.
 */
 #include <dirent.h>
@@ -159,6 +161,7 @@ static void setup_store(const uint8_t *records, size_t n) {
   FUZZ_CHECK(symlink(cat2(outside, "sub"), cat2(store, "sub")) == 0);
   FUZZ_CHECK(symlink(cat2(outside, "nothere"), cat2(store, "dangling")) == 0);
   FUZZ_CHECK(symlink(cat2(outside, "victim"), cat2(store, "real/link")) == 0);
+  FUZZ_CHECK(link(cat2(outside, "victim"), cat2(store, "hard")) == 0);
   npk_buf_put(&rec, records, n);
   npk_journal_header(&rec, hdr);
   npk_buf_put(&jr, hdr, sizeof hdr);
@@ -184,10 +187,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(st != NULL && err == NULL);
     /* Only the way to a write plays a journal back. */
     if (npk_session_open(st, &s) == NPK_OK) {
-      if (npk_recover(s) == NPK_OK)
+      if (npk_recover(s) == NPK_OK) {
         FUZZ_CHECK(lstat(cat2(store, NPK_JOURNAL), &sb) != 0);
-      else
+        FUZZ_CHECK(lstat(cat2(store, NPK_LOCKFILE), &sb) == 0);
+      } else {
         FUZZ_CHECK(strncmp(npk_errmsg(s), "numpack: ", 9) == 0);
+      }
       npk_session_close(s);
     }
     npk_store_release(st);

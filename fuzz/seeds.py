@@ -260,7 +260,8 @@ def indexes():
 
 # ---- journal records (metadata.npkm-journal) ---------------------------------
 # fuzz_journal adds the header; the store it plays them in links "evil",
-# "sub", "dangling" and "real/link" to files outside (fuzz_journal.c).
+# "sub", "dangling" and "real/link" to files outside, and "hard" is a hard
+# link to one (fuzz_journal.c).
 
 def jpath(kind, path):
     b = path.encode("utf-8")
@@ -278,7 +279,8 @@ def journals():
           empty_catalog +
           jpath("L", "a") + b"\x01" +
           jpath("X", "npktmp-1-1") +
-          jpath("C", "real/new") + struct.pack("<BQ", 1, 3) + b"new" +
+          jpath("C", "deleted_a.npkb") + struct.pack("<BQ", 0, 0) +
+          jpath("L", "real/new") + b"\x00" +
           jpath("R", "real/x") + struct.pack("<QQ", 2, 3) + b"XYZ")
     write(t, "trunc_link.bin", jpath("T", "evil") + struct.pack("<Q", 0))
     write(t, "region_link.bin",
@@ -296,6 +298,13 @@ def journals():
           jpath("T", "real/link") + struct.pack("<Q", 0))
     write(t, "region_dangling.bin",
           jpath("R", "dangling") + struct.pack("<QQ", 0, 3) + b"new")
+    write(t, "trunc_hardlink.bin", jpath("T", "hard") + struct.pack("<Q", 0))
+    write(t, "region_hardlink.bin",
+          jpath("R", "hard") + struct.pack("<QQ", 8, 6) + b"HACKED")
+    write(t, "remove_lock.bin", jpath("X", "metadata.npkm-lock"))
+    write(t, "unlink_lock.bin", jpath("L", "metadata.npkm-lock") + b"\x00")
+    write(t, "unlink_journal.bin",
+          jpath("L", "metadata.npkm-journal") + b"\x00")
 
 
 def main():

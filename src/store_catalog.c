@@ -357,7 +357,7 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
 ** engine's own files, and the names it gives backups, new files and
 ** bitmaps (a commit would overwrite them, opening a store would sweep
 ** some away). */
-static const char *reserved_name(const char *f) {
+const char *npk_reserved_name(const char *f) {
   size_t n = strlen(f);
   if (strcmp(f, NPK_CATALOG) == 0 || strcmp(f, NPK_CATALOG "-tmp") == 0)
     return "the store's catalog";
@@ -406,7 +406,7 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
     }
   }
   for (size_t i = 0; i < n && rc == NPK_OK; i++) {
-    const char *why = reserved_name(u[i].file);
+    const char *why = npk_reserved_name(u[i].file);
     if (why)
       rc = npk_err(e, NPK_CORRUPT, "%s: array \"%s\" keeps its rows in %s, "
                    "%s", what, u[i].array, u[i].file, why);

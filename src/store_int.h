@@ -302,7 +302,9 @@ int npk_test_crash_point(int step);
 /* ---- files of a store, named relative to it (store_io.c) ---- */
 /* Every file of a store is reached through these: a symbolic link or a
 ** file that is not a regular file, at REL or on its way, is NPK_CORRUPT
-** naming it; a missing one is NPK_NOTFOUND. */
+** naming it; a missing one is NPK_NOTFOUND.  npk_io_open with O_CREAT |
+** O_TRUNC makes a new file (O_EXCL) after removing any by that name, so
+** that no write goes through a hard link a leftover may be. */
 int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
                 NpkErr *e);
 int npk_io_lstat(NpkStore *st, const char *rel, struct stat *sb, NpkErr *e);
@@ -377,6 +379,9 @@ void npk_catalog_reindex(NpkCatalog *cat);
 ** lock file, journal, a bitmap, backup or temporary name). */
 int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
                             NpkErr *e);
+/* Why F may not be a data or segment file (one of the store's own files,
+** or a name kept for backups, new files or bitmaps), or NULL if it may. */
+const char *npk_reserved_name(const char *f);
 int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to);
 NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
                         const uint64_t *shape);

@@ -298,16 +298,33 @@ static int sys_err(NpkStore *st, int err, const char *what, const char *rel,
 }
 
 /* Refuse the first LEN bytes of REL (a directory on its way, or REL
-** itself), a file of type MODE that a store may not hold. */
+** itself), a file of type MODE that a store may not hold, which the
+** engine was about to VERB ("open", "remove", ...). */
 static int refuse(NpkStore *st, const char *rel, size_t len, mode_t mode,
-                  NpkErr *e) {
-  const char *why = S_ISLNK(mode)
-                        ? "is a symbolic link; refusing to follow it"
-                        : "is not a regular file; refusing to open it";
-  if (rel[len])
-    return npk_err(e, NPK_CORRUPT, "store %s: %.*s %s (on the way to %s)",
-                   st->dir, (int)len, rel, why, rel);
-  return npk_err(e, NPK_CORRUPT, "store %s: %s %s", st->dir, rel, why);
+                  const char *verb, NpkErr *e) {
+  if (S_ISLNK(mode)) {
+    if (rel[len])
+      return npk_err(e, NPK_CORRUPT, "store %s: %.*s is a symbolic link; "
+                     "refusing to follow it (on the way to %s)", st->dir,
+                     (int)len, rel, rel);
+    return npk_err(e, NPK_CORRUPT, "store %s: %s is a symbolic link; "
+                   "refusing to follow it", st->dir, rel);
+  }
+  return npk_err(e, NPK_CORRUPT, "store %s: %s is not a regular file; "
+                 "refusing to %s it", st->dir, rel, verb);
+}
+
+/* After a call on LAST (REL) in DIR failed with ERR: NPK_CORRUPT if what
+** is there is not a regular file (a directory where a backup or a data
+** file goes), else the system error.  Links may be removed or replaced:
+** that reaches nothing but the name. */
+static int fail_at(NpkStore *st, int dir, const char *last, const char *rel,
+                   int err, const char *verb, const char *what, NpkErr *e) {
+  struct stat sb;
+  if (fstatat(dir, last, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+      !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode))
+    return refuse(st, rel, strlen(rel), sb.st_mode, verb, e);
+  return sys_err(st, err, what, rel, e);
 }
 
 static void put_dir(NpkStore *st, int dir) {
@@ -343,7 +360,7 @@ static int walk(NpkStore *st, const char *rel, int *pdir, const char **plast,
     if (len <= NAME_MAX &&
         fstatat(dir, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
         S_ISLNK(sb.st_mode))
-      rc = refuse(st, rel, (size_t)(slash - rel), sb.st_mode, e);
+      rc = refuse(st, rel, (size_t)(slash - rel), sb.st_mode, "open", e);
     else if (err == ENOENT)
       rc = npk_err(e, NPK_NOTFOUND, "no file %s/%s", st->dir, rel);
     else
@@ -361,14 +378,24 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
   const char *last;
   struct stat sb;
   int dir, fd = -1, rc;
+  int fresh = (flags & (O_CREAT | O_TRUNC)) == (O_CREAT | O_TRUNC);
   *pfd = -1;
   if ((rc = walk(st, rel, &dir, &last, e))) return rc;
   /* Look before opening: opening a device can already do something. */
-  if (fstatat(dir, last, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-      !S_ISREG(sb.st_mode)) {
-    rc = refuse(st, rel, strlen(rel), sb.st_mode, e);
-    goto done;
+  if (fstatat(dir, last, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!S_ISREG(sb.st_mode)) {
+      rc = refuse(st, rel, strlen(rel), sb.st_mode, "open", e);
+      goto done;
+    }
+    /* A file created afresh is a new file: a leftover by its name may be
+    ** a hard link to a file outside the store, which truncating and
+    ** writing would reach. */
+    if (fresh && unlinkat(dir, last, 0) != 0 && errno != ENOENT) {
+      rc = fail_at(st, dir, last, rel, errno, "remove", "cannot remove", e);
+      goto done;
+    }
   }
+  if (fresh) flags = (flags & ~O_TRUNC) | O_EXCL;
   /* O_NONBLOCK: should a FIFO take the file's place meanwhile, opening it
   ** returns at once, and fstat then tells. */
   fd = openat(dir, last, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
@@ -376,7 +403,7 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
     int err = errno;
     if (fstatat(dir, last, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
         !S_ISREG(sb.st_mode))
-      rc = refuse(st, rel, strlen(rel), sb.st_mode, e);
+      rc = refuse(st, rel, strlen(rel), sb.st_mode, "open", e);
     else if (err == ENOENT)
       rc = npk_err(e, NPK_NOTFOUND, "no file %s/%s", st->dir, rel);
     else
@@ -385,7 +412,7 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
   } else if (fstat(fd, &sb) != 0) {
     rc = sys_err(st, errno, "cannot stat", rel, e);
   } else if (!S_ISREG(sb.st_mode)) {
-    rc = refuse(st, rel, strlen(rel), sb.st_mode, e);
+    rc = refuse(st, rel, strlen(rel), sb.st_mode, "open", e);
   } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
     rc = sys_err(st, errno, "cannot open", rel, e);
   }
@@ -419,7 +446,7 @@ int npk_io_unlink(NpkStore *st, const char *rel, NpkErr *e) {
   int dir, rc = walk(st, rel, &dir, &last, e);
   if (rc) return rc == NPK_NOTFOUND ? NPK_OK : rc;
   if (unlinkat(dir, last, 0) != 0 && errno != ENOENT)
-    rc = sys_err(st, errno, "cannot remove", rel, e);
+    rc = fail_at(st, dir, last, rel, errno, "remove", "cannot remove", e);
   put_dir(st, dir);
   return rc;
 }
@@ -431,7 +458,7 @@ int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e) {
   if ((rc = walk(st, from, &dfrom, &lfrom, e))) return rc;
   if ((rc = walk(st, to, &dto, &lto, e)) == NPK_OK) {
     if (renameat(dfrom, lfrom, dto, lto) != 0)
-      rc = sys_err(st, errno, "cannot rename to", to, e);
+      rc = fail_at(st, dto, lto, to, errno, "replace", "cannot rename to", e);
     put_dir(st, dto);
   }
   put_dir(st, dfrom);
@@ -444,8 +471,15 @@ int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e) {
   if ((rc = walk(st, from, &dfrom, &lfrom, e))) return rc;
   if ((rc = walk(st, to, &dto, &lto, e)) == NPK_OK) {
     /* Flags 0: a link is made to a symbolic link itself, never its target. */
-    if (linkat(dfrom, lfrom, dto, lto, 0) != 0)
-      rc = sys_err(st, errno, "cannot link", to, e);
+    if (linkat(dfrom, lfrom, dto, lto, 0) != 0) {
+      int err = errno;
+      struct stat sb;
+      if (fstatat(dfrom, lfrom, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+          !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode))
+        rc = refuse(st, from, strlen(from), sb.st_mode, "link", e);
+      else
+        rc = fail_at(st, dto, lto, to, err, "replace", "cannot link", e);
+    }
     put_dir(st, dto);
   }
   put_dir(st, dfrom);
@@ -498,7 +532,8 @@ done:
   return rc;
 }
 
-/* Create REL afresh (truncating any leftover) holding N bytes, synced. */
+/* Create REL afresh (a new file in place of any leftover) holding N
+** bytes, synced. */
 int npk_io_write_new(NpkStore *st, const char *rel, const void *p, size_t n,
                      NpkErr *e) {
   char abs[2 * PATH_MAX];

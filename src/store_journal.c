@@ -35,7 +35,10 @@
 ** Every record is idempotent, so a crash during playback is played again.
 ** A journal is input like the other files of a store: a record naming a
 ** symbolic link, or a path through one, stops playback with NPK_CORRUPT
-** (store_io.c), so no journal reaches a file outside the store.
+** (store_io.c), and so does one naming a file no commit journals (the lock
+** file, the journal itself) or writing in place to a file with another
+** hard link, so no journal reaches a file outside the store or lets two
+** writers in at once.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -190,6 +193,60 @@ int npk_journal_check(NpkStore *st, NpkErr *e) {
   return rc;
 }
 
+/* 1 if a commit journals records of TYPE for REL (build_journal in
+** store_txn.c): cut or rewritten in place, data and segment files (any
+** name a catalog may give them); restored from a backup or removed, those
+** and the bitmaps and the catalog; removed, the new files ("npktmp-").
+** Releases that wrote 'C' records wrote them for bitmaps and the catalog.
+** Anything else -- the lock file, the journal, a backup -- a commit never
+** journals: removing the lock file under a writer that holds it would let
+** a second writer in. */
+static int journaled(int type, const char *rel) {
+  size_t n = strlen(rel);
+  int cat = strcmp(rel, NPK_CATALOG) == 0;
+  int bitmap = strncmp(rel, "deleted_", 8) == 0 && n > 13 &&
+               strcmp(rel + n - 5, ".npkb") == 0 && !strchr(rel, '/');
+  int data = npk_reserved_name(rel) == NULL;
+  switch (type) {
+    case 'T':
+    case 'R':
+      return data;
+    case 'L':
+      return data || bitmap || cat;
+    case 'C':
+      return bitmap || cat;
+    case 'X':
+      return strncmp(rel, "npktmp-", 7) == 0 && !strchr(rel, '/');
+  }
+  return 0;
+}
+
+/* Playback writes REL (open as FD, at ABS) in place: refused if the file
+** has another name, which may lie outside the store -- unless that name is
+** its own backup, as a commit that appended to an array and then saved
+** over it leaves it. */
+static int check_links(NpkStore *st, int fd, const char *rel,
+                       const char *abs, NpkErr *e) {
+  struct stat sb, bb;
+  char *bak;
+  int own;
+  if (fstat(fd, &sb) != 0) return npk_err_sys(e, errno, "cannot stat", abs);
+  if (sb.st_nlink <= 1) return NPK_OK;
+  if (sb.st_nlink == 2) {
+    if (!(bak = npk_backup_name(rel)))
+      return npk_err(e, NPK_NOMEM, "out of memory");
+    own = npk_io_lstat(st, bak, &bb, e) == NPK_OK && S_ISREG(bb.st_mode) &&
+          bb.st_dev == sb.st_dev && bb.st_ino == sb.st_ino;
+    free(bak);
+    e->rc = NPK_OK;
+    if (own) return NPK_OK;
+  }
+  return npk_err(e, NPK_CORRUPT, "%s/%s is damaged: it would write %s in "
+                 "place, and that file has %llu hard links (another name may "
+                 "lie outside the store)", st->dir, NPK_JOURNAL, abs,
+                 (unsigned long long)sb.st_nlink);
+}
+
 /* Undo one record.  P points at its type byte; *PAT advances past it. */
 static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
                 NpkErr *e) {
@@ -209,6 +266,13 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
   rel[plen] = 0;
   at += plen;
   if (!npk_relpath_valid(rel) || strlen(rel) != plen) goto bad;
+  if (!journaled(type, rel)) {
+    if (type == 0 || !strchr("CLTRX", type)) goto bad;
+    rc = npk_err(e, NPK_CORRUPT, "%s/%s is damaged: the record at byte %zu "
+                 "names %s, a file no commit changes that way", st->dir,
+                 NPK_JOURNAL, *pat + JHEADER, rel);
+    goto done;
+  }
   abs = npk_path(st->dir, rel);
   if (!abs) {
     rc = npk_err(e, NPK_NOMEM, "out of memory");
@@ -266,6 +330,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
         rc = NPK_OK;
         break;
       }
+      if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, e);
       if (rc == NPK_OK) rc = npk_io_ftruncate(st, fd, len, abs, e);
       if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
       break;
@@ -280,6 +345,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       rc = npk_io_open(st, rel, O_RDWR, &fd, e);
       if (rc == NPK_NOTFOUND)
         rc = npk_err(e, NPK_IOERR, "cannot open %s: no such file", abs);
+      if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, e);
       if (rc == NPK_OK)
         rc = npk_io_pwrite(st, fd, p + at, (size_t)len, off, abs, e);
       if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);

@@ -66,25 +66,49 @@ static void map_lock_page(NpkStore *st, int fd) {
   pthread_mutex_unlock(&st->mu);
 }
 
+/* The lock file FD must have no other name: one outside the store would
+** take the commit mark (and the size npk_lock_create gives the file). */
+static int check_links(NpkStore *st, int fd, struct stat *sb, NpkErr *e) {
+  if (fstat(fd, sb) != 0)
+    return npk_err_sys(e, errno, "cannot stat lock file of", st->dir);
+  if (sb->st_nlink > 1)
+    return npk_err(e, NPK_CORRUPT, "store %s: %s has %llu hard links; "
+                   "refusing to use it, as another name may lie outside the "
+                   "store", st->dir, NPK_LOCKFILE,
+                   (unsigned long long)sb->st_nlink);
+  return NPK_OK;
+}
+
 /* Readers open the lock file if it is there and never create, extend or
 ** otherwise change it: shared locks work on a read-only descriptor (an
 ** open-file-description read lock needs only read access), so a lock file
-** this process may not write still serves.  No lock file, or one that
-** cannot be opened at all, leaves *PFD at -1 and the session reads without
-** locking (see npk_shared_lock for what that gives up); a lock file that is
-** a link or not a regular file is NPK_CORRUPT, as any file of the store.
-** *PRW tells whether the descriptor can also take write locks. */
+** this process may not write still serves.  No lock file, or one this
+** process may not open at all (permissions, NPK_READONLY), leaves *PFD at
+** -1 and the session reads without locking (see npk_shared_lock for what
+** that gives up).  Any other failure (no descriptor left, an I/O error) is
+** returned: reading without the lock that is there would let a commit
+** change the files under the reader.  A lock file that is a link, not a
+** regular file or has another name is NPK_CORRUPT, as any file of the
+** store.  *PRW tells whether the descriptor can also take write locks. */
 int npk_lock_open(NpkStore *st, int *pfd, int *prw, NpkErr *e) {
+  struct stat sb;
   int fd = -1, rc = NPK_READONLY;
   *pfd = -1;
   *prw = 0;
   if (!st->readonly) rc = npk_io_open(st, NPK_LOCKFILE, O_RDWR, &fd, e);
   if (rc == NPK_OK) *prw = 1;
-  else if (rc != NPK_CORRUPT && rc != NPK_NOMEM)
+  else if (rc == NPK_READONLY)
     rc = npk_io_open(st, NPK_LOCKFILE, O_RDONLY, &fd, e);
-  if (rc == NPK_CORRUPT || rc == NPK_NOMEM) return rc;
-  e->rc = NPK_OK;
-  if (rc) return NPK_OK;
+  if (rc == NPK_NOTFOUND || rc == NPK_READONLY) {
+    e->rc = NPK_OK;
+    return NPK_OK;
+  }
+  if (rc) return rc;
+  if ((rc = check_links(st, fd, &sb, e))) {
+    close(fd);
+    *prw = 0;
+    return rc;
+  }
   *pfd = fd;
   map_lock_page(st, fd);
   return NPK_OK;
@@ -97,7 +121,11 @@ int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e) {
   int fd, rc = npk_io_open(st, NPK_LOCKFILE, O_RDWR | O_CREAT, &fd, e);
   *pfd = -1;
   if (rc) return rc;
-  if (fstat(fd, &sb) == 0 && sb.st_size < 4096) {
+  if ((rc = check_links(st, fd, &sb, e))) {
+    close(fd);
+    return rc;
+  }
+  if (sb.st_size < 4096) {
     if (ftruncate(fd, 4096) != 0) {
       rc = npk_err_sys(e, errno, "cannot extend lock file of", st->dir);
       close(fd);

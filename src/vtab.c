@@ -547,6 +547,19 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
                      &info, pzErr);
     if (rc) goto fail;
   }
+  /* Rows cross SQL as BLOBs, and one is assembled in v->scratch: an array
+  ** of the store whose rows are over SQLite's BLOB limit (CREATE refuses
+  ** such a shape=, but the store may hold one) is refused by its size. */
+  if (info.row_bytes >
+      (uint64_t)sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1)) {
+    *pzErr = sqlite3_mprintf("numpack: table %s: array \"%s\" has rows of "
+                             "%llu bytes, over SQLite's BLOB limit of %d",
+                             argv[2], a.array,
+                             (unsigned long long)info.row_bytes,
+                             sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1));
+    rc = SQLITE_ERROR;
+    goto fail;
+  }
   v->dtype = info.dtype;
   v->item = npk_dtype_size(info.dtype);
   v->row_bytes = info.row_bytes;

@@ -10,6 +10,7 @@
 ** was created, changed or removed.
 */
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "store_testutil.h"
 #include "store_int.h"
@@ -420,18 +421,21 @@ static void test_fifo_bitmap(void) {
 
 /* ---- a crafted journal ------------------------------------------------ */
 
-/* A store whose directory holds "evil", a link to outside/victim, and
-** "sub", a link to outside/, and a hot journal of records REC: opening it
-** must refuse the journal, naming FRAG, touch nothing outside, and leave
-** the journal in place. */
-static void journal_case(const NpkBuf *rec, const char *frag, int line) {
+/* A store whose directory holds "evil", a link to outside/victim (a hard
+** link if HARD, else a symbolic one), and "sub", a link to outside/, and a
+** hot journal of records REC: opening it must refuse the journal, naming
+** FRAG, touch nothing outside, and leave the journal and the lock file in
+** place. */
+static void journal_case_as(const NpkBuf *rec, const char *frag, int hard,
+                            int line) {
   Trust x;
   char target[1400];
   trust_init(&x);
   tu_write_file(P(x.sub, "moved-npkbak"), "backup", 6);
   trust_resnap(&x);
   snprintf(target, sizeof target, "%s/victim", x.out);
-  make_link(&x, "evil", target);
+  if (hard) CHECK_EQ(link(target, P(x.t.dir, "evil")), 0);
+  else make_link(&x, "evil", target);
   make_link(&x, "sub", x.sub);
   write_journal(P(x.t.dir, TU_JOURNAL), rec);
   x.hot = 1;
@@ -440,7 +444,15 @@ static void journal_case(const NpkBuf *rec, const char *frag, int line) {
     ctest_case_failures++;
     printf("FAIL line %d: the refused journal is gone\n", line);
   }
+  if (!tu_exists(P(x.t.dir, TU_LOCK))) {
+    ctest_case_failures++;
+    printf("FAIL line %d: the lock file is gone\n", line);
+  }
   trust_done(&x);
+}
+
+static void journal_case(const NpkBuf *rec, const char *frag, int line) {
+  journal_case_as(rec, frag, 0, line);
 }
 
 static void test_journal_links(void) {
@@ -453,12 +465,14 @@ static void test_journal_links(void) {
   npk_jr_region(&r, "evil", 8, "HACKED", 6);
   journal_case(&r, "evil" LINKED, __LINE__);
   r.n = 0;
-  /* Through a linked directory: create, remove, truncate, rename. */
+  /* Through a linked directory: create, remove, truncate, rename.  (No
+  ** commit journals a whole file or a new one there: those records are
+  ** refused by their names.) */
   jr_content(&r, "sub/created", "new", 3, 1);
-  journal_case(&r, via, __LINE__);
+  journal_case(&r, "names sub/created, a file no commit", __LINE__);
   r.n = 0;
   npk_jr_temp(&r, "sub/victim2");
-  journal_case(&r, via, __LINE__);
+  journal_case(&r, "names sub/victim2, a file no commit", __LINE__);
   r.n = 0;
   npk_jr_link(&r, "sub/victim2", 0);
   journal_case(&r, via, __LINE__);
@@ -472,6 +486,81 @@ static void test_journal_links(void) {
   npk_jr_region(&r, "sub/victim2", 0, "HACKED", 6);
   journal_case(&r, via, __LINE__);
   npk_buf_free(&r);
+}
+
+/* A file in the store that is a hard link to outside/victim: playback
+** used to cut it or write over its bytes in place. */
+static void test_journal_hardlink(void) {
+  static const char *const frag =
+      "evil in place, and that file has 2 hard links";
+  NpkBuf r = {0};
+  npk_jr_trunc(&r, "evil", 0);
+  journal_case_as(&r, frag, 1, __LINE__);
+  r.n = 0;
+  npk_jr_region(&r, "evil", 8, "HACKED", 6);
+  journal_case_as(&r, frag, 1, __LINE__);
+  npk_buf_free(&r);
+}
+
+/* Records a commit never writes: removing or replacing the lock file or
+** the journal (which let a second writer in beside one holding the lock),
+** a backup, or data files by the wrong kind of record. */
+static void test_journal_names(void) {
+  static const struct {
+    int type;
+    const char *rel;
+  } cases[] = {
+    {'X', TU_LOCK}, {'L', TU_LOCK}, {'X', TU_JOURNAL}, {'L', TU_JOURNAL},
+    {'T', TU_LOCK}, {'R', TU_LOCK}, {'C', TU_LOCK}, {'T', TU_JOURNAL},
+    {'L', "data_a.npkd-npkbak"}, {'X', "data_a.npkd"}, {'C', "data_a.npkd"},
+    {'T', TU_CATALOG}, {'R', "deleted_a.npkb"}, {'X', "metadata.npkm-tmp"},
+    {'L', "npktmp-1-1"}, {'X', "sub/npktmp-1-1"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    NpkBuf r = {0};
+    char frag[200];
+    switch (cases[i].type) {
+      case 'X': npk_jr_temp(&r, cases[i].rel); break;
+      case 'L': npk_jr_link(&r, cases[i].rel, i % 2); break;
+      case 'T': npk_jr_trunc(&r, cases[i].rel, 0); break;
+      case 'R': npk_jr_region(&r, cases[i].rel, 64, "HACKED", 6); break;
+      default: jr_content(&r, cases[i].rel, "new", 3, 1); break;
+    }
+    snprintf(frag, sizeof frag, "record at byte 24 names %s, a file no "
+             "commit changes that way", cases[i].rel);
+    journal_case(&r, frag, __LINE__);
+    npk_buf_free(&r);
+  }
+}
+
+static long a_mismatch(NpkSession *s);
+
+/* A commit that appended to an array and then saved over it leaves the
+** grown data file linked to its own backup: playback cuts it all the same. */
+static void test_journal_own_backup(void) {
+  Trust x;
+  NpkBuf r = {0};
+  NpkStore *st;
+  NpkSession *s;
+  int64_t grown[4] = {1, 2, 3, 99};
+  trust_init(&x);
+  tu_write_file(P(x.t.dir, "data_a.npkd"), grown, sizeof grown);
+  CHECK_EQ(link(P(x.t.dir, "data_a.npkd"), P(x.t.dir, "data_a.npkd-npkbak")),
+           0);
+  npk_jr_trunc(&r, "data_a.npkd", sizeof base_rows);
+  npk_jr_link(&r, "data_a.npkd", 1);
+  npk_jr_link(&r, TU_CATALOG, 1);
+  write_journal(P(x.t.dir, TU_JOURNAL), &r);
+  s = tu_open(x.t.dir, 0, &st);
+  if (s) {
+    CHECK_EQ(npk_recover(s), NPK_OK);
+    CHECK_EQ(a_mismatch(s), 0);
+  }
+  tu_close(st, s);
+  CHECK(!tu_exists(P(x.t.dir, TU_JOURNAL)));
+  CHECK(!tu_exists(P(x.t.dir, "data_a.npkd-npkbak")));
+  outside_same(&x, __LINE__);
+  npk_buf_free(&r);
+  trust_done(&x);
 }
 
 /* Rows of "a" that differ from base_rows; -1 if its row count does. */
@@ -592,6 +681,102 @@ static void test_commit_clash(void) {
   trust_done(&x);
 }
 
+/* ---- hard links to files outside -------------------------------------- */
+
+/* The lock file: opening used to pad the other name to 4096 bytes, each
+** commit to write its mark 64 bytes in. */
+static void test_hardlink_lock(void) {
+  Trust x;
+  trust_init(&x);
+  unlink(P(x.t.dir, TU_LOCK));
+  CHECK_EQ(link(P(x.out, "victim"), P(x.t.dir, TU_LOCK)), 0);
+  expect_refused(&x, "a", TU_LOCK " has 2 hard links; refusing to use it",
+                 __LINE__);
+  trust_done(&x);
+}
+
+/* Leftovers by the names of files a commit creates afresh, each a hard
+** link to a file outside: the new file takes the name, and the file
+** outside keeps its bytes. */
+static void test_hardlink_fresh(void) {
+  static const char *const names[] = {
+    "metadata.npkm-tmp", "deleted_a.npkb-tmp", "npktmp-%ld-1"};
+  Trust x;
+  NpkStore *st;
+  NpkSession *s;
+  int64_t row = 42, got[4];
+  uint64_t shape[1] = {1}, r1 = 1;
+  char victim[1400];
+  trust_init(&x);
+  snprintf(victim, sizeof victim, "%s/victim", x.out);
+  s = tu_open(x.t.dir, 0, &st);
+  CHECK(s != NULL);
+  if (s) {
+    /* The first write removed leftovers; later ones need not look. */
+    CHECK_EQ(npk_append(s, "a", NPK_INT64, 1, shape, &row), NPK_OK);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+      char name[64];
+      snprintf(name, sizeof name, names[i], (long)getpid());
+      CHECK_EQ(link(victim, P(x.t.dir, name)), 0);
+    }
+    trust_resnap(&x);
+    CHECK_EQ(npk_delete_rows(s, "a", &r1, 1), NPK_OK);
+    CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, &row), NPK_OK);
+    CHECK_EQ(load_i64(s, "a", got, 4), 3);
+    CHECK(got[0] == 1 && got[1] == 3 && got[2] == 42);
+    CHECK_EQ(load_i64(s, "b", got, 4), 1);
+    CHECK(got[0] == 42);
+  }
+  tu_close(st, s);
+  outside_same(&x, __LINE__);
+  trust_done(&x);
+  /* Creating a store where its catalog's temporary name is one. */
+  trust_init(&x);
+  tu_rm_rf(x.t.dir);
+  mkdir(x.t.dir, 0755);
+  snprintf(victim, sizeof victim, "%s/victim", x.out);
+  CHECK_EQ(link(victim, P(x.t.dir, "metadata.npkm-tmp")), 0);
+  trust_resnap(&x);
+  s = tu_open(x.t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  tu_close(st, s);
+  outside_same(&x, __LINE__);
+  trust_done(&x);
+}
+
+/* A lock file that is there but cannot be opened for want of a descriptor
+** is an error: reading without it let a commit change rows under the
+** reader. */
+static void test_lock_open_error(void) {
+  Trust x;
+  NpkStore *st;
+  NpkSession *s;
+  struct rlimit old, low;
+  int fds[256], n = 0, fd, rc;
+  trust_init(&x);
+  s = tu_open(x.t.dir, 0, &st);
+  CHECK(s != NULL);
+  if (s && getrlimit(RLIMIT_NOFILE, &old) == 0) {
+    low = old;
+    low.rlim_cur = 200;
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    while (n < 256 && (fd = open("/dev/null", O_RDONLY)) >= 0) fds[n++] = fd;
+    rc = npk_read_begin(s);
+    while (n > 0) close(fds[--n]);
+    setrlimit(RLIMIT_NOFILE, &old);
+    CHECK_EQ(rc, NPK_IOERR);
+    CHECK_HAS(npk_errmsg(s), "cannot open");
+    CHECK_HAS(npk_errmsg(s), TU_LOCK);
+    if (rc == NPK_OK) npk_read_end(s);
+    /* With descriptors again, the session reads under the lock. */
+    CHECK_EQ(npk_read_begin(s), NPK_OK);
+    CHECK_EQ(a_mismatch(s), 0);
+    npk_read_end(s);
+  }
+  tu_close(st, s);
+  trust_done(&x);
+}
+
 /* ---- the store directory itself may be a link ----------------------- */
 
 static void test_store_dir_link(void) {
@@ -630,6 +815,12 @@ int main(void) {
   RUN(test_fifo_data);
   RUN(test_fifo_bitmap);
   RUN(test_journal_links);
+  RUN(test_journal_hardlink);
+  RUN(test_journal_names);
+  RUN(test_journal_own_backup);
+  RUN(test_hardlink_lock);
+  RUN(test_hardlink_fresh);
+  RUN(test_lock_open_error);
   RUN(test_catalog_shared_file);
   RUN(test_catalog_own_files);
   RUN(test_commit_clash);
