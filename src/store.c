@@ -485,17 +485,7 @@ done:
 
 /* Undo a failed npk_array_load_storage: A is as the catalog made it. */
 static void unload(NpkStore *st, NpkArray *a) {
-  for (int i = 0; i < a->nseg; i++) npk_file_unref(st, a->seg[i].file);
-  free(a->seg);
-  if (a->seg_names) {
-    for (int i = 0; i < a->nseg; i++) free(a->seg_names[i]);
-    free(a->seg_names);
-  }
-  npk_bm_free(a->bm);
-  a->seg = NULL;
-  a->seg_names = NULL;
-  a->nseg = 0;
-  a->bm = NULL;
+  npk_array_drop_storage(st, a);
   a->has_bm_file = 0;
 }
 

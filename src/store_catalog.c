@@ -96,8 +96,7 @@ NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
 
 void npk_array_ref(NpkArray *a) { a->refs++; }
 
-void npk_array_unref(NpkStore *st, NpkArray *a) {
-  if (!a || --a->refs > 0) return;
+void npk_array_drop_storage(NpkStore *st, NpkArray *a) {
   for (int i = 0; i < a->nseg; i++) npk_file_unref(st, a->seg[i].file);
   free(a->seg);
   if (a->seg_names) {
@@ -105,6 +104,15 @@ void npk_array_unref(NpkStore *st, NpkArray *a) {
     free(a->seg_names);
   }
   npk_bm_free(a->bm);
+  a->seg = NULL;
+  a->seg_names = NULL;
+  a->nseg = 0;
+  a->bm = NULL;
+}
+
+void npk_array_unref(NpkStore *st, NpkArray *a) {
+  if (!a || --a->refs > 0) return;
+  npk_array_drop_storage(st, a);
   npk_ov_free(st, a->ov);
   free(a->name);
   free(a->data_file);

@@ -386,6 +386,8 @@ int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to);
 NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
                         const uint64_t *shape);
 void npk_array_ref(NpkArray *a);
+/* Close A's files and free its segments and bitmap (A stays, empty). */
+void npk_array_drop_storage(NpkStore *st, NpkArray *a);
 void npk_array_unref(NpkStore *st, NpkArray *a);
 int npk_shape_bytes(int dtype, uint32_t ndim, const uint64_t *shape,
                     uint64_t *row_bytes, uint64_t *total);
