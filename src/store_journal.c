@@ -188,7 +188,9 @@ int npk_journal_check(NpkStore *st, NpkErr *e) {
   if (rc == NPK_NOTFOUND) rc = NPK_OK;
   else if (rc == NPK_OK && journal_whole(p, n))
     rc = npk_err(e, NPK_BUSY, "store %s has an interrupted commit; a write "
-                 "will recover it", st->dir);
+                 "will recover it%s", st->dir,
+                 st->readonly ? " (not one through this read-only opening)"
+                              : "");
   free(p);
   return rc;
 }

@@ -889,6 +889,8 @@ static int check_recovered(const char *dir, const Model *before,
         CHECK_EQ(rc, NPK_BUSY);
         CHECK(hot);
         CHECK(strstr(npk_errmsg(s), "has an interrupted commit") != NULL);
+        /* A read-only opening says it cannot be the one to recover. */
+        CHECK((strstr(npk_errmsg(s), "read-only opening") != NULL) == ro);
       }
       buf_free(&got);
     }
