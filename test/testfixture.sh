@@ -36,7 +36,7 @@ command -v dpkg-query >/dev/null 2>&1 ||
   die "not a Debian system: set NUMPACK_TESTFIXTURE_DIR (see the top of $0)"
 version=$(dpkg-query -W -f='${source:Version}' libsqlite3-dev 2>/dev/null) ||
   die "libsqlite3-dev is not installed"
-cache=${NUMPACK_TESTFIXTURE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/numpack}
+cache=${NUMPACK_TESTFIXTURE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/numpack}
 dir=$cache/testfixture-$version
 if [ -x "$dir/testfixture" ] && [ -f "$dir/test/tester.tcl" ]; then
   echo "$dir"
