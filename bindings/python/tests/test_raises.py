@@ -244,11 +244,12 @@ def test_drop_names_must_be_strings(full):
         full.drop(["a", 5])
 
 
-def test_batch_modes_do_not_nest(full):
+def test_batch_modes_of_different_kinds_do_not_nest(full):
     with full.batch_mode():
-        with pytest.raises(RuntimeError, match="nest"):
+        with pytest.raises(RuntimeError, match="other kind"):
             full.writable_batch_mode().__enter__()
-        with pytest.raises(RuntimeError, match="nest"):
+    with full.writable_batch_mode():
+        with pytest.raises(RuntimeError, match="other kind"):
             full.batch_mode().__enter__()
 
 
