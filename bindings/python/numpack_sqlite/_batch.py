@@ -13,6 +13,8 @@ def _enter(npk, batch):
     npk._check()
     outer = npk._batch
     if outer is not None:
+        if outer is batch or batch._outer is not None:
+            raise RuntimeError("this batch block is already active")
         if type(outer) is not type(batch):
             raise RuntimeError(
                 "a batch mode of the other kind is already active on this "

@@ -288,6 +288,18 @@ def test_batch_modes_of_different_kinds_do_not_nest(full):
             full.batch_mode().__enter__()
 
 
+def test_a_batch_block_cannot_be_entered_twice(full):
+    for make in (full.batch_mode, full.writable_batch_mode):
+        block = make()
+        with block:
+            with pytest.raises(RuntimeError, match="already active"):
+                block.__enter__()
+            with make() as inner:
+                with pytest.raises(RuntimeError, match="already active"):
+                    inner.__enter__()
+    assert np.array_equal(full.load("a"), np.arange(10.0))
+
+
 def test_memory_limit_must_be_positive(full):
     for bad in (0, -1, "10", True):
         with pytest.raises(ValueError, match="memory_limit"):
