@@ -8,10 +8,19 @@ from ._numpack import _BatchBase
 
 
 def _enter(npk, batch):
+    """Begin BATCH, or make it join the active batch of its own kind (as
+    NumPack lets a batch block run inside another); True if it joined."""
     npk._check()
-    if npk._batch is not None:
-        raise RuntimeError("a batch mode is already active on this NumPack "
-                           "instance; batch modes do not nest")
+    outer = npk._batch
+    if outer is not None:
+        if outer is batch or batch._outer is not None:
+            raise RuntimeError("this batch block is already active")
+        if type(outer) is not type(batch):
+            raise RuntimeError(
+                "a batch mode of the other kind is already active on this "
+                "NumPack instance; only blocks of the same kind nest")
+        batch._outer = outer
+        return True
     npk._batch = batch
     npk._cache, npk._dirty, npk._prejoin = {}, {}, []
     try:
@@ -22,6 +31,7 @@ def _enter(npk, batch):
     except BaseException:
         npk._batch = None
         raise
+    return False
 
 
 def _leave(npk, commit):
@@ -44,6 +54,8 @@ class _Block(_BatchBase):
     """The ``with`` protocol both batch modes share: begin on entry, and
     on exit commit (or, after an exception, roll back) through _finish."""
 
+    _outer = None   # the active block this nested one joined
+
     def __enter__(self):
         with self.npk._lock:
             _enter(self.npk, self)
@@ -51,7 +63,16 @@ class _Block(_BatchBase):
 
     def __exit__(self, exc_type, exc_val, exc_tb):
         with self.npk._lock:
-            if self.npk._batch is self:
+            outer = self._outer
+            if outer is not None:
+                # A nested block only ends its part of the outer block's
+                # transaction, which the outermost block commits.  One
+                # transaction cannot keep what came before the error and
+                # drop the rest, so an error leaving it fails them all.
+                self._outer = None
+                if exc_type is not None and self.npk._batch is outer:
+                    outer.failed = True
+            elif self.npk._batch is self:
                 self._finish(exc_type)
         return False
 
@@ -110,6 +131,8 @@ class WritableBatchMode(_Block):
 
     def load(self, array_name):
         """The array to modify in place (the same object on every call)."""
+        if self._outer is not None:
+            return self._outer.load(array_name)
         npk = self.npk
         with npk._lock:
             if npk._batch is not self:

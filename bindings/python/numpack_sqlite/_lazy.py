@@ -260,3 +260,116 @@ class LazyArray:
     def __array__(self, dtype=None, *args, **kwargs):
         a = self.to_numpy()
         return a if dtype is None else a.astype(dtype, copy=False)
+
+    # ---- shape changes -------------------------------------------------------
+
+    def reshape(self, *shape):
+        """A LazyArray view of the same elements (C order) in SHAPE (a
+        tuple, a list or ints; one -1 is inferred), as NumPack's reshape
+        returns; nothing is read.  This array is left unchanged."""
+        if not shape:
+            raise TypeError("reshape() needs a shape")
+        if len(shape) == 1:
+            shape = shape[0]
+        # NumPy's own rules and errors, on an array of zero-byte elements
+        # (no memory whatever the shape).
+        new = np.empty(self.shape, np.dtype([])).reshape(shape).shape
+        return _Reshaped(getattr(self, "_base", self), new)
+
+    def transpose(self, *axes):
+        """The live rows read into an ndarray, transposed as NumPy does."""
+        return self.to_numpy().transpose(*axes)
+
+    @property
+    def T(self):
+        return self.to_numpy().T
+
+
+class _Reshaped(LazyArray):
+    """A reshape of a LazyArray: the base's live rows read as one flat
+    sequence of elements (C order) cut into rows of another shape.  A view
+    row is read from the base rows its elements fall in, so a slice of
+    view rows reads a run of base rows and nothing more."""
+
+    def __init__(self, base, shape):
+        self._base = base
+        self._name, self._dtype = base._name, base._dtype
+        self._shape = tuple(shape)
+        self._n = self._shape[0] if self._shape else 1
+        self._row_shape = self._shape[1:]
+        self._rv = int(np.prod(self._row_shape, dtype=np.int64))
+        self._rb = int(np.prod(base._row_shape, dtype=np.int64))
+
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def ndim(self):
+        return len(self._shape)
+
+    def __len__(self):
+        if not self._shape:
+            raise TypeError("len() of unsized object")
+        return self._n
+
+    def __repr__(self):
+        return (f"LazyArray(name={self._name!r}, shape={self._shape}, "
+                f"dtype={self._dtype})")
+
+    def __getitem__(self, key):
+        if not self._shape:
+            return self._span(0, 1).reshape(())[key]
+        return super().__getitem__(key)
+
+    def __iter__(self):
+        if not self._shape:
+            raise TypeError("iteration over a 0-d array")
+        return super().__iter__()
+
+    def to_numpy(self):
+        if not self._shape:
+            return self._span(0, 1).reshape(())
+        return self[:]
+
+    def _span(self, a, b):
+        """View rows A..B-1 (a contiguous run): a new ndarray."""
+        out = (max(b - a, 0),) + self._row_shape
+        if b <= a or self._rv == 0 or self._rb == 0:
+            return np.empty(out, self._dtype)
+        lo, hi = a * self._rv, b * self._rv
+        first, last = lo // self._rb, (hi - 1) // self._rb
+        flat = self._base[first:last + 1].reshape(-1)
+        off = first * self._rb
+        return flat[lo - off:hi - off].reshape(out)
+
+    def _rows(self, pos):
+        flat = pos.reshape(-1)
+        if len(flat) and (len(flat) == 1 or (np.diff(flat) == 1).all()):
+            return self._span(int(flat[0]), int(flat[-1]) + 1) \
+                .reshape(pos.shape + self._row_shape)
+        if not len(flat) or self._rv == 0:
+            return np.empty(pos.shape + self._row_shape, self._dtype)
+        elem = flat[:, None] * self._rv + np.arange(self._rv, dtype=np.int64)
+        brow, inv = np.unique(elem // self._rb, return_inverse=True)
+        rows = self._base._rows(brow).reshape(len(brow), self._rb)
+        out = rows[inv.reshape(elem.shape), elem % self._rb]
+        return out.reshape(pos.shape + self._row_shape)
+
+    def _first(self, key):
+        if isinstance(key, (bool, np.bool_)):
+            raise IndexError("a bool is not a row index")
+        if isinstance(key, (int, np.integer)):
+            i = operator.index(key)
+            if i < -self._n or i >= self._n:
+                raise IndexError(f"index {i} is out of range for {self._n} "
+                                 "rows")
+            i %= self._n
+            return self._span(i, i + 1)[0], True
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self._n)
+            if step == 1:
+                return self._span(start, stop), False
+            return self._rows(np.arange(start, stop, step,
+                                        dtype=np.int64)), False
+        return self._rows(self._positions(key)), False

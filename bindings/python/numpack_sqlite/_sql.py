@@ -370,7 +370,8 @@ def decode(blob):
 
 # ---- index arguments -----------------------------------------------------
 
-INDEX_TYPES = "int, list of int, numpy.ndarray of int or slice"
+# NumPack's own words, which callers match on; the detail follows them.
+BAD_INDEX = "The indexes must be int or list or numpy.ndarray or slice"
 
 
 def _as_int(v, what):
@@ -395,7 +396,7 @@ class Index:
 
     def __init__(self, idx):
         if isinstance(idx, (bool, np.bool_)):
-            raise ValueError(f"The indexes must be {INDEX_TYPES}; "
+            raise ValueError(f"{BAD_INDEX} (of int); "
                              f"got a bool ({idx!r})")
         if isinstance(idx, (int, np.integer)):
             self._set("int", int(idx), int(idx), True)
@@ -428,10 +429,10 @@ class Index:
                 self._set("int", int(a), int(a), True)
                 return
             if a.ndim != 1:
-                raise ValueError(f"The indexes must be {INDEX_TYPES}; got an "
+                raise ValueError(f"{BAD_INDEX} (of int); got an "
                                  f"array of {a.ndim} dimensions")
             if a.size and a.dtype.kind not in "iu":
-                raise ValueError(f"The indexes must be {INDEX_TYPES}; got "
+                raise ValueError(f"{BAD_INDEX} (of int); got "
                                  f"elements of dtype {a.dtype}")
             if a.dtype.kind == "u" and a.size and \
                     int(a.max()) > _INT64_MAX:
@@ -440,7 +441,7 @@ class Index:
                 np.empty(0, np.int64)
             self._set("list", a, _json_list(a), False)
             return
-        raise ValueError(f"The indexes must be {INDEX_TYPES}; "
+        raise ValueError(f"{BAD_INDEX} (of int); "
                          f"got {type(idx).__name__}")
 
     def _set(self, kind, value, sql, scalar):

@@ -227,3 +227,82 @@ def test_writable_load_outside_block(npk):
     wb = npk.writable_batch_mode()
     with pytest.raises(RuntimeError):
         wb.load("a")
+
+
+# ---- nested blocks ------------------------------------------------------------
+
+def test_nested_batch_joins_the_outer_block(path, npk):
+    npk.save({"a": np.arange(4.0)})
+    c0 = commits(npk)
+    with npk.batch_mode() as outer:
+        a = npk.load("a")
+        a += 1
+        npk.save({"a": a})
+        with npk.batch_mode() as inner:
+            assert inner is not outer
+            assert npk.load("a") is a            # the outer block's cache
+            a += 10
+            npk.save({"a": a, "b": np.ones(3)})
+        # The inner block's end commits nothing: it is part of the outer.
+        assert commits(npk) == c0
+        assert list(other_view(path)) == ["a"]
+        assert np.array_equal(other_view(path)["a"], np.arange(4.0))
+        assert npk.load("a") is a                # still batching
+        with npk.batch_mode():
+            with npk.batch_mode():               # any depth
+                npk.save({"c": np.zeros(2)})
+        npk.save({"d": np.full(2, 7.0)})
+    assert commits(npk) == c0 + 1
+    view = other_view(path)
+    assert sorted(view) == ["a", "b", "c", "d"]
+    assert np.array_equal(view["a"], np.arange(4.0) + 11)
+    assert np.array_equal(view["b"], np.ones(3))
+    assert np.array_equal(view["d"], np.full(2, 7.0))
+
+
+def test_error_out_of_nested_batch_writes_nothing(path, npk):
+    npk.save({"a": np.arange(4.0)})
+    with pytest.raises(Boom):
+        with npk.batch_mode():
+            npk.save({"b": np.ones(2)})
+            with npk.batch_mode():
+                npk.save({"c": np.ones(2)})
+                raise Boom()
+    assert npk.get_member_list() == ["a"]
+    assert list(other_view(path)) == ["a"]
+
+
+def test_error_caught_inside_the_outer_batch_fails_it(path, npk):
+    npk.save({"a": np.arange(4.0)})
+    with npk.batch_mode():
+        npk.save({"b": np.ones(2)})
+        try:
+            with npk.batch_mode():
+                npk.save({"c": np.ones(2)})
+                raise Boom()
+        except Boom:
+            pass
+        with pytest.raises(Exception, match="rolled back"):
+            npk.append({"a": np.zeros(1)})
+    assert npk.get_member_list() == ["a"]
+    assert list(other_view(path)) == ["a"]
+    with npk.batch_mode():                       # the next block works
+        npk.save({"e": np.ones(1)})
+    assert sorted(other_view(path)) == ["a", "e"]
+
+
+def test_nested_writable_batch_joins_the_outer_block(path, npk):
+    npk.save({"a": np.arange(4.0)})
+    c0 = commits(npk)
+    with npk.writable_batch_mode() as outer:
+        a = outer.load("a")
+        a[0] = 100
+        with npk.writable_batch_mode() as inner:
+            assert inner.load("a") is a          # the outer block's array
+            a[1] = 200
+            inner.save({"a": a})
+        assert commits(npk) == c0
+        assert np.array_equal(other_view(path)["a"], np.arange(4.0))
+        a[2] = 300
+    assert commits(npk) == c0 + 1
+    assert np.array_equal(other_view(path)["a"], [100.0, 200.0, 300.0, 3.0])

@@ -207,3 +207,95 @@ def test_lazy_reads_segmented_arrays(path, rng):
         assert np.array_equal(lz[2:7], a[2:7])
         assert np.array_equal(lz[[9, 0, 4, 3]], a[[9, 0, 4, 3]])
         assert np.array_equal(lz[5], a[5])
+
+
+# ---- reshape, transpose ---------------------------------------------------------
+
+@pytest.fixture
+def gapped(npk):
+    """A (10, 6) array with rows 2 and 7 dropped, and its live rows."""
+    a = np.arange(60.0).reshape(10, 6)
+    npk.save({"g": a})
+    npk.drop("g", [2, 7])
+    return npk.load("g", lazy=True), np.delete(a, [2, 7], axis=0)
+
+
+RESHAPE_KEYS = [0, -1, 3, slice(None), slice(1, 3), slice(None, None, 2),
+                slice(None, None, -1), [3, 0, 1], np.array([1, 1]),
+                np.array([True, False] * 2), (slice(1, 3), 0), Ellipsis]
+
+
+@pytest.mark.parametrize("shape", [(16, 3), [12, 4], (-1,), 48, (4, -1, 2),
+                                   (2, 24), (48, 1), (1, 48), (2, 2, 2, 6)],
+                         ids=repr)
+def test_lazy_reshape_is_a_lazy_view(gapped, shape):
+    lazy, ref = gapped
+    view = lazy.reshape(shape)
+    want = ref.reshape(shape)
+    assert isinstance(view, LazyArray)
+    assert view.shape == want.shape and view.ndim == want.ndim
+    assert view.size == want.size and view.dtype == want.dtype
+    assert len(view) == len(want)
+    assert np.array_equal(view.to_numpy(), want)
+    assert np.array_equal(np.asarray(view), want)
+    for key in RESHAPE_KEYS:
+        try:
+            expect = want[key]
+        except IndexError:
+            with pytest.raises(IndexError):
+                view[key]
+            continue
+        got = view[key]
+        assert np.shape(got) == np.shape(expect), key
+        assert np.array_equal(got, expect), key
+    assert np.array_equal(np.stack(list(view)), want)
+    assert lazy.shape == (8, 6)                  # the original unchanged
+    assert np.array_equal(lazy[:], ref)
+
+
+def test_lazy_reshape_forms_and_chains(gapped):
+    lazy, ref = gapped
+    assert lazy.reshape(4, 12).shape == (4, 12)  # NumPy's spelling too
+    assert lazy.reshape(np.int64(48)).shape == (48,)
+    chained = lazy.reshape(4, 12).reshape(-1).reshape((8, 6))
+    assert isinstance(chained, LazyArray) and chained.shape == (8, 6)
+    assert np.array_equal(chained[:], ref)
+    assert np.array_equal(lazy.reshape(-1).reshape(2, -1)[1],
+                          ref.reshape(2, -1)[1])
+
+
+@pytest.mark.parametrize("shape", [(5,), (-1, -1), (7, -1), (0,), (49,)],
+                         ids=repr)
+def test_lazy_reshape_refuses_impossible_shapes_as_numpy(gapped, shape):
+    lazy, ref = gapped
+    with pytest.raises(ValueError) as np_err:
+        ref.reshape(shape)
+    with pytest.raises(ValueError) as err:
+        lazy.reshape(shape)
+    assert str(err.value) == str(np_err.value)
+    assert lazy.shape == (8, 6)
+
+
+def test_lazy_reshape_of_one_element_and_empty(npk):
+    npk.save({"one": np.array([[7]], np.int32), "none": np.zeros((0, 3))})
+    scalar = npk.load("one", lazy=True).reshape(())
+    assert scalar.shape == () and scalar.ndim == 0
+    assert scalar.to_numpy() == 7 and scalar[()] == 7
+    with pytest.raises(TypeError):
+        len(scalar)
+    empty = npk.load("none", lazy=True).reshape(0, 5)
+    assert empty.shape == (0, 5) and empty[:].shape == (0, 5)
+
+
+def test_lazy_transpose_gives_an_ndarray(gapped, npk):
+    lazy, ref = gapped
+    for got, want in ((lazy.T, ref.T), (lazy.transpose(), ref.T),
+                      (lazy.transpose(1, 0), ref.T),
+                      (lazy.reshape(2, 4, 6).transpose(2, 0, 1),
+                       ref.reshape(2, 4, 6).transpose(2, 0, 1)),
+                      (lazy.reshape(2, 4, 6).T, ref.reshape(2, 4, 6).T)):
+        assert isinstance(got, np.ndarray)
+        assert got.shape == want.shape and np.array_equal(got, want)
+    assert lazy.shape == (8, 6)
+    with pytest.raises(ValueError):
+        lazy.transpose(0, 0)

@@ -80,6 +80,41 @@ NOT_DICTS = [[("a", np.zeros(2))], (("a", np.zeros(2)),), np.zeros(3), None,
              "a", 5]
 
 
+# NumPack's messages, which callers match on; extra detail may follow.
+NOT_DICT_TEXT = r"^arrays must be a dictionary"
+BAD_INDEX_TEXT = r"^The indexes must be int or list or numpy\.ndarray or slice"
+BAD_INDEXES = ["1", 1.5, {1}, [1.5], True, np.array([[1]]), np.array([0.5]),
+               object()]
+
+
+@pytest.mark.parametrize("batch", [None, "batch_mode"])
+def test_not_dict_has_numpacks_text(full, batch):
+    ctx = getattr(full, batch)() if batch else None
+    if ctx:
+        ctx.__enter__()
+    for call in (lambda: full.save([1]), lambda: full.append(None),
+                 lambda: full.replace("a", 0)):
+        with pytest.raises(ValueError, match=NOT_DICT_TEXT):
+            call()
+    if ctx:
+        ctx.__exit__(None, None, None)
+    with full.writable_batch_mode() as wb:
+        with pytest.raises(ValueError, match=NOT_DICT_TEXT):
+            wb.save([1])
+    assert np.array_equal(full.load("a"), np.arange(10.0))
+
+
+@pytest.mark.parametrize("index", BAD_INDEXES, ids=repr)
+def test_bad_index_type_has_numpacks_text(full, index):
+    with pytest.raises(ValueError, match=BAD_INDEX_TEXT):
+        full.replace({"a": np.zeros(1)}, index)
+    with pytest.raises(ValueError, match=BAD_INDEX_TEXT):
+        full.getitem("a", index)
+    with pytest.raises(ValueError, match=BAD_INDEX_TEXT):
+        full.drop("a", index)
+    assert np.array_equal(full.load("a"), np.arange(10.0))
+
+
 @pytest.mark.parametrize("value", NOT_DICTS, ids=repr)
 def test_save_value_error_not_dict(full, value):
     with pytest.raises(ValueError, match="dictionary"):
@@ -244,12 +279,25 @@ def test_drop_names_must_be_strings(full):
         full.drop(["a", 5])
 
 
-def test_batch_modes_do_not_nest(full):
+def test_batch_modes_of_different_kinds_do_not_nest(full):
     with full.batch_mode():
-        with pytest.raises(RuntimeError, match="nest"):
+        with pytest.raises(RuntimeError, match="other kind"):
             full.writable_batch_mode().__enter__()
-        with pytest.raises(RuntimeError, match="nest"):
+    with full.writable_batch_mode():
+        with pytest.raises(RuntimeError, match="other kind"):
             full.batch_mode().__enter__()
+
+
+def test_a_batch_block_cannot_be_entered_twice(full):
+    for make in (full.batch_mode, full.writable_batch_mode):
+        block = make()
+        with block:
+            with pytest.raises(RuntimeError, match="already active"):
+                block.__enter__()
+            with make() as inner:
+                with pytest.raises(RuntimeError, match="already active"):
+                    inner.__enter__()
+    assert np.array_equal(full.load("a"), np.arange(10.0))
 
 
 def test_memory_limit_must_be_positive(full):
