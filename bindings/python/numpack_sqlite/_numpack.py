@@ -734,7 +734,12 @@ class NumPack:
 
     @_locked
     def drop(self, array_name, indexes=None):
-        """Drop whole arrays (indexes=None) or rows at logical INDEXES."""
+        """Drop whole arrays (indexes=None) or rows at logical INDEXES.
+
+        As NumPack 0.7 does, dropping a whole array marks every row
+        deleted: the array stays listed with 0 rows (save() over it works)
+        until update() reclaims its space, and names of no array are
+        ignored."""
         self._check()
         names = [array_name] if isinstance(array_name, str) else array_name
         if not isinstance(names, (list, tuple)) or \
@@ -744,10 +749,10 @@ class NumPack:
         ix = None if indexes is None else Index(indexes)
         self._sync(names)
         self._evict(names)
-        arg = names[0] if len(names) == 1 else json.dumps(names)
         if ix is None:
-            self._write("SELECT numpack_drop(?, ?)", (self._path, arg))
+            self._drop_rows_of(names)
             return
+        arg = names[0] if len(names) == 1 else json.dumps(names)
         if not ix.needs_count and \
                 len(str(ix.sql)) <= self._limit() - _HEADROOM:
             try:
@@ -769,6 +774,16 @@ class NumPack:
                         pass
                 self._drop_positions(name, sub.positions(info["live_rows"]),
                                      info["row_bytes"])
+
+    def _drop_rows_of(self, names):
+        """Mark every row of the arrays NAMES deleted, in one call; the
+        names of no array are left out (numpack_drop would refuse them)."""
+        present = set(self._names())
+        found = [n for n in dict.fromkeys(names) if n in present]
+        if not found:
+            return
+        arg = found[0] if len(found) == 1 else json.dumps(found)
+        self._write("SELECT numpack_drop(?, ?, '0:')", (self._path, arg))
 
     def _drop_positions(self, name, pos, row_bytes):
         """Drop rows at logical positions POS in pieces, highest first, so

@@ -166,8 +166,9 @@ def test_drop_rows_of_several_arrays(npk):
     assert npk.load("b").tolist() == [10, 20, 30]
     npk.drop(("a", "b"), slice(None, None, -2))
     assert npk.load("a").tolist() == [2]
-    npk.drop(["a", "b"])
-    assert npk.get_member_list() == []
+    npk.drop(["a", "b"])                 # every row: NumPack keeps them
+    assert npk.get_member_list() == ["a", "b"]
+    assert npk.get_shape("a") == (0,) and npk.get_shape("b") == (0,)
 
 
 def test_values_are_cast_like_numpy(npk):

@@ -126,8 +126,10 @@ def test_batch_drop_and_reset(npk):
         npk.save({"c": np.arange(2)})
         npk.drop("c")
         npk.drop(["a"])
-        assert npk.get_member_list() == ["b"]
-    assert npk.get_member_list() == ["b"]
+        assert npk.get_member_list() == ["a", "b", "c"]
+        assert npk.get_shape("a") == (0,) and npk.get_shape("c") == (0,)
+    assert npk.get_member_list() == ["a", "b", "c"]
+    assert npk.load("a").size == 0 and npk.load("c").size == 0
     with npk.batch_mode():
         npk.save({"d": np.arange(2)})
         npk.reset()

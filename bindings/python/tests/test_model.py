@@ -153,9 +153,12 @@ class Run:
                                      size=min(len(self.model),
                                               int(self.rng.integers(1, 3))),
                                      replace=False))
+        if self.rng.random() < 0.3:
+            names.append("missing")     # ignored, as NumPack ignores it
         self.npk.drop(names[0] if len(names) == 1 else names)
         for n in names:
-            del self.model[n]
+            if n in self.model:         # NumPack keeps it with 0 rows
+                self.model[n] = self.model[n][:0]
 
     def op_update(self):
         self.npk.update(self.some())

@@ -199,11 +199,10 @@ def test_clone_value_error_target_exists(full):
     lambda n: n.get_shape("nope"),
     lambda n: n.replace({"nope": np.zeros(1)}, 0),
     lambda n: n.append({"nope": np.zeros(1)}),
-    lambda n: n.drop("nope"),
     lambda n: n.drop("nope", [0]),
     lambda n: n.update("nope"),
     lambda n: n.stream_load("nope"),
-], ids=["getitem", "get_shape", "replace", "append", "drop", "drop_rows",
+], ids=["getitem", "get_shape", "replace", "append", "drop_rows",
         "update", "stream_load"])
 def test_missing_array_is_key_error(full, call):
     with pytest.raises(KeyError, match="nope"):
