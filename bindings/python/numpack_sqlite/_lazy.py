@@ -114,6 +114,19 @@ def open_lazy(npk, name):
                        "match the catalog) while it was being mapped")
 
 
+def _row_number(key, n):
+    """KEY as a row number in [0, N) when it is an integer, else None; a
+    bool or an integer out of range is an IndexError, as NumPy's."""
+    if isinstance(key, (bool, np.bool_)):
+        raise IndexError("a bool is not a row index")
+    if not isinstance(key, (int, np.integer)):
+        return None
+    i = operator.index(key)
+    if i < -n or i >= n:
+        raise IndexError(f"index {i} is out of range for {n} rows")
+    return i % n
+
+
 class LazyArray:
     """The live rows of one array, read on demand from a read-only memory
     mapping of its data file.  Indexes are logical (they count live rows).
@@ -208,14 +221,8 @@ class LazyArray:
 
     def _first(self, key):
         """Apply KEY to the first axis; (result, whether the axis is gone)."""
-        if isinstance(key, (bool, np.bool_)):
-            raise IndexError("a bool is not a row index")
-        if isinstance(key, (int, np.integer)):
-            i = operator.index(key)
-            if i < -self._n or i >= self._n:
-                raise IndexError(f"index {i} is out of range for {self._n} "
-                                 "rows")
-            i %= max(self._n, 1)
+        i = _row_number(key, self._n)
+        if i is not None:
             p = i if self._live is None else int(self._live[i])
             if len(self._maps) == 1:
                 return np.array(self._maps[0][p]), True
@@ -357,14 +364,8 @@ class _Reshaped(LazyArray):
         return out.reshape(pos.shape + self._row_shape)
 
     def _first(self, key):
-        if isinstance(key, (bool, np.bool_)):
-            raise IndexError("a bool is not a row index")
-        if isinstance(key, (int, np.integer)):
-            i = operator.index(key)
-            if i < -self._n or i >= self._n:
-                raise IndexError(f"index {i} is out of range for {self._n} "
-                                 "rows")
-            i %= self._n
+        i = _row_number(key, self._n)
+        if i is not None:
             return self._span(i, i + 1)[0], True
         if isinstance(key, slice):
             start, stop, step = key.indices(self._n)
