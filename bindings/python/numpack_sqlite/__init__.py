@@ -13,9 +13,11 @@ the same store the extension's SQL functions and virtual table work on.
 from ._numpack import NumPack, BACKEND_TYPE
 from ._lazy import LazyArray
 from ._batch import BatchModeContext, WritableBatchMode
-from ._sql import NumPackError
+from ._sql import (NumPackError, ArrayNotFoundError, RowIndexError,
+                   WrongTypeError)
 
 __version__ = "0.1.0"
 
 __all__ = ["NumPack", "LazyArray", "BatchModeContext", "WritableBatchMode",
-           "NumPackError", "BACKEND_TYPE", "__version__"]
+           "NumPackError", "ArrayNotFoundError", "RowIndexError",
+           "WrongTypeError", "BACKEND_TYPE", "__version__"]

@@ -15,7 +15,7 @@ import struct
 
 import numpy as np
 
-from ._sql import NumPackError
+from ._sql import ArrayNotFoundError, NumPackError
 
 _ATTEMPTS = 10
 
@@ -73,7 +73,7 @@ def _snapshot(npk, name):
     entry = meta["arrays"].get(name)
     info = npk._info(name)
     if entry is None or info is None:
-        raise KeyError(f'no array "{name}" in store {npk._path}')
+        raise ArrayNotFoundError(f'no array "{name}" in store {npk._path}')
     return meta["base_dir"], entry, info
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _capi, _sql
-from ._sql import Index, _TooBig, sql_error
+from ._sql import (ArrayNotFoundError, Index, WrongTypeError, _TooBig,
+                   sql_error)
 
 BACKEND_TYPE = "sqlite-c"
 
@@ -390,7 +391,8 @@ class NumPack:
     def _need(self, name):
         info = self._info(name)
         if info is None:
-            raise KeyError(f'no array "{name}" in store {self._path}')
+            raise ArrayNotFoundError(
+                f'no array "{name}" in store {self._path}')
         return info
 
     def _metadata(self):
@@ -540,7 +542,8 @@ class NumPack:
         items = []
         for name, value in arrays.items():
             if not isinstance(name, str):
-                raise ValueError(f"array names must be str, not {name!r}")
+                raise WrongTypeError(
+                    f"array names must be str, not {name!r}")
             if isinstance(self._batch, _BatchBase) and \
                     self._batch.caching and value is self._cache.get(name):
                 items.append((name, value))
@@ -744,7 +747,7 @@ class NumPack:
         names = [array_name] if isinstance(array_name, str) else array_name
         if not isinstance(names, (list, tuple)) or \
                 not all(isinstance(n, str) for n in names):
-            raise ValueError("array_name must be a str or a list of str")
+            raise WrongTypeError("array_name must be a str or a list of str")
         names = list(names)
         ix = None if indexes is None else Index(indexes)
         self._sync(names)
@@ -857,7 +860,7 @@ class NumPack:
         if buffer_size is not None:
             if isinstance(buffer_size, bool) or \
                     not isinstance(buffer_size, (int, np.integer)):
-                raise ValueError("buffer_size must be an int or None")
+                raise WrongTypeError("buffer_size must be an int or None")
             if buffer_size <= 0:
                 raise ValueError("buffer_size must be greater than 0")
         want = int(buffer_size) if buffer_size is not None else 1
