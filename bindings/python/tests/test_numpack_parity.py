@@ -114,3 +114,18 @@ def test_closed_instance(path):
     with n as again:                            # a closed instance reopens
         assert again.get_member_list() == ["a"]
     assert n.is_closed and not n.is_opened
+
+
+def test_io_stats_never_refused(path):
+    # NumPack's get_io_stats checks nothing, not even strict_context_mode.
+    n = NumPack(path, strict_context_mode=True)
+    assert n.get_io_stats()["stats_available"] is False
+    n.open()
+    try:
+        with pytest.raises(RuntimeError, match="strict context mode"):
+            n.get_member_list()
+        stats = n.get_io_stats()
+        assert stats["backend_type"] == "sqlite-c"
+        assert stats["stats_available"] is True and "commits" in stats
+    finally:
+        n.close()
