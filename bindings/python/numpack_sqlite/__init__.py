@@ -10,7 +10,8 @@ over the numpack SQLite extension.
 The store is the same ``.npk`` directory NumPack 0.7 reads and writes, and
 the same store the extension's SQL functions and virtual table work on.
 """
-from ._numpack import NumPack, BACKEND_TYPE
+from ._numpack import (NumPack, BACKEND_TYPE, force_cleanup_windows_handles,
+                       get_backend_info)
 from ._lazy import LazyArray
 from ._batch import BatchModeContext, WritableBatchMode
 from ._sql import (NumPackError, ArrayNotFoundError, RowIndexError,
@@ -20,4 +21,5 @@ __version__ = "0.1.0"
 
 __all__ = ["NumPack", "LazyArray", "BatchModeContext", "WritableBatchMode",
            "NumPackError", "ArrayNotFoundError", "RowIndexError",
-           "WrongTypeError", "BACKEND_TYPE", "__version__"]
+           "WrongTypeError", "BACKEND_TYPE", "force_cleanup_windows_handles",
+           "get_backend_info", "__version__"]

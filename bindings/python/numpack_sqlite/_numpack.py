@@ -1018,6 +1018,23 @@ class NumPack:
                f"backend={BACKEND_TYPE})"
 
 
+def force_cleanup_windows_handles():
+    """NumPack's module function for releasing file handles on Windows;
+    here nothing holds a handle past its call but what the garbage
+    collector frees.  True, as NumPack's."""
+    gc.collect()
+    return True
+
+
+def get_backend_info():
+    """NumPack's description of the backend: its type, the platform and
+    the package version."""
+    from . import __version__
+    return {"backend_type": BACKEND_TYPE, "platform": platform.system(),
+            "is_windows": platform.system().lower() == "windows",
+            "version": __version__}
+
+
 class _BatchBase:
     """What the NumPack methods need to know of an active batch."""
     caching = False

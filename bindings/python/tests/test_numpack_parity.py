@@ -129,3 +129,20 @@ def test_io_stats_never_refused(path):
         assert stats["stats_available"] is True and "commits" in stats
     finally:
         n.close()
+
+
+def test_module_functions():
+    # NumPack's package exports these next to the classes; code (and
+    # NumPack's own tests) import them.
+    from numpack_sqlite import (BatchModeContext, LazyArray,  # noqa: F401
+                                force_cleanup_windows_handles,
+                                get_backend_info)
+    import numpack_sqlite
+    assert force_cleanup_windows_handles() is True
+    info = get_backend_info()
+    assert info["backend_type"] == "sqlite-c"
+    assert info["version"] == numpack_sqlite.__version__
+    assert isinstance(info["platform"], str) and info["is_windows"] is False
+    for name in ("NumPack", "LazyArray", "BatchModeContext",
+                 "force_cleanup_windows_handles", "get_backend_info"):
+        assert name in numpack_sqlite.__all__
