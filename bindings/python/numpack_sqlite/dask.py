@@ -199,9 +199,10 @@ def from_store(path, name, chunks="auto", *, module=None):
 
     CHUNKS is dask's: a shape, an int (every axis), a dict by axis, or
     "auto" (the default: rows in chunks of dask's preferred size, each row
-    whole).  Nothing is read now but the catalog's entry; each chunk reads
-    its rows (logical indexes, deleted rows skipped) with numpack_getitem
-    where it is computed.  A chunk raises StoreChangedError when the array
+    whole).  Nothing is read now but the array's catalog entry (and its
+    deletion bitmap, for the live row count); each chunk reads its rows
+    (logical indexes, deleted rows skipped) with numpack_getitem where it
+    is computed.  A chunk raises StoreChangedError when the array
     was changed by a commit since this call: a graph gives the state it was
     built on or fails, never a mix of two.  PATH must name the store where
     the chunks are computed too (an absolute path is kept).  MODULE is the
