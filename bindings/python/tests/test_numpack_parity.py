@@ -134,10 +134,11 @@ def test_io_stats_never_refused(path):
 def test_module_functions():
     # NumPack's package exports these next to the classes; code (and
     # NumPack's own tests) import them.
-    from numpack_sqlite import (BatchModeContext, LazyArray,  # noqa: F401
+    from numpack_sqlite import (BatchModeContext, LazyArray,
                                 force_cleanup_windows_handles,
                                 get_backend_info)
     import numpack_sqlite
+    assert isinstance(BatchModeContext, type) and isinstance(LazyArray, type)
     assert force_cleanup_windows_handles() is True
     info = get_backend_info()
     assert info["backend_type"] == "sqlite-c"
