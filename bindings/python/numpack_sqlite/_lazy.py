@@ -294,7 +294,7 @@ class LazyArray:
     def T(self):
         return self.to_numpy().T
 
-    # ---- NumPack's row access methods ------------------------------------------
+    # ---- NumPack's row access methods ---------------------------------------
     #
     # NumPack's LazyArray offers these next to indexing (its tests call
     # them); here each is the indexing it names.
@@ -371,7 +371,7 @@ class LazyArray:
                 ("hit_rate", 0.0), ("cache_blocks", 0.0),
                 ("current_cache_size", 0.0), ("max_cache_size", 0.0)]
 
-    # ---- arithmetic, as NumPack's LazyArray -----------------------------------
+    # ---- arithmetic, as NumPack's LazyArray ---------------------------------
     #
     # Operators read the live rows and give NumPy's result, a new ndarray
     # (in-place operators too: `lazy += 1` rebinds the name to an ndarray,

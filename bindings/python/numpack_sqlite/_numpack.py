@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _capi, _sql
-from ._sql import (ArrayNotFoundError, Index, WrongTypeError, _TooBig,
-                   sql_error)
+from ._sql import Index, _TooBig, sql_error
 
 BACKEND_TYPE = "sqlite-c"
 
@@ -391,7 +390,7 @@ class NumPack:
     def _need(self, name):
         info = self._info(name)
         if info is None:
-            raise ArrayNotFoundError(
+            raise _sql.ArrayNotFoundError(
                 f'no array "{name}" in store {self._path}')
         return info
 
@@ -542,7 +541,7 @@ class NumPack:
         items = []
         for name, value in arrays.items():
             if not isinstance(name, str):
-                raise WrongTypeError(
+                raise _sql.WrongTypeError(
                     f"array names must be str, not {name!r}")
             if isinstance(self._batch, _BatchBase) and \
                     self._batch.caching and value is self._cache.get(name):
@@ -747,7 +746,8 @@ class NumPack:
         names = [array_name] if isinstance(array_name, str) else array_name
         if not isinstance(names, (list, tuple)) or \
                 not all(isinstance(n, str) for n in names):
-            raise WrongTypeError("array_name must be a str or a list of str")
+            raise _sql.WrongTypeError(
+                "array_name must be a str or a list of str")
         names = list(names)
         ix = None if indexes is None else Index(indexes)
         self._sync(names)
@@ -860,7 +860,8 @@ class NumPack:
         if buffer_size is not None:
             if isinstance(buffer_size, bool) or \
                     not isinstance(buffer_size, (int, np.integer)):
-                raise WrongTypeError("buffer_size must be an int or None")
+                raise _sql.WrongTypeError(
+                    "buffer_size must be an int or None")
             if buffer_size <= 0:
                 raise ValueError("buffer_size must be greater than 0")
         want = int(buffer_size) if buffer_size is not None else 1
@@ -1016,23 +1017,6 @@ class NumPack:
         status = "opened" if self.is_opened else "closed"
         return f"NumPack({self._filename}, status={status}, " \
                f"backend={BACKEND_TYPE})"
-
-
-def force_cleanup_windows_handles():
-    """NumPack's module function for releasing file handles on Windows;
-    here nothing holds a handle past its call but what the garbage
-    collector frees.  True, as NumPack's."""
-    gc.collect()
-    return True
-
-
-def get_backend_info():
-    """NumPack's description of the backend: its type, the platform and
-    the package version."""
-    from . import __version__
-    return {"backend_type": BACKEND_TYPE, "platform": platform.system(),
-            "is_windows": platform.system().lower() == "windows",
-            "version": __version__}
 
 
 class _BatchBase:

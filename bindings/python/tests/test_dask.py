@@ -51,7 +51,7 @@ def _stats(path, key):
         return n.get_io_stats()[key]
 
 
-# ---- from_store ----------------------------------------------------------------
+# ---- from_store -------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "int16", "uint64",
                                    "bool", "complex64"])
@@ -134,7 +134,7 @@ def test_from_store_reads_nothing_up_front(path):
     assert 100 * 64 * 8 <= read < 2 * 100 * 64 * 8
 
 
-# ---- one committed state -------------------------------------------------------
+# ---- one committed state ----------------------------------------------------
 
 def _change_replace(n):
     n.replace({"a": np.full(4, -1.0)}, [0])
@@ -279,7 +279,7 @@ def test_commit_while_the_graph_runs(client, path):
         np.testing.assert_array_equal(got, old)
 
 
-# ---- to_store ------------------------------------------------------------------
+# ---- to_store ---------------------------------------------------------------
 
 def test_to_store_round_trip(client, path, rng):
     a = rng.random((97, 3, 2)).astype(np.float32)
