@@ -379,5 +379,24 @@ def test_to_store_refusals(path):
         to_store(da.from_array(np.array(["x", "y"])), path, "s")
     with pytest.raises(ValueError, match="0-d"):
         to_store(da.from_array(np.float64(1.0)), path, "z")
+    x = da.arange(10, chunks=3)
+    with pytest.raises(ValueError, match="unknown size"):
+        to_store(x[x > 4], path, "u")
     with NumPack(path) as n:
         assert n.get_member_list() == ["a"]
+
+
+def test_module_named_explicitly(client, path):
+    """module= goes with the graph: the workers load that extension."""
+    from numpack_sqlite._sql import module_candidates
+    so = module_candidates()[0]
+    a = np.arange(20.0).reshape(10, 2)
+    with NumPack(path, drop_if_exists=True, module=so) as n:
+        n.save({"a": a})
+    x = from_store(path, "a", chunks=3, module=so)
+    np.testing.assert_array_equal(client.compute(x).result(), a)
+    to_store(x * 3, path, "b", module=so)
+    with NumPack(path, module=so) as n:
+        np.testing.assert_array_equal(n.load("b"), a * 3)
+    with pytest.raises(RuntimeError, match="cannot load"):
+        from_store(path, "a", module="/nonexistent/numpack.so")
