@@ -13,7 +13,8 @@ sees one committed state), reads its rows with numpack_getitem, reads the
 array's identity in the same transaction, and raises StoreChangedError
 when it differs.  So a computation gives exactly the state the graph was
 built on, or fails; it never mixes two commits.  Build the graph again to
-read the new state.
+read the new state; compute_consistent() does so until one computation
+sees no commit.
 
 Requires dask (and distributed for a cluster); importing numpack_sqlite
 does not import this module.
@@ -37,7 +38,8 @@ from . import _sql
 from ._numpack import NumPack
 from ._sql import ArrayNotFoundError, NumPackError, sql_error
 
-__all__ = ["from_store", "to_store", "StoreChangedError"]
+__all__ = ["from_store", "to_store", "compute_consistent",
+           "StoreChangedError"]
 
 # Room left for the .npy header when a chunk is read in pieces that fit
 # SQLite's limit on the length of one value.
@@ -228,6 +230,20 @@ def from_store(path, name, chunks="auto", *, module=None):
         dsk[(key,) + idx] = (_read_block, src, rows[idx[0]], rest)
     return da.Array(dsk, key, chunks, dtype=dtype,
                     meta=np.empty((0,) * len(shape), dtype))
+
+
+def compute_consistent(build, retries=3, **kwargs):
+    """Compute the collection BUILD() returns (a graph made with
+    from_store), building it again when a commit changed an array it reads
+    while it ran: the result is of one committed state, the one of its
+    last build.  After RETRIES rebuilds StoreChangedError is raised.
+    KWARGS go to dask.compute."""
+    for attempt in range(retries + 1):
+        try:
+            return dask.compute(build(), **kwargs)[0]
+        except StoreChangedError:
+            if attempt == retries:
+                raise
 
 
 def to_store(darr, path, name, *, module=None, durable=True, window=1):

@@ -26,7 +26,7 @@ import dask  # noqa: E402
 
 from numpack_sqlite import NumPack  # noqa: E402
 from numpack_sqlite.dask import (  # noqa: E402
-    StoreChangedError, from_store, to_store, _read_rows)
+    StoreChangedError, compute_consistent, from_store, to_store, _read_rows)
 
 
 @pytest.fixture(scope="module")
@@ -400,3 +400,41 @@ def test_module_named_explicitly(client, path):
         np.testing.assert_array_equal(n.load("b"), a * 3)
     with pytest.raises(RuntimeError, match="cannot load"):
         from_store(path, "a", module="/nonexistent/numpack.so")
+
+
+def test_compute_consistent_builds_again(client, path):
+    """A commit landing while the graph runs: compute_consistent builds it
+    again and gives the new state whole."""
+    a = np.arange(1200, dtype=np.float64).reshape(120, 10)
+    with NumPack(path, drop_if_exists=True) as n:
+        n.save({"a": a})
+    builds = []
+
+    def build():
+        builds.append(1)
+        return from_store(path, "a", chunks=10).map_blocks(
+            _slow, dtype=np.float64).sum(axis=0)
+
+    def commit_later():
+        time.sleep(0.7)
+        with NumPack(path) as n:
+            n.replace({"a": -a}, slice(None))
+
+    t = threading.Thread(target=commit_later)
+    t.start()
+    got = compute_consistent(build)
+    t.join()
+    assert len(builds) == 2
+    np.testing.assert_array_equal(got, (-a).sum(axis=0))
+    # Without commits: one build; a store that keeps changing: the error.
+    builds.clear()
+    np.testing.assert_array_equal(compute_consistent(build), (-a).sum(axis=0))
+    assert len(builds) == 1
+
+    def always_stale():
+        x = from_store(path, "a", chunks=60)
+        with NumPack(path) as n:
+            n.append({"a": a[:1]})
+        return x
+    with pytest.raises(StoreChangedError):
+        compute_consistent(always_stale, retries=2)
