@@ -22,7 +22,8 @@ case $action in
 esac
 
 packages=(autoconf automake libtool pkg-config libsqlite3-dev sqlite3 tcl
-          libsqlite3-tcl python3-numpy python3-pytest make gcc
+          libsqlite3-tcl python3-numpy python3-pytest python3-dask
+          python3-distributed make gcc
           dpkg-dev tcl8.6-dev)
 
 install_missing() {

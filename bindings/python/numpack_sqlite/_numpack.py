@@ -390,7 +390,8 @@ class NumPack:
     def _need(self, name):
         info = self._info(name)
         if info is None:
-            raise KeyError(f'no array "{name}" in store {self._path}')
+            raise _sql.ArrayNotFoundError(
+                f'no array "{name}" in store {self._path}')
         return info
 
     def _metadata(self):
@@ -540,7 +541,8 @@ class NumPack:
         items = []
         for name, value in arrays.items():
             if not isinstance(name, str):
-                raise ValueError(f"array names must be str, not {name!r}")
+                raise _sql.WrongTypeError(
+                    f"array names must be str, not {name!r}")
             if isinstance(self._batch, _BatchBase) and \
                     self._batch.caching and value is self._cache.get(name):
                 items.append((name, value))
@@ -744,7 +746,8 @@ class NumPack:
         names = [array_name] if isinstance(array_name, str) else array_name
         if not isinstance(names, (list, tuple)) or \
                 not all(isinstance(n, str) for n in names):
-            raise ValueError("array_name must be a str or a list of str")
+            raise _sql.WrongTypeError(
+                "array_name must be a str or a list of str")
         names = list(names)
         ix = None if indexes is None else Index(indexes)
         self._sync(names)
@@ -857,7 +860,8 @@ class NumPack:
         if buffer_size is not None:
             if isinstance(buffer_size, bool) or \
                     not isinstance(buffer_size, (int, np.integer)):
-                raise ValueError("buffer_size must be an int or None")
+                raise _sql.WrongTypeError(
+                    "buffer_size must be an int or None")
             if buffer_size <= 0:
                 raise ValueError("buffer_size must be greater than 0")
         want = int(buffer_size) if buffer_size is not None else 1
@@ -959,10 +963,12 @@ class NumPack:
 
     @_locked
     def get_io_stats(self):
-        """The extension's I/O counters for this store (this process)."""
+        """The extension's I/O counters for this store (this process).
+        Never refused, as NumPack's is not: without an open store (or
+        outside ``with`` under strict_context_mode, which reads nothing of
+        the arrays) it is NumPack's answer."""
         if not self._opened or self._closed:
             return {"backend_type": BACKEND_TYPE, "stats_available": False}
-        self._check()
         stats = json.loads(self._one("SELECT numpack_io_stats(?)",
                                      (self._path,)))
         stats["stats_available"] = True
