@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _capi, _sql
+from ._batch import BatchModeContext, WritableBatchMode, _BatchBase
+from ._lazy import open_lazy
 from ._sql import Index, _TooBig, sql_error
 
 BACKEND_TYPE = "sqlite-c"
@@ -599,7 +601,6 @@ class NumPack:
                 self._check_memory()
             return arr
         if lazy and not self._txn:
-            from ._lazy import open_lazy
             return open_lazy(self, array_name)
         return self._load(array_name)
 
@@ -977,13 +978,11 @@ class NumPack:
     def batch_mode(self, memory_limit=None):
         """A context in which loads and saves go through an in-memory cache
         and everything is written in one transaction at the end."""
-        from ._batch import BatchModeContext
         return BatchModeContext(self, memory_limit=memory_limit)
 
     def writable_batch_mode(self):
         """A context whose load() gives arrays to change in place; the rows
         changed are written back in one transaction at the end."""
-        from ._batch import WritableBatchMode
         return WritableBatchMode(self)
 
     # ---- properties and special methods ----------------------------------
@@ -1017,13 +1016,3 @@ class NumPack:
         status = "opened" if self.is_opened else "closed"
         return f"NumPack({self._filename}, status={status}, " \
                f"backend={BACKEND_TYPE})"
-
-
-class _BatchBase:
-    """What the NumPack methods need to know of an active batch."""
-    caching = False
-    memory_limit = None
-    failed = False
-
-    def _finish(self, exc):
-        raise NotImplementedError
