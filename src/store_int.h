@@ -245,6 +245,8 @@ struct NpkSession {
   void *busy_arg;            /* argument of busy_fn */
   int (*sync_fn)(void *);    /* 0 when writes need not be synced, or NULL */
   void *sync_arg;            /* argument of sync_fn */
+  int (*intr_fn)(void *);    /* nonzero: stop the long copy, or NULL */
+  void *intr_arg;            /* argument of intr_fn */
   NpkTxn *txn;               /* open write transaction, or NULL */
   NpkErr err;                /* last error */
   uint64_t changes;          /* npk_change_count(): bumped by each write */
@@ -259,6 +261,10 @@ struct NpkSession {
 #define NPK_LOCK_SHARED     1
 #define NPK_LOCK_RESERVED   2
 #define NPK_LOCK_EXCLUSIVE  4
+
+/* NPK_INTERRUPT, with its message, when the session's interrupt source
+** asks to stop (npk_set_interrupt_source); NPK_OK otherwise. */
+int npk_check_interrupt(NpkSession *s);
 
 /* NPK_LOCKED if an open scan reads NAME (any array when NAME is NULL);
 ** WHAT names the refused operation in the message. */
