@@ -147,6 +147,9 @@ void npk_set_sync_source(NpkSession *s, int (*fn)(void *), void *arg);
 ** NPK_INTERRUPT, undone as any other failure.  SQLite's sqlite3_interrupt()
 ** reaches the engine this way. */
 void npk_set_interrupt_source(NpkSession *s, int (*fn)(void *), void *arg);
+/* NPK_INTERRUPT, with its message, when the interrupt source asks to stop;
+** NPK_OK otherwise (and without a source). */
+int npk_check_interrupt(NpkSession *s);
 
 /* Reading: between npk_read_begin() and npk_read_end() the session holds a
 ** SHARED lock and sees one committed state (plus its own pending changes).

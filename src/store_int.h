@@ -262,10 +262,6 @@ struct NpkSession {
 #define NPK_LOCK_RESERVED   2
 #define NPK_LOCK_EXCLUSIVE  4
 
-/* NPK_INTERRUPT, with its message, when the session's interrupt source
-** asks to stop (npk_set_interrupt_source); NPK_OK otherwise. */
-int npk_check_interrupt(NpkSession *s);
-
 /* NPK_LOCKED if an open scan reads NAME (any array when NAME is NULL);
 ** WHAT names the refused operation in the message. */
 int npk_scan_check(NpkSession *s, const char *name, const char *what);
