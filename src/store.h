@@ -52,6 +52,8 @@
 #define NPK_FULL     11   /* disk full */
 #define NPK_LOCKED   12   /* the array is being read by an open scan of this
                           ** session (npk_scan_begin) */
+#define NPK_INTERRUPT 13  /* stopped at the interrupt source's request
+                          ** (npk_set_interrupt_source) */
 
 #define NPK_MAX_NDIM      32   /* NumPy's own limit */
 #define NPK_MAX_ROWS      UINT64_C(0x7FFFFFFFFFFFFFFF) /* rows of an array:
@@ -139,6 +141,15 @@ void npk_set_busy_source(NpkSession *s, int (*fn)(void *), void *arg);
 ** if the machine loses power.  Without a source every commit is synced.
 ** Playing back a crashed commit's journal is always synced. */
 void npk_set_sync_source(NpkSession *s, int (*fn)(void *), void *arg);
+/* Ask FN(ARG) before each piece of a long copy (compaction, clone, the
+** rewrite of a segmented array: every 4 MiB through memory, every 64 MiB
+** file to file) whether to stop: nonzero fails the operation with
+** NPK_INTERRUPT, undone as any other failure.  SQLite's sqlite3_interrupt()
+** reaches the engine this way. */
+void npk_set_interrupt_source(NpkSession *s, int (*fn)(void *), void *arg);
+/* NPK_INTERRUPT, with its message, when the interrupt source asks to stop;
+** NPK_OK otherwise (and without a source). */
+int npk_check_interrupt(NpkSession *s);
 
 /* Reading: between npk_read_begin() and npk_read_end() the session holds a
 ** SHARED lock and sees one committed state (plus its own pending changes).

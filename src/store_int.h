@@ -245,6 +245,8 @@ struct NpkSession {
   void *busy_arg;            /* argument of busy_fn */
   int (*sync_fn)(void *);    /* 0 when writes need not be synced, or NULL */
   void *sync_arg;            /* argument of sync_fn */
+  int (*intr_fn)(void *);    /* nonzero: stop the long copy, or NULL */
+  void *intr_arg;            /* argument of intr_fn */
   NpkTxn *txn;               /* open write transaction, or NULL */
   NpkErr err;                /* last error */
   uint64_t changes;          /* npk_change_count(): bumped by each write */
