@@ -11,6 +11,7 @@ The store is the same ``.npk`` directory NumPack 0.7 reads and writes, and
 the same store the extension's SQL functions and virtual table work on.
 """
 import gc
+import os as _os
 import platform
 
 from ._numpack import NumPack, BACKEND_TYPE
@@ -19,7 +20,11 @@ from ._batch import BatchModeContext, WritableBatchMode
 from ._sql import (NumPackError, ArrayNotFoundError, RowIndexError,
                    WrongTypeError)
 
-__version__ = "0.1.0"
+# The project's one version source (the top-level VERSION file, linked
+# into the package), which the extension reports as numpack_version().
+with open(_os.path.join(_os.path.dirname(__file__), "VERSION")) as _f:
+    __version__ = _f.read().strip()
+del _f
 
 __all__ = ["NumPack", "LazyArray", "BatchModeContext", "WritableBatchMode",
            "NumPackError", "ArrayNotFoundError", "RowIndexError",
