@@ -149,6 +149,7 @@ int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e) {
 void npk_sweep(NpkStore *st) {
   DIR *d = npk_io_opendir(st);
   struct dirent *de;
+  NpkErr ignored;
   if (!d) return;
   while ((de = readdir(d)) != NULL) {
     const char *n = de->d_name;
@@ -158,7 +159,7 @@ void npk_sweep(NpkStore *st) {
                strcmp(n, NPK_CATALOG "-tmp") == 0 ||
                (strncmp(n, "deleted_", 8) == 0 && len > 9 &&
                 strcmp(n + len - 9, ".npkb-tmp") == 0);
-    if (ours) unlinkat(dirfd(d), n, 0);
+    if (ours) npk_io_unlink(st, n, &ignored);
   }
   closedir(d);
 }
