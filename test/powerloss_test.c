@@ -40,7 +40,9 @@
 ** dropped while some image still fails), and the recording with the fate
 ** of each event in the failing image.
 **
-**   POWERLOSS_IMAGES  images to check in all (default 3000)
+**   POWERLOSS_IMAGES  images to check in all (default 0: for every
+**                     scenario, one per sync point and style, and some of
+**                     their playbacks cut again: about 3,600)
 **   POWERLOSS_SEED    seed (default: from the clock, printed)
 **   POWERLOSS_RANDOM  1: random operation sequences too (make stress)
 **   POWERLOSS_ONLY    run only the scenarios whose name contains this
@@ -599,6 +601,11 @@ static int record(const Scen *sc, const char *dir, Run *run) {
   for (int i = 0; i < run->rec.n; i++)
     if (run->rec.ev[i].kind == NPK_EV_DIRSYNC)
       run->commit_at[run->rec.ev[i].txn] = i;
+  /* A transaction that committed nothing changed nothing: it is done when
+  ** the one before it is. */
+  for (t = 1; t <= run->ntxn; t++)
+    if (run->commit_at[t] < run->commit_at[t - 1])
+      run->commit_at[t] = run->commit_at[t - 1];
 out:
   npk_test_record(NULL, NULL);
   run->rec.on = 0;
@@ -610,13 +617,18 @@ out:
 static void allowed(const Run *run, int cut, int *lo, int *hi) {
   int t = 0;
   for (int k = 1; k <= run->ntxn; k++)
-    if (run->commit_at[k] >= 0 && run->commit_at[k] < cut) t = k;
+    if (run->commit_at[k] < cut) t = k;
   *lo = t;
   *hi = t < run->ntxn ? t + 1 : t;
 }
 
 typedef struct Counts {
-  long images, before, after, recovered, failed;
+  long images;               /* images checked */
+  long before, after;        /* holding the state before or after the
+                             ** transaction they were cut in */
+  long recovered;            /* playing back a hot journal */
+  long nested;               /* cut again during that playback */
+  long failed;               /* inconsistent */
 } Counts;
 
 /* Open the image in DIR as a writer would and check it; 1 if consistent.
@@ -684,55 +696,166 @@ out:
   return ok;
 }
 
-/* Check IMAGES images of RUN's recording, drawn from SEED; on the first
-** failure fill FCUT, FSTYLE, FSEED and return 0. */
+/* Where an image was cut: the cut of the recording, the style and the
+** draws of its choices; and, when the power failed again while the image's
+** hot journal was being played back, the same for that playback. */
+typedef struct Cut {
+  int cut, style;
+  uint64_t seed;
+  int nested;                /* cut again during playback */
+  int icut, istyle;
+  uint64_t iseed;
+} Cut;
+
+/* The cuts worth trying first in R: just before and just after every sync,
+** and the end.  *PN receives how many (the array is malloc'd). */
+static int *sync_cuts(const Rec *r, int *pn) {
+  int *cand = malloc(((size_t)r->n * 2 + 2) * sizeof(int)), n = 0;
+  for (int i = 0; i < r->n; i++)
+    if (r->ev[i].kind == NPK_EV_FSYNC || r->ev[i].kind == NPK_EV_DIRSYNC) {
+      cand[n++] = i;
+      cand[n++] = i + 1;
+    }
+  cand[n++] = r->n;
+  *pn = n;
+  return cand;
+}
+
+/* The J-th cut of R: every sync point with every style first, then sync
+** points and random points in turn, with random styles. */
+static void pick_cut(const Rec *r, const int *cand, int ncand, long j,
+                     uint64_t *rng, int *cut, int *style) {
+  if (j < (long)ncand * NSTYLE) {
+    *cut = cand[j / NSTYLE];
+    *style = (int)(j % NSTYLE);
+    return;
+  }
+  *style = (int)(tu_rand(rng) % NSTYLE);
+  if (j % 2) *cut = cand[tu_rand(rng) % (uint64_t)ncand];
+  else *cut = (int)(tu_rand(rng) % (uint64_t)(r->n + 1));
+}
+
+static void image_init(Image *m, const Rec *r) {
+  memset(m, 0, sizeof *m);
+  m->data = calloc((size_t)r->nid + 1, sizeof(Blob));
+  m->fate = malloc((size_t)r->n + 1);
+}
+
+static void image_done(Image *m, const Rec *r) {
+  img_free(m);
+  for (int i = 0; i < r->nid; i++) free(m->data[i].p);
+  free(m->data);
+  free(m->fate);
+}
+
+/* Play back the hot journal of the image in DIR as a writer would, with
+** its changes recorded into R. */
+static void record_playback(const char *dir, Rec *r) {
+  NpkStore *st = NULL;
+  NpkSession *s = NULL;
+  char *err = NULL;
+  rec_start(r, dir);
+  npk_test_record(on_event, r);
+  if (npk_store_open(dir, 0, &st, &err) == NPK_OK &&
+      npk_session_open(st, &s) == NPK_OK && npk_begin(s) == NPK_OK)
+    npk_rollback(s);
+  free(err);
+  tu_close(st, s);
+  npk_test_record(NULL, NULL);
+  r->on = 0;
+}
+
+/* Images that lose power again while the hot journal of image M (cut at
+** OUTER) is played back: up to N of them, checked as any other.  0 and
+** *F filled in on the first failure. */
+static int check_playback(const Run *run, const Image *m, int outer, long n,
+                          uint64_t *rng, Counts *c, Cut *f) {
+  char src[1200], dir[1200];
+  Rec *r = calloc(1, sizeof *r);
+  Image im;
+  int ncand, *cand, ok = 1;
+  snprintf(src, sizeof src, "%s/playback", workdir);
+  snprintf(dir, sizeof dir, "%s/image", workdir);
+  img_write(m, src);
+  record_playback(src, r);
+  cand = sync_cuts(r, &ncand);
+  image_init(&im, r);
+  for (long j = 0; j < n && ok; j++) {
+    int cut, style;
+    uint64_t s, draw;
+    /* Random sync points first: every one with every style would be many
+    ** images for each image with a journal. */
+    pick_cut(r, cand, ncand, j + (long)ncand * NSTYLE, rng, &cut, &style);
+    s = draw = tu_rand(rng);
+    img_build(r, cut, style, &draw, &im);
+    if (img_write(&im, dir) != 0) break;
+    c->images++;
+    c->nested++;
+    if (!check_image(run, dir, outer, c, 0)) {
+      c->failed++;
+      ok = 0;
+      f->nested = 1;
+      f->icut = cut;
+      f->istyle = style;
+      f->iseed = s;
+    }
+  }
+  image_done(&im, r);
+  rec_reset(r);
+  free(r->ev);
+  free(r->ino);
+  free(r->init);
+  free(r);
+  free(cand);
+  return ok;
+}
+
+/* Every how many images with a hot journal one is cut again during its
+** playback, and how many images of that playback are checked. */
+#define NEST_EVERY 5
+#define NEST_IMAGES 3
+
+/* Check IMAGES images of RUN's recording, drawn from SEED, and at least
+** one for every sync point and style (plus those cut again during
+** playback); on the first failure fill *F and return 0. */
 static int check_run(const Run *run, long images, uint64_t seed, Counts *c,
-                     int *fcut, int *fstyle, uint64_t *fseed) {
+                     Cut *f) {
   const Rec *r = &run->rec;
-  int *cand = malloc(((size_t)r->n * 2 + 2) * sizeof(int)), ncand = 0;
-  Image m = {0};
+  int ncand, *cand = sync_cuts(r, &ncand);
+  Image m;
   uint64_t rng = seed | 1;
+  long hot = 0;
   char dir[1200];
   int ok = 1;
   snprintf(dir, sizeof dir, "%s/image", workdir);
-  m.data = calloc((size_t)r->nid + 1, sizeof(Blob));
-  m.fate = malloc((size_t)r->n + 1);
-  for (int i = 0; i < r->n; i++)
-    if (r->ev[i].kind == NPK_EV_FSYNC || r->ev[i].kind == NPK_EV_DIRSYNC) {
-      cand[ncand++] = i;
-      cand[ncand++] = i + 1;
-    }
-  cand[ncand++] = r->n;
+  image_init(&m, r);
+  if (images < (long)ncand * NSTYLE) images = (long)ncand * NSTYLE;
   for (long j = 0; j < images && ok; j++) {
-    int cut, style = (int)(j % NSTYLE);
-    uint64_t s;
-    /* Every sync point with every style first, then random cuts. */
-    if (j < (long)ncand * NSTYLE) cut = cand[j / NSTYLE];
-    else if (j % 2) cut = cand[tu_rand(&rng) % (uint64_t)ncand];
-    else cut = (int)(tu_rand(&rng) % (uint64_t)(r->n + 1));
-    s = tu_rand(&rng);
-    {
-      uint64_t draw = s;
-      img_build(r, cut, style, &draw, &m);
-    }
+    Cut cut = {0};
+    uint64_t draw;
+    pick_cut(r, cand, ncand, j, &rng, &cut.cut, &cut.style);
+    cut.seed = draw = tu_rand(&rng);
+    img_build(r, cut.cut, cut.style, &draw, &m);
     if (img_write(&m, dir) != 0) {
       printf("cannot write image %s\n", dir);
       ok = 0;
       break;
     }
+    if (tu_exists(P(dir, TU_JOURNAL)) && hot++ % NEST_EVERY == 0 &&
+        !check_playback(run, &m, cut.cut, NEST_IMAGES, &rng, c, &cut)) {
+      ok = 0;
+      *f = cut;
+      break;
+    }
+    img_write(&m, dir);
     c->images++;
-    if (!check_image(run, dir, cut, c, 0)) {
+    if (!check_image(run, dir, cut.cut, c, 0)) {
       c->failed++;
       ok = 0;
-      *fcut = cut;
-      *fstyle = style;
-      *fseed = s;
+      *f = cut;
     }
   }
-  img_free(&m);
-  for (int i = 0; i < r->nid; i++) free(m.data[i].p);
-  free(m.data);
-  free(m.fate);
+  image_done(&m, r);
   free(cand);
   return ok;
 }
@@ -742,22 +865,40 @@ static void run_free(Run *run) {
   for (int t = 0; t < MAXSTATE; t++) buf_free(&run->state[t]);
 }
 
-/* Show the failing image of RUN again, verbosely. */
-static void show_failure(const Run *run, int cut, int style, uint64_t seed) {
-  Image m = {0};
+/* Show the failing image F of RUN again, verbosely. */
+static void show_failure(const Run *run, const Cut *f) {
+  Image m;
   char dir[1200];
-  uint64_t draw = seed;
+  uint64_t draw = f->seed;
   snprintf(dir, sizeof dir, "%s/image", workdir);
-  m.data = calloc((size_t)run->rec.nid + 1, sizeof(Blob));
-  m.fate = malloc((size_t)run->rec.n + 1);
-  img_build(&run->rec, cut, style, &draw, &m);
-  img_write(&m, dir);
-  img_describe(&run->rec, &m, cut);
-  check_image(run, dir, cut, NULL, 1);
-  img_free(&m);
-  for (int i = 0; i < run->rec.nid; i++) free(m.data[i].p);
-  free(m.data);
-  free(m.fate);
+  image_init(&m, &run->rec);
+  img_build(&run->rec, f->cut, f->style, &draw, &m);
+  img_describe(&run->rec, &m, f->cut);
+  if (f->nested) {
+    char src[1200];
+    Rec *r = calloc(1, sizeof *r);
+    Image im;
+    snprintf(src, sizeof src, "%s/playback", workdir);
+    img_write(&m, src);
+    record_playback(src, r);
+    image_init(&im, r);
+    draw = f->iseed;
+    img_build(r, f->icut, f->istyle, &draw, &im);
+    printf("  and the power failed again while its journal was played "
+           "back:\n");
+    img_describe(r, &im, f->icut);
+    img_write(&im, dir);
+    image_done(&im, r);
+    rec_reset(r);
+    free(r->ev);
+    free(r->ino);
+    free(r->init);
+    free(r);
+  } else {
+    img_write(&m, dir);
+  }
+  check_image(run, dir, f->cut, NULL, 1);
+  image_done(&m, &run->rec);
 }
 
 /* Budget of the search for a failure while minimising. */
@@ -768,8 +909,7 @@ static void show_failure(const Run *run, int cut, int style, uint64_t seed) {
 static void minimise(Scen *sc, uint64_t seed) {
   char dir[1200];
   Run *run = calloc(1, sizeof *run);
-  int cut = 0, style = 0;
-  uint64_t fseed = 0;
+  Cut f;
   Counts c = {0};
   snprintf(dir, sizeof dir, "%s/store", workdir);
   for (int i = sc->n - 1; i >= 0; i--) {
@@ -777,15 +917,15 @@ static void minimise(Scen *sc, uint64_t seed) {
     memmove(t.tok[i], t.tok[i + 1], sizeof t.tok[0] * (size_t)(t.n - i - 1));
     t.n--;
     if (record(&t, dir, run) == NPK_OK &&
-        !check_run(run, MIN_IMAGES, seed, &c, &cut, &style, &fseed))
+        !check_run(run, MIN_IMAGES, seed, &c, &f))
       *sc = t;
     run_free(run);
   }
   printf("  minimised:\n");
   scen_print(sc);
   if (record(sc, dir, run) == NPK_OK &&
-      !check_run(run, MIN_IMAGES * 4, seed, &c, &cut, &style, &fseed))
-    show_failure(run, cut, style, fseed);
+      !check_run(run, MIN_IMAGES * 4, seed, &c, &f))
+    show_failure(run, &f);
   else
     printf("  (the minimised operations no longer fail within %d images)\n",
            MIN_IMAGES * 4);
@@ -798,8 +938,8 @@ static int scenario(Scen *sc, long images, uint64_t seed, Counts *total) {
   char dir[1200];
   Run *run = calloc(1, sizeof *run);
   Counts c = {0};
-  int cut = 0, style = 0, ok, rc;
-  uint64_t fseed = 0;
+  Cut f;
+  int ok, rc;
   snprintf(dir, sizeof dir, "%s/store", workdir);
   rc = record(sc, dir, run);
   if (rc) {
@@ -810,17 +950,18 @@ static int scenario(Scen *sc, long images, uint64_t seed, Counts *total) {
     total->failed++;
     return 0;
   }
-  ok = check_run(run, images, seed, &c, &cut, &style, &fseed);
+  ok = check_run(run, images, seed, &c, &f);
   total->images += c.images;
   total->before += c.before;
   total->after += c.after;
   total->recovered += c.recovered;
+  total->nested += c.nested;
   total->failed += c.failed;
   if (!ok) {
     printf("FAIL scenario %s (seed %llu): an image after a power cut is "
            "inconsistent\n", sc->name, (unsigned long long)seed);
     scen_print(sc);
-    show_failure(run, cut, style, fseed);
+    show_failure(run, &f);
     run_free(run);
     minimise(sc, seed);
   } else {
@@ -857,6 +998,7 @@ static const char *const scenarios[][2] = {
   {"stale_backup", "app:a:1 app:a:1"},
   {"sequence_bitmaps", "del:b:0 del:b:2 save:b:3 del:b:1 cmp:b"},
   {"sequence_reset", "new:d:2 reset new:a:3 app:a:1"},
+  {"sequence_empty_txn", "+ S app:a:1 R E . clone:b:e"},
   {"fallocate", "big:d"},
   {"fallocate_over", "new:d:1 big:d app:a:1"},
 };
@@ -987,7 +1129,7 @@ static long env_long(const char *name, long dflt) {
 }
 
 int main(void) {
-  long images = env_long("POWERLOSS_IMAGES", 3000);
+  long images = env_long("POWERLOSS_IMAGES", 0);
   int random_too = (int)env_long("POWERLOSS_RANDOM", 0);
   const char *only = getenv("POWERLOSS_ONLY");
   uint64_t seed = (uint64_t)env_long("POWERLOSS_SEED", 0);
@@ -1006,8 +1148,9 @@ int main(void) {
     perror("mkdtemp");
     return 2;
   }
-  printf("powerloss: seed %llu, %ld images, work directory %s\n",
-         (unsigned long long)seed, images, workdir);
+  printf("powerloss: seed %llu, %ld images asked (0: every sync point and "
+         "style), work directory %s\n", (unsigned long long)seed, images,
+         workdir);
   for (int i = 0; i < NSCEN; i++)
     if (!only || strstr(scenarios[i][0], only)) nscen++;
   {
@@ -1026,9 +1169,11 @@ int main(void) {
       ok = scenario(&sc, per, seed + (uint64_t)i, &total);
       if (ok) {
         ctest_passed++;
-        printf("ok %s (%ld images, %ld recovered a hot journal)\n", sc.name,
+        printf("ok %s (%ld images, %ld played back a hot journal, %ld "
+               "lost power again meanwhile)\n", sc.name,
                total.images - before.images,
-               total.recovered - before.recovered);
+               total.recovered - before.recovered,
+               total.nested - before.nested);
       } else {
         ctest_failed++;
         failed++;
@@ -1039,13 +1184,13 @@ int main(void) {
       long seqs = 0, bad = 0;
       while (left > 0) {
         Scen sc;
-        long n = left < 300 ? left : 300;
+        long was = total.images;
         uint64_t s = tu_rand(&rng);
         generate(&sc, &rng);
         if (sc.n == 0) continue;
         seqs++;
-        if (!scenario(&sc, n, s, &total)) bad++;
-        left -= n;
+        if (!scenario(&sc, left < 300 ? left : 300, s, &total)) bad++;
+        left -= total.images - was;
       }
       if (bad) ctest_failed++, failed++;
       else ctest_passed++;
@@ -1055,9 +1200,10 @@ int main(void) {
   }
   printf("powerloss: %ld images checked in %.1f s: %ld held the state "
          "before the transaction cut, %ld the state after it, %ld "
-         "inconsistent; %ld played back a hot journal\n",
+         "inconsistent; %ld played back a hot journal, %ld lost power "
+         "again while playing one back\n",
          total.images, (tu_mono_ms() - t0) / 1000.0, total.before,
-         total.after, total.failed, total.recovered);
+         total.after, total.failed, total.recovered, total.nested);
   tu_rm_rf(workdir);
   return CTEST_END();
 }
