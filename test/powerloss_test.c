@@ -555,6 +555,33 @@ static int make_base(NpkSession *s) {
   return rc;
 }
 
+/* For scenarios named "seg_...": a store written by hand, as NumPack
+** writes one, holding a (8 rows), b (5 rows, row 1 deleted) and s, an int64
+** array of 5 rows in two segment files named by a .npkseg manifest. */
+static void make_seg_base(const char *dir) {
+  unsigned char a[8 * ROWB], b[5 * ROWB], live[5] = {1, 0, 1, 1, 1};
+  CatEntry e[3];
+  Buf cat = {0}, bm = {0};
+  fill_rows(a, sizeof a, 1);
+  fill_rows(b, sizeof b, 2);
+  memset(e, 0, sizeof e);
+  e[0].name = "a"; e[0].ndim = 2; e[0].dims[0] = 8; e[0].dims[1] = 3;
+  e[0].dtype = NPK_INT32; e[0].mtime = 1700000000000000ull;
+  e[1].name = "b"; e[1].ndim = 2; e[1].dims[0] = 5; e[1].dims[1] = 3;
+  e[1].dtype = NPK_INT32; e[1].mtime = 1700000000000001ull;
+  e[2] = tu_seg_entry();
+  mkdir(dir, 0755);
+  tu_cat_build(&cat, e, 3, NULL);
+  tu_write_buf(P(dir, TU_CATALOG), &cat);
+  tu_write_file(P(dir, "data_a.npkd"), a, sizeof a);
+  tu_write_file(P(dir, "data_b.npkd"), b, sizeof b);
+  tu_bitmap_build(&bm, live, 5);
+  tu_write_buf(P(dir, "deleted_b.npkb"), &bm);
+  tu_seg_write(dir);
+  buf_free(&cat);
+  buf_free(&bm);
+}
+
 static char workdir[1024];
 
 /* Make the base store in DIR and record SC on it into RUN.  Returns
@@ -565,12 +592,14 @@ static int record(const Scen *sc, const char *dir, Run *run) {
   NpkSession *s = NULL;
   char *err = NULL;
   int rc, in_txn = 0, sp = -1, t;
+  int seg = strncmp(sc->name, "seg_", 4) == 0;
   tu_rm_rf(dir);
-  rc = npk_store_open(dir, NPK_OPEN_CREATE, &st, &err);
+  if (seg) make_seg_base(dir);
+  rc = npk_store_open(dir, seg ? 0 : NPK_OPEN_CREATE, &st, &err);
   free(err);
   if (rc) return rc;
   if ((rc = npk_session_open(st, &s))) goto out;
-  if ((rc = make_base(s))) goto out;
+  if (!seg && (rc = make_base(s))) goto out;
   for (t = 0; t < MAXSTATE; t++) {
     run->state[t].n = 0;
     run->commit_at[t] = -1;
@@ -630,6 +659,24 @@ typedef struct Counts {
   long nested;               /* cut again during that playback */
   long failed;               /* inconsistent */
 } Counts;
+
+/* tu_leftovers() passes the files of the segmented array "s" of
+** make_seg_base(): they must be there exactly while s is segmented. */
+static int seg_files_ok(NpkSession *s, const char *dir) {
+  static const char *const files[] = {"data_s.npkseg", "seg_s_0.bin",
+                                      "seg_s_1.bin"};
+  NpkArrayInfo info;
+  int want = 0;
+  if (npk_read_begin(s) != NPK_OK) return 0;
+  want = npk_array_info(s, "s", &info) == NPK_OK && info.segmented;
+  npk_read_end(s);
+  for (int i = 0; i < 3; i++)
+    if (tu_exists(P(dir, files[i])) != want) {
+      printf("  %s %s\n", files[i], want ? "is missing" : "is left over");
+      return 0;
+    }
+  return 1;
+}
 
 /* The recovered store in DIR (open as ST, S) takes a commit: a row
 ** appended to its first array is there when the store is opened again,
@@ -723,7 +770,7 @@ static int check_image(const Run *run, const char *dir, int cut, Counts *c,
     if (verbose) printf("  a journal is left\n");
     goto out;
   }
-  if (tu_leftovers(dir) != 0) {
+  if (tu_leftovers(dir) != 0 || !seg_files_ok(s, dir)) {
     if (verbose) printf("  files are left over\n");
     goto out;
   }
@@ -1047,6 +1094,10 @@ static const char *const scenarios[][2] = {
   {"sequence_bitmaps", "del:b:0 del:b:2 save:b:3 del:b:1 cmp:b"},
   {"sequence_reset", "new:d:2 reset new:a:3 app:a:1"},
   {"sequence_empty_txn", "+ S app:a:1 R E . clone:b:e"},
+  {"seg_save_over", "save:s:3"},
+  {"seg_drop", "drop:s"},
+  {"seg_delete_compact", "del:s:1 cmp:s"},
+  {"seg_replace_clone", "+ rep:s:4 clone:s:d ."},
   {"fallocate", "big:d"},
   {"fallocate_over", "new:d:1 big:d"},
 };
