@@ -23,18 +23,22 @@
 **     extended as if the write was kept.  Kept changes are applied in the
 **     order they were made, so an earlier write may survive a later one.
 **   - creates, renames, links and unlinks before the last directory sync
-**     are on disk; of those after it, either a prefix survives (the order
-**     a journaling file system such as ext4 or XFS commits them in), or
-**     any subset closed under dependence: one survives only with every
-**     earlier unsynced one that names one of its files (POSIX without a
-**     directory sync promises nothing more).  Which of the two is drawn
-**     per image.
-**   - a file's fsync does not make its own directory entry durable (ext4
-**     happens to; POSIX does not promise it), and sectors never written
-**     read as zeros (no stale data of other files: ext4's data=ordered).
+**     are on disk; of those after it, a prefix survives (the order a
+**     journaling file system such as ext4 or XFS commits them in), or any
+**     subset closed under dependence: one survives only with every earlier
+**     unsynced one that names one of its files (POSIX without a directory
+**     sync promises nothing more), or only the creates survive (a file's
+**     fsync committing its own entry and nothing else: btrfs's log tree,
+**     ext4's fast commits).  Which is drawn per image.
+**   - a file's fsync is not assumed to make its directory entry durable,
+**     and sectors never written read as zeros (no stale data of other
+**     files: ext4's data=ordered); the disk honours fsync.
 ** Cuts are made just before and just after every sync and at random
-** points; each cut is combined with random choices, and with "everything
-** unsynced lost" and "everything kept".
+** points; each cut is combined with random choices, with "everything
+** unsynced lost", "everything kept" and "only the creates".  Every few
+** images with a hot journal are cut again, at the same kinds of points,
+** while that journal is played back; every few recovered stores also take
+** a commit, read back after reopening.
 **
 ** A failure prints the operations that produced it, minimised (operations
 ** dropped while some image still fails), and the recording with the fate
@@ -42,7 +46,7 @@
 **
 **   POWERLOSS_IMAGES  images to check in all (default 0: for every
 **                     scenario, one per sync point and style, and some of
-**                     their playbacks cut again: about 3,600)
+**                     their playbacks cut again: about 4,100)
 **   POWERLOSS_SEED    seed (default: from the clock, printed)
 **   POWERLOSS_RANDOM  1: random operation sequences too (make stress)
 **   POWERLOSS_ONLY    run only the scenarios whose name contains this
@@ -957,6 +961,10 @@ static int check_run(const Run *run, long images, uint64_t seed, Counts *c,
 
 static void run_free(Run *run) {
   rec_reset(&run->rec);
+  free(run->rec.ev);
+  free(run->rec.ino);
+  free(run->rec.init);
+  memset(&run->rec, 0, sizeof run->rec);
   for (int t = 0; t < MAXSTATE; t++) buf_free(&run->state[t]);
 }
 
