@@ -1,7 +1,8 @@
 /*
 ** store_io.c — the engine's contact with the operating system: every write,
 ** fsync, rename, truncate and whole-file read goes through here, so that I/O
-** counters are real and tests can inject faults at each kind of call; and
+** counters are real and tests can inject faults at each kind of call and
+** record every change for the power-loss simulation; and
 ** every file of a store is opened, removed, renamed and linked here, by its
 ** name relative to the store, so that none is reached through a symbolic
 ** link.  Also error messages and little-endian encoding helpers.
