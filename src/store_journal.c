@@ -109,9 +109,9 @@ void npk_journal_header(const NpkBuf *records,
 **
 ** The directory is synced after the journal is created and before it holds
 ** a byte, so that the backups linked just before and the journal's entry
-** reach the disk together, ahead of its contents.  Synced after the bytes,
-** as it once was, a power cut could leave a complete journal with a backup
-** that is not this commit's: a file's fsync may commit its own directory
+** reach the disk together, ahead of its contents.  Were it synced after
+** the bytes, a power cut could leave a complete journal with a backup that
+** is not this commit's: a file's fsync may commit its own directory
 ** entry and nothing else (btrfs's log, ext4's fast commits), so the link
 ** to the backup -- and the removal, by the previous commit, of the old
 ** backup by that name -- could still be lost, and playback would put the
