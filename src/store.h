@@ -298,4 +298,31 @@ void npk_test_fault(const char *kind, int nth, int err);
 ** NUMPACK_TEST_CRASH=STEP arms it for a whole process. */
 void npk_test_crash_at(int step);
 
+/* Recording: FN(ARG, EV) is called after each successful change the
+** engine makes to a file or directory of any store (NULL stops it), so
+** that test/powerloss_test.c can rebuild what a disk could hold after a
+** power cut at any moment.  The engine maps no file writable: every change
+** to a file's bytes is a write reported here. */
+#define NPK_EV_CREATE    1   /* NAME created empty (inode INO) */
+#define NPK_EV_WRITE     2   /* LEN bytes DATA at OFF into inode INO */
+#define NPK_EV_TRUNCATE  3   /* inode INO set to LEN bytes */
+#define NPK_EV_FALLOCATE 4   /* blocks reserved, size kept: [OFF, OFF+LEN) */
+#define NPK_EV_FSYNC     5   /* inode INO synced */
+#define NPK_EV_DIRSYNC   6   /* the store directory synced */
+#define NPK_EV_RENAME    7   /* NAME renamed to NAME2 (replacing it) */
+#define NPK_EV_LINK      8   /* NAME2 made a hard link to NAME */
+#define NPK_EV_UNLINK    9   /* NAME removed */
+typedef struct NpkIoEvent NpkIoEvent;
+struct NpkIoEvent {
+  int kind;                  /* NPK_EV_CREATE .. NPK_EV_UNLINK */
+  const char *dir;           /* the store's directory */
+  const char *name;          /* file, relative to the store, or NULL */
+  const char *name2;         /* rename or link target, or NULL */
+  uint64_t ino;              /* inode of the file written, synced, created */
+  uint64_t off;              /* write, fallocate: offset */
+  uint64_t len;              /* write, fallocate: bytes; truncate: length */
+  const void *data;          /* write: the bytes (valid during the call) */
+};
+void npk_test_record(void (*fn)(void *arg, const NpkIoEvent *ev), void *arg);
+
 #endif /* NPK_STORE_H */

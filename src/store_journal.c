@@ -2,8 +2,9 @@
 ** store_journal.c — metadata.npkm-journal, the rollback journal that makes a
 ** commit atomic across the several files it touches.
 **
-** Before a commit changes any file it writes here how to undo each change,
-** syncs the journal and the directory, then changes the files; deleting the
+** Before a commit changes any file it syncs the directory (with the
+** backups and the journal's entry), writes here how to undo each change,
+** syncs the journal, then changes the files; deleting the
 ** journal is the commit point.  A journal left by a commit that died or
 ** failed is "hot": the next write transaction plays its records back,
 ** restoring the state before the commit.  Readers never play back
@@ -104,7 +105,19 @@ void npk_journal_header(const NpkBuf *records,
   npk_put_u64(hdr + 16, fnv1a(records->p, records->n));
 }
 
-/* Write the journal: header + RECORDS, synced, with the directory entry. */
+/* Write the journal: header + RECORDS, synced, with the directory entry.
+**
+** The directory is synced after the journal is created and before it holds
+** a byte, so that the backups linked just before and the journal's entry
+** reach the disk together, ahead of its contents.  Were it synced after
+** the bytes, a power cut could leave a complete journal with a backup that
+** is not this commit's: a file's fsync may commit its own directory
+** entry and nothing else (btrfs's log, ext4's fast commits), so the link
+** to the backup -- and the removal, by the previous commit, of the old
+** backup by that name -- could still be lost, and playback would put the
+** previous commit's backup of the catalog back over the last committed
+** one (test/powerloss_test.c, "stale_backup").  An empty or torn journal
+** is not whole: playback removes it, the commit having touched nothing. */
 int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
   char *path = npk_path(st->dir, NPK_JOURNAL);
   unsigned char hdr[JHEADER];
@@ -116,12 +129,12 @@ int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
     free(path);
     return rc;
   }
-  rc = npk_io_pwrite(st, fd, hdr, JHEADER, 0, path, e);
+  rc = npk_io_fsync(st, st->dirfd, st->dir, e);
+  if (rc == NPK_OK) rc = npk_io_pwrite(st, fd, hdr, JHEADER, 0, path, e);
   if (rc == NPK_OK)
     rc = npk_io_pwrite(st, fd, records->p, records->n, JHEADER, path, e);
   if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
   close(fd);
-  if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
   if (rc != NPK_OK) {
     NpkErr ignored;
     npk_io_unlink(st, NPK_JOURNAL, &ignored);
@@ -149,6 +162,7 @@ int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e) {
 void npk_sweep(NpkStore *st) {
   DIR *d = npk_io_opendir(st);
   struct dirent *de;
+  NpkErr ignored;
   if (!d) return;
   while ((de = readdir(d)) != NULL) {
     const char *n = de->d_name;
@@ -158,7 +172,7 @@ void npk_sweep(NpkStore *st) {
                strcmp(n, NPK_CATALOG "-tmp") == 0 ||
                (strncmp(n, "deleted_", 8) == 0 && len > 9 &&
                 strcmp(n + len - 9, ".npkb-tmp") == 0);
-    if (ours) unlinkat(dirfd(d), n, 0);
+    if (ours) npk_io_unlink(st, n, &ignored);
   }
   closedir(d);
 }

@@ -14,9 +14,11 @@
 **   1 hard-link every file about to be replaced or removed (data files,
 **     bitmaps, the catalog) to "<f>-npkbak": undoing the commit is then a
 **     rename, which needs no disk space (store_journal.c)
-**   2 write the journal (how to undo every file change), sync it and the
-**     dir, which makes the backups durable too; until the journal is
-**     complete the backups are mere leftovers for the next write to remove
+**   2 create the journal and sync the dir, which makes the backups durable
+**     before any journal byte is (store_journal.c says why), then write the
+**     journal (how to undo every file change) and sync it; until the
+**     journal is complete the backups are mere leftovers for the next
+**     write to remove
 **   3 write overlay rows in place, set exact lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
 **   5 replace bitmaps and the catalog (temp file, sync, rename), sync the dir
