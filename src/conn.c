@@ -771,7 +771,13 @@ static int conn_join(NpkConn *c, const char *fn, char **pzErr) {
   if (rc == SQLITE_OK) rc = sqlite3_bind_pointer(st, 1, c, CONN_POINTER, 0);
   if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE)
     rc = SQLITE_OK;
-  if (rc)
+  if ((rc & 0xff) == SQLITE_READONLY)
+    *pzErr = sqlite3_mprintf(
+        "numpack: %s inside a transaction cannot join it on %s: %s (joining "
+        "writes the main database, as a table's write would); call it "
+        "outside the transaction", fn, npk_store_dir(c->store),
+        sqlite3_errmsg(c->db));
+  else if (rc)
     *pzErr = sqlite3_mprintf(
         "numpack: %s inside a transaction cannot join it on %s: %s", fn,
         npk_store_dir(c->store), sqlite3_errmsg(c->db));
