@@ -12,6 +12,11 @@
 ** which a function called once per row must not pay each time.  The close
 ** is noticed through the destructor of numpack_sessions(), which SQLite
 ** runs when the connection goes away.
+**
+** This file is also the one bridge between SQLite's transactions and the
+** sessions': reads kept for a whole transaction, and the write
+** transaction that numpack tables and writing functions alike join
+** (through numpack_txn for the functions), with its savepoints.
 */
 #include <pthread.h>
 #include <stdlib.h>
