@@ -290,6 +290,23 @@ class NumPack:
             raise sql_error(e) from e
 
     @contextlib.contextmanager
+    def _savepoint(self):
+        """A call's writes inside the open transaction (a batch's, or an
+        outer call's): undone alone if the call fails, as the extension
+        undoes a failing function call."""
+        con = self._con
+        con.execute("SAVEPOINT numpack_call")
+        try:
+            yield
+        except BaseException:
+            if self._txn and con.in_transaction:
+                con.execute("ROLLBACK TO numpack_call")
+                con.execute("RELEASE numpack_call")
+            raise
+        else:
+            con.execute("RELEASE numpack_call")
+
+    @contextlib.contextmanager
     def _unit(self, multi=True):
         """Make the writes inside one transaction: all or nothing."""
         if not multi:
@@ -298,7 +315,11 @@ class NumPack:
         if self._txn or self._unit_depth or self._batch is not None:
             self._unit_depth += 1
             try:
-                yield
+                if self._txn:
+                    with self._savepoint():
+                        yield
+                else:
+                    yield
             finally:
                 self._unit_depth -= 1
             return

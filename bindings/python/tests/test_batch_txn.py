@@ -201,3 +201,24 @@ def test_no_scratch_database(npk):
     with npk.batch_mode():
         assert [r[1] for r in npk._con.execute("PRAGMA database_list")] \
             == ["main"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_failing_call_of_several_arrays(tmp_path, kind):
+    """A call that writes several arrays and fails on a later one leaves
+    nothing of itself in the block's transaction, which goes on."""
+    path = tmp_path / "s.npk"
+    _, mid, _ = reference(tmp_path, kind, OPS["append"])
+    fresh(path, kind)
+    with NumPack(path) as npk:
+        with npk.batch_mode():
+            if kind == "empty":
+                prelude(npk)
+            with pytest.raises(KeyError):
+                npk.append({"a": V, "missing": V})
+            with pytest.raises(ValueError):
+                npk.replace({"b": V[:1], "a": np.zeros((1, 2), np.int32)},
+                            [0])
+            assert npk.load("a").tolist() == A[1:].tolist()
+            npk.append({"b": V})
+    assert view(path) == dict(mid, b=B.tolist() + V.tolist())
