@@ -362,19 +362,10 @@ static int fail(NpkVtab *v, int rc) {
 ** counts it in the transaction from its creation), so xUpdate calls this
 ** too. */
 static int ensure_txn(NpkVtab *v) {
-  NpkSession *s = v->conn->ses;
   int rc;
-  if (v->readonly || npk_in_txn(s)) return SQLITE_OK;
-  rc = npk_begin(s);
-  while (rc == NPK_OK && npk_savepoint_count(s) < v->conn->sp_wanted) {
-    int lv;
-    rc = npk_savepoint(s, &lv);
-  }
-  if (rc) {
-    if (npk_in_txn(s)) npk_rollback(s);
-    return fail(v, rc);
-  }
-  return SQLITE_OK;
+  if (v->readonly) return SQLITE_OK;
+  rc = npk_conn_txn_begin(v->conn, 0);
+  return rc ? fail(v, rc) : SQLITE_OK;
 }
 
 /* *INFO for rows of DTYPE with the row shape of A, as CREATE makes the
@@ -1321,9 +1312,9 @@ static int vt_begin(sqlite3_vtab *p) {
   NpkArrayInfo info;
   int began, rc;
   if (v->zGone) return gone(v);
-  v->conn->sp_wanted = 0;
   began = !npk_in_txn(v->conn->ses);
-  if ((rc = ensure_txn(v)) != SQLITE_OK || v->readonly) return rc;
+  if (v->readonly) return SQLITE_OK;
+  if ((rc = npk_conn_txn_begin(v->conn, 1)) != NPK_OK) return fail(v, rc);
   rc = npk_array_info(v->conn->ses, v->zArray, &info);
   rc = rc ? fail(v, rc) : layout_check(v, &info);
   /* SQLite calls no xRollback after a failed xBegin. */
@@ -1331,71 +1322,38 @@ static int vt_begin(sqlite3_vtab *p) {
   return rc;
 }
 
-/* The commit itself: anything that can fail must fail here, not in xCommit
-** whose errors SQLite ignores. */
+/* The rest of SQLite's transaction goes to the bridge (conn.c), shared with
+** the writing functions. */
 static int vt_sync(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
-  int rc;
-  v->conn->sp_wanted = 0;
-  if (!npk_in_txn(v->conn->ses)) return SQLITE_OK;
-  rc = npk_commit(v->conn->ses);
+  int rc = npk_conn_txn_sync(v->conn);
   return rc ? fail(v, rc) : SQLITE_OK;
 }
 
 static int vt_commit(sqlite3_vtab *p) {
-  NpkVtab *v = (NpkVtab *)p;
-  /* Normally done by xSync; a transaction still open here is committed. */
-  if (npk_in_txn(v->conn->ses)) npk_commit(v->conn->ses);
+  npk_conn_txn_commit(((NpkVtab *)p)->conn);
   return SQLITE_OK;
 }
 
 static int vt_rollback(sqlite3_vtab *p) {
-  NpkVtab *v = (NpkVtab *)p;
-  v->conn->sp_wanted = 0;
-  npk_rollback(v->conn->ses);
+  npk_conn_txn_rollback(((NpkVtab *)p)->conn);
   return SQLITE_OK;
 }
 
 static int vt_savepoint(sqlite3_vtab *p, int level) {
   NpkVtab *v = (NpkVtab *)p;
-  NpkSession *s = v->conn->ses;
-  if (!npk_in_txn(s)) {
-    /* Nothing written yet: remember the level for ensure_txn(). */
-    if (v->conn->sp_wanted < level + 1) v->conn->sp_wanted = level + 1;
-    return SQLITE_OK;
-  }
-  /* SQLite may open several levels at once when a table joins late. */
-  while (npk_savepoint_count(s) <= level) {
-    int lv, rc = npk_savepoint(s, &lv);
-    if (rc) return fail(v, rc);
-  }
-  return SQLITE_OK;
+  int rc = npk_conn_txn_savepoint(v->conn, level);
+  return rc ? fail(v, rc) : SQLITE_OK;
 }
 
-/* Level -1 (SQLite uses it for the savepoint that began the transaction)
-** means everything since the transaction began. */
 static int vt_release(sqlite3_vtab *p, int level) {
-  NpkVtab *v = (NpkVtab *)p;
-  if (level < 0) level = 0;
-  if (v->conn->sp_wanted > level) v->conn->sp_wanted = level;
-  if (npk_in_txn(v->conn->ses)) npk_release(v->conn->ses, level);
+  npk_conn_txn_release(((NpkVtab *)p)->conn, level);
   return SQLITE_OK;
 }
 
 static int vt_rollback_to(sqlite3_vtab *p, int level) {
   NpkVtab *v = (NpkVtab *)p;
-  int rc;
-  if (!npk_in_txn(v->conn->ses)) return SQLITE_OK;
-  if (level < 0) {
-    /* Back to the start: SQLite's transaction goes on with this table in
-    ** it, so the store's must too, empty, for the writing functions to
-    ** join as they would after BEGIN. */
-    v->conn->sp_wanted = 0;
-    rc = npk_rollback(v->conn->ses);
-    if (rc == NPK_OK) rc = npk_begin(v->conn->ses);
-    return rc ? fail(v, rc) : SQLITE_OK;
-  }
-  rc = npk_rollback_to(v->conn->ses, level);
+  int rc = npk_conn_txn_rollback_to(v->conn, level);
   return rc ? fail(v, rc) : SQLITE_OK;
 }
 
