@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""knn.py - KNN queries through the virtual table, numpack_distance and
-numpack_knn against a NumPy brute force.
+"""knn.py - KNN queries through the virtual table, numpack_knn and
+numpack_distance against a NumPy brute force.
 
 For every metric and element type it fits (l2, l2sq, cosine, dot over
 float32, float64, float16, int8, uint8; hamming and jaccard over uint8
@@ -140,6 +140,28 @@ def case(dtype, metric):
                   % ",".join(map(str, cand)), (100,)),
               reference(model, metric, q, 6, set(c for c in cand if c > 100)),
               "%s range and IN" % tag)
+    # numpack_knn: several queries in one pass give what each gives alone;
+    # idx is the logical index of the row.
+    qs = make_rows(dtype, 5, d)
+    got = {}
+    live_before = np.cumsum([0] + [v is not None for v in model])
+    for qi, rank, rowid, idx, dist in db.execute(
+            "SELECT query, rank, rowid, idx, distance FROM "
+            "numpack_knn(?, ?, ?, ?, ?)", (store, name, npy(qs), 6, metric)):
+        got.setdefault(qi, []).append((rowid, dist))
+        check(idx == live_before[rowid] and rank == len(got[qi]) - 1,
+              "%s numpack_knn idx/rank" % tag)
+    for qi in range(5):
+        agree(got.get(qi, []), reference(model, metric, qs[qi], 6),
+              "%s numpack_knn query %d" % (tag, qi))
+    # numpack_distance on .npy vectors of the dtype.
+    for _ in range(3):
+        x, y = make_rows(dtype, 2, d)
+        dist, = db.execute("SELECT numpack_distance(?, ?, ?)",
+                           (npy(x), npy(y), metric)).fetchone()
+        want = ref_dist(metric, x[None, :], y)[0]
+        check(abs(dist - want) <= 1e-6 * max(1, abs(want)),
+              "%s numpack_distance %r %r" % (tag, dist, want))
     # The transaction's own changes are seen, and gone after ROLLBACK.
     q = make_rows(dtype, 1, d)[0]
     qj = json.dumps([int(x) for x in q.astype(np.int64)])
@@ -190,5 +212,15 @@ top = live[np.argsort(dist, kind="stable")[:10]]
 check([r for r, _ in got] == list(top), "big: rowids as NumPy's")
 check(np.allclose([x for _, x in got],
                   np.sort(dist)[:10], rtol=1e-5), "big: distances")
+# 300 queries in one call.
+qs = rng.standard_normal((300, 16)).astype(np.float32)
+rows = db.execute("SELECT query, rowid FROM numpack_knn(?, 'big', ?, 3)",
+                  (store, npy(qs))).fetchall()
+check(len(rows) == 900, "big batch: 3 rows per query")
+for qi in (0, 150, 299):
+    dist = ((big[live] - qs[qi]) ** 2).sum(axis=1, dtype=np.float32)
+    check([r for q, r in rows if q == qi] ==
+          list(live[np.argsort(dist, kind="stable")[:3]]),
+          "big batch: query %d" % qi)
 
 raise SystemExit(finish())
