@@ -935,6 +935,7 @@ static int hit_cmp(const void *a, const void *b) {
 /* ---- the scan -------------------------------------------------------- */
 
 #define KNN_BLOCK 64   /* rows per kernel call: one bitmap word */
+#define KNN_AHEAD 6    /* rows of a list prefetched ahead */
 
 /* One thread's share of a search. */
 typedef struct KnnWork KnnWork;
@@ -957,18 +958,24 @@ static inline int live_at(const NpkKnnScan *s, uint64_t r) {
   return !s->live || (s->live[r / 64] >> (r % 64) & 1);
 }
 
-/* Offer every row of MASK (bit j = row FIRST + j) from kernel outputs. */
-static inline void offer_block(KnnWork *w, size_t qi, uint64_t first,
-                               uint64_t mask, const double *out,
-                               const double *out2) {
+/* Offer every row of MASK (bit j = row FIRST + j) from kernel outputs.
+** Rows come in increasing order, so once the heap is full a row only
+** enters when strictly nearer than its top: one comparison per row. */
+static inline __attribute__((always_inline)) void
+offer_block(KnnWork *w, size_t qi, uint64_t first, uint64_t mask,
+            const double *out, const double *out2) {
   NpkKnnHit *h = w->heaps + qi * w->k;
-  size_t *n = w->sizes + qi;
+  size_t *n = w->sizes + qi, k = w->k;
   int metric = w->s->metric;
   double qn2 = w->qn2 ? w->qn2[qi] : 0;
+  double top = *n == k ? h[0].dist : INFINITY;
   while (mask) {
     int j = __builtin_ctzll(mask);
+    double d = finish(metric, out[j], out2[j], qn2);
     mask &= mask - 1;
-    heap_offer(h, n, w->k, finish(metric, out[j], out2[j], qn2), first + (uint64_t)j);
+    if (d >= top && *n == k) continue;
+    heap_offer(h, n, k, d, first + (uint64_t)j);
+    if (*n == k) top = h[0].dist;
   }
 }
 
@@ -979,9 +986,16 @@ static void *knn_work(void *arg) {
   size_t d = is_bits(s->metric) ? (size_t)s->row_bytes : (size_t)s->dim;
 
   if (s->only) {
+    /* Rows of a list are scattered: ask for the row a few places ahead
+    ** while this one is computed, so that memory latency overlaps. */
+    size_t lines = s->row_bytes > 1024 ? 16 : (size_t)(s->row_bytes + 63) / 64;
     for (size_t i = w->olo; i < w->ohi; i++) {
       uint64_t r = s->only[i];
       const unsigned char *x;
+      if (s->base && i + KNN_AHEAD < w->ohi && s->only[i + KNN_AHEAD] < s->rows) {
+        const unsigned char *p = s->base + s->only[i + KNN_AHEAD] * s->row_bytes;
+        for (size_t l = 0; l < lines; l++) __builtin_prefetch(p + 64 * l);
+      }
       if (r < s->lo || r >= s->hi || !live_at(s, r)) continue;
       if (s->base) {
         x = s->base + r * s->row_bytes;

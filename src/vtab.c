@@ -1237,7 +1237,13 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx,
     }
     if (rc != SQLITE_OK && rc != SQLITE_DONE) return rc;
     ai++;
-    c->n_in = (int)npk_rows_sort_unique(c->in_rows, (uint64_t)c->n_in);
+    /* SQLite hands the values over sorted (from its index of the list)
+    ** as a rule: a sort is needed only when they are not. */
+    for (int i = 1; i < c->n_in; i++)
+      if (c->in_rows[i] <= c->in_rows[i - 1]) {
+        c->n_in = (int)npk_rows_sort_unique(c->in_rows, (uint64_t)c->n_in);
+        break;
+      }
     scan.only = c->in_rows;
     scan.n_only = (size_t)c->n_in;
   }
