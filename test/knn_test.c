@@ -315,6 +315,71 @@ static void t_multi_query(void) {
   free(data);
 }
 
+/* A batch of l2 queries gives the same rows and distances as each query
+** alone, for every type, on random (not whole) numbers, with deletions,
+** ties, threads and a row holding NaN. */
+static void t_batch(void) {
+  static const int fdt[] = {NPK_FLOAT32, NPK_FLOAT16, NPK_INT8, NPK_UINT8};
+  uint64_t live[(ROWS + 63) / 64];
+  for (size_t w = 0; w < sizeof live / sizeof live[0]; w++)
+    live[w] = 0xF7FFFFFFFFFFFFEFull;
+  for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
+    if (!npk_knn_set_isa(isas[ii])) continue;
+    for (int di = 0; di < 4; di++)
+      for (int metric = NPK_KNN_L2; metric <= NPK_KNN_L2SQ; metric++) {
+        int dtype = fdt[di], nq = 11;
+        size_t item = (size_t)npk_dtype_size(dtype), rb = DIM * item;
+        unsigned char *data = malloc(rb * ROWS);
+        float *qs = malloc(sizeof(float) * DIM * (size_t)nq);
+        NpkKnnHit many[11 * 6], one[6];
+        size_t found, f1;
+        NpkKnnScan s;
+        for (size_t r = 0; r < ROWS; r++)
+          for (size_t i = 0; i < DIM; i++) {
+            float f = (float)rnd(100000) / 997.0f - 50.0f;
+            if (dtype == NPK_FLOAT32) memcpy(data + r * rb + 4 * i, &f, 4);
+            else if (dtype == NPK_FLOAT16) {
+              unsigned short h = npk_double_to_half(f);
+              memcpy(data + r * rb + 2 * i, &h, 2);
+            } else data[r * rb + i] = (unsigned char)rnd(256);
+          }
+        memcpy(data + 40 * rb, data + 41 * rb, rb);  /* a tie */
+        if (dtype == NPK_FLOAT32) {
+          float nan = NAN;
+          memcpy(data + 50 * rb, &nan, 4);
+        }
+        for (int i = 0; i < DIM * nq; i++)
+          qs[i] = (float)rnd(100000) / 997.0f - 50.0f;
+        memcpy(qs + 3 * DIM, qs, sizeof(float) * DIM);
+        memset(&s, 0, sizeof s);
+        s.dtype = dtype;
+        s.metric = metric;
+        s.dim = DIM;
+        s.row_bytes = rb;
+        s.base = data;
+        s.rows = s.hi = ROWS;
+        s.live = live;
+        for (int t = 1; t <= 2; t++) {
+          s.threads = t;
+          CHECK(npk_knn_search(&s, qs, (size_t)nq, 6, many, &found) == NPK_OK);
+          CHECK_EQ(found, 6);
+          for (int qi = 0; qi < nq; qi++) {
+            CHECK(npk_knn_search(&s, qs + qi * DIM, 1, 6, one, &f1) == NPK_OK);
+            for (int i = 0; i < 6; i++) {
+              CHECK_EQ(one[i].row, many[qi * 6 + i].row);
+              CHECK(one[i].dist == many[qi * 6 + i].dist);
+            }
+          }
+        }
+        free(qs);
+        free(data);
+      }
+  }
+  npk_knn_set_isa("portable");
+  npk_knn_set_isa("avx2");
+  npk_knn_set_isa("avx512");
+}
+
 /* A row holding NaN ranks last. */
 static void t_nan(void) {
   float rows[3 * 2] = {1, 1, NAN, 0, 2, 2};
@@ -426,6 +491,7 @@ int main(void) {
   RUN(t_search_matrix);
   RUN(t_ties);
   RUN(t_multi_query);
+  RUN(t_batch);
   RUN(t_nan);
   RUN(t_parse);
   RUN(t_distance);
