@@ -130,6 +130,10 @@ static inline double ld_f64(const unsigned char *x, size_t i) {
 typedef void (*KnnKernel)(const unsigned char *x, size_t n, size_t stride,
                           const void *q, size_t d, double *out, double *out2);
 
+/* Dot products of four rows with four queries (see DOTS4X4_KERNEL). */
+typedef void (*KnnDots4)(const unsigned char *const *x, const float *q,
+                         size_t d, float *dots);
+
 #define K_L2SQ    0
 #define K_DOT     1
 #define K_DOTNORM 2
@@ -369,6 +373,80 @@ AVX512_KERNELS(f16, A5_F16)
 AVX512_KERNELS(i8, A5_I8)
 AVX512_KERNELS(u8, A5_U8)
 
+/* Sums of eight vectors, in one: the halves of each added, then a tree of
+** horizontal adds, so that eight sums cost little more than one. */
+static NPK_AVX512 inline __m256 half_sum512(__m512 a) {
+  return _mm256_add_ps(_mm512_castps512_ps256(a),
+                       _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                           _mm512_castps_pd(a), 1)));
+}
+
+static NPK_AVX512 inline __m256 sum8x512(__m512 a0, __m512 a1, __m512 a2,
+                                         __m512 a3, __m512 a4, __m512 a5,
+                                         __m512 a6, __m512 a7) {
+  __m256 h01 = _mm256_hadd_ps(half_sum512(a0), half_sum512(a1));
+  __m256 h23 = _mm256_hadd_ps(half_sum512(a2), half_sum512(a3));
+  __m256 h45 = _mm256_hadd_ps(half_sum512(a4), half_sum512(a5));
+  __m256 h67 = _mm256_hadd_ps(half_sum512(a6), half_sum512(a7));
+  __m256 lo4 = _mm256_hadd_ps(h01, h23), hi4 = _mm256_hadd_ps(h45, h67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(lo4, hi4, 0x20),
+                       _mm256_permute2f128_ps(lo4, hi4, 0x31));
+}
+
+/* Dot products of four rows X[0..3] (D elements) with four queries at Q,
+** Q + D, Q + 2D, Q + 3D: DOTS[r * 4 + j] = X[r] . query j.  Each element
+** loaded serves four multiply-adds, so that a batch of queries runs at
+** the speed of the arithmetic rather than of the cache (see knn_batch). */
+#define DOTS4X4_KERNEL(T, LOAD)                                             \
+  static NPK_AVX512 void dots4x4_##T##_avx512(                             \
+      const unsigned char *const *x, const float *q, size_t d,             \
+      float *dots) {                                                       \
+    __m512 z = _mm512_setzero_ps();                                        \
+    __m512 a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z,  \
+           a13 = z, a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z,  \
+           a32 = z, a33 = z;                                               \
+    size_t i = 0;                                                          \
+    for (; i + 16 <= d; i += 16) {                                         \
+      __m512 q0 = _mm512_loadu_ps(q + i), q1 = _mm512_loadu_ps(q + d + i); \
+      __m512 q2 = _mm512_loadu_ps(q + 2 * d + i);                          \
+      __m512 q3 = _mm512_loadu_ps(q + 3 * d + i);                          \
+      __m512 e = LOAD(x[0], i);                                            \
+      a00 = _mm512_fmadd_ps(e, q0, a00);                                   \
+      a01 = _mm512_fmadd_ps(e, q1, a01);                                   \
+      a02 = _mm512_fmadd_ps(e, q2, a02);                                   \
+      a03 = _mm512_fmadd_ps(e, q3, a03);                                   \
+      e = LOAD(x[1], i);                                                   \
+      a10 = _mm512_fmadd_ps(e, q0, a10);                                   \
+      a11 = _mm512_fmadd_ps(e, q1, a11);                                   \
+      a12 = _mm512_fmadd_ps(e, q2, a12);                                   \
+      a13 = _mm512_fmadd_ps(e, q3, a13);                                   \
+      e = LOAD(x[2], i);                                                   \
+      a20 = _mm512_fmadd_ps(e, q0, a20);                                   \
+      a21 = _mm512_fmadd_ps(e, q1, a21);                                   \
+      a22 = _mm512_fmadd_ps(e, q2, a22);                                   \
+      a23 = _mm512_fmadd_ps(e, q3, a23);                                   \
+      e = LOAD(x[3], i);                                                   \
+      a30 = _mm512_fmadd_ps(e, q0, a30);                                   \
+      a31 = _mm512_fmadd_ps(e, q1, a31);                                   \
+      a32 = _mm512_fmadd_ps(e, q2, a32);                                   \
+      a33 = _mm512_fmadd_ps(e, q3, a33);                                   \
+    }                                                                      \
+    _mm256_storeu_ps(dots, sum8x512(a00, a01, a02, a03, a10, a11, a12,     \
+                                    a13));                                 \
+    _mm256_storeu_ps(dots + 8, sum8x512(a20, a21, a22, a23, a30, a31, a32, \
+                                        a33));                             \
+    for (; i < d; i++)                                                     \
+      for (int r = 0; r < 4; r++) {                                        \
+        float e = ld_##T(x[r], i);                                         \
+        for (int j = 0; j < 4; j++) dots[r * 4 + j] += e * q[j * d + i];   \
+      }                                                                    \
+  }
+
+DOTS4X4_KERNEL(f32, A5_F32)
+DOTS4X4_KERNEL(f16, A5_F16)
+DOTS4X4_KERNEL(i8, A5_I8)
+DOTS4X4_KERNEL(u8, A5_U8)
+
 /* float64 rows: double lanes. */
 #define F64_KERNELS(ISA, ATTR, W, V, LOAD, ZERO, SUB, FMA, MUL, ADD, HSUM)  \
   static ATTR void l2sq_f64_##ISA(const unsigned char *x, size_t n,         \
@@ -448,6 +526,9 @@ struct KnnIsa {
   const char *name;
   KnnKernel f[5][3];
   KnnKernel hamming, jaccard;
+  /* Dot products of four rows with four queries, by type slot (not
+  ** float64), or NULL: the batch path of l2 (knn_batch). */
+  KnnDots4 dots4x4[4];
 };
 
 #define FAMILY(T, ISA) {l2sq_##T##_##ISA, dot_##T##_##ISA, dotnorm_##T##_##ISA}
@@ -456,18 +537,20 @@ static const KnnIsa isa_portable = {
     "portable",
     {FAMILY(f32, c), FAMILY(f16, c), FAMILY(i8, c), FAMILY(u8, c),
      FAMILY(f64, c)},
-    hamming_c, jaccard_c};
+    hamming_c, jaccard_c, {0, 0, 0, 0}};
 #ifdef NPK_KNN_X86
 static const KnnIsa isa_avx2 = {
     "avx2",
     {FAMILY(f32, avx2), FAMILY(f16, avx2), FAMILY(i8, avx2), FAMILY(u8, avx2),
      FAMILY(f64, avx2)},
-    hamming_popcnt, jaccard_popcnt};
+    hamming_popcnt, jaccard_popcnt, {0, 0, 0, 0}};
 static const KnnIsa isa_avx512 = {
     "avx512",
     {FAMILY(f32, avx512), FAMILY(f16, avx512), FAMILY(i8, avx512),
      FAMILY(u8, avx512), FAMILY(f64, avx512)},
-    hamming_popcnt, jaccard_popcnt};
+    hamming_popcnt, jaccard_popcnt,
+    {dots4x4_f32_avx512, dots4x4_f16_avx512, dots4x4_i8_avx512,
+     dots4x4_u8_avx512}};
 #endif
 
 static const KnnIsa *isa_used;
@@ -950,6 +1033,11 @@ struct KnnWork {
   size_t olo, ohi;           /* s->only[olo .. ohi) otherwise */
   NpkKnnHit *heaps;          /* nq heaps of k */
   size_t *sizes;             /* their sizes */
+  /* The batch path (knn_batch): its kernel, the queries as floats padded
+  ** with zero vectors to a multiple of four, and a zero vector. */
+  KnnDots4 dots4;
+  const float *qpad;
+  const float *zero;
   int rc;
 };
 
@@ -979,11 +1067,76 @@ offer_block(KnnWork *w, size_t qi, uint64_t first, uint64_t mask,
   }
 }
 
+/* Rows [LO, HI) against a batch of l2 or l2sq queries.  Dot products of
+** four rows with four queries at a time, and each row's norm, give
+** |x|^2 + |q|^2 - 2 x.q, the squared distance, up to float rounding.  A
+** row whose estimate, less a bound on that rounding, is not below a
+** query's k-th nearest so far cannot enter that query's top k and is
+** passed over; every other distance is computed exactly by the ordinary
+** kernel, so the results are the same as without this path.  The bound:
+** each of the three sums is off by at most (d + 16) units of float
+** rounding (2^-24) times the sum of the magnitudes of its terms, which
+** for all three together is at most 2 (|x|^2 + |q|^2); the exact kernel's
+** own rounding adds at most as much again. */
+static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
+  const NpkKnnScan *s = w->s;
+  size_t d = (size_t)s->dim, stride = (size_t)s->row_bytes;
+  double unit = (double)(d + 16) * 4.0 * 5.9604644775390625e-8 * 1.01;
+  double xx[KNN_BLOCK], out, out2 = 0;
+  for (uint64_t b = lo; b < hi;) {
+    uint64_t end = (b / KNN_BLOCK + 1) * KNN_BLOCK, mask;
+    const unsigned char *base = s->base + b * stride;
+    int at[KNN_BLOCK], nl = 0;
+    size_t cnt;
+    if (end > hi) end = hi;
+    cnt = (size_t)(end - b);
+    mask = cnt == 64 ? ~(uint64_t)0 : (((uint64_t)1 << cnt) - 1);
+    if (s->live) mask &= s->live[b / 64] >> (b % 64);
+    b = end;
+    if (!mask) continue;
+    while (mask) {
+      at[nl++] = __builtin_ctzll(mask);
+      mask &= mask - 1;
+    }
+    /* The norms: the squared distance to a zero vector. */
+    w->kern(base, cnt, stride, w->zero, d, xx, &out2);
+    for (size_t q0 = 0; q0 < w->nq; q0 += 4) {
+      size_t qn = w->nq - q0 < 4 ? w->nq - q0 : 4;
+      for (int t = 0; t < nl; t += 4) {
+        const unsigned char *xp[4];
+        float dots[16];
+        for (int r = 0; r < 4; r++)
+          xp[r] = base + (size_t)at[t + r < nl ? t + r : nl - 1] * stride;
+        w->dots4(xp, w->qpad + q0 * d, d, dots);
+        for (int r = 0; r < 4 && t + r < nl; r++) {
+          uint64_t row = b - cnt + (uint64_t)at[t + r];
+          double x2 = xx[at[t + r]];
+          for (size_t c = 0; c < qn; c++) {
+            size_t qi = q0 + c;
+            NpkKnnHit *h = w->heaps + qi * w->k;
+            size_t *n = w->sizes + qi;
+            double q2 = w->qn2[qi], est = x2 + q2 - 2.0 * dots[r * 4 + c];
+            /* Written so that a NaN estimate is computed exactly. */
+            if (*n == w->k && est - unit * (x2 + q2) >= h[0].dist) continue;
+            w->kern(xp[r], 1, 0, w->queries + qi * w->qbytes, d, &out, &out2);
+            heap_offer(h, n, w->k, finish(s->metric, out, out2, 0), row);
+          }
+        }
+      }
+    }
+  }
+}
+
 static void *knn_work(void *arg) {
   KnnWork *w = arg;
   const NpkKnnScan *s = w->s;
   double out[KNN_BLOCK], out2[KNN_BLOCK];
   size_t d = is_bits(s->metric) ? (size_t)s->row_bytes : (size_t)s->dim;
+
+  if (w->dots4 && !s->only) {
+    knn_batch(w, w->lo, w->hi);
+    return 0;
+  }
 
   if (s->only) {
     /* Rows of a list are scattered: ask for the row a few places ahead
@@ -1074,6 +1227,8 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
   KnnWork *w = 0;
   pthread_t *tids = 0;
   double *qn2 = 0;
+  float *qpad = 0;
+  KnnDots4 dots4 = 0;
 
   *pfound = 0;
   if (lo >= hi || k == 0 || nq == 0) return NPK_OK;
@@ -1088,8 +1243,19 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
 
   w = calloc((size_t)nt, sizeof *w);
   tids = calloc((size_t)nt, sizeof *tids);
-  if (s->metric == NPK_KNN_COSINE) qn2 = malloc(nq * sizeof *qn2);
-  if (!w || !tids || (s->metric == NPK_KNN_COSINE && !qn2)) {
+  /* Four or more l2 queries over contiguous rows take the batch path when
+  ** the CPU has its kernel.  qpad holds them, then zero vectors up to a
+  ** multiple of four, then one more zero vector. */
+  if (nq >= 4 && s->base && !s->only && s->dtype != NPK_FLOAT64 &&
+      (s->metric == NPK_KNN_L2 || s->metric == NPK_KNN_L2SQ))
+    dots4 = isa()->dots4x4[type_slot(s->dtype)];
+  if (dots4) {
+    qpad = calloc(((nq + 3) / 4 * 4 + 1) * (size_t)s->dim, sizeof(float));
+    if (qpad) memcpy(qpad, queries, nq * qbytes);
+  }
+  if (s->metric == NPK_KNN_COSINE || dots4) qn2 = malloc(nq * sizeof *qn2);
+  if (!w || !tids || ((s->metric == NPK_KNN_COSINE || dots4) && !qn2) ||
+      (dots4 && !qpad)) {
     rc = NPK_NOMEM;
     goto done;
   }
@@ -1118,6 +1284,9 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
       x->lo = a < lo ? lo : a;
       x->hi = z;
     }
+    x->dots4 = dots4;
+    x->qpad = qpad;
+    x->zero = qpad ? qpad + (nq + 3) / 4 * 4 * (size_t)s->dim : 0;
     x->heaps = malloc(nq * kk * sizeof *x->heaps);
     x->sizes = calloc(nq, sizeof *x->sizes);
     if (!x->heaps || !x->sizes) {
@@ -1177,5 +1346,6 @@ done:
   free(w);
   free(tids);
   free(qn2);
+  free(qpad);
   return rc;
 }
