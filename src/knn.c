@@ -1057,6 +1057,16 @@ offer_block(KnnWork *w, size_t qi, uint64_t first, uint64_t mask,
   int metric = w->s->metric;
   double qn2 = w->qn2 ? w->qn2[qi] : 0;
   double top = *n == k ? h[0].dist : INFINITY;
+  if (*n == k && __builtin_popcountll(mask) > 4 &&
+      (metric == NPK_KNN_L2 || metric == NPK_KNN_L2SQ ||
+       metric == NPK_KNN_HAMMING || metric == NPK_KNN_JACCARD)) {
+    /* The distance is the kernel's output itself: keep only the rows
+    ** below the top, in one branch-free pass (a NaN is never below). */
+    uint64_t below = 0;
+    for (int j = 0; j < KNN_BLOCK; j++)
+      below |= (uint64_t)(out[j] < top) << j;
+    mask &= below;
+  }
   while (mask) {
     int j = __builtin_ctzll(mask);
     double d = finish(metric, out[j], out2[j], qn2);
@@ -1102,6 +1112,15 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
     w->kern(base, cnt, stride, w->zero, d, xx, &out2);
     for (size_t q0 = 0; q0 < w->nq; q0 += 4) {
       size_t qn = w->nq - q0 < 4 ? w->nq - q0 : 4;
+      /* A row is passed over when (1 - unit)(|x|^2 + |q|^2) - top >=
+      ** 2 x.q: lim[c] holds the part of query c, -inf until its heap is
+      ** full (and a NaN compares false: computed exactly). */
+      double lim[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+      for (size_t c = 0; c < qn; c++) {
+        size_t qi = q0 + c;
+        if (w->sizes[qi] == w->k)
+          lim[c] = (1 - unit) * w->qn2[qi] - w->heaps[qi * w->k].dist;
+      }
       for (int t = 0; t < nl; t += 4) {
         const unsigned char *xp[4];
         float dots[16];
@@ -1109,17 +1128,16 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
           xp[r] = base + (size_t)at[t + r < nl ? t + r : nl - 1] * stride;
         w->dots4(xp, w->qpad + q0 * d, d, dots);
         for (int r = 0; r < 4 && t + r < nl; r++) {
-          uint64_t row = b - cnt + (uint64_t)at[t + r];
-          double x2 = xx[at[t + r]];
+          double bx = (1 - unit) * xx[at[t + r]];
           for (size_t c = 0; c < qn; c++) {
             size_t qi = q0 + c;
             NpkKnnHit *h = w->heaps + qi * w->k;
-            size_t *n = w->sizes + qi;
-            double q2 = w->qn2[qi], est = x2 + q2 - 2.0 * dots[r * 4 + c];
-            /* Written so that a NaN estimate is computed exactly. */
-            if (*n == w->k && est - unit * (x2 + q2) >= h[0].dist) continue;
+            if (2.0 * (double)dots[r * 4 + c] <= bx + lim[c]) continue;
             w->kern(xp[r], 1, 0, w->queries + qi * w->qbytes, d, &out, &out2);
-            heap_offer(h, n, w->k, finish(s->metric, out, out2, 0), row);
+            heap_offer(h, w->sizes + qi, w->k, finish(s->metric, out, out2, 0),
+                       b - cnt + (uint64_t)at[t + r]);
+            if (w->sizes[qi] == w->k)
+              lim[c] = (1 - unit) * w->qn2[qi] - h[0].dist;
           }
         }
       }
@@ -1130,7 +1148,8 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
 static void *knn_work(void *arg) {
   KnnWork *w = arg;
   const NpkKnnScan *s = w->s;
-  double out[KNN_BLOCK], out2[KNN_BLOCK];
+  /* Zeroed: offer_block compares all of OUT, written or not. */
+  double out[KNN_BLOCK] = {0}, out2[KNN_BLOCK] = {0};
   size_t d = is_bits(s->metric) ? (size_t)s->row_bytes : (size_t)s->dim;
 
   if (w->dots4 && !s->only) {
