@@ -58,8 +58,8 @@ static int is_bits(int metric) {
 
 const char *npk_knn_metric_needs(int metric, int dtype) {
   if (is_bits(metric))
-    return dtype == NPK_UINT8 || dtype == NPK_BOOL ? 0
-                                                   : "uint8 (packed bits) or bool rows";
+    return dtype == NPK_UINT8 || dtype == NPK_BOOL
+               ? 0 : "uint8 (packed bits) or bool rows";
   switch (dtype) {
     case NPK_FLOAT32: case NPK_FLOAT64: case NPK_FLOAT16:
     case NPK_INT8: case NPK_UINT8:
@@ -1164,8 +1164,10 @@ static void *knn_work(void *arg) {
     for (size_t i = w->olo; i < w->ohi; i++) {
       uint64_t r = s->only[i];
       const unsigned char *x;
-      if (s->base && i + KNN_AHEAD < w->ohi && s->only[i + KNN_AHEAD] < s->rows) {
-        const unsigned char *p = s->base + s->only[i + KNN_AHEAD] * s->row_bytes;
+      if (s->base && i + KNN_AHEAD < w->ohi &&
+          s->only[i + KNN_AHEAD] < s->rows) {
+        const unsigned char *p =
+            s->base + s->only[i + KNN_AHEAD] * s->row_bytes;
         for (size_t l = 0; l < lines; l++) __builtin_prefetch(p + 64 * l);
       }
       if (r < s->lo || r >= s->hi || !live_at(s, r)) continue;
@@ -1257,7 +1259,8 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
   if (kk > SIZE_MAX / sizeof(NpkKnnHit) / nq) return NPK_NOMEM;
   nt = pick_threads(s, span * s->row_bytes * (uint64_t)(nq > 8 ? 8 : nq));
   if (!s->base) nt = 1;
-  if ((uint64_t)nt > span / KNN_BLOCK) nt = span >= KNN_BLOCK ? (int)(span / KNN_BLOCK) : 1;
+  if ((uint64_t)nt > span / KNN_BLOCK)
+    nt = span >= KNN_BLOCK ? (int)(span / KNN_BLOCK) : 1;
   if (nt < 1) nt = 1;
 
   w = calloc((size_t)nt, sizeof *w);

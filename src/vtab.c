@@ -42,9 +42,10 @@
 **          and the rowid bits above (EQ, IN, GT/GE, LT/LE, LIMIT; never
 **          DESC nor OFFSET).  KNN plans set idxStr, shown by EXPLAIN QUERY
 **          PLAN, e.g. "KNN k metric rowid-IN LIMIT ORDER-BY-DISTANCE".
-** idxStr is otherwise unused.  OFFSET is only taken over when every other constraint
-** is too, so skipping live rows is the same as SQLite skipping output rows;
-** it is answered with the rank index in O(log n), not by walking rows.
+** idxStr is otherwise unused.  OFFSET is only taken over when every other
+** constraint is too, so skipping live rows is the same as SQLite skipping
+** output rows; it is answered with the rank index in O(log n), not by
+** walking rows.
 */
 #include <errno.h>
 #include <stdarg.h>
@@ -858,12 +859,14 @@ static int knn_best_index(NpkVtab *v, sqlite3_index_info *info, int m) {
   if (lo >= 0) {
     info->aConstraintUsage[lo].argvIndex = ++argv_i;
     info->aConstraintUsage[lo].omit = 1;
-    idx |= info->aConstraint[lo].op == SQLITE_INDEX_CONSTRAINT_GT ? IDX_GT : IDX_GE;
+    idx |= info->aConstraint[lo].op == SQLITE_INDEX_CONSTRAINT_GT ? IDX_GT
+                                                                  : IDX_GE;
   }
   if (hi >= 0) {
     info->aConstraintUsage[hi].argvIndex = ++argv_i;
     info->aConstraintUsage[hi].omit = 1;
-    idx |= info->aConstraint[hi].op == SQLITE_INDEX_CONSTRAINT_LT ? IDX_LT : IDX_LE;
+    idx |= info->aConstraint[hi].op == SQLITE_INDEX_CONSTRAINT_LT ? IDX_LT
+                                                                  : IDX_LE;
   }
   /* Rows come by distance, then rowid. */
   if (info->nOrderBy >= 1 && info->aOrderBy[0].iColumn == COL_DISTANCE(v) &&
@@ -887,7 +890,8 @@ static int knn_best_index(NpkVtab *v, sqlite3_index_info *info, int m) {
       (idx & IDX_EQ) ? " rowid-EQ" : (idx & IDX_IN) ? " rowid-IN" : "",
       (idx & (IDX_GT | IDX_GE)) ? " rowid-LOW" : "",
       (idx & (IDX_LT | IDX_LE)) ? " rowid-HIGH" : "",
-      (idx & IDX_LIMIT) ? " LIMIT" : "", by_distance ? " ORDER-BY-DISTANCE" : "");
+      (idx & IDX_LIMIT) ? " LIMIT" : "",
+      by_distance ? " ORDER-BY-DISTANCE" : "");
   if (!info->idxStr) return SQLITE_NOMEM;
   info->needToFreeIdxStr = 1;
   /* Every candidate is read once: the cost of a scan of them. */
