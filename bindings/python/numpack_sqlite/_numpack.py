@@ -818,6 +818,52 @@ class NumPack:
         return _sql.decode(blob)
 
     @_locked
+    def top_k(self, array_name, query, k, metric="l2"):
+        """The K live rows of ARRAY_NAME nearest to QUERY (one row's
+        elements, any shape of that size) under METRIC (l2, l2sq, cosine,
+        dot, hamming, jaccard), nearest first, ties by position: a pair of
+        NumPy arrays (logical indexes as getitem takes them, distances),
+        each of min(K, live rows) entries.  Exact; the extension computes
+        it in one pass over the stored rows."""
+        q = np.asarray(query)
+        idx, dist = self._top_k(array_name, q.reshape(1, q.size), k, metric)
+        return idx[0], dist[0]
+
+    @_locked
+    def multi_query_top_k(self, array_name, queries, k, metric="l2"):
+        """top_k for every row of QUERIES (shape (q, d), or (d,) for one)
+        in one pass over the array: two arrays of shape (q, min(K, live
+        rows)), indexes and distances."""
+        q = np.asarray(queries)
+        if q.ndim <= 1:
+            q = q.reshape(1, q.size)
+        return self._top_k(array_name, q.reshape(len(q), -1), k, metric)
+
+    def _top_k(self, name, q, k, metric):
+        self._check()
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) \
+                or k <= 0:
+            raise ValueError(f"k must be a positive int, not {k!r}")
+        if not isinstance(metric, str):
+            raise ValueError(f"metric must be a str, not {metric!r}")
+        if q.dtype.kind not in "biuf":
+            raise TypeError(f"a query holds numbers, not {q.dtype}")
+        self._sync([name])
+        rows = self._q(
+            "SELECT query, idx, distance FROM numpack_knn(?, ?, ?, ?, ?)",
+            (self._path, name, _sql.encode(np.ascontiguousarray(q)), int(k),
+             metric))
+        n = len(rows) // len(q) if len(q) else 0
+        idx = np.empty((len(q), n), np.int64)
+        dist = np.empty((len(q), n), np.float64)
+        if rows:
+            idx[...] = np.fromiter((r[1] for r in rows), np.int64,
+                                   len(rows)).reshape(len(q), n)
+            dist[...] = np.fromiter((r[2] for r in rows), np.float64,
+                                    len(rows)).reshape(len(q), n)
+        return idx, dist
+
+    @_locked
     def stream_load(self, array_name, buffer_size=None):
         """An iterator of batches of BUFFER_SIZE rows (1 when None)."""
         self._check()
