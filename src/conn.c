@@ -92,10 +92,16 @@ static int sync_level(void *arg) {
 /* The session DB already has on the store at DIR when DIR is the path
 ** string it was last opened by and still names the same directory: one
 ** stat instead of resolving the path again, for functions called once per
-** row.  Taken with a reference. */
+** row.  For an absolute path only a program that moves or replaces the
+** directory changes what it names, and like other changes such programs
+** make (store.c) that is looked for once per recheck interval, not by
+** every call.  A relative path also changes with the working directory,
+** which this process may change at any moment: it is looked up every
+** time.  Taken with a reference. */
 static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags) {
   struct stat sb;
   NpkConn *c;
+  int64_t now;
   if (flags & NPK_OPEN_DROP) return 0;
   pthread_mutex_lock(&conn_mu);
   for (c = conn_list; c; c = c->next) {
@@ -103,9 +109,14 @@ static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags) {
         strcmp(c->alias, dir) == 0)
       break;
   }
-  if (c && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
-            sb.st_dev != c->alias_dev || sb.st_ino != c->alias_ino))
-    c = 0;
+  now = c ? npk_monotonic_ns() : 0;
+  if (c && (dir[0] != '/' || now - c->alias_checked_ns >= npk_recheck_ns())) {
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+        sb.st_dev != c->alias_dev || sb.st_ino != c->alias_ino)
+      c = 0;
+    else
+      c->alias_checked_ns = now;
+  }
   if (c) c->refs++;
   pthread_mutex_unlock(&conn_mu);
   return c;
@@ -122,6 +133,7 @@ static void conn_set_alias(NpkConn *c, const char *dir, int flags) {
   c->alias_flags = flags;
   c->alias_dev = sb.st_dev;
   c->alias_ino = sb.st_ino;
+  c->alias_checked_ns = npk_monotonic_ns();
   pthread_mutex_unlock(&conn_mu);
 }
 

@@ -30,6 +30,7 @@ struct NpkConn {
   int alias_flags;
   dev_t alias_dev;
   ino_t alias_ino;
+  int64_t alias_checked_ns;  /* when alias was last seen to name it */
   NpkConn *next;             /* list of all NpkConn objects */
 };
 

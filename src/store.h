@@ -121,6 +121,10 @@ int npk_store_open(const char *dir, int flags, NpkStore **ppStore,
                    char **errmsg);
 void npk_store_release(NpkStore *p);      /* drop one reference */
 const char *npk_store_dir(NpkStore *p);
+/* The monotonic clock in nanoseconds, and how long a check for changes by
+** programs that ignore the lock (a stat) is trusted: see store.c. */
+int64_t npk_monotonic_ns(void);
+int64_t npk_recheck_ns(void);
 void npk_store_stats(NpkStore *p, NpkStats *out);
 
 int npk_session_open(NpkStore *p, NpkSession **ppSes);
