@@ -1199,31 +1199,69 @@ int npk_array_info_at(NpkSession *s, int i, NpkArrayInfo *out) {
 ** lock, as npk_lock_settle does.  The mutex keeps another thread from
 ** replacing the state meanwhile.  *PDONE is 0 when the caller must read
 ** under the lock. */
-static int info_unlocked(NpkSession *s, const char *name, NpkArrayInfo *out,
-                         int *pdone) {
+/* Take st->mu and return 1 with it held when the committed state in
+** memory may be read without the lock (see info_unlocked); else 0, the
+** mutex not held. */
+static int lock_if_current(NpkSession *s) {
   NpkStore *st = s->store;
-  NpkArray *a;
   uint64_t seq;
-  int have, rc = NPK_OK;
+  int have;
   int64_t now;
-  *pdone = 0;
   if (s->nread > 0 || s->txn || !st->journal_checked || npk_lock_marked(st))
-    return NPK_OK;  /* a commit died or is under way: settle under lock */
+    return 0;  /* a commit died or is under way: settle under lock */
   /* The count before the stat: a commit of ours after it shows as a change
   ** next time. */
   have = npk_lock_seq(st, &seq);
   now = npk_monotonic_ns();
   pthread_mutex_lock(&st->mu);
-  if (known_current(st, seq, have, now) ||
-      (catalog_current(st) && (confirm(st, seq, have, now), 1))) {
+  if (known_current(st, seq, have, now)) return 1;
+  if (catalog_current(st)) {
+    confirm(st, seq, have, now);
+    return 1;
+  }
+  pthread_mutex_unlock(&st->mu);
+  return 0;
+}
+
+int npk_each_array_unlocked(NpkSession *s,
+                            int (*fn)(void *, int, int, const NpkArrayInfo *),
+                            void *arg, int *pdone) {
+  NpkStore *st = s->store;
+  NpkCatalog *cat;
+  NpkArrayInfo info;
+  int rc = NPK_OK;
+  *pdone = 0;
+  if (!lock_if_current(s)) return NPK_OK;
+  cat = &st->cat;
+  /* Arrays whose files are not open yet (their bitmaps unread) are made
+  ** ready under the lock, by the caller's way round. */
+  for (int i = 0; i < cat->n; i++)
+    if (!__atomic_load_n(&cat->a[i]->loaded, __ATOMIC_ACQUIRE)) goto done;
+  *pdone = 1;
+  s->err.rc = NPK_OK;
+  for (int i = 0; rc == NPK_OK && i < cat->n; i++) {
+    fill_info(s, cat->a[i], &info);
+    rc = fn(arg, cat->n, i, &info);
+  }
+done:
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
+static int info_unlocked(NpkSession *s, const char *name, NpkArrayInfo *out,
+                         int *pdone) {
+  NpkArray *a;
+  int rc = NPK_OK;
+  *pdone = 0;
+  if (lock_if_current(s)) {
     s->err.rc = NPK_OK;
     rc = find_entry(s, name, &a);
     /* An array whose files are not open yet is made ready under the
     ** lock, by the caller's way round (npk_array_ready takes st->mu). */
     *pdone = rc != NPK_OK || __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE);
     if (rc == NPK_OK && *pdone) fill_info(s, a, out);
+    pthread_mutex_unlock(&s->store->mu);
   }
-  pthread_mutex_unlock(&st->mu);
   return *pdone ? rc : NPK_OK;
 }
 
