@@ -313,7 +313,7 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     sqlite3_free(err);
     return SQLITE_MISMATCH;
   }
-  rc = npk_conn_open(t->db, dir, 0, &c->conn, &err);
+  rc = npk_conn_open(t->db, dir, NPK_CONN_READ, &c->conn, &err);
   if (rc) {
     tvf_fail(cur, rc, err ? err : "numpack: cannot open the store");
     sqlite3_free(err);
