@@ -603,9 +603,9 @@ static int catalog_current(NpkStore *st) {
 ** the catalog sees their commits, and only a stat of a data file sees it
 ** cut short.  Those stats are made again once the recheck interval
 ** (NPK_RECHECK_NS, npk_recheck_ns) has passed since the last ones, not by
-** every statement: a change by such a program
-** is seen by every statement that starts that long after it, at the
-** latest.  (Writers of ours still look at every write transaction.) */
+** every statement: a change by such a program is seen by every statement
+** that starts that long after it, at the latest.  (Writers of ours still
+** look at every write transaction.) */
 int64_t npk_monotonic_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1137,7 +1137,8 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
     /* Found long enough since the store was last confirmed current: only a
     ** program ignoring the lock can have cut it since, and that is looked
     ** for once per recheck interval (refresh). */
-    if (!a->pending && __atomic_load_n(&f->ok_epoch, __ATOMIC_RELAXED) == epoch) {
+    if (!a->pending &&
+        __atomic_load_n(&f->ok_epoch, __ATOMIC_RELAXED) == epoch) {
       if ((rc = file_unpatch(s->store, f, &s->err))) return rc;
       continue;
     }
@@ -1189,16 +1190,6 @@ int npk_array_info_at(NpkSession *s, int i, NpkArrayInfo *out) {
   return rc;
 }
 
-/* The description of NAME without taking the lock, when the committed
-** state in memory is known to be the latest: the lock file's commit count
-** is the one it was confirmed at, within the recheck interval, or else the
-** catalog file is still the one it was read from, so no commit came since
-** (one that is under way has not replaced the catalog nor raised the count
-** yet, and the state in memory is still the committed one).  A commit mark in the lock file (a commit under way, or
-** one that died and left a journal to look at) sends the caller to the
-** lock, as npk_lock_settle does.  The mutex keeps another thread from
-** replacing the state meanwhile.  *PDONE is 0 when the caller must read
-** under the lock. */
 /* Take st->mu and return 1 with it held when the committed state in
 ** memory may be read without the lock (see info_unlocked); else 0, the
 ** mutex not held. */
@@ -1248,6 +1239,16 @@ done:
   return rc;
 }
 
+/* The description of NAME without taking the lock, when the committed
+** state in memory is known to be the latest: the lock file's commit count
+** is the one it was confirmed at, within the recheck interval, or else the
+** catalog file is still the one it was read from, so no commit came since
+** (one that is under way has not replaced the catalog nor raised the count
+** yet, and the state in memory is still the committed one).  A commit mark
+** in the lock file (a commit under way, or one that died and left a
+** journal to look at) sends the caller to the lock, as npk_lock_settle
+** does.  The mutex keeps another thread from replacing the state
+** meanwhile.  *PDONE is 0 when the caller must read under the lock. */
 static int info_unlocked(NpkSession *s, const char *name, NpkArrayInfo *out,
                          int *pdone) {
   NpkArray *a;

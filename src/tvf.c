@@ -219,7 +219,8 @@ static int arrays_add(void *arg, int n, int i, const NpkArrayInfo *info) {
   TvfCursor *c = ac->c;
   TvfArray *a;
   if (i == 0) {
-    c->arrays = sqlite3_malloc64((sqlite3_uint64)(n ? n : 1) * sizeof *c->arrays);
+    c->arrays =
+        sqlite3_malloc64((sqlite3_uint64)(n ? n : 1) * sizeof *c->arrays);
     if (!c->arrays) return NPK_NOMEM;
   }
   a = &c->arrays[i];
@@ -245,7 +246,8 @@ static int arrays_load(TvfCursor *c) {
   int n, done = 0, rc = NPK_OK;
   if (sqlite3_get_autocommit(c->conn->db))
     rc = npk_each_array_unlocked(s, arrays_add, &ac, &done);
-  if (rc == NPK_OK && !done && (rc = npk_conn_read_begin(c->conn, NULL)) == NPK_OK) {
+  if (rc == NPK_OK && !done &&
+      (rc = npk_conn_read_begin(c->conn, NULL)) == NPK_OK) {
     rc = npk_array_count(s, &n);
     for (int i = 0; rc == NPK_OK && i < n; i++) {
       NpkArrayInfo info;
