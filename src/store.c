@@ -613,12 +613,13 @@ int64_t npk_monotonic_ns(void) {
 }
 
 /* 1 when the committed state in memory needs no stat to be trusted: it was
-** confirmed less than the recheck interval ago and the commit count SEQ
-** (HAVE: it could be read) is the one seen then.  The caller holds st->mu
-** and has seen no commit mark. */
+** confirmed less than the recheck interval ago, the commit count SEQ
+** (HAVE: it could be read) is the one seen then, and no commit mark is set
+** (a writer that died after replacing the catalog, before clearing the
+** mark and raising the count, leaves the mark).  The caller holds st->mu. */
 static int known_current(NpkStore *st, uint64_t seq, int have, int64_t now) {
   return have && st->seen_ok && seq == st->seen_seq && st->cat_fd >= 0 &&
-         now - st->checked_ns < npk_recheck_ns();
+         now - st->checked_ns < npk_recheck_ns() && !npk_lock_marked(st);
 }
 
 /* The state in memory was just found current at count SEQ, time NOW: data

@@ -143,12 +143,34 @@ int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e) {
   return NPK_OK;
 }
 
-/* Set or clear the commit mark (caller holds EXCLUSIVE). */
-void npk_lock_mark(NpkSession *s, uint64_t v) {
+/* npk_lock_mark writes the mark and the count in one piece. */
+_Static_assert(NPK_LOCK_SEQ_OFF == NPK_LOCK_MARK_OFF + 8,
+               "the commit count follows the commit mark");
+
+/* The commit count to write next: one more than the present one. */
+static uint64_t next_seq(NpkSession *s) {
   unsigned char b[8];
+  uint64_t v = 0;
+  if (!npk_lock_seq(s->store, &v) &&
+      pread(s->lockfd, b, 8, NPK_LOCK_SEQ_OFF) == 8)
+    v = npk_get_u64(b);
+  return v + 1;
+}
+
+/* Set or clear the commit mark (caller holds EXCLUSIVE).  Clearing it
+** also raises the commit count, in the same write: a writer that dies
+** after it (before it lets EXCLUSIVE go) leaves its commit visible to
+** readers that trust the count. */
+void npk_lock_mark(NpkSession *s, uint64_t v) {
+  unsigned char b[16];
+  size_t n = 8;
+  if (s->lockfd < 0) return;
   npk_put_u64(b, v);
-  if (s->lockfd >= 0 &&
-      pwrite(s->lockfd, b, 8, NPK_LOCK_MARK_OFF) == 8) return;
+  if (v == 0) {
+    npk_put_u64(b + 8, next_seq(s));
+    n = 16;
+  }
+  if (pwrite(s->lockfd, b, n, NPK_LOCK_MARK_OFF) == (ssize_t)n) return;
 }
 
 /* 1 when a hot journal may exist: the mark is set, or it cannot be read
@@ -183,11 +205,7 @@ int npk_lock_seq(NpkStore *st, uint64_t *pseq) {
 ** recheck interval has passed, as for writers that ignore the count. */
 static void bump_seq(NpkSession *s) {
   unsigned char b[8];
-  uint64_t v = 0;
-  if (!npk_lock_seq(s->store, &v) &&
-      pread(s->lockfd, b, 8, NPK_LOCK_SEQ_OFF) == 8)
-    v = npk_get_u64(b);
-  npk_put_u64(b, v + 1);
+  npk_put_u64(b, next_seq(s));
   if (pwrite(s->lockfd, b, 8, NPK_LOCK_SEQ_OFF) == 8) return;
 }
 
