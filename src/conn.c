@@ -109,10 +109,18 @@ static int interrupted(void *arg) {
 /* The session DB already has on the store at DIR when DIR is the path
 ** string it was last opened by and still names the same directory: one
 ** stat instead of resolving the path again, for functions called once per
-** row.  Taken with a reference. */
-static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags) {
+** row.  For an absolute path only a program that moves or replaces the
+** directory changes what it names, and like other changes such programs
+** make (store.c) that is looked for once per recheck interval by calls
+** that only read (READ), not by every call.  A relative path also changes
+** with the working directory, which this process may change at any
+** moment, and a write must not go to a directory that the path no longer
+** names: those look every time.  Taken with a reference. */
+static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags,
+                                int read) {
   struct stat sb;
   NpkConn *c;
+  int64_t now;
   if (flags & NPK_OPEN_DROP) return 0;
   pthread_mutex_lock(&conn_mu);
   for (c = conn_list; c; c = c->next) {
@@ -120,9 +128,15 @@ static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags) {
         strcmp(c->alias, dir) == 0)
       break;
   }
-  if (c && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
-            sb.st_dev != c->alias_dev || sb.st_ino != c->alias_ino))
-    c = 0;
+  now = c ? npk_monotonic_ns() : 0;
+  if (c && (!read || dir[0] != '/' ||
+            now - c->alias_checked_ns >= npk_recheck_ns())) {
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+        sb.st_dev != c->alias_dev || sb.st_ino != c->alias_ino)
+      c = 0;
+    else
+      c->alias_checked_ns = now;
+  }
   if (c) c->refs++;
   pthread_mutex_unlock(&conn_mu);
   return c;
@@ -139,15 +153,19 @@ static void conn_set_alias(NpkConn *c, const char *dir, int flags) {
   c->alias_flags = flags;
   c->alias_dev = sb.st_dev;
   c->alias_ino = sb.st_ino;
+  c->alias_checked_ns = npk_monotonic_ns();
   pthread_mutex_unlock(&conn_mu);
 }
 
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
                   char **pzErr) {
   NpkStore *st = 0;
-  NpkConn *c = conn_find_alias(db, dir, flags);
+  int read = (flags & NPK_CONN_READ) != 0;
+  NpkConn *c;
   char *msg = 0;
   int rc;
+  flags &= ~NPK_CONN_READ;
+  c = conn_find_alias(db, dir, flags, read);
   *pp = 0;
   if (c) {
     *pp = c;

@@ -30,11 +30,15 @@ struct NpkConn {
   int alias_flags;
   dev_t alias_dev;
   ino_t alias_ino;
+  int64_t alias_checked_ns;  /* when alias was last seen to name it */
   NpkConn *next;             /* list of all NpkConn objects */
 };
 
-/* Find or make DB's session on the store at DIR (npk_store_open FLAGS).
-** On error *pzErr gets an sqlite3_malloc'd message. */
+/* Find or make DB's session on the store at DIR (npk_store_open FLAGS,
+** and NPK_CONN_READ for a call that only reads: it may trust that an
+** absolute DIR still names the directory it named less than the recheck
+** interval ago).  On error *pzErr gets an sqlite3_malloc'd message. */
+#define NPK_CONN_READ 0x1000
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
                   char **pzErr);
 void npk_conn_release(NpkConn *c);

@@ -514,7 +514,7 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   int rc;
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], "numpack_load", "the array name"))) return;
-  if (!(c = fn_conn(ctx, argv, "numpack_load", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_load", NPK_CONN_READ))) return;
   rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
@@ -541,7 +541,7 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], "numpack_getitem", "the array name")))
     return;
-  if (!(c = fn_conn(ctx, argv, "numpack_getitem", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_getitem", NPK_CONN_READ))) return;
   rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
@@ -919,7 +919,7 @@ static void fn_metadata(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   sqlite3_str *s;
   int n = 0, rc;
   (void)argc;
-  if (!(c = fn_conn(ctx, argv, "numpack_metadata", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_metadata", NPK_CONN_READ))) return;
   s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
   rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
@@ -962,7 +962,7 @@ static void fn_shape(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   int rc;
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], "numpack_shape", "the array name"))) return;
-  if (!(c = fn_conn(ctx, argv, "numpack_shape", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_shape", NPK_CONN_READ))) return;
   rc = npk_array_info(c->ses, name, &a);
   if (rc) {
     fn_error(ctx, c, rc);
@@ -979,7 +979,7 @@ static void fn_io_stats(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   NpkStats st;
   sqlite3_str *s;
   (void)argc;
-  if (!(c = fn_conn(ctx, argv, "numpack_io_stats", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_io_stats", NPK_CONN_READ))) return;
   npk_store_stats(c->store, &st);
   s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
   sqlite3_str_appendf(
