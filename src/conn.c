@@ -139,7 +139,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
   rc = npk_store_open(dir, flags, &st, &msg);
   if (rc) {
     if (pzErr) *pzErr = sqlite3_mprintf("%s", msg ? msg : "numpack: cannot open store");
-    free(msg);
+    npk_free(msg);
     return npk_sqlite_rc(rc);
   }
   pthread_mutex_lock(&conn_mu);
@@ -149,7 +149,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
   if (c) {
     c->refs++;
     npk_store_release(st);  /* the shared NpkConn already holds the store */
-  } else if ((c = calloc(1, sizeof *c)) != 0 &&
+  } else if ((c = npk_calloc(1, sizeof *c)) != 0 &&
              npk_session_open(st, &c->ses) == NPK_OK) {
     c->db = db;
     c->store = st;
@@ -159,7 +159,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
     c->next = conn_list;
     conn_list = c;
   } else {
-    free(c);
+    npk_free(c);
     c = 0;
     npk_store_release(st);
   }
@@ -177,7 +177,7 @@ static void conn_free(NpkConn *c) {
   sqlite3_free(c->alias);
   npk_session_close(c->ses);
   npk_store_release(c->store);
-  free(c);
+  npk_free(c);
 }
 
 void npk_conn_release(NpkConn *c) {

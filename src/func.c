@@ -363,7 +363,7 @@ static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
       fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name, err);
       return SQLITE_RANGE;
     }
-    ix->rows = malloc(sizeof *ix->rows);
+    ix->rows = npk_malloc(sizeof *ix->rows);
     if (!ix->rows) {
       sqlite3_result_error_nomem(ctx);
       return SQLITE_NOMEM;

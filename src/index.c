@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "index.h"
 
 static int cmp_u64(const void *a, const void *b) {
@@ -72,7 +73,7 @@ static int integer(Scan *s, int64_t *v) {
 static int push(uint64_t **pp, uint64_t *pn, uint64_t *cap, uint64_t v) {
   if (*pn == *cap) {
     uint64_t c = *cap ? *cap * 2 : 16;
-    uint64_t *q = realloc(*pp, c * sizeof *q);
+    uint64_t *q = npk_realloc(*pp, c * sizeof *q);
     if (!q) return 0;
     *pp = q;
     *cap = c;
@@ -107,7 +108,7 @@ uint64_t npk_index_row(const NpkIndex *ix, uint64_t k) {
 }
 
 void npk_index_free(NpkIndex *ix) {
-  free(ix->rows);
+  npk_free(ix->rows);
   ix->rows = NULL;
   ix->n = 0;
 }
@@ -146,7 +147,7 @@ int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
       }
     }
     /* An empty list is a list still, not a slice. */
-    if (!rows && !(rows = malloc(sizeof *rows))) goto oom;
+    if (!rows && !(rows = npk_malloc(sizeof *rows))) goto oom;
   } else if (memchr(s.p, ':', (size_t)(s.end - s.p))) {
     int64_t start = 0, stop = (int64_t)nlive, step = 1;
     uint64_t a, b;
@@ -200,7 +201,7 @@ int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
 too_many:
   snprintf(err, errlen, "the index selects more than %llu rows",
            (unsigned long long)max);
-  free(rows);
+  npk_free(rows);
   return NPK_INDEX_TOO_MANY;
 syntax:
   snprintf(err, errlen,
@@ -212,7 +213,7 @@ oom:
   snprintf(err, errlen, "out of memory");
   rc = NPK_INDEX_NOMEM;
 fail:
-  free(rows);
+  npk_free(rows);
   memset(ix, 0, sizeof *ix);
   return rc;
 }
@@ -233,7 +234,7 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
                (unsigned long long)max);
       return NPK_INDEX_TOO_MANY;
     }
-    uint64_t *list = malloc((size_t)(ix.n ? ix.n : 1) * sizeof *list);
+    uint64_t *list = npk_malloc((size_t)(ix.n ? ix.n : 1) * sizeof *list);
     if (!list) {
       snprintf(err, errlen, "out of memory");
       return NPK_INDEX_NOMEM;
@@ -242,7 +243,7 @@ int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
     ix.rows = list;
   }
   if (ix.n == 0) {
-    free(ix.rows);
+    npk_free(ix.rows);
     ix.rows = NULL;
   }
   *pp = ix.rows;

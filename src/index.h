@@ -12,8 +12,9 @@
 ** row, step and count, so that "0:" over 2^62 rows costs no memory. */
 typedef struct NpkIndex NpkIndex;
 struct NpkIndex {
-  uint64_t *rows;            /* the rows of a list or an integer (malloc'd;
-                             ** npk_index_free), or NULL for a slice */
+  uint64_t *rows;            /* the rows of a list or an integer
+                             ** (npk_malloc'd; npk_index_free), or NULL
+                             ** for a slice */
   uint64_t n;                /* rows selected */
   uint64_t first;            /* slice: the first row selected */
   int64_t step;              /* slice: to the next row; < 0 walks back */
@@ -30,10 +31,10 @@ uint64_t npk_index_row(const NpkIndex *ix, uint64_t k);
 void npk_index_free(NpkIndex *ix);
 
 /* Parse TEXT as an index over NLIVE live rows.  On success *PP holds *PN
-** logical row numbers (malloc'd; free()) in the order given.  Integers may
-** be negative (counting from the end) and must be in range; slices follow
-** Python: "a:b", ":b", "a:", "a:b:step" (step != 0; "::-1" reverses),
-** bounds clamped.
+** logical row numbers (npk_malloc'd; npk_free()) in the order given.
+** Integers may be negative (counting from the end) and must be in range;
+** slices follow Python: "a:b", ":b", "a:", "a:b:step" (step != 0; "::-1"
+** reverses), bounds clamped.
 ** *SCALAR is set when TEXT is one bare integer (NumPy then drops the first
 ** dimension).  MAX bounds the rows selected.  On failure returns one of
 ** the codes below, with a message in ERR. */

@@ -115,8 +115,8 @@ int npk_name_valid(const char *name);
 ** there is none); a directory without a catalog (nor journal) is otherwise
 ** NPK_NOTFOUND, "not a numpack store".  A hot journal left by a crash is
 ** played back by the next write transaction, never by a reader.  On error
-** *ppStore is NULL and ERRMSG (if not NULL) receives a malloc'd message
-** that the caller frees. */
+** *ppStore is NULL and ERRMSG (if not NULL) receives an npk_malloc'd message
+** that the caller frees with npk_free(). */
 int npk_store_open(const char *dir, int flags, NpkStore **ppStore,
                    char **errmsg);
 void npk_store_release(NpkStore *p);      /* drop one reference */

@@ -159,7 +159,7 @@ void npk_buf_put(NpkBuf *b, const void *p, size_t n) {
     size_t cap = b->cap ? b->cap : 256;
     unsigned char *q;
     while (cap < b->n + n) cap *= 2;
-    q = realloc(b->p, cap);
+    q = npk_realloc(b->p, cap);
     if (!q) {
       b->oom = 1;
       return;
@@ -189,7 +189,7 @@ void npk_buf_u64(NpkBuf *b, uint64_t v) {
 }
 
 void npk_buf_free(NpkBuf *b) {
-  free(b->p);
+  npk_free(b->p);
   memset(b, 0, sizeof *b);
 }
 
@@ -516,7 +516,7 @@ int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
     rc = sys_err(st, errno, "cannot stat", rel, e);
     goto done;
   }
-  p = malloc((size_t)sb.st_size + 1);
+  p = npk_malloc((size_t)sb.st_size + 1);
   if (!p) {
     rc = npk_err(e, NPK_NOMEM, "out of memory reading %s/%s", st->dir, rel);
     goto done;
@@ -537,7 +537,7 @@ int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
   *pn = got;
   p = NULL;
 done:
-  free(p);
+  npk_free(p);
   close(fd);
   return rc;
 }
@@ -564,7 +564,7 @@ int npk_io_write_new(NpkStore *st, const char *rel, const void *p, size_t n,
 int npk_io_replace_file(NpkStore *st, const char *rel, const void *p,
                         size_t n, NpkErr *e) {
   size_t len = strlen(rel);
-  char *tmp = malloc(len + 5);
+  char *tmp = npk_malloc(len + 5);
   int rc;
   if (!tmp) return npk_err(e, NPK_NOMEM, "out of memory");
   memcpy(tmp, rel, len);
@@ -577,7 +577,7 @@ int npk_io_replace_file(NpkStore *st, const char *rel, const void *p,
       npk_io_unlink(st, tmp, &ignored);
     }
   }
-  free(tmp);
+  npk_free(tmp);
   return rc;
 }
 
@@ -602,7 +602,7 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
       /* Not supported here (or a short source): copy through memory. */
       size_t want = n > chunk ? chunk : (size_t)n;
       ssize_t r;
-      if (!buf && !(buf = malloc(chunk))) {
+      if (!buf && !(buf = npk_malloc(chunk))) {
         rc = npk_err(e, NPK_NOMEM, "out of memory copying %s", path);
         break;
       }
@@ -623,13 +623,13 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
     to_off += (uint64_t)w;
     n -= (uint64_t)w;
   }
-  free(buf);
+  npk_free(buf);
   return rc;
 }
 
 char *npk_path(const char *dir, const char *name) {
   size_t a = strlen(dir), b = strlen(name);
-  char *p = malloc(a + b + 2);
+  char *p = npk_malloc(a + b + 2);
   if (!p) return NULL;
   memcpy(p, dir, a);
   p[a] = '/';
@@ -638,7 +638,7 @@ char *npk_path(const char *dir, const char *name) {
 }
 
 int npk_mkdirs(const char *path, NpkErr *e) {
-  char *p = strdup(path);
+  char *p = npk_strdup(path);
   int rc = NPK_OK;
   if (!p) return npk_err(e, NPK_NOMEM, "out of memory");
   for (char *s = p + 1;; s++) {
@@ -653,6 +653,6 @@ int npk_mkdirs(const char *path, NpkErr *e) {
       if (!c) break;
     }
   }
-  free(p);
+  npk_free(p);
   return rc;
 }

@@ -41,7 +41,7 @@
 #define OV_TOMB (UINT64_MAX - 1)
 
 NpkOverlay *npk_ov_new(uint64_t row_bytes) {
-  NpkOverlay *ov = calloc(1, sizeof *ov);
+  NpkOverlay *ov = npk_calloc(1, sizeof *ov);
   if (!ov) return NULL;
   ov->row_bytes = row_bytes;
   ov->per_chunk = row_bytes >= (1u << 20) ? 1 : (1u << 20) / row_bytes;
@@ -68,11 +68,11 @@ const void *npk_ov_get(const NpkOverlay *ov, uint64_t row) {
 
 static int ov_grow(NpkOverlay *ov) {
   uint64_t cap = ov->hcap ? ov->hcap * 2 : 64;
-  uint64_t *keys = malloc(cap * sizeof *keys);
-  uint32_t *slot = malloc(cap * sizeof *slot);
+  uint64_t *keys = npk_malloc(cap * sizeof *keys);
+  uint32_t *slot = npk_malloc(cap * sizeof *slot);
   if (!keys || !slot) {
-    free(keys);
-    free(slot);
+    npk_free(keys);
+    npk_free(slot);
     return NPK_NOMEM;
   }
   for (uint64_t i = 0; i < cap; i++) keys[i] = OV_EMPTY;
@@ -84,8 +84,8 @@ static int ov_grow(NpkOverlay *ov) {
     keys[h] = k;
     slot[h] = ov->slot[i];
   }
-  free(ov->keys);
-  free(ov->slot);
+  npk_free(ov->keys);
+  npk_free(ov->slot);
   ov->keys = keys;
   ov->slot = slot;
   ov->hcap = cap;
@@ -101,7 +101,7 @@ int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
     for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
       if (ov->keys[h] == row) {
         unsigned char *d = ov_slot(ov, ov->slot[h]);
-        if (!(*old = malloc(ov->row_bytes))) return NPK_NOMEM;
+        if (!(*old = npk_malloc(ov->row_bytes))) return NPK_NOMEM;
         memcpy(*old, d, ov->row_bytes);
         memcpy(d, p, ov->row_bytes);
         return NPK_OK;
@@ -116,10 +116,10 @@ int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
   if (ov->n >= UINT32_MAX - 1) return NPK_NOMEM;
   if ((ov->n + 1) * 2 > ov->hcap && ov_grow(ov)) return NPK_NOMEM;
   if (ov->n >= used) {
-    unsigned char **ch = realloc(ov->chunks, (ov->nchunk + 1) * sizeof *ch);
+    unsigned char **ch = npk_realloc(ov->chunks, (ov->nchunk + 1) * sizeof *ch);
     if (!ch) return NPK_NOMEM;
     ov->chunks = ch;
-    if (!(ch[ov->nchunk] = malloc(ov->per_chunk * ov->row_bytes)))
+    if (!(ch[ov->nchunk] = npk_malloc(ov->per_chunk * ov->row_bytes)))
       return NPK_NOMEM;
     ov->nchunk++;
   }
@@ -149,10 +149,10 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
   if (!ov) return;
   /* Row pointers into the overlay may still be held by a reader. */
   for (uint64_t c = 0; c < ov->nchunk; c++) npk_retire(st, ov->chunks[c], 0);
-  free(ov->chunks);
-  free(ov->keys);
-  free(ov->slot);
-  free(ov);
+  npk_free(ov->chunks);
+  npk_free(ov->keys);
+  npk_free(ov->slot);
+  npk_free(ov);
 }
 
 /* ---- undo records ---------------------------------------------------- */
@@ -160,7 +160,7 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
 /* Free an undo record's data: a bitmap for NPK_U_BMSWAP, else a block. */
 static void data_free(int op, void *data) {
   if (op == NPK_U_BMSWAP) npk_bm_free(data);
-  else free(data);
+  else npk_free(data);
 }
 
 int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
@@ -173,7 +173,7 @@ int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
   }
   if (t->nundo == t->undocap) {
     size_t cap = t->undocap ? t->undocap * 2 : 64;
-    NpkUndo *p = realloc(t->undo, cap * sizeof *p);
+    NpkUndo *p = npk_realloc(t->undo, cap * sizeof *p);
     if (!p) {
       data_free(op, data);
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
@@ -250,7 +250,7 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
     case NPK_U_OVL:
       if (u->b) {
         void *old;
-        if (npk_ov_put(a->ov, u->a, u->data, &old) == NPK_OK) free(old);
+        if (npk_ov_put(a->ov, u->a, u->data, &old) == NPK_OK) npk_free(old);
       } else {
         npk_ov_remove(a->ov, u->a);
       }
@@ -331,9 +331,9 @@ int npk_begin(NpkSession *s) {
     return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
                    s->store->dir);
   if ((rc = write_lock(s))) return rc;
-  t = calloc(1, sizeof *t);
+  t = npk_calloc(1, sizeof *t);
   if (!t || npk_catalog_copy(&s->store->cat, &t->cat)) {
-    free(t);
+    npk_free(t);
     if (s->nread == 0) npk_lock_release(s);
     else npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
@@ -355,7 +355,7 @@ int npk_savepoint(NpkSession *s, int *plevel) {
     return npk_err(&s->err, NPK_MISUSE, "savepoint outside a transaction");
   if (t->nsp == t->spcap) {
     int cap = t->spcap ? t->spcap * 2 : 8;
-    NpkSavepoint *p = realloc(t->sp, (size_t)cap * sizeof *p);
+    NpkSavepoint *p = npk_realloc(t->sp, (size_t)cap * sizeof *p);
     if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
     t->sp = p;
     t->spcap = cap;
@@ -400,17 +400,17 @@ int npk_rollback_to(NpkSession *s, int level) {
 static void txn_end(NpkSession *s) {
   NpkTxn *t = s->txn;
   for (size_t i = 0; i < t->nundo; i++) undo_free(s->store, &t->undo[i]);
-  free(t->undo);
-  free(t->sp);
+  npk_free(t->undo);
+  npk_free(t->sp);
   for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
-  free(t->grown);
+  npk_free(t->grown);
   pthread_mutex_lock(&s->store->mu);
   npk_catalog_clear(s->store, &t->cat);
   pthread_mutex_unlock(&s->store->mu);
   /* The new files are renamed or removed now; a hot journal keeps its
   ** mark. */
   if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
-  free(t);
+  npk_free(t);
   s->txn = NULL;
   s->store->sync_off = 0;
   s->changes++;
@@ -463,7 +463,7 @@ int npk_txn_grow(NpkSession *s, NpkFile *f) {
   if (npk_file_check_writable(s->store, f, &sb, &s->err)) return s->err.rc;
   if (t->ngrown == t->growncap) {
     int cap = t->growncap ? t->growncap * 2 : 4;
-    NpkFile **p = realloc(t->grown, (size_t)cap * sizeof *p);
+    NpkFile **p = npk_realloc(t->grown, (size_t)cap * sizeof *p);
     if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
     t->grown = p;
     t->growncap = cap;
@@ -552,7 +552,7 @@ static int link_backup(NpkSession *s, const char *rel, void *arg) {
     rc = npk_io_unlink(s->store, bak, &s->err);
     if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
   }
-  free(bak);
+  npk_free(bak);
   return rc;
 }
 
@@ -566,7 +566,7 @@ static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
   NpkErr ignored;
   (void)arg;
   if (bak) npk_io_unlink(s->store, bak, &ignored);
-  free(bak);
+  npk_free(bak);
   return NPK_OK;
 }
 
@@ -611,7 +611,7 @@ static int pair(NpkCatalog *cc, NpkCatalog *pc, Change *ch) {
 static int plan(NpkSession *s, Change **pch, int *pn) {
   NpkCatalog *cc = &s->store->cat, *pc = &s->txn->cat;
   int n = pair(cc, pc, NULL);
-  Change *ch = calloc((size_t)n + 1, sizeof *ch);
+  Change *ch = npk_calloc((size_t)n + 1, sizeof *ch);
   if (!ch) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   pair(cc, pc, ch);
   for (int i = 0; i < n; i++) {
@@ -619,7 +619,7 @@ static int plan(NpkSession *s, Change **pch, int *pn) {
     const char *name = x->p ? x->p->name : x->c->name;
     int had;
     x->drop_c_files = x->c && (!x->p || x->p->fresh);
-    x->bm_rel = malloc(strlen(name) + 16);
+    x->bm_rel = npk_malloc(strlen(name) + 16);
     if (!x->bm_rel) {
       *pch = ch;
       *pn = i;
@@ -738,7 +738,7 @@ static int move_data(NpkSession *s, Change *ch, int n) {
       if (!dst) return npk_err(&s->err, NPK_NOMEM, "out of memory");
       rc = npk_io_rename(st, f->rel, p->data_file, &s->err);
       if (rc) {
-        free(dst);
+        npk_free(dst);
         return rc;
       }
       npk_file_rename(st, f, dst);
@@ -773,7 +773,7 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
     *pn = st->img.n;
     return NPK_OK;
   }
-  ci->off = malloc((size_t)(cat->n ? cat->n : 1) * sizeof *ci->off);
+  ci->off = npk_malloc((size_t)(cat->n ? cat->n : 1) * sizeof *ci->off);
   if (!ci->off || npk_catalog_encode_at(cat, &ci->img, ci->off))
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   *pp = ci->img.p;
@@ -835,7 +835,7 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
     npk_buf_free(&st->img);
     st->img = ci->img;
     memset(&ci->img, 0, sizeof ci->img);
-    free(st->img_off);
+    npk_free(st->img_off);
     st->img_off = ci->off;
     ci->off = NULL;
   }
@@ -955,11 +955,11 @@ fail_open:
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
   }
 done:
-  for (int i = 0; i < n; i++) free(ch[i].bm_rel);
-  free(ch);
+  for (int i = 0; i < n; i++) npk_free(ch[i].bm_rel);
+  npk_free(ch);
   npk_buf_free(&jr);
   npk_buf_free(&ci.img);
-  free(ci.off);
+  npk_free(ci.off);
   if (ci.patched) st->img_ok = 0;
   return rc;
 }
