@@ -24,7 +24,8 @@ void *npk_realloc(void *p, size_t n);
 void npk_free(void *p);
 char *npk_strdup(const char *s);
 
-/* The backend: three functions with sqlite3_malloc64's contract.  Set it
+/* The backend: functions with the contracts of sqlite3_malloc64,
+** sqlite3_realloc64, sqlite3_free and sqlite3_msize (xSize may be NULL).  Set it
 ** before the first allocation, and never again once memory it handed out
 ** may still be live (memory must be freed by the backend that allocated
 ** it); NULL restores libc's. */
@@ -33,7 +34,16 @@ struct NpkAllocator {
   void *(*xMalloc)(uint64_t n);
   void *(*xRealloc)(void *p, uint64_t n);
   void (*xFree)(void *p);
+  uint64_t (*xSize)(void *p);
 };
 void npk_set_allocator(const NpkAllocator *a);
+
+/* A reserve of N bytes for this thread, until npk_reserve_end: while it
+** lasts, an allocation the backend fails is served from it (a block freed
+** once the reserve ended and all it served is freed).  For the stretch of
+** a commit that must not fail for lack of memory: NPK_NOMEM (before
+** anything is done) when the reserve itself cannot be had.  Calls nest. */
+int npk_reserve_begin(size_t n);
+void npk_reserve_end(void);
 
 #endif /* NPK_ALLOC_H */

@@ -40,6 +40,23 @@ int npk_sqlite_rc(int rc) {
   }
 }
 
+void npk_result_error(sqlite3_context *ctx, int rc, const char *msg) {
+  if (rc == SQLITE_NOMEM || !msg) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_result_error(ctx, msg, -1);
+  sqlite3_result_error_code(ctx, rc);
+}
+
+int npk_vtab_error(sqlite3_vtab *vt, int rc, const char *msg) {
+  sqlite3_free(vt->zErrMsg);
+  vt->zErrMsg = 0;
+  /* Without a message of ours SQLite says "out of memory". */
+  if (rc != SQLITE_NOMEM && msg) vt->zErrMsg = sqlite3_mprintf("%s", msg);
+  return rc;
+}
+
 const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
                          char **pzErr) {
   const char *z;
@@ -62,15 +79,20 @@ const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
 
 /* The connection's busy timeout in milliseconds (0 when none is set); the
 ** engine asks only when a lock is not granted at once. */
-static int busy_timeout(void *arg) {
-  sqlite3 *db = arg;
+/* The integer PRAGMA SQL answers, or DFLT; -1 when memory ran out, which
+** also fails the statement running (SQLite interrupts it): the engine then
+** fails too rather than write what the statement will report as failed. */
+static int pragma_int(sqlite3 *db, const char *sql, int dflt) {
   sqlite3_stmt *st = 0;
-  int ms = 0;
-  if (sqlite3_prepare_v2(db, "PRAGMA busy_timeout", -1, &st, 0) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    ms = sqlite3_column_int(st, 0);
+  int v = dflt, rc = sqlite3_prepare_v2(db, sql, -1, &st, 0);
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    v = sqlite3_column_int(st, 0);
   sqlite3_finalize(st);
-  return ms;
+  return rc == SQLITE_NOMEM ? -1 : v;
+}
+
+static int busy_timeout(void *arg) {
+  return pragma_int(arg, "PRAGMA busy_timeout", 0);
 }
 
 /* 0 when the connection's main database runs with PRAGMA synchronous=OFF:
@@ -78,15 +100,7 @@ static int busy_timeout(void *arg) {
 ** database decides, not the schema a table is declared in, since TEMP is
 ** always OFF and would make every temp table's writes unsynced. */
 static int sync_level(void *arg) {
-  sqlite3 *db = arg;
-  sqlite3_stmt *st = 0;
-  int level = 2;
-  if (sqlite3_prepare_v2(db, "PRAGMA main.synchronous", -1, &st, 0) ==
-          SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    level = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  return level;
+  return pragma_int(arg, "PRAGMA main.synchronous", 2);
 }
 
 /* The session DB already has on the store at DIR when DIR is the path

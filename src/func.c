@@ -39,8 +39,7 @@
 
 /* Report an engine error. */
 static void fn_error(sqlite3_context *ctx, NpkConn *c, int rc) {
-  sqlite3_result_error(ctx, npk_errmsg(c->ses), -1);
-  sqlite3_result_error_code(ctx, npk_sqlite_rc(rc));
+  npk_result_error(ctx, npk_sqlite_rc(rc), npk_errmsg(c->ses));
 }
 
 static void fn_msg(sqlite3_context *ctx, int code, const char *fmt, ...) {
@@ -49,8 +48,7 @@ static void fn_msg(sqlite3_context *ctx, int code, const char *fmt, ...) {
   va_start(ap, fmt);
   m = sqlite3_vmprintf(fmt, ap);
   va_end(ap);
-  sqlite3_result_error(ctx, m ? m : "numpack: out of memory", -1);
-  sqlite3_result_error_code(ctx, code);
+  npk_result_error(ctx, code, m);
   sqlite3_free(m);
 }
 
@@ -738,7 +736,10 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
   if (!(t = text_arg(ctx, arg, fn, "the array name"))) return SQLITE_ERROR;
   if (t[0] != '[') {
     *pnames = sqlite3_malloc(sizeof(char *));
-    if (!*pnames || !((*pnames)[0] = sqlite3_mprintf("%s", t))) return SQLITE_NOMEM;
+    if (!*pnames || !((*pnames)[0] = sqlite3_mprintf("%s", t))) {
+      sqlite3_result_error_nomem(ctx);
+      return SQLITE_NOMEM;
+    }
     *pn = 1;
     return SQLITE_OK;
   }
@@ -776,6 +777,10 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
   }
   sqlite3_finalize(st);
   if (rc == SQLITE_DONE) return SQLITE_OK;
+  if (rc == SQLITE_NOMEM) {
+    sqlite3_result_error_nomem(ctx);
+    return SQLITE_NOMEM;
+  }
   if (nul)
     fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_drop: an array name of "
            "the list contains a NUL character");

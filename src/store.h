@@ -131,13 +131,16 @@ void npk_set_busy_timeout(NpkSession *s, int ms);
 /* Ask FN(ARG) for the busy timeout in milliseconds whenever a lock is not
 ** granted at once, instead of using a fixed one: the timeout can then
 ** follow a setting that changes (SQLite's PRAGMA busy_timeout) at no cost
-** while there is no contention. */
+** while there is no contention.  FN returns -1 when it ran out of memory:
+** the lock is then not taken (NPK_NOMEM). */
 void npk_set_busy_source(NpkSession *s, int (*fn)(void *), void *arg);
 /* Ask FN(ARG) at the start of each write transaction whether its writes
 ** must reach the disk: when it returns 0 (SQLite's PRAGMA synchronous=OFF)
 ** nothing is fsynced, so a commit stays atomic if the process dies but not
 ** if the machine loses power.  Without a source every commit is synced.
-** Playing back a crashed commit's journal is always synced. */
+** Playing back a crashed commit's journal is always synced.  FN returns -1
+** when it ran out of memory: the transaction is then not begun
+** (NPK_NOMEM). */
 void npk_set_sync_source(NpkSession *s, int (*fn)(void *), void *arg);
 
 /* Reading: between npk_read_begin() and npk_read_end() the session holds a

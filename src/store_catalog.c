@@ -20,6 +20,7 @@ struct CatReader {
   const unsigned char *p;    /* catalog bytes */
   size_t n;                  /* catalog length */
   size_t at;                 /* read position */
+  int oom;                   /* a copy could not be allocated */
 };
 
 static int rd_need(CatReader *r, size_t k) { return r->n - r->at >= k; }
@@ -50,7 +51,10 @@ static int rd_str(CatReader *r, char **out) {
   if (!rd_u32(r, &len) || !rd_need(r, len)) return 0;
   if (memchr(r->p + r->at, 0, len)) return 0;
   *out = npk_malloc((size_t)len + 1);
-  if (!*out) return 0;
+  if (!*out) {
+    r->oom = 1;
+    return 0;
+  }
   memcpy(*out, r->p + r->at, len);
   (*out)[len] = 0;
   r->at += len;
@@ -290,6 +294,7 @@ static const char *parse_array(CatReader *r, NpkArray **out) {
   }
   a = npk_array_new(name, (int)dtype, ndim, shape);
   if (!a) {
+    r->oom = 1;
     why = "out of memory";
     goto fail;
   }
@@ -311,7 +316,7 @@ fail:
 
 int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
                       NpkErr *e) {
-  CatReader r = {p, n, 0};
+  CatReader r = {p, n, 0, 0};
   uint32_t magic, version, count;
   uint64_t total;
   memset(cat, 0, sizeof *cat);
@@ -331,6 +336,8 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
     const char *why = parse_array(&r, &a);
     if (why) {
       npk_catalog_clear(NULL, cat);
+      if (r.oom)
+        return npk_err(e, NPK_NOMEM, "out of memory reading %s", NPK_CATALOG);
       return npk_err(e, NPK_CORRUPT,
                      "%s is damaged: array %u at byte %zu: %s", NPK_CATALOG,
                      i, at, why);

@@ -278,7 +278,11 @@ struct Change {
   int drop_c_files;          /* remove C's data files that P does not use */
   int bm_write;              /* replace or remove the bitmap */
   char *bm_rel;              /* "deleted_<name>.npkb" */
+  NpkBuf bm_img;             /* the bitmap to write, encoded */
 };
+
+/* Bytes reserved for a commit besides twice its journal (npk_commit). */
+#define NPK_COMMIT_RESERVE (64u << 10)
 
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
@@ -325,11 +329,13 @@ int npk_recover(NpkSession *s) {
 
 int npk_begin(NpkSession *s) {
   NpkTxn *t;
-  int rc;
+  int rc, sync;
   s->err.rc = NPK_OK;
   if (s->txn)
     return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
                    s->store->dir);
+  sync = s->sync_fn ? s->sync_fn(s->sync_arg) : 2;
+  if (sync < 0) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   if ((rc = write_lock(s))) return rc;
   t = npk_calloc(1, sizeof *t);
   if (!t || npk_catalog_copy(&s->store->cat, &t->cat)) {
@@ -339,7 +345,7 @@ int npk_begin(NpkSession *s) {
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   s->txn = t;
-  s->store->sync_off = s->sync_fn && s->sync_fn(s->sync_arg) == 0;
+  s->store->sync_off = sync == 0;
   if (!s->pinned) {
     pthread_mutex_lock(&s->store->mu);
     s->store->pins++;
@@ -781,29 +787,35 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
   return NPK_OK;
 }
 
-/* Step 5: bitmaps and catalog. */
-static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci) {
+/* Encode what step 5 writes, before any file changes: the bitmaps into
+** CH[i].bm_img and the catalog into CI (*PP, *PN). */
+static int encode_catalog_files(NpkSession *s, Change *ch, int n, CatImage *ci,
+                                const unsigned char **pp, size_t *pn) {
+  for (int i = 0; i < n; i++) {
+    if (!ch[i].bm_write || !ch[i].p || !ch[i].p->bm) continue;
+    if (npk_bm_encode(ch[i].p->bm, &ch[i].bm_img))
+      return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  }
+  return encode_catalog(s, ci, pp, pn);
+}
+
+/* Step 5: bitmaps and catalog (IMG, NIMG), as encode_catalog_files made
+** them. */
+static int write_catalog(NpkSession *s, Change *ch, int n,
+                         const unsigned char *img, size_t nimg) {
   NpkStore *st = s->store;
-  NpkBuf b = {0};
-  const unsigned char *img = NULL;
-  size_t nimg = 0;
   int rc = NPK_OK;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
     if (!ch[i].bm_write) continue;
-    if (ch[i].p && ch[i].p->bm) {
-      b.n = 0;
-      rc = npk_bm_encode(ch[i].p->bm, &b);
-      if (rc) rc = npk_err(&s->err, rc, "out of memory");
-      else rc = npk_io_replace_file(st, ch[i].bm_rel, b.p, b.n, &s->err);
-    } else {
+    if (ch[i].p && ch[i].p->bm)
+      rc = npk_io_replace_file(st, ch[i].bm_rel, ch[i].bm_img.p,
+                               ch[i].bm_img.n, &s->err);
+    else
       rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
-    }
   }
-  if (rc == NPK_OK) rc = encode_catalog(s, ci, &img, &nimg);
   if (rc == NPK_OK)
     rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
-  npk_buf_free(&b);
   return rc;
 }
 
@@ -854,7 +866,9 @@ int npk_commit(NpkSession *s) {
   Change *ch = NULL;
   NpkBuf jr = {0};
   CatImage ci = {{0}, NULL, 0};
-  int n = 0, rc = NPK_OK, journaled = 0;
+  const unsigned char *img = NULL;
+  size_t nimg = 0;
+  int n = 0, rc = NPK_OK, journaled = 0, reserved = 0;
   uint64_t now;
 
   if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
@@ -885,6 +899,20 @@ int npk_commit(NpkSession *s) {
   for (int i = 0; i < n; i++)
     if (ch[i].p && ch[i].p->pending) ch[i].p->mtime = now;
 
+  /* Everything the commit allocates much of is made before the first file
+  ** changes, and the rest comes from a reserve that outlasts the backend:
+  ** once files change, the commit completes or puts them back, out of
+  ** memory or not.  The reserve holds the small things (paths, names) and
+  ** the journal read back to undo. */
+  rc = build_journal(s, ch, n, &jr);
+  if (rc == NPK_OK) rc = encode_catalog_files(s, ch, n, &ci, &img, &nimg);
+  if (rc == NPK_OK) {
+    rc = npk_reserve_begin(NPK_COMMIT_RESERVE + 2 * jr.n);
+    if (rc) rc = npk_err(&s->err, rc, "out of memory");
+    else reserved = 1;
+  }
+  if (rc) goto fail_open;
+
   npk_test_crash_point(1);
   npk_lock_mark(s, 1);
   /* The backups must be on disk before the files they keep are replaced:
@@ -898,7 +926,6 @@ int npk_commit(NpkSession *s) {
   }
   if (rc == NPK_OK) rc = link_backup(s, NPK_CATALOG, NULL);
   npk_test_crash_point(2);
-  if (rc == NPK_OK) rc = build_journal(s, ch, n, &jr);
   if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &s->err);
   if (rc) goto fail_open;
   journaled = 1;
@@ -908,7 +935,7 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(4);
   if (rc == NPK_OK) rc = move_data(s, ch, n);
   npk_test_crash_point(5);
-  if (rc == NPK_OK) rc = write_catalog(s, ch, n, &ci);
+  if (rc == NPK_OK) rc = write_catalog(s, ch, n, img, nimg);
   npk_test_crash_point(6);
   if (rc == NPK_OK) {
     int gone;
@@ -955,11 +982,15 @@ fail_open:
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
   }
 done:
-  for (int i = 0; i < n; i++) npk_free(ch[i].bm_rel);
+  for (int i = 0; i < n; i++) {
+    npk_free(ch[i].bm_rel);
+    npk_buf_free(&ch[i].bm_img);
+  }
   npk_free(ch);
   npk_buf_free(&jr);
   npk_buf_free(&ci.img);
   npk_free(ci.off);
   if (ci.patched) st->img_ok = 0;
+  if (reserved) npk_reserve_end();
   return rc;
 }

@@ -253,6 +253,9 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
         break;
     }
     sqlite3_free(buf);
+    if ((k == 0 && !a->store) || (k == 1 && !a->array) ||
+        (k == 5 && !a->columns))
+      return SQLITE_NOMEM;
   }
   if (!a->store || !*a->store) {
     *pzErr = sqlite3_mprintf("numpack: table %s: store='directory' is "
@@ -352,9 +355,7 @@ static int declare(NpkVtab *v) {
 
 /* Report the session's last error on the table. */
 static int fail(NpkVtab *v, int rc) {
-  sqlite3_free(v->base.zErrMsg);
-  v->base.zErrMsg = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
-  return npk_sqlite_rc(rc);
+  return npk_vtab_error(&v->base, npk_sqlite_rc(rc), npk_errmsg(v->conn->ses));
 }
 
 /* Open the session's transaction, with the savepoints SQLite opened before
@@ -601,11 +602,12 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   if (rc) goto fail;
   if (missing) {
     uint64_t shape[NPK_MAX_NDIM];
-    /* Inside BEGIN the array is created in the store's transaction, as a
-    ** write statement would: SQLite counts a table created in a
-    ** transaction in it, so this table's xSync commits it and its
-    ** xRollback removes it. */
-    int began = !npk_in_txn(v->conn->ses) && !sqlite3_get_autocommit(db);
+    /* The array is created in the store's transaction, as a write
+    ** statement would: SQLite counts a table created by a statement in
+    ** that statement's transaction (BEGIN's or its own), so this table's
+    ** xSync commits it and its xRollback removes it, should the rest of
+    ** CREATE fail (writing the schema, out of memory). */
+    int began = !npk_in_txn(v->conn->ses);
     if (began && (rc = ensure_txn(v)) != SQLITE_OK) {
       *pzErr = v->base.zErrMsg;
       v->base.zErrMsg = 0;
