@@ -1035,7 +1035,7 @@ NpkCatalog *npk_session_catalog(NpkSession *s) {
   return s->txn ? &s->txn->cat : &s->store->cat;
 }
 
-int npk_check_access(NpkSession *s) {
+static int npk_check_access(NpkSession *s) {
   if (s->nread == 0 && !s->txn)
     return npk_err(&s->err, NPK_MISUSE,
                    "read outside npk_read_begin/npk_read_end");
