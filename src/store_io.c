@@ -68,6 +68,15 @@ int npk_test_crash_point(int step) {
 static int fault_check(const char *kind) {
   fault_from_env();
   if (!fault_kind[0]) return 0;
+  if (strcmp(fault_kind, "oom") == 0) {
+    /* Memory runs out at the Nth allocation and stays out. */
+    if (strcmp(kind, "malloc") != 0) return 0;
+    if (fault_countdown > 1) {
+      fault_countdown--;
+      return 0;
+    }
+    return fault_errno;
+  }
   /* "any" is any I/O call: allocations fail only when asked for by name. */
   if (strcmp(fault_kind, kind) != 0 &&
       (strcmp(fault_kind, "any") != 0 || strcmp(kind, "malloc") == 0))
