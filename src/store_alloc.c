@@ -95,9 +95,12 @@ static void res_maybe_free(Reserve *r) {
 }
 
 static void *res_alloc(Reserve *r, size_t n) {
-  size_t need = sizeof(ResHdr) + ((n + sizeof(ResHdr) - 1) & ~(sizeof(ResHdr) - 1));
+  size_t need;
   ResHdr *h;
-  if (r->size - r->used < need) return NULL;
+  /* Never 0 bytes: a size of 0 would read as "not from a reserve". */
+  if (n == 0) n = 1;
+  need = sizeof(ResHdr) + ((n + sizeof(ResHdr) - 1) & ~(sizeof(ResHdr) - 1));
+  if (n > r->size || r->size - r->used < need) return NULL;
   h = (ResHdr *)(res_data(r) + r->used);
   h->n = n;
   r->used += need;
