@@ -55,12 +55,18 @@ struct Reserve {
 };
 
 /* Each allocation from a reserve is preceded by its size, padded so that
-** the allocation is aligned as malloc's are. */
+** the allocation is aligned as sqlite3_malloc's are (8 bytes). */
 typedef union ResHdr ResHdr;
 union ResHdr {
   size_t n;
-  max_align_t align;
+  uint64_t u;
+  double d;
+  void *p;
 };
+
+/* Where a reserve's bytes start: after its header, aligned as above. */
+#define RES_OFF \
+  ((sizeof(Reserve) + sizeof(ResHdr) - 1) & ~(sizeof(ResHdr) - 1))
 
 static pthread_mutex_t reserve_mu = PTHREAD_MUTEX_INITIALIZER;
 static Reserve *reserves;            /* every reserve not yet freed */
@@ -68,7 +74,7 @@ static int nreserves;                /* their count, read without the lock */
 static _Thread_local Reserve *active; /* this thread's open reserve */
 
 static unsigned char *res_data(Reserve *r) {
-  return (unsigned char *)(r + 1);
+  return (unsigned char *)r + RES_OFF;
 }
 
 /* The reserve P was allocated from, or NULL; with reserve_mu held. */
@@ -141,7 +147,7 @@ int npk_reserve_begin(size_t n) {
     return NPK_OK;
   }
   if (npk_test_fault_check("malloc")) return NPK_NOMEM;
-  r = allocator->xMalloc(sizeof *r + n);
+  r = allocator->xMalloc(RES_OFF + n);
   if (!r) return NPK_NOMEM;
   memset(r, 0, sizeof *r);
   r->size = n;
