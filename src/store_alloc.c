@@ -2,8 +2,9 @@
 ** store_alloc.c — the allocator every source of src/ allocates through
 ** (alloc.h): libc's by default, the host's once npk_set_allocator() was
 ** called (the extension's entry point gives it SQLite's).  The test build
-** of the engine can make the Nth allocation fail (fault kind "malloc"), so
-** that the unit tests reach the out-of-memory paths without SQLite.
+** of the engine can make the Nth allocation fail (fault kinds "malloc" and
+** "oom", store_io.c), so that the unit tests reach the out-of-memory paths
+** without SQLite.
 **
 ** It also keeps the reserve of a commit (npk_reserve_begin): memory set
 ** aside before a commit changes the first file of a store, from which
