@@ -36,6 +36,7 @@ int npk_sqlite_rc(int rc) {
     case NPK_FULL: return SQLITE_FULL;
     case NPK_EXISTS: return SQLITE_CONSTRAINT;
     case NPK_LOCKED: return SQLITE_LOCKED;
+    case NPK_TOOBIG: return SQLITE_TOOBIG;
     default: return SQLITE_ERROR;
   }
 }

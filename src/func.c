@@ -352,13 +352,14 @@ static void fn_append(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
                     sqlite3_value *arg, uint64_t nlive, uint64_t max,
                     int max_is_values, NpkIndex *ix) {
-  char err[256];
-  int rc;
+  NpkErr e;
+  int rc, code;
   memset(ix, 0, sizeof *ix);
   if (sqlite3_value_type(arg) == SQLITE_INTEGER) {
     uint64_t r;
-    if (npk_index_one(sqlite3_value_int64(arg), nlive, &r, err, sizeof err)) {
-      fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name, err);
+    if (npk_index_one(sqlite3_value_int64(arg), nlive, &r, &e)) {
+      fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name,
+             npk_err_text(&e));
       return SQLITE_RANGE;
     }
     ix->rows = npk_malloc(sizeof *ix->rows);
@@ -377,37 +378,38 @@ static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
     return SQLITE_MISMATCH;
   }
   rc = npk_index_parse_ix((const char *)sqlite3_value_text(arg),
-                          (size_t)sqlite3_value_bytes(arg), nlive, max, ix,
-                          err, sizeof err);
+                          (size_t)sqlite3_value_bytes(arg), nlive, max, ix, &e);
   if (rc == NPK_OK && ix->n > max) {
-    sqlite3_snprintf((int)sizeof err, err,
-                     "the index selects more than %llu rows",
-                     (unsigned long long)max);
+    /* A slice, which npk_index_parse_ix never bounds. */
     npk_index_free(ix);
-    rc = NPK_INDEX_TOO_MANY;
+    rc = NPK_TOOBIG;
+    sqlite3_snprintf((int)sizeof e.msg, e.msg,
+                     "numpack: the index selects more than %llu rows",
+                     (unsigned long long)max);
   }
-  if (rc == NPK_INDEX_TOO_MANY && max_is_values) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values have "
-           "%llu rows and the index selects more", fn, name,
-           (unsigned long long)max);
-    return SQLITE_ERROR;
+  if (rc == NPK_OK) return SQLITE_OK;
+  /* The one place an index's error becomes SQLite's. */
+  switch (rc) {
+    case NPK_TOOBIG:
+      if (max_is_values) {
+        fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values "
+               "have %llu rows and the index selects more", fn, name,
+               (unsigned long long)max);
+        return SQLITE_ERROR;
+      }
+      fn_msg(ctx, SQLITE_TOOBIG, "numpack: %s: array \"%s\": %s, more than "
+             "SQLite's BLOB limit holds; read it in batches with "
+             "numpack_stream(store, name, rows)", fn, name, npk_err_text(&e));
+      return SQLITE_TOOBIG;
+    case NPK_NOMEM:
+      sqlite3_result_error_nomem(ctx);
+      return SQLITE_NOMEM;
+    default:
+      code = rc == NPK_RANGE ? SQLITE_RANGE : SQLITE_ERROR;
+      fn_msg(ctx, code, "numpack: %s: array \"%s\": %s", fn, name,
+             npk_err_text(&e));
+      return code;
   }
-  if (rc == NPK_INDEX_TOO_MANY) {
-    fn_msg(ctx, SQLITE_TOOBIG, "numpack: %s: array \"%s\": %s, more than "
-           "SQLite's BLOB limit holds; read it in batches with "
-           "numpack_stream(store, name, rows)", fn, name, err);
-    return SQLITE_TOOBIG;
-  }
-  if (rc == NPK_INDEX_NOMEM) {
-    sqlite3_result_error_nomem(ctx);
-    return SQLITE_NOMEM;
-  }
-  if (rc) {
-    int code = rc == NPK_INDEX_RANGE ? SQLITE_RANGE : SQLITE_ERROR;
-    fn_msg(ctx, code, "numpack: %s: array \"%s\": %s", fn, name, err);
-    return code;
-  }
-  return SQLITE_OK;
 }
 
 /* Physical rows of IX's rows [K, K+N) into OUT. */

@@ -52,6 +52,18 @@
 #define NPK_FULL     11   /* disk full */
 #define NPK_LOCKED   12   /* the array is being read by an open scan of this
                           ** session (npk_scan_begin) */
+#define NPK_TOOBIG   13   /* more than a limit allows (rows an index lists) */
+
+/* An error being reported, by the engine and by the parsers of what comes
+** from outside (index.c, npy.c): code and message. */
+typedef struct NpkErr NpkErr;
+struct NpkErr {
+  int rc;                    /* NPK_OK or the error code */
+  char msg[768];             /* "numpack: ..." message */
+};
+/* E's message without its "numpack: " prefix, for a caller that words
+** its own message around it. */
+const char *npk_err_text(const NpkErr *e);
 
 #define NPK_MAX_NDIM      32   /* NumPy's own limit */
 #define NPK_MAX_ROWS      UINT64_C(0x7FFFFFFFFFFFFFFF) /* rows of an array:

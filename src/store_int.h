@@ -20,7 +20,6 @@
 #define NPK_CAT_MAGIC    0x424B504Eu
 #define NPK_CAT_VERSION  1u
 
-typedef struct NpkErr NpkErr;
 typedef struct NpkFile NpkFile;
 typedef struct NpkSeg NpkSeg;
 typedef struct NpkBitmap NpkBitmap;
@@ -30,11 +29,6 @@ typedef struct NpkTxn NpkTxn;
 typedef struct NpkRetired NpkRetired;
 typedef struct NpkBuf NpkBuf;
 
-/* An error being reported: code and message. */
-struct NpkErr {
-  int rc;                    /* NPK_OK or the error code */
-  char msg[768];             /* "numpack: ..." message */
-};
 
 /* A growable byte buffer (catalog and journal images). */
 struct NpkBuf {

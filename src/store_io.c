@@ -142,6 +142,12 @@ int npk_err(NpkErr *e, int rc, const char *fmt, ...) {
   return rc;
 }
 
+const char *npk_err_text(const NpkErr *e) {
+  static const char prefix[] = "numpack: ";
+  size_t n = sizeof prefix - 1;
+  return strncmp(e->msg, prefix, n) == 0 ? e->msg + n : e->msg;
+}
+
 int npk_err_sys(NpkErr *e, int err, const char *what, const char *path) {
   int rc = NPK_IOERR;
   if (err == EBADF) {
