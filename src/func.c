@@ -141,7 +141,7 @@ static int fn_write_end(sqlite3_context *ctx, NpkConn *c, FnTxn *t, int rc) {
 ** into *PBUF. */
 static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
                    int allow_0d, NpkNpy *out, void **pbuf) {
-  char err[256];
+  NpkErr e;
   *pbuf = 0;
   if (sqlite3_value_type(v) != SQLITE_BLOB) {
     fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: the array must be an .npy BLOB",
@@ -149,8 +149,8 @@ static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
     return SQLITE_ERROR;
   }
   if (npk_npy_parse(sqlite3_value_blob(v), (size_t)sqlite3_value_bytes(v),
-                    out, err, sizeof err)) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: %s", fn, err);
+                    out, &e)) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: %s", fn, npk_err_text(&e));
     return SQLITE_ERROR;
   }
   if (out->ndim == 0 && !allow_0d) {
