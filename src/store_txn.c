@@ -43,7 +43,7 @@
 #define OV_TOMB (UINT64_MAX - 1)
 
 NpkOverlay *npk_ov_new(uint64_t row_bytes) {
-  NpkOverlay *ov = calloc(1, sizeof *ov);
+  NpkOverlay *ov = npk_calloc(1, sizeof *ov);
   if (!ov) return NULL;
   ov->row_bytes = row_bytes;
   ov->per_chunk = row_bytes >= (1u << 20) ? 1 : (1u << 20) / row_bytes;
@@ -70,11 +70,11 @@ const void *npk_ov_get(const NpkOverlay *ov, uint64_t row) {
 
 static int ov_grow(NpkOverlay *ov) {
   uint64_t cap = ov->hcap ? ov->hcap * 2 : 64;
-  uint64_t *keys = malloc(cap * sizeof *keys);
-  uint32_t *slot = malloc(cap * sizeof *slot);
+  uint64_t *keys = npk_malloc(cap * sizeof *keys);
+  uint32_t *slot = npk_malloc(cap * sizeof *slot);
   if (!keys || !slot) {
-    free(keys);
-    free(slot);
+    npk_free(keys);
+    npk_free(slot);
     return NPK_NOMEM;
   }
   for (uint64_t i = 0; i < cap; i++) keys[i] = OV_EMPTY;
@@ -86,8 +86,8 @@ static int ov_grow(NpkOverlay *ov) {
     keys[h] = k;
     slot[h] = ov->slot[i];
   }
-  free(ov->keys);
-  free(ov->slot);
+  npk_free(ov->keys);
+  npk_free(ov->slot);
   ov->keys = keys;
   ov->slot = slot;
   ov->hcap = cap;
@@ -103,7 +103,7 @@ int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
     for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
       if (ov->keys[h] == row) {
         unsigned char *d = ov_slot(ov, ov->slot[h]);
-        if (!(*old = malloc(ov->row_bytes))) return NPK_NOMEM;
+        if (!(*old = npk_malloc(ov->row_bytes))) return NPK_NOMEM;
         memcpy(*old, d, ov->row_bytes);
         memcpy(d, p, ov->row_bytes);
         return NPK_OK;
@@ -118,10 +118,10 @@ int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
   if (ov->n >= UINT32_MAX - 1) return NPK_NOMEM;
   if ((ov->n + 1) * 2 > ov->hcap && ov_grow(ov)) return NPK_NOMEM;
   if (ov->n >= used) {
-    unsigned char **ch = realloc(ov->chunks, (ov->nchunk + 1) * sizeof *ch);
+    unsigned char **ch = npk_realloc(ov->chunks, (ov->nchunk + 1) * sizeof *ch);
     if (!ch) return NPK_NOMEM;
     ov->chunks = ch;
-    if (!(ch[ov->nchunk] = malloc(ov->per_chunk * ov->row_bytes)))
+    if (!(ch[ov->nchunk] = npk_malloc(ov->per_chunk * ov->row_bytes)))
       return NPK_NOMEM;
     ov->nchunk++;
   }
@@ -151,10 +151,10 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
   if (!ov) return;
   /* Row pointers into the overlay may still be held by a reader. */
   for (uint64_t c = 0; c < ov->nchunk; c++) npk_retire(st, ov->chunks[c], 0);
-  free(ov->chunks);
-  free(ov->keys);
-  free(ov->slot);
-  free(ov);
+  npk_free(ov->chunks);
+  npk_free(ov->keys);
+  npk_free(ov->slot);
+  npk_free(ov);
 }
 
 /* ---- undo records ---------------------------------------------------- */
@@ -162,7 +162,7 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
 /* Free an undo record's data: a bitmap for NPK_U_BMSWAP, else a block. */
 static void data_free(int op, void *data) {
   if (op == NPK_U_BMSWAP) npk_bm_free(data);
-  else free(data);
+  else npk_free(data);
 }
 
 int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
@@ -175,7 +175,7 @@ int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
   }
   if (t->nundo == t->undocap) {
     size_t cap = t->undocap ? t->undocap * 2 : 64;
-    NpkUndo *p = realloc(t->undo, cap * sizeof *p);
+    NpkUndo *p = npk_realloc(t->undo, cap * sizeof *p);
     if (!p) {
       data_free(op, data);
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
@@ -252,7 +252,7 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
     case NPK_U_OVL:
       if (u->b) {
         void *old;
-        if (npk_ov_put(a->ov, u->a, u->data, &old) == NPK_OK) free(old);
+        if (npk_ov_put(a->ov, u->a, u->data, &old) == NPK_OK) npk_free(old);
       } else {
         npk_ov_remove(a->ov, u->a);
       }
@@ -280,7 +280,11 @@ struct Change {
   int drop_c_files;          /* remove C's data files that P does not use */
   int bm_write;              /* replace or remove the bitmap */
   char *bm_rel;              /* "deleted_<name>.npkb" */
+  NpkBuf bm_img;             /* the bitmap to write, encoded */
 };
+
+/* Bytes reserved for a commit besides twice its journal (npk_commit). */
+#define NPK_COMMIT_RESERVE (64u << 10)
 
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
@@ -327,21 +331,23 @@ int npk_recover(NpkSession *s) {
 
 int npk_begin(NpkSession *s) {
   NpkTxn *t;
-  int rc;
+  int rc, sync;
   s->err.rc = NPK_OK;
   if (s->txn)
     return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
                    s->store->dir);
+  sync = s->sync_fn ? s->sync_fn(s->sync_arg) : 2;
+  if (sync < 0) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   if ((rc = write_lock(s))) return rc;
-  t = calloc(1, sizeof *t);
+  t = npk_calloc(1, sizeof *t);
   if (!t || npk_catalog_copy(&s->store->cat, &t->cat)) {
-    free(t);
+    npk_free(t);
     if (s->nread == 0) npk_lock_release(s);
     else npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   s->txn = t;
-  s->store->sync_off = s->sync_fn && s->sync_fn(s->sync_arg) == 0;
+  s->store->sync_off = sync == 0;
   if (!s->pinned) {
     pthread_mutex_lock(&s->store->mu);
     s->store->pins++;
@@ -357,7 +363,7 @@ int npk_savepoint(NpkSession *s, int *plevel) {
     return npk_err(&s->err, NPK_MISUSE, "savepoint outside a transaction");
   if (t->nsp == t->spcap) {
     int cap = t->spcap ? t->spcap * 2 : 8;
-    NpkSavepoint *p = realloc(t->sp, (size_t)cap * sizeof *p);
+    NpkSavepoint *p = npk_realloc(t->sp, (size_t)cap * sizeof *p);
     if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
     t->sp = p;
     t->spcap = cap;
@@ -402,17 +408,17 @@ int npk_rollback_to(NpkSession *s, int level) {
 static void txn_end(NpkSession *s) {
   NpkTxn *t = s->txn;
   for (size_t i = 0; i < t->nundo; i++) undo_free(s->store, &t->undo[i]);
-  free(t->undo);
-  free(t->sp);
+  npk_free(t->undo);
+  npk_free(t->sp);
   for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
-  free(t->grown);
+  npk_free(t->grown);
   pthread_mutex_lock(&s->store->mu);
   npk_catalog_clear(s->store, &t->cat);
   pthread_mutex_unlock(&s->store->mu);
   /* The new files are renamed or removed now; a hot journal keeps its
   ** mark. */
   if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
-  free(t);
+  npk_free(t);
   s->txn = NULL;
   s->store->sync_off = 0;
   s->changes++;
@@ -465,7 +471,7 @@ int npk_txn_grow(NpkSession *s, NpkFile *f) {
   if (npk_file_check_writable(s->store, f, &sb, &s->err)) return s->err.rc;
   if (t->ngrown == t->growncap) {
     int cap = t->growncap ? t->growncap * 2 : 4;
-    NpkFile **p = realloc(t->grown, (size_t)cap * sizeof *p);
+    NpkFile **p = npk_realloc(t->grown, (size_t)cap * sizeof *p);
     if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
     t->grown = p;
     t->growncap = cap;
@@ -554,7 +560,7 @@ static int link_backup(NpkSession *s, const char *rel, void *arg) {
     rc = npk_io_unlink(s->store, bak, &s->err);
     if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
   }
-  free(bak);
+  npk_free(bak);
   return rc;
 }
 
@@ -568,7 +574,7 @@ static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
   NpkErr ignored;
   (void)arg;
   if (bak) npk_io_unlink(s->store, bak, &ignored);
-  free(bak);
+  npk_free(bak);
   return NPK_OK;
 }
 
@@ -613,7 +619,7 @@ static int pair(NpkCatalog *cc, NpkCatalog *pc, Change *ch) {
 static int plan(NpkSession *s, Change **pch, int *pn) {
   NpkCatalog *cc = &s->store->cat, *pc = &s->txn->cat;
   int n = pair(cc, pc, NULL);
-  Change *ch = calloc((size_t)n + 1, sizeof *ch);
+  Change *ch = npk_calloc((size_t)n + 1, sizeof *ch);
   if (!ch) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   pair(cc, pc, ch);
   for (int i = 0; i < n; i++) {
@@ -621,7 +627,7 @@ static int plan(NpkSession *s, Change **pch, int *pn) {
     const char *name = x->p ? x->p->name : x->c->name;
     int had;
     x->drop_c_files = x->c && (!x->p || x->p->fresh);
-    x->bm_rel = malloc(strlen(name) + 16);
+    x->bm_rel = npk_malloc(strlen(name) + 16);
     if (!x->bm_rel) {
       *pch = ch;
       *pn = i;
@@ -740,7 +746,7 @@ static int move_data(NpkSession *s, Change *ch, int n) {
       if (!dst) return npk_err(&s->err, NPK_NOMEM, "out of memory");
       rc = npk_io_rename(st, f->rel, p->data_file, &s->err);
       if (rc) {
-        free(dst);
+        npk_free(dst);
         return rc;
       }
       npk_file_rename(st, f, dst);
@@ -775,7 +781,7 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
     *pn = st->img.n;
     return NPK_OK;
   }
-  ci->off = malloc((size_t)(cat->n ? cat->n : 1) * sizeof *ci->off);
+  ci->off = npk_malloc((size_t)(cat->n ? cat->n : 1) * sizeof *ci->off);
   if (!ci->off || npk_catalog_encode_at(cat, &ci->img, ci->off))
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   *pp = ci->img.p;
@@ -783,29 +789,35 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
   return NPK_OK;
 }
 
-/* Step 5: bitmaps and catalog. */
-static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci) {
+/* Encode what step 5 writes, before any file changes: the bitmaps into
+** CH[i].bm_img and the catalog into CI (*PP, *PN). */
+static int encode_catalog_files(NpkSession *s, Change *ch, int n, CatImage *ci,
+                                const unsigned char **pp, size_t *pn) {
+  for (int i = 0; i < n; i++) {
+    if (!ch[i].bm_write || !ch[i].p || !ch[i].p->bm) continue;
+    if (npk_bm_encode(ch[i].p->bm, &ch[i].bm_img))
+      return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  }
+  return encode_catalog(s, ci, pp, pn);
+}
+
+/* Step 5: bitmaps and catalog (IMG, NIMG), as encode_catalog_files made
+** them. */
+static int write_catalog(NpkSession *s, Change *ch, int n,
+                         const unsigned char *img, size_t nimg) {
   NpkStore *st = s->store;
-  NpkBuf b = {0};
-  const unsigned char *img = NULL;
-  size_t nimg = 0;
   int rc = NPK_OK;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
     if (!ch[i].bm_write) continue;
-    if (ch[i].p && ch[i].p->bm) {
-      b.n = 0;
-      rc = npk_bm_encode(ch[i].p->bm, &b);
-      if (rc) rc = npk_err(&s->err, rc, "out of memory");
-      else rc = npk_io_replace_file(st, ch[i].bm_rel, b.p, b.n, &s->err);
-    } else {
+    if (ch[i].p && ch[i].p->bm)
+      rc = npk_io_replace_file(st, ch[i].bm_rel, ch[i].bm_img.p,
+                               ch[i].bm_img.n, &s->err);
+    else
       rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
-    }
   }
-  if (rc == NPK_OK) rc = encode_catalog(s, ci, &img, &nimg);
   if (rc == NPK_OK)
     rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
-  npk_buf_free(&b);
   return rc;
 }
 
@@ -837,7 +849,7 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
     npk_buf_free(&st->img);
     st->img = ci->img;
     memset(&ci->img, 0, sizeof ci->img);
-    free(st->img_off);
+    npk_free(st->img_off);
     st->img_off = ci->off;
     ci->off = NULL;
   }
@@ -856,7 +868,9 @@ int npk_commit(NpkSession *s) {
   Change *ch = NULL;
   NpkBuf jr = {0};
   CatImage ci = {{0}, NULL, 0};
-  int n = 0, rc = NPK_OK, journaled = 0;
+  const unsigned char *img = NULL;
+  size_t nimg = 0;
+  int n = 0, rc = NPK_OK, journaled = 0, reserved = 0;
   uint64_t now;
 
   if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
@@ -887,6 +901,20 @@ int npk_commit(NpkSession *s) {
   for (int i = 0; i < n; i++)
     if (ch[i].p && ch[i].p->pending) ch[i].p->mtime = now;
 
+  /* Everything the commit allocates much of is made before the first file
+  ** changes, and the rest comes from a reserve that outlasts the backend:
+  ** once files change, the commit completes or puts them back, out of
+  ** memory or not.  The reserve holds the small things (paths, names) and
+  ** the journal read back to undo. */
+  rc = build_journal(s, ch, n, &jr);
+  if (rc == NPK_OK) rc = encode_catalog_files(s, ch, n, &ci, &img, &nimg);
+  if (rc == NPK_OK) {
+    rc = npk_reserve_begin(NPK_COMMIT_RESERVE + 2 * jr.n);
+    if (rc) rc = npk_err(&s->err, rc, "out of memory");
+    else reserved = 1;
+  }
+  if (rc) goto fail_open;
+
   npk_test_crash_point(1);
   npk_lock_mark(s, 1);
   /* The backups must be on disk before the files they keep are replaced:
@@ -900,7 +928,6 @@ int npk_commit(NpkSession *s) {
   }
   if (rc == NPK_OK) rc = link_backup(s, NPK_CATALOG, NULL);
   npk_test_crash_point(2);
-  if (rc == NPK_OK) rc = build_journal(s, ch, n, &jr);
   if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &s->err);
   if (rc) goto fail_open;
   journaled = 1;
@@ -910,7 +937,7 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(4);
   if (rc == NPK_OK) rc = move_data(s, ch, n);
   npk_test_crash_point(5);
-  if (rc == NPK_OK) rc = write_catalog(s, ch, n, &ci);
+  if (rc == NPK_OK) rc = write_catalog(s, ch, n, img, nimg);
   npk_test_crash_point(6);
   if (rc == NPK_OK) {
     int gone;
@@ -957,11 +984,15 @@ fail_open:
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
   }
 done:
-  for (int i = 0; i < n; i++) free(ch[i].bm_rel);
-  free(ch);
+  for (int i = 0; i < n; i++) {
+    npk_free(ch[i].bm_rel);
+    npk_buf_free(&ch[i].bm_img);
+  }
+  npk_free(ch);
   npk_buf_free(&jr);
   npk_buf_free(&ci.img);
-  free(ci.off);
+  npk_free(ci.off);
   if (ci.patched) st->img_ok = 0;
+  if (reserved) npk_reserve_end();
   return rc;
 }
