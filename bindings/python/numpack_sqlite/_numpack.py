@@ -713,7 +713,8 @@ class NumPack:
             raise _sql.WrongTypeError(
                 "array_name must be a str or a list of str")
         names = list(names)
-        ix = None if indexes is None else Index(indexes)
+        ix = None if indexes is None else \
+            Index(indexes, _sql.BAD_DROP_INDEX)
         self._sync(names)
         self._evict(names)
         if ix is None:
@@ -976,9 +977,9 @@ class NumPack:
         """The extension's I/O counters for this store (this process).
         Never refused, as NumPack's is not: without an open store (or
         outside ``with`` under strict_context_mode, which reads nothing of
-        the arrays) it is NumPack's answer."""
+        the arrays) it is NumPack 0.5's answer, which names no backend."""
         if not self._opened or self._closed:
-            return {"backend_type": BACKEND_TYPE, "stats_available": False}
+            return {"stats_available": False}
         stats = json.loads(self._one("SELECT numpack_io_stats(?)",
                                      (self._path,)))
         stats["stats_available"] = True
@@ -1015,13 +1016,13 @@ class NumPack:
         return iter(self.get_member_list())
 
     def __repr__(self):
+        """NumPack 0.5's text: the array count while open, else the status
+        (the backend is no longer part of it; see backend_type)."""
         if self.is_opened:
             try:
                 n = len(self.get_member_list())
-                return (f"NumPack({self._filename}, arrays={n}, "
-                        f"backend={BACKEND_TYPE})")
+                return f"NumPack({self._filename}, arrays={n})"
             except Exception:
                 pass
         status = "opened" if self.is_opened else "closed"
-        return f"NumPack({self._filename}, status={status}, " \
-               f"backend={BACKEND_TYPE})"
+        return f"NumPack({self._filename}, status={status})"
