@@ -356,8 +356,7 @@ class NumPack:
     def _need(self, name):
         info = self._info(name)
         if info is None:
-            raise _sql.ArrayNotFoundError(
-                f'no array "{name}" in store {self._path}')
+            raise _sql.no_array(name, self._path)
         return info
 
     def _metadata(self):

@@ -52,6 +52,12 @@ class ArrayNotFoundError(KeyError, ValueError, RuntimeError):
     """No array of that name in the store."""
 
 
+def no_array(name, path):
+    """The error for a missing array, in the extension's words, so that a
+    missing name reads the same whichever method (or SQL call) found it."""
+    return ArrayNotFoundError(f'numpack: no array "{name}" in store {path}')
+
+
 class RowIndexError(IndexError, ValueError, RuntimeError):
     """A row index out of range."""
 

@@ -216,3 +216,45 @@ def test_append_and_replace_errors(npk):
 
 def test_force_cleanup_windows_handles_returns_true():
     assert numpack_sqlite.force_cleanup_windows_handles() is True
+
+
+# ---- a missing array ----------------------------------------------------
+
+def _missing_calls(npk):
+    return {
+        "load": lambda: npk.load("zz"),
+        "load lazy": lambda: npk.load("zz", lazy=True),
+        "getitem": lambda: npk.getitem("zz", [0]),
+        "get_shape": lambda: npk.get_shape("zz"),
+        "replace": lambda: npk.replace({"zz": np.zeros((1, 2))}, 0),
+        "append": lambda: npk.append({"zz": np.zeros((1, 2))}),
+        "drop rows": lambda: npk.drop("zz", [0]),
+        "update": lambda: npk.update("zz"),
+        "clone": lambda: npk.clone("zz", "y"),
+        "stream_load": lambda: npk.stream_load("zz", 2),
+    }
+
+
+@pytest.mark.parametrize("call", list(_missing_calls(None)))
+def test_a_missing_array_reads_the_same_everywhere(npk, path, call):
+    # KeyError, as NumPack raises for a name it does not hold; one text,
+    # the extension's, whichever method found the name missing.
+    npk.save({"a": np.zeros((3, 2))})
+    want = f'numpack: no array "zz" in store {path}'
+    with pytest.raises(KeyError) as e:
+        _missing_calls(npk)[call]()
+    assert e.value.args == (want,)
+    with npk.writable_batch_mode() as wb:
+        with pytest.raises(KeyError) as e:
+            wb.load("zz")
+        assert e.value.args == (want,)
+    assert npk.get_member_list() == ["a"]
+
+
+def test_dask_names_a_missing_array_the_same_way(path):
+    dask_binding = pytest.importorskip("numpack_sqlite.dask")
+    with NumPack(path, drop_if_exists=True) as npk:
+        npk.save({"a": np.zeros((3, 2))})
+    with pytest.raises(KeyError) as e:
+        dask_binding.from_store(path, "zz")
+    assert e.value.args == (f'numpack: no array "zz" in store {path}',)
