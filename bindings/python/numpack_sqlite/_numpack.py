@@ -89,11 +89,13 @@ class NumPack:
             warn_no_context = platform.system().lower() == "windows"
         self._warn_no_context = bool(warn_no_context)
         if not self._strict_context_mode and self._warn_no_context:
+            # NumPack's text, word for word: warning filters match on it.
             warnings.warn(
                 f"NumPack instance created for '{filename}' is not using "
-                "strict context mode; prefer 'with NumPack(...) as npk:' or "
-                "strict_context_mode=True (warn_no_context=False silences "
-                "this warning)", UserWarning, stacklevel=2)
+                "strict context mode. For best reliability on Windows, "
+                "please use 'with NumPack(...) as npk:' pattern or set "
+                "strict_context_mode=True. This warning can be suppressed by "
+                "setting warn_no_context=False.", UserWarning, stacklevel=2)
 
     # ---- opening and closing -------------------------------------------
 
@@ -171,7 +173,8 @@ class NumPack:
             raise RuntimeError(
                 f"NumPack instance '{self._filename}' is in strict context "
                 "mode. All operations must be executed within a 'with' "
-                "statement:\n  with NumPack(...) as npk:\n      npk.save(...)")
+                "statement:\n  with NumPack(...) as npk:\n      npk.save(...)"
+                "\n      npk.load(...)")
 
     # ---- SQL ----------------------------------------------------------
 

@@ -258,3 +258,38 @@ def test_dask_names_a_missing_array_the_same_way(path):
     with pytest.raises(KeyError) as e:
         dask_binding.from_store(path, "zz")
     assert e.value.args == (f'numpack: no array "zz" in store {path}',)
+
+
+def test_state_errors_in_numpacks_words(path):
+    npk = NumPack(path)
+    with pytest.raises(RuntimeError) as e:
+        npk.load("a")
+    assert str(e.value) == (
+        f"NumPack instance '{path}' is not opened or has been closed. "
+        "Please call open() method first, or use 'with' statement for "
+        "automatic management.")
+    strict = NumPack(path, strict_context_mode=True)
+    strict.open()
+    try:
+        with pytest.raises(RuntimeError) as e:
+            strict.get_member_list()
+        assert str(e.value) == (
+            f"NumPack instance '{path}' is in strict context mode. All "
+            "operations must be executed within a 'with' statement:\n"
+            "  with NumPack(...) as npk:\n"
+            "      npk.save(...)\n"
+            "      npk.load(...)")
+    finally:
+        strict.close()
+
+
+def test_no_context_warning_in_numpacks_words(path):
+    with pytest.warns(UserWarning) as record:
+        NumPack(path, warn_no_context=True)
+    assert len(record) == 1
+    assert str(record[0].message) == (
+        f"NumPack instance created for '{path}' is not using strict context "
+        "mode. For best reliability on Windows, please use 'with "
+        "NumPack(...) as npk:' pattern or set strict_context_mode=True. This "
+        "warning can be suppressed by setting warn_no_context=False.")
+    assert record[0].filename == __file__       # stacklevel: the caller
