@@ -16,7 +16,7 @@ import struct
 
 import numpy as np
 
-from ._sql import ArrayNotFoundError, NumPackError
+from ._sql import NumPackError, no_array
 
 _ATTEMPTS = 10
 
@@ -74,7 +74,7 @@ def _snapshot(npk, name):
     entry = meta["arrays"].get(name)
     info = npk._info(name)
     if entry is None or info is None:
-        raise ArrayNotFoundError(f'no array "{name}" in store {npk._path}')
+        raise no_array(name, npk._path)
     return meta["base_dir"], entry, info
 
 

@@ -89,11 +89,13 @@ class NumPack:
             warn_no_context = platform.system().lower() == "windows"
         self._warn_no_context = bool(warn_no_context)
         if not self._strict_context_mode and self._warn_no_context:
+            # NumPack's text, word for word: warning filters match on it.
             warnings.warn(
                 f"NumPack instance created for '{filename}' is not using "
-                "strict context mode; prefer 'with NumPack(...) as npk:' or "
-                "strict_context_mode=True (warn_no_context=False silences "
-                "this warning)", UserWarning, stacklevel=2)
+                "strict context mode. For best reliability on Windows, "
+                "please use 'with NumPack(...) as npk:' pattern or set "
+                "strict_context_mode=True. This warning can be suppressed by "
+                "setting warn_no_context=False.", UserWarning, stacklevel=2)
 
     # ---- opening and closing -------------------------------------------
 
@@ -171,7 +173,8 @@ class NumPack:
             raise RuntimeError(
                 f"NumPack instance '{self._filename}' is in strict context "
                 "mode. All operations must be executed within a 'with' "
-                "statement:\n  with NumPack(...) as npk:\n      npk.save(...)")
+                "statement:\n  with NumPack(...) as npk:\n      npk.save(...)"
+                "\n      npk.load(...)")
 
     # ---- SQL ----------------------------------------------------------
 
@@ -356,8 +359,7 @@ class NumPack:
     def _need(self, name):
         info = self._info(name)
         if info is None:
-            raise _sql.ArrayNotFoundError(
-                f'no array "{name}" in store {self._path}')
+            raise _sql.no_array(name, self._path)
         return info
 
     def _metadata(self):
@@ -713,7 +715,8 @@ class NumPack:
             raise _sql.WrongTypeError(
                 "array_name must be a str or a list of str")
         names = list(names)
-        ix = None if indexes is None else Index(indexes)
+        ix = None if indexes is None else \
+            Index(indexes, _sql.BAD_DROP_INDEX)
         self._sync(names)
         self._evict(names)
         if ix is None:
@@ -976,9 +979,9 @@ class NumPack:
         """The extension's I/O counters for this store (this process).
         Never refused, as NumPack's is not: without an open store (or
         outside ``with`` under strict_context_mode, which reads nothing of
-        the arrays) it is NumPack's answer."""
+        the arrays) it is NumPack 0.5's answer, which names no backend."""
         if not self._opened or self._closed:
-            return {"backend_type": BACKEND_TYPE, "stats_available": False}
+            return {"stats_available": False}
         stats = json.loads(self._one("SELECT numpack_io_stats(?)",
                                      (self._path,)))
         stats["stats_available"] = True
@@ -1015,13 +1018,13 @@ class NumPack:
         return iter(self.get_member_list())
 
     def __repr__(self):
+        """NumPack 0.5's text: the array count while open, else the status
+        (the backend is no longer part of it; see backend_type)."""
         if self.is_opened:
             try:
                 n = len(self.get_member_list())
-                return (f"NumPack({self._filename}, arrays={n}, "
-                        f"backend={BACKEND_TYPE})")
+                return f"NumPack({self._filename}, arrays={n})"
             except Exception:
                 pass
         status = "opened" if self.is_opened else "closed"
-        return f"NumPack({self._filename}, status={status}, " \
-               f"backend={BACKEND_TYPE})"
+        return f"NumPack({self._filename}, status={status})"

@@ -52,6 +52,12 @@ class ArrayNotFoundError(KeyError, ValueError, RuntimeError):
     """No array of that name in the store."""
 
 
+def no_array(name, path):
+    """The error for a missing array, in the extension's words, so that a
+    missing name reads the same whichever method (or SQL call) found it."""
+    return ArrayNotFoundError(f'numpack: no array "{name}" in store {path}')
+
+
 class RowIndexError(IndexError, ValueError, RuntimeError):
     """A row index out of range."""
 
@@ -392,7 +398,10 @@ def decode(blob):
 # ---- index arguments -----------------------------------------------------
 
 # NumPack's own words, which callers match on; the detail follows them.
+# Its drop() names the types it takes in words of its own.
 BAD_INDEX = "The indexes must be int or list or numpy.ndarray or slice"
+BAD_DROP_INDEX = ("The indexes must be int, list, tuple, numpy.ndarray "
+                  "or slice")
 
 
 def _as_int(v, what):
@@ -415,9 +424,9 @@ class Index:
 
     __slots__ = ("sql", "scalar", "_kind", "_value")
 
-    def __init__(self, idx):
+    def __init__(self, idx, words=BAD_INDEX):
         if isinstance(idx, (bool, np.bool_)):
-            raise WrongTypeError(f"{BAD_INDEX} (of int); "
+            raise WrongTypeError(f"{words} (of int); "
                                  f"got a bool ({idx!r})")
         if isinstance(idx, (int, np.integer)):
             self._set("int", int(idx), int(idx), True)
@@ -450,10 +459,10 @@ class Index:
                 self._set("int", int(a), int(a), True)
                 return
             if a.ndim != 1:
-                raise WrongTypeError(f"{BAD_INDEX} (of int); got an "
+                raise WrongTypeError(f"{words} (of int); got an "
                                      f"array of {a.ndim} dimensions")
             if a.size and a.dtype.kind not in "iu":
-                raise WrongTypeError(f"{BAD_INDEX} (of int); got "
+                raise WrongTypeError(f"{words} (of int); got "
                                      f"elements of dtype {a.dtype}")
             if a.dtype.kind == "u" and a.size and \
                     int(a.max()) > _INT64_MAX:
@@ -462,7 +471,7 @@ class Index:
                 np.empty(0, np.int64)
             self._set("list", a, _json_list(a), False)
             return
-        raise WrongTypeError(f"{BAD_INDEX} (of int); "
+        raise WrongTypeError(f"{words} (of int); "
                              f"got {type(idx).__name__}")
 
     def _set(self, kind, value, sql, scalar):

@@ -36,7 +36,7 @@ from dask.base import tokenize
 
 from . import _sql
 from ._numpack import NumPack
-from ._sql import ArrayNotFoundError, NumPackError, sql_error
+from ._sql import NumPackError, sql_error
 
 __all__ = ["from_store", "to_store", "compute_consistent",
            "StoreChangedError"]
@@ -76,7 +76,7 @@ def _identity(con, path, name):
     except sqlite3.Error as e:
         raise sql_error(e) from e
     if not rows:
-        raise ArrayNotFoundError(f'no array "{name}" in store {path}')
+        raise _sql.no_array(name, path)
     return tuple(rows[0])
 
 

@@ -53,7 +53,7 @@ def test_creates_missing_parents_and_takes_paths(tmp_path, monkeypatch):
     npk.save({"a": np.zeros(2)})
     npk.close()
     assert (tmp_path / "rel.npk" / "data_a.npkd").exists()
-    assert repr(npk) == "NumPack(rel.npk, status=closed, backend=sqlite-c)"
+    assert repr(npk) == "NumPack(rel.npk, status=closed)"
 
 
 def test_force_gc_on_close(path, monkeypatch):
@@ -88,13 +88,12 @@ def test_properties_and_special_methods(npk):
     npk.save({"a": np.arange(2), "b": np.zeros((2, 2))})
     assert np.array_equal(npk["b"], np.zeros((2, 2)))
     assert list(npk) == ["a", "b"]
-    assert repr(npk).endswith("arrays=2, backend=sqlite-c)")
+    assert repr(npk).endswith(", arrays=2)")
 
 
 def test_io_stats(path):
     npk = NumPack(path)
-    assert npk.get_io_stats() == {"backend_type": "sqlite-c",
-                                  "stats_available": False}
+    assert npk.get_io_stats() == {"stats_available": False}
     with npk:
         before = npk.get_io_stats()
         npk.save({"a": np.zeros(1000)})

@@ -100,8 +100,7 @@ def test_stream_load_checks_at_the_call(full):
 
 def test_closed_instance(path):
     n = NumPack(path)
-    assert n.get_io_stats() == {"backend_type": "sqlite-c",
-                                "stats_available": False}
+    assert n.get_io_stats() == {"stats_available": False}
     with pytest.raises(RuntimeError, match="not opened"):
         n.get_member_list()
     with n:

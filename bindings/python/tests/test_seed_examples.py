@@ -13,7 +13,6 @@ holds a literal Ellipsis, which makes an object array no store can hold.
 It is run as written (and refused with ValueError), then with the
 Ellipsis removed.
 """
-import re
 import sys
 
 import numpy as np
@@ -464,9 +463,10 @@ def test_special_repr(env, capsys):
         ns["npk"] = npk
         run("__repr__", ns)
     out = capsys.readouterr().out
-    assert out == f"NumPack(data.npk, arrays={len(arrays)}, backend=sqlite-c)\n"
-    assert re.fullmatch(r"NumPack\(data\.npk, status=closed, "
-                        r"backend=sqlite-c\)", repr(npk))
+    # The reference's comment shows 0.4's text, which named the backend;
+    # NumPack 0.5's __repr__ no longer does, and neither does the binding.
+    assert out == f"NumPack(data.npk, arrays={len(arrays)})\n"
+    assert repr(npk) == "NumPack(data.npk, status=closed)"
 
 
 def test_every_example_is_run():
