@@ -1,11 +1,14 @@
-"""npktest.py - what the Python test scripts of test/python/ share: the
-dtypes, the check counter and its closing line, exact array comparison,
-.npy conversion, and a connection with the extension loaded."""
+"""npktest.py - what the pytest modules of test/python/ share: the dtypes,
+the check counter, exact array comparison, .npy conversion, and a
+connection with the extension loaded.
+
+check() records a condition without stopping the test, so that one case
+reports every check it failed; conftest.py fails the case when any did
+(and when it made none).  finish() prints the counts for a module run as a
+script (test_differential.py's command line, for make stress)."""
 import io
 import os
 import sqlite3
-import sys
-import tempfile
 
 import numpy as np
 
@@ -14,6 +17,7 @@ DTYPES = ["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16",
           "complex128"]
 
 _counts = {"passed": 0, "failed": 0}
+_failed = []
 
 
 def check(cond, what):
@@ -22,6 +26,7 @@ def check(cond, what):
         _counts["passed"] += 1
     else:
         _counts["failed"] += 1
+        _failed.append(what)
         print("FAIL", what)
     return cond
 
@@ -29,6 +34,17 @@ def check(cond, what):
 def failures():
     """Checks failed so far."""
     return _counts["failed"]
+
+
+def reset_checks():
+    """Start counting afresh (before each test case)."""
+    _counts["passed"] = _counts["failed"] = 0
+    del _failed[:]
+
+
+def checks():
+    """(checks passed, descriptions of the checks failed) since the reset."""
+    return _counts["passed"], list(_failed)
 
 
 def finish():
@@ -63,13 +79,10 @@ def unnpy(blob):
     return np.load(io.BytesIO(blob))
 
 
-def args():
-    """The module (argv[1] or NUMPACK_SO) and a temporary directory
-    (argv[2] or a new one)."""
-    module = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
-                             os.environ.get("NUMPACK_SO", "./.libs/numpack.so"))
-    tmp = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp()
-    return module, tmp
+def module_path():
+    """The module: $NUMPACK_SO, else ./.libs/numpack.so."""
+    return os.path.abspath(os.environ.get("NUMPACK_SO") or
+                           "./.libs/numpack.so")
 
 
 def connect(module, path=":memory:"):

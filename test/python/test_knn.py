@@ -1,5 +1,4 @@
-#!/usr/bin/python3
-"""knn.py - KNN queries through the virtual table, numpack_knn and
+"""test_knn.py - KNN queries through the virtual table, numpack_knn and
 numpack_distance against a NumPy brute force.
 
 For every metric and element type it fits (l2, l2sq, cosine, dot over
@@ -13,19 +12,35 @@ every sum is exact: the rowids must be the reference's, in its order
 (distance, then rowid), and the distances equal to float rounding.  One
 array is large enough for the scan to use several threads.
 
-Usage: /usr/bin/python3 knn.py [MODULE [TMPDIR]]
+Each metric x dtype is a case on a store of its own, with data drawn from a
+generator seeded by the case; the large array is one case for the table
+and one for a batch of numpack_knn.
 """
 import json
 import os
 
 import numpy as np
+import pytest
 
-from npktest import args, check, connect, finish, npy, unnpy
+from npktest import check, connect, npy
 
-module, tmp = args()
-store = os.path.join(tmp, "knn.npk")
-db = connect(module)
-rng = np.random.default_rng(7)
+rng = None
+db = None
+store = None
+
+
+@pytest.fixture
+def knn_db(module, tmp, request):
+    """The connection, the store and the generator the helpers use: the
+    case's own, seeded by its name."""
+    global db, store, rng
+    db = connect(module)
+    store = os.path.join(tmp, "knn.npk")
+    rng = np.random.default_rng(
+        [7] + [ord(c) for c in request.node.name])
+    yield
+    db.close()
+    db = store = rng = None
 
 FLOAT_METRICS = ["l2", "l2sq", "cosine", "dot"]
 FLOAT_TYPES = ["float32", "float64", "float16", "int8", "uint8"]
@@ -98,7 +113,12 @@ def knn(table, q, k, metric=None, where="", params=()):
     return [(r, d) for r, d in db.execute(sql, p)]
 
 
-def case(dtype, metric):
+CASES = ([(dt, m) for dt in FLOAT_TYPES for m in FLOAT_METRICS] +
+         [(dt, m) for dt in ("uint8", "bool") for m in ("hamming", "jaccard")])
+
+
+@pytest.mark.parametrize("dtype,metric", CASES)
+def test_knn(knn_db, dtype, metric):
     name = "a_%s_%s" % (dtype, metric)
     bits = metric in ("hamming", "jaccard")
     d = 5 if bits and dtype == "uint8" else 13
@@ -191,36 +211,39 @@ def case(dtype, metric):
     db.execute("DROP TABLE %s_m" % name)
 
 
-for dt in FLOAT_TYPES:
-    for m in FLOAT_METRICS:
-        case(dt, m)
-for dt in ("uint8", "bool"):
-    for m in ("hamming", "jaccard"):
-        case(dt, m)
+@pytest.fixture
+def big(knn_db):
+    """A larger array, with every fifth row deleted: the scan is split over
+    threads.  The array and its live rowids."""
+    a = rng.standard_normal((120000, 16)).astype(np.float32)
+    db.execute("SELECT numpack_save(?, 'big', ?)", (store, npy(a)))
+    db.execute("CREATE VIRTUAL TABLE big USING numpack(store='%s', "
+               "layout=blob)" % store)
+    db.execute("DELETE FROM big WHERE rowid % 5 = 0")
+    return a, np.array([r for r in range(len(a)) if r % 5])
 
-# A larger array: the scan is split over threads; results as one thread.
-big = rng.standard_normal((120000, 16)).astype(np.float32)
-db.execute("SELECT numpack_save(?, 'big', ?)", (store, npy(big)))
-db.execute("CREATE VIRTUAL TABLE big USING numpack(store='%s', layout=blob)"
-           % store)
-db.execute("DELETE FROM big WHERE rowid % 5 = 0")
-q = rng.standard_normal(16).astype(np.float32)
-got = knn("big", q.tobytes(), 10)
-live = np.array([r for r in range(len(big)) if r % 5])
-dist = np.sqrt(((big[live] - q) ** 2).sum(axis=1, dtype=np.float32))
-top = live[np.argsort(dist, kind="stable")[:10]]
-check([r for r, _ in got] == list(top), "big: rowids as NumPy's")
-check(np.allclose([x for _, x in got],
-                  np.sort(dist)[:10], rtol=1e-5), "big: distances")
-# 300 queries in one call.
-qs = rng.standard_normal((300, 16)).astype(np.float32)
-rows = db.execute("SELECT query, rowid FROM numpack_knn(?, 'big', ?, 3)",
-                  (store, npy(qs))).fetchall()
-check(len(rows) == 900, "big batch: 3 rows per query")
-for qi in (0, 150, 299):
-    dist = ((big[live] - qs[qi]) ** 2).sum(axis=1, dtype=np.float32)
-    check([r for q, r in rows if q == qi] ==
-          list(live[np.argsort(dist, kind="stable")[:3]]),
-          "big batch: query %d" % qi)
 
-raise SystemExit(finish())
+def test_big_threads(big):
+    """Results of the threaded scan are one thread's."""
+    big, live = big
+    q = rng.standard_normal(16).astype(np.float32)
+    got = knn("big", q.tobytes(), 10)
+    dist = np.sqrt(((big[live] - q) ** 2).sum(axis=1, dtype=np.float32))
+    top = live[np.argsort(dist, kind="stable")[:10]]
+    check([r for r, _ in got] == list(top), "big: rowids as NumPy's")
+    check(np.allclose([x for _, x in got],
+                      np.sort(dist)[:10], rtol=1e-5), "big: distances")
+
+
+def test_big_batch(big):
+    """300 queries in one call of numpack_knn."""
+    big, live = big
+    qs = rng.standard_normal((300, 16)).astype(np.float32)
+    rows = db.execute("SELECT query, rowid FROM numpack_knn(?, 'big', ?, 3)",
+                      (store, npy(qs))).fetchall()
+    check(len(rows) == 900, "big batch: 3 rows per query")
+    for qi in (0, 150, 299):
+        dist = ((big[live] - qs[qi]) ** 2).sum(axis=1, dtype=np.float32)
+        check([r for q, r in rows if q == qi] ==
+              list(live[np.argsort(dist, kind="stable")[:3]]),
+              "big batch: query %d" % qi)

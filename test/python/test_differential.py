@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""differential.py - the whole SQL surface of the extension against a NumPy
+"""test_differential.py - the whole SQL surface of the extension against a NumPy
 model, with the store's files checked byte for byte.
 
 A seed drives random steps applied both to a real store and to a model of
@@ -51,11 +51,16 @@ On the first failing step the script prints the seed, the step, the
 command line that replays it and the statements of the run so far (all of
 them also go to TMPDIR/ops-SEED.log), and stops that seed.
 
-Usage: /usr/bin/python3 differential.py [MODULE [TMPDIR]] [--seed S]
-         [--steps N] [--seeds A-B] [--reconnect N] [--stats]
-  --seeds A-B runs seeds A..B (each in a store of its own) and prints
-  "seeds: P passed, F failed" before the usual "N passed, M failed" line;
-  --stats counts the operations run.
+Each seed is a case: make check runs seed 2 for 300 steps, as
+
+  NUMPACK_SO=.libs/numpack.so python3 -m pytest test/python/test_differential.py
+
+with the options --seeds A-B (or one seed), --steps N, --reconnect N and
+--stats (conftest.py).  The same run from the command line, as make stress
+does it (prints "seeds: P passed, F failed" and "N passed, M failed"):
+
+  python3 test_differential.py [MODULE [TMPDIR]] [--seed S] [--steps N]
+         [--seeds A-B] [--reconnect N] [--stats]
 """
 import base64
 import collections
@@ -72,6 +77,9 @@ import numpy as np
 
 from npktest import (DTYPES, check, connect, failures, finish, npy, same,
                      unnpy)
+
+DEFAULT_STEPS = 300
+DEFAULT_RECONNECT = 25
 
 DTYPE_CODES = {name: code for code, name in enumerate(DTYPES)}
 ROW_SHAPES = [(), (3,), (2, 2)]
@@ -1439,10 +1447,10 @@ class Run:
     def report(self):
         with open(self.logpath, "w") as f:
             f.write("\n".join(self.log) + "\n")
-        print("FAILED at seed %d, step %d; replay with: %s %s DIR --seed %d "
+        print("FAILED at seed %d, step %d; replay with: %s %s %s DIR --seed %d "
               "--steps %d --reconnect %d" % (self.seed, self.step, sys.executable,
-                                           os.path.abspath(__file__), self.seed,
-                                           self.step, self.reconnect))
+                                           os.path.abspath(__file__), self.module,
+                                           self.seed, self.step, self.reconnect))
         print("statements so far (%s):" % self.logpath)
         for line in self.log[-60:]:
             print("   ", line[:400])
@@ -1500,14 +1508,25 @@ class Run:
         return True
 
 
+def test_differential(module, tmp, seed, request):
+    """SEED's steps (--seeds, --steps, --reconnect) against the model."""
+    opt = request.config.getoption
+    run = Run(module, tmp, seed, opt("steps"), opt("reconnect"))
+    good = run.run()
+    if opt("stats"):
+        for k, v in sorted(run.stats.items()):
+            print("%8d  %s" % (v, k))
+    check(good, "seed %d passed its %d steps" % (seed, opt("steps")))
+
+
 def main(argv):
     if len(argv) > 1 and argv[1] == "--child":
         return child_main(argv[2], argv[3])
     # The default seed (make check's) also catches, within 30 steps, the
     # loss of uncommitted appends after another connection's read when
     # that fix is reverted.
-    opts = {"--seed": "2", "--steps": "300", "--seeds": None,
-            "--reconnect": "25", "--stats": None}
+    opts = {"--seed": "2", "--steps": str(DEFAULT_STEPS), "--seeds": None,
+            "--reconnect": str(DEFAULT_RECONNECT), "--stats": None}
     pos = []
     i = 1
     while i < len(argv):

@@ -1,5 +1,4 @@
-#!/usr/bin/python3
-"""two_conns.py - two connections of one process on one store.
+"""test_two_conns.py - two connections of one process on one store.
 
 All connections of a process share one store object (and its open data
 files), so one connection's uncommitted work must survive another's reads.
@@ -10,17 +9,18 @@ committed rows, connection A writes twice inside BEGIN while connection B
 reads between every step (through the table and through numpack_load);
 A must keep seeing its own rows, B only the committed ones, and after
 COMMIT or ROLLBACK both, and a third connection opened afresh, see the
-same rows.
-
-Usage: /usr/bin/python3 two_conns.py [MODULE [TMPDIR]]
+same rows.  Each kind x committed rows x COMMIT/ROLLBACK is a case of 20
+checks (560 in all).
 """
 import os
 import sqlite3
-import sys
 
 import numpy as np
+import pytest
 
-from npktest import args, check, connect, finish, npy, unnpy
+from npktest import check, connect, npy, unnpy
+
+KINDS = ["insert", "update", "delete", "append", "replace", "drop", "save"]
 
 
 class Rows:
@@ -102,7 +102,10 @@ def sees(db, store, rows, what):
                       % (what, loaded.tolist(), want)))
 
 
-def case(module, tmp, kind, base, end):
+@pytest.mark.parametrize("end", ["COMMIT", "ROLLBACK"])
+@pytest.mark.parametrize("base", [0, 5])
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_conns(module, tmp, kind, base, end):
     name = "%s-%d-%s" % (kind, base, end)
     dbpath = os.path.join(tmp, name + ".db")
     store = os.path.join(tmp, name + ".npk")
@@ -139,16 +142,3 @@ def case(module, tmp, kind, base, end):
     for db in (a, b, c):
         db.close()
 
-
-def main():
-    module, tmp = args()
-    for kind in ("insert", "update", "delete", "append", "replace", "drop",
-                 "save"):
-        for base in (0, 5):
-            for end in ("COMMIT", "ROLLBACK"):
-                case(module, tmp, kind, base, end)
-    return finish()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,20 +1,17 @@
-#!/usr/bin/python3
-"""signals.py - the SIGBUS handler the extension installs once it maps a
+"""test_signals.py - the SIGBUS handler the extension installs once it maps a
 data file: a file cut short under a scan fails that statement only (not
 statements on other stores), and signals that are not faults in the
 extension's mappings are handled as they would be without it: ignored when
 the program ignores SIGBUS, passed to the program's own handler, fatal by
 default.  Each case runs in a child process of its own, since the handler
-is installed once per process.
-
-Usage: /usr/bin/python3 signals.py MODULE TMPDIR
+is installed once per process; each is a case.
 """
 import os
 import subprocess
 import sys
 import textwrap
 
-from npktest import args, check, finish
+from npktest import check
 
 CHILD_HEAD = """
 import os, signal, sqlite3, sys
@@ -41,10 +38,8 @@ def child(body, module, tmp):
     return p.returncode, p.stdout.decode(errors="replace")
 
 
-def main():
-    module, tmp = args()
-
-    # A cut under one store's scan fails that scan, not another store's.
+def test_cut_fails_only_its_store(module, tmp):
+    """A cut under one store's scan fails that scan, not another store's."""
     rc, out = child("""
         table("x", "x.npk", 5000)
         table("y", "y.npk", 5000)
@@ -66,7 +61,9 @@ def main():
     check(rc == 0 and "y: DatabaseError True" in out and "x: True 5000" in out,
           "a cut fails only its own store's statements: %d %s" % (rc, out))
 
-    # A program that ignores SIGBUS still ignores a sent one.
+
+def test_sig_ign_respected(module, tmp):
+    """A program that ignores SIGBUS still ignores a sent one."""
     rc, out = child("""
         signal.signal(signal.SIGBUS, signal.SIG_IGN)
         table("t", "ign.npk", 10)
@@ -77,7 +74,9 @@ def main():
     check(rc == 0 and "45" in out and "survived" in out,
           "SIG_IGN is respected: %d %s" % (rc, out))
 
-    # The program's own handler gets the signals that are not ours.
+
+def test_own_handler_called(module, tmp):
+    """The program's own handler gets the signals that are not ours."""
     rc, out = child("""
         got = []
         signal.signal(signal.SIGBUS, lambda s, f: got.append(s))
@@ -89,7 +88,9 @@ def main():
     check(rc == 0 and "handled True" in out,
           "the program's handler is called: %d %s" % (rc, out))
 
-    # Nobody handles it: the process ends as it would without numpack.
+
+def test_unhandled_sigbus_fatal(module, tmp):
+    """Nobody handles it: the process ends as it would without numpack."""
     rc, out = child("""
         table("t", "dfl.npk", 10)
         db.execute("SELECT sum(value) FROM t").fetchone()
@@ -99,8 +100,3 @@ def main():
     """, module, tmp)
     check(rc != 0 and "survived" not in out,
           "an unhandled SIGBUS still ends the process: %d %s" % (rc, out))
-    return finish()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
