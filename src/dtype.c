@@ -14,11 +14,11 @@
 
 /* One row per catalog code, in code order, so the code is the index. */
 static const struct NpkDtypeDef {
-  const char *zName;    /* NumPy's name */
-  const char *zShort;   /* NumPy's kind+size code, without byte order */
-  const char *zDescr;   /* descr as written in a little-endian .npy header */
-  int nByte;            /* item size */
-} npkDtypes[NPK_NDTYPE] = {
+  const char *z_name;    /* NumPy's name */
+  const char *z_short;   /* NumPy's kind+size code, without byte order */
+  const char *z_descr;   /* descr as written in a little-endian .npy header */
+  int n_byte;            /* item size */
+} npk_dtypes[NPK_NDTYPE] = {
   { "bool",       "b1",  "|b1",   1 },
   { "uint8",      "u1",  "|u1",   1 },
   { "uint16",     "u2",  "<u2",   2 },
@@ -41,9 +41,9 @@ static const struct NpkDtypeDef {
 ** ('b', 'B', 'h', ...) are not accepted because their meaning varies by
 ** platform and 'b' (int8) is easily mistaken for bool. */
 static const struct NpkDtypeAlias {
-  const char *zAlias;
+  const char *z_alias;
   int dtype;
-} npkAliases[] = {
+} npk_aliases[] = {
   { "float",   NPK_FLOAT64 },
   { "double",  NPK_FLOAT64 },
   { "single",  NPK_FLOAT32 },
@@ -52,20 +52,20 @@ static const struct NpkDtypeAlias {
   { "complex", NPK_COMPLEX128 },
 };
 
-static int npkValidCode(int dtype){
+static int npk_valid_code(int dtype){
   return dtype>=0 && dtype<NPK_NDTYPE;
 }
 
 int npk_dtype_size(int dtype){
-  return npkValidCode(dtype) ? npkDtypes[dtype].nByte : 0;
+  return npk_valid_code(dtype) ? npk_dtypes[dtype].n_byte : 0;
 }
 
 const char *npk_dtype_name(int dtype){
-  return npkValidCode(dtype) ? npkDtypes[dtype].zName : 0;
+  return npk_valid_code(dtype) ? npk_dtypes[dtype].z_name : 0;
 }
 
 const char *npk_dtype_descr(int dtype){
-  return npkValidCode(dtype) ? npkDtypes[dtype].zDescr : 0;
+  return npk_valid_code(dtype) ? npk_dtypes[dtype].z_descr : 0;
 }
 
 /*
@@ -88,16 +88,16 @@ int npk_dtype_from_name(const char *name){
   int i;
   if( name==0 ) return -1;
   for(i=0; i<NPK_NDTYPE; i++){
-    if( strcmp(name, npkDtypes[i].zName)==0 ) return i;
-    if( strcmp(name, npkDtypes[i].zShort)==0 ) return i;
+    if( strcmp(name, npk_dtypes[i].z_name)==0 ) return i;
+    if( strcmp(name, npk_dtypes[i].z_short)==0 ) return i;
   }
-  for(i=0; i<(int)(sizeof(npkAliases)/sizeof(npkAliases[0])); i++){
-    if( strcmp(name, npkAliases[i].zAlias)==0 ) return npkAliases[i].dtype;
+  for(i=0; i<(int)(sizeof(npk_aliases)/sizeof(npk_aliases[0])); i++){
+    if( strcmp(name, npk_aliases[i].z_alias)==0 ) return npk_aliases[i].dtype;
   }
   if( name[0]=='<' || name[0]=='|' ){
     for(i=0; i<NPK_NDTYPE; i++){
-      if( strcmp(name+1, npkDtypes[i].zShort)!=0 ) continue;
-      if( name[0]=='|' && npkDtypes[i].nByte!=1 ) return -1;
+      if( strcmp(name+1, npk_dtypes[i].z_short)!=0 ) continue;
+      if( name[0]=='|' && npk_dtypes[i].n_byte!=1 ) return -1;
       return i;
     }
   }
@@ -135,13 +135,13 @@ long long npk_bool_bad(const void *p, unsigned long long n){
 ** so that NaN payloads survive (a float16 NaN comes back with the same
 ** fraction bits after a trip through double).
 */
-static uint64_t npkDoubleBits(double d){
+static uint64_t npk_double_bits(double d){
   uint64_t u;
   memcpy(&u, &d, sizeof(u));
   return u;
 }
 
-static double npkBitsDouble(uint64_t u){
+static double npk_bits_double(uint64_t u){
   double d;
   memcpy(&d, &u, sizeof(d));
   return d;
@@ -153,11 +153,11 @@ double npk_half_to_double(unsigned short h){
   uint64_t frac = h & 0x3ff;
   if( exp==0x1f ){
     /* Infinity or NaN: keep the fraction as the top of the double's. */
-    return npkBitsDouble(sign | ((uint64_t)0x7ff<<52) | (frac<<42));
+    return npk_bits_double(sign | ((uint64_t)0x7ff<<52) | (frac<<42));
   }
   if( exp==0 ){
     int shift = 0;
-    if( frac==0 ) return npkBitsDouble(sign);
+    if( frac==0 ) return npk_bits_double(sign);
     /* Subnormal half: every one is a normal double.  Shift the fraction
     ** left until its leading 1 reaches the implicit-bit position. */
     while( (frac & 0x400)==0 ){
@@ -167,7 +167,7 @@ double npk_half_to_double(unsigned short h){
     frac &= 0x3ff;
     exp = 1 - shift;
   }
-  return npkBitsDouble(sign | ((uint64_t)(exp - 15 + 1023)<<52) | (frac<<42));
+  return npk_bits_double(sign | ((uint64_t)(exp - 15 + 1023)<<52) | (frac<<42));
 }
 
 /*
@@ -176,7 +176,7 @@ double npk_half_to_double(unsigned short h){
 ** the result to the next binade (or to infinity), which is what IEEE
 ** rounding does.
 */
-static uint64_t npkRoundShift(uint64_t sig, int shift){
+static uint64_t npk_round_shift(uint64_t sig, int shift){
   uint64_t kept = sig >> shift;
   uint64_t rest = sig & (((uint64_t)1<<shift) - 1);
   uint64_t half = (uint64_t)1<<(shift-1);
@@ -185,7 +185,7 @@ static uint64_t npkRoundShift(uint64_t sig, int shift){
 }
 
 unsigned short npk_double_to_half(double d){
-  uint64_t u = npkDoubleBits(d);
+  uint64_t u = npk_double_bits(d);
   unsigned short sign = (unsigned short)((u>>63)<<15);
   int exp = (int)((u>>52) & 0x7ff);
   uint64_t frac = u & (((uint64_t)1<<52) - 1);
@@ -208,7 +208,7 @@ unsigned short npk_double_to_half(double d){
   if( e>=-14 ){
     /* Normal range.  Rounding 1.frac to 10 fraction bits may carry into
     ** the exponent, up to 0x7c00 (inf) for values >= 65520. */
-    uint64_t r = npkRoundShift(((uint64_t)(e+15)<<52) | frac, 42);
+    uint64_t r = npk_round_shift(((uint64_t)(e+15)<<52) | frac, 42);
     return sign | (unsigned short)r;
   }else{
     /* Subnormal range: the result is round(value / 2^-24) with the full
@@ -217,7 +217,7 @@ unsigned short npk_double_to_half(double d){
     uint64_t sig = frac | ((uint64_t)1<<52);
     int shift = 28 - e;                 /* >= 43 since e <= -15 */
     if( shift>=64 ) return sign;        /* < 2^-35: rounds to zero */
-    return sign | (unsigned short)npkRoundShift(sig, shift);
+    return sign | (unsigned short)npk_round_shift(sig, shift);
   }
 }
 

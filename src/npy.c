@@ -46,9 +46,9 @@
 
 /*
 ** Report a parse error in E: NPK_ERROR, with the message, so that a
-** failing branch can say "return npkNpyErr(...)".
+** failing branch can say "return npk_npy_err(...)".
 */
-static int npkNpyErr(NpkErr *e, const char *fmt, ...){
+static int npk_npy_err(NpkErr *e, const char *fmt, ...){
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
@@ -62,7 +62,7 @@ static int npkNpyErr(NpkErr *e, const char *fmt, ...){
 ** untrusted: control and non-ASCII bytes become '?' so that a message is
 ** always printable, and long text is cut with "...".
 */
-static void npkNpyQuote(char *buf, size_t cap,
+static void npk_npy_quote(char *buf, size_t cap,
                         const unsigned char *z, size_t n){
   size_t i, k = 0;
   int cut = n>NPK_NPY_QUOTE_MAX;
@@ -78,7 +78,7 @@ static void npkNpyQuote(char *buf, size_t cap,
 }
 
 /* 1 if this machine stores integers big-endian; '=' descrs mean this. */
-static int npkHostBigEndian(void){
+static int npk_host_big_endian(void){
   const uint16_t one = 1;
   unsigned char b;
   memcpy(&b, &one, 1);
@@ -94,28 +94,28 @@ struct NpkNpyScan {
   const unsigned char *z;   /* header text */
   size_t n;                 /* its length, excluding the final '\n' */
   size_t i;                 /* read position */
-  int allowLong;            /* accept Python 2's "3L" integers */
+  int allow_long;            /* accept Python 2's "3L" integers */
   NpkErr *e;                /* where messages go */
 };
 
-static void npkScanSpace(NpkNpyScan *s){
+static void npk_scan_space(NpkNpyScan *s){
   while( s->i<s->n && (s->z[s->i]==' ' || s->z[s->i]=='\t') ) s->i++;
 }
 
 /* The next byte, or -1 at the end of the text. */
-static int npkScanPeek(NpkNpyScan *s){
+static int npk_scan_peek(NpkNpyScan *s){
   return s->i<s->n ? s->z[s->i] : -1;
 }
 
 /* Report what was found where something else was expected. */
-static int npkScanExpected(NpkNpyScan *s, const char *what){
+static int npk_scan_expected(NpkNpyScan *s, const char *what){
   char found[NPK_NPY_QUOTE_MAX+8];
   if( s->i>=s->n ){
-    return npkNpyErr(s->e,
+    return npk_npy_err(s->e,
                      "npy: header ends where %s was expected", what);
   }
-  npkNpyQuote(found, sizeof found, s->z+s->i, s->n-s->i);
-  return npkNpyErr(s->e,
+  npk_npy_quote(found, sizeof found, s->z+s->i, s->n-s->i);
+  return npk_npy_err(s->e,
                    "npy: malformed header: expected %s at \"%s\"",
                    what, found);
 }
@@ -126,24 +126,24 @@ static int npkScanExpected(NpkNpyScan *s, const char *what){
 ** line break, which ends a Python string with an error) is refused rather
 ** than interpreted.  On success *PZ and *PN are the text between the quotes.
 */
-static int npkScanString(NpkNpyScan *s, const unsigned char **pz, size_t *pn){
-  int q = npkScanPeek(s);
+static int npk_scan_string(NpkNpyScan *s, const unsigned char **pz, size_t *pn){
+  int q = npk_scan_peek(s);
   size_t start;
-  if( q!='\'' && q!='"' ) return npkScanExpected(s, "a quoted string");
+  if( q!='\'' && q!='"' ) return npk_scan_expected(s, "a quoted string");
   start = ++s->i;
   while( s->i<s->n && s->z[s->i]!=q ){
     if( s->z[s->i]=='\\' ){
-      return npkNpyErr(s->e,
+      return npk_npy_err(s->e,
                        "npy: escapes in header strings are not supported");
     }
     if( s->z[s->i]=='\n' || s->z[s->i]=='\r' ){
-      return npkNpyErr(s->e,
+      return npk_npy_err(s->e,
                        "npy: malformed header: line break in a string");
     }
     s->i++;
   }
   if( s->i>=s->n ){
-    return npkNpyErr(s->e,
+    return npk_npy_err(s->e,
                      "npy: malformed header: unterminated string");
   }
   *pz = s->z+start;
@@ -159,7 +159,7 @@ static int npkIsIdentChar(int c){
 }
 
 /* fortran_order's value: exactly True or False (NumPy refuses 0 and 1). */
-static int npkScanBool(NpkNpyScan *s, int *pb){
+static int npk_scan_bool(NpkNpyScan *s, int *pb){
   static const struct { const char *z; int v; } aWord[] = {
     { "True", 1 }, { "False", 0 },
   };
@@ -173,7 +173,7 @@ static int npkScanBool(NpkNpyScan *s, int *pb){
       return 0;
     }
   }
-  return npkScanExpected(s, "True or False for 'fortran_order'");
+  return npk_scan_expected(s, "True or False for 'fortran_order'");
 }
 
 /*
@@ -185,27 +185,27 @@ static int npkScanBool(NpkNpyScan *s, int *pb){
 static int npkScanDim(NpkNpyScan *s, uint64_t *pv){
   uint64_t v = 0;
   size_t start = s->i;
-  int c = npkScanPeek(s);
+  int c = npk_scan_peek(s);
   if( c=='-' ){
-    return npkNpyErr(s->e,
+    return npk_npy_err(s->e,
                      "npy: shape has a negative dimension");
   }
-  if( c<'0' || c>'9' ) return npkScanExpected(s, "a dimension");
-  while( (c = npkScanPeek(s))>='0' && c<='9' ){
+  if( c<'0' || c>'9' ) return npk_scan_expected(s, "a dimension");
+  while( (c = npk_scan_peek(s))>='0' && c<='9' ){
     if( v>((uint64_t)INT64_MAX - (uint64_t)(c-'0'))/10 ){
-      return npkNpyErr(s->e,
+      return npk_npy_err(s->e,
                        "npy: shape has a dimension too large for NumPy");
     }
     v = v*10 + (uint64_t)(c-'0');
     s->i++;
   }
   if( s->z[start]=='0' && s->i-start>1 ){
-    return npkNpyErr(s->e,
+    return npk_npy_err(s->e,
                      "npy: malformed header: dimension with a leading zero");
   }
-  if( s->allowLong && npkScanPeek(s)=='L' ) s->i++;
+  if( s->allow_long && npk_scan_peek(s)=='L' ) s->i++;
   if( s->i<s->n && npkIsIdentChar(s->z[s->i]) ){
-    return npkScanExpected(s, "',' or ')' after a dimension");
+    return npk_scan_expected(s, "',' or ')' after a dimension");
   }
   *pv = v;
   return 0;
@@ -215,36 +215,36 @@ static int npkScanDim(NpkNpyScan *s, uint64_t *pv){
 ** The shape tuple: "()", "(5,)", "(3, 4)", "(3, 4,)".  A single dimension
 ** needs its comma: "(5)" is the integer 5 to Python, and NumPy refuses it.
 */
-static int npkScanShape(NpkNpyScan *s, uint32_t *pNdim, uint64_t *aShape){
+static int npk_scan_shape(NpkNpyScan *s, uint32_t *pNdim, uint64_t *aShape){
   uint32_t nd = 0;
   int rc;
   int comma = 0;          /* a comma followed the last dimension */
-  if( npkScanPeek(s)!='(' ){
-    return npkScanExpected(s, "a tuple for 'shape'");
+  if( npk_scan_peek(s)!='(' ){
+    return npk_scan_expected(s, "a tuple for 'shape'");
   }
   s->i++;
-  npkScanSpace(s);
-  while( npkScanPeek(s)!=')' ){
+  npk_scan_space(s);
+  while( npk_scan_peek(s)!=')' ){
     uint64_t v = 0;
-    if( nd>0 && !comma ) return npkScanExpected(s, "',' or ')' in 'shape'");
+    if( nd>0 && !comma ) return npk_scan_expected(s, "',' or ')' in 'shape'");
     if( nd>=NPK_MAX_NDIM_NPY ){
-      return npkNpyErr(s->e,
+      return npk_npy_err(s->e,
                        "npy: more than %d dimensions are not supported",
                        NPK_MAX_NDIM_NPY);
     }
     rc = npkScanDim(s, &v);
     if( rc ) return rc;
     aShape[nd++] = v;
-    npkScanSpace(s);
+    npk_scan_space(s);
     comma = 0;
-    if( npkScanPeek(s)==',' ){
+    if( npk_scan_peek(s)==',' ){
       comma = 1;
       s->i++;
-      npkScanSpace(s);
+      npk_scan_space(s);
     }
   }
   if( nd==1 && !comma ){
-    return npkNpyErr(s->e,
+    return npk_npy_err(s->e,
                      "npy: malformed header: 'shape' is not a tuple "
                      "(a single dimension needs a trailing comma)");
   }
@@ -258,7 +258,7 @@ static int npkScanShape(NpkNpyScan *s, uint32_t *pNdim, uint64_t *aShape){
 ** descr) so that it can be quoted in the refusal.  Strings inside may hold
 ** brackets, so they are skipped whole.
 */
-static int npkScanBracketed(NpkNpyScan *s){
+static int npk_scan_bracketed(NpkNpyScan *s){
   int depth = 0;
   int q = 0;              /* the quote of the string we are in, or 0 */
   while( s->i<s->n ){
@@ -276,14 +276,14 @@ static int npkScanBracketed(NpkNpyScan *s){
       return 0;
     }
   }
-  return npkNpyErr(s->e,
+  return npk_npy_err(s->e,
                    "npy: malformed header: unterminated 'descr'");
 }
 
 /* -------------------------------------------------------------- descr */
 
 /* What kind of data a NumPy type character stands for, for messages. */
-static const char *npkKindName(int c){
+static const char *npk_kind_name(int c){
   switch( c ){
     case 'O': return "objects";
     case 'U': case 'S': case 'a': return "strings";
@@ -306,8 +306,8 @@ static const char *npkKindName(int c){
 ** the others too, and they are unambiguous.  A '|' on a multi-byte type
 ** is refused: the byte order of such data is unknown.
 */
-static int npkParseDescr(const unsigned char *z, size_t n, int *pDtype,
-                         int *pBig, NpkErr *e){
+static int npk_parse_descr(const unsigned char *z, size_t n, int *p_dtype,
+                         int *p_big, NpkErr *e){
   char quoted[NPK_NPY_QUOTE_MAX+8];
   char order = 0;
   const unsigned char *t = z;
@@ -315,7 +315,7 @@ static int npkParseDescr(const unsigned char *z, size_t n, int *pDtype,
   int dtype = -1;
   int i;
 
-  npkNpyQuote(quoted, sizeof quoted, z, n);
+  npk_npy_quote(quoted, sizeof quoted, z, n);
   if( nt>0 && (t[0]=='<' || t[0]=='>' || t[0]=='=' || t[0]=='|') ){
     order = (char)t[0];
     t++;
@@ -326,32 +326,32 @@ static int npkParseDescr(const unsigned char *z, size_t n, int *pDtype,
   }else{
     for(i=0; i<NPK_NDTYPE; i++){
       /* dtype.h's descrs are one order character and the short code. */
-      const char *zShort = npk_dtype_descr(i) + 1;
-      if( strlen(zShort)==nt && memcmp(zShort, t, nt)==0 ){
+      const char *z_short = npk_dtype_descr(i) + 1;
+      if( strlen(z_short)==nt && memcmp(z_short, t, nt)==0 ){
         dtype = i;
         break;
       }
     }
   }
   if( dtype<0 ){
-    return npkNpyErr(e, "npy: dtype '%s' is not supported (%s)",
-                     quoted, nt>0 ? npkKindName(t[0]) : "empty descr");
+    return npk_npy_err(e, "npy: dtype '%s' is not supported (%s)",
+                     quoted, nt>0 ? npk_kind_name(t[0]) : "empty descr");
   }
   if( npk_dtype_size(dtype)==1 ){
-    *pBig = 0;                     /* no byte order: nothing to convert */
+    *p_big = 0;                     /* no byte order: nothing to convert */
   }else if( order=='|' ){
-    return npkNpyErr(e,
+    return npk_npy_err(e,
                      "npy: dtype '%s' has no byte order; "
                      "a %d-byte type needs '<' or '>'",
                      quoted, npk_dtype_size(dtype));
   }else if( order=='>' ){
-    *pBig = 1;
+    *p_big = 1;
   }else if( order=='<' ){
-    *pBig = 0;
+    *p_big = 0;
   }else{
-    *pBig = npkHostBigEndian();    /* '=' or none: the reader's order */
+    *p_big = npk_host_big_endian();    /* '=' or none: the reader's order */
   }
-  *pDtype = dtype;
+  *p_dtype = dtype;
   return 0;
 }
 
@@ -365,11 +365,11 @@ static int npkParseDescr(const unsigned char *z, size_t n, int *pDtype,
 
 /*
 ** Parse the dict text Z (N bytes, the final '\n' already removed).  Fills
-** dtype, big_endian, ndim and shape of P and *pFortran.
+** dtype, big_endian, ndim and shape of P and *p_fortran.
 */
-static int npkParseDict(const unsigned char *z, size_t n, int allowLong,
-                        NpkNpy *p, int *pFortran, NpkErr *e){
-  static const struct { const char *zKey; int bit; } aKey[] = {
+static int npk_parse_dict(const unsigned char *z, size_t n, int allow_long,
+                        NpkNpy *p, int *p_fortran, NpkErr *e){
+  static const struct { const char *z_key; int bit; } a_key[] = {
     { "descr",         NPK_NPY_KEY_DESCR },
     { "fortran_order", NPK_NPY_KEY_FORTRAN },
     { "shape",         NPK_NPY_KEY_SHAPE },
@@ -381,93 +381,93 @@ static int npkParseDict(const unsigned char *z, size_t n, int allowLong,
   s.z = z;
   s.n = n;
   s.i = 0;
-  s.allowLong = allowLong;
+  s.allow_long = allow_long;
   s.e = e;
 
-  npkScanSpace(&s);
-  if( npkScanPeek(&s)!='{' ) return npkScanExpected(&s, "'{'");
+  npk_scan_space(&s);
+  if( npk_scan_peek(&s)!='{' ) return npk_scan_expected(&s, "'{'");
   s.i++;
   for(;;){
-    const unsigned char *zKey;
-    size_t nKey;
+    const unsigned char *z_key;
+    size_t n_key;
     int bit = 0;
     size_t k;
 
-    npkScanSpace(&s);
-    if( npkScanPeek(&s)=='}' ) break;
-    rc = npkScanString(&s, &zKey, &nKey);
+    npk_scan_space(&s);
+    if( npk_scan_peek(&s)=='}' ) break;
+    rc = npk_scan_string(&s, &z_key, &n_key);
     if( rc ) return rc;
-    for(k=0; k<sizeof(aKey)/sizeof(aKey[0]); k++){
-      if( strlen(aKey[k].zKey)==nKey && memcmp(aKey[k].zKey, zKey, nKey)==0 ){
-        bit = aKey[k].bit;
+    for(k=0; k<sizeof(a_key)/sizeof(a_key[0]); k++){
+      if( strlen(a_key[k].z_key)==n_key && memcmp(a_key[k].z_key, z_key, n_key)==0 ){
+        bit = a_key[k].bit;
       }
     }
     if( bit==0 || (seen & bit) ){
       /* Python would keep the last of two equal keys; no writer repeats
       ** one, so a repeat means a damaged or hand-made header. */
       char quoted[NPK_NPY_QUOTE_MAX+8];
-      npkNpyQuote(quoted, sizeof quoted, zKey, nKey);
-      return npkNpyErr(e, bit ? "npy: key '%s' appears twice"
+      npk_npy_quote(quoted, sizeof quoted, z_key, n_key);
+      return npk_npy_err(e, bit ? "npy: key '%s' appears twice"
                                         : "npy: unexpected key '%s' in header",
                        quoted);
     }
     seen |= bit;
-    npkScanSpace(&s);
-    if( npkScanPeek(&s)!=':' ) return npkScanExpected(&s, "':'");
+    npk_scan_space(&s);
+    if( npk_scan_peek(&s)!=':' ) return npk_scan_expected(&s, "':'");
     s.i++;
-    npkScanSpace(&s);
+    npk_scan_space(&s);
 
     if( bit==NPK_NPY_KEY_DESCR ){
-      int c = npkScanPeek(&s);
+      int c = npk_scan_peek(&s);
       if( c=='[' || c=='(' ){
         char quoted[NPK_NPY_QUOTE_MAX+8];
         size_t start = s.i;
-        rc = npkScanBracketed(&s);
+        rc = npk_scan_bracketed(&s);
         if( rc ) return rc;
-        npkNpyQuote(quoted, sizeof quoted, z+start, s.i-start);
-        return npkNpyErr(e, "npy: dtype %s is not supported (%s)",
+        npk_npy_quote(quoted, sizeof quoted, z+start, s.i-start);
+        return npk_npy_err(e, "npy: dtype %s is not supported (%s)",
                          quoted, c=='[' ? "structured" : "sub-array");
       }else{
-        const unsigned char *zDescr;
-        size_t nDescr;
-        rc = npkScanString(&s, &zDescr, &nDescr);
+        const unsigned char *z_descr;
+        size_t n_descr;
+        rc = npk_scan_string(&s, &z_descr, &n_descr);
         if( rc ) return rc;
-        rc = npkParseDescr(zDescr, nDescr, &p->dtype, &p->big_endian, e);
+        rc = npk_parse_descr(z_descr, n_descr, &p->dtype, &p->big_endian, e);
         if( rc ) return rc;
       }
     }else if( bit==NPK_NPY_KEY_FORTRAN ){
-      rc = npkScanBool(&s, pFortran);
+      rc = npk_scan_bool(&s, p_fortran);
       if( rc ) return rc;
     }else{
-      rc = npkScanShape(&s, &p->ndim, p->shape);
+      rc = npk_scan_shape(&s, &p->ndim, p->shape);
       if( rc ) return rc;
     }
 
-    npkScanSpace(&s);
-    if( npkScanPeek(&s)==',' ){
+    npk_scan_space(&s);
+    if( npk_scan_peek(&s)==',' ){
       s.i++;
-    }else if( npkScanPeek(&s)!='}' ){
-      return npkScanExpected(&s, "',' or '}'");
+    }else if( npk_scan_peek(&s)!='}' ){
+      return npk_scan_expected(&s, "',' or '}'");
     }
   }
   s.i++;                                    /* '}' */
-  npkScanSpace(&s);
-  if( s.i<s.n ) return npkScanExpected(&s, "padding after the header dict");
+  npk_scan_space(&s);
+  if( s.i<s.n ) return npk_scan_expected(&s, "padding after the header dict");
 
   if( seen!=NPK_NPY_KEY_ALL ){
-    const char *zMissing = !(seen & NPK_NPY_KEY_DESCR) ? "descr"
+    const char *z_missing = !(seen & NPK_NPY_KEY_DESCR) ? "descr"
                          : !(seen & NPK_NPY_KEY_FORTRAN) ? "fortran_order"
                          : "shape";
-    return npkNpyErr(e, "npy: header lacks '%s'", zMissing);
+    return npk_npy_err(e, "npy: header lacks '%s'", z_missing);
   }
   return 0;
 }
 
 /* Little-endian u16 and u32 from unaligned bytes. */
-static uint32_t npkGetU16(const unsigned char *a){
+static uint32_t get_u16le(const unsigned char *a){
   return (uint32_t)a[0] | (uint32_t)a[1]<<8;
 }
-static uint32_t npkGetU32(const unsigned char *a){
+static uint32_t get_u32le(const unsigned char *a){
   return (uint32_t)a[0] | (uint32_t)a[1]<<8 | (uint32_t)a[2]<<16
        | (uint32_t)a[3]<<24;
 }
@@ -475,97 +475,97 @@ static uint32_t npkGetU32(const unsigned char *a){
 int npk_npy_parse(const void *blob, size_t n, NpkNpy *out, NpkErr *e){
   const unsigned char *a = (const unsigned char*)blob;
   NpkNpy p;
-  size_t nPrefix;           /* magic, version and header length */
-  uint64_t nHeader;         /* header length from the prefix */
-  uint64_t nData;           /* bytes after the header */
-  uint64_t nItem;
-  uint64_t nNonzero = 1;    /* product of the non-zero dimensions */
+  size_t n_prefix;           /* magic, version and header length */
+  uint64_t n_header;         /* header length from the prefix */
+  uint64_t n_data;           /* bytes after the header */
+  uint64_t n_item;
+  uint64_t n_nonzero = 1;    /* product of the non-zero dimensions */
   int fortran = 0;
-  int nBig = 0;             /* dimensions longer than 1 */
+  int n_big = 0;             /* dimensions longer than 1 */
   int major, minor;
   uint32_t k;
   int rc;
 
   e->rc = NPK_OK;
   e->msg[0] = 0;
-  if( a==0 && n>0 ) return npkNpyErr(e, "npy: no data");
+  if( a==0 && n>0 ) return npk_npy_err(e, "npy: no data");
   if( n<NPK_NPY_MAGIC_LEN
    || memcmp(a, NPK_NPY_MAGIC, NPK_NPY_MAGIC_LEN)!=0 ){
     /* A prefix of the magic is still "not .npy": the caller has it all. */
-    return npkNpyErr(e,
+    return npk_npy_err(e,
                      "npy: not a .npy image (no \\x93NUMPY magic)");
   }
   if( n<NPK_NPY_MAGIC_LEN+2 ){
-    return npkNpyErr(e, "npy: truncated before the version");
+    return npk_npy_err(e, "npy: truncated before the version");
   }
   major = a[6];
   minor = a[7];
   if( major==1 && minor==0 ){
-    nPrefix = 10;
+    n_prefix = 10;
   }else if( (major==2 || major==3) && minor==0 ){
-    nPrefix = 12;
+    n_prefix = 12;
   }else{
-    return npkNpyErr(e,
+    return npk_npy_err(e,
                      "npy: format version %d.%d is not supported "
                      "(1.0, 2.0 and 3.0 are)", major, minor);
   }
-  if( n<nPrefix ){
-    return npkNpyErr(e, "npy: truncated in the header length");
+  if( n<n_prefix ){
+    return npk_npy_err(e, "npy: truncated in the header length");
   }
-  nHeader = nPrefix==10 ? npkGetU16(a+8) : npkGetU32(a+8);
-  if( nHeader>n-nPrefix ){
-    return npkNpyErr(e,
+  n_header = n_prefix==10 ? get_u16le(a+8) : get_u32le(a+8);
+  if( n_header>n-n_prefix ){
+    return npk_npy_err(e,
                      "npy: truncated header (%" PRIu64 " bytes, %" PRIu64
-                     " present)", nHeader, (uint64_t)(n-nPrefix));
+                     " present)", n_header, (uint64_t)(n-n_prefix));
   }
-  if( nHeader==0 || a[nPrefix+nHeader-1]!='\n' ){
-    return npkNpyErr(e,
+  if( n_header==0 || a[n_prefix+n_header-1]!='\n' ){
+    return npk_npy_err(e,
                      "npy: malformed header: it does not end in a newline");
   }
 
   memset(&p, 0, sizeof p);
   p.dtype = -1;
-  rc = npkParseDict(a+nPrefix, (size_t)nHeader-1, major<3, &p, &fortran, e);
+  rc = npk_parse_dict(a+n_prefix, (size_t)n_header-1, major<3, &p, &fortran, e);
   if( rc ) return rc;
 
   /* Sizes.  The product of the non-zero dimensions times the item size
   ** must fit int64 even when another dimension is zero: such a shape
   ** describes no data, but it could not be stored or indexed either. */
-  nItem = (uint64_t)npk_dtype_size(p.dtype);
+  n_item = (uint64_t)npk_dtype_size(p.dtype);
   for(k=0; k<p.ndim; k++){
     uint64_t d = p.shape[k];
-    if( d>1 ) nBig++;
+    if( d>1 ) n_big++;
     if( d==0 ) continue;
-    if( nNonzero>(uint64_t)INT64_MAX/d ){
-      return npkNpyErr(e, "npy: shape is too large");
+    if( n_nonzero>(uint64_t)INT64_MAX/d ){
+      return npk_npy_err(e, "npy: shape is too large");
     }
-    nNonzero *= d;
+    n_nonzero *= d;
   }
-  if( nNonzero>(uint64_t)INT64_MAX/nItem ){
-    return npkNpyErr(e, "npy: shape is too large");
+  if( n_nonzero>(uint64_t)INT64_MAX/n_item ){
+    return npk_npy_err(e, "npy: shape is too large");
   }
-  p.count = nNonzero;
+  p.count = n_nonzero;
   for(k=0; k<p.ndim; k++){
     if( p.shape[k]==0 ) p.count = 0;
   }
-  p.data_bytes = p.count*nItem;
+  p.data_bytes = p.count*n_item;
 
   /* Fortran order stores the first index fastest.  With at most one
   ** dimension longer than 1 (any 1-D array, a (1, n) row, ...) or no
   ** elements at all, the two orders give the same bytes. */
-  p.fortran = fortran && nBig>1 && p.count>0;
+  p.fortran = fortran && n_big>1 && p.count>0;
 
-  nData = (uint64_t)(n - nPrefix) - nHeader;
-  if( nData!=p.data_bytes ){
-    return npkNpyErr(e,
+  n_data = (uint64_t)(n - n_prefix) - n_header;
+  if( n_data!=p.data_bytes ){
+    return npk_npy_err(e,
                      "npy: %" PRIu64 " bytes of data, shape needs %" PRIu64,
-                     nData, p.data_bytes);
+                     n_data, p.data_bytes);
   }
-  p.data = a + nPrefix + nHeader;
+  p.data = a + n_prefix + n_header;
   if( p.dtype==NPK_BOOL ){
     long long bad = npk_bool_bad(p.data, p.data_bytes);
     if( bad>=0 ){
-      return npkNpyErr(e, "npy: bool element %lld is %u; bool "
+      return npk_npy_err(e, "npy: bool element %lld is %u; bool "
                        "elements must be 0 or 1", bad, p.data[bad]);
     }
   }
@@ -587,101 +587,101 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out, NpkErr *e){
 ** + 1) % 64.  Note padlen is 64, not 0, when the text already ends on a
 ** boundary; NumPy does that and byte-identical output must too.
 */
-static size_t npkNpyHeader(int dtype, uint32_t ndim, const uint64_t *shape,
+static size_t npy_header_format(int dtype, uint32_t ndim, const uint64_t *shape,
                            unsigned char *out, size_t cap){
-  char zDict[NPK_NPY_DICT_MAX];
-  size_t nDict = 0;
-  size_t nPrefix, nPad, nTotal;
-  uint64_t nHeader;
-  const char *zDescr = npk_dtype_descr(dtype);
+  char z_dict[NPK_NPY_DICT_MAX];
+  size_t n_dict = 0;
+  size_t n_prefix, n_pad, n_total;
+  uint64_t n_header;
+  const char *z_descr = npk_dtype_descr(dtype);
   uint32_t k;
   int len;
 
-  if( zDescr==0 || ndim>NPK_MAX_NDIM_NPY || (ndim>0 && shape==0) ) return 0;
+  if( z_descr==0 || ndim>NPK_MAX_NDIM_NPY || (ndim>0 && shape==0) ) return 0;
 
   /* Every piece fits: see NPK_NPY_DICT_MAX. */
-  len = snprintf(zDict, sizeof zDict,
+  len = snprintf(z_dict, sizeof z_dict,
                  "{'descr': '%s', 'fortran_order': False, 'shape': (",
-                 zDescr);
-  nDict = (size_t)len;
+                 z_descr);
+  n_dict = (size_t)len;
   for(k=0; k<ndim; k++){
-    len = snprintf(zDict+nDict, sizeof zDict - nDict,
+    len = snprintf(z_dict+n_dict, sizeof z_dict - n_dict,
                    k==0 ? "%" PRIu64 : ", %" PRIu64, shape[k]);
-    nDict += (size_t)len;
+    n_dict += (size_t)len;
   }
   /* Python's repr of a 1-tuple is "(5,)". */
-  len = snprintf(zDict+nDict, sizeof zDict - nDict, "%s), }",
+  len = snprintf(z_dict+n_dict, sizeof z_dict - n_dict, "%s), }",
                  ndim==1 ? "," : "");
-  nDict += (size_t)len;
+  n_dict += (size_t)len;
   if( ndim>0 ){
-    int nDigit = snprintf(0, 0, "%" PRIu64, shape[0]);
+    int n_digit = snprintf(0, 0, "%" PRIu64, shape[0]);
     /* NumPy pads by GROWTH - digits; a uint64 has at most 20 digits, so
     ** this is at least one space. */
-    for(len=nDigit; len<NPK_NPY_GROWTH; len++) zDict[nDict++] = ' ';
+    for(len=n_digit; len<NPK_NPY_GROWTH; len++) z_dict[n_dict++] = ' ';
   }
 
   /* Version 1.0 when the header length fits its u16, else 2.0. */
-  nPrefix = 10;
-  nPad = NPK_NPY_ALIGN - (nPrefix + nDict + 1) % NPK_NPY_ALIGN;
-  nHeader = nDict + nPad + 1;
-  if( nHeader>0xffff ){
-    nPrefix = 12;
-    nPad = NPK_NPY_ALIGN - (nPrefix + nDict + 1) % NPK_NPY_ALIGN;
-    nHeader = nDict + nPad + 1;
+  n_prefix = 10;
+  n_pad = NPK_NPY_ALIGN - (n_prefix + n_dict + 1) % NPK_NPY_ALIGN;
+  n_header = n_dict + n_pad + 1;
+  if( n_header>0xffff ){
+    n_prefix = 12;
+    n_pad = NPK_NPY_ALIGN - (n_prefix + n_dict + 1) % NPK_NPY_ALIGN;
+    n_header = n_dict + n_pad + 1;
   }
-  nTotal = nPrefix + (size_t)nHeader;
-  if( out==0 ) return nTotal;
-  if( cap<nTotal ) return 0;
+  n_total = n_prefix + (size_t)n_header;
+  if( out==0 ) return n_total;
+  if( cap<n_total ) return 0;
 
   memcpy(out, NPK_NPY_MAGIC, NPK_NPY_MAGIC_LEN);
-  out[6] = nPrefix==10 ? 1 : 2;
+  out[6] = n_prefix==10 ? 1 : 2;
   out[7] = 0;
-  out[8] = (unsigned char)(nHeader & 0xff);
-  out[9] = (unsigned char)((nHeader>>8) & 0xff);
-  if( nPrefix==12 ){
-    out[10] = (unsigned char)((nHeader>>16) & 0xff);
-    out[11] = (unsigned char)((nHeader>>24) & 0xff);
+  out[8] = (unsigned char)(n_header & 0xff);
+  out[9] = (unsigned char)((n_header>>8) & 0xff);
+  if( n_prefix==12 ){
+    out[10] = (unsigned char)((n_header>>16) & 0xff);
+    out[11] = (unsigned char)((n_header>>24) & 0xff);
   }
-  memcpy(out+nPrefix, zDict, nDict);
-  memset(out+nPrefix+nDict, ' ', nPad);
-  out[nTotal-1] = '\n';
-  return nTotal;
+  memcpy(out+n_prefix, z_dict, n_dict);
+  memset(out+n_prefix+n_dict, ' ', n_pad);
+  out[n_total-1] = '\n';
+  return n_total;
 }
 
 size_t npk_npy_header(int dtype, uint32_t ndim, const uint64_t *shape,
                       unsigned char *out, size_t cap){
   /* A NULL OUT would mean "measure" to the helper; here it means no room. */
   if( out==0 ) return 0;
-  return npkNpyHeader(dtype, ndim, shape, out, cap);
+  return npy_header_format(dtype, ndim, shape, out, cap);
 }
 
 size_t npk_npy_header_size(int dtype, uint32_t ndim, const uint64_t *shape){
-  return npkNpyHeader(dtype, ndim, shape, 0, 0);
+  return npy_header_format(dtype, ndim, shape, 0, 0);
 }
 
 /* ----------------------------------------------------------------- swap */
 
 void npk_npy_swap(void *dst, const void *src, uint64_t count, int dtype){
-  int nItem = npk_dtype_size(dtype);
+  int n_item = npk_dtype_size(dtype);
   /* A complex number is two floats, each in the file's byte order. */
-  int w = (dtype==NPK_COMPLEX64 || dtype==NPK_COMPLEX128) ? nItem/2 : nItem;
-  uint64_t nUnit;
+  int w = (dtype==NPK_COMPLEX64 || dtype==NPK_COMPLEX128) ? n_item/2 : n_item;
+  uint64_t n_unit;
   uint64_t u;
   unsigned char *d = (unsigned char*)dst;
   const unsigned char *s = (const unsigned char*)src;
 
-  if( nItem==0 ) return;
+  if( n_item==0 ) return;
   if( w==1 ){
     if( d!=s ) memmove(d, s, (size_t)count);
     return;
   }
-  nUnit = count * (uint64_t)(nItem/w);
+  n_unit = count * (uint64_t)(n_item/w);
   /* Each unit is read whole before it is written, so DST may equal SRC.
   ** memcpy through fixed-width integers keeps unaligned data safe, and
   ** compilers turn the shifts into a single byte-swap instruction. */
   switch( w ){
     case 2:
-      for(u=0; u<nUnit; u++){
+      for(u=0; u<n_unit; u++){
         uint16_t x;
         memcpy(&x, s+u*2, 2);
         x = (uint16_t)((x>>8) | (x<<8));
@@ -689,7 +689,7 @@ void npk_npy_swap(void *dst, const void *src, uint64_t count, int dtype){
       }
       break;
     case 4:
-      for(u=0; u<nUnit; u++){
+      for(u=0; u<n_unit; u++){
         uint32_t x;
         memcpy(&x, s+u*4, 4);
         x = (x>>24) | ((x>>8) & 0xff00u) | ((x<<8) & 0xff0000u) | (x<<24);
@@ -697,7 +697,7 @@ void npk_npy_swap(void *dst, const void *src, uint64_t count, int dtype){
       }
       break;
     case 8:
-      for(u=0; u<nUnit; u++){
+      for(u=0; u<n_unit; u++){
         uint64_t x;
         memcpy(&x, s+u*8, 8);
         x = ((x>>56) & 0xffull) | ((x>>40) & 0xff00ull)

@@ -20,16 +20,16 @@ SQLITE_EXTENSION_INIT1
 ** It reads nothing and writes nothing, so it is safe for a schema to use
 ** (SQLITE_INNOCUOUS) and constant (SQLITE_DETERMINISTIC).
 */
-static void npkVersionFunc(sqlite3_context *ctx, int argc, sqlite3_value **argv){
+static void npk_version_func(sqlite3_context *ctx, int argc, sqlite3_value **argv){
   (void)argc;
   (void)argv;
   sqlite3_result_text(ctx, NPK_VERSION, -1, SQLITE_STATIC);
 }
 
-static int npkRegisterVersion(sqlite3 *db){
+static int npk_register_version(sqlite3 *db){
   return sqlite3_create_function(db, "numpack_version", 0,
       SQLITE_UTF8|SQLITE_INNOCUOUS|SQLITE_DETERMINISTIC, 0,
-      npkVersionFunc, 0, 0);
+      npk_version_func, 0, 0);
 }
 
 /* The engine allocates through SQLite, so that SQLite's memory limits,
@@ -37,20 +37,20 @@ static int npkRegisterVersion(sqlite3 *db){
 ** extension.  Set before the first allocation (the engine allocates nothing
 ** until a connection uses it) and to the same functions by every later
 ** connection: the API routines are one process's SQLite's. */
-static void *npkSqliteMalloc(uint64_t n){ return sqlite3_malloc64(n); }
-static void *npkSqliteRealloc(void *p, uint64_t n){
+static void *npk_sqlite_malloc(uint64_t n){ return sqlite3_malloc64(n); }
+static void *npk_sqlite_realloc(void *p, uint64_t n){
   return sqlite3_realloc64(p, n);
 }
-static void npkSqliteFree(void *p){ sqlite3_free(p); }
-static uint64_t npkSqliteSize(void *p){ return sqlite3_msize(p); }
+static void npk_sqlite_free(void *p){ sqlite3_free(p); }
+static uint64_t npk_sqlite_size(void *p){ return sqlite3_msize(p); }
 
-static const NpkAllocator npkSqliteAllocator = {
-  npkSqliteMalloc, npkSqliteRealloc, npkSqliteFree, npkSqliteSize
+static const NpkAllocator npk_sqlite_allocator = {
+  npk_sqlite_malloc, npk_sqlite_realloc, npk_sqlite_free, npk_sqlite_size
 };
 
 /* Everything the extension adds to a connection, in registration order. */
-static int (*const npkRegister[])(sqlite3*) = {
-  npkRegisterVersion,
+static int (*const npk_register[])(sqlite3*) = {
+  npk_register_version,
   npk_conn_register,
   npk_vtab_register,
   npk_func_register,
@@ -68,11 +68,11 @@ int sqlite3_numpack_init(
 ){
   int rc = SQLITE_OK;
   int i;
-  int n = (int)(sizeof(npkRegister)/sizeof(npkRegister[0]));
+  int n = (int)(sizeof(npk_register)/sizeof(npk_register[0]));
   SQLITE_EXTENSION_INIT2(pApi);
-  npk_set_allocator(&npkSqliteAllocator);
+  npk_set_allocator(&npk_sqlite_allocator);
   for(i=0; rc==SQLITE_OK && i<n; i++){
-    rc = npkRegister[i](db);
+    rc = npk_register[i](db);
   }
   if( rc!=SQLITE_OK && pzErrMsg ){
     /* The loader reports this message; without it the user would see only

@@ -30,7 +30,7 @@ SQLITE_EXTENSION_INIT3
 /*
 ** Registration functions, one per source file that adds SQL objects.  Each
 ** returns an SQLite result code and is called once per connection, in this
-** order, from the npkRegister[] table in numpack.c; a file that is not
+** order, from the npk_register[] table in numpack.c; a file that is not
 ** written yet is simply not listed there.
 */
 int npk_vtab_register(sqlite3 *db);   /* vtab.c: the numpack module */
