@@ -297,6 +297,7 @@ int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
 void npk_file_unref(NpkStore *st, NpkFile *f) {
   if (!f || --f->refs > 0) return;
   free(f->wbuf);
+  npk_file_unmap_w(f);
   if (f->base) npk_retire(st, f->base, f->maplen);
   if (f->temp) {
     NpkErr ignored;

@@ -16,6 +16,7 @@
 #define NPK_CATALOG      "metadata.npkm"
 #define NPK_LOCKFILE     "metadata.npkm-lock"
 #define NPK_JOURNAL      "metadata.npkm-journal"
+#define NPK_JOURNAL_SPARE "metadata.npkm-journal-spare" /* its file, idle */
 #define NPK_CAT_MAGIC    0x424B504Eu
 #define NPK_CAT_VERSION  1u
 
@@ -63,6 +64,9 @@ struct NpkFile {
   unsigned char *base;       /* mapping, or NULL */
   size_t maplen;             /* bytes mapped (rounded up, may pass EOF) */
   int gslot;                 /* the mapping's store_guard.c slot, or -1 */
+  unsigned char *wbase;      /* writable mapping for commits, or NULL */
+  size_t wmaplen;            /* bytes of it */
+  int wslot;                 /* its store_guard.c slot */
   uint64_t size;             /* bytes known to exist in the file */
   uint64_t orig_size;        /* size when a transaction first grew it */
   int grown;                 /* orig_size is set (file grown in this txn) */
@@ -282,6 +286,9 @@ uint64_t npk_get_u64(const unsigned char *p);
 void npk_put_u64(unsigned char *p, uint64_t v);
 
 /* ---- system calls with fault injection and counters (store_io.c) ---- */
+/* A write made without a system call (through a mapping) still fails where
+** the fault hooks say a call of KIND would: NPK_OK, or the error for PATH. */
+int npk_io_fault(NpkStore *st, const char *kind, const char *path, NpkErr *e);
 int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e);
 int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
@@ -339,6 +346,8 @@ int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e);
 int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
                             NpkErr *e);
 void npk_file_discard(NpkFile *f, uint64_t end);
+/* Drop F's writable mapping, if it has one (store_txn.c). */
+void npk_file_unmap_w(NpkFile *f);
 void npk_retire(NpkStore *st, void *p, size_t len);
 /* Let go of CAT, a committed catalog just replaced (st->mu held): its
 ** arrays wait on the retire list while any session is pinned. */
@@ -350,6 +359,8 @@ void npk_retired_free(NpkStore *st);
 ** (which must outlive the registration): its slot, or -1 if none is
 ** free. */
 int npk_guard_add(const void *p, size_t len, uint64_t *count);
+/* The same, for a mapping written to when RW is 1. */
+int npk_guard_add_rw(const void *p, size_t len, uint64_t *count, int rw);
 /* Forget the mapping starting at P, before it is unmapped. */
 void npk_guard_remove(const void *p);
 /* 1 if a page of SLOT's mapping was replaced by zeros. */
@@ -365,8 +376,17 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off);
 ** place, when TO is FROM with some arrays replaced by versions of the same
 ** name, data file and ndim (what changing rows does, or saving over an
 ** array): the cost is that of the arrays that changed.  NPK_ERROR, IMG untouched, otherwise. */
+/* NPK_OK if npk_catalog_patch(FROM, TO, ...) would apply. */
+int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to);
 int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
                       unsigned char *img, const size_t *off);
+/* The bytes npk_catalog_patch rewrites in the entry of A that starts at
+** OFF: [*LO, *LO + *LEN).  Besides, it rewrites the total of the header,
+** NPK_CAT_TOTAL_LEN bytes at NPK_CAT_TOTAL_OFF. */
+void npk_catalog_patch_span(const NpkArray *a, size_t off, size_t *lo,
+                            size_t *len);
+#define NPK_CAT_TOTAL_OFF 8
+#define NPK_CAT_TOTAL_LEN 8
 int npk_catalog_add(NpkCatalog *cat, NpkArray *a);
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat);
 /* Position of NAME in CAT, or -1: a hash lookup, so that a store of
@@ -454,8 +474,10 @@ char *npk_backup_name(const char *rel);
 #define NPK_JOURNAL_HEADER 24
 void npk_journal_header(const NpkBuf *records,
                         unsigned char hdr[NPK_JOURNAL_HEADER]);
-int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e);
-int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e);
+int npk_journal_write(NpkStore *st, const NpkBuf *records, uint64_t *psize,
+                      NpkErr *e);
+int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
+                       NpkErr *e);
 void npk_sweep(NpkStore *st);
 int npk_journal_recover(NpkStore *st, NpkErr *e);
 int npk_journal_exists(NpkStore *st);

@@ -33,6 +33,22 @@
 **   'R' u32 len path, u64 offset, u64 n, n bytes    restore a region
 **   'X' u32 len path                                remove a temporary file
 ** Every record is idempotent, so a crash during playback is played again.
+**
+** The journal's file is kept between commits as "metadata.npkm-journal-
+** spare": a commit writes its records there, syncs them, and renames the
+** file to the journal's name; the commit point renames it back.  Creating
+** a file and removing it at every commit costs the file system more than
+** the rest of a small commit (a new inode, then freeing it and its blocks);
+** a rename within the directory costs little.  A crash leaves what a new
+** file each time left: only the journal's name counts, and a file appears
+** there with its records complete and synced.  The spare is input like the
+** rest of the store: a commit opens it without following links and writes
+** it only while it has no other name (else it is made afresh), playback
+** refuses records naming it, and a catalog may not name it as a data file.
+** Only a writer under EXCLUSIVE creates, renames or removes it; readers
+** never look at it.  A journal grown past JOURNAL_KEEP is removed at the
+** commit point instead, so that one large commit does not leave its size
+** lying in the store.
 ** A journal is input like the other files of a store: a record naming a
 ** symbolic link, or a path through one, stops playback with NPK_CORRUPT
 ** (store_io.c), and so does one naming a file no commit journals (the lock
@@ -104,14 +120,43 @@ void npk_journal_header(const NpkBuf *records,
   npk_put_u64(hdr + 16, fnv1a(records->p, records->n));
 }
 
-/* Write the journal: header + RECORDS, synced, with the directory entry. */
-int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
-  char *path = npk_path(st->dir, NPK_JOURNAL);
+/* Journals up to this size keep their file for the next commit. */
+#define JOURNAL_KEEP (1u << 20)
+
+/* The spare journal file opened for writing: reused when it is a regular
+** file of one name, else made afresh (O_EXCL after removing whatever
+** regular file is there), so that no write reaches a file through a hard
+** link planted at the spare's name. */
+static int open_spare(NpkStore *st, int *pfd, NpkErr *e) {
+  struct stat sb;
+  int rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR, pfd, e);
+  if (rc == NPK_OK && fstat(*pfd, &sb) == 0 && sb.st_nlink == 1)
+    return NPK_OK;
+  if (rc == NPK_OK) {
+    close(*pfd);
+    *pfd = -1;
+  } else if (rc != NPK_NOTFOUND) {
+    return rc;
+  }
+  e->rc = NPK_OK;
+  return npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR | O_CREAT | O_TRUNC, pfd,
+                     e);
+}
+
+/* Write the journal: header + RECORDS into the spare file (exactly that
+** long), synced, then given the journal's name, with the directory entry
+** synced.  *PSIZE receives the journal's length (npk_journal_delete). */
+int npk_journal_write(NpkStore *st, const NpkBuf *records, uint64_t *psize,
+                      NpkErr *e) {
+  char *path = npk_path(st->dir, NPK_JOURNAL_SPARE);
   unsigned char hdr[JHEADER];
-  int fd, rc;
+  struct stat sb;
+  int fd, rc, named = 0;
+  uint64_t len = JHEADER + (uint64_t)records->n;
   if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  *psize = len;
   npk_journal_header(records, hdr);
-  rc = npk_io_open(st, NPK_JOURNAL, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
+  rc = open_spare(st, &fd, e);
   if (rc) {
     free(path);
     return rc;
@@ -119,10 +164,20 @@ int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
   rc = npk_io_pwrite(st, fd, hdr, JHEADER, 0, path, e);
   if (rc == NPK_OK)
     rc = npk_io_pwrite(st, fd, records->p, records->n, JHEADER, path, e);
+  /* A longer journal of an earlier commit may lie past the end: cut, so
+  ** the file is exactly this journal (playback checks its length). */
+  if (rc == NPK_OK && fstat(fd, &sb) != 0)
+    rc = npk_err_sys(e, errno, "cannot stat", path);
+  if (rc == NPK_OK && (uint64_t)sb.st_size != len)
+    rc = npk_io_ftruncate(st, fd, len, path, e);
   if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
   close(fd);
+  npk_test_crash_point(9);
+  if (rc == NPK_OK) rc = npk_io_rename(st, NPK_JOURNAL_SPARE, NPK_JOURNAL, e);
+  named = rc == NPK_OK;
+  npk_test_crash_point(10);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
-  if (rc != NPK_OK) {
+  if (rc != NPK_OK && named) {
     NpkErr ignored;
     npk_io_unlink(st, NPK_JOURNAL, &ignored);
   }
@@ -130,10 +185,23 @@ int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
   return rc;
 }
 
-/* Remove the journal (the commit point) and make the removal durable.
-** *UNLINKED tells whether the journal is gone, even if the sync failed. */
-int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e) {
-  int rc = npk_io_unlink(st, NPK_JOURNAL, e);
+/* Take the journal's name away (the commit point) and make that durable:
+** its file (SIZE bytes, or 0 if not known) becomes the spare, or is
+** removed when large or when the rename fails.  *UNLINKED tells whether
+** the journal is gone, even if the sync failed. */
+int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
+                       NpkErr *e) {
+  struct stat sb;
+  NpkErr ignored;
+  int rc, keep;
+  if (size == 0)
+    size = npk_io_lstat(st, NPK_JOURNAL, &sb, &ignored) == NPK_OK &&
+                   S_ISREG(sb.st_mode) && sb.st_nlink == 1
+               ? (uint64_t)sb.st_size
+               : UINT64_MAX;
+  keep = size <= JOURNAL_KEEP;
+  rc = keep ? npk_io_rename(st, NPK_JOURNAL, NPK_JOURNAL_SPARE, e) : NPK_ERROR;
+  if (rc != NPK_OK) rc = npk_io_unlink(st, NPK_JOURNAL, e);
   *unlinked = 0;
   if (rc == NPK_OK) {
     *unlinked = 1;
@@ -197,8 +265,10 @@ int npk_journal_check(NpkStore *st, NpkErr *e) {
 
 /* 1 if a commit journals records of TYPE for REL (build_journal in
 ** store_txn.c): cut or rewritten in place, data and segment files (any
-** name a catalog may give them); restored from a backup or removed, those
-** and the bitmaps and the catalog; removed, the new files ("npktmp-").
+** name a catalog may give them); rewritten in place, the catalog too (a
+** commit that changes rows only patches it); restored from a backup or
+** removed, those and the bitmaps and the catalog; removed, the new files
+** ("npktmp-").
 ** Releases that wrote 'C' records wrote them for bitmaps and the catalog.
 ** Anything else -- the lock file, the journal, a backup -- a commit never
 ** journals: removing the lock file under a writer that holds it would let
@@ -211,8 +281,9 @@ static int journaled(int type, const char *rel) {
   int data = npk_reserved_name(rel) == NULL;
   switch (type) {
     case 'T':
-    case 'R':
       return data;
+    case 'R':
+      return data || cat;
     case 'L':
       return data || bitmap || cat;
     case 'C':
@@ -389,7 +460,7 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   if (!journal_whole(p, n)) {
     /* Torn before it was synced: the commit had not touched any file. */
     int gone;
-    rc = npk_journal_delete(st, &gone, e);
+    rc = npk_journal_delete(st, 0, &gone, e);
     if (rc == NPK_OK) npk_sweep(st);
     goto done;
   }
@@ -401,7 +472,7 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
   if (rc == NPK_OK) {
     int gone;
-    rc = npk_journal_delete(st, &gone, e);
+    rc = npk_journal_delete(st, 0, &gone, e);
   }
   if (rc == NPK_OK) {
     npk_sweep(st);

@@ -12,25 +12,38 @@
 **
 ** Commit, under EXCLUSIVE (steps numbered for npk_test_crash_at):
 **   1 hard-link every file about to be replaced or removed (data files,
-**     bitmaps, the catalog) to "<f>-npkbak": undoing the commit is then a
-**     rename, which needs no disk space (store_journal.c)
-**   2 write the journal (how to undo every file change), sync it and the
-**     dir, which makes the backups durable too; until the journal is
+**     bitmaps, the catalog unless it is patched in place) to
+**     "<f>-npkbak": undoing the commit is then a rename, which needs no
+**     disk space (store_journal.c)
+**   2 write the journal (how to undo every file change) into the spare
+**     journal file, sync it (9), give it the journal's name (10) and sync
+**     the dir, which makes the backups durable too; until the journal is
 **     complete the backups are mere leftovers for the next write to remove
-**   3 write overlay rows in place, set exact lengths, sync the data files
+**   3 write overlay rows in place (through a writable mapping), set exact
+**     lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
-**   5 replace bitmaps and the catalog (temp file, sync, rename), sync the dir
-**   6 delete the journal and sync the dir: the commit point
+**   5 replace bitmaps (temp file, sync, rename); the catalog: when only
+**     rows of arrays changed (no array added, dropped or renamed) it is
+**     patched in place -- the bytes that change, journaled in step 2, a
+**     later modification time, synced -- else replaced (temp file, sync,
+**     rename); sync the dir if a name changed
+**   6 rename the journal back to the spare and sync the dir: the commit
+**     point
 **   7 remove the backups
 ** A crash before step 6 leaves a hot journal that the next write
-** transaction plays back; readers meanwhile fail with NPK_BUSY.
+** transaction plays back; readers meanwhile fail with NPK_BUSY.  A commit
+** that changes rows of one array at synchronous=FULL syncs five times:
+** the journal, the dir for its name, the data file, the catalog, the dir
+** for the commit point.
 */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store_int.h"
@@ -570,14 +583,15 @@ static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
   return NPK_OK;
 }
 
-/* Remove the backups of every file the commit replaces or removes. */
-static void drop_backups(NpkSession *s, const Change *ch, int n) {
+/* Remove the backups of every file the commit replaces or removes (the
+** catalog's when CAT: a catalog patched in place has none). */
+static void drop_backups(NpkSession *s, const Change *ch, int n, int cat) {
   for (int i = 0; i < n; i++) {
     each_removed(s, &ch[i], unlink_backup, NULL);
     if (ch[i].p && ch[i].p->fresh) unlink_backup(s, ch[i].p->data_file, NULL);
     if (ch[i].bm_write) unlink_backup(s, ch[i].bm_rel, NULL);
   }
-  unlink_backup(s, NPK_CATALOG, NULL);
+  if (cat) unlink_backup(s, NPK_CATALOG, NULL);
 }
 
 /* The arrays of committed catalog CC and pending catalog PC that differ,
@@ -634,8 +648,118 @@ static int plan(NpkSession *s, Change **pch, int *pn) {
   return NPK_OK;
 }
 
+/* A run of catalog bytes a commit rewrites in place. */
+typedef struct CatRun CatRun;
+struct CatRun {
+  size_t lo, len;            /* bytes [lo, lo + len) */
+};
+
+/* The new catalog's encoding, kept for the next commit to patch. */
+typedef struct CatImage CatImage;
+struct CatImage {
+  NpkBuf img;                /* the bytes written, unless patched */
+  size_t *off;               /* where each entry of img starts */
+  int patched;               /* the store's image was patched instead: it
+                             ** describes the committed catalog no more
+                             ** unless the commit completes */
+  int inplace;               /* the committed file is patched in place:
+                             ** RUNS, journaled with their old bytes */
+  CatRun *runs;              /* header total, then one per changed array */
+  int nrun;                  /* entries in runs */
+};
+
+/* Take the committed catalog file's bytes as the store's image of it, if
+** they are exactly the encoding of the committed catalog: a catalog loaded
+** from disk (another process committed, or the store was just opened) can
+** then be patched by the first commit too.  Bytes of any other layout (a
+** catalog written by another program) are never patched: the first commit
+** replaces them whole.  Read through the descriptor the committed state
+** was loaded from; the caller checked that it is still the file at the
+** catalog's name. */
+static int adopt_file_image(NpkSession *s) {
+  NpkStore *st = s->store;
+  NpkCatalog *cat = &st->cat;
+  NpkBuf enc = {0};
+  size_t len = (size_t)st->cat_st.st_size, got = 0;
+  size_t *off = malloc((size_t)(cat->n ? cat->n : 1) * sizeof *off);
+  unsigned char *file = malloc(len ? len : 1);
+  int rc = NPK_ERROR;
+  if (!off || !file || npk_catalog_encode_at(cat, &enc, off) || enc.oom ||
+      enc.n != len)
+    goto done;
+  while (got < len) {
+    ssize_t r = pread(st->cat_fd, file + got, len - got, (off_t)got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  if (got != len || memcmp(file, enc.p, len) != 0) goto done;
+  pthread_mutex_lock(&st->mu);
+  npk_buf_free(&st->img);
+  st->img = enc;
+  memset(&enc, 0, sizeof enc);
+  free(st->img_off);
+  st->img_off = off;
+  off = NULL;
+  st->img_ok = 1;
+  pthread_mutex_unlock(&st->mu);
+  rc = NPK_OK;
+done:
+  npk_buf_free(&enc);
+  free(off);
+  free(file);
+  return rc;
+}
+
+/* Decide whether the catalog can be patched in place (CI->inplace, with
+** its runs): only rows of arrays changed (npk_catalog_patch applies to the
+** store's image of the committed catalog), and the file at the catalog's
+** name is still the one that image was written to or read from -- same
+** inode, length and time as held (a program ignoring the locks may have
+** put another there, where runs computed for our image would damage it),
+** of one name (no write reaches a file through a hard link) and this
+** user's (only its owner may set its time).  Otherwise the catalog is
+** replaced whole, as before. */
+static int catalog_plan(NpkSession *s, const Change *ch, int n, CatImage *ci) {
+  static uid_t euid = (uid_t)-1;
+  NpkStore *st = s->store;
+  NpkCatalog *pc = &s->txn->cat;
+  struct stat now;
+  NpkErr ignored;
+  int ok;
+  if (st->cat_fd < 0 || npk_catalog_patchable(&st->cat, pc) != NPK_OK)
+    return NPK_OK;
+  if (euid == (uid_t)-1) euid = geteuid();
+  if (npk_io_lstat(st, NPK_CATALOG, &now, &ignored) != NPK_OK) return NPK_OK;
+  pthread_mutex_lock(&st->mu);
+  ok = S_ISREG(now.st_mode) && now.st_nlink == 1 && now.st_uid == euid &&
+       now.st_ino == st->cat_st.st_ino && now.st_dev == st->cat_st.st_dev &&
+       now.st_size == st->cat_st.st_size &&
+       now.st_mtim.tv_sec == st->cat_st.st_mtim.tv_sec &&
+       now.st_mtim.tv_nsec == st->cat_st.st_mtim.tv_nsec;
+  pthread_mutex_unlock(&st->mu);
+  if (!ok || (!st->img_ok && adopt_file_image(s) != NPK_OK) ||
+      (uint64_t)now.st_size != st->img.n)
+    return NPK_OK;
+  for (int i = 0; i < n; i++)
+    if (!ch[i].p) return NPK_OK;
+  ci->runs = malloc(((size_t)n + 1) * sizeof *ci->runs);
+  if (!ci->runs) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  ci->runs[0].lo = NPK_CAT_TOTAL_OFF;
+  ci->runs[0].len = NPK_CAT_TOTAL_LEN;
+  ci->nrun = 1;
+  for (int i = 0; i < n; i++) {
+    int j = npk_catalog_find(pc, ch[i].p->name);
+    CatRun *r = &ci->runs[ci->nrun++];
+    npk_catalog_patch_span(ch[i].p, st->img_off[j], &r->lo, &r->len);
+  }
+  ci->inplace = 1;
+  return NPK_OK;
+}
+
 /* Journal: everything needed to put the files back as they are now. */
-static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
+static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
+                         NpkBuf *jr) {
   NpkStore *st = s->store;
   NpkTxn *t = s->txn;
   int rc;
@@ -669,8 +793,93 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
     if (ch[i].bm_write)
       npk_jr_link(jr, ch[i].bm_rel, npk_io_exists(st, ch[i].bm_rel));
   }
-  npk_jr_link(jr, NPK_CATALOG, 1);
+  if (ci->inplace) {
+    /* The store's image is the file's bytes (catalog_plan). */
+    for (int i = 0; i < ci->nrun; i++)
+      npk_jr_region(jr, NPK_CATALOG, ci->runs[i].lo,
+                    st->img.p + ci->runs[i].lo, ci->runs[i].len);
+  } else {
+    npk_jr_link(jr, NPK_CATALOG, 1);
+  }
   return jr->oom ? npk_err(&s->err, NPK_NOMEM, "out of memory") : NPK_OK;
+}
+
+/* Bytes [0, NEED) of F mapped for writing, for rows replaced in place: a
+** store into a mapped page already writable costs nothing, where a pwrite
+** of a few bytes into the page cache costs the kernel microseconds (ext4
+** prepares every block of the page's folio).  The mapping lives as long as
+** F, so that its pages stay writable from one commit to the next, with
+** room to grow; only a committer, under EXCLUSIVE, writes through it, and
+** only after npk_file_use found F still at its name.  It is guarded like
+** the read mappings: a page the file refuses (a full disk, a file cut
+** short by another program) takes the write in zeros of its own and counts
+** a fault, which the committer checks. */
+static int wmap(NpkSession *s, NpkFile *f, uint64_t need) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE), len;
+  void *p;
+  int slot;
+  if (f->wbase && need <= f->wmaplen && !npk_guard_hit(f->wslot))
+    return NPK_OK;
+  npk_file_unmap_w(f);
+  len = (size_t)(need + need / 4 + ((uint64_t)1 << 20));
+  len = (len + page - 1) / page * page;
+  p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+  if (p == MAP_FAILED)
+    return npk_err_sys(&s->err, errno, "cannot map", f->path);
+  if ((slot = npk_guard_add_rw(p, len, &s->store->map_faults, 1)) < 0) {
+    munmap(p, len);
+    return npk_err(&s->err, NPK_NOMEM, "cannot map %s: no room to guard the "
+                   "mapping", f->path);
+  }
+  f->wbase = p;
+  f->wmaplen = len;
+  f->wslot = slot;
+  return NPK_OK;
+}
+
+void npk_file_unmap_w(NpkFile *f) {
+  if (!f->wbase) return;
+  npk_guard_remove(f->wbase);
+  munmap(f->wbase, f->wmaplen);
+  f->wbase = NULL;
+  f->wmaplen = 0;
+}
+
+/* Write P's overlay rows over the committed rows of its file F (in use):
+** through the writable mapping, or a pwrite each when the address space
+** has no room for it (a capped ulimit -v). */
+static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
+  NpkOverlay *ov = p->ov;
+  uint64_t mark, n = 0;
+  int rc;
+  if ((rc = npk_io_fault(s->store, "write", f->path, &s->err))) return rc;
+  mark = npk_map_faults(s);
+  if (wmap(s, f, p->base_rows * p->row_bytes) != NPK_OK) {
+    s->err.rc = NPK_OK;
+    for (uint64_t h = 0; h < ov->hcap; h++) {
+      uint64_t row = ov->keys[h];
+      if (row >= OV_TOMB) continue;
+      rc = npk_io_pwrite(s->store, f->fd, ov_slot(ov, ov->slot[h]),
+                         (size_t)p->row_bytes, row * p->row_bytes, f->path,
+                         &s->err);
+      if (rc) return rc;
+    }
+    return NPK_OK;
+  }
+  for (uint64_t h = 0; h < ov->hcap; h++) {
+    uint64_t row = ov->keys[h];
+    if (row >= OV_TOMB) continue;
+    memcpy(f->wbase + row * p->row_bytes, ov_slot(ov, ov->slot[h]),
+           (size_t)p->row_bytes);
+    n++;
+  }
+  __atomic_fetch_add(&s->store->stats.bytes_written, n * p->row_bytes,
+                     __ATOMIC_RELAXED);
+  if (npk_map_faults(s) != mark)
+    return npk_err(&s->err, NPK_IOERR, "cannot write rows of array \"%s\" "
+                   "to %s: the file refused a page (a full disk, or the file "
+                   "shortened by another program)", p->name, f->path);
+  return NPK_OK;
 }
 
 /* Step 3 for pending array P, whose rows are in F (in use): its overlay
@@ -678,17 +887,7 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
 static int write_file(NpkSession *s, NpkArray *p, NpkFile *f, uint64_t want) {
   NpkStore *st = s->store;
   int rc;
-  if (p->ov) {
-    NpkOverlay *ov = p->ov;
-    for (uint64_t h = 0; h < ov->hcap; h++) {
-      uint64_t row = ov->keys[h];
-      if (row >= OV_TOMB) continue;
-      rc = npk_io_pwrite(st, f->fd, ov_slot(ov, ov->slot[h]),
-                         (size_t)p->row_bytes, row * p->row_bytes, f->path,
-                         &s->err);
-      if (rc) return rc;
-    }
-  }
+  if (p->ov && p->ov->n && (rc = write_rows(s, p, f))) return rc;
   if (f->grown || p->fresh) {
     struct stat sb;
     if (fstat(f->fd, &sb) != 0)
@@ -748,16 +947,6 @@ static int move_data(NpkSession *s, Change *ch, int n) {
   return NPK_OK;
 }
 
-/* The new catalog's encoding, kept for the next commit to patch. */
-typedef struct CatImage CatImage;
-struct CatImage {
-  NpkBuf img;                /* the bytes written, unless patched */
-  size_t *off;               /* where each entry of img starts */
-  int patched;               /* the store's image was patched instead: it
-                             ** describes the committed catalog no more
-                             ** unless the commit completes */
-};
-
 /* Encode the transaction's catalog: the store's image of the committed one
 ** patched where arrays changed rows (no copy of it, no encoding of every
 ** array), else every array encoded into CI.  The bytes to write in *PP,
@@ -781,14 +970,57 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
   return NPK_OK;
 }
 
-/* Step 5: bitmaps and catalog. */
+/* Step 5 for a catalog patched in place: the runs of the patched image,
+** then a modification time after the one held, synced.  The time is what
+** tells other processes, which hold the same file open, that it changed
+** (npk_store_refresh compares inode, length and time): set explicitly, it
+** differs even where the file system's clock is coarser than the commits
+** are apart. */
+static int write_catalog_inplace(NpkSession *s, const CatImage *ci) {
+  NpkStore *st = s->store;
+  struct timespec times[2];
+  char *path = npk_path(st->dir, NPK_CATALOG);
+  int fd = -1, rc;
+  if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  rc = npk_io_open(st, NPK_CATALOG, O_RDWR, &fd, &s->err);
+  for (int i = 0; i < ci->nrun && rc == NPK_OK; i++)
+    rc = npk_io_pwrite(st, fd, st->img.p + ci->runs[i].lo, ci->runs[i].len,
+                       ci->runs[i].lo, path, &s->err);
+  if (rc == NPK_OK) {
+    clock_gettime(CLOCK_REALTIME, &times[1]);
+    pthread_mutex_lock(&st->mu);
+    if (times[1].tv_sec < st->cat_st.st_mtim.tv_sec ||
+        (times[1].tv_sec == st->cat_st.st_mtim.tv_sec &&
+         times[1].tv_nsec <= st->cat_st.st_mtim.tv_nsec)) {
+      times[1] = st->cat_st.st_mtim;
+      if (++times[1].tv_nsec == 1000000000) {
+        times[1].tv_sec++;
+        times[1].tv_nsec = 0;
+      }
+    }
+    pthread_mutex_unlock(&st->mu);
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_OMIT;
+    if (futimens(fd, times) != 0)
+      rc = npk_err_sys(&s->err, errno, "cannot set the time of", path);
+  }
+  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, &s->err);
+  if (fd >= 0) close(fd);
+  free(path);
+  return rc;
+}
+
+/* Step 5: bitmaps and catalog; the directory synced if a name in it
+** changed in step 4 or here. */
 static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci) {
   NpkStore *st = s->store;
   NpkBuf b = {0};
   const unsigned char *img = NULL;
   size_t nimg = 0;
-  int rc = NPK_OK;
+  int rc = NPK_OK, names = !ci->inplace;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
+    names |= ch[i].bm_write || ch[i].drop_c_files ||
+             (ch[i].p && ch[i].p->fresh);
     if (!ch[i].bm_write) continue;
     if (ch[i].p && ch[i].p->bm) {
       b.n = 0;
@@ -800,9 +1032,15 @@ static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci) {
     }
   }
   if (rc == NPK_OK) rc = encode_catalog(s, ci, &img, &nimg);
+  /* catalog_plan checked that the patch applies. */
+  if (rc == NPK_OK && ci->inplace && !ci->patched)
+    rc = npk_err(&s->err, NPK_ERROR, "cannot patch the catalog of %s",
+                 st->dir);
   if (rc == NPK_OK)
-    rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
-  if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
+    rc = ci->inplace ? write_catalog_inplace(s, ci)
+                     : npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
+  if (rc == NPK_OK && names)
+    rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_buf_free(&b);
   return rc;
 }
@@ -830,7 +1068,10 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   st->cat = t->cat;
   memset(&t->cat, 0, sizeof t->cat);
   npk_catalog_retire(st, &old);
-  npk_store_hold_catalog(st);
+  /* A catalog patched in place is the file already held: only its time
+  ** and bytes changed. */
+  if (!ci->inplace || st->cat_fd < 0 || fstat(st->cat_fd, &st->cat_st) != 0)
+    npk_store_hold_catalog(st);
   if (!ci->patched) {
     npk_buf_free(&st->img);
     st->img = ci->img;
@@ -853,9 +1094,10 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
-  CatImage ci = {{0}, NULL, 0};
+  CatImage ci = {{0}, NULL, 0, 0, NULL, 0};
   int n = 0, rc = NPK_OK, journaled = 0;
-  uint64_t now;
+  uint64_t now, jsize = 0;
+  uint64_t fsyncs = __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED);
 
   if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
   s->err.rc = NPK_OK;
@@ -884,6 +1126,8 @@ int npk_commit(NpkSession *s) {
   now = npk_now_us();
   for (int i = 0; i < n; i++)
     if (ch[i].p && ch[i].p->pending) ch[i].p->mtime = now;
+  rc = catalog_plan(s, ch, n, &ci);
+  if (rc) goto fail_open;
 
   npk_test_crash_point(1);
   npk_lock_mark(s, 1);
@@ -896,10 +1140,10 @@ int npk_commit(NpkSession *s) {
     if (rc == NPK_OK && ch[i].bm_write)
       rc = link_backup(s, ch[i].bm_rel, NULL);
   }
-  if (rc == NPK_OK) rc = link_backup(s, NPK_CATALOG, NULL);
+  if (rc == NPK_OK && !ci.inplace) rc = link_backup(s, NPK_CATALOG, NULL);
   npk_test_crash_point(2);
-  if (rc == NPK_OK) rc = build_journal(s, ch, n, &jr);
-  if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &s->err);
+  if (rc == NPK_OK) rc = build_journal(s, ch, n, &ci, &jr);
+  if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &jsize, &s->err);
   if (rc) goto fail_open;
   journaled = 1;
   npk_test_crash_point(3);
@@ -912,7 +1156,7 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(6);
   if (rc == NPK_OK) {
     int gone;
-    rc = npk_journal_delete(st, &gone, &s->err);
+    rc = npk_journal_delete(st, jsize, &gone, &s->err);
     /* Once the journal is gone the commit has happened and cannot be
     ** undone; reporting a failed directory sync as an error would only make
     ** SQLite roll back its side of a transaction whose store side stands. */
@@ -923,8 +1167,10 @@ int npk_commit(NpkSession *s) {
     goto fail_applied;
   }
   npk_test_crash_point(7);
-  drop_backups(s, ch, n);
+  drop_backups(s, ch, n, !ci.inplace);
   npk_test_crash_point(8);
+  st->stats.last_commit_fsyncs =
+      __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED) - fsyncs;
   adopt(s, ch, n, &ci);
   txn_end(s);
   goto done;
@@ -949,7 +1195,7 @@ fail_applied:
 fail_open:
   if (journaled) goto fail_applied;
   if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE) {
-    drop_backups(s, ch, n);
+    drop_backups(s, ch, n, !ci.inplace);
     /* No journal was written; the new files are still there. */
     npk_lock_mark(s, t->marked ? NPK_MARK_NEWFILES : 0);
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
@@ -960,6 +1206,7 @@ done:
   npk_buf_free(&jr);
   npk_buf_free(&ci.img);
   free(ci.off);
+  free(ci.runs);
   if (ci.patched) st->img_ok = 0;
   return rc;
 }
