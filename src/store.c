@@ -606,6 +606,7 @@ int npk_store_refresh(NpkStore *st, NpkErr *e) {
   if (rc) goto done;
   npk_catalog_retire(st, &st->cat);
   st->cat = cat;
+  st->cat_gen++;
   st->img_ok = 0;
   hold(st, fd);
 done:

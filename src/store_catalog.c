@@ -489,22 +489,31 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
   return NPK_OK;
 }
 
-int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to) {
+/* 1 if position I of FROM and TO may be patched: the same array, or a
+** version of the same name, data file and ndim. */
+static int same_slot(const NpkCatalog *from, const NpkCatalog *to, int i) {
+  const NpkArray *a = to->a[i], *c = from->a[i];
+  return a == c || (a->ndim == c->ndim && strcmp(a->name, c->name) == 0 &&
+                    strcmp(a->data_file, c->data_file) == 0);
+}
+
+int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to,
+                          const int *at, int nat) {
   if (from->n != to->n) return NPK_ERROR;
-  for (int i = 0; i < to->n; i++) {
-    const NpkArray *a = to->a[i], *c = from->a[i];
-    if (a != c && (a->ndim != c->ndim || strcmp(a->name, c->name) != 0 ||
-                   strcmp(a->data_file, c->data_file) != 0))
-      return NPK_ERROR;
+  for (int k = 0; k < (at ? nat : to->n); k++) {
+    int i = at ? at[k] : k;
+    if (i < 0 || i >= to->n || !same_slot(from, to, i)) return NPK_ERROR;
   }
   return NPK_OK;
 }
 
 int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
-                      unsigned char *img, const size_t *off) {
+                      unsigned char *img, const size_t *off, const int *at,
+                      int nat) {
   uint64_t total = npk_get_u64(img + 8);
-  if (npk_catalog_patchable(from, to) != NPK_OK) return NPK_ERROR;
-  for (int i = 0; i < to->n; i++) {
+  if (npk_catalog_patchable(from, to, at, nat) != NPK_OK) return NPK_ERROR;
+  for (int k = 0; k < (at ? nat : to->n); k++) {
+    int i = at ? at[k] : k;
     const NpkArray *a = to->a[i], *c = from->a[i];
     unsigned char *q;
     if (a == c) continue;

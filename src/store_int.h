@@ -183,6 +183,7 @@ struct NpkStore {
                              ** patches it rather than encode every array */
   size_t *img_off;           /* where each array's entry starts in img */
   int img_ok;                /* img and img_off describe cat */
+  uint64_t cat_gen;          /* bumped whenever cat is replaced */
   int swept;                 /* a write of this object removed leftovers
                              ** (npk_sweep): later ones need to only when
                              ** the lock file's mark says a writer died */
@@ -221,6 +222,8 @@ struct NpkUndo {
 #define NPK_U_TAIL   6       /* file row a overwritten; data = old bytes */
 #define NPK_U_BMSWAP 7       /* bitmap changed wholesale: data = the old
                              ** one (NpkBitmap), b = old bm_dirty */
+#define NPK_U_SLOT   8       /* array at catalog position a replaced by
+                             ** another version of it: arr = the old one */
 
 /* A pending write transaction of one session. */
 struct NpkTxn {
@@ -234,6 +237,13 @@ struct NpkTxn {
   NpkCounts counts;          /* rows changed so far */
   unsigned tmpseq;           /* counter for temporary file names */
   int marked;                /* set NPK_MARK_NEWFILES in the lock file */
+  uint64_t cat_gen;          /* the store's cat_gen when cat was copied */
+  int reshaped;              /* arrays were added to or dropped from cat:
+                             ** the commit compares every position */
+  int *slots;                /* else the positions of cat where an array
+                             ** was replaced by another version (maybe
+                             ** twice): the only ones that can differ */
+  int nslot, slotcap;        /* entries used / allocated */
 };
 
 /* One client of a store. */
@@ -375,11 +385,15 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off);
 /* Turn IMG, the encoding of FROM (its entries at OFF), into that of TO, in
 ** place, when TO is FROM with some arrays replaced by versions of the same
 ** name, data file and ndim (what changing rows does, or saving over an
-** array): the cost is that of the arrays that changed.  NPK_ERROR, IMG untouched, otherwise. */
-/* NPK_OK if npk_catalog_patch(FROM, TO, ...) would apply. */
-int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to);
+** array): the cost is that of the arrays that changed.  AT (NAT entries,
+** no position twice) lists the positions where TO may differ from FROM,
+** or is NULL (any).  NPK_ERROR, IMG untouched, otherwise. */
 int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
-                      unsigned char *img, const size_t *off);
+                      unsigned char *img, const size_t *off, const int *at,
+                      int nat);
+/* NPK_OK if npk_catalog_patch(FROM, TO, ..., AT, NAT) would apply. */
+int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to,
+                          const int *at, int nat);
 /* The bytes npk_catalog_patch rewrites in the entry of A that starts at
 ** OFF: [*LO, *LO + *LEN).  Besides, it rewrites the total of the header,
 ** NPK_CAT_TOTAL_LEN bytes at NPK_CAT_TOTAL_OFF. */
@@ -508,6 +522,9 @@ int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
                   uint64_t b, void *data);
 int npk_undo_catalog(NpkSession *s);
 int npk_txn_grow(NpkSession *s, NpkFile *f);
+/* Note that position I of the transaction's catalog now holds another
+** version of its array, or (I < 0) that arrays were added or dropped. */
+void npk_txn_slot(NpkSession *s, int i);
 int npk_op_begin(NpkSession *s, int *autoc, int *level);
 int npk_op_end(NpkSession *s, int autoc, int level, int rc);
 NpkOverlay *npk_ov_new(uint64_t row_bytes);

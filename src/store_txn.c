@@ -236,6 +236,12 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
       u->cat = tmp;
       break;
     }
+    case NPK_U_SLOT:
+      /* The record's reference goes to the catalog and the catalog's to
+      ** the record, which drops it when freed. */
+      u->arr = t->cat.a[u->a];
+      t->cat.a[u->a] = a;
+      break;
     case NPK_U_ROWS:
       npk_file_discard(a->seg[a->nseg - 1].file, u->a * a->row_bytes);
       a->shape[0] = u->a;
@@ -288,6 +294,7 @@ typedef struct Change Change;
 struct Change {
   NpkArray *c;               /* committed version, or NULL (new array) */
   NpkArray *p;               /* pending version, or NULL (dropped) */
+  int pos;                   /* P's position in the pending catalog */
   int drop_c_files;          /* remove C's data files that P does not use */
   int bm_write;              /* replace or remove the bitmap */
   char *bm_rel;              /* "deleted_<name>.npkb" */
@@ -351,6 +358,7 @@ int npk_begin(NpkSession *s) {
     else npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
+  t->cat_gen = s->store->cat_gen;
   s->txn = t;
   s->store->sync_off = s->sync_fn && s->sync_fn(s->sync_arg) == 0;
   if (!s->pinned) {
@@ -415,6 +423,7 @@ static void txn_end(NpkSession *s) {
   for (size_t i = 0; i < t->nundo; i++) undo_free(s->store, &t->undo[i]);
   free(t->undo);
   free(t->sp);
+  free(t->slots);
   for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
   free(t->grown);
   pthread_mutex_lock(&s->store->mu);
@@ -466,6 +475,23 @@ int npk_rollback(NpkSession *s) {
   __atomic_fetch_add(&s->store->stats.rollbacks, 1, __ATOMIC_RELAXED);
   txn_end(s);
   return rc;
+}
+
+void npk_txn_slot(NpkSession *s, int i) {
+  NpkTxn *t = s->txn;
+  if (t->reshaped) return;
+  if (i >= 0 && t->nslot == t->slotcap) {
+    int cap = t->slotcap ? t->slotcap * 2 : 8;
+    int *p = realloc(t->slots, (size_t)cap * sizeof *p);
+    /* Without room to remember it, the commit compares every position. */
+    if (!p) i = -1;
+    else {
+      t->slots = p;
+      t->slotcap = cap;
+    }
+  }
+  if (i < 0) t->reshaped = 1;
+  else t->slots[t->nslot++] = i;
 }
 
 /* Note that F, a committed data file, is about to grow in this transaction. */
@@ -608,6 +634,7 @@ static int pair(NpkCatalog *cc, NpkCatalog *pc, Change *ch) {
     if (ch) {
       ch[n].c = cc->a[i];
       ch[n].p = j >= 0 ? pc->a[j] : NULL;
+      ch[n].pos = j;
     }
     n++;
   }
@@ -615,19 +642,60 @@ static int pair(NpkCatalog *cc, NpkCatalog *pc, Change *ch) {
     if ((j < cc->n && cc->a[j] == pc->a[j]) ||
         npk_catalog_find(cc, pc->a[j]->name) >= 0)
       continue;
-    if (ch) ch[n].p = pc->a[j];
+    if (ch) {
+      ch[n].p = pc->a[j];
+      ch[n].pos = j;
+    }
     n++;
   }
   return n;
 }
 
-/* Pair up the committed and pending arrays by name. */
-static int plan(NpkSession *s, Change **pch, int *pn) {
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* The same when the transaction knows the only positions where the
+** catalogs can differ (npk_txn_slot): a cost in proportion to the arrays
+** the transaction changed, not to the store's.  -1 when it does not know:
+** arrays were added or dropped, or the committed catalog was read again
+** since the transaction copied it. */
+static int pair_slots(NpkSession *s, Change *ch) {
+  NpkTxn *t = s->txn;
+  NpkCatalog *cc = &s->store->cat, *pc = &t->cat;
+  int n = 0;
+  if (t->reshaped || t->cat_gen != s->store->cat_gen || cc->n != pc->n)
+    return -1;
+  if (!ch) qsort(t->slots, (size_t)t->nslot, sizeof *t->slots, cmp_int);
+  for (int k = 0; k < t->nslot; k++) {
+    int i = t->slots[k];
+    if ((k > 0 && t->slots[k - 1] == i) || i >= pc->n ||
+        pc->a[i] == cc->a[i])
+      continue;
+    if (strcmp(pc->a[i]->name, cc->a[i]->name) != 0) return -1;
+    if (ch) {
+      ch[n].c = cc->a[i];
+      ch[n].p = pc->a[i];
+      ch[n].pos = i;
+    }
+    n++;
+  }
+  return n;
+}
+
+/* Pair up the committed and pending arrays by name (*PFAST: only the
+** positions the transaction changed were compared). */
+static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
   NpkCatalog *cc = &s->store->cat, *pc = &s->txn->cat;
-  int n = pair(cc, pc, NULL);
-  Change *ch = calloc((size_t)n + 1, sizeof *ch);
-  if (!ch) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  pair(cc, pc, ch);
+  int n = pair_slots(s, NULL), fast = n >= 0;
+  Change *ch;
+  if (!fast) n = pair(cc, pc, NULL);
+  if (!(ch = calloc((size_t)n + 1, sizeof *ch)))
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  if (fast) pair_slots(s, ch);
+  else pair(cc, pc, ch);
+  *pfast = fast;
   for (int i = 0; i < n; i++) {
     Change *x = &ch[i];
     const char *name = x->p ? x->p->name : x->c->name;
@@ -666,6 +734,9 @@ struct CatImage {
                              ** RUNS, journaled with their old bytes */
   CatRun *runs;              /* header total, then one per changed array */
   int nrun;                  /* entries in runs */
+  int *pos;                  /* positions of the changed arrays, when the
+                             ** commit knows them to be the only ones */
+  int npos;                  /* entries in pos */
 };
 
 /* Take the committed catalog file's bytes as the store's image of it, if
@@ -720,14 +791,23 @@ done:
 ** of one name (no write reaches a file through a hard link) and this
 ** user's (only its owner may set its time).  Otherwise the catalog is
 ** replaced whole, as before. */
-static int catalog_plan(NpkSession *s, const Change *ch, int n, CatImage *ci) {
+static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
+                        CatImage *ci) {
   static uid_t euid = (uid_t)-1;
   NpkStore *st = s->store;
   NpkCatalog *pc = &s->txn->cat;
   struct stat now;
   NpkErr ignored;
   int ok;
-  if (st->cat_fd < 0 || npk_catalog_patchable(&st->cat, pc) != NPK_OK)
+  if (st->cat_fd < 0) return NPK_OK;
+  if (fast) {
+    /* Only these positions differ (pair_slots): check them alone. */
+    if (!(ci->pos = malloc(((size_t)n + 1) * sizeof *ci->pos)))
+      return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) ci->pos[i] = ch[i].pos;
+    ci->npos = n;
+  }
+  if (npk_catalog_patchable(&st->cat, pc, ci->pos, ci->npos) != NPK_OK)
     return NPK_OK;
   if (euid == (uid_t)-1) euid = geteuid();
   if (npk_io_lstat(st, NPK_CATALOG, &now, &ignored) != NPK_OK) return NPK_OK;
@@ -741,17 +821,15 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, CatImage *ci) {
   if (!ok || (!st->img_ok && adopt_file_image(s) != NPK_OK) ||
       (uint64_t)now.st_size != st->img.n)
     return NPK_OK;
-  for (int i = 0; i < n; i++)
-    if (!ch[i].p) return NPK_OK;
   ci->runs = malloc(((size_t)n + 1) * sizeof *ci->runs);
   if (!ci->runs) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   ci->runs[0].lo = NPK_CAT_TOTAL_OFF;
   ci->runs[0].len = NPK_CAT_TOTAL_LEN;
   ci->nrun = 1;
   for (int i = 0; i < n; i++) {
-    int j = npk_catalog_find(pc, ch[i].p->name);
     CatRun *r = &ci->runs[ci->nrun++];
-    npk_catalog_patch_span(ch[i].p, st->img_off[j], &r->lo, &r->len);
+    /* patchable: every change is a new version of an array in place. */
+    npk_catalog_patch_span(ch[i].p, st->img_off[ch[i].pos], &r->lo, &r->len);
   }
   ci->inplace = 1;
   return NPK_OK;
@@ -955,8 +1033,8 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
                           const unsigned char **pp, size_t *pn) {
   NpkStore *st = s->store;
   NpkCatalog *cat = &s->txn->cat;
-  if (st->img_ok &&
-      npk_catalog_patch(&st->cat, cat, st->img.p, st->img_off) == NPK_OK) {
+  if (st->img_ok && npk_catalog_patch(&st->cat, cat, st->img.p, st->img_off,
+                                      ci->pos, ci->npos) == NPK_OK) {
     ci->patched = 1;
     *pp = st->img.p;
     *pn = st->img.n;
@@ -1068,6 +1146,7 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   st->cat = t->cat;
   memset(&t->cat, 0, sizeof t->cat);
   npk_catalog_retire(st, &old);
+  st->cat_gen++;
   /* A catalog patched in place is the file already held: only its time
   ** and bytes changed. */
   if (!ci->inplace || st->cat_fd < 0 || fstat(st->cat_fd, &st->cat_st) != 0)
@@ -1094,15 +1173,15 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
-  CatImage ci = {{0}, NULL, 0, 0, NULL, 0};
-  int n = 0, rc = NPK_OK, journaled = 0;
+  CatImage ci = {{0}, NULL, 0, 0, NULL, 0, NULL, 0};
+  int n = 0, rc = NPK_OK, journaled = 0, fast = 0;
   uint64_t now, jsize = 0;
   uint64_t fsyncs = __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED);
 
   if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
   s->err.rc = NPK_OK;
   if (t->nsp) npk_release(s, 0);
-  rc = plan(s, &ch, &n);
+  rc = plan(s, &ch, &n, &fast);
   /* A catalog that gave an array a data file of another name (a crafted
   ** one) may clash with the file a new array is about to take.  Only new
   ** files can clash: the committed catalog passed this check when read. */
@@ -1126,7 +1205,7 @@ int npk_commit(NpkSession *s) {
   now = npk_now_us();
   for (int i = 0; i < n; i++)
     if (ch[i].p && ch[i].p->pending) ch[i].p->mtime = now;
-  rc = catalog_plan(s, ch, n, &ci);
+  rc = catalog_plan(s, ch, n, fast, &ci);
   if (rc) goto fail_open;
 
   npk_test_crash_point(1);
@@ -1207,6 +1286,7 @@ done:
   npk_buf_free(&ci.img);
   free(ci.off);
   free(ci.runs);
+  free(ci.pos);
   if (ci.patched) st->img_ok = 0;
   return rc;
 }
