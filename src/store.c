@@ -844,6 +844,8 @@ static void store_free(NpkStore *st) {
   st->pins = 0;
   npk_retired_free(st);
   if (st->cat_fd >= 0) close(st->cat_fd);
+  if (st->cat_wfd >= 0) close(st->cat_wfd);
+  if (st->jfd >= 0) close(st->jfd);
   if (st->dirfd >= 0) close(st->dirfd);
   pthread_mutex_destroy(&st->mu);
   if (st->lock_page) {
@@ -911,6 +913,8 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   st->ino = sb->st_ino;
   st->readonly = !!(flags & NPK_OPEN_READONLY);
   st->cat_fd = -1;
+  st->cat_wfd = -1;
+  st->jfd = -1;
   st->refs = 1;
   pthread_mutex_init(&st->mu, NULL);
   st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

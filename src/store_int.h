@@ -182,6 +182,14 @@ struct NpkStore {
   NpkBuf img;                /* the encoding of cat, when img_ok: a commit
                              ** patches it rather than encode every array */
   size_t *img_off;           /* where each array's entry starts in img */
+  int jfd;                   /* the spare journal file, held open by
+                             ** writers between commits, or -1 */
+  dev_t jdev;                /* its identity: used only while the file */
+  ino_t jino;                /* at the spare's name is this one */
+  int cat_wfd;               /* cat_fd's file opened for writing by the
+                             ** commits that patch it in place, or -1 */
+  ino_t cat_wino;            /* its inode: used only while it is cat_st's */
+  dev_t cat_wdev;
   int img_ok;                /* img and img_off describe cat */
   uint64_t cat_gen;          /* bumped whenever cat is replaced */
   int swept;                 /* a write of this object removed leftovers
@@ -488,8 +496,9 @@ char *npk_backup_name(const char *rel);
 #define NPK_JOURNAL_HEADER 24
 void npk_journal_header(const NpkBuf *records,
                         unsigned char hdr[NPK_JOURNAL_HEADER]);
-int npk_journal_write(NpkStore *st, const NpkBuf *records, uint64_t *psize,
-                      NpkErr *e);
+/* Write the journal JR: NPK_JOURNAL_HEADER bytes for its header (filled
+** in here), then the records. */
+int npk_journal_write(NpkStore *st, NpkBuf *jr, uint64_t *psize, NpkErr *e);
 int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
                        NpkErr *e);
 void npk_sweep(NpkStore *st);

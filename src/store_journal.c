@@ -123,55 +123,72 @@ void npk_journal_header(const NpkBuf *records,
 /* Journals up to this size keep their file for the next commit. */
 #define JOURNAL_KEEP (1u << 20)
 
-/* The spare journal file opened for writing: reused when it is a regular
-** file of one name, else made afresh (O_EXCL after removing whatever
-** regular file is there), so that no write reaches a file through a hard
-** link planted at the spare's name. */
-static int open_spare(NpkStore *st, int *pfd, NpkErr *e) {
+/* The spare journal file, opened for writing and kept in ST->jfd: the
+** descriptor held since an earlier commit while the file at the spare's
+** name is still that one (one lstat, where opening costs five calls),
+** else the file there opened again when it is a regular file of one name,
+** else one made afresh (O_EXCL after removing whatever regular file is
+** there), so that no write reaches a file through a hard link planted at
+** the spare's name.  *PSIZE receives the file's length. */
+static int open_spare(NpkStore *st, uint64_t *psize, NpkErr *e) {
   struct stat sb;
-  int rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR, pfd, e);
-  if (rc == NPK_OK && fstat(*pfd, &sb) == 0 && sb.st_nlink == 1)
+  NpkErr ignored;
+  int fd, rc;
+  if (st->jfd >= 0 &&
+      npk_io_lstat(st, NPK_JOURNAL_SPARE, &sb, &ignored) == NPK_OK &&
+      S_ISREG(sb.st_mode) && sb.st_nlink == 1 && sb.st_dev == st->jdev &&
+      sb.st_ino == st->jino) {
+    *psize = (uint64_t)sb.st_size;
     return NPK_OK;
-  if (rc == NPK_OK) {
-    close(*pfd);
-    *pfd = -1;
-  } else if (rc != NPK_NOTFOUND) {
-    return rc;
   }
-  e->rc = NPK_OK;
-  return npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR | O_CREAT | O_TRUNC, pfd,
+  if (st->jfd >= 0) close(st->jfd);
+  st->jfd = -1;
+  rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR, &fd, e);
+  if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_nlink != 1)) {
+    close(fd);
+    rc = NPK_NOTFOUND;
+  }
+  if (rc == NPK_NOTFOUND) {
+    e->rc = NPK_OK;
+    rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR | O_CREAT | O_TRUNC, &fd,
                      e);
+    if (rc == NPK_OK && fstat(fd, &sb) != 0) {
+      rc = npk_err_sys(e, errno, "cannot stat", NPK_JOURNAL_SPARE);
+      close(fd);
+    }
+  }
+  if (rc) return rc;
+  st->jfd = fd;
+  st->jdev = sb.st_dev;
+  st->jino = sb.st_ino;
+  *psize = (uint64_t)sb.st_size;
+  return NPK_OK;
 }
 
-/* Write the journal: header + RECORDS into the spare file (exactly that
+/* Write the journal: header + records into the spare file (exactly that
 ** long), synced, then given the journal's name, with the directory entry
 ** synced.  *PSIZE receives the journal's length (npk_journal_delete). */
-int npk_journal_write(NpkStore *st, const NpkBuf *records, uint64_t *psize,
-                      NpkErr *e) {
+int npk_journal_write(NpkStore *st, NpkBuf *jr, uint64_t *psize, NpkErr *e) {
   char *path = npk_path(st->dir, NPK_JOURNAL_SPARE);
-  unsigned char hdr[JHEADER];
-  struct stat sb;
-  int fd, rc, named = 0;
-  uint64_t len = JHEADER + (uint64_t)records->n;
+  NpkBuf rec;
+  uint64_t had = 0;
+  int rc, named = 0;
   if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
-  *psize = len;
-  npk_journal_header(records, hdr);
-  rc = open_spare(st, &fd, e);
+  *psize = jr->n;
+  rec.p = jr->p + JHEADER;
+  rec.n = jr->n - JHEADER;
+  npk_journal_header(&rec, jr->p);
+  rc = open_spare(st, &had, e);
   if (rc) {
     free(path);
     return rc;
   }
-  rc = npk_io_pwrite(st, fd, hdr, JHEADER, 0, path, e);
-  if (rc == NPK_OK)
-    rc = npk_io_pwrite(st, fd, records->p, records->n, JHEADER, path, e);
+  rc = npk_io_pwrite(st, st->jfd, jr->p, jr->n, 0, path, e);
   /* A longer journal of an earlier commit may lie past the end: cut, so
   ** the file is exactly this journal (playback checks its length). */
-  if (rc == NPK_OK && fstat(fd, &sb) != 0)
-    rc = npk_err_sys(e, errno, "cannot stat", path);
-  if (rc == NPK_OK && (uint64_t)sb.st_size != len)
-    rc = npk_io_ftruncate(st, fd, len, path, e);
-  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
-  close(fd);
+  if (rc == NPK_OK && had > jr->n)
+    rc = npk_io_ftruncate(st, st->jfd, jr->n, path, e);
+  if (rc == NPK_OK) rc = npk_io_fsync(st, st->jfd, path, e);
   npk_test_crash_point(9);
   if (rc == NPK_OK) rc = npk_io_rename(st, NPK_JOURNAL_SPARE, NPK_JOURNAL, e);
   named = rc == NPK_OK;

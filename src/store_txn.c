@@ -737,6 +737,8 @@ struct CatImage {
   int *pos;                  /* positions of the changed arrays, when the
                              ** commit knows them to be the only ones */
   int npos;                  /* entries in pos */
+  struct timespec mtime;     /* the time given to a catalog patched in
+                             ** place */
 };
 
 /* Take the committed catalog file's bytes as the store's image of it, if
@@ -780,6 +782,33 @@ done:
   free(off);
   free(file);
   return rc;
+}
+
+static int cmp_run(const void *a, const void *b) {
+  size_t x = ((const CatRun *)a)->lo, y = ((const CatRun *)b)->lo;
+  return (x > y) - (x < y);
+}
+
+/* Runs less than this apart are written (and journaled) as one: the bytes
+** between are rewritten with what they hold, and a system call is saved. */
+#define CAT_RUN_GAP 64
+
+/* Sort CI's runs and join those that overlap or lie close together: the
+** header's total and the entry of the first array are one write. */
+static void merge_runs(CatImage *ci) {
+  int k = 0;
+  qsort(ci->runs, (size_t)ci->nrun, sizeof *ci->runs, cmp_run);
+  for (int i = 1; i < ci->nrun; i++) {
+    CatRun *a = &ci->runs[k], *b = &ci->runs[i];
+    if (b->lo <= a->lo + a->len + CAT_RUN_GAP) {
+      size_t end = b->lo + b->len > a->lo + a->len ? b->lo + b->len
+                                                   : a->lo + a->len;
+      a->len = end - a->lo;
+    } else {
+      ci->runs[++k] = *b;
+    }
+  }
+  ci->nrun = k + 1;
 }
 
 /* Decide whether the catalog can be patched in place (CI->inplace, with
@@ -831,6 +860,7 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
     /* patchable: every change is a new version of an array in place. */
     npk_catalog_patch_span(ch[i].p, st->img_off[ch[i].pos], &r->lo, &r->len);
   }
+  merge_runs(ci);
   ci->inplace = 1;
   return NPK_OK;
 }
@@ -1054,16 +1084,36 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
 ** (npk_store_refresh compares inode, length and time): set explicitly, it
 ** differs even where the file system's clock is coarser than the commits
 ** are apart. */
-static int write_catalog_inplace(NpkSession *s, const CatImage *ci) {
+static int write_catalog_inplace(NpkSession *s, CatImage *ci) {
   NpkStore *st = s->store;
   struct timespec times[2];
   char *path = npk_path(st->dir, NPK_CATALOG);
-  int fd = -1, rc;
+  int rc = NPK_OK;
   if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  rc = npk_io_open(st, NPK_CATALOG, O_RDWR, &fd, &s->err);
+  /* The descriptor of an earlier commit serves while it is the held file,
+  ** which catalog_plan found at the catalog's name. */
+  if (st->cat_wfd < 0 || st->cat_wino != st->cat_st.st_ino ||
+      st->cat_wdev != st->cat_st.st_dev) {
+    struct stat sb;
+    int fd;
+    if (st->cat_wfd >= 0) close(st->cat_wfd);
+    st->cat_wfd = -1;
+    rc = npk_io_open(st, NPK_CATALOG, O_RDWR, &fd, &s->err);
+    if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_ino != st->cat_st.st_ino ||
+                         sb.st_dev != st->cat_st.st_dev)) {
+      close(fd);
+      rc = npk_err(&s->err, NPK_BUSY, "%s/%s changed during a commit",
+                   st->dir, NPK_CATALOG);
+    }
+    if (rc == NPK_OK) {
+      st->cat_wfd = fd;
+      st->cat_wino = sb.st_ino;
+      st->cat_wdev = sb.st_dev;
+    }
+  }
   for (int i = 0; i < ci->nrun && rc == NPK_OK; i++)
-    rc = npk_io_pwrite(st, fd, st->img.p + ci->runs[i].lo, ci->runs[i].len,
-                       ci->runs[i].lo, path, &s->err);
+    rc = npk_io_pwrite(st, st->cat_wfd, st->img.p + ci->runs[i].lo,
+                       ci->runs[i].len, ci->runs[i].lo, path, &s->err);
   if (rc == NPK_OK) {
     clock_gettime(CLOCK_REALTIME, &times[1]);
     pthread_mutex_lock(&st->mu);
@@ -1079,11 +1129,11 @@ static int write_catalog_inplace(NpkSession *s, const CatImage *ci) {
     pthread_mutex_unlock(&st->mu);
     times[0].tv_sec = 0;
     times[0].tv_nsec = UTIME_OMIT;
-    if (futimens(fd, times) != 0)
+    if (futimens(st->cat_wfd, times) != 0)
       rc = npk_err_sys(&s->err, errno, "cannot set the time of", path);
+    ci->mtime = times[1];
   }
-  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, &s->err);
-  if (fd >= 0) close(fd);
+  if (rc == NPK_OK) rc = npk_io_fsync(st, st->cat_wfd, path, &s->err);
   free(path);
   return rc;
 }
@@ -1147,10 +1197,10 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   memset(&t->cat, 0, sizeof t->cat);
   npk_catalog_retire(st, &old);
   st->cat_gen++;
-  /* A catalog patched in place is the file already held: only its time
-  ** and bytes changed. */
-  if (!ci->inplace || st->cat_fd < 0 || fstat(st->cat_fd, &st->cat_st) != 0)
-    npk_store_hold_catalog(st);
+  /* A catalog patched in place is the file already held: only its bytes
+  ** and its time, which the commit set, changed. */
+  if (ci->inplace && st->cat_fd >= 0) st->cat_st.st_mtim = ci->mtime;
+  else npk_store_hold_catalog(st);
   if (!ci->patched) {
     npk_buf_free(&st->img);
     st->img = ci->img;
@@ -1173,7 +1223,7 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
-  CatImage ci = {{0}, NULL, 0, 0, NULL, 0, NULL, 0};
+  CatImage ci = {{0}, NULL, 0, 0, NULL, 0, NULL, 0, {0, 0}};
   int n = 0, rc = NPK_OK, journaled = 0, fast = 0;
   uint64_t now, jsize = 0;
   uint64_t fsyncs = __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED);
@@ -1221,6 +1271,8 @@ int npk_commit(NpkSession *s) {
   }
   if (rc == NPK_OK && !ci.inplace) rc = link_backup(s, NPK_CATALOG, NULL);
   npk_test_crash_point(2);
+  /* Room for the journal's header, filled in by npk_journal_write. */
+  npk_buf_put(&jr, NULL, NPK_JOURNAL_HEADER);
   if (rc == NPK_OK) rc = build_journal(s, ch, n, &ci, &jr);
   if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &jsize, &s->err);
   if (rc) goto fail_open;

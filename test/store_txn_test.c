@@ -1165,6 +1165,40 @@ static void test_replace_without_room_to_map(void) {
   tu_tmp_done(&t);
 }
 
+/* The spare journal's descriptor is kept between commits, but a hard link
+** made to the spare meanwhile (a name that may lie outside the store) is
+** never written through: the next commit makes the spare afresh. */
+static void test_spare_linked_later(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m);
+  char victim[1200];
+  size_t n0 = 0, n1 = 0;
+  struct stat sb;
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  snprintf(victim, sizeof victim, "%s/../victim-%d", t.dir, (int)getpid());
+  unlink(victim);
+  CHECK_EQ(link(P(t.dir, TU_SPARE), victim), 0);
+  unsigned char *before = tu_read_file(victim, &n0);
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  unsigned char *after = tu_read_file(victim, &n1);
+  CHECK(before && after && n0 == n1 && memcmp(before, after, n0) == 0);
+  CHECK_EQ(stat(victim, &sb), 0);
+  CHECK_EQ(sb.st_nlink, 1);
+  CHECK_EQ(stat(P(t.dir, TU_SPARE), &sb), 0);
+  CHECK_EQ(sb.st_nlink, 1);
+  CHECK(view_is(s, &m, 1));
+  free(before);
+  free(after);
+  unlink(victim);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
 /* A journal over 1 MB is removed at the commit point rather than kept idle:
 ** one large commit leaves no large file behind. */
 static void test_large_journal_removed(void) {
@@ -1918,6 +1952,7 @@ int main(void) {
   RUN(test_in_place_seen_elsewhere);
   RUN(test_sweep_when_needed);
   RUN(test_large_journal_removed);
+  RUN(test_spare_linked_later);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);
   RUN(test_crash_autocommit);
