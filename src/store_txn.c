@@ -667,7 +667,8 @@ static int pair_slots(NpkSession *s, Change *ch) {
   int n = 0;
   if (t->reshaped || t->cat_gen != s->store->cat_gen || cc->n != pc->n)
     return -1;
-  if (!ch) qsort(t->slots, (size_t)t->nslot, sizeof *t->slots, cmp_int);
+  if (!ch && t->nslot > 1)
+    qsort(t->slots, (size_t)t->nslot, sizeof *t->slots, cmp_int);
   for (int k = 0; k < t->nslot; k++) {
     int i = t->slots[k];
     if ((k > 0 && t->slots[k - 1] == i) || i >= pc->n ||
