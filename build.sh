@@ -7,7 +7,8 @@
 #   ./build.sh demo     build, then run sql/demo.sql in the sqlite3 shell
 #   ./build.sh test     build, then run every test (make check), then the
 #                       whole suite again built with AddressSanitizer and
-#                       UndefinedBehaviorSanitizer (build-sanitize/)
+#                       UndefinedBehaviorSanitizer (build-sanitize/), and
+#                       build once more with clang and -Werror (build-clang/)
 #
 # Extra arguments after the command go to configure on its first run,
 # e.g. ./build.sh test --enable-sanitizers (in a clean tree).
@@ -21,8 +22,9 @@ case $action in
   *) echo "usage: $0 [build|demo|test] [configure options]" >&2; exit 2 ;;
 esac
 
-packages=(autoconf automake libtool pkg-config libsqlite3-dev sqlite3 tcl
-          libsqlite3-tcl python3-numpy python3-pytest make gcc
+packages=(autoconf autoconf-archive automake libtool pkg-config
+          libsqlite3-dev sqlite3 tcl libsqlite3-tcl python3-numpy
+          python3-pytest python3-dask python3-distributed make gcc clang
           dpkg-dev tcl8.6-dev)
 
 install_missing() {
@@ -76,12 +78,26 @@ case $action in
     (cd build-sanitize && ./configure --enable-sanitizers >/dev/null &&
      make -j"$(nproc 2>/dev/null || echo 2)" >/dev/null) || status=1
     check_in build-sanitize "$log/sanitize" || status=1
+    # A second compiler, every warning an error: the build is one test.
+    echo "build.sh: building with clang -Werror in build-clang/"
+    rm -rf build-clang
+    make distdir distdir=build-clang >/dev/null
+    if (cd build-clang && ./configure CC=clang >/dev/null &&
+        make -j"$(nproc 2>/dev/null || echo 2)" CFLAGS='-O2 -g -Werror' all \
+          >"$log/clang" 2>&1); then
+      echo "build.sh: clang -Werror build: 1 passed, 0 failed"; pc=1; fc=0
+    else
+      tail -n 30 "$log/clang"
+      echo "build.sh: clang -Werror build: 0 passed, 1 failed"; pc=0; fc=1
+      status=1
+    fi
     read -r p1 f1 <<<"$(counts "$log/plain")"
     read -r p2 f2 <<<"$(counts "$log/sanitize")"
     echo "plain build: ${p1:-0} passed, ${f1:-?} failed;" \
-         "sanitizer build: ${p2:-0} passed, ${f2:-?} failed"
+         "sanitizer build: ${p2:-0} passed, ${f2:-?} failed;" \
+         "clang -Werror build: $pc passed, $fc failed"
     [ -n "${f1:-}" ] && [ -n "${f2:-}" ] || status=1
-    echo "$(( ${p1:-0} + ${p2:-0} )) passed, $(( ${f1:-0} + ${f2:-0} + (status && !${f1:-0} && !${f2:-0}) )) failed"
+    echo "$(( ${p1:-0} + ${p2:-0} + pc )) passed, $(( ${f1:-0} + ${f2:-0} + fc + (status && !${f1:-0} && !${f2:-0} && !fc) )) failed"
     exit $status
     ;;
 esac

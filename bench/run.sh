@@ -21,7 +21,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 : "${NUMPACK_SO:=$here/../.libs/numpack.so}"
 : "${BENCH_SCALE:=1.0}"
-PY=/usr/bin/python3
+PY=${NUMPACK_PYTHON:-/usr/bin/python3}
 VEC_VERSION=0.1.9
 VEC_PACKAGE=sqlite-vec-linux-x64
 work=$here/work

@@ -36,6 +36,7 @@ int npk_sqlite_rc(int rc) {
     case NPK_FULL: return SQLITE_FULL;
     case NPK_EXISTS: return SQLITE_CONSTRAINT;
     case NPK_LOCKED: return SQLITE_LOCKED;
+    case NPK_INTERRUPT: return SQLITE_INTERRUPT;
     default: return SQLITE_ERROR;
   }
 }
@@ -87,6 +88,17 @@ static int sync_level(void *arg) {
     level = sqlite3_column_int(st, 0);
   sqlite3_finalize(st);
   return level;
+}
+
+/* Nonzero once sqlite3_interrupt() was called on the connection and its
+** statements have not all ended: a statement then fails to prepare with
+** SQLITE_INTERRUPT (SQLite 3.40 has no sqlite3_is_interrupted()), and an
+** empty one is prepared without parsing or planning anything. */
+static int interrupted(void *arg) {
+  sqlite3_stmt *st = 0;
+  int rc = sqlite3_prepare_v2(arg, " ", -1, &st, 0);
+  sqlite3_finalize(st);
+  return rc == SQLITE_INTERRUPT;
 }
 
 /* The session DB already has on the store at DIR when DIR is the path
@@ -155,6 +167,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
     c->store = st;
     npk_set_busy_source(c->ses, busy_timeout, db);
     npk_set_sync_source(c->ses, sync_level, db);
+    npk_set_interrupt_source(c->ses, interrupted, db);
     c->refs = 1;
     c->next = conn_list;
     conn_list = c;

@@ -100,6 +100,12 @@ static int fn_write_begin(sqlite3_context *ctx, NpkConn *c, const char *fn,
                           FnTxn *t) {
   int rc;
   t->own = 0;
+  /* An interrupted statement writes nothing more (SQLite only checks
+  ** between rows, and this call would commit on its own). */
+  if ((rc = npk_check_interrupt(c->ses))) {
+    fn_error(ctx, c, rc);
+    return SQLITE_ERROR;
+  }
   if (npk_in_txn(c->ses)) rc = npk_savepoint(c->ses, &t->level);
   else if (!sqlite3_get_autocommit(c->db)) {
     fn_msg(ctx, SQLITE_ERROR,
@@ -496,20 +502,27 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   p = out + hdr;
   mark = npk_map_faults(c->ses);
   rc = npk_view(c->ses, name, &v);
-  if (rc == NPK_OK && all) {
-    uint64_t pos = 0;
-    rc = npk_copy_live_rows(c->ses, name, &pos, info->live_rows, p);
-  } else if (rc == NPK_OK && !ix->rows && ix->step == 1 && n &&
-             info->row_bytes) {
-    /* A plain slice is a run of live rows. */
-    uint64_t pos;
-    rc = npk_logical_to_physical(c->ses, name, ix->first, &pos);
-    if (rc == NPK_OK) rc = npk_copy_live_rows(c->ses, name, &pos, n, p);
+  if (rc == NPK_OK && (all || (!ix->rows && ix->step == 1 && n &&
+                               info->row_bytes))) {
+    /* Every live row, or a plain slice: a run of live rows, copied in
+    ** pieces of about 4 MiB so that an interrupt is heard. */
+    uint64_t pos = 0, total = all ? info->live_rows : n, done = 0;
+    uint64_t piece = info->row_bytes >= (1u << 22) ? 1
+                     : info->row_bytes ? (1u << 22) / info->row_bytes : total;
+    if (!all) rc = npk_logical_to_physical(c->ses, name, ix->first, &pos);
+    while (rc == NPK_OK && done < total &&
+           (rc = npk_check_interrupt(c->ses)) == NPK_OK) {
+      uint64_t k = total - done < piece ? total - done : piece;
+      rc = npk_copy_live_rows(c->ses, name, &pos, k,
+                              p + done * info->row_bytes);
+      done += k;
+    }
   } else if (info->row_bytes) {
     /* Rows of no bytes have nothing to copy, however many. */
     for (uint64_t k = 0; rc == NPK_OK && k < n; k++) {
       const void *src;
       uint64_t r;
+      if ((k & 0xFFFF) == 0 && (rc = npk_check_interrupt(c->ses))) break;
       rc = npk_logical_to_physical(c->ses, name, npk_index_row(ix, k), &r);
       if (rc == NPK_OK) rc = npk_row_ptr(c->ses, name, r, &src);
       if (rc == NPK_OK)

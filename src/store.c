@@ -719,6 +719,15 @@ void npk_set_sync_source(NpkSession *s, int (*fn)(void *), void *arg) {
   s->sync_fn = fn;
   s->sync_arg = arg;
 }
+void npk_set_interrupt_source(NpkSession *s, int (*fn)(void *), void *arg) {
+  s->intr_fn = fn;
+  s->intr_arg = arg;
+}
+int npk_check_interrupt(NpkSession *s) {
+  if (s->intr_fn && s->intr_fn(s->intr_arg))
+    return npk_err(&s->err, NPK_INTERRUPT, "interrupted in %s", s->store->dir);
+  return NPK_OK;
+}
 
 /* Take SHARED and bring the committed state up to date, changing nothing
 ** on disk: a reader never creates the lock file, plays back a journal or

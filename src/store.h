@@ -52,6 +52,8 @@
 #define NPK_FULL     11   /* disk full */
 #define NPK_LOCKED   12   /* the array is being read by an open scan of this
                           ** session (npk_scan_begin) */
+#define NPK_INTERRUPT 13  /* stopped at the interrupt source's request
+                          ** (npk_set_interrupt_source) */
 
 #define NPK_MAX_NDIM      32   /* NumPy's own limit */
 #define NPK_MAX_ROWS      UINT64_C(0x7FFFFFFFFFFFFFFF) /* rows of an array:
@@ -142,6 +144,15 @@ void npk_set_busy_source(NpkSession *s, int (*fn)(void *), void *arg);
 ** if the machine loses power.  Without a source every commit is synced.
 ** Playing back a crashed commit's journal is always synced. */
 void npk_set_sync_source(NpkSession *s, int (*fn)(void *), void *arg);
+/* Ask FN(ARG) before each piece of a long copy (compaction, clone, the
+** rewrite of a segmented array: every 4 MiB through memory, every 64 MiB
+** file to file) whether to stop: nonzero fails the operation with
+** NPK_INTERRUPT, undone as any other failure.  SQLite's sqlite3_interrupt()
+** reaches the engine this way. */
+void npk_set_interrupt_source(NpkSession *s, int (*fn)(void *), void *arg);
+/* NPK_INTERRUPT, with its message, when the interrupt source asks to stop;
+** NPK_OK otherwise (and without a source). */
+int npk_check_interrupt(NpkSession *s);
 
 /* Reading: between npk_read_begin() and npk_read_end() the session holds a
 ** SHARED lock and sees one committed state (plus its own pending changes).
@@ -289,5 +300,32 @@ void npk_test_fault(const char *kind, int nth, int err);
 ** tests that fork a child to commit.  The environment variable
 ** NUMPACK_TEST_CRASH=STEP arms it for a whole process. */
 void npk_test_crash_at(int step);
+
+/* Recording: FN(ARG, EV) is called after each successful change the
+** engine makes to a file or directory of any store (NULL stops it), so
+** that test/powerloss_test.c can rebuild what a disk could hold after a
+** power cut at any moment.  The engine maps no file writable: every change
+** to a file's bytes is a write reported here. */
+#define NPK_EV_CREATE    1   /* NAME created empty (inode INO) */
+#define NPK_EV_WRITE     2   /* LEN bytes DATA at OFF into inode INO */
+#define NPK_EV_TRUNCATE  3   /* inode INO set to LEN bytes */
+#define NPK_EV_FALLOCATE 4   /* blocks reserved, size kept: [OFF, OFF+LEN) */
+#define NPK_EV_FSYNC     5   /* inode INO synced */
+#define NPK_EV_DIRSYNC   6   /* the store directory synced */
+#define NPK_EV_RENAME    7   /* NAME renamed to NAME2 (replacing it) */
+#define NPK_EV_LINK      8   /* NAME2 made a hard link to NAME */
+#define NPK_EV_UNLINK    9   /* NAME removed */
+typedef struct NpkIoEvent NpkIoEvent;
+struct NpkIoEvent {
+  int kind;                  /* NPK_EV_CREATE .. NPK_EV_UNLINK */
+  const char *dir;           /* the store's directory */
+  const char *name;          /* file, relative to the store, or NULL */
+  const char *name2;         /* rename or link target, or NULL */
+  uint64_t ino;              /* inode of the file written, synced, created */
+  uint64_t off;              /* write, fallocate: offset */
+  uint64_t len;              /* write, fallocate: bytes; truncate: length */
+  const void *data;          /* write: the bytes (valid during the call) */
+};
+void npk_test_record(void (*fn)(void *arg, const NpkIoEvent *ev), void *arg);
 
 #endif /* NPK_STORE_H */

@@ -267,6 +267,8 @@ struct NpkSession {
   void *busy_arg;            /* argument of busy_fn */
   int (*sync_fn)(void *);    /* 0 when writes need not be synced, or NULL */
   void *sync_arg;            /* argument of sync_fn */
+  int (*intr_fn)(void *);    /* nonzero: stop the long copy, or NULL */
+  void *intr_arg;            /* argument of intr_fn */
   NpkTxn *txn;               /* open write transaction, or NULL */
   NpkErr err;                /* last error */
   uint64_t changes;          /* npk_change_count(): bumped by each write */
@@ -307,6 +309,11 @@ void npk_put_u64(unsigned char *p, uint64_t v);
 /* A write made without a system call (through a mapping) still fails where
 ** the fault hooks say a call of KIND would: NPK_OK, or the error for PATH. */
 int npk_io_fault(NpkStore *st, const char *kind, const char *path, NpkErr *e);
+/* Account for N bytes from P just stored at OFF of the file open as FD
+** through a mapping: counted as written, and recorded for the power-loss
+** harness like a pwrite. */
+void npk_io_mapped(NpkStore *st, int fd, const void *p, size_t n,
+                   uint64_t off);
 int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e);
 int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
@@ -497,8 +504,9 @@ char *npk_backup_name(const char *rel);
 void npk_journal_header(const NpkBuf *records,
                         unsigned char hdr[NPK_JOURNAL_HEADER]);
 /* Write the journal JR: NPK_JOURNAL_HEADER bytes for its header (filled
-** in here), then the records. */
-int npk_journal_write(NpkStore *st, NpkBuf *jr, uint64_t *psize, NpkErr *e);
+** in here), then the records; LINKED if the commit linked backups. */
+int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
+                      NpkErr *e);
 int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
                        NpkErr *e);
 void npk_sweep(NpkStore *st);

@@ -1,7 +1,8 @@
 /*
 ** store_io.c — the engine's contact with the operating system: every write,
 ** fsync, rename, truncate and whole-file read goes through here, so that I/O
-** counters are real and tests can inject faults at each kind of call; and
+** counters are real and tests can inject faults at each kind of call and
+** record every change for the power-loss simulation; and
 ** every file of a store is opened, removed, renamed and linked here, by its
 ** name relative to the store, so that none is reached through a symbolic
 ** link.  Also error messages and little-endian encoding helpers.
@@ -89,7 +90,67 @@ static int full_check(int fd, uint64_t end) {
   return fault_errno;
 }
 
+/* Recording for the power-loss harness (test/powerloss_test.c): every
+** change to a store's files and directory, reported as it is made, so that
+** the harness can rebuild what a disk could hold had the power failed at
+** any moment.  Files are named by inode (fstat of the descriptor), since a
+** descriptor outlives renames; names are relative to the store. */
+static void (*rec_fn)(void *, const NpkIoEvent *);
+static void *rec_arg;
+
+void npk_test_record(void (*fn)(void *arg, const NpkIoEvent *ev), void *arg) {
+  rec_fn = fn;
+  rec_arg = arg;
+}
+
+static void rec_emit(NpkStore *st, int kind, int fd, const char *name,
+                     const char *name2, uint64_t off, uint64_t len,
+                     const void *data) {
+  NpkIoEvent ev;
+  struct stat sb;
+  if (!rec_fn) return;
+  memset(&ev, 0, sizeof ev);
+  ev.kind = kind;
+  ev.dir = st->dir;
+  ev.name = name;
+  ev.name2 = name2;
+  ev.off = off;
+  ev.len = len;
+  ev.data = data;
+  if (fd >= 0 && fstat(fd, &sb) == 0) ev.ino = (uint64_t)sb.st_ino;
+  rec_fn(rec_arg, &ev);
+}
+
+/* A write done in the kernel (copy_file_range): its bytes, read back. */
+static void rec_copied(NpkStore *st, int fd, uint64_t off, uint64_t n) {
+  unsigned char *p;
+  if (!rec_fn || !(p = malloc(n ? n : 1))) return;
+  if (pread(fd, p, n, (off_t)off) == (ssize_t)n)
+    rec_emit(st, NPK_EV_WRITE, fd, NULL, NULL, off, n, p);
+  free(p);
+}
+
 #else
+static void rec_emit(NpkStore *st, int kind, int fd, const char *name,
+                     const char *name2, uint64_t off, uint64_t len,
+                     const void *data) {
+  (void)st;
+  (void)kind;
+  (void)fd;
+  (void)name;
+  (void)name2;
+  (void)off;
+  (void)len;
+  (void)data;
+}
+
+static void rec_copied(NpkStore *st, int fd, uint64_t off, uint64_t n) {
+  (void)st;
+  (void)fd;
+  (void)off;
+  (void)n;
+}
+
 int npk_test_crash_point(int step) {
   (void)step;
   return 0;
@@ -202,6 +263,12 @@ int npk_io_fault(NpkStore *st, const char *kind, const char *path, NpkErr *e) {
   return fake ? npk_err_sys(e, fake, "cannot write", path) : NPK_OK;
 }
 
+void npk_io_mapped(NpkStore *st, int fd, const void *p, size_t n,
+                   uint64_t off) {
+  stat_add(st, &st->stats.bytes_written, n);
+  rec_emit(st, NPK_EV_WRITE, fd, NULL, NULL, off, n, p);
+}
+
 int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e) {
   const unsigned char *c = p;
@@ -217,6 +284,7 @@ int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
       return npk_err_sys(e, errno, "cannot write", path);
     }
     stat_add(st, &st->stats.bytes_written, (uint64_t)w);
+    rec_emit(st, NPK_EV_WRITE, fd, NULL, NULL, off, (uint64_t)w, c);
     c += w;
     off += (uint64_t)w;
     n -= (size_t)w;
@@ -232,13 +300,14 @@ int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
 int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
                    const char *path, NpkErr *e) {
   int fake;
-  (void)st;
   if (n < (1u << 20)) return NPK_OK;
   if ((fake = full_check(fd, off + n)))
     return npk_err_sys(e, fake, "cannot write", path);
-  if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)n) == 0 ||
-      (errno != ENOSPC && errno != EDQUOT))
+  if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)n) == 0) {
+    rec_emit(st, NPK_EV_FALLOCATE, fd, NULL, NULL, off, n, NULL);
     return NPK_OK;
+  }
+  if (errno != ENOSPC && errno != EDQUOT) return NPK_OK;
   return npk_err_sys(e, errno, "cannot write", path);
 }
 
@@ -271,16 +340,18 @@ int npk_io_fsync(NpkStore *st, int fd, const char *path, NpkErr *e) {
   if (fake) return npk_err_sys(e, fake, "cannot sync", path);
   stat_add(st, &st->stats.fsyncs, 1);
   if (fsync(fd) != 0) return npk_err_sys(e, errno, "cannot sync", path);
+  rec_emit(st, fd == st->dirfd ? NPK_EV_DIRSYNC : NPK_EV_FSYNC,
+           fd == st->dirfd ? -1 : fd, NULL, NULL, 0, 0, NULL);
   return NPK_OK;
 }
 
 int npk_io_ftruncate(NpkStore *st, int fd, uint64_t len, const char *path,
                      NpkErr *e) {
   int fake = fault_check("ftruncate");
-  (void)st;
   if (fake) return npk_err_sys(e, fake, "cannot truncate", path);
   if (ftruncate(fd, (off_t)len) != 0)
     return npk_err_sys(e, errno, "cannot truncate", path);
+  rec_emit(st, NPK_EV_TRUNCATE, fd, NULL, NULL, 0, len, NULL);
   return NPK_OK;
 }
 
@@ -383,7 +454,7 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
                 NpkErr *e) {
   const char *last;
   struct stat sb;
-  int dir, fd = -1, rc;
+  int dir, fd = -1, rc, existed = 0;
   int fresh = (flags & (O_CREAT | O_TRUNC)) == (O_CREAT | O_TRUNC);
   *pfd = -1;
   if ((rc = walk(st, rel, &dir, &last, e))) return rc;
@@ -396,10 +467,15 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
     /* A file created afresh is a new file: a leftover by its name may be
     ** a hard link to a file outside the store, which truncating and
     ** writing would reach. */
-    if (fresh && unlinkat(dir, last, 0) != 0 && errno != ENOENT) {
-      rc = fail_at(st, dir, last, rel, errno, "remove", "cannot remove", e);
-      goto done;
+    if (fresh) {
+      if (unlinkat(dir, last, 0) == 0) {
+        rec_emit(st, NPK_EV_UNLINK, -1, rel, NULL, 0, 0, NULL);
+      } else if (errno != ENOENT) {
+        rc = fail_at(st, dir, last, rel, errno, "remove", "cannot remove", e);
+        goto done;
+      }
     }
+    existed = !fresh;
   }
   if (fresh) flags = (flags & ~O_TRUNC) | O_EXCL;
   /* O_NONBLOCK: should a FIFO take the file's place meanwhile, opening it
@@ -421,6 +497,8 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
     rc = refuse(st, rel, strlen(rel), sb.st_mode, "open", e);
   } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
     rc = sys_err(st, errno, "cannot open", rel, e);
+  } else if ((flags & O_CREAT) && !existed) {
+    rec_emit(st, NPK_EV_CREATE, fd, rel, NULL, 0, 0, NULL);
   }
 done:
   put_dir(st, dir);
@@ -451,7 +529,9 @@ int npk_io_unlink(NpkStore *st, const char *rel, NpkErr *e) {
   const char *last;
   int dir, rc = walk(st, rel, &dir, &last, e);
   if (rc) return rc == NPK_NOTFOUND ? NPK_OK : rc;
-  if (unlinkat(dir, last, 0) != 0 && errno != ENOENT)
+  if (unlinkat(dir, last, 0) == 0)
+    rec_emit(st, NPK_EV_UNLINK, -1, rel, NULL, 0, 0, NULL);
+  else if (errno != ENOENT)
     rc = fail_at(st, dir, last, rel, errno, "remove", "cannot remove", e);
   put_dir(st, dir);
   return rc;
@@ -465,6 +545,8 @@ int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e) {
   if ((rc = walk(st, to, &dto, &lto, e)) == NPK_OK) {
     if (renameat(dfrom, lfrom, dto, lto) != 0)
       rc = fail_at(st, dto, lto, to, errno, "replace", "cannot rename to", e);
+    else
+      rec_emit(st, NPK_EV_RENAME, -1, from, to, 0, 0, NULL);
     put_dir(st, dto);
   }
   put_dir(st, dfrom);
@@ -485,6 +567,8 @@ int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e) {
         rc = refuse(st, from, strlen(from), sb.st_mode, "link", e);
       else
         rc = fail_at(st, dto, lto, to, err, "replace", "cannot link", e);
+    } else {
+      rec_emit(st, NPK_EV_LINK, -1, from, to, 0, 0, NULL);
     }
     put_dir(st, dto);
   }
@@ -613,6 +697,7 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
       w = r;
     } else {
       stat_add(st, &st->stats.bytes_written, (uint64_t)w);
+      rec_copied(st, to, to_off, (uint64_t)w);
     }
     stat_add(st, &st->stats.bytes_read, (uint64_t)w);
     off += (uint64_t)w;

@@ -2,9 +2,10 @@
 ** store_journal.c — metadata.npkm-journal, the rollback journal that makes a
 ** commit atomic across the several files it touches.
 **
-** Before a commit changes any file it writes here how to undo each change,
-** syncs the journal and the directory, then changes the files; deleting the
-** journal is the commit point.  A journal left by a commit that died or
+** Before a commit changes any file it writes here how to undo each change
+** and syncs the journal and its directory entry (npk_journal_write says in
+** which order), then changes the files; taking the journal's name away is
+** the commit point.  A journal left by a commit that died or
 ** failed is "hot": the next write transaction plays its records back,
 ** restoring the state before the commit.  Readers never play back
 ** (npk_journal_check).
@@ -165,35 +166,77 @@ static int open_spare(NpkStore *st, uint64_t *psize, NpkErr *e) {
   return NPK_OK;
 }
 
-/* Write the journal: header + records into the spare file (exactly that
-** long), synced, then given the journal's name, with the directory entry
-** synced.  *PSIZE receives the journal's length (npk_journal_delete). */
-int npk_journal_write(NpkStore *st, NpkBuf *jr, uint64_t *psize, NpkErr *e) {
-  char *path = npk_path(st->dir, NPK_JOURNAL_SPARE);
+/* Hold FD, the journal just written under its name, as the spare's
+** descriptor: the commit point gives it the spare's name. */
+static void hold_spare(NpkStore *st, int fd) {
+  struct stat sb;
+  if (st->jfd >= 0) close(st->jfd);
+  st->jfd = -1;
+  if (fstat(fd, &sb) != 0) {
+    close(fd);
+    return;
+  }
+  st->jfd = fd;
+  st->jdev = sb.st_dev;
+  st->jino = sb.st_ino;
+}
+
+/* Write the journal JR (its header filled in here, then the records),
+** synced, under the journal's name, with the directory entry synced.
+** *PSIZE receives its length (npk_journal_delete).
+**
+** A commit that linked backups (LINKED) creates the journal afresh and
+** syncs the directory after creating it and before it holds a byte, so
+** that the backups linked just before and the journal's entry reach the
+** disk together, ahead of its contents.  Were it synced after the bytes, a
+** power cut could leave a complete journal with a backup that is not this
+** commit's: a file's fsync may commit its own directory entry and nothing
+** else (btrfs's log, ext4's fast commits), so the link to the backup --
+** and the removal, by the previous commit, of the old backup by that name
+** -- could still be lost, and playback would put the previous commit's
+** backup of the catalog back over the last committed one
+** (test/powerloss_test.c, "stale_backup").  An empty or torn journal is
+** not whole: playback removes it, the commit having touched nothing.
+**
+** A commit that linked none (it changes rows in place and patches the
+** catalog) has no link to wait for: it writes the spare journal file,
+** syncs it (crash step 9), and gives it the journal's name (step 10),
+** which the directory sync makes durable -- a name that appears only over
+** records complete and synced, and no file created.  Each way syncs
+** twice. */
+int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
+                      NpkErr *e) {
+  char *path = npk_path(st->dir, linked ? NPK_JOURNAL : NPK_JOURNAL_SPARE);
   NpkBuf rec;
   uint64_t had = 0;
-  int rc, named = 0;
+  int rc, fd = -1, named = 0;
   if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
   *psize = jr->n;
   rec.p = jr->p + JHEADER;
   rec.n = jr->n - JHEADER;
   npk_journal_header(&rec, jr->p);
-  rc = open_spare(st, &had, e);
-  if (rc) {
-    free(path);
-    return rc;
+  if (linked) {
+    rc = npk_io_open(st, NPK_JOURNAL, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
+    named = rc == NPK_OK;
+    if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
+    if (rc == NPK_OK) rc = npk_io_pwrite(st, fd, jr->p, jr->n, 0, path, e);
+    if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
+    if (named) hold_spare(st, fd);
+  } else {
+    rc = open_spare(st, &had, e);
+    if (rc == NPK_OK) rc = npk_io_pwrite(st, st->jfd, jr->p, jr->n, 0, path, e);
+    /* A longer journal of an earlier commit may lie past the end: cut, so
+    ** the file is exactly this journal (playback checks its length). */
+    if (rc == NPK_OK && had > jr->n)
+      rc = npk_io_ftruncate(st, st->jfd, jr->n, path, e);
+    if (rc == NPK_OK) rc = npk_io_fsync(st, st->jfd, path, e);
+    npk_test_crash_point(9);
+    if (rc == NPK_OK)
+      rc = npk_io_rename(st, NPK_JOURNAL_SPARE, NPK_JOURNAL, e);
+    named = rc == NPK_OK;
+    npk_test_crash_point(10);
+    if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
   }
-  rc = npk_io_pwrite(st, st->jfd, jr->p, jr->n, 0, path, e);
-  /* A longer journal of an earlier commit may lie past the end: cut, so
-  ** the file is exactly this journal (playback checks its length). */
-  if (rc == NPK_OK && had > jr->n)
-    rc = npk_io_ftruncate(st, st->jfd, jr->n, path, e);
-  if (rc == NPK_OK) rc = npk_io_fsync(st, st->jfd, path, e);
-  npk_test_crash_point(9);
-  if (rc == NPK_OK) rc = npk_io_rename(st, NPK_JOURNAL_SPARE, NPK_JOURNAL, e);
-  named = rc == NPK_OK;
-  npk_test_crash_point(10);
-  if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
   if (rc != NPK_OK && named) {
     NpkErr ignored;
     npk_io_unlink(st, NPK_JOURNAL, &ignored);
@@ -234,6 +277,7 @@ int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
 void npk_sweep(NpkStore *st) {
   DIR *d = npk_io_opendir(st);
   struct dirent *de;
+  NpkErr ignored;
   if (!d) return;
   while ((de = readdir(d)) != NULL) {
     const char *n = de->d_name;
@@ -243,7 +287,7 @@ void npk_sweep(NpkStore *st) {
                strcmp(n, NPK_CATALOG "-tmp") == 0 ||
                (strncmp(n, "deleted_", 8) == 0 && len > 9 &&
                 strcmp(n + len - 9, ".npkb-tmp") == 0);
-    if (ours) unlinkat(dirfd(d), n, 0);
+    if (ours) npk_io_unlink(st, n, &ignored);
   }
   closedir(d);
 }

@@ -15,10 +15,14 @@
 **     bitmaps, the catalog unless it is patched in place) to
 **     "<f>-npkbak": undoing the commit is then a rename, which needs no
 **     disk space (store_journal.c)
-**   2 write the journal (how to undo every file change) into the spare
-**     journal file, sync it (9), give it the journal's name (10) and sync
-**     the dir, which makes the backups durable too; until the journal is
-**     complete the backups are mere leftovers for the next write to remove
+**   2 write the journal (how to undo every file change) and sync it and
+**     its directory entry: when backups were linked, the journal is
+**     created and the dir synced -- making the backups durable before any
+**     journal byte is (store_journal.c says why) -- then written and
+**     synced; when none were, it is written into the spare journal file,
+**     synced (9), given the journal's name (10) and the dir synced.  Until
+**     the journal is complete the backups are mere leftovers for the next
+**     write to remove
 **   3 write overlay rows in place (through a writable mapping), set exact
 **     lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
@@ -581,15 +585,16 @@ static int jr_link_removed(NpkSession *s, const char *rel, void *arg) {
   return NPK_OK;
 }
 
-/* Hard-link REL to its backup name, replacing a stale backup. */
+/* Hard-link REL to its backup name, replacing a stale backup; count it in
+** *ARG (an int). */
 static int link_backup(NpkSession *s, const char *rel, void *arg) {
   char *bak = npk_backup_name(rel);
   int rc = NPK_OK;
-  (void)arg;
   if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
   else if (npk_io_exists(s->store, rel)) {
     rc = npk_io_unlink(s->store, bak, &s->err);
     if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
+    if (rc == NPK_OK) ++*(int *)arg;
   }
   free(bak);
   return rc;
@@ -959,7 +964,7 @@ void npk_file_unmap_w(NpkFile *f) {
 ** has no room for it (a capped ulimit -v). */
 static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
   NpkOverlay *ov = p->ov;
-  uint64_t mark, n = 0;
+  uint64_t mark;
   int rc;
   if ((rc = npk_io_fault(s->store, "write", f->path, &s->err))) return rc;
   mark = npk_map_faults(s);
@@ -977,13 +982,13 @@ static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
   }
   for (uint64_t h = 0; h < ov->hcap; h++) {
     uint64_t row = ov->keys[h];
+    const unsigned char *src;
     if (row >= OV_TOMB) continue;
-    memcpy(f->wbase + row * p->row_bytes, ov_slot(ov, ov->slot[h]),
-           (size_t)p->row_bytes);
-    n++;
+    src = ov_slot(ov, ov->slot[h]);
+    memcpy(f->wbase + row * p->row_bytes, src, (size_t)p->row_bytes);
+    npk_io_mapped(s->store, f->fd, src, (size_t)p->row_bytes,
+                  row * p->row_bytes);
   }
-  __atomic_fetch_add(&s->store->stats.bytes_written, n * p->row_bytes,
-                     __ATOMIC_RELAXED);
   if (npk_map_faults(s) != mark)
     return npk_err(&s->err, NPK_IOERR, "cannot write rows of array \"%s\" "
                    "to %s: the file refused a page (a full disk, or the file "
@@ -1225,7 +1230,7 @@ int npk_commit(NpkSession *s) {
   Change *ch = NULL;
   NpkBuf jr = {0};
   CatImage ci = {{0}, NULL, 0, 0, NULL, 0, NULL, 0, {0, 0}};
-  int n = 0, rc = NPK_OK, journaled = 0, fast = 0;
+  int n = 0, rc = NPK_OK, journaled = 0, fast = 0, linked = 0;
   uint64_t now, jsize = 0;
   uint64_t fsyncs = __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED);
 
@@ -1264,18 +1269,19 @@ int npk_commit(NpkSession *s) {
   /* The backups must be on disk before the files they keep are replaced:
   ** made before the journal, they are synced by its directory sync. */
   for (int i = 0; i < n && rc == NPK_OK; i++) {
-    rc = each_removed(s, &ch[i], link_backup, NULL);
+    rc = each_removed(s, &ch[i], link_backup, &linked);
     if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
-      rc = link_backup(s, ch[i].p->data_file, NULL);
+      rc = link_backup(s, ch[i].p->data_file, &linked);
     if (rc == NPK_OK && ch[i].bm_write)
-      rc = link_backup(s, ch[i].bm_rel, NULL);
+      rc = link_backup(s, ch[i].bm_rel, &linked);
   }
-  if (rc == NPK_OK && !ci.inplace) rc = link_backup(s, NPK_CATALOG, NULL);
+  if (rc == NPK_OK && !ci.inplace) rc = link_backup(s, NPK_CATALOG, &linked);
   npk_test_crash_point(2);
   /* Room for the journal's header, filled in by npk_journal_write. */
   npk_buf_put(&jr, NULL, NPK_JOURNAL_HEADER);
   if (rc == NPK_OK) rc = build_journal(s, ch, n, &ci, &jr);
-  if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &jsize, &s->err);
+  if (rc == NPK_OK)
+    rc = npk_journal_write(st, &jr, linked > 0, &jsize, &s->err);
   if (rc) goto fail_open;
   journaled = 1;
   npk_test_crash_point(3);

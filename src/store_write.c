@@ -130,13 +130,21 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
   int rc = NPK_OK;
   if ((rc = npk_file_use(st, to, &s->err))) return rc;
   if (!live_only && !src->ov) {
+    /* File to file, in pieces so that an interrupt is heard. */
+    static const uint64_t piece = UINT64_C(1) << 26;
     for (int i = 0; i < src->nseg && rc == NPK_OK; i++) {
       NpkFile *from = src->seg[i].file;
+      uint64_t n = src->seg[i].rows * rb, at = src->seg[i].first_row * rb;
       if ((rc = npk_file_flush(st, from, &s->err)) ||
           (rc = npk_file_use(st, from, &s->err)))
         break;
-      rc = npk_io_copy(st, from->fd, 0, src->seg[i].rows * rb, to->fd,
-                       src->seg[i].first_row * rb, to->path, &s->err);
+      for (uint64_t done = 0; rc == NPK_OK && done < n; done += piece) {
+        uint64_t len = n - done < piece ? n - done : piece;
+        rc = npk_check_interrupt(s);
+        if (rc == NPK_OK)
+          rc = npk_io_copy(st, from->fd, done, len, to->fd, at + done,
+                           to->path, &s->err);
+      }
       npk_file_done(from);
     }
     out = src->shape[0];
@@ -148,7 +156,8 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
     if (!buf) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
     if (rc == NPK_OK)
       rc = npk_io_reserve(st, to->fd, 0, total * rb, to->path, &s->err);
-    while (rc == NPK_OK && out < total) {
+    while (rc == NPK_OK && out < total &&
+           (rc = npk_check_interrupt(s)) == NPK_OK) {
       uint64_t n = total - out < chunk ? total - out : chunk;
       rc = live_only ? npk_array_copy_live(s, src, &pos, n, buf)
                      : npk_array_copy_range(s, src, out, n, buf);

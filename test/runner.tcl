@@ -1,14 +1,15 @@
 # runner.tcl — runs the whole test suite and totals it: every Tcl script
-# test/*.test and every C test program, each in a child process of its own
-# (so that a crash or a hang in one is counted as a failure and the rest
-# still run), several at a time.
+# test/*.test (on SQLite's testfixture) and every C test program, each in a
+# child process of its own (so that a crash or a hang in one is counted as
+# a failure and the rest still run), several at a time.
 #
 #   tclsh test/runner.tcl ?-v? ?-j N? ?PATTERN ...?
 #
 # PATTERNs select tests by name, with or without extension ("version",
 # "store*", "dtype_test").  -v prints every child's output, not only that
-# of the failures.  "make check" runs this with the environment below;
-# make check T='store*' passes patterns.
+# of the failures (and runs the scripts with --verbose=1: a line for each
+# test).  "make check" runs this with the environment below; make check
+# T='store*' passes patterns.
 #
 #   NUMPACK_SRCDIR     top of the source tree (test scripts are found here)
 #   NUMPACK_BUILDDIR   top of the build tree (programs, temporary files)
@@ -20,19 +21,23 @@
 #                      executables examples/*)
 #   NUMPACK_SO         the module, passed on to the Tcl scripts (default
 #                      .libs/numpack.so)
-#   NUMPACK_PRELOAD    a sanitizer runtime to preload into tclsh children
+#   NUMPACK_TESTFIXTURE_DIR  SQLite's testfixture and its test/ directory,
+#                      as test/testfixture.sh prints it: the Tcl scripts
+#                      run on it (see test/prelude.tcl)
+#   NUMPACK_TCLSH      the tclsh for the scripts' child processes (default:
+#                      the one running this)
+#   NUMPACK_PRELOAD    a sanitizer runtime to preload into testfixture
 #   NUMPACK_TEST_JOBS  how many children at once (default: CPU count)
 #   NUMPACK_TEST_TIMEOUT  seconds before a child is killed (default 300)
-#   NUMPACK_TESTFIXTURE_DIR  SQLite's testfixture and test/ directory, as
-#                      test/testfixture.sh prints it, for test/fixture/*.test
 #
 # Each child runs in its own empty directory, testtmp/NAME under the build
 # tree (also its TMPDIR and NUMPACK_TESTTMP), which is removed when it
-# passes and kept when it fails.  The last
-# line printed is "N passed, N failed": the test cases of all children,
-# plus one failure for each child that crashed, hung, exited non-zero
-# without reporting a failure, or never printed its counts.  The exit
-# status is 1 if that line shows any failure.
+# passes and kept when it fails.  The last line printed is "N passed, N
+# failed": the test cases of all children (for a script, every do_test and
+# do_*_test it ran, plus one failure for memory it left allocated), plus
+# one failure for each child that crashed, hung, exited non-zero without
+# reporting a failure, or never printed its counts.  The exit status is 1
+# if that line shows any failure.
 
 package require Tcl 8.6
 
@@ -59,6 +64,10 @@ if {$jobs eq "" && [catch {exec getconf _NPROCESSORS_ONLN} jobs]} {
 # what make would have named.
 if {![info exists ::env(NUMPACK_SO)]} {
   set ::env(NUMPACK_SO) [file join $builddir .libs numpack.so]
+}
+# The scripts run on testfixture; their child processes on this tclsh.
+if {![info exists ::env(NUMPACK_TCLSH)]} {
+  set ::env(NUMPACK_TCLSH) [info nameofexecutable]
 }
 foreach {var pattern} {NUMPACK_CTESTS test/*_test NUMPACK_CPROGS examples/*} {
   if {[info exists ::env($var)]} continue
@@ -94,7 +103,7 @@ proc selected {name} {
 
 # ---- the list of children -------------------------------------------------
 
-# Each job: name, kind (ctest, cprog or tcl), command line.
+# Each job: name, kind (ctest, cprog or fixture), command line.
 set joblist {}
 
 # Line-buffer the C programs' stdout when stdbuf can (it works by
@@ -121,23 +130,21 @@ foreach {var kind} {NUMPACK_CTESTS ctest NUMPACK_CPROGS cprog} {
     lappend joblist [list $name $kind [list {*}$session {*}$linebuf $path]]
   }
 }
-foreach script [lsort [glob -nocomplain -directory [file join $srcdir test] \
-                           *.test]] {
-  set name [file tail $script]
-  if {![selected $name]} continue
-  lappend joblist [list $name tcl \
-      [list {*}$session [info nameofexecutable] $script]]
-}
-
-# test/fixture/*.test run on SQLite's own testfixture, with its tester.tcl,
-# from the directory test/testfixture.sh makes (NUMPACK_TESTFIXTURE_DIR).
+# The Tcl scripts run on SQLite's own testfixture, with its tester.tcl (see
+# test/prelude.tcl), from the directory test/testfixture.sh makes
+# (NUMPACK_TESTFIXTURE_DIR).  test/fixture/*.test are older scripts that
+# source tester.tcl themselves.  A script that is not a tester.tcl script
+# (crash.test) prints "N passed, N failed" itself.
 set fixture [env_or NUMPACK_TESTFIXTURE_DIR ""]
-foreach script [lsort [glob -nocomplain -directory \
-                           [file join $srcdir test fixture] *.test]] {
-  set name fixture/[file tail $script]
-  if {![selected $name] && ![selected [file tail $script]]} continue
-  lappend joblist [list $name fixture \
-      [list {*}$session [file join $fixture testfixture] $script]]
+set fixture_args [list --verbose=[expr {$verbose ? 1 : 0}]]
+foreach {sub prefix} {{} {} fixture fixture/} {
+  foreach script [lsort [glob -nocomplain -directory \
+                             [file join $srcdir test {*}$sub] *.test]] {
+    set name $prefix[file tail $script]
+    if {![selected $name] && ![selected [file tail $script]]} continue
+    lappend joblist [list $name fixture [list {*}$session \
+        [file join $fixture testfixture] $script {*}$fixture_args]]
+  }
 }
 
 if {[llength $joblist] == 0} {
@@ -176,13 +183,13 @@ proc start_job {i} {
 
   set exe [lindex $cmd end]
   if {$kind eq "fixture"} {
-    set exe [lindex $cmd end-1]
+    set exe [lindex $cmd [llength $::session]]
     if {$::fixture eq "" || ![file executable $exe]} {
       finish_job $i "no testfixture: NUMPACK_TESTFIXTURE_DIR must name the\
           directory test/testfixture.sh prints"
       return
     }
-  } elseif {$kind ne "tcl" && ![file executable $exe]} {
+  } elseif {![file executable $exe]} {
     finish_job $i "not built: $exe"
     return
   }
@@ -200,8 +207,8 @@ proc start_job {i} {
     lappend childenv UBSAN_OPTIONS \
         [string trim "[env_or UBSAN_OPTIONS {}]:halt_on_error=1:print_stacktrace=1" :]
   }
-  if {$kind in {tcl fixture} && $::preload ne ""} {
-    # tclsh itself is not built to be leak-free.
+  if {$kind eq "fixture" && $::preload ne ""} {
+    # testfixture's Tcl is not built to be leak-free.
     lappend childenv LD_PRELOAD $::preload ASAN_OPTIONS \
         [string trim "[env_or ASAN_OPTIONS {}]:detect_leaks=0" :]
   }
@@ -295,24 +302,35 @@ proc finish_job {i how} {
   set nfail 0
   set notes {}
   set counted 0
+  set nlisted 0
+  set nafter 0
   foreach line $job($i,out) {
     if {[regexp {^(\d+) passed, (\d+) failed$} $line -> p f]} {
       set npass $p
       set nfail $f
       set counted 1
     }
-    # SQLite's tester.tcl: "N errors out of M tests on HOST ...", and a
-    # report of memory the test left allocated.
-    if {$kind eq "fixture" &&
-        [regexp {^(\d+) errors out of (\d+) tests} $line -> e t]} {
-      set npass [expr {$t - $e}]
-      set nfail $e
-      set counted 1
+    # SQLite's tester.tcl ends with "N errors out of M tests ...", where M
+    # counts one more than the tests run, and lists the failed tests on
+    # "!Failures on these tests: ...".  Files left open and memory left
+    # allocated are reported after that line: one failure each.
+    if {$kind eq "fixture"} {
+      if {[regexp {^(\d+) errors out of (\d+) tests} $line -> e t]} {
+        set nerr $e
+        set ntests [expr {$t - 1}]
+      } elseif {[regexp {^!Failures on these tests:(.*)$} $line -> l]} {
+        set nlisted [llength $l]
+      } elseif {[string match "Unfreed memory:*" $line] ||
+                [string match "* files were left open" $line]} {
+        lappend notes $line
+        incr nafter
+      }
     }
-    if {$kind eq "fixture" && [string match "Unfreed memory:*" $line]} {
-      incr nfail
-      lappend notes "leaked: $line"
-    }
+  }
+  if {[info exists nerr]} {
+    set npass [expr {$ntests - $nlisted}]
+    set nfail [expr {$nerr + $nafter}]
+    set counted 1
   }
   if {!$counted && $kind eq "cprog"} {
     # A program without counts is one test: did it succeed?

@@ -771,6 +771,74 @@ static void test_clone(void) {
   tu_tmp_done(&t);
 }
 
+/* The interrupt source is asked before each piece of a long copy; when it
+** says stop, compaction and clone fail with NPK_INTERRUPT in the middle
+** and leave the store as it was. */
+static int intr_calls, intr_at;
+static int intr_source(void *arg) {
+  (void)arg;
+  return ++intr_calls >= intr_at;
+}
+
+static void test_interrupt_copy(void) {
+  Tmp t;
+  tu_tmp_init(&t);
+  NpkStore *st;
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  /* 3M int32 rows: 12 MB, three 4 MiB pieces through memory. */
+  enum { N = 3000000 };
+  int32_t *v = malloc(N * sizeof *v);
+  CHECK(v != NULL);
+  if (!v) return;
+  for (int i = 0; i < N; i++) v[i] = i;
+  uint64_t shape[1] = {N}, del[2] = {1, N - 1};
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, shape, v), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "a", del, 2), NPK_OK);
+  Snap before, after;
+  tu_snap(t.dir, &before);
+
+  npk_set_interrupt_source(s, intr_source, NULL);
+  intr_calls = 0;
+  intr_at = 3;
+  CHECK_EQ(npk_compact(s, "a"), NPK_INTERRUPT);
+  CHECK_EQ(intr_calls, 3);
+  CHECK_HAS(npk_errmsg(s), "interrupted");
+  /* A clone copies file to file, asked every 64 MiB: here once. */
+  intr_calls = 0;
+  intr_at = 1;
+  CHECK_EQ(npk_clone(s, "a", "b"), NPK_INTERRUPT);
+  CHECK_EQ(intr_calls, 1);
+  tu_snap(t.dir, &after);
+  CHECK(tu_snap_eq(&before, &after));
+  tu_snap_free(&after);
+
+  /* Inside a transaction only the interrupted operation is undone. */
+  uint64_t five = 5;
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "a", &five, 1), NPK_OK);
+  intr_calls = 0;
+  intr_at = 1;
+  CHECK_EQ(npk_compact(s, "a"), NPK_INTERRUPT);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  NpkArrayInfo in;
+  CHECK_EQ(info_of(s, "a", &in), NPK_OK);
+  CHECK_EQ(in.rows, N);
+  CHECK_EQ(in.live_rows, N - 3);
+
+  /* A source that lets it run: asked before each of the three pieces. */
+  intr_calls = 0;
+  intr_at = 1000;
+  CHECK_EQ(npk_compact(s, "a"), NPK_OK);
+  CHECK_EQ(intr_calls, 3);
+  CHECK_EQ(info_of(s, "a", &in), NPK_OK);
+  CHECK_EQ(in.rows, N - 3);
+  CHECK_EQ(in.live_rows, N - 3);
+  tu_snap_free(&before);
+  free(v);
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
 static void test_compact(void) {
   Tmp t;
   tu_tmp_init(&t);
@@ -2392,6 +2460,7 @@ int main(void) {
   RUN(test_drop);
   RUN(test_clone);
   RUN(test_compact);
+  RUN(test_interrupt_copy);
   RUN(test_reset);
   RUN(test_open_drop);
   RUN(test_array_order);

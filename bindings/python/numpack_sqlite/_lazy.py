@@ -9,13 +9,14 @@ numpack_arrays); the binding maps the files NumPack's format describes:
 r/64 set when row r is live).
 """
 import json
+import mmap
 import operator
 import os
 import struct
 
 import numpy as np
 
-from ._sql import NumPackError
+from ._sql import ArrayNotFoundError, NumPackError
 
 _ATTEMPTS = 10
 
@@ -73,7 +74,7 @@ def _snapshot(npk, name):
     entry = meta["arrays"].get(name)
     info = npk._info(name)
     if entry is None or info is None:
-        raise KeyError(f'no array "{name}" in store {npk._path}')
+        raise ArrayNotFoundError(f'no array "{name}" in store {npk._path}')
     return meta["base_dir"], entry, info
 
 
@@ -146,6 +147,7 @@ class LazyArray:
         self._starts = np.cumsum([0] + [len(m) for m in maps[:-1]])
         self._live = live
         self._n = rows if live is None else len(live)
+        self._reads = 0
 
     # ---- array attributes ------------------------------------------------
 
@@ -235,6 +237,7 @@ class LazyArray:
         return self._rows(self._positions(key)), False
 
     def __getitem__(self, key):
+        self._reads += 1
         if isinstance(key, tuple):
             if any(k is Ellipsis or k is None for k in key):
                 return self.to_numpy()[key]
@@ -291,6 +294,139 @@ class LazyArray:
     def T(self):
         return self.to_numpy().T
 
+    # ---- NumPack's row access methods ---------------------------------------
+    #
+    # NumPack's LazyArray offers these next to indexing (its tests call
+    # them); here each is the indexing it names.
+
+    def vectorized_gather(self, indices):
+        """Rows at logical INDICES (a list or integer array): a new
+        ndarray, as lazy[indices]."""
+        return self[np.asarray(list(indices) if not isinstance(
+            indices, np.ndarray) else indices, dtype=np.int64)]
+
+    def parallel_boolean_index(self, mask):
+        """The rows where MASK (a list or array of bools, one per row) is
+        true; ValueError when its length is not the number of rows."""
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != (len(self),):
+            raise ValueError(f"Mask length doesn't match array length "
+                             f"({m.size} for {len(self)} rows)")
+        return self[m]
+
+    boolean_index_production = parallel_boolean_index
+    boolean_index_adaptive_algorithm = parallel_boolean_index
+
+    def choose_optimal_algorithm(self, mask):
+        """NumPack names the strategy it would take for MASK by the share
+        of rows selected; the same names, for code that logs them."""
+        m = np.asarray(mask, dtype=bool)
+        share = m.mean() if m.size else 0.0
+        if share < 0.01:
+            return "ZeroCopy"
+        if share > 0.9:
+            return "Vectorized"
+        return "Parallel" if share > 0.5 else "Adaptive"
+
+    def mega_batch_get_rows(self, indices, batch_size):
+        """The rows at INDICES as a list of row ndarrays, read BATCH_SIZE
+        at a time."""
+        size = operator.index(batch_size)
+        if size < 0:
+            raise OverflowError("can't convert negative int to unsigned")
+        idx = np.asarray(list(indices), dtype=np.int64)
+        step = max(size, 1)
+        rows = []
+        for k in range(0, len(idx), step):
+            rows.extend(self[idx[k:k + step]])
+        return rows
+
+    _WARMUP = {"sequential": "MADV_SEQUENTIAL", "random": "MADV_RANDOM",
+               "boolean": "MADV_WILLNEED", "heavy": "MADV_WILLNEED"}
+
+    def intelligent_warmup(self, workload_hint):
+        """Tell the kernel how the mapping will be read ("sequential",
+        "random", "boolean" or "heavy", NumPack's hints; anything else is
+        a ValueError).  Advice only: where madvise is missing nothing is
+        done."""
+        advice = self._WARMUP.get(workload_hint)
+        if advice is None:
+            raise ValueError(f"Invalid workload hint {workload_hint!r}: "
+                             "sequential, random, boolean or heavy")
+        flag = getattr(mmap, advice, None)
+        for m in getattr(self, "_base", self)._maps:
+            mm = getattr(m, "_mmap", None)
+            if flag is None or mm is None or not hasattr(mm, "madvise"):
+                continue
+            try:
+                mm.madvise(flag)
+            except (OSError, ValueError):
+                pass
+
+    def get_performance_stats(self):
+        """NumPack's (name, value) list.  The binding keeps no cache of its
+        own (the kernel's page cache serves the mapping): every read counts
+        as a miss, and the cache sizes are 0."""
+        return [("cache_hits", 0.0), ("cache_misses", float(self._reads)),
+                ("hit_rate", 0.0), ("cache_blocks", 0.0),
+                ("current_cache_size", 0.0), ("max_cache_size", 0.0)]
+
+    # ---- arithmetic, as NumPack's LazyArray ---------------------------------
+    #
+    # Operators read the live rows and give NumPy's result, a new ndarray
+    # (in-place operators too: `lazy += 1` rebinds the name to an ndarray,
+    # as in NumPack).  Bitwise operators are refused with NumPack's
+    # TypeError on float and complex arrays.
+
+    def _bitwise_ok(self):
+        if self._dtype.kind in "fc":
+            raise TypeError("Bitwise operations are only supported for "
+                            f"integer arrays, not {self._dtype}")
+
+    __hash__ = object.__hash__
+
+
+def _operator(op, bitwise=False, reflected=False):
+    def method(self, other):
+        if bitwise:
+            self._bitwise_ok()
+        a = self.to_numpy()
+        return op(other, a) if reflected else op(a, other)
+    method.__name__ = op.__name__
+    return method
+
+
+def _unary(op, bitwise=False):
+    def method(self):
+        if bitwise:
+            self._bitwise_ok()
+        return op(self.to_numpy())
+    method.__name__ = op.__name__
+    return method
+
+
+for _name, _op, _bit in (
+        ("add", operator.add, False), ("sub", operator.sub, False),
+        ("mul", operator.mul, False), ("truediv", operator.truediv, False),
+        ("floordiv", operator.floordiv, False), ("mod", operator.mod, False),
+        ("pow", operator.pow, False), ("matmul", operator.matmul, False),
+        ("and", operator.and_, True), ("or", operator.or_, True),
+        ("xor", operator.xor, True), ("lshift", operator.lshift, True),
+        ("rshift", operator.rshift, True)):
+    setattr(LazyArray, f"__{_name}__", _operator(_op, _bit))
+    setattr(LazyArray, f"__r{_name}__", _operator(_op, _bit, True))
+    setattr(LazyArray, f"__i{_name}__", _operator(_op, _bit))
+for _name, _op in (("eq", operator.eq), ("ne", operator.ne),
+                   ("lt", operator.lt), ("le", operator.le),
+                   ("gt", operator.gt), ("ge", operator.ge)):
+    setattr(LazyArray, f"__{_name}__", _operator(_op))
+for _name, _op, _bit in (("neg", operator.neg, False),
+                         ("pos", operator.pos, False),
+                         ("abs", operator.abs, False),
+                         ("invert", operator.invert, True)):
+    setattr(LazyArray, f"__{_name}__", _unary(_op, _bit))
+del _name, _op, _bit
+
 
 class _Reshaped(LazyArray):
     """A reshape of a LazyArray: the base's live rows read as one flat
@@ -306,6 +442,7 @@ class _Reshaped(LazyArray):
         self._row_shape = self._shape[1:]
         self._rv = int(np.prod(self._row_shape, dtype=np.int64))
         self._rb = int(np.prod(base._row_shape, dtype=np.int64))
+        self._reads = 0
 
     @property
     def shape(self):

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _capi, _sql
+from ._batch import BatchModeContext, WritableBatchMode, _BatchBase
+from ._lazy import open_lazy
 from ._sql import Index, _TooBig, sql_error
 
 BACKEND_TYPE = "sqlite-c"
@@ -390,7 +392,8 @@ class NumPack:
     def _need(self, name):
         info = self._info(name)
         if info is None:
-            raise KeyError(f'no array "{name}" in store {self._path}')
+            raise _sql.ArrayNotFoundError(
+                f'no array "{name}" in store {self._path}')
         return info
 
     def _metadata(self):
@@ -540,7 +543,8 @@ class NumPack:
         items = []
         for name, value in arrays.items():
             if not isinstance(name, str):
-                raise ValueError(f"array names must be str, not {name!r}")
+                raise _sql.WrongTypeError(
+                    f"array names must be str, not {name!r}")
             if isinstance(self._batch, _BatchBase) and \
                     self._batch.caching and value is self._cache.get(name):
                 items.append((name, value))
@@ -597,7 +601,6 @@ class NumPack:
                 self._check_memory()
             return arr
         if lazy and not self._txn:
-            from ._lazy import open_lazy
             return open_lazy(self, array_name)
         return self._load(array_name)
 
@@ -744,7 +747,8 @@ class NumPack:
         names = [array_name] if isinstance(array_name, str) else array_name
         if not isinstance(names, (list, tuple)) or \
                 not all(isinstance(n, str) for n in names):
-            raise ValueError("array_name must be a str or a list of str")
+            raise _sql.WrongTypeError(
+                "array_name must be a str or a list of str")
         names = list(names)
         ix = None if indexes is None else Index(indexes)
         self._sync(names)
@@ -857,7 +861,8 @@ class NumPack:
         if buffer_size is not None:
             if isinstance(buffer_size, bool) or \
                     not isinstance(buffer_size, (int, np.integer)):
-                raise ValueError("buffer_size must be an int or None")
+                raise _sql.WrongTypeError(
+                    "buffer_size must be an int or None")
             if buffer_size <= 0:
                 raise ValueError("buffer_size must be greater than 0")
         want = int(buffer_size) if buffer_size is not None else 1
@@ -959,10 +964,12 @@ class NumPack:
 
     @_locked
     def get_io_stats(self):
-        """The extension's I/O counters for this store (this process)."""
+        """The extension's I/O counters for this store (this process).
+        Never refused, as NumPack's is not: without an open store (or
+        outside ``with`` under strict_context_mode, which reads nothing of
+        the arrays) it is NumPack's answer."""
         if not self._opened or self._closed:
             return {"backend_type": BACKEND_TYPE, "stats_available": False}
-        self._check()
         stats = json.loads(self._one("SELECT numpack_io_stats(?)",
                                      (self._path,)))
         stats["stats_available"] = True
@@ -971,13 +978,11 @@ class NumPack:
     def batch_mode(self, memory_limit=None):
         """A context in which loads and saves go through an in-memory cache
         and everything is written in one transaction at the end."""
-        from ._batch import BatchModeContext
         return BatchModeContext(self, memory_limit=memory_limit)
 
     def writable_batch_mode(self):
         """A context whose load() gives arrays to change in place; the rows
         changed are written back in one transaction at the end."""
-        from ._batch import WritableBatchMode
         return WritableBatchMode(self)
 
     # ---- properties and special methods ----------------------------------
@@ -1011,13 +1016,3 @@ class NumPack:
         status = "opened" if self.is_opened else "closed"
         return f"NumPack({self._filename}, status={status}, " \
                f"backend={BACKEND_TYPE})"
-
-
-class _BatchBase:
-    """What the NumPack methods need to know of an active batch."""
-    caching = False
-    memory_limit = None
-    failed = False
-
-    def _finish(self, exc):
-        raise NotImplementedError

@@ -40,6 +40,26 @@ class NumPackError(RuntimeError):
         self.sqlite_errorname = sqlite_errorname
 
 
+# NumPack raises different exception types for the same mistake depending on
+# the method (a missing array is a KeyError to load() and getitem(), a
+# ValueError to append() and a RuntimeError to update(); a row out of range
+# a RuntimeError to getitem() and a ValueError to replace(); a wrong index
+# or value type a TypeError where its Rust core refuses it, else a
+# ValueError).  The binding raises one type per mistake, derived from each
+# of them, so that an except clause written against NumPack catches it.
+
+class ArrayNotFoundError(KeyError, ValueError, RuntimeError):
+    """No array of that name in the store."""
+
+
+class RowIndexError(IndexError, ValueError, RuntimeError):
+    """A row index out of range."""
+
+
+class WrongTypeError(ValueError, TypeError):
+    """An argument of the wrong type or dtype."""
+
+
 class _TooBig(Exception):
     """A value over SQLite's BLOB limit (SQLITE_TOOBIG); handled inside the
     binding by splitting the work, never seen by callers."""
@@ -114,11 +134,11 @@ def sql_error(e):
     if code == "SQLITE_TOOBIG" or "string or blob too big" in msg:
         return _TooBig(msg)
     if 'no array "' in msg:
-        return KeyError(msg)
+        return ArrayNotFoundError(msg)
     if code == "SQLITE_CONSTRAINT" or "already exists" in msg:
         return ValueError(msg)
     if "out of range" in msg:
-        return IndexError(msg)
+        return RowIndexError(msg)
     if code == "SQLITE_MISMATCH" or any(s in msg for s in _VALUE_ERRORS):
         return ValueError(msg)
     return NumPackError(msg, code)
@@ -191,8 +211,9 @@ def cast(value, dtype, what="values"):
         lim = np.iinfo(dtype)
         if a.size == 0 or (a.min() >= lim.min and a.max() <= lim.max):
             return a.astype(dtype)
-    raise ValueError(f"{what}: cannot store {a.dtype} values in an array of "
-                     f"dtype {dtype} (NumPy's same_kind casting rule)")
+    raise WrongTypeError(f"{what}: cannot store {a.dtype} values in an "
+                         f"array of dtype {dtype} (NumPy's same_kind casting "
+                         "rule)")
 
 
 # NumPy's .npy header is a Python dict literal, which np.lib.format parses
@@ -376,11 +397,11 @@ BAD_INDEX = "The indexes must be int or list or numpy.ndarray or slice"
 
 def _as_int(v, what):
     if isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"{what} must be an integer, not {v!r}")
+        raise WrongTypeError(f"{what} must be an integer, not {v!r}")
     try:
         return operator.index(v)
     except TypeError:
-        raise ValueError(f"{what} must be an integer, not {v!r}") from None
+        raise WrongTypeError(f"{what} must be an integer, not {v!r}") from None
 
 
 class Index:
@@ -396,8 +417,8 @@ class Index:
 
     def __init__(self, idx):
         if isinstance(idx, (bool, np.bool_)):
-            raise ValueError(f"{BAD_INDEX} (of int); "
-                             f"got a bool ({idx!r})")
+            raise WrongTypeError(f"{BAD_INDEX} (of int); "
+                                 f"got a bool ({idx!r})")
         if isinstance(idx, (int, np.integer)):
             self._set("int", int(idx), int(idx), True)
             return
@@ -429,20 +450,20 @@ class Index:
                 self._set("int", int(a), int(a), True)
                 return
             if a.ndim != 1:
-                raise ValueError(f"{BAD_INDEX} (of int); got an "
-                                 f"array of {a.ndim} dimensions")
+                raise WrongTypeError(f"{BAD_INDEX} (of int); got an "
+                                     f"array of {a.ndim} dimensions")
             if a.size and a.dtype.kind not in "iu":
-                raise ValueError(f"{BAD_INDEX} (of int); got "
-                                 f"elements of dtype {a.dtype}")
+                raise WrongTypeError(f"{BAD_INDEX} (of int); got "
+                                     f"elements of dtype {a.dtype}")
             if a.dtype.kind == "u" and a.size and \
                     int(a.max()) > _INT64_MAX:
-                raise IndexError(f"index {a.max()} is out of range")
+                raise RowIndexError(f"index {a.max()} is out of range")
             a = a.astype(np.int64, copy=False) if a.size else \
                 np.empty(0, np.int64)
             self._set("list", a, _json_list(a), False)
             return
-        raise ValueError(f"{BAD_INDEX} (of int); "
-                         f"got {type(idx).__name__}")
+        raise WrongTypeError(f"{BAD_INDEX} (of int); "
+                             f"got {type(idx).__name__}")
 
     def _set(self, kind, value, sql, scalar):
         self._kind, self._value = kind, value
