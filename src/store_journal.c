@@ -261,7 +261,12 @@ int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
                : UINT64_MAX;
   keep = size <= JOURNAL_KEEP;
   rc = keep ? npk_io_rename(st, NPK_JOURNAL, NPK_JOURNAL_SPARE, e) : NPK_ERROR;
-  if (rc != NPK_OK) rc = npk_io_unlink(st, NPK_JOURNAL, e);
+  if (rc != NPK_OK) {
+    rc = npk_io_unlink(st, NPK_JOURNAL, e);
+    /* The descriptor would keep the removed file's blocks in use. */
+    if (st->jfd >= 0) close(st->jfd);
+    st->jfd = -1;
+  }
   *unlinked = 0;
   if (rc == NPK_OK) {
     *unlinked = 1;

@@ -1199,8 +1199,28 @@ static void test_spare_linked_later(void) {
   tu_tmp_done(&t);
 }
 
+/* Descriptors of this process open on a removed journal of the store in
+** DIR (whose blocks they keep in use). */
+static int removed_journals_held(const char *dir) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  char want[1400], link[PATH_MAX + 1], path[300];
+  int n = 0;
+  snprintf(want, sizeof want, "%s/%s (deleted)", dir, TU_JOURNAL);
+  while (d && (e = readdir(d)) != NULL) {
+    ssize_t k;
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    k = readlink(path, link, PATH_MAX);
+    if (k <= 0) continue;
+    link[k] = 0;
+    n += strcmp(link, want) == 0;
+  }
+  if (d) closedir(d);
+  return n;
+}
+
 /* A journal over 1 MB is removed at the commit point rather than kept idle:
-** one large commit leaves no large file behind. */
+** one large commit leaves no large file behind, nor holds one open. */
 static void test_large_journal_removed(void) {
   enum { N = 100000, K = 40000 };
   Tmp t;
@@ -1217,6 +1237,7 @@ static void test_large_journal_removed(void) {
     CHECK_EQ(npk_replace_rows(s, "big", rows, K, v), NPK_OK);
     CHECK(!tu_exists(P(t.dir, TU_SPARE)));
     CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+    CHECK_EQ(removed_journals_held(t.dir), 0);
     CHECK_EQ(npk_replace_rows(s, "big", rows, 1, v), NPK_OK);
     CHECK(tu_exists(P(t.dir, TU_SPARE)));
   }
