@@ -181,9 +181,12 @@ def lookups(cfg, con, db, store, n, rng, txn):
                   times["native"], at_most(1.2), rows=LOOKUPS,
                   short="lookups, autocommit",
                   notes=[note, "each statement takes and releases the "
-                         "store's read lock and checks the catalog and the "
-                         "data file for changes by other processes, besides "
-                         "SQLite's own lock on the database file"])
+                         "store's read lock (3 system calls), besides SQLite's "
+                         "own lock on the database file; commits of other "
+                         "processes show in the lock file's commit count, "
+                         "read from its mapping, and the catalog and data "
+                         "file are looked at (stat) once per millisecond, for "
+                         "programs that ignore the lock"])
 
 
 def join(cfg, con, db, store, n, rng):

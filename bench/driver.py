@@ -7,7 +7,7 @@ Makes the data (datagen.py), runs every group of cases — whole arrays
 (cases_write.py), NumPack's headline operations through the SQL functions
 and through the Python binding (cases_headline.py), the per-statement cost
 of small reads (cases_small.py), a store of many arrays
-(cases_many.py) — and
+(cases_many.py), vector search (cases_knn.py) — and
 writes the report (report.py): the Markdown table on stdout and in
 results/results.md, raw figures in results/results.json, the ratio chart in
 results/ratios.png.
@@ -24,6 +24,7 @@ import time
 import cases_array
 import cases_binding
 import cases_headline
+import cases_knn
 import cases_small
 import cases_many
 import cases_sql
@@ -67,7 +68,7 @@ def main():
 
     results = []
     groups = (cases_array, cases_sql, cases_write, cases_headline,
-              cases_binding, cases_small, cases_many)
+              cases_binding, cases_small, cases_many, cases_knn)
     only = [g.strip() for g in os.environ.get("BENCH_ONLY", "").split(",")
             if g.strip()]
     if only:

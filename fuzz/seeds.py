@@ -307,8 +307,38 @@ def journals():
           jpath("L", "metadata.npkm-journal") + b"\x00")
 
 
+# ---- KNN query vectors ------------------------------------------------------
+
+def knn_head(text, metric, many, dtype, dim):
+    """The three bytes fuzz_knn reads first: form, type, element count."""
+    return bytes([text | metric << 1 | many << 4, dtype, dim - 1])
+
+
+def knns():
+    t = "knn"
+    # dtype slots: 0 float32, 1 float64, 2 float16, 3 int8, 4 uint8, 5 bool
+    write(t, "json_f32.bin", knn_head(1, 0, 0, 0, 3) + b"[0.5, -1, 2e3]")
+    write(t, "json_many.bin",
+          knn_head(1, 1, 1, 1, 2) + b" [[1, 2], [3.25, 4], [0, 0]] ")
+    write(t, "json_bool.bin", knn_head(1, 4, 0, 5, 4) + b"[true,false,0,1]")
+    write(t, "json_u8_bits.bin", knn_head(1, 5, 1, 4, 2) + b"[[255,0],[1,2]]")
+    write(t, "json_bad.bin", knn_head(1, 0, 0, 0, 3) + b"[1, 2,, 3]")
+    write(t, "raw_f32.bin",
+          knn_head(0, 0, 1, 0, 2) + struct.pack("<4f", 1, 2, 1, 2.5))
+    write(t, "raw_i8.bin", knn_head(0, 2, 0, 3, 4) + bytes([1, 255, 3, 128]))
+    write(t, "npy_f64.bin", knn_head(0, 0, 1, 0, 3) +
+          npy_bytes(np.arange(6, dtype="<f8").reshape(2, 3)))
+    write(t, "npy_be.bin", knn_head(0, 3, 0, 1, 4) +
+          npy_bytes(np.arange(4, dtype=">i4")))
+    write(t, "npy_fortran.bin", knn_head(0, 1, 1, 0, 2) +
+          npy_bytes(np.arange(6, dtype="<f4").reshape(3, 2), fortran=True))
+    write(t, "npy_u8_bits.bin", knn_head(0, 4, 1, 4, 2) +
+          npy_bytes(np.array([[1, 2], [3, 4]], dtype="u1")))
+
+
 def main():
-    for t in ("catalog", "bitmap", "segment", "npy", "index", "journal"):
+    for t in ("catalog", "bitmap", "segment", "npy", "index", "journal",
+              "knn"):
         shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
     catalogs()
     bitmaps()
@@ -316,6 +346,7 @@ def main():
     npys()
     indexes()
     journals()
+    knns()
     return 0
 
 

@@ -12,6 +12,11 @@
 ** which a function called once per row must not pay each time.  The close
 ** is noticed through the destructor of numpack_sessions(), which SQLite
 ** runs when the connection goes away.
+**
+** This file is also the one bridge between SQLite's transactions and the
+** sessions': reads kept for a whole transaction, and the write
+** transaction that numpack tables and writing functions alike join
+** (through numpack_txn for the functions), with its savepoints.
 */
 #include <pthread.h>
 #include <stdlib.h>
@@ -104,10 +109,18 @@ static int interrupted(void *arg) {
 /* The session DB already has on the store at DIR when DIR is the path
 ** string it was last opened by and still names the same directory: one
 ** stat instead of resolving the path again, for functions called once per
-** row.  Taken with a reference. */
-static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags) {
+** row.  For an absolute path only a program that moves or replaces the
+** directory changes what it names, and like other changes such programs
+** make (store.c) that is looked for once per recheck interval by calls
+** that only read (READ), not by every call.  A relative path also changes
+** with the working directory, which this process may change at any
+** moment, and a write must not go to a directory that the path no longer
+** names: those look every time.  Taken with a reference. */
+static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags,
+                                int read) {
   struct stat sb;
   NpkConn *c;
+  int64_t now;
   if (flags & NPK_OPEN_DROP) return 0;
   pthread_mutex_lock(&conn_mu);
   for (c = conn_list; c; c = c->next) {
@@ -115,9 +128,15 @@ static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags) {
         strcmp(c->alias, dir) == 0)
       break;
   }
-  if (c && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
-            sb.st_dev != c->alias_dev || sb.st_ino != c->alias_ino))
-    c = 0;
+  now = c ? npk_monotonic_ns() : 0;
+  if (c && (!read || dir[0] != '/' ||
+            now - c->alias_checked_ns >= npk_recheck_ns())) {
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+        sb.st_dev != c->alias_dev || sb.st_ino != c->alias_ino)
+      c = 0;
+    else
+      c->alias_checked_ns = now;
+  }
   if (c) c->refs++;
   pthread_mutex_unlock(&conn_mu);
   return c;
@@ -134,15 +153,19 @@ static void conn_set_alias(NpkConn *c, const char *dir, int flags) {
   c->alias_flags = flags;
   c->alias_dev = sb.st_dev;
   c->alias_ino = sb.st_ino;
+  c->alias_checked_ns = npk_monotonic_ns();
   pthread_mutex_unlock(&conn_mu);
 }
 
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
                   char **pzErr) {
   NpkStore *st = 0;
-  NpkConn *c = conn_find_alias(db, dir, flags);
+  int read = (flags & NPK_CONN_READ) != 0;
+  NpkConn *c;
   char *msg = 0;
   int rc;
+  flags &= ~NPK_CONN_READ;
+  c = conn_find_alias(db, dir, flags, read);
   *pp = 0;
   if (c) {
     *pp = c;
@@ -386,6 +409,452 @@ int npk_conn_read_begin(NpkConn *c, const char *zDb) {
   return rc;
 }
 
+/* ---- the transaction bridge -----------------------------------------
+**
+** SQLite tells a virtual table of its transaction (xBegin, xSync,
+** xCommit, xRollback, xSavepoint, xRelease, xRollbackTo) only once a
+** statement of it has written that table; a function is told nothing.
+** So a writing function called inside a transaction writes a row to
+** numpack_txn, an eponymous virtual table of this file, by a statement of
+** its own on the connection: SQLite then counts numpack_txn in the
+** transaction, as it does sqlite_dbpage once written, and numpack_txn
+** passes each call on to the sessions joined through it.  That is
+** SQLite's ordinary write path (OP_VBegin), so it holds wherever a write
+** statement could run: like any write, it takes the write lock of the main
+** database, where the table lives, until the transaction ends.
+**
+** The tables and numpack_txn share the functions below, so a store
+** written both ways (or by two tables) is told the same things twice,
+** which changes nothing the second time. */
+
+int npk_conn_txn_begin(NpkConn *c, int fresh) {
+  NpkSession *s = c->ses;
+  int rc;
+  if (fresh) c->sp_wanted = 0;
+  if (npk_in_txn(s)) return NPK_OK;
+  rc = npk_begin(s);
+  while (rc == NPK_OK && npk_savepoint_count(s) < c->sp_wanted) {
+    int lv;
+    rc = npk_savepoint(s, &lv);
+  }
+  if (rc && npk_in_txn(s)) npk_rollback(s);
+  return rc;
+}
+
+/* The commit itself: anything that can fail must fail here, not in xCommit
+** whose errors SQLite ignores. */
+int npk_conn_txn_sync(NpkConn *c) {
+  c->sp_wanted = 0;
+  return npk_in_txn(c->ses) ? npk_commit(c->ses) : NPK_OK;
+}
+
+/* Normally done by xSync; a transaction still open here is committed. */
+void npk_conn_txn_commit(NpkConn *c) {
+  if (npk_in_txn(c->ses)) npk_commit(c->ses);
+}
+
+void npk_conn_txn_rollback(NpkConn *c) {
+  c->sp_wanted = 0;
+  npk_rollback(c->ses);
+}
+
+int npk_conn_txn_savepoint(NpkConn *c, int level) {
+  NpkSession *s = c->ses;
+  if (!npk_in_txn(s)) {
+    /* Nothing written yet: remember the level for npk_conn_txn_begin. */
+    if (c->sp_wanted < level + 1) c->sp_wanted = level + 1;
+    return NPK_OK;
+  }
+  /* SQLite may open several levels at once when a table joins late. */
+  while (npk_savepoint_count(s) <= level) {
+    int lv, rc = npk_savepoint(s, &lv);
+    if (rc) return rc;
+  }
+  return NPK_OK;
+}
+
+/* Level -1 (SQLite uses it for the savepoint that began the transaction)
+** means everything since the transaction began. */
+void npk_conn_txn_release(NpkConn *c, int level) {
+  if (level < 0) level = 0;
+  if (c->sp_wanted > level) c->sp_wanted = level;
+  if (npk_in_txn(c->ses)) npk_release(c->ses, level);
+}
+
+int npk_conn_txn_rollback_to(NpkConn *c, int level) {
+  int rc;
+  if (!npk_in_txn(c->ses)) return NPK_OK;
+  if (level < 0) {
+    /* Back to the start: SQLite's transaction goes on with the table in
+    ** it, and keeps its write lock, so the store's goes on too, empty. */
+    c->sp_wanted = 0;
+    rc = npk_rollback(c->ses);
+    return rc ? rc : npk_begin(c->ses);
+  }
+  return npk_rollback_to(c->ses, level);
+}
+
+/* numpack_txn: one per connection (eponymous).  Writing a store's path to
+** it, or a function's session as a pointer, joins that store's session to
+** SQLite's transaction; reading it lists the stores whose transaction the
+** connection has open. */
+typedef struct TxnTab TxnTab;
+struct TxnTab {
+  sqlite3_vtab base;
+  sqlite3 *db;
+  NpkConn **conns;           /* the sessions joined, one reference each */
+  int n, cap;
+  int nsp;                   /* savepoints SQLite has open, as told here */
+};
+
+typedef struct TxnCursor TxnCursor;
+struct TxnCursor {
+  sqlite3_vtab_cursor base;
+  char **dirs;               /* the stores listed */
+  int n, i;
+};
+
+/* The type of the pointer a function binds to join its session. */
+#define CONN_POINTER "numpack_conn"
+
+static int txn_connect(sqlite3 *db, void *aux, int argc,
+                       const char *const *argv, sqlite3_vtab **pp,
+                       char **pzErr) {
+  TxnTab *t;
+  int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(store TEXT)");
+  (void)aux;
+  (void)argc;
+  (void)argv;
+  (void)pzErr;
+  if (rc) return rc;
+  if (!(t = sqlite3_malloc(sizeof *t))) return SQLITE_NOMEM;
+  memset(t, 0, sizeof *t);
+  t->db = db;
+  /* Joining locks a store: never from a view or trigger of a schema
+  ** someone else wrote (the functions' own statement is direct). */
+  sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
+  *pp = &t->base;
+  return SQLITE_OK;
+}
+
+/* Let go of the sessions: SQLite's transaction is over. */
+static void txn_clear(TxnTab *t) {
+  for (int i = 0; i < t->n; i++) npk_conn_release(t->conns[i]);
+  t->n = 0;
+}
+
+static int txn_disconnect(sqlite3_vtab *p) {
+  TxnTab *t = (TxnTab *)p;
+  txn_clear(t);
+  sqlite3_free(t->conns);
+  sqlite3_free(t);
+  return SQLITE_OK;
+}
+
+static int txn_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
+  (void)p;
+  info->estimatedCost = 10;
+  info->estimatedRows = 1;
+  return SQLITE_OK;
+}
+
+static int txn_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
+  TxnCursor *cur = sqlite3_malloc(sizeof *cur);
+  (void)p;
+  if (!cur) return SQLITE_NOMEM;
+  memset(cur, 0, sizeof *cur);
+  *pp = &cur->base;
+  return SQLITE_OK;
+}
+
+static void txn_cursor_reset(TxnCursor *cur) {
+  for (int i = 0; i < cur->n; i++) sqlite3_free(cur->dirs[i]);
+  sqlite3_free(cur->dirs);
+  cur->dirs = 0;
+  cur->n = cur->i = 0;
+}
+
+static int txn_close(sqlite3_vtab_cursor *p) {
+  txn_cursor_reset((TxnCursor *)p);
+  sqlite3_free(p);
+  return SQLITE_OK;
+}
+
+static int txn_filter(sqlite3_vtab_cursor *p, int idx, const char *idxStr,
+                      int argc, sqlite3_value **argv) {
+  TxnCursor *cur = (TxnCursor *)p;
+  sqlite3 *db = ((TxnTab *)p->pVtab)->db;
+  int n = 0, rc = SQLITE_OK;
+  (void)idx;
+  (void)idxStr;
+  (void)argc;
+  (void)argv;
+  txn_cursor_reset(cur);
+  pthread_mutex_lock(&conn_mu);
+  for (NpkConn *c = conn_list; c; c = c->next)
+    n += c->db == db && !c->closed && npk_in_txn(c->ses);
+  if (n && !(cur->dirs = sqlite3_malloc64(sizeof *cur->dirs * (unsigned)n)))
+    rc = SQLITE_NOMEM;
+  for (NpkConn *c = conn_list; rc == SQLITE_OK && c && cur->n < n;
+       c = c->next) {
+    if (c->db != db || c->closed || !npk_in_txn(c->ses)) continue;
+    if (!(cur->dirs[cur->n] = sqlite3_mprintf("%s", npk_store_dir(c->store))))
+      rc = SQLITE_NOMEM;
+    else
+      cur->n++;
+  }
+  pthread_mutex_unlock(&conn_mu);
+  return rc;
+}
+
+static int txn_next(sqlite3_vtab_cursor *p) {
+  ((TxnCursor *)p)->i++;
+  return SQLITE_OK;
+}
+
+static int txn_eof(sqlite3_vtab_cursor *p) {
+  TxnCursor *cur = (TxnCursor *)p;
+  return cur->i >= cur->n;
+}
+
+static int txn_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int i) {
+  TxnCursor *cur = (TxnCursor *)p;
+  (void)i;
+  sqlite3_result_text(ctx, cur->dirs[cur->i], -1, SQLITE_TRANSIENT);
+  return SQLITE_OK;
+}
+
+static int txn_rowid(sqlite3_vtab_cursor *p, sqlite3_int64 *pRowid) {
+  *pRowid = ((TxnCursor *)p)->i;
+  return SQLITE_OK;
+}
+
+/* Report the session's last error on the table. */
+static int txn_fail(TxnTab *t, NpkConn *c, int rc) {
+  sqlite3_free(t->base.zErrMsg);
+  t->base.zErrMsg = sqlite3_mprintf("%s", npk_errmsg(c->ses));
+  return npk_sqlite_rc(rc);
+}
+
+/* Join C (whose reference passes to T) to SQLite's transaction, with the
+** savepoints SQLite has open now. */
+static int txn_join(TxnTab *t, NpkConn *c) {
+  int i, rc;
+  for (i = 0; i < t->n && t->conns[i] != c; i++) {}
+  if (i < t->n) {
+    npk_conn_release(c);
+  } else {
+    if (t->n == t->cap) {
+      int cap = t->cap ? 2 * t->cap : 4;
+      NpkConn **a = sqlite3_realloc64(t->conns, sizeof *a * (unsigned)cap);
+      if (!a) {
+        npk_conn_release(c);
+        return SQLITE_NOMEM;
+      }
+      t->conns = a;
+      t->cap = cap;
+    }
+    t->conns[t->n++] = c;
+  }
+  if (npk_in_txn(c->ses)) return SQLITE_OK;
+  c->sp_wanted = t->nsp;
+  rc = npk_conn_txn_begin(c, 0);
+  return rc ? txn_fail(t, c, rc) : SQLITE_OK;
+}
+
+/* INSERT INTO numpack_txn VALUES(store): the only write there is. */
+static int txn_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
+                      sqlite3_int64 *pRowid) {
+  TxnTab *t = (TxnTab *)p;
+  NpkConn *c;
+  char *err = 0;
+  int rc;
+  sqlite3_free(p->zErrMsg);
+  p->zErrMsg = 0;
+  if (argc < 3 || sqlite3_value_type(argv[0]) != SQLITE_NULL) {
+    p->zErrMsg = sqlite3_mprintf("numpack: numpack_txn: only INSERT INTO "
+                                 "numpack_txn VALUES(store) is supported");
+    return SQLITE_ERROR;
+  }
+  c = sqlite3_value_pointer(argv[2], CONN_POINTER);
+  if (c) {
+    pthread_mutex_lock(&conn_mu);
+    c->refs++;
+    pthread_mutex_unlock(&conn_mu);
+  } else {
+    const char *dir = npk_text_arg(argv[2], "numpack_txn", "the store path",
+                                   &err);
+    rc = dir ? npk_conn_open(t->db, dir, 0, &c, &err)
+             : err ? SQLITE_MISMATCH : SQLITE_NOMEM;
+    if (rc) {
+      p->zErrMsg = err;
+      return rc;
+    }
+  }
+  *pRowid = 0;
+  return txn_join(t, c);
+}
+
+static int txn_begin(sqlite3_vtab *p) {
+  TxnTab *t = (TxnTab *)p;
+  txn_clear(t);
+  t->nsp = 0;
+  return SQLITE_OK;
+}
+
+static int txn_sync(sqlite3_vtab *p) {
+  TxnTab *t = (TxnTab *)p;
+  for (int i = 0; i < t->n; i++) {
+    int rc = npk_conn_txn_sync(t->conns[i]);
+    if (rc) return txn_fail(t, t->conns[i], rc);
+  }
+  return SQLITE_OK;
+}
+
+static int txn_commit(sqlite3_vtab *p) {
+  TxnTab *t = (TxnTab *)p;
+  for (int i = 0; i < t->n; i++) npk_conn_txn_commit(t->conns[i]);
+  txn_clear(t);
+  return SQLITE_OK;
+}
+
+static int txn_rollback(sqlite3_vtab *p) {
+  TxnTab *t = (TxnTab *)p;
+  for (int i = 0; i < t->n; i++) npk_conn_txn_rollback(t->conns[i]);
+  txn_clear(t);
+  return SQLITE_OK;
+}
+
+static int txn_savepoint(sqlite3_vtab *p, int level) {
+  TxnTab *t = (TxnTab *)p;
+  t->nsp = level + 1;
+  for (int i = 0; i < t->n; i++) {
+    int rc = npk_conn_txn_savepoint(t->conns[i], level);
+    if (rc) return txn_fail(t, t->conns[i], rc);
+  }
+  return SQLITE_OK;
+}
+
+static int txn_release(sqlite3_vtab *p, int level) {
+  TxnTab *t = (TxnTab *)p;
+  if (t->nsp > level) t->nsp = level < 0 ? 0 : level;
+  for (int i = 0; i < t->n; i++) npk_conn_txn_release(t->conns[i], level);
+  return SQLITE_OK;
+}
+
+static int txn_rollback_to(sqlite3_vtab *p, int level) {
+  TxnTab *t = (TxnTab *)p;
+  t->nsp = level < 0 ? 0 : level + 1;
+  for (int i = 0; i < t->n; i++) {
+    int rc = npk_conn_txn_rollback_to(t->conns[i], level);
+    if (rc) return txn_fail(t, t->conns[i], rc);
+  }
+  return SQLITE_OK;
+}
+
+static sqlite3_module txn_module = {
+  2,                 /* iVersion: savepoints */
+  0,                 /* xCreate: eponymous only */
+  txn_connect,
+  txn_best_index,
+  txn_disconnect,
+  0,                 /* xDestroy */
+  txn_open,
+  txn_close,
+  txn_filter,
+  txn_next,
+  txn_eof,
+  txn_column,
+  txn_rowid,
+  txn_update,
+  txn_begin,
+  txn_sync,
+  txn_commit,
+  txn_rollback,
+  0,                 /* xFindFunction */
+  0,                 /* xRename */
+  txn_savepoint,
+  txn_release,
+  txn_rollback_to,
+  0,                 /* xShadowName */
+};
+
+/* Join C's session to the transaction SQLite has open on its connection,
+** through numpack_txn, for function FN. */
+static int conn_join(NpkConn *c, const char *fn, char **pzErr) {
+  sqlite3_stmt *st = 0;
+  int rc, taken = 0;
+  /* A table or view of that name in main would take the row instead. */
+  rc = sqlite3_prepare_v2(c->db, "SELECT 1 FROM main.sqlite_schema WHERE "
+                          "name = 'numpack_txn' COLLATE NOCASE",
+                          -1, &st, 0);
+  if (rc == SQLITE_OK) {
+    taken = sqlite3_step(st) == SQLITE_ROW;
+    rc = sqlite3_finalize(st);
+    st = 0;
+  }
+  if (rc == SQLITE_OK && taken) {
+    *pzErr = sqlite3_mprintf(
+        "numpack: %s inside a transaction: the database has its own "
+        "numpack_txn, which hides numpack's; rename it so that writing "
+        "functions can join transactions", fn);
+    return SQLITE_ERROR;
+  }
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(c->db,
+                            "INSERT INTO main.numpack_txn VALUES(?1)", -1,
+                            &st, 0);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_pointer(st, 1, c, CONN_POINTER, 0);
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE)
+    rc = SQLITE_OK;
+  if ((rc & 0xff) == SQLITE_READONLY)
+    *pzErr = sqlite3_mprintf(
+        "numpack: %s inside a transaction cannot join it on %s: %s (joining "
+        "writes the main database, as a table's write would); call it "
+        "outside the transaction", fn, npk_store_dir(c->store),
+        sqlite3_errmsg(c->db));
+  else if (rc)
+    *pzErr = sqlite3_mprintf(
+        "numpack: %s inside a transaction cannot join it on %s: %s", fn,
+        npk_store_dir(c->store), sqlite3_errmsg(c->db));
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int npk_conn_write_begin(NpkConn *c, const char *fn, NpkConnWrite *w,
+                         char **pzErr) {
+  int rc;
+  *pzErr = 0;
+  w->own = w->joined = 0;
+  if (!npk_in_txn(c->ses) && sqlite3_get_autocommit(c->db)) {
+    w->own = 1;
+    rc = npk_begin(c->ses);
+    return rc ? npk_sqlite_rc(rc) : SQLITE_OK;
+  }
+  if (!npk_in_txn(c->ses)) {
+    if ((rc = conn_join(c, fn, pzErr)) != SQLITE_OK) return rc;
+    w->joined = 1;
+  }
+  rc = npk_savepoint(c->ses, &w->level);
+  if (rc && w->joined) npk_rollback(c->ses);
+  return rc ? npk_sqlite_rc(rc) : SQLITE_OK;
+}
+
+int npk_conn_write_end(NpkConn *c, NpkConnWrite *w) {
+  return w->own ? npk_commit(c->ses) : npk_release(c->ses, w->level);
+}
+
+void npk_conn_write_undo(NpkConn *c, NpkConnWrite *w) {
+  if (w->own || w->joined) {
+    /* The store's transaction holds nothing else: end it, and its lock;
+    ** the next call joins again. */
+    npk_rollback(c->ses);
+  } else if (npk_in_txn(c->ses)) {
+    npk_rollback_to(c->ses, w->level);
+    npk_release(c->ses, w->level);
+  }
+}
+
 /* numpack_sessions() -> stores this connection has a session on. */
 static void sessions_func(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   sqlite3 *db = sqlite3_context_db_handle(ctx);
@@ -399,7 +868,10 @@ static void sessions_func(sqlite3_context *ctx, int argc, sqlite3_value **argv) 
 }
 
 int npk_conn_register(sqlite3 *db) {
-  return sqlite3_create_function_v2(db, "numpack_sessions", 0,
-                                    SQLITE_UTF8 | SQLITE_INNOCUOUS, db,
-                                    sessions_func, 0, 0, conn_close_all);
+  int rc = sqlite3_create_function_v2(db, "numpack_sessions", 0,
+                                      SQLITE_UTF8 | SQLITE_INNOCUOUS, db,
+                                      sessions_func, 0, 0, conn_close_all);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_create_module(db, "numpack_txn", &txn_module, 0);
+  return rc;
 }

@@ -30,11 +30,15 @@ struct NpkConn {
   int alias_flags;
   dev_t alias_dev;
   ino_t alias_ino;
+  int64_t alias_checked_ns;  /* when alias was last seen to name it */
   NpkConn *next;             /* list of all NpkConn objects */
 };
 
-/* Find or make DB's session on the store at DIR (npk_store_open FLAGS).
-** On error *pzErr gets an sqlite3_malloc'd message. */
+/* Find or make DB's session on the store at DIR (npk_store_open FLAGS,
+** and NPK_CONN_READ for a call that only reads: it may trust that an
+** absolute DIR still names the directory it named less than the recheck
+** interval ago).  On error *pzErr gets an sqlite3_malloc'd message. */
+#define NPK_CONN_READ 0x1000
 int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
                   char **pzErr);
 void npk_conn_release(NpkConn *c);
@@ -45,8 +49,11 @@ void npk_conn_release(NpkConn *c);
 ** that every statement of the transaction sees one state of the store.
 ** End the statement's read with npk_read_end as usual. */
 int npk_conn_read_begin(NpkConn *c, const char *zDb);
-/* Register numpack_sessions(), whose destructor tells us DB closed. */
+/* Register numpack_sessions(), whose destructor tells us DB closed, and
+** the numpack_txn table through which SQLite's transaction reaches the
+** stores the writing functions work on. */
 int npk_conn_register(sqlite3 *db);
+
 /* The text of V, argument WHAT (e.g. "the array name") of function FN, for
 ** every name and path argument of the functions.  NULL when V is not text
 ** or holds a NUL character, with an sqlite3_malloc'd message in *pzErr
@@ -55,5 +62,49 @@ const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
                          char **pzErr);
 /* The SQLite result code for an engine result code. */
 int npk_sqlite_rc(int rc);
+
+/* ---- the transaction bridge (conn.c) --------------------------------
+**
+** SQLite's transaction reaches a store's session only through virtual
+** tables that SQLite counts in it: a numpack table written in it, or
+** numpack_txn, which a writing function writes to (and so joins) when it
+** runs inside one.  Each such table passes every call of SQLite's on to
+** these, so that the session follows one rule whichever table (or
+** several) told it.  LEVEL is SQLite's savepoint number for virtual
+** tables; the engine codes are returned, its message is in the session.
+** Every one of them may be called again for the same event by a second
+** table on the same store, and then does nothing more.
+**
+** npk_conn_txn_begin: FRESH for SQLite's xBegin (no savepoint of SQLite's
+** is open for the table yet); else for a write that finds no transaction
+** open on the store, which opens the savepoints SQLite opened before it. */
+int npk_conn_txn_begin(NpkConn *c, int fresh);
+int npk_conn_txn_sync(NpkConn *c);
+void npk_conn_txn_commit(NpkConn *c);
+void npk_conn_txn_rollback(NpkConn *c);
+int npk_conn_txn_savepoint(NpkConn *c, int level);
+void npk_conn_txn_release(NpkConn *c, int level);
+int npk_conn_txn_rollback_to(NpkConn *c, int level);
+
+/* A writing function's call: its own transaction outside SQLite's, else a
+** savepoint in the store's transaction inside SQLite's (joined first if
+** need be), so that a failure undoes only this call. */
+typedef struct NpkConnWrite NpkConnWrite;
+struct NpkConnWrite {
+  int own;                   /* 1: the call began the store's transaction */
+  int joined;                /* 1: the call joined SQLite's transaction */
+  int level;                 /* else: the call's savepoint */
+};
+/* Begin a write of function FN.  SQLITE_OK, or an SQLite code with an
+** sqlite3_malloc'd message in *pzErr, or with *pzErr NULL when the message
+** is the session's (npk_errmsg). */
+int npk_conn_write_begin(NpkConn *c, const char *fn, NpkConnWrite *w,
+                         char **pzErr);
+/* Keep the call's changes: commit them if the call began the transaction.
+** An engine code; on failure, report it, then undo. */
+int npk_conn_write_end(NpkConn *c, NpkConnWrite *w);
+/* Undo everything the call did (after reporting its error: this may
+** overwrite the session's message). */
+void npk_conn_write_undo(NpkConn *c, NpkConnWrite *w);
 
 #endif /* NPK_CONN_H */

@@ -19,12 +19,11 @@
 **
 ** Arrays cross as .npy BLOBs (npy.c).  Index arguments are logical (index.c).
 **
-** Transactions: a writing function joins the transaction this connection
-** already has open on the store (through a numpack table written in the same
-** transaction), so ROLLBACK undoes it.  Inside a transaction that has not
-** written the store through a table, a writing function is refused: SQLite
-** gives functions no way to learn of a later ROLLBACK.  Outside transactions
-** each call is atomic and durable on its own.
+** Transactions: inside the connection's transaction a writing function
+** joins it (through numpack_txn, conn.c), so COMMIT, ROLLBACK and
+** savepoints apply to it as to a table's writes, and a failing call undoes
+** all it did.  Outside transactions each call is atomic and durable on its
+** own.
 */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -84,64 +83,39 @@ static NpkConn *fn_conn(sqlite3_context *ctx, sqlite3_value **argv,
   return c;
 }
 
-/* A write in progress: our own transaction, or a savepoint in the one the
-** connection has open on the store (so a failure halfway undoes only this
-** call). */
-typedef struct FnTxn FnTxn;
-struct FnTxn {
-  int own;                   /* 1: we began the transaction */
-  int level;                 /* else: our savepoint in the joined one */
-};
+/* A write in progress (the bridge's record of it, conn.c). */
+typedef NpkConnWrite FnTxn;
 
 /* An error already reported with fn_msg(). */
 #define FN_REPORTED (-1)
 
 static int fn_write_begin(sqlite3_context *ctx, NpkConn *c, const char *fn,
                           FnTxn *t) {
+  char *err;
   int rc;
-  t->own = 0;
   /* An interrupted statement writes nothing more (SQLite only checks
   ** between rows, and this call would commit on its own). */
   if ((rc = npk_check_interrupt(c->ses))) {
     fn_error(ctx, c, rc);
     return SQLITE_ERROR;
   }
-  if (npk_in_txn(c->ses)) rc = npk_savepoint(c->ses, &t->level);
-  else if (!sqlite3_get_autocommit(c->db)) {
-    fn_msg(ctx, SQLITE_ERROR,
-           "numpack: %s inside a transaction that has not written %s "
-           "through a numpack table: ROLLBACK could not undo it; call it "
-           "outside the transaction", fn, npk_store_dir(c->store));
-    return SQLITE_ERROR;
-  } else {
-    rc = npk_begin(c->ses);
-    t->own = 1;
+  rc = npk_conn_write_begin(c, fn, t, &err);
+  if (rc == SQLITE_OK) return SQLITE_OK;
+  if (err) fn_msg(ctx, rc, "%s", err);
+  else {
+    sqlite3_result_error(ctx, npk_errmsg(c->ses), -1);
+    sqlite3_result_error_code(ctx, rc);
   }
-  if (rc) {
-    fn_error(ctx, c, rc);
-    return SQLITE_ERROR;
-  }
-  return SQLITE_OK;
+  sqlite3_free(err);
+  return SQLITE_ERROR;
 }
 
 /* Finish a write: commit, or undo everything this call did.  RC is an
 ** engine code, or FN_REPORTED. */
 static int fn_write_end(sqlite3_context *ctx, NpkConn *c, FnTxn *t, int rc) {
+  if (rc == NPK_OK && (rc = npk_conn_write_end(c, t)) == NPK_OK) return rc;
   if (rc > 0) fn_error(ctx, c, rc);
-  if (rc) {
-    if (t->own) {
-      npk_rollback(c->ses);
-    } else {
-      npk_rollback_to(c->ses, t->level);
-      npk_release(c->ses, t->level);
-    }
-    return rc;
-  }
-  if (!t->own) return npk_release(c->ses, t->level);
-  if ((rc = npk_commit(c->ses)) != NPK_OK) {
-    fn_error(ctx, c, rc);
-    npk_rollback(c->ses);
-  }
+  npk_conn_write_undo(c, t);
   return rc;
 }
 
@@ -290,11 +264,6 @@ static void fn_open(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       return;
     }
     drop = (int)v;
-  }
-  if (drop && !sqlite3_get_autocommit(sqlite3_context_db_handle(ctx))) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: numpack_open with drop_if_exists=1 "
-           "inside a transaction: ROLLBACK could not undo it");
-    return;
   }
   c = fn_conn(ctx, argv, "numpack_open", NPK_OPEN_CREATE);
   if (!c) return;
@@ -545,7 +514,7 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   int rc;
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], "numpack_load", "the array name"))) return;
-  if (!(c = fn_conn(ctx, argv, "numpack_load", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_load", NPK_CONN_READ))) return;
   rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
@@ -572,7 +541,7 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], "numpack_getitem", "the array name")))
     return;
-  if (!(c = fn_conn(ctx, argv, "numpack_getitem", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_getitem", NPK_CONN_READ))) return;
   rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
@@ -950,7 +919,7 @@ static void fn_metadata(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   sqlite3_str *s;
   int n = 0, rc;
   (void)argc;
-  if (!(c = fn_conn(ctx, argv, "numpack_metadata", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_metadata", NPK_CONN_READ))) return;
   s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
   rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
@@ -993,7 +962,7 @@ static void fn_shape(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   int rc;
   (void)argc;
   if (!(name = text_arg(ctx, argv[1], "numpack_shape", "the array name"))) return;
-  if (!(c = fn_conn(ctx, argv, "numpack_shape", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_shape", NPK_CONN_READ))) return;
   rc = npk_array_info(c->ses, name, &a);
   if (rc) {
     fn_error(ctx, c, rc);
@@ -1010,7 +979,7 @@ static void fn_io_stats(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   NpkStats st;
   sqlite3_str *s;
   (void)argc;
-  if (!(c = fn_conn(ctx, argv, "numpack_io_stats", 0))) return;
+  if (!(c = fn_conn(ctx, argv, "numpack_io_stats", NPK_CONN_READ))) return;
   npk_store_stats(c->store, &st);
   s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
   sqlite3_str_appendf(

@@ -39,6 +39,7 @@ static int (*const npkRegister[])(sqlite3*) = {
   npk_vtab_register,
   npk_func_register,
   npk_tvf_register,
+  npk_knn_sql_register,
 };
 
 #ifdef _WIN32

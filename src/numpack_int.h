@@ -35,6 +35,8 @@ SQLITE_EXTENSION_INIT3
 int npk_vtab_register(sqlite3 *db);   /* vtab.c: the numpack module */
 int npk_func_register(sqlite3 *db);   /* func.c: numpack_save() ... */
 int npk_tvf_register(sqlite3 *db);    /* tvf.c: numpack_arrays, numpack_stream */
+int npk_knn_sql_register(sqlite3 *db); /* knn_sql.c: numpack_distance,
+                                       ** numpack_knn */
 int npk_conn_register(sqlite3 *db);
 
 /* An array's shape as JSON, "[first, d1, d2, ...]", appended to S (func.c);

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store_int.h"
@@ -569,8 +570,6 @@ done:
   return rc;
 }
 
-/* Reload the committed state if another process committed since we last
-** looked.  The caller holds at least SHARED. */
 /* Hold FD as the catalog file the committed state was read from. */
 static void hold(NpkStore *st, int fd) {
   if (st->cat_fd >= 0) close(st->cat_fd);
@@ -597,11 +596,56 @@ static int catalog_current(NpkStore *st) {
          now.st_mtim.tv_nsec == st->cat_st.st_mtim.tv_nsec;
 }
 
-int npk_store_refresh(NpkStore *st, NpkErr *e) {
+/* ---- noticing what other programs changed ----------------------------
+**
+** Writers of ours raise the lock file's commit count (store_lock.c), which
+** a reader sees in its mapping for free.  Programs that ignore the lock
+** (NumPack itself, an older numpack) leave no such sign: only a stat of
+** the catalog sees their commits, and only a stat of a data file sees it
+** cut short.  Those stats are made again once the recheck interval
+** (NPK_RECHECK_NS, npk_recheck_ns) has passed since the last ones, not by
+** every statement: a change by such a program is seen by every statement
+** that starts that long after it, at the latest.  (Writers of ours still
+** look at every write transaction.) */
+int64_t npk_monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* 1 when the committed state in memory needs no stat to be trusted: it was
+** confirmed less than the recheck interval ago, the commit count SEQ
+** (HAVE: it could be read) is the one seen then, and no commit mark is set
+** (a writer that died after replacing the catalog, before clearing the
+** mark and raising the count, leaves the mark).  The caller holds st->mu. */
+static int known_current(NpkStore *st, uint64_t seq, int have, int64_t now) {
+  return have && st->seen_ok && seq == st->seen_seq && st->cat_fd >= 0 &&
+         now - st->checked_ns < npk_recheck_ns() && !npk_lock_marked(st);
+}
+
+/* The state in memory was just found current at count SEQ, time NOW: data
+** files are checked again by their next reader (check_sizes). */
+static void confirm(NpkStore *st, uint64_t seq, int have, int64_t now) {
+  st->seen_seq = seq;
+  st->seen_ok = have;
+  st->checked_ns = now;
+  __atomic_store_n(&st->epoch, st->epoch + 1, __ATOMIC_RELEASE);
+}
+
+/* Reload the committed state if another process committed since we last
+** looked.  The caller holds at least SHARED; a reader (not WRITER) may
+** trust the commit count within the recheck interval. */
+static int refresh(NpkStore *st, int writer, NpkErr *e) {
   NpkCatalog cat;
-  int fd = -1, rc = NPK_OK;
+  uint64_t seq;
+  int have = npk_lock_seq(st, &seq), fd = -1, rc = NPK_OK;
+  int64_t now = npk_monotonic_ns();
   pthread_mutex_lock(&st->mu);
-  if (catalog_current(st)) goto done;
+  if (!writer && known_current(st, seq, have, now)) goto done;
+  if (catalog_current(st)) {
+    confirm(st, seq, have, now);
+    goto done;
+  }
   rc = load_catalog(st, &cat, &fd, e);
   if (rc) goto done;
   npk_catalog_retire(st, &st->cat);
@@ -609,10 +653,13 @@ int npk_store_refresh(NpkStore *st, NpkErr *e) {
   st->cat_gen++;
   st->img_ok = 0;
   hold(st, fd);
+  confirm(st, seq, have, now);
 done:
   pthread_mutex_unlock(&st->mu);
   return rc;
 }
+
+int npk_store_refresh(NpkStore *st, NpkErr *e) { return refresh(st, 1, e); }
 
 /* Adopt the catalog file just committed as the one we hold. */
 void npk_store_hold_catalog(NpkStore *st) {
@@ -814,7 +861,7 @@ int npk_lock_settle(NpkSession *s) {
     }
   }
   if (checked) st->journal_checked = 1;
-  rc = npk_store_refresh(st, &s->err);
+  rc = refresh(st, level >= NPK_LOCK_RESERVED, &s->err);
   if (rc) goto fail;
   return NPK_OK;
 fail:
@@ -1101,9 +1148,19 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
     struct stat sb;
     NpkFile *f = a->seg[i].file;
     uint64_t need = (a->seg[i].rows) * a->row_bytes;
+    uint64_t epoch = __atomic_load_n(&s->store->epoch, __ATOMIC_ACQUIRE);
+    int rc;
+    /* Found long enough since the store was last confirmed current: only a
+    ** program ignoring the lock can have cut it since, and that is looked
+    ** for once per recheck interval (refresh). */
+    if (!a->pending &&
+        __atomic_load_n(&f->ok_epoch, __ATOMIC_RELAXED) == epoch) {
+      if ((rc = file_unpatch(s->store, f, &s->err))) return rc;
+      continue;
+    }
     /* Only this session's own pending rows can be buffered past the
     ** committed end; another session's buffer is not ours to write. */
-    int rc = a->pending ? npk_file_flush(s->store, f, &s->err) : NPK_OK;
+    rc = a->pending ? npk_file_flush(s->store, f, &s->err) : NPK_OK;
     if (rc) return rc;
     if (!a->segmented && a->pending && !a->fresh) need = a->shape[0] * a->row_bytes;
     if ((rc = npk_file_use(s->store, f, &s->err))) return rc;
@@ -1122,6 +1179,7 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
     if (a->pending && (uint64_t)sb.st_size < f->size)
       f->size = (uint64_t)sb.st_size;
     if ((rc = file_unpatch(s->store, f, &s->err))) return rc;
+    if (!a->pending) __atomic_store_n(&f->ok_epoch, epoch, __ATOMIC_RELAXED);
   }
   return NPK_OK;
 }
@@ -1148,33 +1206,79 @@ int npk_array_info_at(NpkSession *s, int i, NpkArrayInfo *out) {
   return rc;
 }
 
+/* Take st->mu and return 1 with it held when the committed state in
+** memory may be read without the lock (see info_unlocked); else 0, the
+** mutex not held. */
+static int lock_if_current(NpkSession *s) {
+  NpkStore *st = s->store;
+  uint64_t seq;
+  int have;
+  int64_t now;
+  if (s->nread > 0 || s->txn || !st->journal_checked || npk_lock_marked(st))
+    return 0;  /* a commit died or is under way: settle under lock */
+  /* The count before the stat: a commit of ours after it shows as a change
+  ** next time. */
+  have = npk_lock_seq(st, &seq);
+  now = npk_monotonic_ns();
+  pthread_mutex_lock(&st->mu);
+  if (known_current(st, seq, have, now)) return 1;
+  if (catalog_current(st)) {
+    confirm(st, seq, have, now);
+    return 1;
+  }
+  pthread_mutex_unlock(&st->mu);
+  return 0;
+}
+
+int npk_each_array_unlocked(NpkSession *s,
+                            int (*fn)(void *, int, int, const NpkArrayInfo *),
+                            void *arg, int *pdone) {
+  NpkStore *st = s->store;
+  NpkCatalog *cat;
+  NpkArrayInfo info;
+  int rc = NPK_OK;
+  *pdone = 0;
+  if (!lock_if_current(s)) return NPK_OK;
+  cat = &st->cat;
+  /* Arrays whose files are not open yet (their bitmaps unread) are made
+  ** ready under the lock, by the caller's way round. */
+  for (int i = 0; i < cat->n; i++)
+    if (!__atomic_load_n(&cat->a[i]->loaded, __ATOMIC_ACQUIRE)) goto done;
+  *pdone = 1;
+  s->err.rc = NPK_OK;
+  for (int i = 0; rc == NPK_OK && i < cat->n; i++) {
+    fill_info(s, cat->a[i], &info);
+    rc = fn(arg, cat->n, i, &info);
+  }
+done:
+  pthread_mutex_unlock(&st->mu);
+  return rc;
+}
+
 /* The description of NAME without taking the lock, when the committed
-** state in memory is known to be the latest: the catalog file is still the
-** one it was read from, so no commit came since (one that is under way
-** has not replaced the catalog yet, and the state in memory is still the
-** committed one).  A commit mark in the lock file (a commit under way, or
-** one that died and left a journal to look at) sends the caller to the
-** lock, as npk_lock_settle does.  The mutex keeps another thread from
-** replacing the state meanwhile.  *PDONE is 0 when the caller must read
-** under the lock. */
+** state in memory is known to be the latest: the lock file's commit count
+** is the one it was confirmed at, within the recheck interval, or else the
+** catalog file is still the one it was read from, so no commit came since
+** (one that is under way has not replaced the catalog nor raised the count
+** yet, and the state in memory is still the committed one).  A commit mark
+** in the lock file (a commit under way, or one that died and left a
+** journal to look at) sends the caller to the lock, as npk_lock_settle
+** does.  The mutex keeps another thread from replacing the state
+** meanwhile.  *PDONE is 0 when the caller must read under the lock. */
 static int info_unlocked(NpkSession *s, const char *name, NpkArrayInfo *out,
                          int *pdone) {
-  NpkStore *st = s->store;
   NpkArray *a;
   int rc = NPK_OK;
   *pdone = 0;
-  if (s->nread > 0 || s->txn || !st->journal_checked || npk_lock_marked(st))
-    return NPK_OK;  /* a commit died or is under way: settle under lock */
-  pthread_mutex_lock(&st->mu);
-  if (catalog_current(st)) {
+  if (lock_if_current(s)) {
     s->err.rc = NPK_OK;
     rc = find_entry(s, name, &a);
     /* An array whose files are not open yet is made ready under the
     ** lock, by the caller's way round (npk_array_ready takes st->mu). */
     *pdone = rc != NPK_OK || __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE);
     if (rc == NPK_OK && *pdone) fill_info(s, a, out);
+    pthread_mutex_unlock(&s->store->mu);
   }
-  pthread_mutex_unlock(&st->mu);
   return *pdone ? rc : NPK_OK;
 }
 

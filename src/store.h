@@ -126,6 +126,10 @@ int npk_store_open(const char *dir, int flags, NpkStore **ppStore,
                    char **errmsg);
 void npk_store_release(NpkStore *p);      /* drop one reference */
 const char *npk_store_dir(NpkStore *p);
+/* The monotonic clock in nanoseconds, and how long a check for changes by
+** programs that ignore the lock (a stat) is trusted: see store.c. */
+int64_t npk_monotonic_ns(void);
+int64_t npk_recheck_ns(void);
 void npk_store_stats(NpkStore *p, NpkStats *out);
 
 int npk_session_open(NpkStore *p, NpkSession **ppSes);
@@ -189,6 +193,15 @@ int npk_array_count(NpkSession *s, int *pCount);
 /* Information on the I-th array (0-based) or on the array called NAME. */
 int npk_array_info_at(NpkSession *s, int i, NpkArrayInfo *out);
 int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out);
+/* Every array's information, in catalog order, from the committed state in
+** memory without taking the lock, when it is known to be the latest (as
+** npk_array_info finds it): FN(ARG, N, I, info) is called for I = 0..N-1
+** with the store's mutex held (it must not call back into the store), and
+** *PDONE set.  *PDONE stays 0, and nothing is called, when the caller must
+** read under the lock instead.  Returns FN's first nonzero result. */
+int npk_each_array_unlocked(NpkSession *s,
+                            int (*fn)(void *, int, int, const NpkArrayInfo *),
+                            void *arg, int *pdone);
 
 /* Create NAME, or overwrite it whole (NumPack's save).  SHAPE[0] rows of
 ** row shape SHAPE[1..NDIM-1]; DATA holds all rows in C order. */

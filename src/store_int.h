@@ -61,6 +61,8 @@ struct NpkFile {
   NpkFile *lru_prev;         /* in the process's list of open files, most */
   NpkFile *lru_next;         /* recently used first */
   int writable;              /* fd was opened O_RDWR */
+  uint64_t ok_epoch;         /* the store's epoch when the file's size was
+                             ** last found to hold the committed rows */
   unsigned char *base;       /* mapping, or NULL */
   size_t maplen;             /* bytes mapped (rounded up, may pass EOF) */
   int gslot;                 /* the mapping's store_guard.c slot, or -1 */
@@ -174,6 +176,12 @@ struct NpkStore {
   uint64_t map_faults;       /* faults absorbed in this store's mappings
                              ** (store_guard.c; npk_map_faults) */
   int journal_checked;       /* looked for a journal at least once */
+  uint64_t seen_seq;         /* the lock file's commit count when the state
+                             ** in memory was last confirmed current */
+  int seen_ok;               /* seen_seq was read from the lock page */
+  int64_t checked_ns;        /* when it was confirmed (npk_monotonic_ns) */
+  uint64_t epoch;            /* confirmations so far: a data file's size is
+                             ** checked again once per confirmation */
   int pins;                  /* sessions reading or in a transaction */
   NpkRetired *retired;       /* freed when pins drops to 0 */
   NpkStats stats;            /* I/O counters */
@@ -483,10 +491,15 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov);
                              ** transaction has new files (npktmp-) that a
                              ** crash would leave behind, else 0 */
 #define NPK_MARK_NEWFILES 2
+#define NPK_RECHECK_NS 1000000 /* how long a stat for changes by programs
+                                ** that ignore the lock is trusted */
+#define NPK_LOCK_SEQ_OFF 72  /* commit count in the lock file: raised by
+                             ** every session before it lets EXCLUSIVE go */
 int npk_lock_open(NpkStore *st, int *pfd, int *prw, NpkErr *e);
 int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e);
 void npk_lock_mark(NpkSession *s, uint64_t v);
 int npk_lock_marked(NpkStore *st);
+int npk_lock_seq(NpkStore *st, uint64_t *pseq);
 int npk_lock_to(NpkSession *s, int level, NpkErr *e);
 int npk_lock_reserved(NpkSession *s, NpkErr *e);
 void npk_lock_release(NpkSession *s);

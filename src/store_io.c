@@ -65,6 +65,19 @@ int npk_test_crash_point(int step) {
   return 0;
 }
 
+/* NUMPACK_TEST_RECHECK_US sets the recheck interval of a test process (0:
+** every statement looks), so that tests need not race the clock. */
+int64_t npk_recheck_ns(void) {
+  static int64_t ns = -1;
+  int64_t v = __atomic_load_n(&ns, __ATOMIC_RELAXED);
+  if (v < 0) {
+    const char *z = getenv("NUMPACK_TEST_RECHECK_US");
+    v = z ? (int64_t)strtoll(z, NULL, 10) * 1000 : NPK_RECHECK_NS;
+    __atomic_store_n(&ns, v, __ATOMIC_RELAXED);
+  }
+  return v;
+}
+
 /* Return the errno to fake for a call of KIND, or 0 to let it run. */
 static int fault_check(const char *kind) {
   fault_from_env();
@@ -166,6 +179,8 @@ static int full_check(int fd, uint64_t end) {
   (void)end;
   return 0;
 }
+
+int64_t npk_recheck_ns(void) { return NPK_RECHECK_NS; }
 #endif
 
 static void stat_add(NpkStore *st, uint64_t *field, uint64_t n) {

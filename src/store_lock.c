@@ -22,6 +22,12 @@
 ** store looks for the journal regardless, since after a power cut the word
 ** may never have reached the disk.
 **
+** Next to the mark, at NPK_LOCK_SEQ_OFF, a commit count: every session
+** raises it before it lets EXCLUSIVE go, so whatever a writer of ours
+** changed (a commit, a recovery) shows in the mapping.  A reader whose
+** count is unchanged since it last confirmed its state knows no writer of
+** ours has committed since, without a system call (npk_store_refresh).
+**
 ** Only writers create the lock file (npk_lock_create): readers use it when
 ** it is there, read-only if need be, and read without locking when it is
 ** not (a store NumPack wrote, perhaps in a directory this process may not
@@ -52,7 +58,7 @@ static void map_lock_page(NpkStore *st, int fd) {
   /* Sessions of one store may open at once in several threads. */
   pthread_mutex_lock(&st->mu);
   if (!st->lock_page && fstat(fd, &sb) == 0 &&
-      sb.st_size >= NPK_LOCK_MARK_OFF + 8 &&
+      sb.st_size >= NPK_LOCK_SEQ_OFF + 8 &&
       (p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0)) != MAP_FAILED) {
     /* Guarded like the data files: a lock file cut short must not fault;
     ** its mark then reads as set (npk_lock_marked). */
@@ -137,12 +143,34 @@ int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e) {
   return NPK_OK;
 }
 
-/* Set or clear the commit mark (caller holds EXCLUSIVE). */
-void npk_lock_mark(NpkSession *s, uint64_t v) {
+/* npk_lock_mark writes the mark and the count in one piece. */
+_Static_assert(NPK_LOCK_SEQ_OFF == NPK_LOCK_MARK_OFF + 8,
+               "the commit count follows the commit mark");
+
+/* The commit count to write next: one more than the present one. */
+static uint64_t next_seq(NpkSession *s) {
   unsigned char b[8];
+  uint64_t v = 0;
+  if (!npk_lock_seq(s->store, &v) &&
+      pread(s->lockfd, b, 8, NPK_LOCK_SEQ_OFF) == 8)
+    v = npk_get_u64(b);
+  return v + 1;
+}
+
+/* Set or clear the commit mark (caller holds EXCLUSIVE).  Clearing it
+** also raises the commit count, in the same write: a writer that dies
+** after it (before it lets EXCLUSIVE go) leaves its commit visible to
+** readers that trust the count. */
+void npk_lock_mark(NpkSession *s, uint64_t v) {
+  unsigned char b[16];
+  size_t n = 8;
+  if (s->lockfd < 0) return;
   npk_put_u64(b, v);
-  if (s->lockfd >= 0 &&
-      pwrite(s->lockfd, b, 8, NPK_LOCK_MARK_OFF) == 8) return;
+  if (v == 0) {
+    npk_put_u64(b + 8, next_seq(s));
+    n = 16;
+  }
+  if (pwrite(s->lockfd, b, n, NPK_LOCK_MARK_OFF) == (ssize_t)n) return;
 }
 
 /* 1 when a hot journal may exist: the mark is set, or it cannot be read
@@ -155,6 +183,30 @@ int npk_lock_marked(NpkStore *st) {
   for (int i = 0; i < 8; i++)
     if (p[NPK_LOCK_MARK_OFF + i]) set = 1;
   return set || npk_guard_hit(st->lock_slot);
+}
+
+/* The commit count into *PSEQ; 0 when it cannot be read (no mapping, or
+** the lock file was cut short under it). */
+int npk_lock_seq(NpkStore *st, uint64_t *pseq) {
+  const volatile unsigned char *p =
+      __atomic_load_n(&st->lock_page, __ATOMIC_ACQUIRE);
+  *pseq = 0;
+  if (!p || npk_guard_hit(st->lock_slot)) return 0;
+  /* Read without the lock (npk_array_info), a count being written may
+  ** come out torn: that only looks like a change. */
+  *pseq = npk_get_u64((const unsigned char *)p + NPK_LOCK_SEQ_OFF);
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  return !npk_guard_hit(st->lock_slot);
+}
+
+/* Raise the commit count (the caller holds EXCLUSIVE, so no other writer
+** moves it meanwhile).  A failed write is harmless for the writer's own
+** data; readers then see the change through the catalog check once the
+** recheck interval has passed, as for writers that ignore the count. */
+static void bump_seq(NpkSession *s) {
+  unsigned char b[8];
+  npk_put_u64(b, next_seq(s));
+  if (pwrite(s->lockfd, b, 8, NPK_LOCK_SEQ_OFF) == 8) return;
 }
 
 /* One non-blocking lock call on LEN bytes from BYTE; 1 on success, 0 if
@@ -269,6 +321,7 @@ int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
   }
   if (level == s->lock) return NPK_OK;
   if (level < s->lock) {
+    if (s->lock == NPK_LOCK_EXCLUSIVE) bump_seq(s);
     /* Downgrade: keep the read lock, drop what LEVEL does not include. */
     if (lk(s->lockfd, F_RDLCK, SHARED_BYTE) < 0)
       return npk_err_sys(e, errno, "cannot downgrade lock on", s->store->dir);
@@ -304,6 +357,7 @@ int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
 void npk_lock_release(NpkSession *s) {
   if (s->lockfd >= 0 && s->lock != NPK_LOCK_NONE) {
     struct flock fl;
+    if (s->lock == NPK_LOCK_EXCLUSIVE) bump_seq(s);
     memset(&fl, 0, sizeof fl);
     fl.l_type = F_UNLCK;
     fl.l_whence = SEEK_SET;

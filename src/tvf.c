@@ -56,9 +56,10 @@ struct TvfTab {
 /* One array's row of numpack_arrays, copied out of the catalog. */
 typedef struct TvfArray TvfArray;
 struct TvfArray {
-  NpkArrayInfo info;         /* info.name and data_file point into names */
-  char *name;                /* owned copy of the name */
-  char *shape;               /* JSON shape */
+  NpkArrayInfo info;         /* info.name points into the cursor's text */
+  const char *shape;         /* JSON shape, in the cursor's text */
+  size_t name_off;           /* where they start in it */
+  size_t shape_off;
 };
 
 /* A scan of either function. */
@@ -70,6 +71,8 @@ struct TvfCursor {
   /* numpack_arrays: */
   TvfArray *arrays;          /* every array, in catalog order */
   int narrays;               /* how many */
+  char *text;                /* their names and shapes, NUL-terminated:
+                             ** one allocation for the whole result */
   /* numpack_stream: */
   char *name;                /* array streamed */
   int reading;               /* holds npk_read_begin (and, for a stream,
@@ -174,12 +177,10 @@ static void tvf_reset(TvfCursor *c) {
     pool_unref(c->pool);
     c->pool = 0;
   }
-  for (int i = 0; i < c->narrays; i++) {
-    sqlite3_free(c->arrays[i].name);
-    sqlite3_free(c->arrays[i].shape);
-  }
   sqlite3_free(c->arrays);
+  sqlite3_free(c->text);
   c->arrays = 0;
+  c->text = 0;
   c->narrays = 0;
   if (c->reading) {
     if (c->name) npk_scan_end(c->conn->ses, c->name);
@@ -205,32 +206,64 @@ static int tvf_fail(sqlite3_vtab_cursor *cur, int rc, const char *msg) {
   return rc;
 }
 
-/* Copy the catalog out, so the scan holds no lock between rows. */
+/* Copying the catalog out for numpack_arrays. */
+typedef struct ArraysCopy ArraysCopy;
+struct ArraysCopy {
+  TvfCursor *c;
+  sqlite3_str *text;         /* names and shapes so far */
+};
+
+/* Array I of N: its row, its name and shape appended to the text. */
+static int arrays_add(void *arg, int n, int i, const NpkArrayInfo *info) {
+  ArraysCopy *ac = arg;
+  TvfCursor *c = ac->c;
+  TvfArray *a;
+  if (i == 0) {
+    c->arrays =
+        sqlite3_malloc64((sqlite3_uint64)(n ? n : 1) * sizeof *c->arrays);
+    if (!c->arrays) return NPK_NOMEM;
+  }
+  a = &c->arrays[i];
+  a->info = *info;
+  a->info.data_file = 0;
+  a->name_off = (size_t)sqlite3_str_length(ac->text);
+  sqlite3_str_appendall(ac->text, info->name);
+  sqlite3_str_appendchar(ac->text, 1, 0);
+  a->shape_off = (size_t)sqlite3_str_length(ac->text);
+  npk_json_shape(ac->text, info, info->shape[0]);
+  sqlite3_str_appendchar(ac->text, 1, 0);
+  c->narrays = i + 1;
+  return sqlite3_str_errcode(ac->text) ? NPK_NOMEM : NPK_OK;
+}
+
+/* Copy the catalog out, so the scan holds no lock between rows.  Outside a
+** transaction a state in memory known to be the latest is copied without
+** locking the store (as numpack_shape reads it); else under a read lock,
+** which in a transaction is the transaction's own. */
 static int arrays_load(TvfCursor *c) {
   NpkSession *s = c->conn->ses;
-  int n, rc = npk_conn_read_begin(c->conn, NULL);
-  if (rc) return rc;
-  rc = npk_array_count(s, &n);
-  if (rc == NPK_OK) {
-    c->arrays = sqlite3_malloc64((sqlite3_uint64)(n ? n : 1) * sizeof *c->arrays);
-    if (!c->arrays) rc = NPK_NOMEM;
-    else memset(c->arrays, 0, (size_t)(n ? n : 1) * sizeof *c->arrays);
+  ArraysCopy ac = {c, sqlite3_str_new(0)};
+  int n, done = 0, rc = NPK_OK;
+  if (sqlite3_get_autocommit(c->conn->db))
+    rc = npk_each_array_unlocked(s, arrays_add, &ac, &done);
+  if (rc == NPK_OK && !done &&
+      (rc = npk_conn_read_begin(c->conn, NULL)) == NPK_OK) {
+    rc = npk_array_count(s, &n);
+    for (int i = 0; rc == NPK_OK && i < n; i++) {
+      NpkArrayInfo info;
+      rc = npk_array_info_at(s, i, &info);
+      if (rc == NPK_OK) rc = arrays_add(&ac, n, i, &info);
+    }
+    npk_read_end(s);
   }
-  for (int i = 0; rc == NPK_OK && i < n; i++) {
-    TvfArray *a = &c->arrays[i];
-    sqlite3_str *sh;
-    rc = npk_array_info_at(s, i, &a->info);
-    if (rc) break;
-    c->narrays = i + 1;
-    a->name = sqlite3_mprintf("%s", a->info.name);
-    sh = sqlite3_str_new(0);
-    npk_json_shape(sh, &a->info, a->info.shape[0]);
-    a->shape = sqlite3_str_finish(sh);
-    a->info.name = a->name;
-    a->info.data_file = 0;
-    if (!a->name || !a->shape) rc = NPK_NOMEM;
+  if (sqlite3_str_errcode(ac.text) && rc == NPK_OK) rc = NPK_NOMEM;
+  c->text = sqlite3_str_finish(ac.text);
+  if (rc == NPK_OK && c->narrays && !c->text) rc = NPK_NOMEM;
+  for (int i = 0; rc == NPK_OK && i < c->narrays; i++) {
+    c->arrays[i].info.name = c->text + c->arrays[i].name_off;
+    c->arrays[i].shape = c->text + c->arrays[i].shape_off;
   }
-  npk_read_end(s);
+  if (rc) c->narrays = 0;
   return rc;
 }
 
@@ -282,7 +315,7 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     sqlite3_free(err);
     return SQLITE_MISMATCH;
   }
-  rc = npk_conn_open(t->db, dir, 0, &c->conn, &err);
+  rc = npk_conn_open(t->db, dir, NPK_CONN_READ, &c->conn, &err);
   if (rc) {
     tvf_fail(cur, rc, err ? err : "numpack: cannot open the store");
     sqlite3_free(err);

@@ -8,14 +8,27 @@
 **       shape=(d1,d2,...),     -- row shape; () or omitted for a 1-D array
 **       layout=columns|blob,   -- default columns
 **       columns='x,y,z',       -- names of the element columns
-**       readonly=0|1);         -- 1: no writes at all, DROP TABLE detaches
+**       readonly=0|1,          -- 1: no writes at all, DROP TABLE detaches
+**       metric=l2);            -- default metric of KNN queries
 **
-** Declared schema:
-**   columns layout, 1-D:   CREATE TABLE x(value TYPE, row BLOB HIDDEN)
-**   columns layout, N-D:   CREATE TABLE x(c0 TYPE, c1 TYPE, ..., row BLOB HIDDEN)
-**   blob layout:           CREATE TABLE x(row BLOB)
+** Declared schema (K = "distance REAL HIDDEN, k INTEGER HIDDEN,
+** metric TEXT HIDDEN", the columns of KNN queries):
+**   columns layout, 1-D:   CREATE TABLE x(value TYPE, row BLOB HIDDEN, K)
+**   columns layout, N-D:   CREATE TABLE x(c0 TYPE, ..., row BLOB HIDDEN, K)
+**   blob layout:           CREATE TABLE x(row BLOB, K)
 ** TYPE follows the dtype (element.c).  The rowid is the physical row index.
 ** Complex arrays have no SQL scalar form and need layout=blob.
+**
+** KNN (exact nearest rows, knn.c), spelled as sqlite-vec's vec0 spells it:
+**   SELECT rowid, distance FROM t WHERE row MATCH :q AND k = 10
+**     [AND metric = 'cosine'] [AND rowid IN (...) / rowid ranges]
+**     ORDER BY distance [LIMIT n];
+** The rowid constraints choose the candidates before the top k is taken;
+** LIMIT n alone stands for k = n (from SQLite 3.41 on: older versions do
+** not show a LIMIT next to MATCH to the table, so k = N is needed), and
+** with k gives min(k, n) rows.  The rows come ordered by distance, then
+** rowid; distance, k and metric read NULL in scans that are not KNN
+** queries.
 **
 ** idxNum bits (xBestIndex -> xFilter); the arguments come in this order:
 **   0x001  rowid = ?            one row
@@ -24,11 +37,18 @@
 **   0x010  rowid < ?            0x020  rowid <= ?
 **   0x040  LIMIT ?              0x080  OFFSET ?  (counts live rows)
 **   0x100  descending rowid order
-** idxStr is unused.  OFFSET is only taken over when every other constraint
-** is too, so skipping live rows is the same as SQLite skipping output rows;
-** it is answered with the rank index in O(log n), not by walking rows.
+**   0x200  KNN: row MATCH ? (the query) comes first, then
+**   0x400  k = ?                0x800  metric = ?
+**          and the rowid bits above (EQ, IN, GT/GE, LT/LE, LIMIT; never
+**          DESC nor OFFSET).  KNN plans set idxStr, shown by EXPLAIN QUERY
+**          PLAN, e.g. "KNN k metric rowid-IN LIMIT ORDER-BY-DISTANCE".
+** idxStr is otherwise unused.  OFFSET is only taken over when every other
+** constraint is too, so skipping live rows is the same as SQLite skipping
+** output rows; it is answered with the rank index in O(log n), not by
+** walking rows.
 */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,6 +57,7 @@
 #include "conn.h"
 #include "element.h"
 #include "index.h"
+#include "knn.h"
 
 #define IDX_EQ     0x001
 #define IDX_IN     0x002
@@ -47,6 +68,9 @@
 #define IDX_LIMIT  0x040
 #define IDX_OFFSET 0x080
 #define IDX_DESC   0x100
+#define IDX_KNN    0x200
+#define IDX_K      0x400
+#define IDX_METRIC 0x800
 
 typedef struct NpkVtab NpkVtab;
 typedef struct NpkCursor NpkCursor;
@@ -75,6 +99,7 @@ struct NpkVtab {
   char **azCol;              /* element column names */
   unsigned char *scratch;    /* one row being assembled by xUpdate */
   sqlite3_int64 est_rows;    /* row count seen last, for the planner */
+  int metric;                /* metric=, or -1: the dtype's default */
 };
 
 /* One scan. */
@@ -92,6 +117,10 @@ struct NpkCursor {
   int n_in, i_in;            /* IN list size and position */
   int eof;                   /* no current row */
   uint64_t faults;           /* npk_map_faults() when the scan began */
+  NpkKnnHit *hits;           /* a KNN query's rows in order, or NULL */
+  size_t n_hits, i_hit;      /* how many, and the current one */
+  sqlite3_int64 knn_k;       /* its k */
+  int knn_metric;            /* its metric */
 };
 
 /* ---- arguments ------------------------------------------------------- */
@@ -111,6 +140,7 @@ struct NpkArgs {
   char *columns;             /* columns= */
   int readonly;              /* readonly= */
   int array_named;           /* array= was given */
+  int metric;                /* metric=, -1 if absent */
 };
 
 /* Strip one level of '' or "" quotes, in place. */
@@ -175,9 +205,11 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
   unsigned seen = 0;
   memset(a, 0, sizeof *a);
   a->dtype = -1;
+  a->metric = -1;
   for (int i = 3; i < argc; i++) {
     static const char *const keys[] = {"store", "array", "dtype", "shape",
-                                       "layout", "columns", "readonly"};
+                                       "layout", "columns", "readonly",
+                                       "metric"};
     char *buf = sqlite3_mprintf("%s", argv[i]), *eq, *key, *val;
     int k;
     if (!buf) return SQLITE_NOMEM;
@@ -191,11 +223,11 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
     *eq = 0;
     key = trim(buf);
     val = unquote(trim(eq + 1));
-    for (k = 0; k < 7 && sqlite3_stricmp(key, keys[k]) != 0; k++) {
+    for (k = 0; k < 8 && sqlite3_stricmp(key, keys[k]) != 0; k++) {
     }
-    if (k == 7 || (seen & (1u << k))) {
+    if (k == 8 || (seen & (1u << k))) {
       *pzErr = sqlite3_mprintf("numpack: table %s: %s argument \"%s\"",
-                               argv[2], k == 7 ? "unknown" : "repeated", key);
+                               argv[2], k == 8 ? "unknown" : "repeated", key);
       sqlite3_free(buf);
       return SQLITE_ERROR;
     }
@@ -247,6 +279,16 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
         else if (strcmp(val, "0") != 0 && sqlite3_stricmp(val, "false") != 0) {
           *pzErr = sqlite3_mprintf("numpack: table %s: readonly must be 0 "
                                    "or 1, not \"%s\"", argv[2], val);
+          sqlite3_free(buf);
+          return SQLITE_ERROR;
+        }
+        break;
+      case 7:
+        a->metric = npk_knn_metric_from_name(val);
+        if (a->metric < 0) {
+          *pzErr = sqlite3_mprintf("numpack: table %s: unknown metric \"%s\" "
+                                   "(want one of %s)", argv[2], val,
+                                   npk_knn_metric_list());
           sqlite3_free(buf);
           return SQLITE_ERROR;
         }
@@ -312,7 +354,10 @@ static int make_columns(NpkVtab *v, const NpkArgs *a, int one_d, char **pzErr) {
         return SQLITE_ERROR;
       }
       if (sqlite3_stricmp(v->azCol[i], "row") == 0 ||
-          sqlite3_stricmp(v->azCol[i], "rowid") == 0) {
+          sqlite3_stricmp(v->azCol[i], "rowid") == 0 ||
+          sqlite3_stricmp(v->azCol[i], "distance") == 0 ||
+          sqlite3_stricmp(v->azCol[i], "k") == 0 ||
+          sqlite3_stricmp(v->azCol[i], "metric") == 0) {
         *pzErr = sqlite3_mprintf("numpack: table %s: column name \"%s\" is "
                                  "taken by the table itself", v->zTable,
                                  v->azCol[i]);
@@ -342,7 +387,9 @@ static int declare(NpkVtab *v) {
   sqlite3_str_appendall(s, "CREATE TABLE x(");
   for (int i = 0; i < v->ncol; i++)
     sqlite3_str_appendf(s, "%Q %s, ", v->azCol[i], npk_column_type(v->dtype));
-  sqlite3_str_appendall(s, v->blob ? "row BLOB)" : "row BLOB HIDDEN)");
+  sqlite3_str_appendall(s, v->blob ? "row BLOB" : "row BLOB HIDDEN");
+  sqlite3_str_appendall(s, ", distance REAL HIDDEN, k INTEGER HIDDEN, "
+                           "metric TEXT HIDDEN)");
   sql = sqlite3_str_finish(s);
   if (!sql) return SQLITE_NOMEM;
   rc = sqlite3_declare_vtab(v->db, sql);
@@ -362,19 +409,10 @@ static int fail(NpkVtab *v, int rc) {
 ** counts it in the transaction from its creation), so xUpdate calls this
 ** too. */
 static int ensure_txn(NpkVtab *v) {
-  NpkSession *s = v->conn->ses;
   int rc;
-  if (v->readonly || npk_in_txn(s)) return SQLITE_OK;
-  rc = npk_begin(s);
-  while (rc == NPK_OK && npk_savepoint_count(s) < v->conn->sp_wanted) {
-    int lv;
-    rc = npk_savepoint(s, &lv);
-  }
-  if (rc) {
-    if (npk_in_txn(s)) npk_rollback(s);
-    return fail(v, rc);
-  }
-  return SQLITE_OK;
+  if (v->readonly) return SQLITE_OK;
+  rc = npk_conn_txn_begin(v->conn, 0);
+  return rc ? fail(v, rc) : SQLITE_OK;
 }
 
 /* *INFO for rows of DTYPE with the row shape of A, as CREATE makes the
@@ -566,6 +604,16 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   v->ndim = info.ndim;
   memcpy(v->shape, info.shape, sizeof v->shape);
   v->est_rows = (sqlite3_int64)info.live_rows;
+  v->metric = a.metric;
+  if (a.metric >= 0 && !v->zGone && npk_knn_metric_needs(a.metric, v->dtype)) {
+    *pzErr = sqlite3_mprintf("numpack: table %s: metric=%s needs %s; array "
+                             "\"%s\" is %s", argv[2],
+                             npk_knn_metric_name(a.metric),
+                             npk_knn_metric_needs(a.metric, v->dtype), a.array,
+                             npk_dtype_name(v->dtype));
+    rc = SQLITE_ERROR;
+    goto fail;
+  }
   for (uint32_t d = 1; d < info.ndim; d++) elems *= info.shape[d];
   if (!v->blob) {
     if (info.dtype == NPK_COMPLEX64 || info.dtype == NPK_COMPLEX128) {
@@ -719,11 +767,143 @@ static int vt_destroy(sqlite3_vtab *p) {
 
 /* ---- planning -------------------------------------------------------- */
 
+/* Columns after the element columns. */
+#define COL_ROW(v)      ((v)->ncol)
+#define COL_DISTANCE(v) ((v)->ncol + 1)
+#define COL_K(v)        ((v)->ncol + 2)
+#define COL_METRIC(v)   ((v)->ncol + 3)
+
+/* The plan of a KNN query: row MATCH ? (usable, at constraint M).  Every
+** rowid constraint is taken, so that it chooses the candidates before the
+** top k; k and metric must be known when the scan starts. */
+static int knn_best_index(NpkVtab *v, sqlite3_index_info *info, int m) {
+  int k = -1, met = -1, eq = -1, lo = -1, hi = -1, lim = -1, off = 0;
+  int others = 0, is_in = 0, argv_i = 0, idx = IDX_KNN, by_distance = 0;
+  double rows = v->est_rows > 0 ? (double)v->est_rows : 1.0;
+
+  for (int i = 0; i < info->nConstraint; i++) {
+    const struct sqlite3_index_constraint *c = &info->aConstraint[i];
+    if (i == m) continue;
+    if (c->op == SQLITE_INDEX_CONSTRAINT_LIMIT) {
+      if (c->usable) lim = i;
+      continue;
+    }
+    if (c->op == SQLITE_INDEX_CONSTRAINT_OFFSET) {
+      off = 1;
+      continue;
+    }
+    if ((c->iColumn == COL_K(v) || c->iColumn == COL_METRIC(v)) &&
+        c->op == SQLITE_INDEX_CONSTRAINT_EQ) {
+      /* Known only row by row (a join): not a plan. */
+      if (!c->usable) return SQLITE_CONSTRAINT;
+      if (c->iColumn == COL_K(v) && k < 0) k = i;
+      else if (c->iColumn == COL_METRIC(v) && met < 0) met = i;
+      else others++;
+      continue;
+    }
+    if (!c->usable || c->iColumn >= 0) {
+      others++;
+      continue;
+    }
+    switch (c->op) {
+      case SQLITE_INDEX_CONSTRAINT_EQ:
+        if (eq < 0) {
+          eq = i;
+          is_in = sqlite3_vtab_in(info, i, -1);
+        } else {
+          others++;
+        }
+        break;
+      case SQLITE_INDEX_CONSTRAINT_GT:
+      case SQLITE_INDEX_CONSTRAINT_GE:
+        if (lo < 0) lo = i;
+        else others++;
+        break;
+      case SQLITE_INDEX_CONSTRAINT_LT:
+      case SQLITE_INDEX_CONSTRAINT_LE:
+        if (hi < 0) hi = i;
+        else others++;
+        break;
+      default:
+        others++;
+    }
+  }
+  info->aConstraintUsage[m].argvIndex = ++argv_i;
+  info->aConstraintUsage[m].omit = 1;
+  if (k >= 0) {
+    info->aConstraintUsage[k].argvIndex = ++argv_i;
+    info->aConstraintUsage[k].omit = 1;
+    idx |= IDX_K;
+  }
+  if (met >= 0) {
+    info->aConstraintUsage[met].argvIndex = ++argv_i;
+    info->aConstraintUsage[met].omit = 1;
+    idx |= IDX_METRIC;
+  }
+  if (eq >= 0) {
+    info->aConstraintUsage[eq].argvIndex = ++argv_i;
+    info->aConstraintUsage[eq].omit = 1;
+    if (is_in) sqlite3_vtab_in(info, eq, 1);
+    idx |= is_in ? IDX_IN : IDX_EQ;
+    rows = is_in ? 10 : 1;
+  }
+  if (lo >= 0) {
+    info->aConstraintUsage[lo].argvIndex = ++argv_i;
+    info->aConstraintUsage[lo].omit = 1;
+    idx |= info->aConstraint[lo].op == SQLITE_INDEX_CONSTRAINT_GT ? IDX_GT
+                                                                  : IDX_GE;
+  }
+  if (hi >= 0) {
+    info->aConstraintUsage[hi].argvIndex = ++argv_i;
+    info->aConstraintUsage[hi].omit = 1;
+    idx |= info->aConstraint[hi].op == SQLITE_INDEX_CONSTRAINT_LT ? IDX_LT
+                                                                  : IDX_LE;
+  }
+  /* Rows come by distance, then rowid. */
+  if (info->nOrderBy >= 1 && info->aOrderBy[0].iColumn == COL_DISTANCE(v) &&
+      !info->aOrderBy[0].desc &&
+      (info->nOrderBy == 1 ||
+       (info->nOrderBy == 2 && info->aOrderBy[1].iColumn < 0 &&
+        !info->aOrderBy[1].desc))) {
+    info->orderByConsumed = 1;
+    by_distance = 1;
+  }
+  /* LIMIT is ours when no other condition drops rows after ours. */
+  if (lim >= 0 && !others && !off && (info->nOrderBy == 0 || by_distance)) {
+    info->aConstraintUsage[lim].argvIndex = ++argv_i;
+    info->aConstraintUsage[lim].omit = 1;
+    idx |= IDX_LIMIT;
+  }
+  info->idxNum = idx;
+  info->idxStr = sqlite3_mprintf(
+      "KNN%s%s%s%s%s%s%s", (idx & IDX_K) ? " k" : "",
+      (idx & IDX_METRIC) ? " metric" : "",
+      (idx & IDX_EQ) ? " rowid-EQ" : (idx & IDX_IN) ? " rowid-IN" : "",
+      (idx & (IDX_GT | IDX_GE)) ? " rowid-LOW" : "",
+      (idx & (IDX_LT | IDX_LE)) ? " rowid-HIGH" : "",
+      (idx & IDX_LIMIT) ? " LIMIT" : "",
+      by_distance ? " ORDER-BY-DISTANCE" : "");
+  if (!info->idxStr) return SQLITE_NOMEM;
+  info->needToFreeIdxStr = 1;
+  /* Every candidate is read once: the cost of a scan of them. */
+  info->estimatedCost = rows;
+  info->estimatedRows = 10;
+  return SQLITE_OK;
+}
+
 static int vt_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
   NpkVtab *v = (NpkVtab *)p;
   int eq = -1, lo = -1, hi = -1, lim = -1, off = -1, others = 0, is_in = 0;
   int argv_i = 0, idx = 0;
   double rows = v->est_rows > 0 ? (double)v->est_rows : 1.0, cost;
+
+  for (int i = 0; i < info->nConstraint; i++) {
+    const struct sqlite3_index_constraint *c = &info->aConstraint[i];
+    if (c->op != SQLITE_INDEX_CONSTRAINT_MATCH || c->iColumn != COL_ROW(v))
+      continue;
+    /* A query vector known only row by row (a join) is not a plan. */
+    return c->usable ? knn_best_index(v, info, i) : SQLITE_CONSTRAINT;
+  }
 
   for (int i = 0; i < info->nConstraint; i++) {
     const struct sqlite3_index_constraint *c = &info->aConstraint[i];
@@ -832,6 +1012,9 @@ static int vt_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
 static void cursor_clear(NpkCursor *c) {
   sqlite3_free(c->in_rows);
   c->in_rows = 0;
+  free(c->hits);
+  c->hits = 0;
+  c->n_hits = c->i_hit = 0;
   c->n_in = c->i_in = 0;
   c->eof = 1;
 }
@@ -941,6 +1124,199 @@ static int rowid_arg(sqlite3_value *val, uint64_t *r) {
   }
 }
 
+/* A KNN query's error, on the table. */
+static int knn_error(NpkVtab *v, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  sqlite3_free(v->base.zErrMsg);
+  v->base.zErrMsg = sqlite3_vmprintf(fmt, ap);
+  va_end(ap);
+  return v->base.zErrMsg ? rc : SQLITE_NOMEM;
+}
+
+/* Rows that the view does not hold contiguously come one by one. */
+typedef struct KnnRows KnnRows;
+struct KnnRows {
+  NpkSession *ses;
+  const char *array;
+};
+
+static int knn_row_at(void *arg, uint64_t row, const void **pp) {
+  KnnRows *r = arg;
+  return npk_row_ptr(r->ses, r->array, row, pp);
+}
+
+/* xFilter of a KNN plan (knn_best_index): the arguments are the query, k,
+** metric, then rowid constraints and LIMIT as the idxNum bits say.  The
+** whole search runs here; xNext walks its results. */
+static int knn_filter(NpkVtab *v, NpkCursor *c, int idx,
+                      sqlite3_value **argv) {
+  NpkSession *s = v->conn->ses;
+  sqlite3_value *qv = argv[0];
+  int ai = 1, rc, metric = v->metric >= 0 ? v->metric
+                                          : npk_knn_default_metric(v->dtype);
+  sqlite3_int64 k = -1;
+  uint64_t dim = v->item ? v->row_bytes / (uint64_t)v->item : 0;
+  const char *need;
+  char err[300];
+  void *query = 0;
+  size_t nq, room, found;
+  NpkKnnScan scan;
+  KnnRows rows;
+  uint64_t one;
+
+  if (idx & IDX_K) {
+    sqlite3_value *kv = argv[ai++];
+    if (sqlite3_value_numeric_type(kv) != SQLITE_INTEGER ||
+        sqlite3_value_int64(kv) <= 0)
+      return knn_error(v, SQLITE_MISMATCH, "numpack: table %s: k must be a "
+                       "positive integer, not %s", v->zTable,
+                       sqlite3_value_type(kv) == SQLITE_NULL
+                           ? "NULL" : (const char *)sqlite3_value_text(kv));
+    k = sqlite3_value_int64(kv);
+  }
+  if (idx & IDX_METRIC) {
+    sqlite3_value *mv = argv[ai++];
+    metric = sqlite3_value_type(mv) == SQLITE_TEXT
+                 ? npk_knn_metric_from_name((const char *)sqlite3_value_text(mv))
+                 : -1;
+    if (metric < 0)
+      return knn_error(v, SQLITE_ERROR, "numpack: table %s: unknown metric %s "
+                       "(want one of %s)", v->zTable,
+                       sqlite3_value_type(mv) == SQLITE_NULL
+                           ? "NULL" : (const char *)sqlite3_value_text(mv),
+                       npk_knn_metric_list());
+  }
+  need = npk_knn_metric_needs(metric, v->dtype);
+  if (need)
+    return knn_error(v, SQLITE_ERROR, "numpack: table %s: metric %s needs %s; "
+                     "array \"%s\" is %s", v->zTable,
+                     npk_knn_metric_name(metric), need, v->zArray,
+                     npk_dtype_name(v->dtype));
+
+  memset(&scan, 0, sizeof scan);
+  scan.dtype = v->dtype;
+  scan.metric = metric;
+  scan.dim = dim;
+  scan.row_bytes = v->row_bytes;
+  scan.base = c->view.base;
+  scan.live = c->view.live;
+  scan.rows = c->view.rows;
+  scan.lo = 0;
+  scan.hi = c->view.rows;
+  rows.ses = s;
+  rows.array = v->zArray;
+  scan.row_at = knn_row_at;
+  scan.arg = &rows;
+  if (idx & IDX_EQ) {
+    if (rowid_arg(argv[ai++], &one) != RA_INT) scan.hi = 0;
+    scan.only = &one;
+    scan.n_only = 1;
+  } else if (idx & IDX_IN) {
+    sqlite3_value *val;
+    int cap = 16;
+    c->in_rows = sqlite3_malloc64((sqlite3_uint64)cap * sizeof *c->in_rows);
+    if (!c->in_rows) return SQLITE_NOMEM;
+    for (rc = sqlite3_vtab_in_first(argv[ai], &val); rc == SQLITE_OK && val;
+         rc = sqlite3_vtab_in_next(argv[ai], &val)) {
+      uint64_t r;
+      if (rowid_arg(val, &r) != RA_INT || r >= c->view.rows) continue;
+      if (c->n_in == cap) {
+        uint64_t *p;
+        cap *= 2;
+        p = sqlite3_realloc64(c->in_rows, (sqlite3_uint64)cap * sizeof *p);
+        if (!p) return SQLITE_NOMEM;
+        c->in_rows = p;
+      }
+      c->in_rows[c->n_in++] = r;
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_DONE) return rc;
+    ai++;
+    /* SQLite hands the values over sorted (from its index of the list)
+    ** as a rule: a sort is needed only when they are not. */
+    for (int i = 1; i < c->n_in; i++)
+      if (c->in_rows[i] <= c->in_rows[i - 1]) {
+        c->n_in = (int)npk_rows_sort_unique(c->in_rows, (uint64_t)c->n_in);
+        break;
+      }
+    scan.only = c->in_rows;
+    scan.n_only = (size_t)c->n_in;
+  }
+  if (idx & (IDX_GT | IDX_GE)) {
+    uint64_t r;
+    switch (rowid_arg(argv[ai++], &r)) {
+      case RA_INT: scan.lo = (idx & IDX_GT) ? r + 1 : r; break;
+      case RA_FRAC: scan.lo = r + 1; break;
+      case RA_NEG: break;
+      default: scan.hi = 0; break;
+    }
+  }
+  if (idx & (IDX_LT | IDX_LE)) {
+    uint64_t r, to = scan.hi;
+    switch (rowid_arg(argv[ai++], &r)) {
+      case RA_INT: to = (idx & IDX_LE) ? r + 1 : r; break;
+      case RA_FRAC: to = r + 1; break;
+      case RA_HIGH: break;
+      default: to = 0; break;
+    }
+    if (to < scan.hi) scan.hi = to;
+  }
+  if (idx & IDX_LIMIT) {
+    sqlite3_int64 lim = sqlite3_value_int64(argv[ai++]);
+    /* A negative LIMIT is no limit, as in SQLite. */
+    if (lim >= 0 && (k < 0 || lim < k)) k = lim;
+  }
+  if (k < 0)
+    return knn_error(v, SQLITE_ERROR, "numpack: table %s: a MATCH query needs "
+                     "k = N (LIMIT N alone gives k from SQLite 3.41 on)",
+                     v->zTable);
+  c->knn_k = k;
+  c->knn_metric = metric;
+  if (sqlite3_value_type(qv) != SQLITE_BLOB &&
+      sqlite3_value_type(qv) != SQLITE_TEXT)
+    return knn_error(v, SQLITE_MISMATCH, "numpack: table %s: MATCH needs a "
+                     "query vector: a %s row BLOB, an .npy BLOB or JSON text "
+                     "such as '[0.5, 1.0]', not %s", v->zTable,
+                     npk_dtype_name(v->dtype),
+                     sqlite3_value_type(qv) == SQLITE_NULL ? "NULL"
+                                                           : "a number");
+  {
+    int text = sqlite3_value_type(qv) == SQLITE_TEXT;
+    const void *p = text ? (const void *)sqlite3_value_text(qv)
+                         : sqlite3_value_blob(qv);
+    size_t n = (size_t)sqlite3_value_bytes(qv);
+    rc = npk_knn_parse(p ? p : "", n, text, v->dtype, metric, dim, 1, &query,
+                       &nq, err, sizeof err);
+  }
+  if (rc == NPK_NOMEM) return SQLITE_NOMEM;
+  if (rc)
+    return knn_error(v, SQLITE_MISMATCH, "numpack: table %s: %s", v->zTable,
+                     err);
+  c->eof = 1;
+  room = npk_knn_room(&scan, k == 0 ? 1 : (size_t)k);
+  if (k > 0 && room > 0) {
+    c->hits = malloc(room * sizeof *c->hits);
+    if (!c->hits) {
+      free(query);
+      return SQLITE_NOMEM;
+    }
+    rc = npk_knn_search(&scan, query, 1, (size_t)k, c->hits, &found);
+    if (rc == NPK_OK) rc = npk_map_check(s, c->faults, v->zArray);
+    free(query);
+    if (rc == NPK_NOMEM) return SQLITE_NOMEM;
+    if (rc) return fail(v, rc);
+    c->n_hits = found;
+    c->i_hit = 0;
+    if (found) {
+      c->row = c->hits[0].row;
+      c->eof = 0;
+    }
+  } else {
+    free(query);
+  }
+  return SQLITE_OK;
+}
+
 static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
                      int argc, sqlite3_value **argv) {
   NpkCursor *c = (NpkCursor *)cur;
@@ -980,6 +1356,7 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     if (rc) return fail(v, rc);
     v->est_rows = (sqlite3_int64)c->view.live_rows;
   }
+  if (idx & IDX_KNN) return knn_filter(v, c, idx, argv);
   c->eof = 0;
   c->desc = (idx & IDX_DESC) != 0;
   c->lo = 0;
@@ -1077,6 +1454,11 @@ static int vt_next(sqlite3_vtab_cursor *cur) {
   int rc = npk_map_check(v->conn->ses, c->faults, v->zArray);
   if (rc == NPK_OK) rc = view_sync(v, c);
   if (rc) return fail(v, rc);
+  if (c->hits) {
+    if (++c->i_hit < c->n_hits) c->row = c->hits[c->i_hit].row;
+    else c->eof = 1;
+    return SQLITE_OK;
+  }
   if (c->limit > 0 && --c->limit == 0) {
     c->eof = 1;
     return SQLITE_OK;
@@ -1120,6 +1502,18 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   int rc;
   /* UPDATE asks for the columns it keeps: say "unchanged", read nothing. */
   if (sqlite3_vtab_nochange(ctx)) return SQLITE_OK;
+  if (i > COL_ROW(v)) {
+    /* The KNN columns: NULL outside a KNN query. */
+    if (!c->hits) return SQLITE_OK;
+    if (i == COL_DISTANCE(v))
+      sqlite3_result_double(ctx, c->hits[c->i_hit].dist);
+    else if (i == COL_K(v))
+      sqlite3_result_int64(ctx, c->knn_k);
+    else
+      sqlite3_result_text(ctx, npk_knn_metric_name(c->knn_metric), -1,
+                          SQLITE_STATIC);
+    return SQLITE_OK;
+  }
   rc = cursor_row(v, c, &p);
   if (rc) return fail(v, rc);
   if (i < v->ncol) {
@@ -1321,9 +1715,9 @@ static int vt_begin(sqlite3_vtab *p) {
   NpkArrayInfo info;
   int began, rc;
   if (v->zGone) return gone(v);
-  v->conn->sp_wanted = 0;
   began = !npk_in_txn(v->conn->ses);
-  if ((rc = ensure_txn(v)) != SQLITE_OK || v->readonly) return rc;
+  if (v->readonly) return SQLITE_OK;
+  if ((rc = npk_conn_txn_begin(v->conn, 1)) != NPK_OK) return fail(v, rc);
   rc = npk_array_info(v->conn->ses, v->zArray, &info);
   rc = rc ? fail(v, rc) : layout_check(v, &info);
   /* SQLite calls no xRollback after a failed xBegin. */
@@ -1331,71 +1725,38 @@ static int vt_begin(sqlite3_vtab *p) {
   return rc;
 }
 
-/* The commit itself: anything that can fail must fail here, not in xCommit
-** whose errors SQLite ignores. */
+/* The rest of SQLite's transaction goes to the bridge (conn.c), shared with
+** the writing functions. */
 static int vt_sync(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
-  int rc;
-  v->conn->sp_wanted = 0;
-  if (!npk_in_txn(v->conn->ses)) return SQLITE_OK;
-  rc = npk_commit(v->conn->ses);
+  int rc = npk_conn_txn_sync(v->conn);
   return rc ? fail(v, rc) : SQLITE_OK;
 }
 
 static int vt_commit(sqlite3_vtab *p) {
-  NpkVtab *v = (NpkVtab *)p;
-  /* Normally done by xSync; a transaction still open here is committed. */
-  if (npk_in_txn(v->conn->ses)) npk_commit(v->conn->ses);
+  npk_conn_txn_commit(((NpkVtab *)p)->conn);
   return SQLITE_OK;
 }
 
 static int vt_rollback(sqlite3_vtab *p) {
-  NpkVtab *v = (NpkVtab *)p;
-  v->conn->sp_wanted = 0;
-  npk_rollback(v->conn->ses);
+  npk_conn_txn_rollback(((NpkVtab *)p)->conn);
   return SQLITE_OK;
 }
 
 static int vt_savepoint(sqlite3_vtab *p, int level) {
   NpkVtab *v = (NpkVtab *)p;
-  NpkSession *s = v->conn->ses;
-  if (!npk_in_txn(s)) {
-    /* Nothing written yet: remember the level for ensure_txn(). */
-    if (v->conn->sp_wanted < level + 1) v->conn->sp_wanted = level + 1;
-    return SQLITE_OK;
-  }
-  /* SQLite may open several levels at once when a table joins late. */
-  while (npk_savepoint_count(s) <= level) {
-    int lv, rc = npk_savepoint(s, &lv);
-    if (rc) return fail(v, rc);
-  }
-  return SQLITE_OK;
+  int rc = npk_conn_txn_savepoint(v->conn, level);
+  return rc ? fail(v, rc) : SQLITE_OK;
 }
 
-/* Level -1 (SQLite uses it for the savepoint that began the transaction)
-** means everything since the transaction began. */
 static int vt_release(sqlite3_vtab *p, int level) {
-  NpkVtab *v = (NpkVtab *)p;
-  if (level < 0) level = 0;
-  if (v->conn->sp_wanted > level) v->conn->sp_wanted = level;
-  if (npk_in_txn(v->conn->ses)) npk_release(v->conn->ses, level);
+  npk_conn_txn_release(((NpkVtab *)p)->conn, level);
   return SQLITE_OK;
 }
 
 static int vt_rollback_to(sqlite3_vtab *p, int level) {
   NpkVtab *v = (NpkVtab *)p;
-  int rc;
-  if (!npk_in_txn(v->conn->ses)) return SQLITE_OK;
-  if (level < 0) {
-    /* Back to the start: SQLite's transaction goes on with this table in
-    ** it, so the store's must too, empty, for the writing functions to
-    ** join as they would after BEGIN. */
-    v->conn->sp_wanted = 0;
-    rc = npk_rollback(v->conn->ses);
-    if (rc == NPK_OK) rc = npk_begin(v->conn->ses);
-    return rc ? fail(v, rc) : SQLITE_OK;
-  }
-  rc = npk_rollback_to(v->conn->ses, level);
+  int rc = npk_conn_txn_rollback_to(v->conn, level);
   return rc ? fail(v, rc) : SQLITE_OK;
 }
 

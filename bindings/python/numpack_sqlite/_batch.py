@@ -31,11 +31,10 @@ def _enter(npk, batch):
         batch._outer = outer
         return True
     npk._batch = batch
-    npk._cache, npk._dirty, npk._prejoin = {}, {}, []
+    npk._cache, npk._dirty = {}, {}
     try:
         # Begin now, so that the whole block sees one store no other
-        # connection writes to (False for a store without arrays: the
-        # transaction then begins at the first write).
+        # connection writes to.
         npk._join()
     except BaseException:
         npk._batch = None
@@ -44,19 +43,12 @@ def _enter(npk, batch):
 
 
 def _leave(npk, commit):
-    """End the batch's transaction; undo what was written before it could
-    begin when it is rolled back."""
+    """End the batch's transaction."""
     try:
         npk._end(commit)
-    except BaseException:
-        npk._undo_prejoin()
-        raise
     finally:
         npk._batch = None
         npk._cache, npk._dirty = {}, {}
-    if not commit:
-        npk._undo_prejoin()
-    npk._prejoin = []
 
 
 class _Block(_BatchBase):

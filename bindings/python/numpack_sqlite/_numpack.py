@@ -81,7 +81,6 @@ class NumPack:
         self._txn = False
         self._unit_depth = 0
         self._wrote = False        # the open transaction has written
-        self._prejoin = []         # arrays created before a unit could join
         # batch_mode / writable_batch_mode while one is active.
         self._batch = None
         self._cache = {}           # batch_mode: name -> ndarray
@@ -208,10 +207,9 @@ class NumPack:
         room = max(self._limit() - _HEADROOM, 1)
         return max(1, min(room // max(row_bytes, 21), _MAX_LIST))
 
-    def _write(self, sql, args=(), creates=None):
+    def _write(self, sql, args=()):
         """Run a writing SQL call, inside the open transaction if a batch or
-        a unit of work wants one.  CREATES names the array a numpack_save
-        makes, for _undo_prejoin()."""
+        a unit of work wants one."""
         wants = self._batch is not None or self._unit_depth
         if self._batch is not None and self._batch.failed:
             raise _sql.NumPackError(
@@ -219,14 +217,9 @@ class NumPack:
                 "nothing of the batch was written")
         if wants and not self._txn:
             self._join()
-        prejoin = wants and not self._txn
         rows = self._q(sql, args)
         if self._txn:
             self._wrote = True
-        elif prejoin:
-            if creates is not None and creates not in self._prejoin:
-                self._prejoin.append(creates)
-            self._join()
         return rows
 
     def _alone(self):
@@ -257,53 +250,29 @@ class NumPack:
 
     # ---- transactions ---------------------------------------------------
     #
-    # The extension's writing functions join a transaction on the store
-    # only when the connection has already written the store through a
-    # numpack table in it.  _join() opens one so: a numpack table on an
-    # existing array, in a scratch database attached for the purpose (so
-    # that it is only disconnected, never dropped, afterwards), then BEGIN
-    # and a DELETE that matches no row: SQLite calls the table's xBegin,
-    # which opens the store's transaction.  Every function call until
-    # COMMIT or ROLLBACK then takes part in it.  A store without any array
-    # cannot be joined until its first array is written: that first write
-    # is committed alone, and the transaction begins right after it.
+    # Inside the connection's transaction the extension's writing functions
+    # join it on their own.  _join() makes the store join at once, empty
+    # or not (INSERT INTO numpack_txn), so that the whole unit or batch
+    # sees one store no other connection writes to; COMMIT or ROLLBACK
+    # then ends everything the calls did.
 
     def _names(self):
         return [r[0] for r in self._q("SELECT name FROM numpack_arrays(?)",
                                        (self._path,))]
 
     def _join(self):
-        """Open the store's transaction on the connection; False when the
-        store has no array yet."""
+        """Open the store's transaction on the connection."""
         if self._txn:
-            return True
+            return
         con = self._con
-        for name in self._names():
-            try:
-                con.execute("ATTACH ':memory:' AS numpack_txn")
-            except sqlite3.Error:
-                # Left attached by an earlier failure: start afresh.
-                con.execute("DETACH numpack_txn")
-                con.execute("ATTACH ':memory:' AS numpack_txn")
-            try:
-                con.execute(
-                    "CREATE VIRTUAL TABLE numpack_txn.anchor USING numpack("
-                    f"store={_quote(self._path)}, array={_quote(name)}, "
-                    "layout=blob)")
-            except sqlite3.Error:
-                con.execute("DETACH numpack_txn")
-                continue
-            try:
-                con.execute("BEGIN")
-                con.execute("DELETE FROM numpack_txn.anchor WHERE 0")
-            except sqlite3.Error as e:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                con.execute("DETACH numpack_txn")
-                raise sql_error(e) from e
-            self._txn, self._wrote = True, False
-            return True
-        return False
+        try:
+            con.execute("BEGIN")
+            con.execute("INSERT INTO numpack_txn VALUES (?)", (self._path,))
+        except sqlite3.Error as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise sql_error(e) from e
+        self._txn, self._wrote = True, False
 
     def _end(self, commit):
         """COMMIT (or ROLLBACK) the transaction _join() opened."""
@@ -311,66 +280,61 @@ class NumPack:
             return
         con = self._con
         self._txn, self._wrote = False, False
-        err = None
         try:
             if con.in_transaction:
                 con.execute("COMMIT" if commit else "ROLLBACK")
         except sqlite3.Error as e:
-            err = e
             if con.in_transaction:
                 try:
                     con.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-        finally:
-            try:
-                con.execute("DETACH numpack_txn")
-            except sqlite3.Error:
-                pass
-        if err is not None:
-            raise sql_error(err) from err
+            raise sql_error(e) from e
+
+    @contextlib.contextmanager
+    def _savepoint(self):
+        """A call's writes inside the open transaction (a batch's, or an
+        outer call's): undone alone if the call fails, as the extension
+        undoes a failing function call."""
+        con = self._con
+        con.execute("SAVEPOINT numpack_call")
+        try:
+            yield
+        except BaseException:
+            if self._txn and con.in_transaction:
+                con.execute("ROLLBACK TO numpack_call")
+                con.execute("RELEASE numpack_call")
+            raise
+        else:
+            con.execute("RELEASE numpack_call")
 
     @contextlib.contextmanager
     def _unit(self, multi=True):
-        """Make the writes inside one transaction: all or nothing (see the
-        note above for a store that has no array yet)."""
+        """Make the writes inside one transaction: all or nothing."""
         if not multi:
             yield
             return
         if self._txn or self._unit_depth or self._batch is not None:
             self._unit_depth += 1
             try:
-                yield
+                if self._txn:
+                    with self._savepoint():
+                        yield
+                else:
+                    yield
             finally:
                 self._unit_depth -= 1
             return
         self._unit_depth = 1
-        self._prejoin = []
         try:
             yield
         except BaseException:
             self._end(False)
-            self._undo_prejoin()
             raise
         else:
-            try:
-                self._end(True)
-            except BaseException:
-                self._undo_prejoin()
-                raise
+            self._end(True)
         finally:
             self._unit_depth = 0
-            self._prejoin = []
-
-    def _undo_prejoin(self):
-        """Drop the arrays a failed unit created before it could join."""
-        for name in self._prejoin:
-            try:
-                self._con.execute("SELECT numpack_drop(?, ?)",
-                                  (self._path, name)).fetchall()
-            except sqlite3.Error:
-                pass
-        self._prejoin = []
 
     # ---- information -----------------------------------------------------
 
@@ -571,7 +535,7 @@ class NumPack:
         if len(blob) <= self._limit():
             try:
                 self._write("SELECT numpack_save(?, ?, ?)",
-                            (self._path, name, blob), creates=name)
+                            (self._path, name, blob))
                 return
             except _TooBig:
                 pass
@@ -581,8 +545,7 @@ class NumPack:
         n = self._fit_rows(row_bytes)
         with self._unit():
             self._write("SELECT numpack_save(?, ?, ?)",
-                        (self._path, name, _sql.encode(arr[:n])),
-                        creates=name)
+                        (self._path, name, _sql.encode(arr[:n])))
             for start in range(n, len(arr), n):
                 self._write("SELECT numpack_append(?, ?, ?)",
                             (self._path, name,
@@ -853,6 +816,52 @@ class NumPack:
                 return None
             raise sql_error(e) from e
         return _sql.decode(blob)
+
+    @_locked
+    def top_k(self, array_name, query, k, metric="l2"):
+        """The K live rows of ARRAY_NAME nearest to QUERY (one row's
+        elements, any shape of that size) under METRIC (l2, l2sq, cosine,
+        dot, hamming, jaccard), nearest first, ties by position: a pair of
+        NumPy arrays (logical indexes as getitem takes them, distances),
+        each of min(K, live rows) entries.  Exact; the extension computes
+        it in one pass over the stored rows."""
+        q = np.asarray(query)
+        idx, dist = self._top_k(array_name, q.reshape(1, q.size), k, metric)
+        return idx[0], dist[0]
+
+    @_locked
+    def multi_query_top_k(self, array_name, queries, k, metric="l2"):
+        """top_k for every row of QUERIES (shape (q, d), or (d,) for one)
+        in one pass over the array: two arrays of shape (q, min(K, live
+        rows)), indexes and distances."""
+        q = np.asarray(queries)
+        if q.ndim <= 1:
+            q = q.reshape(1, q.size)
+        return self._top_k(array_name, q.reshape(len(q), -1), k, metric)
+
+    def _top_k(self, name, q, k, metric):
+        self._check()
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) \
+                or k <= 0:
+            raise ValueError(f"k must be a positive int, not {k!r}")
+        if not isinstance(metric, str):
+            raise ValueError(f"metric must be a str, not {metric!r}")
+        if q.dtype.kind not in "biuf":
+            raise TypeError(f"a query holds numbers, not {q.dtype}")
+        self._sync([name])
+        rows = self._q(
+            "SELECT query, idx, distance FROM numpack_knn(?, ?, ?, ?, ?)",
+            (self._path, name, _sql.encode(np.ascontiguousarray(q)), int(k),
+             metric))
+        n = len(rows) // len(q) if len(q) else 0
+        idx = np.empty((len(q), n), np.int64)
+        dist = np.empty((len(q), n), np.float64)
+        if rows:
+            idx[...] = np.fromiter((r[1] for r in rows), np.int64,
+                                   len(rows)).reshape(len(q), n)
+            dist[...] = np.fromiter((r[2] for r in rows), np.float64,
+                                    len(rows)).reshape(len(q), n)
+        return idx, dist
 
     @_locked
     def stream_load(self, array_name, buffer_size=None):
