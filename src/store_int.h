@@ -198,6 +198,10 @@ struct NpkStore {
                              ** commits that patch it in place, or -1 */
   ino_t cat_wino;            /* its inode: used only while it is cat_st's */
   dev_t cat_wdev;
+  int coarse_mtime;          /* the file system kept a catalog time coarser
+                             ** than the one set: patching in place could
+                             ** leave a commit that no time tells of, so
+                             ** catalogs are replaced whole */
   int img_ok;                /* img and img_off describe cat */
   uint64_t cat_gen;          /* bumped whenever cat is replaced */
   int swept;                 /* a write of this object removed leftovers

@@ -834,7 +834,7 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   struct stat now;
   NpkErr ignored;
   int ok;
-  if (st->cat_fd < 0) return NPK_OK;
+  if (st->cat_fd < 0 || st->coarse_mtime) return NPK_OK;
   if (fast) {
     /* Only these positions differ (pair_slots): check them alone. */
     if (!(ci->pos = malloc(((size_t)n + 1) * sizeof *ci->pos)))
@@ -1090,17 +1090,18 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
 ** (npk_store_refresh compares inode, length and time): set explicitly, it
 ** differs even where the file system's clock is coarser than the commits
 ** are apart. */
-static int write_catalog_inplace(NpkSession *s, CatImage *ci) {
+static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
   NpkStore *st = s->store;
   struct timespec times[2];
+  struct stat sb;
   char *path = npk_path(st->dir, NPK_CATALOG);
   int rc = NPK_OK;
+  *pwhole = 0;
   if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   /* The descriptor of an earlier commit serves while it is the held file,
   ** which catalog_plan found at the catalog's name. */
   if (st->cat_wfd < 0 || st->cat_wino != st->cat_st.st_ino ||
       st->cat_wdev != st->cat_st.st_dev) {
-    struct stat sb;
     int fd;
     if (st->cat_wfd >= 0) close(st->cat_wfd);
     st->cat_wfd = -1;
@@ -1137,7 +1138,21 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci) {
     times[0].tv_nsec = UTIME_OMIT;
     if (futimens(st->cat_wfd, times) != 0)
       rc = npk_err_sys(&s->err, errno, "cannot set the time of", path);
-    ci->mtime = times[1];
+    else if (fstat(st->cat_wfd, &sb) != 0)
+      rc = npk_err_sys(&s->err, errno, "cannot stat", path);
+    else
+      ci->mtime = sb.st_mtim;
+  }
+  /* A file system that keeps times coarser than the one set (seconds,
+  ** tens of milliseconds) may have kept the time held: other processes
+  ** would see no change.  This commit then replaces the file whole (the
+  ** journaled runs undo it as well, the new file having the same bytes
+  ** at the same places), and later ones do from the start. */
+  if (rc == NPK_OK && (sb.st_mtim.tv_sec != times[1].tv_sec ||
+                       sb.st_mtim.tv_nsec != times[1].tv_nsec)) {
+    st->coarse_mtime = 1;
+    *pwhole = sb.st_mtim.tv_sec == st->cat_st.st_mtim.tv_sec &&
+              sb.st_mtim.tv_nsec == st->cat_st.st_mtim.tv_nsec;
   }
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->cat_wfd, path, &s->err);
   free(path);
@@ -1170,9 +1185,16 @@ static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci) {
   if (rc == NPK_OK && ci->inplace && !ci->patched)
     rc = npk_err(&s->err, NPK_ERROR, "cannot patch the catalog of %s",
                  st->dir);
-  if (rc == NPK_OK)
-    rc = ci->inplace ? write_catalog_inplace(s, ci)
-                     : npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
+  if (rc == NPK_OK && ci->inplace) {
+    int whole;
+    rc = write_catalog_inplace(s, ci, &whole);
+    if (rc == NPK_OK && whole) {
+      ci->inplace = 0;
+      names = 1;
+    }
+  }
+  if (rc == NPK_OK && !ci->inplace)
+    rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
   if (rc == NPK_OK && names)
     rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   npk_buf_free(&b);

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "store_testutil.h"
@@ -1199,6 +1200,47 @@ static void test_spare_linked_later(void) {
   tu_tmp_done(&t);
 }
 
+/* While set, futimens keeps whole seconds, as a file system with coarse
+** times does (this definition takes the place of the C library's). */
+static int coarse_times;
+
+int futimens(int fd, const struct timespec times[2]) {
+  struct timespec t[2] = {times[0], times[1]};
+  if (coarse_times && t[1].tv_nsec != UTIME_OMIT && t[1].tv_nsec != UTIME_NOW)
+    t[1].tv_nsec = 0;
+  return (int)syscall(SYS_utimensat, fd, NULL, t, 0);
+}
+
+/* Where the file system cannot keep the catalog's new time (it comes out
+** as the one held), a commit that patched the catalog in place replaces it
+** whole instead, so that other processes see a new file; later commits
+** replace it whole from the start. */
+static void test_coarse_times(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  struct stat a, b;
+  NpkSession *s = open_base(&t, &st, &m);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  struct timespec ahead[2] = {{0, UTIME_OMIT}, {a.st_mtim.tv_sec + 100, 0}};
+  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+  coarse_times = 1;
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  coarse_times = 0;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK(a.st_ino != b.st_ino);
+  CHECK(view_is(s, &m, 1));
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  CHECK(a.st_ino != b.st_ino);
+  CHECK(view_is(s, &m, 1));
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
 /* Descriptors of this process open on a removed journal of the store in
 ** DIR (whose blocks they keep in use). */
 static int removed_journals_held(const char *dir) {
@@ -1974,6 +2016,7 @@ int main(void) {
   RUN(test_sweep_when_needed);
   RUN(test_large_journal_removed);
   RUN(test_spare_linked_later);
+  RUN(test_coarse_times);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);
   RUN(test_crash_autocommit);
