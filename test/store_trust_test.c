@@ -518,7 +518,8 @@ static void test_journal_hardlink(void) {
 
 /* Records a commit never writes: removing or replacing the lock file or
 ** the journal (which let a second writer in beside one holding the lock),
-** a backup, or data files by the wrong kind of record. */
+** a backup, the journal's idle file, or data files by the wrong kind of
+** record. */
 static void test_journal_names(void) {
   static const struct {
     int type;
@@ -528,7 +529,8 @@ static void test_journal_names(void) {
     {'T', TU_LOCK}, {'R', TU_LOCK}, {'C', TU_LOCK}, {'T', TU_JOURNAL},
     {'L', "data_a.npkd-npkbak"}, {'X', "data_a.npkd"}, {'C', "data_a.npkd"},
     {'T', TU_CATALOG}, {'R', "deleted_a.npkb"}, {'X', "metadata.npkm-tmp"},
-    {'L', "npktmp-1-1"}, {'X', "sub/npktmp-1-1"}};
+    {'L', "npktmp-1-1"}, {'X', "sub/npktmp-1-1"}, {'L', TU_SPARE},
+    {'X', TU_SPARE}, {'R', TU_SPARE}, {'T', TU_SPARE}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     NpkBuf r = {0};
     char frag[200];
