@@ -42,8 +42,26 @@ int npk_sqlite_rc(int rc) {
     case NPK_EXISTS: return SQLITE_CONSTRAINT;
     case NPK_LOCKED: return SQLITE_LOCKED;
     case NPK_INTERRUPT: return SQLITE_INTERRUPT;
+    case NPK_TOOBIG: return SQLITE_TOOBIG;
     default: return SQLITE_ERROR;
   }
+}
+
+void npk_result_error(sqlite3_context *ctx, int rc, const char *msg) {
+  if (rc == SQLITE_NOMEM || !msg) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_result_error(ctx, msg, -1);
+  sqlite3_result_error_code(ctx, rc);
+}
+
+int npk_vtab_error(sqlite3_vtab *vt, int rc, const char *msg) {
+  sqlite3_free(vt->zErrMsg);
+  vt->zErrMsg = 0;
+  /* Without a message of ours SQLite says "out of memory". */
+  if (rc != SQLITE_NOMEM && msg) vt->zErrMsg = sqlite3_mprintf("%s", msg);
+  return rc;
 }
 
 const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
@@ -68,15 +86,20 @@ const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
 
 /* The connection's busy timeout in milliseconds (0 when none is set); the
 ** engine asks only when a lock is not granted at once. */
-static int busy_timeout(void *arg) {
-  sqlite3 *db = arg;
+/* The integer PRAGMA SQL answers, or DFLT; -1 when memory ran out, which
+** also fails the statement running (SQLite interrupts it): the engine then
+** fails too rather than write what the statement will report as failed. */
+static int pragma_int(sqlite3 *db, const char *sql, int dflt) {
   sqlite3_stmt *st = 0;
-  int ms = 0;
-  if (sqlite3_prepare_v2(db, "PRAGMA busy_timeout", -1, &st, 0) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    ms = sqlite3_column_int(st, 0);
+  int v = dflt, rc = sqlite3_prepare_v2(db, sql, -1, &st, 0);
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    v = sqlite3_column_int(st, 0);
   sqlite3_finalize(st);
-  return ms;
+  return rc == SQLITE_NOMEM ? -1 : v;
+}
+
+static int busy_timeout(void *arg) {
+  return pragma_int(arg, "PRAGMA busy_timeout", 0);
 }
 
 /* 0 when the connection's main database runs with PRAGMA synchronous=OFF:
@@ -84,15 +107,7 @@ static int busy_timeout(void *arg) {
 ** database decides, not the schema a table is declared in, since TEMP is
 ** always OFF and would make every temp table's writes unsynced. */
 static int sync_level(void *arg) {
-  sqlite3 *db = arg;
-  sqlite3_stmt *st = 0;
-  int level = 2;
-  if (sqlite3_prepare_v2(db, "PRAGMA main.synchronous", -1, &st, 0) ==
-          SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    level = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  return level;
+  return pragma_int(arg, "PRAGMA main.synchronous", 2);
 }
 
 /* Nonzero once sqlite3_interrupt() was called on the connection and its
@@ -174,7 +189,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
   rc = npk_store_open(dir, flags, &st, &msg);
   if (rc) {
     if (pzErr) *pzErr = sqlite3_mprintf("%s", msg ? msg : "numpack: cannot open store");
-    free(msg);
+    npk_free(msg);
     return npk_sqlite_rc(rc);
   }
   pthread_mutex_lock(&conn_mu);
@@ -184,7 +199,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
   if (c) {
     c->refs++;
     npk_store_release(st);  /* the shared NpkConn already holds the store */
-  } else if ((c = calloc(1, sizeof *c)) != 0 &&
+  } else if ((c = npk_calloc(1, sizeof *c)) != 0 &&
              npk_session_open(st, &c->ses) == NPK_OK) {
     c->db = db;
     c->store = st;
@@ -195,7 +210,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
     c->next = conn_list;
     conn_list = c;
   } else {
-    free(c);
+    npk_free(c);
     c = 0;
     npk_store_release(st);
   }
@@ -213,7 +228,7 @@ static void conn_free(NpkConn *c) {
   sqlite3_free(c->alias);
   npk_session_close(c->ses);
   npk_store_release(c->store);
-  free(c);
+  npk_free(c);
 }
 
 void npk_conn_release(NpkConn *c) {

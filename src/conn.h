@@ -62,6 +62,12 @@ const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
                          char **pzErr);
 /* The SQLite result code for an engine result code. */
 int npk_sqlite_rc(int rc);
+/* Report error RC (an SQLite code) with message MSG from a function, or on
+** virtual table VT (returning RC).  SQLITE_NOMEM is reported as SQLite
+** reports it, "out of memory", whatever MSG says: a caller sees one
+** message for one condition. */
+void npk_result_error(sqlite3_context *ctx, int rc, const char *msg);
+int npk_vtab_error(sqlite3_vtab *vt, int rc, const char *msg);
 
 /* ---- the transaction bridge (conn.c) --------------------------------
 **

@@ -38,8 +38,7 @@
 
 /* Report an engine error. */
 static void fn_error(sqlite3_context *ctx, NpkConn *c, int rc) {
-  sqlite3_result_error(ctx, npk_errmsg(c->ses), -1);
-  sqlite3_result_error_code(ctx, npk_sqlite_rc(rc));
+  npk_result_error(ctx, npk_sqlite_rc(rc), npk_errmsg(c->ses));
 }
 
 static void fn_msg(sqlite3_context *ctx, int code, const char *fmt, ...) {
@@ -48,8 +47,7 @@ static void fn_msg(sqlite3_context *ctx, int code, const char *fmt, ...) {
   va_start(ap, fmt);
   m = sqlite3_vmprintf(fmt, ap);
   va_end(ap);
-  sqlite3_result_error(ctx, m ? m : "numpack: out of memory", -1);
-  sqlite3_result_error_code(ctx, code);
+  npk_result_error(ctx, code, m);
   sqlite3_free(m);
 }
 
@@ -123,7 +121,7 @@ static int fn_write_end(sqlite3_context *ctx, NpkConn *c, FnTxn *t, int rc) {
 ** into *PBUF. */
 static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
                    int allow_0d, NpkNpy *out, void **pbuf) {
-  char err[256];
+  NpkErr e;
   *pbuf = 0;
   if (sqlite3_value_type(v) != SQLITE_BLOB) {
     fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: the array must be an .npy BLOB",
@@ -131,8 +129,8 @@ static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
     return SQLITE_ERROR;
   }
   if (npk_npy_parse(sqlite3_value_blob(v), (size_t)sqlite3_value_bytes(v),
-                    out, err, sizeof err)) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: %s", fn, err);
+                    out, &e)) {
+    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: %s", fn, npk_err_text(&e));
     return SQLITE_ERROR;
   }
   if (out->ndim == 0 && !allow_0d) {
@@ -329,16 +327,17 @@ static void fn_append(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
                     sqlite3_value *arg, uint64_t nlive, uint64_t max,
                     int max_is_values, NpkIndex *ix) {
-  char err[256];
-  int rc;
+  NpkErr e;
+  int rc, code;
   memset(ix, 0, sizeof *ix);
   if (sqlite3_value_type(arg) == SQLITE_INTEGER) {
     uint64_t r;
-    if (npk_index_one(sqlite3_value_int64(arg), nlive, &r, err, sizeof err)) {
-      fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name, err);
+    if (npk_index_one(sqlite3_value_int64(arg), nlive, &r, &e)) {
+      fn_msg(ctx, SQLITE_RANGE, "numpack: %s: array \"%s\": %s", fn, name,
+             npk_err_text(&e));
       return SQLITE_RANGE;
     }
-    ix->rows = malloc(sizeof *ix->rows);
+    ix->rows = npk_malloc(sizeof *ix->rows);
     if (!ix->rows) {
       sqlite3_result_error_nomem(ctx);
       return SQLITE_NOMEM;
@@ -354,37 +353,38 @@ static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
     return SQLITE_MISMATCH;
   }
   rc = npk_index_parse_ix((const char *)sqlite3_value_text(arg),
-                          (size_t)sqlite3_value_bytes(arg), nlive, max, ix,
-                          err, sizeof err);
+                          (size_t)sqlite3_value_bytes(arg), nlive, max, ix, &e);
   if (rc == NPK_OK && ix->n > max) {
-    sqlite3_snprintf((int)sizeof err, err,
-                     "the index selects more than %llu rows",
-                     (unsigned long long)max);
+    /* A slice, which npk_index_parse_ix never bounds. */
     npk_index_free(ix);
-    rc = NPK_INDEX_TOO_MANY;
+    rc = NPK_TOOBIG;
+    sqlite3_snprintf((int)sizeof e.msg, e.msg,
+                     "numpack: the index selects more than %llu rows",
+                     (unsigned long long)max);
   }
-  if (rc == NPK_INDEX_TOO_MANY && max_is_values) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values have "
-           "%llu rows and the index selects more", fn, name,
-           (unsigned long long)max);
-    return SQLITE_ERROR;
+  if (rc == NPK_OK) return SQLITE_OK;
+  /* The one place an index's error becomes SQLite's. */
+  switch (rc) {
+    case NPK_TOOBIG:
+      if (max_is_values) {
+        fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values "
+               "have %llu rows and the index selects more", fn, name,
+               (unsigned long long)max);
+        return SQLITE_ERROR;
+      }
+      fn_msg(ctx, SQLITE_TOOBIG, "numpack: %s: array \"%s\": %s, more than "
+             "SQLite's BLOB limit holds; read it in batches with "
+             "numpack_stream(store, name, rows)", fn, name, npk_err_text(&e));
+      return SQLITE_TOOBIG;
+    case NPK_NOMEM:
+      sqlite3_result_error_nomem(ctx);
+      return SQLITE_NOMEM;
+    default:
+      code = rc == NPK_RANGE ? SQLITE_RANGE : SQLITE_ERROR;
+      fn_msg(ctx, code, "numpack: %s: array \"%s\": %s", fn, name,
+             npk_err_text(&e));
+      return code;
   }
-  if (rc == NPK_INDEX_TOO_MANY) {
-    fn_msg(ctx, SQLITE_TOOBIG, "numpack: %s: array \"%s\": %s, more than "
-           "SQLite's BLOB limit holds; read it in batches with "
-           "numpack_stream(store, name, rows)", fn, name, err);
-    return SQLITE_TOOBIG;
-  }
-  if (rc == NPK_INDEX_NOMEM) {
-    sqlite3_result_error_nomem(ctx);
-    return SQLITE_NOMEM;
-  }
-  if (rc) {
-    int code = rc == NPK_INDEX_RANGE ? SQLITE_RANGE : SQLITE_ERROR;
-    fn_msg(ctx, code, "numpack: %s: array \"%s\": %s", fn, name, err);
-    return code;
-  }
-  return SQLITE_OK;
 }
 
 /* Physical rows of IX's rows [K, K+N) into OUT. */
@@ -720,7 +720,10 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
   if (!(t = text_arg(ctx, arg, fn, "the array name"))) return SQLITE_ERROR;
   if (t[0] != '[') {
     *pnames = sqlite3_malloc(sizeof(char *));
-    if (!*pnames || !((*pnames)[0] = sqlite3_mprintf("%s", t))) return SQLITE_NOMEM;
+    if (!*pnames || !((*pnames)[0] = sqlite3_mprintf("%s", t))) {
+      sqlite3_result_error_nomem(ctx);
+      return SQLITE_NOMEM;
+    }
     *pn = 1;
     return SQLITE_OK;
   }
@@ -758,6 +761,10 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
   }
   sqlite3_finalize(st);
   if (rc == SQLITE_DONE) return SQLITE_OK;
+  if (rc == SQLITE_NOMEM) {
+    sqlite3_result_error_nomem(ctx);
+    return SQLITE_NOMEM;
+  }
   if (nul)
     fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_drop: an array name of "
            "the list contains a NUL character");

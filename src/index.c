@@ -6,11 +6,11 @@
 ** ignored; slices clamp their bounds as Python's do.  No SQLite dependency,
 ** so it can be fuzzed alone.
 */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "index.h"
+#include "store_int.h"
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -26,15 +26,12 @@ uint64_t npk_rows_sort_unique(uint64_t *p, uint64_t n) {
   return k;
 }
 
-int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, char *err,
-                  size_t errlen) {
-  if (i < 0 ? (uint64_t)0 - (uint64_t)i > nlive : (uint64_t)i >= nlive) {
-    snprintf(err, errlen, "index %lld is out of range for %llu rows",
-             (long long)i, (unsigned long long)nlive);
-    return NPK_INDEX_RANGE;
-  }
+int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, NpkErr *e) {
+  if (i < 0 ? (uint64_t)0 - (uint64_t)i > nlive : (uint64_t)i >= nlive)
+    return npk_err(e, NPK_RANGE, "index %lld is out of range for %llu rows",
+                   (long long)i, (unsigned long long)nlive);
   *out = i < 0 ? nlive - ((uint64_t)0 - (uint64_t)i) : (uint64_t)i;
-  return 0;
+  return NPK_OK;
 }
 
 /* Parser state. */
@@ -72,7 +69,7 @@ static int integer(Scan *s, int64_t *v) {
 static int push(uint64_t **pp, uint64_t *pn, uint64_t *cap, uint64_t v) {
   if (*pn == *cap) {
     uint64_t c = *cap ? *cap * 2 : 16;
-    uint64_t *q = realloc(*pp, c * sizeof *q);
+    uint64_t *q = npk_realloc(*pp, c * sizeof *q);
     if (!q) return 0;
     *pp = q;
     *cap = c;
@@ -107,17 +104,17 @@ uint64_t npk_index_row(const NpkIndex *ix, uint64_t k) {
 }
 
 void npk_index_free(NpkIndex *ix) {
-  free(ix->rows);
+  npk_free(ix->rows);
   ix->rows = NULL;
   ix->n = 0;
 }
 
 int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
-                       uint64_t max, NpkIndex *ix, char *err, size_t errlen) {
+                       uint64_t max, NpkIndex *ix, NpkErr *e) {
   Scan s = {text, text + n};
   uint64_t *rows = NULL, cnt = 0, cap = 0;
   int64_t v;
-  int rc = NPK_INDEX_RANGE;
+  int rc = NPK_RANGE;
 
   memset(ix, 0, sizeof *ix);
   skip_ws(&s);
@@ -130,7 +127,7 @@ int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
       for (;;) {
         uint64_t r;
         if (!integer(&s, &v)) goto syntax;
-        if (npk_index_one(v, nlive, &r, err, errlen)) goto fail;
+        if (npk_index_one(v, nlive, &r, e)) goto fail;
         if (cnt >= max) goto too_many;
         if (!push(&rows, &cnt, &cap, r)) goto oom;
         skip_ws(&s);
@@ -146,7 +143,7 @@ int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
       }
     }
     /* An empty list is a list still, not a slice. */
-    if (!rows && !(rows = malloc(sizeof *rows))) goto oom;
+    if (!rows && !(rows = npk_malloc(sizeof *rows))) goto oom;
   } else if (memchr(s.p, ':', (size_t)(s.end - s.p))) {
     int64_t start = 0, stop = (int64_t)nlive, step = 1;
     uint64_t a, b;
@@ -166,8 +163,7 @@ int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
       skip_ws(&s);
       if (s.p < s.end && !integer(&s, &step)) goto syntax;
       if (step == 0) {
-        snprintf(err, errlen, "slice step cannot be zero");
-        rc = NPK_INDEX_SYNTAX;
+        rc = npk_err(e, NPK_ERROR, "slice step cannot be zero");
         goto fail;
       }
     }
@@ -188,7 +184,7 @@ int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
   } else {
     uint64_t r;
     if (!integer(&s, &v)) goto syntax;
-    if (npk_index_one(v, nlive, &r, err, errlen)) goto fail;
+    if (npk_index_one(v, nlive, &r, e)) goto fail;
     if (!push(&rows, &cnt, &cap, r)) goto oom;
     ix->scalar = 1;
   }
@@ -196,57 +192,48 @@ int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
   if (s.p != s.end) goto syntax;
   ix->rows = rows;
   ix->n = cnt;
-  return 0;
+  return NPK_OK;
 too_many:
-  snprintf(err, errlen, "the index selects more than %llu rows",
-           (unsigned long long)max);
-  free(rows);
-  return NPK_INDEX_TOO_MANY;
+  npk_free(rows);
+  return npk_err(e, NPK_TOOBIG, "the index selects more than %llu rows",
+                 (unsigned long long)max);
 syntax:
-  snprintf(err, errlen,
-           "bad index \"%.*s\": want an integer, a JSON array of integers or "
-           "a start:stop slice", (int)(n > 60 ? 60 : n), text);
-  rc = NPK_INDEX_SYNTAX;
+  rc = npk_err(e, NPK_ERROR,
+               "bad index \"%.*s\": want an integer, a JSON array of "
+               "integers or a start:stop slice", (int)(n > 60 ? 60 : n), text);
   goto fail;
 oom:
-  snprintf(err, errlen, "out of memory");
-  rc = NPK_INDEX_NOMEM;
+  rc = npk_err(e, NPK_NOMEM, "out of memory");
 fail:
-  free(rows);
+  npk_free(rows);
   memset(ix, 0, sizeof *ix);
   return rc;
 }
 
 int npk_index_parse(const char *text, size_t n, uint64_t nlive, uint64_t max,
-                    uint64_t **pp, uint64_t *pn, int *scalar, char *err,
-                    size_t errlen) {
+                    uint64_t **pp, uint64_t *pn, int *scalar, NpkErr *e) {
   NpkIndex ix;
-  int rc = npk_index_parse_ix(text, n, nlive, max, &ix, err, errlen);
+  int rc = npk_index_parse_ix(text, n, nlive, max, &ix, e);
   *pp = NULL;
   *pn = 0;
   *scalar = 0;
   if (rc) return rc;
   if (!ix.rows) {
     /* A slice, listed: within MAX rows, so its list is bounded. */
-    if (ix.n > max) {
-      snprintf(err, errlen, "the index selects more than %llu rows",
-               (unsigned long long)max);
-      return NPK_INDEX_TOO_MANY;
-    }
-    uint64_t *list = malloc((size_t)(ix.n ? ix.n : 1) * sizeof *list);
-    if (!list) {
-      snprintf(err, errlen, "out of memory");
-      return NPK_INDEX_NOMEM;
-    }
+    if (ix.n > max)
+      return npk_err(e, NPK_TOOBIG, "the index selects more than %llu rows",
+                     (unsigned long long)max);
+    uint64_t *list = npk_malloc((size_t)(ix.n ? ix.n : 1) * sizeof *list);
+    if (!list) return npk_err(e, NPK_NOMEM, "out of memory");
     for (uint64_t k = 0; k < ix.n; k++) list[k] = npk_index_row(&ix, k);
     ix.rows = list;
   }
   if (ix.n == 0) {
-    free(ix.rows);
+    npk_free(ix.rows);
     ix.rows = NULL;
   }
   *pp = ix.rows;
   *pn = ix.n;
   *scalar = ix.scalar;
-  return 0;
+  return NPK_OK;
 }

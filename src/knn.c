@@ -24,6 +24,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "knn.h"
 #include "npy.h"
 #include "store.h"
@@ -842,9 +843,9 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
     }
     if (many) p = skip_ws(p + 1, end);
     for (;;) {
-      unsigned char *grown = realloc(out, (nq + 1) * rbytes);
+      unsigned char *grown = npk_realloc(out, (nq + 1) * rbytes);
       if (!grown) {
-        free(out);
+        npk_free(out);
         return NPK_NOMEM;
       }
       out = grown;
@@ -880,10 +881,11 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
 
   if (n >= 6 && memcmp(b, "\x93NUMPY", 6) == 0) {
     NpkNpy npy;
-    char perr[160];
+    NpkErr perr;
     uint64_t cnt;
-    if (npk_npy_parse(b, n, &npy, perr, sizeof perr)) {
-      snprintf(msg, sizeof msg, "the query is not a valid .npy: %s", perr);
+    if (npk_npy_parse(b, n, &npy, &perr)) {
+      snprintf(msg, sizeof msg, "the query is not a valid .npy: %s",
+               npk_err_text(&perr));
       say(err, errlen, msg);
       return NPK_ERROR;
     }
@@ -908,7 +910,7 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
       say(err, errlen, "the query .npy holds several vectors; one is needed");
       return NPK_ERROR;
     }
-    out = malloc((size_t)cnt * rbytes);
+    out = npk_malloc((size_t)cnt * rbytes);
     if (!out) return NPK_NOMEM;
     {
       /* Elements in C order, swapped to little-endian, one at a time. */
@@ -947,7 +949,7 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
     say(err, errlen, "too many query vectors");
     return NPK_ERROR;
   }
-  out = malloc(nq * rbytes);
+  out = npk_malloc(nq * rbytes);
   if (!out) return NPK_NOMEM;
   for (uint64_t i = 0; i < (uint64_t)nq * dim; i++) {
     double v = npy_value(b, dtype, i);
@@ -960,7 +962,7 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
   return NPK_OK;
 
 fail:
-  free(out);
+  npk_free(out);
   return NPK_ERROR;
 }
 
@@ -1263,8 +1265,8 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
     nt = span >= KNN_BLOCK ? (int)(span / KNN_BLOCK) : 1;
   if (nt < 1) nt = 1;
 
-  w = calloc((size_t)nt, sizeof *w);
-  tids = calloc((size_t)nt, sizeof *tids);
+  w = npk_calloc((size_t)nt, sizeof *w);
+  tids = npk_calloc((size_t)nt, sizeof *tids);
   /* Four or more l2 queries over contiguous rows take the batch path when
   ** the CPU has its kernel.  qpad holds them, then zero vectors up to a
   ** multiple of four, then one more zero vector. */
@@ -1272,10 +1274,10 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
       (s->metric == NPK_KNN_L2 || s->metric == NPK_KNN_L2SQ))
     dots4 = isa()->dots4x4[type_slot(s->dtype)];
   if (dots4) {
-    qpad = calloc(((nq + 3) / 4 * 4 + 1) * (size_t)s->dim, sizeof(float));
+    qpad = npk_calloc(((nq + 3) / 4 * 4 + 1) * (size_t)s->dim, sizeof(float));
     if (qpad) memcpy(qpad, queries, nq * qbytes);
   }
-  if (s->metric == NPK_KNN_COSINE || dots4) qn2 = malloc(nq * sizeof *qn2);
+  if (s->metric == NPK_KNN_COSINE || dots4) qn2 = npk_malloc(nq * sizeof *qn2);
   if (!w || !tids || ((s->metric == NPK_KNN_COSINE || dots4) && !qn2) ||
       (dots4 && !qpad)) {
     rc = NPK_NOMEM;
@@ -1309,8 +1311,8 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
     x->dots4 = dots4;
     x->qpad = qpad;
     x->zero = qpad ? qpad + (nq + 3) / 4 * 4 * (size_t)s->dim : 0;
-    x->heaps = malloc(nq * kk * sizeof *x->heaps);
-    x->sizes = calloc(nq, sizeof *x->sizes);
+    x->heaps = npk_malloc(nq * kk * sizeof *x->heaps);
+    x->sizes = npk_calloc(nq, sizeof *x->sizes);
     if (!x->heaps || !x->sizes) {
       rc = NPK_NOMEM;
       goto done;
@@ -1362,12 +1364,12 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
 done:
   if (w)
     for (int t = 0; t < nt; t++) {
-      free(w[t].heaps);
-      free(w[t].sizes);
+      npk_free(w[t].heaps);
+      npk_free(w[t].sizes);
     }
-  free(w);
-  free(tids);
-  free(qn2);
-  free(qpad);
+  npk_free(w);
+  npk_free(tids);
+  npk_free(qn2);
+  npk_free(qpad);
   return rc;
 }

@@ -61,9 +61,9 @@ static int vec_shape(sqlite3_value *v, int bits, uint64_t *dim, int *f64,
   p = sqlite3_value_blob(v);
   if (n >= 6 && memcmp(p, "\x93NUMPY", 6) == 0) {
     NpkNpy npy;
-    char perr[160];
-    if (npk_npy_parse(p, n, &npy, perr, sizeof perr)) {
-      snprintf(err, errlen, "not a valid .npy: %s", perr);
+    NpkErr perr;
+    if (npk_npy_parse(p, n, &npy, &perr)) {
+      snprintf(err, errlen, "not a valid .npy: %s", npk_err_text(&perr));
       return 0;
     }
     *dim = npy.count;
@@ -124,19 +124,19 @@ static void fn_distance(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
                            dtype, metric, da, 1, i ? &b : &a, i ? &nb : &na,
                            err, sizeof err);
     if (rc == NPK_NOMEM) {
-      free(a);
+      npk_free(a);
       sqlite3_result_error_nomem(ctx);
       return;
     }
     if (rc) goto fail;
   }
   sqlite3_result_double(ctx, npk_knn_distance(dtype, metric, da, a, b));
-  free(a);
-  free(b);
+  npk_free(a);
+  npk_free(b);
   return;
 fail:
-  free(a);
-  free(b);
+  npk_free(a);
+  npk_free(b);
   {
     char *msg = sqlite3_mprintf("numpack: numpack_distance: %s", err);
     sqlite3_result_error(ctx, msg ? msg : "out of memory", -1);
@@ -245,8 +245,8 @@ static int knn_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
 }
 
 static void knn_clear(KnnCursor *c) {
-  free(c->hits);
-  free(c->idx);
+  npk_free(c->hits);
+  npk_free(c->idx);
   c->hits = 0;
   c->idx = 0;
   c->nq = c->room = c->found = c->i = 0;
@@ -328,7 +328,7 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   mark = npk_map_faults(s);
   rc = npk_view(s, name, &view);
   if (rc) {
-    free(queries);
+    npk_free(queries);
     return knn_fail(cur, npk_sqlite_rc(rc), "%s", npk_errmsg(s));
   }
   memset(&scan, 0, sizeof scan);
@@ -351,13 +351,13 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   if (per < 1) per = 1;
   if (c->room) {
     if (c->room > SIZE_MAX / sizeof *c->hits / nq) {
-      free(queries);
+      npk_free(queries);
       return SQLITE_NOMEM;
     }
-    c->hits = malloc(nq * c->room * sizeof *c->hits);
-    c->idx = malloc(nq * c->room * sizeof *c->idx);
+    c->hits = npk_malloc(nq * c->room * sizeof *c->hits);
+    c->idx = npk_malloc(nq * c->room * sizeof *c->idx);
     if (!c->hits || !c->idx) {
-      free(queries);
+      npk_free(queries);
       return SQLITE_NOMEM;
     }
   }
@@ -367,7 +367,7 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
     rc = npk_knn_search(&scan, (const unsigned char *)queries + q0 * qbytes,
                         n, (size_t)k, c->hits + q0 * c->room, &found);
   }
-  free(queries);
+  npk_free(queries);
   if (rc == NPK_OK) rc = npk_map_check(s, mark, name);
   if (rc == NPK_NOMEM) return SQLITE_NOMEM;
   if (rc) return knn_fail(cur, npk_sqlite_rc(rc), "%s", npk_errmsg(s));

@@ -29,6 +29,7 @@
 
 #include "dtype.h"
 #include "npy.h"
+#include "store_int.h"
 
 #define NPK_NPY_MAGIC      "\223NUMPY"   /* \x93 then "NUMPY" */
 #define NPK_NPY_MAGIC_LEN  6
@@ -43,21 +44,17 @@
 ** the growth padding. */
 #define NPK_NPY_DICT_MAX   1024
 
-/* Returned for every parse error; the same value as store.h's NPK_ERROR. */
-#define NPK_NPY_BAD        1
-
 /*
-** Format an error message into ERR.  Always returns NPK_NPY_BAD so that a
+** Report a parse error in E: NPK_ERROR, with the message, so that a
 ** failing branch can say "return npkNpyErr(...)".
 */
-static int npkNpyErr(char *err, size_t errlen, const char *fmt, ...){
+static int npkNpyErr(NpkErr *e, const char *fmt, ...){
+  char msg[512];
   va_list ap;
-  if( err && errlen>0 ){
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return NPK_NPY_BAD;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return npk_err(e, NPK_ERROR, "%s", msg);
 }
 
 /*
@@ -98,8 +95,7 @@ struct NpkNpyScan {
   size_t n;                 /* its length, excluding the final '\n' */
   size_t i;                 /* read position */
   int allowLong;            /* accept Python 2's "3L" integers */
-  char *err;                /* where messages go */
-  size_t errlen;
+  NpkErr *e;                /* where messages go */
 };
 
 static void npkScanSpace(NpkNpyScan *s){
@@ -115,11 +111,11 @@ static int npkScanPeek(NpkNpyScan *s){
 static int npkScanExpected(NpkNpyScan *s, const char *what){
   char found[NPK_NPY_QUOTE_MAX+8];
   if( s->i>=s->n ){
-    return npkNpyErr(s->err, s->errlen,
+    return npkNpyErr(s->e,
                      "npy: header ends where %s was expected", what);
   }
   npkNpyQuote(found, sizeof found, s->z+s->i, s->n-s->i);
-  return npkNpyErr(s->err, s->errlen,
+  return npkNpyErr(s->e,
                    "npy: malformed header: expected %s at \"%s\"",
                    what, found);
 }
@@ -137,17 +133,17 @@ static int npkScanString(NpkNpyScan *s, const unsigned char **pz, size_t *pn){
   start = ++s->i;
   while( s->i<s->n && s->z[s->i]!=q ){
     if( s->z[s->i]=='\\' ){
-      return npkNpyErr(s->err, s->errlen,
+      return npkNpyErr(s->e,
                        "npy: escapes in header strings are not supported");
     }
     if( s->z[s->i]=='\n' || s->z[s->i]=='\r' ){
-      return npkNpyErr(s->err, s->errlen,
+      return npkNpyErr(s->e,
                        "npy: malformed header: line break in a string");
     }
     s->i++;
   }
   if( s->i>=s->n ){
-    return npkNpyErr(s->err, s->errlen,
+    return npkNpyErr(s->e,
                      "npy: malformed header: unterminated string");
   }
   *pz = s->z+start;
@@ -191,20 +187,20 @@ static int npkScanDim(NpkNpyScan *s, uint64_t *pv){
   size_t start = s->i;
   int c = npkScanPeek(s);
   if( c=='-' ){
-    return npkNpyErr(s->err, s->errlen,
+    return npkNpyErr(s->e,
                      "npy: shape has a negative dimension");
   }
   if( c<'0' || c>'9' ) return npkScanExpected(s, "a dimension");
   while( (c = npkScanPeek(s))>='0' && c<='9' ){
     if( v>((uint64_t)INT64_MAX - (uint64_t)(c-'0'))/10 ){
-      return npkNpyErr(s->err, s->errlen,
+      return npkNpyErr(s->e,
                        "npy: shape has a dimension too large for NumPy");
     }
     v = v*10 + (uint64_t)(c-'0');
     s->i++;
   }
   if( s->z[start]=='0' && s->i-start>1 ){
-    return npkNpyErr(s->err, s->errlen,
+    return npkNpyErr(s->e,
                      "npy: malformed header: dimension with a leading zero");
   }
   if( s->allowLong && npkScanPeek(s)=='L' ) s->i++;
@@ -232,7 +228,7 @@ static int npkScanShape(NpkNpyScan *s, uint32_t *pNdim, uint64_t *aShape){
     uint64_t v = 0;
     if( nd>0 && !comma ) return npkScanExpected(s, "',' or ')' in 'shape'");
     if( nd>=NPK_MAX_NDIM_NPY ){
-      return npkNpyErr(s->err, s->errlen,
+      return npkNpyErr(s->e,
                        "npy: more than %d dimensions are not supported",
                        NPK_MAX_NDIM_NPY);
     }
@@ -248,7 +244,7 @@ static int npkScanShape(NpkNpyScan *s, uint32_t *pNdim, uint64_t *aShape){
     }
   }
   if( nd==1 && !comma ){
-    return npkNpyErr(s->err, s->errlen,
+    return npkNpyErr(s->e,
                      "npy: malformed header: 'shape' is not a tuple "
                      "(a single dimension needs a trailing comma)");
   }
@@ -280,7 +276,7 @@ static int npkScanBracketed(NpkNpyScan *s){
       return 0;
     }
   }
-  return npkNpyErr(s->err, s->errlen,
+  return npkNpyErr(s->e,
                    "npy: malformed header: unterminated 'descr'");
 }
 
@@ -311,7 +307,7 @@ static const char *npkKindName(int c){
 ** is refused: the byte order of such data is unknown.
 */
 static int npkParseDescr(const unsigned char *z, size_t n, int *pDtype,
-                         int *pBig, char *err, size_t errlen){
+                         int *pBig, NpkErr *e){
   char quoted[NPK_NPY_QUOTE_MAX+8];
   char order = 0;
   const unsigned char *t = z;
@@ -338,13 +334,13 @@ static int npkParseDescr(const unsigned char *z, size_t n, int *pDtype,
     }
   }
   if( dtype<0 ){
-    return npkNpyErr(err, errlen, "npy: dtype '%s' is not supported (%s)",
+    return npkNpyErr(e, "npy: dtype '%s' is not supported (%s)",
                      quoted, nt>0 ? npkKindName(t[0]) : "empty descr");
   }
   if( npk_dtype_size(dtype)==1 ){
     *pBig = 0;                     /* no byte order: nothing to convert */
   }else if( order=='|' ){
-    return npkNpyErr(err, errlen,
+    return npkNpyErr(e,
                      "npy: dtype '%s' has no byte order; "
                      "a %d-byte type needs '<' or '>'",
                      quoted, npk_dtype_size(dtype));
@@ -372,7 +368,7 @@ static int npkParseDescr(const unsigned char *z, size_t n, int *pDtype,
 ** dtype, big_endian, ndim and shape of P and *pFortran.
 */
 static int npkParseDict(const unsigned char *z, size_t n, int allowLong,
-                        NpkNpy *p, int *pFortran, char *err, size_t errlen){
+                        NpkNpy *p, int *pFortran, NpkErr *e){
   static const struct { const char *zKey; int bit; } aKey[] = {
     { "descr",         NPK_NPY_KEY_DESCR },
     { "fortran_order", NPK_NPY_KEY_FORTRAN },
@@ -386,8 +382,7 @@ static int npkParseDict(const unsigned char *z, size_t n, int allowLong,
   s.n = n;
   s.i = 0;
   s.allowLong = allowLong;
-  s.err = err;
-  s.errlen = errlen;
+  s.e = e;
 
   npkScanSpace(&s);
   if( npkScanPeek(&s)!='{' ) return npkScanExpected(&s, "'{'");
@@ -412,7 +407,7 @@ static int npkParseDict(const unsigned char *z, size_t n, int allowLong,
       ** one, so a repeat means a damaged or hand-made header. */
       char quoted[NPK_NPY_QUOTE_MAX+8];
       npkNpyQuote(quoted, sizeof quoted, zKey, nKey);
-      return npkNpyErr(err, errlen, bit ? "npy: key '%s' appears twice"
+      return npkNpyErr(e, bit ? "npy: key '%s' appears twice"
                                         : "npy: unexpected key '%s' in header",
                        quoted);
     }
@@ -430,15 +425,14 @@ static int npkParseDict(const unsigned char *z, size_t n, int allowLong,
         rc = npkScanBracketed(&s);
         if( rc ) return rc;
         npkNpyQuote(quoted, sizeof quoted, z+start, s.i-start);
-        return npkNpyErr(err, errlen, "npy: dtype %s is not supported (%s)",
+        return npkNpyErr(e, "npy: dtype %s is not supported (%s)",
                          quoted, c=='[' ? "structured" : "sub-array");
       }else{
         const unsigned char *zDescr;
         size_t nDescr;
         rc = npkScanString(&s, &zDescr, &nDescr);
         if( rc ) return rc;
-        rc = npkParseDescr(zDescr, nDescr, &p->dtype, &p->big_endian,
-                           err, errlen);
+        rc = npkParseDescr(zDescr, nDescr, &p->dtype, &p->big_endian, e);
         if( rc ) return rc;
       }
     }else if( bit==NPK_NPY_KEY_FORTRAN ){
@@ -464,7 +458,7 @@ static int npkParseDict(const unsigned char *z, size_t n, int allowLong,
     const char *zMissing = !(seen & NPK_NPY_KEY_DESCR) ? "descr"
                          : !(seen & NPK_NPY_KEY_FORTRAN) ? "fortran_order"
                          : "shape";
-    return npkNpyErr(err, errlen, "npy: header lacks '%s'", zMissing);
+    return npkNpyErr(e, "npy: header lacks '%s'", zMissing);
   }
   return 0;
 }
@@ -478,8 +472,7 @@ static uint32_t npkGetU32(const unsigned char *a){
        | (uint32_t)a[3]<<24;
 }
 
-int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
-                  char *err, size_t errlen){
+int npk_npy_parse(const void *blob, size_t n, NpkNpy *out, NpkErr *e){
   const unsigned char *a = (const unsigned char*)blob;
   NpkNpy p;
   size_t nPrefix;           /* magic, version and header length */
@@ -493,16 +486,17 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
   uint32_t k;
   int rc;
 
-  if( err && errlen>0 ) err[0] = 0;
-  if( a==0 && n>0 ) return npkNpyErr(err, errlen, "npy: no data");
+  e->rc = NPK_OK;
+  e->msg[0] = 0;
+  if( a==0 && n>0 ) return npkNpyErr(e, "npy: no data");
   if( n<NPK_NPY_MAGIC_LEN
    || memcmp(a, NPK_NPY_MAGIC, NPK_NPY_MAGIC_LEN)!=0 ){
     /* A prefix of the magic is still "not .npy": the caller has it all. */
-    return npkNpyErr(err, errlen,
+    return npkNpyErr(e,
                      "npy: not a .npy image (no \\x93NUMPY magic)");
   }
   if( n<NPK_NPY_MAGIC_LEN+2 ){
-    return npkNpyErr(err, errlen, "npy: truncated before the version");
+    return npkNpyErr(e, "npy: truncated before the version");
   }
   major = a[6];
   minor = a[7];
@@ -511,28 +505,27 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
   }else if( (major==2 || major==3) && minor==0 ){
     nPrefix = 12;
   }else{
-    return npkNpyErr(err, errlen,
+    return npkNpyErr(e,
                      "npy: format version %d.%d is not supported "
                      "(1.0, 2.0 and 3.0 are)", major, minor);
   }
   if( n<nPrefix ){
-    return npkNpyErr(err, errlen, "npy: truncated in the header length");
+    return npkNpyErr(e, "npy: truncated in the header length");
   }
   nHeader = nPrefix==10 ? npkGetU16(a+8) : npkGetU32(a+8);
   if( nHeader>n-nPrefix ){
-    return npkNpyErr(err, errlen,
+    return npkNpyErr(e,
                      "npy: truncated header (%" PRIu64 " bytes, %" PRIu64
                      " present)", nHeader, (uint64_t)(n-nPrefix));
   }
   if( nHeader==0 || a[nPrefix+nHeader-1]!='\n' ){
-    return npkNpyErr(err, errlen,
+    return npkNpyErr(e,
                      "npy: malformed header: it does not end in a newline");
   }
 
   memset(&p, 0, sizeof p);
   p.dtype = -1;
-  rc = npkParseDict(a+nPrefix, (size_t)nHeader-1, major<3, &p, &fortran,
-                    err, errlen);
+  rc = npkParseDict(a+nPrefix, (size_t)nHeader-1, major<3, &p, &fortran, e);
   if( rc ) return rc;
 
   /* Sizes.  The product of the non-zero dimensions times the item size
@@ -544,12 +537,12 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
     if( d>1 ) nBig++;
     if( d==0 ) continue;
     if( nNonzero>(uint64_t)INT64_MAX/d ){
-      return npkNpyErr(err, errlen, "npy: shape is too large");
+      return npkNpyErr(e, "npy: shape is too large");
     }
     nNonzero *= d;
   }
   if( nNonzero>(uint64_t)INT64_MAX/nItem ){
-    return npkNpyErr(err, errlen, "npy: shape is too large");
+    return npkNpyErr(e, "npy: shape is too large");
   }
   p.count = nNonzero;
   for(k=0; k<p.ndim; k++){
@@ -564,7 +557,7 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
 
   nData = (uint64_t)(n - nPrefix) - nHeader;
   if( nData!=p.data_bytes ){
-    return npkNpyErr(err, errlen,
+    return npkNpyErr(e,
                      "npy: %" PRIu64 " bytes of data, shape needs %" PRIu64,
                      nData, p.data_bytes);
   }
@@ -572,7 +565,7 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
   if( p.dtype==NPK_BOOL ){
     long long bad = npk_bool_bad(p.data, p.data_bytes);
     if( bad>=0 ){
-      return npkNpyErr(err, errlen, "npy: bool element %lld is %u; bool "
+      return npkNpyErr(e, "npy: bool element %lld is %u; bool "
                        "elements must be 0 or 1", bad, p.data[bad]);
     }
   }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "dtype.h"
+#include "store.h"
 
 /* The most dimensions accepted.  NumPy 1.x allows 32 (2.x allows 64, but
 ** the store's catalog holds 32).  This is the same definition as store.h's,
@@ -38,14 +39,13 @@ struct NpkNpy {
 };
 
 /*
-** Parse BLOB (N bytes).  0 on success; otherwise non-zero and ERR (ERRLEN
-** bytes, always NUL-terminated when ERRLEN > 0) holds a message such as
-** "npy: dtype '<U5' is not supported (strings)".  OUT is written only
+** Parse BLOB (N bytes).  NPK_OK on success; otherwise NPK_ERROR and E holds
+** a message such as "numpack: npy: dtype '<U5' is not supported
+** (strings)" (npk_err_text gives it from "npy:" on).  OUT is written only
 ** on success.  Versions 1.0, 2.0 and 3.0 are read.  The data must be
 ** exactly count * item size bytes; count * item size is at most INT64_MAX.
 */
-int npk_npy_parse(const void *blob, size_t n, NpkNpy *out,
-                  char *err, size_t errlen);
+int npk_npy_parse(const void *blob, size_t n, NpkNpy *out, NpkErr *e);
 
 /*
 ** The header NumPy 1.24's np.save writes for a C-order little-endian array

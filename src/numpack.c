@@ -32,6 +32,22 @@ static int npkRegisterVersion(sqlite3 *db){
       npkVersionFunc, 0, 0);
 }
 
+/* The engine allocates through SQLite, so that SQLite's memory limits,
+** accounting and out-of-memory simulation reach every allocation of the
+** extension.  Set before the first allocation (the engine allocates nothing
+** until a connection uses it) and to the same functions by every later
+** connection: the API routines are one process's SQLite's. */
+static void *npkSqliteMalloc(uint64_t n){ return sqlite3_malloc64(n); }
+static void *npkSqliteRealloc(void *p, uint64_t n){
+  return sqlite3_realloc64(p, n);
+}
+static void npkSqliteFree(void *p){ sqlite3_free(p); }
+static uint64_t npkSqliteSize(void *p){ return sqlite3_msize(p); }
+
+static const NpkAllocator npkSqliteAllocator = {
+  npkSqliteMalloc, npkSqliteRealloc, npkSqliteFree, npkSqliteSize
+};
+
 /* Everything the extension adds to a connection, in registration order. */
 static int (*const npkRegister[])(sqlite3*) = {
   npkRegisterVersion,
@@ -54,6 +70,7 @@ int sqlite3_numpack_init(
   int i;
   int n = (int)(sizeof(npkRegister)/sizeof(npkRegister[0]));
   SQLITE_EXTENSION_INIT2(pApi);
+  npk_set_allocator(&npkSqliteAllocator);
   for(i=0; rc==SQLITE_OK && i<n; i++){
     rc = npkRegister[i](db);
   }

@@ -15,6 +15,7 @@
 
 #include <sqlite3ext.h>
 
+#include "alloc.h"
 #include "store.h"
 SQLITE_EXTENSION_INIT3
 

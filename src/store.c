@@ -131,11 +131,11 @@ void npk_file_done(NpkFile *f) {
 
 int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
                   NpkErr *e) {
-  NpkFile *f = calloc(1, sizeof *f);
+  NpkFile *f = npk_calloc(1, sizeof *f);
   int flags = st->readonly ? O_RDONLY : O_RDWR, rc;
   *pp = NULL;
   if (!f || !(f->path = npk_path(st->dir, rel))) {
-    free(f);
+    npk_free(f);
     return npk_err(e, NPK_NOMEM, "out of memory");
   }
   f->rel = f->path + strlen(st->dir) + 1;
@@ -146,8 +146,8 @@ int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
   rc = file_reopen(st, f, flags, 1, e);
   pthread_mutex_unlock(&fd_mu);
   if (rc) {
-    free(f->path);
-    free(f);
+    npk_free(f->path);
+    npk_free(f);
     return rc;
   }
   f->refs = 1;
@@ -159,7 +159,7 @@ int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
 
 /* F now lives at PATH (malloc'd, absolute, inside the store). */
 void npk_file_rename(NpkStore *st, NpkFile *f, char *path) {
-  free(f->path);
+  npk_free(f->path);
   f->path = path;
   f->rel = path + strlen(st->dir) + 1;
 }
@@ -170,14 +170,14 @@ static void release_block(void *p, size_t len) {
     npk_guard_remove(p);
     munmap(p, len);
   } else {
-    free(p);
+    npk_free(p);
   }
 }
 
 void npk_retire(NpkStore *st, void *p, size_t len) {
   NpkRetired *r;
   if (!p) return;
-  if (st->pins == 0 || !(r = malloc(sizeof *r))) {
+  if (st->pins == 0 || !(r = npk_malloc(sizeof *r))) {
     release_block(p, len);
     return;
   }
@@ -196,7 +196,8 @@ void npk_retire(NpkStore *st, void *p, size_t len) {
 void npk_catalog_retire(NpkStore *st, NpkCatalog *cat) {
   NpkRetired *r = NULL;
   NpkCatalog *keep = NULL;
-  if (st->pins > 0 && (r = malloc(sizeof *r)) && (keep = malloc(sizeof *keep))) {
+  if (st->pins > 0 && (r = npk_malloc(sizeof *r)) &&
+      (keep = npk_malloc(sizeof *keep))) {
     *keep = *cat;
     memset(cat, 0, sizeof *cat);
     r->p = keep;
@@ -206,7 +207,7 @@ void npk_catalog_retire(NpkStore *st, NpkCatalog *cat) {
     st->retired = r;
     return;
   }
-  free(r);
+  npk_free(r);
   npk_catalog_clear(st, cat);
 }
 
@@ -216,11 +217,11 @@ void npk_retired_free(NpkStore *st) {
     st->retired = r->next;
     if (r->cat) {
       npk_catalog_clear(st, r->p);
-      free(r->p);
+      npk_free(r->p);
     } else {
       release_block(r->p, r->len);
     }
-    free(r);
+    npk_free(r);
   }
 }
 
@@ -281,7 +282,7 @@ int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
     return NPK_OK;
   }
   if ((rc = npk_file_flush(st, f, e))) return rc;
-  if (n >= NPK_WBUF / 2 || (!f->wbuf && !(f->wbuf = malloc(NPK_WBUF)))) {
+  if (n >= NPK_WBUF / 2 || (!f->wbuf && !(f->wbuf = npk_malloc(NPK_WBUF)))) {
     if ((rc = npk_file_use(st, f, e))) return rc;
     rc = n >= NPK_WBUF / 2 ? npk_io_reserve(st, f->fd, off, n, f->path, e)
                            : NPK_OK;
@@ -297,7 +298,7 @@ int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
 
 void npk_file_unref(NpkStore *st, NpkFile *f) {
   if (!f || --f->refs > 0) return;
-  free(f->wbuf);
+  npk_free(f->wbuf);
   npk_file_unmap_w(f);
   if (f->base) npk_retire(st, f->base, f->maplen);
   if (f->temp) {
@@ -311,8 +312,8 @@ void npk_file_unref(NpkStore *st, NpkFile *f) {
     nopen--;
   }
   pthread_mutex_unlock(&fd_mu);
-  free(f->path);
-  free(f);
+  npk_free(f->path);
+  npk_free(f);
 }
 
 /* Map F afresh, at least NEED bytes (with st->mu held).  The mapping
@@ -384,7 +385,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
   path = npk_path(st->dir, a->data_file);
   if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
   if (!a->segmented) {
-    a->seg = calloc(1, sizeof *a->seg);
+    a->seg = npk_calloc(1, sizeof *a->seg);
     if (!a->seg) {
       rc = npk_err(e, NPK_NOMEM, "out of memory");
       goto done;
@@ -407,8 +408,8 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     if (rc) goto done;
     rc = npk_seg_parse((const char *)bytes, nbytes, &ents, &nent, path, e);
     if (rc) goto done;
-    a->seg = calloc((size_t)(nent ? nent : 1), sizeof *a->seg);
-    a->seg_names = calloc((size_t)(nent ? nent : 1), sizeof *a->seg_names);
+    a->seg = npk_calloc((size_t)(nent ? nent : 1), sizeof *a->seg);
+    a->seg_names = npk_calloc((size_t)(nent ? nent : 1), sizeof *a->seg_names);
     if (!a->seg || !a->seg_names) {
       rc = npk_err(e, NPK_NOMEM, "out of memory");
       goto done;
@@ -447,17 +448,17 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     }
   }
 
-  bmname = malloc(strlen(a->name) + 16);
+  bmname = npk_malloc(strlen(a->name) + 16);
   if (!bmname) {
     rc = npk_err(e, NPK_NOMEM, "out of memory");
     goto done;
   }
-  free(path);
+  npk_free(path);
   strcpy(bmname, "deleted_");
   strcat(bmname, a->name);
   strcat(bmname, ".npkb");
   path = npk_path(st->dir, bmname);
-  free(bytes);
+  npk_free(bytes);
   bytes = NULL;
   if (!path) {
     rc = npk_err(e, NPK_NOMEM, "out of memory");
@@ -479,9 +480,9 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     rc = npk_err(e, NPK_NOMEM, "out of memory");
 done:
   npk_seg_free(ents, nent);
-  free(bytes);
-  free(bmname);
-  free(path);
+  npk_free(bytes);
+  npk_free(bmname);
+  npk_free(path);
   return rc;
 }
 
@@ -524,7 +525,7 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
                 NPK_CATALOG);
       goto done;
     }
-    free(bytes);
+    npk_free(bytes);
     rc = npk_io_read_file(st, NPK_CATALOG, &bytes, &n, e);
     if (rc == NPK_OK && fstat(fd, &a) == 0 &&
         npk_io_lstat(st, NPK_CATALOG, &b, &ignored) == NPK_OK &&
@@ -565,8 +566,8 @@ done:
     fd = -1;
   }
   *pfd = fd;
-  free(bytes);
-  free(path);
+  npk_free(bytes);
+  npk_free(path);
   return rc;
 }
 
@@ -680,7 +681,7 @@ static void session_init(NpkStore *st, NpkSession *s) {
 }
 
 int npk_session_open(NpkStore *st, NpkSession **pp) {
-  NpkSession *s = malloc(sizeof *s);
+  NpkSession *s = npk_malloc(sizeof *s);
   *pp = NULL;
   if (!s) return NPK_NOMEM;
   session_init(st, s);
@@ -710,7 +711,7 @@ void npk_unpin(NpkSession *s) {
 int npk_scan_begin(NpkSession *s, const char *name) {
   if (s->nscan == s->scan_cap) {
     int cap = s->scan_cap ? 2 * s->scan_cap : 8;
-    const char **p = realloc(s->scans, (size_t)cap * sizeof *p);
+    const char **p = npk_realloc(s->scans, (size_t)cap * sizeof *p);
     if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
     s->scans = p;
     s->scan_cap = cap;
@@ -741,14 +742,14 @@ int npk_scan_check(NpkSession *s, const char *name, const char *what) {
 
 void npk_session_close(NpkSession *s) {
   if (!s) return;
-  free(s->scans);
+  npk_free(s->scans);
   if (s->txn) npk_rollback(s);
   s->nread = 0;
   npk_unpin(s);
   npk_lock_release(s);
   if (s->lockfd >= 0) close(s->lockfd);
   npk_store_release(s->store);
-  free(s);
+  npk_free(s);
 }
 
 NpkStore *npk_session_store(NpkSession *s) { return s->store; }
@@ -896,7 +897,7 @@ void npk_read_end(NpkSession *s) {
 static void store_free(NpkStore *st) {
   npk_catalog_clear(st, &st->cat);
   npk_buf_free(&st->img);
-  free(st->img_off);
+  npk_free(st->img_off);
   st->pins = 0;
   npk_retired_free(st);
   if (st->cat_fd >= 0) close(st->cat_fd);
@@ -908,8 +909,8 @@ static void store_free(NpkStore *st) {
     npk_guard_remove(st->lock_page);
     munmap(st->lock_page, 4096);
   }
-  free(st->dir);
-  free(st);
+  npk_free(st->dir);
+  npk_free(st);
 }
 
 void npk_store_release(NpkStore *st) {
@@ -959,12 +960,12 @@ static int create_catalog(NpkSession *s) {
 ** Without NPK_OPEN_CREATE this changes nothing on disk. */
 static int store_new(const char *dir, const struct stat *sb, int flags,
                      NpkStore **pp, NpkErr *e) {
-  NpkStore *st = calloc(1, sizeof *st);
+  NpkStore *st = npk_calloc(1, sizeof *st);
   NpkSession ses, *s;
   int rc;
   *pp = NULL;
   if (!st) return npk_err(e, NPK_NOMEM, "out of memory");
-  st->dir = strdup(dir);
+  st->dir = npk_strdup(dir);
   st->dev = sb->st_dev;
   st->ino = sb->st_ino;
   st->readonly = !!(flags & NPK_OPEN_READONLY);
@@ -1085,7 +1086,7 @@ int npk_store_open(const char *dir, int flags, NpkStore **pp, char **errmsg) {
   }
   *pp = st;
 done:
-  if (rc && errmsg) *errmsg = strdup(e.msg);
+  if (rc && errmsg) *errmsg = npk_strdup(e.msg);
   return rc;
 }
 
@@ -1096,7 +1097,7 @@ NpkCatalog *npk_session_catalog(NpkSession *s) {
   return s->txn ? &s->txn->cat : &s->store->cat;
 }
 
-int npk_check_access(NpkSession *s) {
+static int npk_check_access(NpkSession *s) {
   if (s->nread == 0 && !s->txn)
     return npk_err(&s->err, NPK_MISUSE,
                    "read outside npk_read_begin/npk_read_end");

@@ -54,6 +54,18 @@
                           ** session (npk_scan_begin) */
 #define NPK_INTERRUPT 13  /* stopped at the interrupt source's request
                           ** (npk_set_interrupt_source) */
+#define NPK_TOOBIG   14   /* more than a limit allows (rows an index lists) */
+
+/* An error being reported, by the engine and by the parsers of what comes
+** from outside (index.c, npy.c): code and message. */
+typedef struct NpkErr NpkErr;
+struct NpkErr {
+  int rc;                    /* NPK_OK or the error code */
+  char msg[768];             /* "numpack: ..." message */
+};
+/* E's message without its "numpack: " prefix, for a caller that words
+** its own message around it. */
+const char *npk_err_text(const NpkErr *e);
 
 #define NPK_MAX_NDIM      32   /* NumPy's own limit */
 #define NPK_MAX_ROWS      UINT64_C(0x7FFFFFFFFFFFFFFF) /* rows of an array:
@@ -120,8 +132,8 @@ int npk_name_valid(const char *name);
 ** there is none); a directory without a catalog (nor journal) is otherwise
 ** NPK_NOTFOUND, "not a numpack store".  A hot journal left by a crash is
 ** played back by the next write transaction, never by a reader.  On error
-** *ppStore is NULL and ERRMSG (if not NULL) receives a malloc'd message
-** that the caller frees. */
+** *ppStore is NULL and ERRMSG (if not NULL) receives an npk_malloc'd message
+** that the caller frees with npk_free(). */
 int npk_store_open(const char *dir, int flags, NpkStore **ppStore,
                    char **errmsg);
 void npk_store_release(NpkStore *p);      /* drop one reference */
@@ -140,13 +152,16 @@ void npk_set_busy_timeout(NpkSession *s, int ms);
 /* Ask FN(ARG) for the busy timeout in milliseconds whenever a lock is not
 ** granted at once, instead of using a fixed one: the timeout can then
 ** follow a setting that changes (SQLite's PRAGMA busy_timeout) at no cost
-** while there is no contention. */
+** while there is no contention.  FN returns -1 when it ran out of memory:
+** the lock is then not taken (NPK_NOMEM). */
 void npk_set_busy_source(NpkSession *s, int (*fn)(void *), void *arg);
 /* Ask FN(ARG) at the start of each write transaction whether its writes
 ** must reach the disk: when it returns 0 (SQLite's PRAGMA synchronous=OFF)
 ** nothing is fsynced, so a commit stays atomic if the process dies but not
 ** if the machine loses power.  Without a source every commit is synced.
-** Playing back a crashed commit's journal is always synced. */
+** Playing back a crashed commit's journal is always synced.  FN returns -1
+** when it ran out of memory: the transaction is then not begun
+** (NPK_NOMEM). */
 void npk_set_sync_source(NpkSession *s, int (*fn)(void *), void *arg);
 /* Ask FN(ARG) before each piece of a long copy (compaction, clone, the
 ** rewrite of a segmented array: every 4 MiB through memory, every 64 MiB
@@ -304,7 +319,9 @@ int npk_map_check(NpkSession *s, uint64_t mark, const char *name);
 ** (0 disables).  Kinds: "write", "fsync", "rename", "ftruncate", "any",
 ** and "full": a disk that fills at the Nth write and stays full, failing
 ** every later write that needs new blocks (past the end of its file) while
-** writes over existing bytes succeed, until disarmed.
+** writes over existing bytes succeed, until disarmed.  Allocations: kind
+** "malloc" fails the Nth allocation, "oom" the Nth and every later one
+** until disarmed.
 ** The environment variable NUMPACK_TEST_FAULT=KIND:N:ERRNO arms one at the
 ** first I/O call of the process. */
 void npk_test_fault(const char *kind, int nth, int err);

@@ -24,13 +24,13 @@
 #define SUPER 8   /* words per rank superblock */
 
 NpkBitmap *npk_bm_new(uint64_t nbits, int live) {
-  NpkBitmap *b = calloc(1, sizeof *b);
+  NpkBitmap *b = npk_calloc(1, sizeof *b);
   uint64_t nw = WORDS(nbits);
   if (!b) return NULL;
   b->wcap = nw ? nw : 1;
-  b->w = malloc(b->wcap * 8);
+  b->w = npk_malloc(b->wcap * 8);
   if (!b->w) {
-    free(b);
+    npk_free(b);
     return NULL;
   }
   memset(b->w, live ? 0xFF : 0, nw * 8);
@@ -50,9 +50,9 @@ NpkBitmap *npk_bm_copy(const NpkBitmap *src) {
 
 void npk_bm_free(NpkBitmap *b) {
   if (!b) return;
-  free(b->w);
-  free(b->rank);
-  free(b);
+  npk_free(b->w);
+  npk_free(b->rank);
+  npk_free(b);
 }
 
 int npk_bm_parse(const unsigned char *p, size_t n, uint64_t rows,
@@ -133,7 +133,7 @@ int npk_bm_extend(NpkBitmap *b, uint64_t nbits, int live) {
   if (nbits <= old) return NPK_OK;
   if (nw > b->wcap) {
     uint64_t cap = b->wcap * 2 > nw ? b->wcap * 2 : nw;
-    uint64_t *w = realloc(b->w, cap * 8);
+    uint64_t *w = npk_realloc(b->w, cap * 8);
     if (!w) return NPK_NOMEM;
     b->w = w;
     b->wcap = cap;
@@ -171,7 +171,7 @@ int npk_bm_truncate(NpkBitmap *b, uint64_t nbits) {
 static int rank_build(NpkBitmap *b) {
   uint64_t nw = WORDS(b->nbits), ns = (nw + SUPER - 1) / SUPER + 1;
   if (ns > b->rank_cap) {
-    uint64_t *r = realloc(b->rank, ns * 8);
+    uint64_t *r = npk_realloc(b->rank, ns * 8);
     if (!r) return NPK_NOMEM;
     b->rank = r;
     b->rank_cap = ns;

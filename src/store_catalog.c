@@ -20,6 +20,7 @@ struct CatReader {
   const unsigned char *p;    /* catalog bytes */
   size_t n;                  /* catalog length */
   size_t at;                 /* read position */
+  int oom;                   /* a copy could not be allocated */
 };
 
 static int rd_need(CatReader *r, size_t k) { return r->n - r->at >= k; }
@@ -49,8 +50,11 @@ static int rd_str(CatReader *r, char **out) {
   uint32_t len;
   if (!rd_u32(r, &len) || !rd_need(r, len)) return 0;
   if (memchr(r->p + r->at, 0, len)) return 0;
-  *out = malloc((size_t)len + 1);
-  if (!*out) return 0;
+  *out = npk_malloc((size_t)len + 1);
+  if (!*out) {
+    r->oom = 1;
+    return 0;
+  }
   memcpy(*out, r->p + r->at, len);
   (*out)[len] = 0;
   r->at += len;
@@ -78,17 +82,17 @@ int npk_shape_bytes(int dtype, uint32_t ndim, const uint64_t *shape,
 
 NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
                         const uint64_t *shape) {
-  NpkArray *a = calloc(1, sizeof *a);
+  NpkArray *a = npk_calloc(1, sizeof *a);
   if (!a) return NULL;
   a->refs = 1;
   a->loaded = 1;
-  a->name = strdup(name);
+  a->name = npk_strdup(name);
   a->dtype = dtype;
   a->ndim = ndim;
   memcpy(a->shape, shape, ndim * sizeof *shape);
   if (!a->name || npk_shape_bytes(dtype, ndim, shape, &a->row_bytes, NULL)) {
-    free(a->name);
-    free(a);
+    npk_free(a->name);
+    npk_free(a);
     return NULL;
   }
   return a;
@@ -98,10 +102,10 @@ void npk_array_ref(NpkArray *a) { a->refs++; }
 
 void npk_array_drop_storage(NpkStore *st, NpkArray *a) {
   for (int i = 0; i < a->nseg; i++) npk_file_unref(st, a->seg[i].file);
-  free(a->seg);
+  npk_free(a->seg);
   if (a->seg_names) {
-    for (int i = 0; i < a->nseg; i++) free(a->seg_names[i]);
-    free(a->seg_names);
+    for (int i = 0; i < a->nseg; i++) npk_free(a->seg_names[i]);
+    npk_free(a->seg_names);
   }
   npk_bm_free(a->bm);
   a->seg = NULL;
@@ -114,9 +118,9 @@ void npk_array_unref(NpkStore *st, NpkArray *a) {
   if (!a || --a->refs > 0) return;
   npk_array_drop_storage(st, a);
   npk_ov_free(st, a->ov);
-  free(a->name);
-  free(a->data_file);
-  free(a);
+  npk_free(a->name);
+  npk_free(a->data_file);
+  npk_free(a);
 }
 
 /* ---- the name index ---------------------------------------------------
@@ -138,8 +142,8 @@ static void index_put(int *idx, int icap, const char *name, int pos) {
 void npk_catalog_reindex(NpkCatalog *cat) {
   int icap = 16;
   while (icap < 2 * cat->n) icap *= 2;
-  free(cat->idx);
-  cat->idx = calloc((size_t)icap, sizeof *cat->idx);
+  npk_free(cat->idx);
+  cat->idx = npk_calloc((size_t)icap, sizeof *cat->idx);
   cat->icap = cat->idx ? icap : 0;
   for (int i = 0; cat->idx && i < cat->n; i++)
     index_put(cat->idx, icap, cat->a[i]->name, i);
@@ -148,7 +152,7 @@ void npk_catalog_reindex(NpkCatalog *cat) {
 int npk_catalog_add(NpkCatalog *cat, NpkArray *a) {
   if (cat->n == cat->cap) {
     int cap = cat->cap ? cat->cap * 2 : 8;
-    NpkArray **p = realloc(cat->a, (size_t)cap * sizeof *p);
+    NpkArray **p = npk_realloc(cat->a, (size_t)cap * sizeof *p);
     if (!p) return NPK_NOMEM;
     cat->a = p;
     cat->cap = cap;
@@ -166,8 +170,8 @@ void npk_catalog_clear(NpkStore *st, NpkCatalog *cat) {
     if (i + 16 < cat->n) __builtin_prefetch(cat->a[i + 16], 1);
     npk_array_unref(st, cat->a[i]);
   }
-  free(cat->a);
-  free(cat->idx);
+  npk_free(cat->a);
+  npk_free(cat->idx);
   memset(cat, 0, sizeof *cat);
 }
 
@@ -188,11 +192,11 @@ int npk_catalog_find(const NpkCatalog *cat, const char *name) {
 int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to) {
   memset(to, 0, sizeof *to);
   if (from->n == 0) return NPK_OK;
-  to->a = malloc((size_t)from->n * sizeof *to->a);
-  if (from->idx) to->idx = malloc((size_t)from->icap * sizeof *to->idx);
+  to->a = npk_malloc((size_t)from->n * sizeof *to->a);
+  if (from->idx) to->idx = npk_malloc((size_t)from->icap * sizeof *to->idx);
   if (!to->a || (from->idx && !to->idx)) {
-    free(to->a);
-    free(to->idx);
+    npk_free(to->a);
+    npk_free(to->idx);
     memset(to, 0, sizeof *to);
     return NPK_NOMEM;
   }
@@ -290,6 +294,7 @@ static const char *parse_array(CatReader *r, NpkArray **out) {
   }
   a = npk_array_new(name, (int)dtype, ndim, shape);
   if (!a) {
+    r->oom = 1;
     why = "out of memory";
     goto fail;
   }
@@ -300,18 +305,18 @@ static const char *parse_array(CatReader *r, NpkArray **out) {
     size_t fl = strlen(file);
     a->segmented = fl > 7 && strcmp(file + fl - 7, ".npkseg") == 0;
   }
-  free(name);
+  npk_free(name);
   *out = a;
   return NULL;
 fail:
-  free(name);
-  free(file);
+  npk_free(name);
+  npk_free(file);
   return why;
 }
 
 int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
                       NpkErr *e) {
-  CatReader r = {p, n, 0};
+  CatReader r = {p, n, 0, 0};
   uint32_t magic, version, count;
   uint64_t total;
   memset(cat, 0, sizeof *cat);
@@ -331,6 +336,8 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
     const char *why = parse_array(&r, &a);
     if (why) {
       npk_catalog_clear(NULL, cat);
+      if (r.oom)
+        return npk_err(e, NPK_NOMEM, "out of memory reading %s", NPK_CATALOG);
       return npk_err(e, NPK_CORRUPT,
                      "%s is damaged: array %u at byte %zu: %s", NPK_CATALOG,
                      i, at, why);
@@ -402,7 +409,7 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
   int rc = NPK_OK;
   for (int i = 0; i < cat->n; i++)
     m += 1 + (cat->a[i]->seg_names ? (size_t)cat->a[i]->nseg : 0);
-  if (!(u = malloc((m ? m : 1) * sizeof *u)))
+  if (!(u = npk_malloc((m ? m : 1) * sizeof *u)))
     return npk_err(e, NPK_NOMEM, "out of memory");
   for (int i = 0; i < cat->n; i++) {
     const NpkArray *a = cat->a[i];
@@ -431,7 +438,7 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
                  "their rows in %s", what, u[i - 1].array, u[i].array,
                  u[i].file);
   }
-  free(u);
+  npk_free(u);
   return rc;
 }
 

@@ -138,7 +138,10 @@ int npk_guard_add_rw(const void *p, size_t len, uint64_t *count, int rw) {
   for (int c = 0; slot < 0; c++) {
     GuardSlot *g;
     if (c == nchunks) {
-      if (c == MAX_CHUNKS || !(g = calloc(CHUNK_SLOTS, sizeof *g))) break;
+      /* libc's, not npk_calloc: the chunks live as long as the process
+      ** (the signal handler reads them), past any host's allocator. */
+      if (c == MAX_CHUNKS || !(g = calloc(CHUNK_SLOTS, sizeof *g))) /* libc */
+        break;
       __atomic_store_n(&chunks[c], g, __ATOMIC_RELEASE);
       __atomic_store_n(&nchunks, c + 1, __ATOMIC_RELEASE);
     }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "alloc.h"
 #include "store.h"
 
 #define NPK_CATALOG      "metadata.npkm"
@@ -20,7 +21,6 @@
 #define NPK_CAT_MAGIC    0x424B504Eu
 #define NPK_CAT_VERSION  1u
 
-typedef struct NpkErr NpkErr;
 typedef struct NpkFile NpkFile;
 typedef struct NpkSeg NpkSeg;
 typedef struct NpkBitmap NpkBitmap;
@@ -30,11 +30,6 @@ typedef struct NpkTxn NpkTxn;
 typedef struct NpkRetired NpkRetired;
 typedef struct NpkBuf NpkBuf;
 
-/* An error being reported: code and message. */
-struct NpkErr {
-  int rc;                    /* NPK_OK or the error code */
-  char msg[768];             /* "numpack: ..." message */
-};
 
 /* A growable byte buffer (catalog and journal images). */
 struct NpkBuf {
@@ -342,6 +337,10 @@ int npk_mkdirs(const char *path, NpkErr *e);
 /* Step STEP of a commit: in the test build, where npk_test_crash_at() asked
 ** for it, the process ends here; otherwise nothing happens. */
 int npk_test_crash_point(int step);
+/* In the test build, the errno npk_test_fault() armed for this call of
+** KIND ("malloc" for store_alloc.c), or 0 to let it run; always 0 in the
+** release build. */
+int npk_test_fault_check(const char *kind);
 
 /* ---- files of a store, named relative to it (store_io.c) ---- */
 /* Every file of a store is reached through these: a symbolic link or a

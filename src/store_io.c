@@ -82,7 +82,19 @@ int64_t npk_recheck_ns(void) {
 static int fault_check(const char *kind) {
   fault_from_env();
   if (!fault_kind[0]) return 0;
-  if (strcmp(fault_kind, kind) != 0 && strcmp(fault_kind, "any") != 0) return 0;
+  if (strcmp(fault_kind, "oom") == 0) {
+    /* Memory runs out at the Nth allocation and stays out. */
+    if (strcmp(kind, "malloc") != 0) return 0;
+    if (fault_countdown > 1) {
+      fault_countdown--;
+      return 0;
+    }
+    return fault_errno;
+  }
+  /* "any" is any I/O call: allocations fail only when asked for by name. */
+  if (strcmp(fault_kind, kind) != 0 &&
+      (strcmp(fault_kind, "any") != 0 || strcmp(kind, "malloc") == 0))
+    return 0;
   if (--fault_countdown > 0) return 0;
   fault_kind[0] = 0;
   return fault_errno;
@@ -137,11 +149,13 @@ static void rec_emit(NpkStore *st, int kind, int fd, const char *name,
 /* A write done in the kernel (copy_file_range): its bytes, read back. */
 static void rec_copied(NpkStore *st, int fd, uint64_t off, uint64_t n) {
   unsigned char *p;
-  if (!rec_fn || !(p = malloc(n ? n : 1))) return;
+  if (!rec_fn || !(p = npk_malloc(n ? n : 1))) return;
   if (pread(fd, p, n, (off_t)off) == (ssize_t)n)
     rec_emit(st, NPK_EV_WRITE, fd, NULL, NULL, off, n, p);
-  free(p);
+  npk_free(p);
 }
+
+int npk_test_fault_check(const char *kind) { return fault_check(kind); }
 
 #else
 static void rec_emit(NpkStore *st, int kind, int fd, const char *name,
@@ -181,6 +195,11 @@ static int full_check(int fd, uint64_t end) {
 }
 
 int64_t npk_recheck_ns(void) { return NPK_RECHECK_NS; }
+
+int npk_test_fault_check(const char *kind) {
+  (void)kind;
+  return 0;
+}
 #endif
 
 static void stat_add(NpkStore *st, uint64_t *field, uint64_t n) {
@@ -197,6 +216,12 @@ int npk_err(NpkErr *e, int rc, const char *fmt, ...) {
   vsnprintf(e->msg + n, sizeof e->msg - (size_t)n, fmt, ap);
   va_end(ap);
   return rc;
+}
+
+const char *npk_err_text(const NpkErr *e) {
+  static const char prefix[] = "numpack: ";
+  size_t n = sizeof prefix - 1;
+  return strncmp(e->msg, prefix, n) == 0 ? e->msg + n : e->msg;
 }
 
 int npk_err_sys(NpkErr *e, int err, const char *what, const char *path) {
@@ -225,7 +250,7 @@ void npk_buf_put(NpkBuf *b, const void *p, size_t n) {
     size_t cap = b->cap ? b->cap : 256;
     unsigned char *q;
     while (cap < b->n + n) cap *= 2;
-    q = realloc(b->p, cap);
+    q = npk_realloc(b->p, cap);
     if (!q) {
       b->oom = 1;
       return;
@@ -255,7 +280,7 @@ void npk_buf_u64(NpkBuf *b, uint64_t v) {
 }
 
 void npk_buf_free(NpkBuf *b) {
-  free(b->p);
+  npk_free(b->p);
   memset(b, 0, sizeof *b);
 }
 
@@ -611,7 +636,7 @@ int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
     rc = sys_err(st, errno, "cannot stat", rel, e);
     goto done;
   }
-  p = malloc((size_t)sb.st_size + 1);
+  p = npk_malloc((size_t)sb.st_size + 1);
   if (!p) {
     rc = npk_err(e, NPK_NOMEM, "out of memory reading %s/%s", st->dir, rel);
     goto done;
@@ -632,7 +657,7 @@ int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
   *pn = got;
   p = NULL;
 done:
-  free(p);
+  npk_free(p);
   close(fd);
   return rc;
 }
@@ -659,7 +684,7 @@ int npk_io_write_new(NpkStore *st, const char *rel, const void *p, size_t n,
 int npk_io_replace_file(NpkStore *st, const char *rel, const void *p,
                         size_t n, NpkErr *e) {
   size_t len = strlen(rel);
-  char *tmp = malloc(len + 5);
+  char *tmp = npk_malloc(len + 5);
   int rc;
   if (!tmp) return npk_err(e, NPK_NOMEM, "out of memory");
   memcpy(tmp, rel, len);
@@ -672,7 +697,7 @@ int npk_io_replace_file(NpkStore *st, const char *rel, const void *p,
       npk_io_unlink(st, tmp, &ignored);
     }
   }
-  free(tmp);
+  npk_free(tmp);
   return rc;
 }
 
@@ -697,7 +722,7 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
       /* Not supported here (or a short source): copy through memory. */
       size_t want = n > chunk ? chunk : (size_t)n;
       ssize_t r;
-      if (!buf && !(buf = malloc(chunk))) {
+      if (!buf && !(buf = npk_malloc(chunk))) {
         rc = npk_err(e, NPK_NOMEM, "out of memory copying %s", path);
         break;
       }
@@ -719,13 +744,13 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
     to_off += (uint64_t)w;
     n -= (uint64_t)w;
   }
-  free(buf);
+  npk_free(buf);
   return rc;
 }
 
 char *npk_path(const char *dir, const char *name) {
   size_t a = strlen(dir), b = strlen(name);
-  char *p = malloc(a + b + 2);
+  char *p = npk_malloc(a + b + 2);
   if (!p) return NULL;
   memcpy(p, dir, a);
   p[a] = '/';
@@ -734,7 +759,7 @@ char *npk_path(const char *dir, const char *name) {
 }
 
 int npk_mkdirs(const char *path, NpkErr *e) {
-  char *p = strdup(path);
+  char *p = npk_strdup(path);
   int rc = NPK_OK;
   if (!p) return npk_err(e, NPK_NOMEM, "out of memory");
   for (char *s = p + 1;; s++) {
@@ -749,6 +774,6 @@ int npk_mkdirs(const char *path, NpkErr *e) {
       if (!c) break;
     }
   }
-  free(p);
+  npk_free(p);
   return rc;
 }

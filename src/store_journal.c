@@ -107,7 +107,7 @@ void npk_jr_temp(NpkBuf *b, const char *rel) { put_path(b, 'X', rel); }
 
 char *npk_backup_name(const char *rel) {
   size_t n = strlen(rel);
-  char *p = malloc(n + 8);
+  char *p = npk_malloc(n + 8);
   if (!p) return NULL;
   memcpy(p, rel, n);
   memcpy(p + n, "-npkbak", 8);
@@ -241,7 +241,7 @@ int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
     NpkErr ignored;
     npk_io_unlink(st, NPK_JOURNAL, &ignored);
   }
-  free(path);
+  npk_free(path);
   return rc;
 }
 
@@ -325,7 +325,7 @@ int npk_journal_check(NpkStore *st, NpkErr *e) {
                  "will recover it%s", st->dir,
                  st->readonly ? " (not one through this read-only opening)"
                               : "");
-  free(p);
+  npk_free(p);
   return rc;
 }
 
@@ -376,7 +376,7 @@ static int check_links(NpkStore *st, int fd, const char *rel,
       return npk_err(e, NPK_NOMEM, "out of memory");
     own = npk_io_lstat(st, bak, &bb, e) == NPK_OK && S_ISREG(bb.st_mode) &&
           bb.st_dev == sb.st_dev && bb.st_ino == sb.st_ino;
-    free(bak);
+    npk_free(bak);
     e->rc = NPK_OK;
     if (own) return NPK_OK;
   }
@@ -399,7 +399,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
   plen = npk_get_u32(p + at + 1);
   at += 5;
   NEED(plen);
-  rel = malloc((size_t)plen + 1);
+  rel = npk_malloc((size_t)plen + 1);
   if (!rel) return npk_err(e, NPK_NOMEM, "out of memory");
   memcpy(rel, p + at, plen);
   rel[plen] = 0;
@@ -456,7 +456,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       } else {
         rc = npk_io_unlink(st, rel, e);
       }
-      free(bak);
+      npk_free(bak);
       break;
     }
     case 'T': {
@@ -504,8 +504,8 @@ bad:
 done:
 #undef NEED
   if (fd >= 0) close(fd);
-  free(rel);
-  free(abs);
+  npk_free(rel);
+  npk_free(abs);
   *pat = at;
   return rc;
 }
@@ -546,6 +546,6 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   }
 done:
   st->sync_off = sync_off;
-  free(p);
+  npk_free(p);
   return rc;
 }

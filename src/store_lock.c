@@ -244,7 +244,8 @@ static int wait_for(NpkSession *s, int (*try)(NpkSession *), const char *what,
       return npk_err_sys(e, errno, "cannot lock", s->store->dir);
     if (waited == 0 && s->busy_fn) {
       int ms = s->busy_fn(s->busy_arg);
-      s->busy_ms = ms < 0 ? 0 : ms;
+      if (ms < 0) return npk_err(e, NPK_NOMEM, "out of memory");
+      s->busy_ms = ms;
     }
     if (waited >= s->busy_ms) break;
     {

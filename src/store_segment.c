@@ -184,7 +184,7 @@ static int segment(Json *j, NpkSegEntry *s) {
       char *key = NULL;
       int ok;
       if (!str(j, &key) || !eat(j, ':')) {
-        free(key);
+        npk_free(key);
         return 0;
       }
       if (strcmp(key, "file") == 0 && !(have & 1)) {
@@ -199,7 +199,7 @@ static int segment(Json *j, NpkSegEntry *s) {
       } else {
         ok = skip(j);
       }
-      free(key);
+      npk_free(key);
       if (!ok) return 0;
     } while (eat(j, ','));
     if (!eat(j, '}')) return 0;
@@ -216,7 +216,7 @@ static int segments(Json *j, NpkSegEntry **psegs, int *pn, const char **why) {
   do {
     if (*pn == cap) {
       int c = cap ? cap * 2 : 4;
-      NpkSegEntry *q = realloc(*psegs, (size_t)c * sizeof *q);
+      NpkSegEntry *q = npk_realloc(*psegs, (size_t)c * sizeof *q);
       if (!q) {
         *why = "out of memory";
         return 0;
@@ -249,7 +249,7 @@ int npk_seg_parse(const char *text, size_t n, NpkSegEntry **pp, int *pn,
       int ok;
       why = "malformed JSON";
       if (!str(&j, &key) || !eat(&j, ':')) {
-        free(key);
+        npk_free(key);
         goto fail;
       }
       if (strcmp(key, "version") == 0 || strcmp(key, "segments") == 0) {
@@ -266,7 +266,7 @@ int npk_seg_parse(const char *text, size_t n, NpkSegEntry **pp, int *pn,
       } else {
         ok = skip(&j);
       }
-      free(key);
+      npk_free(key);
       if (!ok) goto fail;
     } while (eat(&j, ','));
     if (!eat(&j, '}')) goto fail;
@@ -292,6 +292,6 @@ fail:
 
 void npk_seg_free(NpkSegEntry *s, int n) {
   if (!s) return;
-  for (int i = 0; i < n; i++) free(s[i].file);
-  free(s);
+  for (int i = 0; i < n; i++) npk_free(s[i].file);
+  npk_free(s);
 }

@@ -58,7 +58,7 @@
 #define OV_TOMB (UINT64_MAX - 1)
 
 NpkOverlay *npk_ov_new(uint64_t row_bytes) {
-  NpkOverlay *ov = calloc(1, sizeof *ov);
+  NpkOverlay *ov = npk_calloc(1, sizeof *ov);
   if (!ov) return NULL;
   ov->row_bytes = row_bytes;
   ov->per_chunk = row_bytes >= (1u << 20) ? 1 : (1u << 20) / row_bytes;
@@ -85,11 +85,11 @@ const void *npk_ov_get(const NpkOverlay *ov, uint64_t row) {
 
 static int ov_grow(NpkOverlay *ov) {
   uint64_t cap = ov->hcap ? ov->hcap * 2 : 64;
-  uint64_t *keys = malloc(cap * sizeof *keys);
-  uint32_t *slot = malloc(cap * sizeof *slot);
+  uint64_t *keys = npk_malloc(cap * sizeof *keys);
+  uint32_t *slot = npk_malloc(cap * sizeof *slot);
   if (!keys || !slot) {
-    free(keys);
-    free(slot);
+    npk_free(keys);
+    npk_free(slot);
     return NPK_NOMEM;
   }
   for (uint64_t i = 0; i < cap; i++) keys[i] = OV_EMPTY;
@@ -101,8 +101,8 @@ static int ov_grow(NpkOverlay *ov) {
     keys[h] = k;
     slot[h] = ov->slot[i];
   }
-  free(ov->keys);
-  free(ov->slot);
+  npk_free(ov->keys);
+  npk_free(ov->slot);
   ov->keys = keys;
   ov->slot = slot;
   ov->hcap = cap;
@@ -118,7 +118,7 @@ int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
     for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
       if (ov->keys[h] == row) {
         unsigned char *d = ov_slot(ov, ov->slot[h]);
-        if (!(*old = malloc(ov->row_bytes))) return NPK_NOMEM;
+        if (!(*old = npk_malloc(ov->row_bytes))) return NPK_NOMEM;
         memcpy(*old, d, ov->row_bytes);
         memcpy(d, p, ov->row_bytes);
         return NPK_OK;
@@ -133,10 +133,10 @@ int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
   if (ov->n >= UINT32_MAX - 1) return NPK_NOMEM;
   if ((ov->n + 1) * 2 > ov->hcap && ov_grow(ov)) return NPK_NOMEM;
   if (ov->n >= used) {
-    unsigned char **ch = realloc(ov->chunks, (ov->nchunk + 1) * sizeof *ch);
+    unsigned char **ch = npk_realloc(ov->chunks, (ov->nchunk + 1) * sizeof *ch);
     if (!ch) return NPK_NOMEM;
     ov->chunks = ch;
-    if (!(ch[ov->nchunk] = malloc(ov->per_chunk * ov->row_bytes)))
+    if (!(ch[ov->nchunk] = npk_malloc(ov->per_chunk * ov->row_bytes)))
       return NPK_NOMEM;
     ov->nchunk++;
   }
@@ -166,10 +166,10 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
   if (!ov) return;
   /* Row pointers into the overlay may still be held by a reader. */
   for (uint64_t c = 0; c < ov->nchunk; c++) npk_retire(st, ov->chunks[c], 0);
-  free(ov->chunks);
-  free(ov->keys);
-  free(ov->slot);
-  free(ov);
+  npk_free(ov->chunks);
+  npk_free(ov->keys);
+  npk_free(ov->slot);
+  npk_free(ov);
 }
 
 /* ---- undo records ---------------------------------------------------- */
@@ -177,7 +177,7 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
 /* Free an undo record's data: a bitmap for NPK_U_BMSWAP, else a block. */
 static void data_free(int op, void *data) {
   if (op == NPK_U_BMSWAP) npk_bm_free(data);
-  else free(data);
+  else npk_free(data);
 }
 
 int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
@@ -190,7 +190,7 @@ int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
   }
   if (t->nundo == t->undocap) {
     size_t cap = t->undocap ? t->undocap * 2 : 64;
-    NpkUndo *p = realloc(t->undo, cap * sizeof *p);
+    NpkUndo *p = npk_realloc(t->undo, cap * sizeof *p);
     if (!p) {
       data_free(op, data);
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
@@ -273,7 +273,7 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
     case NPK_U_OVL:
       if (u->b) {
         void *old;
-        if (npk_ov_put(a->ov, u->a, u->data, &old) == NPK_OK) free(old);
+        if (npk_ov_put(a->ov, u->a, u->data, &old) == NPK_OK) npk_free(old);
       } else {
         npk_ov_remove(a->ov, u->a);
       }
@@ -302,7 +302,11 @@ struct Change {
   int drop_c_files;          /* remove C's data files that P does not use */
   int bm_write;              /* replace or remove the bitmap */
   char *bm_rel;              /* "deleted_<name>.npkb" */
+  NpkBuf bm_img;             /* the bitmap to write, encoded */
 };
+
+/* Bytes reserved for a commit besides twice its journal (npk_commit). */
+#define NPK_COMMIT_RESERVE (64u << 10)
 
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
@@ -349,22 +353,24 @@ int npk_recover(NpkSession *s) {
 
 int npk_begin(NpkSession *s) {
   NpkTxn *t;
-  int rc;
+  int rc, sync;
   s->err.rc = NPK_OK;
   if (s->txn)
     return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
                    s->store->dir);
+  sync = s->sync_fn ? s->sync_fn(s->sync_arg) : 2;
+  if (sync < 0) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   if ((rc = write_lock(s))) return rc;
-  t = calloc(1, sizeof *t);
+  t = npk_calloc(1, sizeof *t);
   if (!t || npk_catalog_copy(&s->store->cat, &t->cat)) {
-    free(t);
+    npk_free(t);
     if (s->nread == 0) npk_lock_release(s);
     else npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   t->cat_gen = s->store->cat_gen;
   s->txn = t;
-  s->store->sync_off = s->sync_fn && s->sync_fn(s->sync_arg) == 0;
+  s->store->sync_off = sync == 0;
   if (!s->pinned) {
     pthread_mutex_lock(&s->store->mu);
     s->store->pins++;
@@ -380,7 +386,7 @@ int npk_savepoint(NpkSession *s, int *plevel) {
     return npk_err(&s->err, NPK_MISUSE, "savepoint outside a transaction");
   if (t->nsp == t->spcap) {
     int cap = t->spcap ? t->spcap * 2 : 8;
-    NpkSavepoint *p = realloc(t->sp, (size_t)cap * sizeof *p);
+    NpkSavepoint *p = npk_realloc(t->sp, (size_t)cap * sizeof *p);
     if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
     t->sp = p;
     t->spcap = cap;
@@ -425,18 +431,18 @@ int npk_rollback_to(NpkSession *s, int level) {
 static void txn_end(NpkSession *s) {
   NpkTxn *t = s->txn;
   for (size_t i = 0; i < t->nundo; i++) undo_free(s->store, &t->undo[i]);
-  free(t->undo);
-  free(t->sp);
-  free(t->slots);
+  npk_free(t->undo);
+  npk_free(t->sp);
+  npk_free(t->slots);
   for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
-  free(t->grown);
+  npk_free(t->grown);
   pthread_mutex_lock(&s->store->mu);
   npk_catalog_clear(s->store, &t->cat);
   pthread_mutex_unlock(&s->store->mu);
   /* The new files are renamed or removed now; a hot journal keeps its
   ** mark. */
   if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
-  free(t);
+  npk_free(t);
   s->txn = NULL;
   s->store->sync_off = 0;
   s->changes++;
@@ -486,7 +492,7 @@ void npk_txn_slot(NpkSession *s, int i) {
   if (t->reshaped) return;
   if (i >= 0 && t->nslot == t->slotcap) {
     int cap = t->slotcap ? t->slotcap * 2 : 8;
-    int *p = realloc(t->slots, (size_t)cap * sizeof *p);
+    int *p = npk_realloc(t->slots, (size_t)cap * sizeof *p);
     /* Without room to remember it, the commit compares every position. */
     if (!p) i = -1;
     else {
@@ -506,7 +512,7 @@ int npk_txn_grow(NpkSession *s, NpkFile *f) {
   if (npk_file_check_writable(s->store, f, &sb, &s->err)) return s->err.rc;
   if (t->ngrown == t->growncap) {
     int cap = t->growncap ? t->growncap * 2 : 4;
-    NpkFile **p = realloc(t->grown, (size_t)cap * sizeof *p);
+    NpkFile **p = npk_realloc(t->grown, (size_t)cap * sizeof *p);
     if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
     t->grown = p;
     t->growncap = cap;
@@ -596,7 +602,7 @@ static int link_backup(NpkSession *s, const char *rel, void *arg) {
     if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
     if (rc == NPK_OK) ++*(int *)arg;
   }
-  free(bak);
+  npk_free(bak);
   return rc;
 }
 
@@ -610,7 +616,7 @@ static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
   NpkErr ignored;
   (void)arg;
   if (bak) npk_io_unlink(s->store, bak, &ignored);
-  free(bak);
+  npk_free(bak);
   return NPK_OK;
 }
 
@@ -697,7 +703,7 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
   int n = pair_slots(s, NULL), fast = n >= 0;
   Change *ch;
   if (!fast) n = pair(cc, pc, NULL);
-  if (!(ch = calloc((size_t)n + 1, sizeof *ch)))
+  if (!(ch = npk_calloc((size_t)n + 1, sizeof *ch)))
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   if (fast) pair_slots(s, ch);
   else pair(cc, pc, ch);
@@ -707,7 +713,7 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
     const char *name = x->p ? x->p->name : x->c->name;
     int had;
     x->drop_c_files = x->c && (!x->p || x->p->fresh);
-    x->bm_rel = malloc(strlen(name) + 16);
+    x->bm_rel = npk_malloc(strlen(name) + 16);
     if (!x->bm_rel) {
       *pch = ch;
       *pn = i;
@@ -760,8 +766,8 @@ static int adopt_file_image(NpkSession *s) {
   NpkCatalog *cat = &st->cat;
   NpkBuf enc = {0};
   size_t len = (size_t)st->cat_st.st_size, got = 0;
-  size_t *off = malloc((size_t)(cat->n ? cat->n : 1) * sizeof *off);
-  unsigned char *file = malloc(len ? len : 1);
+  size_t *off = npk_malloc((size_t)(cat->n ? cat->n : 1) * sizeof *off);
+  unsigned char *file = npk_malloc(len ? len : 1);
   int rc = NPK_ERROR;
   if (!off || !file || npk_catalog_encode_at(cat, &enc, off) || enc.oom ||
       enc.n != len)
@@ -777,7 +783,7 @@ static int adopt_file_image(NpkSession *s) {
   npk_buf_free(&st->img);
   st->img = enc;
   memset(&enc, 0, sizeof enc);
-  free(st->img_off);
+  npk_free(st->img_off);
   st->img_off = off;
   off = NULL;
   st->img_ok = 1;
@@ -785,8 +791,8 @@ static int adopt_file_image(NpkSession *s) {
   rc = NPK_OK;
 done:
   npk_buf_free(&enc);
-  free(off);
-  free(file);
+  npk_free(off);
+  npk_free(file);
   return rc;
 }
 
@@ -837,7 +843,7 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   if (st->cat_fd < 0 || st->coarse_mtime) return NPK_OK;
   if (fast) {
     /* Only these positions differ (pair_slots): check them alone. */
-    if (!(ci->pos = malloc(((size_t)n + 1) * sizeof *ci->pos)))
+    if (!(ci->pos = npk_malloc(((size_t)n + 1) * sizeof *ci->pos)))
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
     for (int i = 0; i < n; i++) ci->pos[i] = ch[i].pos;
     ci->npos = n;
@@ -856,7 +862,7 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   if (!ok || (!st->img_ok && adopt_file_image(s) != NPK_OK) ||
       (uint64_t)now.st_size != st->img.n)
     return NPK_OK;
-  ci->runs = malloc(((size_t)n + 1) * sizeof *ci->runs);
+  ci->runs = npk_malloc(((size_t)n + 1) * sizeof *ci->runs);
   if (!ci->runs) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   ci->runs[0].lo = NPK_CAT_TOTAL_OFF;
   ci->runs[0].len = NPK_CAT_TOTAL_LEN;
@@ -1051,7 +1057,7 @@ static int move_data(NpkSession *s, Change *ch, int n) {
       if (!dst) return npk_err(&s->err, NPK_NOMEM, "out of memory");
       rc = npk_io_rename(st, f->rel, p->data_file, &s->err);
       if (rc) {
-        free(dst);
+        npk_free(dst);
         return rc;
       }
       npk_file_rename(st, f, dst);
@@ -1076,7 +1082,7 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
     *pn = st->img.n;
     return NPK_OK;
   }
-  ci->off = malloc((size_t)(cat->n ? cat->n : 1) * sizeof *ci->off);
+  ci->off = npk_malloc((size_t)(cat->n ? cat->n : 1) * sizeof *ci->off);
   if (!ci->off || npk_catalog_encode_at(cat, &ci->img, ci->off))
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   *pp = ci->img.p;
@@ -1155,36 +1161,39 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
               sb.st_mtim.tv_nsec == st->cat_st.st_mtim.tv_nsec;
   }
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->cat_wfd, path, &s->err);
-  free(path);
+  npk_free(path);
   return rc;
 }
 
-/* Step 5: bitmaps and catalog; the directory synced if a name in it
-** changed in step 4 or here. */
-static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci) {
+/* Encode what step 5 writes, before any file changes: the bitmaps into
+** CH[i].bm_img and the catalog into CI (*PP, *PN). */
+static int encode_catalog_files(NpkSession *s, Change *ch, int n, CatImage *ci,
+                                const unsigned char **pp, size_t *pn) {
+  for (int i = 0; i < n; i++) {
+    if (!ch[i].bm_write || !ch[i].p || !ch[i].p->bm) continue;
+    if (npk_bm_encode(ch[i].p->bm, &ch[i].bm_img))
+      return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  }
+  return encode_catalog(s, ci, pp, pn);
+}
+
+/* Step 5: bitmaps and catalog (IMG, NIMG), as encode_catalog_files made
+** them: the catalog patched in place (CI->inplace) or replaced; the
+** directory synced if a name in it changed in step 4 or here. */
+static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci,
+                         const unsigned char *img, size_t nimg) {
   NpkStore *st = s->store;
-  NpkBuf b = {0};
-  const unsigned char *img = NULL;
-  size_t nimg = 0;
   int rc = NPK_OK, names = !ci->inplace;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
     names |= ch[i].bm_write || ch[i].drop_c_files ||
              (ch[i].p && ch[i].p->fresh);
     if (!ch[i].bm_write) continue;
-    if (ch[i].p && ch[i].p->bm) {
-      b.n = 0;
-      rc = npk_bm_encode(ch[i].p->bm, &b);
-      if (rc) rc = npk_err(&s->err, rc, "out of memory");
-      else rc = npk_io_replace_file(st, ch[i].bm_rel, b.p, b.n, &s->err);
-    } else {
+    if (ch[i].p && ch[i].p->bm)
+      rc = npk_io_replace_file(st, ch[i].bm_rel, ch[i].bm_img.p,
+                               ch[i].bm_img.n, &s->err);
+    else
       rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
-    }
   }
-  if (rc == NPK_OK) rc = encode_catalog(s, ci, &img, &nimg);
-  /* catalog_plan checked that the patch applies. */
-  if (rc == NPK_OK && ci->inplace && !ci->patched)
-    rc = npk_err(&s->err, NPK_ERROR, "cannot patch the catalog of %s",
-                 st->dir);
   if (rc == NPK_OK && ci->inplace) {
     int whole;
     rc = write_catalog_inplace(s, ci, &whole);
@@ -1197,7 +1206,6 @@ static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci) {
     rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
   if (rc == NPK_OK && names)
     rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
-  npk_buf_free(&b);
   return rc;
 }
 
@@ -1233,7 +1241,7 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
     npk_buf_free(&st->img);
     st->img = ci->img;
     memset(&ci->img, 0, sizeof ci->img);
-    free(st->img_off);
+    npk_free(st->img_off);
     st->img_off = ci->off;
     ci->off = NULL;
   }
@@ -1252,7 +1260,9 @@ int npk_commit(NpkSession *s) {
   Change *ch = NULL;
   NpkBuf jr = {0};
   CatImage ci = {{0}, NULL, 0, 0, NULL, 0, NULL, 0, {0, 0}};
-  int n = 0, rc = NPK_OK, journaled = 0, fast = 0, linked = 0;
+  const unsigned char *img = NULL;
+  size_t nimg = 0;
+  int n = 0, rc = NPK_OK, journaled = 0, reserved = 0, fast = 0, linked = 0;
   uint64_t now, jsize = 0;
   uint64_t fsyncs = __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED);
 
@@ -1286,6 +1296,28 @@ int npk_commit(NpkSession *s) {
   rc = catalog_plan(s, ch, n, fast, &ci);
   if (rc) goto fail_open;
 
+  /* Everything the commit allocates much of is made before the first file
+  ** changes, and the rest comes from a reserve that outlasts the backend:
+  ** once files change, the commit completes or puts them back, out of
+  ** memory or not.  The reserve holds the small things (paths, names) and
+  ** the journal read back to undo. */
+  /* Room for the journal's header, filled in by npk_journal_write; the
+  ** catalog's old bytes are journaled before encode_catalog_files patches
+  ** the store's image of it. */
+  npk_buf_put(&jr, NULL, NPK_JOURNAL_HEADER);
+  rc = build_journal(s, ch, n, &ci, &jr);
+  if (rc == NPK_OK) rc = encode_catalog_files(s, ch, n, &ci, &img, &nimg);
+  /* catalog_plan checked that the patch applies. */
+  if (rc == NPK_OK && ci.inplace && !ci.patched)
+    rc = npk_err(&s->err, NPK_ERROR, "cannot patch the catalog of %s",
+                 st->dir);
+  if (rc == NPK_OK) {
+    rc = npk_reserve_begin(NPK_COMMIT_RESERVE + 2 * jr.n);
+    if (rc) rc = npk_err(&s->err, rc, "out of memory");
+    else reserved = 1;
+  }
+  if (rc) goto fail_open;
+
   npk_test_crash_point(1);
   npk_lock_mark(s, 1);
   /* The backups must be on disk before the files they keep are replaced:
@@ -1299,9 +1331,6 @@ int npk_commit(NpkSession *s) {
   }
   if (rc == NPK_OK && !ci.inplace) rc = link_backup(s, NPK_CATALOG, &linked);
   npk_test_crash_point(2);
-  /* Room for the journal's header, filled in by npk_journal_write. */
-  npk_buf_put(&jr, NULL, NPK_JOURNAL_HEADER);
-  if (rc == NPK_OK) rc = build_journal(s, ch, n, &ci, &jr);
   if (rc == NPK_OK)
     rc = npk_journal_write(st, &jr, linked > 0, &jsize, &s->err);
   if (rc) goto fail_open;
@@ -1312,7 +1341,7 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(4);
   if (rc == NPK_OK) rc = move_data(s, ch, n);
   npk_test_crash_point(5);
-  if (rc == NPK_OK) rc = write_catalog(s, ch, n, &ci);
+  if (rc == NPK_OK) rc = write_catalog(s, ch, n, &ci, img, nimg);
   npk_test_crash_point(6);
   if (rc == NPK_OK) {
     int gone;
@@ -1361,13 +1390,17 @@ fail_open:
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
   }
 done:
-  for (int i = 0; i < n; i++) free(ch[i].bm_rel);
-  free(ch);
+  for (int i = 0; i < n; i++) {
+    npk_free(ch[i].bm_rel);
+    npk_buf_free(&ch[i].bm_img);
+  }
+  npk_free(ch);
   npk_buf_free(&jr);
   npk_buf_free(&ci.img);
-  free(ci.off);
-  free(ci.runs);
-  free(ci.pos);
+  npk_free(ci.off);
+  npk_free(ci.runs);
+  npk_free(ci.pos);
   if (ci.patched) st->img_ok = 0;
+  if (reserved) npk_reserve_end();
   return rc;
 }

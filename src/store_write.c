@@ -94,8 +94,8 @@ static int new_fresh(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   int rc;
   *pa = NULL;
   if (!a) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  a->data_file = malloc(strlen(name) + 11);
-  a->seg = calloc(1, sizeof *a->seg);
+  a->data_file = npk_malloc(strlen(name) + 11);
+  a->seg = npk_calloc(1, sizeof *a->seg);
   snprintf(tmpname, sizeof tmpname, "npktmp-%ld-%u", (long)getpid(),
            ++s->txn->tmpseq);
   if (!a->data_file || !a->seg) {
@@ -152,7 +152,7 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
     uint64_t chunk = rb >= (1u << 22) ? 1 : (1u << 22) / rb, pos = 0;
     uint64_t total = live_only ? npk_live_rows(src) : src->shape[0];
     unsigned char *buf;
-    buf = malloc((size_t)(chunk * rb));
+    buf = npk_malloc((size_t)(chunk * rb));
     if (!buf) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
     if (rc == NPK_OK)
       rc = npk_io_reserve(st, to->fd, 0, total * rb, to->path, &s->err);
@@ -166,7 +166,7 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
                                 to->path, &s->err);
       out += n;
     }
-    free(buf);
+    npk_free(buf);
   } else {
     out = live_only ? npk_live_rows(src) : src->shape[0];
   }
@@ -218,8 +218,8 @@ static int pend(NpkSession *s, int i, NpkArray **pa) {
   }
   a = npk_array_new(c->name, c->dtype, c->ndim, c->shape);
   if (!a) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  a->data_file = strdup(c->data_file);
-  a->seg = malloc(sizeof *a->seg);
+  a->data_file = npk_strdup(c->data_file);
+  a->seg = npk_malloc(sizeof *a->seg);
   if (!a->data_file || !a->seg) goto oom;
   a->mtime = c->mtime;
   a->seg[0] = c->seg[0];
@@ -403,7 +403,7 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
       uint64_t mark = npk_map_faults(s);
       rc = npk_array_row(s, a, row, &cur);
       if (rc == NPK_OK && s->txn->nsp) {
-        if (!(old = malloc((size_t)a->row_bytes)))
+        if (!(old = npk_malloc((size_t)a->row_bytes)))
           rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
         else memcpy(old, cur, (size_t)a->row_bytes);
         if (rc == NPK_OK) rc = npk_map_check(s, mark, a->name);
@@ -415,7 +415,7 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
         npk_file_done(f);
       }
       if (rc == NPK_OK) rc = npk_undo_push(s, NPK_U_TAIL, a, row, 0, old);
-      else free(old);
+      else npk_free(old);
     }
   }
   if (rc == NPK_OK) s->txn->counts.replaced += n;
@@ -445,7 +445,7 @@ int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
     if ((rc = npk_undo_push(s, NPK_U_BMNEW, a, 0, (uint64_t)a->bm_dirty, NULL)))
       goto done;
   }
-  if (s->txn->nsp && !(cleared = malloc((size_t)n * sizeof *cleared))) {
+  if (s->txn->nsp && !(cleared = npk_malloc((size_t)n * sizeof *cleared))) {
     rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
     goto done;
   }
@@ -505,7 +505,7 @@ int npk_delete_slice(NpkSession *s, const char *name, uint64_t first,
   ** rows cleared (8 bytes each), or a copy of the bitmap (a bit a row). */
   by_rows = !tail && count <= (a->bm->nbits + 63) / 64;
   if (s->txn->nsp && by_rows &&
-      !(cleared = malloc((size_t)count * sizeof *cleared))) {
+      !(cleared = npk_malloc((size_t)count * sizeof *cleared))) {
     rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
     goto done;
   }

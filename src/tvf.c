@@ -201,9 +201,7 @@ static int tvf_close(sqlite3_vtab_cursor *cur) {
 }
 
 static int tvf_fail(sqlite3_vtab_cursor *cur, int rc, const char *msg) {
-  sqlite3_free(cur->pVtab->zErrMsg);
-  cur->pVtab->zErrMsg = sqlite3_mprintf("%s", msg);
-  return rc;
+  return npk_vtab_error(cur->pVtab, rc, msg);
 }
 
 /* Copying the catalog out for numpack_arrays. */
@@ -362,14 +360,15 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
 static int tvf_next(sqlite3_vtab_cursor *cur) {
   TvfCursor *c = (TvfCursor *)cur;
   TvfTab *t = (TvfTab *)cur->pVtab;
+  int rc;
   c->i++;
   if (t->kind == TVF_ARRAYS) {
     c->eof = c->i >= c->narrays;
     return SQLITE_OK;
   }
   c->phys = c->next_phys;
-  if (stream_settle(c))
-    return tvf_fail(cur, SQLITE_ERROR, npk_errmsg(c->conn->ses));
+  if ((rc = stream_settle(c)) != NPK_OK)
+    return tvf_fail(cur, npk_sqlite_rc(rc), npk_errmsg(c->conn->ses));
   return SQLITE_OK;
 }
 
@@ -399,9 +398,10 @@ static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
   size_t hdr;
   unsigned char *out;
   TvfBatch *b;
+  int rc;
   memcpy(shape, c->info.shape, sizeof shape);
-  if (stream_rows_now(c, &shape[0])) {
-    sqlite3_result_error(ctx, npk_errmsg(s), -1);
+  if ((rc = stream_rows_now(c, &shape[0])) != NPK_OK) {
+    npk_result_error(ctx, npk_sqlite_rc(rc), npk_errmsg(s));
     return SQLITE_OK;
   }
   data = shape[0] * rb;
@@ -433,9 +433,9 @@ static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
   b->pool = c->pool;
   out = (unsigned char *)(b + 1);
   npk_npy_header(c->info.dtype, c->info.ndim, shape, out, hdr);
-  if (npk_copy_live_rows(s, c->name, &r, shape[0], out + hdr)) {
+  if ((rc = npk_copy_live_rows(s, c->name, &r, shape[0], out + hdr))) {
     c->pool->spare = b;
-    sqlite3_result_error(ctx, npk_errmsg(s), -1);
+    npk_result_error(ctx, npk_sqlite_rc(rc), npk_errmsg(s));
     return SQLITE_OK;
   }
   c->pool->refs++;
@@ -470,7 +470,8 @@ static int tvf_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
       int rc = i == 1 ? npk_physical_to_logical(c->conn->ses, c->name,
                                                 c->phys, &v)
                       : stream_rows_now(c, &v);
-      if (rc) sqlite3_result_error(ctx, npk_errmsg(c->conn->ses), -1);
+      if (rc)
+        npk_result_error(ctx, npk_sqlite_rc(rc), npk_errmsg(c->conn->ses));
       else sqlite3_result_int64(ctx, (sqlite3_int64)v);
       break;
     }

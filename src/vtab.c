@@ -295,6 +295,9 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
         break;
     }
     sqlite3_free(buf);
+    if ((k == 0 && !a->store) || (k == 1 && !a->array) ||
+        (k == 5 && !a->columns))
+      return SQLITE_NOMEM;
   }
   if (!a->store || !*a->store) {
     *pzErr = sqlite3_mprintf("numpack: table %s: store='directory' is "
@@ -399,9 +402,7 @@ static int declare(NpkVtab *v) {
 
 /* Report the session's last error on the table. */
 static int fail(NpkVtab *v, int rc) {
-  sqlite3_free(v->base.zErrMsg);
-  v->base.zErrMsg = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
-  return npk_sqlite_rc(rc);
+  return npk_vtab_error(&v->base, npk_sqlite_rc(rc), npk_errmsg(v->conn->ses));
 }
 
 /* Open the session's transaction, with the savepoints SQLite opened before
@@ -649,11 +650,12 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   if (rc) goto fail;
   if (missing) {
     uint64_t shape[NPK_MAX_NDIM];
-    /* Inside BEGIN the array is created in the store's transaction, as a
-    ** write statement would: SQLite counts a table created in a
-    ** transaction in it, so this table's xSync commits it and its
-    ** xRollback removes it. */
-    int began = !npk_in_txn(v->conn->ses) && !sqlite3_get_autocommit(db);
+    /* The array is created in the store's transaction, as a write
+    ** statement would: SQLite counts a table created by a statement in
+    ** that statement's transaction (BEGIN's or its own), so this table's
+    ** xSync commits it and its xRollback removes it, should the rest of
+    ** CREATE fail (writing the schema, out of memory). */
+    int began = !npk_in_txn(v->conn->ses);
     if (began && (rc = ensure_txn(v)) != SQLITE_OK) {
       *pzErr = v->base.zErrMsg;
       v->base.zErrMsg = 0;
@@ -1012,7 +1014,7 @@ static int vt_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
 static void cursor_clear(NpkCursor *c) {
   sqlite3_free(c->in_rows);
   c->in_rows = 0;
-  free(c->hits);
+  npk_free(c->hits);
   c->hits = 0;
   c->n_hits = c->i_hit = 0;
   c->n_in = c->i_in = 0;
@@ -1295,14 +1297,14 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx,
   c->eof = 1;
   room = npk_knn_room(&scan, k == 0 ? 1 : (size_t)k);
   if (k > 0 && room > 0) {
-    c->hits = malloc(room * sizeof *c->hits);
+    c->hits = npk_malloc(room * sizeof *c->hits);
     if (!c->hits) {
-      free(query);
+      npk_free(query);
       return SQLITE_NOMEM;
     }
     rc = npk_knn_search(&scan, query, 1, (size_t)k, c->hits, &found);
     if (rc == NPK_OK) rc = npk_map_check(s, c->faults, v->zArray);
-    free(query);
+    npk_free(query);
     if (rc == NPK_NOMEM) return SQLITE_NOMEM;
     if (rc) return fail(v, rc);
     c->n_hits = found;
@@ -1312,7 +1314,7 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx,
       c->eof = 0;
     }
   } else {
-    free(query);
+    npk_free(query);
   }
   return SQLITE_OK;
 }

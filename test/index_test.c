@@ -13,13 +13,13 @@
 static void expect(const char *text, uint64_t nlive, const uint64_t *want,
                    uint64_t n, const char *errfrag) {
   uint64_t *rows = NULL, got = 0;
-  char err[256] = "";
+  NpkErr e;
   int scalar;
   int rc = npk_index_parse(text, strlen(text), nlive, UINT64_MAX, &rows, &got,
-                           &scalar, err, sizeof err);
+                           &scalar, &e);
   if (errfrag) {
     CHECK(rc != 0);
-    CHECK_HAS(err, errfrag);
+    CHECK_HAS(e.msg, errfrag);
     CHECK(rows == NULL);
   } else {
     CHECK_EQ(rc, 0);
@@ -88,20 +88,17 @@ static void test_slices(void) {
 /* A selection larger than the bound is refused before any list is built. */
 static void test_bound(void) {
   uint64_t *rows = NULL, n = 0;
-  char err[256] = "";
+  NpkErr e;
   int scalar;
   CHECK_EQ(npk_index_parse("0:1000000000000", 15, 1000000000000ull, 10, &rows,
-                           &n, &scalar, err, sizeof err), NPK_INDEX_TOO_MANY);
+                           &n, &scalar, &e), NPK_TOOBIG);
   CHECK(rows == NULL);
-  CHECK_HAS(err, "more than 10 rows");
-  CHECK_EQ(npk_index_parse("0:20:2", 6, 100, 10, &rows, &n, &scalar, err,
-                           sizeof err), 0);
+  CHECK_HAS(e.msg, "more than 10 rows");
+  CHECK_EQ(npk_index_parse("0:20:2", 6, 100, 10, &rows, &n, &scalar, &e), 0);
   CHECK_EQ(n, 10);
   free(rows);
-  CHECK_EQ(npk_index_parse("0:21:2", 6, 100, 10, &rows, &n, &scalar, err,
-                           sizeof err), NPK_INDEX_TOO_MANY);
-  CHECK_EQ(npk_index_parse("[1,2,3]", 7, 100, 2, &rows, &n, &scalar, err,
-                           sizeof err), NPK_INDEX_TOO_MANY);
+  CHECK_EQ(npk_index_parse("0:21:2", 6, 100, 10, &rows, &n, &scalar, &e), NPK_TOOBIG);
+  CHECK_EQ(npk_index_parse("[1,2,3]", 7, 100, 2, &rows, &n, &scalar, &e), NPK_TOOBIG);
 }
 
 /* Each kind of failure has its own code, so that SQL can report a bad
@@ -109,21 +106,17 @@ static void test_bound(void) {
 static void test_codes(void) {
   uint64_t *rows = NULL, n = 0;
   int scalar;
-  char err[128];
-  CHECK_EQ(npk_index_parse("7", 1, 5, 10, &rows, &n, &scalar, err, sizeof err),
-           NPK_INDEX_RANGE);
-  CHECK_EQ(npk_index_parse("[0, 9]", 6, 5, 10, &rows, &n, &scalar, err,
-                           sizeof err), NPK_INDEX_RANGE);
-  CHECK_EQ(npk_index_parse("abc", 3, 5, 10, &rows, &n, &scalar, err,
-                           sizeof err), NPK_INDEX_SYNTAX);
-  CHECK_EQ(npk_index_parse("0:4:0", 5, 5, 10, &rows, &n, &scalar, err,
-                           sizeof err), NPK_INDEX_SYNTAX);
-  CHECK_EQ(npk_index_parse("0:4", 3, 5, 2, &rows, &n, &scalar, err,
-                           sizeof err), NPK_INDEX_TOO_MANY);
+  NpkErr e;
+  CHECK_EQ(npk_index_parse("7", 1, 5, 10, &rows, &n, &scalar, &e),
+           NPK_RANGE);
+  CHECK_EQ(npk_index_parse("[0, 9]", 6, 5, 10, &rows, &n, &scalar, &e), NPK_RANGE);
+  CHECK_EQ(npk_index_parse("abc", 3, 5, 10, &rows, &n, &scalar, &e), NPK_ERROR);
+  CHECK_EQ(npk_index_parse("0:4:0", 5, 5, 10, &rows, &n, &scalar, &e), NPK_ERROR);
+  CHECK_EQ(npk_index_parse("0:4", 3, 5, 2, &rows, &n, &scalar, &e), NPK_TOOBIG);
   CHECK(rows == NULL);
   uint64_t r;
-  CHECK_EQ(npk_index_one(-6, 5, &r, err, sizeof err), NPK_INDEX_RANGE);
-  CHECK_EQ(npk_index_one(-5, 5, &r, err, sizeof err), 0);
+  CHECK_EQ(npk_index_one(-6, 5, &r, &e), NPK_RANGE);
+  CHECK_EQ(npk_index_one(-5, 5, &r, &e), 0);
   CHECK_EQ(r, 0);
 }
 
@@ -135,23 +128,23 @@ static void test_lazy(void) {
                                 "7", "10:10", "::-1000000000000"};
   uint64_t huge = 1ull << 62;
   NpkIndex ix;
-  char err[256] = "";
-  CHECK_EQ(npk_index_parse_ix("0:", 2, huge, 10, &ix, err, sizeof err), 0);
+  NpkErr e;
+  CHECK_EQ(npk_index_parse_ix("0:", 2, huge, 10, &ix, &e), 0);
   CHECK(ix.rows == NULL);
   CHECK_EQ(ix.n, huge);
   CHECK_EQ(npk_index_row(&ix, huge - 1), huge - 1);
-  CHECK_EQ(npk_index_parse_ix("::-1", 4, huge, 10, &ix, err, sizeof err), 0);
+  CHECK_EQ(npk_index_parse_ix("::-1", 4, huge, 10, &ix, &e), 0);
   CHECK(ix.rows == NULL);
   CHECK_EQ(ix.n, huge);
   CHECK_EQ(npk_index_row(&ix, 0), huge - 1);
   CHECK_EQ(npk_index_row(&ix, huge - 1), 0);
-  CHECK_EQ(npk_index_parse_ix("1::2", 4, huge, 10, &ix, err, sizeof err), 0);
+  CHECK_EQ(npk_index_parse_ix("1::2", 4, huge, 10, &ix, &e), 0);
   CHECK_EQ(ix.n, huge / 2);
   CHECK_EQ(npk_index_row(&ix, huge / 2 - 1), huge - 1);
-  CHECK_EQ(npk_index_parse_ix("[1,2,3]", 7, 100, 2, &ix, err, sizeof err),
-           NPK_INDEX_TOO_MANY);
+  CHECK_EQ(npk_index_parse_ix("[1,2,3]", 7, 100, 2, &ix, &e),
+           NPK_TOOBIG);
   CHECK(ix.rows == NULL);
-  CHECK_EQ(npk_index_parse_ix("[]", 2, 100, 2, &ix, err, sizeof err), 0);
+  CHECK_EQ(npk_index_parse_ix("[]", 2, 100, 2, &ix, &e), 0);
   CHECK(ix.rows != NULL);
   CHECK_EQ(ix.n, 0);
   npk_index_free(&ix);
@@ -159,10 +152,9 @@ static void test_lazy(void) {
     uint64_t *rows = NULL, n = 0;
     int scalar;
     size_t len = strlen(texts[i]);
-    CHECK_EQ(npk_index_parse_ix(texts[i], len, 20, 100, &ix, err, sizeof err),
+    CHECK_EQ(npk_index_parse_ix(texts[i], len, 20, 100, &ix, &e),
              0);
-    CHECK_EQ(npk_index_parse(texts[i], len, 20, 100, &rows, &n, &scalar, err,
-                             sizeof err), 0);
+    CHECK_EQ(npk_index_parse(texts[i], len, 20, 100, &rows, &n, &scalar, &e), 0);
     CHECK_EQ(ix.n, n);
     CHECK_EQ(ix.scalar, scalar);
     for (uint64_t k = 0; k < n && k < ix.n; k++)

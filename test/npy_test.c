@@ -26,7 +26,6 @@
 #include "dtype.h"
 #include "npy.h"
 
-#define ERRLEN 256
 
 /* ------------------------------------------------------------ helpers */
 
@@ -87,11 +86,11 @@ static unsigned char *build(const char *dict, const void *data, size_t ndata,
 
 /* Parse a hand-built image of DICT with NDATA zero bytes of data. */
 static int parse_dict(int major, const char *dict, size_t ndata, NpkNpy *p,
-                      char *err){
+                      NpkErr *e){
   unsigned char *data = calloc(ndata+1, 1);
   size_t n;
   unsigned char *img = build_align(major, dict, data, ndata, 64, &n);
-  int rc = npk_npy_parse(img, n, p, err, ERRLEN);
+  int rc = npk_npy_parse(img, n, p, e);
   free(img);
   free(data);
   return rc;
@@ -498,7 +497,7 @@ static void test_parse_roundtrip(void){
     uint64_t nData;
     unsigned char *img;
     NpkNpy p;
-    char err[ERRLEN];
+    NpkErr e;
     int rc;
     uint32_t k;
     if( count>1000000 ) continue;        /* too big to build */
@@ -508,7 +507,7 @@ static void test_parse_roundtrip(void){
              h->len);
     fill_pattern(img+h->len, nData, h->dtype);
     memset(&p, 0, sizeof p);
-    rc = npk_npy_parse(img, h->len+nData, &p, err, sizeof err);
+    rc = npk_npy_parse(img, h->len+nData, &p, &e);
     CHECK_EQ(rc, 0);
     if( rc==0 ){
       CHECK_EQ(p.dtype, h->dtype);
@@ -521,7 +520,7 @@ static void test_parse_roundtrip(void){
       CHECK(p.data==img+h->len);
       check_invariants(img, h->len+nData, &p);
     }else{
-      printf("  %s\n", err);
+      printf("  %s\n", e.msg);
     }
     free(img);
   }
@@ -530,7 +529,7 @@ static void test_parse_roundtrip(void){
 /* Images NumPy wrote: versions 2.0 and 3.0, and C-order data. */
 static void test_parse_numpy_files(void){
   NpkNpy p;
-  char err[ERRLEN];
+  NpkErr e;
   const unsigned char *v2 = (const unsigned char*)npyV2;
   const unsigned char *v3 = (const unsigned char*)npyV3;
   int16_t i16[3];
@@ -538,7 +537,7 @@ static void test_parse_numpy_files(void){
   double f64[12];
   int i;
 
-  CHECK_EQ(npk_npy_parse(npyV2, LEN(npyV2), &p, err, sizeof err), 0);
+  CHECK_EQ(npk_npy_parse(npyV2, LEN(npyV2), &p, &e), 0);
   CHECK_EQ(p.dtype, NPK_INT16);
   CHECK_EQ(p.ndim, 1);
   CHECK_EQ(p.shape[0], 3);
@@ -547,7 +546,7 @@ static void test_parse_numpy_files(void){
   memcpy(i16, p.data, sizeof i16);
   CHECK(i16[0]==1 && i16[1]==-2 && i16[2]==300);
 
-  CHECK_EQ(npk_npy_parse(npyV3, LEN(npyV3), &p, err, sizeof err), 0);
+  CHECK_EQ(npk_npy_parse(npyV3, LEN(npyV3), &p, &e), 0);
   CHECK_EQ(p.dtype, NPK_FLOAT32);
   CHECK_EQ(p.ndim, 1);
   CHECK_EQ(p.shape[0], 2);
@@ -555,7 +554,7 @@ static void test_parse_numpy_files(void){
   memcpy(f32, p.data, sizeof f32);
   CHECK(f32[0]==1.5f && f32[1]==-2.0f);
 
-  CHECK_EQ(npk_npy_parse(npyF8x34, LEN(npyF8x34), &p, err, sizeof err), 0);
+  CHECK_EQ(npk_npy_parse(npyF8x34, LEN(npyF8x34), &p, &e), 0);
   CHECK_EQ(p.dtype, NPK_FLOAT64);
   CHECK_EQ(p.ndim, 2);
   CHECK(p.shape[0]==3 && p.shape[1]==4);
@@ -643,7 +642,7 @@ static void test_parse_spellings(void){
   CHECK(*(const unsigned char*)&one==1);    /* the '=' cases assume it */
   for(i=0; i<(int)(sizeof aCase/sizeof aCase[0]); i++){
     NpkNpy p;
-    char err[ERRLEN];
+    NpkErr e;
     uint64_t shape[2];
     uint64_t nData;
     int rc;
@@ -651,8 +650,8 @@ static void test_parse_spellings(void){
     shape[1] = aCase[i].d1;
     nData = product(aCase[i].ndim, shape)
           * (uint64_t)npk_dtype_size(aCase[i].dtype);
-    rc = parse_dict(aCase[i].major, aCase[i].dict, (size_t)nData, &p, err);
-    if( rc ) printf("  case %d: %s\n", i, err);
+    rc = parse_dict(aCase[i].major, aCase[i].dict, (size_t)nData, &p, &e);
+    if( rc ) printf("  case %d: %s\n", i, e.msg);
     CHECK_EQ(rc, 0);
     if( rc ) continue;
     CHECK_EQ(p.dtype, aCase[i].dtype);
@@ -670,13 +669,13 @@ static void test_parse_old_alignment(void){
   unsigned char data[6] = { 1, 0, 2, 0, 3, 0 };
   size_t n;
   NpkNpy p;
-  char err[ERRLEN];
+  NpkErr e;
   unsigned char *img = build_align(1,
       "{'descr': '<i2', 'fortran_order': False, 'shape': (3,), }",
       data, sizeof data, 16, &n);
   CHECK_EQ(n % 16, 6);
   CHECK((n-6) % 64!=0);
-  CHECK_EQ(npk_npy_parse(img, n, &p, err, sizeof err), 0);
+  CHECK_EQ(npk_npy_parse(img, n, &p, &e), 0);
   CHECK_EQ(p.count, 3);
   CHECK(p.data && memcmp(p.data, data, 6)==0);
   free(img);
@@ -686,12 +685,12 @@ static void test_parse_old_alignment(void){
 
 static void test_big_endian(void){
   NpkNpy p;
-  char err[ERRLEN];
+  NpkErr e;
   double f64[2];
   float c64[4];
   unsigned char buf[64];
 
-  CHECK_EQ(npk_npy_parse(npyBigF8, LEN(npyBigF8), &p, err, sizeof err), 0);
+  CHECK_EQ(npk_npy_parse(npyBigF8, LEN(npyBigF8), &p, &e), 0);
   CHECK_EQ(p.dtype, NPK_FLOAT64);
   CHECK_EQ(p.big_endian, 1);
   CHECK_EQ(p.count, 2);
@@ -699,7 +698,7 @@ static void test_big_endian(void){
   CHECK(f64[0]==1.0 && f64[1]==-2.5);
 
   /* Complex: each float swapped on its own, real part still first. */
-  CHECK_EQ(npk_npy_parse(npyBigC8, LEN(npyBigC8), &p, err, sizeof err), 0);
+  CHECK_EQ(npk_npy_parse(npyBigC8, LEN(npyBigC8), &p, &e), 0);
   CHECK_EQ(p.dtype, NPK_COMPLEX64);
   CHECK_EQ(p.big_endian, 1);
   CHECK_EQ(p.count, 2);
@@ -755,18 +754,18 @@ static void test_swap(void){
 static void expect_refusal(int major, const char *dict, size_t ndata,
                            const char *frag1, const char *frag2){
   NpkNpy p;
-  char err[ERRLEN];
+  NpkErr e;
   int rc;
-  memset(err, 'x', sizeof err);
-  rc = parse_dict(major, dict, ndata, &p, err);
+  memset(&e, 'x', sizeof e);
+  rc = parse_dict(major, dict, ndata, &p, &e);
   CHECK(rc!=0);
   if( rc==0 ){
     printf("  accepted: %s\n", dict);
     return;
   }
-  CHECK_HAS(err, "npy: ");
-  CHECK_HAS(err, frag1);
-  if( frag2 ) CHECK_HAS(err, frag2);
+  CHECK_HAS(e.msg, "npy: ");
+  CHECK_HAS(e.msg, frag1);
+  if( frag2 ) CHECK_HAS(e.msg, frag2);
 }
 
 static void test_refuse_dtypes(void){
@@ -828,9 +827,9 @@ static void test_refuse_dtypes(void){
 ** the array: 2-D from np.save itself, and 3-D against an index formula. */
 static void test_fortran_to_c(void){
   NpkNpy p;
-  char err[ERRLEN];
+  NpkErr e;
   int16_t out[6];
-  CHECK_EQ(npk_npy_parse(npyFortran, LEN(npyFortran), &p, err, sizeof err), 0);
+  CHECK_EQ(npk_npy_parse(npyFortran, LEN(npyFortran), &p, &e), 0);
   CHECK_EQ(p.fortran, 1);
   CHECK_EQ(p.ndim, 2);
   npk_npy_to_c(out, &p);
@@ -871,31 +870,31 @@ static void test_refuse_data_size(void){
   unsigned char data[16] = { 0 };
   size_t n;
   NpkNpy p;
-  char err[ERRLEN];
+  NpkErr e;
   const char *dict = "{'descr': '<f4', 'fortran_order': False, "
                      "'shape': (3,), }";
   unsigned char *img;
 
   img = build(dict, data, 13, &n);
-  CHECK(npk_npy_parse(img, n, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "npy: 13 bytes of data, shape needs 12");
+  CHECK(npk_npy_parse(img, n, &p, &e)!=0);
+  CHECK_HAS(e.msg, "npy: 13 bytes of data, shape needs 12");
   free(img);
 
   img = build(dict, data, 11, &n);
-  CHECK(npk_npy_parse(img, n, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "npy: 11 bytes of data, shape needs 12");
+  CHECK(npk_npy_parse(img, n, &p, &e)!=0);
+  CHECK_HAS(e.msg, "npy: 11 bytes of data, shape needs 12");
   free(img);
 
   img = build(dict, data, 0, &n);
-  CHECK(npk_npy_parse(img, n, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "npy: 0 bytes of data, shape needs 12");
+  CHECK(npk_npy_parse(img, n, &p, &e)!=0);
+  CHECK_HAS(e.msg, "npy: 0 bytes of data, shape needs 12");
   free(img);
 
   /* An empty array has no data; one stray byte is still an error. */
   img = build("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }",
               data, 1, &n);
-  CHECK(npk_npy_parse(img, n, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "1 bytes of data, shape needs 0");
+  CHECK(npk_npy_parse(img, n, &p, &e)!=0);
+  CHECK_HAS(e.msg, "1 bytes of data, shape needs 0");
   free(img);
 }
 
@@ -945,13 +944,13 @@ static void test_refuse_shapes(void){
   /* 32 dimensions parse; 33 do not. */
   for(nd=32; nd<=33; nd++){
     NpkNpy p;
-    char err[ERRLEN];
+    NpkErr e;
     k = (size_t)snprintf(dict, sizeof dict,
                  "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     for(i=0; i<nd; i++) k += (size_t)snprintf(dict+k, sizeof dict-k, "1, ");
     snprintf(dict+k, sizeof dict-k, "), }");
     if( nd==32 ){
-      CHECK_EQ(parse_dict(1, dict, 4, &p, err), 0);
+      CHECK_EQ(parse_dict(1, dict, 4, &p, &e), 0);
       CHECK_EQ(p.ndim, 32);
     }else{
       expect_refusal(1, dict, 4, "more than 32 dimensions", 0);
@@ -1000,63 +999,60 @@ static void test_refuse_dicts(void){
 static void test_refuse_prefix(void){
   unsigned char img[256];
   NpkNpy p;
-  char err[ERRLEN];
+  NpkErr e;
   size_t n = LEN(npyF8x34);
 
   memcpy(img, npyF8x34, 128);
-  CHECK(npk_npy_parse("PK\003\004", 4, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "not a .npy image");
-  CHECK(npk_npy_parse(0, 0, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "not a .npy image");
-  CHECK(npk_npy_parse(0, 10, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "npy: ");
+  CHECK(npk_npy_parse("PK\003\004", 4, &p, &e)!=0);
+  CHECK_HAS(e.msg, "not a .npy image");
+  CHECK(npk_npy_parse(0, 0, &p, &e)!=0);
+  CHECK_HAS(e.msg, "not a .npy image");
+  CHECK(npk_npy_parse(0, 10, &p, &e)!=0);
+  CHECK_HAS(e.msg, "npy: ");
   img[0] = 0x92;
-  CHECK(npk_npy_parse(img, n, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "not a .npy image");
+  CHECK(npk_npy_parse(img, n, &p, &e)!=0);
+  CHECK_HAS(e.msg, "not a .npy image");
   img[0] = 0x93;
 
   /* Versions: only 1.0, 2.0 and 3.0 exist. */
   img[6] = 4;
-  CHECK(npk_npy_parse(img, 128, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "version 4.0 is not supported");
+  CHECK(npk_npy_parse(img, 128, &p, &e)!=0);
+  CHECK_HAS(e.msg, "version 4.0 is not supported");
   img[6] = 1; img[7] = 1;
-  CHECK(npk_npy_parse(img, 128, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "version 1.1");
+  CHECK(npk_npy_parse(img, 128, &p, &e)!=0);
+  CHECK_HAS(e.msg, "version 1.1");
   img[6] = 0; img[7] = 0;
-  CHECK(npk_npy_parse(img, 128, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "version 0.0");
+  CHECK(npk_npy_parse(img, 128, &p, &e)!=0);
+  CHECK_HAS(e.msg, "version 0.0");
   img[6] = 1; img[7] = 0;
 
   /* A header length beyond the image, or with no newline at its end. */
   img[8] = 0xff; img[9] = 0xff;
-  CHECK(npk_npy_parse(img, 128, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "truncated header");
+  CHECK(npk_npy_parse(img, 128, &p, &e)!=0);
+  CHECK_HAS(e.msg, "truncated header");
   img[8] = 117; img[9] = 0;
-  CHECK(npk_npy_parse(img, 128, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "newline");
+  CHECK(npk_npy_parse(img, 128, &p, &e)!=0);
+  CHECK_HAS(e.msg, "newline");
   img[8] = 0;
-  CHECK(npk_npy_parse(img, 10, &p, err, sizeof err)!=0);
-  CHECK_HAS(err, "newline");
+  CHECK(npk_npy_parse(img, 10, &p, &e)!=0);
+  CHECK_HAS(e.msg, "newline");
 }
 
-/* Error buffers of any size, including none, are safe. */
-static void test_error_buffer(void){
+/* An error is NPK_ERROR with the message in the NpkErr, "npy:" after the
+** engine's prefix; success leaves NPK_OK and an empty message. */
+static void test_error_report(void){
   static const char notNpy[] = "NUMPY, but no magic";
   NpkNpy p;
-  char err[8];
-  memset(err, 'x', sizeof err);
-  CHECK(npk_npy_parse(notNpy, sizeof notNpy - 1, &p, err, sizeof err)!=0);
-  CHECK_EQ(strlen(err), 7);
-  CHECK(memcmp(err, "npy: no", 7)==0);
-  memset(err, 'x', sizeof err);
-  CHECK(npk_npy_parse(notNpy, sizeof notNpy - 1, &p, err, 1)!=0);
-  CHECK_EQ(err[0], 0);
-  CHECK_EQ(err[1], 'x');
-  CHECK(npk_npy_parse(notNpy, sizeof notNpy - 1, &p, 0, 0)!=0);
-  /* Success leaves an empty message. */
-  memset(err, 'x', sizeof err);
-  CHECK_EQ(npk_npy_parse(npyV2, LEN(npyV2), &p, err, sizeof err), 0);
-  CHECK_EQ(err[0], 0);
+  NpkErr e;
+  memset(&e, 'x', sizeof e);
+  CHECK_EQ(npk_npy_parse(notNpy, sizeof notNpy - 1, &p, &e), NPK_ERROR);
+  CHECK_EQ(e.rc, NPK_ERROR);
+  CHECK(strncmp(e.msg, "numpack: npy: no", 16)==0);
+  CHECK(strncmp(npk_err_text(&e), "npy: no", 7)==0);
+  memset(&e, 'x', sizeof e);
+  CHECK_EQ(npk_npy_parse(npyV2, LEN(npyV2), &p, &e), NPK_OK);
+  CHECK_EQ(e.rc, NPK_OK);
+  CHECK_EQ(e.msg[0], 0);
 }
 
 /* ---------------------------------------------------- damaged images */
@@ -1073,17 +1069,16 @@ static int parse_prefixes(const unsigned char *img, size_t n, int only_whole){
   for(len=0; len<=n; len++){
     unsigned char *copy = malloc(len ? len : 1);
     NpkNpy p;
-    char err[ERRLEN];
+    NpkErr e;
     int rc;
     memcpy(copy, img, len);
-    err[0] = 'x';
-    rc = npk_npy_parse(copy, len, &p, err, sizeof err);
+    rc = npk_npy_parse(copy, len, &p, &e);
     if( rc==0 ){
       nOk++;
       check_invariants(copy, len, &p);
       if( only_whole ) CHECK(len==n);
     }else{
-      CHECK(strncmp(err, "npy: ", 5)==0);
+      CHECK(strncmp(npk_err_text(&e), "npy: ", 5)==0);
     }
     free(copy);
   }
@@ -1133,14 +1128,14 @@ static void test_garbage(void){
   for(pos=0; pos<128; pos++){
     for(v=0; v<256; v++){
       NpkNpy p;
-      char err[ERRLEN];
+      NpkErr e;
       memcpy(img, orig, n);
       img[pos] = (unsigned char)v;
-      if( npk_npy_parse(img, n, &p, err, sizeof err)==0 ){
+      if( npk_npy_parse(img, n, &p, &e)==0 ){
         nOk++;
         check_invariants(img, n, &p);
       }else{
-        CHECK(strncmp(err, "npy: ", 5)==0);
+        CHECK(strncmp(npk_err_text(&e), "npy: ", 5)==0);
       }
     }
   }
@@ -1158,7 +1153,7 @@ static void test_garbage(void){
 
   for(iter=0; iter<20000; iter++){
     NpkNpy p;
-    char err[ERRLEN];
+    NpkErr e;
     int k, nDamage;
     memcpy(img, orig, n);
     seed = seed*1103515245u + 12345u;
@@ -1170,7 +1165,7 @@ static void test_garbage(void){
       img[pos] = (seed>>20)&1 ? aSpecial[(seed>>16) % sizeof aSpecial]
                               : (unsigned char)(seed>>16);
     }
-    if( npk_npy_parse(img, n, &p, err, sizeof err)==0 ){
+    if( npk_npy_parse(img, n, &p, &e)==0 ){
       check_invariants(img, n, &p);
     }
   }
@@ -1235,7 +1230,7 @@ static int check_numpy_dir(const char *dir){
     unsigned char *img, *raw = 0;
     size_t n, nRaw = 0;
     NpkNpy p;
-    char err[ERRLEN];
+    NpkErr e;
     int rc;
     line[strcspn(line, "\n")] = 0;
     if( line[0]==0 || line[0]=='#' ) continue;
@@ -1252,11 +1247,11 @@ static int check_numpy_dir(const char *dir){
       printf("  cannot read %s\n", path);
       continue;
     }
-    rc = npk_npy_parse(img, n, &p, err, sizeof err);
+    rc = npk_npy_parse(img, n, &p, &e);
     if( strcmp(kind, "refuse")==0 ){
       CHECK(rc!=0);
       if( rc ){
-        CHECK_HAS(err, line+off);
+        CHECK_HAS(e.msg, line+off);
       }else{
         printf("  %s was accepted\n", name);
       }
@@ -1266,7 +1261,7 @@ static int check_numpy_dir(const char *dir){
       int k, used = 0;
       const char *z = line+off;
       CHECK(strcmp(kind, "ok")==0);
-      if( rc ) printf("  %s: %s\n", name, err);
+      if( rc ) printf("  %s: %s\n", name, e.msg);
       CHECK_EQ(rc, 0);
       if( sscanf(z, "%31s %u %n", zDtype, &ndim, &used)<2 ){
         CHECK(0);
@@ -1378,7 +1373,7 @@ int main(void){
   RUN(test_refuse_shapes);
   RUN(test_refuse_dicts);
   RUN(test_refuse_prefix);
-  RUN(test_error_buffer);
+  RUN(test_error_report);
   RUN(test_truncations);
   RUN(test_garbage);
   numpyDir = getenv("NPK_NPY_DIR");

@@ -1753,11 +1753,13 @@ static const Op fault_ops[] = {
 };
 
 /* For every operation and N = 1, 2, ...: the Nth I/O call of KIND fails
-** with ERR.  A failed operation reports an I/O error, leaves the store
-** exactly as before (in the session, and on disk after a reopen, with no
-** journal), and the same operation then succeeds. */
+** with ERR (or, for KIND "malloc", the Nth allocation).  A failed operation
+** reports an I/O error (out of memory), leaves the store exactly as before
+** (in the session, and on disk after a reopen, with no journal), and the
+** same operation then succeeds. */
 static void fault_case(const char *kind, int err, int max_nth) {
   int fired = 0;
+  int nomem = strcmp(kind, "malloc") == 0 || strcmp(kind, "oom") == 0;
   for (size_t i = 0; i < sizeof fault_ops / sizeof fault_ops[0]; i++) {
     OpFn fn = fault_ops[i].fn;
     for (int nth = 1; nth <= max_nth; nth++) {
@@ -1786,9 +1788,11 @@ static void fault_case(const char *kind, int err, int max_nth) {
         CHECK(disk_is(t.dir, &after));
       } else {
         fired++;
-        if (!(rc == NPK_IOERR || (err == ENOSPC && rc == NPK_FULL))) {
+        if (nomem ? rc != NPK_NOMEM
+                  : !(rc == NPK_IOERR || (err == ENOSPC && rc == NPK_FULL))) {
           printf("  rc %d: %s\n", rc, npk_errmsg(s));
-          CHECK(rc == NPK_IOERR || (err == ENOSPC && rc == NPK_FULL));
+          CHECK(nomem ? rc == NPK_NOMEM
+                      : rc == NPK_IOERR || (err == ENOSPC && rc == NPK_FULL));
         }
         CHECK_EQ(npk_in_txn(s), 0);
         CHECK(view_is(s, &before, 1));
@@ -1889,6 +1893,12 @@ static void test_fault_fsync(void) { fault_case("fsync", EIO, 60); }
 static void test_fault_rename(void) { fault_case("rename", EIO, 60); }
 static void test_fault_ftruncate(void) { fault_case("ftruncate", EIO, 60); }
 static void test_fault_any(void) { fault_case("any", EIO, 200); }
+/* Every allocation of every operation, as SQLite's out-of-memory
+** simulation does through SQL (test/fixture/oom.test). */
+static void test_fault_malloc(void) { fault_case("malloc", ENOMEM, 400); }
+/* Memory runs out and stays out: a commit that has changed files must
+** still finish or put them back. */
+static void test_fault_oom(void) { fault_case("oom", ENOMEM, 400); }
 
 /* The store as a fresh reader sees it (a read-only store object of its own,
 ** which parses the catalog file) must be the store as writer W sees it:
@@ -2033,5 +2043,7 @@ int main(void) {
   RUN(test_fault_rename);
   RUN(test_fault_ftruncate);
   RUN(test_fault_any);
+  RUN(test_fault_malloc);
+  RUN(test_fault_oom);
   return CTEST_END();
 }
