@@ -646,9 +646,7 @@ static int txn_rowid(sqlite3_vtab_cursor *p, sqlite3_int64 *pRowid) {
 
 /* Report the session's last error on the table. */
 static int txn_fail(TxnTab *t, NpkConn *c, int rc) {
-  sqlite3_free(t->base.zErrMsg);
-  t->base.zErrMsg = sqlite3_mprintf("%s", npk_errmsg(c->ses));
-  return npk_sqlite_rc(rc);
+  return npk_vtab_error(&t->base, npk_sqlite_rc(rc), npk_errmsg(c->ses));
 }
 
 /* Join C (whose reference passes to T) to SQLite's transaction, with the
@@ -702,7 +700,8 @@ static int txn_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
     rc = dir ? npk_conn_open(t->db, dir, 0, &c, &err)
              : err ? SQLITE_MISMATCH : SQLITE_NOMEM;
     if (rc) {
-      p->zErrMsg = err;
+      rc = npk_vtab_error(p, rc, err);
+      sqlite3_free(err);
       return rc;
     }
   }

@@ -100,10 +100,7 @@ static int fn_write_begin(sqlite3_context *ctx, NpkConn *c, const char *fn,
   rc = npk_conn_write_begin(c, fn, t, &err);
   if (rc == SQLITE_OK) return SQLITE_OK;
   if (err) fn_msg(ctx, rc, "%s", err);
-  else {
-    sqlite3_result_error(ctx, npk_errmsg(c->ses), -1);
-    sqlite3_result_error_code(ctx, rc);
-  }
+  else npk_result_error(ctx, rc, npk_errmsg(c->ses));
   sqlite3_free(err);
   return SQLITE_ERROR;
 }

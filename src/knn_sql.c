@@ -93,7 +93,7 @@ static void fn_distance(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       char *msg = sqlite3_mprintf("numpack: numpack_distance: unknown metric "
                                   "%s (want one of %s)", m ? m : "NULL",
                                   npk_knn_metric_list());
-      sqlite3_result_error(ctx, msg ? msg : "out of memory", -1);
+      npk_result_error(ctx, msg ? SQLITE_ERROR : SQLITE_NOMEM, msg);
       sqlite3_free(msg);
       return;
     }
@@ -139,8 +139,7 @@ fail:
   npk_free(b);
   {
     char *msg = sqlite3_mprintf("numpack: numpack_distance: %s", err);
-    sqlite3_result_error(ctx, msg ? msg : "out of memory", -1);
-    sqlite3_result_error_code(ctx, SQLITE_MISMATCH);
+    npk_result_error(ctx, msg ? SQLITE_MISMATCH : SQLITE_NOMEM, msg);
     sqlite3_free(msg);
   }
 }
@@ -261,12 +260,13 @@ static int knn_close(sqlite3_vtab_cursor *cur) {
 /* Fail the statement with a message (sqlite3_mprintf format). */
 static int knn_fail(sqlite3_vtab_cursor *cur, int rc, const char *fmt, ...) {
   va_list ap;
-  sqlite3_vtab *t = cur->pVtab;
+  char *msg;
   va_start(ap, fmt);
-  sqlite3_free(t->zErrMsg);
-  t->zErrMsg = sqlite3_vmprintf(fmt, ap);
+  msg = sqlite3_vmprintf(fmt, ap);
   va_end(ap);
-  return t->zErrMsg ? rc : SQLITE_NOMEM;
+  rc = npk_vtab_error(cur->pVtab, msg ? rc : SQLITE_NOMEM, msg);
+  sqlite3_free(msg);
+  return rc;
 }
 
 /* Rows that the view does not hold contiguously come one by one. */
