@@ -13,10 +13,16 @@ cases_many.py — a store of many arrays against a store of one:
 The number of arrays is not scaled by BENCH_SCALE (it is the point).  The
 notes give the descriptors the process holds after reading every array of
 the big store once (numpack_arrays and numpack_load of each): data files are
-opened when used and closed when least recently used, never one per array.
+opened when used and closed when least recently used, never one per array;
+and the system calls of one INSERT in each store (strace -c -f around a run
+of INSERTs in a child process, less a run of none), when strace is
+installed.
 """
 import os
+import shutil
 import struct
+import subprocess
+import sys
 
 from benchlib import REPORT, Result, Timer, at_most, check_same, connect, \
     interleaved, scalar, sql_str
@@ -45,6 +51,60 @@ def _make_store(cfg, path, n):
                     (path, "a%d" % i, raw))
     con.execute("COMMIT")
     con.close()
+
+
+# The child that strace watches: ARGV = module, database, store, array,
+# synchronous level, count of one-row INSERTs.
+_CHILD = r"""
+import sqlite3, sys
+so, db, store, arr, sync, count = sys.argv[1:7]
+con = sqlite3.connect(db, isolation_level=None)
+con.enable_load_extension(True)
+con.load_extension(so)
+con.execute("CREATE VIRTUAL TABLE IF NOT EXISTS s USING numpack(store='%s', "
+            "array='%s')" % (store.replace("'", "''"), arr))
+con.execute("PRAGMA synchronous=" + sync)
+con.execute("SELECT count(*) FROM s").fetchone()
+for k in range(int(count)):
+    con.execute("INSERT INTO s(value) VALUES (?)", (k,))
+"""
+
+
+def _syscalls(cfg, store, arr, sync, count=50):
+    """System calls of one INSERT, or None without strace."""
+    if not shutil.which("strace"):
+        return None
+    script = cfg.path("many_child.py")
+    with open(script, "w") as f:
+        f.write(_CHILD)
+
+    def total(k):
+        out = cfg.path("many_strace.txt")
+        db = cfg.path("many_strace.db")
+        subprocess.run(["strace", "-f", "-c", "-o", out, sys.executable,
+                        script, cfg.numpack_so, db, store, arr, sync, str(k)],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        with open(out) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 4 and parts[-1] == "total":
+                    return int(parts[3])
+        return 0
+    try:
+        return (total(count) - total(0)) / count
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _calls_note(cfg, big, one, sync):
+    a = _syscalls(cfg, big, "a%d" % (ARRAYS // 2), sync)
+    b = _syscalls(cfg, one, "a0", sync)
+    if a is None or b is None:
+        return "system calls per INSERT: not counted (no strace)"
+    return ("system calls per INSERT (strace -c -f): %.1f in the store of "
+            "%s arrays, %.1f in the one-array store"
+            % (a, "{:,}".format(ARRAYS), b))
 
 
 def inserts(cfg):
@@ -94,15 +154,17 @@ def inserts(cfg):
             "once: %d more than before the stores were opened (two "
             "databases and their stores' lock and catalog files included)"
             % ("{:,}".format(ARRAYS), held))
+    # Counted after the checks: the counting runs insert rows of their own.
+    calls = {sync: _calls_note(cfg, big, one, sync) for sync in ("FULL", "OFF")}
     return [
         Result("Many arrays", "one-row autocommit INSERT, store of %s arrays "
                "(synchronous=FULL)" % "{:,}".format(ARRAYS), out["FULL"]["many"],
                "same in a one-array store", out["FULL"]["one"], at_most(2),
-               short="INSERT, 10k arrays", notes=[note]),
+               short="INSERT, 10k arrays", notes=[note, calls["FULL"]]),
         Result("Many arrays", "one-row autocommit INSERT, store of %s arrays "
                "(synchronous=OFF)" % "{:,}".format(ARRAYS), out["OFF"]["many"],
                "same in a one-array store", out["OFF"]["one"], at_most(2),
-               short="INSERT, 10k arrays, sync off"),
+               short="INSERT, 10k arrays, sync off", notes=[calls["OFF"]]),
     ]
 
 

@@ -16,7 +16,27 @@ N = 200,000 x BENCH_SCALE, at least 20,000):
 Each row also reports the system calls one statement makes, numpack and
 baseline, counted by strace -c -f around a run of the statement in a child
 process (less a run of no statements), when strace is installed.
+
+Small writes, NumPack's most frequent change, on an M x 10 float32 array
+(M = 1,000,000 x BENCH_SCALE, at least 20,000), each call its own
+transaction through the SQL functions:
+
+  replace   SELECT numpack_replace(store, 'w', npy, '[i, ...]'), 100 random
+            rows, against a[idx] = rows on an open np.memmap(mode='r+') of
+            the same data (no flush)
+  append    SELECT numpack_append(store, 'w', npy), 100 rows, against
+            m[n:n+100] = rows on an open np.memmap(mode='r+') of a file made
+            long enough beforehand (a memmap cannot grow; no flush)
+
+each at PRAGMA synchronous=OFF (NumPack's own durability: no fsync; target
+<= 5x the memmap) and at synchronous=FULL (durable when the call returns),
+reported against the memmap change followed by flush() (msync), with the
+fsyncs of each commit as numpack_io_stats reports them
+(last_commit_fsyncs) and the system calls of one call (strace, as above).
+At the end the store must hold what the memmaps hold.
 """
+import io
+import json
 import os
 import shutil
 import subprocess
@@ -24,14 +44,16 @@ import sys
 
 import numpy as np
 
-from benchlib import (Result, Timer, at_most, connect, faster, interleaved,
-                      sql_str)
+from benchlib import (REPORT, Result, Timer, at_most, connect, count_text,
+                      faster, interleaved, scalar, sql_str)
 from datagen import npy_bytes
 
 REPS = 5
 LOOKUPS = 5000
 JOIN_IDS = 20000
 CALLS = 500
+WRITE_CALLS = 40             # calls timed together in a small-write rep
+WRITE_ROWS = 100             # rows replaced or appended by one call
 
 
 def _setup(cfg):
@@ -232,6 +254,179 @@ def metadata(cfg, con, db, store):
     return out
 
 
+def _npy(a):
+    b = io.BytesIO()
+    np.save(b, a)
+    return b.getvalue()
+
+
+# The child that strace watches for small writes: ARGV = module, store,
+# op ("replace" or "append"), synchronous level, count.
+_WRITE_CHILD = r"""
+import io, json, sqlite3, sys
+import numpy as np
+so, store, op, sync, count = sys.argv[1:6]
+con = sqlite3.connect(":memory:", isolation_level=None)
+con.enable_load_extension(True)
+con.load_extension(so)
+con.execute("PRAGMA synchronous=" + sync)
+b = io.BytesIO()
+np.save(b, np.ones((%d, 10), dtype=np.float32))
+val = b.getvalue()
+idx = json.dumps(list(range(0, 200 * %d, 200)))
+con.execute("SELECT numpack_shape(?, 'w')", (store,)).fetchone()
+for i in range(int(count)):
+    if op == "replace":
+        con.execute("SELECT numpack_replace(?, 'w', ?, ?)",
+                    (store, val, idx)).fetchone()
+    else:
+        con.execute("SELECT numpack_append(?, 'w', ?)", (store, val)).fetchone()
+""" % (WRITE_ROWS, WRITE_ROWS)
+
+
+def _write_syscalls(cfg, store, op, sync, count=50):
+    """System calls of one small-write call, or None without strace."""
+    if not shutil.which("strace"):
+        return None
+    script = cfg.path("small_write_child.py")
+    with open(script, "w") as f:
+        f.write(_WRITE_CHILD)
+
+    def total(k):
+        out = cfg.path("small_strace.txt")
+        subprocess.run(["strace", "-f", "-c", "-o", out, sys.executable,
+                        script, cfg.numpack_so, store, op, sync, str(k)],
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        with open(out) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 4 and parts[-1] == "total":
+                    return int(parts[3])
+        return 0
+    try:
+        return (total(count) - total(0)) / count
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def small_writes(cfg, log):
+    rng = np.random.default_rng(5)
+    n = cfg.rows(1_000_000, minimum=JOIN_IDS)
+    base = rng.random((n, 10), dtype=np.float32)
+    store = cfg.path("smallw.npk")
+    shutil.rmtree(store, ignore_errors=True)
+    rfile, afile = cfg.path("smallw-r.npy"), cfg.path("smallw-a.bin")
+    con = connect(":memory:", cfg.numpack_so)
+    scalar(con, "SELECT numpack_save(?, 'w', ?)", (store, _npy(base)))
+    np.save(rfile, base)
+    mr = np.load(rfile, mmap_mode="r+")
+    # Room for every append of every repetition and first run.
+    cap = n + 2 * 2 * (REPS + 1) * WRITE_CALLS * WRITE_ROWS
+    ma = np.memmap(afile, dtype=np.float32, mode="w+", shape=(cap, 10))
+    ma[:n] = base
+    ma.flush()
+    del base
+
+    idx = [np.sort(rng.choice(n, size=WRITE_ROWS, replace=False))
+           for _ in range(WRITE_CALLS)]
+    idx_json = [json.dumps(i.tolist()) for i in idx]
+    vals = [rng.random((WRITE_ROWS, 10), dtype=np.float32)
+            for _ in range(WRITE_CALLS)]
+    vals_npy = [_npy(v) for v in vals]
+    state = {"rows": n, "mm_rows": n}
+
+    def npk(op, level):
+        def run_(rep):
+            con.execute("PRAGMA synchronous=%s" % level)
+            with Timer() as t:
+                for i in range(WRITE_CALLS):
+                    if op == "replace":
+                        con.execute("SELECT numpack_replace(?, 'w', ?, ?)",
+                                    (store, vals_npy[i], idx_json[i]))
+                    else:
+                        con.execute("SELECT numpack_append(?, 'w', ?)",
+                                    (store, vals_npy[i]))
+            if op == "append":
+                state["rows"] += WRITE_CALLS * WRITE_ROWS
+            return t.seconds / WRITE_CALLS
+        return run_
+
+    def mm(op, flush):
+        def run_(rep):
+            at = state["mm_rows"]
+            with Timer() as t:
+                for i in range(WRITE_CALLS):
+                    if op == "replace":
+                        mr[idx[i]] = vals[i]
+                        if flush:
+                            mr.flush()
+                    else:
+                        ma[at:at + WRITE_ROWS] = vals[i]
+                        at += WRITE_ROWS
+                        if flush:
+                            ma.flush()
+            state["mm_rows"] = at
+            return t.seconds / WRITE_CALLS
+        return run_
+
+    def measure(contenders):
+        for run_ in contenders.values():
+            run_(0)  # an untimed first run of each
+        return interleaved(REPS, contenders)
+
+    out = []
+    group = "Small writes (%s × 10 float32, each call a transaction)" \
+        % count_text(n)
+    for op, what, base_name in (
+            ("replace", "`numpack_replace` %d random rows" % WRITE_ROWS,
+             "`np.memmap(mode='r+')`: `a[idx] = rows`"),
+            ("append", "`numpack_append` %d rows" % WRITE_ROWS,
+             "`np.memmap(mode='r+')`: `m[n:n+%d] = rows`" % WRITE_ROWS)):
+        for level, flush in (("OFF", False), ("FULL", True)):
+            log("- small writes: %s, synchronous=%s" % (op, level))
+            t = measure({"numpack": npk(op, level), "memmap": mm(op, flush)})
+            fsyncs = scalar(con, "SELECT json_extract(numpack_io_stats(?), "
+                            "'$.last_commit_fsyncs')", (store,))
+            # Counted on a copy: the counting runs write rows of their own.
+            copy = cfg.path("smallw-strace.npk")
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(store, copy)
+            calls = _write_syscalls(cfg, copy, op, level)
+            shutil.rmtree(copy, ignore_errors=True)
+            note = ("system calls per call (strace -c -f): %s"
+                    % ("not counted (no strace)" if calls is None
+                       else "%.1f" % calls))
+            if level == "OFF":
+                out.append(Result(group, "%s, `synchronous=OFF`" % what,
+                                  t["numpack"], base_name + " (no flush)",
+                                  t["memmap"], at_most(5), rows=WRITE_ROWS,
+                                  short="%s 100 rows, sync OFF" % op,
+                                  notes=[note]))
+            else:
+                out.append(Result(group, "%s, `synchronous=FULL` (%s fsyncs "
+                                  "per commit)" % (what, fsyncs),
+                                  t["numpack"], base_name + " + `flush()`",
+                                  t["memmap"], REPORT, rows=WRITE_ROWS,
+                                  short="%s 100 rows, sync FULL" % op,
+                                  notes=[note, "fsyncs per commit "
+                                         "(numpack_io_stats "
+                                         "last_commit_fsyncs): %s" % fsyncs]))
+    # The store holds what the memmaps hold: the replaced rows in mr, the
+    # appended ones in ma past the first N.
+    got = np.load(io.BytesIO(scalar(con, "SELECT numpack_load(?, 'w')",
+                                    (store,))))
+    if state["rows"] != state["mm_rows"] or got.shape[0] != state["rows"]:
+        raise AssertionError("small writes: %d rows in the store, %d in the "
+                             "memmap" % (got.shape[0], state["mm_rows"]))
+    if not (np.array_equal(got[:n], mr) and
+            np.array_equal(got[n:], ma[n:state["mm_rows"]])):
+        raise AssertionError("small writes: the store differs from the "
+                             "memmaps")
+    con.close()
+    return out
+
+
 def run(cfg, ds, log):
     con, db, store, n, rng = _setup(cfg)
     out = []
@@ -243,4 +438,5 @@ def run(cfg, ds, log):
     log("- metadata calls")
     out += metadata(cfg, con, db, store)
     con.close()
+    out += small_writes(cfg, log)
     return out

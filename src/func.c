@@ -991,13 +991,14 @@ static void fn_io_stats(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       "\"bytes_written\":%llu,\"rows_appended\":%llu,\"rows_replaced\":%llu,"
       "\"rows_deleted\":%llu,\"commits\":%llu,\"rollbacks\":%llu,"
       "\"fsyncs\":%llu,\"recoveries\":%llu,\"read_locks\":%llu,"
-      "\"catalog_stats\":%llu}",
+      "\"catalog_stats\":%llu,\"last_commit_fsyncs\":%llu}",
       (unsigned long long)st.bytes_read, (unsigned long long)st.bytes_written,
       (unsigned long long)st.rows_appended, (unsigned long long)st.rows_replaced,
       (unsigned long long)st.rows_deleted, (unsigned long long)st.commits,
       (unsigned long long)st.rollbacks, (unsigned long long)st.fsyncs,
       (unsigned long long)st.recoveries, (unsigned long long)st.read_locks,
-      (unsigned long long)st.catalog_stats);
+      (unsigned long long)st.catalog_stats,
+      (unsigned long long)st.last_commit_fsyncs);
   result_json(ctx, s);
   npk_conn_release(c);
 }

@@ -299,6 +299,7 @@ int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
 void npk_file_unref(NpkStore *st, NpkFile *f) {
   if (!f || --f->refs > 0) return;
   npk_free(f->wbuf);
+  npk_file_unmap_w(f);
   if (f->base) npk_retire(st, f->base, f->maplen);
   if (f->temp) {
     NpkErr ignored;
@@ -650,6 +651,7 @@ static int refresh(NpkStore *st, int writer, NpkErr *e) {
   if (rc) goto done;
   npk_catalog_retire(st, &st->cat);
   st->cat = cat;
+  st->cat_gen++;
   st->img_ok = 0;
   hold(st, fd);
   confirm(st, seq, have, now);
@@ -899,6 +901,8 @@ static void store_free(NpkStore *st) {
   st->pins = 0;
   npk_retired_free(st);
   if (st->cat_fd >= 0) close(st->cat_fd);
+  if (st->cat_wfd >= 0) close(st->cat_wfd);
+  if (st->jfd >= 0) close(st->jfd);
   if (st->dirfd >= 0) close(st->dirfd);
   pthread_mutex_destroy(&st->mu);
   if (st->lock_page) {
@@ -966,6 +970,8 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   st->ino = sb->st_ino;
   st->readonly = !!(flags & NPK_OPEN_READONLY);
   st->cat_fd = -1;
+  st->cat_wfd = -1;
+  st->jfd = -1;
   st->refs = 1;
   pthread_mutex_init(&st->mu, NULL);
   st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

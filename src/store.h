@@ -117,6 +117,9 @@ struct NpkStats {
                              ** transactions that read the store) */
   uint64_t catalog_stats;    /* stat calls made to learn whether another
                              ** session committed */
+  uint64_t last_commit_fsyncs; /* fsyncs of the last commit of this process
+                             ** that changed the store (0 when synchronous
+                             ** is OFF) */
 };
 
 /* 1 if NAME is acceptable as an array name (see NPK_MAX_NAME). */

@@ -377,7 +377,8 @@ const char *npk_reserved_name(const char *f) {
   if (strcmp(f, NPK_CATALOG) == 0 || strcmp(f, NPK_CATALOG "-tmp") == 0)
     return "the store's catalog";
   if (strcmp(f, NPK_LOCKFILE) == 0) return "the store's lock file";
-  if (strcmp(f, NPK_JOURNAL) == 0) return "the store's journal";
+  if (strcmp(f, NPK_JOURNAL) == 0 || strcmp(f, NPK_JOURNAL_SPARE) == 0)
+    return "the store's journal";
   if (n > 7 && strcmp(f + n - 7, "-npkbak") == 0)
     return "a name kept for the backups of a commit";
   if (strchr(f, '/')) return NULL;
@@ -495,17 +496,31 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
   return NPK_OK;
 }
 
-int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
-                      unsigned char *img, const size_t *off) {
-  uint64_t total = npk_get_u64(img + 8);
+/* 1 if position I of FROM and TO may be patched: the same array, or a
+** version of the same name, data file and ndim. */
+static int same_slot(const NpkCatalog *from, const NpkCatalog *to, int i) {
+  const NpkArray *a = to->a[i], *c = from->a[i];
+  return a == c || (a->ndim == c->ndim && strcmp(a->name, c->name) == 0 &&
+                    strcmp(a->data_file, c->data_file) == 0);
+}
+
+int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to,
+                          const int *at, int nat) {
   if (from->n != to->n) return NPK_ERROR;
-  for (int i = 0; i < to->n; i++) {
-    const NpkArray *a = to->a[i], *c = from->a[i];
-    if (a != c && (a->ndim != c->ndim || strcmp(a->name, c->name) != 0 ||
-                   strcmp(a->data_file, c->data_file) != 0))
-      return NPK_ERROR;
+  for (int k = 0; k < (at ? nat : to->n); k++) {
+    int i = at ? at[k] : k;
+    if (i < 0 || i >= to->n || !same_slot(from, to, i)) return NPK_ERROR;
   }
-  for (int i = 0; i < to->n; i++) {
+  return NPK_OK;
+}
+
+int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
+                      unsigned char *img, const size_t *off, const int *at,
+                      int nat) {
+  uint64_t total = npk_get_u64(img + 8);
+  if (npk_catalog_patchable(from, to, at, nat) != NPK_OK) return NPK_ERROR;
+  for (int k = 0; k < (at ? nat : to->n); k++) {
+    int i = at ? at[k] : k;
     const NpkArray *a = to->a[i], *c = from->a[i];
     unsigned char *q;
     if (a == c) continue;
@@ -519,6 +534,14 @@ int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
   }
   put_u64(img + 8, total);
   return NPK_OK;
+}
+
+void npk_catalog_patch_span(const NpkArray *a, size_t off, size_t *lo,
+                            size_t *len) {
+  /* As npk_catalog_patch walks it: name, ndim, then the shape, the data
+  ** file's name (unchanged, but between), time, bytes and dtype. */
+  *lo = off + 4 + strlen(a->name) + 4;
+  *len = (size_t)a->ndim * 8 + 4 + strlen(a->data_file) + 8 + 8 + 1;
 }
 
 /* Valid UTF-8, no overlong forms or surrogates. */

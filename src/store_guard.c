@@ -45,6 +45,7 @@ struct GuardSlot {
   uintptr_t hi;              /* one past the last byte, 0 when free */
   uint64_t *count;           /* the owner's fault counter */
   int hit;                   /* a page of it was replaced by zeros */
+  int rw;                    /* mapped for writing: the zeros take writes */
 };
 
 static GuardSlot *chunks[MAX_CHUNKS]; /* slot storage, grown by chunks */
@@ -67,15 +68,19 @@ static int absorb(uintptr_t addr) {
       uintptr_t lo, hi;
       uint64_t *count;
       void *page;
+      int prot;
       if (seq & 1) continue;
       lo = __atomic_load_n(&g[i].lo, __ATOMIC_ACQUIRE);
       hi = __atomic_load_n(&g[i].hi, __ATOMIC_ACQUIRE);
       count = __atomic_load_n(&g[i].count, __ATOMIC_ACQUIRE);
+      prot = __atomic_load_n(&g[i].rw, __ATOMIC_ACQUIRE)
+                 ? PROT_READ | PROT_WRITE
+                 : PROT_READ;
       if (__atomic_load_n(&g[i].seq, __ATOMIC_ACQUIRE) != seq) continue;
       if (!(lo && lo <= addr && addr < hi)) continue;
       page = (void *)(addr & ~(page_size - 1));
-      if (mmap(page, page_size, PROT_READ,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+      if (mmap(page, page_size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+               -1, 0) == MAP_FAILED)
         return 0;
       __atomic_store_n(&g[i].hit, 1, __ATOMIC_RELEASE);
       __atomic_fetch_add(count, 1, __ATOMIC_RELEASE);
@@ -121,7 +126,11 @@ static void install(void) {
   if (sigaction(SIGBUS, &sa, &prev_action) == 0) installed = 1;
 }
 
-int npk_guard_add(const void *p, size_t len, uint64_t *count) {
+/* A writable mapping's faulting write lands in the page of zeros instead
+** (a full disk refusing a page, a file cut short by another program): the
+** writer learns of it from the fault count, as readers do, and must not
+** trust the file. */
+int npk_guard_add_rw(const void *p, size_t len, uint64_t *count, int rw) {
   int slot = -1;
   pthread_once(&guard_once, install);
   if (!installed) return -1;
@@ -141,6 +150,7 @@ int npk_guard_add(const void *p, size_t len, uint64_t *count) {
       if (g[i].lo) continue;
       __atomic_fetch_add(&g[i].seq, 1, __ATOMIC_ACQ_REL);
       __atomic_store_n(&g[i].hit, 0, __ATOMIC_RELEASE);
+      __atomic_store_n(&g[i].rw, rw, __ATOMIC_RELEASE);
       __atomic_store_n(&g[i].count, count, __ATOMIC_RELEASE);
       __atomic_store_n(&g[i].lo, (uintptr_t)p, __ATOMIC_RELEASE);
       __atomic_store_n(&g[i].hi, (uintptr_t)p + len, __ATOMIC_RELEASE);
@@ -151,6 +161,10 @@ int npk_guard_add(const void *p, size_t len, uint64_t *count) {
   }
   pthread_mutex_unlock(&guard_mu);
   return slot;
+}
+
+int npk_guard_add(const void *p, size_t len, uint64_t *count) {
+  return npk_guard_add_rw(p, len, count, 0);
 }
 
 void npk_guard_remove(const void *p) {

@@ -17,6 +17,7 @@
 #define NPK_CATALOG      "metadata.npkm"
 #define NPK_LOCKFILE     "metadata.npkm-lock"
 #define NPK_JOURNAL      "metadata.npkm-journal"
+#define NPK_JOURNAL_SPARE "metadata.npkm-journal-spare" /* its file, idle */
 #define NPK_CAT_MAGIC    0x424B504Eu
 #define NPK_CAT_VERSION  1u
 
@@ -60,6 +61,9 @@ struct NpkFile {
   unsigned char *base;       /* mapping, or NULL */
   size_t maplen;             /* bytes mapped (rounded up, may pass EOF) */
   int gslot;                 /* the mapping's store_guard.c slot, or -1 */
+  unsigned char *wbase;      /* writable mapping for commits, or NULL */
+  size_t wmaplen;            /* bytes of it */
+  int wslot;                 /* its store_guard.c slot */
   uint64_t size;             /* bytes known to exist in the file */
   uint64_t orig_size;        /* size when a transaction first grew it */
   int grown;                 /* orig_size is set (file grown in this txn) */
@@ -181,7 +185,20 @@ struct NpkStore {
   NpkBuf img;                /* the encoding of cat, when img_ok: a commit
                              ** patches it rather than encode every array */
   size_t *img_off;           /* where each array's entry starts in img */
+  int jfd;                   /* the spare journal file, held open by
+                             ** writers between commits, or -1 */
+  dev_t jdev;                /* its identity: used only while the file */
+  ino_t jino;                /* at the spare's name is this one */
+  int cat_wfd;               /* cat_fd's file opened for writing by the
+                             ** commits that patch it in place, or -1 */
+  ino_t cat_wino;            /* its inode: used only while it is cat_st's */
+  dev_t cat_wdev;
+  int coarse_mtime;          /* the file system kept a catalog time coarser
+                             ** than the one set: patching in place could
+                             ** leave a commit that no time tells of, so
+                             ** catalogs are replaced whole */
   int img_ok;                /* img and img_off describe cat */
+  uint64_t cat_gen;          /* bumped whenever cat is replaced */
   int swept;                 /* a write of this object removed leftovers
                              ** (npk_sweep): later ones need to only when
                              ** the lock file's mark says a writer died */
@@ -220,6 +237,8 @@ struct NpkUndo {
 #define NPK_U_TAIL   6       /* file row a overwritten; data = old bytes */
 #define NPK_U_BMSWAP 7       /* bitmap changed wholesale: data = the old
                              ** one (NpkBitmap), b = old bm_dirty */
+#define NPK_U_SLOT   8       /* array at catalog position a replaced by
+                             ** another version of it: arr = the old one */
 
 /* A pending write transaction of one session. */
 struct NpkTxn {
@@ -233,6 +252,13 @@ struct NpkTxn {
   NpkCounts counts;          /* rows changed so far */
   unsigned tmpseq;           /* counter for temporary file names */
   int marked;                /* set NPK_MARK_NEWFILES in the lock file */
+  uint64_t cat_gen;          /* the store's cat_gen when cat was copied */
+  int reshaped;              /* arrays were added to or dropped from cat:
+                             ** the commit compares every position */
+  int *slots;                /* else the positions of cat where an array
+                             ** was replaced by another version (maybe
+                             ** twice): the only ones that can differ */
+  int nslot, slotcap;        /* entries used / allocated */
 };
 
 /* One client of a store. */
@@ -287,6 +313,14 @@ uint64_t npk_get_u64(const unsigned char *p);
 void npk_put_u64(unsigned char *p, uint64_t v);
 
 /* ---- system calls with fault injection and counters (store_io.c) ---- */
+/* A write made without a system call (through a mapping) still fails where
+** the fault hooks say a call of KIND would: NPK_OK, or the error for PATH. */
+int npk_io_fault(NpkStore *st, const char *kind, const char *path, NpkErr *e);
+/* Account for N bytes from P just stored at OFF of the file open as FD
+** through a mapping: counted as written, and recorded for the power-loss
+** harness like a pwrite. */
+void npk_io_mapped(NpkStore *st, int fd, const void *p, size_t n,
+                   uint64_t off);
 int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e);
 int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
@@ -348,6 +382,8 @@ int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e);
 int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
                             NpkErr *e);
 void npk_file_discard(NpkFile *f, uint64_t end);
+/* Drop F's writable mapping, if it has one (store_txn.c). */
+void npk_file_unmap_w(NpkFile *f);
 void npk_retire(NpkStore *st, void *p, size_t len);
 /* Let go of CAT, a committed catalog just replaced (st->mu held): its
 ** arrays wait on the retire list while any session is pinned. */
@@ -359,6 +395,8 @@ void npk_retired_free(NpkStore *st);
 ** (which must outlive the registration): its slot, or -1 if none is
 ** free. */
 int npk_guard_add(const void *p, size_t len, uint64_t *count);
+/* The same, for a mapping written to when RW is 1. */
+int npk_guard_add_rw(const void *p, size_t len, uint64_t *count, int rw);
 /* Forget the mapping starting at P, before it is unmapped. */
 void npk_guard_remove(const void *p);
 /* 1 if a page of SLOT's mapping was replaced by zeros. */
@@ -373,9 +411,22 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off);
 /* Turn IMG, the encoding of FROM (its entries at OFF), into that of TO, in
 ** place, when TO is FROM with some arrays replaced by versions of the same
 ** name, data file and ndim (what changing rows does, or saving over an
-** array): the cost is that of the arrays that changed.  NPK_ERROR, IMG untouched, otherwise. */
+** array): the cost is that of the arrays that changed.  AT (NAT entries,
+** no position twice) lists the positions where TO may differ from FROM,
+** or is NULL (any).  NPK_ERROR, IMG untouched, otherwise. */
 int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
-                      unsigned char *img, const size_t *off);
+                      unsigned char *img, const size_t *off, const int *at,
+                      int nat);
+/* NPK_OK if npk_catalog_patch(FROM, TO, ..., AT, NAT) would apply. */
+int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to,
+                          const int *at, int nat);
+/* The bytes npk_catalog_patch rewrites in the entry of A that starts at
+** OFF: [*LO, *LO + *LEN).  Besides, it rewrites the total of the header,
+** NPK_CAT_TOTAL_LEN bytes at NPK_CAT_TOTAL_OFF. */
+void npk_catalog_patch_span(const NpkArray *a, size_t off, size_t *lo,
+                            size_t *len);
+#define NPK_CAT_TOTAL_OFF 8
+#define NPK_CAT_TOTAL_LEN 8
 int npk_catalog_add(NpkCatalog *cat, NpkArray *a);
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat);
 /* Position of NAME in CAT, or -1: a hash lookup, so that a store of
@@ -468,8 +519,12 @@ char *npk_backup_name(const char *rel);
 #define NPK_JOURNAL_HEADER 24
 void npk_journal_header(const NpkBuf *records,
                         unsigned char hdr[NPK_JOURNAL_HEADER]);
-int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e);
-int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e);
+/* Write the journal JR: NPK_JOURNAL_HEADER bytes for its header (filled
+** in here), then the records; LINKED if the commit linked backups. */
+int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
+                      NpkErr *e);
+int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
+                       NpkErr *e);
 void npk_sweep(NpkStore *st);
 int npk_journal_recover(NpkStore *st, NpkErr *e);
 int npk_journal_exists(NpkStore *st);
@@ -500,6 +555,9 @@ int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
                   uint64_t b, void *data);
 int npk_undo_catalog(NpkSession *s);
 int npk_txn_grow(NpkSession *s, NpkFile *f);
+/* Note that position I of the transaction's catalog now holds another
+** version of its array, or (I < 0) that arrays were added or dropped. */
+void npk_txn_slot(NpkSession *s, int i);
 int npk_op_begin(NpkSession *s, int *autoc, int *level);
 int npk_op_end(NpkSession *s, int autoc, int level, int rc);
 NpkOverlay *npk_ov_new(uint64_t row_bytes);

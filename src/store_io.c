@@ -297,6 +297,18 @@ void npk_put_u64(unsigned char *p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
+int npk_io_fault(NpkStore *st, const char *kind, const char *path, NpkErr *e) {
+  int fake = fault_check(kind);
+  (void)st;
+  return fake ? npk_err_sys(e, fake, "cannot write", path) : NPK_OK;
+}
+
+void npk_io_mapped(NpkStore *st, int fd, const void *p, size_t n,
+                   uint64_t off) {
+  stat_add(st, &st->stats.bytes_written, n);
+  rec_emit(st, NPK_EV_WRITE, fd, NULL, NULL, off, n, p);
+}
+
 int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e) {
   const unsigned char *c = p;

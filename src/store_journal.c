@@ -2,10 +2,10 @@
 ** store_journal.c — metadata.npkm-journal, the rollback journal that makes a
 ** commit atomic across the several files it touches.
 **
-** Before a commit changes any file it syncs the directory (with the
-** backups and the journal's entry), writes here how to undo each change,
-** syncs the journal, then changes the files; deleting the
-** journal is the commit point.  A journal left by a commit that died or
+** Before a commit changes any file it writes here how to undo each change
+** and syncs the journal and its directory entry (npk_journal_write says in
+** which order), then changes the files; taking the journal's name away is
+** the commit point.  A journal left by a commit that died or
 ** failed is "hot": the next write transaction plays its records back,
 ** restoring the state before the commit.  Readers never play back
 ** (npk_journal_check).
@@ -34,6 +34,22 @@
 **   'R' u32 len path, u64 offset, u64 n, n bytes    restore a region
 **   'X' u32 len path                                remove a temporary file
 ** Every record is idempotent, so a crash during playback is played again.
+**
+** The journal's file is kept between commits as "metadata.npkm-journal-
+** spare": a commit writes its records there, syncs them, and renames the
+** file to the journal's name; the commit point renames it back.  Creating
+** a file and removing it at every commit costs the file system more than
+** the rest of a small commit (a new inode, then freeing it and its blocks);
+** a rename within the directory costs little.  A crash leaves what a new
+** file each time left: only the journal's name counts, and a file appears
+** there with its records complete and synced.  The spare is input like the
+** rest of the store: a commit opens it without following links and writes
+** it only while it has no other name (else it is made afresh), playback
+** refuses records naming it, and a catalog may not name it as a data file.
+** Only a writer under EXCLUSIVE creates, renames or removes it; readers
+** never look at it.  A journal grown past JOURNAL_KEEP is removed at the
+** commit point instead, so that one large commit does not leave its size
+** lying in the store.
 ** A journal is input like the other files of a store: a record naming a
 ** symbolic link, or a path through one, stops playback with NPK_CORRUPT
 ** (store_io.c), and so does one naming a file no commit journals (the lock
@@ -105,37 +121,123 @@ void npk_journal_header(const NpkBuf *records,
   npk_put_u64(hdr + 16, fnv1a(records->p, records->n));
 }
 
-/* Write the journal: header + RECORDS, synced, with the directory entry.
-**
-** The directory is synced after the journal is created and before it holds
-** a byte, so that the backups linked just before and the journal's entry
-** reach the disk together, ahead of its contents.  Were it synced after
-** the bytes, a power cut could leave a complete journal with a backup that
-** is not this commit's: a file's fsync may commit its own directory
-** entry and nothing else (btrfs's log, ext4's fast commits), so the link
-** to the backup -- and the removal, by the previous commit, of the old
-** backup by that name -- could still be lost, and playback would put the
-** previous commit's backup of the catalog back over the last committed
-** one (test/powerloss_test.c, "stale_backup").  An empty or torn journal
-** is not whole: playback removes it, the commit having touched nothing. */
-int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
-  char *path = npk_path(st->dir, NPK_JOURNAL);
-  unsigned char hdr[JHEADER];
+/* Journals up to this size keep their file for the next commit. */
+#define JOURNAL_KEEP (1u << 20)
+
+/* The spare journal file, opened for writing and kept in ST->jfd: the
+** descriptor held since an earlier commit while the file at the spare's
+** name is still that one (one lstat, where opening costs five calls),
+** else the file there opened again when it is a regular file of one name,
+** else one made afresh (O_EXCL after removing whatever regular file is
+** there), so that no write reaches a file through a hard link planted at
+** the spare's name.  *PSIZE receives the file's length. */
+static int open_spare(NpkStore *st, uint64_t *psize, NpkErr *e) {
+  struct stat sb;
+  NpkErr ignored;
   int fd, rc;
-  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
-  npk_journal_header(records, hdr);
-  rc = npk_io_open(st, NPK_JOURNAL, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
-  if (rc) {
-    npk_free(path);
-    return rc;
+  if (st->jfd >= 0 &&
+      npk_io_lstat(st, NPK_JOURNAL_SPARE, &sb, &ignored) == NPK_OK &&
+      S_ISREG(sb.st_mode) && sb.st_nlink == 1 && sb.st_dev == st->jdev &&
+      sb.st_ino == st->jino) {
+    *psize = (uint64_t)sb.st_size;
+    return NPK_OK;
   }
-  rc = npk_io_fsync(st, st->dirfd, st->dir, e);
-  if (rc == NPK_OK) rc = npk_io_pwrite(st, fd, hdr, JHEADER, 0, path, e);
-  if (rc == NPK_OK)
-    rc = npk_io_pwrite(st, fd, records->p, records->n, JHEADER, path, e);
-  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
-  close(fd);
-  if (rc != NPK_OK) {
+  if (st->jfd >= 0) close(st->jfd);
+  st->jfd = -1;
+  rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR, &fd, e);
+  if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_nlink != 1)) {
+    close(fd);
+    rc = NPK_NOTFOUND;
+  }
+  if (rc == NPK_NOTFOUND) {
+    e->rc = NPK_OK;
+    rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR | O_CREAT | O_TRUNC, &fd,
+                     e);
+    if (rc == NPK_OK && fstat(fd, &sb) != 0) {
+      rc = npk_err_sys(e, errno, "cannot stat", NPK_JOURNAL_SPARE);
+      close(fd);
+    }
+  }
+  if (rc) return rc;
+  st->jfd = fd;
+  st->jdev = sb.st_dev;
+  st->jino = sb.st_ino;
+  *psize = (uint64_t)sb.st_size;
+  return NPK_OK;
+}
+
+/* Hold FD, the journal just written under its name, as the spare's
+** descriptor: the commit point gives it the spare's name. */
+static void hold_spare(NpkStore *st, int fd) {
+  struct stat sb;
+  if (st->jfd >= 0) close(st->jfd);
+  st->jfd = -1;
+  if (fstat(fd, &sb) != 0) {
+    close(fd);
+    return;
+  }
+  st->jfd = fd;
+  st->jdev = sb.st_dev;
+  st->jino = sb.st_ino;
+}
+
+/* Write the journal JR (its header filled in here, then the records),
+** synced, under the journal's name, with the directory entry synced.
+** *PSIZE receives its length (npk_journal_delete).
+**
+** A commit that linked backups (LINKED) creates the journal afresh and
+** syncs the directory after creating it and before it holds a byte, so
+** that the backups linked just before and the journal's entry reach the
+** disk together, ahead of its contents.  Were it synced after the bytes, a
+** power cut could leave a complete journal with a backup that is not this
+** commit's: a file's fsync may commit its own directory entry and nothing
+** else (btrfs's log, ext4's fast commits), so the link to the backup --
+** and the removal, by the previous commit, of the old backup by that name
+** -- could still be lost, and playback would put the previous commit's
+** backup of the catalog back over the last committed one
+** (test/powerloss_test.c, "stale_backup").  An empty or torn journal is
+** not whole: playback removes it, the commit having touched nothing.
+**
+** A commit that linked none (it changes rows in place and patches the
+** catalog) has no link to wait for: it writes the spare journal file,
+** syncs it (crash step 9), and gives it the journal's name (step 10),
+** which the directory sync makes durable -- a name that appears only over
+** records complete and synced, and no file created.  Each way syncs
+** twice. */
+int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
+                      NpkErr *e) {
+  char *path = npk_path(st->dir, linked ? NPK_JOURNAL : NPK_JOURNAL_SPARE);
+  NpkBuf rec;
+  uint64_t had = 0;
+  int rc, fd = -1, named = 0;
+  if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
+  *psize = jr->n;
+  rec.p = jr->p + JHEADER;
+  rec.n = jr->n - JHEADER;
+  npk_journal_header(&rec, jr->p);
+  if (linked) {
+    rc = npk_io_open(st, NPK_JOURNAL, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
+    named = rc == NPK_OK;
+    if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
+    if (rc == NPK_OK) rc = npk_io_pwrite(st, fd, jr->p, jr->n, 0, path, e);
+    if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, e);
+    if (named) hold_spare(st, fd);
+  } else {
+    rc = open_spare(st, &had, e);
+    if (rc == NPK_OK) rc = npk_io_pwrite(st, st->jfd, jr->p, jr->n, 0, path, e);
+    /* A longer journal of an earlier commit may lie past the end: cut, so
+    ** the file is exactly this journal (playback checks its length). */
+    if (rc == NPK_OK && had > jr->n)
+      rc = npk_io_ftruncate(st, st->jfd, jr->n, path, e);
+    if (rc == NPK_OK) rc = npk_io_fsync(st, st->jfd, path, e);
+    npk_test_crash_point(9);
+    if (rc == NPK_OK)
+      rc = npk_io_rename(st, NPK_JOURNAL_SPARE, NPK_JOURNAL, e);
+    named = rc == NPK_OK;
+    npk_test_crash_point(10);
+    if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
+  }
+  if (rc != NPK_OK && named) {
     NpkErr ignored;
     npk_io_unlink(st, NPK_JOURNAL, &ignored);
   }
@@ -143,10 +245,28 @@ int npk_journal_write(NpkStore *st, const NpkBuf *records, NpkErr *e) {
   return rc;
 }
 
-/* Remove the journal (the commit point) and make the removal durable.
-** *UNLINKED tells whether the journal is gone, even if the sync failed. */
-int npk_journal_delete(NpkStore *st, int *unlinked, NpkErr *e) {
-  int rc = npk_io_unlink(st, NPK_JOURNAL, e);
+/* Take the journal's name away (the commit point) and make that durable:
+** its file (SIZE bytes, or 0 if not known) becomes the spare, or is
+** removed when large or when the rename fails.  *UNLINKED tells whether
+** the journal is gone, even if the sync failed. */
+int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
+                       NpkErr *e) {
+  struct stat sb;
+  NpkErr ignored;
+  int rc, keep;
+  if (size == 0)
+    size = npk_io_lstat(st, NPK_JOURNAL, &sb, &ignored) == NPK_OK &&
+                   S_ISREG(sb.st_mode) && sb.st_nlink == 1
+               ? (uint64_t)sb.st_size
+               : UINT64_MAX;
+  keep = size <= JOURNAL_KEEP;
+  rc = keep ? npk_io_rename(st, NPK_JOURNAL, NPK_JOURNAL_SPARE, e) : NPK_ERROR;
+  if (rc != NPK_OK) {
+    rc = npk_io_unlink(st, NPK_JOURNAL, e);
+    /* The descriptor would keep the removed file's blocks in use. */
+    if (st->jfd >= 0) close(st->jfd);
+    st->jfd = -1;
+  }
   *unlinked = 0;
   if (rc == NPK_OK) {
     *unlinked = 1;
@@ -211,8 +331,10 @@ int npk_journal_check(NpkStore *st, NpkErr *e) {
 
 /* 1 if a commit journals records of TYPE for REL (build_journal in
 ** store_txn.c): cut or rewritten in place, data and segment files (any
-** name a catalog may give them); restored from a backup or removed, those
-** and the bitmaps and the catalog; removed, the new files ("npktmp-").
+** name a catalog may give them); rewritten in place, the catalog too (a
+** commit that changes rows only patches it); restored from a backup or
+** removed, those and the bitmaps and the catalog; removed, the new files
+** ("npktmp-").
 ** Releases that wrote 'C' records wrote them for bitmaps and the catalog.
 ** Anything else -- the lock file, the journal, a backup -- a commit never
 ** journals: removing the lock file under a writer that holds it would let
@@ -225,8 +347,9 @@ static int journaled(int type, const char *rel) {
   int data = npk_reserved_name(rel) == NULL;
   switch (type) {
     case 'T':
-    case 'R':
       return data;
+    case 'R':
+      return data || cat;
     case 'L':
       return data || bitmap || cat;
     case 'C':
@@ -403,7 +526,7 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   if (!journal_whole(p, n)) {
     /* Torn before it was synced: the commit had not touched any file. */
     int gone;
-    rc = npk_journal_delete(st, &gone, e);
+    rc = npk_journal_delete(st, 0, &gone, e);
     if (rc == NPK_OK) npk_sweep(st);
     goto done;
   }
@@ -415,7 +538,7 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
   if (rc == NPK_OK) {
     int gone;
-    rc = npk_journal_delete(st, &gone, e);
+    rc = npk_journal_delete(st, 0, &gone, e);
   }
   if (rc == NPK_OK) {
     npk_sweep(st);

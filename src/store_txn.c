@@ -12,27 +12,42 @@
 **
 ** Commit, under EXCLUSIVE (steps numbered for npk_test_crash_at):
 **   1 hard-link every file about to be replaced or removed (data files,
-**     bitmaps, the catalog) to "<f>-npkbak": undoing the commit is then a
-**     rename, which needs no disk space (store_journal.c)
-**   2 create the journal and sync the dir, which makes the backups durable
-**     before any journal byte is (store_journal.c says why), then write the
-**     journal (how to undo every file change) and sync it; until the
-**     journal is complete the backups are mere leftovers for the next
+**     bitmaps, the catalog unless it is patched in place) to
+**     "<f>-npkbak": undoing the commit is then a rename, which needs no
+**     disk space (store_journal.c)
+**   2 write the journal (how to undo every file change) and sync it and
+**     its directory entry: when backups were linked, the journal is
+**     created and the dir synced -- making the backups durable before any
+**     journal byte is (store_journal.c says why) -- then written and
+**     synced; when none were, it is written into the spare journal file,
+**     synced (9), given the journal's name (10) and the dir synced.  Until
+**     the journal is complete the backups are mere leftovers for the next
 **     write to remove
-**   3 write overlay rows in place, set exact lengths, sync the data files
+**   3 write overlay rows in place (through a writable mapping), set exact
+**     lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
-**   5 replace bitmaps and the catalog (temp file, sync, rename), sync the dir
-**   6 delete the journal and sync the dir: the commit point
+**   5 replace bitmaps (temp file, sync, rename); the catalog: when only
+**     rows of arrays changed (no array added, dropped or renamed) it is
+**     patched in place -- the bytes that change, journaled in step 2, a
+**     later modification time, synced -- else replaced (temp file, sync,
+**     rename); sync the dir if a name changed
+**   6 rename the journal back to the spare and sync the dir: the commit
+**     point
 **   7 remove the backups
 ** A crash before step 6 leaves a hot journal that the next write
-** transaction plays back; readers meanwhile fail with NPK_BUSY.
+** transaction plays back; readers meanwhile fail with NPK_BUSY.  A commit
+** that changes rows of one array at synchronous=FULL syncs five times:
+** the journal, the dir for its name, the data file, the catalog, the dir
+** for the commit point.
 */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store_int.h"
@@ -225,6 +240,12 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
       u->cat = tmp;
       break;
     }
+    case NPK_U_SLOT:
+      /* The record's reference goes to the catalog and the catalog's to
+      ** the record, which drops it when freed. */
+      u->arr = t->cat.a[u->a];
+      t->cat.a[u->a] = a;
+      break;
     case NPK_U_ROWS:
       npk_file_discard(a->seg[a->nseg - 1].file, u->a * a->row_bytes);
       a->shape[0] = u->a;
@@ -277,6 +298,7 @@ typedef struct Change Change;
 struct Change {
   NpkArray *c;               /* committed version, or NULL (new array) */
   NpkArray *p;               /* pending version, or NULL (dropped) */
+  int pos;                   /* P's position in the pending catalog */
   int drop_c_files;          /* remove C's data files that P does not use */
   int bm_write;              /* replace or remove the bitmap */
   char *bm_rel;              /* "deleted_<name>.npkb" */
@@ -346,6 +368,7 @@ int npk_begin(NpkSession *s) {
     else npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
+  t->cat_gen = s->store->cat_gen;
   s->txn = t;
   s->store->sync_off = sync == 0;
   if (!s->pinned) {
@@ -410,6 +433,7 @@ static void txn_end(NpkSession *s) {
   for (size_t i = 0; i < t->nundo; i++) undo_free(s->store, &t->undo[i]);
   npk_free(t->undo);
   npk_free(t->sp);
+  npk_free(t->slots);
   for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
   npk_free(t->grown);
   pthread_mutex_lock(&s->store->mu);
@@ -461,6 +485,23 @@ int npk_rollback(NpkSession *s) {
   __atomic_fetch_add(&s->store->stats.rollbacks, 1, __ATOMIC_RELAXED);
   txn_end(s);
   return rc;
+}
+
+void npk_txn_slot(NpkSession *s, int i) {
+  NpkTxn *t = s->txn;
+  if (t->reshaped) return;
+  if (i >= 0 && t->nslot == t->slotcap) {
+    int cap = t->slotcap ? t->slotcap * 2 : 8;
+    int *p = npk_realloc(t->slots, (size_t)cap * sizeof *p);
+    /* Without room to remember it, the commit compares every position. */
+    if (!p) i = -1;
+    else {
+      t->slots = p;
+      t->slotcap = cap;
+    }
+  }
+  if (i < 0) t->reshaped = 1;
+  else t->slots[t->nslot++] = i;
 }
 
 /* Note that F, a committed data file, is about to grow in this transaction. */
@@ -550,15 +591,16 @@ static int jr_link_removed(NpkSession *s, const char *rel, void *arg) {
   return NPK_OK;
 }
 
-/* Hard-link REL to its backup name, replacing a stale backup. */
+/* Hard-link REL to its backup name, replacing a stale backup; count it in
+** *ARG (an int). */
 static int link_backup(NpkSession *s, const char *rel, void *arg) {
   char *bak = npk_backup_name(rel);
   int rc = NPK_OK;
-  (void)arg;
   if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
   else if (npk_io_exists(s->store, rel)) {
     rc = npk_io_unlink(s->store, bak, &s->err);
     if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
+    if (rc == NPK_OK) ++*(int *)arg;
   }
   npk_free(bak);
   return rc;
@@ -578,14 +620,15 @@ static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
   return NPK_OK;
 }
 
-/* Remove the backups of every file the commit replaces or removes. */
-static void drop_backups(NpkSession *s, const Change *ch, int n) {
+/* Remove the backups of every file the commit replaces or removes (the
+** catalog's when CAT: a catalog patched in place has none). */
+static void drop_backups(NpkSession *s, const Change *ch, int n, int cat) {
   for (int i = 0; i < n; i++) {
     each_removed(s, &ch[i], unlink_backup, NULL);
     if (ch[i].p && ch[i].p->fresh) unlink_backup(s, ch[i].p->data_file, NULL);
     if (ch[i].bm_write) unlink_backup(s, ch[i].bm_rel, NULL);
   }
-  unlink_backup(s, NPK_CATALOG, NULL);
+  if (cat) unlink_backup(s, NPK_CATALOG, NULL);
 }
 
 /* The arrays of committed catalog CC and pending catalog PC that differ,
@@ -602,6 +645,7 @@ static int pair(NpkCatalog *cc, NpkCatalog *pc, Change *ch) {
     if (ch) {
       ch[n].c = cc->a[i];
       ch[n].p = j >= 0 ? pc->a[j] : NULL;
+      ch[n].pos = j;
     }
     n++;
   }
@@ -609,19 +653,61 @@ static int pair(NpkCatalog *cc, NpkCatalog *pc, Change *ch) {
     if ((j < cc->n && cc->a[j] == pc->a[j]) ||
         npk_catalog_find(cc, pc->a[j]->name) >= 0)
       continue;
-    if (ch) ch[n].p = pc->a[j];
+    if (ch) {
+      ch[n].p = pc->a[j];
+      ch[n].pos = j;
+    }
     n++;
   }
   return n;
 }
 
-/* Pair up the committed and pending arrays by name. */
-static int plan(NpkSession *s, Change **pch, int *pn) {
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* The same when the transaction knows the only positions where the
+** catalogs can differ (npk_txn_slot): a cost in proportion to the arrays
+** the transaction changed, not to the store's.  -1 when it does not know:
+** arrays were added or dropped, or the committed catalog was read again
+** since the transaction copied it. */
+static int pair_slots(NpkSession *s, Change *ch) {
+  NpkTxn *t = s->txn;
+  NpkCatalog *cc = &s->store->cat, *pc = &t->cat;
+  int n = 0;
+  if (t->reshaped || t->cat_gen != s->store->cat_gen || cc->n != pc->n)
+    return -1;
+  if (!ch && t->nslot > 1)
+    qsort(t->slots, (size_t)t->nslot, sizeof *t->slots, cmp_int);
+  for (int k = 0; k < t->nslot; k++) {
+    int i = t->slots[k];
+    if ((k > 0 && t->slots[k - 1] == i) || i >= pc->n ||
+        pc->a[i] == cc->a[i])
+      continue;
+    if (strcmp(pc->a[i]->name, cc->a[i]->name) != 0) return -1;
+    if (ch) {
+      ch[n].c = cc->a[i];
+      ch[n].p = pc->a[i];
+      ch[n].pos = i;
+    }
+    n++;
+  }
+  return n;
+}
+
+/* Pair up the committed and pending arrays by name (*PFAST: only the
+** positions the transaction changed were compared). */
+static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
   NpkCatalog *cc = &s->store->cat, *pc = &s->txn->cat;
-  int n = pair(cc, pc, NULL);
-  Change *ch = npk_calloc((size_t)n + 1, sizeof *ch);
-  if (!ch) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  pair(cc, pc, ch);
+  int n = pair_slots(s, NULL), fast = n >= 0;
+  Change *ch;
+  if (!fast) n = pair(cc, pc, NULL);
+  if (!(ch = npk_calloc((size_t)n + 1, sizeof *ch)))
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  if (fast) pair_slots(s, ch);
+  else pair(cc, pc, ch);
+  *pfast = fast;
   for (int i = 0; i < n; i++) {
     Change *x = &ch[i];
     const char *name = x->p ? x->p->name : x->c->name;
@@ -642,8 +728,158 @@ static int plan(NpkSession *s, Change **pch, int *pn) {
   return NPK_OK;
 }
 
+/* A run of catalog bytes a commit rewrites in place. */
+typedef struct CatRun CatRun;
+struct CatRun {
+  size_t lo, len;            /* bytes [lo, lo + len) */
+};
+
+/* The new catalog's encoding, kept for the next commit to patch. */
+typedef struct CatImage CatImage;
+struct CatImage {
+  NpkBuf img;                /* the bytes written, unless patched */
+  size_t *off;               /* where each entry of img starts */
+  int patched;               /* the store's image was patched instead: it
+                             ** describes the committed catalog no more
+                             ** unless the commit completes */
+  int inplace;               /* the committed file is patched in place:
+                             ** RUNS, journaled with their old bytes */
+  CatRun *runs;              /* header total, then one per changed array */
+  int nrun;                  /* entries in runs */
+  int *pos;                  /* positions of the changed arrays, when the
+                             ** commit knows them to be the only ones */
+  int npos;                  /* entries in pos */
+  struct timespec mtime;     /* the time given to a catalog patched in
+                             ** place */
+};
+
+/* Take the committed catalog file's bytes as the store's image of it, if
+** they are exactly the encoding of the committed catalog: a catalog loaded
+** from disk (another process committed, or the store was just opened) can
+** then be patched by the first commit too.  Bytes of any other layout (a
+** catalog written by another program) are never patched: the first commit
+** replaces them whole.  Read through the descriptor the committed state
+** was loaded from; the caller checked that it is still the file at the
+** catalog's name. */
+static int adopt_file_image(NpkSession *s) {
+  NpkStore *st = s->store;
+  NpkCatalog *cat = &st->cat;
+  NpkBuf enc = {0};
+  size_t len = (size_t)st->cat_st.st_size, got = 0;
+  size_t *off = npk_malloc((size_t)(cat->n ? cat->n : 1) * sizeof *off);
+  unsigned char *file = npk_malloc(len ? len : 1);
+  int rc = NPK_ERROR;
+  if (!off || !file || npk_catalog_encode_at(cat, &enc, off) || enc.oom ||
+      enc.n != len)
+    goto done;
+  while (got < len) {
+    ssize_t r = pread(st->cat_fd, file + got, len - got, (off_t)got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  if (got != len || memcmp(file, enc.p, len) != 0) goto done;
+  pthread_mutex_lock(&st->mu);
+  npk_buf_free(&st->img);
+  st->img = enc;
+  memset(&enc, 0, sizeof enc);
+  npk_free(st->img_off);
+  st->img_off = off;
+  off = NULL;
+  st->img_ok = 1;
+  pthread_mutex_unlock(&st->mu);
+  rc = NPK_OK;
+done:
+  npk_buf_free(&enc);
+  npk_free(off);
+  npk_free(file);
+  return rc;
+}
+
+static int cmp_run(const void *a, const void *b) {
+  size_t x = ((const CatRun *)a)->lo, y = ((const CatRun *)b)->lo;
+  return (x > y) - (x < y);
+}
+
+/* Runs less than this apart are written (and journaled) as one: the bytes
+** between are rewritten with what they hold, and a system call is saved. */
+#define CAT_RUN_GAP 64
+
+/* Sort CI's runs and join those that overlap or lie close together: the
+** header's total and the entry of the first array are one write. */
+static void merge_runs(CatImage *ci) {
+  int k = 0;
+  qsort(ci->runs, (size_t)ci->nrun, sizeof *ci->runs, cmp_run);
+  for (int i = 1; i < ci->nrun; i++) {
+    CatRun *a = &ci->runs[k], *b = &ci->runs[i];
+    if (b->lo <= a->lo + a->len + CAT_RUN_GAP) {
+      size_t end = b->lo + b->len > a->lo + a->len ? b->lo + b->len
+                                                   : a->lo + a->len;
+      a->len = end - a->lo;
+    } else {
+      ci->runs[++k] = *b;
+    }
+  }
+  ci->nrun = k + 1;
+}
+
+/* Decide whether the catalog can be patched in place (CI->inplace, with
+** its runs): only rows of arrays changed (npk_catalog_patch applies to the
+** store's image of the committed catalog), and the file at the catalog's
+** name is still the one that image was written to or read from -- same
+** inode, length and time as held (a program ignoring the locks may have
+** put another there, where runs computed for our image would damage it),
+** of one name (no write reaches a file through a hard link) and this
+** user's (only its owner may set its time).  Otherwise the catalog is
+** replaced whole, as before. */
+static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
+                        CatImage *ci) {
+  static uid_t euid = (uid_t)-1;
+  NpkStore *st = s->store;
+  NpkCatalog *pc = &s->txn->cat;
+  struct stat now;
+  NpkErr ignored;
+  int ok;
+  if (st->cat_fd < 0 || st->coarse_mtime) return NPK_OK;
+  if (fast) {
+    /* Only these positions differ (pair_slots): check them alone. */
+    if (!(ci->pos = npk_malloc(((size_t)n + 1) * sizeof *ci->pos)))
+      return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) ci->pos[i] = ch[i].pos;
+    ci->npos = n;
+  }
+  if (npk_catalog_patchable(&st->cat, pc, ci->pos, ci->npos) != NPK_OK)
+    return NPK_OK;
+  if (euid == (uid_t)-1) euid = geteuid();
+  if (npk_io_lstat(st, NPK_CATALOG, &now, &ignored) != NPK_OK) return NPK_OK;
+  pthread_mutex_lock(&st->mu);
+  ok = S_ISREG(now.st_mode) && now.st_nlink == 1 && now.st_uid == euid &&
+       now.st_ino == st->cat_st.st_ino && now.st_dev == st->cat_st.st_dev &&
+       now.st_size == st->cat_st.st_size &&
+       now.st_mtim.tv_sec == st->cat_st.st_mtim.tv_sec &&
+       now.st_mtim.tv_nsec == st->cat_st.st_mtim.tv_nsec;
+  pthread_mutex_unlock(&st->mu);
+  if (!ok || (!st->img_ok && adopt_file_image(s) != NPK_OK) ||
+      (uint64_t)now.st_size != st->img.n)
+    return NPK_OK;
+  ci->runs = npk_malloc(((size_t)n + 1) * sizeof *ci->runs);
+  if (!ci->runs) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  ci->runs[0].lo = NPK_CAT_TOTAL_OFF;
+  ci->runs[0].len = NPK_CAT_TOTAL_LEN;
+  ci->nrun = 1;
+  for (int i = 0; i < n; i++) {
+    CatRun *r = &ci->runs[ci->nrun++];
+    /* patchable: every change is a new version of an array in place. */
+    npk_catalog_patch_span(ch[i].p, st->img_off[ch[i].pos], &r->lo, &r->len);
+  }
+  merge_runs(ci);
+  ci->inplace = 1;
+  return NPK_OK;
+}
+
 /* Journal: everything needed to put the files back as they are now. */
-static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
+static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
+                         NpkBuf *jr) {
   NpkStore *st = s->store;
   NpkTxn *t = s->txn;
   int rc;
@@ -677,8 +913,93 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
     if (ch[i].bm_write)
       npk_jr_link(jr, ch[i].bm_rel, npk_io_exists(st, ch[i].bm_rel));
   }
-  npk_jr_link(jr, NPK_CATALOG, 1);
+  if (ci->inplace) {
+    /* The store's image is the file's bytes (catalog_plan). */
+    for (int i = 0; i < ci->nrun; i++)
+      npk_jr_region(jr, NPK_CATALOG, ci->runs[i].lo,
+                    st->img.p + ci->runs[i].lo, ci->runs[i].len);
+  } else {
+    npk_jr_link(jr, NPK_CATALOG, 1);
+  }
   return jr->oom ? npk_err(&s->err, NPK_NOMEM, "out of memory") : NPK_OK;
+}
+
+/* Bytes [0, NEED) of F mapped for writing, for rows replaced in place: a
+** store into a mapped page already writable costs nothing, where a pwrite
+** of a few bytes into the page cache costs the kernel microseconds (ext4
+** prepares every block of the page's folio).  The mapping lives as long as
+** F, so that its pages stay writable from one commit to the next, with
+** room to grow; only a committer, under EXCLUSIVE, writes through it, and
+** only after npk_file_use found F still at its name.  It is guarded like
+** the read mappings: a page the file refuses (a full disk, a file cut
+** short by another program) takes the write in zeros of its own and counts
+** a fault, which the committer checks. */
+static int wmap(NpkSession *s, NpkFile *f, uint64_t need) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE), len;
+  void *p;
+  int slot;
+  if (f->wbase && need <= f->wmaplen && !npk_guard_hit(f->wslot))
+    return NPK_OK;
+  npk_file_unmap_w(f);
+  len = (size_t)(need + need / 4 + ((uint64_t)1 << 20));
+  len = (len + page - 1) / page * page;
+  p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+  if (p == MAP_FAILED)
+    return npk_err_sys(&s->err, errno, "cannot map", f->path);
+  if ((slot = npk_guard_add_rw(p, len, &s->store->map_faults, 1)) < 0) {
+    munmap(p, len);
+    return npk_err(&s->err, NPK_NOMEM, "cannot map %s: no room to guard the "
+                   "mapping", f->path);
+  }
+  f->wbase = p;
+  f->wmaplen = len;
+  f->wslot = slot;
+  return NPK_OK;
+}
+
+void npk_file_unmap_w(NpkFile *f) {
+  if (!f->wbase) return;
+  npk_guard_remove(f->wbase);
+  munmap(f->wbase, f->wmaplen);
+  f->wbase = NULL;
+  f->wmaplen = 0;
+}
+
+/* Write P's overlay rows over the committed rows of its file F (in use):
+** through the writable mapping, or a pwrite each when the address space
+** has no room for it (a capped ulimit -v). */
+static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
+  NpkOverlay *ov = p->ov;
+  uint64_t mark;
+  int rc;
+  if ((rc = npk_io_fault(s->store, "write", f->path, &s->err))) return rc;
+  mark = npk_map_faults(s);
+  if (wmap(s, f, p->base_rows * p->row_bytes) != NPK_OK) {
+    s->err.rc = NPK_OK;
+    for (uint64_t h = 0; h < ov->hcap; h++) {
+      uint64_t row = ov->keys[h];
+      if (row >= OV_TOMB) continue;
+      rc = npk_io_pwrite(s->store, f->fd, ov_slot(ov, ov->slot[h]),
+                         (size_t)p->row_bytes, row * p->row_bytes, f->path,
+                         &s->err);
+      if (rc) return rc;
+    }
+    return NPK_OK;
+  }
+  for (uint64_t h = 0; h < ov->hcap; h++) {
+    uint64_t row = ov->keys[h];
+    const unsigned char *src;
+    if (row >= OV_TOMB) continue;
+    src = ov_slot(ov, ov->slot[h]);
+    memcpy(f->wbase + row * p->row_bytes, src, (size_t)p->row_bytes);
+    npk_io_mapped(s->store, f->fd, src, (size_t)p->row_bytes,
+                  row * p->row_bytes);
+  }
+  if (npk_map_faults(s) != mark)
+    return npk_err(&s->err, NPK_IOERR, "cannot write rows of array \"%s\" "
+                   "to %s: the file refused a page (a full disk, or the file "
+                   "shortened by another program)", p->name, f->path);
+  return NPK_OK;
 }
 
 /* Step 3 for pending array P, whose rows are in F (in use): its overlay
@@ -686,17 +1007,7 @@ static int build_journal(NpkSession *s, Change *ch, int n, NpkBuf *jr) {
 static int write_file(NpkSession *s, NpkArray *p, NpkFile *f, uint64_t want) {
   NpkStore *st = s->store;
   int rc;
-  if (p->ov) {
-    NpkOverlay *ov = p->ov;
-    for (uint64_t h = 0; h < ov->hcap; h++) {
-      uint64_t row = ov->keys[h];
-      if (row >= OV_TOMB) continue;
-      rc = npk_io_pwrite(st, f->fd, ov_slot(ov, ov->slot[h]),
-                         (size_t)p->row_bytes, row * p->row_bytes, f->path,
-                         &s->err);
-      if (rc) return rc;
-    }
-  }
+  if (p->ov && p->ov->n && (rc = write_rows(s, p, f))) return rc;
   if (f->grown || p->fresh) {
     struct stat sb;
     if (fstat(f->fd, &sb) != 0)
@@ -756,16 +1067,6 @@ static int move_data(NpkSession *s, Change *ch, int n) {
   return NPK_OK;
 }
 
-/* The new catalog's encoding, kept for the next commit to patch. */
-typedef struct CatImage CatImage;
-struct CatImage {
-  NpkBuf img;                /* the bytes written, unless patched */
-  size_t *off;               /* where each entry of img starts */
-  int patched;               /* the store's image was patched instead: it
-                             ** describes the committed catalog no more
-                             ** unless the commit completes */
-};
-
 /* Encode the transaction's catalog: the store's image of the committed one
 ** patched where arrays changed rows (no copy of it, no encoding of every
 ** array), else every array encoded into CI.  The bytes to write in *PP,
@@ -774,8 +1075,8 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
                           const unsigned char **pp, size_t *pn) {
   NpkStore *st = s->store;
   NpkCatalog *cat = &s->txn->cat;
-  if (st->img_ok &&
-      npk_catalog_patch(&st->cat, cat, st->img.p, st->img_off) == NPK_OK) {
+  if (st->img_ok && npk_catalog_patch(&st->cat, cat, st->img.p, st->img_off,
+                                      ci->pos, ci->npos) == NPK_OK) {
     ci->patched = 1;
     *pp = st->img.p;
     *pn = st->img.n;
@@ -787,6 +1088,81 @@ static int encode_catalog(NpkSession *s, CatImage *ci,
   *pp = ci->img.p;
   *pn = ci->img.n;
   return NPK_OK;
+}
+
+/* Step 5 for a catalog patched in place: the runs of the patched image,
+** then a modification time after the one held, synced.  The time is what
+** tells other processes, which hold the same file open, that it changed
+** (npk_store_refresh compares inode, length and time): set explicitly, it
+** differs even where the file system's clock is coarser than the commits
+** are apart. */
+static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
+  NpkStore *st = s->store;
+  struct timespec times[2];
+  struct stat sb;
+  char *path = npk_path(st->dir, NPK_CATALOG);
+  int rc = NPK_OK;
+  *pwhole = 0;
+  if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  /* The descriptor of an earlier commit serves while it is the held file,
+  ** which catalog_plan found at the catalog's name. */
+  if (st->cat_wfd < 0 || st->cat_wino != st->cat_st.st_ino ||
+      st->cat_wdev != st->cat_st.st_dev) {
+    int fd;
+    if (st->cat_wfd >= 0) close(st->cat_wfd);
+    st->cat_wfd = -1;
+    rc = npk_io_open(st, NPK_CATALOG, O_RDWR, &fd, &s->err);
+    if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_ino != st->cat_st.st_ino ||
+                         sb.st_dev != st->cat_st.st_dev)) {
+      close(fd);
+      rc = npk_err(&s->err, NPK_BUSY, "%s/%s changed during a commit",
+                   st->dir, NPK_CATALOG);
+    }
+    if (rc == NPK_OK) {
+      st->cat_wfd = fd;
+      st->cat_wino = sb.st_ino;
+      st->cat_wdev = sb.st_dev;
+    }
+  }
+  for (int i = 0; i < ci->nrun && rc == NPK_OK; i++)
+    rc = npk_io_pwrite(st, st->cat_wfd, st->img.p + ci->runs[i].lo,
+                       ci->runs[i].len, ci->runs[i].lo, path, &s->err);
+  if (rc == NPK_OK) {
+    clock_gettime(CLOCK_REALTIME, &times[1]);
+    pthread_mutex_lock(&st->mu);
+    if (times[1].tv_sec < st->cat_st.st_mtim.tv_sec ||
+        (times[1].tv_sec == st->cat_st.st_mtim.tv_sec &&
+         times[1].tv_nsec <= st->cat_st.st_mtim.tv_nsec)) {
+      times[1] = st->cat_st.st_mtim;
+      if (++times[1].tv_nsec == 1000000000) {
+        times[1].tv_sec++;
+        times[1].tv_nsec = 0;
+      }
+    }
+    pthread_mutex_unlock(&st->mu);
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_OMIT;
+    if (futimens(st->cat_wfd, times) != 0)
+      rc = npk_err_sys(&s->err, errno, "cannot set the time of", path);
+    else if (fstat(st->cat_wfd, &sb) != 0)
+      rc = npk_err_sys(&s->err, errno, "cannot stat", path);
+    else
+      ci->mtime = sb.st_mtim;
+  }
+  /* A file system that keeps times coarser than the one set (seconds,
+  ** tens of milliseconds) may have kept the time held: other processes
+  ** would see no change.  This commit then replaces the file whole (the
+  ** journaled runs undo it as well, the new file having the same bytes
+  ** at the same places), and later ones do from the start. */
+  if (rc == NPK_OK && (sb.st_mtim.tv_sec != times[1].tv_sec ||
+                       sb.st_mtim.tv_nsec != times[1].tv_nsec)) {
+    st->coarse_mtime = 1;
+    *pwhole = sb.st_mtim.tv_sec == st->cat_st.st_mtim.tv_sec &&
+              sb.st_mtim.tv_nsec == st->cat_st.st_mtim.tv_nsec;
+  }
+  if (rc == NPK_OK) rc = npk_io_fsync(st, st->cat_wfd, path, &s->err);
+  npk_free(path);
+  return rc;
 }
 
 /* Encode what step 5 writes, before any file changes: the bitmaps into
@@ -802,12 +1178,15 @@ static int encode_catalog_files(NpkSession *s, Change *ch, int n, CatImage *ci,
 }
 
 /* Step 5: bitmaps and catalog (IMG, NIMG), as encode_catalog_files made
-** them. */
-static int write_catalog(NpkSession *s, Change *ch, int n,
+** them: the catalog patched in place (CI->inplace) or replaced; the
+** directory synced if a name in it changed in step 4 or here. */
+static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci,
                          const unsigned char *img, size_t nimg) {
   NpkStore *st = s->store;
-  int rc = NPK_OK;
+  int rc = NPK_OK, names = !ci->inplace;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
+    names |= ch[i].bm_write || ch[i].drop_c_files ||
+             (ch[i].p && ch[i].p->fresh);
     if (!ch[i].bm_write) continue;
     if (ch[i].p && ch[i].p->bm)
       rc = npk_io_replace_file(st, ch[i].bm_rel, ch[i].bm_img.p,
@@ -815,9 +1194,18 @@ static int write_catalog(NpkSession *s, Change *ch, int n,
     else
       rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
   }
-  if (rc == NPK_OK)
+  if (rc == NPK_OK && ci->inplace) {
+    int whole;
+    rc = write_catalog_inplace(s, ci, &whole);
+    if (rc == NPK_OK && whole) {
+      ci->inplace = 0;
+      names = 1;
+    }
+  }
+  if (rc == NPK_OK && !ci->inplace)
     rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
-  if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
+  if (rc == NPK_OK && names)
+    rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   return rc;
 }
 
@@ -844,7 +1232,11 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   st->cat = t->cat;
   memset(&t->cat, 0, sizeof t->cat);
   npk_catalog_retire(st, &old);
-  npk_store_hold_catalog(st);
+  st->cat_gen++;
+  /* A catalog patched in place is the file already held: only its bytes
+  ** and its time, which the commit set, changed. */
+  if (ci->inplace && st->cat_fd >= 0) st->cat_st.st_mtim = ci->mtime;
+  else npk_store_hold_catalog(st);
   if (!ci->patched) {
     npk_buf_free(&st->img);
     st->img = ci->img;
@@ -867,16 +1259,17 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
-  CatImage ci = {{0}, NULL, 0};
+  CatImage ci = {{0}, NULL, 0, 0, NULL, 0, NULL, 0, {0, 0}};
   const unsigned char *img = NULL;
   size_t nimg = 0;
-  int n = 0, rc = NPK_OK, journaled = 0, reserved = 0;
-  uint64_t now;
+  int n = 0, rc = NPK_OK, journaled = 0, reserved = 0, fast = 0, linked = 0;
+  uint64_t now, jsize = 0;
+  uint64_t fsyncs = __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED);
 
   if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
   s->err.rc = NPK_OK;
   if (t->nsp) npk_release(s, 0);
-  rc = plan(s, &ch, &n);
+  rc = plan(s, &ch, &n, &fast);
   /* A catalog that gave an array a data file of another name (a crafted
   ** one) may clash with the file a new array is about to take.  Only new
   ** files can clash: the committed catalog passed this check when read. */
@@ -900,14 +1293,24 @@ int npk_commit(NpkSession *s) {
   now = npk_now_us();
   for (int i = 0; i < n; i++)
     if (ch[i].p && ch[i].p->pending) ch[i].p->mtime = now;
+  rc = catalog_plan(s, ch, n, fast, &ci);
+  if (rc) goto fail_open;
 
   /* Everything the commit allocates much of is made before the first file
   ** changes, and the rest comes from a reserve that outlasts the backend:
   ** once files change, the commit completes or puts them back, out of
   ** memory or not.  The reserve holds the small things (paths, names) and
   ** the journal read back to undo. */
-  rc = build_journal(s, ch, n, &jr);
+  /* Room for the journal's header, filled in by npk_journal_write; the
+  ** catalog's old bytes are journaled before encode_catalog_files patches
+  ** the store's image of it. */
+  npk_buf_put(&jr, NULL, NPK_JOURNAL_HEADER);
+  rc = build_journal(s, ch, n, &ci, &jr);
   if (rc == NPK_OK) rc = encode_catalog_files(s, ch, n, &ci, &img, &nimg);
+  /* catalog_plan checked that the patch applies. */
+  if (rc == NPK_OK && ci.inplace && !ci.patched)
+    rc = npk_err(&s->err, NPK_ERROR, "cannot patch the catalog of %s",
+                 st->dir);
   if (rc == NPK_OK) {
     rc = npk_reserve_begin(NPK_COMMIT_RESERVE + 2 * jr.n);
     if (rc) rc = npk_err(&s->err, rc, "out of memory");
@@ -920,15 +1323,16 @@ int npk_commit(NpkSession *s) {
   /* The backups must be on disk before the files they keep are replaced:
   ** made before the journal, they are synced by its directory sync. */
   for (int i = 0; i < n && rc == NPK_OK; i++) {
-    rc = each_removed(s, &ch[i], link_backup, NULL);
+    rc = each_removed(s, &ch[i], link_backup, &linked);
     if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
-      rc = link_backup(s, ch[i].p->data_file, NULL);
+      rc = link_backup(s, ch[i].p->data_file, &linked);
     if (rc == NPK_OK && ch[i].bm_write)
-      rc = link_backup(s, ch[i].bm_rel, NULL);
+      rc = link_backup(s, ch[i].bm_rel, &linked);
   }
-  if (rc == NPK_OK) rc = link_backup(s, NPK_CATALOG, NULL);
+  if (rc == NPK_OK && !ci.inplace) rc = link_backup(s, NPK_CATALOG, &linked);
   npk_test_crash_point(2);
-  if (rc == NPK_OK) rc = npk_journal_write(st, &jr, &s->err);
+  if (rc == NPK_OK)
+    rc = npk_journal_write(st, &jr, linked > 0, &jsize, &s->err);
   if (rc) goto fail_open;
   journaled = 1;
   npk_test_crash_point(3);
@@ -937,11 +1341,11 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(4);
   if (rc == NPK_OK) rc = move_data(s, ch, n);
   npk_test_crash_point(5);
-  if (rc == NPK_OK) rc = write_catalog(s, ch, n, img, nimg);
+  if (rc == NPK_OK) rc = write_catalog(s, ch, n, &ci, img, nimg);
   npk_test_crash_point(6);
   if (rc == NPK_OK) {
     int gone;
-    rc = npk_journal_delete(st, &gone, &s->err);
+    rc = npk_journal_delete(st, jsize, &gone, &s->err);
     /* Once the journal is gone the commit has happened and cannot be
     ** undone; reporting a failed directory sync as an error would only make
     ** SQLite roll back its side of a transaction whose store side stands. */
@@ -952,8 +1356,10 @@ int npk_commit(NpkSession *s) {
     goto fail_applied;
   }
   npk_test_crash_point(7);
-  drop_backups(s, ch, n);
+  drop_backups(s, ch, n, !ci.inplace);
   npk_test_crash_point(8);
+  st->stats.last_commit_fsyncs =
+      __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED) - fsyncs;
   adopt(s, ch, n, &ci);
   txn_end(s);
   goto done;
@@ -978,7 +1384,7 @@ fail_applied:
 fail_open:
   if (journaled) goto fail_applied;
   if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE) {
-    drop_backups(s, ch, n);
+    drop_backups(s, ch, n, !ci.inplace);
     /* No journal was written; the new files are still there. */
     npk_lock_mark(s, t->marked ? NPK_MARK_NEWFILES : 0);
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
@@ -992,6 +1398,8 @@ done:
   npk_buf_free(&jr);
   npk_buf_free(&ci.img);
   npk_free(ci.off);
+  npk_free(ci.runs);
+  npk_free(ci.pos);
   if (ci.patched) st->img_ok = 0;
   if (reserved) npk_reserve_end();
   return rc;

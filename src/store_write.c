@@ -59,14 +59,20 @@ static int locate(NpkSession *s, const char *name, int *pi) {
   return rc ? rc : npk_array_ready(s, s->txn->cat.a[*pi]);
 }
 
-/* Put A in place of the I-th array (or at the end when I < 0), with undo. */
+/* Put A in place of the I-th array (or at the end when I < 0), with undo:
+** a version of an array in its place is undone by putting the old one
+** back (no copy of a catalog of thousands of arrays), an array added by
+** restoring the whole catalog. */
 static int put_array(NpkSession *s, int i, NpkArray *a) {
   NpkCatalog *cat = &s->txn->cat;
-  int rc = npk_undo_catalog(s);
+  int rc = i < 0 ? npk_undo_catalog(s)
+                 : npk_undo_push(s, NPK_U_SLOT, cat->a[i], (uint64_t)i, 0,
+                                 NULL);
   if (rc) {
     npk_array_unref(s->store, a);
     return rc;
   }
+  npk_txn_slot(s, i);
   if (i < 0) {
     if (npk_catalog_add(cat, a)) {
       npk_array_unref(s->store, a);
@@ -538,6 +544,7 @@ int npk_drop(NpkSession *s, const char *name) {
   /* Dropping needs none of the array's files: a damaged one goes too. */
   if ((rc = find_pos(s, name, &i)) || (rc = npk_undo_catalog(s))) goto done;
   cat = &s->txn->cat;
+  npk_txn_slot(s, -1);
   npk_array_unref(s->store, cat->a[i]);
   memmove(cat->a + i, cat->a + i + 1, (size_t)(cat->n - i - 1) * sizeof *cat->a);
   cat->n--;
@@ -582,6 +589,7 @@ int npk_reset(NpkSession *s) {
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   rc = npk_undo_catalog(s);
   if (rc == NPK_OK) {
+    npk_txn_slot(s, -1);
     npk_catalog_clear(s->store, &s->txn->cat);
   }
   return npk_op_end(s, autoc, lvl, rc);

@@ -36,6 +36,7 @@
 #define TU_MAGIC   0x424B504Eu
 #define TU_CATALOG "metadata.npkm"
 #define TU_LOCK    "metadata.npkm-lock"
+#define TU_SPARE   "metadata.npkm-journal-spare"
 #define TU_JOURNAL "metadata.npkm-journal"
 
 /* Item sizes of the 14 dtype codes, from the format description. */
@@ -266,7 +267,8 @@ TU_FN void tu_snap(const char *dir, Snap *s) {
   struct dirent *e;
   while ((e = readdir(d)) != NULL && n < TU_SNAP_MAX) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    if (!strcmp(e->d_name, TU_LOCK)) continue;
+    /* The lock file and the journal's idle file are numpack's own. */
+    if (!strcmp(e->d_name, TU_LOCK) || !strcmp(e->d_name, TU_SPARE)) continue;
     names[n++] = strdup(e->d_name);
   }
   closedir(d);
@@ -619,7 +621,8 @@ TU_FN int tu_leftovers(const char *dir) {
   while (d && (e = readdir(d)) != NULL) {
     const char *f = e->d_name;
     if (!strcmp(f, ".") || !strcmp(f, "..") || !strcmp(f, TU_CATALOG) ||
-        !strcmp(f, TU_LOCK) || !strcmp(f, "data_s.npkseg") ||
+        !strcmp(f, TU_LOCK) || !strcmp(f, TU_SPARE) ||
+        !strcmp(f, "data_s.npkseg") ||
         !strncmp(f, "seg_s_", 6))
       continue;
     int known = 0;

@@ -313,6 +313,20 @@ static void test_link_lock(void) {
   trust_done(&x);
 }
 
+/* The journal's idle file is written by commits only: a link there fails
+** the first write, and the file it points to is left as it was. */
+static void test_link_spare(void) {
+  Trust x;
+  char target[1400], msg[1024];
+  trust_init(&x);
+  snprintf(target, sizeof target, "%s/victim", x.out);
+  make_link(&x, TU_SPARE, target);
+  CHECK_EQ(attempt(x.t.dir, 0, "a", msg, sizeof msg), NPK_CORRUPT);
+  CHECK_HAS(msg, TU_SPARE LINKED);
+  outside_same(&x, __LINE__);
+  trust_done(&x);
+}
+
 /* Write JOURNAL at PATH: the engine's header over records REC. */
 static void write_journal(const char *path, const NpkBuf *rec) {
   unsigned char hdr[NPK_JOURNAL_HEADER];
@@ -504,7 +518,8 @@ static void test_journal_hardlink(void) {
 
 /* Records a commit never writes: removing or replacing the lock file or
 ** the journal (which let a second writer in beside one holding the lock),
-** a backup, or data files by the wrong kind of record. */
+** a backup, the journal's idle file, or data files by the wrong kind of
+** record. */
 static void test_journal_names(void) {
   static const struct {
     int type;
@@ -514,7 +529,8 @@ static void test_journal_names(void) {
     {'T', TU_LOCK}, {'R', TU_LOCK}, {'C', TU_LOCK}, {'T', TU_JOURNAL},
     {'L', "data_a.npkd-npkbak"}, {'X', "data_a.npkd"}, {'C', "data_a.npkd"},
     {'T', TU_CATALOG}, {'R', "deleted_a.npkb"}, {'X', "metadata.npkm-tmp"},
-    {'L', "npktmp-1-1"}, {'X', "sub/npktmp-1-1"}};
+    {'L', "npktmp-1-1"}, {'X', "sub/npktmp-1-1"}, {'L', TU_SPARE},
+    {'X', TU_SPARE}, {'R', TU_SPARE}, {'T', TU_SPARE}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     NpkBuf r = {0};
     char frag[200];
@@ -632,7 +648,8 @@ static void test_catalog_shared_file(void) {
 
 static void test_catalog_own_files(void) {
   static const char *const files[] = {
-    TU_CATALOG, TU_LOCK, TU_JOURNAL, "metadata.npkm-tmp", "deleted_a.npkb",
+    TU_CATALOG, TU_LOCK, TU_JOURNAL, TU_SPARE, "metadata.npkm-tmp",
+    "deleted_a.npkb",
     "deleted_b.npkb-tmp", "npktmp-1-1", "data_a.npkd-npkbak",
     "sub/x-npkbak"};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -809,6 +826,7 @@ int main(void) {
   RUN(test_link_bitmap);
   RUN(test_link_catalog);
   RUN(test_link_lock);
+  RUN(test_link_spare);
   RUN(test_link_journal);
   RUN(test_link_segment);
   RUN(test_link_subdir);

@@ -9,9 +9,12 @@
 **        -lpthread
 */
 #include <grp.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "store_testutil.h"
@@ -1009,6 +1012,370 @@ static void crash_case(OpFn fn, int explicit_txn, const char *label) {
 
 static void test_crash_txn(void) { crash_case(crash_txn, 1, "txn"); }
 
+/* Rows appended and replaced in one transaction: the catalog is rewritten
+** in place, with its old bytes in the journal. */
+static int crash_rows_txn(NpkSession *s, Model *m) {
+  int rc = s ? npk_begin(s) : NPK_OK;
+  if (rc == NPK_OK) rc = op_append(s, m);
+  if (rc == NPK_OK) rc = op_replace(s, m);
+  return rc;
+}
+
+static void test_crash_rows_in_place(void) {
+  crash_case(crash_rows_txn, 1, "rows_txn");
+  crash_case(op_append, 0, "append");
+  crash_case(op_replace, 0, "replace");
+}
+
+/* A commit that only appends or replaces rows rewrites the catalog in
+** place: same inode, no backup, one fsync less; one that adds an array
+** replaces it as before.  No commit creates its journal afresh. */
+static void test_catalog_in_place(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkStats stats;
+  struct stat a, b;
+  NpkSession *s = open_base(&t, &st, &m);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  npk_store_stats(st, &stats);
+  CHECK_EQ(stats.last_commit_fsyncs, 5);
+  /* The journal's file is kept, idle, for the next commit. */
+  struct stat j0, j1;
+  CHECK_EQ(stat(P(t.dir, TU_SPARE), &j0), 0);
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  npk_store_stats(st, &stats);
+  CHECK_EQ(stats.last_commit_fsyncs, 5);
+  CHECK_EQ(stat(P(t.dir, TU_SPARE), &j1), 0);
+  CHECK_EQ(j0.st_ino, j1.st_ino);
+  CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  CHECK(!tu_exists(P(t.dir, TU_CATALOG "-npkbak")));
+  CHECK(!tu_exists(P(t.dir, TU_CATALOG "-tmp")));
+  CHECK(view_is(s, &m, 1));
+  /* The catalog's time moves forward even when the clock is behind it (or
+  ** has not ticked since the last commit): other processes notice an
+  ** in-place commit by that time alone. */
+  struct timespec ahead[2] = {{0, UTIME_OMIT}, {b.st_mtim.tv_sec + 3600, 5}};
+  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  CHECK_EQ(b.st_mtim.tv_sec, ahead[1].tv_sec);
+  CHECK_EQ(b.st_mtim.tv_nsec, 6);
+  CHECK(view_is(s, &m, 1));
+  CHECK_EQ(op_save_new(s, &m), NPK_OK);
+  npk_store_stats(st, &stats);
+  CHECK(stats.last_commit_fsyncs > 5);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK(a.st_ino != b.st_ino);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+/* A program that ignores the locks replaces the catalog during a
+** transaction with one as long, listing the same arrays in another order:
+** the commit must not write its changes in place over it (they would land
+** in the wrong fields), and replaces it whole as before. */
+static void test_in_place_foreign_catalog(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m);
+  CatEntry e[4];
+  Buf cat = {0};
+  struct stat a, b;
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  memset(e, 0, sizeof e);
+  e[0].name = "b"; e[0].ndim = 1; e[0].dims[0] = 4;
+  e[0].dtype = NPK_FLOAT64; e[0].mtime = 1700000000000001ull;
+  e[1].name = "a"; e[1].ndim = 2; e[1].dims[0] = 6; e[1].dims[1] = 2;
+  e[1].dtype = NPK_INT32; e[1].mtime = 1700000000000000ull;
+  e[2].name = "c"; e[2].ndim = 2; e[2].dims[0] = 3; e[2].dims[1] = 3;
+  e[2].dtype = NPK_UINT8; e[2].mtime = 1700000000000002ull;
+  e[3] = tu_seg_entry();
+  tu_cat_build(&cat, e, 4, NULL);
+  CHECK_EQ(cat.n, (size_t)a.st_size);
+  tu_write_buf(P(t.dir, "foreign"), &cat);
+  CHECK_EQ(rename(P(t.dir, "foreign"), P(t.dir, TU_CATALOG)), 0);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK(a.st_ino != b.st_ino);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  buf_free(&cat);
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+/* Rows replaced in place go through a writable mapping of the data file;
+** where the address space has room for the read mapping only, they are
+** written one by one instead, and the commit still succeeds. */
+static void test_replace_without_room_to_map(void) {
+  enum { N = 12 << 20 };
+  Tmp t;
+  tu_tmp_init(&t);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    NpkStore *st = NULL;
+    NpkSession *s = NULL;
+    NpkArrayInfo in;
+    const void *row;
+    uint64_t sh[1] = {N}, rows[2] = {7, N - 1}, pages = 0;
+    int32_t *v = calloc(N, sizeof *v), nv[2] = {5, 6};
+    struct rlimit rl;
+    FILE *f;
+    alarm(60);
+    if (!v) _exit(10);
+    if (npk_store_open(t.dir, NPK_OPEN_CREATE, &st, NULL) != NPK_OK) _exit(11);
+    if (npk_session_open(st, &s) != NPK_OK) _exit(12);
+    if (npk_save(s, "big", NPK_INT32, 1, sh, v) != NPK_OK) _exit(13);
+    free(v);
+    /* Room for what is mapped now, one mapping of the file (48 MB, mapped
+    ** with a quarter more) and 40 MB to spare: not for a second one. */
+    f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%" SCNu64, &pages) != 1) _exit(14);
+    fclose(f);
+    rl.rlim_cur = rl.rlim_max =
+        pages * (uint64_t)sysconf(_SC_PAGESIZE) + (100u << 20);
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(15);
+    if (npk_replace_rows(s, "big", rows, 2, nv) != NPK_OK) _exit(16);
+    if (npk_read_begin(s) != NPK_OK) _exit(17);
+    if (npk_array_info(s, "big", &in) != NPK_OK || in.rows != N) _exit(18);
+    if (npk_row_ptr(s, "big", N - 1, &row) != NPK_OK ||
+        *(const int32_t *)row != 6)
+      _exit(19);
+    if (npk_row_ptr(s, "big", 7, &row) != NPK_OK ||
+        *(const int32_t *)row != 5)
+      _exit(20);
+    npk_read_end(s);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    printf("  child status 0x%x\n", status);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  tu_tmp_done(&t);
+}
+
+/* The spare journal's descriptor is kept between commits, but a hard link
+** made to the spare meanwhile (a name that may lie outside the store) is
+** never written through: the next commit makes the spare afresh. */
+static void test_spare_linked_later(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m);
+  char victim[1200];
+  size_t n0 = 0, n1 = 0;
+  struct stat sb;
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  snprintf(victim, sizeof victim, "%s/../victim-%d", t.dir, (int)getpid());
+  unlink(victim);
+  CHECK_EQ(link(P(t.dir, TU_SPARE), victim), 0);
+  unsigned char *before = tu_read_file(victim, &n0);
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  unsigned char *after = tu_read_file(victim, &n1);
+  CHECK(before && after && n0 == n1 && memcmp(before, after, n0) == 0);
+  CHECK_EQ(stat(victim, &sb), 0);
+  CHECK_EQ(sb.st_nlink, 1);
+  CHECK_EQ(stat(P(t.dir, TU_SPARE), &sb), 0);
+  CHECK_EQ(sb.st_nlink, 1);
+  CHECK(view_is(s, &m, 1));
+  free(before);
+  free(after);
+  unlink(victim);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+/* While set, futimens keeps whole seconds, as a file system with coarse
+** times does (this definition takes the place of the C library's). */
+static int coarse_times;
+
+int futimens(int fd, const struct timespec times[2]) {
+  struct timespec t[2] = {times[0], times[1]};
+  if (coarse_times && t[1].tv_nsec != UTIME_OMIT && t[1].tv_nsec != UTIME_NOW)
+    t[1].tv_nsec = 0;
+  return (int)syscall(SYS_utimensat, fd, NULL, t, 0);
+}
+
+/* Where the file system cannot keep the catalog's new time (it comes out
+** as the one held), a commit that patched the catalog in place replaces it
+** whole instead, so that other processes see a new file; later commits
+** replace it whole from the start. */
+static void test_coarse_times(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  struct stat a, b;
+  NpkSession *s = open_base(&t, &st, &m);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  struct timespec ahead[2] = {{0, UTIME_OMIT}, {a.st_mtim.tv_sec + 100, 0}};
+  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+  coarse_times = 1;
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  coarse_times = 0;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK(a.st_ino != b.st_ino);
+  CHECK(view_is(s, &m, 1));
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  CHECK(a.st_ino != b.st_ino);
+  CHECK(view_is(s, &m, 1));
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+/* Descriptors of this process open on a removed journal of the store in
+** DIR (whose blocks they keep in use). */
+static int removed_journals_held(const char *dir) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  char want[1400], link[PATH_MAX + 1], path[300];
+  int n = 0;
+  snprintf(want, sizeof want, "%s/%s (deleted)", dir, TU_JOURNAL);
+  while (d && (e = readdir(d)) != NULL) {
+    ssize_t k;
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    k = readlink(path, link, PATH_MAX);
+    if (k <= 0) continue;
+    link[k] = 0;
+    n += strcmp(link, want) == 0;
+  }
+  if (d) closedir(d);
+  return n;
+}
+
+/* A journal over 1 MB is removed at the commit point rather than kept idle:
+** one large commit leaves no large file behind, nor holds one open. */
+static void test_large_journal_removed(void) {
+  enum { N = 100000, K = 40000 };
+  Tmp t;
+  NpkStore *st;
+  uint64_t sh[1] = {N}, *rows = malloc(K * sizeof *rows);
+  int32_t *v = calloc(N, sizeof *v);
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s && rows && v);
+  if (s && rows && v) {
+    for (uint64_t i = 0; i < K; i++) rows[i] = i * 2;
+    CHECK_EQ(npk_save(s, "big", NPK_INT32, 1, sh, v), NPK_OK);
+    CHECK(tu_exists(P(t.dir, TU_SPARE)));
+    CHECK_EQ(npk_replace_rows(s, "big", rows, K, v), NPK_OK);
+    CHECK(!tu_exists(P(t.dir, TU_SPARE)));
+    CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+    CHECK_EQ(removed_journals_held(t.dir), 0);
+    CHECK_EQ(npk_replace_rows(s, "big", rows, 1, v), NPK_OK);
+    CHECK(tu_exists(P(t.dir, TU_SPARE)));
+  }
+  tu_close(st, s);
+  free(rows);
+  free(v);
+  tu_tmp_done(&t);
+}
+
+/* Leftovers of crashed commits are removed by the first write of a process
+** and by any write that finds the commit mark set (a commit died after
+** setting it); other writes do not list the directory. */
+static void test_sweep_when_needed(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m);
+  const char *bak = P(t.dir, "data_a.npkd-npkbak");
+  tu_write_file(bak, "x", 1);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK(!tu_exists(bak));
+  tu_write_file(bak, "x", 1);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK(tu_exists(bak));
+  /* As a commit of another process that died with the mark set (the
+  ** word at byte 64 of the lock file). */
+  int fd = open(P(t.dir, TU_LOCK), O_RDWR);
+  unsigned char one[8] = {1};
+  CHECK(fd >= 0 && pwrite(fd, one, 8, 64) == 8);
+  if (fd >= 0) close(fd);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK(!tu_exists(bak));
+  CHECK(view_is(s, &m, 1));
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+/* Another process holding the store open sees every commit rewritten in
+** place at once, however quickly they follow each other: the catalog keeps
+** its inode and length, so only its modification time tells, and the
+** clock may not have ticked between two commits. */
+static void test_in_place_seen_elsewhere(void) {
+  enum { ROUNDS = 40 };
+  Tmp t;
+  int up[2], down[2];
+  tu_tmp_init(&t);
+  make_base(t.dir, NULL);
+  CHECK(pipe(up) == 0 && pipe(down) == 0);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    NpkStore *st = NULL;
+    NpkSession *s = NULL;
+    NpkArrayInfo in;
+    char c = 0;
+    alarm(20);
+    close(up[0]);
+    close(down[1]);
+    if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
+    if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+    for (int i = 0; i <= ROUNDS; i++) {
+      if (i && read(down[0], &c, 1) != 1) _exit(12);
+      if (npk_read_begin(s) != NPK_OK) _exit(13);
+      if (npk_array_info(s, "a", &in) != NPK_OK) _exit(14);
+      npk_read_end(s);
+      if (in.shape[0] != 6 + 2 * (uint64_t)i) _exit(20);
+      if (write(up[1], "r", 1) != 1) _exit(15);
+    }
+    npk_session_close(s);
+    npk_store_release(st);
+    _exit(0);
+  }
+  close(up[1]);
+  close(down[0]);
+  NpkStore *st;
+  NpkSession *s = tu_open(t.dir, 0, &st);
+  char c = 0;
+  int ok = read(up[0], &c, 1) == 1;
+  for (int i = 0; i < ROUNDS && ok && s; i++) {
+    ok = op_append(s, NULL) == NPK_OK && write(down[1], "c", 1) == 1 &&
+         read(up[0], &c, 1) == 1;
+  }
+  CHECK(ok);
+  close(down[1]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    printf("  child status 0x%x\n", status);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  tu_close(st, s);
+  close(up[0]);
+  tu_tmp_done(&t);
+}
+
 static void test_crash_autocommit(void) {
   static const Op list[] = {
     {"compact", op_compact}, {"seg_append", op_seg_append},
@@ -1653,6 +2020,15 @@ int main(void) {
   RUN(test_commit_busy_reader);
   RUN(test_two_processes);
   RUN(test_crash_txn);
+  RUN(test_crash_rows_in_place);
+  RUN(test_catalog_in_place);
+  RUN(test_in_place_seen_elsewhere);
+  RUN(test_sweep_when_needed);
+  RUN(test_large_journal_removed);
+  RUN(test_spare_linked_later);
+  RUN(test_coarse_times);
+  RUN(test_in_place_foreign_catalog);
+  RUN(test_replace_without_room_to_map);
   RUN(test_crash_autocommit);
   RUN(test_crash_reader_elsewhere);
   RUN(test_garbage_journal);

@@ -26,6 +26,7 @@
 #define CL_CATALOG "metadata.npkm"
 #define CL_LOCK    "metadata.npkm-lock"
 #define CL_JOURNAL "metadata.npkm-journal"
+#define CL_SPARE   "metadata.npkm-journal-spare"
 
 /* Exit statuses of the crasher. */
 #define CL_EXIT_DONE     0   /* ran every transaction it was asked to */

@@ -19,7 +19,7 @@
 **           crasher reports the commit starting, within 1.3 times the
 **           average commit duration seen so far
 **   early   SIGKILL 0-4 ms after fork: during exec, open or recovery
-**   step    npk_test_crash_at(STEP) for STEP 1-8, armed for one of the
+**   step    npk_test_crash_at(STEP) for STEP 1-10, armed for one of the
 **           first transactions: the crasher dies exactly before that step
 ** After a kill that left a hot journal, the recovery itself is sometimes
 ** interrupted: a crasher that only opens the store is killed within about
@@ -72,7 +72,7 @@ static int verbose;
 /* Statistics. */
 static struct {
   long runs, checked, checked_ok, failed, crasher_failed;
-  long mode[M_COUNT], step[9];
+  long mode[M_COUNT], step[11];
   long out_none, out_before, out_after, out_same, out_done;
   long hot_journal, strays_before_open;
   long victims, victims_killed, victim_journal_left;
@@ -309,6 +309,7 @@ static void read_files(Seen *v, char known[][NPK_MAX_NAME + 32], int *nknown) {
   *nknown = 0;
   snprintf(known[(*nknown)++], NPK_MAX_NAME + 32, "%s", CL_CATALOG);
   snprintf(known[(*nknown)++], NPK_MAX_NAME + 32, "%s", CL_LOCK);
+  snprintf(known[(*nknown)++], NPK_MAX_NAME + 32, "%s", CL_SPARE);
   pjoin(path, sizeof path, store, CL_CATALOG);
   cat = read_all(path, &n);
   if (!cat) {
@@ -799,7 +800,7 @@ int main(int argc, char **argv) {
     snprintf(seedarg, sizeof seedarg, "%llu", (unsigned long long)run_seed);
 
     if (mode == M_STEP) {
-      step = (long)cl_range(&rng, 1, 8);
+      step = (long)cl_range(&rng, 1, 10);
       step_txn = (long)cl_range(&rng, 1, 4);
       snprintf(steparg, sizeof steparg, "%ld", step);
       snprintf(txnarg, sizeof txnarg, "%ld", step_txn);
@@ -991,9 +992,9 @@ int main(int argc, char **argv) {
   double secs = (double)(cl_now_us() - t_start) / 1e6;
   printf("crash: %ld runs, %ld crashes checked in %.1f s\n", S.runs, S.checked,
          secs);
-  printf("  modes: timed %ld, aimed %ld, early %ld, step %ld (by step 1-8:",
+  printf("  modes: timed %ld, aimed %ld, early %ld, step %ld (by step 1-10:",
          S.mode[M_TIMED], S.mode[M_AIMED], S.mode[M_EARLY], S.mode[M_STEP]);
-  for (int k = 1; k <= 8; k++) printf(" %ld", S.step[k]);
+  for (int k = 1; k <= 10; k++) printf(" %ld", S.step[k]);
   printf(")\n");
   printf("  outcomes: before %ld, after %ld, after a returned commit %ld, "
          "unchanged (pre = post) %ld, before any transaction %ld\n",
