@@ -3,7 +3,8 @@
 ** (alloc.h): libc's by default, the host's once npk_set_allocator() was
 ** called (the extension's entry point gives it SQLite's).  The test build
 ** of the engine can make the Nth allocation fail (fault kinds "malloc" and
-** "oom", store_io.c), so that the unit tests reach the out-of-memory paths
+** "oom", armed in store_io.c, which hands this file its hook), so that
+** the unit tests reach the out-of-memory paths
 ** without SQLite.
 **
 ** It also keeps the reserve of a commit (npk_reserve_begin): memory set
@@ -36,6 +37,15 @@ static uint64_t libc_size(void *p) { return malloc_usable_size(p); }
 static const NpkAllocator libc_allocator = {libc_malloc, libc_realloc, free,
                                             libc_size};
 static const NpkAllocator *allocator = &libc_allocator;
+
+/* The test build's fault hooks (store_io.c) set this while a "malloc" or
+** "oom" fault is armed: nonzero makes the allocation fail.  The hook is
+** given from above, so that this lowest file calls nothing higher. */
+static int (*fault_hook)(void);
+
+void npk_alloc_fault_hook(int (*fn)(void)) { fault_hook = fn; }
+
+static int alloc_fault(void) { return fault_hook && fault_hook(); }
 
 void npk_set_allocator(const NpkAllocator *a) {
   allocator = a ? a : &libc_allocator;
@@ -147,7 +157,7 @@ int npk_reserve_begin(size_t n) {
     active->depth++;
     return NPK_OK;
   }
-  if (npk_test_fault_check("malloc")) return NPK_NOMEM;
+  if (alloc_fault()) return NPK_NOMEM;
   r = allocator->xMalloc(RES_OFF + n);
   if (!r) return NPK_NOMEM;
   memset(r, 0, sizeof *r);
@@ -179,7 +189,7 @@ void *npk_malloc(size_t n) {
   void *p = NULL;
   /* Never 0: sqlite3_malloc64(0) returns NULL, which would read as a
   ** failure. */
-  if (!npk_test_fault_check("malloc")) p = allocator->xMalloc(n ? n : 1);
+  if (!alloc_fault()) p = allocator->xMalloc(n ? n : 1);
   if (!p && active) p = res_alloc(active, n);
   return p;
 }
@@ -205,7 +215,7 @@ void *npk_realloc(void *p, size_t n) {
     return q;
   }
   /* Never 0: sqlite3_realloc64(p, 0) frees P. */
-  if (!npk_test_fault_check("malloc")) q = allocator->xRealloc(p, n ? n : 1);
+  if (!alloc_fault()) q = allocator->xRealloc(p, n ? n : 1);
   if (!q && active && allocator->xSize && (q = res_alloc(active, n)) != NULL) {
     old = allocator->xSize(p);
     memcpy(q, p, old < n ? old : n);

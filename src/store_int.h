@@ -337,10 +337,10 @@ int npk_mkdirs(const char *path, NpkErr *e);
 /* Step STEP of a commit: in the test build, where npk_test_crash_at() asked
 ** for it, the process ends here; otherwise nothing happens. */
 int npk_test_crash_point(int step);
-/* In the test build, the errno npk_test_fault() armed for this call of
-** KIND ("malloc" for store_alloc.c), or 0 to let it run; always 0 in the
-** release build. */
-int npk_test_fault_check(const char *kind);
+/* The allocator asks FN before each allocation while FN is set: nonzero
+** fails it (store_alloc.c; the test build's npk_test_fault sets it for the
+** "malloc" and "oom" kinds). */
+void npk_alloc_fault_hook(int (*fn)(void));
 
 /* ---- files of a store, named relative to it (store_io.c) ---- */
 /* Every file of a store is reached through these: a symbolic link or a
@@ -363,7 +363,7 @@ int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e);
 int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e);
 DIR *npk_io_opendir(NpkStore *st);
 
-/* ---- files and mappings (store.c) ---- */
+/* ---- files and mappings (store_file.c) ---- */
 int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,
                   NpkErr *e);
 void npk_file_rename(NpkStore *st, NpkFile *f, char *path);
@@ -382,9 +382,15 @@ int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e);
 int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
                             NpkErr *e);
 void npk_file_discard(NpkFile *f, uint64_t end);
-/* Drop F's writable mapping, if it has one (store_txn.c). */
+/* Drop F's writable mapping (store_txn.c makes it), if it has one. */
 void npk_file_unmap_w(NpkFile *f);
 void npk_retire(NpkStore *st, void *p, size_t len);
+/* Replace F's mapping if the guard put pages of zeros in it. */
+int npk_file_unpatch(NpkStore *st, NpkFile *f, NpkErr *e);
+/* Free a retired block: a mapping (LEN > 0) or allocated memory. */
+void npk_block_release(void *p, size_t len);
+
+/* ---- replaced catalogs (store_catalog.c) ---- */
 /* Let go of CAT, a committed catalog just replaced (st->mu held): its
 ** arrays wait on the retire list while any session is pinned. */
 void npk_catalog_retire(NpkStore *st, NpkCatalog *cat);
@@ -531,6 +537,9 @@ int npk_journal_exists(NpkStore *st);
 int npk_journal_check(NpkStore *st, NpkErr *e);
 
 /* ---- committed state and reading (store.c) ---- */
+/* npk_store_open without NPK_OPEN_DROP's wipe (store_write.c does that). */
+int npk_store_attach(const char *dir, int flags, NpkStore **pp,
+                     char **errmsg);
 int npk_store_refresh(NpkStore *st, NpkErr *e);
 void npk_store_hold_catalog(NpkStore *st);
 int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e);
@@ -563,5 +572,9 @@ int npk_op_end(NpkSession *s, int autoc, int level, int rc);
 NpkOverlay *npk_ov_new(uint64_t row_bytes);
 int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old);
 void npk_ov_remove(NpkOverlay *ov, uint64_t row);
+/* The next replaced row at or after hash position *POS (start at 0): 1
+** with *ROW and *BYTES set and *POS moved past it, 0 at the end. */
+int npk_ov_next(const NpkOverlay *ov, uint64_t *pos, uint64_t *row,
+                const void **bytes);
 
 #endif /* NPK_STORE_INT_H */

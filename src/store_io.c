@@ -30,14 +30,24 @@ static int fault_countdown;      /* calls of that kind before the fault */
 static int fault_errno;          /* errno the failing call reports */
 static int crash_step;           /* commit step that calls _exit(77) */
 
+static int fault_check(const char *kind);
+
+static int alloc_fault_check(void) { return fault_check("malloc") != 0; }
+
 void npk_test_fault(const char *kind, int nth, int err) {
   if (!kind || nth <= 0 || err == 0) {
     fault_kind[0] = 0;
+    npk_alloc_fault_hook(NULL);
     return;
   }
   snprintf(fault_kind, sizeof fault_kind, "%s", kind);
   fault_countdown = nth;
   fault_errno = err;
+  /* Only these kinds make allocations fail: others leave the allocator
+  ** without a hook, so that no allocation pays for a check. */
+  npk_alloc_fault_hook(strcmp(kind, "malloc") == 0 || strcmp(kind, "oom") == 0
+                           ? alloc_fault_check
+                           : NULL);
 }
 
 void npk_test_crash_at(int step) { crash_step = step; }
@@ -155,7 +165,6 @@ static void rec_copied(NpkStore *st, int fd, uint64_t off, uint64_t n) {
   npk_free(p);
 }
 
-int npk_test_fault_check(const char *kind) { return fault_check(kind); }
 
 #else
 static void rec_emit(NpkStore *st, int kind, int fd, const char *name,
@@ -196,10 +205,6 @@ static int full_check(int fd, uint64_t end) {
 
 int64_t npk_recheck_ns(void) { return NPK_RECHECK_NS; }
 
-int npk_test_fault_check(const char *kind) {
-  (void)kind;
-  return 0;
-}
 #endif
 
 static void stat_add(NpkStore *st, uint64_t *field, uint64_t n) {

@@ -52,126 +52,6 @@
 
 #include "store_int.h"
 
-/* ---- overlay of replaced rows ---------------------------------------- */
-
-#define OV_EMPTY UINT64_MAX
-#define OV_TOMB (UINT64_MAX - 1)
-
-NpkOverlay *npk_ov_new(uint64_t row_bytes) {
-  NpkOverlay *ov = npk_calloc(1, sizeof *ov);
-  if (!ov) return NULL;
-  ov->row_bytes = row_bytes;
-  ov->per_chunk = row_bytes >= (1u << 20) ? 1 : (1u << 20) / row_bytes;
-  return ov;
-}
-
-static uint64_t ov_hash(uint64_t row, uint64_t cap) {
-  return (row * UINT64_C(0x9E3779B97F4A7C15)) >> 7 & (cap - 1);
-}
-
-static unsigned char *ov_slot(const NpkOverlay *ov, uint32_t slot) {
-  return ov->chunks[slot / ov->per_chunk] +
-         (slot % ov->per_chunk) * ov->row_bytes;
-}
-
-const void *npk_ov_get(const NpkOverlay *ov, uint64_t row) {
-  uint64_t h;
-  if (!ov || ov->hcap == 0) return NULL;
-  for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
-    if (ov->keys[h] == row) return ov_slot(ov, ov->slot[h]);
-    if (ov->keys[h] == OV_EMPTY) return NULL;
-  }
-}
-
-static int ov_grow(NpkOverlay *ov) {
-  uint64_t cap = ov->hcap ? ov->hcap * 2 : 64;
-  uint64_t *keys = npk_malloc(cap * sizeof *keys);
-  uint32_t *slot = npk_malloc(cap * sizeof *slot);
-  if (!keys || !slot) {
-    npk_free(keys);
-    npk_free(slot);
-    return NPK_NOMEM;
-  }
-  for (uint64_t i = 0; i < cap; i++) keys[i] = OV_EMPTY;
-  for (uint64_t i = 0; i < ov->hcap; i++) {
-    uint64_t k = ov->keys[i], h;
-    if (k >= OV_TOMB) continue;
-    for (h = ov_hash(k, cap); keys[h] != OV_EMPTY; h = (h + 1) & (cap - 1)) {
-    }
-    keys[h] = k;
-    slot[h] = ov->slot[i];
-  }
-  npk_free(ov->keys);
-  npk_free(ov->slot);
-  ov->keys = keys;
-  ov->slot = slot;
-  ov->hcap = cap;
-  return NPK_OK;
-}
-
-/* Store a copy of P as ROW.  If ROW was already there, *OLD receives a
-** malloc'd copy of its previous bytes (for undo), else NULL. */
-int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
-  uint64_t h, used;
-  *old = NULL;
-  if (ov->hcap) {
-    for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
-      if (ov->keys[h] == row) {
-        unsigned char *d = ov_slot(ov, ov->slot[h]);
-        if (!(*old = npk_malloc(ov->row_bytes))) return NPK_NOMEM;
-        memcpy(*old, d, ov->row_bytes);
-        memcpy(d, p, ov->row_bytes);
-        return NPK_OK;
-      }
-      if (ov->keys[h] == OV_EMPTY) break;
-    }
-  }
-  /* Slots are never reused (a removed row leaves a tombstone), so the slot
-  ** count is the number of insertions so far. */
-  used = 0;
-  for (uint64_t c = 0; c < ov->nchunk; c++) used += ov->per_chunk;
-  if (ov->n >= UINT32_MAX - 1) return NPK_NOMEM;
-  if ((ov->n + 1) * 2 > ov->hcap && ov_grow(ov)) return NPK_NOMEM;
-  if (ov->n >= used) {
-    unsigned char **ch = npk_realloc(ov->chunks, (ov->nchunk + 1) * sizeof *ch);
-    if (!ch) return NPK_NOMEM;
-    ov->chunks = ch;
-    if (!(ch[ov->nchunk] = npk_malloc(ov->per_chunk * ov->row_bytes)))
-      return NPK_NOMEM;
-    ov->nchunk++;
-  }
-  for (h = ov_hash(row, ov->hcap); ov->keys[h] < OV_TOMB;
-       h = (h + 1) & (ov->hcap - 1)) {
-  }
-  ov->keys[h] = row;
-  ov->slot[h] = (uint32_t)ov->n;
-  memcpy(ov_slot(ov, (uint32_t)ov->n), p, ov->row_bytes);
-  ov->n++;
-  return NPK_OK;
-}
-
-void npk_ov_remove(NpkOverlay *ov, uint64_t row) {
-  uint64_t h;
-  if (!ov->hcap) return;
-  for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
-    if (ov->keys[h] == row) {
-      ov->keys[h] = OV_TOMB;
-      return;
-    }
-    if (ov->keys[h] == OV_EMPTY) return;
-  }
-}
-
-void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
-  if (!ov) return;
-  /* Row pointers into the overlay may still be held by a reader. */
-  for (uint64_t c = 0; c < ov->nchunk; c++) npk_retire(st, ov->chunks[c], 0);
-  npk_free(ov->chunks);
-  npk_free(ov->keys);
-  npk_free(ov->slot);
-  npk_free(ov);
-}
-
 /* ---- undo records ---------------------------------------------------- */
 
 /* Free an undo record's data: a bitmap for NPK_U_BMSWAP, else a block. */
@@ -890,14 +770,12 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
     NpkArray *p = ch[i].p;
     if (p && p->pending && !p->fresh && p->ov && p->ov->n) {
       /* Original bytes of every replaced row, read from the mapping. */
-      NpkOverlay *ov = p->ov;
       NpkFile *f = p->seg[0].file;
-      uint64_t mark = npk_map_faults(s);
+      uint64_t mark = npk_map_faults(s), pos = 0, row;
+      const void *ignored;
       if ((rc = npk_file_map(st, f, p->base_rows * p->row_bytes, &s->err)))
         return rc;
-      for (uint64_t h = 0; h < ov->hcap; h++) {
-        uint64_t row = ov->keys[h];
-        if (row >= OV_TOMB) continue;
+      while (npk_ov_next(p->ov, &pos, &row, &ignored)) {
         npk_jr_region(jr, p->data_file, row * p->row_bytes,
                       f->base + row * p->row_bytes, (size_t)p->row_bytes);
       }
@@ -957,40 +835,25 @@ static int wmap(NpkSession *s, NpkFile *f, uint64_t need) {
   return NPK_OK;
 }
 
-void npk_file_unmap_w(NpkFile *f) {
-  if (!f->wbase) return;
-  npk_guard_remove(f->wbase);
-  munmap(f->wbase, f->wmaplen);
-  f->wbase = NULL;
-  f->wmaplen = 0;
-}
-
 /* Write P's overlay rows over the committed rows of its file F (in use):
 ** through the writable mapping, or a pwrite each when the address space
 ** has no room for it (a capped ulimit -v). */
 static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
-  NpkOverlay *ov = p->ov;
-  uint64_t mark;
+  uint64_t mark, pos = 0, row;
+  const void *src;
   int rc;
   if ((rc = npk_io_fault(s->store, "write", f->path, &s->err))) return rc;
   mark = npk_map_faults(s);
   if (wmap(s, f, p->base_rows * p->row_bytes) != NPK_OK) {
     s->err.rc = NPK_OK;
-    for (uint64_t h = 0; h < ov->hcap; h++) {
-      uint64_t row = ov->keys[h];
-      if (row >= OV_TOMB) continue;
-      rc = npk_io_pwrite(s->store, f->fd, ov_slot(ov, ov->slot[h]),
-                         (size_t)p->row_bytes, row * p->row_bytes, f->path,
-                         &s->err);
+    while (npk_ov_next(p->ov, &pos, &row, &src)) {
+      rc = npk_io_pwrite(s->store, f->fd, src, (size_t)p->row_bytes,
+                         row * p->row_bytes, f->path, &s->err);
       if (rc) return rc;
     }
     return NPK_OK;
   }
-  for (uint64_t h = 0; h < ov->hcap; h++) {
-    uint64_t row = ov->keys[h];
-    const unsigned char *src;
-    if (row >= OV_TOMB) continue;
-    src = ov_slot(ov, ov->slot[h]);
+  while (npk_ov_next(p->ov, &pos, &row, &src)) {
     memcpy(f->wbase + row * p->row_bytes, src, (size_t)p->row_bytes);
     npk_io_mapped(s->store, f->fd, src, (size_t)p->row_bytes,
                   row * p->row_bytes);
@@ -1403,4 +1266,16 @@ done:
   if (ci.patched) st->img_ok = 0;
   if (reserved) npk_reserve_end();
   return rc;
+}
+
+void npk_session_close(NpkSession *s) {
+  if (!s) return;
+  npk_free(s->scans);
+  if (s->txn) npk_rollback(s);
+  s->nread = 0;
+  npk_unpin(s);
+  npk_lock_release(s);
+  if (s->lockfd >= 0) close(s->lockfd);
+  npk_store_release(s->store);
+  npk_free(s);
 }

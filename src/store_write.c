@@ -594,3 +594,33 @@ int npk_reset(NpkSession *s) {
   }
   return npk_op_end(s, autoc, lvl, rc);
 }
+
+/* Opening with NPK_OPEN_DROP wipes the store, which is a write: it lives
+** here, above the transactions it runs, not in store.c. */
+int npk_store_open(const char *dir, int flags, NpkStore **pp, char **errmsg) {
+  NpkStore *st = NULL;
+  NpkSession *s;
+  int rc = npk_store_attach(dir, flags, &st, errmsg);
+  *pp = NULL;
+  if (rc || !(flags & NPK_OPEN_DROP)) {
+    if (rc == NPK_OK) *pp = st;
+    return rc;
+  }
+  rc = npk_session_open(st, &s);
+  if (rc == NPK_OK) {
+    s->busy_ms = 5000;
+    rc = npk_reset(s);
+    if (rc && errmsg) *errmsg = npk_strdup(s->err.msg);
+    npk_session_close(s);
+  } else if (errmsg) {
+    NpkErr e;
+    npk_err(&e, rc, "cannot open a session on %s", dir);
+    *errmsg = npk_strdup(e.msg);
+  }
+  if (rc) {
+    npk_store_release(st);
+    return rc;
+  }
+  *pp = st;
+  return NPK_OK;
+}
