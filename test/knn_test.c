@@ -317,7 +317,9 @@ static void t_multi_query(void) {
 
 /* A batch of l2 queries gives the same rows and distances as each query
 ** alone, for every type, on random (not whole) numbers, with deletions,
-** ties, threads and a row holding NaN. */
+** ties, threads and a row holding NaN; with 4 queries (half a block of
+** the batch kernels), 11 (a partial block) and 21 (a full block and half
+** of one). */
 static void t_batch(void) {
   static const int fdt[] = {NPK_FLOAT32, NPK_FLOAT16, NPK_INT8, NPK_UINT8};
   uint64_t live[(ROWS + 63) / 64];
@@ -326,12 +328,13 @@ static void t_batch(void) {
   for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
     if (!npk_knn_set_isa(isas[ii])) continue;
     for (int di = 0; di < 4; di++)
-      for (int metric = NPK_KNN_L2; metric <= NPK_KNN_L2SQ; metric++) {
-        int dtype = fdt[di], nq = 11;
+      for (int metric = NPK_KNN_L2; metric <= NPK_KNN_L2SQ; metric++)
+        for (int ni = 0; ni < 3; ni++) {
+        int dtype = fdt[di], nq = ni == 0 ? 4 : ni == 1 ? 11 : 21;
         size_t item = (size_t)npk_dtype_size(dtype), rb = DIM * item;
         unsigned char *data = malloc(rb * ROWS);
         float *qs = malloc(sizeof(float) * DIM * (size_t)nq);
-        NpkKnnHit many[11 * 6], one[6];
+        NpkKnnHit many[21 * 6], one[6];
         size_t found, f1;
         NpkKnnScan s;
         for (size_t r = 0; r < ROWS; r++)
