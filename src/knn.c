@@ -13,7 +13,9 @@
 ** the threads start and end within the call, and their heaps are merged.
 **
 ** Several queries at once (numpack_knn) read each block of rows once and
-** compute it against every query while it is in the cache.
+** compute it against every query while it is in the cache, sixteen
+** queries per vector (float32, or bfloat16 where the CPU has its dot
+** products), as a filter: the exact kernels decide what enters a top k.
 */
 #include <errno.h>
 #include <math.h>
@@ -131,8 +133,10 @@ static inline double ld_f64(const unsigned char *x, size_t i) {
 typedef void (*KnnKernel)(const unsigned char *x, size_t n, size_t stride,
                           const void *q, size_t d, double *out, double *out2);
 
-/* Which of sixteen queries eight rows may be near (see dots8x16_avx512). */
-typedef void (*KnnDots8)(const float *const *x, size_t d, const float *qt,
+/* Which of sixteen queries eight rows may be near (see dots8x16_avx512).
+** X and QT are floats, or bfloat16 pairs for the bf16 kernel; N is the
+** number of elements (of pairs) per row. */
+typedef void (*KnnDots8)(const void *const *x, size_t n, const void *qt,
                          const float *lim, const float *b, uint16_t *cand);
 
 #define K_L2SQ    0
@@ -251,6 +255,8 @@ BIT_KERNELS(c, )
 #ifdef NPK_KNN_X86
 #define NPK_AVX2 __attribute__((target("avx2,fma,f16c,popcnt")))
 #define NPK_AVX512 __attribute__((target("avx512f,avx2,fma,f16c,popcnt")))
+#define NPK_AVX512BF16                                                       \
+  __attribute__((target("avx512f,avx512bf16,avx2,fma,f16c,popcnt")))
 
 BIT_KERNELS(popcnt, __attribute__((target("popcnt"))))
 
@@ -402,9 +408,10 @@ static NPK_AVX512 inline __m256 sum8x512(__m512 a0, __m512 a1, __m512 a2,
 ** multiply-add per row and element, the row's element broadcast; then
 ** CAND[r] gets the queries (bit j = query j) for which row r is still a
 ** candidate: 2 x.q > B[r] + LIM[j], or either side is NaN. */
-static NPK_AVX512 void dots8x16_avx512(const float *const *x, size_t d,
-                                       const float *qt, const float *lim,
+static NPK_AVX512 void dots8x16_avx512(const void *const *x, size_t d,
+                                       const void *qtv, const float *lim,
                                        const float *b, uint16_t *cand) {
+  const float *qt = qtv;
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
          a5 = a0, a6 = a0, a7 = a0, l;
   const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4],
@@ -436,11 +443,70 @@ static NPK_AVX512 void dots8x16_avx512(const float *const *x, size_t d,
 #undef CAND5
 }
 
+/* The same over bfloat16 (8 significant bits) with the CPU's bfloat16 dot
+** products: each instruction multiplies two pairs of elements, so twice the
+** work of dots8x16_avx512 per instruction.  X[r] and QT hold N pairs
+** (element 2p in the low half of pair p); QT has sixteen pairs, one per
+** query, for each p.  The rounding to bfloat16 is covered by knn_batch's
+** bound. */
+static NPK_AVX512BF16 void dots8x16_bf16(const void *const *x, size_t n,
+                                         const void *qtv, const float *lim,
+                                         const float *b, uint16_t *cand) {
+  const uint32_t *qt = qtv;
+  const uint32_t *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3],
+                 *x4 = x[4], *x5 = x[5], *x6 = x[6], *x7 = x[7];
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
+         a5 = a0, a6 = a0, a7 = a0, l;
+#define DP(a, xr)                                                            \
+  a = _mm512_dpbf16_ps(a, q, (__m512bh)_mm512_set1_epi32((int)xr[p]))
+  for (size_t p = 0; p < n; p++) {
+    __m512bh q = (__m512bh)_mm512_loadu_si512(qt + 16 * p);
+    DP(a0, x0);
+    DP(a1, x1);
+    DP(a2, x2);
+    DP(a3, x3);
+    DP(a4, x4);
+    DP(a5, x5);
+    DP(a6, x6);
+    DP(a7, x7);
+  }
+#undef DP
+  l = _mm512_loadu_ps(lim);
+#define CAND5(r, a)                                                          \
+  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                                    \
+      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])),           \
+      _CMP_NLE_UQ)
+  CAND5(0, a0);
+  CAND5(1, a1);
+  CAND5(2, a2);
+  CAND5(3, a3);
+  CAND5(4, a4);
+  CAND5(5, a5);
+  CAND5(6, a6);
+  CAND5(7, a7);
+#undef CAND5
+}
+
+/* D floats at X as bfloat16 pairs (rounded to nearest), zero-padded to
+** whole multiples of 32 elements: (D + 31) / 32 * 16 pairs. */
+static NPK_AVX512BF16 void to_bf16(const float *x, size_t d, uint32_t *out) {
+  for (size_t i = 0; i < d; i += 32) {
+    size_t m = d - i;
+    __mmask16 lo = m >= 16 ? 0xFFFF : (__mmask16)((1u << m) - 1);
+    __mmask16 hi = m >= 32 ? 0xFFFF
+                   : m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
+    __m512 a = _mm512_maskz_loadu_ps(lo, x + i);
+    __m512 c = _mm512_maskz_loadu_ps(hi, x + i + 16);
+    _mm512_storeu_si512(out + i / 2, (__m512i)_mm512_cvtne2ps_pbh(c, a));
+  }
+}
+
 /* The first eight queries of a block only (the last block of a batch,
 ** when it holds eight or fewer): half the work of a full block. */
-static NPK_AVX2 void dots8x8_avx2(const float *const *x, size_t d,
-                                  const float *qt, const float *lim,
+static NPK_AVX2 void dots8x8_avx2(const void *const *x, size_t d,
+                                  const void *qtv, const float *lim,
                                   const float *b, uint16_t *cand) {
+  const float *qt = qtv;
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
          a5 = a0, a6 = a0, a7 = a0, l = _mm256_loadu_ps(lim);
   const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4],
@@ -473,9 +539,10 @@ static NPK_AVX2 void dots8x8_avx2(const float *const *x, size_t d,
 
 /* The same with AVX2: sixteen queries are two vectors, so the eight rows
 ** go four at a time to stay within the sixteen registers. */
-static NPK_AVX2 void dots8x16_avx2(const float *const *x, size_t d,
-                                   const float *qt, const float *lim,
+static NPK_AVX2 void dots8x16_avx2(const void *const *x, size_t d,
+                                   const void *qtv, const float *lim,
                                    const float *b, uint16_t *cand) {
+  const float *qt = qtv;
   __m256 l0 = _mm256_loadu_ps(lim), l1 = _mm256_loadu_ps(lim + 8);
   for (int g = 0; g < 8; g += 4) {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00,
@@ -596,6 +663,8 @@ struct KnnIsa {
   /* The batch path of l2 and l2sq (knn_batch), or NULL: sixteen
   ** queries at a time, and eight for the last block when that is enough. */
   KnnDots8 dots8, dots8half;
+  /* Set when those kernels take bfloat16 pairs: the conversion. */
+  void (*to_bf16)(const float *x, size_t d, uint32_t *out);
 };
 
 #define FAMILY(T, ISA) {l2sq_##T##_##ISA, dot_##T##_##ISA, dotnorm_##T##_##ISA}
@@ -604,18 +673,25 @@ static const KnnIsa isa_portable = {
     "portable",
     {FAMILY(f32, c), FAMILY(f16, c), FAMILY(i8, c), FAMILY(u8, c),
      FAMILY(f64, c)},
-    hamming_c, jaccard_c, 0, 0};
+    hamming_c, jaccard_c, 0, 0, 0};
 #ifdef NPK_KNN_X86
 static const KnnIsa isa_avx2 = {
     "avx2",
     {FAMILY(f32, avx2), FAMILY(f16, avx2), FAMILY(i8, avx2), FAMILY(u8, avx2),
      FAMILY(f64, avx2)},
-    hamming_popcnt, jaccard_popcnt, dots8x16_avx2, dots8x8_avx2};
+    hamming_popcnt, jaccard_popcnt, dots8x16_avx2, dots8x8_avx2, 0};
 static const KnnIsa isa_avx512 = {
     "avx512",
     {FAMILY(f32, avx512), FAMILY(f16, avx512), FAMILY(i8, avx512),
      FAMILY(u8, avx512), FAMILY(f64, avx512)},
-    hamming_popcnt, jaccard_popcnt, dots8x16_avx512, dots8x8_avx2};
+    hamming_popcnt, jaccard_popcnt, dots8x16_avx512, dots8x8_avx2, 0};
+/* AVX-512 with bfloat16 dot products: the same kernels, and a batch path
+** of twice the arithmetic rate. */
+static const KnnIsa isa_avx512bf16 = {
+    "avx512bf16",
+    {FAMILY(f32, avx512), FAMILY(f16, avx512), FAMILY(i8, avx512),
+     FAMILY(u8, avx512), FAMILY(f64, avx512)},
+    hamming_popcnt, jaccard_popcnt, dots8x16_bf16, dots8x16_bf16, to_bf16};
 #endif
 
 static const KnnIsa *isa_used;
@@ -634,6 +710,9 @@ static void isa_pick(void) {
   if (want && strcmp(want, "avx2") == 0) return;
   if (isa_used == &isa_avx2 && __builtin_cpu_supports("avx512f"))
     isa_used = &isa_avx512;
+  if (want && strcmp(want, "avx512") == 0) return;
+  if (isa_used == &isa_avx512 && __builtin_cpu_supports("avx512bf16"))
+    isa_used = &isa_avx512bf16;
 #else
   (void)want;
 #endif
@@ -658,6 +737,10 @@ int npk_knn_set_isa(const char *name) {
       __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt") &&
       __builtin_cpu_supports("avx512f"))
     want = &isa_avx512;
+  if (strcmp(name, "avx512bf16") == 0 && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt") &&
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"))
+    want = &isa_avx512bf16;
 #endif
   if (!want) return 0;
   isa_used = want;
@@ -1103,10 +1186,12 @@ struct KnnWork {
   ** sixteen (element-major, padded with zero vectors), a zero vector, and
   ** this thread's bounds per query and rows converted to float. */
   KnnDots8 dots8, dots8half;
-  const float *qt;
+  void (*to_bf16)(const float *x, size_t d, uint32_t *out);
+  const unsigned char *qt;
   const float *zero;
   float *lim;
   float *conv;
+  uint32_t *conv16;
   int rc;
 };
 
@@ -1160,22 +1245,28 @@ offer_block(KnnWork *w, size_t qi, uint64_t first, uint64_t mask,
 ** 2 (|x|^2 + |q|^2); the exact kernel's own rounding adds at most as much
 ** again; 16 more units cover the test itself being made in floats (only
 ** when the estimate is within 2 (|x|^2 + |q|^2) of the bound can a row be
-** passed over, so those roundings are that small).  LIM[j] holds
-** (1 - unit) |q_j|^2 - top_j as a float: -inf until query j's heap is
-** full, +inf for the padding queries. */
+** passed over, so those roundings are that small).  With the bfloat16
+** kernel each product x_i q_i is off by at most 2^-7 + 2^-16 of itself
+** from rounding both factors to 8 significant bits, which adds 2^-7
+** (|x|^2 + |q|^2) to the bound.  2^-90 more covers products too small
+** for floats (flushed to zero).  LIM[j] holds (1 - unit) |q_j|^2 - top_j
+** - 2^-90 as a float: -inf until query j's heap is full, +inf for the
+** padding queries. */
 static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
   const NpkKnnScan *s = w->s;
   size_t d = (size_t)s->dim, stride = (size_t)s->row_bytes;
   size_t nblk = (w->nq + 15) / 16;
+  size_t np = (d + 31) / 32 * 16, n = w->to_bf16 ? np : d;
   double unit = (double)(d + 32) * 4.0 * 5.9604644775390625e-8 * 1.01;
   double xx[KNN_BLOCK], out, out2 = 0;
   float *lim = w->lim;
+  if (w->to_bf16) unit += 0.0078125 * 1.02;
   for (size_t qi = 0; qi < nblk * 16; qi++)
     lim[qi] = qi < w->nq ? -INFINITY : INFINITY;
   for (uint64_t b = lo; b < hi;) {
     uint64_t end = (b / KNN_BLOCK + 1) * KNN_BLOCK, mask;
     const unsigned char *base = s->base + b * stride;
-    const float *xf[KNN_BLOCK];
+    const void *xf[KNN_BLOCK];
     float bx[KNN_BLOCK];
     int at[KNN_BLOCK], nl = 0;
     size_t cnt;
@@ -1194,20 +1285,24 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
     for (int t = 0; t < nl; t++) {
       const unsigned char *x = base + (size_t)at[t] * stride;
       bx[t] = (float)((1 - unit) * xx[at[t]]);
-      if (s->dtype == NPK_FLOAT32) {
-        xf[t] = (const float *)(const void *)x;
-      } else {
+      const float *f = (const float *)(const void *)x;
+      if (s->dtype != NPK_FLOAT32) {
         /* Other types are widened once here, for every query. */
         float *c = w->conv + (size_t)t * d;
         for (size_t i = 0; i < d; i++)
           c[i] = s->dtype == NPK_FLOAT16 ? ld_f16(x, i)
                  : s->dtype == NPK_INT8  ? ld_i8(x, i)
                                          : ld_u8(x, i);
-        xf[t] = c;
+        f = c;
+      }
+      xf[t] = f;
+      if (w->to_bf16) {
+        w->to_bf16(f, d, w->conv16 + (size_t)t * np);
+        xf[t] = w->conv16 + (size_t)t * np;
       }
     }
     for (int t = 0; t < nl; t += 8) {
-      const float *xp[8];
+      const void *xp[8];
       float bb[8];
       int nr = nl - t < 8 ? nl - t : 8;
       /* Ask for an eighth of the next block while these rows are
@@ -1225,7 +1320,7 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
       for (size_t qb = 0; qb < nblk; qb++) {
         uint16_t cand[8];
         int half = qb + 1 == nblk && w->nq - qb * 16 <= 8;
-        (half ? w->dots8half : w->dots8)(xp, d, w->qt + qb * 16 * d,
+        (half ? w->dots8half : w->dots8)(xp, n, w->qt + qb * 64 * n,
                                          lim + qb * 16, bb, cand);
         for (int r = 0; r < nr; r++) {
           unsigned m = cand[r];
@@ -1239,7 +1334,7 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
             heap_offer(h, w->sizes + qi, w->k, finish(s->metric, out, out2, 0),
                        b - cnt + (uint64_t)at[t + r]);
             if (w->sizes[qi] == w->k)
-              lim[qi] = (float)((1 - unit) * w->qn2[qi] - h[0].dist);
+              lim[qi] = (float)((1 - unit) * w->qn2[qi] - h[0].dist - 0x1p-90);
           }
         }
       }
@@ -1350,9 +1445,11 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
   KnnWork *w = 0;
   pthread_t *tids = 0;
   double *qn2 = 0;
-  float *qt = 0;
-  size_t nblk = (nq + 15) / 16;
+  unsigned char *qt = 0;
+  size_t nblk = (nq + 15) / 16, d = (size_t)s->dim;
+  size_t np = (d + 31) / 32 * 16, qtbytes = 0;
   KnnDots8 dots8 = 0;
+  void (*tobf)(const float *, size_t, uint32_t *) = 0;
 
   *pfound = 0;
   if (lo >= hi || k == 0 || nq == 0) return NPK_OK;
@@ -1371,19 +1468,30 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
   /* Four or more l2 queries over contiguous rows take the batch path when
   ** the CPU has its kernel (rows of other types than float32 are widened
   ** 64 at a time, so their length is bounded).  qt holds the queries in
-  ** blocks of sixteen (see dots8x16_avx512), then one zero vector. */
+  ** blocks of sixteen (see dots8x16_avx512 and dots8x16_bf16), then one
+  ** zero vector of floats, then room to convert one query to bfloat16. */
   if (nq >= 4 && s->base && !s->only && s->dtype != NPK_FLOAT64 &&
       (s->dtype == NPK_FLOAT32 || s->dim <= 16384) &&
       (s->metric == NPK_KNN_L2 || s->metric == NPK_KNN_L2SQ))
     dots8 = isa()->dots8;
   if (dots8) {
     const float *q = queries;
-    size_t d = (size_t)s->dim;
-    qt = npk_calloc((nblk * 16 + 1) * d, sizeof(float));
-    if (qt)
-      for (size_t qi = 0; qi < nq; qi++)
-        for (size_t i = 0; i < d; i++)
-          qt[(qi / 16) * 16 * d + 16 * i + qi % 16] = q[qi * d + i];
+    tobf = isa()->to_bf16;
+    qtbytes = nblk * 64 * (tobf ? np : d);
+    qt = npk_calloc(qtbytes + 4 * d + 4 * np, 1);
+    if (qt && tobf) {
+      uint32_t *one = (uint32_t *)(void *)(qt + qtbytes + 4 * d), *dst;
+      for (size_t qi = 0; qi < nq; qi++) {
+        tobf(q + qi * d, d, one);
+        dst = (uint32_t *)(void *)qt + (qi / 16) * 16 * np + qi % 16;
+        for (size_t p = 0; p < np; p++) dst[16 * p] = one[p];
+      }
+    } else if (qt) {
+      for (size_t qi = 0; qi < nq; qi++) {
+        float *dst = (float *)(void *)qt + (qi / 16) * 16 * d + qi % 16;
+        for (size_t i = 0; i < d; i++) dst[16 * i] = q[qi * d + i];
+      }
+    }
   }
   if (s->metric == NPK_KNN_COSINE || dots8) qn2 = npk_malloc(nq * sizeof *qn2);
   if (!w || !tids || ((s->metric == NPK_KNN_COSINE || dots8) && !qn2) ||
@@ -1418,17 +1526,20 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
     }
     x->dots8 = dots8;
     x->dots8half = isa()->dots8half;
+    x->to_bf16 = tobf;
     x->qt = qt;
-    x->zero = qt ? qt + nblk * 16 * (size_t)s->dim : 0;
+    x->zero = qt ? (const float *)(const void *)(qt + qtbytes) : 0;
     if (dots8) {
       x->lim = npk_malloc(nblk * 16 * sizeof *x->lim);
       if (s->dtype != NPK_FLOAT32)
-        x->conv = npk_malloc(KNN_BLOCK * (size_t)s->dim * sizeof *x->conv);
+        x->conv = npk_malloc(KNN_BLOCK * d * sizeof *x->conv);
+      if (tobf) x->conv16 = npk_malloc(KNN_BLOCK * np * sizeof *x->conv16);
     }
     x->heaps = npk_malloc(nq * kk * sizeof *x->heaps);
     x->sizes = npk_calloc(nq, sizeof *x->sizes);
     if (!x->heaps || !x->sizes || (dots8 && !x->lim) ||
-        (dots8 && s->dtype != NPK_FLOAT32 && !x->conv)) {
+        (dots8 && s->dtype != NPK_FLOAT32 && !x->conv) ||
+        (tobf && !x->conv16)) {
       rc = NPK_NOMEM;
       goto done;
     }
@@ -1483,6 +1594,7 @@ done:
       npk_free(w[t].sizes);
       npk_free(w[t].lim);
       npk_free(w[t].conv);
+      npk_free(w[t].conv16);
     }
   npk_free(w);
   npk_free(tids);

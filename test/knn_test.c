@@ -20,7 +20,7 @@
 #define ROWS 700
 #define DIM 37
 
-static const char *const isas[] = {"portable", "avx2", "avx512"};
+static const char *const isas[] = {"portable", "avx2", "avx512", "avx512bf16"};
 static const int dtypes[] = {NPK_FLOAT32, NPK_FLOAT64, NPK_FLOAT16, NPK_INT8,
                              NPK_UINT8};
 
@@ -247,6 +247,7 @@ static void t_search_matrix(void) {
   npk_knn_set_isa("portable");
   npk_knn_set_isa("avx2");
   npk_knn_set_isa("avx512");
+  npk_knn_set_isa("avx512bf16");
 }
 
 /* Ties are broken by the smaller row, across threads too. */
@@ -316,7 +317,8 @@ static void t_multi_query(void) {
 }
 
 /* A batch of l2 queries gives the same rows and distances as each query
-** alone, for every type, on random (not whole) numbers, with deletions,
+** alone, for every type and every kernel build (the bfloat16 batch
+** kernel too), on random (not whole) numbers, with deletions,
 ** ties, threads and a row holding NaN; with 4 queries (half a block of
 ** the batch kernels), 11 (a partial block) and 21 (a full block and half
 ** of one). */
@@ -381,6 +383,7 @@ static void t_batch(void) {
   npk_knn_set_isa("portable");
   npk_knn_set_isa("avx2");
   npk_knn_set_isa("avx512");
+  npk_knn_set_isa("avx512bf16");
 }
 
 /* A row holding NaN ranks last. */
