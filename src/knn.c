@@ -380,26 +380,6 @@ AVX512_KERNELS(f16, A5_F16)
 AVX512_KERNELS(i8, A5_I8)
 AVX512_KERNELS(u8, A5_U8)
 
-/* Sums of eight vectors, in one: the halves of each added, then a tree of
-** horizontal adds, so that eight sums cost little more than one. */
-static NPK_AVX512 inline __m256 half_sum512(__m512 a) {
-  return _mm256_add_ps(_mm512_castps512_ps256(a),
-                       _mm256_castpd_ps(_mm512_extractf64x4_pd(
-                           _mm512_castps_pd(a), 1)));
-}
-
-static NPK_AVX512 inline __m256 sum8x512(__m512 a0, __m512 a1, __m512 a2,
-                                         __m512 a3, __m512 a4, __m512 a5,
-                                         __m512 a6, __m512 a7) {
-  __m256 h01 = _mm256_hadd_ps(half_sum512(a0), half_sum512(a1));
-  __m256 h23 = _mm256_hadd_ps(half_sum512(a2), half_sum512(a3));
-  __m256 h45 = _mm256_hadd_ps(half_sum512(a4), half_sum512(a5));
-  __m256 h67 = _mm256_hadd_ps(half_sum512(a6), half_sum512(a7));
-  __m256 lo4 = _mm256_hadd_ps(h01, h23), hi4 = _mm256_hadd_ps(h45, h67);
-  return _mm256_add_ps(_mm256_permute2f128_ps(lo4, hi4, 0x20),
-                       _mm256_permute2f128_ps(lo4, hi4, 0x31));
-}
-
 /* The batch path's kernels (see knn_batch).  The queries are laid out
 ** sixteen to a block, element-major: QT[16 * i + j] is element i of query
 ** j, so that one vector holds one element of sixteen queries and no
