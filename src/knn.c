@@ -1230,8 +1230,9 @@ offer_block(KnnWork *w, size_t qi, uint64_t first, uint64_t mask,
 ** from rounding both factors to 8 significant bits, which adds 2^-7
 ** (|x|^2 + |q|^2) to the bound.  2^-90 more covers products too small
 ** for floats (flushed to zero).  LIM[j] holds (1 - unit) |q_j|^2 - top_j
-** - 2^-90 as a float: -inf until query j's heap is full, +inf for the
-** padding queries. */
+** - 2^-90 as a float: NaN until query j's heap is full (every row is a
+** candidate then, even one whose estimate overflowed to -inf), +inf for
+** the padding queries. */
 static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
   const NpkKnnScan *s = w->s;
   size_t d = (size_t)s->dim, stride = (size_t)s->row_bytes;
@@ -1242,7 +1243,7 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
   float *lim = w->lim;
   if (w->to_bf16) unit += 0.0078125 * 1.02;
   for (size_t qi = 0; qi < nblk * 16; qi++)
-    lim[qi] = qi < w->nq ? -INFINITY : INFINITY;
+    lim[qi] = qi < w->nq ? NAN : INFINITY;
   for (uint64_t b = lo; b < hi;) {
     uint64_t end = (b / KNN_BLOCK + 1) * KNN_BLOCK, mask;
     const unsigned char *base = s->base + b * stride;
@@ -1264,8 +1265,8 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
     w->kern(base, cnt, stride, w->zero, d, xx, &out2);
     for (int t = 0; t < nl; t++) {
       const unsigned char *x = base + (size_t)at[t] * stride;
-      bx[t] = (float)((1 - unit) * xx[at[t]]);
       const float *f = (const float *)(const void *)x;
+      bx[t] = (float)((1 - unit) * xx[at[t]]);
       if (s->dtype != NPK_FLOAT32) {
         /* Other types are widened once here, for every query. */
         float *c = w->conv + (size_t)t * d;

@@ -386,6 +386,42 @@ static void t_batch(void) {
   npk_knn_set_isa("avx512bf16");
 }
 
+/* A batch whose dot products overflow (a query element of -1e30 against
+** rows of 1e10) still returns every row while the top k is not full, as
+** one query at a time does: the estimate is -inf there, and no row may
+** be passed over before k rows are known. */
+static void t_batch_overflow(void) {
+  enum { N = 40, D = 8, NQ = 5 };
+  float data[N * D], qs[NQ * D];
+  NpkKnnHit many[NQ * N], one[N];
+  size_t found, f1;
+  NpkKnnScan s;
+  for (int r = 0; r < N; r++)
+    for (int i = 0; i < D; i++) data[r * D + i] = i == 0 ? 1e10f : (float)r;
+  for (int i = 0; i < NQ * D; i++) qs[i] = i % D == 0 ? -1e30f : 0.5f;
+  memset(&s, 0, sizeof s);
+  s.dtype = NPK_FLOAT32;
+  s.metric = NPK_KNN_L2SQ;
+  s.dim = D;
+  s.row_bytes = sizeof(float) * D;
+  s.base = (const unsigned char *)data;
+  s.rows = s.hi = N;
+  s.threads = 1;
+  for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
+    if (!npk_knn_set_isa(isas[ii])) continue;
+    CHECK(npk_knn_search(&s, qs, NQ, N, many, &found) == NPK_OK);
+    CHECK(npk_knn_search(&s, qs, 1, N, one, &f1) == NPK_OK);
+    CHECK_EQ(f1, N);
+    CHECK_EQ(found, N);
+    for (int qi = 0; qi < NQ; qi++)
+      for (int i = 0; i < N; i++) CHECK_EQ(many[qi * N + i].row, one[i].row);
+  }
+  npk_knn_set_isa("portable");
+  npk_knn_set_isa("avx2");
+  npk_knn_set_isa("avx512");
+  npk_knn_set_isa("avx512bf16");
+}
+
 /* A row holding NaN ranks last. */
 static void t_nan(void) {
   float rows[3 * 2] = {1, 1, NAN, 0, 2, 2};
@@ -498,6 +534,7 @@ int main(void) {
   RUN(t_ties);
   RUN(t_multi_query);
   RUN(t_batch);
+  RUN(t_batch_overflow);
   RUN(t_nan);
   RUN(t_parse);
   RUN(t_distance);
