@@ -13,7 +13,9 @@
 ** the threads start and end within the call, and their heaps are merged.
 **
 ** Several queries at once (numpack_knn) read each block of rows once and
-** compute it against every query while it is in the cache.
+** compute it against every query while it is in the cache, sixteen
+** queries per vector (float32, or bfloat16 where the CPU has its dot
+** products), as a filter: the exact kernels decide what enters a top k.
 */
 #include <errno.h>
 #include <math.h>
@@ -131,9 +133,11 @@ static inline double ld_f64(const unsigned char *x, size_t i) {
 typedef void (*KnnKernel)(const unsigned char *x, size_t n, size_t stride,
                           const void *q, size_t d, double *out, double *out2);
 
-/* Dot products of four rows with four queries (see DOTS4X4_KERNEL). */
-typedef void (*KnnDots4)(const unsigned char *const *x, const float *q,
-                         size_t d, float *dots);
+/* Which of sixteen queries eight rows may be near (see dots8x16_avx512).
+** X and QT are floats, or bfloat16 pairs for the bf16 kernel; N is the
+** number of elements (of pairs) per row. */
+typedef void (*KnnDots8)(const void *const *x, size_t n, const void *qt,
+                         const float *lim, const float *b, uint16_t *cand);
 
 #define K_L2SQ    0
 #define K_DOT     1
@@ -251,6 +255,8 @@ BIT_KERNELS(c, )
 #ifdef NPK_KNN_X86
 #define NPK_AVX2 __attribute__((target("avx2,fma,f16c,popcnt")))
 #define NPK_AVX512 __attribute__((target("avx512f,avx2,fma,f16c,popcnt")))
+#define NPK_AVX512BF16                                                       \
+  __attribute__((target("avx512f,avx512bf16,avx2,fma,f16c,popcnt")))
 
 BIT_KERNELS(popcnt, __attribute__((target("popcnt"))))
 
@@ -374,79 +380,186 @@ AVX512_KERNELS(f16, A5_F16)
 AVX512_KERNELS(i8, A5_I8)
 AVX512_KERNELS(u8, A5_U8)
 
-/* Sums of eight vectors, in one: the halves of each added, then a tree of
-** horizontal adds, so that eight sums cost little more than one. */
-static NPK_AVX512 inline __m256 half_sum512(__m512 a) {
-  return _mm256_add_ps(_mm512_castps512_ps256(a),
-                       _mm256_castpd_ps(_mm512_extractf64x4_pd(
-                           _mm512_castps_pd(a), 1)));
-}
-
-static NPK_AVX512 inline __m256 sum8x512(__m512 a0, __m512 a1, __m512 a2,
-                                         __m512 a3, __m512 a4, __m512 a5,
-                                         __m512 a6, __m512 a7) {
-  __m256 h01 = _mm256_hadd_ps(half_sum512(a0), half_sum512(a1));
-  __m256 h23 = _mm256_hadd_ps(half_sum512(a2), half_sum512(a3));
-  __m256 h45 = _mm256_hadd_ps(half_sum512(a4), half_sum512(a5));
-  __m256 h67 = _mm256_hadd_ps(half_sum512(a6), half_sum512(a7));
-  __m256 lo4 = _mm256_hadd_ps(h01, h23), hi4 = _mm256_hadd_ps(h45, h67);
-  return _mm256_add_ps(_mm256_permute2f128_ps(lo4, hi4, 0x20),
-                       _mm256_permute2f128_ps(lo4, hi4, 0x31));
-}
-
-/* Dot products of four rows X[0..3] (D elements) with four queries at Q,
-** Q + D, Q + 2D, Q + 3D: DOTS[r * 4 + j] = X[r] . query j.  Each element
-** loaded serves four multiply-adds, so that a batch of queries runs at
-** the speed of the arithmetic rather than of the cache (see knn_batch). */
-#define DOTS4X4_KERNEL(T, LOAD)                                             \
-  static NPK_AVX512 void dots4x4_##T##_avx512(                             \
-      const unsigned char *const *x, const float *q, size_t d,             \
-      float *dots) {                                                       \
-    __m512 z = _mm512_setzero_ps();                                        \
-    __m512 a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z,  \
-           a13 = z, a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z,  \
-           a32 = z, a33 = z;                                               \
-    size_t i = 0;                                                          \
-    for (; i + 16 <= d; i += 16) {                                         \
-      __m512 q0 = _mm512_loadu_ps(q + i), q1 = _mm512_loadu_ps(q + d + i); \
-      __m512 q2 = _mm512_loadu_ps(q + 2 * d + i);                          \
-      __m512 q3 = _mm512_loadu_ps(q + 3 * d + i);                          \
-      __m512 e = LOAD(x[0], i);                                            \
-      a00 = _mm512_fmadd_ps(e, q0, a00);                                   \
-      a01 = _mm512_fmadd_ps(e, q1, a01);                                   \
-      a02 = _mm512_fmadd_ps(e, q2, a02);                                   \
-      a03 = _mm512_fmadd_ps(e, q3, a03);                                   \
-      e = LOAD(x[1], i);                                                   \
-      a10 = _mm512_fmadd_ps(e, q0, a10);                                   \
-      a11 = _mm512_fmadd_ps(e, q1, a11);                                   \
-      a12 = _mm512_fmadd_ps(e, q2, a12);                                   \
-      a13 = _mm512_fmadd_ps(e, q3, a13);                                   \
-      e = LOAD(x[2], i);                                                   \
-      a20 = _mm512_fmadd_ps(e, q0, a20);                                   \
-      a21 = _mm512_fmadd_ps(e, q1, a21);                                   \
-      a22 = _mm512_fmadd_ps(e, q2, a22);                                   \
-      a23 = _mm512_fmadd_ps(e, q3, a23);                                   \
-      e = LOAD(x[3], i);                                                   \
-      a30 = _mm512_fmadd_ps(e, q0, a30);                                   \
-      a31 = _mm512_fmadd_ps(e, q1, a31);                                   \
-      a32 = _mm512_fmadd_ps(e, q2, a32);                                   \
-      a33 = _mm512_fmadd_ps(e, q3, a33);                                   \
-    }                                                                      \
-    _mm256_storeu_ps(dots, sum8x512(a00, a01, a02, a03, a10, a11, a12,     \
-                                    a13));                                 \
-    _mm256_storeu_ps(dots + 8, sum8x512(a20, a21, a22, a23, a30, a31, a32, \
-                                        a33));                             \
-    for (; i < d; i++)                                                     \
-      for (int r = 0; r < 4; r++) {                                        \
-        float e = ld_##T(x[r], i);                                         \
-        for (int j = 0; j < 4; j++) dots[r * 4 + j] += e * q[j * d + i];   \
-      }                                                                    \
+/* The batch path's kernels (see knn_batch).  The queries are laid out
+** sixteen to a block, element-major: QT[16 * i + j] is element i of query
+** j, so that one vector holds one element of sixteen queries and no
+** horizontal sums are needed.  For eight rows X[0..7] (D floats each) the
+** dot products with the block's sixteen queries are accumulated with one
+** multiply-add per row and element, the row's element broadcast; then
+** CAND[r] gets the queries (bit j = query j) for which row r is still a
+** candidate: 2 x.q > B[r] + LIM[j], or either side is NaN. */
+static NPK_AVX512 void dots8x16_avx512(const void *const *x, size_t d,
+                                       const void *qtv, const float *lim,
+                                       const float *b, uint16_t *cand) {
+  const float *qt = qtv;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
+         a5 = a0, a6 = a0, a7 = a0, l;
+  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4],
+              *x5 = x[5], *x6 = x[6], *x7 = x[7];
+  for (size_t i = 0; i < d; i++) {
+    __m512 q = _mm512_loadu_ps(qt + 16 * i);
+    a0 = _mm512_fmadd_ps(_mm512_set1_ps(x0[i]), q, a0);
+    a1 = _mm512_fmadd_ps(_mm512_set1_ps(x1[i]), q, a1);
+    a2 = _mm512_fmadd_ps(_mm512_set1_ps(x2[i]), q, a2);
+    a3 = _mm512_fmadd_ps(_mm512_set1_ps(x3[i]), q, a3);
+    a4 = _mm512_fmadd_ps(_mm512_set1_ps(x4[i]), q, a4);
+    a5 = _mm512_fmadd_ps(_mm512_set1_ps(x5[i]), q, a5);
+    a6 = _mm512_fmadd_ps(_mm512_set1_ps(x6[i]), q, a6);
+    a7 = _mm512_fmadd_ps(_mm512_set1_ps(x7[i]), q, a7);
   }
+  l = _mm512_loadu_ps(lim);
+#define CAND5(r, a)                                                          \
+  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                                    \
+      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])),           \
+      _CMP_NLE_UQ)
+  CAND5(0, a0);
+  CAND5(1, a1);
+  CAND5(2, a2);
+  CAND5(3, a3);
+  CAND5(4, a4);
+  CAND5(5, a5);
+  CAND5(6, a6);
+  CAND5(7, a7);
+#undef CAND5
+}
 
-DOTS4X4_KERNEL(f32, A5_F32)
-DOTS4X4_KERNEL(f16, A5_F16)
-DOTS4X4_KERNEL(i8, A5_I8)
-DOTS4X4_KERNEL(u8, A5_U8)
+/* The same over bfloat16 (8 significant bits) with the CPU's bfloat16 dot
+** products: each instruction multiplies two pairs of elements, so twice the
+** work of dots8x16_avx512 per instruction.  X[r] and QT hold N pairs
+** (element 2p in the low half of pair p); QT has sixteen pairs, one per
+** query, for each p.  The rounding to bfloat16 is covered by knn_batch's
+** bound. */
+static NPK_AVX512BF16 void dots8x16_bf16(const void *const *x, size_t n,
+                                         const void *qtv, const float *lim,
+                                         const float *b, uint16_t *cand) {
+  const uint32_t *qt = qtv;
+  const uint32_t *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3],
+                 *x4 = x[4], *x5 = x[5], *x6 = x[6], *x7 = x[7];
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
+         a5 = a0, a6 = a0, a7 = a0, l;
+#define DP(a, xr)                                                            \
+  a = _mm512_dpbf16_ps(a, q, (__m512bh)_mm512_set1_epi32((int)xr[p]))
+  for (size_t p = 0; p < n; p++) {
+    __m512bh q = (__m512bh)_mm512_loadu_si512(qt + 16 * p);
+    DP(a0, x0);
+    DP(a1, x1);
+    DP(a2, x2);
+    DP(a3, x3);
+    DP(a4, x4);
+    DP(a5, x5);
+    DP(a6, x6);
+    DP(a7, x7);
+  }
+#undef DP
+  l = _mm512_loadu_ps(lim);
+#define CAND5(r, a)                                                          \
+  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                                    \
+      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])),           \
+      _CMP_NLE_UQ)
+  CAND5(0, a0);
+  CAND5(1, a1);
+  CAND5(2, a2);
+  CAND5(3, a3);
+  CAND5(4, a4);
+  CAND5(5, a5);
+  CAND5(6, a6);
+  CAND5(7, a7);
+#undef CAND5
+}
+
+/* D floats at X as bfloat16 pairs (rounded to nearest), zero-padded to
+** whole multiples of 32 elements: (D + 31) / 32 * 16 pairs. */
+static NPK_AVX512BF16 void to_bf16(const float *x, size_t d, uint32_t *out) {
+  for (size_t i = 0; i < d; i += 32) {
+    size_t m = d - i;
+    __mmask16 lo = m >= 16 ? 0xFFFF : (__mmask16)((1u << m) - 1);
+    __mmask16 hi = m >= 32 ? 0xFFFF
+                   : m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
+    __m512 a = _mm512_maskz_loadu_ps(lo, x + i);
+    __m512 c = _mm512_maskz_loadu_ps(hi, x + i + 16);
+    _mm512_storeu_si512(out + i / 2, (__m512i)_mm512_cvtne2ps_pbh(c, a));
+  }
+}
+
+/* The first eight queries of a block only (the last block of a batch,
+** when it holds eight or fewer): half the work of a full block. */
+static NPK_AVX2 void dots8x8_avx2(const void *const *x, size_t d,
+                                  const void *qtv, const float *lim,
+                                  const float *b, uint16_t *cand) {
+  const float *qt = qtv;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
+         a5 = a0, a6 = a0, a7 = a0, l = _mm256_loadu_ps(lim);
+  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4],
+              *x5 = x[5], *x6 = x[6], *x7 = x[7];
+  for (size_t i = 0; i < d; i++) {
+    __m256 q = _mm256_loadu_ps(qt + 16 * i);
+    a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x0 + i), q, a0);
+    a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x1 + i), q, a1);
+    a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(x2 + i), q, a2);
+    a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(x3 + i), q, a3);
+    a4 = _mm256_fmadd_ps(_mm256_broadcast_ss(x4 + i), q, a4);
+    a5 = _mm256_fmadd_ps(_mm256_broadcast_ss(x5 + i), q, a5);
+    a6 = _mm256_fmadd_ps(_mm256_broadcast_ss(x6 + i), q, a6);
+    a7 = _mm256_fmadd_ps(_mm256_broadcast_ss(x7 + i), q, a7);
+  }
+#define CAND1(r, a)                                                          \
+  cand[r] = (uint16_t)_mm256_movemask_ps(_mm256_cmp_ps(                      \
+      _mm256_add_ps(a, a), _mm256_add_ps(l, _mm256_set1_ps(b[r])),           \
+      _CMP_NLE_UQ))
+  CAND1(0, a0);
+  CAND1(1, a1);
+  CAND1(2, a2);
+  CAND1(3, a3);
+  CAND1(4, a4);
+  CAND1(5, a5);
+  CAND1(6, a6);
+  CAND1(7, a7);
+#undef CAND1
+}
+
+/* The same with AVX2: sixteen queries are two vectors, so the eight rows
+** go four at a time to stay within the sixteen registers. */
+static NPK_AVX2 void dots8x16_avx2(const void *const *x, size_t d,
+                                   const void *qtv, const float *lim,
+                                   const float *b, uint16_t *cand) {
+  const float *qt = qtv;
+  __m256 l0 = _mm256_loadu_ps(lim), l1 = _mm256_loadu_ps(lim + 8);
+  for (int g = 0; g < 8; g += 4) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00,
+           a20 = a00, a21 = a00, a30 = a00, a31 = a00, e;
+    const float *x0 = x[g], *x1 = x[g + 1], *x2 = x[g + 2], *x3 = x[g + 3];
+    for (size_t i = 0; i < d; i++) {
+      __m256 q0 = _mm256_loadu_ps(qt + 16 * i);
+      __m256 q1 = _mm256_loadu_ps(qt + 16 * i + 8);
+      e = _mm256_broadcast_ss(x0 + i);
+      a00 = _mm256_fmadd_ps(e, q0, a00);
+      a01 = _mm256_fmadd_ps(e, q1, a01);
+      e = _mm256_broadcast_ss(x1 + i);
+      a10 = _mm256_fmadd_ps(e, q0, a10);
+      a11 = _mm256_fmadd_ps(e, q1, a11);
+      e = _mm256_broadcast_ss(x2 + i);
+      a20 = _mm256_fmadd_ps(e, q0, a20);
+      a21 = _mm256_fmadd_ps(e, q1, a21);
+      e = _mm256_broadcast_ss(x3 + i);
+      a30 = _mm256_fmadd_ps(e, q0, a30);
+      a31 = _mm256_fmadd_ps(e, q1, a31);
+    }
+#define CAND2(r, a0_, a1_)                                                   \
+  do {                                                                       \
+    __m256 br = _mm256_set1_ps(b[g + r]);                                    \
+    int m0 = _mm256_movemask_ps(_mm256_cmp_ps(                               \
+        _mm256_add_ps(a0_, a0_), _mm256_add_ps(l0, br), _CMP_NLE_UQ));       \
+    int m1 = _mm256_movemask_ps(_mm256_cmp_ps(                               \
+        _mm256_add_ps(a1_, a1_), _mm256_add_ps(l1, br), _CMP_NLE_UQ));       \
+    cand[g + r] = (uint16_t)(m0 | m1 << 8);                                  \
+  } while (0)
+    CAND2(0, a00, a01);
+    CAND2(1, a10, a11);
+    CAND2(2, a20, a21);
+    CAND2(3, a30, a31);
+#undef CAND2
+  }
+}
 
 /* float64 rows: double lanes. */
 #define F64_KERNELS(ISA, ATTR, W, V, LOAD, ZERO, SUB, FMA, MUL, ADD, HSUM)  \
@@ -527,9 +640,11 @@ struct KnnIsa {
   const char *name;
   KnnKernel f[5][3];
   KnnKernel hamming, jaccard;
-  /* Dot products of four rows with four queries, by type slot (not
-  ** float64), or NULL: the batch path of l2 (knn_batch). */
-  KnnDots4 dots4x4[4];
+  /* The batch path of l2 and l2sq (knn_batch), or NULL: sixteen
+  ** queries at a time, and eight for the last block when that is enough. */
+  KnnDots8 dots8, dots8half;
+  /* Set when those kernels take bfloat16 pairs: the conversion. */
+  void (*to_bf16)(const float *x, size_t d, uint32_t *out);
 };
 
 #define FAMILY(T, ISA) {l2sq_##T##_##ISA, dot_##T##_##ISA, dotnorm_##T##_##ISA}
@@ -538,20 +653,25 @@ static const KnnIsa isa_portable = {
     "portable",
     {FAMILY(f32, c), FAMILY(f16, c), FAMILY(i8, c), FAMILY(u8, c),
      FAMILY(f64, c)},
-    hamming_c, jaccard_c, {0, 0, 0, 0}};
+    hamming_c, jaccard_c, 0, 0, 0};
 #ifdef NPK_KNN_X86
 static const KnnIsa isa_avx2 = {
     "avx2",
     {FAMILY(f32, avx2), FAMILY(f16, avx2), FAMILY(i8, avx2), FAMILY(u8, avx2),
      FAMILY(f64, avx2)},
-    hamming_popcnt, jaccard_popcnt, {0, 0, 0, 0}};
+    hamming_popcnt, jaccard_popcnt, dots8x16_avx2, dots8x8_avx2, 0};
 static const KnnIsa isa_avx512 = {
     "avx512",
     {FAMILY(f32, avx512), FAMILY(f16, avx512), FAMILY(i8, avx512),
      FAMILY(u8, avx512), FAMILY(f64, avx512)},
-    hamming_popcnt, jaccard_popcnt,
-    {dots4x4_f32_avx512, dots4x4_f16_avx512, dots4x4_i8_avx512,
-     dots4x4_u8_avx512}};
+    hamming_popcnt, jaccard_popcnt, dots8x16_avx512, dots8x8_avx2, 0};
+/* AVX-512 with bfloat16 dot products: the same kernels, and a batch path
+** of twice the arithmetic rate. */
+static const KnnIsa isa_avx512bf16 = {
+    "avx512bf16",
+    {FAMILY(f32, avx512), FAMILY(f16, avx512), FAMILY(i8, avx512),
+     FAMILY(u8, avx512), FAMILY(f64, avx512)},
+    hamming_popcnt, jaccard_popcnt, dots8x16_bf16, dots8x16_bf16, to_bf16};
 #endif
 
 static const KnnIsa *isa_used;
@@ -570,6 +690,9 @@ static void isa_pick(void) {
   if (want && strcmp(want, "avx2") == 0) return;
   if (isa_used == &isa_avx2 && __builtin_cpu_supports("avx512f"))
     isa_used = &isa_avx512;
+  if (want && strcmp(want, "avx512") == 0) return;
+  if (isa_used == &isa_avx512 && __builtin_cpu_supports("avx512bf16"))
+    isa_used = &isa_avx512bf16;
 #else
   (void)want;
 #endif
@@ -594,6 +717,10 @@ int npk_knn_set_isa(const char *name) {
       __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt") &&
       __builtin_cpu_supports("avx512f"))
     want = &isa_avx512;
+  if (strcmp(name, "avx512bf16") == 0 && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt") &&
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"))
+    want = &isa_avx512bf16;
 #endif
   if (!want) return 0;
   isa_used = want;
@@ -1035,11 +1162,16 @@ struct KnnWork {
   size_t olo, ohi;           /* s->only[olo .. ohi) otherwise */
   NpkKnnHit *heaps;          /* nq heaps of k */
   size_t *sizes;             /* their sizes */
-  /* The batch path (knn_batch): its kernel, the queries as floats padded
-  ** with zero vectors to a multiple of four, and a zero vector. */
-  KnnDots4 dots4;
-  const float *qpad;
+  /* The batch path (knn_batch): its kernel, the queries in blocks of
+  ** sixteen (element-major, padded with zero vectors), a zero vector, and
+  ** this thread's bounds per query and rows converted to float. */
+  KnnDots8 dots8, dots8half;
+  void (*to_bf16)(const float *x, size_t d, uint32_t *out);
+  const unsigned char *qt;
   const float *zero;
+  float *lim;
+  float *conv;
+  uint32_t *conv16;
   int rc;
 };
 
@@ -1080,24 +1212,43 @@ offer_block(KnnWork *w, size_t qi, uint64_t first, uint64_t mask,
 }
 
 /* Rows [LO, HI) against a batch of l2 or l2sq queries.  Dot products of
-** four rows with four queries at a time, and each row's norm, give
-** |x|^2 + |q|^2 - 2 x.q, the squared distance, up to float rounding.  A
-** row whose estimate, less a bound on that rounding, is not below a
-** query's k-th nearest so far cannot enter that query's top k and is
-** passed over; every other distance is computed exactly by the ordinary
-** kernel, so the results are the same as without this path.  The bound:
-** each of the three sums is off by at most (d + 16) units of float
-** rounding (2^-24) times the sum of the magnitudes of its terms, which
-** for all three together is at most 2 (|x|^2 + |q|^2); the exact kernel's
-** own rounding adds at most as much again. */
+** eight rows with sixteen queries at a time (each row element loaded once
+** per sixteen multiply-adds, so that the batch runs at the speed of the
+** arithmetic), and each row's norm, give |x|^2 + |q|^2 - 2 x.q, the
+** squared distance, up to float rounding.  A row whose estimate, less a
+** bound on that rounding, is not below a query's k-th nearest so far
+** cannot enter that query's top k and is passed over; every other
+** distance is computed exactly by the ordinary kernel, so the results are
+** the same as without this path.  The bound: each of the three sums is
+** off by at most (d + 16) units of float rounding (2^-24) times the sum of
+** the magnitudes of its terms, which for all three together is at most
+** 2 (|x|^2 + |q|^2); the exact kernel's own rounding adds at most as much
+** again; 16 more units cover the test itself being made in floats (only
+** when the estimate is within 2 (|x|^2 + |q|^2) of the bound can a row be
+** passed over, so those roundings are that small).  With the bfloat16
+** kernel each product x_i q_i is off by at most 2^-7 + 2^-16 of itself
+** from rounding both factors to 8 significant bits, which adds 2^-7
+** (|x|^2 + |q|^2) to the bound.  2^-90 more covers products too small
+** for floats (flushed to zero).  LIM[j] holds (1 - unit) |q_j|^2 - top_j
+** - 2^-90 as a float: NaN until query j's heap is full (every row is a
+** candidate then, even one whose estimate overflowed to -inf), +inf for
+** the padding queries. */
 static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
   const NpkKnnScan *s = w->s;
   size_t d = (size_t)s->dim, stride = (size_t)s->row_bytes;
-  double unit = (double)(d + 16) * 4.0 * 5.9604644775390625e-8 * 1.01;
+  size_t nblk = (w->nq + 15) / 16;
+  size_t np = (d + 31) / 32 * 16, n = w->to_bf16 ? np : d;
+  double unit = (double)(d + 32) * 4.0 * 5.9604644775390625e-8 * 1.01;
   double xx[KNN_BLOCK], out, out2 = 0;
+  float *lim = w->lim;
+  if (w->to_bf16) unit += 0.0078125 * 1.02;
+  for (size_t qi = 0; qi < nblk * 16; qi++)
+    lim[qi] = qi < w->nq ? NAN : INFINITY;
   for (uint64_t b = lo; b < hi;) {
     uint64_t end = (b / KNN_BLOCK + 1) * KNN_BLOCK, mask;
     const unsigned char *base = s->base + b * stride;
+    const void *xf[KNN_BLOCK];
+    float bx[KNN_BLOCK];
     int at[KNN_BLOCK], nl = 0;
     size_t cnt;
     if (end > hi) end = hi;
@@ -1112,34 +1263,59 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
     }
     /* The norms: the squared distance to a zero vector. */
     w->kern(base, cnt, stride, w->zero, d, xx, &out2);
-    for (size_t q0 = 0; q0 < w->nq; q0 += 4) {
-      size_t qn = w->nq - q0 < 4 ? w->nq - q0 : 4;
-      /* A row is passed over when (1 - unit)(|x|^2 + |q|^2) - top >=
-      ** 2 x.q: lim[c] holds the part of query c, -inf until its heap is
-      ** full (and a NaN compares false: computed exactly). */
-      double lim[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-      for (size_t c = 0; c < qn; c++) {
-        size_t qi = q0 + c;
-        if (w->sizes[qi] == w->k)
-          lim[c] = (1 - unit) * w->qn2[qi] - w->heaps[qi * w->k].dist;
+    for (int t = 0; t < nl; t++) {
+      const unsigned char *x = base + (size_t)at[t] * stride;
+      const float *f = (const float *)(const void *)x;
+      bx[t] = (float)((1 - unit) * xx[at[t]]);
+      if (s->dtype != NPK_FLOAT32) {
+        /* Other types are widened once here, for every query. */
+        float *c = w->conv + (size_t)t * d;
+        for (size_t i = 0; i < d; i++)
+          c[i] = s->dtype == NPK_FLOAT16 ? ld_f16(x, i)
+                 : s->dtype == NPK_INT8  ? ld_i8(x, i)
+                                         : ld_u8(x, i);
+        f = c;
       }
-      for (int t = 0; t < nl; t += 4) {
-        const unsigned char *xp[4];
-        float dots[16];
-        for (int r = 0; r < 4; r++)
-          xp[r] = base + (size_t)at[t + r < nl ? t + r : nl - 1] * stride;
-        w->dots4(xp, w->qpad + q0 * d, d, dots);
-        for (int r = 0; r < 4 && t + r < nl; r++) {
-          double bx = (1 - unit) * xx[at[t + r]];
-          for (size_t c = 0; c < qn; c++) {
-            size_t qi = q0 + c;
+      xf[t] = f;
+      if (w->to_bf16) {
+        w->to_bf16(f, d, w->conv16 + (size_t)t * np);
+        xf[t] = w->conv16 + (size_t)t * np;
+      }
+    }
+    for (int t = 0; t < nl; t += 8) {
+      const void *xp[8];
+      float bb[8];
+      int nr = nl - t < 8 ? nl - t : 8;
+      /* Ask for an eighth of the next block while these rows are
+      ** computed, so that reading memory overlaps the arithmetic. */
+      if (b < hi) {
+        size_t part = KNN_BLOCK * stride / 8, from = part * (size_t)(t / 8);
+        for (size_t o = 0; o < part; o += 64)
+          __builtin_prefetch(base + cnt * stride + from + o);
+      }
+      /* A short group repeats its last row; its results are not used. */
+      for (int r = 0; r < 8; r++) {
+        xp[r] = xf[t + (r < nr ? r : nr - 1)];
+        bb[r] = bx[t + (r < nr ? r : nr - 1)];
+      }
+      for (size_t qb = 0; qb < nblk; qb++) {
+        uint16_t cand[8];
+        int half = qb + 1 == nblk && w->nq - qb * 16 <= 8;
+        (half ? w->dots8half : w->dots8)(xp, n, w->qt + qb * 64 * n,
+                                         lim + qb * 16, bb, cand);
+        for (int r = 0; r < nr; r++) {
+          unsigned m = cand[r];
+          const unsigned char *x = base + (size_t)at[t + r] * stride;
+          if (qb + 1 == nblk && w->nq % 16) m &= (1u << (w->nq % 16)) - 1;
+          while (m) {
+            size_t qi = qb * 16 + (size_t)__builtin_ctz(m);
             NpkKnnHit *h = w->heaps + qi * w->k;
-            if (2.0 * (double)dots[r * 4 + c] <= bx + lim[c]) continue;
-            w->kern(xp[r], 1, 0, w->queries + qi * w->qbytes, d, &out, &out2);
+            m &= m - 1;
+            w->kern(x, 1, 0, w->queries + qi * w->qbytes, d, &out, &out2);
             heap_offer(h, w->sizes + qi, w->k, finish(s->metric, out, out2, 0),
                        b - cnt + (uint64_t)at[t + r]);
             if (w->sizes[qi] == w->k)
-              lim[c] = (1 - unit) * w->qn2[qi] - h[0].dist;
+              lim[qi] = (float)((1 - unit) * w->qn2[qi] - h[0].dist - 0x1p-90);
           }
         }
       }
@@ -1154,7 +1330,7 @@ static void *knn_work(void *arg) {
   double out[KNN_BLOCK] = {0}, out2[KNN_BLOCK] = {0};
   size_t d = is_bits(s->metric) ? (size_t)s->row_bytes : (size_t)s->dim;
 
-  if (w->dots4 && !s->only) {
+  if (w->dots8 && !s->only) {
     knn_batch(w, w->lo, w->hi);
     return 0;
   }
@@ -1250,8 +1426,11 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
   KnnWork *w = 0;
   pthread_t *tids = 0;
   double *qn2 = 0;
-  float *qpad = 0;
-  KnnDots4 dots4 = 0;
+  unsigned char *qt = 0;
+  size_t nblk = (nq + 15) / 16, d = (size_t)s->dim;
+  size_t np = (d + 31) / 32 * 16, qtbytes = 0;
+  KnnDots8 dots8 = 0;
+  void (*tobf)(const float *, size_t, uint32_t *) = 0;
 
   *pfound = 0;
   if (lo >= hi || k == 0 || nq == 0) return NPK_OK;
@@ -1268,18 +1447,36 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
   w = npk_calloc((size_t)nt, sizeof *w);
   tids = npk_calloc((size_t)nt, sizeof *tids);
   /* Four or more l2 queries over contiguous rows take the batch path when
-  ** the CPU has its kernel.  qpad holds them, then zero vectors up to a
-  ** multiple of four, then one more zero vector. */
+  ** the CPU has its kernel (rows of other types than float32 are widened
+  ** 64 at a time, so their length is bounded).  qt holds the queries in
+  ** blocks of sixteen (see dots8x16_avx512 and dots8x16_bf16), then one
+  ** zero vector of floats, then room to convert one query to bfloat16. */
   if (nq >= 4 && s->base && !s->only && s->dtype != NPK_FLOAT64 &&
+      (s->dtype == NPK_FLOAT32 || s->dim <= 16384) &&
       (s->metric == NPK_KNN_L2 || s->metric == NPK_KNN_L2SQ))
-    dots4 = isa()->dots4x4[type_slot(s->dtype)];
-  if (dots4) {
-    qpad = npk_calloc(((nq + 3) / 4 * 4 + 1) * (size_t)s->dim, sizeof(float));
-    if (qpad) memcpy(qpad, queries, nq * qbytes);
+    dots8 = isa()->dots8;
+  if (dots8) {
+    const float *q = queries;
+    tobf = isa()->to_bf16;
+    qtbytes = nblk * 64 * (tobf ? np : d);
+    qt = npk_calloc(qtbytes + 4 * d + 4 * np, 1);
+    if (qt && tobf) {
+      uint32_t *one = (uint32_t *)(void *)(qt + qtbytes + 4 * d), *dst;
+      for (size_t qi = 0; qi < nq; qi++) {
+        tobf(q + qi * d, d, one);
+        dst = (uint32_t *)(void *)qt + (qi / 16) * 16 * np + qi % 16;
+        for (size_t p = 0; p < np; p++) dst[16 * p] = one[p];
+      }
+    } else if (qt) {
+      for (size_t qi = 0; qi < nq; qi++) {
+        float *dst = (float *)(void *)qt + (qi / 16) * 16 * d + qi % 16;
+        for (size_t i = 0; i < d; i++) dst[16 * i] = q[qi * d + i];
+      }
+    }
   }
-  if (s->metric == NPK_KNN_COSINE || dots4) qn2 = npk_malloc(nq * sizeof *qn2);
-  if (!w || !tids || ((s->metric == NPK_KNN_COSINE || dots4) && !qn2) ||
-      (dots4 && !qpad)) {
+  if (s->metric == NPK_KNN_COSINE || dots8) qn2 = npk_malloc(nq * sizeof *qn2);
+  if (!w || !tids || ((s->metric == NPK_KNN_COSINE || dots8) && !qn2) ||
+      (dots8 && !qt)) {
     rc = NPK_NOMEM;
     goto done;
   }
@@ -1308,12 +1505,22 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
       x->lo = a < lo ? lo : a;
       x->hi = z;
     }
-    x->dots4 = dots4;
-    x->qpad = qpad;
-    x->zero = qpad ? qpad + (nq + 3) / 4 * 4 * (size_t)s->dim : 0;
+    x->dots8 = dots8;
+    x->dots8half = isa()->dots8half;
+    x->to_bf16 = tobf;
+    x->qt = qt;
+    x->zero = qt ? (const float *)(const void *)(qt + qtbytes) : 0;
+    if (dots8) {
+      x->lim = npk_malloc(nblk * 16 * sizeof *x->lim);
+      if (s->dtype != NPK_FLOAT32)
+        x->conv = npk_malloc(KNN_BLOCK * d * sizeof *x->conv);
+      if (tobf) x->conv16 = npk_malloc(KNN_BLOCK * np * sizeof *x->conv16);
+    }
     x->heaps = npk_malloc(nq * kk * sizeof *x->heaps);
     x->sizes = npk_calloc(nq, sizeof *x->sizes);
-    if (!x->heaps || !x->sizes) {
+    if (!x->heaps || !x->sizes || (dots8 && !x->lim) ||
+        (dots8 && s->dtype != NPK_FLOAT32 && !x->conv) ||
+        (tobf && !x->conv16)) {
       rc = NPK_NOMEM;
       goto done;
     }
@@ -1366,10 +1573,13 @@ done:
     for (int t = 0; t < nt; t++) {
       npk_free(w[t].heaps);
       npk_free(w[t].sizes);
+      npk_free(w[t].lim);
+      npk_free(w[t].conv);
+      npk_free(w[t].conv16);
     }
   npk_free(w);
   npk_free(tids);
   npk_free(qn2);
-  npk_free(qpad);
+  npk_free(qt);
   return rc;
 }

@@ -106,7 +106,8 @@ size_t npk_knn_room(const NpkKnnScan *s, size_t k);
 int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
                    size_t k, NpkKnnHit *out, size_t *pfound);
 
-/* The kernels in use: "avx512", "avx2" or "portable".  The environment
+/* The kernels in use: "avx512bf16" (AVX-512 with bfloat16 dot products
+** for batches of queries), "avx512", "avx2" or "portable".  The environment
 ** variable NUMPACK_KNN_ISA (one of those names) lowers the choice, for
 ** testing each variant on one machine. */
 const char *npk_knn_isa(void);

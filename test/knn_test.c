@@ -20,7 +20,7 @@
 #define ROWS 700
 #define DIM 37
 
-static const char *const isas[] = {"portable", "avx2", "avx512"};
+static const char *const isas[] = {"portable", "avx2", "avx512", "avx512bf16"};
 static const int dtypes[] = {NPK_FLOAT32, NPK_FLOAT64, NPK_FLOAT16, NPK_INT8,
                              NPK_UINT8};
 
@@ -247,6 +247,7 @@ static void t_search_matrix(void) {
   npk_knn_set_isa("portable");
   npk_knn_set_isa("avx2");
   npk_knn_set_isa("avx512");
+  npk_knn_set_isa("avx512bf16");
 }
 
 /* Ties are broken by the smaller row, across threads too. */
@@ -316,8 +317,11 @@ static void t_multi_query(void) {
 }
 
 /* A batch of l2 queries gives the same rows and distances as each query
-** alone, for every type, on random (not whole) numbers, with deletions,
-** ties, threads and a row holding NaN. */
+** alone, for every type and every kernel build (the bfloat16 batch
+** kernel too), on random (not whole) numbers, with deletions,
+** ties, threads and a row holding NaN; with 4 queries (half a block of
+** the batch kernels), 11 (a partial block) and 21 (a full block and half
+** of one). */
 static void t_batch(void) {
   static const int fdt[] = {NPK_FLOAT32, NPK_FLOAT16, NPK_INT8, NPK_UINT8};
   uint64_t live[(ROWS + 63) / 64];
@@ -326,12 +330,13 @@ static void t_batch(void) {
   for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
     if (!npk_knn_set_isa(isas[ii])) continue;
     for (int di = 0; di < 4; di++)
-      for (int metric = NPK_KNN_L2; metric <= NPK_KNN_L2SQ; metric++) {
-        int dtype = fdt[di], nq = 11;
+      for (int metric = NPK_KNN_L2; metric <= NPK_KNN_L2SQ; metric++)
+        for (int ni = 0; ni < 3; ni++) {
+        int dtype = fdt[di], nq = ni == 0 ? 4 : ni == 1 ? 11 : 21;
         size_t item = (size_t)npk_dtype_size(dtype), rb = DIM * item;
         unsigned char *data = malloc(rb * ROWS);
         float *qs = malloc(sizeof(float) * DIM * (size_t)nq);
-        NpkKnnHit many[11 * 6], one[6];
+        NpkKnnHit many[21 * 6], one[6];
         size_t found, f1;
         NpkKnnScan s;
         for (size_t r = 0; r < ROWS; r++)
@@ -378,6 +383,43 @@ static void t_batch(void) {
   npk_knn_set_isa("portable");
   npk_knn_set_isa("avx2");
   npk_knn_set_isa("avx512");
+  npk_knn_set_isa("avx512bf16");
+}
+
+/* A batch whose dot products overflow (a query element of -1e30 against
+** rows of 1e10) still returns every row while the top k is not full, as
+** one query at a time does: the estimate is -inf there, and no row may
+** be passed over before k rows are known. */
+static void t_batch_overflow(void) {
+  enum { N = 40, D = 8, NQ = 5 };
+  float data[N * D], qs[NQ * D];
+  NpkKnnHit many[NQ * N], one[N];
+  size_t found, f1;
+  NpkKnnScan s;
+  for (int r = 0; r < N; r++)
+    for (int i = 0; i < D; i++) data[r * D + i] = i == 0 ? 1e10f : (float)r;
+  for (int i = 0; i < NQ * D; i++) qs[i] = i % D == 0 ? -1e30f : 0.5f;
+  memset(&s, 0, sizeof s);
+  s.dtype = NPK_FLOAT32;
+  s.metric = NPK_KNN_L2SQ;
+  s.dim = D;
+  s.row_bytes = sizeof(float) * D;
+  s.base = (const unsigned char *)data;
+  s.rows = s.hi = N;
+  s.threads = 1;
+  for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
+    if (!npk_knn_set_isa(isas[ii])) continue;
+    CHECK(npk_knn_search(&s, qs, NQ, N, many, &found) == NPK_OK);
+    CHECK(npk_knn_search(&s, qs, 1, N, one, &f1) == NPK_OK);
+    CHECK_EQ(f1, N);
+    CHECK_EQ(found, N);
+    for (int qi = 0; qi < NQ; qi++)
+      for (int i = 0; i < N; i++) CHECK_EQ(many[qi * N + i].row, one[i].row);
+  }
+  npk_knn_set_isa("portable");
+  npk_knn_set_isa("avx2");
+  npk_knn_set_isa("avx512");
+  npk_knn_set_isa("avx512bf16");
 }
 
 /* A row holding NaN ranks last. */
@@ -492,6 +534,7 @@ int main(void) {
   RUN(t_ties);
   RUN(t_multi_query);
   RUN(t_batch);
+  RUN(t_batch_overflow);
   RUN(t_nan);
   RUN(t_parse);
   RUN(t_distance);
