@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -1172,8 +1173,29 @@ struct KnnWork {
   float *lim;
   float *conv;
   uint32_t *conv16;
+  int caller;                /* runs in the calling thread: asks s->stop */
+  int done;                  /* a started thread has finished */
+  int *halt;                 /* set once the search is to stop */
   int rc;
 };
+
+/* Rows between two looks at whether to stop: a look by the calling thread
+** may cost a microsecond (it asks SQLite), a block of 4096 rows far more. */
+#define KNN_STOP_ROWS 4096
+
+/* Whether the search is to stop (W's rc is then NPK_INTERRUPT).  Only the
+** calling thread asks the scan's STOP, which may call back into SQLite on
+** the connection whose statement runs the search; the other threads read
+** the flag it sets. */
+static int knn_halted(KnnWork *w) {
+  const NpkKnnScan *s = w->s;
+  if (w->caller && s->stop && !__atomic_load_n(w->halt, __ATOMIC_RELAXED) &&
+      s->stop(s->stop_arg))
+    __atomic_store_n(w->halt, 1, __ATOMIC_RELAXED);
+  if (!__atomic_load_n(w->halt, __ATOMIC_RELAXED)) return 0;
+  w->rc = NPK_INTERRUPT;
+  return 1;
+}
 
 static inline int live_at(const NpkKnnScan *s, uint64_t r) {
   if (r >= s->rows) return 0;
@@ -1251,6 +1273,7 @@ static void knn_batch(KnnWork *w, uint64_t lo, uint64_t hi) {
     float bx[KNN_BLOCK];
     int at[KNN_BLOCK], nl = 0;
     size_t cnt;
+    if (b % KNN_STOP_ROWS == 0 && knn_halted(w)) return;
     if (end > hi) end = hi;
     cnt = (size_t)(end - b);
     mask = cnt == 64 ? ~(uint64_t)0 : (((uint64_t)1 << cnt) - 1);
@@ -1342,6 +1365,8 @@ static void *knn_work(void *arg) {
     for (size_t i = w->olo; i < w->ohi; i++) {
       uint64_t r = s->only[i];
       const unsigned char *x;
+      if ((i - w->olo) % KNN_STOP_ROWS == KNN_STOP_ROWS - 1 && knn_halted(w))
+        return 0;
       if (s->base && i + KNN_AHEAD < w->ohi &&
           s->only[i + KNN_AHEAD] < s->rows) {
         const unsigned char *p =
@@ -1366,6 +1391,7 @@ static void *knn_work(void *arg) {
   for (uint64_t b = w->lo; b < w->hi;) {
     uint64_t end = (b / KNN_BLOCK + 1) * KNN_BLOCK, mask;
     size_t cnt;
+    if (b % KNN_STOP_ROWS == 0 && knn_halted(w)) return 0;
     if (end > w->hi) end = w->hi;
     cnt = (size_t)(end - b);
     mask = cnt == 64 ? ~(uint64_t)0 : (((uint64_t)1 << cnt) - 1);
@@ -1400,6 +1426,13 @@ static void *knn_work(void *arg) {
   return 0;
 }
 
+static void *knn_thread(void *arg) {
+  KnnWork *w = arg;
+  knn_work(w);
+  __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
 /* Threads for a scan of BYTES bytes. */
 static int pick_threads(const NpkKnnScan *s, uint64_t bytes) {
   long cpus;
@@ -1422,7 +1455,7 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
   uint64_t lo = s->lo, hi = s->hi < s->rows ? s->hi : s->rows, span;
   size_t qbytes = (size_t)s->dim * npk_knn_query_item(s->dtype, s->metric);
   size_t kk, found = (size_t)-1;
-  int nt, rc = NPK_OK, started = 0;
+  int nt, rc = NPK_OK, started = 0, halt = 0;
   KnnWork *w = 0;
   pthread_t *tids = 0;
   double *qn2 = 0;
@@ -1505,6 +1538,8 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
       x->lo = a < lo ? lo : a;
       x->hi = z;
     }
+    x->caller = t == 0;
+    x->halt = &halt;
     x->dots8 = dots8;
     x->dots8half = isa()->dots8half;
     x->to_bf16 = tobf;
@@ -1527,12 +1562,26 @@ int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
   }
   if (nt > 1) {
     for (int t = 1; t < nt; t++) {
-      if (pthread_create(&tids[t], 0, knn_work, &w[t]) != 0) break;
+      if (pthread_create(&tids[t], 0, knn_thread, &w[t]) != 0) break;
       started = t;
     }
     knn_work(&w[0]);
     /* A thread that could not start has its share done here. */
-    for (int t = started + 1; t < nt; t++) knn_work(&w[t]);
+    for (int t = started + 1; t < nt; t++) {
+      w[t].caller = 1;
+      knn_work(&w[t]);
+    }
+    /* Keep asking whether to stop while the other threads finish. */
+    for (int t = 1; s->stop && t <= started;) {
+      struct timespec nap = {0, 100000};
+      if (__atomic_load_n(&w[t].done, __ATOMIC_ACQUIRE)) {
+        t++;
+      } else {
+        if (!__atomic_load_n(&halt, __ATOMIC_RELAXED) && s->stop(s->stop_arg))
+          __atomic_store_n(&halt, 1, __ATOMIC_RELAXED);
+        nanosleep(&nap, 0);
+      }
+    }
     for (int t = 1; t <= started; t++) pthread_join(tids[t], 0);
   } else {
     knn_work(&w[0]);

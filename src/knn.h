@@ -92,6 +92,10 @@ struct NpkKnnScan {
   const uint64_t *only;
   size_t n_only;
   int threads;
+  /* Asked in the calling thread every few thousand rows, when set: nonzero
+  ** stops the search with NPK_INTERRUPT (the other threads stop too). */
+  int (*stop)(void *arg);
+  void *stop_arg;
 };
 
 /* Room for one query's results: K, or fewer when fewer rows can be
@@ -101,8 +105,8 @@ size_t npk_knn_room(const NpkKnnScan *s, size_t k);
 /* The K nearest live candidate rows to each of NQ parsed QUERIES, ordered
 ** by distance then row.  With R = npk_knn_room(S, K), OUT holds NQ*R hits
 ** and query i's are OUT[i*R .. i*R + *PFOUND - 1]; *PFOUND, the same for
-** every query, is min(K, live candidates).  NPK_OK, NPK_NOMEM, or the
-** error ROW_AT returned. */
+** every query, is min(K, live candidates).  NPK_OK, NPK_NOMEM,
+** NPK_INTERRUPT when STOP asked to stop, or the error ROW_AT returned. */
 int npk_knn_search(const NpkKnnScan *s, const void *queries, size_t nq,
                    size_t k, NpkKnnHit *out, size_t *pfound);
 

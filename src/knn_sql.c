@@ -343,6 +343,8 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   src.ses = s;
   src.name = name;
   scan.row_at = knn_src_row;
+  scan.stop = npk_interrupt_requested;
+  scan.stop_arg = s;
   scan.arg = &src;
   c->nq = nq;
   c->room = npk_knn_room(&scan, (size_t)k);

@@ -417,6 +417,10 @@ int npk_check_interrupt(NpkSession *s) {
   return NPK_OK;
 }
 
+int npk_interrupt_requested(void *session) {
+  return npk_check_interrupt(session) != NPK_OK;
+}
+
 /* Take SHARED and bring the committed state up to date, changing nothing
 ** on disk: a reader never creates the lock file, plays back a journal or
 ** removes leftovers (that is for the next write, npk_begin).

@@ -172,6 +172,9 @@ void npk_set_interrupt_source(NpkSession *s, int (*fn)(void *), void *arg);
 /* NPK_INTERRUPT, with its message, when the interrupt source asks to stop;
 ** NPK_OK otherwise (and without a source). */
 int npk_check_interrupt(NpkSession *s);
+/* npk_check_interrupt of SESSION (an NpkSession) as a yes/no callback, for
+** loops that take one (the k-nearest-neighbour search). */
+int npk_interrupt_requested(void *session);
 
 /* Reading: between npk_read_begin() and npk_read_end() the session holds a
 ** SHARED lock and sees one committed state (plus its own pending changes).

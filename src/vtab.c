@@ -1210,6 +1210,8 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx,
   rows.array = v->zArray;
   scan.row_at = knn_row_at;
   scan.arg = &rows;
+  scan.stop = npk_interrupt_requested;
+  scan.stop_arg = s;
   if (idx & IDX_EQ) {
     if (rowid_arg(argv[ai++], &one) != RA_INT) scan.hi = 0;
     scan.only = &one;

@@ -422,6 +422,58 @@ static void t_batch_overflow(void) {
   npk_knn_set_isa("avx512bf16");
 }
 
+/* The scan's STOP: counts its calls and asks to stop from the Nth. */
+static int stop_calls, stop_at;
+static int stop_after(void *arg) {
+  (void)arg;
+  return ++stop_calls >= stop_at;
+}
+
+/* A search asks STOP every few thousand rows, in the calling thread, and
+** stops with NPK_INTERRUPT when told to, in one thread or several, over
+** ranges, rowid lists and batches of queries; never told, it finishes. */
+static void t_stop(void) {
+  enum { N = 200000, D = 16, NQ = 8, K = 5 };
+  float *data = malloc(sizeof(float) * N * D), qs[NQ * D];
+  NpkKnnHit *hits = malloc(sizeof *hits * NQ * K);
+  uint64_t *only = malloc(sizeof *only * (N / 2));
+  size_t found;
+  NpkKnnScan s;
+  CHECK(data && hits && only);
+  if (!data || !hits || !only) goto done;
+  for (size_t i = 0; i < (size_t)N * D; i++) data[i] = (float)(i % 97);
+  for (int i = 0; i < NQ * D; i++) qs[i] = (float)(i % 13);
+  for (int i = 0; i < N / 2; i++) only[i] = 2 * (uint64_t)i;
+  memset(&s, 0, sizeof s);
+  s.dtype = NPK_FLOAT32;
+  s.metric = NPK_KNN_L2;
+  s.dim = D;
+  s.row_bytes = sizeof(float) * D;
+  s.base = (const unsigned char *)data;
+  s.rows = s.hi = N;
+  s.stop = stop_after;
+  for (int threads = 1; threads <= 2; threads++)
+    for (int list = 0; list <= 1; list++)
+      for (size_t nq = 1; nq <= NQ; nq += NQ - 1) {
+        s.threads = threads;
+        s.only = list ? only : NULL;
+        s.n_only = list ? N / 2 : 0;
+        stop_calls = 0;
+        stop_at = 3;
+        CHECK_EQ(npk_knn_search(&s, qs, nq, K, hits, &found), NPK_INTERRUPT);
+        CHECK_EQ(stop_calls, 3);
+        stop_calls = 0;
+        stop_at = 1 << 30;
+        CHECK_EQ(npk_knn_search(&s, qs, nq, K, hits, &found), NPK_OK);
+        CHECK_EQ(found, K);
+        CHECK(stop_calls >= 1);
+      }
+done:
+  free(data);
+  free(hits);
+  free(only);
+}
+
 /* A row holding NaN ranks last. */
 static void t_nan(void) {
   float rows[3 * 2] = {1, 1, NAN, 0, 2, 2};
@@ -535,6 +587,7 @@ int main(void) {
   RUN(t_multi_query);
   RUN(t_batch);
   RUN(t_batch_overflow);
+  RUN(t_stop);
   RUN(t_nan);
   RUN(t_parse);
   RUN(t_distance);
