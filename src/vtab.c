@@ -1148,6 +1148,30 @@ static int knn_row_at(void *arg, uint64_t row, const void **pp) {
   return npk_row_ptr(r->ses, r->array, row, pp);
 }
 
+/* The values of the rowid IN list LIST (sqlite3_vtab_in) that can be rows
+** of the cursor's view, into c->in_rows (c->n_in of them), in SQLite's
+** order. */
+static int in_list(NpkCursor *c, sqlite3_value *list) {
+  sqlite3_value *val;
+  int cap = 16, rc;
+  c->in_rows = sqlite3_malloc64((sqlite3_uint64)cap * sizeof *c->in_rows);
+  if (!c->in_rows) return SQLITE_NOMEM;
+  for (rc = sqlite3_vtab_in_first(list, &val); rc == SQLITE_OK && val;
+       rc = sqlite3_vtab_in_next(list, &val)) {
+    uint64_t r;
+    if (rowid_arg(val, &r) != RA_INT || r >= c->view.rows) continue;
+    if (c->n_in == cap) {
+      uint64_t *p;
+      cap *= 2;
+      p = sqlite3_realloc64(c->in_rows, (sqlite3_uint64)cap * sizeof *p);
+      if (!p) return SQLITE_NOMEM;
+      c->in_rows = p;
+    }
+    c->in_rows[c->n_in++] = r;
+  }
+  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* xFilter of a KNN plan (knn_best_index): the arguments are the query, k,
 ** metric, then rowid constraints and LIMIT as the idxNum bits say.  The
 ** whole search runs here; xNext walks its results. */
@@ -1217,25 +1241,7 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx,
     scan.only = &one;
     scan.n_only = 1;
   } else if (idx & IDX_IN) {
-    sqlite3_value *val;
-    int cap = 16;
-    c->in_rows = sqlite3_malloc64((sqlite3_uint64)cap * sizeof *c->in_rows);
-    if (!c->in_rows) return SQLITE_NOMEM;
-    for (rc = sqlite3_vtab_in_first(argv[ai], &val); rc == SQLITE_OK && val;
-         rc = sqlite3_vtab_in_next(argv[ai], &val)) {
-      uint64_t r;
-      if (rowid_arg(val, &r) != RA_INT || r >= c->view.rows) continue;
-      if (c->n_in == cap) {
-        uint64_t *p;
-        cap *= 2;
-        p = sqlite3_realloc64(c->in_rows, (sqlite3_uint64)cap * sizeof *p);
-        if (!p) return SQLITE_NOMEM;
-        c->in_rows = p;
-      }
-      c->in_rows[c->n_in++] = r;
-    }
-    if (rc != SQLITE_OK && rc != SQLITE_DONE) return rc;
-    ai++;
+    if ((rc = in_list(c, argv[ai++]))) return rc;
     /* SQLite hands the values over sorted (from its index of the list)
     ** as a rule: a sort is needed only when they are not. */
     for (int i = 1; i < c->n_in; i++)
@@ -1375,25 +1381,7 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
       c->hi = r + 1;
     }
   } else if (idx & IDX_IN) {
-    sqlite3_value *val;
-    int cap = 16;
-    c->in_rows = sqlite3_malloc64((sqlite3_uint64)cap * sizeof *c->in_rows);
-    if (!c->in_rows) return SQLITE_NOMEM;
-    for (rc = sqlite3_vtab_in_first(argv[ai], &val); rc == SQLITE_OK && val;
-         rc = sqlite3_vtab_in_next(argv[ai], &val)) {
-      uint64_t r;
-      if (rowid_arg(val, &r) != RA_INT || r >= c->view.rows) continue;
-      if (c->n_in == cap) {
-        uint64_t *p;
-        cap *= 2;
-        p = sqlite3_realloc64(c->in_rows, (sqlite3_uint64)cap * sizeof *p);
-        if (!p) return SQLITE_NOMEM;
-        c->in_rows = p;
-      }
-      c->in_rows[c->n_in++] = r;
-    }
-    if (rc != SQLITE_OK && rc != SQLITE_DONE) return rc;
-    ai++;
+    if ((rc = in_list(c, argv[ai++]))) return rc;
     /* Each row is returned once, in rowid order. */
     c->n_in = (int)npk_rows_sort_unique(c->in_rows, (uint64_t)c->n_in);
     in_settle(c);
