@@ -25,6 +25,7 @@ esac
 packages=(autoconf autoconf-archive automake libtool pkg-config
           libsqlite3-dev sqlite3 tcl libsqlite3-tcl python3-numpy
           python3-pytest python3-dask python3-distributed make gcc clang
+          clang-format
           dpkg-dev tcl8.6-dev)
 
 install_missing() {

@@ -27,7 +27,7 @@
 #include "conn.h"
 
 static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
-static NpkConn *conn_list;       /* all open NpkConn objects */
+static NpkConn *conn_list; /* all open NpkConn objects */
 
 int npk_sqlite_rc(int rc) {
   switch (rc) {
@@ -77,8 +77,8 @@ const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
   if ((int)strlen(z) != sqlite3_value_bytes(v)) {
     /* A NUL inside would silently cut the name or path short: the call
     ** would work on another array or store than the one named. */
-    *pzErr = sqlite3_mprintf("numpack: %s: %s contains a NUL character", fn,
-                             what);
+    *pzErr =
+        sqlite3_mprintf("numpack: %s: %s contains a NUL character", fn, what);
     return 0;
   }
   return z;
@@ -149,8 +149,7 @@ static NpkConn *conn_find_alias(sqlite3 *db, const char *dir, int flags,
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
         sb.st_dev != c->alias_dev || sb.st_ino != c->alias_ino)
       c = 0;
-    else
-      c->alias_checked_ns = now;
+    else c->alias_checked_ns = now;
   }
   if (c) c->refs++;
   pthread_mutex_unlock(&conn_mu);
@@ -188,7 +187,8 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
   }
   rc = npk_store_open(dir, flags, &st, &msg);
   if (rc) {
-    if (pzErr) *pzErr = sqlite3_mprintf("%s", msg ? msg : "numpack: cannot open store");
+    if (pzErr)
+      *pzErr = sqlite3_mprintf("%s", msg ? msg : "numpack: cannot open store");
     npk_free(msg);
     return npk_sqlite_rc(rc);
   }
@@ -198,7 +198,7 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
   }
   if (c) {
     c->refs++;
-    npk_store_release(st);  /* the shared NpkConn already holds the store */
+    npk_store_release(st); /* the shared NpkConn already holds the store */
   } else if ((c = npk_calloc(1, sizeof *c)) != 0 &&
              npk_session_open(st, &c->ses) == NPK_OK) {
     c->db = db;
@@ -216,7 +216,8 @@ int npk_conn_open(sqlite3 *db, const char *dir, int flags, NpkConn **pp,
   }
   pthread_mutex_unlock(&conn_mu);
   if (!c) {
-    if (pzErr) *pzErr = sqlite3_mprintf("numpack: cannot open a session on %s", dir);
+    if (pzErr)
+      *pzErr = sqlite3_mprintf("numpack: cannot open a session on %s", dir);
     return SQLITE_NOMEM;
   }
   if (!(flags & NPK_OPEN_DROP)) conn_set_alias(c, dir, flags);
@@ -299,14 +300,14 @@ static void conn_close_all(void *p) {
 
 typedef struct TxnWatch TxnWatch;
 struct TxnWatch {
-  sqlite3_io_methods m;            /* the file's methods now: must be first */
-  const sqlite3_io_methods *orig;  /* the methods it had */
-  sqlite3 *db;                     /* the connection owning the file */
-  int wal;                         /* SQLite used the file's shared memory:
-                                   ** WAL mode */
-  int no_hold;                     /* SQLite keeps its lock past the end of
-                                   ** a transaction (exclusive locking
-                                   ** mode): hold nothing */
+  sqlite3_io_methods m;           /* the file's methods now: must be first */
+  const sqlite3_io_methods *orig; /* the methods it had */
+  sqlite3 *db;                    /* the connection owning the file */
+  int wal;                        /* SQLite used the file's shared memory:
+                                  ** WAL mode */
+  int no_hold;                    /* SQLite keeps its lock past the end of
+                                  ** a transaction (exclusive locking
+                                  ** mode): hold nothing */
 };
 
 /* SQLite's transaction on DB ended: drop the reads kept for it. */
@@ -517,15 +518,15 @@ typedef struct TxnTab TxnTab;
 struct TxnTab {
   sqlite3_vtab base;
   sqlite3 *db;
-  NpkConn **conns;           /* the sessions joined, one reference each */
+  NpkConn **conns; /* the sessions joined, one reference each */
   int n, cap;
-  int nsp;                   /* savepoints SQLite has open, as told here */
+  int nsp; /* savepoints SQLite has open, as told here */
 };
 
 typedef struct TxnCursor TxnCursor;
 struct TxnCursor {
   sqlite3_vtab_cursor base;
-  char **dirs;               /* the stores listed */
+  char **dirs; /* the stores listed */
   int n, i;
 };
 
@@ -615,8 +616,7 @@ static int txn_filter(sqlite3_vtab_cursor *p, int idx, const char *idxStr,
     if (c->db != db || c->closed || !npk_in_txn(c->ses)) continue;
     if (!(cur->dirs[cur->n] = sqlite3_mprintf("%s", npk_store_dir(c->store))))
       rc = SQLITE_NOMEM;
-    else
-      cur->n++;
+    else cur->n++;
   }
   pthread_mutex_unlock(&conn_mu);
   return rc;
@@ -685,8 +685,9 @@ static int txn_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
   sqlite3_free(p->zErrMsg);
   p->zErrMsg = 0;
   if (argc < 3 || sqlite3_value_type(argv[0]) != SQLITE_NULL) {
-    p->zErrMsg = sqlite3_mprintf("numpack: numpack_txn: only INSERT INTO "
-                                 "numpack_txn VALUES(store) is supported");
+    p->zErrMsg = sqlite3_mprintf(
+        "numpack: numpack_txn: only INSERT INTO "
+        "numpack_txn VALUES(store) is supported");
     return SQLITE_ERROR;
   }
   c = sqlite3_value_pointer(argv[2], CONN_POINTER);
@@ -695,10 +696,11 @@ static int txn_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
     c->refs++;
     pthread_mutex_unlock(&conn_mu);
   } else {
-    const char *dir = npk_text_arg(argv[2], "numpack_txn", "the store path",
-                                   &err);
-    rc = dir ? npk_conn_open(t->db, dir, 0, &c, &err)
-             : err ? SQLITE_MISMATCH : SQLITE_NOMEM;
+    const char *dir =
+        npk_text_arg(argv[2], "numpack_txn", "the store path", &err);
+    rc = dir   ? npk_conn_open(t->db, dir, 0, &c, &err)
+         : err ? SQLITE_MISMATCH
+               : SQLITE_NOMEM;
     if (rc) {
       rc = npk_vtab_error(p, rc, err);
       sqlite3_free(err);
@@ -767,30 +769,30 @@ static int txn_rollback_to(sqlite3_vtab *p, int level) {
 }
 
 static sqlite3_module txn_module = {
-  2,                 /* iVersion: savepoints */
-  0,                 /* xCreate: eponymous only */
-  txn_connect,
-  txn_best_index,
-  txn_disconnect,
-  0,                 /* xDestroy */
-  txn_open,
-  txn_close,
-  txn_filter,
-  txn_next,
-  txn_eof,
-  txn_column,
-  txn_rowid,
-  txn_update,
-  txn_begin,
-  txn_sync,
-  txn_commit,
-  txn_rollback,
-  0,                 /* xFindFunction */
-  0,                 /* xRename */
-  txn_savepoint,
-  txn_release,
-  txn_rollback_to,
-  0,                 /* xShadowName */
+    2, /* iVersion: savepoints */
+    0, /* xCreate: eponymous only */
+    txn_connect,
+    txn_best_index,
+    txn_disconnect,
+    0, /* xDestroy */
+    txn_open,
+    txn_close,
+    txn_filter,
+    txn_next,
+    txn_eof,
+    txn_column,
+    txn_rowid,
+    txn_update,
+    txn_begin,
+    txn_sync,
+    txn_commit,
+    txn_rollback,
+    0, /* xFindFunction */
+    0, /* xRename */
+    txn_savepoint,
+    txn_release,
+    txn_rollback_to,
+    0, /* xShadowName */
 };
 
 /* Join C's session to the transaction SQLite has open on its connection,
@@ -799,7 +801,8 @@ static int conn_join(NpkConn *c, const char *fn, char **pzErr) {
   sqlite3_stmt *st = 0;
   int rc, taken = 0;
   /* A table or view of that name in main would take the row instead. */
-  rc = sqlite3_prepare_v2(c->db, "SELECT 1 FROM main.sqlite_schema WHERE "
+  rc = sqlite3_prepare_v2(c->db,
+                          "SELECT 1 FROM main.sqlite_schema WHERE "
                           "name = 'numpack_txn' COLLATE NOCASE",
                           -1, &st, 0);
   if (rc == SQLITE_OK) {
@@ -811,22 +814,21 @@ static int conn_join(NpkConn *c, const char *fn, char **pzErr) {
     *pzErr = sqlite3_mprintf(
         "numpack: %s inside a transaction: the database has its own "
         "numpack_txn, which hides numpack's; rename it so that writing "
-        "functions can join transactions", fn);
+        "functions can join transactions",
+        fn);
     return SQLITE_ERROR;
   }
   if (rc == SQLITE_OK)
-    rc = sqlite3_prepare_v2(c->db,
-                            "INSERT INTO main.numpack_txn VALUES(?1)", -1,
-                            &st, 0);
+    rc = sqlite3_prepare_v2(c->db, "INSERT INTO main.numpack_txn VALUES(?1)",
+                            -1, &st, 0);
   if (rc == SQLITE_OK) rc = sqlite3_bind_pointer(st, 1, c, CONN_POINTER, 0);
-  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE)
-    rc = SQLITE_OK;
+  if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE) rc = SQLITE_OK;
   if ((rc & 0xff) == SQLITE_READONLY)
     *pzErr = sqlite3_mprintf(
         "numpack: %s inside a transaction cannot join it on %s: %s (joining "
         "writes the main database, as a table's write would); call it "
-        "outside the transaction", fn, npk_store_dir(c->store),
-        sqlite3_errmsg(c->db));
+        "outside the transaction",
+        fn, npk_store_dir(c->store), sqlite3_errmsg(c->db));
   else if (rc)
     *pzErr = sqlite3_mprintf(
         "numpack: %s inside a transaction cannot join it on %s: %s", fn,
@@ -870,7 +872,8 @@ void npk_conn_write_undo(NpkConn *c, NpkConnWrite *w) {
 }
 
 /* numpack_sessions() -> stores this connection has a session on. */
-static void sessions_func(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+static void sessions_func(sqlite3_context *ctx, int argc,
+                          sqlite3_value **argv) {
   sqlite3 *db = sqlite3_context_db_handle(ctx);
   int n = 0;
   (void)argc;

@@ -13,25 +13,25 @@ typedef struct NpkConn NpkConn;
 
 /* One connection's session on one store. */
 struct NpkConn {
-  sqlite3 *db;               /* the connection */
-  NpkStore *store;           /* the store (one reference) */
-  NpkSession *ses;           /* the connection's session on it */
-  int refs;                  /* tables and function calls using it */
-  int closed;                /* the connection has closed */
-  int sp_wanted;             /* SQLite savepoints opened before the
-                             ** session's transaction began */
-  int held;                  /* holds a read (npk_read_begin) for the
-                             ** connection's transaction: released when
-                             ** SQLite unlocks the database (conn.c) */
-  void *watch;               /* while held: the watch on that file */
-  char *alias;               /* the path string a function named it by
-                             ** last, with npk_store_open FLAGS alias_flags
-                             ** and the directory's identity then */
+  sqlite3 *db;     /* the connection */
+  NpkStore *store; /* the store (one reference) */
+  NpkSession *ses; /* the connection's session on it */
+  int refs;        /* tables and function calls using it */
+  int closed;      /* the connection has closed */
+  int sp_wanted;   /* SQLite savepoints opened before the
+                   ** session's transaction began */
+  int held;        /* holds a read (npk_read_begin) for the
+                   ** connection's transaction: released when
+                   ** SQLite unlocks the database (conn.c) */
+  void *watch;     /* while held: the watch on that file */
+  char *alias;     /* the path string a function named it by
+                   ** last, with npk_store_open FLAGS alias_flags
+                   ** and the directory's identity then */
   int alias_flags;
   dev_t alias_dev;
   ino_t alias_ino;
-  int64_t alias_checked_ns;  /* when alias was last seen to name it */
-  NpkConn *next;             /* list of all NpkConn objects */
+  int64_t alias_checked_ns; /* when alias was last seen to name it */
+  NpkConn *next;            /* list of all NpkConn objects */
 };
 
 /* Find or make DB's session on the store at DIR (npk_store_open FLAGS,
@@ -97,9 +97,9 @@ int npk_conn_txn_rollback_to(NpkConn *c, int level);
 ** need be), so that a failure undoes only this call. */
 typedef struct NpkConnWrite NpkConnWrite;
 struct NpkConnWrite {
-  int own;                   /* 1: the call began the store's transaction */
-  int joined;                /* 1: the call joined SQLite's transaction */
-  int level;                 /* else: the call's savepoint */
+  int own;    /* 1: the call began the store's transaction */
+  int joined; /* 1: the call joined SQLite's transaction */
+  int level;  /* else: the call's savepoint */
 };
 /* Begin a write of function FN.  SQLITE_OK, or an SQLite code with an
 ** sqlite3_malloc'd message in *pzErr, or with *pzErr NULL when the message

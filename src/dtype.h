@@ -9,16 +9,16 @@
 #include <stdint.h>
 
 /* Dtype codes, exactly as stored in the catalog (SPEC §2). */
-#define NPK_BOOL        0
-#define NPK_UINT8       1
-#define NPK_UINT16      2
-#define NPK_UINT32      3
-#define NPK_UINT64      4
-#define NPK_INT8        5
-#define NPK_INT16       6
-#define NPK_INT32       7
-#define NPK_INT64       8
-#define NPK_FLOAT16     9
+#define NPK_BOOL       0
+#define NPK_UINT8      1
+#define NPK_UINT16     2
+#define NPK_UINT32     3
+#define NPK_UINT64     4
+#define NPK_INT8       5
+#define NPK_INT16      6
+#define NPK_INT32      7
+#define NPK_INT64      8
+#define NPK_FLOAT16    9
 #define NPK_FLOAT32    10
 #define NPK_FLOAT64    11
 #define NPK_COMPLEX64  12
@@ -45,8 +45,8 @@ long long npk_bool_bad(const void *p, unsigned long long n);
 /* The row shape SHAPE[1..NDIM-1] of an array (SHAPE[0], the row count,
 ** left out) into BUF of CAP bytes: "(3,4)" as shape= spells it, or with
 ** NUMPY in NumPy's tuple notation, "(3, 4)" and "(3,)".  Returns BUF. */
-const char *npk_row_shape_text(const uint64_t *shape, uint32_t ndim,
-                               int numpy, char *buf, size_t cap);
+const char *npk_row_shape_text(const uint64_t *shape, uint32_t ndim, int numpy,
+                               char *buf, size_t cap);
 
 /* IEEE 754 half precision conversions (round to nearest even). */
 double npk_half_to_double(unsigned short h);

@@ -34,10 +34,10 @@ static uint64_t get_le(const unsigned char *p, int n) {
 void npk_element_result(sqlite3_context *ctx, int dtype,
                         const unsigned char *p) {
   switch (dtype) {
-    case NPK_BOOL:
-      sqlite3_result_int(ctx, p[0] != 0);
-      break;
-    case NPK_UINT8: case NPK_UINT16: case NPK_UINT32: {
+    case NPK_BOOL: sqlite3_result_int(ctx, p[0] != 0); break;
+    case NPK_UINT8:
+    case NPK_UINT16:
+    case NPK_UINT32: {
       int n = npk_dtype_size(dtype);
       sqlite3_result_int64(ctx, (sqlite3_int64)get_le(p, n));
       break;
@@ -60,7 +60,8 @@ void npk_element_result(sqlite3_context *ctx, int dtype,
       sqlite3_result_int64(ctx, (sqlite3_int64)get_le(p, 8));
       break;
     case NPK_FLOAT16:
-      sqlite3_result_double(ctx, npk_half_to_double((unsigned short)get_le(p, 2)));
+      sqlite3_result_double(ctx,
+                            npk_half_to_double((unsigned short)get_le(p, 2)));
       break;
     case NPK_FLOAT32: {
       float f;
@@ -74,9 +75,7 @@ void npk_element_result(sqlite3_context *ctx, int dtype,
       sqlite3_result_double(ctx, d);
       break;
     }
-    default:
-      sqlite3_result_null(ctx);
-      break;
+    default: sqlite3_result_null(ctx); break;
   }
 }
 
@@ -112,8 +111,7 @@ static int exact_integer(sqlite3_value *v, int allow_text, int *neg,
       *mag = x;
       return 1;
     }
-    default:
-      return 0;
+    default: return 0;
   }
 }
 
@@ -127,23 +125,33 @@ int npk_element_encode(sqlite3_value *v, int dtype, unsigned char *out) {
         return SQLITE_MISMATCH;
       out[0] = (unsigned char)mag;
       return SQLITE_OK;
-    case NPK_UINT8: case NPK_UINT16: case NPK_UINT32: case NPK_UINT64: {
+    case NPK_UINT8:
+    case NPK_UINT16:
+    case NPK_UINT32:
+    case NPK_UINT64: {
       uint64_t max = n == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * n)) - 1;
-      if (!exact_integer(v, dtype == NPK_UINT64, &neg, &mag)) return SQLITE_MISMATCH;
+      if (!exact_integer(v, dtype == NPK_UINT64, &neg, &mag))
+        return SQLITE_MISMATCH;
       if ((neg && mag) || mag > max) return SQLITE_RANGE;
       put_le(out, mag, n);
       return SQLITE_OK;
     }
-    case NPK_INT8: case NPK_INT16: case NPK_INT32: case NPK_INT64: {
+    case NPK_INT8:
+    case NPK_INT16:
+    case NPK_INT32:
+    case NPK_INT64: {
       uint64_t lim = UINT64_C(1) << (8 * n - 1);
       if (!exact_integer(v, 0, &neg, &mag)) return SQLITE_MISMATCH;
       if (neg ? mag > lim : mag > lim - 1) return SQLITE_RANGE;
       put_le(out, neg ? (uint64_t)0 - mag : mag, n);
       return SQLITE_OK;
     }
-    case NPK_FLOAT16: case NPK_FLOAT32: case NPK_FLOAT64: {
+    case NPK_FLOAT16:
+    case NPK_FLOAT32:
+    case NPK_FLOAT64: {
       double d;
-      if (type != SQLITE_INTEGER && type != SQLITE_FLOAT) return SQLITE_MISMATCH;
+      if (type != SQLITE_INTEGER && type != SQLITE_FLOAT)
+        return SQLITE_MISMATCH;
       d = sqlite3_value_double(v);
       if (dtype == NPK_FLOAT64) {
         memcpy(out, &d, 8);
@@ -159,14 +167,13 @@ int npk_element_encode(sqlite3_value *v, int dtype, unsigned char *out) {
       }
       return SQLITE_OK;
     }
-    default:
-      return SQLITE_MISMATCH;
+    default: return SQLITE_MISMATCH;
   }
 }
 
 const char *npk_column_type(int dtype) {
   if (npk_dtype_is_float(dtype)) return "REAL";
-  if (dtype == NPK_UINT64) return "";  /* INTEGER or, above 2^63-1, TEXT */
+  if (dtype == NPK_UINT64) return ""; /* INTEGER or, above 2^63-1, TEXT */
   if (npk_dtype_is_integer(dtype)) return "INTEGER";
   return "BLOB";
 }

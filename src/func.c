@@ -35,7 +35,6 @@
 #include "index.h"
 #include "npy.h"
 
-
 /* Report an engine error. */
 static void fn_error(sqlite3_context *ctx, NpkConn *c, int rc) {
   npk_result_error(ctx, npk_sqlite_rc(rc), npk_errmsg(c->ses));
@@ -125,8 +124,8 @@ static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
            fn);
     return SQLITE_ERROR;
   }
-  if (npk_npy_parse(sqlite3_value_blob(v), (size_t)sqlite3_value_bytes(v),
-                    out, &e)) {
+  if (npk_npy_parse(sqlite3_value_blob(v), (size_t)sqlite3_value_bytes(v), out,
+                    &e)) {
     fn_msg(ctx, SQLITE_ERROR, "numpack: %s: %s", fn, npk_err_text(&e));
     return SQLITE_ERROR;
   }
@@ -194,14 +193,17 @@ static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
       !(shape = text_arg(ctx, argv[4], fn, "the shape")))
     return SQLITE_ERROR;
   if ((out->dtype = npk_dtype_from_name(dt)) < 0) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: unknown dtype \"%s\" (want a "
-           "little-endian NumPy name such as float32 or <f4)", fn, dt);
+    fn_msg(ctx, SQLITE_ERROR,
+           "numpack: %s: unknown dtype \"%s\" (want a "
+           "little-endian NumPy name such as float32 or <f4)",
+           fn, dt);
     return SQLITE_ERROR;
   }
   if (parse_shape_json(shape, out)) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: bad shape \"%s\" (want a JSON "
-           "list of 1 to %d sizes, such as [1000,128])", fn, shape,
-           NPK_MAX_NDIM);
+    fn_msg(ctx, SQLITE_ERROR,
+           "numpack: %s: bad shape \"%s\" (want a JSON "
+           "list of 1 to %d sizes, such as [1000,128])",
+           fn, shape, NPK_MAX_NDIM);
     return SQLITE_ERROR;
   }
   /* As NumPy (and npy.c): each size fits int64, and so do the sizes
@@ -213,9 +215,8 @@ static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
     if (out->shape[d])
       too_big |= __builtin_mul_overflow(nonzero, out->shape[d], &nonzero);
   }
-  too_big |= __builtin_mul_overflow(nonzero,
-                                    (uint64_t)npk_dtype_size(out->dtype),
-                                    &bytes) ||
+  too_big |= __builtin_mul_overflow(
+                 nonzero, (uint64_t)npk_dtype_size(out->dtype), &bytes) ||
              bytes > INT64_MAX;
   out->count = 1;
   for (uint32_t d = 0; d < out->ndim; d++) out->count *= out->shape[d];
@@ -228,16 +229,20 @@ static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
     return SQLITE_ERROR;
   }
   if (bytes != out->data_bytes) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: the data is %llu bytes; %s of "
-           "shape %s needs %llu", fn, (unsigned long long)out->data_bytes,
-           npk_dtype_name(out->dtype), shape, (unsigned long long)bytes);
+    fn_msg(ctx, SQLITE_ERROR,
+           "numpack: %s: the data is %llu bytes; %s of "
+           "shape %s needs %llu",
+           fn, (unsigned long long)out->data_bytes, npk_dtype_name(out->dtype),
+           shape, (unsigned long long)bytes);
     return SQLITE_ERROR;
   }
   if (out->dtype == NPK_BOOL) {
     long long bad = npk_bool_bad(out->data, out->data_bytes);
     if (bad >= 0) {
-      fn_msg(ctx, SQLITE_ERROR, "numpack: %s: bool element %lld is %u; bool "
-             "elements must be 0 or 1", fn, bad, out->data[bad]);
+      fn_msg(ctx, SQLITE_ERROR,
+             "numpack: %s: bool element %lld is %u; bool "
+             "elements must be 0 or 1",
+             fn, bad, out->data[bad]);
       return SQLITE_ERROR;
     }
   }
@@ -254,7 +259,8 @@ static void fn_open(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     ** 'yes' or 2 is not a guess to make. */
     sqlite3_int64 v = sqlite3_value_int64(argv[1]);
     if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || (v != 0 && v != 1)) {
-      fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_open: drop_if_exists "
+      fn_msg(ctx, SQLITE_MISMATCH,
+             "numpack: numpack_open: drop_if_exists "
              "must be 0 or 1");
       return;
     }
@@ -345,8 +351,10 @@ static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
     return SQLITE_OK;
   }
   if (sqlite3_value_type(arg) != SQLITE_TEXT) {
-    fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: the index must be an integer, "
-           "a JSON array of integers or a start:stop slice", fn);
+    fn_msg(ctx, SQLITE_MISMATCH,
+           "numpack: %s: the index must be an integer, "
+           "a JSON array of integers or a start:stop slice",
+           fn);
     return SQLITE_MISMATCH;
   }
   rc = npk_index_parse_ix((const char *)sqlite3_value_text(arg),
@@ -364,18 +372,19 @@ static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
   switch (rc) {
     case NPK_TOOBIG:
       if (max_is_values) {
-        fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values "
-               "have %llu rows and the index selects more", fn, name,
-               (unsigned long long)max);
+        fn_msg(ctx, SQLITE_ERROR,
+               "numpack: %s: array \"%s\": the values "
+               "have %llu rows and the index selects more",
+               fn, name, (unsigned long long)max);
         return SQLITE_ERROR;
       }
-      fn_msg(ctx, SQLITE_TOOBIG, "numpack: %s: array \"%s\": %s, more than "
+      fn_msg(ctx, SQLITE_TOOBIG,
+             "numpack: %s: array \"%s\": %s, more than "
              "SQLite's BLOB limit holds; read it in batches with "
-             "numpack_stream(store, name, rows)", fn, name, npk_err_text(&e));
+             "numpack_stream(store, name, rows)",
+             fn, name, npk_err_text(&e));
       return SQLITE_TOOBIG;
-    case NPK_NOMEM:
-      sqlite3_result_error_nomem(ctx);
-      return SQLITE_NOMEM;
+    case NPK_NOMEM: sqlite3_result_error_nomem(ctx); return SQLITE_NOMEM;
     default:
       code = rc == NPK_RANGE ? SQLITE_RANGE : SQLITE_ERROR;
       fn_msg(ctx, code, "numpack: %s: array \"%s\": %s", fn, name,
@@ -398,7 +407,7 @@ static int map_rows(NpkSession *s, const char *name, const NpkIndex *ix,
 ** as NumPy does for its arrays: filling 512 MB of fresh 4 KB pages costs
 ** more than reading the data.  The mapping's length is kept in front of the
 ** bytes handed to SQLite, for big_free(). */
-#define BIG_MIN (4u << 20)
+#define BIG_MIN  (4u << 20)
 #define BIG_HEAD 64
 
 static void *big_alloc(uint64_t n) {
@@ -436,8 +445,8 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   uint64_t shape[NPK_MAX_NDIM], data;
   uint32_t ndim = info->ndim;
   size_t hdr;
-  sqlite3_int64 limit = sqlite3_limit(sqlite3_context_db_handle(ctx),
-                                      SQLITE_LIMIT_LENGTH, -1);
+  sqlite3_int64 limit =
+      sqlite3_limit(sqlite3_context_db_handle(ctx), SQLITE_LIMIT_LENGTH, -1);
   unsigned char *out, *p;
   NpkView v;
   uint64_t mark;
@@ -453,10 +462,11 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   if (scalar) data = info->row_bytes;
   hdr = npk_npy_header_size(info->dtype, ndim, shape);
   if (data > (uint64_t)limit || hdr + data > (uint64_t)limit) {
-    fn_msg(ctx, SQLITE_TOOBIG, "numpack: array \"%s\" is %llu bytes, over "
+    fn_msg(ctx, SQLITE_TOOBIG,
+           "numpack: array \"%s\" is %llu bytes, over "
            "SQLite's BLOB limit of %lld; read it in batches with "
-           "numpack_stream(store, name, rows)", name,
-           (unsigned long long)(hdr + data), (long long)limit);
+           "numpack_stream(store, name, rows)",
+           name, (unsigned long long)(hdr + data), (long long)limit);
     return;
   }
   out = big_alloc(hdr + data);
@@ -468,19 +478,20 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   p = out + hdr;
   mark = npk_map_faults(c->ses);
   rc = npk_view(c->ses, name, &v);
-  if (rc == NPK_OK && (all || (!ix->rows && ix->step == 1 && n &&
-                               info->row_bytes))) {
+  if (rc == NPK_OK &&
+      (all || (!ix->rows && ix->step == 1 && n && info->row_bytes))) {
     /* Every live row, or a plain slice: a run of live rows, copied in
     ** pieces of about 4 MiB so that an interrupt is heard. */
     uint64_t pos = 0, total = all ? info->live_rows : n, done = 0;
     uint64_t piece = info->row_bytes >= (1u << 22) ? 1
-                     : info->row_bytes ? (1u << 22) / info->row_bytes : total;
+                     : info->row_bytes ? (1u << 22) / info->row_bytes
+                                       : total;
     if (!all) rc = npk_logical_to_physical(c->ses, name, ix->first, &pos);
     while (rc == NPK_OK && done < total &&
            (rc = npk_check_interrupt(c->ses)) == NPK_OK) {
       uint64_t k = total - done < piece ? total - done : piece;
-      rc = npk_copy_live_rows(c->ses, name, &pos, k,
-                              p + done * info->row_bytes);
+      rc =
+          npk_copy_live_rows(c->ses, name, &pos, k, p + done * info->row_bytes);
       done += k;
     }
   } else if (info->row_bytes) {
@@ -510,7 +521,8 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   NpkArrayInfo info;
   int rc;
   (void)argc;
-  if (!(name = text_arg(ctx, argv[1], "numpack_load", "the array name"))) return;
+  if (!(name = text_arg(ctx, argv[1], "numpack_load", "the array name")))
+    return;
   if (!(c = fn_conn(ctx, argv, "numpack_load", NPK_CONN_READ))) return;
   rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
@@ -524,8 +536,8 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 
 /* Rows of INFO's array that fit in one BLOB. */
 static uint64_t blob_rows(sqlite3_context *ctx, const NpkArrayInfo *info) {
-  sqlite3_int64 limit = sqlite3_limit(sqlite3_context_db_handle(ctx),
-                                      SQLITE_LIMIT_LENGTH, -1);
+  sqlite3_int64 limit =
+      sqlite3_limit(sqlite3_context_db_handle(ctx), SQLITE_LIMIT_LENGTH, -1);
   return info->row_bytes ? (uint64_t)limit / info->row_bytes : UINT64_MAX;
 }
 
@@ -589,8 +601,8 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rc = npk_array_info(c->ses, name, &info);
   /* A single element (a 0-d array) fills every element of the rows, as
   ** NumPy's a[idx] = scalar does; it becomes one row here. */
-  one_elem = rc == NPK_OK && a.ndim == 0 && info.ndim > 1 &&
-             a.dtype == info.dtype;
+  one_elem =
+      rc == NPK_OK && a.ndim == 0 && info.ndim > 1 && a.dtype == info.dtype;
   if (one_elem) {
     size_t item = (size_t)npk_dtype_size(a.dtype);
     if (!(elem_row = sqlite3_malloc64(info.row_bytes + 1))) {
@@ -607,7 +619,7 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     /* The values as rows: (k, row shape...), or one row without its
     ** leading dimension (then a 0-d array is the row of a 1-D array). */
     vndim = a.ndim + (a.ndim + 1 == info.ndim);
-    if (vndim == 0) vndim = 1;            /* 0-d against N-D: a mismatch */
+    if (vndim == 0) vndim = 1; /* 0-d against N-D: a mismatch */
     vshape[0] = a.ndim + 1 == info.ndim || a.ndim == 0 ? 1 : a.shape[0];
     memcpy(vshape + 1, a.shape + (a.ndim + 1 != info.ndim),
            (vndim - 1) * sizeof *vshape);
@@ -615,9 +627,10 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (a.dtype != info.dtype || vndim != info.ndim ||
         memcmp(vshape + 1, info.shape + 1, (vndim - 1) * sizeof *vshape)) {
       char want[400], got[400];
-      fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\" has %s rows of "
-             "shape %s; the values are %s rows of shape %s", fn, name,
-             npk_dtype_name(info.dtype),
+      fn_msg(ctx, SQLITE_ERROR,
+             "numpack: %s: array \"%s\" has %s rows of "
+             "shape %s; the values are %s rows of shape %s",
+             fn, name, npk_dtype_name(info.dtype),
              npk_row_shape_text(info.shape, info.ndim, 1, want, sizeof want),
              npk_dtype_name(a.dtype),
              npk_row_shape_text(vshape, vndim, 1, got, sizeof got));
@@ -628,16 +641,16 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   ** or one row for them all.  The index may not select more rows than the
   ** values hold, so a slice of a billion rows fails before a billion
   ** indexes are listed. */
-  if (rc == NPK_OK &&
-      rows_arg(ctx, fn, name, argv[3], info.live_rows,
-               value_rows == 1 ? UINT64_MAX : value_rows, value_rows != 1,
-               &ix) != SQLITE_OK)
+  if (rc == NPK_OK && rows_arg(ctx, fn, name, argv[3], info.live_rows,
+                               value_rows == 1 ? UINT64_MAX : value_rows,
+                               value_rows != 1, &ix) != SQLITE_OK)
     rc = FN_REPORTED;
   n = ix.n;
   if (rc == NPK_OK && value_rows != 1 && n != value_rows) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: array \"%s\": the values have "
-           "%llu rows and the index selects %llu", fn, name,
-           (unsigned long long)value_rows, (unsigned long long)n);
+    fn_msg(ctx, SQLITE_ERROR,
+           "numpack: %s: array \"%s\": the values have "
+           "%llu rows and the index selects %llu",
+           fn, name, (unsigned long long)value_rows, (unsigned long long)n);
     rc = FN_REPORTED;
   }
   /* Rows of no bytes are replaced by nothing: the index selected live
@@ -670,9 +683,9 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       uint64_t m = n - i < MAP_BATCH ? n - i : MAP_BATCH;
       rc = map_rows(c->ses, name, &ix, i, m, phys);
       if (rc == NPK_OK)
-        rc = npk_replace_rows(c->ses, name, phys, m,
-                              (const unsigned char *)a.data +
-                                  i * info.row_bytes);
+        rc = npk_replace_rows(
+            c->ses, name, phys, m,
+            (const unsigned char *)a.data + i * info.row_bytes);
     }
   }
   if (fn_write_end(ctx, c, &t, rc) == NPK_OK)
@@ -693,7 +706,7 @@ static int json_has_nul(const char *t) {
   for (; *t; t++) {
     if (*t != '\\') continue;
     if (strncmp(t + 1, "u0000", 5) == 0) return 1;
-    if (t[1]) t++;                        /* skip the escaped character */
+    if (t[1]) t++; /* skip the escaped character */
   }
   return 0;
 }
@@ -727,8 +740,8 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
   /* SQLite's own JSON reader, rather than a second parser here. */
   nul = json_has_nul(t);
   rc = nul ? SQLITE_MISMATCH
-           : sqlite3_prepare_v2(db, "SELECT type, value FROM json_each(?1)",
-                                -1, &st, 0);
+           : sqlite3_prepare_v2(db, "SELECT type, value FROM json_each(?1)", -1,
+                                &st, 0);
   if (rc == SQLITE_OK) sqlite3_bind_value(st, 1, arg);
   while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     char **p;
@@ -763,11 +776,14 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
     return SQLITE_NOMEM;
   }
   if (nul)
-    fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_drop: an array name of "
+    fn_msg(ctx, SQLITE_MISMATCH,
+           "numpack: numpack_drop: an array name of "
            "the list contains a NUL character");
   else
-    fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_drop: \"%s\" is not a "
-           "JSON list of array names", t);
+    fn_msg(ctx, SQLITE_MISMATCH,
+           "numpack: numpack_drop: \"%s\" is not a "
+           "JSON list of array names",
+           t);
   return SQLITE_ERROR;
 }
 
@@ -781,7 +797,8 @@ static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (argc > 2 && sqlite3_value_type(argv[2]) == SQLITE_NULL) {
     /* NumPack's indexes=None drops the array; in SQL a NULL more often
     ** comes from a subquery that found nothing, so it drops nothing. */
-    fn_msg(ctx, SQLITE_MISMATCH, "numpack: numpack_drop: the index is NULL; "
+    fn_msg(ctx, SQLITE_MISMATCH,
+           "numpack: numpack_drop: the index is NULL; "
            "call numpack_drop(store, name) to drop a whole array");
     return;
   }
@@ -812,8 +829,8 @@ static void fn_drop(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       }
     } else if (rc == NPK_OK && nr) {
       /* A slice: the same rows walked upwards, never listed. */
-      uint64_t step = ix.step < 0 ? (uint64_t)0 - (uint64_t)ix.step
-                                  : (uint64_t)ix.step;
+      uint64_t step =
+          ix.step < 0 ? (uint64_t)0 - (uint64_t)ix.step : (uint64_t)ix.step;
       uint64_t first = ix.step < 0 ? ix.first - (nr - 1) * step : ix.first;
       rc = npk_delete_slice(c->ses, names[i], first, step, nr);
     }
@@ -939,7 +956,8 @@ static void fn_metadata(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
       npk_json_shape(s, &a, a.rows);
       sqlite3_str_appendall(s, ",\"data_file\":");
       json_string(s, a.data_file);
-      sqlite3_str_appendf(s, ",\"last_modified\":%llu,\"size_bytes\":%llu,"
+      sqlite3_str_appendf(s,
+                          ",\"last_modified\":%llu,\"size_bytes\":%llu,"
                           "\"dtype\":\"%s\"}",
                           (unsigned long long)a.modify_time,
                           (unsigned long long)(a.rows * a.row_bytes),
@@ -965,7 +983,8 @@ static void fn_shape(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   NpkArrayInfo a;
   int rc;
   (void)argc;
-  if (!(name = text_arg(ctx, argv[1], "numpack_shape", "the array name"))) return;
+  if (!(name = text_arg(ctx, argv[1], "numpack_shape", "the array name")))
+    return;
   if (!(c = fn_conn(ctx, argv, "numpack_shape", NPK_CONN_READ))) return;
   rc = npk_array_info(c->ses, name, &a);
   if (rc) {
@@ -987,17 +1006,18 @@ static void fn_io_stats(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   npk_store_stats(c->store, &st);
   s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
   sqlite3_str_appendf(
-      s, "{\"backend_type\":\"sqlite-c\",\"bytes_read\":%llu,"
+      s,
+      "{\"backend_type\":\"sqlite-c\",\"bytes_read\":%llu,"
       "\"bytes_written\":%llu,\"rows_appended\":%llu,\"rows_replaced\":%llu,"
       "\"rows_deleted\":%llu,\"commits\":%llu,\"rollbacks\":%llu,"
       "\"fsyncs\":%llu,\"recoveries\":%llu,\"read_locks\":%llu,"
       "\"catalog_stats\":%llu,\"last_commit_fsyncs\":%llu}",
       (unsigned long long)st.bytes_read, (unsigned long long)st.bytes_written,
-      (unsigned long long)st.rows_appended, (unsigned long long)st.rows_replaced,
-      (unsigned long long)st.rows_deleted, (unsigned long long)st.commits,
-      (unsigned long long)st.rollbacks, (unsigned long long)st.fsyncs,
-      (unsigned long long)st.recoveries, (unsigned long long)st.read_locks,
-      (unsigned long long)st.catalog_stats,
+      (unsigned long long)st.rows_appended,
+      (unsigned long long)st.rows_replaced, (unsigned long long)st.rows_deleted,
+      (unsigned long long)st.commits, (unsigned long long)st.rollbacks,
+      (unsigned long long)st.fsyncs, (unsigned long long)st.recoveries,
+      (unsigned long long)st.read_locks, (unsigned long long)st.catalog_stats,
       (unsigned long long)st.last_commit_fsyncs);
   result_json(ctx, s);
   npk_conn_release(c);
@@ -1017,27 +1037,27 @@ int npk_func_register(sqlite3 *db) {
     int flags;
     void (*fn)(sqlite3_context *, int, sqlite3_value **);
   } fns[] = {
-    {"numpack_open", 1, W, fn_open},
-    {"numpack_open", 2, W, fn_open},
-    {"numpack_save", 3, W, fn_save},
-    {"numpack_save", 5, W, fn_save},
-    {"numpack_load", 2, W, fn_load},
-    {"numpack_append", 3, W, fn_append},
-    {"numpack_append", 5, W, fn_append},
-    {"numpack_replace", 4, W, fn_replace},
-    {"numpack_getitem", 3, W, fn_getitem},
-    {"numpack_drop", 2, W, fn_drop},
-    {"numpack_drop", 3, W, fn_drop},
-    {"numpack_clone", 3, W, fn_clone},
-    {"numpack_compact", 2, W, fn_compact},
-    {"numpack_reset", 1, W, fn_reset},
-    {"numpack_metadata", 1, I, fn_metadata},
-    {"numpack_shape", 2, I, fn_shape},
-    {"numpack_io_stats", 1, I, fn_io_stats},
+      {"numpack_open", 1, W, fn_open},
+      {"numpack_open", 2, W, fn_open},
+      {"numpack_save", 3, W, fn_save},
+      {"numpack_save", 5, W, fn_save},
+      {"numpack_load", 2, W, fn_load},
+      {"numpack_append", 3, W, fn_append},
+      {"numpack_append", 5, W, fn_append},
+      {"numpack_replace", 4, W, fn_replace},
+      {"numpack_getitem", 3, W, fn_getitem},
+      {"numpack_drop", 2, W, fn_drop},
+      {"numpack_drop", 3, W, fn_drop},
+      {"numpack_clone", 3, W, fn_clone},
+      {"numpack_compact", 2, W, fn_compact},
+      {"numpack_reset", 1, W, fn_reset},
+      {"numpack_metadata", 1, I, fn_metadata},
+      {"numpack_shape", 2, I, fn_shape},
+      {"numpack_io_stats", 1, I, fn_io_stats},
   };
   int rc = SQLITE_OK;
   for (size_t i = 0; rc == SQLITE_OK && i < sizeof fns / sizeof fns[0]; i++)
-    rc = sqlite3_create_function(db, fns[i].name, fns[i].nargs, fns[i].flags,
-                                 0, fns[i].fn, 0, 0);
+    rc = sqlite3_create_function(db, fns[i].name, fns[i].nargs, fns[i].flags, 0,
+                                 fns[i].fn, 0, 0);
   return rc;
 }

@@ -19,7 +19,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 uint64_t npk_rows_sort_unique(uint64_t *p, uint64_t n) {
   uint64_t k = 0;
-  if (n < 2) return n;  /* an empty list may come as NULL, which qsort refuses */
+  if (n < 2) return n; /* an empty list may come as NULL, which qsort refuses */
   qsort(p, (size_t)n, sizeof *p, cmp_u64);
   for (uint64_t i = 0; i < n; i++)
     if (k == 0 || p[k - 1] != p[i]) p[k++] = p[i];
@@ -37,13 +37,13 @@ int npk_index_one(int64_t i, uint64_t nlive, uint64_t *out, NpkErr *e) {
 /* Parser state. */
 typedef struct Scan Scan;
 struct Scan {
-  const char *p;             /* next character */
-  const char *end;           /* end of the text */
+  const char *p;   /* next character */
+  const char *end; /* end of the text */
 };
 
 static void skip_ws(Scan *s) {
-  while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' ||
-                           *s->p == '\r'))
+  while (s->p < s->end &&
+         (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
     s->p++;
 }
 
@@ -109,8 +109,8 @@ void npk_index_free(NpkIndex *ix) {
   ix->n = 0;
 }
 
-int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
-                       uint64_t max, NpkIndex *ix, NpkErr *e) {
+int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive, uint64_t max,
+                       NpkIndex *ix, NpkErr *e) {
   Scan s = {text, text + n};
   uint64_t *rows = NULL, cnt = 0, cap = 0;
   int64_t v;
@@ -200,7 +200,8 @@ too_many:
 syntax:
   rc = npk_err(e, NPK_ERROR,
                "bad index \"%.*s\": want an integer, a JSON array of "
-               "integers or a start:stop slice", (int)(n > 60 ? 60 : n), text);
+               "integers or a start:stop slice",
+               (int)(n > 60 ? 60 : n), text);
   goto fail;
 oom:
   rc = npk_err(e, NPK_NOMEM, "out of memory");

@@ -14,20 +14,20 @@
 ** row, step and count, so that "0:" over 2^62 rows costs no memory. */
 typedef struct NpkIndex NpkIndex;
 struct NpkIndex {
-  uint64_t *rows;            /* the rows of a list or an integer
-                             ** (npk_malloc'd; npk_index_free), or NULL
-                             ** for a slice */
-  uint64_t n;                /* rows selected */
-  uint64_t first;            /* slice: the first row selected */
-  int64_t step;              /* slice: to the next row; < 0 walks back */
-  int scalar;                /* one bare integer */
+  uint64_t *rows; /* the rows of a list or an integer
+                  ** (npk_malloc'd; npk_index_free), or NULL
+                  ** for a slice */
+  uint64_t n;     /* rows selected */
+  uint64_t first; /* slice: the first row selected */
+  int64_t step;   /* slice: to the next row; < 0 walks back */
+  int scalar;     /* one bare integer */
 };
 
 /* Parse TEXT as an index over NLIVE live rows into IX, as npk_index_parse
 ** does, but a slice is never listed: MAX bounds only the rows of a list
 ** (a slice of any length is accepted). */
-int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive,
-                       uint64_t max, NpkIndex *ix, NpkErr *e);
+int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive, uint64_t max,
+                       NpkIndex *ix, NpkErr *e);
 /* The K-th row of IX (K < ix->n). */
 uint64_t npk_index_row(const NpkIndex *ix, uint64_t k);
 void npk_index_free(NpkIndex *ix);

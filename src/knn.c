@@ -63,11 +63,14 @@ static int is_bits(int metric) {
 const char *npk_knn_metric_needs(int metric, int dtype) {
   if (is_bits(metric))
     return dtype == NPK_UINT8 || dtype == NPK_BOOL
-               ? 0 : "uint8 (packed bits) or bool rows";
+               ? 0
+               : "uint8 (packed bits) or bool rows";
   switch (dtype) {
-    case NPK_FLOAT32: case NPK_FLOAT64: case NPK_FLOAT16:
-    case NPK_INT8: case NPK_UINT8:
-      return 0;
+    case NPK_FLOAT32:
+    case NPK_FLOAT64:
+    case NPK_FLOAT16:
+    case NPK_INT8:
+    case NPK_UINT8: return 0;
   }
   return "float32, float64, float16, int8 or uint8 rows";
 }
@@ -146,62 +149,62 @@ typedef void (*KnnDots8)(const void *const *x, size_t n, const void *qt,
 
 /* Portable kernels: four independent sums per row, so that the compiler
 ** may keep them in one vector register. */
-#define PORTABLE_KERNELS(T, LD, ACC)                                         \
-  static void l2sq_##T##_c(const unsigned char *x, size_t n, size_t stride, \
-                           const void *qv, size_t d, double *out,           \
-                           double *out2) {                                  \
-    const ACC *q = qv;                                                      \
-    (void)out2;                                                             \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      ACC a[4] = {0, 0, 0, 0};                                              \
-      size_t i = 0;                                                         \
-      for (; i + 4 <= d; i += 4)                                            \
-        for (int j = 0; j < 4; j++) {                                       \
-          ACC t = LD(x, i + j) - q[i + j];                                  \
-          a[j] += t * t;                                                    \
-        }                                                                   \
-      for (; i < d; i++) {                                                  \
-        ACC t = LD(x, i) - q[i];                                            \
-        a[0] += t * t;                                                      \
-      }                                                                     \
-      out[r] = (a[0] + a[1]) + (a[2] + a[3]);                               \
-    }                                                                       \
-  }                                                                         \
-  static void dot_##T##_c(const unsigned char *x, size_t n, size_t stride,  \
-                          const void *qv, size_t d, double *out,            \
-                          double *out2) {                                   \
-    const ACC *q = qv;                                                      \
-    (void)out2;                                                             \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      ACC a[4] = {0, 0, 0, 0};                                              \
-      size_t i = 0;                                                         \
-      for (; i + 4 <= d; i += 4)                                            \
-        for (int j = 0; j < 4; j++) a[j] += LD(x, i + j) * q[i + j];        \
-      for (; i < d; i++) a[0] += LD(x, i) * q[i];                           \
-      out[r] = (a[0] + a[1]) + (a[2] + a[3]);                               \
-    }                                                                       \
-  }                                                                         \
-  static void dotnorm_##T##_c(const unsigned char *x, size_t n,             \
-                              size_t stride, const void *qv, size_t d,      \
-                              double *out, double *out2) {                  \
-    const ACC *q = qv;                                                      \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      ACC a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};                         \
-      size_t i = 0;                                                         \
-      for (; i + 4 <= d; i += 4)                                            \
-        for (int j = 0; j < 4; j++) {                                       \
-          ACC e = LD(x, i + j);                                             \
-          a[j] += e * q[i + j];                                             \
-          b[j] += e * e;                                                    \
-        }                                                                   \
-      for (; i < d; i++) {                                                  \
-        ACC e = LD(x, i);                                                   \
-        a[0] += e * q[i];                                                   \
-        b[0] += e * e;                                                      \
-      }                                                                     \
-      out[r] = (a[0] + a[1]) + (a[2] + a[3]);                               \
-      out2[r] = (b[0] + b[1]) + (b[2] + b[3]);                              \
-    }                                                                       \
+#define PORTABLE_KERNELS(T, LD, ACC)                                           \
+  static void l2sq_##T##_c(const unsigned char *x, size_t n, size_t stride,    \
+                           const void *qv, size_t d, double *out,              \
+                           double *out2) {                                     \
+    const ACC *q = qv;                                                         \
+    (void)out2;                                                                \
+    for (size_t r = 0; r < n; r++, x += stride) {                              \
+      ACC a[4] = {0, 0, 0, 0};                                                 \
+      size_t i = 0;                                                            \
+      for (; i + 4 <= d; i += 4)                                               \
+        for (int j = 0; j < 4; j++) {                                          \
+          ACC t = LD(x, i + j) - q[i + j];                                     \
+          a[j] += t * t;                                                       \
+        }                                                                      \
+      for (; i < d; i++) {                                                     \
+        ACC t = LD(x, i) - q[i];                                               \
+        a[0] += t * t;                                                         \
+      }                                                                        \
+      out[r] = (a[0] + a[1]) + (a[2] + a[3]);                                  \
+    }                                                                          \
+  }                                                                            \
+  static void dot_##T##_c(const unsigned char *x, size_t n, size_t stride,     \
+                          const void *qv, size_t d, double *out,               \
+                          double *out2) {                                      \
+    const ACC *q = qv;                                                         \
+    (void)out2;                                                                \
+    for (size_t r = 0; r < n; r++, x += stride) {                              \
+      ACC a[4] = {0, 0, 0, 0};                                                 \
+      size_t i = 0;                                                            \
+      for (; i + 4 <= d; i += 4)                                               \
+        for (int j = 0; j < 4; j++) a[j] += LD(x, i + j) * q[i + j];           \
+      for (; i < d; i++) a[0] += LD(x, i) * q[i];                              \
+      out[r] = (a[0] + a[1]) + (a[2] + a[3]);                                  \
+    }                                                                          \
+  }                                                                            \
+  static void dotnorm_##T##_c(const unsigned char *x, size_t n, size_t stride, \
+                              const void *qv, size_t d, double *out,           \
+                              double *out2) {                                  \
+    const ACC *q = qv;                                                         \
+    for (size_t r = 0; r < n; r++, x += stride) {                              \
+      ACC a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};                            \
+      size_t i = 0;                                                            \
+      for (; i + 4 <= d; i += 4)                                               \
+        for (int j = 0; j < 4; j++) {                                          \
+          ACC e = LD(x, i + j);                                                \
+          a[j] += e * q[i + j];                                                \
+          b[j] += e * e;                                                       \
+        }                                                                      \
+      for (; i < d; i++) {                                                     \
+        ACC e = LD(x, i);                                                      \
+        a[0] += e * q[i];                                                      \
+        b[0] += e * e;                                                         \
+      }                                                                        \
+      out[r] = (a[0] + a[1]) + (a[2] + a[3]);                                  \
+      out2[r] = (b[0] + b[1]) + (b[2] + b[3]);                                 \
+    }                                                                          \
   }
 
 PORTABLE_KERNELS(f32, ld_f32, float)
@@ -212,64 +215,77 @@ PORTABLE_KERNELS(f64, ld_f64, double)
 
 /* Bit kernels, built twice: plain, and with the popcnt instruction. */
 #define BIT_KERNELS(SUFFIX, ATTR)                                            \
-  static ATTR void hamming_##SUFFIX(const unsigned char *x, size_t n,       \
-                                    size_t stride, const void *qv, size_t d,\
-                                    double *out, double *out2) {            \
-    const unsigned char *q = qv;                                            \
-    (void)out2;                                                             \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      uint64_t c = 0, a, b;                                                 \
-      size_t i = 0;                                                         \
-      for (; i + 8 <= d; i += 8) {                                          \
-        memcpy(&a, x + i, 8);                                               \
-        memcpy(&b, q + i, 8);                                               \
-        c += (uint64_t)__builtin_popcountll(a ^ b);                         \
-      }                                                                     \
-      for (; i < d; i++) c += (uint64_t)__builtin_popcount(x[i] ^ q[i]);    \
-      out[r] = (double)c;                                                   \
-    }                                                                       \
-  }                                                                         \
-  static ATTR void jaccard_##SUFFIX(const unsigned char *x, size_t n,       \
-                                    size_t stride, const void *qv, size_t d,\
-                                    double *out, double *out2) {            \
-    const unsigned char *q = qv;                                            \
-    (void)out2;                                                             \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      uint64_t in = 0, un = 0, a, b;                                        \
-      size_t i = 0;                                                         \
-      for (; i + 8 <= d; i += 8) {                                          \
-        memcpy(&a, x + i, 8);                                               \
-        memcpy(&b, q + i, 8);                                               \
-        in += (uint64_t)__builtin_popcountll(a & b);                        \
-        un += (uint64_t)__builtin_popcountll(a | b);                        \
-      }                                                                     \
-      for (; i < d; i++) {                                                  \
-        in += (uint64_t)__builtin_popcount(x[i] & q[i]);                    \
-        un += (uint64_t)__builtin_popcount(x[i] | q[i]);                    \
-      }                                                                     \
-      out[r] = un ? 1.0 - (double)in / (double)un : 0.0;                    \
-    }                                                                       \
+  static ATTR void hamming_##SUFFIX(const unsigned char *x, size_t n,        \
+                                    size_t stride, const void *qv, size_t d, \
+                                    double *out, double *out2) {             \
+    const unsigned char *q = qv;                                             \
+    (void)out2;                                                              \
+    for (size_t r = 0; r < n; r++, x += stride) {                            \
+      uint64_t c = 0, a, b;                                                  \
+      size_t i = 0;                                                          \
+      for (; i + 8 <= d; i += 8) {                                           \
+        memcpy(&a, x + i, 8);                                                \
+        memcpy(&b, q + i, 8);                                                \
+        c += (uint64_t)__builtin_popcountll(a ^ b);                          \
+      }                                                                      \
+      for (; i < d; i++) c += (uint64_t)__builtin_popcount(x[i] ^ q[i]);     \
+      out[r] = (double)c;                                                    \
+    }                                                                        \
+  }                                                                          \
+  static ATTR void jaccard_##SUFFIX(const unsigned char *x, size_t n,        \
+                                    size_t stride, const void *qv, size_t d, \
+                                    double *out, double *out2) {             \
+    const unsigned char *q = qv;                                             \
+    (void)out2;                                                              \
+    for (size_t r = 0; r < n; r++, x += stride) {                            \
+      uint64_t in = 0, un = 0, a, b;                                         \
+      size_t i = 0;                                                          \
+      for (; i + 8 <= d; i += 8) {                                           \
+        memcpy(&a, x + i, 8);                                                \
+        memcpy(&b, q + i, 8);                                                \
+        in += (uint64_t)__builtin_popcountll(a & b);                         \
+        un += (uint64_t)__builtin_popcountll(a | b);                         \
+      }                                                                      \
+      for (; i < d; i++) {                                                   \
+        in += (uint64_t)__builtin_popcount(x[i] & q[i]);                     \
+        un += (uint64_t)__builtin_popcount(x[i] | q[i]);                     \
+      }                                                                      \
+      out[r] = un ? 1.0 - (double)in / (double)un : 0.0;                     \
+    }                                                                        \
   }
 
 BIT_KERNELS(c, )
 
 #ifdef NPK_KNN_X86
-#define NPK_AVX2 __attribute__((target("avx2,fma,f16c,popcnt")))
+#define NPK_AVX2   __attribute__((target("avx2,fma,f16c,popcnt")))
 #define NPK_AVX512 __attribute__((target("avx512f,avx2,fma,f16c,popcnt")))
-#define NPK_AVX512BF16                                                       \
+#define NPK_AVX512BF16 \
   __attribute__((target("avx512f,avx512bf16,avx2,fma,f16c,popcnt")))
 
 BIT_KERNELS(popcnt, __attribute__((target("popcnt"))))
 
 /* Eight elements of each type as floats (AVX2), sixteen (AVX-512). */
-#define A2_F32(x, i) _mm256_loadu_ps((const float *)(const void *)((x) + 4 * (i)))
-#define A2_F16(x, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)((x) + 2 * (i))))
-#define A2_I8(x, i) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)((x) + (i)))))
-#define A2_U8(x, i) _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)((x) + (i)))))
+#define A2_F32(x, i) \
+  _mm256_loadu_ps((const float *)(const void *)((x) + 4 * (i)))
+#define A2_F16(x, i) \
+  _mm256_cvtph_ps(   \
+      _mm_loadu_si128((const __m128i *)(const void *)((x) + 2 * (i))))
+#define A2_I8(x, i)                        \
+  _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32( \
+      _mm_loadl_epi64((const __m128i *)(const void *)((x) + (i)))))
+#define A2_U8(x, i)                        \
+  _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32( \
+      _mm_loadl_epi64((const __m128i *)(const void *)((x) + (i)))))
 #define A5_F32(x, i) _mm512_loadu_ps((const void *)((x) + 4 * (i)))
-#define A5_F16(x, i) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((x) + 2 * (i))))
-#define A5_I8(x, i) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)((x) + (i)))))
-#define A5_U8(x, i) _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)((x) + (i)))))
+#define A5_F16(x, i) \
+  _mm512_cvtph_ps(   \
+      _mm256_loadu_si256((const __m256i *)(const void *)((x) + 2 * (i))))
+#define A5_I8(x, i)                        \
+  _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32( \
+      _mm_loadu_si128((const __m128i *)(const void *)((x) + (i)))))
+#define A5_U8(x, i)                        \
+  _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32( \
+      _mm_loadu_si128((const __m128i *)(const void *)((x) + (i)))))
 
 static NPK_AVX2 inline float hsum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -279,97 +295,96 @@ static NPK_AVX2 inline float hsum256(__m256 v) {
 }
 
 static NPK_AVX2 inline double hsum256d(__m256d v) {
-  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  __m128d s =
+      _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
   return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
 /* One kernel family per ISA: W lanes, vector type V, LOAD of W elements,
 ** SUB/FMA/ZERO/HSUM intrinsics; the tail (d mod W) is done one by one. */
-#define SIMD_KERNELS(T, ISA, ATTR, W, V, LOAD, LDS, ZERO, SUB, FMA, ADD,   \
-                     HSUM)                                                  \
-  static ATTR void l2sq_##T##_##ISA(const unsigned char *x, size_t n,       \
-                                    size_t stride, const void *qv, size_t d,\
-                                    double *out, double *out2) {            \
-    const float *q = qv;                                                    \
-    (void)out2;                                                             \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      V a0 = ZERO(), a1 = ZERO();                                           \
-      size_t i = 0;                                                         \
-      float s;                                                              \
-      for (; i + 2 * W <= d; i += 2 * W) {                                  \
-        V t0 = SUB(LOAD(x, i), LDS(q + i));                                 \
-        V t1 = SUB(LOAD(x, i + W), LDS(q + i + W));                         \
-        a0 = FMA(t0, t0, a0);                                               \
-        a1 = FMA(t1, t1, a1);                                               \
-      }                                                                     \
-      if (i + W <= d) {                                                     \
-        V t0 = SUB(LOAD(x, i), LDS(q + i));                                 \
-        a0 = FMA(t0, t0, a0);                                               \
-        i += W;                                                             \
-      }                                                                     \
-      s = HSUM(ADD(a0, a1));                                                \
-      for (; i < d; i++) {                                                  \
-        float t = ld_##T(x, i) - q[i];                                      \
-        s += t * t;                                                         \
-      }                                                                     \
-      out[r] = s;                                                           \
-    }                                                                       \
-  }                                                                         \
-  static ATTR void dot_##T##_##ISA(const unsigned char *x, size_t n,        \
-                                   size_t stride, const void *qv, size_t d, \
-                                   double *out, double *out2) {             \
-    const float *q = qv;                                                    \
-    (void)out2;                                                             \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      V a0 = ZERO(), a1 = ZERO();                                           \
-      size_t i = 0;                                                         \
-      float s;                                                              \
-      for (; i + 2 * W <= d; i += 2 * W) {                                  \
-        a0 = FMA(LOAD(x, i), LDS(q + i), a0);                               \
-        a1 = FMA(LOAD(x, i + W), LDS(q + i + W), a1);                       \
-      }                                                                     \
-      if (i + W <= d) {                                                     \
-        a0 = FMA(LOAD(x, i), LDS(q + i), a0);                               \
-        i += W;                                                             \
-      }                                                                     \
-      s = HSUM(ADD(a0, a1));                                                \
-      for (; i < d; i++) s += ld_##T(x, i) * q[i];                          \
-      out[r] = s;                                                           \
-    }                                                                       \
-  }                                                                         \
-  static ATTR void dotnorm_##T##_##ISA(const unsigned char *x, size_t n,    \
-                                       size_t stride, const void *qv,       \
-                                       size_t d, double *out,               \
-                                       double *out2) {                      \
-    const float *q = qv;                                                    \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      V a = ZERO(), b = ZERO();                                             \
-      size_t i = 0;                                                         \
-      float s, t;                                                           \
-      for (; i + W <= d; i += W) {                                          \
-        V e = LOAD(x, i);                                                   \
-        a = FMA(e, LDS(q + i), a);                                          \
-        b = FMA(e, e, b);                                                   \
-      }                                                                     \
-      s = HSUM(a);                                                          \
-      t = HSUM(b);                                                          \
-      for (; i < d; i++) {                                                  \
-        float e = ld_##T(x, i);                                             \
-        s += e * q[i];                                                      \
-        t += e * e;                                                         \
-      }                                                                     \
-      out[r] = s;                                                           \
-      out2[r] = t;                                                          \
-    }                                                                       \
+#define SIMD_KERNELS(T, ISA, ATTR, W, V, LOAD, LDS, ZERO, SUB, FMA, ADD, HSUM) \
+  static ATTR void l2sq_##T##_##ISA(const unsigned char *x, size_t n,          \
+                                    size_t stride, const void *qv, size_t d,   \
+                                    double *out, double *out2) {               \
+    const float *q = qv;                                                       \
+    (void)out2;                                                                \
+    for (size_t r = 0; r < n; r++, x += stride) {                              \
+      V a0 = ZERO(), a1 = ZERO();                                              \
+      size_t i = 0;                                                            \
+      float s;                                                                 \
+      for (; i + 2 * W <= d; i += 2 * W) {                                     \
+        V t0 = SUB(LOAD(x, i), LDS(q + i));                                    \
+        V t1 = SUB(LOAD(x, i + W), LDS(q + i + W));                            \
+        a0 = FMA(t0, t0, a0);                                                  \
+        a1 = FMA(t1, t1, a1);                                                  \
+      }                                                                        \
+      if (i + W <= d) {                                                        \
+        V t0 = SUB(LOAD(x, i), LDS(q + i));                                    \
+        a0 = FMA(t0, t0, a0);                                                  \
+        i += W;                                                                \
+      }                                                                        \
+      s = HSUM(ADD(a0, a1));                                                   \
+      for (; i < d; i++) {                                                     \
+        float t = ld_##T(x, i) - q[i];                                         \
+        s += t * t;                                                            \
+      }                                                                        \
+      out[r] = s;                                                              \
+    }                                                                          \
+  }                                                                            \
+  static ATTR void dot_##T##_##ISA(const unsigned char *x, size_t n,           \
+                                   size_t stride, const void *qv, size_t d,    \
+                                   double *out, double *out2) {                \
+    const float *q = qv;                                                       \
+    (void)out2;                                                                \
+    for (size_t r = 0; r < n; r++, x += stride) {                              \
+      V a0 = ZERO(), a1 = ZERO();                                              \
+      size_t i = 0;                                                            \
+      float s;                                                                 \
+      for (; i + 2 * W <= d; i += 2 * W) {                                     \
+        a0 = FMA(LOAD(x, i), LDS(q + i), a0);                                  \
+        a1 = FMA(LOAD(x, i + W), LDS(q + i + W), a1);                          \
+      }                                                                        \
+      if (i + W <= d) {                                                        \
+        a0 = FMA(LOAD(x, i), LDS(q + i), a0);                                  \
+        i += W;                                                                \
+      }                                                                        \
+      s = HSUM(ADD(a0, a1));                                                   \
+      for (; i < d; i++) s += ld_##T(x, i) * q[i];                             \
+      out[r] = s;                                                              \
+    }                                                                          \
+  }                                                                            \
+  static ATTR void dotnorm_##T##_##ISA(const unsigned char *x, size_t n,       \
+                                       size_t stride, const void *qv,          \
+                                       size_t d, double *out, double *out2) {  \
+    const float *q = qv;                                                       \
+    for (size_t r = 0; r < n; r++, x += stride) {                              \
+      V a = ZERO(), b = ZERO();                                                \
+      size_t i = 0;                                                            \
+      float s, t;                                                              \
+      for (; i + W <= d; i += W) {                                             \
+        V e = LOAD(x, i);                                                      \
+        a = FMA(e, LDS(q + i), a);                                             \
+        b = FMA(e, e, b);                                                      \
+      }                                                                        \
+      s = HSUM(a);                                                             \
+      t = HSUM(b);                                                             \
+      for (; i < d; i++) {                                                     \
+        float e = ld_##T(x, i);                                                \
+        s += e * q[i];                                                         \
+        t += e * e;                                                            \
+      }                                                                        \
+      out[r] = s;                                                              \
+      out2[r] = t;                                                             \
+    }                                                                          \
   }
 
-#define AVX2_KERNELS(T, LOAD)                                               \
-  SIMD_KERNELS(T, avx2, NPK_AVX2, 8, __m256, LOAD, _mm256_loadu_ps,         \
-               _mm256_setzero_ps, _mm256_sub_ps, _mm256_fmadd_ps,           \
+#define AVX2_KERNELS(T, LOAD)                                       \
+  SIMD_KERNELS(T, avx2, NPK_AVX2, 8, __m256, LOAD, _mm256_loadu_ps, \
+               _mm256_setzero_ps, _mm256_sub_ps, _mm256_fmadd_ps,   \
                _mm256_add_ps, hsum256)
-#define AVX512_KERNELS(T, LOAD)                                             \
-  SIMD_KERNELS(T, avx512, NPK_AVX512, 16, __m512, LOAD, _mm512_loadu_ps,    \
-               _mm512_setzero_ps, _mm512_sub_ps, _mm512_fmadd_ps,           \
+#define AVX512_KERNELS(T, LOAD)                                          \
+  SIMD_KERNELS(T, avx512, NPK_AVX512, 16, __m512, LOAD, _mm512_loadu_ps, \
+               _mm512_setzero_ps, _mm512_sub_ps, _mm512_fmadd_ps,        \
                _mm512_add_ps, _mm512_reduce_add_ps)
 
 AVX2_KERNELS(f32, A2_F32)
@@ -393,8 +408,8 @@ static NPK_AVX512 void dots8x16_avx512(const void *const *x, size_t d,
                                        const void *qtv, const float *lim,
                                        const float *b, uint16_t *cand) {
   const float *qt = qtv;
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
-         a5 = a0, a6 = a0, a7 = a0, l;
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
+         a6 = a0, a7 = a0, l;
   const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4],
               *x5 = x[5], *x6 = x[6], *x7 = x[7];
   for (size_t i = 0; i < d; i++) {
@@ -409,9 +424,9 @@ static NPK_AVX512 void dots8x16_avx512(const void *const *x, size_t d,
     a7 = _mm512_fmadd_ps(_mm512_set1_ps(x7[i]), q, a7);
   }
   l = _mm512_loadu_ps(lim);
-#define CAND5(r, a)                                                          \
-  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                                    \
-      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])),           \
+#define CAND5(r, a)                                                \
+  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                          \
+      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])), \
       _CMP_NLE_UQ)
   CAND5(0, a0);
   CAND5(1, a1);
@@ -434,11 +449,11 @@ static NPK_AVX512BF16 void dots8x16_bf16(const void *const *x, size_t n,
                                          const void *qtv, const float *lim,
                                          const float *b, uint16_t *cand) {
   const uint32_t *qt = qtv;
-  const uint32_t *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3],
-                 *x4 = x[4], *x5 = x[5], *x6 = x[6], *x7 = x[7];
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
-         a5 = a0, a6 = a0, a7 = a0, l;
-#define DP(a, xr)                                                            \
+  const uint32_t *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4],
+                 *x5 = x[5], *x6 = x[6], *x7 = x[7];
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
+         a6 = a0, a7 = a0, l;
+#define DP(a, xr) \
   a = _mm512_dpbf16_ps(a, q, (__m512bh)_mm512_set1_epi32((int)xr[p]))
   for (size_t p = 0; p < n; p++) {
     __m512bh q = (__m512bh)_mm512_loadu_si512(qt + 16 * p);
@@ -453,9 +468,9 @@ static NPK_AVX512BF16 void dots8x16_bf16(const void *const *x, size_t n,
   }
 #undef DP
   l = _mm512_loadu_ps(lim);
-#define CAND5(r, a)                                                          \
-  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                                    \
-      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])),           \
+#define CAND5(r, a)                                                \
+  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                          \
+      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])), \
       _CMP_NLE_UQ)
   CAND5(0, a0);
   CAND5(1, a1);
@@ -474,8 +489,9 @@ static NPK_AVX512BF16 void to_bf16(const float *x, size_t d, uint32_t *out) {
   for (size_t i = 0; i < d; i += 32) {
     size_t m = d - i;
     __mmask16 lo = m >= 16 ? 0xFFFF : (__mmask16)((1u << m) - 1);
-    __mmask16 hi = m >= 32 ? 0xFFFF
-                   : m > 16 ? (__mmask16)((1u << (m - 16)) - 1) : 0;
+    __mmask16 hi = m >= 32  ? 0xFFFF
+                   : m > 16 ? (__mmask16)((1u << (m - 16)) - 1)
+                            : 0;
     __m512 a = _mm512_maskz_loadu_ps(lo, x + i);
     __m512 c = _mm512_maskz_loadu_ps(hi, x + i + 16);
     _mm512_storeu_si512(out + i / 2, (__m512i)_mm512_cvtne2ps_pbh(c, a));
@@ -488,8 +504,8 @@ static NPK_AVX2 void dots8x8_avx2(const void *const *x, size_t d,
                                   const void *qtv, const float *lim,
                                   const float *b, uint16_t *cand) {
   const float *qt = qtv;
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,
-         a5 = a0, a6 = a0, a7 = a0, l = _mm256_loadu_ps(lim);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
+         a6 = a0, a7 = a0, l = _mm256_loadu_ps(lim);
   const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4],
               *x5 = x[5], *x6 = x[6], *x7 = x[7];
   for (size_t i = 0; i < d; i++) {
@@ -503,10 +519,10 @@ static NPK_AVX2 void dots8x8_avx2(const void *const *x, size_t d,
     a6 = _mm256_fmadd_ps(_mm256_broadcast_ss(x6 + i), q, a6);
     a7 = _mm256_fmadd_ps(_mm256_broadcast_ss(x7 + i), q, a7);
   }
-#define CAND1(r, a)                                                          \
-  cand[r] = (uint16_t)_mm256_movemask_ps(_mm256_cmp_ps(                      \
-      _mm256_add_ps(a, a), _mm256_add_ps(l, _mm256_set1_ps(b[r])),           \
-      _CMP_NLE_UQ))
+#define CAND1(r, a)                       \
+  cand[r] = (uint16_t)_mm256_movemask_ps( \
+      _mm256_cmp_ps(_mm256_add_ps(a, a),  \
+                    _mm256_add_ps(l, _mm256_set1_ps(b[r])), _CMP_NLE_UQ))
   CAND1(0, a0);
   CAND1(1, a1);
   CAND1(2, a2);
@@ -545,14 +561,14 @@ static NPK_AVX2 void dots8x16_avx2(const void *const *x, size_t d,
       a30 = _mm256_fmadd_ps(e, q0, a30);
       a31 = _mm256_fmadd_ps(e, q1, a31);
     }
-#define CAND2(r, a0_, a1_)                                                   \
-  do {                                                                       \
-    __m256 br = _mm256_set1_ps(b[g + r]);                                    \
-    int m0 = _mm256_movemask_ps(_mm256_cmp_ps(                               \
-        _mm256_add_ps(a0_, a0_), _mm256_add_ps(l0, br), _CMP_NLE_UQ));       \
-    int m1 = _mm256_movemask_ps(_mm256_cmp_ps(                               \
-        _mm256_add_ps(a1_, a1_), _mm256_add_ps(l1, br), _CMP_NLE_UQ));       \
-    cand[g + r] = (uint16_t)(m0 | m1 << 8);                                  \
+#define CAND2(r, a0_, a1_)                                             \
+  do {                                                                 \
+    __m256 br = _mm256_set1_ps(b[g + r]);                              \
+    int m0 = _mm256_movemask_ps(_mm256_cmp_ps(                         \
+        _mm256_add_ps(a0_, a0_), _mm256_add_ps(l0, br), _CMP_NLE_UQ)); \
+    int m1 = _mm256_movemask_ps(_mm256_cmp_ps(                         \
+        _mm256_add_ps(a1_, a1_), _mm256_add_ps(l1, br), _CMP_NLE_UQ)); \
+    cand[g + r] = (uint16_t)(m0 | m1 << 8);                            \
   } while (0)
     CAND2(0, a00, a01);
     CAND2(1, a10, a11);
@@ -563,75 +579,75 @@ static NPK_AVX2 void dots8x16_avx2(const void *const *x, size_t d,
 }
 
 /* float64 rows: double lanes. */
-#define F64_KERNELS(ISA, ATTR, W, V, LOAD, ZERO, SUB, FMA, MUL, ADD, HSUM)  \
-  static ATTR void l2sq_f64_##ISA(const unsigned char *x, size_t n,         \
-                                  size_t stride, const void *qv, size_t d,  \
-                                  double *out, double *out2) {              \
-    const double *q = qv;                                                   \
-    (void)out2;                                                             \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      V a = ZERO();                                                         \
-      size_t i = 0;                                                         \
-      double s;                                                             \
-      for (; i + W <= d; i += W) {                                          \
-        V t = SUB(LOAD((const void *)(x + 8 * i)), LOAD(q + i));            \
-        a = FMA(t, t, a);                                                   \
-      }                                                                     \
-      s = HSUM(a);                                                          \
-      for (; i < d; i++) {                                                  \
-        double t = ld_f64(x, i) - q[i];                                     \
-        s += t * t;                                                         \
-      }                                                                     \
-      out[r] = s;                                                           \
-    }                                                                       \
-  }                                                                         \
-  static ATTR void dot_f64_##ISA(const unsigned char *x, size_t n,          \
-                                 size_t stride, const void *qv, size_t d,   \
-                                 double *out, double *out2) {               \
-    const double *q = qv;                                                   \
-    (void)out2;                                                             \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      V a = ZERO();                                                         \
-      size_t i = 0;                                                         \
-      double s;                                                             \
-      for (; i + W <= d; i += W)                                            \
-        a = FMA(LOAD((const void *)(x + 8 * i)), LOAD(q + i), a);           \
-      s = HSUM(a);                                                          \
-      for (; i < d; i++) s += ld_f64(x, i) * q[i];                          \
-      out[r] = s;                                                           \
-    }                                                                       \
-  }                                                                         \
-  static ATTR void dotnorm_f64_##ISA(const unsigned char *x, size_t n,      \
-                                     size_t stride, const void *qv,         \
-                                     size_t d, double *out, double *out2) { \
-    const double *q = qv;                                                   \
-    for (size_t r = 0; r < n; r++, x += stride) {                           \
-      V a = ZERO(), b = ZERO();                                             \
-      size_t i = 0;                                                         \
-      double s, t;                                                          \
-      for (; i + W <= d; i += W) {                                          \
-        V e = LOAD((const void *)(x + 8 * i));                              \
-        a = FMA(e, LOAD(q + i), a);                                         \
-        b = FMA(e, e, b);                                                   \
-      }                                                                     \
-      s = HSUM(a);                                                          \
-      t = HSUM(b);                                                          \
-      for (; i < d; i++) {                                                  \
-        double e = ld_f64(x, i);                                            \
-        s += e * q[i];                                                      \
-        t += e * e;                                                         \
-      }                                                                     \
-      out[r] = s;                                                           \
-      out2[r] = t;                                                          \
-    }                                                                       \
+#define F64_KERNELS(ISA, ATTR, W, V, LOAD, ZERO, SUB, FMA, MUL, ADD, HSUM)    \
+  static ATTR void l2sq_f64_##ISA(const unsigned char *x, size_t n,           \
+                                  size_t stride, const void *qv, size_t d,    \
+                                  double *out, double *out2) {                \
+    const double *q = qv;                                                     \
+    (void)out2;                                                               \
+    for (size_t r = 0; r < n; r++, x += stride) {                             \
+      V a = ZERO();                                                           \
+      size_t i = 0;                                                           \
+      double s;                                                               \
+      for (; i + W <= d; i += W) {                                            \
+        V t = SUB(LOAD((const void *)(x + 8 * i)), LOAD(q + i));              \
+        a = FMA(t, t, a);                                                     \
+      }                                                                       \
+      s = HSUM(a);                                                            \
+      for (; i < d; i++) {                                                    \
+        double t = ld_f64(x, i) - q[i];                                       \
+        s += t * t;                                                           \
+      }                                                                       \
+      out[r] = s;                                                             \
+    }                                                                         \
+  }                                                                           \
+  static ATTR void dot_f64_##ISA(const unsigned char *x, size_t n,            \
+                                 size_t stride, const void *qv, size_t d,     \
+                                 double *out, double *out2) {                 \
+    const double *q = qv;                                                     \
+    (void)out2;                                                               \
+    for (size_t r = 0; r < n; r++, x += stride) {                             \
+      V a = ZERO();                                                           \
+      size_t i = 0;                                                           \
+      double s;                                                               \
+      for (; i + W <= d; i += W)                                              \
+        a = FMA(LOAD((const void *)(x + 8 * i)), LOAD(q + i), a);             \
+      s = HSUM(a);                                                            \
+      for (; i < d; i++) s += ld_f64(x, i) * q[i];                            \
+      out[r] = s;                                                             \
+    }                                                                         \
+  }                                                                           \
+  static ATTR void dotnorm_f64_##ISA(const unsigned char *x, size_t n,        \
+                                     size_t stride, const void *qv, size_t d, \
+                                     double *out, double *out2) {             \
+    const double *q = qv;                                                     \
+    for (size_t r = 0; r < n; r++, x += stride) {                             \
+      V a = ZERO(), b = ZERO();                                               \
+      size_t i = 0;                                                           \
+      double s, t;                                                            \
+      for (; i + W <= d; i += W) {                                            \
+        V e = LOAD((const void *)(x + 8 * i));                                \
+        a = FMA(e, LOAD(q + i), a);                                           \
+        b = FMA(e, e, b);                                                     \
+      }                                                                       \
+      s = HSUM(a);                                                            \
+      t = HSUM(b);                                                            \
+      for (; i < d; i++) {                                                    \
+        double e = ld_f64(x, i);                                              \
+        s += e * q[i];                                                        \
+        t += e * e;                                                           \
+      }                                                                       \
+      out[r] = s;                                                             \
+      out2[r] = t;                                                            \
+    }                                                                         \
   }
 
 F64_KERNELS(avx2, NPK_AVX2, 4, __m256d, _mm256_loadu_pd, _mm256_setzero_pd,
             _mm256_sub_pd, _mm256_fmadd_pd, _mm256_mul_pd, _mm256_add_pd,
             hsum256d)
-F64_KERNELS(avx512, NPK_AVX512, 8, __m512d, _mm512_loadu_pd,
-            _mm512_setzero_pd, _mm512_sub_pd, _mm512_fmadd_pd,
-            _mm512_mul_pd, _mm512_add_pd, _mm512_reduce_add_pd)
+F64_KERNELS(avx512, NPK_AVX512, 8, __m512d, _mm512_loadu_pd, _mm512_setzero_pd,
+            _mm512_sub_pd, _mm512_fmadd_pd, _mm512_mul_pd, _mm512_add_pd,
+            _mm512_reduce_add_pd)
 #endif /* NPK_KNN_X86 */
 
 /* The kernels of one ISA: [type slot][kind], and the two bit kernels.
@@ -648,31 +664,48 @@ struct KnnIsa {
   void (*to_bf16)(const float *x, size_t d, uint32_t *out);
 };
 
-#define FAMILY(T, ISA) {l2sq_##T##_##ISA, dot_##T##_##ISA, dotnorm_##T##_##ISA}
+#define FAMILY(T, ISA) \
+  { l2sq_##T##_##ISA, dot_##T##_##ISA, dotnorm_##T##_##ISA }
 
 static const KnnIsa isa_portable = {
     "portable",
     {FAMILY(f32, c), FAMILY(f16, c), FAMILY(i8, c), FAMILY(u8, c),
      FAMILY(f64, c)},
-    hamming_c, jaccard_c, 0, 0, 0};
+    hamming_c,
+    jaccard_c,
+    0,
+    0,
+    0};
 #ifdef NPK_KNN_X86
 static const KnnIsa isa_avx2 = {
     "avx2",
     {FAMILY(f32, avx2), FAMILY(f16, avx2), FAMILY(i8, avx2), FAMILY(u8, avx2),
      FAMILY(f64, avx2)},
-    hamming_popcnt, jaccard_popcnt, dots8x16_avx2, dots8x8_avx2, 0};
+    hamming_popcnt,
+    jaccard_popcnt,
+    dots8x16_avx2,
+    dots8x8_avx2,
+    0};
 static const KnnIsa isa_avx512 = {
     "avx512",
     {FAMILY(f32, avx512), FAMILY(f16, avx512), FAMILY(i8, avx512),
      FAMILY(u8, avx512), FAMILY(f64, avx512)},
-    hamming_popcnt, jaccard_popcnt, dots8x16_avx512, dots8x8_avx2, 0};
+    hamming_popcnt,
+    jaccard_popcnt,
+    dots8x16_avx512,
+    dots8x8_avx2,
+    0};
 /* AVX-512 with bfloat16 dot products: the same kernels, and a batch path
 ** of twice the arithmetic rate. */
 static const KnnIsa isa_avx512bf16 = {
     "avx512bf16",
     {FAMILY(f32, avx512), FAMILY(f16, avx512), FAMILY(i8, avx512),
      FAMILY(u8, avx512), FAMILY(f64, avx512)},
-    hamming_popcnt, jaccard_popcnt, dots8x16_bf16, dots8x16_bf16, to_bf16};
+    hamming_popcnt,
+    jaccard_popcnt,
+    dots8x16_bf16,
+    dots8x16_bf16,
+    to_bf16};
 #endif
 
 static const KnnIsa *isa_used;
@@ -767,14 +800,11 @@ static double query_norm2(int dtype, uint64_t dim, const void *q) {
 static inline double finish(int metric, double out, double out2, double qn2) {
   double d;
   switch (metric) {
-    case NPK_KNN_DOT:
-      d = -out;
-      break;
+    case NPK_KNN_DOT: d = -out; break;
     case NPK_KNN_COSINE:
       d = out2 > 0 && qn2 > 0 ? 1.0 - out / (sqrt(out2) * sqrt(qn2)) : 1.0;
       break;
-    default:
-      d = out;
+    default: d = out;
   }
   /* A row holding NaN ranks last rather than breaking the heap. */
   return d == d ? d : INFINITY;
@@ -813,9 +843,9 @@ static int put_value(unsigned char *dst, size_t i, int dtype, int metric,
   if (is_bits(metric)) {
     double hi = dtype == NPK_BOOL ? 1 : 255;
     if (v < 0 || v > hi || v != floor(v)) {
-      say(err, errlen, dtype == NPK_BOOL
-                           ? "a bool query holds only 0 and 1"
-                           : "a uint8 query holds whole numbers 0 to 255");
+      say(err, errlen,
+          dtype == NPK_BOOL ? "a bool query holds only 0 and 1"
+                            : "a uint8 query holds whole numbers 0 to 255");
       return 0;
     }
     dst[i] = (unsigned char)v;
@@ -839,17 +869,54 @@ static double npy_value(const unsigned char *p, int dtype, uint64_t i) {
   size_t sz = (size_t)npk_dtype_size(dtype);
   memcpy(b, p + i * sz, sz);
   switch (dtype) {
-    case NPK_BOOL: case NPK_UINT8: return b[0];
+    case NPK_BOOL:
+    case NPK_UINT8: return b[0];
     case NPK_INT8: return (int8_t)b[0];
-    case NPK_UINT16: { uint16_t v; memcpy(&v, b, 2); return v; }
-    case NPK_INT16: { int16_t v; memcpy(&v, b, 2); return v; }
-    case NPK_UINT32: { uint32_t v; memcpy(&v, b, 4); return v; }
-    case NPK_INT32: { int32_t v; memcpy(&v, b, 4); return v; }
-    case NPK_UINT64: { uint64_t v; memcpy(&v, b, 8); return (double)v; }
-    case NPK_INT64: { int64_t v; memcpy(&v, b, 8); return (double)v; }
-    case NPK_FLOAT16: { uint16_t v; memcpy(&v, b, 2); return half_to_float(v); }
-    case NPK_FLOAT32: { float v; memcpy(&v, b, 4); return v; }
-    case NPK_FLOAT64: { double v; memcpy(&v, b, 8); return v; }
+    case NPK_UINT16: {
+      uint16_t v;
+      memcpy(&v, b, 2);
+      return v;
+    }
+    case NPK_INT16: {
+      int16_t v;
+      memcpy(&v, b, 2);
+      return v;
+    }
+    case NPK_UINT32: {
+      uint32_t v;
+      memcpy(&v, b, 4);
+      return v;
+    }
+    case NPK_INT32: {
+      int32_t v;
+      memcpy(&v, b, 4);
+      return v;
+    }
+    case NPK_UINT64: {
+      uint64_t v;
+      memcpy(&v, b, 8);
+      return (double)v;
+    }
+    case NPK_INT64: {
+      int64_t v;
+      memcpy(&v, b, 8);
+      return (double)v;
+    }
+    case NPK_FLOAT16: {
+      uint16_t v;
+      memcpy(&v, b, 2);
+      return half_to_float(v);
+    }
+    case NPK_FLOAT32: {
+      float v;
+      memcpy(&v, b, 4);
+      return v;
+    }
+    case NPK_FLOAT64: {
+      double v;
+      memcpy(&v, b, 8);
+      return v;
+    }
   }
   return 0;
 }
@@ -866,7 +933,8 @@ static int json_number(const char **pp, const char *end, double *v) {
   if (p < end && *p == '-') p++;
   if (p >= end || *p < '0' || *p > '9') return 0;
   if (*p == '0') p++;
-  else while (p < end && *p >= '0' && *p <= '9') p++;
+  else
+    while (p < end && *p >= '0' && *p <= '9') p++;
   if (p < end && *p == '.') {
     p++;
     if (p >= end || *p < '0' || *p > '9') return 0;
@@ -1026,9 +1094,11 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
     } else if (npy.ndim == 2 && npy.shape[1] == dim && npy.shape[0] > 0) {
       cnt = npy.shape[0];
     } else {
-      snprintf(msg, sizeof msg, "the query .npy has %llu elements in shape "
+      snprintf(msg, sizeof msg,
+               "the query .npy has %llu elements in shape "
                "of %u dimension%s; the rows have %llu elements (want shape "
-               "(%llu,)%s)", (unsigned long long)npy.count, (unsigned)npy.ndim,
+               "(%llu,)%s)",
+               (unsigned long long)npy.count, (unsigned)npy.ndim,
                npy.ndim == 1 ? "" : "s", (unsigned long long)dim,
                (unsigned long long)dim, maxq == 1 ? "" : " or (q, d)");
       say(err, errlen, msg);
@@ -1065,7 +1135,8 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
 
   /* Raw rows of the array's own dtype. */
   if (n == 0 || n % row_bytes != 0 || (maxq == 1 && n != row_bytes)) {
-    snprintf(msg, sizeof msg, "the query BLOB has %llu bytes; a %s row of %llu "
+    snprintf(msg, sizeof msg,
+             "the query BLOB has %llu bytes; a %s row of %llu "
              "elements has %llu (or give an .npy or JSON text)",
              (unsigned long long)n, npk_dtype_name(dtype),
              (unsigned long long)dim, (unsigned long long)row_bytes);
@@ -1147,8 +1218,8 @@ static int hit_cmp(const void *a, const void *b) {
 
 /* ---- the scan -------------------------------------------------------- */
 
-#define KNN_BLOCK 64   /* rows per kernel call: one bitmap word */
-#define KNN_AHEAD 6    /* rows of a list prefetched ahead */
+#define KNN_BLOCK 64 /* rows per kernel call: one bitmap word */
+#define KNN_AHEAD 6  /* rows of a list prefetched ahead */
 
 /* One thread's share of a search. */
 typedef struct KnnWork KnnWork;
@@ -1156,13 +1227,13 @@ struct KnnWork {
   const NpkKnnScan *s;
   KnnKernel kern;
   const unsigned char *queries;
-  size_t qbytes;             /* bytes per parsed query */
-  const double *qn2;         /* squared norms of the queries (cosine) */
+  size_t qbytes;     /* bytes per parsed query */
+  const double *qn2; /* squared norms of the queries (cosine) */
   size_t nq, k;
-  uint64_t lo, hi;           /* rows [lo, hi) when s->only is NULL */
-  size_t olo, ohi;           /* s->only[olo .. ohi) otherwise */
-  NpkKnnHit *heaps;          /* nq heaps of k */
-  size_t *sizes;             /* their sizes */
+  uint64_t lo, hi;  /* rows [lo, hi) when s->only is NULL */
+  size_t olo, ohi;  /* s->only[olo .. ohi) otherwise */
+  NpkKnnHit *heaps; /* nq heaps of k */
+  size_t *sizes;    /* their sizes */
   /* The batch path (knn_batch): its kernel, the queries in blocks of
   ** sixteen (element-major, padded with zero vectors), a zero vector, and
   ** this thread's bounds per query and rows converted to float. */
@@ -1173,9 +1244,9 @@ struct KnnWork {
   float *lim;
   float *conv;
   uint32_t *conv16;
-  int caller;                /* runs in the calling thread: asks s->stop */
-  int done;                  /* a started thread has finished */
-  int *halt;                 /* set once the search is to stop */
+  int caller; /* runs in the calling thread: asks s->stop */
+  int done;   /* a started thread has finished */
+  int *halt;  /* set once the search is to stop */
   int rc;
 };
 
@@ -1205,9 +1276,9 @@ static inline int live_at(const NpkKnnScan *s, uint64_t r) {
 /* Offer every row of MASK (bit j = row FIRST + j) from kernel outputs.
 ** Rows come in increasing order, so once the heap is full a row only
 ** enters when strictly nearer than its top: one comparison per row. */
-static inline __attribute__((always_inline)) void
-offer_block(KnnWork *w, size_t qi, uint64_t first, uint64_t mask,
-            const double *out, const double *out2) {
+static inline __attribute__((always_inline)) void offer_block(
+    KnnWork *w, size_t qi, uint64_t first, uint64_t mask, const double *out,
+    const double *out2) {
   NpkKnnHit *h = w->heaps + qi * w->k;
   size_t *n = w->sizes + qi, k = w->k;
   int metric = w->s->metric;
@@ -1219,8 +1290,7 @@ offer_block(KnnWork *w, size_t qi, uint64_t first, uint64_t mask,
     /* The distance is the kernel's output itself: keep only the rows
     ** below the top, in one branch-free pass (a NaN is never below). */
     uint64_t below = 0;
-    for (int j = 0; j < KNN_BLOCK; j++)
-      below |= (uint64_t)(out[j] < top) << j;
+    for (int j = 0; j < KNN_BLOCK; j++) below |= (uint64_t)(out[j] < top) << j;
     mask &= below;
   }
   while (mask) {

@@ -17,15 +17,17 @@
 #include "dtype.h"
 
 /* Metrics.  Every distance is "smaller is nearer". */
-#define NPK_KNN_L2       0   /* Euclidean distance */
-#define NPK_KNN_L2SQ     1   /* its square */
-#define NPK_KNN_COSINE   2   /* 1 - cosine similarity (1 if a norm is 0) */
-#define NPK_KNN_DOT      3   /* minus the dot product */
-#define NPK_KNN_HAMMING  4   /* differing bits of uint8 rows (packed bits),
-                             ** or differing elements of bool rows */
-#define NPK_KNN_JACCARD  5   /* 1 - |a AND b| / |a OR b| over those bits
-                             ** (0 when both are all zero) */
-#define NPK_KNN_NMETRIC  6
+#define NPK_KNN_L2     0 /* Euclidean distance */
+#define NPK_KNN_L2SQ   1 /* its square */
+#define NPK_KNN_COSINE 2 /* 1 - cosine similarity (1 if a norm is 0) */
+#define NPK_KNN_DOT    3 /* minus the dot product */
+#define NPK_KNN_HAMMING \
+  4 /* differing bits of uint8 rows (packed bits),
+    ** or differing elements of bool rows */
+#define NPK_KNN_JACCARD \
+  5 /* 1 - |a AND b| / |a OR b| over those bits
+    ** (0 when both are all zero) */
+#define NPK_KNN_NMETRIC 6
 
 /* The metric called NAME (case-insensitive), or -1. */
 int npk_knn_metric_from_name(const char *name);

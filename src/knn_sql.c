@@ -53,9 +53,10 @@ static int vec_shape(sqlite3_value *v, int bits, uint64_t *dim, int *f64,
     return 1;
   }
   if (sqlite3_value_type(v) != SQLITE_BLOB) {
-    snprintf(err, errlen, "a vector is a BLOB (.npy or float32) or JSON "
-             "text, not %s", sqlite3_value_type(v) == SQLITE_NULL ? "NULL"
-                                                                : "a number");
+    snprintf(err, errlen,
+             "a vector is a BLOB (.npy or float32) or JSON "
+             "text, not %s",
+             sqlite3_value_type(v) == SQLITE_NULL ? "NULL" : "a number");
     return 0;
   }
   p = sqlite3_value_blob(v);
@@ -71,8 +72,10 @@ static int vec_shape(sqlite3_value *v, int bits, uint64_t *dim, int *f64,
     return 1;
   }
   if (!bits && n % 4) {
-    snprintf(err, errlen, "a raw vector BLOB holds float32 elements: %zu "
-             "bytes is not a multiple of 4", n);
+    snprintf(err, errlen,
+             "a raw vector BLOB holds float32 elements: %zu "
+             "bytes is not a multiple of 4",
+             n);
     return 0;
   }
   *dim = bits ? n : n / 4;
@@ -88,11 +91,13 @@ static void fn_distance(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (argc == 3) {
     const char *m = (const char *)sqlite3_value_text(argv[2]);
     metric = sqlite3_value_type(argv[2]) == SQLITE_TEXT
-                 ? npk_knn_metric_from_name(m) : -1;
+                 ? npk_knn_metric_from_name(m)
+                 : -1;
     if (metric < 0) {
-      char *msg = sqlite3_mprintf("numpack: numpack_distance: unknown metric "
-                                  "%s (want one of %s)", m ? m : "NULL",
-                                  npk_knn_metric_list());
+      char *msg = sqlite3_mprintf(
+          "numpack: numpack_distance: unknown metric "
+          "%s (want one of %s)",
+          m ? m : "NULL", npk_knn_metric_list());
       npk_result_error(ctx, msg ? SQLITE_ERROR : SQLITE_NOMEM, msg);
       sqlite3_free(msg);
       return;
@@ -118,8 +123,8 @@ static void fn_distance(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   for (int i = 0; i < 2; i++) {
     sqlite3_value *v = argv[i];
     int text = sqlite3_value_type(v) == SQLITE_TEXT;
-    const void *p = text ? (const void *)sqlite3_value_text(v)
-                         : sqlite3_value_blob(v);
+    const void *p =
+        text ? (const void *)sqlite3_value_text(v) : sqlite3_value_blob(v);
     int rc = npk_knn_parse(p ? p : "", (size_t)sqlite3_value_bytes(v), text,
                            dtype, metric, da, 1, i ? &b : &a, i ? &nb : &na,
                            err, sizeof err);
@@ -152,7 +157,7 @@ fail:
 #define KC_ROWID    2
 #define KC_IDX      3
 #define KC_DISTANCE 4
-#define KC_ARG0     5   /* store, name, queries, k, metric */
+#define KC_ARG0     5 /* store, name, queries, k, metric */
 
 /* Bytes of parsed queries searched in one pass over the array: they stay
 ** in the CPU's cache while each block of rows is compared with all. */
@@ -160,17 +165,17 @@ fail:
 
 typedef struct KnnTab KnnTab;
 struct KnnTab {
-  sqlite3_vtab base;         /* base class: must be first */
-  sqlite3 *db;               /* the connection */
+  sqlite3_vtab base; /* base class: must be first */
+  sqlite3 *db;       /* the connection */
 };
 
 typedef struct KnnCursor KnnCursor;
 struct KnnCursor {
-  sqlite3_vtab_cursor base;  /* base class: must be first */
-  NpkKnnHit *hits;           /* nq x room hits, query by query */
-  uint64_t *idx;             /* logical index of each hit */
-  size_t nq, room, found;    /* queries, stride, hits per query */
-  size_t i;                  /* current row: query i / found, rank i % found */
+  sqlite3_vtab_cursor base; /* base class: must be first */
+  NpkKnnHit *hits;          /* nq x room hits, query by query */
+  uint64_t *idx;            /* logical index of each hit */
+  size_t nq, room, found;   /* queries, stride, hits per query */
+  size_t i;                 /* current row: query i / found, rank i % found */
 };
 
 static int knn_connect(sqlite3 *db, void *aux, int argc,
@@ -182,7 +187,8 @@ static int knn_connect(sqlite3 *db, void *aux, int argc,
   (void)argc;
   (void)argv;
   (void)pzErr;
-  rc = sqlite3_declare_vtab(db,
+  rc = sqlite3_declare_vtab(
+      db,
       "CREATE TABLE x(query INTEGER, rank INTEGER, rowid INTEGER, "
       "idx INTEGER, distance REAL, store HIDDEN, name HIDDEN, "
       "queries HIDDEN, k HIDDEN, metric HIDDEN)");
@@ -214,9 +220,10 @@ static int knn_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
   }
   if ((seen & 15) != 15) {
     sqlite3_free(p->zErrMsg);
-    p->zErrMsg = sqlite3_mprintf("numpack: numpack_knn(store, name, queries, "
-                                 "k [, metric]) needs its first four "
-                                 "arguments");
+    p->zErrMsg = sqlite3_mprintf(
+        "numpack: numpack_knn(store, name, queries, "
+        "k [, metric]) needs its first four "
+        "arguments");
     return SQLITE_ERROR;
   }
   for (int k = 0; k < 5; k++) {
@@ -301,30 +308,37 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   for (uint32_t d = 1; d < info.ndim; d++) dim *= info.shape[d];
   if (metric < 0) metric = npk_knn_default_metric(info.dtype);
   if ((need = npk_knn_metric_needs(metric, info.dtype)))
-    return knn_fail(cur, SQLITE_ERROR, "numpack: numpack_knn: metric %s needs "
-                    "%s; array \"%s\" is %s", npk_knn_metric_name(metric), need,
-                    name, npk_dtype_name(info.dtype));
+    return knn_fail(cur, SQLITE_ERROR,
+                    "numpack: numpack_knn: metric %s needs "
+                    "%s; array \"%s\" is %s",
+                    npk_knn_metric_name(metric), need, name,
+                    npk_dtype_name(info.dtype));
   if (info.ndim < 2 || dim == 0)
-    return knn_fail(cur, SQLITE_ERROR, "numpack: numpack_knn: array \"%s\" "
-                    "has no vectors (its rows have no elements)", name);
+    return knn_fail(cur, SQLITE_ERROR,
+                    "numpack: numpack_knn: array \"%s\" "
+                    "has no vectors (its rows have no elements)",
+                    name);
   text = sqlite3_value_type(qv) == SQLITE_TEXT;
   if (!text && sqlite3_value_type(qv) != SQLITE_BLOB)
-    return knn_fail(cur, SQLITE_MISMATCH, "numpack: numpack_knn: queries is "
-                    "an .npy of shape (q, %llu), JSON text or %s rows, not %s",
-                    (unsigned long long)dim, npk_dtype_name(info.dtype),
-                    sqlite3_value_type(qv) == SQLITE_NULL ? "NULL"
-                                                          : "a number");
+    return knn_fail(
+        cur, SQLITE_MISMATCH,
+        "numpack: numpack_knn: queries is "
+        "an .npy of shape (q, %llu), JSON text or %s rows, not %s",
+        (unsigned long long)dim, npk_dtype_name(info.dtype),
+        sqlite3_value_type(qv) == SQLITE_NULL ? "NULL" : "a number");
   {
-    const void *p = text ? (const void *)sqlite3_value_text(qv)
-                         : sqlite3_value_blob(qv);
+    const void *p =
+        text ? (const void *)sqlite3_value_text(qv) : sqlite3_value_blob(qv);
     rc = npk_knn_parse(p ? p : "", (size_t)sqlite3_value_bytes(qv), text,
                        info.dtype, metric, dim, 0, &queries, &nq, err,
                        sizeof err);
   }
   if (rc == NPK_NOMEM) return SQLITE_NOMEM;
   if (rc)
-    return knn_fail(cur, SQLITE_MISMATCH, "numpack: numpack_knn: array "
-                    "\"%s\": %s", name, err);
+    return knn_fail(cur, SQLITE_MISMATCH,
+                    "numpack: numpack_knn: array "
+                    "\"%s\": %s",
+                    name, err);
   mark = npk_map_faults(s);
   rc = npk_view(s, name, &view);
   if (rc) {
@@ -366,8 +380,8 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   /* One pass over the array per block of queries. */
   for (size_t q0 = 0; rc == NPK_OK && c->room && q0 < nq; q0 += per) {
     size_t n = nq - q0 < per ? nq - q0 : per;
-    rc = npk_knn_search(&scan, (const unsigned char *)queries + q0 * qbytes,
-                        n, (size_t)k, c->hits + q0 * c->room, &found);
+    rc = npk_knn_search(&scan, (const unsigned char *)queries + q0 * qbytes, n,
+                        (size_t)k, c->hits + q0 * c->room, &found);
   }
   npk_free(queries);
   if (rc == NPK_OK) rc = npk_map_check(s, mark, name);
@@ -403,18 +417,22 @@ static int knn_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   }
   if (sqlite3_value_numeric_type(argv[3]) != SQLITE_INTEGER ||
       (k = sqlite3_value_int64(argv[3])) <= 0)
-    return knn_fail(cur, SQLITE_MISMATCH, "numpack: numpack_knn: k must be a "
+    return knn_fail(cur, SQLITE_MISMATCH,
+                    "numpack: numpack_knn: k must be a "
                     "positive integer, not %s",
                     sqlite3_value_type(argv[3]) == SQLITE_NULL
-                        ? "NULL" : (const char *)sqlite3_value_text(argv[3]));
+                        ? "NULL"
+                        : (const char *)sqlite3_value_text(argv[3]));
   if (idx & 16) {
     const char *m = (const char *)sqlite3_value_text(argv[4]);
     metric = sqlite3_value_type(argv[4]) == SQLITE_TEXT
-                 ? npk_knn_metric_from_name(m) : -1;
+                 ? npk_knn_metric_from_name(m)
+                 : -1;
     if (metric < 0)
-      return knn_fail(cur, SQLITE_ERROR, "numpack: numpack_knn: unknown "
-                      "metric %s (want one of %s)", m ? m : "NULL",
-                      npk_knn_metric_list());
+      return knn_fail(cur, SQLITE_ERROR,
+                      "numpack: numpack_knn: unknown "
+                      "metric %s (want one of %s)",
+                      m ? m : "NULL", npk_knn_metric_list());
   }
   rc = npk_conn_open(((KnnTab *)cur->pVtab)->db, dir, 0, &conn, &err);
   if (rc) {
@@ -468,32 +486,42 @@ static int knn_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *pRowid) {
 }
 
 static sqlite3_module knn_module = {
-  0,                 /* iVersion */
-  0,                 /* xCreate: eponymous only */
-  knn_connect,
-  knn_best_index,
-  knn_disconnect,
-  0,                 /* xDestroy */
-  knn_open,
-  knn_close,
-  knn_filter,
-  knn_next,
-  knn_eof,
-  knn_column,
-  knn_rowid,
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, /* iVersion */
+    0, /* xCreate: eponymous only */
+    knn_connect,
+    knn_best_index,
+    knn_disconnect,
+    0, /* xDestroy */
+    knn_open,
+    knn_close,
+    knn_filter,
+    knn_next,
+    knn_eof,
+    knn_column,
+    knn_rowid,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
 };
 
 int npk_knn_sql_register(sqlite3 *db) {
-  int rc = sqlite3_create_function(db, "numpack_distance", 2,
-                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC |
-                                       SQLITE_INNOCUOUS,
-                                   0, fn_distance, 0, 0);
+  int rc = sqlite3_create_function(
+      db, "numpack_distance", 2,
+      SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, 0, fn_distance, 0,
+      0);
   if (rc == SQLITE_OK)
-    rc = sqlite3_create_function(db, "numpack_distance", 3,
-                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC |
-                                     SQLITE_INNOCUOUS,
-                                 0, fn_distance, 0, 0);
+    rc = sqlite3_create_function(
+        db, "numpack_distance", 3,
+        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, 0, fn_distance,
+        0, 0);
   if (rc == SQLITE_OK)
     rc = sqlite3_create_module(db, "numpack_knn", &knn_module, 0);
   return rc;

@@ -20,22 +20,22 @@
 ** the store's catalog holds 32).  This is the same definition as store.h's,
 ** token for token, so including both headers is fine, and a change to one
 ** without the other draws the compiler's "redefined" diagnostic. */
-#define NPK_MAX_NDIM      32   /* NumPy's own limit */
-#define NPK_MAX_NDIM_NPY  NPK_MAX_NDIM
+#define NPK_MAX_NDIM     32 /* NumPy's own limit */
+#define NPK_MAX_NDIM_NPY NPK_MAX_NDIM
 
 /* A parsed .npy image: header fields plus where the data starts. */
 typedef struct NpkNpy NpkNpy;
 struct NpkNpy {
-  int dtype;                  /* NPK_* code */
-  int big_endian;             /* data is big-endian: convert before storing */
-  int fortran;                /* data is in Fortran order (first index
-                              ** fastest) and that differs from C order:
-                              ** npk_npy_to_c before storing */
-  uint32_t ndim;              /* 0 for a scalar array */
-  uint64_t shape[NPK_MAX_NDIM_NPY];  /* entries past ndim are zero */
-  uint64_t count;             /* elements: product of shape */
-  const unsigned char *data;  /* points into the input; may be unaligned */
-  uint64_t data_bytes;        /* count * item size */
+  int dtype;      /* NPK_* code */
+  int big_endian; /* data is big-endian: convert before storing */
+  int fortran;    /* data is in Fortran order (first index
+                  ** fastest) and that differs from C order:
+                  ** npk_npy_to_c before storing */
+  uint32_t ndim;  /* 0 for a scalar array */
+  uint64_t shape[NPK_MAX_NDIM_NPY]; /* entries past ndim are zero */
+  uint64_t count;                   /* elements: product of shape */
+  const unsigned char *data; /* points into the input; may be unaligned */
+  uint64_t data_bytes;       /* count * item size */
 };
 
 /*

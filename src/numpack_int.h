@@ -22,9 +22,9 @@ SQLITE_EXTENSION_INIT3
 /* Version of the extension, from configure (PACKAGE_VERSION).  A build
 ** without configure still compiles, and says so when asked. */
 #ifdef PACKAGE_VERSION
-# define NPK_VERSION PACKAGE_VERSION
+#define NPK_VERSION PACKAGE_VERSION
 #else
-# define NPK_VERSION "unknown"
+#define NPK_VERSION "unknown"
 #endif
 
 /*
@@ -33,15 +33,17 @@ SQLITE_EXTENSION_INIT3
 ** order, from the npk_register[] table in numpack.c; a file that is not
 ** written yet is simply not listed there.
 */
-int npk_vtab_register(sqlite3 *db);   /* vtab.c: the numpack module */
-int npk_func_register(sqlite3 *db);   /* func.c: numpack_save() ... */
-int npk_tvf_register(sqlite3 *db);    /* tvf.c: numpack_arrays, numpack_stream */
+int npk_vtab_register(sqlite3 *db); /* vtab.c: the numpack module */
+int npk_func_register(sqlite3 *db); /* func.c: numpack_save() ... */
+int npk_tvf_register(sqlite3 *db);  /* tvf.c: numpack_arrays, numpack_stream */
 int npk_knn_sql_register(sqlite3 *db); /* knn_sql.c: numpack_distance,
                                        ** numpack_knn */
 int npk_conn_register(sqlite3 *db);
 
 /* An array's shape as JSON, "[first, d1, d2, ...]", appended to S (func.c);
 ** FIRST is the row count to report (physical or live). */
-void npk_json_shape(sqlite3_str *s, const NpkArrayInfo *a, uint64_t first);   /* conn.c: numpack_sessions(), close hook */
+void npk_json_shape(
+    sqlite3_str *s, const NpkArrayInfo *a,
+    uint64_t first); /* conn.c: numpack_sessions(), close hook */
 
 #endif /* NPK_NUMPACK_INT_H */

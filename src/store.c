@@ -20,7 +20,7 @@
 #include "store_int.h"
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
-static NpkStore *registry;          /* open stores of this process */
+static NpkStore *registry; /* open stores of this process */
 
 /* ---- loading the committed state ------------------------------------- */
 
@@ -71,7 +71,8 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
           ents[i].bytes != ents[i].rows * a->row_bytes) {
         rc = npk_err(e, NPK_CORRUPT,
                      "%s is damaged: segment %d (%s) rows/bytes disagree "
-                     "with the array's shape", path, i, ents[i].file);
+                     "with the array's shape",
+                     path, i, ents[i].file);
         goto done;
       }
       rc = npk_file_open(st, ents[i].file, 0, &a->seg[i].file, e);
@@ -80,11 +81,10 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
       a->nseg = i + 1;
       if (rc) goto done;
       if (a->seg[i].file->size < ents[i].bytes) {
-        rc = npk_err(e, NPK_CORRUPT,
-                     "%s is damaged: %llu bytes, manifest says %llu",
-                     a->seg[i].file->path,
-                     (unsigned long long)a->seg[i].file->size,
-                     (unsigned long long)ents[i].bytes);
+        rc = npk_err(
+            e, NPK_CORRUPT, "%s is damaged: %llu bytes, manifest says %llu",
+            a->seg[i].file->path, (unsigned long long)a->seg[i].file->size,
+            (unsigned long long)ents[i].bytes);
         goto done;
       }
       a->seg[i].first_row = rows;
@@ -94,7 +94,8 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     if (rows != a->shape[0]) {
       rc = npk_err(e, NPK_CORRUPT,
                    "%s is damaged: segments hold %llu rows, the catalog says "
-                   "%llu", path, (unsigned long long)rows,
+                   "%llu",
+                   path, (unsigned long long)rows,
                    (unsigned long long)a->shape[0]);
       goto done;
     }
@@ -206,8 +207,8 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
     cat->a[i]->loaded = 1;
   }
   /* Segment files are known now: each may belong to one array only. */
-  if (rc == NPK_OK && (rc = npk_catalog_check_files(cat, NPK_CATALOG " is damaged",
-                                         e)) != NPK_OK) {
+  if (rc == NPK_OK && (rc = npk_catalog_check_files(
+                           cat, NPK_CATALOG " is damaged", e)) != NPK_OK) {
     size_t used = strlen(e->msg);
     snprintf(e->msg + used, sizeof e->msg - used, " (in %s)", st->dir);
   }
@@ -385,9 +386,9 @@ int npk_scan_check(NpkSession *s, const char *name, const char *what) {
     if (name && strcmp(s->scans[i], name) != 0) continue;
     return npk_err(&s->err, NPK_LOCKED,
                    "cannot %s%s%s%s: a statement of this connection is still "
-                   "reading array \"%s\" (finish or reset it first)", what,
-                   name ? " array \"" : "", name ? name : "", name ? "\"" : "",
-                   s->scans[i]);
+                   "reading array \"%s\" (finish or reset it first)",
+                   what, name ? " array \"" : "", name ? name : "",
+                   name ? "\"" : "", s->scans[i]);
   }
   return NPK_OK;
 }
@@ -445,7 +446,8 @@ int npk_shared_lock(NpkSession *s) {
     lockless = s->lockfd < 0;
     rc = npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
     if (rc == NPK_OK) rc = npk_lock_settle(s);
-    if (rc || !lockless || tries++ > 0 || !npk_io_exists(s->store, NPK_LOCKFILE))
+    if (rc || !lockless || tries++ > 0 ||
+        !npk_io_exists(s->store, NPK_LOCKFILE))
       return rc;
     npk_lock_release(s);
   }
@@ -459,8 +461,10 @@ int npk_lock_writable(NpkSession *s) {
   int level = s->lock, fd, rc;
   if (s->lockfd >= 0 && s->lock_rw) return NPK_OK;
   if (s->lockfd >= 0)
-    return npk_err(&s->err, NPK_READONLY, "cannot write store %s: this "
-                   "process may not write its lock file", st->dir);
+    return npk_err(&s->err, NPK_READONLY,
+                   "cannot write store %s: this "
+                   "process may not write its lock file",
+                   st->dir);
   rc = npk_lock_create(st, &fd, &s->err);
   if (rc) return rc;
   s->lockfd = fd;
@@ -483,12 +487,11 @@ int npk_lock_writable(NpkSession *s) {
 int npk_lock_settle(NpkSession *s) {
   NpkStore *st = s->store;
   int level = s->lock, rc, checked = 1;
-  if ((npk_lock_marked(st) || !st->journal_checked) &&
-      npk_journal_exists(st)) {
+  if ((npk_lock_marked(st) || !st->journal_checked) && npk_journal_exists(st)) {
     if (level < NPK_LOCK_RESERVED) {
       rc = npk_journal_check(st, &s->err);
       if (rc) goto fail;
-      checked = 0;  /* the torn journal is still there: look again */
+      checked = 0; /* the torn journal is still there: look again */
     } else {
       rc = npk_lock_to(s, NPK_LOCK_EXCLUSIVE, &s->err);
       if (rc) goto fail;
@@ -634,8 +637,7 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
     if (!(flags & NPK_OPEN_CREATE) || st->readonly)
       rc = npk_err(&s->err, NPK_NOTFOUND, "%s is not a numpack store (no %s)",
                    dir, NPK_CATALOG);
-    else if ((rc = npk_lock_writable(s)) == NPK_OK)
-      rc = create_catalog(s);
+    else if ((rc = npk_lock_writable(s)) == NPK_OK) rc = create_catalog(s);
     npk_lock_release(s);
   }
   /* Read the committed state now, so that a damaged catalog is refused
@@ -658,8 +660,7 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   return NPK_OK;
 }
 
-int npk_store_attach(const char *dir, int flags, NpkStore **pp,
-                     char **errmsg) {
+int npk_store_attach(const char *dir, int flags, NpkStore **pp, char **errmsg) {
   NpkErr e = {0};
   struct stat sb;
   char real[PATH_MAX];
@@ -792,12 +793,12 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
     ** committed end; another session's buffer is not ours to write. */
     rc = a->pending ? npk_file_flush(s->store, f, &s->err) : NPK_OK;
     if (rc) return rc;
-    if (!a->segmented && a->pending && !a->fresh) need = a->shape[0] * a->row_bytes;
+    if (!a->segmented && a->pending && !a->fresh)
+      need = a->shape[0] * a->row_bytes;
     if ((rc = npk_file_use(s->store, f, &s->err))) return rc;
     rc = fstat(f->fd, &sb);
     npk_file_done(f);
-    if (rc != 0)
-      return npk_err_sys(&s->err, errno, "cannot stat", f->path);
+    if (rc != 0) return npk_err_sys(&s->err, errno, "cannot stat", f->path);
     if ((uint64_t)sb.st_size < need)
       return npk_err(&s->err, NPK_CORRUPT,
                      "%s was truncated to %llu bytes; array \"%s\" needs %llu",
@@ -845,7 +846,7 @@ static int lock_if_current(NpkSession *s) {
   int have;
   int64_t now;
   if (s->nread > 0 || s->txn || !st->journal_checked || npk_lock_marked(st))
-    return 0;  /* a commit died or is under way: settle under lock */
+    return 0; /* a commit died or is under way: settle under lock */
   /* The count before the stat: a commit of ours after it shows as a change
   ** next time. */
   have = npk_lock_seq(st, &seq);
@@ -938,8 +939,10 @@ int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
   uint64_t off, end;
   unsigned char *base;
   if (row >= a->shape[0])
-    return npk_err(&s->err, NPK_RANGE, "row %llu of \"%s\" is out of range "
-                   "(%llu rows)", (unsigned long long)row, a->name,
+    return npk_err(&s->err, NPK_RANGE,
+                   "row %llu of \"%s\" is out of range "
+                   "(%llu rows)",
+                   (unsigned long long)row, a->name,
                    (unsigned long long)a->shape[0]);
   if (a->ov) {
     const void *p = npk_ov_get(a->ov, row);
@@ -995,10 +998,9 @@ int npk_logical_to_physical(NpkSession *s, const char *name, uint64_t k,
   int rc = lookup(s, name, &a);
   if (rc) return rc;
   if (k >= npk_live_rows(a))
-    return npk_err(&s->err, NPK_RANGE,
-                   "index %llu of \"%s\" is out of range (%llu rows)",
-                   (unsigned long long)k, a->name,
-                   (unsigned long long)npk_live_rows(a));
+    return npk_err(
+        &s->err, NPK_RANGE, "index %llu of \"%s\" is out of range (%llu rows)",
+        (unsigned long long)k, a->name, (unsigned long long)npk_live_rows(a));
   if (!a->bm) {
     *prow = k;
     return NPK_OK;
@@ -1092,16 +1094,18 @@ int npk_array_copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
         npk_file_use(s->store, sg->file, &s->err))
       return s->err.rc;
     while (want > 0) {
-      ssize_t got = pread(sg->file->fd, dst, want > (1u << 30) ? (1u << 30) : want,
-                          (off_t)off);
+      ssize_t got = pread(sg->file->fd, dst,
+                          want > (1u << 30) ? (1u << 30) : want, (off_t)off);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) {
         int err = errno;
         npk_file_done(sg->file);
-        return got == 0 ? npk_err(&s->err, NPK_CORRUPT, "%s is shorter than "
-                                  "its rows", sg->file->path)
-                        : npk_err_sys(&s->err, err, "cannot read",
-                                      sg->file->path);
+        return got == 0
+                   ? npk_err(&s->err, NPK_CORRUPT,
+                             "%s is shorter than "
+                             "its rows",
+                             sg->file->path)
+                   : npk_err_sys(&s->err, err, "cannot read", sg->file->path);
       }
       __atomic_fetch_add(&s->store->stats.bytes_read, (uint64_t)got,
                          __ATOMIC_RELAXED);
@@ -1136,8 +1140,10 @@ int npk_array_copy_live(NpkSession *s, NpkArray *a, uint64_t *pos,
     uint64_t want = count - done, end, k = done, q;
     if (a->bm) r = npk_bm_next(a->bm, r);
     if (r >= a->shape[0])
-      return npk_err(&s->err, NPK_RANGE, "array \"%s\" has fewer live rows "
-                     "than asked for", a->name);
+      return npk_err(&s->err, NPK_RANGE,
+                     "array \"%s\" has fewer live rows "
+                     "than asked for",
+                     a->name);
     end = r + want < a->shape[0] ? r + want : a->shape[0];
     rc = npk_array_copy_range(s, a, r, end - r, out + done * rb);
     if (rc) return rc;
@@ -1151,10 +1157,10 @@ int npk_array_copy_live(NpkSession *s, NpkArray *a, uint64_t *pos,
       uint64_t e;
       q = npk_bm_next(a->bm, q);
       if (q >= end) break;
-      for (e = q + 1; e < end && npk_bm_get(a->bm, e); e++) {
-      }
+      for (e = q + 1; e < end && npk_bm_get(a->bm, e); e++) {}
       if (k != done + (q - r))
-        memmove(out + k * rb, out + (done + (q - r)) * rb, (size_t)((e - q) * rb));
+        memmove(out + k * rb, out + (done + (q - r)) * rb,
+                (size_t)((e - q) * rb));
       k += e - q;
       q = e;
     }

@@ -38,49 +38,52 @@
 #include "dtype.h"
 
 /* Result codes.  Every function returning int returns one of these. */
-#define NPK_OK        0
-#define NPK_ERROR     1   /* generic error: bad argument, mismatch, ... */
-#define NPK_NOMEM     2
-#define NPK_IOERR     3   /* a system call failed */
-#define NPK_CORRUPT   4   /* a file of the store is damaged */
-#define NPK_BUSY      5   /* lock not obtained within the busy timeout */
-#define NPK_NOTFOUND  6   /* no such array */
-#define NPK_EXISTS    7   /* array already exists */
-#define NPK_RANGE     8   /* row index out of range, or row deleted */
-#define NPK_READONLY  9   /* store or session opened read-only */
-#define NPK_MISUSE   10   /* call out of sequence (e.g. commit w/o begin) */
-#define NPK_FULL     11   /* disk full */
-#define NPK_LOCKED   12   /* the array is being read by an open scan of this
-                          ** session (npk_scan_begin) */
-#define NPK_INTERRUPT 13  /* stopped at the interrupt source's request
-                          ** (npk_set_interrupt_source) */
-#define NPK_TOOBIG   14   /* more than a limit allows (rows an index lists) */
+#define NPK_OK       0
+#define NPK_ERROR    1 /* generic error: bad argument, mismatch, ... */
+#define NPK_NOMEM    2
+#define NPK_IOERR    3  /* a system call failed */
+#define NPK_CORRUPT  4  /* a file of the store is damaged */
+#define NPK_BUSY     5  /* lock not obtained within the busy timeout */
+#define NPK_NOTFOUND 6  /* no such array */
+#define NPK_EXISTS   7  /* array already exists */
+#define NPK_RANGE    8  /* row index out of range, or row deleted */
+#define NPK_READONLY 9  /* store or session opened read-only */
+#define NPK_MISUSE   10 /* call out of sequence (e.g. commit w/o begin) */
+#define NPK_FULL     11 /* disk full */
+#define NPK_LOCKED \
+  12 /* the array is being read by an open scan of this
+     ** session (npk_scan_begin) */
+#define NPK_INTERRUPT \
+  13                  /* stopped at the interrupt source's request
+                      ** (npk_set_interrupt_source) */
+#define NPK_TOOBIG 14 /* more than a limit allows (rows an index lists) */
 
 /* An error being reported, by the engine and by the parsers of what comes
 ** from outside (index.c, npy.c): code and message. */
 typedef struct NpkErr NpkErr;
 struct NpkErr {
-  int rc;                    /* NPK_OK or the error code */
-  char msg[768];             /* "numpack: ..." message */
+  int rc;        /* NPK_OK or the error code */
+  char msg[768]; /* "numpack: ..." message */
 };
 /* E's message without its "numpack: " prefix, for a caller that words
 ** its own message around it. */
 const char *npk_err_text(const NpkErr *e);
 
-#define NPK_MAX_NDIM      32   /* NumPy's own limit */
-#define NPK_MAX_ROWS      UINT64_C(0x7FFFFFFFFFFFFFFF) /* rows of an array:
-                                 ** NumPy's intp, and SQLite's rowids */
+#define NPK_MAX_NDIM 32 /* NumPy's own limit */
+#define NPK_MAX_ROWS \
+  UINT64_C(0x7FFFFFFFFFFFFFFF) /* rows of an array:
+                               ** NumPy's intp, and SQLite's rowids */
 /* Rows a deletion bitmap of a zero-width array (a row of no bytes, such
 ** as shape (n, 0)) may cover: such an array has no data to bound its row
 ** count, so deleting rows of one is refused past this (2^26 rows, an 8 MiB
 ** bitmap), except rows up to the end, which need no bits. */
 #define NPK_MAX_ZW_BITMAP_ROWS (UINT64_C(1) << 26)
-#define NPK_MAX_NAME     238   /* "deleted_" + name + ".npkb-tmp" fits NAME_MAX */
+#define NPK_MAX_NAME           238 /* "deleted_" + name + ".npkb-tmp" fits NAME_MAX */
 
 /* Flags for npk_store_open(). */
-#define NPK_OPEN_CREATE     0x01  /* create the directory and catalog */
-#define NPK_OPEN_DROP       0x02  /* wipe the store first (drop_if_exists) */
-#define NPK_OPEN_READONLY   0x04  /* never write, never take RESERVED */
+#define NPK_OPEN_CREATE   0x01 /* create the directory and catalog */
+#define NPK_OPEN_DROP     0x02 /* wipe the store first (drop_if_exists) */
+#define NPK_OPEN_READONLY 0x04 /* never write, never take RESERVED */
 
 typedef struct NpkStore NpkStore;
 typedef struct NpkSession NpkSession;
@@ -90,36 +93,37 @@ typedef struct NpkStats NpkStats;
 
 /* A snapshot of one array's description, as seen by a session. */
 struct NpkArrayInfo {
-  const char *name;          /* array name (valid until the next call) */
-  int dtype;                 /* NPK_BOOL .. NPK_COMPLEX128 */
-  uint32_t ndim;             /* number of dimensions, >= 1 */
-  uint64_t shape[NPK_MAX_NDIM]; /* physical shape: shape[0] counts deleted rows */
-  uint64_t rows;             /* shape[0] */
-  uint64_t live_rows;        /* rows not deleted */
-  uint64_t row_bytes;        /* bytes of one row: item size x shape[1..] */
-  uint64_t modify_time;      /* microseconds since the Unix epoch */
-  const char *data_file;     /* data file relative to the store */
-  int segmented;             /* 1 if stored as a .npkseg manifest */
+  const char *name; /* array name (valid until the next call) */
+  int dtype;        /* NPK_BOOL .. NPK_COMPLEX128 */
+  uint32_t ndim;    /* number of dimensions, >= 1 */
+  uint64_t
+      shape[NPK_MAX_NDIM]; /* physical shape: shape[0] counts deleted rows */
+  uint64_t rows;           /* shape[0] */
+  uint64_t live_rows;      /* rows not deleted */
+  uint64_t row_bytes;      /* bytes of one row: item size x shape[1..] */
+  uint64_t modify_time;    /* microseconds since the Unix epoch */
+  const char *data_file;   /* data file relative to the store */
+  int segmented;           /* 1 if stored as a .npkseg manifest */
 };
 
 /* Real I/O counters of a store object (process-wide, since it was opened). */
 struct NpkStats {
-  uint64_t bytes_read;       /* bytes read by read()/pread() and copied rows */
-  uint64_t bytes_written;    /* bytes written to any file of the store */
-  uint64_t rows_appended;    /* committed appended rows */
-  uint64_t rows_replaced;    /* committed replaced rows */
-  uint64_t rows_deleted;     /* committed deleted rows */
-  uint64_t commits;          /* committed write transactions */
-  uint64_t rollbacks;        /* rolled back write transactions */
-  uint64_t fsyncs;           /* fsync()/fdatasync() calls */
-  uint64_t recoveries;       /* hot journals rolled back */
-  uint64_t read_locks;       /* SHARED locks taken to read (statements or
-                             ** transactions that read the store) */
-  uint64_t catalog_stats;    /* stat calls made to learn whether another
-                             ** session committed */
+  uint64_t bytes_read;    /* bytes read by read()/pread() and copied rows */
+  uint64_t bytes_written; /* bytes written to any file of the store */
+  uint64_t rows_appended; /* committed appended rows */
+  uint64_t rows_replaced; /* committed replaced rows */
+  uint64_t rows_deleted;  /* committed deleted rows */
+  uint64_t commits;       /* committed write transactions */
+  uint64_t rollbacks;     /* rolled back write transactions */
+  uint64_t fsyncs;        /* fsync()/fdatasync() calls */
+  uint64_t recoveries;    /* hot journals rolled back */
+  uint64_t read_locks;    /* SHARED locks taken to read (statements or
+                          ** transactions that read the store) */
+  uint64_t catalog_stats; /* stat calls made to learn whether another
+                          ** session committed */
   uint64_t last_commit_fsyncs; /* fsyncs of the last commit of this process
-                             ** that changed the store (0 when synchronous
-                             ** is OFF) */
+                               ** that changed the store (0 when synchronous
+                               ** is OFF) */
 };
 
 /* 1 if NAME is acceptable as an array name (see NPK_MAX_NAME). */
@@ -136,7 +140,7 @@ int npk_name_valid(const char *name);
 ** that the caller frees with npk_free(). */
 int npk_store_open(const char *dir, int flags, NpkStore **ppStore,
                    char **errmsg);
-void npk_store_release(NpkStore *p);      /* drop one reference */
+void npk_store_release(NpkStore *p); /* drop one reference */
 const char *npk_store_dir(NpkStore *p);
 /* The monotonic clock in nanoseconds, and how long a check for changes by
 ** programs that ignore the lock (a stat) is trusted: see store.c. */
@@ -145,9 +149,9 @@ int64_t npk_recheck_ns(void);
 void npk_store_stats(NpkStore *p, NpkStats *out);
 
 int npk_session_open(NpkStore *p, NpkSession **ppSes);
-void npk_session_close(NpkSession *s);    /* rolls back an open transaction */
+void npk_session_close(NpkSession *s); /* rolls back an open transaction */
 NpkStore *npk_session_store(NpkSession *s);
-const char *npk_errmsg(NpkSession *s);    /* message of the last error */
+const char *npk_errmsg(NpkSession *s); /* message of the last error */
 void npk_set_busy_timeout(NpkSession *s, int ms);
 /* Ask FN(ARG) for the busy timeout in milliseconds whenever a lock is not
 ** granted at once, instead of using a fixed one: the timeout can then
@@ -257,8 +261,8 @@ int npk_row_ptr(NpkSession *s, const char *name, uint64_t row,
 int npk_row_live(NpkSession *s, const char *name, uint64_t row);
 /* Map a logical index (counting live rows, 0-based) to a physical row, in
 ** O(log n).  NPK_RANGE if LOGICAL >= live rows. */
-int npk_logical_to_physical(NpkSession *s, const char *name,
-                            uint64_t logical, uint64_t *pRow);
+int npk_logical_to_physical(NpkSession *s, const char *name, uint64_t logical,
+                            uint64_t *pRow);
 /* Live rows before physical ROW (ROW <= rows): NumPack's logical index of
 ** ROW when it is live.  O(1) after the first call following a change. */
 int npk_physical_to_logical(NpkSession *s, const char *name, uint64_t row,
@@ -339,25 +343,25 @@ void npk_test_crash_at(int step);
 ** that test/powerloss_test.c can rebuild what a disk could hold after a
 ** power cut at any moment.  The engine maps no file writable: every change
 ** to a file's bytes is a write reported here. */
-#define NPK_EV_CREATE    1   /* NAME created empty (inode INO) */
-#define NPK_EV_WRITE     2   /* LEN bytes DATA at OFF into inode INO */
-#define NPK_EV_TRUNCATE  3   /* inode INO set to LEN bytes */
-#define NPK_EV_FALLOCATE 4   /* blocks reserved, size kept: [OFF, OFF+LEN) */
-#define NPK_EV_FSYNC     5   /* inode INO synced */
-#define NPK_EV_DIRSYNC   6   /* the store directory synced */
-#define NPK_EV_RENAME    7   /* NAME renamed to NAME2 (replacing it) */
-#define NPK_EV_LINK      8   /* NAME2 made a hard link to NAME */
-#define NPK_EV_UNLINK    9   /* NAME removed */
+#define NPK_EV_CREATE    1 /* NAME created empty (inode INO) */
+#define NPK_EV_WRITE     2 /* LEN bytes DATA at OFF into inode INO */
+#define NPK_EV_TRUNCATE  3 /* inode INO set to LEN bytes */
+#define NPK_EV_FALLOCATE 4 /* blocks reserved, size kept: [OFF, OFF+LEN) */
+#define NPK_EV_FSYNC     5 /* inode INO synced */
+#define NPK_EV_DIRSYNC   6 /* the store directory synced */
+#define NPK_EV_RENAME    7 /* NAME renamed to NAME2 (replacing it) */
+#define NPK_EV_LINK      8 /* NAME2 made a hard link to NAME */
+#define NPK_EV_UNLINK    9 /* NAME removed */
 typedef struct NpkIoEvent NpkIoEvent;
 struct NpkIoEvent {
-  int kind;                  /* NPK_EV_CREATE .. NPK_EV_UNLINK */
-  const char *dir;           /* the store's directory */
-  const char *name;          /* file, relative to the store, or NULL */
-  const char *name2;         /* rename or link target, or NULL */
-  uint64_t ino;              /* inode of the file written, synced, created */
-  uint64_t off;              /* write, fallocate: offset */
-  uint64_t len;              /* write, fallocate: bytes; truncate: length */
-  const void *data;          /* write: the bytes (valid during the call) */
+  int kind;          /* NPK_EV_CREATE .. NPK_EV_UNLINK */
+  const char *dir;   /* the store's directory */
+  const char *name;  /* file, relative to the store, or NULL */
+  const char *name2; /* rename or link target, or NULL */
+  uint64_t ino;      /* inode of the file written, synced, created */
+  uint64_t off;      /* write, fallocate: offset */
+  uint64_t len;      /* write, fallocate: bytes; truncate: length */
+  const void *data;  /* write: the bytes (valid during the call) */
 };
 void npk_test_record(void (*fn)(void *arg, const NpkIoEvent *ev), void *arg);
 

@@ -57,12 +57,12 @@ void npk_set_allocator(const NpkAllocator *a) {
 ** when it is closed and the last allocation from it is freed. */
 typedef struct Reserve Reserve;
 struct Reserve {
-  Reserve *next;             /* list of reserves not yet freed */
-  size_t size;               /* bytes after this header */
-  size_t used;               /* bytes handed out */
-  size_t live;               /* allocations not yet freed */
-  int open;                  /* npk_reserve_end not yet called */
-  int depth;                 /* npk_reserve_begin calls not yet ended */
+  Reserve *next; /* list of reserves not yet freed */
+  size_t size;   /* bytes after this header */
+  size_t used;   /* bytes handed out */
+  size_t live;   /* allocations not yet freed */
+  int open;      /* npk_reserve_end not yet called */
+  int depth;     /* npk_reserve_begin calls not yet ended */
 };
 
 /* Each allocation from a reserve is preceded by its size, padded so that
@@ -76,12 +76,11 @@ union ResHdr {
 };
 
 /* Where a reserve's bytes start: after its header, aligned as above. */
-#define RES_OFF \
-  ((sizeof(Reserve) + sizeof(ResHdr) - 1) & ~(sizeof(ResHdr) - 1))
+#define RES_OFF ((sizeof(Reserve) + sizeof(ResHdr) - 1) & ~(sizeof(ResHdr) - 1))
 
 static pthread_mutex_t reserve_mu = PTHREAD_MUTEX_INITIALIZER;
-static Reserve *reserves;            /* every reserve not yet freed */
-static int nreserves;                /* their count, read without the lock */
+static Reserve *reserves;             /* every reserve not yet freed */
+static int nreserves;                 /* their count, read without the lock */
 static _Thread_local Reserve *active; /* this thread's open reserve */
 
 static unsigned char *res_data(Reserve *r) {

@@ -21,7 +21,7 @@
 #include "store_int.h"
 
 #define WORDS(nbits) (((nbits) + 63) / 64)
-#define SUPER 8   /* words per rank superblock */
+#define SUPER        8 /* words per rank superblock */
 
 NpkBitmap *npk_bm_new(uint64_t nbits, int live) {
   NpkBitmap *b = npk_calloc(1, sizeof *b);
@@ -71,10 +71,9 @@ int npk_bm_parse(const unsigned char *p, size_t n, uint64_t rows,
                    (unsigned long long)total, (unsigned long long)rows);
   nw = WORDS(total);
   if ((uint64_t)n != 16 + nw * 8)
-    return npk_err(e, NPK_CORRUPT,
-                   "%s is damaged: %zu bytes, %llu rows need %llu", path, n,
-                   (unsigned long long)total,
-                   (unsigned long long)(16 + nw * 8));
+    return npk_err(
+        e, NPK_CORRUPT, "%s is damaged: %zu bytes, %llu rows need %llu", path,
+        n, (unsigned long long)total, (unsigned long long)(16 + nw * 8));
   b = npk_bm_new(total, 0);
   if (!b) return npk_err(e, NPK_NOMEM, "out of memory reading %s", path);
   for (uint64_t i = 0; i < nw; i++) {
@@ -87,10 +86,9 @@ int npk_bm_parse(const unsigned char *p, size_t n, uint64_t rows,
   }
   if (deleted != total - live) {
     npk_bm_free(b);
-    return npk_err(e, NPK_CORRUPT,
-                   "%s is damaged: deleted count %llu, bits say %llu", path,
-                   (unsigned long long)deleted,
-                   (unsigned long long)(total - live));
+    return npk_err(
+        e, NPK_CORRUPT, "%s is damaged: deleted count %llu, bits say %llu",
+        path, (unsigned long long)deleted, (unsigned long long)(total - live));
   }
   b->nlive = live;
   *pb = b;

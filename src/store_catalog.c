@@ -17,10 +17,10 @@
 /* A bounds-checked reader over the catalog bytes. */
 typedef struct CatReader CatReader;
 struct CatReader {
-  const unsigned char *p;    /* catalog bytes */
-  size_t n;                  /* catalog length */
-  size_t at;                 /* read position */
-  int oom;                   /* a copy could not be allocated */
+  const unsigned char *p; /* catalog bytes */
+  size_t n;               /* catalog length */
+  size_t at;              /* read position */
+  int oom;                /* a copy could not be allocated */
 };
 
 static int rd_need(CatReader *r, size_t k) { return r->n - r->at >= k; }
@@ -160,8 +160,7 @@ int npk_catalog_add(NpkCatalog *cat, NpkArray *a) {
   cat->a[cat->n++] = a;
   if (cat->idx && 2 * cat->n <= cat->icap)
     index_put(cat->idx, cat->icap, a->name, cat->n - 1);
-  else
-    npk_catalog_reindex(cat);
+  else npk_catalog_reindex(cat);
   return NPK_OK;
 }
 
@@ -181,8 +180,8 @@ int npk_catalog_find(const NpkCatalog *cat, const char *name) {
       if (strcmp(cat->a[i]->name, name) == 0) return i;
     return -1;
   }
-  for (uint32_t h = name_hash(name) & (uint32_t)(cat->icap - 1);
-       cat->idx[h]; h = (h + 1) & (uint32_t)(cat->icap - 1))
+  for (uint32_t h = name_hash(name) & (uint32_t)(cat->icap - 1); cat->idx[h];
+       h = (h + 1) & (uint32_t)(cat->icap - 1))
     if (strcmp(cat->a[cat->idx[h] - 1]->name, name) == 0)
       return cat->idx[h] - 1;
   return -1;
@@ -322,8 +321,9 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
   memset(cat, 0, sizeof *cat);
   if (!rd_u32(&r, &magic) || !rd_u32(&r, &version) || !rd_u64(&r, &total) ||
       !rd_u32(&r, &count))
-    return npk_err(e, NPK_CORRUPT, "%s is damaged: truncated header (%zu bytes)",
-                   NPK_CATALOG, n);
+    return npk_err(e, NPK_CORRUPT,
+                   "%s is damaged: truncated header (%zu bytes)", NPK_CATALOG,
+                   n);
   if (magic != NPK_CAT_MAGIC)
     return npk_err(e, NPK_CORRUPT, "%s is damaged: bad magic 0x%08x",
                    NPK_CATALOG, magic);
@@ -338,9 +338,8 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
       npk_catalog_clear(NULL, cat);
       if (r.oom)
         return npk_err(e, NPK_NOMEM, "out of memory reading %s", NPK_CATALOG);
-      return npk_err(e, NPK_CORRUPT,
-                     "%s is damaged: array %u at byte %zu: %s", NPK_CATALOG,
-                     i, at, why);
+      return npk_err(e, NPK_CORRUPT, "%s is damaged: array %u at byte %zu: %s",
+                     NPK_CATALOG, i, at, why);
     }
     if (npk_catalog_find(cat, a->name) >= 0) {
       npk_err(e, NPK_CORRUPT, "%s is damaged: array \"%s\" listed twice",
@@ -371,8 +370,8 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
 /* One file of an array, for npk_catalog_check_files. */
 typedef struct FileUse FileUse;
 struct FileUse {
-  const char *file;          /* relative name */
-  const char *array;         /* the array keeping rows in it */
+  const char *file;  /* relative name */
+  const char *array; /* the array keeping rows in it */
 };
 
 static int cmp_use(const void *a, const void *b) {
@@ -401,8 +400,10 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
   for (size_t i = 0; i < n && rc == NPK_OK; i++) {
     const char *why = npk_reserved_name(u[i].file);
     if (why)
-      rc = npk_err(e, NPK_CORRUPT, "%s: array \"%s\" keeps its rows in %s, "
-                   "%s", what, u[i].array, u[i].file, why);
+      rc = npk_err(e, NPK_CORRUPT,
+                   "%s: array \"%s\" keeps its rows in %s, "
+                   "%s",
+                   what, u[i].array, u[i].file, why);
   }
   /* Dropping one of two arrays sharing a file would remove the other's
   ** rows with it. */
@@ -411,9 +412,10 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
     if (strcmp(u[i - 1].file, u[i].file) != 0 ||
         strcmp(u[i - 1].array, u[i].array) == 0)
       continue;
-    rc = npk_err(e, NPK_CORRUPT, "%s: arrays \"%s\" and \"%s\" both keep "
-                 "their rows in %s", what, u[i - 1].array, u[i].array,
-                 u[i].file);
+    rc = npk_err(e, NPK_CORRUPT,
+                 "%s: arrays \"%s\" and \"%s\" both keep "
+                 "their rows in %s",
+                 what, u[i - 1].array, u[i].array, u[i].file);
   }
   npk_free(u);
   return rc;
@@ -464,11 +466,11 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
     q = put_u64(q + lf, a->mtime);
     q = put_u64(q, a->row_bytes * a->shape[0]);
     *q++ = (unsigned char)a->dtype;
-    *q++ = 0;                             /* no compression */
-    q = put_u32(q, 0);                    /* level */
-    q = put_u64(q, 0);                    /* original size */
-    q = put_u64(q, 0);                    /* compressed size */
-    *q++ = 0;                             /* no block info */
+    *q++ = 0;          /* no compression */
+    q = put_u32(q, 0); /* level */
+    q = put_u64(q, 0); /* original size */
+    q = put_u64(q, 0); /* compressed size */
+    *q++ = 0;          /* no block info */
   }
   return NPK_OK;
 }

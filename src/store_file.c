@@ -22,11 +22,11 @@
 ** a store's mu, never before. */
 static pthread_mutex_t fd_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static NpkFile *lru_head, *lru_tail;  /* most / least recently used */
+static NpkFile *lru_head, *lru_tail; /* most / least recently used */
 
-static int nopen;                     /* files in the list */
+static int nopen; /* files in the list */
 
-static int max_open;                  /* 0 until first needed */
+static int max_open; /* 0 until first needed */
 
 static void lru_unlink(NpkFile *f) {
   if (f->lru_prev) f->lru_prev->lru_next = f->lru_next;
@@ -93,8 +93,10 @@ static int file_reopen(NpkStore *st, NpkFile *f, int flags, int identify,
     f->size = (uint64_t)sb.st_size;
   } else if (sb.st_dev != f->dev || sb.st_ino != f->ino) {
     close(fd);
-    return npk_err(e, NPK_CORRUPT, "%s was replaced by another file while "
-                   "the store was open", f->path);
+    return npk_err(e, NPK_CORRUPT,
+                   "%s was replaced by another file while "
+                   "the store was open",
+                   f->path);
   }
   f->fd = fd;
   lru_push(f);
@@ -210,17 +212,19 @@ int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
   struct stat sb;
   int rc;
   if (!f->writable)
-    return npk_err(e, NPK_READONLY, "cannot write %s: this process may not "
-                   "write it", f->path);
+    return npk_err(e, NPK_READONLY,
+                   "cannot write %s: this process may not "
+                   "write it",
+                   f->path);
   if ((rc = npk_file_use(st, f, e))) return rc;
   if (fstat(f->fd, &sb) != 0)
     rc = npk_err_sys(e, errno, "cannot stat", f->path);
   else if (sb.st_nlink > 1)
-    rc = npk_err(e, NPK_READONLY, "cannot write %s in place: it has %llu "
+    rc = npk_err(e, NPK_READONLY,
+                 "cannot write %s in place: it has %llu "
                  "hard links, and another name may lie outside the store",
                  f->path, (unsigned long long)sb.st_nlink);
-  else if (out)
-    *out = sb;
+  else if (out) *out = sb;
   npk_file_done(f);
   return rc;
 }
@@ -291,8 +295,10 @@ static int map_locked(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
   if (p == MAP_FAILED) return npk_err_sys(e, errno, "cannot map", f->path);
   if ((slot = npk_guard_add(p, len, &st->map_faults)) < 0) {
     munmap(p, len);
-    return npk_err(e, NPK_NOMEM, "cannot map %s: no room to guard the "
-                   "mapping", f->path);
+    return npk_err(e, NPK_NOMEM,
+                   "cannot map %s: no room to guard the "
+                   "mapping",
+                   f->path);
   }
   if (f->base) npk_retire(st, f->base, f->maplen);
   f->gslot = slot;
@@ -305,8 +311,7 @@ static int map_locked(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
 /* Make sure bytes [0, NEED) of F are mapped. */
 int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
   int rc = NPK_OK;
-  if (f->wlen && need > f->wstart && (rc = npk_file_flush(st, f, e)))
-    return rc;
+  if (f->wlen && need > f->wstart && (rc = npk_file_flush(st, f, e))) return rc;
   if (need <= __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE)) return NPK_OK;
   if (need > f->size)
     return npk_err(e, NPK_CORRUPT, "%s is shorter than its rows", f->path);

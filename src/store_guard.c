@@ -35,27 +35,27 @@
 #include "store_int.h"
 
 #define CHUNK_SLOTS 256
-#define MAX_CHUNKS 256
+#define MAX_CHUNKS  256
 
 /* One registered mapping: bytes [lo, hi). */
 typedef struct GuardSlot GuardSlot;
 struct GuardSlot {
-  unsigned seq;              /* odd while the slot is being changed */
-  uintptr_t lo;              /* first byte, 0 when the slot is free */
-  uintptr_t hi;              /* one past the last byte, 0 when free */
-  uint64_t *count;           /* the owner's fault counter */
-  int hit;                   /* a page of it was replaced by zeros */
-  int rw;                    /* mapped for writing: the zeros take writes */
+  unsigned seq;    /* odd while the slot is being changed */
+  uintptr_t lo;    /* first byte, 0 when the slot is free */
+  uintptr_t hi;    /* one past the last byte, 0 when free */
+  uint64_t *count; /* the owner's fault counter */
+  int hit;         /* a page of it was replaced by zeros */
+  int rw;          /* mapped for writing: the zeros take writes */
 };
 
 static GuardSlot *chunks[MAX_CHUNKS]; /* slot storage, grown by chunks */
 static int nchunks;                   /* chunks allocated */
 static pthread_mutex_t guard_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
-static struct sigaction prev_action;  /* SIGBUS handler before ours */
-static uintptr_t page_size;           /* read once: sysconf is not safe in
-                                      ** a signal handler */
-static int installed;                 /* our handler is in place */
+static struct sigaction prev_action; /* SIGBUS handler before ours */
+static uintptr_t page_size;          /* read once: sysconf is not safe in
+                                     ** a signal handler */
+static int installed;                /* our handler is in place */
 
 /* Replace the page holding ADDR by zeros if ADDR lies in a registered
 ** mapping; return 1 if it did. */
@@ -105,8 +105,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc) {
   if (prev_action.sa_handler != SIG_DFL && prev_action.sa_handler != SIG_IGN) {
     if (prev_action.sa_flags & SA_SIGINFO)
       prev_action.sa_sigaction(sig, si, uc);
-    else
-      prev_action.sa_handler(sig);
+    else prev_action.sa_handler(sig);
     return;
   }
   /* The default action, as if we were not here.  A fault simply happens
@@ -185,8 +184,8 @@ void npk_guard_remove(const void *p) {
 }
 
 int npk_guard_hit(int slot) {
-  if (slot < 0 || slot / CHUNK_SLOTS >= __atomic_load_n(&nchunks,
-                                                       __ATOMIC_ACQUIRE))
+  if (slot < 0 ||
+      slot / CHUNK_SLOTS >= __atomic_load_n(&nchunks, __ATOMIC_ACQUIRE))
     return 0;
   return __atomic_load_n(&chunks[slot / CHUNK_SLOTS][slot % CHUNK_SLOTS].hit,
                          __ATOMIC_ACQUIRE);

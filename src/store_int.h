@@ -14,12 +14,12 @@
 #include "alloc.h"
 #include "store.h"
 
-#define NPK_CATALOG      "metadata.npkm"
-#define NPK_LOCKFILE     "metadata.npkm-lock"
-#define NPK_JOURNAL      "metadata.npkm-journal"
+#define NPK_CATALOG       "metadata.npkm"
+#define NPK_LOCKFILE      "metadata.npkm-lock"
+#define NPK_JOURNAL       "metadata.npkm-journal"
 #define NPK_JOURNAL_SPARE "metadata.npkm-journal-spare" /* its file, idle */
-#define NPK_CAT_MAGIC    0x424B504Eu
-#define NPK_CAT_VERSION  1u
+#define NPK_CAT_MAGIC     0x424B504Eu
+#define NPK_CAT_VERSION   1u
 
 typedef struct NpkFile NpkFile;
 typedef struct NpkSeg NpkSeg;
@@ -30,266 +30,267 @@ typedef struct NpkTxn NpkTxn;
 typedef struct NpkRetired NpkRetired;
 typedef struct NpkBuf NpkBuf;
 
-
 /* A growable byte buffer (catalog and journal images). */
 struct NpkBuf {
-  unsigned char *p;          /* bytes */
-  size_t n;                  /* bytes used */
-  size_t cap;                /* bytes allocated */
-  int oom;                   /* an append failed for lack of memory */
+  unsigned char *p; /* bytes */
+  size_t n;         /* bytes used */
+  size_t cap;       /* bytes allocated */
+  int oom;          /* an append failed for lack of memory */
 };
 
 /* One open data file and its read-only mapping.  Shared by refcount between
 ** the committed and pending versions of an array. */
 struct NpkFile {
-  int refs;                  /* references from NpkSeg entries */
-  char *path;                /* absolute path (changes when renamed) */
-  const char *rel;           /* path relative to the store, inside path */
-  int fd;                    /* open descriptor, or -1: descriptors are
-                             ** few (ulimit -n) and arrays many, so they
-                             ** are closed when unused for longest and
-                             ** opened again by name when needed
-                             ** (npk_file_use); a mapping outlives its */
-  dev_t dev;                 /* identity of the file, checked when it is */
-  ino_t ino;                 /* opened again */
-  int users;                 /* npk_file_use calls not yet done: fd stays */
-  NpkFile *lru_prev;         /* in the process's list of open files, most */
-  NpkFile *lru_next;         /* recently used first */
-  int writable;              /* fd was opened O_RDWR */
-  uint64_t ok_epoch;         /* the store's epoch when the file's size was
-                             ** last found to hold the committed rows */
-  unsigned char *base;       /* mapping, or NULL */
-  size_t maplen;             /* bytes mapped (rounded up, may pass EOF) */
-  int gslot;                 /* the mapping's store_guard.c slot, or -1 */
-  unsigned char *wbase;      /* writable mapping for commits, or NULL */
-  size_t wmaplen;            /* bytes of it */
-  int wslot;                 /* its store_guard.c slot */
-  uint64_t size;             /* bytes known to exist in the file */
-  uint64_t orig_size;        /* size when a transaction first grew it */
-  int grown;                 /* orig_size is set (file grown in this txn) */
-  int temp;                  /* a transaction's new file: removed when freed */
-  unsigned char *wbuf;       /* appended bytes not yet written, or NULL */
-  size_t wlen;               /* bytes in wbuf */
-  uint64_t wstart;           /* file offset where wbuf's bytes belong */
+  int refs;             /* references from NpkSeg entries */
+  char *path;           /* absolute path (changes when renamed) */
+  const char *rel;      /* path relative to the store, inside path */
+  int fd;               /* open descriptor, or -1: descriptors are
+                        ** few (ulimit -n) and arrays many, so they
+                        ** are closed when unused for longest and
+                        ** opened again by name when needed
+                        ** (npk_file_use); a mapping outlives its */
+  dev_t dev;            /* identity of the file, checked when it is */
+  ino_t ino;            /* opened again */
+  int users;            /* npk_file_use calls not yet done: fd stays */
+  NpkFile *lru_prev;    /* in the process's list of open files, most */
+  NpkFile *lru_next;    /* recently used first */
+  int writable;         /* fd was opened O_RDWR */
+  uint64_t ok_epoch;    /* the store's epoch when the file's size was
+                        ** last found to hold the committed rows */
+  unsigned char *base;  /* mapping, or NULL */
+  size_t maplen;        /* bytes mapped (rounded up, may pass EOF) */
+  int gslot;            /* the mapping's store_guard.c slot, or -1 */
+  unsigned char *wbase; /* writable mapping for commits, or NULL */
+  size_t wmaplen;       /* bytes of it */
+  int wslot;            /* its store_guard.c slot */
+  uint64_t size;        /* bytes known to exist in the file */
+  uint64_t orig_size;   /* size when a transaction first grew it */
+  int grown;            /* orig_size is set (file grown in this txn) */
+  int temp;             /* a transaction's new file: removed when freed */
+  unsigned char *wbuf;  /* appended bytes not yet written, or NULL */
+  size_t wlen;          /* bytes in wbuf */
+  uint64_t wstart;      /* file offset where wbuf's bytes belong */
 };
 
 /* One stretch of rows stored in one file. */
 struct NpkSeg {
-  NpkFile *file;             /* where the rows are */
-  uint64_t first_row;        /* physical index of the segment's first row */
-  uint64_t rows;             /* rows in this segment */
+  NpkFile *file;      /* where the rows are */
+  uint64_t first_row; /* physical index of the segment's first row */
+  uint64_t rows;      /* rows in this segment */
 };
 
 /* Deletion bitmap with a rank index for logical-to-physical mapping. */
 struct NpkBitmap {
-  uint64_t nbits;            /* rows covered (the file's total rows) */
-  uint64_t nlive;            /* bits set */
-  uint64_t *w;               /* ceil(nbits/64) words */
-  uint64_t wcap;             /* words allocated */
-  uint64_t *rank;            /* rank[i] = live bits in words [0, 8*i) */
-  uint64_t rank_cap;         /* entries allocated in rank */
-  uint64_t rank_ok;          /* rank[0..rank_ok) are up to date */
+  uint64_t nbits;    /* rows covered (the file's total rows) */
+  uint64_t nlive;    /* bits set */
+  uint64_t *w;       /* ceil(nbits/64) words */
+  uint64_t wcap;     /* words allocated */
+  uint64_t *rank;    /* rank[i] = live bits in words [0, 8*i) */
+  uint64_t rank_cap; /* entries allocated in rank */
+  uint64_t rank_ok;  /* rank[0..rank_ok) are up to date */
 };
 
 /* Replaced committed rows of one array, pending until commit. */
 struct NpkOverlay {
-  uint64_t *keys;            /* open-addressing table of row numbers */
-  uint32_t *slot;            /* slot index for each key */
-  uint64_t hcap;             /* table size (power of two), 0 if empty */
-  uint64_t n;                /* rows held */
-  unsigned char **chunks;    /* slot storage; chunks never move */
-  uint64_t nchunk;           /* chunks allocated */
-  uint64_t per_chunk;        /* slots per chunk */
-  uint64_t row_bytes;        /* bytes per slot */
+  uint64_t *keys;         /* open-addressing table of row numbers */
+  uint32_t *slot;         /* slot index for each key */
+  uint64_t hcap;          /* table size (power of two), 0 if empty */
+  uint64_t n;             /* rows held */
+  unsigned char **chunks; /* slot storage; chunks never move */
+  uint64_t nchunk;        /* chunks allocated */
+  uint64_t per_chunk;     /* slots per chunk */
+  uint64_t row_bytes;     /* bytes per slot */
 };
 
 /* One array as seen by a catalog: committed, or a session's pending copy. */
 struct NpkArray {
-  int refs;                  /* catalogs and undo records holding it */
-  char *name;                /* UTF-8, validated */
-  int dtype;                 /* NPK_BOOL .. NPK_COMPLEX128 */
-  uint32_t ndim;             /* >= 1 */
+  int refs;                     /* catalogs and undo records holding it */
+  char *name;                   /* UTF-8, validated */
+  int dtype;                    /* NPK_BOOL .. NPK_COMPLEX128 */
+  uint32_t ndim;                /* >= 1 */
   uint64_t shape[NPK_MAX_NDIM]; /* shape[0] = physical rows */
-  uint64_t row_bytes;        /* item size x shape[1..] */
-  char *data_file;           /* catalog's data file, relative */
-  uint64_t mtime;            /* microseconds since the epoch */
-  int segmented;             /* data_file is a .npkseg manifest */
-  char **seg_names;          /* segmented: segment files, relative */
-  int nseg;                  /* storage segments (1 unless segmented) */
-  NpkSeg *seg;               /* storage */
-  NpkBitmap *bm;             /* NULL when every row is live */
-  int has_bm_file;           /* deleted_<name>.npkb exists (committed) */
-  int loaded;                /* seg and bm are set up: an array read from
-                             ** the catalog has its files opened and
-                             ** checked when first used (npk_array_ready),
-                             ** so that opening a store of thousands of
-                             ** arrays does not open thousands of files */
+  uint64_t row_bytes;           /* item size x shape[1..] */
+  char *data_file;              /* catalog's data file, relative */
+  uint64_t mtime;               /* microseconds since the epoch */
+  int segmented;                /* data_file is a .npkseg manifest */
+  char **seg_names;             /* segmented: segment files, relative */
+  int nseg;                     /* storage segments (1 unless segmented) */
+  NpkSeg *seg;                  /* storage */
+  NpkBitmap *bm;                /* NULL when every row is live */
+  int has_bm_file;              /* deleted_<name>.npkb exists (committed) */
+  int loaded;                   /* seg and bm are set up: an array read from
+                                ** the catalog has its files opened and
+                                ** checked when first used (npk_array_ready),
+                                ** so that opening a store of thousands of
+                                ** arrays does not open thousands of files */
   /* Pending state, for an array a transaction changed: */
-  int pending;               /* 1 for a session's own modified copy */
-  int fresh;                 /* storage is a new temporary file */
-  uint64_t base_rows;        /* rows that are committed bytes in place */
-  NpkOverlay *ov;            /* replaced committed rows, or NULL */
-  int bm_dirty;              /* bitmap differs from the committed one */
+  int pending;        /* 1 for a session's own modified copy */
+  int fresh;          /* storage is a new temporary file */
+  uint64_t base_rows; /* rows that are committed bytes in place */
+  NpkOverlay *ov;     /* replaced committed rows, or NULL */
+  int bm_dirty;       /* bitmap differs from the committed one */
 };
 
 /* A list of arrays: the committed catalog or a pending one. */
 struct NpkCatalog {
-  NpkArray **a;              /* arrays in catalog order */
-  int n;                     /* arrays used */
-  int cap;                   /* arrays allocated */
-  int *idx;                  /* open-addressing table of names: position
-                             ** + 1, 0 when free; NULL (search the list)
-                             ** if there was no memory for it */
-  int icap;                  /* slots in idx, a power of two */
+  NpkArray **a; /* arrays in catalog order */
+  int n;        /* arrays used */
+  int cap;      /* arrays allocated */
+  int *idx;     /* open-addressing table of names: position
+                ** + 1, 0 when free; NULL (search the list)
+                ** if there was no memory for it */
+  int icap;     /* slots in idx, a power of two */
 };
 
 /* Mappings and buffers that may still be pointed at; freed when no session
 ** of the store is reading or writing. */
 struct NpkRetired {
-  void *p;                   /* mapping, heap block or NpkCatalog */
-  size_t len;                /* mapping length; 0 for a heap block */
-  int cat;                   /* p is a replaced committed NpkCatalog */
-  NpkRetired *next;          /* next in the store's list */
+  void *p;          /* mapping, heap block or NpkCatalog */
+  size_t len;       /* mapping length; 0 for a heap block */
+  int cat;          /* p is a replaced committed NpkCatalog */
+  NpkRetired *next; /* next in the store's list */
 };
 
 /* The process-wide object for one store directory. */
 struct NpkStore {
-  int refs;                  /* npk_store_open references */
-  dev_t dev;                 /* identity of the directory */
+  int refs;  /* npk_store_open references */
+  dev_t dev; /* identity of the directory */
   ino_t ino;
-  int readonly;              /* opened with NPK_OPEN_READONLY */
-  char *dir;                 /* absolute path of the directory */
-  int dirfd;                 /* open directory, for fsync */
-  pthread_mutex_t mu;        /* guards everything below */
-  NpkCatalog cat;            /* last committed catalog seen */
-  int cat_fd;                /* the catalog file that cat was read from */
-  struct stat cat_st;        /* its identity, size and time when read */
-  char *cat_path;            /* dir/metadata.npkm */
-  char *journal_path;        /* dir/metadata.npkm-journal */
-  unsigned char *lock_page;  /* shared read-only map of the lock file */
-  int lock_slot;             /* lock_page's store_guard.c slot */
-  uint64_t map_faults;       /* faults absorbed in this store's mappings
-                             ** (store_guard.c; npk_map_faults) */
-  int journal_checked;       /* looked for a journal at least once */
-  uint64_t seen_seq;         /* the lock file's commit count when the state
-                             ** in memory was last confirmed current */
-  int seen_ok;               /* seen_seq was read from the lock page */
-  int64_t checked_ns;        /* when it was confirmed (npk_monotonic_ns) */
-  uint64_t epoch;            /* confirmations so far: a data file's size is
-                             ** checked again once per confirmation */
-  int pins;                  /* sessions reading or in a transaction */
-  NpkRetired *retired;       /* freed when pins drops to 0 */
-  NpkStats stats;            /* I/O counters */
-  int sync_off;              /* the writer chose not to fsync; written only
-                             ** by the session holding RESERVED */
-  NpkBuf img;                /* the encoding of cat, when img_ok: a commit
-                             ** patches it rather than encode every array */
-  size_t *img_off;           /* where each array's entry starts in img */
-  int jfd;                   /* the spare journal file, held open by
-                             ** writers between commits, or -1 */
-  dev_t jdev;                /* its identity: used only while the file */
-  ino_t jino;                /* at the spare's name is this one */
-  int cat_wfd;               /* cat_fd's file opened for writing by the
-                             ** commits that patch it in place, or -1 */
-  ino_t cat_wino;            /* its inode: used only while it is cat_st's */
+  int readonly;             /* opened with NPK_OPEN_READONLY */
+  char *dir;                /* absolute path of the directory */
+  int dirfd;                /* open directory, for fsync */
+  pthread_mutex_t mu;       /* guards everything below */
+  NpkCatalog cat;           /* last committed catalog seen */
+  int cat_fd;               /* the catalog file that cat was read from */
+  struct stat cat_st;       /* its identity, size and time when read */
+  char *cat_path;           /* dir/metadata.npkm */
+  char *journal_path;       /* dir/metadata.npkm-journal */
+  unsigned char *lock_page; /* shared read-only map of the lock file */
+  int lock_slot;            /* lock_page's store_guard.c slot */
+  uint64_t map_faults;      /* faults absorbed in this store's mappings
+                            ** (store_guard.c; npk_map_faults) */
+  int journal_checked;      /* looked for a journal at least once */
+  uint64_t seen_seq;        /* the lock file's commit count when the state
+                            ** in memory was last confirmed current */
+  int seen_ok;              /* seen_seq was read from the lock page */
+  int64_t checked_ns;       /* when it was confirmed (npk_monotonic_ns) */
+  uint64_t epoch;           /* confirmations so far: a data file's size is
+                            ** checked again once per confirmation */
+  int pins;                 /* sessions reading or in a transaction */
+  NpkRetired *retired;      /* freed when pins drops to 0 */
+  NpkStats stats;           /* I/O counters */
+  int sync_off;             /* the writer chose not to fsync; written only
+                            ** by the session holding RESERVED */
+  NpkBuf img;               /* the encoding of cat, when img_ok: a commit
+                            ** patches it rather than encode every array */
+  size_t *img_off;          /* where each array's entry starts in img */
+  int jfd;                  /* the spare journal file, held open by
+                            ** writers between commits, or -1 */
+  dev_t jdev;               /* its identity: used only while the file */
+  ino_t jino;               /* at the spare's name is this one */
+  int cat_wfd;              /* cat_fd's file opened for writing by the
+                            ** commits that patch it in place, or -1 */
+  ino_t cat_wino;           /* its inode: used only while it is cat_st's */
   dev_t cat_wdev;
-  int coarse_mtime;          /* the file system kept a catalog time coarser
-                             ** than the one set: patching in place could
-                             ** leave a commit that no time tells of, so
-                             ** catalogs are replaced whole */
-  int img_ok;                /* img and img_off describe cat */
-  uint64_t cat_gen;          /* bumped whenever cat is replaced */
-  int swept;                 /* a write of this object removed leftovers
-                             ** (npk_sweep): later ones need to only when
-                             ** the lock file's mark says a writer died */
-  NpkStore *next;            /* registry list */
+  int coarse_mtime; /* the file system kept a catalog time coarser
+                    ** than the one set: patching in place could
+                    ** leave a commit that no time tells of, so
+                    ** catalogs are replaced whole */
+  int img_ok;       /* img and img_off describe cat */
+  uint64_t cat_gen; /* bumped whenever cat is replaced */
+  int swept;        /* a write of this object removed leftovers
+                    ** (npk_sweep): later ones need to only when
+                    ** the lock file's mark says a writer died */
+  NpkStore *next;   /* registry list */
 };
 
 /* Row counters of a transaction, saved with each savepoint. */
 typedef struct NpkCounts NpkCounts;
 struct NpkCounts {
-  uint64_t appended;         /* rows appended */
-  uint64_t replaced;         /* rows replaced */
-  uint64_t deleted;          /* rows deleted */
+  uint64_t appended; /* rows appended */
+  uint64_t replaced; /* rows replaced */
+  uint64_t deleted;  /* rows deleted */
 };
 
 /* An open savepoint. */
 typedef struct NpkSavepoint NpkSavepoint;
 struct NpkSavepoint {
-  size_t undo_pos;           /* undo records before it */
-  NpkCounts counts;          /* counters when it was opened */
+  size_t undo_pos;  /* undo records before it */
+  NpkCounts counts; /* counters when it was opened */
 };
 
 /* One undo record: how to take back one change of a transaction. */
 typedef struct NpkUndo NpkUndo;
 struct NpkUndo {
-  int op;                    /* NPK_U_CAT .. NPK_U_TAIL */
-  NpkArray *arr;             /* array changed (a reference), or NULL */
-  uint64_t a, b;             /* op-specific: rows, row number, flags */
-  void *data;                /* op-specific: row list or old bytes */
-  NpkCatalog cat;            /* NPK_U_CAT: the catalog before the change */
+  int op;         /* NPK_U_CAT .. NPK_U_TAIL */
+  NpkArray *arr;  /* array changed (a reference), or NULL */
+  uint64_t a, b;  /* op-specific: rows, row number, flags */
+  void *data;     /* op-specific: row list or old bytes */
+  NpkCatalog cat; /* NPK_U_CAT: the catalog before the change */
 };
-#define NPK_U_CAT    1       /* catalog replaced: restore cat */
-#define NPK_U_ROWS   2       /* rows appended: a = old rows, b = old bits */
-#define NPK_U_BITS   3       /* a rows deleted (data), b = old bm_dirty */
-#define NPK_U_BMNEW  4       /* bitmap created, b = old bm_dirty */
-#define NPK_U_OVL    5       /* overlay row a set; b = had old bytes (data) */
-#define NPK_U_TAIL   6       /* file row a overwritten; data = old bytes */
-#define NPK_U_BMSWAP 7       /* bitmap changed wholesale: data = the old
-                             ** one (NpkBitmap), b = old bm_dirty */
-#define NPK_U_SLOT   8       /* array at catalog position a replaced by
-                             ** another version of it: arr = the old one */
+#define NPK_U_CAT   1 /* catalog replaced: restore cat */
+#define NPK_U_ROWS  2 /* rows appended: a = old rows, b = old bits */
+#define NPK_U_BITS  3 /* a rows deleted (data), b = old bm_dirty */
+#define NPK_U_BMNEW 4 /* bitmap created, b = old bm_dirty */
+#define NPK_U_OVL   5 /* overlay row a set; b = had old bytes (data) */
+#define NPK_U_TAIL  6 /* file row a overwritten; data = old bytes */
+#define NPK_U_BMSWAP \
+  7 /* bitmap changed wholesale: data = the old
+    ** one (NpkBitmap), b = old bm_dirty */
+#define NPK_U_SLOT \
+  8 /* array at catalog position a replaced by
+    ** another version of it: arr = the old one */
 
 /* A pending write transaction of one session. */
 struct NpkTxn {
-  NpkCatalog cat;            /* the catalog as this transaction sees it */
-  NpkUndo *undo;             /* undo records, oldest first */
-  size_t nundo, undocap;     /* records used / allocated */
-  NpkSavepoint *sp;          /* open savepoints, outermost first */
-  int nsp, spcap;            /* savepoints open / allocated */
-  NpkFile **grown;           /* committed files appended to (references) */
-  int ngrown, growncap;      /* entries used / allocated */
-  NpkCounts counts;          /* rows changed so far */
-  unsigned tmpseq;           /* counter for temporary file names */
-  int marked;                /* set NPK_MARK_NEWFILES in the lock file */
-  uint64_t cat_gen;          /* the store's cat_gen when cat was copied */
-  int reshaped;              /* arrays were added to or dropped from cat:
-                             ** the commit compares every position */
-  int *slots;                /* else the positions of cat where an array
-                             ** was replaced by another version (maybe
-                             ** twice): the only ones that can differ */
-  int nslot, slotcap;        /* entries used / allocated */
+  NpkCatalog cat;        /* the catalog as this transaction sees it */
+  NpkUndo *undo;         /* undo records, oldest first */
+  size_t nundo, undocap; /* records used / allocated */
+  NpkSavepoint *sp;      /* open savepoints, outermost first */
+  int nsp, spcap;        /* savepoints open / allocated */
+  NpkFile **grown;       /* committed files appended to (references) */
+  int ngrown, growncap;  /* entries used / allocated */
+  NpkCounts counts;      /* rows changed so far */
+  unsigned tmpseq;       /* counter for temporary file names */
+  int marked;            /* set NPK_MARK_NEWFILES in the lock file */
+  uint64_t cat_gen;      /* the store's cat_gen when cat was copied */
+  int reshaped;          /* arrays were added to or dropped from cat:
+                         ** the commit compares every position */
+  int *slots;            /* else the positions of cat where an array
+                         ** was replaced by another version (maybe
+                         ** twice): the only ones that can differ */
+  int nslot, slotcap;    /* entries used / allocated */
 };
 
 /* One client of a store. */
 struct NpkSession {
-  NpkStore *store;           /* the shared store */
-  int lockfd;                /* own descriptor on the lock file, or -1 */
-  int lock_rw;               /* lockfd can take write locks */
-  int lock;                  /* NPK_LOCK_NONE .. NPK_LOCK_EXCLUSIVE */
-  int nread;                 /* nesting of npk_read_begin */
-  int pinned;                /* counted in store->pins */
-  int busy_ms;               /* busy timeout in milliseconds */
-  int (*busy_fn)(void *);    /* reads the busy timeout, or NULL */
-  void *busy_arg;            /* argument of busy_fn */
-  int (*sync_fn)(void *);    /* 0 when writes need not be synced, or NULL */
-  void *sync_arg;            /* argument of sync_fn */
-  int (*intr_fn)(void *);    /* nonzero: stop the long copy, or NULL */
-  void *intr_arg;            /* argument of intr_fn */
-  NpkTxn *txn;               /* open write transaction, or NULL */
-  NpkErr err;                /* last error */
-  uint64_t changes;          /* npk_change_count(): bumped by each write */
-  const char **scans;        /* arrays open scans read (npk_scan_begin),
-                             ** one entry per scan */
-  int nscan;                 /* entries in scans */
-  int scan_cap;              /* room in scans */
+  NpkStore *store;        /* the shared store */
+  int lockfd;             /* own descriptor on the lock file, or -1 */
+  int lock_rw;            /* lockfd can take write locks */
+  int lock;               /* NPK_LOCK_NONE .. NPK_LOCK_EXCLUSIVE */
+  int nread;              /* nesting of npk_read_begin */
+  int pinned;             /* counted in store->pins */
+  int busy_ms;            /* busy timeout in milliseconds */
+  int (*busy_fn)(void *); /* reads the busy timeout, or NULL */
+  void *busy_arg;         /* argument of busy_fn */
+  int (*sync_fn)(void *); /* 0 when writes need not be synced, or NULL */
+  void *sync_arg;         /* argument of sync_fn */
+  int (*intr_fn)(void *); /* nonzero: stop the long copy, or NULL */
+  void *intr_arg;         /* argument of intr_fn */
+  NpkTxn *txn;            /* open write transaction, or NULL */
+  NpkErr err;             /* last error */
+  uint64_t changes;       /* npk_change_count(): bumped by each write */
+  const char **scans;     /* arrays open scans read (npk_scan_begin),
+                          ** one entry per scan */
+  int nscan;              /* entries in scans */
+  int scan_cap;           /* room in scans */
 };
 
 /* Lock levels, as SQLite's. */
-#define NPK_LOCK_NONE       0
-#define NPK_LOCK_SHARED     1
-#define NPK_LOCK_RESERVED   2
-#define NPK_LOCK_EXCLUSIVE  4
+#define NPK_LOCK_NONE      0
+#define NPK_LOCK_SHARED    1
+#define NPK_LOCK_RESERVED  2
+#define NPK_LOCK_EXCLUSIVE 4
 
 /* NPK_LOCKED if an open scan reads NAME (any array when NAME is NULL);
 ** WHAT names the refused operation in the message. */
@@ -319,8 +320,7 @@ int npk_io_fault(NpkStore *st, const char *kind, const char *path, NpkErr *e);
 /* Account for N bytes from P just stored at OFF of the file open as FD
 ** through a mapping: counted as written, and recorded for the power-loss
 ** harness like a pwrite. */
-void npk_io_mapped(NpkStore *st, int fd, const void *p, size_t n,
-                   uint64_t off);
+void npk_io_mapped(NpkStore *st, int fd, const void *p, size_t n, uint64_t off);
 int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e);
 int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
@@ -348,16 +348,15 @@ void npk_alloc_fault_hook(int (*fn)(void));
 ** naming it; a missing one is NPK_NOTFOUND.  npk_io_open with O_CREAT |
 ** O_TRUNC makes a new file (O_EXCL) after removing any by that name, so
 ** that no write goes through a hard link a leftover may be. */
-int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
-                NpkErr *e);
+int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e);
 int npk_io_lstat(NpkStore *st, const char *rel, struct stat *sb, NpkErr *e);
 int npk_io_exists(NpkStore *st, const char *rel);
 int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
                      size_t *pn, NpkErr *e);
 int npk_io_write_new(NpkStore *st, const char *rel, const void *p, size_t n,
                      NpkErr *e);
-int npk_io_replace_file(NpkStore *st, const char *rel, const void *p,
-                        size_t n, NpkErr *e);
+int npk_io_replace_file(NpkStore *st, const char *rel, const void *p, size_t n,
+                        NpkErr *e);
 int npk_io_unlink(NpkStore *st, const char *rel, NpkErr *e);
 int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e);
 int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e);
@@ -443,8 +442,7 @@ void npk_catalog_reindex(NpkCatalog *cat);
 /* NPK_CORRUPT, the message starting with WHAT, if two arrays keep rows in
 ** one file, or one keeps them in a file of the store's own (the catalog,
 ** lock file, journal, a bitmap, backup or temporary name). */
-int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
-                            NpkErr *e);
+int npk_catalog_check_files(const NpkCatalog *cat, const char *what, NpkErr *e);
 /* Why F may not be a data or segment file (one of the store's own files,
 ** or a name kept for backups, new files or bitmaps), or NULL if it may. */
 const char *npk_reserved_name(const char *f);
@@ -481,9 +479,9 @@ int npk_bm_rank(NpkBitmap *b, uint64_t row, uint64_t *rank);
 typedef struct NpkSegEntry NpkSegEntry;
 /* One entry of a .npkseg manifest. */
 struct NpkSegEntry {
-  char *file;                /* segment file, relative to the store */
-  uint64_t rows;             /* rows it holds */
-  uint64_t bytes;            /* bytes it holds */
+  char *file;     /* segment file, relative to the store */
+  uint64_t rows;  /* rows it holds */
+  uint64_t bytes; /* bytes it holds */
 };
 int npk_seg_parse(const char *json, size_t n, NpkSegEntry **pp, int *pn,
                   const char *path, NpkErr *e);
@@ -495,15 +493,18 @@ const void *npk_ov_get(const NpkOverlay *ov, uint64_t row);
 void npk_ov_free(NpkStore *st, NpkOverlay *ov);
 
 /* ---- locks (store_lock.c) ---- */
-#define NPK_LOCK_MARK_OFF 64 /* commit mark in the lock file: 1 while a
-                             ** commit may leave a hot journal, 2 while a
-                             ** transaction has new files (npktmp-) that a
-                             ** crash would leave behind, else 0 */
+#define NPK_LOCK_MARK_OFF \
+  64 /* commit mark in the lock file: 1 while a
+     ** commit may leave a hot journal, 2 while a
+     ** transaction has new files (npktmp-) that a
+     ** crash would leave behind, else 0 */
 #define NPK_MARK_NEWFILES 2
-#define NPK_RECHECK_NS 1000000 /* how long a stat for changes by programs
-                                ** that ignore the lock is trusted */
-#define NPK_LOCK_SEQ_OFF 72  /* commit count in the lock file: raised by
-                             ** every session before it lets EXCLUSIVE go */
+#define NPK_RECHECK_NS \
+  1000000 /* how long a stat for changes by programs
+          ** that ignore the lock is trusted */
+#define NPK_LOCK_SEQ_OFF \
+  72 /* commit count in the lock file: raised by
+     ** every session before it lets EXCLUSIVE go */
 int npk_lock_open(NpkStore *st, int *pfd, int *prw, NpkErr *e);
 int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e);
 void npk_lock_mark(NpkSession *s, uint64_t v);
@@ -529,8 +530,7 @@ void npk_journal_header(const NpkBuf *records,
 ** in here), then the records; LINKED if the commit linked backups. */
 int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
                       NpkErr *e);
-int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
-                       NpkErr *e);
+int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e);
 void npk_sweep(NpkStore *st);
 int npk_journal_recover(NpkStore *st, NpkErr *e);
 int npk_journal_exists(NpkStore *st);
@@ -538,8 +538,7 @@ int npk_journal_check(NpkStore *st, NpkErr *e);
 
 /* ---- committed state and reading (store.c) ---- */
 /* npk_store_open without NPK_OPEN_DROP's wipe (store_write.c does that). */
-int npk_store_attach(const char *dir, int flags, NpkStore **pp,
-                     char **errmsg);
+int npk_store_attach(const char *dir, int flags, NpkStore **pp, char **errmsg);
 int npk_store_refresh(NpkStore *st, NpkErr *e);
 void npk_store_hold_catalog(NpkStore *st);
 int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e);
@@ -560,8 +559,8 @@ int npk_array_copy_live(NpkSession *s, NpkArray *a, uint64_t *pos,
                         uint64_t count, void *dst);
 
 /* ---- transactions (store_txn.c) ---- */
-int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
-                  uint64_t b, void *data);
+int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a, uint64_t b,
+                  void *data);
 int npk_undo_catalog(NpkSession *s);
 int npk_txn_grow(NpkSession *s, NpkFile *f);
 /* Note that position I of the transaction's catalog now holds another

@@ -25,10 +25,10 @@
 ** of the engine (the C tests and the module make check loads for
 ** test/faults.test): an installed module must not let the environment
 ** make its I/O fail. */
-static char fault_kind[16];      /* "write", "fsync", ... or "" */
-static int fault_countdown;      /* calls of that kind before the fault */
-static int fault_errno;          /* errno the failing call reports */
-static int crash_step;           /* commit step that calls _exit(77) */
+static char fault_kind[16]; /* "write", "fsync", ... or "" */
+static int fault_countdown; /* calls of that kind before the fault */
+static int fault_errno;     /* errno the failing call reports */
+static int crash_step;      /* commit step that calls _exit(77) */
 
 static int fault_check(const char *kind);
 
@@ -164,7 +164,6 @@ static void rec_copied(NpkStore *st, int fd, uint64_t off, uint64_t n) {
     rec_emit(st, NPK_EV_WRITE, fd, NULL, NULL, off, n, p);
   npk_free(p);
 }
-
 
 #else
 static void rec_emit(NpkStore *st, int kind, int fd, const char *name,
@@ -426,14 +425,19 @@ static int refuse(NpkStore *st, const char *rel, size_t len, mode_t mode,
                   const char *verb, NpkErr *e) {
   if (S_ISLNK(mode)) {
     if (rel[len])
-      return npk_err(e, NPK_CORRUPT, "store %s: %.*s is a symbolic link; "
-                     "refusing to follow it (on the way to %s)", st->dir,
-                     (int)len, rel, rel);
-    return npk_err(e, NPK_CORRUPT, "store %s: %s is a symbolic link; "
-                   "refusing to follow it", st->dir, rel);
+      return npk_err(e, NPK_CORRUPT,
+                     "store %s: %.*s is a symbolic link; "
+                     "refusing to follow it (on the way to %s)",
+                     st->dir, (int)len, rel, rel);
+    return npk_err(e, NPK_CORRUPT,
+                   "store %s: %s is a symbolic link; "
+                   "refusing to follow it",
+                   st->dir, rel);
   }
-  return npk_err(e, NPK_CORRUPT, "store %s: %s is not a regular file; "
-                 "refusing to %s it", st->dir, rel, verb);
+  return npk_err(e, NPK_CORRUPT,
+                 "store %s: %s is not a regular file; "
+                 "refusing to %s it",
+                 st->dir, rel, verb);
 }
 
 /* After a call on LAST (REL) in DIR failed with ERR: NPK_CORRUPT if what
@@ -479,14 +483,12 @@ static int walk(NpkStore *st, const char *rel, int *pdir, const char **plast,
       err = errno;
     }
     /* A link gives ENOTDIR here (ELOOP on some systems): say which. */
-    if (len <= NAME_MAX &&
-        fstatat(dir, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+    if (len <= NAME_MAX && fstatat(dir, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
         S_ISLNK(sb.st_mode))
       rc = refuse(st, rel, (size_t)(slash - rel), sb.st_mode, "open", e);
     else if (err == ENOENT)
       rc = npk_err(e, NPK_NOTFOUND, "no file %s/%s", st->dir, rel);
-    else
-      rc = sys_err(st, err, "cannot open", rel, e);
+    else rc = sys_err(st, err, "cannot open", rel, e);
     put_dir(st, dir);
     return rc;
   }
@@ -495,8 +497,7 @@ static int walk(NpkStore *st, const char *rel, int *pdir, const char **plast,
   return NPK_OK;
 }
 
-int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd,
-                NpkErr *e) {
+int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e) {
   const char *last;
   struct stat sb;
   int dir, fd = -1, rc, existed = 0;
@@ -590,8 +591,7 @@ int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e) {
   if ((rc = walk(st, to, &dto, &lto, e)) == NPK_OK) {
     if (renameat(dfrom, lfrom, dto, lto) != 0)
       rc = fail_at(st, dto, lto, to, errno, "replace", "cannot rename to", e);
-    else
-      rec_emit(st, NPK_EV_RENAME, -1, from, to, 0, 0, NULL);
+    else rec_emit(st, NPK_EV_RENAME, -1, from, to, 0, 0, NULL);
     put_dir(st, dto);
   }
   put_dir(st, dfrom);
@@ -610,8 +610,7 @@ int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e) {
       if (fstatat(dfrom, lfrom, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
           !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode))
         rc = refuse(st, from, strlen(from), sb.st_mode, "link", e);
-      else
-        rc = fail_at(st, dto, lto, to, err, "replace", "cannot link", e);
+      else rc = fail_at(st, dto, lto, to, err, "replace", "cannot link", e);
     } else {
       rec_emit(st, NPK_EV_LINK, -1, from, to, 0, 0, NULL);
     }
@@ -686,8 +685,8 @@ int npk_io_write_new(NpkStore *st, const char *rel, const void *p, size_t n,
 }
 
 /* Atomically replace REL's contents: write "REL-tmp", sync, rename. */
-int npk_io_replace_file(NpkStore *st, const char *rel, const void *p,
-                        size_t n, NpkErr *e) {
+int npk_io_replace_file(NpkStore *st, const char *rel, const void *p, size_t n,
+                        NpkErr *e) {
   size_t len = strlen(rel);
   char *tmp = npk_malloc(len + 5);
   int rc;
@@ -733,8 +732,9 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
       }
       r = pread(from, buf, want, (off_t)off);
       if (r <= 0) {
-        rc = r == 0 ? npk_err(e, NPK_CORRUPT, "short source copying to %s", path)
-                    : npk_err_sys(e, errno, "cannot read while copying to", path);
+        rc = r == 0
+                 ? npk_err(e, NPK_CORRUPT, "short source copying to %s", path)
+                 : npk_err_sys(e, errno, "cannot read while copying to", path);
         break;
       }
       rc = npk_io_pwrite(st, to, buf, (size_t)r, to_off, path, e);

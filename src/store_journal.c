@@ -67,7 +67,7 @@
 
 #include "store_int.h"
 
-#define JMAGIC "NPKJRNL1"
+#define JMAGIC  "NPKJRNL1"
 #define JHEADER NPK_JOURNAL_HEADER
 
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
@@ -151,8 +151,7 @@ static int open_spare(NpkStore *st, uint64_t *psize, NpkErr *e) {
   }
   if (rc == NPK_NOTFOUND) {
     e->rc = NPK_OK;
-    rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR | O_CREAT | O_TRUNC, &fd,
-                     e);
+    rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
     if (rc == NPK_OK && fstat(fd, &sb) != 0) {
       rc = npk_err_sys(e, errno, "cannot stat", NPK_JOURNAL_SPARE);
       close(fd);
@@ -231,8 +230,7 @@ int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
       rc = npk_io_ftruncate(st, st->jfd, jr->n, path, e);
     if (rc == NPK_OK) rc = npk_io_fsync(st, st->jfd, path, e);
     npk_test_crash_point(9);
-    if (rc == NPK_OK)
-      rc = npk_io_rename(st, NPK_JOURNAL_SPARE, NPK_JOURNAL, e);
+    if (rc == NPK_OK) rc = npk_io_rename(st, NPK_JOURNAL_SPARE, NPK_JOURNAL, e);
     named = rc == NPK_OK;
     npk_test_crash_point(10);
     if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
@@ -249,8 +247,7 @@ int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
 ** its file (SIZE bytes, or 0 if not known) becomes the spare, or is
 ** removed when large or when the rename fails.  *UNLINKED tells whether
 ** the journal is gone, even if the sync failed. */
-int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked,
-                       NpkErr *e) {
+int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e) {
   struct stat sb;
   NpkErr ignored;
   int rc, keep;
@@ -299,9 +296,7 @@ void npk_sweep(NpkStore *st) {
 
 /* 1 for anything by the journal's name, even a link (which playback then
 ** refuses). */
-int npk_journal_exists(NpkStore *st) {
-  return npk_io_exists(st, NPK_JOURNAL);
-}
+int npk_journal_exists(NpkStore *st) { return npk_io_exists(st, NPK_JOURNAL); }
 
 /* 1 if the N bytes at P are a completely written journal. */
 static int journal_whole(const unsigned char *p, size_t n) {
@@ -321,10 +316,12 @@ int npk_journal_check(NpkStore *st, NpkErr *e) {
   int rc = npk_io_read_file(st, NPK_JOURNAL, &p, &n, e);
   if (rc == NPK_NOTFOUND) rc = NPK_OK;
   else if (rc == NPK_OK && journal_whole(p, n))
-    rc = npk_err(e, NPK_BUSY, "store %s has an interrupted commit; a write "
-                 "will recover it%s", st->dir,
-                 st->readonly ? " (not one through this read-only opening)"
-                              : "");
+    rc = npk_err(
+        e, NPK_BUSY,
+        "store %s has an interrupted commit; a write "
+        "will recover it%s",
+        st->dir,
+        st->readonly ? " (not one through this read-only opening)" : "");
   npk_free(p);
   return rc;
 }
@@ -346,16 +343,11 @@ static int journaled(int type, const char *rel) {
                strcmp(rel + n - 5, ".npkb") == 0 && !strchr(rel, '/');
   int data = npk_reserved_name(rel) == NULL;
   switch (type) {
-    case 'T':
-      return data;
-    case 'R':
-      return data || cat;
-    case 'L':
-      return data || bitmap || cat;
-    case 'C':
-      return bitmap || cat;
-    case 'X':
-      return strncmp(rel, "npktmp-", 7) == 0 && !strchr(rel, '/');
+    case 'T': return data;
+    case 'R': return data || cat;
+    case 'L': return data || bitmap || cat;
+    case 'C': return bitmap || cat;
+    case 'X': return strncmp(rel, "npktmp-", 7) == 0 && !strchr(rel, '/');
   }
   return 0;
 }
@@ -364,8 +356,8 @@ static int journaled(int type, const char *rel) {
 ** has another name, which may lie outside the store -- unless that name is
 ** its own backup, as a commit that appended to an array and then saved
 ** over it leaves it. */
-static int check_links(NpkStore *st, int fd, const char *rel,
-                       const char *abs, NpkErr *e) {
+static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
+                       NpkErr *e) {
   struct stat sb, bb;
   char *bak;
   int own;
@@ -380,10 +372,11 @@ static int check_links(NpkStore *st, int fd, const char *rel,
     e->rc = NPK_OK;
     if (own) return NPK_OK;
   }
-  return npk_err(e, NPK_CORRUPT, "%s/%s is damaged: it would write %s in "
+  return npk_err(e, NPK_CORRUPT,
+                 "%s/%s is damaged: it would write %s in "
                  "place, and that file has %llu hard links (another name may "
-                 "lie outside the store)", st->dir, NPK_JOURNAL, abs,
-                 (unsigned long long)sb.st_nlink);
+                 "lie outside the store)",
+                 st->dir, NPK_JOURNAL, abs, (unsigned long long)sb.st_nlink);
 }
 
 /* Undo one record.  P points at its type byte; *PAT advances past it. */
@@ -393,7 +386,10 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
   int type, rc = NPK_OK, fd = -1;
   uint32_t plen;
   char *rel = NULL, *abs = NULL;
-#define NEED(k) do { if (n - at < (size_t)(k)) goto bad; } while (0)
+#define NEED(k)                         \
+  do {                                  \
+    if (n - at < (size_t)(k)) goto bad; \
+  } while (0)
   NEED(5);
   type = p[at];
   plen = npk_get_u32(p + at + 1);
@@ -407,9 +403,10 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
   if (!npk_relpath_valid(rel) || strlen(rel) != plen) goto bad;
   if (!journaled(type, rel)) {
     if (type == 0 || !strchr("CLTRX", type)) goto bad;
-    rc = npk_err(e, NPK_CORRUPT, "%s/%s is damaged: the record at byte %zu "
-                 "names %s, a file no commit changes that way", st->dir,
-                 NPK_JOURNAL, *pat + JHEADER, rel);
+    rc = npk_err(e, NPK_CORRUPT,
+                 "%s/%s is damaged: the record at byte %zu "
+                 "names %s, a file no commit changes that way",
+                 st->dir, NPK_JOURNAL, *pat + JHEADER, rel);
     goto done;
   }
   abs = npk_path(st->dir, rel);
@@ -426,10 +423,8 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       len = npk_get_u64(p + at + 1);
       at += 9;
       NEED(len);
-      if (existed)
-        rc = npk_io_replace_file(st, rel, p + at, (size_t)len, e);
-      else
-        rc = npk_io_unlink(st, rel, e);
+      if (existed) rc = npk_io_replace_file(st, rel, p + at, (size_t)len, e);
+      else rc = npk_io_unlink(st, rel, e);
       at += (size_t)len;
       break;
     }
@@ -447,12 +442,12 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       if (existed) {
         rc = npk_io_lstat(st, bak, &sb, e);
         if (rc == NPK_OK && !S_ISREG(sb.st_mode))
-          rc = npk_err(e, NPK_CORRUPT, "%s/%s is damaged: backup %s is not a "
-                       "regular file", st->dir, NPK_JOURNAL, bak);
-        else if (rc == NPK_OK)
-          rc = npk_io_rename(st, bak, rel, e);
-        else if (rc == NPK_NOTFOUND)
-          rc = NPK_OK;
+          rc = npk_err(e, NPK_CORRUPT,
+                       "%s/%s is damaged: backup %s is not a "
+                       "regular file",
+                       st->dir, NPK_JOURNAL, bak);
+        else if (rc == NPK_OK) rc = npk_io_rename(st, bak, rel, e);
+        else if (rc == NPK_NOTFOUND) rc = NPK_OK;
       } else {
         rc = npk_io_unlink(st, rel, e);
       }
@@ -491,11 +486,8 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       at += (size_t)len;
       break;
     }
-    case 'X':
-      rc = npk_io_unlink(st, rel, e);
-      break;
-    default:
-      goto bad;
+    case 'X': rc = npk_io_unlink(st, rel, e); break;
+    default: goto bad;
   }
   goto done;
 bad:

@@ -78,10 +78,11 @@ static int check_links(NpkStore *st, int fd, struct stat *sb, NpkErr *e) {
   if (fstat(fd, sb) != 0)
     return npk_err_sys(e, errno, "cannot stat lock file of", st->dir);
   if (sb->st_nlink > 1)
-    return npk_err(e, NPK_CORRUPT, "store %s: %s has %llu hard links; "
+    return npk_err(e, NPK_CORRUPT,
+                   "store %s: %s has %llu hard links; "
                    "refusing to use it, as another name may lie outside the "
-                   "store", st->dir, NPK_LOCKFILE,
-                   (unsigned long long)sb->st_nlink);
+                   "store",
+                   st->dir, NPK_LOCKFILE, (unsigned long long)sb->st_nlink);
   return NPK_OK;
 }
 
@@ -240,8 +241,7 @@ static int wait_for(NpkSession *s, int (*try)(NpkSession *), const char *what,
   for (;;) {
     int r = try(s);
     if (r > 0) return NPK_OK;
-    if (r < 0)
-      return npk_err_sys(e, errno, "cannot lock", s->store->dir);
+    if (r < 0) return npk_err_sys(e, errno, "cannot lock", s->store->dir);
     if (waited == 0 && s->busy_fn) {
       int ms = s->busy_fn(s->busy_arg);
       if (ms < 0) return npk_err(e, NPK_NOMEM, "out of memory");
@@ -296,7 +296,8 @@ int npk_lock_reserved(NpkSession *s, NpkErr *e) {
     return NPK_OK;
   }
   if (s->lock == NPK_LOCK_NONE) {
-    int rc = wait_for(s, try_shared_reserved, "another transaction is writing", e);
+    int rc =
+        wait_for(s, try_shared_reserved, "another transaction is writing", e);
     if (rc == NPK_OK) s->lock = NPK_LOCK_RESERVED;
     return rc;
   }
@@ -308,8 +309,10 @@ int npk_lock_reserved(NpkSession *s, NpkErr *e) {
     return NPK_OK;
   }
   if (r < 0) return npk_err_sys(e, errno, "cannot lock", s->store->dir);
-  return npk_err(e, NPK_BUSY, "store %s is locked (another transaction is "
-                 "writing)", s->store->dir);
+  return npk_err(e, NPK_BUSY,
+                 "store %s is locked (another transaction is "
+                 "writing)",
+                 s->store->dir);
 }
 
 /* Move the session's lock up to LEVEL (SHARED, RESERVED or EXCLUSIVE), or
@@ -317,7 +320,7 @@ int npk_lock_reserved(NpkSession *s, NpkErr *e) {
 int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
   int rc = NPK_OK;
   if (s->lockfd < 0) {
-    s->lock = level;  /* a reader without a lock file (npk_lock_open) */
+    s->lock = level; /* a reader without a lock file (npk_lock_open) */
     return NPK_OK;
   }
   if (level == s->lock) return NPK_OK;

@@ -53,8 +53,7 @@ static int ov_grow(NpkOverlay *ov) {
   for (uint64_t i = 0; i < ov->hcap; i++) {
     uint64_t k = ov->keys[i], h;
     if (k >= OV_TOMB) continue;
-    for (h = ov_hash(k, cap); keys[h] != OV_EMPTY; h = (h + 1) & (cap - 1)) {
-    }
+    for (h = ov_hash(k, cap); keys[h] != OV_EMPTY; h = (h + 1) & (cap - 1)) {}
     keys[h] = k;
     slot[h] = ov->slot[i];
   }
@@ -98,8 +97,7 @@ int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
     ov->nchunk++;
   }
   for (h = ov_hash(row, ov->hcap); ov->keys[h] < OV_TOMB;
-       h = (h + 1) & (ov->hcap - 1)) {
-  }
+       h = (h + 1) & (ov->hcap - 1)) {}
   ov->keys[h] = row;
   ov->slot[h] = (uint32_t)ov->n;
   memcpy(ov_slot(ov, (uint32_t)ov->n), p, ov->row_bytes);

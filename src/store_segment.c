@@ -16,9 +16,9 @@
 /* Parser state over the manifest text. */
 typedef struct Json Json;
 struct Json {
-  const char *p;             /* next character */
-  const char *end;           /* end of the text */
-  int depth;                 /* nesting, bounded against stack exhaustion */
+  const char *p;   /* next character */
+  const char *end; /* end of the text */
+  int depth;       /* nesting, bounded against stack exhaustion */
 };
 
 static void ws(Json *j) {
@@ -49,7 +49,9 @@ static int str(Json *j, char **out) {
       if (j->p >= j->end) goto fail;
       c = (unsigned char)*j->p++;
       switch (c) {
-        case '"': case '\\': case '/': break;
+        case '"':
+        case '\\':
+        case '/': break;
         case 'b': c = '\b'; break;
         case 'f': c = '\f'; break;
         case 'n': c = '\n'; break;
@@ -210,7 +212,7 @@ static int segment(Json *j, NpkSegEntry *s) {
 /* The "segments" array; *PSEGS grows as entries are read, so the caller
 ** frees what was read even on failure. */
 static int segments(Json *j, NpkSegEntry **psegs, int *pn, const char **why) {
-  int cap = 0, ok;  /* called once, with nothing read yet */
+  int cap = 0, ok; /* called once, with nothing read yet */
   if (!eat(j, '[')) return 0;
   if (eat(j, ']')) return 1;
   do {

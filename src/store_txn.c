@@ -60,12 +60,12 @@ static void data_free(int op, void *data) {
   else npk_free(data);
 }
 
-int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a,
-                  uint64_t b, void *data) {
+int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a, uint64_t b,
+                  void *data) {
   NpkTxn *t = s->txn;
   NpkUndo *u;
   if (t->nsp == 0) {
-    data_free(op, data);  /* nothing can roll back to inside the transaction */
+    data_free(op, data); /* nothing can roll back to inside the transaction */
     return NPK_OK;
   }
   if (t->nundo == t->undocap) {
@@ -176,13 +176,13 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
 typedef struct Change Change;
 /* What a commit does to one array name. */
 struct Change {
-  NpkArray *c;               /* committed version, or NULL (new array) */
-  NpkArray *p;               /* pending version, or NULL (dropped) */
-  int pos;                   /* P's position in the pending catalog */
-  int drop_c_files;          /* remove C's data files that P does not use */
-  int bm_write;              /* replace or remove the bitmap */
-  char *bm_rel;              /* "deleted_<name>.npkb" */
-  NpkBuf bm_img;             /* the bitmap to write, encoded */
+  NpkArray *c;      /* committed version, or NULL (new array) */
+  NpkArray *p;      /* pending version, or NULL (dropped) */
+  int pos;          /* P's position in the pending catalog */
+  int drop_c_files; /* remove C's data files that P does not use */
+  int bm_write;     /* replace or remove the bitmap */
+  char *bm_rel;     /* "deleted_<name>.npkb" */
+  NpkBuf bm_img;    /* the bitmap to write, encoded */
 };
 
 /* Bytes reserved for a commit besides twice its journal (npk_commit). */
@@ -279,7 +279,8 @@ int npk_savepoint(NpkSession *s, int *plevel) {
 
 int npk_release(NpkSession *s, int level) {
   NpkTxn *t = s->txn;
-  if (!t || level < 0) return npk_err(&s->err, NPK_MISUSE, "no savepoint %d", level);
+  if (!t || level < 0)
+    return npk_err(&s->err, NPK_MISUSE, "no savepoint %d", level);
   if (level >= t->nsp) return NPK_OK;
   t->nsp = level;
   if (t->nsp == 0) {
@@ -293,7 +294,8 @@ int npk_release(NpkSession *s, int level) {
 int npk_rollback_to(NpkSession *s, int level) {
   NpkTxn *t = s->txn;
   int rc = NPK_OK;
-  if (!t || level < 0) return npk_err(&s->err, NPK_MISUSE, "no savepoint %d", level);
+  if (!t || level < 0)
+    return npk_err(&s->err, NPK_MISUSE, "no savepoint %d", level);
   if (level >= t->nsp) return NPK_OK;
   s->changes++;
   while (t->nundo > t->sp[level].undo_pos) {
@@ -448,7 +450,6 @@ int npk_op_end(NpkSession *s, int autoc, int level, int rc) {
 
 /* ---- commit ---------------------------------------------------------- */
 
-
 /* Call FN for every data file of C that the commit removes: the data file
 ** or manifest, and every segment file a manifest names, however many. */
 typedef int (*FileFn)(NpkSession *s, const char *rel, void *arg);
@@ -562,8 +563,7 @@ static int pair_slots(NpkSession *s, Change *ch) {
     qsort(t->slots, (size_t)t->nslot, sizeof *t->slots, cmp_int);
   for (int k = 0; k < t->nslot; k++) {
     int i = t->slots[k];
-    if ((k > 0 && t->slots[k - 1] == i) || i >= pc->n ||
-        pc->a[i] == cc->a[i])
+    if ((k > 0 && t->slots[k - 1] == i) || i >= pc->n || pc->a[i] == cc->a[i])
       continue;
     if (strcmp(pc->a[i]->name, cc->a[i]->name) != 0) return -1;
     if (ch) {
@@ -611,26 +611,26 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
 /* A run of catalog bytes a commit rewrites in place. */
 typedef struct CatRun CatRun;
 struct CatRun {
-  size_t lo, len;            /* bytes [lo, lo + len) */
+  size_t lo, len; /* bytes [lo, lo + len) */
 };
 
 /* The new catalog's encoding, kept for the next commit to patch. */
 typedef struct CatImage CatImage;
 struct CatImage {
-  NpkBuf img;                /* the bytes written, unless patched */
-  size_t *off;               /* where each entry of img starts */
-  int patched;               /* the store's image was patched instead: it
-                             ** describes the committed catalog no more
-                             ** unless the commit completes */
-  int inplace;               /* the committed file is patched in place:
-                             ** RUNS, journaled with their old bytes */
-  CatRun *runs;              /* header total, then one per changed array */
-  int nrun;                  /* entries in runs */
-  int *pos;                  /* positions of the changed arrays, when the
-                             ** commit knows them to be the only ones */
-  int npos;                  /* entries in pos */
-  struct timespec mtime;     /* the time given to a catalog patched in
-                             ** place */
+  NpkBuf img;            /* the bytes written, unless patched */
+  size_t *off;           /* where each entry of img starts */
+  int patched;           /* the store's image was patched instead: it
+                         ** describes the committed catalog no more
+                         ** unless the commit completes */
+  int inplace;           /* the committed file is patched in place:
+                         ** RUNS, journaled with their old bytes */
+  CatRun *runs;          /* header total, then one per changed array */
+  int nrun;              /* entries in runs */
+  int *pos;              /* positions of the changed arrays, when the
+                         ** commit knows them to be the only ones */
+  int npos;              /* entries in pos */
+  struct timespec mtime; /* the time given to a catalog patched in
+                         ** place */
 };
 
 /* Take the committed catalog file's bytes as the store's image of it, if
@@ -693,8 +693,8 @@ static void merge_runs(CatImage *ci) {
   for (int i = 1; i < ci->nrun; i++) {
     CatRun *a = &ci->runs[k], *b = &ci->runs[i];
     if (b->lo <= a->lo + a->len + CAT_RUN_GAP) {
-      size_t end = b->lo + b->len > a->lo + a->len ? b->lo + b->len
-                                                   : a->lo + a->len;
+      size_t end =
+          b->lo + b->len > a->lo + a->len ? b->lo + b->len : a->lo + a->len;
       a->len = end - a->lo;
     } else {
       ci->runs[++k] = *b;
@@ -794,8 +794,8 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
   if (ci->inplace) {
     /* The store's image is the file's bytes (catalog_plan). */
     for (int i = 0; i < ci->nrun; i++)
-      npk_jr_region(jr, NPK_CATALOG, ci->runs[i].lo,
-                    st->img.p + ci->runs[i].lo, ci->runs[i].len);
+      npk_jr_region(jr, NPK_CATALOG, ci->runs[i].lo, st->img.p + ci->runs[i].lo,
+                    ci->runs[i].len);
   } else {
     npk_jr_link(jr, NPK_CATALOG, 1);
   }
@@ -816,8 +816,7 @@ static int wmap(NpkSession *s, NpkFile *f, uint64_t need) {
   size_t page = (size_t)sysconf(_SC_PAGESIZE), len;
   void *p;
   int slot;
-  if (f->wbase && need <= f->wmaplen && !npk_guard_hit(f->wslot))
-    return NPK_OK;
+  if (f->wbase && need <= f->wmaplen && !npk_guard_hit(f->wslot)) return NPK_OK;
   npk_file_unmap_w(f);
   len = (size_t)(need + need / 4 + ((uint64_t)1 << 20));
   len = (len + page - 1) / page * page;
@@ -826,8 +825,10 @@ static int wmap(NpkSession *s, NpkFile *f, uint64_t need) {
     return npk_err_sys(&s->err, errno, "cannot map", f->path);
   if ((slot = npk_guard_add_rw(p, len, &s->store->map_faults, 1)) < 0) {
     munmap(p, len);
-    return npk_err(&s->err, NPK_NOMEM, "cannot map %s: no room to guard the "
-                   "mapping", f->path);
+    return npk_err(&s->err, NPK_NOMEM,
+                   "cannot map %s: no room to guard the "
+                   "mapping",
+                   f->path);
   }
   f->wbase = p;
   f->wmaplen = len;
@@ -859,9 +860,11 @@ static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
                   row * p->row_bytes);
   }
   if (npk_map_faults(s) != mark)
-    return npk_err(&s->err, NPK_IOERR, "cannot write rows of array \"%s\" "
+    return npk_err(&s->err, NPK_IOERR,
+                   "cannot write rows of array \"%s\" "
                    "to %s: the file refused a page (a full disk, or the file "
-                   "shortened by another program)", p->name, f->path);
+                   "shortened by another program)",
+                   p->name, f->path);
   return NPK_OK;
 }
 
@@ -934,8 +937,8 @@ static int move_data(NpkSession *s, Change *ch, int n) {
 ** patched where arrays changed rows (no copy of it, no encoding of every
 ** array), else every array encoded into CI.  The bytes to write in *PP,
 ** *PN. */
-static int encode_catalog(NpkSession *s, CatImage *ci,
-                          const unsigned char **pp, size_t *pn) {
+static int encode_catalog(NpkSession *s, CatImage *ci, const unsigned char **pp,
+                          size_t *pn) {
   NpkStore *st = s->store;
   NpkCatalog *cat = &s->txn->cat;
   if (st->img_ok && npk_catalog_patch(&st->cat, cat, st->img.p, st->img_off,
@@ -975,11 +978,12 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
     if (st->cat_wfd >= 0) close(st->cat_wfd);
     st->cat_wfd = -1;
     rc = npk_io_open(st, NPK_CATALOG, O_RDWR, &fd, &s->err);
-    if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_ino != st->cat_st.st_ino ||
-                         sb.st_dev != st->cat_st.st_dev)) {
+    if (rc == NPK_OK &&
+        (fstat(fd, &sb) != 0 || sb.st_ino != st->cat_st.st_ino ||
+         sb.st_dev != st->cat_st.st_dev)) {
       close(fd);
-      rc = npk_err(&s->err, NPK_BUSY, "%s/%s changed during a commit",
-                   st->dir, NPK_CATALOG);
+      rc = npk_err(&s->err, NPK_BUSY, "%s/%s changed during a commit", st->dir,
+                   NPK_CATALOG);
     }
     if (rc == NPK_OK) {
       st->cat_wfd = fd;
@@ -1009,8 +1013,7 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
       rc = npk_err_sys(&s->err, errno, "cannot set the time of", path);
     else if (fstat(st->cat_wfd, &sb) != 0)
       rc = npk_err_sys(&s->err, errno, "cannot stat", path);
-    else
-      ci->mtime = sb.st_mtim;
+    else ci->mtime = sb.st_mtim;
   }
   /* A file system that keeps times coarser than the one set (seconds,
   ** tens of milliseconds) may have kept the time held: other processes
@@ -1048,14 +1051,13 @@ static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci,
   NpkStore *st = s->store;
   int rc = NPK_OK, names = !ci->inplace;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
-    names |= ch[i].bm_write || ch[i].drop_c_files ||
-             (ch[i].p && ch[i].p->fresh);
+    names |=
+        ch[i].bm_write || ch[i].drop_c_files || (ch[i].p && ch[i].p->fresh);
     if (!ch[i].bm_write) continue;
     if (ch[i].p && ch[i].p->bm)
-      rc = npk_io_replace_file(st, ch[i].bm_rel, ch[i].bm_img.p,
-                               ch[i].bm_img.n, &s->err);
-    else
-      rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
+      rc = npk_io_replace_file(st, ch[i].bm_rel, ch[i].bm_img.p, ch[i].bm_img.n,
+                               &s->err);
+    else rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
   }
   if (rc == NPK_OK && ci->inplace) {
     int whole;
@@ -1067,8 +1069,7 @@ static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci,
   }
   if (rc == NPK_OK && !ci->inplace)
     rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
-  if (rc == NPK_OK && names)
-    rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
+  if (rc == NPK_OK && names) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
   return rc;
 }
 
@@ -1172,8 +1173,7 @@ int npk_commit(NpkSession *s) {
   if (rc == NPK_OK) rc = encode_catalog_files(s, ch, n, &ci, &img, &nimg);
   /* catalog_plan checked that the patch applies. */
   if (rc == NPK_OK && ci.inplace && !ci.patched)
-    rc = npk_err(&s->err, NPK_ERROR, "cannot patch the catalog of %s",
-                 st->dir);
+    rc = npk_err(&s->err, NPK_ERROR, "cannot patch the catalog of %s", st->dir);
   if (rc == NPK_OK) {
     rc = npk_reserve_begin(NPK_COMMIT_RESERVE + 2 * jr.n);
     if (rc) rc = npk_err(&s->err, rc, "out of memory");
@@ -1237,7 +1237,7 @@ fail_applied:
     } else {
       pthread_mutex_lock(&st->mu);
       if (st->cat_fd >= 0) close(st->cat_fd);
-      st->cat_fd = -1;  /* force a reload once the journal is played */
+      st->cat_fd = -1; /* force a reload once the journal is played */
       pthread_mutex_unlock(&st->mu);
     }
     npk_rollback(s);

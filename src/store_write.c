@@ -31,12 +31,13 @@ static int check_shape(NpkSession *s, const char *name, int dtype,
     return npk_err(&s->err, NPK_ERROR, "array \"%s\": unknown dtype code %d",
                    name, dtype);
   if (ndim < 1 || ndim > NPK_MAX_NDIM)
-    return npk_err(&s->err, NPK_ERROR,
-                   "array \"%s\": ndim %u is outside 1..%d", name, ndim,
-                   NPK_MAX_NDIM);
+    return npk_err(&s->err, NPK_ERROR, "array \"%s\": ndim %u is outside 1..%d",
+                   name, ndim, NPK_MAX_NDIM);
   if (shape[0] > NPK_MAX_ROWS)
-    return npk_err(&s->err, NPK_ERROR, "array \"%s\": %llu rows, more than "
-                   "2^63-1", name, (unsigned long long)shape[0]);
+    return npk_err(&s->err, NPK_ERROR,
+                   "array \"%s\": %llu rows, more than "
+                   "2^63-1",
+                   name, (unsigned long long)shape[0]);
   if (npk_shape_bytes(dtype, ndim, shape, &rb, total))
     return npk_err(&s->err, NPK_ERROR, "array \"%s\": shape is too large",
                    name);
@@ -65,9 +66,9 @@ static int locate(NpkSession *s, const char *name, int *pi) {
 ** restoring the whole catalog. */
 static int put_array(NpkSession *s, int i, NpkArray *a) {
   NpkCatalog *cat = &s->txn->cat;
-  int rc = i < 0 ? npk_undo_catalog(s)
-                 : npk_undo_push(s, NPK_U_SLOT, cat->a[i], (uint64_t)i, 0,
-                                 NULL);
+  int rc = i < 0
+               ? npk_undo_catalog(s)
+               : npk_undo_push(s, NPK_U_SLOT, cat->a[i], (uint64_t)i, 0, NULL);
   if (rc) {
     npk_array_unref(s->store, a);
     return rc;
@@ -142,8 +143,8 @@ static int copy_rows(NpkSession *s, NpkArray *src, NpkArray *dst,
         uint64_t len = n - done < piece ? n - done : piece;
         rc = npk_check_interrupt(s);
         if (rc == NPK_OK)
-          rc = npk_io_copy(st, from->fd, done, len, to->fd, at + done,
-                           to->path, &s->err);
+          rc = npk_io_copy(st, from->fd, done, len, to->fd, at + done, to->path,
+                           &s->err);
       }
       npk_file_done(from);
     }
@@ -261,10 +262,11 @@ static int check_rows(NpkSession *s, NpkArray *a, const uint64_t *rows,
 static int bm_room(NpkSession *s, const NpkArray *a, uint64_t nbits,
                    const char *what) {
   if (a->row_bytes || nbits <= NPK_MAX_ZW_BITMAP_ROWS) return NPK_OK;
-  return npk_err(&s->err, NPK_ERROR, "cannot %s array \"%s\": its rows "
+  return npk_err(&s->err, NPK_ERROR,
+                 "cannot %s array \"%s\": its rows "
                  "hold no bytes, and a deletion bitmap of %llu rows is over "
-                 "the limit of %llu for such an array", what, a->name,
-                 (unsigned long long)nbits,
+                 "the limit of %llu for such an array",
+                 what, a->name, (unsigned long long)nbits,
                  (unsigned long long)NPK_MAX_ZW_BITMAP_ROWS);
 }
 
@@ -333,8 +335,8 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
         npk_shape_bytes(dtype, ndim, grown, &rb, NULL)) {
       rc = npk_err(&s->err, NPK_ERROR,
                    "array \"%s\": appending %llu rows to %llu makes too many "
-                   "rows (more than 2^63-1, or more bytes)", name,
-                   (unsigned long long)shape[0],
+                   "rows (more than 2^63-1, or more bytes)",
+                   name, (unsigned long long)shape[0],
                    (unsigned long long)a->shape[0]);
       goto done;
     }
@@ -380,8 +382,8 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
   if (n == 0 || s->txn->cat.a[i]->row_bytes == 0) goto done;
   if ((rc = pend(s, i, &a))) goto done;
   /* Rows are replaced in place at COMMIT: the file must take writes. */
-  if (!a->fresh && (rc = npk_file_check_writable(s->store, a->seg[0].file, NULL,
-                                                &s->err)))
+  if (!a->fresh &&
+      (rc = npk_file_check_writable(s->store, a->seg[0].file, NULL, &s->err)))
     goto done;
   for (uint64_t k = 0; k < n && rc == NPK_OK; k++) {
     const unsigned char *src = (const unsigned char *)data + k * a->row_bytes;
@@ -450,12 +452,13 @@ int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
     goto done;
   }
   for (uint64_t k = 0; k < n; k++) {
-    if (!npk_bm_get(a->bm, rows[k])) continue;  /* listed twice */
+    if (!npk_bm_get(a->bm, rows[k])) continue; /* listed twice */
     npk_bm_set(a->bm, rows[k], 0);
     if (cleared) cleared[ncleared] = rows[k];
     ncleared++;
   }
-  rc = npk_undo_push(s, NPK_U_BITS, a, ncleared, (uint64_t)a->bm_dirty, cleared);
+  rc =
+      npk_undo_push(s, NPK_U_BITS, a, ncleared, (uint64_t)a->bm_dirty, cleared);
   a->bm_dirty = 1;
   s->txn->counts.deleted += ncleared;
 done:
@@ -474,7 +477,8 @@ int npk_delete_slice(NpkSession *s, const char *name, uint64_t first,
   live = npk_live_rows(a);
   if (count == 0) goto done;
   if (step == 0 || first >= live || count - 1 > (live - 1 - first) / step) {
-    rc = npk_err(&s->err, NPK_RANGE, "%llu rows from index %llu, %llu apart, "
+    rc = npk_err(&s->err, NPK_RANGE,
+                 "%llu rows from index %llu, %llu apart, "
                  "are out of range for \"%s\" (%llu rows)",
                  (unsigned long long)count, (unsigned long long)first,
                  (unsigned long long)step, name, (unsigned long long)live);
@@ -483,8 +487,8 @@ int npk_delete_slice(NpkSession *s, const char *name, uint64_t first,
   /* Every live row from FIRST on, of a zero-width array: the bitmap ends
   ** before them, rows past a bitmap's count being deleted. */
   tail = a->row_bytes == 0 && step == 1 && count == live - first;
-  if (!a->bm && (rc = bm_room(s, a, tail ? first : a->shape[0],
-                              "delete rows of")))
+  if (!a->bm &&
+      (rc = bm_room(s, a, tail ? first : a->shape[0], "delete rows of")))
     goto done;
   if ((rc = pend(s, i, &a))) goto done;
   if (!a->bm) {
@@ -546,7 +550,8 @@ int npk_drop(NpkSession *s, const char *name) {
   cat = &s->txn->cat;
   npk_txn_slot(s, -1);
   npk_array_unref(s->store, cat->a[i]);
-  memmove(cat->a + i, cat->a + i + 1, (size_t)(cat->n - i - 1) * sizeof *cat->a);
+  memmove(cat->a + i, cat->a + i + 1,
+          (size_t)(cat->n - i - 1) * sizeof *cat->a);
   cat->n--;
   npk_catalog_reindex(cat);
 done:
@@ -560,8 +565,8 @@ int npk_clone(NpkSession *s, const char *src, const char *dst) {
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, src, &i))) goto done;
   if (npk_catalog_find(&s->txn->cat, dst) >= 0) {
-    rc = npk_err(&s->err, NPK_EXISTS, "array \"%s\" already exists in %s",
-                 dst, s->store->dir);
+    rc = npk_err(&s->err, NPK_EXISTS, "array \"%s\" already exists in %s", dst,
+                 s->store->dir);
     goto done;
   }
   rc = fresh_copy(s, s->txn->cat.a[i], dst, 0, &a);
@@ -576,7 +581,7 @@ int npk_compact(NpkSession *s, const char *name) {
   if ((rc = npk_scan_check(s, name, "compact"))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
-  if (!s->txn->cat.a[i]->bm) goto done;  /* nothing deleted, nothing to do */
+  if (!s->txn->cat.a[i]->bm) goto done; /* nothing deleted, nothing to do */
   rc = fresh_copy(s, s->txn->cat.a[i], name, 1, &a);
   if (rc == NPK_OK) rc = put_array(s, i, a);
 done:

@@ -33,58 +33,58 @@ typedef struct TvfPool TvfPool;
 /* The batch buffers of one stream.  It outlives the cursor while SQLite
 ** still holds batches, which may be several (a column read twice). */
 struct TvfPool {
-  int refs;                  /* the cursor, plus every batch SQLite holds */
-  int closed;                /* the cursor has gone */
-  TvfBatch *spare;           /* a free buffer for the next batch, or NULL */
+  int refs;        /* the cursor, plus every batch SQLite holds */
+  int closed;      /* the cursor has gone */
+  TvfBatch *spare; /* a free buffer for the next batch, or NULL */
 };
 
 /* A batch buffer; the .npy bytes follow this header.  SQLite owns it while
 ** it holds the batch's value, then gives it back (batch_release) for the
 ** next batch, so a stream lives in one buffer instead of two. */
 struct TvfBatch {
-  TvfPool *pool;             /* where it goes back to */
-  size_t cap;                /* bytes after the header */
+  TvfPool *pool; /* where it goes back to */
+  size_t cap;    /* bytes after the header */
 };
 
 /* One eponymous table. */
 struct TvfTab {
-  sqlite3_vtab base;         /* base class: must be first */
-  sqlite3 *db;               /* the connection */
-  int kind;                  /* TVF_ARRAYS or TVF_STREAM */
+  sqlite3_vtab base; /* base class: must be first */
+  sqlite3 *db;       /* the connection */
+  int kind;          /* TVF_ARRAYS or TVF_STREAM */
 };
 
 /* One array's row of numpack_arrays, copied out of the catalog. */
 typedef struct TvfArray TvfArray;
 struct TvfArray {
-  NpkArrayInfo info;         /* info.name points into the cursor's text */
-  const char *shape;         /* JSON shape, in the cursor's text */
-  size_t name_off;           /* where they start in it */
+  NpkArrayInfo info; /* info.name points into the cursor's text */
+  const char *shape; /* JSON shape, in the cursor's text */
+  size_t name_off;   /* where they start in it */
   size_t shape_off;
 };
 
 /* A scan of either function. */
 struct TvfCursor {
-  sqlite3_vtab_cursor base;  /* base class: must be first */
-  NpkConn *conn;             /* the session on the store */
-  sqlite3_int64 i;           /* current row number (rowid) */
-  int eof;                   /* past the last row */
+  sqlite3_vtab_cursor base; /* base class: must be first */
+  NpkConn *conn;            /* the session on the store */
+  sqlite3_int64 i;          /* current row number (rowid) */
+  int eof;                  /* past the last row */
   /* numpack_arrays: */
-  TvfArray *arrays;          /* every array, in catalog order */
-  int narrays;               /* how many */
-  char *text;                /* their names and shapes, NUL-terminated:
-                             ** one allocation for the whole result */
+  TvfArray *arrays; /* every array, in catalog order */
+  int narrays;      /* how many */
+  char *text;       /* their names and shapes, NUL-terminated:
+                    ** one allocation for the whole result */
   /* numpack_stream: */
-  char *name;                /* array streamed */
-  int reading;               /* holds npk_read_begin (and, for a stream,
-                             ** npk_scan_begin of name) */
-  NpkArrayInfo info;         /* the array */
-  uint64_t batch_rows;       /* rows per batch */
-  uint64_t nrows;            /* rows in this batch */
-  uint64_t phys;             /* physical row where this batch starts */
-  uint64_t next_phys;        /* physical row where the next one may start */
-  uint64_t end_phys;         /* physical rows when the stream began: rows
-                             ** appended since are not streamed */
-  TvfPool *pool;             /* batch buffers, or NULL before the first */
+  char *name;          /* array streamed */
+  int reading;         /* holds npk_read_begin (and, for a stream,
+                       ** npk_scan_begin of name) */
+  NpkArrayInfo info;   /* the array */
+  uint64_t batch_rows; /* rows per batch */
+  uint64_t nrows;      /* rows in this batch */
+  uint64_t phys;       /* physical row where this batch starts */
+  uint64_t next_phys;  /* physical row where the next one may start */
+  uint64_t end_phys;   /* physical rows when the stream began: rows
+                       ** appended since are not streamed */
+  TvfPool *pool;       /* batch buffers, or NULL before the first */
 };
 
 static int tvf_connect(sqlite3 *db, void *aux, int argc,
@@ -96,20 +96,21 @@ static int tvf_connect(sqlite3 *db, void *aux, int argc,
   (void)argv;
   (void)pzErr;
   rc = sqlite3_declare_vtab(
-      db, kind == TVF_ARRAYS
-              ? "CREATE TABLE x(name TEXT, dtype TEXT, shape TEXT, rows INTEGER,"
-                " live_rows INTEGER, deleted_rows INTEGER, bytes INTEGER,"
-                " modify_time INTEGER, store HIDDEN)"
-              : "CREATE TABLE x(batch INTEGER, first INTEGER, rows INTEGER,"
-                " npy BLOB, store HIDDEN, name HIDDEN, batch_rows HIDDEN)");
+      db,
+      kind == TVF_ARRAYS
+          ? "CREATE TABLE x(name TEXT, dtype TEXT, shape TEXT, rows INTEGER,"
+            " live_rows INTEGER, deleted_rows INTEGER, bytes INTEGER,"
+            " modify_time INTEGER, store HIDDEN)"
+          : "CREATE TABLE x(batch INTEGER, first INTEGER, rows INTEGER,"
+            " npy BLOB, store HIDDEN, name HIDDEN, batch_rows HIDDEN)");
   if (rc) return rc;
   t = sqlite3_malloc(sizeof *t);
   if (!t) return SQLITE_NOMEM;
   memset(t, 0, sizeof *t);
   t->db = db;
   t->kind = kind;
-  sqlite3_vtab_config(db, kind == TVF_ARRAYS ? SQLITE_VTAB_INNOCUOUS
-                                             : SQLITE_VTAB_DIRECTONLY);
+  sqlite3_vtab_config(
+      db, kind == TVF_ARRAYS ? SQLITE_VTAB_INNOCUOUS : SQLITE_VTAB_DIRECTONLY);
   *pp = &t->base;
   return SQLITE_OK;
 }
@@ -128,7 +129,7 @@ static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
     const struct sqlite3_index_constraint *c = &info->aConstraint[i];
     int k = c->iColumn - first;
     if (k < 0 || c->op != SQLITE_INDEX_CONSTRAINT_EQ) continue;
-    if (!c->usable) return SQLITE_CONSTRAINT;  /* try another plan */
+    if (!c->usable) return SQLITE_CONSTRAINT; /* try another plan */
     info->aConstraintUsage[i].argvIndex = k + 1;
     info->aConstraintUsage[i].omit = 1;
     seen |= 1 << k;
@@ -208,7 +209,7 @@ static int tvf_fail(sqlite3_vtab_cursor *cur, int rc, const char *msg) {
 typedef struct ArraysCopy ArraysCopy;
 struct ArraysCopy {
   TvfCursor *c;
-  sqlite3_str *text;         /* names and shapes so far */
+  sqlite3_str *text; /* names and shapes so far */
 };
 
 /* Array I of N: its row, its name and shape appended to the text. */
@@ -286,8 +287,7 @@ static int stream_settle(TvfCursor *c) {
   if (rc == NPK_OK) {
     if (k0 + c->nrows < k1)
       rc = npk_logical_to_physical(s, c->name, k0 + c->nrows, &c->next_phys);
-    else
-      c->next_phys = c->end_phys;
+    else c->next_phys = c->end_phys;
   }
   return rc;
 }
@@ -407,9 +407,11 @@ static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
   data = shape[0] * rb;
   hdr = npk_npy_header_size(c->info.dtype, c->info.ndim, shape);
   if (hdr + data > (uint64_t)sqlite3_limit(sqlite3_context_db_handle(ctx),
-                                            SQLITE_LIMIT_LENGTH, -1)) {
-    sqlite3_result_error(ctx, "numpack: numpack_stream: one batch is larger "
-                         "than SQLite's BLOB limit; use fewer batch_rows", -1);
+                                           SQLITE_LIMIT_LENGTH, -1)) {
+    sqlite3_result_error(ctx,
+                         "numpack: numpack_stream: one batch is larger "
+                         "than SQLite's BLOB limit; use fewer batch_rows",
+                         -1);
     sqlite3_result_error_code(ctx, SQLITE_TOOBIG);
     return SQLITE_OK;
   }
@@ -450,12 +452,20 @@ static int tvf_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
     const NpkArrayInfo *a = &c->arrays[c->i].info;
     switch (i) {
       case 0: sqlite3_result_text(ctx, a->name, -1, SQLITE_TRANSIENT); break;
-      case 1: sqlite3_result_text(ctx, npk_dtype_name(a->dtype), -1, SQLITE_STATIC); break;
-      case 2: sqlite3_result_text(ctx, c->arrays[c->i].shape, -1, SQLITE_TRANSIENT); break;
+      case 1:
+        sqlite3_result_text(ctx, npk_dtype_name(a->dtype), -1, SQLITE_STATIC);
+        break;
+      case 2:
+        sqlite3_result_text(ctx, c->arrays[c->i].shape, -1, SQLITE_TRANSIENT);
+        break;
       case 3: sqlite3_result_int64(ctx, (sqlite3_int64)a->rows); break;
       case 4: sqlite3_result_int64(ctx, (sqlite3_int64)a->live_rows); break;
-      case 5: sqlite3_result_int64(ctx, (sqlite3_int64)(a->rows - a->live_rows)); break;
-      case 6: sqlite3_result_int64(ctx, (sqlite3_int64)(a->rows * a->row_bytes)); break;
+      case 5:
+        sqlite3_result_int64(ctx, (sqlite3_int64)(a->rows - a->live_rows));
+        break;
+      case 6:
+        sqlite3_result_int64(ctx, (sqlite3_int64)(a->rows * a->row_bytes));
+        break;
       case 7: sqlite3_result_int64(ctx, (sqlite3_int64)a->modify_time); break;
       default: break;
     }
@@ -463,13 +473,14 @@ static int tvf_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   }
   switch (i) {
     case 0: sqlite3_result_int64(ctx, c->i); break;
-    case 1: case 2: {
+    case 1:
+    case 2: {
       /* Read now, as npy is: rows deleted since the batch was sized
       ** change both. */
       uint64_t v;
-      int rc = i == 1 ? npk_physical_to_logical(c->conn->ses, c->name,
-                                                c->phys, &v)
-                      : stream_rows_now(c, &v);
+      int rc = i == 1
+                   ? npk_physical_to_logical(c->conn->ses, c->name, c->phys, &v)
+                   : stream_rows_now(c, &v);
       if (rc)
         npk_result_error(ctx, npk_sqlite_rc(rc), npk_errmsg(c->conn->ses));
       else sqlite3_result_int64(ctx, (sqlite3_int64)v);
@@ -482,20 +493,30 @@ static int tvf_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
 }
 
 static sqlite3_module tvf_module = {
-  0,                 /* iVersion */
-  0,                 /* xCreate: eponymous only */
-  tvf_connect,
-  tvf_best_index,
-  tvf_disconnect,
-  0,                 /* xDestroy */
-  tvf_open,
-  tvf_close,
-  tvf_filter,
-  tvf_next,
-  tvf_eof,
-  tvf_column,
-  tvf_rowid,
-  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, /* iVersion */
+    0, /* xCreate: eponymous only */
+    tvf_connect,
+    tvf_best_index,
+    tvf_disconnect,
+    0, /* xDestroy */
+    tvf_open,
+    tvf_close,
+    tvf_filter,
+    tvf_next,
+    tvf_eof,
+    tvf_column,
+    tvf_rowid,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
 };
 
 int npk_tvf_register(sqlite3 *db) {

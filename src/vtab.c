@@ -77,50 +77,50 @@ typedef struct NpkCursor NpkCursor;
 
 /* One virtual table. */
 struct NpkVtab {
-  sqlite3_vtab base;         /* base class: must be first */
-  sqlite3 *db;               /* the connection */
-  NpkConn *conn;             /* the connection's session on the store */
-  char *zTable;              /* table name, for messages */
-  char *zArray;              /* array name */
-  char *zSchema;             /* schema the table is declared in */
-  int readonly;              /* readonly=1 */
-  int array_named;           /* array= was given (not the table's name) */
-  int blob;                  /* layout=blob */
-  int dtype;                 /* element type */
-  int item;                  /* bytes per element */
-  int ncol;                  /* element columns (0 in blob layout) */
-  uint64_t row_bytes;        /* bytes per row */
-  uint32_t ndim;             /* dimensions of the array as declared */
+  sqlite3_vtab base;            /* base class: must be first */
+  sqlite3 *db;                  /* the connection */
+  NpkConn *conn;                /* the connection's session on the store */
+  char *zTable;                 /* table name, for messages */
+  char *zArray;                 /* array name */
+  char *zSchema;                /* schema the table is declared in */
+  int readonly;                 /* readonly=1 */
+  int array_named;              /* array= was given (not the table's name) */
+  int blob;                     /* layout=blob */
+  int dtype;                    /* element type */
+  int item;                     /* bytes per element */
+  int ncol;                     /* element columns (0 in blob layout) */
+  uint64_t row_bytes;           /* bytes per row */
+  uint32_t ndim;                /* dimensions of the array as declared */
   uint64_t shape[NPK_MAX_NDIM]; /* its row shape, in shape[1..ndim-1] */
-  char *zGone;               /* set when xConnect found no array or no
-                             ** store: every statement is refused with this
-                             ** message, DROP TABLE only detaches, and conn
-                             ** is NULL */
-  char **azCol;              /* element column names */
-  unsigned char *scratch;    /* one row being assembled by xUpdate */
-  sqlite3_int64 est_rows;    /* row count seen last, for the planner */
-  int metric;                /* metric=, or -1: the dtype's default */
+  char *zGone;                  /* set when xConnect found no array or no
+                                ** store: every statement is refused with this
+                                ** message, DROP TABLE only detaches, and conn
+                                ** is NULL */
+  char **azCol;                 /* element column names */
+  unsigned char *scratch;       /* one row being assembled by xUpdate */
+  sqlite3_int64 est_rows;       /* row count seen last, for the planner */
+  int metric;                   /* metric=, or -1: the dtype's default */
 };
 
 /* One scan. */
 struct NpkCursor {
-  sqlite3_vtab_cursor base;  /* base class: must be first */
-  int reading;               /* holds npk_read_begin and npk_scan_begin */
-  NpkView view;              /* the array, refreshed when it changes */
-  uint64_t gen;              /* npk_change_count() when view was taken */
-  int have_view;             /* view is set */
-  uint64_t row;              /* current physical row */
-  uint64_t lo, hi;           /* rows [lo, hi) to visit */
-  int desc;                  /* visit in descending order */
-  sqlite3_int64 limit;       /* rows still to return, -1 for no limit */
-  uint64_t *in_rows;         /* IN list, sorted, or NULL */
-  int n_in, i_in;            /* IN list size and position */
-  int eof;                   /* no current row */
-  uint64_t faults;           /* npk_map_faults() when the scan began */
-  NpkKnnHit *hits;           /* a KNN query's rows in order, or NULL */
-  size_t n_hits, i_hit;      /* how many, and the current one */
-  sqlite3_int64 knn_k;       /* its k */
-  int knn_metric;            /* its metric */
+  sqlite3_vtab_cursor base; /* base class: must be first */
+  int reading;              /* holds npk_read_begin and npk_scan_begin */
+  NpkView view;             /* the array, refreshed when it changes */
+  uint64_t gen;             /* npk_change_count() when view was taken */
+  int have_view;            /* view is set */
+  uint64_t row;             /* current physical row */
+  uint64_t lo, hi;          /* rows [lo, hi) to visit */
+  int desc;                 /* visit in descending order */
+  sqlite3_int64 limit;      /* rows still to return, -1 for no limit */
+  uint64_t *in_rows;        /* IN list, sorted, or NULL */
+  int n_in, i_in;           /* IN list size and position */
+  int eof;                  /* no current row */
+  uint64_t faults;          /* npk_map_faults() when the scan began */
+  NpkKnnHit *hits;          /* a KNN query's rows in order, or NULL */
+  size_t n_hits, i_hit;     /* how many, and the current one */
+  sqlite3_int64 knn_k;      /* its k */
+  int knn_metric;           /* its metric */
 };
 
 /* ---- arguments ------------------------------------------------------- */
@@ -128,19 +128,19 @@ struct NpkCursor {
 /* Parsed CREATE VIRTUAL TABLE arguments. */
 typedef struct NpkArgs NpkArgs;
 struct NpkArgs {
-  char *store;               /* store= */
-  char *array;               /* array= */
-  int dtype;                 /* dtype=, -1 if absent */
-  int have_shape;            /* shape= given */
-  char *shape_text;          /* shape= as given, for messages */
-  int shape_big;             /* a size in shape= is over 2^63-1 */
-  uint32_t ndim;             /* dims in shape= */
+  char *store;                  /* store= */
+  char *array;                  /* array= */
+  int dtype;                    /* dtype=, -1 if absent */
+  int have_shape;               /* shape= given */
+  char *shape_text;             /* shape= as given, for messages */
+  int shape_big;                /* a size in shape= is over 2^63-1 */
+  uint32_t ndim;                /* dims in shape= */
   uint64_t shape[NPK_MAX_NDIM]; /* row shape */
-  int blob;                  /* layout=blob */
-  char *columns;             /* columns= */
-  int readonly;              /* readonly= */
-  int array_named;           /* array= was given */
-  int metric;                /* metric=, -1 if absent */
+  int blob;                     /* layout=blob */
+  char *columns;                /* columns= */
+  int readonly;                 /* readonly= */
+  int array_named;              /* array= was given */
+  int metric;                   /* metric=, -1 if absent */
 };
 
 /* Strip one level of '' or "" quotes, in place. */
@@ -207,27 +207,28 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
   a->dtype = -1;
   a->metric = -1;
   for (int i = 3; i < argc; i++) {
-    static const char *const keys[] = {"store", "array", "dtype", "shape",
-                                       "layout", "columns", "readonly",
-                                       "metric"};
+    static const char *const keys[] = {"store",    "array",  "dtype",
+                                       "shape",    "layout", "columns",
+                                       "readonly", "metric"};
     char *buf = sqlite3_mprintf("%s", argv[i]), *eq, *key, *val;
     int k;
     if (!buf) return SQLITE_NOMEM;
     eq = strchr(buf, '=');
     if (!eq) {
-      *pzErr = sqlite3_mprintf("numpack: table %s: argument \"%s\" is not "
-                               "key=value", argv[2], argv[i]);
+      *pzErr = sqlite3_mprintf(
+          "numpack: table %s: argument \"%s\" is not "
+          "key=value",
+          argv[2], argv[i]);
       sqlite3_free(buf);
       return SQLITE_ERROR;
     }
     *eq = 0;
     key = trim(buf);
     val = unquote(trim(eq + 1));
-    for (k = 0; k < 8 && sqlite3_stricmp(key, keys[k]) != 0; k++) {
-    }
+    for (k = 0; k < 8 && sqlite3_stricmp(key, keys[k]) != 0; k++) {}
     if (k == 8 || (seen & (1u << k))) {
-      *pzErr = sqlite3_mprintf("numpack: table %s: %s argument \"%s\"",
-                               argv[2], k == 8 ? "unknown" : "repeated", key);
+      *pzErr = sqlite3_mprintf("numpack: table %s: %s argument \"%s\"", argv[2],
+                               k == 8 ? "unknown" : "repeated", key);
       sqlite3_free(buf);
       return SQLITE_ERROR;
     }
@@ -250,16 +251,18 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
           return SQLITE_NOMEM;
         }
         if (!parse_shape(val, a)) {
-          *pzErr = sqlite3_mprintf("numpack: table %s: bad shape \"%s\" "
-                                   "(want e.g. shape=(3,4))", argv[2],
-                                   a->shape_text);
+          *pzErr = sqlite3_mprintf(
+              "numpack: table %s: bad shape \"%s\" "
+              "(want e.g. shape=(3,4))",
+              argv[2], a->shape_text);
           sqlite3_free(buf);
           return SQLITE_ERROR;
         }
         if (a->shape_big) {
-          *pzErr = sqlite3_mprintf("numpack: table %s: shape=%s is too large: "
-                                   "each size must be at most %lld", argv[2],
-                                   a->shape_text, (long long)INT64_MAX);
+          *pzErr = sqlite3_mprintf(
+              "numpack: table %s: shape=%s is too large: "
+              "each size must be at most %lld",
+              argv[2], a->shape_text, (long long)INT64_MAX);
           sqlite3_free(buf);
           return SQLITE_ERROR;
         }
@@ -267,18 +270,23 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
       case 4:
         if (sqlite3_stricmp(val, "blob") == 0) a->blob = 1;
         else if (sqlite3_stricmp(val, "columns") != 0) {
-          *pzErr = sqlite3_mprintf("numpack: table %s: layout must be "
-                                   "columns or blob, not \"%s\"", argv[2], val);
+          *pzErr = sqlite3_mprintf(
+              "numpack: table %s: layout must be "
+              "columns or blob, not \"%s\"",
+              argv[2], val);
           sqlite3_free(buf);
           return SQLITE_ERROR;
         }
         break;
       case 5: a->columns = sqlite3_mprintf("%s", val); break;
       case 6:
-        if (strcmp(val, "1") == 0 || sqlite3_stricmp(val, "true") == 0) a->readonly = 1;
+        if (strcmp(val, "1") == 0 || sqlite3_stricmp(val, "true") == 0)
+          a->readonly = 1;
         else if (strcmp(val, "0") != 0 && sqlite3_stricmp(val, "false") != 0) {
-          *pzErr = sqlite3_mprintf("numpack: table %s: readonly must be 0 "
-                                   "or 1, not \"%s\"", argv[2], val);
+          *pzErr = sqlite3_mprintf(
+              "numpack: table %s: readonly must be 0 "
+              "or 1, not \"%s\"",
+              argv[2], val);
           sqlite3_free(buf);
           return SQLITE_ERROR;
         }
@@ -286,9 +294,10 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
       case 7:
         a->metric = npk_knn_metric_from_name(val);
         if (a->metric < 0) {
-          *pzErr = sqlite3_mprintf("numpack: table %s: unknown metric \"%s\" "
-                                   "(want one of %s)", argv[2], val,
-                                   npk_knn_metric_list());
+          *pzErr = sqlite3_mprintf(
+              "numpack: table %s: unknown metric \"%s\" "
+              "(want one of %s)",
+              argv[2], val, npk_knn_metric_list());
           sqlite3_free(buf);
           return SQLITE_ERROR;
         }
@@ -300,8 +309,10 @@ static int parse_args(int argc, const char *const *argv, NpkArgs *a,
       return SQLITE_NOMEM;
   }
   if (!a->store || !*a->store) {
-    *pzErr = sqlite3_mprintf("numpack: table %s: store='directory' is "
-                             "required", argv[2]);
+    *pzErr = sqlite3_mprintf(
+        "numpack: table %s: store='directory' is "
+        "required",
+        argv[2]);
     return SQLITE_ERROR;
   }
   a->array_named = a->array != 0;
@@ -344,16 +355,19 @@ static int make_columns(NpkVtab *v, const NpkArgs *a, int one_d, char **pzErr) {
     }
     sqlite3_free(list);
     if (i != v->ncol) {
-      *pzErr = sqlite3_mprintf("numpack: table %s: columns= gives %d "
-                               "name%s for rows of %d elements", v->zTable, i,
-                               i == 1 ? "" : "s", v->ncol);
+      *pzErr = sqlite3_mprintf(
+          "numpack: table %s: columns= gives %d "
+          "name%s for rows of %d elements",
+          v->zTable, i, i == 1 ? "" : "s", v->ncol);
       return SQLITE_ERROR;
     }
     for (i = 0; i < v->ncol; i++) {
       if (!v->azCol[i]) return SQLITE_NOMEM;
       if (!v->azCol[i][0]) {
-        *pzErr = sqlite3_mprintf("numpack: table %s: columns= has an empty "
-                                 "name (column %d)", v->zTable, i);
+        *pzErr = sqlite3_mprintf(
+            "numpack: table %s: columns= has an empty "
+            "name (column %d)",
+            v->zTable, i);
         return SQLITE_ERROR;
       }
       if (sqlite3_stricmp(v->azCol[i], "row") == 0 ||
@@ -361,16 +375,18 @@ static int make_columns(NpkVtab *v, const NpkArgs *a, int one_d, char **pzErr) {
           sqlite3_stricmp(v->azCol[i], "distance") == 0 ||
           sqlite3_stricmp(v->azCol[i], "k") == 0 ||
           sqlite3_stricmp(v->azCol[i], "metric") == 0) {
-        *pzErr = sqlite3_mprintf("numpack: table %s: column name \"%s\" is "
-                                 "taken by the table itself", v->zTable,
-                                 v->azCol[i]);
+        *pzErr = sqlite3_mprintf(
+            "numpack: table %s: column name \"%s\" is "
+            "taken by the table itself",
+            v->zTable, v->azCol[i]);
         return SQLITE_ERROR;
       }
       for (int k = 0; k < i; k++) {
         if (sqlite3_stricmp(v->azCol[k], v->azCol[i]) != 0) continue;
-        *pzErr = sqlite3_mprintf("numpack: table %s: column name \"%s\" is "
-                                 "given twice (columns %d and %d)", v->zTable,
-                                 v->azCol[i], k, i);
+        *pzErr = sqlite3_mprintf(
+            "numpack: table %s: column name \"%s\" is "
+            "given twice (columns %d and %d)",
+            v->zTable, v->azCol[i], k, i);
         return SQLITE_ERROR;
       }
     }
@@ -391,8 +407,9 @@ static int declare(NpkVtab *v) {
   for (int i = 0; i < v->ncol; i++)
     sqlite3_str_appendf(s, "%Q %s, ", v->azCol[i], npk_column_type(v->dtype));
   sqlite3_str_appendall(s, v->blob ? "row BLOB" : "row BLOB HIDDEN");
-  sqlite3_str_appendall(s, ", distance REAL HIDDEN, k INTEGER HIDDEN, "
-                           "metric TEXT HIDDEN)");
+  sqlite3_str_appendall(s,
+                        ", distance REAL HIDDEN, k INTEGER HIDDEN, "
+                        "metric TEXT HIDDEN)");
   sql = sqlite3_str_finish(s);
   if (!sql) return SQLITE_NOMEM;
   rc = sqlite3_declare_vtab(v->db, sql);
@@ -432,23 +449,25 @@ static int args_layout(sqlite3 *db, const char *zTable, const NpkArgs *a,
   info->row_bytes = item;
   for (uint32_t d = 0; d < a->ndim; d++) {
     /* As NumPy: the sizes other than 0 multiply to a size it can hold. */
-    if (a->shape[d]) big |= __builtin_mul_overflow(nonzero, a->shape[d], &nonzero);
+    if (a->shape[d])
+      big |= __builtin_mul_overflow(nonzero, a->shape[d], &nonzero);
     info->row_bytes *= a->shape[d];
   }
   big |= __builtin_mul_overflow(nonzero, item, &bytes) ||
          bytes > (uint64_t)INT64_MAX;
   if (big) {
-    *pzErr = sqlite3_mprintf("numpack: table %s: shape=%s is too large for %s "
-                             "rows", zTable, a->shape_text,
-                             npk_dtype_name(dtype));
+    *pzErr = sqlite3_mprintf(
+        "numpack: table %s: shape=%s is too large for %s "
+        "rows",
+        zTable, a->shape_text, npk_dtype_name(dtype));
     return SQLITE_ERROR;
   }
   if (info->row_bytes > (uint64_t)limit) {
-    *pzErr = sqlite3_mprintf("numpack: table %s: shape=%s makes %s rows of "
-                             "%llu bytes, over SQLite's BLOB limit of %lld",
-                             zTable, a->shape_text, npk_dtype_name(dtype),
-                             (unsigned long long)info->row_bytes,
-                             (long long)limit);
+    *pzErr = sqlite3_mprintf(
+        "numpack: table %s: shape=%s makes %s rows of "
+        "%llu bytes, over SQLite's BLOB limit of %lld",
+        zTable, a->shape_text, npk_dtype_name(dtype),
+        (unsigned long long)info->row_bytes, (long long)limit);
     return SQLITE_ERROR;
   }
   return SQLITE_OK;
@@ -492,10 +511,8 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   ** tables and the functions, so that it sees their uncommitted changes
   ** (it refuses writes itself).  Only a store this process may not write
   ** (read-only mount or permissions) gets a read-only session of its own. */
-  if (a.readonly)
-    flags = access(a.store, W_OK) == 0 ? 0 : NPK_OPEN_READONLY;
-  else
-    flags = create ? NPK_OPEN_CREATE : 0;
+  if (a.readonly) flags = access(a.store, W_OK) == 0 ? 0 : NPK_OPEN_READONLY;
+  else flags = create ? NPK_OPEN_CREATE : 0;
   rc = npk_conn_open(db, a.store, flags, &v->conn, pzErr);
   if (rc && !create && access(a.store, F_OK) != 0 && errno == ENOENT) {
     /* The store directory is gone.  SQLite connects a table before it
@@ -503,9 +520,10 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
     ** to remove it. */
     sqlite3_free(*pzErr);
     *pzErr = 0;
-    v->zGone = sqlite3_mprintf("numpack: table %s: store %s does not exist; "
-                               "DROP TABLE %s detaches the table", argv[2],
-                               a.store, argv[2]);
+    v->zGone = sqlite3_mprintf(
+        "numpack: table %s: store %s does not exist; "
+        "DROP TABLE %s detaches the table",
+        argv[2], a.store, argv[2]);
     if (!v->zGone) {
       rc = SQLITE_NOMEM;
       goto fail;
@@ -532,8 +550,8 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
     if (!v->zGone &&
         !(v->zGone = sqlite3_mprintf("numpack: table %s: no array \"%s\" in "
                                      "store %s; DROP TABLE %s detaches the "
-                                     "table", argv[2], a.array, a.store,
-                                     argv[2]))) {
+                                     "table",
+                                     argv[2], a.array, a.store, argv[2]))) {
       rc = SQLITE_NOMEM;
       goto fail;
     }
@@ -568,10 +586,10 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
                                       a.ndim * sizeof a.shape[0]) != 0))) {
     /* The store decides dtype and shape; given ones must agree. */
     if (create) {
-      *pzErr = sqlite3_mprintf("numpack: table %s: array \"%s\" in %s is %s "
-                               "with %u dimensions; dtype=/shape= disagree",
-                               argv[2], a.array, a.store,
-                               npk_dtype_name(info.dtype), info.ndim);
+      *pzErr = sqlite3_mprintf(
+          "numpack: table %s: array \"%s\" in %s is %s "
+          "with %u dimensions; dtype=/shape= disagree",
+          argv[2], a.array, a.store, npk_dtype_name(info.dtype), info.ndim);
       rc = SQLITE_ERROR;
       goto fail;
     }
@@ -589,13 +607,12 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   /* Rows cross SQL as BLOBs, and one is assembled in v->scratch: an array
   ** of the store whose rows are over SQLite's BLOB limit (CREATE refuses
   ** such a shape=, but the store may hold one) is refused by its size. */
-  if (info.row_bytes >
-      (uint64_t)sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1)) {
-    *pzErr = sqlite3_mprintf("numpack: table %s: array \"%s\" has rows of "
-                             "%llu bytes, over SQLite's BLOB limit of %d",
-                             argv[2], a.array,
-                             (unsigned long long)info.row_bytes,
-                             sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1));
+  if (info.row_bytes > (uint64_t)sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1)) {
+    *pzErr = sqlite3_mprintf(
+        "numpack: table %s: array \"%s\" has rows of "
+        "%llu bytes, over SQLite's BLOB limit of %d",
+        argv[2], a.array, (unsigned long long)info.row_bytes,
+        sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1));
     rc = SQLITE_ERROR;
     goto fail;
   }
@@ -607,35 +624,39 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   v->est_rows = (sqlite3_int64)info.live_rows;
   v->metric = a.metric;
   if (a.metric >= 0 && !v->zGone && npk_knn_metric_needs(a.metric, v->dtype)) {
-    *pzErr = sqlite3_mprintf("numpack: table %s: metric=%s needs %s; array "
-                             "\"%s\" is %s", argv[2],
-                             npk_knn_metric_name(a.metric),
-                             npk_knn_metric_needs(a.metric, v->dtype), a.array,
-                             npk_dtype_name(v->dtype));
+    *pzErr = sqlite3_mprintf(
+        "numpack: table %s: metric=%s needs %s; array "
+        "\"%s\" is %s",
+        argv[2], npk_knn_metric_name(a.metric),
+        npk_knn_metric_needs(a.metric, v->dtype), a.array,
+        npk_dtype_name(v->dtype));
     rc = SQLITE_ERROR;
     goto fail;
   }
   for (uint32_t d = 1; d < info.ndim; d++) elems *= info.shape[d];
   if (!v->blob) {
     if (info.dtype == NPK_COMPLEX64 || info.dtype == NPK_COMPLEX128) {
-      *pzErr = sqlite3_mprintf("numpack: table %s: %s elements have no SQL "
-                               "value; use layout=blob", argv[2],
-                               npk_dtype_name(info.dtype));
+      *pzErr = sqlite3_mprintf(
+          "numpack: table %s: %s elements have no SQL "
+          "value; use layout=blob",
+          argv[2], npk_dtype_name(info.dtype));
       rc = SQLITE_ERROR;
       goto fail;
     }
     if (elems + 1 > 2000) {
-      *pzErr = sqlite3_mprintf("numpack: table %s: rows of %llu elements "
-                               "exceed SQLite's column limit; use layout=blob",
-                               argv[2], (unsigned long long)elems);
+      *pzErr = sqlite3_mprintf(
+          "numpack: table %s: rows of %llu elements "
+          "exceed SQLite's column limit; use layout=blob",
+          argv[2], (unsigned long long)elems);
       rc = SQLITE_ERROR;
       goto fail;
     }
     v->ncol = (int)elems;
   } else if (a.columns) {
-    *pzErr = sqlite3_mprintf("numpack: table %s: columns= names element "
-                             "columns, and layout=blob has none (only row)",
-                             argv[2]);
+    *pzErr = sqlite3_mprintf(
+        "numpack: table %s: columns= names element "
+        "columns, and layout=blob has none (only row)",
+        argv[2]);
     rc = SQLITE_ERROR;
     goto fail;
   }
@@ -690,9 +711,8 @@ static int vt_create(sqlite3 *db, void *aux, int argc, const char *const *argv,
   return vt_init(db, 1, argc, argv, pp, pzErr);
 }
 
-static int vt_connect(sqlite3 *db, void *aux, int argc,
-                      const char *const *argv, sqlite3_vtab **pp,
-                      char **pzErr) {
+static int vt_connect(sqlite3 *db, void *aux, int argc, const char *const *argv,
+                      sqlite3_vtab **pp, char **pzErr) {
   (void)aux;
   return vt_init(db, 0, argc, argv, pp, pzErr);
 }
@@ -720,10 +740,11 @@ static int layout_check(NpkVtab *v, const NpkArrayInfo *info) {
   sqlite3_free(v->base.zErrMsg);
   v->base.zErrMsg = sqlite3_mprintf(
       "numpack: table %s: array \"%s\" is now %s %s; the table was declared "
-      "for %s %s; recreate the table", v->zTable, v->zArray,
-      npk_dtype_name(info->dtype),
+      "for %s %s; recreate the table",
+      v->zTable, v->zArray, npk_dtype_name(info->dtype),
       npk_row_shape_text(info->shape, info->ndim, 0, now, sizeof now),
-      npk_dtype_name(v->dtype), npk_row_shape_text(v->shape, v->ndim, 0, was, sizeof was));
+      npk_dtype_name(v->dtype),
+      npk_row_shape_text(v->shape, v->ndim, 0, was, sizeof was));
   return SQLITE_ERROR;
 }
 
@@ -755,8 +776,8 @@ static int vt_destroy(sqlite3_vtab *p) {
         sqlite3_free(v->base.zErrMsg);
         v->base.zErrMsg = sqlite3_mprintf(
             "numpack: DROP TABLE %s inside a transaction is not supported: "
-            "it would drop array \"%s\" at once, beyond ROLLBACK", v->zTable,
-            v->zArray);
+            "it would drop array \"%s\" at once, beyond ROLLBACK",
+            v->zTable, v->zArray);
         return SQLITE_ERROR;
       }
       rc = npk_drop(v->conn->ses, v->zArray);
@@ -826,8 +847,7 @@ static int knn_best_index(NpkVtab *v, sqlite3_index_info *info, int m) {
         if (hi < 0) hi = i;
         else others++;
         break;
-      default:
-        others++;
+      default: others++;
     }
   }
   info->aConstraintUsage[m].argvIndex = ++argv_i;
@@ -877,14 +897,15 @@ static int knn_best_index(NpkVtab *v, sqlite3_index_info *info, int m) {
     idx |= IDX_LIMIT;
   }
   info->idxNum = idx;
-  info->idxStr = sqlite3_mprintf(
-      "KNN%s%s%s%s%s%s%s", (idx & IDX_K) ? " k" : "",
-      (idx & IDX_METRIC) ? " metric" : "",
-      (idx & IDX_EQ) ? " rowid-EQ" : (idx & IDX_IN) ? " rowid-IN" : "",
-      (idx & (IDX_GT | IDX_GE)) ? " rowid-LOW" : "",
-      (idx & (IDX_LT | IDX_LE)) ? " rowid-HIGH" : "",
-      (idx & IDX_LIMIT) ? " LIMIT" : "",
-      by_distance ? " ORDER-BY-DISTANCE" : "");
+  info->idxStr = sqlite3_mprintf("KNN%s%s%s%s%s%s%s", (idx & IDX_K) ? " k" : "",
+                                 (idx & IDX_METRIC) ? " metric" : "",
+                                 (idx & IDX_EQ)   ? " rowid-EQ"
+                                 : (idx & IDX_IN) ? " rowid-IN"
+                                                  : "",
+                                 (idx & (IDX_GT | IDX_GE)) ? " rowid-LOW" : "",
+                                 (idx & (IDX_LT | IDX_LE)) ? " rowid-HIGH" : "",
+                                 (idx & IDX_LIMIT) ? " LIMIT" : "",
+                                 by_distance ? " ORDER-BY-DISTANCE" : "");
   if (!info->idxStr) return SQLITE_NOMEM;
   info->needToFreeIdxStr = 1;
   /* Every candidate is read once: the cost of a scan of them. */
@@ -940,8 +961,7 @@ static int vt_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
         if (hi < 0) hi = i;
         else others++;
         break;
-      default:
-        others++;
+      default: others++;
     }
   }
   if (eq >= 0) {
@@ -964,13 +984,15 @@ static int vt_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
   if (lo >= 0) {
     info->aConstraintUsage[lo].argvIndex = ++argv_i;
     info->aConstraintUsage[lo].omit = 1;
-    idx |= info->aConstraint[lo].op == SQLITE_INDEX_CONSTRAINT_GT ? IDX_GT : IDX_GE;
+    idx |= info->aConstraint[lo].op == SQLITE_INDEX_CONSTRAINT_GT ? IDX_GT
+                                                                  : IDX_GE;
     rows /= 4;
   }
   if (hi >= 0) {
     info->aConstraintUsage[hi].argvIndex = ++argv_i;
     info->aConstraintUsage[hi].omit = 1;
-    idx |= info->aConstraint[hi].op == SQLITE_INDEX_CONSTRAINT_LT ? IDX_LT : IDX_LE;
+    idx |= info->aConstraint[hi].op == SQLITE_INDEX_CONSTRAINT_LT ? IDX_LT
+                                                                  : IDX_LE;
     rows /= 4;
   }
   if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn < 0) {
@@ -1096,12 +1118,13 @@ static void in_settle(NpkCursor *c) {
 }
 
 /* How a rowid constraint's value compares with the rowids. */
-#define RA_INT   0   /* a whole number >= 0, in *r */
-#define RA_FRAC  1   /* between *r and *r + 1 */
-#define RA_NEG   2   /* below every rowid */
-#define RA_HIGH  3   /* above every rowid (huge, or text/blob: SQLite sorts
-                     ** them after all numbers) */
-#define RA_NULL  4   /* NULL: the comparison is never true */
+#define RA_INT  0 /* a whole number >= 0, in *r */
+#define RA_FRAC 1 /* between *r and *r + 1 */
+#define RA_NEG  2 /* below every rowid */
+#define RA_HIGH \
+  3               /* above every rowid (huge, or text/blob: SQLite sorts
+                  ** them after all numbers) */
+#define RA_NULL 4 /* NULL: the comparison is never true */
 
 static int rowid_arg(sqlite3_value *val, uint64_t *r) {
   *r = 0;
@@ -1119,10 +1142,8 @@ static int rowid_arg(sqlite3_value *val, uint64_t *r) {
       *r = (uint64_t)d;
       return (double)*r == d ? RA_INT : RA_FRAC;
     }
-    case SQLITE_NULL:
-      return RA_NULL;
-    default:
-      return RA_HIGH;
+    case SQLITE_NULL: return RA_NULL;
+    default: return RA_HIGH;
   }
 }
 
@@ -1175,12 +1196,11 @@ static int in_list(NpkCursor *c, sqlite3_value *list) {
 /* xFilter of a KNN plan (knn_best_index): the arguments are the query, k,
 ** metric, then rowid constraints and LIMIT as the idxNum bits say.  The
 ** whole search runs here; xNext walks its results. */
-static int knn_filter(NpkVtab *v, NpkCursor *c, int idx,
-                      sqlite3_value **argv) {
+static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
   NpkSession *s = v->conn->ses;
   sqlite3_value *qv = argv[0];
-  int ai = 1, rc, metric = v->metric >= 0 ? v->metric
-                                          : npk_knn_default_metric(v->dtype);
+  int ai = 1, rc,
+      metric = v->metric >= 0 ? v->metric : npk_knn_default_metric(v->dtype);
   sqlite3_int64 k = -1;
   uint64_t dim = v->item ? v->row_bytes / (uint64_t)v->item : 0;
   const char *need;
@@ -1195,29 +1215,37 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx,
     sqlite3_value *kv = argv[ai++];
     if (sqlite3_value_numeric_type(kv) != SQLITE_INTEGER ||
         sqlite3_value_int64(kv) <= 0)
-      return knn_error(v, SQLITE_MISMATCH, "numpack: table %s: k must be a "
-                       "positive integer, not %s", v->zTable,
+      return knn_error(v, SQLITE_MISMATCH,
+                       "numpack: table %s: k must be a "
+                       "positive integer, not %s",
+                       v->zTable,
                        sqlite3_value_type(kv) == SQLITE_NULL
-                           ? "NULL" : (const char *)sqlite3_value_text(kv));
+                           ? "NULL"
+                           : (const char *)sqlite3_value_text(kv));
     k = sqlite3_value_int64(kv);
   }
   if (idx & IDX_METRIC) {
     sqlite3_value *mv = argv[ai++];
-    metric = sqlite3_value_type(mv) == SQLITE_TEXT
-                 ? npk_knn_metric_from_name((const char *)sqlite3_value_text(mv))
-                 : -1;
+    metric =
+        sqlite3_value_type(mv) == SQLITE_TEXT
+            ? npk_knn_metric_from_name((const char *)sqlite3_value_text(mv))
+            : -1;
     if (metric < 0)
-      return knn_error(v, SQLITE_ERROR, "numpack: table %s: unknown metric %s "
-                       "(want one of %s)", v->zTable,
+      return knn_error(v, SQLITE_ERROR,
+                       "numpack: table %s: unknown metric %s "
+                       "(want one of %s)",
+                       v->zTable,
                        sqlite3_value_type(mv) == SQLITE_NULL
-                           ? "NULL" : (const char *)sqlite3_value_text(mv),
+                           ? "NULL"
+                           : (const char *)sqlite3_value_text(mv),
                        npk_knn_metric_list());
   }
   need = npk_knn_metric_needs(metric, v->dtype);
   if (need)
-    return knn_error(v, SQLITE_ERROR, "numpack: table %s: metric %s needs %s; "
-                     "array \"%s\" is %s", v->zTable,
-                     npk_knn_metric_name(metric), need, v->zArray,
+    return knn_error(v, SQLITE_ERROR,
+                     "numpack: table %s: metric %s needs %s; "
+                     "array \"%s\" is %s",
+                     v->zTable, npk_knn_metric_name(metric), need, v->zArray,
                      npk_dtype_name(v->dtype));
 
   memset(&scan, 0, sizeof scan);
@@ -1277,23 +1305,25 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx,
     if (lim >= 0 && (k < 0 || lim < k)) k = lim;
   }
   if (k < 0)
-    return knn_error(v, SQLITE_ERROR, "numpack: table %s: a MATCH query needs "
+    return knn_error(v, SQLITE_ERROR,
+                     "numpack: table %s: a MATCH query needs "
                      "k = N (LIMIT N alone gives k from SQLite 3.41 on)",
                      v->zTable);
   c->knn_k = k;
   c->knn_metric = metric;
   if (sqlite3_value_type(qv) != SQLITE_BLOB &&
       sqlite3_value_type(qv) != SQLITE_TEXT)
-    return knn_error(v, SQLITE_MISMATCH, "numpack: table %s: MATCH needs a "
-                     "query vector: a %s row BLOB, an .npy BLOB or JSON text "
-                     "such as '[0.5, 1.0]', not %s", v->zTable,
-                     npk_dtype_name(v->dtype),
-                     sqlite3_value_type(qv) == SQLITE_NULL ? "NULL"
-                                                           : "a number");
+    return knn_error(
+        v, SQLITE_MISMATCH,
+        "numpack: table %s: MATCH needs a "
+        "query vector: a %s row BLOB, an .npy BLOB or JSON text "
+        "such as '[0.5, 1.0]', not %s",
+        v->zTable, npk_dtype_name(v->dtype),
+        sqlite3_value_type(qv) == SQLITE_NULL ? "NULL" : "a number");
   {
     int text = sqlite3_value_type(qv) == SQLITE_TEXT;
-    const void *p = text ? (const void *)sqlite3_value_text(qv)
-                         : sqlite3_value_blob(qv);
+    const void *p =
+        text ? (const void *)sqlite3_value_text(qv) : sqlite3_value_blob(qv);
     size_t n = (size_t)sqlite3_value_bytes(qv);
     rc = npk_knn_parse(p ? p : "", n, text, v->dtype, metric, dim, 1, &query,
                        &nq, err, sizeof err);
@@ -1499,8 +1529,7 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
     if (!c->hits) return SQLITE_OK;
     if (i == COL_DISTANCE(v))
       sqlite3_result_double(ctx, c->hits[c->i_hit].dist);
-    else if (i == COL_K(v))
-      sqlite3_result_int64(ctx, c->knn_k);
+    else if (i == COL_K(v)) sqlite3_result_int64(ctx, c->knn_k);
     else
       sqlite3_result_text(ctx, npk_knn_metric_name(c->knn_metric), -1,
                           SQLITE_STATIC);
@@ -1519,9 +1548,9 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
     (void)sink;
     /* The bytes stay put for the statement unless this session is writing:
     ** then SQLite must take a copy. */
-    sqlite3_result_blob64(ctx, p, v->row_bytes,
-                          npk_in_txn(v->conn->ses) ? SQLITE_TRANSIENT
-                                                   : SQLITE_STATIC);
+    sqlite3_result_blob64(
+        ctx, p, v->row_bytes,
+        npk_in_txn(v->conn->ses) ? SQLITE_TRANSIENT : SQLITE_STATIC);
   }
   rc = npk_map_check(v->conn->ses, c->faults, v->zArray);
   return rc ? fail(v, rc) : SQLITE_OK;
@@ -1535,8 +1564,8 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
                     uint64_t old) {
   NpkSession *s = v->conn->ses;
   sqlite3_value *rowv = argv[2 + v->ncol];
-  int row_given = !sqlite3_value_nochange(rowv) &&
-                  sqlite3_value_type(rowv) != SQLITE_NULL;
+  int row_given =
+      !sqlite3_value_nochange(rowv) && sqlite3_value_type(rowv) != SQLITE_NULL;
   int cols_given = 0;
   for (int i = 0; i < v->ncol; i++)
     if (!sqlite3_value_nochange(argv[2 + i]) &&
@@ -1553,7 +1582,8 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
         (uint64_t)sqlite3_value_bytes(rowv) != v->row_bytes) {
       v->base.zErrMsg = sqlite3_mprintf(
           "numpack: table %s column row: a row is a BLOB of %llu bytes, not "
-          "%s of %d bytes", v->zTable, (unsigned long long)v->row_bytes,
+          "%s of %d bytes",
+          v->zTable, (unsigned long long)v->row_bytes,
           sqlite3_value_type(rowv) == SQLITE_BLOB ? "a BLOB" : "a value",
           sqlite3_value_bytes(rowv));
       return SQLITE_MISMATCH;
@@ -1566,7 +1596,8 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
       if (bad >= 0) {
         v->base.zErrMsg = sqlite3_mprintf(
             "numpack: table %s column row: bool element %lld is %u; bool "
-            "elements must be 0 or 1", v->zTable, bad, v->scratch[bad]);
+            "elements must be 0 or 1",
+            v->zTable, bad, v->scratch[bad]);
         return SQLITE_MISMATCH;
       }
     }
@@ -1595,7 +1626,7 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
     rc = npk_element_encode(val, v->dtype,
                             v->scratch + (size_t)i * (size_t)v->item);
     if (rc) {
-      const char *what = sqlite3_value_type(val) == SQLITE_NULL ? "NULL"
+      const char *what = sqlite3_value_type(val) == SQLITE_NULL   ? "NULL"
                          : sqlite3_value_type(val) == SQLITE_BLOB ? "a BLOB"
                                                                   : 0;
       if (what)
@@ -1603,11 +1634,11 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
             "numpack: table %s column %s: %s is not a %s value", v->zTable,
             v->azCol[i], what, npk_dtype_name(v->dtype));
       else
-        v->base.zErrMsg = sqlite3_mprintf(
-            "numpack: table %s column %s: value %s %s %s", v->zTable,
-            v->azCol[i], sqlite3_value_text(val),
-            rc == SQLITE_RANGE ? "does not fit" : "is not a", 
-            npk_dtype_name(v->dtype));
+        v->base.zErrMsg =
+            sqlite3_mprintf("numpack: table %s column %s: value %s %s %s",
+                            v->zTable, v->azCol[i], sqlite3_value_text(val),
+                            rc == SQLITE_RANGE ? "does not fit" : "is not a",
+                            npk_dtype_name(v->dtype));
       return sqlite3_value_type(val) == SQLITE_NULL ? SQLITE_CONSTRAINT_NOTNULL
                                                     : SQLITE_MISMATCH;
     }
@@ -1625,8 +1656,8 @@ static int vt_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
   v->base.zErrMsg = 0;
   if (v->zGone) return gone(v);
   if (v->readonly) {
-    v->base.zErrMsg = sqlite3_mprintf("numpack: table %s is read-only",
-                                      v->zTable);
+    v->base.zErrMsg =
+        sqlite3_mprintf("numpack: table %s is read-only", v->zTable);
     return SQLITE_READONLY;
   }
   s = v->conn->ses;
@@ -1687,7 +1718,8 @@ static int vt_update(sqlite3_vtab *p, int argc, sqlite3_value **argv,
         sqlite3_value_type(argv[1]) != SQLITE_INTEGER) {
       v->base.zErrMsg = sqlite3_mprintf(
           "numpack: table %s: the rowid is the row's position and cannot be "
-          "changed", v->zTable);
+          "changed",
+          v->zTable);
       return SQLITE_CONSTRAINT;
     }
     rc = assemble(v, argv, 1, r);
@@ -1761,36 +1793,36 @@ static int vt_rename(sqlite3_vtab *p, const char *zNew) {
   sqlite3_free(v->base.zErrMsg);
   v->base.zErrMsg = sqlite3_mprintf(
       "numpack: table %s reads the array named after it; to rename it, "
-      "create the table %s USING numpack(store=..., array='%s')", v->zTable,
-      zNew, v->zArray);
+      "create the table %s USING numpack(store=..., array='%s')",
+      v->zTable, zNew, v->zArray);
   return SQLITE_ERROR;
 }
 
 static sqlite3_module npk_module = {
-  2,                 /* iVersion: savepoints */
-  vt_create,
-  vt_connect,
-  vt_best_index,
-  vt_disconnect,
-  vt_destroy,
-  vt_open,
-  vt_close,
-  vt_filter,
-  vt_next,
-  vt_eof,
-  vt_column,
-  vt_rowid,
-  vt_update,
-  vt_begin,
-  vt_sync,
-  vt_commit,
-  vt_rollback,
-  0,                 /* xFindFunction */
-  vt_rename,
-  vt_savepoint,
-  vt_release,
-  vt_rollback_to,
-  0,                 /* xShadowName */
+    2, /* iVersion: savepoints */
+    vt_create,
+    vt_connect,
+    vt_best_index,
+    vt_disconnect,
+    vt_destroy,
+    vt_open,
+    vt_close,
+    vt_filter,
+    vt_next,
+    vt_eof,
+    vt_column,
+    vt_rowid,
+    vt_update,
+    vt_begin,
+    vt_sync,
+    vt_commit,
+    vt_rollback,
+    0, /* xFindFunction */
+    vt_rename,
+    vt_savepoint,
+    vt_release,
+    vt_rollback_to,
+    0, /* xShadowName */
 };
 
 int npk_vtab_register(sqlite3 *db) {
