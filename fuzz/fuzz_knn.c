@@ -31,7 +31,7 @@ static const int types[] = {NPK_FLOAT32, NPK_FLOAT64, NPK_FLOAT16, NPK_INT8,
                             NPK_UINT8, NPK_BOOL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  char err[200];
+  NpkErr err;
   void *out = (void *)1;
   size_t nq = 7, item, maxq;
   int text, metric, dtype, rc;
@@ -44,13 +44,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   dtype = types[data[1] % 6];
   dim = (uint64_t)(data[2] % 64) + 1;
   if (npk_knn_metric_needs(metric, dtype)) return 0;
-  memset(err, 'x', sizeof err);
+  memset(&err, 'x', sizeof err);
   rc = npk_knn_parse(data + 3, size - 3, text, dtype, metric, dim, maxq, &out,
-                     &nq, err, sizeof err);
+                     &nq, &err);
   if (rc != NPK_OK) {
     FUZZ_CHECK(rc == NPK_ERROR || rc == NPK_NOMEM);
     FUZZ_CHECK(out == NULL && nq == 0);
-    FUZZ_CHECK(rc == NPK_NOMEM || (memchr(err, 0, sizeof err) && err[0]));
+    FUZZ_CHECK(rc == NPK_NOMEM || (err.rc == NPK_ERROR &&
+                                  memchr(err.msg, 0, sizeof err.msg) &&
+                                  err.msg[0]));
     return 0;
   }
   FUZZ_CHECK(out != NULL && nq >= 1);

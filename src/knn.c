@@ -31,6 +31,7 @@
 #include "knn.h"
 #include "npy.h"
 #include "store.h"
+#include "store_int.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define NPK_KNN_X86 1
@@ -826,26 +827,22 @@ double npk_knn_distance(int dtype, int metric, uint64_t dim, const void *a,
 
 /* ---- query parsing --------------------------------------------------- */
 
-static void say(char *err, size_t errlen, const char *msg) {
-  if (errlen) {
-    strncpy(err, msg, errlen - 1);
-    err[errlen - 1] = 0;
-  }
+static void say(NpkErr *pe, const char *msg) {
+  npk_err(pe, NPK_ERROR, "%s", msg);
 }
 
 /* Store value V as element I of a parsed vector; 0 if it cannot be. */
 static int put_value(unsigned char *dst, size_t i, int dtype, int metric,
-                     double v, char *err, size_t errlen) {
+                     double v, NpkErr *pe) {
   if (v != v || v == INFINITY || v == -INFINITY) {
-    say(err, errlen, "the query holds a value that is not a finite number");
+    say(pe, "the query holds a value that is not a finite number");
     return 0;
   }
   if (is_bits(metric)) {
     double hi = dtype == NPK_BOOL ? 1 : 255;
     if (v < 0 || v > hi || v != floor(v)) {
-      say(err, errlen,
-          dtype == NPK_BOOL ? "a bool query holds only 0 and 1"
-                            : "a uint8 query holds whole numbers 0 to 255");
+      say(pe, dtype == NPK_BOOL ? "a bool query holds only 0 and 1"
+                                : "a uint8 query holds whole numbers 0 to 255");
       return 0;
     }
     dst[i] = (unsigned char)v;
@@ -854,7 +851,7 @@ static int put_value(unsigned char *dst, size_t i, int dtype, int metric,
   } else {
     float f = (float)v;
     if (f == INFINITY || f == -INFINITY) {
-      say(err, errlen, "the query holds a value too large for float32");
+      say(pe, "the query holds a value too large for float32");
       return 0;
     }
     memcpy(dst + 4 * i, &f, 4);
@@ -957,13 +954,12 @@ static int json_number(const char **pp, const char *end, double *v) {
 /* A JSON vector "[v, v, ...]" of exactly DIM numbers (true and false are 1
 ** and 0) at *PP into vector slot DST. */
 static int json_vector(const char **pp, const char *end, unsigned char *dst,
-                       int dtype, int metric, uint64_t dim, char *err,
-                       size_t errlen) {
+                       int dtype, int metric, uint64_t dim, NpkErr *pe) {
   const char *p = skip_ws(*pp, end);
   uint64_t n = 0;
   char msg[160];
   if (p >= end || *p != '[') {
-    say(err, errlen, "a JSON query is a list of numbers, e.g. [0.5, 1.0]");
+    say(pe, "a JSON query is a list of numbers, e.g. [0.5, 1.0]");
     return 0;
   }
   p = skip_ws(p + 1, end);
@@ -980,11 +976,10 @@ static int json_vector(const char **pp, const char *end, unsigned char *dst,
         v = 0;
         p += 5;
       } else if (!json_number(&p, end, &v)) {
-        say(err, errlen, "a JSON query is a list of numbers, e.g. [0.5, 1.0]");
+        say(pe, "a JSON query is a list of numbers, e.g. [0.5, 1.0]");
         return 0;
       }
-      if (n < dim && !put_value(dst, (size_t)n, dtype, metric, v, err, errlen))
-        return 0;
+      if (n < dim && !put_value(dst, (size_t)n, dtype, metric, v, pe)) return 0;
       n++;
       p = skip_ws(p, end);
       if (p < end && *p == ',') {
@@ -995,14 +990,14 @@ static int json_vector(const char **pp, const char *end, unsigned char *dst,
         p++;
         break;
       }
-      say(err, errlen, "a JSON query is a list of numbers, e.g. [0.5, 1.0]");
+      say(pe, "a JSON query is a list of numbers, e.g. [0.5, 1.0]");
       return 0;
     }
   }
   if (n != dim) {
     snprintf(msg, sizeof msg, "the query has %llu elements, the rows have %llu",
              (unsigned long long)n, (unsigned long long)dim);
-    say(err, errlen, msg);
+    say(pe, msg);
     return 0;
   }
   *pp = p;
@@ -1011,7 +1006,7 @@ static int json_vector(const char **pp, const char *end, unsigned char *dst,
 
 int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
                   uint64_t dim, size_t maxq, void **pout, size_t *pnq,
-                  char *err, size_t errlen) {
+                  NpkErr *pe) {
   size_t item = npk_knn_query_item(dtype, metric), rbytes, nq = 0;
   uint64_t row_bytes = dim * (uint64_t)npk_dtype_size(dtype);
   unsigned char *out = 0;
@@ -1020,9 +1015,10 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
 
   *pout = 0;
   *pnq = 0;
-  if (err && errlen) err[0] = 0;
+  pe->rc = NPK_OK;
+  pe->msg[0] = 0;
   if (dim == 0 || dim > ((uint64_t)1 << 40) / 8) {
-    say(err, errlen, "rows of no elements have no distance");
+    say(pe, "rows of no elements have no distance");
     return NPK_ERROR;
   }
   rbytes = (size_t)dim * item;
@@ -1034,7 +1030,7 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
     many = p < end && *p == '[' && skip_ws(p + 1, end) < end &&
            *skip_ws(p + 1, end) == '[';
     if (many && maxq == 1) {
-      say(err, errlen, "the query is one vector, not a list of vectors");
+      say(pe, "the query is one vector, not a list of vectors");
       return NPK_ERROR;
     }
     if (many) p = skip_ws(p + 1, end);
@@ -1045,8 +1041,7 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
         return NPK_NOMEM;
       }
       out = grown;
-      if (!json_vector(&p, end, out + nq * rbytes, dtype, metric, dim, err,
-                       errlen))
+      if (!json_vector(&p, end, out + nq * rbytes, dtype, metric, dim, pe))
         goto fail;
       nq++;
       p = skip_ws(p, end);
@@ -1059,15 +1054,15 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
         p = skip_ws(p + 1, end);
         break;
       }
-      say(err, errlen, "a list of JSON vectors is [[...], [...], ...]");
+      say(pe, "a list of JSON vectors is [[...], [...], ...]");
       goto fail;
     }
     if (p != end) {
-      say(err, errlen, "the JSON query has text after its end");
+      say(pe, "the JSON query has text after its end");
       goto fail;
     }
     if (maxq && nq > maxq) {
-      say(err, errlen, "too many query vectors");
+      say(pe, "too many query vectors");
       goto fail;
     }
     *pout = out;
@@ -1082,11 +1077,11 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
     if (npk_npy_parse(b, n, &npy, &perr)) {
       snprintf(msg, sizeof msg, "the query is not a valid .npy: %s",
                npk_err_text(&perr));
-      say(err, errlen, msg);
+      say(pe, msg);
       return NPK_ERROR;
     }
     if (npy.dtype == NPK_COMPLEX64 || npy.dtype == NPK_COMPLEX128) {
-      say(err, errlen, "a complex .npy cannot be a query");
+      say(pe, "a complex .npy cannot be a query");
       return NPK_ERROR;
     }
     if (npy.ndim == 1 && npy.shape[0] == dim) {
@@ -1101,11 +1096,11 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
                (unsigned long long)npy.count, (unsigned)npy.ndim,
                npy.ndim == 1 ? "" : "s", (unsigned long long)dim,
                (unsigned long long)dim, maxq == 1 ? "" : " or (q, d)");
-      say(err, errlen, msg);
+      say(pe, msg);
       return NPK_ERROR;
     }
     if (maxq && cnt > maxq) {
-      say(err, errlen, "the query .npy holds several vectors; one is needed");
+      say(pe, "the query .npy holds several vectors; one is needed");
       return NPK_ERROR;
     }
     out = npk_malloc((size_t)cnt * rbytes);
@@ -1124,7 +1119,7 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
         memcpy(e, npy.data + src * sz, sz);
         if (npy.big_endian) npk_npy_swap(e, e, 1, npy.dtype);
         if (!put_value(out + (size_t)(i / dim) * rbytes, (size_t)(i % dim),
-                       dtype, metric, npy_value(e, npy.dtype, 0), err, errlen))
+                       dtype, metric, npy_value(e, npy.dtype, 0), pe))
           goto fail;
       }
     }
@@ -1140,12 +1135,12 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
              "elements has %llu (or give an .npy or JSON text)",
              (unsigned long long)n, npk_dtype_name(dtype),
              (unsigned long long)dim, (unsigned long long)row_bytes);
-    say(err, errlen, msg);
+    say(pe, msg);
     return NPK_ERROR;
   }
   nq = n / row_bytes;
   if (maxq && nq > maxq) {
-    say(err, errlen, "too many query vectors");
+    say(pe, "too many query vectors");
     return NPK_ERROR;
   }
   out = npk_malloc(nq * rbytes);
@@ -1153,7 +1148,7 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
   for (uint64_t i = 0; i < (uint64_t)nq * dim; i++) {
     double v = npy_value(b, dtype, i);
     if (!put_value(out + (size_t)(i / dim) * rbytes, (size_t)(i % dim), dtype,
-                   metric, v, err, errlen))
+                   metric, v, pe))
       goto fail;
   }
   *pout = out;

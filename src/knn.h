@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "dtype.h"
+#include "store.h"
 
 /* Metrics.  Every distance is "smaller is nearer". */
 #define NPK_KNN_L2     0 /* Euclidean distance */
@@ -59,12 +60,11 @@ size_t npk_knn_query_item(int dtype, int metric);
 ** or (q, DIM), any integer or float dtype) or raw rows of DTYPE.  MAXQ is
 ** the most vectors accepted (1 for a single query, 0 for any number).  On
 ** success *POUT is a malloc'd array of *PNQ vectors of npk_knn_query_item
-** bytes per element.  On failure ERR (ERRLEN bytes, NUL-terminated) says
-** what was expected, *POUT is NULL, and NPK_ERROR (or NPK_NOMEM) is
-** returned. */
+** bytes per element.  On failure E says what was expected, *POUT is NULL,
+** and NPK_ERROR (or NPK_NOMEM) is returned. */
 int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
                   uint64_t dim, size_t maxq, void **pout, size_t *pnq,
-                  char *err, size_t errlen);
+                  NpkErr *e);
 
 /* The distance between two parsed vectors A and B (as npk_knn_parse makes
 ** them for DTYPE and METRIC). */

@@ -125,15 +125,19 @@ static void fn_distance(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     int text = sqlite3_value_type(v) == SQLITE_TEXT;
     const void *p =
         text ? (const void *)sqlite3_value_text(v) : sqlite3_value_blob(v);
-    int rc = npk_knn_parse(p ? p : "", (size_t)sqlite3_value_bytes(v), text,
-                           dtype, metric, da, 1, i ? &b : &a, i ? &nb : &na,
-                           err, sizeof err);
+    NpkErr pe;
+    int rc =
+        npk_knn_parse(p ? p : "", (size_t)sqlite3_value_bytes(v), text, dtype,
+                      metric, da, 1, i ? &b : &a, i ? &nb : &na, &pe);
     if (rc == NPK_NOMEM) {
       npk_free(a);
       sqlite3_result_error_nomem(ctx);
       return;
     }
-    if (rc) goto fail;
+    if (rc) {
+      snprintf(err, sizeof err, "%s", npk_err_text(&pe));
+      goto fail;
+    }
   }
   sqlite3_result_double(ctx, npk_knn_distance(dtype, metric, da, a, b));
   npk_free(a);
@@ -299,7 +303,7 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   KnnSrc src;
   uint64_t dim = 1, mark;
   const char *need;
-  char err[300];
+  NpkErr pe;
   void *queries = 0;
   size_t nq, qbytes, per, found = 0;
   int rc = npk_array_info(s, name, &info), text;
@@ -330,15 +334,14 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
     const void *p =
         text ? (const void *)sqlite3_value_text(qv) : sqlite3_value_blob(qv);
     rc = npk_knn_parse(p ? p : "", (size_t)sqlite3_value_bytes(qv), text,
-                       info.dtype, metric, dim, 0, &queries, &nq, err,
-                       sizeof err);
+                       info.dtype, metric, dim, 0, &queries, &nq, &pe);
   }
   if (rc == NPK_NOMEM) return SQLITE_NOMEM;
   if (rc)
     return knn_fail(cur, SQLITE_MISMATCH,
                     "numpack: numpack_knn: array "
                     "\"%s\": %s",
-                    name, err);
+                    name, npk_err_text(&pe));
   mark = npk_map_faults(s);
   rc = npk_view(s, name, &view);
   if (rc) {

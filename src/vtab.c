@@ -1204,7 +1204,7 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
   sqlite3_int64 k = -1;
   uint64_t dim = v->item ? v->row_bytes / (uint64_t)v->item : 0;
   const char *need;
-  char err[300];
+  NpkErr pe;
   void *query = 0;
   size_t nq, room, found;
   NpkKnnScan scan;
@@ -1326,12 +1326,12 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
         text ? (const void *)sqlite3_value_text(qv) : sqlite3_value_blob(qv);
     size_t n = (size_t)sqlite3_value_bytes(qv);
     rc = npk_knn_parse(p ? p : "", n, text, v->dtype, metric, dim, 1, &query,
-                       &nq, err, sizeof err);
+                       &nq, &pe);
   }
   if (rc == NPK_NOMEM) return SQLITE_NOMEM;
   if (rc)
     return knn_error(v, SQLITE_MISMATCH, "numpack: table %s: %s", v->zTable,
-                     err);
+                     npk_err_text(&pe));
   c->eof = 1;
   room = npk_knn_room(&scan, k == 0 ? 1 : (size_t)k);
   if (k > 0 && room > 0) {

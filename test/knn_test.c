@@ -106,11 +106,11 @@ static size_t check_search(NpkKnnScan *s, const unsigned char *data,
                            const unsigned char *q, size_t k) {
   void *pq;
   size_t nq, found = 0, nref = 0, room;
-  char err[200];
+  NpkErr err;
   Ref *ref = malloc(sizeof(Ref) * (s->rows + 1));
   NpkKnnHit *out;
   CHECK(npk_knn_parse(q, (size_t)s->row_bytes, 0, s->dtype, s->metric, s->dim,
-                      1, &pq, &nq, err, sizeof err) == NPK_OK);
+                      1, &pq, &nq, &err) == NPK_OK);
   CHECK_EQ(nq, 1);
   for (uint64_t r = 0; r < s->rows; r++) {
     int live = !s->live || (s->live[r / 64] >> (r % 64) & 1);
@@ -499,73 +499,69 @@ static void t_nan(void) {
 static void t_parse(void) {
   void *p;
   size_t nq;
-  char err[200];
+  NpkErr err;
   unsigned char img[256];
   uint64_t shape[2] = {2, 3};
   size_t h;
   float f[6] = {1, 2, 3, 4, 5, 6};
   /* JSON. */
   CHECK(npk_knn_parse("[1, -2.5e0, 3]", 14, 1, NPK_FLOAT32, NPK_KNN_L2, 3, 1,
-                      &p, &nq, err, sizeof err) == NPK_OK);
+                      &p, &nq, &err) == NPK_OK);
   CHECK_EQ(nq, 1);
   CHECK(((float *)p)[1] == -2.5f);
   free(p);
   CHECK(npk_knn_parse(" [[1,2,3],[4,5,6]] ", 19, 1, NPK_FLOAT64, NPK_KNN_DOT,
-                      3, 0, &p, &nq, err, sizeof err) == NPK_OK);
+                      3, 0, &p, &nq, &err) == NPK_OK);
   CHECK_EQ(nq, 2);
   CHECK(((double *)p)[5] == 6);
   free(p);
   CHECK(npk_knn_parse("[[1,2,3]]", 9, 1, NPK_FLOAT32, NPK_KNN_L2, 3, 1, &p,
-                      &nq, err, sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "one vector");
+                      &nq, &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "one vector");
   CHECK(p == 0);
   CHECK(npk_knn_parse("[1,2]", 5, 1, NPK_FLOAT32, NPK_KNN_L2, 3, 1, &p, &nq,
-                      err, sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "the query has 2 elements, the rows have 3");
+                      &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "the query has 2 elements, the rows have 3");
   CHECK(npk_knn_parse("[1,2,x]", 7, 1, NPK_FLOAT32, NPK_KNN_L2, 3, 1, &p, &nq,
-                      err, sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "list of numbers");
+                      &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "list of numbers");
   CHECK(npk_knn_parse("[1,2,3] 4", 9, 1, NPK_FLOAT32, NPK_KNN_L2, 3, 1, &p,
-                      &nq, err, sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "after its end");
+                      &nq, &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "after its end");
   CHECK(npk_knn_parse("[1,2,1e300]", 11, 1, NPK_FLOAT32, NPK_KNN_L2, 3, 1, &p,
-                      &nq, err, sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "too large for float32");
+                      &nq, &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "too large for float32");
   CHECK(npk_knn_parse("[1,2,256]", 9, 1, NPK_UINT8, NPK_KNN_HAMMING, 3, 1, &p,
-                      &nq, err, sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "0 to 255");
+                      &nq, &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "0 to 255");
   CHECK(npk_knn_parse("[true,false]", 12, 1, NPK_BOOL, NPK_KNN_HAMMING, 2, 1,
-                      &p, &nq, err, sizeof err) == NPK_OK);
+                      &p, &nq, &err) == NPK_OK);
   CHECK(((unsigned char *)p)[0] == 1 && ((unsigned char *)p)[1] == 0);
   free(p);
   /* Raw rows of the dtype. */
-  CHECK(npk_knn_parse(f, 12, 0, NPK_FLOAT32, NPK_KNN_L2, 3, 1, &p, &nq, err,
-                      sizeof err) == NPK_OK);
+  CHECK(npk_knn_parse(f, 12, 0, NPK_FLOAT32, NPK_KNN_L2, 3, 1, &p, &nq, &err) == NPK_OK);
   free(p);
-  CHECK(npk_knn_parse(f, 8, 0, NPK_FLOAT32, NPK_KNN_L2, 3, 1, &p, &nq, err,
-                      sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "the query BLOB has 8 bytes; a float32 row of 3 elements has 12");
-  CHECK(npk_knn_parse(f, 24, 0, NPK_FLOAT32, NPK_KNN_L2, 3, 0, &p, &nq, err,
-                      sizeof err) == NPK_OK);
+  CHECK(npk_knn_parse(f, 8, 0, NPK_FLOAT32, NPK_KNN_L2, 3, 1, &p, &nq, &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "the query BLOB has 8 bytes; a float32 row of 3 elements has 12");
+  CHECK(npk_knn_parse(f, 24, 0, NPK_FLOAT32, NPK_KNN_L2, 3, 0, &p, &nq, &err) == NPK_OK);
   CHECK_EQ(nq, 2);
   free(p);
   /* .npy of another dtype, one or several vectors. */
   h = npk_npy_header(NPK_FLOAT32, 2, shape, img, sizeof img);
   memcpy(img + h, f, sizeof f);
   CHECK(npk_knn_parse(img, h + sizeof f, 0, NPK_INT8, NPK_KNN_L2, 3, 0, &p,
-                      &nq, err, sizeof err) == NPK_OK);
+                      &nq, &err) == NPK_OK);
   CHECK_EQ(nq, 2);
   CHECK(((float *)p)[3] == 4);
   free(p);
   CHECK(npk_knn_parse(img, h + sizeof f, 0, NPK_INT8, NPK_KNN_L2, 3, 1, &p,
-                      &nq, err, sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "one is needed");
+                      &nq, &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "one is needed");
   CHECK(npk_knn_parse(img, h + sizeof f, 0, NPK_INT8, NPK_KNN_L2, 2, 0, &p,
-                      &nq, err, sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "the rows have 2 elements");
-  CHECK(npk_knn_parse(img, h + 3, 0, NPK_INT8, NPK_KNN_L2, 2, 0, &p, &nq, err,
-                      sizeof err) == NPK_ERROR);
-  CHECK_HAS(err, "not a valid .npy");
+                      &nq, &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "the rows have 2 elements");
+  CHECK(npk_knn_parse(img, h + 3, 0, NPK_INT8, NPK_KNN_L2, 2, 0, &p, &nq, &err) == NPK_ERROR);
+  CHECK_HAS(err.msg, "not a valid .npy");
 }
 
 static void t_distance(void) {
