@@ -59,3 +59,17 @@ SELECT batch, first, rows, length(npy) AS npy_bytes
 -- NumPack's get_metadata().
 SELECT json_extract(numpack_metadata('demo.npk'), '$.arrays.points') AS points;
 SELECT numpack_shape('demo.npk', 'points') AS shape;
+
+-- Vector search: the 3 rows nearest to a query, exact, as sqlite-vec's
+-- vec0 spells it; rowid filters apply before the top k.
+SELECT rowid, round(distance, 3) AS distance FROM points
+ WHERE row MATCH '[1, 1, 1]' AND k = 3 ORDER BY distance;
+SELECT rowid, round(distance, 3) AS cosine_distance FROM points
+ WHERE row MATCH '[1, 0, 0]' AND k = 2 AND metric = 'cosine'
+   AND rowid BETWEEN 1 AND 4;
+
+-- Writing functions inside a transaction join it: ROLLBACK undoes them.
+BEGIN;
+SELECT numpack_drop('demo.npk', 'backup') AS dropped_inside;
+ROLLBACK;
+SELECT name FROM numpack_arrays('demo.npk') ORDER BY name;
