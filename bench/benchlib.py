@@ -16,8 +16,10 @@ itself.
     meets it.
 """
 import os
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -267,3 +269,32 @@ class Result:
     @property
     def met(self):
         return self.target.met(self.ratio, self.np_med)
+
+
+def syscalls_per_call(cfg: "Config", name: str, child: str, argv, count: int):
+    """System calls of one of COUNT calls made by the Python script CHILD,
+    counted with strace -c -f: a run of COUNT calls less a run of none,
+    divided by COUNT.  ARGV(k) gives the script's arguments for a run of k
+    calls.  None without strace, or when a run fails."""
+    if not shutil.which("strace"):
+        return None
+    script = cfg.path(name + "_child.py")
+    out = cfg.path(name + "_strace.txt")
+    with open(script, "w") as f:
+        f.write(child)
+
+    def total(k):
+        subprocess.run(["strace", "-f", "-c", "-o", out, sys.executable,
+                        script] + argv(k),
+                       check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        with open(out) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 4 and parts[-1] == "total":
+                    return int(parts[3])
+        return 0
+    try:
+        return (total(count) - total(0)) / count
+    except (OSError, subprocess.CalledProcessError):
+        return None

@@ -19,13 +19,10 @@ of INSERTs in a child process, less a run of none), when strace is
 installed.
 """
 import os
-import shutil
 import struct
-import subprocess
-import sys
 
 from benchlib import REPORT, Result, Timer, at_most, check_same, connect, \
-    interleaved, scalar, sql_str
+    interleaved, scalar, sql_str, syscalls_per_call
 
 ARRAYS = 10_000
 INSERTS = 20
@@ -72,29 +69,10 @@ for k in range(int(count)):
 
 def _syscalls(cfg, store, arr, sync, count=50):
     """System calls of one INSERT, or None without strace."""
-    if not shutil.which("strace"):
-        return None
-    script = cfg.path("many_child.py")
-    with open(script, "w") as f:
-        f.write(_CHILD)
-
-    def total(k):
-        out = cfg.path("many_strace.txt")
-        db = cfg.path("many_strace.db")
-        subprocess.run(["strace", "-f", "-c", "-o", out, sys.executable,
-                        script, cfg.numpack_so, db, store, arr, sync, str(k)],
-                       check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        with open(out) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 4 and parts[-1] == "total":
-                    return int(parts[3])
-        return 0
-    try:
-        return (total(count) - total(0)) / count
-    except (OSError, subprocess.CalledProcessError):
-        return None
+    db = cfg.path("many_strace.db")
+    return syscalls_per_call(
+        cfg, "many", _CHILD,
+        lambda k: [cfg.numpack_so, db, store, arr, sync, str(k)], count)
 
 
 def _calls_note(cfg, big, one, sync):

@@ -39,13 +39,11 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 
 from benchlib import (REPORT, Result, Timer, at_most, connect, count_text,
-                      faster, interleaved, scalar, sql_str)
+                      faster, interleaved, scalar, sql_str, syscalls_per_call)
 from datagen import npy_bytes
 
 REPS = 5
@@ -102,28 +100,9 @@ if mode == "txn":
 
 def _syscalls(cfg, db, store, sql, mode, count=200):
     """System calls per statement, or None without strace."""
-    if not shutil.which("strace"):
-        return None
-    script = cfg.path("small_child.py")
-    with open(script, "w") as f:
-        f.write(_CHILD)
-
-    def total(k):
-        out = cfg.path("small_strace.txt")
-        subprocess.run(["strace", "-f", "-c", "-o", out, sys.executable,
-                        script, cfg.numpack_so, db, store, sql, str(k), mode],
-                       check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        with open(out) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 4 and parts[-1] == "total":
-                    return int(parts[3])
-        return 0
-    try:
-        return (total(count) - total(0)) / count
-    except (OSError, subprocess.CalledProcessError):
-        return None
+    return syscalls_per_call(
+        cfg, "small", _CHILD,
+        lambda k: [cfg.numpack_so, db, store, sql, str(k), mode], count)
 
 
 def _calls_note(cfg, db, store, np_sql, base_sql, mode):
@@ -286,28 +265,9 @@ for i in range(int(count)):
 
 def _write_syscalls(cfg, store, op, sync, count=50):
     """System calls of one small-write call, or None without strace."""
-    if not shutil.which("strace"):
-        return None
-    script = cfg.path("small_write_child.py")
-    with open(script, "w") as f:
-        f.write(_WRITE_CHILD)
-
-    def total(k):
-        out = cfg.path("small_strace.txt")
-        subprocess.run(["strace", "-f", "-c", "-o", out, sys.executable,
-                        script, cfg.numpack_so, store, op, sync, str(k)],
-                       check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        with open(out) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 4 and parts[-1] == "total":
-                    return int(parts[3])
-        return 0
-    try:
-        return (total(count) - total(0)) / count
-    except (OSError, subprocess.CalledProcessError):
-        return None
+    return syscalls_per_call(
+        cfg, "small_write", _WRITE_CHILD,
+        lambda k: [cfg.numpack_so, store, op, sync, str(k)], count)
 
 
 def small_writes(cfg, log):
