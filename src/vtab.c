@@ -796,6 +796,33 @@ static int vt_destroy(sqlite3_vtab *p) {
 #define COL_K(v)        ((v)->ncol + 2)
 #define COL_METRIC(v)   ((v)->ncol + 3)
 
+/* Take usable rowid constraint I into a plan: one equality (with
+** PREFER_EQ, an "=" replaces an IN list taken before it), the first lower
+** and the first upper bound.  1 if it was taken, 0 if SQLite must check
+** it. */
+static int rowid_constraint(sqlite3_index_info *info, int i, int prefer_eq,
+                            int *eq, int *is_in, int *lo, int *hi) {
+  switch (info->aConstraint[i].op) {
+    case SQLITE_INDEX_CONSTRAINT_EQ:
+      if (*eq >= 0 && !(prefer_eq && *is_in && !sqlite3_vtab_in(info, i, -1)))
+        return 0;
+      *eq = i;
+      *is_in = sqlite3_vtab_in(info, i, -1);
+      return 1;
+    case SQLITE_INDEX_CONSTRAINT_GT:
+    case SQLITE_INDEX_CONSTRAINT_GE:
+      if (*lo >= 0) return 0;
+      *lo = i;
+      return 1;
+    case SQLITE_INDEX_CONSTRAINT_LT:
+    case SQLITE_INDEX_CONSTRAINT_LE:
+      if (*hi >= 0) return 0;
+      *hi = i;
+      return 1;
+    default: return 0;
+  }
+}
+
 /* The plan of a KNN query: row MATCH ? (usable, at constraint M).  Every
 ** rowid constraint is taken, so that it chooses the candidates before the
 ** top k; k and metric must be known when the scan starts. */
@@ -828,27 +855,7 @@ static int knn_best_index(NpkVtab *v, sqlite3_index_info *info, int m) {
       others++;
       continue;
     }
-    switch (c->op) {
-      case SQLITE_INDEX_CONSTRAINT_EQ:
-        if (eq < 0) {
-          eq = i;
-          is_in = sqlite3_vtab_in(info, i, -1);
-        } else {
-          others++;
-        }
-        break;
-      case SQLITE_INDEX_CONSTRAINT_GT:
-      case SQLITE_INDEX_CONSTRAINT_GE:
-        if (lo < 0) lo = i;
-        else others++;
-        break;
-      case SQLITE_INDEX_CONSTRAINT_LT:
-      case SQLITE_INDEX_CONSTRAINT_LE:
-        if (hi < 0) hi = i;
-        else others++;
-        break;
-      default: others++;
-    }
+    others += !rowid_constraint(info, i, 0, &eq, &is_in, &lo, &hi);
   }
   info->aConstraintUsage[m].argvIndex = ++argv_i;
   info->aConstraintUsage[m].omit = 1;
@@ -942,27 +949,7 @@ static int vt_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
       others++;
       continue;
     }
-    switch (c->op) {
-      case SQLITE_INDEX_CONSTRAINT_EQ:
-        if (eq < 0 || (is_in && !sqlite3_vtab_in(info, i, -1))) {
-          eq = i;
-          is_in = sqlite3_vtab_in(info, i, -1);
-        } else {
-          others++;
-        }
-        break;
-      case SQLITE_INDEX_CONSTRAINT_GT:
-      case SQLITE_INDEX_CONSTRAINT_GE:
-        if (lo < 0) lo = i;
-        else others++;
-        break;
-      case SQLITE_INDEX_CONSTRAINT_LT:
-      case SQLITE_INDEX_CONSTRAINT_LE:
-        if (hi < 0) hi = i;
-        else others++;
-        break;
-      default: others++;
-    }
+    others += !rowid_constraint(info, i, 1, &eq, &is_in, &lo, &hi);
   }
   if (eq >= 0) {
     info->aConstraintUsage[eq].argvIndex = ++argv_i;
