@@ -19,6 +19,7 @@
 ** (through numpack_txn for the functions), with its savepoints.
 */
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -61,6 +62,17 @@ int npk_vtab_error(sqlite3_vtab *vt, int rc, const char *msg) {
   vt->zErrMsg = 0;
   /* Without a message of ours SQLite says "out of memory". */
   if (rc != SQLITE_NOMEM && msg) vt->zErrMsg = sqlite3_mprintf("%s", msg);
+  return rc;
+}
+
+int npk_vtab_errorf(sqlite3_vtab *vt, int rc, const char *fmt, ...) {
+  va_list ap;
+  char *msg;
+  va_start(ap, fmt);
+  msg = sqlite3_vmprintf(fmt, ap);
+  va_end(ap);
+  rc = npk_vtab_error(vt, msg ? rc : SQLITE_NOMEM, msg);
+  sqlite3_free(msg);
   return rc;
 }
 

@@ -68,6 +68,10 @@ int npk_sqlite_rc(int rc);
 ** message for one condition. */
 void npk_result_error(sqlite3_context *ctx, int rc, const char *msg);
 int npk_vtab_error(sqlite3_vtab *vt, int rc, const char *msg);
+/* npk_vtab_error with a message in sqlite3_mprintf's format; SQLITE_NOMEM
+** when the message cannot be made. */
+int npk_vtab_errorf(sqlite3_vtab *vt, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- the transaction bridge (conn.c) --------------------------------
 **

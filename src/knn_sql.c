@@ -17,7 +17,6 @@
 ** A file of its own, beside func.c and tvf.c, because both functions are
 ** thin layers over knn.c and share its query parsing.
 */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,30 +267,6 @@ static int knn_close(sqlite3_vtab_cursor *cur) {
   return SQLITE_OK;
 }
 
-/* Fail the statement with a message (sqlite3_mprintf format). */
-static int knn_fail(sqlite3_vtab_cursor *cur, int rc, const char *fmt, ...) {
-  va_list ap;
-  char *msg;
-  va_start(ap, fmt);
-  msg = sqlite3_vmprintf(fmt, ap);
-  va_end(ap);
-  rc = npk_vtab_error(cur->pVtab, msg ? rc : SQLITE_NOMEM, msg);
-  sqlite3_free(msg);
-  return rc;
-}
-
-/* Rows that the view does not hold contiguously come one by one. */
-typedef struct KnnSrc KnnSrc;
-struct KnnSrc {
-  NpkSession *ses;
-  const char *name;
-};
-
-static int knn_src_row(void *arg, uint64_t row, const void **pp) {
-  KnnSrc *s = arg;
-  return npk_row_ptr(s->ses, s->name, row, pp);
-}
-
 /* Search while the store is held for reading: fills the cursor. */
 static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
                    sqlite3_value *qv, sqlite3_int64 k, int metric) {
@@ -300,7 +275,7 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   NpkArrayInfo info;
   NpkView view;
   NpkKnnScan scan;
-  KnnSrc src;
+  NpkRowSource src;
   uint64_t dim = 1, mark;
   const char *need;
   NpkErr pe;
@@ -308,24 +283,25 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   size_t nq, qbytes, per, found = 0;
   int rc = npk_array_info(s, name, &info), text;
 
-  if (rc) return knn_fail(cur, npk_sqlite_rc(rc), "%s", npk_errmsg(s));
+  if (rc)
+    return npk_vtab_errorf(cur->pVtab, npk_sqlite_rc(rc), "%s", npk_errmsg(s));
   for (uint32_t d = 1; d < info.ndim; d++) dim *= info.shape[d];
   if (metric < 0) metric = npk_knn_default_metric(info.dtype);
   if ((need = npk_knn_metric_needs(metric, info.dtype)))
-    return knn_fail(cur, SQLITE_ERROR,
-                    "numpack: numpack_knn: metric %s needs "
-                    "%s; array \"%s\" is %s",
-                    npk_knn_metric_name(metric), need, name,
-                    npk_dtype_name(info.dtype));
+    return npk_vtab_errorf(cur->pVtab, SQLITE_ERROR,
+                           "numpack: numpack_knn: metric %s needs "
+                           "%s; array \"%s\" is %s",
+                           npk_knn_metric_name(metric), need, name,
+                           npk_dtype_name(info.dtype));
   if (info.ndim < 2 || dim == 0)
-    return knn_fail(cur, SQLITE_ERROR,
-                    "numpack: numpack_knn: array \"%s\" "
-                    "has no vectors (its rows have no elements)",
-                    name);
+    return npk_vtab_errorf(cur->pVtab, SQLITE_ERROR,
+                           "numpack: numpack_knn: array \"%s\" "
+                           "has no vectors (its rows have no elements)",
+                           name);
   text = sqlite3_value_type(qv) == SQLITE_TEXT;
   if (!text && sqlite3_value_type(qv) != SQLITE_BLOB)
-    return knn_fail(
-        cur, SQLITE_MISMATCH,
+    return npk_vtab_errorf(
+        cur->pVtab, SQLITE_MISMATCH,
         "numpack: numpack_knn: queries is "
         "an .npy of shape (q, %llu), JSON text or %s rows, not %s",
         (unsigned long long)dim, npk_dtype_name(info.dtype),
@@ -338,15 +314,15 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   }
   if (rc == NPK_NOMEM) return SQLITE_NOMEM;
   if (rc)
-    return knn_fail(cur, SQLITE_MISMATCH,
-                    "numpack: numpack_knn: array "
-                    "\"%s\": %s",
-                    name, npk_err_text(&pe));
+    return npk_vtab_errorf(cur->pVtab, SQLITE_MISMATCH,
+                           "numpack: numpack_knn: array "
+                           "\"%s\": %s",
+                           name, npk_err_text(&pe));
   mark = npk_map_faults(s);
   rc = npk_view(s, name, &view);
   if (rc) {
     npk_free(queries);
-    return knn_fail(cur, npk_sqlite_rc(rc), "%s", npk_errmsg(s));
+    return npk_vtab_errorf(cur->pVtab, npk_sqlite_rc(rc), "%s", npk_errmsg(s));
   }
   memset(&scan, 0, sizeof scan);
   scan.dtype = info.dtype;
@@ -358,8 +334,8 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   scan.rows = view.rows;
   scan.hi = view.rows;
   src.ses = s;
-  src.name = name;
-  scan.row_at = knn_src_row;
+  src.array = name;
+  scan.row_at = npk_row_source_at;
   scan.stop = npk_interrupt_requested;
   scan.stop_arg = s;
   scan.arg = &src;
@@ -389,13 +365,16 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
   npk_free(queries);
   if (rc == NPK_OK) rc = npk_map_check(s, mark, name);
   if (rc == NPK_NOMEM) return SQLITE_NOMEM;
-  if (rc) return knn_fail(cur, npk_sqlite_rc(rc), "%s", npk_errmsg(s));
+  if (rc)
+    return npk_vtab_errorf(cur->pVtab, npk_sqlite_rc(rc), "%s", npk_errmsg(s));
   c->found = c->room ? found : 0;
   for (size_t q = 0; q < nq; q++)
     for (size_t i = 0; i < c->found; i++) {
       size_t at = q * c->room + i;
       rc = npk_physical_to_logical(s, name, c->hits[at].row, &c->idx[at]);
-      if (rc) return knn_fail(cur, npk_sqlite_rc(rc), "%s", npk_errmsg(s));
+      if (rc)
+        return npk_vtab_errorf(cur->pVtab, npk_sqlite_rc(rc), "%s",
+                               npk_errmsg(s));
     }
   return SQLITE_OK;
 }
@@ -414,33 +393,33 @@ static int knn_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   if (!(dir = npk_text_arg(argv[0], "numpack_knn", "the store path", &err)) ||
       !(name = npk_text_arg(argv[1], "numpack_knn", "the array name", &err))) {
     if (!err) return SQLITE_NOMEM;
-    rc = knn_fail(cur, SQLITE_MISMATCH, "%s", err);
+    rc = npk_vtab_errorf(cur->pVtab, SQLITE_MISMATCH, "%s", err);
     sqlite3_free(err);
     return rc;
   }
   if (sqlite3_value_numeric_type(argv[3]) != SQLITE_INTEGER ||
       (k = sqlite3_value_int64(argv[3])) <= 0)
-    return knn_fail(cur, SQLITE_MISMATCH,
-                    "numpack: numpack_knn: k must be a "
-                    "positive integer, not %s",
-                    sqlite3_value_type(argv[3]) == SQLITE_NULL
-                        ? "NULL"
-                        : (const char *)sqlite3_value_text(argv[3]));
+    return npk_vtab_errorf(cur->pVtab, SQLITE_MISMATCH,
+                           "numpack: numpack_knn: k must be a "
+                           "positive integer, not %s",
+                           sqlite3_value_type(argv[3]) == SQLITE_NULL
+                               ? "NULL"
+                               : (const char *)sqlite3_value_text(argv[3]));
   if (idx & 16) {
     const char *m = (const char *)sqlite3_value_text(argv[4]);
     metric = sqlite3_value_type(argv[4]) == SQLITE_TEXT
                  ? npk_knn_metric_from_name(m)
                  : -1;
     if (metric < 0)
-      return knn_fail(cur, SQLITE_ERROR,
-                      "numpack: numpack_knn: unknown "
-                      "metric %s (want one of %s)",
-                      m ? m : "NULL", npk_knn_metric_list());
+      return npk_vtab_errorf(cur->pVtab, SQLITE_ERROR,
+                             "numpack: numpack_knn: unknown "
+                             "metric %s (want one of %s)",
+                             m ? m : "NULL", npk_knn_metric_list());
   }
   rc = npk_conn_open(((KnnTab *)cur->pVtab)->db, dir, 0, &conn, &err);
   if (rc) {
-    rc = knn_fail(cur, npk_sqlite_rc(rc), "%s",
-                  err ? err : "numpack: cannot open the store");
+    rc = npk_vtab_errorf(cur->pVtab, npk_sqlite_rc(rc), "%s",
+                         err ? err : "numpack: cannot open the store");
     sqlite3_free(err);
     return rc;
   }
@@ -448,7 +427,8 @@ static int knn_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   if (rc == NPK_OK && (rc = npk_scan_begin(conn->ses, name)))
     npk_read_end(conn->ses);
   if (rc) {
-    rc = knn_fail(cur, npk_sqlite_rc(rc), "%s", npk_errmsg(conn->ses));
+    rc = npk_vtab_errorf(cur->pVtab, npk_sqlite_rc(rc), "%s",
+                         npk_errmsg(conn->ses));
   } else {
     rc = knn_run(cur, conn, name, argv[2], k, metric);
     npk_scan_end(conn->ses, name);

@@ -985,6 +985,11 @@ int npk_row_ptr(NpkSession *s, const char *name, uint64_t row,
   return rc;
 }
 
+int npk_row_source_at(void *source, uint64_t row, const void **pp) {
+  NpkRowSource *r = source;
+  return npk_row_ptr(r->ses, r->array, row, pp);
+}
+
 int npk_row_live(NpkSession *s, const char *name, uint64_t row) {
   NpkArray *a;
   if (npk_check_access(s) || npk_find(s, name, &a)) return 0;

@@ -257,6 +257,14 @@ int npk_reset(NpkSession *s);
 ** lasts and the row is not changed again by this session. */
 int npk_row_ptr(NpkSession *s, const char *name, uint64_t row,
                 const void **ppRow);
+/* A session and an array, as the ARG of npk_row_source_at: npk_row_ptr in
+** the shape of a row callback (the k-nearest-neighbour scan's row_at). */
+typedef struct NpkRowSource NpkRowSource;
+struct NpkRowSource {
+  NpkSession *ses;   /* the session reading */
+  const char *array; /* the array's name */
+};
+int npk_row_source_at(void *source, uint64_t row, const void **pp);
 /* 1 if physical ROW exists and is live, else 0. */
 int npk_row_live(NpkSession *s, const char *name, uint64_t row);
 /* Map a logical index (counting live rows, 0-based) to a physical row, in

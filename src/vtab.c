@@ -48,7 +48,6 @@
 ** walking rows.
 */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1134,28 +1133,6 @@ static int rowid_arg(sqlite3_value *val, uint64_t *r) {
   }
 }
 
-/* A KNN query's error, on the table. */
-static int knn_error(NpkVtab *v, int rc, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  sqlite3_free(v->base.zErrMsg);
-  v->base.zErrMsg = sqlite3_vmprintf(fmt, ap);
-  va_end(ap);
-  return v->base.zErrMsg ? rc : SQLITE_NOMEM;
-}
-
-/* Rows that the view does not hold contiguously come one by one. */
-typedef struct KnnRows KnnRows;
-struct KnnRows {
-  NpkSession *ses;
-  const char *array;
-};
-
-static int knn_row_at(void *arg, uint64_t row, const void **pp) {
-  KnnRows *r = arg;
-  return npk_row_ptr(r->ses, r->array, row, pp);
-}
-
 /* The values of the rowid IN list LIST (sqlite3_vtab_in) that can be rows
 ** of the cursor's view, into c->in_rows (c->n_in of them), in SQLite's
 ** order. */
@@ -1195,20 +1172,20 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
   void *query = 0;
   size_t nq, room, found;
   NpkKnnScan scan;
-  KnnRows rows;
+  NpkRowSource rows;
   uint64_t one;
 
   if (idx & IDX_K) {
     sqlite3_value *kv = argv[ai++];
     if (sqlite3_value_numeric_type(kv) != SQLITE_INTEGER ||
         sqlite3_value_int64(kv) <= 0)
-      return knn_error(v, SQLITE_MISMATCH,
-                       "numpack: table %s: k must be a "
-                       "positive integer, not %s",
-                       v->zTable,
-                       sqlite3_value_type(kv) == SQLITE_NULL
-                           ? "NULL"
-                           : (const char *)sqlite3_value_text(kv));
+      return npk_vtab_errorf(&v->base, SQLITE_MISMATCH,
+                             "numpack: table %s: k must be a "
+                             "positive integer, not %s",
+                             v->zTable,
+                             sqlite3_value_type(kv) == SQLITE_NULL
+                                 ? "NULL"
+                                 : (const char *)sqlite3_value_text(kv));
     k = sqlite3_value_int64(kv);
   }
   if (idx & IDX_METRIC) {
@@ -1218,22 +1195,22 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
             ? npk_knn_metric_from_name((const char *)sqlite3_value_text(mv))
             : -1;
     if (metric < 0)
-      return knn_error(v, SQLITE_ERROR,
-                       "numpack: table %s: unknown metric %s "
-                       "(want one of %s)",
-                       v->zTable,
-                       sqlite3_value_type(mv) == SQLITE_NULL
-                           ? "NULL"
-                           : (const char *)sqlite3_value_text(mv),
-                       npk_knn_metric_list());
+      return npk_vtab_errorf(&v->base, SQLITE_ERROR,
+                             "numpack: table %s: unknown metric %s "
+                             "(want one of %s)",
+                             v->zTable,
+                             sqlite3_value_type(mv) == SQLITE_NULL
+                                 ? "NULL"
+                                 : (const char *)sqlite3_value_text(mv),
+                             npk_knn_metric_list());
   }
   need = npk_knn_metric_needs(metric, v->dtype);
   if (need)
-    return knn_error(v, SQLITE_ERROR,
-                     "numpack: table %s: metric %s needs %s; "
-                     "array \"%s\" is %s",
-                     v->zTable, npk_knn_metric_name(metric), need, v->zArray,
-                     npk_dtype_name(v->dtype));
+    return npk_vtab_errorf(&v->base, SQLITE_ERROR,
+                           "numpack: table %s: metric %s needs %s; "
+                           "array \"%s\" is %s",
+                           v->zTable, npk_knn_metric_name(metric), need,
+                           v->zArray, npk_dtype_name(v->dtype));
 
   memset(&scan, 0, sizeof scan);
   scan.dtype = v->dtype;
@@ -1247,7 +1224,7 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
   scan.hi = c->view.rows;
   rows.ses = s;
   rows.array = v->zArray;
-  scan.row_at = knn_row_at;
+  scan.row_at = npk_row_source_at;
   scan.arg = &rows;
   scan.stop = npk_interrupt_requested;
   scan.stop_arg = s;
@@ -1292,16 +1269,16 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
     if (lim >= 0 && (k < 0 || lim < k)) k = lim;
   }
   if (k < 0)
-    return knn_error(v, SQLITE_ERROR,
-                     "numpack: table %s: a MATCH query needs "
-                     "k = N (LIMIT N alone gives k from SQLite 3.41 on)",
-                     v->zTable);
+    return npk_vtab_errorf(&v->base, SQLITE_ERROR,
+                           "numpack: table %s: a MATCH query needs "
+                           "k = N (LIMIT N alone gives k from SQLite 3.41 on)",
+                           v->zTable);
   c->knn_k = k;
   c->knn_metric = metric;
   if (sqlite3_value_type(qv) != SQLITE_BLOB &&
       sqlite3_value_type(qv) != SQLITE_TEXT)
-    return knn_error(
-        v, SQLITE_MISMATCH,
+    return npk_vtab_errorf(
+        &v->base, SQLITE_MISMATCH,
         "numpack: table %s: MATCH needs a "
         "query vector: a %s row BLOB, an .npy BLOB or JSON text "
         "such as '[0.5, 1.0]', not %s",
@@ -1317,8 +1294,8 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
   }
   if (rc == NPK_NOMEM) return SQLITE_NOMEM;
   if (rc)
-    return knn_error(v, SQLITE_MISMATCH, "numpack: table %s: %s", v->zTable,
-                     npk_err_text(&pe));
+    return npk_vtab_errorf(&v->base, SQLITE_MISMATCH, "numpack: table %s: %s",
+                           v->zTable, npk_err_text(&pe));
   c->eof = 1;
   room = npk_knn_room(&scan, k == 0 ? 1 : (size_t)k);
   if (k > 0 && room > 0) {
