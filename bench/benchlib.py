@@ -134,6 +134,15 @@ def interleaved(reps: int, contenders: dict, reverse_odd=False) -> dict:
     return times
 
 
+def timed(fn):
+    """A contender for interleaved(): FN(rep) timed, in seconds."""
+    def run_(rep):
+        with Timer() as t:
+            fn(rep)
+        return t.seconds
+    return run_
+
+
 def count_text(n: int) -> str:
     """100000 -> '100k', 1000000 -> '1M', 2500 -> '2.5k'."""
     for div, suffix in ((1_000_000, "M"), (1000, "k")):

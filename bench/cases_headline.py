@@ -49,7 +49,7 @@ import json
 import numpy as np
 
 from benchlib import (Result, Timer, binding, connect, count_text, interleaved,
-                      scalar, warm_memory)
+                      scalar, timed, warm_memory)
 from datagen import npy_bytes
 
 REPS = 15
@@ -89,13 +89,6 @@ def run(cfg, ds, log):
     idx_list = [i.tolist() for i in idx]
     new = [rng.random((K, 10), dtype=np.float32) for _ in range(REPS)]
     fetched = {}
-
-    def timed(fn):
-        def run_(rep):
-            with Timer() as t:
-                fn(rep)
-            return t.seconds
-        return run_
 
     def checked(fn, check):
         """FN timed; then, untimed, CHECK(rep, what FN returned)."""

@@ -23,7 +23,7 @@ import subprocess
 import numpy as np
 
 from benchlib import (Result, Timer, at_most, connect, faster, interleaved,
-                      scalar, sql_str)
+                      scalar, sql_str, timed)
 from datagen import npy_bytes
 
 GROUP = "Vector search (exact KNN)"
@@ -78,13 +78,6 @@ def run(cfg, ds, log):
         vgot = vcon.execute(vsql, (qb,)).fetchall()
         if [r for r, _ in vgot] != list(want):
             log("  note: sqlite-vec's rows differ from NumPy's")
-
-    def timed(fn):
-        def run_(rep):
-            with Timer() as t:
-                fn(rep)
-            return t.seconds
-        return run_
 
     contenders = {
         "numpack": timed(lambda rep: con.execute(sql, (qb,)).fetchall()),
