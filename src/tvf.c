@@ -13,6 +13,10 @@
 **
 ** Both are eponymous virtual tables whose hidden columns are the arguments;
 ** xBestIndex insists on all of them, so a missing argument is an error.
+** Either may also be declared, without arguments, as a table of its own
+** (CREATE VIRTUAL TABLE temp.a USING numpack_arrays): a statement reading
+** an eponymous table takes SQLite's lock on the main database file, which
+** one in TEMP does not, and that lock is most of a small call's cost.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -92,9 +96,13 @@ static int tvf_connect(sqlite3 *db, void *aux, int argc,
                        char **pzErr) {
   int kind = (int)(size_t)aux, rc;
   TvfTab *t;
-  (void)argc;
-  (void)argv;
-  (void)pzErr;
+  if (argc > 3) {
+    *pzErr = sqlite3_mprintf(
+        "numpack: %s takes no arguments in CREATE VIRTUAL TABLE; give them "
+        "when querying it, as in SELECT * FROM %s(...)",
+        argv[0], argv[2]);
+    return SQLITE_ERROR;
+  }
   rc = sqlite3_declare_vtab(
       db,
       kind == TVF_ARRAYS
@@ -493,12 +501,12 @@ static int tvf_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
 }
 
 static sqlite3_module tvf_module = {
-    0, /* iVersion */
-    0, /* xCreate: eponymous only */
+    0,           /* iVersion */
+    tvf_connect, /* xCreate: nothing to create, the store is an argument */
     tvf_connect,
     tvf_best_index,
     tvf_disconnect,
-    0, /* xDestroy */
+    tvf_disconnect, /* xDestroy */
     tvf_open,
     tvf_close,
     tvf_filter,
