@@ -44,6 +44,7 @@ int npk_sqlite_rc(int rc) {
     case NPK_LOCKED: return SQLITE_LOCKED;
     case NPK_INTERRUPT: return SQLITE_INTERRUPT;
     case NPK_TOOBIG: return SQLITE_TOOBIG;
+    case NPK_STALE: return SQLITE_BUSY_SNAPSHOT;
     default: return SQLITE_ERROR;
   }
 }
@@ -326,7 +327,9 @@ struct TxnWatch {
 static void txn_end(sqlite3 *db) {
   pthread_mutex_lock(&conn_mu);
   for (NpkConn *c = conn_list; c; c = c->next) {
-    if (c->db != db || !c->held) continue;
+    if (c->db != db) continue;
+    c->read_seen = 0;
+    if (!c->held) continue;
     c->held = 0;
     npk_read_end(c->ses);
   }
@@ -344,8 +347,14 @@ static int watch_unlock(sqlite3_file *f, int level) {
 ** it is known here before any statement of the transaction reads. */
 static int watch_shm_lock(sqlite3_file *f, int offset, int n, int flags) {
   TxnWatch *w = (TxnWatch *)f->pMethods;
+  int rc;
   w->wal = 1;
-  return w->orig->xShmLock(f, offset, n, flags);
+  rc = w->orig->xShmLock(f, offset, n, flags);
+  /* A WAL transaction ends by letting its read mark go (the shared locks
+  ** from 3 up are the marks): the reads noted for it end too. */
+  if ((flags & SQLITE_SHM_UNLOCK) && (flags & SQLITE_SHM_SHARED) && offset >= 3)
+    txn_end(w->db);
+  return rc;
 }
 
 static int watch_close(sqlite3_file *f) {
@@ -414,6 +423,19 @@ static TxnWatch *txn_watch(sqlite3 *db, const char *zDb) {
   return w->wal || w->no_hold ? 0 : w;
 }
 
+/* Remember the first state C's SQL transaction reads, for the check in
+** npk_conn_txn_begin.  SQLite says when a transaction that only read has
+** ended only where it held a lock (txn_end); elsewhere a call made in
+** autocommit mode says so, and one that did not come since may make a
+** later transaction fail once with NPK_STALE (safe: it writes nothing). */
+static void note_read(NpkConn *c) {
+  if (sqlite3_get_autocommit(c->db)) c->read_seen = 0;
+  else if (!c->read_seen && !npk_in_txn(c->ses)) {
+    c->read_seen = 1;
+    c->read_state = npk_read_state(c->ses);
+  }
+}
+
 int npk_conn_read_begin(NpkConn *c, const char *zDb) {
   TxnWatch *w;
   int rc;
@@ -426,6 +448,7 @@ int npk_conn_read_begin(NpkConn *c, const char *zDb) {
     npk_read_end(c->ses);
   }
   rc = npk_read_begin(c->ses);
+  if (rc == NPK_OK) note_read(c);
   if (rc || c->held || sqlite3_get_autocommit(c->db) ||
       !(w = txn_watch(c->db, zDb ? zDb : "main")))
     return rc;
@@ -461,6 +484,13 @@ int npk_conn_txn_begin(NpkConn *c, int fresh) {
   if (fresh) c->sp_wanted = 0;
   if (npk_in_txn(s)) return NPK_OK;
   rc = npk_begin(s);
+  /* Reads under locks of their own (WAL mode, in-memory and TEMP
+  ** databases) may have seen an older state than the one the transaction
+  ** now writes on: refused as SQLite refuses a write on an old WAL
+  ** snapshot.  Where the read lock was held, no commit came between. */
+  if (rc == NPK_OK && c->read_seen && !sqlite3_get_autocommit(c->db))
+    rc = npk_check_read_state(s, c->read_state);
+  c->read_seen = 0;
   while (rc == NPK_OK && npk_savepoint_count(s) < c->sp_wanted) {
     int lv;
     rc = npk_savepoint(s, &lv);
@@ -835,6 +865,8 @@ static int conn_join(NpkConn *c, const char *fn, char **pzErr) {
                             -1, &st, 0);
   if (rc == SQLITE_OK) rc = sqlite3_bind_pointer(st, 1, c, CONN_POINTER, 0);
   if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE) rc = SQLITE_OK;
+  /* The join's own code, e.g. SQLITE_BUSY_SNAPSHOT, not just its class. */
+  if (rc && rc != SQLITE_NOMEM) rc = sqlite3_extended_errcode(c->db);
   if ((rc & 0xff) == SQLITE_READONLY)
     *pzErr = sqlite3_mprintf(
         "numpack: %s inside a transaction cannot join it on %s: %s (joining "

@@ -13,20 +13,24 @@ typedef struct NpkConn NpkConn;
 
 /* One connection's session on one store. */
 struct NpkConn {
-  sqlite3 *db;     /* the connection */
-  NpkStore *store; /* the store (one reference) */
-  NpkSession *ses; /* the connection's session on it */
-  int refs;        /* tables and function calls using it */
-  int closed;      /* the connection has closed */
-  int sp_wanted;   /* SQLite savepoints opened before the
-                   ** session's transaction began */
-  int held;        /* holds a read (npk_read_begin) for the
-                   ** connection's transaction: released when
-                   ** SQLite unlocks the database (conn.c) */
-  void *watch;     /* while held: the watch on that file */
-  char *alias;     /* the path string a function named it by
-                   ** last, with npk_store_open FLAGS alias_flags
-                   ** and the directory's identity then */
+  sqlite3 *db;         /* the connection */
+  NpkStore *store;     /* the store (one reference) */
+  NpkSession *ses;     /* the connection's session on it */
+  int refs;            /* tables and function calls using it */
+  int closed;          /* the connection has closed */
+  int sp_wanted;       /* SQLite savepoints opened before the
+                       ** session's transaction began */
+  int held;            /* holds a read (npk_read_begin) for the
+                       ** connection's transaction: released when
+                       ** SQLite unlocks the database (conn.c) */
+  void *watch;         /* while held: the watch on that file */
+  int read_seen;       /* the connection's SQL transaction has read
+                       ** the store outside a write transaction */
+  uint64_t read_state; /* then: the state its first read saw
+                       ** (npk_read_state) */
+  char *alias;         /* the path string a function named it by
+                       ** last, with npk_store_open FLAGS alias_flags
+                       ** and the directory's identity then */
   int alias_flags;
   dev_t alias_dev;
   ino_t alias_ino;

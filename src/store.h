@@ -57,6 +57,7 @@
   13                  /* stopped at the interrupt source's request
                       ** (npk_set_interrupt_source) */
 #define NPK_TOOBIG 14 /* more than a limit allows (rows an index lists) */
+#define NPK_STALE  15 /* written on a newer state than was read */
 
 /* An error being reported, by the engine and by the parsers of what comes
 ** from outside (index.c, npy.c): code and message. */
@@ -199,6 +200,15 @@ int npk_recover(NpkSession *s);
 int npk_commit(NpkSession *s);
 int npk_rollback(NpkSession *s);
 int npk_in_txn(NpkSession *s);
+/* Which committed state the session reads (inside npk_read_begin and
+** npk_read_end, outside a write transaction): a number that changes with
+** every commit the store sees.  A caller whose transaction reads under
+** several read locks (one per statement) and then writes keeps the first
+** one and hands it to npk_check_read_state after npk_begin: a commit of
+** another connection in between gives NPK_STALE, so that nothing is
+** written from values that were replaced meanwhile (a lost update). */
+uint64_t npk_read_state(NpkSession *s);
+int npk_check_read_state(NpkSession *s, uint64_t state);
 /* Savepoints nest inside a transaction.  npk_savepoint gives the new
 ** savepoint's level in *pLevel: 0 for the outermost, then 1, 2, ... (as
 ** SQLite numbers them for virtual tables).  Releasing level L closes every

@@ -190,6 +190,20 @@ struct Change {
 
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
+uint64_t npk_read_state(NpkSession *s) {
+  /* Stable while the session reads: only a commit moves it. */
+  return __atomic_load_n(&s->store->cat_gen, __ATOMIC_RELAXED);
+}
+
+int npk_check_read_state(NpkSession *s, uint64_t state) {
+  if (!s->txn || s->txn->cat_gen == state) return NPK_OK;
+  return npk_err(&s->err, NPK_STALE,
+                 "store %s changed after this transaction read it (another "
+                 "connection committed): roll the transaction back and run "
+                 "it again",
+                 s->store->dir);
+}
+
 /* RESERVED for a write, after repairing the store: the way to a write is
 ** the one place where the lock file is created, a hot journal played back
 ** (npk_lock_settle) and the leftovers of crashed commits removed.  Readers
