@@ -25,8 +25,8 @@ per statement, so a transfer that read an old total must be refused, not
 lose an update), in a file in rollback-journal mode (a transaction's reads
 hold the store), or in a file in WAL mode.
 """
-import os
 import io
+import os
 import random
 import sqlite3
 import threading
