@@ -68,20 +68,28 @@ def _busy(e):
     return name.startswith("SQLITE_BUSY") or name == "SQLITE_LOCKED"
 
 
+def _try(db, work, stats):
+    """WORK(db)'s result, or None when it was busy (and is rolled back)."""
+    try:
+        return work(db)
+    except sqlite3.OperationalError as e:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if not _busy(e):
+            raise
+        stats["busy"] += 1
+        return None
+
+
 def _retrying(db, work, stats):
     """Run WORK(db) in one transaction, again while it is busy."""
-    while True:
-        try:
-            db.execute("BEGIN")
-            work(db)
-            db.execute("COMMIT")
-            return
-        except sqlite3.OperationalError as e:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if not _busy(e):
-                raise
-            stats["busy"] += 1
+    def txn(db):
+        db.execute("BEGIN")
+        work(db)
+        db.execute("COMMIT")
+        return True
+    while _try(db, txn, stats) is None:
+        pass
 
 
 def _value(db, store, row):
@@ -119,31 +127,29 @@ def _transfer(module, store, how, seed, stats):
 def _read(module, store, stats, bad):
     db = _conn(module, store)
     total = ACCOUNTS * START
+
+    def by_table(db):
+        return db.execute("SELECT sum(value) FROM acct").fetchone()[0]
+
+    def by_load(db):
+        blob = db.execute("SELECT numpack_load(?, 'acct')",
+                          (store,)).fetchone()[0]
+        return int(np.load(io.BytesIO(blob)).sum())
+
+    def twice(db):
+        # Statements of one transaction read one state only where the
+        # transaction holds the store (rollback-journal mode).
+        db.execute("BEGIN")
+        one = by_table(db)
+        two = sum(_value(db, store, r) for r in range(ACCOUNTS))
+        db.execute("COMMIT")
+        if _conn.mode == "disk" and one != two:
+            bad.append("one transaction read %d, then %d" % (one, two))
+        return one
+
     for i in range(READS):
-        try:
-            if i % 3 == 0:
-                got = db.execute("SELECT sum(value) FROM acct").fetchone()[0]
-            elif i % 3 == 1:
-                blob = db.execute("SELECT numpack_load(?, 'acct')",
-                                  (store,)).fetchone()[0]
-                got = int(np.load(io.BytesIO(blob)).sum())
-            else:
-                # Statements of one transaction read one state only where
-                # the transaction holds the store (rollback-journal mode).
-                db.execute("BEGIN")
-                one = db.execute("SELECT sum(value) FROM acct").fetchone()[0]
-                two = sum(_value(db, store, r) for r in range(ACCOUNTS))
-                db.execute("COMMIT")
-                if _conn.mode == "disk" and one != two:
-                    bad.append("one transaction read %d, then %d"
-                               % (one, two))
-                got = one
-        except sqlite3.OperationalError as e:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if not _busy(e):
-                raise
-            stats["busy"] += 1
+        got = _try(db, (by_table, by_load, twice)[i % 3], stats)
+        if got is None:
             continue
         stats["reads"] += 1
         if got != total:
