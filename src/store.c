@@ -487,7 +487,11 @@ int npk_lock_writable(NpkSession *s) {
 int npk_lock_settle(NpkSession *s) {
   NpkStore *st = s->store;
   int level = s->lock, rc, checked = 1;
-  if ((npk_lock_marked(st) || !st->journal_checked) && npk_journal_exists(st)) {
+  /* journal_checked only ever goes from 0 to 1; sessions of other threads
+  ** read it without the store's mutex. */
+  if ((npk_lock_marked(st) ||
+       !__atomic_load_n(&st->journal_checked, __ATOMIC_ACQUIRE)) &&
+      npk_journal_exists(st)) {
     if (level < NPK_LOCK_RESERVED) {
       rc = npk_journal_check(st, &s->err);
       if (rc) goto fail;
@@ -508,7 +512,7 @@ int npk_lock_settle(NpkSession *s) {
       if (rc) goto fail;
     }
   }
-  if (checked) st->journal_checked = 1;
+  if (checked) __atomic_store_n(&st->journal_checked, 1, __ATOMIC_RELEASE);
   rc = refresh(st, level >= NPK_LOCK_RESERVED, &s->err);
   if (rc) goto fail;
   return NPK_OK;
@@ -845,7 +849,9 @@ static int lock_if_current(NpkSession *s) {
   uint64_t seq;
   int have;
   int64_t now;
-  if (s->nread > 0 || s->txn || !st->journal_checked || npk_lock_marked(st))
+  if (s->nread > 0 || s->txn ||
+      !__atomic_load_n(&st->journal_checked, __ATOMIC_ACQUIRE) ||
+      npk_lock_marked(st))
     return 0; /* a commit died or is under way: settle under lock */
   /* The count before the stat: a commit of ours after it shows as a change
   ** next time. */

@@ -48,7 +48,9 @@ void npk_alloc_fault_hook(int (*fn)(void)) { fault_hook = fn; }
 static int alloc_fault(void) { return fault_hook && fault_hook(); }
 
 void npk_set_allocator(const NpkAllocator *a) {
-  allocator = a ? a : &libc_allocator;
+  if (!a) a = &libc_allocator;
+  /* Set again by every connection's load, while others allocate. */
+  if (allocator != a) allocator = a;
 }
 
 /* ---- the reserve ---- */

@@ -218,7 +218,8 @@ static int write_lock(NpkSession *s) {
   /* Leftovers exist only where a writer died (its mark is still set), or
   ** from before this process came: reading a directory of thousands of
   ** arrays at every write would cost more than the write. */
-  sweep = !s->store->swept || npk_lock_marked(s->store);
+  sweep = !__atomic_load_n(&s->store->swept, __ATOMIC_ACQUIRE) ||
+          npk_lock_marked(s->store);
   if (rc == NPK_OK) rc = npk_lock_settle(s);
   if (rc) {
     NpkErr keep = s->err;
@@ -229,7 +230,7 @@ static int write_lock(NpkSession *s) {
   }
   /* The only writer now: whatever a crashed commit left lying is stale. */
   if (sweep) npk_sweep(s->store);
-  s->store->swept = 1;
+  __atomic_store_n(&s->store->swept, 1, __ATOMIC_RELEASE);
   return NPK_OK;
 }
 
