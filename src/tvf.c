@@ -625,8 +625,9 @@ static int files_column(TvfCursor *c, sqlite3_context *ctx, int i) {
       /* A bitmap too long for one value is SQLITE_TOOBIG, as any. */
       if (f->has_live)
         sqlite3_result_blob64(ctx,
-                              f->live_len ? (const void *)(c->bits + f->live_off)
-                                          : (const void *)"",
+                              f->live_len
+                                  ? (const void *)(c->bits + f->live_off)
+                                  : (const void *)"",
                               f->live_len, SQLITE_TRANSIENT);
       break;
     case 5:
