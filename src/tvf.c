@@ -386,7 +386,7 @@ static void files_bits(TvfCursor *c, const NpkDataLayout *l) {
 static int files_load(TvfCursor *c) {
   NpkSession *s = c->conn->ses;
   FilesCopy fc = {c, sqlite3_str_new(0), 0};
-  NpkDataLayout l;
+  NpkDataLayout l = {0};
   int rc = npk_conn_read_begin(c->conn, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_info(s, c->name, &c->info);

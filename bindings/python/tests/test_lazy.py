@@ -235,7 +235,7 @@ def _segmented(path, a, cuts, gone=()):
         live[list(gone)] = False
         words = np.packbits(live, bitorder="little")
         words = np.concatenate([words, np.zeros(-len(words) % 8, np.uint8)])
-        with open(os.path.join(store, f"deleted_seg.npkb"), "wb") as f:
+        with open(os.path.join(store, "deleted_seg.npkb"), "wb") as f:
             f.write(struct.pack("<QQ", len(a), len(gone)) + words.tobytes())
 
 
