@@ -56,6 +56,11 @@ SELECT name, dtype, shape, live_rows, modify_time FROM numpack_arrays('fn.npk');
 SELECT batch, first, rows, length(npy) AS npy_bytes
   FROM numpack_stream('fn.npk', 'temps', 2);
 
+-- load(name, lazy=True): where the rows are, to map the files yourself:
+-- one row per data file, its live rows as a bitmap (NULL: all live).
+SELECT offset, first_row, rows, hex(live) AS live_bits, dtype, shape
+  FROM numpack_files('fn.npk', 'temps');
+
 -- get_metadata().
 SELECT numpack_metadata('fn.npk') AS metadata;
 

@@ -1057,6 +1057,35 @@ int npk_view(NpkSession *s, const char *name, NpkView *out) {
   return NPK_OK;
 }
 
+int npk_data_files(NpkSession *s, const char *name, NpkDataLayout *out,
+                   int (*fn)(void *, const NpkDataLayout *, int,
+                             const NpkDataFile *),
+                   void *arg) {
+  NpkArray *a;
+  int rc = lookup(s, name, &a);
+  if (rc) return rc;
+  if (a->pending)
+    return npk_err(&s->err, NPK_ERROR,
+                   "array \"%s\" has changes not yet committed in this "
+                   "transaction: its files do not hold them until COMMIT",
+                   a->name);
+  if ((rc = check_sizes(s, a))) return rc;
+  memset(out, 0, sizeof *out);
+  out->nfiles = a->nseg;
+  if (a->bm) {
+    out->live = a->bm->w;
+    out->covered = a->bm->nbits < a->shape[0] ? a->bm->nbits : a->shape[0];
+  }
+  for (int i = 0; rc == NPK_OK && i < a->nseg; i++) {
+    /* NumPack's data files hold rows from their first byte on: the
+    ** offset is there for whoever maps them, who should not assume it. */
+    NpkDataFile f = {a->seg[i].file->path, 0, a->seg[i].first_row,
+                     a->seg[i].rows};
+    rc = fn(arg, out, i, &f);
+  }
+  return rc;
+}
+
 uint64_t npk_change_count(NpkSession *s) { return s->changes; }
 
 int npk_savepoint_count(NpkSession *s) { return s->txn ? s->txn->nsp : 0; }

@@ -308,6 +308,39 @@ struct NpkView {
   const unsigned char *base; /* all rows, contiguous, or NULL */
 };
 int npk_view(NpkSession *s, const char *name, NpkView *out);
+/* Where an array's rows are on disk, for a program that maps the files
+** itself (numpack_files): its data files in row order, and its live rows.
+** Every path was checked when the array's files were opened (a relative
+** name inside the store, no symbolic link on the way) and every size is
+** checked again by npk_data_files, so a mapping of a file's ROWS rows from
+** OFFSET holds exactly what the catalog describes. */
+typedef struct NpkDataFile NpkDataFile;
+struct NpkDataFile {
+  const char *path;   /* absolute: the store's directory and the name */
+  uint64_t offset;    /* byte offset of its first row in the file */
+  uint64_t first_row; /* physical index of its first row */
+  uint64_t rows;      /* rows it holds, deleted ones too */
+};
+typedef struct NpkDataLayout NpkDataLayout;
+struct NpkDataLayout {
+  int nfiles;           /* data files (0 for a segmented array whose
+                        ** manifest lists none) */
+  const uint64_t *live; /* bitmap words (bit r%64 of word r/64 set when
+                        ** physical row r is live) covering rows
+                        ** [0, covered), or NULL when every row is live */
+  uint64_t covered;     /* rows the words cover: rows past them are
+                        ** deleted (a zero-width array's short bitmap) */
+};
+/* NAME's layout in *OUT, then FN(ARG, OUT, I, file) for each of its data
+** files, I = 0..nfiles-1; returns FN's first nonzero result.  Inside a read
+** (or transaction); pointers stay valid while it lasts.  A file now
+** shorter than its rows is NPK_CORRUPT naming it.  An array this session's
+** open transaction changed is NPK_ERROR: its files do not hold those
+** changes before they are committed. */
+int npk_data_files(NpkSession *s, const char *name, NpkDataLayout *out,
+                   int (*fn)(void *, const NpkDataLayout *, int,
+                             const NpkDataFile *),
+                   void *arg);
 /* Copy the next COUNT live rows at or after physical row *POS into DST
 ** (COUNT x row_bytes bytes) and move *POS past the last one copied.  Runs
 ** of rows are read from the file with one pread each, as np.load reads. */

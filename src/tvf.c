@@ -11,7 +11,16 @@
 **     npy column is read, and handed to SQLite: a stream of any size needs
 **     memory for one batch only.  The whole stream reads one committed state.
 **
-** Both are eponymous virtual tables whose hidden columns are the arguments;
+**   SELECT * FROM numpack_files(store, name);
+**     file (absolute path), offset (of the first row, in bytes), first_row,
+**     rows, live (bitmap BLOB, or NULL when all its rows are live), dtype,
+**     shape (JSON, physical): where the array's rows are, one row per data
+**     file in row order, for a program that maps the files itself (the
+**     Python binding's LazyArray).  The engine reads the manifest and the
+**     bitmap and checks the paths and sizes; all of it comes from one
+**     committed state, read under one lock.
+**
+** All are eponymous virtual tables whose hidden columns are the arguments;
 ** xBestIndex insists on all of them, so a missing argument is an error.
 ** Either may also be declared, without arguments, as a table of its own
 ** (CREATE VIRTUAL TABLE temp.a USING numpack_arrays): a statement reading
@@ -28,6 +37,7 @@
 /* Which function a table is. */
 #define TVF_ARRAYS 0
 #define TVF_STREAM 1
+#define TVF_FILES  2
 
 typedef struct TvfTab TvfTab;
 typedef struct TvfCursor TvfCursor;
@@ -54,7 +64,7 @@ struct TvfBatch {
 struct TvfTab {
   sqlite3_vtab base; /* base class: must be first */
   sqlite3 *db;       /* the connection */
-  int kind;          /* TVF_ARRAYS or TVF_STREAM */
+  int kind;          /* TVF_ARRAYS, TVF_STREAM or TVF_FILES */
 };
 
 /* One array's row of numpack_arrays, copied out of the catalog. */
@@ -66,7 +76,20 @@ struct TvfArray {
   size_t shape_off;
 };
 
-/* A scan of either function. */
+/* One row of numpack_files, copied out of the engine's layout. */
+typedef struct TvfFile TvfFile;
+struct TvfFile {
+  size_t path_off;    /* its path in the cursor's text */
+  int has_path;       /* 0 for the one row of an array without files */
+  uint64_t offset;    /* byte offset of its first row */
+  uint64_t first_row; /* physical index of its first row */
+  uint64_t rows;      /* rows it holds */
+  uint64_t live_off;  /* its live bits in the cursor's bits */
+  uint64_t live_len;  /* bytes of them */
+  int has_live;       /* 0: every row of it is live (live is NULL) */
+};
+
+/* A scan of any of the functions. */
 struct TvfCursor {
   sqlite3_vtab_cursor base; /* base class: must be first */
   NpkConn *conn;            /* the session on the store */
@@ -89,6 +112,11 @@ struct TvfCursor {
   uint64_t end_phys;   /* physical rows when the stream began: rows
                        ** appended since are not streamed */
   TvfPool *pool;       /* batch buffers, or NULL before the first */
+  /* numpack_files: */
+  TvfFile *files;      /* its rows */
+  int nfiles;          /* how many */
+  size_t shape_off;    /* the array's JSON shape in the text */
+  unsigned char *bits; /* every file's live bits, one allocation */
 };
 
 static int tvf_connect(sqlite3 *db, void *aux, int argc,
@@ -109,14 +137,20 @@ static int tvf_connect(sqlite3 *db, void *aux, int argc,
           ? "CREATE TABLE x(name TEXT, dtype TEXT, shape TEXT, rows INTEGER,"
             " live_rows INTEGER, deleted_rows INTEGER, bytes INTEGER,"
             " modify_time INTEGER, store HIDDEN)"
-          : "CREATE TABLE x(batch INTEGER, first INTEGER, rows INTEGER,"
-            " npy BLOB, store HIDDEN, name HIDDEN, batch_rows HIDDEN)");
+      : kind == TVF_STREAM
+          ? "CREATE TABLE x(batch INTEGER, first INTEGER, rows INTEGER,"
+            " npy BLOB, store HIDDEN, name HIDDEN, batch_rows HIDDEN)"
+          : "CREATE TABLE x(file TEXT, offset INTEGER, first_row INTEGER,"
+            " rows INTEGER, live BLOB, dtype TEXT, shape TEXT, store HIDDEN,"
+            " name HIDDEN)");
   if (rc) return rc;
   t = sqlite3_malloc(sizeof *t);
   if (!t) return SQLITE_NOMEM;
   memset(t, 0, sizeof *t);
   t->db = db;
   t->kind = kind;
+  /* numpack_files tells where files are: as the stream's data, not for
+  ** schemas (views, triggers) that a database file brings along. */
   sqlite3_vtab_config(
       db, kind == TVF_ARRAYS ? SQLITE_VTAB_INNOCUOUS : SQLITE_VTAB_DIRECTONLY);
   *pp = &t->base;
@@ -131,8 +165,9 @@ static int tvf_disconnect(sqlite3_vtab *p) {
 /* Every argument column must be given with "=": argv[k] is column k. */
 static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
   TvfTab *t = (TvfTab *)p;
-  int first = t->kind == TVF_ARRAYS ? 8 : 4;
-  int nargs = t->kind == TVF_ARRAYS ? 1 : 3, seen = 0;
+  int first = t->kind == TVF_ARRAYS ? 8 : t->kind == TVF_STREAM ? 4 : 7;
+  int nargs = t->kind == TVF_ARRAYS ? 1 : t->kind == TVF_STREAM ? 3 : 2;
+  int seen = 0;
   for (int i = 0; i < info->nConstraint; i++) {
     const struct sqlite3_index_constraint *c = &info->aConstraint[i];
     int k = c->iColumn - first;
@@ -146,8 +181,10 @@ static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
     sqlite3_free(p->zErrMsg);
     p->zErrMsg = sqlite3_mprintf(
         t->kind == TVF_ARRAYS ? "numpack: numpack_arrays(store) needs the store"
-                              : "numpack: numpack_stream(store, name, "
-                                "batch_rows) needs all three arguments");
+        : t->kind == TVF_STREAM
+            ? "numpack: numpack_stream(store, name, batch_rows) needs all "
+              "three arguments"
+            : "numpack: numpack_files(store, name) needs both arguments");
     return SQLITE_ERROR;
   }
   info->estimatedCost = 10;
@@ -188,9 +225,14 @@ static void tvf_reset(TvfCursor *c) {
   }
   sqlite3_free(c->arrays);
   sqlite3_free(c->text);
+  sqlite3_free(c->files);
+  sqlite3_free(c->bits);
   c->arrays = 0;
   c->text = 0;
   c->narrays = 0;
+  c->files = 0;
+  c->bits = 0;
+  c->nfiles = 0;
   if (c->reading) {
     if (c->name) npk_scan_end(c->conn->ses, c->name);
     npk_read_end(c->conn->ses);
@@ -274,6 +316,118 @@ static int arrays_load(TvfCursor *c) {
   return rc;
 }
 
+/* Copying an array's layout out for numpack_files. */
+typedef struct FilesCopy FilesCopy;
+struct FilesCopy {
+  TvfCursor *c;
+  sqlite3_str *text; /* paths and the shape so far */
+  uint64_t nbits;    /* bytes of live bits so far */
+};
+
+/* Bits [FROM, FROM+N) of bitmap words W as bytes, bit i%8 of OUT[i/8]
+** holding bit FROM+i: NumPack's order, whatever FROM is. */
+static void copy_bits(const uint64_t *w, uint64_t from, uint64_t n,
+                      unsigned char *out) {
+  uint64_t nbytes = (n + 7) / 8;
+  for (uint64_t b = 0; b < nbytes; b++) {
+    uint64_t p = from + 8 * b, sh = p & 63, v = w[p >> 6] >> sh;
+    uint64_t want = n - 8 * b < 8 ? n - 8 * b : 8;
+    if (sh + want > 64) v |= w[(p >> 6) + 1] << (64 - sh);
+    out[b] = (unsigned char)v;
+  }
+  if (n % 8) out[nbytes - 1] &= (unsigned char)((1u << (n % 8)) - 1);
+}
+
+/* File I of the layout: its row, its path appended to the text, and room
+** for its live bits when some of its rows are deleted. */
+static int files_add(void *arg, const NpkDataLayout *l, int i,
+                     const NpkDataFile *f) {
+  FilesCopy *fc = arg;
+  TvfCursor *c = fc->c;
+  TvfFile *r;
+  if (i == 0) {
+    c->files = sqlite3_malloc64((sqlite3_uint64)l->nfiles * sizeof *c->files);
+    if (!c->files) return NPK_NOMEM;
+    memset(c->files, 0, (size_t)l->nfiles * sizeof *c->files);
+  }
+  r = &c->files[i];
+  r->has_path = 1;
+  r->path_off = (size_t)sqlite3_str_length(fc->text);
+  sqlite3_str_appendall(fc->text, f->path);
+  sqlite3_str_appendchar(fc->text, 1, 0);
+  r->offset = f->offset;
+  r->first_row = f->first_row;
+  r->rows = f->rows;
+  if (l->live && f->rows) {
+    uint64_t n = l->covered > f->first_row ? l->covered - f->first_row : 0;
+    if (n > f->rows) n = f->rows;
+    r->has_live = 1;
+    r->live_off = fc->nbits;
+    r->live_len = (n + 7) / 8;
+    fc->nbits += r->live_len;
+  }
+  c->nfiles = i + 1;
+  return sqlite3_str_errcode(fc->text) ? NPK_NOMEM : NPK_OK;
+}
+
+/* Fill the rows' live bits from the bitmap words (still valid: the read
+** is held).  A file whose rows are all live gets NULL, as when the array
+** has no bitmap. */
+static void files_bits(TvfCursor *c, const NpkDataLayout *l) {
+  for (int i = 0; i < c->nfiles; i++) {
+    TvfFile *r = &c->files[i];
+    unsigned char *out = c->bits + r->live_off;
+    uint64_t n;
+    int all = 1;
+    if (!r->has_live) continue;
+    n = l->covered > r->first_row ? l->covered - r->first_row : 0;
+    if (n > r->rows) n = r->rows;
+    copy_bits(l->live, r->first_row, n, out);
+    for (uint64_t b = 0; all && b < n / 8; b++) all = out[b] == 0xFF;
+    if (all && n % 8) all = out[n / 8] == (1u << (n % 8)) - 1;
+    r->has_live = !(all && n == r->rows);
+  }
+}
+
+/* Copy NAME's layout out under one read of the store, so that the scan
+** holds no lock between rows and every row is of one committed state. */
+static int files_load(TvfCursor *c) {
+  NpkSession *s = c->conn->ses;
+  FilesCopy fc = {c, sqlite3_str_new(0), 0};
+  NpkDataLayout l = {0};
+  int rc = npk_conn_read_begin(c->conn, NULL);
+  if (rc == NPK_OK) {
+    rc = npk_array_info(s, c->name, &c->info);
+    if (rc == NPK_OK) {
+      c->shape_off = 0;
+      npk_json_shape(fc.text, &c->info, c->info.shape[0]);
+      sqlite3_str_appendchar(fc.text, 1, 0);
+      rc = npk_data_files(s, c->name, &l, files_add, &fc);
+    }
+    /* An array without files (a manifest listing no segment) still has
+    ** one row, telling its dtype and shape. */
+    if (rc == NPK_OK && !l.nfiles) {
+      c->files = sqlite3_malloc(sizeof *c->files);
+      if (!c->files) rc = NPK_NOMEM;
+      else {
+        memset(c->files, 0, sizeof *c->files);
+        c->nfiles = 1;
+      }
+    }
+    if (rc == NPK_OK && fc.nbits) {
+      c->bits = sqlite3_malloc64(fc.nbits);
+      if (!c->bits) rc = NPK_NOMEM;
+      else files_bits(c, &l);
+    }
+    npk_read_end(s);
+  }
+  if (sqlite3_str_errcode(fc.text) && rc == NPK_OK) rc = NPK_NOMEM;
+  c->text = sqlite3_str_finish(fc.text);
+  if (rc == NPK_OK && !c->text) rc = NPK_NOMEM;
+  if (rc) c->nfiles = 0;
+  return rc;
+}
+
 /* Size and position of the batch of live rows at or after physical row
 ** c->phys.  The stream walks physical positions, as a table scan does, so
 ** that rows deleted or replaced by the same connection between batches
@@ -304,7 +458,9 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
                       int argc, sqlite3_value **argv) {
   TvfCursor *c = (TvfCursor *)cur;
   TvfTab *t = (TvfTab *)cur->pVtab;
-  const char *fn = t->kind == TVF_ARRAYS ? "numpack_arrays" : "numpack_stream";
+  const char *fn = t->kind == TVF_ARRAYS   ? "numpack_arrays"
+                   : t->kind == TVF_STREAM ? "numpack_stream"
+                                           : "numpack_files";
   const char *dir, *name = 0;
   char *err = 0;
   int rc;
@@ -314,7 +470,7 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   tvf_reset(c);
   /* Names as the scalar functions take them (npk_text_arg). */
   if (!(dir = npk_text_arg(argv[0], fn, "the store path", &err)) ||
-      (t->kind == TVF_STREAM &&
+      (t->kind != TVF_ARRAYS &&
        !(name = npk_text_arg(argv[1], fn, "the array name", &err)))) {
     if (!err) return SQLITE_NOMEM;
     tvf_fail(cur, SQLITE_MISMATCH, err);
@@ -333,6 +489,15 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     rc = arrays_load(c);
     if (rc) return tvf_fail(cur, npk_sqlite_rc(rc), npk_errmsg(c->conn->ses));
     c->eof = c->narrays == 0;
+    return SQLITE_OK;
+  }
+  if (t->kind == TVF_FILES) {
+    if (!(c->name = sqlite3_mprintf("%s", name))) return SQLITE_NOMEM;
+    rc = files_load(c);
+    if (rc) return tvf_fail(cur, npk_sqlite_rc(rc), npk_errmsg(c->conn->ses));
+    c->info.name = c->name;
+    c->info.data_file = 0;
+    c->eof = c->nfiles == 0;
     return SQLITE_OK;
   }
   if (sqlite3_value_type(argv[2]) != SQLITE_INTEGER ||
@@ -370,8 +535,8 @@ static int tvf_next(sqlite3_vtab_cursor *cur) {
   TvfTab *t = (TvfTab *)cur->pVtab;
   int rc;
   c->i++;
-  if (t->kind == TVF_ARRAYS) {
-    c->eof = c->i >= c->narrays;
+  if (t->kind != TVF_STREAM) {
+    c->eof = c->i >= (t->kind == TVF_ARRAYS ? c->narrays : c->nfiles);
     return SQLITE_OK;
   }
   c->phys = c->next_phys;
@@ -453,6 +618,38 @@ static int stream_npy(TvfCursor *c, sqlite3_context *ctx) {
   return SQLITE_OK;
 }
 
+/* Column I of numpack_files' current row. */
+static int files_column(TvfCursor *c, sqlite3_context *ctx, int i) {
+  const TvfFile *f = &c->files[c->i];
+  switch (i) {
+    case 0:
+      if (f->has_path)
+        sqlite3_result_text(ctx, c->text + f->path_off, -1, SQLITE_TRANSIENT);
+      break;
+    case 1: sqlite3_result_int64(ctx, (sqlite3_int64)f->offset); break;
+    case 2: sqlite3_result_int64(ctx, (sqlite3_int64)f->first_row); break;
+    case 3: sqlite3_result_int64(ctx, (sqlite3_int64)f->rows); break;
+    case 4:
+      /* A bitmap too long for one value is SQLITE_TOOBIG, as any. */
+      if (f->has_live)
+        sqlite3_result_blob64(ctx,
+                              f->live_len
+                                  ? (const void *)(c->bits + f->live_off)
+                                  : (const void *)"",
+                              f->live_len, SQLITE_TRANSIENT);
+      break;
+    case 5:
+      sqlite3_result_text(ctx, npk_dtype_name(c->info.dtype), -1,
+                          SQLITE_STATIC);
+      break;
+    case 6:
+      sqlite3_result_text(ctx, c->text + c->shape_off, -1, SQLITE_TRANSIENT);
+      break;
+    default: break;
+  }
+  return SQLITE_OK;
+}
+
 static int tvf_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
   TvfCursor *c = (TvfCursor *)cur;
   TvfTab *t = (TvfTab *)cur->pVtab;
@@ -479,6 +676,7 @@ static int tvf_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
     }
     return SQLITE_OK;
   }
+  if (t->kind == TVF_FILES) return files_column(c, ctx, i);
   switch (i) {
     case 0: sqlite3_result_int64(ctx, c->i); break;
     case 1:
@@ -533,5 +731,8 @@ int npk_tvf_register(sqlite3 *db) {
   if (rc == SQLITE_OK)
     rc = sqlite3_create_module(db, "numpack_stream", &tvf_module,
                                (void *)(size_t)TVF_STREAM);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_create_module(db, "numpack_files", &tvf_module,
+                               (void *)(size_t)TVF_FILES);
   return rc;
 }

@@ -1597,6 +1597,101 @@ static void test_segmented_write(void) {
   }
 }
 
+/* What npk_data_files gives for one array: up to 4 files, and the first
+** word of its bitmap (read while the read lasts). */
+typedef struct FilesSeen FilesSeen;
+struct FilesSeen {
+  int n;             /* files given */
+  char path[4][512]; /* their paths */
+  NpkDataFile f[4];  /* and the rest */
+  uint64_t word0;    /* the bitmap's first word, or 0 without one */
+};
+
+static int ends_with(const char *s, const char *tail) {
+  size_t n = strlen(s), k = strlen(tail);
+  return n >= k && !strcmp(s + n - k, tail);
+}
+
+static int files_seen(void *arg, const NpkDataLayout *l, int i,
+                      const NpkDataFile *f) {
+  FilesSeen *fs = arg;
+  if (i != fs->n || i >= 4) return NPK_ERROR;
+  if (l->live && l->covered) fs->word0 = l->live[0];
+  snprintf(fs->path[i], sizeof fs->path[i], "%s", f->path);
+  fs->f[i] = *f;
+  fs->n++;
+  return NPK_OK;
+}
+
+/* npk_data_files of NAME inside its own read. */
+static int files_of(NpkSession *s, const char *name, NpkDataLayout *l,
+                    FilesSeen *fs) {
+  int rc = npk_read_begin(s);
+  memset(fs, 0, sizeof *fs);
+  if (rc) return rc;
+  rc = npk_data_files(s, name, l, files_seen, fs);
+  npk_read_end(s);
+  return rc;
+}
+
+/* The data files of a segmented array, then of the plain file a deletion
+** makes of it, with its bitmap; refusals: outside a read, a missing array,
+** an array the session's transaction changed. */
+static void test_data_files(void) {
+  Tmp t;
+  NpkStore *st;
+  NpkSession *s;
+  NpkDataLayout l;
+  FilesSeen fs;
+  Buf cat = {0};
+  CatEntry e = tu_seg_entry();
+  uint64_t r = 3;
+  tu_tmp_init(&t);
+  mkdir(t.dir, 0755);
+  tu_cat_build(&cat, &e, 1, NULL);
+  tu_write_buf(P(t.dir, TU_CATALOG), &cat);
+  buf_free(&cat);
+  tu_seg_write(t.dir);
+  s = tu_open(t.dir, 0, &st);
+  if (!s) {
+    tu_tmp_done(&t);
+    return;
+  }
+  CHECK_EQ(files_of(s, "s", &l, &fs), NPK_OK);
+  CHECK_EQ(l.nfiles, 2);
+  CHECK_EQ(fs.n, 2);
+  CHECK(l.live == NULL);
+  CHECK(fs.path[0][0] == '/' && ends_with(fs.path[0], "/seg_s_0.bin"));
+  CHECK(ends_with(fs.path[1], "/seg_s_1.bin"));
+  CHECK(fs.f[0].offset == 0 && fs.f[0].first_row == 0 && fs.f[0].rows == 3);
+  CHECK(fs.f[1].offset == 0 && fs.f[1].first_row == 3 && fs.f[1].rows == 2);
+  /* Outside a read, and a missing array. */
+  CHECK_EQ(npk_data_files(s, "s", &l, files_seen, &fs), NPK_MISUSE);
+  CHECK_EQ(files_of(s, "nope", &l, &fs), NPK_NOTFOUND);
+  /* Changed by the open transaction: refused, naming the array. */
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "s", &r, 1), NPK_OK);
+  CHECK_EQ(npk_data_files(s, "s", &l, files_seen, &fs), NPK_ERROR);
+  CHECK(strstr(npk_errmsg(s), "\"s\" has changes not yet committed"));
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  /* Committed: one plain file, row 3 deleted in the bitmap. */
+  CHECK_EQ(files_of(s, "s", &l, &fs), NPK_OK);
+  CHECK_EQ(fs.n, 1);
+  CHECK(ends_with(fs.path[0], "/data_s.npkd"));
+  CHECK(fs.f[0].first_row == 0 && fs.f[0].rows == 5);
+  CHECK(l.live != NULL && l.covered == 5);
+  CHECK_EQ(fs.word0, 0x17);
+  /* A file cut short: NPK_CORRUPT naming it. */
+  CHECK_EQ(truncate(P(t.dir, "data_s.npkd"), 32), 0);
+  s = reopen(t.dir, &st, s);
+  if (s) {
+    CHECK_EQ(files_of(s, "s", &l, &fs), NPK_CORRUPT);
+    CHECK(strstr(npk_errmsg(s), "data_s.npkd"));
+  }
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
 /* A segmented array of more segment files than any fixed table would
 ** hold: rewriting it removes every one of them, and a crash after they are
 ** removed puts every one back (the journal lists them all). */
@@ -2476,6 +2571,7 @@ int main(void) {
   RUN(test_zero_rows);
   RUN(test_segmented_write);
   RUN(test_segmented_many);
+  RUN(test_data_files);
   RUN(test_zero_width_crafted);
   RUN(test_zero_width_huge);
   RUN(test_delete_slice);

@@ -1,7 +1,5 @@
 """batch_mode() and writable_batch_mode(): one transaction on the store for
 the whole ``with`` block (see README.md, "Batch modes")."""
-import os
-
 import numpy as np
 
 
@@ -151,19 +149,20 @@ class WritableBatchMode(_Block):
             return arr
 
     def _map(self, name, info):
-        """A copy-on-write mapping of NAME's data file, or None."""
+        """A copy-on-write mapping of NAME's data file (the one file the
+        extension names, its size checked), or None."""
         npk = self.npk
-        meta = npk._metadata()
-        entry = meta["arrays"][name]
-        if not entry["data_file"].endswith(".npkd") or info["rows"] == 0 or \
-                info["row_bytes"] == 0:
+        if info["rows"] == 0 or info["row_bytes"] == 0:
             return None
-        path = os.path.join(meta["base_dir"], entry["data_file"])
-        shape = (info["rows"],) + info["row_shape"]
+        files = npk._q("SELECT file, offset, rows FROM numpack_files(?, ?)",
+                       (npk._path, name))
+        if len(files) != 1 or files[0][2] != info["rows"]:
+            return None
+        path, offset, rows = files[0]
+        shape = (rows,) + info["row_shape"]
         dtype = info["dtype"].newbyteorder("<")
-        if os.path.getsize(path) < info["rows"] * info["row_bytes"]:
-            return None
-        return np.memmap(path, dtype=dtype, mode="c", shape=shape)
+        return np.memmap(path, dtype=dtype, mode="c", offset=offset,
+                         shape=shape)
 
     def save(self, arrays):
         """Copy ARRAYS into the loaded arrays (a no-op for the arrays load()

@@ -1,24 +1,28 @@
 """LazyArray: load(name, lazy=True), an array whose rows are read on demand
-from a read-only memory mapping of the array's data file.
+from read-only memory mappings of the array's data files.
 
-Where the data is comes from the extension (numpack_metadata and
-numpack_arrays); the binding maps the files NumPack's format describes:
-``data_<name>.npkd`` (raw rows, little-endian, C order), the segments of a
-``.npkseg`` manifest, and the deletion bitmap ``deleted_<name>.npkb``
-(u64 total rows, u64 deleted count, then 64-row words, bit r%64 of word
-r/64 set when row r is live).
+Where the rows are comes from the extension, in one statement that reads
+one committed state: numpack_files(store, name) gives the data files in
+row order (absolute paths, offsets and row counts, checked by the engine
+against the store and the catalog) and each file's live rows as a bitmap.
+The binding maps those files; it reads no manifest or deletion bitmap of
+the store itself.
 """
 import json
 import mmap
 import operator
-import os
-import struct
 
 import numpy as np
 
-from ._sql import NumPackError, no_array
+from ._sql import NumPackError
 
-_ATTEMPTS = 10
+# Files replaced between the statement and their mapping (a compaction or
+# a save by another connection) send the binding back to the statement;
+# a store that keeps changing that fast is reported after this many tries.
+_ATTEMPTS = 3
+
+_LAYOUT = ("SELECT file, offset, first_row, rows, live, dtype, shape "
+           "FROM numpack_files(?, ?)")
 
 
 def _le(dtype):
@@ -26,91 +30,53 @@ def _le(dtype):
     return np.dtype(dtype).newbyteorder("<")
 
 
-def _inside(base, rel):
-    """BASE/REL, refusing a path that leaves the store directory."""
-    if os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
-        raise NumPackError(f"data file {rel!r} is outside the store {base}")
-    return os.path.join(base, rel)
-
-
-def _map(path, dtype, rows, row_shape):
-    """A read-only mapping of ROWS rows of PATH, or None if the file is
-    shorter than that (it changed under us)."""
+def _map(path, offset, dtype, rows, row_shape):
+    """A read-only mapping of ROWS rows of PATH from byte OFFSET, or None
+    if the file no longer holds them (it changed since it was described)."""
     shape = (rows,) + tuple(row_shape)
-    need = rows * int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
-    if need == 0:
+    if rows * int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize == 0:
         return np.empty(shape, dtype)
     try:
-        if os.path.getsize(path) < need:
-            return None
-        return np.memmap(path, dtype=dtype, mode="r", shape=shape)
-    except FileNotFoundError:
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset,
+                         shape=shape)
+    except (FileNotFoundError, ValueError):   # gone, or now too short
         return None
 
 
-def _live_rows(path, rows):
-    """Physical indexes of the live rows according to the bitmap at PATH,
-    or None if there is none."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-            if len(head) < 16:
-                return None
-            total, _deleted = struct.unpack("<QQ", head)
-            words = np.frombuffer(f.read(8 * ((total + 63) // 64)),
-                                  dtype="<u8")
-    except FileNotFoundError:
+def _live(files):
+    """Physical indexes of the live rows (int64) of the numpack_files rows
+    FILES, or None when every row is live.  A file's bitmap has bit i%8 of
+    byte i/8 set when its row i is live; rows past its end are deleted."""
+    if all(f[4] is None for f in files):
         return None
-    if len(words) * 64 < total:
-        return None
-    bits = np.unpackbits(words.view(np.uint8), bitorder="little")
-    # Rows past the bitmap's own count are not live (NumPack's reading).
-    return np.flatnonzero(bits[:min(total, rows)]).astype(np.int64)
-
-
-def _snapshot(npk, name):
-    """What the catalog says of NAME: (catalog entry, numpack_arrays row)."""
-    meta = npk._metadata()
-    entry = meta["arrays"].get(name)
-    info = npk._info(name)
-    if entry is None or info is None:
-        raise no_array(name, npk._path)
-    return meta["base_dir"], entry, info
+    parts = []
+    for _, _, first, rows, live, *_ in files:
+        if live is None:
+            parts.append(np.arange(first, first + rows, dtype=np.int64))
+        else:
+            bits = np.unpackbits(np.frombuffer(live, np.uint8),
+                                 bitorder="little")[:rows]
+            parts.append(first + np.flatnonzero(bits).astype(np.int64))
+    return np.concatenate(parts)
 
 
 def open_lazy(npk, name):
     """The LazyArray of NAME in the open NumPack NPK."""
+    args = (npk._path, name)
     for _ in range(_ATTEMPTS):
-        base, entry, info = _snapshot(npk, name)
-        dtype = _le(entry["dtype"])
-        shape = tuple(entry["shape"])
+        layout = npk._q(_LAYOUT, args)
+        dtype = _le(layout[0][5])
+        shape = tuple(json.loads(layout[0][6]))
         rows, row_shape = shape[0], shape[1:]
-        path = _inside(base, entry["data_file"])
-        if entry["data_file"].endswith(".npkseg"):
-            try:
-                with open(path) as f:
-                    manifest = json.load(f)
-            except FileNotFoundError:
-                continue
-            segs = [(_inside(base, s["file"]), int(s["rows"]))
-                    for s in manifest["segments"]]
-        else:
-            segs = [(path, rows)]
-        if sum(r for _, r in segs) != rows:
+        files = [f for f in layout if f[0] is not None]
+        maps = [_map(f[0], f[1], dtype, f[3], row_shape) for f in files]
+        if not files:       # a manifest listing no segment: no rows
+            maps = [np.empty((0,) + row_shape, dtype)]
+        # What was mapped is what was described: no file was replaced in
+        # between (the layout would have changed with it).
+        if any(m is None for m in maps) or npk._q(_LAYOUT, args) != layout:
             continue
-        maps = [_map(p, dtype, r, row_shape) for p, r in segs]
-        if any(m is None for m in maps):
-            continue
-        live = None
-        if info["deleted_rows"]:
-            live = _live_rows(
-                os.path.join(base, f"deleted_{name}.npkb"), rows)
-            if live is None or len(live) != info["live_rows"]:
-                continue
-        # Nothing changed while we looked: the files match the catalog.
-        if _snapshot(npk, name)[1:] != (entry, info):
-            continue
-        return LazyArray(name, dtype, row_shape, maps, live, rows)
+        return LazyArray(name, dtype, row_shape, maps, _live(files), rows)
     raise NumPackError(f'array "{name}" kept changing (or its files do not '
                        "match the catalog) while it was being mapped")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from numpack_sqlite import LazyArray, NumPack
+from numpack_sqlite._sql import NumPackError
 
 
 @pytest.fixture
@@ -187,7 +188,7 @@ def test_lazy_reads_segmented_arrays(path, rng):
         m = np.delete(a, 3, axis=0)
         lz = npk.load("seg", lazy=True)
         assert np.array_equal(lz[[0, 3, 8]], m[[0, 3, 8]])
-    # A store still segmented, mapped by the binding itself.
+    # A store still segmented: one mapping per file numpack_files names.
     for fname, lo, hi in segs:
         with open(os.path.join(store, fname), "wb") as f:
             f.write(raw[lo * 12:hi * 12])
@@ -207,6 +208,103 @@ def test_lazy_reads_segmented_arrays(path, rng):
         assert np.array_equal(lz[2:7], a[2:7])
         assert np.array_equal(lz[[9, 0, 4, 3]], a[[9, 0, 4, 3]])
         assert np.array_equal(lz[5], a[5])
+
+
+def _segmented(path, a, cuts, gone=()):
+    """A store at PATH holding array "seg" (A) as NumPack 0.7 writes a big
+    one: segment files cut at rows CUTS, a .npkseg manifest, and a deletion
+    bitmap for the rows GONE."""
+    with NumPack(path, drop_if_exists=True) as npk:
+        npk.save({"seg": a, "other": np.arange(2)})
+    store = str(path)
+    rb = a.itemsize * int(np.prod(a.shape[1:]))
+    raw = open(os.path.join(store, "data_seg.npkd"), "rb").read()
+    bounds = [0] + list(cuts) + [len(a)]
+    segs = []
+    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        fname = f"data_seg.{k}.npkd"
+        with open(os.path.join(store, fname), "wb") as f:
+            f.write(raw[lo * rb:hi * rb])
+        segs.append({"file": fname, "rows": hi - lo, "bytes": (hi - lo) * rb})
+    with open(os.path.join(store, "data_seg.npkseg"), "w") as f:
+        json.dump({"version": 1, "segments": segs}, f)
+    os.unlink(os.path.join(store, "data_seg.npkd"))
+    _catalog_set_data_file(store, "seg", "data_seg.npkseg")
+    if gone:
+        live = np.ones(len(a), bool)
+        live[list(gone)] = False
+        words = np.packbits(live, bitorder="little")
+        words = np.concatenate([words, np.zeros(-len(words) % 8, np.uint8)])
+        with open(os.path.join(store, "deleted_seg.npkb"), "wb") as f:
+            f.write(struct.pack("<QQ", len(a), len(gone)) + words.tobytes())
+
+
+def test_lazy_segmented_with_deleted_rows(path, rng):
+    """Deleted rows on both sides of a segment boundary, and a segment
+    whose rows are all deleted: logical indexes skip them all."""
+    a = rng.random((200, 3))
+    gone = [0, 63, 64, 69, 70, 71, 72, 150] + list(range(100, 140))
+    _segmented(path, a, [70, 100, 140], gone)
+    m = np.delete(a, gone, axis=0)
+    with NumPack(path) as npk:
+        assert np.array_equal(npk.load("seg"), m)            # read in C
+        lz = npk.load("seg", lazy=True)
+        assert len(lz._maps) == 4 and lz.shape == m.shape
+        assert np.array_equal(lz[:], m)
+        assert np.array_equal(lz[[0, 61, 62, 100, -1]], m[[0, 61, 62, 100, -1]])
+        assert np.array_equal(lz[55:70], m[55:70])
+        assert np.array_equal(lz[::7], m[::7])
+
+
+def test_lazy_reads_no_manifest_or_bitmap_itself(path, rng, monkeypatch):
+    """The extension reads the manifest and the bitmap (numpack_files):
+    the binding opens the data files it maps, and nothing else."""
+    import builtins
+    import io
+    a = rng.random((50, 2)).astype(np.float32)
+    _segmented(path, a, [20], gone=[3, 30])
+    opened = []
+    for mod, attr in ((builtins, "open"), (io, "open"), (os, "open")):
+        real = getattr(mod, attr)
+
+        def spy(file, *args, _real=real, **kwargs):
+            opened.append(os.fspath(file) if not isinstance(file, int)
+                          else file)
+            return _real(file, *args, **kwargs)
+        monkeypatch.setattr(mod, attr, spy)
+    with NumPack(path) as npk:
+        opened.clear()
+        lz = npk.load("seg", lazy=True)
+        seen = [os.path.basename(f) for f in opened if isinstance(f, str)]
+    monkeypatch.undo()
+    assert np.array_equal(lz[:], np.delete(a, [3, 30], axis=0))
+    assert not [f for f in seen if f.endswith((".npkb", ".npkseg"))], seen
+    assert sorted(set(seen)) == ["data_seg.0.npkd", "data_seg.1.npkd"], seen
+
+
+@pytest.mark.parametrize("damage", ["short", "bitmap"])
+def test_lazy_refuses_a_damaged_array(path, rng, damage):
+    """A data file shorter than its rows, a bitmap that does not add up:
+    load(lazy=True) maps nothing and raises the engine's SQLITE_CORRUPT
+    naming the file.  (A manifest naming a file outside the store is
+    refused when the store is opened: test/files.test.)"""
+    with NumPack(path, drop_if_exists=True) as npk:
+        npk.save({"p": rng.random((10, 2))})
+        npk.drop("p", [1])
+    store = str(path)
+    if damage == "short":
+        named = "data_p.npkd"
+        with open(os.path.join(store, named), "r+b") as f:
+            f.truncate(150)
+    else:
+        named = "deleted_p.npkb"
+        with open(os.path.join(store, named), "wb") as f:
+            f.write(struct.pack("<QQ", 10, 5) + b"\xfd\x03" + bytes(6))
+    with NumPack(path) as npk:
+        with pytest.raises(NumPackError) as e:
+            npk.load("p", lazy=True)
+    assert e.value.sqlite_errorname == "SQLITE_CORRUPT"
+    assert named in str(e.value)
 
 
 # ---- reshape, transpose ---------------------------------------------------------
