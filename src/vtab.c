@@ -95,9 +95,10 @@ struct NpkVtab {
                                 ** store: every statement is refused with this
                                 ** message, DROP TABLE only detaches, and conn
                                 ** is NULL */
-  int gone_rc;                  /* and with this code: SQLITE_CANTOPEN (no
-                                ** store) or SQLITE_NOTFOUND (no array), as
-                                ** the functions report the same */
+  int gone_rc;                  /* the code zGone is reported with:
+                                ** SQLITE_CANTOPEN (no store) or
+                                ** SQLITE_NOTFOUND (no array), as a function
+                                ** reports the same */
   char **azCol;                 /* element column names */
   unsigned char *scratch;       /* one row being assembled by xUpdate */
   sqlite3_int64 est_rows;       /* row count seen last, for the planner */
