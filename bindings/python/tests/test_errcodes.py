@@ -156,3 +156,17 @@ def test_binding_exceptions(npk, tmp_path):
     with pytest.raises(NumPackError) as info:
         NumPack(notdir).open()
     assert info.value.sqlite_errorname == "SQLITE_CANTOPEN"
+
+
+def test_without_codes():
+    """Before Python 3.11 a sqlite3.Error has no code: the sqlite3 module's
+    exception class, which it chose by the code, stands in for it."""
+    cases = [(sqlite3.InternalError, ArrayNotFoundError),
+             (sqlite3.DataError, _sql._TooBig),
+             (sqlite3.IntegrityError, ValueError),
+             (sqlite3.OperationalError, NumPackError),
+             (sqlite3.DatabaseError, NumPackError)]
+    for cls, exc in cases:
+        e = cls('numpack: no array "a" in store /s')
+        assert not hasattr(e, "sqlite_errorcode")
+        assert type(_sql.sql_error(e)) is exc, cls
