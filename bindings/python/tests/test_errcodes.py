@@ -170,3 +170,25 @@ def test_without_codes():
         e = cls('numpack: no array "a" in store /s')
         assert not hasattr(e, "sqlite_errorcode")
         assert type(_sql.sql_error(e)) is exc, cls
+
+
+@needs_codes
+def test_table_codes(sql, store):
+    """A numpack table reports the same codes as the functions, and Python
+    sees SQLite's extended code where there is one."""
+    sql.execute(f"CREATE VIRTUAL TABLE t USING numpack(store='{store}', "
+                "array='a')")
+    e = failure(sql, f"CREATE VIRTUAL TABLE n USING numpack(store='{store}', "
+                "array='nope')")
+    assert e.sqlite_errorname == "SQLITE_NOTFOUND"
+    assert e.sqlite_errorcode == 12
+    e = failure(sql, "INSERT INTO t VALUES ('abc', 1)")
+    assert e.sqlite_errorname == "SQLITE_MISMATCH"
+    e = failure(sql, "INSERT INTO t(rowid, c0, c1) VALUES (0, 1, 1)")
+    assert e.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY"
+    assert type(_sql.sql_error(e)) is ValueError
+    sql.execute("SELECT numpack_drop(?, 'a')", (store,))
+    e = failure(sql, "SELECT * FROM t")
+    assert e.sqlite_errorname == "SQLITE_NOTFOUND"
+    assert type(_sql.sql_error(e)) is ArrayNotFoundError
+    sql.execute("DROP TABLE t")
