@@ -40,6 +40,10 @@ int npk_sqlite_rc(int rc) {
     case NPK_READONLY: return SQLITE_READONLY;
     case NPK_MISUSE: return SQLITE_MISUSE;
     case NPK_FULL: return SQLITE_FULL;
+    case NPK_NOTFOUND: return SQLITE_NOTFOUND;
+    case NPK_NOFILE: return SQLITE_CANTOPEN;
+    case NPK_RANGE: return SQLITE_RANGE;
+    case NPK_MISMATCH: return SQLITE_MISMATCH;
     case NPK_EXISTS: return SQLITE_CONSTRAINT;
     case NPK_LOCKED: return SQLITE_LOCKED;
     case NPK_INTERRUPT: return SQLITE_INTERRUPT;

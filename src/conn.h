@@ -64,7 +64,20 @@ int npk_conn_register(sqlite3 *db);
 ** (NULL too when out of memory); the error code is SQLITE_MISMATCH. */
 const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
                          char **pzErr);
-/* The SQLite result code for an engine result code. */
+/* The SQLite result code for an engine result code: the one place they
+** are converted.  Each condition a caller tells apart gets a primary code
+** of its own (sqlite3_errcode(), Python's sqlite_errorcode), the same
+** whether a function, a table or a table-valued function reports it:
+**   NPK_NOTFOUND  SQLITE_NOTFOUND    no such array
+**   NPK_NOFILE    SQLITE_CANTOPEN    no such store (or not a numpack store)
+**   NPK_RANGE     SQLITE_RANGE       row index out of range, or row deleted
+**   NPK_MISMATCH  SQLITE_MISMATCH    value of another dtype or row shape
+**   NPK_EXISTS    SQLITE_CONSTRAINT  array already exists
+**   NPK_TOOBIG    SQLITE_TOOBIG      over SQLite's limit for one value
+**   NPK_ERROR     SQLITE_ERROR       any other bad argument
+** and the failures of the store keep SQLite's own meaning (SQLITE_IOERR,
+** SQLITE_CORRUPT, SQLITE_BUSY, ...).  The SQL layer's own argument checks
+** use the same codes for the same conditions. */
 int npk_sqlite_rc(int rc);
 /* Report error RC (an SQLite code) with message MSG from a function, or on
 ** virtual table VT (returning RC).  SQLITE_NOMEM is reported as SQLite

@@ -118,19 +118,20 @@ static int fn_write_end(sqlite3_context *ctx, NpkConn *c, FnTxn *t, int rc) {
 static int npy_arg(sqlite3_context *ctx, sqlite3_value *v, const char *fn,
                    int allow_0d, NpkNpy *out, void **pbuf) {
   NpkErr e;
+  int rc;
   *pbuf = 0;
   if (sqlite3_value_type(v) != SQLITE_BLOB) {
     fn_msg(ctx, SQLITE_MISMATCH, "numpack: %s: the array must be an .npy BLOB",
            fn);
     return SQLITE_ERROR;
   }
-  if (npk_npy_parse(sqlite3_value_blob(v), (size_t)sqlite3_value_bytes(v), out,
-                    &e)) {
-    fn_msg(ctx, SQLITE_ERROR, "numpack: %s: %s", fn, npk_err_text(&e));
+  if ((rc = npk_npy_parse(sqlite3_value_blob(v), (size_t)sqlite3_value_bytes(v),
+                          out, &e))) {
+    fn_msg(ctx, npk_sqlite_rc(rc), "numpack: %s: %s", fn, npk_err_text(&e));
     return SQLITE_ERROR;
   }
   if (out->ndim == 0 && !allow_0d) {
-    fn_msg(ctx, SQLITE_ERROR,
+    fn_msg(ctx, SQLITE_MISMATCH,
            "numpack: %s: a 0-d array has no rows; reshape it to (1,)", fn);
     return SQLITE_ERROR;
   }
@@ -229,7 +230,7 @@ static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
     return SQLITE_ERROR;
   }
   if (bytes != out->data_bytes) {
-    fn_msg(ctx, SQLITE_ERROR,
+    fn_msg(ctx, SQLITE_MISMATCH,
            "numpack: %s: the data is %llu bytes; %s of "
            "shape %s needs %llu",
            fn, (unsigned long long)out->data_bytes, npk_dtype_name(out->dtype),
@@ -239,7 +240,7 @@ static int raw_arg(sqlite3_context *ctx, sqlite3_value **argv, const char *fn,
   if (out->dtype == NPK_BOOL) {
     long long bad = npk_bool_bad(out->data, out->data_bytes);
     if (bad >= 0) {
-      fn_msg(ctx, SQLITE_ERROR,
+      fn_msg(ctx, SQLITE_MISMATCH,
              "numpack: %s: bool element %lld is %u; bool "
              "elements must be 0 or 1",
              fn, bad, out->data[bad]);
@@ -372,11 +373,11 @@ static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
   switch (rc) {
     case NPK_TOOBIG:
       if (max_is_values) {
-        fn_msg(ctx, SQLITE_ERROR,
+        fn_msg(ctx, SQLITE_MISMATCH,
                "numpack: %s: array \"%s\": the values "
                "have %llu rows and the index selects more",
                fn, name, (unsigned long long)max);
-        return SQLITE_ERROR;
+        return SQLITE_MISMATCH;
       }
       fn_msg(ctx, SQLITE_TOOBIG,
              "numpack: %s: array \"%s\": %s, more than "
@@ -386,7 +387,7 @@ static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
       return SQLITE_TOOBIG;
     case NPK_NOMEM: sqlite3_result_error_nomem(ctx); return SQLITE_NOMEM;
     default:
-      code = rc == NPK_RANGE ? SQLITE_RANGE : SQLITE_ERROR;
+      code = npk_sqlite_rc(rc);
       fn_msg(ctx, code, "numpack: %s: array \"%s\": %s", fn, name,
              npk_err_text(&e));
       return code;
@@ -627,7 +628,7 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (a.dtype != info.dtype || vndim != info.ndim ||
         memcmp(vshape + 1, info.shape + 1, (vndim - 1) * sizeof *vshape)) {
       char want[400], got[400];
-      fn_msg(ctx, SQLITE_ERROR,
+      fn_msg(ctx, SQLITE_MISMATCH,
              "numpack: %s: array \"%s\" has %s rows of "
              "shape %s; the values are %s rows of shape %s",
              fn, name, npk_dtype_name(info.dtype),
@@ -647,7 +648,7 @@ static void fn_replace(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     rc = FN_REPORTED;
   n = ix.n;
   if (rc == NPK_OK && value_rows != 1 && n != value_rows) {
-    fn_msg(ctx, SQLITE_ERROR,
+    fn_msg(ctx, SQLITE_MISMATCH,
            "numpack: %s: array \"%s\": the values have "
            "%llu rows and the index selects %llu",
            fn, name, (unsigned long long)value_rows, (unsigned long long)n);

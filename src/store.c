@@ -56,7 +56,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
   } else {
     uint64_t rows = 0;
     rc = npk_io_read_file(st, a->data_file, &bytes, &nbytes, e);
-    if (rc == NPK_NOTFOUND) rc = npk_err(e, NPK_CORRUPT, "%s is missing", path);
+    if (rc == NPK_NOFILE) rc = npk_err(e, NPK_CORRUPT, "%s is missing", path);
     if (rc) goto done;
     rc = npk_seg_parse((const char *)bytes, nbytes, &ents, &nent, path, e);
     if (rc) goto done;
@@ -118,7 +118,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     goto done;
   }
   rc = npk_io_read_file(st, bmname, &bytes, &nbytes, e);
-  if (rc == NPK_NOTFOUND) {
+  if (rc == NPK_NOFILE) {
     rc = NPK_OK;
     goto done;
   }
@@ -173,8 +173,8 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
     NpkErr ignored;
     rc = npk_io_open(st, NPK_CATALOG, O_RDONLY, &fd, e);
     if (rc) {
-      if (rc == NPK_NOTFOUND)
-        npk_err(e, NPK_NOTFOUND, "%s is not a numpack store (no %s)", st->dir,
+      if (rc == NPK_NOFILE)
+        npk_err(e, NPK_NOFILE, "%s is not a numpack store (no %s)", st->dir,
                 NPK_CATALOG);
       goto done;
     }
@@ -186,7 +186,7 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
       break;
     close(fd);
     fd = -1;
-    if (rc && rc != NPK_NOTFOUND) goto done;
+    if (rc && rc != NPK_NOFILE) goto done;
     if (tries > 10) {
       rc = npk_err(e, NPK_BUSY, "%s keeps changing", path);
       goto done;
@@ -639,7 +639,7 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   if (!npk_io_exists(st, NPK_CATALOG) && !npk_journal_exists(st)) {
     /* Only a writing open makes a store of a directory. */
     if (!(flags & NPK_OPEN_CREATE) || st->readonly)
-      rc = npk_err(&s->err, NPK_NOTFOUND, "%s is not a numpack store (no %s)",
+      rc = npk_err(&s->err, NPK_NOFILE, "%s is not a numpack store (no %s)",
                    dir, NPK_CATALOG);
     else if ((rc = npk_lock_writable(s)) == NPK_OK) rc = create_catalog(s);
     npk_lock_release(s);
@@ -674,7 +674,7 @@ int npk_store_attach(const char *dir, int flags, NpkStore **pp, char **errmsg) {
   *pp = NULL;
   if (errmsg) *errmsg = NULL;
   if (!dir || !*dir) {
-    rc = npk_err(&e, NPK_ERROR, "empty store path");
+    rc = npk_err(&e, NPK_NOFILE, "empty store path");
     goto done;
   }
   if (stat(dir, &sb) != 0) {
@@ -683,7 +683,7 @@ int npk_store_attach(const char *dir, int flags, NpkStore **pp, char **errmsg) {
       goto done;
     }
     if (!(flags & NPK_OPEN_CREATE) || (flags & NPK_OPEN_READONLY)) {
-      rc = npk_err(&e, NPK_NOTFOUND, "store %s does not exist", dir);
+      rc = npk_err(&e, NPK_NOFILE, "store %s does not exist", dir);
       goto done;
     }
     rc = npk_mkdirs(dir, &e);
@@ -694,7 +694,7 @@ int npk_store_attach(const char *dir, int flags, NpkStore **pp, char **errmsg) {
     }
   }
   if (!S_ISDIR(sb.st_mode)) {
-    rc = npk_err(&e, NPK_ERROR, "%s is not a directory", dir);
+    rc = npk_err(&e, NPK_NOFILE, "%s is not a directory", dir);
     goto done;
   }
   if (!realpath(dir, real)) {

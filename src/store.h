@@ -37,9 +37,13 @@
 
 #include "dtype.h"
 
-/* Result codes.  Every function returning int returns one of these. */
+/* Result codes.  Every function returning int returns one of these.  Each
+** condition a caller may want to tell apart (a missing array, a missing
+** store, a row out of range, a value that does not fit, ...) has a code of
+** its own, which conn.c's npk_sqlite_rc() turns into a SQLite result code
+** of its own: callers branch on codes, never on message text. */
 #define NPK_OK       0
-#define NPK_ERROR    1 /* generic error: bad argument, mismatch, ... */
+#define NPK_ERROR    1 /* a bad argument no other code describes */
 #define NPK_NOMEM    2
 #define NPK_IOERR    3  /* a system call failed */
 #define NPK_CORRUPT  4  /* a file of the store is damaged */
@@ -57,7 +61,12 @@
   13                  /* stopped at the interrupt source's request
                       ** (npk_set_interrupt_source) */
 #define NPK_TOOBIG 14 /* more than a limit allows (rows an index lists) */
-#define NPK_STALE  15 /* written on a newer state than was read */
+#define NPK_MISMATCH \
+  15 /* a value of another dtype or row shape than its array's */
+#define NPK_NOFILE \
+  16 /* no such file: the store (no directory, or not a numpack store),
+     ** or a file of it */
+#define NPK_STALE 17 /* written on a newer state than was read */
 
 /* An error being reported, by the engine and by the parsers of what comes
 ** from outside (index.c, npy.c): code and message. */
@@ -135,10 +144,10 @@ int npk_name_valid(const char *name);
 /* Open (or share) the store at DIR.  Nothing on disk changes unless FLAGS
 ** has NPK_OPEN_CREATE (which creates the directory and an empty catalog if
 ** there is none); a directory without a catalog (nor journal) is otherwise
-** NPK_NOTFOUND, "not a numpack store".  A hot journal left by a crash is
-** played back by the next write transaction, never by a reader.  On error
-** *ppStore is NULL and ERRMSG (if not NULL) receives an npk_malloc'd message
-** that the caller frees with npk_free(). */
+** NPK_NOFILE, "not a numpack store", as is a DIR that does not exist.  A
+** hot journal left by a crash is played back by the next write transaction,
+** never by a reader.  On error *ppStore is NULL and ERRMSG (if not NULL)
+** receives an npk_malloc'd message that the caller frees with npk_free(). */
 int npk_store_open(const char *dir, int flags, NpkStore **ppStore,
                    char **errmsg);
 void npk_store_release(NpkStore *p); /* drop one reference */

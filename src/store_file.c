@@ -79,7 +79,7 @@ static int file_reopen(NpkStore *st, NpkFile *f, int flags, int identify,
     rc = npk_io_open(st, f->rel, O_RDONLY, &fd, e);
     f->writable = 0;
   }
-  if (rc == NPK_NOTFOUND)
+  if (rc == NPK_NOFILE)
     return npk_err(e, NPK_CORRUPT, "%s is missing", f->path);
   if (rc) return rc;
   if (fstat(fd, &sb) != 0) {

@@ -345,7 +345,7 @@ void npk_alloc_fault_hook(int (*fn)(void));
 /* ---- files of a store, named relative to it (store_io.c) ---- */
 /* Every file of a store is reached through these: a symbolic link or a
 ** file that is not a regular file, at REL or on its way, is NPK_CORRUPT
-** naming it; a missing one is NPK_NOTFOUND.  npk_io_open with O_CREAT |
+** naming it; a missing one is NPK_NOFILE.  npk_io_open with O_CREAT |
 ** O_TRUNC makes a new file (O_EXCL) after removing any by that name, so
 ** that no write goes through a hard link a leftover may be. */
 int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e);

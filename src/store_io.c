@@ -459,7 +459,7 @@ static void put_dir(NpkStore *st, int dir) {
 
 /* Descend to the directory holding REL's last component: *PDIR is
 ** st->dirfd itself when REL has no '/', else a descriptor for put_dir;
-** *PLAST is the last component.  NPK_NOTFOUND when a directory on the way
+** *PLAST is the last component.  NPK_NOFILE when a directory on the way
 ** is missing, NPK_CORRUPT when one is a symbolic link. */
 static int walk(NpkStore *st, const char *rel, int *pdir, const char **plast,
                 NpkErr *e) {
@@ -487,7 +487,7 @@ static int walk(NpkStore *st, const char *rel, int *pdir, const char **plast,
         S_ISLNK(sb.st_mode))
       rc = refuse(st, rel, (size_t)(slash - rel), sb.st_mode, "open", e);
     else if (err == ENOENT)
-      rc = npk_err(e, NPK_NOTFOUND, "no file %s/%s", st->dir, rel);
+      rc = npk_err(e, NPK_NOFILE, "no file %s/%s", st->dir, rel);
     else rc = sys_err(st, err, "cannot open", rel, e);
     put_dir(st, dir);
     return rc;
@@ -533,7 +533,7 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e) {
         !S_ISREG(sb.st_mode))
       rc = refuse(st, rel, strlen(rel), sb.st_mode, "open", e);
     else if (err == ENOENT)
-      rc = npk_err(e, NPK_NOTFOUND, "no file %s/%s", st->dir, rel);
+      rc = npk_err(e, NPK_NOFILE, "no file %s/%s", st->dir, rel);
     else
       rc = sys_err(st, err, flags & O_CREAT ? "cannot create" : "cannot open",
                    rel, e);
@@ -558,9 +558,8 @@ int npk_io_lstat(NpkStore *st, const char *rel, struct stat *sb, NpkErr *e) {
   int dir, rc = walk(st, rel, &dir, &last, e);
   if (rc) return rc;
   if (fstatat(dir, last, sb, AT_SYMLINK_NOFOLLOW) != 0)
-    rc = errno == ENOENT
-             ? npk_err(e, NPK_NOTFOUND, "no file %s/%s", st->dir, rel)
-             : sys_err(st, errno, "cannot stat", rel, e);
+    rc = errno == ENOENT ? npk_err(e, NPK_NOFILE, "no file %s/%s", st->dir, rel)
+                         : sys_err(st, errno, "cannot stat", rel, e);
   put_dir(st, dir);
   return rc;
 }
@@ -574,7 +573,7 @@ int npk_io_exists(NpkStore *st, const char *rel) {
 int npk_io_unlink(NpkStore *st, const char *rel, NpkErr *e) {
   const char *last;
   int dir, rc = walk(st, rel, &dir, &last, e);
-  if (rc) return rc == NPK_NOTFOUND ? NPK_OK : rc;
+  if (rc) return rc == NPK_NOFILE ? NPK_OK : rc;
   if (unlinkat(dir, last, 0) == 0)
     rec_emit(st, NPK_EV_UNLINK, -1, rel, NULL, 0, 0, NULL);
   else if (errno != ENOENT)

@@ -147,9 +147,9 @@ static int open_spare(NpkStore *st, uint64_t *psize, NpkErr *e) {
   rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR, &fd, e);
   if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_nlink != 1)) {
     close(fd);
-    rc = NPK_NOTFOUND;
+    rc = NPK_NOFILE;
   }
-  if (rc == NPK_NOTFOUND) {
+  if (rc == NPK_NOFILE) {
     e->rc = NPK_OK;
     rc = npk_io_open(st, NPK_JOURNAL_SPARE, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
     if (rc == NPK_OK && fstat(fd, &sb) != 0) {
@@ -314,7 +314,7 @@ int npk_journal_check(NpkStore *st, NpkErr *e) {
   unsigned char *p = NULL;
   size_t n = 0;
   int rc = npk_io_read_file(st, NPK_JOURNAL, &p, &n, e);
-  if (rc == NPK_NOTFOUND) rc = NPK_OK;
+  if (rc == NPK_NOFILE) rc = NPK_OK;
   else if (rc == NPK_OK && journal_whole(p, n))
     rc = npk_err(
         e, NPK_BUSY,
@@ -447,7 +447,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
                        "regular file",
                        st->dir, NPK_JOURNAL, bak);
         else if (rc == NPK_OK) rc = npk_io_rename(st, bak, rel, e);
-        else if (rc == NPK_NOTFOUND) rc = NPK_OK;
+        else if (rc == NPK_NOFILE) rc = NPK_OK;
       } else {
         rc = npk_io_unlink(st, rel, e);
       }
@@ -460,7 +460,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       len = npk_get_u64(p + at);
       at += 8;
       rc = npk_io_open(st, rel, O_RDWR, &fd, e);
-      if (rc == NPK_NOTFOUND) {
+      if (rc == NPK_NOFILE) {
         rc = NPK_OK;
         break;
       }
@@ -477,7 +477,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       at += 16;
       NEED(len);
       rc = npk_io_open(st, rel, O_RDWR, &fd, e);
-      if (rc == NPK_NOTFOUND)
+      if (rc == NPK_NOFILE)
         rc = npk_err(e, NPK_IOERR, "cannot open %s: no such file", abs);
       if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, e);
       if (rc == NPK_OK)
@@ -510,7 +510,7 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   int rc, sync_off = st->sync_off;
   st->sync_off = 0;
   rc = npk_io_read_file(st, NPK_JOURNAL, &p, &n, e);
-  if (rc == NPK_NOTFOUND) {
+  if (rc == NPK_NOFILE) {
     rc = NPK_OK;
     goto done;
   }

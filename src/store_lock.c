@@ -106,7 +106,7 @@ int npk_lock_open(NpkStore *st, int *pfd, int *prw, NpkErr *e) {
   if (rc == NPK_OK) *prw = 1;
   else if (rc == NPK_READONLY)
     rc = npk_io_open(st, NPK_LOCKFILE, O_RDONLY, &fd, e);
-  if (rc == NPK_NOTFOUND || rc == NPK_READONLY) {
+  if (rc == NPK_NOFILE || rc == NPK_READONLY) {
     e->rc = NPK_OK;
     return NPK_OK;
   }

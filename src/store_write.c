@@ -315,14 +315,14 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   a = s->txn->cat.a[i];
   if ((rc = check_shape(s, name, dtype, ndim, shape, &total))) goto done;
   if (dtype != a->dtype) {
-    rc = npk_err(&s->err, NPK_ERROR,
+    rc = npk_err(&s->err, NPK_MISMATCH,
                  "cannot append %s rows to array \"%s\" of dtype %s",
                  npk_dtype_name(dtype), name, npk_dtype_name(a->dtype));
     goto done;
   }
   if (ndim != a->ndim ||
       memcmp(shape + 1, a->shape + 1, (ndim - 1) * sizeof *shape) != 0) {
-    rc = npk_err(&s->err, NPK_ERROR,
+    rc = npk_err(&s->err, NPK_MISMATCH,
                  "cannot append to array \"%s\": row shape differs", name);
     goto done;
   }

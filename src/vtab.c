@@ -95,6 +95,10 @@ struct NpkVtab {
                                 ** store: every statement is refused with this
                                 ** message, DROP TABLE only detaches, and conn
                                 ** is NULL */
+  int gone_rc;                  /* the code zGone is reported with:
+                                ** SQLITE_CANTOPEN (no store) or
+                                ** SQLITE_NOTFOUND (no array), as a function
+                                ** reports the same */
   char **azCol;                 /* element column names */
   unsigned char *scratch;       /* one row being assembled by xUpdate */
   sqlite3_int64 est_rows;       /* row count seen last, for the planner */
@@ -467,7 +471,7 @@ static int args_layout(sqlite3 *db, const char *zTable, const NpkArgs *a,
         "%llu bytes, over SQLite's BLOB limit of %lld",
         zTable, a->shape_text, npk_dtype_name(dtype),
         (unsigned long long)info->row_bytes, (long long)limit);
-    return SQLITE_ERROR;
+    return SQLITE_TOOBIG;
   }
   return SQLITE_OK;
 }
@@ -527,6 +531,7 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
       rc = SQLITE_NOMEM;
       goto fail;
     }
+    v->gone_rc = SQLITE_CANTOPEN;
     rc = NPK_NOTFOUND;
   } else if (rc) {
     goto fail;
@@ -554,6 +559,7 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
       rc = SQLITE_NOMEM;
       goto fail;
     }
+    if (!v->gone_rc) v->gone_rc = SQLITE_NOTFOUND;
     npk_conn_release(v->conn);
     v->conn = 0;
     if (a.dtype >= 0) {
@@ -573,7 +579,7 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
     *pzErr = sqlite3_mprintf(
         "numpack: table %s: no array \"%s\" in store %s%s", argv[2], a.array,
         a.store, create && !a.readonly ? "; give dtype= to create it" : "");
-    rc = SQLITE_ERROR;
+    rc = SQLITE_NOTFOUND;
     goto fail;
   } else if (rc) {
     *pzErr = sqlite3_mprintf("%s", npk_errmsg(v->conn->ses));
@@ -589,7 +595,7 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
           "numpack: table %s: array \"%s\" in %s is %s "
           "with %u dimensions; dtype=/shape= disagree",
           argv[2], a.array, a.store, npk_dtype_name(info.dtype), info.ndim);
-      rc = SQLITE_ERROR;
+      rc = SQLITE_MISMATCH;
       goto fail;
     }
     /* Saved over with another layout since the table was created: declared
@@ -612,7 +618,7 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
         "%llu bytes, over SQLite's BLOB limit of %d",
         argv[2], a.array, (unsigned long long)info.row_bytes,
         sqlite3_limit(db, SQLITE_LIMIT_LENGTH, -1));
-    rc = SQLITE_ERROR;
+    rc = SQLITE_TOOBIG;
     goto fail;
   }
   v->dtype = info.dtype;
@@ -744,14 +750,14 @@ static int layout_check(NpkVtab *v, const NpkArrayInfo *info) {
       npk_row_shape_text(info->shape, info->ndim, 0, now, sizeof now),
       npk_dtype_name(v->dtype),
       npk_row_shape_text(v->shape, v->ndim, 0, was, sizeof was));
-  return SQLITE_ERROR;
+  return SQLITE_MISMATCH;
 }
 
 /* Refuse a statement on a detached table (zGone). */
 static int gone(NpkVtab *v) {
   sqlite3_free(v->base.zErrMsg);
   v->base.zErrMsg = sqlite3_mprintf("%s", v->zGone);
-  return SQLITE_ERROR;
+  return v->gone_rc;
 }
 
 /* DROP TABLE removes the array with the table, unless the table is

@@ -122,9 +122,9 @@ static void test_create_empty(void) {
 static void test_open_missing(void) {
   Tmp t;
   tu_tmp_init(&t);
-  tu_expect_open_fail(t.dir, 0, NPK_NOTFOUND, NULL, NULL, 0, __LINE__);
+  tu_expect_open_fail(t.dir, 0, NPK_NOFILE, NULL, NULL, 0, __LINE__);
   CHECK(!tu_exists(t.dir));
-  tu_expect_open_fail(t.dir, NPK_OPEN_READONLY, NPK_NOTFOUND, NULL, NULL, 0,
+  tu_expect_open_fail(t.dir, NPK_OPEN_READONLY, NPK_NOFILE, NULL, NULL, 0,
                       __LINE__);
   CHECK(!tu_exists(t.dir));
   /* CREATE makes the directory and an empty catalog. */
@@ -492,16 +492,16 @@ static void test_append_mismatch(void) {
   CHECK_EQ(npk_save(s, "c", NPK_UINT8, 3, sh3, v), NPK_OK);
   Snap before, after;
   tu_snap(t.dir, &before);
-  CHECK_EQ(append2(s, "a", NPK_INT64, 1, 3, v), NPK_ERROR);
-  CHECK_EQ(append2(s, "a", NPK_UINT32, 1, 3, v), NPK_ERROR);
-  CHECK_EQ(append2(s, "a", NPK_INT32, 1, 4, v), NPK_ERROR);
-  CHECK_EQ(append2(s, "a", NPK_INT32, 3, 0, v), NPK_ERROR);
+  CHECK_EQ(append2(s, "a", NPK_INT64, 1, 3, v), NPK_MISMATCH);
+  CHECK_EQ(append2(s, "a", NPK_UINT32, 1, 3, v), NPK_MISMATCH);
+  CHECK_EQ(append2(s, "a", NPK_INT32, 1, 4, v), NPK_MISMATCH);
+  CHECK_EQ(append2(s, "a", NPK_INT32, 3, 0, v), NPK_MISMATCH);
   uint64_t sh[3] = {1, 3, 1};
-  CHECK_EQ(npk_append(s, "a", NPK_INT32, 3, sh, v), NPK_ERROR);
+  CHECK_EQ(npk_append(s, "a", NPK_INT32, 3, sh, v), NPK_MISMATCH);
   uint64_t sh4[3] = {1, 2, 3};
-  CHECK_EQ(npk_append(s, "c", NPK_UINT8, 3, sh4, v), NPK_ERROR);
+  CHECK_EQ(npk_append(s, "c", NPK_UINT8, 3, sh4, v), NPK_MISMATCH);
   uint64_t sh5[2] = {1, 4};
-  CHECK_EQ(npk_append(s, "c", NPK_UINT8, 2, sh5, v), NPK_ERROR);
+  CHECK_EQ(npk_append(s, "c", NPK_UINT8, 2, sh5, v), NPK_MISMATCH);
   NpkArrayInfo in;
   CHECK_EQ(info_of(s, "a", &in), NPK_OK);
   CHECK_EQ(in.rows, 2);

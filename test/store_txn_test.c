@@ -1636,7 +1636,7 @@ static void test_not_a_store(void) {
     char *err = NULL;
     st = NULL;
     CHECK_EQ(npk_store_open(t.dir, ro ? NPK_OPEN_READONLY : 0, &st, &err),
-             NPK_NOTFOUND);
+             NPK_NOFILE);
     CHECK(st == NULL);
     CHECK(err && strstr(err, "numpack: ") == err &&
           strstr(err, "is not a numpack store"));

@@ -70,20 +70,25 @@ if _lib is not None:
 
 
 # Names of the primary result codes, as sqlite3.Error.sqlite_errorname
-# gives them, so that one mapping to NumPack's exceptions serves both.
-_CODE_NAMES = {
-    1: "SQLITE_ERROR", 5: "SQLITE_BUSY", 7: "SQLITE_NOMEM",
-    8: "SQLITE_READONLY", 10: "SQLITE_IOERR", 11: "SQLITE_CORRUPT",
-    13: "SQLITE_FULL", 14: "SQLITE_CANTOPEN", 18: "SQLITE_TOOBIG",
-    19: "SQLITE_CONSTRAINT", 20: "SQLITE_MISMATCH", 21: "SQLITE_MISUSE",
-}
+# gives them.
+_CODE_NAMES = dict(enumerate((
+    "SQLITE_OK", "SQLITE_ERROR", "SQLITE_INTERNAL", "SQLITE_PERM",
+    "SQLITE_ABORT", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOMEM",
+    "SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR", "SQLITE_CORRUPT",
+    "SQLITE_NOTFOUND", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL",
+    "SQLITE_EMPTY", "SQLITE_SCHEMA", "SQLITE_TOOBIG", "SQLITE_CONSTRAINT",
+    "SQLITE_MISMATCH", "SQLITE_MISUSE", "SQLITE_NOLFS", "SQLITE_AUTH",
+    "SQLITE_FORMAT", "SQLITE_RANGE", "SQLITE_NOTADB")))
 
 
 class Error(Exception):
-    """An SQLite error, with ``sqlite_errorname`` as sqlite3.Error has it."""
+    """An SQLite error, with ``sqlite_errorcode`` (the primary result code)
+    and ``sqlite_errorname`` as sqlite3.Error has them, so that one mapping
+    to NumPack's exceptions serves both."""
 
     def __init__(self, message, code=None):
         super().__init__(message)
+        self.sqlite_errorcode = code
         self.sqlite_errorname = _CODE_NAMES.get(code)
 
 

@@ -243,12 +243,9 @@ class NumPack:
             self._q(sql, args)
             return True
         except (ValueError, KeyError, IndexError, _TooBig):
-            return False
-        except _sql.NumPackError as e:
-            # A refused argument is a plain SQLITE_ERROR; I/O errors, locks
-            # not granted and damaged files have codes of their own.
-            if e.sqlite_errorname != "SQLITE_ERROR":
-                raise
+            # A refused argument: each has a code of its own (sql_error);
+            # I/O errors, locks not granted and damaged files are
+            # NumPackError, and raised.
             return False
 
     # ---- transactions ---------------------------------------------------
@@ -814,8 +811,8 @@ class NumPack:
                 "SELECT numpack_getitem(?, ?, ?)",
                 (self._path, name, text)).fetchone()[0]
         except sqlite3.Error as e:
-            if getattr(e, "sqlite_errorname", None) in (
-                    "SQLITE_ERROR", "SQLITE_RANGE", "SQLITE_TOOBIG"):
+            if _sql.error_code(e) in (_sql.SQLITE_ERROR, _sql.SQLITE_RANGE,
+                                      _sql.SQLITE_TOOBIG):
                 return None
             raise sql_error(e) from e
         return _sql.decode(blob)

@@ -125,29 +125,57 @@ def connect(module=None):
 
 # ---- errors -----------------------------------------------------------
 
-_VALUE_ERRORS = (
-    "invalid array name", "cannot append", "do not match", "not supported",
-    "0-d array", "must be text", "must be an .npy", "is not a JSON list",
-    "contains a NUL", "unknown dtype", "slice step", "bad index",
-    "row shape differs",
+# The extension reports each mistake with a SQLite result code of its own
+# (the README's "Error codes"), whichever function or table met it: the
+# exception is chosen by that code alone, never by the message's words.
+# Every other code (SQLITE_CANTOPEN for a missing store, SQLITE_IOERR,
+# SQLITE_CORRUPT, SQLITE_BUSY, ...) is a failure of the store: NumPackError.
+SQLITE_ERROR = 1          # any other bad argument
+SQLITE_NOTFOUND = 12      # no such array
+SQLITE_TOOBIG = 18        # over SQLite's limit for one value
+SQLITE_CONSTRAINT = 19    # the array already exists
+SQLITE_MISMATCH = 20      # a value of another dtype, shape or type
+SQLITE_RANGE = 25         # a row index out of range
+
+_BY_CODE = {
+    SQLITE_ERROR: ValueError,
+    SQLITE_NOTFOUND: ArrayNotFoundError,
+    SQLITE_TOOBIG: _TooBig,
+    SQLITE_CONSTRAINT: ValueError,
+    SQLITE_MISMATCH: ValueError,
+    SQLITE_RANGE: RowIndexError,
+}
+
+# Before Python 3.11 sqlite3.Error has no sqlite_errorcode; its class is
+# all the sqlite3 module tells of the code (InternalError is
+# SQLITE_NOTFOUND, DataError SQLITE_TOOBIG, IntegrityError SQLITE_CONSTRAINT
+# or SQLITE_MISMATCH).  Bad arguments and rows out of range then share
+# classes with failures of the store, and are reported as NumPackError.
+_BY_CLASS = (
+    (sqlite3.InternalError, ArrayNotFoundError),
+    (sqlite3.DataError, _TooBig),
+    (sqlite3.IntegrityError, ValueError),
 )
+
+
+def error_code(e):
+    """The primary SQLite result code of the error E (a sqlite3.Error, or
+    the C API's _capi.Error), or None when E does not tell it."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return None if code is None else code & 0xff
 
 
 def sql_error(e):
     """The exception a NumPack user expects for the sqlite3 error E."""
     msg = str(e)
-    code = getattr(e, "sqlite_errorname", None)
-    if code == "SQLITE_TOOBIG" or "string or blob too big" in msg:
-        return _TooBig(msg)
-    if 'no array "' in msg:
-        return ArrayNotFoundError(msg)
-    if code == "SQLITE_CONSTRAINT" or "already exists" in msg:
-        return ValueError(msg)
-    if "out of range" in msg:
-        return RowIndexError(msg)
-    if code == "SQLITE_MISMATCH" or any(s in msg for s in _VALUE_ERRORS):
-        return ValueError(msg)
-    return NumPackError(msg, code)
+    code = error_code(e)
+    if code is not None:
+        cls = _BY_CODE.get(code)
+    else:
+        cls = next((c for k, c in _BY_CLASS if isinstance(e, k)), None)
+    if cls is None:
+        return NumPackError(msg, getattr(e, "sqlite_errorname", None))
+    return cls(msg)
 
 
 # ---- arrays as .npy BLOBs ----------------------------------------------
