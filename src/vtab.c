@@ -517,16 +517,18 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
   if (a.readonly) flags = access(a.store, W_OK) == 0 ? 0 : NPK_OPEN_READONLY;
   else flags = create ? NPK_OPEN_CREATE : 0;
   rc = npk_conn_open(db, a.store, flags, &v->conn, pzErr);
-  if (rc && !create && access(a.store, F_OK) != 0 && errno == ENOENT) {
-    /* The store directory is gone.  SQLite connects a table before it
-    ** drops it, so the table must still connect (detached) for DROP TABLE
-    ** to remove it. */
+  if (rc && !create && (rc & 0xff) == SQLITE_CANTOPEN) {
+    /* The store is gone, or its path names no store any more (an empty
+    ** directory, a file).  SQLite connects a table before it drops it, so
+    ** the table must still connect (detached) for DROP TABLE to remove it;
+    ** nothing at the path is touched. */
+    const char *why = *pzErr ? *pzErr : "the store cannot be opened";
+    if (strncmp(why, "numpack: ", 9) == 0) why += 9;
+    v->zGone = sqlite3_mprintf(
+        "numpack: table %s: %s; DROP TABLE %s detaches the table", argv[2], why,
+        argv[2]);
     sqlite3_free(*pzErr);
     *pzErr = 0;
-    v->zGone = sqlite3_mprintf(
-        "numpack: table %s: store %s does not exist; "
-        "DROP TABLE %s detaches the table",
-        argv[2], a.store, argv[2]);
     if (!v->zGone) {
       rc = SQLITE_NOMEM;
       goto fail;
