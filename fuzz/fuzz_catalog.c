@@ -66,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(e.rc == rc);
     FUZZ_CHECK(strncmp(e.msg, "numpack: ", 9) == 0 && e.msg[9] != 0);
     FUZZ_CHECK(memchr(e.msg, 0, sizeof e.msg) != NULL);
-    FUZZ_CHECK(cat.n == 0 && cat.a == NULL);
+    FUZZ_CHECK(cat.n == 0 && cat.ch == NULL);
     return 0;
   }
 
@@ -76,9 +76,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(npk_get_u32(data + 4) == NPK_CAT_VERSION);
   FUZZ_CHECK((uint64_t)cat.n == npk_get_u32(data + 16));
   for (int i = 0; i < cat.n; i++) {
-    check_array(cat.a[i]);
+    const char *name = npk_cat_at(&cat, i)->name;
+    check_array(npk_cat_at(&cat, i));
     for (int j = 0; j < i; j++)
-      FUZZ_CHECK(strcmp(cat.a[i]->name, cat.a[j]->name) != 0);
+      FUZZ_CHECK(strcmp(name, npk_cat_at(&cat, j)->name) != 0);
   }
 
   /* Encode, parse the encoding, compare. */
@@ -90,7 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rc != NPK_OK) fprintf(stderr, "re-parse: %s\n", e.msg);
   FUZZ_CHECK(rc == NPK_OK);
   FUZZ_CHECK(again.n == cat.n);
-  for (int i = 0; i < cat.n; i++) check_same(cat.a[i], again.a[i]);
+  for (int i = 0; i < cat.n; i++)
+    check_same(npk_cat_at(&cat, i), npk_cat_at(&again, i));
   FUZZ_CHECK(npk_catalog_encode(&again, &enc2) == NPK_OK);
   FUZZ_CHECK(enc2.n == enc.n && memcmp(enc2.p, enc.p, enc.n) == 0);
 

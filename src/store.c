@@ -202,9 +202,9 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
   /* The other arrays' files are opened when first used; a segmented
   ** array's manifest names files the check below must see. */
   for (int i = 0; i < cat->n && rc == NPK_OK; i++) {
-    if (!cat->a[i]->segmented) continue;
-    rc = npk_array_load_storage(st, cat->a[i], e);
-    cat->a[i]->loaded = 1;
+    if (!npk_cat_at(cat, i)->segmented) continue;
+    rc = npk_array_load_storage(st, npk_cat_at(cat, i), e);
+    npk_cat_at(cat, i)->loaded = 1;
   }
   /* Segment files are known now: each may belong to one array only. */
   if (rc == NPK_OK && (rc = npk_catalog_check_files(
@@ -747,7 +747,7 @@ static int find_entry(NpkSession *s, const char *name, NpkArray **pa) {
   if (i < 0)
     return npk_err(&s->err, NPK_NOTFOUND, "no array \"%s\" in store %s",
                    name ? name : "(null)", s->store->dir);
-  *pa = cat->a[i];
+  *pa = npk_cat_at(cat, i);
   return NPK_OK;
 }
 
@@ -835,8 +835,8 @@ int npk_array_info_at(NpkSession *s, int i, NpkArrayInfo *out) {
   if (i < 0 || i >= cat->n)
     rc = npk_err(&s->err, NPK_RANGE, "no array number %d in store %s", i,
                  s->store->dir);
-  else if ((rc = npk_array_ready(s, cat->a[i])) == NPK_OK)
-    fill_info(s, cat->a[i], out);
+  else if ((rc = npk_array_ready(s, npk_cat_at(cat, i))) == NPK_OK)
+    fill_info(s, npk_cat_at(cat, i), out);
   npk_read_end(s);
   return rc;
 }
@@ -880,11 +880,12 @@ int npk_each_array_unlocked(NpkSession *s,
   /* Arrays whose files are not open yet (their bitmaps unread) are made
   ** ready under the lock, by the caller's way round. */
   for (int i = 0; i < cat->n; i++)
-    if (!__atomic_load_n(&cat->a[i]->loaded, __ATOMIC_ACQUIRE)) goto done;
+    if (!__atomic_load_n(&npk_cat_at(cat, i)->loaded, __ATOMIC_ACQUIRE))
+      goto done;
   *pdone = 1;
   s->err.rc = NPK_OK;
   for (int i = 0; rc == NPK_OK && i < cat->n; i++) {
-    fill_info(s, cat->a[i], &info);
+    fill_info(s, npk_cat_at(cat, i), &info);
     rc = fn(arg, cat->n, i, &info);
   }
 done:

@@ -123,9 +123,29 @@ void npk_array_unref(NpkStore *st, NpkArray *a) {
   npk_free(a);
 }
 
-/* ---- the name index ---------------------------------------------------
+/* ---- the list, in shared chunks, and the name index -----------------
 ** Kept up to date by every change of the list (never built lazily: the
 ** committed catalog is read by many sessions at once without a lock). */
+
+static int ref_drop(int *refs) {
+  return __atomic_sub_fetch(refs, 1, __ATOMIC_ACQ_REL) == 0;
+}
+
+static void chunk_unref(NpkStore *st, NpkCatChunk *c) {
+  if (!c || !ref_drop(&c->refs)) return;
+  for (int i = 0; i < NPK_CAT_CHUNK; i++) {
+    /* Each array is its own block of memory: fetched ahead, a catalog of
+    ** thousands costs a pass over memory, not a cache miss after another. */
+    if (i + 8 < NPK_CAT_CHUNK && c->a[i + 8])
+      __builtin_prefetch(c->a[i + 8], 1);
+    npk_array_unref(st, c->a[i]);
+  }
+  npk_free(c);
+}
+
+static void index_unref(NpkCatIndex *x) {
+  if (x && ref_drop(&x->refs)) npk_free(x);
+}
 
 static uint32_t name_hash(const char *s) {
   uint32_t h = 2166136261u;
@@ -133,84 +153,151 @@ static uint32_t name_hash(const char *s) {
   return h;
 }
 
-static void index_put(int *idx, int icap, const char *name, int pos) {
-  uint32_t h = name_hash(name) & (uint32_t)(icap - 1);
-  while (idx[h]) h = (h + 1) & (uint32_t)(icap - 1);
-  idx[h] = pos + 1;
+static void index_put(NpkCatIndex *x, const char *name, int pos) {
+  uint32_t m = (uint32_t)(x->cap - 1), h = name_hash(name) & m;
+  while (x->slot[h]) h = (h + 1) & m;
+  x->slot[h] = pos + 1;
 }
 
-void npk_catalog_reindex(NpkCatalog *cat) {
-  int icap = 16;
-  while (icap < 2 * cat->n) icap *= 2;
-  npk_free(cat->idx);
-  cat->idx = npk_calloc((size_t)icap, sizeof *cat->idx);
-  cat->icap = cat->idx ? icap : 0;
-  for (int i = 0; cat->idx && i < cat->n; i++)
-    index_put(cat->idx, icap, cat->a[i]->name, i);
+/* A new index of CAT's names, half full at most; NULL without memory. */
+static NpkCatIndex *index_build(const NpkCatalog *cat) {
+  int cap = 16;
+  NpkCatIndex *x;
+  while (cap < 2 * cat->n) cap *= 2;
+  x = npk_calloc(1, sizeof *x + (size_t)cap * sizeof x->slot[0]);
+  if (!x) return NULL;
+  x->refs = 1;
+  x->cap = cap;
+  for (int i = 0; i < cat->n; i++) index_put(x, npk_cat_at(cat, i)->name, i);
+  return x;
 }
 
-int npk_catalog_add(NpkCatalog *cat, NpkArray *a) {
-  if (cat->n == cat->cap) {
-    int cap = cat->cap ? cat->cap * 2 : 8;
-    NpkArray **p = npk_realloc(cat->a, (size_t)cap * sizeof *p);
-    if (!p) return NPK_NOMEM;
-    cat->a = p;
-    cat->cap = cap;
+/* Rebuild CAT's name index after arrays moved in its list; without memory
+** for it, lookups search the list. */
+static void reindex(NpkCatalog *cat) {
+  index_unref(cat->idx);
+  cat->idx = index_build(cat);
+}
+
+/* Room in CAT's chunk list for one more chunk. */
+static int chunks_room(NpkCatalog *cat) {
+  NpkCatChunk **p;
+  int cap;
+  if (cat->nch < cat->chcap) return NPK_OK;
+  cap = cat->chcap ? cat->chcap * 2 : 4;
+  p = npk_realloc(cat->ch, (size_t)cap * sizeof *p);
+  if (!p) return NPK_NOMEM;
+  cat->ch = p;
+  cat->chcap = cap;
+  return NPK_OK;
+}
+
+int npk_catalog_own(NpkStore *st, NpkCatalog *cat, int i) {
+  NpkCatChunk *c = cat->ch[i >> NPK_CAT_SHIFT], *own;
+  if (__atomic_load_n(&c->refs, __ATOMIC_ACQUIRE) == 1) return NPK_OK;
+  if (!(own = npk_malloc(sizeof *own))) return NPK_NOMEM;
+  own->refs = 1;
+  for (int k = 0; k < NPK_CAT_CHUNK; k++) {
+    own->a[k] = c->a[k];
+    if (own->a[k]) own->a[k]->refs++;
   }
-  cat->a[cat->n++] = a;
-  if (cat->idx && 2 * cat->n <= cat->icap)
-    index_put(cat->idx, cat->icap, a->name, cat->n - 1);
-  else npk_catalog_reindex(cat);
+  cat->ch[i >> NPK_CAT_SHIFT] = own;
+  chunk_unref(st, c);
+  return NPK_OK;
+}
+
+NpkArray *npk_catalog_put(NpkCatalog *cat, int i, NpkArray *a) {
+  NpkArray **slot = &cat->ch[i >> NPK_CAT_SHIFT]->a[i & (NPK_CAT_CHUNK - 1)];
+  NpkArray *old = *slot;
+  *slot = a;
+  return old;
+}
+
+/* The index CAT may add a name to: its own, with room; NULL (CAT's
+** unchanged) if it needs a new one. */
+static NpkCatIndex *index_for_add(NpkCatalog *cat) {
+  NpkCatIndex *x = cat->idx, *own;
+  if (!x || 2 * (cat->n + 1) > x->cap) return NULL;
+  if (__atomic_load_n(&x->refs, __ATOMIC_ACQUIRE) == 1) return x;
+  /* Shared (a savepoint's copy): copied as it is, not rebuilt. */
+  own = npk_malloc(sizeof *own + (size_t)x->cap * sizeof x->slot[0]);
+  if (!own) return NULL;
+  memcpy(own, x, sizeof *own + (size_t)x->cap * sizeof x->slot[0]);
+  own->refs = 1;
+  index_unref(x);
+  cat->idx = own;
+  return own;
+}
+
+int npk_catalog_add(NpkStore *st, NpkCatalog *cat, NpkArray *a) {
+  int k = cat->n & (NPK_CAT_CHUNK - 1);
+  NpkCatIndex *x;
+  if (k == 0) {
+    NpkCatChunk *c;
+    if (chunks_room(cat) || !(c = npk_calloc(1, sizeof *c))) return NPK_NOMEM;
+    c->refs = 1;
+    cat->ch[cat->nch++] = c;
+  } else if (npk_catalog_own(st, cat, cat->n)) {
+    return NPK_NOMEM;
+  }
+  cat->ch[cat->n >> NPK_CAT_SHIFT]->a[k] = a;
+  x = index_for_add(cat);
+  cat->n++;
+  if (x) index_put(x, a->name, cat->n - 1);
+  else reindex(cat);
+  return NPK_OK;
+}
+
+int npk_catalog_remove(NpkStore *st, NpkCatalog *cat, int i) {
+  int last;
+  /* Every chunk from I's on changes: made this catalog's own first, so
+  ** that a failure changes nothing (an owned chunk is the same list). */
+  for (int c = i >> NPK_CAT_SHIFT; c < cat->nch; c++)
+    if (npk_catalog_own(st, cat, c << NPK_CAT_SHIFT)) return NPK_NOMEM;
+  npk_array_unref(st, npk_cat_at(cat, i));
+  for (int k = i; k + 1 < cat->n; k++)
+    npk_catalog_put(cat, k, npk_cat_at(cat, k + 1));
+  last = --cat->n;
+  npk_catalog_put(cat, last, NULL);
+  if ((last & (NPK_CAT_CHUNK - 1)) == 0) chunk_unref(st, cat->ch[--cat->nch]);
+  reindex(cat);
   return NPK_OK;
 }
 
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat) {
-  for (int i = 0; i < cat->n; i++) {
-    if (i + 16 < cat->n) __builtin_prefetch(cat->a[i + 16], 1);
-    npk_array_unref(st, cat->a[i]);
-  }
-  npk_free(cat->a);
-  npk_free(cat->idx);
+  for (int i = 0; i < cat->nch; i++) chunk_unref(st, cat->ch[i]);
+  npk_free(cat->ch);
+  index_unref(cat->idx);
   memset(cat, 0, sizeof *cat);
 }
 
 int npk_catalog_find(const NpkCatalog *cat, const char *name) {
-  if (!cat->idx) {
+  const NpkCatIndex *x = cat->idx;
+  uint32_t m;
+  if (!x) {
     for (int i = 0; i < cat->n; i++)
-      if (strcmp(cat->a[i]->name, name) == 0) return i;
+      if (strcmp(npk_cat_at(cat, i)->name, name) == 0) return i;
     return -1;
   }
-  for (uint32_t h = name_hash(name) & (uint32_t)(cat->icap - 1); cat->idx[h];
-       h = (h + 1) & (uint32_t)(cat->icap - 1))
-    if (strcmp(cat->a[cat->idx[h] - 1]->name, name) == 0)
-      return cat->idx[h] - 1;
+  m = (uint32_t)(x->cap - 1);
+  for (uint32_t h = name_hash(name) & m; x->slot[h]; h = (h + 1) & m)
+    if (strcmp(npk_cat_at(cat, x->slot[h] - 1)->name, name) == 0)
+      return x->slot[h] - 1;
   return -1;
 }
 
-/* A shallow copy: TO shares FROM's arrays, each gaining a reference. */
 int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to) {
   memset(to, 0, sizeof *to);
   if (from->n == 0) return NPK_OK;
-  to->a = npk_malloc((size_t)from->n * sizeof *to->a);
-  if (from->idx) to->idx = npk_malloc((size_t)from->icap * sizeof *to->idx);
-  if (!to->a || (from->idx && !to->idx)) {
-    npk_free(to->a);
-    npk_free(to->idx);
-    memset(to, 0, sizeof *to);
+  if (!(to->ch = npk_malloc((size_t)from->nch * sizeof *to->ch)))
     return NPK_NOMEM;
-  }
-  memcpy(to->a, from->a, (size_t)from->n * sizeof *to->a);
-  to->n = to->cap = from->n;
-  if (from->idx) {
-    memcpy(to->idx, from->idx, (size_t)from->icap * sizeof *to->idx);
-    to->icap = from->icap;
-  }
-  /* Each array is its own block of memory: fetched ahead, a catalog of
-  ** thousands costs a pass over memory, not a cache miss after another. */
-  for (int i = 0; i < from->n; i++) {
-    if (i + 16 < from->n) __builtin_prefetch(from->a[i + 16], 1);
-    from->a[i]->refs++;
-  }
+  memcpy(to->ch, from->ch, (size_t)from->nch * sizeof *to->ch);
+  for (int i = 0; i < from->nch; i++)
+    __atomic_add_fetch(&from->ch[i]->refs, 1, __ATOMIC_RELAXED);
+  if (from->idx) __atomic_add_fetch(&from->idx->refs, 1, __ATOMIC_RELAXED);
+  to->nch = to->chcap = from->nch;
+  to->n = from->n;
+  to->idx = from->idx;
   return NPK_OK;
 }
 
@@ -348,7 +435,7 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
       npk_catalog_clear(NULL, cat);
       return NPK_CORRUPT;
     }
-    if (npk_catalog_add(cat, a)) {
+    if (npk_catalog_add(NULL, cat, a)) {
       npk_array_unref(NULL, a);
       npk_catalog_clear(NULL, cat);
       return npk_err(e, NPK_NOMEM, "out of memory reading %s", NPK_CATALOG);
@@ -384,11 +471,12 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
   size_t n = 0, m = 0;
   int rc = NPK_OK;
   for (int i = 0; i < cat->n; i++)
-    m += 1 + (cat->a[i]->seg_names ? (size_t)cat->a[i]->nseg : 0);
+    m += 1 +
+         (npk_cat_at(cat, i)->seg_names ? (size_t)npk_cat_at(cat, i)->nseg : 0);
   if (!(u = npk_malloc((m ? m : 1) * sizeof *u)))
     return npk_err(e, NPK_NOMEM, "out of memory");
   for (int i = 0; i < cat->n; i++) {
-    const NpkArray *a = cat->a[i];
+    const NpkArray *a = npk_cat_at(cat, i);
     u[n].file = a->data_file;
     u[n++].array = a->name;
     for (int k = 0; a->seg_names && k < a->nseg; k++) {
@@ -441,7 +529,7 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
   size_t need = 20;
   unsigned char *q;
   for (int i = 0; i < cat->n; i++) {
-    const NpkArray *a = cat->a[i];
+    const NpkArray *a = npk_cat_at(cat, i);
     total += a->row_bytes * a->shape[0];
     need += 4 + strlen(a->name) + 4 + 8 * (size_t)a->ndim + 4 +
             strlen(a->data_file) + 8 + 8 + 1 + 1 + 4 + 8 + 8 + 1;
@@ -454,7 +542,7 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
   q = put_u64(q, total);
   q = put_u32(q, (uint32_t)cat->n);
   for (int i = 0; i < cat->n; i++) {
-    const NpkArray *a = cat->a[i];
+    const NpkArray *a = npk_cat_at(cat, i);
     size_t ln = strlen(a->name), lf = strlen(a->data_file);
     if (off) off[i] = (size_t)(q - b->p);
     q = put_u32(q, (uint32_t)ln);
@@ -478,7 +566,7 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
 /* 1 if position I of FROM and TO may be patched: the same array, or a
 ** version of the same name, data file and ndim. */
 static int same_slot(const NpkCatalog *from, const NpkCatalog *to, int i) {
-  const NpkArray *a = to->a[i], *c = from->a[i];
+  const NpkArray *a = npk_cat_at(to, i), *c = npk_cat_at(from, i);
   return a == c || (a->ndim == c->ndim && strcmp(a->name, c->name) == 0 &&
                     strcmp(a->data_file, c->data_file) == 0);
 }
@@ -500,7 +588,7 @@ int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
   if (npk_catalog_patchable(from, to, at, nat) != NPK_OK) return NPK_ERROR;
   for (int k = 0; k < (at ? nat : to->n); k++) {
     int i = at ? at[k] : k;
-    const NpkArray *a = to->a[i], *c = from->a[i];
+    const NpkArray *a = npk_cat_at(to, i), *c = npk_cat_at(from, i);
     unsigned char *q;
     if (a == c) continue;
     q = img + off[i] + 4 + strlen(a->name) + 4;

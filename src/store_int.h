@@ -131,16 +131,43 @@ struct NpkArray {
   int bm_dirty;       /* bitmap differs from the committed one */
 };
 
-/* A list of arrays: the committed catalog or a pending one. */
-struct NpkCatalog {
-  NpkArray **a; /* arrays in catalog order */
-  int n;        /* arrays used */
-  int cap;      /* arrays allocated */
-  int *idx;     /* open-addressing table of names: position
-                ** + 1, 0 when free; NULL (search the list)
-                ** if there was no memory for it */
-  int icap;     /* slots in idx, a power of two */
+/* A list of arrays: the committed catalog or a pending one.  A
+** transaction's catalog starts as a copy of the committed one and usually
+** changes an entry or two of thousands, so the list is kept in chunks of
+** NPK_CAT_CHUNK positions and a name index, each shared by the catalogs
+** that hold it (counted) and copied only by one about to change it: a
+** copy costs a pointer per chunk, a change the chunk it falls in.  Shared
+** pieces are never written; the committed catalog is read by many
+** sessions at once without a lock. */
+#define NPK_CAT_SHIFT 6
+#define NPK_CAT_CHUNK (1 << NPK_CAT_SHIFT)
+
+typedef struct NpkCatChunk NpkCatChunk;
+struct NpkCatChunk {
+  int refs;                   /* catalogs holding it (atomic) */
+  NpkArray *a[NPK_CAT_CHUNK]; /* a reference each; NULL past the end */
 };
+
+typedef struct NpkCatIndex NpkCatIndex;
+struct NpkCatIndex {
+  int refs;   /* catalogs holding it (atomic) */
+  int cap;    /* slots, a power of two */
+  int slot[]; /* open addressing: position + 1, 0 when free */
+};
+
+struct NpkCatalog {
+  NpkCatChunk **ch; /* chunks, in catalog order */
+  int nch;          /* chunks used: n / NPK_CAT_CHUNK rounded up */
+  int chcap;        /* chunk pointers allocated */
+  int n;            /* arrays */
+  NpkCatIndex *idx; /* names to positions; NULL (search the list) if
+                    ** there was no memory for it */
+};
+
+/* The I-th array of CAT (0 <= I < n). */
+static inline NpkArray *npk_cat_at(const NpkCatalog *cat, int i) {
+  return cat->ch[i >> NPK_CAT_SHIFT]->a[i & (NPK_CAT_CHUNK - 1)];
+}
 
 /* Mappings and buffers that may still be pointed at; freed when no session
 ** of the store is reading or writing. */
@@ -432,13 +459,27 @@ void npk_catalog_patch_span(const NpkArray *a, size_t off, size_t *lo,
                             size_t *len);
 #define NPK_CAT_TOTAL_OFF 8
 #define NPK_CAT_TOTAL_LEN 8
-int npk_catalog_add(NpkCatalog *cat, NpkArray *a);
+/* Append A to CAT, which takes the caller's reference; NPK_NOMEM leaves
+** CAT as it was.  ST (NULL for a catalog no store holds yet) is the
+** store whose files the arrays of a chunk let go may hold. */
+int npk_catalog_add(NpkStore *st, NpkCatalog *cat, NpkArray *a);
+/* Make the chunk holding position I CAT's own (a copy if another catalog
+** shares it), so that npk_catalog_put may change it: NPK_NOMEM, CAT
+** unchanged, if there is no memory for the copy.  ST as for
+** npk_catalog_add. */
+int npk_catalog_own(NpkStore *st, NpkCatalog *cat, int i);
+/* Put A (its reference passing to CAT) at position I, whose chunk CAT
+** owns (npk_catalog_own); the array there before is returned with its
+** reference. */
+NpkArray *npk_catalog_put(NpkCatalog *cat, int i, NpkArray *a);
+/* Take the I-th array out of CAT, the later ones moving up one, and drop
+** its reference: NPK_NOMEM, CAT unchanged, if a chunk could not be
+** copied. */
+int npk_catalog_remove(NpkStore *st, NpkCatalog *cat, int i);
 void npk_catalog_clear(NpkStore *st, NpkCatalog *cat);
 /* Position of NAME in CAT, or -1: a hash lookup, so that a store of
 ** thousands of arrays costs no more per statement than one of a few. */
 int npk_catalog_find(const NpkCatalog *cat, const char *name);
-/* Rebuild CAT's name index after arrays moved in its list. */
-void npk_catalog_reindex(NpkCatalog *cat);
 /* NPK_CORRUPT, the message starting with WHAT, if two arrays keep rows in
 ** one file, or one keeps them in a file of the store's own (the catalog,
 ** lock file, journal, a bitmap, backup or temporary name). */
@@ -446,6 +487,8 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what, NpkErr *e);
 /* Why F may not be a data or segment file (one of the store's own files,
 ** or a name kept for backups, new files or bitmaps), or NULL if it may. */
 const char *npk_reserved_name(const char *f);
+/* TO (uninitialised) becomes a copy of FROM sharing its chunks and index:
+** NPK_NOMEM, TO empty, if there is no memory for the list of chunks. */
 int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to);
 NpkArray *npk_array_new(const char *name, int dtype, uint32_t ndim,
                         const uint64_t *shape);

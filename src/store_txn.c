@@ -122,9 +122,13 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
     }
     case NPK_U_SLOT:
       /* The record's reference goes to the catalog and the catalog's to
-      ** the record, which drops it when freed. */
-      u->arr = t->cat.a[u->a];
-      t->cat.a[u->a] = a;
+      ** the record, which drops it when freed.  The chunk has been the
+      ** catalog's own since the change (put_array): a copy of the catalog
+      ** made later belongs to a later record, undone and freed before
+      ** this one, so owning it copies nothing. */
+      if (npk_catalog_own(s->store, &t->cat, (int)u->a))
+        return npk_err(&s->err, NPK_NOMEM, "out of memory");
+      u->arr = npk_catalog_put(&t->cat, (int)u->a, a);
       break;
     case NPK_U_ROWS:
       npk_file_discard(a->seg[a->nseg - 1].file, u->a * a->row_bytes);
@@ -257,6 +261,7 @@ int npk_begin(NpkSession *s) {
   if (sync < 0) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   if ((rc = write_lock(s))) return rc;
   t = npk_calloc(1, sizeof *t);
+  /* A copy of a pointer per chunk: the arrays stay shared until changed. */
   if (!t || npk_catalog_copy(&s->store->cat, &t->cat)) {
     npk_free(t);
     if (s->nread == 0) npk_lock_release(s);
@@ -535,22 +540,22 @@ static int pair(NpkCatalog *cc, NpkCatalog *pc, Change *ch) {
   int n = 0;
   for (int i = 0; i < cc->n; i++) {
     int j;
-    if (i < pc->n && pc->a[i] == cc->a[i]) continue;
-    j = npk_catalog_find(pc, cc->a[i]->name);
-    if (j >= 0 && pc->a[j] == cc->a[i]) continue;
+    if (i < pc->n && npk_cat_at(pc, i) == npk_cat_at(cc, i)) continue;
+    j = npk_catalog_find(pc, npk_cat_at(cc, i)->name);
+    if (j >= 0 && npk_cat_at(pc, j) == npk_cat_at(cc, i)) continue;
     if (ch) {
-      ch[n].c = cc->a[i];
-      ch[n].p = j >= 0 ? pc->a[j] : NULL;
+      ch[n].c = npk_cat_at(cc, i);
+      ch[n].p = j >= 0 ? npk_cat_at(pc, j) : NULL;
       ch[n].pos = j;
     }
     n++;
   }
   for (int j = 0; j < pc->n; j++) {
-    if ((j < cc->n && cc->a[j] == pc->a[j]) ||
-        npk_catalog_find(cc, pc->a[j]->name) >= 0)
+    if ((j < cc->n && npk_cat_at(cc, j) == npk_cat_at(pc, j)) ||
+        npk_catalog_find(cc, npk_cat_at(pc, j)->name) >= 0)
       continue;
     if (ch) {
-      ch[n].p = pc->a[j];
+      ch[n].p = npk_cat_at(pc, j);
       ch[n].pos = j;
     }
     n++;
@@ -578,12 +583,14 @@ static int pair_slots(NpkSession *s, Change *ch) {
     qsort(t->slots, (size_t)t->nslot, sizeof *t->slots, cmp_int);
   for (int k = 0; k < t->nslot; k++) {
     int i = t->slots[k];
-    if ((k > 0 && t->slots[k - 1] == i) || i >= pc->n || pc->a[i] == cc->a[i])
+    if ((k > 0 && t->slots[k - 1] == i) || i >= pc->n ||
+        npk_cat_at(pc, i) == npk_cat_at(cc, i))
       continue;
-    if (strcmp(pc->a[i]->name, cc->a[i]->name) != 0) return -1;
+    if (strcmp(npk_cat_at(pc, i)->name, npk_cat_at(cc, i)->name) != 0)
+      return -1;
     if (ch) {
-      ch[n].c = cc->a[i];
-      ch[n].p = pc->a[i];
+      ch[n].c = npk_cat_at(cc, i);
+      ch[n].p = npk_cat_at(pc, i);
       ch[n].pos = i;
     }
     n++;

@@ -57,7 +57,7 @@ static int find_pos(NpkSession *s, const char *name, int *pi) {
 ** and checked first. */
 static int locate(NpkSession *s, const char *name, int *pi) {
   int rc = find_pos(s, name, pi);
-  return rc ? rc : npk_array_ready(s, s->txn->cat.a[*pi]);
+  return rc ? rc : npk_array_ready(s, npk_cat_at(&s->txn->cat, *pi));
 }
 
 /* Put A in place of the I-th array (or at the end when I < 0), with undo:
@@ -66,23 +66,27 @@ static int locate(NpkSession *s, const char *name, int *pi) {
 ** restoring the whole catalog. */
 static int put_array(NpkSession *s, int i, NpkArray *a) {
   NpkCatalog *cat = &s->txn->cat;
-  int rc = i < 0
-               ? npk_undo_catalog(s)
-               : npk_undo_push(s, NPK_U_SLOT, cat->a[i], (uint64_t)i, 0, NULL);
+  int rc;
+  /* The chunk of position I is copied (if shared) before anything
+  ** changes, so that running out of memory for it changes nothing. */
+  if (i >= 0 && npk_catalog_own(s->store, cat, i))
+    rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+  else if (i < 0) rc = npk_undo_catalog(s);
+  else
+    rc = npk_undo_push(s, NPK_U_SLOT, npk_cat_at(cat, i), (uint64_t)i, 0, NULL);
   if (rc) {
     npk_array_unref(s->store, a);
     return rc;
   }
   npk_txn_slot(s, i);
   if (i < 0) {
-    if (npk_catalog_add(cat, a)) {
+    if (npk_catalog_add(s->store, cat, a)) {
       npk_array_unref(s->store, a);
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
     }
     return NPK_OK;
   }
-  npk_array_unref(s->store, cat->a[i]);
-  cat->a[i] = a;
+  npk_array_unref(s->store, npk_catalog_put(cat, i, a));
   return NPK_OK;
 }
 
@@ -204,7 +208,7 @@ static int fresh_copy(NpkSession *s, NpkArray *src, const char *name,
 ** plain file: a segmented array is rewritten into data_<name>.npkd first. */
 static int pend(NpkSession *s, int i, NpkArray **pa) {
   NpkCatalog *cat = &s->txn->cat;
-  NpkArray *c = cat->a[i], *a;
+  NpkArray *c = npk_cat_at(cat, i), *a;
   int rc;
   if (c->segmented) {
     rc = fresh_copy(s, c, c->name, 0, &a);
@@ -312,7 +316,7 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   int autoc, lvl, i, rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
-  a = s->txn->cat.a[i];
+  a = npk_cat_at(&s->txn->cat, i);
   if ((rc = check_shape(s, name, dtype, ndim, shape, &total))) goto done;
   if (dtype != a->dtype) {
     rc = npk_err(&s->err, NPK_MISMATCH,
@@ -378,8 +382,8 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
   int autoc, lvl, i, rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
-  if ((rc = check_rows(s, s->txn->cat.a[i], rows, n))) goto done;
-  if (n == 0 || s->txn->cat.a[i]->row_bytes == 0) goto done;
+  if ((rc = check_rows(s, npk_cat_at(&s->txn->cat, i), rows, n))) goto done;
+  if (n == 0 || npk_cat_at(&s->txn->cat, i)->row_bytes == 0) goto done;
   if ((rc = pend(s, i, &a))) goto done;
   /* Rows are replaced in place at COMMIT: the file must take writes. */
   if (!a->fresh &&
@@ -432,11 +436,11 @@ int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
   int autoc, lvl, i, rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
-  if ((rc = check_rows(s, s->txn->cat.a[i], rows, n))) goto done;
+  if ((rc = check_rows(s, npk_cat_at(&s->txn->cat, i), rows, n))) goto done;
   if (n == 0) goto done;
-  if (!s->txn->cat.a[i]->bm &&
-      (rc = bm_room(s, s->txn->cat.a[i], s->txn->cat.a[i]->shape[0],
-                    "delete rows of")))
+  if (!npk_cat_at(&s->txn->cat, i)->bm &&
+      (rc = bm_room(s, npk_cat_at(&s->txn->cat, i),
+                    npk_cat_at(&s->txn->cat, i)->shape[0], "delete rows of")))
     goto done;
   if ((rc = pend(s, i, &a))) goto done;
   if (!a->bm) {
@@ -473,7 +477,7 @@ int npk_delete_slice(NpkSession *s, const char *name, uint64_t first,
   int autoc, lvl, i, rc, tail, by_rows;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
-  a = s->txn->cat.a[i];
+  a = npk_cat_at(&s->txn->cat, i);
   live = npk_live_rows(a);
   if (count == 0) goto done;
   if (step == 0 || first >= live || count - 1 > (live - 1 - first) / step) {
@@ -549,11 +553,8 @@ int npk_drop(NpkSession *s, const char *name) {
   if ((rc = find_pos(s, name, &i)) || (rc = npk_undo_catalog(s))) goto done;
   cat = &s->txn->cat;
   npk_txn_slot(s, -1);
-  npk_array_unref(s->store, cat->a[i]);
-  memmove(cat->a + i, cat->a + i + 1,
-          (size_t)(cat->n - i - 1) * sizeof *cat->a);
-  cat->n--;
-  npk_catalog_reindex(cat);
+  if (npk_catalog_remove(s->store, cat, i))
+    rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
 done:
   return npk_op_end(s, autoc, lvl, rc);
 }
@@ -569,7 +570,7 @@ int npk_clone(NpkSession *s, const char *src, const char *dst) {
                  s->store->dir);
     goto done;
   }
-  rc = fresh_copy(s, s->txn->cat.a[i], dst, 0, &a);
+  rc = fresh_copy(s, npk_cat_at(&s->txn->cat, i), dst, 0, &a);
   if (rc == NPK_OK) rc = put_array(s, -1, a);
 done:
   return npk_op_end(s, autoc, lvl, rc);
@@ -581,8 +582,9 @@ int npk_compact(NpkSession *s, const char *name) {
   if ((rc = npk_scan_check(s, name, "compact"))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
   if ((rc = locate(s, name, &i))) goto done;
-  if (!s->txn->cat.a[i]->bm) goto done; /* nothing deleted, nothing to do */
-  rc = fresh_copy(s, s->txn->cat.a[i], name, 1, &a);
+  if (!npk_cat_at(&s->txn->cat, i)->bm)
+    goto done; /* nothing deleted, nothing to do */
+  rc = fresh_copy(s, npk_cat_at(&s->txn->cat, i), name, 1, &a);
   if (rc == NPK_OK) rc = put_array(s, i, a);
 done:
   return npk_op_end(s, autoc, lvl, rc);

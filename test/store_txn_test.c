@@ -2003,6 +2003,278 @@ static void test_catalog_patched(void) {
   tu_tmp_done(&t);
 }
 
+/* ---- a store of many arrays: the transaction's catalog shares the
+** committed one's pieces and copies what it changes (store_catalog.c) --- */
+
+/* Arrays "m0".."m{MANY_N-1}", more than a chunk of the catalog's list;
+** array i has (i % 5) + 1 rows, every row holding i. */
+#define MANY_N (64 + 16)
+
+/* What a many-array store holds: the ids of its arrays "m<id>" in catalog
+** order (an id of MANY_N or more names an array saved later), their rows,
+** and the value of row 0 of each. */
+typedef struct Many Many;
+struct Many {
+  int n;
+  int id[MANY_N + 4];
+  uint64_t rows[MANY_N + 4];
+  int32_t first[MANY_N + 4];
+};
+
+static void many_make(const char *dir, Many *m) {
+  NpkStore *st;
+  NpkSession *s = tu_open(dir, NPK_OPEN_CREATE, &st);
+  int32_t v[5];
+  char name[16];
+  m->n = MANY_N;
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  for (int i = 0; i < MANY_N; i++) {
+    uint64_t shape[1] = {(uint64_t)(i % 5) + 1};
+    for (int k = 0; k < 5; k++) v[k] = i;
+    snprintf(name, sizeof name, "m%d", i);
+    CHECK_EQ(npk_save(s, name, NPK_INT32, 1, shape, v), NPK_OK);
+    m->id[i] = i;
+    m->rows[i] = shape[0];
+    m->first[i] = i;
+  }
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  tu_close(st, s);
+}
+
+/* Position of array ID in M, or -1. */
+static int many_pos(const Many *m, int id) {
+  for (int i = 0; i < m->n; i++)
+    if (m->id[i] == id) return i;
+  return -1;
+}
+
+/* S sees what M describes, in order (each mismatch printed). */
+static int many_is(NpkSession *s, const Many *m) {
+  NpkArrayInfo info;
+  char name[16];
+  const void *p;
+  int n = -1, ok = 1;
+  if (npk_array_count(s, &n) != NPK_OK || n != m->n) {
+    printf("  %d arrays, want %d\n", n, m->n);
+    return 0;
+  }
+  for (int i = 0; i < m->n && ok; i++) {
+    snprintf(name, sizeof name, "m%d", m->id[i]);
+    if (npk_array_info_at(s, i, &info) != NPK_OK ||
+        strcmp(info.name, name) != 0 || info.rows != m->rows[i]) {
+      printf("  array %d: want %s of %llu rows\n", i, name,
+             (unsigned long long)m->rows[i]);
+      ok = 0;
+      break;
+    }
+    if (npk_read_begin(s) != NPK_OK) return 0;
+    if (npk_row_ptr(s, name, 0, &p) != NPK_OK ||
+        *(const int32_t *)p != m->first[i]) {
+      printf("  %s: row 0 is not %d\n", name, (int)m->first[i]);
+      ok = 0;
+    }
+    npk_read_end(s);
+  }
+  return ok;
+}
+
+/* DIR, opened afresh, holds what M describes. */
+static int many_disk_is(const char *dir, const Many *m) {
+  NpkStore *st;
+  NpkSession *s = tu_open(dir, 0, &st);
+  int ok = s && many_is(s, m);
+  tu_close(st, s);
+  return ok;
+}
+
+/* Changes of one transaction in a store of many arrays: seen by it alone
+** while it is open, gone after ROLLBACK, from the committed catalog that
+** its catalog shares pieces with too. */
+static void test_many_rollback(void) {
+  Tmp t;
+  NpkStore *st;
+  NpkSession *s, *r;
+  Many before, mid;
+  int32_t one[1] = {-7};
+  uint64_t shape[1] = {1}, row0[1] = {0};
+  tu_tmp_init(&t);
+  many_make(t.dir, &before);
+  s = tu_open(t.dir, 0, &st);
+  CHECK_EQ(npk_session_open(st, &r), NPK_OK);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_append(s, "m70", NPK_INT32, 1, shape, one), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "m3", row0, 1, one), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "m77", row0, 1, one), NPK_OK);
+  mid = before;
+  mid.rows[70]++;
+  mid.first[3] = mid.first[77] = -7;
+  CHECK(many_is(s, &mid));
+  CHECK(many_is(r, &before));
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  CHECK(many_is(s, &before));
+  CHECK(many_is(r, &before));
+  /* The same changes committed: every session sees them. */
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_append(s, "m70", NPK_INT32, 1, shape, one), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "m3", row0, 1, one), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "m77", row0, 1, one), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK(many_is(s, &mid));
+  CHECK(many_is(r, &mid));
+  npk_session_close(r);
+  tu_close(st, s);
+  CHECK(many_disk_is(t.dir, &mid));
+  tu_tmp_done(&t);
+}
+
+/* Savepoints over changes to entries of several chunks, an array dropped
+** (the later ones move up) and one added: ROLLBACK TO puts back exactly
+** what was there at the savepoint. */
+static void test_many_savepoints(void) {
+  Tmp t;
+  NpkStore *st;
+  NpkSession *s, *r;
+  Many before, at1, end;
+  int32_t v[2] = {-1, -2};
+  uint64_t one[1] = {1}, two[1] = {2}, row0[1] = {0};
+  int l0, l1, p;
+  tu_tmp_init(&t);
+  many_make(t.dir, &before);
+  s = tu_open(t.dir, 0, &st);
+  CHECK_EQ(npk_session_open(st, &r), NPK_OK);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_savepoint(s, &l0), NPK_OK);
+  CHECK_EQ(npk_append(s, "m70", NPK_INT32, 1, one, v), NPK_OK);
+  at1 = before;
+  at1.rows[70]++;
+  CHECK_EQ(npk_savepoint(s, &l1), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "m5", row0, 1, v + 1), NPK_OK);
+  CHECK_EQ(npk_drop(s, "m7"), NPK_OK);
+  CHECK_EQ(npk_append(s, "m70", NPK_INT32, 1, one, v), NPK_OK);
+  CHECK_EQ(npk_save(s, "m999", NPK_INT32, 1, two, v), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "m75", row0, 1, v + 1), NPK_OK);
+  end = at1;
+  end.first[5] = end.first[75] = -2;
+  end.rows[70]++;
+  for (int i = 7; i + 1 < end.n; i++) {
+    end.id[i] = end.id[i + 1];
+    end.rows[i] = end.rows[i + 1];
+    end.first[i] = end.first[i + 1];
+  }
+  end.id[MANY_N - 1] = 999;
+  end.rows[MANY_N - 1] = 2;
+  end.first[MANY_N - 1] = -1;
+  CHECK(many_is(s, &end));
+  CHECK_EQ(npk_rollback_to(s, l1), NPK_OK);
+  CHECK(many_is(s, &at1));
+  CHECK(many_is(r, &before));
+  /* Again after the rollback, then back to the outer savepoint. */
+  CHECK_EQ(npk_drop(s, "m77"), NPK_OK);
+  CHECK_EQ(npk_rollback_to(s, l0), NPK_OK);
+  CHECK(many_is(s, &before));
+  CHECK_EQ(npk_append(s, "m77", NPK_INT32, 1, one, v), NPK_OK);
+  CHECK_EQ(npk_release(s, l0), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  p = many_pos(&before, 77);
+  before.rows[p]++;
+  CHECK(many_is(s, &before));
+  CHECK(many_is(r, &before));
+  npk_session_close(r);
+  tu_close(st, s);
+  CHECK(many_disk_is(t.dir, &before));
+  tu_tmp_done(&t);
+}
+
+/* Out of memory at every allocation in turn (once, or from then on) of a
+** write to a store of many arrays -- an entry changed, an array dropped or
+** added, and a transaction whose savepoint copies the catalog: the write
+** fails with NPK_NOMEM and changes nothing, in the session and on disk
+** (every file as it was, none left over), or succeeds. */
+static void many_fault_case(const char *kind) {
+  Tmp tmpl;
+  Many before;
+  Snap base;
+  int fired = 0;
+  tu_tmp_init(&tmpl);
+  many_make(tmpl.dir, &before);
+  tu_snap(tmpl.dir, &base);
+  for (int op = 0; op < 4; op++) {
+    /* A failed write leaves the store as it was: the next N runs on it. */
+    Tmp t;
+    tu_tmp_init(&t);
+    tu_snap_restore(&base, t.dir);
+    for (int nth = 1; nth <= 400; nth++) {
+      NpkStore *st;
+      NpkSession *s;
+      Many after = before;
+      Snap now;
+      int32_t v[2] = {-1, -2};
+      uint64_t one[1] = {1}, two[1] = {2};
+      int rc = NPK_OK, lvl, f0 = ctest_case_failures;
+      s = tu_open(t.dir, 0, &st);
+      npk_test_fault(kind, nth, ENOMEM);
+      switch (op) {
+        case 0:
+          rc = npk_append(s, "m70", NPK_INT32, 1, one, v);
+          after.rows[70]++;
+          break;
+        case 1:
+          rc = npk_drop(s, "m3");
+          for (int i = 3; i + 1 < after.n; i++) {
+            after.id[i] = after.id[i + 1];
+            after.rows[i] = after.rows[i + 1];
+            after.first[i] = after.first[i + 1];
+          }
+          after.n--;
+          break;
+        case 2:
+          rc = npk_save(s, "m999", NPK_INT32, 1, two, v);
+          after.id[after.n] = 999;
+          after.rows[after.n] = 2;
+          after.first[after.n++] = -1;
+          break;
+        default:
+          rc = npk_begin(s);
+          if (rc == NPK_OK) rc = npk_savepoint(s, &lvl);
+          if (rc == NPK_OK) rc = npk_save(s, "m999", NPK_INT32, 1, two, v);
+          if (rc == NPK_OK) rc = npk_append(s, "m70", NPK_INT32, 1, one, v);
+          if (rc == NPK_OK) rc = npk_rollback_to(s, lvl);
+          if (rc == NPK_OK) rc = npk_append(s, "m77", NPK_INT32, 1, one, v);
+          if (rc == NPK_OK) rc = npk_commit(s);
+          if (rc) npk_rollback(s);
+          after.rows[77]++;
+          break;
+      }
+      npk_test_fault(kind, 0, 0);
+      if (rc == NPK_OK) {
+        CHECK(many_is(s, &after));
+        tu_close(st, s);
+        CHECK(many_disk_is(t.dir, &after));
+      } else {
+        fired++;
+        CHECK_EQ(rc, NPK_NOMEM);
+        CHECK_EQ(npk_in_txn(s), 0);
+        CHECK(many_is(s, &before));
+        tu_close(st, s);
+        tu_snap(t.dir, &now);
+        CHECK(tu_snap_eq(&base, &now));
+        tu_snap_free(&now);
+        CHECK(many_disk_is(t.dir, &before));
+      }
+      if (ctest_case_failures != f0)
+        printf("  (%s fault %d in operation %d, rc %d)\n", kind, nth, op, rc);
+      if (rc == NPK_OK) break;
+    }
+    tu_tmp_done(&t);
+  }
+  tu_snap_free(&base);
+  tu_tmp_done(&tmpl);
+  CHECK(fired > 0);
+}
+
+static void test_many_fault_malloc(void) { many_fault_case("malloc"); }
+static void test_many_fault_oom(void) { many_fault_case("oom"); }
+
 int main(void) {
   RUN(test_autocommit);
   RUN(test_isolation_same_store);
@@ -2010,6 +2282,10 @@ int main(void) {
   RUN(test_isolation_second_handle);
   RUN(test_mtime_at_commit);
   RUN(test_catalog_patched);
+  RUN(test_many_rollback);
+  RUN(test_many_savepoints);
+  RUN(test_many_fault_malloc);
+  RUN(test_many_fault_oom);
   RUN(test_rollback_each_op);
   RUN(test_rollback_all_ops);
   RUN(test_session_close_rolls_back);
