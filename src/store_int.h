@@ -17,7 +17,7 @@
 #define NPK_CATALOG       "metadata.npkm"
 #define NPK_LOCKFILE      "metadata.npkm-lock"
 #define NPK_JOURNAL       "metadata.npkm-journal"
-#define NPK_JOURNAL_SPARE "metadata.npkm-journal-spare" /* its file, idle */
+#define NPK_JOURNAL_SPARE "metadata.npkm-journal-spare" /* earlier releases */
 #define NPK_CAT_MAGIC     0x424B504Eu
 #define NPK_CAT_VERSION   1u
 
@@ -184,10 +184,10 @@ struct NpkStore {
   NpkBuf img;               /* the encoding of cat, when img_ok: a commit
                             ** patches it rather than encode every array */
   size_t *img_off;          /* where each array's entry starts in img */
-  int jfd;                  /* the spare journal file, held open by
+  int jfd;                  /* the journal's file, held open by
                             ** writers between commits, or -1 */
   dev_t jdev;               /* its identity: used only while the file */
-  ino_t jino;               /* at the spare's name is this one */
+  ino_t jino;               /* at the journal's name is this one */
   int cat_wfd;              /* cat_fd's file opened for writing by the
                             ** commits that patch it in place, or -1 */
   ino_t cat_wino;           /* its inode: used only while it is cat_st's */
