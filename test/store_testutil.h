@@ -197,7 +197,7 @@ TU_FN int tu_exists(const char *path) {
 
 /* 1 when the store in DIR has a journal that may be hot: anything at the
 ** journal's name but an idle journal, a regular file that does not start
-** with the magic (npk_journal_exists). */
+** with a magic, "NPKJRNL1" or "NPKJRNL2" (npk_journal_exists). */
 TU_FN int tu_journal_hot(const char *dir) {
   char path[PATH_MAX];
   unsigned char m[8];
@@ -208,7 +208,7 @@ TU_FN int tu_journal_hot(const char *dir) {
   if (lstat(path, &st) != 0) return 0;
   if (!S_ISREG(st.st_mode)) return 1;
   if (!(f = fopen(path, "rb"))) return 1;
-  hot = fread(m, 1, 8, f) == 8 && memcmp(m, "NPKJRNL1", 8) == 0;
+  hot = fread(m, 1, 8, f) == 8 && memcmp(m, "NPKJRNL", 7) == 0;
   fclose(f);
   return hot;
 }

@@ -1233,6 +1233,74 @@ static void test_spare_of_earlier_release(void) {
   tu_tmp_done(&t);
 }
 
+/* A hot journal of RECORDS at DIR in the format of earlier releases:
+** "NPKJRNL1" and an FNV-1a checksum (SUM_OK 0: a wrong one). */
+static void write_v1_journal(const char *dir, const Buf *rec, int sum_ok) {
+  Buf j = {0};
+  uint64_t h = UINT64_C(0xcbf29ce484222325);
+  for (size_t i = 0; i < rec->n; i++) {
+    h ^= rec->p[i];
+    h *= UINT64_C(0x100000001b3);
+  }
+  buf_put(&j, "NPKJRNL1", 8);
+  put_u64(&j, rec->n);
+  put_u64(&j, sum_ok ? h : h + 1);
+  buf_put(&j, rec->p, rec->n);
+  tu_write_buf(P(dir, TU_JOURNAL), &j);
+  buf_free(&j);
+}
+
+/* A hot journal an earlier release left ("NPKJRNL1", FNV-1a checksum) is
+** played back by the first write: here it puts back the first row of "a",
+** which the interrupted commit had overwritten.  One whose checksum is
+** wrong was never complete (its commit touched nothing): it is not played
+** and the next commit goes over it. */
+static void test_journal_of_earlier_release(void) {
+  for (int sum_ok = 1; sum_ok >= 0; sum_ok--) {
+    Tmp t;
+    NpkStore *st;
+    Model m;
+    Buf rec = {0};
+    int32_t old[2], junk[2] = {-7, -8};
+    size_t n = 0;
+    tu_tmp_init(&t);
+    make_base(t.dir, &m);
+    unsigned char *a = tu_read_file(P(t.dir, "data_a.npkd"), &n);
+    CHECK(a && n >= sizeof old);
+    if (!a) return;
+    memcpy(old, a, sizeof old);
+    memcpy(a, junk, sizeof junk);
+    tu_write_file(P(t.dir, "data_a.npkd"), a, n);
+    free(a);
+    put_u8(&rec, 'R');
+    put_u32(&rec, 11);
+    buf_put(&rec, "data_a.npkd", 11);
+    put_u64(&rec, 0);
+    put_u64(&rec, sizeof old);
+    buf_put(&rec, old, sizeof old);
+    write_v1_journal(t.dir, &rec, sum_ok);
+    buf_free(&rec);
+    CHECK(tu_journal_hot(t.dir));
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s) {
+      NpkStats stats;
+      CHECK_EQ(npk_begin(s), NPK_OK);
+      CHECK_EQ(npk_rollback(s), NPK_OK);
+      npk_store_stats(st, &stats);
+      CHECK_EQ(stats.recoveries, (uint64_t)sum_ok);
+      if (!sum_ok) memcpy(model_find(&m, "a")->data, junk, sizeof junk);
+      CHECK(view_is(s, &m, 1));
+      CHECK_EQ(op_replace(s, &m), NPK_OK);
+      CHECK(!tu_journal_hot(t.dir));
+    }
+    tu_close(st, s);
+    CHECK(disk_is(t.dir, &m));
+    model_free(&m);
+    tu_tmp_done(&t);
+  }
+}
+
 /* While set, futimens keeps whole seconds, as a file system with coarse
 ** times does (this definition takes the place of the C library's). */
 static int coarse_times;
@@ -2060,6 +2128,7 @@ int main(void) {
   RUN(test_large_journal_removed);
   RUN(test_spare_linked_later);
   RUN(test_spare_of_earlier_release);
+  RUN(test_journal_of_earlier_release);
   RUN(test_coarse_times);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);

@@ -31,7 +31,7 @@
 
 /* 1 when the journal at PATH may be hot: anything there but the journal's
 ** idle file, kept between commits with its magic zeroed (a regular file
-** that does not start with "NPKJRNL1"). */
+** that does not start with a magic, "NPKJRNL1" or "NPKJRNL2"). */
 CL_FN int cl_journal_hot(const char *path) {
   struct stat sb;
   unsigned char m[8];
@@ -40,7 +40,7 @@ CL_FN int cl_journal_hot(const char *path) {
   if (lstat(path, &sb) != 0) return 0;
   if (!S_ISREG(sb.st_mode)) return 1;
   if (!(f = fopen(path, "rb"))) return 1;
-  hot = fread(m, 1, 8, f) == 8 && memcmp(m, "NPKJRNL1", 8) == 0;
+  hot = fread(m, 1, 8, f) == 8 && memcmp(m, "NPKJRNL", 7) == 0;
   fclose(f);
   return hot;
 }
