@@ -145,12 +145,21 @@ void npk_jr_trunc(NpkBuf *b, const char *rel, uint64_t len) {
   npk_buf_u64(b, len);
 }
 
+/* Written in one piece: a commit journals one record per row it replaces
+** (build_journal in store_txn.c). */
 void npk_jr_region(NpkBuf *b, const char *rel, uint64_t off, const void *p,
                    size_t n) {
-  put_path(b, 'R', rel);
-  npk_buf_u64(b, off);
-  npk_buf_u64(b, n);
-  npk_buf_put(b, p, n);
+  size_t len = strlen(rel);
+  unsigned char *q;
+  if (!npk_buf_reserve(b, 21 + len + n)) return;
+  q = b->p + b->n;
+  q[0] = 'R';
+  for (int i = 0; i < 4; i++) q[1 + i] = (unsigned char)(len >> (8 * i));
+  memcpy(q + 5, rel, len);
+  npk_put_u64(q + 5 + len, off);
+  npk_put_u64(q + 13 + len, n);
+  memcpy(q + 21 + len, p, n);
+  b->n += 21 + len + n;
 }
 
 void npk_jr_temp(NpkBuf *b, const char *rel) { put_path(b, 'X', rel); }

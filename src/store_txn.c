@@ -774,6 +774,9 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
       const void *ignored;
       if ((rc = npk_file_map(st, f, p->base_rows * p->row_bytes, &s->err)))
         return rc;
+      /* Room for every record at once: no copy while it grows. */
+      npk_buf_reserve(
+          jr, p->ov->n * (21 + strlen(p->data_file) + (size_t)p->row_bytes));
       while (npk_ov_next(p->ov, &pos, &row, &ignored)) {
         npk_jr_region(jr, p->data_file, row * p->row_bytes,
                       f->base + row * p->row_bytes, (size_t)p->row_bytes);

@@ -1233,6 +1233,44 @@ static void test_spare_of_earlier_release(void) {
   tu_tmp_done(&t);
 }
 
+/* The commit count in the lock file of the store in DIR, a little-endian
+** word at byte 72 (read through the file, as another process would). */
+static uint64_t lock_count(const char *dir) {
+  size_t n = 0;
+  unsigned char *b = tu_read_file(P(dir, TU_LOCK), &n);
+  uint64_t v = 0;
+  if (b && n >= 80)
+    for (int i = 7; i >= 0; i--) v = v << 8 | b[72 + i];
+  free(b);
+  return v;
+}
+
+/* A writer stores the lock file's commit mark and count through a shared
+** mapping, not with a pwrite each (three per commit, each changing the
+** file's time on ext4): other processes read the count raised by every
+** commit, and the file's time stays where it was set. */
+static void test_lock_words_mapped(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  struct stat sb;
+  NpkSession *s = open_base(&t, &st, &m);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  uint64_t c0 = lock_count(t.dir);
+  struct timespec past[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_LOCK), past, 0), 0);
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK(lock_count(t.dir) >= c0 + 2);
+  CHECK_EQ(stat(P(t.dir, TU_LOCK), &sb), 0);
+  CHECK_EQ((long long)sb.st_mtim.tv_sec, 1000000000LL);
+  CHECK(view_is(s, &m, 1));
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
 /* A hot journal of RECORDS at DIR in the format of earlier releases:
 ** "NPKJRNL1" and an FNV-1a checksum (SUM_OK 0: a wrong one). */
 static void write_v1_journal(const char *dir, const Buf *rec, int sum_ok) {
@@ -2129,6 +2167,7 @@ int main(void) {
   RUN(test_spare_linked_later);
   RUN(test_spare_of_earlier_release);
   RUN(test_journal_of_earlier_release);
+  RUN(test_lock_words_mapped);
   RUN(test_coarse_times);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);
