@@ -560,6 +560,10 @@ static void store_free(NpkStore *st) {
     npk_guard_remove(st->lock_page);
     munmap(st->lock_page, 4096);
   }
+  if (st->lock_wpage) {
+    npk_guard_remove(st->lock_wpage);
+    munmap(st->lock_wpage, 4096);
+  }
   npk_free(st->dir);
   npk_free(st);
 }

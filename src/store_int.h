@@ -17,7 +17,7 @@
 #define NPK_CATALOG       "metadata.npkm"
 #define NPK_LOCKFILE      "metadata.npkm-lock"
 #define NPK_JOURNAL       "metadata.npkm-journal"
-#define NPK_JOURNAL_SPARE "metadata.npkm-journal-spare" /* its file, idle */
+#define NPK_JOURNAL_SPARE "metadata.npkm-journal-spare" /* earlier releases */
 #define NPK_CAT_MAGIC     0x424B504Eu
 #define NPK_CAT_VERSION   1u
 
@@ -183,41 +183,45 @@ struct NpkStore {
   int refs;  /* npk_store_open references */
   dev_t dev; /* identity of the directory */
   ino_t ino;
-  int readonly;             /* opened with NPK_OPEN_READONLY */
-  char *dir;                /* absolute path of the directory */
-  int dirfd;                /* open directory, for fsync */
-  pthread_mutex_t mu;       /* guards everything below */
-  NpkCatalog cat;           /* last committed catalog seen */
-  int cat_fd;               /* the catalog file that cat was read from */
-  struct stat cat_st;       /* its identity, size and time when read */
-  char *cat_path;           /* dir/metadata.npkm */
-  char *journal_path;       /* dir/metadata.npkm-journal */
-  unsigned char *lock_page; /* shared read-only map of the lock file */
-  int lock_slot;            /* lock_page's store_guard.c slot */
-  uint64_t map_faults;      /* faults absorbed in this store's mappings
+  int readonly;              /* opened with NPK_OPEN_READONLY */
+  char *dir;                 /* absolute path of the directory */
+  int dirfd;                 /* open directory, for fsync */
+  pthread_mutex_t mu;        /* guards everything below */
+  NpkCatalog cat;            /* last committed catalog seen */
+  int cat_fd;                /* the catalog file that cat was read from */
+  struct stat cat_st;        /* its identity, size and time when read */
+  char *cat_path;            /* dir/metadata.npkm */
+  char *journal_path;        /* dir/metadata.npkm-journal */
+  unsigned char *lock_page;  /* shared read-only map of the lock file */
+  int lock_slot;             /* lock_page's store_guard.c slot */
+  unsigned char *lock_wpage; /* the same page mapped for writing, made by
+                             ** the first writer under EXCLUSIVE, or NULL */
+  int lock_wslot;            /* lock_wpage's store_guard.c slot */
+  int lock_wfailed;          /* it could not be made: writers pwrite */
+  uint64_t map_faults;       /* faults absorbed in this store's mappings
                             ** (store_guard.c; npk_map_faults) */
-  int journal_checked;      /* looked for a journal at least once */
-  uint64_t seen_seq;        /* the lock file's commit count when the state
+  int journal_checked;       /* looked for a journal at least once */
+  uint64_t seen_seq;         /* the lock file's commit count when the state
                             ** in memory was last confirmed current */
-  int seen_ok;              /* seen_seq was read from the lock page */
-  int64_t checked_ns;       /* when it was confirmed (npk_monotonic_ns) */
-  uint64_t epoch;           /* confirmations so far: a data file's size is
+  int seen_ok;               /* seen_seq was read from the lock page */
+  int64_t checked_ns;        /* when it was confirmed (npk_monotonic_ns) */
+  uint64_t epoch;            /* confirmations so far: a data file's size is
                             ** checked again once per confirmation */
-  int pins;                 /* sessions reading or in a transaction */
-  NpkRetired *retired;      /* freed when pins drops to 0 */
-  NpkStats stats;           /* I/O counters */
-  int sync_off;             /* the writer chose not to fsync; written only
+  int pins;                  /* sessions reading or in a transaction */
+  NpkRetired *retired;       /* freed when pins drops to 0 */
+  NpkStats stats;            /* I/O counters */
+  int sync_off;              /* the writer chose not to fsync; written only
                             ** by the session holding RESERVED */
-  NpkBuf img;               /* the encoding of cat, when img_ok: a commit
+  NpkBuf img;                /* the encoding of cat, when img_ok: a commit
                             ** patches it rather than encode every array */
-  size_t *img_off;          /* where each array's entry starts in img */
-  int jfd;                  /* the spare journal file, held open by
+  size_t *img_off;           /* where each array's entry starts in img */
+  int jfd;                   /* the journal's file, held open by
                             ** writers between commits, or -1 */
-  dev_t jdev;               /* its identity: used only while the file */
-  ino_t jino;               /* at the spare's name is this one */
-  int cat_wfd;              /* cat_fd's file opened for writing by the
+  dev_t jdev;                /* its identity: used only while the file */
+  ino_t jino;                /* at the journal's name is this one */
+  int cat_wfd;               /* cat_fd's file opened for writing by the
                             ** commits that patch it in place, or -1 */
-  ino_t cat_wino;           /* its inode: used only while it is cat_st's */
+  ino_t cat_wino;            /* its inode: used only while it is cat_st's */
   dev_t cat_wdev;
   int coarse_mtime; /* the file system kept a catalog time coarser
                     ** than the one set: patching in place could
@@ -330,6 +334,9 @@ int npk_err_sys(NpkErr *e, int err, const char *what, const char *path);
 uint64_t npk_now_us(void);
 
 /* ---- buffers and little-endian encoding (store_io.c) ---- */
+/* Room for N more bytes past B->n, without changing B->n: 1, or 0 when
+** out of memory (B->oom set). */
+int npk_buf_reserve(NpkBuf *b, size_t n);
 /* Append N bytes from P (P NULL: N bytes for the caller to fill in). */
 void npk_buf_put(NpkBuf *b, const void *p, size_t n);
 void npk_buf_u8(NpkBuf *b, unsigned v);

@@ -248,8 +248,8 @@ uint64_t npk_now_us(void) {
   return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
-void npk_buf_put(NpkBuf *b, const void *p, size_t n) {
-  if (b->oom) return;
+int npk_buf_reserve(NpkBuf *b, size_t n) {
+  if (b->oom) return 0;
   if (b->n + n > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
     unsigned char *q;
@@ -257,11 +257,16 @@ void npk_buf_put(NpkBuf *b, const void *p, size_t n) {
     q = npk_realloc(b->p, cap);
     if (!q) {
       b->oom = 1;
-      return;
+      return 0;
     }
     b->p = q;
     b->cap = cap;
   }
+  return 1;
+}
+
+void npk_buf_put(NpkBuf *b, const void *p, size_t n) {
+  if (!npk_buf_reserve(b, n)) return;
   if (n && p) memcpy(b->p + b->n, p, n);
   b->n += n;
 }

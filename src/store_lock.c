@@ -27,6 +27,8 @@
 ** changed (a commit, a recovery) shows in the mapping.  A reader whose
 ** count is unchanged since it last confirmed its state knows no writer of
 ** ours has committed since, without a system call (npk_store_refresh).
+** Writers store both words through a writable mapping of the same page
+** (lock_words), so that a commit spends no system call on them either.
 **
 ** Only writers create the lock file (npk_lock_create): readers use it when
 ** it is there, read-only if need be, and read without locking when it is
@@ -147,6 +149,54 @@ int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e) {
 /* npk_lock_mark writes the mark and the count in one piece. */
 _Static_assert(NPK_LOCK_SEQ_OFF == NPK_LOCK_MARK_OFF + 8,
                "the commit count follows the commit mark");
+_Static_assert(NPK_LOCK_MARK_OFF % 8 == 0, "the words are aligned");
+
+/* The lock file's first page mapped for writing, for S (a writer under
+** EXCLUSIVE): the mark and the count are then stored, where a pwrite
+** each costs a system call and, on ext4, a change of the file's time
+** (three per commit).  Other processes see the stores at once, through
+** the same page of the page cache, as they see a pwrite.  Made once per
+** store, from the descriptor of the first writer to ask; NULL when it
+** cannot be (no room, a read-only descriptor) or the file was cut short
+** under it (the guard then gave it a page of zeros): writers pwrite. */
+static volatile uint64_t *lock_words(NpkSession *s) {
+  NpkStore *st = s->store;
+  void *p;
+  int slot;
+  if (!st->lock_wpage && !st->lock_wfailed && s->lock_rw) {
+    /* Only the session holding RESERVED or more gets here: no other
+    ** writer races. */
+    p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s->lockfd, 0);
+    slot = p == MAP_FAILED ? -1 : npk_guard_add_rw(p, 4096, &st->map_faults, 1);
+    if (slot >= 0) {
+      st->lock_wslot = slot;
+      st->lock_wpage = p;
+    } else {
+      if (p != MAP_FAILED) munmap(p, 4096);
+      st->lock_wfailed = 1;
+    }
+  }
+  if (!st->lock_wpage || npk_guard_hit(st->lock_wslot)) return NULL;
+  return (volatile uint64_t *)(st->lock_wpage + NPK_LOCK_MARK_OFF);
+}
+
+/* Store the mark (and, with N 16, the count after it) from B: through the
+** writable mapping, else with a pwrite. */
+static void lock_write(NpkSession *s, const unsigned char *b, size_t n,
+                       off_t off) {
+  volatile uint64_t *w = lock_words(s);
+  if (w) {
+    /* The file holds little-endian words, as npk_put_u64 writes them. */
+    for (size_t i = 0; i < n / 8; i++) {
+      uint64_t v;
+      memcpy(&v, b + 8 * i, 8);
+      __atomic_store_n(&w[(off - NPK_LOCK_MARK_OFF) / 8 + i], v,
+                       __ATOMIC_RELEASE);
+    }
+    if (!npk_guard_hit(s->store->lock_wslot)) return;
+  }
+  if (pwrite(s->lockfd, b, n, off) == (ssize_t)n) return;
+}
 
 /* The commit count to write next: one more than the present one. */
 static uint64_t next_seq(NpkSession *s) {
@@ -171,7 +221,7 @@ void npk_lock_mark(NpkSession *s, uint64_t v) {
     npk_put_u64(b + 8, next_seq(s));
     n = 16;
   }
-  if (pwrite(s->lockfd, b, n, NPK_LOCK_MARK_OFF) == (ssize_t)n) return;
+  lock_write(s, b, n, NPK_LOCK_MARK_OFF);
 }
 
 /* 1 when a hot journal may exist: the mark is set, or it cannot be read
@@ -207,7 +257,7 @@ int npk_lock_seq(NpkStore *st, uint64_t *pseq) {
 static void bump_seq(NpkSession *s) {
   unsigned char b[8];
   npk_put_u64(b, next_seq(s));
-  if (pwrite(s->lockfd, b, 8, NPK_LOCK_SEQ_OFF) == 8) return;
+  lock_write(s, b, 8, NPK_LOCK_SEQ_OFF);
 }
 
 /* One non-blocking lock call on LEN bytes from BYTE; 1 on success, 0 if

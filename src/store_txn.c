@@ -15,14 +15,13 @@
 **     bitmaps, the catalog unless it is patched in place) to
 **     "<f>-npkbak": undoing the commit is then a rename, which needs no
 **     disk space (store_journal.c)
-**   2 write the journal (how to undo every file change) and sync it and
-**     its directory entry: when backups were linked, the journal is
-**     created and the dir synced -- making the backups durable before any
-**     journal byte is (store_journal.c says why) -- then written and
-**     synced; when none were, it is written into the spare journal file,
-**     synced (9), given the journal's name (10) and the dir synced.  Until
-**     the journal is complete the backups are mere leftovers for the next
-**     write to remove
+**   2 write the journal (how to undo every file change) into the
+**     journal's file, kept idle under its name from one commit to the
+**     next, and sync it (9); when backups were linked, or the file is new
+**     to this store, the dir is synced first -- making the backups and the
+**     journal's name durable before any journal byte is (store_journal.c
+**     says why).  Until the journal is complete the backups are mere
+**     leftovers for the next write to remove
 **   3 write overlay rows in place (through a writable mapping), set exact
 **     lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
@@ -31,14 +30,14 @@
 **     patched in place -- the bytes that change, journaled in step 2, a
 **     later modification time, synced -- else replaced (temp file, sync,
 **     rename); sync the dir if a name changed
-**   6 rename the journal back to the spare and sync the dir: the commit
-**     point
+**   6 zero the journal's magic and sync it (10): the commit point; a
+**     journal over 1 MB is removed instead and the dir synced
 **   7 remove the backups
 ** A crash before step 6 leaves a hot journal that the next write
 ** transaction plays back; readers meanwhile fail with NPK_BUSY.  A commit
-** that changes rows of one array at synchronous=FULL syncs five times:
-** the journal, the dir for its name, the data file, the catalog, the dir
-** for the commit point.
+** that changes rows of one array at synchronous=FULL syncs four times:
+** the journal, the data file, the catalog, the journal made idle; no
+** directory.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -794,12 +793,23 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
       /* Original bytes of every replaced row, read from the mapping. */
       NpkFile *f = p->seg[0].file;
       uint64_t mark = npk_map_faults(s), pos = 0, row;
+      uint64_t need = p->base_rows * p->row_bytes;
+      const unsigned char *from;
       const void *ignored;
-      if ((rc = npk_file_map(st, f, p->base_rows * p->row_bytes, &s->err)))
-        return rc;
+      if ((rc = npk_file_map(st, f, need, &s->err))) return rc;
+      /* Through the mapping write_rows writes the new rows through, when an
+      ** earlier commit left one: each row's page and cache lines are then
+      ** fetched once, not once per mapping (rows replaced at random cost a
+      ** cache and TLB miss each). */
+      from = f->wbase && need <= f->wmaplen && !npk_guard_hit(f->wslot)
+                 ? f->wbase
+                 : f->base;
+      /* Room for every record at once: no copy while it grows. */
+      npk_buf_reserve(
+          jr, p->ov->n * (21 + strlen(p->data_file) + (size_t)p->row_bytes));
       while (npk_ov_next(p->ov, &pos, &row, &ignored)) {
         npk_jr_region(jr, p->data_file, row * p->row_bytes,
-                      f->base + row * p->row_bytes, (size_t)p->row_bytes);
+                      from + row * p->row_bytes, (size_t)p->row_bytes);
       }
       /* A journal holding zeros for the rows it should restore would
       ** make a rollback destroy them. */

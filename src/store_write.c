@@ -292,9 +292,11 @@ int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
     rc = npk_file_use(s->store, f, &s->err);
     if (rc == NPK_OK) {
       rc = npk_io_reserve(s->store, f->fd, 0, total, f->path, &s->err);
+      /* Its way to the disk starts at once: the commit's syncs of the
+      ** directory and the journal then run while it is written. */
       if (rc == NPK_OK)
-        rc = npk_io_pwrite(s->store, f->fd, data, (size_t)total, 0, f->path,
-                           &s->err);
+        rc = npk_io_pwrite_bulk(s->store, f->fd, data, (size_t)total, 0,
+                                f->path, &s->err);
       npk_file_done(f);
     }
     f->size = total;

@@ -466,8 +466,8 @@ typedef struct Run {
   Rec rec;
   Buf state[MAXSTATE];       /* dumps: state[0] before, state[t] after txn t */
   int ntxn;
-  int commit_at[MAXSTATE];   /* event index of txn t's last directory sync
-                             ** (its commit point), -1 if none */
+  int commit_at[MAXSTATE];   /* event index of txn t's last sync (of its
+                             ** commit point), -1 if none */
 } Run;
 
 static void fill_rows(unsigned char *p, size_t n, unsigned seed) {
@@ -631,8 +631,12 @@ static int record(const Scen *sc, const char *dir, Run *run) {
     if (rc == NPK_OK) rc = tu_dump(s, &run->state[run->ntxn], 1);
   }
   run->rec.on = 0;
+  /* A commit's last sync makes its commit point durable: the journal's
+  ** file synced with its magic zeroed, or the directory synced without the
+  ** journal's name. */
   for (int i = 0; i < run->rec.n; i++)
-    if (run->rec.ev[i].kind == NPK_EV_DIRSYNC)
+    if (run->rec.ev[i].kind == NPK_EV_DIRSYNC ||
+        run->rec.ev[i].kind == NPK_EV_FSYNC)
       run->commit_at[run->rec.ev[i].txn] = i;
   /* A transaction that committed nothing changed nothing: it is done when
   ** the one before it is. */
@@ -717,7 +721,7 @@ static int write_after(NpkStore *st, NpkSession *s, const char *dir,
   ok = npk_array_info(s2, name, &info) == NPK_OK && info.rows == rows + 1 &&
        npk_row_ptr(s2, name, rows, &got) == NPK_OK &&
        memcmp(got, row, info.row_bytes) == 0 &&
-       !tu_exists(P(dir, TU_JOURNAL));
+       !tu_journal_hot(dir);
   npk_read_end(s2);
   if (!ok && verbose) printf("  the row appended after recovery is wrong\n");
 out:
@@ -770,7 +774,7 @@ static int check_image(const Run *run, const char *dir, int cut, Counts *c,
     }
     goto out;
   }
-  if (tu_exists(P(dir, TU_JOURNAL))) {
+  if (tu_journal_hot(dir)) {
     if (verbose) printf("  a journal is left\n");
     goto out;
   }
@@ -940,7 +944,7 @@ static int check_run(const Run *run, long images, uint64_t seed, Counts *c,
       ok = 0;
       break;
     }
-    if (tu_exists(P(dir, TU_JOURNAL)) && hot++ % NEST_EVERY == 0 &&
+    if (tu_journal_hot(dir) && hot++ % NEST_EVERY == 0 &&
         !check_playback(run, &m, cut.cut, NEST_IMAGES, &rng, c, &cut)) {
       ok = 0;
       *f = cut;
@@ -1106,6 +1110,15 @@ static const char *const scenarios[][2] = {
   {"seg_drop", "drop:s"},
   {"seg_delete_compact", "del:s:1 cmp:s"},
   {"seg_replace_clone", "+ rep:s:4 clone:s:d ."},
+  /* Commits reuse the journal's idle file: a shorter journal over a longer
+  ** one (cut to its length), and one of more than a sector over another,
+  ** whose sectors a power cut may mix. */
+  {"journal_reuse", "+ rep:a:1 rep:a:2 rep:a:3 app:a:2 . rep:a:4 app:b:1"},
+  {"journal_reuse_torn",
+   "+ rep:a:0 rep:a:1 rep:a:2 rep:a:3 rep:a:4 rep:a:5 rep:a:6 rep:a:7 "
+   "rep:b:0 rep:b:2 rep:b:3 rep:b:4 app:a:9 . "
+   "+ rep:a:7 rep:a:6 rep:a:5 rep:a:4 rep:a:3 rep:a:2 rep:a:1 rep:a:0 "
+   "rep:b:4 rep:b:3 rep:b:2 rep:b:0 app:a:9 ."},
   {"fallocate", "big:d"},
   {"fallocate_over", "new:d:1 big:d"},
 };

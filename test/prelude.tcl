@@ -130,6 +130,19 @@ proc reset_db {{db db} {file test.db}} {
   load_numpack $db
 }
 
+# 1 when store DIR has a journal that may be hot: anything at the journal's
+# name but its idle file, kept between commits with its magic zeroed (a
+# regular file that does not start with a magic, "NPKJRNL1" or "NPKJRNL2").
+proc journal_hot {dir} {
+  set f [file join $dir metadata.npkm-journal]
+  if {[catch {file lstat $f st}]} { return 0 }
+  if {$st(type) ne "file"} { return 1 }
+  set ch [open $f rb]
+  set m [read $ch 8]
+  close $ch
+  expr {$m in {NPKJRNL1 NPKJRNL2}}
+}
+
 # The version configure was given (from the file VERSION), for tests that
 # check it.
 proc numpack_expected_version {} {

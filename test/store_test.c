@@ -1718,7 +1718,7 @@ static void test_segmented_many(void) {
       int status = 0;
       waitpid(pid, &status, 0);
       CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
-      CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
+      CHECK(tu_journal_hot(t.dir));
       CHECK_EQ(tu_seg_count_many(t.dir, MANY_SEGS), 0);
     }
     NpkStore *st;
@@ -1733,7 +1733,7 @@ static void test_segmented_many(void) {
       CHECK_EQ(info_of(s, "m", &in), NPK_OK);
       CHECK_EQ(in.rows, MANY_SEGS);
       CHECK_EQ(in.segmented, 1);
-      CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+      CHECK(!tu_journal_hot(t.dir));
     } else if (s) {
       CHECK_EQ(npk_save(s, "m", NPK_INT64, 1, shape, v), NPK_OK);
       CHECK_EQ(tu_seg_count_many(t.dir, MANY_SEGS), 0);

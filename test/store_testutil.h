@@ -195,6 +195,24 @@ TU_FN int tu_exists(const char *path) {
   return lstat(path, &st) == 0;
 }
 
+/* 1 when the store in DIR has a journal that may be hot: anything at the
+** journal's name but an idle journal, a regular file that does not start
+** with a magic, "NPKJRNL1" or "NPKJRNL2" (npk_journal_exists). */
+TU_FN int tu_journal_hot(const char *dir) {
+  char path[PATH_MAX];
+  unsigned char m[8];
+  struct stat st;
+  FILE *f;
+  int hot;
+  snprintf(path, sizeof path, "%s/%s", dir, TU_JOURNAL);
+  if (lstat(path, &st) != 0) return 0;
+  if (!S_ISREG(st.st_mode)) return 1;
+  if (!(f = fopen(path, "rb"))) return 1;
+  hot = fread(m, 1, 8, f) == 8 && memcmp(m, "NPKJRNL", 7) == 0;
+  fclose(f);
+  return hot;
+}
+
 TU_FN long long tu_file_size(const char *path) {
   struct stat st;
   if (stat(path, &st) != 0) return -1;
@@ -265,10 +283,14 @@ TU_FN void tu_snap(const char *dir, Snap *s) {
   DIR *d = opendir(dir);
   if (!d) return;
   struct dirent *e;
+  int idle = !tu_journal_hot(dir);
   while ((e = readdir(d)) != NULL && n < TU_SNAP_MAX) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    /* The lock file and the journal's idle file are numpack's own. */
-    if (!strcmp(e->d_name, TU_LOCK) || !strcmp(e->d_name, TU_SPARE)) continue;
+    /* The lock file and the journal's idle file are numpack's own (the
+    ** spare journal file of earlier releases too). */
+    if (!strcmp(e->d_name, TU_LOCK) || !strcmp(e->d_name, TU_SPARE) ||
+        (idle && !strcmp(e->d_name, TU_JOURNAL)))
+      continue;
     names[n++] = strdup(e->d_name);
   }
   closedir(d);
@@ -618,10 +640,12 @@ TU_FN int tu_leftovers(const char *dir) {
   int n = 0;
   DIR *d = opendir(dir);
   struct dirent *e;
+  int idle = !tu_journal_hot(dir);
   while (d && (e = readdir(d)) != NULL) {
     const char *f = e->d_name;
     if (!strcmp(f, ".") || !strcmp(f, "..") || !strcmp(f, TU_CATALOG) ||
         !strcmp(f, TU_LOCK) || !strcmp(f, TU_SPARE) ||
+        (idle && !strcmp(f, TU_JOURNAL)) ||
         !strcmp(f, "data_s.npkseg") ||
         !strncmp(f, "seg_s_", 6))
       continue;

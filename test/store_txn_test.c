@@ -91,7 +91,7 @@ static int disk_is(const char *dir, const Model *m) {
   NpkSession *s = tu_open(dir, 0, &st);
   int ok = s && view_is(s, m, 1);
   tu_close(st, s);
-  if (tu_exists(P(dir, TU_JOURNAL))) {
+  if (tu_journal_hot(dir)) {
     printf("  journal left behind\n");
     ok = 0;
   }
@@ -877,7 +877,7 @@ static int check_recovered(const char *dir, const Model *before,
   Snap s0, s1;
   NpkStore *st;
   NpkSession *s;
-  int hot = tu_exists(P(dir, TU_JOURNAL)), lock = tu_exists(P(dir, TU_LOCK));
+  int hot = tu_journal_hot(dir), lock = tu_exists(P(dir, TU_LOCK));
   model_dump(before, &wb);
   model_dump(after, &wa);
   char *was = tu_listing(dir);
@@ -914,7 +914,7 @@ static int check_recovered(const char *dir, const Model *before,
     CHECK_EQ(tu_dump(s, &got, 1), NPK_OK);
   }
   tu_close(st, s);
-  if (tu_exists(P(dir, TU_JOURNAL))) {
+  if (tu_journal_hot(dir)) {
     printf("  %s step %d: journal left after a write\n", label, step);
     ctest_case_failures++;
   }
@@ -1040,16 +1040,23 @@ static void test_catalog_in_place(void) {
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
   CHECK_EQ(op_append(s, &m), NPK_OK);
   npk_store_stats(st, &stats);
+  /* The journal's file is new to this store: its name is synced too. */
   CHECK_EQ(stats.last_commit_fsyncs, 5);
-  /* The journal's file is kept, idle, for the next commit. */
+  /* The journal's file is kept, idle, under its name for the next commit,
+  ** which syncs the journal, the data, the catalog and the idle journal:
+  ** no directory. */
   struct stat j0, j1;
-  CHECK_EQ(stat(P(t.dir, TU_SPARE), &j0), 0);
+  CHECK_EQ(stat(P(t.dir, TU_JOURNAL), &j0), 0);
   CHECK_EQ(op_replace(s, &m), NPK_OK);
   npk_store_stats(st, &stats);
-  CHECK_EQ(stats.last_commit_fsyncs, 5);
-  CHECK_EQ(stat(P(t.dir, TU_SPARE), &j1), 0);
+  CHECK_EQ(stats.last_commit_fsyncs, 4);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  npk_store_stats(st, &stats);
+  CHECK_EQ(stats.last_commit_fsyncs, 4);
+  CHECK_EQ(stat(P(t.dir, TU_JOURNAL), &j1), 0);
   CHECK_EQ(j0.st_ino, j1.st_ino);
-  CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+  CHECK(!tu_journal_hot(t.dir));
+  CHECK(!tu_exists(P(t.dir, TU_SPARE)));
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
   CHECK_EQ(a.st_ino, b.st_ino);
   CHECK(!tu_exists(P(t.dir, TU_CATALOG "-npkbak")));
@@ -1166,9 +1173,9 @@ static void test_replace_without_room_to_map(void) {
   tu_tmp_done(&t);
 }
 
-/* The spare journal's descriptor is kept between commits, but a hard link
-** made to the spare meanwhile (a name that may lie outside the store) is
-** never written through: the next commit makes the spare afresh. */
+/* The journal's descriptor is kept between commits, but a hard link made
+** to the idle journal meanwhile (a name that may lie outside the store) is
+** never written through: the next commit makes the journal afresh. */
 static void test_spare_linked_later(void) {
   Tmp t;
   NpkStore *st;
@@ -1180,7 +1187,7 @@ static void test_spare_linked_later(void) {
   CHECK_EQ(op_append(s, &m), NPK_OK);
   snprintf(victim, sizeof victim, "%s/../victim-%d", t.dir, (int)getpid());
   unlink(victim);
-  CHECK_EQ(link(P(t.dir, TU_SPARE), victim), 0);
+  CHECK_EQ(link(P(t.dir, TU_JOURNAL), victim), 0);
   unsigned char *before = tu_read_file(victim, &n0);
   CHECK_EQ(op_replace(s, &m), NPK_OK);
   CHECK_EQ(op_append(s, &m), NPK_OK);
@@ -1188,7 +1195,7 @@ static void test_spare_linked_later(void) {
   CHECK(before && after && n0 == n1 && memcmp(before, after, n0) == 0);
   CHECK_EQ(stat(victim, &sb), 0);
   CHECK_EQ(sb.st_nlink, 1);
-  CHECK_EQ(stat(P(t.dir, TU_SPARE), &sb), 0);
+  CHECK_EQ(stat(P(t.dir, TU_JOURNAL), &sb), 0);
   CHECK_EQ(sb.st_nlink, 1);
   CHECK(view_is(s, &m, 1));
   free(before);
@@ -1198,6 +1205,138 @@ static void test_spare_linked_later(void) {
   CHECK(disk_is(t.dir, &m));
   model_free(&m);
   tu_tmp_done(&t);
+}
+
+/* A store an earlier release committed to holds its journal's idle file
+** under the spare's name and nothing under the journal's: the first write
+** removes the spare, and the commit keeps its journal under its own name,
+** idle. */
+static void test_spare_of_earlier_release(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  tu_close(st, s);
+  CHECK_EQ(rename(P(t.dir, TU_JOURNAL), P(t.dir, TU_SPARE)), 0);
+  s = tu_open(t.dir, 0, &st);
+  CHECK(s && view_is(s, &m, 1));
+  CHECK(tu_exists(P(t.dir, TU_SPARE)));
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  CHECK(!tu_exists(P(t.dir, TU_SPARE)));
+  CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
+  CHECK(!tu_journal_hot(t.dir));
+  CHECK(view_is(s, &m, 1));
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+/* The commit count in the lock file of the store in DIR, a little-endian
+** word at byte 72 (read through the file, as another process would). */
+static uint64_t lock_count(const char *dir) {
+  size_t n = 0;
+  unsigned char *b = tu_read_file(P(dir, TU_LOCK), &n);
+  uint64_t v = 0;
+  if (b && n >= 80)
+    for (int i = 7; i >= 0; i--) v = v << 8 | b[72 + i];
+  free(b);
+  return v;
+}
+
+/* A writer stores the lock file's commit mark and count through a shared
+** mapping, not with a pwrite each (three per commit, each changing the
+** file's time on ext4): other processes read the count raised by every
+** commit, and the file's time stays where it was set. */
+static void test_lock_words_mapped(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  struct stat sb;
+  NpkSession *s = open_base(&t, &st, &m);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  uint64_t c0 = lock_count(t.dir);
+  struct timespec past[2] = {{0, UTIME_OMIT}, {1000000000, 0}};
+  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_LOCK), past, 0), 0);
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK(lock_count(t.dir) >= c0 + 2);
+  CHECK_EQ(stat(P(t.dir, TU_LOCK), &sb), 0);
+  CHECK_EQ((long long)sb.st_mtim.tv_sec, 1000000000LL);
+  CHECK(view_is(s, &m, 1));
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &m));
+  model_free(&m);
+  tu_tmp_done(&t);
+}
+
+/* A hot journal of RECORDS at DIR in the format of earlier releases:
+** "NPKJRNL1" and an FNV-1a checksum (SUM_OK 0: a wrong one). */
+static void write_v1_journal(const char *dir, const Buf *rec, int sum_ok) {
+  Buf j = {0};
+  uint64_t h = UINT64_C(0xcbf29ce484222325);
+  for (size_t i = 0; i < rec->n; i++) {
+    h ^= rec->p[i];
+    h *= UINT64_C(0x100000001b3);
+  }
+  buf_put(&j, "NPKJRNL1", 8);
+  put_u64(&j, rec->n);
+  put_u64(&j, sum_ok ? h : h + 1);
+  buf_put(&j, rec->p, rec->n);
+  tu_write_buf(P(dir, TU_JOURNAL), &j);
+  buf_free(&j);
+}
+
+/* A hot journal an earlier release left ("NPKJRNL1", FNV-1a checksum) is
+** played back by the first write: here it puts back the first row of "a",
+** which the interrupted commit had overwritten.  One whose checksum is
+** wrong was never complete (its commit touched nothing): it is not played
+** and the next commit goes over it. */
+static void test_journal_of_earlier_release(void) {
+  for (int sum_ok = 1; sum_ok >= 0; sum_ok--) {
+    Tmp t;
+    NpkStore *st;
+    Model m;
+    Buf rec = {0};
+    int32_t old[2], junk[2] = {-7, -8};
+    size_t n = 0;
+    tu_tmp_init(&t);
+    make_base(t.dir, &m);
+    unsigned char *a = tu_read_file(P(t.dir, "data_a.npkd"), &n);
+    CHECK(a && n >= sizeof old);
+    if (!a) return;
+    memcpy(old, a, sizeof old);
+    memcpy(a, junk, sizeof junk);
+    tu_write_file(P(t.dir, "data_a.npkd"), a, n);
+    free(a);
+    put_u8(&rec, 'R');
+    put_u32(&rec, 11);
+    buf_put(&rec, "data_a.npkd", 11);
+    put_u64(&rec, 0);
+    put_u64(&rec, sizeof old);
+    buf_put(&rec, old, sizeof old);
+    write_v1_journal(t.dir, &rec, sum_ok);
+    buf_free(&rec);
+    CHECK(tu_journal_hot(t.dir));
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s) {
+      NpkStats stats;
+      CHECK_EQ(npk_begin(s), NPK_OK);
+      CHECK_EQ(npk_rollback(s), NPK_OK);
+      npk_store_stats(st, &stats);
+      CHECK_EQ(stats.recoveries, (uint64_t)sum_ok);
+      if (!sum_ok) memcpy(model_find(&m, "a")->data, junk, sizeof junk);
+      CHECK(view_is(s, &m, 1));
+      CHECK_EQ(op_replace(s, &m), NPK_OK);
+      CHECK(!tu_journal_hot(t.dir));
+    }
+    tu_close(st, s);
+    CHECK(disk_is(t.dir, &m));
+    model_free(&m);
+    tu_tmp_done(&t);
+  }
 }
 
 /* While set, futimens keeps whole seconds, as a file system with coarse
@@ -1275,13 +1414,13 @@ static void test_large_journal_removed(void) {
   if (s && rows && v) {
     for (uint64_t i = 0; i < K; i++) rows[i] = i * 2;
     CHECK_EQ(npk_save(s, "big", NPK_INT32, 1, sh, v), NPK_OK);
-    CHECK(tu_exists(P(t.dir, TU_SPARE)));
+    CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
     CHECK_EQ(npk_replace_rows(s, "big", rows, K, v), NPK_OK);
-    CHECK(!tu_exists(P(t.dir, TU_SPARE)));
     CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
     CHECK_EQ(removed_journals_held(t.dir), 0);
     CHECK_EQ(npk_replace_rows(s, "big", rows, 1, v), NPK_OK);
-    CHECK(tu_exists(P(t.dir, TU_SPARE)));
+    CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
+    CHECK(!tu_journal_hot(t.dir));
   }
   tu_close(st, s);
   free(rows);
@@ -1436,7 +1575,7 @@ static void test_crash_reader_elsewhere(void) {
       if (rc == NPK_BUSY) {
         /* The commit died after its journal was complete: readers wait
         ** for a write to recover the store. */
-        CHECK(code == 77 && tu_exists(P(t.dir, TU_JOURNAL)));
+        CHECK(code == 77 && tu_journal_hot(t.dir));
         buf_free(&got);
         CHECK_EQ(npk_begin(s), NPK_OK);
         CHECK_EQ(npk_rollback(s), NPK_OK);
@@ -1508,7 +1647,7 @@ static void test_garbage_journal(void) {
       CHECK(view_is(s, &m, 1));
     }
     tu_close(st, s);
-    CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+    CHECK(!tu_journal_hot(t.dir));
     CHECK(disk_is(t.dir, &m));
     tu_snap_free(&before);
     tu_snap_free(&after);
@@ -1854,7 +1993,7 @@ static void test_fault_disk_full(void) {
         if (rc != NPK_OK) {
           fired++;
           CHECK_EQ(rc, NPK_FULL);
-          CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+          CHECK(!tu_journal_hot(t.dir));
           CHECK(view_is(s2, &before, 1));
           CHECK(view_is(s, &before, 1));
           npk_store_stats(st, &st1);
@@ -1993,9 +2132,9 @@ static void test_catalog_patched(void) {
   CHECK_EQ(npk_append(s, "a", NPK_INT32, 2, one, d), NPK_OK);
   check_readback(t.dir, s, __LINE__);
   /* A commit that fails after the image was patched leaves it unused. */
-  npk_test_fault("rename", 1, EIO);
+  npk_test_fault("fsync", 1, EIO);
   CHECK_EQ(npk_append(s, "a", NPK_INT32, 2, one, d), NPK_IOERR);
-  npk_test_fault("rename", 0, 0);
+  npk_test_fault("fsync", 0, 0);
   check_readback(t.dir, s, __LINE__);
   CHECK_EQ(npk_append(s, "a", NPK_INT32, 2, one, d), NPK_OK);
   check_readback(t.dir, s, __LINE__);
@@ -2302,6 +2441,9 @@ int main(void) {
   RUN(test_sweep_when_needed);
   RUN(test_large_journal_removed);
   RUN(test_spare_linked_later);
+  RUN(test_spare_of_earlier_release);
+  RUN(test_journal_of_earlier_release);
+  RUN(test_lock_words_mapped);
   RUN(test_coarse_times);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);

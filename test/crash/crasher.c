@@ -543,7 +543,7 @@ int main(int argc, char **argv) {
   alarm(120);  /* never outlive a supervisor that lost track */
 
   snprintf(jpath, sizeof jpath, "%s/%s", dir, CL_JOURNAL);
-  int had_journal = access(jpath, F_OK) == 0;
+  int had_journal = cl_journal_hot(jpath);
   progress("O\n");
   t0 = cl_now_us();
   rc = npk_store_open(dir, NPK_OPEN_CREATE, &st, &err);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "store.h"
@@ -27,6 +28,22 @@
 #define CL_LOCK    "metadata.npkm-lock"
 #define CL_JOURNAL "metadata.npkm-journal"
 #define CL_SPARE   "metadata.npkm-journal-spare"
+
+/* 1 when the journal at PATH may be hot: anything there but the journal's
+** idle file, kept between commits with its magic zeroed (a regular file
+** that does not start with a magic, "NPKJRNL1" or "NPKJRNL2"). */
+CL_FN int cl_journal_hot(const char *path) {
+  struct stat sb;
+  unsigned char m[8];
+  FILE *f;
+  int hot;
+  if (lstat(path, &sb) != 0) return 0;
+  if (!S_ISREG(sb.st_mode)) return 1;
+  if (!(f = fopen(path, "rb"))) return 1;
+  hot = fread(m, 1, 8, f) == 8 && memcmp(m, "NPKJRNL", 7) == 0;
+  fclose(f);
+  return hot;
+}
 
 /* Exit statuses of the crasher. */
 #define CL_EXIT_DONE     0   /* ran every transaction it was asked to */

@@ -310,6 +310,7 @@ static void read_files(Seen *v, char known[][NPK_MAX_NAME + 32], int *nknown) {
   snprintf(known[(*nknown)++], NPK_MAX_NAME + 32, "%s", CL_CATALOG);
   snprintf(known[(*nknown)++], NPK_MAX_NAME + 32, "%s", CL_LOCK);
   snprintf(known[(*nknown)++], NPK_MAX_NAME + 32, "%s", CL_SPARE);
+  snprintf(known[(*nknown)++], NPK_MAX_NAME + 32, "%s", CL_JOURNAL);
   pjoin(path, sizeof path, store, CL_CATALOG);
   cat = read_all(path, &n);
   if (!cat) {
@@ -509,7 +510,7 @@ static void inspect(Seen *v) {
   pjoin(path, sizeof path, store, CL_JOURNAL);
   rc = npk_read_begin(s);
   if (rc == NPK_OK) npk_read_end(s);
-  else if (rc != NPK_BUSY || !exists(path))
+  else if (rc != NPK_BUSY || !cl_journal_hot(path))
     seen_fail(v, "reader before recovery: rc=%d %s", rc, npk_errmsg(s));
   if ((rc = npk_begin(s)) != NPK_OK || (rc = npk_rollback(s)) != NPK_OK)
     seen_fail(v, "recovery: rc=%d %s", rc, npk_errmsg(s));
@@ -535,7 +536,7 @@ static void inspect(Seen *v) {
   npk_store_release(st);
 
   pjoin(path, sizeof path, store, CL_JOURNAL);
-  if (exists(path)) seen_fail(v, "journal left after open");
+  if (cl_journal_hot(path)) seen_fail(v, "journal left after open");
 
   read_files(v, known, &nknown);
   if (v->ok && v->file_sum != v->engine_sum)
@@ -870,7 +871,7 @@ int main(int argc, char **argv) {
     {
       char jp[PATH_MAX];
       pjoin(jp, sizeof jp, store, CL_JOURNAL);
-      journal = exists(jp);
+      journal = cl_journal_hot(jp);
       S.hot_journal += journal;
       S.strays_before_open += count_strays(store) > 0;
       /* Sometimes interrupt the recovery too. */

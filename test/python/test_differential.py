@@ -1416,7 +1416,7 @@ class Run:
                 check(b == want, "%s: %s is %s, expected %s"
                       % (tag, bm, b.hex(), want.hex()))
         # The journal's idle file, kept between commits, may be there.
-        present = set(os.listdir(d)) - {"metadata.npkm-journal-spare"}
+        present = set(os.listdir(d)) - {"metadata.npkm-journal"}
         check(present == expect_files, "%s: files %s, expected %s"
               % (tag, sorted(present), sorted(expect_files)))
 
