@@ -1713,7 +1713,13 @@ static int vt_begin(sqlite3_vtab *p) {
   if (v->zGone) return gone(v);
   began = !npk_in_txn(v->conn->ses);
   if (v->readonly) return SQLITE_OK;
-  if ((rc = npk_conn_txn_begin(v->conn, 1)) != NPK_OK) return fail(v, rc);
+  rc = npk_conn_txn_begin(v->conn, 1);
+  /* Another connection committed since the transaction read the store:
+  ** the table joins SQLite's transaction all the same, so that its end
+  ** (xCommit, xRollback) is told even where SQLite holds no lock, and
+  ** each write is refused (xUpdate) until then. */
+  if (rc == NPK_STALE) return SQLITE_OK;
+  if (rc) return fail(v, rc);
   rc = npk_array_info(v->conn->ses, v->zArray, &info);
   rc = rc ? fail(v, rc) : layout_check(v, &info);
   /* SQLite calls no xRollback after a failed xBegin. */
