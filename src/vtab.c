@@ -764,17 +764,17 @@ static int gone(NpkVtab *v) {
 
 /* DROP TABLE removes the array with the table, unless the table is
 ** read-only, or has no array any more (detached, dropped by another
-** connection, its store deleted), or the array is no longer the one the
-** table was declared for (saved over with another layout, as
-** layout_check refuses): then the table goes and the store stays as it
-** is. */
+** connection, its store deleted or no store any more since it connected),
+** or the array is no longer the one the table was declared for (saved
+** over with another layout, as layout_check refuses): then the table goes
+** and the store stays as it is. */
 static int vt_destroy(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
   NpkArrayInfo info;
   int rc;
   if (!v->readonly && !v->zGone) {
     rc = npk_array_info(v->conn->ses, v->zArray, &info);
-    if (rc && rc != NPK_NOTFOUND &&
+    if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE &&
         access(npk_store_dir(v->conn->store), F_OK) == 0)
       return fail(v, rc);
     if (rc == NPK_OK && layout_same(v, &info)) {
@@ -788,7 +788,7 @@ static int vt_destroy(sqlite3_vtab *p) {
         return SQLITE_ERROR;
       }
       rc = npk_drop(v->conn->ses, v->zArray);
-      if (rc && rc != NPK_NOTFOUND) return fail(v, rc);
+      if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE) return fail(v, rc);
     }
   }
   vtab_free(v);
