@@ -443,6 +443,8 @@ static void note_read(NpkConn *c) {
   }
 }
 
+void npk_conn_autocommit_write(NpkConn *c) { c->read_seen = 0; }
+
 int npk_conn_read_begin(NpkConn *c, const char *zDb) {
   TxnWatch *w;
   int rc;
@@ -907,8 +909,7 @@ int npk_conn_write_begin(NpkConn *c, const char *fn, NpkConnWrite *w,
   *pzErr = 0;
   w->own = w->joined = 0;
   if (!npk_in_txn(c->ses) && sqlite3_get_autocommit(c->db)) {
-    /* No SQL transaction is open: none has read anything yet. */
-    c->read_seen = 0;
+    npk_conn_autocommit_write(c);
     w->own = 1;
     rc = npk_begin(c->ses);
     return rc ? npk_sqlite_rc(rc) : SQLITE_OK;

@@ -787,6 +787,7 @@ static int vt_destroy(sqlite3_vtab *p) {
             v->zTable, v->zArray);
         return SQLITE_ERROR;
       }
+      npk_conn_autocommit_write(v->conn);
       rc = npk_drop(v->conn->ses, v->zArray);
       if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE) return fail(v, rc);
     }
