@@ -428,7 +428,10 @@ static TxnWatch *txn_watch(sqlite3 *db, const char *zDb) {
 }
 
 /* Remember the first state C's SQL transaction reads, for the check in
-** npk_conn_txn_begin.  SQLite says when a transaction that only read has
+** npk_conn_txn_begin.  The state stays remembered until SQLite's
+** transaction ends, through the store's transactions that end before it
+** (a write that failed, ROLLBACK TO its start): a later write in it is
+** checked all the same.  SQLite says when a transaction that only read has
 ** ended only where it held a lock (txn_end); elsewhere a call made in
 ** autocommit mode says so, and one that did not come since may make a
 ** later transaction fail once with NPK_STALE (safe: it writes nothing). */
@@ -439,6 +442,8 @@ static void note_read(NpkConn *c) {
     c->read_state = npk_read_state(c->ses);
   }
 }
+
+void npk_conn_autocommit_write(NpkConn *c) { c->read_seen = 0; }
 
 int npk_conn_read_begin(NpkConn *c, const char *zDb) {
   TxnWatch *w;
@@ -492,9 +497,14 @@ int npk_conn_txn_begin(NpkConn *c, int fresh) {
   ** databases) may have seen an older state than the one the transaction
   ** now writes on: refused as SQLite refuses a write on an old WAL
   ** snapshot.  Where the read lock was held, no commit came between. */
-  if (rc == NPK_OK && c->read_seen && !sqlite3_get_autocommit(c->db))
+  if (sqlite3_get_autocommit(c->db)) c->read_seen = 0;
+  else if (rc == NPK_OK && c->read_seen)
     rc = npk_check_read_state(s, c->read_state);
-  c->read_seen = 0;
+  else if (rc == NPK_OK) {
+    /* What this transaction reads and writes from now on. */
+    c->read_seen = 1;
+    c->read_state = npk_read_state(s);
+  }
   while (rc == NPK_OK && npk_savepoint_count(s) < c->sp_wanted) {
     int lv;
     rc = npk_savepoint(s, &lv);
@@ -506,17 +516,22 @@ int npk_conn_txn_begin(NpkConn *c, int fresh) {
 /* The commit itself: anything that can fail must fail here, not in xCommit
 ** whose errors SQLite ignores. */
 int npk_conn_txn_sync(NpkConn *c) {
+  int rc = npk_in_txn(c->ses) ? npk_commit(c->ses) : NPK_OK;
   c->sp_wanted = 0;
-  return npk_in_txn(c->ses) ? npk_commit(c->ses) : NPK_OK;
+  /* SQLite's transaction ends with this commit. */
+  if (rc == NPK_OK) c->read_seen = 0;
+  return rc;
 }
 
 /* Normally done by xSync; a transaction still open here is committed. */
 void npk_conn_txn_commit(NpkConn *c) {
   if (npk_in_txn(c->ses)) npk_commit(c->ses);
+  c->read_seen = 0;
 }
 
 void npk_conn_txn_rollback(NpkConn *c) {
   c->sp_wanted = 0;
+  c->read_seen = 0;
   npk_rollback(c->ses);
 }
 
@@ -551,7 +566,10 @@ int npk_conn_txn_rollback_to(NpkConn *c, int level) {
     ** it, and keeps its write lock, so the store's goes on too, empty. */
     c->sp_wanted = 0;
     rc = npk_rollback(c->ses);
-    return rc ? rc : npk_begin(c->ses);
+    if (rc == NPK_OK) rc = npk_conn_txn_begin(c, 1);
+    /* Another connection committed while the lock was let go: the
+    ** rollback stands, and the next write is refused (NPK_STALE). */
+    return rc == NPK_STALE ? NPK_OK : rc;
   }
   return npk_rollback_to(c->ses, level);
 }
@@ -891,6 +909,7 @@ int npk_conn_write_begin(NpkConn *c, const char *fn, NpkConnWrite *w,
   *pzErr = 0;
   w->own = w->joined = 0;
   if (!npk_in_txn(c->ses) && sqlite3_get_autocommit(c->db)) {
+    npk_conn_autocommit_write(c);
     w->own = 1;
     rc = npk_begin(c->ses);
     return rc ? npk_sqlite_rc(rc) : SQLITE_OK;

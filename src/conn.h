@@ -53,6 +53,10 @@ void npk_conn_release(NpkConn *c);
 ** that every statement of the transaction sees one state of the store.
 ** End the statement's read with npk_read_end as usual. */
 int npk_conn_read_begin(NpkConn *c, const char *zDb);
+/* A statement outside any SQL transaction is about to commit a write of
+** its own on C's store (DROP TABLE's): no transaction of the connection
+** has read the store, and the commit is not another connection's. */
+void npk_conn_autocommit_write(NpkConn *c);
 /* Register numpack_sessions(), whose destructor tells us DB closed, and
 ** the numpack_txn table through which SQLite's transaction reaches the
 ** stores the writing functions work on. */

@@ -284,7 +284,11 @@ static void fn_open(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   /* Opening a store to work on it recovers an interrupted commit, as
   ** NumPack's constructor would find the store whole. */
   rc = npk_recover(c->ses);
-  if (rc == NPK_OK) rc = npk_array_count(c->ses, &n);
+  /* The count is read as any read (noted in a transaction). */
+  if (rc == NPK_OK && (rc = npk_conn_read_begin(c, NULL)) == NPK_OK) {
+    rc = npk_array_count(c->ses, &n);
+    npk_read_end(c->ses);
+  }
   if (rc) fn_error(ctx, c, rc);
   else sqlite3_result_int(ctx, n);
   npk_conn_release(c);
@@ -987,7 +991,15 @@ static void fn_shape(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (!(name = text_arg(ctx, argv[1], "numpack_shape", "the array name")))
     return;
   if (!(c = fn_conn(ctx, argv, "numpack_shape", NPK_CONN_READ))) return;
-  rc = npk_array_info(c->ses, name, &a);
+  /* Outside a transaction the state in memory may do without a lock
+  ** (npk_array_info).  Inside one the shape is what the transaction read,
+  ** as any read: under its held lock, or noted for the lost-update check. */
+  if (sqlite3_get_autocommit(c->db)) {
+    rc = npk_array_info(c->ses, name, &a);
+  } else if ((rc = npk_conn_read_begin(c, NULL)) == NPK_OK) {
+    rc = npk_array_info(c->ses, name, &a);
+    npk_read_end(c->ses);
+  }
   if (rc) {
     fn_error(ctx, c, rc);
   } else {

@@ -210,12 +210,13 @@ int npk_commit(NpkSession *s);
 int npk_rollback(NpkSession *s);
 int npk_in_txn(NpkSession *s);
 /* Which committed state the session reads (inside npk_read_begin and
-** npk_read_end, outside a write transaction): a number that changes with
-** every commit the store sees.  A caller whose transaction reads under
-** several read locks (one per statement) and then writes keeps the first
-** one and hands it to npk_check_read_state after npk_begin: a commit of
-** another connection in between gives NPK_STALE, so that nothing is
-** written from values that were replaced meanwhile (a lost update). */
+** npk_read_end, or inside a write transaction: the state it began on): a
+** number that changes with every commit the store sees.  A caller whose
+** transaction reads under several read locks (one per statement) and then
+** writes keeps the first one and hands it to npk_check_read_state after
+** npk_begin: a commit of another connection in between gives NPK_STALE,
+** so that nothing is written from values that were replaced meanwhile (a
+** lost update). */
 uint64_t npk_read_state(NpkSession *s);
 int npk_check_read_state(NpkSession *s, uint64_t state);
 /* Savepoints nest inside a transaction.  npk_savepoint gives the new

@@ -194,7 +194,9 @@ struct Change {
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
 uint64_t npk_read_state(NpkSession *s) {
-  /* Stable while the session reads: only a commit moves it. */
+  /* A transaction reads the state it copied.  Else the committed one,
+  ** stable while the session reads: only a commit moves it. */
+  if (s->txn) return s->txn->cat_gen;
   return __atomic_load_n(&s->store->cat_gen, __ATOMIC_RELAXED);
 }
 

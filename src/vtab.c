@@ -764,17 +764,17 @@ static int gone(NpkVtab *v) {
 
 /* DROP TABLE removes the array with the table, unless the table is
 ** read-only, or has no array any more (detached, dropped by another
-** connection, its store deleted), or the array is no longer the one the
-** table was declared for (saved over with another layout, as
-** layout_check refuses): then the table goes and the store stays as it
-** is. */
+** connection, its store deleted or no store any more since it connected),
+** or the array is no longer the one the table was declared for (saved
+** over with another layout, as layout_check refuses): then the table goes
+** and the store stays as it is. */
 static int vt_destroy(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
   NpkArrayInfo info;
   int rc;
   if (!v->readonly && !v->zGone) {
     rc = npk_array_info(v->conn->ses, v->zArray, &info);
-    if (rc && rc != NPK_NOTFOUND &&
+    if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE &&
         access(npk_store_dir(v->conn->store), F_OK) == 0)
       return fail(v, rc);
     if (rc == NPK_OK && layout_same(v, &info)) {
@@ -787,8 +787,9 @@ static int vt_destroy(sqlite3_vtab *p) {
             v->zTable, v->zArray);
         return SQLITE_ERROR;
       }
+      npk_conn_autocommit_write(v->conn);
       rc = npk_drop(v->conn->ses, v->zArray);
-      if (rc && rc != NPK_NOTFOUND) return fail(v, rc);
+      if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE) return fail(v, rc);
     }
   }
   vtab_free(v);
@@ -1713,7 +1714,13 @@ static int vt_begin(sqlite3_vtab *p) {
   if (v->zGone) return gone(v);
   began = !npk_in_txn(v->conn->ses);
   if (v->readonly) return SQLITE_OK;
-  if ((rc = npk_conn_txn_begin(v->conn, 1)) != NPK_OK) return fail(v, rc);
+  rc = npk_conn_txn_begin(v->conn, 1);
+  /* Another connection committed since the transaction read the store:
+  ** the table joins SQLite's transaction all the same, so that its end
+  ** (xCommit, xRollback) is told even where SQLite holds no lock, and
+  ** each write is refused (xUpdate) until then. */
+  if (rc == NPK_STALE) return SQLITE_OK;
+  if (rc) return fail(v, rc);
   rc = npk_array_info(v->conn->ses, v->zArray, &info);
   rc = rc ? fail(v, rc) : layout_check(v, &info);
   /* SQLite calls no xRollback after a failed xBegin. */
