@@ -253,7 +253,7 @@ int npk_recover(NpkSession *s) {
 
 int npk_begin(NpkSession *s) {
   NpkTxn *t;
-  int rc, sync;
+  int rc, sync, copied;
   s->err.rc = NPK_OK;
   if (s->txn)
     return npk_err(&s->err, NPK_MISUSE, "a transaction is already open on %s",
@@ -262,14 +262,23 @@ int npk_begin(NpkSession *s) {
   if (sync < 0) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   if ((rc = write_lock(s))) return rc;
   t = npk_calloc(1, sizeof *t);
-  /* A copy of a pointer per chunk: the arrays stay shared until changed. */
-  if (!t || npk_catalog_copy(&s->store->cat, &t->cat)) {
+  /* A copy of a pointer per chunk: the arrays stay shared until changed.
+  ** Under the store's mutex, which a reader of another thread holds while
+  ** it replaces the committed catalog (a catalog changed by a program that
+  ** ignores the lock file). */
+  copied = 0;
+  if (t) {
+    pthread_mutex_lock(&s->store->mu);
+    copied = npk_catalog_copy(&s->store->cat, &t->cat) == NPK_OK;
+    t->cat_gen = s->store->cat_gen;
+    pthread_mutex_unlock(&s->store->mu);
+  }
+  if (!copied) {
     npk_free(t);
     if (s->nread == 0) npk_lock_release(s);
     else npk_lock_to(s, NPK_LOCK_SHARED, &s->err);
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
-  t->cat_gen = s->store->cat_gen;
   s->txn = t;
   s->store->sync_off = sync == 0;
   if (!s->pinned) {
