@@ -25,6 +25,7 @@
 
 #include "ctest.h"
 #include "store.h"
+#include "journal_hot.h"
 
 /* Helpers may go unused in one of the programs. */
 #define TU_FN static __attribute__((unused))
@@ -195,22 +196,11 @@ TU_FN int tu_exists(const char *path) {
   return lstat(path, &st) == 0;
 }
 
-/* 1 when the store in DIR has a journal that may be hot: anything at the
-** journal's name but an idle journal, a regular file that does not start
-** with a magic, "NPKJRNL1" or "NPKJRNL2" (npk_journal_exists). */
+/* 1 when the store in DIR has a journal that may be hot (journal_hot.h). */
 TU_FN int tu_journal_hot(const char *dir) {
   char path[PATH_MAX];
-  unsigned char m[8];
-  struct stat st;
-  FILE *f;
-  int hot;
   snprintf(path, sizeof path, "%s/%s", dir, TU_JOURNAL);
-  if (lstat(path, &st) != 0) return 0;
-  if (!S_ISREG(st.st_mode)) return 1;
-  if (!(f = fopen(path, "rb"))) return 1;
-  hot = fread(m, 1, 8, f) == 8 && memcmp(m, "NPKJRNL", 7) == 0;
-  fclose(f);
-  return hot;
+  return test_journal_hot(path);
 }
 
 TU_FN long long tu_file_size(const char *path) {

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "store.h"
+#include "../journal_hot.h"
 
 #define CL_FN static __attribute__((unused))
 
@@ -29,21 +30,8 @@
 #define CL_JOURNAL "metadata.npkm-journal"
 #define CL_SPARE   "metadata.npkm-journal-spare"
 
-/* 1 when the journal at PATH may be hot: anything there but the journal's
-** idle file, kept between commits with its magic zeroed (a regular file
-** that does not start with a magic, "NPKJRNL1" or "NPKJRNL2"). */
-CL_FN int cl_journal_hot(const char *path) {
-  struct stat sb;
-  unsigned char m[8];
-  FILE *f;
-  int hot;
-  if (lstat(path, &sb) != 0) return 0;
-  if (!S_ISREG(sb.st_mode)) return 1;
-  if (!(f = fopen(path, "rb"))) return 1;
-  hot = fread(m, 1, 8, f) == 8 && memcmp(m, "NPKJRNL", 7) == 0;
-  fclose(f);
-  return hot;
-}
+/* 1 when the journal at PATH may be hot (journal_hot.h). */
+CL_FN int cl_journal_hot(const char *path) { return test_journal_hot(path); }
 
 /* Exit statuses of the crasher. */
 #define CL_EXIT_DONE     0   /* ran every transaction it was asked to */
