@@ -22,7 +22,7 @@
 **
 ** All are eponymous virtual tables whose hidden columns are the arguments;
 ** xBestIndex insists on all of them, so a missing argument is an error.
-** Either may also be declared, without arguments, as a table of its own
+** Each may also be declared, without arguments, as a table of its own
 ** (CREATE VIRTUAL TABLE temp.a USING numpack_arrays): a statement reading
 ** an eponymous table takes SQLite's lock on the main database file, which
 ** one in TEMP does not, and that lock is most of a small call's cost.
@@ -38,6 +38,41 @@
 #define TVF_ARRAYS 0
 #define TVF_STREAM 1
 #define TVF_FILES  2
+
+/* What tells the three functions apart, indexed by kind. */
+typedef struct TvfKind TvfKind;
+struct TvfKind {
+  const char *name;   /* the function's (and module's) name */
+  const char *schema; /* its declaration: result columns, then arguments */
+  int first_arg;      /* column number of its first argument */
+  int nargs;          /* how many arguments it takes */
+  const char *usage;  /* the error when one is missing */
+  int config;         /* SQLITE_VTAB_INNOCUOUS or SQLITE_VTAB_DIRECTONLY */
+};
+
+/* numpack_files tells where files are: as the stream's data, not for
+** schemas (views, triggers) that a database file brings along. */
+static const TvfKind tvf_kinds[] = {
+    {"numpack_arrays",
+     "CREATE TABLE x(name TEXT, dtype TEXT, shape TEXT, rows INTEGER,"
+     " live_rows INTEGER, deleted_rows INTEGER, bytes INTEGER,"
+     " modify_time INTEGER, store HIDDEN)",
+     8, 1, "numpack: numpack_arrays(store) needs the store",
+     SQLITE_VTAB_INNOCUOUS},
+    {"numpack_stream",
+     "CREATE TABLE x(batch INTEGER, first INTEGER, rows INTEGER,"
+     " npy BLOB, store HIDDEN, name HIDDEN, batch_rows HIDDEN)",
+     4, 3,
+     "numpack: numpack_stream(store, name, batch_rows) needs all three "
+     "arguments",
+     SQLITE_VTAB_DIRECTONLY},
+    {"numpack_files",
+     "CREATE TABLE x(file TEXT, offset INTEGER, first_row INTEGER,"
+     " rows INTEGER, live BLOB, dtype TEXT, shape TEXT, store HIDDEN,"
+     " name HIDDEN)",
+     7, 2, "numpack: numpack_files(store, name) needs both arguments",
+     SQLITE_VTAB_DIRECTONLY},
+};
 
 typedef struct TvfTab TvfTab;
 typedef struct TvfCursor TvfCursor;
@@ -131,28 +166,14 @@ static int tvf_connect(sqlite3 *db, void *aux, int argc,
         argv[0], argv[2]);
     return SQLITE_ERROR;
   }
-  rc = sqlite3_declare_vtab(
-      db,
-      kind == TVF_ARRAYS
-          ? "CREATE TABLE x(name TEXT, dtype TEXT, shape TEXT, rows INTEGER,"
-            " live_rows INTEGER, deleted_rows INTEGER, bytes INTEGER,"
-            " modify_time INTEGER, store HIDDEN)"
-      : kind == TVF_STREAM
-          ? "CREATE TABLE x(batch INTEGER, first INTEGER, rows INTEGER,"
-            " npy BLOB, store HIDDEN, name HIDDEN, batch_rows HIDDEN)"
-          : "CREATE TABLE x(file TEXT, offset INTEGER, first_row INTEGER,"
-            " rows INTEGER, live BLOB, dtype TEXT, shape TEXT, store HIDDEN,"
-            " name HIDDEN)");
+  rc = sqlite3_declare_vtab(db, tvf_kinds[kind].schema);
   if (rc) return rc;
   t = sqlite3_malloc(sizeof *t);
   if (!t) return SQLITE_NOMEM;
   memset(t, 0, sizeof *t);
   t->db = db;
   t->kind = kind;
-  /* numpack_files tells where files are: as the stream's data, not for
-  ** schemas (views, triggers) that a database file brings along. */
-  sqlite3_vtab_config(
-      db, kind == TVF_ARRAYS ? SQLITE_VTAB_INNOCUOUS : SQLITE_VTAB_DIRECTONLY);
+  sqlite3_vtab_config(db, tvf_kinds[kind].config);
   *pp = &t->base;
   return SQLITE_OK;
 }
@@ -165,9 +186,7 @@ static int tvf_disconnect(sqlite3_vtab *p) {
 /* Every argument column must be given with "=": argv[k] is column k. */
 static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
   TvfTab *t = (TvfTab *)p;
-  int first = t->kind == TVF_ARRAYS ? 8 : t->kind == TVF_STREAM ? 4 : 7;
-  int nargs = t->kind == TVF_ARRAYS ? 1 : t->kind == TVF_STREAM ? 3 : 2;
-  int seen = 0;
+  int first = tvf_kinds[t->kind].first_arg, seen = 0;
   for (int i = 0; i < info->nConstraint; i++) {
     const struct sqlite3_index_constraint *c = &info->aConstraint[i];
     int k = c->iColumn - first;
@@ -177,14 +196,9 @@ static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
     info->aConstraintUsage[i].omit = 1;
     seen |= 1 << k;
   }
-  if (seen != (1 << nargs) - 1) {
+  if (seen != (1 << tvf_kinds[t->kind].nargs) - 1) {
     sqlite3_free(p->zErrMsg);
-    p->zErrMsg = sqlite3_mprintf(
-        t->kind == TVF_ARRAYS ? "numpack: numpack_arrays(store) needs the store"
-        : t->kind == TVF_STREAM
-            ? "numpack: numpack_stream(store, name, batch_rows) needs all "
-              "three arguments"
-            : "numpack: numpack_files(store, name) needs both arguments");
+    p->zErrMsg = sqlite3_mprintf("%s", tvf_kinds[t->kind].usage);
     return SQLITE_ERROR;
   }
   info->estimatedCost = 10;
@@ -338,6 +352,15 @@ static void copy_bits(const uint64_t *w, uint64_t from, uint64_t n,
   if (n % 8) out[nbytes - 1] &= (unsigned char)((1u << (n % 8)) - 1);
 }
 
+/* How many of the rows of a file starting at physical row FIRST, ROWS
+** long, the layout's bitmap covers (a zero-width array's may stop short:
+** rows past it are deleted). */
+static uint64_t covered_rows(const NpkDataLayout *l, uint64_t first,
+                             uint64_t rows) {
+  uint64_t n = l->covered > first ? l->covered - first : 0;
+  return n < rows ? n : rows;
+}
+
 /* File I of the layout: its row, its path appended to the text, and room
 ** for its live bits when some of its rows are deleted. */
 static int files_add(void *arg, const NpkDataLayout *l, int i,
@@ -359,8 +382,7 @@ static int files_add(void *arg, const NpkDataLayout *l, int i,
   r->first_row = f->first_row;
   r->rows = f->rows;
   if (l->live && f->rows) {
-    uint64_t n = l->covered > f->first_row ? l->covered - f->first_row : 0;
-    if (n > f->rows) n = f->rows;
+    uint64_t n = covered_rows(l, f->first_row, f->rows);
     r->has_live = 1;
     r->live_off = fc->nbits;
     r->live_len = (n + 7) / 8;
@@ -380,8 +402,7 @@ static void files_bits(TvfCursor *c, const NpkDataLayout *l) {
     uint64_t n;
     int all = 1;
     if (!r->has_live) continue;
-    n = l->covered > r->first_row ? l->covered - r->first_row : 0;
-    if (n > r->rows) n = r->rows;
+    n = covered_rows(l, r->first_row, r->rows);
     copy_bits(l->live, r->first_row, n, out);
     for (uint64_t b = 0; all && b < n / 8; b++) all = out[b] == 0xFF;
     if (all && n % 8) all = out[n / 8] == (1u << (n % 8)) - 1;
@@ -458,9 +479,7 @@ static int tvf_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
                       int argc, sqlite3_value **argv) {
   TvfCursor *c = (TvfCursor *)cur;
   TvfTab *t = (TvfTab *)cur->pVtab;
-  const char *fn = t->kind == TVF_ARRAYS   ? "numpack_arrays"
-                   : t->kind == TVF_STREAM ? "numpack_stream"
-                                           : "numpack_files";
+  const char *fn = tvf_kinds[t->kind].name;
   const char *dir, *name = 0;
   char *err = 0;
   int rc;
@@ -726,13 +745,9 @@ static sqlite3_module tvf_module = {
 };
 
 int npk_tvf_register(sqlite3 *db) {
-  int rc = sqlite3_create_module(db, "numpack_arrays", &tvf_module,
-                                 (void *)(size_t)TVF_ARRAYS);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_create_module(db, "numpack_stream", &tvf_module,
-                               (void *)(size_t)TVF_STREAM);
-  if (rc == SQLITE_OK)
-    rc = sqlite3_create_module(db, "numpack_files", &tvf_module,
-                               (void *)(size_t)TVF_FILES);
+  int rc = SQLITE_OK;
+  for (size_t k = 0;
+       rc == SQLITE_OK && k < sizeof tvf_kinds / sizeof *tvf_kinds; k++)
+    rc = sqlite3_create_module(db, tvf_kinds[k].name, &tvf_module, (void *)k);
   return rc;
 }
