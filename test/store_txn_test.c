@@ -98,6 +98,15 @@ static int disk_is(const char *dir, const Model *m) {
   return ok;
 }
 
+/* End a case: close the store, check that its files hold M, and free M
+** and the case's directory. */
+static void close_and_check(NpkStore *st, NpkSession *s, Tmp *t, Model *m) {
+  tu_close(st, s);
+  CHECK(disk_is(t->dir, m));
+  model_free(m);
+  tu_tmp_done(t);
+}
+
 /* ---- the write operations used throughout ----------------------------- */
 
 static const int32_t new_a[4] = {-1, -2, -3, -4};
@@ -525,10 +534,7 @@ static void test_misuse(void) {
   CHECK_EQ(npk_commit(s), NPK_OK);
   CHECK_EQ(npk_commit(s), NPK_MISUSE);
   CHECK_EQ(npk_in_txn(s), 0);
-  tu_close(st, s);
-  CHECK(disk_is(t.dir, &m));
-  model_free(&m);
-  tu_tmp_done(&t);
+  close_and_check(st, s, &t, &m);
 }
 
 /* ---- savepoints ------------------------------------------------------- */
@@ -1078,10 +1084,7 @@ static void test_catalog_in_place(void) {
   CHECK(stats.last_commit_fsyncs > 5);
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
   CHECK(a.st_ino != b.st_ino);
-  tu_close(st, s);
-  CHECK(disk_is(t.dir, &m));
-  model_free(&m);
-  tu_tmp_done(&t);
+  close_and_check(st, s, &t, &m);
 }
 
 /* A program that ignores the locks replaces the catalog during a
@@ -1201,10 +1204,7 @@ static void test_spare_linked_later(void) {
   free(before);
   free(after);
   unlink(victim);
-  tu_close(st, s);
-  CHECK(disk_is(t.dir, &m));
-  model_free(&m);
-  tu_tmp_done(&t);
+  close_and_check(st, s, &t, &m);
 }
 
 /* A store an earlier release committed to holds its journal's idle file
@@ -1227,10 +1227,7 @@ static void test_spare_of_earlier_release(void) {
   CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
   CHECK(!tu_journal_hot(t.dir));
   CHECK(view_is(s, &m, 1));
-  tu_close(st, s);
-  CHECK(disk_is(t.dir, &m));
-  model_free(&m);
-  tu_tmp_done(&t);
+  close_and_check(st, s, &t, &m);
 }
 
 /* The commit count in the lock file of the store in DIR, a little-endian
@@ -1265,10 +1262,7 @@ static void test_lock_words_mapped(void) {
   CHECK_EQ(stat(P(t.dir, TU_LOCK), &sb), 0);
   CHECK_EQ((long long)sb.st_mtim.tv_sec, 1000000000LL);
   CHECK(view_is(s, &m, 1));
-  tu_close(st, s);
-  CHECK(disk_is(t.dir, &m));
-  model_free(&m);
-  tu_tmp_done(&t);
+  close_and_check(st, s, &t, &m);
 }
 
 /* A hot journal of RECORDS at DIR in the format of earlier releases:
@@ -1374,10 +1368,7 @@ static void test_coarse_times(void) {
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
   CHECK(a.st_ino != b.st_ino);
   CHECK(view_is(s, &m, 1));
-  tu_close(st, s);
-  CHECK(disk_is(t.dir, &m));
-  model_free(&m);
-  tu_tmp_done(&t);
+  close_and_check(st, s, &t, &m);
 }
 
 /* Descriptors of this process open on a removed journal of the store in
@@ -1452,10 +1443,7 @@ static void test_sweep_when_needed(void) {
   CHECK_EQ(op_append(s, &m), NPK_OK);
   CHECK(!tu_exists(bak));
   CHECK(view_is(s, &m, 1));
-  tu_close(st, s);
-  CHECK(disk_is(t.dir, &m));
-  model_free(&m);
-  tu_tmp_done(&t);
+  close_and_check(st, s, &t, &m);
 }
 
 /* Another process holding the store open sees every commit rewritten in
