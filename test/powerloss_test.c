@@ -477,15 +477,24 @@ static void fill_rows(unsigned char *p, size_t n, unsigned seed) {
 /* Row bytes of the arrays the scenarios make: int32 rows of 3. */
 #define ROWB 12
 
-static int save_array(NpkSession *s, const char *name, uint64_t rows,
+/* ROWS rows made from SEED, written to NAME by WRITE (npk_save or
+** npk_append). */
+static int write_rows(int (*write)(NpkSession *, const char *, int, uint32_t,
+                                   const uint64_t *, const void *),
+                      NpkSession *s, const char *name, uint64_t rows,
                       unsigned seed) {
   uint64_t shape[2] = {rows, 3};
   unsigned char *p = malloc(rows * ROWB + 1);
   int rc;
   fill_rows(p, rows * ROWB, seed);
-  rc = npk_save(s, name, NPK_INT32, 2, shape, p);
+  rc = write(s, name, NPK_INT32, 2, shape, p);
   free(p);
   return rc;
+}
+
+static int save_array(NpkSession *s, const char *name, uint64_t rows,
+                      unsigned seed) {
+  return write_rows(npk_save, s, name, rows, seed);
 }
 
 /* Run one operation; NPK_OK or the engine's error. */
@@ -512,15 +521,7 @@ static int run_op(NpkSession *s, const char *tok, unsigned seed, int *sp) {
   n = strtoull(y, NULL, 10);
   if (!strcmp(op, "new") || !strcmp(op, "save"))
     return save_array(s, x, n, seed);
-  if (!strcmp(op, "app")) {
-    uint64_t shape[2] = {n, 3};
-    unsigned char *p = malloc(n * ROWB + 1);
-    int rc;
-    fill_rows(p, n * ROWB, seed);
-    rc = npk_append(s, x, NPK_INT32, 2, shape, p);
-    free(p);
-    return rc;
-  }
+  if (!strcmp(op, "app")) return write_rows(npk_append, s, x, n, seed);
   if (!strcmp(op, "rep")) {
     unsigned char row[ROWB];
     uint64_t r = n;
