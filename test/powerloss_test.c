@@ -193,6 +193,15 @@ static void rec_reset(Rec *r) {
   r->on = 0;
 }
 
+/* Free everything R holds, and zero it. */
+static void rec_free(Rec *r) {
+  rec_reset(r);
+  free(r->ev);
+  free(r->ino);
+  free(r->init);
+  memset(r, 0, sizeof *r);
+}
+
 /* Start recording DIR: its files (but the lock file) as they are now. */
 static void rec_start(Rec *r, const char *dir) {
   DIR *d = opendir(dir);
@@ -903,10 +912,7 @@ static int check_playback(const Run *run, const Image *m, int outer, long n,
     }
   }
   image_done(&im, r);
-  rec_reset(r);
-  free(r->ev);
-  free(r->ino);
-  free(r->init);
+  rec_free(r);
   free(r);
   free(cand);
   return ok;
@@ -965,11 +971,7 @@ static int check_run(const Run *run, long images, uint64_t seed, Counts *c,
 }
 
 static void run_free(Run *run) {
-  rec_reset(&run->rec);
-  free(run->rec.ev);
-  free(run->rec.ino);
-  free(run->rec.init);
-  memset(&run->rec, 0, sizeof run->rec);
+  rec_free(&run->rec);
   for (int t = 0; t < MAXSTATE; t++) buf_free(&run->state[t]);
 }
 
@@ -997,10 +999,7 @@ static void show_failure(const Run *run, const Cut *f) {
     img_describe(r, &im, f->icut);
     img_write(&im, dir);
     image_done(&im, r);
-    rec_reset(r);
-    free(r->ev);
-    free(r->ino);
-    free(r->init);
+    rec_free(r);
     free(r);
   } else {
     img_write(&m, dir);
