@@ -397,6 +397,25 @@ AVX512_KERNELS(f16, A5_F16)
 AVX512_KERNELS(i8, A5_I8)
 AVX512_KERNELS(u8, A5_U8)
 
+/* The candidates of eight rows whose dot products with sixteen queries
+** are in a0..a7 (see below), with L holding LIM: the same ending for the
+** float32 and the bfloat16 kernel. */
+#define CAND5(r, a)                                                \
+  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                          \
+      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])), \
+      _CMP_NLE_UQ)
+#define CANDS8X16() \
+  do {              \
+    CAND5(0, a0);   \
+    CAND5(1, a1);   \
+    CAND5(2, a2);   \
+    CAND5(3, a3);   \
+    CAND5(4, a4);   \
+    CAND5(5, a5);   \
+    CAND5(6, a6);   \
+    CAND5(7, a7);   \
+  } while (0)
+
 /* The batch path's kernels (see knn_batch).  The queries are laid out
 ** sixteen to a block, element-major: QT[16 * i + j] is element i of query
 ** j, so that one vector holds one element of sixteen queries and no
@@ -425,19 +444,7 @@ static NPK_AVX512 void dots8x16_avx512(const void *const *x, size_t d,
     a7 = _mm512_fmadd_ps(_mm512_set1_ps(x7[i]), q, a7);
   }
   l = _mm512_loadu_ps(lim);
-#define CAND5(r, a)                                                \
-  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                          \
-      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])), \
-      _CMP_NLE_UQ)
-  CAND5(0, a0);
-  CAND5(1, a1);
-  CAND5(2, a2);
-  CAND5(3, a3);
-  CAND5(4, a4);
-  CAND5(5, a5);
-  CAND5(6, a6);
-  CAND5(7, a7);
-#undef CAND5
+  CANDS8X16();
 }
 
 /* The same over bfloat16 (8 significant bits) with the CPU's bfloat16 dot
@@ -469,20 +476,11 @@ static NPK_AVX512BF16 void dots8x16_bf16(const void *const *x, size_t n,
   }
 #undef DP
   l = _mm512_loadu_ps(lim);
-#define CAND5(r, a)                                                \
-  cand[r] = (uint16_t)_mm512_cmp_ps_mask(                          \
-      _mm512_add_ps(a, a), _mm512_add_ps(l, _mm512_set1_ps(b[r])), \
-      _CMP_NLE_UQ)
-  CAND5(0, a0);
-  CAND5(1, a1);
-  CAND5(2, a2);
-  CAND5(3, a3);
-  CAND5(4, a4);
-  CAND5(5, a5);
-  CAND5(6, a6);
-  CAND5(7, a7);
-#undef CAND5
+  CANDS8X16();
 }
+
+#undef CANDS8X16
+#undef CAND5
 
 /* D floats at X as bfloat16 pairs (rounded to nearest), zero-padded to
 ** whole multiples of 32 elements: (D + 31) / 32 * 16 pairs. */
