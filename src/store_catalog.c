@@ -523,6 +523,32 @@ int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b) {
   return npk_catalog_encode_at(cat, b, NULL);
 }
 
+/* Bytes of A's entry. */
+static size_t entry_size(const NpkArray *a) {
+  return 4 + strlen(a->name) + 4 + 8 * (size_t)a->ndim + 4 +
+         strlen(a->data_file) + 8 + 8 + 1 + 1 + 4 + 8 + 8 + 1;
+}
+
+/* Write A's entry at Q; returns the byte after it. */
+static unsigned char *put_entry(unsigned char *q, const NpkArray *a) {
+  size_t ln = strlen(a->name), lf = strlen(a->data_file);
+  q = put_u32(q, (uint32_t)ln);
+  memcpy(q, a->name, ln);
+  q = put_u32(q + ln, a->ndim);
+  for (uint32_t d = 0; d < a->ndim; d++) q = put_u64(q, a->shape[d]);
+  q = put_u32(q, (uint32_t)lf);
+  memcpy(q, a->data_file, lf);
+  q = put_u64(q + lf, a->mtime);
+  q = put_u64(q, a->row_bytes * a->shape[0]);
+  *q++ = (unsigned char)a->dtype;
+  *q++ = 0;          /* no compression */
+  q = put_u32(q, 0); /* level */
+  q = put_u64(q, 0); /* original size */
+  q = put_u64(q, 0); /* compressed size */
+  *q++ = 0;          /* no block info */
+  return q;
+}
+
 /* Sized first and written in one pass: no call per field. */
 int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
   uint64_t total = 0;
@@ -531,8 +557,7 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
   for (int i = 0; i < cat->n; i++) {
     const NpkArray *a = npk_cat_at(cat, i);
     total += a->row_bytes * a->shape[0];
-    need += 4 + strlen(a->name) + 4 + 8 * (size_t)a->ndim + 4 +
-            strlen(a->data_file) + 8 + 8 + 1 + 1 + 4 + 8 + 8 + 1;
+    need += entry_size(a);
   }
   npk_buf_put(b, NULL, need);
   if (b->oom) return NPK_NOMEM;
@@ -542,23 +567,8 @@ int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off) {
   q = put_u64(q, total);
   q = put_u32(q, (uint32_t)cat->n);
   for (int i = 0; i < cat->n; i++) {
-    const NpkArray *a = npk_cat_at(cat, i);
-    size_t ln = strlen(a->name), lf = strlen(a->data_file);
     if (off) off[i] = (size_t)(q - b->p);
-    q = put_u32(q, (uint32_t)ln);
-    memcpy(q, a->name, ln);
-    q = put_u32(q + ln, a->ndim);
-    for (uint32_t d = 0; d < a->ndim; d++) q = put_u64(q, a->shape[d]);
-    q = put_u32(q, (uint32_t)lf);
-    memcpy(q, a->data_file, lf);
-    q = put_u64(q + lf, a->mtime);
-    q = put_u64(q, a->row_bytes * a->shape[0]);
-    *q++ = (unsigned char)a->dtype;
-    *q++ = 0;          /* no compression */
-    q = put_u32(q, 0); /* level */
-    q = put_u64(q, 0); /* original size */
-    q = put_u64(q, 0); /* compressed size */
-    *q++ = 0;          /* no block info */
+    q = put_entry(q, npk_cat_at(cat, i));
   }
   return NPK_OK;
 }
@@ -573,25 +583,36 @@ static int same_slot(const NpkCatalog *from, const NpkCatalog *to, int i) {
 
 int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to,
                           const int *at, int nat) {
-  if (from->n != to->n) return NPK_ERROR;
-  for (int k = 0; k < (at ? nat : to->n); k++) {
+  if (at ? from->n != to->n : from->n > to->n) return NPK_ERROR;
+  for (int k = 0; k < (at ? nat : from->n); k++) {
     int i = at ? at[k] : k;
-    if (i < 0 || i >= to->n || !same_slot(from, to, i)) return NPK_ERROR;
+    if (i < 0 || i >= from->n || !same_slot(from, to, i)) return NPK_ERROR;
   }
   return NPK_OK;
 }
 
-int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
-                      unsigned char *img, const size_t *off, const int *at,
-                      int nat) {
-  uint64_t total = npk_get_u64(img + 8);
+int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to, NpkBuf *img,
+                      size_t **poff, const int *at, int nat) {
+  uint64_t total = npk_get_u64(img->p + NPK_CAT_HEAD_OFF);
+  size_t grow = 0, *off = *poff;
   if (npk_catalog_patchable(from, to, at, nat) != NPK_OK) return NPK_ERROR;
-  for (int k = 0; k < (at ? nat : to->n); k++) {
+  if (to->n > from->n) {
+    /* Room first, so that running out of memory leaves IMG as it was. */
+    for (int i = from->n; i < to->n; i++) grow += entry_size(npk_cat_at(to, i));
+    off = npk_malloc((size_t)to->n * sizeof *off);
+    if (!off || !npk_buf_reserve(img, grow)) {
+      img->oom = 0; /* the image itself is whole */
+      npk_free(off);
+      return NPK_NOMEM;
+    }
+    memcpy(off, *poff, (size_t)from->n * sizeof *off);
+  }
+  for (int k = 0; k < (at ? nat : from->n); k++) {
     int i = at ? at[k] : k;
     const NpkArray *a = npk_cat_at(to, i), *c = npk_cat_at(from, i);
     unsigned char *q;
     if (a == c) continue;
-    q = img + off[i] + 4 + strlen(a->name) + 4;
+    q = img->p + off[i] + 4 + strlen(a->name) + 4;
     for (uint32_t d = 0; d < a->ndim; d++) q = put_u64(q, a->shape[d]);
     q += 4 + strlen(a->data_file);
     q = put_u64(q, a->mtime);
@@ -599,7 +620,18 @@ int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
     *q = (unsigned char)a->dtype;
     total = total - c->row_bytes * c->shape[0] + a->row_bytes * a->shape[0];
   }
-  put_u64(img + 8, total);
+  for (int i = from->n; i < to->n; i++) {
+    const NpkArray *a = npk_cat_at(to, i);
+    off[i] = img->n;
+    npk_buf_put(img, NULL, entry_size(a));
+    put_entry(img->p + off[i], a);
+    total += a->row_bytes * a->shape[0];
+  }
+  put_u32(put_u64(img->p + NPK_CAT_HEAD_OFF, total), (uint32_t)to->n);
+  if (off != *poff) {
+    npk_free(*poff);
+    *poff = off;
+  }
   return NPK_OK;
 }
 

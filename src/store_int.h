@@ -447,25 +447,29 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
 int npk_catalog_encode(const NpkCatalog *cat, NpkBuf *b);
 /* The same, OFF (if not NULL) receiving where each array's entry starts. */
 int npk_catalog_encode_at(const NpkCatalog *cat, NpkBuf *b, size_t *off);
-/* Turn IMG, the encoding of FROM (its entries at OFF), into that of TO, in
-** place, when TO is FROM with some arrays replaced by versions of the same
-** name, data file and ndim (what changing rows does, or saving over an
-** array): the cost is that of the arrays that changed.  AT (NAT entries,
-** no position twice) lists the positions where TO may differ from FROM,
-** or is NULL (any).  NPK_ERROR, IMG untouched, otherwise. */
-int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to,
-                      unsigned char *img, const size_t *off, const int *at,
-                      int nat);
+/* Turn IMG, the encoding of FROM (its entries at *POFF), into that of TO,
+** in place, when TO is FROM with some arrays replaced by versions of the
+** same name, data file and ndim (what changing rows does, or saving over
+** an array) and new arrays after them (what saving a new name does): the
+** cost is that of the arrays that changed, and the bytes of the new
+** arrays are appended.  AT (NAT entries, no position twice) lists the
+** positions where TO may differ from FROM, when nothing was added, or is
+** NULL (any).  *POFF is replaced by a longer array when arrays were
+** added.  NPK_ERROR, or NPK_NOMEM, with IMG and *POFF untouched,
+** otherwise. */
+int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to, NpkBuf *img,
+                      size_t **poff, const int *at, int nat);
 /* NPK_OK if npk_catalog_patch(FROM, TO, ..., AT, NAT) would apply. */
 int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to,
                           const int *at, int nat);
 /* The bytes npk_catalog_patch rewrites in the entry of A that starts at
-** OFF: [*LO, *LO + *LEN).  Besides, it rewrites the total of the header,
-** NPK_CAT_TOTAL_LEN bytes at NPK_CAT_TOTAL_OFF. */
+** OFF: [*LO, *LO + *LEN).  Besides, it rewrites the header's total and
+** count, NPK_CAT_HEAD_LEN bytes at NPK_CAT_HEAD_OFF, and appends the
+** entries of new arrays. */
 void npk_catalog_patch_span(const NpkArray *a, size_t off, size_t *lo,
                             size_t *len);
-#define NPK_CAT_TOTAL_OFF 8
-#define NPK_CAT_TOTAL_LEN 8
+#define NPK_CAT_HEAD_OFF 8
+#define NPK_CAT_HEAD_LEN 12
 /* Append A to CAT, which takes the caller's reference; NPK_NOMEM leaves
 ** CAT as it was.  ST (NULL for a catalog no store holds yet) is the
 ** store whose files the arrays of a chunk let go may hold. */

@@ -415,8 +415,9 @@ int npk_journal_check(NpkStore *st, NpkErr *e) {
 
 /* 1 if a commit journals records of TYPE for REL (build_journal in
 ** store_txn.c): cut or rewritten in place, data and segment files (any
-** name a catalog may give them); rewritten in place, the catalog too (a
-** commit that changes rows only patches it); restored from a backup or
+** name a catalog may give them), and the catalog too (a commit that changes
+** rows patches it, and one that adds arrays appends to it: releases before
+** this one refuse such a journal as damaged); restored from a backup or
 ** removed, those and the bitmaps and the catalog; removed, the new files
 ** ("npktmp-").
 ** Releases that wrote 'C' records wrote them for bitmaps and the catalog.
@@ -430,7 +431,7 @@ static int journaled(int type, const char *rel) {
                strcmp(rel + n - 5, ".npkb") == 0 && !strchr(rel, '/');
   int data = npk_reserved_name(rel) == NULL;
   switch (type) {
-    case 'T': return data;
+    case 'T': return data || cat;
     case 'R': return data || cat;
     case 'L': return data || bitmap || cat;
     case 'C': return bitmap || cat;

@@ -649,20 +649,22 @@ struct CatRun {
 /* The new catalog's encoding, kept for the next commit to patch. */
 typedef struct CatImage CatImage;
 struct CatImage {
-  NpkBuf img;            /* the bytes written, unless patched */
-  size_t *off;           /* where each entry of img starts */
-  int patched;           /* the store's image was patched instead: it
+  NpkBuf img;     /* the bytes written, unless patched */
+  size_t *off;    /* where each entry of img starts */
+  int patched;    /* the store's image was patched instead: it
                          ** describes the committed catalog no more
                          ** unless the commit completes */
-  int inplace;           /* the committed file is patched in place:
+  int inplace;    /* the committed file is patched in place:
                          ** RUNS, journaled with their old bytes */
-  CatRun *runs;          /* header total, then one per changed array */
-  int nrun;              /* entries in runs */
-  int *pos;              /* positions of the changed arrays, when the
+  CatRun *runs;   /* header, then one per changed array */
+  int nrun;       /* entries in runs */
+  size_t tail;    /* when arrays were added: the committed file's
+                         ** length, past which their entries are
+                         ** appended (journaled as a truncation) */
+  int *pos;       /* positions of the changed arrays, when the
                          ** commit knows them to be the only ones */
-  int npos;              /* entries in pos */
-  struct timespec mtime; /* the time given to a catalog patched in
-                         ** place */
+  int npos;       /* entries in pos */
+  struct stat sb; /* a catalog patched in place, as written */
 };
 
 /* Take the committed catalog file's bytes as the store's image of it, if
@@ -736,8 +738,9 @@ static void merge_runs(CatImage *ci) {
 }
 
 /* Decide whether the catalog can be patched in place (CI->inplace, with
-** its runs): only rows of arrays changed (npk_catalog_patch applies to the
-** store's image of the committed catalog), and the file at the catalog's
+** its runs): only rows of arrays changed, or arrays were added after the
+** committed ones (npk_catalog_patch applies to the store's image of the
+** committed catalog), and the file at the catalog's
 ** name is still the one that image was written to or read from -- same
 ** inode, length and time as held (a program ignoring the locks may have
 ** put another there, where runs computed for our image would damage it),
@@ -776,14 +779,18 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
     return NPK_OK;
   ci->runs = npk_malloc(((size_t)n + 1) * sizeof *ci->runs);
   if (!ci->runs) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  ci->runs[0].lo = NPK_CAT_TOTAL_OFF;
-  ci->runs[0].len = NPK_CAT_TOTAL_LEN;
+  ci->runs[0].lo = NPK_CAT_HEAD_OFF;
+  ci->runs[0].len = NPK_CAT_HEAD_LEN;
   ci->nrun = 1;
   for (int i = 0; i < n; i++) {
-    CatRun *r = &ci->runs[ci->nrun++];
-    /* patchable: every change is a new version of an array in place. */
+    CatRun *r;
+    /* patchable: every change is a new version of an array in place, or
+    ** an array added after the committed ones. */
+    if (!ch[i].c) continue;
+    r = &ci->runs[ci->nrun++];
     npk_catalog_patch_span(ch[i].p, st->img_off[ch[i].pos], &r->lo, &r->len);
   }
+  if (pc->n > st->cat.n) ci->tail = st->img.n;
   merge_runs(ci);
   ci->inplace = 1;
   return NPK_OK;
@@ -839,6 +846,7 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
     for (int i = 0; i < ci->nrun; i++)
       npk_jr_region(jr, NPK_CATALOG, ci->runs[i].lo, st->img.p + ci->runs[i].lo,
                     ci->runs[i].len);
+    if (ci->tail) npk_jr_trunc(jr, NPK_CATALOG, ci->tail);
   } else {
     npk_jr_link(jr, NPK_CATALOG, 1);
   }
@@ -984,13 +992,16 @@ static int encode_catalog(NpkSession *s, CatImage *ci, const unsigned char **pp,
                           size_t *pn) {
   NpkStore *st = s->store;
   NpkCatalog *cat = &s->txn->cat;
-  if (st->img_ok && npk_catalog_patch(&st->cat, cat, st->img.p, st->img_off,
-                                      ci->pos, ci->npos) == NPK_OK) {
+  int rc = st->img_ok ? npk_catalog_patch(&st->cat, cat, &st->img, &st->img_off,
+                                          ci->pos, ci->npos)
+                      : NPK_ERROR;
+  if (rc == NPK_OK) {
     ci->patched = 1;
     *pp = st->img.p;
     *pn = st->img.n;
     return NPK_OK;
   }
+  if (rc == NPK_NOMEM) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   ci->off = npk_malloc((size_t)(cat->n ? cat->n : 1) * sizeof *ci->off);
   if (!ci->off || npk_catalog_encode_at(cat, &ci->img, ci->off))
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
@@ -999,8 +1010,9 @@ static int encode_catalog(NpkSession *s, CatImage *ci, const unsigned char **pp,
   return NPK_OK;
 }
 
-/* Step 5 for a catalog patched in place: the runs of the patched image,
-** then a modification time after the one held, synced.  The time is what
+/* Step 5 for a catalog patched in place: the runs of the patched image
+** and the entries of added arrays after the old end, then a modification
+** time after the one held, synced.  The time is what
 ** tells other processes, which hold the same file open, that it changed
 ** (npk_store_refresh compares inode, length and time): set explicitly, it
 ** differs even where the file system's clock is coarser than the commits
@@ -1037,6 +1049,9 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
   for (int i = 0; i < ci->nrun && rc == NPK_OK; i++)
     rc = npk_io_pwrite(st, st->cat_wfd, st->img.p + ci->runs[i].lo,
                        ci->runs[i].len, ci->runs[i].lo, path, &s->err);
+  if (rc == NPK_OK && ci->tail)
+    rc = npk_io_pwrite(st, st->cat_wfd, st->img.p + ci->tail,
+                       st->img.n - ci->tail, ci->tail, path, &s->err);
   if (rc == NPK_OK) {
     clock_gettime(CLOCK_REALTIME, &times[1]);
     pthread_mutex_lock(&st->mu);
@@ -1056,7 +1071,7 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
       rc = npk_err_sys(&s->err, errno, "cannot set the time of", path);
     else if (fstat(st->cat_wfd, &sb) != 0)
       rc = npk_err_sys(&s->err, errno, "cannot stat", path);
-    else ci->mtime = sb.st_mtim;
+    else ci->sb = sb;
   }
   /* A file system that keeps times coarser than the one set (seconds,
   ** tens of milliseconds) may have kept the time held: other processes
@@ -1140,9 +1155,9 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   memset(&t->cat, 0, sizeof t->cat);
   npk_catalog_retire(st, &old);
   st->cat_gen++;
-  /* A catalog patched in place is the file already held: only its bytes
-  ** and its time, which the commit set, changed. */
-  if (ci->inplace && st->cat_fd >= 0) st->cat_st.st_mtim = ci->mtime;
+  /* A catalog patched in place is the file already held: only its bytes,
+  ** length and time, which the commit set, changed. */
+  if (ci->inplace && st->cat_fd >= 0) st->cat_st = ci->sb;
   else npk_store_hold_catalog(st);
   if (!ci->patched) {
     npk_buf_free(&st->img);
@@ -1166,7 +1181,7 @@ int npk_commit(NpkSession *s) {
   NpkTxn *t = s->txn;
   Change *ch = NULL;
   NpkBuf jr = {0};
-  CatImage ci = {{0}, NULL, 0, 0, NULL, 0, NULL, 0, {0, 0}};
+  CatImage ci;
   const unsigned char *img = NULL;
   size_t nimg = 0;
   int n = 0, rc = NPK_OK, journaled = 0, reserved = 0, fast = 0, linked = 0;
@@ -1174,6 +1189,7 @@ int npk_commit(NpkSession *s) {
   uint64_t fsyncs = __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED);
 
   if (!t) return npk_err(&s->err, NPK_MISUSE, "commit without a transaction");
+  memset(&ci, 0, sizeof ci);
   s->err.rc = NPK_OK;
   if (t->nsp) npk_release(s, 0);
   rc = plan(s, &ch, &n, &fast);

@@ -1094,6 +1094,8 @@ static const char *const scenarios[][2] = {
   {"reset", "reset"},
   {"new_array", "new:d:6"},
   {"new_array_empty", "new:d:0"},
+  {"new_arrays_txn", "+ new:d:3 app:a:2 new:e:1 ."},
+  {"new_then_rows", "new:d:2 new:e:3 app:d:1 rep:e:0"},
   {"savepoints", "+ app:a:2 S rep:a:1 del:a:0 R app:c:1 E ."},
   {"savepoint_new", "+ S new:d:3 R new:e:2 S del:b:0 E ."},
   {"mixed_txn",

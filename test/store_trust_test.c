@@ -529,7 +529,7 @@ static void test_journal_names(void) {
     {'X', TU_LOCK}, {'L', TU_LOCK}, {'X', TU_JOURNAL}, {'L', TU_JOURNAL},
     {'T', TU_LOCK}, {'R', TU_LOCK}, {'C', TU_LOCK}, {'T', TU_JOURNAL},
     {'L', "data_a.npkd-npkbak"}, {'X', "data_a.npkd"}, {'C', "data_a.npkd"},
-    {'T', TU_CATALOG}, {'R', "deleted_a.npkb"}, {'X', "metadata.npkm-tmp"},
+    {'T', "deleted_a.npkb"}, {'R', "deleted_a.npkb"}, {'X', "metadata.npkm-tmp"},
     {'L', "npktmp-1-1"}, {'X', "sub/npktmp-1-1"}, {'L', TU_SPARE},
     {'X', TU_SPARE}, {'R', TU_SPARE}, {'T', TU_SPARE}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -1027,10 +1027,22 @@ static int crash_rows_txn(NpkSession *s, Model *m) {
   return rc;
 }
 
+/* Two new arrays and rows of an old one in one transaction: the catalog
+** is patched and appended to in place, its old length in the journal. */
+static int crash_new_txn(NpkSession *s, Model *m) {
+  int rc = s ? npk_begin(s) : NPK_OK;
+  if (rc == NPK_OK) rc = op_save_new(s, m);
+  if (rc == NPK_OK) rc = op_append(s, m);
+  if (rc == NPK_OK) rc = op_clone(s, m);
+  return rc;
+}
+
 static void test_crash_rows_in_place(void) {
   crash_case(crash_rows_txn, 1, "rows_txn");
+  crash_case(crash_new_txn, 1, "new_txn");
   crash_case(op_append, 0, "append");
   crash_case(op_replace, 0, "replace");
+  crash_case(op_save_new, 0, "save_new");
 }
 
 /* A commit that only appends or replaces rows rewrites the catalog in
@@ -1079,9 +1091,29 @@ static void test_catalog_in_place(void) {
   CHECK_EQ(b.st_mtim.tv_sec, ahead[1].tv_sec);
   CHECK_EQ(b.st_mtim.tv_nsec, 6);
   CHECK(view_is(s, &m, 1));
+  /* A new array's entry is appended to the same file: the journal, the
+  ** new data file, the catalog, the directory (the data file's name), the
+  ** idle journal. */
   CHECK_EQ(op_save_new(s, &m), NPK_OK);
   npk_store_stats(st, &stats);
-  CHECK(stats.last_commit_fsyncs > 5);
+  CHECK_EQ(stats.last_commit_fsyncs, 5);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  CHECK(b.st_size > a.st_size);
+  CHECK(!tu_exists(P(t.dir, TU_CATALOG "-npkbak")));
+  CHECK(view_is(s, &m, 1));
+  /* Rows of the new array, then a clone, patch the grown file in turn. */
+  {
+    uint64_t sh[2] = {1, 2};
+    model_append(&m, "n", 1, new_n);
+    CHECK_EQ(npk_append(s, "n", NPK_INT16, 2, sh, new_n), NPK_OK);
+  }
+  CHECK_EQ(op_clone(s, &m), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  CHECK(view_is(s, &m, 1));
+  /* A drop moves the arrays after it: the catalog is replaced whole. */
+  CHECK_EQ(op_drop(s, &m), NPK_OK);
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
   CHECK(a.st_ino != b.st_ino);
   close_and_check(st, s, &t, &m);
