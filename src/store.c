@@ -232,6 +232,16 @@ static void hold(NpkStore *st, int fd) {
     if (fd >= 0) close(fd);
     st->cat_fd = -1;
   }
+  /* The descriptor the in-place commits wrote through may be the last
+  ** reference to a replaced catalog: closed now, the file system frees
+  ** that file as part of the commit (or reload) that replaced it, not in
+  ** the middle of the next small commit. */
+  if (st->cat_wfd >= 0 &&
+      (st->cat_fd < 0 || st->cat_wino != st->cat_st.st_ino ||
+       st->cat_wdev != st->cat_st.st_dev)) {
+    close(st->cat_wfd);
+    st->cat_wfd = -1;
+  }
 }
 
 /* 1 if no commit changed the catalog since the committed state in memory

@@ -25,11 +25,12 @@
 **   3 write overlay rows in place (through a writable mapping), set exact
 **     lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
-**   5 replace bitmaps (temp file, sync, rename); the catalog: when only
-**     rows of arrays changed (no array added, dropped or renamed) it is
-**     patched in place -- the bytes that change, journaled in step 2, a
-**     later modification time, synced -- else replaced (temp file, sync,
-**     rename); sync the dir if a name changed
+**   5 replace bitmaps (temp file, sync, rename); the catalog: when rows
+**     of arrays changed or arrays were added after the others (none
+**     dropped or moved) it is patched in place -- the bytes that change,
+**     journaled in step 2, the new arrays' entries appended, its old
+**     length journaled, a later modification time, synced -- else
+**     replaced (temp file, sync, rename); sync the dir if a name changed
 **   6 zero the journal's magic and sync it (10): the commit point; a
 **     journal over 1 MB is removed instead and the dir synced
 **   7 remove the backups
@@ -37,7 +38,8 @@
 ** transaction plays back; readers meanwhile fail with NPK_BUSY.  A commit
 ** that changes rows of one array at synchronous=FULL syncs four times:
 ** the journal, the data file, the catalog, the journal made idle; no
-** directory.
+** directory.  One that saves a new array syncs five: the directory too,
+** for the new data file's name.
 */
 #include <errno.h>
 #include <fcntl.h>
