@@ -454,6 +454,30 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
   return NPK_OK;
 }
 
+/* 1 if array A keeps rows in FILE. */
+static int uses_file(const NpkArray *a, const char *file) {
+  if (strcmp(a->data_file, file) == 0) return 1;
+  for (int k = 0; a->seg_names && k < a->nseg; k++)
+    if (a->seg_names[k] && strcmp(a->seg_names[k], file) == 0) return 1;
+  return 0;
+}
+
+int npk_catalog_check_new_file(const NpkCatalog *cat, const NpkArray *a,
+                               const char *what, NpkErr *e) {
+  const char *why = npk_reserved_name(a->data_file);
+  if (why)
+    return npk_err(e, NPK_CORRUPT, "%s: array \"%s\" keeps its rows in %s, %s",
+                   what, a->name, a->data_file, why);
+  for (int i = 0; i < cat->n; i++) {
+    const NpkArray *b = npk_cat_at(cat, i);
+    if (b == a || !uses_file(b, a->data_file)) continue;
+    return npk_err(e, NPK_CORRUPT,
+                   "%s: arrays \"%s\" and \"%s\" both keep their rows in %s",
+                   what, b->name, a->name, a->data_file);
+  }
+  return NPK_OK;
+}
+
 /* One file of an array, for npk_catalog_check_files. */
 typedef struct FileUse FileUse;
 struct FileUse {

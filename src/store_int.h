@@ -495,6 +495,10 @@ int npk_catalog_find(const NpkCatalog *cat, const char *name);
 ** one file, or one keeps them in a file of the store's own (the catalog,
 ** lock file, journal, a bitmap, backup or temporary name). */
 int npk_catalog_check_files(const NpkCatalog *cat, const char *what, NpkErr *e);
+/* The same for one array A of CAT whose file is new, the others having
+** passed: one pass over CAT, no sort. */
+int npk_catalog_check_new_file(const NpkCatalog *cat, const NpkArray *a,
+                               const char *what, NpkErr *e);
 /* Why F may not be a data or segment file (one of the store's own files,
 ** or a name kept for backups, new files or bitmaps), or NULL if it may. */
 const char *npk_reserved_name(const char *f);

@@ -1200,8 +1200,7 @@ int npk_commit(NpkSession *s) {
   ** files can clash: the committed catalog passed this check when read. */
   for (int i = 0; i < n && rc == NPK_OK; i++) {
     if (!ch[i].p || !ch[i].p->fresh) continue;
-    rc = npk_catalog_check_files(&t->cat, "cannot commit", &s->err);
-    break;
+    rc = npk_catalog_check_new_file(&t->cat, ch[i].p, "cannot commit", &s->err);
   }
   if (rc) goto fail_open;
   if (n == 0) {
