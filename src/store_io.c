@@ -509,6 +509,18 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e) {
   int fresh = (flags & (O_CREAT | O_TRUNC)) == (O_CREAT | O_TRUNC);
   *pfd = -1;
   if ((rc = walk(st, rel, &dir, &last, e))) return rc;
+  /* A new file where no file is: made at once, a regular file of one name
+  ** by construction, so there is nothing to look at first (and no FIFO to
+  ** open without blocking).  Anything by its name, or any error, takes the
+  ** careful way below. */
+  if (fresh) {
+    fd = openat(dir, last, (flags & ~O_TRUNC) | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                0644);
+    if (fd >= 0) {
+      rec_emit(st, NPK_EV_CREATE, fd, rel, NULL, 0, 0, NULL);
+      goto done;
+    }
+  }
   /* Look before opening: opening a device can already do something. */
   if (fstatat(dir, last, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
     if (!S_ISREG(sb.st_mode)) {

@@ -1275,6 +1275,7 @@ int npk_commit(NpkSession *s) {
     if (rc && !gone) goto fail_applied;
     rc = NPK_OK;
     npk_lock_mark(s, 0);
+    t->marked = 0; /* the new files are in place: nothing for txn_end */
   } else {
     goto fail_applied;
   }
