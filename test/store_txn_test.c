@@ -1039,6 +1039,59 @@ static int crash_new_txn(NpkSession *s, Model *m) {
   return rc;
 }
 
+/* The hot journal of a commit that appended arrays to the catalog begins
+** with the catalog's truncation to its old length.  The release before
+** this one refuses that record as damaged: met first, it is refused before
+** any other record (the rows appended to "a", the new data files) is
+** played back, and that release changes nothing. */
+static void test_crash_append_journal_first(void) {
+  Tmp t;
+  Model before;
+  struct stat a;
+  size_t n = 0, len;
+  unsigned char *j;
+  tu_tmp_init(&t);
+  make_base(t.dir, &before);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    NpkStore *st = NULL;
+    NpkSession *s = NULL;
+    alarm(20);
+    if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
+    if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+    if (crash_new_txn(s, NULL) != NPK_OK) _exit(12);
+    /* Killed after the catalog was written, before the commit point. */
+    npk_test_crash_at(6);
+    _exit(npk_commit(s) == NPK_OK ? 0 : 13);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  CHECK(tu_journal_hot(t.dir));
+  j = tu_read_file(P(t.dir, TU_JOURNAL), &n);
+  len = strlen(TU_CATALOG);
+  CHECK(j && n > 24 + 5 + len + 8);
+  if (j && n > 24 + 5 + len + 8) {
+    const unsigned char *r = j + 24;
+    CHECK_EQ(r[0], 'T');
+    CHECK_EQ((size_t)(r[1] | r[2] << 8 | r[3] << 16 | (size_t)r[4] << 24), len);
+    CHECK(memcmp(r + 5, TU_CATALOG, len) == 0);
+    CHECK_EQ(get_u64(r + 5 + len), (uint64_t)a.st_size);
+  }
+  free(j);
+  {
+    NpkStore *st;
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    if (s) CHECK_EQ(npk_recover(s), NPK_OK);
+    tu_close(st, s);
+  }
+  CHECK(disk_is(t.dir, &before));
+  model_free(&before);
+  tu_tmp_done(&t);
+}
+
 static void test_crash_rows_in_place(void) {
   crash_case(crash_rows_txn, 1, "rows_txn");
   crash_case(crash_new_txn, 1, "new_txn");
@@ -2636,6 +2689,7 @@ int main(void) {
   RUN(test_two_processes);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
+  RUN(test_crash_append_journal_first);
   RUN(test_catalog_in_place);
   RUN(test_in_place_seen_elsewhere);
   RUN(test_added_seen_elsewhere);
