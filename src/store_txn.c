@@ -805,6 +805,12 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
   NpkTxn *t = s->txn;
   int rc;
 
+  /* The catalog's old length first: the release before this one refuses
+  ** that record as damaged, and meeting it before any other it refuses the
+  ** journal having played nothing back.  The records restore different
+  ** files, or bytes of the catalog before that length: any order undoes
+  ** the same. */
+  if (ci->inplace && ci->tail) npk_jr_trunc(jr, NPK_CATALOG, ci->tail);
   for (int i = 0; i < t->ngrown; i++)
     npk_jr_trunc(jr, t->grown[i]->rel, t->grown[i]->orig_size);
   for (int i = 0; i < n; i++) {
@@ -848,7 +854,6 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
     for (int i = 0; i < ci->nrun; i++)
       npk_jr_region(jr, NPK_CATALOG, ci->runs[i].lo, st->img.p + ci->runs[i].lo,
                     ci->runs[i].len);
-    if (ci->tail) npk_jr_trunc(jr, NPK_CATALOG, ci->tail);
   } else {
     npk_jr_link(jr, NPK_CATALOG, 1);
   }

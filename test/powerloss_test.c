@@ -1096,6 +1096,15 @@ static const char *const scenarios[][2] = {
   {"new_array_empty", "new:d:0"},
   {"new_arrays_txn", "+ new:d:3 app:a:2 new:e:1 ."},
   {"new_then_rows", "new:d:2 new:e:3 app:d:1 rep:e:0"},
+  /* Commits that add arrays append their entries to the catalog in place
+  ** (its old length journaled); those that also drop or move one replace
+  ** it whole. */
+  {"clone_new", "+ new:d:3 clone:d:e . clone:e:f app:f:1"},
+  {"new_rolled_back", "+ S new:d:3 clone:a:e R new:f:1 S new:g:2 R E ."},
+  {"new_then_dropped", "+ new:d:3 drop:d new:e:1 . + new:f:2 drop:f ."},
+  {"drop_then_new", "+ drop:c save:c:2 new:d:1 . + drop:a new:e:2 ."},
+  {"reset_then_new", "+ reset new:d:2 . new:e:1"},
+  {"seg_new", "new:d:2 clone:s:e app:d:1"},
   {"savepoints", "+ app:a:2 S rep:a:1 del:a:0 R app:c:1 E ."},
   {"savepoint_new", "+ S new:d:3 R new:e:2 S del:b:0 E ."},
   {"mixed_txn",

@@ -551,6 +551,55 @@ static void test_journal_names(void) {
 
 static long a_mismatch(NpkSession *s);
 
+/* A commit that adds arrays journals the catalog's old length: a crafted
+** journal may cut the catalog anywhere or lengthen it with zeros.  It
+** plays back (the record is one a commit writes), and the catalog it
+** leaves is damaged content: NPK_CORRUPT naming it, from the playback on,
+** read-write and read-only, never a crash or a read past its end. */
+static void test_journal_cuts_catalog(void) {
+  size_t n = 0;
+  unsigned char *cat;
+  Trust x;
+  trust_init(&x);
+  cat = tu_read_file(P(x.t.dir, TU_CATALOG), &n);
+  free(cat);
+  trust_done(&x);
+  const struct {
+    uint64_t len;
+    const char *frag;
+  } cases[] = {
+    {0, TU_CATALOG " is damaged: truncated header (0 bytes)"},
+    {19, TU_CATALOG " is damaged: truncated header (19 bytes)"},
+    {20, TU_CATALOG " is damaged: array 0 at byte 20"},
+    {n - 1, TU_CATALOG " is damaged: array 0 at byte 20"},
+    {n + 7, TU_CATALOG " is damaged: 7 unexpected bytes after the last"},
+    {n + (1 << 20), " unexpected bytes after the last array"},
+  };
+  CHECK(n > 21);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    NpkBuf r = {0};
+    NpkStore *st;
+    NpkSession *s;
+    struct stat sb;
+    trust_init(&x);
+    npk_jr_trunc(&r, TU_CATALOG, cases[i].len);
+    write_journal(P(x.t.dir, TU_JOURNAL), &r);
+    s = tu_open(x.t.dir, 0, &st);
+    /* Played back, then the catalog read again. */
+    if (s) {
+      CHECK_EQ(npk_recover(s), NPK_CORRUPT);
+      CHECK(strstr(npk_errmsg(s), cases[i].frag) != NULL);
+    }
+    tu_close(st, s);
+    CHECK(!tu_journal_hot(x.t.dir));
+    CHECK_EQ(stat(P(x.t.dir, TU_CATALOG), &sb), 0);
+    CHECK_EQ((uint64_t)sb.st_size, cases[i].len);
+    expect_refused(&x, "a", cases[i].frag, __LINE__);
+    npk_buf_free(&r);
+    trust_done(&x);
+  }
+}
+
 /* A commit that appended to an array and then saved over it leaves the
 ** grown data file linked to its own backup: playback cuts it all the same. */
 static void test_journal_own_backup(void) {
@@ -837,6 +886,7 @@ int main(void) {
   RUN(test_journal_hardlink);
   RUN(test_journal_names);
   RUN(test_journal_own_backup);
+  RUN(test_journal_cuts_catalog);
   RUN(test_hardlink_lock);
   RUN(test_hardlink_fresh);
   RUN(test_lock_open_error);

@@ -1039,6 +1039,59 @@ static int crash_new_txn(NpkSession *s, Model *m) {
   return rc;
 }
 
+/* The hot journal of a commit that appended arrays to the catalog begins
+** with the catalog's truncation to its old length.  The release before
+** this one refuses that record as damaged: met first, it is refused before
+** any other record (the rows appended to "a", the new data files) is
+** played back, and that release changes nothing. */
+static void test_crash_append_journal_first(void) {
+  Tmp t;
+  Model before;
+  struct stat a;
+  size_t n = 0, len;
+  unsigned char *j;
+  tu_tmp_init(&t);
+  make_base(t.dir, &before);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    NpkStore *st = NULL;
+    NpkSession *s = NULL;
+    alarm(20);
+    if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
+    if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+    if (crash_new_txn(s, NULL) != NPK_OK) _exit(12);
+    /* Killed after the catalog was written, before the commit point. */
+    npk_test_crash_at(6);
+    _exit(npk_commit(s) == NPK_OK ? 0 : 13);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  CHECK(tu_journal_hot(t.dir));
+  j = tu_read_file(P(t.dir, TU_JOURNAL), &n);
+  len = strlen(TU_CATALOG);
+  CHECK(j && n > 24 + 5 + len + 8);
+  if (j && n > 24 + 5 + len + 8) {
+    const unsigned char *r = j + 24;
+    CHECK_EQ(r[0], 'T');
+    CHECK_EQ((size_t)(r[1] | r[2] << 8 | r[3] << 16 | (size_t)r[4] << 24), len);
+    CHECK(memcmp(r + 5, TU_CATALOG, len) == 0);
+    CHECK_EQ(get_u64(r + 5 + len), (uint64_t)a.st_size);
+  }
+  free(j);
+  {
+    NpkStore *st;
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    if (s) CHECK_EQ(npk_recover(s), NPK_OK);
+    tu_close(st, s);
+  }
+  CHECK(disk_is(t.dir, &before));
+  model_free(&before);
+  tu_tmp_done(&t);
+}
+
 static void test_crash_rows_in_place(void) {
   crash_case(crash_rows_txn, 1, "rows_txn");
   crash_case(crash_new_txn, 1, "new_txn");
@@ -1553,6 +1606,79 @@ static void test_in_place_seen_elsewhere(void) {
          read(up[0], &c, 1) == 1;
   }
   CHECK(ok);
+  close(down[1]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    printf("  child status 0x%x\n", status);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  tu_close(st, s);
+  close(up[0]);
+  tu_tmp_done(&t);
+}
+
+/* Another process holding the store open sees every array appended to the
+** catalog in place at once, and reads it: the catalog grows, keeping its
+** inode. */
+static void test_added_seen_elsewhere(void) {
+  enum { ROUNDS = 20 };
+  Tmp t;
+  int up[2], down[2];
+  tu_tmp_init(&t);
+  make_base(t.dir, NULL);
+  CHECK(pipe(up) == 0 && pipe(down) == 0);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    NpkStore *st = NULL;
+    NpkSession *s = NULL;
+    NpkArrayInfo in;
+    const void *p;
+    char c = 0, name[16];
+    int n = 0;
+    alarm(20);
+    close(up[0]);
+    close(down[1]);
+    if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
+    if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+    for (int i = 0; i <= ROUNDS; i++) {
+      if (i && read(down[0], &c, 1) != 1) _exit(12);
+      if (npk_read_begin(s) != NPK_OK) _exit(13);
+      if (npk_array_count(s, &n) != NPK_OK || n != 4 + i) _exit(20);
+      if (i) {
+        snprintf(name, sizeof name, "n%d", i - 1);
+        if (npk_array_info_at(s, 3 + i, &in) != NPK_OK ||
+            strcmp(in.name, name) != 0 || in.rows != (uint64_t)i)
+          _exit(21);
+        if (npk_row_ptr(s, name, (uint64_t)i - 1, &p) != NPK_OK ||
+            *(const int32_t *)p != i)
+          _exit(22);
+      }
+      npk_read_end(s);
+      if (write(up[1], "r", 1) != 1) _exit(15);
+    }
+    npk_session_close(s);
+    npk_store_release(st);
+    _exit(0);
+  }
+  close(up[1]);
+  close(down[0]);
+  NpkStore *st;
+  NpkSession *s = tu_open(t.dir, 0, &st);
+  struct stat a, b;
+  char c = 0, name[16];
+  int32_t v[ROUNDS];
+  int ok = read(up[0], &c, 1) == 1 && stat(P(t.dir, TU_CATALOG), &a) == 0;
+  for (int i = 0; i < ROUNDS; i++) v[i] = i + 1;
+  for (int i = 0; i < ROUNDS && ok && s; i++) {
+    uint64_t sh[1] = {(uint64_t)i + 1};
+    snprintf(name, sizeof name, "n%d", i);
+    ok = npk_save(s, name, NPK_INT32, 1, sh, v) == NPK_OK &&
+         write(down[1], "c", 1) == 1 && read(up[0], &c, 1) == 1;
+  }
+  CHECK(ok);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
   close(down[1]);
   int status = 0;
   waitpid(pid, &status, 0);
@@ -2191,6 +2317,82 @@ static void test_catalog_patched(void) {
   tu_tmp_done(&t);
 }
 
+/* Where the file system cannot keep the catalog's new time, a commit that
+** appended an array's entry in place replaces the catalog whole as well:
+** the appended bytes go with it, and the file written in place is let go. */
+static void test_coarse_times_new_array(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  struct stat a, b;
+  NpkSession *s = open_base(&t, &st, &m);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  struct timespec ahead[2] = {{0, UTIME_OMIT}, {a.st_mtim.tv_sec + 100, 0}};
+  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+  coarse_times = 1;
+  CHECK_EQ(op_save_new(s, &m), NPK_OK);
+  coarse_times = 0;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK(a.st_ino != b.st_ino);
+  CHECK(b.st_size > a.st_size);
+  CHECK(!tu_exists(P(t.dir, TU_CATALOG "-npkbak")));
+  CHECK_EQ(open_removed(TU_CATALOG), 0);
+  CHECK(view_is(s, &m, 1));
+  check_readback(t.dir, s, __LINE__);
+  CHECK_EQ(op_clone(s, &m), NPK_OK);
+  check_readback(t.dir, s, __LINE__);
+  CHECK(view_is(s, &m, 1));
+  close_and_check(st, s, &t, &m);
+}
+
+/* A commit that appended arrays' entries to the catalog and then failed is
+** undone from its journal (the catalog cut back to its old length), and the
+** same store object goes on: the next commits, which add arrays again,
+** write a catalog that reads back as the writer sees it. */
+static void test_catalog_appended_fault(void) {
+  static const char *const kinds[] = {"fsync", "write"};
+  int fired = 0;
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    for (int nth = 1; nth <= 12; nth++) {
+      Tmp t;
+      NpkStore *st;
+      Model m;
+      struct stat a, b;
+      int rc, f0 = ctest_case_failures;
+      NpkSession *s = open_base(&t, &st, &m);
+      CHECK_EQ(op_append(s, &m), NPK_OK);
+      CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+      npk_test_fault(kinds[k], nth, EIO);
+      rc = crash_new_txn(s, NULL);
+      if (rc == NPK_OK) rc = npk_commit(s);
+      npk_test_fault(kinds[k], 0, 0);
+      if (npk_in_txn(s)) npk_rollback(s);
+      if (rc != NPK_OK) {
+        fired++;
+        CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+        CHECK_EQ(a.st_size, b.st_size);
+        CHECK(!tu_journal_hot(t.dir));
+        CHECK(view_is(s, &m, 1));
+        check_readback(t.dir, s, __LINE__);
+        CHECK_EQ(crash_new_txn(s, &m), NPK_OK);
+        CHECK_EQ(npk_commit(s), NPK_OK);
+      } else {
+        crash_new_txn(NULL, &m);
+      }
+      CHECK(view_is(s, &m, 1));
+      check_readback(t.dir, s, __LINE__);
+      CHECK_EQ(op_append(s, &m), NPK_OK);
+      check_readback(t.dir, s, __LINE__);
+      if (ctest_case_failures != f0)
+        printf("  (%s fault %d, rc %d)\n", kinds[k], nth, rc);
+      close_and_check(st, s, &t, &m);
+      if (rc == NPK_OK) break;
+    }
+  }
+  CHECK(fired > 0);
+}
+
 /* ---- a store of many arrays: the transaction's catalog shares the
 ** committed one's pieces and copies what it changes (store_catalog.c) --- */
 
@@ -2470,6 +2672,8 @@ int main(void) {
   RUN(test_isolation_second_handle);
   RUN(test_mtime_at_commit);
   RUN(test_catalog_patched);
+  RUN(test_coarse_times_new_array);
+  RUN(test_catalog_appended_fault);
   RUN(test_many_rollback);
   RUN(test_many_savepoints);
   RUN(test_many_fault_malloc);
@@ -2485,8 +2689,10 @@ int main(void) {
   RUN(test_two_processes);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
+  RUN(test_crash_append_journal_first);
   RUN(test_catalog_in_place);
   RUN(test_in_place_seen_elsewhere);
+  RUN(test_added_seen_elsewhere);
   RUN(test_sweep_when_needed);
   RUN(test_large_journal_removed);
   RUN(test_spare_linked_later);
