@@ -787,8 +787,15 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   for (int i = 0; i < n; i++) {
     CatRun *r;
     /* patchable: every change is a new version of an array in place, or
-    ** an array added after the committed ones. */
+    ** an array added after the committed ones.  The pairing was made before
+    ** EXCLUSIVE: should the committed state have been read again since (a
+    ** program ignoring the locks changed the catalog), the entry is not at
+    ** that place of the image, and the catalog is replaced whole. */
     if (!ch[i].c) continue;
+    if (ch[i].pos >= st->cat.n || npk_cat_at(&st->cat, ch[i].pos) != ch[i].c) {
+      ci->nrun = 0;
+      return NPK_OK;
+    }
     r = &ci->runs[ci->nrun++];
     npk_catalog_patch_span(ch[i].p, st->img_off[ch[i].pos], &r->lo, &r->len);
   }
