@@ -445,6 +445,28 @@ static void note_read(NpkConn *c) {
 
 void npk_conn_autocommit_write(NpkConn *c) { c->read_seen = 0; }
 
+int npk_conn_read_row(NpkConn *c, const char *array, uint64_t row, void *buf,
+                      size_t cap, NpkArrayInfo *info, int *pfound,
+                      uint64_t *pseq) {
+  uint64_t seq;
+  int rc;
+  /* Inside a transaction reads keep one state until it ends (and a held
+  ** read may need ending first): npk_conn_read_begin's work. */
+  if (c->held || !sqlite3_get_autocommit(c->db)) return NPK_BUSY;
+  rc = npk_read_row_unlocked(c->ses, array, row, buf, cap, info, pfound, &seq);
+  /* A row of another state than the one held: npk_conn_read_begin tells. */
+  if (rc == NPK_OK && c->quick && seq != c->quick_seq) rc = NPK_BUSY;
+  if (rc) return rc;
+  note_read(c);
+  if (c->quick++ == 0) c->quick_seq = seq;
+  *pseq = seq;
+  return NPK_OK;
+}
+
+void npk_conn_read_row_end(NpkConn *c) {
+  if (c->quick > 0) c->quick--;
+}
+
 int npk_conn_read_begin(NpkConn *c, const char *zDb) {
   TxnWatch *w;
   int rc;
@@ -457,6 +479,11 @@ int npk_conn_read_begin(NpkConn *c, const char *zDb) {
     npk_read_end(c->ses);
   }
   rc = npk_read_begin(c->ses);
+  /* Rows read without the lock by statements still running are of one
+  ** state: this read must be of it too. */
+  if (rc == NPK_OK && c->quick &&
+      (rc = npk_check_read_seq(c->ses, c->quick_seq)))
+    npk_read_end(c->ses);
   if (rc == NPK_OK) note_read(c);
   if (rc || c->held || sqlite3_get_autocommit(c->db) ||
       !(w = txn_watch(c->db, zDb ? zDb : "main")))

@@ -934,6 +934,91 @@ static int info_unlocked(NpkSession *s, const char *name, NpkArrayInfo *out,
   return *pdone ? rc : NPK_OK;
 }
 
+/* Copy row ROW of A into BUF when its bytes can be had without the lock
+** (npk_read_row_unlocked); the caller holds st->mu.  0 when they cannot. */
+static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
+                             void *buf) {
+  const NpkFile *f;
+  const unsigned char *base;
+  uint64_t end;
+  /* One committed file, mapped, its size checked since the store was last
+  ** confirmed current (check_sizes), nothing of this process's own
+  ** waiting to be written over the row. */
+  if (!__atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE) || a->pending || a->ov ||
+      a->nseg != 1 || a->seg[0].first_row != 0)
+    return 0;
+  f = a->seg[0].file;
+  end = (row + 1) * a->row_bytes;
+  base = __atomic_load_n(&f->base, __ATOMIC_ACQUIRE);
+  if (!base || npk_guard_hit(f->gslot) ||
+      end > __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE) ||
+      (f->wlen && end > f->wstart) ||
+      __atomic_load_n(&f->ok_epoch, __ATOMIC_RELAXED) !=
+          __atomic_load_n(&st->epoch, __ATOMIC_ACQUIRE))
+    return 0;
+  {
+    size_t half = (size_t)a->row_bytes / 2;
+    const unsigned char *from = base + row * a->row_bytes;
+    memcpy(buf, from, half);
+    npk_test_copy_point();
+    memcpy((unsigned char *)buf + half, from + half,
+           (size_t)a->row_bytes - half);
+  }
+  return 1;
+}
+
+/* The lock's part in a point lookup is a handful of system calls, more than
+** the rest of it: when the state in memory may be read without the lock
+** (lock_if_current), the row is copied, and then the lock file's commit
+** mark and count are read again.  A commit of ours sets the mark before it
+** changes a file and raises the count before it clears the mark
+** (npk_lock_mark), so a row copied while one changed it shows as a mark set
+** or a count moved; the copy is then thrown away and the caller reads
+** under the lock.  Programs that ignore the lock are no more seen than
+** under it. */
+int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
+                          void *buf, size_t cap, NpkArrayInfo *info,
+                          int *pfound, uint64_t *pseq) {
+  NpkStore *st = s->store;
+  NpkArray *a;
+  uint64_t seq, now_seq, faults = npk_map_faults(s);
+  int ok = 0;
+  *pfound = 0;
+  if (!lock_if_current(s)) return NPK_BUSY;
+  seq = st->seen_seq;
+  if (st->seen_ok && find_entry(s, name, &a) == NPK_OK && a->row_bytes <= cap &&
+      __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE)) {
+    fill_info(s, a, info);
+    if (row >= a->shape[0] || (a->bm && !npk_bm_get(a->bm, row))) ok = 1;
+    else ok = *pfound = copy_row_unlocked(st, a, row, buf);
+  }
+  s->err.rc = NPK_OK;
+  pthread_mutex_unlock(&st->mu);
+  /* The copy before the second look at the mark and count. */
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (!ok || npk_lock_marked(st) || !npk_lock_seq(st, &now_seq) ||
+      now_seq != seq || npk_map_faults(s) != faults) {
+    *pfound = 0;
+    return NPK_BUSY;
+  }
+  *pseq = seq;
+  return NPK_OK;
+}
+
+int npk_check_read_seq(NpkSession *s, uint64_t seq) {
+  NpkStore *st = s->store;
+  int same;
+  pthread_mutex_lock(&st->mu);
+  same = st->seen_ok && st->seen_seq == seq;
+  pthread_mutex_unlock(&st->mu);
+  if (same) return NPK_OK;
+  return npk_err(&s->err, NPK_STALE,
+                 "store %s changed while this statement read it (another "
+                 "connection committed between two of its reads): run the "
+                 "statement again",
+                 st->dir);
+}
+
 int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out) {
   NpkArray *a;
   int done, rc = info_unlocked(s, name, out, &done);

@@ -245,6 +245,25 @@ int npk_each_array_unlocked(NpkSession *s,
                             int (*fn)(void *, int, int, const NpkArrayInfo *),
                             void *arg, int *pdone);
 
+/* Physical row ROW of NAME copied into BUF (room for the array's row
+** bytes, at most CAP) without taking the lock, with the array's
+** information in *INFO: a point lookup of a statement outside any
+** transaction, which would otherwise pay more system calls for the lock
+** than for the rest of its work.  *PFOUND is 1 when the row exists and is
+** live.  NPK_BUSY, with nothing read, when the caller must take the lock
+** and read as usual: the committed state in memory is not known to be the
+** latest, a commit is under way, the array's rows are not in one file
+** already mapped and checked, or a commit of ours came while the row was
+** copied.  *PSEQ: the lock file's commit count of the state read. */
+int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
+                          void *buf, size_t cap, NpkArrayInfo *info,
+                          int *pfound, uint64_t *pseq);
+/* NPK_OK when the committed state S reads now (under its read lock) is the
+** one of commit count SEQ, which npk_read_row_unlocked gave; else NPK_STALE:
+** a statement that read a row without the lock and reads again would see
+** two states. */
+int npk_check_read_seq(NpkSession *s, uint64_t seq);
+
 /* Create NAME, or overwrite it whole (NumPack's save).  SHAPE[0] rows of
 ** row shape SHAPE[1..NDIM-1]; DATA holds all rows in C order. */
 int npk_save(NpkSession *s, const char *name, int dtype, uint32_t ndim,
@@ -398,6 +417,10 @@ void npk_test_fault(const char *kind, int nth, int err);
 ** tests that fork a child to commit.  The environment variable
 ** NUMPACK_TEST_CRASH=STEP arms it for a whole process. */
 void npk_test_crash_at(int step);
+/* A pause of US microseconds in the middle of each row copied by
+** npk_read_row_unlocked, for tests that make a commit land inside the
+** copy. */
+void npk_test_copy_pause(int us);
 
 /* Recording: FN(ARG, EV) is called after each successful change the
 ** engine makes to a file or directory of any store (NULL stops it), so

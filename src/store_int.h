@@ -371,6 +371,9 @@ int npk_mkdirs(const char *path, NpkErr *e);
 /* Step STEP of a commit: in the test build, where npk_test_crash_at() asked
 ** for it, the process ends here; otherwise nothing happens. */
 int npk_test_crash_point(int step);
+/* Halfway through a row npk_read_row_unlocked copies: in the test build,
+** the pause npk_test_copy_pause() asked for; otherwise nothing. */
+void npk_test_copy_point(void);
 /* The allocator asks FN before each allocation while FN is set: nonzero
 ** fails it (store_alloc.c; the test build's npk_test_fault sets it for the
 ** "malloc" and "oom" kinds). */

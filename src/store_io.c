@@ -75,6 +75,14 @@ int npk_test_crash_point(int step) {
   return 0;
 }
 
+static int copy_pause_us; /* npk_test_copy_pause */
+
+void npk_test_copy_pause(int us) { copy_pause_us = us; }
+
+void npk_test_copy_point(void) {
+  if (copy_pause_us > 0) usleep((useconds_t)copy_pause_us);
+}
+
 /* NUMPACK_TEST_RECHECK_US sets the recheck interval of a test process (0:
 ** every statement looks), so that tests need not race the clock. */
 int64_t npk_recheck_ns(void) {
@@ -190,6 +198,8 @@ int npk_test_crash_point(int step) {
   (void)step;
   return 0;
 }
+
+void npk_test_copy_point(void) {}
 
 static int fault_check(const char *kind) {
   (void)kind;

@@ -180,7 +180,7 @@ static volatile uint64_t *lock_words(NpkSession *s) {
   return (volatile uint64_t *)(st->lock_wpage + NPK_LOCK_MARK_OFF);
 }
 
-/* Store the mark (and, with N 16, the count after it) from B: through the
+/* Store the N bytes of B (the mark, or the count) at OFF: through the
 ** writable mapping, else with a pwrite. */
 static void lock_write(NpkSession *s, const unsigned char *b, size_t n,
                        off_t off) {
@@ -209,19 +209,22 @@ static uint64_t next_seq(NpkSession *s) {
 }
 
 /* Set or clear the commit mark (caller holds EXCLUSIVE).  Clearing it
-** also raises the commit count, in the same write: a writer that dies
-** after it (before it lets EXCLUSIVE go) leaves its commit visible to
-** readers that trust the count. */
+** also raises the commit count, first: a reader that finds the mark clear
+** after reading rows without the lock, then the count unchanged, knows no
+** commit changed them meanwhile (npk_read_row_unlocked); and a writer that
+** dies after the count (before it lets EXCLUSIVE go) leaves its commit
+** visible to readers that trust the count. */
 void npk_lock_mark(NpkSession *s, uint64_t v) {
-  unsigned char b[16];
-  size_t n = 8;
+  unsigned char b[8];
   if (s->lockfd < 0) return;
-  npk_put_u64(b, v);
   if (v == 0) {
-    npk_put_u64(b + 8, next_seq(s));
-    n = 16;
+    npk_put_u64(b, next_seq(s));
+    lock_write(s, b, 8, NPK_LOCK_SEQ_OFF);
   }
-  lock_write(s, b, n, NPK_LOCK_MARK_OFF);
+  npk_put_u64(b, v);
+  lock_write(s, b, 8, NPK_LOCK_MARK_OFF);
+  /* A mark set is seen before any change the commit makes after it. */
+  if (v) __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 /* 1 when a hot journal may exist: the mark is set, or it cannot be read

@@ -124,7 +124,20 @@ struct NpkCursor {
   size_t n_hits, i_hit;     /* how many, and the current one */
   sqlite3_int64 knn_k;      /* its k */
   int knn_metric;           /* its metric */
+  unsigned char *qrow;      /* room for one row past the cursor, for
+                            ** lookups read without the lock, or NULL */
+  int quick;                /* the current row is in qrow: no read held */
+  int quick_held;           /* a row read without the lock is held on conn
+                            ** until the cursor is reset */
+  NpkConn *conn;            /* then: the connection holding it */
+  int have_qseq;            /* a row was read without the lock in this
+                            ** statement: every later filter reads the
+                            ** state of commit count qseq, or fails */
+  uint64_t qseq;
 };
+
+/* Rows up to this size are looked up without the lock (vt_filter). */
+#define QUICK_ROW_MAX 4096
 
 /* ---- arguments ------------------------------------------------------- */
 
@@ -1019,16 +1032,24 @@ static int vt_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
 /* ---- cursors --------------------------------------------------------- */
 
 static int vt_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
-  NpkCursor *c = sqlite3_malloc(sizeof *c);
-  (void)p;
+  uint64_t rb = ((NpkVtab *)p)->row_bytes;
+  size_t room = rb <= QUICK_ROW_MAX ? (size_t)rb : 0;
+  NpkCursor *c = sqlite3_malloc64(sizeof *c + room);
   if (!c) return SQLITE_NOMEM;
   memset(c, 0, sizeof *c);
+  /* The row buffer comes with the cursor: a lookup allocates nothing. */
+  if (rb <= QUICK_ROW_MAX) c->qrow = (unsigned char *)(c + 1);
   c->eof = 1;
   *pp = &c->base;
   return SQLITE_OK;
 }
 
 static void cursor_clear(NpkCursor *c) {
+  c->quick = 0;
+  if (c->quick_held) {
+    npk_conn_read_row_end(c->conn);
+    c->quick_held = 0;
+  }
   sqlite3_free(c->in_rows);
   c->in_rows = 0;
   npk_free(c->hits);
@@ -1341,6 +1362,35 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   (void)idxStr;
   (void)argc;
 
+  if (idx == IDX_EQ && c->qrow && !c->reading && s && !v->zGone) {
+    /* One row in autocommit mode: read without the lock when the store
+    ** allows (npk_read_row_unlocked), else as below. */
+    uint64_t r, seq;
+    int found, quick;
+    quick =
+        rowid_arg(argv[0], &r) == RA_INT &&
+        npk_conn_read_row(v->conn, v->zArray, r, c->qrow, (size_t)v->row_bytes,
+                          &info, &found, &seq) == NPK_OK;
+    if (quick && c->have_qseq && seq != c->qseq) {
+      /* A commit came since this cursor's last row: the read under the
+      ** lock below fails the statement. */
+      npk_conn_read_row_end(v->conn);
+      quick = 0;
+    }
+    if (quick) {
+      cursor_reset(v, c);
+      c->have_qseq = 1;
+      c->qseq = seq;
+      c->quick_held = 1;
+      c->conn = v->conn;
+      if ((rc = layout_check(v, &info))) return rc;
+      v->est_rows = (sqlite3_int64)info.live_rows;
+      c->quick = 1;
+      c->row = r;
+      c->eof = !found;
+      return SQLITE_OK;
+    }
+  }
   if (c->reading && c->have_view && c->gen == npk_change_count(s)) {
     /* The same statement filters this cursor again, as the inner side of
     ** a join does once per outer row: the read it began holds the store
@@ -1350,10 +1400,20 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     cursor_clear(c);
     if ((rc = npk_map_check(s, c->faults, v->zArray))) return fail(v, rc);
   } else {
+    /* A row this cursor read without the lock stays held until the read
+    ** below is checked to be of its state. */
+    int held = c->quick_held;
+    c->quick_held = 0;
     cursor_reset(v, c);
     c->have_view = 0;
+    if (v->zGone) rc = NPK_OK;
+    else rc = npk_conn_read_begin(v->conn, v->zSchema);
+    /* Rows this cursor returned earlier in the statement came from the
+    ** state of count qseq, read without the lock: so must the rest. */
+    if (rc == NPK_OK && c->have_qseq && (rc = npk_check_read_seq(s, c->qseq)))
+      npk_read_end(s);
+    if (held) npk_conn_read_row_end(v->conn);
     if (v->zGone) return gone(v);
-    rc = npk_conn_read_begin(v->conn, v->zSchema);
     if (rc) return fail(v, rc);
     if ((rc = npk_scan_begin(s, v->zArray))) {
       npk_read_end(s);
@@ -1446,7 +1506,13 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
 static int vt_next(sqlite3_vtab_cursor *cur) {
   NpkCursor *c = (NpkCursor *)cur;
   NpkVtab *v = (NpkVtab *)cur->pVtab;
-  int rc = npk_map_check(v->conn->ses, c->faults, v->zArray);
+  int rc;
+  if (c->quick) {
+    /* The lookup's one row is done with: so is its hold on the state. */
+    cursor_clear(c);
+    return SQLITE_OK;
+  }
+  rc = npk_map_check(v->conn->ses, c->faults, v->zArray);
   if (rc == NPK_OK) rc = view_sync(v, c);
   if (rc) return fail(v, rc);
   if (c->hits) {
@@ -1506,6 +1572,13 @@ static int vt_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int i) {
     else
       sqlite3_result_text(ctx, npk_knn_metric_name(c->knn_metric), -1,
                           SQLITE_STATIC);
+    return SQLITE_OK;
+  }
+  if (c->quick) {
+    /* A copy of the row, valid until the cursor moves: SQLite copies it. */
+    if (i < v->ncol)
+      npk_element_result(ctx, v->dtype, c->qrow + (size_t)i * (size_t)v->item);
+    else sqlite3_result_blob64(ctx, c->qrow, v->row_bytes, SQLITE_TRANSIENT);
     return SQLITE_OK;
   }
   rc = cursor_row(v, c, &p);
