@@ -10,8 +10,10 @@ interpreter lock, so these threads really run at once:
              BEGIN ... COMMIT, one through the table (UPDATE), one through
              the functions (numpack_getitem + numpack_replace), one through
              both; the rows' total never changes in a committed state
-  readers    threads check that total through the table, numpack_load and
-             numpack_getitem, and inside BEGIN that two reads agree
+  readers    threads check that total through the table, numpack_load,
+             numpack_getitem and a join looking each row up by rowid
+             (without the lock, outside a transaction), and inside BEGIN
+             that two reads agree
   appenders  threads append (thread, seq) rows to `log`, through INSERT and
              through numpack_append, while
   cleaner    a thread deletes every row whose seq is a multiple of 10 and
@@ -136,6 +138,14 @@ def _read(module, store, stats, bad):
                           (store,)).fetchone()[0]
         return int(np.load(io.BytesIO(blob)).sum())
 
+    def by_lookups(db):
+        # Each row looked up by rowid, outside a transaction without the
+        # store's lock: still one state for the whole statement.
+        ids = ",".join("(%d)" % r for r in range(ACCOUNTS))
+        return db.execute("WITH ids(id) AS (VALUES %s) SELECT sum(a.value) "
+                          "FROM ids JOIN acct AS a ON a.rowid = ids.id"
+                          % ids).fetchone()[0]
+
     def twice(db):
         # Statements of one transaction read one state only where the
         # transaction holds the store (rollback-journal mode).
@@ -148,7 +158,7 @@ def _read(module, store, stats, bad):
         return one
 
     for i in range(READS):
-        got = _try(db, (by_table, by_load, twice)[i % 3], stats)
+        got = _try(db, (by_table, by_load, twice, by_lookups)[i % 4], stats)
         if got is None:
             continue
         stats["reads"] += 1
