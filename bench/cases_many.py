@@ -14,9 +14,9 @@ The number of arrays is not scaled by BENCH_SCALE (it is the point).  The
 notes give the descriptors the process holds after reading every array of
 the big store once (numpack_arrays and numpack_load of each): data files are
 opened when used and closed when least recently used, never one per array;
-and the system calls of one INSERT in each store (strace -c -f around a run
-of INSERTs in a child process, less a run of none), when strace is
-installed.
+and the system calls of one INSERT in each store (perf stat, else strace
+-c -f, around a run of INSERTs in a child process, less a run of none),
+when either is installed.
 """
 import os
 import struct
@@ -80,7 +80,8 @@ def _calls_note(cfg, big, one, sync):
     b = _syscalls(cfg, one, "a0", sync)
     if a is None or b is None:
         return "system calls per INSERT: not counted (no strace)"
-    return ("system calls per INSERT (strace -c -f): %.1f in the store of "
+    return ("system calls per INSERT (perf stat, else strace -c -f): %.1f in "
+            "the store of "
             "%s arrays, %.1f in the one-array store"
             % (a, "{:,}".format(ARRAYS), b))
 

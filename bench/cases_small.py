@@ -14,8 +14,9 @@ N = 200,000 x BENCH_SCALE, at least 20,000):
             500 calls each, against numpack_version() called as often
 
 Each row also reports the system calls one statement makes, numpack and
-baseline, counted by strace -c -f around a run of the statement in a child
-process (less a run of no statements), when strace is installed.
+baseline, counted by perf stat (else strace -c -f) around a run of the
+statement in a child process (less a run of no statements), when either
+is installed.
 
 Small writes, NumPack's most frequent change, on an M x 10 float32 array
 (M = 1,000,000 x BENCH_SCALE, at least 20,000), each call its own
@@ -124,7 +125,8 @@ def _calls_note(cfg, db, store, np_sql, base_sql, mode):
     b = _syscalls(cfg, db, store, base_sql, mode)
     if a is None or b is None:
         return "system calls per statement: not counted (no strace)"
-    return ("system calls per statement (strace -c -f): numpack %.1f, "
+    return ("system calls per statement (perf stat, else strace -c -f): "
+            "numpack %.1f, "
             "baseline %.1f" % (a, b))
 
 
@@ -393,7 +395,8 @@ def small_writes(cfg, log):
             shutil.copytree(store, copy)
             calls = _write_syscalls(cfg, copy, op, level)
             shutil.rmtree(copy, ignore_errors=True)
-            note = ("system calls per call (strace -c -f): %s"
+            note = ("system calls per call (perf stat, else strace -c -f): "
+                    "%s"
                     % ("not counted (no strace)" if calls is None
                        else "%.1f" % calls))
             if level == "OFF":
