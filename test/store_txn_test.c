@@ -1543,24 +1543,33 @@ int futimens(int fd, const struct timespec times[2]) {
   return (int)syscall(SYS_utimensat, fd, NULL, t, 0);
 }
 
-/* Where the file system cannot keep the catalog's new time (it comes out
-** as the one held), a commit that patched the catalog in place replaces it
-** whole instead, so that other processes see a new file; later commits
-** replace it whole from the start. */
+/* Open the base store, then commit OP where the file system cannot keep
+** the catalog's new time (it comes out as the one held): *A and *B are the
+** catalog before and after. */
+static NpkSession *coarse_commit(OpFn op, Tmp *t, NpkStore **pst, Model *m,
+                                 struct stat *a, struct stat *b) {
+  NpkSession *s = open_base(t, pst, m);
+  CHECK_EQ(op_append(s, m), NPK_OK);
+  CHECK_EQ(stat(P(t->dir, TU_CATALOG), a), 0);
+  struct timespec ahead[2] = {{0, UTIME_OMIT}, {a->st_mtim.tv_sec + 100, 0}};
+  CHECK_EQ(utimensat(AT_FDCWD, P(t->dir, TU_CATALOG), ahead, 0), 0);
+  coarse_times = 1;
+  CHECK_EQ(op(s, m), NPK_OK);
+  coarse_times = 0;
+  CHECK_EQ(stat(P(t->dir, TU_CATALOG), b), 0);
+  return s;
+}
+
+/* Where the file system cannot keep the catalog's new time, a commit that
+** patched the catalog in place replaces it whole instead, so that other
+** processes see a new file; later commits replace it whole from the
+** start. */
 static void test_coarse_times(void) {
   Tmp t;
   NpkStore *st;
   Model m;
   struct stat a, b;
-  NpkSession *s = open_base(&t, &st, &m);
-  CHECK_EQ(op_append(s, &m), NPK_OK);
-  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
-  struct timespec ahead[2] = {{0, UTIME_OMIT}, {a.st_mtim.tv_sec + 100, 0}};
-  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
-  coarse_times = 1;
-  CHECK_EQ(op_replace(s, &m), NPK_OK);
-  coarse_times = 0;
-  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  NpkSession *s = coarse_commit(op_replace, &t, &st, &m, &a, &b);
   CHECK(a.st_ino != b.st_ino);
   CHECK(view_is(s, &m, 1));
   CHECK_EQ(op_append(s, &m), NPK_OK);
@@ -1645,35 +1654,34 @@ static void test_sweep_when_needed(void) {
   close_and_check(st, s, &t, &m);
 }
 
-/* Another process holding the store open sees every commit rewritten in
-** place at once, however quickly they follow each other: the catalog keeps
-** its inode and length, so only its modification time tells, and the
-** clock may not have ticked between two commits. */
-static void test_in_place_seen_elsewhere(void) {
-  enum { ROUNDS = 40 };
-  Tmp t;
+/* Another process holding the store at DIR open sees each of ROUNDS
+** commits as soon as it is made: COMMIT(S, I) makes commit I here, and a
+** child that holds the store checks with SEEN(S, I) under a read (0 when
+** it sees the state after commit I - 1; I = 0 before any), the two in
+** lockstep through pipes. */
+static void seen_elsewhere(const char *dir, int rounds,
+                           int (*commit)(NpkSession *, int),
+                           int (*seen)(NpkSession *, int)) {
   int up[2], down[2];
-  tu_tmp_init(&t);
-  make_base(t.dir, NULL);
   CHECK(pipe(up) == 0 && pipe(down) == 0);
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
     NpkStore *st = NULL;
     NpkSession *s = NULL;
-    NpkArrayInfo in;
     char c = 0;
     alarm(20);
     close(up[0]);
     close(down[1]);
-    if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
+    if (npk_store_open(dir, 0, &st, NULL) != NPK_OK) _exit(10);
     if (npk_session_open(st, &s) != NPK_OK) _exit(11);
-    for (int i = 0; i <= ROUNDS; i++) {
+    for (int i = 0; i <= rounds; i++) {
+      int rc;
       if (i && read(down[0], &c, 1) != 1) _exit(12);
       if (npk_read_begin(s) != NPK_OK) _exit(13);
-      if (npk_array_info(s, "a", &in) != NPK_OK) _exit(14);
+      rc = seen(s, i);
       npk_read_end(s);
-      if (in.shape[0] != 6 + 2 * (uint64_t)i) _exit(20);
+      if (rc) _exit(20 + rc);
       if (write(up[1], "r", 1) != 1) _exit(15);
     }
     npk_session_close(s);
@@ -1683,13 +1691,12 @@ static void test_in_place_seen_elsewhere(void) {
   close(up[1]);
   close(down[0]);
   NpkStore *st;
-  NpkSession *s = tu_open(t.dir, 0, &st);
+  NpkSession *s = tu_open(dir, 0, &st);
   char c = 0;
   int ok = read(up[0], &c, 1) == 1;
-  for (int i = 0; i < ROUNDS && ok && s; i++) {
-    ok = op_append(s, NULL) == NPK_OK && write(down[1], "c", 1) == 1 &&
+  for (int i = 0; i < rounds && ok && s; i++)
+    ok = commit(s, i) == NPK_OK && write(down[1], "c", 1) == 1 &&
          read(up[0], &c, 1) == 1;
-  }
   CHECK(ok);
   close(down[1]);
   int status = 0;
@@ -1699,79 +1706,70 @@ static void test_in_place_seen_elsewhere(void) {
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   tu_close(st, s);
   close(up[0]);
+}
+
+static int commit_append(NpkSession *s, int i) {
+  (void)i;
+  return op_append(s, NULL);
+}
+
+static int seen_appended(NpkSession *s, int i) {
+  NpkArrayInfo in;
+  if (npk_array_info(s, "a", &in) != NPK_OK) return 1;
+  return in.shape[0] != 6 + 2 * (uint64_t)i ? 2 : 0;
+}
+
+/* Another process holding the store open sees every commit rewritten in
+** place at once, however quickly they follow each other: the catalog keeps
+** its inode and length, so only its modification time tells, and the
+** clock may not have ticked between two commits. */
+static void test_in_place_seen_elsewhere(void) {
+  Tmp t;
+  tu_tmp_init(&t);
+  make_base(t.dir, NULL);
+  seen_elsewhere(t.dir, 40, commit_append, seen_appended);
   tu_tmp_done(&t);
+}
+
+/* Commit I saves array "nI" of I + 1 rows holding 1, 2, ... */
+static int commit_new(NpkSession *s, int i) {
+  int32_t v[64];
+  uint64_t sh[1] = {(uint64_t)i + 1};
+  char name[16];
+  for (int k = 0; k <= i; k++) v[k] = k + 1;
+  snprintf(name, sizeof name, "n%d", i);
+  return npk_save(s, name, NPK_INT32, 1, sh, v);
+}
+
+static int seen_new(NpkSession *s, int i) {
+  NpkArrayInfo in;
+  const void *p;
+  char name[16];
+  int n = 0;
+  if (npk_array_count(s, &n) != NPK_OK || n != 4 + i) return 1;
+  if (!i) return 0;
+  snprintf(name, sizeof name, "n%d", i - 1);
+  if (npk_array_info_at(s, 3 + i, &in) != NPK_OK ||
+      strcmp(in.name, name) != 0 || in.rows != (uint64_t)i)
+    return 2;
+  if (npk_row_ptr(s, name, (uint64_t)i - 1, &p) != NPK_OK ||
+      *(const int32_t *)p != i)
+    return 3;
+  return 0;
 }
 
 /* Another process holding the store open sees every array appended to the
 ** catalog in place at once, and reads it: the catalog grows, keeping its
 ** inode. */
 static void test_added_seen_elsewhere(void) {
-  enum { ROUNDS = 20 };
   Tmp t;
-  int up[2], down[2];
+  struct stat a, b;
   tu_tmp_init(&t);
   make_base(t.dir, NULL);
-  CHECK(pipe(up) == 0 && pipe(down) == 0);
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid == 0) {
-    NpkStore *st = NULL;
-    NpkSession *s = NULL;
-    NpkArrayInfo in;
-    const void *p;
-    char c = 0, name[16];
-    int n = 0;
-    alarm(20);
-    close(up[0]);
-    close(down[1]);
-    if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
-    if (npk_session_open(st, &s) != NPK_OK) _exit(11);
-    for (int i = 0; i <= ROUNDS; i++) {
-      if (i && read(down[0], &c, 1) != 1) _exit(12);
-      if (npk_read_begin(s) != NPK_OK) _exit(13);
-      if (npk_array_count(s, &n) != NPK_OK || n != 4 + i) _exit(20);
-      if (i) {
-        snprintf(name, sizeof name, "n%d", i - 1);
-        if (npk_array_info_at(s, 3 + i, &in) != NPK_OK ||
-            strcmp(in.name, name) != 0 || in.rows != (uint64_t)i)
-          _exit(21);
-        if (npk_row_ptr(s, name, (uint64_t)i - 1, &p) != NPK_OK ||
-            *(const int32_t *)p != i)
-          _exit(22);
-      }
-      npk_read_end(s);
-      if (write(up[1], "r", 1) != 1) _exit(15);
-    }
-    npk_session_close(s);
-    npk_store_release(st);
-    _exit(0);
-  }
-  close(up[1]);
-  close(down[0]);
-  NpkStore *st;
-  NpkSession *s = tu_open(t.dir, 0, &st);
-  struct stat a, b;
-  char c = 0, name[16];
-  int32_t v[ROUNDS];
-  int ok = read(up[0], &c, 1) == 1 && stat(P(t.dir, TU_CATALOG), &a) == 0;
-  for (int i = 0; i < ROUNDS; i++) v[i] = i + 1;
-  for (int i = 0; i < ROUNDS && ok && s; i++) {
-    uint64_t sh[1] = {(uint64_t)i + 1};
-    snprintf(name, sizeof name, "n%d", i);
-    ok = npk_save(s, name, NPK_INT32, 1, sh, v) == NPK_OK &&
-         write(down[1], "c", 1) == 1 && read(up[0], &c, 1) == 1;
-  }
-  CHECK(ok);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  seen_elsewhere(t.dir, 20, commit_new, seen_new);
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
   CHECK_EQ(a.st_ino, b.st_ino);
-  close(down[1]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    printf("  child status 0x%x\n", status);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  tu_close(st, s);
-  close(up[0]);
   tu_tmp_done(&t);
 }
 
@@ -2410,15 +2408,7 @@ static void test_coarse_times_new_array(void) {
   NpkStore *st;
   Model m;
   struct stat a, b;
-  NpkSession *s = open_base(&t, &st, &m);
-  CHECK_EQ(op_append(s, &m), NPK_OK);
-  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
-  struct timespec ahead[2] = {{0, UTIME_OMIT}, {a.st_mtim.tv_sec + 100, 0}};
-  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
-  coarse_times = 1;
-  CHECK_EQ(op_save_new(s, &m), NPK_OK);
-  coarse_times = 0;
-  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  NpkSession *s = coarse_commit(op_save_new, &t, &st, &m, &a, &b);
   CHECK(a.st_ino != b.st_ino);
   CHECK(b.st_size > a.st_size);
   CHECK(!tu_exists(P(t.dir, TU_CATALOG "-npkbak")));
