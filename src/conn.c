@@ -467,6 +467,12 @@ void npk_conn_read_row_end(NpkConn *c) {
   if (c->quick > 0) c->quick--;
 }
 
+int npk_conn_read_row_hold(NpkConn *c) {
+  if (!c->quick) return 0;
+  c->quick++;
+  return 1;
+}
+
 int npk_conn_read_begin(NpkConn *c, const char *zDb) {
   TxnWatch *w;
   int rc;
