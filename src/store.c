@@ -1019,6 +1019,14 @@ int npk_check_read_seq(NpkSession *s, uint64_t seq) {
                  st->dir);
 }
 
+int npk_own_commits(NpkSession *s, uint64_t *pfrom, uint64_t *pto) {
+  int own = s->own;
+  *pfrom = s->own_from;
+  *pto = s->own_to;
+  s->own = 0;
+  return own;
+}
+
 int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out) {
   NpkArray *a;
   int done, rc = info_unlocked(s, name, out, &done);
