@@ -488,6 +488,10 @@ void npk_conn_read_row_end(NpkConn *c) {
   if (c->quick > 0) c->quick--;
 }
 
+int npk_conn_may_read_unlocked(NpkConn *c) {
+  return sqlite3_get_autocommit(c->db) && !c->quick;
+}
+
 int npk_conn_read_row_hold(NpkConn *c) {
   if (!c->quick) return 0;
   c->quick++;

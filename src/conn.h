@@ -76,6 +76,11 @@ void npk_conn_read_row_end(NpkConn *c);
 ** after the cursor that read the row has gone); else 0.  Let go with
 ** npk_conn_read_row_end. */
 int npk_conn_read_row_hold(NpkConn *c);
+/* 1 when a read of C may use the state in memory without the lock and
+** without a check (npk_array_info and npk_each_array_unlocked do): in
+** autocommit mode, no row read without the lock held, whose state the
+** read would have to be of. */
+int npk_conn_may_read_unlocked(NpkConn *c);
 /* A statement outside any SQL transaction is about to commit a write of
 ** its own on C's store (DROP TABLE's): no transaction of the connection
 ** has read the store, and the commit is not another connection's. */
