@@ -445,6 +445,26 @@ static void note_read(NpkConn *c) {
 
 void npk_conn_autocommit_write(NpkConn *c) { c->read_seen = 0; }
 
+/* The connection's own commits since rows read without the lock were
+** first held are no other connection's: made on the state held, they give
+** the state held next, as a read lock held meanwhile would have seen them
+** (a statement stepping through looked-up rows and updating them as it
+** goes).  Told before any check against quick_seq. */
+static void quick_follow(NpkConn *c) {
+  uint64_t from, to;
+  if (npk_own_commits(c->ses, &from, &to) && c->quick && from == c->quick_seq)
+    c->quick_seq = to;
+}
+
+/* A write of C (npk_begin just done) while rows read without the lock are
+** held must write on their state: a write made from what such a row showed
+** would otherwise overwrite a commit of another connection that a held
+** read lock would have kept waiting. */
+static int quick_write_check(NpkConn *c) {
+  quick_follow(c);
+  return c->quick ? npk_check_read_seq(c->ses, c->quick_seq) : NPK_OK;
+}
+
 int npk_conn_read_row(NpkConn *c, const char *array, uint64_t row, void *buf,
                       size_t cap, NpkArrayInfo *info, int *pfound,
                       uint64_t *pseq) {
@@ -453,6 +473,7 @@ int npk_conn_read_row(NpkConn *c, const char *array, uint64_t row, void *buf,
   /* Inside a transaction reads keep one state until it ends (and a held
   ** read may need ending first): npk_conn_read_begin's work. */
   if (c->held || !sqlite3_get_autocommit(c->db)) return NPK_BUSY;
+  quick_follow(c);
   rc = npk_read_row_unlocked(c->ses, array, row, buf, cap, info, pfound, &seq);
   /* A row of another state than the one held: npk_conn_read_begin tells. */
   if (rc == NPK_OK && c->quick && seq != c->quick_seq) rc = NPK_BUSY;
@@ -465,6 +486,16 @@ int npk_conn_read_row(NpkConn *c, const char *array, uint64_t row, void *buf,
 
 void npk_conn_read_row_end(NpkConn *c) {
   if (c->quick > 0) c->quick--;
+}
+
+int npk_conn_may_read_unlocked(NpkConn *c) {
+  return sqlite3_get_autocommit(c->db) && !c->quick;
+}
+
+int npk_conn_read_row_hold(NpkConn *c) {
+  if (!c->quick) return 0;
+  c->quick++;
+  return 1;
 }
 
 int npk_conn_read_begin(NpkConn *c, const char *zDb) {
@@ -481,6 +512,7 @@ int npk_conn_read_begin(NpkConn *c, const char *zDb) {
   rc = npk_read_begin(c->ses);
   /* Rows read without the lock by statements still running are of one
   ** state: this read must be of it too. */
+  if (rc == NPK_OK) quick_follow(c);
   if (rc == NPK_OK && c->quick &&
       (rc = npk_check_read_seq(c->ses, c->quick_seq)))
     npk_read_end(c->ses);
@@ -520,6 +552,7 @@ int npk_conn_txn_begin(NpkConn *c, int fresh) {
   if (fresh) c->sp_wanted = 0;
   if (npk_in_txn(s)) return NPK_OK;
   rc = npk_begin(s);
+  if (rc == NPK_OK) rc = quick_write_check(c);
   /* Reads under locks of their own (WAL mode, in-memory and TEMP
   ** databases) may have seen an older state than the one the transaction
   ** now writes on: refused as SQLite refuses a write on an old WAL
@@ -939,6 +972,7 @@ int npk_conn_write_begin(NpkConn *c, const char *fn, NpkConnWrite *w,
     npk_conn_autocommit_write(c);
     w->own = 1;
     rc = npk_begin(c->ses);
+    if (rc == NPK_OK && (rc = quick_write_check(c))) npk_rollback(c->ses);
     return rc ? npk_sqlite_rc(rc) : SQLITE_OK;
   }
   if (!npk_in_txn(c->ses)) {

@@ -35,9 +35,11 @@ struct NpkConn {
   dev_t alias_dev;
   ino_t alias_ino;
   int64_t alias_checked_ns; /* when alias was last seen to name it */
-  int quick;                /* cursors holding a row read without the lock
-                            ** (npk_conn_read_row) */
-  uint64_t quick_seq;       /* while quick: the commit count of that row */
+  int quick;                /* cursors holding the state of a row read
+                            ** without the lock (npk_conn_read_row,
+                            ** npk_conn_read_row_hold) */
+  uint64_t quick_seq;       /* while quick: the commit count of that state
+                            ** (moved on by the connection's own commits) */
   NpkConn *next;            /* list of all NpkConn objects */
 };
 
@@ -57,17 +59,28 @@ void npk_conn_release(NpkConn *c);
 ** End the statement's read with npk_read_end as usual. */
 int npk_conn_read_begin(NpkConn *c, const char *zDb);
 /* npk_read_row_unlocked for a statement outside any SQL transaction (a
-** point lookup in autocommit mode, which has no later write to guard);
-** NPK_BUSY, nothing read, elsewhere or when the caller must read under
-** the lock (npk_conn_read_begin) after all.  On NPK_OK the caller holds
-** the row until npk_conn_read_row_end: meanwhile every read of the
-** connection must be of the same committed state, as under a held read
-** lock; one that is not fails with NPK_STALE (npk_conn_read_begin).
-** *PSEQ: the commit count of the state read (npk_check_read_seq). */
+** point lookup in autocommit mode); NPK_BUSY, nothing read, elsewhere or
+** when the caller must read under the lock (npk_conn_read_begin) after
+** all.  On NPK_OK the caller holds the row's state until
+** npk_conn_read_row_end: meanwhile every read and every write of the
+** connection must be of that committed state (or of the connection's own
+** commits made on it), as under a held read lock; one that is not fails
+** with NPK_STALE.  *PSEQ: the commit count of the state read
+** (npk_check_read_seq). */
 int npk_conn_read_row(NpkConn *c, const char *array, uint64_t row, void *buf,
                       size_t cap, NpkArrayInfo *info, int *pfound,
                       uint64_t *pseq);
 void npk_conn_read_row_end(NpkConn *c);
+/* 1, and one more hold on the state, if C holds one now (a cursor opened
+** by a statement while a row is held: it must read that state too, even
+** after the cursor that read the row has gone); else 0.  Let go with
+** npk_conn_read_row_end. */
+int npk_conn_read_row_hold(NpkConn *c);
+/* 1 when a read of C may use the state in memory without the lock and
+** without a check (npk_array_info and npk_each_array_unlocked do): in
+** autocommit mode, no row read without the lock held, whose state the
+** read would have to be of. */
+int npk_conn_may_read_unlocked(NpkConn *c);
 /* A statement outside any SQL transaction is about to commit a write of
 ** its own on C's store (DROP TABLE's): no transaction of the connection
 ** has read the store, and the commit is not another connection's. */

@@ -992,9 +992,10 @@ static void fn_shape(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     return;
   if (!(c = fn_conn(ctx, argv, "numpack_shape", NPK_CONN_READ))) return;
   /* Outside a transaction the state in memory may do without a lock
-  ** (npk_array_info).  Inside one the shape is what the transaction read,
-  ** as any read: under its held lock, or noted for the lost-update check. */
-  if (sqlite3_get_autocommit(c->db)) {
+  ** (npk_array_info), unless a looked-up row holds a state it must be of.
+  ** Inside one the shape is what the transaction read, as any read: under
+  ** its held lock, or noted for the lost-update check. */
+  if (npk_conn_may_read_unlocked(c)) {
     rc = npk_array_info(c->ses, name, &a);
   } else if ((rc = npk_conn_read_begin(c, NULL)) == NPK_OK) {
     rc = npk_array_info(c->ses, name, &a);

@@ -982,7 +982,7 @@ int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
   NpkStore *st = s->store;
   NpkArray *a;
   uint64_t seq, now_seq, faults = npk_map_faults(s);
-  int ok = 0;
+  int ok = 0, marked;
   *pfound = 0;
   if (!lock_if_current(s)) return NPK_BUSY;
   seq = st->seen_seq;
@@ -996,8 +996,14 @@ int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
   pthread_mutex_unlock(&st->mu);
   /* The copy before the second look at the mark and count. */
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  if (!ok || npk_lock_marked(st) || !npk_lock_seq(st, &now_seq) ||
-      now_seq != seq || npk_map_faults(s) != faults) {
+  marked = npk_lock_marked(st);
+  /* The mark before the count: a commit that ended after the copy shows
+  ** only as a raised count next to a mark found clear, and on a weakly
+  ** ordered CPU (not x86) the count could otherwise be read first, still
+  ** unraised, and the clear mark after it. */
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (!ok || marked || !npk_lock_seq(st, &now_seq) || now_seq != seq ||
+      npk_map_faults(s) != faults) {
     *pfound = 0;
     return NPK_BUSY;
   }
@@ -1017,6 +1023,14 @@ int npk_check_read_seq(NpkSession *s, uint64_t seq) {
                  "connection committed between two of its reads): run the "
                  "statement again",
                  st->dir);
+}
+
+int npk_own_commits(NpkSession *s, uint64_t *pfrom, uint64_t *pto) {
+  int own = s->own;
+  *pfrom = s->own_from;
+  *pto = s->own_to;
+  s->own = 0;
+  return own;
 }
 
 int npk_array_info(NpkSession *s, const char *name, NpkArrayInfo *out) {

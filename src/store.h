@@ -263,6 +263,13 @@ int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
 ** a statement that read a row without the lock and reads again would see
 ** two states. */
 int npk_check_read_seq(NpkSession *s, uint64_t seq);
+/* 1 when this session's own transactions (commits, and rollbacks that
+** removed new files) raised the lock file's commit count since the last
+** call, each from the count the one before it left: from *PFROM to *PTO.
+** A reader holding the state of count *PFROM (npk_read_row_unlocked) may
+** take *PTO as its own next state, as a read lock held by the session
+** would have seen the session's writes. */
+int npk_own_commits(NpkSession *s, uint64_t *pfrom, uint64_t *pto);
 
 /* Create NAME, or overwrite it whole (NumPack's save).  SHAPE[0] rows of
 ** row shape SHAPE[1..NDIM-1]; DATA holds all rows in C order. */

@@ -315,6 +315,11 @@ struct NpkSession {
                           ** one entry per scan */
   int nscan;              /* entries in scans */
   int scan_cap;           /* room in scans */
+  int own;                /* the transactions of this session raised the
+                          ** commit count since npk_own_commits last
+                          ** asked: from own_from to own_to, one after
+                          ** the other */
+  uint64_t own_from, own_to;
 };
 
 /* Lock levels, as SQLite's. */

@@ -208,6 +208,14 @@ static uint64_t next_seq(NpkSession *s) {
   return v + 1;
 }
 
+/* S has just raised the commit count to SEQ: one of its own writes
+** (npk_own_commits), after the one before if that left SEQ - 1. */
+static void note_own(NpkSession *s, uint64_t seq) {
+  if (!s->own || s->own_to != seq - 1) s->own_from = seq - 1;
+  s->own_to = seq;
+  s->own = 1;
+}
+
 /* Set or clear the commit mark (caller holds EXCLUSIVE).  Clearing it
 ** also raises the commit count, first: a reader that finds the mark clear
 ** after reading rows without the lock, then the count unchanged, knows no
@@ -218,8 +226,12 @@ void npk_lock_mark(NpkSession *s, uint64_t v) {
   unsigned char b[8];
   if (s->lockfd < 0) return;
   if (v == 0) {
-    npk_put_u64(b, next_seq(s));
+    uint64_t seq = next_seq(s);
+    npk_put_u64(b, seq);
     lock_write(s, b, 8, NPK_LOCK_SEQ_OFF);
+    /* A recovery, made before any transaction, is no write of the
+    ** session's own: the count it leaves starts no run of them. */
+    if (s->txn) note_own(s, seq);
   }
   npk_put_u64(b, v);
   lock_write(s, b, 8, NPK_LOCK_MARK_OFF);
@@ -259,8 +271,10 @@ int npk_lock_seq(NpkStore *st, uint64_t *pseq) {
 ** recheck interval has passed, as for writers that ignore the count. */
 static void bump_seq(NpkSession *s) {
   unsigned char b[8];
-  npk_put_u64(b, next_seq(s));
+  uint64_t seq = next_seq(s);
+  npk_put_u64(b, seq);
   lock_write(s, b, 8, NPK_LOCK_SEQ_OFF);
+  note_own(s, seq);
 }
 
 /* One non-blocking lock call on LEN bytes from BYTE; 1 on success, 0 if

@@ -301,13 +301,14 @@ static int arrays_add(void *arg, int n, int i, const NpkArrayInfo *info) {
 
 /* Copy the catalog out, so the scan holds no lock between rows.  Outside a
 ** transaction a state in memory known to be the latest is copied without
-** locking the store (as numpack_shape reads it); else under a read lock,
-** which in a transaction is the transaction's own. */
+** locking the store (as numpack_shape reads it) while no looked-up row
+** holds a state; else under a read lock, which in a transaction is the
+** transaction's own. */
 static int arrays_load(TvfCursor *c) {
   NpkSession *s = c->conn->ses;
   ArraysCopy ac = {c, sqlite3_str_new(0)};
   int n, done = 0, rc = NPK_OK;
-  if (sqlite3_get_autocommit(c->conn->db))
+  if (npk_conn_may_read_unlocked(c->conn))
     rc = npk_each_array_unlocked(s, arrays_add, &ac, &done);
   if (rc == NPK_OK && !done &&
       (rc = npk_conn_read_begin(c->conn, NULL)) == NPK_OK) {

@@ -127,13 +127,13 @@ struct NpkCursor {
   unsigned char *qrow;      /* room for one row past the cursor, for
                             ** lookups read without the lock, or NULL */
   int quick;                /* the current row is in qrow: no read held */
-  int quick_held;           /* a row read without the lock is held on conn
-                            ** until the cursor is reset */
+  int quick_held;           /* the cursor holds the state of a row read
+                            ** without the lock (npk_conn_read_row) until
+                            ** it closes: every later read of the
+                            ** statement, whichever cursor makes it, is of
+                            ** that state or fails, as under the read
+                            ** lock a scan keeps until it closes */
   NpkConn *conn;            /* then: the connection holding it */
-  int have_qseq;            /* a row was read without the lock in this
-                            ** statement: every later filter reads the
-                            ** state of commit count qseq, or fails */
-  uint64_t qseq;
 };
 
 /* Rows up to this size are looked up without the lock (vt_filter). */
@@ -1040,16 +1040,19 @@ static int vt_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
   /* The row buffer comes with the cursor: a lookup allocates nothing. */
   if (rb <= QUICK_ROW_MAX) c->qrow = (unsigned char *)(c + 1);
   c->eof = 1;
+  /* Opened while the statement (or another of the connection) holds a
+  ** row's state: SQLite opens a new cursor for each run of a correlated
+  ** subquery and closes the one before only then. */
+  if (((NpkVtab *)p)->conn && npk_conn_read_row_hold(((NpkVtab *)p)->conn)) {
+    c->quick_held = 1;
+    c->conn = ((NpkVtab *)p)->conn;
+  }
   *pp = &c->base;
   return SQLITE_OK;
 }
 
 static void cursor_clear(NpkCursor *c) {
   c->quick = 0;
-  if (c->quick_held) {
-    npk_conn_read_row_end(c->conn);
-    c->quick_held = 0;
-  }
   sqlite3_free(c->in_rows);
   c->in_rows = 0;
   npk_free(c->hits);
@@ -1072,6 +1075,7 @@ static void cursor_reset(NpkVtab *v, NpkCursor *c) {
 static int vt_close(sqlite3_vtab_cursor *cur) {
   NpkCursor *c = (NpkCursor *)cur;
   cursor_reset((NpkVtab *)cur->pVtab, c);
+  if (c->quick_held) npk_conn_read_row_end(c->conn);
   sqlite3_free(c);
   return SQLITE_OK;
 }
@@ -1367,20 +1371,16 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     ** allows (npk_read_row_unlocked), else as below. */
     uint64_t r, seq;
     int found, quick;
+    /* A state held, by this cursor or another, is the one read here, or
+    ** the read under the lock below fails the statement. */
     quick =
         rowid_arg(argv[0], &r) == RA_INT &&
         npk_conn_read_row(v->conn, v->zArray, r, c->qrow, (size_t)v->row_bytes,
                           &info, &found, &seq) == NPK_OK;
-    if (quick && c->have_qseq && seq != c->qseq) {
-      /* A commit came since this cursor's last row: the read under the
-      ** lock below fails the statement. */
-      npk_conn_read_row_end(v->conn);
-      quick = 0;
-    }
     if (quick) {
       cursor_reset(v, c);
-      c->have_qseq = 1;
-      c->qseq = seq;
+      /* One hold per cursor, kept until it closes. */
+      if (c->quick_held) npk_conn_read_row_end(v->conn);
       c->quick_held = 1;
       c->conn = v->conn;
       if ((rc = layout_check(v, &info))) return rc;
@@ -1400,20 +1400,11 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     cursor_clear(c);
     if ((rc = npk_map_check(s, c->faults, v->zArray))) return fail(v, rc);
   } else {
-    /* A row this cursor read without the lock stays held until the read
-    ** below is checked to be of its state. */
-    int held = c->quick_held;
-    c->quick_held = 0;
     cursor_reset(v, c);
     c->have_view = 0;
-    if (v->zGone) rc = NPK_OK;
-    else rc = npk_conn_read_begin(v->conn, v->zSchema);
-    /* Rows this cursor returned earlier in the statement came from the
-    ** state of count qseq, read without the lock: so must the rest. */
-    if (rc == NPK_OK && c->have_qseq && (rc = npk_check_read_seq(s, c->qseq)))
-      npk_read_end(s);
-    if (held) npk_conn_read_row_end(v->conn);
     if (v->zGone) return gone(v);
+    /* Of the state a row read without the lock holds, if one does. */
+    rc = npk_conn_read_begin(v->conn, v->zSchema);
     if (rc) return fail(v, rc);
     if ((rc = npk_scan_begin(s, v->zArray))) {
       npk_read_end(s);
@@ -1508,7 +1499,8 @@ static int vt_next(sqlite3_vtab_cursor *cur) {
   NpkVtab *v = (NpkVtab *)cur->pVtab;
   int rc;
   if (c->quick) {
-    /* The lookup's one row is done with: so is its hold on the state. */
+    /* The lookup's one row is done with; its state stays held until the
+    ** cursor closes, for the rest of the statement. */
     cursor_clear(c);
     return SQLITE_OK;
   }

@@ -761,8 +761,7 @@ static void test_commit_busy_reader(void) {
   tu_tmp_done(&t);
 }
 
-/* Locks between processes: a writer in a child blocks the parent's writes
-** but not its reads; a reader in a child blocks the parent's commit. */
+/* A sync source that turns fsync off (a writer child's many commits). */
 static int no_sync(void *arg) {
   (void)arg;
   return 0;
@@ -848,6 +847,49 @@ static void test_unlocked_reads_whole(void) {
   tu_tmp_done(&t);
 }
 
+/* npk_own_commits: the counts a session's own commits raised, one run of
+** them while no other session commits between; another session's commit
+** starts a new run after it, and a rollback that changed no file raises
+** nothing.  (A connection follows a held state through a run only when the
+** run starts at it.) */
+static void test_own_commits(void) {
+  uint64_t shape[2] = {4, 2}, one = 1, from, to, from2, to2, bfrom, bto;
+  int32_t rows[8] = {0}, row[2] = {7, 7};
+  NpkStore *st;
+  NpkSession *s, *b = NULL;
+  Tmp t;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_EQ(npk_session_open(st, &b), NPK_OK);
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, rows), NPK_OK);
+  npk_own_commits(s, &from, &to);
+  CHECK_EQ(npk_own_commits(s, &from, &to), 0);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "a", &one, 1, row), NPK_OK);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  CHECK_EQ(npk_own_commits(s, &from, &to), 0);
+  CHECK_EQ(npk_replace_rows(s, "a", &one, 1, row), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "a", &one, 1, row), NPK_OK);
+  CHECK_EQ(npk_own_commits(s, &from, &to), 1);
+  CHECK(to >= from + 2);
+  CHECK_EQ(npk_own_commits(b, &bfrom, &bto), 0);
+  CHECK_EQ(npk_replace_rows(s, "a", &one, 1, row), NPK_OK);
+  CHECK_EQ(npk_replace_rows(b, "a", &one, 1, row), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "a", &one, 1, row), NPK_OK);
+  CHECK_EQ(npk_own_commits(b, &bfrom, &bto), 1);
+  CHECK_EQ(npk_own_commits(s, &from2, &to2), 1);
+  CHECK(bfrom > to);
+  CHECK_EQ(from2, bto);
+  CHECK(to2 > from2);
+  npk_session_close(b);
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
+/* Locks between processes: a writer in a child blocks the parent's writes
+** but not its reads; a reader in a child blocks the parent's commit. */
 static void test_two_processes(void) {
   Tmp t;
   Model m, mm;
@@ -2763,6 +2805,7 @@ int main(void) {
   RUN(test_commit_busy_reader);
   RUN(test_two_processes);
   RUN(test_unlocked_reads_whole);
+  RUN(test_own_commits);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
   RUN(test_crash_append_journal_first);
