@@ -938,12 +938,11 @@ static int info_unlocked(NpkSession *s, const char *name, NpkArrayInfo *out,
 ** (npk_read_row_unlocked); the caller holds st->mu.  0 when they cannot. */
 static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
                              void *buf) {
-  const NpkFile *f;
+  NpkFile *f;
   const unsigned char *base;
-  uint64_t end;
-  /* One committed file, mapped, its size checked since the store was last
-  ** confirmed current (check_sizes), nothing of this process's own
-  ** waiting to be written over the row. */
+  uint64_t end, epoch = __atomic_load_n(&st->epoch, __ATOMIC_ACQUIRE);
+  /* One committed file, mapped, nothing of this process's own waiting to
+  ** be written over the row. */
   if (!__atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE) || a->pending || a->ov ||
       a->nseg != 1 || a->seg[0].first_row != 0)
     return 0;
@@ -952,10 +951,23 @@ static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
   base = __atomic_load_n(&f->base, __ATOMIC_ACQUIRE);
   if (!base || npk_guard_hit(f->gslot) ||
       end > __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE) ||
-      (f->wlen && end > f->wstart) ||
-      __atomic_load_n(&f->ok_epoch, __ATOMIC_RELAXED) !=
-          __atomic_load_n(&st->epoch, __ATOMIC_ACQUIRE))
+      (f->wlen && end > f->wstart))
     return 0;
+  if (__atomic_load_n(&f->ok_epoch, __ATOMIC_RELAXED) != epoch) {
+    /* The store was confirmed current again since the file's size was
+    ** last looked at: a program ignoring the lock may have cut it, and a
+    ** cut within the row's page shows no fault, only zeros.  Looked at
+    ** here as check_sizes looks under the lock. */
+    struct stat sb;
+    NpkErr ignored;
+    int cut;
+    if (npk_file_use(st, f, &ignored) != NPK_OK) return 0;
+    cut = fstat(f->fd, &sb) != 0 ||
+          (uint64_t)sb.st_size < a->shape[0] * a->row_bytes;
+    npk_file_done(f);
+    if (cut) return 0;
+    __atomic_store_n(&f->ok_epoch, epoch, __ATOMIC_RELAXED);
+  }
   {
     size_t half = (size_t)a->row_bytes / 2;
     const unsigned char *from = base + row * a->row_bytes;
