@@ -1085,9 +1085,35 @@ static int check_recovered(const char *dir, const Model *before,
   return res;
 }
 
+/* Run FN on the store at DIR in a child whose commit dies just before
+** step STEP; its exit status (code 77: it died there, 0: the commit
+** completed).  EXPLICIT: FN leaves a transaction open and the child
+** commits it; otherwise FN is one autocommit call. */
+static int run_crashing(const char *dir, OpFn fn, int explicit_txn,
+                        int step) {
+  int status = 0;
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    NpkStore *st = NULL;
+    NpkSession *s = NULL;
+    alarm(20);
+    if (npk_store_open(dir, 0, &st, NULL) != NPK_OK) _exit(10);
+    if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+    if (explicit_txn) {
+      if (fn(s, NULL) != NPK_OK) _exit(12);
+      npk_test_crash_at(step);
+      _exit(npk_commit(s) == NPK_OK ? 0 : 13);
+    }
+    npk_test_crash_at(step);
+    _exit(fn(s, NULL) == NPK_OK ? 0 : 14);
+  }
+  waitpid(pid, &status, 0);
+  return status;
+}
+
 /* Run FN in a child that dies just before commit step STEP, for STEP = 1,
-** 2, ... until the commit completes.  EXPLICIT: FN leaves a transaction
-** open and the child commits it; otherwise FN is one autocommit call. */
+** 2, ... until the commit completes (run_crashing). */
 static void crash_case(OpFn fn, int explicit_txn, const char *label) {
   int crashed = 0, completed = 0, saw_after = 0;
   for (int step = 1; step <= 40 && !completed; step++) {
@@ -1097,24 +1123,7 @@ static void crash_case(OpFn fn, int explicit_txn, const char *label) {
     make_base(t.dir, &before);
     model_copy(&after, &before);
     fn(NULL, &after);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-      NpkStore *st = NULL;
-      NpkSession *s = NULL;
-      alarm(20);
-      if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
-      if (npk_session_open(st, &s) != NPK_OK) _exit(11);
-      if (explicit_txn) {
-        if (fn(s, NULL) != NPK_OK) _exit(12);
-        npk_test_crash_at(step);
-        _exit(npk_commit(s) == NPK_OK ? 0 : 13);
-      }
-      npk_test_crash_at(step);
-      _exit(fn(s, NULL) == NPK_OK ? 0 : 14);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
+    int status = run_crashing(t.dir, fn, explicit_txn, step);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     if (code != 77 && code != 0) {
       printf("  %s step %d: child status 0x%x\n", label, step, status);
@@ -1180,21 +1189,8 @@ static void test_crash_append_journal_first(void) {
   tu_tmp_init(&t);
   make_base(t.dir, &before);
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid == 0) {
-    NpkStore *st = NULL;
-    NpkSession *s = NULL;
-    alarm(20);
-    if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
-    if (npk_session_open(st, &s) != NPK_OK) _exit(11);
-    if (crash_new_txn(s, NULL) != NPK_OK) _exit(12);
-    /* Killed after the catalog was written, before the commit point. */
-    npk_test_crash_at(6);
-    _exit(npk_commit(s) == NPK_OK ? 0 : 13);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
+  /* Killed after the catalog was written, before the commit point. */
+  int status = run_crashing(t.dir, crash_new_txn, 1, 6);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
   CHECK(tu_journal_hot(t.dir));
   j = tu_read_file(P(t.dir, TU_JOURNAL), &n);
