@@ -127,6 +127,7 @@ struct NpkCursor {
   unsigned char *qrow;      /* room for one row past the cursor, for
                             ** lookups read without the lock, or NULL */
   int quick;                /* the current row is in qrow: no read held */
+  int nquick;               /* rows this cursor read so, this statement */
   int quick_held;           /* the cursor holds the state of a row read
                             ** without the lock (npk_conn_read_row) until
                             ** it closes: every later read of the
@@ -138,6 +139,12 @@ struct NpkCursor {
 
 /* Rows up to this size are looked up without the lock (vt_filter). */
 #define QUICK_ROW_MAX 4096
+
+/* A cursor filtered more often than this in one statement (the inner side
+** of a join) takes the read lock for the rest of it: each lookup without
+** the lock checks the state anew, where under the held lock a filter costs
+** next to nothing. */
+#define QUICK_FILTERS_MAX 8
 
 /* ---- arguments ------------------------------------------------------- */
 
@@ -1366,7 +1373,8 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
   (void)idxStr;
   (void)argc;
 
-  if (idx == IDX_EQ && c->qrow && !c->reading && s && !v->zGone) {
+  if (idx == IDX_EQ && c->qrow && !c->reading && s && !v->zGone &&
+      c->nquick < QUICK_FILTERS_MAX) {
     /* One row in autocommit mode: read without the lock when the store
     ** allows (npk_read_row_unlocked), else as below. */
     uint64_t r, seq;
@@ -1386,6 +1394,7 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
       if ((rc = layout_check(v, &info))) return rc;
       v->est_rows = (sqlite3_int64)info.live_rows;
       c->quick = 1;
+      c->nquick++;
       c->row = r;
       c->eof = !found;
       return SQLITE_OK;
