@@ -792,9 +792,22 @@ static void fill_info(NpkSession *s, const NpkArray *a, NpkArrayInfo *out) {
 
 /* Check the files still hold every committed row: a file shortened behind
 ** our back must give an error, not SIGBUS on the next access. */
+/* The length of F's file now, through its descriptor. */
+static int file_length(NpkStore *st, NpkFile *f, uint64_t *plen, NpkErr *e) {
+  struct stat sb;
+  int rc, err;
+  if ((rc = npk_file_use(st, f, e))) return rc;
+  rc = fstat(f->fd, &sb);
+  err = errno;
+  npk_file_done(f);
+  if (rc != 0) return npk_err_sys(e, err, "cannot stat", f->path);
+  *plen = (uint64_t)sb.st_size;
+  return NPK_OK;
+}
+
 static int check_sizes(NpkSession *s, const NpkArray *a) {
   for (int i = 0; i < a->nseg; i++) {
-    struct stat sb;
+    uint64_t len;
     NpkFile *f = a->seg[i].file;
     uint64_t need = (a->seg[i].rows) * a->row_bytes;
     uint64_t epoch = __atomic_load_n(&s->store->epoch, __ATOMIC_ACQUIRE);
@@ -813,20 +826,16 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
     if (rc) return rc;
     if (!a->segmented && a->pending && !a->fresh)
       need = a->shape[0] * a->row_bytes;
-    if ((rc = npk_file_use(s->store, f, &s->err))) return rc;
-    rc = fstat(f->fd, &sb);
-    npk_file_done(f);
-    if (rc != 0) return npk_err_sys(&s->err, errno, "cannot stat", f->path);
-    if ((uint64_t)sb.st_size < need)
+    if ((rc = file_length(s->store, f, &len, &s->err))) return rc;
+    if (len < need)
       return npk_err(&s->err, NPK_CORRUPT,
                      "%s was truncated to %llu bytes; array \"%s\" needs %llu",
-                     f->path, (unsigned long long)sb.st_size, a->name,
+                     f->path, (unsigned long long)len, a->name,
                      (unsigned long long)need);
     /* F is shared with the sessions of this process that append to it, and
     ** their rows may still sit in F's buffer: only the owner of the pending
     ** view, which has just flushed, may learn F's length from the file. */
-    if (a->pending && (uint64_t)sb.st_size < f->size)
-      f->size = (uint64_t)sb.st_size;
+    if (a->pending && len < f->size) f->size = len;
     if ((rc = npk_file_unpatch(s->store, f, &s->err))) return rc;
     if (!a->pending) __atomic_store_n(&f->ok_epoch, epoch, __ATOMIC_RELAXED);
   }
@@ -942,10 +951,8 @@ static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
   const unsigned char *base;
   uint64_t end, epoch = __atomic_load_n(&st->epoch, __ATOMIC_ACQUIRE);
   /* One committed file, mapped, nothing of this process's own waiting to
-  ** be written over the row. */
-  if (!__atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE) || a->pending || a->ov ||
-      a->nseg != 1 || a->seg[0].first_row != 0)
-    return 0;
+  ** be written over the row (the caller found the array's files open). */
+  if (a->pending || a->ov || a->nseg != 1 || a->seg[0].first_row != 0) return 0;
   f = a->seg[0].file;
   end = (row + 1) * a->row_bytes;
   base = __atomic_load_n(&f->base, __ATOMIC_ACQUIRE);
@@ -958,14 +965,11 @@ static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
     ** last looked at: a program ignoring the lock may have cut it, and a
     ** cut within the row's page shows no fault, only zeros.  Looked at
     ** here as check_sizes looks under the lock. */
-    struct stat sb;
+    uint64_t len;
     NpkErr ignored;
-    int cut;
-    if (npk_file_use(st, f, &ignored) != NPK_OK) return 0;
-    cut = fstat(f->fd, &sb) != 0 ||
-          (uint64_t)sb.st_size < a->shape[0] * a->row_bytes;
-    npk_file_done(f);
-    if (cut) return 0;
+    if (file_length(st, f, &len, &ignored) != NPK_OK ||
+        len < a->shape[0] * a->row_bytes)
+      return 0;
     __atomic_store_n(&f->ok_epoch, epoch, __ATOMIC_RELAXED);
   }
   {

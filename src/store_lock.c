@@ -208,6 +208,19 @@ static uint64_t next_seq(NpkSession *s) {
   return v + 1;
 }
 
+/* Raise the commit count, returning the new one (the caller holds
+** EXCLUSIVE, so no other writer moves it meanwhile).  A failed write is
+** harmless for the writer's own data; readers then see the change through
+** the catalog check once the recheck interval has passed, as for writers
+** that ignore the count. */
+static uint64_t raise_seq(NpkSession *s) {
+  unsigned char b[8];
+  uint64_t seq = next_seq(s);
+  npk_put_u64(b, seq);
+  lock_write(s, b, 8, NPK_LOCK_SEQ_OFF);
+  return seq;
+}
+
 /* S has just raised the commit count to SEQ: one of its own writes
 ** (npk_own_commits), after the one before if that left SEQ - 1. */
 static void note_own(NpkSession *s, uint64_t seq) {
@@ -226,9 +239,7 @@ void npk_lock_mark(NpkSession *s, uint64_t v) {
   unsigned char b[8];
   if (s->lockfd < 0) return;
   if (v == 0) {
-    uint64_t seq = next_seq(s);
-    npk_put_u64(b, seq);
-    lock_write(s, b, 8, NPK_LOCK_SEQ_OFF);
+    uint64_t seq = raise_seq(s);
     /* A recovery, made before any transaction, is no write of the
     ** session's own: the count it leaves starts no run of them. */
     if (s->txn) note_own(s, seq);
@@ -265,17 +276,8 @@ int npk_lock_seq(NpkStore *st, uint64_t *pseq) {
   return !npk_guard_hit(st->lock_slot);
 }
 
-/* Raise the commit count (the caller holds EXCLUSIVE, so no other writer
-** moves it meanwhile).  A failed write is harmless for the writer's own
-** data; readers then see the change through the catalog check once the
-** recheck interval has passed, as for writers that ignore the count. */
-static void bump_seq(NpkSession *s) {
-  unsigned char b[8];
-  uint64_t seq = next_seq(s);
-  npk_put_u64(b, seq);
-  lock_write(s, b, 8, NPK_LOCK_SEQ_OFF);
-  note_own(s, seq);
-}
+/* The session lets EXCLUSIVE go: the count raised, as its own write. */
+static void bump_seq(NpkSession *s) { note_own(s, raise_seq(s)); }
 
 /* One non-blocking lock call on LEN bytes from BYTE; 1 on success, 0 if
 ** held by another, -1 on a real error. */
