@@ -466,8 +466,7 @@ static int quick_write_check(NpkConn *c) {
 }
 
 int npk_conn_read_row(NpkConn *c, const char *array, uint64_t row, void *buf,
-                      size_t cap, NpkArrayInfo *info, int *pfound,
-                      uint64_t *pseq) {
+                      size_t cap, NpkArrayInfo *info, int *pfound) {
   uint64_t seq;
   int rc;
   /* Inside a transaction reads keep one state until it ends (and a held
@@ -480,7 +479,6 @@ int npk_conn_read_row(NpkConn *c, const char *array, uint64_t row, void *buf,
   if (rc) return rc;
   note_read(c);
   if (c->quick++ == 0) c->quick_seq = seq;
-  *pseq = seq;
   return NPK_OK;
 }
 

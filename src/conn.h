@@ -65,11 +65,9 @@ int npk_conn_read_begin(NpkConn *c, const char *zDb);
 ** npk_conn_read_row_end: meanwhile every read and every write of the
 ** connection must be of that committed state (or of the connection's own
 ** commits made on it), as under a held read lock; one that is not fails
-** with NPK_STALE.  *PSEQ: the commit count of the state read
-** (npk_check_read_seq). */
+** with NPK_STALE. */
 int npk_conn_read_row(NpkConn *c, const char *array, uint64_t row, void *buf,
-                      size_t cap, NpkArrayInfo *info, int *pfound,
-                      uint64_t *pseq);
+                      size_t cap, NpkArrayInfo *info, int *pfound);
 void npk_conn_read_row_end(NpkConn *c);
 /* 1, and one more hold on the state, if C holds one now (a cursor opened
 ** by a statement while a row is held: it must read that state too, even

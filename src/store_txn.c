@@ -654,17 +654,17 @@ struct CatImage {
   NpkBuf img;     /* the bytes written, unless patched */
   size_t *off;    /* where each entry of img starts */
   int patched;    /* the store's image was patched instead: it
-                         ** describes the committed catalog no more
-                         ** unless the commit completes */
+                  ** describes the committed catalog no more
+                  ** unless the commit completes */
   int inplace;    /* the committed file is patched in place:
-                         ** RUNS, journaled with their old bytes */
+                  ** RUNS, journaled with their old bytes */
   CatRun *runs;   /* header, then one per changed array */
   int nrun;       /* entries in runs */
   size_t tail;    /* when arrays were added: the committed file's
-                         ** length, past which their entries are
-                         ** appended (journaled as a truncation) */
+                  ** length, past which their entries are
+                  ** appended (journaled as a truncation) */
   int *pos;       /* positions of the changed arrays, when the
-                         ** commit knows them to be the only ones */
+                  ** commit knows them to be the only ones */
   int npos;       /* entries in pos */
   struct stat sb; /* a catalog patched in place, as written */
 };

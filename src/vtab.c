@@ -134,7 +134,6 @@ struct NpkCursor {
                             ** statement, whichever cursor makes it, is of
                             ** that state or fails, as under the read
                             ** lock a scan keeps until it closes */
-  NpkConn *conn;            /* then: the connection holding it */
 };
 
 /* Rows up to this size are looked up without the lock (vt_filter). */
@@ -1050,10 +1049,8 @@ static int vt_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
   /* Opened while the statement (or another of the connection) holds a
   ** row's state: SQLite opens a new cursor for each run of a correlated
   ** subquery and closes the one before only then. */
-  if (((NpkVtab *)p)->conn && npk_conn_read_row_hold(((NpkVtab *)p)->conn)) {
+  if (((NpkVtab *)p)->conn && npk_conn_read_row_hold(((NpkVtab *)p)->conn))
     c->quick_held = 1;
-    c->conn = ((NpkVtab *)p)->conn;
-  }
   *pp = &c->base;
   return SQLITE_OK;
 }
@@ -1082,7 +1079,7 @@ static void cursor_reset(NpkVtab *v, NpkCursor *c) {
 static int vt_close(sqlite3_vtab_cursor *cur) {
   NpkCursor *c = (NpkCursor *)cur;
   cursor_reset((NpkVtab *)cur->pVtab, c);
-  if (c->quick_held) npk_conn_read_row_end(c->conn);
+  if (c->quick_held) npk_conn_read_row_end(((NpkVtab *)cur->pVtab)->conn);
   sqlite3_free(c);
   return SQLITE_OK;
 }
@@ -1377,20 +1374,18 @@ static int vt_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
       c->nquick < QUICK_FILTERS_MAX) {
     /* One row in autocommit mode: read without the lock when the store
     ** allows (npk_read_row_unlocked), else as below. */
-    uint64_t r, seq;
+    uint64_t r;
     int found, quick;
     /* A state held, by this cursor or another, is the one read here, or
     ** the read under the lock below fails the statement. */
-    quick =
-        rowid_arg(argv[0], &r) == RA_INT &&
-        npk_conn_read_row(v->conn, v->zArray, r, c->qrow, (size_t)v->row_bytes,
-                          &info, &found, &seq) == NPK_OK;
+    quick = rowid_arg(argv[0], &r) == RA_INT &&
+            npk_conn_read_row(v->conn, v->zArray, r, c->qrow,
+                              (size_t)v->row_bytes, &info, &found) == NPK_OK;
     if (quick) {
       cursor_reset(v, c);
       /* One hold per cursor, kept until it closes. */
       if (c->quick_held) npk_conn_read_row_end(v->conn);
       c->quick_held = 1;
-      c->conn = v->conn;
       if ((rc = layout_check(v, &info))) return rc;
       v->est_rows = (sqlite3_int64)info.live_rows;
       c->quick = 1;
