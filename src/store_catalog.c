@@ -454,6 +454,24 @@ int npk_catalog_parse(const unsigned char *p, size_t n, NpkCatalog *cat,
   return NPK_OK;
 }
 
+/* NPK_OK unless FILE, where ARRAY keeps rows, is a name the store keeps
+** for files of its own. */
+static int check_reserved(NpkErr *e, const char *what, const char *array,
+                          const char *file) {
+  const char *why = npk_reserved_name(file);
+  if (!why) return NPK_OK;
+  return npk_err(e, NPK_CORRUPT, "%s: array \"%s\" keeps its rows in %s, %s",
+                 what, array, file, why);
+}
+
+/* Arrays A and B both keep rows in FILE. */
+static int shared_file(NpkErr *e, const char *what, const char *a,
+                       const char *b, const char *file) {
+  return npk_err(e, NPK_CORRUPT,
+                 "%s: arrays \"%s\" and \"%s\" both keep their rows in %s",
+                 what, a, b, file);
+}
+
 /* 1 if array A keeps rows in FILE. */
 static int uses_file(const NpkArray *a, const char *file) {
   if (strcmp(a->data_file, file) == 0) return 1;
@@ -464,18 +482,13 @@ static int uses_file(const NpkArray *a, const char *file) {
 
 int npk_catalog_check_new_file(const NpkCatalog *cat, const NpkArray *a,
                                const char *what, NpkErr *e) {
-  const char *why = npk_reserved_name(a->data_file);
-  if (why)
-    return npk_err(e, NPK_CORRUPT, "%s: array \"%s\" keeps its rows in %s, %s",
-                   what, a->name, a->data_file, why);
-  for (int i = 0; i < cat->n; i++) {
+  int rc = check_reserved(e, what, a->name, a->data_file);
+  for (int i = 0; i < cat->n && rc == NPK_OK; i++) {
     const NpkArray *b = npk_cat_at(cat, i);
-    if (b == a || !uses_file(b, a->data_file)) continue;
-    return npk_err(e, NPK_CORRUPT,
-                   "%s: arrays \"%s\" and \"%s\" both keep their rows in %s",
-                   what, b->name, a->name, a->data_file);
+    if (b != a && uses_file(b, a->data_file))
+      rc = shared_file(e, what, b->name, a->name, a->data_file);
   }
-  return NPK_OK;
+  return rc;
 }
 
 /* One file of an array, for npk_catalog_check_files. */
@@ -509,14 +522,8 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
       u[n++].array = a->name;
     }
   }
-  for (size_t i = 0; i < n && rc == NPK_OK; i++) {
-    const char *why = npk_reserved_name(u[i].file);
-    if (why)
-      rc = npk_err(e, NPK_CORRUPT,
-                   "%s: array \"%s\" keeps its rows in %s, "
-                   "%s",
-                   what, u[i].array, u[i].file, why);
-  }
+  for (size_t i = 0; i < n && rc == NPK_OK; i++)
+    rc = check_reserved(e, what, u[i].array, u[i].file);
   /* Dropping one of two arrays sharing a file would remove the other's
   ** rows with it. */
   qsort(u, n, sizeof *u, cmp_use);
@@ -524,10 +531,7 @@ int npk_catalog_check_files(const NpkCatalog *cat, const char *what,
     if (strcmp(u[i - 1].file, u[i].file) != 0 ||
         strcmp(u[i - 1].array, u[i].array) == 0)
       continue;
-    rc = npk_err(e, NPK_CORRUPT,
-                 "%s: arrays \"%s\" and \"%s\" both keep "
-                 "their rows in %s",
-                 what, u[i - 1].array, u[i].array, u[i].file);
+    rc = shared_file(e, what, u[i - 1].array, u[i].array, u[i].file);
   }
   npk_free(u);
   return rc;
