@@ -175,13 +175,13 @@ def lookups(cfg, con, db, store, n, rng, txn):
                   times["numpack"], "native rowid table, 4 REAL columns",
                   times["native"], at_most(1.2), rows=LOOKUPS,
                   short="lookups, autocommit",
-                  notes=[note, "each statement takes and releases the "
-                         "store's read lock (3 system calls), besides SQLite's "
-                         "own lock on the database file; commits of other "
-                         "processes show in the lock file's commit count, "
-                         "read from its mapping, and the catalog and data "
-                         "file are looked at (stat) once per millisecond, for "
-                         "programs that ignore the lock"])
+                  notes=[note, "each lookup copies its row without the "
+                         "store's read lock, checking the lock file's commit "
+                         "mark and count (read from its mapping) around the "
+                         "copy; the catalog and data file are looked at "
+                         "(stat, fstat) once per millisecond, for programs "
+                         "that ignore the lock; SQLite's own lock on the "
+                         "database file remains"])
 
 
 def join(cfg, con, db, store, n, rng):

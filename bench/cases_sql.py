@@ -149,13 +149,14 @@ def lookups(cfg, ds, cons, rng):
                       "every statement on a table declared in an on-disk "
                       "database also takes SQLite's own shared lock on that "
                       "database file (fcntl calls, a read of its change "
-                      "counter, journal checks), on top of the store's lock"]),
+                      "counter, journal checks); numpack's lookup itself "
+                      "takes no lock"]),
         Result("Lookups", "same, numpack table declared in the TEMP schema "
                "(`CREATE VIRTUAL TABLE temp.tt ...`)", times["temp"],
                "native rowid table, BLOB rows", times["blob"], REPORT,
                rows=k, short="rowid lookups, TEMP table",
                notes=["a table in TEMP leaves the on-disk database untouched "
-                      "by the query, so only the store is locked"]),
+                      "by the query: no lock is taken at all"]),
     ]
 
 
