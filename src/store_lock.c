@@ -11,6 +11,9 @@
 **   RESERVED (2)  write-locked by the one session with a write transaction
 ** PENDING and SHARED are neighbours so that a reader locks both with one
 ** call, then lets PENDING go: two system calls per statement, not three.
+** A writer keeps its read lock on PENDING under RESERVED and turns PENDING
+** and SHARED into EXCLUSIVE with one call when no reader is in the way:
+** four calls for a write transaction, lock to release.
 ** Waits retry with growing sleeps until the session's busy timeout, the way
 ** SQLite's default busy handler does.
 **
@@ -349,9 +352,12 @@ static int try_exclusive(NpkSession *s) {
 /* SHARED and RESERVED together, or nothing: a session waiting to write
 ** must not sit on a SHARED lock between tries, since a committer waits for
 ** every SHARED lock to go and would wait for the very session that waits
-** for it. */
+** for it.  The read lock on PENDING is kept: only the RESERVED holder ever
+** write-locks PENDING, and readers only read-lock it, so it stands in no
+** one's way, and the commit later turns both bytes into its EXCLUSIVE lock
+** with one call. */
 static int try_shared_reserved(NpkSession *s) {
-  int r = try_shared(s);
+  int r = lk_range(s->lockfd, F_RDLCK, PENDING_BYTE, 2);
   if (r <= 0) return r;
   r = try_reserved(s);
   if (r <= 0) lk_range(s->lockfd, F_UNLCK, 0, 0);
@@ -414,6 +420,12 @@ int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
     s->lock = NPK_LOCK_RESERVED;
   }
   if (level == NPK_LOCK_EXCLUSIVE) {
+    /* No reader in the way, the usual case: PENDING and SHARED at once
+    ** (the kernel takes a range whole or not at all). */
+    if (lk_range(s->lockfd, F_WRLCK, PENDING_BYTE, 2) > 0) {
+      s->lock = NPK_LOCK_EXCLUSIVE;
+      return NPK_OK;
+    }
     /* PENDING keeps new readers out while the present ones finish. */
     rc = wait_for(s, try_pending, "readers are starting", e);
     if (rc) return rc;

@@ -1081,11 +1081,24 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
     pthread_mutex_unlock(&st->mu);
     times[0].tv_sec = 0;
     times[0].tv_nsec = UTIME_OMIT;
-    if (futimens(st->cat_wfd, times) != 0)
+    if (futimens(st->cat_wfd, times) != 0) {
       rc = npk_err_sys(&s->err, errno, "cannot set the time of", path);
-    else if (fstat(st->cat_wfd, &sb) != 0)
+    } else if (st->exact_mtime) {
+      /* A file system keeps one resolution: the file is the held one, of
+      ** the image's length and the time just set. */
+      pthread_mutex_lock(&st->mu);
+      sb = st->cat_st;
+      pthread_mutex_unlock(&st->mu);
+      sb.st_size = (off_t)st->img.n;
+      sb.st_mtim = times[1];
+      ci->sb = sb;
+    } else if (fstat(st->cat_wfd, &sb) != 0) {
       rc = npk_err_sys(&s->err, errno, "cannot stat", path);
-    else ci->sb = sb;
+    } else {
+      ci->sb = sb;
+      st->exact_mtime = sb.st_mtim.tv_sec == times[1].tv_sec &&
+                        sb.st_mtim.tv_nsec == times[1].tv_nsec;
+    }
   }
   /* A file system that keeps times coarser than the one set (seconds,
   ** tens of milliseconds) may have kept the time held: other processes
