@@ -190,8 +190,6 @@ struct NpkStore {
   NpkCatalog cat;            /* last committed catalog seen */
   int cat_fd;                /* the catalog file that cat was read from */
   struct stat cat_st;        /* its identity, size and time when read */
-  char *cat_path;            /* dir/metadata.npkm */
-  char *journal_path;        /* dir/metadata.npkm-journal */
   unsigned char *lock_page;  /* shared read-only map of the lock file */
   int lock_slot;             /* lock_page's store_guard.c slot */
   unsigned char *lock_wpage; /* the same page mapped for writing, made by
@@ -357,8 +355,10 @@ void npk_put_u64(unsigned char *p, uint64_t v);
 
 /* ---- system calls with fault injection and counters (store_io.c) ---- */
 /* A write made without a system call (through a mapping) still fails where
-** the fault hooks say a call of KIND would: NPK_OK, or the error for PATH. */
-int npk_io_fault(NpkStore *st, const char *kind, const char *path, NpkErr *e);
+** the fault hooks say a call of KIND would: NPK_OK, or the error, worded
+** "WHAT PATH: reason". */
+int npk_io_fault(NpkStore *st, const char *kind, const char *what,
+                 const char *path, NpkErr *e);
 /* Account for N bytes from P just stored at OFF of the file open as FD
 ** through a mapping: counted as written, and recorded for the power-loss
 ** harness like a pwrite. */
@@ -576,7 +576,7 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov);
      ** every session before it lets EXCLUSIVE go */
 int npk_lock_open(NpkStore *st, int *pfd, int *prw, NpkErr *e);
 int npk_lock_create(NpkStore *st, int *pfd, NpkErr *e);
-void npk_lock_mark(NpkSession *s, uint64_t v);
+int npk_lock_mark(NpkSession *s, uint64_t v);
 int npk_lock_marked(NpkStore *st);
 int npk_lock_seq(NpkStore *st, uint64_t *pseq);
 int npk_lock_to(NpkSession *s, int level, NpkErr *e);

@@ -316,10 +316,11 @@ void npk_put_u64(unsigned char *p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
-int npk_io_fault(NpkStore *st, const char *kind, const char *path, NpkErr *e) {
+int npk_io_fault(NpkStore *st, const char *kind, const char *what,
+                 const char *path, NpkErr *e) {
   int fake = fault_check(kind);
   (void)st;
-  return fake ? npk_err_sys(e, fake, "cannot write", path) : NPK_OK;
+  return fake ? npk_err_sys(e, fake, what, path) : NPK_OK;
 }
 
 void npk_io_mapped(NpkStore *st, int fd, const void *p, size_t n,

@@ -183,22 +183,37 @@ static volatile uint64_t *lock_words(NpkSession *s) {
   return (volatile uint64_t *)(st->lock_wpage + NPK_LOCK_MARK_OFF);
 }
 
-/* Store the N bytes of B (the mark, or the count) at OFF: through the
-** writable mapping, else with a pwrite. */
-static void lock_write(NpkSession *s, const unsigned char *b, size_t n,
-                       off_t off) {
+#define LOCKWORD_FAILED "cannot write the lock file " NPK_LOCKFILE " of"
+
+/* Store the word V (the mark, or the count) at OFF: through the writable
+** mapping, else with a pwrite.  An error in E when neither could. */
+static int lock_write(NpkSession *s, uint64_t v, off_t off, NpkErr *e) {
   volatile uint64_t *w = lock_words(s);
+  unsigned char b[8];
+  ssize_t k;
+  int rc =
+      npk_io_fault(s->store, "lockword", LOCKWORD_FAILED, s->store->dir, e);
+  if (rc) return rc;
+  /* The file holds little-endian words, as npk_put_u64 writes them. */
+  npk_put_u64(b, v);
   if (w) {
-    /* The file holds little-endian words, as npk_put_u64 writes them. */
-    for (size_t i = 0; i < n / 8; i++) {
-      uint64_t v;
-      memcpy(&v, b + 8 * i, 8);
-      __atomic_store_n(&w[(off - NPK_LOCK_MARK_OFF) / 8 + i], v,
-                       __ATOMIC_RELEASE);
-    }
-    if (!npk_guard_hit(s->store->lock_wslot)) return;
+    memcpy(&v, b, 8);
+    __atomic_store_n(&w[(off - NPK_LOCK_MARK_OFF) / 8], v, __ATOMIC_RELEASE);
+    if (!npk_guard_hit(s->store->lock_wslot)) return NPK_OK;
   }
-  if (pwrite(s->lockfd, b, n, off) == (ssize_t)n) return;
+  k = pwrite(s->lockfd, b, 8, off);
+  if (k == 8) return NPK_OK;
+  return npk_err_sys(e, k < 0 ? errno : EIO, LOCKWORD_FAILED, s->store->dir);
+}
+
+/* The word at OFF of the read-only mapping P, read whole: the writer
+** stores it whole, so a reader never pairs halves of two counts. */
+static uint64_t lock_read(const volatile unsigned char *p, off_t off) {
+  uint64_t v =
+      __atomic_load_n((const volatile uint64_t *)(p + off), __ATOMIC_ACQUIRE);
+  unsigned char b[8];
+  memcpy(b, &v, 8);
+  return npk_get_u64(b);
 }
 
 /* The commit count to write next: one more than the present one. */
@@ -211,17 +226,13 @@ static uint64_t next_seq(NpkSession *s) {
   return v + 1;
 }
 
-/* Raise the commit count, returning the new one (the caller holds
-** EXCLUSIVE, so no other writer moves it meanwhile).  A failed write is
-** harmless for the writer's own data; readers then see the change through
-** the catalog check once the recheck interval has passed, as for writers
-** that ignore the count. */
-static uint64_t raise_seq(NpkSession *s) {
-  unsigned char b[8];
-  uint64_t seq = next_seq(s);
-  npk_put_u64(b, seq);
-  lock_write(s, b, 8, NPK_LOCK_SEQ_OFF);
-  return seq;
+/* Raise the commit count, the new one into *PSEQ (the caller holds
+** EXCLUSIVE, so no other writer moves it meanwhile); 0 if it could not be
+** written. */
+static int raise_seq(NpkSession *s, uint64_t *pseq) {
+  NpkErr ignored;
+  *pseq = next_seq(s);
+  return lock_write(s, *pseq, NPK_LOCK_SEQ_OFF, &ignored) == NPK_OK;
 }
 
 /* S has just raised the commit count to SEQ: one of its own writes
@@ -238,19 +249,29 @@ static void note_own(NpkSession *s, uint64_t seq) {
 ** commit changed them meanwhile (npk_read_row_unlocked); and a writer that
 ** dies after the count (before it lets EXCLUSIVE go) leaves its commit
 ** visible to readers that trust the count. */
-void npk_lock_mark(NpkSession *s, uint64_t v) {
-  unsigned char b[8];
-  if (s->lockfd < 0) return;
+int npk_lock_mark(NpkSession *s, uint64_t v) {
+  if (s->lockfd < 0) return NPK_OK;
   if (v == 0) {
-    uint64_t seq = raise_seq(s);
+    uint64_t seq;
+    /* A count that could not be raised must not be followed by a clear
+    ** mark: a reader would take rows copied during the commit for whole.
+    ** The mark stays, and readers take the lock until a later commit
+    ** clears it. */
+    if (!raise_seq(s, &seq)) return NPK_OK;
     /* A recovery, made before any transaction, is no write of the
     ** session's own: the count it leaves starts no run of them. */
     if (s->txn) note_own(s, seq);
   }
-  npk_put_u64(b, v);
-  lock_write(s, b, 8, NPK_LOCK_MARK_OFF);
+  if (v) {
+    int rc = lock_write(s, v, NPK_LOCK_MARK_OFF, &s->err);
+    if (rc) return rc;
+  } else {
+    NpkErr ignored;
+    lock_write(s, v, NPK_LOCK_MARK_OFF, &ignored);
+  }
   /* A mark set is seen before any change the commit makes after it. */
   if (v) __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  return NPK_OK;
 }
 
 /* 1 when a hot journal may exist: the mark is set, or it cannot be read
@@ -258,10 +279,9 @@ void npk_lock_mark(NpkSession *s, uint64_t v) {
 int npk_lock_marked(NpkStore *st) {
   const volatile unsigned char *p =
       __atomic_load_n(&st->lock_page, __ATOMIC_ACQUIRE);
-  int set = 0;
+  int set;
   if (!p || npk_guard_hit(st->lock_slot)) return 1;
-  for (int i = 0; i < 8; i++)
-    if (p[NPK_LOCK_MARK_OFF + i]) set = 1;
+  set = lock_read(p, NPK_LOCK_MARK_OFF) != 0;
   return set || npk_guard_hit(st->lock_slot);
 }
 
@@ -272,15 +292,19 @@ int npk_lock_seq(NpkStore *st, uint64_t *pseq) {
       __atomic_load_n(&st->lock_page, __ATOMIC_ACQUIRE);
   *pseq = 0;
   if (!p || npk_guard_hit(st->lock_slot)) return 0;
-  /* Read without the lock (npk_array_info), a count being written may
-  ** come out torn: that only looks like a change. */
-  *pseq = npk_get_u64((const unsigned char *)p + NPK_LOCK_SEQ_OFF);
+  *pseq = lock_read(p, NPK_LOCK_SEQ_OFF);
   __atomic_thread_fence(__ATOMIC_ACQUIRE);
   return !npk_guard_hit(st->lock_slot);
 }
 
-/* The session lets EXCLUSIVE go: the count raised, as its own write. */
-static void bump_seq(NpkSession *s) { note_own(s, raise_seq(s)); }
+/* The session lets EXCLUSIVE go: the count raised, as its own write.  A
+** count that could not be raised only delays what readers see, by the
+** recheck interval at most: they then stat the catalog, as for programs
+** that ignore the count. */
+static void bump_seq(NpkSession *s) {
+  uint64_t seq;
+  if (raise_seq(s, &seq)) note_own(s, seq);
+}
 
 /* One non-blocking lock call on LEN bytes from BYTE; 1 on success, 0 if
 ** held by another, -1 on a real error. */

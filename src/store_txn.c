@@ -908,7 +908,8 @@ static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
   uint64_t mark, pos = 0, row;
   const void *src;
   int rc;
-  if ((rc = npk_io_fault(s->store, "write", f->path, &s->err))) return rc;
+  if ((rc = npk_io_fault(s->store, "write", "cannot write", f->path, &s->err)))
+    return rc;
   mark = npk_map_faults(s);
   if (wmap(s, f, p->base_rows * p->row_bytes) != NPK_OK) {
     s->err.rc = NPK_OK;
@@ -1267,7 +1268,8 @@ int npk_commit(NpkSession *s) {
   if (rc) goto fail_open;
 
   npk_test_crash_point(1);
-  npk_lock_mark(s, 1);
+  rc = npk_lock_mark(s, 1);
+  if (rc) goto fail_open;
   /* The backups must be on disk before the files they keep are replaced:
   ** made before the journal, they are synced by its directory sync. */
   for (int i = 0; i < n && rc == NPK_OK; i++) {

@@ -109,7 +109,11 @@ static int new_fresh(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   }
   sprintf(a->data_file, "data_%s.npkd", name);
   if (!s->txn->marked) {
-    npk_lock_mark(s, NPK_MARK_NEWFILES);
+    rc = npk_lock_mark(s, NPK_MARK_NEWFILES);
+    if (rc) {
+      npk_array_unref(st, a);
+      return rc;
+    }
     s->txn->marked = 1;
   }
   rc = npk_file_open(st, tmpname, 1, &a->seg[0].file, &s->err);

@@ -2439,6 +2439,63 @@ static void test_catalog_patched(void) {
   tu_tmp_done(&t);
 }
 
+/* A write whose commit mark cannot be stored in the lock file fails before
+** it changes a file, naming the lock file: readers that copy rows without
+** the lock could not tell that it is under way.  The same store object then
+** commits as before. */
+static void test_lockword_fault(void) {
+  static OpFn const ops[] = {op_replace, op_append, op_save_new};
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+    Tmp t;
+    NpkStore *st;
+    Model m;
+    NpkSession *s = open_base(&t, &st, &m);
+    npk_test_fault("lockword", 1, EIO);
+    CHECK_EQ(ops[i](s, NULL), NPK_IOERR);
+    npk_test_fault("lockword", 0, 0);
+    CHECK(strstr(npk_errmsg(s), "lock file metadata.npkm-lock") != NULL);
+    CHECK(view_is(s, &m, 1));
+    CHECK_EQ(ops[i](s, &m), NPK_OK);
+    CHECK(view_is(s, &m, 1));
+    close_and_check(st, s, &t, &m);
+  }
+}
+
+/* Where the lock file keeps the commit mark and the commit count: part
+** of the format every process that shares a store reads. */
+enum { LOCK_MARK_OFF = 64, LOCK_SEQ_OFF = 72 };
+
+/* The word at OFF of DIR's lock file. */
+static uint64_t lock_word(const char *dir, off_t off) {
+  unsigned char b[8] = {0};
+  int fd = open(P(dir, TU_LOCK), O_RDONLY);
+  CHECK(fd >= 0 && pread(fd, b, 8, off) == 8);
+  close(fd);
+  return npk_get_u64(b);
+}
+
+/* A commit whose count cannot be raised as it ends keeps its mark set, so
+** that readers without the lock do not take rows copied during it for
+** whole; the next commit clears it. */
+static void test_lockword_count_fault(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m);
+  uint64_t seq;
+  npk_test_fault("lockword", 2, EIO);
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  npk_test_fault("lockword", 0, 0);
+  CHECK(lock_word(t.dir, LOCK_MARK_OFF) != 0);
+  CHECK(view_is(s, &m, 1));
+  seq = lock_word(t.dir, LOCK_SEQ_OFF);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(lock_word(t.dir, LOCK_MARK_OFF), 0);
+  CHECK(lock_word(t.dir, LOCK_SEQ_OFF) > seq);
+  CHECK(view_is(s, &m, 1));
+  close_and_check(st, s, &t, &m);
+}
+
 /* Where the file system cannot keep the catalog's new time, a commit that
 ** appended an array's entry in place replaces the catalog whole as well:
 ** the appended bytes go with it, and the file written in place is let go. */
@@ -2787,6 +2844,8 @@ int main(void) {
   RUN(test_mtime_at_commit);
   RUN(test_catalog_patched);
   RUN(test_coarse_times_new_array);
+  RUN(test_lockword_fault);
+  RUN(test_lockword_count_fault);
   RUN(test_catalog_appended_fault);
   RUN(test_many_rollback);
   RUN(test_many_savepoints);
