@@ -348,11 +348,13 @@ static void txn_end(NpkSession *s) {
   npk_free(t->undo);
   npk_free(t->sp);
   npk_free(t->slots);
-  for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
-  npk_free(t->grown);
+  /* A file let go for the last time retires its mapping onto the store's
+  ** list, which readers of other threads change under the same mutex. */
   pthread_mutex_lock(&s->store->mu);
+  for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
   npk_catalog_clear(s->store, &t->cat);
   pthread_mutex_unlock(&s->store->mu);
+  npk_free(t->grown);
   /* The new files are renamed or removed now; a hot journal keeps its
   ** mark. */
   if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
@@ -1164,6 +1166,9 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   NpkStore *st = s->store;
   NpkTxn *t = s->txn;
   NpkCatalog old;
+  /* Under the store's mutex from here: retired overlays join the list that
+  ** readers of other threads change, and file sizes are what they read. */
+  pthread_mutex_lock(&st->mu);
   for (int i = 0; i < n; i++) {
     NpkArray *p = ch[i].p;
     if (!p || !p->pending) continue;
@@ -1177,7 +1182,6 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
     if (p->nseg == 1) p->seg[0].file->size = p->shape[0] * p->row_bytes;
   }
   for (int i = 0; i < t->ngrown; i++) t->grown[i]->grown = 0;
-  pthread_mutex_lock(&st->mu);
   old = st->cat;
   st->cat = t->cat;
   memset(&t->cat, 0, sizeof t->cat);
