@@ -22,8 +22,8 @@ import subprocess
 
 import numpy as np
 
-from benchlib import (Result, Timer, at_most, connect, faster, interleaved,
-                      scalar, sql_str, timed)
+from benchlib import (REPORT, Result, Timer, at_most, connect, faster,
+                      interleaved, scalar, sql_str, timed)
 from datagen import npy_bytes
 
 GROUP = "Vector search (exact KNN)"
@@ -152,12 +152,20 @@ def run(cfg, ds, log):
                       "the list alone", times["list"],
                       short="knn rowid IN vs list"))
     # When SQLite's own handling of the list exceeds 1/20 of the
-    # unfiltered query, the target above cannot be met by the table.
+    # unfiltered query, the target above cannot be met by the table.  A
+    # measure of SQLite, not of numpack: reported, and compared with that
+    # budget in its note.
+    sqlite_part = times["sqlite"] / times["all"]
     out.append(Result(GROUP, "SQLite's own part of that filter: `SELECT -1 "
                       "IN (same list)` (the index of the values it builds "
                       "on every run; no table, no KNN)", times["sqlite"],
-                      "the unfiltered query", times["all"], at_most(0.05),
-                      short="knn IN list, SQLite alone"))
+                      "the unfiltered query", times["all"], REPORT,
+                      short="knn IN list, SQLite alone",
+                      notes=["%.3f of the unfiltered query, %s the 0.05 "
+                             "that the `rowid IN` 1%% target allows the "
+                             "whole filtered query" %
+                             (sqlite_part, "over" if sqlite_part > 0.05
+                              else "within")]))
 
     # -- other element types -------------------------------------------------
     kstore = cfg.path("knn.npk")
