@@ -665,6 +665,9 @@ struct CatImage {
   size_t tail;    /* when arrays were added: the committed file's
                   ** length, past which their entries are
                   ** appended (journaled as a truncation) */
+  int suffix;     /* the runs are of IMG, the whole new encoding,
+                  ** which differs from the file's from a point on
+                  ** (arrays dropped, entries of a new length) */
   int *pos;       /* positions of the changed arrays, when the
                   ** commit knows them to be the only ones */
   int npos;       /* entries in pos */
@@ -741,6 +744,51 @@ static void merge_runs(CatImage *ci) {
   ci->nrun = k + 1;
 }
 
+/* The most of the old catalog a commit rewrites in place: more would make
+** the journal hold it all, where replacing the file whole writes it once. */
+#define CAT_SUFFIX_MAX (1u << 20)
+
+/* A change npk_catalog_patch cannot make (arrays dropped, an entry of a new
+** length) rewritten in place all the same: the whole new encoding into
+** CI->img, and as runs the header and every byte from the first one after
+** it that differs (entries vary in length: what follows a changed one has
+** moved).  The file is then cut or extended to the new length.  Without
+** it, every such commit would write a new catalog file and free the old
+** one's inode. */
+static int suffix_plan(NpkSession *s, CatImage *ci) {
+  NpkStore *st = s->store;
+  NpkCatalog *pc = &s->txn->cat;
+  const size_t body = NPK_CAT_HEAD_OFF + NPK_CAT_HEAD_LEN;
+  size_t from, oldn = st->img.n, newn;
+  ci->off = npk_malloc((size_t)(pc->n ? pc->n : 1) * sizeof *ci->off);
+  ci->runs = npk_malloc(2 * sizeof *ci->runs);
+  if (!ci->off || !ci->runs || npk_catalog_encode_at(pc, &ci->img, ci->off))
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  newn = ci->img.n;
+  for (from = body; from < oldn && from < newn; from++)
+    if (ci->img.p[from] != st->img.p[from]) break;
+  if (oldn < body || newn < body ||
+      memcmp(ci->img.p, st->img.p, NPK_CAT_HEAD_OFF) != 0 ||
+      oldn - (from < oldn ? from : oldn) > CAT_SUFFIX_MAX) {
+    /* Replaced whole: encode_catalog makes its image afresh. */
+    npk_buf_free(&ci->img);
+    npk_free(ci->off);
+    ci->off = NULL;
+    return NPK_OK;
+  }
+  ci->runs[0].lo = NPK_CAT_HEAD_OFF;
+  ci->runs[0].len = NPK_CAT_HEAD_LEN;
+  ci->nrun = 1;
+  if (from < (oldn > newn ? oldn : newn)) {
+    ci->runs[1].lo = from;
+    ci->runs[1].len = (oldn > newn ? oldn : newn) - from;
+    ci->nrun = 2;
+  }
+  ci->suffix = 1;
+  ci->inplace = 1;
+  return NPK_OK;
+}
+
 /* Decide whether the catalog can be patched in place (CI->inplace, with
 ** its runs): only rows of arrays changed, or arrays were added after the
 ** committed ones (npk_catalog_patch applies to the store's image of the
@@ -749,8 +797,9 @@ static void merge_runs(CatImage *ci) {
 ** inode, length and time as held (a program ignoring the locks may have
 ** put another there, where runs computed for our image would damage it),
 ** of one name (no write reaches a file through a hard link) and this
-** user's (only its owner may set its time).  Otherwise the catalog is
-** replaced whole, as before. */
+** user's (only its owner may set its time).  Other changes to such a file
+** are rewritten in place from their first byte on (suffix_plan).
+** Otherwise the catalog is replaced whole. */
 static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
                         CatImage *ci) {
   static uid_t euid = (uid_t)-1;
@@ -758,7 +807,7 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   NpkCatalog *pc = &s->txn->cat;
   struct stat now;
   NpkErr ignored;
-  int ok;
+  int ok, patchable;
   if (st->cat_fd < 0 || st->coarse_mtime) return NPK_OK;
   if (fast) {
     /* Only these positions differ (pair_slots): check them alone. */
@@ -767,8 +816,7 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
     for (int i = 0; i < n; i++) ci->pos[i] = ch[i].pos;
     ci->npos = n;
   }
-  if (npk_catalog_patchable(&st->cat, pc, ci->pos, ci->npos) != NPK_OK)
-    return NPK_OK;
+  patchable = npk_catalog_patchable(&st->cat, pc, ci->pos, ci->npos) == NPK_OK;
   if (euid == (uid_t)-1) euid = geteuid();
   if (npk_io_lstat(st, NPK_CATALOG, &now, &ignored) != NPK_OK) return NPK_OK;
   pthread_mutex_lock(&st->mu);
@@ -781,6 +829,7 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   if (!ok || (!st->img_ok && adopt_file_image(s) != NPK_OK) ||
       (uint64_t)now.st_size != st->img.n)
     return NPK_OK;
+  if (!patchable) return suffix_plan(s, ci);
   ci->runs = npk_malloc(((size_t)n + 1) * sizeof *ci->runs);
   if (!ci->runs) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   ci->runs[0].lo = NPK_CAT_HEAD_OFF;
@@ -819,7 +868,8 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
   ** journal having played nothing back.  The records restore different
   ** files, or bytes of the catalog before that length: any order undoes
   ** the same. */
-  if (ci->inplace && ci->tail) npk_jr_trunc(jr, NPK_CATALOG, ci->tail);
+  if (ci->inplace && (ci->tail || (ci->suffix && ci->img.n != st->img.n)))
+    npk_jr_trunc(jr, NPK_CATALOG, st->img.n);
   for (int i = 0; i < t->ngrown; i++)
     npk_jr_trunc(jr, t->grown[i]->rel, t->grown[i]->orig_size);
   for (int i = 0; i < n; i++) {
@@ -859,10 +909,13 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
       npk_jr_link(jr, ch[i].bm_rel, npk_io_exists(st, ch[i].bm_rel));
   }
   if (ci->inplace) {
-    /* The store's image is the file's bytes (catalog_plan). */
-    for (int i = 0; i < ci->nrun; i++)
-      npk_jr_region(jr, NPK_CATALOG, ci->runs[i].lo, st->img.p + ci->runs[i].lo,
-                    ci->runs[i].len);
+    /* The store's image is the file's bytes (catalog_plan); a suffix run
+    ** may reach past them, where the truncation record undoes it. */
+    for (int i = 0; i < ci->nrun; i++) {
+      size_t lo = ci->runs[i].lo, hi = lo + ci->runs[i].len;
+      if (hi > st->img.n) hi = st->img.n;
+      if (lo < hi) npk_jr_region(jr, NPK_CATALOG, lo, st->img.p + lo, hi - lo);
+    }
   } else {
     npk_jr_link(jr, NPK_CATALOG, 1);
   }
@@ -1009,9 +1062,15 @@ static int encode_catalog(NpkSession *s, CatImage *ci, const unsigned char **pp,
                           size_t *pn) {
   NpkStore *st = s->store;
   NpkCatalog *cat = &s->txn->cat;
-  int rc = st->img_ok ? npk_catalog_patch(&st->cat, cat, &st->img, &st->img_off,
-                                          ci->pos, ci->npos)
-                      : NPK_ERROR;
+  int rc;
+  if (ci->suffix) {
+    *pp = ci->img.p;
+    *pn = ci->img.n;
+    return NPK_OK;
+  }
+  rc = st->img_ok ? npk_catalog_patch(&st->cat, cat, &st->img, &st->img_off,
+                                      ci->pos, ci->npos)
+                  : NPK_ERROR;
   if (rc == NPK_OK) {
     ci->patched = 1;
     *pp = st->img.p;
@@ -1028,14 +1087,18 @@ static int encode_catalog(NpkSession *s, CatImage *ci, const unsigned char **pp,
 }
 
 /* Step 5 for a catalog patched in place: the runs of the patched image
-** and the entries of added arrays after the old end, then a modification
-** time after the one held, synced.  The time is what
+** and the entries of added arrays after the old end, or the runs of the new
+** encoding (CI->suffix) and the file cut to its length; then a
+** modification time after the one held, synced.  The time is what
 ** tells other processes, which hold the same file open, that it changed
 ** (npk_store_refresh compares inode, length and time): set explicitly, it
 ** differs even where the file system's clock is coarser than the commits
 ** are apart. */
 static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
   NpkStore *st = s->store;
+  /* The bytes the runs come from: the store's image, patched, or the new
+  ** encoding whole. */
+  const NpkBuf *img = ci->suffix ? &ci->img : &st->img;
   struct timespec times[2];
   struct stat sb;
   char *path = npk_path(st->dir, NPK_CATALOG);
@@ -1063,12 +1126,18 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
       st->cat_wdev = sb.st_dev;
     }
   }
-  for (int i = 0; i < ci->nrun && rc == NPK_OK; i++)
-    rc = npk_io_pwrite(st, st->cat_wfd, st->img.p + ci->runs[i].lo,
-                       ci->runs[i].len, ci->runs[i].lo, path, &s->err);
+  for (int i = 0; i < ci->nrun && rc == NPK_OK; i++) {
+    size_t lo = ci->runs[i].lo, hi = lo + ci->runs[i].len;
+    if (hi > img->n) hi = img->n;
+    if (lo < hi)
+      rc = npk_io_pwrite(st, st->cat_wfd, img->p + lo, hi - lo, lo, path,
+                         &s->err);
+  }
   if (rc == NPK_OK && ci->tail)
     rc = npk_io_pwrite(st, st->cat_wfd, st->img.p + ci->tail,
                        st->img.n - ci->tail, ci->tail, path, &s->err);
+  if (rc == NPK_OK && ci->suffix && img->n < st->img.n)
+    rc = npk_io_ftruncate(st, st->cat_wfd, img->n, path, &s->err);
   if (rc == NPK_OK) {
     clock_gettime(CLOCK_REALTIME, &times[1]);
     pthread_mutex_lock(&st->mu);
@@ -1092,7 +1161,7 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
       pthread_mutex_lock(&st->mu);
       sb = st->cat_st;
       pthread_mutex_unlock(&st->mu);
-      sb.st_size = (off_t)st->img.n;
+      sb.st_size = (off_t)img->n;
       sb.st_mtim = times[1];
       ci->sb = sb;
     } else if (fstat(st->cat_wfd, &sb) != 0) {
@@ -1262,7 +1331,7 @@ int npk_commit(NpkSession *s) {
   rc = build_journal(s, ch, n, &ci, &jr);
   if (rc == NPK_OK) rc = encode_catalog_files(s, ch, n, &ci, &img, &nimg);
   /* catalog_plan checked that the patch applies. */
-  if (rc == NPK_OK && ci.inplace && !ci.patched)
+  if (rc == NPK_OK && ci.inplace && !ci.patched && !ci.suffix)
     rc = npk_err(&s->err, NPK_ERROR, "cannot patch the catalog of %s", st->dir);
   if (rc == NPK_OK) {
     rc = npk_reserve_begin(NPK_COMMIT_RESERVE + 2 * jr.n);

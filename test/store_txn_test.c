@@ -70,6 +70,8 @@ static NpkSession *open_base(Tmp *t, NpkStore **st, Model *m) {
   return tu_open(t->dir, 0, st);
 }
 
+static void check_readback(const char *dir, NpkSession *w, int line);
+
 /* The session's view (READ: inside its own read) equals the model. */
 static int view_is(NpkSession *s, const Model *m, int read) {
   Buf got = {0}, want = {0};
@@ -1315,12 +1317,28 @@ static void test_catalog_in_place(void) {
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
   CHECK_EQ(a.st_ino, b.st_ino);
   CHECK(view_is(s, &m, 1));
-  /* A drop moves the arrays after it: the catalog is replaced whole, and
-  ** the file the in-place commits wrote to is let go with it. */
-  CHECK_EQ(op_drop(s, &m), NPK_OK);
+  /* A drop moves the arrays after it: the catalog is rewritten in place
+  ** from the dropped entry on and cut to its new length, with no new file
+  ** and no backup of the old one. */
+  {
+    struct stat before;
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &before), 0);
+    CHECK_EQ(op_drop(s, &m), NPK_OK);
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+    CHECK_EQ(a.st_ino, b.st_ino);
+    CHECK(b.st_size < before.st_size);
+    CHECK(!tu_exists(P(t.dir, TU_CATALOG "-npkbak")));
+    CHECK(!tu_exists(P(t.dir, TU_CATALOG "-tmp")));
+    CHECK(view_is(s, &m, 1));
+    check_readback(t.dir, s, __LINE__);
+  }
+  /* An array saved over with another number of dimensions: its entry
+  ** changes length, and what follows it moves, in place as well. */
+  CHECK_EQ(op_save_over(s, &m), NPK_OK);
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
-  CHECK(a.st_ino != b.st_ino);
-  CHECK_EQ(open_removed(TU_CATALOG), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  CHECK(view_is(s, &m, 1));
+  check_readback(t.dir, s, __LINE__);
   close_and_check(st, s, &t, &m);
 }
 
