@@ -557,7 +557,9 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e) {
   }
   if (fresh) flags = (flags & ~O_TRUNC) | O_EXCL;
   /* O_NONBLOCK: should a FIFO take the file's place meanwhile, opening it
-  ** returns at once, and fstat then tells. */
+  ** returns at once, and fstat then tells.  It stays set: for a regular
+  ** file it changes no read, write, mapping or sync, and clearing it would
+  ** cost two more calls per open. */
   fd = openat(dir, last, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
   if (fd < 0) {
     int err = errno;
@@ -573,8 +575,6 @@ int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e) {
     rc = sys_err(st, errno, "cannot stat", rel, e);
   } else if (!S_ISREG(sb.st_mode)) {
     rc = refuse(st, rel, strlen(rel), sb.st_mode, "open", e);
-  } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
-    rc = sys_err(st, errno, "cannot open", rel, e);
   } else if ((flags & O_CREAT) && !existed) {
     rec_emit(st, NPK_EV_CREATE, fd, rel, NULL, 0, 0, NULL);
   }

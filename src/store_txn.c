@@ -186,6 +186,9 @@ struct Change {
   int pos;          /* P's position in the pending catalog */
   int drop_c_files; /* remove C's data files that P does not use */
   int bm_write;     /* replace or remove the bitmap */
+  int bm_had;       /* a file was at bm_rel when the commit planned */
+  int data_had;     /* for a new P's data file: a file was at its name
+                    ** when the journal was built (it is backed up) */
   char *bm_rel;     /* "deleted_<name>.npkb" */
   NpkBuf bm_img;    /* the bitmap to write, encoded */
 };
@@ -540,8 +543,9 @@ static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
 static void drop_backups(NpkSession *s, const Change *ch, int n, int cat) {
   for (int i = 0; i < n; i++) {
     each_removed(s, &ch[i], unlink_backup, NULL);
-    if (ch[i].p && ch[i].p->fresh) unlink_backup(s, ch[i].p->data_file, NULL);
-    if (ch[i].bm_write) unlink_backup(s, ch[i].bm_rel, NULL);
+    if (ch[i].p && ch[i].p->fresh && ch[i].data_had)
+      unlink_backup(s, ch[i].p->data_file, NULL);
+    if (ch[i].bm_write && ch[i].bm_had) unlink_backup(s, ch[i].bm_rel, NULL);
   }
   if (cat) unlink_backup(s, NPK_CATALOG, NULL);
 }
@@ -636,7 +640,7 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
     }
     sprintf(x->bm_rel, "deleted_%s.npkb", name);
-    had = npk_io_exists(s->store, x->bm_rel);
+    had = x->bm_had = npk_io_exists(s->store, x->bm_rel);
     x->bm_write = x->p ? (x->p->bm_dirty || (x->p->bm != NULL) != had) : had;
   }
   *pch = ch;
@@ -902,11 +906,11 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
     }
     if (p && p->fresh) {
       npk_jr_temp(jr, p->seg[0].file->rel);
-      npk_jr_link(jr, p->data_file, npk_io_exists(st, p->data_file));
+      ch[i].data_had = npk_io_exists(st, p->data_file);
+      npk_jr_link(jr, p->data_file, ch[i].data_had);
     }
     each_removed(s, &ch[i], jr_link_removed, jr);
-    if (ch[i].bm_write)
-      npk_jr_link(jr, ch[i].bm_rel, npk_io_exists(st, ch[i].bm_rel));
+    if (ch[i].bm_write) npk_jr_link(jr, ch[i].bm_rel, ch[i].bm_had);
   }
   if (ci->inplace) {
     /* The store's image is the file's bytes (catalog_plan); a suffix run
@@ -1347,9 +1351,11 @@ int npk_commit(NpkSession *s) {
   ** made before the journal, they are synced by its directory sync. */
   for (int i = 0; i < n && rc == NPK_OK; i++) {
     rc = each_removed(s, &ch[i], link_backup, &linked);
-    if (rc == NPK_OK && ch[i].p && ch[i].p->fresh)
+    /* The journal records which of these names held a file: those are
+    ** the ones backed up. */
+    if (rc == NPK_OK && ch[i].p && ch[i].p->fresh && ch[i].data_had)
       rc = link_backup(s, ch[i].p->data_file, &linked);
-    if (rc == NPK_OK && ch[i].bm_write)
+    if (rc == NPK_OK && ch[i].bm_write && ch[i].bm_had)
       rc = link_backup(s, ch[i].bm_rel, &linked);
   }
   if (rc == NPK_OK && !ci.inplace) rc = link_backup(s, NPK_CATALOG, &linked);
