@@ -402,10 +402,8 @@ static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
 #define MAP_BATCH 4096
 static int map_rows(NpkSession *s, const char *name, const NpkIndex *ix,
                     uint64_t k, uint64_t n, uint64_t *out) {
-  int rc = NPK_OK;
-  for (uint64_t i = 0; i < n && rc == NPK_OK; i++)
-    rc = npk_logical_to_physical(s, name, npk_index_row(ix, k + i), &out[i]);
-  return rc;
+  for (uint64_t i = 0; i < n; i++) out[i] = npk_index_row(ix, k + i);
+  return npk_logical_to_physical_n(s, name, out, n);
 }
 
 /* Large results get memory of their own, mapped with transparent huge pages
@@ -500,15 +498,16 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
       done += k;
     }
   } else if (info->row_bytes) {
-    /* Rows of no bytes have nothing to copy, however many. */
-    for (uint64_t k = 0; rc == NPK_OK && k < n; k++) {
-      const void *src;
-      uint64_t r;
+    /* Rows of no bytes have nothing to copy, however many.  The others in
+    ** batches, each with one look-up of the array, between which an
+    ** interrupt is heard. */
+    uint64_t rows[256];
+    for (uint64_t k = 0; rc == NPK_OK && k < n; k += 256) {
+      uint64_t m = n - k < 256 ? n - k : 256;
       if ((k & 0xFFFF) == 0 && (rc = npk_check_interrupt(c->ses))) break;
-      rc = npk_logical_to_physical(c->ses, name, npk_index_row(ix, k), &r);
-      if (rc == NPK_OK) rc = npk_row_ptr(c->ses, name, r, &src);
+      rc = map_rows(c->ses, name, ix, k, m, rows);
       if (rc == NPK_OK)
-        memcpy(p + k * info->row_bytes, src, (size_t)info->row_bytes);
+        rc = npk_copy_rows(c->ses, name, rows, m, p + k * info->row_bytes);
     }
   }
   if (rc == NPK_OK) rc = npk_map_check(c->ses, mark, name);

@@ -1151,6 +1151,38 @@ int npk_logical_to_physical(NpkSession *s, const char *name, uint64_t k,
   return rc;
 }
 
+int npk_logical_to_physical_n(NpkSession *s, const char *name, uint64_t *rows,
+                              uint64_t n) {
+  NpkArray *a;
+  uint64_t live;
+  int rc = lookup(s, name, &a);
+  if (rc) return rc;
+  live = npk_live_rows(a);
+  for (uint64_t i = 0; i < n; i++) {
+    if (rows[i] >= live)
+      return npk_err(&s->err, NPK_RANGE,
+                     "index %llu of \"%s\" is out of range (%llu rows)",
+                     (unsigned long long)rows[i], a->name,
+                     (unsigned long long)live);
+    if (a->bm && (rc = npk_bm_select(a->bm, rows[i], &rows[i])) != NPK_OK)
+      return rc == NPK_NOMEM ? npk_err(&s->err, rc, "out of memory") : rc;
+  }
+  return NPK_OK;
+}
+
+int npk_copy_rows(NpkSession *s, const char *name, const uint64_t *rows,
+                  uint64_t n, void *dst) {
+  unsigned char *out = dst;
+  NpkArray *a;
+  int rc = lookup(s, name, &a);
+  for (uint64_t i = 0; i < n && rc == NPK_OK; i++) {
+    const void *src;
+    rc = npk_array_row(s, a, rows[i], &src);
+    if (rc == NPK_OK) memcpy(out + i * a->row_bytes, src, (size_t)a->row_bytes);
+  }
+  return rc;
+}
+
 int npk_next_live(NpkSession *s, const char *name, uint64_t row,
                   uint64_t *pnext) {
   NpkArray *a;

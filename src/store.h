@@ -317,6 +317,14 @@ int npk_row_live(NpkSession *s, const char *name, uint64_t row);
 ** O(log n).  NPK_RANGE if LOGICAL >= live rows. */
 int npk_logical_to_physical(NpkSession *s, const char *name, uint64_t logical,
                             uint64_t *pRow);
+/* npk_logical_to_physical for the N indices of ROWS, in place, with one
+** look-up of the array. */
+int npk_logical_to_physical_n(NpkSession *s, const char *name, uint64_t *rows,
+                              uint64_t n);
+/* Copy the N physical rows ROWS of array NAME (each < rows) into DST, one
+** after the other, with one look-up of the array. */
+int npk_copy_rows(NpkSession *s, const char *name, const uint64_t *rows,
+                  uint64_t n, void *dst);
 /* Live rows before physical ROW (ROW <= rows): NumPack's logical index of
 ** ROW when it is live.  O(1) after the first call following a change. */
 int npk_physical_to_logical(NpkSession *s, const char *name, uint64_t row,
