@@ -439,10 +439,19 @@ static void (*big_destructor(uint64_t n))(void *) {
   return n < BIG_MIN ? sqlite3_free : big_free;
 }
 
+/* Rows numpack_getitem reads without the store's lock at most: copied
+** under the store's mutex, they keep other threads of the process waiting
+** while they are. */
+#define QUICK_GET_MAX 256
+
 /* Return the rows IX selects (every live row when IX is NULL) as an .npy
-** BLOB of shape (n, ...), or of the row shape alone for a scalar index. */
-static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
-                       const NpkArrayInfo *info, const NpkIndex *ix) {
+** BLOB of shape (n, ...), or of the row shape alone for a scalar index.
+** QUICK: the caller holds no read lock, and IX lists at most QUICK_GET_MAX
+** rows of an array without deleted rows: they are read without the lock
+** (npk_conn_read_rows), and 0 returned, nothing given to CTX, when that
+** could not be done.  Else 1. */
+static int result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
+                      const NpkArrayInfo *info, const NpkIndex *ix, int quick) {
   int all = ix == NULL, scalar = ix && ix->scalar;
   uint64_t n = ix ? ix->n : 0;
   uint64_t shape[NPK_MAX_NDIM], data;
@@ -470,15 +479,25 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
            "SQLite's BLOB limit of %lld; read it in batches with "
            "numpack_stream(store, name, rows)",
            name, (unsigned long long)(hdr + data), (long long)limit);
-    return;
+    return 1;
   }
   out = big_alloc(hdr + data);
   if (!out) {
     sqlite3_result_error_nomem(ctx);
-    return;
+    return 1;
   }
   npk_npy_header(info->dtype, ndim, shape, out, hdr);
   p = out + hdr;
+  if (quick) {
+    uint64_t rows[QUICK_GET_MAX];
+    for (uint64_t k = 0; k < n; k++) rows[k] = npk_index_row(ix, k);
+    if (npk_conn_read_rows(c, info, rows, n, p) != NPK_OK) {
+      big_destructor(hdr + data)(out);
+      return 0;
+    }
+    sqlite3_result_blob64(ctx, out, hdr + data, big_destructor(hdr + data));
+    return 1;
+  }
   mark = npk_map_faults(c->ses);
   rc = npk_view(c->ses, name, &v);
   if (rc == NPK_OK &&
@@ -514,9 +533,10 @@ static void result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   if (rc) {
     big_destructor(hdr + data)(out);
     fn_error(ctx, c, rc);
-    return;
+    return 1;
   }
   sqlite3_result_blob64(ctx, out, hdr + data, big_destructor(hdr + data));
+  return 1;
 }
 
 static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
@@ -531,7 +551,7 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
-    if (rc == NPK_OK) result_npy(ctx, c, name, &info, NULL);
+    if (rc == NPK_OK) result_npy(ctx, c, name, &info, NULL, 0);
     npk_read_end(c->ses);
   }
   if (rc) fn_error(ctx, c, rc);
@@ -545,6 +565,30 @@ static uint64_t blob_rows(sqlite3_context *ctx, const NpkArrayInfo *info) {
   return info->row_bytes ? (uint64_t)limit / info->row_bytes : UINT64_MAX;
 }
 
+/* numpack_getitem of a few rows of an array without deleted rows, outside
+** any SQL transaction: read without the store's lock, as a point lookup
+** is (npk_conn_read_rows).  1 when CTX has the result or an error of the
+** index argument, 0 when the call must read under the lock. */
+static int quick_getitem(sqlite3_context *ctx, NpkConn *c, const char *name,
+                         sqlite3_value *arg) {
+  NpkArrayInfo info;
+  NpkIndex ix = {0};
+  int done = 0;
+  /* An interrupt, or an array not found, is told by the way under the
+  ** lock, as for every call. */
+  if (!npk_conn_may_read_unlocked(c) || npk_check_interrupt(c->ses) ||
+      npk_array_info(c->ses, name, &info) != NPK_OK ||
+      info.live_rows != info.rows || !info.row_bytes)
+    return 0;
+  if (rows_arg(ctx, "numpack_getitem", name, arg, info.live_rows,
+               blob_rows(ctx, &info), 0, &ix) != SQLITE_OK)
+    done = 1;
+  else if (ix.n > 0 && ix.n <= QUICK_GET_MAX)
+    done = result_npy(ctx, c, name, &info, &ix, 1);
+  npk_index_free(&ix);
+  return done;
+}
+
 static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   const char *name;
   NpkConn *c;
@@ -555,13 +599,17 @@ static void fn_getitem(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (!(name = text_arg(ctx, argv[1], "numpack_getitem", "the array name")))
     return;
   if (!(c = fn_conn(ctx, argv, "numpack_getitem", NPK_CONN_READ))) return;
+  if (quick_getitem(ctx, c, name, argv[2])) {
+    npk_conn_release(c);
+    return;
+  }
   rc = npk_conn_read_begin(c, NULL);
   if (rc == NPK_OK) {
     rc = npk_array_info(c->ses, name, &info);
     if (rc) fn_error(ctx, c, rc);
     else if (rows_arg(ctx, "numpack_getitem", name, argv[2], info.live_rows,
                       blob_rows(ctx, &info), 0, &ix) == SQLITE_OK)
-      result_npy(ctx, c, name, &info, &ix);
+      result_npy(ctx, c, name, &info, &ix, 0);
     npk_read_end(c->ses);
   } else {
     fn_error(ctx, c, rc);

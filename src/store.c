@@ -992,22 +992,14 @@ static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
 ** or a count moved; the copy is then thrown away and the caller reads
 ** under the lock.  Programs that ignore the lock are no more seen than
 ** under it. */
-int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
-                          void *buf, size_t cap, NpkArrayInfo *info,
-                          int *pfound, uint64_t *pseq) {
+/* After a copy made under lock_if_current (st->mu, held by the caller, is
+** let go here): 1 when no commit can have changed what was copied, the
+** lock file's mark still clear and its count still SEQ, and no mapped page
+** faulted since FAULTS. */
+static int copied_whole(NpkSession *s, uint64_t seq, uint64_t faults) {
   NpkStore *st = s->store;
-  NpkArray *a;
-  uint64_t seq, now_seq, faults = npk_map_faults(s);
-  int ok = 0, marked;
-  *pfound = 0;
-  if (!lock_if_current(s)) return NPK_BUSY;
-  seq = st->seen_seq;
-  if (st->seen_ok && find_entry(s, name, &a) == NPK_OK && a->row_bytes <= cap &&
-      __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE)) {
-    fill_info(s, a, info);
-    if (row >= a->shape[0] || (a->bm && !npk_bm_get(a->bm, row))) ok = 1;
-    else ok = *pfound = copy_row_unlocked(st, a, row, buf);
-  }
+  uint64_t now_seq;
+  int marked;
   s->err.rc = NPK_OK;
   pthread_mutex_unlock(&st->mu);
   /* The copy before the second look at the mark and count. */
@@ -1018,13 +1010,55 @@ int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
   ** ordered CPU (not x86) the count could otherwise be read first, still
   ** unraised, and the clear mark after it. */
   __atomic_thread_fence(__ATOMIC_ACQUIRE);
-  if (!ok || marked || !npk_lock_seq(st, &now_seq) || now_seq != seq ||
-      npk_map_faults(s) != faults) {
+  return !marked && npk_lock_seq(st, &now_seq) && now_seq == seq &&
+         npk_map_faults(s) == faults;
+}
+
+int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
+                          void *buf, size_t cap, NpkArrayInfo *info,
+                          int *pfound, uint64_t *pseq) {
+  NpkStore *st = s->store;
+  NpkArray *a;
+  uint64_t seq, faults = npk_map_faults(s);
+  int ok = 0;
+  *pfound = 0;
+  if (!lock_if_current(s)) return NPK_BUSY;
+  seq = st->seen_seq;
+  if (st->seen_ok && find_entry(s, name, &a) == NPK_OK && a->row_bytes <= cap &&
+      __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE)) {
+    fill_info(s, a, info);
+    if (row >= a->shape[0] || (a->bm && !npk_bm_get(a->bm, row))) ok = 1;
+    else ok = *pfound = copy_row_unlocked(st, a, row, buf);
+  }
+  if (!copied_whole(s, seq, faults) || !ok) {
     *pfound = 0;
     return NPK_BUSY;
   }
   *pseq = seq;
   return NPK_OK;
+}
+
+int npk_read_rows_unlocked(NpkSession *s, const NpkArrayInfo *want,
+                           const uint64_t *rows, uint64_t n, void *dst) {
+  NpkStore *st = s->store;
+  NpkArray *a;
+  uint64_t seq, faults = npk_map_faults(s);
+  unsigned char *out = dst;
+  int ok = 0;
+  if (!lock_if_current(s)) return NPK_BUSY;
+  seq = st->seen_seq;
+  /* The array the caller described, without deleted rows (whose logical
+  ** indices a bitmap maps: its rank cache is built under the lock). */
+  if (st->seen_ok && find_entry(s, want->name, &a) == NPK_OK && !a->bm &&
+      __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE) &&
+      a->dtype == want->dtype && a->ndim == want->ndim &&
+      memcmp(a->shape, want->shape, a->ndim * sizeof a->shape[0]) == 0) {
+    ok = 1;
+    for (uint64_t i = 0; i < n && ok; i++)
+      ok = rows[i] < a->shape[0] &&
+           copy_row_unlocked(st, a, rows[i], out + i * a->row_bytes);
+  }
+  return copied_whole(s, seq, faults) && ok ? NPK_OK : NPK_BUSY;
 }
 
 int npk_check_read_seq(NpkSession *s, uint64_t seq) {

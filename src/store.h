@@ -258,6 +258,13 @@ int npk_each_array_unlocked(NpkSession *s,
 int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
                           void *buf, size_t cap, NpkArrayInfo *info,
                           int *pfound, uint64_t *pseq);
+/* The N rows ROWS (each < rows) of the array WANT describes, copied into
+** DST one after the other without the lock, as npk_read_row_unlocked
+** copies one: NPK_BUSY, DST to be written again under the lock, when that
+** cannot be done (the array has deleted rows, is not as WANT describes it,
+** or a commit may have changed a row meanwhile). */
+int npk_read_rows_unlocked(NpkSession *s, const NpkArrayInfo *want,
+                           const uint64_t *rows, uint64_t n, void *dst);
 /* NPK_OK when the committed state S reads now (under its read lock) is the
 ** one of commit count SEQ, which npk_read_row_unlocked gave; else NPK_STALE:
 ** a statement that read a row without the lock and reads again would see

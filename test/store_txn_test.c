@@ -769,15 +769,16 @@ static int no_sync(void *arg) {
   return 0;
 }
 
-/* Rows read without the lock (npk_read_row_unlocked) while another process
-** replaces them in place, commit after commit, are never torn: a read is
-** the row of one commit, or is refused (NPK_BUSY) and made under the lock
-** instead.  Each row is 4096 bytes of one value, a different one per
-** commit; each copy pauses halfway for about half the time between two
-** commits, so that many commits land inside a copy. */
-static void test_unlocked_reads_whole(void) {
+/* Rows read without the lock (npk_read_row_unlocked, or BATCH rows at once
+** by npk_read_rows_unlocked) while another process replaces them in place,
+** commit after commit, are never torn: a read is the rows of one commit,
+** or is refused (NPK_BUSY) and made under the lock instead.  Each row is
+** 4096 bytes of one value, a different one per commit; each copy pauses
+** halfway for about half the time between two commits, so that many
+** commits land inside a copy. */
+static void unlocked_reads_whole(int batch) {
   enum { WORDS = 1024 };
-  static int32_t rows[2 * WORDS], got[WORDS];
+  static int32_t rows[2 * WORDS], got[2 * WORDS];
   uint64_t shape[2] = {2, WORDS}, one = 1;
   long quick = 0, locked = 0, torn = 0;
   NpkStore *st;
@@ -812,14 +813,22 @@ static void test_unlocked_reads_whole(void) {
   }
   for (;;) {
     NpkArrayInfo info;
-    int found = 0, status, done = waitpid(pid, &status, WNOHANG) == pid;
-    uint64_t seq;
-    int rc =
-        npk_read_row_unlocked(s, "q", 1, got, sizeof got, &info, &found, &seq);
+    int found = 1, status, done = waitpid(pid, &status, WNOHANG) == pid;
+    uint64_t seq, both[2] = {1, 1};
+    int rc;
+    if (batch) {
+      NpkArrayInfo want = {.name = "q", .dtype = NPK_INT32, .ndim = 2};
+      want.shape[0] = 2;
+      want.shape[1] = WORDS;
+      rc = npk_read_rows_unlocked(s, &want, both, 2, got);
+    } else {
+      rc = npk_read_row_unlocked(s, "q", 1, got, sizeof got, &info, &found,
+                                 &seq);
+    }
     if (rc == NPK_OK) {
       quick++;
       CHECK_EQ(found, 1);
-      for (int i = 1; i < WORDS; i++)
+      for (int i = 1; i < (batch ? 2 * WORDS : WORDS); i++)
         if (got[i] != got[0]) {
           torn++;
           break;
@@ -848,6 +857,9 @@ static void test_unlocked_reads_whole(void) {
   tu_close(st, s);
   tu_tmp_done(&t);
 }
+
+static void test_unlocked_reads_whole(void) { unlocked_reads_whole(0); }
+static void test_unlocked_rows_whole(void) { unlocked_reads_whole(1); }
 
 /* npk_own_commits: the counts a session's own commits raised, one run of
 ** them while no other session commits between; another session's commit
@@ -2879,6 +2891,7 @@ int main(void) {
   RUN(test_commit_busy_reader);
   RUN(test_two_processes);
   RUN(test_unlocked_reads_whole);
+  RUN(test_unlocked_rows_whole);
   RUN(test_own_commits);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
