@@ -11,9 +11,10 @@ interpreter lock, so these threads really run at once:
              the functions (numpack_getitem + numpack_replace), one through
              both; the rows' total never changes in a committed state
   readers    threads check that total through the table, numpack_load,
-             numpack_getitem and a join looking each row up by rowid
-             (without the lock, outside a transaction), and inside BEGIN
-             that two reads agree
+             numpack_getitem (of one row, and of all 16 at once without
+             the lock, outside a transaction) and a join looking each row
+             up by rowid (without the lock, outside a transaction), and
+             inside BEGIN that two reads agree
   appenders  threads append (thread, seq) rows to `log`, through INSERT and
              through numpack_append, while
   cleaner    a thread deletes every row whose seq is a multiple of 10 and
@@ -146,6 +147,13 @@ def _read(module, store, stats, bad):
                           "FROM ids JOIN acct AS a ON a.rowid = ids.id"
                           % ids).fetchone()[0]
 
+    def by_getitem(db):
+        # Every row in one call, outside a transaction: read without the
+        # store's lock, one state for all of them.
+        blob = db.execute("SELECT numpack_getitem(?, 'acct', ?)",
+                          (store, str(list(range(ACCOUNTS))))).fetchone()[0]
+        return int(np.load(io.BytesIO(blob)).sum())
+
     def twice(db):
         # Statements of one transaction read one state only where the
         # transaction holds the store (rollback-journal mode).
@@ -158,7 +166,8 @@ def _read(module, store, stats, bad):
         return one
 
     for i in range(READS):
-        got = _try(db, (by_table, by_load, twice, by_lookups)[i % 4], stats)
+        got = _try(db, (by_table, by_load, twice, by_lookups,
+                        by_getitem)[i % 5], stats)
         if got is None:
             continue
         stats["reads"] += 1
