@@ -355,15 +355,22 @@ static int rows_arg(sqlite3_context *ctx, const char *fn, const char *name,
     ix->scalar = 1;
     return SQLITE_OK;
   }
-  if (sqlite3_value_type(arg) != SQLITE_TEXT) {
+  if (sqlite3_value_type(arg) != SQLITE_TEXT &&
+      sqlite3_value_type(arg) != SQLITE_BLOB) {
     fn_msg(ctx, SQLITE_MISMATCH,
            "numpack: %s: the index must be an integer, "
-           "a JSON array of integers or a start:stop slice",
+           "a JSON array of integers, a start:stop slice or a BLOB of "
+           "int64 values",
            fn);
     return SQLITE_MISMATCH;
   }
-  rc = npk_index_parse_ix((const char *)sqlite3_value_text(arg),
-                          (size_t)sqlite3_value_bytes(arg), nlive, max, ix, &e);
+  if (sqlite3_value_type(arg) == SQLITE_BLOB)
+    rc = npk_index_int64(sqlite3_value_blob(arg),
+                         (size_t)sqlite3_value_bytes(arg), nlive, max, ix, &e);
+  else
+    rc = npk_index_parse_ix((const char *)sqlite3_value_text(arg),
+                            (size_t)sqlite3_value_bytes(arg), nlive, max, ix,
+                            &e);
   if (rc == NPK_OK && ix->n > max) {
     /* A slice, which npk_index_parse_ix never bounds. */
     npk_index_free(ix);

@@ -1,7 +1,8 @@
 /*
 ** index.c — the parser for index arguments of the SQL functions
 ** (numpack_getitem, numpack_replace, numpack_drop): "7", "-1", "[0, 5, -2]",
-** "2:10", ":3", "-5:", "0:100:10".  Indexes are logical, as NumPack's are:
+** "2:10", ":3", "-5:", "0:100:10", or the same integers as a BLOB of int64
+** values.  Indexes are logical, as NumPack's are:
 ** they count live rows.  An integer out of range is an error, never
 ** ignored; slices clamp their bounds as Python's do.  No SQLite dependency,
 ** so it can be fuzzed alone.
@@ -107,6 +108,33 @@ void npk_index_free(NpkIndex *ix) {
   npk_free(ix->rows);
   ix->rows = NULL;
   ix->n = 0;
+}
+
+int npk_index_int64(const void *p, size_t n, uint64_t nlive, uint64_t max,
+                    NpkIndex *ix, NpkErr *e) {
+  const unsigned char *b = p;
+  uint64_t cnt = n / 8;
+  memset(ix, 0, sizeof *ix);
+  if (n % 8)
+    return npk_err(e, NPK_ERROR,
+                   "an index BLOB holds int64 values, 8 bytes each, not %llu "
+                   "bytes",
+                   (unsigned long long)n);
+  if (cnt > max)
+    return npk_err(e, NPK_TOOBIG, "the index selects more than %llu rows",
+                   (unsigned long long)max);
+  if (cnt && !(ix->rows = npk_malloc((size_t)cnt * sizeof *ix->rows)))
+    return npk_err(e, NPK_NOMEM, "out of memory");
+  for (uint64_t i = 0; i < cnt; i++) {
+    int rc = npk_index_one((int64_t)npk_get_u64(b + 8 * i), nlive,
+                           &ix->rows[i], e);
+    if (rc) {
+      npk_index_free(ix);
+      return rc;
+    }
+  }
+  ix->n = cnt;
+  return NPK_OK;
 }
 
 int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive, uint64_t max,

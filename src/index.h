@@ -28,6 +28,12 @@ struct NpkIndex {
 ** (a slice of any length is accepted). */
 int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive, uint64_t max,
                        NpkIndex *ix, NpkErr *e);
+/* IX from N bytes at P of little-endian int64 values, each taken as an
+** integer of a JSON list is (what a program holding the indices as
+** numbers passes without spelling them out): NPK_ERROR when N is not a
+** multiple of 8, else as npk_index_parse_ix. */
+int npk_index_int64(const void *p, size_t n, uint64_t nlive, uint64_t max,
+                    NpkIndex *ix, NpkErr *e);
 /* The K-th row of IX (K < ix->n). */
 uint64_t npk_index_row(const NpkIndex *ix, uint64_t k);
 void npk_index_free(NpkIndex *ix);

@@ -607,7 +607,7 @@ class NumPack:
             (name, value), = arrays.items()
             room = self._limit() - _HEADROOM
             if _sql.plain(value) and ix.sql is not None and \
-                    value.nbytes + len(str(ix.sql)) < room and \
+                    value.nbytes + _sql.arg_size(ix.sql) < room and \
                     self._try_write("SELECT numpack_replace(?, ?, ?, ?)",
                                     (self._path, name, _sql.encode(
                                         np.ascontiguousarray(value)),
@@ -637,7 +637,7 @@ class NumPack:
         values = np.ascontiguousarray(values)
         blob = _sql.encode(values)
         if len(blob) <= self._limit() and \
-                len(str(ix.sql)) <= self._limit() - _HEADROOM:
+                _sql.arg_size(ix.sql) <= self._limit() - _HEADROOM:
             try:
                 self._write("SELECT numpack_replace(?, ?, ?, ?)",
                             (self._path, name, blob, ix.sql))
@@ -721,7 +721,7 @@ class NumPack:
             return
         arg = names[0] if len(names) == 1 else json.dumps(names)
         if not ix.needs_count and \
-                len(str(ix.sql)) <= self._limit() - _HEADROOM:
+                _sql.arg_size(ix.sql) <= self._limit() - _HEADROOM:
             try:
                 self._write("SELECT numpack_drop(?, ?, ?)",
                             (self._path, arg, ix.sql))
@@ -732,7 +732,7 @@ class NumPack:
             for name in names:
                 info = self._need(name)
                 sub = Index(indexes).resolve(info["live_rows"])
-                if len(str(sub.sql)) <= self._limit() - _HEADROOM:
+                if _sql.arg_size(sub.sql) <= self._limit() - _HEADROOM:
                     try:
                         self._write("SELECT numpack_drop(?, ?, ?)",
                                     (self._path, name, sub.sql))
@@ -778,7 +778,7 @@ class NumPack:
         if ix.needs_count:
             info = self._need(array_name)
             ix.resolve(info["live_rows"])
-        if len(str(ix.sql)) <= self._limit() - _HEADROOM:
+        if _sql.arg_size(ix.sql) <= self._limit() - _HEADROOM:
             try:
                 return _sql.decode(self._one(
                     "SELECT numpack_getitem(?, ?, ?)",
@@ -799,17 +799,17 @@ class NumPack:
 
     def _getitem_list(self, name, indexes):
         """getitem of a list of Python ints, the common case, at the cost of
-        the SQL call: the extension checks the list's range as Index would
-        (int64 values only).  None when INDEXES is anything else or the
-        call fails: the general way then does it again, and raises what it
-        raises."""
-        text = _sql.int_list_text(indexes)
-        if text is None:
+        the SQL call: the list goes as a BLOB of int64 values, whose range
+        the extension checks as Index would.  None when INDEXES is anything
+        else or the call fails: the general way then does it again, and
+        raises what it raises."""
+        ix = _sql.int_list_blob(indexes)
+        if ix is None:
             return None
         try:
             blob = self._con.execute(
                 "SELECT numpack_getitem(?, ?, ?)",
-                (self._path, name, text)).fetchone()[0]
+                (self._path, name, ix)).fetchone()[0]
         except sqlite3.Error as e:
             if _sql.error_code(e) in (_sql.SQLITE_ERROR, _sql.SQLITE_RANGE,
                                       _sql.SQLITE_TOOBIG):

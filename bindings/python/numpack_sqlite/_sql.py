@@ -5,6 +5,7 @@ and the extension's errors to NumPack's exceptions.
 Nothing here touches the store's files: every read and write of array data
 goes through the SQL functions of the extension.
 """
+import array
 import ctypes
 import io
 import operator
@@ -475,10 +476,9 @@ class Index:
             # known (resolve()); the extension takes positive steps only.
             self._set("slice", s, text if (step or 1) > 0 else None, False)
             return
-        text = int_list_text(idx)
-        if text is not None and (not idx or (min(idx) >= _INT64_MIN and
-                                             max(idx) <= _INT64_MAX)):
-            self._set("list", idx, text, False)
+        blob = int_list_blob(idx)
+        if blob is not None:
+            self._set("list", idx, blob, False)
             return
         if isinstance(idx, (list, tuple, np.ndarray)):
             a = np.asarray(idx)
@@ -497,7 +497,7 @@ class Index:
                 raise RowIndexError(f"index {a.max()} is out of range")
             a = a.astype(np.int64, copy=False) if a.size else \
                 np.empty(0, np.int64)
-            self._set("list", a, _json_list(a), False)
+            self._set("list", a, _int64_blob(a), False)
             return
         raise WrongTypeError(f"{words} (of int); "
                              f"got {type(idx).__name__}")
@@ -515,7 +515,7 @@ class Index:
         """Fill in sql for an index that depends on the row count."""
         if self._kind == "slice" and self.sql is None:
             rows = np.arange(*self._value.indices(nlive), dtype=np.int64)
-            self._set("list", rows, _json_list(rows), False)
+            self._set("list", rows, _int64_blob(rows), False)
         return self
 
     def count(self, nlive):
@@ -537,32 +537,42 @@ class Index:
         return np.where(v < 0, v + nlive, v)
 
 
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_INT64_MAX = (1 << 63) - 1
 
 
-def int_list_text(idx):
-    """The JSON list of IDX when it is a list or tuple of Python ints and
-    nothing else (not bools, not NumPy integers), else None.  Python spells
-    such a list as JSON does, and str() costs less than json.dumps and a
-    conversion through NumPy; the range of the values is not checked."""
+def int_list_blob(idx):
+    """The index argument for IDX as a BLOB of int64 values (the extension
+    reads it as the JSON list of the same integers) when IDX is a list or
+    tuple of Python ints and nothing else, within int64, else None: packing
+    the numbers costs less than spelling them out, and the extension reads
+    them without parsing."""
     if type(idx) is tuple:
         idx = list(idx)
     elif type(idx) is not list:
         return None
     if idx and (type(idx[0]) is not int or len({*map(type, idx)}) > 1):
         return None
-    return str(idx)
+    try:
+        return array.array("q", idx).tobytes()
+    except OverflowError:
+        return None
 
 
-def _json_list(a):
-    return "[" + ",".join(map(str, a.tolist())) + "]"
+def _int64_blob(a):
+    """The index argument listing the int64 values of A, as a BLOB."""
+    return a.astype("<i8", copy=False).tobytes()
+
+
+def arg_size(v):
+    """Bytes the index argument V takes in a statement's value."""
+    return len(v) if isinstance(v, (bytes, str)) else len(str(v))
 
 
 def positions_sql(pos):
     """The index argument selecting logical positions POS (int64 array):
-    a slice text when they are one ascending run, else a JSON list."""
+    a slice text when they are one ascending run, else their BLOB."""
     n = len(pos)
     if n and int(pos[-1]) - int(pos[0]) == n - 1 and \
             (n == 1 or bool(np.all(np.diff(pos) == 1))):
         return f"{int(pos[0])}:{int(pos[-1]) + 1}"
-    return _json_list(pos)
+    return _int64_blob(pos)

@@ -1,5 +1,5 @@
 """The per-call short cuts: .npy headers read and written without NumPy's
-parser, index lists spelt by json's encoder, replace and append of one
+parser, index lists passed as BLOBs of int64 values, replace and append of one
 array that do not ask the catalog first, and durable=False.  Each must give
 exactly what the general way gives."""
 import io
@@ -316,12 +316,23 @@ def test_results_do_not_go_through_numpys_header_parser(npk, monkeypatch):
 # ---- getitem of a list of ints ---------------------------------------------------
 
 def test_getitem_of_an_int_list_is_one_sql_call(npk, monkeypatch):
-    """A list of Python ints goes to numpack_getitem as Python spells it,
-    without the general translation (Index) or a catalog query."""
+    """A list of Python ints goes to numpack_getitem as a BLOB of its int64
+    values, without the general translation (Index) or a catalog query."""
     import numpack_sqlite._numpack as mod
     a = np.arange(30, dtype=np.float32).reshape(10, 3)
     npk.save({"a": a})
-    made = []
+    made, sent = [], []
+    real = npk._con
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, params=()):
+            if "numpack_getitem" in sql:
+                sent.append(params[2])
+            return real.execute(sql, params)
+    monkeypatch.setattr(npk, "_con", Spy())
 
     class Counted(mod.Index):
         __slots__ = ()
@@ -335,6 +346,8 @@ def test_getitem_of_an_int_list_is_one_sql_call(npk, monkeypatch):
         assert got.shape == (len(idx), 3)
         assert np.array_equal(got, a[np.asarray(idx, dtype=np.intp)])
     assert made == []
+    assert sent == [np.asarray(idx, "<i8").tobytes()
+                    for idx in ([9, 0, -1, 3, 3], [], [-10])]
 
 
 class _Digits:
