@@ -11,7 +11,9 @@
 **   - the rows are what Python would select: a slice is checked against
 **     slice.indices() computed here, a list and a scalar against the
 **     integers read here, whenever this simpler reader understands the
-**     text (it is not a second grammar, only a second opinion on values).
+**     text (it is not a second grammar, only a second opinion on values);
+**   - the same bytes as an index BLOB (npk_index_int64): refused unless a
+**     whole number of int64 values, each resolved as a list's integer.
 */
 #include <string.h>
 
@@ -224,13 +226,57 @@ static void check(const char *text, size_t n, uint64_t nlive, uint64_t max) {
   if (rc == 0) free(rows);
 }
 
+/* The little-endian uint64 at P. */
+static uint64_t le64(const uint8_t *p) {
+  uint64_t u = 0;
+  for (int b = 7; b >= 0; b--) u = u << 8 | p[b];
+  return u;
+}
+
+/* The same bytes as an index BLOB (npk_index_int64): refused unless a
+** whole number of int64 values, each resolved as a list's integer is. */
+static void check_int64(const uint8_t *data, size_t n, uint64_t nlive,
+                        uint64_t max) {
+  NpkIndex ix;
+  NpkErr e;
+  uint64_t cnt = n / 8, k;
+  int rc = npk_index_int64(data, n, nlive, max, &ix, &e);
+  if (n % 8) {
+    FUZZ_CHECK(rc == NPK_ERROR && !ix.rows && ix.n == 0);
+    return;
+  }
+  if (cnt > max) {
+    FUZZ_CHECK(rc == NPK_TOOBIG && !ix.rows);
+    return;
+  }
+  /* The first value out of range refuses the whole index. */
+  for (k = 0; k < cnt; k++) {
+    int64_t v = (int64_t)le64(data + 8 * k);
+    if (v < 0 ? (uint64_t)0 - (uint64_t)v > nlive : (uint64_t)v >= nlive) {
+      FUZZ_CHECK(rc == NPK_RANGE && !ix.rows && ix.n == 0);
+      FUZZ_CHECK(strncmp(e.msg, "numpack: ", 9) == 0);
+      return;
+    }
+  }
+  if (rc == NPK_NOMEM) return;
+  FUZZ_CHECK(rc == 0 && ix.n == cnt && !ix.scalar);
+  for (k = 0; k < cnt; k++) {
+    int64_t v = (int64_t)le64(data + 8 * k);
+    FUZZ_CHECK(npk_index_row(&ix, k) ==
+               (v < 0 ? nlive - ((uint64_t)0 - (uint64_t)v) : (uint64_t)v));
+  }
+  npk_index_free(&ix);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const struct { uint64_t nlive, max; } runs[] = {
     {0, 4096}, {1, 4096}, {5, 4096}, {100, 4096}, {1000, 16},
     {(uint64_t)INT64_MAX, 4096}, {100, UINT64_MAX},
   };
   /* The index text is not NUL-terminated: SQLite passes a length. */
-  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++)
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
     check((const char *)data, size, runs[i].nlive, runs[i].max);
+    check_int64(data, size, runs[i].nlive, runs[i].max);
+  }
   return 0;
 }
