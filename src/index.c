@@ -126,8 +126,8 @@ int npk_index_int64(const void *p, size_t n, uint64_t nlive, uint64_t max,
   if (cnt && !(ix->rows = npk_malloc((size_t)cnt * sizeof *ix->rows)))
     return npk_err(e, NPK_NOMEM, "out of memory");
   for (uint64_t i = 0; i < cnt; i++) {
-    int rc = npk_index_one((int64_t)npk_get_u64(b + 8 * i), nlive,
-                           &ix->rows[i], e);
+    int rc =
+        npk_index_one((int64_t)npk_get_u64(b + 8 * i), nlive, &ix->rows[i], e);
     if (rc) {
       npk_index_free(ix);
       return rc;

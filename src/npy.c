@@ -597,6 +597,25 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out, NpkErr *e) {
 ** + 1) % 64.  Note padlen is 64, not 0, when the text already ends on a
 ** boundary; NumPy does that and byte-identical output must too.
 */
+/* TEXT appended to BUF at N; the new length. */
+static size_t put_text(char *buf, size_t n, const char *text) {
+  size_t k = strlen(text);
+  memcpy(buf + n, text, k);
+  return n + k;
+}
+
+/* V in decimal appended to BUF at N; the new length. */
+static size_t put_u64(char *buf, size_t n, uint64_t v) {
+  char tmp[20];
+  size_t k = 0;
+  do {
+    tmp[k++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (k) buf[n++] = tmp[--k];
+  return n;
+}
+
 static size_t npy_header_format(int dtype, uint32_t ndim, const uint64_t *shape,
                                 unsigned char *out, size_t cap) {
   char z_dict[NPK_NPY_DICT_MAX];
@@ -610,24 +629,24 @@ static size_t npy_header_format(int dtype, uint32_t ndim, const uint64_t *shape,
   if (z_descr == 0 || ndim > NPK_MAX_NDIM_NPY || (ndim > 0 && shape == 0))
     return 0;
 
-  /* Every piece fits: see NPK_NPY_DICT_MAX. */
-  len = snprintf(z_dict, sizeof z_dict,
-                 "{'descr': '%s', 'fortran_order': False, 'shape': (", z_descr);
-  n_dict = (size_t)len;
+  /* Every piece fits: see NPK_NPY_DICT_MAX.  Put together by hand: the
+  ** header is made twice per result (its size, then its bytes), and
+  ** snprintf's cost shows in a call that returns a few rows. */
+  n_dict = put_text(z_dict, 0, "{'descr': '");
+  n_dict = put_text(z_dict, n_dict, z_descr);
+  n_dict = put_text(z_dict, n_dict, "', 'fortran_order': False, 'shape': (");
   for (k = 0; k < ndim; k++) {
-    len = snprintf(z_dict + n_dict, sizeof z_dict - n_dict,
-                   k == 0 ? "%" PRIu64 : ", %" PRIu64, shape[k]);
-    n_dict += (size_t)len;
+    if (k > 0) n_dict = put_text(z_dict, n_dict, ", ");
+    n_dict = put_u64(z_dict, n_dict, shape[k]);
   }
   /* Python's repr of a 1-tuple is "(5,)". */
-  len = snprintf(z_dict + n_dict, sizeof z_dict - n_dict, "%s), }",
-                 ndim == 1 ? "," : "");
-  n_dict += (size_t)len;
+  n_dict = put_text(z_dict, n_dict, ndim == 1 ? ",), }" : "), }");
   if (ndim > 0) {
-    int n_digit = snprintf(0, 0, "%" PRIu64, shape[0]);
+    size_t n_digit = put_u64(z_dict, n_dict, shape[0]) - n_dict;
     /* NumPy pads by GROWTH - digits; a uint64 has at most 20 digits, so
     ** this is at least one space. */
-    for (len = n_digit; len < NPK_NPY_GROWTH; len++) z_dict[n_dict++] = ' ';
+    for (len = (int)n_digit; len < NPK_NPY_GROWTH; len++)
+      z_dict[n_dict++] = ' ';
   }
 
   /* Version 1.0 when the header length fits its u16, else 2.0. */
