@@ -164,6 +164,12 @@ static int op_drop(NpkSession *s, Model *m) {
   if (m) model_drop(m, "b");
   return s ? npk_drop(s, "b") : NPK_OK;
 }
+/* Drop "a", the first array: every entry after it moves. */
+static int op_drop_first(NpkSession *s, Model *m) {
+  if (m) model_drop(m, "a");
+  return s ? npk_drop(s, "a") : NPK_OK;
+}
+
 static int op_clone(NpkSession *s, Model *m) {
   if (m) model_clone(m, "a", "d");
   return s ? npk_clone(s, "a", "d") : NPK_OK;
@@ -1636,6 +1642,57 @@ static void test_coarse_times(void) {
   close_and_check(st, s, &t, &m);
 }
 
+/* Where the file system cannot keep the catalog's new time, a drop of the
+** first array, rewritten in place, replaces the catalog whole all the same
+** (a new inode, reading back as written); an I/O call failing anywhere in
+** it, the in-place writes included, leaves the store as before. */
+static void test_coarse_times_drop(void) {
+  int fired = 0;
+  for (int nth = 1; nth <= 80; nth++) {
+    Tmp t;
+    NpkStore *st;
+    Model before, after;
+    Snap base, now;
+    struct stat a, b;
+    int rc, f0 = ctest_case_failures;
+    NpkSession *s = open_base(&t, &st, &before);
+    model_copy(&after, &before);
+    op_drop_first(NULL, &after);
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+    struct timespec ahead[2] = {{0, UTIME_OMIT}, {a.st_mtim.tv_sec + 100, 0}};
+    CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+    tu_snap(t.dir, &base);
+    coarse_times = 1;
+    npk_test_fault("any", nth, EIO);
+    rc = op_drop_first(s, NULL);
+    npk_test_fault("any", 0, 0);
+    coarse_times = 0;
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+    if (rc != NPK_OK) {
+      fired++;
+      CHECK_EQ(rc, NPK_IOERR);
+      CHECK(!tu_journal_hot(t.dir));
+      CHECK(view_is(s, &before, 1));
+      check_readback(t.dir, s, __LINE__);
+      tu_snap(t.dir, &now);
+      CHECK(tu_snap_same_content(&base, &now));
+      tu_snap_free(&now);
+      CHECK_EQ(op_drop_first(s, NULL), NPK_OK);
+    } else {
+      CHECK(a.st_ino != b.st_ino);
+    }
+    CHECK(view_is(s, &after, 1));
+    check_readback(t.dir, s, __LINE__);
+    if (ctest_case_failures != f0)
+      printf("  (fault %d on a coarse drop, rc %d)\n", nth, rc);
+    tu_snap_free(&base);
+    model_free(&before);
+    close_and_check(st, s, &t, &after);
+    if (rc == NPK_OK) break;
+  }
+  CHECK(fired > 0);
+}
+
 /* Descriptors of this process open on a removed journal of the store in
 ** DIR (whose blocks they keep in use). */
 static int removed_journals_held(const char *dir) {
@@ -1835,6 +1892,7 @@ static void test_crash_autocommit(void) {
     {"compact", op_compact}, {"seg_append", op_seg_append},
     {"save_over_bitmap", op_save_over_bm}, {"reset", op_reset},
     {"clone", op_clone}, {"delete_new_bitmap", op_delete_new_bitmap},
+    {"drop_first", op_drop_first}, {"save_over", op_save_over},
   };
   for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
     crash_case(list[i].fn, 0, list[i].name);
@@ -2582,6 +2640,71 @@ static void test_catalog_appended_fault(void) {
   CHECK(fired > 0);
 }
 
+/* For commits that rewrite the catalog in place from a changed entry on
+** (a drop of the first array, a save over one with another number of
+** dimensions): the Nth write, sync or truncation failing, N = 1, 2, ...
+** until the commit succeeds, leaves the store exactly as before -- in the
+** session, on disk, and to a fresh reader -- and the same store object
+** then makes the commit, in place (same inode).  WARM: a commit came
+** first, so that the catalog's descriptor and the time it kept are the
+** store object's own. */
+static void suffix_fault_case(const char *kind, OpFn fn, const char *name,
+                              int warm) {
+  int fired = 0;
+  for (int nth = 1; nth <= 60; nth++) {
+    Tmp t;
+    NpkStore *st;
+    Model before, after;
+    Snap base, now;
+    struct stat a, b;
+    int rc, f0 = ctest_case_failures;
+    NpkSession *s = open_base(&t, &st, &before);
+    if (warm) CHECK_EQ(op_replace(s, &before), NPK_OK);
+    model_copy(&after, &before);
+    fn(NULL, &after);
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+    tu_snap(t.dir, &base);
+    npk_test_fault(kind, nth, EIO);
+    rc = fn(s, NULL);
+    npk_test_fault(kind, 0, 0);
+    if (rc != NPK_OK) {
+      fired++;
+      CHECK_EQ(rc, NPK_IOERR);
+      CHECK_EQ(npk_in_txn(s), 0);
+      CHECK(!tu_journal_hot(t.dir));
+      CHECK(view_is(s, &before, 1));
+      check_readback(t.dir, s, __LINE__);
+      tu_snap(t.dir, &now);
+      CHECK(tu_snap_same_content(&base, &now));
+      tu_snap_free(&now);
+      CHECK_EQ(fn(s, NULL), NPK_OK);
+    }
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+    CHECK_EQ(a.st_ino, b.st_ino);
+    CHECK(view_is(s, &after, 1));
+    check_readback(t.dir, s, __LINE__);
+    if (ctest_case_failures != f0)
+      printf("  (%s fault %d on %s%s, rc %d)\n", kind, nth, name,
+             warm ? " after a commit" : "", rc);
+    tu_snap_free(&base);
+    model_free(&before);
+    close_and_check(st, s, &t, &after);
+    if (rc == NPK_OK) break;
+  }
+  if (!fired) printf("  no \"%s\" fault hit %s\n", kind, name);
+  CHECK(fired > 0);
+}
+
+static void test_suffix_faults(void) {
+  static const char *const kinds[] = {"write", "fsync", "ftruncate", "any"};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    for (int warm = 0; warm <= 1; warm++) {
+      suffix_fault_case(kinds[k], op_drop_first, "drop_first", warm);
+      suffix_fault_case(kinds[k], op_save_over, "save_over", warm);
+    }
+  }
+}
+
 /* ---- a store of many arrays: the transaction's catalog shares the
 ** committed one's pieces and copies what it changes (store_catalog.c) --- */
 
@@ -2865,6 +2988,7 @@ int main(void) {
   RUN(test_lockword_fault);
   RUN(test_lockword_count_fault);
   RUN(test_catalog_appended_fault);
+  RUN(test_suffix_faults);
   RUN(test_many_rollback);
   RUN(test_many_savepoints);
   RUN(test_many_fault_malloc);
@@ -2893,6 +3017,7 @@ int main(void) {
   RUN(test_journal_of_earlier_release);
   RUN(test_lock_words_mapped);
   RUN(test_coarse_times);
+  RUN(test_coarse_times_drop);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);
   RUN(test_crash_autocommit);
