@@ -2537,6 +2537,68 @@ static void test_lockword_fault(void) {
   }
 }
 
+/* Whether a lock of TYPE on LEN bytes from BYTE of DIR's lock file would be
+** granted to another process (an open file description of its own
+** conflicts like one). */
+static int lock_free(const char *dir, short type, off_t byte, off_t len) {
+  struct flock fl;
+  int fd = open(P(dir, TU_LOCK), O_RDWR);
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = len;
+  CHECK(fd >= 0 && fcntl(fd, F_OFD_GETLK, &fl) == 0);
+  if (fd >= 0) close(fd);
+  return fl.l_type == F_UNLCK;
+}
+
+/* A writer keeps a read lock on PENDING while it holds RESERVED, which
+** keeps no reader out; every way back to reading (SHARED) lets it go, or
+** the session would keep every later committer from taking PENDING for as
+** long as it reads. */
+static void test_pending_let_go(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m), *r = NULL;
+  CHECK_EQ(npk_session_open(st, &r), NPK_OK);
+  npk_set_busy_timeout(s, 20);
+  /* RESERVED, taken from no lock: readers still come in. */
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK(lock_free(t.dir, F_RDLCK, 0, 2));
+  CHECK(!lock_free(t.dir, F_WRLCK, 0, 1));
+  /* A statement reading, the transaction rolled back. */
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 1));
+  CHECK(!lock_free(t.dir, F_WRLCK, 1, 1));
+  npk_read_end(s);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 3));
+  /* Committed. */
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 1));
+  npk_read_end(s);
+  /* A commit kept waiting by a reader, then rolled back. */
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  CHECK_EQ(op_replace(s, NULL), NPK_OK);
+  CHECK_EQ(npk_read_begin(r), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_BUSY);
+  CHECK(lock_free(t.dir, F_RDLCK, 0, 2));
+  npk_read_end(r);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 1));
+  CHECK(view_is(s, &m, 1));
+  npk_read_end(s);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 3));
+  npk_session_close(r);
+  close_and_check(st, s, &t, &m);
+}
+
 /* Where the lock file keeps the commit mark and the commit count: part
 ** of the format every process that shares a store reads. */
 enum { LOCK_MARK_OFF = 64, LOCK_SEQ_OFF = 72 };
@@ -2987,6 +3049,7 @@ int main(void) {
   RUN(test_coarse_times_new_array);
   RUN(test_lockword_fault);
   RUN(test_lockword_count_fault);
+  RUN(test_pending_let_go);
   RUN(test_catalog_appended_fault);
   RUN(test_suffix_faults);
   RUN(test_many_rollback);
