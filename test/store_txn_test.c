@@ -1596,13 +1596,24 @@ static void test_journal_of_earlier_release(void) {
 
 /* While set, futimens keeps whole seconds, as a file system with coarse
 ** times does (this definition takes the place of the C library's). */
+/* 1: the catalog's time is kept to the second; 2: to the microsecond. */
 static int coarse_times;
 
 int futimens(int fd, const struct timespec times[2]) {
   struct timespec t[2] = {times[0], times[1]};
   if (coarse_times && t[1].tv_nsec != UTIME_OMIT && t[1].tv_nsec != UTIME_NOW)
-    t[1].tv_nsec = 0;
+    t[1].tv_nsec -= coarse_times == 2 ? t[1].tv_nsec % 1000 : t[1].tv_nsec;
   return (int)syscall(SYS_utimensat, fd, NULL, t, 0);
+}
+
+/* Set: the clock reads whole microseconds, as it does now and then. */
+static int whole_us_clock;
+
+int clock_gettime(clockid_t id, struct timespec *ts) {
+  int rc = (int)syscall(SYS_clock_gettime, id, ts);
+  if (rc == 0 && whole_us_clock && id == CLOCK_REALTIME)
+    ts->tv_nsec -= ts->tv_nsec % 1000;
+  return rc;
 }
 
 /* Open the base store, then commit OP where the file system cannot keep
@@ -1691,6 +1702,38 @@ static void test_coarse_times_drop(void) {
     if (rc == NPK_OK) break;
   }
   CHECK(fired > 0);
+}
+
+/* A file system that keeps times to the microsecond, where a commit's
+** first time happened to be a whole microsecond and so was kept exactly:
+** that proves nothing of the resolution.  A later commit whose time comes
+** out as the one held (the clock behind the catalog's time) must still
+** replace the catalog whole, or a reader that holds the catalog, sees the
+** commit count move and finds the catalog's inode, length and time
+** unchanged keeps reading the old shape. */
+static void test_exact_time_by_chance(void) {
+  Tmp t;
+  NpkStore *st, *ro;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m), *r;
+  struct stat a, b;
+  coarse_times = 2;
+  whole_us_clock = 1;
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  whole_us_clock = 0;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  struct timespec ahead[2] = {{0, UTIME_OMIT}, {a.st_mtim.tv_sec + 100, 5000}};
+  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+  r = tu_open(t.dir, NPK_OPEN_READONLY, &ro);
+  CHECK(view_is(r, &m, 1));
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  coarse_times = 0;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK(view_is(s, &m, 1));
+  CHECK(view_is(r, &m, 1));
+  check_readback(t.dir, s, __LINE__);
+  tu_close(ro, r);
+  close_and_check(st, s, &t, &m);
 }
 
 /* Descriptors of this process open on a removed journal of the store in
@@ -3081,6 +3124,7 @@ int main(void) {
   RUN(test_lock_words_mapped);
   RUN(test_coarse_times);
   RUN(test_coarse_times_drop);
+  RUN(test_exact_time_by_chance);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);
   RUN(test_crash_autocommit);
