@@ -1736,6 +1736,78 @@ static void test_exact_time_by_chance(void) {
   close_and_check(st, s, &t, &m);
 }
 
+/* Name of array I of a store whose catalog is more than a megabyte: the
+** longest names there are. */
+static void big_name(char *out, int i) {
+  memset(out, 'n', NPK_MAX_NAME);
+  out[NPK_MAX_NAME] = 0;
+  snprintf(out, 8, "%06d", i);
+  out[6] = 'n';
+}
+
+/* A commit that would rewrite more than a megabyte of the old catalog in
+** place replaces it whole instead (a new inode); one that rewrites less,
+** in the same store, rewrites it in place.  Both read back as written, and
+** a failure in either leaves the store as it was. */
+static void test_catalog_suffix_max(void) {
+  enum { N = 1950 };
+  Tmp t;
+  NpkStore *st;
+  NpkSession *s;
+  struct stat a, b;
+  char name[NPK_MAX_NAME + 1];
+  uint64_t sh[1] = {1};
+  int64_t v = 7;
+  int n = N;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  for (int i = 0; i < N; i++) {
+    big_name(name, i);
+    CHECK_EQ(npk_save(s, name, NPK_INT64, 1, sh, &v), NPK_OK);
+  }
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  CHECK(a.st_size > (1 << 20));
+  /* The last array: a few hundred bytes from the end, in place. */
+  big_name(name, N - 1);
+  CHECK_EQ(npk_drop(s, name), NPK_OK);
+  n--;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  CHECK(b.st_size < a.st_size);
+  check_readback(t.dir, s, __LINE__);
+  /* The first: all of it, replaced whole; failing, as before. */
+  big_name(name, 0);
+  npk_test_fault("fsync", 2, EIO);
+  CHECK_EQ(npk_drop(s, name), NPK_IOERR);
+  npk_test_fault("fsync", 0, 0);
+  CHECK(!tu_journal_hot(t.dir));
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  CHECK_EQ(a.st_size, b.st_size);
+  check_readback(t.dir, s, __LINE__);
+  CHECK_EQ(npk_drop(s, name), NPK_OK);
+  n--;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  CHECK(a.st_ino != b.st_ino);
+  CHECK(!tu_exists(P(t.dir, TU_CATALOG "-npkbak")));
+  check_readback(t.dir, s, __LINE__);
+  /* The next commits rewrite the new file in place. */
+  big_name(name, N - 2);
+  CHECK_EQ(npk_drop(s, name), NPK_OK);
+  n--;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  check_readback(t.dir, s, __LINE__);
+  {
+    int got = -1;
+    CHECK_EQ(npk_array_count(s, &got), NPK_OK);
+    CHECK_EQ(got, n);
+  }
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
 /* Descriptors of this process open on a removed journal of the store in
 ** DIR (whose blocks they keep in use). */
 static int removed_journals_held(const char *dir) {
@@ -3125,6 +3197,7 @@ int main(void) {
   RUN(test_coarse_times);
   RUN(test_coarse_times_drop);
   RUN(test_exact_time_by_chance);
+  RUN(test_catalog_suffix_max);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);
   RUN(test_crash_autocommit);
