@@ -2002,6 +2002,68 @@ static void test_added_seen_elsewhere(void) {
   tu_tmp_done(&t);
 }
 
+/* Commit I of a store of the base arrays and then "p0".."p19" (array p<k>
+** has k + 1 rows, row j holding j + 1): even, drop p<I>, the first of them
+** left, so that every entry after it moves and the catalog shrinks; odd,
+** save p<I> over as two rows of I + 1 values, a longer entry. */
+static int commit_drop_or_resize(NpkSession *s, int i) {
+  int32_t v[64];
+  uint64_t sh[2] = {2, (uint64_t)i + 1};
+  char name[16];
+  snprintf(name, sizeof name, "p%d", i);
+  if (i % 2 == 0) return npk_drop(s, name);
+  for (int k = 0; k < 2 * (i + 1); k++) v[k] = k + 1;
+  return npk_save(s, name, NPK_INT32, 2, sh, v);
+}
+
+static int seen_drop_or_resize(NpkSession *s, int i) {
+  int n = 0, dropped = (i + 1) / 2;
+  if (npk_array_count(s, &n) != NPK_OK || n != 24 - dropped) return 1;
+  for (int k = 0; k < 20; k++) {
+    NpkArrayInfo in;
+    const void *p;
+    char name[16];
+    int resized = k % 2 == 1 && k < i;
+    uint64_t rows = resized ? 2 : (uint64_t)k + 1;
+    if (k % 2 == 0 && k < i) continue;
+    snprintf(name, sizeof name, "p%d", k);
+    if (npk_array_info(s, name, &in) != NPK_OK || in.rows != rows ||
+        in.ndim != (resized ? 2u : 1u))
+      return 2;
+    if (npk_row_ptr(s, name, rows - 1, &p) != NPK_OK ||
+        *(const int32_t *)p != (resized ? k + 2 : k + 1))
+      return 3;
+  }
+  return 0;
+}
+
+/* Another process holding the store open sees every drop and every save
+** over with a longer entry, which rewrite the catalog in place from the
+** changed entry on and cut or extend it, at once and whole. */
+static void test_rewritten_seen_elsewhere(void) {
+  Tmp t;
+  NpkStore *st;
+  NpkSession *s;
+  struct stat a, b;
+  int32_t v[64];
+  tu_tmp_init(&t);
+  make_base(t.dir, NULL);
+  s = tu_open(t.dir, 0, &st);
+  for (int k = 0; k < 20; k++) {
+    uint64_t sh[1] = {(uint64_t)k + 1};
+    char name[16];
+    v[k] = k + 1;
+    snprintf(name, sizeof name, "p%d", k);
+    CHECK_EQ(npk_save(s, name, NPK_INT32, 1, sh, v), NPK_OK);
+  }
+  tu_close(st, s);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  seen_elsewhere(t.dir, 20, commit_drop_or_resize, seen_drop_or_resize);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  tu_tmp_done(&t);
+}
+
 static void test_crash_autocommit(void) {
   static const Op list[] = {
     {"compact", op_compact}, {"seg_append", op_seg_append},
@@ -3188,6 +3250,7 @@ int main(void) {
   RUN(test_catalog_in_place);
   RUN(test_in_place_seen_elsewhere);
   RUN(test_added_seen_elsewhere);
+  RUN(test_rewritten_seen_elsewhere);
   RUN(test_sweep_when_needed);
   RUN(test_large_journal_removed);
   RUN(test_spare_linked_later);
