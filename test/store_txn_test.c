@@ -1836,6 +1836,49 @@ static void test_catalog_suffix_max(void) {
   tu_tmp_done(&t);
 }
 
+/* The catalog a drop rewrites in place is byte for byte the one a whole
+** rewrite makes (there, times too coarse force one): nothing of the old
+** file is left past its new end, and no byte before the dropped entry
+** differs.  After each of four drops, the last one leaving no array. */
+static void test_suffix_same_bytes(void) {
+  enum { NDROP = 4 };
+  static const char *const drops[NDROP] = {"b", "a", "s", "c"};
+  unsigned char *cat[2][NDROP];
+  size_t n[2][NDROP];
+  for (int whole = 0; whole <= 1; whole++) {
+    Tmp t;
+    NpkStore *st;
+    Model m;
+    struct stat a, b;
+    NpkSession *s = open_base(&t, &st, &m);
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+    if (whole) {
+      struct timespec ahead[2] = {{0, UTIME_OMIT},
+                                  {a.st_mtim.tv_sec + 100, 0}};
+      CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+    }
+    coarse_times = whole;
+    for (int i = 0; i < NDROP; i++) {
+      model_drop(&m, drops[i]);
+      CHECK_EQ(npk_drop(s, drops[i]), NPK_OK);
+      check_readback(t.dir, s, __LINE__);
+      CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+      CHECK_EQ(a.st_ino == b.st_ino, !whole);
+      a = b;
+      cat[whole][i] = tu_read_file(P(t.dir, TU_CATALOG), &n[whole][i]);
+    }
+    coarse_times = 0;
+    close_and_check(st, s, &t, &m);
+  }
+  for (int i = 0; i < NDROP; i++) {
+    CHECK(cat[0][i] && cat[1][i] && n[0][i] == n[1][i] &&
+          memcmp(cat[0][i], cat[1][i], n[0][i]) == 0);
+    free(cat[0][i]);
+    free(cat[1][i]);
+  }
+  CHECK_EQ(n[0][NDROP - 1], 20);
+}
+
 /* Descriptors of this process open on a removed journal of the store in
 ** DIR (whose blocks they keep in use). */
 static int removed_journals_held(const char *dir) {
@@ -3289,6 +3332,7 @@ int main(void) {
   RUN(test_coarse_times_drop);
   RUN(test_exact_time_by_chance);
   RUN(test_exact_time_held);
+  RUN(test_suffix_same_bytes);
   RUN(test_catalog_suffix_max);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);
