@@ -226,8 +226,9 @@ struct NpkStore {
                     ** leave a commit that no time tells of, so
                     ** catalogs are replaced whole */
   int exact_mtime;  /* a commit found the catalog time it set kept to
-                    ** the nanosecond: later ones need not stat the
-                    ** file to learn the time they set */
+                    ** the nanosecond, a time no coarser resolution
+                    ** could keep: later ones need not stat the file
+                    ** to learn the time they set */
   int img_ok;       /* img and img_off describe cat */
   uint64_t cat_gen; /* bumped whenever cat is replaced */
   int swept;        /* a write of this object removed leftovers

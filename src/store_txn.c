@@ -1172,8 +1172,14 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
       rc = npk_err_sys(&s->err, errno, "cannot stat", path);
     } else {
       ci->sb = sb;
+      /* Kept exactly, a time proves nanoseconds only when no coarser
+      ** resolution could have kept it: resolutions divide a second
+      ** (2^a 5^b ns), so its nanoseconds must be prime to 10.  A whole
+      ** microsecond, kept on a file system of microseconds, would
+      ** otherwise let later commits miss a time that did not move. */
       st->exact_mtime = sb.st_mtim.tv_sec == times[1].tv_sec &&
-                        sb.st_mtim.tv_nsec == times[1].tv_nsec;
+                        sb.st_mtim.tv_nsec == times[1].tv_nsec &&
+                        times[1].tv_nsec % 2 != 0 && times[1].tv_nsec % 5 != 0;
     }
   }
   /* A file system that keeps times coarser than the one set (seconds,

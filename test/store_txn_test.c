@@ -164,6 +164,12 @@ static int op_drop(NpkSession *s, Model *m) {
   if (m) model_drop(m, "b");
   return s ? npk_drop(s, "b") : NPK_OK;
 }
+/* Drop "a", the first array: every entry after it moves. */
+static int op_drop_first(NpkSession *s, Model *m) {
+  if (m) model_drop(m, "a");
+  return s ? npk_drop(s, "a") : NPK_OK;
+}
+
 static int op_clone(NpkSession *s, Model *m) {
   if (m) model_clone(m, "a", "d");
   return s ? npk_clone(s, "a", "d") : NPK_OK;
@@ -1602,13 +1608,24 @@ static void test_journal_of_earlier_release(void) {
 
 /* While set, futimens keeps whole seconds, as a file system with coarse
 ** times does (this definition takes the place of the C library's). */
+/* 1: the catalog's time is kept to the second; 2: to the microsecond. */
 static int coarse_times;
 
 int futimens(int fd, const struct timespec times[2]) {
   struct timespec t[2] = {times[0], times[1]};
   if (coarse_times && t[1].tv_nsec != UTIME_OMIT && t[1].tv_nsec != UTIME_NOW)
-    t[1].tv_nsec = 0;
+    t[1].tv_nsec -= coarse_times == 2 ? t[1].tv_nsec % 1000 : t[1].tv_nsec;
   return (int)syscall(SYS_utimensat, fd, NULL, t, 0);
+}
+
+/* Set: the clock reads whole microseconds, as it does now and then. */
+static int whole_us_clock;
+
+int clock_gettime(clockid_t id, struct timespec *ts) {
+  int rc = (int)syscall(SYS_clock_gettime, id, ts);
+  if (rc == 0 && whole_us_clock && id == CLOCK_REALTIME)
+    ts->tv_nsec -= ts->tv_nsec % 1000;
+  return rc;
 }
 
 /* Open the base store, then commit OP where the file system cannot keep
@@ -1646,6 +1663,232 @@ static void test_coarse_times(void) {
   CHECK(a.st_ino != b.st_ino);
   CHECK(view_is(s, &m, 1));
   close_and_check(st, s, &t, &m);
+}
+
+/* Where the file system cannot keep the catalog's new time, a drop of the
+** first array, rewritten in place, replaces the catalog whole all the same
+** (a new inode, reading back as written); an I/O call failing anywhere in
+** it, the in-place writes included, leaves the store as before. */
+static void test_coarse_times_drop(void) {
+  int fired = 0;
+  for (int nth = 1; nth <= 80; nth++) {
+    Tmp t;
+    NpkStore *st;
+    Model before, after;
+    Snap base, now;
+    struct stat a, b;
+    int rc, f0 = ctest_case_failures;
+    NpkSession *s = open_base(&t, &st, &before);
+    model_copy(&after, &before);
+    op_drop_first(NULL, &after);
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+    struct timespec ahead[2] = {{0, UTIME_OMIT}, {a.st_mtim.tv_sec + 100, 0}};
+    CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+    tu_snap(t.dir, &base);
+    coarse_times = 1;
+    npk_test_fault("any", nth, EIO);
+    rc = op_drop_first(s, NULL);
+    npk_test_fault("any", 0, 0);
+    coarse_times = 0;
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+    if (rc != NPK_OK) {
+      fired++;
+      CHECK_EQ(rc, NPK_IOERR);
+      CHECK(!tu_journal_hot(t.dir));
+      CHECK(view_is(s, &before, 1));
+      check_readback(t.dir, s, __LINE__);
+      tu_snap(t.dir, &now);
+      CHECK(tu_snap_same_content(&base, &now));
+      tu_snap_free(&now);
+      CHECK_EQ(op_drop_first(s, NULL), NPK_OK);
+    } else {
+      CHECK(a.st_ino != b.st_ino);
+    }
+    CHECK(view_is(s, &after, 1));
+    check_readback(t.dir, s, __LINE__);
+    if (ctest_case_failures != f0)
+      printf("  (fault %d on a coarse drop, rc %d)\n", nth, rc);
+    tu_snap_free(&base);
+    model_free(&before);
+    close_and_check(st, s, &t, &after);
+    if (rc == NPK_OK) break;
+  }
+  CHECK(fired > 0);
+}
+
+/* A file system that keeps times to the microsecond, where a commit's
+** first time happened to be a whole microsecond and so was kept exactly:
+** that proves nothing of the resolution.  A later commit whose time comes
+** out as the one held (the clock behind the catalog's time) must still
+** replace the catalog whole, or a reader that holds the catalog, sees the
+** commit count move and finds the catalog's inode, length and time
+** unchanged keeps reading the old shape. */
+static void test_exact_time_by_chance(void) {
+  Tmp t;
+  NpkStore *st, *ro;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m), *r;
+  struct stat a, b;
+  coarse_times = 2;
+  whole_us_clock = 1;
+  CHECK_EQ(op_replace(s, &m), NPK_OK);
+  whole_us_clock = 0;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  struct timespec ahead[2] = {{0, UTIME_OMIT}, {a.st_mtim.tv_sec + 100, 5000}};
+  CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+  r = tu_open(t.dir, NPK_OPEN_READONLY, &ro);
+  CHECK(view_is(r, &m, 1));
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  coarse_times = 0;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK(view_is(s, &m, 1));
+  CHECK(view_is(r, &m, 1));
+  check_readback(t.dir, s, __LINE__);
+  tu_close(ro, r);
+  close_and_check(st, s, &t, &m);
+}
+
+/* Once the file system has kept a catalog time exactly, commits that
+** rewrite the catalog in place and change its length take its new length,
+** time and identity as the ones they set, without a stat: the store object
+** then reads the catalog again for none of them. */
+static void test_exact_time_held(void) {
+  static OpFn const ops[] = {op_drop_first, op_save_over, op_save_new,
+                             op_delete};
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkStats a, b;
+  NpkSession *s = open_base(&t, &st, &m);
+  /* Some of these times are kept as proof of nanoseconds (most are). */
+  for (int i = 0; i < 40; i++) CHECK_EQ(op_replace(s, &m), NPK_OK);
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+    CHECK_EQ(ops[i](s, &m), NPK_OK);
+    npk_store_stats(st, &a);
+    CHECK_EQ(npk_begin(s), NPK_OK);
+    CHECK_EQ(npk_rollback(s), NPK_OK);
+    npk_store_stats(st, &b);
+    if (a.bytes_read != b.bytes_read) printf("  (after op %zu)\n", i);
+    CHECK_EQ(a.bytes_read, b.bytes_read);
+    CHECK(view_is(s, &m, 1));
+    check_readback(t.dir, s, __LINE__);
+  }
+  close_and_check(st, s, &t, &m);
+}
+
+/* Name of array I of a store whose catalog is more than a megabyte: the
+** longest names there are. */
+static void big_name(char *out, int i) {
+  memset(out, 'n', NPK_MAX_NAME);
+  out[NPK_MAX_NAME] = 0;
+  snprintf(out, 8, "%06d", i);
+  out[6] = 'n';
+}
+
+/* A commit that would rewrite more than a megabyte of the old catalog in
+** place replaces it whole instead (a new inode); one that rewrites less,
+** in the same store, rewrites it in place.  Both read back as written, and
+** a failure in either leaves the store as it was. */
+static void test_catalog_suffix_max(void) {
+  enum { N = 1950 };
+  Tmp t;
+  NpkStore *st;
+  NpkSession *s;
+  struct stat a, b;
+  char name[NPK_MAX_NAME + 1];
+  uint64_t sh[1] = {1};
+  int64_t v = 7;
+  int n = N;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  for (int i = 0; i < N; i++) {
+    big_name(name, i);
+    CHECK_EQ(npk_save(s, name, NPK_INT64, 1, sh, &v), NPK_OK);
+  }
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  CHECK(a.st_size > (1 << 20));
+  /* The last array: a few hundred bytes from the end, in place. */
+  big_name(name, N - 1);
+  CHECK_EQ(npk_drop(s, name), NPK_OK);
+  n--;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  CHECK(b.st_size < a.st_size);
+  check_readback(t.dir, s, __LINE__);
+  /* The first: all of it, replaced whole; failing, as before. */
+  big_name(name, 0);
+  npk_test_fault("fsync", 2, EIO);
+  CHECK_EQ(npk_drop(s, name), NPK_IOERR);
+  npk_test_fault("fsync", 0, 0);
+  CHECK(!tu_journal_hot(t.dir));
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  CHECK_EQ(a.st_size, b.st_size);
+  check_readback(t.dir, s, __LINE__);
+  CHECK_EQ(npk_drop(s, name), NPK_OK);
+  n--;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  CHECK(a.st_ino != b.st_ino);
+  CHECK(!tu_exists(P(t.dir, TU_CATALOG "-npkbak")));
+  check_readback(t.dir, s, __LINE__);
+  /* The next commits rewrite the new file in place. */
+  big_name(name, N - 2);
+  CHECK_EQ(npk_drop(s, name), NPK_OK);
+  n--;
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  check_readback(t.dir, s, __LINE__);
+  {
+    int got = -1;
+    CHECK_EQ(npk_array_count(s, &got), NPK_OK);
+    CHECK_EQ(got, n);
+  }
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
+/* The catalog a drop rewrites in place is byte for byte the one a whole
+** rewrite makes (there, times too coarse force one): nothing of the old
+** file is left past its new end, and no byte before the dropped entry
+** differs.  After each of four drops, the last one leaving no array. */
+static void test_suffix_same_bytes(void) {
+  enum { NDROP = 4 };
+  static const char *const drops[NDROP] = {"b", "a", "s", "c"};
+  unsigned char *cat[2][NDROP];
+  size_t n[2][NDROP];
+  for (int whole = 0; whole <= 1; whole++) {
+    Tmp t;
+    NpkStore *st;
+    Model m;
+    struct stat a, b;
+    NpkSession *s = open_base(&t, &st, &m);
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+    if (whole) {
+      struct timespec ahead[2] = {{0, UTIME_OMIT},
+                                  {a.st_mtim.tv_sec + 100, 0}};
+      CHECK_EQ(utimensat(AT_FDCWD, P(t.dir, TU_CATALOG), ahead, 0), 0);
+    }
+    coarse_times = whole;
+    for (int i = 0; i < NDROP; i++) {
+      model_drop(&m, drops[i]);
+      CHECK_EQ(npk_drop(s, drops[i]), NPK_OK);
+      check_readback(t.dir, s, __LINE__);
+      CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+      CHECK_EQ(a.st_ino == b.st_ino, !whole);
+      a = b;
+      cat[whole][i] = tu_read_file(P(t.dir, TU_CATALOG), &n[whole][i]);
+    }
+    coarse_times = 0;
+    close_and_check(st, s, &t, &m);
+  }
+  for (int i = 0; i < NDROP; i++) {
+    CHECK(cat[0][i] && cat[1][i] && n[0][i] == n[1][i] &&
+          memcmp(cat[0][i], cat[1][i], n[0][i]) == 0);
+    free(cat[0][i]);
+    free(cat[1][i]);
+  }
+  CHECK_EQ(n[0][NDROP - 1], 20);
 }
 
 /* Descriptors of this process open on a removed journal of the store in
@@ -1842,11 +2085,74 @@ static void test_added_seen_elsewhere(void) {
   tu_tmp_done(&t);
 }
 
+/* Commit I of a store of the base arrays and then "p0".."p19" (array p<k>
+** has k + 1 rows, row j holding j + 1): even, drop p<I>, the first of them
+** left, so that every entry after it moves and the catalog shrinks; odd,
+** save p<I> over as two rows of I + 1 values, a longer entry. */
+static int commit_drop_or_resize(NpkSession *s, int i) {
+  int32_t v[64];
+  uint64_t sh[2] = {2, (uint64_t)i + 1};
+  char name[16];
+  snprintf(name, sizeof name, "p%d", i);
+  if (i % 2 == 0) return npk_drop(s, name);
+  for (int k = 0; k < 2 * (i + 1); k++) v[k] = k + 1;
+  return npk_save(s, name, NPK_INT32, 2, sh, v);
+}
+
+static int seen_drop_or_resize(NpkSession *s, int i) {
+  int n = 0, dropped = (i + 1) / 2;
+  if (npk_array_count(s, &n) != NPK_OK || n != 24 - dropped) return 1;
+  for (int k = 0; k < 20; k++) {
+    NpkArrayInfo in;
+    const void *p;
+    char name[16];
+    int resized = k % 2 == 1 && k < i;
+    uint64_t rows = resized ? 2 : (uint64_t)k + 1;
+    if (k % 2 == 0 && k < i) continue;
+    snprintf(name, sizeof name, "p%d", k);
+    if (npk_array_info(s, name, &in) != NPK_OK || in.rows != rows ||
+        in.ndim != (resized ? 2u : 1u))
+      return 2;
+    if (npk_row_ptr(s, name, rows - 1, &p) != NPK_OK ||
+        *(const int32_t *)p != (resized ? k + 2 : k + 1))
+      return 3;
+  }
+  return 0;
+}
+
+/* Another process holding the store open sees every drop and every save
+** over with a longer entry, which rewrite the catalog in place from the
+** changed entry on and cut or extend it, at once and whole. */
+static void test_rewritten_seen_elsewhere(void) {
+  Tmp t;
+  NpkStore *st;
+  NpkSession *s;
+  struct stat a, b;
+  int32_t v[64];
+  tu_tmp_init(&t);
+  make_base(t.dir, NULL);
+  s = tu_open(t.dir, 0, &st);
+  for (int k = 0; k < 20; k++) {
+    uint64_t sh[1] = {(uint64_t)k + 1};
+    char name[16];
+    v[k] = k + 1;
+    snprintf(name, sizeof name, "p%d", k);
+    CHECK_EQ(npk_save(s, name, NPK_INT32, 1, sh, v), NPK_OK);
+  }
+  tu_close(st, s);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+  seen_elsewhere(t.dir, 20, commit_drop_or_resize, seen_drop_or_resize);
+  CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+  CHECK_EQ(a.st_ino, b.st_ino);
+  tu_tmp_done(&t);
+}
+
 static void test_crash_autocommit(void) {
   static const Op list[] = {
     {"compact", op_compact}, {"seg_append", op_seg_append},
     {"save_over_bitmap", op_save_over_bm}, {"reset", op_reset},
     {"clone", op_clone}, {"delete_new_bitmap", op_delete_new_bitmap},
+    {"drop_first", op_drop_first}, {"save_over", op_save_over},
   };
   for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
     crash_case(list[i].fn, 0, list[i].name);
@@ -2491,6 +2797,68 @@ static void test_lockword_fault(void) {
   }
 }
 
+/* Whether a lock of TYPE on LEN bytes from BYTE of DIR's lock file would be
+** granted to another process (an open file description of its own
+** conflicts like one). */
+static int lock_free(const char *dir, short type, off_t byte, off_t len) {
+  struct flock fl;
+  int fd = open(P(dir, TU_LOCK), O_RDWR);
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = len;
+  CHECK(fd >= 0 && fcntl(fd, F_OFD_GETLK, &fl) == 0);
+  if (fd >= 0) close(fd);
+  return fl.l_type == F_UNLCK;
+}
+
+/* A writer keeps a read lock on PENDING while it holds RESERVED, which
+** keeps no reader out; every way back to reading (SHARED) lets it go, or
+** the session would keep every later committer from taking PENDING for as
+** long as it reads. */
+static void test_pending_let_go(void) {
+  Tmp t;
+  NpkStore *st;
+  Model m;
+  NpkSession *s = open_base(&t, &st, &m), *r = NULL;
+  CHECK_EQ(npk_session_open(st, &r), NPK_OK);
+  npk_set_busy_timeout(s, 20);
+  /* RESERVED, taken from no lock: readers still come in. */
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK(lock_free(t.dir, F_RDLCK, 0, 2));
+  CHECK(!lock_free(t.dir, F_WRLCK, 0, 1));
+  /* A statement reading, the transaction rolled back. */
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 1));
+  CHECK(!lock_free(t.dir, F_WRLCK, 1, 1));
+  npk_read_end(s);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 3));
+  /* Committed. */
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 1));
+  npk_read_end(s);
+  /* A commit kept waiting by a reader, then rolled back. */
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  CHECK_EQ(op_replace(s, NULL), NPK_OK);
+  CHECK_EQ(npk_read_begin(r), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_BUSY);
+  CHECK(lock_free(t.dir, F_RDLCK, 0, 2));
+  npk_read_end(r);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 1));
+  CHECK(view_is(s, &m, 1));
+  npk_read_end(s);
+  CHECK(lock_free(t.dir, F_WRLCK, 0, 3));
+  npk_session_close(r);
+  close_and_check(st, s, &t, &m);
+}
+
 /* Where the lock file keeps the commit mark and the commit count: part
 ** of the format every process that shares a store reads. */
 enum { LOCK_MARK_OFF = 64, LOCK_SEQ_OFF = 72 };
@@ -2592,6 +2960,71 @@ static void test_catalog_appended_fault(void) {
     }
   }
   CHECK(fired > 0);
+}
+
+/* For commits that rewrite the catalog in place from a changed entry on
+** (a drop of the first array, a save over one with another number of
+** dimensions): the Nth write, sync or truncation failing, N = 1, 2, ...
+** until the commit succeeds, leaves the store exactly as before -- in the
+** session, on disk, and to a fresh reader -- and the same store object
+** then makes the commit, in place (same inode).  WARM: a commit came
+** first, so that the catalog's descriptor and the time it kept are the
+** store object's own. */
+static void suffix_fault_case(const char *kind, OpFn fn, const char *name,
+                              int warm) {
+  int fired = 0;
+  for (int nth = 1; nth <= 60; nth++) {
+    Tmp t;
+    NpkStore *st;
+    Model before, after;
+    Snap base, now;
+    struct stat a, b;
+    int rc, f0 = ctest_case_failures;
+    NpkSession *s = open_base(&t, &st, &before);
+    if (warm) CHECK_EQ(op_replace(s, &before), NPK_OK);
+    model_copy(&after, &before);
+    fn(NULL, &after);
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
+    tu_snap(t.dir, &base);
+    npk_test_fault(kind, nth, EIO);
+    rc = fn(s, NULL);
+    npk_test_fault(kind, 0, 0);
+    if (rc != NPK_OK) {
+      fired++;
+      CHECK_EQ(rc, NPK_IOERR);
+      CHECK_EQ(npk_in_txn(s), 0);
+      CHECK(!tu_journal_hot(t.dir));
+      CHECK(view_is(s, &before, 1));
+      check_readback(t.dir, s, __LINE__);
+      tu_snap(t.dir, &now);
+      CHECK(tu_snap_same_content(&base, &now));
+      tu_snap_free(&now);
+      CHECK_EQ(fn(s, NULL), NPK_OK);
+    }
+    CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
+    CHECK_EQ(a.st_ino, b.st_ino);
+    CHECK(view_is(s, &after, 1));
+    check_readback(t.dir, s, __LINE__);
+    if (ctest_case_failures != f0)
+      printf("  (%s fault %d on %s%s, rc %d)\n", kind, nth, name,
+             warm ? " after a commit" : "", rc);
+    tu_snap_free(&base);
+    model_free(&before);
+    close_and_check(st, s, &t, &after);
+    if (rc == NPK_OK) break;
+  }
+  if (!fired) printf("  no \"%s\" fault hit %s\n", kind, name);
+  CHECK(fired > 0);
+}
+
+static void test_suffix_faults(void) {
+  static const char *const kinds[] = {"write", "fsync", "ftruncate", "any"};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    for (int warm = 0; warm <= 1; warm++) {
+      suffix_fault_case(kinds[k], op_drop_first, "drop_first", warm);
+      suffix_fault_case(kinds[k], op_save_over, "save_over", warm);
+    }
+  }
 }
 
 /* ---- a store of many arrays: the transaction's catalog shares the
@@ -2876,7 +3309,9 @@ int main(void) {
   RUN(test_coarse_times_new_array);
   RUN(test_lockword_fault);
   RUN(test_lockword_count_fault);
+  RUN(test_pending_let_go);
   RUN(test_catalog_appended_fault);
+  RUN(test_suffix_faults);
   RUN(test_many_rollback);
   RUN(test_many_savepoints);
   RUN(test_many_fault_malloc);
@@ -2899,6 +3334,7 @@ int main(void) {
   RUN(test_catalog_in_place);
   RUN(test_in_place_seen_elsewhere);
   RUN(test_added_seen_elsewhere);
+  RUN(test_rewritten_seen_elsewhere);
   RUN(test_sweep_when_needed);
   RUN(test_large_journal_removed);
   RUN(test_spare_linked_later);
@@ -2906,6 +3342,11 @@ int main(void) {
   RUN(test_journal_of_earlier_release);
   RUN(test_lock_words_mapped);
   RUN(test_coarse_times);
+  RUN(test_coarse_times_drop);
+  RUN(test_exact_time_by_chance);
+  RUN(test_exact_time_held);
+  RUN(test_suffix_same_bytes);
+  RUN(test_catalog_suffix_max);
   RUN(test_in_place_foreign_catalog);
   RUN(test_replace_without_room_to_map);
   RUN(test_crash_autocommit);
