@@ -1227,14 +1227,14 @@ static void generate(Scen *sc, uint64_t *rng) {
           break;
         }
         case 6: {
+          /* A clone keeps the source's rows as they lie, deleted ones
+          ** included (NumPack's clone copies the file and its bitmap). */
           GenArr *b = &g[3 + (int)(tu_rand(rng) % 2)];
-          int k = 0;
           if (b->exists) break;
           gen_token(sc, "clone:%s:%s", a->name, b->name);
-          for (int i = 0; i < a->rows; i++) k += a->live[i];
           b->exists = 1;
-          b->rows = k;
-          for (int i = 0; i < 64; i++) b->live[i] = 1;
+          b->rows = a->rows;
+          memcpy(b->live, a->live, sizeof b->live);
           break;
         }
         case 7:
