@@ -107,8 +107,15 @@ int npk_bm_get(const NpkBitmap *b, uint64_t row) {
   return row < b->nbits && (b->w[row / 64] >> (row % 64) & 1);
 }
 
+/* rank_ok is read without a lock (rank_ready): every store to it is
+** atomic. */
+static void set_rank_ok(NpkBitmap *b, uint64_t v) {
+  __atomic_store_n(&b->rank_ok, v, __ATOMIC_RELEASE);
+}
+
 static void invalidate(NpkBitmap *b, uint64_t word) {
-  if (b->rank_ok > word / SUPER) b->rank_ok = word / SUPER;
+  if (__atomic_load_n(&b->rank_ok, __ATOMIC_RELAXED) > word / SUPER)
+    set_rank_ok(b, word / SUPER);
 }
 
 void npk_bm_set(NpkBitmap *b, uint64_t row, int live) {
@@ -168,25 +175,46 @@ int npk_bm_truncate(NpkBitmap *b, uint64_t nbits) {
 
 static int rank_build(NpkBitmap *b) {
   uint64_t nw = WORDS(b->nbits), ns = (nw + SUPER - 1) / SUPER + 1;
+  uint64_t from;
   if (ns > b->rank_cap) {
     uint64_t *r = npk_realloc(b->rank, ns * 8);
     if (!r) return NPK_NOMEM;
     b->rank = r;
     b->rank_cap = ns;
-    b->rank_ok = 0;
+    set_rank_ok(b, 0);
   }
-  if (b->rank_ok == 0) {
+  from = __atomic_load_n(&b->rank_ok, __ATOMIC_RELAXED);
+  if (from == 0) {
     b->rank[0] = 0;
-    b->rank_ok = 1;
+    from = 1;
   }
-  for (uint64_t s = b->rank_ok; s < ns; s++) {
+  for (uint64_t s = from; s < ns; s++) {
     uint64_t c = b->rank[s - 1];
+    npk_test_copy_point();
     for (uint64_t wi = (s - 1) * SUPER; wi < s * SUPER && wi < nw; wi++)
       c += (uint64_t)__builtin_popcountll(b->w[wi]);
     b->rank[s] = c;
   }
-  b->rank_ok = ns;
+  set_rank_ok(b, ns);
   return NPK_OK;
+}
+
+/* A committed bitmap is read by the sessions of its store in several
+** threads at once, without the store's mutex: its rank index, built on
+** first use, is built under this mutex, and once whole is only read (a
+** bitmap is changed only by the one session whose transaction copied it).
+** Without it two threads could each grow the index, one freeing what the
+** other writes to. */
+static pthread_mutex_t rank_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int rank_ready(NpkBitmap *b) {
+  uint64_t nw = WORDS(b->nbits), ns = (nw + SUPER - 1) / SUPER + 1;
+  int rc;
+  if (__atomic_load_n(&b->rank_ok, __ATOMIC_ACQUIRE) == ns) return NPK_OK;
+  pthread_mutex_lock(&rank_mu);
+  rc = rank_build(b);
+  pthread_mutex_unlock(&rank_mu);
+  return rc;
 }
 
 /* Position of the K-th set bit (0-based) of W, which has more than K. */
@@ -206,7 +234,7 @@ static unsigned select_in_word(uint64_t w, unsigned k) {
 int npk_bm_select(NpkBitmap *b, uint64_t k, uint64_t *row) {
   uint64_t lo = 0, hi, nw = WORDS(b->nbits);
   if (k >= b->nlive) return NPK_RANGE;
-  if (rank_build(b)) return NPK_NOMEM;
+  if (rank_ready(b)) return NPK_NOMEM;
   /* Last superblock whose rank is <= k. */
   hi = (nw + SUPER - 1) / SUPER;
   while (hi - lo > 1) {
@@ -247,7 +275,7 @@ uint64_t npk_bm_skip(const NpkBitmap *b, uint64_t row, uint64_t k) {
 int npk_bm_rank(NpkBitmap *b, uint64_t row, uint64_t *rank) {
   uint64_t wi, c;
   if (row > b->nbits) row = b->nbits;
-  if (rank_build(b)) return NPK_NOMEM;
+  if (rank_ready(b)) return NPK_NOMEM;
   wi = row / 64;
   c = b->rank[wi / SUPER];
   for (uint64_t i = (wi / SUPER) * SUPER; i < wi; i++)
