@@ -454,7 +454,7 @@ static void (*big_destructor(uint64_t n))(void *) {
 /* Return the rows IX selects (every live row when IX is NULL) as an .npy
 ** BLOB of shape (n, ...), or of the row shape alone for a scalar index.
 ** QUICK: the caller holds no read lock, and IX lists at most QUICK_GET_MAX
-** rows of an array without deleted rows: they are read without the lock
+** rows: they are read without the lock
 ** (npk_conn_read_rows), and 0 returned, nothing given to CTX, when that
 ** could not be done.  Else 1. */
 static int result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
@@ -572,9 +572,8 @@ static uint64_t blob_rows(sqlite3_context *ctx, const NpkArrayInfo *info) {
   return info->row_bytes ? (uint64_t)limit / info->row_bytes : UINT64_MAX;
 }
 
-/* numpack_getitem of a few rows of an array without deleted rows, outside
-** any SQL transaction: read without the store's lock, as a point lookup
-** is (npk_conn_read_rows).  1 when CTX has the result or an error of the
+/* numpack_getitem of a few rows, outside any SQL transaction: read without
+** the store's lock, as a point lookup is (npk_conn_read_rows).  1 when CTX has the result or an error of the
 ** index argument, 0 when the call must read under the lock. */
 static int quick_getitem(sqlite3_context *ctx, NpkConn *c, const char *name,
                          sqlite3_value *arg) {
@@ -584,8 +583,7 @@ static int quick_getitem(sqlite3_context *ctx, NpkConn *c, const char *name,
   /* An interrupt, or an array not found, is told by the way under the
   ** lock, as for every call. */
   if (!npk_conn_may_read_unlocked(c) || npk_check_interrupt(c->ses) ||
-      npk_array_info(c->ses, name, &info) != NPK_OK ||
-      info.live_rows != info.rows || !info.row_bytes)
+      npk_array_info(c->ses, name, &info) != NPK_OK || !info.row_bytes)
     return 0;
   if (rows_arg(ctx, "numpack_getitem", name, arg, info.live_rows,
                blob_rows(ctx, &info), 0, &ix) != SQLITE_OK)

@@ -1047,16 +1047,21 @@ int npk_read_rows_unlocked(NpkSession *s, const NpkArrayInfo *want,
   int ok = 0;
   if (!lock_if_current(s)) return NPK_BUSY;
   seq = st->seen_seq;
-  /* The array the caller described, without deleted rows (whose logical
-  ** indices a bitmap maps: its rank cache is built under the lock). */
-  if (st->seen_ok && find_entry(s, want->name, &a) == NPK_OK && !a->bm &&
+  /* The array the caller described, its live rows as many as then.  A
+  ** committed bitmap is only read, its rank index built under a mutex of
+  ** its own (store_bitmap.c). */
+  if (st->seen_ok && find_entry(s, want->name, &a) == NPK_OK &&
       __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE) &&
       a->dtype == want->dtype && a->ndim == want->ndim &&
-      memcmp(a->shape, want->shape, a->ndim * sizeof a->shape[0]) == 0) {
+      memcmp(a->shape, want->shape, a->ndim * sizeof a->shape[0]) == 0 &&
+      npk_live_rows(a) == want->live_rows) {
     ok = 1;
-    for (uint64_t i = 0; i < n && ok; i++)
-      ok = rows[i] < a->shape[0] &&
-           copy_row_unlocked(st, a, rows[i], out + i * a->row_bytes);
+    for (uint64_t i = 0; i < n && ok; i++) {
+      uint64_t row = rows[i];
+      ok = row < want->live_rows &&
+           (!a->bm || npk_bm_select(a->bm, row, &row) == NPK_OK) &&
+           copy_row_unlocked(st, a, row, out + i * a->row_bytes);
+    }
   }
   return copied_whole(s, seq, faults) && ok ? NPK_OK : NPK_BUSY;
 }

@@ -258,11 +258,11 @@ int npk_each_array_unlocked(NpkSession *s,
 int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
                           void *buf, size_t cap, NpkArrayInfo *info,
                           int *pfound, uint64_t *pseq);
-/* The N rows ROWS (each < rows) of the array WANT describes, copied into
-** DST one after the other without the lock, as npk_read_row_unlocked
-** copies one: NPK_BUSY, DST to be written again under the lock, when that
-** cannot be done (the array has deleted rows, is not as WANT describes it,
-** or a commit may have changed a row meanwhile). */
+/* The N rows at logical ROWS (each < live rows) of the array WANT
+** describes, copied into DST one after the other without the lock, as
+** npk_read_row_unlocked copies one: NPK_BUSY, DST to be written again
+** under the lock, when that cannot be done (the array is not as WANT
+** describes it, or a commit may have changed a row meanwhile). */
 int npk_read_rows_unlocked(NpkSession *s, const NpkArrayInfo *want,
                            const uint64_t *rows, uint64_t n, void *dst);
 /* NPK_OK when the committed state S reads now (under its read lock) is the
