@@ -451,12 +451,15 @@ static void (*big_destructor(uint64_t n))(void *) {
 ** while they are. */
 #define QUICK_GET_MAX 256
 
+/* Rows numpack_getitem maps and copies at once under the lock, their
+** numbers on the stack; an interrupt is heard between batches. */
+#define GET_BATCH 256
+
 /* Return the rows IX selects (every live row when IX is NULL) as an .npy
 ** BLOB of shape (n, ...), or of the row shape alone for a scalar index.
 ** QUICK: the caller holds no read lock, and IX lists at most QUICK_GET_MAX
-** rows: they are read without the lock
-** (npk_conn_read_rows), and 0 returned, nothing given to CTX, when that
-** could not be done.  Else 1. */
+** rows: they are read without the lock (npk_conn_read_rows), and 0
+** returned, nothing given to CTX, when that could not be done.  Else 1. */
 static int result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
                       const NpkArrayInfo *info, const NpkIndex *ix, int quick) {
   int all = ix == NULL, scalar = ix && ix->scalar;
@@ -527,9 +530,9 @@ static int result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
     /* Rows of no bytes have nothing to copy, however many.  The others in
     ** batches, each with one look-up of the array, between which an
     ** interrupt is heard. */
-    uint64_t rows[256];
-    for (uint64_t k = 0; rc == NPK_OK && k < n; k += 256) {
-      uint64_t m = n - k < 256 ? n - k : 256;
+    uint64_t rows[GET_BATCH];
+    for (uint64_t k = 0; rc == NPK_OK && k < n; k += GET_BATCH) {
+      uint64_t m = n - k < GET_BATCH ? n - k : GET_BATCH;
       if ((k & 0xFFFF) == 0 && (rc = npk_check_interrupt(c->ses))) break;
       rc = map_rows(c->ses, name, ix, k, m, rows);
       if (rc == NPK_OK)
@@ -573,8 +576,9 @@ static uint64_t blob_rows(sqlite3_context *ctx, const NpkArrayInfo *info) {
 }
 
 /* numpack_getitem of a few rows, outside any SQL transaction: read without
-** the store's lock, as a point lookup is (npk_conn_read_rows).  1 when CTX has the result or an error of the
-** index argument, 0 when the call must read under the lock. */
+** the store's lock, as a point lookup is (npk_conn_read_rows).  1 when CTX
+** has the result or an error of the index argument, 0 when the call must
+** read under the lock. */
 static int quick_getitem(sqlite3_context *ctx, NpkConn *c, const char *name,
                          sqlite3_value *arg) {
   NpkArrayInfo info;

@@ -983,15 +983,6 @@ static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
   return 1;
 }
 
-/* The lock's part in a point lookup is a handful of system calls, more than
-** the rest of it: when the state in memory may be read without the lock
-** (lock_if_current), the row is copied, and then the lock file's commit
-** mark and count are read again.  A commit of ours sets the mark before it
-** changes a file and raises the count before it clears the mark
-** (npk_lock_mark), so a row copied while one changed it shows as a mark set
-** or a count moved; the copy is then thrown away and the caller reads
-** under the lock.  Programs that ignore the lock are no more seen than
-** under it. */
 /* After a copy made under lock_if_current (st->mu, held by the caller, is
 ** let go here): 1 when no commit can have changed what was copied, the
 ** lock file's mark still clear and its count still SEQ, and no mapped page
@@ -1014,6 +1005,15 @@ static int copied_whole(NpkSession *s, uint64_t seq, uint64_t faults) {
          npk_map_faults(s) == faults;
 }
 
+/* The lock's part in a point lookup is a handful of system calls, more than
+** the rest of it: when the state in memory may be read without the lock
+** (lock_if_current), the row is copied, and then the lock file's commit
+** mark and count are read again.  A commit of ours sets the mark before it
+** changes a file and raises the count before it clears the mark
+** (npk_lock_mark), so a row copied while one changed it shows as a mark set
+** or a count moved; the copy is then thrown away and the caller reads
+** under the lock.  Programs that ignore the lock are no more seen than
+** under it. */
 int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
                           void *buf, size_t cap, NpkArrayInfo *info,
                           int *pfound, uint64_t *pseq) {
@@ -1174,20 +1174,8 @@ int npk_row_live(NpkSession *s, const char *name, uint64_t row) {
 
 int npk_logical_to_physical(NpkSession *s, const char *name, uint64_t k,
                             uint64_t *prow) {
-  NpkArray *a;
-  int rc = lookup(s, name, &a);
-  if (rc) return rc;
-  if (k >= npk_live_rows(a))
-    return npk_err(
-        &s->err, NPK_RANGE, "index %llu of \"%s\" is out of range (%llu rows)",
-        (unsigned long long)k, a->name, (unsigned long long)npk_live_rows(a));
-  if (!a->bm) {
-    *prow = k;
-    return NPK_OK;
-  }
-  rc = npk_bm_select(a->bm, k, prow);
-  if (rc == NPK_NOMEM) return npk_err(&s->err, rc, "out of memory");
-  return rc;
+  *prow = k;
+  return npk_logical_to_physical_n(s, name, prow, 1);
 }
 
 int npk_logical_to_physical_n(NpkSession *s, const char *name, uint64_t *rows,

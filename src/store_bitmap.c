@@ -20,8 +20,10 @@
 
 #include "store_int.h"
 
-#define WORDS(nbits) (((nbits) + 63) / 64)
-#define SUPER        8 /* words per rank superblock */
+#define WORDS(nbits)  (((nbits) + 63) / 64)
+#define SUPER         8 /* words per rank superblock */
+/* Entries of the rank index of B: one per superblock, and one past. */
+#define RANK_SLOTS(b) ((WORDS((b)->nbits) + SUPER - 1) / SUPER + 1)
 
 NpkBitmap *npk_bm_new(uint64_t nbits, int live) {
   NpkBitmap *b = npk_calloc(1, sizeof *b);
@@ -174,7 +176,7 @@ int npk_bm_truncate(NpkBitmap *b, uint64_t nbits) {
 }
 
 static int rank_build(NpkBitmap *b) {
-  uint64_t nw = WORDS(b->nbits), ns = (nw + SUPER - 1) / SUPER + 1;
+  uint64_t nw = WORDS(b->nbits), ns = RANK_SLOTS(b);
   uint64_t from;
   if (ns > b->rank_cap) {
     uint64_t *r = npk_realloc(b->rank, ns * 8);
@@ -208,9 +210,9 @@ static int rank_build(NpkBitmap *b) {
 static pthread_mutex_t rank_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int rank_ready(NpkBitmap *b) {
-  uint64_t nw = WORDS(b->nbits), ns = (nw + SUPER - 1) / SUPER + 1;
   int rc;
-  if (__atomic_load_n(&b->rank_ok, __ATOMIC_ACQUIRE) == ns) return NPK_OK;
+  if (__atomic_load_n(&b->rank_ok, __ATOMIC_ACQUIRE) == RANK_SLOTS(b))
+    return NPK_OK;
   pthread_mutex_lock(&rank_mu);
   rc = rank_build(b);
   pthread_mutex_unlock(&rank_mu);

@@ -250,9 +250,11 @@ static void note_own(NpkSession *s, uint64_t seq) {
 ** dies after the count (before it lets EXCLUSIVE go) leaves its commit
 ** visible to readers that trust the count. */
 int npk_lock_mark(NpkSession *s, uint64_t v) {
+  int rc;
   if (s->lockfd < 0) return NPK_OK;
   if (v == 0) {
     uint64_t seq;
+    NpkErr ignored;
     /* A count that could not be raised must not be followed by a clear
     ** mark: a reader would take rows copied during the commit for whole.
     ** The mark stays, and readers take the lock until a later commit
@@ -261,16 +263,12 @@ int npk_lock_mark(NpkSession *s, uint64_t v) {
     /* A recovery, made before any transaction, is no write of the
     ** session's own: the count it leaves starts no run of them. */
     if (s->txn) note_own(s, seq);
+    lock_write(s, 0, NPK_LOCK_MARK_OFF, &ignored);
+    return NPK_OK;
   }
-  if (v) {
-    int rc = lock_write(s, v, NPK_LOCK_MARK_OFF, &s->err);
-    if (rc) return rc;
-  } else {
-    NpkErr ignored;
-    lock_write(s, v, NPK_LOCK_MARK_OFF, &ignored);
-  }
+  if ((rc = lock_write(s, v, NPK_LOCK_MARK_OFF, &s->err))) return rc;
   /* A mark set is seen before any change the commit makes after it. */
-  if (v) __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
   return NPK_OK;
 }
 

@@ -631,7 +631,6 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
   for (int i = 0; i < n; i++) {
     Change *x = &ch[i];
     const char *name = x->p ? x->p->name : x->c->name;
-    int had;
     x->drop_c_files = x->c && (!x->p || x->p->fresh);
     x->bm_rel = npk_malloc(strlen(name) + 16);
     if (!x->bm_rel) {
@@ -640,8 +639,9 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
     }
     sprintf(x->bm_rel, "deleted_%s.npkb", name);
-    had = x->bm_had = npk_io_exists(s->store, x->bm_rel);
-    x->bm_write = x->p ? (x->p->bm_dirty || (x->p->bm != NULL) != had) : had;
+    x->bm_had = npk_io_exists(s->store, x->bm_rel);
+    x->bm_write =
+        x->p ? (x->p->bm_dirty || (x->p->bm != NULL) != x->bm_had) : x->bm_had;
   }
   *pch = ch;
   *pn = n;
@@ -748,6 +748,14 @@ static void merge_runs(CatImage *ci) {
   ci->nrun = k + 1;
 }
 
+/* The part of run R within the first N bytes: 0 when none is. */
+static int run_within(const CatRun *r, size_t n, size_t *lo, size_t *len) {
+  size_t hi = r->lo + r->len < n ? r->lo + r->len : n;
+  *lo = r->lo;
+  *len = hi > r->lo ? hi - r->lo : 0;
+  return *len > 0;
+}
+
 /* The most of the old catalog a commit rewrites in place: more would make
 ** the journal hold it all, where replacing the file whole writes it once. */
 #define CAT_SUFFIX_MAX (1u << 20)
@@ -763,7 +771,7 @@ static int suffix_plan(NpkSession *s, CatImage *ci) {
   NpkStore *st = s->store;
   NpkCatalog *pc = &s->txn->cat;
   const size_t body = NPK_CAT_HEAD_OFF + NPK_CAT_HEAD_LEN;
-  size_t from, oldn = st->img.n, newn;
+  size_t from, oldn = st->img.n, newn, end;
   ci->off = npk_malloc((size_t)(pc->n ? pc->n : 1) * sizeof *ci->off);
   ci->runs = npk_malloc(2 * sizeof *ci->runs);
   if (!ci->off || !ci->runs || npk_catalog_encode_at(pc, &ci->img, ci->off))
@@ -783,9 +791,10 @@ static int suffix_plan(NpkSession *s, CatImage *ci) {
   ci->runs[0].lo = NPK_CAT_HEAD_OFF;
   ci->runs[0].len = NPK_CAT_HEAD_LEN;
   ci->nrun = 1;
-  if (from < (oldn > newn ? oldn : newn)) {
+  end = oldn > newn ? oldn : newn;
+  if (from < end) {
     ci->runs[1].lo = from;
-    ci->runs[1].len = (oldn > newn ? oldn : newn) - from;
+    ci->runs[1].len = end - from;
     ci->nrun = 2;
   }
   ci->suffix = 1;
@@ -916,9 +925,9 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
     /* The store's image is the file's bytes (catalog_plan); a suffix run
     ** may reach past them, where the truncation record undoes it. */
     for (int i = 0; i < ci->nrun; i++) {
-      size_t lo = ci->runs[i].lo, hi = lo + ci->runs[i].len;
-      if (hi > st->img.n) hi = st->img.n;
-      if (lo < hi) npk_jr_region(jr, NPK_CATALOG, lo, st->img.p + lo, hi - lo);
+      size_t lo, len;
+      if (run_within(&ci->runs[i], st->img.n, &lo, &len))
+        npk_jr_region(jr, NPK_CATALOG, lo, st->img.p + lo, len);
     }
   } else {
     npk_jr_link(jr, NPK_CATALOG, 1);
@@ -1131,11 +1140,9 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
     }
   }
   for (int i = 0; i < ci->nrun && rc == NPK_OK; i++) {
-    size_t lo = ci->runs[i].lo, hi = lo + ci->runs[i].len;
-    if (hi > img->n) hi = img->n;
-    if (lo < hi)
-      rc = npk_io_pwrite(st, st->cat_wfd, img->p + lo, hi - lo, lo, path,
-                         &s->err);
+    size_t lo, len;
+    if (run_within(&ci->runs[i], img->n, &lo, &len))
+      rc = npk_io_pwrite(st, st->cat_wfd, img->p + lo, len, lo, path, &s->err);
   }
   if (rc == NPK_OK && ci->tail)
     rc = npk_io_pwrite(st, st->cat_wfd, st->img.p + ci->tail,
