@@ -454,7 +454,7 @@ void npk_test_copy_pause(int us);
 #define NPK_EV_TRUNCATE  3 /* inode INO set to LEN bytes */
 #define NPK_EV_FALLOCATE 4 /* blocks reserved, size kept: [OFF, OFF+LEN) */
 #define NPK_EV_FSYNC     5 /* inode INO synced */
-#define NPK_EV_DIRSYNC   6 /* the store directory synced */
+#define NPK_EV_DIRSYNC   6 /* a directory synced: NAME, or the store's */
 #define NPK_EV_RENAME    7 /* NAME renamed to NAME2 (replacing it) */
 #define NPK_EV_LINK      8 /* NAME2 made a hard link to NAME */
 #define NPK_EV_UNLINK    9 /* NAME removed */

@@ -407,6 +407,14 @@ int npk_io_unlink(NpkStore *st, const char *rel, NpkErr *e);
 int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e);
 int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e);
 DIR *npk_io_opendir(NpkStore *st);
+/* Subdirectories of the store holding files a commit or a playback makes,
+** renames or removes (segment files NumPack may keep below the store's
+** directory): an entry changed there reaches the disk with that
+** directory's sync, not the store's.  npk_subdir_note adds REL's
+** directory to SET (paths, each ended by a NUL) once, and nothing for a
+** file of the store's own directory; npk_io_sync_subdirs syncs each. */
+void npk_subdir_note(NpkBuf *set, const char *rel);
+int npk_io_sync_subdirs(NpkStore *st, const NpkBuf *set, NpkErr *e);
 
 /* ---- files and mappings (store_file.c) ---- */
 int npk_file_open(NpkStore *st, const char *rel, int create, NpkFile **pp,

@@ -651,6 +651,45 @@ int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e) {
   return rc;
 }
 
+void npk_subdir_note(NpkBuf *set, const char *rel) {
+  const char *slash = strrchr(rel, '/');
+  size_t n = slash ? (size_t)(slash - rel) : 0;
+  if (n == 0) return;
+  for (size_t at = 0; at < set->n;) {
+    const char *sub = (const char *)set->p + at;
+    size_t len = strlen(sub);
+    if (len == n && memcmp(sub, rel, n) == 0) return;
+    at += len + 1;
+  }
+  npk_buf_put(set, rel, n);
+  npk_buf_u8(set, 0);
+}
+
+int npk_io_sync_subdirs(NpkStore *st, const NpkBuf *set, NpkErr *e) {
+  if (set->oom) return npk_err(e, NPK_NOMEM, "out of memory");
+  if (st->sync_off) return NPK_OK;
+  for (size_t at = 0; at < set->n;) {
+    const char *sub = (const char *)set->p + at, *last;
+    int dir, fd, rc, fake = fault_check("fsync");
+    at += strlen(sub) + 1;
+    if (fake) return sys_err(st, fake, "cannot sync", sub, e);
+    rc = walk(st, sub, &dir, &last, e);
+    /* A directory that is gone holds no entry to make durable. */
+    if (rc == NPK_NOFILE) continue;
+    if (rc) return rc;
+    fd = openat(dir, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    put_dir(st, dir);
+    if (fd < 0 && errno == ENOENT) continue;
+    if (fd < 0) return sys_err(st, errno, "cannot open", sub, e);
+    stat_add(st, &st->stats.fsyncs, 1);
+    rc = fsync(fd) == 0 ? NPK_OK : sys_err(st, errno, "cannot sync", sub, e);
+    close(fd);
+    if (rc) return rc;
+    rec_emit(st, NPK_EV_DIRSYNC, -1, sub, NULL, 0, 0, NULL);
+  }
+  return NPK_OK;
+}
+
 DIR *npk_io_opendir(NpkStore *st) {
   int fd = openat(st->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR *d = fd >= 0 ? fdopendir(fd) : NULL;

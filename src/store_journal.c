@@ -467,9 +467,11 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
                  st->dir, NPK_JOURNAL, abs, (unsigned long long)sb.st_nlink);
 }
 
-/* Undo one record.  P points at its type byte; *PAT advances past it. */
+/* Undo one record.  P points at its type byte; *PAT advances past it.  A
+** file it makes, renames or removes in a subdirectory is noted in SUBDIRS,
+** to be synced before the journal goes. */
 static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
-                NpkErr *e) {
+                NpkBuf *subdirs, NpkErr *e) {
   size_t at = *pat;
   int type, rc = NPK_OK, fd = -1;
   uint32_t plen;
@@ -502,6 +504,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
     rc = npk_err(e, NPK_NOMEM, "out of memory");
     goto done;
   }
+  if (type == 'C' || type == 'L' || type == 'X') npk_subdir_note(subdirs, rel);
   switch (type) {
     case 'C': {
       uint64_t len;
@@ -594,6 +597,7 @@ done:
 ** chose.  The caller holds EXCLUSIVE. */
 int npk_journal_recover(NpkStore *st, NpkErr *e) {
   unsigned char *p = NULL;
+  NpkBuf subdirs = {0};
   size_t n = 0, at;
   int rc, sync_off = st->sync_off;
   st->sync_off = 0;
@@ -612,9 +616,10 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   }
   for (at = JHEADER; at < n && rc == NPK_OK;) {
     size_t rel = at - JHEADER;
-    rc = play(st, p + JHEADER, n - JHEADER, &rel, e);
+    rc = play(st, p + JHEADER, n - JHEADER, &rel, &subdirs, e);
     at = rel + JHEADER;
   }
+  if (rc == NPK_OK) rc = npk_io_sync_subdirs(st, &subdirs, e);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
   if (rc == NPK_OK) {
     int gone;
@@ -626,6 +631,7 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   }
 done:
   st->sync_off = sync_off;
+  npk_buf_free(&subdirs);
   npk_free(p);
   return rc;
 }

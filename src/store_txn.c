@@ -524,6 +524,24 @@ static int link_backup(NpkSession *s, const char *rel, void *arg) {
   return rc;
 }
 
+static int note_subdir(NpkSession *s, const char *rel, void *arg) {
+  (void)s;
+  npk_subdir_note(arg, rel);
+  return NPK_OK;
+}
+
+/* Sync the subdirectories holding files the commit removes (segment files
+** NumPack may keep below the store's directory): before the journal, for
+** their backups' entries; before the commit point, for their removal. */
+static int sync_subdirs(NpkSession *s, const Change *ch, int n) {
+  NpkBuf set = {0};
+  int rc;
+  for (int i = 0; i < n; i++) each_removed(s, &ch[i], note_subdir, &set);
+  rc = npk_io_sync_subdirs(s->store, &set, &s->err);
+  npk_buf_free(&set);
+  return rc;
+}
+
 static int unlink_rel(NpkSession *s, const char *rel, void *arg) {
   (void)arg;
   return npk_io_unlink(s->store, rel, &s->err);
@@ -1244,6 +1262,7 @@ static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci,
   if (rc == NPK_OK && !ci->inplace)
     rc = npk_io_replace_file(st, NPK_CATALOG, img, nimg, &s->err);
   if (rc == NPK_OK && names) rc = npk_io_fsync(st, st->dirfd, st->dir, &s->err);
+  if (rc == NPK_OK) rc = sync_subdirs(s, ch, n);
   return rc;
 }
 
@@ -1372,6 +1391,7 @@ int npk_commit(NpkSession *s) {
       rc = link_backup(s, ch[i].bm_rel, &linked);
   }
   if (rc == NPK_OK && !ci.inplace) rc = link_backup(s, NPK_CATALOG, &linked);
+  if (rc == NPK_OK && linked) rc = sync_subdirs(s, ch, n);
   npk_test_crash_point(2);
   if (rc == NPK_OK)
     rc = npk_journal_write(st, &jr, linked > 0, &jsize, &s->err);

@@ -22,8 +22,10 @@
 **     the others as they were (zeros past the old end), the file's length
 **     extended as if the write was kept.  Kept changes are applied in the
 **     order they were made, so an earlier write may survive a later one.
-**   - creates, renames, links and unlinks before the last directory sync
-**     are on disk; of those after it, a prefix survives (the order a
+**   - creates, renames, links and unlinks before the last sync of their
+**     directory are on disk (each directory syncs alone: the store's, and
+**     a subdirectory of segment files); of the others, a prefix survives
+**     (the order a
 **     journaling file system such as ext4 or XFS commits them in), or any
 **     subset closed under dependence: one survives only with every earlier
 **     unsynced one that names one of its files (POSIX without a directory
@@ -106,6 +108,9 @@ typedef struct Ev {
   int txn;                   /* transaction (1-based) it belongs to */
 } Ev;
 
+/* Subdirectories of a recorded store (those of segment files). */
+#define MAXSUB 8
+
 typedef struct Blob {
   unsigned char *p;
   size_t n, cap;
@@ -125,6 +130,8 @@ typedef struct Rec {
   char *name[TU_SNAP_MAX];
   int name_id[TU_SNAP_MAX];
   Blob *init;                /* per model inode (empty for created ones) */
+  int nsub;
+  char *sub[MAXSUB];         /* its subdirectories, relative */
 } Rec;
 
 static int rec_id(Rec *r, uint64_t ino, int fresh) {
@@ -188,7 +195,8 @@ static void rec_reset(Rec *r) {
   }
   for (int i = 0; i < r->nid; i++) free(r->init[i].p);
   for (int i = 0; i < r->nname; i++) free(r->name[i]);
-  r->n = r->nid = r->nname = 0;
+  for (int i = 0; i < r->nsub; i++) free(r->sub[i]);
+  r->n = r->nid = r->nname = r->nsub = 0;
   r->txn = 0;
   r->on = 0;
 }
@@ -202,28 +210,46 @@ static void rec_free(Rec *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* Start recording DIR: its files (but the lock file) as they are now. */
-static void rec_start(Rec *r, const char *dir) {
-  DIR *d = opendir(dir);
+/* The regular files of DIR/SUB (SUB "" for DIR itself; but the lock
+** file) into R, named relative to DIR, and its subdirectories, one level
+** down. */
+static void rec_scan(Rec *r, const char *dir, const char *sub) {
+  char here[1200];
+  DIR *d;
   struct dirent *de;
-  rec_reset(r);
-  snprintf(r->dir, sizeof r->dir, "%s", dir);
+  snprintf(here, sizeof here, "%s%s%s", dir, *sub ? "/" : "", sub);
+  d = opendir(here);
   while (d && (de = readdir(d)) != NULL && r->nname < TU_SNAP_MAX) {
     struct stat sb;
+    char rel[600];
     int id;
+    snprintf(rel, sizeof rel, "%s%s%s", sub, *sub ? "/" : "", de->d_name);
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-        is_lock(de->d_name) || lstat(P(dir, de->d_name), &sb) != 0 ||
-        !S_ISREG(sb.st_mode))
+        is_lock(rel) || lstat(P(dir, rel), &sb) != 0)
       continue;
+    if (S_ISDIR(sb.st_mode) && !*sub && r->nsub < MAXSUB) {
+      r->sub[r->nsub++] = strdup(rel);
+      continue;
+    }
+    if (!S_ISREG(sb.st_mode)) continue;
     id = rec_id(r, (uint64_t)sb.st_ino, 0);
     if (!r->init[id].p) {
-      r->init[id].p = tu_read_file(P(dir, de->d_name), &r->init[id].n);
+      r->init[id].p = tu_read_file(P(dir, rel), &r->init[id].n);
       r->init[id].cap = r->init[id].n;
     }
-    r->name[r->nname] = strdup(de->d_name);
+    r->name[r->nname] = strdup(rel);
     r->name_id[r->nname++] = id;
   }
   if (d) closedir(d);
+}
+
+/* Start recording DIR: its files (but the lock file) as they are now,
+** also those of its subdirectories. */
+static void rec_start(Rec *r, const char *dir) {
+  rec_reset(r);
+  snprintf(r->dir, sizeof r->dir, "%s", dir);
+  rec_scan(r, dir, "");
+  for (int i = 0, n = r->nsub; i < n; i++) rec_scan(r, dir, r->sub[i]);
   r->on = 1;
 }
 
@@ -247,6 +273,8 @@ typedef struct Image {
   int nname;
   char *name[TU_SNAP_MAX];
   int id[TU_SNAP_MAX];
+  int nsub;
+  char *const *sub;          /* subdirectories, the recording's */
   Blob *data;                /* per model inode */
   char *fate;                /* per event */
 } Image;
@@ -341,6 +369,28 @@ static int shares_name(const Ev *a, const Ev *b) {
   return 0;
 }
 
+/* Which directory of R holds NAME: 0 the store's own, K+1 subdirectory
+** K, -1 one the recording does not know (never synced). */
+static int dir_of(const Rec *r, const char *name, int whole) {
+  const char *slash = whole ? NULL : strrchr(name, '/');
+  size_t n = whole ? strlen(name) : slash ? (size_t)(slash - name) : 0;
+  if (n == 0) return 0;
+  for (int k = 0; k < r->nsub; k++)
+    if (strlen(r->sub[k]) == n && !memcmp(r->sub[k], name, n)) return k + 1;
+  return -1;
+}
+
+/* Whether directory event V of R was made durable by a sync of every
+** directory it changed, LAST[d] being the last sync of directory d. */
+static int dir_synced(const Rec *r, const Ev *v, int i, const int *last) {
+  const char *names[2] = {v->name, v->name2};
+  for (int k = 0; k < 2; k++) {
+    int d = names[k] ? dir_of(r, names[k], 0) : 0;
+    if (names[k] && (d < 0 || i > last[d])) return 0;
+  }
+  return 1;
+}
+
 /* Styles of choosing what an image keeps of the unsynced events. */
 #define ST_RANDOM_PREFIX 0   /* data random; directory: a prefix */
 #define ST_RANDOM_SUBSET 1   /* data random; directory: closed subset */
@@ -357,9 +407,12 @@ static int shares_name(const Ev *a, const Ev *b) {
 /* Build the image of a cut at event CUT in M, drawing choices from RNG. */
 static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
                       Image *m) {
-  int lastdir = -1, *lastsync = calloc((size_t)r->nid + 1, sizeof(int));
-  int prefix = -1;
+  int *lastsync = calloc((size_t)r->nid + 1, sizeof(int));
+  char *synced = calloc((size_t)r->n + 1, 1);
+  int prefix = -1, lastdir[MAXSUB + 1];
   img_free(m);
+  m->nsub = r->nsub;
+  m->sub = r->sub;
   for (int i = 0; i < r->nname; i++) img_put(m, r->name[i], r->name_id[i]);
   for (int i = 0; i < r->nid; i++) {
     m->data[i].n = 0;
@@ -367,13 +420,21 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
     if (r->init[i].n) memcpy(m->data[i].p, r->init[i].p, r->init[i].n);
     lastsync[i] = -1;
   }
+  for (int d = 0; d <= MAXSUB; d++) lastdir[d] = -1;
   for (int i = 0; i < cut; i++) {
-    if (r->ev[i].kind == NPK_EV_DIRSYNC) lastdir = i;
+    int d;
     if (r->ev[i].kind == NPK_EV_FSYNC) lastsync[r->ev[i].id] = i;
+    if (r->ev[i].kind == NPK_EV_DIRSYNC &&
+        (d = r->ev[i].name ? dir_of(r, r->ev[i].name, 1) : 0) >= 0)
+      lastdir[d] = i;
   }
+  for (int i = 0; i < cut; i++)
+    if (is_dir_ev(r->ev[i].kind))
+      synced[i] = (char)dir_synced(r, &r->ev[i], i, lastdir);
   if (style == ST_RANDOM_PREFIX) {
     int unsynced = 0;
-    for (int i = lastdir + 1; i < cut; i++) unsynced += is_dir_ev(r->ev[i].kind);
+    for (int i = 0; i < cut; i++)
+      unsynced += is_dir_ev(r->ev[i].kind) && !synced[i];
     prefix = (int)(tu_rand(rng) % (uint64_t)(unsynced + 1));
   }
   for (int i = 0; i < r->n; i++) {
@@ -386,7 +447,7 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
     if (v->kind == NPK_EV_FSYNC || v->kind == NPK_EV_DIRSYNC) {
       f = F_DURABLE;
     } else if (is_dir_ev(v->kind)) {
-      if (i < lastdir) f = F_DURABLE;
+      if (synced[i]) f = F_DURABLE;
       else if (style == ST_ALL_LOST) f = F_LOST;
       else if (style == ST_ALL_KEPT) f = F_KEPT;
       else if (style == ST_RANDOM_PREFIX) f = prefix-- > 0 ? F_KEPT : F_LOST;
@@ -396,7 +457,7 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
         else
           f = tu_rand(rng) % 3 ? F_KEPT : F_LOST;
         /* Kept only with every earlier unsynced event on its names. */
-        for (int j = lastdir + 1; j < i && f == F_KEPT; j++)
+        for (int j = 0; j < i && f == F_KEPT; j++)
           if (is_dir_ev(r->ev[j].kind) && m->fate[j] == F_LOST &&
               shares_name(&r->ev[j], v))
             f = F_LOST;
@@ -423,6 +484,7 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
     m->fate[i] = f;
   }
   free(lastsync);
+  free(synced);
 }
 
 /* Write image M into directory DIR (created afresh); hard links stay
@@ -430,6 +492,8 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
 static int img_write(const Image *m, const char *dir) {
   tu_rm_rf(dir);
   if (mkdir(dir, 0755) != 0) return -1;
+  for (int i = 0; i < m->nsub; i++)
+    if (mkdir(P(dir, m->sub[i]), 0755) != 0) return -1;
   for (int i = 0; i < m->nname; i++) {
     int j;
     for (j = 0; j < i && m->id[j] != m->id[i]; j++) {
@@ -569,9 +633,15 @@ static int make_base(NpkSession *s) {
   return rc;
 }
 
-/* For scenarios named "seg_...": a store written by hand, as NumPack
-** writes one, holding a (8 rows), b (5 rows, row 1 deleted) and s, an int64
-** array of 5 rows in two segment files named by a .npkseg manifest. */
+/* Scenarios named "segdir_..." keep the segment files of s in this
+** subdirectory of the store, which syncs apart from the store's own. */
+#define SEGDIR "segs"
+static int seg_in_dir;       /* the scenario being run is one of them */
+
+/* For scenarios named "seg_..." and "segdir_...": a store written by hand,
+** as NumPack writes one, holding a (8 rows), b (5 rows, row 1 deleted) and
+** s, an int64 array of 5 rows in two segment files named by a .npkseg
+** manifest. */
 static void make_seg_base(const char *dir) {
   unsigned char a[8 * ROWB], b[5 * ROWB], live[5] = {1, 0, 1, 1, 1};
   CatEntry e[3];
@@ -592,6 +662,7 @@ static void make_seg_base(const char *dir) {
   tu_bitmap_build(&bm, live, 5);
   tu_write_buf(P(dir, "deleted_b.npkb"), &bm);
   tu_seg_write(dir);
+  if (seg_in_dir) tu_seg_into(dir, SEGDIR);
   buf_free(&cat);
   buf_free(&bm);
 }
@@ -606,7 +677,8 @@ static int record(const Scen *sc, const char *dir, Run *run) {
   NpkSession *s = NULL;
   char *err = NULL;
   int rc, in_txn = 0, sp = -1, t;
-  int seg = strncmp(sc->name, "seg_", 4) == 0;
+  int seg = strncmp(sc->name, "seg", 3) == 0;
+  seg_in_dir = strncmp(sc->name, "segdir_", 7) == 0;
   tu_rm_rf(dir);
   if (seg) make_seg_base(dir);
   rc = npk_store_open(dir, seg ? 0 : NPK_OPEN_CREATE, &st, &err);
@@ -681,8 +753,9 @@ typedef struct Counts {
 /* tu_leftovers() passes the files of the segmented array "s" of
 ** make_seg_base(): they must be there exactly while s is segmented. */
 static int seg_files_ok(NpkSession *s, const char *dir) {
-  static const char *const files[] = {"data_s.npkseg", "seg_s_0.bin",
-                                      "seg_s_1.bin"};
+  const char *const files[] = {
+      "data_s.npkseg", seg_in_dir ? SEGDIR "/seg_s_0.bin" : "seg_s_0.bin",
+      seg_in_dir ? SEGDIR "/seg_s_1.bin" : "seg_s_1.bin"};
   NpkArrayInfo info;
   int want = 0;
   if (npk_read_begin(s) != NPK_OK) return 0;
@@ -1040,6 +1113,40 @@ static void minimise(Scen *sc, uint64_t seed) {
   free(run);
 }
 
+/* In a recording of a "segdir_" scenario, every backup link and every
+** removal made in SEGDIR is synced there before the journal's next write:
+** before the journal holds the records that need the backups, and before
+** the commit point that makes the removals final.  The images do not show
+** the first: a removal survives them only with the link before it, as on
+** a journaling file system, but not on every disk.  1 if so. */
+static int subdir_synced(const Rec *r) {
+  int journal = -1;
+  for (int i = 0; i < r->nname; i++)
+    if (!strcmp(r->name[i], TU_JOURNAL)) journal = r->name_id[i];
+  for (int i = 0; i < r->n; i++) {
+    const Ev *v = &r->ev[i];
+    int synced = 0;
+    if ((v->kind != NPK_EV_LINK && v->kind != NPK_EV_UNLINK) ||
+        strncmp(v->name, SEGDIR "/", strlen(SEGDIR) + 1) != 0 ||
+        (v->kind == NPK_EV_UNLINK && strstr(v->name, "-npkbak")))
+      continue;
+    for (int j = i + 1; j < r->n; j++) {
+      const Ev *w = &r->ev[j];
+      if (w->kind == NPK_EV_DIRSYNC && w->name && !strcmp(w->name, SEGDIR))
+        synced = 1;
+      if (w->kind == NPK_EV_CREATE && !strcmp(w->name, TU_JOURNAL))
+        journal = w->id;
+      if (w->kind == NPK_EV_WRITE && w->id == journal) break;
+    }
+    if (!synced) {
+      printf("  event %d (%s %s) is not synced in %s before the journal's "
+             "next write\n", i, ev_kind(v->kind), v->name, SEGDIR);
+      return 0;
+    }
+  }
+  return 1;
+}
+
 /* Record SC and check IMAGES images of it; 1 if all were consistent. */
 static int scenario(Scen *sc, long images, uint64_t seed, Counts *total) {
   char dir[1200];
@@ -1051,6 +1158,15 @@ static int scenario(Scen *sc, long images, uint64_t seed, Counts *total) {
   rc = record(sc, dir, run);
   if (rc) {
     printf("FAIL scenario %s: an operation failed (rc %d)\n", sc->name, rc);
+    scen_print(sc);
+    run_free(run);
+    free(run);
+    total->failed++;
+    return 0;
+  }
+  if (seg_in_dir && !subdir_synced(&run->rec)) {
+    printf("FAIL scenario %s: a change in %s is not synced in time\n",
+           sc->name, SEGDIR);
     scen_print(sc);
     run_free(run);
     free(run);
@@ -1121,6 +1237,12 @@ static const char *const scenarios[][2] = {
   {"seg_drop", "drop:s"},
   {"seg_delete_compact", "del:s:1 cmp:s"},
   {"seg_replace_clone", "+ rep:s:4 clone:s:d ."},
+  /* Segment files in a subdirectory: their backups' entries, their
+  ** removal and their return from backups must each be synced there. */
+  {"segdir_save_over", "save:s:3"},
+  {"segdir_drop", "drop:s"},
+  {"segdir_delete_compact", "del:s:1 cmp:s"},
+  {"segdir_replace_clone", "+ rep:s:4 clone:s:d ."},
   /* Commits reuse the journal's idle file: a shorter journal over a longer
   ** one (cut to its length), and one of more than a sector over another,
   ** whose sectors a power cut may mix. */

@@ -1597,6 +1597,73 @@ static void test_segmented_write(void) {
   }
 }
 
+/* A segmented array whose segment files lie in a subdirectory, as NumPack
+** may keep them, dropped with the Nth sync failing for every N: the drop's
+** syncs of that subdirectory (for the backups' entries before the journal,
+** for the removals before the commit point) fail like any sync, leaving
+** the array whole, its segment files in place and no hot journal; the drop
+** then works, syncing the subdirectory twice. */
+static void test_segdir_sync_faults(void) {
+  int64_t want[5] = {11, 12, 13, 14, 15};
+  int fired = 0;
+  for (int nth = 1; nth <= 20; nth++) {
+    Tmp t;
+    NpkStore *st;
+    NpkStats before, after;
+    CatEntry e = tu_seg_entry();
+    Buf cat = {0};
+    int rc, f0 = ctest_case_failures;
+    tu_tmp_init(&t);
+    mkdir(t.dir, 0755);
+    tu_cat_build(&cat, &e, 1, NULL);
+    tu_write_buf(P(t.dir, TU_CATALOG), &cat);
+    buf_free(&cat);
+    tu_seg_write(t.dir);
+    tu_seg_into(t.dir, "segs");
+    NpkSession *s = tu_open(t.dir, 0, &st);
+    if (!s) {
+      tu_tmp_done(&t);
+      break;
+    }
+    npk_store_stats(st, &before);
+    npk_test_fault("fsync", nth, EIO);
+    rc = npk_drop(s, "s");
+    npk_test_fault("fsync", 0, 0);
+    if (rc != NPK_OK) {
+      fired++;
+      CHECK_EQ(rc, NPK_IOERR);
+      CHECK(!tu_journal_hot(t.dir));
+      CHECK(tu_exists(P(t.dir, "segs/seg_s_0.bin")));
+      CHECK(tu_exists(P(t.dir, "segs/seg_s_1.bin")));
+      CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin-npkbak")));
+      CHECK_EQ(rows_mismatch(s, "s", (unsigned char *)want, NULL, 5, 8), 0);
+      s = reopen(t.dir, &st, s);
+      CHECK(s != NULL);
+      if (s) CHECK_EQ(rows_mismatch(s, "s", (unsigned char *)want, NULL, 5, 8),
+                      0);
+      if (s) npk_store_stats(st, &before);
+      if (s) CHECK_EQ(npk_drop(s, "s"), NPK_OK);
+    } else {
+      npk_store_stats(st, &after);
+      /* The store's directory, the catalog and the journal twice, and the
+      ** subdirectory twice. */
+      CHECK_EQ(after.last_commit_fsyncs, 6);
+      CHECK_EQ(after.fsyncs - before.fsyncs, 6);
+    }
+    if (s) {
+      CHECK_EQ(count_of(s), 0);
+      CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin")));
+      CHECK(!tu_exists(P(t.dir, "segs/seg_s_1.bin")));
+      CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin-npkbak")));
+    }
+    if (ctest_case_failures != f0) printf("  (fsync fault %d)\n", nth);
+    tu_close(st, s);
+    tu_tmp_done(&t);
+    if (rc == NPK_OK) break;
+  }
+  CHECK(fired >= 2);
+}
+
 /* What npk_data_files gives for one array: up to 4 files, and the first
 ** word of its bitmap (read while the read lasts). */
 typedef struct FilesSeen FilesSeen;
@@ -2570,6 +2637,7 @@ int main(void) {
   RUN(test_cut_under_mapping);
   RUN(test_zero_rows);
   RUN(test_segmented_write);
+  RUN(test_segdir_sync_faults);
   RUN(test_segmented_many);
   RUN(test_data_files);
   RUN(test_zero_width_crafted);

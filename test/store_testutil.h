@@ -472,6 +472,24 @@ TU_FN void tu_seg_write(const char *dir) {
   tu_write_file(P(dir, "seg_s_1.bin"), v + 3, 16);
 }
 
+/* The segment files tu_seg_write() wrote into DIR moved into its
+** subdirectory SUB (made here), and the manifest rewritten to name them
+** there, as NumPack may keep them. */
+TU_FN void tu_seg_into(const char *dir, const char *sub) {
+  char m[1024], from[2][64], to[2][300];
+  for (int i = 0; i < 2; i++) {
+    snprintf(from[i], sizeof from[i], "seg_s_%d.bin", i);
+    snprintf(to[i], sizeof to[i], "%s/seg_s_%d.bin", sub, i);
+  }
+  snprintf(m, sizeof m,
+           "{\"version\":1,\"segments\":[{\"file\":\"%s\",\"rows\":3,"
+           "\"bytes\":24},{\"file\":\"%s\",\"rows\":2,\"bytes\":16}]}",
+           to[0], to[1]);
+  mkdir(P(dir, sub), 0755);
+  for (int i = 0; i < 2; i++) rename(P(dir, from[i]), P(dir, to[i]));
+  tu_write_file(P(dir, "data_s.npkseg"), m, strlen(m));
+}
+
 /* A segmented int64 array "m" of NSEG rows in NSEG one-row segment files
 ** seg_m_<i>.bin (row i holds i): its manifest, segments and a catalog
 ** naming only it, written into DIR (which must exist). */
@@ -635,7 +653,7 @@ TU_FN int tu_leftovers(const char *dir) {
     const char *f = e->d_name;
     if (!strcmp(f, ".") || !strcmp(f, "..") || !strcmp(f, TU_CATALOG) ||
         !strcmp(f, TU_LOCK) || !strcmp(f, TU_SPARE) ||
-        (idle && !strcmp(f, TU_JOURNAL)) ||
+        (idle && !strcmp(f, TU_JOURNAL)) || e->d_type == DT_DIR ||
         !strcmp(f, "data_s.npkseg") ||
         !strncmp(f, "seg_s_", 6))
       continue;
