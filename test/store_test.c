@@ -1540,13 +1540,7 @@ static void test_segmented_write(void) {
   for (int op = 0; op < 4; op++) {
     Tmp t;
     tu_tmp_init(&t);
-    mkdir(t.dir, 0755);
-    CatEntry e = tu_seg_entry();
-    Buf cat = {0};
-    tu_cat_build(&cat, &e, 1, NULL);
-    tu_write_buf(P(t.dir, TU_CATALOG), &cat);
-    buf_free(&cat);
-    tu_seg_write(t.dir);
+    tu_seg_store(t.dir);
     NpkStore *st;
     NpkSession *s = tu_open(t.dir, 0, &st);
     if (!s) { tu_close(st, s); tu_tmp_done(&t); continue; }
@@ -1610,15 +1604,9 @@ static void test_segdir_sync_faults(void) {
     Tmp t;
     NpkStore *st;
     NpkStats before, after;
-    CatEntry e = tu_seg_entry();
-    Buf cat = {0};
     int rc, f0 = ctest_case_failures;
     tu_tmp_init(&t);
-    mkdir(t.dir, 0755);
-    tu_cat_build(&cat, &e, 1, NULL);
-    tu_write_buf(P(t.dir, TU_CATALOG), &cat);
-    buf_free(&cat);
-    tu_seg_write(t.dir);
+    tu_seg_store(t.dir);
     tu_seg_into(t.dir, "segs");
     NpkSession *s = tu_open(t.dir, 0, &st);
     if (!s) {
@@ -1710,15 +1698,9 @@ static void test_data_files(void) {
   NpkSession *s;
   NpkDataLayout l;
   FilesSeen fs;
-  Buf cat = {0};
-  CatEntry e = tu_seg_entry();
   uint64_t r = 3;
   tu_tmp_init(&t);
-  mkdir(t.dir, 0755);
-  tu_cat_build(&cat, &e, 1, NULL);
-  tu_write_buf(P(t.dir, TU_CATALOG), &cat);
-  buf_free(&cat);
-  tu_seg_write(t.dir);
+  tu_seg_store(t.dir);
   s = tu_open(t.dir, 0, &st);
   if (!s) {
     tu_tmp_done(&t);
@@ -2056,13 +2038,7 @@ static long view_mismatch(NpkSession *s, const char *name, int *has_base) {
 static void test_view_and_change_count(void) {
   Tmp t;
   tu_tmp_init(&t);
-  mkdir(t.dir, 0755);
-  CatEntry e = tu_seg_entry();
-  Buf cat = {0};
-  tu_cat_build(&cat, &e, 1, NULL);
-  tu_write_buf(P(t.dir, TU_CATALOG), &cat);
-  buf_free(&cat);
-  tu_seg_write(t.dir);
+  tu_seg_store(t.dir);
   NpkStore *st;
   NpkSession *s = tu_open(t.dir, 0, &st);
   if (!s) { tu_close(st, s); tu_tmp_done(&t); return; }
@@ -2547,13 +2523,7 @@ static void test_corrupt_segments(void) {
   for (size_t i = 0; i < sizeof manifests / sizeof manifests[0]; i++) {
     Tmp t;
     tu_tmp_init(&t);
-    mkdir(t.dir, 0755);
-    CatEntry e = tu_seg_entry();
-    Buf cat = {0};
-    tu_cat_build(&cat, &e, 1, NULL);
-    tu_write_buf(P(t.dir, TU_CATALOG), &cat);
-    buf_free(&cat);
-    tu_seg_write(t.dir);
+    tu_seg_store(t.dir);
     /* The escaping paths point at a real file outside the store. */
     int64_t v[2] = {14, 15};
     tu_write_file(P(t.root, "seg_s_1.bin"), v, 16);
@@ -2576,13 +2546,7 @@ static void test_corrupt_segments(void) {
   for (int k = 0; k < 2; k++) {
     Tmp t;
     tu_tmp_init(&t);
-    mkdir(t.dir, 0755);
-    CatEntry e = tu_seg_entry();
-    Buf cat = {0};
-    tu_cat_build(&cat, &e, 1, NULL);
-    tu_write_buf(P(t.dir, TU_CATALOG), &cat);
-    buf_free(&cat);
-    tu_seg_write(t.dir);
+    tu_seg_store(t.dir);
     if (k == 0) {
       int64_t v[2] = {14, 15};
       tu_write_file(P(t.dir, "seg_s_1.bin"), v, 15);

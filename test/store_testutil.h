@@ -472,6 +472,17 @@ TU_FN void tu_seg_write(const char *dir) {
   tu_write_file(P(dir, "seg_s_1.bin"), v + 3, 16);
 }
 
+/* DIR made a store holding only the segmented array "s". */
+TU_FN void tu_seg_store(const char *dir) {
+  CatEntry e = tu_seg_entry();
+  Buf cat = {0};
+  mkdir(dir, 0755);
+  tu_cat_build(&cat, &e, 1, NULL);
+  tu_write_buf(P(dir, TU_CATALOG), &cat);
+  buf_free(&cat);
+  tu_seg_write(dir);
+}
+
 /* The segment files tu_seg_write() wrote into DIR moved into its
 ** subdirectory SUB (made here), and the manifest rewritten to name them
 ** there, as NumPack may keep them. */
