@@ -45,6 +45,7 @@ def binding():
 class Config:
     numpack_so: str           # the module under test
     blobsum_so: str           # blob_f32_at(), the BLOB-row baseline helper
+    syncfloor_so: str         # syncfloor.c: a synced save's system calls
     vec0_so: Optional[str]    # sqlite-vec, or None
     vec0_why: str             # why sqlite-vec is missing, when it is
     work: str                 # scratch directory (removed by run.sh)
@@ -74,6 +75,7 @@ def config_from_env() -> Config:
     return Config(
         numpack_so=env["NUMPACK_SO"],
         blobsum_so=env["BENCH_BLOBSUM_SO"],
+        syncfloor_so=env["BENCH_SYNCFLOOR_SO"],
         vec0_so=vec0,
         vec0_why=env.get("BENCH_VEC0_WHY", "") if not vec0 else "",
         work=env["BENCH_WORK"],

@@ -23,10 +23,15 @@ per array size:
              application would), a new array every time: the array is
              removed again after the timing (numpack_drop), as the .npy
              file is.
+  floor      the system calls of that synced save alone, made by a C
+             program (syncfloor.c) in the same order, against write +
+             fsync of the same bytes in C: what the commit's syncs cost
+             with no code of numpack's or Python's around them.
 
 Both sides of a per-call row work on stores of their own holding the same
 array, receive the same changes and are compared at the end.
 """
+import ctypes
 import io
 import json
 import os
@@ -34,16 +39,18 @@ import shutil
 
 import numpy as np
 
-from benchlib import (Result, Timer, at_most, binding, connect, count_text,
-                      interleaved, prepare, scalar, settle_disk)
+from benchlib import (REPORT, Result, Timer, at_most, binding, connect,
+                      count_text, interleaved, prepare, scalar, settle_disk)
 from datagen import npy_bytes
 
 GROUP = "Python binding: per call and per array size"
 K = 100
 CALL_REPS = 25         # repetitions of each per-call loop
 CALLS = 40             # calls per repetition (their mean is the figure)
-WHOLE_REPS = 7
-SIZES = [(8192, "1 MB"), (200_000, "25 MB")]   # rows of 32 float32
+# rows of 32 float32, label, repetitions: a 1 MB save takes about a
+# millisecond, which the host's noise moves by as much, so it is repeated
+# more often
+SIZES = [(8192, "1 MB", 31), (200_000, "25 MB", 7)]
 
 
 def per_call(cfg, log):
@@ -154,7 +161,7 @@ def whole(cfg, log):
     numpack_sqlite = binding()
     rng = np.random.default_rng(17)
     out = []
-    for rows, size in SIZES:
+    for rows, size, reps in SIZES:
         log("  whole arrays: %s" % size)
         arr = rng.random((rows, 32), dtype=np.float32)
         npy_file, out_file = cfg.path("bw.npy"), cfg.path("bw-out.npy")
@@ -224,10 +231,13 @@ def whole(cfg, log):
             s.open()
             b_save(s._durable)(-1)   # its connections opened, untimed
         np_load(-1), b_load(-1)     # both files into the page cache
-        times = interleaved(WHOLE_REPS, {
+        floor = SyncFloor(cfg, arr, out_file)
+        times = interleaved(reps, {
             "np.load": np_load, "load": b_load,
             "np.save+fsync": np_save(True), "save": b_save(True),
-            "np.save": np_save(False), "save_off": b_save(False)})
+            "np.save": np_save(False), "save_off": b_save(False),
+            "floor": floor.commit, "floor_base": floor.write_fsync})
+        floor.close()
         npk.close()
         remover.close()
         shutil.rmtree(store)
@@ -251,8 +261,57 @@ def whole(cfg, log):
                    "%s" % shape, times["save_off"], "`np.save` to a file",
                    times["np.save"], at_most(1.2),
                    short="binding save %s, durable=False" % size),
+            Result(GROUP, "The same commit's system calls alone, in C, "
+                   "%s: a new data file, five syncs (journal, data file, "
+                   "directory, catalog, idle journal)" % shape,
+                   times["floor"], "`write` + `fsync` of the same bytes "
+                   "to a new file, in C", times["floor_base"], REPORT,
+                   short="sync floor %s" % size),
         ]
     return out
+
+
+class SyncFloor:
+    """bench/syncfloor.c as two contenders: the system calls of a synced
+    save of a new array, with no numpack code around them, and its
+    baseline's write + fsync, both in C."""
+
+    def __init__(self, cfg, arr, out_file):
+        lib = ctypes.CDLL(cfg.syncfloor_so)
+        lib.floor_open.argtypes = [ctypes.c_char_p]
+        lib.floor_commit.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        lib.floor_write_fsync.argtypes = [ctypes.c_char_p, ctypes.c_void_p,
+                                          ctypes.c_size_t]
+        self.lib, self.cfg, self.arr = lib, cfg, arr
+        self.dir = cfg.path("syncfloor")
+        self.out = out_file.encode()
+        self.check(lib.floor_open(self.dir.encode()), "open")
+
+    @staticmethod
+    def check(rc, what):
+        if rc:
+            raise OSError(rc, "syncfloor: %s: %s" % (what, os.strerror(rc)))
+
+    def commit(self, rep):
+        prepare(self.cfg)
+        with Timer() as t:
+            rc = self.lib.floor_commit(self.arr.ctypes.data, self.arr.nbytes)
+        self.check(rc, "commit")
+        self.check(self.lib.floor_undo(), "undo")
+        return t.seconds
+
+    def write_fsync(self, rep):
+        prepare(self.cfg)
+        with Timer() as t:
+            rc = self.lib.floor_write_fsync(self.out, self.arr.ctypes.data,
+                                            self.arr.nbytes)
+        self.check(rc, "write")
+        os.remove(self.out)
+        return t.seconds
+
+    def close(self):
+        self.lib.floor_close()
+        shutil.rmtree(self.dir)
 
 
 def run(cfg, ds, log):

@@ -37,7 +37,8 @@ test -x "$PY" || die "$PY is missing (Debian's python3 is needed)"
   die "$PY has no NumPy (apt-get install python3-numpy)"
 "$PY" -c 'import sqlite3; sqlite3.connect(":memory:").enable_load_extension(True)' \
   2>/dev/null || die "$PY's sqlite3 module cannot load extensions"
-command -v gcc >/dev/null 2>&1 || die "gcc is needed for bench/blobsum.c"
+command -v gcc >/dev/null 2>&1 ||
+  die "gcc is needed for bench/blobsum.c and bench/syncfloor.c"
 
 rm -rf "$work"
 mkdir -p "$work" "$results"
@@ -61,6 +62,9 @@ fi
 # -- the BLOB-row baseline's C function ---------------------------------
 gcc -O2 -shared -fPIC -o "$work/blobsum.so" "$here/blobsum.c" ||
   die "cannot compile bench/blobsum.c (is libsqlite3-dev installed?)"
+# -- the floor of a synced save, the same system calls alone --------------
+gcc -O2 -shared -fPIC -o "$work/syncfloor.so" "$here/syncfloor.c" ||
+  die "cannot compile bench/syncfloor.c"
 
 # -- sqlite-vec, when it can be had ---------------------------------------
 vec_so=
@@ -97,6 +101,7 @@ fi
 cd "$here"
 export PYTHONDONTWRITEBYTECODE=1
 NUMPACK_SO=$NUMPACK_SO BENCH_SCALE=$BENCH_SCALE \
-BENCH_BLOBSUM_SO=$work/blobsum.so BENCH_VEC0_SO=$vec_so \
+BENCH_BLOBSUM_SO=$work/blobsum.so BENCH_SYNCFLOOR_SO=$work/syncfloor.so \
+BENCH_VEC0_SO=$vec_so \
 BENCH_VEC0_WHY=$vec_why BENCH_WORK=$work BENCH_RESULTS=$results \
   "$PY" "$here/driver.py"
