@@ -1447,10 +1447,14 @@ fail_applied:
 fail_open:
   if (journaled) goto fail_applied;
   if (s->txn && s->lock == NPK_LOCK_EXCLUSIVE) {
+    /* The failure that stopped the commit is the one to report, whatever
+    ** the way down meets. */
+    NpkErr keep = s->err;
     drop_backups(s, ch, n, !ci.inplace);
     /* No journal was written; the new files are still there. */
     npk_lock_mark(s, t->marked ? NPK_MARK_NEWFILES : 0);
     npk_lock_to(s, NPK_LOCK_RESERVED, &s->err);
+    s->err = keep;
   }
 done:
   for (int i = 0; i < n; i++) {

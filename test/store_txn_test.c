@@ -2815,6 +2815,41 @@ static void test_lockword_fault(void) {
   }
 }
 
+/* A commit that fails before its journal (a directory where the backup of
+** the file it replaces would go) reports that failure, even when the lock
+** word it then puts back cannot be written either: the Nth write of a lock
+** word fails, for every N up to and past the one the failed commit makes
+** on its way down. */
+static void test_first_error_kept(void) {
+  int corrupt = 0;
+  for (int nth = 1; nth <= 6; nth++) {
+    Tmp t;
+    NpkStore *st;
+    Model m;
+    NpkSession *s = open_base(&t, &st, &m);
+    int rc, f0 = ctest_case_failures;
+    CHECK_EQ(mkdir(P(t.dir, "data_c.npkd-npkbak"), 0755), 0);
+    npk_test_fault("lockword", nth, EIO);
+    rc = op_save_over(s, NULL);
+    npk_test_fault("lockword", 0, 0);
+    CHECK(rc != NPK_OK);
+    if (rc == NPK_CORRUPT) {
+      corrupt++;
+      CHECK(strstr(npk_errmsg(s), "data_c.npkd-npkbak") != NULL);
+    } else {
+      CHECK_EQ(rc, NPK_IOERR);
+      CHECK(strstr(npk_errmsg(s), "lock file") != NULL);
+    }
+    CHECK(!tu_journal_hot(t.dir));
+    CHECK(view_is(s, &m, 1));
+    if (ctest_case_failures != f0)
+      printf("  (lock word fault %d: rc %d, %s)\n", nth, rc, npk_errmsg(s));
+    rmdir(P(t.dir, "data_c.npkd-npkbak"));
+    close_and_check(st, s, &t, &m);
+  }
+  CHECK(corrupt >= 1);
+}
+
 /* Whether a lock of TYPE on LEN bytes from BYTE of DIR's lock file would be
 ** granted to another process (an open file description of its own
 ** conflicts like one). */
@@ -2887,7 +2922,7 @@ static uint64_t lock_word(const char *dir, off_t off) {
   int fd = open(P(dir, TU_LOCK), O_RDONLY);
   CHECK(fd >= 0 && pread(fd, b, 8, off) == 8);
   close(fd);
-  return npk_get_u64(b);
+  return get_u64(b);
 }
 
 /* A commit whose count cannot be raised as it ends keeps its mark set, so
@@ -3346,6 +3381,7 @@ int main(void) {
   RUN(test_coarse_times_new_array);
   RUN(test_lockword_fault);
   RUN(test_lockword_count_fault);
+  RUN(test_first_error_kept);
   RUN(test_pending_let_go);
   RUN(test_catalog_appended_fault);
   RUN(test_suffix_faults);
