@@ -443,6 +443,11 @@ void npk_test_crash_at(int step);
 ** npk_read_row_unlocked, for tests that make a commit land inside the
 ** copy. */
 void npk_test_copy_pause(int us);
+/* While ON, every hard link the engine makes fails with EPERM, as on a
+** file system without hard links (FAT, exFAT, some network mounts), so
+** that the backups it makes by copy instead are tested.  The environment
+** variable NUMPACK_TEST_NOLINKS=1 sets it for a whole process. */
+void npk_test_no_links(int on);
 
 /* Recording: FN(ARG, EV) is called after each successful change the
 ** engine makes to a file or directory of any store (NULL stops it), so

@@ -405,6 +405,8 @@ int npk_io_replace_file(NpkStore *st, const char *rel, const void *p, size_t n,
                         NpkErr *e);
 int npk_io_unlink(NpkStore *st, const char *rel, NpkErr *e);
 int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e);
+/* TO made a second name of FROM; where the file system makes no hard
+** links, a copy of it, synced. */
 int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e);
 DIR *npk_io_opendir(NpkStore *st);
 /* Subdirectories of the store holding files a commit or a playback makes,

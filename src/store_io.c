@@ -29,6 +29,7 @@ static char fault_kind[16]; /* "write", "fsync", ... or "" */
 static int fault_countdown; /* calls of that kind before the fault */
 static int fault_errno;     /* errno the failing call reports */
 static int crash_step;      /* commit step that calls _exit(77) */
+static int no_links;        /* npk_test_no_links: links fail with EPERM */
 
 static int fault_check(const char *kind);
 
@@ -52,6 +53,8 @@ void npk_test_fault(const char *kind, int nth, int err) {
 
 void npk_test_crash_at(int step) { crash_step = step; }
 
+void npk_test_no_links(int on) { no_links = on; }
+
 /* NUMPACK_TEST_FAULT=kind:nth:errno in the environment arms the same fault
 ** for a whole process, and NUMPACK_TEST_CRASH=step the crash of its
 ** commits, so that tests can reach them through SQL. */
@@ -67,6 +70,18 @@ static void fault_from_env(void) {
     npk_test_fault(kind, nth, err);
   v = getenv("NUMPACK_TEST_CRASH");
   if (v && sscanf(v, "%d", &nth) == 1 && !crash_step) crash_step = nth;
+  v = getenv("NUMPACK_TEST_NOLINKS");
+  if (v && *v == '1') no_links = 1;
+}
+
+/* linkat(), or EPERM while npk_test_no_links() says so. */
+static int link_at(int from, const char *lfrom, int to, const char *lto) {
+  fault_from_env();
+  if (no_links) {
+    errno = EPERM;
+    return -1;
+  }
+  return linkat(from, lfrom, to, lto, 0);
 }
 
 int npk_test_crash_point(int step) {
@@ -204,6 +219,10 @@ void npk_test_copy_point(void) {}
 static int fault_check(const char *kind) {
   (void)kind;
   return 0;
+}
+
+static int link_at(int from, const char *lfrom, int to, const char *lto) {
+  return linkat(from, lfrom, to, lto, 0);
 }
 
 static int full_check(int fd, uint64_t end) {
@@ -629,18 +648,48 @@ int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e) {
   return rc;
 }
 
+/* linkat's errors that mean no hard link can be made here (a file system
+** without them, the protected_hardlinks policy, a file at its most links),
+** not that anything is wrong with the store. */
+static int cannot_link(int err) {
+  return err == EPERM || err == EOPNOTSUPP || err == ENOSYS || err == EMLINK;
+}
+
+/* TO made a copy of FROM, synced: the backup where no link can be made.
+** A commit whose copy fails removes its backups, this one too. */
+static int copy_file(NpkStore *st, const char *from, const char *to,
+                     NpkErr *e) {
+  struct stat sb;
+  int src = -1, dst = -1, rc;
+  char *abs = npk_path(st->dir, to);
+  if (!abs) return npk_err(e, NPK_NOMEM, "out of memory");
+  rc = npk_io_open(st, from, O_RDONLY, &src, e);
+  if (rc == NPK_OK && fstat(src, &sb) != 0)
+    rc = sys_err(st, errno, "cannot stat", from, e);
+  if (rc == NPK_OK)
+    rc = npk_io_open(st, to, O_RDWR | O_CREAT | O_TRUNC, &dst, e);
+  if (rc == NPK_OK && sb.st_size > 0)
+    rc = npk_io_copy(st, src, 0, (uint64_t)sb.st_size, dst, 0, abs, e);
+  if (rc == NPK_OK) rc = npk_io_fsync(st, dst, abs, e);
+  if (src >= 0) close(src);
+  if (dst >= 0) close(dst);
+  npk_free(abs);
+  return rc;
+}
+
 int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e) {
   const char *lfrom, *lto;
-  int dfrom, dto, rc;
+  int dfrom, dto, rc, copy = 0;
   if ((rc = walk(st, from, &dfrom, &lfrom, e))) return rc;
   if ((rc = walk(st, to, &dto, &lto, e)) == NPK_OK) {
     /* Flags 0: a link is made to a symbolic link itself, never its target. */
-    if (linkat(dfrom, lfrom, dto, lto, 0) != 0) {
+    if (link_at(dfrom, lfrom, dto, lto) != 0) {
       int err = errno;
       struct stat sb;
       if (fstatat(dfrom, lfrom, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
           !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode))
         rc = refuse(st, from, strlen(from), sb.st_mode, "link", e);
+      else if (cannot_link(err)) copy = 1;
       else rc = fail_at(st, dto, lto, to, err, "replace", "cannot link", e);
     } else {
       rec_emit(st, NPK_EV_LINK, -1, from, to, 0, 0, NULL);
@@ -648,7 +697,7 @@ int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e) {
     put_dir(st, dto);
   }
   put_dir(st, dfrom);
-  return rc;
+  return copy ? copy_file(st, from, to, e) : rc;
 }
 
 void npk_subdir_note(NpkBuf *set, const char *rel) {

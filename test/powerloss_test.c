@@ -677,8 +677,13 @@ static int record(const Scen *sc, const char *dir, Run *run) {
   NpkSession *s = NULL;
   char *err = NULL;
   int rc, in_txn = 0, sp = -1, t;
-  int seg = strncmp(sc->name, "seg", 3) == 0;
-  seg_in_dir = strncmp(sc->name, "segdir_", 7) == 0;
+  /* "nolinks_" runs the scenario after it on a file system without hard
+  ** links: every backup is a copy. */
+  int nolinks = strncmp(sc->name, "nolinks_", 8) == 0;
+  const char *base = sc->name + (nolinks ? 8 : 0);
+  int seg = strncmp(base, "seg", 3) == 0;
+  npk_test_no_links(nolinks);
+  seg_in_dir = strncmp(base, "segdir_", 7) == 0;
   tu_rm_rf(dir);
   if (seg) make_seg_base(dir);
   rc = npk_store_open(dir, seg ? 0 : NPK_OPEN_CREATE, &st, &err);
@@ -1147,6 +1152,18 @@ static int subdir_synced(const Rec *r) {
   return 1;
 }
 
+/* In a recording made without hard links: no link, and at least one
+** backup made as a file of its own.  1 if so. */
+static int backups_copied(const Rec *r) {
+  int copies = 0;
+  for (int i = 0; i < r->n; i++) {
+    if (r->ev[i].kind == NPK_EV_LINK) return 0;
+    copies += r->ev[i].kind == NPK_EV_CREATE &&
+              strstr(r->ev[i].name, "-npkbak") != NULL;
+  }
+  return copies > 0;
+}
+
 /* Record SC and check IMAGES images of it; 1 if all were consistent. */
 static int scenario(Scen *sc, long images, uint64_t seed, Counts *total) {
   char dir[1200];
@@ -1158,6 +1175,14 @@ static int scenario(Scen *sc, long images, uint64_t seed, Counts *total) {
   rc = record(sc, dir, run);
   if (rc) {
     printf("FAIL scenario %s: an operation failed (rc %d)\n", sc->name, rc);
+    scen_print(sc);
+    run_free(run);
+    free(run);
+    total->failed++;
+    return 0;
+  }
+  if (strncmp(sc->name, "nolinks_", 8) == 0 && !backups_copied(&run->rec)) {
+    printf("FAIL scenario %s: its backups are not copies\n", sc->name);
     scen_print(sc);
     run_free(run);
     free(run);
@@ -1254,6 +1279,18 @@ static const char *const scenarios[][2] = {
    "rep:b:4 rep:b:3 rep:b:2 rep:b:0 app:a:9 ."},
   {"fallocate", "big:d"},
   {"fallocate_over", "new:d:1 big:d"},
+  /* Where the file system makes no hard links, each backup is a copy,
+  ** synced before the journal is written. */
+  {"nolinks_save_over", "save:a:5"},
+  {"nolinks_drop", "drop:b"},
+  {"nolinks_compact", "cmp:b"},
+  {"nolinks_reset", "reset"},
+  {"nolinks_sequence_bitmaps", "del:b:0 del:b:2 save:b:3 del:b:1 cmp:b"},
+  {"nolinks_drop_then_new", "+ drop:c save:c:2 new:d:1 . + drop:a new:e:2 ."},
+  {"nolinks_mixed_txn",
+   "+ app:a:2 rep:a:1 del:b:3 save:c:3 clone:a:d drop:b new:e:4 ."},
+  {"nolinks_seg_save_over", "save:s:3"},
+  {"nolinks_segdir_drop", "drop:s"},
 };
 #define NSCEN ((int)(sizeof scenarios / sizeof scenarios[0]))
 

@@ -2683,6 +2683,19 @@ static void test_fault_fsync(void) { fault_case("fsync", EIO, 60); }
 static void test_fault_rename(void) { fault_case("rename", EIO, 60); }
 static void test_fault_ftruncate(void) { fault_case("ftruncate", EIO, 60); }
 static void test_fault_any(void) { fault_case("any", EIO, 200); }
+/* On a file system without hard links every backup is a copy, made and
+** synced before the journal: a failure anywhere, the copy's own calls
+** included, leaves the store as before and no copy behind. */
+static void test_fault_any_nolinks(void) {
+  npk_test_no_links(1);
+  fault_case("any", EIO, 260);
+  npk_test_no_links(0);
+}
+static void test_fault_full_nolinks(void) {
+  npk_test_no_links(1);
+  fault_case("write", ENOSPC, 60);
+  npk_test_no_links(0);
+}
 /* Every allocation of every operation, as SQLite's out-of-memory
 ** simulation does through SQL (test/fixture/oom.test). */
 static void test_fault_malloc(void) { fault_case("malloc", ENOMEM, 400); }
@@ -3437,6 +3450,8 @@ int main(void) {
   RUN(test_fault_rename);
   RUN(test_fault_ftruncate);
   RUN(test_fault_any);
+  RUN(test_fault_any_nolinks);
+  RUN(test_fault_full_nolinks);
   RUN(test_fault_malloc);
   RUN(test_fault_oom);
   return CTEST_END();
