@@ -1652,6 +1652,49 @@ static void test_segdir_sync_faults(void) {
   CHECK(fired >= 2);
 }
 
+/* A writer that dies after the commit point of a drop of the segmented
+** array, before it removed the backups of its segment files (kept in a
+** subdirectory): the next writer's sweep removes them there as it does in
+** the store's own directory, so no copy of the dropped rows stays behind. */
+static void test_segdir_crash_backups(void) {
+  for (int step = 7; step <= 8; step++) {
+    Tmp t;
+    NpkStore *st;
+    NpkSession *s;
+    int status = 0;
+    int64_t v[1] = {5};
+    uint64_t shape[1] = {1};
+    tu_tmp_init(&t);
+    tu_seg_store(t.dir);
+    tu_seg_into(t.dir, "segs");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      NpkStore *cst;
+      NpkSession *cs = tu_open(t.dir, 0, &cst);
+      if (!cs) _exit(10);
+      npk_test_crash_at(step);
+      _exit(npk_drop(cs, "s") == NPK_OK ? 0 : 11);
+    }
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+    CHECK(!tu_journal_hot(t.dir));
+    s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s) {
+      CHECK_EQ(npk_save(s, "x", NPK_INT64, 1, shape, v), NPK_OK);
+      CHECK_EQ(count_of(s), 1);
+    }
+    CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin")));
+    CHECK(!tu_exists(P(t.dir, "segs/seg_s_1.bin")));
+    CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin-npkbak")));
+    CHECK(!tu_exists(P(t.dir, "segs/seg_s_1.bin-npkbak")));
+    CHECK(!tu_exists(P(t.dir, "data_s.npkseg-npkbak")));
+    tu_close(st, s);
+    tu_tmp_done(&t);
+  }
+}
+
 /* What npk_data_files gives for one array: up to 4 files, and the first
 ** word of its bitmap (read while the read lasts). */
 typedef struct FilesSeen FilesSeen;
@@ -2602,6 +2645,7 @@ int main(void) {
   RUN(test_zero_rows);
   RUN(test_segmented_write);
   RUN(test_segdir_sync_faults);
+  RUN(test_segdir_crash_backups);
   RUN(test_segmented_many);
   RUN(test_data_files);
   RUN(test_zero_width_crafted);
