@@ -337,11 +337,11 @@ int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e) {
 static int leftover(const char *n, int top) {
   size_t len = strlen(n);
   if (len > 7 && strcmp(n + len - 7, "-npkbak") == 0) return 1;
-  return top && (strncmp(n, "npktmp-", 7) == 0 ||
-                 strcmp(n, NPK_JOURNAL_SPARE) == 0 ||
-                 strcmp(n, NPK_CATALOG "-tmp") == 0 ||
-                 (strncmp(n, "deleted_", 8) == 0 && len > 9 &&
-                  strcmp(n + len - 9, ".npkb-tmp") == 0));
+  return top &&
+         (strncmp(n, "npktmp-", 7) == 0 || strcmp(n, NPK_JOURNAL_SPARE) == 0 ||
+          strcmp(n, NPK_CATALOG "-tmp") == 0 ||
+          (strncmp(n, "deleted_", 8) == 0 && len > 9 &&
+           strcmp(n + len - 9, ".npkb-tmp") == 0));
 }
 
 /* Sweep the directory named by the LEN bytes of PATH (the store's when
@@ -369,8 +369,7 @@ static void sweep_dir(NpkStore *st, char *path, size_t len, int depth) {
               S_ISDIR(sb.st_mode);
     if (isdir && depth < 32)
       sweep_dir(st, path, len + (len > 0) + nl, depth + 1);
-    else if (!isdir && leftover(n, len == 0))
-      npk_io_unlink(st, path, &ignored);
+    else if (!isdir && leftover(n, len == 0)) npk_io_unlink(st, path, &ignored);
     path[len] = 0;
   }
   closedir(d);
