@@ -408,7 +408,10 @@ int npk_io_rename(NpkStore *st, const char *from, const char *to, NpkErr *e);
 /* TO made a second name of FROM; where the file system makes no hard
 ** links, a copy of it, synced. */
 int npk_io_link(NpkStore *st, const char *from, const char *to, NpkErr *e);
-DIR *npk_io_opendir(NpkStore *st);
+/* The longest relative path a catalog or manifest may name. */
+#define NPK_MAX_RELPATH 4096
+/* The store's directory (REL NULL), or its subdirectory REL (no link). */
+DIR *npk_io_opendir(NpkStore *st, const char *rel);
 /* Subdirectories of the store holding files a commit or a playback makes,
 ** renames or removes (segment files NumPack may keep below the store's
 ** directory): an entry changed there reaches the disk with that

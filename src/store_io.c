@@ -739,9 +739,15 @@ int npk_io_sync_subdirs(NpkStore *st, const NpkBuf *set, NpkErr *e) {
   return NPK_OK;
 }
 
-DIR *npk_io_opendir(NpkStore *st) {
-  int fd = openat(st->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+DIR *npk_io_opendir(NpkStore *st, const char *rel) {
+  const char *last = ".";
+  int dir = st->dirfd, fd;
+  DIR *d;
+  NpkErr ignored;
+  if (rel && walk(st, rel, &dir, &last, &ignored) != NPK_OK) return NULL;
+  fd = openat(dir, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  put_dir(st, dir);
+  d = fd >= 0 ? fdopendir(fd) : NULL;
   if (!d && fd >= 0) close(fd);
   return d;
 }

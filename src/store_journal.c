@@ -331,28 +331,60 @@ int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e) {
   return rc;
 }
 
-/* Remove what interrupted commits leave behind: backups ("-npkbak"), new
-** data files never renamed ("npktmp-"), and half-written replacements of
-** the catalog or a bitmap ("-tmp"); and the spare journal file of earlier
-** releases.  Only safe while no other session can
-** be committing, with no hot journal (which may still need the backups). */
-void npk_sweep(NpkStore *st) {
-  DIR *d = npk_io_opendir(st);
+/* A name sweep_dir removes: what a commit makes in the store's own
+** directory (TOP), and in a subdirectory, where only the backups of
+** segment files a commit removed lie. */
+static int leftover(const char *n, int top) {
+  size_t len = strlen(n);
+  if (len > 7 && strcmp(n + len - 7, "-npkbak") == 0) return 1;
+  return top &&
+         (strncmp(n, "npktmp-", 7) == 0 || strcmp(n, NPK_JOURNAL_SPARE) == 0 ||
+          strcmp(n, NPK_CATALOG "-tmp") == 0 ||
+          (strncmp(n, "deleted_", 8) == 0 && len > 9 &&
+           strcmp(n + len - 9, ".npkb-tmp") == 0));
+}
+
+/* Sweep the directory named by the LEN bytes of PATH (the store's when
+** LEN is 0; PATH has room for a relative path as long as any a catalog may
+** name), and the subdirectories below it: segment files may lie at any
+** depth, and so may the backups of those a commit that died removed.  No
+** link is followed; DEPTH bounds the descriptors held open at once. */
+static void sweep_dir(NpkStore *st, char *path, size_t len, int depth) {
+  DIR *d = npk_io_opendir(st, len ? path : NULL);
   struct dirent *de;
   NpkErr ignored;
   if (!d) return;
   while ((de = readdir(d)) != NULL) {
     const char *n = de->d_name;
-    size_t len = strlen(n);
-    int ours = strncmp(n, "npktmp-", 7) == 0 ||
-               strcmp(n, NPK_JOURNAL_SPARE) == 0 ||
-               (len > 7 && strcmp(n + len - 7, "-npkbak") == 0) ||
-               strcmp(n, NPK_CATALOG "-tmp") == 0 ||
-               (strncmp(n, "deleted_", 8) == 0 && len > 9 &&
-                strcmp(n + len - 9, ".npkb-tmp") == 0);
-    if (ours) npk_io_unlink(st, n, &ignored);
+    size_t nl = strlen(n);
+    struct stat sb;
+    int isdir;
+    if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
+    if (len + (len > 0) + nl > NPK_MAX_RELPATH) continue;
+    if (len) path[len] = '/';
+    memcpy(path + len + (len > 0), n, nl + 1);
+    isdir = de->d_type == DT_DIR;
+    if (de->d_type == DT_UNKNOWN)
+      isdir = fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+              S_ISDIR(sb.st_mode);
+    if (isdir && depth < 32)
+      sweep_dir(st, path, len + (len > 0) + nl, depth + 1);
+    else if (!isdir && leftover(n, len == 0)) npk_io_unlink(st, path, &ignored);
+    path[len] = 0;
   }
   closedir(d);
+}
+
+/* Remove what interrupted commits leave behind: backups ("-npkbak"), new
+** data files never renamed ("npktmp-"), and half-written replacements of
+** the catalog or a bitmap ("-tmp"); and the spare journal file of earlier
+** releases; in subdirectories, backups of segment files.  Only safe while
+** no other session can be committing, with no hot journal (which may
+** still need the backups). */
+void npk_sweep(NpkStore *st) {
+  char path[NPK_MAX_RELPATH + 1];
+  path[0] = 0;
+  sweep_dir(st, path, 0, 0);
 }
 
 /* 1 when a journal may be hot: anything by the journal's name, even a

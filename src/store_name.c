@@ -66,7 +66,7 @@ int npk_name_valid(const char *name) {
 /* A path from the catalog or a manifest must stay inside the store. */
 int npk_relpath_valid(const char *p) {
   const char *s = p;
-  if (!*p || *p == '/' || strlen(p) > 4096) return 0;
+  if (!*p || *p == '/' || strlen(p) > NPK_MAX_RELPATH) return 0;
   while (*s) {
     const char *e = strchr(s, '/');
     size_t len = e ? (size_t)(e - s) : strlen(s);

@@ -1591,65 +1591,163 @@ static void test_segmented_write(void) {
   }
 }
 
+/* Operation OP of test_segdir_sync_faults on the segmented array "s":
+** drop it, save over it, replace a row (which rewrites it), or compact
+** it (NumPack deleted row 1: compaction rewrites it too). */
+static int segdir_op(NpkSession *s, int op) {
+  int64_t v[2] = {7, 8}, r = 99;
+  uint64_t shape[1] = {2}, row = 2;
+  switch (op) {
+    case 0: return npk_drop(s, "s");
+    case 1: return npk_save(s, "s", NPK_INT64, 1, shape, v);
+    case 2: return npk_replace_rows(s, "s", &row, 1, &r);
+    default: return npk_compact(s, "s");
+  }
+}
+
 /* A segmented array whose segment files lie in a subdirectory, as NumPack
-** may keep them, dropped with the Nth sync failing for every N: the drop's
-** syncs of that subdirectory (for the backups' entries before the journal,
-** for the removals before the commit point) fail like any sync, leaving
-** the array whole, its segment files in place and no hot journal; the drop
-** then works, syncing the subdirectory twice. */
+** may keep them, dropped, saved over, rewritten by a replaced row or by
+** compaction, with the Nth sync failing for every N: the commit's syncs of
+** that subdirectory (for the backups' entries before the journal, for the
+** removals before the commit point) fail like any sync, leaving the array
+** whole, its segment files in place and no hot journal or backup; the
+** operation then works. */
 static void test_segdir_sync_faults(void) {
+  static const char *const opname[4] = {"drop", "save", "replace",
+                                        "compact"};
   int64_t want[5] = {11, 12, 13, 14, 15};
-  int fired = 0;
-  for (int nth = 1; nth <= 20; nth++) {
+  int64_t saved[2] = {7, 8}, replaced[5] = {11, 12, 99, 14, 15};
+  int64_t compacted[4] = {11, 13, 14, 15};
+  unsigned char live[5] = {1, 0, 1, 1, 1};
+  for (int op = 0; op < 4; op++) {
+    int fired = 0;
+    for (int nth = 1; nth <= 20; nth++) {
+      Tmp t;
+      NpkStore *st;
+      NpkSession *s;
+      NpkStats before, after;
+      int rc, f0 = ctest_case_failures;
+      const unsigned char *had = op == 3 ? live : NULL;
+      tu_tmp_init(&t);
+      tu_seg_store(t.dir);
+      tu_seg_into(t.dir, "segs");
+      if (op == 3) {
+        Buf bm = {0};
+        tu_bitmap_build(&bm, live, 5);
+        tu_write_buf(P(t.dir, "deleted_s.npkb"), &bm);
+        buf_free(&bm);
+      }
+      s = tu_open(t.dir, 0, &st);
+      if (!s) {
+        tu_tmp_done(&t);
+        break;
+      }
+      npk_store_stats(st, &before);
+      npk_test_fault("fsync", nth, EIO);
+      rc = segdir_op(s, op);
+      npk_test_fault("fsync", 0, 0);
+      if (rc != NPK_OK) {
+        fired++;
+        CHECK_EQ(rc, NPK_IOERR);
+        CHECK(!tu_journal_hot(t.dir));
+        CHECK(tu_exists(P(t.dir, "segs/seg_s_0.bin")));
+        CHECK(tu_exists(P(t.dir, "segs/seg_s_1.bin")));
+        CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin-npkbak")));
+        CHECK(!tu_exists(P(t.dir, "segs/seg_s_1.bin-npkbak")));
+        CHECK_EQ(rows_mismatch(s, "s", (unsigned char *)want, had, 5, 8), 0);
+        s = reopen(t.dir, &st, s);
+        CHECK(s != NULL);
+        if (s)
+          CHECK_EQ(rows_mismatch(s, "s", (unsigned char *)want, had, 5, 8),
+                   0);
+        if (s) CHECK_EQ(segdir_op(s, op), NPK_OK);
+      } else if (op == 0) {
+        npk_store_stats(st, &after);
+        /* The store's directory, the catalog and the journal twice, and
+        ** the subdirectory twice. */
+        CHECK_EQ(after.last_commit_fsyncs, 6);
+        CHECK_EQ(after.fsyncs - before.fsyncs, 6);
+      }
+      if (s) {
+        if (op == 0) CHECK_EQ(count_of(s), 0);
+        if (op == 1)
+          CHECK_EQ(rows_mismatch(s, "s", (unsigned char *)saved, NULL, 2, 8),
+                   0);
+        if (op == 2)
+          CHECK_EQ(
+              rows_mismatch(s, "s", (unsigned char *)replaced, NULL, 5, 8), 0);
+        if (op == 3)
+          CHECK_EQ(
+              rows_mismatch(s, "s", (unsigned char *)compacted, NULL, 4, 8), 0);
+        CHECK(!tu_exists(P(t.dir, "deleted_s.npkb-npkbak")));
+        CHECK(!tu_journal_hot(t.dir));
+        CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin")));
+        CHECK(!tu_exists(P(t.dir, "segs/seg_s_1.bin")));
+        CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin-npkbak")));
+        CHECK(!tu_exists(P(t.dir, "segs/seg_s_1.bin-npkbak")));
+        CHECK(!tu_exists(P(t.dir, "data_s.npkseg")));
+      }
+      if (ctest_case_failures != f0)
+        printf("  (%s, fsync fault %d)\n", opname[op], nth);
+      tu_close(st, s);
+      tu_tmp_done(&t);
+      if (rc == NPK_OK) break;
+    }
+    CHECK(fired >= 2);
+  }
+}
+
+/* A writer that dies at each step of a drop of the segmented array whose
+** segment files lie in a subdirectory: before the commit point the next
+** writer plays the journal back (renaming a backup over a segment file not
+** yet removed, its own hard link, leaves the backup), after it the backups
+** of the removed files remain.  Either way the next writer's sweep removes
+** the backups in the subdirectory as it does in the store's own
+** directory, so no copy of the rows stays behind. */
+static void test_segdir_crash_backups(void) {
+  int64_t want[5] = {11, 12, 13, 14, 15};
+  for (int step = 1; step <= 8; step++) {
     Tmp t;
     NpkStore *st;
-    NpkStats before, after;
-    int rc, f0 = ctest_case_failures;
+    NpkSession *s;
+    int status = 0, f0 = ctest_case_failures;
+    int64_t v[1] = {5};
+    uint64_t shape[1] = {1};
     tu_tmp_init(&t);
     tu_seg_store(t.dir);
     tu_seg_into(t.dir, "segs");
-    NpkSession *s = tu_open(t.dir, 0, &st);
-    if (!s) {
-      tu_tmp_done(&t);
-      break;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      NpkStore *cst;
+      NpkSession *cs = tu_open(t.dir, 0, &cst);
+      if (!cs) _exit(10);
+      npk_test_crash_at(step);
+      _exit(npk_drop(cs, "s") == NPK_OK ? 0 : 11);
     }
-    npk_store_stats(st, &before);
-    npk_test_fault("fsync", nth, EIO);
-    rc = npk_drop(s, "s");
-    npk_test_fault("fsync", 0, 0);
-    if (rc != NPK_OK) {
-      fired++;
-      CHECK_EQ(rc, NPK_IOERR);
-      CHECK(!tu_journal_hot(t.dir));
-      CHECK(tu_exists(P(t.dir, "segs/seg_s_0.bin")));
-      CHECK(tu_exists(P(t.dir, "segs/seg_s_1.bin")));
-      CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin-npkbak")));
-      CHECK_EQ(rows_mismatch(s, "s", (unsigned char *)want, NULL, 5, 8), 0);
-      s = reopen(t.dir, &st, s);
-      CHECK(s != NULL);
-      if (s) CHECK_EQ(rows_mismatch(s, "s", (unsigned char *)want, NULL, 5, 8),
-                      0);
-      if (s) npk_store_stats(st, &before);
-      if (s) CHECK_EQ(npk_drop(s, "s"), NPK_OK);
-    } else {
-      npk_store_stats(st, &after);
-      /* The store's directory, the catalog and the journal twice, and the
-      ** subdirectory twice. */
-      CHECK_EQ(after.last_commit_fsyncs, 6);
-      CHECK_EQ(after.fsyncs - before.fsyncs, 6);
-    }
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+    s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
     if (s) {
-      CHECK_EQ(count_of(s), 0);
-      CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin")));
-      CHECK(!tu_exists(P(t.dir, "segs/seg_s_1.bin")));
-      CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin-npkbak")));
+      CHECK_EQ(npk_save(s, "x", NPK_INT64, 1, shape, v), NPK_OK);
+      CHECK(!tu_journal_hot(t.dir));
+      if (step <= 6) {
+        CHECK_EQ(count_of(s), 2);
+        CHECK_EQ(rows_mismatch(s, "s", (unsigned char *)want, NULL, 5, 8), 0);
+      } else {
+        CHECK_EQ(count_of(s), 1);
+        CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin")));
+        CHECK(!tu_exists(P(t.dir, "segs/seg_s_1.bin")));
+      }
     }
-    if (ctest_case_failures != f0) printf("  (fsync fault %d)\n", nth);
+    CHECK(!tu_exists(P(t.dir, "segs/seg_s_0.bin-npkbak")));
+    CHECK(!tu_exists(P(t.dir, "segs/seg_s_1.bin-npkbak")));
+    CHECK(!tu_exists(P(t.dir, "data_s.npkseg-npkbak")));
+    if (ctest_case_failures != f0) printf("  (crash at step %d)\n", step);
     tu_close(st, s);
     tu_tmp_done(&t);
-    if (rc == NPK_OK) break;
   }
-  CHECK(fired >= 2);
 }
 
 /* What npk_data_files gives for one array: up to 4 files, and the first
@@ -2602,6 +2700,7 @@ int main(void) {
   RUN(test_zero_rows);
   RUN(test_segmented_write);
   RUN(test_segdir_sync_faults);
+  RUN(test_segdir_crash_backups);
   RUN(test_segmented_many);
   RUN(test_data_files);
   RUN(test_zero_width_crafted);

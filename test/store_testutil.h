@@ -650,9 +650,32 @@ TU_FN int tu_cat_find(const CatParsed *c, const char *name) {
   return -1;
 }
 
+/* Files in the subdirectory SUB of DIR but the segment files of the
+** segmented test array "s": printed and counted. */
+TU_FN int tu_sub_leftovers(const char *dir, const char *sub) {
+  char here[1200];
+  int n = 0;
+  DIR *d;
+  struct dirent *e;
+  snprintf(here, sizeof here, "%s/%s", dir, sub);
+  d = opendir(here);
+  while (d && (e = readdir(d)) != NULL) {
+    const char *f = e->d_name;
+    if (!strcmp(f, ".") || !strcmp(f, "..")) continue;
+    if (e->d_type != DT_DIR && !strncmp(f, "seg_s_", 6) &&
+        !strstr(f, "-npkbak"))
+      continue;
+    printf("  leftover file %s/%s\n", sub, f);
+    n++;
+  }
+  if (d) closedir(d);
+  return n;
+}
+
 /* Files in DIR that belong to nothing: not the catalog, the lock file, a
 ** data file or bitmap of an array in the catalog, nor the files of the
-** segmented test array "s".  Prints and counts them (-1: no catalog). */
+** segmented test array "s" (in DIR or a subdirectory).  Prints and counts
+** them (-1: no catalog). */
 TU_FN int tu_leftovers(const char *dir) {
   CatParsed *c = tu_cat_read(dir);
   if (!c) return -1;
@@ -664,10 +687,13 @@ TU_FN int tu_leftovers(const char *dir) {
     const char *f = e->d_name;
     if (!strcmp(f, ".") || !strcmp(f, "..") || !strcmp(f, TU_CATALOG) ||
         !strcmp(f, TU_LOCK) || !strcmp(f, TU_SPARE) ||
-        (idle && !strcmp(f, TU_JOURNAL)) || e->d_type == DT_DIR ||
-        !strcmp(f, "data_s.npkseg") ||
-        !strncmp(f, "seg_s_", 6))
+        (idle && !strcmp(f, TU_JOURNAL)) || !strcmp(f, "data_s.npkseg") ||
+        (!strncmp(f, "seg_s_", 6) && !strstr(f, "-npkbak")))
       continue;
+    if (e->d_type == DT_DIR) {
+      n += tu_sub_leftovers(dir, f);
+      continue;
+    }
     int known = 0;
     for (uint32_t i = 0; i < c->count && !known; i++) {
       char bm[600];
