@@ -1697,6 +1697,26 @@ static void test_segdir_sync_faults(void) {
   }
 }
 
+/* A child process opens the store in DIR and runs OP on it, dying just
+** before commit step STEP (npk_test_crash_at); its wait status. */
+static int die_at(const char *dir, int step, int (*op)(NpkSession *)) {
+  int status = 0;
+  pid_t pid;
+  fflush(stdout);
+  pid = fork();
+  if (pid == 0) {
+    NpkStore *cst;
+    NpkSession *cs = tu_open(dir, 0, &cst);
+    if (!cs) _exit(10);
+    npk_test_crash_at(step);
+    _exit(op(cs) == NPK_OK ? 0 : 11);
+  }
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+static int drop_s(NpkSession *s) { return npk_drop(s, "s"); }
+
 /* A writer that dies at each step of a drop of the segmented array whose
 ** segment files lie in a subdirectory: before the commit point the next
 ** writer plays the journal back (renaming a backup over a segment file not
@@ -1716,16 +1736,7 @@ static void test_segdir_crash_backups(void) {
     tu_tmp_init(&t);
     tu_seg_store(t.dir);
     tu_seg_into(t.dir, "segs");
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-      NpkStore *cst;
-      NpkSession *cs = tu_open(t.dir, 0, &cst);
-      if (!cs) _exit(10);
-      npk_test_crash_at(step);
-      _exit(npk_drop(cs, "s") == NPK_OK ? 0 : 11);
-    }
-    waitpid(pid, &status, 0);
+    status = die_at(t.dir, step, drop_s);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
     s = tu_open(t.dir, 0, &st);
     CHECK(s != NULL);
@@ -1843,6 +1854,12 @@ static void test_data_files(void) {
 ** hold: rewriting it removes every one of them, and a crash after they are
 ** removed puts every one back (the journal lists them all). */
 #define MANY_SEGS 4100
+static int save_m(NpkSession *s) {
+  static const int64_t v[2] = {7, 8};
+  uint64_t shape[1] = {2};
+  return npk_save(s, "m", NPK_INT64, 1, shape, v);
+}
+
 static void test_segmented_many(void) {
   for (int crash = 0; crash < 2; crash++) {
     Tmp t;
@@ -1853,17 +1870,7 @@ static void test_segmented_many(void) {
     uint64_t shape[1] = {2};
     if (crash) {
       /* Die just before step 5, after step 4 removed the segments. */
-      fflush(stdout);
-      pid_t pid = fork();
-      if (pid == 0) {
-        NpkStore *cst;
-        NpkSession *cs = tu_open(t.dir, 0, &cst);
-        if (!cs) _exit(10);
-        npk_test_crash_at(5);
-        _exit(npk_save(cs, "m", NPK_INT64, 1, shape, v) == NPK_OK ? 0 : 11);
-      }
-      int status = 0;
-      waitpid(pid, &status, 0);
+      int status = die_at(t.dir, 5, save_m);
       CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
       CHECK(tu_journal_hot(t.dir));
       CHECK_EQ(tu_seg_count_many(t.dir, MANY_SEGS), 0);
