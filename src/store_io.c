@@ -714,22 +714,35 @@ void npk_subdir_note(NpkBuf *set, const char *rel) {
   npk_buf_u8(set, 0);
 }
 
+/* A descriptor of the store's subdirectory REL in *PFD, opened with no
+** link followed on the way or at its end: NPK_NOFILE when it is gone. */
+static int open_subdir(NpkStore *st, const char *rel, int *pfd, NpkErr *e) {
+  const char *last;
+  int dir, rc = walk(st, rel, &dir, &last, e);
+  if (rc) return rc;
+  *pfd = openat(dir, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  put_dir(st, dir);
+  if (*pfd >= 0) return NPK_OK;
+  if (errno == ENOENT)
+    return npk_err(e, NPK_NOFILE, "no file %s/%s", st->dir, rel);
+  return sys_err(st, errno, "cannot open", rel, e);
+}
+
 int npk_io_sync_subdirs(NpkStore *st, const NpkBuf *set, NpkErr *e) {
   if (set->oom) return npk_err(e, NPK_NOMEM, "out of memory");
   if (st->sync_off) return NPK_OK;
   for (size_t at = 0; at < set->n;) {
-    const char *sub = (const char *)set->p + at, *last;
-    int dir, fd, rc, fake = fault_check("fsync");
+    const char *sub = (const char *)set->p + at;
+    int fd, rc, fake = fault_check("fsync");
     at += strlen(sub) + 1;
     if (fake) return sys_err(st, fake, "cannot sync", sub, e);
-    rc = walk(st, sub, &dir, &last, e);
+    rc = open_subdir(st, sub, &fd, e);
     /* A directory that is gone holds no entry to make durable. */
-    if (rc == NPK_NOFILE) continue;
+    if (rc == NPK_NOFILE) {
+      e->rc = NPK_OK;
+      continue;
+    }
     if (rc) return rc;
-    fd = openat(dir, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    put_dir(st, dir);
-    if (fd < 0 && errno == ENOENT) continue;
-    if (fd < 0) return sys_err(st, errno, "cannot open", sub, e);
     stat_add(st, &st->stats.fsyncs, 1);
     rc = fsync(fd) == 0 ? NPK_OK : sys_err(st, errno, "cannot sync", sub, e);
     close(fd);
@@ -740,13 +753,11 @@ int npk_io_sync_subdirs(NpkStore *st, const NpkBuf *set, NpkErr *e) {
 }
 
 DIR *npk_io_opendir(NpkStore *st, const char *rel) {
-  const char *last = ".";
-  int dir = st->dirfd, fd;
+  int fd;
   DIR *d;
   NpkErr ignored;
-  if (rel && walk(st, rel, &dir, &last, &ignored) != NPK_OK) return NULL;
-  fd = openat(dir, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  put_dir(st, dir);
+  if (!rel) fd = openat(st->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  else if (open_subdir(st, rel, &fd, &ignored) != NPK_OK) return NULL;
   d = fd >= 0 ? fdopendir(fd) : NULL;
   if (!d && fd >= 0) close(fd);
   return d;

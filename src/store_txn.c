@@ -556,16 +556,28 @@ static int unlink_backup(NpkSession *s, const char *rel, void *arg) {
   return NPK_OK;
 }
 
-/* Remove the backups of every file the commit replaces or removes (the
-** catalog's when CAT: a catalog patched in place has none). */
-static void drop_backups(NpkSession *s, const Change *ch, int n, int cat) {
-  for (int i = 0; i < n; i++) {
-    each_removed(s, &ch[i], unlink_backup, NULL);
-    if (ch[i].p && ch[i].p->fresh && ch[i].data_had)
-      unlink_backup(s, ch[i].p->data_file, NULL);
-    if (ch[i].bm_write && ch[i].bm_had) unlink_backup(s, ch[i].bm_rel, NULL);
+/* FN for every file the commit backs up: those it removes, a file at the
+** name a new data file takes, a bitmap it replaces or removes (the journal
+** records which of these names held a file: those are the ones backed
+** up), and the catalog when CAT (replaced whole; one patched in place has
+** no backup).  Stops at the first error. */
+static int each_backed_up(NpkSession *s, const Change *ch, int n, int cat,
+                          FileFn fn, void *arg) {
+  int rc = NPK_OK;
+  for (int i = 0; i < n && rc == NPK_OK; i++) {
+    rc = each_removed(s, &ch[i], fn, arg);
+    if (rc == NPK_OK && ch[i].p && ch[i].p->fresh && ch[i].data_had)
+      rc = fn(s, ch[i].p->data_file, arg);
+    if (rc == NPK_OK && ch[i].bm_write && ch[i].bm_had)
+      rc = fn(s, ch[i].bm_rel, arg);
   }
-  if (cat) unlink_backup(s, NPK_CATALOG, NULL);
+  if (rc == NPK_OK && cat) rc = fn(s, NPK_CATALOG, arg);
+  return rc;
+}
+
+/* Remove the backups of every file the commit replaces or removes. */
+static void drop_backups(NpkSession *s, const Change *ch, int n, int cat) {
+  each_backed_up(s, ch, n, cat, unlink_backup, NULL);
 }
 
 /* The arrays of committed catalog CC and pending catalog PC that differ,
@@ -1381,16 +1393,7 @@ int npk_commit(NpkSession *s) {
   if (rc) goto fail_open;
   /* The backups must be on disk before the files they keep are replaced:
   ** made before the journal, they are synced by its directory sync. */
-  for (int i = 0; i < n && rc == NPK_OK; i++) {
-    rc = each_removed(s, &ch[i], link_backup, &linked);
-    /* The journal records which of these names held a file: those are
-    ** the ones backed up. */
-    if (rc == NPK_OK && ch[i].p && ch[i].p->fresh && ch[i].data_had)
-      rc = link_backup(s, ch[i].p->data_file, &linked);
-    if (rc == NPK_OK && ch[i].bm_write && ch[i].bm_had)
-      rc = link_backup(s, ch[i].bm_rel, &linked);
-  }
-  if (rc == NPK_OK && !ci.inplace) rc = link_backup(s, NPK_CATALOG, &linked);
+  rc = each_backed_up(s, ch, n, !ci.inplace, link_backup, &linked);
   if (rc == NPK_OK && linked) rc = sync_subdirs(s, ch, n);
   npk_test_crash_point(2);
   if (rc == NPK_OK)
