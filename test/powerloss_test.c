@@ -1171,27 +1171,17 @@ static int scenario(Scen *sc, long images, uint64_t seed, Counts *total) {
   Counts c = {0};
   Cut f;
   int ok, rc;
+  const char *why = NULL;
   snprintf(dir, sizeof dir, "%s/store", workdir);
   rc = record(sc, dir, run);
-  if (rc) {
-    printf("FAIL scenario %s: an operation failed (rc %d)\n", sc->name, rc);
-    scen_print(sc);
-    run_free(run);
-    free(run);
-    total->failed++;
-    return 0;
-  }
-  if (strncmp(sc->name, "nolinks_", 8) == 0 && !backups_copied(&run->rec)) {
-    printf("FAIL scenario %s: its backups are not copies\n", sc->name);
-    scen_print(sc);
-    run_free(run);
-    free(run);
-    total->failed++;
-    return 0;
-  }
-  if (seg_in_dir && !subdir_synced(&run->rec)) {
-    printf("FAIL scenario %s: a change in %s is not synced in time\n",
-           sc->name, SEGDIR);
+  if (rc) why = "an operation failed";
+  else if (strncmp(sc->name, "nolinks_", 8) == 0 && !backups_copied(&run->rec))
+    why = "its backups are not copies";
+  else if (seg_in_dir && !subdir_synced(&run->rec))
+    why = "a change in " SEGDIR " is not synced in time";
+  if (why) {
+    printf("FAIL scenario %s: %s", sc->name, why);
+    printf(rc ? " (rc %d)\n" : "\n", rc);
     scen_print(sc);
     run_free(run);
     free(run);
