@@ -10,8 +10,9 @@ N = 200,000 x BENCH_SCALE, at least 20,000):
   in txn    the same loop inside BEGIN ... COMMIT
   join      SELECT sum(t.c1) FROM temp.ids JOIN t ON t.rowid = ids.id, 20,000
             random ids, against the same join onto the native table
-  metadata  numpack_shape(store, name) and SELECT * FROM numpack_arrays(store),
-            500 calls each, against numpack_version() called as often
+  metadata  numpack_shape(store, name), numpack_metadata(store) and
+            SELECT * FROM numpack_arrays(store), 500 calls each, against
+            numpack_version() called as often
 
 Each row also reports the system calls one statement makes, numpack and
 baseline, counted by perf stat (else strace -c -f) around a run of the
@@ -221,6 +222,7 @@ def metadata(cfg, con, db, store):
     con.execute("CREATE TEMP TABLE arrays_copy AS "
                 "SELECT * FROM temp.arrays(?)", (store,))
     queries = {"shape": ("SELECT numpack_shape(?, 't')", (store,)),
+               "metadata": ("SELECT numpack_metadata(?)", (store,)),
                "arrays": ("SELECT * FROM numpack_arrays(?)", (store,)),
                "arrays_temp": ("SELECT * FROM temp.arrays(?)", (store,)),
                "json_each": ("SELECT * FROM json_each('[1]')", ()),
@@ -242,6 +244,10 @@ def metadata(cfg, con, db, store):
                         reverse_odd=True)
     rows = (
         ("shape", "`numpack_shape(store, name)`", at_most(3), []),
+        ("metadata", "`numpack_metadata(store)` (every array's name, "
+         "shape, dtype, file and time as JSON), one array", at_most(3),
+         ["the store's listing as a scalar call: no table, so no lock on "
+          "the database file"]),
         ("arrays", "`SELECT * FROM numpack_arrays(store)`, one array",
          at_most(3),
          ["a table-valued function is a table of the main database: SQLite "

@@ -501,6 +501,25 @@ int npk_conn_may_read_unlocked(NpkConn *c) {
   return sqlite3_get_autocommit(c->db) && !c->quick;
 }
 
+int npk_conn_each_array(NpkConn *c,
+                        int (*fn)(void *, int, int, const NpkArrayInfo *),
+                        void *arg) {
+  NpkSession *s = c->ses;
+  int n, done = 0, rc = NPK_OK;
+  if (npk_conn_may_read_unlocked(c))
+    rc = npk_each_array_unlocked(s, fn, arg, &done);
+  if (rc != NPK_OK || done) return rc;
+  if ((rc = npk_conn_read_begin(c, NULL)) != NPK_OK) return rc;
+  rc = npk_array_count(s, &n);
+  for (int i = 0; rc == NPK_OK && i < n; i++) {
+    NpkArrayInfo info;
+    rc = npk_array_info_at(s, i, &info);
+    if (rc == NPK_OK) rc = fn(arg, n, i, &info);
+  }
+  npk_read_end(s);
+  return rc;
+}
+
 int npk_conn_read_row_hold(NpkConn *c) {
   if (!c->quick) return 0;
   c->quick++;

@@ -84,6 +84,16 @@ int npk_conn_read_row_hold(NpkConn *c);
 ** autocommit mode, no row read without the lock held, whose state the
 ** read would have to be of. */
 int npk_conn_may_read_unlocked(NpkConn *c);
+/* Every array of C's store, in catalog order: FN(ARG, N, I, info) for I =
+** 0..N-1, from the state in memory without the lock when
+** npk_conn_may_read_unlocked allows and it is known to be the latest
+** (FN then runs under the store's mutex and must not call into the
+** store), else under a read lock, which in a transaction is the
+** transaction's own.  Returns the first failure, or FN's first nonzero
+** result. */
+int npk_conn_each_array(NpkConn *c,
+                        int (*fn)(void *, int, int, const NpkArrayInfo *),
+                        void *arg);
 /* A statement outside any SQL transaction is about to commit a write of
 ** its own on C's store (DROP TABLE's): no transaction of the connection
 ** has read the store, and the commit is not another connection's. */

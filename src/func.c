@@ -965,75 +965,100 @@ static void fn_reset(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 
 /* ---- JSON introspection ---------------------------------------------- */
 
+/* V in decimal after the character SEP (none when 0). */
+static void json_u64(sqlite3_str *s, char sep, uint64_t v) {
+  char buf[21];
+  size_t n = 0;
+  if (sep) buf[n++] = sep;
+  n += npk_u64_text(buf + n, v);
+  sqlite3_str_append(s, buf, (int)n);
+}
+
 void npk_json_shape(sqlite3_str *s, const NpkArrayInfo *a, uint64_t first) {
-  sqlite3_str_appendf(s, "[%llu", (unsigned long long)first);
-  for (uint32_t d = 1; d < a->ndim; d++)
-    sqlite3_str_appendf(s, ",%llu", (unsigned long long)a->shape[d]);
-  sqlite3_str_appendall(s, "]");
+  json_u64(s, '[', first);
+  for (uint32_t d = 1; d < a->ndim; d++) json_u64(s, ',', a->shape[d]);
+  sqlite3_str_appendchar(s, 1, ']');
 }
 
 static void result_json(sqlite3_context *ctx, sqlite3_str *s) {
-  int rc = sqlite3_str_errcode(s);
+  int rc = sqlite3_str_errcode(s), n = sqlite3_str_length(s);
   char *z = sqlite3_str_finish(s);
   if (rc || !z) {
     sqlite3_free(z);
     sqlite3_result_error_nomem(ctx);
     return;
   }
-  sqlite3_result_text(ctx, z, -1, sqlite3_free);
+  sqlite3_result_text(ctx, z, n, sqlite3_free);
   sqlite3_result_subtype(ctx, 'J');
 }
 
-/* A JSON string literal (names are UTF-8; escape quotes and controls). */
+/* A JSON string literal (names are UTF-8; escape quotes and controls).
+** Runs that need no escape go in whole: this is most of a metadata call. */
 static void json_string(sqlite3_str *s, const char *z) {
   sqlite3_str_appendchar(s, 1, '"');
-  for (; *z; z++) {
-    unsigned char ch = (unsigned char)*z;
+  while (*z) {
+    size_t run = 0;
+    unsigned char ch;
+    while ((ch = (unsigned char)z[run]) >= 0x20 && ch != '"' && ch != '\\')
+      run++;
+    if (run) sqlite3_str_append(s, z, (int)run);
+    z += run;
+    if (!ch) break;
     if (ch == '"' || ch == '\\') sqlite3_str_appendf(s, "\\%c", ch);
-    else if (ch < 0x20) sqlite3_str_appendf(s, "\\u%04x", ch);
-    else sqlite3_str_appendchar(s, 1, (char)ch);
+    else sqlite3_str_appendf(s, "\\u%04x", ch);
+    z++;
   }
   sqlite3_str_appendchar(s, 1, '"');
+}
+
+/* get_metadata()'s text while the arrays are passed by. */
+typedef struct MetadataText MetadataText;
+struct MetadataText {
+  sqlite3_str *s; /* the JSON so far */
+  int n;          /* arrays in it so far */
+};
+
+/* Array I's entry of the "arrays" object, appended. */
+static int metadata_add(void *arg, int n, int i, const NpkArrayInfo *a) {
+  MetadataText *m = arg;
+  sqlite3_str *s = m->s;
+  (void)n;
+  if (i) sqlite3_str_appendchar(s, 1, ',');
+  json_string(s, a->name);
+  sqlite3_str_appendall(s, ":{\"shape\":");
+  npk_json_shape(s, a, a->rows);
+  sqlite3_str_appendall(s, ",\"data_file\":");
+  json_string(s, a->data_file);
+  sqlite3_str_appendall(s, ",\"last_modified\":");
+  json_u64(s, 0, a->modify_time);
+  sqlite3_str_appendall(s, ",\"size_bytes\":");
+  json_u64(s, 0, a->rows * a->row_bytes);
+  sqlite3_str_appendall(s, ",\"dtype\":\"");
+  sqlite3_str_appendall(s, npk_dtype_name(a->dtype));
+  sqlite3_str_appendall(s, "\"}");
+  m->n = i + 1;
+  return NPK_OK;
 }
 
 static void fn_metadata(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   NpkConn *c;
-  sqlite3_str *s;
-  int n = 0, rc;
+  MetadataText m = {0, 0};
+  int rc;
   (void)argc;
   if (!(c = fn_conn(ctx, argv, "numpack_metadata", NPK_CONN_READ))) return;
-  s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
-  rc = npk_conn_read_begin(c, NULL);
-  if (rc == NPK_OK) {
-    rc = npk_array_count(c->ses, &n);
-    sqlite3_str_appendall(s, "{\"arrays\":{");
-    for (int i = 0; rc == NPK_OK && i < n; i++) {
-      NpkArrayInfo a;
-      rc = npk_array_info_at(c->ses, i, &a);
-      if (rc) break;
-      if (i) sqlite3_str_appendchar(s, 1, ',');
-      json_string(s, a.name);
-      sqlite3_str_appendall(s, ":{\"shape\":");
-      npk_json_shape(s, &a, a.rows);
-      sqlite3_str_appendall(s, ",\"data_file\":");
-      json_string(s, a.data_file);
-      sqlite3_str_appendf(s,
-                          ",\"last_modified\":%llu,\"size_bytes\":%llu,"
-                          "\"dtype\":\"%s\"}",
-                          (unsigned long long)a.modify_time,
-                          (unsigned long long)(a.rows * a.row_bytes),
-                          npk_dtype_name(a.dtype));
-    }
-    sqlite3_str_appendall(s, "},\"base_dir\":");
-    json_string(s, npk_store_dir(c->store));
-    sqlite3_str_appendf(s, ",\"total_arrays\":%d}", n);
-    npk_read_end(c->ses);
-  }
+  m.s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
+  sqlite3_str_appendall(m.s, "{\"arrays\":{");
+  rc = npk_conn_each_array(c, metadata_add, &m);
   if (rc) {
-    sqlite3_free(sqlite3_str_finish(s));
+    sqlite3_free(sqlite3_str_finish(m.s));
     fn_error(ctx, c, rc);
   } else {
-    result_json(ctx, s);
+    sqlite3_str_appendall(m.s, "},\"base_dir\":");
+    json_string(m.s, npk_store_dir(c->store));
+    sqlite3_str_appendall(m.s, ",\"total_arrays\":");
+    json_u64(m.s, 0, (uint64_t)m.n);
+    sqlite3_str_appendchar(m.s, 1, '}');
+    result_json(ctx, m.s);
   }
   npk_conn_release(c);
 }

@@ -604,16 +604,20 @@ static size_t put_text(char *buf, size_t n, const char *text) {
   return n + k;
 }
 
-/* V in decimal appended to BUF at N; the new length. */
-static size_t put_u64(char *buf, size_t n, uint64_t v) {
+size_t npk_u64_text(char *buf, uint64_t v) {
   char tmp[20];
-  size_t k = 0;
+  size_t k = 0, n = 0;
   do {
     tmp[k++] = (char)('0' + v % 10);
     v /= 10;
   } while (v);
   while (k) buf[n++] = tmp[--k];
   return n;
+}
+
+/* V in decimal appended to BUF at N; the new length. */
+static size_t put_u64(char *buf, size_t n, uint64_t v) {
+  return n + npk_u64_text(buf + n, v);
 }
 
 static size_t npy_header_format(int dtype, uint32_t ndim, const uint64_t *shape,

@@ -57,6 +57,10 @@ int npk_npy_parse(const void *blob, size_t n, NpkNpy *out, NpkErr *e);
 */
 size_t npk_npy_header(int dtype, uint32_t ndim, const uint64_t *shape,
                       unsigned char *out, size_t cap);
+/* V in decimal, without a NUL, in BUF (at least 20 bytes); its length.
+** The headers and the functions' JSON are put together with it where
+** printf's cost would show in a call that returns little. */
+size_t npk_u64_text(char *buf, uint64_t v);
 /* The length npk_npy_header would return with an unlimited CAP. */
 size_t npk_npy_header_size(int dtype, uint32_t ndim, const uint64_t *shape);
 

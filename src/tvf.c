@@ -299,27 +299,10 @@ static int arrays_add(void *arg, int n, int i, const NpkArrayInfo *info) {
   return sqlite3_str_errcode(ac->text) ? NPK_NOMEM : NPK_OK;
 }
 
-/* Copy the catalog out, so the scan holds no lock between rows.  Outside a
-** transaction a state in memory known to be the latest is copied without
-** locking the store (as numpack_shape reads it) while no looked-up row
-** holds a state; else under a read lock, which in a transaction is the
-** transaction's own. */
+/* Copy the catalog out, so the scan holds no lock between rows. */
 static int arrays_load(TvfCursor *c) {
-  NpkSession *s = c->conn->ses;
   ArraysCopy ac = {c, sqlite3_str_new(0)};
-  int n, done = 0, rc = NPK_OK;
-  if (npk_conn_may_read_unlocked(c->conn))
-    rc = npk_each_array_unlocked(s, arrays_add, &ac, &done);
-  if (rc == NPK_OK && !done &&
-      (rc = npk_conn_read_begin(c->conn, NULL)) == NPK_OK) {
-    rc = npk_array_count(s, &n);
-    for (int i = 0; rc == NPK_OK && i < n; i++) {
-      NpkArrayInfo info;
-      rc = npk_array_info_at(s, i, &info);
-      if (rc == NPK_OK) rc = arrays_add(&ac, n, i, &info);
-    }
-    npk_read_end(s);
-  }
+  int rc = npk_conn_each_array(c->conn, arrays_add, &ac);
   if (sqlite3_str_errcode(ac.text) && rc == NPK_OK) rc = NPK_NOMEM;
   c->text = sqlite3_str_finish(ac.text);
   if (rc == NPK_OK && c->narrays && !c->text) rc = NPK_NOMEM;
