@@ -25,6 +25,7 @@
 ** all it did.  Outside transactions each call is atomic and durable on its
 ** own.
 */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -416,29 +417,71 @@ static int map_rows(NpkSession *s, const char *name, const NpkIndex *ix,
 /* Large results get memory of their own, mapped with transparent huge pages
 ** as NumPy does for its arrays: filling 512 MB of fresh 4 KB pages costs
 ** more than reading the data.  The mapping's length is kept in front of the
-** bytes handed to SQLite, for big_free(). */
+** bytes handed to SQLite, for big_free().
+**
+** The last freed mapping of at most BIG_KEEP bytes is kept for the next
+** result that fits it, as malloc keeps freed memory of up to 32 MB: the
+** kernel zeroes every page of a fresh mapping at its first touch, which
+** for a result of tens of MB read from the page cache costs as much as the
+** copy (a loop of 25 MB loads: twice np.load's time, whose array memory
+** malloc hands back).  Every byte of a result is written before SQLite
+** gets it, so nothing of the last one shows through. */
 #define BIG_MIN  (4u << 20)
 #define BIG_HEAD 64
+#define BIG_KEEP (32u << 20)
+
+static pthread_mutex_t big_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char *big_kept; /* the kept mapping, or NULL */
+
+static uint64_t big_len(const unsigned char *map) {
+  uint64_t len;
+  memcpy(&len, map, sizeof len);
+  return len;
+}
 
 static void *big_alloc(uint64_t n) {
-  unsigned char *p;
+  unsigned char *p = 0;
+  uint64_t len = n + BIG_HEAD;
   if (n < BIG_MIN) return sqlite3_malloc64(n ? n : 1);
-  p = mmap(0, (size_t)n + BIG_HEAD, PROT_READ | PROT_WRITE,
-           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  pthread_mutex_lock(&big_mu);
+  /* Not one twice as large: that would hold on to memory the result
+  ** does not use. */
+  if (big_kept && big_len(big_kept) >= len && big_len(big_kept) / 2 < len) {
+    p = big_kept;
+    big_kept = 0;
+  }
+  pthread_mutex_unlock(&big_mu);
+  if (p) return p + BIG_HEAD;
+  p = mmap(0, (size_t)len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+           -1, 0);
   if (p == MAP_FAILED) return 0;
 #ifdef MADV_HUGEPAGE
-  madvise(p, (size_t)n + BIG_HEAD, MADV_HUGEPAGE);
+  madvise(p, (size_t)len, MADV_HUGEPAGE);
 #endif
-  memcpy(p, &n, sizeof n);
+  memcpy(p, &len, sizeof len);
   return p + BIG_HEAD;
 }
 
 static void big_free(void *q) {
   unsigned char *p = q;
-  uint64_t n;
   if (!p) return;
-  memcpy(&n, p - BIG_HEAD, sizeof n);
-  munmap(p - BIG_HEAD, (size_t)n + BIG_HEAD);
+  p -= BIG_HEAD;
+  if (big_len(p) <= BIG_KEEP) {
+    unsigned char *old;
+    pthread_mutex_lock(&big_mu);
+    old = big_kept;
+    big_kept = p;
+    pthread_mutex_unlock(&big_mu);
+    p = old;
+  }
+  if (p) munmap(p, (size_t)big_len(p));
+}
+
+/* The module unloaded (its last connection closed): the kept mapping would
+** otherwise outlive every pointer to it. */
+__attribute__((destructor)) static void big_unload(void) {
+  if (big_kept) munmap(big_kept, (size_t)big_len(big_kept));
+  big_kept = 0;
 }
 
 /* The destructor matching big_alloc(N). */
