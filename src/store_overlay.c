@@ -84,8 +84,7 @@ int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
   }
   /* Slots are never reused (a removed row leaves a tombstone), so the slot
   ** count is the number of insertions so far. */
-  used = 0;
-  for (uint64_t c = 0; c < ov->nchunk; c++) used += ov->per_chunk;
+  used = ov->nchunk * ov->per_chunk;
   if (ov->n >= UINT32_MAX - 1) return NPK_NOMEM;
   if ((ov->n + 1) * 2 > ov->hcap && ov_grow(ov)) return NPK_NOMEM;
   if (ov->n >= used) {
