@@ -98,9 +98,21 @@ struct NpkOverlay {
   uint64_t n;             /* rows held */
   unsigned char **chunks; /* slot storage; chunks never move */
   uint64_t nchunk;        /* chunks allocated */
+  uint64_t nmem;          /* of them, the first ones, malloc'd; the others
+                          ** are cut from regions of the spill file */
   uint64_t per_chunk;     /* slots per chunk */
   uint64_t row_bytes;     /* bytes per slot */
+  int spill_fd;           /* the spill file (unnamed), or -1 */
+  int no_spill;           /* the file system has no spill file to give */
+  unsigned char **region; /* the spill file's mappings, in file order */
+  uint64_t nregion;       /* mappings made */
+  uint64_t region_len;    /* bytes of each mapping */
+  uint64_t region_left;   /* chunks still to cut from the last one */
 };
+/* Bytes of replaced rows an overlay keeps in memory; the rest are kept in
+** a spill file (npk_spill_budget; the test build lets tests set it). */
+#define NPK_SPILL_BUDGET (32u << 20)
+uint64_t npk_spill_budget(void);
 
 /* One array as seen by a catalog: committed, or a session's pending copy. */
 struct NpkArray {
@@ -368,6 +380,9 @@ int npk_io_pwrite(NpkStore *st, int fd, const void *p, size_t n, uint64_t off,
                   const char *path, NpkErr *e);
 int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
                    const char *path, NpkErr *e);
+int npk_io_spill_open(NpkStore *st, int *pfd, NpkErr *e);
+int npk_io_spill_grow(NpkStore *st, int fd, uint64_t off, uint64_t n,
+                      NpkErr *e);
 int npk_io_pwrite_bulk(NpkStore *st, int fd, const void *p, size_t n,
                        uint64_t off, const char *path, NpkErr *e);
 int npk_io_fsync(NpkStore *st, int fd, const char *path, NpkErr *e);
@@ -652,7 +667,8 @@ void npk_txn_slot(NpkSession *s, int i);
 int npk_op_begin(NpkSession *s, int *autoc, int *level);
 int npk_op_end(NpkSession *s, int autoc, int level, int rc);
 NpkOverlay *npk_ov_new(uint64_t row_bytes);
-int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old);
+int npk_ov_put(NpkStore *st, NpkOverlay *ov, uint64_t row, const void *p,
+               void **old, NpkErr *e);
 void npk_ov_remove(NpkOverlay *ov, uint64_t row);
 /* The next replaced row at or after hash position *POS (start at 0): 1
 ** with *ROW and *BYTES set and *POS moved past it, 0 at the end. */

@@ -111,6 +111,14 @@ int64_t npk_recheck_ns(void) {
   return v;
 }
 
+/* NUMPACK_TEST_SPILL_BYTES sets how many bytes of replaced rows an overlay
+** keeps in memory before it spills, so that tests spill with small arrays.
+** Read at each use: a C test changes it between cases. */
+uint64_t npk_spill_budget(void) {
+  const char *z = getenv("NUMPACK_TEST_SPILL_BYTES");
+  return z ? (uint64_t)strtoull(z, NULL, 10) : NPK_SPILL_BUDGET;
+}
+
 /* Return the errno to fake for a call of KIND, or 0 to let it run. */
 static int fault_check(const char *kind) {
   fault_from_env();
@@ -232,6 +240,8 @@ static int full_check(int fd, uint64_t end) {
 }
 
 int64_t npk_recheck_ns(void) { return NPK_RECHECK_NS; }
+
+uint64_t npk_spill_budget(void) { return NPK_SPILL_BUDGET; }
 
 #endif
 
@@ -388,6 +398,42 @@ int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
   }
   if (errno != ENOSPC && errno != EDQUOT) return NPK_OK;
   return npk_err_sys(e, errno, "cannot write", path);
+}
+
+/* The spill file of a transaction's replaced rows (store_overlay.c): an
+** unnamed file in the store's directory (O_TMPFILE), which no crash can
+** leave behind and no other program sees.  NPK_NOFILE, no error set, where
+** the file system has no unnamed files: the rows then stay in memory. */
+int npk_io_spill_open(NpkStore *st, int *pfd, NpkErr *e) {
+#ifdef O_TMPFILE
+  int fd = openat(st->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    *pfd = fd;
+    return NPK_OK;
+  }
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+    return npk_err_sys(e, errno, "cannot make a temporary file in", st->dir);
+#else
+  (void)st;
+  (void)pfd;
+  (void)e;
+#endif
+  return NPK_NOFILE;
+}
+
+/* Give spill file FD the blocks of [OFF, OFF+N), so that stores into its
+** mapping never meet a full disk (that would be SIGBUS, not an error).
+** NPK_NOFILE, no error set, where the file system cannot allocate ahead. */
+int npk_io_spill_grow(NpkStore *st, int fd, uint64_t off, uint64_t n,
+                      NpkErr *e) {
+  static const char what[] =
+      "cannot write replaced rows to a temporary file in";
+  int fake = fault_check("write");
+  if (!fake) fake = full_check(fd, off + n);
+  if (fake) return npk_err_sys(e, fake, what, st->dir);
+  if (fallocate(fd, 0, (off_t)off, (off_t)n) == 0) return NPK_OK;
+  if (errno == EOPNOTSUPP) return NPK_NOFILE;
+  return npk_err_sys(e, errno, what, st->dir);
 }
 
 /* Write a large new file's bytes in pieces, starting each piece's way to

@@ -1,12 +1,23 @@
 /*
 ** store_overlay.c — the overlay of replaced rows: a transaction's new bytes
-** for rows of the committed region, kept in memory (an open-addressing hash
-** from row number to a slot in fixed-size chunks) until the commit writes
-** them in place.  Readers of the transaction look here first; chunks are
-** retired, not freed, because a reader may still hold a row pointer.
+** for rows of the committed region, kept (an open-addressing hash from row
+** number to a slot in fixed-size chunks) until the commit writes them in
+** place.  Readers of the transaction look here first; chunks are retired,
+** not freed, because a reader may still hold a row pointer.
+**
+** The first NPK_SPILL_BUDGET bytes of rows are kept in memory.  Beyond it
+** the chunks are cut from mappings of a spill file, an unnamed file in the
+** store's directory whose blocks are allocated before they are mapped: an
+** UPDATE of every row of a large array then costs page cache, which the
+** kernel writes out and takes back under pressure, not the array's size in
+** process memory.  Where the file system offers no unnamed file or cannot
+** allocate ahead, the rows stay in memory, as before.
 */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "store_int.h"
 
@@ -19,7 +30,72 @@ NpkOverlay *npk_ov_new(uint64_t row_bytes) {
   if (!ov) return NULL;
   ov->row_bytes = row_bytes;
   ov->per_chunk = row_bytes >= (1u << 20) ? 1 : (1u << 20) / row_bytes;
+  ov->spill_fd = -1;
   return ov;
+}
+
+/* Each mapping of the spill file is this long at least, cut into chunks:
+** a mapping per chunk would meet the kernel's limit on a process's
+** mappings (65530) at 64 GB of rows. */
+#define SPILL_REGION (64u << 20)
+
+/* Map one more region of the spill file (opened on first use), its blocks
+** allocated first.  NPK_NOFILE, no error set, when the file system cannot
+** give one. */
+static int spill_region(NpkStore *st, NpkOverlay *ov, uint64_t bytes,
+                        NpkErr *e) {
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), off;
+  unsigned char **r, *p;
+  int rc;
+  if (ov->nregion == 0) {
+    uint64_t len = bytes > SPILL_REGION ? bytes : SPILL_REGION;
+    ov->region_len = (len + page - 1) / page * page;
+    if (ov->spill_fd < 0 && (rc = npk_io_spill_open(st, &ov->spill_fd, e)))
+      return rc;
+  }
+  if (!(r = npk_realloc(ov->region, (ov->nregion + 1) * sizeof *r)))
+    return npk_err(e, NPK_NOMEM, "out of memory");
+  ov->region = r;
+  off = ov->nregion * ov->region_len;
+  if ((rc = npk_io_spill_grow(st, ov->spill_fd, off, ov->region_len, e)))
+    return rc;
+  p = mmap(NULL, (size_t)ov->region_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+           ov->spill_fd, (off_t)off);
+  if (p == MAP_FAILED)
+    return npk_err_sys(e, errno, "cannot map a temporary file in", st->dir);
+  r[ov->nregion++] = p;
+  ov->region_left = ov->region_len / bytes;
+  return NPK_OK;
+}
+
+/* Storage for the next chunk, in *PP: memory while the rows fit the
+** budget (or no spill file can be had), else the next piece of the spill
+** file's last region. */
+static int ov_chunk(NpkStore *st, NpkOverlay *ov, unsigned char **pp,
+                    NpkErr *e) {
+  uint64_t bytes = ov->per_chunk * ov->row_bytes;
+  int rc = NPK_NOFILE;
+  if (ov->nregion == 0 && !ov->no_spill &&
+      (ov->nchunk + 1) * bytes > npk_spill_budget()) {
+    rc = spill_region(st, ov, bytes, e);
+    if (rc == NPK_NOFILE) ov->no_spill = 1;
+    else if (rc) return rc;
+  } else if (ov->nregion && ov->region_left == 0) {
+    /* Unnamed files came, allocating ahead went: that is an error now. */
+    if ((rc = spill_region(st, ov, bytes, e)) == NPK_NOFILE)
+      rc = npk_err(e, NPK_IOERR, "cannot allocate a temporary file in %s",
+                   st->dir);
+    if (rc) return rc;
+  }
+  if (ov->nregion) {
+    uint64_t per = ov->region_len / bytes;
+    *pp = ov->region[ov->nregion - 1] + (per - ov->region_left) * bytes;
+    ov->region_left--;
+    return NPK_OK;
+  }
+  if (!(*pp = npk_malloc(bytes))) return npk_err(e, NPK_NOMEM, "out of memory");
+  ov->nmem++;
+  return NPK_OK;
 }
 
 static uint64_t ov_hash(uint64_t row, uint64_t cap) {
@@ -66,16 +142,20 @@ static int ov_grow(NpkOverlay *ov) {
 }
 
 /* Store a copy of P as ROW.  If ROW was already there, *OLD receives a
-** malloc'd copy of its previous bytes (for undo), else NULL. */
-int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
+** malloc'd copy of its previous bytes (for undo), else NULL; with OLD NULL
+** (an undo putting bytes back) none is made, so that nothing can fail. */
+int npk_ov_put(NpkStore *st, NpkOverlay *ov, uint64_t row, const void *p,
+               void **old, NpkErr *e) {
   uint64_t h, used;
-  *old = NULL;
+  int rc;
+  if (old) *old = NULL;
   if (ov->hcap) {
     for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
       if (ov->keys[h] == row) {
         unsigned char *d = ov_slot(ov, ov->slot[h]);
-        if (!(*old = npk_malloc(ov->row_bytes))) return NPK_NOMEM;
-        memcpy(*old, d, ov->row_bytes);
+        if (old && !(*old = npk_malloc(ov->row_bytes)))
+          return npk_err(e, NPK_NOMEM, "out of memory");
+        if (old) memcpy(*old, d, ov->row_bytes);
         memcpy(d, p, ov->row_bytes);
         return NPK_OK;
       }
@@ -85,14 +165,13 @@ int npk_ov_put(NpkOverlay *ov, uint64_t row, const void *p, void **old) {
   /* Slots are never reused (a removed row leaves a tombstone), so the slot
   ** count is the number of insertions so far. */
   used = ov->nchunk * ov->per_chunk;
-  if (ov->n >= UINT32_MAX - 1) return NPK_NOMEM;
-  if ((ov->n + 1) * 2 > ov->hcap && ov_grow(ov)) return NPK_NOMEM;
+  if (ov->n >= UINT32_MAX - 1 || ((ov->n + 1) * 2 > ov->hcap && ov_grow(ov)))
+    return npk_err(e, NPK_NOMEM, "out of memory");
   if (ov->n >= used) {
     unsigned char **ch = npk_realloc(ov->chunks, (ov->nchunk + 1) * sizeof *ch);
-    if (!ch) return NPK_NOMEM;
+    if (!ch) return npk_err(e, NPK_NOMEM, "out of memory");
     ov->chunks = ch;
-    if (!(ch[ov->nchunk] = npk_malloc(ov->per_chunk * ov->row_bytes)))
-      return NPK_NOMEM;
+    if ((rc = ov_chunk(st, ov, &ch[ov->nchunk], e))) return rc;
     ov->nchunk++;
   }
   for (h = ov_hash(row, ov->hcap); ov->keys[h] < OV_TOMB;
@@ -118,8 +197,13 @@ void npk_ov_remove(NpkOverlay *ov, uint64_t row) {
 
 void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
   if (!ov) return;
-  /* Row pointers into the overlay may still be held by a reader. */
-  for (uint64_t c = 0; c < ov->nchunk; c++) npk_retire(st, ov->chunks[c], 0);
+  /* Row pointers into the overlay may still be held by a reader.  The
+  ** spill file goes with its last mapping. */
+  for (uint64_t c = 0; c < ov->nmem; c++) npk_retire(st, ov->chunks[c], 0);
+  for (uint64_t r = 0; r < ov->nregion; r++)
+    npk_retire(st, ov->region[r], (size_t)ov->region_len);
+  if (ov->spill_fd >= 0) close(ov->spill_fd);
+  npk_free(ov->region);
   npk_free(ov->chunks);
   npk_free(ov->keys);
   npk_free(ov->slot);

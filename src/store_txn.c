@@ -157,8 +157,11 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
     }
     case NPK_U_OVL:
       if (u->b) {
-        void *old;
-        if (npk_ov_put(a->ov, u->a, u->data, &old) == NPK_OK) npk_free(old);
+        /* The row is in the overlay still (undone in reverse order):
+        ** putting its bytes back takes no slot and no copy, and cannot
+        ** fail. */
+        NpkErr ignored = {0};
+        npk_ov_put(s->store, a->ov, u->a, u->data, NULL, &ignored);
       } else {
         npk_ov_remove(a->ov, u->a);
       }

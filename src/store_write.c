@@ -404,10 +404,7 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
         rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
         break;
       }
-      if (npk_ov_put(a->ov, row, src, &old)) {
-        rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
-        break;
-      }
+      if ((rc = npk_ov_put(s->store, a->ov, row, src, &old, &s->err))) break;
       rc = npk_undo_push(s, NPK_U_OVL, a, row, old != NULL, old);
     } else {
       const void *cur;

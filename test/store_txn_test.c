@@ -977,6 +977,147 @@ static void test_own_commits(void) {
   tu_tmp_done(&t);
 }
 
+/* Every row of array "a" (N rows of W int32) holds pattern SEED. */
+static int spill_rows_are(NpkSession *s, uint64_t n, uint64_t w, uint64_t seed) {
+  size_t bytes = (size_t)(n * w * 4);
+  unsigned char *got = malloc(bytes), *want = malloc(bytes);
+  uint64_t *rows = malloc(n * sizeof *rows);
+  int same = 0;
+  if (got && want && rows) {
+    for (uint64_t i = 0; i < n; i++) rows[i] = i;
+    int locked = !npk_in_txn(s) && npk_read_begin(s) == NPK_OK;
+    tu_fill(want, bytes, seed);
+    same = npk_copy_rows(s, "a", rows, n, got) == NPK_OK &&
+           memcmp(got, want, bytes) == 0;
+    if (locked) npk_read_end(s);
+  }
+  free(got);
+  free(want);
+  free(rows);
+  return same;
+}
+
+/* Mappings of unnamed files of DIR in this process: the spill files. */
+static int spill_mappings(const char *dir) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[4096];
+  int n = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (strstr(line, dir) && strstr(line, "(deleted)")) n++;
+  if (f) fclose(f);
+  return n;
+}
+
+/* Replace rows [0, N) of "a" with pattern SEED. */
+static int spill_replace(NpkSession *s, uint64_t n, uint64_t w, uint64_t seed) {
+  size_t bytes = (size_t)(n * w * 4);
+  unsigned char *data = malloc(bytes);
+  uint64_t *rows = malloc(n * sizeof *rows);
+  int rc = NPK_NOMEM;
+  if (data && rows) {
+    for (uint64_t i = 0; i < n; i++) rows[i] = i;
+    tu_fill(data, bytes, seed);
+    rc = npk_replace_rows(s, "a", rows, n, data);
+  }
+  free(data);
+  free(rows);
+  return rc;
+}
+
+/* Replaced rows beyond the memory budget (BUDGET bytes) lie in an unnamed
+** spill file: read back inside the transaction, undone by a savepoint and
+** by ROLLBACK, written by COMMIT, and never a file of the store.  N rows of
+** W int32: small rows fill one chunk in memory and the next ones in one
+** region of the file; rows of 24 MB, with no budget, span two regions. */
+static void spill_case(uint64_t n, uint64_t w, const char *budget) {
+  uint64_t shape[2] = {n, w};
+  size_t bytes = (size_t)(n * w * 4);
+  unsigned char *data = malloc(bytes);
+  NpkStore *st;
+  NpkSession *s;
+  Snap before, during;
+  int level;
+  Tmp t;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL && data != NULL);
+  if (!s || !data) goto out;
+  tu_fill(data, bytes, 1);
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, data), NPK_OK);
+  setenv("NUMPACK_TEST_SPILL_BYTES", budget, 1);
+  tu_snap(t.dir, &before);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(spill_replace(s, n, w, 2), NPK_OK);
+  CHECK(spill_rows_are(s, n, w, 2));
+  CHECK_EQ(npk_savepoint(s, &level), NPK_OK);
+  CHECK_EQ(spill_replace(s, n, w, 3), NPK_OK);
+  CHECK(spill_rows_are(s, n, w, 3));
+  CHECK_EQ(npk_rollback_to(s, level), NPK_OK);
+  CHECK(spill_rows_are(s, n, w, 2));
+  CHECK(spill_mappings(t.dir) > 0);
+  /* The spill file has no name: the store's files are as they were. */
+  tu_snap(t.dir, &during);
+  CHECK(tu_snap_eq(&before, &during));
+  tu_snap_free(&during);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK_EQ(spill_mappings(t.dir), 0);
+  tu_close(st, s);
+  s = tu_open(t.dir, 0, &st);
+  CHECK(s != NULL);
+  if (!s) goto snap;
+  CHECK(spill_rows_are(s, n, w, 2));
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(spill_replace(s, n, w, 4), NPK_OK);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  CHECK(spill_rows_are(s, n, w, 2));
+  CHECK_EQ(tu_leftovers(t.dir), 0);
+  tu_close(st, s);
+snap:
+  tu_snap_free(&before);
+out:
+  unsetenv("NUMPACK_TEST_SPILL_BYTES");
+  free(data);
+  tu_tmp_done(&t);
+}
+
+static void test_spill_small_rows(void) { spill_case(12288, 64, "1048576"); }
+static void test_spill_regions(void) { spill_case(3, 6u << 20, "0"); }
+
+/* The spill file's blocks cannot be had (an I/O error, a full disk): the
+** replacement fails naming the store, and the array is as it was. */
+static void test_spill_faults(void) {
+  static const struct {
+    const char *kind;
+    int err, code;
+  } f[] = {{"write", EIO, NPK_IOERR}, {"full", ENOSPC, NPK_FULL}};
+  uint64_t n = 8192, w = 64, shape[2] = {8192, 64};
+  unsigned char *data = malloc((size_t)(n * w * 4));
+  NpkStore *st;
+  NpkSession *s;
+  Tmp t;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL && data != NULL);
+  if (!s || !data) goto out;
+  tu_fill(data, (size_t)(n * w * 4), 1);
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, data), NPK_OK);
+  setenv("NUMPACK_TEST_SPILL_BYTES", "0", 1);
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    npk_test_fault(f[i].kind, 1, f[i].err);
+    CHECK_EQ(spill_replace(s, n, w, 2), f[i].code);
+    CHECK(strstr(npk_errmsg(s), "temporary file") != NULL);
+    CHECK(strstr(npk_errmsg(s), t.dir) != NULL);
+    npk_test_fault(NULL, 0, 0);
+    CHECK(spill_rows_are(s, n, w, 1));
+  }
+  CHECK_EQ(tu_leftovers(t.dir), 0);
+  tu_close(st, s);
+out:
+  unsetenv("NUMPACK_TEST_SPILL_BYTES");
+  free(data);
+  tu_tmp_done(&t);
+}
+
 /* Locks between processes: a writer in a child blocks the parent's writes
 ** but not its reads; a reader in a child blocks the parent's commit. */
 static void test_two_processes(void) {
@@ -3415,6 +3556,9 @@ int main(void) {
   RUN(test_unlocked_rows_whole);
   RUN(test_rank_threads);
   RUN(test_own_commits);
+  RUN(test_spill_small_rows);
+  RUN(test_spill_regions);
+  RUN(test_spill_faults);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
   RUN(test_crash_append_journal_first);
