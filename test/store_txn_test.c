@@ -1118,6 +1118,34 @@ out:
   tu_tmp_done(&t);
 }
 
+/* Rolling back to a savepoint puts a row replaced twice back to its first
+** replacement even when no memory is left: the undo takes no allocation. */
+static void test_undo_replaced_twice_oom(void) {
+  uint64_t shape[2] = {4, 2}, one = 1;
+  int32_t rows[8] = {0}, b[2] = {5, 5}, c[2] = {9, 9}, got[2] = {0, 0};
+  NpkStore *st;
+  NpkSession *s;
+  int level;
+  Tmp t;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, rows), NPK_OK);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "a", &one, 1, b), NPK_OK);
+  CHECK_EQ(npk_savepoint(s, &level), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "a", &one, 1, c), NPK_OK);
+  npk_test_fault("oom", 1, ENOMEM);
+  npk_rollback_to(s, level);
+  npk_test_fault(NULL, 0, 0);
+  CHECK_EQ(npk_copy_rows(s, "a", &one, 1, got), NPK_OK);
+  CHECK(got[0] == 5 && got[1] == 5);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
 /* Locks between processes: a writer in a child blocks the parent's writes
 ** but not its reads; a reader in a child blocks the parent's commit. */
 static void test_two_processes(void) {
@@ -3559,6 +3587,7 @@ int main(void) {
   RUN(test_spill_small_rows);
   RUN(test_spill_regions);
   RUN(test_spill_faults);
+  RUN(test_undo_replaced_twice_oom);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
   RUN(test_crash_append_journal_first);
