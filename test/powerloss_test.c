@@ -55,7 +55,7 @@
 **
 **   POWERLOSS_IMAGES  images to check in all (default 0: for every
 **                     scenario, one per sync point and style, and some of
-**                     their playbacks cut again: about 4,100)
+**                     their playbacks cut again: about 9,400)
 **   POWERLOSS_SEED    seed (default: from the clock, printed)
 **   POWERLOSS_RANDOM  1: random operation sequences too (make stress)
 **   POWERLOSS_ONLY    run only the scenarios whose name contains this
