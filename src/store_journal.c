@@ -210,10 +210,10 @@ static int magic(const unsigned char *p) {
 ** could show the freed blocks of an earlier journal, whole, until its own
 ** bytes are synced: the next writer would play that journal back over
 ** later commits.  Made this way, the first block at the journal's name is
-** always synced zeros before a commit writes over it in place, and a
-** commit's magic never sits on bytes that are not its own records or
-** torn.  The caller syncs the directory before the journal holds a byte of
-** the commit.  *PFD receives the descriptor. */
+** always synced zeros before a commit writes its header over it in place:
+** stale bytes behind that header fail its checksum, as a torn journal
+** does.  The caller syncs the directory before the journal holds a byte
+** of the commit.  *PFD receives the descriptor. */
 static int make_journal(NpkStore *st, int *pfd, NpkErr *e) {
   static const unsigned char zero[JHEADER];
   NpkErr ignored;
@@ -378,9 +378,9 @@ static int open_played(NpkStore *st, uint64_t *psize, NpkErr *e) {
 ** longer hot, even if the sync failed. */
 int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e) {
   NpkErr ignored;
-  int rc = NPK_ERROR, played = size == 0 || st->jfd < 0;
+  int played = size == 0 || st->jfd < 0;
+  int rc = played ? open_played(st, &size, e) : NPK_OK;
   *unlinked = 0;
-  rc = played ? open_played(st, &size, e) : NPK_OK;
   if (rc == NPK_OK) rc = make_idle(st, e);
   if (rc == NPK_OK) {
     *unlinked = 1;
