@@ -55,8 +55,17 @@
 ** it as a data file.  Only a writer under EXCLUSIVE creates, writes or
 ** removes it; readers only read it, and only when the lock file's commit
 ** mark says a commit may have died (store_lock.c).  A journal grown past
-** JOURNAL_KEEP is removed at the commit point instead, so that one large
-** commit does not leave its size lying in the store.
+** JOURNAL_KEEP is cut back to its header after the commit point, so that
+** one large commit does not leave its size lying in the store.
+** No block that holds a journal's magic is ever freed, and no file shows
+** at the journal's name before its first block is synced: a file system
+** that may show a removed file's bytes in another's new blocks after a
+** power cut (ext4 or ext3 with data=writeback) could otherwise put an
+** earlier journal, whole, under the journal's name, to be played back over
+** later commits.  So a journal is made idle, synced, before it is cut or
+** removed (npk_journal_delete; removed only when it cannot be written),
+** and a fresh one is made under another name, its zeroed header synced,
+** then renamed (make_journal).
 ** A journal is input like the other files of a store: a record naming a
 ** symbolic link, or a path through one, stops playback with NPK_CORRUPT
 ** (store_io.c), and so does one naming a file no commit journals (the lock
@@ -186,8 +195,41 @@ static int magic(const unsigned char *p) {
   return memcmp(p, JMAGIC, 8) == 0 || memcmp(p, JMAGIC1, 8) == 0;
 }
 
-/* Journals up to this size keep their file for the next commit. */
+/* Journals up to this size keep their length for the next commit; a
+** larger one is cut back to its header. */
 #define JOURNAL_KEEP (1u << 20)
+
+/* The name a fresh journal file is made under (swept as any "npktmp-"
+** file), its header zeroed and synced before it takes the journal's name. */
+#define JOURNAL_TMP "npktmp-journal"
+
+/* Make a fresh journal file at the journal's name: made under JOURNAL_TMP,
+** its idle header written and synced, then renamed.  On a file system that
+** may show stale bytes in a file's new blocks after a power cut (ext4 or
+** ext3 data=writeback), a file made at the journal's name and then written
+** could show the freed blocks of an earlier journal, whole, until its own
+** bytes are synced: the next writer would play that journal back over
+** later commits.  Made this way, the first block at the journal's name is
+** always synced zeros before a commit writes its header over it in place:
+** stale bytes behind that header fail its checksum, as a torn journal
+** does.  The caller syncs the directory before the journal holds a byte
+** of the commit.  *PFD receives the descriptor. */
+static int make_journal(NpkStore *st, int *pfd, NpkErr *e) {
+  static const unsigned char zero[JHEADER];
+  NpkErr ignored;
+  int fd, rc = npk_io_open(st, JOURNAL_TMP, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
+  if (rc) return rc;
+  rc = npk_io_pwrite(st, fd, zero, sizeof zero, 0, JOURNAL_TMP, e);
+  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, JOURNAL_TMP, e);
+  if (rc == NPK_OK) rc = npk_io_rename(st, JOURNAL_TMP, NPK_JOURNAL, e);
+  if (rc) {
+    close(fd);
+    npk_io_unlink(st, JOURNAL_TMP, &ignored);
+    return rc;
+  }
+  *pfd = fd;
+  return NPK_OK;
+}
 
 /* The journal's file, opened for writing and kept in ST->jfd: the
 ** descriptor held since an earlier commit while the file at the journal's
@@ -220,7 +262,7 @@ static int open_journal(NpkStore *st, uint64_t *psize, int *pfresh, NpkErr *e) {
   }
   if (rc == NPK_NOFILE) {
     e->rc = NPK_OK;
-    rc = npk_io_open(st, NPK_JOURNAL, O_RDWR | O_CREAT | O_TRUNC, &fd, e);
+    rc = make_journal(st, &fd, e);
     if (rc == NPK_OK && fstat(fd, &sb) != 0) {
       rc = npk_err_sys(e, errno, "cannot stat", NPK_JOURNAL);
       close(fd);
@@ -301,24 +343,59 @@ int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
   return rc;
 }
 
-/* Make the journal idle (the commit point) and that durable: its magic
-** zeroed and the file synced, kept for the next commit; or, when it is
-** large (more than JOURNAL_KEEP bytes), not this session's (SIZE 0: a
-** journal being played back) or the write fails, the file removed and the
-** directory synced.  *UNLINKED tells whether the journal is no longer hot,
-** even if the sync failed. */
-int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e) {
-  int rc = NPK_ERROR;
-  *unlinked = 0;
-  if (size != 0 && size <= JOURNAL_KEEP && st->jfd >= 0) {
-    rc = make_idle(st, e);
-    if (rc == NPK_OK) {
-      *unlinked = 1;
-      npk_test_crash_point(10);
-      return npk_io_fsync(st, st->jfd, NPK_JOURNAL, e);
-    }
-    e->rc = NPK_OK;
+/* Open the journal at its name as ST->jfd, to make it idle: a journal
+** being played back (or torn), not this session's.  Only a regular file of
+** one name is written (another name may lie outside the store).  *PSIZE
+** receives its length. */
+static int open_played(NpkStore *st, uint64_t *psize, NpkErr *e) {
+  struct stat sb;
+  int fd, rc;
+  if (st->jfd >= 0) close(st->jfd);
+  st->jfd = -1;
+  rc = npk_io_open(st, NPK_JOURNAL, O_RDWR, &fd, e);
+  if (rc) return rc;
+  if (fstat(fd, &sb) != 0 || sb.st_nlink != 1) {
+    close(fd);
+    return npk_err(e, NPK_ERROR, "%s/%s has another name", st->dir,
+                   NPK_JOURNAL);
   }
+  st->jfd = fd;
+  *psize = (uint64_t)sb.st_size;
+  return NPK_OK;
+}
+
+/* Make the journal idle (the commit point) and that durable: its magic
+** zeroed and the file synced, kept for the next commit.  A journal of more
+** than JOURNAL_KEEP bytes is then cut back to its header, so that one large
+** commit does not leave its size lying in the store; one not this
+** session's (SIZE 0: a journal played back, or torn) is opened for this,
+** and closed after, so that the next commit syncs its name.  Its blocks
+** are freed only once its magic is zeros on disk: on a file system that
+** may show stale bytes in a new file's blocks after a power cut, freed
+** blocks holding a whole journal could come back under the journal's name
+** (make_journal).  Only when the journal cannot be written is it removed,
+** and the directory synced.  *UNLINKED tells whether the journal is no
+** longer hot, even if the sync failed. */
+int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e) {
+  NpkErr ignored;
+  int played = size == 0 || st->jfd < 0;
+  int rc = played ? open_played(st, &size, e) : NPK_OK;
+  *unlinked = 0;
+  if (rc == NPK_OK) rc = make_idle(st, e);
+  if (rc == NPK_OK) {
+    *unlinked = 1;
+    npk_test_crash_point(10);
+    rc = npk_io_fsync(st, st->jfd, NPK_JOURNAL, e);
+    /* The commit stands whether or not the file is cut. */
+    if (rc == NPK_OK && size > JOURNAL_KEEP)
+      npk_io_ftruncate(st, st->jfd, JHEADER, NPK_JOURNAL, &ignored);
+    if (played) {
+      close(st->jfd);
+      st->jfd = -1;
+    }
+    return rc;
+  }
+  e->rc = NPK_OK;
   rc = npk_io_unlink(st, NPK_JOURNAL, e);
   /* The descriptor would keep the removed file's blocks in use. */
   if (st->jfd >= 0) close(st->jfd);

@@ -34,7 +34,14 @@
 **     ext4's fast commits).  Which is drawn per image.
 **   - a file's fsync is not assumed to make its directory entry durable,
 **     and sectors never written read as zeros (no stale data of other
-**     files: ext4's data=ordered); the disk honours fsync.
+**     files: ext4's data=ordered); the disk honours fsync.  But in the
+**     "stale" style (ext4 data=writeback, ext3 writeback: a file's new
+**     length and blocks may be committed before its data): every unsynced
+**     change is kept, and the sectors of a file past its durable length
+**     (its length at its last fsync, or less if cut since) read as the
+**     bytes at the same offsets of the largest file removed earlier in
+**     the recording (unlinked, replaced by a rename, or the part of one
+**     cut off by a truncation) -- such as a journal.
 ** Cuts are made just before and just after every sync and at random
 ** points; each cut is combined with random choices, with "everything
 ** unsynced lost", "everything kept" and "only the creates".  Every few
@@ -48,7 +55,7 @@
 **
 **   POWERLOSS_IMAGES  images to check in all (default 0: for every
 **                     scenario, one per sync point and style, and some of
-**                     their playbacks cut again: about 4,100)
+**                     their playbacks cut again: about 9,400)
 **   POWERLOSS_SEED    seed (default: from the clock, printed)
 **   POWERLOSS_RANDOM  1: random operation sequences too (make stress)
 **   POWERLOSS_ONLY    run only the scenarios whose name contains this
@@ -67,6 +74,7 @@
 **   del:x:r    delete row r                     cmp:x       compact
 **   clone:x:y  clone x as y                     drop:x      drop
 **   reset      drop every array                 big:x       save x, 1 MiB + 1 KiB
+**   bigrep:x   replace every row of a big:x array in place
 **   +  begin   .  commit   S  savepoint   R  roll back to it   E  release
 */
 #define MAXTOK 64
@@ -277,6 +285,11 @@ typedef struct Image {
   char *const *sub;          /* subdirectories, the recording's */
   Blob *data;                /* per model inode */
   char *fate;                /* per event */
+  /* ST_STALE: the removed bytes new sectors read as, from STALE_FROM on,
+  ** once file STALE_ID's (-1: none yet). */
+  Blob stale;
+  uint64_t stale_from;
+  int stale_id;
 } Image;
 
 static void blob_set_len(Blob *b, size_t n) {
@@ -402,15 +415,57 @@ static int dir_synced(const Rec *r, const Ev *v, int i, const int *last) {
                              ** lost, as when a file's fsync commits its
                              ** own entry and nothing else (btrfs's log,
                              ** ext4's fast commits) */
-#define NSTYLE           5
+#define ST_STALE         5   /* all kept; sectors past a file's
+                             ** durable length hold a removed file's
+                             ** bytes (see the model above) */
+#define NSTYLE           6
+
+/* 1 if some name of M refers to file ID. */
+static int img_holds(const Image *m, int id) {
+  for (int i = 0; i < m->nname; i++)
+    if (m->id[i] == id) return 1;
+  return 0;
+}
+
+/* ST_STALE: the bytes of file ID from FROM on were freed (removed, or cut
+** off).  The largest such piece is kept, the later one of equal size. */
+static void stale_note(Image *m, int id, uint64_t from) {
+  const Blob *b = &m->data[id];
+  if (from >= b->n || b->n - from < m->stale.n - m->stale_from) return;
+  m->stale.n = 0;
+  blob_set_len(&m->stale, b->n);
+  memcpy(m->stale.p, b->p, b->n);
+  m->stale_from = from;
+  m->stale_id = id;
+}
+
+/* ST_STALE: the sectors of file ID from DURABLE on (rounded up to a
+** sector: the one holding the durable end was written whole) are new
+** blocks, read as the removed bytes at the same offsets where there are
+** some. */
+static void stale_fill(Image *m, int id, uint64_t durable) {
+  Blob *b = &m->data[id];
+  uint64_t s = (durable + 511) / 512 * 512;
+  if (s < m->stale_from) s = (m->stale_from + 511) / 512 * 512;
+  for (; s < b->n && s < m->stale.n; s += 512) {
+    uint64_t z = s + 512;
+    if (z > b->n) z = b->n;
+    if (z > m->stale.n) z = m->stale.n;
+    memcpy(b->p + s, m->stale.p + s, z - s);
+  }
+}
 
 /* Build the image of a cut at event CUT in M, drawing choices from RNG. */
 static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
                       Image *m) {
   int *lastsync = calloc((size_t)r->nid + 1, sizeof(int));
+  uint64_t *durable = calloc((size_t)r->nid + 1, sizeof(uint64_t));
   char *synced = calloc((size_t)r->n + 1, 1);
   int prefix = -1, lastdir[MAXSUB + 1];
   img_free(m);
+  m->stale.n = 0;
+  m->stale_from = 0;
+  m->stale_id = -1;
   m->nsub = r->nsub;
   m->sub = r->sub;
   for (int i = 0; i < r->nname; i++) img_put(m, r->name[i], r->name_id[i]);
@@ -419,6 +474,7 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
     blob_set_len(&m->data[i], r->init[i].n);
     if (r->init[i].n) memcpy(m->data[i].p, r->init[i].p, r->init[i].n);
     lastsync[i] = -1;
+    durable[i] = r->init[i].n;
   }
   for (int d = 0; d <= MAXSUB; d++) lastdir[d] = -1;
   for (int i = 0; i < cut; i++) {
@@ -446,10 +502,16 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
     }
     if (v->kind == NPK_EV_FSYNC || v->kind == NPK_EV_DIRSYNC) {
       f = F_DURABLE;
+      if (v->kind == NPK_EV_FSYNC) durable[v->id] = m->data[v->id].n;
     } else if (is_dir_ev(v->kind)) {
+      /* The file this event takes its last name from, if any. */
+      int at = v->kind == NPK_EV_UNLINK   ? img_find(m, v->name)
+               : v->kind == NPK_EV_RENAME ? img_find(m, v->name2)
+                                          : -1;
+      int gone = at >= 0 ? m->id[at] : -1;
       if (synced[i]) f = F_DURABLE;
       else if (style == ST_ALL_LOST) f = F_LOST;
-      else if (style == ST_ALL_KEPT) f = F_KEPT;
+      else if (style == ST_ALL_KEPT || style == ST_STALE) f = F_KEPT;
       else if (style == ST_RANDOM_PREFIX) f = prefix-- > 0 ? F_KEPT : F_LOST;
       else {
         if (style == ST_CREATES_ONLY)
@@ -463,11 +525,15 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
             f = F_LOST;
       }
       if (f != F_LOST) apply_dir(m, v);
+      if (f != F_LOST && style == ST_STALE && gone >= 0 && !img_holds(m, gone))
+        stale_note(m, gone, 0);
     } else {
       Blob *b = &m->data[v->id];
       if (i < lastsync[v->id]) f = F_DURABLE;
       else if (style == ST_ALL_LOST) f = F_LOST;
-      else if (style == ST_ALL_KEPT || style == ST_CREATES_ONLY) f = F_KEPT;
+      else if (style == ST_ALL_KEPT || style == ST_CREATES_ONLY ||
+               style == ST_STALE)
+        f = F_KEPT;
       else {
         uint64_t x = tu_rand(rng) % 3;
         f = x == 0 ? F_LOST : x == 1 ? F_KEPT : F_TORN;
@@ -476,6 +542,8 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
       if (f != F_LOST) {
         if (v->kind == NPK_EV_WRITE) apply_write(b, v, f == F_TORN, rng);
         else if (v->kind == NPK_EV_TRUNCATE) {
+          if (v->len < durable[v->id]) durable[v->id] = v->len;
+          if (style == ST_STALE) stale_note(m, v->id, v->len);
           if (v->len < b->n) b->n = (size_t)v->len;
           else blob_set_len(b, (size_t)v->len);
         }
@@ -483,7 +551,10 @@ static void img_build(const Rec *r, int cut, int style, uint64_t *rng,
     }
     m->fate[i] = f;
   }
+  if (style == ST_STALE && m->stale_id >= 0)
+    for (int i = 0; i < r->nid; i++) stale_fill(m, i, durable[i]);
   free(lastsync);
+  free(durable);
   free(synced);
 }
 
@@ -524,6 +595,9 @@ static void img_describe(const Rec *r, const Image *m, int cut) {
       printf(" to %llu", (unsigned long long)v->len);
     printf("\n");
   }
+  if (m->stale_id >= 0)
+    printf("  new sectors read as the bytes from %llu on of file#%d, "
+           "removed\n", (unsigned long long)m->stale_from, m->stale_id);
   printf("  files in the image:");
   for (int i = 0; i < m->nname; i++)
     printf(" %s(#%d, %zu bytes)", m->name[i], m->id[i],
@@ -608,6 +682,19 @@ static int run_op(NpkSession *s, const char *tok, unsigned seed, int *sp) {
   if (!strcmp(op, "cmp")) return npk_compact(s, x);
   if (!strcmp(op, "clone")) return npk_clone(s, x, y);
   if (!strcmp(op, "drop")) return npk_drop(s, x);
+  if (!strcmp(op, "bigrep")) {
+    /* Every row of an array made by "big" replaced in place: a journal
+    ** of more than 1 MiB of rows, the same length each time. */
+    uint64_t *rows = malloc(1025 * sizeof *rows);
+    unsigned char *p = malloc(1025 * 1024);
+    int rc;
+    for (uint64_t r = 0; r < 1025; r++) rows[r] = r;
+    fill_rows(p, 1025 * 1024, seed);
+    rc = npk_replace_rows(s, x, rows, 1025, p);
+    free(rows);
+    free(p);
+    return rc;
+  }
   if (!strcmp(op, "big")) {
     /* Over the 1 MiB from which new files are reserved with fallocate. */
     uint64_t shape[2] = {1025, 1024};
@@ -935,6 +1022,7 @@ static void image_done(Image *m, const Rec *r) {
   for (int i = 0; i < r->nid; i++) free(m->data[i].p);
   free(m->data);
   free(m->fate);
+  free(m->stale.p);
 }
 
 /* Play back the hot journal of the image in DIR as a writer would, with
@@ -1268,6 +1356,11 @@ static const char *const scenarios[][2] = {
    "+ rep:a:7 rep:a:6 rep:a:5 rep:a:4 rep:a:3 rep:a:2 rep:a:1 rep:a:0 "
    "rep:b:4 rep:b:3 rep:b:2 rep:b:0 app:a:9 ."},
   {"fallocate", "big:d"},
+  /* A journal of more than 1 MiB, then another of the same length, on a
+  ** file system that may show a removed file's bytes in a file's new
+  ** blocks: the second may not read as the first one whole. */
+  {"stale_journal", "big:d bigrep:d bigrep:d"},
+  {"stale_journal_small", "big:d bigrep:d app:a:1 bigrep:d"},
   {"fallocate_over", "new:d:1 big:d"},
   /* Where the file system makes no hard links, each backup is a copy,
   ** synced before the journal is written. */

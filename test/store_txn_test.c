@@ -1519,8 +1519,9 @@ static void test_catalog_in_place(void) {
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &a), 0);
   CHECK_EQ(op_append(s, &m), NPK_OK);
   npk_store_stats(st, &stats);
-  /* The journal's file is new to this store: its name is synced too. */
-  CHECK_EQ(stats.last_commit_fsyncs, 5);
+  /* The journal's file is new to this store: its zeroed header is synced
+  ** before it takes the journal's name, and that name is synced too. */
+  CHECK_EQ(stats.last_commit_fsyncs, 6);
   /* The journal's file is kept, idle, under its name for the next commit,
   ** which syncs the journal, the data, the catalog and the idle journal:
   ** no directory. */
@@ -2098,12 +2099,128 @@ static int removed_journals_held(const char *dir) {
   return n;
 }
 
-/* A journal over 1 MB is removed at the commit point rather than kept idle:
-** one large commit leaves no large file behind, nor holds one open. */
-static void test_large_journal_removed(void) {
+/* What a recording shows of the journal's first bytes on disk, to check
+** that blocks holding a journal's magic are never freed and a fresh
+** journal never shows at its name before its zeroed header is synced: on
+** a file system that shows stale bytes in a file's new blocks after a
+** power cut (ext4 data=writeback), a whole journal freed could come back
+** under the journal's name.  Per file (inode): ZERO_SYNCED its magic is
+** zeros on disk, ZERO_UNSYNCED written so but not synced, HOT written with
+** a magic. */
+enum { J_NEW, J_ZERO_SYNCED, J_ZERO_UNSYNCED, J_HOT };
+typedef struct JWatch {
+  const char *dir;
+  int n;
+  uint64_t ino[32];
+  int state[32];
+  char name[32][40];         /* the name it was created under */
+  uint64_t jino;             /* the file at the journal's name */
+  int bad;
+  char why[160];
+} JWatch;
+
+static int *jw_state(JWatch *w, uint64_t ino, const char *name) {
+  for (int i = 0; i < w->n; i++)
+    if (w->ino[i] == ino) return &w->state[i];
+  if (w->n == 32) return &w->state[31];
+  w->ino[w->n] = ino;
+  w->state[w->n] = J_NEW;
+  snprintf(w->name[w->n], sizeof w->name[0], "%s", name ? name : "");
+  return &w->state[w->n++];
+}
+
+static void jw_fail(JWatch *w, const char *why) {
+  if (!w->bad++) snprintf(w->why, sizeof w->why, "%s", why);
+}
+
+static void jw_event(void *arg, const NpkIoEvent *e) {
+  static const unsigned char zero[8];
+  JWatch *w = arg;
+  int *st;
+  if (strcmp(e->dir, w->dir) != 0) return;
+  switch (e->kind) {
+    case NPK_EV_CREATE:
+      if (!strcmp(e->name, TU_JOURNAL)) jw_fail(w, "journal created at its name");
+      *jw_state(w, e->ino, e->name) = J_NEW;
+      break;
+    case NPK_EV_WRITE:
+      st = jw_state(w, e->ino, NULL);
+      if (e->off == 0 && e->len >= 8)
+        *st = memcmp(e->data, zero, 8) ? J_HOT : J_ZERO_UNSYNCED;
+      break;
+    case NPK_EV_FSYNC:
+      st = jw_state(w, e->ino, NULL);
+      if (*st == J_ZERO_UNSYNCED) *st = J_ZERO_SYNCED;
+      break;
+    case NPK_EV_TRUNCATE:
+      /* Cutting a journal frees the blocks past the new length: those of
+      ** a commit's records over a longer idle journal are no harm, but
+      ** not the one of its magic. */
+      if (e->ino == w->jino && e->len < 8 &&
+          *jw_state(w, e->ino, NULL) != J_ZERO_SYNCED)
+        jw_fail(w, "journal's magic cut off before it was synced as zeros");
+      break;
+    case NPK_EV_UNLINK:
+      if (!strcmp(e->name, TU_JOURNAL) &&
+          *jw_state(w, w->jino, NULL) != J_ZERO_SYNCED)
+        jw_fail(w, "journal removed before its zeroed magic was synced");
+      break;
+    case NPK_EV_RENAME:
+      if (!strcmp(e->name2, TU_JOURNAL)) {
+        int i;
+        for (i = w->n - 1; i >= 0 && strcmp(w->name[i], e->name); i--) {
+        }
+        if (i < 0 || w->state[i] != J_ZERO_SYNCED)
+          jw_fail(w, "journal renamed into place before its header was "
+                     "synced");
+        else w->jino = w->ino[i];
+      }
+      break;
+  }
+}
+
+/* Watch the journal of the store in DIR from now on. */
+static void jw_start(JWatch *w, const char *dir) {
+  struct stat sb;
+  memset(w, 0, sizeof *w);
+  w->dir = dir;
+  if (stat(P(dir, TU_JOURNAL), &sb) == 0) {
+    w->jino = (uint64_t)sb.st_ino;
+    *jw_state(w, w->jino, TU_JOURNAL) =
+        tu_journal_hot(dir) ? J_HOT : J_ZERO_SYNCED;
+  }
+  npk_test_record(jw_event, w);
+}
+
+static int jw_end(JWatch *w) {
+  npk_test_record(NULL, NULL);
+  if (w->bad) printf("  %s\n", w->why);
+  return w->bad;
+}
+
+/* The journal's first 8 bytes in DIR are zeros and it is no longer than
+** its header.  1 if so. */
+static int journal_cut_idle(const char *dir) {
+  static const unsigned char zero[8];
+  size_t n = 0;
+  unsigned char *j = tu_read_file(P(dir, TU_JOURNAL), &n);
+  int ok = j && n == 24 && memcmp(j, zero, 8) == 0;
+  free(j);
+  return ok;
+}
+
+/* A journal over 1 MB is made idle, synced, at the commit point, then cut
+** back to its header: one large commit leaves no large file behind, and
+** no block of it that is freed holds a journal's magic.  The commit syncs
+** as many times as one that removed the journal (the journal, where that
+** synced the directory). */
+static void test_large_journal_cut(void) {
   enum { N = 100000, K = 40000 };
   Tmp t;
   NpkStore *st;
+  NpkStats stats;
+  JWatch w;
+  struct stat j0, j1;
   uint64_t sh[1] = {N}, *rows = malloc(K * sizeof *rows);
   int32_t *v = calloc(N, sizeof *v);
   tu_tmp_init(&t);
@@ -2111,18 +2228,72 @@ static void test_large_journal_removed(void) {
   CHECK(s && rows && v);
   if (s && rows && v) {
     for (uint64_t i = 0; i < K; i++) rows[i] = i * 2;
+    jw_start(&w, t.dir);
     CHECK_EQ(npk_save(s, "big", NPK_INT32, 1, sh, v), NPK_OK);
-    CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
+    CHECK_EQ(stat(P(t.dir, TU_JOURNAL), &j0), 0);
     CHECK_EQ(npk_replace_rows(s, "big", rows, K, v), NPK_OK);
-    CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+    npk_store_stats(st, &stats);
+    /* The journal, the data file, the catalog, the idle journal. */
+    CHECK_EQ(stats.last_commit_fsyncs, 4);
+    CHECK_EQ(stat(P(t.dir, TU_JOURNAL), &j1), 0);
+    CHECK_EQ(j0.st_ino, j1.st_ino);
+    CHECK(journal_cut_idle(t.dir));
     CHECK_EQ(removed_journals_held(t.dir), 0);
+    /* The next large commit writes over the same file again. */
+    for (uint64_t i = 0; i < K; i++) rows[i] = i * 2 + 1;
+    CHECK_EQ(npk_replace_rows(s, "big", rows, K, v), NPK_OK);
+    CHECK_EQ(stat(P(t.dir, TU_JOURNAL), &j1), 0);
+    CHECK_EQ(j0.st_ino, j1.st_ino);
+    CHECK(journal_cut_idle(t.dir));
     CHECK_EQ(npk_replace_rows(s, "big", rows, 1, v), NPK_OK);
-    CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
     CHECK(!tu_journal_hot(t.dir));
+    CHECK_EQ(jw_end(&w), 0);
+    CHECK(!tu_exists(P(t.dir, "npktmp-journal")));
   }
   tu_close(st, s);
   free(rows);
   free(v);
+  tu_tmp_done(&t);
+}
+
+/* A store's first commit makes its journal under a temporary name, its
+** zeroed header synced, and only then gives it the journal's name; a
+** played-back journal is made idle, synced, and kept, never removed with
+** its magic.  So no journal's magic is ever in freed blocks, and the
+** journal's name never shows a new file's unsynced blocks. */
+static void test_journal_blocks_never_freed_hot(void) {
+  Tmp t;
+  Model m;
+  JWatch w;
+  NpkStore *st;
+  NpkSession *s;
+  s = open_base(&t, &st, &m);
+  CHECK(!tu_exists(P(t.dir, TU_JOURNAL)));
+  jw_start(&w, t.dir);
+  if (s) CHECK_EQ(op_append(s, &m), NPK_OK);
+  CHECK_EQ(jw_end(&w), 0);
+  CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
+  CHECK(!tu_journal_hot(t.dir));
+  CHECK(!tu_exists(P(t.dir, "npktmp-journal")));
+  tu_close(st, s);
+  model_free(&m);
+  /* A hot journal (killed after the catalog was written), played back. */
+  int status = run_crashing(t.dir, crash_rows_txn, 1, 6);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  CHECK(tu_journal_hot(t.dir));
+  jw_start(&w, t.dir);
+  s = tu_open(t.dir, 0, &st);
+  if (s) CHECK_EQ(npk_recover(s), NPK_OK);
+  CHECK_EQ(jw_end(&w), 0);
+  CHECK(!tu_journal_hot(t.dir));
+  CHECK(tu_exists(P(t.dir, TU_JOURNAL)));
+  /* The next commit opens it again, its name synced. */
+  jw_start(&w, t.dir);
+  if (s) CHECK_EQ(npk_replace_rows(s, "a", (uint64_t[]){0}, 1,
+                                   (int32_t[]){7, 7, 7}), NPK_OK);
+  CHECK_EQ(jw_end(&w), 0);
+  CHECK(!tu_journal_hot(t.dir));
+  tu_close(st, s);
   tu_tmp_done(&t);
 }
 
@@ -3596,7 +3767,8 @@ int main(void) {
   RUN(test_added_seen_elsewhere);
   RUN(test_rewritten_seen_elsewhere);
   RUN(test_sweep_when_needed);
-  RUN(test_large_journal_removed);
+  RUN(test_large_journal_cut);
+  RUN(test_journal_blocks_never_freed_hot);
   RUN(test_spare_linked_later);
   RUN(test_spare_of_earlier_release);
   RUN(test_journal_of_earlier_release);
