@@ -576,11 +576,40 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
                  st->dir, NPK_JOURNAL, abs, (unsigned long long)sb.st_nlink);
 }
 
+/* The file consecutive 'R' records of one path restore, kept open from one
+** to the next and synced once when playback leaves it: the journal of a
+** transaction that replaced rows holds a record per run of rows, and an
+** open, a check of its links and an fsync for each made the playback of a
+** large UPDATE take minutes. */
+typedef struct PlayFile PlayFile;
+struct PlayFile {
+  char *rel; /* its path in the store, or NULL when none is open */
+  char *abs; /* the same, absolute, for messages */
+  int fd;    /* open for writing, or -1 */
+};
+
+/* Let go of PF's file, synced if SYNC (leaving it after its records; not
+** after a failure, whose error is the one to report). */
+static int play_file_end(NpkStore *st, PlayFile *pf, int sync, NpkErr *e) {
+  int rc = NPK_OK;
+  if (pf->fd >= 0) {
+    if (sync) rc = npk_io_fsync(st, pf->fd, pf->abs, e);
+    close(pf->fd);
+  }
+  npk_free(pf->rel);
+  npk_free(pf->abs);
+  pf->rel = pf->abs = NULL;
+  pf->fd = -1;
+  return rc;
+}
+
 /* Undo one record.  P points at its type byte; *PAT advances past it.  A
 ** file it makes, renames or removes in a subdirectory is noted in SUBDIRS,
-** to be synced before the journal goes. */
+** to be synced before the journal goes.  PF is the file 'R' records write
+** to; any other record first lets it go, synced, so that no record meets a
+** file by a name another record has since changed. */
 static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
-                NpkBuf *subdirs, NpkErr *e) {
+                NpkBuf *subdirs, PlayFile *pf, NpkErr *e) {
   size_t at = *pat;
   int type, rc = NPK_OK, fd = -1;
   uint32_t plen;
@@ -613,6 +642,9 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
     rc = npk_err(e, NPK_NOMEM, "out of memory");
     goto done;
   }
+  if (pf->rel && (type != 'R' || strcmp(pf->rel, rel) != 0) &&
+      (rc = play_file_end(st, pf, 1, e)))
+    goto done;
   if (type == 'C' || type == 'L' || type == 'X') npk_subdir_note(subdirs, rel);
   switch (type) {
     case 'C': {
@@ -676,13 +708,19 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       len = npk_get_u64(p + at + 8);
       at += 16;
       NEED(len);
-      rc = npk_io_open(st, rel, O_RDWR, &fd, e);
-      if (rc == NPK_NOFILE)
-        rc = npk_err(e, NPK_IOERR, "cannot open %s: no such file", abs);
-      if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, e);
-      if (rc == NPK_OK)
-        rc = npk_io_pwrite(st, fd, p + at, (size_t)len, off, abs, e);
-      if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
+      if (!pf->rel) {
+        rc = npk_io_open(st, rel, O_RDWR, &fd, e);
+        if (rc == NPK_NOFILE)
+          rc = npk_err(e, NPK_IOERR, "cannot open %s: no such file", abs);
+        if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, e);
+        if (rc) break;
+        pf->fd = fd;
+        pf->rel = rel;
+        pf->abs = abs;
+        fd = -1;
+        rel = abs = NULL;
+      }
+      rc = npk_io_pwrite(st, pf->fd, p + at, (size_t)len, off, pf->abs, e);
       at += (size_t)len;
       break;
     }
@@ -707,6 +745,7 @@ done:
 int npk_journal_recover(NpkStore *st, NpkErr *e) {
   unsigned char *p = NULL;
   NpkBuf subdirs = {0};
+  PlayFile pf = {NULL, NULL, -1};
   size_t n = 0, at;
   int rc, sync_off = st->sync_off;
   st->sync_off = 0;
@@ -725,9 +764,11 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   }
   for (at = JHEADER; at < n && rc == NPK_OK;) {
     size_t rel = at - JHEADER;
-    rc = play(st, p + JHEADER, n - JHEADER, &rel, &subdirs, e);
+    rc = play(st, p + JHEADER, n - JHEADER, &rel, &subdirs, &pf, e);
     at = rel + JHEADER;
   }
+  if (rc == NPK_OK) rc = play_file_end(st, &pf, 1, e);
+  else play_file_end(st, &pf, 0, e);
   if (rc == NPK_OK) rc = npk_io_sync_subdirs(st, &subdirs, e);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->dirfd, st->dir, e);
   if (rc == NPK_OK) {
