@@ -624,10 +624,17 @@ char *npk_backup_name(const char *rel);
 #define NPK_JOURNAL_HEADER 24
 void npk_journal_header(const NpkBuf *records,
                         unsigned char hdr[NPK_JOURNAL_HEADER]);
+/* Records npk_journal_write takes in pieces, after those of its buffer:
+** each call appends the next ones to PIECE (about NPK_JOURNAL_PIECE
+** bytes) and sets *PDONE when none are left.  A commit that replaced many
+** rows journals their old bytes this way, never all of them in memory. */
+typedef int (*NpkJrMore)(void *arg, NpkBuf *piece, int *pdone);
+#define NPK_JOURNAL_PIECE (1u << 20)
 /* Write the journal JR: NPK_JOURNAL_HEADER bytes for its header (filled
-** in here), then the records; LINKED if the commit linked backups. */
-int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
-                      NpkErr *e);
+** in here), then the records, then MORE's (none if MORE is NULL); LINKED
+** if the commit linked backups.  *PSIZE receives its length. */
+int npk_journal_write(NpkStore *st, NpkBuf *jr, NpkJrMore more, void *arg,
+                      int linked, uint64_t *psize, NpkErr *e);
 int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e);
 void npk_sweep(NpkStore *st);
 int npk_journal_recover(NpkStore *st, NpkErr *e);

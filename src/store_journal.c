@@ -122,13 +122,51 @@ static uint64_t mix(uint64_t acc, uint64_t w) {
 ** length and the tail.  FNV-1a takes one byte per dependent multiply, so a
 ** journal of the rows a small commit replaces cost more to check than all
 ** of its system calls; this takes 32 bytes per step. */
-static uint64_t wordsum(const unsigned char *p, size_t n) {
-  uint64_t v[4] = {K1 + K2, K2, 0, 0 - K1}, h;
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int k = 0; k < 4; k++) v[k] = mix(v[k], word(p + i + 8 * k));
-  h = rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18) +
-      (uint64_t)n;
+/* wordsum taken piece by piece, for a journal written in pieces: the same
+** value whatever the pieces' lengths. */
+typedef struct WordSum WordSum;
+struct WordSum {
+  uint64_t v[4];          /* the lanes */
+  unsigned char tail[32]; /* bytes not yet a whole 32-byte step */
+  size_t ntail;           /* how many */
+  uint64_t n;             /* bytes taken in all */
+};
+
+static void ws_init(WordSum *w) {
+  w->v[0] = K1 + K2;
+  w->v[1] = K2;
+  w->v[2] = 0;
+  w->v[3] = 0 - K1;
+  w->ntail = 0;
+  w->n = 0;
+}
+
+static void ws_step(WordSum *w, const unsigned char *p) {
+  for (int k = 0; k < 4; k++) w->v[k] = mix(w->v[k], word(p + 8 * k));
+}
+
+static void ws_add(WordSum *w, const unsigned char *p, size_t n) {
+  w->n += n;
+  if (w->ntail) {
+    size_t k = 32 - w->ntail < n ? 32 - w->ntail : n;
+    memcpy(w->tail + w->ntail, p, k);
+    w->ntail += k;
+    p += k;
+    n -= k;
+    if (w->ntail < 32) return;
+    ws_step(w, w->tail);
+    w->ntail = 0;
+  }
+  for (; n >= 32; p += 32, n -= 32) ws_step(w, p);
+  memcpy(w->tail, p, n);
+  w->ntail = n;
+}
+
+static uint64_t ws_final(const WordSum *w) {
+  const unsigned char *p = w->tail;
+  size_t i = 0, n = w->ntail;
+  uint64_t h = rotl(w->v[0], 1) + rotl(w->v[1], 7) + rotl(w->v[2], 12) +
+               rotl(w->v[3], 18) + w->n;
   for (; i + 8 <= n; i += 8) h = rotl(h ^ mix(0, word(p + i)), 27) * K1;
   for (; i < n; i++) h = rotl(h ^ (p[i] * K3), 11) * K1;
   h ^= h >> 33;
@@ -136,6 +174,13 @@ static uint64_t wordsum(const unsigned char *p, size_t n) {
   h ^= h >> 29;
   h *= K3;
   return h ^ (h >> 32);
+}
+
+static uint64_t wordsum(const unsigned char *p, size_t n) {
+  WordSum w;
+  ws_init(&w);
+  ws_add(&w, p, n);
+  return ws_final(&w);
 }
 
 static void put_path(NpkBuf *b, int type, const char *rel) {
@@ -182,11 +227,16 @@ char *npk_backup_name(const char *rel) {
   return p;
 }
 
+/* The header of a journal of N bytes of records whose checksum is SUM. */
+static void put_header(unsigned char hdr[JHEADER], uint64_t n, uint64_t sum) {
+  memcpy(hdr, JMAGIC, 8);
+  npk_put_u64(hdr + 8, n);
+  npk_put_u64(hdr + 16, sum);
+}
+
 void npk_journal_header(const NpkBuf *records,
                         unsigned char hdr[NPK_JOURNAL_HEADER]) {
-  memcpy(hdr, JMAGIC, 8);
-  npk_put_u64(hdr + 8, records->n);
-  npk_put_u64(hdr + 16, wordsum(records->p, records->n));
+  put_header(hdr, records->n, wordsum(records->p, records->n));
 }
 
 /* 1 if the 8 bytes at P are a journal's magic, of this release or an
@@ -304,29 +354,53 @@ static int make_idle(NpkStore *st, NpkErr *e) {
 ** cut to their length, then synced (crash step 9): a power cut before the
 ** sync may leave any mix of the two, which the checksum tells from a whole
 ** journal, and the commit has touched no file yet.  A commit that linked
-** no backup and reuses the file syncs once; one that did, twice. */
-int npk_journal_write(NpkStore *st, NpkBuf *jr, int linked, uint64_t *psize,
-                      NpkErr *e) {
+** no backup and reuses the file syncs once; one that did, twice.  Records
+** MORE gives are written in pieces after JR's, and the header last, its
+** checksum taken along: a mix is then still told by the checksum. */
+int npk_journal_write(NpkStore *st, NpkBuf *jr, NpkJrMore more, void *arg,
+                      int linked, uint64_t *psize, NpkErr *e) {
   char *path = npk_path(st->dir, NPK_JOURNAL);
-  NpkBuf rec;
-  uint64_t had = 0;
-  int rc, fresh = 0, written = 0;
+  NpkBuf piece = {0};
+  WordSum sum;
+  uint64_t had = 0, off = jr->n;
+  int rc, fresh = 0, written = 0, done = more == NULL;
   if (!path) return npk_err(e, NPK_NOMEM, "out of memory");
-  *psize = jr->n;
-  rec.p = jr->p + JHEADER;
-  rec.n = jr->n - JHEADER;
-  npk_journal_header(&rec, jr->p);
+  ws_init(&sum);
+  ws_add(&sum, jr->p + JHEADER, jr->n - JHEADER);
   rc = open_journal(st, &had, &fresh, e);
   if (rc == NPK_OK && (linked || fresh))
     rc = npk_io_fsync(st, st->dirfd, st->dir, e);
   if (rc == NPK_OK) {
     written = 1;
-    rc = npk_io_pwrite(st, st->jfd, jr->p, jr->n, 0, path, e);
+    if (done) {
+      put_header(jr->p, jr->n - JHEADER, ws_final(&sum));
+      rc = npk_io_pwrite(st, st->jfd, jr->p, jr->n, 0, path, e);
+    } else {
+      rc = npk_io_pwrite(st, st->jfd, jr->p + JHEADER, jr->n - JHEADER, JHEADER,
+                         path, e);
+    }
   }
+  while (rc == NPK_OK && !done) {
+    piece.n = 0;
+    rc = more(arg, &piece, &done);
+    if (rc == NPK_OK && piece.oom) rc = npk_err(e, NPK_NOMEM, "out of memory");
+    if (rc == NPK_OK && piece.n) {
+      ws_add(&sum, piece.p, piece.n);
+      rc = npk_io_pwrite(st, st->jfd, piece.p, piece.n, off, path, e);
+      off += piece.n;
+    }
+    if (rc == NPK_OK && done) {
+      unsigned char hdr[JHEADER];
+      put_header(hdr, off - JHEADER, ws_final(&sum));
+      rc = npk_io_pwrite(st, st->jfd, hdr, JHEADER, 0, path, e);
+    }
+  }
+  npk_buf_free(&piece);
+  *psize = off;
   /* A longer journal of an earlier commit may lie past the end: cut, so
   ** the file is exactly this journal (playback checks its length). */
-  if (rc == NPK_OK && had > jr->n)
-    rc = npk_io_ftruncate(st, st->jfd, jr->n, path, e);
+  if (rc == NPK_OK && had > off)
+    rc = npk_io_ftruncate(st, st->jfd, off, path, e);
   if (rc == NPK_OK) rc = npk_io_fsync(st, st->jfd, path, e);
   npk_test_crash_point(9);
   if (rc != NPK_OK && written) {

@@ -902,13 +902,77 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   return NPK_OK;
 }
 
-/* Journal: everything needed to put the files back as they are now. */
+/* 'R' records of the original bytes of P's replaced rows, from overlay
+** position *POS on, appended to JR until it holds LIMIT bytes or the rows
+** end (*POS is then past the overlay's table). */
+static int journal_rows(NpkSession *s, NpkArray *p, uint64_t *pos, NpkBuf *jr,
+                        size_t limit) {
+  NpkFile *f = p->seg[0].file;
+  uint64_t mark = npk_map_faults(s), row;
+  uint64_t need = p->base_rows * p->row_bytes;
+  const unsigned char *from;
+  const void *ignored;
+  int rc;
+  if ((rc = npk_file_map(s->store, f, need, &s->err))) return rc;
+  /* Through the mapping write_rows writes the new rows through, when an
+  ** earlier commit left one: each row's page and cache lines are then
+  ** fetched once, not once per mapping (rows replaced at random cost a
+  ** cache and TLB miss each). */
+  from = f->wbase && need <= f->wmaplen && !npk_guard_hit(f->wslot) ? f->wbase
+                                                                    : f->base;
+  while (jr->n < limit && npk_ov_next(p->ov, pos, &row, &ignored))
+    npk_jr_region(jr, p->data_file, row * p->row_bytes,
+                  from + row * p->row_bytes, (size_t)p->row_bytes);
+  /* A journal holding zeros for the rows it should restore would make a
+  ** rollback destroy them. */
+  return npk_map_check(s, mark, p->name);
+}
+
+/* Whether P's replaced rows are journaled (they are when it has some). */
+static int has_rows(const NpkArray *p) {
+  return p && p->pending && !p->fresh && p->ov && p->ov->n;
+}
+
+/* The replaced rows of a commit that replaced more than fits one piece,
+** journaled a piece at a time (NpkJrMore). */
+typedef struct RowsJournal RowsJournal;
+struct RowsJournal {
+  NpkSession *s; /* the committing session */
+  Change *ch;    /* the commit's changes */
+  int n;         /* how many */
+  int i;         /* the change whose rows come next */
+  uint64_t pos;  /* where in its overlay */
+};
+
+static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
+  RowsJournal *rj = arg;
+  int rc = NPK_OK;
+  while (rc == NPK_OK && piece->n < NPK_JOURNAL_PIECE && rj->i < rj->n) {
+    NpkArray *p = rj->ch[rj->i].p;
+    if (has_rows(p))
+      rc = journal_rows(rj->s, p, &rj->pos, piece, NPK_JOURNAL_PIECE);
+    if (rc == NPK_OK && (!has_rows(p) || rj->pos >= p->ov->hcap)) {
+      rj->i++;
+      rj->pos = 0;
+    }
+  }
+  *pdone = rj->i >= rj->n;
+  return rc;
+}
+
+/* Journal: everything needed to put the files back as they are now.  The
+** replaced rows' original bytes go into JR too when they fit one piece;
+** else *PMORE is set and npk_journal_write takes them in pieces. */
 static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
-                         NpkBuf *jr) {
+                         NpkBuf *jr, int *pmore) {
   NpkStore *st = s->store;
   NpkTxn *t = s->txn;
+  uint64_t replaced = 0;
   int rc;
 
+  for (int i = 0; i < n; i++)
+    if (has_rows(ch[i].p)) replaced += ch[i].p->ov->n * ch[i].p->row_bytes;
+  *pmore = replaced > NPK_JOURNAL_PIECE;
   /* The catalog's old length first: the release before this one refuses
   ** that record as damaged, and meeting it before any other it refuses the
   ** journal having played nothing back.  The records restore different
@@ -920,31 +984,12 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
     npk_jr_trunc(jr, t->grown[i]->rel, t->grown[i]->orig_size);
   for (int i = 0; i < n; i++) {
     NpkArray *p = ch[i].p;
-    if (p && p->pending && !p->fresh && p->ov && p->ov->n) {
-      /* Original bytes of every replaced row, read from the mapping. */
-      NpkFile *f = p->seg[0].file;
-      uint64_t mark = npk_map_faults(s), pos = 0, row;
-      uint64_t need = p->base_rows * p->row_bytes;
-      const unsigned char *from;
-      const void *ignored;
-      if ((rc = npk_file_map(st, f, need, &s->err))) return rc;
-      /* Through the mapping write_rows writes the new rows through, when an
-      ** earlier commit left one: each row's page and cache lines are then
-      ** fetched once, not once per mapping (rows replaced at random cost a
-      ** cache and TLB miss each). */
-      from = f->wbase && need <= f->wmaplen && !npk_guard_hit(f->wslot)
-                 ? f->wbase
-                 : f->base;
+    if (has_rows(p) && !*pmore) {
+      uint64_t pos = 0;
       /* Room for every record at once: no copy while it grows. */
       npk_buf_reserve(
           jr, p->ov->n * (21 + strlen(p->data_file) + (size_t)p->row_bytes));
-      while (npk_ov_next(p->ov, &pos, &row, &ignored)) {
-        npk_jr_region(jr, p->data_file, row * p->row_bytes,
-                      from + row * p->row_bytes, (size_t)p->row_bytes);
-      }
-      /* A journal holding zeros for the rows it should restore would
-      ** make a rollback destroy them. */
-      if ((rc = npk_map_check(s, mark, p->name))) return rc;
+      if ((rc = journal_rows(s, p, &pos, jr, SIZE_MAX))) return rc;
     }
     if (p && p->fresh) {
       npk_jr_temp(jr, p->seg[0].file->rel);
@@ -1337,6 +1382,8 @@ int npk_commit(NpkSession *s) {
   const unsigned char *img = NULL;
   size_t nimg = 0;
   int n = 0, rc = NPK_OK, journaled = 0, reserved = 0, fast = 0, linked = 0;
+  int more = 0;
+  RowsJournal rows;
   uint64_t now, jsize = 0;
   uint64_t fsyncs = __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED);
 
@@ -1379,7 +1426,12 @@ int npk_commit(NpkSession *s) {
   ** catalog's old bytes are journaled before encode_catalog_files patches
   ** the store's image of it. */
   npk_buf_put(&jr, NULL, NPK_JOURNAL_HEADER);
-  rc = build_journal(s, ch, n, &ci, &jr);
+  rc = build_journal(s, ch, n, &ci, &jr, &more);
+  rows.s = s;
+  rows.ch = ch;
+  rows.n = n;
+  rows.i = 0;
+  rows.pos = 0;
   if (rc == NPK_OK) rc = encode_catalog_files(s, ch, n, &ci, &img, &nimg);
   /* catalog_plan checked that the patch applies. */
   if (rc == NPK_OK && ci.inplace && !ci.patched && !ci.suffix)
@@ -1400,7 +1452,8 @@ int npk_commit(NpkSession *s) {
   if (rc == NPK_OK && linked) rc = sync_subdirs(s, ch, n);
   npk_test_crash_point(2);
   if (rc == NPK_OK)
-    rc = npk_journal_write(st, &jr, linked > 0, &jsize, &s->err);
+    rc = npk_journal_write(st, &jr, more ? journal_more : NULL, &rows,
+                           linked > 0, &jsize, &s->err);
   if (rc) goto fail_open;
   journaled = 1;
   npk_test_crash_point(3);
