@@ -113,6 +113,11 @@ struct NpkOverlay {
 ** a spill file (npk_spill_budget; the test build lets tests set it). */
 #define NPK_SPILL_BUDGET (32u << 20)
 uint64_t npk_spill_budget(void);
+/* How many bytes of a journal are read at a time: DFLT (the test build
+** lets tests make it small). */
+uint64_t npk_journal_window(uint64_t dflt);
+/* Count N bytes read from a store's file by its own reads. */
+void npk_io_count_read(NpkStore *st, uint64_t n);
 
 /* One array as seen by a catalog: committed, or a session's pending copy. */
 struct NpkArray {

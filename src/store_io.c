@@ -119,6 +119,14 @@ uint64_t npk_spill_budget(void) {
   return z ? (uint64_t)strtoull(z, NULL, 10) : NPK_SPILL_BUDGET;
 }
 
+/* NUMPACK_TEST_JOURNAL_WINDOW sets how many bytes of a journal are read at
+** a time, so that tests move the window over small journals too. */
+uint64_t npk_journal_window(uint64_t dflt) {
+  const char *z = getenv("NUMPACK_TEST_JOURNAL_WINDOW");
+  uint64_t v = z ? (uint64_t)strtoull(z, NULL, 10) : 0;
+  return v ? v : dflt;
+}
+
 /* Return the errno to fake for a call of KIND, or 0 to let it run. */
 static int fault_check(const char *kind) {
   fault_from_env();
@@ -242,6 +250,8 @@ static int full_check(int fd, uint64_t end) {
 int64_t npk_recheck_ns(void) { return NPK_RECHECK_NS; }
 
 uint64_t npk_spill_budget(void) { return NPK_SPILL_BUDGET; }
+
+uint64_t npk_journal_window(uint64_t dflt) { return dflt; }
 
 #endif
 
@@ -398,6 +408,10 @@ int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
   }
   if (errno != ENOSPC && errno != EDQUOT) return NPK_OK;
   return npk_err_sys(e, errno, "cannot write", path);
+}
+
+void npk_io_count_read(NpkStore *st, uint64_t n) {
+  stat_add(st, &st->stats.bytes_read, n);
 }
 
 /* The spill file of a transaction's replaced rows (store_overlay.c): an

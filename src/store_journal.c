@@ -87,8 +87,8 @@
 #define JMAGIC  "NPKJRNL2" /* word checksum: what commits write */
 #define JHEADER NPK_JOURNAL_HEADER
 
-static uint64_t fnv1a(const unsigned char *p, size_t n) {
-  uint64_t h = UINT64_C(0xcbf29ce484222325);
+/* FNV-1a of N more bytes at P, from H. */
+static uint64_t fnv1a_more(uint64_t h, const unsigned char *p, size_t n) {
   for (size_t i = 0; i < n; i++) {
     h ^= p[i];
     h *= UINT64_C(0x100000001b3);
@@ -566,13 +566,103 @@ int npk_journal_exists(NpkStore *st) {
   return hot;
 }
 
-/* 1 if the N bytes at P are a completely written journal. */
-static int journal_whole(const unsigned char *p, size_t n) {
-  uint64_t sum;
-  if (n < JHEADER || !magic(p) || npk_get_u64(p + 8) != n - JHEADER) return 0;
-  sum = memcmp(p, JMAGIC, 8) == 0 ? wordsum(p + JHEADER, n - JHEADER)
-                                  : fnv1a(p + JHEADER, n - JHEADER);
-  return npk_get_u64(p + 16) == sum;
+/* A journal is read through a window of this many bytes at most, in turn,
+** never whole: checking and playing back the journal of a commit of
+** gigabytes of replaced rows takes about this much memory.  (A record of
+** an earlier release that holds a file's whole contents is read whole.) */
+#define JOURNAL_WINDOW NPK_JOURNAL_PIECE
+
+/* The journal, read through a window. */
+typedef struct JournalIn JournalIn;
+struct JournalIn {
+  int fd;             /* open for reading */
+  uint64_t size;      /* its length when opened */
+  unsigned char *buf; /* the window's bytes */
+  size_t cap;         /* room in buf */
+  uint64_t start;     /* offset in the file of buf[0] */
+  size_t len;         /* bytes of the file in buf */
+  size_t window;      /* bytes to read at a time */
+};
+
+static int jin_open(NpkStore *st, JournalIn *j, NpkErr *e) {
+  struct stat sb;
+  int rc;
+  memset(j, 0, sizeof *j);
+  j->window = (size_t)npk_journal_window(JOURNAL_WINDOW);
+  if ((rc = npk_io_open(st, NPK_JOURNAL, O_RDONLY, &j->fd, e))) return rc;
+  if (fstat(j->fd, &sb) != 0) {
+    rc = npk_err_sys(e, errno, "cannot stat", NPK_JOURNAL);
+    close(j->fd);
+    j->fd = -1;
+    return rc;
+  }
+  j->size = (uint64_t)sb.st_size;
+  return NPK_OK;
+}
+
+static void jin_close(JournalIn *j) {
+  if (j->fd >= 0) close(j->fd);
+  j->fd = -1;
+  npk_free(j->buf);
+  j->buf = NULL;
+}
+
+/* *PQ pointed at bytes [AT, AT+WANT) of the journal (the caller checked
+** that they lie within it), read into the window if they are not there. */
+static int jin_at(NpkStore *st, JournalIn *j, uint64_t at, size_t want,
+                  const unsigned char **pq, NpkErr *e) {
+  size_t fill = want > j->window ? want : j->window, got = 0;
+  if (at >= j->start && at - j->start + want <= j->len) {
+    *pq = j->buf + (at - j->start);
+    return NPK_OK;
+  }
+  if (fill > j->size - at) fill = (size_t)(j->size - at);
+  if (fill > j->cap) {
+    unsigned char *b = npk_realloc(j->buf, fill ? fill : 1);
+    if (!b) return npk_err(e, NPK_NOMEM, "out of memory");
+    j->buf = b;
+    j->cap = fill;
+  }
+  j->len = 0;
+  while (got < fill) {
+    ssize_t r = pread(j->fd, j->buf + got, fill - got, (off_t)(at + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return npk_err_sys(e, errno, "cannot read", NPK_JOURNAL);
+    if (r == 0)
+      return npk_err(e, NPK_IOERR, "cannot read %s/%s: it was cut short",
+                     st->dir, NPK_JOURNAL);
+    got += (size_t)r;
+  }
+  npk_io_count_read(st, got);
+  j->start = at;
+  j->len = fill;
+  *pq = j->buf;
+  return NPK_OK;
+}
+
+/* *PWHOLE: 1 if J is a completely written journal (magic, length and
+** checksum right), read a window at a time. */
+static int jin_whole(NpkStore *st, JournalIn *j, int *pwhole, NpkErr *e) {
+  const unsigned char *q;
+  WordSum sum;
+  uint64_t want, fnv = UINT64_C(0xcbf29ce484222325);
+  int rc, words;
+  *pwhole = 0;
+  if (j->size < JHEADER) return NPK_OK;
+  if ((rc = jin_at(st, j, 0, JHEADER, &q, e))) return rc;
+  if (!magic(q) || npk_get_u64(q + 8) != j->size - JHEADER) return NPK_OK;
+  words = memcmp(q, JMAGIC, 8) == 0;
+  want = npk_get_u64(q + 16);
+  ws_init(&sum);
+  for (uint64_t at = JHEADER; at < j->size;) {
+    size_t k = j->size - at < j->window ? (size_t)(j->size - at) : j->window;
+    if ((rc = jin_at(st, j, at, k, &q, e))) return rc;
+    if (words) ws_add(&sum, q, k);
+    else fnv = fnv1a_more(fnv, q, k);
+    at += k;
+  }
+  *pwhole = (words ? ws_final(&sum) : fnv) == want;
+  return NPK_OK;
 }
 
 /* What a reader makes of a journal, without changing anything: NPK_OK when
@@ -581,18 +671,19 @@ static int journal_whole(const unsigned char *p, size_t n) {
 ** NPK_BUSY when a commit was interrupted after it may have changed files,
 ** whose last committed state only a playback brings back. */
 int npk_journal_check(NpkStore *st, NpkErr *e) {
-  unsigned char *p = NULL;
-  size_t n = 0;
-  int rc = npk_io_read_file(st, NPK_JOURNAL, &p, &n, e);
-  if (rc == NPK_NOFILE) rc = NPK_OK;
-  else if (rc == NPK_OK && journal_whole(p, n))
+  JournalIn j;
+  int whole = 0, rc = jin_open(st, &j, e);
+  if (rc == NPK_NOFILE) return NPK_OK;
+  if (rc) return rc;
+  rc = jin_whole(st, &j, &whole, e);
+  jin_close(&j);
+  if (rc == NPK_OK && whole)
     rc = npk_err(
         e, NPK_BUSY,
         "store %s has an interrupted commit; a write "
         "will recover it%s",
         st->dir,
         st->readonly ? " (not one through this read-only opening)" : "");
-  npk_free(p);
   return rc;
 }
 
@@ -677,29 +768,32 @@ static int play_file_end(NpkStore *st, PlayFile *pf, int sync, NpkErr *e) {
   return rc;
 }
 
-/* Undo one record.  P points at its type byte; *PAT advances past it.  A
+/* Undo the record of journal J at offset *PAT, which advances past it.  A
 ** file it makes, renames or removes in a subdirectory is noted in SUBDIRS,
 ** to be synced before the journal goes.  PF is the file 'R' records write
 ** to; any other record first lets it go, synced, so that no record meets a
 ** file by a name another record has since changed. */
-static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
-                NpkBuf *subdirs, PlayFile *pf, NpkErr *e) {
-  size_t at = *pat;
+static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
+                PlayFile *pf, NpkErr *e) {
+  uint64_t at = *pat;
+  const unsigned char *q;
   int type, rc = NPK_OK, fd = -1;
   uint32_t plen;
   char *rel = NULL, *abs = NULL;
-#define NEED(k)                         \
-  do {                                  \
-    if (n - at < (size_t)(k)) goto bad; \
+  /* Bytes [at, at+K) at Q, or a damaged record if the journal ends first. */
+#define NEED(k)                                                  \
+  do {                                                           \
+    if (j->size - at < (uint64_t)(k)) goto bad;                  \
+    if ((rc = jin_at(st, j, at, (size_t)(k), &q, e))) goto done; \
   } while (0)
   NEED(5);
-  type = p[at];
-  plen = npk_get_u32(p + at + 1);
+  type = q[0];
+  plen = npk_get_u32(q + 1);
   at += 5;
   NEED(plen);
   rel = npk_malloc((size_t)plen + 1);
   if (!rel) return npk_err(e, NPK_NOMEM, "out of memory");
-  memcpy(rel, p + at, plen);
+  memcpy(rel, q, plen);
   rel[plen] = 0;
   at += plen;
   if (!npk_relpath_valid(rel) || strlen(rel) != plen) goto bad;
@@ -708,7 +802,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
     rc = npk_err(e, NPK_CORRUPT,
                  "%s/%s is damaged: the record at byte %zu "
                  "names %s, a file no commit changes that way",
-                 st->dir, NPK_JOURNAL, *pat + JHEADER, rel);
+                 st->dir, NPK_JOURNAL, (size_t)*pat, rel);
     goto done;
   }
   abs = npk_path(st->dir, rel);
@@ -725,11 +819,11 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       uint64_t len;
       int existed;
       NEED(9);
-      existed = p[at];
-      len = npk_get_u64(p + at + 1);
+      existed = q[0];
+      len = npk_get_u64(q + 1);
       at += 9;
       NEED(len);
-      if (existed) rc = npk_io_replace_file(st, rel, p + at, (size_t)len, e);
+      if (existed) rc = npk_io_replace_file(st, rel, q, (size_t)len, e);
       else rc = npk_io_unlink(st, rel, e);
       at += (size_t)len;
       break;
@@ -739,7 +833,8 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
       char *bak;
       struct stat sb;
       NEED(1);
-      existed = p[at++];
+      existed = q[0];
+      at++;
       bak = npk_backup_name(rel);
       if (!bak) {
         rc = npk_err(e, NPK_NOMEM, "out of memory");
@@ -763,7 +858,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
     case 'T': {
       uint64_t len;
       NEED(8);
-      len = npk_get_u64(p + at);
+      len = npk_get_u64(q);
       at += 8;
       rc = npk_io_open(st, rel, O_RDWR, &fd, e);
       if (rc == NPK_NOFILE) {
@@ -778,10 +873,10 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
     case 'R': {
       uint64_t off, len;
       NEED(16);
-      off = npk_get_u64(p + at);
-      len = npk_get_u64(p + at + 8);
+      off = npk_get_u64(q);
+      len = npk_get_u64(q + 8);
       at += 16;
-      NEED(len);
+      if (j->size - at < len) goto bad;
       if (!pf->rel) {
         rc = npk_io_open(st, rel, O_RDWR, &fd, e);
         if (rc == NPK_NOFILE)
@@ -794,8 +889,15 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
         fd = -1;
         rel = abs = NULL;
       }
-      rc = npk_io_pwrite(st, pf->fd, p + at, (size_t)len, off, pf->abs, e);
-      at += (size_t)len;
+      /* A window at a time: a run of rows may be larger than memory. */
+      while (rc == NPK_OK && len > 0) {
+        size_t k = len < j->window ? (size_t)len : j->window;
+        NEED(k);
+        rc = npk_io_pwrite(st, pf->fd, q, k, off, pf->abs, e);
+        at += k;
+        off += k;
+        len -= k;
+      }
       break;
     }
     case 'X': rc = npk_io_unlink(st, rel, e); break;
@@ -804,7 +906,7 @@ static int play(NpkStore *st, const unsigned char *p, size_t n, size_t *pat,
   goto done;
 bad:
   rc = npk_err(e, NPK_CORRUPT, "%s/%s is damaged: bad record at byte %zu",
-               st->dir, NPK_JOURNAL, *pat + JHEADER);
+               st->dir, NPK_JOURNAL, (size_t)*pat);
 done:
 #undef NEED
   if (fd >= 0) close(fd);
@@ -817,30 +919,28 @@ done:
 /* Play back a hot journal, if there is one, synced whatever the writer
 ** chose.  The caller holds EXCLUSIVE. */
 int npk_journal_recover(NpkStore *st, NpkErr *e) {
-  unsigned char *p = NULL;
+  JournalIn j;
   NpkBuf subdirs = {0};
   PlayFile pf = {NULL, NULL, -1};
-  size_t n = 0, at;
-  int rc, sync_off = st->sync_off;
+  int rc, whole = 0, sync_off = st->sync_off;
   st->sync_off = 0;
-  rc = npk_io_read_file(st, NPK_JOURNAL, &p, &n, e);
+  rc = jin_open(st, &j, e);
   if (rc == NPK_NOFILE) {
-    rc = NPK_OK;
-    goto done;
+    st->sync_off = sync_off;
+    return NPK_OK;
   }
-  if (rc) goto done;
-  if (!journal_whole(p, n)) {
+  if (rc == NPK_OK) rc = jin_whole(st, &j, &whole, e);
+  if (rc == NPK_OK && !whole) {
     /* Torn before it was synced: the commit had not touched any file. */
     int gone;
+    jin_close(&j);
     rc = npk_journal_delete(st, 0, &gone, e);
     if (rc == NPK_OK) npk_sweep(st);
     goto done;
   }
-  for (at = JHEADER; at < n && rc == NPK_OK;) {
-    size_t rel = at - JHEADER;
-    rc = play(st, p + JHEADER, n - JHEADER, &rel, &subdirs, &pf, e);
-    at = rel + JHEADER;
-  }
+  for (uint64_t at = JHEADER; at < j.size && rc == NPK_OK;)
+    rc = play(st, &j, &at, &subdirs, &pf, e);
+  jin_close(&j);
   if (rc == NPK_OK) rc = play_file_end(st, &pf, 1, e);
   else play_file_end(st, &pf, 0, e);
   if (rc == NPK_OK) rc = npk_io_sync_subdirs(st, &subdirs, e);
@@ -856,6 +956,5 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
 done:
   st->sync_off = sync_off;
   npk_buf_free(&subdirs);
-  npk_free(p);
   return rc;
 }

@@ -1437,7 +1437,10 @@ int npk_commit(NpkSession *s) {
   if (rc == NPK_OK && ci.inplace && !ci.patched && !ci.suffix)
     rc = npk_err(&s->err, NPK_ERROR, "cannot patch the catalog of %s", st->dir);
   if (rc == NPK_OK) {
-    rc = npk_reserve_begin(NPK_COMMIT_RESERVE + 2 * jr.n);
+    /* Playback reads the journal a window at a time: a journal written
+    ** in pieces needs one window, not its length. */
+    rc = npk_reserve_begin(NPK_COMMIT_RESERVE + 2 * jr.n +
+                           (more ? NPK_JOURNAL_PIECE : 0));
     if (rc) rc = npk_err(&s->err, rc, "out of memory");
     else reserved = 1;
   }
