@@ -158,7 +158,7 @@ static void ws_add(WordSum *w, const unsigned char *p, size_t n) {
     w->ntail = 0;
   }
   for (; n >= 32; p += 32, n -= 32) ws_step(w, p);
-  memcpy(w->tail, p, n);
+  if (n) memcpy(w->tail, p, n);
   w->ntail = n;
 }
 
