@@ -902,16 +902,39 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   return NPK_OK;
 }
 
-/* 'R' records of the original bytes of P's replaced rows, from overlay
-** position *POS on, appended to JR until it holds LIMIT bytes or the rows
-** end (*POS is then past the overlay's table). */
-static int journal_rows(NpkSession *s, NpkArray *p, uint64_t *pos, NpkBuf *jr,
-                        size_t limit) {
-  NpkFile *f = p->seg[0].file;
-  uint64_t mark = npk_map_faults(s), row;
-  uint64_t need = p->base_rows * p->row_bytes;
-  const unsigned char *from;
+/* P's replaced rows in order, into *PROWS (npk_malloc'd, *PN of them):
+** their journal records then cover runs of consecutive rows, one
+** record each, where one per row made the journal of an UPDATE of rows of
+** a few bytes three times their size and its playback a write per row. */
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int sorted_rows(NpkSession *s, NpkArray *p, uint64_t **prows,
+                       uint64_t *pn) {
+  uint64_t pos = 0, k = 0, row, *rows;
   const void *ignored;
+  /* At most the rows ever put: a row taken out again leaves a tombstone,
+  ** which the walk skips. */
+  *prows = rows = npk_malloc((size_t)(p->ov->n ? p->ov->n : 1) * sizeof *rows);
+  if (!rows) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  while (k < p->ov->n && npk_ov_next(p->ov, &pos, &row, &ignored))
+    rows[k++] = row;
+  qsort(rows, (size_t)k, sizeof *rows, cmp_u64);
+  *pn = k;
+  return NPK_OK;
+}
+
+/* 'R' records of the original bytes of P's replaced rows ROWS[*PK ..
+** N), a run of consecutive rows per record, appended to JR until it holds
+** LIMIT bytes or the rows end (*PK is then N). */
+static int journal_rows(NpkSession *s, NpkArray *p, const uint64_t *rows,
+                        uint64_t n, uint64_t *pk, NpkBuf *jr, size_t limit) {
+  NpkFile *f = p->seg[0].file;
+  uint64_t mark = npk_map_faults(s), rb = p->row_bytes;
+  uint64_t need = p->base_rows * rb;
+  const unsigned char *from;
   int rc;
   if ((rc = npk_file_map(s->store, f, need, &s->err))) return rc;
   /* Through the mapping write_rows writes the new rows through, when an
@@ -920,9 +943,16 @@ static int journal_rows(NpkSession *s, NpkArray *p, uint64_t *pos, NpkBuf *jr,
   ** cache and TLB miss each). */
   from = f->wbase && need <= f->wmaplen && !npk_guard_hit(f->wslot) ? f->wbase
                                                                     : f->base;
-  while (jr->n < limit && npk_ov_next(p->ov, pos, &row, &ignored))
-    npk_jr_region(jr, p->data_file, row * p->row_bytes,
-                  from + row * p->row_bytes, (size_t)p->row_bytes);
+  while (jr->n < limit && *pk < n) {
+    uint64_t first = rows[*pk], end = *pk + 1;
+    /* A run stops at a piece's size, so that a piece stays about that. */
+    while (end < n && rows[end] == rows[end - 1] + 1 &&
+           (end - *pk + 1) * rb <= NPK_JOURNAL_PIECE)
+      end++;
+    npk_jr_region(jr, p->data_file, first * rb, from + first * rb,
+                  (size_t)((end - *pk) * rb));
+    *pk = end;
+  }
   /* A journal holding zeros for the rows it should restore would make a
   ** rollback destroy them. */
   return npk_map_check(s, mark, p->name);
@@ -937,11 +967,14 @@ static int has_rows(const NpkArray *p) {
 ** journaled a piece at a time (NpkJrMore). */
 typedef struct RowsJournal RowsJournal;
 struct RowsJournal {
-  NpkSession *s; /* the committing session */
-  Change *ch;    /* the commit's changes */
-  int n;         /* how many */
-  int i;         /* the change whose rows come next */
-  uint64_t pos;  /* where in its overlay */
+  NpkSession *s;  /* the committing session */
+  Change *ch;     /* the commit's changes */
+  int n;          /* how many */
+  int i;          /* the change whose rows come next */
+  uint64_t *rows; /* its replaced rows in order, or NULL before they are
+                  ** listed */
+  uint64_t nrows; /* how many */
+  uint64_t k;     /* how many of them are journaled */
 };
 
 static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
@@ -949,11 +982,17 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
   int rc = NPK_OK;
   while (rc == NPK_OK && piece->n < NPK_JOURNAL_PIECE && rj->i < rj->n) {
     NpkArray *p = rj->ch[rj->i].p;
+    if (has_rows(p) && !rj->rows &&
+        (rc = sorted_rows(rj->s, p, &rj->rows, &rj->nrows)))
+      break;
     if (has_rows(p))
-      rc = journal_rows(rj->s, p, &rj->pos, piece, NPK_JOURNAL_PIECE);
-    if (rc == NPK_OK && (!has_rows(p) || rj->pos >= p->ov->hcap)) {
+      rc = journal_rows(rj->s, p, rj->rows, rj->nrows, &rj->k, piece,
+                        NPK_JOURNAL_PIECE);
+    if (rc == NPK_OK && (!has_rows(p) || rj->k >= rj->nrows)) {
+      npk_free(rj->rows);
+      rj->rows = NULL;
+      rj->k = 0;
       rj->i++;
-      rj->pos = 0;
     }
   }
   *pdone = rj->i >= rj->n;
@@ -985,11 +1024,14 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
   for (int i = 0; i < n; i++) {
     NpkArray *p = ch[i].p;
     if (has_rows(p) && !*pmore) {
-      uint64_t pos = 0;
+      uint64_t k = 0, nrows, *rows;
       /* Room for every record at once: no copy while it grows. */
       npk_buf_reserve(
           jr, p->ov->n * (21 + strlen(p->data_file) + (size_t)p->row_bytes));
-      if ((rc = journal_rows(s, p, &pos, jr, SIZE_MAX))) return rc;
+      if ((rc = sorted_rows(s, p, &rows, &nrows))) return rc;
+      rc = journal_rows(s, p, rows, nrows, &k, jr, SIZE_MAX);
+      npk_free(rows);
+      if (rc) return rc;
     }
     if (p && p->fresh) {
       npk_jr_temp(jr, p->seg[0].file->rel);
@@ -1383,7 +1425,7 @@ int npk_commit(NpkSession *s) {
   size_t nimg = 0;
   int n = 0, rc = NPK_OK, journaled = 0, reserved = 0, fast = 0, linked = 0;
   int more = 0;
-  RowsJournal rows;
+  RowsJournal rows = {0};
   uint64_t now, jsize = 0;
   uint64_t fsyncs = __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED);
 
@@ -1431,7 +1473,8 @@ int npk_commit(NpkSession *s) {
   rows.ch = ch;
   rows.n = n;
   rows.i = 0;
-  rows.pos = 0;
+  rows.rows = NULL;
+  rows.k = 0;
   if (rc == NPK_OK) rc = encode_catalog_files(s, ch, n, &ci, &img, &nimg);
   /* catalog_plan checked that the patch applies. */
   if (rc == NPK_OK && ci.inplace && !ci.patched && !ci.suffix)
@@ -1525,6 +1568,7 @@ done:
   }
   npk_free(ch);
   npk_buf_free(&jr);
+  npk_free(rows.rows);
   npk_buf_free(&ci.img);
   npk_free(ci.off);
   npk_free(ci.runs);
