@@ -146,6 +146,9 @@ static void ws_step(WordSum *w, const unsigned char *p) {
 }
 
 static void ws_add(WordSum *w, const unsigned char *p, size_t n) {
+  /* No bytes may come as a null pointer (an empty buffer's), which memcpy
+  ** may not be given even for none. */
+  if (n == 0) return;
   w->n += n;
   if (w->ntail) {
     size_t k = 32 - w->ntail < n ? 32 - w->ntail : n;
