@@ -1568,6 +1568,77 @@ static void test_crash_journal_in_pieces(void) {
   }
 }
 
+/* A reader of the store in DIR, whose hot journal it checks through a
+** window of W bytes (0: the default): 1 if it finds the journal whole (the
+** read is refused with NPK_BUSY), 0 if it takes it for a torn one. */
+static int whole_through_window(const char *dir, unsigned w) {
+  char z[32];
+  NpkStore *st;
+  NpkSession *s;
+  int rc;
+  snprintf(z, sizeof z, "%u", w);
+  setenv("NUMPACK_TEST_JOURNAL_WINDOW", z, 1);
+  s = tu_open(dir, 0, &st);
+  rc = s ? npk_read_begin(s) : NPK_ERROR;
+  if (rc == NPK_OK) npk_read_end(s);
+  if (s) tu_close(st, s);
+  unsetenv("NUMPACK_TEST_JOURNAL_WINDOW");
+  return rc == NPK_BUSY;
+}
+
+/* The journal's checksum, taken in one go by a commit whose journal fits
+** one piece and piece by piece by one written in pieces, is the one a
+** reader takes window by window, wherever the windows cut it: every window
+** of 1 to 70 bytes (each cut modulo the checksum's 32-byte steps, and
+** across records) and a few larger ones.  A window that reads a whole
+** journal as torn would let readers in on a commit half applied. */
+static void test_journal_checksum_windows(void) {
+  static const unsigned big[] = {31, 33, 65, 4093, 1048575, 1048577, 0};
+  Tmp t;
+  int status, hot;
+  uint64_t shape[2] = {2000, 2}, bshape[2] = {1024, 512};
+  int32_t *rows = calloc(1024 * 512, sizeof *rows);
+  NpkStore *st;
+  NpkSession *s;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL && rows != NULL);
+  if (!s || !rows) goto out;
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, rows), NPK_OK);
+  tu_close(st, s);
+  status = run_crashing(t.dir, replace_every_other, 1, 5);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  CHECK(tu_journal_hot(t.dir));
+  for (unsigned w = 1; w <= 70; w++) {
+    if (!whole_through_window(t.dir, w)) printf("  window %u: torn\n", w);
+    CHECK(whole_through_window(t.dir, w));
+  }
+  tu_tmp_done(&t);
+
+  /* Over 1 MiB of replaced rows: the journal written in pieces. */
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  if (!s) goto out;
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, bshape, rows), NPK_OK);
+  tu_close(st, s);
+  hot = 0;
+  for (int step = 3; step <= 6 && !hot; step++) {
+    status = run_crashing(t.dir, replace_all_big, 1, step);
+    hot = WIFEXITED(status) && WEXITSTATUS(status) == 77 &&
+          tu_journal_hot(t.dir);
+  }
+  CHECK(hot);
+  for (size_t i = 0; hot && i < sizeof big / sizeof big[0]; i++) {
+    if (!whole_through_window(t.dir, big[i]))
+      printf("  window %u: torn\n", big[i]);
+    CHECK(whole_through_window(t.dir, big[i]));
+  }
+out:
+  free(rows);
+  tu_tmp_done(&t);
+}
+
 static void test_crash_txn(void) { crash_case(crash_txn, 1, "txn"); }
 
 /* Rows appended and replaced in one transaction: the catalog is rewritten
@@ -3918,6 +3989,7 @@ int main(void) {
   RUN(test_undo_replaced_twice_oom);
   RUN(test_playback_syncs_once);
   RUN(test_crash_journal_in_pieces);
+  RUN(test_journal_checksum_windows);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
   RUN(test_crash_append_journal_first);
