@@ -793,6 +793,9 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
   type = q[0];
   plen = npk_get_u32(q + 1);
   at += 5;
+  /* No store names a longer path: refused before its bytes are read and
+  ** copied, which a hostile journal could make 4 GiB. */
+  if (plen > NPK_MAX_RELPATH) goto bad;
   NEED(plen);
   rel = npk_malloc((size_t)plen + 1);
   if (!rel) return npk_err(e, NPK_NOMEM, "out of memory");
