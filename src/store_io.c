@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "store_int.h"
@@ -125,6 +126,21 @@ uint64_t npk_journal_window(uint64_t dflt) {
   const char *z = getenv("NUMPACK_TEST_JOURNAL_WINDOW");
   uint64_t v = z ? (uint64_t)strtoull(z, NULL, 10) : 0;
   return v ? v : dflt;
+}
+
+/* NUMPACK_TEST_FSTYPE stands for the type fstatfs tells of a spill file's
+** file system (a number, as statfs's f_type), so that tests reach file
+** systems the machine has none of. */
+static int fs_type(int fd, unsigned long *pt) {
+  const char *z = getenv("NUMPACK_TEST_FSTYPE");
+  struct statfs sf;
+  if (z) {
+    *pt = strtoul(z, NULL, 0);
+    return 0;
+  }
+  if (fstatfs(fd, &sf) != 0) return -1;
+  *pt = (unsigned long)sf.f_type;
+  return 0;
 }
 
 /* Return the errno to fake for a call of KIND, or 0 to let it run. */
@@ -252,6 +268,13 @@ int64_t npk_recheck_ns(void) { return NPK_RECHECK_NS; }
 uint64_t npk_spill_budget(void) { return NPK_SPILL_BUDGET; }
 
 uint64_t npk_journal_window(uint64_t dflt) { return dflt; }
+
+static int fs_type(int fd, unsigned long *pt) {
+  struct statfs sf;
+  if (fstatfs(fd, &sf) != 0) return -1;
+  *pt = (unsigned long)sf.f_type;
+  return 0;
+}
 
 #endif
 
@@ -414,13 +437,32 @@ void npk_io_count_read(NpkStore *st, uint64_t n) {
   stat_add(st, &st->stats.bytes_read, n);
 }
 
+/* Whether blocks allocated ahead in a file of file system type T are the
+** ones stores into its mapping write back to: ext2/3/4, XFS and tmpfs
+** write a file's allocated blocks in place.  A file system that copies on
+** write (btrfs, bcachefs, ZFS) allocates anew at each write back, a store
+** into the mapping reserves that space first, and a full disk then kills
+** the process with SIGBUS rather than failing the statement; others are
+** not known to be safe either. */
+static int spill_fs(unsigned long t) {
+  return t == 0xEF53 /* ext2/3/4 */ || t == 0x58465342 /* XFS */ ||
+         t == 0x01021994 /* tmpfs */;
+}
+
 /* The spill file of a transaction's replaced rows (store_overlay.c): an
 ** unnamed file in the store's directory (O_TMPFILE), which no crash can
 ** leave behind and no other program sees.  NPK_NOFILE, no error set, where
-** the file system has no unnamed files: the rows then stay in memory. */
+** the file system has no unnamed files, or is not one whose blocks
+** allocated ahead are safe to map (spill_fs): the rows then stay in
+** memory. */
 int npk_io_spill_open(NpkStore *st, int *pfd, NpkErr *e) {
 #ifdef O_TMPFILE
   int fd = openat(st->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  unsigned long type;
+  if (fd >= 0 && (fs_type(fd, &type) != 0 || !spill_fs(type))) {
+    close(fd);
+    return NPK_NOFILE;
+  }
   if (fd >= 0) {
     *pfd = fd;
     return NPK_OK;

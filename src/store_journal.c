@@ -146,6 +146,9 @@ static void ws_step(WordSum *w, const unsigned char *p) {
 }
 
 static void ws_add(WordSum *w, const unsigned char *p, size_t n) {
+  /* No bytes may come as a null pointer (an empty buffer's), which memcpy
+  ** may not be given even for none. */
+  if (n == 0) return;
   w->n += n;
   if (w->ntail) {
     size_t k = 32 - w->ntail < n ? 32 - w->ntail : n;
@@ -790,6 +793,9 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
   type = q[0];
   plen = npk_get_u32(q + 1);
   at += 5;
+  /* No store names a longer path: refused before its bytes are read and
+  ** copied, which a hostile journal could make 4 GiB. */
+  if (plen > NPK_MAX_RELPATH) goto bad;
   NEED(plen);
   rel = npk_malloc((size_t)plen + 1);
   if (!rel) return npk_err(e, NPK_NOMEM, "out of memory");

@@ -750,6 +750,63 @@ static void test_commit_clash(void) {
 
 /* ---- hard links to files outside -------------------------------------- */
 
+/* The largest allocation asked of the allocator while it is installed. */
+static uint64_t biggest;
+
+static void *big_malloc(uint64_t n) {
+  if (n > biggest) biggest = n;
+  return n > SIZE_MAX ? NULL : malloc((size_t)n);
+}
+
+static void *big_realloc(void *p, uint64_t n) {
+  if (n > biggest) biggest = n;
+  return n > SIZE_MAX ? NULL : realloc(p, (size_t)n);
+}
+
+/* A journal whose record claims a path of 8 MiB (the journal is that
+** long, its checksum right): a path longer than any a store may name is a
+** damaged record at once, not 8 MiB read and copied to find that out --
+** playback takes a window of the journal at a time, whatever its length. */
+static void test_journal_path_too_long(void) {
+  static const NpkAllocator watch = {big_malloc, big_realloc, free, NULL};
+  enum { PLEN = 8 << 20 };
+  Trust x;
+  NpkBuf rec = {0};
+  NpkStore *st = NULL;
+  NpkSession *s = NULL;
+  char *err = NULL;
+  int rc;
+  trust_init(&x);
+  npk_buf_u8(&rec, 'R');
+  npk_buf_u32(&rec, PLEN);
+  npk_buf_reserve(&rec, PLEN + 16);
+  CHECK(!rec.oom);
+  if (rec.oom) goto out;
+  memset(rec.p + rec.n, 'a', PLEN);
+  rec.n += PLEN;
+  npk_buf_u64(&rec, 0);
+  npk_buf_u64(&rec, 0);
+  write_journal(P(x.t.dir, TU_JOURNAL), &rec);
+  trust_resnap(&x);
+  biggest = 0;
+  npk_set_allocator(&watch);
+  rc = npk_store_open(x.t.dir, 0, &st, &err);
+  if (rc == NPK_OK) rc = npk_session_open(st, &s);
+  if (rc == NPK_OK) rc = npk_begin(s);
+  npk_set_allocator(NULL);
+  CHECK_EQ(rc, NPK_CORRUPT);
+  CHECK(s && strstr(npk_errmsg(s), "bad record at byte 24") != NULL);
+  printf("  largest allocation: %llu bytes\n", (unsigned long long)biggest);
+  CHECK(biggest <= (2u << 20));
+  CHECK(tu_journal_hot(x.t.dir));
+  tu_close(st, s);
+  free(err);
+  outside_same(&x, __LINE__);
+out:
+  npk_buf_free(&rec);
+  trust_done(&x);
+}
+
 /* The lock file: opening used to pad the other name to 4096 bytes, each
 ** commit to write its mark 64 bytes in. */
 static void test_hardlink_lock(void) {
@@ -887,6 +944,7 @@ int main(void) {
   RUN(test_journal_names);
   RUN(test_journal_own_backup);
   RUN(test_journal_cuts_catalog);
+  RUN(test_journal_path_too_long);
   RUN(test_hardlink_lock);
   RUN(test_hardlink_fresh);
   RUN(test_lock_open_error);

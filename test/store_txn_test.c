@@ -1118,6 +1118,48 @@ out:
   tu_tmp_done(&t);
 }
 
+/* On a file system that copies on write (btrfs here, as NUMPACK_TEST_FSTYPE
+** makes the engine believe), blocks allocated ahead are not the ones a
+** store into a mapping writes: a full disk would kill the process with
+** SIGBUS.  Replaced rows then stay in memory, and the transaction works as
+** on any other file system. */
+static void test_spill_not_on_cow(void) {
+  uint64_t n = 8192, w = 64, shape[2] = {8192, 64};
+  unsigned char *data = malloc((size_t)(n * w * 4));
+  NpkStore *st;
+  NpkSession *s;
+  Tmp t;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL && data != NULL);
+  if (!s || !data) goto out;
+  tu_fill(data, (size_t)(n * w * 4), 1);
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, data), NPK_OK);
+  setenv("NUMPACK_TEST_SPILL_BYTES", "0", 1);
+  setenv("NUMPACK_TEST_FSTYPE", "0x9123683E", 1);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(spill_replace(s, n, w, 2), NPK_OK);
+  CHECK_EQ(spill_mappings(t.dir), 0);
+  CHECK(spill_rows_are(s, n, w, 2));
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  unsetenv("NUMPACK_TEST_FSTYPE");
+  CHECK(spill_rows_are(s, n, w, 2));
+  /* ext4, which the machine has: the rows spill. */
+  setenv("NUMPACK_TEST_FSTYPE", "0xEF53", 1);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(spill_replace(s, n, w, 3), NPK_OK);
+  CHECK(spill_mappings(t.dir) > 0);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  CHECK(spill_rows_are(s, n, w, 2));
+  CHECK_EQ(tu_leftovers(t.dir), 0);
+  tu_close(st, s);
+out:
+  unsetenv("NUMPACK_TEST_FSTYPE");
+  unsetenv("NUMPACK_TEST_SPILL_BYTES");
+  free(data);
+  tu_tmp_done(&t);
+}
+
 /* Rolling back to a savepoint puts a row replaced twice back to its first
 ** replacement even when no memory is left: the undo takes no allocation. */
 static void test_undo_replaced_twice_oom(void) {
@@ -1567,6 +1609,77 @@ static void test_journal_runs(void) {
   npk_read_end(s);
   CHECK(got[0] == 0 && got[1] == 0 && got[2] == 0 && got[3] == 0);
   tu_close(st, s);
+out:
+  free(rows);
+  tu_tmp_done(&t);
+}
+
+/* A reader of the store in DIR, whose hot journal it checks through a
+** window of W bytes (0: the default): 1 if it finds the journal whole (the
+** read is refused with NPK_BUSY), 0 if it takes it for a torn one. */
+static int whole_through_window(const char *dir, unsigned w) {
+  char z[32];
+  NpkStore *st;
+  NpkSession *s;
+  int rc;
+  snprintf(z, sizeof z, "%u", w);
+  setenv("NUMPACK_TEST_JOURNAL_WINDOW", z, 1);
+  s = tu_open(dir, 0, &st);
+  rc = s ? npk_read_begin(s) : NPK_ERROR;
+  if (rc == NPK_OK) npk_read_end(s);
+  if (s) tu_close(st, s);
+  unsetenv("NUMPACK_TEST_JOURNAL_WINDOW");
+  return rc == NPK_BUSY;
+}
+
+/* The journal's checksum, taken in one go by a commit whose journal fits
+** one piece and piece by piece by one written in pieces, is the one a
+** reader takes window by window, wherever the windows cut it: every window
+** of 1 to 70 bytes (each cut modulo the checksum's 32-byte steps, and
+** across records) and a few larger ones.  A window that reads a whole
+** journal as torn would let readers in on a commit half applied. */
+static void test_journal_checksum_windows(void) {
+  static const unsigned big[] = {31, 33, 65, 4093, 1048575, 1048577, 0};
+  Tmp t;
+  int status, hot;
+  uint64_t shape[2] = {2000, 2}, bshape[2] = {1024, 512};
+  int32_t *rows = calloc(1024 * 512, sizeof *rows);
+  NpkStore *st;
+  NpkSession *s;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL && rows != NULL);
+  if (!s || !rows) goto out;
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, rows), NPK_OK);
+  tu_close(st, s);
+  status = run_crashing(t.dir, replace_every_other, 1, 5);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  CHECK(tu_journal_hot(t.dir));
+  for (unsigned w = 1; w <= 70; w++) {
+    if (!whole_through_window(t.dir, w)) printf("  window %u: torn\n", w);
+    CHECK(whole_through_window(t.dir, w));
+  }
+  tu_tmp_done(&t);
+
+  /* Over 1 MiB of replaced rows: the journal written in pieces. */
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  if (!s) goto out;
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, bshape, rows), NPK_OK);
+  tu_close(st, s);
+  hot = 0;
+  for (int step = 3; step <= 6 && !hot; step++) {
+    status = run_crashing(t.dir, replace_all_big, 1, step);
+    hot = WIFEXITED(status) && WEXITSTATUS(status) == 77 &&
+          tu_journal_hot(t.dir);
+  }
+  CHECK(hot);
+  for (size_t i = 0; hot && i < sizeof big / sizeof big[0]; i++) {
+    if (!whole_through_window(t.dir, big[i]))
+      printf("  window %u: torn\n", big[i]);
+    CHECK(whole_through_window(t.dir, big[i]));
+  }
 out:
   free(rows);
   tu_tmp_done(&t);
@@ -3918,10 +4031,12 @@ int main(void) {
   RUN(test_spill_small_rows);
   RUN(test_spill_regions);
   RUN(test_spill_faults);
+  RUN(test_spill_not_on_cow);
   RUN(test_undo_replaced_twice_oom);
   RUN(test_playback_syncs_once);
   RUN(test_crash_journal_in_pieces);
   RUN(test_journal_runs);
+  RUN(test_journal_checksum_windows);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
   RUN(test_crash_append_journal_first);
