@@ -1024,27 +1024,42 @@ static int spill_replace(NpkSession *s, uint64_t n, uint64_t w, uint64_t seed) {
   return rc;
 }
 
+/* A store in T holding "a", N rows of W int32 of pattern 1, its replaced
+** rows spilling past BUDGET bytes; NULL if it could not be made. */
+static NpkSession *spill_store(Tmp *t, NpkStore **pst, uint64_t n, uint64_t w,
+                               const char *budget) {
+  uint64_t shape[2] = {n, w};
+  size_t bytes = (size_t)(n * w * 4);
+  unsigned char *data = malloc(bytes);
+  NpkSession *s;
+  tu_tmp_init(t);
+  s = tu_open(t->dir, NPK_OPEN_CREATE, pst);
+  CHECK(s != NULL && data != NULL);
+  if (s && data) {
+    tu_fill(data, bytes, 1);
+    CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, data), NPK_OK);
+  }
+  free(data);
+  if (s && !data) {
+    tu_close(*pst, s);
+    s = NULL;
+  }
+  setenv("NUMPACK_TEST_SPILL_BYTES", budget, 1);
+  return s;
+}
+
 /* Replaced rows beyond the memory budget (BUDGET bytes) lie in an unnamed
 ** spill file: read back inside the transaction, undone by a savepoint and
 ** by ROLLBACK, written by COMMIT, and never a file of the store.  N rows of
 ** W int32: small rows fill one chunk in memory and the next ones in one
 ** region of the file; rows of 24 MB, with no budget, span two regions. */
 static void spill_case(uint64_t n, uint64_t w, const char *budget) {
-  uint64_t shape[2] = {n, w};
-  size_t bytes = (size_t)(n * w * 4);
-  unsigned char *data = malloc(bytes);
   NpkStore *st;
   NpkSession *s;
   Snap before, during;
   int level;
   Tmp t;
-  tu_tmp_init(&t);
-  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-  CHECK(s != NULL && data != NULL);
-  if (!s || !data) goto out;
-  tu_fill(data, bytes, 1);
-  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, data), NPK_OK);
-  setenv("NUMPACK_TEST_SPILL_BYTES", budget, 1);
+  if (!(s = spill_store(&t, &st, n, w, budget))) goto out;
   tu_snap(t.dir, &before);
   CHECK_EQ(npk_begin(s), NPK_OK);
   CHECK_EQ(spill_replace(s, n, w, 2), NPK_OK);
@@ -1076,7 +1091,6 @@ snap:
   tu_snap_free(&before);
 out:
   unsetenv("NUMPACK_TEST_SPILL_BYTES");
-  free(data);
   tu_tmp_done(&t);
 }
 
@@ -1090,18 +1104,11 @@ static void test_spill_faults(void) {
     const char *kind;
     int err, code;
   } f[] = {{"write", EIO, NPK_IOERR}, {"full", ENOSPC, NPK_FULL}};
-  uint64_t n = 8192, w = 64, shape[2] = {8192, 64};
-  unsigned char *data = malloc((size_t)(n * w * 4));
+  uint64_t n = 8192, w = 64;
   NpkStore *st;
   NpkSession *s;
   Tmp t;
-  tu_tmp_init(&t);
-  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-  CHECK(s != NULL && data != NULL);
-  if (!s || !data) goto out;
-  tu_fill(data, (size_t)(n * w * 4), 1);
-  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, data), NPK_OK);
-  setenv("NUMPACK_TEST_SPILL_BYTES", "0", 1);
+  if (!(s = spill_store(&t, &st, n, w, "0"))) goto out;
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
     npk_test_fault(f[i].kind, 1, f[i].err);
     CHECK_EQ(spill_replace(s, n, w, 2), f[i].code);
@@ -1114,7 +1121,6 @@ static void test_spill_faults(void) {
   tu_close(st, s);
 out:
   unsetenv("NUMPACK_TEST_SPILL_BYTES");
-  free(data);
   tu_tmp_done(&t);
 }
 
@@ -1124,18 +1130,11 @@ out:
 ** SIGBUS.  Replaced rows then stay in memory, and the transaction works as
 ** on any other file system. */
 static void test_spill_not_on_cow(void) {
-  uint64_t n = 8192, w = 64, shape[2] = {8192, 64};
-  unsigned char *data = malloc((size_t)(n * w * 4));
+  uint64_t n = 8192, w = 64;
   NpkStore *st;
   NpkSession *s;
   Tmp t;
-  tu_tmp_init(&t);
-  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-  CHECK(s != NULL && data != NULL);
-  if (!s || !data) goto out;
-  tu_fill(data, (size_t)(n * w * 4), 1);
-  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, data), NPK_OK);
-  setenv("NUMPACK_TEST_SPILL_BYTES", "0", 1);
+  if (!(s = spill_store(&t, &st, n, w, "0"))) goto out;
   setenv("NUMPACK_TEST_FSTYPE", "0x9123683E", 1);
   CHECK_EQ(npk_begin(s), NPK_OK);
   CHECK_EQ(spill_replace(s, n, w, 2), NPK_OK);
@@ -1156,7 +1155,6 @@ static void test_spill_not_on_cow(void) {
 out:
   unsetenv("NUMPACK_TEST_FSTYPE");
   unsetenv("NUMPACK_TEST_SPILL_BYTES");
-  free(data);
   tu_tmp_done(&t);
 }
 
