@@ -108,6 +108,9 @@ struct NpkOverlay {
   uint64_t nregion;       /* mappings made */
   uint64_t region_len;    /* bytes of each mapping */
   uint64_t region_left;   /* chunks still to cut from the last one */
+  size_t new_undo;        /* undo position of the NPK_U_OVLNEW record
+                          ** rows added now fall under, if it is still
+                          ** there (SIZE_MAX: none yet) */
 };
 /* Bytes of replaced rows an overlay keeps in memory; the rest are kept in
 ** a spill file (npk_spill_budget; the test build lets tests set it). */
@@ -290,6 +293,10 @@ struct NpkUndo {
 #define NPK_U_SLOT \
   8 /* array at catalog position a replaced by
     ** another version of it: arr = the old one */
+#define NPK_U_OVLNEW \
+  9 /* rows put in overlay slots a and after:
+    ** taken out (one record for all the rows a
+    ** savepoint adds, not one per row) */
 
 /* A pending write transaction of one session. */
 struct NpkTxn {
@@ -671,6 +678,9 @@ int npk_array_copy_live(NpkSession *s, NpkArray *a, uint64_t *pos,
 /* ---- transactions (store_txn.c) ---- */
 int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a, uint64_t b,
                   void *data);
+/* Room for one more undo record, so that its push cannot fail once the
+** change it undoes is made. */
+int npk_undo_room(NpkSession *s);
 int npk_undo_catalog(NpkSession *s);
 int npk_txn_grow(NpkSession *s, NpkFile *f);
 /* Note that position I of the transaction's catalog now holds another
@@ -682,6 +692,9 @@ NpkOverlay *npk_ov_new(uint64_t row_bytes);
 int npk_ov_put(NpkStore *st, NpkOverlay *ov, uint64_t row, const void *p,
                void **old, NpkErr *e);
 void npk_ov_remove(NpkOverlay *ov, uint64_t row);
+/* Take out every row put in slot FROM or after (slots are given in order
+** and never again). */
+void npk_ov_drop_from(NpkOverlay *ov, uint64_t from);
 /* The next replaced row at or after hash position *POS (start at 0): 1
 ** with *ROW and *BYTES set and *POS moved past it, 0 at the end. */
 int npk_ov_next(const NpkOverlay *ov, uint64_t *pos, uint64_t *row,

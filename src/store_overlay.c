@@ -31,6 +31,7 @@ NpkOverlay *npk_ov_new(uint64_t row_bytes) {
   ov->row_bytes = row_bytes;
   ov->per_chunk = row_bytes >= (1u << 20) ? 1 : (1u << 20) / row_bytes;
   ov->spill_fd = -1;
+  ov->new_undo = SIZE_MAX;
   return ov;
 }
 
@@ -193,6 +194,11 @@ void npk_ov_remove(NpkOverlay *ov, uint64_t row) {
     }
     if (ov->keys[h] == OV_EMPTY) return;
   }
+}
+
+void npk_ov_drop_from(NpkOverlay *ov, uint64_t from) {
+  for (uint64_t h = 0; h < ov->hcap; h++)
+    if (ov->keys[h] < OV_TOMB && ov->slot[h] >= from) ov->keys[h] = OV_TOMB;
 }
 
 void npk_ov_free(NpkStore *st, NpkOverlay *ov) {

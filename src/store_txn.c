@@ -61,6 +61,18 @@ static void data_free(int op, void *data) {
   else npk_free(data);
 }
 
+int npk_undo_room(NpkSession *s) {
+  NpkTxn *t = s->txn;
+  if (t->nsp > 0 && t->nundo == t->undocap) {
+    size_t cap = t->undocap ? t->undocap * 2 : 64;
+    NpkUndo *p = npk_realloc(t->undo, cap * sizeof *p);
+    if (!p) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+    t->undo = p;
+    t->undocap = cap;
+  }
+  return NPK_OK;
+}
+
 int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a, uint64_t b,
                   void *data) {
   NpkTxn *t = s->txn;
@@ -69,15 +81,9 @@ int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a, uint64_t b,
     data_free(op, data); /* nothing can roll back to inside the transaction */
     return NPK_OK;
   }
-  if (t->nundo == t->undocap) {
-    size_t cap = t->undocap ? t->undocap * 2 : 64;
-    NpkUndo *p = npk_realloc(t->undo, cap * sizeof *p);
-    if (!p) {
-      data_free(op, data);
-      return npk_err(&s->err, NPK_NOMEM, "out of memory");
-    }
-    t->undo = p;
-    t->undocap = cap;
+  if (npk_undo_room(s)) {
+    data_free(op, data);
+    return NPK_NOMEM;
   }
   u = &t->undo[t->nundo++];
   memset(u, 0, sizeof *u);
@@ -155,6 +161,7 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
       a->bm_dirty = (int)u->b;
       break;
     }
+    case NPK_U_OVLNEW: npk_ov_drop_from(a->ov, u->a); break;
     case NPK_U_OVL:
       if (u->b) {
         /* The row is in the overlay still (undone in reverse order):

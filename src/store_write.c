@@ -382,6 +382,22 @@ done:
   return npk_op_end(s, autoc, lvl, rc);
 }
 
+/* Undo for a row about to be put in A's overlay for the first time: rows
+** added since the innermost savepoint share one record, which takes out
+** every slot from the first of them on (a record per row cost about 100
+** bytes per row of an UPDATE, for as long as its statement ran). */
+static int undo_new_row(NpkSession *s, NpkArray *a) {
+  NpkTxn *t = s->txn;
+  NpkOverlay *ov = a->ov;
+  size_t pos = ov->new_undo;
+  if (t->nsp == 0) return NPK_OK;
+  if (pos < t->nundo && pos >= t->sp[t->nsp - 1].undo_pos &&
+      t->undo[pos].op == NPK_U_OVLNEW && t->undo[pos].arr == a)
+    return NPK_OK;
+  ov->new_undo = t->nundo;
+  return npk_undo_push(s, NPK_U_OVLNEW, a, ov->n, 0, NULL);
+}
+
 int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
                      uint64_t n, const void *data) {
   NpkArray *a;
@@ -404,8 +420,12 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
         rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
         break;
       }
+      /* The row's undo first (or room for it): once the row has changed,
+      ** its record must not fail. */
+      if ((rc = npk_undo_room(s))) break;
+      if (!npk_ov_get(a->ov, row) && (rc = undo_new_row(s, a))) break;
       if ((rc = npk_ov_put(s->store, a->ov, row, src, &old, &s->err))) break;
-      rc = npk_undo_push(s, NPK_U_OVL, a, row, old != NULL, old);
+      if (old) rc = npk_undo_push(s, NPK_U_OVL, a, row, 1, old);
     } else {
       const void *cur;
       NpkFile *f = a->seg[0].file;
