@@ -1463,6 +1463,49 @@ static int replace_every_other(NpkSession *s, Model *m) {
   return rc;
 }
 
+/* A replacement of rows already replaced in the transaction that runs out
+** of memory at any allocation changes none of them: each row's undo record
+** has its room before the row changes (with the record made after, a
+** failure to grow the undo list left that row changed). */
+static void test_replace_again_malloc_faults(void) {
+  uint64_t shape[2] = {200, 2}, rows[100];
+  int32_t zero[400] = {0}, a[200], b[200], got[200];
+  NpkStore *st;
+  NpkSession *s;
+  int failed = 0, rc = NPK_ERROR;
+  Tmp t;
+  for (int i = 0; i < 200; i++) {
+    a[i] = i + 1;
+    b[i] = -i - 1;
+  }
+  for (int i = 0; i < 100; i++) rows[i] = (uint64_t)i;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, zero), NPK_OK);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "a", rows, 100, a), NPK_OK);
+  for (int nth = 1; nth < 400 && rc != NPK_OK; nth++) {
+    npk_test_fault("malloc", nth, ENOMEM);
+    rc = npk_replace_rows(s, "a", rows, 100, b);
+    npk_test_fault(NULL, 0, 0);
+    CHECK_EQ(npk_copy_rows(s, "a", rows, 100, got), NPK_OK);
+    if (rc != NPK_OK) {
+      failed++;
+      if (memcmp(got, a, sizeof a) != 0)
+        printf("  a fault at allocation %d left rows changed\n", nth);
+      CHECK(memcmp(got, a, sizeof a) == 0);
+    } else {
+      CHECK(memcmp(got, b, sizeof b) == 0);
+    }
+  }
+  CHECK(rc == NPK_OK && failed > 60);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
 /* Playing back a journal of many records for one file keeps the file open
 ** from one record to the next and syncs it once: a commit of 1,000
 ** replaced rows killed after writing them is undone by the next write,
@@ -4031,6 +4074,7 @@ int main(void) {
   RUN(test_spill_faults);
   RUN(test_spill_not_on_cow);
   RUN(test_undo_replaced_twice_oom);
+  RUN(test_replace_again_malloc_faults);
   RUN(test_playback_syncs_once);
   RUN(test_crash_journal_in_pieces);
   RUN(test_journal_runs);
