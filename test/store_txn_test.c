@@ -1506,27 +1506,43 @@ static void test_replace_again_malloc_faults(void) {
   tu_tmp_done(&t);
 }
 
+/* A store in T whose "a" (2,000 rows of 2 int32, zeros) FN was changing
+** in a child killed once the commit had written its rows (step 5), so that
+** its journal is hot; 0 if that could not be made. */
+static int crashed_store(Tmp *t, OpFn fn) {
+  uint64_t shape[2] = {2000, 2};
+  int32_t *rows = calloc(4000, sizeof *rows);
+  NpkStore *st;
+  NpkSession *s;
+  int status, ok = 0;
+  tu_tmp_init(t);
+  s = tu_open(t->dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL && rows != NULL);
+  if (s && rows) {
+    CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, rows), NPK_OK);
+    tu_close(st, s);
+    status = run_crashing(t->dir, fn, 1, 5);
+    ok = WIFEXITED(status) && WEXITSTATUS(status) == 77;
+    CHECK(ok);
+  } else if (s) {
+    tu_close(st, s);
+  }
+  free(rows);
+  return ok;
+}
+
 /* Playing back a journal of many records for one file keeps the file open
 ** from one record to the next and syncs it once: a commit of 1,000
 ** replaced rows killed after writing them is undone by the next write,
 ** whose syncs are a handful, not one per record. */
 static void test_playback_syncs_once(void) {
-  uint64_t shape[2] = {2000, 2};
-  int32_t *rows = calloc(4000, sizeof *rows), got[4] = {1, 1, 1, 1};
+  int32_t got[4] = {1, 1, 1, 1};
   uint64_t two[2] = {0, 1}, last = 1999;
   NpkStats before, after;
   NpkStore *st;
   NpkSession *s;
-  int status;
   Tmp t;
-  tu_tmp_init(&t);
-  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-  CHECK(s != NULL && rows != NULL);
-  if (!s || !rows) goto out;
-  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, rows), NPK_OK);
-  tu_close(st, s);
-  status = run_crashing(t.dir, replace_every_other, 1, 5);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  if (!crashed_store(&t, replace_every_other)) goto out;
   CHECK(tu_journal_hot(t.dir));
   s = tu_open(t.dir, 0, &st);
   CHECK(s != NULL);
@@ -1544,7 +1560,6 @@ static void test_playback_syncs_once(void) {
   CHECK(got[0] == 0 && got[1] == 0 && got[2] == 0 && got[3] == 0);
   tu_close(st, s);
 out:
-  free(rows);
   tu_tmp_done(&t);
 }
 
@@ -1623,22 +1638,14 @@ static int replace_first_thousand(NpkSession *s, Model *m) {
 ** were replaced in: 1,000 rows of 8 bytes take one record (8 KB), where a
 ** record per row took 40 KB; and the run plays back. */
 static void test_journal_runs(void) {
-  uint64_t shape[2] = {2000, 2}, first[2] = {0, 999};
-  int32_t *rows = calloc(4000, sizeof *rows), got[4] = {1, 1, 1, 1};
+  uint64_t first[2] = {0, 999};
+  int32_t got[4] = {1, 1, 1, 1};
   struct stat sb;
   char path[1200];
   NpkStore *st;
   NpkSession *s;
-  int status;
   Tmp t;
-  tu_tmp_init(&t);
-  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-  CHECK(s != NULL && rows != NULL);
-  if (!s || !rows) goto out;
-  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, rows), NPK_OK);
-  tu_close(st, s);
-  status = run_crashing(t.dir, replace_first_thousand, 1, 5);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  if (!crashed_store(&t, replace_first_thousand)) goto out;
   snprintf(path, sizeof path, "%s/%s", t.dir, TU_JOURNAL);
   CHECK(stat(path, &sb) == 0 && sb.st_size < 9000);
   s = tu_open(t.dir, 0, &st);
@@ -1651,7 +1658,6 @@ static void test_journal_runs(void) {
   CHECK(got[0] == 0 && got[1] == 0 && got[2] == 0 && got[3] == 0);
   tu_close(st, s);
 out:
-  free(rows);
   tu_tmp_done(&t);
 }
 
@@ -1683,18 +1689,15 @@ static void test_journal_checksum_windows(void) {
   static const unsigned big[] = {31, 33, 65, 4093, 1048575, 1048577, 0};
   Tmp t;
   int status, hot;
-  uint64_t shape[2] = {2000, 2}, bshape[2] = {1024, 512};
+  uint64_t bshape[2] = {1024, 512};
   int32_t *rows = calloc(1024 * 512, sizeof *rows);
   NpkStore *st;
   NpkSession *s;
-  tu_tmp_init(&t);
-  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-  CHECK(s != NULL && rows != NULL);
-  if (!s || !rows) goto out;
-  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, rows), NPK_OK);
-  tu_close(st, s);
-  status = run_crashing(t.dir, replace_every_other, 1, 5);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  if (!crashed_store(&t, replace_every_other) || !rows) {
+    free(rows);
+    tu_tmp_done(&t);
+    return;
+  }
   CHECK(tu_journal_hot(t.dir));
   for (unsigned w = 1; w <= 70; w++) {
     if (!whole_through_window(t.dir, w)) printf("  window %u: torn\n", w);
