@@ -285,7 +285,7 @@ struct NpkUndo {
 #define NPK_U_ROWS  2 /* rows appended: a = old rows, b = old bits */
 #define NPK_U_BITS  3 /* a rows deleted (data), b = old bm_dirty */
 #define NPK_U_BMNEW 4 /* bitmap created, b = old bm_dirty */
-#define NPK_U_OVL   5 /* overlay row a set; b = had old bytes (data) */
+#define NPK_U_OVL   5 /* overlay row a set again: data = its old bytes */
 #define NPK_U_TAIL  6 /* file row a overwritten; data = old bytes */
 #define NPK_U_BMSWAP \
   7 /* bitmap changed wholesale: data = the old
@@ -691,7 +691,6 @@ int npk_op_end(NpkSession *s, int autoc, int level, int rc);
 NpkOverlay *npk_ov_new(uint64_t row_bytes);
 int npk_ov_put(NpkStore *st, NpkOverlay *ov, uint64_t row, const void *p,
                void **old, NpkErr *e);
-void npk_ov_remove(NpkOverlay *ov, uint64_t row);
 /* Take out every row put in slot FROM or after (slots are given in order
 ** and never again). */
 void npk_ov_drop_from(NpkOverlay *ov, uint64_t from);

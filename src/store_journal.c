@@ -121,9 +121,9 @@ static uint64_t mix(uint64_t acc, uint64_t w) {
 ** four independent lanes of multiply-rotate steps, then folded with the
 ** length and the tail.  FNV-1a takes one byte per dependent multiply, so a
 ** journal of the rows a small commit replaces cost more to check than all
-** of its system calls; this takes 32 bytes per step. */
-/* wordsum taken piece by piece, for a journal written in pieces: the same
-** value whatever the pieces' lengths. */
+** of its system calls; this takes 32 bytes per step.  It is taken piece by
+** piece (ws_add), for a journal written or read in pieces: the same value
+** whatever the pieces' lengths. */
 typedef struct WordSum WordSum;
 struct WordSum {
   uint64_t v[4];          /* the lanes */
@@ -161,7 +161,7 @@ static void ws_add(WordSum *w, const unsigned char *p, size_t n) {
     w->ntail = 0;
   }
   for (; n >= 32; p += 32, n -= 32) ws_step(w, p);
-  if (n) memcpy(w->tail, p, n);
+  memcpy(w->tail, p, n);
   w->ntail = n;
 }
 
@@ -932,8 +932,8 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
   st->sync_off = 0;
   rc = jin_open(st, &j, e);
   if (rc == NPK_NOFILE) {
-    st->sync_off = sync_off;
-    return NPK_OK;
+    rc = NPK_OK;
+    goto done;
   }
   if (rc == NPK_OK) rc = jin_whole(st, &j, &whole, e);
   if (rc == NPK_OK && !whole) {

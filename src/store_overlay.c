@@ -75,7 +75,7 @@ static int spill_region(NpkStore *st, NpkOverlay *ov, uint64_t bytes,
 static int ov_chunk(NpkStore *st, NpkOverlay *ov, unsigned char **pp,
                     NpkErr *e) {
   uint64_t bytes = ov->per_chunk * ov->row_bytes;
-  int rc = NPK_NOFILE;
+  int rc;
   if (ov->nregion == 0 && !ov->no_spill &&
       (ov->nchunk + 1) * bytes > npk_spill_budget()) {
     rc = spill_region(st, ov, bytes, e);
@@ -182,18 +182,6 @@ int npk_ov_put(NpkStore *st, NpkOverlay *ov, uint64_t row, const void *p,
   memcpy(ov_slot(ov, (uint32_t)ov->n), p, ov->row_bytes);
   ov->n++;
   return NPK_OK;
-}
-
-void npk_ov_remove(NpkOverlay *ov, uint64_t row) {
-  uint64_t h;
-  if (!ov->hcap) return;
-  for (h = ov_hash(row, ov->hcap);; h = (h + 1) & (ov->hcap - 1)) {
-    if (ov->keys[h] == row) {
-      ov->keys[h] = OV_TOMB;
-      return;
-    }
-    if (ov->keys[h] == OV_EMPTY) return;
-  }
 }
 
 void npk_ov_drop_from(NpkOverlay *ov, uint64_t from) {

@@ -162,17 +162,13 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
       break;
     }
     case NPK_U_OVLNEW: npk_ov_drop_from(a->ov, u->a); break;
-    case NPK_U_OVL:
-      if (u->b) {
-        /* The row is in the overlay still (undone in reverse order):
-        ** putting its bytes back takes no slot and no copy, and cannot
-        ** fail. */
-        NpkErr ignored = {0};
-        npk_ov_put(s->store, a->ov, u->a, u->data, NULL, &ignored);
-      } else {
-        npk_ov_remove(a->ov, u->a);
-      }
+    case NPK_U_OVL: {
+      /* The row is in the overlay still (undone in reverse order): putting
+      ** its bytes back takes no slot and no copy, and cannot fail. */
+      NpkErr ignored = {0};
+      npk_ov_put(s->store, a->ov, u->a, u->data, NULL, &ignored);
       break;
+    }
     case NPK_U_TAIL: {
       NpkFile *f = a->seg[0].file;
       int rc = npk_file_flush(s->store, f, &s->err);
@@ -909,15 +905,15 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   return NPK_OK;
 }
 
-/* P's replaced rows in order, into *PROWS (npk_malloc'd, *PN of them):
-** their journal records then cover runs of consecutive rows, one
-** record each, where one per row made the journal of an UPDATE of rows of
-** a few bytes three times their size and its playback a write per row. */
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
 }
 
+/* P's replaced rows in order, into *PROWS (npk_malloc'd, *PN of them):
+** their journal records then cover runs of consecutive rows, one
+** record each, where one per row made the journal of an UPDATE of rows of
+** a few bytes three times their size and its playback a write per row. */
 static int sorted_rows(NpkSession *s, NpkArray *p, uint64_t **prows,
                        uint64_t *pn) {
   uint64_t pos = 0, k = 0, row, *rows;
@@ -1479,9 +1475,6 @@ int npk_commit(NpkSession *s) {
   rows.s = s;
   rows.ch = ch;
   rows.n = n;
-  rows.i = 0;
-  rows.rows = NULL;
-  rows.k = 0;
   if (rc == NPK_OK) rc = encode_catalog_files(s, ch, n, &ci, &img, &nimg);
   /* catalog_plan checked that the patch applies. */
   if (rc == NPK_OK && ci.inplace && !ci.patched && !ci.suffix)

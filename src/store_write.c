@@ -382,10 +382,10 @@ done:
   return npk_op_end(s, autoc, lvl, rc);
 }
 
-/* Undo for a row about to be put in A's overlay for the first time: rows
-** added since the innermost savepoint share one record, which takes out
-** every slot from the first of them on (a record per row cost about 100
-** bytes per row of an UPDATE, for as long as its statement ran). */
+/* Undo for the rows about to be put in A's overlay for the first time:
+** rows added since the innermost savepoint share one record, which takes
+** out every slot from the first of them on (a record per row cost 72 bytes
+** per row, for as long as its statement or savepoint lasted). */
 static int undo_new_row(NpkSession *s, NpkArray *a) {
   NpkTxn *t = s->txn;
   NpkOverlay *ov = a->ov;
@@ -421,11 +421,12 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
         break;
       }
       /* The row's undo first (or room for it): once the row has changed,
-      ** its record must not fail. */
-      if ((rc = npk_undo_room(s))) break;
-      if (!npk_ov_get(a->ov, row) && (rc = undo_new_row(s, a))) break;
+      ** its record must not fail.  The record for new rows is made whether
+      ** or not this row is one: it takes out only slots given from now on,
+      ** and the overlay is then searched once per row. */
+      if ((rc = undo_new_row(s, a)) || (rc = npk_undo_room(s))) break;
       if ((rc = npk_ov_put(s->store, a->ov, row, src, &old, &s->err))) break;
-      if (old) rc = npk_undo_push(s, NPK_U_OVL, a, row, 1, old);
+      if (old) rc = npk_undo_push(s, NPK_U_OVL, a, row, 0, old);
     } else {
       const void *cur;
       NpkFile *f = a->seg[0].file;
