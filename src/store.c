@@ -1122,6 +1122,9 @@ int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
   if (a->ov) {
     const void *p = npk_ov_get(a->ov, row);
     if (p) {
+      if (a->ov->nregion &&
+          npk_ov_check(s->store, a->ov, a->name, &s->err) != NPK_OK)
+        return s->err.rc;
       *pp = p;
       return NPK_OK;
     }
@@ -1150,6 +1153,21 @@ int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
   base = __atomic_load_n(&sg->file->base, __ATOMIC_ACQUIRE);
   *pp = base + off;
   return NPK_OK;
+}
+
+int npk_map_check(NpkSession *s, uint64_t mark, const char *name) {
+  NpkArray *a;
+  if (npk_map_faults(s) == mark) return NPK_OK;
+  /* The page lost may be one of the rows this transaction replaced, kept in
+  ** its spill file, rather than one of a data file's. */
+  if (s->txn && find_entry(s, name, &a) == NPK_OK && a->ov &&
+      npk_ov_check(s->store, a->ov, a->name, &s->err) != NPK_OK)
+    return s->err.rc;
+  return npk_err(&s->err, NPK_CORRUPT,
+                 "a data file of store %s was shortened by another program "
+                 "while array \"%s\" was being read; the statement is "
+                 "abandoned rather than return rows that are gone",
+                 s->store->dir, name);
 }
 
 int npk_row_ptr(NpkSession *s, const char *name, uint64_t row,
@@ -1314,6 +1332,8 @@ int npk_array_copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
   for (int i = 0; i < a->nseg && n > 0; i++) {
     NpkSeg *sg = &a->seg[i];
     uint64_t first, take, off, want;
+    ssize_t got;
+    int err;
     if (row >= sg->first_row + sg->rows || row + n <= sg->first_row) continue;
     first = row - sg->first_row;
     take = sg->rows - first < n ? sg->rows - first : n;
@@ -1322,27 +1342,15 @@ int npk_array_copy_range(NpkSession *s, NpkArray *a, uint64_t row, uint64_t n,
     if (npk_file_flush(s->store, sg->file, &s->err) ||
         npk_file_use(s->store, sg->file, &s->err))
       return s->err.rc;
-    while (want > 0) {
-      ssize_t got = pread(sg->file->fd, dst,
-                          want > (1u << 30) ? (1u << 30) : want, (off_t)off);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        int err = errno;
-        npk_file_done(sg->file);
-        return got == 0
-                   ? npk_err(&s->err, NPK_CORRUPT,
-                             "%s is shorter than "
-                             "its rows",
-                             sg->file->path)
-                   : npk_err_sys(&s->err, err, "cannot read", sg->file->path);
-      }
-      __atomic_fetch_add(&s->store->stats.bytes_read, (uint64_t)got,
-                         __ATOMIC_RELAXED);
-      dst += got;
-      off += (uint64_t)got;
-      want -= (uint64_t)got;
-    }
+    got = npk_io_read_at(s->store, sg->file->fd, dst, (size_t)want, off);
+    err = errno;
     npk_file_done(sg->file);
+    if (got < 0)
+      return npk_err_sys(&s->err, err, "cannot read", sg->file->path);
+    if ((uint64_t)got < want)
+      return npk_err(&s->err, NPK_CORRUPT, "%s is shorter than its rows",
+                     sg->file->path);
+    dst += want;
     row += take;
     n -= take;
   }

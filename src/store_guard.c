@@ -194,12 +194,3 @@ int npk_guard_hit(int slot) {
 uint64_t npk_map_faults(NpkSession *s) {
   return __atomic_load_n(&s->store->map_faults, __ATOMIC_ACQUIRE);
 }
-
-int npk_map_check(NpkSession *s, uint64_t mark, const char *name) {
-  if (npk_map_faults(s) == mark) return NPK_OK;
-  return npk_err(&s->err, NPK_CORRUPT,
-                 "a data file of store %s was shortened by another program "
-                 "while array \"%s\" was being read; the statement is "
-                 "abandoned rather than return rows that are gone",
-                 s->store->dir, name);
-}

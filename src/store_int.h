@@ -105,12 +105,16 @@ struct NpkOverlay {
   int spill_fd;           /* the spill file (unnamed), or -1 */
   int no_spill;           /* the file system has no spill file to give */
   unsigned char **region; /* the spill file's mappings, in file order */
+  int *rslot;             /* each mapping's store_guard.c slot */
   uint64_t nregion;       /* mappings made */
   uint64_t region_len;    /* bytes of each mapping */
   uint64_t region_left;   /* chunks still to cut from the last one */
   size_t new_undo;        /* undo position of the NPK_U_OVLNEW record
                           ** rows added now fall under, if it is still
                           ** there (SIZE_MAX: none yet) */
+  uint64_t faults_seen;   /* the store's map_faults when the mappings
+                          ** were last found whole */
+  int damaged;            /* a page of a mapping was lost to a fault */
 };
 /* Bytes of replaced rows an overlay keeps in memory; the rest are kept in
 ** a spill file (npk_spill_budget; the test build lets tests set it). */
@@ -119,8 +123,12 @@ uint64_t npk_spill_budget(void);
 /* How many bytes of a journal are read at a time: DFLT (the test build
 ** lets tests make it small). */
 uint64_t npk_journal_window(uint64_t dflt);
-/* Count N bytes read from a store's file by its own reads. */
-void npk_io_count_read(NpkStore *st, uint64_t n);
+/* Read N bytes of FD at OFF into P, or as many as there are before the
+** file's end: the count, short only at the end, or -1 with errno set.
+** Counted among ST's bytes read; the test build fails it as kind "read".
+** What a short count means (a damaged file, a journal cut short) is the
+** caller's to say. */
+ssize_t npk_io_read_at(NpkStore *st, int fd, void *p, size_t n, uint64_t off);
 
 /* One array as seen by a catalog: committed, or a session's pending copy. */
 struct NpkArray {
@@ -598,9 +606,13 @@ int npk_seg_parse(const char *json, size_t n, NpkSegEntry **pp, int *pn,
 void npk_seg_free(NpkSegEntry *s, int n);
 int npk_relpath_valid(const char *p);
 
-/* ---- overlay of replaced rows (store_txn.c) ---- */
+/* ---- overlay of replaced rows (store_overlay.c) ---- */
 const void *npk_ov_get(const NpkOverlay *ov, uint64_t row);
 void npk_ov_free(NpkStore *st, NpkOverlay *ov);
+/* NPK_IOERR, naming array NAME, once a fault has lost a page of OV's spill
+** file (a disk error reading it back): its rows can no longer be trusted,
+** for reading or committing, until the transaction ends. */
+int npk_ov_check(NpkStore *st, NpkOverlay *ov, const char *name, NpkErr *e);
 
 /* ---- locks (store_lock.c) ---- */
 #define NPK_LOCK_MARK_OFF \

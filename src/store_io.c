@@ -156,9 +156,11 @@ static int fault_check(const char *kind) {
     }
     return fault_errno;
   }
-  /* "any" is any I/O call: allocations fail only when asked for by name. */
+  /* "any" is any call that changes the disk: allocations and reads fail
+  ** only when asked for by name. */
   if (strcmp(fault_kind, kind) != 0 &&
-      (strcmp(fault_kind, "any") != 0 || strcmp(kind, "malloc") == 0))
+      (strcmp(fault_kind, "any") != 0 || strcmp(kind, "malloc") == 0 ||
+       strcmp(kind, "read") == 0))
     return 0;
   if (--fault_countdown > 0) return 0;
   fault_kind[0] = 0;
@@ -433,8 +435,24 @@ int npk_io_reserve(NpkStore *st, int fd, uint64_t off, uint64_t n,
   return npk_err_sys(e, errno, "cannot write", path);
 }
 
-void npk_io_count_read(NpkStore *st, uint64_t n) {
-  stat_add(st, &st->stats.bytes_read, n);
+ssize_t npk_io_read_at(NpkStore *st, int fd, void *p, size_t n, uint64_t off) {
+  unsigned char *c = p;
+  size_t got = 0;
+  int fake = fault_check("read");
+  if (fake) {
+    errno = fake;
+    return -1;
+  }
+  while (got < n) {
+    size_t k = n - got > (1u << 30) ? (1u << 30) : n - got;
+    ssize_t r = pread(fd, c + got, k, (off_t)(off + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  stat_add(st, &st->stats.bytes_read, got);
+  return (ssize_t)got;
 }
 
 /* Whether blocks allocated ahead in a file of file system type T are the
@@ -869,7 +887,8 @@ int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
                      size_t *pn, NpkErr *e) {
   struct stat sb;
   unsigned char *p = NULL;
-  size_t got = 0;
+  size_t got;
+  ssize_t r;
   int fd, rc;
   *pp = NULL;
   *pn = 0;
@@ -883,17 +902,11 @@ int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
     rc = npk_err(e, NPK_NOMEM, "out of memory reading %s/%s", st->dir, rel);
     goto done;
   }
-  while (got < (size_t)sb.st_size) {
-    ssize_t r = read(fd, p + got, (size_t)sb.st_size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      rc = sys_err(st, errno, "cannot read", rel, e);
-      goto done;
-    }
-    if (r == 0) break;
-    got += (size_t)r;
+  if ((r = npk_io_read_at(st, fd, p, (size_t)sb.st_size, 0)) < 0) {
+    rc = sys_err(st, errno, "cannot read", rel, e);
+    goto done;
   }
-  stat_add(st, &st->stats.bytes_read, got);
+  got = (size_t)r;
   p[got] = 0;
   *pp = p;
   *pn = got;
@@ -968,7 +981,7 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
         rc = npk_err(e, NPK_NOMEM, "out of memory copying %s", path);
         break;
       }
-      r = pread(from, buf, want, (off_t)off);
+      r = npk_io_read_at(st, from, buf, want, off);
       if (r <= 0) {
         rc = r == 0
                  ? npk_err(e, NPK_CORRUPT, "short source copying to %s", path)
@@ -979,10 +992,10 @@ int npk_io_copy(NpkStore *st, int from, uint64_t off, uint64_t n, int to,
       if (rc != NPK_OK) break;
       w = r;
     } else {
+      stat_add(st, &st->stats.bytes_read, (uint64_t)w);
       stat_add(st, &st->stats.bytes_written, (uint64_t)w);
       rec_copied(st, to, to_off, (uint64_t)w);
     }
-    stat_add(st, &st->stats.bytes_read, (uint64_t)w);
     off += (uint64_t)w;
     to_off += (uint64_t)w;
     n -= (uint64_t)w;

@@ -614,7 +614,8 @@ static void jin_close(JournalIn *j) {
 ** that they lie within it), read into the window if they are not there. */
 static int jin_at(NpkStore *st, JournalIn *j, uint64_t at, size_t want,
                   const unsigned char **pq, NpkErr *e) {
-  size_t fill = want > j->window ? want : j->window, got = 0;
+  size_t fill = want > j->window ? want : j->window;
+  ssize_t r;
   if (at >= j->start && at - j->start + want <= j->len) {
     *pq = j->buf + (at - j->start);
     return NPK_OK;
@@ -627,16 +628,11 @@ static int jin_at(NpkStore *st, JournalIn *j, uint64_t at, size_t want,
     j->cap = fill;
   }
   j->len = 0;
-  while (got < fill) {
-    ssize_t r = pread(j->fd, j->buf + got, fill - got, (off_t)(at + got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return npk_err_sys(e, errno, "cannot read", NPK_JOURNAL);
-    if (r == 0)
-      return npk_err(e, NPK_IOERR, "cannot read %s/%s: it was cut short",
-                     st->dir, NPK_JOURNAL);
-    got += (size_t)r;
-  }
-  npk_io_count_read(st, got);
+  if ((r = npk_io_read_at(st, j->fd, j->buf, fill, at)) < 0)
+    return npk_err_sys(e, errno, "cannot read", NPK_JOURNAL);
+  if ((size_t)r < fill)
+    return npk_err(e, NPK_IOERR, "cannot read %s/%s: it was cut short", st->dir,
+                   NPK_JOURNAL);
   j->start = at;
   j->len = fill;
   *pq = j->buf;

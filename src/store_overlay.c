@@ -11,7 +11,10 @@
 ** UPDATE of every row of a large array then costs page cache, which the
 ** kernel writes out and takes back under pressure, not the array's size in
 ** process memory.  Where the file system offers no unnamed file or cannot
-** allocate ahead, the rows stay in memory, as before.
+** allocate ahead, the rows stay in memory, as before.  The spill file's
+** mappings are guarded against SIGBUS as the data files' are: a page the
+** disk fails to give back becomes zeros and a counted fault, and from then
+** on the overlay refuses to be read or committed (npk_ov_check).
 */
 #include <errno.h>
 #include <stdlib.h>
@@ -47,7 +50,7 @@ static int spill_region(NpkStore *st, NpkOverlay *ov, uint64_t bytes,
                         NpkErr *e) {
   uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), off;
   unsigned char **r, *p;
-  int rc;
+  int *slots, rc;
   if (ov->nregion == 0) {
     uint64_t len = bytes > SPILL_REGION ? bytes : SPILL_REGION;
     ov->region_len = (len + page - 1) / page * page;
@@ -57,6 +60,9 @@ static int spill_region(NpkStore *st, NpkOverlay *ov, uint64_t bytes,
   if (!(r = npk_realloc(ov->region, (ov->nregion + 1) * sizeof *r)))
     return npk_err(e, NPK_NOMEM, "out of memory");
   ov->region = r;
+  if (!(slots = npk_realloc(ov->rslot, (ov->nregion + 1) * sizeof *slots)))
+    return npk_err(e, NPK_NOMEM, "out of memory");
+  ov->rslot = slots;
   off = ov->nregion * ov->region_len;
   if ((rc = npk_io_spill_grow(st, ov->spill_fd, off, ov->region_len, e)))
     return rc;
@@ -64,6 +70,17 @@ static int spill_region(NpkStore *st, NpkOverlay *ov, uint64_t bytes,
            ov->spill_fd, (off_t)off);
   if (p == MAP_FAILED)
     return npk_err_sys(e, errno, "cannot map a temporary file in", st->dir);
+  /* The store's counter, not one of the overlay's: a retired mapping stays
+  ** registered until it is unmapped, after the overlay is gone. */
+  slots[ov->nregion] =
+      npk_guard_add_rw(p, (size_t)ov->region_len, &st->map_faults, 1);
+  if (slots[ov->nregion] < 0) {
+    munmap(p, (size_t)ov->region_len);
+    return npk_err(e, NPK_NOMEM,
+                   "cannot map a temporary file in %s: no room to guard the "
+                   "mapping",
+                   st->dir);
+  }
   r[ov->nregion++] = p;
   ov->region_left = ov->region_len / bytes;
   return NPK_OK;
@@ -198,6 +215,7 @@ void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
     npk_retire(st, ov->region[r], (size_t)ov->region_len);
   if (ov->spill_fd >= 0) close(ov->spill_fd);
   npk_free(ov->region);
+  npk_free(ov->rslot);
   npk_free(ov->chunks);
   npk_free(ov->keys);
   npk_free(ov->slot);
@@ -215,4 +233,22 @@ int npk_ov_next(const NpkOverlay *ov, uint64_t *pos, uint64_t *row,
     return 1;
   }
   return 0;
+}
+
+int npk_ov_check(NpkStore *st, NpkOverlay *ov, const char *name, NpkErr *e) {
+  /* The handler marks the slot before it counts the fault: a count seen
+  ** here has its mark visible. */
+  uint64_t faults = __atomic_load_n(&st->map_faults, __ATOMIC_ACQUIRE);
+  if (ov->nregion == 0) return NPK_OK;
+  if (!ov->damaged && faults != ov->faults_seen) {
+    for (uint64_t r = 0; r < ov->nregion; r++)
+      if (npk_guard_hit(ov->rslot[r])) ov->damaged = 1;
+    ov->faults_seen = faults;
+  }
+  if (!ov->damaged) return NPK_OK;
+  return npk_err(e, NPK_IOERR,
+                 "rows of array \"%s\" replaced in this transaction were "
+                 "lost to a disk error in their temporary file in %s; the "
+                 "transaction cannot commit and must be rolled back",
+                 name, st->dir);
 }

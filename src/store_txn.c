@@ -726,20 +726,16 @@ static int adopt_file_image(NpkSession *s) {
   NpkStore *st = s->store;
   NpkCatalog *cat = &st->cat;
   NpkBuf enc = {0};
-  size_t len = (size_t)st->cat_st.st_size, got = 0;
+  size_t len = (size_t)st->cat_st.st_size;
   size_t *off = npk_malloc((size_t)(cat->n ? cat->n : 1) * sizeof *off);
   unsigned char *file = npk_malloc(len ? len : 1);
   int rc = NPK_ERROR;
   if (!off || !file || npk_catalog_encode_at(cat, &enc, off) || enc.oom ||
       enc.n != len)
     goto done;
-  while (got < len) {
-    ssize_t r = pread(st->cat_fd, file + got, len - got, (off_t)got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  if (got != len || memcmp(file, enc.p, len) != 0) goto done;
+  if (npk_io_read_at(st, st->cat_fd, file, len, 0) != (ssize_t)len ||
+      memcmp(file, enc.p, len) != 0)
+    goto done;
   pthread_mutex_lock(&st->mu);
   npk_buf_free(&st->img);
   st->img = enc;
@@ -1012,8 +1008,12 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
   uint64_t replaced = 0;
   int rc;
 
-  for (int i = 0; i < n; i++)
-    if (has_rows(ch[i].p)) replaced += ch[i].p->ov->n * ch[i].p->row_bytes;
+  for (int i = 0; i < n; i++) {
+    NpkArray *p = ch[i].p;
+    if (!has_rows(p)) continue;
+    if ((rc = npk_ov_check(st, p->ov, p->name, &s->err))) return rc;
+    replaced += p->ov->n * p->row_bytes;
+  }
   *pmore = replaced > NPK_JOURNAL_PIECE;
   /* The catalog's old length first: the release before this one refuses
   ** that record as damaged, and meeting it before any other it refuses the
@@ -1116,13 +1116,14 @@ static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
     npk_io_mapped(s->store, f->fd, src, (size_t)p->row_bytes,
                   row * p->row_bytes);
   }
-  if (npk_map_faults(s) != mark)
-    return npk_err(&s->err, NPK_IOERR,
-                   "cannot write rows of array \"%s\" "
-                   "to %s: the file refused a page (a full disk, or the file "
-                   "shortened by another program)",
-                   p->name, f->path);
-  return NPK_OK;
+  if (npk_map_faults(s) == mark) return NPK_OK;
+  /* The page lost may be one of the spill file's, read from. */
+  if ((rc = npk_ov_check(s->store, p->ov, p->name, &s->err))) return rc;
+  return npk_err(&s->err, NPK_IOERR,
+                 "cannot write rows of array \"%s\" "
+                 "to %s: the file refused a page (a full disk, or the file "
+                 "shortened by another program)",
+                 p->name, f->path);
 }
 
 /* Step 3 for pending array P, whose rows are in F (in use): its overlay

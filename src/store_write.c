@@ -448,6 +448,9 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
       else npk_free(old);
     }
   }
+  /* A page of the spill file lost while the rows were put. */
+  if (rc == NPK_OK && a->ov)
+    rc = npk_ov_check(s->store, a->ov, a->name, &s->err);
   if (rc == NPK_OK) s->txn->counts.replaced += n;
 done:
   return npk_op_end(s, autoc, lvl, rc);

@@ -1124,6 +1124,75 @@ out:
   tu_tmp_done(&t);
 }
 
+/* Cut the spill file of store DIR (this process's unnamed file there) to
+** nothing, as a disk that fails to give its pages back would: every page
+** of it read or written afterwards faults.  1 if one was found. */
+static int spill_lose_pages(const char *dir) {
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *de;
+  int cut = 0;
+  while (d && (de = readdir(d)) != NULL) {
+    char link[300], target[4096];
+    ssize_t n;
+    snprintf(link, sizeof link, "/proc/self/fd/%s", de->d_name);
+    n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = 0;
+    if (strstr(target, dir) && strstr(target, "(deleted)") &&
+        ftruncate(atoi(de->d_name), 0) == 0)
+      cut++;
+  }
+  if (d) closedir(d);
+  return cut == 1;
+}
+
+/* Pages of the spill file lost after the rows were put there (a disk error
+** reading them back), or before they are put again: the fault is absorbed,
+** not SIGBUS.  Reading the rows, replacing them again and committing each
+** fail with NPK_IOERR naming the array, also after the fault (its page of
+** zeros must not be taken for rows); ROLLBACK leaves the array as it was,
+** and the next transaction spills afresh. */
+static void test_spill_lost_pages(void) {
+  uint64_t n = 8192, w = 64, rows[1] = {5};
+  int32_t one[64] = {0};
+  uint64_t *all = malloc(n * sizeof *all);
+  unsigned char *got = malloc((size_t)(n * w * 4));
+  NpkStore *st;
+  NpkSession *s;
+  Tmp t;
+  if (!(s = spill_store(&t, &st, n, w, "0"))) goto out;
+  CHECK(all != NULL && got != NULL);
+  if (!all || !got) goto close;
+  for (uint64_t i = 0; i < n; i++) all[i] = i;
+  for (int write_first = 0; write_first < 2; write_first++) {
+    CHECK_EQ(npk_begin(s), NPK_OK);
+    CHECK_EQ(spill_replace(s, n, w, 2), NPK_OK);
+    CHECK(spill_lose_pages(t.dir));
+    if (write_first) CHECK_EQ(spill_replace(s, n, w, 3), NPK_IOERR);
+    else CHECK_EQ(npk_copy_rows(s, "a", all, n, got), NPK_IOERR);
+    CHECK(strstr(npk_errmsg(s), "\"a\"") != NULL);
+    CHECK(strstr(npk_errmsg(s), "disk error") != NULL);
+    CHECK_EQ(npk_copy_rows(s, "a", all, n, got), NPK_IOERR);
+    CHECK_EQ(npk_replace_rows(s, "a", rows, 1, one), NPK_IOERR);
+    CHECK_EQ(npk_commit(s), NPK_IOERR);
+    CHECK(strstr(npk_errmsg(s), "rolled back") != NULL);
+    CHECK_EQ(npk_rollback(s), NPK_OK);
+    CHECK(spill_rows_are(s, n, w, 1));
+  }
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(spill_replace(s, n, w, 4), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK(spill_rows_are(s, n, w, 4));
+  CHECK_EQ(tu_leftovers(t.dir), 0);
+close:
+  tu_close(st, s);
+out:
+  free(all);
+  free(got);
+  unsetenv("NUMPACK_TEST_SPILL_BYTES");
+  tu_tmp_done(&t);
+}
+
 /* On a file system that copies on write (btrfs here, as NUMPACK_TEST_FSTYPE
 ** makes the engine believe), blocks allocated ahead are not the ones a
 ** store into a mapping writes: a full disk would kill the process with
@@ -1558,6 +1627,90 @@ static void test_playback_syncs_once(void) {
   CHECK_EQ(npk_copy_rows(s, "a", two, 2, got), NPK_OK);
   npk_read_end(s);
   CHECK(got[0] == 0 && got[1] == 0 && got[2] == 0 && got[3] == 0);
+  tu_close(st, s);
+out:
+  tu_tmp_done(&t);
+}
+
+/* A read of a hot journal that fails (an I/O error at any of its reads,
+** through a window of 4 KB) never passes for a journal with nothing to
+** undo: a reader gets the error or SQLITE_BUSY, never the files as the
+** interrupted commit left them; a playback stopped by it leaves the
+** journal hot (or, stopped after it in reading the catalog, names that
+** file), and the next one brings the rows back as they were. */
+static void test_journal_read_faults(void) {
+  uint64_t two[2] = {0, 1998};
+  int32_t got[4];
+  int reader_failed = 0, playback_failed = 0, done = 0;
+  setenv("NUMPACK_TEST_JOURNAL_WINDOW", "4096", 1);
+  for (int nth = 1; nth <= 200 && !done; nth++) {
+    NpkStore *st;
+    NpkSession *s;
+    int rc;
+    Tmp t;
+    if (!crashed_store(&t, replace_every_other)) break;
+    s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (!s) {
+      tu_tmp_done(&t);
+      break;
+    }
+    npk_test_fault("read", nth, EIO);
+    rc = npk_read_begin(s);
+    npk_test_fault(NULL, 0, 0);
+    if (rc == NPK_OK) npk_read_end(s);
+    CHECK(rc == NPK_IOERR || rc == NPK_BUSY);
+    reader_failed += rc == NPK_IOERR;
+    npk_test_fault("read", nth, EIO);
+    rc = npk_recover(s);
+    npk_test_fault(NULL, 0, 0);
+    if (rc != NPK_OK) {
+      playback_failed++;
+      CHECK_EQ(rc, NPK_IOERR);
+      /* Stopped during playback, or in reading the catalog after it. */
+      CHECK(strstr(npk_errmsg(s), tu_journal_hot(t.dir) ? "journal" : t.dir));
+      CHECK_EQ(npk_recover(s), NPK_OK);
+    }
+    done = rc == NPK_OK;
+    CHECK(!tu_journal_hot(t.dir));
+    CHECK_EQ(npk_read_begin(s), NPK_OK);
+    CHECK_EQ(npk_copy_rows(s, "a", two, 2, got), NPK_OK);
+    npk_read_end(s);
+    CHECK(got[0] == 0 && got[1] == 0 && got[2] == 0 && got[3] == 0);
+    CHECK_EQ(tu_leftovers(t.dir), 0);
+    tu_close(st, s);
+    tu_tmp_done(&t);
+  }
+  unsetenv("NUMPACK_TEST_JOURNAL_WINDOW");
+  printf("  reads failed: %d readers' checks, %d playbacks\n", reader_failed,
+         playback_failed);
+  CHECK(done);
+  CHECK(reader_failed > 5 && playback_failed > 5);
+}
+
+/* A read of a data file that fails fails the read that needed it, naming
+** the file, and the next read gets the rows. */
+static void test_data_read_fault(void) {
+  uint64_t shape[2] = {4, 2}, pos = 0;
+  int32_t rows[8] = {1, 2, 3, 4, 5, 6, 7, 8}, got[8] = {0};
+  NpkStore *st;
+  NpkSession *s;
+  Tmp t;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  if (!s) goto out;
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, rows), NPK_OK);
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  npk_test_fault("read", 1, EIO);
+  CHECK_EQ(npk_copy_live_rows(s, "a", &pos, 4, got), NPK_IOERR);
+  npk_test_fault(NULL, 0, 0);
+  CHECK(strstr(npk_errmsg(s), "data_a.npkd") != NULL);
+  CHECK(strstr(npk_errmsg(s), "Input/output error") != NULL);
+  pos = 0;
+  CHECK_EQ(npk_copy_live_rows(s, "a", &pos, 4, got), NPK_OK);
+  CHECK(memcmp(got, rows, sizeof rows) == 0);
+  npk_read_end(s);
   tu_close(st, s);
 out:
   tu_tmp_done(&t);
@@ -4076,9 +4229,12 @@ int main(void) {
   RUN(test_spill_regions);
   RUN(test_spill_faults);
   RUN(test_spill_not_on_cow);
+  RUN(test_spill_lost_pages);
   RUN(test_undo_replaced_twice_oom);
   RUN(test_replace_again_malloc_faults);
   RUN(test_playback_syncs_once);
+  RUN(test_journal_read_faults);
+  RUN(test_data_read_fault);
   RUN(test_crash_journal_in_pieces);
   RUN(test_journal_runs);
   RUN(test_journal_checksum_windows);
