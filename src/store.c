@@ -1158,15 +1158,34 @@ int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
 int npk_map_check(NpkSession *s, uint64_t mark, const char *name) {
   NpkArray *a;
   if (npk_map_faults(s) == mark) return NPK_OK;
+  if (find_entry(s, name, &a) != NPK_OK) a = NULL;
   /* The page lost may be one of the rows this transaction replaced, kept in
   ** its spill file, rather than one of a data file's. */
-  if (s->txn && find_entry(s, name, &a) == NPK_OK && a->ov &&
+  if (a && s->txn && a->ov &&
       npk_ov_check(s->store, a->ov, a->name, &s->err) != NPK_OK)
     return s->err.rc;
-  return npk_err(&s->err, NPK_CORRUPT,
-                 "a data file of store %s was shortened by another program "
-                 "while array \"%s\" was being read; the statement is "
-                 "abandoned rather than return rows that are gone",
+  /* A file of the array now shorter than its committed rows was cut by
+  ** another program; otherwise the page could not be read (a disk or
+  ** network error, or a file cut and grown back), which is no damage. */
+  for (int i = 0; a && i < a->nseg; i++) {
+    NpkFile *f = a->seg[i].file;
+    uint64_t len, need = a->seg[i].rows * a->row_bytes;
+    NpkErr ignored;
+    if (a->pending) need = a->fresh ? 0 : a->base_rows * a->row_bytes;
+    if (file_length(s->store, f, &len, &ignored) == NPK_OK && len < need)
+      return npk_err(&s->err, NPK_CORRUPT,
+                     "%s was shortened by another program while array "
+                     "\"%s\" was being read (%llu of its %llu bytes left); "
+                     "the statement is abandoned rather than return rows "
+                     "that are gone",
+                     f->path, name, (unsigned long long)len,
+                     (unsigned long long)need);
+  }
+  return npk_err(&s->err, NPK_IOERR,
+                 "a page of the data files of store %s could not be read "
+                 "while array \"%s\" was being read (an I/O error, or a "
+                 "file cut short and grown back); the statement is abandoned "
+                 "rather than return rows it could not read",
                  s->store->dir, name);
 }
 
