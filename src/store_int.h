@@ -283,13 +283,13 @@ struct NpkSavepoint {
 /* One undo record: how to take back one change of a transaction. */
 typedef struct NpkUndo NpkUndo;
 struct NpkUndo {
-  int op;         /* NPK_U_CAT .. NPK_U_TAIL */
-  NpkArray *arr;  /* array changed (a reference), or NULL */
-  uint64_t a, b;  /* op-specific: rows, row number, flags */
-  void *data;     /* op-specific: row list or old bytes */
-  NpkCatalog cat; /* NPK_U_CAT: the catalog before the change */
+  int op;        /* NPK_U_CAT .. NPK_U_TAIL */
+  NpkArray *arr; /* array changed (a reference), or NULL */
+  uint64_t a, b; /* op-specific: rows, row number, flags */
+  void *data;    /* op-specific: row list, old bytes, or the catalog
+                  ** before the change (an NpkCatalog) */
 };
-#define NPK_U_CAT   1 /* catalog replaced: restore cat */
+#define NPK_U_CAT   1 /* catalog replaced: restore data's */
 #define NPK_U_ROWS  2 /* rows appended: a = old rows, b = old bits */
 #define NPK_U_BITS  3 /* a rows deleted (data), b = old bm_dirty */
 #define NPK_U_BMNEW 4 /* bitmap created, b = old bm_dirty */

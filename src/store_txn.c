@@ -96,24 +96,28 @@ int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a, uint64_t b,
   return NPK_OK;
 }
 
-/* Record the whole catalog before a change of its shape. */
+/* Record the whole catalog before a change of its shape.  It is held apart
+** from the record, so that the records of rows, which are many, stay
+** small. */
 int npk_undo_catalog(NpkSession *s) {
   NpkTxn *t = s->txn;
+  NpkCatalog *cat;
   int rc;
   if (t->nsp == 0) return NPK_OK;
-  rc = npk_undo_push(s, NPK_U_CAT, NULL, 0, 0, NULL);
-  if (rc) return rc;
-  if (npk_catalog_copy(&t->cat, &t->undo[t->nundo - 1].cat)) {
-    t->nundo--;
+  /* Room first: the push cannot fail then (freeing the copy's references
+  ** would need the store). */
+  if ((rc = npk_undo_room(s))) return rc;
+  if (!(cat = npk_malloc(sizeof *cat)) || npk_catalog_copy(&t->cat, cat)) {
+    npk_free(cat);
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
-  return NPK_OK;
+  return npk_undo_push(s, NPK_U_CAT, NULL, 0, 0, cat);
 }
 
 static void undo_free(NpkStore *st, NpkUndo *u) {
   npk_array_unref(st, u->arr);
+  if (u->op == NPK_U_CAT && u->data) npk_catalog_clear(st, u->data);
   data_free(u->op, u->data);
-  npk_catalog_clear(st, &u->cat);
 }
 
 /* Take back one change. */
@@ -122,9 +126,9 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
   NpkArray *a = u->arr;
   switch (u->op) {
     case NPK_U_CAT: {
-      NpkCatalog tmp = t->cat;
-      t->cat = u->cat;
-      u->cat = tmp;
+      NpkCatalog tmp = t->cat, *before = u->data;
+      t->cat = *before;
+      *before = tmp;
       break;
     }
     case NPK_U_SLOT:
