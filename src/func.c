@@ -818,7 +818,8 @@ static int json_has_nul(const char *t) {
 /* Order of two slots of a names list: by name, then by place, so that
 ** the first of equal names sorts first. */
 static int name_slot_cmp(const void *a, const void *b) {
-  char *const *x = *(char *const *const *)a, *const *y = *(char *const *const *)b;
+  char *const *x = *(char *const *const *)a;
+  char *const *y = *(char *const *const *)b;
   int c = strcmp(*x, *y);
   return c ? c : (x > y) - (x < y);
 }
