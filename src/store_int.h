@@ -674,6 +674,9 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e);
 /* Load A's storage if it is not yet: NPK_CORRUPT naming the file if it
 ** does not add up, at every use. */
 int npk_array_ready(NpkSession *s, NpkArray *a);
+/* NPK_CORRUPT naming the file if one of A's data files no longer holds
+** the rows the catalog gives it (cut short by another program). */
+int npk_array_check_sizes(NpkSession *s, const NpkArray *a);
 int npk_shared_lock(NpkSession *s);
 int npk_lock_writable(NpkSession *s);
 int npk_lock_settle(NpkSession *s);

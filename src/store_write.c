@@ -54,10 +54,17 @@ static int find_pos(NpkSession *s, const char *name, int *pi) {
 }
 
 /* The same, for an operation on the array's rows: its files are opened
-** and checked first. */
+** and checked first.  A data file another program cut short is refused
+** before the first write of the transaction to it, as a read refuses it:
+** an append would otherwise fill the missing rows with zeros.  The
+** transaction's own copy was checked when it was made. */
 static int locate(NpkSession *s, const char *name, int *pi) {
+  NpkArray *a;
   int rc = find_pos(s, name, pi);
-  return rc ? rc : npk_array_ready(s, npk_cat_at(&s->txn->cat, *pi));
+  if (rc) return rc;
+  a = npk_cat_at(&s->txn->cat, *pi);
+  if ((rc = npk_array_ready(s, a))) return rc;
+  return a->pending ? NPK_OK : npk_array_check_sizes(s, a);
 }
 
 /* Put A in place of the I-th array (or at the end when I < 0), with undo:
