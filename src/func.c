@@ -815,15 +815,51 @@ static int json_has_nul(const char *t) {
   return 0;
 }
 
+/* Order of two slots of a names list: by name, then by place, so that
+** the first of equal names sorts first. */
+static int name_slot_cmp(const void *a, const void *b) {
+  char *const *x = *(char *const *const *)a;
+  char *const *y = *(char *const *const *)b;
+  int c = strcmp(*x, *y);
+  return c ? c : (x > y) - (x < y);
+}
+
+/* Keep the first of each name in NAMES (*PN of them), in their order: an
+** array listed twice is dropped once (and its rows once, where a second
+** pass would take the rows that moved into their logical places). */
+static int names_unique(char **names, int *pn) {
+  char ***by = 0;
+  int n = *pn, kept = 0;
+  if (n < 2) return SQLITE_OK;
+  if (!(by = sqlite3_malloc64((sqlite3_uint64)n * sizeof *by)))
+    return SQLITE_NOMEM;
+  for (int i = 0; i < n; i++) by[i] = &names[i];
+  qsort(by, (size_t)n, sizeof *by, name_slot_cmp);
+  for (int i = 1, first = 0; i < n; i++)
+    if (strcmp(*by[i], *by[first]) == 0) {
+      sqlite3_free(*by[i]);
+      *by[i] = 0;
+    } else {
+      first = i;
+    }
+  sqlite3_free(by);
+  for (int i = 0; i < n; i++)
+    if (names[i]) names[kept++] = names[i];
+  *pn = kept;
+  return SQLITE_OK;
+}
+
 /* The array names of ARG: one name, or a JSON array of strings.  Each is
-** a name as text_arg() takes it: no NUL character. */
+** a name as text_arg() takes it: no NUL character.  Malformed JSON is
+** SQLITE_ERROR, as any other malformed argument; a list holding other than
+** strings is SQLITE_MISMATCH. */
 static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
                      int *pn) {
   static const char fn[] = "numpack_drop";
   const char *t;
   sqlite3 *db = sqlite3_context_db_handle(ctx);
   sqlite3_stmt *st = 0;
-  int n = 0, rc, nul = 0;
+  int n = 0, rc, nul = 0, typed = 0;
   *pnames = 0;
   *pn = 0;
   if (sqlite3_value_type(arg) != SQLITE_TEXT) {
@@ -851,6 +887,7 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
     char **p;
     const char *name;
     if (strcmp((const char *)sqlite3_column_text(st, 0), "text") != 0) {
+      typed = 1;
       rc = SQLITE_MISMATCH;
       break;
     }
@@ -874,7 +911,8 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
     rc = SQLITE_OK;
   }
   sqlite3_finalize(st);
-  if (rc == SQLITE_DONE) return SQLITE_OK;
+  if (rc == SQLITE_DONE) rc = names_unique(*pnames, pn);
+  if (rc == SQLITE_OK) return SQLITE_OK;
   if (rc == SQLITE_NOMEM) {
     sqlite3_result_error_nomem(ctx);
     return SQLITE_NOMEM;
@@ -884,7 +922,7 @@ static int names_arg(sqlite3_context *ctx, sqlite3_value *arg, char ***pnames,
            "numpack: numpack_drop: an array name of "
            "the list contains a NUL character");
   else
-    fn_msg(ctx, SQLITE_MISMATCH,
+    fn_msg(ctx, typed ? SQLITE_MISMATCH : SQLITE_ERROR,
            "numpack: numpack_drop: \"%s\" is not a "
            "JSON list of array names",
            t);

@@ -48,9 +48,12 @@ static void skip_ws(Scan *s) {
     s->p++;
 }
 
-/* An optionally signed decimal integer that fits int64. */
-static int integer(Scan *s, int64_t *v) {
-  int neg = 0;
+/* An optionally signed decimal integer.  One beyond int64 is refused, or,
+** when SATURATE is set, taken as INT64_MAX or INT64_MIN: a slice's parts,
+** which Python takes of any size, and which clamp to the rows (a step
+** that large selects the first row alone either way). */
+static int integer_sat(Scan *s, int64_t *v, int saturate) {
+  int neg = 0, over = 0;
   uint64_t x = 0;
   const char *start;
   skip_ws(s);
@@ -58,14 +61,21 @@ static int integer(Scan *s, int64_t *v) {
   start = s->p;
   while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
     unsigned d = (unsigned)(*s->p - '0');
-    if (x > ((uint64_t)INT64_MAX + (uint64_t)neg - d) / 10) return 0;
-    x = x * 10 + d;
+    if (over || x > ((uint64_t)INT64_MAX + (uint64_t)neg - d) / 10) {
+      if (!saturate) return 0;
+      over = 1;
+    } else {
+      x = x * 10 + d;
+    }
     s->p++;
   }
   if (s->p == start) return 0;
+  if (over) x = (uint64_t)INT64_MAX + (uint64_t)neg;
   *v = neg ? (int64_t)((uint64_t)0 - x) : (int64_t)x;
   return 1;
 }
+
+static int integer(Scan *s, int64_t *v) { return integer_sat(s, v, 0); }
 
 static int push(uint64_t **pp, uint64_t *pn, uint64_t *cap, uint64_t v) {
   if (*pn == *cap) {
@@ -178,18 +188,18 @@ int npk_index_parse_ix(const char *text, size_t n, uint64_t nlive, uint64_t max,
     int have_start, have_stop;
     skip_ws(&s);
     have_start = s.p < s.end && *s.p != ':';
-    if (have_start && !integer(&s, &start)) goto syntax;
+    if (have_start && !integer_sat(&s, &start, 1)) goto syntax;
     skip_ws(&s);
     if (s.p >= s.end || *s.p != ':') goto syntax;
     s.p++;
     skip_ws(&s);
     have_stop = s.p < s.end && *s.p != ':';
-    if (have_stop && !integer(&s, &stop)) goto syntax;
+    if (have_stop && !integer_sat(&s, &stop, 1)) goto syntax;
     skip_ws(&s);
     if (s.p < s.end && *s.p == ':') {
       s.p++;
       skip_ws(&s);
-      if (s.p < s.end && !integer(&s, &step)) goto syntax;
+      if (s.p < s.end && !integer_sat(&s, &step, 1)) goto syntax;
       if (step == 0) {
         rc = npk_err(e, NPK_ERROR, "slice step cannot be zero");
         goto fail;

@@ -1084,7 +1084,10 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
     }
     if (npy.ndim == 1 && npy.shape[0] == dim) {
       cnt = 1;
-    } else if (npy.ndim == 2 && npy.shape[1] == dim && npy.shape[0] > 0) {
+    } else if (npy.ndim == 2 && npy.shape[1] == dim &&
+               (npy.shape[0] > 0 || maxq != 1)) {
+      /* A batch of (0, d) is no query at all, as in NumPy; a search of
+      ** one vector needs its one. */
       cnt = npy.shape[0];
     } else {
       snprintf(msg, sizeof msg,
@@ -1101,6 +1104,7 @@ int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
       say(pe, "the query .npy holds several vectors; one is needed");
       return NPK_ERROR;
     }
+    if (cnt == 0) return NPK_OK;
     out = npk_malloc((size_t)cnt * rbytes);
     if (!out) return NPK_NOMEM;
     {

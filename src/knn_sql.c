@@ -318,6 +318,7 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
                            "numpack: numpack_knn: array "
                            "\"%s\": %s",
                            name, npk_err_text(&pe));
+  if (nq == 0) return SQLITE_OK; /* no query, no row */
   mark = npk_map_faults(s);
   rc = npk_view(s, name, &view);
   if (rc) {

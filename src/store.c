@@ -288,7 +288,7 @@ static int known_current(NpkStore *st, uint64_t seq, int have, int64_t now) {
 }
 
 /* The state in memory was just found current at count SEQ, time NOW: data
-** files are checked again by their next reader (check_sizes). */
+** files are checked again by their next reader (npk_array_check_sizes). */
 static void confirm(NpkStore *st, uint64_t seq, int have, int64_t now) {
   st->seen_seq = seq;
   st->seen_ok = have;
@@ -805,7 +805,7 @@ static int file_length(NpkStore *st, NpkFile *f, uint64_t *plen, NpkErr *e) {
   return NPK_OK;
 }
 
-static int check_sizes(NpkSession *s, const NpkArray *a) {
+int npk_array_check_sizes(NpkSession *s, const NpkArray *a) {
   for (int i = 0; i < a->nseg; i++) {
     uint64_t len;
     NpkFile *f = a->seg[i].file;
@@ -964,7 +964,7 @@ static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
     /* The store was confirmed current again since the file's size was
     ** last looked at: a program ignoring the lock may have cut it, and a
     ** cut within the row's page shows no fault, only zeros.  Looked at
-    ** here as check_sizes looks under the lock. */
+    ** here as npk_array_check_sizes looks under the lock. */
     uint64_t len;
     NpkErr ignored;
     if (file_length(st, f, &len, &ignored) != NPK_OK ||
@@ -1264,7 +1264,7 @@ int npk_next_live(NpkSession *s, const char *name, uint64_t row,
 int npk_view(NpkSession *s, const char *name, NpkView *out) {
   NpkArray *a;
   int rc = lookup(s, name, &a);
-  if (rc == NPK_OK) rc = check_sizes(s, a);
+  if (rc == NPK_OK) rc = npk_array_check_sizes(s, a);
   if (rc) return rc;
   memset(out, 0, sizeof *out);
   out->rows = a->shape[0];
@@ -1295,7 +1295,7 @@ int npk_data_files(NpkSession *s, const char *name, NpkDataLayout *out,
                    "array \"%s\" has changes not yet committed in this "
                    "transaction: its files do not hold them until COMMIT",
                    a->name);
-  if ((rc = check_sizes(s, a))) return rc;
+  if ((rc = npk_array_check_sizes(s, a))) return rc;
   memset(out, 0, sizeof *out);
   out->nfiles = a->nseg;
   if (a->bm) {

@@ -206,9 +206,11 @@ int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e) {
 ** whoever wrote the store), which writing in place would change too.  The
 ** store's own backups link only files that a commit replaces whole, and a
 ** writer sweeps stale ones before it writes, so a second link here is never
-** ours.  *OUT (when not NULL) gets the file's status. */
-int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
-                            NpkErr *e) {
+** ours.  *OUT (when not NULL) gets the file's status.  The length is
+** checked with the same fstat, which the first write of a transaction to
+** a file makes anyway. */
+int npk_file_check_writable(NpkStore *st, NpkFile *f, const char *array,
+                            uint64_t need, struct stat *out, NpkErr *e) {
   struct stat sb;
   int rc;
   if (!f->writable)
@@ -224,6 +226,11 @@ int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
                  "cannot write %s in place: it has %llu "
                  "hard links, and another name may lie outside the store",
                  f->path, (unsigned long long)sb.st_nlink);
+  else if ((uint64_t)sb.st_size < need)
+    rc = npk_err(e, NPK_CORRUPT,
+                 "%s was truncated to %llu bytes; array \"%s\" needs %llu",
+                 f->path, (unsigned long long)sb.st_size, array,
+                 (unsigned long long)need);
   else if (out) *out = sb;
   npk_file_done(f);
   return rc;

@@ -471,9 +471,11 @@ int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
                     uint64_t off, NpkErr *e);
 int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e);
 /* NPK_READONLY, naming F, if F could only be opened for reading: checked
-** before a transaction changes F, so that no commit fails halfway on it. */
-int npk_file_check_writable(NpkStore *st, NpkFile *f, struct stat *out,
-                            NpkErr *e);
+** before a transaction changes F, so that no commit fails halfway on it.
+** NPK_CORRUPT if F is shorter than NEED, the committed rows of ARRAY (cut
+** short by another program): they are not written over or past. */
+int npk_file_check_writable(NpkStore *st, NpkFile *f, const char *array,
+                            uint64_t need, struct stat *out, NpkErr *e);
 void npk_file_discard(NpkFile *f, uint64_t end);
 /* Drop F's writable mapping (store_txn.c makes it), if it has one. */
 void npk_file_unmap_w(NpkFile *f);
@@ -674,6 +676,9 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e);
 /* Load A's storage if it is not yet: NPK_CORRUPT naming the file if it
 ** does not add up, at every use. */
 int npk_array_ready(NpkSession *s, NpkArray *a);
+/* NPK_CORRUPT naming the file if one of A's data files no longer holds
+** the rows the catalog gives it (cut short by another program). */
+int npk_array_check_sizes(NpkSession *s, const NpkArray *a);
 int npk_shared_lock(NpkSession *s);
 int npk_lock_writable(NpkSession *s);
 int npk_lock_settle(NpkSession *s);
@@ -694,7 +699,9 @@ int npk_undo_push(NpkSession *s, int op, NpkArray *arr, uint64_t a, uint64_t b,
 ** change it undoes is made. */
 int npk_undo_room(NpkSession *s);
 int npk_undo_catalog(NpkSession *s);
-int npk_txn_grow(NpkSession *s, NpkFile *f);
+/* Note that A's committed data file is about to grow in this transaction
+** (checked writable and whole first). */
+int npk_txn_grow(NpkSession *s, NpkArray *a);
 /* Note that position I of the transaction's catalog now holds another
 ** version of its array, or (I < 0) that arrays were added or dropped. */
 void npk_txn_slot(NpkSession *s, int i);

@@ -433,12 +433,14 @@ void npk_txn_slot(NpkSession *s, int i) {
   else t->slots[t->nslot++] = i;
 }
 
-/* Note that F, a committed data file, is about to grow in this transaction. */
-int npk_txn_grow(NpkSession *s, NpkFile *f) {
+int npk_txn_grow(NpkSession *s, NpkArray *a) {
   NpkTxn *t = s->txn;
+  NpkFile *f = a->seg[0].file;
   struct stat sb;
   if (f->grown || f->temp) return NPK_OK;
-  if (npk_file_check_writable(s->store, f, &sb, &s->err)) return s->err.rc;
+  if (npk_file_check_writable(s->store, f, a->name, a->base_rows * a->row_bytes,
+                              &sb, &s->err))
+    return s->err.rc;
   if (t->ngrown == t->growncap) {
     int cap = t->growncap ? t->growncap * 2 : 4;
     NpkFile **p = npk_realloc(t->grown, (size_t)cap * sizeof *p);

@@ -54,10 +54,19 @@ static int find_pos(NpkSession *s, const char *name, int *pi) {
 }
 
 /* The same, for an operation on the array's rows: its files are opened
-** and checked first. */
-static int locate(NpkSession *s, const char *name, int *pi) {
+** and checked first.  A data file another program cut short is refused
+** before the transaction first changes the array, as a read refuses it
+** (an append would fill the missing rows with zeros): here when SIZES is
+** set, else by the caller, through the fstat it makes of the file anyway
+** (npk_file_check_writable).  The transaction's own copy was checked when
+** it was made. */
+static int locate(NpkSession *s, const char *name, int sizes, int *pi) {
+  NpkArray *a;
   int rc = find_pos(s, name, pi);
-  return rc ? rc : npk_array_ready(s, npk_cat_at(&s->txn->cat, *pi));
+  if (rc) return rc;
+  a = npk_cat_at(&s->txn->cat, *pi);
+  if ((rc = npk_array_ready(s, a))) return rc;
+  return a->pending || !sizes ? NPK_OK : npk_array_check_sizes(s, a);
 }
 
 /* Put A in place of the I-th array (or at the end when I < 0), with undo:
@@ -321,7 +330,7 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
   uint64_t total, old;
   int autoc, lvl, i, rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
-  if ((rc = locate(s, name, &i))) goto done;
+  if ((rc = locate(s, name, 0, &i))) goto done;
   a = npk_cat_at(&s->txn->cat, i);
   if ((rc = check_shape(s, name, dtype, ndim, shape, &total))) goto done;
   if (dtype != a->dtype) {
@@ -356,7 +365,7 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
     goto done;
   if ((rc = pend(s, i, &a))) goto done;
   f = a->seg[0].file;
-  if (!a->fresh && (rc = npk_txn_grow(s, f))) goto done;
+  if (!a->fresh && (rc = npk_txn_grow(s, a))) goto done;
   old = a->shape[0];
   rc = npk_file_append(s->store, f, data, (size_t)total, old * a->row_bytes,
                        &s->err);
@@ -403,13 +412,15 @@ int npk_replace_rows(NpkSession *s, const char *name, const uint64_t *rows,
   NpkArray *a;
   int autoc, lvl, i, rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
-  if ((rc = locate(s, name, &i))) goto done;
+  if ((rc = locate(s, name, 0, &i))) goto done;
   if ((rc = check_rows(s, npk_cat_at(&s->txn->cat, i), rows, n))) goto done;
   if (n == 0 || npk_cat_at(&s->txn->cat, i)->row_bytes == 0) goto done;
   if ((rc = pend(s, i, &a))) goto done;
-  /* Rows are replaced in place at COMMIT: the file must take writes. */
-  if (!a->fresh &&
-      (rc = npk_file_check_writable(s->store, a->seg[0].file, NULL, &s->err)))
+  /* Rows are replaced in place at COMMIT: the file must take writes, and
+  ** still hold the committed rows. */
+  if (!a->fresh && (rc = npk_file_check_writable(
+                        s->store, a->seg[0].file, a->name,
+                        a->base_rows * a->row_bytes, NULL, &s->err)))
     goto done;
   for (uint64_t k = 0; k < n && rc == NPK_OK; k++) {
     const unsigned char *src = (const unsigned char *)data + k * a->row_bytes;
@@ -462,7 +473,7 @@ int npk_delete_rows(NpkSession *s, const char *name, const uint64_t *rows,
   uint64_t *cleared = NULL, ncleared = 0;
   int autoc, lvl, i, rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
-  if ((rc = locate(s, name, &i))) goto done;
+  if ((rc = locate(s, name, 1, &i))) goto done;
   if ((rc = check_rows(s, npk_cat_at(&s->txn->cat, i), rows, n))) goto done;
   if (n == 0) goto done;
   if (!npk_cat_at(&s->txn->cat, i)->bm &&
@@ -503,7 +514,7 @@ int npk_delete_slice(NpkSession *s, const char *name, uint64_t first,
   uint64_t live, p = 0, *cleared = NULL;
   int autoc, lvl, i, rc, tail, by_rows;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
-  if ((rc = locate(s, name, &i))) goto done;
+  if ((rc = locate(s, name, 1, &i))) goto done;
   a = npk_cat_at(&s->txn->cat, i);
   live = npk_live_rows(a);
   if (count == 0) goto done;
@@ -591,7 +602,7 @@ int npk_clone(NpkSession *s, const char *src, const char *dst) {
   int autoc, lvl, i, rc;
   if ((rc = check_name(s, dst))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
-  if ((rc = locate(s, src, &i))) goto done;
+  if ((rc = locate(s, src, 1, &i))) goto done;
   if (npk_catalog_find(&s->txn->cat, dst) >= 0) {
     rc = npk_err(&s->err, NPK_EXISTS, "array \"%s\" already exists in %s", dst,
                  s->store->dir);
@@ -608,7 +619,7 @@ int npk_compact(NpkSession *s, const char *name) {
   int autoc, lvl, i, rc;
   if ((rc = npk_scan_check(s, name, "compact"))) return rc;
   if ((rc = npk_op_begin(s, &autoc, &lvl))) return rc;
-  if ((rc = locate(s, name, &i))) goto done;
+  if ((rc = locate(s, name, 1, &i))) goto done;
   if (!npk_cat_at(&s->txn->cat, i)->bm)
     goto done; /* nothing deleted, nothing to do */
   rc = fresh_copy(s, npk_cat_at(&s->txn->cat, i), name, 1, &a);

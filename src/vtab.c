@@ -669,11 +669,15 @@ static int vt_init(sqlite3 *db, int create, int argc, const char *const *argv,
       rc = SQLITE_ERROR;
       goto fail;
     }
-    if (elems + 1 > 2000) {
+    /* The element columns share SQLite's column limit with the four
+    ** hidden ones (row, distance, k, metric) that declare() adds. */
+    if (elems + 4 > (uint64_t)sqlite3_limit(db, SQLITE_LIMIT_COLUMN, -1)) {
       *pzErr = sqlite3_mprintf(
           "numpack: table %s: rows of %llu elements "
-          "exceed SQLite's column limit; use layout=blob",
-          argv[2], (unsigned long long)elems);
+          "exceed SQLite's column limit (%d columns, 4 of them the "
+          "table's own); use layout=blob",
+          argv[2], (unsigned long long)elems,
+          sqlite3_limit(db, SQLITE_LIMIT_COLUMN, -1));
       rc = SQLITE_ERROR;
       goto fail;
     }

@@ -79,6 +79,17 @@ static void test_slices(void) {
   expect("100:-100:-3", 5, (uint64_t[]){4, 1}, 2, NULL);
   expect("0:5:-1", 5, NULL, 0, NULL);
   expect("::-1", 0, NULL, 0, NULL);
+  /* Bounds and steps of any size, as Python takes them: clamped. */
+  expect("0:99999999999999999999", 3, (uint64_t[]){0, 1, 2}, 3, NULL);
+  expect("-99999999999999999999:2", 3, (uint64_t[]){0, 1}, 2, NULL);
+  expect("99999999999999999999:", 3, NULL, 0, NULL);
+  expect("::99999999999999999999", 3, (uint64_t[]){0}, 1, NULL);
+  expect("::-99999999999999999999", 3, (uint64_t[]){2}, 1, NULL);
+  expect("99999999999999999999:-99999999999999999999:-1", 3,
+         (uint64_t[]){2, 1, 0}, 3, NULL);
+  expect("-9223372036854775808:9223372036854775807:9223372036854775807", 3,
+         (uint64_t[]){0}, 1, NULL);
+  expect("0:-0", 3, NULL, 0, NULL);
   expect("a:b", 5, NULL, 0, "bad index");
   expect("1:2:3:4", 5, NULL, 0, "bad index");
   expect("", 5, NULL, 0, "bad index");

@@ -837,7 +837,10 @@ class NumPack:
         q = np.asarray(queries)
         if q.ndim <= 1:
             q = q.reshape(1, q.size)
-        return self._top_k(array_name, q.reshape(len(q), -1), k, metric)
+        # Not reshape(len(q), -1): NumPy cannot infer -1 for 0 queries.
+        return self._top_k(array_name,
+                           q.reshape(len(q), int(np.prod(q.shape[1:]))), k,
+                           metric)
 
     def _top_k(self, name, q, k, metric):
         self._check()
@@ -853,7 +856,10 @@ class NumPack:
             "SELECT query, idx, distance FROM numpack_knn(?, ?, ?, ?, ?)",
             (self._path, name, _sql.encode(np.ascontiguousarray(q)), int(k),
              metric))
-        n = len(rows) // len(q) if len(q) else 0
+        # No query: the extension checked the array and the query's width
+        # and answered with no row; the shape is still (0, min(k, live)).
+        n = len(rows) // len(q) if len(q) else \
+            min(int(k), self._need(name)["live_rows"])
         idx = np.empty((len(q), n), np.int64)
         dist = np.empty((len(q), n), np.float64)
         if rows:

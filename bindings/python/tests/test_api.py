@@ -438,3 +438,16 @@ def test_save_outside_transactions_goes_through_the_c_api(npk, sql, rng):
     with pytest.raises(ValueError, match="invalid array name"):
         npk.save({"bad/name": arrays["f"]})
     assert "bad/name" not in npk.get_member_list()
+
+
+def test_slices_of_any_size(npk):
+    # Python takes slice bounds and steps of any size and clamps them to
+    # the rows; so does getitem (and drop), as NumPy's indexing does.
+    a = np.arange(5)
+    npk.save({"a": a})
+    for sl in (slice(0, 10**20), slice(-10**20, 2), slice(None, None, 10**20),
+               slice(None, None, -10**20), slice(10**20, None, -1),
+               slice(10**20, -10**20, -2)):
+        assert npk.getitem("a", sl).tolist() == a[sl].tolist(), sl
+    npk.drop("a", slice(-10**20, 2))
+    assert npk.load("a").tolist() == [2, 3, 4]

@@ -70,6 +70,25 @@ def test_multi_query(npk, rng):
         assert list(idx[i]) == list(want_i)
 
 
+def test_multi_query_of_no_query(npk, rng):
+    # As NumPy answers an empty batch: arrays of shape (0, min(k, live
+    # rows)), not an error; the width of the queries is still checked.
+    a = rng.standard_normal((30, 8)).astype(np.float32)
+    npk.save({"v": a})
+    npk.drop("v", [0, 1])
+    idx, dist = npk.multi_query_top_k("v", np.zeros((0, 8), np.float32), 4)
+    assert idx.shape == (0, 4) and idx.dtype == np.int64
+    assert dist.shape == (0, 4) and dist.dtype == np.float64
+    idx, dist = npk.multi_query_top_k("v", np.zeros((0, 8)), 100)
+    assert idx.shape == (0, 28) and dist.shape == (0, 28)
+    with pytest.raises(ValueError):
+        npk.multi_query_top_k("v", np.zeros((0, 7), np.float32), 4)
+    with pytest.raises(ValueError):
+        npk.multi_query_top_k("v", np.zeros((0, 8), np.float32), 0)
+    with pytest.raises(KeyError):
+        npk.multi_query_top_k("nope", np.zeros((0, 8), np.float32), 4)
+
+
 def test_k_beyond_rows_and_hamming(npk, rng):
     a = rng.integers(0, 256, (50, 4)).astype(np.uint8)
     npk.save({"bits": a})
