@@ -1092,6 +1092,14 @@ static int wmap(NpkSession *s, NpkFile *f, uint64_t need) {
   return NPK_OK;
 }
 
+/* Read every page of the N bytes at P, so that a page the disk fails to
+** give back faults here, under the guard, rather than in the kernel. */
+static void touch_pages(const void *p, uint64_t n) {
+  const volatile unsigned char *c = p;
+  for (uint64_t off = 0; off < n; off += 4096) (void)c[off];
+  if (n) (void)c[n - 1];
+}
+
 /* Write P's overlay rows over the committed rows of its file F (in use):
 ** through the writable mapping, or a pwrite each when the address space
 ** has no room for it (a capped ulimit -v). */
@@ -1107,9 +1115,15 @@ static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
     while (npk_ov_next(p->ov, &pos, &row, &src)) {
       rc = npk_io_pwrite(s->store, f->fd, src, (size_t)p->row_bytes,
                          row * p->row_bytes, f->path, &s->err);
-      if (rc) return rc;
+      if (rc == NPK_OK) continue;
+      /* A page of the spill file the disk fails to give back reaches
+      ** pwrite as EFAULT, which blames the data file: read here, the
+      ** page is a fault the overlay is checked for. */
+      touch_pages(src, p->row_bytes);
+      if (npk_ov_check(s->store, p->ov, p->name, &s->err)) return s->err.rc;
+      return rc;
     }
-    return NPK_OK;
+    return npk_ov_check(s->store, p->ov, p->name, &s->err);
   }
   while (npk_ov_next(p->ov, &pos, &row, &src)) {
     memcpy(f->wbase + row * p->row_bytes, src, (size_t)p->row_bytes);

@@ -1193,6 +1193,74 @@ out:
   tu_tmp_done(&t);
 }
 
+/* Pages of the spill file lost before a COMMIT whose address space has no
+** room to map the data file for writing, so that it writes the rows with
+** pwrite, for which a lost page of the source is EFAULT: the commit still
+** fails naming the array and the disk error (not "Bad address" writing the
+** data file), and the store is as before.  In a child, whose address space
+** is capped. */
+static void test_spill_lost_pages_pwrite(void) {
+  enum { N = 12 << 20, R = 300000 };
+  Tmp t;
+  tu_tmp_init(&t);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    NpkStore *st = NULL;
+    NpkSession *s = NULL;
+    uint64_t sh[1] = {N}, pages = 0, *rows = malloc(R * sizeof *rows);
+    uint64_t ends[2] = {0, N - 1};
+    int32_t *v = calloc(N, sizeof *v), got[2] = {1, 1};
+    const void *row;
+    struct rlimit rl;
+    FILE *f;
+    alarm(60);
+    if (!v || !rows) _exit(10);
+    if (npk_store_open(t.dir, NPK_OPEN_CREATE, &st, NULL) != NPK_OK) _exit(11);
+    if (npk_session_open(st, &s) != NPK_OK) _exit(12);
+    if (npk_save(s, "big", NPK_INT32, 1, sh, v) != NPK_OK) _exit(13);
+    for (uint64_t i = 0; i < R; i++) {
+      rows[i] = i;
+      v[i] = 7;
+    }
+    setenv("NUMPACK_TEST_SPILL_BYTES", "0", 1);
+    if (npk_begin(s) != NPK_OK) _exit(14);
+    if (npk_replace_rows(s, "big", rows, R, v) != NPK_OK) _exit(15);
+    free(v);
+    free(rows);
+    /* The read mapping of the whole file, which the commit reads the old
+    ** rows through, made before the cap. */
+    if (npk_row_ptr(s, "big", N - 1, &row) != NPK_OK) _exit(16);
+    if (!spill_lose_pages(t.dir)) _exit(17);
+    /* Room for 40 MB more: not for a writable mapping of the file (60). */
+    f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%" SCNu64, &pages) != 1) _exit(18);
+    fclose(f);
+    rl.rlim_cur = rl.rlim_max =
+        pages * (uint64_t)sysconf(_SC_PAGESIZE) + (40u << 20);
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(19);
+    if (npk_commit(s) != NPK_IOERR) _exit(20);
+    printf("  %s\n", npk_errmsg(s));
+    if (!strstr(npk_errmsg(s), "\"big\"") ||
+        !strstr(npk_errmsg(s), "disk error"))
+      _exit(21);
+    if (npk_in_txn(s)) npk_rollback(s);
+    if (tu_journal_hot(t.dir)) _exit(22);
+    if (npk_read_begin(s) != NPK_OK) _exit(23);
+    if (npk_copy_rows(s, "big", ends, 2, got) != NPK_OK) _exit(24);
+    npk_read_end(s);
+    if (got[0] != 0 || got[1] != 0) _exit(25);
+    fflush(stdout);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    printf("  child status 0x%x\n", status);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  tu_tmp_done(&t);
+}
+
 /* On a file system that copies on write (btrfs here, as NUMPACK_TEST_FSTYPE
 ** makes the engine believe), blocks allocated ahead are not the ones a
 ** store into a mapping writes: a full disk would kill the process with
@@ -4230,6 +4298,7 @@ int main(void) {
   RUN(test_spill_faults);
   RUN(test_spill_not_on_cow);
   RUN(test_spill_lost_pages);
+  RUN(test_spill_lost_pages_pwrite);
   RUN(test_undo_replaced_twice_oom);
   RUN(test_replace_again_malloc_faults);
   RUN(test_playback_syncs_once);
