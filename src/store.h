@@ -415,7 +415,8 @@ int npk_savepoint_count(NpkSession *s);
 ** of the store's moves (store_guard.c).  Take npk_map_faults() before
 ** touching mapped rows and pass it to npk_map_check() after: NPK_CORRUPT,
 ** naming array NAME, if the count moved, so that no zeros are returned
-** (NPK_IOERR if the page lost held rows the transaction replaced). */
+** (NPK_IOERR if the page lost held rows the transaction replaced: pages of
+** its spill file move the count of this session only). */
 uint64_t npk_map_faults(NpkSession *s);
 int npk_map_check(NpkSession *s, uint64_t mark, const char *name);
 

@@ -291,6 +291,7 @@ int npk_begin(NpkSession *s) {
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   s->txn = t;
+  s->spill_base = __atomic_load_n(&s->store->spill_faults, __ATOMIC_ACQUIRE);
   s->store->sync_off = sync == 0;
   if (!s->pinned) {
     pthread_mutex_lock(&s->store->mu);
@@ -368,6 +369,8 @@ static void txn_end(NpkSession *s) {
   ** mark. */
   if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
   npk_free(t);
+  s->spill_own += __atomic_load_n(&s->store->spill_faults, __ATOMIC_ACQUIRE) -
+                  s->spill_base;
   s->txn = NULL;
   s->store->sync_off = 0;
   s->changes++;

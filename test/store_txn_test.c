@@ -1193,6 +1193,54 @@ out:
   tu_tmp_done(&t);
 }
 
+/* A page of a transaction's spill file lost concerns that transaction
+** only: another session reading the store in the meantime (its mark taken
+** before the fault, checked after) goes on, where it failed with
+** NPK_CORRUPT blaming a data file shortened by another program; the
+** writer's own read of one row, with its mark, still fails with NPK_IOERR;
+** its count does not go back when the transaction ends, and a read it
+** marks afterwards goes on. */
+static void test_spill_lost_pages_other_session(void) {
+  uint64_t n = 8192, w = 64, five[1] = {5};
+  int32_t row[64];
+  const void *p;
+  NpkStore *st;
+  NpkSession *s, *r = NULL;
+  uint64_t rmark, wmark;
+  Tmp t;
+  if (!(s = spill_store(&t, &st, n, w, "0"))) goto out;
+  CHECK_EQ(npk_session_open(st, &r), NPK_OK);
+  if (!r) goto close;
+  CHECK_EQ(npk_read_begin(r), NPK_OK);
+  rmark = npk_map_faults(r);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(spill_replace(s, n, w, 2), NPK_OK);
+  CHECK(spill_lose_pages(t.dir));
+  wmark = npk_map_faults(s);
+  CHECK_EQ(npk_row_ptr(s, "a", 5, &p), NPK_OK);
+  memcpy(row, p, sizeof row);
+  CHECK_EQ(npk_map_check(s, wmark, "a"), NPK_IOERR);
+  CHECK_HAS(npk_errmsg(s), "disk error");
+  CHECK_EQ(npk_copy_rows(r, "a", five, 1, row), NPK_OK);
+  CHECK_EQ(npk_map_check(r, rmark, "a"), NPK_OK);
+  npk_read_end(r);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  /* The writer's count did not go back when its transaction ended. */
+  CHECK(npk_map_faults(s) > wmark);
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  wmark = npk_map_faults(s);
+  CHECK_EQ(npk_copy_rows(s, "a", five, 1, row), NPK_OK);
+  CHECK_EQ(npk_map_check(s, wmark, "a"), NPK_OK);
+  npk_read_end(s);
+  CHECK(spill_rows_are(r, n, w, 1));
+close:
+  if (r) npk_session_close(r);
+  tu_close(st, s);
+out:
+  unsetenv("NUMPACK_TEST_SPILL_BYTES");
+  tu_tmp_done(&t);
+}
+
 /* Pages of the spill file lost before a COMMIT whose address space has no
 ** room to map the data file for writing, so that it writes the rows with
 ** pwrite, for which a lost page of the source is EFAULT: the commit still
@@ -4298,6 +4346,7 @@ int main(void) {
   RUN(test_spill_faults);
   RUN(test_spill_not_on_cow);
   RUN(test_spill_lost_pages);
+  RUN(test_spill_lost_pages_other_session);
   RUN(test_spill_lost_pages_pwrite);
   RUN(test_undo_replaced_twice_oom);
   RUN(test_replace_again_malloc_faults);
