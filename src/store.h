@@ -415,7 +415,8 @@ int npk_savepoint_count(NpkSession *s);
 ** of the store's moves (store_guard.c).  Take npk_map_faults() before
 ** touching mapped rows and pass it to npk_map_check() after: NPK_CORRUPT,
 ** naming array NAME, if the count moved, so that no zeros are returned
-** (NPK_IOERR if the page lost held rows the transaction replaced). */
+** (NPK_IOERR if the page lost held rows the transaction replaced: pages of
+** its spill file move the count of this session only). */
 uint64_t npk_map_faults(NpkSession *s);
 int npk_map_check(NpkSession *s, uint64_t mark, const char *name);
 
@@ -427,11 +428,11 @@ int npk_map_check(NpkSession *s, uint64_t mark, const char *name);
 
 /* Fault injection: the Nth I/O call from now of kind KIND fails with ERRNO
 ** (0 disables).  Kinds: "write", "fsync", "rename", "ftruncate", "read",
-** "any" (any of them but "read"), and "full": a disk that fills at the Nth write and stays full, failing
-** every later write that needs new blocks (past the end of its file) while
-** writes over existing bytes succeed, until disarmed.  Allocations: kind
-** "malloc" fails the Nth allocation, "oom" the Nth and every later one
-** until disarmed.
+** "any" (any of them but "read"), and "full": a disk that fills at the Nth
+** write and stays full, failing every later write that needs new blocks
+** (past the end of its file) while writes over existing bytes succeed,
+** until disarmed.  Allocations: kind "malloc" fails the Nth allocation,
+** "oom" the Nth and every later one until disarmed.
 ** The environment variable NUMPACK_TEST_FAULT=KIND:N:ERRNO arms one at the
 ** first I/O call of the process. */
 void npk_test_fault(const char *kind, int nth, int err);

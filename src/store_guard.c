@@ -192,5 +192,13 @@ int npk_guard_hit(int slot) {
 }
 
 uint64_t npk_map_faults(NpkSession *s) {
-  return __atomic_load_n(&s->store->map_faults, __ATOMIC_ACQUIRE);
+  /* A spill file holds the rows of the one open transaction: a page of it
+  ** lost concerns that transaction's reads and commit, not the statements
+  ** of other sessions reading the store's files. */
+  uint64_t n = __atomic_load_n(&s->store->map_faults, __ATOMIC_ACQUIRE);
+  n += s->spill_own;
+  if (s->txn)
+    n += __atomic_load_n(&s->store->spill_faults, __ATOMIC_ACQUIRE) -
+         s->spill_base;
+  return n;
 }

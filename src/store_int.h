@@ -112,7 +112,7 @@ struct NpkOverlay {
   size_t new_undo;        /* undo position of the NPK_U_OVLNEW record
                           ** rows added now fall under, if it is still
                           ** there (SIZE_MAX: none yet) */
-  uint64_t faults_seen;   /* the store's map_faults when the mappings
+  uint64_t faults_seen;   /* the store's spill_faults when the mappings
                           ** were last found whole */
   int damaged;            /* a page of a mapping was lost to a fault */
 };
@@ -226,6 +226,9 @@ struct NpkStore {
   int lock_wfailed;          /* it could not be made: writers pwrite */
   uint64_t map_faults;       /* faults absorbed in this store's mappings
                             ** (store_guard.c; npk_map_faults) */
+  uint64_t spill_faults;     /* those of its spill files' mappings, apart:
+                            ** only the writer, whose rows they hold, is
+                            ** told of them (npk_map_faults) */
   int journal_checked;       /* looked for a journal at least once */
   uint64_t seen_seq;         /* the lock file's commit count when the state
                             ** in memory was last confirmed current */
@@ -354,6 +357,10 @@ struct NpkSession {
                           ** asked: from own_from to own_to, one after
                           ** the other */
   uint64_t own_from, own_to;
+  uint64_t spill_base; /* store->spill_faults when the open
+                       ** transaction began */
+  uint64_t spill_own;  /* spill faults during this session's ended
+                       ** transactions: npk_map_faults never goes back */
 };
 
 /* Lock levels, as SQLite's. */

@@ -70,10 +70,11 @@ static int spill_region(NpkStore *st, NpkOverlay *ov, uint64_t bytes,
            ov->spill_fd, (off_t)off);
   if (p == MAP_FAILED)
     return npk_err_sys(e, errno, "cannot map a temporary file in", st->dir);
-  /* The store's counter, not one of the overlay's: a retired mapping stays
-  ** registered until it is unmapped, after the overlay is gone. */
+  /* The store's count of spill faults, not one of the overlay's: a retired
+  ** mapping stays registered until it is unmapped, after the overlay is
+  ** gone.  Only the session writing is told of it (npk_map_faults). */
   slots[ov->nregion] =
-      npk_guard_add_rw(p, (size_t)ov->region_len, &st->map_faults, 1);
+      npk_guard_add_rw(p, (size_t)ov->region_len, &st->spill_faults, 1);
   if (slots[ov->nregion] < 0) {
     munmap(p, (size_t)ov->region_len);
     return npk_err(e, NPK_NOMEM,
@@ -238,7 +239,7 @@ int npk_ov_next(const NpkOverlay *ov, uint64_t *pos, uint64_t *row,
 int npk_ov_check(NpkStore *st, NpkOverlay *ov, const char *name, NpkErr *e) {
   /* The handler marks the slot before it counts the fault: a count seen
   ** here has its mark visible. */
-  uint64_t faults = __atomic_load_n(&st->map_faults, __ATOMIC_ACQUIRE);
+  uint64_t faults = __atomic_load_n(&st->spill_faults, __ATOMIC_ACQUIRE);
   if (ov->nregion == 0) return NPK_OK;
   if (!ov->damaged && faults != ov->faults_seen) {
     for (uint64_t r = 0; r < ov->nregion; r++)

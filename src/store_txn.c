@@ -295,6 +295,7 @@ int npk_begin(NpkSession *s) {
     return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   s->txn = t;
+  s->spill_base = __atomic_load_n(&s->store->spill_faults, __ATOMIC_ACQUIRE);
   s->store->sync_off = sync == 0;
   if (!s->pinned) {
     pthread_mutex_lock(&s->store->mu);
@@ -372,6 +373,8 @@ static void txn_end(NpkSession *s) {
   ** mark. */
   if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
   npk_free(t);
+  s->spill_own += __atomic_load_n(&s->store->spill_faults, __ATOMIC_ACQUIRE) -
+                  s->spill_base;
   s->txn = NULL;
   s->store->sync_off = 0;
   s->changes++;
@@ -1098,6 +1101,14 @@ static int wmap(NpkSession *s, NpkFile *f, uint64_t need) {
   return NPK_OK;
 }
 
+/* Read every page of the N bytes at P, so that a page the disk fails to
+** give back faults here, under the guard, rather than in the kernel. */
+static void touch_pages(const void *p, uint64_t n) {
+  const volatile unsigned char *c = p;
+  for (uint64_t off = 0; off < n; off += 4096) (void)c[off];
+  if (n) (void)c[n - 1];
+}
+
 /* Write P's overlay rows over the committed rows of its file F (in use):
 ** through the writable mapping, or a pwrite each when the address space
 ** has no room for it (a capped ulimit -v). */
@@ -1113,9 +1124,15 @@ static int write_rows(NpkSession *s, NpkArray *p, NpkFile *f) {
     while (npk_ov_next(p->ov, &pos, &row, &src)) {
       rc = npk_io_pwrite(s->store, f->fd, src, (size_t)p->row_bytes,
                          row * p->row_bytes, f->path, &s->err);
-      if (rc) return rc;
+      if (rc == NPK_OK) continue;
+      /* A page of the spill file the disk fails to give back reaches
+      ** pwrite as EFAULT, which blames the data file: read here, the
+      ** page is a fault the overlay is checked for. */
+      touch_pages(src, p->row_bytes);
+      if (npk_ov_check(s->store, p->ov, p->name, &s->err)) return s->err.rc;
+      return rc;
     }
-    return NPK_OK;
+    return npk_ov_check(s->store, p->ov, p->name, &s->err);
   }
   while (npk_ov_next(p->ov, &pos, &row, &src)) {
     memcpy(f->wbase + row * p->row_bytes, src, (size_t)p->row_bytes);

@@ -1193,6 +1193,122 @@ out:
   tu_tmp_done(&t);
 }
 
+/* A page of a transaction's spill file lost concerns that transaction
+** only: another session reading the store in the meantime (its mark taken
+** before the fault, checked after) goes on, where it failed with
+** NPK_CORRUPT blaming a data file shortened by another program; the
+** writer's own read of one row, with its mark, still fails with NPK_IOERR;
+** its count does not go back when the transaction ends, and a read it
+** marks afterwards goes on. */
+static void test_spill_lost_pages_other_session(void) {
+  uint64_t n = 8192, w = 64, five[1] = {5};
+  int32_t row[64];
+  const void *p;
+  NpkStore *st;
+  NpkSession *s, *r = NULL;
+  uint64_t rmark, wmark;
+  Tmp t;
+  if (!(s = spill_store(&t, &st, n, w, "0"))) goto out;
+  CHECK_EQ(npk_session_open(st, &r), NPK_OK);
+  if (!r) goto close;
+  CHECK_EQ(npk_read_begin(r), NPK_OK);
+  rmark = npk_map_faults(r);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(spill_replace(s, n, w, 2), NPK_OK);
+  CHECK(spill_lose_pages(t.dir));
+  wmark = npk_map_faults(s);
+  CHECK_EQ(npk_row_ptr(s, "a", 5, &p), NPK_OK);
+  memcpy(row, p, sizeof row);
+  CHECK_EQ(npk_map_check(s, wmark, "a"), NPK_IOERR);
+  CHECK_HAS(npk_errmsg(s), "disk error");
+  CHECK_EQ(npk_copy_rows(r, "a", five, 1, row), NPK_OK);
+  CHECK_EQ(npk_map_check(r, rmark, "a"), NPK_OK);
+  npk_read_end(r);
+  CHECK_EQ(npk_rollback(s), NPK_OK);
+  /* The writer's count did not go back when its transaction ended. */
+  CHECK(npk_map_faults(s) > wmark);
+  CHECK_EQ(npk_read_begin(s), NPK_OK);
+  wmark = npk_map_faults(s);
+  CHECK_EQ(npk_copy_rows(s, "a", five, 1, row), NPK_OK);
+  CHECK_EQ(npk_map_check(s, wmark, "a"), NPK_OK);
+  npk_read_end(s);
+  CHECK(spill_rows_are(r, n, w, 1));
+close:
+  if (r) npk_session_close(r);
+  tu_close(st, s);
+out:
+  unsetenv("NUMPACK_TEST_SPILL_BYTES");
+  tu_tmp_done(&t);
+}
+
+/* Pages of the spill file lost before a COMMIT whose address space has no
+** room to map the data file for writing, so that it writes the rows with
+** pwrite, for which a lost page of the source is EFAULT: the commit still
+** fails naming the array and the disk error (not "Bad address" writing the
+** data file), and the store is as before.  In a child, whose address space
+** is capped. */
+static void test_spill_lost_pages_pwrite(void) {
+  enum { N = 12 << 20, R = 300000 };
+  Tmp t;
+  tu_tmp_init(&t);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    NpkStore *st = NULL;
+    NpkSession *s = NULL;
+    uint64_t sh[1] = {N}, pages = 0, *rows = malloc(R * sizeof *rows);
+    uint64_t ends[2] = {0, N - 1};
+    int32_t *v = calloc(N, sizeof *v), got[2] = {1, 1};
+    const void *row;
+    struct rlimit rl;
+    FILE *f;
+    alarm(60);
+    if (!v || !rows) _exit(10);
+    if (npk_store_open(t.dir, NPK_OPEN_CREATE, &st, NULL) != NPK_OK) _exit(11);
+    if (npk_session_open(st, &s) != NPK_OK) _exit(12);
+    if (npk_save(s, "big", NPK_INT32, 1, sh, v) != NPK_OK) _exit(13);
+    for (uint64_t i = 0; i < R; i++) {
+      rows[i] = i;
+      v[i] = 7;
+    }
+    setenv("NUMPACK_TEST_SPILL_BYTES", "0", 1);
+    if (npk_begin(s) != NPK_OK) _exit(14);
+    if (npk_replace_rows(s, "big", rows, R, v) != NPK_OK) _exit(15);
+    free(v);
+    free(rows);
+    /* The read mapping of the whole file, which the commit reads the old
+    ** rows through, made before the cap. */
+    if (npk_row_ptr(s, "big", N - 1, &row) != NPK_OK) _exit(16);
+    if (!spill_lose_pages(t.dir)) _exit(17);
+    /* Room for 40 MB more: not for a writable mapping of the file (60). */
+    f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%" SCNu64, &pages) != 1) _exit(18);
+    fclose(f);
+    rl.rlim_cur = rl.rlim_max =
+        pages * (uint64_t)sysconf(_SC_PAGESIZE) + (40u << 20);
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(19);
+    if (npk_commit(s) != NPK_IOERR) _exit(20);
+    printf("  %s\n", npk_errmsg(s));
+    if (!strstr(npk_errmsg(s), "\"big\"") ||
+        !strstr(npk_errmsg(s), "disk error"))
+      _exit(21);
+    if (npk_in_txn(s)) npk_rollback(s);
+    if (tu_journal_hot(t.dir)) _exit(22);
+    if (npk_read_begin(s) != NPK_OK) _exit(23);
+    if (npk_copy_rows(s, "big", ends, 2, got) != NPK_OK) _exit(24);
+    npk_read_end(s);
+    if (got[0] != 0 || got[1] != 0) _exit(25);
+    fflush(stdout);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    printf("  child status 0x%x\n", status);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  tu_tmp_done(&t);
+}
+
 /* On a file system that copies on write (btrfs here, as NUMPACK_TEST_FSTYPE
 ** makes the engine believe), blocks allocated ahead are not the ones a
 ** store into a mapping writes: a full disk would kill the process with
@@ -4230,6 +4346,8 @@ int main(void) {
   RUN(test_spill_faults);
   RUN(test_spill_not_on_cow);
   RUN(test_spill_lost_pages);
+  RUN(test_spill_lost_pages_other_session);
+  RUN(test_spill_lost_pages_pwrite);
   RUN(test_undo_replaced_twice_oom);
   RUN(test_replace_again_malloc_faults);
   RUN(test_playback_syncs_once);
