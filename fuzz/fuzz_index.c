@@ -8,10 +8,11 @@
 **   - a refused index returns no rows and a NUL-terminated message;
 **   - every returned row is < nlive, never more than MAX rows come back,
 **     and a scalar index is one row;
-**   - the rows are what Python would select: a slice is checked against
-**     slice.indices() computed here, a list and a scalar against the
-**     integers read here, whenever this simpler reader understands the
-**     text (it is not a second grammar, only a second opinion on values);
+**   - the rows are what Python would select: a slice (its bounds and step
+**     of any size) is checked against slice.indices() computed here, a
+**     list and a scalar against the integers read here, whenever this
+**     simpler reader understands the text (it is not a second grammar,
+**     only a second opinion on values);
 **   - the same bytes as an index BLOB (npk_index_int64): refused unless a
 **     whole number of int64 values, each resolved as a list's integer.
 */
@@ -48,6 +49,27 @@ static int ref_int(Ref *r, int64_t *v) {
   if (!digits) return 0;
   if (neg) x = -x;
   if (x > INT64_MAX || x < INT64_MIN) return 0;
+  *v = (int64_t)x;
+  return 1;
+}
+
+/* A slice's bound or step: an integer of any size, as Python takes it.
+** Clamped to [INT64_MIN, INT64_MAX], which selects the same rows as the
+** true value for every row count up to INT64_MAX (INT64_MIN + n stays
+** below 0, INT64_MAX stays at or past n, and such a step takes one row). */
+static int ref_slice_int(Ref *r, int64_t *v) {
+  int neg = 0, digits = 0;
+  __int128 x = 0;
+  ref_ws(r);
+  if (r->p < r->end && (*r->p == '-' || *r->p == '+')) neg = *r->p++ == '-';
+  while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+    x = x * 10 + (*r->p++ - '0');
+    if (x > (__int128)INT64_MAX + 1) x = (__int128)INT64_MAX + 1;
+    digits++;
+  }
+  if (!digits) return 0;
+  if (neg) x = -x;
+  if (x > INT64_MAX) x = INT64_MAX;
   *v = (int64_t)x;
   return 1;
 }
@@ -139,17 +161,17 @@ static void check(const char *text, size_t n, uint64_t nlive, uint64_t max) {
     int64_t start = 0, stop = 0, step = 1;
     int has_start = 0, has_stop = 0, ok = 1;
     ref_ws(&r);
-    if (r.p < r.end && *r.p != ':') ok = has_start = ref_int(&r, &start);
+    if (r.p < r.end && *r.p != ':') ok = has_start = ref_slice_int(&r, &start);
     ref_ws(&r);
     if (ok && r.p < r.end && *r.p == ':') {
       r.p++;
       ref_ws(&r);
-      if (r.p < r.end && *r.p != ':') ok = has_stop = ref_int(&r, &stop);
+      if (r.p < r.end && *r.p != ':') ok = has_stop = ref_slice_int(&r, &stop);
       ref_ws(&r);
       if (ok && r.p < r.end && *r.p == ':') {
         r.p++;
         ref_ws(&r);
-        if (r.p < r.end) ok = ref_int(&r, &step);
+        if (r.p < r.end) ok = ref_slice_int(&r, &step);
       }
       ref_ws(&r);
       if (r.p != r.end) ok = 0;
