@@ -262,6 +262,9 @@ struct NpkStore {
   int swept;        /* a write of this object removed leftovers
                     ** (npk_sweep): later ones need to only when
                     ** the lock file's mark says a writer died */
+  char lk_order[3]; /* ThreadSanitizer's stand-ins for the file
+                    ** lock's SHARED, RESERVED and EXCLUSIVE
+                    ** (store_lock.c); never read or written */
   NpkStore *next;   /* registry list */
 };
 
