@@ -1413,10 +1413,14 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   st->img_ok = 1;
   ci->patched = 0;
   pthread_mutex_unlock(&st->mu);
-  st->stats.rows_appended += t->counts.appended;
-  st->stats.rows_replaced += t->counts.replaced;
-  st->stats.rows_deleted += t->counts.deleted;
-  st->stats.commits++;
+  /* npk_store_stats reads the counters in any thread, at any time. */
+  __atomic_fetch_add(&st->stats.rows_appended, t->counts.appended,
+                     __ATOMIC_RELAXED);
+  __atomic_fetch_add(&st->stats.rows_replaced, t->counts.replaced,
+                     __ATOMIC_RELAXED);
+  __atomic_fetch_add(&st->stats.rows_deleted, t->counts.deleted,
+                     __ATOMIC_RELAXED);
+  __atomic_fetch_add(&st->stats.commits, 1, __ATOMIC_RELAXED);
 }
 
 int npk_commit(NpkSession *s) {
@@ -1527,8 +1531,10 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(7);
   drop_backups(s, ch, n, !ci.inplace);
   npk_test_crash_point(8);
-  st->stats.last_commit_fsyncs =
-      __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED) - fsyncs;
+  __atomic_store_n(
+      &st->stats.last_commit_fsyncs,
+      __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED) - fsyncs,
+      __ATOMIC_RELAXED);
   adopt(s, ch, n, &ci);
   txn_end(s);
   goto done;
