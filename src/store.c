@@ -835,7 +835,7 @@ static int check_sizes(NpkSession *s, const NpkArray *a) {
     /* F is shared with the sessions of this process that append to it, and
     ** their rows may still sit in F's buffer: only the owner of the pending
     ** view, which has just flushed, may learn F's length from the file. */
-    if (a->pending && len < f->size) f->size = len;
+    if (a->pending && len < f->size) npk_file_set_size(f, len);
     if ((rc = npk_file_unpatch(s->store, f, &s->err))) return rc;
     if (!a->pending) __atomic_store_n(&f->ok_epoch, epoch, __ATOMIC_RELAXED);
   }
@@ -950,15 +950,15 @@ static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
   NpkFile *f;
   const unsigned char *base;
   uint64_t end, epoch = __atomic_load_n(&st->epoch, __ATOMIC_ACQUIRE);
-  /* One committed file, mapped, nothing of this process's own waiting to
-  ** be written over the row (the caller found the array's files open). */
+  /* One committed file, mapped (the caller found the array's files open).
+  ** A writer's appends waiting in the file's buffer all lie past the
+  ** committed rows, and are its own to look at. */
   if (a->pending || a->ov || a->nseg != 1 || a->seg[0].first_row != 0) return 0;
   f = a->seg[0].file;
   end = (row + 1) * a->row_bytes;
   base = __atomic_load_n(&f->base, __ATOMIC_ACQUIRE);
   if (!base || npk_guard_hit(f->gslot) ||
-      end > __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE) ||
-      (f->wlen && end > f->wstart))
+      end > __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE))
     return 0;
   if (__atomic_load_n(&f->ok_epoch, __ATOMIC_RELAXED) != epoch) {
     /* The store was confirmed current again since the file's size was
@@ -1141,12 +1141,18 @@ int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
   sg = &a->seg[lo];
   off = (row - sg->first_row) * a->row_bytes;
   end = off + a->row_bytes;
-  if (npk_guard_hit(sg->file->gslot)) {
+  if (npk_guard_hit(__atomic_load_n(&sg->file->gslot, __ATOMIC_RELAXED))) {
     int rc = npk_file_unpatch(s->store, sg->file, &s->err);
     if (rc) return rc;
   }
-  if (end > __atomic_load_n(&sg->file->maplen, __ATOMIC_ACQUIRE) ||
-      (sg->file->wlen && end > sg->file->wstart)) {
+  /* Rows this session appended may wait in the file's write buffer, which
+  ** is the session's alone: the committed rows other sessions read all lie
+  ** before it. */
+  if (a->pending && sg->file->wlen && end > sg->file->wstart) {
+    int rc = npk_file_flush(s->store, sg->file, &s->err);
+    if (rc) return rc;
+  }
+  if (end > __atomic_load_n(&sg->file->maplen, __ATOMIC_ACQUIRE)) {
     int rc = npk_file_map(s->store, sg->file, end, &s->err);
     if (rc) return rc;
   }

@@ -72,6 +72,16 @@ struct NpkFile {
   uint64_t wstart;      /* file offset where wbuf's bytes belong */
 };
 
+/* F's size (NpkFile.size) as a session of another thread reads it: the
+** session writing F moves it (appending, rolling back, committing) while
+** others check their committed rows against it, which it always covers. */
+static inline uint64_t npk_file_size(const NpkFile *f) {
+  return __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+}
+static inline void npk_file_set_size(NpkFile *f, uint64_t size) {
+  __atomic_store_n(&f->size, size, __ATOMIC_RELAXED);
+}
+
 /* One stretch of rows stored in one file. */
 struct NpkSeg {
   NpkFile *file;      /* where the rows are */

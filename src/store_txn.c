@@ -396,7 +396,7 @@ static int cut_tails(NpkSession *s, const Change *keep, int n) {
       npk_file_done(f);
     }
     if (r && rc == NPK_OK) rc = r;
-    f->size = f->orig_size;
+    npk_file_set_size(f, f->orig_size);
     f->grown = 0;
   }
   return rc;
@@ -1139,7 +1139,7 @@ static int write_file(NpkSession *s, NpkArray *p, NpkFile *f, uint64_t want) {
     if ((uint64_t)sb.st_size != want &&
         (rc = npk_io_ftruncate(st, f->fd, want, f->path, &s->err)))
       return rc;
-    f->size = want;
+    npk_file_set_size(f, want);
   }
   if (p->ov || f->grown || p->fresh) {
     if ((rc = npk_io_fsync(st, f->fd, f->path, &s->err))) return rc;
@@ -1390,7 +1390,8 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
     p->ov = NULL;
     p->bm_dirty = 0;
     p->has_bm_file = p->bm != NULL;
-    if (p->nseg == 1) p->seg[0].file->size = p->shape[0] * p->row_bytes;
+    if (p->nseg == 1)
+      npk_file_set_size(p->seg[0].file, p->shape[0] * p->row_bytes);
   }
   for (int i = 0; i < t->ngrown; i++) t->grown[i]->grown = 0;
   old = st->cat;
