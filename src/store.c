@@ -358,7 +358,7 @@ int npk_session_open(NpkStore *st, NpkSession **pp) {
 static void pin(NpkSession *s) {
   if (s->pinned) return;
   pthread_mutex_lock(&s->store->mu);
-  s->store->pins++;
+  __atomic_store_n(&s->store->pins, s->store->pins + 1, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&s->store->mu);
   s->pinned = 1;
 }
@@ -366,7 +366,8 @@ static void pin(NpkSession *s) {
 void npk_unpin(NpkSession *s) {
   if (!s->pinned || s->nread > 0 || s->txn) return;
   pthread_mutex_lock(&s->store->mu);
-  if (--s->store->pins == 0) npk_retired_free(s->store);
+  __atomic_store_n(&s->store->pins, s->store->pins - 1, __ATOMIC_RELAXED);
+  if (s->store->pins == 0) npk_retired_free(s->store);
   pthread_mutex_unlock(&s->store->mu);
   s->pinned = 0;
 }

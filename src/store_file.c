@@ -171,18 +171,30 @@ void npk_block_release(void *p, size_t len) {
   }
 }
 
+/* Sessions retire with st->mu held (a mapping replaced, a commit adopted)
+** and without it (a transaction letting go of rows it replaced, an undo
+** record freed), so the list takes entries without the mutex.  One that
+** retires without it is pinned, so pins cannot drop to 0 meanwhile, and
+** whoever empties the list takes it whole (npk_retired_free). */
+void npk_retired_push(NpkStore *st, NpkRetired *r) {
+  r->next = __atomic_load_n(&st->retired, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&st->retired, &r->next, r, 1,
+                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+}
+
 void npk_retire(NpkStore *st, void *p, size_t len) {
   NpkRetired *r;
   if (!p) return;
-  if (st->pins == 0 || !(r = npk_malloc(sizeof *r))) {
+  if (__atomic_load_n(&st->pins, __ATOMIC_RELAXED) == 0 ||
+      !(r = npk_malloc(sizeof *r))) {
     npk_block_release(p, len);
     return;
   }
   r->p = p;
   r->len = len;
   r->cat = 0;
-  r->next = st->retired;
-  st->retired = r;
+  npk_retired_push(st, r);
 }
 
 /* Appends are gathered here and written in large pieces: one pwrite per

@@ -243,7 +243,8 @@ struct NpkStore {
   int64_t checked_ns;        /* when it was confirmed (npk_monotonic_ns) */
   uint64_t epoch;            /* confirmations so far: a data file's size is
                             ** checked again once per confirmation */
-  int pins;                  /* sessions reading or in a transaction */
+  int pins;                  /* sessions reading or in a transaction
+                            ** (read by npk_retire without the mutex) */
   NpkRetired *retired;       /* freed when pins drops to 0 */
   NpkStats stats;            /* I/O counters */
   int sync_off;              /* the writer chose not to fsync; written only
@@ -491,6 +492,8 @@ void npk_file_discard(NpkFile *f, uint64_t end);
 /* Drop F's writable mapping (store_txn.c makes it), if it has one. */
 void npk_file_unmap_w(NpkFile *f);
 void npk_retire(NpkStore *st, void *p, size_t len);
+/* Put R on ST's retire list, with or without st->mu. */
+void npk_retired_push(NpkStore *st, NpkRetired *r);
 /* Replace F's mapping if the guard put pages of zeros in it. */
 int npk_file_unpatch(NpkStore *st, NpkFile *f, NpkErr *e);
 /* Free a retired block: a mapping (LEN > 0) or allocated memory. */

@@ -294,7 +294,7 @@ int npk_begin(NpkSession *s) {
   s->store->sync_off = sync == 0;
   if (!s->pinned) {
     pthread_mutex_lock(&s->store->mu);
-    s->store->pins++;
+    __atomic_store_n(&s->store->pins, s->store->pins + 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&s->store->mu);
     s->pinned = 1;
   }
