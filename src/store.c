@@ -1039,8 +1039,9 @@ int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
   return NPK_OK;
 }
 
-int npk_read_rows_unlocked(NpkSession *s, const NpkArrayInfo *want,
-                           const uint64_t *rows, uint64_t n, void *dst) {
+int npk_read_rows_unlocked(NpkSession *s, const char *name,
+                           const NpkArrayInfo *want, const uint64_t *rows,
+                           uint64_t n, void *dst) {
   NpkStore *st = s->store;
   NpkArray *a;
   uint64_t seq, faults = npk_map_faults(s);
@@ -1051,7 +1052,7 @@ int npk_read_rows_unlocked(NpkSession *s, const NpkArrayInfo *want,
   /* The array the caller described, its live rows as many as then.  A
   ** committed bitmap is only read, its rank index built under a mutex of
   ** its own (store_bitmap.c). */
-  if (st->seen_ok && find_entry(s, want->name, &a) == NPK_OK &&
+  if (st->seen_ok && find_entry(s, name, &a) == NPK_OK &&
       __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE) &&
       a->dtype == want->dtype && a->ndim == want->ndim &&
       memcmp(a->shape, want->shape, a->ndim * sizeof a->shape[0]) == 0 &&

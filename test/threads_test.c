@@ -283,7 +283,7 @@ static void read_once(Worker *w, NpkSession *s, int i) {
       return;
     }
     for (int k = 0; k < 4; k++) rows[k] = tu_rand(&w->rnd) % info.live_rows;
-    rc = npk_read_rows_unlocked(s, &info, rows, 4, r);
+    rc = npk_read_rows_unlocked(s, name, &info, rows, 4, r);
     if (rc == NPK_BUSY) {
       w->busy++;
       return;
@@ -424,6 +424,46 @@ static void test_readers_and_writers(void) {
   tu_tmp_done(&t);
 }
 
+/* A description taken outside a read (npk_array_info without the lock)
+** is of an array version that another session's commit may free at once;
+** reading rows without the lock with it afterwards looks the array up by
+** the name given, not by the description's pointer into the freed one.
+** (ThreadSanitizer found the use after free in test_readers_and_writers;
+** here one thread does what the threads did, in that order.) */
+static void test_info_outlived(void) {
+  int64_t rows[START * WIDTH], got[2 * WIDTH];
+  uint64_t shape[2] = {START, WIDTH}, want[2] = {3, START - 1};
+  NpkArrayInfo info;
+  NpkSession *s2 = NULL;
+  NpkStore *st;
+  NpkView v;
+  Tmp t;
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_EQ(npk_session_open(st, &s2), NPK_OK);
+  for (int k = 0; k < START; k++) row_make(rows + k * WIDTH, 0, k, 0);
+  CHECK_EQ(npk_save(s, "a0", NPK_INT64, 2, shape, rows), NPK_OK);
+  CHECK_EQ(npk_array_info(s2, "a0", &info), NPK_OK);
+  /* Saved over, same shape: the version INFO was taken from is freed. */
+  for (int k = 0; k < START; k++) row_make(rows + k * WIDTH, 0, k, 1);
+  CHECK_EQ(npk_save(s, "a0", NPK_INT64, 2, shape, rows), NPK_OK);
+  /* Mapped under the lock, so that rows can be copied without it. */
+  CHECK_EQ(npk_read_begin(s2), NPK_OK);
+  CHECK_EQ(npk_view(s2, "a0", &v), NPK_OK);
+  npk_read_end(s2);
+  CHECK_EQ(npk_read_rows_unlocked(s2, "a0", &info, want, 2, got), NPK_OK);
+  for (int k = 0; k < 2 && !ctest_case_failures; k++) {
+    CHECK(row_ok(got + k * WIDTH, 0));
+    CHECK_EQ(got[k * WIDTH + 1], (int64_t)want[k]);
+    CHECK_EQ(got[k * WIDTH + 2], 1);
+  }
+  npk_session_close(s2);
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
 int main(void) {
   /* Few descriptors, so that the arrays' files take turns in them. */
   struct rlimit rl;
@@ -432,5 +472,6 @@ int main(void) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   RUN(test_readers_and_writers);
+  RUN(test_info_outlived);
   return CTEST_END();
 }
