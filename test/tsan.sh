@@ -10,6 +10,8 @@
 #   TSAN_CC        a compiler with -fsanitize=thread (gcc or clang)
 #   TSAN_CFLAGS    its flags
 #   NPK_SOURCES    the engine's sources, relative to the source tree
+#   NPK_SQL_SOURCES  the SQLite layer's (built with SQLITE_CORE, as in
+#                  libnumpack.a); SQLITE3_CFLAGS SQLITE3_LIBS
 #   SRCDIR BUILDDIR  the trees; PTHREAD_CFLAGS PTHREAD_LIBS LIBM
 #
 # Each program is a test; a report of ThreadSanitizer fails it.  The store
@@ -19,7 +21,7 @@ set -e
 out=$BUILDDIR/tsan
 cflags="$TSAN_CFLAGS -std=c11 -include $BUILDDIR/config.h -I$SRCDIR/src $PTHREAD_CFLAGS"
 
-mkdir -p "$out/obj"
+mkdir -p "$out/obj" "$out/obj-sql"
 echo 'int main(void) { return 0; }' >"$out/probe.c"
 if ! $TSAN_CC $TSAN_CFLAGS "$out/probe.c" -o "$out/probe" \
     >"$out/probe.log" 2>&1; then
@@ -41,17 +43,30 @@ for s in $NPK_SOURCES; do
   $TSAN_CC $cflags -DNPK_TEST_HOOKS -c "$SRCDIR/$s" \
     -o "$out/obj/$(basename "$s" .c).o"
 done
+for s in $NPK_SQL_SOURCES; do
+  echo "  CC (tsan) $s"
+  $TSAN_CC $cflags $SQLITE3_CFLAGS -DSQLITE_CORE -c "$SRCDIR/$s" \
+    -o "$out/obj-sql/$(basename "$s" .c).o"
+done
 
 status=0
 passed=0
 failed=0
-for run in "threads_test" "knn_test" "store_txn_test test_rank_threads"; do
+for run in "threads_test" "sql_threads_test" "knn_test" \
+    "store_txn_test test_rank_threads"; do
   set -- $run
   t=$1
   shift
   echo "  CCLD (tsan) $out/$t"
-  $TSAN_CC $cflags "$SRCDIR/test/$t.c" "$out"/obj/*.o -o "$out/$t" \
-    $PTHREAD_LIBS $LIBM
+  if test "$t" = sql_threads_test; then
+    # Through SQL: the SQLite layer too, and SQLite (not instrumented,
+    # its mutexes seen through pthreads).
+    $TSAN_CC $cflags $SQLITE3_CFLAGS "$SRCDIR/test/$t.c" "$out"/obj-sql/*.o \
+      "$out"/obj/*.o -o "$out/$t" $SQLITE3_LIBS $PTHREAD_LIBS $LIBM
+  else
+    $TSAN_CC $cflags "$SRCDIR/test/$t.c" "$out"/obj/*.o -o "$out/$t" \
+      $PTHREAD_LIBS $LIBM
+  fi
   log=$out/$t.log
   if (cd "$out" && NUMPACK_CTEST_ONLY="$*" \
         TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
