@@ -502,7 +502,7 @@ int npk_lock_settle(NpkSession *s) {
   ** read it without the store's mutex. */
   if ((npk_lock_marked(st) ||
        !__atomic_load_n(&st->journal_checked, __ATOMIC_ACQUIRE)) &&
-      npk_journal_exists(st)) {
+      npk_journal_exists(st, 1)) {
     if (level < NPK_LOCK_RESERVED) {
       rc = npk_journal_check(st, &s->err);
       if (rc) goto fail;
@@ -651,7 +651,7 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   s = &ses;
   s->busy_ms = 5000;
   rc = NPK_OK;
-  if (!npk_io_exists(st, NPK_CATALOG) && !npk_journal_exists(st)) {
+  if (!npk_io_exists(st, NPK_CATALOG) && !npk_journal_exists(st, 0)) {
     /* Only a writing open makes a store of a directory. */
     if (!(flags & NPK_OPEN_CREATE) || st->readonly)
       rc = npk_err(&s->err, NPK_NOFILE, "%s is not a numpack store (no %s)",
@@ -665,7 +665,7 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   ** the first write will play it back. */
   if (rc == NPK_OK) {
     rc = npk_shared_lock(s);
-    if (rc == NPK_BUSY && npk_journal_exists(st)) rc = NPK_OK;
+    if (rc == NPK_BUSY && npk_journal_exists(st, 0)) rc = NPK_OK;
   }
   npk_lock_release(s);
   if (rc) *e = s->err;

@@ -678,7 +678,8 @@ int npk_journal_write(NpkStore *st, NpkBuf *jr, NpkJrMore more, void *arg,
 int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e);
 void npk_sweep(NpkStore *st);
 int npk_journal_recover(NpkStore *st, NpkErr *e);
-int npk_journal_exists(NpkStore *st);
+/* LOCKED: the caller holds SHARED or more, which keeps commits out. */
+int npk_journal_exists(NpkStore *st, int locked);
 int npk_journal_check(NpkStore *st, NpkErr *e);
 
 /* ---- committed state and reading (store.c) ---- */

@@ -253,7 +253,8 @@ static int write_lock(NpkSession *s) {
 int npk_recover(NpkSession *s) {
   int rc;
   s->err.rc = NPK_OK;
-  if (s->txn || s->store->readonly || !npk_journal_exists(s->store))
+  /* Looked for before any lock is taken: a commit may be under way. */
+  if (s->txn || s->store->readonly || !npk_journal_exists(s->store, 0))
     return NPK_OK;
   rc = write_lock(s);
   if (rc) return rc;
@@ -366,7 +367,7 @@ static void txn_end(NpkSession *s) {
   npk_free(t->grown);
   /* The new files are renamed or removed now; a hot journal keeps its
   ** mark. */
-  if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
+  if (t->marked && !npk_journal_exists(s->store, 1)) npk_lock_mark(s, 0);
   npk_free(t);
   s->txn = NULL;
   s->store->sync_off = 0;
