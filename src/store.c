@@ -355,11 +355,14 @@ int npk_session_open(NpkStore *st, NpkSession **pp) {
   return NPK_OK;
 }
 
+/* S starts to read: counted among the sessions pinned, it takes the
+** committed catalog it will see until it ends. */
 static void pin(NpkSession *s) {
-  if (s->pinned) return;
-  pthread_mutex_lock(&s->store->mu);
-  __atomic_store_n(&s->store->pins, s->store->pins + 1, __ATOMIC_RELAXED);
-  pthread_mutex_unlock(&s->store->mu);
+  NpkStore *st = s->store;
+  pthread_mutex_lock(&st->mu);
+  if (!s->pinned) __atomic_store_n(&st->pins, st->pins + 1, __ATOMIC_RELAXED);
+  s->rcat = st->cat;
+  pthread_mutex_unlock(&st->mu);
   s->pinned = 1;
 }
 
@@ -741,9 +744,14 @@ done:
 
 /* ---- arrays as a session sees them ----------------------------------- */
 
-/* The catalog the session sees: its transaction's, else the committed one. */
+/* The catalog the session sees: its transaction's; else, while it reads,
+** the committed one its read took (another session of the store may load a
+** newer one meanwhile, after a program that ignores the lock changed the
+** store: st->cat is not the reader's to read without st->mu); else the
+** committed one, for a caller holding st->mu. */
 NpkCatalog *npk_session_catalog(NpkSession *s) {
-  return s->txn ? &s->txn->cat : &s->store->cat;
+  if (s->txn) return &s->txn->cat;
+  return s->nread > 0 ? &s->rcat : &s->store->cat;
 }
 
 static int npk_check_access(NpkSession *s) {

@@ -349,6 +349,11 @@ struct NpkSession {
   int lock;               /* NPK_LOCK_NONE .. NPK_LOCK_EXCLUSIVE */
   int nread;              /* nesting of npk_read_begin */
   int pinned;             /* counted in store->pins */
+  NpkCatalog rcat;        /* the committed catalog as the session's read
+                          ** began (npk_read_begin), or as the session's
+                          ** own transaction left it: its pieces stay
+                          ** while the session is pinned, whatever
+                          ** another session puts in store->cat */
   int busy_ms;            /* busy timeout in milliseconds */
   int (*busy_fn)(void *); /* reads the busy timeout, or NULL */
   void *busy_arg;         /* argument of busy_fn */

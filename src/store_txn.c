@@ -363,6 +363,8 @@ static void txn_end(NpkSession *s) {
   pthread_mutex_lock(&s->store->mu);
   for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
   npk_catalog_clear(s->store, &t->cat);
+  /* A session that goes on reading reads what its commit left. */
+  if (s->nread > 0) s->rcat = s->store->cat;
   pthread_mutex_unlock(&s->store->mu);
   npk_free(t->grown);
   /* The new files are renamed or removed now; a hot journal keeps its

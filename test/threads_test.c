@@ -464,6 +464,137 @@ static void test_info_outlived(void) {
   tu_tmp_done(&t);
 }
 
+/* A read sees one catalog from npk_read_begin to npk_read_end, even when
+** another session of the store reloads it meanwhile: a program that
+** ignores the lock (NumPack) replaced the catalog file, and the other
+** session, starting its read after the recheck interval, finds the change.
+** (In two threads the reload replaced the catalog the first one was
+** reading, a race on the store's catalog.) */
+static void test_read_one_catalog(void) {
+  int64_t rows[START * WIDTH];
+  uint64_t shape[2] = {START, WIDTH};
+  unsigned char *old;
+  size_t oldn;
+  int n = -1;
+  NpkArrayInfo info;
+  NpkSession *r1 = NULL, *r2 = NULL;
+  NpkStore *st;
+  struct timespec nap = {0, 20000000};
+  Tmp t;
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  if (!s) return;
+  CHECK_EQ(npk_session_open(st, &r1), NPK_OK);
+  CHECK_EQ(npk_session_open(st, &r2), NPK_OK);
+  for (int k = 0; k < START; k++) row_make(rows + k * WIDTH, 0, k, 0);
+  CHECK_EQ(npk_save(s, "a0", NPK_INT64, 2, shape, rows), NPK_OK);
+  CHECK_EQ(npk_save(s, "a1", NPK_INT64, 2, shape, rows), NPK_OK);
+  old = tu_read_file(P(t.dir, TU_CATALOG), &oldn);
+  CHECK_EQ(npk_save(s, "a2", NPK_INT64, 2, shape, rows), NPK_OK);
+  CHECK_EQ(npk_read_begin(r1), NPK_OK);
+  CHECK_EQ(npk_array_count(r1, &n), NPK_OK);
+  CHECK_EQ(n, 3);
+  /* The catalog of two arrays put back, as a program ignoring the lock
+  ** would write it: a new file, the commit count unchanged. */
+  tu_write_file(P(t.dir, "foreign"), old, oldn);
+  CHECK_EQ(rename(P(t.dir, "foreign"), P(t.dir, TU_CATALOG)), 0);
+  nanosleep(&nap, NULL);
+  CHECK_EQ(npk_read_begin(r2), NPK_OK);
+  CHECK_EQ(npk_array_count(r2, &n), NPK_OK);
+  CHECK_EQ(n, 2);
+  npk_read_end(r2);
+  /* The first read still sees its three arrays. */
+  CHECK_EQ(npk_array_count(r1, &n), NPK_OK);
+  CHECK_EQ(n, 3);
+  CHECK_EQ(npk_array_info_at(r1, 2, &info), NPK_OK);
+  npk_read_end(r1);
+  CHECK_EQ(npk_read_begin(r1), NPK_OK);
+  CHECK_EQ(npk_array_count(r1, &n), NPK_OK);
+  CHECK_EQ(n, 2);
+  npk_read_end(r1);
+  free(old);
+  npk_session_close(r1);
+  npk_session_close(r2);
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
+/* Readers of one store in three threads while a program that ignores the
+** lock rewrites the catalog (the same bytes, a new file) again and again:
+** each read that starts after the recheck interval loads it anew, while
+** the others go on with theirs (under ThreadSanitizer, nothing of the
+** catalog one loads is what another reads unordered). */
+typedef struct Reloader Reloader;
+struct Reloader {
+  NpkStore *st;
+  int stop; /* the rewrites are done (atomic) */
+  long bad; /* failed calls or wrong counts */
+  long reads;
+};
+
+static void *reload_reader(void *arg) {
+  Reloader *r = arg;
+  NpkSession *s = NULL;
+  if (npk_session_open(r->st, &s) != NPK_OK) {
+    __atomic_fetch_add(&r->bad, 1, __ATOMIC_RELAXED);
+    return NULL;
+  }
+  npk_set_busy_timeout(s, 20000);
+  while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+    int n = 0, ok = npk_read_begin(s) == NPK_OK;
+    ok = ok && npk_array_count(s, &n) == NPK_OK && n == 4;
+    for (int i = 0; ok && i < n; i++) {
+      NpkArrayInfo info;
+      NpkView v;
+      ok = npk_array_info_at(s, i, &info) == NPK_OK &&
+           npk_view(s, info.name, &v) == NPK_OK && v.live_rows == START;
+    }
+    npk_read_end(s);
+    if (!ok) __atomic_fetch_add(&r->bad, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&r->reads, 1, __ATOMIC_RELAXED);
+  }
+  npk_session_close(s);
+  return NULL;
+}
+
+static void test_foreign_reloads(void) {
+  static Reloader r;
+  int64_t rows[START * WIDTH];
+  uint64_t shape[2] = {START, WIDTH};
+  unsigned char *cat;
+  size_t catn;
+  pthread_t th[3];
+  struct timespec nap = {0, 3000000};
+  char name[16];
+  Tmp t;
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &r.st);
+  CHECK(s != NULL);
+  if (!s) return;
+  for (int k = 0; k < START; k++) row_make(rows + k * WIDTH, 0, k, 0);
+  for (int i = 0; i < 4; i++) {
+    arr_name(name, i);
+    CHECK_EQ(npk_save(s, name, NPK_INT64, 2, shape, rows), NPK_OK);
+  }
+  cat = tu_read_file(P(t.dir, TU_CATALOG), &catn);
+  for (int k = 0; k < 3; k++)
+    CHECK_EQ(pthread_create(&th[k], NULL, reload_reader, &r), 0);
+  for (int k = 0; k < 40; k++) {
+    tu_write_file(P(t.dir, "foreign"), cat, catn);
+    CHECK_EQ(rename(P(t.dir, "foreign"), P(t.dir, TU_CATALOG)), 0);
+    nanosleep(&nap, NULL);
+  }
+  __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+  for (int k = 0; k < 3; k++) pthread_join(th[k], NULL);
+  printf("    %ld reads\n", r.reads);
+  CHECK_EQ(r.bad, 0);
+  CHECK(r.reads > 0);
+  free(cat);
+  tu_close(r.st, s);
+  tu_tmp_done(&t);
+}
+
 int main(void) {
   /* Few descriptors, so that the arrays' files take turns in them. */
   struct rlimit rl;
@@ -473,5 +604,7 @@ int main(void) {
   }
   RUN(test_readers_and_writers);
   RUN(test_info_outlived);
+  RUN(test_read_one_catalog);
+  RUN(test_foreign_reloads);
   return CTEST_END();
 }
