@@ -362,6 +362,7 @@ static void pin(NpkSession *s) {
   pthread_mutex_lock(&st->mu);
   if (!s->pinned) __atomic_store_n(&st->pins, st->pins + 1, __ATOMIC_RELAXED);
   s->rcat = st->cat;
+  s->rgen = st->cat_gen;
   pthread_mutex_unlock(&st->mu);
   s->pinned = 1;
 }

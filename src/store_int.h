@@ -354,6 +354,7 @@ struct NpkSession {
                           ** own transaction left it: its pieces stay
                           ** while the session is pinned, whatever
                           ** another session puts in store->cat */
+  uint64_t rgen;          /* store->cat_gen of rcat */
   int busy_ms;            /* busy timeout in milliseconds */
   int (*busy_fn)(void *); /* reads the busy timeout, or NULL */
   void *busy_arg;         /* argument of busy_fn */

@@ -205,9 +205,11 @@ struct Change {
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
 uint64_t npk_read_state(NpkSession *s) {
-  /* A transaction reads the state it copied.  Else the committed one,
-  ** stable while the session reads: only a commit moves it. */
+  /* A transaction reads the state it copied, a read the catalog it took
+  ** (another session may have loaded a newer one since).  Else the
+  ** committed one. */
   if (s->txn) return s->txn->cat_gen;
+  if (s->nread > 0) return s->rgen;
   return __atomic_load_n(&s->store->cat_gen, __ATOMIC_RELAXED);
 }
 
@@ -364,7 +366,10 @@ static void txn_end(NpkSession *s) {
   for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
   npk_catalog_clear(s->store, &t->cat);
   /* A session that goes on reading reads what its commit left. */
-  if (s->nread > 0) s->rcat = s->store->cat;
+  if (s->nread > 0) {
+    s->rcat = s->store->cat;
+    s->rgen = s->store->cat_gen;
+  }
   pthread_mutex_unlock(&s->store->mu);
   npk_free(t->grown);
   /* The new files are renamed or removed now; a hot journal keeps its

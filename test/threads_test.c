@@ -476,6 +476,7 @@ static void test_read_one_catalog(void) {
   unsigned char *old;
   size_t oldn;
   int n = -1;
+  uint64_t state;
   NpkArrayInfo info;
   NpkSession *r1 = NULL, *r2 = NULL;
   NpkStore *st;
@@ -495,6 +496,7 @@ static void test_read_one_catalog(void) {
   CHECK_EQ(npk_read_begin(r1), NPK_OK);
   CHECK_EQ(npk_array_count(r1, &n), NPK_OK);
   CHECK_EQ(n, 3);
+  state = npk_read_state(r1);
   /* The catalog of two arrays put back, as a program ignoring the lock
   ** would write it: a new file, the commit count unchanged. */
   tu_write_file(P(t.dir, "foreign"), old, oldn);
@@ -504,9 +506,10 @@ static void test_read_one_catalog(void) {
   CHECK_EQ(npk_array_count(r2, &n), NPK_OK);
   CHECK_EQ(n, 2);
   npk_read_end(r2);
-  /* The first read still sees its three arrays. */
+  /* The first read still sees its three arrays, and says so. */
   CHECK_EQ(npk_array_count(r1, &n), NPK_OK);
   CHECK_EQ(n, 3);
+  CHECK_EQ(npk_read_state(r1), state);
   CHECK_EQ(npk_array_info_at(r1, 2, &info), NPK_OK);
   npk_read_end(r1);
   CHECK_EQ(npk_read_begin(r1), NPK_OK);
