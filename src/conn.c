@@ -482,13 +482,13 @@ int npk_conn_read_row(NpkConn *c, const char *array, uint64_t row, void *buf,
   return NPK_OK;
 }
 
-int npk_conn_read_rows(NpkConn *c, const NpkArrayInfo *want,
+int npk_conn_read_rows(NpkConn *c, const char *name, const NpkArrayInfo *want,
                        const uint64_t *rows, uint64_t n, void *dst) {
   int rc;
   /* Nothing held afterwards: the caller's read is over when this returns,
   ** so only a statement that holds no state may make it. */
   if (c->held || c->quick || !sqlite3_get_autocommit(c->db)) return NPK_BUSY;
-  rc = npk_read_rows_unlocked(c->ses, want, rows, n, dst);
+  rc = npk_read_rows_unlocked(c->ses, name, want, rows, n, dst);
   if (rc == NPK_OK) note_read(c);
   return rc;
 }

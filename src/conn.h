@@ -72,7 +72,7 @@ void npk_conn_read_row_end(NpkConn *c);
 /* npk_read_rows_unlocked for a call outside any SQL transaction that holds
 ** no row read without the lock: it reads and lets go at once.  NPK_BUSY
 ** when the caller must read under the lock after all. */
-int npk_conn_read_rows(NpkConn *c, const NpkArrayInfo *want,
+int npk_conn_read_rows(NpkConn *c, const char *name, const NpkArrayInfo *want,
                        const uint64_t *rows, uint64_t n, void *dst);
 /* 1, and one more hold on the state, if C holds one now (a cursor opened
 ** by a statement while a row is held: it must read that state too, even

@@ -544,7 +544,7 @@ static int result_npy(sqlite3_context *ctx, NpkConn *c, const char *name,
   if (quick) {
     uint64_t rows[QUICK_GET_MAX];
     for (uint64_t k = 0; k < n; k++) rows[k] = npk_index_row(ix, k);
-    if (npk_conn_read_rows(c, info, rows, n, p) != NPK_OK) {
+    if (npk_conn_read_rows(c, name, info, rows, n, p) != NPK_OK) {
       big_destructor(hdr + data)(out);
       return 0;
     }

@@ -355,18 +355,23 @@ int npk_session_open(NpkStore *st, NpkSession **pp) {
   return NPK_OK;
 }
 
+/* S starts to read: counted among the sessions pinned, it takes the
+** committed catalog it will see until it ends. */
 static void pin(NpkSession *s) {
-  if (s->pinned) return;
-  pthread_mutex_lock(&s->store->mu);
-  s->store->pins++;
-  pthread_mutex_unlock(&s->store->mu);
+  NpkStore *st = s->store;
+  pthread_mutex_lock(&st->mu);
+  if (!s->pinned) __atomic_store_n(&st->pins, st->pins + 1, __ATOMIC_RELAXED);
+  s->rcat = st->cat;
+  s->rgen = st->cat_gen;
+  pthread_mutex_unlock(&st->mu);
   s->pinned = 1;
 }
 
 void npk_unpin(NpkSession *s) {
   if (!s->pinned || s->nread > 0 || s->txn) return;
   pthread_mutex_lock(&s->store->mu);
-  if (--s->store->pins == 0) npk_retired_free(s->store);
+  __atomic_store_n(&s->store->pins, s->store->pins - 1, __ATOMIC_RELAXED);
+  if (s->store->pins == 0) npk_retired_free(s->store);
   pthread_mutex_unlock(&s->store->mu);
   s->pinned = 0;
 }
@@ -501,7 +506,7 @@ int npk_lock_settle(NpkSession *s) {
   ** read it without the store's mutex. */
   if ((npk_lock_marked(st) ||
        !__atomic_load_n(&st->journal_checked, __ATOMIC_ACQUIRE)) &&
-      npk_journal_exists(st)) {
+      npk_journal_exists(st, 1)) {
     if (level < NPK_LOCK_RESERVED) {
       rc = npk_journal_check(st, &s->err);
       if (rc) goto fail;
@@ -650,7 +655,7 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   s = &ses;
   s->busy_ms = 5000;
   rc = NPK_OK;
-  if (!npk_io_exists(st, NPK_CATALOG) && !npk_journal_exists(st)) {
+  if (!npk_io_exists(st, NPK_CATALOG) && !npk_journal_exists(st, 0)) {
     /* Only a writing open makes a store of a directory. */
     if (!(flags & NPK_OPEN_CREATE) || st->readonly)
       rc = npk_err(&s->err, NPK_NOFILE, "%s is not a numpack store (no %s)",
@@ -664,7 +669,7 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
   ** the first write will play it back. */
   if (rc == NPK_OK) {
     rc = npk_shared_lock(s);
-    if (rc == NPK_BUSY && npk_journal_exists(st)) rc = NPK_OK;
+    if (rc == NPK_BUSY && npk_journal_exists(st, 0)) rc = NPK_OK;
   }
   npk_lock_release(s);
   if (rc) *e = s->err;
@@ -740,9 +745,14 @@ done:
 
 /* ---- arrays as a session sees them ----------------------------------- */
 
-/* The catalog the session sees: its transaction's, else the committed one. */
+/* The catalog the session sees: its transaction's; else, while it reads,
+** the committed one its read took (another session of the store may load a
+** newer one meanwhile, after a program that ignores the lock changed the
+** store: st->cat is not the reader's to read without st->mu); else the
+** committed one, for a caller holding st->mu. */
 NpkCatalog *npk_session_catalog(NpkSession *s) {
-  return s->txn ? &s->txn->cat : &s->store->cat;
+  if (s->txn) return &s->txn->cat;
+  return s->nread > 0 ? &s->rcat : &s->store->cat;
 }
 
 static int npk_check_access(NpkSession *s) {
@@ -835,7 +845,7 @@ int npk_array_check_sizes(NpkSession *s, const NpkArray *a) {
     /* F is shared with the sessions of this process that append to it, and
     ** their rows may still sit in F's buffer: only the owner of the pending
     ** view, which has just flushed, may learn F's length from the file. */
-    if (a->pending && len < f->size) f->size = len;
+    if (a->pending && len < f->size) npk_file_set_size(f, len);
     if ((rc = npk_file_unpatch(s->store, f, &s->err))) return rc;
     if (!a->pending) __atomic_store_n(&f->ok_epoch, epoch, __ATOMIC_RELAXED);
   }
@@ -950,15 +960,15 @@ static int copy_row_unlocked(NpkStore *st, const NpkArray *a, uint64_t row,
   NpkFile *f;
   const unsigned char *base;
   uint64_t end, epoch = __atomic_load_n(&st->epoch, __ATOMIC_ACQUIRE);
-  /* One committed file, mapped, nothing of this process's own waiting to
-  ** be written over the row (the caller found the array's files open). */
+  /* One committed file, mapped (the caller found the array's files open).
+  ** A writer's appends waiting in the file's buffer all lie past the
+  ** committed rows, and are its own to look at. */
   if (a->pending || a->ov || a->nseg != 1 || a->seg[0].first_row != 0) return 0;
   f = a->seg[0].file;
   end = (row + 1) * a->row_bytes;
   base = __atomic_load_n(&f->base, __ATOMIC_ACQUIRE);
   if (!base || npk_guard_hit(f->gslot) ||
-      end > __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE) ||
-      (f->wlen && end > f->wstart))
+      end > __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE))
     return 0;
   if (__atomic_load_n(&f->ok_epoch, __ATOMIC_RELAXED) != epoch) {
     /* The store was confirmed current again since the file's size was
@@ -1038,8 +1048,9 @@ int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
   return NPK_OK;
 }
 
-int npk_read_rows_unlocked(NpkSession *s, const NpkArrayInfo *want,
-                           const uint64_t *rows, uint64_t n, void *dst) {
+int npk_read_rows_unlocked(NpkSession *s, const char *name,
+                           const NpkArrayInfo *want, const uint64_t *rows,
+                           uint64_t n, void *dst) {
   NpkStore *st = s->store;
   NpkArray *a;
   uint64_t seq, faults = npk_map_faults(s);
@@ -1050,7 +1061,7 @@ int npk_read_rows_unlocked(NpkSession *s, const NpkArrayInfo *want,
   /* The array the caller described, its live rows as many as then.  A
   ** committed bitmap is only read, its rank index built under a mutex of
   ** its own (store_bitmap.c). */
-  if (st->seen_ok && find_entry(s, want->name, &a) == NPK_OK &&
+  if (st->seen_ok && find_entry(s, name, &a) == NPK_OK &&
       __atomic_load_n(&a->loaded, __ATOMIC_ACQUIRE) &&
       a->dtype == want->dtype && a->ndim == want->ndim &&
       memcmp(a->shape, want->shape, a->ndim * sizeof a->shape[0]) == 0 &&
@@ -1141,12 +1152,18 @@ int npk_array_row(NpkSession *s, NpkArray *a, uint64_t row, const void **pp) {
   sg = &a->seg[lo];
   off = (row - sg->first_row) * a->row_bytes;
   end = off + a->row_bytes;
-  if (npk_guard_hit(sg->file->gslot)) {
+  if (npk_guard_hit(__atomic_load_n(&sg->file->gslot, __ATOMIC_RELAXED))) {
     int rc = npk_file_unpatch(s->store, sg->file, &s->err);
     if (rc) return rc;
   }
-  if (end > __atomic_load_n(&sg->file->maplen, __ATOMIC_ACQUIRE) ||
-      (sg->file->wlen && end > sg->file->wstart)) {
+  /* Rows this session appended may wait in the file's write buffer, which
+  ** is the session's alone: the committed rows other sessions read all lie
+  ** before it. */
+  if (a->pending && sg->file->wlen && end > sg->file->wstart) {
+    int rc = npk_file_flush(s->store, sg->file, &s->err);
+    if (rc) return rc;
+  }
+  if (end > __atomic_load_n(&sg->file->maplen, __ATOMIC_ACQUIRE)) {
     int rc = npk_file_map(s->store, sg->file, end, &s->err);
     if (rc) return rc;
   }

@@ -103,7 +103,9 @@ typedef struct NpkStats NpkStats;
 
 /* A snapshot of one array's description, as seen by a session. */
 struct NpkArrayInfo {
-  const char *name; /* array name (valid until the next call) */
+  const char *name; /* array name (valid until the next call; outside
+                    ** npk_read_begin/npk_read_end, until another
+                    ** session's commit frees the array: copy it) */
   int dtype;        /* NPK_BOOL .. NPK_COMPLEX128 */
   uint32_t ndim;    /* number of dimensions, >= 1 */
   uint64_t
@@ -258,13 +260,16 @@ int npk_each_array_unlocked(NpkSession *s,
 int npk_read_row_unlocked(NpkSession *s, const char *name, uint64_t row,
                           void *buf, size_t cap, NpkArrayInfo *info,
                           int *pfound, uint64_t *pseq);
-/* The N rows at logical ROWS (each < live rows) of the array WANT
+/* The N rows at logical ROWS (each < live rows) of array NAME, which WANT
 ** describes, copied into DST one after the other without the lock, as
 ** npk_read_row_unlocked copies one: NPK_BUSY, DST to be written again
 ** under the lock, when that cannot be done (the array is not as WANT
-** describes it, or a commit may have changed a row meanwhile). */
-int npk_read_rows_unlocked(NpkSession *s, const NpkArrayInfo *want,
-                           const uint64_t *rows, uint64_t n, void *dst);
+** describes it, or a commit may have changed a row meanwhile).  WANT's
+** pointers are not used: the array version they point into may have been
+** freed by another session's commit since WANT was filled. */
+int npk_read_rows_unlocked(NpkSession *s, const char *name,
+                           const NpkArrayInfo *want, const uint64_t *rows,
+                           uint64_t n, void *dst);
 /* NPK_OK when the committed state S reads now (under its read lock) is the
 ** one of commit count SEQ, which npk_read_row_unlocked gave; else NPK_STALE:
 ** a statement that read a row without the lock and reads again would see

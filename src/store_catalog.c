@@ -686,8 +686,7 @@ void npk_catalog_retire(NpkStore *st, NpkCatalog *cat) {
     r->p = keep;
     r->len = 0;
     r->cat = 1;
-    r->next = st->retired;
-    st->retired = r;
+    npk_retired_push(st, r);
     return;
   }
   npk_free(r);
@@ -695,15 +694,19 @@ void npk_catalog_retire(NpkStore *st, NpkCatalog *cat) {
 }
 
 void npk_retired_free(NpkStore *st) {
-  while (st->retired) {
-    NpkRetired *r = st->retired;
-    st->retired = r->next;
-    if (r->cat) {
-      npk_catalog_clear(st, r->p);
-      npk_free(r->p);
-    } else {
-      npk_block_release(r->p, r->len);
+  NpkRetired *r, *next;
+  /* Freeing a catalog retires its mappings: they come in a list of their
+  ** own, taken next. */
+  while ((r = __atomic_exchange_n(&st->retired, NULL, __ATOMIC_ACQUIRE))) {
+    for (; r; r = next) {
+      next = r->next;
+      if (r->cat) {
+        npk_catalog_clear(st, r->p);
+        npk_free(r->p);
+      } else {
+        npk_block_release(r->p, r->len);
+      }
+      npk_free(r);
     }
-    npk_free(r);
   }
 }

@@ -171,18 +171,30 @@ void npk_block_release(void *p, size_t len) {
   }
 }
 
+/* Sessions retire with st->mu held (a mapping replaced, a commit adopted)
+** and without it (a transaction letting go of rows it replaced, an undo
+** record freed), so the list takes entries without the mutex.  One that
+** retires without it is pinned, so pins cannot drop to 0 meanwhile, and
+** whoever empties the list takes it whole (npk_retired_free). */
+void npk_retired_push(NpkStore *st, NpkRetired *r) {
+  r->next = __atomic_load_n(&st->retired, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&st->retired, &r->next, r, 1,
+                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+}
+
 void npk_retire(NpkStore *st, void *p, size_t len) {
   NpkRetired *r;
   if (!p) return;
-  if (st->pins == 0 || !(r = npk_malloc(sizeof *r))) {
+  if (__atomic_load_n(&st->pins, __ATOMIC_RELAXED) == 0 ||
+      !(r = npk_malloc(sizeof *r))) {
     npk_block_release(p, len);
     return;
   }
   r->p = p;
   r->len = len;
   r->cat = 0;
-  r->next = st->retired;
-  st->retired = r;
+  npk_retired_push(st, r);
 }
 
 /* Appends are gathered here and written in large pieces: one pwrite per
@@ -308,19 +320,20 @@ static int map_locked(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
                    f->path);
   }
   if (f->base) npk_retire(st, f->base, f->maplen);
-  f->gslot = slot;
+  /* Looked at without st->mu (npk_file_unpatch, npk_array_row). */
+  __atomic_store_n(&f->gslot, slot, __ATOMIC_RELAXED);
   /* A reader that sees the new length must see the new base too. */
   __atomic_store_n(&f->base, (unsigned char *)p, __ATOMIC_RELEASE);
   __atomic_store_n(&f->maplen, len, __ATOMIC_RELEASE);
   return NPK_OK;
 }
 
-/* Make sure bytes [0, NEED) of F are mapped. */
+/* Make sure bytes [0, NEED) of F are mapped.  Bytes of F's write buffer
+** are not: their owner flushes them first (npk_array_row). */
 int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
   int rc = NPK_OK;
-  if (f->wlen && need > f->wstart && (rc = npk_file_flush(st, f, e))) return rc;
   if (need <= __atomic_load_n(&f->maplen, __ATOMIC_ACQUIRE)) return NPK_OK;
-  if (need > f->size)
+  if (need > npk_file_size(f))
     return npk_err(e, NPK_CORRUPT, "%s is shorter than its rows", f->path);
   pthread_mutex_lock(&st->mu);
   if (need > f->maplen) rc = map_locked(st, f, need, e);
@@ -333,9 +346,14 @@ int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
 ** mapping. */
 int npk_file_unpatch(NpkStore *st, NpkFile *f, NpkErr *e) {
   int rc = NPK_OK;
-  if (!f->base || !npk_guard_hit(f->gslot)) return NPK_OK;
+  /* A first look without the mutex, which map_locked holds to change
+  ** them; then again with it. */
+  if (!__atomic_load_n(&f->base, __ATOMIC_RELAXED) ||
+      !npk_guard_hit(__atomic_load_n(&f->gslot, __ATOMIC_RELAXED)))
+    return NPK_OK;
   pthread_mutex_lock(&st->mu);
-  if (f->base && npk_guard_hit(f->gslot)) rc = map_locked(st, f, f->size, e);
+  if (f->base && npk_guard_hit(f->gslot))
+    rc = map_locked(st, f, npk_file_size(f), e);
   pthread_mutex_unlock(&st->mu);
   return rc;
 }

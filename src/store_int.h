@@ -72,6 +72,16 @@ struct NpkFile {
   uint64_t wstart;      /* file offset where wbuf's bytes belong */
 };
 
+/* F's size (NpkFile.size) as a session of another thread reads it: the
+** session writing F moves it (appending, rolling back, committing) while
+** others check their committed rows against it, which it always covers. */
+static inline uint64_t npk_file_size(const NpkFile *f) {
+  return __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+}
+static inline void npk_file_set_size(NpkFile *f, uint64_t size) {
+  __atomic_store_n(&f->size, size, __ATOMIC_RELAXED);
+}
+
 /* One stretch of rows stored in one file. */
 struct NpkSeg {
   NpkFile *file;      /* where the rows are */
@@ -236,7 +246,8 @@ struct NpkStore {
   int64_t checked_ns;        /* when it was confirmed (npk_monotonic_ns) */
   uint64_t epoch;            /* confirmations so far: a data file's size is
                             ** checked again once per confirmation */
-  int pins;                  /* sessions reading or in a transaction */
+  int pins;                  /* sessions reading or in a transaction
+                            ** (read by npk_retire without the mutex) */
   NpkRetired *retired;       /* freed when pins drops to 0 */
   NpkStats stats;            /* I/O counters */
   int sync_off;              /* the writer chose not to fsync; written only
@@ -265,6 +276,9 @@ struct NpkStore {
   int swept;        /* a write of this object removed leftovers
                     ** (npk_sweep): later ones need to only when
                     ** the lock file's mark says a writer died */
+  char lk_order[3]; /* ThreadSanitizer's stand-ins for the file
+                    ** lock's SHARED, RESERVED and EXCLUSIVE
+                    ** (store_lock.c); never read or written */
   NpkStore *next;   /* registry list */
 };
 
@@ -338,6 +352,12 @@ struct NpkSession {
   int lock;               /* NPK_LOCK_NONE .. NPK_LOCK_EXCLUSIVE */
   int nread;              /* nesting of npk_read_begin */
   int pinned;             /* counted in store->pins */
+  NpkCatalog rcat;        /* the committed catalog as the session's read
+                          ** began (npk_read_begin), or as the session's
+                          ** own transaction left it: its pieces stay
+                          ** while the session is pinned, whatever
+                          ** another session puts in store->cat */
+  uint64_t rgen;          /* store->cat_gen of rcat */
   int busy_ms;            /* busy timeout in milliseconds */
   int (*busy_fn)(void *); /* reads the busy timeout, or NULL */
   void *busy_arg;         /* argument of busy_fn */
@@ -487,6 +507,8 @@ void npk_file_discard(NpkFile *f, uint64_t end);
 /* Drop F's writable mapping (store_txn.c makes it), if it has one. */
 void npk_file_unmap_w(NpkFile *f);
 void npk_retire(NpkStore *st, void *p, size_t len);
+/* Put R on ST's retire list, with or without st->mu. */
+void npk_retired_push(NpkStore *st, NpkRetired *r);
 /* Replace F's mapping if the guard put pages of zeros in it. */
 int npk_file_unpatch(NpkStore *st, NpkFile *f, NpkErr *e);
 /* Free a retired block: a mapping (LEN > 0) or allocated memory. */
@@ -671,7 +693,8 @@ int npk_journal_write(NpkStore *st, NpkBuf *jr, NpkJrMore more, void *arg,
 int npk_journal_delete(NpkStore *st, uint64_t size, int *unlinked, NpkErr *e);
 void npk_sweep(NpkStore *st);
 int npk_journal_recover(NpkStore *st, NpkErr *e);
-int npk_journal_exists(NpkStore *st);
+/* LOCKED: the caller holds SHARED or more, which keeps commits out. */
+int npk_journal_exists(NpkStore *st, int locked);
 int npk_journal_check(NpkStore *st, NpkErr *e);
 
 /* ---- committed state and reading (store.c) ---- */

@@ -545,8 +545,10 @@ void npk_sweep(NpkStore *st) {
 ** link (which playback then refuses), but an idle journal -- a regular file
 ** that does not start with the magic: kept for the next commit, or torn
 ** before its header was written, so that it has nothing to undo.  The
-** file this store's commits hold is read through their descriptor. */
-int npk_journal_exists(NpkStore *st) {
+** file this store's commits hold is read through their descriptor when
+** the caller is LOCKED: without a lock, a commit of another thread may be
+** closing it or opening another (st->jfd), and the file is opened by name. */
+int npk_journal_exists(NpkStore *st, int locked) {
   struct stat sb;
   NpkErr ignored;
   unsigned char m[8];
@@ -554,7 +556,7 @@ int npk_journal_exists(NpkStore *st) {
   if (npk_io_lstat(st, NPK_JOURNAL, &sb, &ignored) != NPK_OK) return 0;
   if (!S_ISREG(sb.st_mode)) return 1;
   if (sb.st_size < JHEADER) return 0;
-  if (st->jfd >= 0 && sb.st_nlink == 1 && sb.st_dev == st->jdev &&
+  if (locked && st->jfd >= 0 && sb.st_nlink == 1 && sb.st_dev == st->jdev &&
       sb.st_ino == st->jino)
     return pread(st->jfd, m, 8, 0) != 8 || magic(m);
   /* Four system calls where a checked open takes seven: readers look

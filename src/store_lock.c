@@ -53,6 +53,56 @@
 #define SHARED_BYTE   1
 #define RESERVED_BYTE 2
 
+/* ThreadSanitizer sees the mutexes and atomics that order the sessions of
+** one process, not the kernel's file locks: yet a reader's SHARED lock ends
+** before a commit's EXCLUSIVE begins, and whatever one writer did under
+** RESERVED is done before the next one has it.  A build with it tells it of
+** each level a session gains and leaves (order_gain, order_leave), as of a
+** lock of its own per level, so that it reports only the accesses no lock
+** orders; in any other build they are nothing. */
+#if defined(__SANITIZE_THREAD__)
+#define NPK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NPK_TSAN 1
+#endif
+#endif
+#ifdef NPK_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+/* Where in st->lk_order each level's stand-in is. */
+enum { ORDER_SHARED, ORDER_RESERVED, ORDER_EXCLUSIVE };
+
+/* S (with a lock file) is about to hold TO: what the holders of a level
+** that excludes it did before they let it go comes before what S does
+** now.  SHARED waits for EXCLUSIVE to go, RESERVED for RESERVED, and
+** EXCLUSIVE for SHARED, besides holding RESERVED already. */
+static void order_gain(NpkSession *s, int to) {
+  NpkStore *st = s->store;
+  if (s->lock < NPK_LOCK_SHARED && to >= NPK_LOCK_SHARED)
+    __tsan_acquire(st->lk_order + ORDER_EXCLUSIVE);
+  if (s->lock < NPK_LOCK_RESERVED && to >= NPK_LOCK_RESERVED)
+    __tsan_acquire(st->lk_order + ORDER_RESERVED);
+  if (s->lock < NPK_LOCK_EXCLUSIVE && to == NPK_LOCK_EXCLUSIVE)
+    __tsan_acquire(st->lk_order + ORDER_SHARED);
+}
+
+/* S is about to go down to TO: what it did under each level it leaves
+** comes before what the next holder of a level excluded by it does. */
+static void order_leave(NpkSession *s, int to) {
+  NpkStore *st = s->store;
+  if (s->lock == NPK_LOCK_EXCLUSIVE && to < NPK_LOCK_EXCLUSIVE)
+    __tsan_release(st->lk_order + ORDER_EXCLUSIVE);
+  if (s->lock >= NPK_LOCK_RESERVED && to < NPK_LOCK_RESERVED)
+    __tsan_release(st->lk_order + ORDER_RESERVED);
+  if (s->lock >= NPK_LOCK_SHARED && to < NPK_LOCK_SHARED)
+    __tsan_release(st->lk_order + ORDER_SHARED);
+}
+#else
+#define order_gain(s, to)  ((void)0)
+#define order_leave(s, to) ((void)0)
+#endif
+
 /* Map the lock file's first page read-only, once per store, for the commit
 ** mark.  A lock file too short to hold the mark is not mapped: its mark
 ** then reads as set. */
@@ -395,13 +445,17 @@ int npk_lock_reserved(NpkSession *s, NpkErr *e) {
   if (s->lock == NPK_LOCK_NONE) {
     int rc =
         wait_for(s, try_shared_reserved, "another transaction is writing", e);
-    if (rc == NPK_OK) s->lock = NPK_LOCK_RESERVED;
+    if (rc == NPK_OK) {
+      order_gain(s, NPK_LOCK_RESERVED);
+      s->lock = NPK_LOCK_RESERVED;
+    }
     return rc;
   }
   /* Reading already: waiting here could deadlock with a committer that
   ** waits for this read to end, so one try only, as SQLite does. */
   r = try_reserved(s);
   if (r > 0) {
+    order_gain(s, NPK_LOCK_RESERVED);
     s->lock = NPK_LOCK_RESERVED;
     return NPK_OK;
   }
@@ -423,6 +477,7 @@ int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
   if (level == s->lock) return NPK_OK;
   if (level < s->lock) {
     if (s->lock == NPK_LOCK_EXCLUSIVE) bump_seq(s);
+    order_leave(s, level);
     /* Downgrade: keep the read lock, drop what LEVEL does not include. */
     if (lk(s->lockfd, F_RDLCK, SHARED_BYTE) < 0)
       return npk_err_sys(e, errno, "cannot downgrade lock on", s->store->dir);
@@ -434,17 +489,20 @@ int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
   if (s->lock == NPK_LOCK_NONE) {
     rc = wait_for(s, try_shared, "a commit is in progress", e);
     if (rc) return rc;
+    order_gain(s, NPK_LOCK_SHARED);
     s->lock = NPK_LOCK_SHARED;
   }
   if (level >= NPK_LOCK_RESERVED && s->lock < NPK_LOCK_RESERVED) {
     rc = wait_for(s, try_reserved, "another transaction is writing", e);
     if (rc) return rc;
+    order_gain(s, NPK_LOCK_RESERVED);
     s->lock = NPK_LOCK_RESERVED;
   }
   if (level == NPK_LOCK_EXCLUSIVE) {
     /* No reader in the way, the usual case: PENDING and SHARED at once
     ** (the kernel takes a range whole or not at all). */
     if (lk_range(s->lockfd, F_WRLCK, PENDING_BYTE, 2) > 0) {
+      order_gain(s, NPK_LOCK_EXCLUSIVE);
       s->lock = NPK_LOCK_EXCLUSIVE;
       return NPK_OK;
     }
@@ -456,6 +514,7 @@ int npk_lock_to(NpkSession *s, int level, NpkErr *e) {
       lk(s->lockfd, F_UNLCK, PENDING_BYTE);
       return rc;
     }
+    order_gain(s, NPK_LOCK_EXCLUSIVE);
     s->lock = NPK_LOCK_EXCLUSIVE;
   }
   return NPK_OK;
@@ -465,6 +524,7 @@ void npk_lock_release(NpkSession *s) {
   if (s->lockfd >= 0 && s->lock != NPK_LOCK_NONE) {
     struct flock fl;
     if (s->lock == NPK_LOCK_EXCLUSIVE) bump_seq(s);
+    order_leave(s, NPK_LOCK_NONE);
     memset(&fl, 0, sizeof fl);
     fl.l_type = F_UNLCK;
     fl.l_whence = SEEK_SET;

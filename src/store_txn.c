@@ -209,9 +209,11 @@ struct Change {
 int npk_in_txn(NpkSession *s) { return s->txn != NULL; }
 
 uint64_t npk_read_state(NpkSession *s) {
-  /* A transaction reads the state it copied.  Else the committed one,
-  ** stable while the session reads: only a commit moves it. */
+  /* A transaction reads the state it copied, a read the catalog it took
+  ** (another session may have loaded a newer one since).  Else the
+  ** committed one. */
   if (s->txn) return s->txn->cat_gen;
+  if (s->nread > 0) return s->rgen;
   return __atomic_load_n(&s->store->cat_gen, __ATOMIC_RELAXED);
 }
 
@@ -257,7 +259,8 @@ static int write_lock(NpkSession *s) {
 int npk_recover(NpkSession *s) {
   int rc;
   s->err.rc = NPK_OK;
-  if (s->txn || s->store->readonly || !npk_journal_exists(s->store))
+  /* Looked for before any lock is taken: a commit may be under way. */
+  if (s->txn || s->store->readonly || !npk_journal_exists(s->store, 0))
     return NPK_OK;
   rc = write_lock(s);
   if (rc) return rc;
@@ -299,7 +302,7 @@ int npk_begin(NpkSession *s) {
   s->store->sync_off = sync == 0;
   if (!s->pinned) {
     pthread_mutex_lock(&s->store->mu);
-    s->store->pins++;
+    __atomic_store_n(&s->store->pins, s->store->pins + 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&s->store->mu);
     s->pinned = 1;
   }
@@ -367,11 +370,16 @@ static void txn_end(NpkSession *s) {
   pthread_mutex_lock(&s->store->mu);
   for (int i = 0; i < t->ngrown; i++) npk_file_unref(s->store, t->grown[i]);
   npk_catalog_clear(s->store, &t->cat);
+  /* A session that goes on reading reads what its commit left. */
+  if (s->nread > 0) {
+    s->rcat = s->store->cat;
+    s->rgen = s->store->cat_gen;
+  }
   pthread_mutex_unlock(&s->store->mu);
   npk_free(t->grown);
   /* The new files are renamed or removed now; a hot journal keeps its
   ** mark. */
-  if (t->marked && !npk_journal_exists(s->store)) npk_lock_mark(s, 0);
+  if (t->marked && !npk_journal_exists(s->store, 1)) npk_lock_mark(s, 0);
   npk_free(t);
   s->spill_own += __atomic_load_n(&s->store->spill_faults, __ATOMIC_ACQUIRE) -
                   s->spill_base;
@@ -403,7 +411,7 @@ static int cut_tails(NpkSession *s, const Change *keep, int n) {
       npk_file_done(f);
     }
     if (r && rc == NPK_OK) rc = r;
-    f->size = f->orig_size;
+    npk_file_set_size(f, f->orig_size);
     f->grown = 0;
   }
   return rc;
@@ -1162,7 +1170,7 @@ static int write_file(NpkSession *s, NpkArray *p, NpkFile *f, uint64_t want) {
     if ((uint64_t)sb.st_size != want &&
         (rc = npk_io_ftruncate(st, f->fd, want, f->path, &s->err)))
       return rc;
-    f->size = want;
+    npk_file_set_size(f, want);
   }
   if (p->ov || f->grown || p->fresh) {
     if ((rc = npk_io_fsync(st, f->fd, f->path, &s->err))) return rc;
@@ -1413,7 +1421,8 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
     p->ov = NULL;
     p->bm_dirty = 0;
     p->has_bm_file = p->bm != NULL;
-    if (p->nseg == 1) p->seg[0].file->size = p->shape[0] * p->row_bytes;
+    if (p->nseg == 1)
+      npk_file_set_size(p->seg[0].file, p->shape[0] * p->row_bytes);
   }
   for (int i = 0; i < t->ngrown; i++) t->grown[i]->grown = 0;
   old = st->cat;
@@ -1436,10 +1445,14 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   st->img_ok = 1;
   ci->patched = 0;
   pthread_mutex_unlock(&st->mu);
-  st->stats.rows_appended += t->counts.appended;
-  st->stats.rows_replaced += t->counts.replaced;
-  st->stats.rows_deleted += t->counts.deleted;
-  st->stats.commits++;
+  /* npk_store_stats reads the counters in any thread, at any time. */
+  __atomic_fetch_add(&st->stats.rows_appended, t->counts.appended,
+                     __ATOMIC_RELAXED);
+  __atomic_fetch_add(&st->stats.rows_replaced, t->counts.replaced,
+                     __ATOMIC_RELAXED);
+  __atomic_fetch_add(&st->stats.rows_deleted, t->counts.deleted,
+                     __ATOMIC_RELAXED);
+  __atomic_fetch_add(&st->stats.commits, 1, __ATOMIC_RELAXED);
 }
 
 int npk_commit(NpkSession *s) {
@@ -1550,8 +1563,10 @@ int npk_commit(NpkSession *s) {
   npk_test_crash_point(7);
   drop_backups(s, ch, n, !ci.inplace);
   npk_test_crash_point(8);
-  st->stats.last_commit_fsyncs =
-      __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED) - fsyncs;
+  __atomic_store_n(
+      &st->stats.last_commit_fsyncs,
+      __atomic_load_n(&st->stats.fsyncs, __ATOMIC_RELAXED) - fsyncs,
+      __ATOMIC_RELAXED);
   adopt(s, ch, n, &ci);
   txn_end(s);
   goto done;

@@ -373,7 +373,7 @@ int npk_append(NpkSession *s, const char *name, int dtype, uint32_t ndim,
     rc = npk_undo_push(s, NPK_U_ROWS, a, old, a->bm ? a->bm->nbits : 0, NULL);
   if (rc) goto done;
   if (f->size < (old + shape[0]) * a->row_bytes)
-    f->size = (old + shape[0]) * a->row_bytes;
+    npk_file_set_size(f, (old + shape[0]) * a->row_bytes);
   a->shape[0] += shape[0];
   a->seg[0].rows = a->shape[0];
   if (a->bm) {

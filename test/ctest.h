@@ -5,11 +5,14 @@
 ** expression"), one line per test case ("ok NAME" or "FAIL NAME"), and ends
 ** with "N passed, N failed" counting test cases; test/runner.tcl adds those
 ** counts to its own.  Exit status is non-zero when any case failed.
+** NUMPACK_CTEST_ONLY in the environment (case names separated by spaces)
+** runs only the cases it names (make tsan runs the thread cases so).
 */
 #ifndef NPK_CTEST_H
 #define NPK_CTEST_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int ctest_passed;        /* test cases without a failed check */
@@ -34,8 +37,20 @@ static int ctest_case_failures; /* failed checks in the running case */
     printf("FAIL %s:%d: \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, \
            ctest_s_ ? ctest_s_ : "(null)", (frag)); } } while (0)
 
+/* 1 if the case NAME is to run (see NUMPACK_CTEST_ONLY above). */
+static inline int ctest_wanted(const char *name) {
+  const char *only = getenv("NUMPACK_CTEST_ONLY"), *p;
+  size_t n = strlen(name);
+  if (!only || !*only) return 1;
+  for (p = strstr(only, name); p; p = strstr(p + 1, name))
+    if ((p == only || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+      return 1;
+  return 0;
+}
+
 /* Run one test case: a function of no arguments. */
-#define RUN(fn) do { ctest_case_failures = 0; fn(); \
+#define RUN(fn) do { if (!ctest_wanted(#fn)) break; \
+    ctest_case_failures = 0; fn(); \
     if (ctest_case_failures) { ctest_failed++; printf("FAIL %s\n", #fn); } \
     else { ctest_passed++; printf("ok %s\n", #fn); } } while (0)
 

@@ -1916,10 +1916,10 @@ static void test_segmented_many(void) {
 /* ---- zero-width arrays and slices --------------------------------------- */
 
 /* The sanitizers reserve terabytes of address space: no cap under them. */
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define CAP_AS 0
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define CAP_AS 0
 #endif
 #endif

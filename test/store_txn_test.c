@@ -827,7 +827,7 @@ static void unlocked_reads_whole(int batch) {
       NpkArrayInfo want = {.name = "q", .dtype = NPK_INT32, .ndim = 2};
       want.shape[0] = want.rows = want.live_rows = 2;
       want.shape[1] = WORDS;
-      rc = npk_read_rows_unlocked(s, &want, both, 2, got);
+      rc = npk_read_rows_unlocked(s, "q", &want, both, 2, got);
     } else {
       rc = npk_read_row_unlocked(s, "q", 1, got, sizeof got, &info, &found,
                                  &seq);
@@ -886,7 +886,8 @@ static void *rank_read(void *arg) {
   /* Without the lock first (row values are their physical numbers), then
   ** under it. */
   rc = npk_array_info(r->s, "a", &info);
-  if (rc == NPK_OK) rc = npk_read_rows_unlocked(r->s, &info, &r->k, 1, &got);
+  if (rc == NPK_OK)
+    rc = npk_read_rows_unlocked(r->s, "a", &info, &r->k, 1, &got);
   r->ok = (rc == NPK_BUSY || (rc == NPK_OK && got == (int32_t)r->want)) &&
           npk_read_begin(r->s) == NPK_OK &&
           npk_logical_to_physical(r->s, "a", r->k, &row) == NPK_OK &&
