@@ -61,8 +61,8 @@ size_t npk_knn_query_item(int dtype, int metric);
 ** the most vectors accepted (1 for a single query, 0 for any number).  On
 ** success *POUT is a malloc'd array of *PNQ vectors of npk_knn_query_item
 ** bytes per element; an .npy of shape (0, DIM), which only MAXQ 0 accepts,
-** is no vector: *PNQ 0 and *POUT NULL.  On failure E says what was expected, *POUT is NULL,
-** and NPK_ERROR (or NPK_NOMEM) is returned. */
+** is no vector: *PNQ 0 and *POUT NULL.  On failure E says what was
+** expected, *POUT is NULL, and NPK_ERROR (or NPK_NOMEM) is returned. */
 int npk_knn_parse(const void *in, size_t n, int text, int dtype, int metric,
                   uint64_t dim, size_t maxq, void **pout, size_t *pnq,
                   NpkErr *e);
