@@ -35,44 +35,36 @@ static void ref_ws(Ref *r) {
     r->p++;
 }
 
-/* A signed decimal integer fitting int64 (with white space before). */
-static int ref_int(Ref *r, int64_t *v) {
+/* A signed decimal integer (with white space before).  One beyond int64
+** is refused, or with SATURATE (a slice's bound or step, of any size in
+** Python) clamped to [INT64_MIN, INT64_MAX]: that selects the same rows as
+** the true value for every row count up to INT64_MAX (INT64_MIN + n stays
+** below 0, INT64_MAX stays at or past n, and such a step takes one row). */
+static int ref_int_sat(Ref *r, int saturate, int64_t *v) {
   int neg = 0, digits = 0;
   __int128 x = 0;
   ref_ws(r);
   if (r->p < r->end && (*r->p == '-' || *r->p == '+')) neg = *r->p++ == '-';
   while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
     x = x * 10 + (*r->p++ - '0');
-    if (x > (__int128)INT64_MAX + 1) return 0;
+    if (x > (__int128)INT64_MAX + 1) {
+      if (!saturate) return 0;
+      x = (__int128)INT64_MAX + 1;
+    }
     digits++;
   }
   if (!digits) return 0;
   if (neg) x = -x;
-  if (x > INT64_MAX || x < INT64_MIN) return 0;
+  if (x > INT64_MAX) {
+    if (!saturate) return 0;
+    x = INT64_MAX;
+  }
   *v = (int64_t)x;
   return 1;
 }
 
-/* A slice's bound or step: an integer of any size, as Python takes it.
-** Clamped to [INT64_MIN, INT64_MAX], which selects the same rows as the
-** true value for every row count up to INT64_MAX (INT64_MIN + n stays
-** below 0, INT64_MAX stays at or past n, and such a step takes one row). */
-static int ref_slice_int(Ref *r, int64_t *v) {
-  int neg = 0, digits = 0;
-  __int128 x = 0;
-  ref_ws(r);
-  if (r->p < r->end && (*r->p == '-' || *r->p == '+')) neg = *r->p++ == '-';
-  while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
-    x = x * 10 + (*r->p++ - '0');
-    if (x > (__int128)INT64_MAX + 1) x = (__int128)INT64_MAX + 1;
-    digits++;
-  }
-  if (!digits) return 0;
-  if (neg) x = -x;
-  if (x > INT64_MAX) x = INT64_MAX;
-  *v = (int64_t)x;
-  return 1;
-}
+static int ref_int(Ref *r, int64_t *v) { return ref_int_sat(r, 0, v); }
+static int ref_slice_int(Ref *r, int64_t *v) { return ref_int_sat(r, 1, v); }
 
 /* Python's slice.indices() bound for a positive step. */
 static uint64_t ref_bound(int64_t v, uint64_t n) {

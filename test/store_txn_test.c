@@ -22,6 +22,15 @@
 
 #include "store_testutil.h"
 
+/* Wait for child PID; it must have exited with status 0. */
+static void check_child_ok(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    printf("  child status 0x%x\n", status);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* ---- the base store, written by hand ---------------------------------- */
 
 /* a int32 (6,2); b float64 (4,) with row 2 deleted; c uint8 (3,3);
@@ -1302,11 +1311,7 @@ static void test_spill_lost_pages_pwrite(void) {
     fflush(stdout);
     _exit(0);
   }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    printf("  child status 0x%x\n", status);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  check_child_ok(pid);
   tu_tmp_done(&t);
 }
 
@@ -2267,11 +2272,7 @@ static void test_replace_without_room_to_map(void) {
     npk_read_end(s);
     _exit(0);
   }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    printf("  child status 0x%x\n", status);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  check_child_ok(pid);
   tu_tmp_done(&t);
 }
 
@@ -2956,11 +2957,7 @@ static void seen_elsewhere(const char *dir, int rounds,
          read(up[0], &c, 1) == 1;
   CHECK(ok);
   close(down[1]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    printf("  child status 0x%x\n", status);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  check_child_ok(pid);
   tu_close(st, s);
   close(up[0]);
 }
