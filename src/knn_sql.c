@@ -95,8 +95,8 @@ static void fn_distance(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (metric < 0) {
       char *msg = sqlite3_mprintf(
           "numpack: numpack_distance: unknown metric "
-          "%s (want one of %s)",
-          m ? m : "NULL", npk_knn_metric_list());
+          "%s%s%s (want one of %s)",
+          m ? "\"" : "", m ? m : "NULL", m ? "\"" : "", npk_knn_metric_list());
       npk_result_error(ctx, msg ? SQLITE_ERROR : SQLITE_NOMEM, msg);
       sqlite3_free(msg);
       return;
@@ -414,8 +414,9 @@ static int knn_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
     if (metric < 0)
       return npk_vtab_errorf(cur->pVtab, SQLITE_ERROR,
                              "numpack: numpack_knn: unknown "
-                             "metric %s (want one of %s)",
-                             m ? m : "NULL", npk_knn_metric_list());
+                             "metric %s%s%s (want one of %s)",
+                             m ? "\"" : "", m ? m : "NULL", m ? "\"" : "",
+                             npk_knn_metric_list());
   }
   rc = npk_conn_open(((KnnTab *)cur->pVtab)->db, dir, 0, &conn, &err);
   if (rc) {

@@ -1236,15 +1236,16 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
         sqlite3_value_type(mv) == SQLITE_TEXT
             ? npk_knn_metric_from_name((const char *)sqlite3_value_text(mv))
             : -1;
-    if (metric < 0)
+    if (metric < 0) {
+      const char *m = sqlite3_value_type(mv) == SQLITE_NULL
+                          ? NULL
+                          : (const char *)sqlite3_value_text(mv);
       return npk_vtab_errorf(&v->base, SQLITE_ERROR,
-                             "numpack: table %s: unknown metric %s "
+                             "numpack: table %s: unknown metric %s%s%s "
                              "(want one of %s)",
-                             v->zTable,
-                             sqlite3_value_type(mv) == SQLITE_NULL
-                                 ? "NULL"
-                                 : (const char *)sqlite3_value_text(mv),
-                             npk_knn_metric_list());
+                             v->zTable, m ? "\"" : "", m ? m : "NULL",
+                             m ? "\"" : "", npk_knn_metric_list());
+    }
   }
   need = npk_knn_metric_needs(metric, v->dtype);
   if (need)
@@ -1675,16 +1676,22 @@ static int assemble(NpkVtab *v, sqlite3_value **argv, int update,
       const char *what = sqlite3_value_type(val) == SQLITE_NULL   ? "NULL"
                          : sqlite3_value_type(val) == SQLITE_BLOB ? "a BLOB"
                                                                   : 0;
+      /* "an int8", "a uint8", "a float32" */
+      const char *name = npk_dtype_name(v->dtype);
+      const char *an = name[0] == 'i' ? "an" : "a";
       if (what)
         v->base.zErrMsg = sqlite3_mprintf(
-            "numpack: table %s column %s: %s is not a %s value", v->zTable,
-            v->azCol[i], what, npk_dtype_name(v->dtype));
+            "numpack: table %s column %s: %s is not %s %s "
+            "value",
+            v->zTable, v->azCol[i], what, an, name);
+      else if (rc == SQLITE_RANGE)
+        v->base.zErrMsg = sqlite3_mprintf(
+            "numpack: table %s column %s: value %s does not fit %s", v->zTable,
+            v->azCol[i], sqlite3_value_text(val), name);
       else
-        v->base.zErrMsg =
-            sqlite3_mprintf("numpack: table %s column %s: value %s %s %s",
-                            v->zTable, v->azCol[i], sqlite3_value_text(val),
-                            rc == SQLITE_RANGE ? "does not fit" : "is not a",
-                            npk_dtype_name(v->dtype));
+        v->base.zErrMsg = sqlite3_mprintf(
+            "numpack: table %s column %s: value %s is not %s %s", v->zTable,
+            v->azCol[i], sqlite3_value_text(val), an, name);
       return sqlite3_value_type(val) == SQLITE_NULL ? SQLITE_CONSTRAINT_NOTNULL
                                                     : SQLITE_MISMATCH;
     }
