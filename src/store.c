@@ -301,6 +301,7 @@ static void confirm(NpkStore *st, uint64_t seq, int have, int64_t now) {
 ** trust the commit count within the recheck interval. */
 static int refresh(NpkStore *st, int writer, NpkErr *e) {
   NpkCatalog cat;
+  NpkRetired *note;
   uint64_t seq;
   int have = npk_lock_seq(st, &seq), fd = -1, rc = NPK_OK;
   int64_t now = npk_monotonic_ns();
@@ -310,9 +311,18 @@ static int refresh(NpkStore *st, int writer, NpkErr *e) {
     confirm(st, seq, have, now);
     goto done;
   }
+  /* The note that keeps the old catalog for its readers first: letting go
+  ** of it cannot fail. */
+  if (!(note = npk_retire_note())) {
+    rc = npk_err(e, NPK_NOMEM, "out of memory");
+    goto done;
+  }
   rc = load_catalog(st, &cat, &fd, e);
-  if (rc) goto done;
-  npk_catalog_retire(st, &st->cat);
+  if (rc) {
+    npk_free(note);
+    goto done;
+  }
+  npk_catalog_retire(st, &st->cat, note);
   st->cat = cat;
   st->cat_gen++;
   st->img_ok = 0;

@@ -676,20 +676,15 @@ void npk_catalog_patch_span(const NpkArray *a, size_t off, size_t *lo,
 ** would keep a commit (of this process) or a reload (after another's)
 ** from replacing that catalog in the middle of the scan, so a replaced
 ** catalog is freed only when no session is pinned. */
-void npk_catalog_retire(NpkStore *st, NpkCatalog *cat) {
-  NpkRetired *r = NULL;
-  NpkCatalog *keep = NULL;
-  if (st->pins > 0 && (r = npk_malloc(sizeof *r)) &&
-      (keep = npk_malloc(sizeof *keep))) {
-    *keep = *cat;
+void npk_catalog_retire(NpkStore *st, NpkCatalog *cat, NpkRetired *note) {
+  if (__atomic_load_n(&st->pins, __ATOMIC_RELAXED) > 0) {
+    note->kind = NPK_RET_CAT;
+    note->cat = *cat;
     memset(cat, 0, sizeof *cat);
-    r->p = keep;
-    r->len = 0;
-    r->cat = 1;
-    npk_retired_push(st, r);
+    npk_retired_push(st, note);
     return;
   }
-  npk_free(r);
+  npk_free(note);
   npk_catalog_clear(st, cat);
 }
 
@@ -700,12 +695,9 @@ void npk_retired_free(NpkStore *st) {
   while ((r = __atomic_exchange_n(&st->retired, NULL, __ATOMIC_ACQUIRE))) {
     for (; r; r = next) {
       next = r->next;
-      if (r->cat) {
-        npk_catalog_clear(st, r->p);
-        npk_free(r->p);
-      } else {
-        npk_block_release(r->p, r->len);
-      }
+      if (r->kind == NPK_RET_CAT) npk_catalog_clear(st, &r->cat);
+      else if (r->kind == NPK_RET_OVERLAY) npk_ov_release(r->p);
+      else npk_block_release(r->p, r->len);
       npk_free(r);
     }
   }

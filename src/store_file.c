@@ -183,18 +183,18 @@ void npk_retired_push(NpkStore *st, NpkRetired *r) {
     ;
 }
 
-void npk_retire(NpkStore *st, void *p, size_t len) {
-  NpkRetired *r;
-  if (!p) return;
-  if (__atomic_load_n(&st->pins, __ATOMIC_RELAXED) == 0 ||
-      !(r = npk_malloc(sizeof *r))) {
-    npk_block_release(p, len);
+NpkRetired *npk_retire_note(void) { return npk_calloc(1, sizeof(NpkRetired)); }
+
+void npk_retire(NpkStore *st, NpkRetired *note, void *p, size_t len) {
+  if (__atomic_load_n(&st->pins, __ATOMIC_RELAXED) > 0) {
+    note->kind = NPK_RET_MAP;
+    note->p = p;
+    note->len = len;
+    npk_retired_push(st, note);
     return;
   }
-  r->p = p;
-  r->len = len;
-  r->cat = 0;
-  npk_retired_push(st, r);
+  npk_free(note);
+  npk_block_release(p, len);
 }
 
 /* Appends are gathered here and written in large pieces: one pwrite per
@@ -281,7 +281,7 @@ void npk_file_unref(NpkStore *st, NpkFile *f) {
   if (!f || --f->refs > 0) return;
   npk_free(f->wbuf);
   npk_file_unmap_w(f);
-  if (f->base) npk_retire(st, f->base, f->maplen);
+  if (f->base) npk_retire(st, f->note, f->base, f->maplen);
   if (f->temp) {
     NpkErr ignored;
     npk_io_unlink(st, f->rel, &ignored);
@@ -303,23 +303,33 @@ void npk_file_unref(NpkStore *st, NpkFile *f) {
 ** still be held. */
 static int map_locked(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
   size_t len, page = (size_t)sysconf(_SC_PAGESIZE);
+  NpkRetired *note = npk_retire_note();
   void *p;
   int slot;
+  if (!note) return npk_err(e, NPK_NOMEM, "out of memory mapping %s", f->path);
   len = (size_t)(need + need / 4 + ((uint64_t)1 << 20));
   len = (len + page - 1) / page * page;
-  if (npk_file_use(st, f, e)) return e->rc;
+  if (npk_file_use(st, f, e)) {
+    npk_free(note);
+    return e->rc;
+  }
   /* The mapping keeps the file, not the descriptor: this one may close. */
   p = mmap(NULL, len, PROT_READ, MAP_SHARED, f->fd, 0);
   npk_file_done(f);
-  if (p == MAP_FAILED) return npk_err_sys(e, errno, "cannot map", f->path);
+  if (p == MAP_FAILED) {
+    npk_free(note);
+    return npk_err_sys(e, errno, "cannot map", f->path);
+  }
   if ((slot = npk_guard_add(p, len, &st->map_faults)) < 0) {
     munmap(p, len);
+    npk_free(note);
     return npk_err(e, NPK_NOMEM,
                    "cannot map %s: no room to guard the "
                    "mapping",
                    f->path);
   }
-  if (f->base) npk_retire(st, f->base, f->maplen);
+  if (f->base) npk_retire(st, f->note, f->base, f->maplen);
+  f->note = note;
   /* Looked at without st->mu (npk_file_unpatch, npk_array_row). */
   __atomic_store_n(&f->gslot, slot, __ATOMIC_RELAXED);
   /* A reader that sees the new length must see the new base too. */

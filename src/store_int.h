@@ -60,6 +60,7 @@ struct NpkFile {
   unsigned char *base;  /* mapping, or NULL */
   size_t maplen;        /* bytes mapped (rounded up, may pass EOF) */
   int gslot;            /* the mapping's store_guard.c slot, or -1 */
+  NpkRetired *note;     /* for letting go of the mapping */
   unsigned char *wbase; /* writable mapping for commits, or NULL */
   size_t wmaplen;       /* bytes of it */
   int wslot;            /* its store_guard.c slot */
@@ -124,6 +125,7 @@ struct NpkOverlay {
                           ** there (SIZE_MAX: none yet) */
   uint64_t faults_seen;   /* the store's spill_faults when the mappings
                           ** were last found whole */
+  NpkRetired *note;       /* for letting go of the overlay */
   int damaged;            /* a page of a mapping was lost to a fault */
 };
 /* Bytes of replaced rows an overlay keeps in memory; the rest are kept in
@@ -207,14 +209,21 @@ static inline NpkArray *npk_cat_at(const NpkCatalog *cat, int i) {
   return cat->ch[i >> NPK_CAT_SHIFT]->a[i & (NPK_CAT_CHUNK - 1)];
 }
 
-/* Mappings and buffers that may still be pointed at; freed when no session
-** of the store is reading or writing. */
+/* Mappings, overlays and catalogs that may still be pointed at; freed when
+** no session of the store is reading or writing.  The note that keeps one
+** is made before it is let go, where running out of memory can still be an
+** error: letting go must not need memory, or an allocation failing then
+** would free it under a reader. */
 struct NpkRetired {
-  void *p;          /* mapping, heap block or NpkCatalog */
-  size_t len;       /* mapping length; 0 for a heap block */
-  int cat;          /* p is a replaced committed NpkCatalog */
+  int kind;         /* NPK_RET_MAP, NPK_RET_OVERLAY or NPK_RET_CAT */
+  void *p;          /* the mapping or the NpkOverlay */
+  size_t len;       /* the mapping's length */
+  NpkCatalog cat;   /* NPK_RET_CAT: the replaced committed catalog */
   NpkRetired *next; /* next in the store's list */
 };
+#define NPK_RET_MAP     0
+#define NPK_RET_OVERLAY 1
+#define NPK_RET_CAT     2
 
 /* The process-wide object for one store directory. */
 struct NpkStore {
@@ -342,6 +351,9 @@ struct NpkTxn {
                          ** was replaced by another version (maybe
                          ** twice): the only ones that can differ */
   int nslot, slotcap;    /* entries used / allocated */
+  NpkRetired *cat_note;  /* for letting go of the committed catalog the
+                         ** commit replaces (made before it changes a
+                         ** file) */
 };
 
 /* One client of a store. */
@@ -506,7 +518,11 @@ int npk_file_check_writable(NpkStore *st, NpkFile *f, const char *array,
 void npk_file_discard(NpkFile *f, uint64_t end);
 /* Drop F's writable mapping (store_txn.c makes it), if it has one. */
 void npk_file_unmap_w(NpkFile *f);
-void npk_retire(NpkStore *st, void *p, size_t len);
+/* A note for npk_retire, or NULL when there is no memory for it. */
+NpkRetired *npk_retire_note(void);
+/* Let go of mapping P of LEN bytes through NOTE, which this takes: unmapped
+** now if no session of ST is pinned, else when the last pin goes. */
+void npk_retire(NpkStore *st, NpkRetired *note, void *p, size_t len);
 /* Put R on ST's retire list, with or without st->mu. */
 void npk_retired_push(NpkStore *st, NpkRetired *r);
 /* Replace F's mapping if the guard put pages of zeros in it. */
@@ -515,9 +531,10 @@ int npk_file_unpatch(NpkStore *st, NpkFile *f, NpkErr *e);
 void npk_block_release(void *p, size_t len);
 
 /* ---- replaced catalogs (store_catalog.c) ---- */
-/* Let go of CAT, a committed catalog just replaced (st->mu held): its
-** arrays wait on the retire list while any session is pinned. */
-void npk_catalog_retire(NpkStore *st, NpkCatalog *cat);
+/* Let go of CAT, a committed catalog just replaced (st->mu held), through
+** NOTE (npk_retire_note), which this takes: its arrays wait on the retire
+** list while any session is pinned. */
+void npk_catalog_retire(NpkStore *st, NpkCatalog *cat, NpkRetired *note);
 void npk_retired_free(NpkStore *st);
 
 /* ---- mappings guarded against SIGBUS (store_guard.c) ---- */
@@ -640,6 +657,9 @@ int npk_relpath_valid(const char *p);
 /* ---- overlay of replaced rows (store_overlay.c) ---- */
 const void *npk_ov_get(const NpkOverlay *ov, uint64_t row);
 void npk_ov_free(NpkStore *st, NpkOverlay *ov);
+/* Free OV at once (npk_ov_free, or the retire list, when no session of ST
+** can still hold a row pointer into it). */
+void npk_ov_release(NpkOverlay *ov);
 /* NPK_IOERR, naming array NAME, once a fault has lost a page of OV's spill
 ** file (a disk error reading it back): its rows can no longer be trusted,
 ** for reading or committing, until the transaction ends. */

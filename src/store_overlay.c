@@ -31,6 +31,10 @@
 NpkOverlay *npk_ov_new(uint64_t row_bytes) {
   NpkOverlay *ov = npk_calloc(1, sizeof *ov);
   if (!ov) return NULL;
+  if (!(ov->note = npk_retire_note())) {
+    npk_free(ov);
+    return NULL;
+  }
   ov->row_bytes = row_bytes;
   ov->per_chunk = row_bytes >= (1u << 20) ? 1 : (1u << 20) / row_bytes;
   ov->spill_fd = -1;
@@ -208,13 +212,28 @@ void npk_ov_drop_from(NpkOverlay *ov, uint64_t from) {
 }
 
 void npk_ov_free(NpkStore *st, NpkOverlay *ov) {
+  NpkRetired *note;
   if (!ov) return;
-  /* Row pointers into the overlay may still be held by a reader.  The
-  ** spill file goes with its last mapping. */
-  for (uint64_t c = 0; c < ov->nmem; c++) npk_retire(st, ov->chunks[c], 0);
+  /* Row pointers into the overlay may still be held by a reader: it goes
+  ** whole, when no session is pinned. */
+  if (__atomic_load_n(&st->pins, __ATOMIC_RELAXED) == 0) {
+    npk_ov_release(ov);
+    return;
+  }
+  note = ov->note;
+  ov->note = NULL;
+  note->kind = NPK_RET_OVERLAY;
+  note->p = ov;
+  npk_retired_push(st, note);
+}
+
+void npk_ov_release(NpkOverlay *ov) {
+  for (uint64_t c = 0; c < ov->nmem; c++) npk_free(ov->chunks[c]);
   for (uint64_t r = 0; r < ov->nregion; r++)
-    npk_retire(st, ov->region[r], (size_t)ov->region_len);
+    npk_block_release(ov->region[r], (size_t)ov->region_len);
+  /* The spill file goes with its last mapping. */
   if (ov->spill_fd >= 0) close(ov->spill_fd);
+  npk_free(ov->note);
   npk_free(ov->region);
   npk_free(ov->rslot);
   npk_free(ov->chunks);

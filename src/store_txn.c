@@ -365,6 +365,7 @@ static void txn_end(NpkSession *s) {
   npk_free(t->undo);
   npk_free(t->sp);
   npk_free(t->slots);
+  npk_free(t->cat_note);
   /* A file let go for the last time retires its mapping onto the store's
   ** list, which readers of other threads change under the same mutex. */
   pthread_mutex_lock(&s->store->mu);
@@ -1428,7 +1429,8 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
   old = st->cat;
   st->cat = t->cat;
   memset(&t->cat, 0, sizeof t->cat);
-  npk_catalog_retire(st, &old);
+  npk_catalog_retire(st, &old, t->cat_note);
+  t->cat_note = NULL;
   st->cat_gen++;
   /* A catalog patched in place is the file already held: only its bytes,
   ** length and time, which the commit set, changed. */
@@ -1474,6 +1476,10 @@ int npk_commit(NpkSession *s) {
   s->err.rc = NPK_OK;
   if (t->nsp) npk_release(s, 0);
   rc = plan(s, &ch, &n, &fast);
+  /* Past the commit point nothing may fail, letting go of the catalog the
+  ** commit replaces included. */
+  if (rc == NPK_OK && !t->cat_note && !(t->cat_note = npk_retire_note()))
+    rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
   /* A catalog that gave an array a data file of another name (a crafted
   ** one) may clash with the file a new array is about to take.  Only new
   ** files can clash: the committed catalog passed this check when read. */

@@ -1654,6 +1654,74 @@ static int replace_every_other(NpkSession *s, Model *m) {
   return rc;
 }
 
+/* Memory runs out (and stays out) at any allocation of a read that loads
+** the catalog a program ignoring the lock wrote (it dropped "b") while
+** another session of the same store object is in the middle of a read:
+** that read keeps its catalog and the mapping of "b"'s data file (a row
+** pointer into it still reads the row) until it ends, whether the load
+** failed or went through.  Letting them go must not need memory: a note
+** that could not be allocated then freed the catalog, and unmapped the
+** file, under the reader. */
+static void test_retire_oom_under_reader(void) {
+  enum { N = 4096 };
+  uint64_t shape[2] = {N, 1};
+  static int32_t v[N];
+  struct timespec nap = {0, 20000000};
+  NpkStore *st;
+  NpkSession *s, *r1 = NULL, *r2 = NULL;
+  unsigned char *old = NULL;
+  size_t oldn = 0;
+  int failed = 0, rc = NPK_NOMEM, n = 0;
+  const void *p = NULL, *q = NULL;
+  Tmp t;
+  for (int i = 0; i < N; i++) v[i] = i + 1;
+  tu_tmp_init(&t);
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL);
+  if (!s) goto out;
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, shape, v), NPK_OK);
+  old = tu_read_file(P(t.dir, TU_CATALOG), &oldn);
+  CHECK_EQ(npk_save(s, "b", NPK_INT32, 2, shape, v), NPK_OK);
+  CHECK_EQ(npk_session_open(st, &r1), NPK_OK);
+  CHECK_EQ(npk_session_open(st, &r2), NPK_OK);
+  CHECK_EQ(npk_read_begin(r1), NPK_OK);
+  CHECK_EQ(npk_row_ptr(r1, "b", N - 1, &p), NPK_OK);
+  tu_write_file(P(t.dir, "foreign"), old, oldn);
+  CHECK_EQ(rename(P(t.dir, "foreign"), P(t.dir, TU_CATALOG)), 0);
+  for (int nth = 1; nth <= 400 && rc != NPK_OK; nth++) {
+    nanosleep(&nap, NULL);
+    npk_test_fault("oom", nth, ENOMEM);
+    rc = npk_read_begin(r2);
+    npk_test_fault(NULL, 0, 0);
+    CHECK(rc == NPK_OK || rc == NPK_NOMEM);
+    failed += rc != NPK_OK;
+    if (rc == NPK_OK) {
+      CHECK_EQ(npk_array_count(r2, &n), NPK_OK);
+      CHECK_EQ(n, 1);
+      npk_read_end(r2);
+    }
+    /* The first read's catalog, and the page its pointer is in. */
+    CHECK_EQ(*(const volatile int32_t *)p, N);
+    CHECK_EQ(npk_array_count(r1, &n), NPK_OK);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(npk_row_ptr(r1, "b", N - 1, &q), NPK_OK);
+    CHECK(q != NULL && *(const int32_t *)q == N);
+  }
+  CHECK_EQ(rc, NPK_OK);
+  CHECK(failed > 3);
+  npk_read_end(r1);
+  CHECK_EQ(npk_read_begin(r1), NPK_OK);
+  CHECK_EQ(npk_array_count(r1, &n), NPK_OK);
+  CHECK_EQ(n, 1);
+  npk_read_end(r1);
+  npk_session_close(r1);
+  npk_session_close(r2);
+  tu_close(st, s);
+out:
+  free(old);
+  tu_tmp_done(&t);
+}
+
 /* A replacement of rows already replaced in the transaction that runs out
 ** of memory at any allocation changes none of them: each row's undo record
 ** has its room before the row changes (with the record made after, a
@@ -4347,6 +4415,7 @@ int main(void) {
   RUN(test_spill_lost_pages_other_session);
   RUN(test_spill_lost_pages_pwrite);
   RUN(test_undo_replaced_twice_oom);
+  RUN(test_retire_oom_under_reader);
   RUN(test_replace_again_malloc_faults);
   RUN(test_playback_syncs_once);
   RUN(test_journal_read_faults);
