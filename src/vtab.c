@@ -441,7 +441,15 @@ static int declare(NpkVtab *v) {
 
 /* Report the session's last error on the table. */
 static int fail(NpkVtab *v, int rc) {
-  return npk_vtab_error(&v->base, npk_sqlite_rc(rc), npk_errmsg(v->conn->ses));
+  const char *msg = npk_errmsg(v->conn->ses);
+  /* The table's array dropped since the table connected: said as to a
+  ** table that connects detached, naming the table and the way out. */
+  if (rc == NPK_NOTFOUND)
+    return npk_vtab_errorf(
+        &v->base, SQLITE_NOTFOUND,
+        "numpack: table %s: %s; DROP TABLE %s detaches the table", v->zTable,
+        strncmp(msg, "numpack: ", 9) == 0 ? msg + 9 : msg, v->zTable);
+  return npk_vtab_error(&v->base, npk_sqlite_rc(rc), msg);
 }
 
 /* Open the session's transaction, with the savepoints SQLite opened before
