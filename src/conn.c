@@ -26,6 +26,7 @@
 
 #include "numpack_int.h"
 #include "conn.h"
+#include "knn.h"
 
 static pthread_mutex_t conn_mu = PTHREAD_MUTEX_INITIALIZER;
 static NpkConn *conn_list; /* all open NpkConn objects */
@@ -99,6 +100,24 @@ const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
     return 0;
   }
   return z;
+}
+
+int npk_knn_metric_arg(sqlite3_value *v) {
+  return sqlite3_value_type(v) == SQLITE_TEXT
+             ? npk_knn_metric_from_name((const char *)sqlite3_value_text(v))
+             : -1;
+}
+
+char *npk_knn_metric_unknown(const char *kind, const char *who,
+                             sqlite3_value *v) {
+  const char *m = sqlite3_value_type(v) == SQLITE_NULL
+                      ? NULL
+                      : (const char *)sqlite3_value_text(v);
+  return sqlite3_mprintf(
+      "numpack: %s%s: unknown metric %s%s%s (want one of "
+      "%s)",
+      kind, who, m ? "\"" : "", m ? m : "NULL", m ? "\"" : "",
+      npk_knn_metric_list());
 }
 
 /* The connection's busy timeout in milliseconds (0 when none is set); the

@@ -109,6 +109,14 @@ int npk_conn_register(sqlite3 *db);
 ** (NULL too when out of memory); the error code is SQLITE_MISMATCH. */
 const char *npk_text_arg(sqlite3_value *v, const char *fn, const char *what,
                          char **pzErr);
+/* The metric SQL value V names (text), or -1. */
+int npk_knn_metric_arg(sqlite3_value *v);
+/* The message of SQL value V naming no metric, for KIND WHO ("table " t,
+** "" numpack_knn): "numpack: KIND WHO: unknown metric "V" (want one of
+** ...)", V's text quoted, or NULL unquoted; sqlite3_malloc'd, NULL when out
+** of memory. */
+char *npk_knn_metric_unknown(const char *kind, const char *who,
+                             sqlite3_value *v);
 /* The SQLite result code for an engine result code: the one place they
 ** are converted.  Each condition a caller tells apart gets a primary code
 ** of its own (sqlite3_errcode(), Python's sqlite_errorcode), the same

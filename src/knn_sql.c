@@ -87,20 +87,11 @@ static void fn_distance(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   void *a = 0, *b = 0;
   size_t na, nb;
   char err[300];
-  if (argc == 3) {
-    const char *m = (const char *)sqlite3_value_text(argv[2]);
-    metric = sqlite3_value_type(argv[2]) == SQLITE_TEXT
-                 ? npk_knn_metric_from_name(m)
-                 : -1;
-    if (metric < 0) {
-      char *msg = sqlite3_mprintf(
-          "numpack: numpack_distance: unknown metric "
-          "%s%s%s (want one of %s)",
-          m ? "\"" : "", m ? m : "NULL", m ? "\"" : "", npk_knn_metric_list());
-      npk_result_error(ctx, msg ? SQLITE_ERROR : SQLITE_NOMEM, msg);
-      sqlite3_free(msg);
-      return;
-    }
+  if (argc == 3 && (metric = npk_knn_metric_arg(argv[2])) < 0) {
+    char *msg = npk_knn_metric_unknown("", "numpack_distance", argv[2]);
+    npk_result_error(ctx, SQLITE_ERROR, msg);
+    sqlite3_free(msg);
+    return;
   }
   bits = metric == NPK_KNN_HAMMING || metric == NPK_KNN_JACCARD;
   if (!vec_shape(argv[0], bits, &da, &fa, err, sizeof err) ||
@@ -406,17 +397,11 @@ static int knn_filter(sqlite3_vtab_cursor *cur, int idx, const char *idxStr,
                            sqlite3_value_type(argv[3]) == SQLITE_NULL
                                ? "NULL"
                                : (const char *)sqlite3_value_text(argv[3]));
-  if (idx & 16) {
-    const char *m = (const char *)sqlite3_value_text(argv[4]);
-    metric = sqlite3_value_type(argv[4]) == SQLITE_TEXT
-                 ? npk_knn_metric_from_name(m)
-                 : -1;
-    if (metric < 0)
-      return npk_vtab_errorf(cur->pVtab, SQLITE_ERROR,
-                             "numpack: numpack_knn: unknown "
-                             "metric %s%s%s (want one of %s)",
-                             m ? "\"" : "", m ? m : "NULL", m ? "\"" : "",
-                             npk_knn_metric_list());
+  if ((idx & 16) && (metric = npk_knn_metric_arg(argv[4])) < 0) {
+    char *msg = npk_knn_metric_unknown("", "numpack_knn", argv[4]);
+    rc = npk_vtab_error(cur->pVtab, msg ? SQLITE_ERROR : SQLITE_NOMEM, msg);
+    sqlite3_free(msg);
+    return rc;
   }
   rc = npk_conn_open(((KnnTab *)cur->pVtab)->db, dir, 0, &conn, &err);
   if (rc) {

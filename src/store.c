@@ -847,11 +847,7 @@ int npk_array_check_sizes(NpkSession *s, const NpkArray *a) {
     if (!a->segmented && a->pending && !a->fresh)
       need = a->shape[0] * a->row_bytes;
     if ((rc = file_length(s->store, f, &len, &s->err))) return rc;
-    if (len < need)
-      return npk_err(&s->err, NPK_CORRUPT,
-                     "%s was truncated to %llu bytes; array \"%s\" needs %llu",
-                     f->path, (unsigned long long)len, a->name,
-                     (unsigned long long)need);
+    if (len < need) return npk_file_short(f, len, a->name, need, &s->err);
     /* F is shared with the sessions of this process that append to it, and
     ** their rows may still sit in F's buffer: only the owner of the pending
     ** view, which has just flushed, may learn F's length from the file. */

@@ -183,6 +183,13 @@ void npk_retired_push(NpkStore *st, NpkRetired *r) {
     ;
 }
 
+int npk_file_short(const NpkFile *f, uint64_t len, const char *array,
+                   uint64_t need, NpkErr *e) {
+  return npk_err(
+      e, NPK_CORRUPT, "%s was truncated to %llu bytes; array \"%s\" needs %llu",
+      f->path, (unsigned long long)len, array, (unsigned long long)need);
+}
+
 NpkRetired *npk_retire_note(void) { return npk_calloc(1, sizeof(NpkRetired)); }
 
 void npk_retire(NpkStore *st, NpkRetired *note, void *p, size_t len) {
@@ -239,10 +246,7 @@ int npk_file_check_writable(NpkStore *st, NpkFile *f, const char *array,
                  "hard links, and another name may lie outside the store",
                  f->path, (unsigned long long)sb.st_nlink);
   else if ((uint64_t)sb.st_size < need)
-    rc = npk_err(e, NPK_CORRUPT,
-                 "%s was truncated to %llu bytes; array \"%s\" needs %llu",
-                 f->path, (unsigned long long)sb.st_size, array,
-                 (unsigned long long)need);
+    rc = npk_file_short(f, (uint64_t)sb.st_size, array, need, e);
   else if (out) *out = sb;
   npk_file_done(f);
   return rc;
@@ -305,28 +309,23 @@ static int map_locked(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
   size_t len, page = (size_t)sysconf(_SC_PAGESIZE);
   NpkRetired *note = npk_retire_note();
   void *p;
-  int slot;
+  int slot, rc;
   if (!note) return npk_err(e, NPK_NOMEM, "out of memory mapping %s", f->path);
   len = (size_t)(need + need / 4 + ((uint64_t)1 << 20));
   len = (len + page - 1) / page * page;
-  if (npk_file_use(st, f, e)) {
-    npk_free(note);
-    return e->rc;
-  }
+  if ((rc = npk_file_use(st, f, e))) goto fail;
   /* The mapping keeps the file, not the descriptor: this one may close. */
   p = mmap(NULL, len, PROT_READ, MAP_SHARED, f->fd, 0);
   npk_file_done(f);
   if (p == MAP_FAILED) {
-    npk_free(note);
-    return npk_err_sys(e, errno, "cannot map", f->path);
+    rc = npk_err_sys(e, errno, "cannot map", f->path);
+    goto fail;
   }
   if ((slot = npk_guard_add(p, len, &st->map_faults)) < 0) {
     munmap(p, len);
-    npk_free(note);
-    return npk_err(e, NPK_NOMEM,
-                   "cannot map %s: no room to guard the "
-                   "mapping",
-                   f->path);
+    rc = npk_err(e, NPK_NOMEM, "cannot map %s: no room to guard the mapping",
+                 f->path);
+    goto fail;
   }
   if (f->base) npk_retire(st, f->note, f->base, f->maplen);
   f->note = note;
@@ -336,6 +335,9 @@ static int map_locked(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e) {
   __atomic_store_n(&f->base, (unsigned char *)p, __ATOMIC_RELEASE);
   __atomic_store_n(&f->maplen, len, __ATOMIC_RELEASE);
   return NPK_OK;
+fail:
+  npk_free(note);
+  return rc;
 }
 
 /* Make sure bytes [0, NEED) of F are mapped.  Bytes of F's write buffer

@@ -509,6 +509,10 @@ int npk_file_map(NpkStore *st, NpkFile *f, uint64_t need, NpkErr *e);
 int npk_file_append(NpkStore *st, NpkFile *f, const void *p, size_t n,
                     uint64_t off, NpkErr *e);
 int npk_file_flush(NpkStore *st, NpkFile *f, NpkErr *e);
+/* NPK_CORRUPT: F, LEN bytes long, no longer holds the NEED bytes of the
+** committed rows of ARRAY (cut short by another program). */
+int npk_file_short(const NpkFile *f, uint64_t len, const char *array,
+                   uint64_t need, NpkErr *e);
 /* NPK_READONLY, naming F, if F could only be opened for reading: checked
 ** before a transaction changes F, so that no commit fails halfway on it.
 ** NPK_CORRUPT if F is shorter than NEED, the committed rows of ARRAY (cut

@@ -131,16 +131,8 @@ uint64_t npk_journal_window(uint64_t dflt) {
 /* NUMPACK_TEST_FSTYPE stands for the type fstatfs tells of a spill file's
 ** file system (a number, as statfs's f_type), so that tests reach file
 ** systems the machine has none of. */
-static int fs_type(int fd, unsigned long *pt) {
-  const char *z = getenv("NUMPACK_TEST_FSTYPE");
-  struct statfs sf;
-  if (z) {
-    *pt = strtoul(z, NULL, 0);
-    return 0;
-  }
-  if (fstatfs(fd, &sf) != 0) return -1;
-  *pt = (unsigned long)sf.f_type;
-  return 0;
+static const char *fs_type_override(void) {
+  return getenv("NUMPACK_TEST_FSTYPE");
 }
 
 /* Return the errno to fake for a call of KIND, or 0 to let it run. */
@@ -271,12 +263,7 @@ uint64_t npk_spill_budget(void) { return NPK_SPILL_BUDGET; }
 
 uint64_t npk_journal_window(uint64_t dflt) { return dflt; }
 
-static int fs_type(int fd, unsigned long *pt) {
-  struct statfs sf;
-  if (fstatfs(fd, &sf) != 0) return -1;
-  *pt = (unsigned long)sf.f_type;
-  return 0;
-}
+static const char *fs_type_override(void) { return NULL; }
 
 #endif
 
@@ -453,6 +440,19 @@ ssize_t npk_io_read_at(NpkStore *st, int fd, void *p, size_t n, uint64_t off) {
   }
   stat_add(st, &st->stats.bytes_read, got);
   return (ssize_t)got;
+}
+
+/* The type of the file system FD lies on, as statfs's f_type. */
+static int fs_type(int fd, unsigned long *pt) {
+  const char *z = fs_type_override();
+  struct statfs sf;
+  if (z) {
+    *pt = strtoul(z, NULL, 0);
+    return 0;
+  }
+  if (fstatfs(fd, &sf) != 0) return -1;
+  *pt = (unsigned long)sf.f_type;
+  return 0;
 }
 
 /* Whether blocks allocated ahead in a file of file system type T are the

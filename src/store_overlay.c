@@ -2,8 +2,9 @@
 ** store_overlay.c — the overlay of replaced rows: a transaction's new bytes
 ** for rows of the committed region, kept (an open-addressing hash from row
 ** number to a slot in fixed-size chunks) until the commit writes them in
-** place.  Readers of the transaction look here first; chunks are retired,
-** not freed, because a reader may still hold a row pointer.
+** place.  Readers of the transaction look here first; the overlay is
+** retired whole, not freed, because a reader may still hold a row pointer
+** into it.
 **
 ** The first NPK_SPILL_BUDGET bytes of rows are kept in memory.  Beyond it
 ** the chunks are cut from mappings of a spill file, an unnamed file in the

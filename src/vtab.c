@@ -1240,19 +1240,11 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
   }
   if (idx & IDX_METRIC) {
     sqlite3_value *mv = argv[ai++];
-    metric =
-        sqlite3_value_type(mv) == SQLITE_TEXT
-            ? npk_knn_metric_from_name((const char *)sqlite3_value_text(mv))
-            : -1;
-    if (metric < 0) {
-      const char *m = sqlite3_value_type(mv) == SQLITE_NULL
-                          ? NULL
-                          : (const char *)sqlite3_value_text(mv);
-      return npk_vtab_errorf(&v->base, SQLITE_ERROR,
-                             "numpack: table %s: unknown metric %s%s%s "
-                             "(want one of %s)",
-                             v->zTable, m ? "\"" : "", m ? m : "NULL",
-                             m ? "\"" : "", npk_knn_metric_list());
+    if ((metric = npk_knn_metric_arg(mv)) < 0) {
+      char *msg = npk_knn_metric_unknown("table ", v->zTable, mv);
+      int rc = npk_vtab_error(&v->base, msg ? SQLITE_ERROR : SQLITE_NOMEM, msg);
+      sqlite3_free(msg);
+      return rc;
     }
   }
   need = npk_knn_metric_needs(metric, v->dtype);
