@@ -22,6 +22,18 @@
 
 #include "store_testutil.h"
 
+/* Cap this process's address space at what it has mapped now and SPARE
+** bytes more: 1 if it could. */
+static int cap_address_space(uint64_t spare) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  uint64_t pages = 0;
+  struct rlimit rl;
+  int ok = f && fscanf(f, "%" SCNu64, &pages) == 1;
+  if (f) fclose(f);
+  rl.rlim_cur = rl.rlim_max = pages * (uint64_t)sysconf(_SC_PAGESIZE) + spare;
+  return ok && setrlimit(RLIMIT_AS, &rl) == 0;
+}
+
 /* Wait for child PID; it must have exited with status 0. */
 static void check_child_ok(pid_t pid) {
   int status = 0;
@@ -1266,12 +1278,10 @@ static void test_spill_lost_pages_pwrite(void) {
   if (pid == 0) {
     NpkStore *st = NULL;
     NpkSession *s = NULL;
-    uint64_t sh[1] = {N}, pages = 0, *rows = malloc(R * sizeof *rows);
+    uint64_t sh[1] = {N}, *rows = malloc(R * sizeof *rows);
     uint64_t ends[2] = {0, N - 1};
     int32_t *v = calloc(N, sizeof *v), got[2] = {1, 1};
     const void *row;
-    struct rlimit rl;
-    FILE *f;
     alarm(60);
     if (!v || !rows) _exit(10);
     if (npk_store_open(t.dir, NPK_OPEN_CREATE, &st, NULL) != NPK_OK) _exit(11);
@@ -1291,12 +1301,7 @@ static void test_spill_lost_pages_pwrite(void) {
     if (npk_row_ptr(s, "big", N - 1, &row) != NPK_OK) _exit(16);
     if (!spill_lose_pages(t.dir)) _exit(17);
     /* Room for 40 MB more: not for a writable mapping of the file (60). */
-    f = fopen("/proc/self/statm", "r");
-    if (!f || fscanf(f, "%" SCNu64, &pages) != 1) _exit(18);
-    fclose(f);
-    rl.rlim_cur = rl.rlim_max =
-        pages * (uint64_t)sysconf(_SC_PAGESIZE) + (40u << 20);
-    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(19);
+    if (!cap_address_space(40u << 20)) _exit(18);
     if (npk_commit(s) != NPK_IOERR) _exit(20);
     printf("  %s\n", npk_errmsg(s));
     if (!strstr(npk_errmsg(s), "\"big\"") ||
@@ -1686,8 +1691,7 @@ static void test_retire_oom_under_reader(void) {
   CHECK_EQ(npk_session_open(st, &r2), NPK_OK);
   CHECK_EQ(npk_read_begin(r1), NPK_OK);
   CHECK_EQ(npk_row_ptr(r1, "b", N - 1, &p), NPK_OK);
-  tu_write_file(P(t.dir, "foreign"), old, oldn);
-  CHECK_EQ(rename(P(t.dir, "foreign"), P(t.dir, TU_CATALOG)), 0);
+  CHECK_EQ(tu_catalog_replace(t.dir, old, oldn), 0);
   for (int nth = 1; nth <= 400 && rc != NPK_OK; nth++) {
     nanosleep(&nap, NULL);
     npk_test_fault("oom", nth, ENOMEM);
@@ -2284,8 +2288,7 @@ static void test_in_place_foreign_catalog(void) {
   e[3] = tu_seg_entry();
   tu_cat_build(&cat, e, 4, NULL);
   CHECK_EQ(cat.n, (size_t)a.st_size);
-  tu_write_buf(P(t.dir, "foreign"), &cat);
-  CHECK_EQ(rename(P(t.dir, "foreign"), P(t.dir, TU_CATALOG)), 0);
+  CHECK_EQ(tu_catalog_replace(t.dir, cat.p, cat.n), 0);
   CHECK_EQ(npk_commit(s), NPK_OK);
   CHECK_EQ(stat(P(t.dir, TU_CATALOG), &b), 0);
   CHECK(a.st_ino != b.st_ino);
@@ -2310,10 +2313,8 @@ static void test_replace_without_room_to_map(void) {
     NpkSession *s = NULL;
     NpkArrayInfo in;
     const void *row;
-    uint64_t sh[1] = {N}, rows[2] = {7, N - 1}, pages = 0;
+    uint64_t sh[1] = {N}, rows[2] = {7, N - 1};
     int32_t *v = calloc(N, sizeof *v), nv[2] = {5, 6};
-    struct rlimit rl;
-    FILE *f;
     alarm(60);
     if (!v) _exit(10);
     if (npk_store_open(t.dir, NPK_OPEN_CREATE, &st, NULL) != NPK_OK) _exit(11);
@@ -2322,12 +2323,7 @@ static void test_replace_without_room_to_map(void) {
     free(v);
     /* Room for what is mapped now, one mapping of the file (48 MB, mapped
     ** with a quarter more) and 40 MB to spare: not for a second one. */
-    f = fopen("/proc/self/statm", "r");
-    if (!f || fscanf(f, "%" SCNu64, &pages) != 1) _exit(14);
-    fclose(f);
-    rl.rlim_cur = rl.rlim_max =
-        pages * (uint64_t)sysconf(_SC_PAGESIZE) + (100u << 20);
-    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(15);
+    if (!cap_address_space(100u << 20)) _exit(14);
     if (npk_replace_rows(s, "big", rows, 2, nv) != NPK_OK) _exit(16);
     if (npk_read_begin(s) != NPK_OK) _exit(17);
     if (npk_array_info(s, "big", &in) != NPK_OK || in.rows != N) _exit(18);

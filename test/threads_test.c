@@ -499,8 +499,7 @@ static void test_read_one_catalog(void) {
   state = npk_read_state(r1);
   /* The catalog of two arrays put back, as a program ignoring the lock
   ** would write it: a new file, the commit count unchanged. */
-  tu_write_file(P(t.dir, "foreign"), old, oldn);
-  CHECK_EQ(rename(P(t.dir, "foreign"), P(t.dir, TU_CATALOG)), 0);
+  CHECK_EQ(tu_catalog_replace(t.dir, old, oldn), 0);
   nanosleep(&nap, NULL);
   CHECK_EQ(npk_read_begin(r2), NPK_OK);
   CHECK_EQ(npk_array_count(r2, &n), NPK_OK);
@@ -584,8 +583,7 @@ static void test_foreign_reloads(void) {
   for (int k = 0; k < 3; k++)
     CHECK_EQ(pthread_create(&th[k], NULL, reload_reader, &r), 0);
   for (int k = 0; k < 40; k++) {
-    tu_write_file(P(t.dir, "foreign"), cat, catn);
-    CHECK_EQ(rename(P(t.dir, "foreign"), P(t.dir, TU_CATALOG)), 0);
+    CHECK_EQ(tu_catalog_replace(t.dir, cat, catn), 0);
     nanosleep(&nap, NULL);
   }
   __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
