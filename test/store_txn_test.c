@@ -2861,6 +2861,80 @@ static int journal_cut_idle(const char *dir) {
   return ok;
 }
 
+/* A journal shorter than the idle one before it is written over it and
+** the file keeps its length (no ftruncate, so fdatasync has no length to
+** commit); the header says where the records end.  A commit that dies
+** after changing the data file, with an earlier commit's longer records
+** behind its own, is played back from its own records: the rows come back
+** and the store reads as before. */
+static void test_journal_keeps_length(void) {
+  enum { N = 10000, K = 1000 };
+  Tmp t;
+  NpkStore *st;
+  struct stat j0, j1;
+  static int32_t v[N], w[K], one = -5;
+  static uint64_t rows[K];
+  uint64_t sh[1] = {N}, r7 = 7;
+  size_t n = 0;
+  int status = 0;
+  unsigned char *data;
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  for (int i = 0; i < N; i++) v[i] = i;
+  for (int i = 0; i < K; i++) {
+    rows[i] = (uint64_t)i * 2;
+    w[i] = -i;
+  }
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "a", rows, K, w), NPK_OK);
+  for (int i = 0; i < K; i++) v[i * 2] = -i;
+  CHECK_EQ(stat(P(t.dir, TU_JOURNAL), &j0), 0);
+  CHECK(j0.st_size > K * 8);
+  CHECK_EQ(npk_replace_rows(s, "a", &r7, 1, &one), NPK_OK);
+  v[7] = one;
+  CHECK_EQ(stat(P(t.dir, TU_JOURNAL), &j1), 0);
+  CHECK_EQ(j1.st_ino, j0.st_ino);
+  CHECK_EQ(j1.st_size, j0.st_size);
+  CHECK(!tu_journal_hot(t.dir));
+  tu_close(st, s);
+  /* A child replaces row 9 and dies once the data file is changed. */
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int32_t x = 12345;
+    uint64_t r9 = 9;
+    NpkStore *cst = NULL;
+    NpkSession *cs = NULL;
+    alarm(20);
+    if (npk_store_open(t.dir, 0, &cst, NULL) != NPK_OK) _exit(10);
+    if (npk_session_open(cst, &cs) != NPK_OK) _exit(11);
+    npk_test_crash_at(5);
+    _exit(npk_replace_rows(cs, "a", &r9, 1, &x) == NPK_OK ? 0 : 12);
+  }
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  CHECK(tu_journal_hot(t.dir));
+  CHECK_EQ(stat(P(t.dir, TU_JOURNAL), &j1), 0);
+  CHECK_EQ(j1.st_size, j0.st_size);
+  data = tu_read_file(P(t.dir, "data_a.npkd"), &n);
+  CHECK(data && n == sizeof v);
+  if (data && n == sizeof v) {
+    int32_t x;
+    memcpy(&x, data + 9 * 4, 4);
+    CHECK_EQ(x, 12345);
+  }
+  free(data);
+  /* The next write plays the hot journal back: row 9 is 9 again. */
+  s = tu_open(t.dir, 0, &st);
+  CHECK_EQ(npk_replace_rows(s, "a", &r7, 1, &one), NPK_OK);
+  CHECK(!tu_journal_hot(t.dir));
+  data = tu_read_file(P(t.dir, "data_a.npkd"), &n);
+  CHECK(data && n == sizeof v && memcmp(data, v, sizeof v) == 0);
+  free(data);
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
 /* A journal over 1 MB is made idle, synced, at the commit point, then cut
 ** back to its header: one large commit leaves no large file behind, and
 ** no block of it that is freed holds a journal's magic.  The commit syncs
@@ -4427,6 +4501,7 @@ int main(void) {
   RUN(test_added_seen_elsewhere);
   RUN(test_rewritten_seen_elsewhere);
   RUN(test_sweep_when_needed);
+  RUN(test_journal_keeps_length);
   RUN(test_large_journal_cut);
   RUN(test_journal_blocks_never_freed_hot);
   RUN(test_spare_linked_later);
