@@ -30,6 +30,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
   char *path = NULL, *bmname = NULL;
   unsigned char *bytes = NULL;
   size_t nbytes;
+  struct stat sb;
   NpkSegEntry *ents = NULL;
   int nent = 0, rc = NPK_OK;
   uint64_t need = a->row_bytes * a->shape[0];
@@ -55,7 +56,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     }
   } else {
     uint64_t rows = 0;
-    rc = npk_io_read_file(st, a->data_file, &bytes, &nbytes, e);
+    rc = npk_io_read_file(st, a->data_file, &bytes, &nbytes, NULL, e);
     if (rc == NPK_NOFILE) rc = npk_err(e, NPK_CORRUPT, "%s is missing", path);
     if (rc) goto done;
     rc = npk_seg_parse((const char *)bytes, nbytes, &ents, &nent, path, e);
@@ -117,7 +118,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     rc = npk_err(e, NPK_NOMEM, "out of memory");
     goto done;
   }
-  rc = npk_io_read_file(st, bmname, &bytes, &nbytes, e);
+  rc = npk_io_read_file(st, bmname, &bytes, &nbytes, &sb, e);
   if (rc == NPK_NOFILE) {
     rc = NPK_OK;
     goto done;
@@ -126,10 +127,13 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
   rc = npk_bm_parse(bytes, nbytes, a->shape[0], &a->bm, path, e);
   if (rc) goto done;
   a->has_bm_file = 1;
+  /* A bitmap the parser takes is its encoding byte for byte. */
+  if (a->bm->nbits == a->shape[0] || !a->row_bytes)
+    npk_file_id_set(&a->bm_id, &sb);
   /* Rows past the bitmap's own count are deleted: make that explicit,
   ** where the data file bounds the cost.  A zero-width array keeps the
   ** short bitmap (its rows are bounded by nothing but 2^63-1). */
-  if (a->row_bytes && npk_bm_extend(a->bm, a->shape[0], 0))
+  else if (npk_bm_extend(a->bm, a->shape[0], 0))
     rc = npk_err(e, NPK_NOMEM, "out of memory");
 done:
   npk_seg_free(ents, nent);
@@ -143,6 +147,7 @@ done:
 static void unload(NpkStore *st, NpkArray *a) {
   npk_array_drop_storage(st, a);
   a->has_bm_file = 0;
+  a->bm_id.known = 0;
 }
 
 int npk_array_ready(NpkSession *s, NpkArray *a) {
@@ -179,7 +184,7 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
       goto done;
     }
     npk_free(bytes);
-    rc = npk_io_read_file(st, NPK_CATALOG, &bytes, &n, e);
+    rc = npk_io_read_file(st, NPK_CATALOG, &bytes, &n, NULL, e);
     if (rc == NPK_OK && fstat(fd, &a) == 0 &&
         npk_io_lstat(st, NPK_CATALOG, &b, &ignored) == NPK_OK &&
         a.st_ino == b.st_ino && a.st_dev == b.st_dev)

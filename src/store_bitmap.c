@@ -105,6 +105,45 @@ int npk_bm_encode(const NpkBitmap *b, NpkBuf *out) {
   return out->oom ? NPK_NOMEM : NPK_OK;
 }
 
+uint64_t npk_bm_encoded_size(const NpkBitmap *b) {
+  return 16 + WORDS(b->nbits) * 8;
+}
+
+/* The 8-byte unit of B's encoding at byte AT: the row count, the deleted
+** count, then the words. */
+static uint64_t unit(const NpkBitmap *b, uint64_t at) {
+  if (at == 0) return b->nbits;
+  if (at == 8) return b->nbits - b->nlive;
+  return b->w[(at - 16) / 8];
+}
+
+void npk_bm_encode_range(const NpkBitmap *b, uint64_t lo, uint64_t n,
+                         NpkBuf *out) {
+  for (uint64_t at = lo; at < lo + n; at += 8) npk_buf_u64(out, unit(b, at));
+}
+
+uint64_t npk_bm_next_diff(const NpkBitmap *a, const NpkBitmap *b, uint64_t at) {
+  uint64_t na = npk_bm_encoded_size(a), nb = npk_bm_encoded_size(b);
+  uint64_t both = na < nb ? na : nb;
+  for (; at < 16 && at < both; at += 8)
+    if (unit(a, at) != unit(b, at)) return at;
+  if (at < both) {
+    /* The words, compared in runs: memcmp is several times faster than a
+    ** loop of words over a bitmap of millions of rows. */
+    uint64_t wa = (at - 16) / 8, end = (both - 16) / 8;
+    while (wa < end) {
+      uint64_t k = end - wa < 64 ? end - wa : 64;
+      if (memcmp(a->w + wa, b->w + wa, k * 8) != 0) {
+        while (a->w[wa] == b->w[wa]) wa++;
+        return 16 + wa * 8;
+      }
+      wa += k;
+    }
+    at = both;
+  }
+  return at < (na > nb ? na : nb) ? at : UINT64_MAX;
+}
+
 int npk_bm_get(const NpkBitmap *b, uint64_t row) {
   return row < b->nbits && (b->w[row / 64] >> (row % 64) & 1);
 }

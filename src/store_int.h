@@ -38,6 +38,19 @@ struct NpkBuf {
   int oom;          /* an append failed for lack of memory */
 };
 
+/* Which file a name held when it was last read or written, to tell later
+** that it is still that file, unchanged: inode, length and time. */
+typedef struct NpkFileId NpkFileId;
+struct NpkFileId {
+  int known; /* 0: nothing known, nothing matches */
+  dev_t dev; /* device and inode */
+  ino_t ino;
+  off_t size;           /* length */
+  struct timespec mtim; /* time of the last change */
+};
+void npk_file_id_set(NpkFileId *id, const struct stat *sb);
+int npk_file_id_is(const NpkFileId *id, const struct stat *sb);
+
 /* One open data file and its read-only mapping.  Shared by refcount between
 ** the committed and pending versions of an array. */
 struct NpkFile {
@@ -158,6 +171,9 @@ struct NpkArray {
   NpkSeg *seg;                  /* storage */
   NpkBitmap *bm;                /* NULL when every row is live */
   int has_bm_file;              /* deleted_<name>.npkb exists (committed) */
+  NpkFileId bm_id;              /* that file, when its bytes are exactly
+                                ** bm's encoding (a commit may then patch
+                                ** the bytes that change in place) */
   int loaded;                   /* seg and bm are set up: an array read from
                                 ** the catalog has its files opened and
                                 ** checked when first used (npk_array_ready),
@@ -471,8 +487,9 @@ void npk_alloc_fault_hook(int (*fn)(void));
 int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e);
 int npk_io_lstat(NpkStore *st, const char *rel, struct stat *sb, NpkErr *e);
 int npk_io_exists(NpkStore *st, const char *rel);
+/* The whole of REL, and *SB (when not NULL) the file read. */
 int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
-                     size_t *pn, NpkErr *e);
+                     size_t *pn, struct stat *sb, NpkErr *e);
 int npk_io_write_new(NpkStore *st, const char *rel, const void *p, size_t n,
                      NpkErr *e);
 int npk_io_replace_file(NpkStore *st, const char *rel, const void *p, size_t n,
@@ -633,6 +650,15 @@ void npk_bm_free(NpkBitmap *b);
 int npk_bm_parse(const unsigned char *p, size_t n, uint64_t rows,
                  NpkBitmap **pb, const char *path, NpkErr *e);
 int npk_bm_encode(const NpkBitmap *b, NpkBuf *out);
+/* Bytes of B's encoding (npk_bm_encode), its length. */
+uint64_t npk_bm_encoded_size(const NpkBitmap *b);
+/* Bytes [LO, LO+N) of B's encoding appended to OUT (LO, N multiples of 8,
+** within npk_bm_encoded_size). */
+void npk_bm_encode_range(const NpkBitmap *b, uint64_t lo, uint64_t n,
+                         NpkBuf *out);
+/* The first 8-byte unit at or after byte AT where the encodings of A and
+** B differ (up to the longer's end), or UINT64_MAX when they are equal. */
+uint64_t npk_bm_next_diff(const NpkBitmap *a, const NpkBitmap *b, uint64_t at);
 int npk_bm_get(const NpkBitmap *b, uint64_t row);
 void npk_bm_set(NpkBitmap *b, uint64_t row, int live);
 int npk_bm_extend(NpkBitmap *b, uint64_t nbits, int live);

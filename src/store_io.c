@@ -735,6 +735,20 @@ int npk_io_lstat(NpkStore *st, const char *rel, struct stat *sb, NpkErr *e) {
   return rc;
 }
 
+void npk_file_id_set(NpkFileId *id, const struct stat *sb) {
+  id->known = 1;
+  id->dev = sb->st_dev;
+  id->ino = sb->st_ino;
+  id->size = sb->st_size;
+  id->mtim = sb->st_mtim;
+}
+
+int npk_file_id_is(const NpkFileId *id, const struct stat *sb) {
+  return id->known && id->dev == sb->st_dev && id->ino == sb->st_ino &&
+         id->size == sb->st_size && id->mtim.tv_sec == sb->st_mtim.tv_sec &&
+         id->mtim.tv_nsec == sb->st_mtim.tv_nsec;
+}
+
 int npk_io_exists(NpkStore *st, const char *rel) {
   struct stat sb;
   NpkErr e;
@@ -884,7 +898,7 @@ DIR *npk_io_opendir(NpkStore *st, const char *rel) {
 }
 
 int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
-                     size_t *pn, NpkErr *e) {
+                     size_t *pn, struct stat *psb, NpkErr *e) {
   struct stat sb;
   unsigned char *p = NULL;
   size_t got;
@@ -911,6 +925,7 @@ int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
   *pp = p;
   *pn = got;
   p = NULL;
+  if (psb) *psb = sb;
 done:
   npk_free(p);
   close(fd);

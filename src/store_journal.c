@@ -713,8 +713,8 @@ static int journaled(int type, const char *rel) {
                strcmp(rel + n - 5, ".npkb") == 0 && !strchr(rel, '/');
   int data = npk_reserved_name(rel) == NULL;
   switch (type) {
-    case 'T': return data || cat;
-    case 'R': return data || cat;
+    case 'T': return data || bitmap || cat;
+    case 'R': return data || bitmap || cat;
     case 'L': return data || bitmap || cat;
     case 'C': return bitmap || cat;
     case 'X': return strncmp(rel, "npktmp-", 7) == 0 && !strchr(rel, '/');

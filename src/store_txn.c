@@ -12,7 +12,7 @@
 **
 ** Commit, under EXCLUSIVE (steps numbered for npk_test_crash_at):
 **   1 hard-link every file about to be replaced or removed (data files,
-**     bitmaps, the catalog unless it is patched in place) to
+**     bitmaps and the catalog unless they are patched in place) to
 **     "<f>-npkbak": undoing the commit is then a rename, which needs no
 **     disk space (store_journal.c)
 **   2 write the journal (how to undo every file change) into the
@@ -25,21 +25,25 @@
 **   3 write overlay rows in place (through a writable mapping), set exact
 **     lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
-**   5 replace bitmaps (temp file, sync, rename); the catalog: when rows
+**   5 bitmaps: those this store object read or wrote last, patched in
+**     place when at most 64 KB of them change (the bytes that change and
+**     their old length journaled in step 2, synced), else replaced (temp
+**     file, sync, rename); the catalog: when rows
 **     of arrays changed or arrays were added after the others (none
 **     dropped or moved) it is patched in place -- the bytes that change,
 **     journaled in step 2, the new arrays' entries appended, its old
 **     length journaled, a later modification time, synced -- else
 **     replaced (temp file, sync, rename); sync the dir if a name changed
 **   6 zero the journal's magic and sync it (10): the commit point; a
-**     journal over 1 MB is removed instead and the dir synced
+**     journal over 1 MB is then cut back to its header
 **   7 remove the backups
 ** A crash before step 6 leaves a hot journal that the next write
 ** transaction plays back; readers meanwhile fail with NPK_BUSY.  A commit
 ** that changes rows of one array at synchronous=FULL syncs four times:
 ** the journal, the data file, the catalog, the journal made idle; no
 ** directory.  One that saves a new array syncs five: the directory too,
-** for the new data file's name.
+** for the new data file's name.  One that deletes rows of an array with
+** deleted rows syncs four: its bitmap in place of the data file.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -188,19 +192,34 @@ static int undo_apply(NpkSession *s, NpkUndo *u) {
 
 /* ---- begin, savepoints, rollback ------------------------------------- */
 
+/* A run of bytes a commit rewrites in place (of the catalog or a
+** bitmap). */
+typedef struct CatRun CatRun;
+struct CatRun {
+  size_t lo, len; /* bytes [lo, lo + len) */
+};
+
 typedef struct Change Change;
 /* What a commit does to one array name. */
 struct Change {
-  NpkArray *c;      /* committed version, or NULL (new array) */
-  NpkArray *p;      /* pending version, or NULL (dropped) */
-  int pos;          /* P's position in the pending catalog */
-  int drop_c_files; /* remove C's data files that P does not use */
-  int bm_write;     /* replace or remove the bitmap */
-  int bm_had;       /* a file was at bm_rel when the commit planned */
-  int data_had;     /* for a new P's data file: a file was at its name
+  NpkArray *c;       /* committed version, or NULL (new array) */
+  NpkArray *p;       /* pending version, or NULL (dropped) */
+  int pos;           /* P's position in the pending catalog */
+  int drop_c_files;  /* remove C's data files that P does not use */
+  int bm_write;      /* replace or remove the bitmap */
+  int bm_had;        /* a file was at bm_rel when the commit planned */
+  int data_had;      /* for a new P's data file: a file was at its name
                     ** when the journal was built (it is backed up) */
-  char *bm_rel;     /* "deleted_<name>.npkb" */
-  NpkBuf bm_img;    /* the bitmap to write, encoded */
+  char *bm_rel;      /* "deleted_<name>.npkb" */
+  struct stat bm_sb; /* the file there when the commit planned */
+  NpkBuf bm_img;     /* the bitmap to write, encoded; patched in place:
+                    ** the new bytes of BM_RUNS, one after the other */
+  int bm_inplace;    /* the bitmap is patched in place (bitmap_plan) */
+  CatRun *bm_runs;   /* the runs of bytes that change, in order */
+  int bm_nrun;       /* entries in bm_runs */
+  uint64_t bm_oldn;  /* the file's length before */
+  NpkBuf bm_old;     /* the old bytes of the runs within bm_oldn */
+  NpkFileId bm_new;  /* the file written, for the committed array */
 };
 
 /* Bytes reserved for a commit besides twice its journal (npk_commit). */
@@ -592,7 +611,7 @@ static int each_backed_up(NpkSession *s, const Change *ch, int n, int cat,
     rc = each_removed(s, &ch[i], fn, arg);
     if (rc == NPK_OK && ch[i].p && ch[i].p->fresh && ch[i].data_had)
       rc = fn(s, ch[i].p->data_file, arg);
-    if (rc == NPK_OK && ch[i].bm_write && ch[i].bm_had)
+    if (rc == NPK_OK && ch[i].bm_write && ch[i].bm_had && !ch[i].bm_inplace)
       rc = fn(s, ch[i].bm_rel, arg);
   }
   if (rc == NPK_OK && cat) rc = fn(s, NPK_CATALOG, arg);
@@ -693,7 +712,11 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
     }
     sprintf(x->bm_rel, "deleted_%s.npkb", name);
-    x->bm_had = npk_io_exists(s->store, x->bm_rel);
+    {
+      NpkErr ignored;
+      x->bm_had =
+          npk_io_lstat(s->store, x->bm_rel, &x->bm_sb, &ignored) == NPK_OK;
+    }
     x->bm_write =
         x->p ? (x->p->bm_dirty || (x->p->bm != NULL) != x->bm_had) : x->bm_had;
   }
@@ -701,12 +724,6 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
   *pn = n;
   return NPK_OK;
 }
-
-/* A run of catalog bytes a commit rewrites in place. */
-typedef struct CatRun CatRun;
-struct CatRun {
-  size_t lo, len; /* bytes [lo, lo + len) */
-};
 
 /* The new catalog's encoding, kept for the next commit to patch. */
 typedef struct CatImage CatImage;
@@ -1016,6 +1033,61 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
   return rc;
 }
 
+/* The most bytes of a bitmap a commit rewrites in place, journaled with
+** their old bytes: a change of more (a large DELETE) replaces the file
+** whole, which writes it once. */
+#define BM_PATCH_MAX (64u << 10)
+
+/* Plan to patch X's bitmap in place: only the bytes that change between
+** the committed bitmap's encoding and the pending one's are written
+** (X->bm_inplace, bm_runs, bm_img, bm_old).  That needs the file at the
+** name to be, byte for byte, the committed bitmap's encoding (its bm_id:
+** read or written by this store object and untouched since, one name).
+** Else it is replaced whole: a new file renamed over it, which takes a
+** backup link and two more directory syncs. */
+static int bitmap_plan(NpkSession *s, Change *x) {
+  NpkArray *c = x->c, *p = x->p;
+  uint64_t at, end, total = 0, newn;
+  if (!x->bm_write || !c || !p || p->fresh || !c->bm || !p->bm || !x->bm_had ||
+      !S_ISREG(x->bm_sb.st_mode) || x->bm_sb.st_nlink != 1 ||
+      !npk_file_id_is(&c->bm_id, &x->bm_sb))
+    return NPK_OK;
+  x->bm_oldn = npk_bm_encoded_size(c->bm);
+  newn = npk_bm_encoded_size(p->bm);
+  if (newn < x->bm_oldn) return NPK_OK;
+  for (at = npk_bm_next_diff(c->bm, p->bm, 0); at != UINT64_MAX;
+       at = npk_bm_next_diff(c->bm, p->bm, at + 8)) {
+    CatRun *r = x->bm_nrun ? &x->bm_runs[x->bm_nrun - 1] : NULL;
+    if (r && at <= r->lo + r->len + CAT_RUN_GAP) {
+      total += at + 8 - (r->lo + r->len);
+      r->len = at + 8 - r->lo;
+    } else {
+      if ((x->bm_nrun & (x->bm_nrun - 1)) == 0) {
+        CatRun *q = npk_realloc(
+            x->bm_runs, (size_t)(x->bm_nrun ? 2 * x->bm_nrun : 1) * sizeof *q);
+        if (!q) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+        x->bm_runs = q;
+      }
+      x->bm_runs[x->bm_nrun++] = (CatRun){(size_t)at, 8};
+      total += 8;
+    }
+    if (total > BM_PATCH_MAX) {
+      x->bm_nrun = 0;
+      return NPK_OK;
+    }
+  }
+  for (int i = 0; i < x->bm_nrun; i++) {
+    CatRun *r = &x->bm_runs[i];
+    npk_bm_encode_range(p->bm, r->lo, r->len, &x->bm_img);
+    end = r->lo + r->len < x->bm_oldn ? r->lo + r->len : x->bm_oldn;
+    if (end > r->lo) npk_bm_encode_range(c->bm, r->lo, end - r->lo, &x->bm_old);
+  }
+  if (x->bm_img.oom || x->bm_old.oom)
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  x->bm_inplace = x->bm_nrun > 0;
+  return NPK_OK;
+}
+
 /* Journal: everything needed to put the files back as they are now.  The
 ** replaced rows' original bytes go into JR too when they fit one piece;
 ** else *PMORE is set and npk_journal_write takes them in pieces. */
@@ -1040,6 +1112,20 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
   ** the same. */
   if (ci->inplace && (ci->tail || (ci->suffix && ci->img.n != st->img.n)))
     npk_jr_trunc(jr, NPK_CATALOG, st->img.n);
+  /* Bitmaps patched in place: records that release refuses too. */
+  for (int i = 0; i < n; i++) {
+    const Change *x = &ch[i];
+    size_t old = 0;
+    if (!x->bm_inplace) continue;
+    if (npk_bm_encoded_size(x->p->bm) > x->bm_oldn)
+      npk_jr_trunc(jr, x->bm_rel, x->bm_oldn);
+    for (int k = 0; k < x->bm_nrun; k++) {
+      size_t lo, len;
+      if (!run_within(&x->bm_runs[k], (size_t)x->bm_oldn, &lo, &len)) continue;
+      npk_jr_region(jr, x->bm_rel, lo, x->bm_old.p + old, len);
+      old += len;
+    }
+  }
   for (int i = 0; i < t->ngrown; i++)
     npk_jr_trunc(jr, t->grown[i]->rel, t->grown[i]->orig_size);
   for (int i = 0; i < n; i++) {
@@ -1060,7 +1146,8 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
       npk_jr_link(jr, p->data_file, ch[i].data_had);
     }
     each_removed(s, &ch[i], jr_link_removed, jr);
-    if (ch[i].bm_write) npk_jr_link(jr, ch[i].bm_rel, ch[i].bm_had);
+    if (ch[i].bm_write && !ch[i].bm_inplace)
+      npk_jr_link(jr, ch[i].bm_rel, ch[i].bm_had);
   }
   if (ci->inplace) {
     /* The store's image is the file's bytes (catalog_plan); a suffix run
@@ -1366,11 +1453,39 @@ static int write_catalog_inplace(NpkSession *s, CatImage *ci, int *pwhole) {
 static int encode_catalog_files(NpkSession *s, Change *ch, int n, CatImage *ci,
                                 const unsigned char **pp, size_t *pn) {
   for (int i = 0; i < n; i++) {
-    if (!ch[i].bm_write || !ch[i].p || !ch[i].p->bm) continue;
+    if (!ch[i].bm_write || !ch[i].p || !ch[i].p->bm || ch[i].bm_inplace)
+      continue;
     if (npk_bm_encode(ch[i].p->bm, &ch[i].bm_img))
       return npk_err(&s->err, NPK_NOMEM, "out of memory");
   }
   return encode_catalog(s, ci, pp, pn);
+}
+
+/* Write X's bitmap in place (bitmap_plan): the runs that change, synced;
+** X->bm_new receives the file written. */
+static int patch_bitmap(NpkSession *s, Change *x) {
+  NpkStore *st = s->store;
+  struct stat sb;
+  size_t at = 0;
+  char *path = npk_path(st->dir, x->bm_rel);
+  int fd = -1, rc;
+  if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  rc = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &s->err);
+  /* The file the journal's records are for, still of one name. */
+  if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_dev != x->bm_sb.st_dev ||
+                       sb.st_ino != x->bm_sb.st_ino || sb.st_nlink != 1))
+    rc = npk_err(&s->err, NPK_BUSY,
+                 "%s was replaced by another program during the commit", path);
+  for (int k = 0; k < x->bm_nrun && rc == NPK_OK; k++) {
+    rc = npk_io_pwrite(st, fd, x->bm_img.p + at, x->bm_runs[k].len,
+                       x->bm_runs[k].lo, path, &s->err);
+    at += x->bm_runs[k].len;
+  }
+  if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, &s->err);
+  if (rc == NPK_OK && fstat(fd, &sb) == 0) npk_file_id_set(&x->bm_new, &sb);
+  if (fd >= 0) close(fd);
+  npk_free(path);
+  return rc;
 }
 
 /* Step 5: bitmaps and catalog (IMG, NIMG), as encode_catalog_files made
@@ -1381,13 +1496,23 @@ static int write_catalog(NpkSession *s, Change *ch, int n, CatImage *ci,
   NpkStore *st = s->store;
   int rc = NPK_OK, names = !ci->inplace;
   for (int i = 0; i < n && rc == NPK_OK; i++) {
-    names |=
-        ch[i].bm_write || ch[i].drop_c_files || (ch[i].p && ch[i].p->fresh);
-    if (!ch[i].bm_write) continue;
-    if (ch[i].p && ch[i].p->bm)
-      rc = npk_io_replace_file(st, ch[i].bm_rel, ch[i].bm_img.p, ch[i].bm_img.n,
-                               &s->err);
-    else rc = npk_io_unlink(st, ch[i].bm_rel, &s->err);
+    Change *x = &ch[i];
+    struct stat sb;
+    NpkErr ignored;
+    names |= (x->bm_write && !x->bm_inplace) || x->drop_c_files ||
+             (x->p && x->p->fresh);
+    if (!x->bm_write) continue;
+    if (x->bm_inplace) {
+      rc = patch_bitmap(s, x);
+    } else if (x->p && x->p->bm) {
+      rc =
+          npk_io_replace_file(st, x->bm_rel, x->bm_img.p, x->bm_img.n, &s->err);
+      /* Known, the next commit can patch it in place. */
+      if (rc == NPK_OK && npk_io_lstat(st, x->bm_rel, &sb, &ignored) == NPK_OK)
+        npk_file_id_set(&x->bm_new, &sb);
+    } else {
+      rc = npk_io_unlink(st, x->bm_rel, &s->err);
+    }
   }
   if (rc == NPK_OK && ci->inplace) {
     int whole;
@@ -1422,6 +1547,7 @@ static void adopt(NpkSession *s, Change *ch, int n, CatImage *ci) {
     p->ov = NULL;
     p->bm_dirty = 0;
     p->has_bm_file = p->bm != NULL;
+    if (ch[i].bm_write) p->bm_id = ch[i].bm_new;
     if (p->nseg == 1)
       npk_file_set_size(p->seg[0].file, p->shape[0] * p->row_bytes);
   }
@@ -1503,6 +1629,7 @@ int npk_commit(NpkSession *s) {
   for (int i = 0; i < n; i++)
     if (ch[i].p && ch[i].p->pending) ch[i].p->mtime = now;
   rc = catalog_plan(s, ch, n, fast, &ci);
+  for (int i = 0; i < n && rc == NPK_OK; i++) rc = bitmap_plan(s, &ch[i]);
   if (rc) goto fail_open;
 
   /* Everything the commit allocates much of is made before the first file
@@ -1610,6 +1737,8 @@ done:
   for (int i = 0; i < n; i++) {
     npk_free(ch[i].bm_rel);
     npk_buf_free(&ch[i].bm_img);
+    npk_free(ch[i].bm_runs);
+    npk_buf_free(&ch[i].bm_old);
   }
   npk_free(ch);
   npk_buf_free(&jr);

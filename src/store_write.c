@@ -245,6 +245,7 @@ static int pend(NpkSession *s, int i, NpkArray **pa) {
   a->nseg = 1;
   if (c->bm && !(a->bm = npk_bm_copy(c->bm))) goto oom;
   a->has_bm_file = c->has_bm_file;
+  a->bm_id = c->bm_id;
   a->pending = 1;
   a->base_rows = c->shape[0];
   rc = put_array(s, i, a);

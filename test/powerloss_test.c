@@ -1334,6 +1334,7 @@ static const char *const scenarios[][2] = {
   ** of the catalog is still the first commit's, whose removal was lost. */
   {"stale_backup", "app:a:1 app:a:1"},
   {"sequence_bitmaps", "del:b:0 del:b:2 save:b:3 del:b:1 cmp:b"},
+  {"bitmap_patched", "del:b:0 + app:b:70 del:b:2 . del:b:70"},
   {"sequence_reset", "new:d:2 reset new:a:3 app:a:1"},
   {"sequence_empty_txn", "+ S app:a:1 R E . clone:b:e"},
   {"seg_save_over", "save:s:3"},

@@ -529,7 +529,7 @@ static void test_journal_names(void) {
     {'X', TU_LOCK}, {'L', TU_LOCK}, {'X', TU_JOURNAL}, {'L', TU_JOURNAL},
     {'T', TU_LOCK}, {'R', TU_LOCK}, {'C', TU_LOCK}, {'T', TU_JOURNAL},
     {'L', "data_a.npkd-npkbak"}, {'X', "data_a.npkd"}, {'C', "data_a.npkd"},
-    {'T', "deleted_a.npkb"}, {'R', "deleted_a.npkb"}, {'X', "metadata.npkm-tmp"},
+    {'X', "deleted_a.npkb"}, {'X', "metadata.npkm-tmp"},
     {'L', "npktmp-1-1"}, {'X', "sub/npktmp-1-1"}, {'L', TU_SPARE},
     {'X', TU_SPARE}, {'R', TU_SPARE}, {'T', TU_SPARE}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -595,6 +595,48 @@ static void test_journal_cuts_catalog(void) {
     CHECK_EQ(stat(P(x.t.dir, TU_CATALOG), &sb), 0);
     CHECK_EQ((uint64_t)sb.st_size, cases[i].len);
     expect_refused(&x, "a", cases[i].frag, __LINE__);
+    npk_buf_free(&r);
+    trust_done(&x);
+  }
+}
+
+/* A commit that deletes rows patches the bitmap in place, journaling its
+** old length and bytes: a crafted journal may cut a bitmap or write over
+** it.  Played back, the bitmap is damaged content (NPK_CORRUPT naming it,
+** read-write and read-only), and a bitmap with a second name (which may
+** lie outside the store) is not written at all. */
+static void test_journal_patches_bitmap(void) {
+  static const uint64_t row1 = 1;
+  char target[1400];
+  for (int i = 0; i < 3; i++) {
+    NpkBuf r = {0};
+    NpkStore *st;
+    NpkSession *s;
+    Trust x;
+    trust_init(&x);
+    s = tu_open(x.t.dir, 0, &st);
+    CHECK(s && npk_delete_rows(s, "a", &row1, 1) == NPK_OK);
+    tu_close(st, s);
+    if (i == 0) npk_jr_trunc(&r, "deleted_a.npkb", 5);
+    else npk_jr_region(&r, "deleted_a.npkb", 8, "HACKED", 6);
+    if (i == 2) {
+      /* The bitmap is also outside/victim. */
+      CHECK_EQ(unlink(P(x.t.dir, "deleted_a.npkb")), 0);
+      snprintf(target, sizeof target, "%s/victim", x.out);
+      CHECK_EQ(link(target, P(x.t.dir, "deleted_a.npkb")), 0);
+      x.hot = 1;
+      write_journal(P(x.t.dir, TU_JOURNAL), &r);
+      expect_refused(&x, "a", "deleted_a.npkb in place, and that file has 2 "
+                     "hard links", __LINE__);
+      CHECK(tu_journal_hot(x.t.dir));
+    } else {
+      write_journal(P(x.t.dir, TU_JOURNAL), &r);
+      s = tu_open(x.t.dir, 0, &st);
+      CHECK(s && npk_recover(s) == NPK_OK);
+      tu_close(st, s);
+      CHECK(!tu_journal_hot(x.t.dir));
+      expect_refused(&x, "a", "deleted_a.npkb is damaged", __LINE__);
+    }
     npk_buf_free(&r);
     trust_done(&x);
   }
@@ -944,6 +986,7 @@ int main(void) {
   RUN(test_journal_names);
   RUN(test_journal_own_backup);
   RUN(test_journal_cuts_catalog);
+  RUN(test_journal_patches_bitmap);
   RUN(test_journal_path_too_long);
   RUN(test_hardlink_lock);
   RUN(test_hardlink_fresh);

@@ -2861,6 +2861,177 @@ static int journal_cut_idle(const char *dir) {
   return ok;
 }
 
+/* 1 if DIR's bitmap of "a" is NumPack's encoding of TOTAL rows with the
+** rows of DEL (ascending) deleted. */
+static int bitmap_is(const char *dir, uint64_t total, const uint64_t *del,
+                     int ndel) {
+  size_t n = 0, want = 16 + (size_t)(total + 63) / 64 * 8;
+  unsigned char *f = tu_read_file(P(dir, "deleted_a.npkb"), &n);
+  int ok = f && n == want;
+  for (uint64_t r = 0, k = 0; ok && r < total; r++) {
+    int live = !(k < (uint64_t)ndel && del[k] == r);
+    k += !live;
+    ok = ((f[16 + r / 8] >> (r % 8)) & 1) == live;
+  }
+  if (ok) {
+    uint64_t t, d;
+    memcpy(&t, f, 8);
+    memcpy(&d, f + 8, 8);
+    ok = t == total && d == (uint64_t)ndel;
+  }
+  free(f);
+  return ok;
+}
+
+/* The rows of "a" a fresh store object reads: NLIVE live, and the bitmap
+** the caller checked.  1 if so. */
+static int reopened_live(const char *dir, uint64_t nlive) {
+  NpkStore *st;
+  NpkArrayInfo info;
+  NpkSession *s = tu_open(dir, 0, &st);
+  int ok = s && npk_array_info(s, "a", &info) == NPK_OK &&
+           info.live_rows == nlive;
+  tu_close(st, s);
+  return ok;
+}
+
+/* A DELETE from an array that has a bitmap patches the bitmap in place:
+** its header and the words that change are journaled with their old bytes
+** and written over them, with no backup link, no new file and no directory
+** sync -- four syncs in all (the journal, the bitmap, the catalog, the idle
+** journal), where a replaced bitmap took six.  Rows appended in the same
+** commit lengthen the file in place (the journal keeps its old length).
+** The whole file is replaced instead when this store object did not
+** read or write the file there (another program replaced it), when it has
+** a second name, or when more than 64 KB of it changes.  A commit that dies
+** after the patch is undone to the bytes before. */
+static void test_bitmap_in_place(void) {
+  enum { N = 1000, BIG = 1000000 };
+  Tmp t;
+  NpkStore *st;
+  NpkStats stats;
+  struct stat b0, b1;
+  static int32_t v[N + 100];
+  static int8_t big[BIG];
+  static uint64_t many[10000];
+  uint64_t sh[1] = {N}, sh100[1] = {100}, del[4] = {3, 5, 1001, 0};
+  size_t n0 = 0, n1 = 0;
+  unsigned char *before, *after;
+  int status = 0;
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "a", &del[0], 1), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b0), 0);
+  CHECK_EQ(npk_delete_rows(s, "a", &del[1], 1), NPK_OK);
+  npk_store_stats(st, &stats);
+  CHECK_EQ(stats.last_commit_fsyncs, 4);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b1), 0);
+  CHECK_EQ(b1.st_ino, b0.st_ino);
+  CHECK(!tu_exists(P(t.dir, "deleted_a.npkb-npkbak")));
+  CHECK(!tu_exists(P(t.dir, "deleted_a.npkb-tmp")));
+  CHECK(bitmap_is(t.dir, N, del, 2));
+  CHECK(reopened_live(t.dir, N - 2));
+  /* Rows appended and one of them deleted: the file grows in place. */
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_append(s, "a", NPK_INT32, 1, sh100, v), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "a", &del[2], 1), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b1), 0);
+  CHECK_EQ(b1.st_ino, b0.st_ino);
+  CHECK(bitmap_is(t.dir, N + 100, del, 3));
+  CHECK(reopened_live(t.dir, N + 100 - 3));
+  tu_close(st, s);
+
+  /* A writer that dies once the bitmap is patched, rows appended and one
+  ** deleted: the next writer puts back the bytes and length before. */
+  before = tu_read_file(P(t.dir, "deleted_a.npkb"), &n0);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    NpkStore *cst = NULL;
+    NpkSession *cs = NULL;
+    uint64_t r0 = 0;
+    alarm(20);
+    if (npk_store_open(t.dir, 0, &cst, NULL) != NPK_OK) _exit(10);
+    if (npk_session_open(cst, &cs) != NPK_OK) _exit(11);
+    if (npk_begin(cs) != NPK_OK ||
+        npk_append(cs, "a", NPK_INT32, 1, sh100, v) != NPK_OK ||
+        npk_delete_rows(cs, "a", &r0, 1) != NPK_OK)
+      _exit(12);
+    npk_test_crash_at(6);
+    _exit(npk_commit(cs) == NPK_OK ? 0 : 13);
+  }
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  CHECK(tu_journal_hot(t.dir));
+  after = tu_read_file(P(t.dir, "deleted_a.npkb"), &n1);
+  CHECK(after && before && n1 > n0);
+  free(after);
+  s = tu_open(t.dir, 0, &st);
+  CHECK_EQ(npk_recover(s), NPK_OK);
+  CHECK(!tu_journal_hot(t.dir));
+  after = tu_read_file(P(t.dir, "deleted_a.npkb"), &n1);
+  CHECK(after && before && n1 == n0 && memcmp(after, before, n0) == 0);
+  free(after);
+  free(before);
+
+  /* Replaced by another program (same bytes, a new file) after this store
+  ** object read it: replaced whole. */
+  del[3] = 1002;
+  CHECK_EQ(npk_delete_rows(s, "a", &del[3], 1), NPK_OK);
+  CHECK(bitmap_is(t.dir, N + 100, del, 4));
+  before = tu_read_file(P(t.dir, "deleted_a.npkb"), &n0);
+  CHECK(before && tu_write_file(P(t.dir, "x.tmp"), before, n0) == 0);
+  free(before);
+  CHECK_EQ(rename(P(t.dir, "x.tmp"), P(t.dir, "deleted_a.npkb")), 0);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b0), 0);
+  {
+    uint64_t gone[6] = {3, 5, 1001, 1002, 1003, 1004}, r = 1003;
+    CHECK_EQ(npk_delete_rows(s, "a", &r, 1), NPK_OK);
+    npk_store_stats(st, &stats);
+    CHECK_EQ(stats.last_commit_fsyncs, 6);
+    CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b1), 0);
+    CHECK(b1.st_ino != b0.st_ino);
+    CHECK(bitmap_is(t.dir, N + 100, gone, 5));
+    /* The next commit patches the file that one wrote. */
+    r = 1004;
+    CHECK_EQ(npk_delete_rows(s, "a", &r, 1), NPK_OK);
+    npk_store_stats(st, &stats);
+    CHECK_EQ(stats.last_commit_fsyncs, 4);
+    CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b0), 0);
+    CHECK_EQ(b0.st_ino, b1.st_ino);
+    CHECK(bitmap_is(t.dir, N + 100, gone, 6));
+    /* A second name: never written in place. */
+    CHECK_EQ(link(P(t.dir, "deleted_a.npkb"), P(t.root, "other")), 0);
+    before = tu_read_file(P(t.root, "other"), &n0);
+    r = 1005;
+    CHECK_EQ(npk_delete_rows(s, "a", &r, 1), NPK_OK);
+    after = tu_read_file(P(t.root, "other"), &n1);
+    CHECK(before && after && n0 == n1 && memcmp(before, after, n0) == 0);
+    free(before);
+    free(after);
+    CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b1), 0);
+    CHECK(b1.st_ino != b0.st_ino);
+    CHECK(reopened_live(t.dir, N + 100 - 7));
+  }
+  /* More than 64 KB changes: replaced whole. */
+  sh[0] = BIG;
+  CHECK_EQ(npk_save(s, "big", NPK_INT8, 1, sh, big), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "big", many, 1), NPK_OK);
+  for (int i = 0; i < 10000; i++) many[i] = 64 + (uint64_t)i * 64;
+  CHECK_EQ(stat(P(t.dir, "deleted_big.npkb"), &b0), 0);
+  CHECK_EQ(npk_delete_rows(s, "big", many, 10000), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_big.npkb"), &b1), 0);
+  CHECK(b1.st_ino != b0.st_ino);
+  many[0] = 1;
+  CHECK_EQ(npk_delete_rows(s, "big", many, 1), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_big.npkb"), &b0), 0);
+  CHECK_EQ(b0.st_ino, b1.st_ino);
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
 /* A journal shorter than the idle one before it is written over it and
 ** the file keeps its length (no ftruncate, so fdatasync has no length to
 ** commit); the header says where the records end.  A commit that dies
@@ -4502,6 +4673,7 @@ int main(void) {
   RUN(test_rewritten_seen_elsewhere);
   RUN(test_sweep_when_needed);
   RUN(test_journal_keeps_length);
+  RUN(test_bitmap_in_place);
   RUN(test_large_journal_cut);
   RUN(test_journal_blocks_never_freed_hot);
   RUN(test_spare_linked_later);
