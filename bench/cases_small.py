@@ -44,6 +44,13 @@ reported against the memmap change followed by flush() (msync), with the
 fsyncs of each commit as numpack_io_stats reports them
 (last_commit_fsyncs) and the system calls of one call (strace, as above).
 At the end the store must hold what the memmaps hold.
+
+  drop      SELECT numpack_drop(store, 'd', '[i, ...]'), 100 random live
+            rows of an array that already has deleted rows (its bitmap is
+            patched in place), against DELETE FROM t WHERE rowid IN (100
+            rowids) on a native table of 40-byte BLOB rows in an on-disk
+            database, at both synchronous levels, reported (no target) with
+            the fsyncs per commit and the system calls of one call.
 """
 import io
 import json
@@ -300,6 +307,8 @@ for i in range(int(count)):
     if op == "replace":
         con.execute("SELECT numpack_replace(?, 'w', ?, ?)",
                     (store, val, idx)).fetchone()
+    elif op == "drop":
+        con.execute("SELECT numpack_drop(?, 'd', ?)", (store, idx)).fetchone()
     else:
         con.execute("SELECT numpack_append(?, 'w', ?)", (store, val)).fetchone()
 """ % (WRITE_ROWS, WRITE_ROWS)
@@ -432,6 +441,7 @@ def small_writes(cfg, log):
                                   rows=WRITE_ROWS,
                                   short="%s 100 rows, sync OFF, dirty "
                                   "pages" % op))
+    out += _small_deletes(cfg, log, con, store, n, rng, group)
     # The store holds what the memmaps hold: the replaced rows in mr, the
     # appended ones in ma past the first N.
     got = np.load(io.BytesIO(scalar(con, "SELECT numpack_load(?, 'w')",
@@ -444,6 +454,97 @@ def small_writes(cfg, log):
         raise AssertionError("small writes: the store differs from the "
                              "memmaps")
     con.close()
+    return out
+
+
+def _small_deletes(cfg, log, con, store, n, rng, group):
+    """numpack_drop of WRITE_ROWS random live rows of an array with deleted
+    rows (its bitmap patched in place) against a DELETE of as many rows by
+    rowid from a native table of BLOB rows in an on-disk database, each call
+    its own transaction, at both synchronous levels."""
+    scalar(con, "SELECT numpack_save(?, 'd', ?)",
+           (store, _npy(np.zeros((n, 10), dtype=np.float32))))
+    scalar(con, "SELECT numpack_drop(?, 'd', 0)", (store,))
+    db = cfg.path("smalld.db")
+    if os.path.exists(db):
+        os.remove(db)
+    nat = connect(db, cfg.numpack_so)
+    nat.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, r BLOB)")
+    nat.execute("BEGIN")
+    blob = bytes(40)
+    nat.executemany("INSERT INTO t VALUES (?, ?)",
+                    ((i, blob) for i in range(n)))
+    nat.execute("COMMIT")
+    order = rng.permutation(n)
+    state = {"live": n - 1, "next": 0}
+
+    def npk(level):
+        def run_(rep):
+            con.execute("PRAGMA synchronous=%s" % level)
+            args = []
+            for _ in range(WRITE_CALLS):
+                pos = rng.choice(state["live"], size=WRITE_ROWS,
+                                 replace=False)
+                state["live"] -= WRITE_ROWS
+                args.append(json.dumps(np.sort(pos).tolist()))
+            settle_disk()
+            with Timer() as t:
+                for a in args:
+                    con.execute("SELECT numpack_drop(?, 'd', ?)", (store, a))
+            return t.seconds / WRITE_CALLS
+        return run_
+
+    def native(level):
+        def run_(rep):
+            nat.execute("PRAGMA synchronous=%s" % level)
+            args = []
+            for _ in range(WRITE_CALLS):
+                ids = order[state["next"]:state["next"] + WRITE_ROWS]
+                state["next"] += WRITE_ROWS
+                args.append(json.dumps(ids.tolist()))
+            settle_disk()
+            with Timer() as t:
+                for a in args:
+                    nat.execute("DELETE FROM t WHERE rowid IN "
+                                "(SELECT value FROM json_each(?))", (a,))
+            return t.seconds / WRITE_CALLS
+        return run_
+
+    out = []
+    what = "`numpack_drop` %d random rows of an array with deleted rows" \
+        % WRITE_ROWS
+    for level in ("OFF", "FULL"):
+        log("- small writes: drop, synchronous=%s" % level)
+        contenders = {"numpack": npk(level), "native": native(level)}
+        for run_ in contenders.values():
+            run_(0)
+        t = interleaved(REPS, contenders)
+        fsyncs = scalar(con, "SELECT json_extract(numpack_io_stats(?), "
+                        "'$.last_commit_fsyncs')", (store,))
+        copy = cfg.path("smalld-strace.npk")
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(store, copy)
+        calls = _write_syscalls(cfg, copy, "drop", level)
+        shutil.rmtree(copy, ignore_errors=True)
+        notes = ["system calls per call (perf stat, else strace -c -f): %s"
+                 % ("not counted (no strace)" if calls is None
+                    else "%.1f" % calls),
+                 "fsyncs per commit (numpack_io_stats last_commit_fsyncs): %s"
+                 % fsyncs]
+        out.append(Result(group, "%s, `synchronous=%s` (%s fsyncs per "
+                          "commit)" % (what, level, fsyncs), t["numpack"],
+                          "native table of BLOB rows in an on-disk database: "
+                          "`DELETE ... WHERE rowid IN` %d rowids" % WRITE_ROWS,
+                          t["native"], REPORT, rows=WRITE_ROWS,
+                          short="drop 100 rows, sync %s" % level,
+                          notes=notes))
+    live = scalar(con, "SELECT json_extract(numpack_shape(?, 'd'), '$[0]')",
+                  (store,))
+    if live != state["live"]:
+        raise AssertionError("small deletes: %s live rows, %d expected"
+                             % (live, state["live"]))
+    nat.close()
+    os.remove(db)
     return out
 
 
