@@ -56,7 +56,7 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     }
   } else {
     uint64_t rows = 0;
-    rc = npk_io_read_file(st, a->data_file, &bytes, &nbytes, NULL, e);
+    rc = npk_io_read_file(st, a->data_file, &bytes, &nbytes, NULL, 0, e);
     if (rc == NPK_NOFILE) rc = npk_err(e, NPK_CORRUPT, "%s is missing", path);
     if (rc) goto done;
     rc = npk_seg_parse((const char *)bytes, nbytes, &ents, &nent, path, e);
@@ -118,7 +118,10 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     rc = npk_err(e, NPK_NOMEM, "out of memory");
     goto done;
   }
-  rc = npk_io_read_file(st, bmname, &bytes, &nbytes, &sb, e);
+  /* The longest bitmap the array's rows can have: its header and a bit a
+  ** row. */
+  rc = npk_io_read_file(st, bmname, &bytes, &nbytes, &sb,
+                        16 + (a->shape[0] / 64 + 1) * 8, e);
   if (rc == NPK_NOFILE) {
     rc = NPK_OK;
     goto done;
@@ -184,7 +187,7 @@ static int load_catalog(NpkStore *st, NpkCatalog *cat, int *pfd, NpkErr *e) {
       goto done;
     }
     npk_free(bytes);
-    rc = npk_io_read_file(st, NPK_CATALOG, &bytes, &n, NULL, e);
+    rc = npk_io_read_file(st, NPK_CATALOG, &bytes, &n, NULL, 0, e);
     if (rc == NPK_OK && fstat(fd, &a) == 0 &&
         npk_io_lstat(st, NPK_CATALOG, &b, &ignored) == NPK_OK &&
         a.st_ino == b.st_ino && a.st_dev == b.st_dev)

@@ -487,9 +487,11 @@ void npk_alloc_fault_hook(int (*fn)(void));
 int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e);
 int npk_io_lstat(NpkStore *st, const char *rel, struct stat *sb, NpkErr *e);
 int npk_io_exists(NpkStore *st, const char *rel);
-/* The whole of REL, and *SB (when not NULL) the file read. */
+/* The whole of REL, and *SB (when not NULL) the file read.  A file longer
+** than MAX bytes (when not 0) is NPK_CORRUPT, and not read: no allocation
+** larger than what its content can be. */
 int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
-                     size_t *pn, struct stat *sb, NpkErr *e);
+                     size_t *pn, struct stat *sb, uint64_t max, NpkErr *e);
 int npk_io_write_new(NpkStore *st, const char *rel, const void *p, size_t n,
                      NpkErr *e);
 int npk_io_replace_file(NpkStore *st, const char *rel, const void *p, size_t n,

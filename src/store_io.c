@@ -898,7 +898,7 @@ DIR *npk_io_opendir(NpkStore *st, const char *rel) {
 }
 
 int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
-                     size_t *pn, struct stat *psb, NpkErr *e) {
+                     size_t *pn, struct stat *psb, uint64_t max, NpkErr *e) {
   struct stat sb;
   unsigned char *p = NULL;
   size_t got;
@@ -909,6 +909,13 @@ int npk_io_read_file(NpkStore *st, const char *rel, unsigned char **pp,
   if ((rc = npk_io_open(st, rel, O_RDONLY, &fd, e))) return rc;
   if (fstat(fd, &sb) != 0) {
     rc = sys_err(st, errno, "cannot stat", rel, e);
+    goto done;
+  }
+  if (max && (uint64_t)sb.st_size > max) {
+    rc = npk_err(e, NPK_CORRUPT,
+                 "%s/%s is damaged: %llu bytes, more than the %llu it can hold",
+                 st->dir, rel, (unsigned long long)sb.st_size,
+                 (unsigned long long)max);
     goto done;
   }
   p = npk_malloc((size_t)sb.st_size + 1);

@@ -434,6 +434,23 @@ static void test_fifo_bitmap(void) {
   trust_done(&x);
 }
 
+/* A bitmap longer than the array's rows can need is damaged, refused by
+** its length before it is read: a sparse file of 2^40 bytes asked for that
+** much memory. */
+static void test_huge_bitmap(void) {
+  Trust x;
+  int fd;
+  trust_init(&x);
+  fd = open(P(x.t.dir, "deleted_a.npkb"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  CHECK(fd >= 0 && ftruncate(fd, (off_t)1 << 40) == 0);
+  if (fd >= 0) close(fd);
+  expect_refused(&x, "a",
+                 "deleted_a.npkb is damaged: 1099511627776 bytes, more than "
+                 "the 24 it can hold",
+                 __LINE__);
+  trust_done(&x);
+}
+
 /* ---- a crafted journal ------------------------------------------------ */
 
 /* A store whose directory holds "evil", a link to outside/victim (a hard
@@ -981,6 +998,7 @@ int main(void) {
   RUN(test_link_subdir);
   RUN(test_fifo_data);
   RUN(test_fifo_bitmap);
+  RUN(test_huge_bitmap);
   RUN(test_journal_links);
   RUN(test_journal_hardlink);
   RUN(test_journal_names);
