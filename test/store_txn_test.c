@@ -43,6 +43,18 @@ static void check_child_ok(pid_t pid) {
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* In a child process: a session on a store object of its own for the
+** store at DIR, the child killed by an alarm after 20 s should the test
+** hang; it exits with 10 or 11 when the store or session cannot be had. */
+static NpkSession *child_session(const char *dir) {
+  NpkStore *st = NULL;
+  NpkSession *s = NULL;
+  alarm(20);
+  if (npk_store_open(dir, 0, &st, NULL) != NPK_OK) _exit(10);
+  if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+  return s;
+}
+
 /* ---- the base store, written by hand ---------------------------------- */
 
 /* a int32 (6,2); b float64 (4,) with row 2 deleted; c uint8 (3,3);
@@ -822,11 +834,7 @@ static void unlocked_reads_whole(int batch) {
   pid_t pid = fork();
   if (pid != 0) npk_test_copy_pause(400);
   if (pid == 0) {
-    NpkStore *wst = NULL;
-    NpkSession *w = NULL;
-    alarm(20);
-    if (npk_store_open(t.dir, 0, &wst, NULL) != NPK_OK) _exit(10);
-    if (npk_session_open(wst, &w) != NPK_OK) _exit(11);
+    NpkSession *w = child_session(t.dir);
     npk_set_sync_source(w, no_sync, NULL);
     npk_set_busy_timeout(w, 10000);
     for (int32_t k = 1; k <= 600; k++) {
@@ -836,7 +844,6 @@ static void unlocked_reads_whole(int batch) {
       usleep(1000);
     }
     npk_session_close(w);
-    npk_store_release(wst);
     _exit(0);
   }
   for (;;) {
@@ -1397,14 +1404,10 @@ static void test_two_processes(void) {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-      NpkStore *st = NULL;
-      NpkSession *s = NULL;
       char c = 0;
-      alarm(20);
       close(up[0]);
       close(down[1]);
-      if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
-      if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+      NpkSession *s = child_session(t.dir);
       if (mode == 0) {
         if (npk_begin(s) != NPK_OK) _exit(12);
         if (op_append(s, NULL) != NPK_OK) _exit(13);
@@ -1419,7 +1422,6 @@ static void test_two_processes(void) {
         npk_read_end(s);
       }
       npk_session_close(s);
-      npk_store_release(st);
       _exit(0);
     }
     close(up[1]);
@@ -1589,11 +1591,7 @@ static int run_crashing(const char *dir, OpFn fn, int explicit_txn,
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
-    NpkStore *st = NULL;
-    NpkSession *s = NULL;
-    alarm(20);
-    if (npk_store_open(dir, 0, &st, NULL) != NPK_OK) _exit(10);
-    if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+    NpkSession *s = child_session(dir);
     if (explicit_txn) {
       if (fn(s, NULL) != NPK_OK) _exit(12);
       npk_test_crash_at(step);
@@ -2949,12 +2947,8 @@ static void test_bitmap_in_place(void) {
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
-    NpkStore *cst = NULL;
-    NpkSession *cs = NULL;
     uint64_t r0 = 0;
-    alarm(20);
-    if (npk_store_open(t.dir, 0, &cst, NULL) != NPK_OK) _exit(10);
-    if (npk_session_open(cst, &cs) != NPK_OK) _exit(11);
+    NpkSession *cs = child_session(t.dir);
     if (npk_begin(cs) != NPK_OK ||
         npk_append(cs, "a", NPK_INT32, 1, sh100, v) != NPK_OK ||
         npk_delete_rows(cs, "a", &r0, 1) != NPK_OK)
@@ -3074,11 +3068,7 @@ static void test_journal_keeps_length(void) {
   if (pid == 0) {
     int32_t x = 12345;
     uint64_t r9 = 9;
-    NpkStore *cst = NULL;
-    NpkSession *cs = NULL;
-    alarm(20);
-    if (npk_store_open(t.dir, 0, &cst, NULL) != NPK_OK) _exit(10);
-    if (npk_session_open(cst, &cs) != NPK_OK) _exit(11);
+    NpkSession *cs = child_session(t.dir);
     npk_test_crash_at(5);
     _exit(npk_replace_rows(cs, "a", &r9, 1, &x) == NPK_OK ? 0 : 12);
   }
@@ -3234,14 +3224,10 @@ static void seen_elsewhere(const char *dir, int rounds,
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
-    NpkStore *st = NULL;
-    NpkSession *s = NULL;
     char c = 0;
-    alarm(20);
     close(up[0]);
     close(down[1]);
-    if (npk_store_open(dir, 0, &st, NULL) != NPK_OK) _exit(10);
-    if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+    NpkSession *s = child_session(dir);
     for (int i = 0; i <= rounds; i++) {
       int rc;
       if (i && read(down[0], &c, 1) != 1) _exit(12);
@@ -3252,7 +3238,6 @@ static void seen_elsewhere(const char *dir, int rounds,
       if (write(up[1], "r", 1) != 1) _exit(15);
     }
     npk_session_close(s);
-    npk_store_release(st);
     _exit(0);
   }
   close(up[1]);
@@ -3425,14 +3410,10 @@ static void test_crash_reader_elsewhere(void) {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-      NpkStore *st = NULL;
-      NpkSession *s = NULL;
       char c;
-      alarm(20);
       close(up[0]);
       close(down[1]);
-      if (npk_store_open(t.dir, 0, &st, NULL) != NPK_OK) _exit(10);
-      if (npk_session_open(st, &s) != NPK_OK) _exit(11);
+      NpkSession *s = child_session(t.dir);
       if (crash_txn(s, NULL) != NPK_OK) _exit(12);
       if (write(up[1], "r", 1) != 1) _exit(15);
       if (read(down[0], &c, 1) != 1) _exit(16);
