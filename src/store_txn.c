@@ -219,6 +219,7 @@ struct Change {
   int bm_nrun;       /* entries in bm_runs */
   uint64_t bm_oldn;  /* the file's length before */
   NpkBuf bm_old;     /* the old bytes of the runs within bm_oldn */
+  int bm_fd;         /* the file to patch, opened by bitmap_plan, or -1 */
   NpkFileId bm_new;  /* the file written, for the committed array */
 };
 
@@ -704,6 +705,7 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
   for (int i = 0; i < n; i++) {
     Change *x = &ch[i];
     const char *name = x->p ? x->p->name : x->c->name;
+    x->bm_fd = -1;
     x->drop_c_files = x->c && (!x->p || x->p->fresh);
     x->bm_rel = npk_malloc(strlen(name) + 16);
     if (!x->bm_rel) {
@@ -1038,16 +1040,61 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
 ** whole, which writes it once. */
 #define BM_PATCH_MAX (64u << 10)
 
+/* Open X's bitmap as X->bm_fd if the bytes a patch overwrites (the runs
+** within the old length, their old bytes in X->bm_old) and the header are
+** on disk what the committed bitmap's encoding says.  Its inode, length
+** and time do not prove them where the file system's clock is coarser than
+** the writes are apart: a program ignoring the locks (NumPack itself) that
+** rewrote the file in place with the same length in the same tick leaves
+** all three as they were, and a patch over its bytes would leave a deleted
+** count that the bits contradict. */
+static int bitmap_open_checked(NpkSession *s, Change *x) {
+  NpkStore *st = s->store;
+  unsigned char *buf;
+  const unsigned char *old = x->bm_old.p;
+  size_t most = 16;
+  struct stat sb;
+  NpkBuf head = {0};
+  NpkErr ignored;
+  int fd = -1, ok;
+  for (int k = 0; k < x->bm_nrun; k++)
+    if (x->bm_runs[k].len > most) most = x->bm_runs[k].len;
+  npk_bm_encode_range(x->c->bm, 0, 16, &head);
+  if (!(buf = npk_malloc(most)) || head.oom) {
+    npk_free(buf);
+    npk_buf_free(&head);
+    return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  }
+  ok = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &ignored) == NPK_OK &&
+       fstat(fd, &sb) == 0 && sb.st_dev == x->bm_sb.st_dev &&
+       sb.st_ino == x->bm_sb.st_ino &&
+       npk_io_read_at(st, fd, buf, 16, 0) == 16 && memcmp(buf, head.p, 16) == 0;
+  for (int k = 0; k < x->bm_nrun && ok; k++) {
+    size_t lo, len;
+    if (!run_within(&x->bm_runs[k], (size_t)x->bm_oldn, &lo, &len)) continue;
+    ok = npk_io_read_at(st, fd, buf, len, lo) == (ssize_t)len &&
+         memcmp(buf, old, len) == 0;
+    old += len;
+  }
+  npk_free(buf);
+  npk_buf_free(&head);
+  if (ok) x->bm_fd = fd;
+  else if (fd >= 0) close(fd);
+  return NPK_OK;
+}
+
 /* Plan to patch X's bitmap in place: only the bytes that change between
 ** the committed bitmap's encoding and the pending one's are written
 ** (X->bm_inplace, bm_runs, bm_img, bm_old).  That needs the file at the
 ** name to be, byte for byte, the committed bitmap's encoding (its bm_id:
-** read or written by this store object and untouched since, one name).
+** read or written by this store object and untouched since, one name;
+** and the bytes to patch as held, bitmap_open_checked).
 ** Else it is replaced whole: a new file renamed over it, which takes a
 ** backup link and two more directory syncs. */
 static int bitmap_plan(NpkSession *s, Change *x) {
   NpkArray *c = x->c, *p = x->p;
   uint64_t at, end, total = 0, newn;
+  int rc;
   if (!x->bm_write || !c || !p || p->fresh || !c->bm || !p->bm || !x->bm_had ||
       !S_ISREG(x->bm_sb.st_mode) || x->bm_sb.st_nlink != 1 ||
       !npk_file_id_is(&c->bm_id, &x->bm_sb))
@@ -1076,15 +1123,23 @@ static int bitmap_plan(NpkSession *s, Change *x) {
       return NPK_OK;
     }
   }
+  if (!x->bm_nrun) return NPK_OK;
   for (int i = 0; i < x->bm_nrun; i++) {
     CatRun *r = &x->bm_runs[i];
-    npk_bm_encode_range(p->bm, r->lo, r->len, &x->bm_img);
     end = r->lo + r->len < x->bm_oldn ? r->lo + r->len : x->bm_oldn;
     if (end > r->lo) npk_bm_encode_range(c->bm, r->lo, end - r->lo, &x->bm_old);
   }
-  if (x->bm_img.oom || x->bm_old.oom)
-    return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  x->bm_inplace = x->bm_nrun > 0;
+  if (x->bm_old.oom) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  if ((rc = bitmap_open_checked(s, x))) return rc;
+  if (x->bm_fd < 0) {
+    x->bm_nrun = 0;
+    return NPK_OK;
+  }
+  for (int i = 0; i < x->bm_nrun; i++)
+    npk_bm_encode_range(p->bm, x->bm_runs[i].lo, x->bm_runs[i].len,
+                        &x->bm_img);
+  if (x->bm_img.oom) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  x->bm_inplace = 1;
   return NPK_OK;
 }
 
@@ -1461,21 +1516,19 @@ static int encode_catalog_files(NpkSession *s, Change *ch, int n, CatImage *ci,
   return encode_catalog(s, ci, pp, pn);
 }
 
-/* Write X's bitmap in place (bitmap_plan): the runs that change, synced;
-** X->bm_new receives the file written. */
+/* Write X's bitmap in place (bitmap_plan, which opened it): the runs
+** that change, synced; X->bm_new receives the file written. */
 static int patch_bitmap(NpkSession *s, Change *x) {
   NpkStore *st = s->store;
   struct stat sb;
   size_t at = 0;
   char *path = npk_path(st->dir, x->bm_rel);
-  int fd = -1, rc;
+  int fd = x->bm_fd, rc = NPK_OK;
   if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  rc = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &s->err);
   /* The file the journal's records are for, still of one name. */
-  if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_dev != x->bm_sb.st_dev ||
-                       sb.st_ino != x->bm_sb.st_ino || sb.st_nlink != 1))
+  if (fstat(fd, &sb) != 0 || sb.st_nlink != 1)
     rc = npk_err(&s->err, NPK_BUSY,
-                 "%s was replaced by another program during the commit", path);
+                 "%s was linked by another program during the commit", path);
   for (int k = 0; k < x->bm_nrun && rc == NPK_OK; k++) {
     rc = npk_io_pwrite(st, fd, x->bm_img.p + at, x->bm_runs[k].len,
                        x->bm_runs[k].lo, path, &s->err);
@@ -1483,7 +1536,8 @@ static int patch_bitmap(NpkSession *s, Change *x) {
   }
   if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, &s->err);
   if (rc == NPK_OK && fstat(fd, &sb) == 0) npk_file_id_set(&x->bm_new, &sb);
-  if (fd >= 0) close(fd);
+  close(fd);
+  x->bm_fd = -1;
   npk_free(path);
   return rc;
 }
@@ -1739,6 +1793,7 @@ done:
     npk_buf_free(&ch[i].bm_img);
     npk_free(ch[i].bm_runs);
     npk_buf_free(&ch[i].bm_old);
+    if (ch[i].bm_fd >= 0) close(ch[i].bm_fd);
   }
   npk_free(ch);
   npk_buf_free(&jr);
