@@ -2861,12 +2861,15 @@ static int journal_cut_idle(const char *dir) {
   return ok;
 }
 
-/* 1 if DIR's bitmap of "a" is NumPack's encoding of TOTAL rows with the
-** rows of DEL (ascending) deleted. */
-static int bitmap_is(const char *dir, uint64_t total, const uint64_t *del,
-                     int ndel) {
+/* 1 if DIR's bitmap of array NAME is NumPack's encoding of TOTAL rows with
+** the rows of DEL (ascending) deleted. */
+static int bitmap_of_is(const char *dir, const char *name, uint64_t total,
+                        const uint64_t *del, int ndel) {
+  char rel[64];
   size_t n = 0, want = 16 + (size_t)(total + 63) / 64 * 8;
-  unsigned char *f = tu_read_file(P(dir, "deleted_a.npkb"), &n);
+  unsigned char *f;
+  snprintf(rel, sizeof rel, "deleted_%s.npkb", name);
+  f = tu_read_file(P(dir, rel), &n);
   int ok = f && n == want;
   for (uint64_t r = 0, k = 0; ok && r < total; r++) {
     int live = !(k < (uint64_t)ndel && del[k] == r);
@@ -2881,6 +2884,12 @@ static int bitmap_is(const char *dir, uint64_t total, const uint64_t *del,
   }
   free(f);
   return ok;
+}
+
+/* The same of array "a". */
+static int bitmap_is(const char *dir, uint64_t total, const uint64_t *del,
+                     int ndel) {
+  return bitmap_of_is(dir, "a", total, del, ndel);
 }
 
 /* The rows of "a" a fresh store object reads: NLIVE live, and the bitmap
@@ -3085,6 +3094,51 @@ static void test_bitmap_rewritten_same_time(void) {
   tu_close(st, s);
   CHECK(bitmap_is(t.dir, N, del, 3));
   CHECK(reopened_live(t.dir, N - 3));
+  tu_tmp_done(&t);
+}
+
+/* Rows appended to an array whose bitmap this store object holds grow the
+** file in place, its new bytes past the old length: across a word (64 rows
+** in one word, a 65th in a second), and from a bitmap of no rows, a header
+** alone (a zero-width array whose every row was deleted from the first:
+** NumPack's reading leaves them past the bitmap's end).  Each reads back
+** as written. */
+static void test_bitmap_grows_in_place(void) {
+  Tmp t;
+  NpkStore *st;
+  NpkStats stats;
+  NpkArrayInfo info;
+  struct stat b0, b1;
+  static int32_t v[64];
+  uint64_t sh64[1] = {64}, sh1[1] = {1}, shw[2] = {5, 0}, r0 = 0;
+  uint64_t dead[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  tu_tmp_init(&t);
+  CHECK_EQ(mkdir(t.dir, 0755), 0);
+  tu_zero_width_write(t.dir, 10, 10);
+  NpkSession *s = tu_open(t.dir, 0, &st);
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh64, v), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "a", &r0, 1), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b0), 0);
+  CHECK_EQ(b0.st_size, 24);
+  CHECK_EQ(npk_append(s, "a", NPK_INT32, 1, sh1, v), NPK_OK);
+  npk_store_stats(st, &stats);
+  CHECK_EQ(stats.last_commit_fsyncs, 5);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b1), 0);
+  CHECK_EQ(b1.st_ino, b0.st_ino);
+  CHECK(bitmap_is(t.dir, 65, &r0, 1));
+  CHECK_EQ(npk_delete_slice(s, "w", 0, 1, 10), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_w.npkb"), &b0), 0);
+  CHECK_EQ(b0.st_size, 16);
+  CHECK_EQ(npk_append(s, "w", NPK_FLOAT32, 2, shw, ""), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_w.npkb"), &b1), 0);
+  CHECK_EQ(b1.st_ino, b0.st_ino);
+  CHECK(bitmap_of_is(t.dir, "w", 15, dead, 10));
+  tu_close(st, s);
+  CHECK(reopened_live(t.dir, 64));
+  s = tu_open(t.dir, 0, &st);
+  CHECK(s && npk_array_info(s, "w", &info) == NPK_OK && info.rows == 15 &&
+        info.live_rows == 5);
+  tu_close(st, s);
   tu_tmp_done(&t);
 }
 
@@ -4731,6 +4785,7 @@ int main(void) {
   RUN(test_journal_keeps_length);
   RUN(test_bitmap_in_place);
   RUN(test_bitmap_rewritten_same_time);
+  RUN(test_bitmap_grows_in_place);
   RUN(test_large_journal_cut);
   RUN(test_journal_blocks_never_freed_hot);
   RUN(test_spare_linked_later);
