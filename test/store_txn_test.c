@@ -2137,6 +2137,26 @@ static void test_crash_append_journal_first(void) {
   tu_tmp_done(&t);
 }
 
+/* Rows appended to "b" (61, so that its bitmap takes a second word) and
+** rows deleted from it: its bitmap, NumPack's and read by the store
+** object, is patched in place and lengthened, its old length and bytes in
+** the journal. */
+static int crash_bitmap_txn(NpkSession *s, Model *m) {
+  static const double more[61];
+  uint64_t sh[1] = {61};
+  int rc = s ? npk_begin(s) : NPK_OK;
+  if (m) model_append(m, "b", 61, more);
+  if (rc == NPK_OK && s) rc = npk_append(s, "b", NPK_FLOAT64, 1, sh, more);
+  if (rc == NPK_OK) rc = op_delete(s, m);
+  return rc;
+}
+
+/* A crash at every step of a commit that patches a bitmap in place. */
+static void test_crash_bitmap_in_place(void) {
+  crash_case(op_delete, 0, "delete");
+  crash_case(crash_bitmap_txn, 1, "bitmap_txn");
+}
+
 static void test_crash_rows_in_place(void) {
   crash_case(crash_rows_txn, 1, "rows_txn");
   crash_case(crash_new_txn, 1, "new_txn");
@@ -4786,6 +4806,7 @@ int main(void) {
   RUN(test_bitmap_in_place);
   RUN(test_bitmap_rewritten_same_time);
   RUN(test_bitmap_grows_in_place);
+  RUN(test_crash_bitmap_in_place);
   RUN(test_large_journal_cut);
   RUN(test_journal_blocks_never_freed_hot);
   RUN(test_spare_linked_later);
