@@ -3162,6 +3162,43 @@ static void test_bitmap_grows_in_place(void) {
   tu_tmp_done(&t);
 }
 
+/* A commit that patched a bitmap in place and then failed (a write or a
+** sync of the journal, the bitmap, the catalog) is put back from its
+** journal at once; the same store object then commits the next DELETE,
+** and the bitmap reads back as written, by it and by a fresh one. */
+static void test_bitmap_fault_same_object(void) {
+  static const char *const kinds[] = {"fsync", "write"};
+  enum { N = 1000 };
+  static int32_t v[N];
+  for (int k = 0; k < 2; k++) {
+    for (int nth = 1; nth <= 6; nth++) {
+      Tmp t;
+      NpkStore *st;
+      NpkArrayInfo info;
+      uint64_t sh[1] = {N}, del[3] = {3, 5, 9}, gone[2] = {3, 9};
+      int rc;
+      tu_tmp_init(&t);
+      NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+      CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
+      CHECK_EQ(npk_delete_rows(s, "a", &del[0], 1), NPK_OK);
+      npk_test_fault(kinds[k], nth, EIO);
+      rc = npk_delete_rows(s, "a", &del[1], 1);
+      npk_test_fault(kinds[k], 0, 0);
+      CHECK(rc == NPK_OK || rc == NPK_IOERR);
+      CHECK(!tu_journal_hot(t.dir));
+      CHECK(bitmap_is(t.dir, N, rc == NPK_OK ? del : gone, rc == NPK_OK ? 2 : 1));
+      CHECK_EQ(npk_delete_rows(s, "a", &del[2], 1), NPK_OK);
+      CHECK(bitmap_is(t.dir, N, rc == NPK_OK ? del : gone, rc == NPK_OK ? 3 : 2));
+      CHECK(npk_array_info(s, "a", &info) == NPK_OK &&
+            info.live_rows == (rc == NPK_OK ? N - 3 : N - 2));
+      tu_close(st, s);
+      CHECK(reopened_live(t.dir, rc == NPK_OK ? N - 3 : N - 2));
+      tu_tmp_done(&t);
+      if (rc == NPK_OK) break;
+    }
+  }
+}
+
 /* A journal shorter than the idle one before it is written over it and
 ** the file keeps its length (no ftruncate, so fdatasync has no length to
 ** commit); the header says where the records end.  A commit that dies
@@ -4806,6 +4843,7 @@ int main(void) {
   RUN(test_bitmap_in_place);
   RUN(test_bitmap_rewritten_same_time);
   RUN(test_bitmap_grows_in_place);
+  RUN(test_bitmap_fault_same_object);
   RUN(test_crash_bitmap_in_place);
   RUN(test_large_journal_cut);
   RUN(test_journal_blocks_never_freed_hot);
