@@ -1136,8 +1136,7 @@ static int bitmap_plan(NpkSession *s, Change *x) {
     return NPK_OK;
   }
   for (int i = 0; i < x->bm_nrun; i++)
-    npk_bm_encode_range(p->bm, x->bm_runs[i].lo, x->bm_runs[i].len,
-                        &x->bm_img);
+    npk_bm_encode_range(p->bm, x->bm_runs[i].lo, x->bm_runs[i].len, &x->bm_img);
   if (x->bm_img.oom) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   x->bm_inplace = 1;
   return NPK_OK;
