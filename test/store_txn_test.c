@@ -3259,6 +3259,49 @@ static void test_bitmap_read_only(void) {
   tu_tmp_done(&t);
 }
 
+/* Another process deletes a row of "a", patching the bitmap this store
+** object read: its next write reads the catalog again, loads the bitmap
+** afresh, and patches the file that process left, in place. */
+static void test_bitmap_patched_elsewhere(void) {
+  enum { N = 1000 };
+  Tmp t;
+  NpkStore *st;
+  NpkStats stats;
+  NpkArrayInfo info;
+  struct stat b0, b1;
+  static int32_t v[N];
+  uint64_t sh[1] = {N}, del[3] = {3, 5, 900};
+  pid_t pid;
+  int status = 0;
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "a", &del[0], 1), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b0), 0);
+  fflush(stdout);
+  pid = fork();
+  if (pid == 0) {
+    NpkStore *cst = NULL;
+    NpkSession *cs = NULL;
+    alarm(20);
+    if (npk_store_open(t.dir, 0, &cst, NULL) != NPK_OK) _exit(10);
+    if (npk_session_open(cst, &cs) != NPK_OK) _exit(11);
+    _exit(npk_delete_rows(cs, "a", &del[2], 1) == NPK_OK ? 0 : 12);
+  }
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK_EQ(npk_delete_rows(s, "a", &del[1], 1), NPK_OK);
+  npk_store_stats(st, &stats);
+  CHECK_EQ(stats.last_commit_fsyncs, 4);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b1), 0);
+  CHECK_EQ(b1.st_ino, b0.st_ino);
+  CHECK(bitmap_is(t.dir, N, del, 3));
+  CHECK(npk_array_info(s, "a", &info) == NPK_OK && info.live_rows == N - 3);
+  tu_close(st, s);
+  CHECK(reopened_live(t.dir, N - 3));
+  tu_tmp_done(&t);
+}
+
 /* A journal shorter than the idle one before it is written over it and
 ** the file keeps its length (no ftruncate, so fdatasync has no length to
 ** commit); the header says where the records end.  A commit that dies
@@ -4905,6 +4948,7 @@ int main(void) {
   RUN(test_bitmap_grows_in_place);
   RUN(test_bitmap_fault_same_object);
   RUN(test_bitmap_read_only);
+  RUN(test_bitmap_patched_elsewhere);
   RUN(test_crash_bitmap_in_place);
   RUN(test_large_journal_cut);
   RUN(test_journal_blocks_never_freed_hot);
