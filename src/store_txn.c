@@ -1040,47 +1040,63 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
 ** whole, which writes it once. */
 #define BM_PATCH_MAX (64u << 10)
 
-/* Open X's bitmap as X->bm_fd if the bytes a patch overwrites (the runs
-** within the old length, their old bytes in X->bm_old) and the header are
-** on disk what the committed bitmap's encoding says.  Its inode, length
-** and time do not prove them where the file system's clock is coarser than
-** the writes are apart: a program ignoring the locks (NumPack itself) that
-** rewrote the file in place with the same length in the same tick leaves
-** all three as they were, and a patch over its bytes would leave a deleted
-** count that the bits contradict. */
+/* A bitmap's bytes read in one call to check them (bitmap_open_checked):
+** runs less than BM_READ_GAP apart and the bytes between them, up to
+** BM_READ_MAX at once (a run is at most BM_PATCH_MAX long).  A call per
+** run would double the system calls of a DELETE of rows far apart. */
+#define BM_READ_GAP 4096u
+#define BM_READ_MAX (BM_PATCH_MAX + 4 * CAT_RUN_GAP)
+
+/* Open X's bitmap as X->bm_fd if its header and the bytes a patch
+** overwrites (the runs within the old length, and what lies between runs
+** read together) are on disk what the committed bitmap's encoding says.
+** Its inode, length and time do not prove them where the file system's
+** clock is coarser than the writes are apart: a program ignoring the locks
+** (NumPack itself) that rewrote the file in place with the same length in
+** the same tick leaves all three as they were, and a patch over its bytes
+** would leave a deleted count that the bits contradict.  A file this
+** process may not write is not opened either: replaced whole, as the
+** directory allows, where a patch would fail after its journal. */
 static int bitmap_open_checked(NpkSession *s, Change *x) {
   NpkStore *st = s->store;
-  unsigned char *buf;
-  const unsigned char *old = x->bm_old.p;
-  size_t most = 16;
+  size_t oldn = (size_t)x->bm_oldn, lo = 0, hi = 16;
+  size_t cap = oldn < BM_READ_MAX ? oldn : BM_READ_MAX;
+  unsigned char *buf = npk_malloc(cap);
+  NpkBuf want = {0};
   struct stat sb;
-  NpkBuf head = {0};
   NpkErr ignored;
-  int fd = -1, ok;
-  for (int k = 0; k < x->bm_nrun; k++)
-    if (x->bm_runs[k].len > most) most = x->bm_runs[k].len;
-  npk_bm_encode_range(x->c->bm, 0, 16, &head);
-  if (!(buf = npk_malloc(most)) || head.oom) {
-    npk_free(buf);
-    npk_buf_free(&head);
-    return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  }
+  int fd = -1, ok, rc = NPK_OK;
+  if (!buf) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   ok = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &ignored) == NPK_OK &&
        fstat(fd, &sb) == 0 && sb.st_dev == x->bm_sb.st_dev &&
-       sb.st_ino == x->bm_sb.st_ino &&
-       npk_io_read_at(st, fd, buf, 16, 0) == 16 && memcmp(buf, head.p, 16) == 0;
-  for (int k = 0; k < x->bm_nrun && ok; k++) {
-    size_t lo, len;
-    if (!run_within(&x->bm_runs[k], (size_t)x->bm_oldn, &lo, &len)) continue;
-    ok = npk_io_read_at(st, fd, buf, len, lo) == (ssize_t)len &&
-         memcmp(buf, old, len) == 0;
-    old += len;
+       sb.st_ino == x->bm_sb.st_ino;
+  /* [LO, HI): the bytes to read next, the header first. */
+  for (int k = 0; k <= x->bm_nrun && ok; k++) {
+    size_t rlo = 0, rlen = 0;
+    if (k < x->bm_nrun) {
+      if (!run_within(&x->bm_runs[k], oldn, &rlo, &rlen)) continue;
+      if (rlo <= hi + BM_READ_GAP && rlo + rlen - lo <= cap) {
+        if (rlo + rlen > hi) hi = rlo + rlen;
+        continue;
+      }
+    }
+    want.n = 0;
+    npk_bm_encode_range(x->c->bm, lo, hi - lo, &want);
+    if (want.oom) {
+      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+      break;
+    }
+    ok = hi - lo <= cap &&
+         npk_io_read_at(st, fd, buf, hi - lo, lo) == (ssize_t)(hi - lo) &&
+         memcmp(buf, want.p, hi - lo) == 0;
+    lo = rlo;
+    hi = rlo + rlen;
   }
   npk_free(buf);
-  npk_buf_free(&head);
-  if (ok) x->bm_fd = fd;
+  npk_buf_free(&want);
+  if (ok && rc == NPK_OK) x->bm_fd = fd;
   else if (fd >= 0) close(fd);
-  return NPK_OK;
+  return rc;
 }
 
 /* Plan to patch X's bitmap in place: only the bytes that change between

@@ -3302,6 +3302,44 @@ static void test_bitmap_patched_elsewhere(void) {
   tu_tmp_done(&t);
 }
 
+static int cmp_u64_asc(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Rows deleted far apart in a large bitmap: the bytes the patch covers are
+** checked a group of runs at a time (runs further apart than a page read
+** apart, a group at most 64 KB and some), every run patched in place, and
+** the file reads back as written. */
+static void test_bitmap_patch_far_apart(void) {
+  enum { N = 2000000, FAR = 50, NEAR = 2000 };
+  Tmp t;
+  NpkStore *st;
+  struct stat b0, b1;
+  static int8_t big[N];
+  static uint64_t del[1 + FAR + NEAR];
+  uint64_t sh[1] = {N}, one = 1;
+  int n = 0;
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK_EQ(npk_save(s, "big", NPK_INT8, 1, sh, big), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "big", &one, 1), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_big.npkb"), &b0), 0);
+  /* 50 rows 40,000 apart (5,000 bytes), then 2,000 rows 1,000 apart:
+  ** groups of one run, then groups cut by their size. */
+  for (int i = 0; i < FAR; i++) del[n++] = 40000 * (uint64_t)(i + 1) - 3;
+  CHECK_EQ(npk_delete_rows(s, "big", del, (uint64_t)n), NPK_OK);
+  for (int i = 0; i < NEAR; i++) del[n++] = 1000 * (uint64_t)i + 7;
+  CHECK_EQ(npk_delete_rows(s, "big", del + FAR, NEAR), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_big.npkb"), &b1), 0);
+  CHECK_EQ(b1.st_ino, b0.st_ino);
+  del[n++] = 1;
+  qsort(del, (size_t)n, sizeof del[0], cmp_u64_asc);
+  CHECK(bitmap_of_is(t.dir, "big", N, del, n));
+  tu_close(st, s);
+  tu_tmp_done(&t);
+}
+
 /* A journal shorter than the idle one before it is written over it and
 ** the file keeps its length (no ftruncate, so fdatasync has no length to
 ** commit); the header says where the records end.  A commit that dies
@@ -4949,6 +4987,7 @@ int main(void) {
   RUN(test_bitmap_fault_same_object);
   RUN(test_bitmap_read_only);
   RUN(test_bitmap_patched_elsewhere);
+  RUN(test_bitmap_patch_far_apart);
   RUN(test_crash_bitmap_in_place);
   RUN(test_large_journal_cut);
   RUN(test_journal_blocks_never_freed_hot);
