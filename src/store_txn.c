@@ -1106,7 +1106,8 @@ static int bitmap_open_checked(NpkSession *s, Change *x) {
 ** read or written by this store object and untouched since, one name;
 ** and the bytes to patch as held, bitmap_open_checked).
 ** Else it is replaced whole: a new file renamed over it, which takes a
-** backup link and two more directory syncs. */
+** backup link and two more directory syncs.  Such a file whose bitmap is
+** the pending one after all is not written (X->bm_write cleared). */
 static int bitmap_plan(NpkSession *s, Change *x) {
   NpkArray *c = x->c, *p = x->p;
   uint64_t at, end, total = 0, newn;
@@ -1139,7 +1140,6 @@ static int bitmap_plan(NpkSession *s, Change *x) {
       return NPK_OK;
     }
   }
-  if (!x->bm_nrun) return NPK_OK;
   for (int i = 0; i < x->bm_nrun; i++) {
     CatRun *r = &x->bm_runs[i];
     end = r->lo + r->len < x->bm_oldn ? r->lo + r->len : x->bm_oldn;
@@ -1149,6 +1149,15 @@ static int bitmap_plan(NpkSession *s, Change *x) {
   if ((rc = bitmap_open_checked(s, x))) return rc;
   if (x->bm_fd < 0) {
     x->bm_nrun = 0;
+    return NPK_OK;
+  }
+  if (!x->bm_nrun) {
+    /* The committed bitmap after all (rows appended, then rolled back to
+    ** a savepoint): the file stays as it is, the file P holds. */
+    close(x->bm_fd);
+    x->bm_fd = -1;
+    x->bm_write = 0;
+    p->bm_id = c->bm_id;
     return NPK_OK;
   }
   for (int i = 0; i < x->bm_nrun; i++)

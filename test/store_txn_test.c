@@ -3340,6 +3340,53 @@ static void test_bitmap_patch_far_apart(void) {
   tu_tmp_done(&t);
 }
 
+/* Rows appended to an array with deleted rows (changed in the transaction
+** before), then rolled back to a savepoint, leave its bitmap as committed: the commit of the rest of the
+** transaction does not write it (same file, untouched; four syncs: the
+** journal, the data file, the catalog, the idle journal), where it was
+** replaced whole (a new file, a backup link, two directory syncs more). */
+static void test_bitmap_unchanged_not_written(void) {
+  enum { N = 1000 };
+  Tmp t;
+  NpkStore *st;
+  NpkStats stats;
+  struct stat b0, b1;
+  static int32_t v[N];
+  uint64_t sh[1] = {N}, sh100[1] = {100}, r3 = 3, r7 = 7;
+  int32_t x = -7;
+  int lvl;
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "a", &r3, 1), NPK_OK);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b0), 0);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  CHECK_EQ(npk_replace_rows(s, "a", &r7, 1, &x), NPK_OK);
+  CHECK_EQ(npk_savepoint(s, &lvl), NPK_OK);
+  CHECK_EQ(npk_append(s, "a", NPK_INT32, 1, sh100, v), NPK_OK);
+  CHECK_EQ(npk_rollback_to(s, lvl), NPK_OK);
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  npk_store_stats(st, &stats);
+  CHECK_EQ(stats.last_commit_fsyncs, 4);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b1), 0);
+  CHECK(b1.st_ino == b0.st_ino && b1.st_mtim.tv_sec == b0.st_mtim.tv_sec &&
+        b1.st_mtim.tv_nsec == b0.st_mtim.tv_nsec);
+  CHECK(bitmap_is(t.dir, N, &r3, 1));
+  /* The next DELETE patches it in place. */
+  CHECK_EQ(npk_delete_rows(s, "a", &r7, 1), NPK_OK);
+  npk_store_stats(st, &stats);
+  CHECK_EQ(stats.last_commit_fsyncs, 4);
+  CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b1), 0);
+  CHECK_EQ(b1.st_ino, b0.st_ino);
+  {
+    uint64_t both[2] = {3, 7};
+    CHECK(bitmap_is(t.dir, N, both, 2));
+  }
+  tu_close(st, s);
+  CHECK(reopened_live(t.dir, N - 2));
+  tu_tmp_done(&t);
+}
+
 /* A journal shorter than the idle one before it is written over it and
 ** the file keeps its length (no ftruncate, so fdatasync has no length to
 ** commit); the header says where the records end.  A commit that dies
@@ -4988,6 +5035,7 @@ int main(void) {
   RUN(test_bitmap_read_only);
   RUN(test_bitmap_patched_elsewhere);
   RUN(test_bitmap_patch_far_apart);
+  RUN(test_bitmap_unchanged_not_written);
   RUN(test_crash_bitmap_in_place);
   RUN(test_large_journal_cut);
   RUN(test_journal_blocks_never_freed_hot);
