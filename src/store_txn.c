@@ -25,10 +25,11 @@
 **   3 write overlay rows in place (through a writable mapping), set exact
 **     lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
-**   5 bitmaps: those this store object read or wrote last, patched in
-**     place when at most 64 KB of them change (the bytes that change and
-**     their old length journaled in step 2, synced), else replaced (temp
-**     file, sync, rename); the catalog: when rows
+**   5 bitmaps: those this store object read or wrote last (their bytes
+**     to patch read back as held), patched in place when at most 64 KB of
+**     them change (the bytes that change and their old length journaled
+**     in step 2, synced), else replaced (temp file, sync, rename), and not
+**     written when they did not change after all; the catalog: when rows
 **     of arrays changed or arrays were added after the others (none
 **     dropped or moved) it is patched in place -- the bytes that change,
 **     journaled in step 2, the new arrays' entries appended, its old
