@@ -2450,8 +2450,10 @@ static void test_lock_words_mapped(void) {
 }
 
 /* A hot journal of RECORDS at DIR in the format of earlier releases:
-** "NPKJRNL1" and an FNV-1a checksum (SUM_OK 0: a wrong one). */
-static void write_v1_journal(const char *dir, const Buf *rec, int sum_ok) {
+** "NPKJRNL1" and an FNV-1a checksum (SUM_OK 0: a wrong one), followed by
+** TAIL bytes of an earlier commit's longer records when TAIL. */
+static void write_v1_journal(const char *dir, const Buf *rec, int sum_ok,
+                             size_t tail) {
   Buf j = {0};
   uint64_t h = UINT64_C(0xcbf29ce484222325);
   for (size_t i = 0; i < rec->n; i++) {
@@ -2462,17 +2464,22 @@ static void write_v1_journal(const char *dir, const Buf *rec, int sum_ok) {
   put_u64(&j, rec->n);
   put_u64(&j, sum_ok ? h : h + 1);
   buf_put(&j, rec->p, rec->n);
+  for (size_t i = 0; i < tail; i++) put_u8(&j, (uint8_t)('R' + i));
   tu_write_buf(P(dir, TU_JOURNAL), &j);
   buf_free(&j);
 }
 
 /* A hot journal an earlier release left ("NPKJRNL1", FNV-1a checksum) is
 ** played back by the first write: here it puts back the first row of "a",
-** which the interrupted commit had overwritten.  One whose checksum is
-** wrong was never complete (its commit touched nothing): it is not played
-** and the next commit goes over it. */
+** which the interrupted commit had overwritten, also with bytes of an
+** earlier commit's longer records behind it (the header says where the
+** records end).  One whose checksum is wrong was never complete (its
+** commit touched nothing): it is not played and the next commit goes over
+** it. */
 static void test_journal_of_earlier_release(void) {
-  for (int sum_ok = 1; sum_ok >= 0; sum_ok--) {
+  for (int k = 3; k >= 0; k--) {
+    int sum_ok = k & 1;
+    size_t tail = k & 2 ? 45 : 0;
     Tmp t;
     NpkStore *st;
     Model m;
@@ -2494,7 +2501,7 @@ static void test_journal_of_earlier_release(void) {
     put_u64(&rec, 0);
     put_u64(&rec, sizeof old);
     buf_put(&rec, old, sizeof old);
-    write_v1_journal(t.dir, &rec, sum_ok);
+    write_v1_journal(t.dir, &rec, sum_ok, tail);
     buf_free(&rec);
     CHECK(tu_journal_hot(t.dir));
     NpkSession *s = tu_open(t.dir, 0, &st);
