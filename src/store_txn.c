@@ -220,7 +220,6 @@ struct Change {
   int bm_nrun;       /* entries in bm_runs */
   uint64_t bm_oldn;  /* the file's length before */
   NpkBuf bm_old;     /* the old bytes of the runs within bm_oldn */
-  int bm_fd;         /* the file to patch, opened by bitmap_plan, or -1 */
   NpkFileId bm_new;  /* the file written, for the committed array */
 };
 
@@ -706,7 +705,6 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
   for (int i = 0; i < n; i++) {
     Change *x = &ch[i];
     const char *name = x->p ? x->p->name : x->c->name;
-    x->bm_fd = -1;
     x->drop_c_files = x->c && (!x->p || x->p->fresh);
     x->bm_rel = npk_malloc(strlen(name) + 16);
     if (!x->bm_rel) {
@@ -1048,17 +1046,19 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
 #define BM_READ_GAP 4096u
 #define BM_READ_MAX (BM_PATCH_MAX + 4 * CAT_RUN_GAP)
 
-/* Open X's bitmap as X->bm_fd if its header and the bytes a patch
-** overwrites (the runs within the old length, and what lies between runs
-** read together) are on disk what the committed bitmap's encoding says.
+/* *POK: 1 if X's bitmap opens for writing and its header and the bytes a
+** patch overwrites (the runs within the old length, and what lies between
+** runs read together) are on disk what the committed bitmap's encoding
+** says.
 ** Its inode, length and time do not prove them where the file system's
 ** clock is coarser than the writes are apart: a program ignoring the locks
 ** (NumPack itself) that rewrote the file in place with the same length in
 ** the same tick leaves all three as they were, and a patch over its bytes
 ** would leave a deleted count that the bits contradict.  A file this
-** process may not write is not opened either: replaced whole, as the
-** directory allows, where a patch would fail after its journal. */
-static int bitmap_open_checked(NpkSession *s, Change *x) {
+** process may not write is not patched either: replaced whole, as the
+** directory allows, where a patch would fail after its journal.  (Closed
+** again: a commit of many arrays holds no descriptor for each.) */
+static int bitmap_as_held(NpkSession *s, Change *x, int *pok) {
   NpkStore *st = s->store;
   size_t oldn = (size_t)x->bm_oldn, lo = 0, hi = 16;
   size_t cap = oldn < BM_READ_MAX ? oldn : BM_READ_MAX;
@@ -1095,8 +1095,8 @@ static int bitmap_open_checked(NpkSession *s, Change *x) {
   }
   npk_free(buf);
   npk_buf_free(&want);
-  if (ok && rc == NPK_OK) x->bm_fd = fd;
-  else if (fd >= 0) close(fd);
+  if (fd >= 0) close(fd);
+  *pok = ok;
   return rc;
 }
 
@@ -1105,14 +1105,14 @@ static int bitmap_open_checked(NpkSession *s, Change *x) {
 ** (X->bm_inplace, bm_runs, bm_img, bm_old).  That needs the file at the
 ** name to be, byte for byte, the committed bitmap's encoding (its bm_id:
 ** read or written by this store object and untouched since, one name;
-** and the bytes to patch as held, bitmap_open_checked).
+** and the bytes to patch as held, bitmap_as_held).
 ** Else it is replaced whole: a new file renamed over it, which takes a
 ** backup link and two more directory syncs.  Such a file whose bitmap is
 ** the pending one after all is not written (X->bm_write cleared). */
 static int bitmap_plan(NpkSession *s, Change *x) {
   NpkArray *c = x->c, *p = x->p;
   uint64_t at, end, total = 0, newn;
-  int rc;
+  int rc, ok = 0;
   if (!x->bm_write || !c || !p || p->fresh || !c->bm || !p->bm || !x->bm_had ||
       !S_ISREG(x->bm_sb.st_mode) || x->bm_sb.st_nlink != 1 ||
       !npk_file_id_is(&c->bm_id, &x->bm_sb))
@@ -1147,16 +1147,14 @@ static int bitmap_plan(NpkSession *s, Change *x) {
     if (end > r->lo) npk_bm_encode_range(c->bm, r->lo, end - r->lo, &x->bm_old);
   }
   if (x->bm_old.oom) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  if ((rc = bitmap_open_checked(s, x))) return rc;
-  if (x->bm_fd < 0) {
+  if ((rc = bitmap_as_held(s, x, &ok))) return rc;
+  if (!ok) {
     x->bm_nrun = 0;
     return NPK_OK;
   }
   if (!x->bm_nrun) {
     /* The committed bitmap after all (rows appended, then rolled back to
     ** a savepoint): the file stays as it is, the file P holds. */
-    close(x->bm_fd);
-    x->bm_fd = -1;
     x->bm_write = 0;
     p->bm_id = c->bm_id;
     return NPK_OK;
@@ -1541,19 +1539,21 @@ static int encode_catalog_files(NpkSession *s, Change *ch, int n, CatImage *ci,
   return encode_catalog(s, ci, pp, pn);
 }
 
-/* Write X's bitmap in place (bitmap_plan, which opened it): the runs
-** that change, synced; X->bm_new receives the file written. */
+/* Write X's bitmap in place (bitmap_plan): the runs that change, synced;
+** X->bm_new receives the file written. */
 static int patch_bitmap(NpkSession *s, Change *x) {
   NpkStore *st = s->store;
   struct stat sb;
   size_t at = 0;
   char *path = npk_path(st->dir, x->bm_rel);
-  int fd = x->bm_fd, rc = NPK_OK;
+  int fd = -1, rc;
   if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  rc = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &s->err);
   /* The file the journal's records are for, still of one name. */
-  if (fstat(fd, &sb) != 0 || sb.st_nlink != 1)
+  if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_dev != x->bm_sb.st_dev ||
+                       sb.st_ino != x->bm_sb.st_ino || sb.st_nlink != 1))
     rc = npk_err(&s->err, NPK_BUSY,
-                 "%s was linked by another program during the commit", path);
+                 "%s was replaced by another program during the commit", path);
   for (int k = 0; k < x->bm_nrun && rc == NPK_OK; k++) {
     rc = npk_io_pwrite(st, fd, x->bm_img.p + at, x->bm_runs[k].len,
                        x->bm_runs[k].lo, path, &s->err);
@@ -1561,8 +1561,7 @@ static int patch_bitmap(NpkSession *s, Change *x) {
   }
   if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, &s->err);
   if (rc == NPK_OK && fstat(fd, &sb) == 0) npk_file_id_set(&x->bm_new, &sb);
-  close(fd);
-  x->bm_fd = -1;
+  if (fd >= 0) close(fd);
   npk_free(path);
   return rc;
 }
@@ -1818,7 +1817,6 @@ done:
     npk_buf_free(&ch[i].bm_img);
     npk_free(ch[i].bm_runs);
     npk_buf_free(&ch[i].bm_old);
-    if (ch[i].bm_fd >= 0) close(ch[i].bm_fd);
   }
   npk_free(ch);
   npk_buf_free(&jr);

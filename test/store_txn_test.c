@@ -3394,6 +3394,46 @@ static void test_bitmap_unchanged_not_written(void) {
   tu_tmp_done(&t);
 }
 
+/* One transaction deletes a row of each of 40 arrays whose bitmaps this
+** store object holds: each is checked and patched in place (same file)
+** and reads back as written. */
+static void test_bitmap_many_in_one_commit(void) {
+  enum { K = 40 };
+  Tmp t;
+  NpkStore *st;
+  struct stat b0[K], b1;
+  static int32_t v[100];
+  uint64_t sh[1] = {100}, r3 = 3, r5 = 5, both[2] = {3, 5};
+  char name[16], rel[32];
+  int ok = 1;
+  tu_tmp_init(&t);
+  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  for (int k = 0; k < K; k++) {
+    snprintf(name, sizeof name, "a%d", k);
+    CHECK_EQ(npk_save(s, name, NPK_INT32, 1, sh, v), NPK_OK);
+    CHECK_EQ(npk_delete_rows(s, name, &r3, 1), NPK_OK);
+  }
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  CHECK_EQ(npk_begin(s), NPK_OK);
+  for (int k = 0; k < K; k++) {
+    snprintf(name, sizeof name, "a%d", k);
+    snprintf(rel, sizeof rel, "deleted_%s.npkb", name);
+    CHECK_EQ(stat(P(t.dir, rel), &b0[k]), 0);
+    CHECK_EQ(npk_delete_rows(s, name, &r5, 1), NPK_OK);
+  }
+  CHECK_EQ(npk_commit(s), NPK_OK);
+  tu_close(st, s);
+  for (int k = 0; k < K && ok; k++) {
+    snprintf(name, sizeof name, "a%d", k);
+    snprintf(rel, sizeof rel, "deleted_%s.npkb", name);
+    ok = bitmap_of_is(t.dir, name, 100, both, 2) &&
+         stat(P(t.dir, rel), &b1) == 0 && b1.st_ino == b0[k].st_ino;
+  }
+  CHECK(ok);
+  tu_tmp_done(&t);
+}
+
 /* A journal shorter than the idle one before it is written over it and
 ** the file keeps its length (no ftruncate, so fdatasync has no length to
 ** commit); the header says where the records end.  A commit that dies
@@ -5043,6 +5083,7 @@ int main(void) {
   RUN(test_bitmap_patched_elsewhere);
   RUN(test_bitmap_patch_far_apart);
   RUN(test_bitmap_unchanged_not_written);
+  RUN(test_bitmap_many_in_one_commit);
   RUN(test_crash_bitmap_in_place);
   RUN(test_large_journal_cut);
   RUN(test_journal_blocks_never_freed_hot);
