@@ -1039,7 +1039,7 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
 ** whole, which writes it once. */
 #define BM_PATCH_MAX (64u << 10)
 
-/* A bitmap's bytes read in one call to check them (bitmap_open_checked):
+/* A bitmap's bytes read in one call to check them (bitmap_as_held):
 ** runs less than BM_READ_GAP apart and the bytes between them, up to
 ** BM_READ_MAX at once (a run is at most BM_PATCH_MAX long).  A call per
 ** run would double the system calls of a DELETE of rows far apart. */
@@ -1049,8 +1049,7 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
 /* *POK: 1 if X's bitmap opens for writing and its header and the bytes a
 ** patch overwrites (the runs within the old length, and what lies between
 ** runs read together) are on disk what the committed bitmap's encoding
-** says.
-** Its inode, length and time do not prove them where the file system's
+** says.  Its inode, length and time do not prove them where the file system's
 ** clock is coarser than the writes are apart: a program ignoring the locks
 ** (NumPack itself) that rewrote the file in place with the same length in
 ** the same tick leaves all three as they were, and a patch over its bytes
