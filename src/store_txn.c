@@ -25,10 +25,11 @@
 **   3 write overlay rows in place (through a writable mapping), set exact
 **     lengths, sync the data files
 **   4 rename new data files into place, remove dropped ones
-**   5 bitmaps: those this store object read or wrote last, patched in
-**     place when at most 64 KB of them change (the bytes that change and
-**     their old length journaled in step 2, synced), else replaced (temp
-**     file, sync, rename); the catalog: when rows
+**   5 bitmaps: those this store object read or wrote last (their bytes
+**     to patch read back as held), patched in place when at most 64 KB of
+**     them change (the bytes that change and their old length journaled
+**     in step 2, synced), else replaced (temp file, sync, rename), and not
+**     written when they did not change after all; the catalog: when rows
 **     of arrays changed or arrays were added after the others (none
 **     dropped or moved) it is patched in place -- the bytes that change,
 **     journaled in step 2, the new arrays' entries appended, its old
@@ -1038,16 +1039,79 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
 ** whole, which writes it once. */
 #define BM_PATCH_MAX (64u << 10)
 
+/* A bitmap's bytes read in one call to check them (bitmap_as_held):
+** runs less than BM_READ_GAP apart and the bytes between them, up to
+** BM_READ_MAX at once (a run is at most BM_PATCH_MAX long).  A call per
+** run would double the system calls of a DELETE of rows far apart. */
+#define BM_READ_GAP 4096u
+#define BM_READ_MAX (BM_PATCH_MAX + 4 * CAT_RUN_GAP)
+
+/* *POK: 1 if X's bitmap opens for writing and its header and the bytes a
+** patch overwrites (the runs within the old length, and what lies between
+** runs read together) are on disk what the committed bitmap's encoding
+** says.  Its inode, length and time do not prove them where the file system's
+** clock is coarser than the writes are apart: a program ignoring the locks
+** (NumPack itself) that rewrote the file in place with the same length in
+** the same tick leaves all three as they were, and a patch over its bytes
+** would leave a deleted count that the bits contradict.  A file this
+** process may not write is not patched either: replaced whole, as the
+** directory allows, where a patch would fail after its journal.  (Closed
+** again: a commit of many arrays holds no descriptor for each.) */
+static int bitmap_as_held(NpkSession *s, Change *x, int *pok) {
+  NpkStore *st = s->store;
+  size_t oldn = (size_t)x->bm_oldn, lo = 0, hi = 16;
+  size_t cap = oldn < BM_READ_MAX ? oldn : BM_READ_MAX;
+  unsigned char *buf = npk_malloc(cap);
+  NpkBuf want = {0};
+  struct stat sb;
+  NpkErr ignored;
+  int fd = -1, ok, rc = NPK_OK;
+  if (!buf) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  ok = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &ignored) == NPK_OK &&
+       fstat(fd, &sb) == 0 && sb.st_dev == x->bm_sb.st_dev &&
+       sb.st_ino == x->bm_sb.st_ino;
+  /* [LO, HI): the bytes to read next, the header first. */
+  for (int k = 0; k <= x->bm_nrun && ok; k++) {
+    size_t rlo = 0, rlen = 0;
+    if (k < x->bm_nrun) {
+      if (!run_within(&x->bm_runs[k], oldn, &rlo, &rlen)) continue;
+      if (rlo <= hi + BM_READ_GAP && rlo + rlen - lo <= cap) {
+        if (rlo + rlen > hi) hi = rlo + rlen;
+        continue;
+      }
+    }
+    want.n = 0;
+    npk_bm_encode_range(x->c->bm, lo, hi - lo, &want);
+    if (want.oom) {
+      rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
+      break;
+    }
+    ok = hi - lo <= cap &&
+         npk_io_read_at(st, fd, buf, hi - lo, lo) == (ssize_t)(hi - lo) &&
+         memcmp(buf, want.p, hi - lo) == 0;
+    lo = rlo;
+    hi = rlo + rlen;
+  }
+  npk_free(buf);
+  npk_buf_free(&want);
+  if (fd >= 0) close(fd);
+  *pok = ok;
+  return rc;
+}
+
 /* Plan to patch X's bitmap in place: only the bytes that change between
 ** the committed bitmap's encoding and the pending one's are written
 ** (X->bm_inplace, bm_runs, bm_img, bm_old).  That needs the file at the
 ** name to be, byte for byte, the committed bitmap's encoding (its bm_id:
-** read or written by this store object and untouched since, one name).
+** read or written by this store object and untouched since, one name;
+** and the bytes to patch as held, bitmap_as_held).
 ** Else it is replaced whole: a new file renamed over it, which takes a
-** backup link and two more directory syncs. */
+** backup link and two more directory syncs.  Such a file whose bitmap is
+** the pending one after all is not written (X->bm_write cleared). */
 static int bitmap_plan(NpkSession *s, Change *x) {
   NpkArray *c = x->c, *p = x->p;
   uint64_t at, end, total = 0, newn;
+  int rc, ok = 0;
   if (!x->bm_write || !c || !p || p->fresh || !c->bm || !p->bm || !x->bm_had ||
       !S_ISREG(x->bm_sb.st_mode) || x->bm_sb.st_nlink != 1 ||
       !npk_file_id_is(&c->bm_id, &x->bm_sb))
@@ -1078,13 +1142,26 @@ static int bitmap_plan(NpkSession *s, Change *x) {
   }
   for (int i = 0; i < x->bm_nrun; i++) {
     CatRun *r = &x->bm_runs[i];
-    npk_bm_encode_range(p->bm, r->lo, r->len, &x->bm_img);
     end = r->lo + r->len < x->bm_oldn ? r->lo + r->len : x->bm_oldn;
     if (end > r->lo) npk_bm_encode_range(c->bm, r->lo, end - r->lo, &x->bm_old);
   }
-  if (x->bm_img.oom || x->bm_old.oom)
-    return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  x->bm_inplace = x->bm_nrun > 0;
+  if (x->bm_old.oom) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  if ((rc = bitmap_as_held(s, x, &ok))) return rc;
+  if (!ok) {
+    x->bm_nrun = 0;
+    return NPK_OK;
+  }
+  if (!x->bm_nrun) {
+    /* The committed bitmap after all (rows appended, then rolled back to
+    ** a savepoint): the file stays as it is, the file P holds. */
+    x->bm_write = 0;
+    p->bm_id = c->bm_id;
+    return NPK_OK;
+  }
+  for (int i = 0; i < x->bm_nrun; i++)
+    npk_bm_encode_range(p->bm, x->bm_runs[i].lo, x->bm_runs[i].len, &x->bm_img);
+  if (x->bm_img.oom) return npk_err(&s->err, NPK_NOMEM, "out of memory");
+  x->bm_inplace = 1;
   return NPK_OK;
 }
 

@@ -1335,6 +1335,18 @@ static const char *const scenarios[][2] = {
   {"stale_backup", "app:a:1 app:a:1"},
   {"sequence_bitmaps", "del:b:0 del:b:2 save:b:3 del:b:1 cmp:b"},
   {"bitmap_patched", "del:b:0 + app:b:70 del:b:2 . del:b:70"},
+  /* Rolled back to savepoints: the bitmap grows within its word, then
+  ** across it; one whose rows came and went is written as it was, or not
+  ** at all when its array was changed before the savepoint. */
+  {"bitmap_savepoints",
+   "+ S del:b:0 R app:b:59 S del:b:2 R E . app:b:1 del:b:64"},
+  /* A bitmap patched in place before, then in one transaction rows
+  ** deleted and the array compacted, saved over, or dropped and cloned
+  ** from another: a new array, its bitmap replaced whole. */
+  {"bitmap_replaced_in_txn", "del:b:0 + del:b:2 cmp:b del:b:0 . "
+   "+ del:b:1 save:b:4 del:b:3 . + del:b:0 drop:b clone:a:b del:b:5 ."},
+  {"bitmap_unchanged", "+ S app:b:3 R rep:a:1 . + rep:b:0 S app:b:3 R . "
+   "del:b:2"},
   {"sequence_reset", "new:d:2 reset new:a:3 app:a:1"},
   {"sequence_empty_txn", "+ S app:a:1 R E . clone:b:e"},
   {"seg_save_over", "save:s:3"},

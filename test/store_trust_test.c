@@ -619,13 +619,15 @@ static void test_journal_cuts_catalog(void) {
 
 /* A commit that deletes rows patches the bitmap in place, journaling its
 ** old length and bytes: a crafted journal may cut a bitmap or write over
-** it.  Played back, the bitmap is damaged content (NPK_CORRUPT naming it,
-** read-write and read-only), and a bitmap with a second name (which may
-** lie outside the store) is not written at all. */
+** it, also far past its end (a sparse file of over 1 TiB).  Played back,
+** the bitmap is damaged content (NPK_CORRUPT naming it, read-write and
+** read-only; the sparse one refused by its length, never read), and a
+** bitmap with a second name (which may lie outside the store) is not
+** written at all. */
 static void test_journal_patches_bitmap(void) {
   static const uint64_t row1 = 1;
   char target[1400];
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 4; i++) {
     NpkBuf r = {0};
     NpkStore *st;
     NpkSession *s;
@@ -635,6 +637,7 @@ static void test_journal_patches_bitmap(void) {
     CHECK(s && npk_delete_rows(s, "a", &row1, 1) == NPK_OK);
     tu_close(st, s);
     if (i == 0) npk_jr_trunc(&r, "deleted_a.npkb", 5);
+    else if (i == 3) npk_jr_region(&r, "deleted_a.npkb", 1ull << 40, "X", 1);
     else npk_jr_region(&r, "deleted_a.npkb", 8, "HACKED", 6);
     if (i == 2) {
       /* The bitmap is also outside/victim. */
@@ -652,7 +655,11 @@ static void test_journal_patches_bitmap(void) {
       CHECK(s && npk_recover(s) == NPK_OK);
       tu_close(st, s);
       CHECK(!tu_journal_hot(x.t.dir));
-      expect_refused(&x, "a", "deleted_a.npkb is damaged", __LINE__);
+      expect_refused(&x, "a",
+                     i == 3 ? "deleted_a.npkb is damaged: 1099511627777 "
+                              "bytes, more than the 24 it can hold"
+                            : "deleted_a.npkb is damaged",
+                     __LINE__);
     }
     npk_buf_free(&r);
     trust_done(&x);
