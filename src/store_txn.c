@@ -216,6 +216,8 @@ struct Change {
   NpkBuf bm_img;     /* the bitmap to write, encoded; patched in place:
                     ** the new bytes of BM_RUNS, one after the other */
   int bm_inplace;    /* the bitmap is patched in place (bitmap_plan) */
+  int bm_fd;         /* the bitmap, open for writing from bitmap_plan to
+                     ** patch_bitmap, or -1 */
   CatRun *bm_runs;   /* the runs of bytes that change, in order */
   int bm_nrun;       /* entries in bm_runs */
   uint64_t bm_oldn;  /* the file's length before */
@@ -706,6 +708,7 @@ static int plan(NpkSession *s, Change **pch, int *pn, int *pfast) {
     Change *x = &ch[i];
     const char *name = x->p ? x->p->name : x->c->name;
     x->drop_c_files = x->c && (!x->p || x->p->fresh);
+    x->bm_fd = -1;
     x->bm_rel = npk_malloc(strlen(name) + 16);
     if (!x->bm_rel) {
       *pch = ch;
@@ -1046,6 +1049,16 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
 #define BM_READ_GAP 4096u
 #define BM_READ_MAX (BM_PATCH_MAX + 4 * CAT_RUN_GAP)
 
+/* Bitmaps a commit keeps open from the check of their bytes to their patch
+** (a commit of more opens each again: it holds no descriptor for each of
+** thousands of arrays). */
+#define BM_FDS_KEPT 16
+
+static void close_bitmap(Change *x) {
+  if (x->bm_fd >= 0) close(x->bm_fd);
+  x->bm_fd = -1;
+}
+
 /* *POK: 1 if X's bitmap opens for writing and its header and the bytes a
 ** patch overwrites (the runs within the old length, and what lies between
 ** runs read together) are on disk what the committed bitmap's encoding
@@ -1055,9 +1068,9 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
 ** the same tick leaves all three as they were, and a patch over its bytes
 ** would leave a deleted count that the bits contradict.  A file this
 ** process may not write is not patched either: replaced whole, as the
-** directory allows, where a patch would fail after its journal.  (Closed
-** again: a commit of many arrays holds no descriptor for each.) */
-static int bitmap_as_held(NpkSession *s, Change *x, int *pok) {
+** directory allows, where a patch would fail after its journal.  Kept
+** open in X->bm_fd when KEEP and the bytes are as held, else closed. */
+static int bitmap_as_held(NpkSession *s, Change *x, int keep, int *pok) {
   NpkStore *st = s->store;
   size_t oldn = (size_t)x->bm_oldn, lo = 0, hi = 16;
   size_t cap = oldn < BM_READ_MAX ? oldn : BM_READ_MAX;
@@ -1094,7 +1107,8 @@ static int bitmap_as_held(NpkSession *s, Change *x, int *pok) {
   }
   npk_free(buf);
   npk_buf_free(&want);
-  if (fd >= 0) close(fd);
+  if (ok && keep) x->bm_fd = fd;
+  else if (fd >= 0) close(fd);
   *pok = ok;
   return rc;
 }
@@ -1108,7 +1122,7 @@ static int bitmap_as_held(NpkSession *s, Change *x, int *pok) {
 ** Else it is replaced whole: a new file renamed over it, which takes a
 ** backup link and two more directory syncs.  Such a file whose bitmap is
 ** the pending one after all is not written (X->bm_write cleared). */
-static int bitmap_plan(NpkSession *s, Change *x) {
+static int bitmap_plan(NpkSession *s, Change *x, int *pheld) {
   NpkArray *c = x->c, *p = x->p;
   uint64_t at, end, total = 0, newn;
   int rc, ok = 0;
@@ -1146,12 +1160,13 @@ static int bitmap_plan(NpkSession *s, Change *x) {
     if (end > r->lo) npk_bm_encode_range(c->bm, r->lo, end - r->lo, &x->bm_old);
   }
   if (x->bm_old.oom) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  if ((rc = bitmap_as_held(s, x, &ok))) return rc;
+  if ((rc = bitmap_as_held(s, x, *pheld < BM_FDS_KEPT, &ok))) return rc;
   if (!ok) {
     x->bm_nrun = 0;
     return NPK_OK;
   }
   if (!x->bm_nrun) {
+    close_bitmap(x);
     /* The committed bitmap after all (rows appended, then rolled back to
     ** a savepoint): the file stays as it is, the file P holds. */
     x->bm_write = 0;
@@ -1162,6 +1177,7 @@ static int bitmap_plan(NpkSession *s, Change *x) {
     npk_bm_encode_range(p->bm, x->bm_runs[i].lo, x->bm_runs[i].len, &x->bm_img);
   if (x->bm_img.oom) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   x->bm_inplace = 1;
+  *pheld += x->bm_fd >= 0;
   return NPK_OK;
 }
 
@@ -1545,12 +1561,14 @@ static int patch_bitmap(NpkSession *s, Change *x) {
   struct stat sb;
   size_t at = 0;
   char *path = npk_path(st->dir, x->bm_rel);
-  int fd = -1, rc;
+  int fd = x->bm_fd, rc = NPK_OK;
   if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  rc = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &s->err);
-  /* The file the journal's records are for, still of one name. */
-  if (rc == NPK_OK && (fstat(fd, &sb) != 0 || sb.st_dev != x->bm_sb.st_dev ||
-                       sb.st_ino != x->bm_sb.st_ino || sb.st_nlink != 1))
+  /* Not kept open since its bytes were checked: the file the journal's
+  ** records are for, still of one name. */
+  if (fd < 0) rc = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &s->err);
+  if (rc == NPK_OK && fd != x->bm_fd &&
+      (fstat(fd, &sb) != 0 || sb.st_dev != x->bm_sb.st_dev ||
+       sb.st_ino != x->bm_sb.st_ino || sb.st_nlink != 1))
     rc = npk_err(&s->err, NPK_BUSY,
                  "%s was replaced by another program during the commit", path);
   for (int k = 0; k < x->bm_nrun && rc == NPK_OK; k++) {
@@ -1560,7 +1578,8 @@ static int patch_bitmap(NpkSession *s, Change *x) {
   }
   if (rc == NPK_OK) rc = npk_io_fsync(st, fd, path, &s->err);
   if (rc == NPK_OK && fstat(fd, &sb) == 0) npk_file_id_set(&x->bm_new, &sb);
-  if (fd >= 0) close(fd);
+  if (fd >= 0 && fd != x->bm_fd) close(fd);
+  close_bitmap(x);
   npk_free(path);
   return rc;
 }
@@ -1706,7 +1725,8 @@ int npk_commit(NpkSession *s) {
   for (int i = 0; i < n; i++)
     if (ch[i].p && ch[i].p->pending) ch[i].p->mtime = now;
   rc = catalog_plan(s, ch, n, fast, &ci);
-  for (int i = 0; i < n && rc == NPK_OK; i++) rc = bitmap_plan(s, &ch[i]);
+  for (int i = 0, held = 0; i < n && rc == NPK_OK; i++)
+    rc = bitmap_plan(s, &ch[i], &held);
   if (rc) goto fail_open;
 
   /* Everything the commit allocates much of is made before the first file
@@ -1816,6 +1836,7 @@ done:
     npk_buf_free(&ch[i].bm_img);
     npk_free(ch[i].bm_runs);
     npk_buf_free(&ch[i].bm_old);
+    close_bitmap(&ch[i]);
   }
   npk_free(ch);
   npk_buf_free(&jr);
