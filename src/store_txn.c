@@ -806,10 +806,6 @@ static int run_within(const CatRun *r, size_t n, size_t *lo, size_t *len) {
   return *len > 0;
 }
 
-/* The most of the old catalog a commit rewrites in place: more would make
-** the journal hold it all, where replacing the file whole writes it once. */
-#define CAT_SUFFIX_MAX (1u << 20)
-
 /* A change npk_catalog_patch cannot make (arrays dropped, an entry of a new
 ** length) rewritten in place all the same: the whole new encoding into
 ** CI->img, and as runs the header and every byte from the first one after
@@ -831,7 +827,7 @@ static int suffix_plan(NpkSession *s, CatImage *ci) {
     if (ci->img.p[from] != st->img.p[from]) break;
   if (oldn < body || newn < body ||
       memcmp(ci->img.p, st->img.p, NPK_CAT_HEAD_OFF) != 0 ||
-      oldn - (from < oldn ? from : oldn) > CAT_SUFFIX_MAX) {
+      oldn - (from < oldn ? from : oldn) > NPK_CAT_SUFFIX_MAX) {
     /* Replaced whole: encode_catalog makes its image afresh. */
     npk_buf_free(&ci->img);
     npk_free(ci->off);

@@ -600,6 +600,49 @@ static void test_journal_cuts_catalog(void) {
   }
 }
 
+/* The catalog and segment manifests are read whole: a record that would
+** lengthen one by more than a commit cuts from the catalog, or restore
+** bytes past its end, is damaged.  Played back, a journal of a few bytes
+** made the catalog or a manifest 2^40 bytes long, and opening the store
+** then asked for as much memory to read it.  (Data files may be
+** lengthened: they are mapped no further than their rows.) */
+static void test_journal_lengthens(void) {
+  const uint64_t big = UINT64_C(1) << 40;
+  const char *const frag = TU_JOURNAL " is damaged: bad record at byte 24";
+  size_t n = 0;
+  unsigned char *cat;
+  Trust x;
+  trust_init(&x);
+  cat = tu_read_file(P(x.t.dir, TU_CATALOG), &n);
+  free(cat);
+  trust_done(&x);
+  for (int i = 0; i < 5; i++) {
+    NpkBuf r = {0};
+    struct stat data, catalog, manifest;
+    trust_init(&x);
+    tu_write_file(P(x.t.dir, "data_b.npkseg"), "{}", 2);
+    switch (i) {
+      case 0: npk_jr_trunc(&r, TU_CATALOG, big); break;
+      case 1: npk_jr_trunc(&r, TU_CATALOG, n + (1 << 20) + 1); break;
+      case 2: npk_jr_region(&r, TU_CATALOG, big, "HACKED", 6); break;
+      case 3: npk_jr_region(&r, TU_CATALOG, n - 2, "HACKED", 6); break;
+      default: npk_jr_trunc(&r, "data_b.npkseg", big); break;
+    }
+    write_journal(P(x.t.dir, TU_JOURNAL), &r);
+    x.hot = 1;
+    expect_refused(&x, "a", frag, __LINE__);
+    CHECK(tu_journal_hot(x.t.dir));
+    CHECK_EQ(stat(P(x.t.dir, "data_a.npkd"), &data), 0);
+    CHECK_EQ((uint64_t)data.st_size, sizeof base_rows);
+    CHECK_EQ(stat(P(x.t.dir, TU_CATALOG), &catalog), 0);
+    CHECK_EQ((uint64_t)catalog.st_size, n);
+    CHECK_EQ(stat(P(x.t.dir, "data_b.npkseg"), &manifest), 0);
+    CHECK_EQ((uint64_t)manifest.st_size, 2);
+    npk_buf_free(&r);
+    trust_done(&x);
+  }
+}
+
 /* A commit that appended to an array and then saved over it leaves the
 ** grown data file linked to its own backup: playback cuts it all the same. */
 static void test_journal_own_backup(void) {
@@ -944,6 +987,7 @@ int main(void) {
   RUN(test_journal_names);
   RUN(test_journal_own_backup);
   RUN(test_journal_cuts_catalog);
+  RUN(test_journal_lengthens);
   RUN(test_journal_path_too_long);
   RUN(test_hardlink_lock);
   RUN(test_hardlink_fresh);
