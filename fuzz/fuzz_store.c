@@ -24,7 +24,11 @@
 **              the shape's, its deletion bitmap (none, right, or damaged in
 **              one of several ways) and segments
 **   u16 + JOURNAL, u8 + LOCK
-**   the rest   the operations, a byte and its arguments each (see run_ops)
+**   the rest   the operations, a byte and its arguments each: reads
+**              (0x00-0x7f, op_read), writes (0x80-0xbf, op_write),
+**              transactions, recovery and opening again (0xc0-0xdf,
+**              run_ops), files changed behind the engine's back
+**              (0xe0-0xff, tamper)
 **
 ** The store sits next to a directory "outside" holding a file and a
 ** directory that links of the store point to.  Beyond "no crash, no leak,
@@ -43,6 +47,9 @@
 **     replaced read back as written, and deleted rows are gone;
 **   - after a commit, the store released and opened again reads back the
 **     same arrays and rows;
+**   - once a file was cut short, lengthened, removed or replaced behind
+**     the engine's back, reads may fail but never return the zeros of a
+**     page lost under a mapping without saying so;
 **   - no allocation is larger than the store's files and the input can
 **     justify (a bound of 32 MiB + 64 bytes per byte of them).
 */
@@ -648,6 +655,7 @@ static void put_journal(unsigned mode, const uint8_t *blob, size_t n) {
 static NpkStore *st;
 static NpkSession *ses;
 static int pristine; /* nothing written or played back: the model holds */
+static int tampered; /* a file was changed behind the engine's back */
 static int readonly;
 
 /* A failed call's result: a code of store.h, and a message saying why. */
@@ -704,9 +712,17 @@ static void check_row(int i, const NpkArrayInfo *info, uint64_t r,
     if (want) FUZZ_CHECK(memcmp(p, want, info->row_bytes) == 0);
   } else if (info->row_bytes <= 4096) {
     unsigned char copy[4096];
-    int rc = npk_copy_rows(ses, info->name, &r, 1, copy);
-    FUZZ_CHECK(rc == NPK_OK);
-    FUZZ_CHECK(memcmp(p, copy, info->row_bytes) == 0);
+    uint64_t mark = npk_map_faults(ses);
+    int rc = npk_copy_rows(ses, info->name, &r, 1, copy), same;
+    FUZZ_CHECK(rc == NPK_OK || tampered);
+    if (rc) {
+      check_fail(rc);
+      return;
+    }
+    same = memcmp(p, copy, info->row_bytes) == 0;
+    /* A file cut short under a mapping reads as zeros, which the check
+    ** after the read turns into an error. */
+    if (!same) FUZZ_CHECK(tampered && npk_map_check(ses, mark, info->name));
   }
 }
 
@@ -880,7 +896,10 @@ static void op_read(unsigned op, In *in) {
       if (view.rows <= MAX_SCAN && rc == NPK_OK)
         FUZZ_CHECK(seen == view.live_rows);
       rc = npk_map_check(ses, mark, info.name);
-      FUZZ_CHECK(rc == NPK_OK);
+      if (rc) {
+        FUZZ_CHECK(tampered);
+        check_fail(rc);
+      }
       break;
     }
     case 4: { /* live rows streamed in batches, as np.load reads */
@@ -959,7 +978,7 @@ static void op_read(unsigned op, In *in) {
                      npk_row_live(ses, info.name, hits[k].row));
       }
       free(q);
-      FUZZ_CHECK(npk_map_check(ses, mark, info.name) == NPK_OK);
+      FUZZ_CHECK(npk_map_check(ses, mark, info.name) == NPK_OK || tampered);
       break;
     }
     default: { /* a lookup without the lock */
@@ -1003,9 +1022,11 @@ static void check_written(const char *name, const uint64_t *rows, uint64_t n,
   }
   for (uint64_t k = 0; k < n; k++) {
     const void *p;
+    uint64_t mark = npk_map_faults(ses);
     rc = npk_row_ptr(ses, name, rows[k], &p);
-    FUZZ_CHECK(rc == NPK_OK);
-    if (rb) FUZZ_CHECK(memcmp(p, data + k * rb, rb) == 0);
+    FUZZ_CHECK(rc == NPK_OK || tampered);
+    if (rc == NPK_OK && rb && memcmp(p, data + k * rb, rb) != 0)
+      FUZZ_CHECK(tampered && npk_map_check(ses, mark, name));
   }
   npk_read_end(ses);
 }
@@ -1164,6 +1185,58 @@ static void reopen(int flags, int sync) {
   npk_buf_free(&after);
 }
 
+/* What another program ignoring the lock may do between two operations:
+** cut the data file of the array V picks short (to the length W picks),
+** lengthen it, remove its bitmap, or put the first catalog back.  Only
+** files of the store with one name: the outside stays as it was.  From
+** then on no row is promised, only errors (never a crash, nor zeros where
+** rows were). */
+static void tamper(unsigned what, In *in) {
+  NpkArrayInfo info;
+  char rel[NPK_MAX_NAME + 40];
+  const char *path;
+  unsigned v = in_u8(in), w = in_u8(in);
+  const MFile *cat = model_file(NPK_CATALOG);
+  struct stat sb;
+  int i, fd;
+  if (what == 3) {
+    snprintf(rel, sizeof rel, "%s", NPK_CATALOG);
+  } else {
+    if (!read_array(v, &i, &info)) return;
+    if (what == 2)
+      snprintf(rel, sizeof rel, "deleted_%s.npkb", info.name);
+    else
+      snprintf(rel, sizeof rel, "%s", info.data_file);
+    npk_read_end(ses);
+  }
+  path = cat2(store, rel);
+  if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink > 1)
+    return;
+  tampered = 1;
+  pristine = 0;
+  switch (what) {
+    case 0:
+      FUZZ_CHECK(truncate(path, (off_t)pick_row(w, (uint64_t)sb.st_size) %
+                                    ((uint64_t)sb.st_size + 1)) == 0);
+      break;
+    case 1:
+      FUZZ_CHECK(truncate(path, sb.st_size + 1 + w) == 0);
+      break;
+    case 2:
+      FUZZ_CHECK(unlink(path) == 0);
+      break;
+    default:
+      /* A new file at the name, as a program replacing it would make. */
+      FUZZ_CHECK(unlink(path) == 0);
+      fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      FUZZ_CHECK(fd >= 0);
+      FUZZ_CHECK(!cat || cat->n == 0 ||
+                 write(fd, cat->p, cat->n) == (ssize_t)cat->n);
+      close(fd);
+      break;
+  }
+}
+
 /* Run the operations of IN; FLAGS and SYNC open the store again. */
 static void run_ops(In *in, int flags, int sync) {
   int level = -1;
@@ -1201,6 +1274,8 @@ static void run_ops(In *in, int flags, int sync) {
           FUZZ_CHECK(same_buf(&before, &after));
         }
       }
+    } else if (op >= 0xE0) {
+      tamper(op % 4, in);
     } else {
       switch (op % 8) {
         case 0: rc = npk_begin(ses); pristine = 0; break;
@@ -1211,7 +1286,7 @@ static void run_ops(In *in, int flags, int sync) {
         case 5: rc = level >= 0 ? npk_release(ses, level) : NPK_OK; break;
         case 6: rc = npk_recover(ses); pristine = 0; break;
         default:
-          if (!txn) reopen(flags, sync);
+          if (!txn && !tampered) reopen(flags, sync);
           rc = NPK_OK;
           break;
       }
@@ -1229,7 +1304,7 @@ static void run_ops(In *in, int flags, int sync) {
     npk_buf_free(&quiet);
   }
   if (ses && npk_in_txn(ses)) (void)npk_rollback(ses);
-  if (ses && !pristine) reopen(flags, sync);
+  if (ses && !pristine && !tampered) reopen(flags, sync);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -1281,6 +1356,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   store_bytes += size;
 
   pristine = 1;
+  tampered = 0;
   readonly = flags & 1;
   oflags = readonly ? NPK_OPEN_READONLY : 0;
   {

@@ -358,6 +358,8 @@ APPEND, REPLACE, DELETE, SLICE, DROP, COMPACT, CLONE, SAVE = \
     (0x80 + i for i in range(8))
 BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ROLLBACK_TO, RELEASE, RECOVER, REOPEN = \
     (0xC0 + i for i in range(8))
+# files changed behind the engine's back (array, argument)
+CUT, GROW, NO_BITMAP, OLD_CATALOG = 0xE0, 0xE1, 0xE2, 0xE3
 READS = bytes([ROW, 0, 0, ROW, 0, 0xF8, LOGICAL, 0, 3, COPY, 0, 1, 4,
                VIEW, 0, 0, STREAM, 0, 3, FILES, 0, 0, KNN, 0, 0,
                UNLOCKED, 0, 2])
@@ -444,6 +446,14 @@ def stores():
                                                dims=3),
                  arr(name=6)], READS))
     write(t, "unknown_dtype.bin", store([arr(dtype=0xF3)], READS))
+    write(t, "tampered.bin",
+          store([arr(dtype=F32, ndim=2, rows=40, dims=4, bm=BM_RIGHT,
+                     bseed=5), arr(name=1)],
+                READS + bytes([VIEW, 0, 0, CUT, 0, 0xFE]) + READS +
+                bytes([VIEW, 0, 0, STREAM, 0, 2, KNN, 0, 0,
+                       APPEND, 0, 1, GROW, 1, 3]) + READS +
+                bytes([NO_BITMAP, 0, 0, DELETE, 0, 1, OLD_CATALOG, 0, 0,
+                       SAVE, 0, 2, 1, I64]) + READS))
     write(t, "empty.bin",
           store([], bytes([SAVE, 0, 4, 2, I64]) + READS +
                 bytes([CLONE, 0, 1, REOPEN]) + READS))
