@@ -534,12 +534,21 @@ static int jr_link_removed(NpkSession *s, const char *rel, void *arg) {
 }
 
 /* Hard-link REL to its backup name, replacing a stale backup; count it in
-** *ARG (an int). */
+** *ARG (an int).  A name that cannot be reached (a link on the way: a data
+** file a crafted catalog names) fails the commit here, before the journal:
+** its record, which playback refuses, would leave the journal hot for good
+** and every array of the store unreadable. */
 static int link_backup(NpkSession *s, const char *rel, void *arg) {
   char *bak = npk_backup_name(rel);
+  struct stat sb;
+  NpkErr e;
   int rc = NPK_OK;
   if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
-  else if (npk_io_exists(s->store, rel)) {
+  else if ((rc = npk_io_lstat(s->store, rel, &sb, &e)) == NPK_NOFILE)
+    rc = NPK_OK;
+  else if (rc)
+    s->err = e;
+  else {
     rc = npk_io_unlink(s->store, bak, &s->err);
     if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
     if (rc == NPK_OK) ++*(int *)arg;

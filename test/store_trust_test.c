@@ -411,6 +411,39 @@ static void test_link_subdir(void) {
   trust_done(&x);
 }
 
+/* Saving over an array whose data file a crafted catalog puts behind a
+** link: the commit journaled the old file's removal, failed on the link,
+** and its own playback refused that record, leaving the journal hot: every
+** array of the store was NPK_BUSY from then on, read-only too, and backups
+** lay about.  The save now fails before anything is written. */
+static void test_save_over_link(void) {
+  Trust x;
+  NpkStore *st = NULL;
+  NpkSession *s;
+  NpkArrayInfo info;
+  int64_t rows[2] = {5, 6};
+  uint64_t shape[1] = {2};
+  trust_init(&x);
+  sub_catalog(&x);
+  make_link(&x, "sub", x.sub);
+  memset(&info, 0, sizeof info);
+  s = tu_open(x.t.dir, 0, &st);
+  if (s) {
+    CHECK_EQ(npk_save(s, "a", NPK_INT64, 1, shape, rows), NPK_CORRUPT);
+    CHECK(strstr(npk_errmsg(s), "sub" LINKED " (on the way to sub/") != NULL);
+    /* The store still works: another array can be saved and read. */
+    CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, rows), NPK_OK);
+    CHECK_EQ(npk_array_info(s, "b", &info), NPK_OK);
+    CHECK_EQ(info.rows, 2);
+  }
+  tu_close(st, s);
+  CHECK(!tu_journal_hot(x.t.dir));
+  CHECK(!tu_exists(P(x.t.dir, "metadata.npkm-npkbak")));
+  CHECK(!tu_exists(P(x.t.dir, "deleted_a.npkb-npkbak")));
+  outside_same(&x, __LINE__);
+  trust_done(&x);
+}
+
 /* ---- files that are not regular files -------------------------------- */
 
 static void test_fifo_data(void) {
@@ -980,6 +1013,7 @@ int main(void) {
   RUN(test_link_journal);
   RUN(test_link_segment);
   RUN(test_link_subdir);
+  RUN(test_save_over_link);
   RUN(test_fifo_data);
   RUN(test_fifo_bitmap);
   RUN(test_journal_links);
