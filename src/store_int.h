@@ -582,6 +582,7 @@ void npk_catalog_patch_span(const NpkArray *a, size_t off, size_t *lo,
                             size_t *len);
 #define NPK_CAT_HEAD_OFF 8
 #define NPK_CAT_HEAD_LEN 12
+
 /* The most of the old catalog a commit rewrites in place (store_txn.c):
 ** more would make the journal hold it all, where replacing the file whole
 ** writes it once.  So the most a commit cuts from the catalog's end (arrays

@@ -546,8 +546,7 @@ static int link_backup(NpkSession *s, const char *rel, void *arg) {
   if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
   else if ((rc = npk_io_lstat(s->store, rel, &sb, &e)) == NPK_NOFILE)
     rc = NPK_OK;
-  else if (rc)
-    s->err = e;
+  else if (rc) s->err = e;
   else {
     rc = npk_io_unlink(s->store, bak, &s->err);
     if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
