@@ -35,9 +35,11 @@
 ** no access out of bounds":
 **   - a failed call returns a result code of store.h and a "numpack: "
 **     message;
-**   - an operation that only reads leaves every file and the listing of the
-**     store byte for byte as they were: no lock file, journal or anything
-**     else is created;
+**   - opening the store and operations that only read leave every file of
+**     it as it was (inode, size and times, which any write moves) and
+**     create nothing: no lock file, journal or anything else;
+**   - a write that fails outside a transaction leaves the bytes of every
+**     file but the lock file and journal as they were;
 **   - nothing outside the store is created, changed or removed;
 **   - while nothing was written, every row read (by row pointer, copy, view,
 **     streamed batches, a read without the lock) is the bytes of its data
@@ -609,7 +611,8 @@ static void put_catalog(const Desc *d) {
   npk_buf_free(&b);
 }
 
-/* The lock file or journal NAME in state MODE, from BLOB. */
+/* The lock file, then the journal, in state MODE (see the top of the
+** file), from the N bytes of BLOB. */
 static void put_lock(unsigned mode, const uint8_t *blob, size_t n) {
   switch (mode % 7) {
     case 1: put_file(NPK_LOCKFILE, "", 0); break;
