@@ -336,9 +336,132 @@ def knns():
           npy_bytes(np.array([[1, 2], [3, 4]], dtype="u1")))
 
 
+# ---- whole stores (fuzz_store) ----------------------------------------------
+# fuzz_store builds a store from a description (the comment at the top of
+# fuzz_store.c): 4 bytes of flags and states, 16 bytes per array, the
+# journal and lock blobs, then operations.
+
+# dtype codes
+BOOL, U8, I32, I64, F16, F32, F64, C128 = 0, 1, 7, 8, 9, 10, 11, 13
+# where the rows are (mode bits 0-2) and what the data file is (bits 6-7)
+OWN, SEG, TABLE, OTHER, MISSING = 0, 2, 3, 4, 5
+LINK, HARD, DIR = 1 << 6, 2 << 6, 3 << 6
+SIZE_LIES, HUGE, BLOCK = 8, 16, 32
+# bitmaps
+BM_NONE, BM_RIGHT, BM_SHORT, BM_COUNT, BM_PAD, BM_LEN, BM_LONG = \
+    0, 3, 4, 5, 6, 7, 8
+BM_LINK, BM_DIR, BM_EMPTY = 9, 10, 11
+# operations: reads (op, array, arg), writes (0x80 + op, array, arg, ...),
+# transactions
+ROW, LOGICAL, COPY, VIEW, STREAM, FILES, KNN, UNLOCKED = range(8)
+APPEND, REPLACE, DELETE, SLICE, DROP, COMPACT, CLONE, SAVE = \
+    (0x80 + i for i in range(8))
+BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ROLLBACK_TO, RELEASE, RECOVER, REOPEN = \
+    (0xC0 + i for i in range(8))
+# files changed behind the engine's back (array, argument)
+CUT, GROW, NO_BITMAP, OLD_CATALOG = 0xE0, 0xE1, 0xE2, 0xE3
+READS = bytes([ROW, 0, 0, ROW, 0, 0xF8, LOGICAL, 0, 3, COPY, 0, 1, 4,
+               VIEW, 0, 0, STREAM, 0, 3, FILES, 0, 0, KNN, 0, 0,
+               UNLOCKED, 0, 2])
+
+
+def arr(name=0, dtype=I64, ndim=1, rows=10, dims=0, mode=OWN, pick=0,
+        delta=0, seed=1, bm=BM_NONE, bseed=0, nseg=0, seg=(0, 0, 0, 0)):
+    return bytes([name, dtype, ndim - 1, rows, dims, mode, pick,
+                  delta & 0xFF, seed, bm, bseed, nseg]) + bytes(seg)
+
+
+def store(arrays, ops=b"", flags=0, lock=0, journal=0, jr=b"", lk=b""):
+    return (bytes([flags, lock, journal, len(arrays)]) + b"".join(arrays) +
+            struct.pack("<H", len(jr)) + jr + bytes([len(lk)]) + lk + ops)
+
+
+def stores():
+    t = "store"
+    write(t, "one_int64.bin", store([arr()], READS))
+    write(t, "vectors_bitmap.bin",
+          store([arr(dtype=F32, ndim=2, rows=12, dims=4, bm=BM_RIGHT,
+                     bseed=6)],
+                READS + bytes([APPEND, 0, 1, REPLACE, 0, 2, DELETE, 0, 3,
+                               VIEW, 0, 0, KNN, 0, 0, REOPEN]) + READS))
+    write(t, "txn.bin",
+          store([arr(), arr(name=1, dtype=U8, ndim=3, rows=5, dims=2 | 3 << 3)],
+                bytes([BEGIN, APPEND, 0, 2, SAVEPOINT, DELETE, 1, 0,
+                       ROLLBACK_TO, REPLACE, 1, 4, SAVE, 2, 3, 1, F64,
+                       CLONE, 0, 4, COMMIT, REOPEN]) + READS))
+    write(t, "segments.bin",
+          store([arr(mode=SEG, rows=9, nseg=2, seg=(3, 2, 0, 0))],
+                READS + bytes([APPEND, 0, 0, COMPACT, 0, 0]) + READS))
+    write(t, "segments_lie.bin",
+          store([arr(mode=SEG, rows=9, nseg=2 | 4 | 32, seg=(3, 2, 0, 0))],
+                READS))
+    write(t, "shared_file.bin",
+          store([arr(), arr(name=1, mode=OTHER)], READS))
+    write(t, "zero_width.bin",
+          store([arr(dtype=I32, ndim=2, dims=0, mode=HUGE, pick=4 << 5,
+                     bm=BM_SHORT, bseed=3)],
+                READS + bytes([SLICE, 0, 0, 1, 7, DELETE, 0, 0xFB,
+                               APPEND, 0, 0, COMPACT, 0, 0]) + READS))
+    write(t, "short_data.bin", store([arr(delta=-1)], READS))
+    write(t, "long_data.bin", store([arr(delta=9, bm=BM_COUNT)], READS))
+    write(t, "size_lies.bin", store([arr(mode=SIZE_LIES)], READS))
+    write(t, "bad_bitmaps.bin",
+          store([arr(bm=BM_PAD, bseed=2), arr(name=1, bm=BM_LEN),
+                 arr(name=2, bm=BM_LONG)], READS))
+    write(t, "links.bin",
+          store([arr(mode=LINK), arr(name=1, mode=HARD, dtype=U8, rows=35),
+                 arr(name=2, mode=TABLE, pick=1)],
+                READS + bytes([APPEND, 1, 0, REPLACE, 1, 0, DELETE, 1, 1,
+                               DROP, 0, 0]) + READS))
+    write(t, "link_bitmap_dir.bin",
+          store([arr(bm=BM_LINK), arr(name=1, mode=DIR),
+                 arr(name=2, bm=BM_DIR)],
+                READS + bytes([DELETE, 0, 1, APPEND, 2, 0])))
+    jr = (jpath("T", "data_a.npkd") + struct.pack("<Q", 16) +
+          jpath("R", "data_a.npkd") + struct.pack("<QQ", 0, 4) + b"abcd" +
+          jpath("R", "evil") + struct.pack("<QQ", 0, 4) + b"evil")
+    write(t, "hot_journal.bin",
+          store([arr()], READS + bytes([RECOVER]) + READS +
+                bytes([APPEND, 0, 0]), journal=1, jr=jr))
+    write(t, "hot_journal_readonly.bin",
+          store([arr()], READS + bytes([APPEND, 0, 0]), flags=1, journal=1,
+                jr=jr))
+    write(t, "lock_states.bin",
+          store([arr()], READS + bytes([APPEND, 0, 1, REOPEN]),
+                lock=2, lk=bytes(64) + struct.pack("<QQ", 1, 5)))
+    write(t, "lock_link.bin",
+          store([arr()], READS + bytes([APPEND, 0, 1]), lock=3))
+    write(t, "journal_dir.bin",
+          store([arr()], READS + bytes([APPEND, 0, 1]), journal=5, lock=4))
+    write(t, "readonly_writes.bin",
+          store([arr(bm=BM_RIGHT, bseed=1)],
+                READS + bytes([APPEND, 0, 1, DELETE, 0, 0, DROP, 0, 0,
+                               SAVE, 1, 2, 1, I32]), flags=1))
+    write(t, "leftovers.bin",
+          store([arr(dtype=C128, ndim=2, rows=3, dims=2)],
+                bytes([BEGIN, APPEND, 0, 0, ROLLBACK, APPEND, 0, 0]) + READS,
+                flags=4 | 2))
+    write(t, "block_info_names.bin",
+          store([arr(mode=BLOCK, name=4), arr(name=5, dtype=F16, ndim=2,
+                                               dims=3),
+                 arr(name=6)], READS))
+    write(t, "unknown_dtype.bin", store([arr(dtype=0xF3)], READS))
+    write(t, "tampered.bin",
+          store([arr(dtype=F32, ndim=2, rows=40, dims=4, bm=BM_RIGHT,
+                     bseed=5), arr(name=1)],
+                READS + bytes([VIEW, 0, 0, CUT, 0, 0xFE]) + READS +
+                bytes([VIEW, 0, 0, STREAM, 0, 2, KNN, 0, 0,
+                       APPEND, 0, 1, GROW, 1, 3]) + READS +
+                bytes([NO_BITMAP, 0, 0, DELETE, 0, 1, OLD_CATALOG, 0, 0,
+                       SAVE, 0, 2, 1, I64]) + READS))
+    write(t, "empty.bin",
+          store([], bytes([SAVE, 0, 4, 2, I64]) + READS +
+                bytes([CLONE, 0, 1, REOPEN]) + READS))
+
+
 def main():
     for t in ("catalog", "bitmap", "segment", "npy", "index", "journal",
-              "knn"):
+              "knn", "store"):
         shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
     catalogs()
     bitmaps()
@@ -347,6 +470,7 @@ def main():
     indexes()
     journals()
     knns()
+    stores()
     return 0
 
 

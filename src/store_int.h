@@ -601,6 +601,12 @@ void npk_catalog_patch_span(const NpkArray *a, size_t off, size_t *lo,
                             size_t *len);
 #define NPK_CAT_HEAD_OFF 8
 #define NPK_CAT_HEAD_LEN 12
+
+/* The most of the old catalog a commit rewrites in place (store_txn.c):
+** more would make the journal hold it all, where replacing the file whole
+** writes it once.  So the most a commit cuts from the catalog's end (arrays
+** dropped), which playing its journal back puts back. */
+#define NPK_CAT_SUFFIX_MAX (1u << 20)
 /* Append A to CAT, which takes the caller's reference; NPK_NOMEM leaves
 ** CAT as it was.  ST (NULL for a catalog no store holds yet) is the
 ** store whose files the arrays of a chunk let go may hold. */

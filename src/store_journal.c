@@ -749,6 +749,27 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
                  st->dir, NPK_JOURNAL, abs, (unsigned long long)sb.st_nlink);
 }
 
+/* 1 if the engine reads REL whole into memory: the catalog, a segment
+** manifest.  A commit cuts the catalog by at most NPK_CAT_SUFFIX_MAX
+** bytes (arrays dropped from a catalog patched in place), which its
+** journal puts back, and writes no manifest in place: playback lengthening
+** such a file further, as a crafted record would (a journal of a few bytes
+** making the catalog 2^40 bytes long), is refused, or reading the store
+** would ask for that much memory. */
+static int read_whole(const char *rel) {
+  size_t n = strlen(rel);
+  return strcmp(rel, NPK_CATALOG) == 0 ||
+         (n > 7 && strcmp(rel + n - 7, ".npkseg") == 0);
+}
+
+/* The length of FD (at ABS) in *PSIZE. */
+static int file_size(int fd, const char *abs, uint64_t *psize, NpkErr *e) {
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) return npk_err_sys(e, errno, "cannot stat", abs);
+  *psize = (uint64_t)sb.st_size;
+  return NPK_OK;
+}
+
 /* The file consecutive 'R' records of one path restore, kept open from one
 ** to the next and synced once when playback leaves it: the journal of a
 ** transaction that replaced rows holds a record per run of rows, and an
@@ -756,9 +777,10 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
 ** large UPDATE take minutes. */
 typedef struct PlayFile PlayFile;
 struct PlayFile {
-  char *rel; /* its path in the store, or NULL when none is open */
-  char *abs; /* the same, absolute, for messages */
-  int fd;    /* open for writing, or -1 */
+  char *rel;     /* its path in the store, or NULL when none is open */
+  char *abs;     /* the same, absolute, for messages */
+  int fd;        /* open for writing, or -1 */
+  uint64_t size; /* its length when opened */
 };
 
 /* Let go of PF's file, synced if SYNC (leaving it after its records; not
@@ -867,7 +889,7 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
       break;
     }
     case 'T': {
-      uint64_t len;
+      uint64_t len, size;
       NEED(8);
       len = npk_get_u64(q);
       at += 8;
@@ -877,6 +899,11 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         break;
       }
       if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, e);
+      if (rc == NPK_OK && read_whole(rel)) {
+        rc = file_size(fd, abs, &size, e);
+        if (rc == NPK_OK && len > size && len - size > NPK_CAT_SUFFIX_MAX)
+          goto bad;
+      }
       if (rc == NPK_OK) rc = npk_io_ftruncate(st, fd, len, abs, e);
       if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
       break;
@@ -893,6 +920,7 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         if (rc == NPK_NOFILE)
           rc = npk_err(e, NPK_IOERR, "cannot open %s: no such file", abs);
         if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, e);
+        if (rc == NPK_OK) rc = file_size(fd, abs, &pf->size, e);
         if (rc) break;
         pf->fd = fd;
         pf->rel = rel;
@@ -900,6 +928,10 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         fd = -1;
         rel = abs = NULL;
       }
+      /* Bytes a commit wrote over in a file read whole lie inside its old
+      ** length, which a 'T' record before them put back. */
+      if (read_whole(pf->rel) && (off > pf->size || len > pf->size - off))
+        goto bad;
       /* A window at a time: a run of rows may be larger than memory. */
       while (rc == NPK_OK && len > 0) {
         size_t k = len < j->window ? (size_t)len : j->window;
@@ -932,7 +964,7 @@ done:
 int npk_journal_recover(NpkStore *st, NpkErr *e) {
   JournalIn j;
   NpkBuf subdirs = {0};
-  PlayFile pf = {NULL, NULL, -1};
+  PlayFile pf = {NULL, NULL, -1, 0};
   int rc, whole = 0, sync_off = st->sync_off;
   st->sync_off = 0;
   rc = jin_open(st, &j, e);

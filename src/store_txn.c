@@ -556,12 +556,20 @@ static int jr_link_removed(NpkSession *s, const char *rel, void *arg) {
 }
 
 /* Hard-link REL to its backup name, replacing a stale backup; count it in
-** *ARG (an int). */
+** *ARG (an int).  A name that cannot be reached (a link on the way: a data
+** file a crafted catalog names) fails the commit here, before the journal:
+** its record, which playback refuses, would leave the journal hot for good
+** and every array of the store unreadable. */
 static int link_backup(NpkSession *s, const char *rel, void *arg) {
   char *bak = npk_backup_name(rel);
+  struct stat sb;
+  NpkErr e;
   int rc = NPK_OK;
   if (!bak) rc = npk_err(&s->err, NPK_NOMEM, "out of memory");
-  else if (npk_io_exists(s->store, rel)) {
+  else if ((rc = npk_io_lstat(s->store, rel, &sb, &e)) == NPK_NOFILE)
+    rc = NPK_OK;
+  else if (rc) s->err = e;
+  else {
     rc = npk_io_unlink(s->store, bak, &s->err);
     if (rc == NPK_OK) rc = npk_io_link(s->store, rel, bak, &s->err);
     if (rc == NPK_OK) ++*(int *)arg;
@@ -827,10 +835,6 @@ static int run_within(const CatRun *r, size_t n, size_t *lo, size_t *len) {
   return *len > 0;
 }
 
-/* The most of the old catalog a commit rewrites in place: more would make
-** the journal hold it all, where replacing the file whole writes it once. */
-#define CAT_SUFFIX_MAX (1u << 20)
-
 /* A change npk_catalog_patch cannot make (arrays dropped, an entry of a new
 ** length) rewritten in place all the same: the whole new encoding into
 ** CI->img, and as runs the header and every byte from the first one after
@@ -852,7 +856,7 @@ static int suffix_plan(NpkSession *s, CatImage *ci) {
     if (ci->img.p[from] != st->img.p[from]) break;
   if (oldn < body || newn < body ||
       memcmp(ci->img.p, st->img.p, NPK_CAT_HEAD_OFF) != 0 ||
-      oldn - (from < oldn ? from : oldn) > CAT_SUFFIX_MAX) {
+      oldn - (from < oldn ? from : oldn) > NPK_CAT_SUFFIX_MAX) {
     /* Replaced whole: encode_catalog makes its image afresh. */
     npk_buf_free(&ci->img);
     npk_free(ci->off);

@@ -411,6 +411,39 @@ static void test_link_subdir(void) {
   trust_done(&x);
 }
 
+/* Saving over an array whose data file a crafted catalog puts behind a
+** link: the commit journaled the old file's removal, failed on the link,
+** and its own playback refused that record, leaving the journal hot: every
+** array of the store was NPK_BUSY from then on, read-only too, and backups
+** lay about.  The save now fails before anything is written. */
+static void test_save_over_link(void) {
+  Trust x;
+  NpkStore *st = NULL;
+  NpkSession *s;
+  NpkArrayInfo info;
+  int64_t rows[2] = {5, 6};
+  uint64_t shape[1] = {2};
+  trust_init(&x);
+  sub_catalog(&x);
+  make_link(&x, "sub", x.sub);
+  memset(&info, 0, sizeof info);
+  s = tu_open(x.t.dir, 0, &st);
+  if (s) {
+    CHECK_EQ(npk_save(s, "a", NPK_INT64, 1, shape, rows), NPK_CORRUPT);
+    CHECK(strstr(npk_errmsg(s), "sub" LINKED " (on the way to sub/") != NULL);
+    /* The store still works: another array can be saved and read. */
+    CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, rows), NPK_OK);
+    CHECK_EQ(npk_array_info(s, "b", &info), NPK_OK);
+    CHECK_EQ(info.rows, 2);
+  }
+  tu_close(st, s);
+  CHECK(!tu_journal_hot(x.t.dir));
+  CHECK(!tu_exists(P(x.t.dir, "metadata.npkm-npkbak")));
+  CHECK(!tu_exists(P(x.t.dir, "deleted_a.npkb-npkbak")));
+  outside_same(&x, __LINE__);
+  trust_done(&x);
+}
+
 /* ---- files that are not regular files -------------------------------- */
 
 static void test_fifo_data(void) {
@@ -661,6 +694,49 @@ static void test_journal_patches_bitmap(void) {
                             : "deleted_a.npkb is damaged",
                      __LINE__);
     }
+    npk_buf_free(&r);
+    trust_done(&x);
+  }
+}
+
+/* The catalog and segment manifests are read whole: a record that would
+** lengthen one by more than a commit cuts from the catalog, or restore
+** bytes past its end, is damaged.  Played back, a journal of a few bytes
+** made the catalog or a manifest 2^40 bytes long, and opening the store
+** then asked for as much memory to read it.  (Data files may be
+** lengthened: they are mapped no further than their rows.) */
+static void test_journal_lengthens(void) {
+  const uint64_t big = UINT64_C(1) << 40;
+  const char *const frag = TU_JOURNAL " is damaged: bad record at byte 24";
+  size_t n = 0;
+  unsigned char *cat;
+  Trust x;
+  trust_init(&x);
+  cat = tu_read_file(P(x.t.dir, TU_CATALOG), &n);
+  free(cat);
+  trust_done(&x);
+  for (int i = 0; i < 5; i++) {
+    NpkBuf r = {0};
+    struct stat data, catalog, manifest;
+    trust_init(&x);
+    tu_write_file(P(x.t.dir, "data_b.npkseg"), "{}", 2);
+    switch (i) {
+      case 0: npk_jr_trunc(&r, TU_CATALOG, big); break;
+      case 1: npk_jr_trunc(&r, TU_CATALOG, n + (1 << 20) + 1); break;
+      case 2: npk_jr_region(&r, TU_CATALOG, big, "HACKED", 6); break;
+      case 3: npk_jr_region(&r, TU_CATALOG, n - 2, "HACKED", 6); break;
+      default: npk_jr_trunc(&r, "data_b.npkseg", big); break;
+    }
+    write_journal(P(x.t.dir, TU_JOURNAL), &r);
+    x.hot = 1;
+    expect_refused(&x, "a", frag, __LINE__);
+    CHECK(tu_journal_hot(x.t.dir));
+    CHECK_EQ(stat(P(x.t.dir, "data_a.npkd"), &data), 0);
+    CHECK_EQ((uint64_t)data.st_size, sizeof base_rows);
+    CHECK_EQ(stat(P(x.t.dir, TU_CATALOG), &catalog), 0);
+    CHECK_EQ((uint64_t)catalog.st_size, n);
+    CHECK_EQ(stat(P(x.t.dir, "data_b.npkseg"), &manifest), 0);
+    CHECK_EQ((uint64_t)manifest.st_size, 2);
     npk_buf_free(&r);
     trust_done(&x);
   }
@@ -1003,6 +1079,7 @@ int main(void) {
   RUN(test_link_journal);
   RUN(test_link_segment);
   RUN(test_link_subdir);
+  RUN(test_save_over_link);
   RUN(test_fifo_data);
   RUN(test_fifo_bitmap);
   RUN(test_huge_bitmap);
@@ -1012,6 +1089,7 @@ int main(void) {
   RUN(test_journal_own_backup);
   RUN(test_journal_cuts_catalog);
   RUN(test_journal_patches_bitmap);
+  RUN(test_journal_lengthens);
   RUN(test_journal_path_too_long);
   RUN(test_hardlink_lock);
   RUN(test_hardlink_fresh);
