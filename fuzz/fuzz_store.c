@@ -64,6 +64,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "fuzz_dir.h"
 #include "knn.h"
 #include "store_int.h"
 
@@ -97,15 +98,6 @@ static const char victim[] = "outside victim, keep me: 0123456789";
 
 /* ---- files ---------------------------------------------------------- */
 
-/* "A/B" in one of 4 rotating buffers. */
-static const char *cat2(const char *a, const char *b) {
-  static char ring[4][1400];
-  static int next;
-  char *p = ring[next++ % 4];
-  snprintf(p, sizeof ring[0], "%s/%s", a, b);
-  return p;
-}
-
 /* What the target wrote into the store, by name: the model rows are
 ** checked against. */
 typedef struct MFile MFile;
@@ -129,7 +121,7 @@ static MFile *model_file(const char *name) {
 ** other names (a hard link to outside): those the store holds on purpose,
 ** and writing them would change what is outside. */
 static void put_file(const char *name, const void *p, size_t n) {
-  const char *path = cat2(store, name);
+  const char *path = fuzz_path(store, name);
   struct stat sb;
   MFile *m;
   int fd;
@@ -156,96 +148,6 @@ static void put_file(const char *name, const void *p, size_t n) {
   m->n = n;
 }
 
-static void write_outside(const char *path, const void *p, size_t n) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  FUZZ_CHECK(fd >= 0);
-  FUZZ_CHECK(n == 0 || write(fd, p, n) == (ssize_t)n);
-  close(fd);
-}
-
-/* Remove PATH and everything under it, never following a link. */
-static void remove_tree(const char *path) {
-  struct stat sb;
-  if (lstat(path, &sb) != 0) return;
-  if (S_ISDIR(sb.st_mode)) {
-    char *copy = strdup(path);
-    DIR *d = opendir(copy);
-    struct dirent *de;
-    FUZZ_CHECK(copy != NULL);
-    while (d && (de = readdir(d)) != NULL) {
-      if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-        continue;
-      remove_tree(cat2(copy, de->d_name));
-    }
-    if (d) closedir(d);
-    rmdir(copy);
-    free(copy);
-  } else {
-    unlink(path);
-  }
-}
-
-static int cmp_name(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Append to B every entry under DIR, sorted, except those whose names
-** start with SKIP (if not NULL): its name, type, and the target of a link
-** or, if BYTES, the bytes of a file, else its inode, size and times (which
-** any write moves, even one that leaves the bytes as they were). */
-static void snapshot(const char *dir, const char *skip, int bytes, NpkBuf *b) {
-  char *names[128];
-  int n = 0;
-  DIR *d = opendir(dir);
-  struct dirent *de;
-  FUZZ_CHECK(d != NULL);
-  while ((de = readdir(d)) != NULL) {
-    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-        (skip && strncmp(de->d_name, skip, strlen(skip)) == 0))
-      continue;
-    FUZZ_CHECK(n < 128);
-    names[n++] = strdup(de->d_name);
-  }
-  closedir(d);
-  qsort(names, (size_t)n, sizeof names[0], cmp_name);
-  for (int i = 0; i < n; i++) {
-    char path[1400], buf[4096];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-    npk_buf_put(b, names[i], strlen(names[i]) + 1);
-    FUZZ_CHECK(lstat(path, &sb) == 0);
-    if (S_ISDIR(sb.st_mode)) {
-      npk_buf_put(b, "d", 1);
-      snapshot(path, NULL, bytes, b);
-    } else if (S_ISLNK(sb.st_mode)) {
-      ssize_t k = readlink(path, buf, sizeof buf);
-      npk_buf_put(b, "l", 1);
-      if (k > 0) npk_buf_put(b, buf, (size_t)k);
-    } else if (S_ISREG(sb.st_mode)) {
-      npk_buf_put(b, "f", 1);
-      npk_buf_u64(b, (uint64_t)sb.st_size);
-      /* A file a journal lengthened (sparse, maybe terabytes) by its
-      ** times alone. */
-      if (bytes && sb.st_size <= (1 << 20)) {
-        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        ssize_t k;
-        FUZZ_CHECK(fd >= 0);
-        while ((k = read(fd, buf, sizeof buf)) > 0)
-          npk_buf_put(b, buf, (size_t)k);
-        close(fd);
-      } else {
-        npk_buf_put(b, &sb.st_mtim, sizeof sb.st_mtim);
-        npk_buf_put(b, &sb.st_ctim, sizeof sb.st_ctim);
-        npk_buf_u64(b, (uint64_t)sb.st_ino);
-      }
-    } else {
-      npk_buf_put(b, "o", 1);
-    }
-    npk_buf_put(b, "", 1);
-    free(names[i]);
-  }
-}
-
 /* 1 if A and B (snapshots or dumps) are the same bytes; otherwise 0,
 ** and where they part is printed, for whoever reads the failure. */
 static int same_buf(const NpkBuf *a, const NpkBuf *b) {
@@ -263,7 +165,7 @@ static int same_buf(const NpkBuf *a, const NpkBuf *b) {
 }
 
 static void cleanup(void) {
-  if (root[0]) remove_tree(root);
+  if (root[0]) fuzz_remove_tree(root);
 }
 
 /* Once per process: the allocator, ROOT/outside and its snapshot.  The
@@ -284,11 +186,11 @@ static void setup_once(void) {
   snprintf(store, sizeof store, "%s/store", root);
   snprintf(outside, sizeof outside, "%s/outside", root);
   FUZZ_CHECK(mkdir(outside, 0755) == 0);
-  FUZZ_CHECK(mkdir(cat2(outside, "sub"), 0755) == 0);
-  write_outside(cat2(outside, "victim"), victim, sizeof victim - 1);
-  write_outside(cat2(outside, "sub/data"), "0123456789abcdef0123456789abcdef",
+  FUZZ_CHECK(mkdir(fuzz_path(outside, "sub"), 0755) == 0);
+  fuzz_write_file(fuzz_path(outside, "victim"), victim, sizeof victim - 1);
+  fuzz_write_file(fuzz_path(outside, "sub/data"), "0123456789abcdef0123456789abcdef",
                 32);
-  snapshot(outside, NULL, 1, &outside_before);
+  fuzz_snapshot(outside, NULL, 1, &outside_before);
   FUZZ_CHECK(!outside_before.oom);
 }
 
@@ -399,10 +301,10 @@ static void put_fill(const char *name, uint64_t len, unsigned seed) {
 ** or -1 when the store cannot hold that name (a path through a file,
 ** a name taken), which leaves the store as it was. */
 static int out_link(const char *target, const char *name) {
-  return symlink(cat2(outside, target), cat2(store, name));
+  return symlink(fuzz_path(outside, target), fuzz_path(store, name));
 }
 static int out_hard(const char *target, const char *name) {
-  return link(cat2(outside, target), cat2(store, name));
+  return link(fuzz_path(outside, target), fuzz_path(store, name));
 }
 
 /* NAME is a hard link to outside/victim: its bytes are the victim's, and
@@ -435,7 +337,7 @@ static void put_bitmap(MArr *a, const Desc *d) {
     return;
   }
   if (mode == BM_DIR) {
-    mkdir(cat2(store, name), 0755);
+    mkdir(fuzz_path(store, name), 0755);
     return;
   }
   if (rows > 4000) rows = d->bseed;
@@ -538,7 +440,7 @@ static void put_data(MArr *a, const Desc *d, int i, const uint8_t *jr,
         model_hard(a->file);
       break;
     case KIND_DIR:
-      mkdir(cat2(store, a->file), 0755);
+      mkdir(fuzz_path(store, a->file), 0755);
       break;
     default:
       put_fill(a->file, (uint64_t)len, d->seed);
@@ -549,13 +451,13 @@ static void put_data(MArr *a, const Desc *d, int i, const uint8_t *jr,
 /* The fixed files of every store: links out, a directory, a FIFO. */
 static void put_fixed(int leftovers) {
   FUZZ_CHECK(mkdir(store, 0755) == 0);
-  FUZZ_CHECK(symlink(cat2(outside, "victim"), cat2(store, "evil")) == 0);
-  FUZZ_CHECK(symlink(cat2(outside, "sub"), cat2(store, "sub")) == 0);
-  FUZZ_CHECK(symlink(cat2(outside, "nothere"), cat2(store, "dangling")) == 0);
-  FUZZ_CHECK(mkdir(cat2(store, "real"), 0755) == 0);
-  FUZZ_CHECK(symlink(cat2(outside, "victim"), cat2(store, "real/link")) == 0);
-  FUZZ_CHECK(link(cat2(outside, "victim"), cat2(store, "hard")) == 0);
-  FUZZ_CHECK(mkfifo(cat2(store, "fifo"), 0644) == 0);
+  FUZZ_CHECK(symlink(fuzz_path(outside, "victim"), fuzz_path(store, "evil")) == 0);
+  FUZZ_CHECK(symlink(fuzz_path(outside, "sub"), fuzz_path(store, "sub")) == 0);
+  FUZZ_CHECK(symlink(fuzz_path(outside, "nothere"), fuzz_path(store, "dangling")) == 0);
+  FUZZ_CHECK(mkdir(fuzz_path(store, "real"), 0755) == 0);
+  FUZZ_CHECK(symlink(fuzz_path(outside, "victim"), fuzz_path(store, "real/link")) == 0);
+  FUZZ_CHECK(link(fuzz_path(outside, "victim"), fuzz_path(store, "hard")) == 0);
+  FUZZ_CHECK(mkfifo(fuzz_path(store, "fifo"), 0644) == 0);
   model_hard("hard");
   put_fill("real/x", 64, 1);
   put_fill("other.bin", 256, 2);
@@ -620,9 +522,9 @@ static void put_lock(unsigned mode, const uint8_t *blob, size_t n) {
     case 3:
       out_link("victim", NPK_LOCKFILE);
       break;
-    case 4: mkdir(cat2(store, NPK_LOCKFILE), 0755); break;
+    case 4: mkdir(fuzz_path(store, NPK_LOCKFILE), 0755); break;
     case 5: out_hard("victim", NPK_LOCKFILE); break;
-    case 6: mkfifo(cat2(store, NPK_LOCKFILE), 0644); break;
+    case 6: mkfifo(fuzz_path(store, NPK_LOCKFILE), 0644); break;
     default: break;
   }
 }
@@ -648,7 +550,7 @@ static void put_journal(unsigned mode, const uint8_t *blob, size_t n) {
     case 4:
       out_link("victim", NPK_JOURNAL);
       break;
-    case 5: mkdir(cat2(store, NPK_JOURNAL), 0755); break;
+    case 5: mkdir(fuzz_path(store, NPK_JOURNAL), 0755); break;
     default: break;
   }
 }
@@ -741,7 +643,7 @@ static void check_info(int i, const NpkArrayInfo *info) {
 }
 
 static void snap_store(NpkBuf *b) {
-  snapshot(store, NULL, 0, b);
+  fuzz_snapshot(store, NULL, 0, b);
   FUZZ_CHECK(!b->oom);
 }
 
@@ -1215,7 +1117,7 @@ static void tamper(unsigned what, In *in) {
       snprintf(rel, sizeof rel, "%s", info.data_file);
     npk_read_end(ses);
   }
-  path = cat2(store, rel);
+  path = fuzz_path(store, rel);
   if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink > 1)
     return;
   tampered = 1;
@@ -1269,14 +1171,14 @@ static void run_ops(In *in, int flags, int sync) {
       int recovered = !txn && !readonly && npk_begin(ses) == NPK_OK &&
                       npk_rollback(ses) == NPK_OK;
       pristine = 0;
-      if (recovered) snapshot(store, NPK_CATALOG "-", 1, &before);
+      if (recovered) fuzz_snapshot(store, NPK_CATALOG "-", 1, &before);
       rc = op_write(op % 8, in);
       if (rc > 0) {
         check_fail(rc);
         if (readonly) FUZZ_CHECK(rc == NPK_READONLY || rc == NPK_BUSY ||
                                  rc == NPK_NOTFOUND || rc == NPK_CORRUPT);
         if (recovered) {
-          snapshot(store, NPK_CATALOG "-", 1, &after);
+          fuzz_snapshot(store, NPK_CATALOG "-", 1, &after);
           FUZZ_CHECK(same_buf(&before, &after));
         }
       }
@@ -1322,7 +1224,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   NpkBuf now = {0};
   int oflags;
   setup_once();
-  remove_tree(store);
+  fuzz_remove_tree(store);
   for (int i = 0; i < nfiles; i++) free(files[i].p);
   nfiles = 0;
   store_bytes = 0;
@@ -1380,7 +1282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   close_store();
 
   FUZZ_CHECK(biggest <= (UINT64_C(32) << 20) + 64 * store_bytes);
-  snapshot(outside, NULL, 1, &now);
+  fuzz_snapshot(outside, NULL, 1, &now);
   FUZZ_CHECK(same_buf(&now, &outside_before));
   npk_buf_free(&now);
   return 0;

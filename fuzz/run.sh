@@ -39,7 +39,8 @@ done
 for t in $FUZZ_TARGETS; do
   echo "  CCLD (fuzz) $out/fuzz_$t"
   $FUZZ_CC $cflags -fsanitize=fuzzer "$SRCDIR/fuzz/fuzz_$t.c" \
-    "$out"/obj/*.o -o "$out/fuzz_$t" $PTHREAD_LIBS $LIBM
+    "$SRCDIR/fuzz/fuzz_dir.c" "$out"/obj/*.o -o "$out/fuzz_$t" \
+    $PTHREAD_LIBS $LIBM
 done
 
 status=0
