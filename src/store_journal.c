@@ -725,13 +725,14 @@ static int journaled(int type, const char *rel) {
 /* Playback writes REL (open as FD, at ABS) in place: refused if the file
 ** has another name, which may lie outside the store -- unless that name is
 ** its own backup, as a commit that appended to an array and then saved
-** over it leaves it. */
+** over it leaves it.  *PSIZE receives the file's length. */
 static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
-                       NpkErr *e) {
+                       uint64_t *psize, NpkErr *e) {
   struct stat sb, bb;
   char *bak;
   int own;
   if (fstat(fd, &sb) != 0) return npk_err_sys(e, errno, "cannot stat", abs);
+  *psize = (uint64_t)sb.st_size;
   if (sb.st_nlink <= 1) return NPK_OK;
   if (sb.st_nlink == 2) {
     if (!(bak = npk_backup_name(rel)))
@@ -760,14 +761,6 @@ static int read_whole(const char *rel) {
   size_t n = strlen(rel);
   return strcmp(rel, NPK_CATALOG) == 0 ||
          (n > 7 && strcmp(rel + n - 7, ".npkseg") == 0);
-}
-
-/* The length of FD (at ABS) in *PSIZE. */
-static int file_size(int fd, const char *abs, uint64_t *psize, NpkErr *e) {
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) return npk_err_sys(e, errno, "cannot stat", abs);
-  *psize = (uint64_t)sb.st_size;
-  return NPK_OK;
 }
 
 /* The file consecutive 'R' records of one path restore, kept open from one
@@ -898,12 +891,10 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         rc = NPK_OK;
         break;
       }
-      if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, e);
-      if (rc == NPK_OK && read_whole(rel)) {
-        rc = file_size(fd, abs, &size, e);
-        if (rc == NPK_OK && len > size && len - size > NPK_CAT_SUFFIX_MAX)
-          goto bad;
-      }
+      if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &size, e);
+      if (rc == NPK_OK && read_whole(rel) && len > size &&
+          len - size > NPK_CAT_SUFFIX_MAX)
+        goto bad;
       if (rc == NPK_OK) rc = npk_io_ftruncate(st, fd, len, abs, e);
       if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
       break;
@@ -919,8 +910,7 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         rc = npk_io_open(st, rel, O_RDWR, &fd, e);
         if (rc == NPK_NOFILE)
           rc = npk_err(e, NPK_IOERR, "cannot open %s: no such file", abs);
-        if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, e);
-        if (rc == NPK_OK) rc = file_size(fd, abs, &pf->size, e);
+        if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &pf->size, e);
         if (rc) break;
         pf->fd = fd;
         pf->rel = rel;
