@@ -118,10 +118,9 @@ int npk_array_load_storage(NpkStore *st, NpkArray *a, NpkErr *e) {
     rc = npk_err(e, NPK_NOMEM, "out of memory");
     goto done;
   }
-  /* The longest bitmap the array's rows can have: its header and a bit a
-  ** row. */
+  /* No longer than the bitmap of the array's rows. */
   rc = npk_io_read_file(st, bmname, &bytes, &nbytes, &sb,
-                        16 + (a->shape[0] / 64 + 1) * 8, e);
+                        npk_bm_size_for(a->shape[0]), e);
   if (rc == NPK_NOFILE) {
     rc = NPK_OK;
     goto done;

@@ -72,7 +72,7 @@ int npk_bm_parse(const unsigned char *p, size_t n, uint64_t rows,
                    "%s is damaged: covers %llu rows, the array has %llu", path,
                    (unsigned long long)total, (unsigned long long)rows);
   nw = WORDS(total);
-  if ((uint64_t)n != 16 + nw * 8)
+  if ((uint64_t)n != npk_bm_size_for(total))
     return npk_err(
         e, NPK_CORRUPT, "%s is damaged: %zu bytes, %llu rows need %llu", path,
         n, (unsigned long long)total, (unsigned long long)(16 + nw * 8));
@@ -105,8 +105,10 @@ int npk_bm_encode(const NpkBitmap *b, NpkBuf *out) {
   return out->oom ? NPK_NOMEM : NPK_OK;
 }
 
+uint64_t npk_bm_size_for(uint64_t rows) { return 16 + WORDS(rows) * 8; }
+
 uint64_t npk_bm_encoded_size(const NpkBitmap *b) {
-  return 16 + WORDS(b->nbits) * 8;
+  return npk_bm_size_for(b->nbits);
 }
 
 /* The 8-byte unit of B's encoding at byte AT: the row count, the deleted

@@ -658,8 +658,10 @@ void npk_bm_free(NpkBitmap *b);
 int npk_bm_parse(const unsigned char *p, size_t n, uint64_t rows,
                  NpkBitmap **pb, const char *path, NpkErr *e);
 int npk_bm_encode(const NpkBitmap *b, NpkBuf *out);
-/* Bytes of B's encoding (npk_bm_encode), its length. */
+/* Bytes of B's encoding (npk_bm_encode), its length; of the encoding of a
+** bitmap of ROWS rows. */
 uint64_t npk_bm_encoded_size(const NpkBitmap *b);
+uint64_t npk_bm_size_for(uint64_t rows);
 /* Bytes [LO, LO+N) of B's encoding appended to OUT (LO, N multiples of 8,
 ** within npk_bm_encoded_size). */
 void npk_bm_encode_range(const NpkBitmap *b, uint64_t lo, uint64_t n,
