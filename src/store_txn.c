@@ -1058,6 +1058,22 @@ static int journal_more(void *arg, NpkBuf *piece, int *pdone) {
 ** thousands of arrays). */
 #define BM_FDS_KEPT 16
 
+/* X's bitmap opened for writing into *PFD: the file the commit planned
+** for (X->bm_sb), still of one name. */
+static int open_bitmap(NpkSession *s, const Change *x, int *pfd, NpkErr *e) {
+  struct stat sb;
+  int rc = npk_io_open(s->store, x->bm_rel, O_RDWR, pfd, e);
+  if (rc == NPK_OK && (fstat(*pfd, &sb) != 0 || sb.st_dev != x->bm_sb.st_dev ||
+                       sb.st_ino != x->bm_sb.st_ino || sb.st_nlink != 1)) {
+    close(*pfd);
+    *pfd = -1;
+    rc = npk_err(e, NPK_BUSY,
+                 "%s/%s was replaced by another program during the commit",
+                 s->store->dir, x->bm_rel);
+  }
+  return rc;
+}
+
 static void close_bitmap(Change *x) {
   if (x->bm_fd >= 0) close(x->bm_fd);
   x->bm_fd = -1;
@@ -1080,13 +1096,10 @@ static int bitmap_as_held(NpkSession *s, Change *x, int keep, int *pok) {
   size_t cap = oldn < BM_READ_MAX ? oldn : BM_READ_MAX;
   unsigned char *buf = npk_malloc(cap);
   NpkBuf want = {0};
-  struct stat sb;
   NpkErr ignored;
   int fd = -1, ok, rc = NPK_OK;
   if (!buf) return npk_err(&s->err, NPK_NOMEM, "out of memory");
-  ok = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &ignored) == NPK_OK &&
-       fstat(fd, &sb) == 0 && sb.st_dev == x->bm_sb.st_dev &&
-       sb.st_ino == x->bm_sb.st_ino;
+  ok = open_bitmap(s, x, &fd, &ignored) == NPK_OK;
   /* [LO, HI): the bytes to read next, the header first. */
   for (int k = 0; k <= x->bm_nrun && ok; k++) {
     size_t rlo = 0, rlen = 0;
@@ -1568,13 +1581,8 @@ static int patch_bitmap(NpkSession *s, Change *x) {
   int fd = x->bm_fd, rc = NPK_OK;
   if (!path) return npk_err(&s->err, NPK_NOMEM, "out of memory");
   /* Not kept open since its bytes were checked: the file the journal's
-  ** records are for, still of one name. */
-  if (fd < 0) rc = npk_io_open(st, x->bm_rel, O_RDWR, &fd, &s->err);
-  if (rc == NPK_OK && fd != x->bm_fd &&
-      (fstat(fd, &sb) != 0 || sb.st_dev != x->bm_sb.st_dev ||
-       sb.st_ino != x->bm_sb.st_ino || sb.st_nlink != 1))
-    rc = npk_err(&s->err, NPK_BUSY,
-                 "%s was replaced by another program during the commit", path);
+  ** records are for is opened again. */
+  if (fd < 0) rc = open_bitmap(s, x, &fd, &s->err);
   for (int k = 0; k < x->bm_nrun && rc == NPK_OK; k++) {
     rc = npk_io_pwrite(st, fd, x->bm_img.p + at, x->bm_runs[k].len,
                        x->bm_runs[k].lo, path, &s->err);
