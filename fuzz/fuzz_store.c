@@ -864,20 +864,10 @@ static void op_read(unsigned op, In *in) {
       if (npk_knn_parse(p, info.row_bytes, 0, info.dtype, metric, dim, 1, &q,
                         &nq, &pe))
         break;
-      memset(&scan, 0, sizeof scan);
-      scan.dtype = info.dtype;
-      scan.metric = metric;
-      scan.dim = dim;
-      scan.row_bytes = view.row_bytes;
-      scan.base = view.base;
-      scan.live = view.live;
-      scan.rows = view.rows;
-      scan.hi = view.rows;
+      npk_knn_scan_view(&scan, &view, metric, dim, &src);
       scan.threads = 1;
       src.ses = ses;
       src.array = info.name;
-      scan.row_at = npk_row_source_at;
-      scan.arg = &src;
       rc = npk_knn_search(&scan, q, nq, 4, hits, &found);
       if (rc == NPK_OK) {
         FUZZ_CHECK(found <= 4 && found <= info.live_rows);

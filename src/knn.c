@@ -1510,6 +1510,21 @@ static int pick_threads(const NpkKnnScan *s, uint64_t bytes) {
   return cpus > 8 ? 8 : (int)cpus;
 }
 
+void npk_knn_scan_view(NpkKnnScan *scan, const NpkView *view, int metric,
+                       uint64_t dim, NpkRowSource *src) {
+  memset(scan, 0, sizeof *scan);
+  scan->dtype = view->dtype;
+  scan->metric = metric;
+  scan->dim = dim;
+  scan->row_bytes = view->row_bytes;
+  scan->base = view->base;
+  scan->live = view->live;
+  scan->rows = view->rows;
+  scan->hi = view->rows;
+  scan->row_at = npk_row_source_at;
+  scan->arg = src;
+}
+
 size_t npk_knn_room(const NpkKnnScan *s, size_t k) {
   uint64_t hi = s->hi < s->rows ? s->hi : s->rows, span;
   if (s->lo >= hi) return 0;

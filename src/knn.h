@@ -101,6 +101,13 @@ struct NpkKnnScan {
   void *stop_arg;
 };
 
+/* SCAN set to search every row of VIEW, an array of one session, by METRIC
+** over DIM elements: rows not in one mapping are reached through SRC,
+** which the caller fills (session and array).  Threads, a stop and a
+** narrower range are the caller's to set. */
+void npk_knn_scan_view(NpkKnnScan *scan, const NpkView *view, int metric,
+                       uint64_t dim, NpkRowSource *src);
+
 /* Room for one query's results: K, or fewer when fewer rows can be
 ** candidates (so that a K far beyond the array's size needs no memory). */
 size_t npk_knn_room(const NpkKnnScan *s, size_t k);

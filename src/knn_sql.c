@@ -316,21 +316,11 @@ static int knn_run(sqlite3_vtab_cursor *cur, NpkConn *conn, const char *name,
     npk_free(queries);
     return npk_vtab_errorf(cur->pVtab, npk_sqlite_rc(rc), "%s", npk_errmsg(s));
   }
-  memset(&scan, 0, sizeof scan);
-  scan.dtype = info.dtype;
-  scan.metric = metric;
-  scan.dim = dim;
-  scan.row_bytes = view.row_bytes;
-  scan.base = view.base;
-  scan.live = view.live;
-  scan.rows = view.rows;
-  scan.hi = view.rows;
+  npk_knn_scan_view(&scan, &view, metric, dim, &src);
   src.ses = s;
   src.array = name;
-  scan.row_at = npk_row_source_at;
   scan.stop = npk_interrupt_requested;
   scan.stop_arg = s;
-  scan.arg = &src;
   c->nq = nq;
   c->room = npk_knn_room(&scan, (size_t)k);
   qbytes = (size_t)dim * npk_knn_query_item(info.dtype, metric);

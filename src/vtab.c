@@ -1255,20 +1255,9 @@ static int knn_filter(NpkVtab *v, NpkCursor *c, int idx, sqlite3_value **argv) {
                            v->zTable, npk_knn_metric_name(metric), need,
                            v->zArray, npk_dtype_name(v->dtype));
 
-  memset(&scan, 0, sizeof scan);
-  scan.dtype = v->dtype;
-  scan.metric = metric;
-  scan.dim = dim;
-  scan.row_bytes = v->row_bytes;
-  scan.base = c->view.base;
-  scan.live = c->view.live;
-  scan.rows = c->view.rows;
-  scan.lo = 0;
-  scan.hi = c->view.rows;
+  npk_knn_scan_view(&scan, &c->view, metric, dim, &rows);
   rows.ses = s;
   rows.array = v->zArray;
-  scan.row_at = npk_row_source_at;
-  scan.arg = &rows;
   scan.stop = npk_interrupt_requested;
   scan.stop_arg = s;
   if (idx & IDX_EQ) {
