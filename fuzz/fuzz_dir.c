@@ -52,6 +52,18 @@ void fuzz_remove_tree(const char *path) {
   }
 }
 
+static const char *made_root; /* fuzz_make_root's, for remove_root */
+
+static void remove_root(void) { fuzz_remove_tree(made_root); }
+
+void fuzz_make_root(char *root, size_t n, const char *tmp,
+                    const char *prefix) {
+  snprintf(root, n, "%s/%s.XXXXXX", tmp, prefix);
+  FUZZ_CHECK(mkdtemp(root) != NULL);
+  made_root = root;
+  atexit(remove_root);
+}
+
 static int cmp_name(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }

@@ -10,6 +10,9 @@
 
 #include "store_int.h"
 
+/* A fresh directory TMP/PREFIX.XXXXXX, its name into ROOT (room N),
+** removed with everything in it when the process exits. */
+void fuzz_make_root(char *root, size_t n, const char *tmp, const char *prefix);
 /* "A/B" in one of 4 rotating buffers. */
 const char *fuzz_path(const char *a, const char *b);
 /* PATH created afresh (or emptied) holding the N bytes at P. */

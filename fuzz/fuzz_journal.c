@@ -41,18 +41,12 @@ static char store[600];         /* ROOT/store */
 static char outside[600];       /* ROOT/outside */
 static NpkBuf outside_before;   /* snapshot of outside/ after setup */
 
-static void cleanup(void) {
-  if (root[0]) fuzz_remove_tree(root);
-}
-
 /* Once per process: ROOT/outside and its snapshot. */
 static void setup_outside(void) {
   const char *tmp = getenv("TMPDIR");
   if (root[0]) return;
-  snprintf(root, sizeof root, "%s/npkfuzzjournal.XXXXXX",
-           tmp && *tmp ? tmp : "/tmp");
-  FUZZ_CHECK(mkdtemp(root) != NULL);
-  atexit(cleanup);
+  fuzz_make_root(root, sizeof root, tmp && *tmp ? tmp : "/tmp",
+                 "npkfuzzjournal");
   snprintf(store, sizeof store, "%s/store", root);
   snprintf(outside, sizeof outside, "%s/outside", root);
   FUZZ_CHECK(mkdir(outside, 0755) == 0);

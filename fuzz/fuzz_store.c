@@ -164,10 +164,6 @@ static int same_buf(const NpkBuf *a, const NpkBuf *b) {
   return 0;
 }
 
-static void cleanup(void) {
-  if (root[0]) fuzz_remove_tree(root);
-}
-
 /* Once per process: the allocator, ROOT/outside and its snapshot.  The
 ** store lives in memory when the system has a tmpfs, for speed. */
 static void setup_once(void) {
@@ -180,9 +176,7 @@ static void setup_once(void) {
                   access("/dev/shm", W_OK) == 0
               ? "/dev/shm"
               : "/tmp";
-  snprintf(root, sizeof root, "%s/npkfuzzstore.XXXXXX", tmp);
-  FUZZ_CHECK(mkdtemp(root) != NULL);
-  atexit(cleanup);
+  fuzz_make_root(root, sizeof root, tmp, "npkfuzzstore");
   snprintf(store, sizeof store, "%s/store", root);
   snprintf(outside, sizeof outside, "%s/outside", root);
   FUZZ_CHECK(mkdir(outside, 0755) == 0);
