@@ -601,19 +601,24 @@ static void test_journal_names(void) {
 
 static long a_mismatch(NpkSession *s);
 
+/* The length of the catalog trust_init writes. */
+static size_t base_catalog_len(void) {
+  size_t n = 0;
+  Trust x;
+  trust_init(&x);
+  free(tu_read_file(P(x.t.dir, TU_CATALOG), &n));
+  trust_done(&x);
+  return n;
+}
+
 /* A commit that adds arrays journals the catalog's old length: a crafted
 ** journal may cut the catalog anywhere or lengthen it with zeros.  It
 ** plays back (the record is one a commit writes), and the catalog it
 ** leaves is damaged content: NPK_CORRUPT naming it, from the playback on,
 ** read-write and read-only, never a crash or a read past its end. */
 static void test_journal_cuts_catalog(void) {
-  size_t n = 0;
-  unsigned char *cat;
+  size_t n = base_catalog_len();
   Trust x;
-  trust_init(&x);
-  cat = tu_read_file(P(x.t.dir, TU_CATALOG), &n);
-  free(cat);
-  trust_done(&x);
   const struct {
     uint64_t len;
     const char *frag;
@@ -708,13 +713,8 @@ static void test_journal_patches_bitmap(void) {
 static void test_journal_lengthens(void) {
   const uint64_t big = UINT64_C(1) << 40;
   const char *const frag = TU_JOURNAL " is damaged: bad record at byte 24";
-  size_t n = 0;
-  unsigned char *cat;
+  size_t n = base_catalog_len();
   Trust x;
-  trust_init(&x);
-  cat = tu_read_file(P(x.t.dir, TU_CATALOG), &n);
-  free(cat);
-  trust_done(&x);
   for (int i = 0; i < 5; i++) {
     NpkBuf r = {0};
     struct stat data, catalog, manifest;
