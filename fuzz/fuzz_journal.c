@@ -20,11 +20,16 @@
 **     one: a regular file whose magic is zeros, kept for the next commit),
 **     and the lock file the write made is still there (no record may
 **     remove it);
-**   - a failed open says why, with a "numpack: " message.
+**   - a failed open says why, with a "numpack: " message;
+**   - no file in the store is longer than the journal or the longest file
+**     before it was played (a backup put back, whole contents restored),
+**     but the catalog, by at most what a commit cuts from it: no record
+**     lengthens a file, so none fills the disk.
 */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,6 +45,7 @@ static char root[512];          /* the temporary directory of this process */
 static char store[600];         /* ROOT/store */
 static char outside[600];       /* ROOT/outside */
 static NpkBuf outside_before;   /* snapshot of outside/ after setup */
+static size_t catalog_bytes;    /* the length of the store's catalog */
 
 /* Once per process: ROOT/outside and its snapshot. */
 static void setup_outside(void) {
@@ -68,6 +74,7 @@ static void setup_store(const uint8_t *records, size_t n) {
   FUZZ_CHECK(mkdir(store, 0755) == 0);
   FUZZ_CHECK(npk_catalog_encode(&empty, &cat) == NPK_OK);
   fuzz_write_file(fuzz_path(store, NPK_CATALOG), cat.p, cat.n);
+  catalog_bytes = cat.n;
   fuzz_write_file(fuzz_path(store, "data_a.npkd"), "ABCDEFGH", 8);
   fuzz_write_file(fuzz_path(store, "a-npkbak"), "backup of a", 11);
   FUZZ_CHECK(mkdir(fuzz_path(store, "real"), 0755) == 0);
@@ -86,6 +93,36 @@ static void setup_store(const uint8_t *records, size_t n) {
   npk_buf_free(&cat);
   npk_buf_free(&rec);
   npk_buf_free(&jr);
+}
+
+/* The longest file setup_store writes but the catalog (a-npkbak); the
+** longest a file may be after playback (longest_after), the catalog's
+** bound (catalog_max), and whether a file is longer (too_long).  The lock
+** file is the engine's, its own length. */
+#define LONGEST_BEFORE 11
+static uint64_t longest_after;
+static uint64_t catalog_max;
+static int too_long;
+
+static int check_length(const char *path, const struct stat *sb, int type,
+                        struct FTW *ftw) {
+  const char *rel = path + strlen(store) + 1;
+  (void)ftw;
+  if (type != FTW_F || !S_ISREG(sb->st_mode) || strcmp(rel, NPK_LOCKFILE) == 0)
+    return 0;
+  too_long |= (uint64_t)sb->st_size >
+              (strcmp(rel, NPK_CATALOG) == 0 ? catalog_max : longest_after);
+  return 0;
+}
+
+/* 1 if some file in the store is longer than playback may make it. */
+static int store_lengthened(uint64_t journal_bytes, uint64_t catalog_bytes) {
+  longest_after = journal_bytes > LONGEST_BEFORE ? journal_bytes
+                                                 : LONGEST_BEFORE;
+  catalog_max = catalog_bytes + NPK_CAT_SUFFIX_MAX;
+  too_long = 0;
+  FUZZ_CHECK(nftw(store, check_length, 8, FTW_PHYS) == 0);
+  return too_long;
 }
 
 /* 1 if the store has no journal, or only an idle one: a regular file
@@ -135,6 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(err != NULL && strncmp(err, "numpack: ", 9) == 0);
   }
   free(err);
+  FUZZ_CHECK(!store_lengthened(NPK_JOURNAL_HEADER + size, catalog_bytes));
   fuzz_snapshot(outside, NULL, 1, &now);
   FUZZ_CHECK(!now.oom);
   FUZZ_CHECK(now.n == outside_before.n &&

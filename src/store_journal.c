@@ -16,7 +16,9 @@
 ** back by rename; rows overwritten in place are written back over the
 ** same bytes; appended tails are cut off; new files are removed.  (Only a
 ** file system that copies on write, or a sparse data file, could need
-** blocks to write rows back.)
+** blocks to write rows back.)  So no record lengthens a file, but for the
+** bytes a commit cut from the catalog: a crafted one that would is refused
+** (may_lengthen), and cannot fill the disk.
 **
 ** File: "NPKJRNL2", u64 record bytes, u64 checksum of the records
 ** (wordsum), then the records, then whatever an earlier commit's longer
@@ -750,17 +752,39 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
                  st->dir, NPK_JOURNAL, abs, (unsigned long long)sb.st_nlink);
 }
 
-/* 1 if the engine reads REL whole into memory: the catalog, a segment
-** manifest.  A commit cuts the catalog by at most NPK_CAT_SUFFIX_MAX
-** bytes (arrays dropped from a catalog patched in place), which its
-** journal puts back, and writes no manifest in place: playback lengthening
-** such a file further, as a crafted record would (a journal of a few bytes
-** making the catalog 2^40 bytes long), is refused, or reading the store
-** would ask for that much memory. */
-static int read_whole(const char *rel) {
-  size_t n = strlen(rel);
-  return strcmp(rel, NPK_CATALOG) == 0 ||
-         (n > 7 && strcmp(rel + n - 7, ".npkseg") == 0);
+/* Whether a 'T' record may make REL, SIZE bytes long, LEN bytes long
+** (LEN > SIZE); *PSKIP is set when the file is to be left as it is.
+** No commit lengthens a file in place but the catalog, which a commit cuts
+** by at most NPK_CAT_SUFFIX_MAX bytes (arrays dropped from a catalog
+** patched in place) and its journal puts back.  A genuine record finds any
+** other file short in one case only: a commit that appended to an array
+** and then saved over it, interrupted once the new data file had taken
+** the name, where an 'L' record further on puts back the grown file, kept
+** as the backup, at least LEN bytes long.  That new file is left as it is:
+** lengthening it would ask for blocks (playback needs none) only to throw
+** them away.  Any other lengthening is a crafted record, which could make
+** a file of any length: a data file sparse where the file system allows,
+** blocks of zeros filling the disk where it does not, and the catalog 2^40
+** bytes long, which opening the store would then ask for as much memory
+** to read. */
+static int may_lengthen(NpkStore *st, const char *rel, uint64_t size,
+                        uint64_t len, int *pok, int *pskip, NpkErr *e) {
+  struct stat sb;
+  char *bak;
+  int rc;
+  *pok = *pskip = 0;
+  if (strcmp(rel, NPK_CATALOG) == 0) {
+    *pok = len - size <= NPK_CAT_SUFFIX_MAX;
+    return NPK_OK;
+  }
+  if (!(bak = npk_backup_name(rel)))
+    return npk_err(e, NPK_NOMEM, "out of memory");
+  rc = npk_io_lstat(st, bak, &sb, e);
+  npk_free(bak);
+  if (rc == NPK_NOFILE) return e->rc = NPK_OK;
+  if (rc == NPK_OK)
+    *pok = *pskip = S_ISREG(sb.st_mode) && (uint64_t)sb.st_size >= len;
+  return rc;
 }
 
 /* The file consecutive 'R' records of one path restore, kept open from one
@@ -883,6 +907,7 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
     }
     case 'T': {
       uint64_t len, size;
+      int ok, skip = 0;
       NEED(8);
       len = npk_get_u64(q);
       at += 8;
@@ -892,11 +917,12 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         break;
       }
       if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &size, e);
-      if (rc == NPK_OK && read_whole(rel) && len > size &&
-          len - size > NPK_CAT_SUFFIX_MAX)
-        goto bad;
-      if (rc == NPK_OK) rc = npk_io_ftruncate(st, fd, len, abs, e);
-      if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
+      if (rc == NPK_OK && len > size) {
+        rc = may_lengthen(st, rel, size, len, &ok, &skip, e);
+        if (rc == NPK_OK && !ok) goto bad;
+      }
+      if (rc == NPK_OK && !skip) rc = npk_io_ftruncate(st, fd, len, abs, e);
+      if (rc == NPK_OK && !skip) rc = npk_io_fsync(st, fd, abs, e);
       break;
     }
     case 'R': {
@@ -918,10 +944,10 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         fd = -1;
         rel = abs = NULL;
       }
-      /* Bytes a commit wrote over in a file read whole lie inside its old
-      ** length, which a 'T' record before them put back. */
-      if (read_whole(pf->rel) && (off > pf->size || len > pf->size - off))
-        goto bad;
+      /* Bytes a commit wrote over lie inside the file's old length, which
+      ** a 'T' record before them put back: a record reaching past the end
+      ** is crafted, and could make a file of any length (see may_lengthen). */
+      if (off > pf->size || len > pf->size - off) goto bad;
       /* A window at a time: a run of rows may be larger than memory. */
       while (rc == NPK_OK && len > 0) {
         size_t k = len < j->window ? (size_t)len : j->window;

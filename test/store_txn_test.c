@@ -1605,14 +1605,17 @@ static int run_crashing(const char *dir, OpFn fn, int explicit_txn,
 }
 
 /* Run FN in a child that dies just before commit step STEP, for STEP = 1,
-** 2, ... until the commit completes (run_crashing). */
-static void crash_case(OpFn fn, int explicit_txn, const char *label) {
+** 2, ... until the commit completes (run_crashing); AFTER_BASE, if not
+** NULL, changes the base store's files first. */
+static void crash_case_on(OpFn fn, int explicit_txn, const char *label,
+                          void (*after_base)(const char *dir)) {
   int crashed = 0, completed = 0, saw_after = 0;
   for (int step = 1; step <= 40 && !completed; step++) {
     Tmp t;
     Model before, after;
     tu_tmp_init(&t);
     make_base(t.dir, &before);
+    if (after_base) after_base(t.dir);
     model_copy(&after, &before);
     fn(NULL, &after);
     int status = run_crashing(t.dir, fn, explicit_txn, step);
@@ -1644,6 +1647,20 @@ static void crash_case(OpFn fn, int explicit_txn, const char *label) {
   CHECK(completed);
   CHECK(crashed > 0);
   CHECK(saw_after);
+}
+
+static void crash_case(OpFn fn, int explicit_txn, const char *label) {
+  crash_case_on(fn, explicit_txn, label, NULL);
+}
+
+/* Bytes past the rows of "a" (another program's, or a tail an interrupted
+** commit left), more than op_append adds. */
+static void tail_past_rows(const char *dir) {
+  unsigned char junk[40];
+  int fd = open(P(dir, "data_a.npkd"), O_WRONLY | O_APPEND);
+  memset(junk, 0xAB, sizeof junk);
+  CHECK(fd >= 0 && write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+  if (fd >= 0) close(fd);
 }
 
 /* Every other row of "a" (2,000 rows of 2 int32) replaced: a journal of
@@ -2159,6 +2176,9 @@ static void test_crash_rows_in_place(void) {
   crash_case(crash_rows_txn, 1, "rows_txn");
   crash_case(crash_new_txn, 1, "new_txn");
   crash_case(op_append, 0, "append");
+  /* The commit cuts the file to its rows, shorter than before: its journal
+  ** cuts no further back than that, as playback lengthens no data file. */
+  crash_case_on(op_append, 0, "append_past_tail", tail_past_rows);
   crash_case(op_replace, 0, "replace");
   crash_case(op_save_new, 0, "save_new");
 }
