@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "store_testutil.h"
+#include "store_int.h"
 
 /* Cap this process's address space at what it has mapped now and SPARE
 ** bytes more: 1 if it could. */
@@ -2170,6 +2171,119 @@ static int crash_bitmap_txn(NpkSession *s, Model *m) {
 static void test_crash_bitmap_in_place(void) {
   crash_case(op_delete, 0, "delete");
   crash_case(crash_bitmap_txn, 1, "bitmap_txn");
+}
+
+/* Rows 6 and 7 of "a" replaced: the rows the commit before appended. */
+static int replace_appended(NpkSession *s, Model *m) {
+  uint64_t rows[2] = {6, 7};
+  (void)m;
+  return npk_replace_rows(s, "a", rows, 2, new_a);
+}
+
+/* A commit at synchronous=OFF appends two rows to "a"; the next one dies
+** before its commit point, its journal cutting the data file back to 64
+** bytes (it appended) or writing the old bytes of rows 6 and 7 back (it
+** replaced them); a power cut loses the first commit's rows, which nothing
+** synced: the file is 48 bytes.  Playback leaves it as it is, never longer,
+** the journal goes, "a" reads as damaged naming its file, the other arrays
+** as they were, and saving over "a" works.  A record that would lengthen a
+** data file refused as damaged left the journal hot for good: every read
+** busy, every write corrupt. */
+static void test_crash_after_unsynced_append(void) {
+  static const OpFn second[2] = {op_append, replace_appended};
+  static const double live_b[3] = {0.5, -1.5, 1e100};
+  for (int i = 0; i < 2; i++) {
+    uint64_t sh[2] = {2, 2}, pos = 0;
+    int32_t got[4];
+    double b[3];
+    struct stat sb;
+    NpkStore *st;
+    NpkSession *s;
+    Tmp t;
+    tu_tmp_init(&t);
+    make_base(t.dir, NULL);
+    s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s) {
+      npk_set_sync_source(s, no_sync, NULL);
+      CHECK_EQ(npk_append(s, "a", NPK_INT32, 2, sh, new_a), NPK_OK);
+    }
+    tu_close(st, s);
+    int status = run_crashing(t.dir, second[i], 0, 6);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+    CHECK(tu_journal_hot(t.dir));
+    CHECK_EQ(truncate(P(t.dir, "data_a.npkd"), 48), 0);
+    s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s) {
+      CHECK_EQ(npk_recover(s), NPK_OK);
+      CHECK(!tu_journal_hot(t.dir));
+      CHECK_EQ(stat(P(t.dir, "data_a.npkd"), &sb), 0);
+      CHECK_EQ((long long)sb.st_size, 48);
+      CHECK_EQ(npk_read_begin(s), NPK_OK);
+      CHECK_EQ(npk_copy_live_rows(s, "a", &pos, 1, got), NPK_CORRUPT);
+      CHECK_HAS(npk_errmsg(s), "data_a.npkd is damaged: 48 bytes, array \"a\" "
+                               "needs 64");
+      pos = 0;
+      CHECK_EQ(npk_copy_live_rows(s, "b", &pos, 3, b), NPK_OK);
+      CHECK(memcmp(b, live_b, sizeof b) == 0);
+      npk_read_end(s);
+      CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, sh, new_a), NPK_OK);
+      pos = 0;
+      CHECK_EQ(npk_read_begin(s), NPK_OK);
+      CHECK_EQ(npk_copy_live_rows(s, "a", &pos, 2, got), NPK_OK);
+      CHECK(memcmp(got, new_a, sizeof got) == 0);
+      npk_read_end(s);
+    }
+    tu_close(st, s);
+    tu_tmp_done(&t);
+  }
+}
+
+/* The journal of the release before this one, of a commit that appended
+** two rows to "a" with 40 bytes past its rows (88 bytes), killed once the
+** file was cut to its rows (64 bytes): it cuts the file "back" to 88.
+** Played back, the file is left as it is and "a" reads as before; refused
+** as damaged (releases that refused a data file's lengthening), the store
+** kept the journal for good. */
+static void test_crash_earlier_release_tail(void) {
+  static const char rel[] = "data_a.npkd";
+  const size_t at = NPK_JOURNAL_HEADER + 5 + sizeof rel - 1;
+  unsigned char hdr[NPK_JOURNAL_HEADER];
+  unsigned char *j;
+  size_t n = 0;
+  NpkBuf rec = {0};
+  NpkStore *st;
+  NpkSession *s;
+  Model before;
+  Tmp t;
+  tu_tmp_init(&t);
+  make_base(t.dir, &before);
+  tail_past_rows(t.dir);
+  int status = run_crashing(t.dir, op_append, 0, 4);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  j = tu_read_file(P(t.dir, TU_JOURNAL), &n);
+  CHECK(j && n >= at + 8 && j[NPK_JOURNAL_HEADER] == 'T' &&
+        memcmp(j + NPK_JOURNAL_HEADER + 5, rel, sizeof rel - 1) == 0);
+  if (j && n >= at + 8) {
+    /* This release journals the length the commit cut the file to. */
+    CHECK_EQ(get_u64(j + at), 64);
+    npk_put_u64(j + at, 88);
+    npk_buf_put(&rec, j + NPK_JOURNAL_HEADER,
+                (size_t)get_u64(j + 8));
+    npk_journal_header(&rec, hdr);
+    memcpy(j, hdr, sizeof hdr);
+    tu_write_file(P(t.dir, TU_JOURNAL), j, n);
+  }
+  free(j);
+  npk_buf_free(&rec);
+  s = tu_open(t.dir, 0, &st);
+  CHECK(s != NULL);
+  if (s) CHECK_EQ(npk_recover(s), NPK_OK);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &before));
+  model_free(&before);
+  tu_tmp_done(&t);
 }
 
 static void test_crash_rows_in_place(void) {
@@ -5069,6 +5183,8 @@ int main(void) {
   RUN(test_journal_checksum_windows);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
+  RUN(test_crash_after_unsynced_append);
+  RUN(test_crash_earlier_release_tail);
   RUN(test_crash_append_journal_first);
   RUN(test_catalog_in_place);
   RUN(test_in_place_seen_elsewhere);
