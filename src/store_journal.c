@@ -906,8 +906,15 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         break;
       }
       if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &size, e);
-      if (rc == NPK_OK && len > size && !may_lengthen(rel, size, len, &skip))
-        goto bad;
+      if (rc == NPK_OK && len > size && !may_lengthen(rel, size, len, &skip)) {
+        rc = npk_err(e, NPK_CORRUPT,
+                     "%s/%s is damaged: bad record at byte %zu: it would "
+                     "lengthen %s from %llu to %llu bytes, more than a commit "
+                     "cuts from it",
+                     st->dir, NPK_JOURNAL, (size_t)*pat, rel,
+                     (unsigned long long)size, (unsigned long long)len);
+        break;
+      }
       if (rc == NPK_OK && !skip) rc = npk_io_ftruncate(st, fd, len, abs, e);
       if (rc == NPK_OK && !skip) rc = npk_io_fsync(st, fd, abs, e);
       break;
@@ -937,7 +944,16 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
       ** The catalog's are a crafted record; a shorter data file or bitmap
       ** gets the bytes that lie within it. */
       if (off > pf->size || len > pf->size - off) {
-        if (strcmp(pf->rel, NPK_CATALOG) == 0) goto bad;
+        if (strcmp(pf->rel, NPK_CATALOG) == 0) {
+          rc = npk_err(e, NPK_CORRUPT,
+                       "%s/%s is damaged: bad record at byte %zu: it would "
+                       "write %llu bytes at byte %llu of %s, past its end "
+                       "(%llu bytes)",
+                       st->dir, NPK_JOURNAL, (size_t)*pat,
+                       (unsigned long long)len, (unsigned long long)off,
+                       pf->rel, (unsigned long long)pf->size);
+          break;
+        }
         past = off > pf->size ? len : len - (pf->size - off);
         len -= past;
       }

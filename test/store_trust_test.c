@@ -759,8 +759,18 @@ static void test_journal_lengthens(void) {
     }
     write_journal(P(x.t.dir, TU_JOURNAL), &r);
     if (i < 4) {
+      /* The message says what the record would do. */
+      char want[300];
+      if (i < 2)
+        snprintf(want, sizeof want, "%s: it would lengthen " TU_CATALOG
+                 " from %zu to %llu bytes, more than a commit cuts from it",
+                 frag, n, (unsigned long long)(i ? n + (1 << 20) + 1 : big));
+      else
+        snprintf(want, sizeof want, "%s: it would write 6 bytes at byte %llu "
+                 "of " TU_CATALOG ", past its end (%zu bytes)", frag,
+                 (unsigned long long)(i == 2 ? big : n - 2), n);
       x.hot = 1;
-      expect_refused(&x, "a", frag, __LINE__);
+      expect_refused(&x, "a", want, __LINE__);
       CHECK(tu_journal_hot(x.t.dir));
     } else {
       s = tu_open(x.t.dir, 0, &st);
