@@ -754,26 +754,29 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
 }
 
 /* Whether a 'T' record may make REL, SIZE bytes long, LEN bytes long
-** (LEN > SIZE); *PSKIP is set when the file is to be left as it is.
-** No commit lengthens a file in place but the catalog, which a commit cuts
-** by at most NPK_CAT_SUFFIX_MAX bytes (arrays dropped from a catalog
-** patched in place) and its journal puts back.  Lengthening it further is
-** a crafted record, refused: the catalog made 2^40 bytes long, opening the
-** store would ask for as much memory to read it.  Any other file is left
-** as it is: lengthened, it could be made of any length, sparse where the
-** file system allows, blocks of zeros filling the disk where it does not.
-** A genuine record meets such a file shorter when a commit appended to an
-** array and then saved over it, interrupted once the new data file had
-** taken the name (an 'L' record further on puts the grown file back from
-** its backup), or when the file lost bytes no commit synced (rows appended
-** at synchronous=OFF, then a power cut) or another program that ignores
-** the locks cut it.  Refused, such a journal would stay hot for good,
-** every read busy and every write failing; the file left short is damaged
-** content, named when its array is read. */
-static int may_lengthen(const char *rel, uint64_t size, uint64_t len,
+** (LEN > SIZE), FIRST when it is the journal's first record; *PSKIP is set
+** when the file is to be left as it is.  No commit lengthens a file in
+** place but the catalog, which a commit cuts by at most NPK_CAT_SUFFIX_MAX
+** bytes (arrays dropped from a catalog patched in place) and its journal
+** puts back by its first record (build_journal).  Lengthening it further,
+** or by a later record (a crafted journal of a few bytes a record could
+** lengthen it by 1 MiB each), is a crafted record, refused: the catalog
+** made 2^40 bytes long, opening the store would ask for as much memory to
+** read it.  Any other file is left as it is: lengthened, it could be made
+** of any length, sparse where the file system allows, blocks of zeros
+** filling the disk where it does not.  A genuine record meets such a file
+** shorter when a commit appended to an array and then saved over it,
+** interrupted once the new data file had taken the name (an 'L' record
+** further on puts the grown file back from its backup), or when the file
+** lost bytes no commit synced (rows appended at synchronous=OFF, then a
+** power cut) or another program that ignores the locks cut it.  Refused,
+** such a journal would stay hot for good, every read busy and every write
+** failing; the file left short is damaged content, named when its array is
+** read. */
+static int may_lengthen(const char *rel, uint64_t size, uint64_t len, int first,
                         int *pskip) {
   *pskip = strcmp(rel, NPK_CATALOG) != 0;
-  return *pskip || len - size <= NPK_CAT_SUFFIX_MAX;
+  return *pskip || (first && len - size <= NPK_CAT_SUFFIX_MAX);
 }
 
 /* The file consecutive 'R' records of one path restore, kept open from one
@@ -906,13 +909,16 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         break;
       }
       if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &size, e);
-      if (rc == NPK_OK && len > size && !may_lengthen(rel, size, len, &skip)) {
+      if (rc == NPK_OK && len > size &&
+          !may_lengthen(rel, size, len, *pat == JHEADER, &skip)) {
         rc = npk_err(e, NPK_CORRUPT,
                      "%s/%s is damaged: bad record at byte %zu: it would "
-                     "lengthen %s from %llu to %llu bytes, more than a commit "
-                     "cuts from it",
+                     "lengthen %s from %llu to %llu bytes, %s",
                      st->dir, NPK_JOURNAL, (size_t)*pat, rel,
-                     (unsigned long long)size, (unsigned long long)len);
+                     (unsigned long long)size, (unsigned long long)len,
+                     *pat == JHEADER ? "more than a commit cuts from it"
+                                     : "which only a journal's first record "
+                                       "does");
         break;
       }
       if (rc == NPK_OK && !skip) rc = npk_io_ftruncate(st, fd, len, abs, e);

@@ -717,8 +717,10 @@ static void test_journal_patches_bitmap(void) {
 }
 
 /* No commit lengthens a file in place but the catalog, by what it cut
-** from it: a record that would lengthen the catalog further, or restore
-** bytes past its end, is damaged, and the journal stays.  One that would
+** from it, in its journal's first record: a record that would lengthen the
+** catalog further, or later in the journal (records of less than 1 MiB
+** each would add up to any length), or restore bytes past its end, is
+** damaged, and the journal stays.  One that would
 ** lengthen any other file (a data file, a segment manifest) leaves it as
 ** it is, and one that restores bytes past a data file's end writes only
 ** those within it: the journal is played back.  Played back as asked, a
@@ -731,7 +733,7 @@ static void test_journal_lengthens(void) {
   const char *const frag = TU_JOURNAL " is damaged: bad record at byte 24";
   size_t n = base_catalog_len();
   Trust x;
-  for (int i = 0; i < 10; i++) {
+  for (int i = 0; i < 11; i++) {
     NpkBuf r = {0};
     NpkStore *st;
     NpkSession *s;
@@ -747,6 +749,11 @@ static void test_journal_lengthens(void) {
       case 5: npk_jr_trunc(&r, "data_b.npkseg", 3); break;
       case 6: npk_jr_trunc(&r, "data_a.npkd", big); break;
       case 7: npk_jr_region(&r, "data_a.npkd", big, "HACKED", 6); break;
+      case 10:
+        /* Each by less than 1 MiB: 64 of them made it 64 MiB long. */
+        npk_jr_trunc(&r, TU_CATALOG, n + 10);
+        npk_jr_trunc(&r, TU_CATALOG, n + 20);
+        break;
       case 8:
         /* "HA" over the last two bytes of row 2, "CKED" past the end. */
         npk_jr_region(&r, "data_a.npkd", sizeof base_rows - 2, "HACKED", 6);
@@ -758,10 +765,15 @@ static void test_journal_lengthens(void) {
         break;
     }
     write_journal(P(x.t.dir, TU_JOURNAL), &r);
-    if (i < 4) {
+    if (i < 4 || i == 10) {
       /* The message says what the record would do. */
       char want[300];
-      if (i < 2)
+      if (i == 10)
+        snprintf(want, sizeof want, TU_JOURNAL " is damaged: bad record at "
+                 "byte %zu: it would lengthen " TU_CATALOG " from %zu to %zu "
+                 "bytes, which only a journal's first record does",
+                 (size_t)(24 + 5 + strlen(TU_CATALOG) + 8), n + 10, n + 20);
+      else if (i < 2)
         snprintf(want, sizeof want, "%s: it would lengthen " TU_CATALOG
                  " from %zu to %llu bytes, more than a commit cuts from it",
                  frag, n, (unsigned long long)(i ? n + (1 << 20) + 1 : big));
@@ -783,7 +795,7 @@ static void test_journal_lengthens(void) {
     CHECK_EQ(stat(P(x.t.dir, "data_a.npkd"), &data), 0);
     CHECK_EQ((uint64_t)data.st_size, sizeof base_rows);
     CHECK_EQ(stat(P(x.t.dir, TU_CATALOG), &catalog), 0);
-    CHECK_EQ((uint64_t)catalog.st_size, n);
+    CHECK_EQ((uint64_t)catalog.st_size, i == 10 ? n + 10 : n);
     CHECK_EQ(stat(P(x.t.dir, "data_b.npkseg"), &manifest), 0);
     CHECK_EQ((uint64_t)manifest.st_size, 2);
     npk_buf_free(&r);
