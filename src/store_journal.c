@@ -17,8 +17,9 @@
 ** same bytes; appended tails are cut off; new files are removed.  (Only a
 ** file system that copies on write, or a sparse data file, could need
 ** blocks to write rows back.)  So no record lengthens a file, but for the
-** bytes a commit cut from the catalog: a crafted one that would is refused
-** (may_lengthen), and cannot fill the disk.
+** bytes a commit cut from the catalog: one that would is refused for the
+** catalog and leaves any other file as it is (may_lengthen), and none can
+** fill the disk.
 **
 ** File: "NPKJRNL2", u64 record bytes, u64 checksum of the records
 ** (wordsum), then the records, then whatever an earlier commit's longer
@@ -753,38 +754,29 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
 }
 
 /* Whether a 'T' record may make REL, SIZE bytes long, LEN bytes long
-** (LEN > SIZE); *PSKIP is set when the file is to be left as it is.
-** No commit lengthens a file in place but the catalog, which a commit cuts
-** by at most NPK_CAT_SUFFIX_MAX bytes (arrays dropped from a catalog
-** patched in place) and its journal puts back.  A genuine record finds any
-** other file short in one case only: a commit that appended to an array
-** and then saved over it, interrupted once the new data file had taken
-** the name, where an 'L' record further on puts back the grown file, kept
-** as the backup, at least LEN bytes long.  That new file is left as it is:
-** lengthening it would ask for blocks (playback needs none) only to throw
-** them away.  Any other lengthening is a crafted record, which could make
-** a file of any length: a data file sparse where the file system allows,
-** blocks of zeros filling the disk where it does not, and the catalog 2^40
-** bytes long, which opening the store would then ask for as much memory
-** to read. */
-static int may_lengthen(NpkStore *st, const char *rel, uint64_t size,
-                        uint64_t len, int *pok, int *pskip, NpkErr *e) {
-  struct stat sb;
-  char *bak;
-  int rc;
-  *pok = *pskip = 0;
-  if (strcmp(rel, NPK_CATALOG) == 0) {
-    *pok = len - size <= NPK_CAT_SUFFIX_MAX;
-    return NPK_OK;
-  }
-  if (!(bak = npk_backup_name(rel)))
-    return npk_err(e, NPK_NOMEM, "out of memory");
-  rc = npk_io_lstat(st, bak, &sb, e);
-  npk_free(bak);
-  if (rc == NPK_NOFILE) return e->rc = NPK_OK;
-  if (rc == NPK_OK)
-    *pok = *pskip = S_ISREG(sb.st_mode) && (uint64_t)sb.st_size >= len;
-  return rc;
+** (LEN > SIZE), FIRST when it is the journal's first record; *PSKIP is set
+** when the file is to be left as it is.  No commit lengthens a file in
+** place but the catalog, which a commit cuts by at most NPK_CAT_SUFFIX_MAX
+** bytes (arrays dropped from a catalog patched in place) and its journal
+** puts back by its first record (build_journal).  Lengthening it further,
+** or by a later record (a crafted journal of a few bytes a record could
+** lengthen it by 1 MiB each), is a crafted record, refused: the catalog
+** made 2^40 bytes long, opening the store would ask for as much memory to
+** read it.  Any other file is left as it is: lengthened, it could be made
+** of any length, sparse where the file system allows, blocks of zeros
+** filling the disk where it does not.  A genuine record meets such a file
+** shorter when a commit appended to an array and then saved over it,
+** interrupted once the new data file had taken the name (an 'L' record
+** further on puts the grown file back from its backup), or when the file
+** lost bytes no commit synced (rows appended at synchronous=OFF, then a
+** power cut) or another program that ignores the locks cut it.  Refused,
+** such a journal would stay hot for good, every read busy and every write
+** failing; the file left short is damaged content, named when its array is
+** read. */
+static int may_lengthen(const char *rel, uint64_t size, uint64_t len, int first,
+                        int *pskip) {
+  *pskip = strcmp(rel, NPK_CATALOG) != 0;
+  return *pskip || (first && len - size <= NPK_CAT_SUFFIX_MAX);
 }
 
 /* The file consecutive 'R' records of one path restore, kept open from one
@@ -907,7 +899,7 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
     }
     case 'T': {
       uint64_t len, size;
-      int ok, skip = 0;
+      int skip = 0;
       NEED(8);
       len = npk_get_u64(q);
       at += 8;
@@ -917,16 +909,24 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         break;
       }
       if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &size, e);
-      if (rc == NPK_OK && len > size) {
-        rc = may_lengthen(st, rel, size, len, &ok, &skip, e);
-        if (rc == NPK_OK && !ok) goto bad;
+      if (rc == NPK_OK && len > size &&
+          !may_lengthen(rel, size, len, *pat == JHEADER, &skip)) {
+        rc = npk_err(e, NPK_CORRUPT,
+                     "%s/%s is damaged: bad record at byte %zu: it would "
+                     "lengthen %s from %llu to %llu bytes, %s",
+                     st->dir, NPK_JOURNAL, (size_t)*pat, rel,
+                     (unsigned long long)size, (unsigned long long)len,
+                     *pat == JHEADER ? "more than a commit cuts from it"
+                                     : "which only a journal's first record "
+                                       "does");
+        break;
       }
       if (rc == NPK_OK && !skip) rc = npk_io_ftruncate(st, fd, len, abs, e);
       if (rc == NPK_OK && !skip) rc = npk_io_fsync(st, fd, abs, e);
       break;
     }
     case 'R': {
-      uint64_t off, len;
+      uint64_t off, len, past = 0;
       NEED(16);
       off = npk_get_u64(q);
       len = npk_get_u64(q + 8);
@@ -945,9 +945,24 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         rel = abs = NULL;
       }
       /* Bytes a commit wrote over lie inside the file's old length, which
-      ** a 'T' record before them put back: a record reaching past the end
-      ** is crafted, and could make a file of any length (see may_lengthen). */
-      if (off > pf->size || len > pf->size - off) goto bad;
+      ** a 'T' record before them put back: bytes past the end are never
+      ** written, which could make a file of any length (see may_lengthen).
+      ** The catalog's are a crafted record; a shorter data file or bitmap
+      ** gets the bytes that lie within it. */
+      if (off > pf->size || len > pf->size - off) {
+        if (strcmp(pf->rel, NPK_CATALOG) == 0) {
+          rc = npk_err(e, NPK_CORRUPT,
+                       "%s/%s is damaged: bad record at byte %zu: it would "
+                       "write %llu bytes at byte %llu of %s, past its end "
+                       "(%llu bytes)",
+                       st->dir, NPK_JOURNAL, (size_t)*pat,
+                       (unsigned long long)len, (unsigned long long)off,
+                       pf->rel, (unsigned long long)pf->size);
+          break;
+        }
+        past = off > pf->size ? len : len - (pf->size - off);
+        len -= past;
+      }
       /* A window at a time: a run of rows may be larger than memory. */
       while (rc == NPK_OK && len > 0) {
         size_t k = len < j->window ? (size_t)len : j->window;
@@ -957,6 +972,7 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         off += k;
         len -= k;
       }
+      at += past;
       break;
     }
     case 'X': rc = npk_io_unlink(st, rel, e); break;

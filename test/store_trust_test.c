@@ -659,9 +659,9 @@ static void test_journal_cuts_catalog(void) {
 ** old length and bytes: a crafted journal may cut a bitmap or write over
 ** it.  Played back, the bitmap is damaged content (NPK_CORRUPT naming it,
 ** read-write and read-only); a record writing 1 TiB past its start (a
-** sparse file of that length, played back by earlier releases) is refused
-** and the journal stays; and a bitmap with a second name (which may lie
-** outside the store) is not written at all. */
+** sparse file of that length, played back by earlier releases) writes
+** nothing, and the bitmap reads as before; and a bitmap with a second name
+** (which may lie outside the store) is not written at all. */
 static void test_journal_patches_bitmap(void) {
   static const uint64_t row1 = 1;
   char target[1400];
@@ -690,13 +690,19 @@ static void test_journal_patches_bitmap(void) {
     } else if (i == 3) {
       struct stat before, after;
       CHECK_EQ(stat(P(x.t.dir, "deleted_a.npkb"), &before), 0);
-      x.hot = 1;
       write_journal(P(x.t.dir, TU_JOURNAL), &r);
-      expect_refused(&x, "a", TU_JOURNAL " is damaged: bad record at byte 24",
-                     __LINE__);
-      CHECK(tu_journal_hot(x.t.dir));
+      s = tu_open(x.t.dir, 0, &st);
+      CHECK(s && npk_recover(s) == NPK_OK);
+      if (s && npk_read_begin(s) == NPK_OK) {
+        CHECK(npk_row_live(s, "a", 0) && !npk_row_live(s, "a", 1) &&
+              npk_row_live(s, "a", 2));
+        npk_read_end(s);
+      }
+      tu_close(st, s);
+      CHECK(!tu_journal_hot(x.t.dir));
       CHECK_EQ(stat(P(x.t.dir, "deleted_a.npkb"), &after), 0);
       CHECK_EQ(after.st_size, before.st_size);
+      outside_same(&x, __LINE__);
     } else {
       write_journal(P(x.t.dir, TU_JOURNAL), &r);
       s = tu_open(x.t.dir, 0, &st);
@@ -711,20 +717,26 @@ static void test_journal_patches_bitmap(void) {
 }
 
 /* No commit lengthens a file in place but the catalog, by what it cut
-** from it: a record that would lengthen the catalog further, lengthen any
-** other file (a data file or a segment manifest, with no backup at least
-** as long to come back in its place), or restore bytes past a file's end,
-** is damaged.  Played back, a journal of a few bytes made the catalog or a
-** manifest 2^40 bytes long, and opening the store then asked for as much
-** memory to read it; or made a data file of any length, sparse where the
-** file system allows, blocks of zeros filling the disk where it does not. */
+** from it, in its journal's first record: a record that would lengthen the
+** catalog further, or later in the journal (records of less than 1 MiB
+** each would add up to any length), or restore bytes past its end, is
+** damaged, and the journal stays.  One that would
+** lengthen any other file (a data file, a segment manifest) leaves it as
+** it is, and one that restores bytes past a data file's end writes only
+** those within it: the journal is played back.  Played back as asked, a
+** journal of a few bytes made the catalog or a manifest 2^40 bytes long,
+** and opening the store then asked for as much memory to read it; or made
+** a data file of any length, sparse where the file system allows, blocks
+** of zeros filling the disk where it does not. */
 static void test_journal_lengthens(void) {
   const uint64_t big = UINT64_C(1) << 40;
   const char *const frag = TU_JOURNAL " is damaged: bad record at byte 24";
   size_t n = base_catalog_len();
   Trust x;
-  for (int i = 0; i < 10; i++) {
+  for (int i = 0; i < 11; i++) {
     NpkBuf r = {0};
+    NpkStore *st;
+    NpkSession *s;
     struct stat data, catalog, manifest;
     trust_init(&x);
     tu_write_file(P(x.t.dir, "data_b.npkseg"), "{}", 2);
@@ -737,7 +749,13 @@ static void test_journal_lengthens(void) {
       case 5: npk_jr_trunc(&r, "data_b.npkseg", 3); break;
       case 6: npk_jr_trunc(&r, "data_a.npkd", big); break;
       case 7: npk_jr_region(&r, "data_a.npkd", big, "HACKED", 6); break;
+      case 10:
+        /* Each by less than 1 MiB: 64 of them made it 64 MiB long. */
+        npk_jr_trunc(&r, TU_CATALOG, n + 10);
+        npk_jr_trunc(&r, TU_CATALOG, n + 20);
+        break;
       case 8:
+        /* "HA" over the last two bytes of row 2, "CKED" past the end. */
         npk_jr_region(&r, "data_a.npkd", sizeof base_rows - 2, "HACKED", 6);
         break;
       default:
@@ -747,13 +765,37 @@ static void test_journal_lengthens(void) {
         break;
     }
     write_journal(P(x.t.dir, TU_JOURNAL), &r);
-    x.hot = 1;
-    expect_refused(&x, "a", frag, __LINE__);
-    CHECK(tu_journal_hot(x.t.dir));
+    if (i < 4 || i == 10) {
+      /* The message says what the record would do. */
+      char want[300];
+      if (i == 10)
+        snprintf(want, sizeof want, TU_JOURNAL " is damaged: bad record at "
+                 "byte %zu: it would lengthen " TU_CATALOG " from %zu to %zu "
+                 "bytes, which only a journal's first record does",
+                 (size_t)(24 + 5 + strlen(TU_CATALOG) + 8), n + 10, n + 20);
+      else if (i < 2)
+        snprintf(want, sizeof want, "%s: it would lengthen " TU_CATALOG
+                 " from %zu to %llu bytes, more than a commit cuts from it",
+                 frag, n, (unsigned long long)(i ? n + (1 << 20) + 1 : big));
+      else
+        snprintf(want, sizeof want, "%s: it would write 6 bytes at byte %llu "
+                 "of " TU_CATALOG ", past its end (%zu bytes)", frag,
+                 (unsigned long long)(i == 2 ? big : n - 2), n);
+      x.hot = 1;
+      expect_refused(&x, "a", want, __LINE__);
+      CHECK(tu_journal_hot(x.t.dir));
+    } else {
+      s = tu_open(x.t.dir, 0, &st);
+      CHECK(s && npk_recover(s) == NPK_OK);
+      if (s) CHECK_EQ(a_mismatch(s), i == 8);
+      tu_close(st, s);
+      CHECK(!tu_journal_hot(x.t.dir));
+      outside_same(&x, __LINE__);
+    }
     CHECK_EQ(stat(P(x.t.dir, "data_a.npkd"), &data), 0);
     CHECK_EQ((uint64_t)data.st_size, sizeof base_rows);
     CHECK_EQ(stat(P(x.t.dir, TU_CATALOG), &catalog), 0);
-    CHECK_EQ((uint64_t)catalog.st_size, n);
+    CHECK_EQ((uint64_t)catalog.st_size, i == 10 ? n + 10 : n);
     CHECK_EQ(stat(P(x.t.dir, "data_b.npkseg"), &manifest), 0);
     CHECK_EQ((uint64_t)manifest.st_size, 2);
     npk_buf_free(&r);

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "store_testutil.h"
+#include "store_int.h"
 
 /* Cap this process's address space at what it has mapped now and SPARE
 ** bytes more: 1 if it could. */
@@ -2172,6 +2173,119 @@ static void test_crash_bitmap_in_place(void) {
   crash_case(crash_bitmap_txn, 1, "bitmap_txn");
 }
 
+/* Rows 6 and 7 of "a" replaced: the rows the commit before appended. */
+static int replace_appended(NpkSession *s, Model *m) {
+  uint64_t rows[2] = {6, 7};
+  (void)m;
+  return npk_replace_rows(s, "a", rows, 2, new_a);
+}
+
+/* A commit at synchronous=OFF appends two rows to "a"; the next one dies
+** before its commit point, its journal cutting the data file back to 64
+** bytes (it appended) or writing the old bytes of rows 6 and 7 back (it
+** replaced them); a power cut loses the first commit's rows, which nothing
+** synced: the file is 48 bytes.  Playback leaves it as it is, never longer,
+** the journal goes, "a" reads as damaged naming its file, the other arrays
+** as they were, and saving over "a" works.  A record that would lengthen a
+** data file refused as damaged left the journal hot for good: every read
+** busy, every write corrupt. */
+static void test_crash_after_unsynced_append(void) {
+  static const OpFn second[2] = {op_append, replace_appended};
+  static const double live_b[3] = {0.5, -1.5, 1e100};
+  for (int i = 0; i < 2; i++) {
+    uint64_t sh[2] = {2, 2}, pos = 0;
+    int32_t got[4];
+    double b[3];
+    struct stat sb;
+    NpkStore *st;
+    NpkSession *s;
+    Tmp t;
+    tu_tmp_init(&t);
+    make_base(t.dir, NULL);
+    s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s) {
+      npk_set_sync_source(s, no_sync, NULL);
+      CHECK_EQ(npk_append(s, "a", NPK_INT32, 2, sh, new_a), NPK_OK);
+    }
+    tu_close(st, s);
+    int status = run_crashing(t.dir, second[i], 0, 6);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+    CHECK(tu_journal_hot(t.dir));
+    CHECK_EQ(truncate(P(t.dir, "data_a.npkd"), 48), 0);
+    s = tu_open(t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s) {
+      CHECK_EQ(npk_recover(s), NPK_OK);
+      CHECK(!tu_journal_hot(t.dir));
+      CHECK_EQ(stat(P(t.dir, "data_a.npkd"), &sb), 0);
+      CHECK_EQ((long long)sb.st_size, 48);
+      CHECK_EQ(npk_read_begin(s), NPK_OK);
+      CHECK_EQ(npk_copy_live_rows(s, "a", &pos, 1, got), NPK_CORRUPT);
+      CHECK_HAS(npk_errmsg(s), "data_a.npkd is damaged: 48 bytes, array \"a\" "
+                               "needs 64");
+      pos = 0;
+      CHECK_EQ(npk_copy_live_rows(s, "b", &pos, 3, b), NPK_OK);
+      CHECK(memcmp(b, live_b, sizeof b) == 0);
+      npk_read_end(s);
+      CHECK_EQ(npk_save(s, "a", NPK_INT32, 2, sh, new_a), NPK_OK);
+      pos = 0;
+      CHECK_EQ(npk_read_begin(s), NPK_OK);
+      CHECK_EQ(npk_copy_live_rows(s, "a", &pos, 2, got), NPK_OK);
+      CHECK(memcmp(got, new_a, sizeof got) == 0);
+      npk_read_end(s);
+    }
+    tu_close(st, s);
+    tu_tmp_done(&t);
+  }
+}
+
+/* The journal of the release before this one, of a commit that appended
+** two rows to "a" with 40 bytes past its rows (88 bytes), killed once the
+** file was cut to its rows (64 bytes): it cuts the file "back" to 88.
+** Played back, the file is left as it is and "a" reads as before; refused
+** as damaged (releases that refused a data file's lengthening), the store
+** kept the journal for good. */
+static void test_crash_earlier_release_tail(void) {
+  static const char rel[] = "data_a.npkd";
+  const size_t at = NPK_JOURNAL_HEADER + 5 + sizeof rel - 1;
+  unsigned char hdr[NPK_JOURNAL_HEADER];
+  unsigned char *j;
+  size_t n = 0;
+  NpkBuf rec = {0};
+  NpkStore *st;
+  NpkSession *s;
+  Model before;
+  Tmp t;
+  tu_tmp_init(&t);
+  make_base(t.dir, &before);
+  tail_past_rows(t.dir);
+  int status = run_crashing(t.dir, op_append, 0, 4);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
+  j = tu_read_file(P(t.dir, TU_JOURNAL), &n);
+  CHECK(j && n >= at + 8 && j[NPK_JOURNAL_HEADER] == 'T' &&
+        memcmp(j + NPK_JOURNAL_HEADER + 5, rel, sizeof rel - 1) == 0);
+  if (j && n >= at + 8) {
+    /* This release journals the length the commit cut the file to. */
+    CHECK_EQ(get_u64(j + at), 64);
+    npk_put_u64(j + at, 88);
+    npk_buf_put(&rec, j + NPK_JOURNAL_HEADER,
+                (size_t)get_u64(j + 8));
+    npk_journal_header(&rec, hdr);
+    memcpy(j, hdr, sizeof hdr);
+    tu_write_file(P(t.dir, TU_JOURNAL), j, n);
+  }
+  free(j);
+  npk_buf_free(&rec);
+  s = tu_open(t.dir, 0, &st);
+  CHECK(s != NULL);
+  if (s) CHECK_EQ(npk_recover(s), NPK_OK);
+  tu_close(st, s);
+  CHECK(disk_is(t.dir, &before));
+  model_free(&before);
+  tu_tmp_done(&t);
+}
+
 static void test_crash_rows_in_place(void) {
   crash_case(crash_rows_txn, 1, "rows_txn");
   crash_case(crash_new_txn, 1, "new_txn");
@@ -3816,6 +3930,148 @@ static void test_crash_autocommit(void) {
     crash_case(list[i].fn, 0, list[i].name);
 }
 
+/* Rows appended to "a", then "a" saved over: the journal's cut of the grown
+** file meets the new, shorter one once it has the name. */
+static int append_save_over(NpkSession *s, Model *m) {
+  static const int32_t v[2] = {7, 8};
+  uint64_t sh[2] = {1, 2};
+  int rc = s ? npk_begin(s) : NPK_OK;
+  if (rc == NPK_OK) rc = op_append(s, m);
+  if (m) model_save(m, "a", NPK_INT32, 2, sh, v);
+  if (rc == NPK_OK && s) rc = npk_save(s, "a", NPK_INT32, 2, sh, v);
+  return rc;
+}
+
+/* Rows appended to "a", which is then dropped and saved again. */
+static int append_drop_save(NpkSession *s, Model *m) {
+  static const int32_t v[2] = {7, 8};
+  uint64_t sh[2] = {1, 2};
+  int rc = s ? npk_begin(s) : NPK_OK;
+  if (rc == NPK_OK) rc = op_append(s, m);
+  if (m) {
+    model_drop(m, "a");
+    model_save(m, "a", NPK_INT32, 2, sh, v);
+  }
+  if (rc == NPK_OK && s) rc = npk_drop(s, "a");
+  if (rc == NPK_OK && s) rc = npk_save(s, "a", NPK_INT32, 2, sh, v);
+  return rc;
+}
+
+/* Rows appended to "a", one deleted, "a" compacted and cloned. */
+static int append_compact_clone(NpkSession *s, Model *m) {
+  uint64_t r = 1;
+  int rc = s ? npk_begin(s) : NPK_OK;
+  if (rc == NPK_OK) rc = op_append(s, m);
+  if (m) {
+    model_delete(m, "a", 1);
+    model_compact(m, "a");
+  }
+  if (rc == NPK_OK && s) rc = npk_delete_rows(s, "a", &r, 1);
+  if (rc == NPK_OK && s) rc = npk_compact(s, "a");
+  if (rc == NPK_OK) rc = op_clone(s, m);
+  return rc;
+}
+
+/* Rows of "a" replaced, then rows appended and rolled back to a
+** savepoint: the file grew and is cut to its rows. */
+static int replace_append_undone(NpkSession *s, Model *m) {
+  int rc = s ? npk_begin(s) : NPK_OK, level;
+  if (rc == NPK_OK) rc = op_replace(s, m);
+  if (rc == NPK_OK && s) rc = npk_savepoint(s, &level);
+  if (rc == NPK_OK && s) rc = op_append(s, NULL);
+  if (rc == NPK_OK && s) rc = npk_rollback_to(s, level);
+  return rc;
+}
+
+/* A row appended to "c", then "a", the first array, dropped: the catalog
+** is rewritten in place and cut. */
+static int append_drop_first(NpkSession *s, Model *m) {
+  static const unsigned char v[3] = {4, 4, 4};
+  uint64_t sh[2] = {1, 3};
+  int rc = s ? npk_begin(s) : NPK_OK;
+  if (m) model_append(m, "c", 1, v);
+  if (rc == NPK_OK && s) rc = npk_append(s, "c", NPK_UINT8, 2, sh, v);
+  if (rc == NPK_OK) rc = op_drop_first(s, m);
+  return rc;
+}
+
+/* Bytes past the rows of "a", "b" and "c", more than a commit appends. */
+static void tails_past_rows(const char *dir) {
+  static const char *const files[3] = {"data_a.npkd", "data_b.npkd",
+                                       "data_c.npkd"};
+  unsigned char junk[600];
+  memset(junk, 0xAB, sizeof junk);
+  for (int i = 0; i < 3; i++) {
+    int fd = open(P(dir, files[i]), O_WRONLY | O_APPEND);
+    CHECK(fd >= 0 && write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+    if (fd >= 0) close(fd);
+  }
+}
+
+/* FN's commit killed at every step, over data files with bytes past their
+** rows; its journal then played back with the Nth change to the disk
+** failing, for N = 1, 2, ... on the same store until playback completes:
+** every record met again after those before it were played.  No record
+** of a commit's own journal may be refused; the store is then as before or
+** after the commit (check_recovered). */
+static void replay_case(OpFn fn, const char *label) {
+  int completed = 0;
+  for (int step = 1; step <= 40 && !completed; step++) {
+    Tmp t;
+    Model before, after;
+    tu_tmp_init(&t);
+    make_base(t.dir, &before);
+    tails_past_rows(t.dir);
+    model_copy(&after, &before);
+    fn(NULL, &after);
+    int status = run_crashing(t.dir, fn, 1, step);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    CHECK(code == 77 || code == 0);
+    completed = code == 0;
+    for (int nth = 1, rc = NPK_OK; nth < 200 && rc == NPK_OK &&
+                                   tu_journal_hot(t.dir); nth++) {
+      NpkStore *st;
+      NpkSession *s = tu_open(t.dir, 0, &st);
+      if (!s) continue;
+      npk_test_fault("any", nth, EIO);
+      rc = npk_recover(s);
+      npk_test_fault(NULL, 0, 0);
+      if (rc == NPK_IOERR) rc = NPK_OK;
+      if (rc) {
+        printf("  %s step %d, change %d failing: %s\n", label, step, nth,
+               npk_errmsg(s));
+        ctest_case_failures++;
+      }
+      tu_close(st, s);
+    }
+    check_recovered(t.dir, &before, &after, label, step);
+    model_free(&before);
+    model_free(&after);
+    tu_tmp_done(&t);
+  }
+  CHECK(completed);
+}
+
+/* Commits that change files' lengths in place or replace them, played back
+** in steps, with hard links and with backups that are copies. */
+static void test_crash_replayed(void) {
+  static const Op list[] = {
+    {"append_save_over", append_save_over},
+    {"append_drop_save", append_drop_save},
+    {"append_compact_clone", append_compact_clone},
+    {"replace_append_undone", replace_append_undone},
+    {"append_drop_first", append_drop_first},
+    {"bitmap_txn", crash_bitmap_txn},
+    {"txn", crash_txn},
+  };
+  for (int copies = 0; copies < 2; copies++) {
+    npk_test_no_links(copies);
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
+      replay_case(list[i].fn, list[i].name);
+  }
+  npk_test_no_links(0);
+}
+
 /* A process crashes mid-commit while another process has the store open:
 ** the survivor must never see the half-applied commit. */
 static void test_crash_reader_elsewhere(void) {
@@ -5069,6 +5325,8 @@ int main(void) {
   RUN(test_journal_checksum_windows);
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
+  RUN(test_crash_after_unsynced_append);
+  RUN(test_crash_earlier_release_tail);
   RUN(test_crash_append_journal_first);
   RUN(test_catalog_in_place);
   RUN(test_in_place_seen_elsewhere);
@@ -5102,6 +5360,7 @@ int main(void) {
   RUN(test_replace_without_room_to_map);
   RUN(test_crash_autocommit);
   RUN(test_crash_reader_elsewhere);
+  RUN(test_crash_replayed);
   RUN(test_garbage_journal);
   RUN(test_read_changes_nothing);
   RUN(test_not_a_store);
