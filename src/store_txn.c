@@ -1198,23 +1198,6 @@ static int bitmap_plan(NpkSession *s, Change *x, int *pheld) {
   return NPK_OK;
 }
 
-/* The length the journal cuts grown file F back to: its length before the
-** transaction, or the commit's exact length for its array's rows when that
-** is shorter (F had bytes past its rows, more than were appended), which
-** write_data cuts it to.  So no record of a commit lengthens a data file,
-** which playback refuses as crafted (store_journal.c); the bytes past the
-** rows were never rows, and came back as zeros before. */
-static uint64_t grown_back(const Change *ch, int n, const NpkFile *f) {
-  for (int i = 0; i < n; i++) {
-    const NpkArray *p = ch[i].p;
-    if (p && p->pending && !p->fresh && !p->segmented && p->seg[0].file == f) {
-      uint64_t want = p->shape[0] * p->row_bytes;
-      return want < f->orig_size ? want : f->orig_size;
-    }
-  }
-  return f->orig_size;
-}
-
 /* Journal: everything needed to put the files back as they are now.  The
 ** replaced rows' original bytes go into JR too when they fit one piece;
 ** else *PMORE is set and npk_journal_write takes them in pieces. */
@@ -1254,7 +1237,7 @@ static int build_journal(NpkSession *s, Change *ch, int n, const CatImage *ci,
     }
   }
   for (int i = 0; i < t->ngrown; i++)
-    npk_jr_trunc(jr, t->grown[i]->rel, grown_back(ch, n, t->grown[i]));
+    npk_jr_trunc(jr, t->grown[i]->rel, t->grown[i]->orig_size);
   for (int i = 0; i < n; i++) {
     NpkArray *p = ch[i].p;
     if (has_rows(p) && !*pmore) {

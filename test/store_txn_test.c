@@ -2240,58 +2240,12 @@ static void test_crash_after_unsynced_append(void) {
   }
 }
 
-/* The journal of the release before this one, of a commit that appended
-** two rows to "a" with 40 bytes past its rows (88 bytes), killed once the
-** file was cut to its rows (64 bytes): it cuts the file "back" to 88.
-** Played back, the file is left as it is and "a" reads as before; refused
-** as damaged (releases that refused a data file's lengthening), the store
-** kept the journal for good. */
-static void test_crash_earlier_release_tail(void) {
-  static const char rel[] = "data_a.npkd";
-  const size_t at = NPK_JOURNAL_HEADER + 5 + sizeof rel - 1;
-  unsigned char hdr[NPK_JOURNAL_HEADER];
-  unsigned char *j;
-  size_t n = 0;
-  NpkBuf rec = {0};
-  NpkStore *st;
-  NpkSession *s;
-  Model before;
-  Tmp t;
-  tu_tmp_init(&t);
-  make_base(t.dir, &before);
-  tail_past_rows(t.dir);
-  int status = run_crashing(t.dir, op_append, 0, 4);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 77);
-  j = tu_read_file(P(t.dir, TU_JOURNAL), &n);
-  CHECK(j && n >= at + 8 && j[NPK_JOURNAL_HEADER] == 'T' &&
-        memcmp(j + NPK_JOURNAL_HEADER + 5, rel, sizeof rel - 1) == 0);
-  if (j && n >= at + 8) {
-    /* This release journals the length the commit cut the file to. */
-    CHECK_EQ(get_u64(j + at), 64);
-    npk_put_u64(j + at, 88);
-    npk_buf_put(&rec, j + NPK_JOURNAL_HEADER,
-                (size_t)get_u64(j + 8));
-    npk_journal_header(&rec, hdr);
-    memcpy(j, hdr, sizeof hdr);
-    tu_write_file(P(t.dir, TU_JOURNAL), j, n);
-  }
-  free(j);
-  npk_buf_free(&rec);
-  s = tu_open(t.dir, 0, &st);
-  CHECK(s != NULL);
-  if (s) CHECK_EQ(npk_recover(s), NPK_OK);
-  tu_close(st, s);
-  CHECK(disk_is(t.dir, &before));
-  model_free(&before);
-  tu_tmp_done(&t);
-}
-
 static void test_crash_rows_in_place(void) {
   crash_case(crash_rows_txn, 1, "rows_txn");
   crash_case(crash_new_txn, 1, "new_txn");
   crash_case(op_append, 0, "append");
-  /* The commit cuts the file to its rows, shorter than before: its journal
-  ** cuts no further back than that, as playback lengthens no data file. */
+  /* The commit cuts the file to its rows, shorter than before: playback
+  ** leaves it at that length, as it lengthens no data file. */
   crash_case_on(op_append, 0, "append_past_tail", tail_past_rows);
   crash_case(op_replace, 0, "replace");
   crash_case(op_save_new, 0, "save_new");
@@ -5326,7 +5280,6 @@ int main(void) {
   RUN(test_crash_txn);
   RUN(test_crash_rows_in_place);
   RUN(test_crash_after_unsynced_append);
-  RUN(test_crash_earlier_release_tail);
   RUN(test_crash_append_journal_first);
   RUN(test_catalog_in_place);
   RUN(test_in_place_seen_elsewhere);
