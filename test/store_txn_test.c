@@ -1582,6 +1582,17 @@ static int check_recovered(const char *dir, const Model *before,
   return res;
 }
 
+/* A fresh base store in T, changed by AFTER_BASE if not NULL; BEFORE its
+** model, AFTER the model once FN has run. */
+static void case_start(Tmp *t, Model *before, Model *after, OpFn fn,
+                       void (*after_base)(const char *dir)) {
+  tu_tmp_init(t);
+  make_base(t->dir, before);
+  if (after_base) after_base(t->dir);
+  model_copy(after, before);
+  fn(NULL, after);
+}
+
 /* Run FN on the store at DIR in a child whose commit dies just before
 ** step STEP; its exit status (code 77: it died there, 0: the commit
 ** completed).  EXPLICIT: FN leaves a transaction open and the child
@@ -1614,11 +1625,7 @@ static void crash_case_on(OpFn fn, int explicit_txn, const char *label,
   for (int step = 1; step <= 40 && !completed; step++) {
     Tmp t;
     Model before, after;
-    tu_tmp_init(&t);
-    make_base(t.dir, &before);
-    if (after_base) after_base(t.dir);
-    model_copy(&after, &before);
-    fn(NULL, &after);
+    case_start(&t, &before, &after, fn, after_base);
     int status = run_crashing(t.dir, fn, explicit_txn, step);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     if (code != 77 && code != 0) {
@@ -1654,14 +1661,19 @@ static void crash_case(OpFn fn, int explicit_txn, const char *label) {
   crash_case_on(fn, explicit_txn, label, NULL);
 }
 
-/* Bytes past the rows of "a" (another program's, or a tail an interrupted
-** commit left), more than op_append adds. */
-static void tail_past_rows(const char *dir) {
-  unsigned char junk[40];
-  int fd = open(P(dir, "data_a.npkd"), O_WRONLY | O_APPEND);
+/* N bytes past the rows of FILE in DIR (another program's, or a tail an
+** interrupted commit left). */
+static void junk_past_rows(const char *dir, const char *file, size_t n) {
+  unsigned char junk[600];
+  int fd = open(P(dir, file), O_WRONLY | O_APPEND);
   memset(junk, 0xAB, sizeof junk);
-  CHECK(fd >= 0 && write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+  CHECK(n <= sizeof junk && fd >= 0 && write(fd, junk, n) == (ssize_t)n);
   if (fd >= 0) close(fd);
+}
+
+/* Bytes past the rows of "a", more than op_append adds. */
+static void tail_past_rows(const char *dir) {
+  junk_past_rows(dir, "data_a.npkd", 40);
 }
 
 /* Every other row of "a" (2,000 rows of 2 int32) replaced: a journal of
@@ -3963,13 +3975,7 @@ static int append_drop_first(NpkSession *s, Model *m) {
 static void tails_past_rows(const char *dir) {
   static const char *const files[3] = {"data_a.npkd", "data_b.npkd",
                                        "data_c.npkd"};
-  unsigned char junk[600];
-  memset(junk, 0xAB, sizeof junk);
-  for (int i = 0; i < 3; i++) {
-    int fd = open(P(dir, files[i]), O_WRONLY | O_APPEND);
-    CHECK(fd >= 0 && write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
-    if (fd >= 0) close(fd);
-  }
+  for (int i = 0; i < 3; i++) junk_past_rows(dir, files[i], 600);
 }
 
 /* FN's commit killed at every step, over data files with bytes past their
@@ -3983,11 +3989,7 @@ static void replay_case(OpFn fn, const char *label) {
   for (int step = 1; step <= 40 && !completed; step++) {
     Tmp t;
     Model before, after;
-    tu_tmp_init(&t);
-    make_base(t.dir, &before);
-    tails_past_rows(t.dir);
-    model_copy(&after, &before);
-    fn(NULL, &after);
+    case_start(&t, &before, &after, fn, tails_past_rows);
     int status = run_crashing(t.dir, fn, 1, step);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     CHECK(code == 77 || code == 0);
@@ -4043,10 +4045,7 @@ static void test_crash_reader_elsewhere(void) {
   for (int step = 1; step <= 40 && !completed; step++) {
     Tmp t;
     Model before, after;
-    tu_tmp_init(&t);
-    make_base(t.dir, &before);
-    model_copy(&after, &before);
-    crash_txn(NULL, &after);
+    case_start(&t, &before, &after, crash_txn, NULL);
     int up[2], down[2];
     CHECK(pipe(up) == 0 && pipe(down) == 0);
     fflush(stdout);
@@ -4411,10 +4410,7 @@ static void fault_case(const char *kind, int err, int max_nth) {
     for (int nth = 1; nth <= max_nth; nth++) {
       Tmp t;
       Model before, after;
-      tu_tmp_init(&t);
-      make_base(t.dir, &before);
-      model_copy(&after, &before);
-      fn(NULL, &after);
+      case_start(&t, &before, &after, fn, NULL);
       Snap base, now;
       tu_snap(t.dir, &base);
       NpkStore *st;
@@ -4487,10 +4483,7 @@ static void test_fault_disk_full(void) {
       NpkSession *s, *s2 = NULL;
       NpkStats st0, st1;
       int f0 = ctest_case_failures, rc = NPK_OK;
-      tu_tmp_init(&t);
-      make_base(t.dir, &before);
-      model_copy(&after, &before);
-      fn(NULL, &after);
+      case_start(&t, &before, &after, fn, NULL);
       s = tu_open(t.dir, 0, &st);
       if (s) {
         CHECK_EQ(npk_session_open(st, &s2), NPK_OK);
