@@ -759,10 +759,9 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
 ** place but the catalog, which a commit cuts by at most NPK_CAT_SUFFIX_MAX
 ** bytes (arrays dropped from a catalog patched in place) and its journal
 ** puts back by its first record (build_journal).  Lengthening it further,
-** or by a later record (a crafted journal of a few bytes a record could
-** lengthen it by 1 MiB each), is a crafted record, refused: the catalog
-** made 2^40 bytes long, opening the store would ask for as much memory to
-** read it.  Any other file is left as it is: lengthened, it could be made
+** or by a later record (each record of a crafted journal could otherwise
+** add 1 MiB more), is a crafted record, refused: the catalog made 2^40
+** bytes long, opening the store would ask for as much memory to read it.  Any other file is left as it is: lengthened, it could be made
 ** of any length, sparse where the file system allows, blocks of zeros
 ** filling the disk where it does not.  A genuine record meets such a file
 ** shorter when a commit appended to an array and then saved over it,
@@ -935,10 +934,11 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
       if (!pf->rel) {
         rc = npk_io_open(st, rel, O_RDWR, &fd, e);
         if (rc == NPK_NOFILE && strcmp(rel, NPK_CATALOG) != 0) {
-          /* Gone, as a file shorter than its records is short (a new
-          ** array's file a power cut lost, unsynced at synchronous=OFF):
-          ** nothing lies within it to write back, and playback creates
-          ** nothing.  Its array reads as damaged. */
+          /* A file that is gone stays gone, as a shorter one stays short
+          ** (may_lengthen): a new array's file lost in a power cut at
+          ** synchronous=OFF, or removed by another program.  Nothing lies
+          ** within it to write back, playback creates nothing, and its
+          ** array reads as missing. */
           e->rc = NPK_OK;
           rc = NPK_OK;
           at += len;
