@@ -18,8 +18,9 @@
 ** file system that copies on write, or a sparse data file, could need
 ** blocks to write rows back.)  So no record lengthens a file, but for the
 ** bytes a commit cut from the catalog: one that would is refused for the
-** catalog and leaves any other file as it is (may_lengthen), and none can
-** fill the disk.
+** catalog and leaves any other file as it is (catalog_fits), and none can
+** fill the disk.  Every record is checked before the first is played
+** (check_records), so a journal refused as damaged has changed nothing.
 **
 ** File: "NPKJRNL2", u64 record bytes, u64 checksum of the records
 ** (wordsum), then the records, then whatever an earlier commit's longer
@@ -753,29 +754,170 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
                  st->dir, NPK_JOURNAL, abs, (unsigned long long)sb.st_nlink);
 }
 
-/* Whether a 'T' record may make REL, SIZE bytes long, LEN bytes long
-** (LEN > SIZE), FIRST when it is the journal's first record; *PSKIP is set
-** when the file is to be left as it is.  No commit lengthens a file in
-** place but the catalog, which a commit cuts by at most NPK_CAT_SUFFIX_MAX
-** bytes (arrays dropped from a catalog patched in place) and its journal
-** puts back by its first record (build_journal).  Lengthening it further,
-** or by a later record (each record of a crafted journal could otherwise
-** add 1 MiB more), is a crafted record, refused: the catalog made 2^40
-** bytes long, opening the store would ask for as much memory to read it.  Any other file is left as it is: lengthened, it could be made
-** of any length, sparse where the file system allows, blocks of zeros
-** filling the disk where it does not.  A genuine record meets such a file
-** shorter when a commit appended to an array and then saved over it,
-** interrupted once the new data file had taken the name (an 'L' record
-** further on puts the grown file back from its backup), or when the file
-** lost bytes no commit synced (rows appended at synchronous=OFF, then a
-** power cut) or another program that ignores the locks cut it.  Refused,
-** such a journal would stay hot for good, every read busy and every write
-** failing; the file left short is damaged content, named when its array is
-** read. */
-static int may_lengthen(const char *rel, uint64_t size, uint64_t len, int first,
-                        int *pskip) {
-  *pskip = strcmp(rel, NPK_CATALOG) != 0;
-  return *pskip || (first && len - size <= NPK_CAT_SUFFIX_MAX);
+/* One record of a journal, as parse_record reads it. */
+typedef struct Rec Rec;
+struct Rec {
+  uint64_t at;  /* its offset in the journal, for messages */
+  int type;     /* 'C', 'L', 'T', 'R' or 'X' */
+  char *rel;    /* the path it names, relative to the store */
+  int existed;  /* 'C', 'L': the file existed before the commit */
+  uint64_t n;   /* 'T': the length to cut to; 'C', 'R': the bytes that follow */
+  uint64_t off; /* 'R': where in the file those bytes go back */
+  uint64_t data; /* 'C', 'R': where in the journal they lie */
+};
+
+/* Read the record of J at *PAT into R and advance *PAT past it: its form
+** and the file it names checked, the bytes it restores not read.  R->rel
+** is the caller's to free, on success only. */
+static int parse_record(NpkStore *st, JournalIn *j, uint64_t *pat, Rec *r,
+                        NpkErr *e) {
+  uint64_t at = *pat;
+  const unsigned char *q;
+  uint32_t plen;
+  int rc;
+  memset(r, 0, sizeof *r);
+  r->at = at;
+  /* Bytes [at, at+K) at Q, or a damaged record if the journal ends first. */
+#define NEED(k)                                                 \
+  do {                                                          \
+    if (j->size - at < (uint64_t)(k)) goto bad;                 \
+    if ((rc = jin_at(st, j, at, (size_t)(k), &q, e))) goto out; \
+  } while (0)
+  NEED(5);
+  r->type = q[0];
+  plen = npk_get_u32(q + 1);
+  at += 5;
+  /* No store names a longer path: refused before its bytes are read and
+  ** copied, which a hostile journal could make 4 GiB. */
+  if (plen > NPK_MAX_RELPATH) goto bad;
+  NEED(plen);
+  if (!(r->rel = npk_malloc((size_t)plen + 1)))
+    return npk_err(e, NPK_NOMEM, "out of memory");
+  memcpy(r->rel, q, plen);
+  r->rel[plen] = 0;
+  at += plen;
+  if (!npk_relpath_valid(r->rel) || strlen(r->rel) != plen) goto bad;
+  switch (r->type) {
+    case 'C':
+      NEED(9);
+      r->existed = q[0];
+      r->n = npk_get_u64(q + 1);
+      at += 9;
+      break;
+    case 'L':
+      NEED(1);
+      r->existed = q[0];
+      at++;
+      break;
+    case 'T':
+      NEED(8);
+      r->n = npk_get_u64(q);
+      at += 8;
+      break;
+    case 'R':
+      NEED(16);
+      r->off = npk_get_u64(q);
+      r->n = npk_get_u64(q + 8);
+      at += 16;
+      break;
+    case 'X': break;
+    default: goto bad;
+  }
+#undef NEED
+  if (r->type == 'C' || r->type == 'R') {
+    if (j->size - at < r->n) goto bad;
+    r->data = at;
+    at += r->n;
+  }
+  if (!journaled(r->type, r->rel)) {
+    rc = npk_err(e, NPK_CORRUPT,
+                 "%s/%s is damaged: the record at byte %zu "
+                 "names %s, a file no commit changes that way",
+                 st->dir, NPK_JOURNAL, (size_t)r->at, r->rel);
+    goto out;
+  }
+  *pat = at;
+  return NPK_OK;
+bad:
+  rc = npk_err(e, NPK_CORRUPT, "%s/%s is damaged: bad record at byte %zu",
+               st->dir, NPK_JOURNAL, (size_t)r->at);
+out:
+  npk_free(r->rel);
+  r->rel = NULL;
+  return rc;
+}
+
+/* Whether record R may change the catalog, SIZE bytes long when R is
+** played: NPK_CORRUPT, saying what it would do, if not.
+** Playback makes no file longer but the catalog.  A commit cuts the
+** catalog by at most NPK_CAT_SUFFIX_MAX bytes (arrays dropped from a
+** catalog patched in place) and its journal puts them back by its first
+** record (build_journal), and writes back over bytes within them.  A
+** crafted record lengthening it further, or by a later record (each could
+** otherwise add 1 MiB more), or writing past its end, is refused: the
+** catalog made 2^40 bytes long, opening the store would ask for as much
+** memory to read it.  Any other file a 'T' record would lengthen is left as
+** it is, and an 'R' record writes only the bytes that lie within it:
+** lengthened, it could be made of any length, sparse where the file system
+** allows, blocks of zeros filling the disk where it does not.  A genuine
+** record meets such a file shorter when a commit appended to an array and
+** then saved over it, interrupted once the new data file had taken the
+** name (an 'L' record further on puts the grown file back from its
+** backup), or when the file lost bytes no commit synced (rows appended at
+** synchronous=OFF, then a power cut) or another program that ignores the
+** locks cut it.  Refused, such a journal would stay hot for good, every
+** read busy and every write failing; the file left short is damaged
+** content, named when its array is read. */
+static int catalog_fits(NpkStore *st, const Rec *r, uint64_t size, NpkErr *e) {
+  if (strcmp(r->rel, NPK_CATALOG) != 0) return NPK_OK;
+  if (r->type == 'T' && r->n > size &&
+      (r->at != JHEADER || r->n - size > NPK_CAT_SUFFIX_MAX))
+    return npk_err(e, NPK_CORRUPT,
+                   "%s/%s is damaged: bad record at byte %zu: it would "
+                   "lengthen %s from %llu to %llu bytes, %s",
+                   st->dir, NPK_JOURNAL, (size_t)r->at, r->rel,
+                   (unsigned long long)size, (unsigned long long)r->n,
+                   r->at == JHEADER ? "more than a commit cuts from it"
+                                    : "which only a journal's first record "
+                                      "does");
+  if (r->type == 'R' && (r->off > size || r->n > size - r->off))
+    return npk_err(e, NPK_CORRUPT,
+                   "%s/%s is damaged: bad record at byte %zu: it would "
+                   "write %llu bytes at byte %llu of %s, past its end "
+                   "(%llu bytes)",
+                   st->dir, NPK_JOURNAL, (size_t)r->at,
+                   (unsigned long long)r->n, (unsigned long long)r->off, r->rel,
+                   (unsigned long long)size);
+  return NPK_OK;
+}
+
+/* Check every record of J before any is played, so that a journal refused
+** as damaged has changed nothing: each record's form and the file it
+** names, and the catalog's lengths, followed from its length now through
+** the records before each one (no longer once a record puts the whole file
+** back: then as each record is played).  Links are checked as each file is
+** opened. */
+static int check_records(NpkStore *st, JournalIn *j, NpkErr *e) {
+  struct stat sb;
+  uint64_t size = 0;
+  int known = 0, rc;
+  rc = npk_io_lstat(st, NPK_CATALOG, &sb, e);
+  if (rc == NPK_NOFILE) rc = e->rc = NPK_OK;
+  else if (rc == NPK_OK && S_ISREG(sb.st_mode)) {
+    known = 1;
+    size = (uint64_t)sb.st_size;
+  }
+  for (uint64_t at = JHEADER; at < j->size && rc == NPK_OK;) {
+    Rec r;
+    if ((rc = parse_record(st, j, &at, &r, e))) break;
+    if (known) rc = catalog_fits(st, &r, size, e);
+    if (strcmp(r.rel, NPK_CATALOG) == 0) {
+      if (r.type == 'T') size = r.n;
+      else if (r.type == 'C' || r.type == 'L') known = 0;
+    }
+    npk_free(r.rel);
+  }
+  return rc;
 }
 
 /* The file consecutive 'R' records of one path restore, kept open from one
@@ -813,191 +955,113 @@ static int play_file_end(NpkStore *st, PlayFile *pf, int sync, NpkErr *e) {
 ** file by a name another record has since changed. */
 static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
                 PlayFile *pf, NpkErr *e) {
-  uint64_t at = *pat;
   const unsigned char *q;
-  int type, rc = NPK_OK, fd = -1;
-  uint32_t plen;
-  char *rel = NULL, *abs = NULL;
-  /* Bytes [at, at+K) at Q, or a damaged record if the journal ends first. */
-#define NEED(k)                                                  \
-  do {                                                           \
-    if (j->size - at < (uint64_t)(k)) goto bad;                  \
-    if ((rc = jin_at(st, j, at, (size_t)(k), &q, e))) goto done; \
-  } while (0)
-  NEED(5);
-  type = q[0];
-  plen = npk_get_u32(q + 1);
-  at += 5;
-  /* No store names a longer path: refused before its bytes are read and
-  ** copied, which a hostile journal could make 4 GiB. */
-  if (plen > NPK_MAX_RELPATH) goto bad;
-  NEED(plen);
-  rel = npk_malloc((size_t)plen + 1);
-  if (!rel) return npk_err(e, NPK_NOMEM, "out of memory");
-  memcpy(rel, q, plen);
-  rel[plen] = 0;
-  at += plen;
-  if (!npk_relpath_valid(rel) || strlen(rel) != plen) goto bad;
-  if (!journaled(type, rel)) {
-    if (type == 0 || !strchr("CLTRX", type)) goto bad;
-    rc = npk_err(e, NPK_CORRUPT,
-                 "%s/%s is damaged: the record at byte %zu "
-                 "names %s, a file no commit changes that way",
-                 st->dir, NPK_JOURNAL, (size_t)*pat, rel);
-    goto done;
-  }
-  abs = npk_path(st->dir, rel);
+  int rc, fd = -1;
+  char *abs;
+  Rec r;
+  if ((rc = parse_record(st, j, pat, &r, e))) return rc;
+  abs = npk_path(st->dir, r.rel);
   if (!abs) {
     rc = npk_err(e, NPK_NOMEM, "out of memory");
     goto done;
   }
-  if (pf->rel && (type != 'R' || strcmp(pf->rel, rel) != 0) &&
+  if (pf->rel && (r.type != 'R' || strcmp(pf->rel, r.rel) != 0) &&
       (rc = play_file_end(st, pf, 1, e)))
     goto done;
-  if (type == 'C' || type == 'L' || type == 'X') npk_subdir_note(subdirs, rel);
-  switch (type) {
-    case 'C': {
-      uint64_t len;
-      int existed;
-      NEED(9);
-      existed = q[0];
-      len = npk_get_u64(q + 1);
-      at += 9;
-      NEED(len);
-      if (existed) rc = npk_io_replace_file(st, rel, q, (size_t)len, e);
-      else rc = npk_io_unlink(st, rel, e);
-      at += (size_t)len;
+  if (r.type == 'C' || r.type == 'L' || r.type == 'X')
+    npk_subdir_note(subdirs, r.rel);
+  switch (r.type) {
+    case 'C':
+      if (!r.existed) rc = npk_io_unlink(st, r.rel, e);
+      else if ((rc = jin_at(st, j, r.data, (size_t)r.n, &q, e)) == NPK_OK)
+        rc = npk_io_replace_file(st, r.rel, q, (size_t)r.n, e);
       break;
-    }
     case 'L': {
-      int existed;
-      char *bak;
+      char *bak = npk_backup_name(r.rel);
       struct stat sb;
-      NEED(1);
-      existed = q[0];
-      at++;
-      bak = npk_backup_name(rel);
       if (!bak) {
         rc = npk_err(e, NPK_NOMEM, "out of memory");
         break;
       }
-      if (existed) {
+      if (r.existed) {
         rc = npk_io_lstat(st, bak, &sb, e);
         if (rc == NPK_OK && !S_ISREG(sb.st_mode))
           rc = npk_err(e, NPK_CORRUPT,
                        "%s/%s is damaged: backup %s is not a "
                        "regular file",
                        st->dir, NPK_JOURNAL, bak);
-        else if (rc == NPK_OK) rc = npk_io_rename(st, bak, rel, e);
+        else if (rc == NPK_OK) rc = npk_io_rename(st, bak, r.rel, e);
         else if (rc == NPK_NOFILE) rc = NPK_OK;
       } else {
-        rc = npk_io_unlink(st, rel, e);
+        rc = npk_io_unlink(st, r.rel, e);
       }
       npk_free(bak);
       break;
     }
     case 'T': {
-      uint64_t len, size;
-      int skip = 0;
-      NEED(8);
-      len = npk_get_u64(q);
-      at += 8;
-      rc = npk_io_open(st, rel, O_RDWR, &fd, e);
+      uint64_t size;
+      rc = npk_io_open(st, r.rel, O_RDWR, &fd, e);
       if (rc == NPK_NOFILE) {
         rc = NPK_OK;
         break;
       }
-      if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &size, e);
-      if (rc == NPK_OK && len > size &&
-          !may_lengthen(rel, size, len, *pat == JHEADER, &skip)) {
-        rc = npk_err(e, NPK_CORRUPT,
-                     "%s/%s is damaged: bad record at byte %zu: it would "
-                     "lengthen %s from %llu to %llu bytes, %s",
-                     st->dir, NPK_JOURNAL, (size_t)*pat, rel,
-                     (unsigned long long)size, (unsigned long long)len,
-                     *pat == JHEADER ? "more than a commit cuts from it"
-                                     : "which only a journal's first record "
-                                       "does");
-        break;
+      if (rc == NPK_OK) rc = check_links(st, fd, r.rel, abs, &size, e);
+      if (rc == NPK_OK) rc = catalog_fits(st, &r, size, e);
+      /* Only the catalog is ever lengthened (catalog_fits). */
+      if (rc == NPK_OK && (r.n <= size || strcmp(r.rel, NPK_CATALOG) == 0)) {
+        rc = npk_io_ftruncate(st, fd, r.n, abs, e);
+        if (rc == NPK_OK) rc = npk_io_fsync(st, fd, abs, e);
       }
-      if (rc == NPK_OK && !skip) rc = npk_io_ftruncate(st, fd, len, abs, e);
-      if (rc == NPK_OK && !skip) rc = npk_io_fsync(st, fd, abs, e);
       break;
     }
     case 'R': {
-      uint64_t off, len, past = 0;
-      NEED(16);
-      off = npk_get_u64(q);
-      len = npk_get_u64(q + 8);
-      at += 16;
-      if (j->size - at < len) goto bad;
+      uint64_t off = r.off, len = r.n, at = r.data;
       if (!pf->rel) {
-        rc = npk_io_open(st, rel, O_RDWR, &fd, e);
-        if (rc == NPK_NOFILE && strcmp(rel, NPK_CATALOG) != 0) {
+        rc = npk_io_open(st, r.rel, O_RDWR, &fd, e);
+        if (rc == NPK_NOFILE && strcmp(r.rel, NPK_CATALOG) != 0) {
           /* A file that is gone stays gone, as a shorter one stays short
-          ** (may_lengthen): a new array's file lost in a power cut at
+          ** (catalog_fits): a new array's file lost in a power cut at
           ** synchronous=OFF, or removed by another program.  Nothing lies
           ** within it to write back, playback creates nothing, and its
           ** array reads as missing. */
-          e->rc = NPK_OK;
-          rc = NPK_OK;
-          at += len;
+          rc = e->rc = NPK_OK;
           break;
         }
         if (rc == NPK_NOFILE)
           rc = npk_err(e, NPK_IOERR, "cannot open %s: no such file", abs);
-        if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &pf->size, e);
+        if (rc == NPK_OK) rc = check_links(st, fd, r.rel, abs, &pf->size, e);
+        if (rc == NPK_OK) rc = catalog_fits(st, &r, pf->size, e);
         if (rc) break;
         pf->fd = fd;
-        pf->rel = rel;
+        pf->rel = r.rel;
         pf->abs = abs;
         fd = -1;
-        rel = abs = NULL;
+        r.rel = abs = NULL;
+      } else if ((rc = catalog_fits(st, &r, pf->size, e))) {
+        break;
       }
       /* Bytes a commit wrote over lie inside the file's old length, which
       ** a 'T' record before them put back: bytes past the end are never
-      ** written, which could make a file of any length (see may_lengthen).
-      ** The catalog's are a crafted record; a shorter data file or bitmap
-      ** gets the bytes that lie within it. */
-      if (off > pf->size || len > pf->size - off) {
-        if (strcmp(pf->rel, NPK_CATALOG) == 0) {
-          rc = npk_err(e, NPK_CORRUPT,
-                       "%s/%s is damaged: bad record at byte %zu: it would "
-                       "write %llu bytes at byte %llu of %s, past its end "
-                       "(%llu bytes)",
-                       st->dir, NPK_JOURNAL, (size_t)*pat,
-                       (unsigned long long)len, (unsigned long long)off,
-                       pf->rel, (unsigned long long)pf->size);
-          break;
-        }
-        past = off > pf->size ? len : len - (pf->size - off);
-        len -= past;
-      }
+      ** written (catalog_fits). */
+      if (off > pf->size) len = 0;
+      else if (len > pf->size - off) len = pf->size - off;
       /* A window at a time: a run of rows may be larger than memory. */
       while (rc == NPK_OK && len > 0) {
         size_t k = len < j->window ? (size_t)len : j->window;
-        NEED(k);
+        if ((rc = jin_at(st, j, at, k, &q, e))) break;
         rc = npk_io_pwrite(st, pf->fd, q, k, off, pf->abs, e);
         at += k;
         off += k;
         len -= k;
       }
-      at += past;
       break;
     }
-    case 'X': rc = npk_io_unlink(st, rel, e); break;
-    default: goto bad;
+    case 'X': rc = npk_io_unlink(st, r.rel, e); break;
   }
-  goto done;
-bad:
-  rc = npk_err(e, NPK_CORRUPT, "%s/%s is damaged: bad record at byte %zu",
-               st->dir, NPK_JOURNAL, (size_t)*pat);
 done:
-#undef NEED
   if (fd >= 0) close(fd);
-  npk_free(rel);
+  npk_free(r.rel);
   npk_free(abs);
-  *pat = at;
   return rc;
 }
 
@@ -1023,6 +1087,7 @@ int npk_journal_recover(NpkStore *st, NpkErr *e) {
     if (rc == NPK_OK) npk_sweep(st);
     goto done;
   }
+  if (rc == NPK_OK) rc = check_records(st, &j, e);
   for (uint64_t at = JHEADER; at < j.size && rc == NPK_OK;)
     rc = play(st, &j, &at, &subdirs, &pf, e);
   jin_close(&j);

@@ -733,11 +733,15 @@ static void test_journal_lengthens(void) {
   const char *const frag = TU_JOURNAL " is damaged: bad record at byte 24";
   size_t n = base_catalog_len();
   Trust x;
-  for (int i = 0; i < 11; i++) {
+  /* Cases 11 and 12: rows written over first, then a record refused. */
+  const size_t second = 24 + 5 + strlen("data_a.npkd") + 16 + 6;
+  for (int i = 0; i < 13; i++) {
     NpkBuf r = {0};
     NpkStore *st;
     NpkSession *s;
     struct stat data, catalog, manifest;
+    size_t nrows = 0;
+    unsigned char *rows;
     trust_init(&x);
     tu_write_file(P(x.t.dir, "data_b.npkseg"), "{}", 2);
     switch (i) {
@@ -754,6 +758,12 @@ static void test_journal_lengthens(void) {
         npk_jr_trunc(&r, TU_CATALOG, n + 10);
         npk_jr_trunc(&r, TU_CATALOG, n + 20);
         break;
+      case 11:
+      case 12:
+        npk_jr_region(&r, "data_a.npkd", 0, "HACKED", 6);
+        if (i == 11) npk_jr_region(&r, TU_CATALOG, n - 2, "HACKED", 6);
+        else npk_buf_put(&r, "T\0", 2);
+        break;
       case 8:
         /* "HA" over the last two bytes of row 2, "CKED" past the end. */
         npk_jr_region(&r, "data_a.npkd", sizeof base_rows - 2, "HACKED", 6);
@@ -765,10 +775,17 @@ static void test_journal_lengthens(void) {
         break;
     }
     write_journal(P(x.t.dir, TU_JOURNAL), &r);
-    if (i < 4 || i == 10) {
+    if (i < 4 || i >= 10) {
       /* The message says what the record would do. */
       char want[300];
-      if (i == 10)
+      if (i == 11)
+        snprintf(want, sizeof want, TU_JOURNAL " is damaged: bad record at "
+                 "byte %zu: it would write 6 bytes at byte %zu of " TU_CATALOG
+                 ", past its end (%zu bytes)", second, n - 2, n);
+      else if (i == 12)
+        snprintf(want, sizeof want, TU_JOURNAL " is damaged: bad record at "
+                 "byte %zu", second);
+      else if (i == 10)
         snprintf(want, sizeof want, TU_JOURNAL " is damaged: bad record at "
                  "byte %zu: it would lengthen " TU_CATALOG " from %zu to %zu "
                  "bytes, which only a journal's first record does",
@@ -794,8 +811,14 @@ static void test_journal_lengthens(void) {
     }
     CHECK_EQ(stat(P(x.t.dir, "data_a.npkd"), &data), 0);
     CHECK_EQ((uint64_t)data.st_size, sizeof base_rows);
+    /* A refused journal has played none of its records. */
+    rows = tu_read_file(P(x.t.dir, "data_a.npkd"), &nrows);
+    if (i >= 10)
+      CHECK(rows && nrows == sizeof base_rows &&
+            memcmp(rows, base_rows, sizeof base_rows) == 0);
+    free(rows);
     CHECK_EQ(stat(P(x.t.dir, TU_CATALOG), &catalog), 0);
-    CHECK_EQ((uint64_t)catalog.st_size, i == 10 ? n + 10 : n);
+    CHECK_EQ((uint64_t)catalog.st_size, n);
     CHECK_EQ(stat(P(x.t.dir, "data_b.npkseg"), &manifest), 0);
     CHECK_EQ((uint64_t)manifest.st_size, 2);
     npk_buf_free(&r);
