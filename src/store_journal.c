@@ -894,13 +894,17 @@ static int catalog_fits(NpkStore *st, const Rec *r, uint64_t size, NpkErr *e) {
 /* Check every record of J before any is played, so that a journal refused
 ** as damaged has changed nothing: each record's form and the file it
 ** names, and the catalog's lengths, followed from its length now through
-** the records before each one (no longer once a record puts the whole file
-** back: then as each record is played).  Links are checked as each file is
-** opened. */
+** the records before each one.  A commit patches the catalog in place or
+** puts it back whole (build_journal; earlier releases only whole), never
+** both: a record cutting or writing it after one that put it back whole
+** is refused, rather than followed through the backup's length (which the
+** records between may change through another name of it), or refused only
+** once the records before it are played.  Links are checked as each file
+** is opened. */
 static int check_records(NpkStore *st, JournalIn *j, NpkErr *e) {
   struct stat sb;
   uint64_t size = 0;
-  int known = 0, rc;
+  int known = 0, whole = 0, rc;
   rc = npk_io_lstat(st, NPK_CATALOG, &sb, e);
   if (rc == NPK_NOFILE) rc = e->rc = NPK_OK;
   else if (rc == NPK_OK && S_ISREG(sb.st_mode)) {
@@ -909,12 +913,18 @@ static int check_records(NpkStore *st, JournalIn *j, NpkErr *e) {
   }
   for (uint64_t at = JHEADER; at < j->size && rc == NPK_OK;) {
     Rec r;
+    int cat;
     if ((rc = parse_record(st, j, &at, &r, e))) break;
-    if (known) rc = catalog_fits(st, &r, size, e);
-    if (strcmp(r.rel, NPK_CATALOG) == 0) {
-      if (r.type == 'T') size = r.n;
-      else if (r.type == 'C' || r.type == 'L') known = 0;
-    }
+    cat = strcmp(r.rel, NPK_CATALOG) == 0;
+    if (cat && whole && (r.type == 'T' || r.type == 'R'))
+      rc = npk_err(e, NPK_CORRUPT,
+                   "%s/%s is damaged: bad record at byte %zu: it would cut or "
+                   "write %s after a record that put the whole file back, "
+                   "which no commit does",
+                   st->dir, NPK_JOURNAL, (size_t)r.at, r.rel);
+    else if (known) rc = catalog_fits(st, &r, size, e);
+    if (cat && r.type == 'T') size = r.n;
+    else if (cat && (r.type == 'C' || r.type == 'L')) whole = 1;
     npk_free(r.rel);
   }
   return rc;

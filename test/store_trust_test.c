@@ -826,6 +826,57 @@ static void test_journal_lengthens(void) {
   }
 }
 
+/* A record cutting or writing the catalog after one that put the whole file
+** back (from its backup, or a copy in the journal) is damaged: a commit
+** patches the catalog in place or replaces it whole, never both.  Refused
+** before any record is played, it leaves the rows written over by the
+** first record, the catalog's backup and the catalog as they were.  Played
+** up to it, the backup had taken the catalog's name, or the catalog had
+** been written afresh, by the time the journal was refused for the
+** catalog's length. */
+static void test_journal_after_whole_catalog(void) {
+  size_t n = base_catalog_len();
+  for (int i = 0; i < 2; i++) {
+    Trust x;
+    NpkBuf r = {0};
+    struct stat before, after;
+    unsigned char *cat, *rows;
+    size_t ncat = 0, nrows = 0;
+    char want[300];
+    trust_init(&x);
+    cat = tu_read_file(P(x.t.dir, TU_CATALOG), &ncat);
+    CHECK(cat && ncat == n);
+    npk_jr_region(&r, "data_a.npkd", 0, "HACKED", 6);
+    if (i == 0) {
+      tu_write_file(P(x.t.dir, TU_CATALOG "-npkbak"), cat, ncat);
+      npk_jr_link(&r, TU_CATALOG, 1);
+    } else {
+      jr_content(&r, TU_CATALOG, cat, ncat, 1);
+    }
+    snprintf(want, sizeof want, TU_JOURNAL " is damaged: bad record at byte "
+             "%zu: it would cut or write " TU_CATALOG " after a record that "
+             "put the whole file back", (size_t)24 + r.n);
+    /* Each refused for the catalog's length when it is played. */
+    if (i == 0) npk_jr_trunc(&r, TU_CATALOG, n + 10);
+    else npk_jr_region(&r, TU_CATALOG, n - 2, "HACKED", 6);
+    write_journal(P(x.t.dir, TU_JOURNAL), &r);
+    CHECK_EQ(stat(P(x.t.dir, TU_CATALOG), &before), 0);
+    x.hot = 1;
+    expect_refused(&x, "a", want, __LINE__);
+    CHECK(tu_journal_hot(x.t.dir));
+    rows = tu_read_file(P(x.t.dir, "data_a.npkd"), &nrows);
+    CHECK(rows && nrows == sizeof base_rows &&
+          memcmp(rows, base_rows, sizeof base_rows) == 0);
+    CHECK_EQ(stat(P(x.t.dir, TU_CATALOG), &after), 0);
+    CHECK(after.st_ino == before.st_ino && after.st_size == before.st_size);
+    if (i == 0) CHECK_EQ(access(P(x.t.dir, TU_CATALOG "-npkbak"), F_OK), 0);
+    free(rows);
+    free(cat);
+    npk_buf_free(&r);
+    trust_done(&x);
+  }
+}
+
 /* A commit that appended to an array and then saved over it, interrupted
 ** once the new data file had taken the name, leaves a journal whose cut of
 ** the grown file finds the new, shorter one: the new file is left as it is
@@ -1212,6 +1263,7 @@ int main(void) {
   RUN(test_journal_cuts_catalog);
   RUN(test_journal_patches_bitmap);
   RUN(test_journal_lengthens);
+  RUN(test_journal_after_whole_catalog);
   RUN(test_journal_path_too_long);
   RUN(test_hardlink_lock);
   RUN(test_hardlink_fresh);
