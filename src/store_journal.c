@@ -893,7 +893,8 @@ static int catalog_fits(NpkStore *st, const Rec *r, uint64_t size, NpkErr *e) {
 
 /* Check every record of J before any is played, so that a journal refused
 ** as damaged has changed nothing: each record's form and the file it
-** names, and the catalog's lengths, followed from its length now through
+** names, that the catalog is there to be written back over, and its
+** lengths, followed from its length now through
 ** the records before each one.  A commit patches the catalog in place or
 ** puts it back whole (build_journal; earlier releases only whole), never
 ** both: a record cutting or writing it after one that put it back whole
@@ -904,9 +905,9 @@ static int catalog_fits(NpkStore *st, const Rec *r, uint64_t size, NpkErr *e) {
 static int check_records(NpkStore *st, JournalIn *j, NpkErr *e) {
   struct stat sb;
   uint64_t size = 0;
-  int known = 0, whole = 0, rc;
+  int known = 0, whole = 0, missing = 0, rc;
   rc = npk_io_lstat(st, NPK_CATALOG, &sb, e);
-  if (rc == NPK_NOFILE) rc = e->rc = NPK_OK;
+  if (rc == NPK_NOFILE) missing = 1, rc = e->rc = NPK_OK;
   else if (rc == NPK_OK && S_ISREG(sb.st_mode)) {
     known = 1;
     size = (uint64_t)sb.st_size;
@@ -921,6 +922,11 @@ static int check_records(NpkStore *st, JournalIn *j, NpkErr *e) {
                    "%s/%s is damaged: bad record at byte %zu: it would cut or "
                    "write %s after a record that put the whole file back, "
                    "which no commit does",
+                   st->dir, NPK_JOURNAL, (size_t)r.at, r.rel);
+    else if (cat && missing && r.type == 'R')
+      rc = npk_err(e, NPK_CORRUPT,
+                   "%s/%s is damaged: bad record at byte %zu: it would write "
+                   "back over %s, which is missing",
                    st->dir, NPK_JOURNAL, (size_t)r.at, r.rel);
     else if (known) rc = catalog_fits(st, &r, size, e);
     if (cat && r.type == 'T') size = r.n;

@@ -877,6 +877,39 @@ static void test_journal_after_whole_catalog(void) {
   }
 }
 
+/* A journal writing back over the catalog when there is none (removed by
+** another program) is refused before any record is played: the rows the
+** first record writes over stay as they were.  Played up to it, the
+** rows were written over, then playback failed opening the catalog. */
+static void test_journal_missing_catalog(void) {
+  Trust x;
+  NpkBuf r = {0};
+  NpkStore *st;
+  NpkSession *s;
+  unsigned char *rows;
+  size_t nrows = 0;
+  trust_init(&x);
+  npk_jr_region(&r, "data_a.npkd", 0, "HACKED", 6);
+  npk_jr_region(&r, TU_CATALOG, 8, "X", 1);
+  write_journal(P(x.t.dir, TU_JOURNAL), &r);
+  CHECK_EQ(unlink(P(x.t.dir, TU_CATALOG)), 0);
+  s = tu_open(x.t.dir, 0, &st);
+  if (s) {
+    CHECK_EQ(npk_recover(s), NPK_CORRUPT);
+    CHECK_HAS(npk_errmsg(s), "bad record at byte 62: it would write back "
+                             "over " TU_CATALOG ", which is missing");
+  }
+  tu_close(st, s);
+  CHECK(tu_journal_hot(x.t.dir));
+  rows = tu_read_file(P(x.t.dir, "data_a.npkd"), &nrows);
+  CHECK(rows && nrows == sizeof base_rows &&
+        memcmp(rows, base_rows, sizeof base_rows) == 0);
+  free(rows);
+  outside_same(&x, __LINE__);
+  npk_buf_free(&r);
+  trust_done(&x);
+}
+
 /* A commit that appended to an array and then saved over it, interrupted
 ** once the new data file had taken the name, leaves a journal whose cut of
 ** the grown file finds the new, shorter one: the new file is left as it is
@@ -1264,6 +1297,7 @@ int main(void) {
   RUN(test_journal_patches_bitmap);
   RUN(test_journal_lengthens);
   RUN(test_journal_after_whole_catalog);
+  RUN(test_journal_missing_catalog);
   RUN(test_journal_path_too_long);
   RUN(test_hardlink_lock);
   RUN(test_hardlink_fresh);
