@@ -891,6 +891,22 @@ static int catalog_fits(NpkStore *st, const Rec *r, uint64_t size, NpkErr *e) {
   return NPK_OK;
 }
 
+/* REL as playback will open it to write in place: refused, as it will be
+** then, if it is a link or has another name (check_links); a missing file
+** passes, which 'T' and 'R' records leave alone. */
+static int check_file(NpkStore *st, const char *rel, NpkErr *e) {
+  char *abs = npk_path(st->dir, rel);
+  uint64_t size;
+  int fd = -1, rc;
+  if (!abs) return npk_err(e, NPK_NOMEM, "out of memory");
+  rc = npk_io_open(st, rel, O_RDWR, &fd, e);
+  if (rc == NPK_NOFILE) rc = e->rc = NPK_OK;
+  else if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &size, e);
+  if (fd >= 0) close(fd);
+  npk_free(abs);
+  return rc;
+}
+
 /* Check every record of J before any is played, so that a journal refused
 ** as damaged has changed nothing: each record's form and the file it
 ** names, that the catalog is there to be written back over, and its
@@ -900,12 +916,15 @@ static int catalog_fits(NpkStore *st, const Rec *r, uint64_t size, NpkErr *e) {
 ** both: a record cutting or writing it after one that put it back whole
 ** is refused, rather than followed through the backup's length (which the
 ** records between may change through another name of it), or refused only
-** once the records before it are played.  Links are checked as each file
-** is opened. */
+** once the records before it are played.  The files records write in
+** place are opened as playback will open them (check_file), up to the
+** first record that may put another file at a name; later ones are
+** checked as each is opened. */
 static int check_records(NpkStore *st, JournalIn *j, NpkErr *e) {
   struct stat sb;
   uint64_t size = 0;
-  int known = 0, whole = 0, missing = 0, rc;
+  int known = 0, whole = 0, missing = 0, renamed = 0, rc;
+  char *last = NULL;
   rc = npk_io_lstat(st, NPK_CATALOG, &sb, e);
   if (rc == NPK_NOFILE) missing = 1, rc = e->rc = NPK_OK;
   else if (rc == NPK_OK && S_ISREG(sb.st_mode)) {
@@ -914,10 +933,11 @@ static int check_records(NpkStore *st, JournalIn *j, NpkErr *e) {
   }
   for (uint64_t at = JHEADER; at < j->size && rc == NPK_OK;) {
     Rec r;
-    int cat;
+    int cat, inplace;
     if ((rc = parse_record(st, j, &at, &r, e))) break;
     cat = strcmp(r.rel, NPK_CATALOG) == 0;
-    if (cat && whole && (r.type == 'T' || r.type == 'R'))
+    inplace = r.type == 'T' || r.type == 'R';
+    if (cat && whole && inplace)
       rc = npk_err(e, NPK_CORRUPT,
                    "%s/%s is damaged: bad record at byte %zu: it would cut or "
                    "write %s after a record that put the whole file back, "
@@ -929,10 +949,21 @@ static int check_records(NpkStore *st, JournalIn *j, NpkErr *e) {
                    "back over %s, which is missing",
                    st->dir, NPK_JOURNAL, (size_t)r.at, r.rel);
     else if (known) rc = catalog_fits(st, &r, size, e);
+    /* The file a record writes in place, as play will meet it, unless a
+    ** record before it may have put another file at that name. */
+    if (rc == NPK_OK && inplace && !(cat ? whole : renamed) &&
+        (!last || strcmp(last, r.rel) != 0)) {
+      rc = check_file(st, r.rel, e);
+      npk_free(last);
+      last = r.rel;
+      r.rel = NULL;
+    }
     if (cat && r.type == 'T') size = r.n;
     else if (cat && (r.type == 'C' || r.type == 'L')) whole = 1;
+    else if (r.type == 'C' || r.type == 'L') renamed = 1;
     npk_free(r.rel);
   }
+  npk_free(last);
   return rc;
 }
 

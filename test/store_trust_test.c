@@ -910,6 +910,40 @@ static void test_journal_missing_catalog(void) {
   trust_done(&x);
 }
 
+/* A journal that would write in place to a file with a second name (which
+** may lie outside the store), or to a symbolic link, is refused before any
+** record is played: the rows the first record writes over stay as they
+** were.  Played up to it, the rows were written over first. */
+static void test_journal_link_checked_first(void) {
+  for (int i = 0; i < 2; i++) {
+    Trust x;
+    NpkBuf r = {0};
+    unsigned char *rows;
+    size_t nrows = 0;
+    char target[1400];
+    trust_init(&x);
+    snprintf(target, sizeof target, "%s/victim", x.out);
+    if (i == 0) CHECK_EQ(link(target, P(x.t.dir, "other.npkd")), 0);
+    else make_link(&x, "other.npkd", target);
+    npk_jr_region(&r, "data_a.npkd", 0, "HACKED", 6);
+    npk_jr_region(&r, "other.npkd", 0, "X", 1);
+    write_journal(P(x.t.dir, TU_JOURNAL), &r);
+    x.hot = 1;
+    expect_refused(&x, "a",
+                   i == 0 ? "other.npkd in place, and that file has 2 hard "
+                            "links"
+                          : "other.npkd" LINKED,
+                   __LINE__);
+    CHECK(tu_journal_hot(x.t.dir));
+    rows = tu_read_file(P(x.t.dir, "data_a.npkd"), &nrows);
+    CHECK(rows && nrows == sizeof base_rows &&
+          memcmp(rows, base_rows, sizeof base_rows) == 0);
+    free(rows);
+    npk_buf_free(&r);
+    trust_done(&x);
+  }
+}
+
 /* A commit that appended to an array and then saved over it, interrupted
 ** once the new data file had taken the name, leaves a journal whose cut of
 ** the grown file finds the new, shorter one: the new file is left as it is
@@ -1298,6 +1332,7 @@ int main(void) {
   RUN(test_journal_lengthens);
   RUN(test_journal_after_whole_catalog);
   RUN(test_journal_missing_catalog);
+  RUN(test_journal_link_checked_first);
   RUN(test_journal_path_too_long);
   RUN(test_hardlink_lock);
   RUN(test_hardlink_fresh);
