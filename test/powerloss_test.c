@@ -769,6 +769,9 @@ static int record(const Scen *sc, const char *dir, Run *run) {
   int nolinks = strncmp(sc->name, "nolinks_", 8) == 0;
   const char *base = sc->name + (nolinks ? 8 : 0);
   int seg = strncmp(base, "seg", 3) == 0;
+  /* "tail_": a's data file has bytes past its rows, more than the
+  ** scenario appends, so a commit cuts it below its old length. */
+  int tail = strncmp(base, "tail_", 5) == 0;
   npk_test_no_links(nolinks);
   seg_in_dir = strncmp(base, "segdir_", 7) == 0;
   tu_rm_rf(dir);
@@ -778,6 +781,22 @@ static int record(const Scen *sc, const char *dir, Run *run) {
   if (rc) return rc;
   if ((rc = npk_session_open(st, &s))) goto out;
   if (!seg && (rc = make_base(s))) goto out;
+  if (tail) {
+    unsigned char junk[5 * ROWB];
+    int fd;
+    tu_close(st, s);
+    s = NULL;
+    memset(junk, 0xAB, sizeof junk);
+    fd = open(P(dir, "data_a.npkd"), O_WRONLY | O_APPEND);
+    if (fd < 0 || write(fd, junk, sizeof junk) != (ssize_t)sizeof junk ||
+        fsync(fd) != 0)
+      rc = NPK_IOERR;
+    if (fd >= 0) close(fd);
+    err = NULL;
+    if (rc == NPK_OK) rc = npk_store_open(dir, 0, &st, &err);
+    free(err);
+    if (rc || (rc = npk_session_open(st, &s))) goto out;
+  }
   for (t = 0; t < MAXSTATE; t++) {
     run->state[t].n = 0;
     run->commit_at[t] = -1;
@@ -1329,6 +1348,12 @@ static const char *const scenarios[][2] = {
   {"mixed_txn",
    "+ app:a:2 rep:a:1 del:b:3 save:c:3 clone:a:d drop:b new:e:4 ."},
   {"append_then_save_over", "+ app:a:4 save:a:2 ."},
+  /* Bytes past a's rows, more than is appended: each commit cuts the file
+  ** below its length before, which playback leaves as it is. */
+  {"tail_append", "app:a:2"},
+  {"tail_append_replace", "+ app:a:2 rep:a:9 rep:a:1 ."},
+  {"tail_append_save_over", "+ app:a:2 save:a:3 ."},
+  {"tail_sequence", "app:a:1 rep:a:8 app:a:1 del:a:9 cmp:a"},
   {"sequence", "app:a:2 rep:a:9 del:a:0 cmp:a clone:a:d drop:d"},
   /* The second commit's journal must not be whole on disk while its backup
   ** of the catalog is still the first commit's, whose removal was lost. */
@@ -1378,6 +1403,7 @@ static const char *const scenarios[][2] = {
   /* Where the file system makes no hard links, each backup is a copy,
   ** synced before the journal is written. */
   {"nolinks_save_over", "save:a:5"},
+  {"nolinks_tail_append_save_over", "+ app:a:2 save:a:3 ."},
   {"nolinks_drop", "drop:b"},
   {"nolinks_compact", "cmp:b"},
   {"nolinks_reset", "reset"},
