@@ -754,6 +754,19 @@ static int check_links(NpkStore *st, int fd, const char *rel, const char *abs,
                  st->dir, NPK_JOURNAL, abs, (unsigned long long)sb.st_nlink);
 }
 
+/* REL (at ABS) opened as *PFD to write in place, its links checked
+** (check_links), *PSIZE its length; NPK_NOFILE, error set, if it is not
+** there. */
+static int open_in_place(NpkStore *st, const char *rel, const char *abs,
+                         int *pfd, uint64_t *psize, NpkErr *e) {
+  int rc = npk_io_open(st, rel, O_RDWR, pfd, e);
+  if (rc == NPK_OK && (rc = check_links(st, *pfd, rel, abs, psize, e))) {
+    close(*pfd);
+    *pfd = -1;
+  }
+  return rc;
+}
+
 /* One record of a journal, as parse_record reads it. */
 typedef struct Rec Rec;
 struct Rec {
@@ -899,9 +912,8 @@ static int check_file(NpkStore *st, const char *rel, NpkErr *e) {
   uint64_t size;
   int fd = -1, rc;
   if (!abs) return npk_err(e, NPK_NOMEM, "out of memory");
-  rc = npk_io_open(st, rel, O_RDWR, &fd, e);
+  rc = open_in_place(st, rel, abs, &fd, &size, e);
   if (rc == NPK_NOFILE) rc = e->rc = NPK_OK;
-  else if (rc == NPK_OK) rc = check_links(st, fd, rel, abs, &size, e);
   if (fd >= 0) close(fd);
   npk_free(abs);
   return rc;
@@ -1047,12 +1059,11 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
     }
     case 'T': {
       uint64_t size;
-      rc = npk_io_open(st, r.rel, O_RDWR, &fd, e);
+      rc = open_in_place(st, r.rel, abs, &fd, &size, e);
       if (rc == NPK_NOFILE) {
         rc = NPK_OK;
         break;
       }
-      if (rc == NPK_OK) rc = check_links(st, fd, r.rel, abs, &size, e);
       if (rc == NPK_OK) rc = catalog_fits(st, &r, size, e);
       /* Only the catalog is ever lengthened (catalog_fits). */
       if (rc == NPK_OK && (r.n <= size || strcmp(r.rel, NPK_CATALOG) == 0)) {
@@ -1064,7 +1075,7 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
     case 'R': {
       uint64_t off = r.off, len = r.n, at = r.data;
       if (!pf->rel) {
-        rc = npk_io_open(st, r.rel, O_RDWR, &fd, e);
+        rc = open_in_place(st, r.rel, abs, &fd, &pf->size, e);
         if (rc == NPK_NOFILE && strcmp(r.rel, NPK_CATALOG) != 0) {
           /* A file that is gone stays gone, as a shorter one stays short
           ** (catalog_fits): a new array's file lost in a power cut at
@@ -1076,7 +1087,6 @@ static int play(NpkStore *st, JournalIn *j, uint64_t *pat, NpkBuf *subdirs,
         }
         if (rc == NPK_NOFILE)
           rc = npk_err(e, NPK_IOERR, "cannot open %s: no such file", abs);
-        if (rc == NPK_OK) rc = check_links(st, fd, r.rel, abs, &pf->size, e);
         if (rc == NPK_OK) rc = catalog_fits(st, &r, pf->size, e);
         if (rc) break;
         pf->fd = fd;
