@@ -782,16 +782,9 @@ static int record(const Scen *sc, const char *dir, Run *run) {
   if ((rc = npk_session_open(st, &s))) goto out;
   if (!seg && (rc = make_base(s))) goto out;
   if (tail) {
-    unsigned char junk[5 * ROWB];
-    int fd;
     tu_close(st, s);
     s = NULL;
-    memset(junk, 0xAB, sizeof junk);
-    fd = open(P(dir, "data_a.npkd"), O_WRONLY | O_APPEND);
-    if (fd < 0 || write(fd, junk, sizeof junk) != (ssize_t)sizeof junk ||
-        fsync(fd) != 0)
-      rc = NPK_IOERR;
-    if (fd >= 0) close(fd);
+    if (tu_append_junk(P(dir, "data_a.npkd"), 5 * ROWB) != 0) rc = NPK_IOERR;
     err = NULL;
     if (rc == NPK_OK) rc = npk_store_open(dir, 0, &st, &err);
     free(err);

@@ -166,6 +166,19 @@ TU_FN int tu_write_file(const char *path, const void *data, size_t n) {
   return 0;
 }
 
+/* N bytes 0xAB appended to PATH and synced, as another program, or a
+** commit interrupted before it cut its tail, leaves past an array's rows;
+** -1 on failure. */
+TU_FN int tu_append_junk(const char *path, size_t n) {
+  unsigned char junk[4096];
+  int fd = open(path, O_WRONLY | O_APPEND), rc = 0;
+  if (fd < 0 || n > sizeof junk) rc = -1;
+  memset(junk, 0xAB, sizeof junk);
+  if (rc == 0 && (write(fd, junk, n) != (ssize_t)n || fsync(fd) != 0)) rc = -1;
+  if (fd >= 0) close(fd);
+  return rc;
+}
+
 /* Put N bytes at DATA in place of DIR's catalog, as a program that ignores
 ** the store's lock writes it: a new file renamed over the old one (the
 ** commit count unchanged).  0, or -1 if it could not. */

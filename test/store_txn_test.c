@@ -1661,19 +1661,9 @@ static void crash_case(OpFn fn, int explicit_txn, const char *label) {
   crash_case_on(fn, explicit_txn, label, NULL);
 }
 
-/* N bytes past the rows of FILE in DIR (another program's, or a tail an
-** interrupted commit left). */
-static void junk_past_rows(const char *dir, const char *file, size_t n) {
-  unsigned char junk[600];
-  int fd = open(P(dir, file), O_WRONLY | O_APPEND);
-  memset(junk, 0xAB, sizeof junk);
-  CHECK(n <= sizeof junk && fd >= 0 && write(fd, junk, n) == (ssize_t)n);
-  if (fd >= 0) close(fd);
-}
-
 /* Bytes past the rows of "a", more than op_append adds. */
 static void tail_past_rows(const char *dir) {
-  junk_past_rows(dir, "data_a.npkd", 40);
+  CHECK_EQ(tu_append_junk(P(dir, "data_a.npkd"), 40), 0);
 }
 
 /* Every other row of "a" (2,000 rows of 2 int32) replaced: a journal of
@@ -3039,6 +3029,19 @@ static int reopened_live(const char *dir, uint64_t nlive) {
   return ok;
 }
 
+/* A new store in T holding "a", N int32 rows V, with row ROW deleted: a
+** deletion bitmap to patch.  Its session, NULL on failure. */
+static NpkSession *bitmap_store(Tmp *t, NpkStore **pst, const int32_t *v,
+                                uint64_t n, uint64_t row) {
+  uint64_t sh[1] = {n};
+  NpkSession *s;
+  tu_tmp_init(t);
+  s = tu_open(t->dir, NPK_OPEN_CREATE, pst);
+  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
+  CHECK_EQ(npk_delete_rows(s, "a", &row, 1), NPK_OK);
+  return s;
+}
+
 /* A DELETE from an array that has a bitmap patches the bitmap in place:
 ** its header and the words that change are journaled with their old bytes
 ** and written over them, with no backup link, no new file and no directory
@@ -3062,10 +3065,7 @@ static void test_bitmap_in_place(void) {
   size_t n0 = 0, n1 = 0;
   unsigned char *before, *after;
   int status = 0;
-  tu_tmp_init(&t);
-  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
-  CHECK_EQ(npk_delete_rows(s, "a", &del[0], 1), NPK_OK);
+  NpkSession *s = bitmap_store(&t, &st, v, sh[0], del[0]);
   CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b0), 0);
   CHECK_EQ(npk_delete_rows(s, "a", &del[1], 1), NPK_OK);
   npk_store_stats(st, &stats);
@@ -3191,10 +3191,7 @@ static void test_bitmap_rewritten_same_time(void) {
   size_t n = 0;
   unsigned char *f;
   int fd;
-  tu_tmp_init(&t);
-  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
-  CHECK_EQ(npk_delete_rows(s, "a", &del[0], 1), NPK_OK);
+  NpkSession *s = bitmap_store(&t, &st, v, sh[0], del[0]);
   CHECK_EQ(npk_delete_rows(s, "a", &del[1], 1), NPK_OK);
   CHECK(bitmap_is(t.dir, N, del, 2));
   /* The other program deletes row 900: its bit cleared, one more
@@ -3288,10 +3285,7 @@ static void test_bitmap_fault_same_object(void) {
       NpkArrayInfo info;
       uint64_t sh[1] = {N}, del[3] = {3, 5, 9}, gone[2] = {3, 9};
       int rc;
-      tu_tmp_init(&t);
-      NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-      CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
-      CHECK_EQ(npk_delete_rows(s, "a", &del[0], 1), NPK_OK);
+      NpkSession *s = bitmap_store(&t, &st, v, sh[0], del[0]);
       npk_test_fault(kinds[k], nth, EIO);
       rc = npk_delete_rows(s, "a", &del[1], 1);
       npk_test_fault(kinds[k], 0, 0);
@@ -3384,10 +3378,7 @@ static void test_bitmap_patched_elsewhere(void) {
   uint64_t sh[1] = {N}, del[3] = {3, 5, 900};
   pid_t pid;
   int status = 0;
-  tu_tmp_init(&t);
-  NpkSession *s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
-  CHECK_EQ(npk_save(s, "a", NPK_INT32, 1, sh, v), NPK_OK);
-  CHECK_EQ(npk_delete_rows(s, "a", &del[0], 1), NPK_OK);
+  NpkSession *s = bitmap_store(&t, &st, v, sh[0], del[0]);
   CHECK_EQ(stat(P(t.dir, "deleted_a.npkb"), &b0), 0);
   fflush(stdout);
   pid = fork();
@@ -3975,7 +3966,7 @@ static int append_drop_first(NpkSession *s, Model *m) {
 static void tails_past_rows(const char *dir) {
   static const char *const files[3] = {"data_a.npkd", "data_b.npkd",
                                        "data_c.npkd"};
-  for (int i = 0; i < 3; i++) junk_past_rows(dir, files[i], 600);
+  for (int i = 0; i < 3; i++) CHECK_EQ(tu_append_junk(P(dir, files[i]), 600), 0);
 }
 
 /* FN's commit killed at every step, over data files with bytes past their
