@@ -680,6 +680,13 @@ static int store_new(const char *dir, const struct stat *sb, int flags,
     else if ((rc = npk_lock_writable(s)) == NPK_OK) rc = create_catalog(s);
     npk_lock_release(s);
   }
+  /* Asked once per store object: a directory folds case from when it is
+  ** made, or never. */
+  if (rc == NPK_OK) {
+    int folds = npk_io_folds_case(st, NPK_CATALOG);
+    if (folds < 0) folds = npk_io_folds_case(st, NPK_JOURNAL);
+    st->folds_case = folds > 0;
+  }
   /* Read the committed state now, so that a damaged catalog is refused
   ** when the store is opened (an array's own files are checked when it is
   ** first used).  A hot journal is no error yet: reads will report it and

@@ -247,6 +247,9 @@ struct NpkStore {
   dev_t dev; /* identity of the directory */
   ino_t ino;
   int readonly;              /* opened with NPK_OPEN_READONLY */
+  int folds_case;            /* the directory finds a name in capitals as
+                             ** the same file (npk_io_folds_case): read,
+                             ** never written */
   char *dir;                 /* absolute path of the directory */
   int dirfd;                 /* open directory, for fsync */
   pthread_mutex_t mu;        /* guards everything below */
@@ -487,6 +490,7 @@ void npk_alloc_fault_hook(int (*fn)(void));
 int npk_io_open(NpkStore *st, const char *rel, int flags, int *pfd, NpkErr *e);
 int npk_io_lstat(NpkStore *st, const char *rel, struct stat *sb, NpkErr *e);
 int npk_io_exists(NpkStore *st, const char *rel);
+int npk_io_folds_case(NpkStore *st, const char *rel);
 /* The whole of REL, and *SB (when not NULL) the file read.  A file longer
 ** than MAX bytes (when not 0) is NPK_CORRUPT, and not read: no allocation
 ** larger than what its content can be. */

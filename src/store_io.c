@@ -755,6 +755,25 @@ int npk_io_exists(NpkStore *st, const char *rel) {
   return npk_io_lstat(st, rel, &sb, &e) == NPK_OK;
 }
 
+/* 1 if the store's directory takes REL, a file of its own, in capitals
+** for the same file: it does not tell names apart by case (ext4 or f2fs
+** casefold, FAT, exFAT, a case-insensitive share).  There the checks that
+** compare names byte for byte would let a catalog give two arrays one file
+** ("a" and "A") or an array the catalog itself (METADATA.NPKM).  0 if it
+** tells them apart, -1 if there is no REL to ask with. */
+int npk_io_folds_case(NpkStore *st, const char *rel) {
+  char up[64];
+  struct stat a, b;
+  size_t i, n = strlen(rel);
+  if (n >= sizeof up || fstatat(st->dirfd, rel, &a, AT_SYMLINK_NOFOLLOW) != 0)
+    return -1;
+  for (i = 0; i <= n; i++)
+    up[i] =
+        (char)(rel[i] >= 'a' && rel[i] <= 'z' ? rel[i] - 'a' + 'A' : rel[i]);
+  return fstatat(st->dirfd, up, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+         a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 int npk_io_unlink(NpkStore *st, const char *rel, NpkErr *e) {
   const char *last;
   int dir, rc = walk(st, rel, &dir, &last, e);

@@ -690,12 +690,15 @@ int npk_journal_check(NpkStore *st, NpkErr *e) {
   rc = jin_whole(st, &j, &whole, e);
   jin_close(&j);
   if (rc == NPK_OK && whole)
-    rc = npk_err(
-        e, NPK_BUSY,
-        "store %s has an interrupted commit; a write "
-        "will recover it%s",
-        st->dir,
-        st->readonly ? " (not one through this read-only opening)" : "");
+    rc = npk_err(e, NPK_BUSY,
+                 "store %s has an interrupted commit; a write "
+                 "will recover it%s",
+                 st->dir,
+                 st->readonly ? " (not one through this read-only opening)"
+                 : st->folds_case
+                     ? " (not one in this directory, which does not "
+                       "tell names apart by case)"
+                     : "");
   return rc;
 }
 

@@ -248,15 +248,28 @@ int npk_check_read_state(NpkSession *s, uint64_t state) {
                  s->store->dir);
 }
 
+/* NPK_READONLY, set in S, unless S's store may be written through it. */
+static int refuse_write(NpkSession *s) {
+  NpkStore *st = s->store;
+  if (st->readonly)
+    return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
+                   st->dir);
+  if (st->folds_case)
+    return npk_err(&s->err, NPK_READONLY,
+                   "store %s is in a directory that does not tell names "
+                   "apart by case (a case-insensitive file system): numpack "
+                   "reads such a store but does not write to it",
+                   st->dir);
+  return NPK_OK;
+}
+
 /* RESERVED for a write, after repairing the store: the way to a write is
 ** the one place where the lock file is created, a hot journal played back
 ** (npk_lock_settle) and the leftovers of crashed commits removed.  Readers
 ** never do any of it. */
 static int write_lock(NpkSession *s) {
   int rc, reading = s->lock >= NPK_LOCK_SHARED, sweep;
-  if (s->store->readonly)
-    return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
-                   s->store->dir);
+  if ((rc = refuse_write(s))) return rc;
   rc = npk_lock_writable(s);
   if (rc == NPK_OK) rc = npk_lock_reserved(s, &s->err);
   /* Leftovers exist only where a writer died (its mark is still set), or
@@ -282,7 +295,8 @@ int npk_recover(NpkSession *s) {
   int rc;
   s->err.rc = NPK_OK;
   /* Looked for before any lock is taken: a commit may be under way. */
-  if (s->txn || s->store->readonly || !npk_journal_exists(s->store, 0))
+  if (s->txn || s->store->readonly || s->store->folds_case ||
+      !npk_journal_exists(s->store, 0))
     return NPK_OK;
   rc = write_lock(s);
   if (rc) return rc;
@@ -496,9 +510,7 @@ int npk_op_begin(NpkSession *s, int *autoc, int *level) {
   int rc;
   *autoc = 0;
   s->err.rc = NPK_OK;
-  if (s->store->readonly)
-    return npk_err(&s->err, NPK_READONLY, "store %s is open read-only",
-                   s->store->dir);
+  if ((rc = refuse_write(s))) return rc;
   if (!s->txn) {
     rc = npk_begin(s);
     if (rc) return rc;

@@ -797,8 +797,10 @@ static int gone(NpkVtab *v) {
 ** read-only, or has no array any more (detached, dropped by another
 ** connection, its store deleted or no store any more since it connected),
 ** or the array is no longer the one the table was declared for (saved
-** over with another layout, as layout_check refuses): then the table goes
-** and the store stays as it is. */
+** over with another layout, as layout_check refuses), or the store cannot
+** be written (this process may not, or its directory does not tell names
+** apart by case): then the table goes and the store stays as it is, since
+** a table that could not be dropped would stay in the schema for good. */
 static int vt_destroy(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
   NpkArrayInfo info;
@@ -820,7 +822,8 @@ static int vt_destroy(sqlite3_vtab *p) {
       }
       npk_conn_autocommit_write(v->conn);
       rc = npk_drop(v->conn->ses, v->zArray);
-      if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE) return fail(v, rc);
+      if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE && rc != NPK_READONLY)
+        return fail(v, rc);
     }
   }
   vtab_free(v);

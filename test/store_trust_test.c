@@ -1190,6 +1190,78 @@ out:
 
 /* The lock file: opening used to pad the other name to 4096 bytes, each
 ** commit to write its mark 64 bytes in. */
+/* A directory that does not tell names apart by case, as a directory with
+** a second name in capitals for the catalog (or the journal) looks to the
+** lookup numpack asks it with: the store reads, and no write goes through,
+** a hot journal's playback included; the store's files stay as they were.
+** A file of its own named in capitals (a case-sensitive directory) is no
+** such sign. */
+#define FOLDS "does not tell names apart by case"
+
+static void test_folds_case(void) {
+  static const char *const cases[] = {"catalog", "hot journal",
+                                      "journal only", "other file"};
+  for (int i = 0; i < 4; i++) {
+    Trust x;
+    NpkBuf r = {0};
+    NpkStore *st;
+    NpkSession *s;
+    Snap before, after;
+    int64_t row = 42, got[4];
+    uint64_t shape[1] = {1}, r0 = 0;
+    int rc;
+    printf("  %s\n", cases[i]);
+    trust_init(&x);
+    if (i > 0) {
+      npk_jr_region(&r, "data_a.npkd", 0, "HACKED", 6);
+      write_journal(P(x.t.dir, TU_JOURNAL), &r);
+      npk_buf_free(&r);
+    }
+    if (i == 2) {
+      CHECK_EQ(unlink(P(x.t.dir, TU_CATALOG)), 0);
+      CHECK_EQ(link(P(x.t.dir, TU_JOURNAL),
+                    P(x.t.dir, "METADATA.NPKM-JOURNAL")), 0);
+    } else if (i == 3) {
+      tu_write_file(P(x.t.dir, "METADATA.NPKM"), "x", 1);
+      CHECK_EQ(unlink(P(x.t.dir, TU_JOURNAL)), 0);
+    } else {
+      CHECK_EQ(link(P(x.t.dir, TU_CATALOG), P(x.t.dir, "METADATA.NPKM")), 0);
+    }
+    tu_snap(x.t.dir, &before);
+    s = tu_open(x.t.dir, 0, &st);
+    CHECK(s != NULL);
+    if (s && i == 3) {
+      CHECK_EQ(npk_append(s, "a", NPK_INT64, 1, shape, &row), NPK_OK);
+      CHECK_EQ(load_i64(s, "a", got, 4), 4);
+    } else if (s) {
+      CHECK_EQ(npk_recover(s), NPK_OK);
+      rc = load_i64(s, "a", got, 4);
+      if (i == 0) {
+        CHECK(rc == 3 && got[0] == 1 && got[2] == 3);
+      } else {
+        CHECK_EQ(s->err.rc, NPK_BUSY);
+        CHECK_HAS(npk_errmsg(s), "not one in this directory, which " FOLDS);
+      }
+      CHECK_EQ(npk_append(s, "a", NPK_INT64, 1, shape, &row), NPK_READONLY);
+      CHECK_HAS(npk_errmsg(s), FOLDS);
+      CHECK_EQ(npk_replace_rows(s, "a", &r0, 1, &row), NPK_READONLY);
+      CHECK_EQ(npk_delete_rows(s, "a", &r0, 1), NPK_READONLY);
+      CHECK_EQ(npk_save(s, "A", NPK_INT64, 1, shape, &row), NPK_READONLY);
+      CHECK_EQ(npk_drop(s, "a"), NPK_READONLY);
+      CHECK_HAS(npk_errmsg(s), FOLDS);
+    }
+    tu_close(st, s);
+    if (i < 3) {
+      tu_snap(x.t.dir, &after);
+      CHECK(tu_snap_eq(&before, &after));
+      tu_snap_free(&after);
+    }
+    tu_snap_free(&before);
+    outside_same(&x, __LINE__);
+    trust_done(&x);
+  }
+}
+
 static void test_hardlink_lock(void) {
   Trust x;
   trust_init(&x);
@@ -1334,6 +1406,7 @@ int main(void) {
   RUN(test_journal_missing_catalog);
   RUN(test_journal_link_checked_first);
   RUN(test_journal_path_too_long);
+  RUN(test_folds_case);
   RUN(test_hardlink_lock);
   RUN(test_hardlink_fresh);
   RUN(test_lock_open_error);
