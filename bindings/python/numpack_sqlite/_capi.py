@@ -97,6 +97,7 @@ class Connection:
 
     def __init__(self, path: str, module: str):
         self.db = _p()
+        self._limits = {}   # what set_limit last set, by limit
         rc = _lib.sqlite3_open_v2(path.encode(), ctypes.byref(self.db),
                                   _OPEN_FLAGS, None)
         if rc != SQLITE_OK:
@@ -121,7 +122,10 @@ class Connection:
         self._check(_lib.sqlite3_exec(self.db, sql.encode(), None, None, None))
 
     def set_limit(self, which: int, value: int):
-        _lib.sqlite3_limit(self.db, which, value)
+        """Set a limit; a value it already has costs no call into SQLite."""
+        if self._limits.get(which) != value:
+            _lib.sqlite3_limit(self.db, which, value)
+            self._limits[which] = value
 
     def prepare(self, sql: str) -> "Statement":
         stmt = _p()

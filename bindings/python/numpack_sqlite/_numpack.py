@@ -452,8 +452,8 @@ class NumPack:
             stmt.bind_text(1, self._path)
             stmt.bind_text(2, name)
             stmt.bind_blob_static(3, arr.ctypes.data, arr.nbytes)
-            stmt.bind_text(4, arr.dtype.name)
-            stmt.bind_text(5, json.dumps(list(arr.shape)))
+            stmt.bind_text(4, _sql.dtype_name(arr.dtype))
+            stmt.bind_text(5, _sql.json_shape(arr.shape))
             stmt.step()
         except _capi.Error as e:
             raise sql_error(e) from None
@@ -676,7 +676,7 @@ class NumPack:
                     self._try_write("SELECT numpack_append(?, ?, ?, ?, ?)",
                                     (self._path, name,
                                      np.ascontiguousarray(value),
-                                     value.dtype.name,
+                                     _sql.dtype_name(value.dtype),
                                      _sql.json_shape(value.shape))):
                 return
         with self._unit(len(arrays) > 1):

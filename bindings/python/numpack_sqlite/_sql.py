@@ -221,6 +221,18 @@ def little_endian(dtype):
     return order in "<|" or (order == "=" and sys.byteorder == "little")
 
 
+_DTYPE_NAMES = {}
+
+
+def dtype_name(dtype):
+    """DTYPE's name, as the raw forms take it: NumPy builds the name anew on
+    each ``dtype.name`` (about 1.6 us), which a call of 100 rows notices."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype.name
+    return name
+
+
 def json_shape(shape):
     """SHAPE as the JSON list the raw forms take."""
     return "[" + ",".join(map(str, shape)) + "]"
