@@ -10,6 +10,12 @@ cases_many.py — a store of many arrays against a store of one:
            (NumPack's own durability), where the catalog's cost is not
            hidden behind fsync
 
+  save     numpack_save of a new one-row array (synchronous=OFF) into the
+           same two stores, turn about, each under a name of its own; with
+           np.save of a new .npy into a directory of 10,000 such files
+           against an empty one beside it, the file system's own share of
+           making a file in a large directory
+
 The number of arrays is not scaled by BENCH_SCALE (it is the point).  The
 notes give the descriptors the process holds after reading every array of
 the big store once (numpack_arrays and numpack_load of each): data files are
@@ -147,6 +153,62 @@ def inserts(cfg):
     ]
 
 
+SAVES = 50
+
+
+def saves(cfg):
+    """A new array saved into the big store and into the small one; np.save
+    of a new file into a full directory and into an empty one."""
+    import numpy as np
+    big, one = cfg.path("many.npk"), cfg.path("one.npk")
+    full, empty = cfg.path("many_npy"), cfg.path("one_npy")
+    os.makedirs(full, exist_ok=True)
+    os.makedirs(empty, exist_ok=True)
+    row = np.arange(4, dtype=np.int64)
+    for i in range(ARRAYS):
+        np.save(os.path.join(full, "a%d.npy" % i), row)
+    con = connect(":memory:", cfg.numpack_so)
+    con.execute("PRAGMA synchronous=OFF")
+    raw = row.tobytes()
+
+    def numpack(store):
+        def run(rep):
+            with Timer() as t:
+                for k in range(SAVES):
+                    con.execute("SELECT numpack_save(?, ?, ?, 'int64', '[4]')",
+                                (store, "n%d_%d" % (rep, k), raw))
+            return t.seconds / SAVES
+        return run
+
+    def npy(d):
+        def run(rep):
+            with Timer() as t:
+                for k in range(SAVES):
+                    np.save(os.path.join(d, "n%d_%d.npy" % (rep, k)), row)
+            return t.seconds / SAVES
+        return run
+
+    out = interleaved(REPS, {"many": numpack(big), "one": numpack(one),
+                             "npy_many": npy(full), "npy_one": npy(empty)})
+    check_same("arrays after the saves", got=scalar(
+        con, "SELECT count(*) FROM numpack_arrays(?)", (big,)),
+        want=ARRAYS + REPS * SAVES)
+    con.close()
+    return [
+        Result("Many arrays", "`numpack_save` of a new one-row array, store "
+               "of %s arrays (synchronous=OFF)" % "{:,}".format(ARRAYS),
+               out["many"], "same in a one-array store", out["one"], REPORT,
+               short="save new array, 10k arrays"),
+        Result("Many arrays", "the file system's share: `np.save` of a new "
+               ".npy into a directory of %s .npy files"
+               % "{:,}".format(ARRAYS), out["npy_many"],
+               "same into an empty directory", out["npy_one"], REPORT,
+               short="np.save, 10k files"),
+    ]
+
+
 def run(cfg, ds, log):
     log("- one-row inserts in a store of %d arrays" % ARRAYS)
-    return inserts(cfg)
+    out = inserts(cfg)
+    log("- new arrays saved into a store of %d arrays" % ARRAYS)
+    return out + saves(cfg)

@@ -206,10 +206,29 @@ int npk_catalog_own(NpkStore *st, NpkCatalog *cat, int i) {
   return NPK_OK;
 }
 
-NpkArray *npk_catalog_put(NpkCatalog *cat, int i, NpkArray *a) {
+/* 1 if A keeps its rows in other files than data_NAME.npkd (counted in
+** NpkCatalog.odd). */
+static int odd_array(const NpkArray *a) {
+  size_t n;
+  if (!a) return 0;
+  if (a->segmented) return 1;
+  n = strlen(a->name);
+  return strncmp(a->data_file, "data_", 5) != 0 ||
+         strncmp(a->data_file + 5, a->name, n) != 0 ||
+         strcmp(a->data_file + 5 + n, ".npkd") != 0;
+}
+
+/* Put A in slot I of CAT, returning what was there: no count kept. */
+static NpkArray *set_slot(NpkCatalog *cat, int i, NpkArray *a) {
   NpkArray **slot = &cat->ch[i >> NPK_CAT_SHIFT]->a[i & (NPK_CAT_CHUNK - 1)];
   NpkArray *old = *slot;
   *slot = a;
+  return old;
+}
+
+NpkArray *npk_catalog_put(NpkCatalog *cat, int i, NpkArray *a) {
+  NpkArray *old = set_slot(cat, i, a);
+  cat->odd += odd_array(a) - odd_array(old);
   return old;
 }
 
@@ -241,6 +260,7 @@ int npk_catalog_add(NpkStore *st, NpkCatalog *cat, NpkArray *a) {
     return NPK_NOMEM;
   }
   cat->ch[cat->n >> NPK_CAT_SHIFT]->a[k] = a;
+  cat->odd += odd_array(a);
   x = index_for_add(cat);
   cat->n++;
   if (x) index_put(x, a->name, cat->n - 1);
@@ -254,11 +274,11 @@ int npk_catalog_remove(NpkStore *st, NpkCatalog *cat, int i) {
   ** that a failure changes nothing (an owned chunk is the same list). */
   for (int c = i >> NPK_CAT_SHIFT; c < cat->nch; c++)
     if (npk_catalog_own(st, cat, c << NPK_CAT_SHIFT)) return NPK_NOMEM;
+  cat->odd -= odd_array(npk_cat_at(cat, i));
   npk_array_unref(st, npk_cat_at(cat, i));
-  for (int k = i; k + 1 < cat->n; k++)
-    npk_catalog_put(cat, k, npk_cat_at(cat, k + 1));
+  for (int k = i; k + 1 < cat->n; k++) set_slot(cat, k, npk_cat_at(cat, k + 1));
   last = --cat->n;
-  npk_catalog_put(cat, last, NULL);
+  set_slot(cat, last, NULL);
   if ((last & (NPK_CAT_CHUNK - 1)) == 0) chunk_unref(st, cat->ch[--cat->nch]);
   reindex(cat);
   return NPK_OK;
@@ -298,6 +318,7 @@ int npk_catalog_copy(const NpkCatalog *from, NpkCatalog *to) {
   to->nch = to->chcap = from->nch;
   to->n = from->n;
   to->idx = from->idx;
+  to->odd = from->odd;
   return NPK_OK;
 }
 
@@ -483,6 +504,9 @@ static int uses_file(const NpkArray *a, const char *file) {
 int npk_catalog_check_new_file(const NpkCatalog *cat, const NpkArray *a,
                                const char *what, NpkErr *e) {
   int rc = check_reserved(e, what, a->name, a->data_file);
+  /* Every array (A among them) in its own data_NAME.npkd: the one using
+  ** A's file is the one named as A, which is A. */
+  if (cat->odd == 0) return rc;
   for (int i = 0; i < cat->n && rc == NPK_OK; i++) {
     const NpkArray *b = npk_cat_at(cat, i);
     if (b != a && uses_file(b, a->data_file))
@@ -611,10 +635,11 @@ static int same_slot(const NpkCatalog *from, const NpkCatalog *to, int i) {
 
 int npk_catalog_patchable(const NpkCatalog *from, const NpkCatalog *to,
                           const int *at, int nat) {
-  if (at ? from->n != to->n : from->n > to->n) return NPK_ERROR;
+  if (from->n > to->n) return NPK_ERROR;
   for (int k = 0; k < (at ? nat : from->n); k++) {
     int i = at ? at[k] : k;
-    if (i < 0 || i >= from->n || !same_slot(from, to, i)) return NPK_ERROR;
+    if (i < 0 || i >= to->n) return NPK_ERROR;
+    if (i < from->n && !same_slot(from, to, i)) return NPK_ERROR;
   }
   return NPK_OK;
 }
@@ -637,8 +662,11 @@ int npk_catalog_patch(const NpkCatalog *from, const NpkCatalog *to, NpkBuf *img,
   }
   for (int k = 0; k < (at ? nat : from->n); k++) {
     int i = at ? at[k] : k;
-    const NpkArray *a = npk_cat_at(to, i), *c = npk_cat_at(from, i);
+    const NpkArray *a, *c;
     unsigned char *q;
+    if (i >= from->n) continue; /* added: encoded whole below */
+    a = npk_cat_at(to, i);
+    c = npk_cat_at(from, i);
     if (a == c) continue;
     q = img->p + off[i] + 4 + strlen(a->name) + 4;
     for (uint32_t d = 0; d < a->ndim; d++) q = put_u64(q, a->shape[d]);

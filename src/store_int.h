@@ -218,6 +218,9 @@ struct NpkCatalog {
   int n;            /* arrays */
   NpkCatIndex *idx; /* names to positions; NULL (search the list) if
                     ** there was no memory for it */
+  int odd;          /* arrays whose files are not data_NAME.npkd alone
+                    ** (segmented, or another name): while there are
+                    ** none, a file named after an array is no other's */
 };
 
 /* The I-th array of CAT (0 <= I < n). */

@@ -683,27 +683,37 @@ static int cmp_int(const void *a, const void *b) {
 }
 
 /* The same when the transaction knows the only positions where the
-** catalogs can differ (npk_txn_slot): a cost in proportion to the arrays
-** the transaction changed, not to the store's.  -1 when it does not know:
-** arrays were added or dropped, or the committed catalog was read again
-** since the transaction copied it. */
+** catalogs can differ (npk_txn_slot), and that arrays were only added
+** after the committed ones: a cost in proportion to the arrays the
+** transaction changed or added, not to the store's.  -1 when it does not
+** know: arrays were dropped, or the committed catalog was read again since
+** the transaction copied it. */
 static int pair_slots(NpkSession *s, Change *ch) {
   NpkTxn *t = s->txn;
   NpkCatalog *cc = &s->store->cat, *pc = &t->cat;
   int n = 0;
-  if (t->reshaped || t->cat_gen != s->store->cat_gen || cc->n != pc->n)
+  if (t->reshaped || t->cat_gen != s->store->cat_gen || cc->n > pc->n)
     return -1;
   if (!ch && t->nslot > 1)
     qsort(t->slots, (size_t)t->nslot, sizeof *t->slots, cmp_int);
   for (int k = 0; k < t->nslot; k++) {
     int i = t->slots[k];
-    if ((k > 0 && t->slots[k - 1] == i) || i >= pc->n ||
+    /* A position past the committed ones holds an added array (below),
+    ** saved again since it was added. */
+    if ((k > 0 && t->slots[k - 1] == i) || i >= cc->n ||
         npk_cat_at(pc, i) == npk_cat_at(cc, i))
       continue;
     if (strcmp(npk_cat_at(pc, i)->name, npk_cat_at(cc, i)->name) != 0)
       return -1;
     if (ch) {
       ch[n].c = npk_cat_at(cc, i);
+      ch[n].p = npk_cat_at(pc, i);
+      ch[n].pos = i;
+    }
+    n++;
+  }
+  for (int i = cc->n; i < pc->n; i++) {
+    if (ch) {
       ch[n].p = npk_cat_at(pc, i);
       ch[n].pos = i;
     }

@@ -87,7 +87,9 @@ static int put_array(NpkSession *s, int i, NpkArray *a) {
     npk_array_unref(s->store, a);
     return rc;
   }
-  npk_txn_slot(s, i);
+  /* An array added goes after the committed ones, where the commit looks
+  ** for added arrays anyway (pair_slots). */
+  if (i >= 0) npk_txn_slot(s, i);
   if (i < 0) {
     if (npk_catalog_add(s->store, cat, a)) {
       npk_array_unref(s->store, a);

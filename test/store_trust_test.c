@@ -1129,6 +1129,58 @@ static void test_commit_clash(void) {
   trust_done(&x);
 }
 
+/* A new array's file is checked against every array's only while some
+** array keeps its rows elsewhere than in data_NAME.npkd (a crafted
+** catalog, or a segmented array): the count of such arrays follows the
+** transaction's catalog through drops, savepoints rolled back and
+** transactions rolled back, so a clash is refused for as long as the array
+** causing it is there, and a save goes through once it is gone. */
+static void test_commit_clash_counted(void) {
+  Trust x;
+  CatEntry e[2];
+  NpkStore *st;
+  NpkSession *s;
+  int64_t rows[3] = {4, 5, 6}, got[3];
+  uint64_t shape[1] = {3};
+  int lvl;
+  trust_init(&x);
+  rename(P(x.t.dir, "data_a.npkd"), P(x.t.dir, "data_b.npkd"));
+  tu_write_file(P(x.t.dir, "data_c.npkd"), base_rows, sizeof base_rows);
+  e[0] = int64_entry("c", 3, "data_c.npkd");
+  e[1] = int64_entry("a", 3, "data_b.npkd");
+  write_catalog(x.t.dir, e, 2);
+  s = tu_open(x.t.dir, 0, &st);
+  CHECK(s != NULL);
+  if (s) {
+    /* Dropped, then the drop rolled back to a savepoint. */
+    CHECK_EQ(npk_begin(s), NPK_OK);
+    CHECK_EQ(npk_savepoint(s, &lvl), NPK_OK);
+    CHECK_EQ(npk_drop(s, "a"), NPK_OK);
+    CHECK_EQ(npk_rollback_to(s, lvl), NPK_OK);
+    CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, rows), NPK_OK);
+    CHECK_EQ(npk_commit(s), NPK_CORRUPT);
+    CHECK_HAS(npk_errmsg(s), "both keep their rows in data_b.npkd");
+    CHECK_EQ(npk_rollback(s), NPK_OK);
+    /* Dropped in a transaction rolled back. */
+    CHECK_EQ(npk_begin(s), NPK_OK);
+    CHECK_EQ(npk_drop(s, "a"), NPK_OK);
+    CHECK_EQ(npk_rollback(s), NPK_OK);
+    CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, rows), NPK_CORRUPT);
+    /* Saved over as a version in the same file, then dropped: gone. */
+    CHECK_EQ(npk_append(s, "a", NPK_INT64, 1, shape, rows), NPK_OK);
+    CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, rows), NPK_CORRUPT);
+    CHECK_EQ(npk_drop(s, "a"), NPK_OK);
+    CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, rows), NPK_OK);
+    CHECK_EQ(load_i64(s, "b", got, 3), 3);
+    CHECK(got[0] == 4 && got[2] == 6);
+    CHECK_EQ(load_i64(s, "c", got, 3), 3);
+    CHECK(got[0] == 1 && got[2] == 3);
+  }
+  tu_close(st, s);
+  outside_same(&x, __LINE__);
+  trust_done(&x);
+}
+
 /* ---- hard links to files outside -------------------------------------- */
 
 /* The largest allocation asked of the allocator while it is installed. */
@@ -1413,6 +1465,7 @@ int main(void) {
   RUN(test_catalog_shared_file);
   RUN(test_catalog_own_files);
   RUN(test_commit_clash);
+  RUN(test_commit_clash_counted);
   RUN(test_store_dir_link);
   return CTEST_END();
 }
