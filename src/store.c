@@ -620,6 +620,8 @@ void npk_store_release(NpkStore *st) {
 
 const char *npk_store_dir(NpkStore *st) { return st->dir; }
 
+int npk_store_folds_case(NpkStore *st) { return st->folds_case; }
+
 void npk_store_stats(NpkStore *st, NpkStats *out) {
   uint64_t *src = (uint64_t *)&st->stats, *dst = (uint64_t *)out;
   for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)

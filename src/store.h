@@ -154,6 +154,9 @@ int npk_store_open(const char *dir, int flags, NpkStore **ppStore,
                    char **errmsg);
 void npk_store_release(NpkStore *p); /* drop one reference */
 const char *npk_store_dir(NpkStore *p);
+/* 1 if the store's directory does not tell names apart by case: numpack
+** reads the store and refuses every write to it (NPK_READONLY). */
+int npk_store_folds_case(NpkStore *p);
 /* The monotonic clock in nanoseconds, and how long a check for changes by
 ** programs that ignore the lock (a stat) is trusted: see store.c. */
 int64_t npk_monotonic_ns(void);
@@ -450,6 +453,10 @@ void npk_test_crash_at(int step);
 ** npk_read_row_unlocked, for tests that make a commit land inside the
 ** copy. */
 void npk_test_copy_pause(int us);
+/* FN(ARG) once a commit has paired its arrays with the committed ones,
+** before it waits for EXCLUSIVE (NULL stops it): for tests that make
+** another session read the store again there. */
+void npk_test_on_plan(void (*fn)(void *), void *arg);
 /* While ON, every hard link the engine makes fails with EPERM, as on a
 ** file system without hard links (FAT, exFAT, some network mounts), so
 ** that the backups it makes by copy instead are tested.  The environment

@@ -479,6 +479,9 @@ int npk_test_crash_point(int step);
 /* Halfway through a row npk_read_row_unlocked copies: in the test build,
 ** the pause npk_test_copy_pause() asked for; otherwise nothing. */
 void npk_test_copy_point(void);
+/* Once a commit has paired its arrays: in the test build, what
+** npk_test_on_plan() asked for; otherwise nothing. */
+void npk_test_plan_point(void);
 /* The allocator asks FN before each allocation while FN is set: nonzero
 ** fails it (store_alloc.c; the test build's npk_test_fault sets it for the
 ** "malloc" and "oom" kinds). */

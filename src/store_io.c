@@ -99,6 +99,18 @@ void npk_test_copy_point(void) {
   if (copy_pause_us > 0) usleep((useconds_t)copy_pause_us);
 }
 
+static void (*plan_fn)(void *); /* npk_test_on_plan */
+static void *plan_arg;
+
+void npk_test_on_plan(void (*fn)(void *), void *arg) {
+  plan_fn = fn;
+  plan_arg = arg;
+}
+
+void npk_test_plan_point(void) {
+  if (plan_fn) plan_fn(plan_arg);
+}
+
 /* NUMPACK_TEST_RECHECK_US sets the recheck interval of a test process (0:
 ** every statement looks), so that tests need not race the clock. */
 int64_t npk_recheck_ns(void) {
@@ -241,6 +253,8 @@ int npk_test_crash_point(int step) {
 }
 
 void npk_test_copy_point(void) {}
+
+void npk_test_plan_point(void) {}
 
 static int fault_check(const char *kind) {
   (void)kind;

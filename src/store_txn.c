@@ -919,6 +919,13 @@ static int catalog_plan(NpkSession *s, const Change *ch, int n, int fast,
   NpkErr ignored;
   int ok, patchable;
   if (st->cat_fd < 0 || st->coarse_mtime) return NPK_OK;
+  /* The pairing saw the committed catalog the transaction copied; should
+  ** it have been read again since (a program ignoring the locks changed
+  ** it, and a reader of another session found out before this commit took
+  ** EXCLUSIVE), the positions it found say nothing of the catalog now
+  ** held, and every position is compared. */
+  if (s->txn->cat_gen != __atomic_load_n(&st->cat_gen, __ATOMIC_RELAXED))
+    fast = 0;
   if (fast) {
     /* Only these positions differ (pair_slots): check them alone. */
     if (!(ci->pos = npk_malloc(((size_t)n + 1) * sizeof *ci->pos)))
@@ -1732,6 +1739,7 @@ int npk_commit(NpkSession *s) {
   s->err.rc = NPK_OK;
   if (t->nsp) npk_release(s, 0);
   rc = plan(s, &ch, &n, &fast);
+  npk_test_plan_point();
   /* Past the commit point nothing may fail, letting go of the catalog the
   ** commit replaces included. */
   if (rc == NPK_OK && !t->cat_note && !(t->cat_note = npk_retire_note()))

@@ -797,15 +797,15 @@ static int gone(NpkVtab *v) {
 ** read-only, or has no array any more (detached, dropped by another
 ** connection, its store deleted or no store any more since it connected),
 ** or the array is no longer the one the table was declared for (saved
-** over with another layout, as layout_check refuses), or the store cannot
-** be written (this process may not, or its directory does not tell names
-** apart by case): then the table goes and the store stays as it is, since
-** a table that could not be dropped would stay in the schema for good. */
+** over with another layout, as layout_check refuses), or the store's
+** directory does not tell names apart by case (no write goes there, and a
+** table that could not be dropped would stay in the schema for good): then
+** the table goes and the store stays as it is. */
 static int vt_destroy(sqlite3_vtab *p) {
   NpkVtab *v = (NpkVtab *)p;
   NpkArrayInfo info;
   int rc;
-  if (!v->readonly && !v->zGone) {
+  if (!v->readonly && !v->zGone && !npk_store_folds_case(v->conn->store)) {
     rc = npk_array_info(v->conn->ses, v->zArray, &info);
     if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE &&
         access(npk_store_dir(v->conn->store), F_OK) == 0)
@@ -822,8 +822,7 @@ static int vt_destroy(sqlite3_vtab *p) {
       }
       npk_conn_autocommit_write(v->conn);
       rc = npk_drop(v->conn->ses, v->zArray);
-      if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE && rc != NPK_READONLY)
-        return fail(v, rc);
+      if (rc && rc != NPK_NOTFOUND && rc != NPK_NOFILE) return fail(v, rc);
     }
   }
   vtab_free(v);

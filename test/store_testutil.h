@@ -1034,4 +1034,20 @@ TU_FN void tu_dump_describe(const char *label, const Buf *d) {
     tu_dump_describe("got ", (got)); tu_dump_describe("want", (want)); } \
   } while (0)
 
+/* The live rows of int64 array NAME, at most MAX of them; -1 on error. */
+TU_FN int tu_load_i64(NpkSession *s, const char *name, int64_t *out, int max) {
+  NpkArrayInfo info;
+  int n = 0;
+  if (npk_read_begin(s) != NPK_OK) return -1;
+  if (npk_array_info(s, name, &info) != NPK_OK) n = -1;
+  for (uint64_t r = 0; n >= 0 && r < info.rows; r++) {
+    const void *p;
+    if (!npk_row_live(s, name, r)) continue;
+    if (npk_row_ptr(s, name, r, &p) != NPK_OK) n = -1;
+    else if (n < max) memcpy(&out[n++], p, sizeof *out);
+  }
+  npk_read_end(s);
+  return n;
+}
+
 #endif /* NPK_STORE_TESTUTIL_H */

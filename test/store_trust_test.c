@@ -219,22 +219,6 @@ static void test_link_data(void) {
   trust_done(&x);
 }
 
-/* The live rows of int64 array NAME, at most MAX of them; -1 on error. */
-static int load_i64(NpkSession *s, const char *name, int64_t *out, int max) {
-  NpkArrayInfo info;
-  int n = 0;
-  if (npk_read_begin(s) != NPK_OK) return -1;
-  if (npk_array_info(s, name, &info) != NPK_OK) n = -1;
-  for (uint64_t r = 0; n >= 0 && r < info.rows; r++) {
-    const void *p;
-    if (!npk_row_live(s, name, r)) continue;
-    if (npk_row_ptr(s, name, r, &p) != NPK_OK) n = -1;
-    else if (n < max) memcpy(&out[n++], p, sizeof *out);
-  }
-  npk_read_end(s);
-  return n;
-}
-
 /* A data file with a second name (a hard link, perhaps outside the store):
 ** read as usual, never written in place; saving over it makes a new file
 ** and leaves the other name's bytes alone. */
@@ -250,7 +234,7 @@ static void test_hardlink_data(void) {
   s = tu_open(x.t.dir, 0, &st);
   CHECK(s != NULL);
   if (s) {
-    CHECK_EQ(load_i64(s, "a", got, 3), 3);
+    CHECK_EQ(tu_load_i64(s, "a", got, 3), 3);
     CHECK(got[0] == 1 && got[1] == 2 && got[2] == 3);
     CHECK_EQ(npk_append(s, "a", NPK_INT64, 1, shape, &row), NPK_READONLY);
     CHECK_HAS(npk_errmsg(s), "data_a.npkd in place: it has 2 hard links");
@@ -259,7 +243,7 @@ static void test_hardlink_data(void) {
     outside_same(&x, __LINE__);
     shape[0] = 1;
     CHECK_EQ(npk_save(s, "a", NPK_INT64, 1, shape, &row), NPK_OK);
-    CHECK_EQ(load_i64(s, "a", got, 3), 1);
+    CHECK_EQ(tu_load_i64(s, "a", got, 3), 1);
     CHECK(got[0] == 42);
   }
   tu_close(st, s);
@@ -1171,9 +1155,9 @@ static void test_commit_clash_counted(void) {
     CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, rows), NPK_CORRUPT);
     CHECK_EQ(npk_drop(s, "a"), NPK_OK);
     CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, rows), NPK_OK);
-    CHECK_EQ(load_i64(s, "b", got, 3), 3);
+    CHECK_EQ(tu_load_i64(s, "b", got, 3), 3);
     CHECK(got[0] == 4 && got[2] == 6);
-    CHECK_EQ(load_i64(s, "c", got, 3), 3);
+    CHECK_EQ(tu_load_i64(s, "c", got, 3), 3);
     CHECK(got[0] == 1 && got[2] == 3);
   }
   tu_close(st, s);
@@ -1284,10 +1268,10 @@ static void test_folds_case(void) {
     CHECK(s != NULL);
     if (s && i == 3) {
       CHECK_EQ(npk_append(s, "a", NPK_INT64, 1, shape, &row), NPK_OK);
-      CHECK_EQ(load_i64(s, "a", got, 4), 4);
+      CHECK_EQ(tu_load_i64(s, "a", got, 4), 4);
     } else if (s) {
       CHECK_EQ(npk_recover(s), NPK_OK);
-      rc = load_i64(s, "a", got, 4);
+      rc = tu_load_i64(s, "a", got, 4);
       if (i == 0) {
         CHECK(rc == 3 && got[0] == 1 && got[2] == 3);
       } else {
@@ -1351,9 +1335,9 @@ static void test_hardlink_fresh(void) {
     trust_resnap(&x);
     CHECK_EQ(npk_delete_rows(s, "a", &r1, 1), NPK_OK);
     CHECK_EQ(npk_save(s, "b", NPK_INT64, 1, shape, &row), NPK_OK);
-    CHECK_EQ(load_i64(s, "a", got, 4), 3);
+    CHECK_EQ(tu_load_i64(s, "a", got, 4), 3);
     CHECK(got[0] == 1 && got[1] == 3 && got[2] == 42);
-    CHECK_EQ(load_i64(s, "b", got, 4), 1);
+    CHECK_EQ(tu_load_i64(s, "b", got, 4), 1);
     CHECK(got[0] == 42);
   }
   tu_close(st, s);

@@ -2417,6 +2417,88 @@ static void test_in_place_foreign_catalog(void) {
   tu_tmp_done(&t);
 }
 
+/* The same, found out by a reader of another session after the commit
+** paired its arrays and before it took EXCLUSIVE: the committed catalog
+** the commit holds is then the foreign one, which the positions the
+** pairing found do not describe.  A commit that added an array must not
+** patch that catalog at them (it listed an array twice, and the store was
+** refused as damaged); it writes its own catalog whole. */
+typedef struct PlanRace PlanRace;
+struct PlanRace {
+  const char *dir;      /* the store */
+  unsigned char *cat;   /* the catalog the foreign program writes */
+  size_t ncat;
+  NpkSession *reader;   /* the other session */
+  int fired, seen;      /* the callback ran; arrays the reader then saw */
+};
+
+static void plan_race(void *arg) {
+  PlanRace *r = arg;
+  if (r->fired++) return;
+  CHECK_EQ(tu_catalog_replace(r->dir, r->cat, r->ncat), 0);
+  CHECK_EQ(npk_read_begin(r->reader), NPK_OK);
+  CHECK_EQ(npk_array_count(r->reader, &r->seen), NPK_OK);
+  npk_read_end(r->reader);
+}
+
+static void test_foreign_catalog_after_plan(void) {
+  static const char *const names[] = {"a", "b", "c", "x"};
+  int64_t v[3] = {1, 2, 3}, got[3];
+  uint64_t shape[1] = {3};
+  Tmp t, ref;
+  NpkStore *st, *st2;
+  NpkSession *s, *q;
+  PlanRace r;
+  char *err = NULL;
+  int n = 0;
+  memset(&r, 0, sizeof r);
+  tu_tmp_init(&t);
+  tu_tmp_init(&ref);
+  /* The foreign catalog: b and c, as the store has them. */
+  q = tu_open(ref.dir, NPK_OPEN_CREATE, &st2);
+  CHECK(q != NULL);
+  if (q) {
+    CHECK_EQ(npk_save(q, "b", NPK_INT64, 1, shape, v), NPK_OK);
+    CHECK_EQ(npk_save(q, "c", NPK_INT64, 1, shape, v), NPK_OK);
+  }
+  tu_close(st2, q);
+  r.cat = tu_read_file(P(ref.dir, TU_CATALOG), &r.ncat);
+  r.dir = t.dir;
+  s = tu_open(t.dir, NPK_OPEN_CREATE, &st);
+  CHECK(s != NULL && r.cat != NULL);
+  if (s && r.cat) {
+    for (int i = 0; i < 3; i++)
+      CHECK_EQ(npk_save(s, names[i], NPK_INT64, 1, shape, v), NPK_OK);
+    CHECK_EQ(npk_session_open(st, &r.reader), NPK_OK);
+    npk_test_on_plan(plan_race, &r);
+    CHECK_EQ(npk_save(s, "x", NPK_INT64, 1, shape, v), NPK_OK);
+    npk_test_on_plan(NULL, NULL);
+    CHECK_EQ(r.fired, 1);
+    CHECK_EQ(r.seen, 2);
+    npk_session_close(r.reader);
+  }
+  tu_close(st, s);
+  /* Opened afresh: whole, with the commit's arrays. */
+  CHECK_EQ(npk_store_open(t.dir, 0, &st, &err), NPK_OK);
+  if (err) printf("  %s\n", err);
+  free(err);
+  if (st && npk_session_open(st, &s) == NPK_OK) {
+    CHECK_EQ(npk_read_begin(s), NPK_OK);
+    CHECK_EQ(npk_array_count(s, &n), NPK_OK);
+    CHECK_EQ(n, 4);
+    npk_read_end(s);
+    for (int i = 0; i < 4; i++) {
+      CHECK_EQ(tu_load_i64(s, names[i], got, 3), 3);
+      CHECK(got[0] == 1 && got[2] == 3);
+    }
+    npk_session_close(s);
+  }
+  if (st) npk_store_release(st);
+  free(r.cat);
+  tu_tmp_done(&ref);
+  tu_tmp_done(&t);
+}
+
 /* Rows replaced in place go through a writable mapping of the data file;
 ** where the address space has room for the read mapping only, they are
 ** written one by one instead, and the commit still succeeds. */
@@ -5304,6 +5386,7 @@ int main(void) {
   RUN(test_suffix_same_bytes);
   RUN(test_catalog_suffix_max);
   RUN(test_in_place_foreign_catalog);
+  RUN(test_foreign_catalog_after_plan);
   RUN(test_replace_without_room_to_map);
   RUN(test_crash_autocommit);
   RUN(test_crash_reader_elsewhere);
