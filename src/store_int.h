@@ -367,11 +367,13 @@ struct NpkTxn {
   unsigned tmpseq;       /* counter for temporary file names */
   int marked;            /* set NPK_MARK_NEWFILES in the lock file */
   uint64_t cat_gen;      /* the store's cat_gen when cat was copied */
-  int reshaped;          /* arrays were added to or dropped from cat:
-                         ** the commit compares every position */
+  int reshaped;          /* arrays were dropped from cat: the commit
+                         ** compares every position */
   int *slots;            /* else the positions of cat where an array
                          ** was replaced by another version (maybe
-                         ** twice): the only ones that can differ */
+                         ** twice): with the arrays added after the
+                         ** committed ones, the only ones that can
+                         ** differ */
   int nslot, slotcap;    /* entries used / allocated */
   NpkRetired *cat_note;  /* for letting go of the committed catalog the
                          ** commit replaces (made before it changes a
@@ -803,7 +805,8 @@ int npk_undo_catalog(NpkSession *s);
 ** (checked writable and whole first). */
 int npk_txn_grow(NpkSession *s, NpkArray *a);
 /* Note that position I of the transaction's catalog now holds another
-** version of its array, or (I < 0) that arrays were added or dropped. */
+** version of its array, or (I < 0) that arrays were dropped (arrays added
+** after the committed ones need no note). */
 void npk_txn_slot(NpkSession *s, int i);
 int npk_op_begin(NpkSession *s, int *autoc, int *level);
 int npk_op_end(NpkSession *s, int autoc, int level, int rc);
